@@ -1,0 +1,791 @@
+"""Broker configs Artesian honours, under Kafka's names and defaults, and ``BrokerConfig``.
+
+Deliberate differences from Kafka, all documented on the key:
+- ``node.id`` defaults to 1 (Kafka has no usable default); ``broker.id`` is accepted as its
+  synonym and must agree with it when both are set.
+- ``offsets.topic.replication.factor`` keeps Kafka's default of 3 but the broker clamps it to
+  the number of live brokers, so a single node works out of the box.
+- A few keys common in Kafka ``server.properties`` files are accepted but unused, so existing
+  files load; their doc says so.
+- ``artesian.metrics.port`` is ours (Kafka has no equivalent).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from artesian.config.definitions import (
+    INT_MAX,
+    LONG_MAX,
+    ConfigKey,
+    ConfigSource,
+    ConfigType,
+    ConfigValue,
+    GzipLevel,
+    InvalidConfigError,
+    Range,
+    UnknownConfigError,
+    ValidList,
+    ValidString,
+    freeze,
+    parse,
+)
+from artesian.config.topic import COMPRESSION_TYPES, TOPIC_CONFIG_SYNONYMS, TOPIC_CONFIGS
+
+__all__ = [
+    "BROKER_CONFIGS",
+    "BrokerConfig",
+    "SynonymEntry",
+    "broker_synonyms",
+    "load_properties",
+    "parse_properties",
+]
+
+_L, _I, _B, _S, _D, _LS, _SH = (
+    ConfigType.LONG,
+    ConfigType.INT,
+    ConfigType.BOOLEAN,
+    ConfigType.STRING,
+    ConfigType.DOUBLE,
+    ConfigType.LIST,
+    ConfigType.SHORT,
+)
+_GE0 = Range.at_least(0)
+_GE1 = Range.at_least(1)
+_UNUSED = " Accepted for compatibility; Artesian does not use it."
+
+
+def _k(
+    name: str,
+    type_: ConfigType,
+    default: ConfigValue,
+    doc: str,
+    validator: Range | ValidString | ValidList | GzipLevel | None = None,
+    *,
+    dynamic: bool = False,
+) -> ConfigKey:
+    # read_only mirrors Kafka: only configs Kafka can update dynamically are writable.
+    return ConfigKey(name, type_, default, doc, validator, read_only=not dynamic)
+
+
+BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
+    (
+        # Identity and network.
+        _k("node.id", _I, 1, "Id of this node. Artesian defaults to 1 (Kafka requires it).", _GE0),
+        _k("broker.id", _I, -1, "Legacy synonym of node.id; must match it when both are set."),
+        _k(
+            "listeners",
+            _S,
+            "PLAINTEXT://:9092",
+            "Comma-separated listener URIs to bind.",
+            dynamic=True,
+        ),
+        _k(
+            "advertised.listeners",
+            _S,
+            None,
+            "Listeners published to clients; defaults to listeners.",
+            dynamic=True,
+        ),
+        _k("socket.request.max.bytes", _I, 104_857_600, "Largest request accepted.", _GE1),
+        _k("socket.send.buffer.bytes", _I, 102_400, "SO_SNDBUF for sockets (-1 = OS default)."),
+        _k("socket.receive.buffer.bytes", _I, 102_400, "SO_RCVBUF for sockets (-1 = OS default)."),
+        _k(
+            "num.network.threads",
+            _I,
+            3,
+            "Kafka network thread count." + _UNUSED,
+            _GE1,
+            dynamic=True,
+        ),
+        _k(
+            "num.io.threads",
+            _I,
+            8,
+            "Kafka request handler thread count." + _UNUSED,
+            _GE1,
+            dynamic=True,
+        ),
+        _k("connections.max.idle.ms", _L, 600_000, "Close connections idle this long."),
+        _k(
+            "queued.max.requests",
+            _I,
+            500,
+            "Requests queued per connection before reads stop.",
+            _GE1,
+        ),
+        _k(
+            "artesian.metrics.port",
+            _I,
+            0,
+            "Artesian-specific: port of the Prometheus metrics endpoint (0 = disabled).",
+            Range.between(0, 65535),
+        ),
+        # Topic creation.
+        _k(
+            "num.partitions",
+            _I,
+            1,
+            "Partitions of auto-created topics and CreateTopics with -1.",
+            _GE1,
+        ),
+        _k("default.replication.factor", _I, 1, "Replication factor of auto-created topics."),
+        _k("auto.create.topics.enable", _B, True, "Create unknown topics on metadata requests."),
+        _k("delete.topic.enable", _B, True, "Allow DeleteTopics."),
+        # Log storage.
+        _k("log.dirs", _LS, None, "Data directories; if unset, log.dir is used."),
+        _k("log.dir", _LS, ["/tmp/kafka-logs"], "Data directories used when log.dirs is unset."),
+        _k(
+            "num.recovery.threads.per.data.dir",
+            _I,
+            2,
+            "Recovery threads per data dir." + _UNUSED,
+            _GE1,
+            dynamic=True,
+        ),
+        _k(
+            "message.max.bytes",
+            _I,
+            1_048_588,
+            "Largest record batch accepted (topic default of max.message.bytes).",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.segment.bytes",
+            _I,
+            1_073_741_824,
+            "Segment file size limit.",
+            Range.at_least(1024 * 1024),
+            dynamic=True,
+        ),
+        _k(
+            "log.roll.ms",
+            _L,
+            None,
+            "Roll segments after this long; overrides log.roll.hours.",
+            dynamic=True,
+        ),
+        _k("log.roll.hours", _I, 168, "Roll segments after this many hours.", _GE1),
+        _k(
+            "log.roll.jitter.ms",
+            _L,
+            None,
+            "Segment roll jitter; overrides log.roll.jitter.hours.",
+            dynamic=True,
+        ),
+        _k("log.roll.jitter.hours", _I, 0, "Segment roll jitter in hours.", _GE0),
+        _k(
+            "log.retention.ms",
+            _L,
+            None,
+            "Delete segments older than this (-1 = never); overrides minutes and hours.",
+            dynamic=True,
+        ),
+        _k(
+            "log.retention.minutes",
+            _I,
+            None,
+            "Retention in minutes; overrides log.retention.hours.",
+        ),
+        _k("log.retention.hours", _I, 168, "Retention in hours."),
+        _k("log.retention.bytes", _L, -1, "Partition size limit (-1 = none).", dynamic=True),
+        _k(
+            "log.retention.check.interval.ms", _L, 300_000, "How often retention is enforced.", _GE1
+        ),
+        _k(
+            "log.segment.delete.delay.ms",
+            _L,
+            60_000,
+            "Delay before deleted segments are removed from disk.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.flush.interval.messages",
+            _L,
+            LONG_MAX,
+            "Fsync after this many messages.",
+            _GE1,
+            dynamic=True,
+        ),
+        _k(
+            "log.flush.interval.ms",
+            _L,
+            None,
+            "Fsync after this long; if unset, log.flush.scheduler.interval.ms.",
+            dynamic=True,
+        ),
+        _k("log.flush.scheduler.interval.ms", _L, LONG_MAX, "How often the flusher checks logs."),
+        _k(
+            "log.index.interval.bytes",
+            _I,
+            4096,
+            "Bytes between offset index entries.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.index.size.max.bytes",
+            _I,
+            10_485_760,
+            "Offset index size limit.",
+            Range.at_least(4),
+            dynamic=True,
+        ),
+        _k(
+            "log.cleanup.policy",
+            _LS,
+            ["delete"],
+            "Default cleanup policy: delete, compact or both.",
+            ValidList(("compact", "delete")),
+            dynamic=True,
+        ),
+        _k("log.preallocate", _B, False, "Preallocate segment files.", dynamic=True),
+        _k(
+            "log.message.timestamp.type",
+            _S,
+            "CreateTime",
+            "Default timestamp type.",
+            ValidString(("CreateTime", "LogAppendTime")),
+            dynamic=True,
+        ),
+        _k(
+            "log.message.timestamp.before.max.ms",
+            _L,
+            LONG_MAX,
+            "How far in the past a CreateTime timestamp may be.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.message.timestamp.after.max.ms",
+            _L,
+            3_600_000,
+            "How far in the future a CreateTime timestamp may be.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.local.retention.ms",
+            _L,
+            -2,
+            "Local retention of tiered topics (-2 = retention.ms).",
+            Range.at_least(-2),
+            dynamic=True,
+        ),
+        _k(
+            "log.local.retention.bytes",
+            _L,
+            -2,
+            "Local size limit of tiered topics (-2 = retention.bytes).",
+            Range.at_least(-2),
+            dynamic=True,
+        ),
+        # Compaction.
+        _k("log.cleaner.enable", _B, True, "Run the log cleaner (needed for compacted topics)."),
+        _k("log.cleaner.threads", _I, 1, "Log cleaner threads.", _GE0, dynamic=True),
+        _k(
+            "log.cleaner.backoff.ms",
+            _L,
+            15_000,
+            "Cleaner sleep when nothing is cleanable.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.cleaner.delete.retention.ms",
+            _L,
+            86_400_000,
+            "Tombstone retention on compacted topics.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.cleaner.min.cleanable.ratio",
+            _D,
+            0.5,
+            "Dirty ratio that triggers compaction.",
+            Range.between(0, 1),
+            dynamic=True,
+        ),
+        _k(
+            "log.cleaner.min.compaction.lag.ms",
+            _L,
+            0,
+            "Shortest a record stays uncompacted.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "log.cleaner.max.compaction.lag.ms",
+            _L,
+            LONG_MAX,
+            "Longest a record stays uncompacted.",
+            _GE1,
+            dynamic=True,
+        ),
+        # Topic defaults with the same name as the topic config.
+        _k(
+            "compression.type",
+            _S,
+            "producer",
+            "Default topic compression codec.",
+            ValidString(COMPRESSION_TYPES),
+            dynamic=True,
+        ),
+        _k("compression.gzip.level", _I, -1, "Default gzip level.", GzipLevel(), dynamic=True),
+        _k(
+            "compression.lz4.level", _I, 9, "Default lz4 level.", Range.between(1, 17), dynamic=True
+        ),
+        _k(
+            "compression.zstd.level",
+            _I,
+            3,
+            "Default zstd level.",
+            Range.between(-131072, 22),
+            dynamic=True,
+        ),
+        _k(
+            "min.insync.replicas",
+            _I,
+            1,
+            "Default in-sync replicas needed for acks=all.",
+            _GE1,
+            dynamic=True,
+        ),
+        _k(
+            "unclean.leader.election.enable",
+            _B,
+            False,
+            "Allow out-of-sync leaders by default.",
+            dynamic=True,
+        ),
+        # Group coordinator.
+        _k("offsets.topic.num.partitions", _I, 50, "Partitions of __consumer_offsets.", _GE1),
+        _k(
+            "offsets.topic.replication.factor",
+            _SH,
+            3,
+            "Replication of __consumer_offsets; Artesian clamps it to the broker count.",
+            _GE1,
+        ),
+        _k(
+            "offsets.retention.minutes",
+            _I,
+            10_080,
+            "Keep committed offsets of empty groups this long.",
+            _GE1,
+        ),
+        _k(
+            "offsets.retention.check.interval.ms",
+            _L,
+            600_000,
+            "How often stale offsets are expired.",
+            _GE1,
+        ),
+        _k(
+            "group.initial.rebalance.delay.ms",
+            _I,
+            3000,
+            "Wait for more members before the first rebalance.",
+        ),
+        _k(
+            "group.min.session.timeout.ms",
+            _I,
+            6000,
+            "Smallest session timeout a member may ask for.",
+        ),
+        _k(
+            "group.max.session.timeout.ms",
+            _I,
+            1_800_000,
+            "Largest session timeout a member may ask for.",
+        ),
+        _k("group.max.size", _I, INT_MAX, "Most members in one classic group.", _GE1),
+        # Transactions and idempotence.
+        _k(
+            "transactional.id.expiration.ms",
+            _I,
+            604_800_000,
+            "Expire idle transactional ids after this long.",
+            _GE1,
+        ),
+        _k("transaction.max.timeout.ms", _I, 900_000, "Largest transaction timeout allowed.", _GE1),
+        _k(
+            "transaction.state.log.num.partitions",
+            _I,
+            50,
+            "Partitions of __transaction_state.",
+            _GE1,
+        ),
+        _k(
+            "transaction.state.log.replication.factor",
+            _SH,
+            3,
+            "Replication of __transaction_state; clamped to the broker count.",
+            _GE1,
+        ),
+        _k(
+            "transaction.state.log.min.isr",
+            _I,
+            2,
+            "min.insync.replicas of __transaction_state; clamped to the broker count.",
+            _GE1,
+        ),
+        _k(
+            "producer.id.expiration.ms",
+            _I,
+            86_400_000,
+            "Expire idle producer ids after this long.",
+            _GE1,
+            dynamic=True,
+        ),
+        # Fetch.
+        _k(
+            "max.incremental.fetch.session.cache.slots",
+            _I,
+            1000,
+            "Most cached incremental fetch sessions.",
+            _GE0,
+        ),
+        _k("fetch.max.bytes", _I, 57_671_680, "Largest fetch response.", Range.at_least(1024)),
+        _k(
+            "replica.fetch.max.bytes",
+            _I,
+            1_048_576,
+            "Bytes per partition a follower fetches.",
+            _GE0,
+        ),
+    )
+)
+
+# Broker configs that shadow each other (Kafka's DynamicBrokerConfig.brokerConfigSynonyms),
+# highest precedence first. Note log.flush.scheduler.interval.ms alone has no synonym.
+_SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("log.roll.ms", "log.roll.hours"),
+    ("log.roll.jitter.ms", "log.roll.jitter.hours"),
+    ("log.retention.ms", "log.retention.minutes", "log.retention.hours"),
+)
+
+
+def broker_synonyms(name: str) -> tuple[str, ...]:
+    """Broker config names that may supply ``name``'s value, highest precedence first."""
+    if name == "log.flush.interval.ms":
+        return ("log.flush.interval.ms", "log.flush.scheduler.interval.ms")
+    for group in _SYNONYM_GROUPS:
+        if name in group:
+            return group
+    return (name,)
+
+
+SynonymEntry = tuple[str, str | None, ConfigSource]
+
+
+class BrokerConfig:
+    """Static broker configuration: explicit settings plus Kafka defaults. Immutable."""
+
+    __slots__ = ("_definitions", "_explicit", "_values")
+
+    def __init__(
+        self,
+        props: Mapping[str, str] | None = None,
+        *,
+        definitions: Mapping[str, ConfigKey] = BROKER_CONFIGS,
+    ) -> None:
+        self._definitions = definitions
+        explicit: dict[str, str] = {}
+        values: dict[str, ConfigValue] = {}
+        for name, raw in (props or {}).items():
+            key = self._key(name)
+            values[name] = parse(key, raw)
+            explicit[name] = raw
+        self._explicit: Mapping[str, str] = MappingProxyType(explicit)
+        self._values: Mapping[str, ConfigValue] = MappingProxyType(values)
+        both = self.is_set("node.id") and self.is_set("broker.id")
+        if both and self.get("node.id") != self.get("broker.id"):
+            raise InvalidConfigError(
+                "broker.id",
+                self._explicit["broker.id"],
+                f"must match node.id ({self._explicit['node.id']}) when both are set",
+            )
+
+    @classmethod
+    def load(
+        cls,
+        properties_file: str | os.PathLike[str] | None = None,
+        overrides: Iterable[str] | Mapping[str, str] = (),
+    ) -> BrokerConfig:
+        """Build from an optional .properties file, then ``key=value`` overrides (win)."""
+        props: dict[str, str] = {}
+        if properties_file is not None:
+            props.update(load_properties(properties_file))
+        if isinstance(overrides, Mapping):
+            props.update(overrides)
+        else:
+            for item in overrides:
+                name, sep, value = item.partition("=")
+                if not sep or not name.strip():
+                    raise InvalidConfigError(name, item, "expected key=value")
+                props[name.strip()] = value
+        return cls(props)
+
+    def _key(self, name: str) -> ConfigKey:
+        try:
+            return self._definitions[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._definitions, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UnknownConfigError(name, f"Unknown broker config name: {name}{hint}") from None
+
+    @property
+    def definitions(self) -> Mapping[str, ConfigKey]:
+        return self._definitions
+
+    @property
+    def explicit(self) -> Mapping[str, str]:
+        """Settings given by the operator, as written (STATIC_BROKER_CONFIG)."""
+        return self._explicit
+
+    def key(self, name: str) -> ConfigKey:
+        return self._key(name)
+
+    def is_set(self, name: str) -> bool:
+        return name in self._explicit
+
+    def get(self, name: str) -> ConfigValue:
+        """Typed value: explicit if set, else the default (None for null defaults)."""
+        key = self._key(name)
+        return self._values.get(name, key.default)
+
+    def get_int(self, name: str) -> int:
+        v = self.get(name)
+        assert isinstance(v, int) and not isinstance(v, bool), name
+        return v
+
+    def get_bool(self, name: str) -> bool:
+        v = self.get(name)
+        assert isinstance(v, bool), name
+        return v
+
+    def source(self, name: str) -> ConfigSource:
+        self._key(name)
+        return (
+            ConfigSource.STATIC_BROKER_CONFIG
+            if name in self._explicit
+            else (ConfigSource.DEFAULT_CONFIG)
+        )
+
+    def config_synonyms(self, name: str, synonyms: Iterable[str]) -> list[SynonymEntry]:
+        """Kafka's configSynonyms: static entries, then defaults, each in precedence order,
+        then everything before the first entry named ``name`` dropped."""
+        syns = tuple(synonyms)
+        out: list[SynonymEntry] = []
+        for s in syns:
+            if s in self._explicit:
+                hidden = self._key(s).sensitive
+                out.append(
+                    (s, None if hidden else self._explicit[s], ConfigSource.STATIC_BROKER_CONFIG)
+                )
+        for s in syns:
+            key = self._definitions.get(s)
+            if key is not None and key.default is not None:
+                out.append(
+                    (s, None if key.sensitive else key.default_str, ConfigSource.DEFAULT_CONFIG)
+                )
+        while out and out[0][0] != name:
+            out.pop(0)
+        return out
+
+    def topic_default(self, topic_name: str) -> ConfigValue:
+        """The value a topic without an override gets (Kafka's extractLogConfigMap)."""
+        key = TOPIC_CONFIGS[topic_name]
+        syns = TOPIC_CONFIG_SYNONYMS.get(topic_name, ())
+        chosen: ConfigValue = None
+        picked = False
+        # An explicitly set synonym wins in precedence order; otherwise the first synonym with
+        # a non-null default; otherwise the topic's own default.
+        for only_explicit in (True, False):
+            for syn in syns:
+                if syn.name not in self._definitions:
+                    continue
+                if only_explicit and not self.is_set(syn.name):
+                    continue
+                v = self.get(syn.name)
+                if v is None:
+                    continue
+                chosen = v * syn.multiplier if isinstance(v, int) and syn.multiplier != 1 else v
+                picked = True
+                break
+            if picked:
+                break
+        if not picked:
+            return key.default
+        # Kafka maps any negative broker retention time to -1 ("forever").
+        if topic_name == "retention.ms" and isinstance(chosen, int) and chosen < 0:
+            chosen = -1
+        return chosen
+
+    def __repr__(self) -> str:
+        shown = {
+            k: ("[hidden]" if self._key(k).sensitive else v) for k, v in self._explicit.items()
+        }
+        return f"BrokerConfig({shown!r})"
+
+    # Typed accessors for what the broker uses.
+    @property
+    def node_id(self) -> int:
+        if not self.is_set("node.id") and self.is_set("broker.id"):
+            return self.get_int("broker.id")
+        return self.get_int("node.id")
+
+    @property
+    def log_dirs(self) -> list[str]:
+        dirs = self.get("log.dirs")
+        if dirs is None:
+            dirs = self.get("log.dir")
+        assert isinstance(dirs, list)
+        return list(dirs)
+
+    @property
+    def listeners(self) -> list[str]:
+        return _split(self.get("listeners"))
+
+    @property
+    def advertised_listeners(self) -> list[str]:
+        adv = self.get("advertised.listeners")
+        return _split(adv) if adv is not None else self.listeners
+
+    @property
+    def retention_ms(self) -> int:
+        return self._topic_int("retention.ms")
+
+    @property
+    def retention_bytes(self) -> int:
+        return self._topic_int("retention.bytes")
+
+    @property
+    def segment_ms(self) -> int:
+        return self._topic_int("segment.ms")
+
+    @property
+    def segment_jitter_ms(self) -> int:
+        return self._topic_int("segment.jitter.ms")
+
+    @property
+    def segment_bytes(self) -> int:
+        return self._topic_int("segment.bytes")
+
+    @property
+    def flush_ms(self) -> int:
+        return self._topic_int("flush.ms")
+
+    @property
+    def num_partitions(self) -> int:
+        return self.get_int("num.partitions")
+
+    @property
+    def default_replication_factor(self) -> int:
+        return self.get_int("default.replication.factor")
+
+    @property
+    def message_max_bytes(self) -> int:
+        return self.get_int("message.max.bytes")
+
+    @property
+    def offsets_retention_ms(self) -> int:
+        return self.get_int("offsets.retention.minutes") * 60_000
+
+    @property
+    def metrics_port(self) -> int:
+        return self.get_int("artesian.metrics.port")
+
+    def _topic_int(self, topic_name: str) -> int:
+        v = self.topic_default(topic_name)
+        assert isinstance(v, int)
+        return v
+
+
+def _split(value: ConfigValue) -> list[str]:
+    return [p for p in (s.strip() for s in str(value).split(",")) if p] if value else []
+
+
+_ESCAPES = MappingProxyType({"t": "\t", "n": "\n", "r": "\r", "f": "\f"})
+_WS = " \t\f"
+
+
+def _logical_lines(text: str) -> Iterable[str]:
+    """Join backslash-continued lines; drop comments and blanks (java.util.Properties)."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].lstrip(_WS)
+        i += 1
+        if not line or line[0] in "#!":
+            continue
+        # An odd number of trailing backslashes continues the line.
+        while (len(line) - len(line.rstrip("\\"))) % 2 == 1:
+            line = line[:-1]
+            if i >= len(lines):
+                break
+            line += lines[i].lstrip(_WS)
+            i += 1
+        yield line
+
+
+def _unescape(s: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c != "\\" or i + 1 >= len(s):
+            out.append(c)
+            i += 1
+            continue
+        n = s[i + 1]
+        if n == "u":
+            hexd = s[i + 2 : i + 6]
+            try:
+                out.append(chr(int(hexd, 16)))
+            except ValueError:
+                raise ValueError(f"Malformed \\uxxxx encoding: \\u{hexd}") from None
+            i += 6
+            continue
+        out.append(_ESCAPES.get(n, n))
+        i += 2
+    return "".join(out)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse Java ``.properties`` text: ``k=v``, ``k: v``, ``k v``, comments, continuations."""
+    props: dict[str, str] = {}
+    for line in _logical_lines(text):
+        i, n = 0, len(line)
+        while i < n:
+            c = line[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c in "=:" or c in _WS:
+                break
+            i += 1
+        key = line[:i]
+        j = i
+        while j < n and line[j] in _WS:
+            j += 1
+        if j < n and line[j] in "=:":
+            j += 1
+            while j < n and line[j] in _WS:
+                j += 1
+        props[_unescape(key)] = _unescape(line[j:])
+    return props
+
+
+def load_properties(path: str | os.PathLike[str]) -> dict[str, str]:
+    # Java reads .properties as ISO-8859-1 by default, but Kafka tooling writes UTF-8;
+    # UTF-8 is the useful choice and \\u escapes still work.
+    with open(path, encoding="utf-8") as f:
+        return parse_properties(f.read())

@@ -1,0 +1,250 @@
+"""Topic config resolution, validation, DescribeConfigs entries and IncrementalAlterConfigs.
+
+Pure functions over a topic's stored overrides (name -> normalized string) and the static
+``BrokerConfig``; the handlers own the wire structs and error codes (every ConfigError maps
+to INVALID_CONFIG).
+
+Artesian has no dynamic broker configs yet, so the broker sources seen here are only
+STATIC_BROKER_CONFIG and DEFAULT_CONFIG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple
+
+from artesian.config.broker import BrokerConfig, broker_synonyms
+from artesian.config.definitions import (
+    ConfigKey,
+    ConfigSource,
+    ConfigType,
+    ConfigValue,
+    InvalidConfigError,
+    UnknownConfigError,
+    format_value,
+    parse,
+)
+from artesian.config.topic import TOPIC_CONFIG_SYNONYMS, TOPIC_CONFIGS, topic_config_key
+
+__all__ = [
+    "AlterConfigOp",
+    "ConfigEntry",
+    "ConfigSynonym",
+    "apply_incremental",
+    "describe_broker_configs",
+    "describe_topic_configs",
+    "effective_topic_config",
+    "validate_topic_overrides",
+]
+
+
+class ConfigSynonym(NamedTuple):
+    name: str
+    value: str | None
+    source: ConfigSource
+
+
+@dataclass(slots=True)
+class ConfigEntry:
+    """One DescribeConfigs result entry, version-independent."""
+
+    name: str
+    value: str | None
+    read_only: bool
+    is_default: bool  # v0 only; derived from source as Kafka does
+    source: ConfigSource
+    is_sensitive: bool
+    synonyms: list[ConfigSynonym] = field(default_factory=list)
+    config_type: ConfigType = ConfigType.UNKNOWN
+    documentation: str | None = None
+
+
+class AlterConfigOp(IntEnum):
+    """IncrementalAlterConfigs operation codes."""
+
+    SET = 0
+    DELETE = 1
+    APPEND = 2
+    SUBTRACT = 3
+
+
+def effective_topic_config(
+    overrides: Mapping[str, str], broker: BrokerConfig
+) -> dict[str, ConfigValue]:
+    """Typed value of every topic config: override > explicit broker synonym > default."""
+    for name in overrides:
+        topic_config_key(name)
+    out: dict[str, ConfigValue] = {}
+    for name, key in TOPIC_CONFIGS.items():
+        if name in overrides:
+            out[name] = parse(key, overrides[name])
+        else:
+            out[name] = broker.topic_default(name)
+    return out
+
+
+def validate_topic_overrides(
+    overrides: Mapping[str, str | None], broker: BrokerConfig | None = None
+) -> dict[str, str]:
+    """Check names and values; return the overrides in Kafka's printed (normalized) form.
+
+    ``broker`` supplies defaults for cross-config checks (min vs max compaction lag).
+    """
+    normalized: dict[str, str] = {}
+    typed: dict[str, ConfigValue] = {}
+    for name, raw in overrides.items():
+        key = topic_config_key(name)
+        if raw is None:
+            raise InvalidConfigError(name, None, "Null value not supported for topic configs")
+        value = parse(key, raw)
+        typed[name] = value
+        text = format_value(key, value)
+        normalized[name] = "" if text is None else text
+    _check_compaction_lags(typed, broker)
+    return normalized
+
+
+def _check_compaction_lags(typed: Mapping[str, ConfigValue], broker: BrokerConfig | None) -> None:
+    def value(name: str) -> ConfigValue:
+        if name in typed:
+            return typed[name]
+        return broker.topic_default(name) if broker is not None else TOPIC_CONFIGS[name].default
+
+    lo, hi = value("min.compaction.lag.ms"), value("max.compaction.lag.ms")
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        raise InvalidConfigError(
+            "min.compaction.lag.ms",
+            lo,
+            f"conflict topic config setting min.compaction.lag.ms ({lo}) > "
+            f"max.compaction.lag.ms ({hi})",
+        )
+
+
+def _selected(names: Sequence[str] | None, table: Iterable[str]) -> list[str]:
+    # Kafka silently omits requested names that do not exist.
+    if names is None:
+        return list(table)
+    wanted = set(names)
+    return [n for n in table if n in wanted]
+
+
+def describe_topic_configs(
+    overrides: Mapping[str, str],
+    broker: BrokerConfig,
+    names: Sequence[str] | None,
+    include_synonyms: bool,
+    include_documentation: bool,
+) -> list[ConfigEntry]:
+    """Entries as Kafka's DescribeConfigs returns them for a TOPIC resource.
+
+    Kafka quirk kept on purpose: broker synonyms are listed starting at the topic config's
+    *first* broker synonym, so e.g. with only ``log.retention.hours`` set, ``retention.ms``
+    reports DEFAULT_CONFIG and no synonyms even though its value comes from that setting.
+    """
+    effective = effective_topic_config(overrides, broker)
+    entries: list[ConfigEntry] = []
+    for name in _selected(names, TOPIC_CONFIGS):
+        key = TOPIC_CONFIGS[name]
+        value = None if key.sensitive else format_value(key, effective[name])
+        syns: list[ConfigSynonym] = []
+        if name in overrides:
+            syns.append(ConfigSynonym(name, value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
+        topic_syns = TOPIC_CONFIG_SYNONYMS.get(name)
+        if topic_syns:
+            first = topic_syns[0].name
+            syns.extend(
+                ConfigSynonym(*s) for s in broker.config_synonyms(first, broker_synonyms(first))
+            )
+        entries.append(_entry(key, value, syns, False, include_synonyms, include_documentation))
+    return entries
+
+
+def describe_broker_configs(
+    broker: BrokerConfig,
+    names: Sequence[str] | None,
+    include_synonyms: bool,
+    include_documentation: bool,
+) -> list[ConfigEntry]:
+    """Entries as Kafka's DescribeConfigs returns them for this node's BROKER resource."""
+    entries: list[ConfigEntry] = []
+    for name in _selected(names, broker.definitions):
+        key = broker.definitions[name]
+        raw = broker.get(name)
+        value = None if key.sensitive else format_value(key, raw)
+        syns = [ConfigSynonym(*s) for s in broker.config_synonyms(name, broker_synonyms(name))]
+        entries.append(
+            _entry(key, value, syns, key.read_only, include_synonyms, include_documentation)
+        )
+    return entries
+
+
+def _entry(
+    key: ConfigKey,
+    value: str | None,
+    syns: list[ConfigSynonym],
+    read_only: bool,
+    include_synonyms: bool,
+    include_documentation: bool,
+) -> ConfigEntry:
+    source = syns[0].source if syns else ConfigSource.DEFAULT_CONFIG
+    return ConfigEntry(
+        name=key.name,
+        value=value,
+        read_only=read_only,
+        is_default=source is ConfigSource.DEFAULT_CONFIG,
+        source=source,
+        is_sensitive=key.sensitive,
+        synonyms=syns if include_synonyms else [],
+        config_type=key.type,
+        documentation=key.doc if include_documentation else None,
+    )
+
+
+def apply_incremental(
+    current: Mapping[str, str],
+    ops: Iterable[tuple[str, int, str | None]],
+    definitions: Mapping[str, ConfigKey] = TOPIC_CONFIGS,
+) -> dict[str, str]:
+    """Apply IncrementalAlterConfigs ops to stored overrides; return the new overrides.
+
+    APPEND/SUBTRACT work on LIST configs only, starting from the default when unset; values
+    of the result are validated and normalized (topic configs). An unknown op code raises
+    ValueError (the wire maps that to INVALID_REQUEST).
+    """
+    result = dict(current)
+    for name, op_code, value in ops:
+        key = definitions.get(name)
+        if key is None:
+            raise UnknownConfigError(name, f"Unknown topic config name: {name}")
+        try:
+            op = AlterConfigOp(op_code)
+        except ValueError:
+            raise ValueError(f"Unknown alter config operation type {op_code}") from None
+        if op is AlterConfigOp.DELETE:
+            result.pop(name, None)
+            continue
+        if value is None:
+            raise InvalidConfigError(name, None, f"Null value not supported for {op.name}")
+        if op is AlterConfigOp.SET:
+            result[name] = value
+            continue
+        if key.type is not ConfigType.LIST:
+            raise InvalidConfigError(
+                name, value, f"Can't {op.name} to key {name} because its type is not LIST."
+            )
+        base = result.get(name, key.default_str)
+        parts = [p for p in (base or "").split(",") if p]
+        for item in value.split(","):
+            if op is AlterConfigOp.APPEND:
+                if item not in parts:
+                    parts.append(item)
+            elif item in parts:
+                parts.remove(item)
+        result[name] = ",".join(parts)
+    if definitions is TOPIC_CONFIGS:
+        return validate_topic_overrides(result)
+    for name, raw in result.items():
+        parse(definitions[name], raw)
+    return result
