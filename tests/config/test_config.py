@@ -206,6 +206,8 @@ def test_validate_normalizes_and_rejects_null_and_conflicts() -> None:
     out = validate_topic_overrides({"cleanup.policy": "compact, delete", "preallocate": "TRUE"})
     assert out == {"cleanup.policy": "compact,delete", "preallocate": "true"}
     assert validate_topic_overrides({"leader.replication.throttled.replicas": "*"})
+    throttled = validate_topic_overrides({"follower.replication.throttled.replicas": "0:1, 1:2"})
+    assert throttled == {"follower.replication.throttled.replicas": "0:1,1:2"}
     with pytest.raises(InvalidConfigError, match="Null value"):
         validate_topic_overrides({"retention.ms": None})
     with pytest.raises(InvalidConfigError, match="conflict topic config"):

@@ -193,7 +193,10 @@ class ThrottledReplicas:
 
     def __call__(self, name: str, value: ConfigValue) -> None:
         items = value if isinstance(value, list) else [str(value)]
-        if items == ["*"] or all(re.fullmatch(r"\d+:\d+", i.strip()) for i in items):
+        # Like Kafka, empty entries (e.g. a trailing comma) are tolerated.
+        if "".join(items).strip() == "*" or all(
+            re.fullmatch(r"(\d+:\d+)?", i.strip()) for i in items
+        ):
             return
         raise InvalidConfigError(
             name,
