@@ -1,0 +1,1 @@
+"""Per-partition durable log: segments, indexes, recovery, retention (Kafka's storage layer)."""

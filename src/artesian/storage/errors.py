@@ -1,0 +1,54 @@
+"""Storage exceptions; each carries the Kafka error code the broker answers with."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptRecordError",
+    "InvalidRecordError",
+    "InvalidTimestampError",
+    "KafkaStorageError",
+    "OffsetOutOfRangeError",
+    "RecordBatchTooLargeError",
+    "RecordTooLargeError",
+    "StorageError",
+]
+
+
+class StorageError(Exception):
+    error_code: int = -1  # UNKNOWN_SERVER_ERROR
+
+
+class OffsetOutOfRangeError(StorageError):
+    error_code = 1  # OFFSET_OUT_OF_RANGE
+
+
+class CorruptRecordError(StorageError):
+    """Unparseable batch, wrong magic, CRC mismatch, or a partial trailing batch."""
+
+    error_code = 2  # CORRUPT_MESSAGE
+
+
+class RecordTooLargeError(StorageError):
+    """A batch is larger than max.message.bytes."""
+
+    error_code = 10  # MESSAGE_TOO_LARGE
+
+
+class RecordBatchTooLargeError(StorageError):
+    """The records of one produce request cannot fit in a segment (segment.bytes)."""
+
+    error_code = 18  # RECORD_LIST_TOO_LARGE
+
+
+class InvalidTimestampError(StorageError):
+    error_code = 32  # INVALID_TIMESTAMP
+
+
+class KafkaStorageError(StorageError):
+    """The log's directory or files failed (I/O error)."""
+
+    error_code = 56  # KAFKA_STORAGE_ERROR
+
+
+class InvalidRecordError(StorageError):
+    error_code = 87  # INVALID_RECORD

@@ -1,0 +1,569 @@
+"""The local log of one partition (Kafka's UnifiedLog, local part).
+
+Segments are kept in base-offset order; the last one is active. Appends come from the event-loop
+thread; ``flush`` may run on a worker thread at the same time: ``_lock`` guards only the
+bookkeeping (segment list, offsets) and the fsyncs run outside it.
+
+Deleted segments (retention, DeleteRecords, truncation) are renamed ``*.deleted`` and keep their
+fd open until ``remove_deleted_segments`` runs ``file.delete.delay.ms`` later, so a fetch that
+is still sendfile-ing from them never reads a reused fd.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import zlib
+from bisect import bisect_right
+from dataclasses import dataclass
+from pathlib import Path
+
+from artesian.storage.errors import OffsetOutOfRangeError, RecordBatchTooLargeError
+from artesian.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
+from artesian.storage.log_config import LogConfig
+from artesian.storage.log_validator import LogAppendInfo, validate_and_assign_offsets
+from artesian.storage.segment import (
+    DELETED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    FileSlice,
+    LogSegment,
+)
+
+__all__ = [
+    "EARLIEST_LOCAL_TIMESTAMP",
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "MAX_TIMESTAMP",
+    "FetchDataInfo",
+    "Log",
+    "LogOffsetMetadata",
+]
+
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL_TIMESTAMP = -4
+
+
+@dataclass(slots=True, frozen=True)
+class LogOffsetMetadata:
+    message_offset: int
+    segment_base_offset: int = -1
+    relative_position_in_segment: int = -1
+
+
+@dataclass(slots=True)
+class FetchDataInfo:
+    fetch_offset_metadata: LogOffsetMetadata
+    records: FileSlice | None  # None: nothing to send
+
+    @property
+    def size(self) -> int:
+        return self.records.size if self.records is not None else 0
+
+
+def _parse_base_offset(name: str, suffix: str) -> int | None:
+    stem = name[: -len(suffix)]
+    return int(stem) if len(stem) == 20 and stem.isdigit() else None
+
+
+class Log:
+    def __init__(
+        self,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        now_ms: int,
+    ) -> None:
+        self.dir = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self._lock = threading.RLock()
+        self._segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self._deleted: list[tuple[int, LogSegment]] = []  # (remove at ms, segment)
+        self._log_start_offset = 0
+        self._log_end_offset = 0
+        self._high_watermark = 0
+        self._recovery_point = 0
+        self._unflushed_messages = 0
+        self._last_flush_ms = now_ms
+        self._hw_position: tuple[int, int, int] | None = None  # (hw, segment base, position)
+        self.leader_epoch_cache = LeaderEpochFileCache(directory / LEADER_EPOCH_CHECKPOINT)
+        self.closed = False
+
+    # -- opening and recovery ---------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        recovery_point: int,
+        log_start_offset: int,
+        now_ms: int,
+        clean_shutdown: bool,
+    ) -> Log:
+        """Load (or create) the partition directory, recovering unflushed segments after a
+        crash: every batch from the recovery point on is checked and the log is cut at the
+        first torn or corrupt one; later segments are deleted."""
+        directory.mkdir(parents=True, exist_ok=True)
+        log = cls(directory, topic, partition, config, now_ms)
+        log.leader_epoch_cache = LeaderEpochFileCache.load(directory / LEADER_EPOCH_CHECKPOINT)
+        bases: list[int] = []
+        for entry in os.scandir(directory):
+            name = entry.name
+            if name.endswith((DELETED_SUFFIX, ".cleaned", ".swap", ".tmp")):
+                os.unlink(entry.path)  # leftovers of an interrupted delete or write
+            elif name.endswith(LOG_SUFFIX):
+                base = _parse_base_offset(name, LOG_SUFFIX)
+                if base is not None:
+                    bases.append(base)
+        bases.sort()
+        for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            for entry in os.scandir(directory):
+                base = (
+                    _parse_base_offset(entry.name, suffix) if entry.name.endswith(suffix) else None
+                )
+                if base is not None and base not in bases:
+                    os.unlink(entry.path)  # orphan index
+        segments = [log._new_segment(base, now_ms) for base in bases]
+        # Indexes that fail their sanity checks are rebuilt even after a clean shutdown.
+        needs_recovery = [not seg.load() for seg in segments]
+        if not clean_shutdown and segments:
+            first = max(0, bisect_right(bases, recovery_point) - 1)
+            for i in range(first, len(segments)):
+                needs_recovery[i] = True
+        for i, seg in enumerate(segments):
+            if not needs_recovery[i]:
+                log._add_segment(seg)
+                continue
+            truncated = seg.recover(config.max_message_bytes)
+            log._add_segment(seg)
+            if truncated and not clean_shutdown:
+                # Everything after a corruption is suspect: Kafka deletes the later segments.
+                for later in segments[i + 1 :]:
+                    later.delete()
+                break
+        if not log._segments:
+            log._add_segment(log._new_segment(max(log_start_offset, 0), now_ms))
+        log._log_end_offset = log._segments[-1].next_offset
+        log._log_start_offset = min(
+            max(log_start_offset, log._segments[0].base_offset), log._log_end_offset
+        )
+        # After a crash, recovered bytes may still be only in the page cache: keep the old
+        # recovery point so a second crash checks them again.
+        log._recovery_point = (
+            log._log_end_offset
+            if clean_shutdown
+            else min(max(recovery_point, log._log_start_offset), log._log_end_offset)
+        )
+        log._high_watermark = log._log_end_offset
+        cache = log.leader_epoch_cache
+        cache.truncate_from_end(log._log_end_offset)
+        cache.truncate_from_start(log._log_start_offset)
+        return log
+
+    def _new_segment(self, base_offset: int, now_ms: int) -> LogSegment:
+        jitter = 0
+        if self.config.segment_jitter_ms > 0:
+            # Kafka draws a random jitter per segment; a hash of (partition, base offset)
+            # spreads rolls just as well and keeps no random state.
+            key = f"{self.topic}-{self.partition}-{base_offset}".encode()
+            jitter = zlib.crc32(key) % min(self.config.segment_jitter_ms, self.config.segment_ms)
+        return LogSegment(
+            self.dir,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            max_index_size=self.config.segment_index_bytes,
+            now_ms=now_ms,
+            roll_jitter_ms=jitter,
+        )
+
+    def _add_segment(self, segment: LogSegment) -> None:
+        self._segments.append(segment)
+        self._bases.append(segment.base_offset)
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def local_log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._log_end_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self._high_watermark
+
+    @high_watermark.setter
+    def high_watermark(self, offset: int) -> None:
+        self._high_watermark = min(max(offset, self._log_start_offset), self._log_end_offset)
+
+    @property
+    def recovery_point(self) -> int:
+        return self._recovery_point
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(seg.size for seg in self._segments)
+
+    @property
+    def segments(self) -> list[LogSegment]:
+        return list(self._segments)
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self._segments[-1]
+
+    @property
+    def unflushed_messages(self) -> int:
+        return self._unflushed_messages
+
+    @property
+    def latest_epoch(self) -> int:
+        return self.leader_epoch_cache.latest_epoch
+
+    # -- append -------------------------------------------------------------------------------
+
+    def append_as_leader(
+        self, records: bytearray | memoryview, leader_epoch: int, now_ms: int
+    ) -> LogAppendInfo:
+        """Validate, assign offsets from the LEO and append. Raises StorageError subclasses."""
+        with self._lock:
+            info = validate_and_assign_offsets(
+                records,
+                base_offset=self._log_end_offset,
+                leader_epoch=leader_epoch,
+                config=self.config,
+                now_ms=now_ms,
+            )
+            if info.size > self.config.segment_bytes:
+                raise RecordBatchTooLargeError(
+                    f"{info.size} bytes of records exceed segment.bytes={self.config.segment_bytes}"
+                )
+            segment = self._maybe_roll(info, now_ms)
+            segment.append(
+                info.last_offset, info.max_timestamp, info.offset_of_max_timestamp, info.records
+            )
+            self._log_end_offset = info.last_offset + 1
+            if leader_epoch >= 0 and leader_epoch > self.leader_epoch_cache.latest_epoch:
+                self.leader_epoch_cache.assign(leader_epoch, info.first_offset)
+            self._unflushed_messages += info.records_count
+            info.log_start_offset = self._log_start_offset
+            return info
+
+    def _maybe_roll(self, info: LogAppendInfo, now_ms: int) -> LogSegment:
+        seg = self._segments[-1]
+        config = self.config
+        if seg.size == 0:
+            return seg
+        if (
+            seg.size > config.segment_bytes - info.size
+            or seg.time_waited_for_roll(now_ms, info.max_timestamp)
+            > config.segment_ms - seg.roll_jitter_ms
+            or seg.indexes_full
+            or not seg.can_hold(info.last_offset)
+        ):
+            return self._roll(now_ms)
+        return seg
+
+    def roll(self, now_ms: int) -> LogSegment:
+        with self._lock:
+            return self._roll(now_ms)
+
+    def _roll(self, now_ms: int) -> LogSegment:
+        active = self._segments[-1]
+        if active.size == 0:
+            return active
+        active.on_become_inactive()
+        seg = self._new_segment(self._log_end_offset, now_ms)
+        self._add_segment(seg)
+        return seg
+
+    # -- read ---------------------------------------------------------------------------------
+
+    def read(
+        self,
+        fetch_offset: int,
+        max_bytes: int,
+        isolation_max_offset: int | None = None,
+        min_one_message: bool = True,
+    ) -> FetchDataInfo:
+        """Bytes from the batch holding ``fetch_offset``, never past the batch holding
+        ``isolation_max_offset`` (exclusive; HW or LEO). Raises OffsetOutOfRangeError outside
+        [log_start_offset, log_end_offset]."""
+        leo = self._log_end_offset
+        segments = self._segments
+        if fetch_offset < self._log_start_offset or fetch_offset > leo:
+            raise OffsetOutOfRangeError(
+                f"offset {fetch_offset} is outside [{self._log_start_offset}, {leo}] "
+                f"of {self.topic}-{self.partition}"
+            )
+        max_offset = leo if isolation_max_offset is None else min(isolation_max_offset, leo)
+        if fetch_offset >= max_offset:
+            return FetchDataInfo(LogOffsetMetadata(fetch_offset), None)
+        i = bisect_right(self._bases, fetch_offset) - 1
+        while i < len(segments):
+            seg = segments[i]
+            max_position = self._position_limit(seg, i, max_offset, leo)
+            if max_position is None:
+                break
+            slice_ = seg.read(fetch_offset, max_bytes, max_position, min_one_message)
+            if slice_ is not None:
+                meta = LogOffsetMetadata(fetch_offset, seg.base_offset, slice_.position)
+                return FetchDataInfo(meta, slice_ if slice_.size > 0 else None)
+            i += 1
+        return FetchDataInfo(LogOffsetMetadata(fetch_offset), None)
+
+    def _position_limit(self, seg: LogSegment, i: int, max_offset: int, leo: int) -> int | None:
+        """File position in ``seg`` where ``max_offset`` starts; None if the segment starts
+        at or after it."""
+        if seg.base_offset >= max_offset and seg.size:
+            return None
+        nxt = self._bases[i + 1] if i + 1 < len(self._bases) else leo + 1
+        if max_offset >= leo or max_offset >= nxt:
+            return seg.size
+        cached = self._hw_position
+        if cached is not None and cached[0] == max_offset and cached[1] == seg.base_offset:
+            return cached[2]
+        found = seg.translate_offset(max_offset)
+        pos = found[0] if found is not None else seg.size
+        self._hw_position = (max_offset, seg.base_offset, pos)
+        return pos
+
+    # -- ListOffsets --------------------------------------------------------------------------
+
+    def fetch_offset_by_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
+        """ListOffsets: (offset, timestamp, leader epoch) or None.
+
+        Specials: -1 latest (LEO), -2 earliest (log start), -3 max timestamp, -4 earliest local.
+        We do not decode records, so answers have batch granularity: for -3 the offset is the
+        last offset of the batch with the largest max timestamp (Kafka's shallow offset), and
+        for a real timestamp it is the base offset of the first batch whose max timestamp is
+        >= it, with that max timestamp (a consumer may see a few earlier records of that batch).
+        """
+        cache = self.leader_epoch_cache
+        if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
+            lso = self._log_start_offset
+            return lso, -1, cache.epoch_for_offset(lso)
+        if timestamp == LATEST_TIMESTAMP:
+            leo = self._log_end_offset
+            return leo, -1, cache.latest_epoch
+        segments = self._segments
+        if timestamp == MAX_TIMESTAMP:
+            best: LogSegment | None = None
+            for seg in segments:
+                if seg.size and (best is None or seg.max_timestamp > best.max_timestamp):
+                    best = seg
+            if best is None:
+                return None
+            off = best.offset_of_max_timestamp
+            return off, best.max_timestamp, cache.epoch_for_offset(off)
+        if timestamp < 0:
+            return None
+        lso = self._log_start_offset
+        for seg in segments:
+            if seg.max_timestamp < timestamp or seg.next_offset <= lso:
+                continue
+            found = seg.find_offset_by_timestamp(timestamp, lso)
+            if found is not None:
+                return found[0], found[1], cache.epoch_for_offset(found[0])
+        return None
+
+    # -- DeleteRecords and retention ----------------------------------------------------------
+
+    def delete_records_before(self, offset: int, now_ms: int = 0) -> int:
+        """DeleteRecords: move the log start offset to ``offset`` (-1: the high watermark) and
+        delete segments wholly below it. Returns the new log start offset."""
+        with self._lock:
+            if offset == -1:
+                offset = self._high_watermark
+            if offset > self._high_watermark or offset < 0:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records before {offset}: high watermark is "
+                    f"{self._high_watermark}"
+                )
+            if offset > self._log_start_offset:
+                self._log_start_offset = offset
+                self.leader_epoch_cache.truncate_from_start(offset)
+            self._delete_start_breached(now_ms)
+            return self._log_start_offset
+
+    def _delete_start_breached(self, now_ms: int) -> int:
+        n = 0
+        while len(self._segments) > 1 and self._bases[1] <= self._log_start_offset:
+            self._remove_first_segment(now_ms)
+            n += 1
+        return n
+
+    def delete_old_segments(self, now_ms: int) -> int:
+        """Retention: segments below the log start offset always; with cleanup.policy=delete
+        also by retention.bytes and retention.ms (Kafka's order). Returns segments deleted."""
+        with self._lock:
+            deleted = self._delete_start_breached(now_ms)
+            config = self.config
+            if not config.delete_enabled:
+                return deleted
+            if config.retention_bytes >= 0:
+                diff = self.size_in_bytes - config.retention_bytes
+
+                def by_size(seg: LogSegment) -> bool:
+                    nonlocal diff
+                    if diff - seg.size >= 0:
+                        diff -= seg.size
+                        return True
+                    return False
+
+                deleted += self._delete_while(by_size, now_ms)
+            if config.retention_ms >= 0:
+                limit = now_ms - config.retention_ms
+                deleted += self._delete_while(lambda s: s.max_timestamp < limit, now_ms)
+            return deleted
+
+    def _delete_while(self, predicate: object, now_ms: int) -> int:
+        assert callable(predicate)
+        count = 0
+        for i, seg in enumerate(self._segments):
+            upper = self._bases[i + 1] if i + 1 < len(self._bases) else self._log_end_offset
+            last_and_empty = i + 1 == len(self._segments) and seg.size == 0
+            if self._high_watermark < upper or last_and_empty or not predicate(seg):
+                break
+            count += 1
+        if count == 0:
+            return 0
+        if count == len(self._segments):
+            self._roll(now_ms)  # keep an (empty) active segment
+        for _ in range(count):
+            self._remove_first_segment(now_ms)
+        self._log_start_offset = max(self._log_start_offset, self._bases[0])
+        self.leader_epoch_cache.truncate_from_start(self._log_start_offset)
+        return count
+
+    def _remove_first_segment(self, now_ms: int) -> None:
+        seg = self._segments.pop(0)
+        self._bases.pop(0)
+        self._schedule_delete(seg, now_ms)
+
+    def _schedule_delete(self, seg: LogSegment, now_ms: int) -> None:
+        seg.change_file_suffix(DELETED_SUFFIX)
+        self._deleted.append((now_ms + self.config.file_delete_delay_ms, seg))
+        self._hw_position = None
+
+    def remove_deleted_segments(self, now_ms: int) -> int:
+        """Physically remove segments deleted at least file.delete.delay.ms ago."""
+        with self._lock:
+            due = [seg for t, seg in self._deleted if t <= now_ms]
+            self._deleted = [(t, seg) for t, seg in self._deleted if t > now_ms]
+        for seg in due:
+            seg.delete()
+        return len(due)
+
+    # -- flush --------------------------------------------------------------------------------
+
+    def needs_flush(self, now_ms: int) -> bool:
+        n = self._unflushed_messages
+        if n <= 0:
+            return False
+        return (
+            n >= self.config.flush_messages or now_ms - self._last_flush_ms >= self.config.flush_ms
+        )
+
+    def flush(self, up_to_offset: int | None = None, now_ms: int | None = None) -> None:
+        """fsync the segments holding [recovery point, up_to_offset) (default: the LEO) and
+        move the recovery point. Safe to call from a worker thread while appends go on."""
+        with self._lock:
+            target = self._log_end_offset if up_to_offset is None else up_to_offset
+            target = min(target, self._log_end_offset)
+            if target <= self._recovery_point:
+                return
+            first = max(0, bisect_right(self._bases, self._recovery_point) - 1)
+            last = bisect_right(self._bases, target - 1)
+            to_flush = self._segments[first : max(last, first + 1)]
+            unflushed = self._unflushed_messages
+        for seg in to_flush:
+            seg.flush()
+        with self._lock:
+            self._recovery_point = max(self._recovery_point, target)
+            if target >= self._log_end_offset:
+                self._unflushed_messages -= unflushed
+            if now_ms is not None:
+                self._last_flush_ms = now_ms
+
+    # -- truncation, config, close --------------------------------------------------------------
+
+    def truncate_to(self, offset: int, now_ms: int = 0) -> bool:
+        """Follower truncation: remove offsets >= ``offset``. False if there was nothing."""
+        with self._lock:
+            if offset < 0:
+                raise ValueError("cannot truncate to a negative offset")
+            if offset >= self._log_end_offset:
+                return False
+            while len(self._segments) > 1 and self._bases[-1] >= offset:
+                seg = self._segments.pop()
+                self._bases.pop()
+                self._schedule_delete(seg, now_ms)
+            if self._bases[0] >= offset:
+                # Everything goes: restart the log at ``offset`` (Kafka's truncateFullyAndStartAt).
+                seg = self._segments.pop()
+                self._bases.pop()
+                self._schedule_delete(seg, now_ms)
+                self._add_segment(self._new_segment(offset, now_ms))
+                self._log_start_offset = offset
+            else:
+                self._segments[-1].truncate_to(offset)
+            self._log_end_offset = offset
+            self._high_watermark = min(self._high_watermark, offset)
+            self._recovery_point = min(self._recovery_point, offset)
+            self._hw_position = None
+            self.leader_epoch_cache.truncate_from_end(offset)
+            return True
+
+    def update_config(self, config: LogConfig) -> None:
+        with self._lock:
+            self.config = config
+            for seg in self._segments:
+                seg.index_interval_bytes = config.index_interval_bytes
+
+    def close(self) -> None:
+        """Clean close: write the indexes and close the files (no fsync: see flush)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            for seg in self._segments:
+                seg.close()
+            for _, seg in self._deleted:
+                seg.close_handlers()
+
+    def delete(self) -> None:
+        """Close and remove the whole partition directory now."""
+        with self._lock:
+            self.closed = True
+            for seg in self._segments:
+                seg.close_handlers()
+            for _, seg in self._deleted:
+                seg.close_handlers()
+            self._segments.clear()
+            self._bases.clear()
+            self._deleted.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"Log({self.topic}-{self.partition}, start={self._log_start_offset}, "
+            f"end={self._log_end_offset}, segments={len(self._segments)})"
+        )
