@@ -152,11 +152,11 @@ def _xerial_compress(data: Buf) -> bytes:
     return b"".join(parts)
 
 
-def _snappy_block(block: Buf, limit: int) -> bytes:
+def _snappy_block(block: Buf, room: int, limit: int) -> bytes:
     try:
         # The raw format starts with the uncompressed length: check it before allocating.
         n = int(cramjam.snappy.decompress_raw_len(block))
-        if n > limit:
+        if n > room:
             raise DecompressedSizeExceeded(CompressionType.SNAPPY, limit)
         return bytes(cramjam.snappy.decompress_raw(block))
     except cramjam.DecompressionError as e:
@@ -166,7 +166,7 @@ def _snappy_block(block: Buf, limit: int) -> bytes:
 def _snappy_decompress(data: Buf, limit: int) -> bytes:
     view = memoryview(data).cast("B")
     if bytes(view[:8]) != XERIAL_MAGIC:
-        return _snappy_block(view, limit)
+        return _snappy_block(view, limit, limit)
     if len(view) < _XERIAL_HEADER.size:
         raise DecompressionError("truncated xerial snappy header")
     pos = _XERIAL_HEADER.size
@@ -178,6 +178,6 @@ def _snappy_decompress(data: Buf, limit: int) -> bytes:
         pos += 4
         if n < 0 or pos + n > len(view):
             raise DecompressionError("truncated xerial snappy block")
-        out += _snappy_block(view[pos : pos + n], limit - len(out))
+        out += _snappy_block(view[pos : pos + n], limit - len(out), limit)
         pos += n
     return bytes(out)

@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import itertools
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from artesian.protocol.compression import (
+    DecompressedSizeExceeded,
+    DecompressionError,
+    compress,
+    decompress,
+)
+from artesian.protocol.records import CompressionType
+from artesian.storage.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    InvalidTimestampError,
+    RecordTooLargeError,
+)
+from artesian.storage.leader_epoch import LeaderEpochFileCache
+from artesian.storage.log_config import LogConfig
+from artesian.storage.log_validator import validate_and_assign_offsets
+from tests.storage.batches import Rec, decode_batches, make_batch
+
+NOW = 1_700_000_000_000
+CODECS = range(5)
+
+
+def validate(buf: bytearray, config: LogConfig | None = None, base: int = 100, now: int = NOW):
+    return validate_and_assign_offsets(
+        buf, base_offset=base, leader_epoch=7, config=config or LogConfig(), now_ms=now
+    )
+
+
+def test_offsets_patched_without_touching_crc() -> None:
+    b1, b2 = make_batch(n=3), make_batch(n=2, timestamp=NOW + 50)
+    buf = b1 + b2
+    crcs = (bytes(buf[17:21]), bytes(buf[len(b1) + 17 : len(b1) + 21]))
+    info = validate(buf)
+    assert (info.first_offset, info.last_offset, info.batch_count, info.records_count) == (
+        100,
+        104,
+        2,
+        5,
+    )
+    assert (info.max_timestamp, info.offset_of_max_timestamp, info.log_append_time) == (
+        NOW + 51,
+        104,
+        -1,
+    )
+    assert info.records is buf and not info.recompressed
+    assert (bytes(buf[17:21]), bytes(buf[len(b1) + 17 : len(b1) + 21])) == crcs
+    decoded = decode_batches(bytes(buf))
+    assert [(b.base_offset, b.leader_epoch) for b in decoded] == [(100, 7), (103, 7)]
+
+
+def test_memoryview_input() -> None:
+    buf = bytearray(b"xx") + make_batch(n=2)
+    info = validate(memoryview(buf)[2:])  # type: ignore[arg-type]
+    assert info.last_offset == 101
+    assert decode_batches(bytes(buf[2:]))[0].base_offset == 100
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "code"),
+    [
+        (lambda b: b.__setitem__(80, b[80] ^ 1), CorruptRecordError, 2),  # CRC
+        (lambda b: b.__setitem__(16, 1), CorruptRecordError, 2),  # magic
+        (lambda b: b.extend(b"\x00" * 20), CorruptRecordError, 2),  # trailing partial header
+        (lambda b: b.extend(make_batch()[:70]), CorruptRecordError, 2),  # trailing partial batch
+        (lambda b: b.clear(), CorruptRecordError, 2),
+    ],
+)
+def test_corrupt(mutate, error, code) -> None:  # type: ignore[no-untyped-def]
+    buf = make_batch(n=3)
+    mutate(buf)
+    with pytest.raises(error) as e:
+        validate(buf)
+    assert e.value.error_code == code
+
+
+def _resign(buf: bytearray) -> bytearray:
+    from crc32c import crc32c
+
+    struct.pack_into(">I", buf, 17, crc32c(bytes(buf[21:])))
+    return buf
+
+
+def test_invalid_record_count() -> None:
+    buf = make_batch(n=3)
+    struct.pack_into(">i", buf, 23, 5)  # lastOffsetDelta 5 with 3 records
+    with pytest.raises(InvalidRecordError) as e:
+        validate(_resign(buf))
+    assert e.value.error_code == 87
+    buf = make_batch(n=1)
+    struct.pack_into(">i", buf, 57, 0)
+    with pytest.raises(InvalidRecordError):
+        validate(_resign(buf))
+    with pytest.raises(InvalidRecordError):
+        validate(make_batch(attributes=0x20))  # control batch from a client
+
+
+def test_too_large() -> None:
+    buf = make_batch(n=1, value_size=1000)
+    with pytest.raises(RecordTooLargeError) as e:
+        validate(buf, LogConfig(max_message_bytes=len(buf) - 1))
+    assert e.value.error_code == 10
+    assert validate(make_batch(n=1, value_size=1000), LogConfig(max_message_bytes=len(buf)))
+
+
+def test_timestamps() -> None:
+    config = LogConfig(message_timestamp_before_max_ms=1000, message_timestamp_after_max_ms=500)
+    validate(make_batch(timestamp=NOW - 1000), config)
+    validate(make_batch(timestamp=NOW + 500), config)
+    validate(make_batch(timestamp=-1), config)
+    with pytest.raises(InvalidTimestampError) as e:
+        validate(make_batch(timestamp=NOW - 1001), config)
+    assert e.value.error_code == 32
+    with pytest.raises(InvalidTimestampError):
+        validate(make_batch(n=2, timestamp=NOW + 500), config)  # max timestamp NOW + 501
+    # Default: an hour in the future is the limit, any past timestamp is fine.
+    validate(make_batch(timestamp=0))
+    with pytest.raises(InvalidTimestampError):
+        validate(make_batch(timestamp=NOW + 3_600_001))
+
+
+def test_log_append_time() -> None:
+    config = LogConfig(message_timestamp_type="LogAppendTime")
+    buf = make_batch(n=3, timestamp=5) + make_batch(n=1, timestamp=NOW + 10**9)
+    info = validate(buf, config, now=NOW)
+    assert (info.log_append_time, info.max_timestamp, info.offset_of_max_timestamp) == (
+        NOW,
+        NOW,
+        100,
+    )
+    decoded = decode_batches(bytes(buf))  # checks the recomputed CRCs
+    assert [b.attributes & 0x08 for b in decoded] == [8, 8]
+    assert [r[1] for b in decoded for r in b.records] == [NOW] * 4
+    assert [b.max_timestamp for b in decoded] == [NOW, NOW]
+
+
+def _records(n: int) -> list[Rec]:
+    return [
+        Rec(
+            None if i % 3 == 0 else b"key%d" % i, b"value-%d" % i * (i + 1), NOW + i, (("h", b"x"),)
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(CODECS, CODECS)))
+def test_recompression_between_codecs(source: int, target: int) -> None:
+    recs = _records(40)
+    name = CompressionType.NAMES[target] if target else "uncompressed"
+    buf = make_batch(recs, codec=source) + make_batch(recs[:5], codec=source)
+    info = validate(buf, LogConfig(compression_type=name))
+    assert info.recompressed == (source != target)
+    out = bytes(info.records)
+    decoded = decode_batches(out)
+    assert [b.attributes & 7 for b in decoded] == [target, target]
+    assert [b.base_offset for b in decoded] == [100, 140]
+    got = [(r[1], r[2], r[3]) for b in decoded for r in b.records]
+    assert got == [(r.timestamp, r.key, r.value) for r in recs + recs[:5]]
+    assert [r[0] for b in decoded for r in b.records] == list(range(100, 145))
+
+
+def test_producer_compression_is_kept() -> None:
+    buf = make_batch(_records(10), codec=CompressionType.ZSTD)
+    before = bytes(buf[21:])
+    info = validate(buf)
+    assert info.records is buf and bytes(buf[21:]) == before
+
+
+@given(st.lists(st.binary(max_size=3000), min_size=1, max_size=5), st.sampled_from(list(CODECS)))
+@settings(max_examples=40, deadline=None)
+def test_codec_round_trip(chunks: list[bytes], codec: int) -> None:
+    data = b"".join(chunks) * 3
+    assert decompress(codec, compress(codec, data)) == data
+
+
+def test_snappy_raw_and_xerial_and_bombs() -> None:
+    import cramjam
+
+    data = bytes(range(256)) * 1000
+    xerial = compress(CompressionType.SNAPPY, data)
+    assert xerial[:16] == b"\x82SNAPPY\x00" + b"\x00\x00\x00\x01" * 2
+    assert decompress(CompressionType.SNAPPY, bytes(cramjam.snappy.compress_raw(data))) == data
+    assert decompress(CompressionType.SNAPPY, xerial) == data
+    lz4 = compress(CompressionType.LZ4, data)
+    assert lz4[:4] == b"\x04\x22\x4d\x18" and lz4[4] & 0x20  # frame, independent blocks
+    bomb = b"\x00" * (50 * 1024 * 1024)
+    for codec in (1, 2, 3, 4):
+        with pytest.raises(DecompressedSizeExceeded) as e:
+            decompress(codec, compress(codec, bomb), max_output_size=1024 * 1024)
+        assert e.value.limit == 1024 * 1024
+        assert decompress(codec, compress(codec, data), max_output_size=len(data)) == data
+        with pytest.raises(DecompressionError):
+            decompress(codec, b"definitely not compressed data")
+    with pytest.raises(DecompressionError):  # xerial block longer than the data
+        decompress(2, b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x09ab")
+
+
+def test_log_config_from_properties() -> None:
+    c = LogConfig.from_properties(
+        {"retention.ms": 1000, "cleanup.policy": ["compact", "delete"], "bogus": 1}
+    )
+    assert c.retention_ms == 1000 and c.cleanup_policy == ("compact", "delete")
+    assert c.compact_enabled and c.delete_enabled and c.segment_bytes == 1073741824
+    d = LogConfig.from_properties({"segment.ms": 5}, base=c)
+    assert (d.segment_ms, d.retention_ms) == (5, 1000)
+    assert LogConfig().target_codec is None
+    assert LogConfig(compression_type="uncompressed").target_codec == 0
+
+
+def test_leader_epoch_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "leader-epoch-checkpoint"
+    c = LeaderEpochFileCache(path)
+    assert c.end_offset_for(0, 10) == (-1, -1)
+    c.assign(1, 0)
+    c.assign(1, 5)  # same epoch, later offset: ignored
+    c.assign(3, 10)
+    c.assign(5, 20)
+    assert c.entries == [(1, 0), (3, 10), (5, 20)]
+    assert path.read_text() == "0\n3\n1 0\n3 10\n5 20\n"
+    assert c.latest_epoch == 5
+    assert c.end_offset_for(5, 30) == (5, 30)
+    assert c.end_offset_for(3, 30) == (3, 20)
+    assert c.end_offset_for(4, 30) == (3, 20)
+    assert c.end_offset_for(1, 30) == (1, 10)
+    assert c.end_offset_for(0, 30) == (0, 0)
+    assert c.end_offset_for(6, 30) == (-1, -1)
+    assert c.end_offset_for(-1, 30) == (-1, -1)
+    assert (c.epoch_for_offset(9), c.epoch_for_offset(10), c.epoch_for_offset(99)) == (1, 3, 5)
+    c.truncate_from_end(20)
+    assert c.entries == [(1, 0), (3, 10)]
+    c.truncate_from_start(15)
+    assert c.entries == [(3, 15)]
+    c.assign(4, 12)  # start offset below the latest one: supersedes it
+    assert c.entries == [(4, 12)]
+    again = LeaderEpochFileCache.load(path)
+    assert again.entries == [(4, 12)]
+    path.write_text("garbage")
+    assert LeaderEpochFileCache.load(path).entries == []
