@@ -65,6 +65,10 @@ class FetchDataInfo:
         return self.records.size if self.records is not None else 0
 
 
+def _base_offset(seg: LogSegment) -> int:
+    return seg.base_offset
+
+
 def _parse_base_offset(name: str, suffix: str) -> int | None:
     stem = name[: -len(suffix)]
     return int(stem) if len(stem) == 20 and stem.isdigit() else None
@@ -188,8 +192,9 @@ class Log:
         )
 
     def _add_segment(self, segment: LogSegment) -> None:
-        self._segments.append(segment)
-        self._bases.append(segment.base_offset)
+        # Copy-on-write: readers on other threads use a snapshot of the list without a lock.
+        self._segments = [*self._segments, segment]
+        self._bases = [*self._bases, segment.base_offset]
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -316,10 +321,11 @@ class Log:
         max_offset = leo if isolation_max_offset is None else min(isolation_max_offset, leo)
         if fetch_offset >= max_offset:
             return FetchDataInfo(LogOffsetMetadata(fetch_offset), None)
-        i = bisect_right(self._bases, fetch_offset) - 1
+        i = bisect_right(segments, fetch_offset, key=_base_offset) - 1
         while i < len(segments):
             seg = segments[i]
-            max_position = self._position_limit(seg, i, max_offset, leo)
+            nxt = segments[i + 1].base_offset if i + 1 < len(segments) else leo + 1
+            max_position = self._position_limit(seg, nxt, max_offset, leo)
             if max_position is None:
                 break
             slice_ = seg.read(fetch_offset, max_bytes, max_position, min_one_message)
@@ -329,12 +335,11 @@ class Log:
             i += 1
         return FetchDataInfo(LogOffsetMetadata(fetch_offset), None)
 
-    def _position_limit(self, seg: LogSegment, i: int, max_offset: int, leo: int) -> int | None:
+    def _position_limit(self, seg: LogSegment, nxt: int, max_offset: int, leo: int) -> int | None:
         """File position in ``seg`` where ``max_offset`` starts; None if the segment starts
         at or after it."""
         if seg.base_offset >= max_offset and seg.size:
             return None
-        nxt = self._bases[i + 1] if i + 1 < len(self._bases) else leo + 1
         if max_offset >= leo or max_offset >= nxt:
             return seg.size
         cached = self._hw_position
@@ -454,8 +459,9 @@ class Log:
         return count
 
     def _remove_first_segment(self, now_ms: int) -> None:
-        seg = self._segments.pop(0)
-        self._bases.pop(0)
+        seg = self._segments[0]
+        self._segments = self._segments[1:]
+        self._bases = self._bases[1:]
         self._schedule_delete(seg, now_ms)
 
     def _schedule_delete(self, seg: LogSegment, now_ms: int) -> None:
@@ -513,13 +519,14 @@ class Log:
             if offset >= self._log_end_offset:
                 return False
             while len(self._segments) > 1 and self._bases[-1] >= offset:
-                seg = self._segments.pop()
-                self._bases.pop()
+                seg = self._segments[-1]
+                self._segments = self._segments[:-1]
+                self._bases = self._bases[:-1]
                 self._schedule_delete(seg, now_ms)
             if self._bases[0] >= offset:
                 # Everything goes: restart the log at ``offset`` (Kafka's truncateFullyAndStartAt).
-                seg = self._segments.pop()
-                self._bases.pop()
+                seg = self._segments[0]
+                self._segments, self._bases = [], []
                 self._schedule_delete(seg, now_ms)
                 self._add_segment(self._new_segment(offset, now_ms))
                 self._log_start_offset = offset
@@ -557,8 +564,7 @@ class Log:
                 seg.close_handlers()
             for _, seg in self._deleted:
                 seg.close_handlers()
-            self._segments.clear()
-            self._bases.clear()
+            self._segments, self._bases = [], []
             self._deleted.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 
