@@ -1,0 +1,271 @@
+"""One client connection: frames in, handlers called in order, responses out in order.
+
+Like Kafka's network layer, a connection processes one request at a time: a request whose
+handler must wait (long-poll Fetch, a flush) holds the ones behind it, which keeps responses in
+request order without reordering buffers. Handlers that answer at once are called inline from
+``buffer_updated`` with no task switch, which is what keeps small-request latency low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import logging
+import os
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.response import RawResponse
+from artesian.protocol import api
+from artesian.protocol.codec import DecodeError
+from artesian.protocol.framing import FrameDecoder, FrameTooLarge, InvalidFrameSize
+from artesian.storage.segment import FileSlice
+
+if TYPE_CHECKING:
+    from artesian.broker.server import Broker
+
+log = logging.getLogger("artesian.connection")
+
+# Stop reading from a client that pipelines more than this many requests ahead of us.
+_MAX_QUEUED = 64
+
+
+class RequestContext:
+    __slots__ = ("broker", "client_id", "connection", "header")
+
+    def __init__(self, broker: Broker, connection: KafkaConnection, header: api.RequestHeader):
+        self.broker = broker
+        self.connection = connection
+        self.header = header
+        self.client_id = header.client_id
+
+
+class KafkaConnection(asyncio.BufferedProtocol):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.decoder = FrameDecoder(broker.config.get("socket.request.max.bytes"))
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._queue: collections.deque[bytes | bytearray] = collections.deque()
+        self._busy = False
+        self._paused = False
+        self._closed = False
+        self._sock_fd = -1
+        self._sendfile = broker.use_sendfile
+
+    # --- asyncio protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        sock = transport.get_extra_info("socket")
+        self._sock_fd = sock.fileno() if sock is not None else -1
+        self.broker.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._queue.clear()
+        self.broker.connections.discard(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            frames = self.decoder.buffer_updated(nbytes)
+        except (FrameTooLarge, InvalidFrameSize) as e:
+            log.warning(
+                "closing connection from %s: %s (raise socket.request.max.bytes if this "
+                "client is legitimate)",
+                self.peer,
+                e,
+            )
+            self.close()
+            return
+        if not frames:
+            return
+        self._queue.extend(frames)
+        if not self._busy:
+            self._process()
+        if len(self._queue) > _MAX_QUEUED and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        if not self._closed and self.transport is not None:
+            self._closed = True
+            self.transport.close()
+
+    # --- request pipeline -------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Handle queued requests until one must wait or the queue is empty."""
+        while self._queue and not self._closed:
+            frame = self._queue.popleft()
+            result = self._dispatch(frame)
+            if result is not None:
+                self._busy = True
+                asyncio.ensure_future(self._finish(result))
+                return
+        self._busy = False
+        if self._paused and self.transport and not self._closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    async def _finish(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            log.exception("request handling failed on %s; closing the connection", self.peer)
+            self.close()
+        self._busy = False
+        self._process()
+
+    def _dispatch(self, frame: bytes | bytearray) -> Awaitable[None] | None:
+        view = memoryview(frame)
+        try:
+            header = api.parse_request_header(view)
+        except DecodeError as e:
+            log.warning("closing connection from %s: malformed request header (%s)", self.peer, e)
+            self.close()
+            return None
+        broker = self.broker
+        started = time.perf_counter()
+        entry = broker.handlers.get(header.api_key)
+        if entry is None:
+            log.warning("closing connection from %s: unknown API key %d", self.peer, header.api_key)
+            self.close()
+            return None
+        if not entry.min_version <= header.api_version <= entry.max_version and not (
+            entry.accepts_any_version
+        ):
+            self._send_unsupported(header)
+            return None
+        ctx = RequestContext(broker, self, header)
+        try:
+            request = entry.decode(header, view)
+        except (DecodeError, ValueError, TypeError, OverflowError, KeyError) as e:
+            broker.metrics.request_errors.labels(api.api_name(header.api_key), "decode").inc()
+            log.warning(
+                "closing connection from %s (client %s): malformed %s v%d request: %s",
+                self.peer,
+                header.client_id,
+                api.api_name(header.api_key),
+                header.api_version,
+                e,
+            )
+            self.close()
+            return None
+        try:
+            result = entry.handler(ctx, request)
+        except Exception:
+            log.exception(
+                "%s v%d from %s failed", api.api_name(header.api_key), header.api_version, self.peer
+            )
+            self._send_error(header, ErrorCode.unknown_server_error)
+            return None
+        if isinstance(result, Awaitable):
+            return self._await_and_send(header, result, started)
+        self._send(header, result, started)
+        return None
+
+    async def _await_and_send(
+        self, header: api.RequestHeader, result: Awaitable[Any], started: float
+    ) -> None:
+        try:
+            response = await result
+        except Exception:
+            log.exception(
+                "%s v%d from %s failed", api.api_name(header.api_key), header.api_version, self.peer
+            )
+            self._send_error(header, ErrorCode.unknown_server_error)
+            return
+        self._send(header, response, started)
+
+    # --- responses --------------------------------------------------------------------------
+
+    def _send_unsupported(self, header: api.RequestHeader) -> None:
+        if header.api_key == api.API_VERSIONS_KEY:
+            # The spec's fallback: an ApiVersions v0 response naming what we support.
+            self.write(self.broker.api_versions_fallback(header.correlation_id))
+            return
+        self._send_error(header, ErrorCode.unsupported_version)
+
+    def _send_error(self, header: api.RequestHeader, code: ErrorCode) -> None:
+        response = api.error_response(header.api_key, header.api_version, code)
+        if response is None:
+            log.warning(
+                "closing connection from %s: cannot answer %s v%d",
+                self.peer,
+                api.api_name(header.api_key),
+                header.api_version,
+            )
+            self.close()
+            return
+        self.write(
+            api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
+        )
+
+    def _send(self, header: api.RequestHeader, response: Any, started: float) -> None:
+        name = api.api_name(header.api_key)
+        self.broker.metrics.observe_request(name, time.perf_counter() - started)
+        if response is None:  # acks=0 Produce: no response at all
+            return
+        if isinstance(response, RawResponse):
+            self.write_parts(response.frame_parts(header))
+            return
+        self.write(
+            api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
+        )
+
+    def write(self, data: bytes | bytearray) -> None:
+        if not self._closed and self.transport is not None:
+            self.transport.write(data)
+
+    def write_parts(self, parts: list[bytes | bytearray | FileSlice]) -> None:
+        transport = self.transport
+        if self._closed or transport is None:
+            return
+        pending: list[bytes | bytearray] = []
+        for part in parts:
+            if not isinstance(part, FileSlice):
+                pending.append(part)
+                continue
+            if pending:
+                transport.write(b"".join(pending))
+                pending = []
+            self._write_file(part)
+        if pending:
+            transport.write(b"".join(pending) if len(pending) > 1 else pending[0])
+
+    def _write_file(self, part: FileSlice) -> None:
+        """Zero-copy: when nothing is queued ahead in the transport, the kernel copies the
+        file pages straight into the socket; whatever the socket cannot take now goes through
+        the transport's buffer, so order is kept."""
+        assert self.transport is not None
+        position, remaining = part.position, part.size
+        if self._sendfile and self._sock_fd >= 0 and self.transport.get_write_buffer_size() == 0:
+            try:
+                while remaining > 0:
+                    sent = os.sendfile(self._sock_fd, part.fd, position, remaining)
+                    if sent == 0:
+                        break
+                    position += sent
+                    remaining -= sent
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EINVAL, errno.ENOSYS):
+                    log.warning("sendfile to %s failed: %s; closing", self.peer, e)
+                    self.close()
+                    return
+        if remaining > 0:
+            self.transport.write(os.pread(part.fd, remaining, position))

@@ -1,0 +1,35 @@
+"""Version-independent construction of kio response entities.
+
+A handler builds its answer once with every field it knows; ``make`` keeps only the fields the
+requested version has, so one handler serves every version of its API.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from artesian.protocol.api import response_class
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+def make(cls: type, **values: Any) -> Any:
+    names = _field_names(cls)
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def response_module(api_key: int, version: int) -> ModuleType:
+    cls = response_class(api_key, version)
+    assert cls is not None, f"no response schema for api {api_key} v{version}"
+    return sys.modules[cls.__module__]
+
+
+def has_field(cls: type, name: str) -> bool:
+    return name in _field_names(cls)

@@ -1,0 +1,185 @@
+"""DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44).
+
+Topic overrides are metadata records; broker configs are static (set at start-up with --set or
+a properties file), so altering a BROKER resource is refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.config.definitions import ConfigError
+from artesian.config.resolve import (
+    apply_incremental,
+    describe_broker_configs,
+    describe_topic_configs,
+    validate_topic_overrides,
+)
+from artesian.metadata.controller import ControllerError, validate_topic_name
+
+DESCRIBE_CONFIGS = 32
+ALTER_CONFIGS = 33
+INCREMENTAL_ALTER_CONFIGS = 44
+
+TOPIC = 2
+BROKER = 4
+BROKER_LOGGER = 8
+
+log = logging.getLogger("artesian.admin")
+
+
+def describe(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    version = ctx.header.api_version
+    mod = response_module(DESCRIBE_CONFIGS, version)
+    include_synonyms = getattr(request, "include_synonyms", False)
+    include_docs = getattr(request, "include_documentation", False)
+    results = []
+    for res in request.resources:
+        code, message, entries = ErrorCode.none, None, []
+        names = list(res.configuration_keys) if res.configuration_keys is not None else None
+        if res.resource_type == TOPIC:
+            topic = broker.image.topics.get(res.resource_name)
+            try:
+                validate_topic_name(res.resource_name)
+            except ControllerError as e:
+                code, message = ErrorCode.invalid_topic_exception, e.message
+            else:
+                if topic is None:
+                    code = ErrorCode.unknown_topic_or_partition
+                    message = f"Topic '{res.resource_name}' does not exist."
+                else:
+                    entries = describe_topic_configs(
+                        topic.configs, broker.config, names, include_synonyms, include_docs
+                    )
+        elif res.resource_type == BROKER:
+            if res.resource_name not in ("", str(broker.node_id)):
+                code = ErrorCode.invalid_request
+                message = f"Unexpected broker id, expected {broker.node_id} or empty string, but received {res.resource_name}"
+            else:
+                entries = describe_broker_configs(
+                    broker.config, names, include_synonyms, include_docs
+                )
+        else:
+            code = ErrorCode.invalid_request
+            message = f"Unsupported resource type {res.resource_type}"
+        configs = tuple(
+            make(
+                mod.DescribeConfigsResourceResult,
+                name=e.name,
+                value=e.value,
+                read_only=e.read_only,
+                is_default=e.is_default,
+                config_source=int(e.source),
+                is_sensitive=e.is_sensitive,
+                synonyms=tuple(
+                    make(
+                        mod.DescribeConfigsSynonym, name=s.name, value=s.value, source=int(s.source)
+                    )
+                    for s in e.synonyms
+                ),
+                config_type=int(e.config_type),
+                documentation=e.documentation,
+            )
+            for e in entries
+        )
+        results.append(
+            make(
+                mod.DescribeConfigsResult,
+                error_code=code,
+                error_message=message,
+                resource_type=res.resource_type,
+                resource_name=res.resource_name,
+                configs=configs,
+            )
+        )
+    return make(
+        mod.DescribeConfigsResponse, throttle_time=datetime.timedelta(0), results=tuple(results)
+    )
+
+
+def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
+    broker = ctx.broker
+    mod = response_module(api_key, ctx.header.api_version)
+    responses = []
+    for res in request.resources:
+        code, message = ErrorCode.none, None
+        try:
+            if res.resource_type == BROKER:
+                raise ControllerError(
+                    ErrorCode.invalid_request,
+                    "Broker configs are static in Artesian: set them with "
+                    "'artesian broker --set key=value' and restart the broker.",
+                )
+            if res.resource_type != TOPIC:
+                raise ControllerError(
+                    ErrorCode.invalid_request, f"Unsupported resource type {res.resource_type}"
+                )
+            topic = broker.image.topics.get(res.resource_name)
+            if topic is None:
+                raise ControllerError(
+                    ErrorCode.unknown_topic_or_partition,
+                    f"Topic '{res.resource_name}' does not exist.",
+                )
+            try:
+                if incremental:
+                    wanted = apply_incremental(
+                        topic.configs,
+                        [(c.name, c.config_operation, c.value) for c in res.configs],
+                    )
+                else:
+                    # AlterConfigs replaces the whole set of overrides.
+                    wanted = {c.name: c.value for c in res.configs}
+                new = validate_topic_overrides(wanted, broker.config)
+            except ConfigError as e:
+                raise ControllerError(ErrorCode.invalid_config, str(e)) from e
+            except ValueError as e:
+                raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+            changes: dict[str, str | None] = {
+                k: v for k, v in new.items() if topic.configs.get(k) != v
+            }
+            changes.update({k: None for k in topic.configs if k not in new})
+            records = broker.controller.plan_topic_configs(res.resource_name, changes)
+            if not request.validate_only and records:
+                broker.commit(records)
+                log.info("altered configs of topic %s: %s", res.resource_name, changes)
+        except ControllerError as e:
+            code, message = e.code, e.message
+        responses.append(
+            make(
+                mod.AlterConfigsResourceResponse,
+                error_code=code,
+                error_message=message,
+                resource_type=res.resource_type,
+                resource_name=res.resource_name,
+            )
+        )
+    return make(
+        mod.__dict__[_response_name(api_key)],
+        throttle_time=datetime.timedelta(0),
+        responses=tuple(responses),
+    )
+
+
+def _response_name(api_key: int) -> str:
+    return "AlterConfigsResponse" if api_key == ALTER_CONFIGS else "IncrementalAlterConfigsResponse"
+
+
+def alter(ctx: Any, request: Any) -> Any:
+    return _alter(ctx, request, ALTER_CONFIGS, incremental=False)
+
+
+def incremental_alter(ctx: Any, request: Any) -> Any:
+    return _alter(ctx, request, INCREMENTAL_ALTER_CONFIGS, incremental=True)
+
+
+APIS = [
+    (DESCRIBE_CONFIGS, 1, 4, describe),
+    (ALTER_CONFIGS, 0, 2, alter),
+    (INCREMENTAL_ALTER_CONFIGS, 0, 1, incremental_alter),
+]

@@ -1,0 +1,44 @@
+"""CreatePartitions (37): grow a topic's partition count."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.metadata.controller import ControllerError
+
+API_KEY = 37
+MIN_VERSION = 0
+MAX_VERSION = 3
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    mod = response_module(API_KEY, ctx.header.api_version)
+    results = []
+    seen: set[str] = set()
+    for t in request.topics:
+        code, message = ErrorCode.none, None
+        try:
+            if t.name in seen:
+                raise ControllerError(ErrorCode.invalid_request, "Duplicate topic name.")
+            seen.add(t.name)
+            assignments = (
+                [tuple(a.broker_ids) for a in t.assignments] if t.assignments is not None else None
+            )
+            records = broker.controller.plan_create_partitions(t.name, t.count, assignments)
+            if not request.validate_only:
+                broker.commit(records)
+        except ControllerError as e:
+            code, message = e.code, e.message
+        results.append(
+            make(
+                mod.CreatePartitionsTopicResult, name=t.name, error_code=code, error_message=message
+            )
+        )
+    return make(
+        mod.CreatePartitionsResponse, throttle_time=datetime.timedelta(0), results=tuple(results)
+    )

@@ -1,0 +1,111 @@
+"""CreateTopics (19), and auto topic creation for Metadata and Produce."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import logging
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.config.definitions import InvalidConfigError, UnknownConfigError
+from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
+from artesian.metadata.controller import ControllerError, NewTopic
+
+API_KEY = 19
+MIN_VERSION = 2
+MAX_VERSION = 7
+
+log = logging.getLogger("artesian.admin")
+
+
+def auto_create_topic(broker: Any, name: str) -> ErrorCode:
+    """Create ``name`` with the broker defaults; returns the error code for Metadata."""
+    topic = NewTopic(
+        name,
+        broker.config.get("num.partitions"),
+        min(broker.config.get("default.replication.factor"), len(broker.image.brokers)),
+        {},
+    )
+    try:
+        broker.commit(broker.controller.plan_create_topic(topic))
+    except ControllerError as e:
+        if e.code is ErrorCode.topic_already_exists:
+            return ErrorCode.none
+        return e.code
+    log.info("auto-created topic %s with %d partition(s)", name, topic.num_partitions)
+    return ErrorCode.none
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    version = ctx.header.api_version
+    mod = response_module(API_KEY, version)
+    counts = collections.Counter(t.name for t in request.topics)
+    results = []
+    for t in request.topics:
+        result = dict(
+            name=t.name,
+            topic_id=None,
+            error_code=ErrorCode.none,
+            error_message=None,
+            topic_config_error_code=0,
+            num_partitions=-1,
+            replication_factor=-1,
+            configs=None,
+        )
+        try:
+            if counts[t.name] > 1:
+                raise ControllerError(ErrorCode.invalid_request, "Duplicate topic name.")
+            configs = {c.name: c.value for c in t.configs}
+            try:
+                overrides = validate_topic_overrides(configs)
+            except (InvalidConfigError, UnknownConfigError) as e:
+                raise ControllerError(ErrorCode.invalid_config, str(e)) from e
+            num_partitions = t.num_partitions
+            rf = t.replication_factor
+            assignments = {a.partition_index: tuple(a.broker_ids) for a in t.assignments}
+            if assignments and (num_partitions != -1 or rf != -1):
+                raise ControllerError(
+                    ErrorCode.invalid_request,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set. "
+                    "Both cannot be used at the same time.",
+                )
+            if num_partitions == -1:
+                num_partitions = broker.config.get("num.partitions")
+            if rf == -1:
+                rf = broker.config.get("default.replication.factor")
+            new = NewTopic(t.name, num_partitions, rf, overrides, assignments or None)
+            records = broker.controller.plan_create_topic(new)
+            if not request.validate_only:
+                broker.commit(records)
+                log.info("created topic %s (%d partitions)", t.name, num_partitions)
+            topic = broker.image.topics.get(t.name)
+            result.update(
+                topic_id=topic.topic_id
+                if topic is not None and not request.validate_only
+                else None,
+                num_partitions=len(assignments) if assignments else num_partitions,
+                replication_factor=len(next(iter(assignments.values()))) if assignments else rf,
+                configs=None
+                if not hasattr(mod, "CreatableTopicConfigs")
+                else tuple(
+                    make(
+                        mod.CreatableTopicConfigs,
+                        name=e.name,
+                        value=e.value,
+                        read_only=e.read_only,
+                        config_source=int(e.source),
+                        is_sensitive=e.is_sensitive,
+                    )
+                    for e in describe_topic_configs(overrides, broker.config, None, False, False)
+                ),
+            )
+        except ControllerError as e:
+            result.update(error_code=e.code, error_message=e.message)
+        results.append(make(mod.CreatableTopicResult, **result))
+    return make(
+        mod.CreateTopicsResponse, throttle_time=datetime.timedelta(0), topics=tuple(results)
+    )

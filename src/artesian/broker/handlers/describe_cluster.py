@@ -1,0 +1,56 @@
+"""DescribeCluster (60)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+
+API_KEY = 60
+MIN_VERSION = 0
+MAX_VERSION = 2
+
+_BROKERS_ENDPOINT = 1
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    mod = response_module(API_KEY, ctx.header.api_version)
+    endpoint_type = getattr(request, "endpoint_type", _BROKERS_ENDPOINT)
+    if endpoint_type != _BROKERS_ENDPOINT:
+        return make(
+            mod.DescribeClusterResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.unsupported_endpoint_type,
+            error_message="Only the brokers endpoint type (1) is served by brokers",
+            endpoint_type=endpoint_type,
+            cluster_id=broker.cluster_id,
+            controller_id=-1,
+            brokers=(),
+            cluster_authorized_operations=-(2**31),
+        )
+    brokers = tuple(
+        make(
+            mod.DescribeClusterBroker,
+            broker_id=b.node_id,
+            host=b.host,
+            port=b.port,
+            rack=b.rack,
+            is_fenced=False,
+        )
+        for b in broker.image.brokers.values()
+    )
+    return make(
+        mod.DescribeClusterResponse,
+        throttle_time=datetime.timedelta(0),
+        error_code=ErrorCode.none,
+        error_message=None,
+        endpoint_type=endpoint_type,
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        brokers=brokers,
+        cluster_authorized_operations=-(2**31),
+    )

@@ -1,0 +1,61 @@
+"""ListOffsets (2): earliest, latest, by timestamp, max timestamp."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+
+API_KEY = 2
+MIN_VERSION = 1
+MAX_VERSION = 11
+
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+_READ_COMMITTED = 1
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    rm = broker.replica_manager
+    mod = response_module(API_KEY, ctx.header.api_version)
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            out: dict[str, Any] = dict(
+                partition_index=p.partition_index,
+                error_code=ErrorCode.none,
+                timestamp=-1,
+                offset=-1,
+                leader_epoch=-1,
+                old_style_offsets=(),
+            )
+            partition = rm.get(t.name, p.partition_index)
+            epoch = getattr(p, "current_leader_epoch", -1)
+            if partition is None:
+                out["error_code"] = ErrorCode.unknown_topic_or_partition
+            elif epoch != -1 and epoch != partition.leader_epoch:
+                out["error_code"] = (
+                    ErrorCode.fenced_leader_epoch
+                    if epoch < partition.leader_epoch
+                    else ErrorCode.unknown_leader_epoch
+                )
+            else:
+                plog = partition.log
+                if p.timestamp == LATEST:
+                    # Consumers may only see up to the high watermark (the LSO once
+                    # transactions exist).
+                    out.update(offset=plog.high_watermark, leader_epoch=partition.leader_epoch)
+                else:
+                    found = plog.fetch_offset_by_timestamp(p.timestamp)
+                    if found is not None:
+                        offset, ts, leader_epoch = found
+                        out.update(offset=offset, timestamp=ts, leader_epoch=leader_epoch)
+            parts.append(make(mod.ListOffsetsPartitionResponse, **out))
+        topics.append(make(mod.ListOffsetsTopicResponse, name=t.name, partitions=tuple(parts)))
+    return make(mod.ListOffsetsResponse, throttle_time=datetime.timedelta(0), topics=tuple(topics))

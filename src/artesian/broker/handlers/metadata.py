@@ -1,0 +1,125 @@
+"""Metadata (3): brokers, topics and partitions, with auto topic creation."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers.create_topics import auto_create_topic
+from artesian.metadata.image import TopicImage
+
+API_KEY = 3
+MIN_VERSION = 0
+MAX_VERSION = 13
+
+log = logging.getLogger("artesian.metadata")
+_NO_OPS = -(2**31)  # topic_authorized_operations when not requested
+
+
+def _topic_entry(mod: Any, topic: TopicImage, internal: bool) -> Any:
+    partitions = tuple(
+        make(
+            mod.MetadataResponsePartition,
+            error_code=ErrorCode.none,
+            partition_index=p.partition,
+            leader_id=p.leader,
+            leader_epoch=p.leader_epoch,
+            replica_nodes=p.replicas,
+            isr_nodes=p.isr,
+            offline_replicas=(),
+        )
+        for _, p in sorted(topic.partitions.items())
+    )
+    return make(
+        mod.MetadataResponseTopic,
+        error_code=ErrorCode.none,
+        name=topic.name,
+        topic_id=topic.topic_id,
+        is_internal=internal,
+        partitions=partitions,
+        topic_authorized_operations=_NO_OPS,
+    )
+
+
+def _error_entry(mod: Any, name: str | None, topic_id: Any, code: ErrorCode) -> Any:
+    return make(
+        mod.MetadataResponseTopic,
+        error_code=code,
+        name=name,
+        topic_id=topic_id,
+        is_internal=False,
+        partitions=(),
+        topic_authorized_operations=_NO_OPS,
+    )
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    version = ctx.header.api_version
+    image = broker.image
+    mod = response_module(API_KEY, version)
+    requested = request.topics
+    if version == 0 and not requested:
+        requested = None  # v0: an empty list means every topic
+    if requested is None:
+        # Every topic: cached per image offset, since clients poll this often.
+        key = (API_KEY, version, image.offset)
+        cached = broker.response_cache.get(key)
+        if cached is not None:
+            return cached
+        entries = [_topic_entry(mod, t, t.name.startswith("__")) for t in image.topics.values()]
+        response = _response(mod, broker, entries)
+        broker.response_cache = {
+            k: v
+            for k, v in broker.response_cache.items()
+            if not (isinstance(k, tuple) and k[0] == API_KEY)
+        }
+        broker.response_cache[key] = response
+        return response
+    allow_auto = getattr(request, "allow_auto_topic_creation", True) and broker.config.get(
+        "auto.create.topics.enable"
+    )
+    entries = []
+    for t in requested:
+        name = getattr(t, "name", None)
+        topic_id = getattr(t, "topic_id", None)
+        topic = None
+        if name:
+            topic = image.topics.get(name)
+        elif topic_id is not None:
+            topic = image.topics_by_id.get(topic_id)
+            if topic is None:
+                entries.append(_error_entry(mod, None, topic_id, ErrorCode.unknown_topic_id))
+                continue
+        if topic is None and name and allow_auto:
+            code = auto_create_topic(broker, name)
+            if code is not ErrorCode.none:
+                entries.append(_error_entry(mod, name, None, code))
+                continue
+            topic = image.topics.get(name)
+        if topic is None:
+            entries.append(_error_entry(mod, name, None, ErrorCode.unknown_topic_or_partition))
+            continue
+        entries.append(_topic_entry(mod, topic, topic.name.startswith("__")))
+    return _response(mod, broker, entries)
+
+
+def _response(mod: Any, broker: Any, topics: list[Any]) -> Any:
+    brokers = tuple(
+        make(mod.MetadataResponseBroker, node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
+        for b in broker.image.brokers.values()
+    )
+    return make(
+        mod.MetadataResponse,
+        throttle_time=datetime.timedelta(0),
+        brokers=brokers,
+        cluster_id=broker.cluster_id,
+        controller_id=broker.node_id,
+        topics=tuple(topics),
+        cluster_authorized_operations=_NO_OPS,
+        error_code=ErrorCode.none,
+    )

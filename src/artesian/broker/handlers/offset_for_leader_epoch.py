@@ -1,0 +1,48 @@
+"""OffsetForLeaderEpoch (23): the end offset of a leader epoch, for truncation after a
+leader change (KIP-101/KIP-320)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+
+API_KEY = 23
+MIN_VERSION = 2
+MAX_VERSION = 4
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    rm = ctx.broker.replica_manager
+    mod = response_module(API_KEY, ctx.header.api_version)
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partitions:
+            out: dict[str, Any] = dict(
+                error_code=ErrorCode.none, partition=p.partition, leader_epoch=-1, end_offset=-1
+            )
+            partition = rm.get(t.topic, p.partition)
+            current = getattr(p, "current_leader_epoch", -1)
+            if partition is None:
+                out["error_code"] = ErrorCode.unknown_topic_or_partition
+            elif current != -1 and current != partition.leader_epoch:
+                out["error_code"] = (
+                    ErrorCode.fenced_leader_epoch
+                    if current < partition.leader_epoch
+                    else ErrorCode.unknown_leader_epoch
+                )
+            else:
+                plog = partition.log
+                epoch, end = plog.leader_epoch_cache.end_offset_for(
+                    p.leader_epoch, plog.log_end_offset
+                )
+                out.update(leader_epoch=epoch, end_offset=end)
+            parts.append(make(mod.EpochEndOffset, **out))
+        topics.append(make(mod.OffsetForLeaderTopicResult, topic=t.topic, partitions=tuple(parts)))
+    return make(
+        mod.OffsetForLeaderEpochResponse, throttle_time=datetime.timedelta(0), topics=tuple(topics)
+    )

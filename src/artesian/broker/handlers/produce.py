@@ -1,0 +1,118 @@
+"""Produce (0): the append hot path.
+
+The request is decoded by hand into memoryviews over the received frame; each partition's
+batches are validated from their headers (CRC32C included), given offsets in place and written
+to the log. Records are never decoded. acks=0 gets no response; with one replica, acks=-1 is
+satisfied as soon as the leader has appended.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.protocol import api
+from artesian.protocol.codec import DecodeError
+from artesian.protocol.produce import ProduceRequestView, decode_produce_request
+
+API_KEY = 0
+# librdkafka expects Produce advertised from v0 (KAFKA-18659); v0-2 carry the old message
+# formats, which Kafka 4 removed: such a request closes the connection with a log line.
+MIN_VERSION = 0
+MAX_VERSION = 13
+
+log = logging.getLogger("artesian.produce")
+
+
+def decode(header: api.RequestHeader, frame: memoryview) -> ProduceRequestView:
+    if header.api_version < 3:
+        raise DecodeError(
+            f"Produce v{header.api_version} uses message format v0/v1, which Kafka 4 removed; "
+            "upgrade the client"
+        )
+    return decode_produce_request(
+        frame, header.body_offset, header.api_version, api.is_flexible(API_KEY, header.api_version)
+    )
+
+
+def handle(ctx: Any, request: ProduceRequestView) -> Any:
+    broker = ctx.broker
+    version = ctx.header.api_version
+    rm = broker.replica_manager
+    image = broker.image
+    now = int(time.time() * 1000)
+    acks = request.acks
+    valid_acks = acks in (-1, 0, 1)
+    topics_out = []
+    for t in request.topics:
+        name = t.name
+        if t.topic_id is not None:
+            topic = image.topics_by_id.get(t.topic_id)
+            name = topic.name if topic is not None else ""
+        parts_out = []
+        for p in t.partitions:
+            code = ErrorCode.none
+            message = None
+            base_offset = -1
+            append_time = -1
+            log_start = -1
+            partition = rm.get(name, p.index) if name else None
+            if not valid_acks:
+                code = ErrorCode.invalid_required_acks
+            elif partition is None:
+                code = (
+                    ErrorCode.unknown_topic_id
+                    if t.topic_id is not None
+                    else (ErrorCode.unknown_topic_or_partition)
+                )
+            elif p.records is None:
+                code = ErrorCode.invalid_record
+                message = "Produce request carries null records"
+            else:
+                try:
+                    info = partition.log.append_as_leader(p.records, partition.leader_epoch, now)
+                except Exception as e:  # storage errors carry their Kafka error code
+                    error_code = getattr(e, "error_code", None)
+                    if error_code is None:
+                        log.exception("append to %s-%d failed", name, p.index)
+                        code = ErrorCode.kafka_storage_error
+                    else:
+                        code = ErrorCode(error_code)
+                    message = str(e) or None
+                else:
+                    base_offset = info.first_offset
+                    append_time = info.log_append_time
+                    log_start = partition.log.log_start_offset
+                    rm.appended(partition, len(p.records), info.last_offset - info.first_offset + 1)
+            parts_out.append((p.index, code, base_offset, append_time, log_start, message))
+        topics_out.append((t, parts_out))
+    if acks == 0:
+        return None
+    mod = response_module(API_KEY, version)
+    responses = tuple(
+        make(
+            mod.TopicProduceResponse,
+            name=t.name,
+            topic_id=t.topic_id,
+            partition_responses=tuple(
+                make(
+                    mod.PartitionProduceResponse,
+                    index=index,
+                    error_code=code,
+                    base_offset=base,
+                    log_append_time=append_time,
+                    log_start_offset=log_start,
+                    record_errors=(),
+                    error_message=message,
+                )
+                for index, code, base, append_time, log_start, message in parts
+            ),
+        )
+        for t, parts in topics_out
+    )
+    return make(mod.ProduceResponse, responses=responses, throttle_time=datetime.timedelta(0))

@@ -1,0 +1,62 @@
+"""Prometheus metrics, named after Kafka's JMX beans where one exists."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class BrokerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "kafka_network_requests", "Requests handled, by API.", ["request"], registry=r
+        )
+        self.request_errors = Counter(
+            "kafka_network_request_errors",
+            "Requests that failed to decode or were rejected, by API and reason.",
+            ["request", "reason"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "kafka_network_request_total_time_seconds",
+            "Time from a request's arrival to its response, by API.",
+            ["request"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.bytes_in = Counter(
+            "kafka_server_broker_topic_bytes_in", "Bytes appended, by topic.", ["topic"], registry=r
+        )
+        self.bytes_out = Counter(
+            "kafka_server_broker_topic_bytes_out", "Bytes fetched, by topic.", ["topic"], registry=r
+        )
+        self.messages_in = Counter(
+            "kafka_server_broker_topic_messages_in",
+            "Records appended, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.connections = Gauge(
+            "kafka_server_socket_server_connection_count", "Open client connections.", registry=r
+        )
+        self.partitions = Gauge(
+            "kafka_server_replica_manager_partition_count", "Partitions on this broker.", registry=r
+        )
+        self.under_replicated = Gauge(
+            "kafka_server_replica_manager_under_replicated_partitions",
+            "Partitions whose ISR is smaller than their replica set.",
+            registry=r,
+        )
+        self._latency_children: dict[str, object] = {}
+
+    def observe_request(self, name: str, seconds: float) -> None:
+        child = self._latency_children.get(name)
+        if child is None:
+            child = self._latency_children[name] = (
+                self.request_latency.labels(name),
+                self.requests.labels(name),
+            )
+        latency, count = child  # type: ignore[misc]
+        latency.observe(seconds)
+        count.inc()

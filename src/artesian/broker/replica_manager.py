@@ -1,0 +1,117 @@
+"""ReplicaManager: the partitions this broker hosts, and appends and reads on them.
+
+With one broker every partition is led here and the ISR is this broker alone, so the high
+watermark moves with the log end offset; the replication layer will move it by follower
+fetches instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from artesian.broker.purgatory import FetchPurgatory
+from artesian.storage.log import Log
+from artesian.storage.log_config import LogConfig
+from artesian.storage.log_manager import LogManager
+
+if TYPE_CHECKING:
+    from artesian.broker.metrics import BrokerMetrics
+
+log = logging.getLogger("artesian.replica_manager")
+
+
+@dataclass(slots=True, eq=False)
+class Partition:
+    topic: str
+    index: int
+    topic_id: uuid.UUID
+    log: Log
+    leader_epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    flushing: bool = False
+
+    @property
+    def high_watermark(self) -> int:
+        return self.log.high_watermark
+
+
+class ReplicaManager:
+    def __init__(self, log_manager: LogManager, metrics: BrokerMetrics) -> None:
+        self.log_manager = log_manager
+        self.metrics = metrics
+        self.partitions: dict[tuple[str, int], Partition] = {}
+        self.purgatory = FetchPurgatory()
+        self._bytes_in: dict[str, object] = {}
+
+    def get(self, topic: str, partition: int) -> Partition | None:
+        return self.partitions.get((topic, partition))
+
+    def become_leader(
+        self,
+        topic: str,
+        index: int,
+        topic_id: uuid.UUID,
+        leader_epoch: int,
+        replicas: tuple[int, ...],
+        isr: tuple[int, ...],
+        config: LogConfig,
+    ) -> Partition:
+        key = (topic, index)
+        p = self.partitions.get(key)
+        now = int(time.time() * 1000)
+        if p is None:
+            plog = self.log_manager.get_or_create_log(topic, index, config, now)
+            p = Partition(topic, index, topic_id, plog, leader_epoch, replicas, isr)
+            self.partitions[key] = p
+        else:
+            p.leader_epoch, p.replicas, p.isr = leader_epoch, replicas, isr
+        # One replica: everything in the log is committed.
+        p.log.high_watermark = p.log.log_end_offset
+        self.metrics.partitions.set(len(self.partitions))
+        return p
+
+    def remove_topic(self, topic: str) -> None:
+        for key in [k for k in self.partitions if k[0] == topic]:
+            del self.partitions[key]
+            self.purgatory.wake(key)
+            self.log_manager.delete_log(*key)
+        self.metrics.partitions.set(len(self.partitions))
+
+    def update_config(self, topic: str, config: LogConfig) -> None:
+        self.log_manager.update_config(topic, config)
+
+    def appended(self, p: Partition, nbytes: int, messages: int) -> None:
+        """Bookkeeping after a successful append: HW, metrics, waiting fetches, flush."""
+        p.log.high_watermark = p.log.log_end_offset
+        counters = self._bytes_in.get(p.topic)
+        if counters is None:
+            counters = self._bytes_in[p.topic] = (
+                self.metrics.bytes_in.labels(p.topic),
+                self.metrics.messages_in.labels(p.topic),
+            )
+        b, m = counters  # type: ignore[misc]
+        b.inc(nbytes)
+        m.inc(messages)
+        self.purgatory.on_append((p.topic, p.index), nbytes)
+        now = int(time.time() * 1000)
+        if not p.flushing and p.log.needs_flush(now):
+            self.schedule_flush(p)
+
+    def schedule_flush(self, p: Partition) -> None:
+        """fsync off the event loop; one flush per partition at a time."""
+        p.flushing = True
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, p.log.flush)
+
+        def done(f: asyncio.Future[object]) -> None:
+            p.flushing = False
+            if f.exception() is not None:
+                log.error("flush of %s-%d failed: %s", p.topic, p.index, f.exception())
+
+        fut.add_done_callback(done)

@@ -1,0 +1,284 @@
+"""The broker process: metadata, logs, listener and background work, started and stopped
+in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import struct
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from artesian.broker.handlers import HANDLERS
+from artesian.broker.metrics import BrokerMetrics
+from artesian.broker.replica_manager import ReplicaManager
+from artesian.config.broker import BrokerConfig
+from artesian.config.resolve import effective_topic_config
+from artesian.metadata.controller import Controller
+from artesian.metadata.image import MetadataImage, TopicImage
+from artesian.metadata.records import (
+    ConfigRecord,
+    MetadataRecord,
+    PartitionRecord,
+    RegisterBrokerRecord,
+    RemoveTopicRecord,
+    TopicRecord,
+)
+from artesian.metadata.store import MetadataStore, SqliteMetadataStore
+from artesian.storage.log_config import LogConfig
+from artesian.storage.log_manager import LogManager
+
+if TYPE_CHECKING:
+    from artesian.broker.connection import KafkaConnection
+
+log = logging.getLogger("artesian.broker")
+
+
+def parse_listener(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port
+        self.node_id: int = config.get("node.id")
+        self.cluster_id = ""
+        self.metrics = BrokerMetrics()
+        self.handlers = HANDLERS
+        self.connections: set[KafkaConnection] = set()
+        self.use_sendfile = True
+        self.image = MetadataImage()
+        self.store: MetadataStore | None = None
+        self.controller: Controller | None = None
+        self.log_manager: LogManager | None = None
+        self.replica_manager: ReplicaManager | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self._api_versions_fallback: bytes | None = None
+        # Responses that only change with the metadata image, keyed by what they depend on.
+        self.response_cache: dict[object, object] = {}
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteMetadataStore(self.data_dir / "metadata.db")
+        for offset, record in self.store.read():
+            self.image.apply(offset, record)
+        self.cluster_id = self._load_cluster_id()
+        self.controller = Controller(self.store, self.image)
+        advertised = self.config.get("advertised.listeners")
+        adv_host, adv_port = self.host, self.port
+        if advertised:
+            first = str(advertised[0] if isinstance(advertised, list) else advertised).split(",")[0]
+            adv_host, adv_port = parse_listener(first.split("://")[-1])
+        current = self.image.brokers.get(self.node_id)
+        if current is None or (current.host, current.port) != (adv_host, adv_port):
+            self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port)])
+
+        now = int(time.time() * 1000)
+        self.log_manager = LogManager(self.data_dir / "logs", self.default_log_config())
+        self.log_manager.startup(now)
+        self.replica_manager = ReplicaManager(self.log_manager, self.metrics)
+        hosted: set[tuple[str, int]] = set()
+        for topic in self.image.topics.values():
+            for p in topic.partitions.values():
+                if self.node_id in p.replicas:
+                    self._become_leader(topic, p.partition)
+                    hosted.add((topic.name, p.partition))
+        for topic_name, index in [(lg.topic, lg.partition) for lg in self.log_manager.all_logs()]:
+            if (topic_name, index) not in hosted:
+                log.info("deleting stray log %s-%d: its topic no longer exists", topic_name, index)
+                self.log_manager.delete_log(topic_name, index)
+
+        self._server = await asyncio.get_running_loop().create_server(
+            self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
+        )
+        self._tasks = [
+            asyncio.create_task(self._every("log.retention.check.interval.ms", self._retention)),
+            asyncio.create_task(self._every("log.flush.scheduler.interval.ms", self._flush)),
+            asyncio.create_task(self._every_ms(30_000, self._checkpoint)),
+        ]
+        log.info(
+            "broker %d listening on %s:%d (cluster %s, %d partitions, data in %s)",
+            self.node_id,
+            self.host,
+            self.port,
+            self.cluster_id,
+            len(self.replica_manager.partitions),
+            self.data_dir,
+        )
+
+    def _load_cluster_id(self) -> str:
+        path = self.data_dir / "meta.properties"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+        import base64
+
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        path.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n")
+        return cluster_id
+
+    def _new_connection(self) -> KafkaConnection:
+        from artesian.broker.connection import KafkaConnection
+
+        return KafkaConnection(self)
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._request_stop, sig)
+        await self._stopped.wait()
+        await self.stop()
+
+    def _request_stop(self, sig: signal.Signals) -> None:
+        log.info("received %s: shutting down", sig.name)
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, answer what is in flight, then flush and close every log."""
+        if self._server is not None:
+            self._server.close()
+        if self.replica_manager is not None:
+            # Parked fetches answer now with what they have.
+            self.replica_manager.purgatory.complete_all()
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(c._busy for c in self.connections):
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.log_manager is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
+        if self.store is not None:
+            self.store.close()
+        log.info("broker %d stopped cleanly", self.node_id)
+
+    # --- metadata ---------------------------------------------------------------------------
+
+    def commit(self, records: list[MetadataRecord]) -> None:
+        """Persist records, apply them to the image, and act on them."""
+        assert self.store is not None
+        if not records:
+            return
+        last = self.store.append(records)
+        first = last - len(records) + 1
+        for i, record in enumerate(records):
+            self.image.apply(first + i, record)
+        self._on_records(records)
+
+    def _on_records(self, records: Iterable[MetadataRecord]) -> None:
+        rm = self.replica_manager
+        if rm is None:
+            return
+        touched: set[str] = set()
+        for record in records:
+            match record:
+                case PartitionRecord():
+                    topic = self.image.topics_by_id.get(uuid.UUID(record.topic_id))
+                    if topic is not None and self.node_id in record.replicas:
+                        self._become_leader(topic, record.partition)
+                case RemoveTopicRecord():
+                    # The topic is already gone from the image: find it among our partitions.
+                    for (name, _i), part in list(rm.partitions.items()):
+                        if str(part.topic_id) == record.topic_id:
+                            rm.remove_topic(name)
+                            break
+                case ConfigRecord(resource_type=2, resource_name=name):
+                    touched.add(name)
+                case ConfigRecord():
+                    touched.update(self.image.topics)
+                case TopicRecord():
+                    pass
+        for name in touched:
+            topic = self.image.topics.get(name)
+            if topic is not None and any(k[0] == name for k in rm.partitions):
+                rm.update_config(name, self.log_config(topic))
+
+    def _become_leader(self, topic: TopicImage, index: int) -> None:
+        assert self.replica_manager is not None
+        p = topic.partitions[index]
+        self.replica_manager.become_leader(
+            topic.name,
+            index,
+            topic.topic_id,
+            p.leader_epoch,
+            p.replicas,
+            p.isr,
+            self.log_config(topic),
+        )
+
+    def default_log_config(self) -> LogConfig:
+        return LogConfig.from_properties(effective_topic_config({}, self.config))
+
+    def log_config(self, topic: TopicImage) -> LogConfig:
+        return LogConfig.from_properties(effective_topic_config(topic.configs, self.config))
+
+    # --- background work --------------------------------------------------------------------
+
+    async def _every(self, config_key: str, work: object) -> None:
+        await self._every_ms(int(self.config.get(config_key)), work)
+
+    async def _every_ms(self, interval_ms: int, work: object) -> None:
+        assert callable(work)
+        while True:
+            await asyncio.sleep(interval_ms / 1000.0)
+            try:
+                await work()
+            except Exception:
+                log.exception("background task %s failed; it will run again", work)
+
+    async def _retention(self) -> None:
+        assert self.log_manager is not None
+        now = int(time.time() * 1000)
+        deleted = self.log_manager.cleanup_logs(now)
+        if deleted:
+            log.info("retention deleted %d segment(s)", deleted)
+
+    async def _flush(self) -> None:
+        assert self.log_manager is not None
+        now = int(time.time() * 1000)
+        lm = self.log_manager
+        await asyncio.get_running_loop().run_in_executor(None, lm.flush_dirty_logs, now)
+
+    async def _checkpoint(self) -> None:
+        assert self.log_manager is not None
+        await asyncio.get_running_loop().run_in_executor(None, self.log_manager.checkpoint)
+
+    # --- ApiVersions fallback ---------------------------------------------------------------
+
+    def api_versions_fallback(self, correlation_id: int) -> bytes:
+        """ApiVersions v0 response with UNSUPPORTED_VERSION (35) and our ranges."""
+        if self._api_versions_fallback is None:
+            body = bytearray(struct.pack(">hi", 35, len(self.handlers)))
+            for key in sorted(self.handlers):
+                h = self.handlers[key]
+                body += struct.pack(">hhh", key, h.min_version, h.max_version)
+            self._api_versions_fallback = bytes(body)
+        body = self._api_versions_fallback
+        return struct.pack(">ii", len(body) + 4, correlation_id) + body
+
+
+async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:
+    broker = Broker(config, data_dir, host, port)
+    await broker.start()
+    await broker.serve_forever()

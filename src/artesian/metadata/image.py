@@ -1,0 +1,92 @@
+"""The in-memory view of cluster metadata, built by replaying metadata records."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from artesian.metadata.records import (
+    ConfigRecord,
+    MetadataRecord,
+    PartitionRecord,
+    RegisterBrokerRecord,
+    RemoveTopicRecord,
+    TopicRecord,
+)
+
+TOPIC_RESOURCE = 2
+BROKER_RESOURCE = 4
+
+
+@dataclass(slots=True)
+class PartitionImage:
+    partition: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    leader: int
+    leader_epoch: int
+    partition_epoch: int
+
+
+@dataclass(slots=True)
+class TopicImage:
+    name: str
+    topic_id: uuid.UUID
+    partitions: dict[int, PartitionImage] = field(default_factory=dict)
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BrokerImage:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+@dataclass(slots=True)
+class MetadataImage:
+    topics: dict[str, TopicImage] = field(default_factory=dict)
+    topics_by_id: dict[uuid.UUID, TopicImage] = field(default_factory=dict)
+    brokers: dict[int, BrokerImage] = field(default_factory=dict)
+    broker_configs: dict[str, str] = field(default_factory=dict)
+    offset: int = -1
+    """Offset of the last applied record: the metadata epoch clients can cache against."""
+
+    def apply(self, offset: int, record: MetadataRecord) -> None:
+        self.offset = offset
+        match record:
+            case TopicRecord(name=name, topic_id=tid):
+                topic = TopicImage(name, uuid.UUID(tid))
+                self.topics[name] = topic
+                self.topics_by_id[topic.topic_id] = topic
+            case PartitionRecord():
+                topic = self.topics_by_id[uuid.UUID(record.topic_id)]
+                topic.partitions[record.partition] = PartitionImage(
+                    record.partition,
+                    record.replicas,
+                    record.isr,
+                    record.leader,
+                    record.leader_epoch,
+                    record.partition_epoch,
+                )
+            case RemoveTopicRecord(topic_id=tid):
+                removed = self.topics_by_id.pop(uuid.UUID(tid), None)
+                if removed is not None:
+                    self.topics.pop(removed.name, None)
+            case ConfigRecord(resource_type=rtype, resource_name=rname, name=name, value=value):
+                target: dict[str, str] | None
+                if rtype == TOPIC_RESOURCE:
+                    t = self.topics.get(rname)
+                    target = t.configs if t is not None else None
+                else:
+                    target = self.broker_configs
+                if target is not None:
+                    if value is None:
+                        target.pop(name, None)
+                    else:
+                        target[name] = value
+            case RegisterBrokerRecord():
+                self.brokers[record.node_id] = BrokerImage(
+                    record.node_id, record.host, record.port, record.rack
+                )

@@ -1,0 +1,80 @@
+"""Cluster metadata records (KRaft's vocabulary): the append-only log the cluster follows.
+
+Every change to topics, partitions, configs or brokers is one of these records, appended to
+the metadata store; a broker's ``MetadataImage`` is the result of replaying them in order.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(slots=True, frozen=True)
+class TopicRecord:
+    TYPE: ClassVar[str] = "topic"
+    name: str
+    topic_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class PartitionRecord:
+    TYPE: ClassVar[str] = "partition"
+    topic_id: str
+    partition: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    leader: int
+    leader_epoch: int = 0
+    partition_epoch: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class RemoveTopicRecord:
+    TYPE: ClassVar[str] = "remove_topic"
+    topic_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigRecord:
+    """value None removes the override."""
+
+    TYPE: ClassVar[str] = "config"
+    resource_type: int  # 2 = topic, 4 = broker (Kafka's ConfigResource.Type)
+    resource_name: str
+    name: str
+    value: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class RegisterBrokerRecord:
+    TYPE: ClassVar[str] = "register_broker"
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+    incarnation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+MetadataRecord = TopicRecord | PartitionRecord | RemoveTopicRecord | ConfigRecord | RegisterBrokerRecord
+
+_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (TopicRecord, PartitionRecord, RemoveTopicRecord, ConfigRecord, RegisterBrokerRecord)
+}
+
+
+def encode_record(record: MetadataRecord) -> tuple[str, str]:
+    return record.TYPE, json.dumps(asdict(record), separators=(",", ":"))
+
+
+def decode_record(kind: str, payload: str) -> MetadataRecord:
+    cls = _TYPES[kind]
+    data: dict[str, Any] = json.loads(payload)
+    for key in ("replicas", "isr"):
+        if key in data:
+            data[key] = tuple(data[key])
+    record: MetadataRecord = cls(**data)
+    return record
