@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -27,7 +28,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 code = ErrorCode.unknown_topic_or_partition
             else:
                 try:
-                    low = partition.log.delete_records_before(p.offset)
+                    low = partition.log.delete_records_before(p.offset, int(time.time() * 1000))
                 except Exception as e:
                     error_code = getattr(e, "error_code", None)
                     if error_code is None:
