@@ -47,11 +47,12 @@ class RequestContext:
 class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.decoder = FrameDecoder(broker.config.get("socket.request.max.bytes"))
+        self.decoder = FrameDecoder(broker.config.get_int("socket.request.max.bytes"))
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._queue: collections.deque[bytes | bytearray] = collections.deque()
         self._busy = False
+        self._pending: asyncio.Future[None] | None = None
         self._paused = False
         self._closed = False
         self._sock_fd = -1
@@ -113,7 +114,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             result = self._dispatch(frame)
             if result is not None:
                 self._busy = True
-                asyncio.ensure_future(self._finish(result))
+                self._pending = asyncio.ensure_future(self._finish(result))
                 return
         self._busy = False
         if self._paused and self.transport and not self._closed:

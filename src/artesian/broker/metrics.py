@@ -48,7 +48,7 @@ class BrokerMetrics:
             "Partitions whose ISR is smaller than their replica set.",
             registry=r,
         )
-        self._latency_children: dict[str, object] = {}
+        self._latency_children: dict[str, tuple[Histogram, Counter]] = {}
 
     def observe_request(self, name: str, seconds: float) -> None:
         child = self._latency_children.get(name)
@@ -57,6 +57,6 @@ class BrokerMetrics:
                 self.request_latency.labels(name),
                 self.requests.labels(name),
             )
-        latency, count = child  # type: ignore[misc]
+        latency, count = child
         latency.observe(seconds)
         count.inc()

@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prometheus_client import Counter
+
 from artesian.broker.purgatory import FetchPurgatory
 from artesian.storage.log import Log
 from artesian.storage.log_config import LogConfig
@@ -47,7 +49,7 @@ class ReplicaManager:
         self.metrics = metrics
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.purgatory = FetchPurgatory()
-        self._bytes_in: dict[str, object] = {}
+        self._bytes_in: dict[str, tuple[Counter, Counter]] = {}
 
     def get(self, topic: str, partition: int) -> Partition | None:
         return self.partitions.get((topic, partition))
@@ -95,7 +97,7 @@ class ReplicaManager:
                 self.metrics.bytes_in.labels(p.topic),
                 self.metrics.messages_in.labels(p.topic),
             )
-        b, m = counters  # type: ignore[misc]
+        b, m = counters
         b.inc(nbytes)
         m.inc(messages)
         self.purgatory.on_append((p.topic, p.index), nbytes)
@@ -109,7 +111,7 @@ class ReplicaManager:
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(None, p.log.flush)
 
-        def done(f: asyncio.Future[object]) -> None:
+        def done(f: asyncio.Future[None]) -> None:
             p.flushing = False
             if f.exception() is not None:
                 log.error("flush of %s-%d failed: %s", p.topic, p.index, f.exception())

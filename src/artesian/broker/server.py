@@ -52,7 +52,7 @@ class Broker:
         self.data_dir = data_dir
         self.host = host
         self.port = port
-        self.node_id: int = config.get("node.id")
+        self.node_id = config.node_id
         self.cluster_id = ""
         self.metrics = BrokerMetrics()
         self.handlers = HANDLERS
@@ -236,7 +236,7 @@ class Broker:
     # --- background work --------------------------------------------------------------------
 
     async def _every(self, config_key: str, work: object) -> None:
-        await self._every_ms(int(self.config.get(config_key)), work)
+        await self._every_ms(self.config.get_int(config_key), work)
 
     async def _every_ms(self, interval_ms: int, work: object) -> None:
         assert callable(work)
@@ -274,8 +274,8 @@ class Broker:
                 h = self.handlers[key]
                 body += struct.pack(">hhh", key, h.min_version, h.max_version)
             self._api_versions_fallback = bytes(body)
-        body = self._api_versions_fallback
-        return struct.pack(">ii", len(body) + 4, correlation_id) + body
+        fallback = self._api_versions_fallback
+        return struct.pack(">ii", len(fallback) + 4, correlation_id) + fallback
 
 
 async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:

@@ -266,7 +266,7 @@ def _array_reader(inner: Reader, flexible: bool, nullable: bool) -> Reader:
         # Every element takes at least one byte: a count beyond the remaining bytes is a lie.
         if n > len(buf) - pos:
             raise DecodeError(f"array count {n} exceeds the {len(buf) - pos} bytes left")
-        items = []
+        items: list[Any] = []
         append = items.append
         for _ in range(n):
             item, pos = inner(buf, pos)
