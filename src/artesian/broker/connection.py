@@ -67,11 +67,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
         sock = transport.get_extra_info("socket")
         self._sock_fd = sock.fileno() if sock is not None else -1
         self.broker.connections.add(self)
+        self.broker.metrics.connections.set(len(self.broker.connections))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._queue.clear()
         self.broker.connections.discard(self)
+        self.broker.metrics.connections.set(len(self.broker.connections))
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.decoder.get_buffer()

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prometheus_client import start_http_server
+
 from artesian.broker.handlers import HANDLERS
 from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.replica_manager import ReplicaManager
@@ -103,6 +105,11 @@ class Broker:
                 log.info("deleting stray log %s-%d: its topic no longer exists", topic_name, index)
                 self.log_manager.delete_log(topic_name, index)
 
+        metrics_port = self.config.metrics_port
+        if metrics_port:
+            # prometheus-client serves from its own thread; scrapes never touch the loop.
+            start_http_server(metrics_port, addr=self.host, registry=self.metrics.registry)
+            log.info("Prometheus metrics on http://%s:%d/metrics", self.host, metrics_port)
         self._server = await asyncio.get_running_loop().create_server(
             self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
         )
