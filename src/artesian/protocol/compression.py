@@ -87,7 +87,8 @@ def compress(codec: int, data: Buf, level: int | None = None) -> bytes:
         return _xerial_compress(data)
     if codec == CompressionType.LZ4:
         c = cramjam.lz4.Compressor(level=level, content_checksum=False, block_linked=False)
-        c.compress(data)
+        # cramjam's streaming compressor takes only bytes.
+        c.compress(data if isinstance(data, bytes) else bytes(data))
         return bytes(c.finish())
     if codec == CompressionType.ZSTD:
         return bytes(cramjam.zstd.compress(data, level=3 if level is None else level))
