@@ -69,6 +69,8 @@ def make_batch(
     base_offset: int = 0,
     attributes: int = 0,
     producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
 ) -> bytearray:
     """A valid v2 batch. Without ``records``: ``n`` records with timestamps ``timestamp + i``
     and values ``b"v<i>"`` padded to ``value_size``."""
@@ -95,8 +97,8 @@ def make_batch(
             base_ts,
             max_ts,
             producer_id,
-            -1,
-            -1,
+            producer_epoch,
+            base_sequence,
             len(records),
         )
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptRecordError",
+    "InvalidProducerEpochError",
     "InvalidRecordError",
     "InvalidTimestampError",
+    "InvalidTxnStateError",
     "KafkaStorageError",
     "OffsetOutOfRangeError",
+    "OutOfOrderSequenceError",
     "RecordBatchTooLargeError",
     "RecordTooLargeError",
     "StorageError",
@@ -52,3 +55,24 @@ class KafkaStorageError(StorageError):
 
 class InvalidRecordError(StorageError):
     error_code = 87  # INVALID_RECORD
+
+
+class OutOfOrderSequenceError(StorageError):
+    """An idempotent batch does not continue its producer's sequence (a gap, or a new epoch
+    that does not start at 0)."""
+
+    error_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+class InvalidProducerEpochError(StorageError):
+    """A batch carries an epoch older than its producer's latest (a zombie producer).
+
+    Kafka answers a produce with INVALID_PRODUCER_EPOCH (not PRODUCER_FENCED) since 2.7."""
+
+    error_code = 47  # INVALID_PRODUCER_EPOCH
+
+
+class InvalidTxnStateError(StorageError):
+    """A transactional batch for a partition that is in no transaction (we have none yet)."""
+
+    error_code = 48  # INVALID_TXN_STATE

@@ -7,6 +7,11 @@ bookkeeping (segment list, offsets) and the fsyncs run outside it.
 Deleted segments (retention, DeleteRecords, truncation) are renamed ``*.deleted`` and keep their
 fd open until ``remove_deleted_segments`` runs ``file.delete.delay.ms`` later, so a fetch that
 is still sendfile-ing from them never reads a reused fd.
+
+Idempotent producers: ``producer_state`` (a ProducerStateManager) checks each append's producer
+batches before it is written and answers a retried batch with its original offsets; it is
+snapshotted at every roll and on close, and rebuilt at open from the latest snapshot plus the
+batch headers after it (see ``producer_state.py``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,16 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
+from artesian.protocol.records import InvalidBatch
 from artesian.storage.errors import OffsetOutOfRangeError, RecordBatchTooLargeError
 from artesian.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_validator import LogAppendInfo, validate_and_assign_offsets
+from artesian.storage.producer_state import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    BatchMetadata,
+    ProducerStateManager,
+)
 from artesian.storage.segment import (
     DELETED_SUFFIX,
     INDEX_SUFFIX,
@@ -82,7 +93,9 @@ class Log:
         partition: int,
         config: LogConfig,
         now_ms: int,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> None:
+        self.producer_state = ProducerStateManager(directory, producer_id_expiration_ms)
         self.dir = directory
         self.topic = topic
         self.partition = partition
@@ -101,6 +114,16 @@ class Log:
         self.leader_epoch_cache = LeaderEpochFileCache(directory / LEADER_EPOCH_CHECKPOINT)
         self.closed = False
 
+    @property
+    def dir(self) -> Path:
+        return self._dir
+
+    @dir.setter
+    def dir(self, directory: Path) -> None:
+        # LogManager renames the directory of a deleted log: snapshots follow it.
+        self._dir = directory
+        self.producer_state.dir = directory
+
     # -- opening and recovery ---------------------------------------------------------------
 
     @classmethod
@@ -114,12 +137,13 @@ class Log:
         log_start_offset: int,
         now_ms: int,
         clean_shutdown: bool,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> Log:
         """Load (or create) the partition directory, recovering unflushed segments after a
         crash: every batch from the recovery point on is checked and the log is cut at the
         first torn or corrupt one; later segments are deleted."""
         directory.mkdir(parents=True, exist_ok=True)
-        log = cls(directory, topic, partition, config, now_ms)
+        log = cls(directory, topic, partition, config, now_ms, producer_id_expiration_ms)
         log.leader_epoch_cache = LeaderEpochFileCache.load(directory / LEADER_EPOCH_CHECKPOINT)
         bases: list[int] = []
         for entry in os.scandir(directory):
@@ -173,7 +197,39 @@ class Log:
         cache = log.leader_epoch_cache
         cache.truncate_from_end(log._log_end_offset)
         cache.truncate_from_start(log._log_start_offset)
+        log._rebuild_producer_state()
         return log
+
+    def _rebuild_producer_state(self) -> None:
+        """Latest snapshot at or below the LEO, then the producer batches after it, read from
+        batch headers only (Kafka's loadProducerState)."""
+        ps = self.producer_state
+        start = ps.load_latest_snapshot(self._log_end_offset) or 0
+        segments = self._segments
+        for i, seg in enumerate(segments):
+            upper = segments[i + 1].base_offset if i + 1 < len(segments) else self._log_end_offset
+            if upper <= start or seg.size == 0:
+                continue
+            pos = 0
+            if start > seg.base_offset:
+                found = seg.translate_offset(start)
+                if found is None:
+                    continue
+                pos = found[0]
+            try:
+                for _, h in seg._scan(pos, seg.size):
+                    if h.last_offset >= start:
+                        ps.apply_from_log(h)
+            except InvalidBatch:
+                continue  # recovery already cut torn batches; a bad header ends this segment
+        ps.note_end_offset(self._log_end_offset)
+        ps.delete_snapshots_before(segments[0].base_offset)
+
+    def _take_producer_snapshot(self, now_ms: int | None, fsync: bool = False) -> None:
+        try:
+            self.producer_state.take_snapshot(now_ms, fsync)
+        except OSError:
+            pass  # only an optimisation: the next open replays more of the log
 
     def _new_segment(self, base_offset: int, now_ms: int) -> LogSegment:
         jitter = 0
@@ -247,7 +303,10 @@ class Log:
     def append_as_leader(
         self, records: bytearray | memoryview, leader_epoch: int, now_ms: int
     ) -> LogAppendInfo:
-        """Validate, assign offsets from the LEO and append. Raises StorageError subclasses."""
+        """Validate, assign offsets from the LEO and append. Raises StorageError subclasses.
+
+        A retried idempotent batch (a duplicate of one of its producer's last five) is not
+        appended: the answer carries the original offsets and ``duplicate=True``."""
         with self._lock:
             info = validate_and_assign_offsets(
                 records,
@@ -260,6 +319,10 @@ class Log:
                 raise RecordBatchTooLargeError(
                     f"{info.size} bytes of records exceed segment.bytes={self.config.segment_bytes}"
                 )
+            # Checked for every batch before any is written, as Kafka does.
+            producer_append = self.producer_state.prepare_append(info.records)
+            if producer_append.duplicate is not None:
+                return self._duplicate_info(producer_append.duplicate, info)
             segment = self._maybe_roll(info, now_ms)
             segment.append(
                 info.last_offset, info.max_timestamp, info.offset_of_max_timestamp, info.records
@@ -268,8 +331,24 @@ class Log:
             if leader_epoch >= 0 and leader_epoch > self.leader_epoch_cache.latest_epoch:
                 self.leader_epoch_cache.assign(leader_epoch, info.first_offset)
             self._unflushed_messages += info.records_count
+            self.producer_state.complete_append(producer_append, self._log_end_offset)
             info.log_start_offset = self._log_start_offset
             return info
+
+    def _duplicate_info(self, dup: BatchMetadata, info: LogAppendInfo) -> LogAppendInfo:
+        return LogAppendInfo(
+            first_offset=dup.first_offset,
+            last_offset=dup.last_offset,
+            max_timestamp=dup.max_timestamp,
+            offset_of_max_timestamp=dup.last_offset,
+            log_append_time=dup.max_timestamp if self.config.log_append_time else -1,
+            records=info.records,
+            batch_count=0,
+            records_count=0,
+            first_batch_timestamp=info.first_batch_timestamp,
+            log_start_offset=self._log_start_offset,
+            duplicate=True,
+        )
 
     def _maybe_roll(self, info: LogAppendInfo, now_ms: int) -> LogSegment:
         seg = self._segments[-1]
@@ -297,6 +376,8 @@ class Log:
         active.on_become_inactive()
         seg = self._new_segment(self._log_end_offset, now_ms)
         self._add_segment(seg)
+        # Kafka snapshots producer state at every roll, so a restart replays one segment at most.
+        self._take_producer_snapshot(now_ms)
         return seg
 
     # -- read ---------------------------------------------------------------------------------
@@ -405,7 +486,8 @@ class Log:
             if offset > self._log_start_offset:
                 self._log_start_offset = offset
                 self.leader_epoch_cache.truncate_from_start(offset)
-            self._delete_start_breached(now_ms)
+            if self._delete_start_breached(now_ms):
+                self.producer_state.delete_snapshots_before(self._bases[0])
             return self._log_start_offset
 
     def _delete_start_breached(self, now_ms: int) -> int:
@@ -419,9 +501,12 @@ class Log:
         """Retention: segments below the log start offset always; with cleanup.policy=delete
         also by retention.bytes and retention.ms (Kafka's order). Returns segments deleted."""
         with self._lock:
+            self.producer_state.remove_expired(now_ms)
             deleted = self._delete_start_breached(now_ms)
             config = self.config
             if not config.delete_enabled:
+                if deleted:
+                    self.producer_state.delete_snapshots_before(self._bases[0])
                 return deleted
             if config.retention_bytes >= 0:
                 diff = self.size_in_bytes - config.retention_bytes
@@ -437,6 +522,8 @@ class Log:
             if config.retention_ms >= 0:
                 limit = now_ms - config.retention_ms
                 deleted += self._delete_while(lambda s: s.max_timestamp < limit, now_ms)
+            if deleted:
+                self.producer_state.delete_snapshots_before(self._bases[0])
             return deleted
 
     def _delete_while(self, predicate: object, now_ms: int) -> int:
@@ -537,6 +624,7 @@ class Log:
             self._recovery_point = min(self._recovery_point, offset)
             self._hw_position = None
             self.leader_epoch_cache.truncate_from_end(offset)
+            self._rebuild_producer_state()
             return True
 
     def update_config(self, config: LogConfig) -> None:
@@ -551,6 +639,8 @@ class Log:
             if self.closed:
                 return
             self.closed = True
+            # At the LEO: the next open loads it and replays nothing.
+            self._take_producer_snapshot(None, fsync=True)
             for seg in self._segments:
                 seg.close()
             for _, seg in self._deleted:

@@ -62,6 +62,8 @@ class LogAppendInfo:
     first_batch_timestamp: int  # base timestamp of the first batch (segment.ms roll)
     log_start_offset: int = 0  # filled in by Log after the append
     recompressed: bool = False
+    # A retried idempotent batch: nothing was appended; the offsets are the original ones.
+    duplicate: bool = False
 
     @property
     def size(self) -> int:
