@@ -18,9 +18,11 @@ from prometheus_client import start_http_server
 
 from artesian.broker.handlers import HANDLERS
 from artesian.broker.metrics import BrokerMetrics
+from artesian.broker.offsets_topic import ConsumerOffsetsTopic
 from artesian.broker.replica_manager import ReplicaManager
 from artesian.config.broker import BrokerConfig
 from artesian.config.resolve import effective_topic_config
+from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
 from artesian.metadata.controller import Controller
 from artesian.metadata.image import MetadataImage, TopicImage
 from artesian.metadata.records import (
@@ -65,6 +67,8 @@ class Broker:
         self.controller: Controller | None = None
         self.log_manager: LogManager | None = None
         self.replica_manager: ReplicaManager | None = None
+        self.offsets_topic = ConsumerOffsetsTopic(self)
+        self.group_coordinator: GroupCoordinator | None = None
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -105,6 +109,12 @@ class Broker:
                 log.info("deleting stray log %s-%d: its topic no longer exists", topic_name, index)
                 self.log_manager.delete_log(topic_name, index)
 
+        # After the image is loaded: the partition count of an existing __consumer_offsets
+        # wins over offsets.topic.num.partitions, as in Kafka.
+        self.group_coordinator = GroupCoordinator(self._group_config(), self.offsets_topic)
+        if self.offsets_topic.exists():
+            self.group_coordinator.load()
+
         metrics_port = self.config.metrics_port
         if metrics_port:
             # prometheus-client serves from its own thread; scrapes never touch the loop.
@@ -117,6 +127,9 @@ class Broker:
             asyncio.create_task(self._every("log.retention.check.interval.ms", self._retention)),
             asyncio.create_task(self._every("log.flush.scheduler.interval.ms", self._flush)),
             asyncio.create_task(self._every_ms(30_000, self._checkpoint)),
+            asyncio.create_task(
+                self._every("offsets.retention.check.interval.ms", self._expire_offsets)
+            ),
         ]
         log.info(
             "broker %d listening on %s:%d (cluster %s, %d partitions, data in %s)",
@@ -126,6 +139,18 @@ class Broker:
             self.cluster_id,
             len(self.replica_manager.partitions),
             self.data_dir,
+        )
+
+    def _group_config(self) -> GroupConfig:
+        cfg = self.config
+        return GroupConfig(
+            num_partitions=self.offsets_topic.num_partitions,
+            min_session_timeout_ms=cfg.get_int("group.min.session.timeout.ms"),
+            max_session_timeout_ms=cfg.get_int("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms=cfg.get_int("group.initial.rebalance.delay.ms"),
+            max_size=cfg.get_int("group.max.size"),
+            offsets_retention_ms=cfg.get_int("offsets.retention.minutes") * 60_000,
+            offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
         )
 
     def _load_cluster_id(self) -> str:
@@ -169,6 +194,8 @@ class Broker:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn.close()
+        if self.group_coordinator is not None:
+            self.group_coordinator.shutdown()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -266,6 +293,12 @@ class Broker:
         now = int(time.time() * 1000)
         lm = self.log_manager
         await asyncio.get_running_loop().run_in_executor(None, lm.flush_dirty_logs, now)
+
+    async def _expire_offsets(self) -> None:
+        assert self.group_coordinator is not None
+        expired = self.group_coordinator.expire_offsets()
+        if expired:
+            log.info("expired %d committed offset(s) of empty groups", expired)
 
     async def _checkpoint(self) -> None:
         assert self.log_manager is not None

@@ -374,6 +374,20 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
         ),
         _k(
+            "offsets.topic.segment.bytes",
+            _I,
+            104857600,
+            "Segment size of __consumer_offsets, kept small for faster loading and compaction.",
+            _GE1,
+        ),
+        _k(
+            "offset.metadata.max.bytes",
+            _I,
+            4096,
+            "Largest metadata string a committed offset may carry.",
+            _GE1,
+        ),
+        _k(
             "offsets.retention.minutes",
             _I,
             10_080,

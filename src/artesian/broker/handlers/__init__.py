@@ -1,32 +1,21 @@
 """One module per Kafka API (or tight group of APIs); this registry maps API keys to them.
 
-Each module defines ``API_KEY``, ``MIN_VERSION``, ``MAX_VERSION`` and ``handle(ctx, request)``,
-which returns a kio response, a ``RawResponse``, None (no response), or an awaitable of one.
-A module may define ``decode(header, frame)`` to replace the schema decoder (hot paths).
+Each module defines ``API_KEY``, ``MIN_VERSION``, ``MAX_VERSION`` and ``handle(ctx, request)``
+(or ``APIS``, a list of such tuples), which returns a kio response, a ``RawResponse``, None (no
+response), or an awaitable of one. A module may define ``decode(header, frame)`` to replace
+the schema decoder (hot paths). Every public module in this package is a handler: adding an
+API is adding a file.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from artesian.broker.handlers import (
-    api_versions,
-    configs,
-    create_partitions,
-    create_topics,
-    delete_records,
-    delete_topics,
-    describe_cluster,
-    describe_log_dirs,
-    fetch,
-    list_offsets,
-    metadata,
-    offset_for_leader_epoch,
-    produce,
-)
 from artesian.protocol import api
 
 
@@ -49,26 +38,16 @@ def _entries(module: ModuleType) -> list[HandlerEntry]:
 
 
 def _registry() -> dict[int, HandlerEntry]:
-    modules = (
-        api_versions,
-        configs,
-        create_partitions,
-        create_topics,
-        delete_records,
-        delete_topics,
-        describe_cluster,
-        describe_log_dirs,
-        fetch,
-        list_offsets,
-        metadata,
-        offset_for_leader_epoch,
-        produce,
-    )
     registry: dict[int, HandlerEntry] = {}
-    for module in modules:
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
         for entry in _entries(module):
+            if entry.api_key in registry:
+                raise RuntimeError(f"API key {entry.api_key} is handled twice ({info.name})")
             registry[entry.api_key] = entry
-    return registry
+    return dict(sorted(registry.items()))
 
 
 HANDLERS: dict[int, HandlerEntry] = _registry()

@@ -88,7 +88,10 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
                     base_offset = info.first_offset
                     append_time = info.log_append_time
                     log_start = partition.log.log_start_offset
-                    rm.appended(partition, len(p.records), info.last_offset - info.first_offset + 1)
+                    if not info.duplicate:  # a retried idempotent batch: NONE, original offsets
+                        rm.appended(
+                            partition, len(p.records), info.last_offset - info.first_offset + 1
+                        )
             parts_out.append((p.index, code, base_offset, append_time, log_start, message))
         topics_out.append((t, parts_out))
     if acks == 0:

@@ -1,0 +1,72 @@
+"""DescribeGroups (15)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.coordinator.group.group_metadata import GroupState
+
+API_KEY = 15
+MIN_VERSION = 0
+MAX_VERSION = 6
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    coordinator = ctx.broker.group_coordinator
+    version = ctx.header.api_version
+    mod = response_module(API_KEY, version)
+    described = []
+    for group_id in request.groups:
+        group = coordinator.groups.get(group_id)
+        if group is None:
+            # Kafka describes an unknown group as Dead, with GROUP_ID_NOT_FOUND from v6.
+            described.append(
+                make(
+                    mod.DescribedGroup,
+                    error_code=ErrorCode.group_id_not_found if version >= 6 else ErrorCode.none,
+                    error_message=None,
+                    group_id=group_id,
+                    group_state="Dead",
+                    protocol_type="",
+                    protocol_data="",
+                    members=(),
+                    authorized_operations=-(2**31),
+                )
+            )
+            continue
+        stable = group.state is GroupState.STABLE
+        members = tuple(
+            make(
+                mod.DescribedGroupMember,
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                # Kafka fills metadata and assignment only for a stable group.
+                member_metadata=m.metadata_for(group.protocol_name)
+                if stable and group.protocol_name
+                else b"",
+                member_assignment=m.assignment if stable else b"",
+            )
+            for m in group.members.values()
+        )
+        described.append(
+            make(
+                mod.DescribedGroup,
+                error_code=ErrorCode.none,
+                error_message=None,
+                group_id=group_id,
+                group_state=group.state.value,
+                protocol_type=group.protocol_type or "",
+                protocol_data=group.protocol_name or "",
+                members=members,
+                authorized_operations=-(2**31),
+            )
+        )
+    return make(
+        mod.DescribeGroupsResponse, throttle_time=datetime.timedelta(0), groups=tuple(described)
+    )

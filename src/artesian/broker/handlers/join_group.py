@@ -1,0 +1,55 @@
+"""JoinGroup (11): with the MEMBER_ID_REQUIRED handshake from v4 (KIP-394)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from artesian.broker.handlers._build import make, response_module
+
+API_KEY = 11
+MIN_VERSION = 0
+MAX_VERSION = 9
+
+
+def _ms(value: Any) -> int:
+    return int(value // datetime.timedelta(milliseconds=1))
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    return _join(ctx, request)
+
+
+async def _join(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    version = ctx.header.api_version
+    session_ms = _ms(request.session_timeout)
+    rebalance = getattr(request, "rebalance_timeout", None)
+    result = await broker.group_coordinator.join_group(
+        request.group_id,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+        ctx.client_id or "",
+        ctx.connection.peer.rsplit(":", 1)[0],
+        session_ms,
+        _ms(rebalance) if rebalance is not None else session_ms,
+        request.protocol_type,
+        [(p.name, bytes(p.metadata)) for p in request.protocols],
+        require_known_member_id=version >= 4,
+    )
+    mod = response_module(API_KEY, version)
+    return make(
+        mod.JoinGroupResponse,
+        throttle_time=datetime.timedelta(0),
+        error_code=result.error,
+        generation_id=result.generation_id,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name if version >= 7 else (result.protocol_name or ""),
+        leader=result.leader_id,
+        skip_assignment=False,
+        member_id=result.member_id,
+        members=tuple(
+            make(mod.JoinGroupResponseMember, member_id=m, group_instance_id=i, metadata=md)
+            for m, i, md in result.members
+        ),
+    )

@@ -1,0 +1,82 @@
+"""OffsetCommit (8): committed offsets go to __consumer_offsets."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.coordinator.group.group_metadata import OffsetAndMetadata
+
+API_KEY = 8
+MIN_VERSION = 2
+MAX_VERSION = 10
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    image = broker.image
+    now = int(time.time() * 1000)
+    offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+    errors: dict[tuple[str, int], int] = {}
+    names: list[tuple[Any, str, list[int]]] = []
+    for t in request.topics:
+        topic_id = getattr(t, "topic_id", None)
+        if topic_id is not None:
+            timg = image.topics_by_id.get(topic_id)
+            name = timg.name if timg is not None else ""
+        else:
+            name = t.name
+            timg = image.topics.get(name)
+        indexes = []
+        for p in t.partitions:
+            tp = (name, p.partition_index)
+            indexes.append(p.partition_index)
+            if timg is None or p.partition_index not in timg.partitions:
+                errors[tp] = (
+                    ErrorCode.unknown_topic_id
+                    if topic_id is not None
+                    else ErrorCode.unknown_topic_or_partition
+                )
+                continue
+            offsets[tp] = OffsetAndMetadata(
+                p.committed_offset,
+                getattr(p, "committed_leader_epoch", -1),
+                p.committed_metadata or "",
+                now,
+            )
+        names.append((t, name, indexes))
+    broker.offsets_topic.ensure()
+    errors.update(
+        broker.group_coordinator.commit_offsets(
+            request.group_id,
+            request.member_id,
+            getattr(request, "group_instance_id", None),
+            request.generation_id_or_member_epoch,
+            offsets,
+        )
+    )
+    mod = response_module(API_KEY, ctx.header.api_version)
+    return make(
+        mod.OffsetCommitResponse,
+        throttle_time=datetime.timedelta(0),
+        topics=tuple(
+            make(
+                mod.OffsetCommitResponseTopic,
+                name=name,
+                topic_id=getattr(t, "topic_id", None),
+                partitions=tuple(
+                    make(
+                        mod.OffsetCommitResponsePartition,
+                        partition_index=i,
+                        error_code=errors.get((name, i), ErrorCode.none),
+                    )
+                    for i in indexes
+                ),
+            )
+            for t, name, indexes in names
+        ),
+    )

@@ -1,0 +1,37 @@
+"""SyncGroup (14): the leader's assignment reaches every member."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from artesian.broker.handlers._build import make, response_module
+
+API_KEY = 14
+MIN_VERSION = 0
+MAX_VERSION = 5
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    return _sync(ctx, request)
+
+
+async def _sync(ctx: Any, request: Any) -> Any:
+    result = await ctx.broker.group_coordinator.sync_group(
+        request.group_id,
+        request.generation_id,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+        getattr(request, "protocol_type", None),
+        getattr(request, "protocol_name", None),
+        {a.member_id: bytes(a.assignment) for a in request.assignments},
+    )
+    mod = response_module(API_KEY, ctx.header.api_version)
+    return make(
+        mod.SyncGroupResponse,
+        throttle_time=datetime.timedelta(0),
+        error_code=result.error,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name,
+        assignment=result.assignment,
+    )

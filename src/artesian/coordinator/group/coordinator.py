@@ -1,0 +1,829 @@
+"""GroupCoordinator: Kafka's classic consumer-group protocol.
+
+Members join (JoinGroup), the leader assigns (SyncGroup), everyone heartbeats; a member that
+misses its session timeout, leaves, or joins with new protocols triggers a rebalance, and each
+rebalance bumps the generation, fencing stale members with Kafka's error codes. Committed
+offsets and group metadata are written to ``__consumer_offsets`` in Kafka's record format and
+replayed at start-up.
+
+All state lives on the event loop; a JoinGroup or SyncGroup that must wait is a future the
+handler awaits. Timers (session expiry, delayed joins) are loop timers, reset on activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from kio.schema.errors import ErrorCode
+
+from artesian.coordinator.group import records as rec
+from artesian.coordinator.group.group_metadata import (
+    GroupMetadata,
+    GroupState,
+    JoinResult,
+    MemberMetadata,
+    OffsetAndMetadata,
+)
+
+log = logging.getLogger("artesian.group_coordinator")
+
+E = ErrorCode
+
+
+class OffsetsTopic(Protocol):
+    """The coordinator's view of ``__consumer_offsets``."""
+
+    def append(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Append key/value records durably as one batch; raises on failure."""
+
+    def read(self, partition: int) -> Iterator[tuple[bytes | None, bytes | None]]:
+        """Every (key, value) in the partition, in offset order."""
+
+
+@dataclass(slots=True, frozen=True)
+class GroupConfig:
+    num_partitions: int = 50
+    min_session_timeout_ms: int = 6000
+    max_session_timeout_ms: int = 1800000
+    initial_rebalance_delay_ms: int = 3000
+    max_size: int = 2**31 - 1
+    offsets_retention_ms: int = 7 * 24 * 3600 * 1000
+    offset_metadata_max_bytes: int = 4096
+
+
+@dataclass(slots=True)
+class SyncResult:
+    error: int
+    assignment: bytes = b""
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class GroupCoordinator:
+    def __init__(
+        self, config: GroupConfig, topic: OffsetsTopic, clock: Callable[[], int] = _now_ms
+    ) -> None:
+        self.config = config
+        self.topic = topic
+        self.clock = clock
+        self.groups: dict[str, GroupMetadata] = {}
+
+    # --- start-up -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Replay ``__consumer_offsets``: the latest record per key wins."""
+        for partition in range(self.config.num_partitions):
+            for key_bytes, value in self.topic.read(partition):
+                if key_bytes is None:
+                    continue
+                try:
+                    key = rec.parse_key(key_bytes)
+                    if isinstance(key, rec.OffsetKey):
+                        self._load_offset(key, value)
+                    elif isinstance(key, rec.GroupKey):
+                        self._load_group(key, value)
+                except (ValueError, UnicodeDecodeError) as e:
+                    log.warning("skipping unreadable __consumer_offsets record: %s", e)
+        for group in list(self.groups.values()):
+            if group.is_empty() and not group.offsets and group.generation_id == 0:
+                del self.groups[group.group_id]
+        log.info("loaded %d consumer group(s) from __consumer_offsets", len(self.groups))
+
+    def _load_offset(self, key: rec.OffsetKey, value: bytes | None) -> None:
+        group = self.groups.get(key.group)
+        if value is None:
+            if group is not None:
+                group.offsets.pop((key.topic, key.partition), None)
+            return
+        v = rec.parse_offset_value(value)
+        group = self.groups.setdefault(key.group, GroupMetadata(key.group))
+        group.offsets[(key.topic, key.partition)] = OffsetAndMetadata(
+            v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp
+        )
+
+    def _load_group(self, key: rec.GroupKey, value: bytes | None) -> None:
+        if value is None:
+            self.groups.pop(key.group, None)
+            return
+        v = rec.parse_group_value(value)
+        group = self.groups.setdefault(key.group, GroupMetadata(key.group))
+        group.protocol_type = v.protocol_type or None
+        group.generation_id = v.generation
+        group.protocol_name = v.protocol
+        group.state_timestamp = v.state_timestamp
+        # Members are not restored: after a restart they rejoin and a rebalance starts, as
+        # when a Kafka coordinator moves. The generation carries on so stale members are fenced.
+        group.members.clear()
+        group.state = GroupState.EMPTY
+
+    # --- JoinGroup ------------------------------------------------------------------------
+
+    async def join_group(
+        self,
+        group_id: str,
+        member_id: str,
+        group_instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+        require_known_member_id: bool,
+    ) -> JoinResult:
+        if not group_id:
+            return JoinResult(E.invalid_group_id, member_id=member_id)
+        if not (
+            self.config.min_session_timeout_ms
+            <= session_timeout_ms
+            <= self.config.max_session_timeout_ms
+        ):
+            return JoinResult(E.invalid_session_timeout, member_id=member_id)
+        group = self.groups.get(group_id)
+        if group is None:
+            if member_id:
+                return JoinResult(E.unknown_member_id, member_id=member_id)
+            group = self.groups[group_id] = GroupMetadata(group_id)
+        if group.state is GroupState.DEAD:
+            return JoinResult(E.coordinator_not_available, member_id=member_id)
+        if not group.supports(protocol_type, [p for p, _ in protocols]):
+            return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
+
+        if not member_id:
+            return await self._join_unknown_member(
+                group,
+                group_instance_id,
+                client_id,
+                client_host,
+                session_timeout_ms,
+                rebalance_timeout_ms,
+                protocol_type,
+                protocols,
+                require_known_member_id,
+            )
+        return await self._join_known_member(
+            group,
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            session_timeout_ms,
+            rebalance_timeout_ms,
+            protocol_type,
+            protocols,
+        )
+
+    async def _join_unknown_member(
+        self,
+        group: GroupMetadata,
+        group_instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+        require_known_member_id: bool,
+    ) -> JoinResult:
+        new_id = f"{client_id}-{uuid.uuid4()}"
+        if group_instance_id is not None:
+            old_id = group.static_members.get(group_instance_id)
+            if old_id is not None and old_id in group.members:
+                return await self._replace_static_member(
+                    group, old_id, new_id, session_timeout_ms, rebalance_timeout_ms, protocols
+                )
+        elif require_known_member_id:
+            # KIP-394: hand out the id first; the member joins with it in its next request.
+            if len(group.members) + len(group.pending_members) >= self.config.max_size:
+                return JoinResult(E.group_max_size_reached)
+            loop = asyncio.get_running_loop()
+            group.pending_members[new_id] = loop.call_later(
+                session_timeout_ms / 1000, self._expire_pending, group, new_id
+            )
+            return JoinResult(E.member_id_required, member_id=new_id)
+        if len(group.members) >= self.config.max_size:
+            return JoinResult(E.group_max_size_reached)
+        member = MemberMetadata(
+            new_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            protocol_type,
+            protocols,
+            is_new=True,
+        )
+        return await self._add_member_and_rebalance(group, member)
+
+    async def _join_known_member(
+        self,
+        group: GroupMetadata,
+        member_id: str,
+        group_instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+    ) -> JoinResult:
+        if member_id in group.pending_members:
+            timer = group.pending_members.pop(member_id)
+            if timer is not None:
+                timer.cancel()
+            joined = MemberMetadata(
+                member_id,
+                group_instance_id,
+                client_id,
+                client_host,
+                rebalance_timeout_ms,
+                session_timeout_ms,
+                protocol_type,
+                protocols,
+                is_new=True,
+            )
+            return await self._add_member_and_rebalance(group, joined)
+        member = group.members.get(member_id)
+        if member is None:
+            return JoinResult(E.unknown_member_id, member_id=member_id)
+        fenced = self._check_static(group, member_id, group_instance_id)
+        if fenced is not None:
+            return JoinResult(fenced, member_id=member_id)
+        member.session_timeout_ms = session_timeout_ms
+        member.rebalance_timeout_ms = rebalance_timeout_ms
+        if group.state is GroupState.PREPARING_REBALANCE:
+            member.protocols = protocols
+            return await self._await_join(group, member)
+        if group.state is GroupState.COMPLETING_REBALANCE:
+            if member.matches(protocols):
+                # A retried join: answer with the generation already formed.
+                return self._join_result(group, member)
+            member.protocols = protocols
+            self._prepare_rebalance(group, f"member {member_id} changed its protocols")
+            return await self._await_join(group, member)
+        if group.state is GroupState.STABLE:
+            if member_id == group.leader_id or not member.matches(protocols):
+                # The leader rejoining means it wants a new assignment (e.g. metadata change).
+                member.protocols = protocols
+                self._prepare_rebalance(group, f"member {member_id} rejoined")
+                return await self._await_join(group, member)
+            return self._join_result(group, member)
+        return JoinResult(E.unknown_member_id, member_id=member_id)
+
+    async def _replace_static_member(
+        self,
+        group: GroupMetadata,
+        old_id: str,
+        new_id: str,
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        protocols: list[tuple[str, bytes]],
+    ) -> JoinResult:
+        """A static member restarted: it takes its old place without a rebalance when the
+        group is stable and its protocols are unchanged (KIP-345)."""
+        old = group.members.pop(old_id)
+        self._cancel_heartbeat(old)
+        if old.awaiting_join is not None and not old.awaiting_join.done():
+            old.awaiting_join.set_result(JoinResult(E.fenced_instance_id, member_id=old_id))
+        if old.awaiting_sync is not None and not old.awaiting_sync.done():
+            old.awaiting_sync.set_result((E.fenced_instance_id, b""))
+        member = MemberMetadata(
+            new_id,
+            old.group_instance_id,
+            old.client_id,
+            old.client_host,
+            rebalance_timeout_ms,
+            session_timeout_ms,
+            old.protocol_type,
+            protocols,
+            assignment=old.assignment,
+        )
+        group.members[new_id] = member
+        assert member.group_instance_id is not None
+        group.static_members[member.group_instance_id] = new_id
+        if group.leader_id == old_id:
+            group.leader_id = new_id
+        if group.state is GroupState.STABLE and old.matches(protocols):
+            self._schedule_heartbeat(group, member)
+            self._persist_group(group)
+            result = self._join_result(group, member)
+            return result
+        self._prepare_rebalance(group, f"static member {member.group_instance_id} rejoined")
+        return await self._await_join(group, member)
+
+    async def _add_member_and_rebalance(
+        self, group: GroupMetadata, member: MemberMetadata
+    ) -> JoinResult:
+        if group.is_empty():
+            group.protocol_type = member.protocol_type
+        group.members[member.member_id] = member
+        if member.group_instance_id is not None:
+            group.static_members[member.group_instance_id] = member.member_id
+        if group.leader_id is None:
+            group.leader_id = member.member_id
+        group.new_member_added = True
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            self._prepare_rebalance(group, f"member {member.member_id} joined")
+        return await self._await_join(group, member)
+
+    async def _await_join(self, group: GroupMetadata, member: MemberMetadata) -> JoinResult:
+        loop = asyncio.get_running_loop()
+        if member.awaiting_join is not None and not member.awaiting_join.done():
+            # A duplicate join from the same member replaces the older waiter.
+            member.awaiting_join.set_result(
+                JoinResult(E.rebalance_in_progress, member_id=member.member_id)
+            )
+        fut: asyncio.Future[JoinResult] = loop.create_future()
+        member.awaiting_join = fut
+        self._cancel_heartbeat(member)
+        self._try_complete_join(group)
+        return await fut
+
+    def _prepare_rebalance(self, group: GroupMetadata, reason: str) -> None:
+        if group.state is GroupState.COMPLETING_REBALANCE:
+            # Members waiting in SyncGroup must rejoin.
+            for m in group.members.values():
+                if m.awaiting_sync is not None and not m.awaiting_sync.done():
+                    m.awaiting_sync.set_result((E.rebalance_in_progress, b""))
+                    m.awaiting_sync = None
+        was_empty = group.state is GroupState.EMPTY
+        old_state = group.state
+        group.state = GroupState.PREPARING_REBALANCE
+        group.state_timestamp = self.clock()
+        loop = asyncio.get_running_loop()
+        if group.join_timer is not None:
+            group.join_timer.cancel()
+        group.new_member_added = False
+        if was_empty and self.config.initial_rebalance_delay_ms > 0:
+            # InitialDelayedJoin: give the other members of a starting group time to arrive.
+            group.initial_rebalance = True
+            delay = min(self.config.initial_rebalance_delay_ms, group.rebalance_timeout_ms())
+        else:
+            group.initial_rebalance = False
+            delay = group.rebalance_timeout_ms()
+        group.join_deadline = loop.time() + group.rebalance_timeout_ms() / 1000
+        group.join_timer = loop.call_later(delay / 1000, self._on_join_timeout, group)
+        log.info(
+            "preparing to rebalance group %s in state %s with old generation %d (reason: %s)",
+            group.group_id,
+            old_state.value,
+            group.generation_id,
+            reason,
+        )
+
+    def _on_join_timeout(self, group: GroupMetadata) -> None:
+        group.join_timer = None
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            return
+        loop = asyncio.get_running_loop()
+        remaining = group.join_deadline - loop.time()
+        if group.initial_rebalance and group.new_member_added and remaining > 0:
+            # InitialDelayedJoin: while new members keep arriving, wait one more delay (up to
+            # the rebalance timeout) so a starting group forms in one generation.
+            group.new_member_added = False
+            delay = min(self.config.initial_rebalance_delay_ms / 1000, remaining)
+            group.join_timer = loop.call_later(delay, self._on_join_timeout, group)
+            return
+        self._complete_join(group, force=True)
+
+    def _try_complete_join(self, group: GroupMetadata) -> None:
+        if group.state is GroupState.PREPARING_REBALANCE and group.all_joined():
+            if group.initial_rebalance:
+                return  # the initial delay runs its course, as in Kafka
+            self._complete_join(group, force=False)
+
+    def _complete_join(self, group: GroupMetadata, force: bool) -> None:
+        if group.join_timer is not None:
+            group.join_timer.cancel()
+            group.join_timer = None
+        for m in group.not_yet_rejoined():
+            # Members that did not rejoin within the rebalance timeout are out.
+            self._remove_member(group, m)
+        for member_id, timer in list(group.pending_members.items()):
+            if timer is not None:
+                timer.cancel()
+            del group.pending_members[member_id]
+        group.generation_id += 1
+        group.state_timestamp = self.clock()
+        if group.is_empty():
+            group.state = GroupState.EMPTY
+            group.protocol_name = None
+            group.leader_id = None
+            self._persist_group(group)
+            log.info("group %s is empty at generation %d", group.group_id, group.generation_id)
+            return
+        group.protocol_name = group.select_protocol()
+        if group.leader_id not in group.members:
+            group.leader_id = next(iter(group.members))
+        group.state = GroupState.COMPLETING_REBALANCE
+        log.info(
+            "stabilizing group %s generation %d (protocol %s) with %d member(s)",
+            group.group_id,
+            group.generation_id,
+            group.protocol_name,
+            len(group.members),
+        )
+        for m in group.members.values():
+            fut = m.awaiting_join
+            m.awaiting_join = None
+            m.is_new = False
+            if fut is not None and not fut.done():
+                fut.set_result(self._join_result(group, m))
+            self._schedule_heartbeat(group, m)
+
+    def _join_result(self, group: GroupMetadata, member: MemberMetadata) -> JoinResult:
+        members: list[tuple[str, str | None, bytes]] = []
+        if member.member_id == group.leader_id and group.protocol_name is not None:
+            members = [
+                (m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name))
+                for m in group.members.values()
+            ]
+        return JoinResult(
+            E.none,
+            group.generation_id,
+            group.protocol_type,
+            group.protocol_name,
+            group.leader_id or "",
+            member.member_id,
+            members,
+        )
+
+    def _expire_pending(self, group: GroupMetadata, member_id: str) -> None:
+        group.pending_members.pop(member_id, None)
+        self._try_complete_join(group)
+
+    # --- SyncGroup ------------------------------------------------------------------------
+
+    async def sync_group(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: dict[str, bytes],
+    ) -> SyncResult:
+        group = self.groups.get(group_id)
+        if group is None or member_id not in group.members:
+            return SyncResult(E.unknown_member_id)
+        fenced = self._check_static(group, member_id, group_instance_id)
+        if fenced is not None:
+            return SyncResult(fenced)
+        if generation_id != group.generation_id:
+            return SyncResult(E.illegal_generation)
+        if (protocol_type is not None and protocol_type != group.protocol_type) or (
+            protocol_name is not None and protocol_name != group.protocol_name
+        ):
+            return SyncResult(E.inconsistent_group_protocol)
+        member = group.members[member_id]
+        if group.state is GroupState.PREPARING_REBALANCE:
+            return SyncResult(E.rebalance_in_progress)
+        if group.state is GroupState.STABLE:
+            self._schedule_heartbeat(group, member)
+            return SyncResult(E.none, member.assignment, group.protocol_type, group.protocol_name)
+        if group.state is not GroupState.COMPLETING_REBALANCE:
+            return SyncResult(E.unknown_member_id)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        member.awaiting_sync = fut
+        self._schedule_heartbeat(group, member)
+        if member_id == group.leader_id:
+            for m in group.members.values():
+                m.assignment = assignments.get(m.member_id, b"")
+            try:
+                self._persist_group(group)
+            except Exception:
+                log.exception("could not store group %s; members will rejoin", group_id)
+                self._prepare_rebalance(group, "failed to store the assignment")
+                return SyncResult(E.coordinator_not_available)
+            group.state = GroupState.STABLE
+            group.state_timestamp = self.clock()
+            for m in group.members.values():
+                waiter = m.awaiting_sync
+                m.awaiting_sync = None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result((E.none, m.assignment))
+            log.info(
+                "assignment received from leader %s for group %s for generation %d",
+                member_id,
+                group_id,
+                group.generation_id,
+            )
+        error, assignment = await fut
+        if error != E.none:
+            return SyncResult(error)
+        return SyncResult(E.none, assignment, group.protocol_type, group.protocol_name)
+
+    # --- Heartbeat and LeaveGroup ---------------------------------------------------------
+
+    def heartbeat(
+        self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
+    ) -> int:
+        group = self.groups.get(group_id)
+        if group is None or member_id not in group.members:
+            return E.unknown_member_id
+        fenced = self._check_static(group, member_id, group_instance_id)
+        if fenced is not None:
+            return fenced
+        member = group.members[member_id]
+        if group.state is GroupState.PREPARING_REBALANCE:
+            self._schedule_heartbeat(group, member)
+            return E.rebalance_in_progress
+        if generation_id != group.generation_id:
+            return E.illegal_generation
+        if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
+            self._schedule_heartbeat(group, member)
+            return E.none
+        return E.unknown_member_id
+
+    def leave_group(
+        self, group_id: str, leaving: list[tuple[str, str | None]]
+    ) -> tuple[int, list[tuple[str, str | None, int]]]:
+        group = self.groups.get(group_id)
+        if group is None:
+            return E.unknown_member_id, [(m, i, E.unknown_member_id) for m, i in leaving]
+        results: list[tuple[str, str | None, int]] = []
+        for member_id, instance_id in leaving:
+            if instance_id is not None:
+                current = group.static_members.get(instance_id)
+                if current is None:
+                    results.append((member_id, instance_id, E.unknown_member_id))
+                    continue
+                if member_id and current != member_id:
+                    results.append((member_id, instance_id, E.fenced_instance_id))
+                    continue
+                member_id = current
+            if member_id in group.pending_members:
+                timer = group.pending_members.pop(member_id)
+                if timer is not None:
+                    timer.cancel()
+                results.append((member_id, instance_id, E.none))
+                self._try_complete_join(group)
+                continue
+            member = group.members.get(member_id)
+            if member is None:
+                results.append((member_id, instance_id, E.unknown_member_id))
+                continue
+            log.info("member %s left group %s", member_id, group_id)
+            self._remove_member_and_rebalance(group, member, "member left")
+            results.append((member_id, instance_id, E.none))
+        return E.none, results
+
+    def _remove_member(self, group: GroupMetadata, member: MemberMetadata) -> None:
+        group.members.pop(member.member_id, None)
+        instance = member.group_instance_id
+        if instance is not None and group.static_members.get(instance) == member.member_id:
+            del group.static_members[instance]
+        self._cancel_heartbeat(member)
+        if member.awaiting_join is not None and not member.awaiting_join.done():
+            member.awaiting_join.set_result(
+                JoinResult(E.unknown_member_id, member_id=member.member_id)
+            )
+        if member.awaiting_sync is not None and not member.awaiting_sync.done():
+            member.awaiting_sync.set_result((E.unknown_member_id, b""))
+        if group.leader_id == member.member_id:
+            group.leader_id = next(iter(group.members), None)
+
+    def _remove_member_and_rebalance(
+        self, group: GroupMetadata, member: MemberMetadata, reason: str
+    ) -> None:
+        self._remove_member(group, member)
+        if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
+            self._prepare_rebalance(group, f"{reason}: {member.member_id}")
+        elif group.state is GroupState.PREPARING_REBALANCE:
+            self._try_complete_join(group)
+
+    def _check_static(
+        self, group: GroupMetadata, member_id: str, group_instance_id: str | None
+    ) -> int | None:
+        if group_instance_id is None:
+            return None
+        current = group.static_members.get(group_instance_id)
+        if current is not None and current != member_id:
+            return int(E.fenced_instance_id)
+        return None
+
+    def _schedule_heartbeat(self, group: GroupMetadata, member: MemberMetadata) -> None:
+        self._cancel_heartbeat(member)
+        loop = asyncio.get_running_loop()
+        member.heartbeat_timer = loop.call_later(
+            member.session_timeout_ms / 1000, self._on_session_expired, group, member
+        )
+
+    def _cancel_heartbeat(self, member: MemberMetadata) -> None:
+        if member.heartbeat_timer is not None:
+            member.heartbeat_timer.cancel()
+            member.heartbeat_timer = None
+
+    def _on_session_expired(self, group: GroupMetadata, member: MemberMetadata) -> None:
+        member.heartbeat_timer = None
+        if group.members.get(member.member_id) is not member:
+            return
+        if member.awaiting_join is not None or member.awaiting_sync is not None:
+            self._schedule_heartbeat(group, member)  # blocked in a request: still alive
+            return
+        log.info(
+            "member %s in group %s has failed, removing it (session timeout %d ms expired)",
+            member.member_id,
+            group.group_id,
+            member.session_timeout_ms,
+        )
+        self._remove_member_and_rebalance(group, member, "session timeout")
+
+    # --- offsets --------------------------------------------------------------------------
+
+    def commit_offsets(
+        self,
+        group_id: str,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        offsets: dict[tuple[str, int], OffsetAndMetadata],
+    ) -> dict[tuple[str, int], int]:
+        def all_(code: int) -> dict[tuple[str, int], int]:
+            return dict.fromkeys(offsets, code)
+
+        if not group_id:
+            return all_(E.invalid_group_id)
+        group = self.groups.get(group_id)
+        if group is None:
+            if generation_id >= 0:
+                return all_(E.illegal_generation)
+            # A standalone consumer (assign + commit) creates a group with no members.
+            group = self.groups[group_id] = GroupMetadata(group_id)
+        elif generation_id < 0 and group.is_empty():
+            pass  # standalone commit to a group nobody is in
+        elif group.state is GroupState.DEAD:
+            return all_(E.coordinator_not_available)
+        else:
+            fenced = self._check_static(group, member_id, group_instance_id)
+            if fenced is not None:
+                return all_(fenced)
+            if group.state is GroupState.COMPLETING_REBALANCE:
+                return all_(E.rebalance_in_progress)
+            if member_id not in group.members:
+                return all_(E.unknown_member_id)
+            if generation_id != group.generation_id:
+                return all_(E.illegal_generation)
+            # Stable or PreparingRebalance with the current generation: members commit in
+            # their revocation callbacks during a rebalance, so this must be accepted.
+            self._schedule_heartbeat(group, group.members[member_id])
+        results: dict[tuple[str, int], int] = {}
+        to_store: list[tuple[bytes, bytes | None]] = []
+        accepted: dict[tuple[str, int], OffsetAndMetadata] = {}
+        for tp, om in offsets.items():
+            if len(om.metadata.encode()) > self.config.offset_metadata_max_bytes:
+                results[tp] = E.offset_metadata_too_large
+                continue
+            to_store.append(
+                (
+                    rec.offset_key(group_id, tp[0], tp[1]),
+                    rec.offset_value(
+                        rec.OffsetValue(
+                            om.offset, om.leader_epoch, om.metadata, om.commit_timestamp
+                        )
+                    ),
+                )
+            )
+            accepted[tp] = om
+        if to_store:
+            try:
+                self.topic.append(self.partition_for(group_id), to_store)
+            except Exception:
+                log.exception("could not store offsets of group %s", group_id)
+                for tp in accepted:
+                    results[tp] = E.coordinator_not_available
+                return results
+        group.offsets.update(accepted)
+        for tp in accepted:
+            results[tp] = E.none
+        return results
+
+    def fetch_offsets(
+        self, group_id: str, partitions: Iterable[tuple[str, int]] | None
+    ) -> dict[tuple[str, int], OffsetAndMetadata | None]:
+        group = self.groups.get(group_id)
+        stored = group.offsets if group is not None else {}
+        if partitions is None:
+            return dict(stored)
+        return {tp: stored.get(tp) for tp in partitions}
+
+    def delete_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]]
+    ) -> tuple[int, dict[tuple[str, int], int]]:
+        group = self.groups.get(group_id)
+        if group is None:
+            return E.group_id_not_found, {}
+        subscribed = group.subscribed_topics() if group.state is not GroupState.EMPTY else set()
+        results: dict[tuple[str, int], int] = {}
+        removed: list[tuple[bytes, bytes | None]] = []
+        for tp in partitions:
+            if subscribed is None or tp[0] in subscribed:
+                results[tp] = E.group_subscribed_to_topic
+                continue
+            if group.offsets.pop(tp, None) is not None:
+                removed.append((rec.offset_key(group_id, tp[0], tp[1]), None))
+            results[tp] = E.none
+        if removed:
+            self.topic.append(self.partition_for(group_id), removed)
+        return E.none, results
+
+    def expire_offsets(self) -> int:
+        """Drop offsets of empty groups older than offsets.retention.minutes (Kafka 2.1+)."""
+        now = self.clock()
+        expired = 0
+        for group in list(self.groups.values()):
+            if group.state is not GroupState.EMPTY:
+                continue
+            tombstones: list[tuple[bytes, bytes | None]] = []
+            for tp, om in list(group.offsets.items()):
+                if om.expire_timestamp is not None:
+                    due = om.expire_timestamp <= now
+                else:
+                    since = max(group.state_timestamp, om.commit_timestamp)
+                    due = since + self.config.offsets_retention_ms <= now
+                if due:
+                    del group.offsets[tp]
+                    tombstones.append((rec.offset_key(group.group_id, tp[0], tp[1]), None))
+            if tombstones:
+                self.topic.append(self.partition_for(group.group_id), tombstones)
+                expired += len(tombstones)
+            if not group.offsets and group.is_empty():
+                self.topic.append(
+                    self.partition_for(group.group_id), [(rec.group_key(group.group_id), None)]
+                )
+                del self.groups[group.group_id]
+        return expired
+
+    # --- admin ----------------------------------------------------------------------------
+
+    def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
+        results: dict[str, int] = {}
+        for group_id in group_ids:
+            group = self.groups.get(group_id)
+            if group is None:
+                results[group_id] = E.group_id_not_found
+                continue
+            if not group.is_empty() or group.state is not GroupState.EMPTY:
+                results[group_id] = E.non_empty_group
+                continue
+            tombstones: list[tuple[bytes, bytes | None]] = [
+                (rec.offset_key(group_id, t, p), None) for t, p in group.offsets
+            ]
+            tombstones.append((rec.group_key(group_id), None))
+            self.topic.append(self.partition_for(group_id), tombstones)
+            group.state = GroupState.DEAD
+            del self.groups[group_id]
+            results[group_id] = E.none
+        return results
+
+    def partition_for(self, group_id: str) -> int:
+        return rec.partition_for(group_id, self.config.num_partitions)
+
+    def _persist_group(self, group: GroupMetadata) -> None:
+        value = rec.GroupValue(
+            group.protocol_type or "",
+            group.generation_id,
+            group.protocol_name,
+            group.leader_id,
+            group.state_timestamp,
+            tuple(
+                rec.MemberValue(
+                    m.member_id,
+                    m.group_instance_id,
+                    m.client_id,
+                    m.client_host,
+                    m.rebalance_timeout_ms,
+                    m.session_timeout_ms,
+                    m.metadata_for(group.protocol_name) if group.protocol_name else b"",
+                    m.assignment,
+                )
+                for m in group.members.values()
+            ),
+        )
+        self.topic.append(
+            self.partition_for(group.group_id),
+            [(rec.group_key(group.group_id), rec.group_value(value))],
+        )
+
+    def shutdown(self) -> None:
+        for group in self.groups.values():
+            if group.join_timer is not None:
+                group.join_timer.cancel()
+            for m in group.members.values():
+                self._cancel_heartbeat(m)
+                for fut in (m.awaiting_join, m.awaiting_sync):
+                    if fut is not None and not fut.done():
+                        fut.cancel()

@@ -1,0 +1,162 @@
+"""A consumer group's state (Kafka's GroupMetadata and MemberMetadata, classic protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+class GroupState(enum.Enum):
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+@dataclass(slots=True)
+class JoinResult:
+    """What a member's pending JoinGroup is answered with."""
+
+    error: int
+    generation_id: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader_id: str = ""
+    member_id: str = ""
+    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class MemberMetadata:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    rebalance_timeout_ms: int
+    session_timeout_ms: int
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    assignment: bytes = b""
+    awaiting_join: asyncio.Future[JoinResult] | None = None
+    awaiting_sync: asyncio.Future[tuple[int, bytes]] | None = None
+    heartbeat_timer: asyncio.TimerHandle | None = None
+    is_new: bool = False
+
+    def protocol_names(self) -> list[str]:
+        return [name for name, _ in self.protocols]
+
+    def metadata_for(self, protocol: str) -> bytes:
+        for name, metadata in self.protocols:
+            if name == protocol:
+                return metadata
+        raise KeyError(protocol)
+
+    def matches(self, protocols: list[tuple[str, bytes]]) -> bool:
+        return self.protocols == protocols
+
+
+@dataclass(slots=True)
+class OffsetAndMetadata:
+    offset: int
+    leader_epoch: int
+    metadata: str
+    commit_timestamp: int
+    expire_timestamp: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class GroupMetadata:
+    group_id: str
+    state: GroupState = GroupState.EMPTY
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    generation_id: int = 0
+    leader_id: str | None = None
+    members: dict[str, MemberMetadata] = field(default_factory=dict)
+    static_members: dict[str, str] = field(default_factory=dict)
+    """group.instance.id -> member id"""
+    pending_members: dict[str, asyncio.TimerHandle | None] = field(default_factory=dict)
+    """Member ids handed out with MEMBER_ID_REQUIRED, not yet joined."""
+    offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
+    state_timestamp: int = -1
+    join_timer: asyncio.TimerHandle | None = None
+    join_deadline: float = 0.0
+    initial_rebalance: bool = False
+    new_member_added: bool = False
+
+    def is_empty(self) -> bool:
+        return not self.members
+
+    def has(self, member_id: str) -> bool:
+        return member_id in self.members
+
+    def all_joined(self) -> bool:
+        return all(m.awaiting_join is not None for m in self.members.values()) and not (
+            self.pending_members
+        )
+
+    def not_yet_rejoined(self) -> list[MemberMetadata]:
+        return [m for m in self.members.values() if m.awaiting_join is None]
+
+    def supports(self, protocol_type: str, protocols: list[str]) -> bool:
+        if self.is_empty():
+            return bool(protocol_type) and bool(protocols)
+        if protocol_type != self.protocol_type:
+            return False
+        candidates = self.candidate_protocols()
+        return any(p in candidates for p in protocols)
+
+    def candidate_protocols(self) -> set[str]:
+        """Protocols every member supports."""
+        sets = [set(m.protocol_names()) for m in self.members.values()]
+        return set.intersection(*sets) if sets else set()
+
+    def select_protocol(self) -> str:
+        """Kafka's vote: each member votes for its most preferred candidate protocol."""
+        candidates = self.candidate_protocols()
+        votes: Counter[str] = Counter()
+        for m in self.members.values():
+            for name in m.protocol_names():
+                if name in candidates:
+                    votes[name] += 1
+                    break
+        return max(sorted(votes), key=lambda p: votes[p])
+
+    def rebalance_timeout_ms(self) -> int:
+        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
+
+    def subscribed_topics(self) -> set[str] | None:
+        """Topics of a 'consumer' group's subscriptions; None when they cannot be read."""
+        if self.protocol_type != "consumer" or self.protocol_name is None:
+            return None
+        topics: set[str] = set()
+        for m in self.members.values():
+            try:
+                topics.update(parse_subscription_topics(m.metadata_for(self.protocol_name)))
+            except (KeyError, ValueError, IndexError):
+                return None
+        return topics
+
+    def describe_state(self) -> str:
+        return self.state.value
+
+
+def parse_subscription_topics(data: bytes) -> list[str]:
+    """Topics of a ConsumerProtocolSubscription (any version: they come first)."""
+    if len(data) < 6:
+        raise ValueError("subscription too short")
+    pos = 2
+    n = int.from_bytes(data[pos : pos + 4], "big", signed=True)
+    pos += 4
+    topics = []
+    for _ in range(max(n, 0)):
+        length = int.from_bytes(data[pos : pos + 2], "big", signed=True)
+        pos += 2
+        if length < 0 or pos + length > len(data):
+            raise ValueError("bad topic string")
+        topics.append(data[pos : pos + length].decode())
+        pos += length
+    return topics
