@@ -61,7 +61,7 @@ class Summary:
 
 def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
