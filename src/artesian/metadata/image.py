@@ -9,6 +9,7 @@ from artesian.metadata.records import (
     ConfigRecord,
     MetadataRecord,
     PartitionRecord,
+    ProducerIdsRecord,
     RegisterBrokerRecord,
     RemoveTopicRecord,
     TopicRecord,
@@ -52,6 +53,8 @@ class MetadataImage:
     broker_configs: dict[str, str] = field(default_factory=dict)
     offset: int = -1
     """Offset of the last applied record: the metadata epoch clients can cache against."""
+    next_producer_id_block: int = 0
+    """First producer id no broker has claimed yet (ProducerIdsRecord)."""
 
     def apply(self, offset: int, record: MetadataRecord) -> None:
         self.offset = offset
@@ -90,3 +93,5 @@ class MetadataImage:
                 self.brokers[record.node_id] = BrokerImage(
                     record.node_id, record.host, record.port, record.rack
                 )
+            case ProducerIdsRecord(next_block_start=start):
+                self.next_producer_id_block = max(self.next_producer_id_block, start)

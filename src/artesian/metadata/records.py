@@ -58,11 +58,34 @@ class RegisterBrokerRecord:
     incarnation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-MetadataRecord = TopicRecord | PartitionRecord | RemoveTopicRecord | ConfigRecord | RegisterBrokerRecord
+@dataclass(slots=True, frozen=True)
+class ProducerIdsRecord:
+    """Producer ids below ``next_block_start`` are taken: a broker claims the block that starts
+    there (KRaft's ProducerIdsRecord), so ids are never reused, even across restarts."""
+
+    TYPE: ClassVar[str] = "producer_ids"
+    next_block_start: int
+
+
+MetadataRecord = (
+    TopicRecord
+    | PartitionRecord
+    | RemoveTopicRecord
+    | ConfigRecord
+    | RegisterBrokerRecord
+    | ProducerIdsRecord
+)
 
 _TYPES: dict[str, type] = {
     cls.TYPE: cls
-    for cls in (TopicRecord, PartitionRecord, RemoveTopicRecord, ConfigRecord, RegisterBrokerRecord)
+    for cls in (
+        TopicRecord,
+        PartitionRecord,
+        RemoveTopicRecord,
+        ConfigRecord,
+        RegisterBrokerRecord,
+        ProducerIdsRecord,
+    )
 }
 
 
