@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from artesian.cli.topic import topic_app
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
 
@@ -21,6 +22,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(stderr=True)
+
+# Client commands (what kafka-topics & co. do), one module each.
+app.add_typer(topic_app, name="topic")
 
 
 def _setup_logging(level: str) -> None:

@@ -1,0 +1,335 @@
+"""``artesian topic``: create, list, describe, alter and delete topics (like kafka-topics)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from artesian.cli.common import (
+    DEFAULT_BOOTSTRAP,
+    BootstrapOpt,
+    ClientOptions,
+    CliError,
+    CommandConfigOpt,
+    JsonOpt,
+    PropsOpt,
+    TimeoutOpt,
+    client_options,
+    fail,
+    from_kafka_error,
+    make_app,
+    out,
+    parse_kv,
+    print_json,
+    reporting,
+    result,
+    table,
+)
+
+topic_app = make_app("Create, list, describe, alter and delete topics.")
+
+ConfigOpt = Annotated[
+    list[str] | None,
+    typer.Option("--config", "-c", help="Topic config as key=value (e.g. retention.ms=60000)."),
+]
+
+
+def _topic_error(e: KafkaException | KafkaError, name: str, opts: ClientOptions) -> Exception:
+    ke = e.args[0] if isinstance(e, KafkaException) else e
+    if isinstance(ke, KafkaError) and ke.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        return CliError(
+            f"topic {name!r} does not exist",
+            "List the topics with `artesian topic list`, or create it with "
+            f"`artesian topic create {name}`.",
+        )
+    return from_kafka_error(e, opts.bootstrap, f"topic {name!r}: ")
+
+
+def _wait(future: Any, name: str, opts: ClientOptions) -> Any:
+    try:
+        return future.result(opts.timeout)
+    except KafkaException as e:
+        raise _topic_error(e, name, opts) from e
+
+
+@topic_app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="Topic name.")],
+    partitions: Annotated[
+        int | None, typer.Option("--partitions", "-p", help="Default: the broker's num.partitions.")
+    ] = None,
+    replication_factor: Annotated[
+        int | None,
+        typer.Option("--replication-factor", "-r", help="Default: the broker's setting."),
+    ] = None,
+    config: ConfigOpt = None,
+    if_not_exists: Annotated[
+        bool, typer.Option("--if-not-exists", help="Succeed if the topic already exists.")
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a topic."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        configs = parse_kv(config or [], "--config")
+        admin = opts.admin()
+        new = NewTopic(
+            name,
+            num_partitions=-1 if partitions is None else partitions,
+            replication_factor=-1 if replication_factor is None else replication_factor,
+            config=configs,
+        )
+        (future,) = admin.create_topics([new], request_timeout=opts.timeout).values()
+        created = True
+        try:
+            future.result(opts.timeout)
+        except KafkaException as e:
+            ke = e.args[0]
+            exists = isinstance(ke, KafkaError) and ke.code() == KafkaError.TOPIC_ALREADY_EXISTS
+            if not (exists and if_not_exists):
+                if exists:
+                    fail(
+                        f"topic {name!r} already exists",
+                        "Use --if-not-exists to ignore this, or `artesian topic alter` to "
+                        "change it.",
+                    )
+                raise from_kafka_error(e, opts.bootstrap, f"cannot create {name!r}: ") from e
+            created = False
+        if as_json:
+            print_json({"name": name, "created": created})
+        elif created:
+            out.print(f"Created topic {name}.")
+        else:
+            out.print(f"Topic {name} already exists.")
+
+
+@topic_app.command("list")
+def list_(
+    internal: Annotated[
+        bool, typer.Option("--internal", help="Include internal topics (__consumer_offsets).")
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List topics."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        md = opts.admin().list_topics(timeout=opts.timeout)
+        # Metadata does not say which topics are internal; Kafka's internal topics start with "__".
+        topics = sorted(
+            (name, len(t.partitions))
+            for name, t in md.topics.items()
+            if internal or not name.startswith("__")
+        )
+        if as_json:
+            print_json([{"name": n, "partitions": p} for n, p in topics])
+        elif topics:
+            out.print(table(None, ["TOPIC", "PARTITIONS"], topics))
+        else:
+            out.print("No topics. Create one with `artesian topic create NAME`.")
+
+
+def _describe(opts: ClientOptions, name: str) -> dict[str, Any]:
+    admin = opts.admin()
+    (future,) = admin.describe_topics(
+        TopicCollection([name]), request_timeout=opts.timeout
+    ).values()
+    desc = _wait(future, name, opts)
+    tps = [TopicPartition(name, p.id) for p in desc.partitions]
+    earliest = admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps})
+    latest = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps})
+    (cfg_future,) = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, name)], request_timeout=opts.timeout
+    ).values()
+    configs = _wait(cfg_future, name, opts)
+
+    def offset(futures: dict[TopicPartition, Any], tp: TopicPartition) -> int:
+        return int(
+            result(futures[tp], opts.timeout, opts.bootstrap, f"{name}[{tp.partition}]: ").offset
+        )
+
+    partitions = []
+    for p, tp in zip(desc.partitions, tps, strict=True):
+        partitions.append(
+            {
+                "partition": p.id,
+                "leader": None if p.leader is None else p.leader.id,
+                "replicas": [r.id for r in p.replicas],
+                "isr": [r.id for r in p.isr],
+                "earliest": offset(earliest, tp),
+                "latest": offset(latest, tp),
+            }
+        )
+    overrides = {
+        k: {"value": c.value, "source": ConfigSource(c.source).name}
+        for k, c in sorted(configs.items())
+        if c.source != ConfigSource.DEFAULT_CONFIG.value and not c.is_sensitive
+    }
+    return {
+        "name": name,
+        "internal": bool(desc.is_internal),
+        "partitions": partitions,
+        "configs": overrides,
+    }
+
+
+@topic_app.command()
+def describe(
+    name: Annotated[str, typer.Argument(help="Topic name.")],
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Partitions (leader, replicas, ISR, earliest/latest offsets) and non-default configs."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        d = _describe(opts, name)
+        if as_json:
+            print_json(d)
+            return
+        out.print(f"[bold]{name}[/bold]  partitions: {len(d['partitions'])}")
+        rows = [
+            (
+                p["partition"],
+                p["leader"],
+                ",".join(map(str, p["replicas"])),
+                ",".join(map(str, p["isr"])),
+                p["earliest"],
+                p["latest"],
+                p["latest"] - p["earliest"],
+            )
+            for p in d["partitions"]
+        ]
+        out.print(
+            table(
+                None,
+                ["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST", "MESSAGES"],
+                rows,
+            )
+        )
+        if d["configs"]:
+            out.print(
+                table(
+                    "Configs",
+                    ["NAME", "VALUE", "SOURCE"],
+                    [(k, c["value"], c["source"]) for k, c in d["configs"].items()],
+                )
+            )
+        else:
+            out.print("Configs: all defaults.")
+
+
+@topic_app.command()
+def alter(
+    name: Annotated[str, typer.Argument(help="Topic name.")],
+    partitions: Annotated[
+        int | None, typer.Option("--partitions", "-p", help="New (larger) partition count.")
+    ] = None,
+    config: ConfigOpt = None,
+    delete_config: Annotated[
+        list[str] | None,
+        typer.Option("--delete-config", help="Config to reset to its default. Repeatable."),
+    ] = None,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add partitions, set or delete configs (IncrementalAlterConfigs: others are kept)."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        configs = parse_kv(config or [], "--config")
+        if partitions is None and not configs and not delete_config:
+            fail(
+                "nothing to change",
+                "Give --partitions N, --config key=value or --delete-config key.",
+                code=2,
+            )
+        admin = opts.admin()
+        changed: dict[str, Any] = {"name": name}
+        if configs or delete_config:
+            entries = [
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in configs.items()
+            ] + [
+                ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE)
+                for k in delete_config or []
+            ]
+            res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+            (future,) = admin.incremental_alter_configs(
+                [res], request_timeout=opts.timeout
+            ).values()
+            _wait(future, name, opts)
+            changed["set"] = configs
+            changed["deleted"] = list(delete_config or [])
+        if partitions is not None:
+            (future,) = admin.create_partitions(
+                [NewPartitions(name, partitions)], request_timeout=opts.timeout
+            ).values()
+            _wait(future, name, opts)
+            changed["partitions"] = partitions
+        if as_json:
+            print_json(changed)
+        else:
+            out.print(f"Altered topic {name}.")
+
+
+@topic_app.command()
+def delete(
+    name: Annotated[str, typer.Argument(help="Topic name.")],
+    if_exists: Annotated[
+        bool, typer.Option("--if-exists", help="Succeed if the topic does not exist.")
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a topic and its data."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        admin = opts.admin()
+        (future,) = admin.delete_topics([name], request_timeout=opts.timeout).values()
+        deleted = True
+        try:
+            future.result(opts.timeout)
+        except KafkaException as e:
+            ke = e.args[0]
+            missing = isinstance(ke, KafkaError) and ke.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not (missing and if_exists):
+                if missing:
+                    fail(
+                        f"topic {name!r} does not exist",
+                        "Use --if-exists to ignore this; `artesian topic list` shows the topics.",
+                    )
+                raise from_kafka_error(e, opts.bootstrap, f"cannot delete {name!r}: ") from e
+            deleted = False
+        if as_json:
+            print_json({"name": name, "deleted": deleted})
+        elif deleted:
+            out.print(f"Deleted topic {name}.")
+        else:
+            out.print(f"Topic {name} does not exist.")
