@@ -125,7 +125,13 @@ class Broker:
         )
         self._tasks = [
             asyncio.create_task(self._every("log.retention.check.interval.ms", self._retention)),
-            asyncio.create_task(self._every("log.flush.scheduler.interval.ms", self._flush)),
+            # Kafka's default scheduler interval is "never", which leaves a topic's flush.ms
+            # unenforced once appends stop; checking every second costs microseconds.
+            asyncio.create_task(
+                self._every_ms(
+                    min(self.config.get_int("log.flush.scheduler.interval.ms"), 1000), self._flush
+                )
+            ),
             asyncio.create_task(self._every_ms(30_000, self._checkpoint)),
             asyncio.create_task(
                 self._every("offsets.retention.check.interval.ms", self._expire_offsets)
