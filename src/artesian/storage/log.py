@@ -21,6 +21,7 @@ import shutil
 import threading
 import zlib
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +36,15 @@ from artesian.storage.producer_state import (
     ProducerStateManager,
 )
 from artesian.storage.segment import (
+    CLEANED_SUFFIX,
     DELETED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    SWAP_SUFFIX,
     TIME_INDEX_SUFFIX,
     FileSlice,
     LogSegment,
+    segment_file_name,
 )
 
 __all__ = [
@@ -83,6 +87,19 @@ def _base_offset(seg: LogSegment) -> int:
 def _parse_base_offset(name: str, suffix: str) -> int | None:
     stem = name[: -len(suffix)]
     return int(stem) if len(stem) == 20 and stem.isdigit() else None
+
+
+def _base_offset_prefix(name: str) -> int | None:
+    """Base offset of any segment file name (``<20 digits>.<suffixes>``)."""
+    stem = name[:20]
+    return int(stem) if len(name) > 20 and name[20] == "." and stem.isdigit() else None
+
+
+def _unlink_if_exists(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class Log:
@@ -145,10 +162,11 @@ class Log:
         directory.mkdir(parents=True, exist_ok=True)
         log = cls(directory, topic, partition, config, now_ms, producer_id_expiration_ms)
         log.leader_epoch_cache = LeaderEpochFileCache.load(directory / LEADER_EPOCH_CHECKPOINT)
+        log._complete_swap_operations(now_ms)
         bases: list[int] = []
         for entry in os.scandir(directory):
             name = entry.name
-            if name.endswith((DELETED_SUFFIX, ".cleaned", ".swap", ".tmp")):
+            if name.endswith((DELETED_SUFFIX, ".tmp")):
                 os.unlink(entry.path)  # leftovers of an interrupted delete or write
             elif name.endswith(LOG_SUFFIX):
                 base = _parse_base_offset(name, LOG_SUFFIX)
@@ -550,6 +568,103 @@ class Log:
         self._segments = self._segments[1:]
         self._bases = self._bases[1:]
         self._schedule_delete(seg, now_ms)
+
+    # -- log compaction: swapping cleaned segments in -------------------------------------------
+
+    def replace_segments(
+        self,
+        cleaned: LogSegment,
+        old: Sequence[LogSegment],
+        now_ms: int,
+        old_sizes: Sequence[int] | None = None,
+    ) -> bool:
+        """Swap in the cleaner's output (Kafka's replaceSegments). ``cleaned`` holds the
+        consecutive non-active segments ``old`` compacted, written with the ``.cleaned`` suffix
+        and flushed, at ``old[0]``'s base offset.
+
+        Under the lock: rename it ``.swap``, replace ``old`` in the (copy-on-write) list,
+        rename ``old`` ``.deleted`` (their fds stay open for file.delete.delay.ms, so fetches
+        still reading them are safe) and drop the ``.swap`` suffix. A crash between any two
+        renames leaves files that :meth:`open` completes or rolls back. Returns False, deleting
+        ``cleaned``, if the log changed meanwhile (retention, truncation, close)."""
+        with self._lock:
+            segs = self._segments
+            start = next((i for i, s in enumerate(segs) if s is old[0]), -1)
+            ok = (
+                not self.closed
+                and bool(old)
+                and start >= 0
+                and start + len(old) < len(segs)  # never the active segment
+                and cleaned.base_offset == old[0].base_offset
+                and all(segs[start + j] is seg for j, seg in enumerate(old))
+                and (old_sizes is None or [s.size for s in old] == list(old_sizes))
+            )
+            if not ok:
+                cleaned.delete()
+                return False
+            cleaned.change_file_suffix(SWAP_SUFFIX)
+            self._segments = [*segs[:start], cleaned, *segs[start + len(old) :]]
+            self._bases = [s.base_offset for s in self._segments]
+            for seg in old:
+                self._schedule_delete(seg, now_ms)
+            cleaned.change_file_suffix("")
+            return True
+
+    def _complete_swap_operations(self, now_ms: int) -> None:
+        """At open, finish or roll back a cleaner swap that a crash interrupted (Kafka's
+        LogLoader). ``.cleaned`` files are unfinished output and go, with any ``.swap`` at or
+        above the lowest of them (its group was still being renamed). A remaining ``.swap``
+        segment is complete: the regular segments whose base offsets fall in its offset range
+        are deleted and it loses its suffix, as the interrupted swap would have done."""
+        directory = self.dir
+        cleaned: list[tuple[int, str]] = []
+        swaps: list[tuple[int, str]] = []
+        for entry in os.scandir(directory):
+            base = _base_offset_prefix(entry.name)
+            if base is None:
+                continue
+            if entry.name.endswith(CLEANED_SUFFIX):
+                cleaned.append((base, entry.path))
+            elif entry.name.endswith(SWAP_SUFFIX):
+                swaps.append((base, entry.path))
+        if not cleaned and not swaps:
+            return
+        min_cleaned = min((b for b, _ in cleaned), default=None)
+        for _, path in cleaned:
+            _unlink_if_exists(path)
+        valid: list[tuple[int, str]] = []
+        for base, path in swaps:
+            if min_cleaned is not None and base >= min_cleaned:
+                _unlink_if_exists(path)
+            else:
+                valid.append((base, path))
+        log_swap = segment_file_name(0, LOG_SUFFIX + SWAP_SUFFIX)[20:]
+        for base in sorted(b for b, p in valid if p.endswith(log_swap)):
+            seg = LogSegment(
+                directory,
+                base,
+                index_interval_bytes=self.config.index_interval_bytes,
+                max_index_size=self.config.segment_index_bytes,
+                now_ms=now_ms,
+                file_suffix=SWAP_SUFFIX,
+            )
+            seg.recover(self.config.max_message_bytes)
+            end = max(seg.next_offset, base + 1)
+            for entry in os.scandir(directory):
+                old = (
+                    _parse_base_offset(entry.name, LOG_SUFFIX)
+                    if entry.name.endswith(LOG_SUFFIX)
+                    else None
+                )
+                if old is not None and base <= old < end:
+                    for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                        _unlink_if_exists(str(directory / segment_file_name(old, suffix)))
+            seg.change_file_suffix("")
+            seg.close()
+        # Index files still ``.swap`` whose log was already renamed: that swap was finishing.
+        for _, path in valid:
+            if os.path.exists(path):
+                os.replace(path, path[: -len(SWAP_SUFFIX)])
 
     def _schedule_delete(self, seg: LogSegment, now_ms: int) -> None:
         seg.change_file_suffix(DELETED_SUFFIX)

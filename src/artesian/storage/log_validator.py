@@ -21,6 +21,7 @@ from artesian.protocol.compression import (
     compress,
     decompress,
 )
+from artesian.protocol.record_codec import read_varint
 from artesian.protocol.records import (
     ATTR_COMPRESSION_MASK,
     ATTR_TIMESTAMP_TYPE,
@@ -96,6 +97,8 @@ def validate_and_assign_offsets(
     rebuilt: list[bytes | memoryview] | None = None
     while pos < end:
         h = _check_batch(buf, pos, end, config, now_ms, log_append)
+        if config.compact_enabled:
+            _check_keys(buf, pos, h)  # only compacted topics pay for decoding records
         size = h.size
         patch_batch(buf, pos, offset, leader_epoch)
         if log_append:
@@ -179,6 +182,31 @@ def _check_batch(
                     f"{config.message_timestamp_after_max_ms} after now ({now_ms})"
                 )
     return h
+
+
+def _check_keys(buf: memoryview, pos: int, h: BatchHeader) -> None:
+    """Kafka refuses records without a key on compacted topics: compaction could not keep them."""
+    body = buf[pos + BATCH_HEADER_SIZE : pos + h.size]
+    try:
+        data = (
+            decompress(h.compression, body, DEFAULT_MAX_DECOMPRESSED_SIZE)
+            if h.compression
+            else body
+        )
+        rec = 0
+        for _ in range(h.records_count):
+            length, rec = read_varint(data, rec)
+            end = rec + length
+            _, p = read_varint(data, rec + 1)  # timestamp delta, after the attributes byte
+            _, p = read_varint(data, p)  # offset delta
+            key_length, _ = read_varint(data, p)
+            if key_length < 0:
+                raise InvalidRecordError(
+                    f"Compacted topic cannot accept message without key in batch at byte {pos}"
+                )
+            rec = end
+    except (InvalidBatch, CompressionError) as e:
+        raise CorruptRecordError(f"batch at byte {pos}: {e}") from None
 
 
 def _recompress(buf: memoryview, pos: int, h: BatchHeader, target: int, config: LogConfig) -> bytes:

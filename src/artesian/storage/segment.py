@@ -38,6 +38,10 @@ LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 DELETED_SUFFIX = ".deleted"
+# Log compaction writes a group's replacement as ``.cleaned`` files, renames them ``.swap`` when
+# complete, then swaps them in (see Log.replace_segments and Log.open).
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
 
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
@@ -288,7 +292,8 @@ class LogSegment:
                 valid + h.size > size
                 or h.base_offset < next_offset
                 or not self.can_hold(h.last_offset)
-                or h.records_count < 1
+                # The cleaner may keep an idempotent producer's last batch with no records.
+                or h.records_count < 0
                 or h.last_offset_delta < 0
             ):
                 break
