@@ -260,7 +260,7 @@ class WireConn:
     def send(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError) as e:
+        except ConnectionError as e:
             raise Closed(str(e)) from e
 
     def _fill(self, deadline: float) -> None:
@@ -270,7 +270,7 @@ class WireConn:
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(1 << 16)
-        except ConnectionResetError as e:
+        except ConnectionError as e:
             raise Closed(str(e)) from e
         except TimeoutError:
             raise TimeoutError("no response") from None
