@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from artesian.broker.handlers import HANDLERS
 from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.offsets_topic import ConsumerOffsetsTopic
+from artesian.broker.producer_id_manager import ProducerIdManager
 from artesian.broker.replica_manager import ReplicaManager
 from artesian.config.broker import BrokerConfig
 from artesian.config.resolve import effective_topic_config
@@ -68,6 +69,7 @@ class Broker:
         self.log_manager: LogManager | None = None
         self.replica_manager: ReplicaManager | None = None
         self.offsets_topic = ConsumerOffsetsTopic(self)
+        self.producer_id_manager = ProducerIdManager(self)
         self.group_coordinator: GroupCoordinator | None = None
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,7 +97,11 @@ class Broker:
             self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port)])
 
         now = int(time.time() * 1000)
-        self.log_manager = LogManager(self.data_dir / "logs", self.default_log_config())
+        self.log_manager = LogManager(
+            self.data_dir / "logs",
+            self.default_log_config(),
+            producer_id_expiration_ms=self.config.get_int("producer.id.expiration.ms"),
+        )
         self.log_manager.startup(now)
         self.replica_manager = ReplicaManager(self.log_manager, self.metrics)
         hosted: set[tuple[str, int]] = set()

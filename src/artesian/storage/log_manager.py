@@ -68,9 +68,15 @@ def write_offset_checkpoint(path: Path, offsets: dict[TopicPartition, int]) -> N
 
 
 class LogManager:
-    def __init__(self, data_dir: Path, default_config: LogConfig) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        default_config: LogConfig,
+        producer_id_expiration_ms: int = 86_400_000,
+    ) -> None:
         self.data_dir = data_dir
         self.default_config = default_config
+        self.producer_id_expiration_ms = producer_id_expiration_ms
         self._logs: dict[TopicPartition, Log] = {}
         self._topic_configs: dict[str, LogConfig] = {}
         self._lock = threading.Lock()
@@ -104,6 +110,7 @@ class LogManager:
                 log_start_offset=start_offsets.get(tp, 0),
                 now_ms=now_ms,
                 clean_shutdown=clean,
+                producer_id_expiration_ms=self.producer_id_expiration_ms,
             )
         # From now on a crash must be treated as unclean.
         if clean:
@@ -138,6 +145,7 @@ class LogManager:
                 log_start_offset=0,
                 now_ms=now_ms,
                 clean_shutdown=True,
+                producer_id_expiration_ms=self.producer_id_expiration_ms,
             )
             self._logs[(topic, partition)] = log
             return log

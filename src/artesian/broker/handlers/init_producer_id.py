@@ -22,46 +22,15 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
-from artesian.metadata.records import ProducerIdsRecord
 
 API_KEY = 22
 MIN_VERSION = 0
 MAX_VERSION = 6
 
-BLOCK_SIZE = 1000  # KRaft's producer id block size
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
 
 log = logging.getLogger("artesian.init_producer_id")
-
-
-class ProducerIdManager:
-    """Hands out the ids of the block this broker last claimed; claims the next block from the
-    metadata log when it runs out (ids of a block left unused at a restart are skipped)."""
-
-    def __init__(self, broker: Any) -> None:
-        self._broker = broker
-        self._next = 0
-        self._end = 0  # no block yet
-
-    def generate(self) -> int:
-        if self._next >= self._end:
-            start = self._broker.image.next_producer_id_block
-            # Persisted before any id of the block is handed out.
-            self._broker.commit([ProducerIdsRecord(start + BLOCK_SIZE)])
-            self._next, self._end = start, start + BLOCK_SIZE
-        pid = self._next
-        self._next += 1
-        return pid
-
-
-def producer_id_manager(broker: Any) -> ProducerIdManager:
-    manager: ProducerIdManager | None = getattr(broker, "producer_id_manager", None)
-    if manager is None:
-        # Created on first use and kept on the broker: handler modules hold no state.
-        manager = ProducerIdManager(broker)
-        broker.producer_id_manager = manager
-    return manager
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -85,7 +54,7 @@ def _init(broker: Any, request: Any) -> tuple[ErrorCode, int, int]:
     if (given_pid == NO_PRODUCER_ID) != (given_epoch == NO_PRODUCER_EPOCH):
         return ErrorCode.invalid_request, *failed  # Kafka: both or neither
     try:
-        return ErrorCode.none, producer_id_manager(broker).generate(), 0
+        return ErrorCode.none, broker.producer_id_manager.generate(), 0
     except Exception:
         log.exception("could not claim a producer id block")
         return ErrorCode.unknown_server_error, *failed

@@ -1,0 +1,32 @@
+"""Producer ids for idempotent (and, later, transactional) producers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from artesian.metadata.records import ProducerIdsRecord
+
+if TYPE_CHECKING:
+    from artesian.broker.server import Broker
+
+BLOCK_SIZE = 1000  # KRaft's producer id block size
+
+
+class ProducerIdManager:
+    """Hands out the ids of the block this broker last claimed; claims the next block from the
+    metadata log when it runs out (ids of a block left unused at a restart are skipped)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._next = 0
+        self._end = 0  # no block yet
+
+    def generate(self) -> int:
+        if self._next >= self._end:
+            start = self._broker.image.next_producer_id_block
+            # Persisted before any id of the block is handed out.
+            self._broker.commit([ProducerIdsRecord(start + BLOCK_SIZE)])
+            self._next, self._end = start, start + BLOCK_SIZE
+        pid = self._next
+        self._next += 1
+        return pid
