@@ -35,6 +35,7 @@ from artesian.metadata.records import (
     TopicRecord,
 )
 from artesian.metadata.store import MetadataStore, SqliteMetadataStore
+from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager
 
@@ -68,6 +69,8 @@ class Broker:
         self.controller: Controller | None = None
         self.log_manager: LogManager | None = None
         self.replica_manager: ReplicaManager | None = None
+        self.log_cleaner: LogCleaner | None = None
+        self._cleaning: asyncio.Future[object] | None = None
         self.offsets_topic = ConsumerOffsetsTopic(self)
         self.producer_id_manager = ProducerIdManager(self)
         self.group_coordinator: GroupCoordinator | None = None
@@ -104,6 +107,12 @@ class Broker:
         )
         self.log_manager.startup(now)
         self.replica_manager = ReplicaManager(self.log_manager, self.metrics)
+        cleaner_props = {
+            k: self.config.get(k) for k in CleanerConfig.BROKER_KEYS if k in self.config.definitions
+        }
+        self.log_cleaner = LogCleaner(
+            self.log_manager, CleanerConfig.from_properties(cleaner_props)
+        )
         hosted: set[tuple[str, int]] = set()
         for topic in self.image.topics.values():
             for p in topic.partitions.values():
@@ -142,6 +151,7 @@ class Broker:
             asyncio.create_task(
                 self._every("offsets.retention.check.interval.ms", self._expire_offsets)
             ),
+            asyncio.create_task(self._run_cleaner()),
         ]
         log.info(
             "broker %d listening on %s:%d (cluster %s, %d partitions, data in %s)",
@@ -208,6 +218,12 @@ class Broker:
             conn.close()
         if self.group_coordinator is not None:
             self.group_coordinator.shutdown()
+        if self.log_cleaner is not None:
+            # The cleaner reads segment files: it must stop before the logs close.
+            self.log_cleaner.shutdown()
+            if self._cleaning is not None:
+                with contextlib.suppress(Exception):
+                    await self._cleaning
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -305,6 +321,27 @@ class Broker:
         now = int(time.time() * 1000)
         lm = self.log_manager
         await asyncio.get_running_loop().run_in_executor(None, lm.flush_dirty_logs, now)
+
+    async def _run_cleaner(self) -> None:
+        """Kafka's cleaner thread: clean the filthiest log, again at once if it found work,
+        else back off for log.cleaner.backoff.ms. The work runs in a worker thread."""
+        assert self.log_cleaner is not None
+        cleaner = self.log_cleaner
+        backoff = self.config.get_int("log.cleaner.backoff.ms") / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                self._cleaning = loop.run_in_executor(None, cleaner.clean_once)
+                stats = await self._cleaning
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("log cleaner failed; it will run again")
+                stats = None
+            finally:
+                self._cleaning = None
+            if stats is None or not getattr(stats, "cleaned", False):
+                await asyncio.sleep(backoff)
 
     async def _expire_offsets(self) -> None:
         assert self.group_coordinator is not None
