@@ -496,3 +496,48 @@ def test_broker_still_serves_after_all_this(mbroker: BrokerProcess) -> None:
     with pytest.raises(Closed), WireConn(mbroker.port) as c:
         c.send(struct.pack(">i", -1))
         c.recv_frame(timeout=5)
+
+
+def test_deep_pipeline_and_dribbled_bytes_keep_order(conn: WireConn) -> None:
+    """200 requests in one write (past the connection's 64-request read pause), including
+    Produce frames larger than the decoder's scratch buffer, then the same again dribbled a
+    few bytes at a time: every response, in order."""
+    topic, _ = new_topic(conn, {"max.message.bytes": "1000000"})
+    big = bytes(make_batch(n=1, value_size=300_000))
+    expected: list[int] = []
+
+    def pipeline(first: int) -> bytes:
+        out = bytearray()
+        for i in range(first, first + 200):
+            if i % 50 == 7:
+                out += produce_frame(i, topic, big, acks=1)
+            else:
+                out += request_frame(API_VERSIONS, 0, i, b"")
+            expected.append(i)
+        return bytes(out)
+
+    def check_responses() -> None:
+        for corr in expected:
+            frame = conn.recv_frame()
+            if corr % 50 == 7:
+                got, resp = parse_response(PRODUCE, 9, frame)
+                assert int(resp.responses[0].partition_responses[0].error_code) == NONE
+            else:
+                got, resp = parse_response(API_VERSIONS, 0, frame)
+                assert int(resp.error_code) == NONE
+            assert got == corr
+
+    conn.send(pipeline(0))
+    check_responses()
+    expected.clear()
+    data = pipeline(1000)
+    pos, step = 0, 1
+    while pos < len(data):
+        n = step if pos < 20_000 or pos > len(data) - 20_000 else 65_536
+        conn.send(data[pos : pos + n])
+        pos += n
+        step = step % 7 + 1
+    check_responses()
+    assert high_watermark(conn, topic) == 8
+    stored = decode_batches(fetch_raw(conn, topic, 7))
+    assert [len(b.records[0][3] or b"") for b in stored] == [300_000]

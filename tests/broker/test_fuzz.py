@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
 from artesian.protocol import api
 from tests.broker_process import BrokerProcess
@@ -42,8 +44,6 @@ from tests.kafka_wire import (
     tagged_fields,
 )
 from tests.storage.batches import make_batch
-
-pytestmark = pytest.mark.slow
 
 FRAMES = 30_000
 MIN_FRAMES = 10_000
@@ -585,6 +585,7 @@ def _answers_api_versions_and_metadata(proc: BrokerProcess) -> None:
         )
 
 
+@pytest.mark.slow
 def test_fuzz_while_a_real_client_produces_and_consumes(broker_factory: Any) -> None:
     proc: BrokerProcess = broker_factory(
         {"socket.request.max.bytes": str(MAX_REQUEST), "auto.create.topics.enable": "false"}
@@ -667,3 +668,44 @@ def test_fuzz_while_a_real_client_produces_and_consumes(broker_factory: Any) -> 
     proc.restart()
     assert consume_all(proc.bootstrap, lambda: n) == list(enumerate(by_offset))
     _answers_api_versions_and_metadata(proc)
+
+
+# --- the frame decoder, sans-IO -----------------------------------------------------------
+
+_frame_sizes = hst.one_of(
+    hst.integers(0, 64), hst.integers(0, 5000), hst.integers(130_000, 300_000)
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=hst.lists(_frame_sizes, max_size=8),
+    cuts=hst.lists(hst.integers(1, 70_000)),
+    seed=hst.integers(0, 2**32),
+)
+def test_frame_decoder_reassembles_any_split(sizes: list[int], cuts: list[int], seed: int) -> None:
+    from artesian.protocol.framing import FrameDecoder
+
+    rng = random.Random(seed)
+    frames = [rng.randbytes(n) for n in sizes]
+    stream = b"".join(struct.pack(">i", len(f)) + f for f in frames)
+    decoder = FrameDecoder(1 << 20)
+    out: list[bytes] = []
+    pos, i = 0, 0
+    while pos < len(stream):
+        # Tiny cuts, but at most ~300 feeds per example to keep the test quick.
+        step = max(cuts[i % len(cuts)] if cuts else len(stream), len(stream) // 300)
+        out += [bytes(f) for f in decoder.feed(stream[pos : pos + step])]
+        pos += step
+        i += 1
+    assert out == frames
+
+
+@given(size=hst.one_of(hst.integers(-(2**31), -1), hst.integers((1 << 20) + 1, 2**31 - 1)))
+def test_frame_decoder_rejects_bad_sizes_from_the_prefix_alone(size: int) -> None:
+    from artesian.protocol.framing import FrameDecoder, FrameTooLarge, InvalidFrameSize
+
+    decoder = FrameDecoder(1 << 20)
+    assert decoder.feed(struct.pack(">i", 3) + b"abc") == [bytearray(b"abc")]
+    with pytest.raises(InvalidFrameSize if size < 0 else FrameTooLarge):
+        decoder.feed(struct.pack(">i", size))
