@@ -1,0 +1,117 @@
+"""The ``artesian`` command: help texts, start-up errors, and shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.broker_process import free_port
+
+# Wide and plain: rich must neither wrap a config name across lines nor colour it.
+ENV = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def artesian(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "artesian.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
+
+
+def test_top_level_help() -> None:
+    r = artesian("--help")
+    assert r.returncode == 0, r.stderr
+    assert "Usage:" in r.stdout
+    for command in ("broker", "up"):
+        assert command in r.stdout
+    assert artesian("-h").stdout == r.stdout
+
+
+def test_no_arguments_shows_help() -> None:
+    r = artesian()
+    assert "Usage:" in r.stdout + r.stderr
+    assert "broker" in r.stdout + r.stderr
+
+
+def test_broker_help() -> None:
+    r = artesian("broker", "--help")
+    assert r.returncode == 0, r.stderr
+    for option in ("--listen", "--data-dir", "--set", "--config", "--log-level"):
+        assert option in r.stdout, option
+    assert "log.retention.hours" in r.stdout  # the --set example names a Kafka config
+
+
+def test_up_help() -> None:
+    r = artesian("up", "--help")
+    assert r.returncode == 0, r.stderr
+    for option in ("--data-dir", "--port", "--log-level"):
+        assert option in r.stdout, option
+    assert "127.0.0.1" in r.stdout and ".artesian" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ("no.such.key=1", "no.such.key"),
+        ("log.retention.ms=abc", "log.retention.ms"),
+        ("num.partitions=0", "num.partitions"),
+        ("missing-equals-sign", "missing-equals-sign"),
+    ],
+)
+def test_broker_bad_set_exits_with_message(tmp_path: Path, setting: str, needle: str) -> None:
+    r = artesian(
+        "broker",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--set",
+        setting,
+    )
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert needle in out, out
+    assert "Traceback" not in out, out
+
+
+def test_broker_bad_listen(tmp_path: Path) -> None:
+    r = artesian("broker", "--listen", "nope", "--data-dir", str(tmp_path / "d"))
+    assert r.returncode == 2
+    assert "--listen" in r.stderr and "HOST:PORT" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_broker_port_in_use(broker: Any, tmp_path: Path) -> None:
+    r = artesian("broker", "--listen", broker.bootstrap, "--data-dir", str(tmp_path / "other"))
+    assert r.returncode == 1
+    assert "cannot start the broker" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert broker.alive()
+
+
+def test_sigterm_exits_zero(broker: Any) -> None:
+    assert broker.alive()
+    assert broker.stop() == 0
+    log = broker.log_path.read_text()
+    assert "received SIGTERM: shutting down" in log
+    assert "stopped cleanly" in log
+    assert "Traceback" not in log
+
+
+def test_sigint_exits_zero(broker: Any) -> None:
+    """Ctrl-C in a terminal: the same clean shutdown."""
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGINT)
+    assert broker.proc.wait(20) == 0
+    log = broker.log_path.read_text()
+    assert "received SIGINT: shutting down" in log
+    assert "stopped cleanly" in log
