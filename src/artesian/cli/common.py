@@ -104,6 +104,13 @@ def reporting(bootstrap: str) -> Iterator[None]:
         ce = from_kafka_error(e, bootstrap)
         print_error(ce)
         raise typer.Exit(ce.code) from e
+    except TimeoutError as e:  # an admin future that did not resolve in time
+        print_error(
+            CliError(
+                f"no answer from {bootstrap} in time", "Retry with a larger --request-timeout."
+            )
+        )
+        raise typer.Exit(1) from e
 
 
 def unreachable(bootstrap: str) -> CliError:
@@ -179,6 +186,7 @@ class ClientOptions:
             "bootstrap.servers": self.bootstrap,
             # librdkafka logs every failed connect to stderr; the CLI reports failures itself.
             "log_level": 0,
+            "client.id": "artesian-cli",
             **extra,
         }
         if self.command_config is not None:

@@ -11,6 +11,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from artesian.cli.consume import consume
+from artesian.cli.groups import groups_app
+from artesian.cli.produce import produce
 from artesian.cli.topic import topic_app
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
@@ -22,9 +25,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(stderr=True)
-
-# Client commands (what kafka-topics & co. do), one module each.
-app.add_typer(topic_app, name="topic")
 
 
 def _setup_logging(level: str) -> None:
@@ -111,6 +111,13 @@ def up(
     )
     console.print(f"Data in {data_dir.resolve()}. Stop with Ctrl-C.")
     _run(bootstrap, data_dir, [], None)
+
+
+# Client commands (what kafka-topics & co. do), one module each.
+app.add_typer(topic_app, name="topic")
+app.command("produce")(produce)
+app.command("consume")(consume)
+app.add_typer(groups_app, name="groups")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,406 @@
+"""``artesian groups``: list, describe, reset offsets of and delete consumer groups
+(like kafka-consumer-groups)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import (
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import OffsetSpec
+
+from artesian.cli.common import (
+    DEFAULT_BOOTSTRAP,
+    BootstrapOpt,
+    ClientOptions,
+    CliError,
+    CommandConfigOpt,
+    JsonOpt,
+    PropsOpt,
+    TimeoutOpt,
+    client_options,
+    fail,
+    from_kafka_error,
+    make_app,
+    out,
+    print_json,
+    reporting,
+    result,
+    table,
+)
+
+groups_app = make_app("List, describe, reset the offsets of, and delete consumer groups.")
+
+# States in which no consumer holds partitions, so offsets may be changed safely.
+INACTIVE = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD)
+
+
+def _state(state: Any) -> str:
+    return state.name if isinstance(state, ConsumerGroupState) else str(state)
+
+
+def _no_group(group: str) -> CliError:
+    return CliError(
+        f"consumer group {group!r} does not exist",
+        "List the groups with `artesian groups list`.",
+    )
+
+
+@groups_app.command("list")
+def list_(
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List consumer groups and their states."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        # Keep the client referenced until its futures resolve: destroying it cancels them.
+        admin = opts.admin()
+        res = result(
+            admin.list_consumer_groups(request_timeout=opts.timeout),
+            opts.timeout,
+            opts.bootstrap,
+        )
+        for e in res.errors:
+            raise from_kafka_error(e, opts.bootstrap, "listing groups: ")
+        groups = sorted((g.group_id, _state(g.state)) for g in res.valid)
+        if as_json:
+            print_json([{"group": g, "state": s} for g, s in groups])
+        elif groups:
+            out.print(table(None, ["GROUP", "STATE"], groups))
+        else:
+            out.print("No consumer groups.")
+
+
+def _describe_group(admin: Any, opts: ClientOptions, group: str) -> Any:
+    (future,) = admin.describe_consumer_groups([group], request_timeout=opts.timeout).values()
+    try:
+        return future.result(opts.timeout)
+    except KafkaException as e:
+        ke = e.args[0] if e.args else None
+        if isinstance(ke, KafkaError) and ke.code() == KafkaError.GROUP_ID_NOT_FOUND:
+            raise _no_group(group) from e
+        raise from_kafka_error(e, opts.bootstrap, f"group {group!r}: ") from e
+
+
+def _committed(admin: Any, opts: ClientOptions, group: str) -> dict[tuple[str, int], int]:
+    (future,) = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=opts.timeout
+    ).values()
+    res = result(future, opts.timeout, opts.bootstrap, f"group {group!r}: ")
+    committed: dict[tuple[str, int], int] = {}
+    for tp in res.topic_partitions:
+        if tp.error is not None:
+            raise from_kafka_error(tp.error, opts.bootstrap, f"{tp.topic}[{tp.partition}]: ")
+        if tp.offset >= 0:
+            committed[(tp.topic, tp.partition)] = tp.offset
+    return committed
+
+
+def _offsets(
+    admin: Any, opts: ClientOptions, tps: list[tuple[str, int]], spec: OffsetSpec
+) -> dict[tuple[str, int], int]:
+    if not tps:
+        return {}
+    futures = admin.list_offsets(
+        {TopicPartition(t, p): spec for t, p in tps}, request_timeout=opts.timeout
+    )
+    return {
+        (tp.topic, tp.partition): int(
+            result(f, opts.timeout, opts.bootstrap, f"{tp.topic}[{tp.partition}]: ").offset
+        )
+        for tp, f in futures.items()
+    }
+
+
+@groups_app.command()
+def describe(
+    group: Annotated[str, typer.Argument(help="Group id.")],
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """State, members, and per partition the committed offset, log end offset and lag."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        admin = opts.admin()
+        desc = _describe_group(admin, opts, group)
+        committed = _committed(admin, opts, group)
+        # Kafka answers DescribeGroups for an unknown group with state Dead and no members.
+        if desc.state in (ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN) and not (
+            desc.members or committed
+        ):
+            raise _no_group(group)
+        owner: dict[tuple[str, int], Any] = {}
+        for m in desc.members:
+            for tp in m.assignment.topic_partitions if m.assignment else []:
+                owner[(tp.topic, tp.partition)] = m
+        tps = sorted(set(committed) | set(owner))
+        end = _offsets(admin, opts, tps, OffsetSpec.latest())
+        partitions = []
+        for t, p in tps:
+            cur = committed.get((t, p))
+            leo = end.get((t, p))
+            m = owner.get((t, p))
+            partitions.append(
+                {
+                    "topic": t,
+                    "partition": p,
+                    "committed_offset": cur,
+                    "log_end_offset": leo,
+                    "lag": None if cur is None or leo is None else max(leo - cur, 0),
+                    "member_id": None if m is None else m.member_id,
+                    "client_id": None if m is None else m.client_id,
+                    "host": None if m is None else m.host,
+                }
+            )
+        members = [
+            {
+                "member_id": m.member_id,
+                "client_id": m.client_id,
+                "host": m.host,
+                "partitions": sorted(
+                    [tp.topic, tp.partition]
+                    for tp in (m.assignment.topic_partitions if m.assignment else [])
+                ),
+            }
+            for m in desc.members
+        ]
+        d = {
+            "group": group,
+            "state": _state(desc.state),
+            "assignor": desc.partition_assignor or None,
+            "coordinator": None if desc.coordinator is None else desc.coordinator.id,
+            "members": members,
+            "partitions": partitions,
+        }
+        if as_json:
+            print_json(d)
+            return
+        out.print(
+            f"[bold]{group}[/bold]  state: {d['state']}  members: {len(members)}"
+            + (f"  assignor: {d['assignor']}" if d["assignor"] else "")
+        )
+        if members:
+            out.print(
+                table(
+                    "Members",
+                    ["MEMBER-ID", "CLIENT-ID", "HOST", "PARTITIONS"],
+                    [
+                        (
+                            m["member_id"],
+                            m["client_id"],
+                            m["host"],
+                            ", ".join(f"{t}[{p}]" for t, p in m["partitions"]) or "-",
+                        )
+                        for m in members
+                    ],
+                )
+            )
+        if partitions:
+            out.print(
+                table(
+                    "Offsets",
+                    ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER"],
+                    [
+                        (
+                            r["topic"],
+                            r["partition"],
+                            "-" if r["committed_offset"] is None else r["committed_offset"],
+                            "-" if r["log_end_offset"] is None else r["log_end_offset"],
+                            "-" if r["lag"] is None else r["lag"],
+                            r["client_id"] or "-",
+                        )
+                        for r in partitions
+                    ],
+                )
+            )
+        else:
+            out.print("No committed offsets and no assigned partitions.")
+
+
+def _parse_datetime(value: str) -> int:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        fail(
+            f"--to-datetime {value!r}: not an ISO 8601 date-time",
+            "Example: --to-datetime 2024-05-01T12:00:00Z (local time when no zone is given).",
+            code=2,
+        )
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # local time, as kafka-consumer-groups does
+    return int(dt.astimezone(UTC).timestamp() * 1000)
+
+
+@groups_app.command("reset-offsets")
+def reset_offsets(
+    group: Annotated[str, typer.Argument(help="Group id.")],
+    topic: Annotated[
+        list[str], typer.Option("--topic", "-t", help="Topic whose offsets to reset. Repeatable.")
+    ],
+    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Earliest offset.")] = False,
+    to_latest: Annotated[bool, typer.Option("--to-latest", help="Log end offset.")] = False,
+    to_offset: Annotated[
+        int | None, typer.Option("--to-offset", help="This offset (clamped to the log).")
+    ] = None,
+    shift_by: Annotated[
+        int | None, typer.Option("--shift-by", help="Move the committed offset by N (+/-).")
+    ] = None,
+    to_datetime: Annotated[
+        str | None,
+        typer.Option("--to-datetime", help="First offset at or after this ISO 8601 time."),
+    ] = None,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Apply the change (default: only show the plan).")
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a group's committed offsets. A dry run unless --execute; the group must be inactive."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        chosen = [
+            name
+            for name, on in (
+                ("--to-earliest", to_earliest),
+                ("--to-latest", to_latest),
+                ("--to-offset", to_offset is not None),
+                ("--shift-by", shift_by is not None),
+                ("--to-datetime", to_datetime is not None),
+            )
+            if on
+        ]
+        if len(chosen) != 1:
+            fail(
+                "give exactly one of --to-earliest, --to-latest, --to-offset N, --shift-by N, "
+                "--to-datetime ISO" + (f" (got {', '.join(chosen)})" if chosen else ""),
+                code=2,
+            )
+        ts = None if to_datetime is None else _parse_datetime(to_datetime)
+        admin = opts.admin()
+        desc = _describe_group(admin, opts, group)
+        if desc.state not in INACTIVE:
+            fail(
+                f"group {group!r} is active ({_state(desc.state)}, {len(desc.members)} members): "
+                "offsets can only be reset while no consumer is running",
+                "Stop the group's consumers, then run this again.",
+            )
+        md = admin.list_topics(timeout=opts.timeout)
+        tps: list[tuple[str, int]] = []
+        for t in topic:
+            tm = md.topics.get(t)
+            if tm is None or tm.error is not None:
+                fail(f"topic {t!r} does not exist", "List the topics with `artesian topic list`.")
+            tps += [(t, p) for p in sorted(tm.partitions)]
+        committed = _committed(admin, opts, group)
+        earliest = _offsets(admin, opts, tps, OffsetSpec.earliest())
+        latest = _offsets(admin, opts, tps, OffsetSpec.latest())
+        at_time = {} if ts is None else _offsets(admin, opts, tps, OffsetSpec.for_timestamp(ts))
+        plan = []
+        for tp in tps:
+            lo, hi = earliest[tp], latest[tp]
+            if to_earliest:
+                new = lo
+            elif to_latest:
+                new = hi
+            elif to_offset is not None:
+                new = to_offset
+            elif shift_by is not None:
+                new = committed.get(tp, lo) + shift_by
+            else:
+                # No message at or after the time: the log end, as Kafka does.
+                new = at_time[tp] if at_time[tp] >= 0 else hi
+            plan.append(
+                {
+                    "topic": tp[0],
+                    "partition": tp[1],
+                    "current_offset": committed.get(tp),
+                    "new_offset": min(max(new, lo), hi),
+                }
+            )
+        if execute:
+            (future,) = admin.alter_consumer_group_offsets(
+                [
+                    ConsumerGroupTopicPartitions(
+                        group,
+                        [TopicPartition(r["topic"], r["partition"], r["new_offset"]) for r in plan],
+                    )
+                ],
+                request_timeout=opts.timeout,
+            ).values()
+            res = result(future, opts.timeout, opts.bootstrap, f"group {group!r}: ")
+            for tp in res.topic_partitions:
+                if tp.error is not None:
+                    raise from_kafka_error(
+                        tp.error, opts.bootstrap, f"{tp.topic}[{tp.partition}]: "
+                    )
+        if as_json:
+            print_json({"group": group, "executed": execute, "partitions": plan})
+            return
+        out.print(
+            table(
+                None,
+                ["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"],
+                [
+                    (
+                        r["topic"],
+                        r["partition"],
+                        "-" if r["current_offset"] is None else r["current_offset"],
+                        r["new_offset"],
+                    )
+                    for r in plan
+                ],
+            )
+        )
+        if execute:
+            out.print(f"Reset the offsets of group {group}.")
+        else:
+            out.print("Dry run: nothing changed. Add --execute to apply.")
+
+
+@groups_app.command()
+def delete(
+    group: Annotated[str, typer.Argument(help="Group id.")],
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete an inactive group and its committed offsets."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        admin = opts.admin()
+        (future,) = admin.delete_consumer_groups([group], request_timeout=opts.timeout).values()
+        try:
+            future.result(opts.timeout)
+        except KafkaException as e:
+            ke = e.args[0] if e.args else None
+            if isinstance(ke, KafkaError) and ke.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                raise _no_group(group) from e
+            if isinstance(ke, KafkaError) and ke.code() == KafkaError.NON_EMPTY_GROUP:
+                raise CliError(
+                    f"group {group!r} has active members",
+                    "Stop the group's consumers, then delete it.",
+                ) from e
+            raise from_kafka_error(e, opts.bootstrap, f"cannot delete group {group!r}: ") from e
+        if as_json:
+            print_json({"group": group, "deleted": True})
+        else:
+            out.print(f"Deleted consumer group {group}.")

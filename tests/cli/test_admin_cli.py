@@ -1,0 +1,271 @@
+"""The client commands (topic, produce, consume, groups) run as subprocesses against a real
+broker, as a user would run them; outputs are checked exactly through --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.broker_process import free_port
+
+
+def cli(
+    broker: Any, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ARTESIAN_BOOTSTRAP"}
+    if broker is not None:
+        env["ARTESIAN_BOOTSTRAP"] = broker.bootstrap
+    proc = subprocess.run(
+        [sys.executable, "-m", "artesian.cli.main", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    if check:
+        assert proc.returncode == 0, f"{args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def cli_json(broker: Any, *args: str, stdin: str | None = None) -> Any:
+    return json.loads(cli(broker, *args, "--json", stdin=stdin).stdout)
+
+
+def fails(broker: Any, *args: str) -> str:
+    proc = cli(broker, *args, check=False)
+    assert proc.returncode != 0, f"{args} should fail:\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+def records(stdout: str) -> list[dict[str, Any]]:
+    """JSON Lines from consume, without the (wall-clock) timestamps."""
+    out = []
+    for line in stdout.splitlines():
+        rec = json.loads(line)
+        assert isinstance(rec.pop("timestamp"), int)
+        out.append(rec)
+    return out
+
+
+def test_topic_create_list_describe_alter_delete(broker: Any) -> None:
+    assert cli_json(
+        broker, "topic", "create", "orders", "--partitions", "3", "--config", "retention.ms=60000"
+    ) == {"name": "orders", "created": True}
+    err = fails(broker, "topic", "create", "orders")
+    assert "topic 'orders' already exists" in err
+    assert "--if-not-exists" in err
+    assert cli_json(broker, "topic", "create", "orders", "--if-not-exists") == {
+        "name": "orders",
+        "created": False,
+    }
+    assert cli_json(broker, "topic", "list") == [{"name": "orders", "partitions": 3}]
+
+    desc = cli_json(broker, "topic", "describe", "orders")
+    assert desc == {
+        "name": "orders",
+        "internal": False,
+        "partitions": [
+            {"partition": p, "leader": 1, "replicas": [1], "isr": [1], "earliest": 0, "latest": 0}
+            for p in range(3)
+        ],
+        "configs": {"retention.ms": {"value": "60000", "source": "DYNAMIC_TOPIC_CONFIG"}},
+    }
+
+    assert cli_json(
+        broker,
+        "topic",
+        "alter",
+        "orders",
+        "--partitions",
+        "4",
+        "--config",
+        "segment.bytes=1048576",
+        "--delete-config",
+        "retention.ms",
+    ) == {
+        "name": "orders",
+        "set": {"segment.bytes": "1048576"},
+        "deleted": ["retention.ms"],
+        "partitions": 4,
+    }
+    desc = cli_json(broker, "topic", "describe", "orders")
+    assert [p["partition"] for p in desc["partitions"]] == [0, 1, 2, 3]
+    assert desc["configs"] == {
+        "segment.bytes": {"value": "1048576", "source": "DYNAMIC_TOPIC_CONFIG"}
+    }
+
+    # The human-readable forms print tables.
+    text = cli(broker, "topic", "describe", "orders").stdout
+    assert "PARTITION" in text and "segment.bytes" in text
+
+    assert cli_json(broker, "topic", "delete", "orders") == {"name": "orders", "deleted": True}
+    assert cli_json(broker, "topic", "list") == []
+    assert "topic 'orders' does not exist" in fails(broker, "topic", "delete", "orders")
+    assert cli_json(broker, "topic", "delete", "orders", "--if-exists") == {
+        "name": "orders",
+        "deleted": False,
+    }
+
+
+def test_produce_then_consume_exact(broker: Any) -> None:
+    cli(broker, "topic", "create", "events", "--partitions", "1")
+    summary = cli_json(
+        broker,
+        "produce",
+        "events",
+        "--key-separator",
+        ":",
+        "--header",
+        "source=cli",
+        "--header",
+        "v=2",
+        stdin="k1:hello\nk2:wor:ld\n:empty-key\n",
+    )
+    assert summary["messages"] == 3
+    assert summary["failed"] == 0
+    assert summary["bytes"] == len("k1hellok2wor:ldempty-key")
+
+    headers = [["source", "cli"], ["v", "2"]]
+    consumed = cli(broker, "consume", "events", "--from-beginning", "--max-messages", "3", "--json")
+    assert records(consumed.stdout) == [
+        {
+            "topic": "events",
+            "partition": 0,
+            "offset": i,
+            "key": k,
+            "value": v,
+            "headers": headers,
+        }
+        for i, (k, v) in enumerate([("k1", "hello"), ("k2", "wor:ld"), ("", "empty-key")])
+    ]
+    assert "Processed a total of 3 messages" in consumed.stderr
+
+    # Lines without the separator are reported one by one and make the exit code non-zero.
+    proc = cli(broker, "produce", "events", "-K", ":", stdin="k3:ok\nno-separator\n", check=False)
+    assert proc.returncode == 1
+    assert "line 2: no key separator ':'" in proc.stderr
+    assert "Produced 1 messages" in proc.stderr
+
+    out = cli(
+        broker,
+        "consume",
+        "events",
+        "--offset",
+        "2",
+        "--max-messages",
+        "2",
+        "--format",
+        "{offset}|{key}\\t{value}|{headers}",
+    ).stdout
+    assert out == "2|\tempty-key|source=cli,v=2\n3|k3\tok|\n"
+    out = cli(
+        broker,
+        "consume",
+        "events",
+        "--partition",
+        "0",
+        "--offset",
+        "3",
+        "--max-messages",
+        "1",
+        "--print-key",
+        "--print-offset",
+        "--print-headers",
+    ).stdout
+    assert out == "Partition:0\tOffset:3\tNO_HEADERS\tk3\tok\n"
+
+
+def test_produce_from_file_to_partition(broker: Any, tmp_path: Any) -> None:
+    cli(broker, "topic", "create", "files", "--partitions", "2")
+    f = tmp_path / "lines.txt"
+    f.write_text("".join(f"line-{i}\n" for i in range(50)))
+    summary = cli_json(broker, "produce", "files", "--file", str(f), "--partition", "1")
+    assert summary["messages"] == 50
+    consumed = cli(broker, "consume", "files", "--from-beginning", "--timeout", "1.5", "--json")
+    got = records(consumed.stdout)
+    assert [(r["partition"], r["offset"], r["value"]) for r in got] == [
+        (1, i, f"line-{i}") for i in range(50)
+    ]
+
+
+@pytest.mark.slow
+def test_group_consume_describe_reset_delete(broker: Any) -> None:
+    cli(broker, "topic", "create", "jobs", "--partitions", "1")
+    cli(broker, "produce", "jobs", stdin="a\nb\nc\n")
+    consumed = cli(
+        broker, "consume", "jobs", "--group", "workers", "--from-beginning", "-n", "3", "--json"
+    )
+    assert [r["value"] for r in records(consumed.stdout)] == ["a", "b", "c"]
+
+    assert cli_json(broker, "groups", "list") == [{"group": "workers", "state": "EMPTY"}]
+    desc = cli_json(broker, "groups", "describe", "workers")
+    assert desc["state"] == "EMPTY"
+    assert desc["members"] == []
+    assert desc["partitions"] == [
+        {
+            "topic": "jobs",
+            "partition": 0,
+            "committed_offset": 3,
+            "log_end_offset": 3,
+            "lag": 0,
+            "member_id": None,
+            "client_id": None,
+            "host": None,
+        }
+    ]
+
+    plan = [{"topic": "jobs", "partition": 0, "current_offset": 3, "new_offset": 0}]
+    dry = cli(broker, "groups", "reset-offsets", "workers", "--topic", "jobs", "--to-earliest")
+    assert "Dry run" in dry.stdout
+    assert cli_json(
+        broker, "groups", "reset-offsets", "workers", "--topic", "jobs", "--to-earliest"
+    ) == {"group": "workers", "executed": False, "partitions": plan}
+    assert cli_json(broker, "groups", "describe", "workers")["partitions"][0]["lag"] == 0
+    assert cli_json(
+        broker,
+        "groups",
+        "reset-offsets",
+        "workers",
+        "--topic",
+        "jobs",
+        "--to-earliest",
+        "--execute",
+    ) == {"group": "workers", "executed": True, "partitions": plan}
+    (row,) = cli_json(broker, "groups", "describe", "workers")["partitions"]
+    assert (row["committed_offset"], row["lag"]) == (0, 3)
+
+    assert "exactly one of" in fails(broker, "groups", "reset-offsets", "workers", "-t", "jobs")
+    assert cli_json(broker, "groups", "delete", "workers") == {"group": "workers", "deleted": True}
+    assert cli_json(broker, "groups", "list") == []
+    assert "consumer group 'workers' does not exist" in fails(
+        broker, "groups", "describe", "workers"
+    )
+
+
+def test_unreachable_broker() -> None:
+    port = free_port()  # nothing listens there
+    for args in (("topic", "list"), ("consume", "x", "-n", "1"), ("groups", "list")):
+        proc = cli(None, *args, "--bootstrap-server", f"127.0.0.1:{port}", check=False)
+        assert proc.returncode == 1
+        assert proc.stderr.startswith(
+            f"error: cannot reach 127.0.0.1:{port}: is a broker running?\n"
+            "Start one with `artesian up`"
+        ), proc.stderr
+        assert proc.stdout == ""
+
+
+def test_unknown_topic(broker: Any) -> None:
+    for args in (("topic", "describe", "nope"), ("consume", "nope", "-n", "1")):
+        err = fails(broker, *args)
+        assert err.startswith("error: topic 'nope' does not exist\n"), err
+        assert "artesian topic list" in err
+    err = fails(broker, "topic", "alter", "nope", "--config", "retention.ms=1")
+    assert "topic 'nope' does not exist" in err
+    assert "key=value" in fails(broker, "topic", "create", "x", "--config", "oops")
