@@ -244,3 +244,24 @@ def test_leader_epoch_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert again.entries == [(4, 12)]
     path.write_text("garbage")
     assert LeaderEpochFileCache.load(path).entries == []
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_batch_claiming_more_records_than_it_holds_is_rejected(codec: int) -> None:
+    """The count moves the log end offset: one record claiming 2**31-1 must not burn offsets."""
+    from artesian.protocol.records import set_crc
+
+    buf = make_batch(n=1, codec=codec)
+    claimed = 2**31 - 1
+    struct.pack_into(">i", buf, 23, claimed - 1)  # lastOffsetDelta
+    struct.pack_into(">i", buf, 57, claimed)  # recordsCount
+    set_crc(buf, 0, len(buf))
+    with pytest.raises(InvalidRecordError, match="claims"):
+        validate(buf)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_honest_counts_pass_the_record_count_check(codec: int) -> None:
+    buf = make_batch(n=500, codec=codec, value_size=1)
+    info = validate(buf)
+    assert (info.first_offset, info.last_offset) == (100, 599)

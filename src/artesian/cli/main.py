@@ -105,7 +105,7 @@ def up(
     bootstrap = f"127.0.0.1:{port}"
     console.print(f"[bold green]Artesian[/bold green] bootstrap server: [bold]{bootstrap}[/bold]")
     console.print(
-        "Try it:  python -c \"from confluent_kafka import Producer; "
+        'Try it:  python -c "from confluent_kafka import Producer; '
         f"p = Producer({{'bootstrap.servers': '{bootstrap}'}}); "
         "p.produce('hello', b'world'); p.flush()\""
     )

@@ -26,6 +26,9 @@ from artesian.metadata.store import MetadataStore
 
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_NAME = 249
+# KRaft's limit on the partitions one request may create: larger requests would stall the
+# controller (and here the event loop) building their records.
+MAX_PARTITIONS_PER_REQUEST = 10_000
 
 
 class ControllerError(Exception):
@@ -39,9 +42,7 @@ def validate_topic_name(name: str) -> None:
     if not name:
         raise ControllerError(ErrorCode.invalid_topic_exception, "Topic name is empty")
     if name in (".", ".."):
-        raise ControllerError(
-            ErrorCode.invalid_topic_exception, f"Topic name cannot be '{name}'"
-        )
+        raise ControllerError(ErrorCode.invalid_topic_exception, f"Topic name cannot be '{name}'")
     if len(name) > MAX_TOPIC_NAME:
         raise ControllerError(
             ErrorCode.invalid_topic_exception,
@@ -94,6 +95,11 @@ class Controller:
                         f"Replica assignment {list(reps)} names unknown or repeated brokers",
                     )
         else:
+            if topic.num_partitions > MAX_PARTITIONS_PER_REQUEST:
+                raise ControllerError(
+                    ErrorCode.policy_violation,
+                    "Excessively large number of partitions per request.",
+                )
             if topic.num_partitions <= 0:
                 raise ControllerError(
                     ErrorCode.invalid_partitions, "Number of partitions must be larger than 0."
@@ -111,9 +117,7 @@ class Controller:
                     f"reached because only {len(brokers)} broker(s) are registered.",
                 )
             replicas_of = {
-                p: tuple(
-                    brokers[(p + r) % len(brokers)] for r in range(topic.replication_factor)
-                )
+                p: tuple(brokers[(p + r) % len(brokers)] for r in range(topic.replication_factor))
                 for p in range(topic.num_partitions)
             }
         topic_id = str(uuid.uuid4())
@@ -122,11 +126,14 @@ class Controller:
             ConfigRecord(TOPIC_RESOURCE, topic.name, k, v) for k, v in sorted(topic.configs.items())
         ]
         records += [
-            PartitionRecord(topic_id, p, reps, reps, reps[0]) for p, reps in sorted(replicas_of.items())
+            PartitionRecord(topic_id, p, reps, reps, reps[0])
+            for p, reps in sorted(replicas_of.items())
         ]
         return records
 
-    def plan_delete_topic(self, name: str | None, topic_id: uuid.UUID | None) -> list[MetadataRecord]:
+    def plan_delete_topic(
+        self, name: str | None, topic_id: uuid.UUID | None
+    ) -> list[MetadataRecord]:
         topic = (
             self.image.topics_by_id.get(topic_id)
             if topic_id is not None and topic_id.int != 0
@@ -134,7 +141,9 @@ class Controller:
         )
         if topic is None:
             if topic_id is not None and topic_id.int != 0:
-                raise ControllerError(ErrorCode.unknown_topic_id, "This server does not host this topic ID.")
+                raise ControllerError(
+                    ErrorCode.unknown_topic_id, "This server does not host this topic ID."
+                )
             raise ControllerError(
                 ErrorCode.unknown_topic_or_partition,
                 "This server does not host this topic-partition.",
@@ -164,6 +173,11 @@ class Controller:
         brokers = self._live_brokers()
         rf = len(topic.partitions[0].replicas) if topic.partitions else 1
         new = count - current
+        if new > MAX_PARTITIONS_PER_REQUEST:
+            raise ControllerError(
+                ErrorCode.policy_violation,
+                "Excessively large number of partitions per request.",
+            )
         if assignments is not None and len(assignments) != new:
             raise ControllerError(
                 ErrorCode.invalid_replica_assignment,
@@ -186,7 +200,9 @@ class Controller:
             records.append(PartitionRecord(str(topic.topic_id), p, reps, reps, reps[0]))
         return records
 
-    def plan_topic_configs(self, name: str, configs: Mapping[str, str | None]) -> list[MetadataRecord]:
+    def plan_topic_configs(
+        self, name: str, configs: Mapping[str, str | None]
+    ) -> list[MetadataRecord]:
         """Replace (AlterConfigs) or patch the overrides: None removes one."""
         if name not in self.image.topics:
             raise ControllerError(

@@ -130,7 +130,9 @@ def _response_header_flexible(api_key: int, api_version: int) -> bool:
     return api_key != API_VERSIONS_KEY and is_flexible(api_key, api_version)
 
 
-def encode_response(api_key: int, api_version: int, correlation_id: int, response: Any) -> bytearray:
+def encode_response(
+    api_key: int, api_version: int, correlation_id: int, response: Any
+) -> bytearray:
     """Size-prefixed response frame."""
     out = bytearray(8)
     _I32.pack_into(out, 4, correlation_id)

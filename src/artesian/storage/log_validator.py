@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from artesian.protocol.compression import (
     DEFAULT_MAX_DECOMPRESSED_SIZE,
     CompressionError,
+    DecompressedSizeExceeded,
     compress,
     decompress,
 )
@@ -167,6 +168,7 @@ def _check_batch(
         )
     if h.is_control:
         raise InvalidRecordError("clients may not produce control batches")
+    _check_record_count(buf, pos, h)
     if not log_append:
         for ts in (h.base_timestamp, h.max_timestamp):
             if ts == NO_TIMESTAMP:
@@ -182,6 +184,31 @@ def _check_batch(
                     f"{config.message_timestamp_after_max_ms} after now ({now_ms})"
                 )
     return h
+
+
+# The smallest record: length, attributes, timestamp delta, offset delta, key length, value
+# length and header count, one byte each.
+MIN_RECORD_SIZE = 7
+
+
+def _check_record_count(buf: memoryview, pos: int, h: BatchHeader) -> None:
+    """A batch may not claim more records than its bytes can hold: the count decides how far
+    the log end offset moves, so a lie would burn offsets (Kafka reads the records to check).
+    Uncompressed: O(1). Compressed: the records are decompressed (in C), never parsed."""
+    payload = buf[pos + BATCH_HEADER_SIZE : pos + h.size]
+    available = len(payload)
+    if h.compression and h.records_count * MIN_RECORD_SIZE > available:
+        limit = h.records_count * MIN_RECORD_SIZE
+        try:
+            available = len(decompress(h.compression, payload, limit))
+        except DecompressedSizeExceeded:
+            return  # at least `limit` bytes of records: the count is plausible
+        except CompressionError as e:
+            raise CorruptRecordError(f"batch at byte {pos}: {e}") from None
+    if h.records_count * MIN_RECORD_SIZE > available:
+        raise InvalidRecordError(
+            f"batch at byte {pos} claims {h.records_count} records in {available} bytes"
+        )
 
 
 def _check_keys(buf: memoryview, pos: int, h: BatchHeader) -> None:
