@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from artesian.cli.bench import bench_app
 from artesian.cli.consume import consume
 from artesian.cli.groups import groups_app
 from artesian.cli.produce import produce
@@ -118,6 +119,7 @@ app.add_typer(topic_app, name="topic")
 app.command("produce")(produce)
 app.command("consume")(consume)
 app.add_typer(groups_app, name="groups")
+app.add_typer(bench_app, name="bench")
 
 
 if __name__ == "__main__":
