@@ -324,7 +324,9 @@ def test_retention_bytes_deletes_oldest_segments(broker_factory: Any) -> None:
 
 def test_retention_ms_deletes_old_segments(broker_factory: Any) -> None:
     broker = broker_factory(RETENTION_SETTINGS)
-    create(broker, "rt", config={"segment.bytes": str(SEGMENT), "retention.ms": "3600000"})
+    # retention.ms is set only once the segments are written: the retention task runs every
+    # 200 ms and would otherwise delete them while we write.
+    create(broker, "rt", config={"segment.bytes": str(SEGMENT)})
     now = int(time.time() * 1000)
     old = now - 2 * 3600_000  # two hours ago: older than retention.ms
     # 25 old records (segments [0..9], [10..19] fully old; [20..29] mixes old and new).
@@ -332,6 +334,16 @@ def test_retention_ms_deletes_old_segments(broker_factory: Any) -> None:
     _fill(broker, "rt", 35, stamps)
     bases = segment_bases(broker, "rt")
     assert bases == [0, 10, 20, 30], bases
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    res = ConfigResource(
+        ResourceType.TOPIC,
+        "rt",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    (f,) = admin.incremental_alter_configs([res], request_timeout=T).values()
+    f.result(T)
     # Segments whose newest record is older than retention.ms go, oldest first; the first
     # segment holding a recent record stops the deletion.
     assert wait_for_low(broker, "rt", 20) == 20
