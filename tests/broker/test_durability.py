@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
@@ -243,13 +242,6 @@ def test_topics_and_configs_persist(broker: Any) -> None:
     assert not (broker.data_dir / "logs" / "drop-0").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on restart LogManager.startup() opens every log with the broker defaults and "
-    "ReplicaManager.become_leader() -> LogManager.get_or_create_log() returns the existing log "
-    "without applying the topic's LogConfig, so persisted overrides are described but not "
-    "enforced until the next config change",
-)
 def test_topic_config_still_enforced_after_restart(broker: Any) -> None:
     """A persisted override must not only be described but applied to the reopened log."""
     create(broker, "small", 1, {"max.message.bytes": "10000"})

@@ -105,7 +105,9 @@ class Broker:
             self.default_log_config(),
             producer_id_expiration_ms=self.config.get_int("producer.id.expiration.ms"),
         )
-        self.log_manager.startup(now)
+        self.log_manager.startup(
+            now, {name: self.log_config(topic) for name, topic in self.image.topics.items()}
+        )
         self.replica_manager = ReplicaManager(self.log_manager, self.metrics)
         cleaner_props = {
             k: self.config.get(k) for k in CleanerConfig.BROKER_KEYS if k in self.config.definitions

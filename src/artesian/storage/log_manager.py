@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from artesian.storage.leader_epoch import write_checkpoint_atomically
@@ -83,9 +84,11 @@ class LogManager:
         self._checkpoint_lock = threading.Lock()
         self._pending_deletes: list[tuple[int, Path, Log]] = []
 
-    def startup(self, now_ms: int) -> None:
+    def startup(self, now_ms: int, topic_configs: Mapping[str, LogConfig] | None = None) -> None:
         """Load every partition directory; after an unclean shutdown each log recovers from
-        its checkpointed recovery point."""
+        its checkpointed recovery point. ``topic_configs`` are the topics' own configs, which
+        recovery and everything after it must use."""
+        self._topic_configs.update(topic_configs or {})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
@@ -131,6 +134,9 @@ class LogManager:
         with self._lock:
             log = self._logs.get((topic, partition))
             if log is not None:
+                if config is not None and config != log.config:
+                    self._topic_configs[topic] = config
+                    log.update_config(config)
                 return log
             if config is not None:
                 self._topic_configs[topic] = config
