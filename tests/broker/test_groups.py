@@ -1,0 +1,573 @@
+"""Consumer groups against a real broker (classic protocol): confluent-kafka, kafka-python and
+aiokafka groups that rebalance while a producer writes (members join, leave and are killed),
+incremental (cooperative-sticky) rebalancing, static membership, generation and member fencing
+over raw frames, session expiry, committed offsets across restarts and kill -9, and the group
+admin APIs (DescribeGroups, ListGroups, DeleteGroups, OffsetFetch, OffsetDelete).
+
+Group members that must be killed run as subprocesses of this very module
+(``python -m tests.broker.test_groups member ...``); each writes one line per processed message
+and per successful commit, so the test can check that every produced offset was consumed and
+that nothing was delivered again below an offset some member had already committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+T = 20.0  # seconds: generous timeouts, this machine is shared
+REPO = Path(__file__).resolve().parents[2]
+FAST = {
+    "group.initial.rebalance.delay.ms": "100",
+    "group.min.session.timeout.ms": "1000",
+    "offsets.topic.num.partitions": "4",
+}
+SESSION_MS = 3000
+HEARTBEAT_MS = 300
+MAX_POLL_MS = 30000
+PARTITIONS = 6
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = T, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _admin(broker: Any) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": broker.bootstrap})
+
+
+def _create_topic(broker: Any, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    admin = _admin(broker)
+    futures = admin.create_topics([NewTopic(name, partitions, 1)], request_timeout=T)
+    futures[name].result(T)
+
+
+def _produce(broker: Any, topic: str, per_partition: dict[int, int]) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    errors: list[Any] = []
+    for part, n in per_partition.items():
+        for i in range(n):
+            p.produce(
+                topic,
+                value=f"{part}:{i}".encode(),
+                partition=part,
+                on_delivery=lambda err, _m: err and errors.append(err),
+            )
+    assert p.flush(T) == 0
+    assert not errors, errors
+
+
+def _committed(broker: Any, group: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, i) for i in range(partitions)])
+    admin = _admin(broker)
+    futures = admin.list_consumer_group_offsets([req], request_timeout=T)
+    result = futures[group].result(T)
+    out = {}
+    for tp in result.topic_partitions:
+        assert tp.error is None, tp.error
+        out[tp.partition] = tp.offset
+    return out
+
+
+# --- group members as subprocesses ----------------------------------------------------------
+
+
+class _Out:
+    """One line per event, written with a single write so a SIGKILL cuts at most the last."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def line(self, kind: str, *fields: object) -> None:
+        text = " ".join([kind, *(str(f) for f in fields), f"{time.time():.6f}"]) + "\n"
+        os.write(self.fd, text.encode())
+
+
+class _Pending:
+    """Processed but not yet committed: (partition -> next offset). Members commit about once a
+    second and in their revocation callbacks, so a killed member leaves some processed messages
+    uncommitted and the group redelivers them: the duplicate check has something to judge."""
+
+    def __init__(self, out: _Out) -> None:
+        self.out = out
+        self.next: dict[int, int] = {}
+        self.last_commit = time.monotonic()
+
+    def processed(self, partition: int, offset: int, value: bytes) -> None:
+        self.out.line("P", partition, offset, value.decode())
+        self.next[partition] = offset + 1
+
+    def due(self) -> bool:
+        return bool(self.next) and time.monotonic() - self.last_commit >= 1.0
+
+    def take(self, partitions: set[int] | None = None) -> dict[int, int]:
+        """The offsets to commit now; they leave the pending set whether the commit works or
+        not (a failed commit means the partition may be redelivered, which is allowed)."""
+        self.last_commit = time.monotonic()
+        keys = [p for p in self.next if partitions is None or p in partitions]
+        return {p: self.next.pop(p) for p in keys}
+
+    def committed(self, offsets: dict[int, int]) -> None:
+        for p, o in offsets.items():
+            self.out.line("C", p, o)
+
+    def failed(self, e: BaseException) -> None:
+        self.out.line("E", "commit", type(e).__name__, str(e).replace(" ", "_")[:120])
+
+
+def _member_confluent(args: dict[str, str], out: _Out, stop: threading.Event) -> None:
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    conf = {
+        "bootstrap.servers": args["bootstrap"],
+        "group.id": args["group"],
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": SESSION_MS,
+        "heartbeat.interval.ms": HEARTBEAT_MS,
+        "max.poll.interval.ms": MAX_POLL_MS,
+        "partition.assignment.strategy": args["strategy"],
+    }
+    c = Consumer(conf)
+    topic = args["topic"]
+    pending = _Pending(out)
+
+    def commit(partitions: set[int] | None = None) -> None:
+        offsets = pending.take(partitions)
+        if not offsets:
+            return
+        try:
+            done = c.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as e:
+            pending.failed(e)
+            return
+        pending.committed({tp.partition: tp.offset for tp in done or () if tp.error is None})
+
+    def on_assign(_c: Any, parts: list[Any]) -> None:
+        out.line("A", ",".join(str(p.partition) for p in parts) or "-")
+
+    def on_revoke(_c: Any, parts: list[Any]) -> None:
+        commit({p.partition for p in parts})
+        out.line("R", ",".join(str(p.partition) for p in parts) or "-")
+
+    c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    while not stop.is_set():
+        for m in c.consume(100, 0.3):
+            if m.error():
+                out.line("E", str(m.error()).replace(" ", "_"))
+                continue
+            pending.processed(m.partition(), m.offset(), m.value())
+        if pending.due():
+            commit()
+    commit()
+    c.close()
+
+
+def _member_kafka_python(args: dict[str, str], out: _Out, stop: threading.Event) -> None:
+    from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+    from kafka.errors import KafkaError
+
+    c = KafkaConsumer(
+        bootstrap_servers=args["bootstrap"],
+        group_id=args["group"],
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=SESSION_MS,
+        heartbeat_interval_ms=HEARTBEAT_MS,
+        max_poll_interval_ms=MAX_POLL_MS,
+    )
+    topic = args["topic"]
+    pending = _Pending(out)
+
+    def commit(partitions: set[int] | None = None) -> None:
+        offsets = pending.take(partitions)
+        if not offsets:
+            return
+        try:
+            c.commit(
+                {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+            )
+        except KafkaError as e:
+            pending.failed(e)
+            return
+        pending.committed(offsets)
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            out.line("A", ",".join(str(tp.partition) for tp in assigned) or "-")
+
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            # kafka-python 3 runs listeners on its IO thread, where the blocking commit() is
+            # refused; this member commits from its poll loop (sync, after processing) and
+            # forgets what it processed of revoked partitions: their next owner reads them again.
+            pending.take({tp.partition for tp in revoked})
+            out.line("R", ",".join(str(tp.partition) for tp in revoked) or "-")
+
+    c.subscribe([topic], listener=Listener())
+    while not stop.is_set():
+        for tp, records in c.poll(timeout_ms=300, max_records=100).items():
+            for r in records:
+                pending.processed(tp.partition, r.offset, r.value)
+        if pending.due():
+            commit()
+    commit()
+    c.close()
+
+
+def _member_aiokafka(args: dict[str, str], out: _Out, stop: threading.Event) -> None:
+    from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    topic = args["topic"]
+    pending = _Pending(out)
+
+    async def run() -> None:
+        c = AIOKafkaConsumer(
+            bootstrap_servers=args["bootstrap"],
+            group_id=args["group"],
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=SESSION_MS,
+            heartbeat_interval_ms=HEARTBEAT_MS,
+            max_poll_interval_ms=MAX_POLL_MS,
+        )
+
+        async def commit(partitions: set[int] | None = None) -> None:
+            offsets = pending.take(partitions)
+            if not offsets:
+                return
+            try:
+                await c.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+            except KafkaError as e:
+                pending.failed(e)
+                return
+            pending.committed(offsets)
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                out.line("A", ",".join(str(tp.partition) for tp in assigned) or "-")
+
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                await commit({tp.partition for tp in revoked})
+                out.line("R", ",".join(str(tp.partition) for tp in revoked) or "-")
+
+        await c.start()
+        c.subscribe([topic], listener=Listener())
+        try:
+            while not stop.is_set():
+                batch = await c.getmany(timeout_ms=300, max_records=100)
+                for tp, records in batch.items():
+                    for r in records:
+                        pending.processed(tp.partition, r.offset, r.value)
+                if pending.due():
+                    await commit()
+            await commit()
+        finally:
+            await c.stop()
+
+    asyncio.run(run())
+
+
+MEMBERS = {
+    "confluent": _member_confluent,
+    "kafka-python": _member_kafka_python,
+    "aiokafka": _member_aiokafka,
+}
+
+
+def member_main(argv: list[str]) -> None:
+    args = dict(a.split("=", 1) for a in argv)
+    out = _Out(args["out"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    out.line("S", os.getpid())
+    MEMBERS[args["lib"]](args, out, stop)
+    out.line("X", "closed")
+
+
+@dataclass
+class Member:
+    name: str
+    proc: subprocess.Popen[bytes]
+    out: Path
+
+    def lines(self) -> list[list[str]]:
+        try:
+            text = self.out.read_text()
+        except FileNotFoundError:
+            return []
+        return [ln.split() for ln in text.splitlines() if ln.endswith(tuple("0123456789"))]
+
+    def processed(self) -> int:
+        return sum(1 for ln in self.lines() if ln[0] == "P")
+
+    def assignment(self) -> set[int] | None:
+        """The partitions of the latest assign event (eager view: revoke empties it)."""
+        current: set[int] | None = None
+        for ln in self.lines():
+            if ln[0] not in ("A", "R"):
+                continue
+            parts = set() if ln[1] == "-" else {int(p) for p in ln[1].split(",")}
+            if ln[0] == "A":
+                current = (current or set()) | parts
+            elif ln[0] == "R":
+                current = (current or set()) - parts
+        return current
+
+    def leave(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(T)
+        assert code == 0, f"member {self.name} exited with {code}"
+        assert any(ln[0] == "X" for ln in self.lines()), f"member {self.name} did not close"
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(T)
+
+
+@contextlib.contextmanager
+def members_of(
+    broker: Any, tmp_path: Path, lib: str, topic: str, group: str, **extra: str
+) -> Iterator[Callable[[str], Member]]:
+    started: list[Member] = []
+
+    def start(name: str) -> Member:
+        out = tmp_path / f"member-{name}.log"
+        args = {"lib": lib, "bootstrap": broker.bootstrap, "topic": topic, "group": group}
+        args.update(extra, out=str(out), strategy=extra.get("strategy", "range"))
+        log = open(tmp_path / f"member-{name}.stderr", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.broker.test_groups", "member"]
+            + [f"{k}={v}" for k, v in args.items()],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        m = Member(name, proc, out)
+        started.append(m)
+        return m
+
+    try:
+        yield start
+    finally:
+        for m in started:
+            if m.proc.poll() is None:
+                m.proc.kill()
+                m.proc.wait()
+
+
+# --- a steady producer ----------------------------------------------------------------------
+
+
+class SteadyProducer(threading.Thread):
+    """Writes ``p:seq`` values round-robin over the partitions at a bounded rate until stopped
+    (or ``max_seconds`` pass); remembers the offset each acknowledged value got."""
+
+    def __init__(self, broker: Any, topic: str, rate: float = 150.0, max_seconds: float = 60.0):
+        super().__init__(daemon=True)
+        self.bootstrap = broker.bootstrap
+        self.topic = topic
+        self.rate = rate
+        self.max_seconds = max_seconds
+        self.stop_event = threading.Event()
+        self.acked: dict[tuple[int, int], str] = {}  # (partition, offset) -> value
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                self.errors.append(str(err))
+            else:
+                self.acked[(msg.partition(), msg.offset())] = msg.value().decode()
+
+        seq = [0] * PARTITIONS
+        start = time.monotonic()
+        n = 0
+        while not self.stop_event.is_set() and time.monotonic() - start < self.max_seconds:
+            part = n % PARTITIONS
+            value = f"{part}:{seq[part]}".encode()
+            p.produce(self.topic, value, partition=part, on_delivery=on_delivery)
+            p.poll(0)
+            seq[part] += 1
+            n += 1
+            ahead = n / self.rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        if p.flush(T) != 0:
+            self.errors.append("flush left messages undelivered")
+        self.produced = n
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(T + 5)
+        assert not self.is_alive()
+
+
+# --- checking what the members consumed ------------------------------------------------------
+
+
+def check_consumption(members: list[Member], prod: SteadyProducer, hw: dict[int, int]) -> None:
+    """Every produced offset was consumed, with the value produced there; any (partition,
+    offset) delivered again was at or past every offset committed for that partition before
+    the redelivery (so the first member to see it had not committed it either)."""
+    assert not prod.errors, prod.errors[:5]
+    assert len(prod.acked) == prod.produced
+    for part in range(PARTITIONS):
+        acked = sorted(o for p, o in prod.acked if p == part)
+        assert acked == list(range(hw[part])), f"partition {part}: acked offsets have gaps"
+
+    deliveries: dict[tuple[int, int], list[tuple[float, str, str]]] = defaultdict(list)
+    commits: dict[int, list[tuple[float, str, int]]] = defaultdict(list)
+    for m in members:
+        for ln in m.lines():
+            if ln[0] == "P":
+                deliveries[(int(ln[1]), int(ln[2]))].append((float(ln[4]), m.name, ln[3]))
+            elif ln[0] == "C":
+                commits[int(ln[1])].append((float(ln[3]), m.name, int(ln[2])))
+
+    missing = sorted(set(prod.acked) - set(deliveries))
+    assert not missing, f"{len(missing)} produced messages never consumed, e.g. {missing[:10]}"
+    extra = sorted(set(deliveries) - set(prod.acked))
+    assert not extra, f"consumed offsets that were never produced: {extra[:10]}"
+    for key, seen in deliveries.items():
+        assert {v for _, _, v in seen} == {prod.acked[key]}, f"{key}: wrong value {seen}"
+
+    for (part, offset), seen in deliveries.items():
+        if len(seen) < 2:
+            continue
+        seen.sort()
+        first_member = seen[0][1]
+        for t_again, again_by, _ in seen[1:]:
+            covering = [(who, c) for t_c, who, c in commits[part] if c > offset and t_c < t_again]
+            assert not covering, (
+                f"partition {part} offset {offset}: first consumed by {first_member}, "
+                f"delivered again to {again_by} although offset(s) {covering[:3]} had been "
+                "committed before"
+            )
+
+
+def _high_watermarks(broker: Any, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "hw-probe"})
+    try:
+        return {
+            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=T)[1]
+            for p in range(PARTITIONS)
+        }
+    finally:
+        c.close()
+
+
+def _covered(members: list[Member], prod: SteadyProducer) -> bool:
+    seen = {(int(ln[1]), int(ln[2])) for m in members for ln in m.lines() if ln[0] == "P"}
+    return set(prod.acked) <= seen
+
+
+def _describe(broker: Any, group: str) -> Any:
+    admin = _admin(broker)
+    (future,) = admin.describe_consumer_groups([group], request_timeout=T).values()
+    return future.result(T)
+
+
+# --- the scenario: join, leave, kill, join, drain ---------------------------------------------
+
+SCENARIOS = [
+    pytest.param("confluent", "range", id="confluent"),
+    pytest.param("confluent", "cooperative-sticky", id="confluent-cooperative"),
+    pytest.param("kafka-python", "range", id="kafka-python"),
+    pytest.param("aiokafka", "range", id="aiokafka"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("lib", "strategy"), SCENARIOS)
+def test_group_members_join_leave_killed_while_producing(
+    broker_factory: Any, tmp_path: Path, lib: str, strategy: str
+) -> None:
+    broker = broker_factory(FAST)
+    topic, group = "events", f"g-{lib}"
+    _create_topic(broker, topic, PARTITIONS)
+    prod = SteadyProducer(broker, topic, rate=150.0, max_seconds=60.0)
+    extra = {"strategy": strategy} if lib == "confluent" else {}
+    with members_of(broker, tmp_path, lib, topic, group, **extra) as start:
+        prod.start()
+        a, b, c = start("a"), start("b"), start("c")
+        everyone = [a, b, c]
+        wait_for(lambda: all(m.processed() for m in (a, b, c)), 60, "all three members consuming")
+
+        a.leave()  # graceful: close() sends LeaveGroup
+        before = {m.name: m.processed() for m in (b, c)}
+        wait_for(
+            lambda: all(m.processed() > before[m.name] + 20 for m in (b, c)),
+            what="the two remaining members consuming",
+        )
+
+        b.kill()  # SIGKILL: only the session timeout removes it
+        d = start("d")
+        everyone.append(d)
+        wait_for(lambda: d.processed() > 0, 60, "the new member consuming")
+        # All six partitions are read by c and d once b's session expired.
+        wait_for(
+            lambda: (c.assignment() or set()) | (d.assignment() or set()) == set(range(6)),
+            60,
+            "b's partitions reassigned",
+        )
+        mark = {m.name: m.processed() for m in (c, d)}
+        wait_for(
+            lambda: all(m.processed() > mark[m.name] + 10 for m in (c, d)),
+            what="c and d consuming after the rebalance",
+        )
+        if strategy == "cooperative-sticky":
+            assert _describe(broker, group).partition_assignor == "cooperative-sticky"
+        prod.stop()
+        hw = _high_watermarks(broker, topic)
+        wait_for(lambda: _covered(everyone, prod), 60, "c and d draining the topic")
+        # c and d commit what they processed: the group's offsets reach the high watermarks.
+        wait_for(lambda: _committed(broker, group, topic, PARTITIONS) == hw, what="commits")
+        c.leave()
+        d.leave()
+    check_consumption(everyone, prod, hw)
+    assert "has failed, removing it (session timeout" in broker.log_tail(400)
+    assert _describe(broker, group).state.name == "EMPTY"
+    assert _committed(broker, group, topic, PARTITIONS) == hw
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["member"]:
+    member_main(sys.argv[2:])
