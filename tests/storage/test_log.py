@@ -218,11 +218,12 @@ def test_list_offsets_by_timestamp(tmp_path: Path) -> None:
     assert log.fetch_offset_by_timestamp(-2) == (0, -1, 0)
     assert log.fetch_offset_by_timestamp(-4) == (0, -1, 0)
     assert log.fetch_offset_by_timestamp(-3) == (19, NOW + 901, 2)
-    assert log.fetch_offset_by_timestamp(0) == (0, NOW + 1, 0)
-    assert log.fetch_offset_by_timestamp(NOW + 1) == (0, NOW + 1, 0)
-    assert log.fetch_offset_by_timestamp(NOW + 2) == (2, NOW + 101, 0)
-    assert log.fetch_offset_by_timestamp(NOW + 550) == (12, NOW + 601, 1)
-    assert log.fetch_offset_by_timestamp(NOW + 901) == (18, NOW + 901, 2)
+    # Record level, as Kafka: the first record at or after the timestamp.
+    assert log.fetch_offset_by_timestamp(0) == (0, NOW, 0)
+    assert log.fetch_offset_by_timestamp(NOW + 1) == (1, NOW + 1, 0)
+    assert log.fetch_offset_by_timestamp(NOW + 2) == (2, NOW + 100, 0)
+    assert log.fetch_offset_by_timestamp(NOW + 550) == (12, NOW + 600, 1)
+    assert log.fetch_offset_by_timestamp(NOW + 901) == (19, NOW + 901, 2)
     assert log.fetch_offset_by_timestamp(NOW + 902) is None
     log.close()
 

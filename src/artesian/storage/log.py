@@ -455,10 +455,9 @@ class Log:
         """ListOffsets: (offset, timestamp, leader epoch) or None.
 
         Specials: -1 latest (LEO), -2 earliest (log start), -3 max timestamp, -4 earliest local.
-        We do not decode records, so answers have batch granularity: for -3 the offset is the
-        last offset of the batch with the largest max timestamp (Kafka's shallow offset), and
-        for a real timestamp it is the base offset of the first batch whose max timestamp is
-        >= it, with that max timestamp (a consumer may see a few earlier records of that batch).
+        Answers are at record level, as Kafka 3.8+ gives them: -3 is the first record with the
+        largest timestamp, and a real timestamp finds the first record at or after it. Indexes
+        and batch headers narrow the search to one batch, which alone is decoded.
         """
         cache = self.leader_epoch_cache
         if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
@@ -475,7 +474,8 @@ class Log:
                     best = seg
             if best is None:
                 return None
-            off = best.offset_of_max_timestamp
+            exact = best.offset_of_timestamp(best.max_timestamp)
+            off = exact if exact is not None else best.offset_of_max_timestamp
             return off, best.max_timestamp, cache.epoch_for_offset(off)
         if timestamp < 0:
             return None

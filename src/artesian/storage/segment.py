@@ -16,6 +16,7 @@ from pathlib import Path
 
 from crc32c import crc32c
 
+from artesian.protocol.record_codec import Record, decode_records
 from artesian.protocol.records import (
     BATCH_HEADER_SIZE,
     CRC_START,
@@ -250,14 +251,25 @@ class LogSegment:
         return FileSlice(self._fd, pos, max(size, 0))
 
     def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> tuple[int, int] | None:
-        """(base offset, max timestamp) of the first batch from ``start_offset`` whose max
-        timestamp >= ``timestamp``; batch granularity."""
+        """(offset, timestamp) of the first record from ``start_offset`` whose timestamp is
+        >= ``timestamp``. Indexes and batch headers find the batch; only that one batch is
+        decoded (ListOffsets is rare, and Kafka answers at record level)."""
         _, off = self.time_index.lookup_before(timestamp)
         _, pos = self.offset_index.lookup(max(off, start_offset))
-        for _, h in self._scan(pos, self.size):
+        for batch_pos, h in self._scan(pos, self.size):
             if h.max_timestamp >= timestamp and h.last_offset >= start_offset:
-                return max(h.base_offset, start_offset), h.max_timestamp
+                for record in self.read_records(batch_pos, h):
+                    if record.offset >= start_offset and record.timestamp >= timestamp:
+                        return record.offset, record.timestamp
         return None
+
+    def offset_of_timestamp(self, timestamp: int) -> int | None:
+        """Offset of the first record carrying exactly ``timestamp`` (max-timestamp lookups)."""
+        found = self.find_offset_by_timestamp(timestamp, self.base_offset)
+        return found[0] if found is not None and found[1] == timestamp else None
+
+    def read_records(self, pos: int, header: BatchHeader) -> list[Record]:
+        return list(decode_records(os.pread(self._fd, header.size, pos), header))
 
     # -- recovery and truncation ---------------------------------------------------------------
 
