@@ -134,11 +134,12 @@ def test_bad_crc_is_corrupt_message_and_nothing_is_appended(conn: WireConn, vers
     p = produce(conn, topic, bytes(bad), version=version, topic_id=topic_id)
     assert int(p.error_code) == CORRUPT_MESSAGE
     assert p.base_offset == -1
-    # A good batch followed by a corrupt one: the partition's append is all or nothing.
+    # Two batches for one partition: Kafka allows exactly one from Produce v3 (INVALID_RECORD),
+    # and nothing of either is appended.
     p = produce(
         conn, topic, bytes(make_batch(n=1)) + bytes(bad), version=version, topic_id=topic_id
     )
-    assert int(p.error_code) == CORRUPT_MESSAGE
+    assert int(p.error_code) == INVALID_RECORD
     assert high_watermark(conn, topic) == 3
 
     stored = fetch_raw(conn, topic, 0)
@@ -541,3 +542,16 @@ def test_deep_pipeline_and_dribbled_bytes_keep_order(conn: WireConn) -> None:
     assert high_watermark(conn, topic) == 8
     stored = decode_batches(fetch_raw(conn, topic, 7))
     assert [len(b.records[0][3] or b"") for b in stored] == [300_000]
+
+
+@pytest.mark.parametrize("name", ["", "-leading-dash", "has space", "trailing."])
+def test_api_versions_rejects_invalid_client_software_name(conn: WireConn, name: str) -> None:
+    """KIP-511: ApiVersions v3+ names the client; a malformed name is INVALID_REQUEST (42)."""
+    req = sample_request(API_VERSIONS, 3, "", client_software_name=name)
+    resp = conn.request(API_VERSIONS, 3, req)
+    assert int(resp.error_code) == 42
+    assert resp.api_keys == ()
+    ok = conn.request(
+        API_VERSIONS, 3, sample_request(API_VERSIONS, 3, "", client_software_name="my-client.py")
+    )
+    assert int(ok.error_code) == 0 and len(ok.api_keys) > 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -14,8 +15,27 @@ MIN_VERSION = 0
 MAX_VERSION = 4
 
 
+# KIP-511: what a client may call itself.
+_SOFTWARE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?$")
+
+
 def handle(ctx: Any, request: Any) -> Any:
     version = ctx.header.api_version
+    if version >= 3 and not (
+        _SOFTWARE.match(request.client_software_name)
+        and _SOFTWARE.match(request.client_software_version)
+    ):
+        mod = response_module(API_KEY, version)
+        return make(
+            mod.ApiVersionsResponse,
+            error_code=ErrorCode.invalid_request,
+            api_keys=(),
+            throttle_time=datetime.timedelta(0),
+            supported_features=(),
+            finalized_features_epoch=-1,
+            finalized_features=(),
+            zk_migration_ready=False,
+        )
     cache = ctx.broker.response_cache
     cached = cache.get((API_KEY, version))
     if cached is None:

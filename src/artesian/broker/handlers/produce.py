@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import struct
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from artesian.broker.handlers._build import make, response_module
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
 from artesian.protocol.produce import ProduceRequestView, decode_produce_request
+from artesian.protocol.records import LOG_OVERHEAD
 
 API_KEY = 0
 # librdkafka expects Produce advertised from v0 (KAFKA-18659); v0-2 carry the old message
@@ -27,6 +29,7 @@ MIN_VERSION = 0
 MAX_VERSION = 13
 
 log = logging.getLogger("artesian.produce")
+_BATCH_LENGTH = struct.Struct(">i")
 
 
 def decode(header: api.RequestHeader, frame: memoryview) -> ProduceRequestView:
@@ -38,6 +41,19 @@ def decode(header: api.RequestHeader, frame: memoryview) -> ProduceRequestView:
     return decode_produce_request(
         frame, header.body_offset, header.api_version, api.is_flexible(API_KEY, header.api_version)
     )
+
+
+def _one_batch_error(records: memoryview, version: int) -> str | None:
+    """Produce v3+ carries exactly one batch per partition (Kafka's ProduceRequest rule)."""
+    if len(records) < LOG_OVERHEAD:
+        return f"Produce requests with version {version} must have at least one record batch"
+    size = _BATCH_LENGTH.unpack_from(records, 8)[0] + LOG_OVERHEAD
+    if size < len(records):
+        return (
+            f"Produce requests with version {version} are only allowed to contain exactly one "
+            "record batch per partition"
+        )
+    return None  # a short batch is the validator's CORRUPT_MESSAGE
 
 
 def handle(ctx: Any, request: ProduceRequestView) -> Any:
@@ -73,6 +89,9 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
             elif p.records is None:
                 code = ErrorCode.invalid_record
                 message = "Produce request carries null records"
+            elif (batch_error := _one_batch_error(p.records, version)) is not None:
+                code = ErrorCode.invalid_record
+                message = batch_error
             else:
                 try:
                     info = partition.log.append_as_leader(p.records, partition.leader_epoch, now)
