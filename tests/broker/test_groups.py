@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -567,6 +569,341 @@ def test_group_members_join_leave_killed_while_producing(
     assert "has failed, removing it (session timeout" in broker.log_tail(400)
     assert _describe(broker, group).state.name == "EMPTY"
     assert _committed(broker, group, topic, PARTITIONS) == hw
+
+
+# --- raw frames: generations, fencing, static members, session expiry -----------------------
+
+NONE, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS = 0, 22, 25, 27
+MEMBER_ID_REQUIRED, FENCED_INSTANCE_ID = 79, 82
+
+
+def _subscription(*topics: str) -> bytes:
+    """ConsumerProtocolSubscription v0."""
+    out = bytearray(struct.pack(">hi", 0, len(topics)))
+    for t in topics:
+        out += struct.pack(">h", len(t)) + t.encode()
+    return bytes(out + struct.pack(">i", -1))
+
+
+def _assignment(topic: str, partitions: list[int]) -> bytes:
+    """ConsumerProtocolAssignment v0."""
+    out = bytearray(struct.pack(">hi", 0, 1))
+    out += struct.pack(">h", len(topic)) + topic.encode()
+    out += struct.pack(f">i{len(partitions)}i", len(partitions), *partitions)
+    return bytes(out + struct.pack(">i", -1))
+
+
+class RawMember:
+    """A group member speaking JoinGroup v5, SyncGroup v3, Heartbeat v3, OffsetCommit v7 and
+    LeaveGroup v3 over its own connection; a request may be sent now and answered later."""
+
+    def __init__(
+        self, broker: Any, group: str, instance: str | None = None, session_ms: int = 6000
+    ) -> None:
+        from tests.kafka_wire import WireConn
+
+        self.conn = WireConn(broker.port, timeout=T)
+        self.group = group
+        self.instance = instance
+        self.session_ms = session_ms
+        self.member_id = ""
+        self.generation = -1
+        self.leader = ""
+        self.members: list[str] = []
+        self._pending: tuple[int, int, int] | None = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _send(self, key: int, version: int, body: Any) -> None:
+        from tests.kafka_wire import request_frame
+
+        assert self._pending is None
+        corr = self.conn.next_corr()
+        self.conn.send(request_frame(key, version, corr, body))
+        self._pending = (key, version, corr)
+
+    def _recv(self) -> Any:
+        from tests.kafka_wire import parse_response
+
+        assert self._pending is not None
+        key, version, corr = self._pending
+        self._pending = None
+        got, response = parse_response(key, version, self.conn.recv_frame())
+        assert got == corr
+        return response
+
+    def send_join(self, topic: str = "t", member_id: str | None = None) -> None:
+        from kio.schema.join_group.v5 import request as jg
+
+        self._send(
+            11,
+            5,
+            jg.JoinGroupRequest(
+                group_id=self.group,
+                session_timeout=datetime.timedelta(milliseconds=self.session_ms),
+                rebalance_timeout=datetime.timedelta(milliseconds=10_000),
+                member_id=self.member_id if member_id is None else member_id,
+                group_instance_id=self.instance,
+                protocol_type="consumer",
+                protocols=(
+                    jg.JoinGroupRequestProtocol(name="range", metadata=_subscription(topic)),
+                ),
+            ),
+        )
+
+    def recv_join(self) -> int:
+        r = self._recv()
+        code = int(r.error_code)
+        if code in (NONE, MEMBER_ID_REQUIRED):
+            self.member_id = r.member_id
+        if code == NONE:
+            self.generation = int(r.generation_id)
+            self.leader = r.leader
+            self.members = [m.member_id for m in r.members]
+        return code
+
+    def join(self, topic: str = "t") -> int:
+        """Join, answering MEMBER_ID_REQUIRED (KIP-394) with the id handed out."""
+        self.send_join(topic)
+        code = self.recv_join()
+        if code == MEMBER_ID_REQUIRED:
+            self.send_join(topic)
+            code = self.recv_join()
+        return code
+
+    def send_sync(self, assignments: dict[str, bytes] | None = None) -> None:
+        from kio.schema.sync_group.v3 import request as sg
+
+        self._send(
+            14,
+            3,
+            sg.SyncGroupRequest(
+                group_id=self.group,
+                generation_id=self.generation,
+                member_id=self.member_id,
+                group_instance_id=self.instance,
+                assignments=tuple(
+                    sg.SyncGroupRequestAssignment(member_id=m, assignment=a)
+                    for m, a in (assignments or {}).items()
+                ),
+            ),
+        )
+
+    def recv_sync(self) -> tuple[int, bytes]:
+        r = self._recv()
+        return int(r.error_code), bytes(r.assignment)
+
+    def sync(self, assignments: dict[str, bytes] | None = None) -> tuple[int, bytes]:
+        self.send_sync(assignments)
+        return self.recv_sync()
+
+    def heartbeat(self, generation: int | None = None, member_id: str | None = None) -> int:
+        from kio.schema.heartbeat.v3 import request as hb
+
+        self._send(
+            12,
+            3,
+            hb.HeartbeatRequest(
+                group_id=self.group,
+                generation_id=self.generation if generation is None else generation,
+                member_id=self.member_id if member_id is None else member_id,
+                group_instance_id=self.instance,
+            ),
+        )
+        return int(self._recv().error_code)
+
+    def commit(
+        self,
+        offsets: dict[int, int],
+        topic: str = "t",
+        generation: int | None = None,
+        member_id: str | None = None,
+    ) -> set[int]:
+        """The distinct per-partition error codes of an OffsetCommit v7."""
+        from kio.schema.offset_commit.v7 import request as oc
+
+        self._send(
+            8,
+            7,
+            oc.OffsetCommitRequest(
+                group_id=self.group,
+                generation_id_or_member_epoch=self.generation if generation is None else generation,
+                member_id=self.member_id if member_id is None else member_id,
+                group_instance_id=self.instance,
+                topics=(
+                    oc.OffsetCommitRequestTopic(
+                        name=topic,
+                        partitions=tuple(
+                            oc.OffsetCommitRequestPartition(
+                                partition_index=p,
+                                committed_offset=o,
+                                committed_leader_epoch=-1,
+                                committed_metadata="",
+                            )
+                            for p, o in offsets.items()
+                        ),
+                    ),
+                ),
+            ),
+        )
+        r = self._recv()
+        return {int(p.error_code) for t in r.topics for p in t.partitions}
+
+    def leave(self) -> int:
+        from kio.schema.leave_group.v3 import request as lg
+
+        self._send(
+            13,
+            3,
+            lg.LeaveGroupRequest(
+                group_id=self.group,
+                members=(
+                    lg.MemberIdentity(member_id=self.member_id, group_instance_id=self.instance),
+                ),
+            ),
+        )
+        r = self._recv()
+        return int(r.error_code) or max(int(m.error_code) for m in r.members)
+
+
+def _raw_setup(broker: Any, partitions: int = 2) -> None:
+    _create_topic(broker, "t", partitions)
+
+
+def _form_group(*members: RawMember) -> dict[str, bytes]:
+    """All members join together (one generation), the leader assigns partition i to member i,
+    everyone syncs. Returns member id -> assignment."""
+    for m in members:
+        m.send_join()
+    for m in members:
+        if m.recv_join() == MEMBER_ID_REQUIRED:
+            m.send_join()
+    codes = [m.recv_join() if m._pending else NONE for m in members]
+    assert codes == [NONE] * len(members)
+    assert len({m.generation for m in members}) == 1
+    leader = next(m for m in members if m.member_id == m.leader)
+    assert sorted(leader.members) == sorted(m.member_id for m in members)
+    plan = {mid: _assignment("t", [i]) for i, mid in enumerate(sorted(leader.members))}
+    for m in members:
+        if m is not leader:
+            m.send_sync()
+    assert leader.sync(plan) == (NONE, plan[leader.member_id])
+    for m in members:
+        if m is not leader:
+            assert m.recv_sync() == (NONE, plan[m.member_id])
+    return plan
+
+
+def test_offset_commit_generation_and_member_fencing(broker_factory: Any) -> None:
+    broker = broker_factory(FAST)
+    _raw_setup(broker)
+    a, b = RawMember(broker, "fence"), RawMember(broker, "fence")
+    try:
+        assert a.join() == NONE
+        gen1 = a.generation
+        assert a.leader == a.member_id and a.members == [a.member_id]
+        assert a.sync({a.member_id: _assignment("t", [0, 1])})[0] == NONE
+        assert a.commit({0: 5, 1: 6}) == {NONE}
+        # A stale or future generation, and a member the group does not know.
+        assert a.commit({0: 7}, generation=gen1 - 1) == {ILLEGAL_GENERATION}
+        assert a.commit({0: 7}, generation=gen1 + 1) == {ILLEGAL_GENERATION}
+        assert a.commit({0: 7}, member_id="nobody") == {UNKNOWN_MEMBER_ID}
+        assert a.heartbeat(generation=gen1 - 1) == ILLEGAL_GENERATION
+        assert a.heartbeat(member_id="nobody") == UNKNOWN_MEMBER_ID
+        assert a.heartbeat() == NONE
+
+        # b joins: a rebalance starts. a learns it from its heartbeat; its commits with the
+        # current generation are still accepted (consumers commit before rejoining).
+        b.send_join()
+        assert b.recv_join() == MEMBER_ID_REQUIRED
+        b.send_join()  # parked until a rejoins
+        wait_for(lambda: a.heartbeat() == REBALANCE_IN_PROGRESS, what="rebalance")
+        assert a.commit({0: 8}) == {NONE}
+        assert a.commit({0: 9}, generation=gen1 - 1) == {ILLEGAL_GENERATION}
+        assert a.join() == NONE
+        assert b.recv_join() == NONE
+        gen2 = a.generation
+        assert gen2 == b.generation == gen1 + 1
+        assert a.leader == b.leader == a.member_id
+        assert sorted(a.members) == sorted([a.member_id, b.member_id])
+        # Until the leader's SyncGroup, the new generation is not usable for commits, and the
+        # old one is fenced.
+        assert b.commit({1: 3}) == {REBALANCE_IN_PROGRESS}
+        assert b.commit({1: 3}, generation=gen1) == {ILLEGAL_GENERATION}
+        b.send_sync()
+        plan = {a.member_id: _assignment("t", [0]), b.member_id: _assignment("t", [1])}
+        assert a.sync(plan) == (NONE, plan[a.member_id])
+        assert b.recv_sync() == (NONE, plan[b.member_id])
+        assert a.commit({0: 10}, generation=gen1) == {ILLEGAL_GENERATION}
+        assert b.commit({1: 11}) == {NONE}
+        assert a.commit({0: 10}) == {NONE}
+        # A member that left is unknown; its commits are refused.
+        assert b.leave() == NONE
+        assert b.commit({1: 12}) == {UNKNOWN_MEMBER_ID}
+        assert b.heartbeat() == UNKNOWN_MEMBER_ID
+    finally:
+        a.close()
+        b.close()
+    assert _committed(broker, "fence", "t", 2) == {0: 10, 1: 11}
+
+
+def test_static_member_rejoins_without_rebalance_and_fences_old_instance(
+    broker_factory: Any,
+) -> None:
+    broker = broker_factory(FAST)
+    _raw_setup(broker)
+    s1, s2 = RawMember(broker, "static", "i-1"), RawMember(broker, "static", "i-2")
+    s1b = RawMember(broker, "static", "i-1")
+    try:
+        plan = _form_group(s1, s2)
+        generation, leader = s1.generation, s1.leader
+        old_s1 = s1.member_id
+
+        # i-1 restarts (no LeaveGroup: static members keep their place for the session
+        # timeout) and joins with no member id: same generation, its old assignment, no
+        # rebalance; it is not told to lead (so it does not run a pointless assignment).
+        assert s1b.join() == NONE
+        assert s1b.member_id != old_s1
+        assert s1b.generation == generation
+        assert s1b.leader == leader and s1b.members == []
+        assert s1b.sync() == (NONE, plan[old_s1])
+        assert s2.heartbeat() == NONE  # not REBALANCE_IN_PROGRESS: nothing moved
+        assert s1b.heartbeat() == NONE
+        assert s1b.commit({0: 4}) == {NONE}
+
+        # The old incarnation of i-1 is fenced everywhere.
+        assert s1.heartbeat() == FENCED_INSTANCE_ID
+        assert s1.commit({0: 5}) == {FENCED_INSTANCE_ID}
+        assert s1.sync()[0] == FENCED_INSTANCE_ID
+        s1.send_join()
+        assert s1.recv_join() == FENCED_INSTANCE_ID
+        assert s1.leave() == FENCED_INSTANCE_ID
+        assert s2.heartbeat() == NONE
+        assert s1b.heartbeat() == NONE
+    finally:
+        for m in (s1, s2, s1b):
+            m.close()
+    assert _committed(broker, "static", "t", 2) == {0: 4, 1: -1001}
+
+
+def test_session_expiry_rebalances_to_the_remaining_member_raw(broker_factory: Any) -> None:
+    broker = broker_factory(FAST)
+    _raw_setup(broker)
+    a = RawMember(broker, "expiry", session_ms=1000)
+    b = RawMember(broker, "expiry", session_ms=1000)
+    try:
+        _form_group(a, b)
+        generation = a.generation
+        # b goes silent; a keeps heartbeating until the coordinator tells it to rejoin.
+        wait_for(lambda: a.heartbeat() == REBALANCE_IN_PROGRESS, what="b's session to expire")
+        assert a.join() == NONE
+        assert a.generation == generation + 1
+        assert a.leader == a.member_id and a.members == [a.member_id]
+        assert b.heartbeat() == UNKNOWN_MEMBER_ID
+    finally:
+        a.close()
+        b.close()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["member"]:

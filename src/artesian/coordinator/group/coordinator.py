@@ -254,12 +254,10 @@ class GroupCoordinator:
                 is_new=True,
             )
             return await self._add_member_and_rebalance(group, joined)
-        member = group.members.get(member_id)
-        if member is None:
-            return JoinResult(E.unknown_member_id, member_id=member_id)
-        fenced = self._check_static(group, member_id, group_instance_id)
-        if fenced is not None:
-            return JoinResult(fenced, member_id=member_id)
+        invalid = self._validate_member(group, member_id, group_instance_id)
+        if invalid is not None:
+            return JoinResult(invalid, member_id=member_id)
+        member = group.members[member_id]
         member.session_timeout_ms = session_timeout_ms
         member.rebalance_timeout_ms = rebalance_timeout_ms
         if group.state is GroupState.PREPARING_REBALANCE:
@@ -292,6 +290,7 @@ class GroupCoordinator:
     ) -> JoinResult:
         """A static member restarted: it takes its old place without a rebalance when the
         group is stable and its protocols are unchanged (KIP-345)."""
+        current_leader = group.leader_id or ""
         old = group.members.pop(old_id)
         self._cancel_heartbeat(old)
         if old.awaiting_join is not None and not old.awaiting_join.done():
@@ -314,11 +313,24 @@ class GroupCoordinator:
         group.static_members[member.group_instance_id] = new_id
         if group.leader_id == old_id:
             group.leader_id = new_id
-        if group.state is GroupState.STABLE and old.matches(protocols):
+        if group.state is GroupState.PREPARING_REBALANCE:
+            # Already rebalancing: the new incarnation simply joins it (Kafka adds nothing).
+            return await self._await_join(group, member)
+        if group.state is GroupState.STABLE and group.select_protocol() == group.protocol_name:
+            # KIP-345: no rebalance while the group's protocol stays the same. The answer names
+            # the leader as it was before the replacement and lists no members, so a restarted
+            # leader does not run an assignment that a stable group would never hand out
+            # (Kafka's answer below JoinGroup v9, which every version can read).
             self._schedule_heartbeat(group, member)
             self._persist_group(group)
-            result = self._join_result(group, member)
-            return result
+            return JoinResult(
+                E.none,
+                group.generation_id,
+                group.protocol_type,
+                group.protocol_name,
+                current_leader,
+                new_id,
+            )
         self._prepare_rebalance(group, f"static member {member.group_instance_id} rejoined")
         return await self._await_join(group, member)
 
@@ -408,8 +420,19 @@ class GroupCoordinator:
             group.join_timer.cancel()
             group.join_timer = None
         for m in group.not_yet_rejoined():
-            # Members that did not rejoin within the rebalance timeout are out.
-            self._remove_member(group, m)
+            # Dynamic members that did not rejoin within the rebalance timeout are out; static
+            # ones keep their place until their session times out (KIP-345), as in Kafka.
+            if m.group_instance_id is None:
+                self._remove_member(group, m)
+        joined = [m.member_id for m in group.members.values() if m.awaiting_join is not None]
+        if group.members and not joined:
+            # Only static members that have not rejoined: wait another rebalance timeout for
+            # them (or for their session timeouts), as Kafka does.
+            loop = asyncio.get_running_loop()
+            group.join_timer = loop.call_later(
+                group.rebalance_timeout_ms() / 1000, self._on_join_timeout, group
+            )
+            return
         for member_id, timer in list(group.pending_members.items()):
             if timer is not None:
                 timer.cancel()
@@ -424,8 +447,8 @@ class GroupCoordinator:
             log.info("group %s is empty at generation %d", group.group_id, group.generation_id)
             return
         group.protocol_name = group.select_protocol()
-        if group.leader_id not in group.members:
-            group.leader_id = next(iter(group.members))
+        if group.leader_id not in joined:
+            group.leader_id = joined[0]  # the leader must be a member that rejoined
         group.state = GroupState.COMPLETING_REBALANCE
         log.info(
             "stabilizing group %s generation %d (protocol %s) with %d member(s)",
@@ -476,11 +499,13 @@ class GroupCoordinator:
         assignments: dict[str, bytes],
     ) -> SyncResult:
         group = self.groups.get(group_id)
-        if group is None or member_id not in group.members:
+        if group is None:
             return SyncResult(E.unknown_member_id)
-        fenced = self._check_static(group, member_id, group_instance_id)
-        if fenced is not None:
-            return SyncResult(fenced)
+        if group.state is GroupState.DEAD:
+            return SyncResult(E.coordinator_not_available)
+        invalid = self._validate_member(group, member_id, group_instance_id)
+        if invalid is not None:
+            return SyncResult(invalid)
         if generation_id != group.generation_id:
             return SyncResult(E.illegal_generation)
         if (protocol_type is not None and protocol_type != group.protocol_type) or (
@@ -532,17 +557,21 @@ class GroupCoordinator:
         self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
     ) -> int:
         group = self.groups.get(group_id)
-        if group is None or member_id not in group.members:
+        if group is None:
             return E.unknown_member_id
-        fenced = self._check_static(group, member_id, group_instance_id)
-        if fenced is not None:
-            return fenced
+        if group.state is GroupState.DEAD:
+            return E.coordinator_not_available
+        invalid = self._validate_member(group, member_id, group_instance_id)
+        if invalid is not None:
+            return invalid
+        # The generation is checked before the state: a stale member gets ILLEGAL_GENERATION
+        # even while the group prepares a rebalance.
+        if generation_id != group.generation_id:
+            return E.illegal_generation
         member = group.members[member_id]
         if group.state is GroupState.PREPARING_REBALANCE:
             self._schedule_heartbeat(group, member)
             return E.rebalance_in_progress
-        if generation_id != group.generation_id:
-            return E.illegal_generation
         if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
             self._schedule_heartbeat(group, member)
             return E.none
@@ -605,14 +634,20 @@ class GroupCoordinator:
         elif group.state is GroupState.PREPARING_REBALANCE:
             self._try_complete_join(group)
 
-    def _check_static(
+    def _validate_member(
         self, group: GroupMetadata, member_id: str, group_instance_id: str | None
     ) -> int | None:
-        if group_instance_id is None:
-            return None
-        current = group.static_members.get(group_instance_id)
-        if current is not None and current != member_id:
-            return int(E.fenced_instance_id)
+        """Kafka's validateCurrentMember. The static-member check comes first: a replaced
+        instance must get FENCED_INSTANCE_ID (fatal for the client), not UNKNOWN_MEMBER_ID,
+        which would make it rejoin and fence its successor in turn."""
+        if group_instance_id is not None:
+            current = group.static_members.get(group_instance_id)
+            if current is None:
+                return int(E.unknown_member_id)
+            if current != member_id:
+                return int(E.fenced_instance_id)
+        if member_id not in group.members:
+            return int(E.unknown_member_id)
         return None
 
     def _schedule_heartbeat(self, group: GroupMetadata, member: MemberMetadata) -> None:
@@ -663,20 +698,21 @@ class GroupCoordinator:
                 return all_(E.illegal_generation)
             # A standalone consumer (assign + commit) creates a group with no members.
             group = self.groups[group_id] = GroupMetadata(group_id)
-        elif generation_id < 0 and group.is_empty():
-            pass  # standalone commit to a group nobody is in
         elif group.state is GroupState.DEAD:
             return all_(E.coordinator_not_available)
+        elif generation_id < 0 and group.state is GroupState.EMPTY:
+            pass  # standalone commit to a group nobody is in
         else:
-            fenced = self._check_static(group, member_id, group_instance_id)
-            if fenced is not None:
-                return all_(fenced)
-            if group.state is GroupState.COMPLETING_REBALANCE:
-                return all_(E.rebalance_in_progress)
-            if member_id not in group.members:
-                return all_(E.unknown_member_id)
+            # Member and generation first, then the state (Kafka's validateOffsetCommit): a
+            # zombie with a stale generation gets ILLEGAL_GENERATION, not REBALANCE_IN_PROGRESS,
+            # during CompletingRebalance too.
+            invalid = self._validate_member(group, member_id, group_instance_id)
+            if invalid is not None:
+                return all_(invalid)
             if generation_id != group.generation_id:
                 return all_(E.illegal_generation)
+            if group.state is GroupState.COMPLETING_REBALANCE:
+                return all_(E.rebalance_in_progress)
             # Stable or PreparingRebalance with the current generation: members commit in
             # their revocation callbacks during a rebalance, so this must be accepted.
             self._schedule_heartbeat(group, group.members[member_id])
