@@ -906,5 +906,249 @@ def test_session_expiry_rebalances_to_the_remaining_member_raw(broker_factory: A
         b.close()
 
 
+# --- real clients: static membership, session expiry ------------------------------------------
+
+
+class Tracked:
+    """A confluent-kafka consumer that records its rebalance callbacks; polled by the test."""
+
+    def __init__(self, broker: Any, group: str, topic: str, **conf: Any) -> None:
+        from confluent_kafka import Consumer
+
+        self.events: list[tuple[str, list[int]]] = []
+        self.errors: list[Any] = []
+        self.c = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": SESSION_MS,
+                "heartbeat.interval.ms": HEARTBEAT_MS,
+                **conf,
+            }
+        )
+        self.c.subscribe(
+            [topic],
+            on_assign=lambda _c, ps: self.events.append(("A", sorted(p.partition for p in ps))),
+            on_revoke=lambda _c, ps: self.events.append(("R", sorted(p.partition for p in ps))),
+        )
+
+    def poll(self, seconds: float = 0.1) -> list[Any]:
+        out = []
+        for m in self.c.consume(100, seconds):
+            if m.error():
+                self.errors.append(m.error())
+            else:
+                out.append(m)
+        return out
+
+    def assignment(self) -> list[int]:
+        return sorted(tp.partition for tp in self.c.assignment())
+
+
+def poll_until(consumers: list[Tracked], cond: Callable[[], Any], what: str, timeout: float = T):
+    def step() -> Any:
+        for c in consumers:
+            c.poll(0.05)
+        return cond()
+
+    return wait_for(step, timeout, what)
+
+
+def test_static_member_restart_keeps_assignment_and_duplicate_is_fenced(
+    broker_factory: Any,
+) -> None:
+    from confluent_kafka import KafkaError
+
+    broker = broker_factory(FAST)
+    _create_topic(broker, "t", 4)
+    conf = {"session.timeout.ms": 10_000}
+    s1 = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-1"}, **conf)
+    s2 = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-2"}, **conf)
+    poll_until(
+        [s1, s2],
+        lambda: len(s1.assignment()) == 2 and len(s2.assignment()) == 2,
+        "two static members with two partitions each",
+    )
+    first = s1.assignment()
+    s2_events = list(s2.events)
+    s1.c.close()  # a static member's close() sends no LeaveGroup: its place is kept
+
+    s1b = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-1"}, **conf)
+    poll_until([s1b, s2], lambda: s1b.assignment(), "the restarted member's assignment")
+    assert s1b.assignment() == first
+    assert s1b.events == [("A", first)]
+    for _ in range(10):  # a second of heartbeats: no rebalance reaches s2
+        s2.poll(0.1)
+    assert s2.events == s2_events
+    desc = _describe(broker, "static-c")
+    assert desc.state.name == "STABLE"
+    assert sorted(m.group_instance_id for m in desc.members) == ["s-1", "s-2"]
+
+    # A second consumer with s-2's instance id takes its place; the old one is fenced (fatal).
+    s2b = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-2"}, **conf)
+    poll_until([s2b, s1b], lambda: s2b.assignment(), "the duplicate's assignment")
+    assert s2b.assignment() == s2_events[-1][1]
+
+    def fenced() -> list[Any]:
+        s2.poll(0.1)
+        return [e for e in s2.errors if e.code() == KafkaError._FATAL]
+
+    (fatal,) = wait_for(fenced, what="the old s-2 to be fenced")
+    assert "fenced" in fatal.str()  # librdkafka's text for FENCED_INSTANCE_ID
+    assert s1b.events == [("A", first)]
+    for c in (s1b, s2b):
+        c.c.close()
+    with contextlib.suppress(Exception):
+        s2.c.close()
+
+
+def test_session_expiry_gives_a_killed_members_partitions_to_the_rest(
+    broker_factory: Any, tmp_path: Path
+) -> None:
+    broker = broker_factory(FAST)
+    _create_topic(broker, "events", PARTITIONS)
+    _produce(broker, "events", dict.fromkeys(range(PARTITIONS), 5))
+    with members_of(broker, tmp_path, "confluent", "events", "expiry-c") as start:
+        member = start("victim")
+        c = Tracked(broker, "expiry-c", "events")
+        poll_until(
+            [c],
+            lambda: len(c.assignment()) == 3 and len(member.assignment() or ()) == 3,
+            "the partitions split between the two members",
+            timeout=40,
+        )
+        member.kill()
+        poll_until([c], lambda: c.assignment() == list(range(PARTITIONS)), "all six partitions")
+        c.c.close()
+    assert "has failed, removing it (session timeout" in broker.log_tail(200)
+
+
+# --- committed offsets across restarts ----------------------------------------------------------
+
+
+def _resume_points(broker: Any, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The first offset a new group member reads from each partition."""
+    c = Tracked(broker, group, topic)
+    first: dict[int, int] = {}
+
+    def step() -> bool:
+        for m in c.poll(0.1):
+            first.setdefault(m.partition(), m.offset())
+        return len(first) == partitions
+
+    wait_for(step, what="a message from every partition")
+    c.c.close()
+    return first
+
+
+def _commit_as_member(broker: Any, group: str, topic: str, offsets: dict[int, int]) -> None:
+    from confluent_kafka import TopicPartition
+
+    c = Tracked(broker, group, topic)
+    poll_until([c], lambda: len(c.assignment()) == len(offsets), "the assignment")
+    done = c.c.commit(
+        offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False
+    )
+    assert all(tp.error is None for tp in done)
+    c.c.close()
+
+
+@pytest.mark.slow
+def test_committed_offsets_survive_restart_and_kill9(broker_factory: Any) -> None:
+    broker = broker_factory(FAST)
+    _create_topic(broker, "t", 3)
+    _produce(broker, "t", {0: 10, 1: 10, 2: 10})
+    _commit_as_member(broker, "durable", "t", {0: 3, 1: 7, 2: 9})
+    assert _committed(broker, "durable", "t", 3) == {0: 3, 1: 7, 2: 9}
+
+    broker.restart()
+    assert _committed(broker, "durable", "t", 3) == {0: 3, 1: 7, 2: 9}
+    assert _resume_points(broker, "durable", "t", 3) == {0: 3, 1: 7, 2: 9}
+
+    _commit_as_member(broker, "durable", "t", {0: 5, 1: 8, 2: 10})
+    _produce(broker, "t", {2: 1})  # so partition 2 has a message at its committed offset
+    broker.kill9()
+    broker.start()
+    assert _committed(broker, "durable", "t", 3) == {0: 5, 1: 8, 2: 10}
+    assert _resume_points(broker, "durable", "t", 3) == {0: 5, 1: 8, 2: 10}
+    # The group went on across both restarts: it is there, empty, with its offsets.
+    desc = _describe(broker, "durable")
+    assert desc.state.name == "EMPTY" and not desc.members
+
+
+# --- group admin APIs -----------------------------------------------------------------------------
+
+
+def test_describe_list_delete_groups_and_offset_delete(broker_factory: Any) -> None:
+    from confluent_kafka import KafkaError, TopicPartition
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTP
+    from kafka.errors import GroupIdNotFoundError, GroupSubscribedToTopicError, NoError
+
+    broker = broker_factory(FAST)
+    _create_topic(broker, "t", 2)
+    _create_topic(broker, "other", 1)
+    _produce(broker, "t", {0: 3, 1: 3})
+    admin = _admin(broker)
+
+    c = Tracked(broker, "adm", "t", **{"client.id": "adm-client"})
+    poll_until([c], lambda: len(c.assignment()) == 2, "the assignment")
+    c.c.commit(offsets=[TopicPartition("t", 0, 2), TopicPartition("t", 1, 1)], asynchronous=False)
+    # A commit for a topic the group does not subscribe to (allowed, as in Kafka).
+    c.c.commit(offsets=[TopicPartition("other", 0, 1)], asynchronous=False)
+
+    futures = admin.describe_consumer_groups(["adm", "ghost"], request_timeout=T)
+    desc = futures["adm"].result(T)
+    assert desc.state.name == "STABLE"
+    assert desc.partition_assignor == "range"
+    (m,) = desc.members
+    assert m.client_id == "adm-client"
+    assert sorted(tp.partition for tp in m.assignment.topic_partitions) == [0, 1]
+    ghost = futures["ghost"]
+    if ghost.exception(T) is None:
+        assert ghost.result().state.name == "DEAD"  # DescribeGroups below v6
+    else:
+        assert ghost.exception().args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
+
+    listed = admin.list_consumer_groups(request_timeout=T).result(T)
+    assert {g.group_id: g.state.name for g in listed.valid} == {"adm": "STABLE"}
+
+    dg = admin.delete_consumer_groups(["adm", "ghost"], request_timeout=T)
+    assert dg["adm"].exception(T).args[0].code() == KafkaError.NON_EMPTY_GROUP
+    assert dg["ghost"].exception(T).args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
+
+    # OffsetDelete: refused for the subscribed topic while the group is active, allowed for
+    # the other one; unknown groups are GROUP_ID_NOT_FOUND.
+    kadmin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        res = kadmin.delete_group_offsets("adm", [KTP("t", 0), KTP("other", 0)])
+        assert res == {KTP("t", 0): GroupSubscribedToTopicError, KTP("other", 0): NoError}
+        with pytest.raises(GroupIdNotFoundError):
+            kadmin.delete_group_offsets("ghost", [KTP("t", 0)])
+        assert _committed(broker, "adm", "t", 2) == {0: 2, 1: 1}
+        assert _committed(broker, "adm", "other", 1) == {0: -1001}
+
+        c.c.close()  # LeaveGroup: the group is empty now
+        assert _describe(broker, "adm").state.name == "EMPTY"
+        res = kadmin.delete_group_offsets("adm", [KTP("t", 1)])
+        assert res == {KTP("t", 1): NoError}
+        assert _committed(broker, "adm", "t", 2) == {0: 2, 1: -1001}
+    finally:
+        kadmin.close()
+
+    listed = admin.list_consumer_groups(request_timeout=T).result(T)
+    assert {g.group_id: g.state.name for g in listed.valid} == {"adm": "EMPTY"}
+    dg = admin.delete_consumer_groups(["adm"], request_timeout=T)
+    assert dg["adm"].result(T) is None
+    assert admin.list_consumer_groups(request_timeout=T).result(T).valid == []
+    assert _committed(broker, "adm", "t", 2) == {0: -1001, 1: -1001}
+    # Gone for good: a restart replays the tombstones.
+    broker.restart()
+    assert admin.list_consumer_groups(request_timeout=T).result(T).valid == []
+    assert _committed(broker, "adm", "t", 2) == {0: -1001, 1: -1001}
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["member"]:
     member_main(sys.argv[2:])
