@@ -831,6 +831,11 @@ def test_offset_commit_generation_and_member_fencing(broker_factory: Any) -> Non
         # old one is fenced.
         assert b.commit({1: 3}) == {REBALANCE_IN_PROGRESS}
         assert b.commit({1: 3}, generation=gen1) == {ILLEGAL_GENERATION}
+        # Kafka describes the protocol and assignments of a stable group only.
+        desc = _describe(broker, "fence")
+        assert desc.state.name == "COMPLETING_REBALANCING"  # confluent-kafka's name
+        assert desc.partition_assignor == ""
+        assert all(not m.assignment.topic_partitions for m in desc.members)
         b.send_sync()
         plan = {a.member_id: _assignment("t", [0]), b.member_id: _assignment("t", [1])}
         assert a.sync(plan) == (NONE, plan[a.member_id])

@@ -62,7 +62,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 group_id=group_id,
                 group_state=group.state.value,
                 protocol_type=group.protocol_type or "",
-                protocol_data=group.protocol_name or "",
+                # Like the member metadata, the protocol is only described for a stable group.
+                protocol_data=(group.protocol_name or "") if stable else "",
                 members=members,
                 authorized_operations=-(2**31),
             )
