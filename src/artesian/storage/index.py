@@ -75,7 +75,7 @@ class _Index:
             self._file_truncated = True
 
     def flush(self) -> None:
-        """Write the entries not yet on disk and fsync; safe against concurrent appends."""
+        """Write the entries not yet in the file; safe against concurrent appends."""
         with self._flush_lock:
             with self._lock:
                 n = self.entries
@@ -92,7 +92,9 @@ class _Index:
                     os.pwrite(fd, data, start * self.ENTRY_SIZE)
                 if truncate:
                     os.ftruncate(fd, n * self.ENTRY_SIZE)
-                os.fsync(fd)
+                # No fsync: an index that lost its tail to a power cut is still a valid sparse
+                # index, and a torn one fails the load-time sanity check and is rebuilt from
+                # the log. Only the log's own bytes need to reach the disk.
             finally:
                 os.close(fd)
 

@@ -194,7 +194,8 @@ class LogSegment:
         if fd < 0:
             return
         try:
-            os.fsync(fd)
+            # fdatasync: the data and the file size, not timestamps (the log needs no more).
+            os.fdatasync(fd)
         except OSError:
             if self._fd >= 0:
                 raise
