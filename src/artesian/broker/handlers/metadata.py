@@ -10,7 +10,9 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers.create_topics import auto_create_topic
+from artesian.broker.response import RawResponse
 from artesian.metadata.image import TopicImage
+from artesian.protocol.codec import writer_for
 
 API_KEY = 3
 MIN_VERSION = 0
@@ -66,13 +68,17 @@ def handle(ctx: Any, request: Any) -> Any:
     if version == 0 and not requested:
         requested = None  # v0: an empty list means every topic
     if requested is None:
-        # Every topic: cached per image offset, since clients poll this often.
+        # Every topic: clients poll this often, so the encoded body is cached per metadata
+        # offset (1,000 partitions take milliseconds to encode, microseconds to resend).
         key = (API_KEY, version, image.offset)
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
         entries = [_topic_entry(mod, t, t.name.startswith("__")) for t in image.topics.values()]
-        response = _response(mod, broker, entries)
+        entity = _response(mod, broker, entries)
+        body = bytearray()
+        writer_for(type(entity))(body, entity)
+        response = RawResponse([bytes(body)], len(body))
         broker.response_cache = {
             k: v
             for k, v in broker.response_cache.items()
