@@ -213,13 +213,13 @@ class Broker:
         if self.replica_manager is not None:
             # Parked fetches answer now with what they have.
             self.replica_manager.purgatory.complete_all()
+        if self.group_coordinator is not None:
+            self.group_coordinator.shutdown()  # waiting joins and syncs answer now too
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and any(c._busy for c in self.connections):
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn.close()
-        if self.group_coordinator is not None:
-            self.group_coordinator.shutdown()
         if self.log_cleaner is not None:
             # The cleaner reads segment files: it must stop before the logs close.
             self.log_cleaner.shutdown()

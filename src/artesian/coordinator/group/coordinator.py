@@ -855,11 +855,15 @@ class GroupCoordinator:
         )
 
     def shutdown(self) -> None:
+        """Answer every waiting JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE, so
+        clients look for the coordinator again instead of waiting out their timeouts."""
         for group in self.groups.values():
             if group.join_timer is not None:
                 group.join_timer.cancel()
             for m in group.members.values():
                 self._cancel_heartbeat(m)
-                for fut in (m.awaiting_join, m.awaiting_sync):
-                    if fut is not None and not fut.done():
-                        fut.cancel()
+                join, sync = m.awaiting_join, m.awaiting_sync
+                if join is not None and not join.done():
+                    join.set_result(JoinResult(E.coordinator_not_available, member_id=m.member_id))
+                if sync is not None and not sync.done():
+                    sync.set_result((E.coordinator_not_available, b""))
