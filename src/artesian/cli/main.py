@@ -108,7 +108,9 @@ def up(
     console.print(
         'Try it:  python -c "from confluent_kafka import Producer; '
         f"p = Producer({{'bootstrap.servers': '{bootstrap}'}}); "
-        "p.produce('hello', b'world'); p.flush()\""
+        "p.produce('hello', b'world'); p.flush()\"",
+        soft_wrap=True,  # one line, so it can be copied as it is
+        highlight=False,
     )
     console.print(f"Data in {data_dir.resolve()}. Stop with Ctrl-C.")
     _run(bootstrap, data_dir, [], None)
