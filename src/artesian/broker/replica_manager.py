@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kio.schema.errors import ErrorCode
 from prometheus_client import Counter
 
 from artesian.broker.purgatory import FetchPurgatory
@@ -41,6 +42,14 @@ class Partition:
     @property
     def high_watermark(self) -> int:
         return self.log.high_watermark
+
+    def leader_epoch_error(self, requested: int) -> ErrorCode | None:
+        """KIP-320: a client's current leader epoch must be ours (-1 skips the check)."""
+        if requested == -1 or requested == self.leader_epoch:
+            return None
+        if requested < self.leader_epoch:
+            return ErrorCode.fenced_leader_epoch
+        return ErrorCode.unknown_leader_epoch
 
 
 class ReplicaManager:

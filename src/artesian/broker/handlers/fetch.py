@@ -63,13 +63,9 @@ def _read(
             result.high_watermark = hw
             result.last_stable_offset = hw
             result.log_start_offset = plog.log_start_offset
-            epoch = getattr(fp, "current_leader_epoch", -1)
-            if epoch != -1 and epoch != partition.leader_epoch:
-                result.error_code = (
-                    ErrorCode.fenced_leader_epoch
-                    if epoch < partition.leader_epoch
-                    else ErrorCode.unknown_leader_epoch
-                )
+            epoch_error = partition.leader_epoch_error(getattr(fp, "current_leader_epoch", -1))
+            if epoch_error is not None:
+                result.error_code = epoch_error
                 errors = True
                 continue
             keys.append((name, fp.partition))

@@ -6,6 +6,7 @@ import datetime
 from typing import Any
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.coordinator.group.coordinator import JoinRequest
 
 API_KEY = 11
 MIN_VERSION = 0
@@ -26,16 +27,18 @@ async def _join(ctx: Any, request: Any) -> Any:
     session_ms = _ms(request.session_timeout)
     rebalance = getattr(request, "rebalance_timeout", None)
     result = await broker.group_coordinator.join_group(
-        request.group_id,
-        request.member_id,
-        getattr(request, "group_instance_id", None),
-        ctx.client_id or "",
-        ctx.connection.peer.rsplit(":", 1)[0],
-        session_ms,
-        _ms(rebalance) if rebalance is not None else session_ms,
-        request.protocol_type,
-        [(p.name, bytes(p.metadata)) for p in request.protocols],
-        require_known_member_id=version >= 4,
+        JoinRequest(
+            request.group_id,
+            request.member_id,
+            getattr(request, "group_instance_id", None),
+            ctx.client_id or "",
+            ctx.connection.peer.rsplit(":", 1)[0],
+            session_ms,
+            _ms(rebalance) if rebalance is not None else session_ms,
+            request.protocol_type,
+            [(p.name, bytes(p.metadata)) for p in request.protocols],
+            require_known_member_id=version >= 4,
+        )
     )
     mod = response_module(API_KEY, version)
     return make(

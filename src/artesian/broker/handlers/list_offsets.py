@@ -36,15 +36,12 @@ def handle(ctx: Any, request: Any) -> Any:
                 old_style_offsets=(),
             )
             partition = rm.get(t.name, p.partition_index)
-            epoch = getattr(p, "current_leader_epoch", -1)
             if partition is None:
                 out["error_code"] = ErrorCode.unknown_topic_or_partition
-            elif epoch != -1 and epoch != partition.leader_epoch:
-                out["error_code"] = (
-                    ErrorCode.fenced_leader_epoch
-                    if epoch < partition.leader_epoch
-                    else ErrorCode.unknown_leader_epoch
-                )
+            elif epoch_error := partition.leader_epoch_error(
+                getattr(p, "current_leader_epoch", -1)
+            ):
+                out["error_code"] = epoch_error
             else:
                 plog = partition.log
                 if p.timestamp == LATEST:

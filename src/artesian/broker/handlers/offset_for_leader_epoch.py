@@ -26,15 +26,12 @@ def handle(ctx: Any, request: Any) -> Any:
                 error_code=ErrorCode.none, partition=p.partition, leader_epoch=-1, end_offset=-1
             )
             partition = rm.get(t.topic, p.partition)
-            current = getattr(p, "current_leader_epoch", -1)
             if partition is None:
                 out["error_code"] = ErrorCode.unknown_topic_or_partition
-            elif current != -1 and current != partition.leader_epoch:
-                out["error_code"] = (
-                    ErrorCode.fenced_leader_epoch
-                    if current < partition.leader_epoch
-                    else ErrorCode.unknown_leader_epoch
-                )
+            elif epoch_error := partition.leader_epoch_error(
+                getattr(p, "current_leader_epoch", -1)
+            ):
+                out["error_code"] = epoch_error
             else:
                 plog = partition.log
                 epoch, end = plog.leader_epoch_cache.end_offset_for(

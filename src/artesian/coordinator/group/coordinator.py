@@ -57,6 +57,35 @@ class GroupConfig:
     offset_metadata_max_bytes: int = 4096
 
 
+@dataclass(slots=True, frozen=True)
+class JoinRequest:
+    """What a JoinGroup asks, whatever its version."""
+
+    group_id: str
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    require_known_member_id: bool
+
+    def new_member(self, member_id: str) -> MemberMetadata:
+        return MemberMetadata(
+            member_id,
+            self.group_instance_id,
+            self.client_id,
+            self.client_host,
+            self.rebalance_timeout_ms,
+            self.session_timeout_ms,
+            self.protocol_type,
+            self.protocols,
+            is_new=True,
+        )
+
+
 @dataclass(slots=True)
 class SyncResult:
     error: int
@@ -128,138 +157,61 @@ class GroupCoordinator:
 
     # --- JoinGroup ------------------------------------------------------------------------
 
-    async def join_group(
-        self,
-        group_id: str,
-        member_id: str,
-        group_instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        require_known_member_id: bool,
-    ) -> JoinResult:
-        if not group_id:
+    async def join_group(self, req: JoinRequest) -> JoinResult:
+        member_id = req.member_id
+        if not req.group_id:
             return JoinResult(E.invalid_group_id, member_id=member_id)
         if not (
             self.config.min_session_timeout_ms
-            <= session_timeout_ms
+            <= req.session_timeout_ms
             <= self.config.max_session_timeout_ms
         ):
             return JoinResult(E.invalid_session_timeout, member_id=member_id)
-        group = self.groups.get(group_id)
+        group = self.groups.get(req.group_id)
         if group is None:
             if member_id:
                 return JoinResult(E.unknown_member_id, member_id=member_id)
-            group = self.groups[group_id] = GroupMetadata(group_id)
+            group = self.groups[req.group_id] = GroupMetadata(req.group_id)
         if group.state is GroupState.DEAD:
             return JoinResult(E.coordinator_not_available, member_id=member_id)
-        if not group.supports(protocol_type, [p for p, _ in protocols]):
+        if not group.supports(req.protocol_type, [p for p, _ in req.protocols]):
             return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
-
         if not member_id:
-            return await self._join_unknown_member(
-                group,
-                group_instance_id,
-                client_id,
-                client_host,
-                session_timeout_ms,
-                rebalance_timeout_ms,
-                protocol_type,
-                protocols,
-                require_known_member_id,
-            )
-        return await self._join_known_member(
-            group,
-            member_id,
-            group_instance_id,
-            client_id,
-            client_host,
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            protocol_type,
-            protocols,
-        )
+            return await self._join_unknown_member(group, req)
+        return await self._join_known_member(group, req)
 
-    async def _join_unknown_member(
-        self,
-        group: GroupMetadata,
-        group_instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        require_known_member_id: bool,
-    ) -> JoinResult:
-        new_id = f"{client_id}-{uuid.uuid4()}"
-        if group_instance_id is not None:
-            old_id = group.static_members.get(group_instance_id)
+    async def _join_unknown_member(self, group: GroupMetadata, req: JoinRequest) -> JoinResult:
+        new_id = f"{req.client_id}-{uuid.uuid4()}"
+        if req.group_instance_id is not None:
+            old_id = group.static_members.get(req.group_instance_id)
             if old_id is not None and old_id in group.members:
-                return await self._replace_static_member(
-                    group, old_id, new_id, session_timeout_ms, rebalance_timeout_ms, protocols
-                )
-        elif require_known_member_id:
+                return await self._replace_static_member(group, old_id, new_id, req)
+        elif req.require_known_member_id:
             # KIP-394: hand out the id first; the member joins with it in its next request.
             if len(group.members) + len(group.pending_members) >= self.config.max_size:
                 return JoinResult(E.group_max_size_reached)
             loop = asyncio.get_running_loop()
             group.pending_members[new_id] = loop.call_later(
-                session_timeout_ms / 1000, self._expire_pending, group, new_id
+                req.session_timeout_ms / 1000, self._expire_pending, group, new_id
             )
             return JoinResult(E.member_id_required, member_id=new_id)
         if len(group.members) >= self.config.max_size:
             return JoinResult(E.group_max_size_reached)
-        member = MemberMetadata(
-            new_id,
-            group_instance_id,
-            client_id,
-            client_host,
-            rebalance_timeout_ms,
-            session_timeout_ms,
-            protocol_type,
-            protocols,
-            is_new=True,
-        )
-        return await self._add_member_and_rebalance(group, member)
+        return await self._add_member_and_rebalance(group, req.new_member(new_id))
 
-    async def _join_known_member(
-        self,
-        group: GroupMetadata,
-        member_id: str,
-        group_instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-    ) -> JoinResult:
+    async def _join_known_member(self, group: GroupMetadata, req: JoinRequest) -> JoinResult:
+        member_id, protocols = req.member_id, req.protocols
         if member_id in group.pending_members:
             timer = group.pending_members.pop(member_id)
             if timer is not None:
                 timer.cancel()
-            joined = MemberMetadata(
-                member_id,
-                group_instance_id,
-                client_id,
-                client_host,
-                rebalance_timeout_ms,
-                session_timeout_ms,
-                protocol_type,
-                protocols,
-                is_new=True,
-            )
-            return await self._add_member_and_rebalance(group, joined)
-        invalid = self._validate_member(group, member_id, group_instance_id)
+            return await self._add_member_and_rebalance(group, req.new_member(member_id))
+        invalid = self._validate_member(group, member_id, req.group_instance_id)
         if invalid is not None:
             return JoinResult(invalid, member_id=member_id)
         member = group.members[member_id]
-        member.session_timeout_ms = session_timeout_ms
-        member.rebalance_timeout_ms = rebalance_timeout_ms
+        member.session_timeout_ms = req.session_timeout_ms
+        member.rebalance_timeout_ms = req.rebalance_timeout_ms
         if group.state is GroupState.PREPARING_REBALANCE:
             member.protocols = protocols
             return await self._await_join(group, member)
@@ -280,13 +232,7 @@ class GroupCoordinator:
         return JoinResult(E.unknown_member_id, member_id=member_id)
 
     async def _replace_static_member(
-        self,
-        group: GroupMetadata,
-        old_id: str,
-        new_id: str,
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocols: list[tuple[str, bytes]],
+        self, group: GroupMetadata, old_id: str, new_id: str, req: JoinRequest
     ) -> JoinResult:
         """A static member restarted: it takes its old place without a rebalance when the
         group is stable and its protocols are unchanged (KIP-345)."""
@@ -302,10 +248,10 @@ class GroupCoordinator:
             old.group_instance_id,
             old.client_id,
             old.client_host,
-            rebalance_timeout_ms,
-            session_timeout_ms,
+            req.rebalance_timeout_ms,
+            req.session_timeout_ms,
             old.protocol_type,
-            protocols,
+            req.protocols,
             assignment=old.assignment,
         )
         group.members[new_id] = member
