@@ -7,7 +7,7 @@ import datetime
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -555,3 +555,18 @@ def test_api_versions_rejects_invalid_client_software_name(conn: WireConn, name:
         API_VERSIONS, 3, sample_request(API_VERSIONS, 3, "", client_software_name="my-client.py")
     )
     assert int(ok.error_code) == 0 and len(ok.api_keys) > 10
+
+
+def test_idle_connection_is_closed_after_connections_max_idle_ms(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    broker = broker_factory({"connections.max.idle.ms": "1000"})
+    with WireConn(broker.port) as idle, WireConn(broker.port) as active:
+        idle.request(API_VERSIONS, 0, sample_request(API_VERSIONS, 0, ""))
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:  # the active one keeps talking
+            active.request(API_VERSIONS, 0, sample_request(API_VERSIONS, 0, ""))
+            time.sleep(0.2)
+        idle.expect_closed(timeout=2)
+        active.request(API_VERSIONS, 0, sample_request(API_VERSIONS, 0, ""))
+    assert "idle for more than connections.max.idle.ms" in broker.log_tail()

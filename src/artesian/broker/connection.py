@@ -13,6 +13,7 @@ import collections
 import errno
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._closed = False
         self._sock_fd = -1
         self._sendfile = broker.use_sendfile
+        self.last_active = time.monotonic()
 
     # --- asyncio protocol -------------------------------------------------------------------
 
@@ -66,6 +68,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         sock = transport.get_extra_info("socket")
         self._sock_fd = sock.fileno() if sock is not None else -1
+        if sock is not None:
+            for key, opt in (
+                ("socket.send.buffer.bytes", socket.SO_SNDBUF),
+                ("socket.receive.buffer.bytes", socket.SO_RCVBUF),
+            ):
+                # Only when set: Kafka's 100 KiB default would switch off the kernel's
+                # buffer autotuning, which large fetches through sendfile profit from.
+                size = self.broker.config.get_int(key)
+                if self.broker.config.is_set(key) and size > 0:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, size)
         self.broker.connections.add(self)
         self.broker.metrics.connections.set(len(self.broker.connections))
 
@@ -79,6 +91,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         return self.decoder.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.last_active = time.monotonic()
         try:
             frames = self.decoder.buffer_updated(nbytes)
         except (FrameTooLarge, InvalidFrameSize) as e:
@@ -101,6 +114,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool | None:
         return None
+
+    @property
+    def busy(self) -> bool:
+        """A request is being handled (a parked fetch, a waiting join)."""
+        return self._busy
 
     def close(self) -> None:
         if not self._closed and self.transport is not None:

@@ -154,6 +154,12 @@ class Broker:
                 self._every("offsets.retention.check.interval.ms", self._expire_offsets)
             ),
             asyncio.create_task(self._run_cleaner()),
+            asyncio.create_task(
+                self._every_ms(
+                    min(30_000, max(100, self.config.get_int("connections.max.idle.ms") // 2)),
+                    self._close_idle_connections,
+                )
+            ),
         ]
         log.info(
             "broker %d listening on %s:%d (cluster %s, %d partitions, data in %s)",
@@ -216,7 +222,7 @@ class Broker:
         if self.group_coordinator is not None:
             self.group_coordinator.shutdown()  # waiting joins and syncs answer now too
         deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and any(c._busy for c in self.connections):
+        while time.monotonic() < deadline and any(c.busy for c in self.connections):
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn.close()
@@ -344,6 +350,20 @@ class Broker:
                 self._cleaning = None
             if stats is None or not getattr(stats, "cleaned", False):
                 await asyncio.sleep(backoff)
+
+    async def _close_idle_connections(self) -> None:
+        """connections.max.idle.ms, as Kafka's selector enforces it."""
+        limit = self.config.get_int("connections.max.idle.ms") / 1000
+        if limit < 0:
+            return
+        now = time.monotonic()
+        for conn in list(self.connections):
+            if not conn.busy and now - conn.last_active > limit:
+                log.info(
+                    "closing connection from %s: idle for more than connections.max.idle.ms",
+                    conn.peer,
+                )
+                conn.close()
 
     async def _expire_offsets(self) -> None:
         assert self.group_coordinator is not None
