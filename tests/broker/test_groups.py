@@ -598,7 +598,12 @@ class RawMember:
     LeaveGroup v3 over its own connection; a request may be sent now and answered later."""
 
     def __init__(
-        self, broker: Any, group: str, instance: str | None = None, session_ms: int = 6000
+        self,
+        broker: Any,
+        group: str,
+        instance: str | None = None,
+        session_ms: int = 6000,
+        rebalance_ms: int = 10_000,
     ) -> None:
         from tests.kafka_wire import WireConn
 
@@ -606,6 +611,7 @@ class RawMember:
         self.group = group
         self.instance = instance
         self.session_ms = session_ms
+        self.rebalance_ms = rebalance_ms
         self.member_id = ""
         self.generation = -1
         self.leader = ""
@@ -642,7 +648,7 @@ class RawMember:
             jg.JoinGroupRequest(
                 group_id=self.group,
                 session_timeout=datetime.timedelta(milliseconds=self.session_ms),
-                rebalance_timeout=datetime.timedelta(milliseconds=10_000),
+                rebalance_timeout=datetime.timedelta(milliseconds=self.rebalance_ms),
                 member_id=self.member_id if member_id is None else member_id,
                 group_instance_id=self.instance,
                 protocol_type="consumer",
@@ -909,6 +915,38 @@ def test_session_expiry_rebalances_to_the_remaining_member_raw(broker_factory: A
     finally:
         a.close()
         b.close()
+
+
+def test_member_that_never_syncs_is_removed_after_the_rebalance_timeout(
+    broker_factory: Any,
+) -> None:
+    """A follower that heartbeats but never sends SyncGroup must not hold the group."""
+    broker = broker_factory(FAST)
+    _raw_setup(broker)
+    a = RawMember(broker, "nosync", rebalance_ms=1500)
+    b = RawMember(broker, "nosync", rebalance_ms=1500)
+    try:
+        for m in (a, b):
+            m.send_join()
+        for m in (a, b):
+            if m.recv_join() == MEMBER_ID_REQUIRED:
+                m.send_join()
+        assert [m.recv_join() if m._pending else NONE for m in (a, b)] == [NONE, NONE]
+        leader, follower = (a, b) if a.member_id == a.leader else (b, a)
+        plan = {mid: _assignment("t", [i]) for i, mid in enumerate(sorted(leader.members))}
+        assert leader.sync(plan) == (NONE, plan[leader.member_id])
+        assert follower.heartbeat() == NONE  # alive, but it never syncs
+        wait_for(
+            lambda: follower.heartbeat() == UNKNOWN_MEMBER_ID,
+            what="the follower to be removed for not syncing",
+        )
+        assert leader.heartbeat() == REBALANCE_IN_PROGRESS
+        assert leader.join() == NONE
+        assert leader.members == [leader.member_id]
+    finally:
+        a.close()
+        b.close()
+    assert "did not send SyncGroup within the rebalance timeout" in broker.log_tail()
 
 
 # --- real clients: static membership, session expiry ------------------------------------------

@@ -410,6 +410,36 @@ class GroupCoordinator:
             if fut is not None and not fut.done():
                 fut.set_result(self._join_result(group, m))
             self._schedule_heartbeat(group, m)
+        self._expect_syncs(group)
+
+    def _expect_syncs(self, group: GroupMetadata) -> None:
+        """Every member must send SyncGroup within the rebalance timeout; one that heartbeats
+        but never syncs would otherwise hold the group (Kafka's pending-sync check)."""
+        group.pending_sync = set(group.members)
+        if group.sync_timer is not None:
+            group.sync_timer.cancel()
+        group.sync_timer = asyncio.get_running_loop().call_later(
+            group.rebalance_timeout_ms() / 1000, self._on_sync_timeout, group, group.generation_id
+        )
+
+    def _on_sync_timeout(self, group: GroupMetadata, generation: int) -> None:
+        group.sync_timer = None
+        if generation != group.generation_id or not group.pending_sync:
+            return
+        if group.state not in (GroupState.COMPLETING_REBALANCE, GroupState.STABLE):
+            return
+        missing = [group.members[m] for m in group.pending_sync if m in group.members]
+        group.pending_sync.clear()
+        for member in missing:
+            log.info(
+                "member %s in group %s did not send SyncGroup within the rebalance timeout; "
+                "removing it",
+                member.member_id,
+                group.group_id,
+            )
+            self._remove_member(group, member)
+        if missing:
+            self._prepare_rebalance(group, "members did not sync")
 
     def _join_result(self, group: GroupMetadata, member: MemberMetadata) -> JoinResult:
         members: list[tuple[str, str | None, bytes]] = []
@@ -461,6 +491,7 @@ class GroupCoordinator:
         member = group.members[member_id]
         if group.state is GroupState.PREPARING_REBALANCE:
             return SyncResult(E.rebalance_in_progress)
+        group.pending_sync.discard(member_id)
         if group.state is GroupState.STABLE:
             self._schedule_heartbeat(group, member)
             return SyncResult(E.none, member.assignment, group.protocol_type, group.protocol_name)
@@ -804,8 +835,9 @@ class GroupCoordinator:
         """Answer every waiting JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE, so
         clients look for the coordinator again instead of waiting out their timeouts."""
         for group in self.groups.values():
-            if group.join_timer is not None:
-                group.join_timer.cancel()
+            for timer in (group.join_timer, group.sync_timer):
+                if timer is not None:
+                    timer.cancel()
             for m in group.members.values():
                 self._cancel_heartbeat(m)
                 join, sync = m.awaiting_join, m.awaiting_sync

@@ -85,6 +85,9 @@ class GroupMetadata:
     join_timer: asyncio.TimerHandle | None = None
     join_deadline: float = 0.0
     initial_rebalance: bool = False
+    pending_sync: set[str] = field(default_factory=set)
+    """Members of the current generation that have not sent SyncGroup yet."""
+    sync_timer: asyncio.TimerHandle | None = None
     new_member_added: bool = False
 
     def is_empty(self) -> bool:
