@@ -1,0 +1,45 @@
+"""`artesian bench`: produce, consume and e2e run against a real broker and report figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+
+def bench(broker: Any, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "artesian.cli.main",
+            "bench",
+            *args,
+            "-b",
+            broker.bootstrap,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_bench_produce_consume_and_e2e_report_every_record(broker: Any) -> None:
+    produced = bench(broker, "produce", "--topic", "pt", "-n", "3000", "-s", "200", "--acks", "1")
+    assert produced["bench"] == "produce"
+    assert produced["records"] == 3000
+    assert {"MB_per_s", "records_per_s", "p50_ms", "p95_ms", "p99_ms", "p99.9_ms", "max_ms"} <= set(
+        produced
+    )
+    assert produced["p50_ms"] <= produced["p99_ms"] <= produced["max_ms"]
+
+    consumed = bench(broker, "consume", "--topic", "pt", "-n", "3000")
+    assert (consumed["bench"], consumed["records"]) == ("consume", 3000)
+
+    e2e = bench(broker, "e2e", "--topic", "lat", "-n", "200", "--throughput", "400")
+    assert (e2e["bench"], e2e["records"]) == ("e2e", 200)
+    assert 0 <= e2e["p50_ms"] <= e2e["max_ms"]
