@@ -54,7 +54,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._queue: collections.deque[bytes | bytearray] = collections.deque()
         self._busy = False
         self._pending: asyncio.Future[None] | None = None
-        self._paused = False
+        self._paused = False  # reading paused
+        self._write_paused = False  # the transport's buffer is over its high-water mark
         self._closed = False
         self._sock_fd = -1
         self._sendfile = broker.use_sendfile
@@ -84,6 +85,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._queue.clear()
+        if self._pending is not None and not self._pending.done():
+            # A parked fetch or join of a client that is gone: nobody will read the answer.
+            self._pending.cancel()
         self.broker.connections.discard(self)
         self.broker.metrics.connections.set(len(self.broker.connections))
 
@@ -108,12 +112,38 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._queue.extend(frames)
         if not self._busy:
             self._process()
-        if len(self._queue) > _MAX_QUEUED and not self._paused and self.transport:
-            self._paused = True
-            self.transport.pause_reading()
+        self._update_reading()
 
     def eof_received(self) -> bool | None:
         return None
+
+    def pause_writing(self) -> None:
+        # Like Kafka muting a channel until its response is sent: a client that does not read
+        # its responses gets no more of them, and its requests wait in the socket.
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._busy:
+            self._process()
+        self._update_reading()
+
+    def stop_reading(self) -> None:
+        """The broker is stopping: read no more requests."""
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        stop = self._write_paused or len(self._queue) > _MAX_QUEUED or self.broker.stopping
+        if stop and not self._paused:
+            self._paused = True
+            transport.pause_reading()
+        elif not stop and self._paused:
+            self._paused = False
+            transport.resume_reading()
 
     @property
     def busy(self) -> bool:
@@ -128,8 +158,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
     # --- request pipeline -------------------------------------------------------------------
 
     def _process(self) -> None:
-        """Handle queued requests until one must wait or the queue is empty."""
-        while self._queue and not self._closed:
+        """Handle queued requests until one must wait, the client stops reading, the broker
+        is stopping, or the queue is empty."""
+        while self._queue and not self._closed and not self._write_paused:
+            if self.broker.stopping:
+                self._queue.clear()  # not started: the client retries elsewhere
+                break
             frame = self._queue.popleft()
             result = self._dispatch(frame)
             if result is not None:
@@ -137,13 +171,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 self._pending = asyncio.ensure_future(self._finish(result))
                 return
         self._busy = False
-        if self._paused and self.transport and not self._closed:
-            self._paused = False
-            self.transport.resume_reading()
+        self._update_reading()
 
     async def _finish(self, pending: Awaitable[None]) -> None:
         try:
             await pending
+        except asyncio.CancelledError:
+            return  # the connection is gone
         except Exception:
             log.exception("request handling failed on %s; closing the connection", self.peer)
             self.close()

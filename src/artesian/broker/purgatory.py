@@ -47,6 +47,8 @@ class FetchPurgatory:
         return op
 
     def _forget(self, op: DelayedFetch) -> None:
+        if op.timer is not None:
+            op.timer.cancel()  # also when the fetch was cancelled (its client went away)
         for key in op.keys:
             watchers = self._watchers.get(key)
             if watchers is not None:

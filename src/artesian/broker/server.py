@@ -64,6 +64,8 @@ class Broker:
         self.handlers = HANDLERS
         self.connections: set[KafkaConnection] = set()
         self.use_sendfile = True
+        self.stopping = False
+        self._metrics_server: object | None = None
         self.image = MetadataImage()
         self.store: MetadataStore | None = None
         self.controller: Controller | None = None
@@ -135,7 +137,9 @@ class Broker:
         metrics_port = self.config.metrics_port
         if metrics_port:
             # prometheus-client serves from its own thread; scrapes never touch the loop.
-            start_http_server(metrics_port, addr=self.host, registry=self.metrics.registry)
+            self._metrics_server = start_http_server(
+                metrics_port, addr=self.host, registry=self.metrics.registry
+            )
             log.info("Prometheus metrics on http://%s:%d/metrics", self.host, metrics_port)
         self._server = await asyncio.get_running_loop().create_server(
             self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
@@ -213,9 +217,13 @@ class Broker:
         self._stopped.set()
 
     async def stop(self) -> None:
-        """Stop accepting, answer what is in flight, then flush and close every log."""
+        """Stop accepting and dispatching, answer what is in flight, then flush and close
+        every log (Kafka stops request processing before its replica manager)."""
+        self.stopping = True
         if self._server is not None:
             self._server.close()
+        for conn in list(self.connections):
+            conn.stop_reading()
         if self.replica_manager is not None:
             # Parked fetches answer now with what they have.
             self.replica_manager.purgatory.complete_all()
@@ -241,6 +249,9 @@ class Broker:
             await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
         if self.store is not None:
             self.store.close()
+        if isinstance(self._metrics_server, tuple):
+            server, _thread = self._metrics_server
+            server.shutdown()
         log.info("broker %d stopped cleanly", self.node_id)
 
     # --- metadata ---------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from artesian.metadata.records import (
 
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
+# Kafka's internal topics: clients may not write to or delete records from them.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ import struct
 __all__ = ["FrameDecoder", "FrameTooLarge", "InvalidFrameSize"]
 
 _SIZE = struct.Struct(">i")
-_SCRATCH = 256 * 1024
+# Per connection, so kept small; frames over half of it get a buffer of their own.
+_SCRATCH = 64 * 1024
 
 
 class FrameTooLarge(Exception):

@@ -9,6 +9,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.metadata.image import INTERNAL_TOPICS
 
 API_KEY = 21
 MIN_VERSION = 0
@@ -26,6 +27,10 @@ def handle(ctx: Any, request: Any) -> Any:
             partition = rm.get(t.name, p.partition_index)
             if partition is None:
                 code = ErrorCode.unknown_topic_or_partition
+            elif t.name in INTERNAL_TOPICS:
+                code = ErrorCode.invalid_topic_exception  # Kafka: internal topics are off limits
+            elif not partition.log.config.delete_enabled:
+                code = ErrorCode.policy_violation  # compact-only: records go by key, not offset
             else:
                 try:
                     low = partition.log.delete_records_before(p.offset, int(time.time() * 1000))

@@ -33,15 +33,18 @@ def _read(
     rm = broker.replica_manager
     image = broker.image
     version = ctx.header.api_version
-    budget = request.max_bytes if version >= 3 else 2**31 - 1
+    # The broker's fetch.max.bytes caps what a client may ask for, as in Kafka.
+    budget = min(request.max_bytes, broker.config.get_int("fetch.max.bytes"))
     total = 0
     errors = False
     keys: list[tuple[str, int]] = []
     topics: list[FetchTopicResult] = []
     for t in request.topics:
-        topic_id: uuid.UUID | None = getattr(t, "topic_id", None)
-        if topic_id is not None:
-            timg = image.topics_by_id.get(topic_id)
+        by_id = version >= 13
+        topic_id: uuid.UUID | None = t.topic_id if by_id else None
+        if by_id:
+            # The codec reads the all-zero id as None: no topic has it.
+            timg = image.topics_by_id.get(topic_id) if topic_id is not None else None
             name = timg.name if timg is not None else ""
         else:
             name = t.topic
@@ -51,9 +54,10 @@ def _read(
             parts.append(result)
             partition = rm.get(name, fp.partition) if name else None
             if partition is None:
+                # UNKNOWN_TOPIC_ID only when the id names no topic (KafkaApis does the same).
                 result.error_code = (
                     ErrorCode.unknown_topic_id
-                    if topic_id is not None
+                    if by_id and not name
                     else ErrorCode.unknown_topic_or_partition
                 )
                 errors = True

@@ -11,7 +11,7 @@ from kio.schema.errors import ErrorCode
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers.create_topics import auto_create_topic
 from artesian.broker.response import RawResponse
-from artesian.metadata.image import TopicImage
+from artesian.metadata.image import INTERNAL_TOPICS, TopicImage
 from artesian.protocol.codec import writer_for
 
 API_KEY = 3
@@ -74,15 +74,16 @@ def handle(ctx: Any, request: Any) -> Any:
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
-        entries = [_topic_entry(mod, t, t.name.startswith("__")) for t in image.topics.values()]
+        entries = [_topic_entry(mod, t, t.name in INTERNAL_TOPICS) for t in image.topics.values()]
         entity = _response(mod, broker, entries)
         body = bytearray()
         writer_for(type(entity))(body, entity)
         response = RawResponse([bytes(body)], len(body))
+        # Drop this version's bodies for older images; other versions keep theirs.
         broker.response_cache = {
             k: v
             for k, v in broker.response_cache.items()
-            if not (isinstance(k, tuple) and k[0] == API_KEY)
+            if not (isinstance(k, tuple) and k[:2] == (API_KEY, version))
         }
         broker.response_cache[key] = response
         return response
@@ -110,7 +111,7 @@ def handle(ctx: Any, request: Any) -> Any:
         if topic is None:
             entries.append(_error_entry(mod, name, None, ErrorCode.unknown_topic_or_partition))
             continue
-        entries.append(_topic_entry(mod, topic, topic.name.startswith("__")))
+        entries.append(_topic_entry(mod, topic, topic.name in INTERNAL_TOPICS))
     return _response(mod, broker, entries)
 
 

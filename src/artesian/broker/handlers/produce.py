@@ -17,6 +17,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
 from artesian.protocol.produce import ProduceRequestView, decode_produce_request
@@ -83,9 +84,12 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
             elif partition is None:
                 code = (
                     ErrorCode.unknown_topic_id
-                    if t.topic_id is not None
-                    else (ErrorCode.unknown_topic_or_partition)
+                    if t.topic_id is not None and not name
+                    else ErrorCode.unknown_topic_or_partition
                 )
+            elif name in INTERNAL_TOPICS:
+                code = ErrorCode.invalid_topic_exception
+                message = f"Cannot append to internal topic {name}"
             elif p.records is None:
                 code = ErrorCode.invalid_record
                 message = "Produce request carries null records"
@@ -114,6 +118,19 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
             parts_out.append((p.index, code, base_offset, append_time, log_start, message))
         topics_out.append((t, parts_out))
     if acks == 0:
+        failed = [(t.name, p[0], p[1]) for t, parts in topics_out for p in parts if p[1]]
+        if failed:
+            # The only way an acks=0 producer learns of an error (a moved or deleted
+            # partition) is a closed connection: it then refreshes its metadata. Kafka does so.
+            name, index, code = failed[0]
+            log.info(
+                "closing connection from %s: acks=0 produce to %s-%d failed with %s",
+                ctx.connection.peer,
+                name,
+                index,
+                ErrorCode(code).name,
+            )
+            ctx.connection.close()
         return None
     mod = response_module(API_KEY, version)
     responses = tuple(
