@@ -157,3 +157,33 @@ def test_a_client_that_stops_reading_gets_every_answer_in_order_later(
             assert got == corr
             sizes.add(len(resp.responses[0].partitions[0].records))
         assert len(sizes) == 1 and sizes.pop() > 7_000_000
+
+
+def test_incremental_alter_configs_rejects_duplicates_and_null_values(
+    broker: BrokerProcess,
+) -> None:
+    from kio.schema.incremental_alter_configs.v1 import request as iac
+
+    def alter(*configs: tuple[str, int, str | None]) -> int:
+        req = iac.IncrementalAlterConfigsRequest(
+            resources=(
+                iac.AlterConfigsResource(
+                    resource_type=2,
+                    resource_name="cfg",
+                    configs=tuple(
+                        iac.AlterableConfig(name=n, config_operation=op, value=v)
+                        for n, op, v in configs
+                    ),
+                ),
+            ),
+            validate_only=False,
+        )
+        with WireConn(broker.port) as conn:
+            return int(conn.request(44, 1, req).responses[0].error_code)
+
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "cfg")
+    assert alter(("retention.ms", 0, "1000"), ("retention.ms", 0, "2000")) == 42
+    assert alter(("retention.ms", 0, None)) == 42
+    assert alter(("retention.ms", 1, None)) == 0  # DELETE takes no value
+    assert alter(("retention.ms", 0, "1000")) == 0

@@ -91,7 +91,8 @@ class ReplicaManager:
         for key in [k for k in self.partitions if k[0] == topic]:
             del self.partitions[key]
             self.purgatory.wake(key)
-            self.log_manager.delete_log(*key)
+            # The files stay for file.delete.delay.ms: a fetch may still be sending them.
+            self.log_manager.delete_log(*key, now_ms=int(time.time() * 1000))
         self.metrics.partitions.set(len(self.partitions))
 
     def update_config(self, topic: str, config: LogConfig) -> None:

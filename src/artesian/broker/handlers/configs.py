@@ -27,6 +27,7 @@ ALTER_CONFIGS = 33
 INCREMENTAL_ALTER_CONFIGS = 44
 
 TOPIC = 2
+_DELETE = 1  # IncrementalAlterConfigs operation
 BROKER = 4
 BROKER_LOGGER = 8
 
@@ -126,6 +127,17 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
                     ErrorCode.unknown_topic_or_partition,
                     f"Topic '{res.resource_name}' does not exist.",
                 )
+            names = [c.name for c in res.configs]
+            if len(set(names)) != len(names):
+                raise ControllerError(
+                    ErrorCode.invalid_request, "Error due to duplicate config keys"
+                )
+            if incremental:
+                for c in res.configs:
+                    if c.value is None and c.config_operation != _DELETE:
+                        raise ControllerError(
+                            ErrorCode.invalid_request, f"Null value not supported for : {c.name}"
+                        )
             try:
                 if incremental:
                     wanted = apply_incremental(
