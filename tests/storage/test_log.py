@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from artesian.storage.errors import OffsetOutOfRangeError, RecordBatchTooLargeError
 from artesian.storage.log import Log
 from artesian.storage.log_config import LogConfig
-from tests.storage.batches import decode_batches, make_batch
+from tests.storage.batches import Rec, decode_batches, make_batch
 
 NOW = 1_700_000_000_000
 
@@ -258,4 +259,38 @@ def test_flush_and_recovery_point(tmp_path: Path) -> None:
     assert not log.needs_flush(NOW + 5000)
     append_n(log, 1, per_batch=1)
     assert not log.needs_flush(NOW + 999) and log.needs_flush(NOW + 1000)
+    log.close()
+
+
+def test_retention_keeps_segments_without_timestamps_until_their_mtime_expires(
+    tmp_path: Path,
+) -> None:
+    """Batches with timestamp -1 (allowed for CreateTime): Kafka falls back to the file's
+    modification time, so retention.ms does not delete them at once."""
+    size = len(make_batch(records=[Rec(b"k", b"v", -1)]))
+    log = open_log(tmp_path / "t-0", LogConfig(segment_bytes=size, retention_ms=60_000))
+    now = int(time.time() * 1000)
+    for _ in range(3):
+        log.append_as_leader(make_batch(records=[Rec(b"k", b"v", -1)]), 0, now)
+    log.high_watermark = log.log_end_offset  # retention only deletes what is committed
+    assert len(log.segments) == 3
+    assert log.delete_old_segments(now) == 0
+    assert log.log_start_offset == 0
+    # An hour later the files' modification times are past retention.ms.
+    # Kafka rolls an expired active segment and deletes it too.
+    assert log.delete_old_segments(now + 3_600_000) == 3
+    assert (log.log_start_offset, log.log_end_offset) == (3, 3)
+    log.close()
+
+
+def test_unflushed_messages_follow_the_recovery_point(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", LogConfig(flush_messages=5))
+    log.append_as_leader(make_batch(n=3), 0, NOW)
+    assert (log.unflushed_messages, log.needs_flush(NOW)) == (3, False)
+    log.append_as_leader(make_batch(n=3), 0, NOW)
+    assert (log.unflushed_messages, log.needs_flush(NOW)) == (6, True)
+    log.flush(up_to_offset=4)
+    assert log.unflushed_messages == 2
+    log.flush()
+    assert (log.unflushed_messages, log.needs_flush(NOW), log.recovery_point) == (0, False, 6)
     log.close()

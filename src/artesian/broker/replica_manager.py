@@ -37,7 +37,7 @@ class Partition:
     leader_epoch: int
     replicas: tuple[int, ...]
     isr: tuple[int, ...]
-    flushing: bool = False
+    roll_flush: asyncio.Future[None] | None = None
 
     @property
     def high_watermark(self) -> int:
@@ -98,8 +98,12 @@ class ReplicaManager:
     def update_config(self, topic: str, config: LogConfig) -> None:
         self.log_manager.update_config(topic, config)
 
-    def appended(self, p: Partition, nbytes: int, messages: int) -> None:
-        """Bookkeeping after a successful append: HW, metrics, waiting fetches, flush."""
+    def appended(self, p: Partition, nbytes: int, messages: int) -> asyncio.Future[None] | None:
+        """Bookkeeping after a successful append: HW, metrics, waiting fetches, flush.
+
+        Returns a flush to await before acknowledging when flush.messages or flush.ms call
+        for one (Kafka flushes inline there); after a roll, the closed segments are flushed
+        in the background, as Kafka's roll does."""
         p.log.high_watermark = p.log.log_end_offset
         counters = self._bytes_in.get(p.topic)
         if counters is None:
@@ -112,18 +116,25 @@ class ReplicaManager:
         m.inc(messages)
         self.purgatory.on_append((p.topic, p.index), nbytes)
         now = int(time.time() * 1000)
-        if not p.flushing and p.log.needs_flush(now):
-            self.schedule_flush(p)
+        if p.log.needs_flush(now):
+            return self._flush(p, None, now)
+        if p.log.needs_roll_flush() and p.roll_flush is None:
+            p.roll_flush = self._flush(p, p.log.active_base_offset, None)
+            p.roll_flush.add_done_callback(lambda _f: setattr(p, "roll_flush", None))
+        return None
 
-    def schedule_flush(self, p: Partition) -> None:
-        """fsync off the event loop; one flush per partition at a time."""
-        p.flushing = True
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, p.log.flush)
+    def _flush(self, p: Partition, up_to: int | None, now_ms: int | None) -> asyncio.Future[None]:
+        """fsync in a worker thread: the event loop never waits on the disk."""
+        fut = asyncio.get_running_loop().run_in_executor(None, p.log.flush, up_to, now_ms)
 
         def done(f: asyncio.Future[None]) -> None:
-            p.flushing = False
-            if f.exception() is not None:
-                log.error("flush of %s-%d failed: %s", p.topic, p.index, f.exception())
+            if not f.cancelled() and f.exception() is not None:
+                log.error(
+                    "flush of %s-%d failed: %s; the next flush retries",
+                    p.topic,
+                    p.index,
+                    f.exception(),
+                )
 
         fut.add_done_callback(done)
+        return fut

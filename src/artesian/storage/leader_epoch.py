@@ -3,33 +3,17 @@ LeaderEpochFileCache), used for OffsetForLeaderEpoch and follower truncation."""
 
 from __future__ import annotations
 
-import os
 import threading
 from bisect import bisect_right
 from pathlib import Path
+
+from artesian.storage.files import write_checkpoint_atomically
 
 __all__ = ["LEADER_EPOCH_CHECKPOINT", "UNDEFINED_EPOCH", "LeaderEpochFileCache"]
 
 LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1
-
-
-def write_checkpoint_atomically(path: Path, text: str) -> None:
-    """tmp file + fsync + rename + fsync of the directory, so a crash leaves old or new."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class LeaderEpochFileCache:

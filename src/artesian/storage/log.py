@@ -27,6 +27,7 @@ from pathlib import Path
 
 from artesian.protocol.records import InvalidBatch
 from artesian.storage.errors import OffsetOutOfRangeError, RecordBatchTooLargeError
+from artesian.storage.files import fsync_dir
 from artesian.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_validator import LogAppendInfo, validate_and_assign_offsets
@@ -125,7 +126,6 @@ class Log:
         self._log_end_offset = 0
         self._high_watermark = 0
         self._recovery_point = 0
-        self._unflushed_messages = 0
         self._last_flush_ms = now_ms
         self._hw_position: tuple[int, int, int] | None = None  # (hw, segment base, position)
         self.leader_epoch_cache = LeaderEpochFileCache(directory / LEADER_EPOCH_CHECKPOINT)
@@ -310,7 +310,8 @@ class Log:
 
     @property
     def unflushed_messages(self) -> int:
-        return self._unflushed_messages
+        # Kafka's definition: everything past the recovery point (offsets, not batches).
+        return max(0, self._log_end_offset - self._recovery_point)
 
     @property
     def latest_epoch(self) -> int:
@@ -348,7 +349,6 @@ class Log:
             self._log_end_offset = info.last_offset + 1
             if leader_epoch >= 0 and leader_epoch > self.leader_epoch_cache.latest_epoch:
                 self.leader_epoch_cache.assign(leader_epoch, info.first_offset)
-            self._unflushed_messages += info.records_count
             self.producer_state.complete_append(producer_append, self._log_end_offset)
             info.log_start_offset = self._log_start_offset
             return info
@@ -539,7 +539,7 @@ class Log:
                 deleted += self._delete_while(by_size, now_ms)
             if config.retention_ms >= 0:
                 limit = now_ms - config.retention_ms
-                deleted += self._delete_while(lambda s: s.max_timestamp < limit, now_ms)
+                deleted += self._delete_while(lambda s: s.largest_timestamp() < limit, now_ms)
             if deleted:
                 self.producer_state.delete_snapshots_before(self._bases[0])
             return deleted
@@ -683,7 +683,8 @@ class Log:
     # -- flush --------------------------------------------------------------------------------
 
     def needs_flush(self, now_ms: int) -> bool:
-        n = self._unflushed_messages
+        """flush.messages or flush.ms says so: the caller flushes before acknowledging."""
+        n = self.unflushed_messages
         if n <= 0:
             return False
         return (
@@ -701,15 +702,25 @@ class Log:
             first = max(0, bisect_right(self._bases, self._recovery_point) - 1)
             last = bisect_right(self._bases, target - 1)
             to_flush = self._segments[first : max(last, first + 1)]
-            unflushed = self._unflushed_messages
+            old_recovery_point = self._recovery_point
         for seg in to_flush:
             seg.flush()
+        if any(seg.base_offset > old_recovery_point for seg in to_flush):
+            # A segment created since the last flush: its directory entry must be durable too.
+            fsync_dir(self.dir)
         with self._lock:
             self._recovery_point = max(self._recovery_point, target)
-            if target >= self._log_end_offset:
-                self._unflushed_messages -= unflushed
             if now_ms is not None:
                 self._last_flush_ms = now_ms
+
+    def needs_roll_flush(self) -> bool:
+        """Rolled segments not yet on disk: Kafka flushes up to the new active segment in the
+        background after every roll, so the recovery point follows the rolls."""
+        return self._recovery_point < self._segments[-1].base_offset
+
+    @property
+    def active_base_offset(self) -> int:
+        return self._segments[-1].base_offset
 
     # -- truncation, config, close --------------------------------------------------------------
 

@@ -244,7 +244,7 @@ def cleanable_offsets(log: Log, checkpoint: int | None, now_ms: int) -> tuple[in
     lag = max(log.config.min_compaction_lag_ms, 0)
     if lag > 0:
         for seg in _non_active_from(segments, first_dirty):
-            if seg.max_timestamp > now_ms - lag:
+            if seg.largest_timestamp() > now_ms - lag:
                 bounds.append(seg.base_offset)
                 break
     return first_dirty, min(bounds)

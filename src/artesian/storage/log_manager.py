@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from artesian.storage.leader_epoch import write_checkpoint_atomically
+from artesian.storage.files import fsync_dir, write_checkpoint_atomically
 from artesian.storage.log import Log
 from artesian.storage.log_config import LogConfig
 
@@ -118,7 +118,7 @@ class LogManager:
         # From now on a crash must be treated as unclean.
         if clean:
             marker.unlink()
-            _fsync_dir(self.data_dir)
+            fsync_dir(self.data_dir)
 
     # -- lookup -------------------------------------------------------------------------------
 
@@ -174,7 +174,7 @@ class LogManager:
             return False
         target = self.data_dir / f"{topic}-{partition}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
         os.replace(log.dir, target)
-        _fsync_dir(self.data_dir)
+        fsync_dir(self.data_dir)
         log.dir = target
         with self._lock:
             self._pending_deletes.append((now_ms + log.config.file_delete_delay_ms, target, log))
@@ -236,12 +236,4 @@ class LogManager:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(self.data_dir)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(self.data_dir)

@@ -264,6 +264,17 @@ class LogSegment:
                         return record.offset, record.timestamp
         return None
 
+    def largest_timestamp(self) -> int:
+        """For retention: the largest record timestamp, or the file's modification time when
+        no batch carried one (timestamp -1) — Kafka's rule, so such a segment is not deleted
+        at once."""
+        if self.max_timestamp >= 0:
+            return self.max_timestamp
+        try:
+            return int(os.fstat(self._fd).st_mtime * 1000)
+        except OSError:
+            return -1
+
     def offset_of_timestamp(self, timestamp: int) -> int | None:
         """Offset of the first record carrying exactly ``timestamp`` (max-timestamp lookups)."""
         found = self.find_offset_by_timestamp(timestamp, self.base_offset)

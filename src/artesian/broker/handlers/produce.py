@@ -8,6 +8,7 @@ satisfied as soon as the leader has appended.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import struct
@@ -66,6 +67,7 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
     acks = request.acks
     valid_acks = acks in (-1, 0, 1)
     topics_out = []
+    flushes: list[asyncio.Future[None]] = []
     for t in request.topics:
         name = t.name
         if t.topic_id is not None:
@@ -112,9 +114,11 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
                     append_time = info.log_append_time
                     log_start = partition.log.log_start_offset
                     if not info.duplicate:  # a retried idempotent batch: NONE, original offsets
-                        rm.appended(
+                        flush = rm.appended(
                             partition, len(p.records), info.last_offset - info.first_offset + 1
                         )
+                        if flush is not None:
+                            flushes.append(flush)
             parts_out.append((p.index, code, base_offset, append_time, log_start, message))
         topics_out.append((t, parts_out))
     if acks == 0:
@@ -132,6 +136,27 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
             )
             ctx.connection.close()
         return None
+    if flushes:
+        return _after_flush(flushes, version, topics_out)
+    return _response(version, topics_out)
+
+
+async def _after_flush(
+    flushes: list[asyncio.Future[None]], version: int, topics_out: list[Any]
+) -> Any:
+    """flush.messages / flush.ms: acknowledge only what is on disk."""
+    try:
+        await asyncio.gather(*flushes)
+    except OSError as e:
+        log.error("fsync failed (%s): answering KAFKA_STORAGE_ERROR; check the disk", e)
+        topics_out = [
+            (t, [(p[0], ErrorCode.kafka_storage_error, -1, -1, -1, str(e)) for p in parts])
+            for t, parts in topics_out
+        ]
+    return _response(version, topics_out)
+
+
+def _response(version: int, topics_out: list[Any]) -> Any:
     mod = response_module(API_KEY, version)
     responses = tuple(
         make(
