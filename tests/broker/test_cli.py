@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.broker_process import free_port
+from tests.broker_process import BrokerProcess, free_port
 
 # Wide and plain: rich must neither wrap a config name across lines nor colour it.
 ENV = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
@@ -115,3 +115,15 @@ def test_sigint_exits_zero(broker: Any) -> None:
     log = broker.log_path.read_text()
     assert "received SIGINT: shutting down" in log
     assert "stopped cleanly" in log
+
+
+def test_data_dir_of_another_node_id_refuses_to_start(tmp_path: Path) -> None:
+    """A different node.id would make every log look foreign (and be deleted): Kafka refuses."""
+    first = BrokerProcess(tmp_path / "data").start()
+    first.stop()
+    other = BrokerProcess(tmp_path / "data", {"node.id": "2"})
+    with pytest.raises(RuntimeError, match=r"belongs to node\.id=1"):
+        other.start()
+    assert other.proc is not None and other.proc.returncode == 2
+    again = BrokerProcess(tmp_path / "data").start()  # the logs are still there for node 1
+    again.stop()

@@ -4,6 +4,7 @@ in order."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import signal
@@ -21,7 +22,7 @@ from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.offsets_topic import ConsumerOffsetsTopic
 from artesian.broker.producer_id_manager import ProducerIdManager
 from artesian.broker.replica_manager import ReplicaManager
-from artesian.config.broker import BrokerConfig
+from artesian.config.broker import BrokerConfig, parse_properties
 from artesian.config.resolve import effective_topic_config
 from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
 from artesian.metadata.controller import Controller
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
     from artesian.broker.connection import KafkaConnection
 
 log = logging.getLogger("artesian.broker")
+
+
+class InconsistentNodeId(Exception):
+    """The data directory was written by a broker with another node.id."""
 
 
 def parse_listener(listen: str) -> tuple[str, int]:
@@ -188,13 +193,20 @@ class Broker:
         )
 
     def _load_cluster_id(self) -> str:
+        """meta.properties names the cluster and the node this data directory belongs to; a
+        different node.id would make every log look foreign, so it stops the start (Kafka)."""
         path = self.data_dir / "meta.properties"
         if path.exists():
-            for line in path.read_text().splitlines():
-                if line.startswith("cluster.id="):
-                    return line.split("=", 1)[1].strip()
-        import base64
-
+            props = parse_properties(path.read_text())
+            stored = props.get("node.id")
+            if stored is not None and int(stored) != self.node_id:
+                raise InconsistentNodeId(
+                    f"{self.data_dir} belongs to node.id={stored}, but this broker has "
+                    f"node.id={self.node_id}: start it with --set node.id={stored} or use "
+                    "another --data-dir"
+                )
+            if "cluster.id" in props:
+                return props["cluster.id"]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         path.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n")
         return cluster_id

@@ -22,7 +22,7 @@ bench_app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 Bootstrap = Annotated[str, typer.Option("--bootstrap-server", "-b", help="HOST:PORT of a broker.")]
 Topic = Annotated[str, typer.Option(help="Topic to use (created if missing).")]

@@ -25,7 +25,8 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True)
+# soft_wrap: messages stay on one line in logs and pipes, where they get grepped.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _setup_logging(level: str) -> None:
@@ -46,7 +47,7 @@ def _event_loop_policy() -> None:
 
 
 def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None) -> None:
-    from artesian.broker.server import parse_listener, run_broker
+    from artesian.broker.server import InconsistentNodeId, parse_listener, run_broker
 
     try:
         host, port = parse_listener(listen)
@@ -61,6 +62,9 @@ def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None
     _event_loop_policy()
     try:
         asyncio.run(run_broker(config, data_dir, host, port))
+    except InconsistentNodeId as e:
+        console.print(f"[red]cannot start the broker:[/red] {e}")
+        raise typer.Exit(2) from e
     except OSError as e:
         console.print(
             f"[red]cannot start the broker on {listen}:[/red] {e.strerror or e}. "

@@ -154,6 +154,11 @@ class GroupCoordinator:
         # when a Kafka coordinator moves. The generation carries on so stale members are fenced.
         group.members.clear()
         group.state = GroupState.EMPTY
+        if v.members:
+            # It had members when the broker stopped: it became empty now, so its offsets get
+            # a full offsets.retention.minutes from here (Kafka reloads it with its members,
+            # which then time out).
+            group.state_timestamp = self.clock()
 
     # --- JoinGroup ------------------------------------------------------------------------
 
