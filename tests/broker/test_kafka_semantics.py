@@ -187,3 +187,28 @@ def test_incremental_alter_configs_rejects_duplicates_and_null_values(
     assert alter(("retention.ms", 0, None)) == 42
     assert alter(("retention.ms", 1, None)) == 0  # DELETE takes no value
     assert alter(("retention.ms", 0, "1000")) == 0
+
+
+def test_offset_commit_to_an_unknown_group_by_version(broker: BrokerProcess) -> None:
+    """A generation for a group that does not exist: ILLEGAL_GENERATION before v9,
+    GROUP_ID_NOT_FOUND from v9 (Kafka 3.7+); a standalone commit (-1, no member) creates it."""
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "oc")
+
+        def commit(version: int, group: str, generation: int, member: str = "") -> int:
+            req = sample_request(
+                8,
+                version,
+                "oc",
+                group_id=group,
+                generation_id_or_member_epoch=generation,
+                member_id=member,
+                group_instance_id=None,
+                committed_offset=5,
+            )
+            return int(conn.request(8, version, req).topics[0].partitions[0].error_code)
+
+        assert commit(8, "ghost", 3, "m") == 22
+        assert commit(9, "ghost", 3, "m") == 69
+        assert commit(9, "solo", -1) == 0
+        assert commit(9, "solo", -1, "someone") == 25  # a member id must be a member

@@ -99,9 +99,11 @@ class _Index:
                 os.close(fd)
 
     def rename(self, path: Path) -> None:
-        if self.path.exists():
-            os.replace(self.path, path)
-        self.path = path
+        # Under the flush lock: a flush in a worker thread must not recreate the old name.
+        with self._flush_lock:
+            if self.path.exists():
+                os.replace(self.path, path)
+            self.path = path
 
     def delete(self) -> None:
         try:

@@ -19,7 +19,12 @@ MAX_VERSION = 10
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     image = broker.image
+    version = ctx.header.api_version
     now = int(time.time() * 1000)
+    # v2-4 may ask for an explicit retention; -1 means the broker's offsets.retention.minutes.
+    retention = getattr(request, "retention_time", None)
+    retention_ms = retention // datetime.timedelta(milliseconds=1) if retention is not None else -1
+    expire = now + retention_ms if retention_ms >= 0 else None
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     errors: dict[tuple[str, int], int] = {}
     names: list[tuple[Any, str, list[int]]] = []
@@ -38,7 +43,7 @@ def handle(ctx: Any, request: Any) -> Any:
             if timg is None or p.partition_index not in timg.partitions:
                 errors[tp] = (
                     ErrorCode.unknown_topic_id
-                    if topic_id is not None
+                    if topic_id is not None and timg is None
                     else ErrorCode.unknown_topic_or_partition
                 )
                 continue
@@ -47,19 +52,26 @@ def handle(ctx: Any, request: Any) -> Any:
                 getattr(p, "committed_leader_epoch", -1),
                 p.committed_metadata or "",
                 now,
+                expire,
             )
         names.append((t, name, indexes))
     broker.offsets_topic.ensure()
-    errors.update(
-        broker.group_coordinator.commit_offsets(
-            request.group_id,
-            request.member_id,
-            getattr(request, "group_instance_id", None),
-            request.generation_id_or_member_epoch,
-            offsets,
+    coordinator = broker.group_coordinator
+    generation = request.generation_id_or_member_epoch
+    if version >= 9 and generation >= 0 and request.group_id not in coordinator.groups:
+        # Kafka 3.7+ (v9+) names the missing group instead of ILLEGAL_GENERATION.
+        errors.update(dict.fromkeys(offsets, ErrorCode.group_id_not_found))
+    else:
+        errors.update(
+            coordinator.commit_offsets(
+                request.group_id,
+                request.member_id,
+                getattr(request, "group_instance_id", None),
+                generation,
+                offsets,
+            )
         )
-    )
-    mod = response_module(API_KEY, ctx.header.api_version)
+    mod = response_module(API_KEY, version)
     return make(
         mod.OffsetCommitResponse,
         throttle_time=datetime.timedelta(0),

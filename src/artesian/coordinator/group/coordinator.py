@@ -682,7 +682,12 @@ class GroupCoordinator:
             group = self.groups[group_id] = GroupMetadata(group_id)
         elif group.state is GroupState.DEAD:
             return all_(E.coordinator_not_available)
-        elif generation_id < 0 and group.state is GroupState.EMPTY:
+        elif (
+            generation_id < 0
+            and not member_id
+            and group_instance_id is None
+            and group.state is GroupState.EMPTY
+        ):
             pass  # standalone commit to a group nobody is in
         else:
             # Member and generation first, then the state (Kafka's validateOffsetCommit): a
@@ -710,7 +715,11 @@ class GroupCoordinator:
                     rec.offset_key(group_id, tp[0], tp[1]),
                     rec.offset_value(
                         rec.OffsetValue(
-                            om.offset, om.leader_epoch, om.metadata, om.commit_timestamp
+                            om.offset,
+                            om.leader_epoch,
+                            om.metadata,
+                            om.commit_timestamp,
+                            om.expire_timestamp,
                         )
                     ),
                 )
@@ -719,10 +728,18 @@ class GroupCoordinator:
         if to_store:
             try:
                 self.topic.append(self.partition_for(group_id), to_store)
-            except Exception:
-                log.exception("could not store offsets of group %s", group_id)
+            except Exception as e:
+                # Kafka's mapping of a failed __consumer_offsets append: a commit too large
+                # for one batch is not worth retrying.
+                code = getattr(e, "error_code", None)
+                error = (
+                    E.invalid_commit_offset_size
+                    if code in (E.message_too_large, E.record_list_too_large)
+                    else E.coordinator_not_available
+                )
+                log.warning("could not store offsets of group %s: %s", group_id, e)
                 for tp in accepted:
-                    results[tp] = E.coordinator_not_available
+                    results[tp] = error
                 return results
         group.offsets.update(accepted)
         for tp in accepted:

@@ -134,6 +134,10 @@ def group_key(group: str) -> bytes:
 
 
 def offset_value(v: OffsetValue) -> bytes:
+    if v.expire_timestamp is not None:
+        # Version 1 is the one that carries an explicit expiry (OffsetCommit v2-4 retention).
+        w = _Writer().i16(1).i64(v.offset).string(v.metadata).i64(v.commit_timestamp)
+        return bytes(w.i64(v.expire_timestamp).out)
     w = _Writer().i16(3).i64(v.offset).i32(v.leader_epoch).string(v.metadata)
     return bytes(w.i64(v.commit_timestamp).out)
 
