@@ -289,21 +289,23 @@ def consume_kafka_python(
         deadline = time.monotonic() + T
         while len(out) < count and time.monotonic() < deadline:
             for batch in c.poll(timeout_ms=500).values():
-                for m in batch:
-                    out.append(
-                        Rec(
-                            m.partition,
-                            m.offset,
-                            m.key,
-                            m.value,
-                            tuple(m.headers or ()),
-                            m.timestamp_type == 1,
-                            m.timestamp,
-                        )
-                    )
+                out.extend(_rec(m) for m in batch)
     finally:
         c.close()
     return out
+
+
+def _rec(m: Any) -> Rec:
+    """A kafka-python or aiokafka ConsumerRecord (the two share these fields)."""
+    return Rec(
+        m.partition,
+        m.offset,
+        m.key,
+        m.value,
+        tuple(m.headers or ()),
+        m.timestamp_type == 1,
+        m.timestamp,
+    )
 
 
 def consume_aiokafka(
@@ -331,18 +333,7 @@ def consume_aiokafka(
             while len(out) < count and time.monotonic() < deadline:
                 got = await c.getmany(timeout_ms=500)
                 for batch in got.values():
-                    for m in batch:
-                        out.append(
-                            Rec(
-                                m.partition,
-                                m.offset,
-                                m.key,
-                                m.value,
-                                tuple(m.headers or ()),
-                                m.timestamp_type == 1,
-                                m.timestamp,
-                            )
-                        )
+                    out.extend(_rec(m) for m in batch)
         finally:
             await c.stop()
         return out
