@@ -806,13 +806,16 @@ class LogCleaner:
     def _clean(self, cleaner: Cleaner, ltc: LogToClean, now_ms: int) -> CleanerStats:
         log = ltc.log
         manager = self.cleaner_manager
+        start = log.log_start_offset
         try:
             stats = cleaner.clean(ltc, now_ms)
         except LogCleaningAbortedError:
             manager.abort_cleaning(log)
             return CleanerStats(log.topic, log.partition, ltc.first_dirty_offset, aborted=True)
         except Exception as e:
-            if log.closed:
+            if log.closed or log.log_start_offset != start:
+                # Retention or DeleteRecords removed segments under the cleaner (their files
+                # may already be closed): not the log's fault, try again next round.
                 manager.abort_cleaning(log)
             else:
                 logger.exception("cleaning %s failed; marking it uncleanable", log)
