@@ -58,7 +58,6 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False  # the transport's buffer is over its high-water mark
         self._closed = False
         self._sock_fd = -1
-        self._sendfile = broker.use_sendfile
         self.last_active = time.monotonic()
 
     # --- asyncio protocol -------------------------------------------------------------------
@@ -199,9 +198,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             log.warning("closing connection from %s: unknown API key %d", self.peer, header.api_key)
             self.close()
             return None
-        if not entry.min_version <= header.api_version <= entry.max_version and not (
-            entry.accepts_any_version
-        ):
+        if not entry.min_version <= header.api_version <= entry.max_version:
             self._send_unsupported(header)
             return None
         ctx = RequestContext(broker, self, header)
@@ -307,7 +304,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         the transport's buffer, so order is kept."""
         assert self.transport is not None
         position, remaining = part.position, part.size
-        if self._sendfile and self._sock_fd >= 0 and self.transport.get_write_buffer_size() == 0:
+        if self._sock_fd >= 0 and self.transport.get_write_buffer_size() == 0:
             try:
                 while remaining > 0:
                     sent = os.sendfile(self._sock_fd, part.fd, position, remaining)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 
-from artesian.broker.handlers import HANDLERS
+from artesian.broker.handlers import HANDLERS, HandlerEntry
 from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.offsets_topic import ConsumerOffsetsTopic
 from artesian.broker.producer_id_manager import ProducerIdManager
@@ -68,7 +68,6 @@ class Broker:
         self.metrics = BrokerMetrics()
         self.handlers = HANDLERS
         self.connections: set[KafkaConnection] = set()
-        self.use_sendfile = True
         self.stopping = False
         self._metrics_server: object | None = None
         self.image = MetadataImage()
@@ -84,7 +83,7 @@ class Broker:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
-        self._api_versions_fallback: bytes | None = None
+        self._api_versions_fallback = _api_versions_fallback_body(self.handlers)
         # Responses that only change with the metadata image, keyed by what they depend on.
         self.response_cache: dict[object, object] = {}
 
@@ -402,14 +401,15 @@ class Broker:
 
     def api_versions_fallback(self, correlation_id: int) -> bytes:
         """ApiVersions v0 response with UNSUPPORTED_VERSION (35) and our ranges."""
-        if self._api_versions_fallback is None:
-            body = bytearray(struct.pack(">hi", 35, len(self.handlers)))
-            for key in sorted(self.handlers):
-                h = self.handlers[key]
-                body += struct.pack(">hhh", key, h.min_version, h.max_version)
-            self._api_versions_fallback = bytes(body)
-        fallback = self._api_versions_fallback
-        return struct.pack(">ii", len(fallback) + 4, correlation_id) + fallback
+        body = self._api_versions_fallback
+        return struct.pack(">ii", len(body) + 4, correlation_id) + body
+
+
+def _api_versions_fallback_body(handlers: dict[int, HandlerEntry]) -> bytes:
+    body = bytearray(struct.pack(">hi", 35, len(handlers)))
+    for key, h in sorted(handlers.items()):
+        body += struct.pack(">hhh", key, h.min_version, h.max_version)
+    return bytes(body)
 
 
 async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:

@@ -26,7 +26,6 @@ class HandlerEntry:
     max_version: int
     handler: Callable[[Any, Any], Any]
     decode: Callable[[api.RequestHeader, memoryview], Any]
-    accepts_any_version: bool = False
 
 
 def _entries(module: ModuleType) -> list[HandlerEntry]:

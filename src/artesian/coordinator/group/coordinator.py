@@ -82,7 +82,6 @@ class JoinRequest:
             self.session_timeout_ms,
             self.protocol_type,
             self.protocols,
-            is_new=True,
         )
 
 
@@ -411,7 +410,6 @@ class GroupCoordinator:
         for m in group.members.values():
             fut = m.awaiting_join
             m.awaiting_join = None
-            m.is_new = False
             if fut is not None and not fut.done():
                 fut.set_result(self._join_result(group, m))
             self._schedule_heartbeat(group, m)

@@ -43,7 +43,6 @@ class MemberMetadata:
     awaiting_join: asyncio.Future[JoinResult] | None = None
     awaiting_sync: asyncio.Future[tuple[int, bytes]] | None = None
     heartbeat_timer: asyncio.TimerHandle | None = None
-    is_new: bool = False
 
     def protocol_names(self) -> list[str]:
         return [name for name, _ in self.protocols]
