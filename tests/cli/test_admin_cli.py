@@ -249,6 +249,32 @@ def test_group_consume_describe_reset_delete(broker: Any) -> None:
     )
 
 
+def test_reset_offsets_of_some_partitions(broker: Any) -> None:
+    cli(broker, "topic", "create", "spread", "--partitions", "3")
+    for p in range(3):
+        cli(broker, "produce", "spread", "--partition", str(p), stdin="x\n" * (p + 1))
+    plan = cli_json(
+        broker, "groups", "reset-offsets", "g", "--topic", "spread:0,2", "--to-latest", "--execute"
+    )
+    assert plan == {
+        "group": "g",
+        "executed": True,
+        "partitions": [
+            {"topic": "spread", "partition": 0, "current_offset": None, "new_offset": 1},
+            {"topic": "spread", "partition": 2, "current_offset": None, "new_offset": 3},
+        ],
+    }
+    rows = cli_json(broker, "groups", "describe", "g")["partitions"]
+    assert [(r["partition"], r["committed_offset"]) for r in rows] == [(0, 1), (2, 3)]
+
+    assert "has no partition 7" in fails(
+        broker, "groups", "reset-offsets", "g", "-t", "spread:0,7", "--to-earliest"
+    )
+    assert "Use TOPIC or TOPIC:P,P" in fails(
+        broker, "groups", "reset-offsets", "g", "-t", "spread:x", "--to-earliest"
+    )
+
+
 def test_unreachable_broker() -> None:
     port = free_port()  # nothing listens there
     for args in (("topic", "list"), ("consume", "x", "-n", "1"), ("groups", "list")):

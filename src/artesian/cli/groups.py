@@ -245,11 +245,28 @@ def _parse_datetime(value: str) -> int:
     return int(dt.astimezone(UTC).timestamp() * 1000)
 
 
+def _topic_partitions(spec: str) -> tuple[str, set[int] | None]:
+    """`topic` or `topic:0,2` (a ':' cannot occur in a Kafka topic name)."""
+    name, sep, parts = spec.partition(":")
+    if not sep:
+        return name, None
+    try:
+        return name, {int(p) for p in parts.split(",")}
+    except ValueError:
+        fail(f"bad --topic {spec!r}", "Use TOPIC or TOPIC:P,P, e.g. --topic orders:0,2.", code=2)
+
+
 @groups_app.command("reset-offsets")
 def reset_offsets(
     group: Annotated[str, typer.Argument(help="Group id.")],
     topic: Annotated[
-        list[str], typer.Option("--topic", "-t", help="Topic whose offsets to reset. Repeatable.")
+        list[str],
+        typer.Option(
+            "--topic",
+            "-t",
+            help="Topic whose offsets to reset, or TOPIC:P,P for some partitions "
+            "(as kafka-consumer-groups). Repeatable.",
+        ),
     ],
     to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Earliest offset.")] = False,
     to_latest: Annotated[bool, typer.Option("--to-latest", help="Log end offset.")] = False,
@@ -303,11 +320,18 @@ def reset_offsets(
             )
         md = admin.list_topics(timeout=opts.timeout)
         tps: list[tuple[str, int]] = []
-        for t in topic:
+        for spec in topic:
+            t, wanted = _topic_partitions(spec)
             tm = md.topics.get(t)
             if tm is None or tm.error is not None:
                 fail(f"topic {t!r} does not exist", "List the topics with `artesian topic list`.")
-            tps += [(t, p) for p in sorted(tm.partitions)]
+            missing = sorted(set(wanted or ()) - set(tm.partitions))
+            if missing:
+                fail(
+                    f"topic {t!r} has no partition {', '.join(map(str, missing))}",
+                    f"It has partitions 0-{len(tm.partitions) - 1}.",
+                )
+            tps += [(t, p) for p in sorted(tm.partitions) if wanted is None or p in wanted]
         committed = _committed(admin, opts, group)
         earliest = _offsets(admin, opts, tps, OffsetSpec.earliest())
         latest = _offsets(admin, opts, tps, OffsetSpec.latest())
