@@ -190,6 +190,18 @@ def test_delete_records(tmp_path: Path) -> None:
     log.close()
 
 
+def test_max_timestamp_below_log_start_keeps_its_batch_epoch(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    log.append_as_leader(make_batch(n=2, timestamp=NOW + 1000), 3, NOW)  # offsets 0-1, epoch 3
+    log.append_as_leader(make_batch(n=2, timestamp=NOW), 4, NOW)  # offsets 2-3, epoch 4
+    log.high_watermark = log.log_end_offset
+    assert log.delete_records_before(2) == 2
+    assert log.leader_epoch_cache.entries == [(4, 2)]
+    # Kafka still answers -3 with the record at offset 1, and takes the epoch from its batch.
+    assert log.fetch_offset_by_timestamp(-3) == (1, NOW + 1001, 3)
+    log.close()
+
+
 def test_reopen_after_clean_close(tmp_path: Path) -> None:
     size = len(make_batch(n=2))
     config = LogConfig(segment_bytes=size * 3, index_interval_bytes=1)

@@ -476,7 +476,11 @@ class Log:
                 return None
             exact = best.offset_of_timestamp(best.max_timestamp)
             off = exact if exact is not None else best.offset_of_max_timestamp
-            return off, best.max_timestamp, cache.epoch_for_offset(off)
+            # The epoch of the batch itself, as Kafka: the record may lie below a log start
+            # offset moved by DeleteRecords, where the epoch cache no longer reaches.
+            found = best.translate_offset(off)
+            epoch = found[1].partition_leader_epoch if found is not None else -1
+            return off, best.max_timestamp, epoch if epoch >= 0 else -1
         if timestamp < 0:
             return None
         lso = self._log_start_offset
