@@ -478,8 +478,8 @@ class Log:
             off = exact if exact is not None else best.offset_of_max_timestamp
             # The epoch of the batch itself, as Kafka: the record may lie below a log start
             # offset moved by DeleteRecords, where the epoch cache no longer reaches.
-            found = best.translate_offset(off)
-            epoch = found[1].partition_leader_epoch if found is not None else -1
+            holder = best.translate_offset(off)
+            epoch = holder[1].partition_leader_epoch if holder is not None else -1
             return off, best.max_timestamp, epoch if epoch >= 0 else -1
         if timestamp < 0:
             return None
