@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Any
 
+BENCH = [sys.executable, "-m", "artesian.cli.main", "bench"]
+
 
 def bench(broker: Any, *args: str) -> dict[str, Any]:
     out = subprocess.run(
@@ -43,3 +45,26 @@ def test_bench_produce_consume_and_e2e_report_every_record(broker: Any) -> None:
     e2e = bench(broker, "e2e", "--topic", "lat", "-n", "200", "--throughput", "400")
     assert (e2e["bench"], e2e["records"]) == ("e2e", 200)
     assert 0 <= e2e["p50_ms"] <= e2e["max_ms"]
+
+
+def test_bench_client_properties(broker: Any) -> None:
+    bench(broker, "produce", "--topic", "props", "-n", "500", "-s", "100", "-X", "linger.ms=0")
+    # A 1 KiB partition fetch limit still reads everything, batch by batch.
+    consumed = bench(
+        broker, "consume", "--topic", "props", "-n", "500", "-X", "max.partition.fetch.bytes=1024"
+    )
+    assert consumed["records"] == 500
+
+    for bad, message in (
+        ("nonsense", "bad --property 'nonsense': use key=value"),
+        ("no.such.property=1", "bad client configuration: No such configuration property"),
+    ):
+        proc = subprocess.run(
+            [*BENCH, "consume", "-b", broker.bootstrap, "--topic", "props", "-X", bad],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2
+        assert message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

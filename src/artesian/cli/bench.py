@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +23,7 @@ bench_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
 
 Bootstrap = Annotated[str, typer.Option("--bootstrap-server", "-b", help="HOST:PORT of a broker.")]
 Topic = Annotated[str, typer.Option(help="Topic to use (created if missing).")]
@@ -35,6 +36,40 @@ Rate = Annotated[
     float, typer.Option("--throughput", help="Max records/s (0 = as fast as possible).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+Props = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--property",
+        "-X",
+        help="Client property key=value (librdkafka names), over the bench's defaults. "
+        "Repeatable, e.g. -X fetch.queue.backoff.ms=20.",
+    ),
+]
+
+
+def _client_config(defaults: dict[str, object], props: list[str] | None) -> dict[str, object]:
+    config = dict(defaults)
+    for prop in props or ():
+        key, sep, value = prop.partition("=")
+        if not sep or not key.strip():
+            console.print(f"bad --property {prop!r}: use key=value", style="red", markup=False)
+            raise typer.Exit(2)
+        config[key.strip()] = value
+    return config
+
+
+def _client(cls: Callable[[dict[str, object]], T], config: dict[str, object]) -> T:
+    """A librdkafka client; a property it refuses ends the command with its message."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return cls(config)
+    except KafkaException as e:
+        console.print(f"bad client configuration: {e.args[0].str()}", style="red", markup=False)
+        raise typer.Exit(2) from None
+    except (ValueError, TypeError) as e:
+        console.print(f"bad client configuration: {e}", style="red", markup=False)
+        raise typer.Exit(2) from None
 
 
 @dataclass(slots=True)
@@ -125,6 +160,7 @@ def produce(
     acks: Acks = "all",
     compression: Compression = "none",
     throughput: Rate = 0,
+    props: Props = None,
     as_json: AsJson = False,
 ) -> None:
     """Produce records as fast as allowed; report MB/s and per-record latency percentiles."""
@@ -132,15 +168,19 @@ def produce(
 
     _ensure_topic(bootstrap, topic, partitions)
     payloads = _payloads(record_size)
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": acks,
-            "compression.type": compression,
-            "linger.ms": 5,
-            "batch.size": 1 << 20,
-            "queue.buffering.max.kbytes": 1 << 20,
-        }
+    producer = _client(
+        Producer,
+        _client_config(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": acks,
+                "compression.type": compression,
+                "linger.ms": 5,
+                "batch.size": 1 << 20,
+                "queue.buffering.max.kbytes": 1 << 20,
+            },
+            props,
+        ),
     )
     latencies: list[float] = []
     progress = _Progress("produce", num_records)
@@ -191,19 +231,24 @@ def consume(
     bootstrap: Bootstrap = "127.0.0.1:9092",
     topic: Topic = "artesian-bench",
     num_records: Count = 500_000,
+    props: Props = None,
     as_json: AsJson = False,
     timeout: Annotated[float, typer.Option(help="Give up after this many idle seconds.")] = 30,
 ) -> None:
     """Read records from the beginning with a fresh group; report MB/s."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"artesian-bench-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+    consumer = _client(
+        Consumer,
+        _client_config(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"artesian-bench-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+            props,
+        ),
     )
     consumer.subscribe([topic])
     progress = _Progress("consume", num_records)
@@ -247,9 +292,11 @@ def e2e(
     record_size: Size = 100,
     throughput: Rate = 1000,
     acks: Acks = "all",
+    props: Props = None,
     as_json: AsJson = False,
 ) -> None:
-    """End-to-end latency: produce at a fixed rate, consume in a group, time each record."""
+    """End-to-end latency: produce at a fixed rate, consume in a group, time each record.
+    --property applies to both clients."""
     from confluent_kafka import Consumer, Producer
 
     _ensure_topic(bootstrap, topic, 1)
@@ -257,18 +304,23 @@ def e2e(
     ready = threading.Event()
     done = threading.Event()
 
-    def consume_loop() -> None:
-        c = Consumer(
+    consumer = _client(
+        Consumer,
+        _client_config(
             {
                 "bootstrap.servers": bootstrap,
                 "group.id": f"artesian-e2e-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "latest",
                 "enable.auto.commit": False,
-            }
-        )
-        c.subscribe([topic], on_assign=lambda _c, _p: ready.set())
+            },
+            props,
+        ),
+    )
+
+    def consume_loop() -> None:
+        consumer.subscribe([topic], on_assign=lambda _c, _p: ready.set())
         while not done.is_set():
-            m = c.poll(0.1)
+            m = consumer.poll(0.1)
             if m is None or m.error() is not None:
                 continue
             value = m.value() or b""
@@ -276,7 +328,7 @@ def e2e(
                 latencies.append((time.time() - _STAMP.unpack_from(value)[0]) * 1000)
                 if len(latencies) >= num_records:
                     done.set()
-        c.close()
+        consumer.close()
 
     thread = threading.Thread(target=consume_loop, daemon=True)
     thread.start()
@@ -284,7 +336,10 @@ def e2e(
         console.print("[red]the consumer was not assigned the partition within 60 s[/red]")
         raise typer.Exit(1)
     time.sleep(1.0)  # let the consumer's first fetch start waiting
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0})
+    producer = _client(
+        Producer,
+        _client_config({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0}, props),
+    )
     padding = b"\0" * max(0, record_size - 8)
     progress = _Progress("e2e", num_records)
     start = time.perf_counter()
