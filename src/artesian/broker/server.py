@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 
+from artesian.broker.fetch_session import FetchSessionCache
 from artesian.broker.handlers import HANDLERS, HandlerEntry
 from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.offsets_topic import ConsumerOffsetsTopic
@@ -80,6 +81,9 @@ class Broker:
         self.offsets_topic = ConsumerOffsetsTopic(self)
         self.producer_id_manager = ProducerIdManager(self)
         self.group_coordinator: GroupCoordinator | None = None
+        self.fetch_sessions = FetchSessionCache(
+            config.get_int("max.incremental.fetch.session.cache.slots")
+        )
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()

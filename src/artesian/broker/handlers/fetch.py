@@ -2,19 +2,19 @@
 
 Stored batches are sent as they are: the response carries file regions that the connection
 hands to sendfile, so record bytes never enter Python. A fetch that finds fewer than
-``min_bytes`` parks in the purgatory and is woken by the appends it waits for.
-
-Fetch sessions (KIP-227) are declined, as the protocol allows: every response carries
-session id 0, so clients send full fetch requests.
+``min_bytes`` parks in the purgatory and is woken by the appends it waits for. From v7 a
+consumer may open an incremental fetch session (KIP-227, broker/fetch_session.py).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.fetch_session import FetchContext, FetchPartition, PartitionKey
 from artesian.broker.response import RawResponse
 from artesian.protocol.fetch import FetchPartitionResult, FetchTopicResult, encode_fetch_response
 
@@ -22,102 +22,193 @@ API_KEY = 1
 MIN_VERSION = 4
 MAX_VERSION = 18
 
-_READ_COMMITTED = 1
+def _requested(ctx: Any, request: Any) -> tuple[list[FetchPartition], list[PartitionKey]]:
+    """The request's partitions (topic ids resolved from v13) and the partitions to forget."""
+    image = ctx.broker.image
+    by_id = ctx.header.api_version >= 13
+
+    def name_of(t: Any) -> tuple[str, uuid.UUID | None]:
+        if not by_id:
+            return t.topic, None
+        # The codec reads the all-zero id as None: no topic has it.
+        timg = image.topics_by_id.get(t.topic_id) if t.topic_id is not None else None
+        return (timg.name if timg is not None else ""), t.topic_id
+
+    partitions = []
+    for t in request.topics:
+        name, topic_id = name_of(t)
+        for fp in t.partitions:
+            partitions.append(
+                FetchPartition(
+                    name,
+                    topic_id,
+                    fp.partition,
+                    fp.fetch_offset,
+                    fp.partition_max_bytes,
+                    getattr(fp, "current_leader_epoch", -1),
+                )
+            )
+    forgotten: list[PartitionKey] = [
+        (t.topic_id if by_id else t.topic, p)
+        for t in getattr(request, "forgotten_topics_data", ())
+        for p in t.partitions
+    ]
+    return partitions, forgotten
 
 
 def _read(
-    ctx: Any, request: Any
-) -> tuple[list[FetchTopicResult], int, bool, list[tuple[str, int]]]:
-    """Read every requested partition once. Returns (topics, bytes, any error, keys)."""
+    ctx: Any, request: Any, partitions: list[FetchPartition]
+) -> tuple[list[tuple[FetchPartition, FetchPartitionResult]], int, bool, list[tuple[str, int]]]:
+    """Read every partition once. Returns (results, bytes, any error, keys to wait on)."""
     broker = ctx.broker
     rm = broker.replica_manager
-    image = broker.image
-    version = ctx.header.api_version
+    by_id = ctx.header.api_version >= 13
     # The broker's fetch.max.bytes caps what a client may ask for, as in Kafka.
     budget = min(request.max_bytes, broker.config.get_int("fetch.max.bytes"))
     total = 0
     errors = False
     keys: list[tuple[str, int]] = []
-    topics: list[FetchTopicResult] = []
-    for t in request.topics:
-        by_id = version >= 13
-        topic_id: uuid.UUID | None = t.topic_id if by_id else None
-        if by_id:
-            # The codec reads the all-zero id as None: no topic has it.
-            timg = image.topics_by_id.get(topic_id) if topic_id is not None else None
-            name = timg.name if timg is not None else ""
-        else:
-            name = t.topic
-        parts: list[FetchPartitionResult] = []
-        for fp in t.partitions:
-            result = FetchPartitionResult(fp.partition)
-            parts.append(result)
-            partition = rm.get(name, fp.partition) if name else None
-            if partition is None:
-                # UNKNOWN_TOPIC_ID only when the id names no topic (KafkaApis does the same).
-                result.error_code = (
-                    ErrorCode.unknown_topic_id
-                    if by_id and not name
-                    else ErrorCode.unknown_topic_or_partition
-                )
-                errors = True
-                continue
-            plog = partition.log
-            hw = plog.high_watermark
-            result.high_watermark = hw
-            result.last_stable_offset = hw
-            result.log_start_offset = plog.log_start_offset
-            epoch_error = partition.leader_epoch_error(getattr(fp, "current_leader_epoch", -1))
-            if epoch_error is not None:
-                result.error_code = epoch_error
-                errors = True
-                continue
-            keys.append((name, fp.partition))
-            if fp.fetch_offset == hw and fp.fetch_offset == plog.log_end_offset:
-                continue  # caught up: nothing to read, the common long-poll case
-            max_bytes = min(fp.partition_max_bytes, budget - total)
-            try:
-                info = plog.read(fp.fetch_offset, max(max_bytes, 0), hw, total == 0)
-            except Exception as e:
-                code = getattr(e, "error_code", None)
-                if code is None:
-                    raise
-                result.error_code = ErrorCode(code)
-                errors = True
-                continue
-            records = info.records
-            if records is not None and records.size > 0:
-                result.records = [records]
-                result.records_size = records.size
-                total += records.size
-        topics.append(FetchTopicResult(name, topic_id, parts))
-    return topics, total, errors, keys
+    results: list[tuple[FetchPartition, FetchPartitionResult]] = []
+    topics_by_id = broker.image.topics_by_id
+    for fp in partitions:
+        if by_id:  # a session outlives topics: resolve the id each time
+            timg = topics_by_id.get(fp.topic_id) if fp.topic_id is not None else None
+            fp.topic = timg.name if timg is not None else ""
+        result = FetchPartitionResult(fp.partition)
+        results.append((fp, result))
+        partition = rm.get(fp.topic, fp.partition) if fp.topic else None
+        if partition is None:
+            # UNKNOWN_TOPIC_ID only when the id names no topic (KafkaApis does the same).
+            result.error_code = (
+                ErrorCode.unknown_topic_id
+                if by_id and not fp.topic
+                else ErrorCode.unknown_topic_or_partition
+            )
+            errors = True
+            continue
+        plog = partition.log
+        hw = plog.high_watermark
+        result.high_watermark = hw
+        result.last_stable_offset = hw
+        result.log_start_offset = plog.log_start_offset
+        epoch_error = partition.leader_epoch_error(fp.current_leader_epoch)
+        if epoch_error is not None:
+            result.error_code = epoch_error
+            errors = True
+            continue
+        keys.append((fp.topic, fp.partition))
+        if fp.fetch_offset == hw and fp.fetch_offset == plog.log_end_offset:
+            continue  # caught up: nothing to read, the common long-poll case
+        max_bytes = min(fp.max_bytes, budget - total)
+        try:
+            info = plog.read(fp.fetch_offset, max(max_bytes, 0), hw, total == 0)
+        except Exception as e:
+            code = getattr(e, "error_code", None)
+            if code is None:
+                raise
+            result.error_code = ErrorCode(code)
+            errors = True
+            continue
+        records = info.records
+        if records is not None and records.size > 0:
+            result.records = [records]
+            result.records_size = records.size
+            total += records.size
+    return results, total, errors, keys
 
 
-def _respond(ctx: Any, topics: list[FetchTopicResult], total: int) -> RawResponse:
-    if total:
-        metrics = ctx.broker.metrics
-        for t in topics:
-            size = sum(p.records_size for p in t.partitions)
-            if size:
-                metrics.bytes_out.labels(t.name).inc(size)
-    parts, size = encode_fetch_response(ctx.header.api_version, topics)
+def _respond(
+    ctx: Any,
+    context: FetchContext,
+    results: list[tuple[FetchPartition, FetchPartitionResult]],
+    total: int,
+) -> RawResponse:
+    session_id = context.response_session_id
+    if context.session is not None:
+        results = _changed_only(context, results)
+    elif context.create_session:
+        for fp, result in results:
+            fp.sent_high_watermark = result.high_watermark
+            fp.sent_log_start_offset = result.log_start_offset
+        session_id = ctx.broker.fetch_sessions.create(
+            [fp for fp, _ in results], context.by_id, int(time.time() * 1000)
+        )
+    topics: dict[tuple[str, uuid.UUID | None], FetchTopicResult] = {}
+    metrics = ctx.broker.metrics
+    for fp, result in results:
+        topic = topics.get((fp.topic, fp.topic_id))
+        if topic is None:
+            topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
+        topic.partitions.append(result)
+        if result.records_size:
+            metrics.bytes_out.labels(fp.topic).inc(result.records_size)
+    parts, size = encode_fetch_response(
+        ctx.header.api_version, list(topics.values()), session_id=session_id
+    )
     return RawResponse(parts, size)
 
 
+def _changed_only(
+    context: FetchContext, results: list[tuple[FetchPartition, FetchPartitionResult]]
+) -> list[tuple[FetchPartition, FetchPartitionResult]]:
+    """An incremental response names only partitions with news for the client. Partitions
+    that returned records move to the end of the session, so that the next fetch.max.bytes
+    goes to the others first (Kafka's round robin)."""
+    assert context.session is not None
+    sent = []
+    for fp, result in results:
+        if (
+            result.records_size
+            or result.error_code
+            or result.high_watermark != fp.sent_high_watermark
+            or result.log_start_offset != fp.sent_log_start_offset
+        ):
+            fp.sent_high_watermark = result.high_watermark
+            fp.sent_log_start_offset = result.log_start_offset
+            sent.append((fp, result))
+    session_partitions = context.session.partitions
+    for fp, result in sent:
+        if result.records_size:
+            key = fp.key(context.by_id)
+            session_partitions[key] = session_partitions.pop(key)
+    return sent
+
+
 def handle(ctx: Any, request: Any) -> Any:
-    topics, total, errors, keys = _read(ctx, request)
+    partitions, forgotten = _requested(ctx, request)
+    if ctx.header.api_version >= 7:
+        context = ctx.broker.fetch_sessions.new_context(
+            request.session_id,
+            request.session_epoch,
+            partitions,
+            forgotten,
+            ctx.header.api_version >= 13,
+            int(time.time() * 1000),
+        )
+        if context.error:
+            parts, size = encode_fetch_response(
+                ctx.header.api_version, [], error_code=context.error
+            )
+            return RawResponse(parts, size)
+    else:
+        context = FetchContext(partitions)
+    results, total, errors, keys = _read(ctx, request, context.partitions)
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
     if total >= request.min_bytes or errors or max_wait_ms <= 0 or not keys:
-        return _respond(ctx, topics, total)
-    return _wait_and_read(ctx, request, keys, total, max_wait_ms)
+        return _respond(ctx, context, results, total)
+    return _wait_and_read(ctx, request, context, keys, total, max_wait_ms)
 
 
 async def _wait_and_read(
-    ctx: Any, request: Any, keys: list[tuple[str, int]], accumulated: int, max_wait_ms: int
+    ctx: Any,
+    request: Any,
+    context: FetchContext,
+    keys: list[tuple[str, int]],
+    accumulated: int,
+    max_wait_ms: int,
 ) -> RawResponse:
     purgatory = ctx.broker.replica_manager.purgatory
     op = purgatory.park(keys, request.min_bytes, accumulated, max_wait_ms)
     await op.future
-    topics, total, _errors, _keys = _read(ctx, request)
-    return _respond(ctx, topics, total)
+    results, total, _errors, _keys = _read(ctx, request, context.partitions)
+    return _respond(ctx, context, results, total)

@@ -1,0 +1,44 @@
+"""FetchSessionCache on its own: epochs, slots and Kafka's eviction rule."""
+
+from __future__ import annotations
+
+from artesian.broker.fetch_session import (
+    EVICTION_MS,
+    FetchPartition,
+    FetchSessionCache,
+    next_epoch,
+)
+
+
+def parts(*partitions: int) -> list[FetchPartition]:
+    return [FetchPartition("t", None, p, 0, 1 << 20) for p in partitions]
+
+
+def test_epochs_wrap_to_one() -> None:
+    assert [next_epoch(e) for e in (0, 1, 0x7FFFFFFF, -1)] == [1, 2, 1, -1]
+
+
+def test_a_full_cache_evicts_a_stale_or_smaller_session_only() -> None:
+    cache = FetchSessionCache(max_slots=1)
+    first = cache.create(parts(0, 1), by_id=False, now_ms=0)
+    assert first != 0
+    # Same size, not stale: no slot for the newcomer.
+    assert cache.create(parts(0, 1), by_id=False, now_ms=1000) == 0
+    # Bigger: the smaller session makes room.
+    bigger = cache.create(parts(0, 1, 2), by_id=False, now_ms=2000)
+    assert bigger != 0 and list(cache.sessions) == [bigger]
+    # Stale: any newcomer may take its slot.
+    late = cache.create(parts(0), by_id=False, now_ms=2000 + EVICTION_MS)
+    assert late != 0 and list(cache.sessions) == [late]
+
+
+def test_forgetting_every_partition_ends_the_session() -> None:
+    cache = FetchSessionCache(max_slots=10)
+    sid = cache.create(parts(0), by_id=False, now_ms=0)
+    context = cache.new_context(sid, 1, [], [("t", 0)], by_id=False, now_ms=1)
+    assert context.session is None and context.response_session_id == 0
+    assert sid not in cache.sessions
+
+
+def test_no_slots_means_no_sessions() -> None:
+    assert FetchSessionCache(max_slots=0).create(parts(0), by_id=False, now_ms=0) == 0

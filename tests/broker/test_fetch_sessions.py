@@ -1,0 +1,179 @@
+"""Incremental fetch sessions (KIP-227), frame by frame, and kafka-python using them."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import uuid
+from typing import Any
+
+from tests.broker_process import BrokerProcess
+from tests.kafka_wire import WireConn, create_topic, sample_request
+from tests.storage.batches import make_batch
+
+PRODUCE, FETCH = 0, 1
+FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, FETCH_SESSION_TOPIC_ID_ERROR = 70, 71, 106
+
+
+def produce(conn: WireConn, topic: str, partition: int, n: int) -> None:
+    req = sample_request(PRODUCE, 9, topic, batch=bytes(make_batch(n=n)), index=partition)
+    resp = conn.request(PRODUCE, 9, req)
+    assert int(resp.responses[0].partition_responses[0].error_code) == 0
+
+
+def fetch(
+    conn: WireConn,
+    version: int,
+    session_id: int,
+    epoch: int,
+    partitions: dict[int, int],
+    topic: str = "s",
+    topic_id: uuid.UUID | None = None,
+    forget: tuple[int, ...] = (),
+    max_wait_ms: int = 0,
+) -> Any:
+    """One Fetch naming ``partitions`` (partition -> fetch offset) of one topic."""
+    m = importlib.import_module(f"kio.schema.fetch.v{version}.request")
+    name = {"topic_id": topic_id} if version >= 13 else {"topic": topic}
+    req = m.FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=(
+            (
+                m.FetchTopic(
+                    **name,
+                    partitions=tuple(
+                        m.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
+                        for p, o in partitions.items()
+                    ),
+                ),
+            )
+            if partitions
+            else ()
+        ),
+        forgotten_topics_data=(m.ForgottenTopic(**name, partitions=forget),) if forget else (),
+    )
+    return conn.request(FETCH, version, req)
+
+
+def seen(resp: Any) -> dict[int, tuple[int, int]]:
+    """partition -> (high watermark, record bytes) of every partition in the response."""
+    return {
+        p.partition_index: (p.high_watermark, len(p.records or b""))
+        for t in resp.responses
+        for p in t.partitions
+    }
+
+
+def test_incremental_fetches_carry_only_what_changed(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn, WireConn(broker.port) as writer:
+        create_topic(conn, "s", partitions=2)
+        produce(writer, "s", 0, 3)
+
+        full = fetch(conn, 12, 0, 0, {0: 0, 1: 0})
+        assert int(full.error_code) == 0
+        sid = full.session_id
+        assert sid != 0
+        assert {k: v[0] for k, v in seen(full).items()} == {0: 3, 1: 0}
+        assert seen(full)[0][1] > 0
+
+        # The client moved partition 0 to offset 3; nothing new anywhere: an empty answer.
+        empty = fetch(conn, 12, sid, 1, {0: 3})
+        assert (int(empty.error_code), empty.session_id, seen(empty)) == (0, sid, {})
+
+        # New records on partition 1 come back although the request does not name it.
+        produce(writer, "s", 1, 2)
+        news = fetch(conn, 12, sid, 2, {})
+        assert list(seen(news)) == [1]
+        hw, size = seen(news)[1]
+        assert hw == 2 and size > 0
+
+        # The same position again: the records are sent again, the client has not moved.
+        assert list(seen(fetch(conn, 12, sid, 3, {}))) == [1]
+        assert seen(fetch(conn, 12, sid, 4, {1: 2})) == {}
+
+        # A forgotten partition is no longer read.
+        fetch(conn, 12, sid, 5, {}, forget=(0,))
+        produce(writer, "s", 0, 1)
+        assert seen(fetch(conn, 12, sid, 6, {})) == {}
+
+        # Out of step and unknown sessions get the session errors, with no session id.
+        wrong = fetch(conn, 12, sid, 99, {})
+        assert (int(wrong.error_code), wrong.session_id, seen(wrong)) == (
+            INVALID_FETCH_SESSION_EPOCH,
+            0,
+            {},
+        )
+        unknown = fetch(conn, 12, sid + 1 if sid < 0x7FFFFFFF else 1, 1, {})
+        assert int(unknown.error_code) == FETCH_SESSION_ID_NOT_FOUND
+
+        # Epoch -1 closes the session and is a plain full fetch.
+        closing = fetch(conn, 12, sid, -1, {0: 3})
+        assert (int(closing.error_code), closing.session_id) == (0, 0)
+        assert seen(closing)[0] == (4, seen(closing)[0][1])
+        assert int(fetch(conn, 12, sid, 7, {}).error_code) == FETCH_SESSION_ID_NOT_FOUND
+
+
+def test_an_incremental_fetch_waits_for_any_session_partition(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn, WireConn(broker.port) as writer:
+        create_topic(conn, "s", partitions=2)
+        sid = fetch(conn, 12, 0, 0, {0: 0, 1: 0}).session_id
+        corr = conn.next_corr()
+        m = importlib.import_module("kio.schema.fetch.v12.request")
+        req = m.FetchRequest(
+            max_wait=datetime.timedelta(seconds=5),
+            min_bytes=1,
+            max_bytes=1 << 20,
+            session_id=sid,
+            session_epoch=1,
+            topics=(),
+            forgotten_topics_data=(),
+        )
+        from tests.kafka_wire import parse_response, request_frame
+
+        conn.send(request_frame(FETCH, 12, corr, req))
+        produce(writer, "s", 1, 4)  # wakes the parked fetch
+        got, resp = parse_response(FETCH, 12, conn.recv_frame())
+        assert got == corr
+        assert list(seen(resp)) == [1]
+        assert seen(resp)[1][0] == 4
+
+
+def test_sessions_by_topic_id_and_a_version_switch(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn:
+        topic_id = create_topic(conn, "s", partitions=1)
+        produce(conn, "s", 0, 2)
+        full = fetch(conn, 13, 0, 0, {0: 0}, topic_id=topic_id)
+        assert full.responses[0].topic_id == topic_id
+        assert seen(full)[0][0] == 2
+        sid = full.session_id
+        assert seen(fetch(conn, 13, sid, 1, {0: 2}, topic_id=topic_id)) == {}
+        # A session opened by topic id cannot go on by name.
+        assert int(fetch(conn, 12, sid, 2, {}).error_code) == FETCH_SESSION_TOPIC_ID_ERROR
+
+
+def test_kafka_python_reads_through_a_session(broker: BrokerProcess) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "kp", partitions=3)
+        for p in range(3):
+            produce(conn, "kp", p, 5 + p)
+    tps = [TopicPartition("kp", p) for p in range(3)]
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    try:
+        c.assign(tps)
+        c.seek_to_beginning()
+        got: dict[int, list[int]] = {0: [], 1: [], 2: []}
+        while sum(map(len, got.values())) < 18:
+            for tp, records in c.poll(timeout_ms=5000).items():
+                got[tp.partition] += [r.offset for r in records]
+        assert got == {0: list(range(5)), 1: list(range(6)), 2: list(range(7))}
+        # The client holds an open session with the broker (kafka-python's own state).
+        handlers = c._fetcher._session_handlers
+        assert any(h.next_metadata.session_id for h in handlers.values())
+    finally:
+        c.close()
