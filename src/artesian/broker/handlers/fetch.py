@@ -22,6 +22,7 @@ API_KEY = 1
 MIN_VERSION = 4
 MAX_VERSION = 18
 
+
 def _requested(ctx: Any, request: Any) -> tuple[list[FetchPartition], list[PartitionKey]]:
     """The request's partitions (topic ids resolved from v13) and the partitions to forget."""
     image = ctx.broker.image
