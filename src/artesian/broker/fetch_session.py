@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
@@ -99,12 +99,18 @@ class FetchSessionCache:
         forgotten: list[PartitionKey],
         by_id: bool,
         now_ms: int,
+        exists: Callable[[FetchPartition], bool],
     ) -> FetchContext:
         if epoch in (INITIAL_EPOCH, FINAL_EPOCH):
             # A full fetch closes any session it names; epoch -1 asks for no new one.
             self.sessions.pop(session_id, None)
             return FetchContext(partitions, create_session=epoch == INITIAL_EPOCH, by_id=by_id)
         session = self.sessions.get(session_id)
+        if session is not None and not all(exists(p) for p in partitions):
+            # Sessions hold only partitions that exist, which bounds their memory; the client
+            # sees session id 0 and starts a new one with a full fetch.
+            del self.sessions[session_id]
+            return FetchContext(partitions, by_id=by_id)
         if session is None:
             return FetchContext([], error=ErrorCode.fetch_session_id_not_found)
         if session.epoch != epoch:
@@ -124,9 +130,16 @@ class FetchSessionCache:
             response_session_id=session.id,
         )
 
-    def create(self, partitions: list[FetchPartition], by_id: bool, now_ms: int) -> int:
-        """Cache a full fetch's partitions as a new session; its id, or 0 when no slot."""
-        if self.max_slots <= 0 or not partitions:
+    def create(
+        self,
+        partitions: list[FetchPartition],
+        by_id: bool,
+        now_ms: int,
+        exists: Callable[[FetchPartition], bool],
+    ) -> int:
+        """Cache a full fetch's partitions as a new session; its id, or 0 when there is no
+        slot or a partition does not exist."""
+        if self.max_slots <= 0 or not partitions or not all(exists(p) for p in partitions):
             return INVALID_SESSION_ID
         if len(self.sessions) >= self.max_slots and not self._evict(len(partitions), now_ms):
             return INVALID_SESSION_ID

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -132,7 +133,7 @@ def _respond(
             fp.sent_high_watermark = result.high_watermark
             fp.sent_log_start_offset = result.log_start_offset
         session_id = ctx.broker.fetch_sessions.create(
-            [fp for fp, _ in results], context.by_id, int(time.time() * 1000)
+            [fp for fp, _ in results], context.by_id, int(time.time() * 1000), _exists(ctx)
         )
     topics: dict[tuple[str, uuid.UUID | None], FetchTopicResult] = {}
     metrics = ctx.broker.metrics
@@ -175,6 +176,11 @@ def _changed_only(
     return sent
 
 
+def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
+    rm = ctx.broker.replica_manager
+    return lambda fp: bool(fp.topic) and rm.get(fp.topic, fp.partition) is not None
+
+
 def handle(ctx: Any, request: Any) -> Any:
     partitions, forgotten = _requested(ctx, request)
     if ctx.header.api_version >= 7:
@@ -185,6 +191,7 @@ def handle(ctx: Any, request: Any) -> Any:
             forgotten,
             ctx.header.api_version >= 13,
             int(time.time() * 1000),
+            _exists(ctx),
         )
         if context.error:
             parts, size = encode_fetch_response(
