@@ -24,17 +24,19 @@ MIN_VERSION = 4
 MAX_VERSION = 18
 
 
+def _topic_name(image: Any, topic_id: uuid.UUID | None) -> str:
+    # The codec reads the all-zero id as None: no topic has it.
+    timg = image.topics_by_id.get(topic_id) if topic_id is not None else None
+    return timg.name if timg is not None else ""
+
+
 def _requested(ctx: Any, request: Any) -> tuple[list[FetchPartition], list[PartitionKey]]:
     """The request's partitions (topic ids resolved from v13) and the partitions to forget."""
     image = ctx.broker.image
     by_id = ctx.header.api_version >= 13
 
     def name_of(t: Any) -> tuple[str, uuid.UUID | None]:
-        if not by_id:
-            return t.topic, None
-        # The codec reads the all-zero id as None: no topic has it.
-        timg = image.topics_by_id.get(t.topic_id) if t.topic_id is not None else None
-        return (timg.name if timg is not None else ""), t.topic_id
+        return (_topic_name(image, t.topic_id), t.topic_id) if by_id else (t.topic, None)
 
     partitions = []
     for t in request.topics:
@@ -71,11 +73,9 @@ def _read(
     errors = False
     keys: list[tuple[str, int]] = []
     results: list[tuple[FetchPartition, FetchPartitionResult]] = []
-    topics_by_id = broker.image.topics_by_id
     for fp in partitions:
         if by_id:  # a session outlives topics: resolve the id each time
-            timg = topics_by_id.get(fp.topic_id) if fp.topic_id is not None else None
-            fp.topic = timg.name if timg is not None else ""
+            fp.topic = _topic_name(broker.image, fp.topic_id)
         result = FetchPartitionResult(fp.partition)
         results.append((fp, result))
         partition = rm.get(fp.topic, fp.partition) if fp.topic else None
@@ -123,7 +123,6 @@ def _respond(
     ctx: Any,
     context: FetchContext,
     results: list[tuple[FetchPartition, FetchPartitionResult]],
-    total: int,
 ) -> RawResponse:
     session_id = context.response_session_id
     if context.session is not None:
@@ -203,7 +202,7 @@ def handle(ctx: Any, request: Any) -> Any:
     results, total, errors, keys = _read(ctx, request, context.partitions)
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
     if total >= request.min_bytes or errors or max_wait_ms <= 0 or not keys:
-        return _respond(ctx, context, results, total)
+        return _respond(ctx, context, results)
     return _wait_and_read(ctx, request, context, keys, total, max_wait_ms)
 
 
@@ -218,5 +217,5 @@ async def _wait_and_read(
     purgatory = ctx.broker.replica_manager.purgatory
     op = purgatory.park(keys, request.min_bytes, accumulated, max_wait_ms)
     await op.future
-    results, total, _errors, _keys = _read(ctx, request, context.partitions)
-    return _respond(ctx, context, results, total)
+    results, _total, _errors, _keys = _read(ctx, request, context.partitions)
+    return _respond(ctx, context, results)
