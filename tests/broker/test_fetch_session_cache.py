@@ -23,7 +23,8 @@ def test_epochs_wrap_to_one() -> None:
 
 
 def test_a_full_cache_evicts_a_stale_or_smaller_session_only() -> None:
-    cache = FetchSessionCache(max_slots=1)
+    evicted: list[int] = []
+    cache = FetchSessionCache(max_slots=1, on_evict=lambda: evicted.append(1))
     first = cache.create(parts(0, 1), by_id=False, now_ms=0, exists=every_partition)
     assert first != 0
     # Same size, not stale: no slot for the newcomer.
@@ -34,6 +35,7 @@ def test_a_full_cache_evicts_a_stale_or_smaller_session_only() -> None:
     # Stale: any newcomer may take its slot.
     late = cache.create(parts(0), by_id=False, now_ms=2000 + EVICTION_MS, exists=every_partition)
     assert late != 0 and list(cache.sessions) == [late]
+    assert len(evicted) == 2
 
 
 def test_forgetting_every_partition_ends_the_session() -> None:

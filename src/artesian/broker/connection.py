@@ -205,7 +205,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             request = entry.decode(header, view)
         except (DecodeError, ValueError, TypeError, OverflowError, KeyError) as e:
-            broker.metrics.request_errors.labels(api.api_name(header.api_key), "decode").inc()
+            broker.metrics.request_errors.labels(
+                api.request_metric_name(header.api_key), "decode"
+            ).inc()
             log.warning(
                 "closing connection from %s (client %s): malformed %s v%d request: %s",
                 self.peer,
@@ -267,7 +269,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         )
 
     def _send(self, header: api.RequestHeader, response: Any, started: float) -> None:
-        name = api.api_name(header.api_key)
+        name = api.request_metric_name(header.api_key)
         self.broker.metrics.observe_request(name, time.perf_counter() - started)
         if response is None:  # acks=0 Produce: no response at all
             return

@@ -89,7 +89,12 @@ class FetchContext:
 @dataclass
 class FetchSessionCache:
     max_slots: int
+    on_evict: Callable[[], object] = lambda: None
     sessions: dict[int, FetchSession] = field(default_factory=dict)
+
+    @property
+    def cached_partitions(self) -> int:
+        return sum(len(s.partitions) for s in self.sessions.values())
 
     def new_context(
         self,
@@ -159,10 +164,11 @@ class FetchSessionCache:
         """Kafka's rule: a stale session goes first; else a smaller one than the newcomer."""
         stale = min(self.sessions.values(), key=lambda s: s.last_used_ms)
         if now_ms - stale.last_used_ms >= EVICTION_MS:
-            del self.sessions[stale.id]
-            return True
-        smallest = min(self.sessions.values(), key=lambda s: len(s.partitions))
-        if len(smallest.partitions) < new_size:
-            del self.sessions[smallest.id]
-            return True
-        return False
+            victim = stale
+        else:
+            victim = min(self.sessions.values(), key=lambda s: len(s.partitions))
+            if len(victim.partitions) >= new_size:
+                return False
+        del self.sessions[victim.id]
+        self.on_evict()
+        return True

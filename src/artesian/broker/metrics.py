@@ -48,6 +48,21 @@ class BrokerMetrics:
             "Partitions whose ISR is smaller than their replica set.",
             registry=r,
         )
+        self.fetch_sessions = Gauge(
+            "kafka_server_fetch_session_cache_num_incremental_fetch_sessions",
+            "Incremental fetch sessions cached (KIP-227).",
+            registry=r,
+        )
+        self.fetch_session_partitions = Gauge(
+            "kafka_server_fetch_session_cache_num_incremental_fetch_partitions_cached",
+            "Partitions held by all cached fetch sessions.",
+            registry=r,
+        )
+        self.fetch_session_evictions = Counter(
+            "kafka_server_fetch_session_cache_incremental_fetch_session_evictions",
+            "Fetch sessions evicted to make room for new ones.",
+            registry=r,
+        )
         self._latency_children: dict[str, tuple[Histogram, Counter]] = {}
 
     def observe_request(self, name: str, seconds: float) -> None:

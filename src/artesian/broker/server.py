@@ -82,7 +82,12 @@ class Broker:
         self.producer_id_manager = ProducerIdManager(self)
         self.group_coordinator: GroupCoordinator | None = None
         self.fetch_sessions = FetchSessionCache(
-            config.get_int("max.incremental.fetch.session.cache.slots")
+            config.get_int("max.incremental.fetch.session.cache.slots"),
+            on_evict=self.metrics.fetch_session_evictions.inc,
+        )
+        self.metrics.fetch_sessions.set_function(lambda: len(self.fetch_sessions.sessions))
+        self.metrics.fetch_session_partitions.set_function(
+            lambda: self.fetch_sessions.cached_partitions
         )
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []

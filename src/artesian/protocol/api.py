@@ -58,6 +58,13 @@ def api_name(api_key: int) -> str:
 
 
 @cache
+def request_metric_name(api_key: int) -> str:
+    """Kafka's name in request metrics (``request="Produce"``, ``"ApiVersions"``)."""
+    name = api_key_map.get(api_key)
+    return "".join(w.capitalize() for w in name.split("_")) if name else "Unknown"
+
+
+@cache
 def request_class(api_key: int, api_version: int) -> type | None:
     try:
         return load_request_schema(api_key, api_version)
