@@ -65,6 +65,9 @@ def test_sessions_hold_only_partitions_that_exist() -> None:
 
     assert cache.create(parts(0, 7), by_id=False, now_ms=0, exists=only_0) == 0
     sid = cache.create(parts(0), by_id=False, now_ms=0, exists=only_0)
+    # Out of step first: the session stays.
+    late = cache.new_context(sid, 5, parts(7), [], by_id=False, now_ms=1, exists=only_0)
+    assert int(late.error) == 71 and sid in cache.sessions
     # Adding a partition that does not exist ends the session: a sessionless answer.
     context = cache.new_context(sid, 1, parts(7), [], by_id=False, now_ms=1, exists=only_0)
     assert context.session is None and context.response_session_id == 0

@@ -111,17 +111,17 @@ class FetchSessionCache:
             self.sessions.pop(session_id, None)
             return FetchContext(partitions, create_session=epoch == INITIAL_EPOCH, by_id=by_id)
         session = self.sessions.get(session_id)
-        if session is not None and not all(exists(p) for p in partitions):
-            # Sessions hold only partitions that exist, which bounds their memory; the client
-            # sees session id 0 and starts a new one with a full fetch.
-            del self.sessions[session_id]
-            return FetchContext(partitions, by_id=by_id)
         if session is None:
             return FetchContext([], error=ErrorCode.fetch_session_id_not_found)
         if session.epoch != epoch:
             return FetchContext([], error=ErrorCode.invalid_fetch_session_epoch)
         if session.by_id != by_id:
             return FetchContext([], error=ErrorCode.fetch_session_topic_id_error)
+        if not all(exists(p) for p in partitions):
+            # Sessions hold only partitions that exist, which bounds their memory; the client
+            # sees session id 0 and starts a new one with a full fetch.
+            del self.sessions[session_id]
+            return FetchContext(partitions, by_id=by_id)
         session.update(partitions, forgotten)
         if not session.partitions:
             del self.sessions[session_id]
