@@ -17,6 +17,8 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
+from artesian.cli.common import PropsOpt, parse_kv, reporting
+
 bench_app = typer.Typer(
     help="Benchmarks against any Kafka-compatible broker.",
     no_args_is_help=True,
@@ -36,40 +38,15 @@ Rate = Annotated[
     float, typer.Option("--throughput", help="Max records/s (0 = as fast as possible).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
-Props = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--property",
-        "-X",
-        help="Client property key=value (librdkafka names), over the bench's defaults. "
-        "Repeatable, e.g. -X fetch.queue.backoff.ms=20.",
-    ),
-]
 
 
-def _client_config(defaults: dict[str, object], props: list[str] | None) -> dict[str, object]:
-    config = dict(defaults)
-    for prop in props or ():
-        key, sep, value = prop.partition("=")
-        if not sep or not key.strip():
-            console.print(f"bad --property {prop!r}: use key=value", style="red", markup=False)
-            raise typer.Exit(2)
-        config[key.strip()] = value
-    return config
-
-
-def _client(cls: Callable[[dict[str, object]], T], config: dict[str, object]) -> T:
-    """A librdkafka client; a property it refuses ends the command with its message."""
-    from confluent_kafka import KafkaException
-
-    try:
-        return cls(config)
-    except KafkaException as e:
-        console.print(f"bad client configuration: {e.args[0].str()}", style="red", markup=False)
-        raise typer.Exit(2) from None
-    except (ValueError, TypeError) as e:
-        console.print(f"bad client configuration: {e}", style="red", markup=False)
-        raise typer.Exit(2) from None
+def _client(
+    cls: Callable[[dict[str, object]], T], defaults: dict[str, object], props: list[str] | None
+) -> T:
+    """A librdkafka client from the bench's defaults and -X overrides; a refused property
+    ends the command with librdkafka's message, as in the other commands."""
+    with reporting(str(defaults["bootstrap.servers"])):
+        return cls({**defaults, **parse_kv(props or (), "-X")})
 
 
 @dataclass(slots=True)
@@ -160,7 +137,7 @@ def produce(
     acks: Acks = "all",
     compression: Compression = "none",
     throughput: Rate = 0,
-    props: Props = None,
+    props: PropsOpt = None,
     as_json: AsJson = False,
 ) -> None:
     """Produce records as fast as allowed; report MB/s and per-record latency percentiles."""
@@ -170,17 +147,15 @@ def produce(
     payloads = _payloads(record_size)
     producer = _client(
         Producer,
-        _client_config(
-            {
-                "bootstrap.servers": bootstrap,
-                "acks": acks,
-                "compression.type": compression,
-                "linger.ms": 5,
-                "batch.size": 1 << 20,
-                "queue.buffering.max.kbytes": 1 << 20,
-            },
-            props,
-        ),
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": acks,
+            "compression.type": compression,
+            "linger.ms": 5,
+            "batch.size": 1 << 20,
+            "queue.buffering.max.kbytes": 1 << 20,
+        },
+        props,
     )
     latencies: list[float] = []
     progress = _Progress("produce", num_records)
@@ -231,7 +206,7 @@ def consume(
     bootstrap: Bootstrap = "127.0.0.1:9092",
     topic: Topic = "artesian-bench",
     num_records: Count = 500_000,
-    props: Props = None,
+    props: PropsOpt = None,
     as_json: AsJson = False,
     timeout: Annotated[float, typer.Option(help="Give up after this many idle seconds.")] = 30,
 ) -> None:
@@ -240,18 +215,16 @@ def consume(
 
     consumer = _client(
         Consumer,
-        _client_config(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"artesian-bench-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                # librdkafka's 1 s default idles a consumer whose broker outpaces it (README,
-                # Performance); -X fetch.queue.backoff.ms=1000 measures that default.
-                "fetch.queue.backoff.ms": 20,
-            },
-            props,
-        ),
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"artesian-bench-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            # librdkafka's 1 s default idles a consumer whose broker outpaces it (README,
+            # Performance); -X fetch.queue.backoff.ms=1000 measures that default.
+            "fetch.queue.backoff.ms": 20,
+        },
+        props,
     )
     consumer.subscribe([topic])
     progress = _Progress("consume", num_records)
@@ -295,7 +268,7 @@ def e2e(
     record_size: Size = 100,
     throughput: Rate = 1000,
     acks: Acks = "all",
-    props: Props = None,
+    props: PropsOpt = None,
     as_json: AsJson = False,
 ) -> None:
     """End-to-end latency: produce at a fixed rate, consume in a group, time each record.
@@ -309,15 +282,13 @@ def e2e(
 
     consumer = _client(
         Consumer,
-        _client_config(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"artesian-e2e-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "latest",
-                "enable.auto.commit": False,
-            },
-            props,
-        ),
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"artesian-e2e-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": False,
+        },
+        props,
     )
 
     def consume_loop() -> None:
@@ -341,7 +312,8 @@ def e2e(
     time.sleep(1.0)  # let the consumer's first fetch start waiting
     producer = _client(
         Producer,
-        _client_config({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0}, props),
+        {"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0},
+        props,
     )
     padding = b"\0" * max(0, record_size - 8)
     progress = _Progress("e2e", num_records)
