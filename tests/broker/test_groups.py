@@ -1121,6 +1121,42 @@ def test_committed_offsets_survive_restart_and_kill9(broker_factory: Any) -> Non
     assert desc.state.name == "EMPTY" and not desc.members
 
 
+@pytest.mark.slow
+def test_a_broker_restart_keeps_a_stable_group_without_a_rebalance(broker_factory: Any) -> None:
+    """The coordinator reloads the last generation with its members and assignments, as
+    Kafka does, so consumers that keep heartbeating through a restart carry on."""
+    broker = broker_factory(FAST)
+    _create_topic(broker, "t", 2)
+    _produce(broker, "t", {0: 2, 1: 2})
+    conf = {"session.timeout.ms": 10_000}
+    a = Tracked(broker, "survivor", "t", **conf)
+    b = Tracked(broker, "survivor", "t", **conf)
+    seen: dict[int, list[int]] = {0: [], 1: []}
+
+    def read_until(offsets: list[int]) -> None:
+        def step() -> bool:
+            for c in (a, b):
+                for m in c.poll(0.05):
+                    seen[m.partition()].append(m.offset())
+            return seen == {0: offsets, 1: offsets}
+
+        wait_for(step, what=f"offsets {offsets} of both partitions")
+
+    read_until([0, 1])
+    assert len(a.assignment()) == 1 and len(b.assignment()) == 1
+    events = (list(a.events), list(b.events))
+
+    broker.restart()
+    _produce(broker, "t", {0: 1, 1: 1})
+    read_until([0, 1, 2])
+    for _ in range(20):  # two seconds of heartbeats against the restarted broker
+        a.poll(0.05)
+        b.poll(0.05)
+    assert (a.events, b.events) == events
+    desc = _describe(broker, "survivor")
+    assert desc.state.name == "STABLE" and len(desc.members) == 2
+
+
 # --- group admin APIs -----------------------------------------------------------------------------
 
 

@@ -125,6 +125,8 @@ class GroupCoordinator:
         for group in list(self.groups.values()):
             if group.is_empty() and not group.offsets and group.generation_id == 0:
                 del self.groups[group.group_id]
+            for member in group.members.values():
+                self._schedule_heartbeat(group, member)
         log.info("loaded %d consumer group(s) from __consumer_offsets", len(self.groups))
 
     def _load_offset(self, key: rec.OffsetKey, value: bytes | None) -> None:
@@ -149,15 +151,31 @@ class GroupCoordinator:
         group.generation_id = v.generation
         group.protocol_name = v.protocol
         group.state_timestamp = v.state_timestamp
-        # Members are not restored: after a restart they rejoin and a rebalance starts, as
-        # when a Kafka coordinator moves. The generation carries on so stale members are fenced.
         group.members.clear()
+        group.static_members.clear()
+        group.leader_id = None
         group.state = GroupState.EMPTY
-        if v.members:
-            # It had members when the broker stopped: it became empty now, so its offsets get
-            # a full offsets.retention.minutes from here (Kafka reloads it with its members,
-            # which then time out).
-            group.state_timestamp = self.clock()
+        if not v.members or not v.protocol:
+            return
+        # The last completed generation comes back with its members and assignments, as
+        # Kafka's GroupMetadataManager loads it: members that keep heartbeating carry on
+        # without a rebalance, and those that do not time out (load() starts their clocks).
+        for m in v.members:
+            group.members[m.member_id] = MemberMetadata(
+                m.member_id,
+                m.group_instance_id,
+                m.client_id,
+                m.client_host,
+                m.rebalance_timeout_ms,
+                m.session_timeout_ms,
+                group.protocol_type or "",
+                [(v.protocol, m.subscription)],
+                m.assignment,
+            )
+            if m.group_instance_id is not None:
+                group.static_members[m.group_instance_id] = m.member_id
+        group.leader_id = v.leader
+        group.state = GroupState.STABLE
 
     # --- JoinGroup ------------------------------------------------------------------------
 
