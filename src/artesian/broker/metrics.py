@@ -64,6 +64,7 @@ class BrokerMetrics:
             registry=r,
         )
         self._latency_children: dict[str, tuple[Histogram, Counter]] = {}
+        self._bytes_out_children: dict[str, Counter] = {}
 
     def observe_request(self, name: str, seconds: float) -> None:
         child = self._latency_children.get(name)
@@ -75,3 +76,10 @@ class BrokerMetrics:
         latency, count = child
         latency.observe(seconds)
         count.inc()
+
+    def bytes_out_for(self, topic: str) -> Counter:
+        # labels() takes a lock and builds a key on every call; fetches are frequent.
+        child = self._bytes_out_children.get(topic)
+        if child is None:
+            child = self._bytes_out_children[topic] = self.bytes_out.labels(topic)
+        return child

@@ -142,7 +142,7 @@ def _respond(
             topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
         topic.partitions.append(result)
         if result.records_size:
-            metrics.bytes_out.labels(fp.topic).inc(result.records_size)
+            metrics.bytes_out_for(fp.topic).inc(result.records_size)
     parts, size = encode_fetch_response(
         ctx.header.api_version, list(topics.values()), session_id=session_id
     )
