@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import importlib
 import os
 import signal
 import struct
@@ -604,6 +605,7 @@ class RawMember:
         instance: str | None = None,
         session_ms: int = 6000,
         rebalance_ms: int = 10_000,
+        join_version: int = 5,
     ) -> None:
         from tests.kafka_wire import WireConn
 
@@ -616,6 +618,8 @@ class RawMember:
         self.generation = -1
         self.leader = ""
         self.members: list[str] = []
+        self.skip_assignment = False
+        self.join_version = join_version
         self._pending: tuple[int, int, int] | None = None
 
     def close(self) -> None:
@@ -640,11 +644,10 @@ class RawMember:
         return response
 
     def send_join(self, topic: str = "t", member_id: str | None = None) -> None:
-        from kio.schema.join_group.v5 import request as jg
-
+        jg = importlib.import_module(f"kio.schema.join_group.v{self.join_version}.request")
         self._send(
             11,
-            5,
+            self.join_version,
             jg.JoinGroupRequest(
                 group_id=self.group,
                 session_timeout=datetime.timedelta(milliseconds=self.session_ms),
@@ -667,6 +670,7 @@ class RawMember:
             self.generation = int(r.generation_id)
             self.leader = r.leader
             self.members = [m.member_id for m in r.members]
+            self.skip_assignment = getattr(r, "skip_assignment", False)
         return code
 
     def join(self, topic: str = "t") -> int:
@@ -896,6 +900,47 @@ def test_static_member_rejoins_without_rebalance_and_fences_old_instance(
         for m in (s1, s2, s1b):
             m.close()
     assert _committed(broker, "static", "t", 2) == {0: 4, 1: -1001}
+
+
+def test_a_restarted_static_leader_skips_the_assignment_from_join_group_v9(
+    broker_factory: Any,
+) -> None:
+    """KIP-814: from v9 the new incarnation of a static leader is told it leads, with the
+    members, and to skip the assignment; its SyncGroup gets its old partitions back."""
+    broker = broker_factory(FAST)
+    _raw_setup(broker)
+    s1, s2 = RawMember(broker, "skip", "i-1"), RawMember(broker, "skip", "i-2")
+    restarted: list[RawMember] = []
+    try:
+        plan = _form_group(s1, s2)
+        lead, follow = (s1, s2) if s1.member_id == s1.leader else (s2, s1)
+        generation = lead.generation
+        lead_b = RawMember(broker, "skip", lead.instance, join_version=9)
+        follow_b = RawMember(broker, "skip", follow.instance, join_version=9)
+        restarted += [lead_b, follow_b]
+
+        assert lead_b.join() == NONE
+        assert (lead_b.generation, lead_b.leader, lead_b.skip_assignment) == (
+            generation,
+            lead_b.member_id,
+            True,
+        )
+        assert sorted(lead_b.members) == sorted([lead_b.member_id, follow.member_id])
+        assert lead_b.sync({}) == (NONE, plan[lead.member_id])
+        assert follow.heartbeat() == NONE
+
+        # A follower restarting at v9 is not told to lead or to skip anything.
+        assert follow_b.join() == NONE
+        assert (follow_b.leader, follow_b.members, follow_b.skip_assignment) == (
+            lead_b.member_id,
+            [],
+            False,
+        )
+        assert follow_b.sync() == (NONE, plan[follow.member_id])
+        assert lead_b.heartbeat() == NONE
+    finally:
+        for m in (s1, s2, *restarted):
+            m.close()
 
 
 def test_session_expiry_rebalances_to_the_remaining_member_raw(broker_factory: Any) -> None:

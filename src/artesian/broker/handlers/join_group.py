@@ -38,6 +38,7 @@ async def _join(ctx: Any, request: Any) -> Any:
             request.protocol_type,
             [(p.name, bytes(p.metadata)) for p in request.protocols],
             require_known_member_id=version >= 4,
+            supports_skip_assignment=version >= 9,
         )
     )
     mod = response_module(API_KEY, version)
@@ -49,7 +50,7 @@ async def _join(ctx: Any, request: Any) -> Any:
         protocol_type=result.protocol_type,
         protocol_name=result.protocol_name if version >= 7 else (result.protocol_name or ""),
         leader=result.leader_id,
-        skip_assignment=False,
+        skip_assignment=result.skip_assignment,
         member_id=result.member_id,
         members=tuple(
             make(mod.JoinGroupResponseMember, member_id=m, group_instance_id=i, metadata=md)

@@ -71,6 +71,7 @@ class JoinRequest:
     protocol_type: str
     protocols: list[tuple[str, bytes]]
     require_known_member_id: bool
+    supports_skip_assignment: bool = False  # JoinGroup v9+ (KIP-814)
 
     def new_member(self, member_id: str) -> MemberMetadata:
         return MemberMetadata(
@@ -285,12 +286,17 @@ class GroupCoordinator:
             # Already rebalancing: the new incarnation simply joins it (Kafka adds nothing).
             return await self._await_join(group, member)
         if group.state is GroupState.STABLE and group.select_protocol() == group.protocol_name:
-            # KIP-345: no rebalance while the group's protocol stays the same. The answer names
-            # the leader as it was before the replacement and lists no members, so a restarted
-            # leader does not run an assignment that a stable group would never hand out
-            # (Kafka's answer below JoinGroup v9, which every version can read).
+            # KIP-345: no rebalance while the group's protocol stays the same. From JoinGroup
+            # v9 a restarted leader is told it leads, with the members, and to skip the
+            # assignment (KIP-814). Older versions get the leader as it was before the
+            # replacement and no members, so the new incarnation does not run an assignment
+            # that a stable group would never hand out (Kafka's answer below v9).
             self._schedule_heartbeat(group, member)
             self._persist_group(group)
+            if req.supports_skip_assignment:
+                result = self._join_result(group, member)
+                result.skip_assignment = new_id == group.leader_id
+                return result
             return JoinResult(
                 E.none,
                 group.generation_id,

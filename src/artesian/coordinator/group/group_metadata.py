@@ -27,6 +27,7 @@ class JoinResult:
     leader_id: str = ""
     member_id: str = ""
     members: list[tuple[str, str | None, bytes]] = field(default_factory=list)
+    skip_assignment: bool = False
 
 
 @dataclass(slots=True, eq=False)
