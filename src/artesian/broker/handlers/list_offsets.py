@@ -16,7 +16,6 @@ MAX_VERSION = 11
 LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
-_READ_COMMITTED = 1
 
 
 def handle(ctx: Any, request: Any) -> Any:
