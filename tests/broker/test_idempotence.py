@@ -145,16 +145,23 @@ def test_init_producer_id(broker: Any) -> None:
     assert bumped.producer_id == second.producer_id + 1
     # Id and epoch come together or not at all.
     assert int(wire.init_producer_id(producer_id=5).error_code) == 42  # INVALID_REQUEST
-    # Transactions are not implemented: refused as Kafka refuses an unauthorised one.
+    # A transactional id gets its own producer id from the same block, epoch 0.
     txn = wire.init_producer_id(transactional_id="txn-1")
-    assert (int(txn.error_code), txn.producer_id) == (53, -1)
+    assert (int(txn.error_code), txn.producer_id, txn.producer_epoch) == (
+        0,
+        bumped.producer_id + 1,
+        0,
+    )
     wire.close()
 
-    # Ids are never reused: a restart claims a new block.
+    # Ids are never reused: a restart claims a new block. The transactional id keeps its
+    # producer id (from __transaction_state) and gets the next epoch.
     broker.restart()
     wire = Wire(broker.port)
     after = wire.init_producer_id()
-    assert after.producer_id >= 1000 > bumped.producer_id
+    assert after.producer_id >= 1000 > txn.producer_id
+    txn_after = wire.init_producer_id(transactional_id="txn-1")
+    assert (txn_after.producer_id, txn_after.producer_epoch) == (txn.producer_id, 1)
     wire.close()
 
 

@@ -144,15 +144,16 @@ def test_producers_are_independent(tmp_path: Path) -> None:
     assert append(log, idem(1, pid=2)) == (2, 2, False)
 
 
-def test_transactional_batches_are_refused(tmp_path: Path) -> None:
+def test_plain_batch_during_open_transaction_is_refused(tmp_path: Path) -> None:
     log = open_log(tmp_path / "t-0")
     batch = make_batch(
         producer_id=PID, producer_epoch=0, base_sequence=0, attributes=ATTR_TRANSACTIONAL
     )
+    assert append(log, batch) == (0, 0, False)
     with pytest.raises(InvalidTxnStateError) as e:
-        log.append_as_leader(batch, 0, NOW)
+        log.append_as_leader(idem(1), 0, NOW)
     assert e.value.error_code == 48
-    assert log.log_end_offset == 0
+    assert log.log_end_offset == 1
 
 
 def test_snapshot_round_trip() -> None:

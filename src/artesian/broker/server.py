@@ -19,13 +19,22 @@ from prometheus_client import start_http_server
 
 from artesian.broker.fetch_session import FetchSessionCache
 from artesian.broker.handlers import HANDLERS, HandlerEntry
+from artesian.broker.internal_topic import (
+    OFFSETS_TOPIC,
+    TRANSACTION_STATE_TOPIC,
+    InternalTopic,
+)
 from artesian.broker.metrics import BrokerMetrics
-from artesian.broker.offsets_topic import ConsumerOffsetsTopic
 from artesian.broker.producer_id_manager import ProducerIdManager
 from artesian.broker.replica_manager import ReplicaManager
+from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import BrokerConfig, parse_properties
 from artesian.config.resolve import effective_topic_config
 from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
+from artesian.coordinator.transaction.coordinator import (
+    TransactionConfig,
+    TransactionCoordinator,
+)
 from artesian.metadata.controller import Controller
 from artesian.metadata.image import MetadataImage, TopicImage
 from artesian.metadata.records import (
@@ -78,9 +87,13 @@ class Broker:
         self.replica_manager: ReplicaManager | None = None
         self.log_cleaner: LogCleaner | None = None
         self._cleaning: asyncio.Future[object] | None = None
-        self.offsets_topic = ConsumerOffsetsTopic(self)
+        self.offsets_topic = InternalTopic(self, OFFSETS_TOPIC, "offsets.topic")
+        self.transaction_state_topic = InternalTopic(
+            self, TRANSACTION_STATE_TOPIC, "transaction.state.log"
+        )
         self.producer_id_manager = ProducerIdManager(self)
         self.group_coordinator: GroupCoordinator | None = None
+        self.transaction_coordinator: TransactionCoordinator | None = None
         self.fetch_sessions = FetchSessionCache(
             config.get_int("max.incremental.fetch.session.cache.slots"),
             on_evict=self.metrics.fetch_session_evictions.inc,
@@ -146,6 +159,21 @@ class Broker:
         self.group_coordinator = GroupCoordinator(self._group_config(), self.offsets_topic)
         if self.offsets_topic.exists():
             self.group_coordinator.load()
+        # After the groups: completing a transaction caught between its two phases may
+        # write markers to __consumer_offsets, which the group coordinator must see.
+        self.transaction_coordinator = TransactionCoordinator(
+            TransactionConfig(
+                max_timeout_ms=self.config.get_int("transaction.max.timeout.ms"),
+                transactional_id_expiration_ms=self.config.get_int(
+                    "transactional.id.expiration.ms"
+                ),
+            ),
+            self.transaction_state_topic,
+            TransactionMarkerWriter(self),
+            self.producer_id_manager.generate,
+        )
+        if self.transaction_state_topic.exists():
+            self.transaction_coordinator.load()
 
         metrics_port = self.config.metrics_port
         if metrics_port:
@@ -171,6 +199,18 @@ class Broker:
                 self._every("offsets.retention.check.interval.ms", self._expire_offsets)
             ),
             asyncio.create_task(self._run_cleaner()),
+            asyncio.create_task(
+                self._every(
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                    self._abort_timed_out_transactions,
+                )
+            ),
+            asyncio.create_task(
+                self._every(
+                    "transaction.remove.expired.transaction.cleanup.interval.ms",
+                    self._expire_transactional_ids,
+                )
+            ),
             asyncio.create_task(
                 self._every_ms(
                     min(30_000, max(100, self.config.get_int("connections.max.idle.ms") // 2)),
@@ -401,6 +441,17 @@ class Broker:
         expired = self.group_coordinator.expire_offsets()
         if expired:
             log.info("expired %d committed offset(s) of empty groups", expired)
+
+    async def _abort_timed_out_transactions(self) -> None:
+        assert self.transaction_coordinator is not None
+        self.transaction_coordinator.retry_markers()
+        self.transaction_coordinator.abort_timed_out_transactions()
+
+    async def _expire_transactional_ids(self) -> None:
+        assert self.transaction_coordinator is not None
+        expired = self.transaction_coordinator.expire_transactional_ids()
+        if expired:
+            log.info("expired %d idle transactional id(s)", expired)
 
     async def _checkpoint(self) -> None:
         assert self.log_manager is not None

@@ -451,6 +451,27 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
         ),
         _k(
+            "transaction.state.log.segment.bytes",
+            _I,
+            104857600,
+            "Segment size of __transaction_state, kept small for faster loading.",
+            _GE1,
+        ),
+        _k(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            _I,
+            10_000,
+            "How often transactions past their timeout are aborted.",
+            _GE1,
+        ),
+        _k(
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            _I,
+            3_600_000,
+            "How often transactional ids past transactional.id.expiration.ms are removed.",
+            _GE1,
+        ),
+        _k(
             "producer.id.expiration.ms",
             _I,
             86_400_000,

@@ -1,7 +1,7 @@
 """Encode and decode the records inside a RecordBatch v2 (sans-IO).
 
 Off the hot paths only: the broker's own internal topics (``__consumer_offsets``), log
-compaction, and tools. Produce and Fetch never come here.
+compaction, transaction markers, and tools. Produce and Fetch never come here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from artesian.protocol.compression import compress, decompress
 from artesian.protocol.records import (
     ATTR_COMPRESSION_MASK,
+    ATTR_CONTROL,
+    ATTR_TRANSACTIONAL,
     BATCH_HEADER_SIZE,
     LOG_OVERHEAD,
     BatchHeader,
@@ -20,9 +22,26 @@ from artesian.protocol.records import (
     set_crc,
 )
 
-__all__ = ["Record", "decode_records", "encode_batch", "read_varint", "write_varint"]
+__all__ = [
+    "CONTROL_TYPE_ABORT",
+    "CONTROL_TYPE_COMMIT",
+    "EndTransactionMarker",
+    "Record",
+    "decode_end_txn_marker",
+    "decode_records",
+    "encode_batch",
+    "encode_control_batch",
+    "read_varint",
+    "write_varint",
+]
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
+# Control records (Kafka's ControlRecordType / EndTransactionMarker): key = version, type;
+# value of a COMMIT or ABORT = version, coordinator epoch.
+_CONTROL_KEY = struct.Struct(">hh")
+_END_TXN_VALUE = struct.Struct(">hi")
+CONTROL_TYPE_ABORT = 0
+CONTROL_TYPE_COMMIT = 1
 
 
 RecordTuple = tuple[bytes | None, bytes | None, int, Sequence[tuple[str, bytes | None]]]
@@ -135,6 +154,57 @@ def encode_batch(
     out[BATCH_HEADER_SIZE:] = payload
     set_crc(out, 0, size)
     return out
+
+
+@dataclass(slots=True, frozen=True)
+class EndTransactionMarker:
+    """The record of a COMMIT or ABORT control batch."""
+
+    commit: bool
+    coordinator_epoch: int
+
+
+def encode_control_batch(
+    marker: EndTransactionMarker,
+    *,
+    producer_id: int,
+    producer_epoch: int,
+    timestamp: int,
+    base_offset: int = 0,
+    attributes: int = 0,
+) -> bytearray:
+    """A transaction marker: a transactional control batch of one record, no sequence.
+    ``attributes`` may add the timestamp type bit."""
+    control_type = CONTROL_TYPE_COMMIT if marker.commit else CONTROL_TYPE_ABORT
+    return encode_batch(
+        [
+            (
+                _CONTROL_KEY.pack(0, control_type),
+                _END_TXN_VALUE.pack(0, marker.coordinator_epoch),
+                timestamp,
+                (),
+            )
+        ],
+        base_offset=base_offset,
+        attributes=attributes | ATTR_TRANSACTIONAL | ATTR_CONTROL,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+    )
+
+
+def decode_end_txn_marker(record: Record) -> EndTransactionMarker | None:
+    """The marker in a control record; None for other control types (e.g. LEADER_CHANGE),
+    which say nothing about transactions."""
+    key, value = record.key, record.value
+    if key is None or len(key) < _CONTROL_KEY.size:
+        raise InvalidBatch("control record without a valid key")
+    _, control_type = _CONTROL_KEY.unpack_from(key)
+    if control_type not in (CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT):
+        return None
+    if value is None or len(value) < _END_TXN_VALUE.size:
+        raise InvalidBatch("transaction marker without a valid value")
+    _, coordinator_epoch = _END_TXN_VALUE.unpack_from(value)
+    return EndTransactionMarker(control_type == CONTROL_TYPE_COMMIT, coordinator_epoch)
 
 
 def decode_records(

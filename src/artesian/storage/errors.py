@@ -14,6 +14,7 @@ __all__ = [
     "RecordBatchTooLargeError",
     "RecordTooLargeError",
     "StorageError",
+    "TransactionCoordinatorFencedError",
 ]
 
 
@@ -73,6 +74,14 @@ class InvalidProducerEpochError(StorageError):
 
 
 class InvalidTxnStateError(StorageError):
-    """A transactional batch for a partition that is in no transaction (we have none yet)."""
+    """A non-transactional batch from a producer whose transaction in this partition is still
+    open."""
 
     error_code = 48  # INVALID_TXN_STATE
+
+
+class TransactionCoordinatorFencedError(StorageError):
+    """A transaction marker from a coordinator epoch older than the one that last wrote a
+    marker for this producer: a stale coordinator."""
+
+    error_code = 52  # TRANSACTION_COORDINATOR_FENCED

@@ -12,6 +12,13 @@ Idempotent producers: ``producer_state`` (a ProducerStateManager) checks each ap
 batches before it is written and answers a retried batch with its original offsets; it is
 snapshotted at every roll and on close, and rebuilt at open from the latest snapshot plus the
 batch headers after it (see ``producer_state.py``).
+
+Transactions: a transactional batch opens its producer's transaction in this partition and a
+marker (``append_transaction_marker``, a control batch the coordinator asks for) ends it. The
+last stable offset (LSO) is the high watermark held back by the oldest open transaction;
+read_committed fetches read up to it and get the aborted transactions overlapping what they
+read, from the segments' aborted transaction indexes (``transaction_index.py``). After a crash
+the indexes of recovered segments are rebuilt while producer state is replayed over them.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from artesian.protocol.records import InvalidBatch
+from artesian.protocol.record_codec import EndTransactionMarker, encode_control_batch
+from artesian.protocol.records import ATTR_TIMESTAMP_TYPE, InvalidBatch, patch_batch
 from artesian.storage.errors import OffsetOutOfRangeError, RecordBatchTooLargeError
 from artesian.storage.files import fsync_dir
 from artesian.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
@@ -34,19 +42,21 @@ from artesian.storage.log_validator import LogAppendInfo, validate_and_assign_of
 from artesian.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     BatchMetadata,
+    ProducerAppend,
     ProducerStateManager,
 )
 from artesian.storage.segment import (
     CLEANED_SUFFIX,
     DELETED_SUFFIX,
-    INDEX_SUFFIX,
     LOG_SUFFIX,
+    SEGMENT_SUFFIXES,
     SWAP_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
     FileSlice,
     LogSegment,
     segment_file_name,
 )
+from artesian.storage.transaction_index import AbortedTxn
 
 __all__ = [
     "EARLIEST_LOCAL_TIMESTAMP",
@@ -75,6 +85,9 @@ class LogOffsetMetadata:
 class FetchDataInfo:
     fetch_offset_metadata: LogOffsetMetadata
     records: FileSlice | None  # None: nothing to send
+    # read_committed only: (producer id, first offset) of aborted transactions overlapping
+    # the records; None for read_uncommitted.
+    aborted_transactions: list[tuple[int, int]] | None = None
 
     @property
     def size(self) -> int:
@@ -173,13 +186,16 @@ class Log:
                 if base is not None:
                     bases.append(base)
         bases.sort()
-        for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-            for entry in os.scandir(directory):
-                base = (
-                    _parse_base_offset(entry.name, suffix) if entry.name.endswith(suffix) else None
-                )
-                if base is not None and base not in bases:
-                    os.unlink(entry.path)  # orphan index
+        known = set(bases)
+        txn_index_bases = set()
+        for entry in os.scandir(directory):
+            for suffix in SEGMENT_SUFFIXES[1:]:
+                if entry.name.endswith(suffix):
+                    base = _parse_base_offset(entry.name, suffix)
+                    if base is not None and base not in known:
+                        os.unlink(entry.path)  # orphan index
+                    elif base is not None and suffix == TXN_INDEX_SUFFIX:
+                        txn_index_bases.add(base)
         segments = [log._new_segment(base, now_ms) for base in bases]
         # Indexes that fail their sanity checks are rebuilt even after a clean shutdown.
         needs_recovery = [not seg.load() for seg in segments]
@@ -187,11 +203,18 @@ class Log:
             first = max(0, bisect_right(bases, recovery_point) - 1)
             for i in range(first, len(segments)):
                 needs_recovery[i] = True
+        # Segments whose aborted transaction index is rebuilt while producer state is replayed.
+        rebuild_txn_index: list[LogSegment] = []
         for i, seg in enumerate(segments):
             if not needs_recovery[i]:
+                if seg.base_offset in txn_index_bases and not seg.txn_index.load():
+                    seg.txn_index.reset()  # torn or foreign: rebuilt from the markers
+                    rebuild_txn_index.append(seg)
                 log._add_segment(seg)
                 continue
             truncated = seg.recover(config.max_message_bytes)
+            seg.txn_index.reset()
+            rebuild_txn_index.append(seg)
             log._add_segment(seg)
             if truncated and not clean_shutdown:
                 # Everything after a corruption is suspect: Kafka deletes the later segments.
@@ -215,14 +238,23 @@ class Log:
         cache = log.leader_epoch_cache
         cache.truncate_from_end(log._log_end_offset)
         cache.truncate_from_start(log._log_start_offset)
-        log._rebuild_producer_state()
+        live = {id(seg) for seg in log._segments}
+        log._rebuild_producer_state([s for s in rebuild_txn_index if id(s) in live])
         return log
 
-    def _rebuild_producer_state(self) -> None:
+    def _rebuild_producer_state(self, rebuild_txn_index: Sequence[LogSegment] = ()) -> None:
         """Latest snapshot at or below the LEO, then the producer batches after it, read from
-        batch headers only (Kafka's loadProducerState)."""
+        batch headers only, and the record of each control batch (Kafka's loadProducerState).
+
+        The aborted transaction indexes of ``rebuild_txn_index`` (emptied by the caller) are
+        refilled from the markers in them; replay then starts at a snapshot at or below the
+        first of them, since their entries need the transactions open at their start."""
         ps = self.producer_state
-        start = ps.load_latest_snapshot(self._log_end_offset) or 0
+        rebuild = {id(seg) for seg in rebuild_txn_index}
+        upper_snapshot = self._log_end_offset
+        if rebuild_txn_index:
+            upper_snapshot = min(upper_snapshot, min(s.base_offset for s in rebuild_txn_index))
+        start = ps.load_latest_snapshot(upper_snapshot) or 0
         segments = self._segments
         for i, seg in enumerate(segments):
             upper = segments[i + 1].base_offset if i + 1 < len(segments) else self._log_end_offset
@@ -234,10 +266,27 @@ class Log:
                 if found is None:
                     continue
                 pos = found[0]
+            index = seg.txn_index if id(seg) in rebuild else None
             try:
-                for _, h in seg._scan(pos, seg.size):
-                    if h.last_offset >= start:
+                for batch_pos, h in seg._scan(pos, seg.size):
+                    if h.last_offset < start:
+                        continue
+                    if not (h.is_control and h.has_producer_id):
                         ps.apply_from_log(h)
+                        continue
+                    marker = seg.read_end_txn_marker(batch_pos, h)
+                    completed = ps.apply_from_log(h, marker)
+                    if completed is not None:
+                        lso = ps.complete_txn(completed)
+                        if index is not None and completed.is_aborted:
+                            index.append(
+                                AbortedTxn(
+                                    completed.producer_id,
+                                    completed.first_offset,
+                                    completed.last_offset,
+                                    lso,
+                                )
+                            )
             except InvalidBatch:
                 continue  # recovery already cut torn batches; a bad header ends this segment
         ps.note_end_offset(self._log_end_offset)
@@ -293,6 +342,20 @@ class Log:
         self._high_watermark = min(max(offset, self._log_start_offset), self._log_end_offset)
 
     @property
+    def first_unstable_offset(self) -> int | None:
+        """Start of the oldest open transaction, never below the log start offset (retention
+        may have removed its first batches)."""
+        first = self.producer_state.first_unstable_offset()
+        return None if first is None else max(first, self._log_start_offset)
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Kafka's lastStableOffset: what read_committed consumers may read up to."""
+        first = self.first_unstable_offset
+        hw = self._high_watermark
+        return hw if first is None or first >= hw else first
+
+    @property
     def recovery_point(self) -> int:
         return self._recovery_point
 
@@ -320,12 +383,18 @@ class Log:
     # -- append -------------------------------------------------------------------------------
 
     def append_as_leader(
-        self, records: bytearray | memoryview, leader_epoch: int, now_ms: int
+        self,
+        records: bytearray | memoryview,
+        leader_epoch: int,
+        now_ms: int,
+        from_coordinator: bool = False,
     ) -> LogAppendInfo:
         """Validate, assign offsets from the LEO and append. Raises StorageError subclasses.
 
         A retried idempotent batch (a duplicate of one of its producer's last five) is not
-        appended: the answer carries the original offsets and ``duplicate=True``."""
+        appended: the answer carries the original offsets and ``duplicate=True``.
+        ``from_coordinator``: a coordinator's own write for a producer (TxnOffsetCommit),
+        which carries no sequence: Kafka's COORDINATOR origin, checked for epoch only."""
         with self._lock:
             info = validate_and_assign_offsets(
                 records,
@@ -339,19 +408,84 @@ class Log:
                     f"{info.size} bytes of records exceed segment.bytes={self.config.segment_bytes}"
                 )
             # Checked for every batch before any is written, as Kafka does.
-            producer_append = self.producer_state.prepare_append(info.records)
+            producer_append = self.producer_state.prepare_append(
+                info.records, check_sequence=not from_coordinator
+            )
             if producer_append.duplicate is not None:
                 return self._duplicate_info(producer_append.duplicate, info)
-            segment = self._maybe_roll(info, now_ms)
-            segment.append(
-                info.last_offset, info.max_timestamp, info.offset_of_max_timestamp, info.records
+            return self._append(info, producer_append, leader_epoch, now_ms)
+
+    def append_transaction_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        leader_epoch: int,
+        now_ms: int,
+    ) -> LogAppendInfo:
+        """Write a COMMIT or ABORT marker (a control batch) ending ``producer_id``'s
+        transaction in this partition (Kafka's appendAsLeader with the coordinator origin).
+        An aborted transaction goes into the aborted transaction index of the segment that
+        holds the marker. Raises InvalidProducerEpochError (the marker's producer epoch is
+        older than the producer's) or TransactionCoordinatorFencedError."""
+        with self._lock:
+            offset = self._log_end_offset
+            producer_append = self.producer_state.prepare_marker(
+                producer_id, producer_epoch, commit, coordinator_epoch, offset, now_ms
             )
-            self._log_end_offset = info.last_offset + 1
-            if leader_epoch >= 0 and leader_epoch > self.leader_epoch_cache.latest_epoch:
-                self.leader_epoch_cache.assign(leader_epoch, info.first_offset)
-            self.producer_state.complete_append(producer_append, self._log_end_offset)
-            info.log_start_offset = self._log_start_offset
-            return info
+            log_append = self.config.log_append_time
+            batch = encode_control_batch(
+                EndTransactionMarker(commit, coordinator_epoch),
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+                timestamp=now_ms,
+                base_offset=offset,
+                attributes=ATTR_TIMESTAMP_TYPE if log_append else 0,
+            )
+            patch_batch(batch, 0, offset, leader_epoch)  # not CRC-covered
+            info = LogAppendInfo(
+                first_offset=offset,
+                last_offset=offset,
+                max_timestamp=now_ms,
+                offset_of_max_timestamp=offset,
+                log_append_time=now_ms if log_append else -1,
+                records=batch,
+                batch_count=1,
+                records_count=1,
+                first_batch_timestamp=now_ms,
+            )
+            return self._append(info, producer_append, leader_epoch, now_ms)
+
+    def _append(
+        self,
+        info: LogAppendInfo,
+        producer_append: ProducerAppend,
+        leader_epoch: int,
+        now_ms: int,
+    ) -> LogAppendInfo:
+        """Write checked batches at the LEO: roll if due, append, move the LEO, record the
+        leader epoch and the producers' new state. Under the lock."""
+        segment = self._maybe_roll(info, now_ms)
+        segment.append(
+            info.last_offset, info.max_timestamp, info.offset_of_max_timestamp, info.records
+        )
+        self._log_end_offset = info.last_offset + 1
+        if leader_epoch >= 0 and leader_epoch > self.leader_epoch_cache.latest_epoch:
+            self.leader_epoch_cache.assign(leader_epoch, info.first_offset)
+        ps = self.producer_state
+        ps.complete_append(producer_append, self._log_end_offset)
+        completed = producer_append.completed_txn
+        if completed is not None:
+            lso = ps.complete_txn(completed)
+            if completed.is_aborted:
+                segment.txn_index.append(
+                    AbortedTxn(
+                        completed.producer_id, completed.first_offset, completed.last_offset, lso
+                    )
+                )
+        info.log_start_offset = self._log_start_offset
+        return info
 
     def _duplicate_info(self, dup: BatchMetadata, info: LogAppendInfo) -> LogAppendInfo:
         return LogAppendInfo(
@@ -406,10 +540,17 @@ class Log:
         max_bytes: int,
         isolation_max_offset: int | None = None,
         min_one_message: bool = True,
+        read_committed: bool = False,
     ) -> FetchDataInfo:
         """Bytes from the batch holding ``fetch_offset``, never past the batch holding
-        ``isolation_max_offset`` (exclusive; HW or LEO). Raises OffsetOutOfRangeError outside
-        [log_start_offset, log_end_offset]."""
+        ``isolation_max_offset`` (exclusive; HW or LEO, or the LSO for read_committed).
+        Raises OffsetOutOfRangeError outside [log_start_offset, log_end_offset].
+
+        ``read_committed`` (the caller passes the LSO; None means the LSO) also collects the
+        aborted transactions overlapping [fetch_offset, upper bound), where the upper bound is
+        the end of the segment read, capped by ``isolation_max_offset``: the exact offset after
+        the last returned batch would need a scan, and entries beyond the returned records are
+        ignored by consumers (Kafka falls back to the same bound)."""
         leo = self._log_end_offset
         segments = self._segments
         if fetch_offset < self._log_start_offset or fetch_offset > leo:
@@ -417,9 +558,12 @@ class Log:
                 f"offset {fetch_offset} is outside [{self._log_start_offset}, {leo}] "
                 f"of {self.topic}-{self.partition}"
             )
+        if read_committed and isolation_max_offset is None:
+            isolation_max_offset = self.last_stable_offset
+        aborted: list[tuple[int, int]] | None = [] if read_committed else None
         max_offset = leo if isolation_max_offset is None else min(isolation_max_offset, leo)
         if fetch_offset >= max_offset:
-            return FetchDataInfo(LogOffsetMetadata(fetch_offset), None)
+            return FetchDataInfo(LogOffsetMetadata(fetch_offset), None, aborted)
         i = bisect_right(segments, fetch_offset, key=_base_offset) - 1
         while i < len(segments):
             seg = segments[i]
@@ -430,9 +574,41 @@ class Log:
             slice_ = seg.read(fetch_offset, max_bytes, max_position, min_one_message)
             if slice_ is not None:
                 meta = LogOffsetMetadata(fetch_offset, seg.base_offset, slice_.position)
-                return FetchDataInfo(meta, slice_ if slice_.size > 0 else None)
+                if slice_.size <= 0:
+                    return FetchDataInfo(meta, None, aborted)
+                if read_committed:
+                    upper = min(max_offset, nxt)
+                    aborted = [
+                        (t.producer_id, t.first_offset)
+                        for t in self._collect_aborted(segments, i, fetch_offset, upper)
+                    ]
+                return FetchDataInfo(meta, slice_, aborted)
             i += 1
-        return FetchDataInfo(LogOffsetMetadata(fetch_offset), None)
+        return FetchDataInfo(LogOffsetMetadata(fetch_offset), None, aborted)
+
+    def collect_aborted_transactions(
+        self, start_offset: int, upper_bound_offset: int
+    ) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [start_offset, upper_bound_offset), from the
+        indexes of the segment holding ``start_offset`` onward (Kafka's
+        collectAbortedTransactions). A transaction's entry lies in its marker's segment."""
+        segments = self._segments
+        i = max(0, bisect_right(segments, start_offset, key=_base_offset) - 1)
+        return self._collect_aborted(segments, i, start_offset, upper_bound_offset)
+
+    @staticmethod
+    def _collect_aborted(
+        segments: Sequence[LogSegment], first: int, start_offset: int, upper_bound_offset: int
+    ) -> list[AbortedTxn]:
+        out: list[AbortedTxn] = []
+        for seg in segments[first:]:
+            if not seg.txn_index.entries:
+                continue
+            found = seg.txn_index.search(start_offset, upper_bound_offset)
+            out += found.aborted
+            if found.is_complete:
+                break
+        return out
 
     def _position_limit(self, seg: LogSegment, nxt: int, max_offset: int, leo: int) -> int | None:
         """File position in ``seg`` where ``max_offset`` starts; None if the segment starts
@@ -661,7 +837,7 @@ class Log:
                     else None
                 )
                 if old is not None and base <= old < end:
-                    for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                    for suffix in SEGMENT_SUFFIXES:
                         _unlink_if_exists(str(directory / segment_file_name(old, suffix)))
             seg.change_file_suffix("")
             seg.close()

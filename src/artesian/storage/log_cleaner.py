@@ -7,8 +7,8 @@ up to where the map ends, group of segments by group, keeping only each key's la
 
 - The dirty section starts at the log's ``cleaner-offset-checkpoint`` entry (Kafka's text
   format, in the data dir) and ends at the first uncleanable offset: the active segment, the
-  high watermark and the first segment newer than ``min.compaction.lag.ms``, rounded down to a
-  segment base. A log is cleaned when its dirty ratio exceeds ``min.cleanable.dirty.ratio`` or
+  last stable offset (the high watermark, or the start of the oldest open transaction) and the
+  first segment newer than ``min.compaction.lag.ms``, rounded down to a segment base. A log is cleaned when its dirty ratio exceeds ``min.cleanable.dirty.ratio`` or
   when a dirty segment is older than ``max.compaction.lag.ms``.
 - Offsets never change: a rewritten batch keeps its base offset, its last offset delta (as
   Kafka's v2 ``overrideLastOffset``), producer id/epoch/base sequence, partition leader epoch,
@@ -23,8 +23,13 @@ up to where the map ends, group of segments by group, keeping only each key's la
   sequence and epoch) is kept, so the producer's sequence survives a restart's state rebuild.
 - Records without a key are dropped (Kafka counts them as invalid; the validator refuses them
   at produce time on compacted topics).
-- Control batches are kept untouched and transactional batches are cleaned as ordinary ones:
-  transactions do not exist here yet, so there is nothing aborted to discard.
+- Transactions: the aborted transactions of a range come from the segments' aborted
+  transaction indexes (Kafka's CleanedTransactionMetadata tracks them while reading in offset
+  order). Their records never enter the offset map, so they cannot shadow a committed value of
+  the same key, and they are dropped when their segment is rewritten (an emptied batch that is
+  its producer's last keeps its header, as above). Committed transactional records are
+  compacted like any others. Control batches (markers) are kept untouched, and the index
+  entries of the rewritten segments are carried over to the cleaned one.
 
 Cleaned groups are written as ``.cleaned`` files and swapped in by ``Log.replace_segments``;
 ``Log.open`` completes or rolls back a swap a crash interrupted. Replaced segments become
@@ -35,6 +40,8 @@ keys 24-byte slots by an MD5 of the key); its capacity is still Kafka's slot cou
 ``log.cleaner.dedupe.buffer.size``, though Python's memory per entry is larger. There is no
 ``log.cleaner.io.max.bytes.per.second`` throttle. The cleaner does not pause retention of
 ``compact,delete`` logs: a swap whose segments changed meanwhile is abandoned and retried.
+Transaction markers are never removed (Kafka drops a marker once its transaction's records are
+gone and delete.retention.ms has passed), so aborted-index entries stay valid forever.
 """
 
 from __future__ import annotations
@@ -45,12 +52,17 @@ import struct
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from artesian.protocol.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, compress, decompress
-from artesian.protocol.record_codec import read_varint, write_varint
+from artesian.protocol.record_codec import (
+    decode_end_txn_marker,
+    decode_records,
+    read_varint,
+    write_varint,
+)
 from artesian.protocol.records import (
     ATTR_CONTROL,
     ATTR_DELETE_HORIZON,
@@ -73,15 +85,15 @@ from artesian.storage.log_manager import (
 )
 from artesian.storage.segment import (
     CLEANED_SUFFIX,
-    INDEX_SUFFIX,
-    LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    SEGMENT_SUFFIXES,
     LogSegment,
     segment_file_name,
 )
+from artesian.storage.transaction_index import AbortedTxn
 
 __all__ = [
     "CLEANER_OFFSET_CHECKPOINT",
+    "CleanedTransactionMetadata",
     "Cleaner",
     "CleanerConfig",
     "CleanerStats",
@@ -239,8 +251,9 @@ def cleanable_offsets(log: Log, checkpoint: int | None, now_ms: int) -> tuple[in
     if first_dirty < lso or first_dirty > log.log_end_offset:
         first_dirty = lso  # truncated or deleted past the checkpoint: all is dirty again
     segments = log.segments
-    # Never beyond what consumers may read, and never the active segment.
-    bounds = [log.high_watermark, segments[-1].base_offset]
+    # Never beyond what read_committed consumers may read (so never an open transaction,
+    # whose fate is unknown), and never the active segment.
+    bounds = [log.last_stable_offset, segments[-1].base_offset]
     lag = max(log.config.min_compaction_lag_ms, 0)
     if lag > 0:
         for seg in _non_active_from(segments, first_dirty):
@@ -422,6 +435,46 @@ def empty_batch(h: BatchHeader) -> bytearray:
     return out
 
 
+# -- transactions ---------------------------------------------------------------------------------
+
+
+class CleanedTransactionMetadata:
+    """Which batches of a range belong to aborted transactions, fed the range's batches in
+    offset order (Kafka's CleanedTransactionMetadata). ``aborted`` are the index entries
+    overlapping the range: a producer's batches are aborted from its entry's first offset
+    until its next marker."""
+
+    __slots__ = ("_next", "_ongoing_aborted", "_pending")
+
+    def __init__(self, aborted: Iterable[AbortedTxn]) -> None:
+        self._pending = sorted(aborted, key=lambda t: t.first_offset)
+        self._next = 0
+        self._ongoing_aborted: set[int] = set()  # producer ids
+
+    def _consume_up_to(self, offset: int) -> None:
+        pending = self._pending
+        i = self._next
+        while i < len(pending) and pending[i].first_offset <= offset:
+            self._ongoing_aborted.add(pending[i].producer_id)
+            i += 1
+        self._next = i
+
+    def on_batch_read(self, h: BatchHeader) -> bool:
+        """Whether the (non-control) batch belongs to an aborted transaction."""
+        if self._next < len(self._pending):
+            self._consume_up_to(h.last_offset)
+        return h.is_transactional and h.producer_id in self._ongoing_aborted
+
+    def on_control_batch_read(self, h: BatchHeader, batch: bytes | memoryview) -> None:
+        if self._next < len(self._pending):
+            self._consume_up_to(h.last_offset)
+        if h.producer_id not in self._ongoing_aborted:
+            return
+        for record in decode_records(batch, h):
+            if decode_end_txn_marker(record) is not None:
+                self._ongoing_aborted.discard(h.producer_id)  # its transaction ended here
+
+
 # -- the cleaner ----------------------------------------------------------------------------------
 
 
@@ -453,7 +506,7 @@ class Cleaner:
         offset_map.latest_offset = ltc.first_dirty_offset - 1
         try:
             self._build_offset_map(
-                segments, ltc.first_dirty_offset, ltc.first_uncleanable_offset, stats
+                log, segments, ltc.first_dirty_offset, ltc.first_uncleanable_offset, stats
             )
             end_offset = offset_map.latest_offset + 1
             stats.end_offset = end_offset
@@ -463,8 +516,15 @@ class Cleaner:
                 cleanable, next_bases, log.config.segment_bytes, log.config.segment_index_bytes
             )
             last_of_producer = _last_batch_of_producer(log, segments)
+            done = 0
             for group in groups:
-                if not self._clean_segments(log, group, now_ms, stats, last_of_producer):
+                done += len(group)
+                # Aborted transactions overlapping the group, whichever segment holds their
+                # markers (Kafka collects them per segment over the same range).
+                txns = CleanedTransactionMetadata(
+                    log.collect_aborted_transactions(group[0].base_offset, next_bases[done - 1])
+                )
+                if not self._clean_segments(log, group, now_ms, stats, last_of_producer, txns):
                     stats.aborted = True  # the log changed under us: retry next round
                     break
         finally:
@@ -504,8 +564,9 @@ class Cleaner:
             time.sleep(0)  # let the event loop thread have the GIL between chunks
 
     def _build_offset_map(
-        self, segments: Sequence[LogSegment], start: int, end: int, stats: CleanerStats
+        self, log: Log, segments: Sequence[LogSegment], start: int, end: int, stats: CleanerStats
     ) -> None:
+        txns = CleanedTransactionMetadata(log.collect_aborted_transactions(start, end))
         for seg in _log_segments(segments[:-1], start, end):
             pos = 0
             if start > seg.base_offset:
@@ -513,16 +574,25 @@ class Cleaner:
                 if found is None:
                     continue
                 pos = found[0]
-            if self._map_segment(seg, pos, start, stats):
+            if self._map_segment(seg, pos, start, stats, txns):
                 break  # the map is full: this round cleans up to where it got
 
-    def _map_segment(self, seg: LogSegment, pos: int, start: int, stats: CleanerStats) -> bool:
+    def _map_segment(
+        self,
+        seg: LogSegment,
+        pos: int,
+        start: int,
+        stats: CleanerStats,
+        txns: CleanedTransactionMetadata,
+    ) -> bool:
         offset_map = self.offset_map
         limit = offset_map.max_desired_size
         for h, batch in self._read_batches(seg, pos, seg.size):
             stats.map_bytes_read += h.size
             stats.map_messages_read += h.records_count
-            if not h.is_control:
+            if h.is_control:
+                txns.on_control_batch_read(h, batch)
+            elif not txns.on_batch_read(h):  # aborted records must not shadow committed ones
                 base = h.base_offset
                 for od, _, key, _, _, _, _ in _iter_records(
                     _records_part(batch, h), h.records_count
@@ -545,10 +615,11 @@ class Cleaner:
         now_ms: int,
         stats: CleanerStats,
         last_of_producer: Callable[[BatchHeader], bool],
+        txns: CleanedTransactionMetadata,
     ) -> bool:
         """Write ``group`` compacted as one ``.cleaned`` segment and swap it in."""
         base = group[0].base_offset
-        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+        for suffix in SEGMENT_SUFFIXES:
             try:  # left by an aborted round: LogSegment would append to it
                 os.unlink(log.dir / segment_file_name(base, suffix + CLEANED_SUFFIX))
             except FileNotFoundError:
@@ -572,7 +643,7 @@ class Cleaner:
                 for h, batch in self._read_batches(seg, 0, size):
                     stats.messages_read += h.records_count
                     stats.bytes_read += h.size
-                    out = self._filter_batch(h, batch, now_ms, drm, last_of_producer, stats)
+                    out = self._filter_batch(h, batch, now_ms, drm, last_of_producer, stats, txns)
                     if out is None:
                         continue
                     pending += out
@@ -586,6 +657,8 @@ class Cleaner:
             if pending:
                 cleaned.append(last_offset, max_ts, last_offset, pending)
                 stats.bytes_written += len(pending)
+            # The markers stay, so their entries stay valid; the swap renames this file too.
+            cleaned.txn_index.extend([t for seg in group for t in seg.txn_index.entries])
             cleaned.on_become_inactive()
             cleaned.flush()
         except BaseException:
@@ -605,11 +678,18 @@ class Cleaner:
         delete_retention_ms: int,
         last_of_producer: Callable[[BatchHeader], bool],
         stats: CleanerStats,
+        txns: CleanedTransactionMetadata,
     ) -> bytes | memoryview | bytearray | None:
         """The batch to write for ``h`` (itself, rebuilt, an empty header) or None."""
         if h.is_control:
+            txns.on_control_batch_read(h, batch)
             stats.messages_written += h.records_count
             return batch
+        if txns.on_batch_read(h):
+            # Aborted: no reader may see these records; keep the producer's sequence only.
+            if h.has_producer_id and last_of_producer(h):
+                return empty_batch(h)
+            return None
         offset_map = self.offset_map
         latest = offset_map.latest_offset
         horizon = h.base_timestamp if h.attributes & ATTR_DELETE_HORIZON else None

@@ -1,4 +1,5 @@
-"""One log segment: a ``.log`` file of whole RecordBatch v2 batches plus its sparse indexes.
+"""One log segment: a ``.log`` file of whole RecordBatch v2 batches plus its sparse indexes
+and its aborted transaction index (``.txnindex``, see ``transaction_index.py``).
 
 Writes go through ``os.pwrite`` on a raw fd (no Python buffering), so appended bytes are in the
 page cache at once: visible to ``sendfile`` and surviving a kill -9. ``flush`` fsyncs.
@@ -16,7 +17,12 @@ from pathlib import Path
 
 from crc32c import crc32c
 
-from artesian.protocol.record_codec import Record, decode_records
+from artesian.protocol.record_codec import (
+    EndTransactionMarker,
+    Record,
+    decode_end_txn_marker,
+    decode_records,
+)
 from artesian.protocol.records import (
     BATCH_HEADER_SIZE,
     CRC_START,
@@ -25,6 +31,7 @@ from artesian.protocol.records import (
     read_batch_header,
 )
 from artesian.storage.index import IndexCorrupt, OffsetIndex, TimeIndex
+from artesian.storage.transaction_index import TransactionIndex
 
 __all__ = ["FileSlice", "LogSegment", "segment_file_name"]
 
@@ -38,6 +45,9 @@ _RECOVER_CHUNK = 4 * 1024 * 1024
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+TXN_INDEX_SUFFIX = ".txnindex"
+# Every file of a segment, in the order renames go (the log first).
+SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
 DELETED_SUFFIX = ".deleted"
 # Log compaction writes a group's replacement as ``.cleaned`` files, renames them ``.swap`` when
 # complete, then swaps them in (see Log.replace_segments and Log.open).
@@ -90,6 +100,11 @@ class LogSegment:
             directory / segment_file_name(base_offset, TIME_INDEX_SUFFIX + file_suffix),
             base_offset,
             max_index_size,
+        )
+        # Filled by the Log (it knows the producers' transactions), not by recover().
+        self.txn_index = TransactionIndex(
+            directory / segment_file_name(base_offset, TXN_INDEX_SUFFIX + file_suffix),
+            base_offset,
         )
         self._fd = os.open(
             self.log_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644
@@ -202,6 +217,7 @@ class LogSegment:
             return  # closed while we were flushing
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -283,6 +299,11 @@ class LogSegment:
     def read_records(self, pos: int, header: BatchHeader) -> list[Record]:
         return list(decode_records(os.pread(self._fd, header.size, pos), header))
 
+    def read_end_txn_marker(self, pos: int, header: BatchHeader) -> EndTransactionMarker | None:
+        """The COMMIT/ABORT marker of the control batch at ``pos`` (None: another type)."""
+        records = self.read_records(pos, header)
+        return decode_end_txn_marker(records[0]) if records else None
+
     # -- recovery and truncation ---------------------------------------------------------------
 
     def recover(self, max_message_bytes: int) -> int:
@@ -360,6 +381,7 @@ class LogSegment:
         # Rare (follower truncation): rebuild the bookkeeping from the headers that remain.
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         self.max_timestamp = -1
         self.offset_of_max_timestamp = self.base_offset
         self.next_offset = self.base_offset
@@ -386,6 +408,9 @@ class LogSegment:
         self.time_index.rename(
             self.directory / segment_file_name(self.base_offset, TIME_INDEX_SUFFIX + suffix)
         )
+        self.txn_index.rename(
+            self.directory / segment_file_name(self.base_offset, TXN_INDEX_SUFFIX + suffix)
+        )
 
     def close(self) -> None:
         if self._fd < 0:
@@ -395,6 +420,7 @@ class LogSegment:
         )
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
         self.close_handlers()
 
     def close_handlers(self) -> None:
@@ -406,7 +432,12 @@ class LogSegment:
     def delete(self) -> None:
         """Close and remove the files now."""
         self.close_handlers()
-        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+        for path in (
+            self.log_path,
+            self.offset_index.path,
+            self.time_index.path,
+            self.txn_index.path,
+        ):
             try:
                 os.unlink(path)
             except FileNotFoundError:

@@ -69,6 +69,9 @@ def _read(
     by_id = ctx.header.api_version >= 13
     # The broker's fetch.max.bytes caps what a client may ask for, as in Kafka.
     budget = min(request.max_bytes, broker.config.get_int("fetch.max.bytes"))
+    # read_committed (v4+): only up to the last stable offset, with the aborted transactions
+    # the consumer must skip.
+    read_committed = getattr(request, "isolation_level", 0) == 1
     total = 0
     errors = False
     keys: list[tuple[str, int]] = []
@@ -90,8 +93,9 @@ def _read(
             continue
         plog = partition.log
         hw = plog.high_watermark
+        lso = plog.last_stable_offset
         result.high_watermark = hw
-        result.last_stable_offset = hw
+        result.last_stable_offset = lso
         result.log_start_offset = plog.log_start_offset
         epoch_error = partition.leader_epoch_error(fp.current_leader_epoch)
         if epoch_error is not None:
@@ -99,11 +103,16 @@ def _read(
             errors = True
             continue
         keys.append((fp.topic, fp.partition))
-        if fp.fetch_offset == hw and fp.fetch_offset == plog.log_end_offset:
+        visible = lso if read_committed else hw
+        if fp.fetch_offset == visible and fp.fetch_offset <= plog.log_end_offset:
+            if read_committed:
+                result.aborted_transactions = []
             continue  # caught up: nothing to read, the common long-poll case
         max_bytes = min(fp.max_bytes, budget - total)
         try:
-            info = plog.read(fp.fetch_offset, max(max_bytes, 0), hw, total == 0)
+            info = plog.read(
+                fp.fetch_offset, max(max_bytes, 0), visible, total == 0, read_committed
+            )
         except Exception as e:
             code = getattr(e, "error_code", None)
             if code is None:
@@ -111,6 +120,8 @@ def _read(
             result.error_code = ErrorCode(code)
             errors = True
             continue
+        if read_committed:
+            result.aborted_transactions = info.aborted_transactions or []
         records = info.records
         if records is not None and records.size > 0:
             result.records = [records]

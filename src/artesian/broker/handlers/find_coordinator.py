@@ -1,6 +1,7 @@
-"""FindCoordinator (10): this broker coordinates every group (and, later, transaction).
+"""FindCoordinator (10): this broker coordinates every group and every transactional id.
 
-Batched lookups (v4+) answer each key. The first group lookup creates __consumer_offsets.
+Batched lookups (v4+) answer each key. The first group lookup creates __consumer_offsets, the
+first transactional one __transaction_state.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ TRANSACTION = 1
 def _lookup(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
     if key_type not in (GROUP, TRANSACTION):
         return ErrorCode.invalid_request, f"Unknown coordinator key type {key_type}"
-    if key_type == GROUP:
-        if not key:
-            return ErrorCode.invalid_request, "Group id must not be empty"
-        try:
-            broker.offsets_topic.ensure()
-        except ControllerError as e:
-            return ErrorCode.coordinator_not_available, e.message
+    if not key:
+        what = "Group id" if key_type == GROUP else "Transactional id"
+        return ErrorCode.invalid_request, f"{what} must not be empty"
+    topic = broker.offsets_topic if key_type == GROUP else broker.transaction_state_topic
+    try:
+        topic.ensure()
+    except ControllerError as e:
+        return ErrorCode.coordinator_not_available, e.message
     return ErrorCode.none, None
 
 

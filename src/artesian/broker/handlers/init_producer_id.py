@@ -1,16 +1,17 @@
-"""InitProducerId (22): producer ids for idempotent producers.
+"""InitProducerId (22): producer ids for idempotent and transactional producers.
 
-As Kafka's TransactionCoordinator does without a transactional id, every request gets a new
+Without a transactional id, as Kafka's TransactionCoordinator does, every request gets a new
 producer id with epoch 0, whatever producer id and epoch it carries (KIP-360, v3+): an
 idempotent producer has no coordinator state to check them against, and clients accept the new
 id in place of an epoch bump. Ids come from blocks of 1000 claimed in the metadata log with a
 ``ProducerIdsRecord`` (KRaft's allocation), so they are never reused, even after a restart.
 
-Where we differ from Kafka: transactions are not implemented, so a request with a
-transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), the answer Kafka
-gives a client that may not use transactional ids: both kafka-python and librdkafka treat it as
-fatal at ``init_transactions``, instead of going on to produce transactional batches that no
-transaction would commit (the log refuses those with INVALID_TXN_STATE).
+With a transactional id, the transaction coordinator answers: the id's producer id with a
+bumped epoch, which fences the previous producer of the id and aborts its open transaction.
+
+Where we differ from Kafka: two-phase commit for external transaction managers (v6's
+``enable_2pc``, KIP-939) is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Kafka's answer
+when ``transaction.two.phase.commit.enable`` is off.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._txn import for_version
 
 API_KEY = 22
 MIN_VERSION = 0
@@ -34,25 +36,39 @@ log = logging.getLogger("artesian.init_producer_id")
 
 
 def handle(ctx: Any, request: Any) -> Any:
-    mod = response_module(API_KEY, ctx.header.api_version)
+    version = ctx.header.api_version
+    mod = response_module(API_KEY, version)
     code, pid, epoch = _init(ctx.broker, request)
     return make(
         mod.InitProducerIdResponse,
         throttle_time=datetime.timedelta(0),
-        error_code=code,
+        error_code=for_version(code, version, 4),
         producer_id=pid,
         producer_epoch=epoch,
+        ongoing_txn_producer_id=NO_PRODUCER_ID,
+        ongoing_txn_producer_epoch=NO_PRODUCER_EPOCH,
     )
 
 
-def _init(broker: Any, request: Any) -> tuple[ErrorCode, int, int]:
+def _init(broker: Any, request: Any) -> tuple[int, int, int]:
     failed = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
-    if request.transactional_id is not None:
-        return ErrorCode.transactional_id_authorization_failed, *failed
     given_pid = getattr(request, "producer_id", NO_PRODUCER_ID)
     given_epoch = getattr(request, "producer_epoch", NO_PRODUCER_EPOCH)
     if (given_pid == NO_PRODUCER_ID) != (given_epoch == NO_PRODUCER_EPOCH):
         return ErrorCode.invalid_request, *failed  # Kafka: both or neither
+    tid = request.transactional_id
+    if tid is not None:
+        if getattr(request, "enable2_pc", False) or getattr(request, "keep_prepared_txn", False):
+            return ErrorCode.transactional_id_authorization_failed, *failed
+        timeout_ms = request.transaction_timeout // datetime.timedelta(milliseconds=1)
+        try:
+            broker.transaction_state_topic.ensure()
+            return broker.transaction_coordinator.init_producer_id(  # type: ignore[no-any-return]
+                tid, timeout_ms, given_pid, given_epoch
+            )
+        except Exception:
+            log.exception("InitProducerId of transactional id %r failed", tid)
+            return ErrorCode.coordinator_not_available, *failed
     try:
         return ErrorCode.none, broker.producer_id_manager.generate(), 0
     except Exception:

@@ -22,6 +22,7 @@ def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     rm = broker.replica_manager
     mod = response_module(API_KEY, ctx.header.api_version)
+    read_committed = getattr(request, "isolation_level", 0) == 1
     topics = []
     for t in request.topics:
         parts = []
@@ -44,9 +45,10 @@ def handle(ctx: Any, request: Any) -> Any:
             else:
                 plog = partition.log
                 if p.timestamp == LATEST:
-                    # Consumers may only see up to the high watermark (the LSO once
-                    # transactions exist).
-                    out.update(offset=plog.high_watermark, leader_epoch=partition.leader_epoch)
+                    # The end a consumer can read to: the high watermark, or for
+                    # read_committed the last stable offset.
+                    end = plog.last_stable_offset if read_committed else plog.high_watermark
+                    out.update(offset=end, leader_epoch=partition.leader_epoch)
                 else:
                     found = plog.fetch_offset_by_timestamp(p.timestamp)
                     if found is not None:

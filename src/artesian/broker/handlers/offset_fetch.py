@@ -1,4 +1,9 @@
-"""OffsetFetch (9): one group (v1-7) or several (v8+, KIP-709)."""
+"""OffsetFetch (9): one group (v1-7) or several (v8+, KIP-709).
+
+With ``require_stable`` (v7+, KIP-447: read_committed consumers), a partition whose offset an
+open transaction is about to commit answers UNSTABLE_OFFSET_COMMIT (88), and the client asks
+again once the transaction has ended.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ MIN_VERSION = 1
 MAX_VERSION = 10
 
 
-def _group_topics(ctx: Any, mod: Any, group_id: str, topics: Any, by_id: bool) -> tuple[Any, ...]:
+def _group_topics(
+    ctx: Any, mod: Any, group_id: str, topics: Any, by_id: bool, require_stable: bool
+) -> tuple[Any, ...]:
     broker = ctx.broker
     image = broker.image
     coordinator = broker.group_coordinator
@@ -45,6 +52,18 @@ def _group_topics(ctx: Any, mod: Any, group_id: str, topics: Any, by_id: bool) -
         parts = []
         for i in indexes:
             om = found.get((name, i))
+            if require_stable and coordinator.has_pending_offsets(group_id, [(name, i)]):
+                parts.append(
+                    make(
+                        part_cls,
+                        partition_index=i,
+                        committed_offset=-1,
+                        committed_leader_epoch=-1,
+                        metadata="",
+                        error_code=ErrorCode.unstable_offset_commit,
+                    )
+                )
+                continue
             parts.append(
                 make(
                     part_cls,
@@ -69,13 +88,14 @@ def _group_topics(ctx: Any, mod: Any, group_id: str, topics: Any, by_id: bool) -
 def handle(ctx: Any, request: Any) -> Any:
     version = ctx.header.api_version
     mod = response_module(API_KEY, version)
+    stable = bool(getattr(request, "require_stable", False))
     if hasattr(request, "groups"):
         by_id = version >= 10
         groups = tuple(
             make(
                 mod.OffsetFetchResponseGroup,
                 group_id=g.group_id,
-                topics=_group_topics(ctx, mod, g.group_id, g.topics, by_id),
+                topics=_group_topics(ctx, mod, g.group_id, g.topics, by_id, stable),
                 error_code=ErrorCode.none,
             )
             for g in request.groups
@@ -84,6 +104,6 @@ def handle(ctx: Any, request: Any) -> Any:
     return make(
         mod.OffsetFetchResponse,
         throttle_time=datetime.timedelta(0),
-        topics=_group_topics(ctx, mod, request.group_id, request.topics, False),
+        topics=_group_topics(ctx, mod, request.group_id, request.topics, False, stable),
         error_code=ErrorCode.none,
     )

@@ -22,7 +22,7 @@ from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
 from artesian.protocol.produce import ProduceRequestView, decode_produce_request
-from artesian.protocol.records import LOG_OVERHEAD
+from artesian.protocol.records import ATTR_TRANSACTIONAL, BATCH_HEADER_SIZE, LOG_OVERHEAD
 
 API_KEY = 0
 # librdkafka expects Produce advertised from v0 (KAFKA-18659); v0-2 carry the old message
@@ -32,6 +32,8 @@ MAX_VERSION = 13
 
 log = logging.getLogger("artesian.produce")
 _BATCH_LENGTH = struct.Struct(">i")
+_PRODUCER = struct.Struct(">qh")  # producerId, producerEpoch at offset 43 of a batch
+_ATTRIBUTES_LOW = 22  # low byte of the batch's attributes (int16 at offset 21)
 
 
 def decode(header: api.RequestHeader, frame: memoryview) -> ProduceRequestView:
@@ -56,6 +58,28 @@ def _one_batch_error(records: memoryview, version: int) -> str | None:
             "record batch per partition"
         )
     return None  # a short batch is the validator's CORRUPT_MESSAGE
+
+
+def _txn_error(
+    broker: Any, transactional_id: str | None, records: memoryview, topic: str, index: int
+) -> tuple[ErrorCode, str] | None:
+    """A transactional batch must belong to its producer's open transaction, to which the
+    partition was added (KIP-890's verification; a coordinator on the same broker makes it
+    free). Otherwise a hanging transaction could hold back the last stable offset forever."""
+    if transactional_id is None:
+        return ErrorCode.invalid_record, "transactional records need a transactional id"
+    producer_id, producer_epoch = _PRODUCER.unpack_from(records, 43)
+    code = broker.transaction_coordinator.verify_partition(
+        transactional_id, producer_id, producer_epoch, (topic, index)
+    )
+    if code == ErrorCode.none:
+        return None
+    if code == ErrorCode.producer_fenced:
+        code = ErrorCode.invalid_producer_epoch  # Produce has no PRODUCER_FENCED
+    return ErrorCode(code), (
+        f"transactional id {transactional_id!r} (producer {producer_id}, epoch "
+        f"{producer_epoch}) has no open transaction with {topic}-{index} in it"
+    )
 
 
 def handle(ctx: Any, request: ProduceRequestView) -> Any:
@@ -98,6 +122,13 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
             elif (batch_error := _one_batch_error(p.records, version)) is not None:
                 code = ErrorCode.invalid_record
                 message = batch_error
+            elif (
+                len(p.records) >= BATCH_HEADER_SIZE
+                and p.records[_ATTRIBUTES_LOW] & ATTR_TRANSACTIONAL
+            ) and (
+                txn_error := _txn_error(broker, request.transactional_id, p.records, name, p.index)
+            ):
+                code, message = txn_error
             else:
                 try:
                     info = partition.log.append_as_leader(p.records, partition.leader_epoch, now)

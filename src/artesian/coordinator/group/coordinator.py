@@ -30,20 +30,42 @@ from artesian.coordinator.group.group_metadata import (
     MemberMetadata,
     OffsetAndMetadata,
 )
+from artesian.coordinator.serde import parse_marker_key
 
 log = logging.getLogger("artesian.group_coordinator")
 
 E = ErrorCode
 
 
+class LoggedRecord(Protocol):
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def producer_id(self) -> int:
+        """Set for records of a transactional batch, else -1."""
+
+    @property
+    def control(self) -> bool:
+        """A transaction marker."""
+
+
 class OffsetsTopic(Protocol):
     """The coordinator's view of ``__consumer_offsets``."""
 
-    def append(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        """Append key/value records durably as one batch; raises on failure."""
+    def append(
+        self,
+        partition: int,
+        records: list[tuple[bytes, bytes | None]],
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+    ) -> None:
+        """Append key/value records durably as one batch (a transactional one for a producer
+        id); raises on failure."""
 
-    def read(self, partition: int) -> Iterator[tuple[bytes | None, bytes | None]]:
-        """Every (key, value) in the partition, in offset order."""
+    def read(self, partition: int) -> Iterator[LoggedRecord]:
+        """Every record in the partition, in offset order, markers included."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -112,13 +134,18 @@ class GroupCoordinator:
     def load(self) -> None:
         """Replay ``__consumer_offsets``: the latest record per key wins."""
         for partition in range(self.config.num_partitions):
-            for key_bytes, value in self.topic.read(partition):
+            for record in self.topic.read(partition):
+                key_bytes, value = record.key, record.value
                 if key_bytes is None:
                     continue
                 try:
+                    if record.control:
+                        commit = parse_marker_key(key_bytes)
+                        self.complete_transaction(partition, record.producer_id, commit)
+                        continue
                     key = rec.parse_key(key_bytes)
                     if isinstance(key, rec.OffsetKey):
-                        self._load_offset(key, value)
+                        self._load_offset(key, value, record.producer_id)
                     elif isinstance(key, rec.GroupKey):
                         self._load_group(key, value)
                 except (ValueError, UnicodeDecodeError) as e:
@@ -130,7 +157,7 @@ class GroupCoordinator:
                 self._schedule_heartbeat(group, member)
         log.info("loaded %d consumer group(s) from __consumer_offsets", len(self.groups))
 
-    def _load_offset(self, key: rec.OffsetKey, value: bytes | None) -> None:
+    def _load_offset(self, key: rec.OffsetKey, value: bytes | None, producer_id: int) -> None:
         group = self.groups.get(key.group)
         if value is None:
             if group is not None:
@@ -138,9 +165,14 @@ class GroupCoordinator:
             return
         v = rec.parse_offset_value(value)
         group = self.groups.setdefault(key.group, GroupMetadata(key.group))
-        group.offsets[(key.topic, key.partition)] = OffsetAndMetadata(
+        om = OffsetAndMetadata(
             v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp
         )
+        if producer_id >= 0:
+            # Pending until its transaction's marker, later in this partition.
+            group.pending_txn_offsets.setdefault(producer_id, {})[(key.topic, key.partition)] = om
+        else:
+            group.offsets[(key.topic, key.partition)] = om
 
     def _load_group(self, key: rec.GroupKey, value: bytes | None) -> None:
         if value is None:
@@ -725,6 +757,18 @@ class GroupCoordinator:
             # Stable or PreparingRebalance with the current generation: members commit in
             # their revocation callbacks during a rebalance, so this must be accepted.
             self._schedule_heartbeat(group, group.members[member_id])
+        results, accepted = self._store_offsets(group_id, offsets)
+        group.offsets.update(accepted)
+        return results
+
+    def _store_offsets(
+        self,
+        group_id: str,
+        offsets: dict[tuple[str, int], OffsetAndMetadata],
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], OffsetAndMetadata]]:
+        """Write offsets to __consumer_offsets: the result per partition, and those stored."""
         results: dict[tuple[str, int], int] = {}
         to_store: list[tuple[bytes, bytes | None]] = []
         accepted: dict[tuple[str, int], OffsetAndMetadata] = {}
@@ -749,7 +793,9 @@ class GroupCoordinator:
             accepted[tp] = om
         if to_store:
             try:
-                self.topic.append(self.partition_for(group_id), to_store)
+                self.topic.append(
+                    self.partition_for(group_id), to_store, producer_id, producer_epoch
+                )
             except Exception as e:
                 # Kafka's mapping of a failed __consumer_offsets append: a commit too large
                 # for one batch is not worth retrying.
@@ -762,11 +808,67 @@ class GroupCoordinator:
                 log.warning("could not store offsets of group %s: %s", group_id, e)
                 for tp in accepted:
                     results[tp] = error
-                return results
-        group.offsets.update(accepted)
+                return results, {}
         for tp in accepted:
             results[tp] = E.none
+        return results, accepted
+
+    # --- transactions ---------------------------------------------------------------------
+
+    def commit_txn_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        offsets: dict[tuple[str, int], OffsetAndMetadata],
+    ) -> dict[tuple[str, int], int]:
+        """TxnOffsetCommit: offsets written in the producer's transaction, visible once it
+        commits. Members are checked as OffsetCommit checks them when the request names one
+        (v3+, KIP-447); a request without a member (v0-2) is not checked."""
+        if not group_id:
+            return dict.fromkeys(offsets, E.invalid_group_id)
+        group = self.groups.get(group_id)
+        if group is None:
+            if generation_id >= 0:
+                return dict.fromkeys(offsets, E.illegal_generation)
+            group = self.groups[group_id] = GroupMetadata(group_id)
+        elif group.state is GroupState.DEAD:
+            return dict.fromkeys(offsets, E.coordinator_not_available)
+        elif generation_id >= 0 or member_id or group_instance_id is not None:
+            invalid = self._validate_member(group, member_id, group_instance_id)
+            if invalid is not None:
+                return dict.fromkeys(offsets, invalid)
+            if generation_id != group.generation_id:
+                return dict.fromkeys(offsets, E.illegal_generation)
+        results, accepted = self._store_offsets(group_id, offsets, producer_id, producer_epoch)
+        if accepted:
+            group.pending_txn_offsets.setdefault(producer_id, {}).update(accepted)
         return results
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A marker reached ``__consumer_offsets``-``partition``: the producer's pending
+        offsets in the groups of that partition take effect (commit) or are dropped."""
+        for group in self.groups.values():
+            pending = group.pending_txn_offsets.pop(producer_id, None)
+            if pending is None:
+                continue
+            if self.partition_for(group.group_id) != partition:
+                group.pending_txn_offsets[producer_id] = pending
+                continue
+            if commit:
+                group.offsets.update(pending)
+
+    def has_pending_offsets(self, group_id: str, partitions: Iterable[tuple[str, int]]) -> bool:
+        """Whether an open transaction holds offsets for any of ``partitions`` (OffsetFetch
+        with require_stable answers UNSTABLE_OFFSET_COMMIT then, KIP-447)."""
+        group = self.groups.get(group_id)
+        if group is None or not group.pending_txn_offsets:
+            return False
+        wanted = set(partitions)
+        return any(wanted & pending.keys() for pending in group.pending_txn_offsets.values())
 
     def fetch_offsets(
         self, group_id: str, partitions: Iterable[tuple[str, int]] | None

@@ -81,6 +81,11 @@ class GroupMetadata:
     pending_members: dict[str, asyncio.TimerHandle | None] = field(default_factory=dict)
     """Member ids handed out with MEMBER_ID_REQUIRED, not yet joined."""
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
+    # Offsets committed inside a transaction (TxnOffsetCommit), per producer id: they take
+    # effect when the transaction's COMMIT marker reaches __consumer_offsets.
+    pending_txn_offsets: dict[int, dict[tuple[str, int], OffsetAndMetadata]] = field(
+        default_factory=dict
+    )
     state_timestamp: int = -1
     join_timer: asyncio.TimerHandle | None = None
     join_deadline: float = 0.0

@@ -7,79 +7,14 @@ tombstone. Kafka's tools can read what we write, and we read Kafka's older value
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
+from artesian.coordinator.serde import Reader as _Reader
+from artesian.coordinator.serde import Writer as _Writer
+from artesian.coordinator.serde import partition_for as partition_for
 
 OFFSET_KEY_VERSION = 1
 GROUP_KEY_VERSION = 2
-
-
-class _Writer:
-    __slots__ = ("out",)
-
-    def __init__(self) -> None:
-        self.out = bytearray()
-
-    def i16(self, v: int) -> _Writer:
-        self.out += _I16.pack(v)
-        return self
-
-    def i32(self, v: int) -> _Writer:
-        self.out += _I32.pack(v)
-        return self
-
-    def i64(self, v: int) -> _Writer:
-        self.out += _I64.pack(v)
-        return self
-
-    def string(self, s: str | None) -> _Writer:
-        if s is None:
-            return self.i16(-1)
-        b = s.encode()
-        self.i16(len(b))
-        self.out += b
-        return self
-
-    def bytes_(self, b: bytes) -> _Writer:
-        self.i32(len(b))
-        self.out += b
-        return self
-
-
-class _Reader:
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.pos = 0
-
-    def _take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.buf):
-            raise ValueError("record truncated")
-        b = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return b
-
-    def i16(self) -> int:
-        return int(_I16.unpack(self._take(2))[0])
-
-    def i32(self) -> int:
-        return int(_I32.unpack(self._take(4))[0])
-
-    def i64(self) -> int:
-        return int(_I64.unpack(self._take(8))[0])
-
-    def string(self) -> str | None:
-        n = self.i16()
-        return None if n < 0 else self._take(n).decode()
-
-    def bytes_(self) -> bytes:
-        n = self.i32()
-        return b"" if n < 0 else self._take(n)
 
 
 @dataclass(slots=True, frozen=True)
@@ -203,17 +138,3 @@ def parse_group_value(data: bytes) -> GroupValue:
             )
         )
     return GroupValue(protocol_type, generation, protocol, leader, state_ts, tuple(members))
-
-
-def java_string_hash(s: str) -> int:
-    """Java's String.hashCode (over UTF-16 code units), which picks the partition."""
-    h = 0
-    data = s.encode("utf-16-be")
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for(group: str, num_partitions: int) -> int:
-    # Kafka's Utils.abs is `n & 0x7fffffff`, not Math.abs.
-    return (java_string_hash(group) & 0x7FFFFFFF) % num_partitions

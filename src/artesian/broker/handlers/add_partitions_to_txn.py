@@ -1,0 +1,74 @@
+"""AddPartitionsToTxn (24): a transactional producer names a partition before its first write
+to it in a transaction.
+
+Versions 0-3 are the client's. Versions 4+ batch many transactions and are sent by brokers to
+verify writes (KIP-890); one broker has no one to ask, so they are not offered.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._txn import for_version
+from artesian.broker.internal_topic import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+
+API_KEY = 24
+MIN_VERSION = 0
+MAX_VERSION = 3
+
+_INTERNAL = (OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC)
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    version = ctx.header.api_version
+    image = broker.image
+    wanted = [(t.name, int(p)) for t in request.v3_and_below_topics for p in t.partitions]
+    errors: dict[tuple[str, int], ErrorCode] = {}
+    for name, index in wanted:
+        timg = image.topics.get(name)
+        if name in _INTERNAL:
+            errors[(name, index)] = ErrorCode.topic_authorization_failed
+        elif timg is None or index not in timg.partitions:
+            errors[(name, index)] = ErrorCode.unknown_topic_or_partition
+    if errors:
+        # Kafka adds nothing when any partition is bad; the good ones are not attempted.
+        code = ErrorCode.operation_not_attempted
+    else:
+        code = for_version(
+            broker.transaction_coordinator.add_partitions(
+                request.v3_and_below_transactional_id,
+                request.v3_and_below_producer_id,
+                request.v3_and_below_producer_epoch,
+                wanted,
+            ),
+            version,
+            2,
+        )
+    mod = response_module(API_KEY, version)
+    by_topic: dict[str, list[int]] = {}
+    for name, index in wanted:
+        by_topic.setdefault(name, []).append(index)
+    return make(
+        mod.AddPartitionsToTxnResponse,
+        throttle_time=datetime.timedelta(0),
+        results_by_topic_v3_and_below=tuple(
+            make(
+                mod.AddPartitionsToTxnTopicResult,
+                name=name,
+                results_by_partition=tuple(
+                    make(
+                        mod.AddPartitionsToTxnPartitionResult,
+                        partition_index=i,
+                        partition_error_code=errors.get((name, i), code),
+                    )
+                    for i in indexes
+                ),
+            )
+            for name, indexes in by_topic.items()
+        ),
+    )

@@ -1,0 +1,101 @@
+"""DescribeTransactions (65) and ListTransactions (66): what ``kafka-transactions.sh`` shows."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, response_module
+from artesian.coordinator.transaction.transaction_metadata import TransactionState
+
+DESCRIBE = 65
+LIST = 66
+
+
+def describe(ctx: Any, request: Any) -> Any:
+    coordinator = ctx.broker.transaction_coordinator
+    mod = response_module(DESCRIBE, ctx.header.api_version)
+    states = []
+    for tid in request.transactional_ids:
+        meta = coordinator.describe(tid)
+        if meta is None:
+            states.append(
+                make(
+                    mod.TransactionState,
+                    error_code=ErrorCode.transactional_id_not_found,
+                    transactional_id=tid,
+                    transaction_state="",
+                    transaction_timeout=datetime.timedelta(0),
+                    transaction_start_time=datetime.datetime.fromtimestamp(0, datetime.UTC),
+                    producer_id=-1,
+                    producer_epoch=-1,
+                    topics=(),
+                )
+            )
+            continue
+        start_ms = meta.start_ms if meta.state is TransactionState.ONGOING else -1
+        states.append(
+            make(
+                mod.TransactionState,
+                error_code=ErrorCode.none,
+                transactional_id=tid,
+                transaction_state=meta.state.display_name,
+                transaction_timeout=datetime.timedelta(milliseconds=meta.timeout_ms),
+                # -1 (no transaction open) is the epoch's millisecond before 1970.
+                transaction_start_time=datetime.datetime.fromtimestamp(
+                    start_ms / 1000, datetime.UTC
+                ),
+                producer_id=meta.producer_id,
+                producer_epoch=meta.producer_epoch,
+                topics=tuple(
+                    make(mod.TopicData, topic=topic, partitions=partitions)
+                    for topic, partitions in meta.sorted_partitions()
+                ),
+            )
+        )
+    return make(
+        mod.DescribeTransactionsResponse,
+        throttle_time=datetime.timedelta(0),
+        transaction_states=tuple(states),
+    )
+
+
+def list_(ctx: Any, request: Any) -> Any:
+    coordinator = ctx.broker.transaction_coordinator
+    mod = response_module(LIST, ctx.header.api_version)
+    unknown = tuple(
+        s for s in request.state_filters if TransactionState.from_display_name(s) is None
+    )
+    states = {
+        st
+        for s in request.state_filters
+        if (st := TransactionState.from_display_name(s)) is not None
+    }
+    if request.state_filters and not states:
+        found = []  # only unknown states asked for: nothing matches them
+    else:
+        found = coordinator.list_transactions(
+            states or None,
+            set(request.producer_id_filters) or None,
+            getattr(request, "duration_filter", -1),
+        )
+    return make(
+        mod.ListTransactionsResponse,
+        throttle_time=datetime.timedelta(0),
+        error_code=ErrorCode.none,
+        unknown_state_filters=unknown,
+        transaction_states=tuple(
+            make(
+                mod.TransactionState,
+                transactional_id=m.transactional_id,
+                producer_id=m.producer_id,
+                transaction_state=m.state.display_name,
+            )
+            for m in found
+        ),
+    )
+
+
+APIS = [(DESCRIBE, 0, 0, describe), (LIST, 0, 1, list_)]

@@ -1,0 +1,106 @@
+"""Kafka's fixed-width serialization of internal-topic records (``__consumer_offsets`` and
+``__transaction_state``), and the hash that picks a coordinator's partition."""
+
+from __future__ import annotations
+
+import struct
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+
+
+class Writer:
+    __slots__ = ("out",)
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def i8(self, v: int) -> Writer:
+        self.out += v.to_bytes(1, "big", signed=True)
+        return self
+
+    def i16(self, v: int) -> Writer:
+        self.out += _I16.pack(v)
+        return self
+
+    def i32(self, v: int) -> Writer:
+        self.out += _I32.pack(v)
+        return self
+
+    def i64(self, v: int) -> Writer:
+        self.out += _I64.pack(v)
+        return self
+
+    def string(self, s: str | None) -> Writer:
+        if s is None:
+            return self.i16(-1)
+        b = s.encode()
+        self.i16(len(b))
+        self.out += b
+        return self
+
+    def bytes_(self, b: bytes) -> Writer:
+        self.i32(len(b))
+        self.out += b
+        return self
+
+
+class Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def _take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise ValueError("record truncated")
+        b = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return b
+
+    def i8(self) -> int:
+        return int.from_bytes(self._take(1), "big", signed=True)
+
+    def i16(self) -> int:
+        return int(_I16.unpack(self._take(2))[0])
+
+    def i32(self) -> int:
+        return int(_I32.unpack(self._take(4))[0])
+
+    def i64(self) -> int:
+        return int(_I64.unpack(self._take(8))[0])
+
+    def string(self) -> str | None:
+        n = self.i16()
+        return None if n < 0 else self._take(n).decode()
+
+    def bytes_(self) -> bytes:
+        n = self.i32()
+        return b"" if n < 0 else self._take(n)
+
+
+def java_string_hash(s: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units), which picks the partition."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: str, num_partitions: int) -> int:
+    # Kafka's Utils.abs is `n & 0x7fffffff`, not Math.abs.
+    return (java_string_hash(key) & 0x7FFFFFFF) % num_partitions
+
+
+def parse_marker_key(data: bytes) -> bool:
+    """The key of a transaction marker's record (Kafka's ControlRecordType, version 0):
+    True for COMMIT, False for ABORT."""
+    r = Reader(data)
+    r.i16()  # version: later versions only append fields
+    kind = r.i16()
+    if kind not in (0, 1):
+        raise ValueError(f"not a transaction marker (control record type {kind})")
+    return kind == 1
