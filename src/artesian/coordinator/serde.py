@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Protocol
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -104,3 +105,19 @@ def parse_marker_key(data: bytes) -> bool:
     if kind not in (0, 1):
         raise ValueError(f"not a transaction marker (control record type {kind})")
     return kind == 1
+
+
+class LoggedRecord(Protocol):
+    """A record of an internal topic as the coordinators replay it."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def producer_id(self) -> int:
+        """Set for records of a transactional batch, else -1."""
+
+    @property
+    def control(self) -> bool:
+        """A transaction marker."""

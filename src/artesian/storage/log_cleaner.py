@@ -8,8 +8,9 @@ up to where the map ends, group of segments by group, keeping only each key's la
 - The dirty section starts at the log's ``cleaner-offset-checkpoint`` entry (Kafka's text
   format, in the data dir) and ends at the first uncleanable offset: the active segment, the
   last stable offset (the high watermark, or the start of the oldest open transaction) and the
-  first segment newer than ``min.compaction.lag.ms``, rounded down to a segment base. A log is cleaned when its dirty ratio exceeds ``min.cleanable.dirty.ratio`` or
-  when a dirty segment is older than ``max.compaction.lag.ms``.
+  first segment newer than ``min.compaction.lag.ms``, rounded down to a segment base. A log is
+  cleaned when its dirty ratio exceeds ``min.cleanable.dirty.ratio`` or when a dirty segment
+  is older than ``max.compaction.lag.ms``.
 - Offsets never change: a rewritten batch keeps its base offset, its last offset delta (as
   Kafka's v2 ``overrideLastOffset``), producer id/epoch/base sequence, partition leader epoch,
   codec (recompressed at the codec's default level) and timestamp type; each record keeps its

@@ -8,6 +8,7 @@ consumer may open an incremental fetch session (KIP-227, broker/fetch_session.py
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -226,7 +227,15 @@ async def _wait_and_read(
     max_wait_ms: int,
 ) -> RawResponse:
     purgatory = ctx.broker.replica_manager.purgatory
-    op = purgatory.park(keys, request.min_bytes, accumulated, max_wait_ms)
-    await op.future
-    results, _total, _errors, _keys = _read(ctx, request, context.partitions)
-    return _respond(ctx, context, results)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_ms / 1000
+    while True:
+        op = purgatory.park(keys, request.min_bytes, accumulated, max_wait_ms)
+        await op.future
+        results, accumulated, errors, keys = _read(ctx, request, context.partitions)
+        max_wait_ms = int((deadline - loop.time()) * 1000)
+        # A read_committed fetch is woken by appends past the last stable offset too (an
+        # open transaction holds it back): it waits again for what it can read, as Kafka's
+        # DelayedFetch counts bytes up to the LSO only.
+        if accumulated >= request.min_bytes or errors or max_wait_ms <= 0 or not keys:
+            return _respond(ctx, context, results)

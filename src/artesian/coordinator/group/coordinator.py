@@ -30,25 +30,11 @@ from artesian.coordinator.group.group_metadata import (
     MemberMetadata,
     OffsetAndMetadata,
 )
-from artesian.coordinator.serde import parse_marker_key
+from artesian.coordinator.serde import LoggedRecord, parse_marker_key
 
 log = logging.getLogger("artesian.group_coordinator")
 
 E = ErrorCode
-
-
-class LoggedRecord(Protocol):
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def producer_id(self) -> int:
-        """Set for records of a transactional batch, else -1."""
-
-    @property
-    def control(self) -> bool:
-        """A transaction marker."""
 
 
 class OffsetsTopic(Protocol):

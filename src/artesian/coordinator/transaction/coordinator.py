@@ -27,7 +27,7 @@ from typing import Protocol
 
 from kio.schema.errors import ErrorCode
 
-from artesian.coordinator.serde import partition_for
+from artesian.coordinator.serde import LoggedRecord, partition_for
 from artesian.coordinator.transaction import records as rec
 from artesian.coordinator.transaction.transaction_metadata import (
     COMPLETED,
@@ -44,15 +44,6 @@ log = logging.getLogger("artesian.transaction_coordinator")
 E = ErrorCode
 S = TransactionState
 TopicPartition = tuple[str, int]
-
-
-class LoggedRecord(Protocol):
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def control(self) -> bool: ...
 
 
 class TransactionLog(Protocol):
@@ -184,7 +175,7 @@ class TransactionCoordinator:
             # The previous producer of this id is fenced by the bump, and its transaction
             # aborted with the bumped epoch so its late writes are refused.
             code = self._abort_with_bumped_epoch(meta, "a new producer of the same id started")
-            if code is not E.none:
+            if code != E.none:
                 return code, *failed
             meta = self.transactions[transactional_id]
         previous_epoch = meta.producer_epoch
@@ -311,7 +302,7 @@ class TransactionCoordinator:
         aborted = 0
         for meta in list(self.transactions.values()):
             timed_out = meta.state is S.ONGOING and now - meta.start_ms > meta.timeout_ms
-            if timed_out and self._abort_with_bumped_epoch(meta, "it passed its timeout") == 0:
+            if timed_out and self._abort_with_bumped_epoch(meta, "it passed its timeout") == E.none:
                 aborted += 1
         return aborted
 
