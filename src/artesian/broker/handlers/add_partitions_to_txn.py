@@ -14,13 +14,10 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._txn import for_version
-from artesian.broker.internal_topic import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 
 API_KEY = 24
 MIN_VERSION = 0
 MAX_VERSION = 3
-
-_INTERNAL = (OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC)
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -31,9 +28,7 @@ def handle(ctx: Any, request: Any) -> Any:
     errors: dict[tuple[str, int], ErrorCode] = {}
     for name, index in wanted:
         timg = image.topics.get(name)
-        if name in _INTERNAL:
-            errors[(name, index)] = ErrorCode.topic_authorization_failed
-        elif timg is None or index not in timg.partitions:
+        if timg is None or index not in timg.partitions:
             errors[(name, index)] = ErrorCode.unknown_topic_or_partition
     if errors:
         # Kafka adds nothing when any partition is bad; the good ones are not attempted.
