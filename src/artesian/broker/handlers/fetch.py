@@ -105,7 +105,7 @@ def _read(
             continue
         keys.append((fp.topic, fp.partition))
         visible = lso if read_committed else hw
-        if fp.fetch_offset == visible and fp.fetch_offset <= plog.log_end_offset:
+        if fp.fetch_offset == visible:
             if read_committed:
                 result.aborted_transactions = []
             continue  # caught up: nothing to read, the common long-poll case

@@ -37,6 +37,7 @@ from artesian.coordinator.transaction.transaction_metadata import (
     PREPARING,
     TransactionMetadata,
     TransactionState,
+    by_topic,
 )
 
 log = logging.getLogger("artesian.transaction_coordinator")
@@ -391,20 +392,12 @@ class TransactionCoordinator:
         """Write the next state first; only then does ``meta`` take it (Kafka's
         prepareTransitionTo, then completeTransitionTo once the append is durable)."""
         start = meta.start_ms if start_ms is None else start_ms
-        staged = TransactionMetadata(
-            meta.transactional_id,
-            meta.producer_id,
-            meta.producer_epoch,
-            meta.timeout_ms,
-            state,
-            partitions,
-        )
         value = rec.TransactionLogValue(
             meta.producer_id,
             meta.producer_epoch,
             meta.timeout_ms,
             int(state),
-            staged.sorted_partitions(),
+            by_topic(partitions),
             now,
             start,
         )

@@ -57,7 +57,12 @@ class TransactionMetadata:
     last_producer_epoch: int = NO_PRODUCER_EPOCH
 
     def sorted_partitions(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        by_topic: dict[str, list[int]] = {}
-        for topic, p in sorted(self.partitions):
-            by_topic.setdefault(topic, []).append(p)
-        return tuple((t, tuple(ps)) for t, ps in by_topic.items())
+        return by_topic(self.partitions)
+
+
+def by_topic(partitions: set[tuple[str, int]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Partitions grouped by topic, sorted: the shape the records and the admin APIs use."""
+    grouped: dict[str, list[int]] = {}
+    for topic, p in sorted(partitions):
+        grouped.setdefault(topic, []).append(p)
+    return tuple((t, tuple(ps)) for t, ps in grouped.items())
