@@ -25,6 +25,7 @@ from artesian.protocol.records import (
 )
 from artesian.storage.errors import (
     InvalidProducerEpochError,
+    InvalidRecordError,
     InvalidTxnStateError,
     OutOfOrderSequenceError,
     TransactionCoordinatorFencedError,
@@ -143,9 +144,10 @@ def test_coordinator_writes_skip_sequence_checks_but_not_epoch(tmp_path: Path) -
         )
 
     client = open_log(tmp_path / "c-0")
-    client.append_as_leader(offsets(1), 3, NOW)
-    # From a client, the same sequence-less batch again reads as a retry of the first.
-    assert client.append_as_leader(offsets(1), 3, NOW).duplicate
+    # From a client, a producer id without a sequence is refused (Kafka's INVALID_RECORD).
+    with pytest.raises(InvalidRecordError, match="invalid sequence number -1"):
+        client.append_as_leader(offsets(1), 3, NOW)
+    assert client.log_end_offset == 0
     client.close()
     first = log.append_as_leader(offsets(1), 3, NOW, from_coordinator=True)
     second = log.append_as_leader(offsets(1), 3, NOW, from_coordinator=True)

@@ -402,6 +402,7 @@ class Log:
                 leader_epoch=leader_epoch,
                 config=self.config,
                 now_ms=now_ms,
+                from_client=not from_coordinator,
             )
             if info.size > self.config.segment_bytes:
                 raise RecordBatchTooLargeError(

@@ -79,9 +79,11 @@ def validate_and_assign_offsets(
     leader_epoch: int,
     config: LogConfig,
     now_ms: int,
+    from_client: bool = True,
 ) -> LogAppendInfo:
     """Validate whole v2 batches in ``records`` (mutated in place) and give them offsets
-    starting at ``base_offset``. Raises a StorageError subclass naming the Kafka error."""
+    starting at ``base_offset``. Raises a StorageError subclass naming the Kafka error.
+    ``from_client`` is False for a coordinator's own writes, which carry no sequence."""
     buf = memoryview(records).cast("B")
     end = len(buf)
     if end == 0:
@@ -97,7 +99,7 @@ def validate_and_assign_offsets(
     first_ts = NO_TIMESTAMP
     rebuilt: list[bytes | memoryview] | None = None
     while pos < end:
-        h = _check_batch(buf, pos, end, config, now_ms, log_append)
+        h = _check_batch(buf, pos, end, config, now_ms, log_append, from_client)
         if config.compact_enabled:
             _check_keys(buf, pos, h)  # only compacted topics pay for decoding records
         size = h.size
@@ -147,6 +149,7 @@ def _check_batch(
     config: LogConfig,
     now_ms: int,
     log_append: bool,
+    from_client: bool,
 ) -> BatchHeader:
     try:
         h = read_batch_header(buf, pos)
@@ -168,6 +171,11 @@ def _check_batch(
         )
     if h.is_control:
         raise InvalidRecordError("clients may not produce control batches")
+    if from_client and h.producer_id >= 0 and h.base_sequence < 0:
+        # A producer id promises sequence numbers: without one, duplicates go undetected.
+        raise InvalidRecordError(
+            f"invalid sequence number {h.base_sequence} in batch with producer id {h.producer_id}"
+        )
     _check_record_count(buf, pos, h)
     if not log_append:
         for ts in (h.base_timestamp, h.max_timestamp):
