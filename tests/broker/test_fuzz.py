@@ -74,6 +74,15 @@ FUZZED_APIS = {
     35: range(1, 6),
     44: range(0, 2),
     60: range(0, 3),
+    # Transactions: InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+    # TxnOffsetCommit, DescribeTransactions, ListTransactions.
+    22: range(0, 7),
+    24: range(0, 4),
+    25: range(0, 4),
+    26: range(0, 5),
+    28: range(0, 4),
+    65: range(0, 1),
+    66: range(0, 2),
 }
 # Keys a mutation must never turn a frame into (see above; 20 so nothing can be spliced into
 # deleting the fuzz topic).
