@@ -68,3 +68,19 @@ def test_kafkajs_admin_idempotent_produce_and_group_consume(broker: Any) -> None
     # Offsets per partition are exactly 0..9, in order.
     for p in range(3):
         assert [m["offset"] for m in got if m["partition"] == p] == list(range(10))
+
+
+def test_kafkajs_transactions_are_read_committed(broker: Any) -> None:
+    require(
+        shutil.which("node") is not None and (JS / "node_modules" / "kafkajs").exists(), "kafkajs"
+    )
+    out = subprocess.run(
+        ["node", str(JS / "transactions.js"), broker.bootstrap, "js-txn"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # a0, a1 at 0, 1 and COMMIT at 2; b0 at 3 and ABORT at 4; c0 at 5 and COMMIT at 6.
+    assert result["got"] == [[0, "a0"], [1, "a1"], [5, "c0"]]
