@@ -68,3 +68,33 @@ def test_bench_client_properties(broker: Any) -> None:
         assert proc.returncode == 1
         assert message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_bench_produce_in_transactions(broker: Any) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    produced = bench(
+        broker,
+        "produce",
+        "--topic",
+        "txn-bench",
+        "-n",
+        "3000",
+        "-s",
+        "100",
+        "--transaction-duration-ms",
+        "20",
+    )
+    assert produced["records"] == 3000
+    transactions = produced["transactions"]
+    assert transactions >= 1
+    # Every transaction that wrote records ended with a COMMIT marker after them.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "txn-bench-check"})
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition("txn-bench", 0), timeout=30)
+    finally:
+        c.close()
+    assert low == 0 and 1 <= high - 3000 <= transactions
+    # A read_committed consumer (librdkafka's default) reads all of them.
+    consumed = bench(broker, "consume", "--topic", "txn-bench", "-n", "3000")
+    assert consumed["records"] == 3000

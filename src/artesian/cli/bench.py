@@ -55,6 +55,7 @@ class Summary:
     bytes: int
     seconds: float
     latencies_ms: list[float] = field(default_factory=list)
+    transactions: int = 0  # committed, with --transaction-duration-ms
 
     def as_dict(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {
@@ -63,6 +64,8 @@ class Summary:
             "records_per_s": round(self.records / self.seconds, 1) if self.seconds else 0.0,
             "seconds": round(self.seconds, 3),
         }
+        if self.transactions:
+            out["transactions"] = self.transactions
         lat = sorted(self.latencies_ms)
         if lat:
             for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p99.9", 0.999)):
@@ -137,6 +140,18 @@ def produce(
     acks: Acks = "all",
     compression: Compression = "none",
     throughput: Rate = 0,
+    transaction_duration_ms: Annotated[
+        int,
+        typer.Option(
+            "--transaction-duration-ms",
+            min=0,
+            help="Commit a transaction every this many ms (0: no transactions), as "
+            "kafka-producer-perf-test does.",
+        ),
+    ] = 0,
+    transactional_id: Annotated[
+        str, typer.Option(help="transactional.id used with --transaction-duration-ms.")
+    ] = "artesian-bench-producer",
     props: PropsOpt = None,
     as_json: AsJson = False,
 ) -> None:
@@ -145,18 +160,22 @@ def produce(
 
     _ensure_topic(bootstrap, topic, partitions)
     payloads = _payloads(record_size)
-    producer = _client(
-        Producer,
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": acks,
-            "compression.type": compression,
-            "linger.ms": 5,
-            "batch.size": 1 << 20,
-            "queue.buffering.max.kbytes": 1 << 20,
-        },
-        props,
-    )
+    defaults: dict[str, object] = {
+        "bootstrap.servers": bootstrap,
+        "acks": acks,
+        "compression.type": compression,
+        "linger.ms": 5,
+        "batch.size": 1 << 20,
+        "queue.buffering.max.kbytes": 1 << 20,
+    }
+    if transaction_duration_ms:
+        defaults["transactional.id"] = transactional_id
+    producer = _client(Producer, defaults, props)
+    transactions = 0
+    if transaction_duration_ms:
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        txn_started = time.perf_counter()
     latencies: list[float] = []
     progress = _Progress("produce", num_records)
     acked = 0
@@ -190,13 +209,22 @@ def produce(
                 producer.poll(0.01)
         producer.poll(0)
         progress.update(acked, acked * record_size)
+        if transaction_duration_ms and (sent - txn_started) * 1000 >= transaction_duration_ms:
+            producer.commit_transaction(120)  # flushes the transaction's records first
+            transactions += 1
+            producer.begin_transaction()
+            txn_started = time.perf_counter()
+    if transaction_duration_ms:
+        producer.commit_transaction(120)
+        transactions += 1
     producer.flush(120)
     elapsed = time.perf_counter() - start
     progress.update(acked, acked * record_size, force=True)
     progress.close()
     if errors:
         console.print(f"[red]{errors} record(s) failed[/red]")
-    _report("produce", Summary(acked, acked * record_size, elapsed, latencies), as_json)
+    summary = Summary(acked, acked * record_size, elapsed, latencies, transactions)
+    _report("produce", summary, as_json)
     if errors:
         raise typer.Exit(1)
 
