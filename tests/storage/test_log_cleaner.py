@@ -24,6 +24,7 @@ from artesian.storage.log_cleaner import CLEANER_OFFSET_CHECKPOINT, CleanerConfi
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, read_offset_checkpoint
 from tests.storage.batches import Rec, make_batch
+from tests.storage.crashes import clean_and_crash_in_swap
 
 NOW = 1_700_000_000_000
 DAY = 86_400_000
@@ -326,28 +327,7 @@ def _run_cleaning(path: Path, crash_at: int | None) -> None:
     if crash_at is None:
         assert cleaner.clean_once().cleaned
     else:
-        real_replace = os.replace
-        calls = 0
-
-        def crashing(src: object, dst: object) -> None:
-            nonlocal calls
-            calls += 1
-            if calls == crash_at:
-                raise KeyboardInterrupt("simulated crash")
-            real_replace(src, dst)  # type: ignore[arg-type]
-
-        real_swap = log.replace_segments
-
-        def swap(*args: object, **kw: object) -> bool:
-            os.replace = crashing  # type: ignore[assignment]
-            try:
-                return real_swap(*args, **kw)  # type: ignore[arg-type]
-            finally:
-                os.replace = real_replace
-
-        log.replace_segments = swap  # type: ignore[method-assign]
-        with pytest.raises(KeyboardInterrupt):
-            cleaner.clean_once()
+        clean_and_crash_in_swap(log, cleaner, lambda _dst, n: n == crash_at)
     # No close: the process "dies" here.
 
 

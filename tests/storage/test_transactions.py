@@ -4,7 +4,6 @@ crashes and truncation), snapshots, and log compaction of transactional data."""
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ from artesian.storage.producer_state import (
 )
 from artesian.storage.transaction_index import AbortedTxn
 from tests.storage.batches import decode_batches, make_batch
+from tests.storage.crashes import clean_and_crash_in_swap
 from tests.storage.test_log import NOW, open_log, read_all
 
 A, B = 1000, 2000
@@ -675,29 +675,8 @@ def test_txn_index_follows_a_crashed_swap(tmp_path: Path) -> None:
     log.roll(NOW)
     put(log, b"z", b"active")
     cleaner = LogCleaner(lm, CleanerConfig(), clock=lambda: NOW)
-    real_replace = os.replace
-    calls = 0
-
-    def crashing(src: object, dst: object) -> None:
-        nonlocal calls
-        calls += 1
-        if str(dst).endswith(".log"):  # .swap -> final name of the log: die right after it
-            real_replace(src, dst)  # type: ignore[arg-type]
-            raise KeyboardInterrupt("simulated crash")
-        real_replace(src, dst)  # type: ignore[arg-type]
-
-    real_swap = log.replace_segments
-
-    def swap(*args: object, **kw: object) -> bool:
-        os.replace = crashing  # type: ignore[assignment]
-        try:
-            return real_swap(*args, **kw)  # type: ignore[arg-type]
-        finally:
-            os.replace = real_replace
-
-    log.replace_segments = swap  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        cleaner.clean_once()
+    # Die right after the log's .swap is renamed to its final name.
+    clean_and_crash_in_swap(log, cleaner, lambda dst, _n: dst.endswith(".log"), after_rename=True)
     d = tmp_path / "t-0"
     assert (d / "00000000000000000000.txnindex.swap").exists()
     reopened = Log.open(d, "t", 0, config, 4, 0, NOW, clean_shutdown=False)
