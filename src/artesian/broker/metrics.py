@@ -63,6 +63,55 @@ class BrokerMetrics:
             "Fetch sessions evicted to make room for new ones.",
             registry=r,
         )
+        # Tiered storage (Kafka's RemoteCopy*/RemoteFetch*/RemoteDelete* topic metrics).
+        self.remote_copy_bytes = Counter(
+            "kafka_server_broker_topic_remote_copy_bytes",
+            "Segment bytes copied to tiered storage, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.remote_copy_requests = Counter(
+            "kafka_server_broker_topic_remote_copy_requests",
+            "Segments copied to tiered storage, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.remote_copy_errors = Counter(
+            "kafka_server_broker_topic_remote_copy_errors",
+            "Segment copies to tiered storage that failed, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.remote_fetch_bytes = Counter(
+            "kafka_server_broker_topic_remote_fetch_bytes",
+            "Record bytes read from tiered storage, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.remote_fetch_requests = Counter(
+            "kafka_server_broker_topic_remote_fetch_requests",
+            "Fetches served from tiered storage, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.remote_fetch_errors = Counter(
+            "kafka_server_broker_topic_remote_fetch_errors",
+            "Fetches from tiered storage that failed, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.remote_delete_requests = Counter(
+            "kafka_server_broker_topic_remote_delete_requests",
+            "Remote segments deleted by retention, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.remote_log_size_bytes = Gauge(
+            "kafka_server_broker_topic_remote_log_size_bytes",
+            "Bytes of the remote segments of the partitions led here, by topic.",
+            ["topic"],
+            registry=r,
+        )
         self._latency_children: dict[str, tuple[Histogram, Counter]] = {}
         self._bytes_out_children: dict[str, Counter] = {}
 

@@ -118,10 +118,23 @@ class ReplicaManager:
         now = int(time.time() * 1000)
         if p.log.needs_flush(now):
             return self._flush(p, None, now)
-        if p.log.needs_roll_flush() and p.roll_flush is None:
-            p.roll_flush = self._flush(p, p.log.active_base_offset, None)
-            p.roll_flush.add_done_callback(lambda _f: setattr(p, "roll_flush", None))
+        self._maybe_flush_rolled(p)
         return None
+
+    def _maybe_flush_rolled(self, p: Partition) -> None:
+        """One background flush at a time per partition; rolls made while it ran get the
+        next one as soon as it ends, so the recovery point reaches the active segment even
+        when appends stop (tiered storage copies only flushed segments)."""
+        if p.roll_flush is not None or p.log.closed or not p.log.needs_roll_flush():
+            return
+        p.roll_flush = self._flush(p, p.log.active_base_offset, None)
+
+        def done(_f: asyncio.Future[None]) -> None:
+            p.roll_flush = None
+            if _f.exception() is None:
+                self._maybe_flush_rolled(p)
+
+        p.roll_flush.add_done_callback(done)
 
     def _flush(self, p: Partition, up_to: int | None, now_ms: int | None) -> asyncio.Future[None]:
         """fsync in a worker thread: the event loop never waits on the disk."""

@@ -49,6 +49,8 @@ from artesian.metadata.store import MetadataStore, SqliteMetadataStore
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager
+from artesian.tiered.remote_log_manager import RemoteLogManager, RemoteLogManagerConfig
+from artesian.tiered.remote_storage_manager import RemoteStorageManager
 
 if TYPE_CHECKING:
     from artesian.broker.connection import KafkaConnection
@@ -86,6 +88,7 @@ class Broker:
         self.log_manager: LogManager | None = None
         self.replica_manager: ReplicaManager | None = None
         self.log_cleaner: LogCleaner | None = None
+        self.remote_log_manager: RemoteLogManager | None = None
         self._cleaning: asyncio.Future[object] | None = None
         self.offsets_topic = InternalTopic(self, OFFSETS_TOPIC, "offsets.topic")
         self.transaction_state_topic = InternalTopic(
@@ -153,6 +156,9 @@ class Broker:
             if (topic_name, index) not in hosted:
                 log.info("deleting stray log %s-%d: its topic no longer exists", topic_name, index)
                 self.log_manager.delete_log(topic_name, index)
+        if self.config.get_bool("remote.log.storage.system.enable"):
+            self.remote_log_manager = self._remote_log_manager()
+            await self.remote_log_manager.load()
 
         # After the image is loaded: the partition count of an existing __consumer_offsets
         # wins over offsets.topic.num.partitions, as in Kafka.
@@ -187,6 +193,11 @@ class Broker:
         )
         self._tasks = [
             asyncio.create_task(self._every("log.retention.check.interval.ms", self._retention)),
+            *(
+                [asyncio.create_task(self.remote_log_manager.run())]
+                if self.remote_log_manager is not None
+                else []
+            ),
             # Kafka's default scheduler interval is "never", which leaves a topic's flush.ms
             # unenforced once appends stop; checking every second costs microseconds.
             asyncio.create_task(
@@ -227,6 +238,30 @@ class Broker:
             len(self.replica_manager.partitions),
             self.data_dir,
         )
+
+    def _remote_log_manager(self) -> RemoteLogManager:
+        """Tiered storage: the object store named by rsm.config.store.url, by default a
+        directory beside the logs (the embedded setup has nothing else to install)."""
+        url = self.config.get("rsm.config.store.url")
+        if not url:
+            url = (self.data_dir / "remote-storage").resolve().as_uri()
+        rm = self.replica_manager
+        assert rm is not None
+        rlm = RemoteLogManager(
+            RemoteStorageManager.from_url(str(url)),
+            RemoteLogManagerConfig(
+                broker_id=self.node_id,
+                task_interval_ms=self.config.get_int("remote.log.manager.task.interval.ms"),
+                fetch_max_wait_ms=self.config.get_int("remote.fetch.max.wait.ms"),
+                index_cache_bytes=self.config.get_int(
+                    "remote.log.index.file.cache.total.size.bytes"
+                ),
+            ),
+            self.metrics,
+            lambda: [(p.topic, p.index, p.topic_id, p.log) for p in rm.partitions.values()],
+        )
+        log.info("tiered storage on: remote segments in %s", url)
+        return rlm
 
     def _group_config(self) -> GroupConfig:
         cfg = self.config
@@ -305,6 +340,8 @@ class Broker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.remote_log_manager is not None:
+            await self.remote_log_manager.close()
         if self.log_manager is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
         if self.store is not None:
@@ -342,6 +379,7 @@ class Broker:
                     # The topic is already gone from the image: find it among our partitions.
                     for (name, _i), part in list(rm.partitions.items()):
                         if str(part.topic_id) == record.topic_id:
+                            self._stop_remote_partitions(name, part.topic_id)
                             rm.remove_topic(name)
                             break
                 case ConfigRecord(resource_type=2, resource_name=name):
@@ -354,6 +392,19 @@ class Broker:
             topic = self.image.topics.get(name)
             if topic is not None and any(k[0] == name for k in rm.partitions):
                 rm.update_config(name, self.log_config(topic))
+
+    def _stop_remote_partitions(self, topic: str, topic_id: uuid.UUID) -> None:
+        """A deleted topic's remote segments go too (Kafka's stopPartitions with delete)."""
+        rlm, rm = self.remote_log_manager, self.replica_manager
+        if rlm is None or rm is None:
+            return
+        tiered = [
+            i
+            for (name, i), p in rm.partitions.items()
+            if name == topic and (p.log.remote_log_enabled or rlm.partition(name, i) is not None)
+        ]
+        if tiered:
+            rlm.stop_partitions(topic, topic_id, tiered)
 
     def _become_leader(self, topic: TopicImage, index: int) -> None:
         assert self.replica_manager is not None

@@ -479,6 +479,44 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
             dynamic=True,
         ),
+        # Tiered storage (KIP-405).
+        _k(
+            "remote.log.storage.system.enable",
+            _B,
+            False,
+            "Enable tiered storage on this broker; topics opt in with remote.storage.enable.",
+        ),
+        _k(
+            "remote.log.manager.task.interval.ms",
+            _L,
+            30_000,
+            "How often rolled segments are copied to, and retention applied in, tiered storage.",
+            _GE1,
+        ),
+        _k(
+            "remote.fetch.max.wait.ms",
+            _I,
+            500,
+            "Longest a fetch waits for a read from tiered storage; then it answers without it.",
+            _GE1,
+        ),
+        _k(
+            "remote.log.index.file.cache.total.size.bytes",
+            _L,
+            1_073_741_824,
+            "Bytes of remote segment indexes kept in memory (Kafka keeps them on disk).",
+            _GE1,
+            dynamic=True,
+        ),
+        _k(
+            "rsm.config.store.url",
+            _S,
+            None,
+            "Object store for tiered storage (Artesian's built-in remote storage manager): "
+            "file:///dir, s3://bucket/prefix, gs://bucket/prefix, az://account/container or "
+            "memory:///; S3 credentials and endpoint come from the AWS_* environment variables. "
+            "Default: the remote-storage directory in the broker's data directory.",
+        ),
         # Fetch.
         _k(
             "max.incremental.fetch.session.cache.slots",

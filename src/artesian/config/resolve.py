@@ -103,7 +103,54 @@ def validate_topic_overrides(
         text = format_value(key, value)
         normalized[name] = "" if text is None else text
     _check_compaction_lags(typed, broker)
+    _check_remote_storage(typed, broker)
     return normalized
+
+
+def _check_remote_storage(typed: Mapping[str, ConfigValue], broker: BrokerConfig | None) -> None:
+    """Kafka's checks on a tiered topic (LogConfig.validateValues): the broker must have tiered
+    storage on, the topic must not be compacted, and local retention may not exceed the
+    total."""
+
+    def value(name: str) -> ConfigValue:
+        if name in typed:
+            return typed[name]
+        return broker.topic_default(name) if broker is not None else TOPIC_CONFIGS[name].default
+
+    if value("remote.storage.enable") is not True:
+        return
+    if broker is not None and not broker.get_bool("remote.log.storage.system.enable"):
+        raise InvalidConfigError(
+            "remote.storage.enable",
+            True,
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured "
+            "with remote log storage. Start the broker with "
+            "remote.log.storage.system.enable=true",
+        )
+    policy = value("cleanup.policy")
+    if isinstance(policy, list) and "compact" in policy:
+        raise InvalidConfigError(
+            "cleanup.policy",
+            ",".join(policy),
+            "Remote log storage only supports topics with cleanup.policy=delete",
+        )
+    for total_name, local_name in (
+        ("retention.ms", "local.retention.ms"),
+        ("retention.bytes", "local.retention.bytes"),
+    ):
+        total, local = value(total_name), value(local_name)
+        if not isinstance(total, int) or not isinstance(local, int) or local == -2:
+            continue
+        if total != -1 and local == -1:
+            raise InvalidConfigError(
+                local_name, local, f"Value must not be -1 as {total_name} value is set as {total}."
+            )
+        if total != -1 and local > total:
+            raise InvalidConfigError(
+                local_name,
+                local,
+                f"Value must not be more than {total_name} property value: {total}",
+            )
 
 
 def _check_compaction_lags(typed: Mapping[str, ConfigValue], broker: BrokerConfig | None) -> None:

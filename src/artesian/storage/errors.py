@@ -9,6 +9,7 @@ __all__ = [
     "InvalidTimestampError",
     "InvalidTxnStateError",
     "KafkaStorageError",
+    "OffsetMovedToTieredStorageError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "RecordBatchTooLargeError",
@@ -24,6 +25,11 @@ class StorageError(Exception):
 
 class OffsetOutOfRangeError(StorageError):
     error_code = 1  # OFFSET_OUT_OF_RANGE
+
+
+class OffsetMovedToTieredStorageError(OffsetOutOfRangeError):
+    """The offset lies below the local log start offset, in tiered storage: the broker reads
+    it from the object store. Without tiered reads it answers OFFSET_OUT_OF_RANGE."""
 
 
 class CorruptRecordError(StorageError):

@@ -68,6 +68,19 @@ class _Index:
             self._dirty_from = self.entries
             self._file_truncated = False
 
+    def to_bytes(self) -> bytes:
+        """The whole index in its file format (what tiered storage uploads)."""
+        with self._lock:
+            return self._encode(0, self.entries)
+
+    def load_bytes(self, data: bytes) -> None:
+        """Load entries in the file format; call :meth:`sanity_check` before trusting them."""
+        if len(data) % self.ENTRY_SIZE:
+            raise IndexCorrupt(f"{self.path}: size {len(data)} is not a multiple of entries")
+        with self._lock:
+            self._decode(data)
+            self._dirty_from = self.entries
+
     def reset(self) -> None:
         with self._lock:
             self._clear()

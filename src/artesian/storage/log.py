@@ -19,6 +19,13 @@ last stable offset (LSO) is the high watermark held back by the oldest open tran
 read_committed fetches read up to it and get the aborted transactions overlapping what they
 read, from the segments' aborted transaction indexes (``transaction_index.py``). After a crash
 the indexes of recovered segments are rebuilt while producer state is replayed over them.
+
+Tiered storage (``remote.storage.enable``): the log start offset may lie below the first local
+segment, in segments the remote log manager (``tiered/``) copied to the object store. Reads
+there raise OffsetMovedToTieredStorageError for the caller to serve remotely; local retention
+(``local.retention.*``) deletes only segments already copied, and moves the local log start
+offset only. The remote log manager moves the log start offset itself as remote retention
+deletes remote segments.
 """
 
 from __future__ import annotations
@@ -34,7 +41,11 @@ from pathlib import Path
 
 from artesian.protocol.record_codec import EndTransactionMarker, encode_control_batch
 from artesian.protocol.records import ATTR_TIMESTAMP_TYPE, InvalidBatch, patch_batch
-from artesian.storage.errors import OffsetOutOfRangeError, RecordBatchTooLargeError
+from artesian.storage.errors import (
+    OffsetMovedToTieredStorageError,
+    OffsetOutOfRangeError,
+    RecordBatchTooLargeError,
+)
 from artesian.storage.files import fsync_dir
 from artesian.storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
 from artesian.storage.log_config import LogConfig
@@ -142,6 +153,8 @@ class Log:
         self._last_flush_ms = now_ms
         self._hw_position: tuple[int, int, int] | None = None  # (hw, segment base, position)
         self.leader_epoch_cache = LeaderEpochFileCache(directory / LEADER_EPOCH_CHECKPOINT)
+        # Set by the remote log manager: the last offset copied to tiered storage (-1: none).
+        self.highest_offset_in_remote_storage = -1
         self.closed = False
 
     @property
@@ -224,9 +237,11 @@ class Log:
         if not log._segments:
             log._add_segment(log._new_segment(max(log_start_offset, 0), now_ms))
         log._log_end_offset = log._segments[-1].next_offset
-        log._log_start_offset = min(
-            max(log_start_offset, log._segments[0].base_offset), log._log_end_offset
-        )
+        local_start = min(max(log_start_offset, log._segments[0].base_offset), log._log_end_offset)
+        # A tiered log's start may lie in remote segments; the remote log manager checks it
+        # against what the object store holds once it has listed it.
+        remote_start = config.remote_storage_enable and 0 <= log_start_offset < local_start
+        log._log_start_offset = log_start_offset if remote_start else local_start
         # After a crash, recovered bytes may still be only in the page cache: keep the old
         # recovery point so a second crash checks them again.
         log._recovery_point = (
@@ -327,7 +342,12 @@ class Log:
 
     @property
     def local_log_start_offset(self) -> int:
-        return self._log_start_offset
+        """First offset held on local disk (the log start offset unless the log is tiered)."""
+        return min(max(self._log_start_offset, self._bases[0]), self._log_end_offset)
+
+    @property
+    def remote_log_enabled(self) -> bool:
+        return self.config.remote_storage_enable
 
     @property
     def log_end_offset(self) -> int:
@@ -559,6 +579,11 @@ class Log:
                 f"offset {fetch_offset} is outside [{self._log_start_offset}, {leo}] "
                 f"of {self.topic}-{self.partition}"
             )
+        if fetch_offset < self._bases[0] and fetch_offset < self.local_log_start_offset:
+            raise OffsetMovedToTieredStorageError(
+                f"offset {fetch_offset} of {self.topic}-{self.partition} is below the local "
+                f"log start offset {self.local_log_start_offset}"
+            )
         if read_committed and isolation_max_offset is None:
             isolation_max_offset = self.last_stable_offset
         aborted: list[tuple[int, int]] | None = [] if read_committed else None
@@ -638,8 +663,12 @@ class Log:
         """
         cache = self.leader_epoch_cache
         if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
-            lso = self._log_start_offset
-            return lso, -1, cache.epoch_for_offset(lso)
+            start = (
+                self._log_start_offset
+                if timestamp == EARLIEST_TIMESTAMP
+                else self.local_log_start_offset
+            )
+            return start, -1, cache.epoch_for_offset(start)
         if timestamp == LATEST_TIMESTAMP:
             leo = self._log_end_offset
             return leo, -1, cache.latest_epoch
@@ -660,7 +689,7 @@ class Log:
             return off, best.max_timestamp, epoch if epoch >= 0 else -1
         if timestamp < 0:
             return None
-        lso = self._log_start_offset
+        lso = self.local_log_start_offset
         for seg in segments:
             if seg.max_timestamp < timestamp or seg.next_offset <= lso:
                 continue
@@ -682,12 +711,20 @@ class Log:
                     f"cannot delete records before {offset}: high watermark is "
                     f"{self._high_watermark}"
                 )
-            if offset > self._log_start_offset:
-                self._log_start_offset = offset
-                self.leader_epoch_cache.truncate_from_start(offset)
-            if self._delete_start_breached(now_ms):
-                self.producer_state.delete_snapshots_before(self._bases[0])
-            return self._log_start_offset
+            return self._increment_log_start_offset(offset, now_ms)
+
+    def maybe_increment_log_start_offset(self, offset: int, now_ms: int) -> int:
+        """Remote retention deleted the remote segments below ``offset``."""
+        with self._lock:
+            return self._increment_log_start_offset(min(offset, self._high_watermark), now_ms)
+
+    def _increment_log_start_offset(self, offset: int, now_ms: int) -> int:
+        if offset > self._log_start_offset:
+            self._log_start_offset = offset
+            self.leader_epoch_cache.truncate_from_start(offset)
+        if self._delete_start_breached(now_ms):
+            self.producer_state.delete_snapshots_before(self._bases[0])
+        return self._log_start_offset
 
     def _delete_start_breached(self, now_ms: int) -> int:
         n = 0
@@ -698,7 +735,11 @@ class Log:
 
     def delete_old_segments(self, now_ms: int) -> int:
         """Retention: segments below the log start offset always; with cleanup.policy=delete
-        also by retention.bytes and retention.ms (Kafka's order). Returns segments deleted."""
+        also by retention.bytes and retention.ms (Kafka's order). Returns segments deleted.
+
+        A tiered log keeps local.retention.bytes/ms locally (-2: retention.*) and deletes only
+        segments already copied to remote storage; the remote log manager applies
+        retention.bytes/ms to the whole log."""
         with self._lock:
             self.producer_state.remove_expired(now_ms)
             deleted = self._delete_start_breached(now_ms)
@@ -707,8 +748,14 @@ class Log:
                 if deleted:
                     self.producer_state.delete_snapshots_before(self._bases[0])
                 return deleted
-            if config.retention_bytes >= 0:
-                diff = self.size_in_bytes - config.retention_bytes
+            retention_bytes, retention_ms = config.retention_bytes, config.retention_ms
+            if config.remote_storage_enable:
+                if config.local_retention_bytes != -2:
+                    retention_bytes = config.local_retention_bytes
+                if config.local_retention_ms != -2:
+                    retention_ms = config.local_retention_ms
+            if retention_bytes >= 0:
+                diff = self.size_in_bytes - retention_bytes
 
                 def by_size(seg: LogSegment) -> bool:
                     nonlocal diff
@@ -718,8 +765,8 @@ class Log:
                     return False
 
                 deleted += self._delete_while(by_size, now_ms)
-            if config.retention_ms >= 0:
-                limit = now_ms - config.retention_ms
+            if retention_ms >= 0:
+                limit = now_ms - retention_ms
                 deleted += self._delete_while(lambda s: s.largest_timestamp() < limit, now_ms)
             if deleted:
                 self.producer_state.delete_snapshots_before(self._bases[0])
@@ -728,10 +775,15 @@ class Log:
     def _delete_while(self, predicate: object, now_ms: int) -> int:
         assert callable(predicate)
         count = 0
+        tiered = self.config.remote_storage_enable
         for i, seg in enumerate(self._segments):
             upper = self._bases[i + 1] if i + 1 < len(self._bases) else self._log_end_offset
             last_and_empty = i + 1 == len(self._segments) and seg.size == 0
-            if self._high_watermark < upper or last_and_empty or not predicate(seg):
+            if self._high_watermark < upper or last_and_empty:
+                break
+            if tiered and upper - 1 > self.highest_offset_in_remote_storage:
+                break  # not in remote storage yet: keep it
+            if not predicate(seg):
                 break
             count += 1
         if count == 0:
@@ -740,8 +792,9 @@ class Log:
             self._roll(now_ms)  # keep an (empty) active segment
         for _ in range(count):
             self._remove_first_segment(now_ms)
-        self._log_start_offset = max(self._log_start_offset, self._bases[0])
-        self.leader_epoch_cache.truncate_from_start(self._log_start_offset)
+        if not tiered:
+            self._log_start_offset = max(self._log_start_offset, self._bases[0])
+            self.leader_epoch_cache.truncate_from_start(self._log_start_offset)
         return count
 
     def _remove_first_segment(self, now_ms: int) -> None:
@@ -749,6 +802,62 @@ class Log:
         self._segments = self._segments[1:]
         self._bases = self._bases[1:]
         self._schedule_delete(seg, now_ms)
+
+    # -- tiered storage ------------------------------------------------------------------------
+
+    def segments_to_copy(self) -> list[tuple[LogSegment, int]]:
+        """(segment, next segment's base offset) of rolled segments past the highest offset
+        in remote storage, whose offsets are all stable and flushed. Kafka bounds the copy by
+        the last stable offset; a single replica also waits for the recovery point, so that
+        remote storage never holds offsets a crash could cut from the local log."""
+        segments, bases = self._segments, self._bases
+        limit = min(self.last_stable_offset, self._recovery_point)
+        highest = self.highest_offset_in_remote_storage
+        out = []
+        for i in range(len(segments) - 1):
+            nxt = bases[i + 1]
+            if nxt > limit:
+                break
+            if nxt - 1 > highest and segments[i].size > 0 and bases[i] > highest:
+                out.append((segments[i], nxt))
+        return out
+
+    def leader_epochs_between(self, start_offset: int, end_offset: int) -> list[tuple[int, int]]:
+        """(epoch, start offset) of the leader epochs that wrote [start_offset, end_offset]."""
+        entries = self.leader_epoch_cache.entries
+        out = [(e, max(o, start_offset)) for e, o in entries if o <= end_offset]
+        # Only the epoch in effect at start_offset and those starting after it.
+        first = max((i for i, (_, o) in enumerate(out) if o <= start_offset), default=0)
+        return out[first:]
+
+    def reconcile_remote_log_start(self, remote_start: int | None) -> None:
+        """Once the remote segments are listed: the log start offset lies at the first of
+        them, or, without any below the local log, at the local log's start."""
+        with self._lock:
+            first_local = self._bases[0]
+            if remote_start is None or remote_start >= first_local:
+                start = max(self._log_start_offset, first_local)
+            else:
+                start = max(self._log_start_offset, remote_start)
+            self._log_start_offset = min(start, self._log_end_offset)
+            self.leader_epoch_cache.truncate_from_start(self._log_start_offset)
+
+    def truncate_fully_and_start_at(self, offset: int, log_start_offset: int, now_ms: int) -> None:
+        """Empty the local log and continue it at ``offset`` (Kafka's truncateFullyAndStartAt):
+        a broker whose disk lost what tiered storage holds restarts the log after it, so no
+        offset is ever handed out twice."""
+        with self._lock:
+            for seg in self._segments:
+                self._schedule_delete(seg, now_ms)
+            self._segments, self._bases = [], []
+            self._add_segment(self._new_segment(offset, now_ms))
+            self._log_end_offset = self._high_watermark = self._recovery_point = offset
+            self._log_start_offset = min(log_start_offset, offset)
+            self._hw_position = None
+            self.leader_epoch_cache.clear()  # the caller assigns the remote segments' epochs
+            self.producer_state.delete_snapshots_after(-1)
+            self.producer_state.load_latest_snapshot(offset)
+            self.producer_state.note_end_offset(offset)
 
     # -- log compaction: swapping cleaned segments in -------------------------------------------
 

@@ -52,6 +52,8 @@ class LogConfig:
     local_retention_ms: int = -2  # -2: follow retention.ms
     local_retention_bytes: int = -2  # -2: follow retention.bytes
     remote_storage_enable: bool = False
+    remote_log_copy_disable: bool = False
+    remote_log_delete_on_disable: bool = False
 
     @classmethod
     def from_properties(

@@ -86,6 +86,23 @@ class TransactionIndex:
             self._entries = entries
             return ok
 
+    def to_bytes(self) -> bytes:
+        """The whole index in its file format (what tiered storage uploads)."""
+        return b"".join(
+            _ENTRY.pack(
+                _VERSION, t.producer_id, t.first_offset, t.last_offset, t.last_stable_offset
+            )
+            for t in self._entries
+        )
+
+    def load_bytes(self, data: bytes) -> None:
+        """Entries from the file format (a copy fetched from tiered storage)."""
+        whole = len(data) - len(data) % self.ENTRY_SIZE
+        self._entries = [
+            AbortedTxn(*_ENTRY.unpack_from(data, pos)[1:])
+            for pos in range(0, whole, self.ENTRY_SIZE)
+        ]
+
     def append(self, txn: AbortedTxn) -> None:
         """Written at once (page cache), like the log itself; :meth:`flush` fsyncs."""
         self.extend([txn])

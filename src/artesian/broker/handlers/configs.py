@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
-from artesian.config.definitions import ConfigError
+from artesian.config.definitions import ConfigError, InvalidConfigError
 from artesian.config.resolve import (
     apply_incremental,
     describe_broker_configs,
     describe_topic_configs,
+    effective_topic_config,
     validate_topic_overrides,
 )
 from artesian.metadata.controller import ControllerError, validate_topic_name
@@ -148,6 +150,7 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
                     # AlterConfigs replaces the whole set of overrides.
                     wanted = {c.name: c.value for c in res.configs}
                 new = validate_topic_overrides(wanted, broker.config)
+                _check_remote_storage_disable(broker, topic.configs, new)
             except ConfigError as e:
                 raise ControllerError(ErrorCode.invalid_config, str(e)) from e
             except ValueError as e:
@@ -176,6 +179,24 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
         throttle_time=datetime.timedelta(0),
         responses=tuple(responses),
     )
+
+
+def _check_remote_storage_disable(
+    broker: Any, old: Mapping[str, str], new: Mapping[str, str]
+) -> None:
+    """Turning tiered storage off must say what becomes of the remote data (Kafka 3.9)."""
+    was = effective_topic_config(old, broker.config)["remote.storage.enable"]
+    now = effective_topic_config(new, broker.config)
+    if was and not now["remote.storage.enable"] and not now["remote.log.delete.on.disable"]:
+        raise InvalidConfigError(
+            "remote.storage.enable",
+            False,
+            "It is invalid to disable remote storage without deleting remote data. If you want "
+            "to keep the remote data and turn to read only, please set "
+            "`remote.storage.enable=true,remote.log.copy.disable=true`. If you want to disable "
+            "remote storage and delete all remote data, please set "
+            "`remote.storage.enable=false,remote.log.delete.on.disable=true`.",
+        )
 
 
 def _response_name(api_key: int) -> str:

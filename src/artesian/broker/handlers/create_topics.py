@@ -61,7 +61,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 raise ControllerError(ErrorCode.invalid_request, "Duplicate topic name.")
             configs = {c.name: c.value for c in t.configs}
             try:
-                overrides = validate_topic_overrides(configs)
+                overrides = validate_topic_overrides(configs, ctx.broker.config)
             except (InvalidConfigError, UnknownConfigError) as e:
                 raise ControllerError(ErrorCode.invalid_config, str(e)) from e
             num_partitions = t.num_partitions

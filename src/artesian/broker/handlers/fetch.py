@@ -4,14 +4,20 @@ Stored batches are sent as they are: the response carries file regions that the 
 hands to sendfile, so record bytes never enter Python. A fetch that finds fewer than
 ``min_bytes`` parks in the purgatory and is woken by the appends it waits for. From v7 a
 consumer may open an incremental fetch session (KIP-227, broker/fetch_session.py).
+
+An offset below a tiered partition's local log is read from the object store (Kafka's
+DelayedRemoteFetch): one such partition per request, as Kafka does, and the response waits for
+it up to remote.fetch.max.wait.ms instead of long-polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -19,10 +25,25 @@ from kio.schema.errors import ErrorCode
 from artesian.broker.fetch_session import FetchContext, FetchPartition, PartitionKey
 from artesian.broker.response import RawResponse
 from artesian.protocol.fetch import FetchPartitionResult, FetchTopicResult, encode_fetch_response
+from artesian.storage.errors import OffsetMovedToTieredStorageError
 
 API_KEY = 1
 MIN_VERSION = 4
 MAX_VERSION = 18
+
+log = logging.getLogger("artesian.fetch")
+
+
+@dataclass(slots=True)
+class RemoteRead:
+    """A partition whose fetch offset lies in tiered storage."""
+
+    partition: Any  # broker.replica_manager.Partition
+    result: FetchPartitionResult
+    fetch_offset: int
+    max_bytes: int
+    min_one_message: bool
+    read_committed: bool
 
 
 def _topic_name(image: Any, topic_id: uuid.UUID | None) -> str:
@@ -61,10 +82,18 @@ def _requested(ctx: Any, request: Any) -> tuple[list[FetchPartition], list[Parti
     return partitions, forgotten
 
 
-def _read(
-    ctx: Any, request: Any, partitions: list[FetchPartition]
-) -> tuple[list[tuple[FetchPartition, FetchPartitionResult]], int, bool, list[tuple[str, int]]]:
-    """Read every partition once. Returns (results, bytes, any error, keys to wait on)."""
+ReadOutcome = tuple[
+    list[tuple[FetchPartition, FetchPartitionResult]],
+    int,
+    bool,
+    list[tuple[str, int]],
+    RemoteRead | None,
+]
+
+
+def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutcome:
+    """Read every partition once. Returns (results, bytes, any error, keys to wait on, the
+    partition to read from tiered storage)."""
     broker = ctx.broker
     rm = broker.replica_manager
     by_id = ctx.header.api_version >= 13
@@ -77,6 +106,7 @@ def _read(
     errors = False
     keys: list[tuple[str, int]] = []
     results: list[tuple[FetchPartition, FetchPartitionResult]] = []
+    remote: RemoteRead | None = None
     for fp in partitions:
         if by_id:  # a session outlives topics: resolve the id each time
             fp.topic = _topic_name(broker.image, fp.topic_id)
@@ -114,6 +144,20 @@ def _read(
             info = plog.read(
                 fp.fetch_offset, max(max_bytes, 0), visible, total == 0, read_committed
             )
+        except OffsetMovedToTieredStorageError as e:
+            if broker.remote_log_manager is None:
+                result.error_code = ErrorCode(e.error_code)
+                errors = True
+            elif remote is None:
+                remote = RemoteRead(
+                    partition,
+                    result,
+                    fp.fetch_offset,
+                    max(max_bytes, 0),
+                    total == 0,
+                    read_committed,
+                )
+            continue  # Kafka reads one tiered partition per request; the others come next
         except Exception as e:
             code = getattr(e, "error_code", None)
             if code is None:
@@ -128,7 +172,60 @@ def _read(
             result.records = [records]
             result.records_size = records.size
             total += records.size
-    return results, total, errors, keys
+    return results, total, errors, keys, remote
+
+
+async def _read_remote(ctx: Any, remote: RemoteRead) -> None:
+    """Fill ``remote.result`` from tiered storage, within remote.fetch.max.wait.ms; past it
+    the partition answers with no records (the client fetches again), as Kafka's
+    DelayedRemoteFetch does on expiry."""
+    broker = ctx.broker
+    rlm = broker.remote_log_manager
+    p = remote.partition
+    result = remote.result
+    st = rlm.state_for(p.topic, p.index, p.topic_id, p.log)
+    read = rlm.read(
+        st, remote.fetch_offset, remote.max_bytes, remote.min_one_message, remote.read_committed
+    )
+    timeout = broker.config.get_int("remote.fetch.max.wait.ms") / 1000
+    try:
+        fetched = await asyncio.wait_for(read, timeout)
+    except TimeoutError:
+        log.warning(
+            "read of %s-%d at offset %d from tiered storage took over remote.fetch.max.wait.ms",
+            p.topic,
+            p.index,
+            remote.fetch_offset,
+        )
+        return
+    except Exception as e:
+        code = getattr(e, "error_code", None)
+        if code is None:
+            log.warning(
+                "read of %s-%d at offset %d from tiered storage failed: %s",
+                p.topic,
+                p.index,
+                remote.fetch_offset,
+                e,
+            )
+            code = ErrorCode.unknown_server_error
+        result.error_code = ErrorCode(code)
+        return
+    if remote.read_committed:
+        result.aborted_transactions = fetched.aborted_transactions or []
+    if fetched.records:
+        result.records = [fetched.records]
+        result.records_size = len(fetched.records)
+
+
+async def _respond_after_remote(
+    ctx: Any,
+    context: FetchContext,
+    results: list[tuple[FetchPartition, FetchPartitionResult]],
+    remote: RemoteRead,
+) -> RawResponse:
+    await _read_remote(ctx, remote)
+    return _respond(ctx, context, results)
 
 
 def _respond(
@@ -211,7 +308,9 @@ def handle(ctx: Any, request: Any) -> Any:
             return RawResponse(parts, size)
     else:
         context = FetchContext(partitions)
-    results, total, errors, keys = _read(ctx, request, context.partitions)
+    results, total, errors, keys, remote = _read(ctx, request, context.partitions)
+    if remote is not None:
+        return _respond_after_remote(ctx, context, results, remote)
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
     if total >= request.min_bytes or errors or max_wait_ms <= 0 or not keys:
         return _respond(ctx, context, results)
@@ -232,7 +331,10 @@ async def _wait_and_read(
     while True:
         op = purgatory.park(keys, request.min_bytes, accumulated, max_wait_ms)
         await op.future
-        results, accumulated, errors, keys = _read(ctx, request, context.partitions)
+        results, accumulated, errors, keys, remote = _read(ctx, request, context.partitions)
+        if remote is not None:
+            await _read_remote(ctx, remote)
+            return _respond(ctx, context, results)
         max_wait_ms = int((deadline - loop.time()) * 1000)
         # A read_committed fetch is woken by appends past the last stable offset too (an
         # open transaction holds it back): it waits again for what it can read, as Kafka's

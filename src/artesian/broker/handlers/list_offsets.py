@@ -1,4 +1,6 @@
-"""ListOffsets (2): earliest, latest, by timestamp, max timestamp."""
+"""ListOffsets (2): earliest, latest, by timestamp, max timestamp; earliest local (-4) and
+latest tiered (-5) for tiered topics (KIP-1005). A timestamp lookup on a tiered partition asks
+the remote segments first, as Kafka does, so the answer may need the object store."""
 
 from __future__ import annotations
 
@@ -16,16 +18,20 @@ MAX_VERSION = 11
 LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
+LATEST_TIERED = -5
 
 
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     rm = broker.replica_manager
+    rlm = broker.remote_log_manager
     mod = response_module(API_KEY, ctx.header.api_version)
     read_committed = getattr(request, "isolation_level", 0) == 1
-    topics = []
+    answers: list[tuple[str, list[dict[str, Any]]]] = []
+    remote: list[tuple[dict[str, Any], Any, int]] = []  # (answer, partition, timestamp)
     for t in request.topics:
-        parts = []
+        parts: list[dict[str, Any]] = []
+        answers.append((t.name, parts))
         for p in t.partitions:
             out: dict[str, Any] = dict(
                 partition_index=p.partition_index,
@@ -49,11 +55,58 @@ def handle(ctx: Any, request: Any) -> Any:
                     # read_committed the last stable offset.
                     end = plog.last_stable_offset if read_committed else plog.high_watermark
                     out.update(offset=end, leader_epoch=partition.leader_epoch)
+                elif p.timestamp == LATEST_TIERED:
+                    highest = (
+                        plog.highest_offset_in_remote_storage if plog.remote_log_enabled else -1
+                    )
+                    epoch = (
+                        plog.leader_epoch_cache.epoch_for_offset(highest) if highest >= 0 else -1
+                    )
+                    out.update(offset=highest, leader_epoch=epoch)
+                elif (
+                    p.timestamp >= 0
+                    and rlm is not None
+                    and plog.remote_log_enabled
+                    and plog.log_start_offset < plog.local_log_start_offset
+                ):
+                    remote.append((out, partition, p.timestamp))
                 else:
                     found = plog.fetch_offset_by_timestamp(p.timestamp)
                     if found is not None:
                         offset, ts, leader_epoch = found
                         out.update(offset=offset, timestamp=ts, leader_epoch=leader_epoch)
-            parts.append(make(mod.ListOffsetsPartitionResponse, **out))
-        topics.append(make(mod.ListOffsetsTopicResponse, name=t.name, partitions=tuple(parts)))
-    return make(mod.ListOffsetsResponse, throttle_time=datetime.timedelta(0), topics=tuple(topics))
+            parts.append(out)
+    if remote:
+        return _with_remote_lookups(mod, answers, remote, rlm)
+    return _response(mod, answers)
+
+
+async def _with_remote_lookups(
+    mod: Any, answers: list[tuple[str, list[dict[str, Any]]]], remote: list[Any], rlm: Any
+) -> Any:
+    for out, partition, timestamp in remote:
+        plog = partition.log
+        st = rlm.state_for(partition.topic, partition.index, partition.topic_id, plog)
+        try:
+            found = await rlm.find_offset_by_timestamp(st, timestamp)
+        except Exception:
+            out["error_code"] = ErrorCode.unknown_server_error
+            continue
+        if found is None:
+            found = plog.fetch_offset_by_timestamp(timestamp)
+        if found is not None:
+            offset, ts, leader_epoch = found
+            out.update(offset=offset, timestamp=ts, leader_epoch=leader_epoch)
+    return _response(mod, answers)
+
+
+def _response(mod: Any, answers: list[tuple[str, list[dict[str, Any]]]]) -> Any:
+    topics = tuple(
+        make(
+            mod.ListOffsetsTopicResponse,
+            name=name,
+            partitions=tuple(make(mod.ListOffsetsPartitionResponse, **out) for out in parts),
+        )
+        for name, parts in answers
+    )
+    return make(mod.ListOffsetsResponse, throttle_time=datetime.timedelta(0), topics=topics)

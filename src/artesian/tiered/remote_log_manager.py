@@ -1,0 +1,520 @@
+"""RemoteLogManager: copies rolled segments to tiered storage, applies retention there, and
+serves the reads and timestamp lookups that fall below the local log (Kafka's
+RemoteLogManager, with its copy and expiration tasks and its remote reader).
+
+Everything runs on the event loop; the object store's I/O is async. Each partition's tasks
+run under its own lock, one at a time. The partition's ``Log`` learns the highest offset in
+remote storage (local retention deletes only what is below it) and has its log start offset
+moved as remote retention deletes segments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from artesian.protocol.record_codec import decode_records
+from artesian.protocol.records import BATCH_HEADER_SIZE, BatchHeader, read_batch_header
+from artesian.storage.errors import OffsetOutOfRangeError
+from artesian.tiered.remote_index_cache import RemoteIndexCache
+from artesian.tiered.remote_log_segment_metadata import (
+    RemoteLogSegmentMetadata,
+    partition_prefix,
+)
+from artesian.tiered.remote_storage_manager import RemoteStorageManager, SegmentIndexes
+
+if TYPE_CHECKING:
+    from artesian.broker.metrics import BrokerMetrics
+    from artesian.storage.log import Log
+    from artesian.storage.segment import LogSegment
+
+__all__ = ["RemoteFetchResult", "RemoteLogManager", "RemoteLogManagerConfig"]
+
+log = logging.getLogger("artesian.tiered")
+
+# Smallest range fetched from a remote segment: object stores charge per request.
+_MIN_FETCH_WINDOW = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteLogManagerConfig:
+    broker_id: int
+    task_interval_ms: int = 30_000  # remote.log.manager.task.interval.ms
+    fetch_max_wait_ms: int = 500  # remote.fetch.max.wait.ms
+    index_cache_bytes: int = 1024 * 1024 * 1024  # remote.log.index.file.cache.total.size.bytes
+
+
+@dataclass(slots=True)
+class RemoteFetchResult:
+    records: bytes
+    # read_committed only: (producer id, first offset) of aborted transactions overlapping.
+    aborted_transactions: list[tuple[int, int]] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class RemotePartition:
+    topic: str
+    partition: int
+    topic_id: uuid.UUID
+    log: Log
+    segments: list[RemoteLogSegmentMetadata] = field(default_factory=list)
+    loaded: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def prefix(self) -> str:
+        return partition_prefix(self.topic, self.partition, self.topic_id)
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(m.size_in_bytes for m in self.segments)
+
+    def segment_for(self, offset: int) -> RemoteLogSegmentMetadata | None:
+        segments = self.segments
+        i = bisect_right(segments, offset, key=lambda m: m.start_offset) - 1
+        if i >= 0 and segments[i].end_offset >= offset:
+            return segments[i]
+        return None
+
+
+class _SegmentReader:
+    """Buffered byte ranges of one remote segment: few, large range requests."""
+
+    def __init__(self, rsm: RemoteStorageManager, meta: RemoteLogSegmentMetadata, window: int):
+        self._rsm = rsm
+        self._meta = meta
+        self._window = max(window, _MIN_FETCH_WINDOW)
+        self._buf = b""
+        self._base = 0
+
+    async def ensure(self, position: int, length: int) -> bool:
+        """Make [position, position + length) available; False past the segment's end."""
+        end = position + length
+        if end > self._meta.size_in_bytes:
+            return False
+        buf_end = self._base + len(self._buf)
+        if position >= self._base and end <= buf_end:
+            return True
+        if self._base <= position <= buf_end:
+            # Extend the buffer, dropping what lies before ``position``.
+            more = await self._rsm.fetch_log_segment(
+                self._meta, buf_end, max(end, buf_end + self._window)
+            )
+            self._buf = self._buf[position - self._base :] + more
+        else:
+            self._buf = await self._rsm.fetch_log_segment(
+                self._meta, position, max(end, position + self._window)
+            )
+        self._base = position
+        return end <= self._base + len(self._buf)
+
+    def header(self, position: int) -> BatchHeader:
+        return read_batch_header(self._buf, position - self._base)
+
+    def bytes(self, start: int, end: int) -> bytes:
+        return self._buf[start - self._base : end - self._base]
+
+
+class RemoteLogManager:
+    def __init__(
+        self,
+        rsm: RemoteStorageManager,
+        config: RemoteLogManagerConfig,
+        metrics: BrokerMetrics,
+        partitions: Callable[[], Iterable[tuple[str, int, uuid.UUID, Log]]],
+    ) -> None:
+        """``partitions`` lists the partitions this broker leads (all of them, tiered or
+        not): the tasks follow topic config changes without being told."""
+        self.rsm = rsm
+        self.config = config
+        self.metrics = metrics
+        self.index_cache = RemoteIndexCache(rsm, config.index_cache_bytes)
+        self._led = partitions
+        self._partitions: dict[tuple[str, int], RemotePartition] = {}
+        self._deletions: set[asyncio.Task[None]] = set()
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    def partition(self, topic: str, index: int) -> RemotePartition | None:
+        return self._partitions.get((topic, index))
+
+    def _state(self, topic: str, index: int, topic_id: uuid.UUID, plog: Log) -> RemotePartition:
+        st = self._partitions.get((topic, index))
+        if st is None or st.topic_id != topic_id or st.log is not plog:
+            st = self._partitions[(topic, index)] = RemotePartition(topic, index, topic_id, plog)
+        return st
+
+    def state_for(self, topic: str, index: int, topic_id: uuid.UUID, plog: Log) -> RemotePartition:
+        """The partition's remote state, created on first use (a read may come first)."""
+        return self._state(topic, index, topic_id, plog)
+
+    def stop_partitions(self, topic: str, topic_id: uuid.UUID, partitions: Iterable[int]) -> None:
+        """The topic was deleted: forget its partitions and delete their remote objects in the
+        background, as Kafka's stopPartitions(delete=true) does."""
+        for index in partitions:
+            st = self._partitions.pop((topic, index), None)
+            if st is not None:
+                for meta in st.segments:
+                    self.index_cache.remove(meta.segment_id)
+            prefix = partition_prefix(topic, index, topic_id)
+            task = asyncio.get_running_loop().create_task(self._delete_partition(prefix))
+            self._deletions.add(task)
+            task.add_done_callback(self._deletions.discard)
+
+    async def _delete_partition(self, prefix: str) -> None:
+        try:
+            n = await self.rsm.delete_partition(prefix)
+            if n:
+                log.info("deleted %d remote object(s) of deleted partition %s", n, prefix)
+        except Exception as e:
+            log.warning(
+                "could not delete the remote objects of %s: %s; delete them from the object "
+                "store by hand",
+                prefix,
+                e,
+            )
+
+    # -- the periodic tasks ---------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """At start-up, before clients connect: list every tiered partition's remote
+        segments, so that a log whose local disk was lost continues after them before any
+        append. A store that does not answer is retried by the periodic task."""
+        for topic, index, topic_id, plog in list(self._led()):
+            if not plog.remote_log_enabled:
+                continue
+            st = self._state(topic, index, topic_id, plog)
+            try:
+                async with st.lock:
+                    await self._ensure_loaded(st)
+            except Exception as e:
+                log.warning(
+                    "could not list the remote segments of %s-%d: %s; retrying every %d ms "
+                    "(check rsm.config.store.url and the object store)",
+                    topic,
+                    index,
+                    e,
+                    self.config.task_interval_ms,
+                )
+
+    async def run(self) -> None:
+        """The copy and expiration tasks for every tiered partition, every
+        remote.log.manager.task.interval.ms, starting at once (a restart resumes copying)."""
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tiered storage tasks failed; they run again")
+            await asyncio.sleep(self.config.task_interval_ms / 1000)
+
+    async def run_once(self) -> None:
+        led = list(self._led())
+        live = {(t, i) for t, i, _, _ in led}
+        for key in [k for k in self._partitions if k not in live]:
+            del self._partitions[key]  # no longer led here (its objects stay)
+        for topic, index, topic_id, plog in led:
+            st = self._partitions.get((topic, index))
+            if not plog.remote_log_enabled and st is None:
+                continue
+            st = self._state(topic, index, topic_id, plog)
+            try:
+                async with st.lock:
+                    if not plog.remote_log_enabled:
+                        await self._disable(st)
+                        continue
+                    await self._ensure_loaded(st)
+                    if not plog.config.remote_log_copy_disable:
+                        await self._copy(st)
+                    await self._expire(st)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning(
+                    "tiered storage task for %s-%d failed: %s; it runs again in %d ms (check "
+                    "rsm.config.store.url and the object store)",
+                    topic,
+                    index,
+                    e,
+                    self.config.task_interval_ms,
+                )
+
+        sizes: dict[str, int] = {}
+        for st in self._partitions.values():
+            sizes[st.topic] = sizes.get(st.topic, 0) + st.size_in_bytes
+        for topic, size in sizes.items():
+            self.metrics.remote_log_size_bytes.labels(topic).set(size)
+
+    async def _ensure_loaded(self, st: RemotePartition) -> None:
+        """List the partition's remote segments (once per leadership) and bring the local
+        log in line: its highest remote offset, its log start offset, and, if the local disk
+        lost what remote storage holds, a local log that continues after it."""
+        if st.loaded:
+            return
+        segments, orphans = await self.rsm.list_segments(st.prefix)
+        if orphans:
+            await self.rsm.delete_objects(orphans)
+            log.info(
+                "deleted %d object(s) of unfinished segment copies of %s-%d",
+                len(orphans),
+                st.topic,
+                st.partition,
+            )
+        plog = st.log
+        st.segments = segments
+        if segments:
+            highest = max(m.end_offset for m in segments)
+            if plog.log_end_offset <= highest:
+                now = int(time.time() * 1000)
+                log.warning(
+                    "%s-%d: the local log ends at %d but tiered storage holds offsets up to "
+                    "%d; continuing the local log after them",
+                    st.topic,
+                    st.partition,
+                    plog.log_end_offset,
+                    highest,
+                )
+                plog.truncate_fully_and_start_at(highest + 1, segments[0].start_offset, now)
+                for meta in segments:
+                    for epoch, start in meta.segment_leader_epochs:
+                        plog.leader_epoch_cache.assign(epoch, start)
+            plog.highest_offset_in_remote_storage = highest
+        plog.reconcile_remote_log_start(segments[0].start_offset if segments else None)
+        st.loaded = True
+
+    async def _copy(self, st: RemotePartition) -> None:
+        """Kafka's RLMCopyTask: each rolled, stable segment past the highest remote offset,
+        oldest first."""
+        plog = st.log
+        for seg, next_base in plog.segments_to_copy():
+            await self._copy_segment(st, seg, next_base)
+
+    async def _copy_segment(self, st: RemotePartition, seg: LogSegment, next_base: int) -> None:
+        plog = st.log
+        end = next_base - 1
+        meta = RemoteLogSegmentMetadata(
+            topic=st.topic,
+            partition=st.partition,
+            topic_id=st.topic_id,
+            segment_id=uuid.uuid4(),
+            start_offset=seg.base_offset,
+            end_offset=end,
+            max_timestamp=seg.largest_timestamp(),
+            size_in_bytes=seg.size,
+            segment_leader_epochs=tuple(plog.leader_epochs_between(seg.base_offset, end)),
+            has_txn_index=bool(seg.txn_index.entries),
+            event_timestamp_ms=int(time.time() * 1000),
+            broker_id=self.config.broker_id,
+        )
+        indexes = SegmentIndexes(
+            seg.offset_index.to_bytes(), seg.time_index.to_bytes(), seg.txn_index.to_bytes()
+        )
+        try:
+            await self.rsm.copy_log_segment_data(meta, Path(seg.log_path), indexes)
+        except Exception:
+            self.metrics.remote_copy_errors.labels(st.topic).inc()
+            raise
+        st.segments = [*st.segments, meta]
+        plog.highest_offset_in_remote_storage = end
+        self.metrics.remote_copy_bytes.labels(st.topic).inc(meta.size_in_bytes)
+        self.metrics.remote_copy_requests.labels(st.topic).inc()
+        log.debug(
+            "copied %s-%d [%d, %d] to tiered storage",
+            st.topic,
+            st.partition,
+            meta.start_offset,
+            end,
+        )
+
+    async def _expire(self, st: RemotePartition) -> None:
+        """Kafka's RLMExpirationTask: remote segments below the log start offset, then by
+        retention.bytes over the whole log, then by retention.ms, oldest first."""
+        plog = st.log
+        config = plog.config
+        segments = st.segments
+        if not segments:
+            return
+        now = int(time.time() * 1000)
+        log_start = plog.log_start_offset
+        n = 0
+        while n < len(segments) and segments[n].end_offset < log_start:
+            n += 1
+        if config.retention_bytes >= 0:
+            highest = plog.highest_offset_in_remote_storage
+            only_local = sum(s.size for s in plog.segments if s.base_offset > highest)
+            breach = (
+                only_local + sum(m.size_in_bytes for m in segments[n:]) - config.retention_bytes
+            )
+            while n < len(segments) and breach - segments[n].size_in_bytes >= 0:
+                breach -= segments[n].size_in_bytes
+                n += 1
+        if config.retention_ms >= 0:
+            limit = now - config.retention_ms
+            while n < len(segments) and segments[n].max_timestamp <= limit:
+                n += 1
+        if n == 0:
+            return
+        doomed, st.segments = segments[:n], segments[n:]
+        # The log start offset moves first: no fetch reads a segment being deleted.
+        plog.maybe_increment_log_start_offset(doomed[-1].end_offset + 1, now)
+        for meta in doomed:
+            self.index_cache.remove(meta.segment_id)
+            await self.rsm.delete_log_segment_data(meta)
+            self.metrics.remote_delete_requests.labels(st.topic).inc()
+        log.info(
+            "remote retention deleted %d segment(s) of %s-%d; log start offset is now %d",
+            n,
+            st.topic,
+            st.partition,
+            plog.log_start_offset,
+        )
+
+    async def _disable(self, st: RemotePartition) -> None:
+        """remote.storage.enable turned off (with remote.log.delete.on.disable=true): every
+        remote segment goes and the log starts at its local start again."""
+        await self._ensure_loaded(st)
+        doomed, st.segments = st.segments, []
+        for meta in doomed:
+            self.index_cache.remove(meta.segment_id)
+            await self.rsm.delete_log_segment_data(meta)
+        st.log.highest_offset_in_remote_storage = -1
+        st.log.reconcile_remote_log_start(None)
+        del self._partitions[(st.topic, st.partition)]
+        if doomed:
+            log.info(
+                "tiered storage disabled for %s-%d: deleted its %d remote segment(s)",
+                st.topic,
+                st.partition,
+                len(doomed),
+            )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def read(
+        self,
+        st: RemotePartition,
+        fetch_offset: int,
+        max_bytes: int,
+        min_one_message: bool,
+        read_committed: bool,
+    ) -> RemoteFetchResult:
+        """Whole batches from the remote segment holding ``fetch_offset``, at most
+        ``max_bytes`` (or the first batch whole if ``min_one_message``), as Kafka's remote
+        reader returns them. Raises OffsetOutOfRangeError when no remote segment holds it."""
+        if not st.loaded:
+            async with st.lock:
+                await self._ensure_loaded(st)
+        meta = st.segment_for(fetch_offset)
+        if meta is None or fetch_offset < st.log.log_start_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {fetch_offset} of {st.topic}-{st.partition} is in no remote segment"
+            )
+        try:
+            result = await self._read(
+                st, meta, fetch_offset, max_bytes, min_one_message, read_committed
+            )
+        except OffsetOutOfRangeError:
+            raise
+        except Exception:
+            self.metrics.remote_fetch_errors.labels(st.topic).inc()
+            raise
+        self.metrics.remote_fetch_requests.labels(st.topic).inc()
+        self.metrics.remote_fetch_bytes.labels(st.topic).inc(len(result.records))
+        return result
+
+    async def _read(
+        self,
+        st: RemotePartition,
+        meta: RemoteLogSegmentMetadata,
+        fetch_offset: int,
+        max_bytes: int,
+        min_one_message: bool,
+        read_committed: bool,
+    ) -> RemoteFetchResult:
+        indexes = await self.index_cache.get(meta)
+        _, pos = indexes.offset_index.lookup(fetch_offset)
+        reader = _SegmentReader(self.rsm, meta, max_bytes)
+        while True:  # to the batch holding fetch_offset
+            if not await reader.ensure(pos, BATCH_HEADER_SIZE):
+                raise OffsetOutOfRangeError(
+                    f"offset {fetch_offset} is past the data of remote segment {meta.segment_id}"
+                )
+            h = reader.header(pos)
+            if h.last_offset >= fetch_offset:
+                break
+            pos += h.size
+        first, total, next_offset = pos, 0, fetch_offset
+        while await reader.ensure(pos, BATCH_HEADER_SIZE):
+            h = reader.header(pos)
+            if total + h.size > max_bytes and not (total == 0 and min_one_message):
+                break
+            if not await reader.ensure(pos, h.size):
+                break
+            pos += h.size
+            total += h.size
+            next_offset = h.next_offset
+            if total >= max_bytes:
+                break
+        records = reader.bytes(first, pos)
+        aborted = None
+        if read_committed:
+            aborted = await self._collect_aborted(st, meta, fetch_offset, next_offset)
+        return RemoteFetchResult(records, aborted)
+
+    async def _collect_aborted(
+        self, st: RemotePartition, meta: RemoteLogSegmentMetadata, start: int, upper: int
+    ) -> list[tuple[int, int]]:
+        """Aborted transactions overlapping [start, upper): the remote segments' indexes from
+        ``meta`` on, then the local log's, until one answers for the whole range."""
+        out = []
+        segments = st.segments
+        i = next((k for k, m in enumerate(segments) if m is meta), len(segments))
+        for m in segments[i:]:
+            if not m.has_txn_index:
+                continue
+            found = (await self.index_cache.get(m)).txn_index.search(start, upper)
+            out += [(t.producer_id, t.first_offset) for t in found.aborted]
+            if found.is_complete:
+                return out
+        local = st.log.collect_aborted_transactions(start, upper)
+        return out + [(t.producer_id, t.first_offset) for t in local]
+
+    async def find_offset_by_timestamp(
+        self, st: RemotePartition, timestamp: int
+    ) -> tuple[int, int, int] | None:
+        """ListOffsets over the remote segments: (offset, timestamp, leader epoch) of the first
+        record at or after ``timestamp``, or None (then the local log answers)."""
+        if not st.loaded:
+            async with st.lock:
+                await self._ensure_loaded(st)
+        start_offset = st.log.log_start_offset
+        for meta in st.segments:
+            if meta.max_timestamp < timestamp or meta.end_offset < start_offset:
+                continue
+            indexes = await self.index_cache.get(meta)
+            _, off = indexes.time_index.lookup_before(timestamp)
+            _, pos = indexes.offset_index.lookup(max(off, start_offset))
+            reader = _SegmentReader(self.rsm, meta, 0)
+            while await reader.ensure(pos, BATCH_HEADER_SIZE):
+                h = reader.header(pos)
+                if h.max_timestamp >= timestamp and h.last_offset >= start_offset:
+                    if not await reader.ensure(pos, h.size):
+                        break
+                    for record in decode_records(reader.bytes(pos, pos + h.size), h):
+                        if record.offset >= start_offset and record.timestamp >= timestamp:
+                            epoch = h.partition_leader_epoch
+                            return record.offset, record.timestamp, epoch if epoch >= 0 else -1
+                pos += h.size
+        return None
+
+    async def close(self) -> None:
+        for task in list(self._deletions):
+            task.cancel()
