@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -60,7 +60,9 @@ def _produce(bootstrap: str, topic: str, first: int, count: int) -> None:
     assert p.flush(T) == 0
 
 
-def _read(bootstrap: str, topic: str, start: int, end: int, **extra: Any) -> list[tuple[int, bytes]]:
+def _read(
+    bootstrap: str, topic: str, start: int, end: int, **extra: Any
+) -> list[tuple[int, bytes]]:
     """Records [start, end) as (offset, value), read by a fresh consumer."""
     c = Consumer(
         {
@@ -196,7 +198,11 @@ def test_remote_retention_moves_the_log_start_offset(broker_factory: Any) -> Non
     _assert_exact(_read(broker.bootstrap, "rr", start, n), start, n)
     # A consumer below the log start resets to it (auto.offset.reset=earliest).
     c = Consumer(
-        {"bootstrap.servers": broker.bootstrap, "group.id": "rr-reset", "auto.offset.reset": "earliest"}
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "rr-reset",
+            "auto.offset.reset": "earliest",
+        }
     )
     try:
         c.assign([TopicPartition("rr", 0, 0)])
@@ -298,7 +304,11 @@ def test_disabling_tiered_storage_needs_delete_on_disable(broker_factory: Any) -
         ),
         (
             TIERED,
-            {"remote.storage.enable": "true", "retention.bytes": "1000", "local.retention.bytes": "-1"},
+            {
+                "remote.storage.enable": "true",
+                "retention.bytes": "1000",
+                "local.retention.bytes": "-1",
+            },
             "must not be -1 as retention.bytes",
         ),
     ],
