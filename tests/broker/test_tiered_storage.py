@@ -324,3 +324,17 @@ def test_invalid_tiered_topic_configs_are_refused(
     err = e.value.args[0]
     assert err.code() == 40, err  # INVALID_CONFIG
     assert message in err.str()
+
+
+def test_broker_refuses_to_start_without_tiered_storage_while_topics_use_it(
+    broker_factory: Any,
+) -> None:
+    broker = broker_factory(TIERED)
+    _create(broker.bootstrap, "needs-tiering", TOPIC_CONFIG)
+    broker.stop()
+    broker.settings["remote.log.storage.system.enable"] = "false"
+    with pytest.raises(RuntimeError) as e:
+        broker.start()
+    assert "exited with 2" in str(e.value)
+    assert "delete all topics with the property remote.storage.enable=true" in broker.log_tail()
+    assert "needs-tiering" in broker.log_tail()

@@ -58,7 +58,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("artesian.broker")
 
 
-class InconsistentNodeId(Exception):
+class BrokerStartupError(Exception):
+    """The broker cannot start as configured; the message says what to change."""
+
+
+class InconsistentNodeId(BrokerStartupError):
     """The data directory was written by a broker with another node.id."""
 
 
@@ -130,6 +134,7 @@ class Broker:
         if current is None or (current.host, current.port) != (adv_host, adv_port):
             self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port)])
 
+        self._check_tiered_topics()
         now = int(time.time() * 1000)
         self.log_manager = LogManager(
             self.data_dir / "logs",
@@ -238,6 +243,23 @@ class Broker:
             len(self.replica_manager.partitions),
             self.data_dir,
         )
+
+    def _check_tiered_topics(self) -> None:
+        """Kafka refuses to start with tiered storage off while topics use it: their data
+        below the local logs would be unreadable."""
+        if self.config.get_bool("remote.log.storage.system.enable"):
+            return
+        tiered = sorted(
+            name
+            for name, topic in self.image.topics.items()
+            if effective_topic_config(topic.configs, self.config)["remote.storage.enable"]
+        )
+        if tiered:
+            raise BrokerStartupError(
+                "You have to delete all topics with the property remote.storage.enable=true "
+                f"before disabling tiered storage cluster-wide ({', '.join(tiered)}). Start the "
+                "broker with --set remote.log.storage.system.enable=true"
+            )
 
     def _remote_log_manager(self) -> RemoteLogManager:
         """Tiered storage: the object store named by rsm.config.store.url, by default a

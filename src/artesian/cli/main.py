@@ -47,7 +47,7 @@ def _event_loop_policy() -> None:
 
 
 def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None) -> None:
-    from artesian.broker.server import InconsistentNodeId, parse_listener, run_broker
+    from artesian.broker.server import BrokerStartupError, parse_listener, run_broker
 
     try:
         host, port = parse_listener(listen)
@@ -62,7 +62,7 @@ def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None
     _event_loop_policy()
     try:
         asyncio.run(run_broker(config, data_dir, host, port))
-    except InconsistentNodeId as e:
+    except BrokerStartupError as e:
         console.print(f"[red]cannot start the broker:[/red] {e}")
         raise typer.Exit(2) from e
     except OSError as e:
@@ -116,8 +116,13 @@ def up(
         soft_wrap=True,  # one line, so it can be copied as it is
         highlight=False,
     )
-    console.print(f"Data in {data_dir.resolve()}. Stop with Ctrl-C.")
-    _run(bootstrap, data_dir, [], None)
+    console.print(
+        f"Data in {data_dir.resolve()}, tiered segments in {(data_dir / 'remote-storage').resolve()}"
+        ". Stop with Ctrl-C."
+    )
+    # Tiered storage is on, so topics created with remote.storage.enable=true keep their
+    # history in the (local-directory) object store.
+    _run(bootstrap, data_dir, ["remote.log.storage.system.enable=true"], None)
 
 
 # Client commands (what kafka-topics & co. do), one module each.

@@ -423,6 +423,14 @@ class RemoteLogManager:
             )
         except OffsetOutOfRangeError:
             raise
+        except FileNotFoundError:
+            if fetch_offset < st.log.log_start_offset:
+                # Remote retention deleted the segment while it was being read.
+                raise OffsetOutOfRangeError(
+                    f"offset {fetch_offset} of {st.topic}-{st.partition} was deleted by retention"
+                ) from None
+            self.metrics.remote_fetch_errors.labels(st.topic).inc()
+            raise
         except Exception:
             self.metrics.remote_fetch_errors.labels(st.topic).inc()
             raise
