@@ -40,10 +40,11 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="artesian-scale-")
         self.port = free_port()
         exe = Path(sys.executable).with_name("artesian")
+        sets = [arg for k, v in (settings or {}).items() for arg in ("--set", f"{k}={v}")]
         self.proc = subprocess.Popen(
             [
                 str(exe),
@@ -54,6 +55,7 @@ class Broker:
                 self.dir,
                 "--log-level",
                 "warning",
+                *sets,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

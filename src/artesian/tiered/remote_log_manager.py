@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from artesian.protocol.record_codec import decode_records
 from artesian.protocol.records import BATCH_HEADER_SIZE, BatchHeader, read_batch_header
 from artesian.storage.errors import OffsetOutOfRangeError
+from artesian.tiered.remote_chunk_cache import RemoteChunkCache
 from artesian.tiered.remote_index_cache import RemoteIndexCache
 from artesian.tiered.remote_log_segment_metadata import (
     RemoteLogSegmentMetadata,
@@ -39,9 +40,6 @@ __all__ = ["RemoteFetchResult", "RemoteLogManager", "RemoteLogManagerConfig"]
 
 log = logging.getLogger("artesian.tiered")
 
-# Smallest range fetched from a remote segment: object stores charge per request.
-_MIN_FETCH_WINDOW = 256 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class RemoteLogManagerConfig:
@@ -53,7 +51,7 @@ class RemoteLogManagerConfig:
 
 @dataclass(slots=True)
 class RemoteFetchResult:
-    records: bytes
+    records: bytes | memoryview
     # read_committed only: (producer id, first offset) of aborted transactions overlapping.
     aborted_transactions: list[tuple[int, int]] | None = None
 
@@ -84,44 +82,6 @@ class RemotePartition:
         return None
 
 
-class _SegmentReader:
-    """Buffered byte ranges of one remote segment: few, large range requests."""
-
-    def __init__(self, rsm: RemoteStorageManager, meta: RemoteLogSegmentMetadata, window: int):
-        self._rsm = rsm
-        self._meta = meta
-        self._window = max(window, _MIN_FETCH_WINDOW)
-        self._buf = b""
-        self._base = 0
-
-    async def ensure(self, position: int, length: int) -> bool:
-        """Make [position, position + length) available; False past the segment's end."""
-        end = position + length
-        if end > self._meta.size_in_bytes:
-            return False
-        buf_end = self._base + len(self._buf)
-        if position >= self._base and end <= buf_end:
-            return True
-        if self._base <= position <= buf_end:
-            # Extend the buffer, dropping what lies before ``position``.
-            more = await self._rsm.fetch_log_segment(
-                self._meta, buf_end, max(end, buf_end + self._window)
-            )
-            self._buf = self._buf[position - self._base :] + more
-        else:
-            self._buf = await self._rsm.fetch_log_segment(
-                self._meta, position, max(end, position + self._window)
-            )
-        self._base = position
-        return end <= self._base + len(self._buf)
-
-    def header(self, position: int) -> BatchHeader:
-        return read_batch_header(self._buf, position - self._base)
-
-    def bytes(self, start: int, end: int) -> bytes:
-        return self._buf[start - self._base : end - self._base]
-
-
 class RemoteLogManager:
     def __init__(
         self,
@@ -136,6 +96,7 @@ class RemoteLogManager:
         self.config = config
         self.metrics = metrics
         self.index_cache = RemoteIndexCache(rsm, config.index_cache_bytes)
+        self.chunk_cache = RemoteChunkCache(rsm)
         self._led = partitions
         self._partitions: dict[tuple[str, int], RemotePartition] = {}
         self._deletions: set[asyncio.Task[None]] = set()
@@ -162,7 +123,7 @@ class RemoteLogManager:
             st = self._partitions.pop((topic, index), None)
             if st is not None:
                 for meta in st.segments:
-                    self.index_cache.remove(meta.segment_id)
+                    self._forget(meta)
             prefix = partition_prefix(topic, index, topic_id)
             task = asyncio.get_running_loop().create_task(self._delete_partition(prefix))
             self._deletions.add(task)
@@ -180,6 +141,10 @@ class RemoteLogManager:
                 prefix,
                 e,
             )
+
+    def _forget(self, meta: RemoteLogSegmentMetadata) -> None:
+        self.index_cache.remove(meta.segment_id)
+        self.chunk_cache.remove(meta.segment_id)
 
     # -- the periodic tasks ---------------------------------------------------------------------
 
@@ -366,7 +331,7 @@ class RemoteLogManager:
         # The log start offset moves first: no fetch reads a segment being deleted.
         plog.maybe_increment_log_start_offset(doomed[-1].end_offset + 1, now)
         for meta in doomed:
-            self.index_cache.remove(meta.segment_id)
+            self._forget(meta)
             await self.rsm.delete_log_segment_data(meta)
             self.metrics.remote_delete_requests.labels(st.topic).inc()
         log.info(
@@ -383,7 +348,7 @@ class RemoteLogManager:
         await self._ensure_loaded(st)
         doomed, st.segments = st.segments, []
         for meta in doomed:
-            self.index_cache.remove(meta.segment_id)
+            self._forget(meta)
             await self.rsm.delete_log_segment_data(meta)
         st.log.highest_offset_in_remote_storage = -1
         st.log.reconcile_remote_log_start(None)
@@ -449,33 +414,35 @@ class RemoteLogManager:
     ) -> RemoteFetchResult:
         indexes = await self.index_cache.get(meta)
         _, pos = indexes.offset_index.lookup(fetch_offset)
-        reader = _SegmentReader(self.rsm, meta, max_bytes)
         while True:  # to the batch holding fetch_offset
-            if not await reader.ensure(pos, BATCH_HEADER_SIZE):
+            h = await self._header(meta, pos)
+            if h is None:
                 raise OffsetOutOfRangeError(
                     f"offset {fetch_offset} is past the data of remote segment {meta.segment_id}"
                 )
-            h = reader.header(pos)
             if h.last_offset >= fetch_offset:
                 break
             pos += h.size
         first, total, next_offset = pos, 0, fetch_offset
-        while await reader.ensure(pos, BATCH_HEADER_SIZE):
-            h = reader.header(pos)
+        while (h := await self._header(meta, pos)) is not None:
             if total + h.size > max_bytes and not (total == 0 and min_one_message):
                 break
-            if not await reader.ensure(pos, h.size):
-                break
+            if pos + h.size > meta.size_in_bytes:
+                break  # a torn last batch: the object is shorter than its header says
             pos += h.size
             total += h.size
             next_offset = h.next_offset
             if total >= max_bytes:
                 break
-        records = reader.bytes(first, pos)
+        records = await self.chunk_cache.read(meta, first, pos) if pos > first else b""
         aborted = None
         if read_committed:
             aborted = await self._collect_aborted(st, meta, fetch_offset, next_offset)
-        return RemoteFetchResult(records, aborted)
+        return RemoteFetchResult(records or b"", aborted)
+
+    async def _header(self, meta: RemoteLogSegmentMetadata, pos: int) -> BatchHeader | None:
+        data = await self.chunk_cache.read(meta, pos, pos + BATCH_HEADER_SIZE)
+        return read_batch_header(data) if data is not None else None
 
     async def _collect_aborted(
         self, st: RemotePartition, meta: RemoteLogSegmentMetadata, start: int, upper: int
@@ -510,13 +477,12 @@ class RemoteLogManager:
             indexes = await self.index_cache.get(meta)
             _, off = indexes.time_index.lookup_before(timestamp)
             _, pos = indexes.offset_index.lookup(max(off, start_offset))
-            reader = _SegmentReader(self.rsm, meta, 0)
-            while await reader.ensure(pos, BATCH_HEADER_SIZE):
-                h = reader.header(pos)
+            while (h := await self._header(meta, pos)) is not None:
                 if h.max_timestamp >= timestamp and h.last_offset >= start_offset:
-                    if not await reader.ensure(pos, h.size):
+                    batch = await self.chunk_cache.read(meta, pos, pos + h.size)
+                    if batch is None:
                         break
-                    for record in decode_records(reader.bytes(pos, pos + h.size), h):
+                    for record in decode_records(batch, h):
                         if record.offset >= start_offset and record.timestamp >= timestamp:
                             epoch = h.partition_leader_epoch
                             return record.offset, record.timestamp, epoch if epoch >= 0 else -1
