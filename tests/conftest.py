@@ -22,8 +22,12 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[o
     started: list[BrokerProcess] = []
     request.node._brokers = started
 
-    def make(settings: dict[str, str] | None = None, name: str = "broker") -> BrokerProcess:
-        proc = BrokerProcess(tmp_path / name, settings)
+    def make(
+        settings: dict[str, str] | None = None,
+        name: str = "broker",
+        env: dict[str, str] | None = None,
+    ) -> BrokerProcess:
+        proc = BrokerProcess(tmp_path / name, settings, env)
         started.append(proc)
         return proc.start()
 
