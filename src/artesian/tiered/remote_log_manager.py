@@ -247,7 +247,9 @@ class RemoteLogManager:
                     plog.log_end_offset,
                     highest,
                 )
-                plog.truncate_fully_and_start_at(highest + 1, segments[0].start_offset, now)
+                # Never below a checkpointed log start (DeleteRecords, unfinished retention).
+                start = max(plog.log_start_offset, segments[0].start_offset)
+                plog.truncate_fully_and_start_at(highest + 1, start, now)
                 for meta in segments:
                     for epoch, start in meta.segment_leader_epochs:
                         plog.leader_epoch_cache.assign(epoch, start)

@@ -108,7 +108,7 @@ class RemoteLogSegmentMetadata:
                 event_timestamp_ms=int(d["event_timestamp_ms"]),
                 broker_id=int(d["broker_id"]),
             )
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, AttributeError, RecursionError, json.JSONDecodeError) as e:
             raise ValueError(f"malformed remote segment metadata: {e}") from None
         if meta.end_offset < meta.start_offset or meta.size_in_bytes < 0:
             raise ValueError("malformed remote segment metadata: bad offsets or size")

@@ -111,10 +111,11 @@ class RemoteStorageManager:
         async for chunk in obstore.list(self.store, prefix=prefix + "/"):
             keys += [m["path"] for m in chunk]
         committed = {k[: -len(METADATA_SUFFIX)] for k in keys if k.endswith(METADATA_SUFFIX)}
+        # Only our own data objects can be orphans; anything else under the prefix is left be.
         orphans = [
             k
             for k in keys
-            if not k.endswith(METADATA_SUFFIX) and k[: k.rindex(".")] not in committed
+            if k.endswith(DATA_SUFFIXES) and k[: k.rindex(".")] not in committed
         ]
         out = []
         for stem in committed:
