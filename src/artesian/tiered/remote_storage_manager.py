@@ -113,9 +113,7 @@ class RemoteStorageManager:
         committed = {k[: -len(METADATA_SUFFIX)] for k in keys if k.endswith(METADATA_SUFFIX)}
         # Only our own data objects can be orphans; anything else under the prefix is left be.
         orphans = [
-            k
-            for k in keys
-            if k.endswith(DATA_SUFFIXES) and k[: k.rindex(".")] not in committed
+            k for k in keys if k.endswith(DATA_SUFFIXES) and k[: k.rindex(".")] not in committed
         ]
         out = []
         for stem in committed:
