@@ -348,3 +348,32 @@ def test_broker_refuses_to_start_without_tiered_storage_while_topics_use_it(
     assert "exited with 2" in str(e.value)
     assert "delete all topics with the property remote.storage.enable=true" in broker.log_tail()
     assert "needs-tiering" in broker.log_tail()
+
+
+def test_tiered_storage_metrics_count_copies_reads_and_remote_size(broker_factory: Any) -> None:
+    from tests.broker.test_metrics import scrape
+    from tests.broker_process import free_port
+
+    metrics_port = free_port()
+    broker = broker_factory({**TIERED, "artesian.metrics.port": str(metrics_port)})
+    n = 3000
+    local_start = _tier(broker, "mt", n)
+    copied = sum(p.stat().st_size for p in _remote_objects(broker, ".log"))
+    segments = len(_remote_objects(broker, ".log"))
+    _assert_exact(_read(broker.bootstrap, "mt", 0, local_start), 0, local_start)
+    topic = (("topic", "mt"),)
+
+    def settled() -> bool:
+        m = scrape(metrics_port)
+        return m.get(("kafka_server_broker_topic_remote_log_size_bytes", topic)) == copied
+
+    _wait(settled, "the remote log size gauge")
+    m = scrape(metrics_port)
+    assert m[("kafka_server_broker_topic_remote_copy_bytes_total", topic)] == copied
+    assert m[("kafka_server_broker_topic_remote_copy_requests_total", topic)] == segments
+    assert m.get(("kafka_server_broker_topic_remote_copy_errors_total", topic), 0) == 0
+    assert m[("kafka_server_broker_topic_remote_fetch_requests_total", topic)] >= 1
+    assert m.get(("kafka_server_broker_topic_remote_fetch_errors_total", topic), 0) == 0
+    # Every byte below the local log start came from the remote tier, whole batches only.
+    below_local = sum(p.stat().st_size for p in _remote_objects(broker, ".log")[:-1])
+    assert m[("kafka_server_broker_topic_remote_fetch_bytes_total", topic)] >= below_local
