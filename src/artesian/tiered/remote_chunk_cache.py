@@ -27,8 +27,8 @@ class RemoteChunkCache:
     def __init__(self, rsm: RemoteStorageManager, max_bytes: int = 64 << 20) -> None:
         self._rsm = rsm
         self.max_bytes = max_bytes
-        self._chunks: OrderedDict[_Key, bytes] = OrderedDict()
-        self._loading: dict[_Key, asyncio.Future[bytes]] = {}
+        self._chunks: OrderedDict[_Key, memoryview] = OrderedDict()
+        self._loading: dict[_Key, asyncio.Future[memoryview]] = {}
         self._bytes = 0
 
     async def read(
@@ -42,7 +42,7 @@ class RemoteChunkCache:
         base = first * CHUNK_BYTES
         if first == last:
             chunk = await self._chunk(meta, first)
-            return memoryview(chunk)[start - base : end - base]
+            return chunk[start - base : end - base]
         chunks = [await self._chunk(meta, i) for i in range(first, last + 1)]
         return b"".join(chunks)[start - base : end - base]
 
@@ -50,7 +50,7 @@ class RemoteChunkCache:
         for key in [k for k in self._chunks if k[0] == segment_id]:
             self._bytes -= len(self._chunks.pop(key))
 
-    async def _chunk(self, meta: RemoteLogSegmentMetadata, index: int) -> bytes:
+    async def _chunk(self, meta: RemoteLogSegmentMetadata, index: int) -> memoryview:
         key = (meta.segment_id, index)
         found = self._chunks.get(key)
         if found is not None:
@@ -59,7 +59,7 @@ class RemoteChunkCache:
         loading = self._loading.get(key)
         if loading is not None:
             return await asyncio.shield(loading)
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[memoryview] = asyncio.get_running_loop().create_future()
         self._loading[key] = fut
         try:
             start = index * CHUNK_BYTES

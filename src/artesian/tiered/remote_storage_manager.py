@@ -79,14 +79,15 @@ class RemoteStorageManager:
 
     async def fetch_log_segment(
         self, meta: RemoteLogSegmentMetadata, start: int, end: int
-    ) -> bytes:
-        """Bytes [start, end) of the segment (fewer at its end)."""
+    ) -> memoryview:
+        """Bytes [start, end) of the segment (fewer at its end), as a view of obstore's
+        buffer: no copy into Python."""
         if end <= start:
-            return b""
+            return memoryview(b"")
         data = await obstore.get_range_async(
             self.store, meta.object_key(LOG_SUFFIX), start=start, end=min(end, meta.size_in_bytes)
         )
-        return bytes(data)
+        return memoryview(data)
 
     async def fetch_index(self, meta: RemoteLogSegmentMetadata, suffix: str) -> bytes:
         result = await obstore.get_async(self.store, meta.object_key(suffix))
