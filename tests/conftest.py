@@ -39,6 +39,34 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[o
             proc.kill9()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (.ci/run installs PostgreSQL)."""
+    from tests.postgres_server import PostgresServer, postgres_bindir
+
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    server = PostgresServer(bindir).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
 @pytest.fixture
 def broker(broker_factory: object) -> BrokerProcess:
     return broker_factory()  # type: ignore[operator]

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import start_http_server
 
@@ -45,7 +46,7 @@ from artesian.metadata.records import (
     RemoveTopicRecord,
     TopicRecord,
 )
-from artesian.metadata.store import MetadataStore, SqliteMetadataStore
+from artesian.metadata.store import MetadataStore, SqliteMetadataStore, open_store
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager
@@ -64,6 +65,14 @@ class BrokerStartupError(Exception):
 
 class InconsistentNodeId(BrokerStartupError):
     """The data directory was written by a broker with another node.id."""
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def parse_listener(listen: str) -> tuple[str, int]:
@@ -120,7 +129,7 @@ class Broker:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SqliteMetadataStore(self.data_dir / "metadata.db")
+        self.store = self._open_metadata_store()
         for offset, record in self.store.read():
             self.image.apply(offset, record)
         self.cluster_id = self._load_cluster_id()
@@ -243,6 +252,21 @@ class Broker:
             len(self.replica_manager.partitions),
             self.data_dir,
         )
+
+    def _open_metadata_store(self) -> MetadataStore:
+        url = self.config.get("artesian.metadata.store.url")
+        if not url:
+            return SqliteMetadataStore(self.data_dir / "metadata.db")
+        try:
+            store = open_store(str(url))
+        except ValueError as e:
+            raise BrokerStartupError(str(e)) from None
+        except Exception as e:  # the driver's own errors: unreachable server, bad credentials
+            raise BrokerStartupError(
+                f"cannot open the metadata store named by artesian.metadata.store.url: {e}"
+            ) from None
+        log.info("metadata log in %s", _without_password(str(url)))
+        return store
 
     def _check_tiered_topics(self) -> None:
         """Kafka refuses to start with tiered storage off while topics use it: their data

@@ -7,7 +7,8 @@ Deliberate differences from Kafka, all documented on the key:
   the number of live brokers, so a single node works out of the box.
 - A few keys common in Kafka ``server.properties`` files are accepted but unused, so existing
   files load; their doc says so.
-- ``artesian.metrics.port`` is ours (Kafka has no equivalent).
+- ``artesian.metrics.port`` and ``artesian.metadata.store.url`` are ours (Kafka has no
+  equivalent).
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             0,
             "Artesian-specific: port of the Prometheus metrics endpoint (0 = disabled).",
             Range.between(0, 65535),
+        ),
+        ConfigKey(
+            "artesian.metadata.store.url",
+            _S,
+            None,
+            "Artesian-specific: where the cluster metadata log lives: "
+            "postgresql://user:password@host:port/database for brokers sharing a store; "
+            "default: sqlite in the broker's data directory.",
+            read_only=True,
+            sensitive=True,  # may carry a password
         ),
         # Topic creation.
         _k(

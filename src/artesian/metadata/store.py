@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from artesian.metadata.records import MetadataRecord, decode_record, encode_record
 
@@ -62,7 +62,72 @@ class SqliteMetadataStore:
         self._db.close()
 
 
+class PostgresMetadataStore:
+    """The record log in a PostgreSQL table, for clusters whose brokers share one store.
+
+    Appends from any number of connections are serialised by a transaction-scoped advisory
+    lock, so offsets stay dense and ordered; a commit is durable when PostgreSQL says so
+    (synchronous_commit). A lost connection fails the call at hand and is reopened by the next
+    one; an append is never retried blindly, since its commit may have landed."""
+
+    # pg_advisory_xact_lock key: "ARTESIAN" in ASCII, any constant shared by all brokers.
+    _LOCK = 0x4152544553494E
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self._url = url
+        self._conn = self._connect()
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS artesian_metadata_log ("
+            ' "offset" BIGINT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL)'
+        )
+
+    def _connect(self) -> Any:
+        return self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+
+    def _connection(self) -> Any:
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def append(self, records: Iterable[MetadataRecord]) -> int:
+        rows = [encode_record(r) for r in records]
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+            cur = conn.execute('SELECT COALESCE(MAX("offset"), -1) FROM artesian_metadata_log')
+            last = int(cur.fetchone()[0])
+            first = last + 1
+            last += len(rows)
+            with conn.cursor() as c:
+                c.executemany(
+                    'INSERT INTO artesian_metadata_log ("offset", kind, payload) VALUES (%s, %s, %s)',
+                    [(first + i, kind, payload) for i, (kind, payload) in enumerate(rows)],
+                )
+        return last
+
+    def read(self, after: int = -1) -> Iterator[tuple[int, MetadataRecord]]:
+        cur = self._connection().execute(
+            'SELECT "offset", kind, payload FROM artesian_metadata_log WHERE "offset" > %s '
+            'ORDER BY "offset"',
+            (after,),
+        )
+        for offset, kind, payload in cur.fetchall():
+            yield int(offset), decode_record(kind, payload)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 def open_store(url: str) -> MetadataStore:
+    """``sqlite:///path/metadata.db`` or ``postgresql://user:password@host:port/database``."""
     if url.startswith("sqlite:///"):
         return SqliteMetadataStore(Path(url.removeprefix("sqlite://")))
-    raise ValueError(f"unsupported metadata store URL {url!r}; use sqlite:///path/to/metadata.db")
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresMetadataStore(url)
+    raise ValueError(
+        f"unsupported metadata store URL {url!r}; use sqlite:///path/to/metadata.db or "
+        "postgresql://user:password@host:port/database"
+    )

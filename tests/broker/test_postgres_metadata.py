@@ -1,0 +1,78 @@
+"""A broker whose metadata log lives in PostgreSQL (artesian.metadata.store.url), on a real
+server: topics, their configs and their data survive a restart and kill -9 with nothing in
+the data directory but the logs; a store the broker cannot reach stops it with a clear line."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from tests.broker_process import free_port
+
+T = 20.0
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for v in values:
+        p.produce(topic, v)
+    assert p.flush(T) == 0
+
+
+def _read(bootstrap: str, topic: str, n: int) -> list[tuple[int, bytes]]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"pg-{time.monotonic_ns()}"})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        out: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + T
+        while len(out) < n and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                out.append((msg.offset(), msg.value()))
+        return out
+    finally:
+        c.close()
+
+
+def _topic_config(bootstrap: str, topic: str, name: str) -> str:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource("topic", topic)
+    return str(admin.describe_configs([res])[res].result(T)[name].value)
+
+
+def test_topics_live_in_postgres_across_restart_and_kill_9(
+    broker_factory: Any, postgres_database: str
+) -> None:
+    broker = broker_factory({"artesian.metadata.store.url": postgres_database})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    new = NewTopic("pg", 2, 1, config={"retention.ms": "123456"})
+    for f in admin.create_topics([new]).values():
+        f.result(T)
+    _produce(broker.bootstrap, "pg", [b"a", b"b"])
+    assert not (broker.data_dir / "metadata.db").exists()
+    with psycopg.connect(postgres_database) as conn:
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM artesian_metadata_log")]
+    assert "topic" in kinds and kinds.count("partition") == 2
+
+    for stop in (broker.stop, broker.kill9):
+        stop()
+        broker.start()
+        assert _topic_config(broker.bootstrap, "pg", "retention.ms") == "123456"
+        md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics("pg", timeout=T)
+        assert sorted(md.topics["pg"].partitions) == [0, 1]
+        assert _read(broker.bootstrap, "pg", 2) == [(0, b"a"), (1, b"b")]
+    assert "metadata log in postgresql://artesian@127.0.0.1" in broker.log_tail(200)
+
+
+def test_an_unreachable_metadata_store_stops_the_broker(broker_factory: Any) -> None:
+    url = f"postgresql://artesian:secret@127.0.0.1:{free_port()}/nowhere"
+    with pytest.raises(RuntimeError) as e:
+        broker_factory({"artesian.metadata.store.url": url})
+    assert "exited with 2" in str(e.value)
+    assert "cannot open the metadata store named by artesian.metadata.store.url" in str(e.value)
+    assert "secret" not in str(e.value)
