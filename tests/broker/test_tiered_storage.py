@@ -377,3 +377,12 @@ def test_tiered_storage_metrics_count_copies_reads_and_remote_size(broker_factor
     # Every byte below the local log start came from the remote tier, whole batches only.
     below_local = sum(p.stat().st_size for p in _remote_objects(broker, ".log")[:-1])
     assert m[("kafka_server_broker_topic_remote_fetch_bytes_total", topic)] >= below_local
+
+
+def test_an_unusable_object_store_url_stops_the_broker(broker_factory: Any, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(RuntimeError) as e:
+        broker_factory({**TIERED, "rsm.config.store.url": not_a_dir.as_uri() + "/sub"})
+    assert "exited with 2" in str(e.value)
+    assert "cannot use the object store named by rsm.config.store.url" in str(e.value)

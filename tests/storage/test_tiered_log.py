@@ -446,3 +446,21 @@ def test_maybe_increment_log_start_offset_below_local_log_deletes_nothing(tmp_pa
     assert bases(log) == [9]
     assert (log.log_start_offset, log.local_log_start_offset) == (9, 9)
     log.close()
+
+
+def test_with_copying_disabled_local_retention_follows_retention_bytes(tmp_path: Path) -> None:
+    """remote.log.copy.disable: nothing new reaches remote storage, so local retention applies
+    retention.* as for a plain log (local.retention.* no longer matter, as in Kafka) without
+    waiting for copies; the log start offset stays for the remote log manager to move."""
+    config = tiered(
+        remote_log_copy_disable=True, retention_bytes=4 * BATCH, local_retention_bytes=1
+    )
+    log = open_log(tmp_path / "t-0", config)
+    build(log, [3, 3, 3, 1])  # segments 0, 3, 6, active 9
+    log.flush()
+    assert log.highest_offset_in_remote_storage == -1
+    # 10 batches, at most 4 kept: the first two segments go, the third would leave 1.
+    assert log.delete_old_segments(NOW) == 2
+    assert bases(log) == [6, 9]
+    assert (log.log_start_offset, log.local_log_start_offset) == (0, 6)
+    log.close()

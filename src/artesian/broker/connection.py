@@ -236,6 +236,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
     ) -> None:
         try:
             response = await result
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this request's own task: the connection is going away
+            # A future the handler awaited was cancelled under it: answer, do not hang.
+            log.warning(
+                "%s v%d from %s was cancelled inside the broker; answering with an error",
+                api.api_name(header.api_key),
+                header.api_version,
+                self.peer,
+            )
+            self._send_error(header, ErrorCode.unknown_server_error)
+            return
         except Exception:
             log.exception(
                 "%s v%d from %s failed", api.api_name(header.api_key), header.api_version, self.peer

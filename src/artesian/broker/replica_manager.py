@@ -131,7 +131,7 @@ class ReplicaManager:
 
         def done(_f: asyncio.Future[None]) -> None:
             p.roll_flush = None
-            if _f.exception() is None:
+            if not _f.cancelled() and _f.exception() is None:
                 self._maybe_flush_rolled(p)
 
         p.roll_flush.add_done_callback(done)

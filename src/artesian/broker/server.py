@@ -293,12 +293,17 @@ class Broker:
             url = (self.data_dir / "remote-storage").resolve().as_uri()
         rm = self.replica_manager
         assert rm is not None
+        try:
+            rsm = RemoteStorageManager.from_url(str(url))
+        except Exception as e:  # obstore's own errors: a bad URL, a path that is a file
+            raise BrokerStartupError(
+                f"cannot use the object store named by rsm.config.store.url ({url}): {e}"
+            ) from None
         rlm = RemoteLogManager(
-            RemoteStorageManager.from_url(str(url)),
+            rsm,
             RemoteLogManagerConfig(
                 broker_id=self.node_id,
                 task_interval_ms=self.config.get_int("remote.log.manager.task.interval.ms"),
-                fetch_max_wait_ms=self.config.get_int("remote.fetch.max.wait.ms"),
                 index_cache_bytes=self.config.get_int(
                     "remote.log.index.file.cache.total.size.bytes"
                 ),

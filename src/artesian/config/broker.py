@@ -517,7 +517,6 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             1_073_741_824,
             "Bytes of remote segment indexes kept in memory (Kafka keeps them on disk).",
             _GE1,
-            dynamic=True,
         ),
         _k(
             "rsm.config.store.url",

@@ -153,8 +153,11 @@ class Log:
         self._last_flush_ms = now_ms
         self._hw_position: tuple[int, int, int] | None = None  # (hw, segment base, position)
         self.leader_epoch_cache = LeaderEpochFileCache(directory / LEADER_EPOCH_CHECKPOINT)
-        # Set by the remote log manager: the last offset copied to tiered storage (-1: none).
+        # Set by the remote log manager: the last offset copied to tiered storage (-1: none),
+        # and whether it has listed the remote segments since start-up (until then a tiered
+        # log takes no appends and serves no reads: its local end may be stale).
         self.highest_offset_in_remote_storage = -1
+        self.remote_log_ready = True
         self.closed = False
 
     @property
@@ -579,7 +582,7 @@ class Log:
                 f"offset {fetch_offset} is outside [{self._log_start_offset}, {leo}] "
                 f"of {self.topic}-{self.partition}"
             )
-        if fetch_offset < self._bases[0] and fetch_offset < self.local_log_start_offset:
+        if fetch_offset < self._bases[0]:  # below the local log (at or above the log start)
             raise OffsetMovedToTieredStorageError(
                 f"offset {fetch_offset} of {self.topic}-{self.partition} is below the local "
                 f"log start offset {self.local_log_start_offset}"
@@ -749,7 +752,7 @@ class Log:
                     self.producer_state.delete_snapshots_before(self._bases[0])
                 return deleted
             retention_bytes, retention_ms = config.retention_bytes, config.retention_ms
-            if config.remote_storage_enable:
+            if config.remote_storage_enable and not config.remote_log_copy_disable:
                 if config.local_retention_bytes != -2:
                     retention_bytes = config.local_retention_bytes
                 if config.local_retention_ms != -2:
@@ -775,7 +778,9 @@ class Log:
     def _delete_while(self, predicate: object, now_ms: int) -> int:
         assert callable(predicate)
         count = 0
-        tiered = self.config.remote_storage_enable
+        # With copying off (remote.log.copy.disable) the local log keeps Kafka's plain
+        # retention: nothing new reaches remote storage to wait for.
+        tiered = self.config.remote_storage_enable and not self.config.remote_log_copy_disable
         for i, seg in enumerate(self._segments):
             upper = self._bases[i + 1] if i + 1 < len(self._bases) else self._log_end_offset
             last_and_empty = i + 1 == len(self._segments) and seg.size == 0
@@ -792,7 +797,7 @@ class Log:
             self._roll(now_ms)  # keep an (empty) active segment
         for _ in range(count):
             self._remove_first_segment(now_ms)
-        if not tiered:
+        if not self.config.remote_storage_enable:
             self._log_start_offset = max(self._log_start_offset, self._bases[0])
             self.leader_epoch_cache.truncate_from_start(self._log_start_offset)
         return count

@@ -2,19 +2,20 @@
 
 Kafka keeps them as files under ``remote-log-index-cache``; the indexes here are arrays in
 memory anyway (``storage/index.py``), so the cache holds them directly, least recently used
-first out, within ``remote.log.index.file.cache.total.size.bytes`` of index data.
+first out, within ``remote.log.index.file.cache.total.size.bytes`` of index data. The three
+index objects of a segment are fetched at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from artesian.storage.index import OffsetIndex, TimeIndex
 from artesian.storage.transaction_index import TransactionIndex
+from artesian.tiered.loading_cache import LoadingCache
 from artesian.tiered.remote_log_segment_metadata import (
     INDEX_SUFFIX,
     TIME_INDEX_SUFFIX,
@@ -39,49 +40,29 @@ class RemoteIndexes:
 class RemoteIndexCache:
     def __init__(self, rsm: RemoteStorageManager, max_bytes: int) -> None:
         self._rsm = rsm
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[uuid.UUID, RemoteIndexes] = OrderedDict()
-        self._loading: dict[uuid.UUID, asyncio.Future[RemoteIndexes]] = {}
-        self._bytes = 0
+        self._cache: LoadingCache[uuid.UUID, RemoteIndexes] = LoadingCache(
+            max_bytes, lambda i: i.size
+        )
 
     async def get(self, meta: RemoteLogSegmentMetadata) -> RemoteIndexes:
-        key = meta.segment_id
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-            return found
-        loading = self._loading.get(key)
-        if loading is not None:
-            return await asyncio.shield(loading)
-        fut: asyncio.Future[RemoteIndexes] = asyncio.get_running_loop().create_future()
-        self._loading[key] = fut
-        try:
-            indexes = await self._fetch(meta)
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            del self._loading[key]
-        fut.set_result(indexes)
-        self._entries[key] = indexes
-        self._bytes += indexes.size
-        while self._bytes > self.max_bytes and len(self._entries) > 1:
-            _, old = self._entries.popitem(last=False)
-            self._bytes -= old.size
-        return indexes
+        return await self._cache.get(meta.segment_id, lambda: self._fetch(meta))
 
     def remove(self, segment_id: uuid.UUID) -> None:
-        old = self._entries.pop(segment_id, None)
-        if old is not None:
-            self._bytes -= old.size
+        self._cache.remove_where(lambda k: k == segment_id)
+
+    def close(self) -> None:
+        self._cache.close()
 
     async def _fetch(self, meta: RemoteLogSegmentMetadata) -> RemoteIndexes:
         base = meta.start_offset
-        offset_data = await self._rsm.fetch_index(meta, INDEX_SUFFIX)
-        time_data = await self._rsm.fetch_index(meta, TIME_INDEX_SUFFIX)
-        txn_data = (
-            await self._rsm.fetch_index(meta, TXN_INDEX_SUFFIX) if meta.has_txn_index else b""
+
+        async def nothing() -> bytes:
+            return b""
+
+        offset_data, time_data, txn_data = await asyncio.gather(
+            self._rsm.fetch_index(meta, INDEX_SUFFIX),
+            self._rsm.fetch_index(meta, TIME_INDEX_SUFFIX),
+            self._rsm.fetch_index(meta, TXN_INDEX_SUFFIX) if meta.has_txn_index else nothing(),
         )
         offset_index = OffsetIndex(_NOWHERE, base, len(offset_data) + OffsetIndex.ENTRY_SIZE)
         offset_index.load_bytes(offset_data)

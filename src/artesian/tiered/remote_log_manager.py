@@ -11,6 +11,7 @@ moved as remote retention deletes segments.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -45,7 +46,6 @@ log = logging.getLogger("artesian.tiered")
 class RemoteLogManagerConfig:
     broker_id: int
     task_interval_ms: int = 30_000  # remote.log.manager.task.interval.ms
-    fetch_max_wait_ms: int = 500  # remote.fetch.max.wait.ms
     index_cache_bytes: int = 1024 * 1024 * 1024  # remote.log.index.file.cache.total.size.bytes
 
 
@@ -106,15 +106,12 @@ class RemoteLogManager:
     def partition(self, topic: str, index: int) -> RemotePartition | None:
         return self._partitions.get((topic, index))
 
-    def _state(self, topic: str, index: int, topic_id: uuid.UUID, plog: Log) -> RemotePartition:
+    def state_for(self, topic: str, index: int, topic_id: uuid.UUID, plog: Log) -> RemotePartition:
+        """The partition's remote state, created on first use (a read may come first)."""
         st = self._partitions.get((topic, index))
         if st is None or st.topic_id != topic_id or st.log is not plog:
             st = self._partitions[(topic, index)] = RemotePartition(topic, index, topic_id, plog)
         return st
-
-    def state_for(self, topic: str, index: int, topic_id: uuid.UUID, plog: Log) -> RemotePartition:
-        """The partition's remote state, created on first use (a read may come first)."""
-        return self._state(topic, index, topic_id, plog)
 
     def stop_partitions(self, topic: str, topic_id: uuid.UUID, partitions: Iterable[int]) -> None:
         """The topic was deleted: forget its partitions and delete their remote objects in the
@@ -125,13 +122,21 @@ class RemoteLogManager:
                 for meta in st.segments:
                     self._forget(meta)
             prefix = partition_prefix(topic, index, topic_id)
-            task = asyncio.get_running_loop().create_task(self._delete_partition(prefix))
+            task = asyncio.get_running_loop().create_task(self._delete_partition(prefix, st))
             self._deletions.add(task)
             task.add_done_callback(self._deletions.discard)
+        if not any(p.topic == topic for p in self._partitions.values()):
+            with contextlib.suppress(KeyError):
+                self.metrics.remote_log_size_bytes.remove(topic)
 
-    async def _delete_partition(self, prefix: str) -> None:
+    async def _delete_partition(self, prefix: str, st: RemotePartition | None) -> None:
         try:
-            n = await self.rsm.delete_partition(prefix)
+            if st is not None:
+                # After a copy in flight: its objects land first, then all go.
+                async with st.lock:
+                    n = await self.rsm.delete_partition(prefix)
+            else:
+                n = await self.rsm.delete_partition(prefix)
             if n:
                 log.info("deleted %d remote object(s) of deleted partition %s", n, prefix)
         except Exception as e:
@@ -148,26 +153,42 @@ class RemoteLogManager:
 
     # -- the periodic tasks ---------------------------------------------------------------------
 
-    async def load(self) -> None:
-        """At start-up, before clients connect: list every tiered partition's remote
-        segments, so that a log whose local disk was lost continues after them before any
-        append. A store that does not answer is retried by the periodic task."""
+    async def load(self, timeout_s: float = 15.0) -> None:
+        """At start-up, before clients connect: list the remote segments of every tiered
+        partition (and of partitions whose remote data must go since tiering was turned
+        off), a few at a time. Until its listing succeeds a tiered log is not ready: Produce
+        and Fetch answer KAFKA_STORAGE_ERROR, so a log whose local disk was lost never hands
+        out an offset the store holds. Listings still running after ``timeout_s`` go on in
+        the background, and failed ones are retried by the periodic task."""
+        pending = []
         for topic, index, topic_id, plog in list(self._led()):
-            if not plog.remote_log_enabled:
+            config = plog.config
+            if plog.remote_log_enabled:
+                plog.remote_log_ready = False
+            elif not config.remote_log_delete_on_disable:
                 continue
-            st = self._state(topic, index, topic_id, plog)
-            try:
-                async with st.lock:
-                    await self._ensure_loaded(st)
-            except Exception as e:
-                log.warning(
-                    "could not list the remote segments of %s-%d: %s; retrying every %d ms "
-                    "(check rsm.config.store.url and the object store)",
-                    topic,
-                    index,
-                    e,
-                    self.config.task_interval_ms,
-                )
+            pending.append(self.state_for(topic, index, topic_id, plog))
+        if not pending:
+            return
+        limit = asyncio.Semaphore(8)
+
+        async def load_one(st: RemotePartition) -> None:
+            async with limit, st.lock:
+                await self._run_partition(st)
+
+        tasks = [asyncio.get_running_loop().create_task(load_one(st)) for st in pending]
+        for task in tasks:
+            self._deletions.add(task)
+            task.add_done_callback(self._deletions.discard)
+        _, slow = await asyncio.wait(tasks, timeout=timeout_s)
+        if slow:
+            log.warning(
+                "%d tiered partition(s) still listing their remote segments after %.0f s; "
+                "they stay unavailable until it succeeds (check rsm.config.store.url and the "
+                "object store)",
+                len(slow),
+                timeout_s,
+            )
 
     async def run(self) -> None:
         """The copy and expiration tasks for every tiered partition, every
@@ -190,33 +211,41 @@ class RemoteLogManager:
             st = self._partitions.get((topic, index))
             if not plog.remote_log_enabled and st is None:
                 continue
-            st = self._state(topic, index, topic_id, plog)
-            try:
-                async with st.lock:
-                    if not plog.remote_log_enabled:
-                        await self._disable(st)
-                        continue
-                    await self._ensure_loaded(st)
-                    if not plog.config.remote_log_copy_disable:
-                        await self._copy(st)
-                    await self._expire(st)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning(
-                    "tiered storage task for %s-%d failed: %s; it runs again in %d ms (check "
-                    "rsm.config.store.url and the object store)",
-                    topic,
-                    index,
-                    e,
-                    self.config.task_interval_ms,
-                )
+            st = self.state_for(topic, index, topic_id, plog)
+            async with st.lock:
+                if self._partitions.get((topic, index)) is not st:
+                    continue  # deleted while we waited for the lock
+                await self._run_partition(st)
 
         sizes: dict[str, int] = {}
         for st in self._partitions.values():
             sizes[st.topic] = sizes.get(st.topic, 0) + st.size_in_bytes
         for topic, size in sizes.items():
             self.metrics.remote_log_size_bytes.labels(topic).set(size)
+
+    async def _run_partition(self, st: RemotePartition) -> None:
+        """One round of a partition's tasks (under its lock); failures are logged and the
+        next round retries."""
+        plog = st.log
+        try:
+            if not plog.remote_log_enabled:
+                await self._disable(st)
+                return
+            await self._ensure_loaded(st)
+            if not plog.config.remote_log_copy_disable:
+                await self._copy(st)
+            await self._expire(st)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning(
+                "tiered storage task for %s-%d failed: %s; it runs again in %d ms (check "
+                "rsm.config.store.url and the object store)",
+                st.topic,
+                st.partition,
+                e,
+                self.config.task_interval_ms,
+            )
 
     async def _ensure_loaded(self, st: RemotePartition) -> None:
         """List the partition's remote segments (once per leadership) and bring the local
@@ -235,6 +264,9 @@ class RemoteLogManager:
             )
         plog = st.log
         st.segments = segments
+        if not plog.remote_log_enabled:
+            st.loaded = True  # tiering was turned off: the listing is only for deleting
+            return
         if segments:
             highest = max(m.end_offset for m in segments)
             if plog.log_end_offset <= highest:
@@ -256,6 +288,7 @@ class RemoteLogManager:
             plog.highest_offset_in_remote_storage = highest
         plog.reconcile_remote_log_start(segments[0].start_offset if segments else None)
         st.loaded = True
+        plog.remote_log_ready = True
 
     async def _copy(self, st: RemotePartition) -> None:
         """Kafka's RLMCopyTask: each rolled, stable segment past the highest remote offset,
@@ -288,6 +321,9 @@ class RemoteLogManager:
             await self.rsm.copy_log_segment_data(meta, Path(seg.log_path), indexes)
         except Exception:
             self.metrics.remote_copy_errors.labels(st.topic).inc()
+            # Each attempt has its own segment id: what this one wrote goes now.
+            with contextlib.suppress(Exception):
+                await self.rsm.delete_log_segment_data(meta)
             raise
         st.segments = [*st.segments, meta]
         plog.highest_offset_in_remote_storage = end
@@ -347,13 +383,18 @@ class RemoteLogManager:
     async def _disable(self, st: RemotePartition) -> None:
         """remote.storage.enable turned off (with remote.log.delete.on.disable=true): every
         remote segment goes and the log starts at its local start again."""
+        if not st.log.config.remote_log_delete_on_disable:
+            del self._partitions[(st.topic, st.partition)]  # its objects stay
+            return
         await self._ensure_loaded(st)
-        doomed, st.segments = st.segments, []
+        doomed = list(st.segments)
+        # The log start offset moves first: no fetch reads a segment being deleted.
+        st.log.highest_offset_in_remote_storage = -1
+        st.log.reconcile_remote_log_start(None)
         for meta in doomed:
             self._forget(meta)
             await self.rsm.delete_log_segment_data(meta)
-        st.log.highest_offset_in_remote_storage = -1
-        st.log.reconcile_remote_log_start(None)
+            st.segments = st.segments[1:]  # a failed delete is retried next round
         del self._partitions[(st.topic, st.partition)]
         if doomed:
             log.info(
@@ -425,21 +466,19 @@ class RemoteLogManager:
             if h.last_offset >= fetch_offset:
                 break
             pos += h.size
-        first, total, next_offset = pos, 0, fetch_offset
-        while (h := await self._header(meta, pos)) is not None:
-            if total + h.size > max_bytes and not (total == 0 and min_one_message):
-                break
-            if pos + h.size > meta.size_in_bytes:
-                break  # a torn last batch: the object is shorter than its header says
-            pos += h.size
-            total += h.size
-            next_offset = h.next_offset
-            if total >= max_bytes:
-                break
-        records = await self.chunk_cache.read(meta, first, pos) if pos > first else b""
+        # Kafka's remote read: max_bytes from the first batch, a trailing partial batch being
+        # the client's to drop; the whole first batch at least if min_one_message, and nothing
+        # if it does not fit otherwise.
+        if min_one_message:
+            size = max(max_bytes, h.size)
+        else:
+            size = max_bytes if h.size <= max_bytes else 0
+        end = min(pos + size, meta.size_in_bytes)
+        records = await self.chunk_cache.read(meta, pos, end) if end > pos else b""
         aborted = None
         if read_committed:
-            aborted = await self._collect_aborted(st, meta, fetch_offset, next_offset)
+            # Up to the end of the segment, as for a local read (consumers ignore the rest).
+            aborted = await self._collect_aborted(st, meta, fetch_offset, meta.end_offset + 1)
         return RemoteFetchResult(records or b"", aborted)
 
     async def _header(self, meta: RemoteLogSegmentMetadata, pos: int) -> BatchHeader | None:
@@ -494,3 +533,5 @@ class RemoteLogManager:
     async def close(self) -> None:
         for task in list(self._deletions):
             task.cancel()
+        self.index_cache.close()
+        self.chunk_cache.close()

@@ -9,7 +9,9 @@ object store's I/O runs on obstore's own runtime, never on the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,6 +19,7 @@ from urllib.parse import urlparse
 import obstore
 from obstore.store import LocalStore, from_url
 
+from artesian.storage.files import fsync_dir
 from artesian.tiered.remote_log_segment_metadata import (
     DATA_SUFFIXES,
     INDEX_SUFFIX,
@@ -48,19 +51,40 @@ class SegmentIndexes:
 
 
 class RemoteStorageManager:
-    def __init__(self, store: Any, url: str) -> None:
+    def __init__(self, store: Any, url: str, local_root: Path | None = None) -> None:
         self.store = store
         self.url = url
+        # A local-directory store: obstore does not fsync, so we do (see _sync).
+        self._local_root = local_root
 
     @classmethod
     def from_url(cls, url: str) -> RemoteStorageManager:
         parsed = urlparse(url)
         if parsed.scheme == "file":
             # obstore's from_url wants the directory to exist; create it as a bucket would.
-            store: Any = LocalStore(parsed.path, mkdir=True)
-        else:
-            store = from_url(url)
-        return cls(store, url)
+            root = Path(parsed.path)
+            return cls(LocalStore(root, mkdir=True), url, root)
+        return cls(from_url(url), url)
+
+    async def _sync(self, keys: list[str]) -> None:
+        """Local-directory store only: fsync the objects and their directory, so that a
+        segment is on disk before local retention deletes the broker's own copy (an object
+        store proper makes a PUT durable before answering)."""
+        root = self._local_root
+        if root is None:
+            return
+
+        def sync() -> None:
+            for key in keys:
+                fd = os.open(root / key, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for directory in {(root / key).parent for key in keys}:
+                fsync_dir(directory)
+
+        await asyncio.to_thread(sync)
 
     # -- segments ---------------------------------------------------------------------------
 
@@ -70,12 +94,18 @@ class RemoteStorageManager:
         """Data objects first, the metadata object last: a segment exists once that lands.
         ``log_file`` must not change meanwhile (a rolled segment of a non-compacted topic)."""
         store = self.store
-        await obstore.put_async(store, meta.object_key(LOG_SUFFIX), log_file)
-        await obstore.put_async(store, meta.object_key(INDEX_SUFFIX), indexes.offset_index)
-        await obstore.put_async(store, meta.object_key(TIME_INDEX_SUFFIX), indexes.time_index)
+        data: list[tuple[str, Path | bytes]] = [
+            (LOG_SUFFIX, log_file),
+            (INDEX_SUFFIX, indexes.offset_index),
+            (TIME_INDEX_SUFFIX, indexes.time_index),
+        ]
         if meta.has_txn_index:
-            await obstore.put_async(store, meta.object_key(TXN_INDEX_SUFFIX), indexes.txn_index)
+            data.append((TXN_INDEX_SUFFIX, indexes.txn_index))
+        for suffix, body in data:
+            await obstore.put_async(store, meta.object_key(suffix), body)
+        await self._sync([meta.object_key(suffix) for suffix, _ in data])
         await obstore.put_async(store, meta.object_key(METADATA_SUFFIX), meta.to_json())
+        await self._sync([meta.object_key(METADATA_SUFFIX)])
 
     async def fetch_log_segment(
         self, meta: RemoteLogSegmentMetadata, start: int, end: int
@@ -108,9 +138,11 @@ class RemoteStorageManager:
         """Every committed segment of a partition, by start offset, and the keys of orphans:
         data objects of copies that never got their metadata object (a crash mid-copy). A
         metadata object that does not parse is skipped with a warning (not ours to delete)."""
-        keys: list[str] = []
-        async for chunk in obstore.list(self.store, prefix=prefix + "/"):
-            keys += [m["path"] for m in chunk]
+        keys = await self._list(prefix)
+        if self._local_root is not None:
+            # obstore's staging files ("<key>#<n>") of a put a crash cut short: never listed.
+            for staged in (self._local_root / prefix).glob("*#*"):
+                staged.unlink(missing_ok=True)
         committed = {k[: -len(METADATA_SUFFIX)] for k in keys if k.endswith(METADATA_SUFFIX)}
         # Only our own data objects can be orphans; anything else under the prefix is left be.
         orphans = [
@@ -138,14 +170,14 @@ class RemoteStorageManager:
 
     async def delete_partition(self, prefix: str) -> int:
         """Every object of a deleted partition; returns how many went."""
+        keys = await self._list(prefix)
+        # Metadata objects first, as for a single segment.
+        keys.sort(key=lambda k: not k.endswith(METADATA_SUFFIX))
+        await self.delete_objects(keys)
+        return len(keys)
+
+    async def _list(self, prefix: str) -> list[str]:
         keys: list[str] = []
         async for chunk in obstore.list(self.store, prefix=prefix + "/"):
             keys += [m["path"] for m in chunk]
-        # Metadata objects first, as for a single segment.
-        keys.sort(key=lambda k: not k.endswith(METADATA_SUFFIX))
-        for key in keys:
-            try:
-                await obstore.delete_async(self.store, key)
-            except FileNotFoundError:
-                pass
-        return len(keys)
+        return keys

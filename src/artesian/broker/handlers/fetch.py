@@ -123,6 +123,10 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
             errors = True
             continue
         plog = partition.log
+        if not plog.remote_log_ready:
+            result.error_code = ErrorCode.kafka_storage_error  # retriable: still listing
+            errors = True
+            continue
         hw = plog.high_watermark
         lso = plog.last_stable_offset
         result.high_watermark = hw

@@ -48,6 +48,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 getattr(p, "current_leader_epoch", -1)
             ):
                 out["error_code"] = epoch_error
+            elif not partition.log.remote_log_ready:
+                out["error_code"] = ErrorCode.kafka_storage_error  # tiered storage still listing
             else:
                 plog = partition.log
                 if p.timestamp == LATEST:

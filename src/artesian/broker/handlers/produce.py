@@ -116,6 +116,9 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
             elif name in INTERNAL_TOPICS:
                 code = ErrorCode.invalid_topic_exception
                 message = f"Cannot append to internal topic {name}"
+            elif not partition.log.remote_log_ready:
+                code = ErrorCode.kafka_storage_error  # retriable: tiered storage still listing
+                message = "The partition's tiered storage has not been listed yet"
             elif p.records is None:
                 code = ErrorCode.invalid_record
                 message = "Produce request carries null records"
