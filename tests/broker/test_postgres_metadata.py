@@ -20,7 +20,7 @@ T = 20.0
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     for v in values:
-        p.produce(topic, v)
+        p.produce(topic, v, partition=0)
     assert p.flush(T) == 0
 
 
