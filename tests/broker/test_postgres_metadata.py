@@ -4,15 +4,15 @@ the data directory but the logs; a store the broker cannot reach stops it with a
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from tests.broker_process import free_port
+from tests.consuming import read_range
 
 T = 20.0
 
@@ -22,21 +22,6 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     for v in values:
         p.produce(topic, v, partition=0)
     assert p.flush(T) == 0
-
-
-def _read(bootstrap: str, topic: str, n: int) -> list[tuple[int, bytes]]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"pg-{time.monotonic_ns()}"})
-    try:
-        c.assign([TopicPartition(topic, 0, 0)])
-        out: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + T
-        while len(out) < n and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is not None and not msg.error():
-                out.append((msg.offset(), msg.value()))
-        return out
-    finally:
-        c.close()
 
 
 def _topic_config(bootstrap: str, topic: str, name: str) -> str:
@@ -65,7 +50,7 @@ def test_topics_live_in_postgres_across_restart_and_kill_9(
         assert _topic_config(broker.bootstrap, "pg", "retention.ms") == "123456"
         md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics("pg", timeout=T)
         assert sorted(md.topics["pg"].partitions) == [0, 1]
-        assert _read(broker.bootstrap, "pg", 2) == [(0, b"a"), (1, b"b")]
+        assert read_range(broker.bootstrap, "pg", 0, 2) == [(0, b"a"), (1, b"b")]
     assert "metadata log in postgresql://artesian@127.0.0.1" in broker.log_tail(200)
 
 

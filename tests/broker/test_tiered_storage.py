@@ -24,6 +24,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
+from tests.consuming import read_range
 from tests.kafka_wire import WireConn, sample_request
 
 T = 30.0
@@ -63,26 +64,7 @@ def _produce(bootstrap: str, topic: str, first: int, count: int) -> None:
 def _read(
     bootstrap: str, topic: str, start: int, end: int, **extra: Any
 ) -> list[tuple[int, bytes]]:
-    """Records [start, end) as (offset, value), read by a fresh consumer."""
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"tiered-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-            **extra,
-        }
-    )
-    try:
-        c.assign([TopicPartition(topic, 0, start)])
-        out: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + T
-        while time.monotonic() < deadline and (not out or out[-1][0] < end - 1):
-            msg = c.poll(0.5)
-            if msg is not None and not msg.error():
-                out.append((msg.offset(), msg.value()))
-        return out
-    finally:
-        c.close()
+    return read_range(bootstrap, topic, start, end, timeout=T, **extra)
 
 
 def _list_offset(port: int, topic: str, timestamp: int) -> int:
