@@ -99,7 +99,10 @@ class RemoteLogManager:
         self.chunk_cache = RemoteChunkCache(rsm)
         self._led = partitions
         self._partitions: dict[tuple[str, int], RemotePartition] = {}
-        self._deletions: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        # Partitions of deleted topics, by topic id: a round that started before the deletion
+        # must not copy into their prefix again.
+        self._stopped: set[tuple[uuid.UUID, int]] = set()
 
     # -- partitions ---------------------------------------------------------------------------
 
@@ -117,14 +120,15 @@ class RemoteLogManager:
         """The topic was deleted: forget its partitions and delete their remote objects in the
         background, as Kafka's stopPartitions(delete=true) does."""
         for index in partitions:
+            self._stopped.add((topic_id, index))
             st = self._partitions.pop((topic, index), None)
             if st is not None:
                 for meta in st.segments:
                     self._forget(meta)
             prefix = partition_prefix(topic, index, topic_id)
             task = asyncio.get_running_loop().create_task(self._delete_partition(prefix, st))
-            self._deletions.add(task)
-            task.add_done_callback(self._deletions.discard)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if not any(p.topic == topic for p in self._partitions.values()):
             with contextlib.suppress(KeyError):
                 self.metrics.remote_log_size_bytes.remove(topic)
@@ -178,8 +182,8 @@ class RemoteLogManager:
 
         tasks = [asyncio.get_running_loop().create_task(load_one(st)) for st in pending]
         for task in tasks:
-            self._deletions.add(task)
-            task.add_done_callback(self._deletions.discard)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         _, slow = await asyncio.wait(tasks, timeout=timeout_s)
         if slow:
             log.warning(
@@ -208,6 +212,8 @@ class RemoteLogManager:
         for key in [k for k in self._partitions if k not in live]:
             del self._partitions[key]  # no longer led here (its objects stay)
         for topic, index, topic_id, plog in led:
+            if (topic_id, index) in self._stopped:
+                continue  # deleted since the round began
             st = self._partitions.get((topic, index))
             if not plog.remote_log_enabled and st is None:
                 continue
@@ -283,8 +289,8 @@ class RemoteLogManager:
                 start = max(plog.log_start_offset, segments[0].start_offset)
                 plog.truncate_fully_and_start_at(highest + 1, start, now)
                 for meta in segments:
-                    for epoch, start in meta.segment_leader_epochs:
-                        plog.leader_epoch_cache.assign(epoch, start)
+                    for epoch, epoch_start in meta.segment_leader_epochs:
+                        plog.leader_epoch_cache.assign(epoch, epoch_start)
             plog.highest_offset_in_remote_storage = highest
         plog.reconcile_remote_log_start(segments[0].start_offset if segments else None)
         st.loaded = True
@@ -531,7 +537,7 @@ class RemoteLogManager:
         return None
 
     async def close(self) -> None:
-        for task in list(self._deletions):
+        for task in list(self._background):
             task.cancel()
         self.index_cache.close()
         self.chunk_cache.close()
