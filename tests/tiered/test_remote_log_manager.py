@@ -932,3 +932,57 @@ def test_a_tiered_log_is_not_ready_until_its_remote_segments_are_listed(tmp_path
         log.close()
 
     run(scenario())
+
+
+def test_fetch_quota_skips_remote_reads_until_the_rate_drops(tmp_path: Path) -> None:
+    from artesian.tiered.quota import ByteRateQuota
+
+    now = [0.0]
+
+    async def scenario() -> None:
+        log, rlm, batches = await copied(tmp_path)
+        st = state(rlm)
+        first_segment = b"".join(batches[:3])
+        rlm.fetch_quota = ByteRateQuota(len(first_segment), lambda: now[0])
+        got = await rlm.read(st, 0, 1 << 20, True, False)
+        assert bytes(got.records) == first_segment  # a second's worth: allowed
+        got = await rlm.read(st, 0, 1 << 20, True, False)
+        assert bytes(got.records) == first_segment  # the bucket is empty now, not in debt
+        skipped = await rlm.read(st, 0, 1 << 20, True, True)
+        assert (bytes(skipped.records), skipped.aborted_transactions) == (b"", [])
+        throttled = "kafka_server_remote_log_manager_fetch_throttled_total"
+        assert rlm.metrics.registry.get_sample_value(throttled) == 1
+        now[0] += 1.0
+        got = await rlm.read(st, 0, 1 << 20, True, False)
+        assert bytes(got.records) == first_segment
+        log.close()
+
+    run(scenario())
+
+
+def test_copy_quota_makes_copies_wait_and_still_copies_everything(tmp_path: Path) -> None:
+    """remote.log.manager.copy.max.bytes.per.second: the first second's worth goes at once,
+    the rest waits its turn; every segment still lands, in order."""
+    log = open_log(tmp_path / "t-0", config())
+    fill(log)
+    log.flush()
+    segment = log.segments[0].size  # four segments of about this size
+    metrics = BrokerMetrics()
+    rlm = RemoteLogManager(
+        RemoteStorageManager.from_url((tmp_path / "remote").as_uri()),
+        RemoteLogManagerConfig(broker_id=1, copy_max_bytes_per_second=8 * segment),
+        metrics,
+        lambda: [(TOPIC, 0, TOPIC_ID, log)],
+    )
+    rlm.copy_quota.record(8 * segment + 2 * segment)  # a busy second already: 2 in debt
+
+    async def scenario() -> None:
+        await rlm.run_once()
+        assert starts(state(rlm)) == [(0, 5), (6, 11), (12, 17), (18, 23)]
+
+    run(scenario())
+    waited = metrics.registry.get_sample_value(
+        "kafka_server_remote_log_manager_copy_throttle_seconds_total"
+    )
+    assert waited is not None and waited > 0
+    log.close()

@@ -106,6 +106,16 @@ class BrokerMetrics:
             ["topic"],
             registry=r,
         )
+        self.remote_copy_throttle_seconds = Counter(
+            "kafka_server_remote_log_manager_copy_throttle_seconds",
+            "Time copies to tiered storage waited for remote.log.manager.copy.max.bytes.per.second.",
+            registry=r,
+        )
+        self.remote_fetch_throttled = Counter(
+            "kafka_server_remote_log_manager_fetch_throttled",
+            "Remote reads skipped for remote.log.manager.fetch.max.bytes.per.second.",
+            registry=r,
+        )
         self.remote_log_size_bytes = Gauge(
             "kafka_server_broker_topic_remote_log_size_bytes",
             "Bytes of the remote segments of the partitions led here, by topic.",

@@ -304,6 +304,12 @@ class Broker:
             RemoteLogManagerConfig(
                 broker_id=self.node_id,
                 task_interval_ms=self.config.get_int("remote.log.manager.task.interval.ms"),
+                copy_max_bytes_per_second=self.config.get_int(
+                    "remote.log.manager.copy.max.bytes.per.second"
+                ),
+                fetch_max_bytes_per_second=self.config.get_int(
+                    "remote.log.manager.fetch.max.bytes.per.second"
+                ),
                 index_cache_bytes=self.config.get_int(
                     "remote.log.index.file.cache.total.size.bytes"
                 ),

@@ -505,6 +505,21 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
         ),
         _k(
+            "remote.log.manager.copy.max.bytes.per.second",
+            _L,
+            LONG_MAX,
+            "Most bytes per second this broker copies to tiered storage (KIP-956).",
+            _GE1,
+        ),
+        _k(
+            "remote.log.manager.fetch.max.bytes.per.second",
+            _L,
+            LONG_MAX,
+            "Most bytes per second this broker reads from tiered storage for fetches; past it "
+            "remote reads are skipped (the fetch answers without them) until the rate drops.",
+            _GE1,
+        ),
+        _k(
             "remote.fetch.max.wait.ms",
             _I,
             500,

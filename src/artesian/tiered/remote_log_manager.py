@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from artesian.protocol.record_codec import decode_records
 from artesian.protocol.records import BATCH_HEADER_SIZE, BatchHeader, read_batch_header
 from artesian.storage.errors import OffsetOutOfRangeError
+from artesian.tiered.quota import UNLIMITED, ByteRateQuota
 from artesian.tiered.remote_chunk_cache import RemoteChunkCache
 from artesian.tiered.remote_index_cache import RemoteIndexCache
 from artesian.tiered.remote_log_segment_metadata import (
@@ -46,6 +47,8 @@ log = logging.getLogger("artesian.tiered")
 class RemoteLogManagerConfig:
     broker_id: int
     task_interval_ms: int = 30_000  # remote.log.manager.task.interval.ms
+    copy_max_bytes_per_second: int = UNLIMITED  # remote.log.manager.copy.max.bytes.per.second
+    fetch_max_bytes_per_second: int = UNLIMITED  # remote.log.manager.fetch.max.bytes.per.second
     index_cache_bytes: int = 1024 * 1024 * 1024  # remote.log.index.file.cache.total.size.bytes
 
 
@@ -97,6 +100,8 @@ class RemoteLogManager:
         self.metrics = metrics
         self.index_cache = RemoteIndexCache(rsm, config.index_cache_bytes)
         self.chunk_cache = RemoteChunkCache(rsm)
+        self.copy_quota = ByteRateQuota(config.copy_max_bytes_per_second)
+        self.fetch_quota = ByteRateQuota(config.fetch_max_bytes_per_second)
         self._led = partitions
         self._partitions: dict[tuple[str, int], RemotePartition] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -301,7 +306,14 @@ class RemoteLogManager:
         oldest first."""
         plog = st.log
         for seg, next_base in plog.segments_to_copy():
+            # Over remote.log.manager.copy.max.bytes.per.second: wait, as Kafka's copy
+            # thread blocks on its quota.
+            wait = self.copy_quota.throttle_seconds()
+            if wait > 0:
+                self.metrics.remote_copy_throttle_seconds.inc(wait)
+                await asyncio.sleep(wait)
             await self._copy_segment(st, seg, next_base)
+            self.copy_quota.record(seg.size)
 
     async def _copy_segment(self, st: RemotePartition, seg: LogSegment, next_base: int) -> None:
         plog = st.log
@@ -426,6 +438,11 @@ class RemoteLogManager:
         if not st.loaded:
             async with st.lock:
                 await self._ensure_loaded(st)
+        if self.fetch_quota.throttle_seconds() > 0:
+            # Over remote.log.manager.fetch.max.bytes.per.second: Kafka skips the remote read
+            # and the fetch answers without records; the client asks again.
+            self.metrics.remote_fetch_throttled.inc()
+            return RemoteFetchResult(b"", [] if read_committed else None)
         meta = st.segment_for(fetch_offset)
         if meta is None or fetch_offset < st.log.log_start_offset:
             raise OffsetOutOfRangeError(
@@ -448,6 +465,7 @@ class RemoteLogManager:
         except Exception:
             self.metrics.remote_fetch_errors.labels(st.topic).inc()
             raise
+        self.fetch_quota.record(len(result.records))
         self.metrics.remote_fetch_requests.labels(st.topic).inc()
         self.metrics.remote_fetch_bytes.labels(st.topic).inc(len(result.records))
         return result

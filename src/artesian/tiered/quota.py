@@ -1,0 +1,48 @@
+"""ByteRateQuota: a bytes-per-second limit on tiered storage traffic (Kafka's KIP-956
+remote.log.manager.copy.max.bytes.per.second and ...fetch.max.bytes.per.second).
+
+A token bucket holding at most one second of the rate: a caller takes what it moves and is
+told how long to wait when the bucket is in debt. Kafka measures the rate over sampled windows
+(``remote.log.manager.*.quota.window.num``); the bucket gives the same long-run rate with
+one number of state and no windows to configure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["UNLIMITED", "ByteRateQuota"]
+
+UNLIMITED = 2**63 - 1  # Kafka's Long.MAX_VALUE default: no quota
+
+
+class ByteRateQuota:
+    def __init__(self, bytes_per_second: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = bytes_per_second
+        self._clock = clock
+        self._tokens = float(bytes_per_second)
+        self._at = clock()
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate >= UNLIMITED
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(float(self.rate), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def throttle_seconds(self) -> float:
+        """How long to wait before moving more bytes (0: go ahead)."""
+        if self.unlimited:
+            return 0.0
+        self._refill()
+        return 0.0 if self._tokens > 0 else -self._tokens / self.rate
+
+    def record(self, nbytes: int) -> None:
+        """Bytes moved: they may put the bucket in debt, which later callers wait out."""
+        if self.unlimited:
+            return
+        self._refill()
+        self._tokens -= nbytes
