@@ -61,3 +61,35 @@ def test_an_unreachable_metadata_store_stops_the_broker(broker_factory: Any) -> 
     assert "exited with 2" in str(e.value)
     assert "cannot open the metadata store named by artesian.metadata.store.url" in str(e.value)
     assert "secret" not in str(e.value)
+
+
+def test_an_empty_store_beside_existing_logs_refuses_to_start(
+    broker_factory: Any, postgres_database: str
+) -> None:
+    """A typo in the store URL, or a switch from SQLite, must not make every log a stray."""
+    broker = broker_factory()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in admin.create_topics([NewTopic("keep", 1, 1)]).values():
+        f.result(T)
+    _produce(broker.bootstrap, "keep", [b"precious"])
+    broker.stop()
+    broker.settings["artesian.metadata.store.url"] = postgres_database  # empty
+    with pytest.raises(RuntimeError) as e:
+        broker.start()
+    assert "the metadata store is empty" in str(e.value)
+    assert (broker.data_dir / "logs" / "keep-0").is_dir()
+    del broker.settings["artesian.metadata.store.url"]
+    broker.start()
+    assert read_range(broker.bootstrap, "keep", 0, 1) == [(0, b"precious")]
+
+
+def test_passwords_stay_out_of_start_up_errors(broker_factory: Any) -> None:
+    for url in (
+        f"postgresql://artesian:s3cret@127.0.0.1:{free_port()}/nowhere",
+        f"postgresql://artesian@127.0.0.1:{free_port()}/nowhere?password=s3cret",
+        "postgresq://artesian:s3cret@127.0.0.1/typo",
+    ):
+        with pytest.raises(RuntimeError) as e:
+            broker_factory({"artesian.metadata.store.url": url})
+        assert "exited with 2" in str(e.value)
+        assert "s3cret" not in str(e.value)

@@ -451,7 +451,8 @@ def test_maybe_increment_log_start_offset_below_local_log_deletes_nothing(tmp_pa
 def test_with_copying_disabled_local_retention_follows_retention_bytes(tmp_path: Path) -> None:
     """remote.log.copy.disable: nothing new reaches remote storage, so local retention applies
     retention.* as for a plain log (local.retention.* no longer matter, as in Kafka) without
-    waiting for copies; the log start offset stays for the remote log manager to move."""
+    waiting for copies, and the log start offset follows it (Kafka's incrementStartOffset when
+    copying is off): no hole between remote and local data."""
     config = tiered(
         remote_log_copy_disable=True, retention_bytes=4 * BATCH, local_retention_bytes=1
     )
@@ -462,5 +463,5 @@ def test_with_copying_disabled_local_retention_follows_retention_bytes(tmp_path:
     # 10 batches, at most 4 kept: the first two segments go, the third would leave 1.
     assert log.delete_old_segments(NOW) == 2
     assert bases(log) == [6, 9]
-    assert (log.log_start_offset, log.local_log_start_offset) == (0, 6)
+    assert (log.log_start_offset, log.local_log_start_offset) == (6, 6)
     log.close()

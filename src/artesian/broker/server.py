@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import signal
 import struct
 import time
@@ -49,7 +50,7 @@ from artesian.metadata.records import (
 from artesian.metadata.store import MetadataStore, SqliteMetadataStore, open_store
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
-from artesian.storage.log_manager import LogManager
+from artesian.storage.log_manager import LogManager, parse_partition_dir
 from artesian.tiered.remote_log_manager import RemoteLogManager, RemoteLogManagerConfig
 from artesian.tiered.remote_storage_manager import RemoteStorageManager
 
@@ -68,11 +69,17 @@ class InconsistentNodeId(BrokerStartupError):
 
 
 def _without_password(url: str) -> str:
+    """For logs: the URL with any password (user info or ``password=`` parameter) masked."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(
+        "password=***" if q.split("=", 1)[0] == "password" else q
+        for q in parts.query.split("&")
+        if q
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_listener(listen: str) -> tuple[str, int]:
@@ -132,6 +139,7 @@ class Broker:
         self.store = self._open_metadata_store()
         for offset, record in self.store.read():
             self.image.apply(offset, record)
+        self._check_store_matches_logs()
         self.cluster_id = self._load_cluster_id()
         self.controller = Controller(self.store, self.image)
         advertised = self.config.get("advertised.listeners")
@@ -262,11 +270,34 @@ class Broker:
         except ValueError as e:
             raise BrokerStartupError(str(e)) from None
         except Exception as e:  # the driver's own errors: unreachable server, bad credentials
+            reason = str(e)
+            password = urlsplit(str(url)).password
+            if password:
+                reason = reason.replace(password, "***")
             raise BrokerStartupError(
-                f"cannot open the metadata store named by artesian.metadata.store.url: {e}"
+                "cannot open the metadata store named by artesian.metadata.store.url "
+                f"({_without_password(str(url))}): {reason}"
             ) from None
         log.info("metadata log in %s", _without_password(str(url)))
         return store
+
+    def _check_store_matches_logs(self) -> None:
+        """An empty metadata store beside a data directory full of logs is a wrong store (a
+        typo in artesian.metadata.store.url, a switch of store): starting would delete every
+        log as a stray. Refuse instead."""
+        logs_dir = self.data_dir / "logs"
+        if self.image.offset >= 0 or not logs_dir.is_dir():
+            return
+        partitions = [
+            e.name for e in os.scandir(logs_dir) if e.is_dir() and parse_partition_dir(e.name)
+        ]
+        if partitions:
+            raise BrokerStartupError(
+                f"the metadata store is empty, but {logs_dir} holds the logs of "
+                f"{len(partitions)} partition(s) (e.g. {sorted(partitions)[0]}): start the "
+                "broker with the metadata store this data directory was written with "
+                "(artesian.metadata.store.url), or move the data directory away"
+            )
 
     def _check_tiered_topics(self) -> None:
         """Kafka refuses to start with tiered storage off while topics use it: their data
@@ -415,11 +446,33 @@ class Broker:
         assert self.store is not None
         if not records:
             return
-        last = self.store.append(records)
+        try:
+            last = self.store.append(records)
+        except Exception:
+            # The append may have landed even so (a connection lost at COMMIT): catch up with
+            # the store, so the image never drifts from it, and let the request fail.
+            self._catch_up_with_store()
+            raise
         first = last - len(records) + 1
         for i, record in enumerate(records):
             self.image.apply(first + i, record)
         self._on_records(records)
+
+    def _catch_up_with_store(self) -> None:
+        assert self.store is not None
+        try:
+            newer = list(self.store.read(after=self.image.offset))
+        except Exception as e:
+            log.warning("could not re-read the metadata store after a failed append: %s", e)
+            return
+        for offset, record in newer:
+            self.image.apply(offset, record)
+        if newer:
+            log.warning(
+                "a failed metadata append had landed after all (%d record(s)); applied",
+                len(newer),
+            )
+            self._on_records([r for _, r in newer])
 
     def _on_records(self, records: Iterable[MetadataRecord]) -> None:
         rm = self.replica_manager

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from artesian.broker.internal_topic import OFFSETS_TOPIC
+from artesian.storage.errors import KafkaStorageError
 
 if TYPE_CHECKING:
     from artesian.broker.server import Broker
@@ -40,6 +41,10 @@ class TransactionMarkerWriter:
                 # Deleted since it joined the transaction: nothing left to mark (as Kafka).
                 log.info("no marker for %s-%d: the partition no longer exists", topic, index)
                 continue
+            if not p.log.remote_log_ready:
+                # Its local end may be stale until tiered storage is listed: the coordinator
+                # retries the markers.
+                raise KafkaStorageError(f"{topic}-{index} is not ready (tiered storage listing)")
             info = p.log.append_transaction_marker(
                 producer_id, producer_epoch, commit, COORDINATOR_EPOCH, p.leader_epoch, now
             )

@@ -68,10 +68,24 @@ class PostgresMetadataStore:
     Appends from any number of connections are serialised by a transaction-scoped advisory
     lock, so offsets stay dense and ordered; a commit is durable when PostgreSQL says so
     (synchronous_commit). A lost connection fails the call at hand and is reopened by the next
-    one; an append is never retried blindly, since its commit may have landed."""
+    one; an append is never retried blindly, since its commit may have landed (the broker
+    re-reads the log then). Calls run on the event loop, like SQLite's fsyncs, so every one is
+    bounded: lock, statement and idle-in-transaction timeouts on the server, TCP keepalives
+    and a user timeout on the socket."""
 
     # pg_advisory_xact_lock key: "ARTESIAN" in ASCII, any constant shared by all brokers.
     _LOCK = 0x4152544553494E
+    _CONNECT_OPTIONS: dict[str, Any] = {
+        "autocommit": True,
+        "connect_timeout": 5,
+        "options": "-c lock_timeout=5000 -c statement_timeout=10000 "
+        "-c idle_in_transaction_session_timeout=30000",
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10000,
+    }
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -79,13 +93,19 @@ class PostgresMetadataStore:
         self._psycopg = psycopg
         self._url = url
         self._conn = self._connect()
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS artesian_metadata_log ("
-            ' "offset" BIGINT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL)'
-        )
+        exists = self._conn.execute("SELECT to_regclass('artesian_metadata_log')").fetchone()
+        if exists is None or exists[0] is None:
+            # Under the append lock: brokers starting together on a new database would
+            # otherwise race in CREATE TABLE (a known PostgreSQL catalog conflict).
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS artesian_metadata_log ("
+                    ' "offset" BIGINT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL)'
+                )
 
     def _connect(self) -> Any:
-        return self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        return self._psycopg.connect(self._url, **self._CONNECT_OPTIONS)
 
     def _connection(self) -> Any:
         if self._conn.closed or self._conn.broken:
@@ -127,7 +147,9 @@ def open_store(url: str) -> MetadataStore:
         return SqliteMetadataStore(Path(url.removeprefix("sqlite://")))
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresMetadataStore(url)
+    scheme = url.split(":", 1)[0] if ":" in url else "(none)"
+    # Not the URL itself: it may carry a password.
     raise ValueError(
-        f"unsupported metadata store URL {url!r}; use sqlite:///path/to/metadata.db or "
-        "postgresql://user:password@host:port/database"
+        f"unsupported metadata store URL scheme {scheme!r}; use sqlite:///path/to/metadata.db "
+        "or postgresql://user:password@host:port/database"
     )

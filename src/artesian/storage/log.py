@@ -797,7 +797,7 @@ class Log:
             self._roll(now_ms)  # keep an (empty) active segment
         for _ in range(count):
             self._remove_first_segment(now_ms)
-        if not self.config.remote_storage_enable:
+        if not tiered:  # remote copies stopped too: the log starts where the local one does
             self._log_start_offset = max(self._log_start_offset, self._bases[0])
             self.leader_epoch_cache.truncate_from_start(self._log_start_offset)
         return count

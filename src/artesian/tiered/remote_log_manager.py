@@ -183,7 +183,22 @@ class RemoteLogManager:
 
         async def load_one(st: RemotePartition) -> None:
             async with limit, st.lock:
-                await self._run_partition(st)
+                if self._partitions.get((st.topic, st.partition)) is not st:
+                    return  # deleted meanwhile
+                try:
+                    if st.log.remote_log_enabled:
+                        await self._ensure_loaded(st)  # copying waits for the periodic round
+                    else:
+                        await self._disable(st)
+                except Exception as e:
+                    log.warning(
+                        "could not list the remote segments of %s-%d: %s; retrying every %d ms "
+                        "(check rsm.config.store.url and the object store)",
+                        st.topic,
+                        st.partition,
+                        e,
+                        self.config.task_interval_ms,
+                    )
 
         tasks = [asyncio.get_running_loop().create_task(load_one(st)) for st in pending]
         for task in tasks:
@@ -277,6 +292,7 @@ class RemoteLogManager:
         st.segments = segments
         if not plog.remote_log_enabled:
             st.loaded = True  # tiering was turned off: the listing is only for deleting
+            plog.remote_log_ready = True
             return
         if segments:
             highest = max(m.end_offset for m in segments)
@@ -401,8 +417,9 @@ class RemoteLogManager:
     async def _disable(self, st: RemotePartition) -> None:
         """remote.storage.enable turned off (with remote.log.delete.on.disable=true): every
         remote segment goes and the log starts at its local start again."""
+        st.log.remote_log_ready = True
         if not st.log.config.remote_log_delete_on_disable:
-            del self._partitions[(st.topic, st.partition)]  # its objects stay
+            self._partitions.pop((st.topic, st.partition), None)  # its objects stay
             return
         await self._ensure_loaded(st)
         doomed = list(st.segments)
@@ -413,7 +430,7 @@ class RemoteLogManager:
             self._forget(meta)
             await self.rsm.delete_log_segment_data(meta)
             st.segments = st.segments[1:]  # a failed delete is retried next round
-        del self._partitions[(st.topic, st.partition)]
+        self._partitions.pop((st.topic, st.partition), None)
         if doomed:
             log.info(
                 "tiered storage disabled for %s-%d: deleted its %d remote segment(s)",

@@ -141,8 +141,11 @@ class RemoteStorageManager:
         keys = await self._list(prefix)
         if self._local_root is not None:
             # obstore's staging files ("<key>#<n>") of a put a crash cut short: never listed.
-            for staged in (self._local_root / prefix).glob("*#*"):
-                staged.unlink(missing_ok=True)
+            def sweep(directory: Path) -> None:
+                for staged in directory.glob("*#*"):
+                    staged.unlink(missing_ok=True)
+
+            await asyncio.to_thread(sweep, self._local_root / prefix)
         committed = {k[: -len(METADATA_SUFFIX)] for k in keys if k.endswith(METADATA_SUFFIX)}
         # Only our own data objects can be orphans; anything else under the prefix is left be.
         orphans = [
