@@ -93,3 +93,23 @@ def test_passwords_stay_out_of_start_up_errors(broker_factory: Any) -> None:
             broker_factory({"artesian.metadata.store.url": url})
         assert "exited with 2" in str(e.value)
         assert "s3cret" not in str(e.value)
+
+
+def test_a_store_of_another_cluster_refuses_to_start(
+    broker_factory: Any, postgres_database: str
+) -> None:
+    def cluster_of(broker: Any) -> str:
+        for line in (broker.data_dir / "meta.properties").read_text().splitlines():
+            if line.startswith("cluster.id="):
+                return line.removeprefix("cluster.id=")
+        raise AssertionError("no cluster.id")
+
+    a = broker_factory({"artesian.metadata.store.url": postgres_database}, name="a")
+    b = broker_factory(name="b")  # a cluster of its own, in SQLite
+    b.stop()
+    assert cluster_of(a) != cluster_of(b)
+    b.settings["artesian.metadata.store.url"] = postgres_database
+    with pytest.raises(RuntimeError) as e:
+        b.start()
+    assert f"the metadata store belongs to cluster {cluster_of(a)}" in str(e.value)
+    assert cluster_of(b) in str(e.value)

@@ -40,6 +40,7 @@ from artesian.coordinator.transaction.coordinator import (
 from artesian.metadata.controller import Controller
 from artesian.metadata.image import MetadataImage, TopicImage
 from artesian.metadata.records import (
+    ClusterRecord,
     ConfigRecord,
     MetadataRecord,
     PartitionRecord,
@@ -142,6 +143,14 @@ class Broker:
         self._check_store_matches_logs()
         self.cluster_id = self._load_cluster_id()
         self.controller = Controller(self.store, self.image)
+        if self.image.cluster_id is None:
+            self.commit([ClusterRecord(self.cluster_id)])  # a new log, or one from before it
+        elif self.image.cluster_id != self.cluster_id:
+            raise BrokerStartupError(
+                f"the metadata store belongs to cluster {self.image.cluster_id}, but "
+                f"{self.data_dir} to cluster {self.cluster_id}: start the broker with the "
+                "store of its own cluster (artesian.metadata.store.url) or another --data-dir"
+            )
         advertised = self.config.get("advertised.listeners")
         adv_host, adv_port = self.host, self.port
         if advertised:
@@ -378,7 +387,10 @@ class Broker:
                 )
             if "cluster.id" in props:
                 return props["cluster.id"]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # A new data directory joins the cluster its store names, or starts a new one.
+        cluster_id = self.image.cluster_id or (
+            base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        )
         path.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n")
         return cluster_id
 

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from artesian.metadata.records import (
+    ClusterRecord,
     ConfigRecord,
     MetadataRecord,
     PartitionRecord,
@@ -57,6 +58,8 @@ class MetadataImage:
     """Offset of the last applied record: the metadata epoch clients can cache against."""
     next_producer_id_block: int = 0
     """First producer id no broker has claimed yet (ProducerIdsRecord)."""
+    cluster_id: str | None = None
+    """The cluster the log belongs to (ClusterRecord); None in logs older than the record."""
 
     def apply(self, offset: int, record: MetadataRecord) -> None:
         self.offset = offset
@@ -95,5 +98,7 @@ class MetadataImage:
                 self.brokers[record.node_id] = BrokerImage(
                     record.node_id, record.host, record.port, record.rack
                 )
+            case ClusterRecord(cluster_id=cid):
+                self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):
                 self.next_producer_id_block = max(self.next_producer_id_block, start)

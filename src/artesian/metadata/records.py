@@ -67,8 +67,18 @@ class ProducerIdsRecord:
     next_block_start: int
 
 
+@dataclass(slots=True, frozen=True)
+class ClusterRecord:
+    """The cluster the log belongs to: written once, first, by the broker that starts it, and
+    checked against every data directory's meta.properties."""
+
+    TYPE: ClassVar[str] = "cluster"
+    cluster_id: str
+
+
 MetadataRecord = (
-    TopicRecord
+    ClusterRecord
+    | TopicRecord
     | PartitionRecord
     | RemoveTopicRecord
     | ConfigRecord
@@ -79,6 +89,7 @@ MetadataRecord = (
 _TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (
+        ClusterRecord,
         TopicRecord,
         PartitionRecord,
         RemoveTopicRecord,
