@@ -16,6 +16,7 @@ from artesian.cli.consume import consume
 from artesian.cli.groups import groups_app
 from artesian.cli.produce import produce
 from artesian.cli.topic import topic_app
+from artesian.cli.transactions import transactions_app
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
 
@@ -131,6 +132,7 @@ app.command("produce")(produce)
 app.command("consume")(consume)
 app.add_typer(groups_app, name="groups")
 app.add_typer(bench_app, name="bench")
+app.add_typer(transactions_app, name="transactions")
 
 
 if __name__ == "__main__":

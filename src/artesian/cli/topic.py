@@ -16,6 +16,9 @@ from confluent_kafka.admin import (
     OffsetSpec,
     ResourceType,
 )
+from kio.schema.list_offsets.v9.request import ListOffsetsPartition, ListOffsetsTopic
+from kio.schema.types import TopicName
+from kio.static.primitive import i32, i64
 
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
@@ -37,6 +40,7 @@ from artesian.cli.common import (
     result,
     table,
 )
+from artesian.cli.wire import WireClient
 
 topic_app = make_app("Create, list, describe, alter and delete topics.")
 
@@ -148,6 +152,36 @@ def list_(
             out.print("No topics. Create one with `artesian topic create NAME`.")
 
 
+# ListOffsets' tiered storage timestamps (KIP-405, KIP-1005); librdkafka refuses to send them.
+EARLIEST_LOCAL, LATEST_TIERED = -4, -5
+
+
+def _list_offsets(
+    opts: ClientOptions, name: str, tps: list[TopicPartition], timestamp: int
+) -> dict[int, int]:
+    with WireClient(opts.bootstrap, opts.timeout) as client:
+        resp = client.request(
+            2,
+            9,
+            replica_id=-1,
+            isolation_level=0,
+            topics=(
+                ListOffsetsTopic(
+                    name=TopicName(name),
+                    partitions=tuple(
+                        ListOffsetsPartition(
+                            partition_index=i32(tp.partition),
+                            current_leader_epoch=i32(-1),
+                            timestamp=i64(timestamp),
+                        )
+                        for tp in tps
+                    ),
+                ),
+            ),
+        )
+    return {int(p.partition_index): int(p.offset) for t in resp.topics for p in t.partitions}
+
+
 def _describe(opts: ClientOptions, name: str) -> dict[str, Any]:
     admin = opts.admin()
     (future,) = admin.describe_topics(
@@ -179,6 +213,13 @@ def _describe(opts: ClientOptions, name: str) -> dict[str, Any]:
                 "latest": offset(latest, tp),
             }
         )
+    tiered = configs.get("remote.storage.enable")
+    if tiered is not None and str(tiered.value).lower() == "true":
+        local_start = _list_offsets(opts, name, tps, EARLIEST_LOCAL)
+        tiered_to = _list_offsets(opts, name, tps, LATEST_TIERED)
+        for p in partitions:
+            p["local_start"] = local_start[p["partition"]]
+            p["tiered_to"] = tiered_to[p["partition"]]
     overrides = {
         k: {"value": c.value, "source": ConfigSource(c.source).name}
         for k, c in sorted(configs.items())
@@ -209,6 +250,7 @@ def describe(
             print_json(d)
             return
         out.print(f"[bold]{name}[/bold]  partitions: {len(d['partitions'])}")
+        tiered = any("local_start" in p for p in d["partitions"])
         rows = [
             (
                 p["partition"],
@@ -216,18 +258,16 @@ def describe(
                 ",".join(map(str, p["replicas"])),
                 ",".join(map(str, p["isr"])),
                 p["earliest"],
+                *((p["local_start"], p["tiered_to"]) if tiered else ()),
                 p["latest"],
                 p["latest"] - p["earliest"],
             )
             for p in d["partitions"]
         ]
-        out.print(
-            table(
-                None,
-                ["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST", "MESSAGES"],
-                rows,
-            )
-        )
+        columns = ["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST"]
+        if tiered:  # where the local log starts, and the last offset in tiered storage
+            columns += ["LOCAL START", "TIERED TO"]
+        out.print(table(None, [*columns, "LATEST", "MESSAGES"], rows))
         if d["configs"]:
             out.print(
                 table(

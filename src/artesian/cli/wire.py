@@ -1,0 +1,92 @@
+"""A small synchronous Kafka client for what librdkafka's admin API cannot ask: ListOffsets for
+tiered storage's offsets (-4 earliest local, -5 latest tiered) and DescribeTransactions /
+ListTransactions. Requests are kio schema entities written with Artesian's own codec, responses
+read with it. PLAINTEXT listeners only, as Artesian's own."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+from artesian.cli.common import CliError, unreachable
+from artesian.protocol import api
+from artesian.protocol.codec import reader_for, writer_for
+
+__all__ = ["WireClient"]
+
+_I32 = struct.Struct(">i")
+_CLIENT_ID = b"artesian-cli"
+_MAX_RESPONSE = 100 << 20
+
+
+class WireClient:
+    def __init__(self, bootstrap: str, timeout: float) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._correlation = 0
+        last: OSError | None = None
+        for hp in bootstrap.split(","):
+            host, _, port = hp.strip().split("://")[-1].rpartition(":")
+            try:
+                self._sock = socket.create_connection((host.strip("[]"), int(port)), timeout)
+                break
+            except (OSError, ValueError) as e:
+                last = e if isinstance(e, OSError) else None
+        if self._sock is None:
+            raise unreachable(bootstrap) from last
+
+    def __enter__(self) -> WireClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def request(self, api_key: int, version: int, **fields: Any) -> Any:
+        """Send one request built from ``fields`` and return the decoded response."""
+        cls = api.request_class(api_key, version)
+        assert cls is not None, (api_key, version)
+        self._correlation += 1
+        flexible = api.is_flexible(api_key, version)
+        out = bytearray(struct.pack(">hhih", api_key, version, self._correlation, len(_CLIENT_ID)))
+        out += _CLIENT_ID
+        if flexible:
+            out.append(0)  # no header tags
+        writer_for(cls)(out, cls(**fields))
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.sendall(_I32.pack(len(out)) + out)
+            (size,) = _I32.unpack(self._read(4))
+            if not 4 <= size <= _MAX_RESPONSE:
+                raise CliError(f"{self.bootstrap} sent a response of {size} bytes")
+            frame = memoryview(self._read(size))
+        except TimeoutError as e:
+            raise CliError(
+                f"no answer from {self.bootstrap} in time", "Retry with a larger --request-timeout."
+            ) from e
+        except OSError as e:
+            raise unreachable(self.bootstrap) from e
+        if _I32.unpack_from(frame, 0)[0] != self._correlation:
+            raise CliError(f"{self.bootstrap} answered out of order")
+        pos = 5 if flexible else 4  # correlation id, then the header's tags when flexible
+        response_cls = api.response_class(api_key, version)
+        assert response_cls is not None
+        entity, _ = reader_for(response_cls)(frame, pos)
+        return entity
+
+    def _read(self, n: int) -> bytes:
+        assert self._sock is not None
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("the broker closed the connection")
+            buf += chunk
+        return bytes(buf)
