@@ -5,13 +5,19 @@ concurrent appenders through separate connections never get the same offset."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from artesian.metadata.records import RegisterBrokerRecord, TopicRecord
-from artesian.metadata.store import MetadataStore, PostgresMetadataStore, open_store
+from artesian.metadata.store import (
+    MetadataStore,
+    PostgresMetadataStore,
+    StaleMetadataError,
+    open_store,
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,6 +31,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS artesian_metadata_log")
+        conn.execute("DROP TABLE IF EXISTS artesian_broker_sessions")
 
 
 def _topic(i: int) -> TopicRecord:
@@ -102,6 +109,39 @@ def test_a_lost_postgres_connection_is_reopened(postgres_url: str) -> None:
         store.close()
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS artesian_metadata_log")
+
+
+def test_a_conditional_append_refuses_an_appender_that_missed_records(store_url: str) -> None:
+    a, b = open_store(store_url), open_store(store_url)
+    try:
+        assert a.append([_topic(1)], expected_last=-1) == 0
+        # b planned from an empty log: the store has moved on, nothing is written.
+        with pytest.raises(StaleMetadataError):
+            b.append([_topic(2)], expected_last=-1)
+        assert [r for _, r in a.read()] == [_topic(1)]
+        assert b.append([_topic(2)], expected_last=0) == 1
+        assert [o for o, _ in b.read()] == [0, 1]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_broker_sessions_open_lapse_and_end(store_url: str) -> None:
+    a, b = open_store(store_url), open_store(store_url)
+    try:
+        assert a.live_brokers() == set()
+        a.heartbeat(1, 60_000)
+        b.heartbeat(2, 300)
+        assert a.live_brokers() == b.live_brokers() == {1, 2}
+        time.sleep(0.5)
+        assert a.live_brokers() == {1}  # 2 did not renew in time
+        b.heartbeat(2, 60_000)
+        assert a.live_brokers() == {1, 2}
+        a.end_session(1)
+        assert b.live_brokers() == {2}
+    finally:
+        a.close()
+        b.close()
 
 
 def test_an_unknown_store_url_is_refused() -> None:

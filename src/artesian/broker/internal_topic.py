@@ -35,6 +35,10 @@ class LoggedRecord:
     control: bool = False
 
 
+class NotLeaderError(RuntimeError):
+    """An internal topic's partition is not led by this broker (any more)."""
+
+
 class InternalTopic:
     """One internal topic; ``config_prefix`` names its Kafka settings (``offsets.topic`` or
     ``transaction.state.log``: ``.num.partitions``, ``.replication.factor``,
@@ -77,6 +81,8 @@ class InternalTopic:
             broker.commit(broker.controller.plan_create_topic(topic))
             log.info("created %s with %d partitions", self.name, topic.num_partitions)
         except ControllerError as e:
+            if self.exists():
+                return  # another broker created it meanwhile
             log.error("could not create %s: %s", self.name, e.message)
             raise
 
@@ -92,9 +98,10 @@ class InternalTopic:
         self.ensure()
         rm = self.broker.replica_manager
         assert rm is not None
-        p = rm.get(self.name, partition)
+        p, _code = rm.leader(self.name, partition)
         if p is None:
-            raise RuntimeError(f"{self.name}-{partition} is not hosted here")
+            # Leadership moved: the coordinator unloads this partition as the news arrives.
+            raise NotLeaderError(f"{self.name}-{partition} is not led here")
         now = int(time.time() * 1000)
         batch = encode_batch(
             [(k, v, now, ()) for k, v in records],

@@ -48,6 +48,21 @@ class BrokerMetrics:
             "Partitions whose ISR is smaller than their replica set.",
             registry=r,
         )
+        self.leader_count = Gauge(
+            "kafka_server_replica_manager_leader_count",
+            "Partitions led by this broker.",
+            registry=r,
+        )
+        self.isr_shrinks = Counter(
+            "kafka_server_replica_manager_isr_shrinks",
+            "Followers this broker, as leader, took out of an ISR.",
+            registry=r,
+        )
+        self.isr_expands = Counter(
+            "kafka_server_replica_manager_isr_expands",
+            "Followers this broker, as leader, added to an ISR.",
+            registry=r,
+        )
         self.fetch_sessions = Gauge(
             "kafka_server_fetch_session_cache_num_incremental_fetch_sessions",
             "Incremental fetch sessions cached (KIP-227).",

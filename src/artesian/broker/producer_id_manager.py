@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import ProducerIdsRecord
 
 if TYPE_CHECKING:
@@ -23,9 +24,17 @@ class ProducerIdManager:
 
     def generate(self) -> int:
         if self._next >= self._end:
-            start = self._broker.image.next_producer_id_block
-            # Persisted before any id of the block is handed out.
-            self._broker.commit([ProducerIdsRecord(start + BLOCK_SIZE)])
+            for attempt in range(3):
+                start = self._broker.image.next_producer_id_block
+                try:
+                    # Persisted before any id of the block is handed out.
+                    self._broker.commit([ProducerIdsRecord(start + BLOCK_SIZE)])
+                    break
+                except ControllerError:
+                    # Another broker claimed a block meanwhile: the commit caught up with the
+                    # store, so the next block is known now.
+                    if attempt == 2:
+                        raise
             self._next, self._end = start, start + BLOCK_SIZE
         pid = self._next
         self._next += 1

@@ -12,11 +12,12 @@ import signal
 import struct
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from kio.schema.errors import ErrorCode
 from prometheus_client import start_http_server
 
 from artesian.broker.fetch_session import FetchSessionCache
@@ -28,16 +29,17 @@ from artesian.broker.internal_topic import (
 )
 from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.producer_id_manager import ProducerIdManager
-from artesian.broker.replica_manager import ReplicaManager
+from artesian.broker.replica_manager import Partition, ReplicaManager
 from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import BrokerConfig, parse_properties
 from artesian.config.resolve import effective_topic_config
 from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
+from artesian.coordinator.serde import partition_for
 from artesian.coordinator.transaction.coordinator import (
     TransactionConfig,
     TransactionCoordinator,
 )
-from artesian.metadata.controller import Controller
+from artesian.metadata.controller import Controller, ControllerError
 from artesian.metadata.image import MetadataImage, TopicImage
 from artesian.metadata.records import (
     ClusterRecord,
@@ -48,7 +50,13 @@ from artesian.metadata.records import (
     RemoveTopicRecord,
     TopicRecord,
 )
-from artesian.metadata.store import MetadataStore, SqliteMetadataStore, open_store
+from artesian.metadata.store import (
+    MetadataStore,
+    SqliteMetadataStore,
+    StaleMetadataError,
+    open_store,
+)
+from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, parse_partition_dir
@@ -110,12 +118,19 @@ class Broker:
         self.replica_manager: ReplicaManager | None = None
         self.log_cleaner: LogCleaner | None = None
         self.remote_log_manager: RemoteLogManager | None = None
+        self.fetcher_manager: ReplicaFetcherManager | None = None
+        # Brokers whose sessions in the metadata store are open (KRaft's unfenced brokers),
+        # as of the last heartbeat round; the lowest id among them acts as the controller.
+        self.live_brokers: frozenset[int] = frozenset()
+        self._store_unreadable = False
+        self._elected_for: tuple[frozenset[int], int] | None = None
         self._cleaning: asyncio.Future[object] | None = None
         self.offsets_topic = InternalTopic(self, OFFSETS_TOPIC, "offsets.topic")
         self.transaction_state_topic = InternalTopic(
             self, TRANSACTION_STATE_TOPIC, "transaction.state.log"
         )
         self.producer_id_manager = ProducerIdManager(self)
+        self.marker_writer = TransactionMarkerWriter(self)
         self.group_coordinator: GroupCoordinator | None = None
         self.transaction_coordinator: TransactionCoordinator | None = None
         self.fetch_sessions = FetchSessionCache(
@@ -142,7 +157,7 @@ class Broker:
             self.image.apply(offset, record)
         self._check_store_matches_logs()
         self.cluster_id = self._load_cluster_id()
-        self.controller = Controller(self.store, self.image)
+        self.controller = Controller(self.store, self.image, self._current_live_brokers)
         if self.image.cluster_id is None:
             self.commit([ClusterRecord(self.cluster_id)])  # a new log, or one from before it
         elif self.image.cluster_id != self.cluster_id:
@@ -156,6 +171,8 @@ class Broker:
         if advertised:
             first = str(advertised[0] if isinstance(advertised, list) else advertised).split(",")[0]
             adv_host, adv_port = parse_listener(first.split("://")[-1])
+        # The session opens first: brokers that read the registration find it live.
+        self._renew_session()
         current = self.image.brokers.get(self.node_id)
         if current is None or (current.host, current.port) != (adv_host, adv_port):
             self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port)])
@@ -170,18 +187,31 @@ class Broker:
         self.log_manager.startup(
             now, {name: self.log_config(topic) for name, topic in self.image.topics.items()}
         )
-        self.replica_manager = ReplicaManager(self.log_manager, self.metrics)
+        self.replica_manager = ReplicaManager(self.log_manager, self.metrics, self.node_id)
+        self.fetcher_manager = ReplicaFetcherManager(
+            self._fetcher_config(), self.replica_manager, self._address_of
+        )
+        self.replica_manager.on_stop_fetching = self.fetcher_manager.forget
         cleaner_props = {
             k: self.config.get(k) for k in CleanerConfig.BROKER_KEYS if k in self.config.definitions
         }
         self.log_cleaner = LogCleaner(
             self.log_manager, CleanerConfig.from_properties(cleaner_props)
         )
+        # Partitions whose leaders died while this broker was down get new ones first. Then,
+        # as KRaft fences a restarted broker's old incarnation, leaderships this broker still
+        # holds move to live in-sync followers: its log may lack what they acknowledged (a
+        # restart within broker.session.timeout.ms). It catches up as a follower.
+        self._elect_leaders()
+        if len(self.live_brokers) > 1:
+            self._move_off("at start-up: followers in sync take over while it catches up")
+        assert self.controller is not None
+        self.commit(self.controller.plan_restarted_leader(self.node_id))
         hosted: set[tuple[str, int]] = set()
         for topic in self.image.topics.values():
             for p in topic.partitions.values():
                 if self.node_id in p.replicas:
-                    self._become_leader(topic, p.partition)
+                    self._apply_partition(topic, p.partition)
                     hosted.add((topic.name, p.partition))
         for topic_name, index in [(lg.topic, lg.partition) for lg in self.log_manager.all_logs()]:
             if (topic_name, index) not in hosted:
@@ -194,8 +224,7 @@ class Broker:
         # After the image is loaded: the partition count of an existing __consumer_offsets
         # wins over offsets.topic.num.partitions, as in Kafka.
         self.group_coordinator = GroupCoordinator(self._group_config(), self.offsets_topic)
-        if self.offsets_topic.exists():
-            self.group_coordinator.load()
+        self.group_coordinator.load(self._led(OFFSETS_TOPIC))
         # After the groups: completing a transaction caught between its two phases may
         # write markers to __consumer_offsets, which the group coordinator must see.
         self.transaction_coordinator = TransactionCoordinator(
@@ -206,11 +235,10 @@ class Broker:
                 ),
             ),
             self.transaction_state_topic,
-            TransactionMarkerWriter(self),
+            self.marker_writer,
             self.producer_id_manager.generate,
         )
-        if self.transaction_state_topic.exists():
-            self.transaction_coordinator.load()
+        self.transaction_coordinator.load(self._led(TRANSACTION_STATE_TOPIC))
 
         metrics_port = self.config.metrics_port
         if metrics_port:
@@ -223,6 +251,21 @@ class Broker:
             self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
         )
         self._tasks = [
+            asyncio.create_task(
+                self._every("artesian.metadata.poll.interval.ms", self._follow_metadata)
+            ),
+            asyncio.create_task(self._every("broker.heartbeat.interval.ms", self._heartbeat)),
+            asyncio.create_task(
+                self._every_ms(
+                    self.config.get_int("leader.imbalance.check.interval.seconds") * 1000,
+                    self._rebalance_leaders,
+                )
+            ),
+            asyncio.create_task(
+                self._every_ms(
+                    max(1, self.config.get_int("replica.lag.time.max.ms") // 2), self._shrink_isr
+                )
+            ),
             asyncio.create_task(self._every("log.retention.check.interval.ms", self._retention)),
             *(
                 [asyncio.create_task(self.remote_log_manager.run())]
@@ -355,7 +398,10 @@ class Broker:
                 ),
             ),
             self.metrics,
-            lambda: [(p.topic, p.index, p.topic_id, p.log) for p in rm.partitions.values()],
+            # Leaders copy and expire; followers' logs are copies of theirs.
+            lambda: [
+                (p.topic, p.index, p.topic_id, p.log) for p in rm.partitions.values() if p.is_leader
+            ],
         )
         log.info("tiered storage on: remote segments in %s", url)
         return rlm
@@ -417,6 +463,7 @@ class Broker:
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        self._controlled_shutdown()
         for conn in list(self.connections):
             conn.stop_reading()
         if self.replica_manager is not None:
@@ -440,11 +487,16 @@ class Broker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.fetcher_manager is not None:
+            await self.fetcher_manager.shutdown()
+        await self.marker_writer.close()
         if self.remote_log_manager is not None:
             await self.remote_log_manager.close()
         if self.log_manager is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
         if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.end_session(self.node_id)
             self.store.close()
         if isinstance(self._metrics_server, tuple):
             server, _thread = self._metrics_server
@@ -459,7 +511,15 @@ class Broker:
         if not records:
             return
         try:
-            last = self.store.append(records)
+            # Planned from this image: the store must not have moved on since (another broker
+            # sharing it appended), or the plan may be wrong. Catch up; the caller retries.
+            last = self.store.append(records, expected_last=self.image.offset)
+        except StaleMetadataError:
+            self._catch_up_with_store()
+            raise ControllerError(
+                ErrorCode.not_controller,
+                "The cluster metadata changed while this request was planned; retry it.",
+            ) from None
         except Exception:
             # The append may have landed even so (a connection lost at COMMIT): catch up with
             # the store, so the image never drifts from it, and let the request fail.
@@ -475,15 +535,16 @@ class Broker:
         try:
             newer = list(self.store.read(after=self.image.offset))
         except Exception as e:
-            log.warning("could not re-read the metadata store after a failed append: %s", e)
+            if not self._store_unreadable:
+                log.warning("cannot read the metadata store (%s); retrying", e)
+            self._store_unreadable = True
             return
+        if self._store_unreadable:
+            log.info("the metadata store is readable again")
+            self._store_unreadable = False
         for offset, record in newer:
             self.image.apply(offset, record)
         if newer:
-            log.warning(
-                "a failed metadata append had landed after all (%d record(s)); applied",
-                len(newer),
-            )
             self._on_records([r for _, r in newer])
 
     def _on_records(self, records: Iterable[MetadataRecord]) -> None:
@@ -495,8 +556,19 @@ class Broker:
             match record:
                 case PartitionRecord():
                     topic = self.image.topics_by_id.get(uuid.UUID(record.topic_id))
-                    if topic is not None and self.node_id in record.replicas:
-                        self._become_leader(topic, record.partition)
+                    if topic is None:
+                        continue
+                    if self.node_id in record.replicas:
+                        self._apply_partition(topic, record.partition)
+                    elif rm.get(topic.name, record.partition) is not None:
+                        self._coordinator_election(topic.name, record.partition, False)
+                        rm.stop_replica(topic.name, record.partition, delete=True)
+                case RegisterBrokerRecord(node_id=node_id):
+                    # A broker registers, then opens its session: it is live already.
+                    with contextlib.suppress(Exception):
+                        self._refresh_live_brokers()
+                    if self.fetcher_manager is not None:
+                        self.fetcher_manager.leader_moved(node_id)
                 case RemoveTopicRecord():
                     # The topic is already gone from the image: find it among our partitions.
                     for (name, _i), part in list(rm.partitions.items()):
@@ -528,18 +600,244 @@ class Broker:
         if tiered:
             rlm.stop_partitions(topic, topic_id, tiered)
 
-    def _become_leader(self, topic: TopicImage, index: int) -> None:
-        assert self.replica_manager is not None
+    def _apply_partition(self, topic: TopicImage, index: int) -> None:
+        """Lead or follow a partition as its latest record says."""
+        rm, fetchers = self.replica_manager, self.fetcher_manager
+        assert rm is not None and fetchers is not None
         p = topic.partitions[index]
-        self.replica_manager.become_leader(
-            topic.name,
-            index,
-            topic.topic_id,
-            p.leader_epoch,
-            p.replicas,
-            p.isr,
-            self.log_config(topic),
+        args = (topic.name, index, topic.topic_id)
+        config = self.log_config(topic)
+        if p.leader == self.node_id:
+            rm.become_leader(*args, p.leader_epoch, p.replicas, p.isr, config, p.partition_epoch)
+            self._coordinator_election(topic.name, index, True)
+            return
+        part, changed = rm.become_follower(
+            *args, p.leader, p.leader_epoch, p.replicas, p.isr, config, p.partition_epoch
         )
+        self._coordinator_election(topic.name, index, False)
+        if changed:
+            fetchers.follow(part)
+
+    def _coordinator_election(self, topic: str, index: int, leader: bool) -> None:
+        """Leading a partition of an internal topic makes this broker the coordinator of its
+        groups or transactional ids (Kafka's onElection / onResignation)."""
+        coordinator: GroupCoordinator | TransactionCoordinator | None
+        if topic == OFFSETS_TOPIC:
+            coordinator = self.group_coordinator
+        elif topic == TRANSACTION_STATE_TOPIC:
+            coordinator = self.transaction_coordinator
+        else:
+            return
+        if coordinator is None:
+            return  # start-up: the coordinators load what is led here once they exist
+        if leader:
+            coordinator.load([index])
+        elif index in coordinator.owned:
+            coordinator.unload(index)
+            log.debug("%s-%d is led elsewhere now: its coordinator moved", topic, index)
+
+    def _led(self, topic: str) -> list[int]:
+        rm = self.replica_manager
+        assert rm is not None
+        return sorted(i for (name, i), p in rm.partitions.items() if name == topic and p.is_leader)
+
+    def _address_of(self, node_id: int) -> tuple[str, int] | None:
+        b = self.image.brokers.get(node_id)
+        return (b.host, b.port) if b is not None else None
+
+    def _fetcher_config(self) -> FetcherConfig:
+        cfg = self.config
+        return FetcherConfig(
+            node_id=self.node_id,
+            max_wait_ms=cfg.get_int("replica.fetch.wait.max.ms"),
+            min_bytes=cfg.get_int("replica.fetch.min.bytes"),
+            partition_max_bytes=cfg.get_int("replica.fetch.max.bytes"),
+            response_max_bytes=cfg.get_int("replica.fetch.response.max.bytes"),
+            backoff_ms=cfg.get_int("replica.fetch.backoff.ms"),
+            socket_timeout_ms=cfg.get_int("replica.socket.timeout.ms"),
+        )
+
+    # --- the cluster: sessions, leaders, ISR ------------------------------------------------
+
+    @property
+    def active_controller(self) -> int:
+        """The broker that elects leaders: the lowest live id. Two brokers acting at once
+        (their views of the sessions differ for a moment) cannot both win: appends are
+        conditional on the log they planned from."""
+        return min(self.live_brokers, default=self.node_id)
+
+    def _renew_session(self) -> None:
+        assert self.store is not None
+        self.store.heartbeat(self.node_id, self.config.get_int("broker.session.timeout.ms"))
+        self._refresh_live_brokers()
+
+    def _current_live_brokers(self) -> frozenset[int]:
+        """For placing new replicas: brokers that joined since the last round count too."""
+        with contextlib.suppress(Exception):
+            self._refresh_live_brokers()
+        return self.live_brokers
+
+    def _refresh_live_brokers(self) -> None:
+        assert self.store is not None
+        live = frozenset(self.store.live_brokers() | {self.node_id})
+        if live != self.live_brokers:
+            if self.live_brokers:
+                gone = sorted(self.live_brokers - live)
+                came = sorted(live - self.live_brokers)
+                log.info(
+                    "live brokers now %s%s%s",
+                    sorted(live),
+                    f" (fenced: {gone})" if gone else "",
+                    f" (joined: {came})" if came else "",
+                )
+            self.live_brokers = live
+
+    async def _heartbeat(self) -> None:
+        try:
+            self._renew_session()
+        except Exception as e:
+            if not self._store_unreadable:
+                log.warning(
+                    "cannot renew this broker's session in the metadata store (%s); other "
+                    "brokers fence it after broker.session.timeout.ms unless the store answers",
+                    e,
+                )
+            self._store_unreadable = True
+            return
+        self._elect_leaders()
+
+    async def _follow_metadata(self) -> None:
+        """Apply what other brokers appended to the shared metadata log."""
+        self._catch_up_with_store()
+
+    def _elect_leaders(self) -> None:
+        """The active controller's duty: partitions whose leader is fenced get a new one from
+        their ISR; fenced followers leave ISRs (KRaft does both when a session lapses)."""
+        if self.active_controller != self.node_id or self.controller is None:
+            return
+        # Nothing to plan unless the sessions or the metadata changed since the last round.
+        view = (self.live_brokers, self.image.offset)
+        if view == self._elected_for:
+            return
+        unclean = self.config.get_bool("unclean.leader.election.enable")
+        records = self.controller.plan_elections(self.live_brokers, unclean)
+        if not records:
+            self._elected_for = view
+            return
+        try:
+            self.commit(records)
+        except ControllerError:
+            return  # the log moved on: the next round plans again from the new image
+        log.info("elected leaders or shrank ISRs of %d partition(s)", len(records))
+
+    async def _rebalance_leaders(self) -> None:
+        """The active controller's auto leader rebalance (auto.leader.rebalance.enable)."""
+        if (
+            self.active_controller != self.node_id
+            or self.controller is None
+            or not self.config.get_bool("auto.leader.rebalance.enable")
+        ):
+            return
+        records = self.controller.plan_preferred_leaders(
+            self.live_brokers, self.config.get_int("leader.imbalance.per.broker.percentage")
+        )
+        if records:
+            with contextlib.suppress(ControllerError):  # the log moved on: next round
+                self.commit(records)
+                log.info("moved %d leadership(s) back to preferred replicas", len(records))
+
+    def coordinator_write_replicated(
+        self, topic: str, key: str
+    ) -> Coroutine[Any, Any, ErrorCode] | None:
+        """A coordinator answers only once its internal topic's ISR holds what it wrote for
+        ``key`` (Kafka appends coordinator records with acks=all). None when nothing written
+        to the key's partition is waiting; else the wait, whose result is Kafka's mapping of a
+        failed coordinator append: NOT_COORDINATOR if the leadership moved,
+        COORDINATOR_NOT_AVAILABLE if the ISR did not follow in offsets.commit.timeout.ms."""
+        rm = self.replica_manager
+        timg = self.image.topics.get(topic)
+        if rm is None or timg is None or not timg.partitions:
+            return None
+        p = rm.get(topic, partition_for(key, len(timg.partitions)))
+        if p is None or not p.is_leader or p.high_watermark >= p.log.log_end_offset:
+            return None
+        return self._replicated(p, p.log.log_end_offset, p.leader_epoch)
+
+    async def _replicated(self, p: Partition, end: int, epoch: int) -> ErrorCode:
+        assert self.replica_manager is not None
+        timeout = self.config.get_int("offsets.commit.timeout.ms") / 1000
+        code = await self.replica_manager.wait_for_high_watermark(p, end, timeout, epoch)
+        if code is ErrorCode.none:
+            return code
+        if code is ErrorCode.not_leader_or_follower:
+            return ErrorCode.not_coordinator
+        return ErrorCode.coordinator_not_available
+
+    def expand_isr(self, p: Partition, replica_id: int) -> None:
+        """A follower caught up: it joins the ISR (Kafka's AlterPartition, here an append)."""
+        self._alter_isr(p, tuple(r for r in p.replicas if r in p.isr or r == replica_id))
+
+    async def _shrink_isr(self) -> None:
+        rm = self.replica_manager
+        assert rm is not None
+        now = int(time.time() * 1000)
+        lag = self.config.get_int("replica.lag.time.max.ms")
+        for p in list(rm.partitions.values()):
+            if not p.is_leader:
+                continue
+            out = p.out_of_sync(now, lag)
+            if out:
+                log.info(
+                    "%s-%d: followers %s have not caught up for replica.lag.time.max.ms; "
+                    "removing them from the ISR",
+                    p.topic,
+                    p.index,
+                    list(out),
+                )
+                self._alter_isr(p, tuple(r for r in p.isr if r not in out))
+
+    def _alter_isr(self, p: Partition, isr: tuple[int, ...]) -> None:
+        if self.controller is None or isr == p.isr:
+            return
+        before = p.isr
+        try:
+            self.commit(self.controller.plan_alter_isr(p.topic_id, p.index, p.leader_epoch, isr))
+        except ControllerError as e:
+            log.debug("ISR change of %s-%d not applied: %s", p.topic, p.index, e.message)
+            return
+        except Exception as e:  # the store's own errors: the next fetch or round retries
+            log.warning("ISR change of %s-%d not applied: %s", p.topic, p.index, e)
+            return
+        if len(isr) < len(before):
+            self.metrics.isr_shrinks.inc(len(before) - len(isr))
+        else:
+            self.metrics.isr_expands.inc(len(isr) - len(before))
+            log.info("%s-%d: ISR now %s", p.topic, p.index, list(isr))
+
+    def _controlled_shutdown(self) -> None:
+        """Hand this broker's leaderships to in-sync followers before stopping, so clients
+        move on at once instead of after broker.session.timeout.ms (Kafka's controlled
+        shutdown)."""
+        if self.controller is None or len(self.live_brokers) < 2:
+            return
+        self._move_off("before stopping")
+
+    def _move_off(self, why: str) -> None:
+        """Hand leaderships to live in-sync followers and leave ISRs (see plan_elections)."""
+        assert self.controller is not None
+        for _ in range(3):
+            records = self.controller.plan_elections(self.live_brokers, False, self.node_id)
+            if not records:
+                return
+            try:
+                self.commit(records)
+                log.info("moved %d partition(s) off this broker %s", len(records), why)
+                return
+            except ControllerError:
+                continue
+            except Exception as e:
+                log.warning("could not move leaderships before stopping: %s", e)
+                return
 
     def default_log_config(self) -> LogConfig:
         return LogConfig.from_properties(effective_topic_config({}, self.config))

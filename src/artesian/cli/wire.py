@@ -10,14 +10,12 @@ import struct
 from typing import Any
 
 from artesian.cli.common import CliError, unreachable
-from artesian.protocol import api
-from artesian.protocol.codec import reader_for, writer_for
+from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
 
 __all__ = ["WireClient"]
 
 _I32 = struct.Struct(">i")
 _CLIENT_ID = b"artesian-cli"
-_MAX_RESPONSE = 100 << 20
 
 
 class WireClient:
@@ -50,21 +48,14 @@ class WireClient:
 
     def request(self, api_key: int, version: int, **fields: Any) -> Any:
         """Send one request built from ``fields`` and return the decoded response."""
-        cls = api.request_class(api_key, version)
-        assert cls is not None, (api_key, version)
         self._correlation += 1
-        flexible = api.is_flexible(api_key, version)
-        out = bytearray(struct.pack(">hhih", api_key, version, self._correlation, len(_CLIENT_ID)))
-        out += _CLIENT_ID
-        if flexible:
-            out.append(0)  # no header tags
-        writer_for(cls)(out, cls(**fields))
+        frame_out = encode_request(api_key, version, self._correlation, _CLIENT_ID, **fields)
         sock = self._sock
         assert sock is not None
         try:
-            sock.sendall(_I32.pack(len(out)) + out)
+            sock.sendall(frame_out)
             (size,) = _I32.unpack(self._read(4))
-            if not 4 <= size <= _MAX_RESPONSE:
+            if not 4 <= size <= MAX_RESPONSE_SIZE:
                 raise CliError(f"{self.bootstrap} sent a response of {size} bytes")
             frame = memoryview(self._read(size))
         except TimeoutError as e:
@@ -73,12 +64,9 @@ class WireClient:
             ) from e
         except OSError as e:
             raise unreachable(self.bootstrap) from e
-        if _I32.unpack_from(frame, 0)[0] != self._correlation:
+        correlation, entity = decode_response(api_key, version, frame)
+        if correlation != self._correlation:
             raise CliError(f"{self.bootstrap} answered out of order")
-        pos = 5 if flexible else 4  # correlation id, then the header's tags when flexible
-        response_cls = api.response_class(api_key, version)
-        assert response_cls is not None
-        entity, _ = reader_for(response_cls)(frame, pos)
         return entity
 
     def _read(self, n: int) -> bytes:

@@ -431,6 +431,13 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Largest session timeout a member may ask for.",
         ),
         _k("group.max.size", _I, INT_MAX, "Most members in one classic group.", _GE1),
+        _k(
+            "offsets.commit.timeout.ms",
+            _I,
+            5000,
+            "How long a coordinator's write may wait for the ISR of its internal topic.",
+            _GE1,
+        ),
         # Transactions and idempotence.
         _k(
             "transactional.id.expiration.ms",
@@ -557,6 +564,83 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             1_048_576,
             "Bytes per partition a follower fetches.",
             _GE0,
+        ),
+        # Replication and cluster membership (KRaft's broker session names).
+        _k(
+            "replica.lag.time.max.ms",
+            _I,
+            30_000,
+            "A follower that has not caught up for this long leaves the ISR.",
+            _GE1,
+        ),
+        _k("replica.fetch.wait.max.ms", _I, 500, "Longest wait of a follower's fetch.", _GE0),
+        _k("replica.fetch.min.bytes", _I, 1, "Bytes a follower's fetch waits for.", _GE1),
+        _k(
+            "replica.fetch.response.max.bytes",
+            _I,
+            10_485_760,
+            "Bytes a follower's fetch asks for in all.",
+            _GE0,
+        ),
+        _k(
+            "replica.fetch.backoff.ms",
+            _I,
+            1000,
+            "Wait after a follower's fetch fails.",
+            _GE0,
+        ),
+        _k(
+            "replica.socket.timeout.ms",
+            _I,
+            30_000,
+            "Longest wait for an answer from another broker (a leader, for a follower's fetch "
+            "or a coordinator's markers).",
+            _GE1,
+        ),
+        _k(
+            "broker.heartbeat.interval.ms",
+            _I,
+            2000,
+            "How often a broker renews its session in the metadata store.",
+            _GE1,
+        ),
+        _k(
+            "broker.session.timeout.ms",
+            _I,
+            9000,
+            "A broker whose session is not renewed for this long is fenced: its partitions "
+            "get new leaders.",
+            _GE1,
+        ),
+        _k(
+            "auto.leader.rebalance.enable",
+            _B,
+            True,
+            "Move leadership back to each partition's preferred replica when brokers' shares "
+            "drift.",
+        ),
+        _k(
+            "leader.imbalance.check.interval.seconds",
+            _L,
+            300,
+            "How often the controller checks leader balance.",
+            _GE1,
+        ),
+        _k(
+            "leader.imbalance.per.broker.percentage",
+            _I,
+            10,
+            "Share of a broker's preferred partitions led elsewhere that triggers a rebalance.",
+            _GE0,
+        ),
+        ConfigKey(
+            "artesian.metadata.poll.interval.ms",
+            _I,
+            200,
+            "Artesian-specific: how often a broker reads new records from the metadata store "
+            "(KRaft brokers fetch them from the controller quorum instead).",
+            _GE1,
+            read_only=True,
         ),
     )
 )

@@ -7,14 +7,15 @@ codes, so admin clients see what they would see against Apache Kafka.
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
-from artesian.metadata.image import TOPIC_RESOURCE, MetadataImage
+from artesian.metadata.image import TOPIC_RESOURCE, MetadataImage, PartitionImage, TopicImage
 from artesian.metadata.records import (
     ConfigRecord,
     MetadataRecord,
@@ -66,12 +67,160 @@ class NewTopic:
 
 
 class Controller:
-    def __init__(self, store: MetadataStore, image: MetadataImage) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        image: MetadataImage,
+        live: Callable[[], Set[int]] | None = None,
+    ) -> None:
         self.store = store
         self.image = image
+        self._live = live
 
     def _live_brokers(self) -> list[int]:
-        return sorted(self.image.brokers)
+        """Registered brokers with open sessions: new replicas go there."""
+        registered = sorted(self.image.brokers)
+        if self._live is None:
+            return registered
+        live = self._live()
+        return [b for b in registered if b in live] or registered
+
+    def plan_elections(
+        self, live: Set[int], unclean: bool, leaving: int | None = None
+    ) -> list[MetadataRecord]:
+        """Partitions led by a broker outside ``live`` get the first live ISR member (in
+        replica order) as leader, with the next leader epoch; brokers outside ``live`` leave
+        every ISR. With no live ISR member the partition goes offline (leader -1) until one
+        returns, unless ``unclean`` (unclean.leader.election.enable) allows any live replica.
+        An offline partition whose ISR member is back gets it as leader.
+
+        ``leaving``: a live broker to move off (Kafka's controlled shutdown, and KRaft's
+        fencing of a restarted broker's old incarnation): its leaderships go to another live
+        ISR member and it leaves ISRs, wherever another member remains."""
+        records: list[MetadataRecord] = []
+        for topic in self.image.topics.values():
+            for p in topic.partitions.values():
+                planned = self._elect(p, live, unclean, leaving)
+                if planned is not None:
+                    leader, isr, epoch = planned
+                    records.append(
+                        PartitionRecord(
+                            str(topic.topic_id),
+                            p.partition,
+                            p.replicas,
+                            isr,
+                            leader,
+                            epoch,
+                            p.partition_epoch + 1,
+                        )
+                    )
+        return records
+
+    def plan_restarted_leader(self, node: int) -> list[MetadataRecord]:
+        """A broker starts while still leading replicated partitions (no in-sync follower was
+        live to take over): each gets a new leader epoch, as KRaft's fencing of the old
+        incarnation does, so followers holding records the restart lost find their tails
+        diverging by epoch and truncate them."""
+        return [
+            PartitionRecord(
+                str(topic.topic_id),
+                p.partition,
+                p.replicas,
+                p.isr,
+                p.leader,
+                p.leader_epoch + 1,
+                p.partition_epoch + 1,
+            )
+            for topic in self.image.topics.values()
+            for p in topic.partitions.values()
+            if p.leader == node and len(p.replicas) > 1
+        ]
+
+    def plan_preferred_leaders(
+        self, live: Set[int], imbalance_percent: int
+    ) -> list[MetadataRecord]:
+        """Kafka's auto leader rebalance: for a live broker that leads fewer than its share of
+        the partitions it is preferred for (first in the replica list), by more than
+        ``imbalance_percent``, leadership goes back to it wherever it is in sync."""
+        preferred: dict[int, list[tuple[TopicImage, PartitionImage]]] = {}
+        for topic in self.image.topics.values():
+            for p in topic.partitions.values():
+                if p.replicas:
+                    preferred.setdefault(p.replicas[0], []).append((topic, p))
+        records: list[MetadataRecord] = []
+        for broker, parts in sorted(preferred.items()):
+            if broker not in live:
+                continue
+            elsewhere = [(t, p) for t, p in parts if p.leader != broker]
+            if len(elsewhere) * 100 <= imbalance_percent * len(parts):
+                continue
+            for t, p in elsewhere:
+                if broker in p.isr:
+                    records.append(
+                        PartitionRecord(
+                            str(t.topic_id),
+                            p.partition,
+                            p.replicas,
+                            p.isr,
+                            broker,
+                            p.leader_epoch + 1,
+                            p.partition_epoch + 1,
+                        )
+                    )
+        return records
+
+    @staticmethod
+    def _elect(
+        p: PartitionImage, live: Set[int], unclean: bool, leaving: int | None
+    ) -> tuple[int, tuple[int, ...], int] | None:
+        """(leader, ISR, leader epoch) the partition should have, or None if unchanged."""
+        eligible = live if leaving is None else live - {leaving}
+        live_isr = tuple(r for r in p.isr if r in eligible)
+        leader, isr, epoch = p.leader, p.isr, p.leader_epoch
+        if leaving is not None:
+            if not live_isr or leaving not in p.isr:
+                return None  # nobody to take over, or not part of it
+            isr = live_isr
+            if p.leader == leaving or p.leader not in live:
+                leader = next(r for r in p.replicas if r in live_isr)
+                epoch += 1
+        else:
+            isr = live_isr or p.isr
+            if p.leader not in live:
+                candidates = [r for r in p.replicas if r in live_isr]
+                if not candidates and unclean:
+                    candidates = [r for r in p.replicas if r in live]
+                    isr = tuple(candidates[:1]) or p.isr
+                leader = candidates[0] if candidates else -1
+                if leader != p.leader:
+                    epoch += 1
+        if (leader, isr, epoch) == (p.leader, p.isr, p.leader_epoch):
+            return None
+        return leader, isr, epoch
+
+    def plan_alter_isr(
+        self, topic_id: uuid.UUID, partition: int, leader_epoch: int, isr: tuple[int, ...]
+    ) -> list[MetadataRecord]:
+        """A leader's ISR change (Kafka's AlterPartition); refused once its epoch is stale."""
+        topic = self.image.topics_by_id.get(topic_id)
+        p = topic.partitions.get(partition) if topic is not None else None
+        if p is None:
+            raise ControllerError(ErrorCode.unknown_topic_or_partition, "partition is gone")
+        if p.leader_epoch != leader_epoch:
+            raise ControllerError(ErrorCode.fenced_leader_epoch, "leader epoch is stale")
+        if not isr or p.leader not in isr:
+            raise ControllerError(ErrorCode.invalid_request, "the ISR must hold the leader")
+        return [
+            PartitionRecord(
+                str(topic_id),
+                partition,
+                p.replicas,
+                isr,
+                p.leader,
+                p.leader_epoch,
+                p.partition_epoch + 1,
+            )
+        ]
 
     def plan_create_topic(self, topic: NewTopic) -> list[MetadataRecord]:
         validate_topic_name(topic.name)
@@ -116,8 +265,13 @@ class Controller:
                     f"The target replication factor of {topic.replication_factor} cannot be "
                     f"reached because only {len(brokers)} broker(s) are registered.",
                 )
+            # Kafka starts each topic's round robin at a random broker, so leaders of many
+            # small topics spread out.
+            start = random.randrange(len(brokers)) if brokers else 0
             replicas_of = {
-                p: tuple(brokers[(p + r) % len(brokers)] for r in range(topic.replication_factor))
+                p: tuple(
+                    brokers[(start + p + r) % len(brokers)] for r in range(topic.replication_factor)
+                )
                 for p in range(topic.num_partitions)
             }
         topic_id = str(uuid.uuid4())

@@ -7,6 +7,7 @@ spanning hosts implements the same ``MetadataStore`` protocol.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,20 +15,48 @@ from typing import Any, Protocol
 from artesian.metadata.records import MetadataRecord, decode_record, encode_record
 
 
+class StaleMetadataError(Exception):
+    """A conditional append found records the appender had not seen: it must catch up with
+    the log and decide again (how brokers sharing a store keep one history without a
+    consensus protocol of their own)."""
+
+
 class MetadataStore(Protocol):
-    def append(self, records: Iterable[MetadataRecord]) -> int:
-        """Atomically append records; returns the offset of the last one."""
+    def append(self, records: Iterable[MetadataRecord], expected_last: int | None = None) -> int:
+        """Atomically append records; returns the offset of the last one. With
+        ``expected_last``, raises StaleMetadataError unless the log ends at that offset."""
 
     def read(self, after: int = -1) -> Iterator[tuple[int, MetadataRecord]]:
         """Records with offsets greater than ``after``, in order."""
 
+    def heartbeat(self, node_id: int, session_timeout_ms: int) -> None:
+        """Keep ``node_id``'s session open for ``session_timeout_ms`` from now."""
+
+    def end_session(self, node_id: int) -> None:
+        """Close ``node_id``'s session at once (a clean shutdown)."""
+
+    def live_brokers(self) -> set[int]:
+        """Node ids whose sessions are open."""
+
     def close(self) -> None: ...
 
 
+def _stale(expected_last: int | None, last: int) -> None:
+    if expected_last is not None and last != expected_last:
+        raise StaleMetadataError(
+            f"the metadata log ends at offset {last}, not at {expected_last} as expected"
+        )
+
+
 class SqliteMetadataStore:
+    """The embedded store. Brokers on one host may share its file (WAL mode serialises
+    their writers); sessions use this host's clock."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=10.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         # Metadata changes are rare and must survive kill -9 and power loss alike.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -35,13 +64,18 @@ class SqliteMetadataStore:
             "CREATE TABLE IF NOT EXISTS metadata_log ("
             " offset INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS broker_sessions ("
+            " node_id INTEGER PRIMARY KEY, expires_ms INTEGER NOT NULL)"
+        )
 
-    def append(self, records: Iterable[MetadataRecord]) -> int:
+    def append(self, records: Iterable[MetadataRecord], expected_last: int | None = None) -> int:
         rows = [encode_record(r) for r in records]
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             cur = self._db.execute("SELECT COALESCE(MAX(offset), -1) FROM metadata_log")
             last = int(cur.fetchone()[0])
+            _stale(expected_last, last)
             for kind, payload in rows:
                 last += 1
                 self._db.execute(
@@ -57,6 +91,22 @@ class SqliteMetadataStore:
         )
         for offset, kind, payload in cur.fetchall():
             yield int(offset), decode_record(kind, payload)
+
+    def heartbeat(self, node_id: int, session_timeout_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO broker_sessions (node_id, expires_ms) VALUES (?, ?) "
+            "ON CONFLICT (node_id) DO UPDATE SET expires_ms = excluded.expires_ms",
+            (node_id, int(time.time() * 1000) + session_timeout_ms),
+        )
+
+    def end_session(self, node_id: int) -> None:
+        self._db.execute("DELETE FROM broker_sessions WHERE node_id = ?", (node_id,))
+
+    def live_brokers(self) -> set[int]:
+        cur = self._db.execute(
+            "SELECT node_id FROM broker_sessions WHERE expires_ms > ?", (int(time.time() * 1000),)
+        )
+        return {int(row[0]) for row in cur.fetchall()}
 
     def close(self) -> None:
         self._db.close()
@@ -103,6 +153,14 @@ class PostgresMetadataStore:
                     "CREATE TABLE IF NOT EXISTS artesian_metadata_log ("
                     ' "offset" BIGINT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL)'
                 )
+        exists = self._conn.execute("SELECT to_regclass('artesian_broker_sessions')").fetchone()
+        if exists is None or exists[0] is None:
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS artesian_broker_sessions ("
+                    " node_id INTEGER PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL)"
+                )
 
     def _connect(self) -> Any:
         return self._psycopg.connect(self._url, **self._CONNECT_OPTIONS)
@@ -112,13 +170,14 @@ class PostgresMetadataStore:
             self._conn = self._connect()
         return self._conn
 
-    def append(self, records: Iterable[MetadataRecord]) -> int:
+    def append(self, records: Iterable[MetadataRecord], expected_last: int | None = None) -> int:
         rows = [encode_record(r) for r in records]
         conn = self._connection()
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
             cur = conn.execute('SELECT COALESCE(MAX("offset"), -1) FROM artesian_metadata_log')
             last = int(cur.fetchone()[0])
+            _stale(expected_last, last)
             first = last + 1
             last += len(rows)
             with conn.cursor() as c:
@@ -136,6 +195,26 @@ class PostgresMetadataStore:
         )
         for offset, kind, payload in cur.fetchall():
             yield int(offset), decode_record(kind, payload)
+
+    # Sessions run on the server's clock, so brokers on hosts whose clocks differ agree.
+    def heartbeat(self, node_id: int, session_timeout_ms: int) -> None:
+        self._connection().execute(
+            "INSERT INTO artesian_broker_sessions (node_id, expires_at) VALUES "
+            "(%s, clock_timestamp() + make_interval(secs => %s)) ON CONFLICT (node_id) "
+            "DO UPDATE SET expires_at = excluded.expires_at",
+            (node_id, session_timeout_ms / 1000),
+        )
+
+    def end_session(self, node_id: int) -> None:
+        self._connection().execute(
+            "DELETE FROM artesian_broker_sessions WHERE node_id = %s", (node_id,)
+        )
+
+    def live_brokers(self) -> set[int]:
+        cur = self._connection().execute(
+            "SELECT node_id FROM artesian_broker_sessions WHERE expires_at > clock_timestamp()"
+        )
+        return {int(row[0]) for row in cur.fetchall()}
 
     def close(self) -> None:
         self._conn.close()

@@ -39,9 +39,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from artesian.protocol.record_codec import EndTransactionMarker, encode_control_batch
-from artesian.protocol.records import ATTR_TIMESTAMP_TYPE, InvalidBatch, patch_batch
+from artesian.protocol.record_codec import (
+    EndTransactionMarker,
+    decode_end_txn_marker,
+    decode_records,
+    encode_control_batch,
+)
+from artesian.protocol.records import (
+    ATTR_TIMESTAMP_TYPE,
+    InvalidBatch,
+    batch_crc_ok,
+    iter_batches,
+    patch_batch,
+)
 from artesian.storage.errors import (
+    CorruptRecordError,
     OffsetMovedToTieredStorageError,
     OffsetOutOfRangeError,
     RecordBatchTooLargeError,
@@ -480,6 +492,69 @@ class Log:
                 first_batch_timestamp=now_ms,
             )
             return self._append(info, producer_append, leader_epoch, now_ms)
+
+    def append_as_follower(self, records: bytes | bytearray | memoryview, now_ms: int) -> int:
+        """Append batches copied from the leader, offsets and leader epochs as they are
+        (Kafka's appendAsFollower). Each batch's CRC is checked and offsets must move forward
+        from the log end; a partial batch at the end is left for the next fetch. Producer
+        state and the transaction index follow the batches, as on replay. Returns the number
+        of bytes appended. Raises CorruptRecordError."""
+        view = memoryview(records)
+        with self._lock:
+            appended = 0
+            try:
+                batches = list(iter_batches(view))
+            except InvalidBatch as e:
+                raise CorruptRecordError(f"replicated batch header is invalid: {e}") from None
+            for pos, h in batches:
+                if h.base_offset < self._log_end_offset:
+                    raise CorruptRecordError(
+                        f"replicated batch at offset {h.base_offset} is below the log end "
+                        f"offset {self._log_end_offset}"
+                    )
+                if not batch_crc_ok(view, pos, h):
+                    raise CorruptRecordError(f"replicated batch at offset {h.base_offset}: bad CRC")
+                batch = view[pos : pos + h.size]
+                info = LogAppendInfo(
+                    first_offset=h.base_offset,
+                    last_offset=h.last_offset,
+                    max_timestamp=h.max_timestamp,
+                    offset_of_max_timestamp=h.last_offset,
+                    log_append_time=-1,
+                    records=batch,
+                    batch_count=1,
+                    records_count=h.records_count,
+                    first_batch_timestamp=h.base_timestamp,
+                )
+                marker = None
+                if h.is_control and h.has_producer_id:
+                    try:
+                        first = next(iter(decode_records(batch, h)), None)
+                        marker = decode_end_txn_marker(first) if first is not None else None
+                    except InvalidBatch as e:
+                        raise CorruptRecordError(f"replicated control batch: {e}") from None
+                segment = self._maybe_roll(info, now_ms)
+                segment.append(h.last_offset, h.max_timestamp, h.last_offset, batch)
+                self._log_end_offset = h.next_offset
+                epoch = h.partition_leader_epoch
+                if epoch >= 0 and epoch > self.leader_epoch_cache.latest_epoch:
+                    self.leader_epoch_cache.assign(epoch, h.base_offset)
+                ps = self.producer_state
+                completed = ps.apply_from_log(h, marker)
+                ps.note_end_offset(self._log_end_offset)
+                if completed is not None:
+                    lso = ps.complete_txn(completed)
+                    if completed.is_aborted:
+                        segment.txn_index.append(
+                            AbortedTxn(
+                                completed.producer_id,
+                                completed.first_offset,
+                                completed.last_offset,
+                                lso,
+                            )
+                        )
+                appended += h.size
+            return appended
 
     def _append(
         self,

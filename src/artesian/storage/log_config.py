@@ -54,6 +54,7 @@ class LogConfig:
     remote_storage_enable: bool = False
     remote_log_copy_disable: bool = False
     remote_log_delete_on_disable: bool = False
+    min_insync_replicas: int = 1  # read by the produce path (acks=all), not by the log
 
     @classmethod
     def from_properties(

@@ -7,10 +7,13 @@ requested version has, so one handler serves every version of its API.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import fields
 from functools import cache
 from types import ModuleType
 from typing import Any
+
+from kio.schema.errors import ErrorCode
 
 from artesian.protocol.api import response_class
 
@@ -33,3 +36,18 @@ def response_module(api_key: int, version: int) -> ModuleType:
 
 def has_field(cls: type, name: str) -> bool:
     return name in _field_names(cls)
+
+
+def reply_when_replicated(
+    wait: Coroutine[Any, Any, ErrorCode] | None, build: Callable[[ErrorCode], Any]
+) -> Any:
+    """The response ``build`` makes, once a coordinator's write is replicated: ``wait`` (from
+    Broker.coordinator_write_replicated) is None when there is nothing to wait for; else its
+    error code, NONE when all went well, is passed to ``build``."""
+    if wait is None:
+        return build(ErrorCode.none)
+
+    async def reply() -> Any:
+        return build(await wait)
+
+    return reply()

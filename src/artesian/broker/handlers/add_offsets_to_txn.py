@@ -8,9 +8,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
-from artesian.broker.internal_topic import OFFSETS_TOPIC
+from artesian.broker.internal_topic import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from artesian.metadata.controller import ControllerError
 
 API_KEY = 25
@@ -40,4 +40,13 @@ def handle(ctx: Any, request: Any) -> Any:
             )
         except ControllerError:
             code = ErrorCode.coordinator_not_available
-    return make(mod.AddOffsetsToTxnResponse, throttle_time=datetime.timedelta(0), error_code=code)
+
+    def build(replication: ErrorCode) -> Any:
+        return make(
+            mod.AddOffsetsToTxnResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=code or replication,
+        )
+
+    wait = broker.coordinator_write_replicated(TRANSACTION_STATE_TOPIC, request.transactional_id)
+    return reply_when_replicated(wait, build)

@@ -12,8 +12,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
+from artesian.broker.internal_topic import TRANSACTION_STATE_TOPIC
 
 API_KEY = 24
 MIN_VERSION = 0
@@ -48,6 +49,22 @@ def handle(ctx: Any, request: Any) -> Any:
     by_topic: dict[str, list[int]] = {}
     for name, index in wanted:
         by_topic.setdefault(name, []).append(index)
+
+    def build(replication: ErrorCode) -> Any:
+        return _response(mod, by_topic, errors, code or replication)
+
+    wait = broker.coordinator_write_replicated(
+        TRANSACTION_STATE_TOPIC, request.v3_and_below_transactional_id
+    )
+    return reply_when_replicated(wait, build)
+
+
+def _response(
+    mod: Any,
+    by_topic: dict[str, list[int]],
+    errors: dict[tuple[str, int], ErrorCode],
+    code: ErrorCode,
+) -> Any:
     return make(
         mod.AddPartitionsToTxnResponse,
         throttle_time=datetime.timedelta(0),

@@ -24,9 +24,9 @@ def handle(ctx: Any, request: Any) -> Any:
         parts = []
         for p in t.partitions:
             code, low = ErrorCode.none, -1
-            partition = rm.get(t.name, p.partition_index)
+            partition, missing = rm.leader(t.name, p.partition_index)
             if partition is None:
-                code = ErrorCode.unknown_topic_or_partition
+                code = missing
             elif t.name in INTERNAL_TOPICS:
                 code = ErrorCode.invalid_topic_exception  # Kafka: internal topics are off limits
             elif not partition.log.config.delete_enabled:

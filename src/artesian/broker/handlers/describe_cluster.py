@@ -39,7 +39,7 @@ def handle(ctx: Any, request: Any) -> Any:
             host=b.host,
             port=b.port,
             rack=b.rack,
-            is_fenced=False,
+            is_fenced=b.node_id not in broker.live_brokers,
         )
         for b in broker.image.brokers.values()
     )
@@ -50,7 +50,7 @@ def handle(ctx: Any, request: Any) -> Any:
         error_message=None,
         endpoint_type=endpoint_type,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=broker.active_controller,
         brokers=brokers,
         cluster_authorized_operations=-(2**31),
     )

@@ -22,6 +22,21 @@ def handle(ctx: Any, request: Any) -> Any:
     described = []
     for group_id in request.groups:
         group = coordinator.groups.get(group_id)
+        if not coordinator.owns(group_id):
+            described.append(
+                make(
+                    mod.DescribedGroup,
+                    error_code=ErrorCode.not_coordinator,
+                    error_message=None,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=(),
+                    authorized_operations=-(2**31),
+                )
+            )
+            continue
         if group is None:
             # Kafka describes an unknown group as Dead, with GROUP_ID_NOT_FOUND from v6.
             described.append(

@@ -9,8 +9,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from artesian.broker.handlers._build import make, response_module
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
+from artesian.broker.internal_topic import TRANSACTION_STATE_TOPIC
 
 API_KEY = 26
 MIN_VERSION = 0
@@ -27,8 +30,13 @@ def handle(ctx: Any, request: Any) -> Any:
         bool(request.committed),
     )
     mod = response_module(API_KEY, version)
-    return make(
-        mod.EndTxnResponse,
-        throttle_time=datetime.timedelta(0),
-        error_code=for_version(code, version, 2),
-    )
+
+    def build(replication: ErrorCode) -> Any:
+        return make(
+            mod.EndTxnResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=for_version(code if code else replication, version, 2),
+        )
+
+    wait = broker.coordinator_write_replicated(TRANSACTION_STATE_TOPIC, request.transactional_id)
+    return reply_when_replicated(wait, build)

@@ -91,6 +91,14 @@ ReadOutcome = tuple[
 ]
 
 
+def _replica_id(request: Any) -> int:
+    """The follower's broker id (v15+ moved it into replica_state); -1 for clients."""
+    state = getattr(request, "replica_state", None)
+    if state is not None:
+        return int(state.replica_id)
+    return int(getattr(request, "replica_id", -1))
+
+
 def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutcome:
     """Read every partition once. Returns (results, bytes, any error, keys to wait on, the
     partition to read from tiered storage)."""
@@ -102,6 +110,8 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
     # read_committed (v4+): only up to the last stable offset, with the aborted transactions
     # the consumer must skip.
     read_committed = getattr(request, "isolation_level", 0) == 1
+    replica_id = _replica_id(request)
+    now_ms = int(time.time() * 1000) if replica_id >= 0 else 0
     total = 0
     errors = False
     keys: list[tuple[str, int]] = []
@@ -122,23 +132,39 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
             )
             errors = True
             continue
+        if not partition.is_leader:
+            # Kafka's followers serve clients only with KIP-392 rack awareness, not yet here.
+            result.error_code = ErrorCode.not_leader_or_follower
+            errors = True
+            continue
         plog = partition.log
         if not plog.remote_log_ready:
             result.error_code = ErrorCode.kafka_storage_error  # retriable: still listing
             errors = True
             continue
+        epoch_error = partition.leader_epoch_error(fp.current_leader_epoch)
+        if replica_id >= 0 and epoch_error is None:
+            if replica_id not in partition.replicas:
+                epoch_error = ErrorCode.not_leader_or_follower
+            elif (
+                # An offset outside the local log says nothing of the follower's log (the
+                # read answers an error): only a readable one counts as its log end.
+                plog.local_log_start_offset <= fp.fetch_offset <= plog.log_end_offset
+                and rm.update_follower_fetch(partition, replica_id, fp.fetch_offset, now_ms)
+            ):
+                broker.expand_isr(partition, replica_id)
         hw = plog.high_watermark
         lso = plog.last_stable_offset
         result.high_watermark = hw
         result.last_stable_offset = lso
         result.log_start_offset = plog.log_start_offset
-        epoch_error = partition.leader_epoch_error(fp.current_leader_epoch)
         if epoch_error is not None:
             result.error_code = epoch_error
             errors = True
             continue
         keys.append((fp.topic, fp.partition))
-        visible = lso if read_committed else hw
+        # A follower reads up to the log end: fetching it is how the high watermark moves.
+        visible = plog.log_end_offset if replica_id >= 0 else lso if read_committed else hw
         if fp.fetch_offset == visible:
             if read_committed:
                 result.aborted_transactions = []
@@ -149,7 +175,11 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
                 fp.fetch_offset, max(max_bytes, 0), visible, total == 0, read_committed
             )
         except OffsetMovedToTieredStorageError as e:
-            if broker.remote_log_manager is None:
+            if replica_id >= 0 and broker.remote_log_manager is not None:
+                # A follower starts its log at the local log start instead (KIP-405).
+                result.error_code = ErrorCode.offset_moved_to_tiered_storage
+                errors = True
+            elif broker.remote_log_manager is None:
                 result.error_code = ErrorCode(e.error_code)
                 errors = True
             elif remote is None:

@@ -1,4 +1,5 @@
-"""FindCoordinator (10): this broker coordinates every group and every transactional id.
+"""FindCoordinator (10): the coordinator of a group or transactional id is the leader of its
+partition of __consumer_offsets or __transaction_state, as in Kafka.
 
 Batched lookups (v4+) answer each key. The first group lookup creates __consumer_offsets, the
 first transactional one __transaction_state.
@@ -12,6 +13,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.coordinator.serde import partition_for
 from artesian.metadata.controller import ControllerError
 
 API_KEY = 10
@@ -22,38 +24,41 @@ GROUP = 0
 TRANSACTION = 1
 
 
-def _lookup(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
+def _lookup(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, str | None, Any]:
+    """(error, message, the coordinator's BrokerImage)."""
     if key_type not in (GROUP, TRANSACTION):
-        return ErrorCode.invalid_request, f"Unknown coordinator key type {key_type}"
+        return ErrorCode.invalid_request, f"Unknown coordinator key type {key_type}", None
     if not key:
         what = "Group id" if key_type == GROUP else "Transactional id"
-        return ErrorCode.invalid_request, f"{what} must not be empty"
+        return ErrorCode.invalid_request, f"{what} must not be empty", None
     topic = broker.offsets_topic if key_type == GROUP else broker.transaction_state_topic
     try:
         topic.ensure()
     except ControllerError as e:
-        return ErrorCode.coordinator_not_available, e.message
-    return ErrorCode.none, None
+        return ErrorCode.coordinator_not_available, e.message, None
+    timg = broker.image.topics.get(topic.name)
+    pimg = timg.partitions.get(partition_for(key, len(timg.partitions))) if timg else None
+    leader = broker.image.brokers.get(pimg.leader) if pimg is not None else None
+    if leader is None or leader.node_id not in broker.live_brokers:
+        return ErrorCode.coordinator_not_available, "The coordinator is not available.", None
+    return ErrorCode.none, None, leader
 
 
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(API_KEY, ctx.header.api_version)
-    me = broker.image.brokers.get(broker.node_id)
-    host, port = (me.host, me.port) if me is not None else (broker.host, broker.port)
     key_type = getattr(request, "key_type", GROUP)
     if hasattr(request, "coordinator_keys"):
         coordinators = []
         for key in request.coordinator_keys:
-            code, message = _lookup(broker, key, key_type)
-            ok = code is ErrorCode.none
+            code, message, node = _lookup(broker, key, key_type)
             coordinators.append(
                 make(
                     mod.Coordinator,
                     key=key,
-                    node_id=broker.node_id if ok else -1,
-                    host=host if ok else "",
-                    port=port if ok else -1,
+                    node_id=node.node_id if node else -1,
+                    host=node.host if node else "",
+                    port=node.port if node else -1,
                     error_code=code,
                     error_message=message,
                 )
@@ -63,14 +68,13 @@ def handle(ctx: Any, request: Any) -> Any:
             throttle_time=datetime.timedelta(0),
             coordinators=tuple(coordinators),
         )
-    code, message = _lookup(broker, request.key, key_type)
-    ok = code is ErrorCode.none
+    code, message, node = _lookup(broker, request.key, key_type)
     return make(
         mod.FindCoordinatorResponse,
         throttle_time=datetime.timedelta(0),
         error_code=code,
         error_message=message,
-        node_id=broker.node_id if ok else -1,
-        host=host if ok else "",
-        port=port if ok else -1,
+        node_id=node.node_id if node else -1,
+        host=node.host if node else "",
+        port=node.port if node else -1,
     )

@@ -22,8 +22,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
+from artesian.broker.internal_topic import TRANSACTION_STATE_TOPIC
 
 API_KEY = 22
 MIN_VERSION = 0
@@ -39,15 +40,22 @@ def handle(ctx: Any, request: Any) -> Any:
     version = ctx.header.api_version
     mod = response_module(API_KEY, version)
     code, pid, epoch = _init(ctx.broker, request)
-    return make(
-        mod.InitProducerIdResponse,
-        throttle_time=datetime.timedelta(0),
-        error_code=for_version(code, version, 4),
-        producer_id=pid,
-        producer_epoch=epoch,
-        ongoing_txn_producer_id=NO_PRODUCER_ID,
-        ongoing_txn_producer_epoch=NO_PRODUCER_EPOCH,
-    )
+
+    def build(replication: ErrorCode) -> Any:
+        failed = bool(code or replication)
+        return make(
+            mod.InitProducerIdResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=for_version(code or replication, version, 4),
+            producer_id=NO_PRODUCER_ID if failed else pid,
+            producer_epoch=NO_PRODUCER_EPOCH if failed else epoch,
+            ongoing_txn_producer_id=NO_PRODUCER_ID,
+            ongoing_txn_producer_epoch=NO_PRODUCER_EPOCH,
+        )
+
+    tid = request.transactional_id
+    wait = ctx.broker.coordinator_write_replicated(TRANSACTION_STATE_TOPIC, tid) if tid else None
+    return reply_when_replicated(wait, build)
 
 
 def _init(broker: Any, request: Any) -> tuple[int, int, int]:

@@ -41,9 +41,9 @@ def handle(ctx: Any, request: Any) -> Any:
                 leader_epoch=-1,
                 old_style_offsets=(),
             )
-            partition = rm.get(t.name, p.partition_index)
+            partition, missing = rm.leader(t.name, p.partition_index)
             if partition is None:
-                out["error_code"] = ErrorCode.unknown_topic_or_partition
+                out["error_code"] = missing
             elif epoch_error := partition.leader_epoch_error(
                 getattr(p, "current_leader_epoch", -1)
             ):

@@ -22,17 +22,18 @@ log = logging.getLogger("artesian.metadata")
 _NO_OPS = -(2**31)  # topic_authorized_operations when not requested
 
 
-def _topic_entry(mod: Any, topic: TopicImage, internal: bool) -> Any:
+def _topic_entry(mod: Any, topic: TopicImage, internal: bool, live: frozenset[int]) -> Any:
     partitions = tuple(
         make(
             mod.MetadataResponsePartition,
-            error_code=ErrorCode.none,
+            # A partition whose ISR is all fenced has no leader until one returns (Kafka).
+            error_code=ErrorCode.none if p.leader >= 0 else ErrorCode.leader_not_available,
             partition_index=p.partition,
             leader_id=p.leader,
             leader_epoch=p.leader_epoch,
             replica_nodes=p.replicas,
             isr_nodes=p.isr,
-            offline_replicas=(),
+            offline_replicas=tuple(r for r in p.replicas if r not in live),
         )
         for _, p in sorted(topic.partitions.items())
     )
@@ -70,11 +71,14 @@ def handle(ctx: Any, request: Any) -> Any:
     if requested is None:
         # Every topic: clients poll this often, so the encoded body is cached per metadata
         # offset (1,000 partitions take milliseconds to encode, microseconds to resend).
-        key = (API_KEY, version, image.offset)
+        key = (API_KEY, version, image.offset, broker.live_brokers)
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
-        entries = [_topic_entry(mod, t, t.name in INTERNAL_TOPICS) for t in image.topics.values()]
+        entries = [
+            _topic_entry(mod, t, t.name in INTERNAL_TOPICS, broker.live_brokers)
+            for t in image.topics.values()
+        ]
         entity = _response(mod, broker, entries)
         body = bytearray()
         writer_for(type(entity))(body, entity)
@@ -111,7 +115,7 @@ def handle(ctx: Any, request: Any) -> Any:
         if topic is None:
             entries.append(_error_entry(mod, name, None, ErrorCode.unknown_topic_or_partition))
             continue
-        entries.append(_topic_entry(mod, topic, topic.name in INTERNAL_TOPICS))
+        entries.append(_topic_entry(mod, topic, topic.name in INTERNAL_TOPICS, broker.live_brokers))
     return _response(mod, broker, entries)
 
 
@@ -119,13 +123,14 @@ def _response(mod: Any, broker: Any, topics: list[Any]) -> Any:
     brokers = tuple(
         make(mod.MetadataResponseBroker, node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
         for b in broker.image.brokers.values()
+        if b.node_id in broker.live_brokers  # fenced brokers are left out, as in Kafka
     )
     return make(
         mod.MetadataResponse,
         throttle_time=datetime.timedelta(0),
         brokers=brokers,
         cluster_id=broker.cluster_id,
-        controller_id=broker.node_id,
+        controller_id=broker.active_controller,
         topics=tuple(topics),
         cluster_authorized_operations=_NO_OPS,
         error_code=ErrorCode.none,

@@ -8,7 +8,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._build import make, reply_when_replicated, response_module
+from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.group_metadata import OffsetAndMetadata
 
 API_KEY = 8
@@ -58,7 +59,12 @@ def handle(ctx: Any, request: Any) -> Any:
     broker.offsets_topic.ensure()
     coordinator = broker.group_coordinator
     generation = request.generation_id_or_member_epoch
-    if version >= 9 and generation >= 0 and request.group_id not in coordinator.groups:
+    if (
+        version >= 9
+        and generation >= 0
+        and coordinator.owns(request.group_id)
+        and request.group_id not in coordinator.groups
+    ):
         # Kafka 3.7+ (v9+) names the missing group instead of ILLEGAL_GENERATION.
         errors.update(dict.fromkeys(offsets, ErrorCode.group_id_not_found))
     else:
@@ -72,6 +78,21 @@ def handle(ctx: Any, request: Any) -> Any:
             )
         )
     mod = response_module(API_KEY, version)
+
+    def build(replication: ErrorCode) -> Any:
+        if replication is not ErrorCode.none:
+            for tp, code in errors.items():
+                if code == ErrorCode.none:
+                    errors[tp] = replication
+        return _response(mod, names, errors)
+
+    wait = broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
+    return reply_when_replicated(wait, build)
+
+
+def _response(
+    mod: Any, names: list[tuple[Any, str, list[int]]], errors: dict[tuple[str, int], int]
+) -> Any:
     return make(
         mod.OffsetCommitResponse,
         throttle_time=datetime.timedelta(0),

@@ -91,16 +91,26 @@ def handle(ctx: Any, request: Any) -> Any:
     stable = bool(getattr(request, "require_stable", False))
     if hasattr(request, "groups"):
         by_id = version >= 10
+        owns = ctx.broker.group_coordinator.owns
         groups = tuple(
             make(
                 mod.OffsetFetchResponseGroup,
                 group_id=g.group_id,
-                topics=_group_topics(ctx, mod, g.group_id, g.topics, by_id, stable),
-                error_code=ErrorCode.none,
+                topics=_group_topics(ctx, mod, g.group_id, g.topics, by_id, stable)
+                if owns(g.group_id)
+                else (),
+                error_code=ErrorCode.none if owns(g.group_id) else ErrorCode.not_coordinator,
             )
             for g in request.groups
         )
         return make(mod.OffsetFetchResponse, throttle_time=datetime.timedelta(0), groups=groups)
+    if not ctx.broker.group_coordinator.owns(request.group_id):
+        return make(
+            mod.OffsetFetchResponse,
+            throttle_time=datetime.timedelta(0),
+            topics=(),
+            error_code=ErrorCode.not_coordinator,
+        )
     return make(
         mod.OffsetFetchResponse,
         throttle_time=datetime.timedelta(0),

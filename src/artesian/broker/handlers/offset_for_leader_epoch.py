@@ -25,9 +25,9 @@ def handle(ctx: Any, request: Any) -> Any:
             out: dict[str, Any] = dict(
                 error_code=ErrorCode.none, partition=p.partition, leader_epoch=-1, end_offset=-1
             )
-            partition = rm.get(t.topic, p.partition)
+            partition, missing = rm.leader(t.topic, p.partition)
             if partition is None:
-                out["error_code"] = ErrorCode.unknown_topic_or_partition
+                out["error_code"] = missing
             elif epoch_error := partition.leader_epoch_error(
                 getattr(p, "current_leader_epoch", -1)
             ):

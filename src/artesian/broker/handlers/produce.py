@@ -68,6 +68,11 @@ def _txn_error(
     free). Otherwise a hanging transaction could hold back the last stable offset forever."""
     if transactional_id is None:
         return ErrorCode.invalid_record, "transactional records need a transactional id"
+    if not broker.transaction_coordinator.owns(transactional_id):
+        # The coordinator is another broker: verifying would cost a request per batch
+        # (KIP-890 part 1 sends AddPartitionsToTxn v4), not made yet; Kafka before 3.6 did
+        # not verify either.
+        return None
     producer_id, producer_epoch = _PRODUCER.unpack_from(records, 43)
     code = broker.transaction_coordinator.verify_partition(
         transactional_id, producer_id, producer_epoch, (topic, index)
@@ -92,33 +97,42 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
     valid_acks = acks in (-1, 0, 1)
     topics_out = []
     flushes: list[asyncio.Future[None]] = []
+    # acks=all appends the high watermark has not reached yet: (partition results, [(index
+    # in them, partition, offset the high watermark must reach)]).
+    waits: list[tuple[list[Any], list[tuple[int, Any, int, int]]]] = []
+    replicated: list[tuple[int, Any, int, int]] = []
     for t in request.topics:
         name = t.name
         if t.topic_id is not None:
             topic = image.topics_by_id.get(t.topic_id)
             name = topic.name if topic is not None else ""
-        parts_out = []
+        parts_out: list[Any] = []
         for p in t.partitions:
             code = ErrorCode.none
             message = None
             base_offset = -1
             append_time = -1
             log_start = -1
-            partition = rm.get(name, p.index) if name else None
+            partition, missing = (
+                rm.leader(name, p.index) if name else (None, ErrorCode.unknown_topic_id)
+            )
             if not valid_acks:
                 code = ErrorCode.invalid_required_acks
             elif partition is None:
-                code = (
-                    ErrorCode.unknown_topic_id
-                    if t.topic_id is not None and not name
-                    else ErrorCode.unknown_topic_or_partition
-                )
+                code = missing
             elif name in INTERNAL_TOPICS:
                 code = ErrorCode.invalid_topic_exception
                 message = f"Cannot append to internal topic {name}"
             elif not partition.log.remote_log_ready:
                 code = ErrorCode.kafka_storage_error  # retriable: tiered storage still listing
                 message = "The partition's tiered storage has not been listed yet"
+            elif acks == -1 and len(partition.isr) < partition.log.config.min_insync_replicas:
+                code = ErrorCode.not_enough_replicas
+                message = (
+                    f"The size of the current ISR {list(partition.isr)} is insufficient to "
+                    f"satisfy the min.isr requirement of "
+                    f"{partition.log.config.min_insync_replicas} for partition {name}-{p.index}"
+                )
             elif p.records is None:
                 code = ErrorCode.invalid_record
                 message = "Produce request carries null records"
@@ -153,7 +167,19 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
                         )
                         if flush is not None:
                             flushes.append(flush)
+                    if acks == -1 and partition.high_watermark <= info.last_offset:
+                        replicated.append(
+                            (
+                                len(parts_out),
+                                partition,
+                                info.last_offset + 1,
+                                partition.leader_epoch,
+                            )
+                        )
             parts_out.append((p.index, code, base_offset, append_time, log_start, message))
+        if replicated:
+            waits.append((parts_out, replicated))
+            replicated = []
         topics_out.append((t, parts_out))
     if acks == 0:
         failed = [(t.name, p[0], p[1]) for t, parts in topics_out for p in parts if p[1]]
@@ -170,23 +196,51 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
             )
             ctx.connection.close()
         return None
-    if flushes:
-        return _after_flush(flushes, version, topics_out)
+    if flushes or waits:
+        return _after_flush_and_replication(
+            flushes, waits, rm, request.timeout_ms, version, topics_out
+        )
     return _response(version, topics_out)
 
 
-async def _after_flush(
-    flushes: list[asyncio.Future[None]], version: int, topics_out: list[Any]
+async def _after_flush_and_replication(
+    flushes: list[asyncio.Future[None]],
+    waits: list[tuple[list[Any], list[tuple[int, Any, int, int]]]],
+    rm: Any,
+    timeout_ms: int,
+    version: int,
+    topics_out: list[Any],
 ) -> Any:
-    """flush.messages / flush.ms: acknowledge only what is on disk."""
-    try:
-        await asyncio.gather(*flushes)
-    except OSError as e:
-        log.error("fsync failed (%s): answering KAFKA_STORAGE_ERROR; check the disk", e)
-        topics_out = [
-            (t, [(p[0], ErrorCode.kafka_storage_error, -1, -1, -1, str(e)) for p in parts])
-            for t, parts in topics_out
+    """flush.messages / flush.ms: acknowledge only what is on disk. acks=all: only what the
+    ISR holds (Kafka's DelayedProduce), within the request's timeout."""
+    if flushes:
+        try:
+            await asyncio.gather(*flushes)
+        except OSError as e:
+            log.error("fsync failed (%s): answering KAFKA_STORAGE_ERROR; check the disk", e)
+            topics_out = [
+                (t, [(p[0], ErrorCode.kafka_storage_error, -1, -1, -1, str(e)) for p in parts])
+                for t, parts in topics_out
+            ]
+            return _response(version, topics_out)
+    if waits:
+        timeout_s = max(timeout_ms, 0) / 1000
+        pending = [
+            (parts, i, p, rm.wait_for_high_watermark(p, end, timeout_s, epoch))
+            for parts, entries in waits
+            for i, p, end, epoch in entries
         ]
+        codes = await asyncio.gather(*(w for *_, w in pending))
+        for (parts, i, p, _w), code in zip(pending, codes, strict=True):
+            message = None
+            if code is ErrorCode.none and len(p.isr) < p.log.config.min_insync_replicas:
+                # Replicated to the ISR, but the ISR shrank below min.insync.replicas meanwhile.
+                code = ErrorCode.not_enough_replicas_after_append
+                message = f"The ISR {list(p.isr)} shrank below min.insync.replicas"
+            elif code is ErrorCode.request_timed_out:
+                message = "The ISR did not replicate the records within the request timeout"
+            if code is not ErrorCode.none:
+                parts[i] = (parts[i][0], code, -1, -1, -1, message)
     return _response(version, topics_out)
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.internal_topic import OFFSETS_TOPIC
 
 API_KEY = 14
 MIN_VERSION = 0
@@ -27,11 +30,13 @@ async def _sync(ctx: Any, request: Any) -> Any:
         {a.member_id: bytes(a.assignment) for a in request.assignments},
     )
     mod = response_module(API_KEY, ctx.header.api_version)
+    wait = ctx.broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
+    replication = await wait if wait is not None and not result.error else ErrorCode.none
     return make(
         mod.SyncGroupResponse,
         throttle_time=datetime.timedelta(0),
-        error_code=result.error,
+        error_code=result.error or replication,
         protocol_type=result.protocol_type,
         protocol_name=result.protocol_name,
-        assignment=result.assignment,
+        assignment=result.assignment if not replication else b"",
     )

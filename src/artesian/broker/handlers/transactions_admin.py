@@ -24,7 +24,9 @@ def describe(ctx: Any, request: Any) -> Any:
             states.append(
                 make(
                     mod.TransactionState,
-                    error_code=ErrorCode.transactional_id_not_found,
+                    error_code=ErrorCode.transactional_id_not_found
+                    if coordinator.owns(tid)
+                    else ErrorCode.not_coordinator,
                     transactional_id=tid,
                     transaction_state="",
                     transaction_timeout=datetime.timedelta(0),

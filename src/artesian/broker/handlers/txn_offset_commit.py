@@ -14,7 +14,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.group_metadata import OffsetAndMetadata
@@ -49,7 +49,9 @@ def handle(ctx: Any, request: Any) -> Any:
         code = ErrorCode.none
         if not request.group_id:
             code = ErrorCode.invalid_group_id
-        else:
+        elif not groups.owns(request.group_id):
+            code = ErrorCode.not_coordinator
+        elif broker.transaction_coordinator.owns(request.transactional_id):
             code = broker.transaction_coordinator.verify_partition(
                 request.transactional_id,
                 request.producer_id,
@@ -74,6 +76,19 @@ def handle(ctx: Any, request: Any) -> Any:
     by_topic: dict[str, list[int]] = {}
     for name, p in wanted:
         by_topic.setdefault(name, []).append(p.partition_index)
+
+    def build(replication: ErrorCode) -> Any:
+        if replication is not ErrorCode.none:
+            for tp, code in errors.items():
+                if code == ErrorCode.none:
+                    errors[tp] = replication
+        return _response(mod, by_topic, errors)
+
+    wait = broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
+    return reply_when_replicated(wait, build)
+
+
+def _response(mod: Any, by_topic: dict[str, list[int]], errors: dict[tuple[str, int], int]) -> Any:
     return make(
         mod.TxnOffsetCommitResponse,
         throttle_time=datetime.timedelta(0),

@@ -53,6 +53,9 @@ class OffsetsTopic(Protocol):
     def read(self, partition: int) -> Iterator[LoggedRecord]:
         """Every record in the partition, in offset order, markers included."""
 
+    def ensure(self) -> None:
+        """Create the topic if it does not exist yet; raises if it cannot."""
+
 
 @dataclass(slots=True, frozen=True)
 class GroupConfig:
@@ -114,34 +117,70 @@ class GroupCoordinator:
         self.topic = topic
         self.clock = clock
         self.groups: dict[str, GroupMetadata] = {}
+        # The __consumer_offsets partitions this broker leads: it coordinates their groups.
+        self.owned: set[int] = set()
 
-    # --- start-up -------------------------------------------------------------------------
+    # --- ownership ------------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Replay ``__consumer_offsets``: the latest record per key wins."""
-        for partition in range(self.config.num_partitions):
-            for record in self.topic.read(partition):
-                key_bytes, value = record.key, record.value
-                if key_bytes is None:
+    def owns(self, group_id: str) -> bool:
+        """Whether this coordinator serves ``group_id``; others get NOT_COORDINATOR and ask
+        FindCoordinator again."""
+        if not self.owned:
+            # First use (a client that skipped FindCoordinator): create the topic; its
+            # partitions led here are loaded as their leadership arrives.
+            try:
+                self.topic.ensure()
+            except Exception:
+                return False
+        return self.partition_for(group_id) in self.owned
+
+    def load(self, partitions: Iterable[int] | None = None) -> None:
+        """Take over ``partitions`` (default: all) of ``__consumer_offsets``: replay each,
+        the latest record per key winning (Kafka's onElection)."""
+        todo = range(self.config.num_partitions) if partitions is None else list(partitions)
+        before = len(self.groups)
+        for partition in todo:
+            if partition not in self.owned:
+                self._load_partition(partition)
+        if partitions is None or len(self.groups) != before:
+            log.info("loaded %d consumer group(s) from __consumer_offsets", len(self.groups))
+
+    def unload(self, partition: int) -> None:
+        """Another broker leads ``partition`` now (Kafka's onResignation): forget its groups;
+        members waiting in a join or sync learn to look for the new coordinator."""
+        self.owned.discard(partition)
+        for group in [
+            g for g in self.groups.values() if self.partition_for(g.group_id) == partition
+        ]:
+            self._abandon(group, E.not_coordinator)
+            del self.groups[group.group_id]
+
+    def _load_partition(self, partition: int) -> None:
+        self.owned.add(partition)
+        for record in self.topic.read(partition):
+            key_bytes, value = record.key, record.value
+            if key_bytes is None:
+                continue
+            try:
+                if record.control:
+                    commit = parse_marker_key(key_bytes)
+                    self.complete_transaction(partition, record.producer_id, commit)
                     continue
-                try:
-                    if record.control:
-                        commit = parse_marker_key(key_bytes)
-                        self.complete_transaction(partition, record.producer_id, commit)
-                        continue
-                    key = rec.parse_key(key_bytes)
-                    if isinstance(key, rec.OffsetKey):
-                        self._load_offset(key, value, record.producer_id)
-                    elif isinstance(key, rec.GroupKey):
-                        self._load_group(key, value)
-                except (ValueError, UnicodeDecodeError) as e:
-                    log.warning("skipping unreadable __consumer_offsets record: %s", e)
-        for group in list(self.groups.values()):
+                key = rec.parse_key(key_bytes)
+                if isinstance(key, rec.OffsetKey):
+                    self._load_offset(key, value, record.producer_id)
+                elif isinstance(key, rec.GroupKey):
+                    self._load_group(key, value)
+            except (ValueError, UnicodeDecodeError) as e:
+                log.warning("skipping unreadable __consumer_offsets record: %s", e)
+        for group in [
+            g for g in self.groups.values() if self.partition_for(g.group_id) == partition
+        ]:
             if group.is_empty() and not group.offsets and group.generation_id == 0:
                 del self.groups[group.group_id]
+                continue
             for member in group.members.values():
                 self._schedule_heartbeat(group, member)
-        log.info("loaded %d consumer group(s) from __consumer_offsets", len(self.groups))
 
     def _load_offset(self, key: rec.OffsetKey, value: bytes | None, producer_id: int) -> None:
         group = self.groups.get(key.group)
@@ -202,6 +241,8 @@ class GroupCoordinator:
         member_id = req.member_id
         if not req.group_id:
             return JoinResult(E.invalid_group_id, member_id=member_id)
+        if not self.owns(req.group_id):
+            return JoinResult(E.not_coordinator, member_id=member_id)
         if not (
             self.config.min_session_timeout_ms
             <= req.session_timeout_ms
@@ -519,6 +560,8 @@ class GroupCoordinator:
         protocol_name: str | None,
         assignments: dict[str, bytes],
     ) -> SyncResult:
+        if not self.owns(group_id):
+            return SyncResult(E.not_coordinator)
         group = self.groups.get(group_id)
         if group is None:
             return SyncResult(E.unknown_member_id)
@@ -578,6 +621,8 @@ class GroupCoordinator:
     def heartbeat(
         self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
     ) -> int:
+        if not self.owns(group_id):
+            return E.not_coordinator
         group = self.groups.get(group_id)
         if group is None:
             return E.unknown_member_id
@@ -602,6 +647,8 @@ class GroupCoordinator:
     def leave_group(
         self, group_id: str, leaving: list[tuple[str, str | None]]
     ) -> tuple[int, list[tuple[str, str | None, int]]]:
+        if not self.owns(group_id):
+            return E.not_coordinator, []
         group = self.groups.get(group_id)
         if group is None:
             return E.unknown_member_id, [(m, i, E.unknown_member_id) for m, i in leaving]
@@ -714,6 +761,8 @@ class GroupCoordinator:
 
         if not group_id:
             return all_(E.invalid_group_id)
+        if not self.owns(group_id):
+            return all_(E.not_coordinator)
         group = self.groups.get(group_id)
         if group is None:
             if generation_id >= 0:
@@ -816,6 +865,8 @@ class GroupCoordinator:
         (v3+, KIP-447); a request without a member (v0-2) is not checked."""
         if not group_id:
             return dict.fromkeys(offsets, E.invalid_group_id)
+        if not self.owns(group_id):
+            return dict.fromkeys(offsets, E.not_coordinator)
         group = self.groups.get(group_id)
         if group is None:
             if generation_id >= 0:
@@ -868,6 +919,8 @@ class GroupCoordinator:
     def delete_offsets(
         self, group_id: str, partitions: list[tuple[str, int]]
     ) -> tuple[int, dict[tuple[str, int], int]]:
+        if not self.owns(group_id):
+            return E.not_coordinator, {}
         group = self.groups.get(group_id)
         if group is None:
             return E.group_id_not_found, {}
@@ -917,6 +970,9 @@ class GroupCoordinator:
     def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
         results: dict[str, int] = {}
         for group_id in group_ids:
+            if not self.owns(group_id):
+                results[group_id] = E.not_coordinator
+                continue
             group = self.groups.get(group_id)
             if group is None:
                 results[group_id] = E.group_id_not_found
@@ -967,13 +1023,18 @@ class GroupCoordinator:
         """Answer every waiting JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE, so
         clients look for the coordinator again instead of waiting out their timeouts."""
         for group in self.groups.values():
-            for timer in (group.join_timer, group.sync_timer):
-                if timer is not None:
-                    timer.cancel()
-            for m in group.members.values():
-                self._cancel_heartbeat(m)
-                join, sync = m.awaiting_join, m.awaiting_sync
-                if join is not None and not join.done():
-                    join.set_result(JoinResult(E.coordinator_not_available, member_id=m.member_id))
-                if sync is not None and not sync.done():
-                    sync.set_result((E.coordinator_not_available, b""))
+            self._abandon(group, E.coordinator_not_available)
+
+    def _abandon(self, group: GroupMetadata, code: int) -> None:
+        """Stop the group's timers and answer its waiting joins and syncs with ``code``."""
+        for timer in (group.join_timer, group.sync_timer, *group.pending_members.values()):
+            if timer is not None:
+                timer.cancel()
+        group.pending_members.clear()
+        for m in group.members.values():
+            self._cancel_heartbeat(m)
+            join, sync = m.awaiting_join, m.awaiting_sync
+            if join is not None and not join.done():
+                join.set_result(JoinResult(code, member_id=m.member_id))
+            if sync is not None and not sync.done():
+                sync.set_result((code, b""))

@@ -59,6 +59,14 @@ class TransactionLog(Protocol):
     def read(self, partition: int) -> Iterator[LoggedRecord]:
         """Every record in the partition, in offset order."""
 
+    def ensure(self) -> None:
+        """Create the topic if it does not exist yet; raises if it cannot."""
+
+
+class MarkersPending(Exception):
+    """Markers are on their way (replicating, or sent to other leaders): the transaction stays
+    in its Prepare state and the writer calls ``retry_markers`` when they land."""
+
 
 class MarkerWriter(Protocol):
     def write_markers(
@@ -67,9 +75,11 @@ class MarkerWriter(Protocol):
         producer_epoch: int,
         commit: bool,
         partitions: Iterable[TopicPartition],
+        state_partition: int,
     ) -> None:
-        """Append a COMMIT or ABORT marker to each partition; raises if any could not be
-        written (partitions that no longer exist are skipped)."""
+        """Append a COMMIT or ABORT marker to each partition, once what the coordinator wrote
+        to ``state_partition`` of its log (the Prepare state) is durable; raises if any could
+        not be written (partitions that no longer exist are skipped)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -97,13 +107,36 @@ class TransactionCoordinator:
         self.new_producer_id = new_producer_id
         self.clock = clock
         self.transactions: dict[str, TransactionMetadata] = {}
+        # The __transaction_state partitions this broker leads: it coordinates their ids.
+        self.owned: set[int] = set()
 
-    # --- start-up -------------------------------------------------------------------------
+    # --- ownership ------------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Replay ``__transaction_state`` (the last record per id wins), then finish the
-        transactions a restart caught between their two phases."""
-        for partition in range(self.txn_log.num_partitions):
+    def owns(self, transactional_id: str) -> bool:
+        """Whether this coordinator serves ``transactional_id``; others get NOT_COORDINATOR."""
+        if not self.owned:
+            try:
+                self.txn_log.ensure()  # first use creates the topic, as FindCoordinator does
+            except Exception:
+                return False
+        return self._partition_for(transactional_id) in self.owned
+
+    def unload(self, partition: int) -> None:
+        """Another broker leads ``partition`` now: forget its transactional ids."""
+        self.owned.discard(partition)
+        for tid in [t for t in self.transactions if self._partition_for(t) == partition]:
+            del self.transactions[tid]
+
+    def load(self, partitions: Iterable[int] | None = None) -> None:
+        """Take over ``partitions`` (default: all) of ``__transaction_state``: replay each
+        (the last record per id wins), then finish the transactions caught between their
+        two phases."""
+        todo = range(self.txn_log.num_partitions) if partitions is None else list(partitions)
+        todo = [p for p in todo if p not in self.owned]
+        if not todo:
+            return
+        self.owned.update(todo)
+        for partition in todo:
             for record in self.txn_log.read(partition):
                 if record.key is None or record.control:
                     continue
@@ -127,7 +160,12 @@ class TransactionCoordinator:
                     v.start_ms,
                     v.last_update_ms,
                 )
-        pending = [m for m in self.transactions.values() if m.state in PREPARING]
+        mine = set(todo)
+        pending = [
+            m
+            for m in self.transactions.values()
+            if m.state in PREPARING and self._partition_for(m.transactional_id) in mine
+        ]
         for meta in pending:
             self._send_markers(meta)
         log.info(
@@ -149,6 +187,8 @@ class TransactionCoordinator:
         failed = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
         if not transactional_id:
             return E.invalid_request, *failed
+        if not self.owns(transactional_id):
+            return E.not_coordinator, *failed
         if timeout_ms <= 0 or timeout_ms > self.config.max_timeout_ms:
             return E.invalid_transaction_timeout, *failed
         meta = self.transactions.get(transactional_id)
@@ -248,8 +288,14 @@ class TransactionCoordinator:
         commit = meta.state is S.PREPARE_COMMIT
         try:
             self.markers.write_markers(
-                meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions)
+                meta.producer_id,
+                meta.producer_epoch,
+                commit,
+                sorted(meta.partitions),
+                self._partition_for(meta.transactional_id),
             )
+        except MarkersPending:
+            return
         except Exception as e:
             log.warning(
                 "could not write the %s markers of transactional id %r: %s; retrying later",
@@ -288,6 +334,8 @@ class TransactionCoordinator:
     def _producer(
         self, transactional_id: str, producer_id: int, producer_epoch: int
     ) -> tuple[TransactionMetadata | None, int]:
+        if not self.owns(transactional_id):
+            return None, E.not_coordinator
         meta = self.transactions.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             return None, E.invalid_producer_id_mapping

@@ -1,0 +1,1 @@
+"""Replication: followers pull from leaders (Kafka's ReplicaFetcherThread)."""

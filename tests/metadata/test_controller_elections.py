@@ -1,0 +1,98 @@
+"""The controller's leader elections, on a metadata image built from records: who leads after
+a broker is fenced, leaves cleanly or comes back, and what the ISR becomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from artesian.metadata.controller import Controller, ControllerError
+from artesian.metadata.image import MetadataImage
+from artesian.metadata.records import PartitionRecord, RegisterBrokerRecord, TopicRecord
+from artesian.metadata.store import SqliteMetadataStore
+
+TID = "00000000-0000-0000-0000-000000000001"
+
+
+def _controller(tmp_path: Path, *partitions: PartitionRecord) -> Controller:
+    image = MetadataImage()
+    records = [RegisterBrokerRecord(b, "127.0.0.1", 9090 + b) for b in (1, 2, 3)]
+    records += [TopicRecord("t", TID), *partitions]
+    for offset, r in enumerate(records):
+        image.apply(offset, r)
+    return Controller(SqliteMetadataStore(tmp_path / "m.db"), image)
+
+
+def _p(
+    partition: int, replicas: tuple[int, ...], isr: tuple[int, ...], leader: int, epoch: int = 0
+) -> PartitionRecord:
+    return PartitionRecord(TID, partition, replicas, isr, leader, epoch, 0)
+
+
+def test_a_fenced_leader_is_replaced_by_the_first_live_isr_member(tmp_path: Path) -> None:
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1, 3), 1, epoch=4))
+    (r,) = c.plan_elections({2, 3}, unclean=False)
+    # 2 is out of sync: 3 leads, in the next epoch; the fenced broker leaves the ISR.
+    assert (r.leader, r.isr, r.leader_epoch, r.partition_epoch) == (3, (3,), 5, 1)
+
+
+def test_a_fenced_follower_leaves_the_isr_and_the_leader_stays(tmp_path: Path) -> None:
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1, 2, 3), 1, epoch=2))
+    (r,) = c.plan_elections({1, 3}, unclean=False)
+    assert (r.leader, r.isr, r.leader_epoch) == (1, (1, 3), 2)
+    assert c.plan_elections({1, 2, 3}, unclean=False) == []
+
+
+def test_no_live_isr_member_takes_the_partition_offline_unless_unclean(tmp_path: Path) -> None:
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1,), 1, epoch=0))
+    (r,) = c.plan_elections({2, 3}, unclean=False)
+    assert (r.leader, r.isr, r.leader_epoch) == (-1, (1,), 1)
+    (u,) = c.plan_elections({2, 3}, unclean=True)
+    assert (u.leader, u.isr, u.leader_epoch) == (2, (2,), 1)
+
+
+def test_an_offline_partition_gets_its_isr_member_back_as_leader(tmp_path: Path) -> None:
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1,), -1, epoch=1))
+    assert c.plan_elections({2, 3}, unclean=False) == []
+    (r,) = c.plan_elections({1, 2}, unclean=False)
+    assert (r.leader, r.isr, r.leader_epoch) == (1, (1,), 2)
+
+
+def test_a_leaving_broker_hands_over_only_where_someone_in_sync_remains(tmp_path: Path) -> None:
+    c = _controller(
+        tmp_path,
+        _p(0, (1, 2, 3), (1, 2, 3), 1),  # led by the leaving broker
+        _p(1, (2, 1, 3), (2, 1), 2),  # followed by it
+        _p(2, (1, 2, 3), (1,), 1),  # it is the only one in sync: it keeps it
+    )
+    planned = {r.partition: r for r in c.plan_elections({1, 2, 3}, False, leaving=1)}
+    assert set(planned) == {0, 1}
+    assert (planned[0].leader, planned[0].isr, planned[0].leader_epoch) == (2, (2, 3), 1)
+    assert (planned[1].leader, planned[1].isr, planned[1].leader_epoch) == (2, (2,), 0)
+
+
+def test_preferred_leaders_return_past_the_imbalance_threshold(tmp_path: Path) -> None:
+    c = _controller(
+        tmp_path,
+        _p(0, (1, 2, 3), (1, 2, 3), 2, epoch=1),
+        _p(1, (1, 2, 3), (2, 3), 2, epoch=1),  # 1 is out of sync here: no move
+        _p(2, (2, 3, 1), (2, 3, 1), 2),
+    )
+    planned = c.plan_preferred_leaders({1, 2, 3}, imbalance_percent=10)
+    assert [(r.partition, r.leader, r.leader_epoch) for r in planned] == [(0, 1, 2)]
+    # 2 of broker 1's partitions led elsewhere is 100%: over any threshold below it.
+    assert c.plan_preferred_leaders({1, 2, 3}, imbalance_percent=100) == []
+    assert c.plan_preferred_leaders({2, 3}, imbalance_percent=10) == []  # 1 is not live
+
+
+def test_an_isr_change_from_a_stale_leader_epoch_is_refused(tmp_path: Path) -> None:
+    import uuid
+
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1, 2, 3), 1, epoch=3))
+    (r,) = c.plan_alter_isr(uuid.UUID(TID), 0, 3, (1, 2))
+    assert (r.isr, r.leader, r.leader_epoch, r.partition_epoch) == ((1, 2), 1, 3, 1)
+    with pytest.raises(ControllerError):
+        c.plan_alter_isr(uuid.UUID(TID), 0, 2, (1, 2))
+    with pytest.raises(ControllerError):
+        c.plan_alter_isr(uuid.UUID(TID), 0, 3, (2, 3))  # without its leader

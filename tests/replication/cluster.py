@@ -1,0 +1,166 @@
+"""Several real broker processes on 127.0.0.1 sharing one metadata store: a cluster for the
+replication tests, with sessions and ISR timings shortened so failures show in seconds."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kio.schema.metadata.v12 import request as md
+from kio.schema.produce.v9 import request as pr
+
+from tests.broker_process import BrokerProcess, free_port
+from tests.kafka_wire import WireConn
+from tests.storage.batches import make_batch
+
+FAST = {
+    "broker.heartbeat.interval.ms": "200",
+    "broker.session.timeout.ms": "1500",
+    "replica.lag.time.max.ms": "3000",
+    "replica.fetch.backoff.ms": "100",
+    "replica.fetch.wait.max.ms": "200",
+    "group.initial.rebalance.delay.ms": "0",
+}
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    leader_epoch: int
+
+
+class Cluster:
+    def __init__(self, root: Path, size: int, settings: dict[str, str] | None = None) -> None:
+        store = f"sqlite:///{root}/metadata.db"
+        self.metrics_ports = {i: free_port() for i in range(1, size + 1)}
+        self.brokers = {
+            i: BrokerProcess(
+                root / f"broker{i}",
+                {
+                    "node.id": str(i),
+                    "artesian.metadata.store.url": store,
+                    "artesian.metrics.port": str(self.metrics_ports[i]),
+                    **FAST,
+                    **(settings or {}),
+                },
+            )
+            for i in range(1, size + 1)
+        }
+
+    def start(self) -> Cluster:
+        for b in self.brokers.values():
+            b.start()
+        self.wait_for(
+            lambda: all(len(self.live_brokers(i)) == len(self.brokers) for i in self.brokers)
+        )
+        return self
+
+    def stop(self) -> None:
+        for b in self.brokers.values():
+            try:
+                b.stop()
+            except Exception:
+                b.kill9()
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers.values())
+
+    def running(self) -> list[int]:
+        return [i for i, b in self.brokers.items() if b.alive()]
+
+    def any_running(self) -> int:
+        return self.running()[0]
+
+    @staticmethod
+    def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if cond():
+                    return
+            except (OSError, TimeoutError, ConnectionError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    # -- raw requests to one broker -------------------------------------------------------
+
+    def conn(self, node: int) -> WireConn:
+        return WireConn(self.brokers[node].port)
+
+    def metadata(self, node: int, topics: list[str] | None = None) -> Any:
+        req = md.MetadataRequest(
+            topics=None
+            if topics is None
+            else tuple(md.MetadataRequestTopic(topic_id=None, name=t) for t in topics),
+            allow_auto_topic_creation=False,
+            include_topic_authorized_operations=False,
+        )
+        with self.conn(node) as c:
+            return c.request(3, 12, req)
+
+    def live_brokers(self, node: int) -> set[int]:
+        return {int(b.node_id) for b in self.metadata(node).brokers}
+
+    def partitions(self, topic: str, node: int | None = None) -> dict[int, PartitionState]:
+        resp = self.metadata(node or self.any_running(), [topic])
+        (t,) = resp.topics
+        if int(t.error_code) != 0:
+            raise ConnectionError(f"{topic}: error {t.error_code}")  # wait_for retries
+        return {
+            int(p.partition_index): PartitionState(
+                int(p.leader_id),
+                tuple(int(r) for r in p.replica_nodes),
+                tuple(int(r) for r in p.isr_nodes),
+                int(p.leader_epoch),
+            )
+            for p in t.partitions
+        }
+
+    def produce(
+        self, node: int, topic: str, partition: int, values: list[bytes], acks: int = -1
+    ) -> tuple[int, int]:
+        """(error code, base offset) of one Produce v9 of ``values`` as one batch."""
+        from tests.storage.batches import Rec
+
+        now = int(time.time() * 1000)
+        batch = make_batch([Rec(None, v, now) for v in values])
+        req = pr.ProduceRequest(
+            transactional_id=None,
+            acks=acks,
+            timeout=datetime.timedelta(seconds=10),
+            topic_data=(
+                pr.TopicProduceData(
+                    name=topic,
+                    partition_data=(
+                        pr.PartitionProduceData(index=partition, records=bytes(batch)),
+                    ),
+                ),
+            ),
+        )
+        with self.conn(node) as c:
+            resp = c.request(0, 9, req)
+        (t,) = resp.responses
+        (p,) = t.partition_responses
+        return int(p.error_code), int(p.base_offset)
+
+    def metric(self, node: int, name: str) -> float:
+        """A sample's value from the broker's Prometheus endpoint (0 when absent)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[node]}/metrics") as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+        return 0.0
+
+    def log_bytes(self, node: int, topic: str, partition: int) -> bytes:
+        """The partition's segment files on ``node``, concatenated in offset order."""
+        d = self.brokers[node].data_dir / "logs" / f"{topic}-{partition}"
+        return b"".join(p.read_bytes() for p in sorted(d.glob("*.log")))

@@ -1,0 +1,262 @@
+"""Replication across real broker processes sharing one metadata store: followers copy the
+leader's log byte for byte, acks=all waits for the ISR, a killed leader's acknowledged records
+survive on the new leader, min.insync.replicas is enforced, and consumer groups follow their
+coordinator's partition to a new broker."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.consuming import read_range
+from tests.replication.cluster import Cluster
+
+NONE = 0
+NOT_LEADER_OR_FOLLOWER = 6
+NOT_ENOUGH_REPLICAS = 19
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, 3).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _create(c: Cluster, name: str, partitions: int, rf: int, **configs: str) -> None:
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(name, partitions, rf, config=configs)])[name].result(15)
+    c.wait_for(
+        lambda: all(len(c.partitions(name, node)) == partitions for node in c.running()),
+        what=f"every broker knows {name}",
+    )
+
+
+def _produce(bootstrap: str, topic: str, values: dict[int, list[bytes]]) -> None:
+    """Send every value with acks=all and idempotence; assert all were acknowledged."""
+    errors: list[KafkaError] = []
+    p = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+    )
+    for partition, vals in values.items():
+        for v in vals:
+            p.produce(
+                topic, v, partition=partition, on_delivery=lambda e, m: e and errors.append(e)
+            )
+    assert p.flush(60) == 0
+    assert errors == []
+
+
+def test_followers_hold_the_leaders_log_byte_for_byte(cluster: Cluster) -> None:
+    _create(cluster, "repl", 3, 3)
+    sent = {i: [f"p{i}-{n}".encode() for n in range(2000)] for i in range(3)}
+    _produce(cluster.bootstrap, "repl", sent)
+    for i in range(3):
+        got = read_range(cluster.bootstrap, "repl", 0, 2000, partition=i)
+        assert got == list(enumerate(sent[i]))
+    # Every replica's segment files end up identical to the leader's: same batches, same
+    # offsets, same leader epochs.
+    for i, state in cluster.partitions("repl").items():
+        cluster.wait_for(
+            lambda i=i, leader=state.leader: all(
+                cluster.log_bytes(r, "repl", i) == cluster.log_bytes(leader, "repl", i)
+                for r in (1, 2, 3)
+            ),
+            what=f"replicas of repl-{i} identical",
+        )
+        assert len(cluster.log_bytes(state.leader, "repl", i)) > 2000 * 8
+
+
+def test_followers_refuse_clients_with_not_leader(cluster: Cluster) -> None:
+    _create(cluster, "who", 1, 3)
+    (state,) = cluster.partitions("who").values()
+    follower = next(r for r in state.replicas if r != state.leader)
+    assert cluster.produce(follower, "who", 0, [b"x"])[0] == NOT_LEADER_OR_FOLLOWER
+    assert cluster.produce(state.leader, "who", 0, [b"x"]) == (NONE, 0)
+
+
+def test_killed_leader_loses_no_acknowledged_record(cluster: Cluster) -> None:
+    _create(cluster, "failover", 1, 3)
+    (before,) = cluster.partitions("failover").values()
+    first = [f"a{n}".encode() for n in range(3000)]
+    _produce(cluster.bootstrap, "failover", {0: first})
+    cluster.brokers[before.leader].kill9()
+    cluster.wait_for(
+        lambda: cluster.partitions("failover")[0].leader not in (before.leader, -1),
+        what="a new leader",
+    )
+    after = cluster.partitions("failover")[0]
+    assert after.leader_epoch > before.leader_epoch
+    assert before.leader not in after.isr
+    survivors = ",".join(cluster.brokers[i].bootstrap for i in cluster.running())
+    second = [f"b{n}".encode() for n in range(1000)]
+    _produce(survivors, "failover", {0: second})
+    got = read_range(survivors, "failover", 0, 4000)
+    assert got == list(enumerate(first + second))
+
+    # The old leader comes back as a follower, truncates nothing acknowledged, catches up
+    # and rejoins the ISR; its log is then the new leader's.
+    cluster.brokers[before.leader].start()
+    cluster.wait_for(
+        lambda: before.leader in cluster.partitions("failover")[0].isr, what="ISR rejoined"
+    )
+    leader = cluster.partitions("failover")[0].leader
+    cluster.wait_for(
+        lambda: (
+            cluster.log_bytes(before.leader, "failover", 0)
+            == cluster.log_bytes(leader, "failover", 0)
+        ),
+        what="old leader caught up",
+    )
+
+
+def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(
+    cluster: Cluster,
+) -> None:
+    _create(cluster, "strict", 1, 3, **{"min.insync.replicas": "3"})
+    (state,) = cluster.partitions("strict").values()
+    assert cluster.produce(state.leader, "strict", 0, [b"ok"]) == (NONE, 0)
+    follower = next(r for r in state.replicas if r != state.leader)
+    cluster.brokers[follower].kill9()
+    cluster.wait_for(
+        lambda: follower not in cluster.partitions("strict", state.leader)[0].isr,
+        what="ISR shrink",
+    )
+    assert cluster.produce(state.leader, "strict", 0, [b"no"])[0] == NOT_ENOUGH_REPLICAS
+    # The leader's metrics say so, as the operator's health gates will read them.
+    under = "kafka_server_replica_manager_under_replicated_partitions"
+    assert cluster.metric(state.leader, under) == 1
+    assert cluster.metric(state.leader, "kafka_server_replica_manager_leader_count") >= 1
+    # acks=1 does not need the ISR.
+    assert cluster.produce(state.leader, "strict", 0, [b"one"], acks=1) == (NONE, 1)
+
+
+def test_clean_shutdown_hands_leadership_over_first(cluster: Cluster) -> None:
+    _create(cluster, "handover", 1, 3)
+    (state,) = cluster.partitions("handover").values()
+    proc = cluster.brokers[state.leader]
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    other = next(i for i in cluster.brokers if i != state.leader)
+    cluster.wait_for(
+        lambda: cluster.partitions("handover", other)[0].leader not in (state.leader, -1),
+        what="leadership moved",
+    )
+    # Well within broker.session.timeout.ms (1.5 s here): it did not wait to be fenced.
+    assert time.monotonic() - t0 < 1.4
+    proc.proc.wait(20)
+    new = cluster.partitions("handover", other)[0]
+    assert cluster.produce(new.leader, "handover", 0, [b"after"]) == (NONE, 0)
+
+
+def test_consumer_group_resumes_after_its_coordinator_is_killed(cluster: Cluster) -> None:
+    _create(cluster, "grouped", 3, 3)
+    sent = {i: [f"{i}:{n}".encode() for n in range(100)] for i in range(3)}
+    _produce(cluster.bootstrap, "grouped", sent)
+    conf = {
+        "bootstrap.servers": cluster.bootstrap,
+        "group.id": "survivors",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    c = Consumer(conf)
+    c.subscribe(["grouped"])
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 150 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            seen += 1
+            c.commit(m, asynchronous=False)
+    assert seen == 150
+    tps = [TopicPartition("grouped", i) for i in range(3)]
+    # A partition with no commit (OFFSET_INVALID, -1001) starts over at the earliest offset.
+    committed = {tp.partition: max(tp.offset, 0) for tp in c.committed(tps, 10)}
+    c.close()
+    assert sum(committed.values()) == 150
+
+    # The coordinator is the leader of the group's __consumer_offsets partition.
+    from artesian.coordinator.serde import partition_for
+
+    offsets = cluster.partitions("__consumer_offsets")
+    coordinator = offsets[partition_for("survivors", len(offsets))].leader
+    cluster.brokers[coordinator].kill9()
+    survivors = ",".join(cluster.brokers[i].bootstrap for i in cluster.running())
+    c = Consumer({**conf, "bootstrap.servers": survivors})
+    c.subscribe(["grouped"])
+    rest: dict[int, list[int]] = {}
+    deadline = time.monotonic() + 40
+    while sum(len(v) for v in rest.values()) < 150 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            rest.setdefault(m.partition(), []).append(m.offset())
+    c.close()
+    # Exactly the uncommitted tail of each partition: committed offsets moved with the group.
+    assert {p: (v[0], len(v)) for p, v in rest.items()} == {
+        p: (committed[p], 100 - committed[p]) for p in range(3) if committed[p] < 100
+    }
+
+
+def test_preferred_leaders_come_back(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 3, {"leader.imbalance.check.interval.seconds": "1"}).start()
+    try:
+        _create(c, "pref", 3, 3)
+        preferred = {i: s.replicas[0] for i, s in c.partitions("pref").items()}
+        assert {i: s.leader for i, s in c.partitions("pref").items()} == preferred
+        victim = preferred[0]
+        c.brokers[victim].kill9()
+        c.wait_for(lambda: c.partitions("pref")[0].leader not in (victim, -1), what="failover")
+        c.brokers[victim].start()
+        c.wait_for(
+            lambda: {i: s.leader for i, s in c.partitions("pref").items()} == preferred,
+            what="leadership back on the preferred replicas",
+        )
+    finally:
+        c.stop()
+
+
+def test_transactions_span_partitions_led_by_other_brokers(cluster: Cluster) -> None:
+    _create(cluster, "txn", 3, 3)
+    leaders = {s.leader for s in cluster.partitions("txn").values()}
+    assert len(leaders) == 3  # one partition per broker: markers must cross brokers
+    p = Producer(
+        {"bootstrap.servers": cluster.bootstrap, "transactional.id": "spread", "acks": "all"}
+    )
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce("txn", f"aborted-{i}".encode(), partition=i)
+    assert p.flush(30) == 0  # on the brokers, so the abort has records to mark
+    p.abort_transaction(30)
+    p.begin_transaction()
+    for i in range(3):
+        for n in range(10):
+            p.produce("txn", f"committed-{i}-{n}".encode(), partition=i)
+    p.commit_transaction(30)
+    for i in range(3):
+        # Offsets: the aborted record, its ABORT marker, 10 records, the COMMIT marker.
+        got = read_range(
+            cluster.bootstrap, "txn", 0, 12, partition=i, **{"isolation.level": "read_committed"}
+        )
+        assert got == [(2 + n, f"committed-{i}-{n}".encode()) for n in range(10)]
+        # The last stable offset passed the COMMIT marker on every leader.
+        c = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap,
+                "group.id": "lso",
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            assert c.get_watermark_offsets(TopicPartition("txn", i), timeout=10) == (0, 13)
+        finally:
+            c.close()
