@@ -130,14 +130,18 @@ def test_broker_sessions_open_lapse_and_end(store_url: str) -> None:
     a, b = open_store(store_url), open_store(store_url)
     try:
         assert a.live_brokers() == set()
-        a.heartbeat(1, 60_000)
-        b.heartbeat(2, 300)
+        assert a.heartbeat(1, "a1", 60_000)
+        assert b.heartbeat(2, "b1", 300)
         assert a.live_brokers() == b.live_brokers() == {1, 2}
+        # A second process with node.id 1 cannot take a live session over.
+        assert not b.heartbeat(1, "other", 60_000)
         time.sleep(0.5)
         assert a.live_brokers() == {1}  # 2 did not renew in time
-        b.heartbeat(2, 60_000)
+        assert b.heartbeat(2, "b2", 60_000)  # a new incarnation takes the lapsed one's place
         assert a.live_brokers() == {1, 2}
-        a.end_session(1)
+        b.end_session(1, "other")  # not its session: nothing happens
+        assert a.live_brokers() == {1, 2}
+        a.end_session(1, "a1")
         assert b.live_brokers() == {2}
     finally:
         a.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -73,6 +74,10 @@ class BrokerStartupError(Exception):
     """The broker cannot start as configured; the message says what to change."""
 
 
+class DuplicateNodeId(BrokerStartupError):
+    """Another live broker process uses this node.id."""
+
+
 class InconsistentNodeId(BrokerStartupError):
     """The data directory was written by a broker with another node.id."""
 
@@ -122,6 +127,11 @@ class Broker:
         # Brokers whose sessions in the metadata store are open (KRaft's unfenced brokers),
         # as of the last heartbeat round; the lowest id among them acts as the controller.
         self.live_brokers: frozenset[int] = frozenset()
+        # The data directory's id (meta.properties' directory.id, as KRaft's): a session in
+        # the store held by another directory is another broker with this node.id; one held
+        # by this directory is this broker's previous run (the .lock excludes two at once).
+        self.directory_id = ""
+        self._lock_file: int | None = None
         self._store_unreadable = False
         self._elected_for: tuple[frozenset[int], int] | None = None
         self._cleaning: asyncio.Future[object] | None = None
@@ -152,6 +162,7 @@ class Broker:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
         self.store = self._open_metadata_store()
         for offset, record in self.store.read():
             self.image.apply(offset, record)
@@ -313,6 +324,19 @@ class Broker:
             self.data_dir,
         )
 
+    def _lock_data_dir(self) -> None:
+        """Kafka's .lock: one broker process per data directory."""
+        fd = os.open(self.data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise BrokerStartupError(
+                f"another broker process is using {self.data_dir}: stop it first, or start "
+                "this one with another --data-dir"
+            ) from None
+        self._lock_file = fd
+
     def _open_metadata_store(self) -> MetadataStore:
         url = self.config.get("artesian.metadata.store.url")
         if not url:
@@ -431,13 +455,26 @@ class Broker:
                     f"node.id={self.node_id}: start it with --set node.id={stored} or use "
                     "another --data-dir"
                 )
+            self.directory_id = props.get("directory.id", "")
+            if not self.directory_id:
+                self.directory_id = uuid.uuid4().hex
+                _write_meta_properties(path, {**props, "directory.id": self.directory_id})
             if "cluster.id" in props:
                 return props["cluster.id"]
         # A new data directory joins the cluster its store names, or starts a new one.
         cluster_id = self.image.cluster_id or (
             base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         )
-        path.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={self.node_id}\n")
+        self.directory_id = self.directory_id or uuid.uuid4().hex
+        _write_meta_properties(
+            path,
+            {
+                "version": "1",
+                "cluster.id": cluster_id,
+                "node.id": str(self.node_id),
+                "directory.id": self.directory_id,
+            },
+        )
         return cluster_id
 
     def _new_connection(self) -> KafkaConnection:
@@ -496,7 +533,7 @@ class Broker:
             await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
         if self.store is not None:
             with contextlib.suppress(Exception):
-                self.store.end_session(self.node_id)
+                self.store.end_session(self.node_id, self.directory_id)
             self.store.close()
         if isinstance(self._metrics_server, tuple):
             server, _thread = self._metrics_server
@@ -668,7 +705,12 @@ class Broker:
 
     def _renew_session(self) -> None:
         assert self.store is not None
-        self.store.heartbeat(self.node_id, self.config.get_int("broker.session.timeout.ms"))
+        timeout = self.config.get_int("broker.session.timeout.ms")
+        if not self.store.heartbeat(self.node_id, self.directory_id, timeout):
+            raise DuplicateNodeId(
+                f"another broker with node.id={self.node_id} holds a live session in the "
+                "metadata store: give each broker its own node.id (--set node.id=N)"
+            )
         self._refresh_live_brokers()
 
     def _current_live_brokers(self) -> frozenset[int]:
@@ -695,6 +737,9 @@ class Broker:
     async def _heartbeat(self) -> None:
         try:
             self._renew_session()
+        except DuplicateNodeId as e:
+            log.error("%s; this broker is not renewing its session", e)
+            return
         except Exception as e:
             if not self._store_unreadable:
                 log.warning(
@@ -934,6 +979,16 @@ class Broker:
         """ApiVersions v0 response with UNSUPPORTED_VERSION (35) and our ranges."""
         body = self._api_versions_fallback
         return struct.pack(">ii", len(body) + 4, correlation_id) + body
+
+
+def _write_meta_properties(path: Path, props: dict[str, str]) -> None:
+    """Atomically: a crash leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write("".join(f"{k}={v}\n" for k, v in props.items()))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _api_versions_fallback_body(handlers: dict[int, HandlerEntry]) -> bytes:

@@ -29,11 +29,12 @@ class MetadataStore(Protocol):
     def read(self, after: int = -1) -> Iterator[tuple[int, MetadataRecord]]:
         """Records with offsets greater than ``after``, in order."""
 
-    def heartbeat(self, node_id: int, session_timeout_ms: int) -> None:
-        """Keep ``node_id``'s session open for ``session_timeout_ms`` from now."""
+    def heartbeat(self, node_id: int, incarnation: str, session_timeout_ms: int) -> bool:
+        """Open or renew ``node_id``'s session for ``session_timeout_ms`` from now. False when
+        another incarnation (a second process with the same node.id) holds it, live."""
 
-    def end_session(self, node_id: int) -> None:
-        """Close ``node_id``'s session at once (a clean shutdown)."""
+    def end_session(self, node_id: int, incarnation: str) -> None:
+        """Close this incarnation's session at once (a clean shutdown)."""
 
     def live_brokers(self) -> set[int]:
         """Node ids whose sessions are open."""
@@ -66,7 +67,7 @@ class SqliteMetadataStore:
         )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS broker_sessions ("
-            " node_id INTEGER PRIMARY KEY, expires_ms INTEGER NOT NULL)"
+            " node_id INTEGER PRIMARY KEY, incarnation TEXT NOT NULL, expires_ms INTEGER NOT NULL)"
         )
 
     def append(self, records: Iterable[MetadataRecord], expected_last: int | None = None) -> int:
@@ -92,15 +93,23 @@ class SqliteMetadataStore:
         for offset, kind, payload in cur.fetchall():
             yield int(offset), decode_record(kind, payload)
 
-    def heartbeat(self, node_id: int, session_timeout_ms: int) -> None:
-        self._db.execute(
-            "INSERT INTO broker_sessions (node_id, expires_ms) VALUES (?, ?) "
-            "ON CONFLICT (node_id) DO UPDATE SET expires_ms = excluded.expires_ms",
-            (node_id, int(time.time() * 1000) + session_timeout_ms),
+    def heartbeat(self, node_id: int, incarnation: str, session_timeout_ms: int) -> bool:
+        now = int(time.time() * 1000)
+        cur = self._db.execute(
+            "INSERT INTO broker_sessions (node_id, incarnation, expires_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, "
+            "expires_ms = excluded.expires_ms "
+            "WHERE broker_sessions.incarnation = excluded.incarnation "
+            "OR broker_sessions.expires_ms <= ?",
+            (node_id, incarnation, now + session_timeout_ms, now),
         )
+        return cur.rowcount == 1
 
-    def end_session(self, node_id: int) -> None:
-        self._db.execute("DELETE FROM broker_sessions WHERE node_id = ?", (node_id,))
+    def end_session(self, node_id: int, incarnation: str) -> None:
+        self._db.execute(
+            "DELETE FROM broker_sessions WHERE node_id = ? AND incarnation = ?",
+            (node_id, incarnation),
+        )
 
     def live_brokers(self) -> set[int]:
         cur = self._db.execute(
@@ -158,8 +167,8 @@ class PostgresMetadataStore:
             with self._conn.transaction():
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
                 self._conn.execute(
-                    "CREATE TABLE IF NOT EXISTS artesian_broker_sessions ("
-                    " node_id INTEGER PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL)"
+                    "CREATE TABLE IF NOT EXISTS artesian_broker_sessions (node_id INTEGER "
+                    "PRIMARY KEY, incarnation TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)"
                 )
 
     def _connect(self) -> Any:
@@ -197,17 +206,21 @@ class PostgresMetadataStore:
             yield int(offset), decode_record(kind, payload)
 
     # Sessions run on the server's clock, so brokers on hosts whose clocks differ agree.
-    def heartbeat(self, node_id: int, session_timeout_ms: int) -> None:
-        self._connection().execute(
-            "INSERT INTO artesian_broker_sessions (node_id, expires_at) VALUES "
-            "(%s, clock_timestamp() + make_interval(secs => %s)) ON CONFLICT (node_id) "
-            "DO UPDATE SET expires_at = excluded.expires_at",
-            (node_id, session_timeout_ms / 1000),
+    def heartbeat(self, node_id: int, incarnation: str, session_timeout_ms: int) -> bool:
+        cur = self._connection().execute(
+            "INSERT INTO artesian_broker_sessions AS s (node_id, incarnation, expires_at) "
+            "VALUES (%s, %s, clock_timestamp() + make_interval(secs => %s)) "
+            "ON CONFLICT (node_id) DO UPDATE SET incarnation = excluded.incarnation, "
+            "expires_at = excluded.expires_at "
+            "WHERE s.incarnation = excluded.incarnation OR s.expires_at <= clock_timestamp()",
+            (node_id, incarnation, session_timeout_ms / 1000),
         )
+        return bool(cur.rowcount == 1)
 
-    def end_session(self, node_id: int) -> None:
+    def end_session(self, node_id: int, incarnation: str) -> None:
         self._connection().execute(
-            "DELETE FROM artesian_broker_sessions WHERE node_id = %s", (node_id,)
+            "DELETE FROM artesian_broker_sessions WHERE node_id = %s AND incarnation = %s",
+            (node_id, incarnation),
         )
 
     def live_brokers(self) -> set[int]:
