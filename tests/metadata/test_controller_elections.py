@@ -3,9 +3,11 @@ a broker is fenced, leaves cleanly or comes back, and what the ISR becomes."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
+from kio.schema.errors import ErrorCode
 
 from artesian.metadata.controller import Controller, ControllerError
 from artesian.metadata.image import MetadataImage
@@ -87,8 +89,6 @@ def test_preferred_leaders_return_past_the_imbalance_threshold(tmp_path: Path) -
 
 
 def test_an_isr_change_from_a_stale_leader_epoch_is_refused(tmp_path: Path) -> None:
-    import uuid
-
     c = _controller(tmp_path, _p(0, (1, 2, 3), (1, 2, 3), 1, epoch=3))
     (r,) = c.plan_alter_isr(uuid.UUID(TID), 0, 3, (1, 2))
     assert (r.isr, r.leader, r.leader_epoch, r.partition_epoch) == ((1, 2), 1, 3, 1)
@@ -96,3 +96,42 @@ def test_an_isr_change_from_a_stale_leader_epoch_is_refused(tmp_path: Path) -> N
         c.plan_alter_isr(uuid.UUID(TID), 0, 2, (1, 2))
     with pytest.raises(ControllerError):
         c.plan_alter_isr(uuid.UUID(TID), 0, 3, (2, 3))  # without its leader
+
+
+def test_a_reassignment_adds_first_and_drops_the_leaving_replicas_once_in_sync(
+    tmp_path: Path,
+) -> None:
+    c = _controller(tmp_path, _p(0, (1, 2), (1, 2), 1, epoch=3))
+    (start,) = c.plan_reassignment("t", 0, (2, 3))
+    assert (start.replicas, start.adding_replicas, start.removing_replicas) == (
+        (2, 3, 1),
+        (3,),
+        (1,),
+    )
+    assert (start.leader, start.isr, start.leader_epoch) == (1, (1, 2), 3)
+    c.image.apply(10, start)
+    assert c.plan_completed_reassignments({1, 2, 3}) == []  # 3 is not in sync yet
+    c.image.apply(11, c._changed(uuid.UUID(TID), c.image.topics["t"].partitions[0], isr=(1, 2, 3)))
+    (done,) = c.plan_completed_reassignments({1, 2, 3})
+    # The leaving leader hands over to the first in-sync replica of the target.
+    assert (done.replicas, done.isr, done.leader, done.leader_epoch) == ((2, 3), (2, 3), 2, 4)
+    assert (done.adding_replicas, done.removing_replicas) == ((), ())
+
+
+def test_a_cancelled_reassignment_goes_back_to_the_original_replicas(tmp_path: Path) -> None:
+    c = _controller(tmp_path, _p(0, (1,), (1,), 1))
+    with pytest.raises(ControllerError) as e:
+        c.plan_reassignment("t", 0, None)
+    assert e.value.code == ErrorCode.no_reassignment_in_progress
+    (start,) = c.plan_reassignment("t", 0, (1, 2))
+    c.image.apply(10, start)
+    (cancel,) = c.plan_reassignment("t", 0, None)
+    assert (cancel.replicas, cancel.isr, cancel.leader, cancel.adding_replicas) == (
+        (1,),
+        (1,),
+        1,
+        (),
+    )
+    with pytest.raises(ControllerError) as e:
+        c.plan_reassignment("t", 0, (1, 7))
+    assert e.value.code == ErrorCode.invalid_replica_assignment

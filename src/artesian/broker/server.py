@@ -767,13 +767,15 @@ class Broker:
         unclean = self.config.get_bool("unclean.leader.election.enable")
         records = self.controller.plan_elections(self.live_brokers, unclean)
         if not records:
+            records = self.controller.plan_completed_reassignments(self.live_brokers)
+        if not records:
             self._elected_for = view
             return
         try:
             self.commit(records)
         except ControllerError:
             return  # the log moved on: the next round plans again from the new image
-        log.info("elected leaders or shrank ISRs of %d partition(s)", len(records))
+        log.info("new leaders, ISRs or replica sets for %d partition(s)", len(records))
 
     async def _rebalance_leaders(self) -> None:
         """The active controller's auto leader rebalance (auto.leader.rebalance.enable)."""

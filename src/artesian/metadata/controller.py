@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
@@ -85,6 +86,23 @@ class Controller:
         live = self._live()
         return [b for b in registered if b in live] or registered
 
+    @staticmethod
+    def _changed(topic_id: uuid.UUID, p: PartitionImage, **changes: Any) -> PartitionRecord:
+        """The partition's next record: ``changes`` over what it has now (a reassignment in
+        progress carries over), with the next partition epoch."""
+        fields = {
+            "replicas": p.replicas,
+            "isr": p.isr,
+            "leader": p.leader,
+            "leader_epoch": p.leader_epoch,
+            "adding_replicas": p.adding_replicas,
+            "removing_replicas": p.removing_replicas,
+            **changes,
+        }
+        return PartitionRecord(
+            str(topic_id), p.partition, partition_epoch=p.partition_epoch + 1, **fields
+        )
+
     def plan_elections(
         self, live: Set[int], unclean: bool, leaving: int | None = None
     ) -> list[MetadataRecord]:
@@ -104,15 +122,7 @@ class Controller:
                 if planned is not None:
                     leader, isr, epoch = planned
                     records.append(
-                        PartitionRecord(
-                            str(topic.topic_id),
-                            p.partition,
-                            p.replicas,
-                            isr,
-                            leader,
-                            epoch,
-                            p.partition_epoch + 1,
-                        )
+                        self._changed(topic.topic_id, p, isr=isr, leader=leader, leader_epoch=epoch)
                     )
         return records
 
@@ -122,15 +132,7 @@ class Controller:
         incarnation does, so followers holding records the restart lost find their tails
         diverging by epoch and truncate them."""
         return [
-            PartitionRecord(
-                str(topic.topic_id),
-                p.partition,
-                p.replicas,
-                p.isr,
-                p.leader,
-                p.leader_epoch + 1,
-                p.partition_epoch + 1,
-            )
+            self._changed(topic.topic_id, p, leader_epoch=p.leader_epoch + 1)
             for topic in self.image.topics.values()
             for p in topic.partitions.values()
             if p.leader == node and len(p.replicas) > 1
@@ -157,15 +159,7 @@ class Controller:
             for t, p in elsewhere:
                 if broker in p.isr:
                     records.append(
-                        PartitionRecord(
-                            str(t.topic_id),
-                            p.partition,
-                            p.replicas,
-                            p.isr,
-                            broker,
-                            p.leader_epoch + 1,
-                            p.partition_epoch + 1,
-                        )
+                        self._changed(t.topic_id, p, leader=broker, leader_epoch=p.leader_epoch + 1)
                     )
         return records
 
@@ -210,17 +204,91 @@ class Controller:
             raise ControllerError(ErrorCode.fenced_leader_epoch, "leader epoch is stale")
         if not isr or p.leader not in isr:
             raise ControllerError(ErrorCode.invalid_request, "the ISR must hold the leader")
+        return [self._changed(topic_id, p, isr=isr)]
+
+    # --- partition reassignment (KIP-455) ------------------------------------------------
+
+    def plan_reassignment(
+        self, name: str, partition: int, target: tuple[int, ...] | None
+    ) -> list[MetadataRecord]:
+        """Start moving a partition to ``target`` (None cancels a move in progress). Its
+        replicas become the target plus those leaving; the joining ones copy the log as
+        followers, and ``plan_completed_reassignments`` finishes once the ISR holds them."""
+        topic = self.image.topics.get(name)
+        p = topic.partitions.get(partition) if topic is not None else None
+        if topic is None or p is None:
+            raise ControllerError(
+                ErrorCode.unknown_topic_or_partition,
+                "This server does not host this topic-partition.",
+            )
+        original = tuple(r for r in p.replicas if r not in p.adding_replicas)
+        if target is None:
+            if not p.adding_replicas and not p.removing_replicas:
+                raise ControllerError(
+                    ErrorCode.no_reassignment_in_progress,
+                    f"No ongoing reassignment for {name}-{partition}.",
+                )
+            target = original
+        elif not target or len(set(target)) != len(target):
+            raise ControllerError(
+                ErrorCode.invalid_replica_assignment,
+                f"The replica assignment {list(target)} is empty or repeats a broker.",
+            )
+        elif any(b not in self.image.brokers for b in target):
+            raise ControllerError(
+                ErrorCode.invalid_replica_assignment,
+                f"The replica assignment {list(target)} names a broker that is not registered.",
+            )
+        adding = tuple(r for r in target if r not in original)
+        removing = tuple(r for r in original if r not in target)
+        replicas = target + removing
+        if not adding:
+            return [self._finish(topic.topic_id, p, target, replicas)]
         return [
-            PartitionRecord(
-                str(topic_id),
-                partition,
-                p.replicas,
-                isr,
-                p.leader,
-                p.leader_epoch,
-                p.partition_epoch + 1,
+            self._changed(
+                topic.topic_id,
+                p,
+                replicas=replicas,
+                isr=tuple(r for r in p.isr if r in replicas),
+                adding_replicas=adding,
+                removing_replicas=removing,
             )
         ]
+
+    def plan_completed_reassignments(self, live: Set[int]) -> list[MetadataRecord]:
+        """Moves whose joining replicas are all in the ISR end: the leaving replicas go (a
+        leaving leader hands over to the first in-sync replica of the target)."""
+        records: list[MetadataRecord] = []
+        for topic in self.image.topics.values():
+            for p in topic.partitions.values():
+                if p.adding_replicas and all(r in p.isr for r in p.adding_replicas):
+                    target = p.target_replicas
+                    if any(r in p.isr and r in live for r in target):
+                        records.append(self._finish(topic.topic_id, p, target, target))
+        return records
+
+    def _finish(
+        self,
+        topic_id: uuid.UUID,
+        p: PartitionImage,
+        target: tuple[int, ...],
+        replicas: tuple[int, ...],
+    ) -> PartitionRecord:
+        isr = tuple(r for r in p.isr if r in replicas) or p.isr
+        leader, epoch = p.leader, p.leader_epoch
+        if leader not in replicas:
+            leader = next((r for r in target if r in isr), -1)
+            epoch += 1
+        return self._changed(
+            topic_id,
+            p,
+            replicas=replicas,
+            isr=isr,
+            leader=leader,
+            leader_epoch=epoch,
+            adding_replicas=(),
+            removing_replicas=(),
+        )
 
     def plan_create_topic(self, topic: NewTopic) -> list[MetadataRecord]:
         validate_topic_name(topic.name)

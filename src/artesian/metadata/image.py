@@ -30,6 +30,13 @@ class PartitionImage:
     leader: int
     leader_epoch: int
     partition_epoch: int
+    adding_replicas: tuple[int, ...] = ()
+    removing_replicas: tuple[int, ...] = ()
+
+    @property
+    def target_replicas(self) -> tuple[int, ...]:
+        """Where a reassignment in progress takes the partition (its replicas otherwise)."""
+        return tuple(r for r in self.replicas if r not in self.removing_replicas)
 
 
 @dataclass(slots=True)
@@ -77,6 +84,8 @@ class MetadataImage:
                     record.leader,
                     record.leader_epoch,
                     record.partition_epoch,
+                    record.adding_replicas,
+                    record.removing_replicas,
                 )
             case RemoveTopicRecord(topic_id=tid):
                 removed = self.topics_by_id.pop(uuid.UUID(tid), None)

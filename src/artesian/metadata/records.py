@@ -29,6 +29,10 @@ class PartitionRecord:
     leader: int
     leader_epoch: int = 0
     partition_epoch: int = 0
+    # A reassignment in progress (KIP-455): ``replicas`` is the target followed by the
+    # replicas leaving; those joining copy the log until the ISR holds them all.
+    adding_replicas: tuple[int, ...] = ()
+    removing_replicas: tuple[int, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -107,7 +111,7 @@ def encode_record(record: MetadataRecord) -> tuple[str, str]:
 def decode_record(kind: str, payload: str) -> MetadataRecord:
     cls = _TYPES[kind]
     data: dict[str, Any] = json.loads(payload)
-    for key in ("replicas", "isr"):
+    for key in ("replicas", "isr", "adding_replicas", "removing_replicas"):
         if key in data:
             data[key] = tuple(data[key])
     record: MetadataRecord = cls(**data)
