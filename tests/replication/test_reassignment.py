@@ -13,6 +13,7 @@ import pytest
 from kio.schema.alter_partition_reassignments.v0 import request as alter
 from kio.schema.list_partition_reassignments.v0 import request as lst
 
+from tests.cli.test_admin_cli import cli_json
 from tests.consuming import read_range
 from tests.replication.cluster import Cluster
 from tests.replication.test_cluster import _create, _produce
@@ -72,14 +73,12 @@ def test_a_partition_moves_to_other_brokers_with_every_record(cluster: Cluster) 
     values = [f"m{i}".encode() for i in range(3000)]
     _produce(cluster.bootstrap, admin_topic, {0: values})
 
-    assert _reassign(cluster, admin_topic, 0, [2, 3]) == NONE
-    cluster.wait_for(
-        lambda: (
-            cluster.partitions(admin_topic)[0].replicas == (2, 3)
-            and not _ongoing(cluster, admin_topic)
-        ),
-        what="the move to finish",
-    )
+    # Through the CLI, as a user would: it waits (with a progress bar) until the move is done.
+    args = ("topic", "reassign", admin_topic, "-p", "0", "-r", "2,3", "--wait")
+    moved = cli_json(cluster.brokers[1], *args)
+    assert moved == {"topic": admin_topic, "partitions": [0], "replicas": [2, 3]}
+    assert not _ongoing(cluster, admin_topic)
+    cluster.wait_for(lambda: cluster.partitions(admin_topic)[0].replicas == (2, 3))
     state = cluster.partitions(admin_topic)[0]
     assert state.leader in (2, 3) and state.isr in ((2, 3), (3, 2))
     assert read_range(cluster.bootstrap, admin_topic, 0, 3000) == list(enumerate(values))
@@ -101,6 +100,15 @@ def test_a_move_that_cannot_finish_is_listed_and_can_be_cancelled(cluster: Clust
     ongoing = _ongoing(cluster, "stuck")
     assert tuple(ongoing[0].adding_replicas) == (others[0],)
     assert tuple(ongoing[0].replicas) == (state.leader, others[0])
+    assert cli_json(cluster.brokers[state.leader], "topic", "reassignments") == [
+        {
+            "topic": "stuck",
+            "partition": 0,
+            "replicas": [state.leader, others[0]],
+            "adding": [others[0]],
+            "removing": [],
+        }
+    ]
     assert _reassign(cluster, "stuck", 0, None) == NONE  # cancel: back where it was
     assert not _ongoing(cluster, "stuck")
     assert cluster.partitions("stuck")[0].replicas == (state.leader,)

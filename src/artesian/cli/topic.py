@@ -40,6 +40,7 @@ from artesian.cli.common import (
     result,
     table,
 )
+from artesian.cli.reassign import reassign, reassignments
 from artesian.cli.wire import WireClient
 
 topic_app = make_app("Create, list, describe, alter and delete topics.")
@@ -373,3 +374,8 @@ def delete(
             out.print(f"Deleted topic {name}.")
         else:
             out.print(f"Topic {name} does not exist.")
+
+
+# Moving partitions between brokers (kafka-reassign-partitions.sh), in its own module.
+topic_app.command()(reassign)
+topic_app.command()(reassignments)
