@@ -1,6 +1,7 @@
 """Tiered storage with replication (Infinite Storage's promise): a replica that joins late
 copies only the hot tail from its leader, because what lies below the leader's local log is in
-the object store; and after a failover the new leader serves the whole history from there."""
+the object store; followers apply local retention to what the leader copied; and after a
+failover the new leader serves the whole history from there."""
 
 from __future__ import annotations
 
@@ -44,9 +45,14 @@ def test_a_late_replica_copies_only_the_tail_and_can_serve_everything(tmp_path: 
         assert int(first.name.removesuffix(".log")) == local_start
         assert sum(p.stat().st_size for p in _local_segments(follower, "deep")) < 2 << 20
 
+        # More records: the follower's local retention deletes what the leader copied, as
+        # the leader's own does.
+        _produce(c.brokers[1].bootstrap, "deep", 4000, 3000)
+        c.wait_for(lambda: len(_local_segments(follower, "deep")) == 1, what="follower retention")
+
         # The leader goes; the late replica leads and serves offset 0 onwards from the store.
         c.brokers[1].kill9()
         c.wait_for(lambda: c.partitions("deep", 2)[0].leader == 2, what="failover")
-        _assert_exact(_read(follower.bootstrap, "deep", 0, 4000), 0, 4000)
+        _assert_exact(_read(follower.bootstrap, "deep", 0, 7000), 0, 7000)
     finally:
         c.stop()

@@ -426,6 +426,11 @@ class Broker:
             lambda: [
                 (p.topic, p.index, p.topic_id, p.log) for p in rm.partitions.values() if p.is_leader
             ],
+            lambda: [
+                (p.topic, p.index, p.topic_id, p.log)
+                for p in rm.partitions.values()
+                if not p.is_leader
+            ],
         )
         log.info("tiered storage on: remote segments in %s", url)
         return rlm

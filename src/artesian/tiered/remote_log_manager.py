@@ -92,9 +92,12 @@ class RemoteLogManager:
         config: RemoteLogManagerConfig,
         metrics: BrokerMetrics,
         partitions: Callable[[], Iterable[tuple[str, int, uuid.UUID, Log]]],
+        followed: Callable[[], Iterable[tuple[str, int, uuid.UUID, Log]]] = lambda: (),
     ) -> None:
         """``partitions`` lists the partitions this broker leads (all of them, tiered or
-        not): the tasks follow topic config changes without being told."""
+        not): the tasks follow topic config changes without being told. ``followed`` lists
+        those it follows: their leaders copy, and each round tells their local retention how
+        far the store reaches."""
         self.rsm = rsm
         self.config = config
         self.metrics = metrics
@@ -103,6 +106,7 @@ class RemoteLogManager:
         self.copy_quota = ByteRateQuota(config.copy_max_bytes_per_second)
         self.fetch_quota = ByteRateQuota(config.fetch_max_bytes_per_second)
         self._led = partitions
+        self._followed = followed
         self._partitions: dict[tuple[str, int], RemotePartition] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Partitions of deleted topics, by topic id: a round that started before the deletion
@@ -243,11 +247,30 @@ class RemoteLogManager:
                     continue  # deleted while we waited for the lock
                 await self._run_partition(st)
 
+        for topic, index, topic_id, plog in list(self._followed()):
+            if plog.remote_log_enabled:
+                await self._follow(topic, index, topic_id, plog)
+
         sizes: dict[str, int] = {}
         for st in self._partitions.values():
             sizes[st.topic] = sizes.get(st.topic, 0) + st.size_in_bytes
         for topic, size in sizes.items():
             self.metrics.remote_log_size_bytes.labels(topic).set(size)
+
+    async def _follow(self, topic: str, index: int, topic_id: uuid.UUID, plog: Log) -> None:
+        """A follower's view of its leader's copies (Kafka's followers read it from the
+        remote log metadata topic): local retention may then delete what the store holds,
+        as on the leader."""
+        try:
+            segments, _unfinished = await self.rsm.list_segments(
+                partition_prefix(topic, index, topic_id)
+            )
+        except Exception as e:
+            log.debug("listing the remote segments of followed %s-%d failed: %s", topic, index, e)
+            return
+        if segments:
+            plog.highest_offset_in_remote_storage = max(m.end_offset for m in segments)
+        plog.reconcile_remote_log_start(segments[0].start_offset if segments else None)
 
     async def _run_partition(self, st: RemotePartition) -> None:
         """One round of a partition's tasks (under its lock); failures are logged and the
