@@ -101,8 +101,18 @@ class BrokerProcess:
             self._log_file.close()
             self._log_file = None
 
-    def log_tail(self, lines: int = 60) -> str:
+    def log_mark(self) -> int:
+        """Where the log ends now: log_tail(since=mark) leaves out what came before."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_tail(self, lines: int = 60, since: int = 0) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
         except OSError:
             return "(no broker log)"
+        return "\n".join(text.splitlines()[-lines:])

@@ -17,10 +17,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"broker log tail ({proc.bootstrap})", proc.log_tail()))
 
 
+def _logged(node: pytest.Item) -> list[BrokerProcess]:
+    """The brokers whose log tails a failure report of this test shows."""
+    brokers: list[BrokerProcess] | None = getattr(node, "_brokers", None)
+    if brokers is None:
+        brokers = []
+        node._brokers = brokers
+    return brokers
+
+
 @pytest.fixture
 def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     started: list[BrokerProcess] = []
-    request.node._brokers = started
 
     def make(
         settings: dict[str, str] | None = None,
@@ -29,6 +37,7 @@ def broker_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[o
     ) -> BrokerProcess:
         proc = BrokerProcess(tmp_path / name, settings, env)
         started.append(proc)
+        _logged(request.node).append(proc)
         return proc.start()
 
     yield make
@@ -70,3 +79,51 @@ def postgres_database(postgres_url: str) -> str:
 @pytest.fixture
 def broker(broker_factory: object) -> BrokerProcess:
     return broker_factory()  # type: ignore[operator]
+
+
+@pytest.fixture(scope="module")
+def _module_brokers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[tuple[tuple[str, str], ...], BrokerProcess]]:
+    """The brokers module_broker_factory started in this module, by settings."""
+    pool: dict[tuple[tuple[str, str], ...], BrokerProcess] = {}
+    yield pool
+    codes = {}
+    for proc in pool.values():
+        try:
+            codes[proc.bootstrap] = proc.stop()
+        except Exception:
+            proc.kill9()
+            raise
+    assert set(codes.values()) <= {0}, f"unclean shutdown of a module's broker: {codes}"
+
+
+@pytest.fixture
+def module_broker_factory(
+    request: pytest.FixtureRequest,
+    _module_brokers: dict[tuple[tuple[str, str], ...], BrokerProcess],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[object]:
+    """Like broker_factory, but one broker per settings for the whole module, saving a broker
+    start (~2 s) per test. Only for tests that need no fresh broker: they use topic, group and
+    transactional ids of their own, and neither stop nor restart the broker. Each test that
+    used one checks at its end that the broker is still alive."""
+    used: list[BrokerProcess] = []
+
+    def get(settings: dict[str, str] | None = None) -> BrokerProcess:
+        key = tuple(sorted((settings or {}).items()))
+        proc = _module_brokers.get(key)
+        if proc is None or not proc.alive():
+            if proc is not None:
+                proc.kill9()  # died in an earlier test (which failed for it): a new one
+            data_dir = tmp_path_factory.mktemp("module-broker") / "broker"
+            proc = BrokerProcess(data_dir, settings).start()
+            _module_brokers[key] = proc
+        if proc not in used:
+            used.append(proc)
+            _logged(request.node).append(proc)
+        return proc
+
+    yield get
+    for proc in used:
+        assert proc.alive(), f"the module's broker {proc.bootstrap} died:\n{proc.log_tail()}"

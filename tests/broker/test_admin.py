@@ -25,6 +25,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:alter_configs has been deprecate
 T = 15.0  # seconds: generous timeouts, this machine is shared
 
 
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module: every test here uses topic names of its own. Tests that need
+    a fresh broker (or other settings) take broker_factory."""
+    return module_broker_factory()
+
+
 def _admin(broker: Any) -> AdminClient:
     return AdminClient({"bootstrap.servers": broker.bootstrap})
 
@@ -57,7 +64,8 @@ def _partition_count(admin: AdminClient, topic: str) -> int | None:
 # --- CreateTopics -------------------------------------------------------------------------------
 
 
-def test_create_topics_partitions_and_configs(broker: Any) -> None:
+def test_create_topics_partitions_and_configs(broker_factory: Any) -> None:
+    broker = broker_factory()  # a fresh one: the topic listing below is exact
     admin = _admin(broker)
     errors = _create(
         admin,
@@ -398,7 +406,7 @@ def test_auto_create_disabled(broker_factory: Any) -> None:
     admin = _admin(broker)
     md = admin.list_topics(topic="not-there", timeout=T)
     assert md.topics["not-there"].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-    p = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 3000})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 1000})
     delivered: list[Any] = []
     p.produce("not-there", b"x", on_delivery=lambda e, m: delivered.append(e))
     p.flush(T)

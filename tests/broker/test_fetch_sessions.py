@@ -7,12 +7,20 @@ import importlib
 import uuid
 from typing import Any
 
+import pytest
+
 from tests.broker_process import BrokerProcess
 from tests.kafka_wire import WireConn, create_topic, sample_request
 from tests.storage.batches import make_batch
 
 PRODUCE, FETCH = 0, 1
 FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, FETCH_SESSION_TOPIC_ID_ERROR = 70, 71, 106
+
+
+@pytest.fixture
+def broker(module_broker_factory: Any) -> BrokerProcess:
+    """One broker for the module: every test here uses a topic of its own."""
+    return module_broker_factory()  # type: ignore[no-any-return]
 
 
 def produce(conn: WireConn, topic: str, partition: int, n: int) -> None:
@@ -119,8 +127,8 @@ def test_incremental_fetches_carry_only_what_changed(broker: BrokerProcess) -> N
 
 def test_an_incremental_fetch_waits_for_any_session_partition(broker: BrokerProcess) -> None:
     with WireConn(broker.port) as conn, WireConn(broker.port) as writer:
-        create_topic(conn, "s", partitions=2)
-        sid = fetch(conn, 12, 0, 0, {0: 0, 1: 0}).session_id
+        create_topic(conn, "s-wait", partitions=2)
+        sid = fetch(conn, 12, 0, 0, {0: 0, 1: 0}, topic="s-wait").session_id
         corr = conn.next_corr()
         m = importlib.import_module("kio.schema.fetch.v12.request")
         req = m.FetchRequest(
@@ -135,7 +143,7 @@ def test_an_incremental_fetch_waits_for_any_session_partition(broker: BrokerProc
         from tests.kafka_wire import parse_response, request_frame
 
         conn.send(request_frame(FETCH, 12, corr, req))
-        produce(writer, "s", 1, 4)  # wakes the parked fetch
+        produce(writer, "s-wait", 1, 4)  # wakes the parked fetch
         got, resp = parse_response(FETCH, 12, conn.recv_frame())
         assert got == corr
         assert list(seen(resp)) == [1]
@@ -144,8 +152,8 @@ def test_an_incremental_fetch_waits_for_any_session_partition(broker: BrokerProc
 
 def test_sessions_by_topic_id_and_a_version_switch(broker: BrokerProcess) -> None:
     with WireConn(broker.port) as conn:
-        topic_id = create_topic(conn, "s", partitions=1)
-        produce(conn, "s", 0, 2)
+        topic_id = create_topic(conn, "s-by-id", partitions=1)
+        produce(conn, "s-by-id", 0, 2)
         full = fetch(conn, 13, 0, 0, {0: 0}, topic_id=topic_id)
         assert full.responses[0].topic_id == topic_id
         assert seen(full)[0][0] == 2

@@ -14,6 +14,12 @@ FIND_COORDINATOR = 10
 GROUP, TRANSACTION = 0, 1
 
 
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module; the test of the first lookup takes a fresh one."""
+    return module_broker_factory()
+
+
 @pytest.mark.parametrize("key_type", [GROUP, TRANSACTION])
 def test_single_lookup_names_this_broker(broker: Any, key_type: int) -> None:
     with WireConn(broker.port) as conn:
@@ -49,8 +55,10 @@ def test_batched_lookup_answers_every_key(broker: Any) -> None:
     assert int(bad.coordinators[0].error_code) == 42
 
 
-def test_first_group_lookup_creates_consumer_offsets(broker: Any) -> None:
+def test_first_group_lookup_creates_consumer_offsets(broker_factory: Any) -> None:
     from confluent_kafka.admin import AdminClient
+
+    broker = broker_factory()  # a fresh one, without __consumer_offsets
 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     assert "__consumer_offsets" not in admin.list_topics(timeout=10).topics

@@ -522,10 +522,11 @@ SCENARIOS = [
 @pytest.mark.slow
 @pytest.mark.parametrize(("lib", "strategy"), SCENARIOS)
 def test_group_members_join_leave_killed_while_producing(
-    broker_factory: Any, tmp_path: Path, lib: str, strategy: str
+    module_broker_factory: Any, tmp_path: Path, lib: str, strategy: str
 ) -> None:
-    broker = broker_factory(FAST)
-    topic, group = "events", f"g-{lib}"
+    broker = module_broker_factory(FAST)  # shared: the topic and group are this case's own
+    log_start = broker.log_mark()
+    topic = group = f"g-{lib}-{strategy}"
     _create_topic(broker, topic, PARTITIONS)
     prod = SteadyProducer(broker, topic, rate=150.0, max_seconds=60.0)
     extra = {"strategy": strategy} if lib == "confluent" else {}
@@ -567,7 +568,9 @@ def test_group_members_join_leave_killed_while_producing(
         c.leave()
         d.leave()
     check_consumption(everyone, prod, hw)
-    assert "has failed, removing it (session timeout" in broker.log_tail(400)
+    assert f"in group {group} has failed, removing it (session timeout" in broker.log_tail(
+        400, since=log_start
+    )
     assert _describe(broker, group).state.name == "EMPTY"
     assert _committed(broker, group, topic, PARTITIONS) == hw
 
@@ -778,7 +781,16 @@ class RawMember:
 
 
 def _raw_setup(broker: Any, partitions: int = 2) -> None:
-    _create_topic(broker, "t", partitions)
+    """Topic "t" of the raw-frame tests, which share a broker (each with a group of its own)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        _create_topic(broker, "t", partitions)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+    admin = _admin(broker)
+    assert len(admin.list_topics("t", timeout=T).topics["t"].partitions) == partitions
 
 
 def _form_group(*members: RawMember) -> dict[str, bytes]:
@@ -805,8 +817,8 @@ def _form_group(*members: RawMember) -> dict[str, bytes]:
     return plan
 
 
-def test_offset_commit_generation_and_member_fencing(broker_factory: Any) -> None:
-    broker = broker_factory(FAST)
+def test_offset_commit_generation_and_member_fencing(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(FAST)
     _raw_setup(broker)
     a, b = RawMember(broker, "fence"), RawMember(broker, "fence")
     try:
@@ -864,9 +876,9 @@ def test_offset_commit_generation_and_member_fencing(broker_factory: Any) -> Non
 
 
 def test_static_member_rejoins_without_rebalance_and_fences_old_instance(
-    broker_factory: Any,
+    module_broker_factory: Any,
 ) -> None:
-    broker = broker_factory(FAST)
+    broker = module_broker_factory(FAST)
     _raw_setup(broker)
     s1, s2 = RawMember(broker, "static", "i-1"), RawMember(broker, "static", "i-2")
     s1b = RawMember(broker, "static", "i-1")
@@ -903,11 +915,11 @@ def test_static_member_rejoins_without_rebalance_and_fences_old_instance(
 
 
 def test_a_restarted_static_leader_skips_the_assignment_from_join_group_v9(
-    broker_factory: Any,
+    module_broker_factory: Any,
 ) -> None:
     """KIP-814: from v9 the new incarnation of a static leader is told it leads, with the
     members, and to skip the assignment; its SyncGroup gets its old partitions back."""
-    broker = broker_factory(FAST)
+    broker = module_broker_factory(FAST)
     _raw_setup(broker)
     s1, s2 = RawMember(broker, "skip", "i-1"), RawMember(broker, "skip", "i-2")
     restarted: list[RawMember] = []
@@ -943,8 +955,10 @@ def test_a_restarted_static_leader_skips_the_assignment_from_join_group_v9(
             m.close()
 
 
-def test_session_expiry_rebalances_to_the_remaining_member_raw(broker_factory: Any) -> None:
-    broker = broker_factory(FAST)
+def test_session_expiry_rebalances_to_the_remaining_member_raw(
+    module_broker_factory: Any,
+) -> None:
+    broker = module_broker_factory(FAST)
     _raw_setup(broker)
     a = RawMember(broker, "expiry", session_ms=1000)
     b = RawMember(broker, "expiry", session_ms=1000)
@@ -963,10 +977,11 @@ def test_session_expiry_rebalances_to_the_remaining_member_raw(broker_factory: A
 
 
 def test_member_that_never_syncs_is_removed_after_the_rebalance_timeout(
-    broker_factory: Any,
+    module_broker_factory: Any,
 ) -> None:
     """A follower that heartbeats but never sends SyncGroup must not hold the group."""
-    broker = broker_factory(FAST)
+    broker = module_broker_factory(FAST)
+    log_start = broker.log_mark()
     _raw_setup(broker)
     a = RawMember(broker, "nosync", rebalance_ms=1500)
     b = RawMember(broker, "nosync", rebalance_ms=1500)
@@ -991,7 +1006,9 @@ def test_member_that_never_syncs_is_removed_after_the_rebalance_timeout(
     finally:
         a.close()
         b.close()
-    assert "did not send SyncGroup within the rebalance timeout" in broker.log_tail()
+    assert "in group nosync did not send SyncGroup within the rebalance timeout" in (
+        broker.log_tail(since=log_start)
+    )
 
 
 # --- real clients: static membership, session expiry ------------------------------------------
@@ -1045,15 +1062,15 @@ def poll_until(consumers: list[Tracked], cond: Callable[[], Any], what: str, tim
 
 
 def test_static_member_restart_keeps_assignment_and_duplicate_is_fenced(
-    broker_factory: Any,
+    module_broker_factory: Any,
 ) -> None:
     from confluent_kafka import KafkaError
 
-    broker = broker_factory(FAST)
-    _create_topic(broker, "t", 4)
+    broker = module_broker_factory(FAST)
+    _create_topic(broker, "static-c", 4)
     conf = {"session.timeout.ms": 10_000}
-    s1 = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-1"}, **conf)
-    s2 = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-2"}, **conf)
+    s1 = Tracked(broker, "static-c", "static-c", **{"group.instance.id": "s-1"}, **conf)
+    s2 = Tracked(broker, "static-c", "static-c", **{"group.instance.id": "s-2"}, **conf)
     poll_until(
         [s1, s2],
         lambda: len(s1.assignment()) == 2 and len(s2.assignment()) == 2,
@@ -1063,7 +1080,7 @@ def test_static_member_restart_keeps_assignment_and_duplicate_is_fenced(
     s2_events = list(s2.events)
     s1.c.close()  # a static member's close() sends no LeaveGroup: its place is kept
 
-    s1b = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-1"}, **conf)
+    s1b = Tracked(broker, "static-c", "static-c", **{"group.instance.id": "s-1"}, **conf)
     poll_until([s1b, s2], lambda: s1b.assignment(), "the restarted member's assignment")
     assert s1b.assignment() == first
     assert s1b.events == [("A", first)]
@@ -1075,7 +1092,7 @@ def test_static_member_restart_keeps_assignment_and_duplicate_is_fenced(
     assert sorted(m.group_instance_id for m in desc.members) == ["s-1", "s-2"]
 
     # A second consumer with s-2's instance id takes its place; the old one is fenced (fatal).
-    s2b = Tracked(broker, "static-c", "t", **{"group.instance.id": "s-2"}, **conf)
+    s2b = Tracked(broker, "static-c", "static-c", **{"group.instance.id": "s-2"}, **conf)
     poll_until([s2b, s1b], lambda: s2b.assignment(), "the duplicate's assignment")
     assert s2b.assignment() == s2_events[-1][1]
 
@@ -1093,14 +1110,15 @@ def test_static_member_restart_keeps_assignment_and_duplicate_is_fenced(
 
 
 def test_session_expiry_gives_a_killed_members_partitions_to_the_rest(
-    broker_factory: Any, tmp_path: Path
+    module_broker_factory: Any, tmp_path: Path
 ) -> None:
-    broker = broker_factory(FAST)
-    _create_topic(broker, "events", PARTITIONS)
-    _produce(broker, "events", dict.fromkeys(range(PARTITIONS), 5))
-    with members_of(broker, tmp_path, "confluent", "events", "expiry-c") as start:
+    broker = module_broker_factory(FAST)
+    log_start = broker.log_mark()
+    _create_topic(broker, "expiry-c", PARTITIONS)
+    _produce(broker, "expiry-c", dict.fromkeys(range(PARTITIONS), 5))
+    with members_of(broker, tmp_path, "confluent", "expiry-c", "expiry-c") as start:
         member = start("victim")
-        c = Tracked(broker, "expiry-c", "events")
+        c = Tracked(broker, "expiry-c", "expiry-c")
         poll_until(
             [c],
             lambda: len(c.assignment()) == 3 and len(member.assignment() or ()) == 3,
@@ -1110,7 +1128,9 @@ def test_session_expiry_gives_a_killed_members_partitions_to_the_rest(
         member.kill()
         poll_until([c], lambda: c.assignment() == list(range(PARTITIONS)), "all six partitions")
         c.c.close()
-    assert "has failed, removing it (session timeout" in broker.log_tail(200)
+    assert "in group expiry-c has failed, removing it (session timeout" in broker.log_tail(
+        200, since=log_start
+    )
 
 
 # --- committed offsets across restarts ----------------------------------------------------------

@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.broker_process import BrokerProcess
 from tests.kafka_wire import (
     WireConn,
@@ -23,6 +25,12 @@ from tests.storage.batches import make_batch
 PRODUCE, FETCH, METADATA, DELETE_RECORDS, FIND_COORDINATOR, API_VERSIONS = 0, 1, 3, 21, 10, 18
 INVALID_TOPIC, POLICY_VIOLATION = 17, 44
 UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID = 3, 100
+
+
+@pytest.fixture
+def broker(module_broker_factory: Callable[..., BrokerProcess]) -> BrokerProcess:
+    """One broker for the module: every test here uses topic and group names of its own."""
+    return module_broker_factory()
 
 
 def produce(conn: WireConn, topic: str, batch: bytes, version: int = 9, **kw: Any) -> Any:
@@ -60,6 +68,7 @@ def test_delete_records_on_a_compact_only_topic_is_a_policy_violation(
 
 def test_acks_zero_produce_error_closes_the_connection(broker: BrokerProcess) -> None:
     """The only way an acks=0 producer learns of an error is a closed connection (Kafka)."""
+    mark = broker.log_mark()
     with WireConn(broker.port) as conn:
         create_topic(conn, "fine")
         req = sample_request(PRODUCE, 9, "fine", batch=bytes(make_batch(n=1)), acks=0)
@@ -69,7 +78,7 @@ def test_acks_zero_produce_error_closes_the_connection(broker: BrokerProcess) ->
         conn.send(request_frame(PRODUCE, 9, conn.next_corr(), bad))
         conn.expect_closed()
         assert high_watermark(WireConn(broker.port), "fine") == 1
-    assert "acks=0 produce to no-such-topic-0 failed" in broker.log_tail()
+    assert "acks=0 produce to no-such-topic-0 failed" in broker.log_tail(since=mark)
 
 
 def test_topic_id_errors_distinguish_unknown_ids_from_unknown_partitions(

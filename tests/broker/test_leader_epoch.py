@@ -14,31 +14,38 @@ FETCH, LIST_OFFSETS, PRODUCE, OFFSET_FOR_LEADER_EPOCH = 1, 2, 0, 23
 FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH = 74, 75
 
 
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module: each case writes to a topic of its own."""
+    return module_broker_factory()
+
+
 def _partition(resp: Any, topics_field: str, partitions_field: str) -> Any:
     return getattr(getattr(resp, topics_field)[0], partitions_field)[0]
 
 
 @pytest.mark.parametrize(("epoch", "expected"), [(-1, 0), (0, 0), (1, UNKNOWN_LEADER_EPOCH)])
 def test_current_leader_epoch_is_checked(broker: Any, epoch: int, expected: int) -> None:
+    topic = f"epochs-{epoch + 1}"
     with WireConn(broker.port) as conn:
-        create_topic(conn, "epochs")
-        produce = sample_request(PRODUCE, 9, "epochs", batch=bytes(make_batch(n=3)))
+        create_topic(conn, topic)
+        produce = sample_request(PRODUCE, 9, topic, batch=bytes(make_batch(n=3)))
         conn.request(PRODUCE, 9, produce)
-        assert high_watermark(conn, "epochs") == 3
+        assert high_watermark(conn, topic) == 3
 
         fetch = conn.request(
-            FETCH, 12, sample_request(FETCH, 12, "epochs", current_leader_epoch=epoch)
+            FETCH, 12, sample_request(FETCH, 12, topic, current_leader_epoch=epoch)
         )
         listed = conn.request(
             LIST_OFFSETS,
             7,
-            sample_request(LIST_OFFSETS, 7, "epochs", current_leader_epoch=epoch, timestamp=-1),
+            sample_request(LIST_OFFSETS, 7, topic, current_leader_epoch=epoch, timestamp=-1),
         )
         ofle = conn.request(
             OFFSET_FOR_LEADER_EPOCH,
             4,
             sample_request(
-                OFFSET_FOR_LEADER_EPOCH, 4, "epochs", current_leader_epoch=epoch, leader_epoch=0
+                OFFSET_FOR_LEADER_EPOCH, 4, topic, current_leader_epoch=epoch, leader_epoch=0
             ),
         )
     assert int(_partition(fetch, "responses", "partitions").error_code) == expected

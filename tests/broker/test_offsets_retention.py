@@ -33,6 +33,12 @@ RETENTION_SETTINGS = {
 }
 
 
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module: every test here uses topic names of its own."""
+    return module_broker_factory()
+
+
 def create(
     broker: Any, name: str, partitions: int = 1, config: dict[str, str] | None = None
 ) -> None:
@@ -262,7 +268,8 @@ def test_delete_records_kafka_python_out_of_range(broker: Any) -> None:
         c.close()
 
 
-def test_delete_records_survives_restart(broker: Any) -> None:
+def test_delete_records_survives_restart(broker_factory: Any) -> None:
+    broker = broker_factory()  # its own: it restarts it
     create(broker, "drr")
     produce_each(broker, "drr", [b"r%d" % i for i in range(6)])
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -283,8 +290,8 @@ def _fill(broker: Any, topic: str, n: int, timestamps: list[int] | None = None) 
     return produce_each(broker, topic, [os.urandom(RECORD) for _ in range(n)], timestamps)
 
 
-def test_retention_bytes_deletes_oldest_segments(broker_factory: Any) -> None:
-    broker = broker_factory(RETENTION_SETTINGS)
+def test_retention_bytes_deletes_oldest_segments(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(RETENTION_SETTINGS)
     create(broker, "rb", config={"segment.bytes": str(SEGMENT)})
     _fill(broker, "rb", 35)
     bases = segment_bases(broker, "rb")
@@ -322,8 +329,8 @@ def test_retention_bytes_deletes_oldest_segments(broker_factory: Any) -> None:
         c.close()
 
 
-def test_retention_ms_deletes_old_segments(broker_factory: Any) -> None:
-    broker = broker_factory(RETENTION_SETTINGS)
+def test_retention_ms_deletes_old_segments(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(RETENTION_SETTINGS)
     # retention.ms is set only once the segments are written: the retention task runs every
     # 200 ms and would otherwise delete them while we write.
     create(broker, "rt", config={"segment.bytes": str(SEGMENT)})
@@ -353,8 +360,8 @@ def test_retention_ms_deletes_old_segments(broker_factory: Any) -> None:
     assert _fill(broker, "rt", 1) == [35]
 
 
-def test_retention_ms_can_empty_the_log(broker_factory: Any) -> None:
-    broker = broker_factory(RETENTION_SETTINGS)
+def test_retention_ms_can_empty_the_log(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(RETENTION_SETTINGS)
     create(broker, "rall", config={"segment.bytes": str(SEGMENT), "retention.ms": "1000"})
     old = int(time.time() * 1000) - 60_000
     _fill(broker, "rall", 12, [old + i for i in range(12)])

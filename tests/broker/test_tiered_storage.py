@@ -8,6 +8,7 @@ Segments roll at segment.bytes' floor of 1 MiB; the remote log manager and reten
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -83,8 +84,17 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = T) -> None:
         time.sleep(0.1)
 
 
-def _remote_objects(broker: Any, suffix: str) -> list[Path]:
-    return sorted((broker.data_dir / "remote-storage").rglob(f"*{suffix}"))
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def _remote_objects(broker: Any, suffix: str, topic: str | None = None) -> list[Path]:
+    """The objects in tiered storage whose names end in ``suffix``; only those of ``topic``'s
+    partition 0 if it is named (the tests that share a broker name it)."""
+    found = (broker.data_dir / "remote-storage").rglob(f"*{suffix}")
+    if topic is not None:
+        prefix = re.compile(rf"{re.escape(topic)}-0-{_UUID}")  # partition_prefix()
+        found = (p for p in found if prefix.fullmatch(p.parent.name))
+    return sorted(found)
 
 
 def _local_segments(broker: Any, topic: str) -> list[Path]:
@@ -107,15 +117,17 @@ def _assert_exact(records: list[tuple[int, bytes]], start: int, end: int) -> Non
     assert all(v == _value(o) for o, v in records)
 
 
-def test_records_below_the_local_log_are_read_from_tiered_storage(broker_factory: Any) -> None:
-    broker = broker_factory(TIERED)
+def test_records_below_the_local_log_are_read_from_tiered_storage(
+    module_broker_factory: Any,
+) -> None:
+    broker = module_broker_factory(TIERED)  # shared: the topic is this test's own
     n = 5000  # about 5 MiB: four rolled segments go to tiered storage
     local_start = _tier(broker, "tiered", n)
     highest = _list_offset(broker.port, "tiered", -5)  # LATEST_TIERED (KIP-1005)
     assert local_start - 1 <= highest < n
     # The earliest offset is still 0: the log start lies in tiered storage.
     assert _list_offset(broker.port, "tiered", -2) == 0
-    assert len(_remote_objects(broker, ".metadata.json")) >= 4
+    assert len(_remote_objects(broker, ".metadata.json", "tiered")) >= 4
     records = _read(broker.bootstrap, "tiered", 0, n)
     _assert_exact(records, 0, n)
     # kafka-python reads the same bytes through the remote tier.
@@ -166,8 +178,8 @@ def test_a_lost_local_disk_is_restored_from_tiered_storage(broker_factory: Any) 
     )
 
 
-def test_remote_retention_moves_the_log_start_offset(broker_factory: Any) -> None:
-    broker = broker_factory(TIERED)
+def test_remote_retention_moves_the_log_start_offset(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(TIERED)  # shared: the topic is this test's own
     config = {**TOPIC_CONFIG, "retention.bytes": str(2 << 20), "local.retention.bytes": "1"}
     n = 5000
     _tier(broker, "rr", n, config)
@@ -176,14 +188,16 @@ def test_remote_retention_moves_the_log_start_offset(broker_factory: Any) -> Non
     limit = 2 << 20
 
     def retained() -> bool:
-        remote = [p.stat().st_size for p in _remote_objects(broker, ".log")]
+        remote = [p.stat().st_size for p in _remote_objects(broker, ".log", "rr")]
         local = sum(p.stat().st_size for p in _local_segments(broker, "rr"))
         return bool(remote) and sum(remote) + local - remote[0] < limit  # [0]: the oldest
 
     _wait(retained, "remote retention")
     start = _list_offset(broker.port, "rr", -2)
     assert start > 0
-    assert not _remote_objects(broker, f"{0:020d}-")  # the first segment's objects are gone
+    # The first segment's objects are gone (names are <20-digit start offset>-<id>.<suffix>).
+    remote = _remote_objects(broker, "", "rr")
+    assert remote and not [p for p in remote if p.name.startswith(f"{0:020d}-")]
     _assert_exact(_read(broker.bootstrap, "rr", start, n), start, n)
     # A consumer below the log start resets to it (auto.offset.reset=earliest).
     c = Consumer(
@@ -206,8 +220,8 @@ def test_remote_retention_moves_the_log_start_offset(broker_factory: Any) -> Non
         c.close()
 
 
-def test_timestamp_lookup_finds_records_in_tiered_storage(broker_factory: Any) -> None:
-    broker = broker_factory(TIERED)
+def test_timestamp_lookup_finds_records_in_tiered_storage(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(TIERED)  # shared: the topic is this test's own
     n = 3000
     local_start = _tier(broker, "ts", n)
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ts"})
@@ -219,8 +233,8 @@ def test_timestamp_lookup_finds_records_in_tiered_storage(broker_factory: Any) -
         c.close()
 
 
-def test_read_committed_skips_aborted_records_in_tiered_storage(broker_factory: Any) -> None:
-    broker = broker_factory(TIERED)
+def test_read_committed_skips_aborted_records_in_tiered_storage(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(TIERED)  # shared: the topic is this test's own
     _create(broker.bootstrap, "txn", TOPIC_CONFIG)
     p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "tiered-txn"})
     p.init_transactions(T)
@@ -247,18 +261,18 @@ def test_read_committed_skips_aborted_records_in_tiered_storage(broker_factory: 
     assert all(v == _value(o) for o, v in records)
 
 
-def test_deleting_a_tiered_topic_deletes_its_remote_objects(broker_factory: Any) -> None:
-    broker = broker_factory(TIERED)
+def test_deleting_a_tiered_topic_deletes_its_remote_objects(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(TIERED)  # shared: the topic is this test's own
     _tier(broker, "gone", 3000)
-    assert _remote_objects(broker, ".log")
+    assert _remote_objects(broker, ".log", "gone")
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     for f in admin.delete_topics(["gone"]).values():
         f.result(T)
-    _wait(lambda: not _remote_objects(broker, ".log"), "remote objects to be deleted")
+    _wait(lambda: not _remote_objects(broker, ".log", "gone"), "remote objects to be deleted")
 
 
-def test_disabling_tiered_storage_needs_delete_on_disable(broker_factory: Any) -> None:
-    broker = broker_factory(TIERED)
+def test_disabling_tiered_storage_needs_delete_on_disable(module_broker_factory: Any) -> None:
+    broker = module_broker_factory(TIERED)  # shared: the topic is this test's own
     local_start = _tier(broker, "off", 3000)
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
 
@@ -274,7 +288,7 @@ def test_disabling_tiered_storage_needs_delete_on_disable(broker_factory: Any) -
         alter(remote_storage_enable="false")
     assert e.value.args[0].code() == 40  # INVALID_CONFIG
     alter(remote_storage_enable="false", remote_log_delete_on_disable="true")
-    _wait(lambda: not _remote_objects(broker, ".log"), "remote objects to be deleted")
+    _wait(lambda: not _remote_objects(broker, ".log", "off"), "remote objects to be deleted")
     # The log starts at its local start again.
     assert _list_offset(broker.port, "off", -2) == local_start
     _assert_exact(_read(broker.bootstrap, "off", local_start, 3000), local_start, 3000)
@@ -306,9 +320,9 @@ def test_disabling_tiered_storage_needs_delete_on_disable(broker_factory: Any) -
     ],
 )
 def test_invalid_tiered_topic_configs_are_refused(
-    broker_factory: Any, settings: dict[str, str], config: dict[str, str], message: str
+    module_broker_factory: Any, settings: dict[str, str], config: dict[str, str], message: str
 ) -> None:
-    broker = broker_factory(settings)
+    broker = module_broker_factory(settings)  # nothing is created: "bad" is free for the next
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     (f,) = admin.create_topics([NewTopic("bad", 1, 1, config=config)]).values()
     with pytest.raises(KafkaException) as e:

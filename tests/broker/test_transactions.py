@@ -25,6 +25,13 @@ FAST = {
 }
 
 
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module: every test here uses topic and transactional ids of its own.
+    Tests that restart it, or need other settings, take broker_factory."""
+    return module_broker_factory()
+
+
 def _create(bootstrap: str, topic: str, partitions: int = 1) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(T)

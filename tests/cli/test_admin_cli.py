@@ -14,6 +14,13 @@ import pytest
 from tests.broker_process import free_port
 
 
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module: its tests use topic and group names of their own. Tests that
+    list every topic or group take a fresh one from broker_factory."""
+    return module_broker_factory()
+
+
 def cli(
     broker: Any, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
@@ -54,7 +61,8 @@ def records(stdout: str) -> list[dict[str, Any]]:
     return out
 
 
-def test_topic_create_list_describe_alter_delete(broker: Any) -> None:
+def test_topic_create_list_describe_alter_delete(broker_factory: Any) -> None:
+    broker = broker_factory()
     assert cli_json(
         broker, "topic", "create", "orders", "--partitions", "3", "--config", "retention.ms=60000"
     ) == {"name": "orders", "created": True}
@@ -196,7 +204,9 @@ def test_produce_from_file_to_partition(broker: Any, tmp_path: Any) -> None:
 
 
 @pytest.mark.slow
-def test_group_consume_describe_reset_delete(broker: Any) -> None:
+def test_group_consume_describe_reset_delete(broker_factory: Any) -> None:
+    # The consumer joins at once: no wait for more members (3 s by default).
+    broker = broker_factory({"group.initial.rebalance.delay.ms": "0"})
     cli(broker, "topic", "create", "jobs", "--partitions", "1")
     cli(broker, "produce", "jobs", stdin="a\nb\nc\n")
     consumed = cli(

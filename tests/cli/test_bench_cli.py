@@ -7,7 +7,16 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 BENCH = [sys.executable, "-m", "artesian.cli.main", "bench"]
+
+
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module (its tests use topics of their own), where a consumer group
+    is assigned at once instead of after the 3 s wait for more members."""
+    return module_broker_factory({"group.initial.rebalance.delay.ms": "0"})
 
 
 def bench(broker: Any, *args: str) -> dict[str, Any]:

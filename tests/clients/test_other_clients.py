@@ -17,6 +17,13 @@ import pytest
 JS = Path(__file__).parent / "js"
 
 
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    """One broker for the module (its tests use topics and groups of their own), where a
+    consumer group is assigned at once instead of after the 3 s wait for more members."""
+    return module_broker_factory({"group.initial.rebalance.delay.ms": "0"})
+
+
 def require(available: bool, what: str) -> None:
     if not available:
         if os.environ.get("CI"):

@@ -34,10 +34,17 @@ from artesian.cli.wire import WireClient
 ALTER, LIST = 45, 46
 
 
-def _ongoing(client: WireClient, topic: str | None) -> list[dict[str, Any]]:
+def _ongoing(
+    client: WireClient, topic: str | None, partitions: set[int] | None = None
+) -> list[dict[str, Any]]:
+    """Moves in progress: of ``partitions`` of ``topic`` if given, else of every partition
+    (the topic filtered here: the request names partitions, not topics)."""
     topics = None
-    if topic is not None:
-        topics = (ListPartitionReassignmentsTopics(name=TopicName(topic), partition_indexes=()),)
+    if topic is not None and partitions is not None:
+        indexes = tuple(i32(p) for p in sorted(partitions))
+        topics = (
+            ListPartitionReassignmentsTopics(name=TopicName(topic), partition_indexes=indexes),
+        )
     resp = client.request(LIST, 0, timeout=datetime.timedelta(seconds=30), topics=topics)
     if resp.error_code:
         raise CliError(f"cannot list reassignments: {resp.error_code.name} {resp.error_message}")
@@ -125,7 +132,7 @@ def _wait_for(client: WireClient, topic: str, partitions: set[int], quiet: bool)
     with Progress(*columns, TimeElapsedColumn(), console=out, disable=quiet) as progress:
         task = progress.add_task(topic, total=len(partitions))
         while True:
-            moving = {r["partition"] for r in _ongoing(client, topic)} & partitions
+            moving = {r["partition"] for r in _ongoing(client, topic, partitions)}
             progress.update(task, completed=len(partitions) - len(moving))
             if not moving:
                 return
