@@ -258,8 +258,6 @@ def test_transactions_span_partitions_led_by_other_brokers(cluster: Cluster) -> 
             # Markers go out after EndTxn is answered (as in Kafka): wait for the ISR to hold
             # the COMMIT marker, then the end is right after it.
             tp = TopicPartition("txn", i)
-            cluster.wait_for(
-                lambda tp=tp, c=c: c.get_watermark_offsets(tp, timeout=10) == (0, 13)
-            )
+            cluster.wait_for(lambda tp=tp, c=c: c.get_watermark_offsets(tp, timeout=10) == (0, 13))
         finally:
             c.close()
