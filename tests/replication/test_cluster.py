@@ -6,10 +6,8 @@ coordinator's partition to a new broker."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -19,15 +17,6 @@ from tests.replication.cluster import Cluster
 NONE = 0
 NOT_LEADER_OR_FOLLOWER = 6
 NOT_ENOUGH_REPLICAS = 19
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, 3).start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def _create(c: Cluster, name: str, partitions: int, rf: int, **configs: str) -> None:

@@ -5,11 +5,8 @@ shows the move; the brokers it leaves delete their copy; bad targets get Kafka's
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from kio.schema.alter_partition_reassignments.v0 import request as alter
 from kio.schema.list_partition_reassignments.v0 import request as lst
 
@@ -21,15 +18,6 @@ from tests.replication.test_cluster import _create, _produce
 NONE = 0
 INVALID_REPLICA_ASSIGNMENT = 39
 NO_REASSIGNMENT_IN_PROGRESS = 85
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, 3).start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def _reassign(c: Cluster, topic: str, partition: int, replicas: list[int] | None) -> int:

@@ -51,3 +51,11 @@ def reply_when_replicated(
         return build(await wait)
 
     return reply()
+
+
+def with_replication_error(errors: dict[Any, int], replication: ErrorCode) -> dict[Any, int]:
+    """Per-partition results once the coordinator's write is known: what succeeded takes the
+    replication's error (if any)."""
+    if replication is ErrorCode.none:
+        return errors
+    return {k: replication if code == ErrorCode.none else code for k, code in errors.items()}

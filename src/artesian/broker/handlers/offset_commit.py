@@ -8,7 +8,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, reply_when_replicated, response_module
+from artesian.broker.handlers._build import (
+    make,
+    reply_when_replicated,
+    response_module,
+    with_replication_error,
+)
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.group_metadata import OffsetAndMetadata
 
@@ -80,11 +85,7 @@ def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, version)
 
     def build(replication: ErrorCode) -> Any:
-        if replication is not ErrorCode.none:
-            for tp, code in errors.items():
-                if code == ErrorCode.none:
-                    errors[tp] = replication
-        return _response(mod, names, errors)
+        return _response(mod, names, with_replication_error(errors, replication))
 
     wait = broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
     return reply_when_replicated(wait, build)

@@ -14,7 +14,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, reply_when_replicated, response_module
+from artesian.broker.handlers._build import (
+    make,
+    reply_when_replicated,
+    response_module,
+    with_replication_error,
+)
 from artesian.broker.handlers._txn import for_version
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.group_metadata import OffsetAndMetadata
@@ -78,11 +83,7 @@ def handle(ctx: Any, request: Any) -> Any:
         by_topic.setdefault(name, []).append(p.partition_index)
 
     def build(replication: ErrorCode) -> Any:
-        if replication is not ErrorCode.none:
-            for tp, code in errors.items():
-                if code == ErrorCode.none:
-                    errors[tp] = replication
-        return _response(mod, by_topic, errors)
+        return _response(mod, by_topic, with_replication_error(errors, replication))
 
     wait = broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
     return reply_when_replicated(wait, build)
