@@ -37,8 +37,14 @@ class PartitionState:
 
 
 class Cluster:
-    def __init__(self, root: Path, size: int, settings: dict[str, str] | None = None) -> None:
-        store = f"sqlite:///{root}/metadata.db"
+    def __init__(
+        self,
+        root: Path,
+        size: int,
+        settings: dict[str, str] | None = None,
+        store_url: str | None = None,
+    ) -> None:
+        store = store_url or f"sqlite:///{root}/metadata.db"
         self.metrics_ports = {i: free_port() for i in range(1, size + 1)}
         self.brokers = {
             i: BrokerProcess(
