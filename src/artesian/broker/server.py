@@ -13,9 +13,10 @@ import signal
 import struct
 import time
 import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from kio.schema.errors import ErrorCode
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from artesian.broker.connection import KafkaConnection
 
 log = logging.getLogger("artesian.broker")
+T = TypeVar("T")
 
 
 class BrokerStartupError(Exception):
@@ -133,6 +135,9 @@ class Broker:
         self.directory_id = ""
         self._lock_file: int | None = None
         self._store_unreadable = False
+        # The periodic store calls' own connection and thread (see _in_store_thread).
+        self._background_store: MetadataStore | None = None
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="metadata-store")
         self._elected_for: tuple[frozenset[int], int] | None = None
         self._cleaning: asyncio.Future[object] | None = None
         self.offsets_topic = InternalTopic(self, OFFSETS_TOPIC, "offsets.topic")
@@ -183,7 +188,7 @@ class Broker:
             first = str(advertised[0] if isinstance(advertised, list) else advertised).split(",")[0]
             adv_host, adv_port = parse_listener(first.split("://")[-1])
         # The session opens first: brokers that read the registration find it live.
-        self._renew_session()
+        self._refresh_live_brokers(self._renew_session())
         current = self.image.brokers.get(self.node_id)
         if current is None or (current.host, current.port) != (adv_host, adv_port):
             self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port)])
@@ -536,6 +541,10 @@ class Broker:
             await self.remote_log_manager.close()
         if self.log_manager is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
+        if self._background_store is not None:
+            background = self._background_store
+            await asyncio.get_running_loop().run_in_executor(self._store_thread, background.close)
+        self._store_thread.shutdown(wait=False)
         if self.store is not None:
             with contextlib.suppress(Exception):
                 self.store.end_session(self.node_id, self.directory_id)
@@ -577,17 +586,28 @@ class Broker:
         try:
             newer = list(self.store.read(after=self.image.offset))
         except Exception as e:
-            if not self._store_unreadable:
-                log.warning("cannot read the metadata store (%s); retrying", e)
-            self._store_unreadable = True
+            self._store_trouble("cannot read the metadata store (%s); retrying", e)
             return
+        self._apply_newer(newer)
+
+    def _apply_newer(self, newer: list[tuple[int, MetadataRecord]]) -> None:
+        """Apply records read from the store, skipping what the image has meanwhile (a
+        background read can race this broker's own commits)."""
         if self._store_unreadable:
-            log.info("the metadata store is readable again")
+            log.info("the metadata store answers again")
             self._store_unreadable = False
-        for offset, record in newer:
+        fresh = [(o, r) for o, r in newer if o > self.image.offset]
+        if not fresh or fresh[0][0] != self.image.offset + 1:
+            return  # nothing new, or a gap: the next read starts from the image again
+        for offset, record in fresh:
             self.image.apply(offset, record)
-        if newer:
-            self._on_records([r for _, r in newer])
+        self._on_records([r for _, r in fresh])
+
+    def _store_trouble(self, message: str, error: Exception) -> None:
+        """Once per outage: the store's errors repeat every poll while it is down."""
+        if not self._store_unreadable:
+            log.warning(message, error)
+        self._store_unreadable = True
 
     def _on_records(self, records: Iterable[MetadataRecord]) -> None:
         rm = self.replica_manager
@@ -708,15 +728,18 @@ class Broker:
         conditional on the log they planned from."""
         return min(self.live_brokers, default=self.node_id)
 
-    def _renew_session(self) -> None:
-        assert self.store is not None
+    def _renew_session(self, store: MetadataStore | None = None) -> frozenset[int]:
+        """Renew this broker's session; returns the live brokers. Runs on the event loop at
+        start-up and on the background store's thread afterwards (``store``)."""
+        store = store or self.store
+        assert store is not None
         timeout = self.config.get_int("broker.session.timeout.ms")
-        if not self.store.heartbeat(self.node_id, self.directory_id, timeout):
+        if not store.heartbeat(self.node_id, self.directory_id, timeout):
             raise DuplicateNodeId(
                 f"another broker with node.id={self.node_id} holds a live session in the "
                 "metadata store: give each broker its own node.id (--set node.id=N)"
             )
-        self._refresh_live_brokers()
+        return frozenset(store.live_brokers() | {self.node_id})
 
     def _current_live_brokers(self) -> frozenset[int]:
         """For placing new replicas: brokers that joined since the last round count too."""
@@ -724,9 +747,10 @@ class Broker:
             self._refresh_live_brokers()
         return self.live_brokers
 
-    def _refresh_live_brokers(self) -> None:
+    def _refresh_live_brokers(self, live: frozenset[int] | None = None) -> None:
         assert self.store is not None
-        live = frozenset(self.store.live_brokers() | {self.node_id})
+        if live is None:
+            live = frozenset(self.store.live_brokers() | {self.node_id})
         if live != self.live_brokers:
             if self.live_brokers:
                 gone = sorted(self.live_brokers - live)
@@ -739,26 +763,46 @@ class Broker:
                 )
             self.live_brokers = live
 
+    async def _in_store_thread(self, call: Callable[[MetadataStore], T]) -> T:
+        """Run a periodic store call on its own thread and connection, so a slow store never
+        holds the event loop: reads and session renewals there, appends on the loop. SQLite
+        answers in microseconds (WAL readers never wait), so its calls stay on the loop."""
+        if isinstance(self.store, SqliteMetadataStore):
+            return call(self.store)
+        if self._background_store is None:
+            self._background_store = await asyncio.get_running_loop().run_in_executor(
+                self._store_thread, self._open_metadata_store
+            )
+        store = self._background_store
+        return await asyncio.get_running_loop().run_in_executor(
+            self._store_thread, lambda: call(store)
+        )
+
     async def _heartbeat(self) -> None:
         try:
-            self._renew_session()
+            live = await self._in_store_thread(self._renew_session)
         except DuplicateNodeId as e:
             log.error("%s; this broker is not renewing its session", e)
             return
         except Exception as e:
-            if not self._store_unreadable:
-                log.warning(
-                    "cannot renew this broker's session in the metadata store (%s); other "
-                    "brokers fence it after broker.session.timeout.ms unless the store answers",
-                    e,
-                )
-            self._store_unreadable = True
+            self._store_trouble(
+                "cannot renew this broker's session in the metadata store (%s); other brokers "
+                "fence it after broker.session.timeout.ms unless the store answers",
+                e,
+            )
             return
+        self._refresh_live_brokers(live)
         self._elect_leaders()
 
     async def _follow_metadata(self) -> None:
         """Apply what other brokers appended to the shared metadata log."""
-        self._catch_up_with_store()
+        after = self.image.offset
+        try:
+            newer = await self._in_store_thread(lambda store: list(store.read(after=after)))
+        except Exception as e:
+            self._store_trouble("cannot read the metadata store (%s); retrying", e)
+            return
+        self._apply_newer(newer)
 
     def _elect_leaders(self) -> None:
         """The active controller's duty: partitions whose leader is fenced get a new one from
