@@ -11,6 +11,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.cli.test_admin_cli import cli_json
 from tests.consuming import read_range
 from tests.replication.cluster import Cluster
 
@@ -122,6 +123,11 @@ def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(
     # The leader's metrics say so, as the operator's health gates will read them.
     under = "kafka_server_replica_manager_under_replicated_partitions"
     assert cluster.metric(state.leader, under) == 1
+    described = cli_json(cluster.brokers[state.leader], "cluster", "describe")
+    live = sorted(set(cluster.brokers) - {follower})
+    assert [b["id"] for b in described["brokers"]] == live  # the fenced one is left out
+    assert described["controller"] == live[0]
+    assert "strict-0" in described["under_replicated"] and described["offline"] == []
     assert cluster.metric(state.leader, "kafka_server_replica_manager_leader_count") >= 1
     # acks=1 does not need the ISR.
     assert cluster.produce(state.leader, "strict", 0, [b"one"], acks=1) == (NONE, 1)

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from artesian.cli.bench import bench_app
+from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
 from artesian.cli.groups import groups_app
 from artesian.cli.produce import produce
@@ -133,6 +134,7 @@ app.command("consume")(consume)
 app.add_typer(groups_app, name="groups")
 app.add_typer(bench_app, name="bench")
 app.add_typer(transactions_app, name="transactions")
+app.add_typer(cluster_app, name="cluster")
 
 
 if __name__ == "__main__":
