@@ -231,7 +231,9 @@ class Broker:
                     hosted.add((topic.name, p.partition))
         for topic_name, index in [(lg.topic, lg.partition) for lg in self.log_manager.all_logs()]:
             if (topic_name, index) not in hosted:
-                log.info("deleting stray log %s-%d: its topic no longer exists", topic_name, index)
+                log.info(
+                    "deleting stray log %s-%d: this broker no longer hosts it", topic_name, index
+                )
                 self.log_manager.delete_log(topic_name, index)
         if self.config.get_bool("remote.log.storage.system.enable"):
             self.remote_log_manager = self._remote_log_manager()
