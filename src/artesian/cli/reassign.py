@@ -8,13 +8,6 @@ import time
 from typing import Annotated, Any
 
 import typer
-from kio.schema.alter_partition_reassignments.v0.request import (
-    ReassignablePartition,
-    ReassignableTopic,
-)
-from kio.schema.list_partition_reassignments.v0.request import ListPartitionReassignmentsTopics
-from kio.schema.types import BrokerId, TopicName
-from kio.static.primitive import i32
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from artesian.cli.common import (
@@ -39,6 +32,12 @@ def _ongoing(
 ) -> list[dict[str, Any]]:
     """Moves in progress: of ``partitions`` of ``topic`` if given, else of every partition
     (the topic filtered here: the request names partitions, not topics)."""
+    from kio.schema.list_partition_reassignments.v0.request import (
+        ListPartitionReassignmentsTopics,
+    )
+    from kio.schema.types import TopicName
+    from kio.static.primitive import i32
+
     topics = None
     if topic is not None and partitions is not None:
         indexes = tuple(i32(p) for p in sorted(partitions))
@@ -83,6 +82,14 @@ def reassign(
 ) -> None:
     """Move partitions to other brokers (KIP-455): the new replicas copy the log, then the old
     ones are dropped. Clients carry on meanwhile."""
+    # The schemas load slowly: only in the commands that send them.
+    from kio.schema.alter_partition_reassignments.v0.request import (
+        ReassignablePartition,
+        ReassignableTopic,
+    )
+    from kio.schema.types import BrokerId, TopicName
+    from kio.static.primitive import i32
+
     if cancel == (replicas is not None):
         fail("give either --replicas or --cancel", "e.g. --replicas 2,3", code=2)
     target: tuple[BrokerId, ...] | None = None

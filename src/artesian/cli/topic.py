@@ -16,9 +16,6 @@ from confluent_kafka.admin import (
     OffsetSpec,
     ResourceType,
 )
-from kio.schema.list_offsets.v9.request import ListOffsetsPartition, ListOffsetsTopic
-from kio.schema.types import TopicName
-from kio.static.primitive import i32, i64
 
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
@@ -160,6 +157,10 @@ EARLIEST_LOCAL, LATEST_TIERED = -4, -5
 def _list_offsets(
     opts: ClientOptions, name: str, tps: list[TopicPartition], timestamp: int
 ) -> dict[int, int]:
+    from kio.schema.list_offsets.v9.request import ListOffsetsPartition, ListOffsetsTopic
+    from kio.schema.types import TopicName
+    from kio.static.primitive import i32, i64
+
     with WireClient(opts.bootstrap, opts.timeout) as client:
         resp = client.request(
             2,

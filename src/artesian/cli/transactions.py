@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from kio.schema.errors import ErrorCode
 
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
@@ -44,6 +43,8 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """Transactional ids the broker coordinates, with their producer ids and states."""
+    from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
+
     opts = client_options(bootstrap, None, None, timeout)
     with reporting(opts.bootstrap), WireClient(opts.bootstrap, opts.timeout) as client:
         resp = client.request(
@@ -75,6 +76,8 @@ def describe(
     as_json: JsonOpt = False,
 ) -> None:
     """State, producer id and epoch, timeout, start time and partitions of one transaction."""
+    from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
+
     opts = client_options(bootstrap, None, None, timeout)
     with reporting(opts.bootstrap):
         coordinator = _coordinator(opts.bootstrap, opts.timeout, transactional_id)
@@ -113,6 +116,8 @@ def describe(
 
 
 def _coordinator(bootstrap: str, timeout: float, transactional_id: str) -> str:
+    from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
+
     with WireClient(bootstrap, timeout) as client:
         resp = client.request(
             _FIND_COORDINATOR, 4, key_type=_TRANSACTION_KEY, coordinator_keys=(transactional_id,)

@@ -10,7 +10,6 @@ import struct
 from typing import Any
 
 from artesian.cli.common import CliError, unreachable
-from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
 
 __all__ = ["WireClient"]
 
@@ -48,6 +47,10 @@ class WireClient:
 
     def request(self, api_key: int, version: int, **fields: Any) -> Any:
         """Send one request built from ``fields`` and return the decoded response."""
+        # Here, not at the top: the schemas take a third of a second to import, and most
+        # commands never speak the protocol themselves.
+        from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
+
         self._correlation += 1
         frame_out = encode_request(api_key, version, self._correlation, _CLIENT_ID, **fields)
         sock = self._sock
