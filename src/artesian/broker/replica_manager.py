@@ -165,7 +165,7 @@ class ReplicaManager:
     ) -> Partition:
         before = self.partitions.get((topic, index))
         new_leadership = before is None or not before.is_leader
-        new_epoch = new_leadership or (before is not None and before.leader_epoch != leader_epoch)
+        new_epoch = before is None or not before.is_leader or before.leader_epoch != leader_epoch
         p = self._partition(topic, index, topic_id, leader_epoch, replicas, isr, config)
         if new_epoch:
             self._fail_waiters(p, ErrorCode.not_leader_or_follower)  # of an older leadership
