@@ -18,8 +18,9 @@ MIN_VERSION = 0
 MAX_VERSION = 1
 
 log = logging.getLogger("artesian.write_txn_markers")
-# How long the ISR may take to copy the markers (Kafka: the coordinator's request timeout).
-REPLICATION_TIMEOUT_S = 30.0
+# How long the ISR may take to copy the markers: below the sending coordinator's
+# replica.socket.timeout.ms (30 s by default), so it gets this answer, not a dropped connection.
+REPLICATION_TIMEOUT_S = 20.0
 
 
 def handle(ctx: Any, request: Any) -> Any:
