@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from kio.schema.metadata.v12 import request as md
-from kio.schema.produce.v9 import request as pr
 
 from tests.broker_process import BrokerProcess, free_port
-from tests.kafka_wire import WireConn
+from tests.kafka_wire import WireConn, sample_request
 from tests.storage.batches import make_batch
 
 FAST = {
@@ -139,18 +138,15 @@ class Cluster:
 
         now = int(time.time() * 1000)
         batch = make_batch([Rec(None, v, now) for v in values])
-        req = pr.ProduceRequest(
+        req = sample_request(
+            0,
+            9,
+            topic,
+            batch=bytes(batch),
             transactional_id=None,
             acks=acks,
             timeout=datetime.timedelta(seconds=10),
-            topic_data=(
-                pr.TopicProduceData(
-                    name=topic,
-                    partition_data=(
-                        pr.PartitionProduceData(index=partition, records=bytes(batch)),
-                    ),
-                ),
-            ),
+            index=partition,
         )
         with self.conn(node) as c:
             resp = c.request(0, 9, req)
