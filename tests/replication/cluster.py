@@ -43,21 +43,39 @@ class Cluster:
         settings: dict[str, str] | None = None,
         store_url: str | None = None,
     ) -> None:
-        store = store_url or f"sqlite:///{root}/metadata.db"
-        self.metrics_ports = {i: free_port() for i in range(1, size + 1)}
-        self.brokers = {
-            i: BrokerProcess(
-                root / f"broker{i}",
-                {
-                    "node.id": str(i),
-                    "artesian.metadata.store.url": store,
-                    "artesian.metrics.port": str(self.metrics_ports[i]),
-                    **FAST,
-                    **(settings or {}),
-                },
-            )
-            for i in range(1, size + 1)
-        }
+        self.root = root
+        self.store_url = store_url or f"sqlite:///{root}/metadata.db"
+        self.settings = settings or {}
+        self.metrics_ports: dict[int, int] = {}
+        self.brokers: dict[int, BrokerProcess] = {}
+        for i in range(1, size + 1):
+            self._new_broker(i)
+
+    def _new_broker(self, node: int, **extra: str) -> BrokerProcess:
+        self.metrics_ports[node] = free_port()
+        b = self.brokers[node] = BrokerProcess(
+            self.root / f"broker{node}",
+            {
+                "node.id": str(node),
+                "artesian.metadata.store.url": self.store_url,
+                "artesian.metrics.port": str(self.metrics_ports[node]),
+                **FAST,
+                **self.settings,
+                **extra,
+            },
+        )
+        return b
+
+    def add_broker(self, **extra: str) -> int:
+        """Start one more broker with the next id (``extra``: its own settings); returns it
+        once the others list it."""
+        node = max(self.brokers) + 1
+        self._new_broker(node, **extra).start()
+        self.wait_for(
+            lambda: all(node in self.live_brokers(i) for i in self.running()),
+            what=f"broker {node} live",
+        )
+        return node
 
     def start(self) -> Cluster:
         for b in self.brokers.values():

@@ -58,6 +58,9 @@ class Partition:
     followers: dict[int, FollowerState] = field(default_factory=dict)
     # acks=all produce requests: (offset the high watermark must reach, their future).
     hw_waiters: list[tuple[int, asyncio.Future[ErrorCode]]] = field(default_factory=list)
+    # Bytes appended and bytes sent to consumers, for the self-balancer's load samples.
+    bytes_in_total: int = 0
+    bytes_out_total: int = 0
 
     @property
     def high_watermark(self) -> int:
@@ -350,6 +353,7 @@ class ReplicaManager:
         b, m = counters
         b.inc(nbytes)
         m.inc(messages)
+        p.bytes_in_total += nbytes
         # Followers' fetches wait for appends; clients' for the high watermark, which
         # moves here at once when this broker is the whole ISR.
         self.purgatory.on_append((p.topic, p.index), nbytes)

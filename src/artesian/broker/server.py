@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from kio.schema.errors import ErrorCode
 from prometheus_client import start_http_server
 
+from artesian.balancer.load import LoadSampler
+from artesian.balancer.self_balancer import SelfBalancer
 from artesian.broker.fetch_session import FetchSessionCache
 from artesian.broker.handlers import HANDLERS, HandlerEntry
 from artesian.broker.internal_topic import (
@@ -58,6 +60,7 @@ from artesian.metadata.store import (
     StaleMetadataError,
     open_store,
 )
+from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
@@ -135,7 +138,7 @@ class Broker:
         self.directory_id = ""
         self._lock_file: int | None = None
         self._store_unreadable = False
-        # The periodic store calls' own connection and thread (see _in_store_thread).
+        # The periodic store calls' own connection and thread (see in_store_thread).
         self._background_store: MetadataStore | None = None
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="metadata-store")
         self._elected_for: tuple[frozenset[int], int] | None = None
@@ -156,6 +159,8 @@ class Broker:
         self.metrics.fetch_session_partitions.set_function(
             lambda: self.fetch_sessions.cached_partitions
         )
+        self.load_sampler = LoadSampler()
+        self.self_balancer = SelfBalancer(self)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -190,8 +195,14 @@ class Broker:
         # The session opens first: brokers that read the registration find it live.
         self._refresh_live_brokers(self._renew_session())
         current = self.image.brokers.get(self.node_id)
-        if current is None or (current.host, current.port) != (adv_host, adv_port):
-            self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port)])
+        rack = self.config.get("broker.rack")
+        rack = str(rack) if rack else None
+        if current is None or (current.host, current.port, current.rack) != (
+            adv_host,
+            adv_port,
+            rack,
+        ):
+            self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port, rack)])
 
         self._check_tiered_topics()
         now = int(time.time() * 1000)
@@ -273,6 +284,12 @@ class Broker:
                 self._every("artesian.metadata.poll.interval.ms", self._follow_metadata)
             ),
             asyncio.create_task(self._every("broker.heartbeat.interval.ms", self._heartbeat)),
+            asyncio.create_task(
+                self._every("artesian.balancer.load.sample.interval.ms", self._publish_load)
+            ),
+            asyncio.create_task(
+                self._every("artesian.balancer.interval.ms", self.self_balancer.run_round)
+            ),
             asyncio.create_task(
                 self._every_ms(
                     self.config.get_int("leader.imbalance.check.interval.seconds") * 1000,
@@ -765,7 +782,7 @@ class Broker:
                 )
             self.live_brokers = live
 
-    async def _in_store_thread(self, call: Callable[[MetadataStore], T]) -> T:
+    async def in_store_thread(self, call: Callable[[MetadataStore], T]) -> T:
         """Run a periodic store call on its own thread and connection, so a slow store never
         holds the event loop: reads and session renewals there, appends on the loop. SQLite
         answers in microseconds (WAL readers never wait), so its calls stay on the loop."""
@@ -782,7 +799,7 @@ class Broker:
 
     async def _heartbeat(self) -> None:
         try:
-            live = await self._in_store_thread(self._renew_session)
+            live = await self.in_store_thread(self._renew_session)
         except DuplicateNodeId as e:
             log.error("%s; this broker is not renewing its session", e)
             return
@@ -796,11 +813,34 @@ class Broker:
         self._refresh_live_brokers(live)
         self._elect_leaders()
 
+    async def _publish_load(self) -> None:
+        """This broker's load sample, for the self-balancer on the active controller."""
+        rm = self.replica_manager
+        assert rm is not None
+        cfg = self.config
+        capacity = cfg.get_int("artesian.balancer.disk.capacity.bytes")
+        if capacity < 0:
+            stat = os.statvfs(self.data_dir / "logs")
+            capacity = stat.f_blocks * stat.f_frsize
+        sample = self.load_sampler.sample(
+            self.node_id,
+            list(rm.partitions.values()),
+            int(time.time() * 1000),
+            capacity * cfg.get_float("artesian.balancer.disk.max.load"),
+            float(cfg.get_int("artesian.balancer.network.in.max.bytes.per.second")),
+            float(cfg.get_int("artesian.balancer.network.out.max.bytes.per.second")),
+        )
+        document = sample.to_json()
+        try:
+            await self.in_store_thread(lambda store: store.publish_load(self.node_id, document))
+        except Exception as e:
+            self._store_trouble("cannot publish this broker's load sample (%s); retrying", e)
+
     async def _follow_metadata(self) -> None:
         """Apply what other brokers appended to the shared metadata log."""
         after = self.image.offset
         try:
-            newer = await self._in_store_thread(lambda store: list(store.read(after=after)))
+            newer = await self.in_store_thread(lambda store: list(store.read(after=after)))
         except Exception as e:
             self._store_trouble("cannot read the metadata store (%s); retrying", e)
             return
@@ -1045,8 +1085,9 @@ def _write_meta_properties(path: Path, props: dict[str, str]) -> None:
 
 
 def _api_versions_fallback_body(handlers: dict[int, HandlerEntry]) -> bytes:
-    body = bytearray(struct.pack(">hi", 35, len(handlers)))
-    for key, h in sorted(handlers.items()):
+    public = {k: h for k, h in handlers.items() if not api.is_private(k)}
+    body = bytearray(struct.pack(">hi", 35, len(public)))
+    for key, h in sorted(public.items()):
         body += struct.pack(">hhh", key, h.min_version, h.max_version)
     return bytes(body)
 

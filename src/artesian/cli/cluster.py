@@ -19,6 +19,7 @@ from artesian.cli.common import (
     reporting,
     table,
 )
+from artesian.cli.rebalance import cancel_removal, remove_broker
 
 cluster_app = make_app("Look at the cluster: brokers, controller, replication health.")
 
@@ -81,3 +82,8 @@ def describe(
                 else ""
             )
         )
+
+
+# Draining brokers goes through the self-balancer, whose commands live in their own module.
+cluster_app.command("remove-broker")(remove_broker)
+cluster_app.command("cancel-removal")(cancel_removal)

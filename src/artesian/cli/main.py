@@ -16,6 +16,7 @@ from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
 from artesian.cli.groups import groups_app
 from artesian.cli.produce import produce
+from artesian.cli.rebalance import rebalance_app
 from artesian.cli.topic import topic_app
 from artesian.cli.transactions import transactions_app
 from artesian.config.broker import BrokerConfig
@@ -135,6 +136,7 @@ app.add_typer(groups_app, name="groups")
 app.add_typer(bench_app, name="bench")
 app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(rebalance_app, name="rebalance")
 
 
 if __name__ == "__main__":

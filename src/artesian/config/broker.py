@@ -633,6 +633,93 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Share of a broker's preferred partitions led elsewhere that triggers a rebalance.",
             _GE0,
         ),
+        _k("broker.rack", _S, None, "Rack of this broker: replicas spread across racks."),
+        # Self-Balancing (Confluent's confluent.balancer.* settings, under our prefix).
+        _k(
+            "artesian.balancer.enable",
+            _B,
+            True,
+            "Artesian-specific: run the self-balancer on the active controller.",
+        ),
+        _k(
+            "artesian.balancer.heal.uneven.load.trigger",
+            _S,
+            "EMPTY_BROKER",
+            "Artesian-specific: when the self-balancer moves replicas on its own: EMPTY_BROKER "
+            "(a broker with no replicas joined) or ANY_UNEVEN_LOAD (any balance goal is off). "
+            "Broker removals and requested rebalances run either way.",
+            ValidString(("EMPTY_BROKER", "ANY_UNEVEN_LOAD")),
+        ),
+        _k(
+            "artesian.balancer.heal.broker.failure.threshold.ms",
+            _L,
+            3_600_000,
+            "Artesian-specific: a broker dead this long has its replicas moved to the others "
+            "(-1: never).",
+            Range.at_least(-1),
+        ),
+        _k(
+            "artesian.balancer.disk.max.load",
+            _D,
+            0.85,
+            "Artesian-specific: share of a broker's disk capacity its logs may fill (a hard "
+            "limit for the self-balancer).",
+            Range.between(0, 1),
+        ),
+        _k(
+            "artesian.balancer.disk.capacity.bytes",
+            _L,
+            -1,
+            "Artesian-specific: disk capacity of this broker (-1: the size of the file system "
+            "holding its logs).",
+            Range.at_least(-1),
+        ),
+        _k(
+            "artesian.balancer.network.in.max.bytes.per.second",
+            _L,
+            LONG_MAX,
+            "Artesian-specific: inbound network capacity of this broker (produce and replication).",
+            _GE1,
+        ),
+        _k(
+            "artesian.balancer.network.out.max.bytes.per.second",
+            _L,
+            LONG_MAX,
+            "Artesian-specific: outbound network capacity of this broker (consumers and "
+            "followers).",
+            _GE1,
+        ),
+        _k(
+            "artesian.balancer.balance.threshold",
+            _D,
+            0.10,
+            "Artesian-specific: a broker is balanced when its replicas, leaders, disk and "
+            "network use are within this share of the cluster's average.",
+            Range.between(0, 1),
+        ),
+        _k(
+            "artesian.balancer.max.concurrent.moves.per.broker",
+            _I,
+            5,
+            "Artesian-specific: partition moves in flight into or out of one broker.",
+            _GE1,
+        ),
+        _k(
+            "artesian.balancer.interval.ms",
+            _I,
+            10_000,
+            "Artesian-specific: how often the active controller's self-balancer looks at the "
+            "cluster.",
+            _GE1,
+        ),
+        _k(
+            "artesian.balancer.load.sample.interval.ms",
+            _I,
+            10_000,
+            "Artesian-specific: how often a broker publishes its partitions' sizes and byte "
+            "rates for the self-balancer.",
+            _GE1,
+        ),
         ConfigKey(
             "artesian.metadata.poll.interval.ms",
             _I,
@@ -752,6 +839,11 @@ class BrokerConfig:
         v = self.get(name)
         assert isinstance(v, bool), name
         return v
+
+    def get_float(self, name: str) -> float:
+        v = self.get(name)
+        assert isinstance(v, int | float) and not isinstance(v, bool), name
+        return float(v)
 
     def source(self, name: str) -> ConfigSource:
         self._key(name)

@@ -79,8 +79,12 @@ class Controller:
         self._live = live
 
     def _live_brokers(self) -> list[int]:
-        """Registered brokers with open sessions: new replicas go there."""
-        registered = sorted(self.image.brokers)
+        """Registered brokers with open sessions, and not being removed: new replicas go
+        there (a broker being drained is cordoned, as KIP-1066 cordons log dirs)."""
+        leaving = self.image.removing()
+        registered = [b for b in sorted(self.image.brokers) if b not in leaving] or sorted(
+            self.image.brokers
+        )
         if self._live is None:
             return registered
         live = self._live()
@@ -191,6 +195,26 @@ class Controller:
         if (leader, isr, epoch) == (p.leader, p.isr, p.leader_epoch):
             return None
         return leader, isr, epoch
+
+    def plan_leader_transfer(
+        self, name: str, partition: int, replicas: tuple[int, ...], live: Set[int]
+    ) -> list[MetadataRecord]:
+        """The self-balancer's leadership move: the same replicas in a new order, whose first
+        (the preferred leader) takes over now if it is live and in sync."""
+        topic = self.image.topics.get(name)
+        p = topic.partitions.get(partition) if topic is not None else None
+        if topic is None or p is None or p.adding_replicas or p.removing_replicas:
+            return []
+        if sorted(replicas) != sorted(p.replicas):
+            return []
+        leader, epoch = p.leader, p.leader_epoch
+        if replicas[0] != p.leader and replicas[0] in p.isr and replicas[0] in live:
+            leader, epoch = replicas[0], epoch + 1
+        if (replicas, leader) == (p.replicas, p.leader):
+            return []
+        return [
+            self._changed(topic.topic_id, p, replicas=replicas, leader=leader, leader_epoch=epoch)
+        ]
 
     def plan_alter_isr(
         self, topic_id: uuid.UUID, partition: int, leader_epoch: int, isr: tuple[int, ...]

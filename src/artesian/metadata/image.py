@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from artesian.metadata.records import (
+    BalancerTaskRecord,
+    BrokerRemovalRecord,
     ClusterRecord,
     ConfigRecord,
     MetadataRecord,
@@ -14,6 +16,7 @@ from artesian.metadata.records import (
     RegisterBrokerRecord,
     RemoveTopicRecord,
     TopicRecord,
+    UnregisterBrokerRecord,
 )
 
 TOPIC_RESOURCE = 2
@@ -67,6 +70,15 @@ class MetadataImage:
     """First producer id no broker has claimed yet (ProducerIdsRecord)."""
     cluster_id: str | None = None
     """The cluster the log belongs to (ClusterRecord); None in logs older than the record."""
+    removals: dict[int, BrokerRemovalRecord] = field(default_factory=dict)
+    """Each broker's latest removal state (the self-balancer drains those in progress)."""
+    balancer_task: BalancerTaskRecord | None = None
+
+    def removing(self) -> frozenset[int]:
+        """Brokers that must not receive replicas: asked to leave, not yet back."""
+        return frozenset(
+            b for b, r in self.removals.items() if r.state in ("PENDING", "IN_PROGRESS", "DRAINED")
+        )
 
     def apply(self, offset: int, record: MetadataRecord) -> None:
         self.offset = offset
@@ -107,6 +119,16 @@ class MetadataImage:
                 self.brokers[record.node_id] = BrokerImage(
                     record.node_id, record.host, record.port, record.rack
                 )
+                # A removed broker that registers again is a new member.
+                removal = self.removals.get(record.node_id)
+                if removal is not None and removal.state == "COMPLETE":
+                    del self.removals[record.node_id]
+            case UnregisterBrokerRecord(node_id=node):
+                self.brokers.pop(node, None)
+            case BrokerRemovalRecord():
+                self.removals[record.node_id] = record
+            case BalancerTaskRecord():
+                self.balancer_task = record
             case ClusterRecord(cluster_id=cid):
                 self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):

@@ -80,6 +80,40 @@ class ClusterRecord:
     cluster_id: str
 
 
+@dataclass(slots=True, frozen=True)
+class UnregisterBrokerRecord:
+    """A broker leaves the cluster for good (KRaft's UnregisterBrokerRecord): it is no longer
+    listed, and its id may be used again."""
+
+    TYPE: ClassVar[str] = "unregister_broker"
+    node_id: int
+
+
+@dataclass(slots=True, frozen=True)
+class BrokerRemovalRecord:
+    """Desired and observed state of a broker's removal (Confluent's RemoveBrokers): asked
+    for with PENDING, then the self-balancer drains it (IN_PROGRESS), reports DRAINED once it
+    holds no replica, and COMPLETE once it stopped and was unregistered. FAILED says why;
+    CANCELED gives the broker back its place."""
+
+    TYPE: ClassVar[str] = "broker_removal"
+    node_id: int
+    state: str
+    reason: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class BalancerTaskRecord:
+    """The self-balancer's current rebalance: what started it and where it stands (PENDING
+    when asked for, IN_PROGRESS while moving replicas, COMPLETED, FAILED with a reason)."""
+
+    TYPE: ClassVar[str] = "balancer_task"
+    task_id: str
+    trigger: str
+    state: str
+    reason: str | None = None
+
+
 MetadataRecord = (
     ClusterRecord
     | TopicRecord
@@ -88,6 +122,9 @@ MetadataRecord = (
     | ConfigRecord
     | RegisterBrokerRecord
     | ProducerIdsRecord
+    | UnregisterBrokerRecord
+    | BrokerRemovalRecord
+    | BalancerTaskRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -100,6 +137,9 @@ _TYPES: dict[str, type] = {
         ConfigRecord,
         RegisterBrokerRecord,
         ProducerIdsRecord,
+        UnregisterBrokerRecord,
+        BrokerRemovalRecord,
+        BalancerTaskRecord,
     )
 }
 

@@ -39,6 +39,13 @@ class MetadataStore(Protocol):
     def live_brokers(self) -> set[int]:
         """Node ids whose sessions are open."""
 
+    def publish_load(self, node_id: int, sample: str) -> None:
+        """Replace ``node_id``'s load sample (JSON; see balancer/load.py). Observed state that
+        only matters fresh, so it is overwritten in place and never enters the record log."""
+
+    def broker_loads(self) -> dict[int, str]:
+        """Every broker's latest load sample."""
+
     def close(self) -> None: ...
 
 
@@ -68,6 +75,10 @@ class SqliteMetadataStore:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS broker_sessions ("
             " node_id INTEGER PRIMARY KEY, incarnation TEXT NOT NULL, expires_ms INTEGER NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS broker_loads"
+            " (node_id INTEGER PRIMARY KEY, sample TEXT NOT NULL)"
         )
 
     def append(self, records: Iterable[MetadataRecord], expected_last: int | None = None) -> int:
@@ -116,6 +127,17 @@ class SqliteMetadataStore:
             "SELECT node_id FROM broker_sessions WHERE expires_ms > ?", (int(time.time() * 1000),)
         )
         return {int(row[0]) for row in cur.fetchall()}
+
+    def publish_load(self, node_id: int, sample: str) -> None:
+        self._db.execute(
+            "INSERT INTO broker_loads (node_id, sample) VALUES (?, ?) "
+            "ON CONFLICT (node_id) DO UPDATE SET sample = excluded.sample",
+            (node_id, sample),
+        )
+
+    def broker_loads(self) -> dict[int, str]:
+        cur = self._db.execute("SELECT node_id, sample FROM broker_loads")
+        return {int(node): str(sample) for node, sample in cur.fetchall()}
 
     def close(self) -> None:
         self._db.close()
@@ -169,6 +191,14 @@ class PostgresMetadataStore:
                 self._conn.execute(
                     "CREATE TABLE IF NOT EXISTS artesian_broker_sessions (node_id INTEGER "
                     "PRIMARY KEY, incarnation TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)"
+                )
+        exists = self._conn.execute("SELECT to_regclass('artesian_broker_loads')").fetchone()
+        if exists is None or exists[0] is None:
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS artesian_broker_loads "
+                    "(node_id INTEGER PRIMARY KEY, sample TEXT NOT NULL)"
                 )
 
     def _connect(self) -> Any:
@@ -228,6 +258,17 @@ class PostgresMetadataStore:
             "SELECT node_id FROM artesian_broker_sessions WHERE expires_at > clock_timestamp()"
         )
         return {int(row[0]) for row in cur.fetchall()}
+
+    def publish_load(self, node_id: int, sample: str) -> None:
+        self._connection().execute(
+            "INSERT INTO artesian_broker_loads (node_id, sample) VALUES (%s, %s) "
+            "ON CONFLICT (node_id) DO UPDATE SET sample = excluded.sample",
+            (node_id, sample),
+        )
+
+    def broker_loads(self) -> dict[int, str]:
+        cur = self._connection().execute("SELECT node_id, sample FROM artesian_broker_loads")
+        return {int(node): str(sample) for node, sample in cur.fetchall()}
 
     def close(self) -> None:
         self._conn.close()

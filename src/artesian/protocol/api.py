@@ -25,6 +25,7 @@ from kio.serial._introspect import (
     is_optional,
 )
 
+from artesian.protocol.balancer_admin import PRIVATE_API_KEYS
 from artesian.protocol.codec import DecodeError, read_uvarint, reader_for, writer_for
 
 __all__ = [
@@ -54,12 +55,19 @@ class RequestHeader:
 
 
 def api_name(api_key: int) -> str:
-    return api_key_map.get(api_key, f"unknown({api_key})")
+    return api_key_map.get(api_key) or PRIVATE_API_KEYS.get(api_key, f"unknown({api_key})")
+
+
+def is_private(api_key: int) -> bool:
+    """Artesian's own APIs: served, never advertised in ApiVersions."""
+    return api_key in PRIVATE_API_KEYS
 
 
 @cache
 def request_metric_name(api_key: int) -> str:
     """Kafka's name in request metrics (``request="Produce"``, ``"ApiVersions"``)."""
+    if api_key in PRIVATE_API_KEYS:
+        return PRIVATE_API_KEYS[api_key]
     name = api_key_map.get(api_key)
     return "".join(w.capitalize() for w in name.split("_")) if name else "Unknown"
 

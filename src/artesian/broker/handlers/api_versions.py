@@ -9,6 +9,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.protocol import api
 
 API_KEY = 18
 MIN_VERSION = 0
@@ -43,6 +44,7 @@ def handle(ctx: Any, request: Any) -> Any:
         keys = tuple(
             make(mod.ApiVersion, api_key=k, min_version=e.min_version, max_version=e.max_version)
             for k, e in sorted(ctx.broker.handlers.items())
+            if not api.is_private(k)
         )
         cached = cache[(API_KEY, version)] = make(
             mod.ApiVersionsResponse,

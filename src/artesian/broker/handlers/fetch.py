@@ -206,6 +206,8 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
             result.records = [records]
             result.records_size = records.size
             total += records.size
+            if replica_id < 0:
+                partition.bytes_out_total += records.size
     return results, total, errors, keys, remote
 
 
@@ -250,6 +252,7 @@ async def _read_remote(ctx: Any, remote: RemoteRead) -> None:
     if fetched.records:
         result.records = [fetched.records]
         result.records_size = len(fetched.records)
+        p.bytes_out_total += len(fetched.records)
 
 
 async def _respond_after_remote(

@@ -1,0 +1,134 @@
+"""AlterBalancer and DescribeBalancer: Artesian's private APIs for the self-balancer (see
+protocol/balancer_admin.py for their frames).
+
+Any broker answers them. AlterBalancer appends what is asked for to the metadata log, where
+the active controller's self-balancer picks it up, and DescribeBalancer reports from this
+broker's image and the brokers' load samples, so neither needs forwarding to the controller.
+
+AlterBalancer commands (one per request):
+    {"remove_brokers": [3]}    drain brokers so they can be stopped (Confluent's RemoveBrokers)
+    {"cancel_removals": [3]}   give them back their place
+    {"rebalance": {}}          rebalance now, whatever the trigger setting
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.balancer.load import parse_samples
+from artesian.balancer.self_balancer import ACTIVE_REMOVAL, describe
+from artesian.broker.response import RawResponse
+from artesian.metadata.controller import ControllerError
+from artesian.metadata.records import BalancerTaskRecord, BrokerRemovalRecord, MetadataRecord
+from artesian.protocol.balancer_admin import (
+    ALTER_BALANCER_KEY,
+    DESCRIBE_BALANCER_KEY,
+    decode_request_body,
+    encode_response_body,
+)
+from artesian.protocol.codec import DecodeError
+
+
+def decode(header: Any, frame: memoryview) -> dict[str, Any]:
+    if header.api_version != 0:
+        raise DecodeError(f"unknown version {header.api_version}")
+    return decode_request_body(frame, header.body_offset)
+
+
+def _respond(code: ErrorCode, message: str | None, document: dict[str, Any]) -> RawResponse:
+    body = encode_response_body(int(code), message, document)
+    return RawResponse([body], len(body))
+
+
+def _broker_ids(value: object) -> list[int]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(b, int) and not isinstance(b, bool) for b in value)
+    ):
+        raise ControllerError(ErrorCode.invalid_request, "expected a non-empty list of broker ids")
+    return sorted(set(value))
+
+
+def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], dict[str, Any]]:
+    image = broker.image
+    if len(command) != 1:
+        raise ControllerError(ErrorCode.invalid_request, "expected exactly one command")
+    ((name, arg),) = command.items()
+    if name == "remove_brokers":
+        if not broker.config.get_bool("artesian.balancer.enable"):
+            raise ControllerError(
+                ErrorCode.invalid_request,
+                "the self-balancer is off (artesian.balancer.enable=false): move the "
+                "replicas with `artesian topic reassign` instead",
+            )
+        ids = _broker_ids(arg)
+        unknown = [b for b in ids if b not in image.brokers]
+        if unknown:
+            raise ControllerError(
+                ErrorCode.broker_id_not_registered, f"brokers {unknown} are not registered"
+            )
+        if not set(image.brokers) - image.removing() - set(ids):
+            raise ControllerError(
+                ErrorCode.invalid_request, "removing them would leave no broker to hold the data"
+            )
+        records: list[MetadataRecord] = [
+            BrokerRemovalRecord(b, "PENDING") for b in ids if b not in image.removing()
+        ]
+        return records, {"removing": ids}
+    if name == "cancel_removals":
+        ids = _broker_ids(arg)
+        idle = [
+            b
+            for b in ids
+            if b not in image.removals or image.removals[b].state not in ACTIVE_REMOVAL
+        ]
+        if idle:
+            raise ControllerError(
+                ErrorCode.invalid_request, f"brokers {idle} are not being removed"
+            )
+        return [BrokerRemovalRecord(b, "CANCELED") for b in ids], {"canceled": ids}
+    if name == "rebalance":
+        task = image.balancer_task
+        if task is not None and task.state in ("PENDING", "IN_PROGRESS"):
+            return [], {"task": task.task_id}
+        task = BalancerTaskRecord(uuid.uuid4().hex[:12], "REQUESTED", "PENDING")
+        return [task], {"task": task.task_id}
+    raise ControllerError(ErrorCode.invalid_request, f"unknown command {name!r}")
+
+
+def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
+    broker = ctx.broker
+    for _ in range(3):  # another broker appended meanwhile: plan again from the new image
+        try:
+            records, answer = _plan(broker, command)
+            broker.commit(records)
+            return _respond(ErrorCode.none, None, answer)
+        except ControllerError as e:
+            if e.code is not ErrorCode.not_controller:
+                return _respond(e.code, e.message, {})
+    return _respond(ErrorCode.not_controller, "the metadata kept changing; retry", {})
+
+
+async def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
+    broker = ctx.broker
+    raw = await broker.in_store_thread(lambda store: store.broker_loads())
+    controller = broker.active_controller
+    document = describe(
+        broker.image,
+        broker.live_brokers,
+        parse_samples(raw),
+        broker.config,
+        controller,
+        broker.self_balancer.last_round if controller == broker.node_id else None,
+    )
+    return _respond(ErrorCode.none, None, document)
+
+
+APIS = [
+    (ALTER_BALANCER_KEY, 0, 0, handle_alter),
+    (DESCRIBE_BALANCER_KEY, 0, 0, handle_describe),
+]
