@@ -98,9 +98,10 @@ class LeaderConnection:
     async def request(self, api_key: int, version: int, **fields: Any) -> Any:
         async with self._lock:  # responses come in request order: one at a time
             try:
-                return await asyncio.wait_for(
-                    self._request(api_key, version, fields), self._timeout
-                )
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that races with the result, and the fetcher never stops.
+                async with asyncio.timeout(self._timeout):
+                    return await self._request(api_key, version, fields)
             except BaseException:
                 self.close()
                 raise
@@ -173,10 +174,10 @@ class ReplicaFetcher:
         self.partitions.pop(key, None)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()  # again, should an await inside have absorbed the first
+            await asyncio.wait({task}, timeout=1.0)
         self._connection.close()
 
     async def _run(self) -> None:
@@ -186,7 +187,8 @@ class ReplicaFetcher:
             if not ready:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), backoff)
+                    async with asyncio.timeout(backoff):
+                        await self._wakeup.wait()
                 continue
             try:
                 tiered = [st for st in ready if st.tiered_log_start is not None]
