@@ -15,6 +15,7 @@ from artesian.cli.bench import bench_app
 from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
 from artesian.cli.groups import groups_app
+from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
 from artesian.cli.rebalance import rebalance_app
 from artesian.cli.topic import topic_app
@@ -105,11 +106,21 @@ def up(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Directory for logs and metadata.")
     ] = Path(".artesian"),
-    port: Annotated[int, typer.Option(help="Port of the broker.")] = 9092,
+    port: Annotated[int, typer.Option(help="Port of the (first) broker.")] = 9092,
+    brokers: Annotated[
+        int,
+        typer.Option(
+            help="Brokers to run. Above 1, the operator runs them as a cluster on ports PORT, "
+            "PORT+1, ... (replication factor 3 where there are 3 or more)."
+        ),
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run Artesian on its embedded defaults: one broker on 127.0.0.1, data in ./.artesian."""
     _setup_logging(log_level)
+    if brokers > 1:
+        _up_cluster(data_dir, port, brokers)
+        return
     bootstrap = f"127.0.0.1:{port}"
     console.print(f"[bold green]Artesian[/bold green] bootstrap server: [bold]{bootstrap}[/bold]")
     console.print(
@@ -128,6 +139,40 @@ def up(
     _run(bootstrap, data_dir, ["remote.log.storage.system.enable=true"], None)
 
 
+def _up_cluster(data_dir: Path, port: int, brokers: int) -> None:
+    """Several brokers, kept running by the operator until Ctrl-C stops them all."""
+    from artesian.operator.operator import Operator
+    from artesian.operator.spec import ClusterSpec
+
+    rf = min(3, brokers)
+    spec = ClusterSpec(
+        brokers=brokers,
+        data_dir=data_dir.resolve(),
+        first_port=port,
+        config={
+            "remote.log.storage.system.enable": "true",
+            "default.replication.factor": str(rf),
+            "offsets.topic.replication.factor": str(rf),
+            "transaction.state.log.replication.factor": str(rf),
+            "min.insync.replicas": str(min(2, rf)),
+        },
+    )
+    operator = Operator(lambda: spec)
+    console.print(
+        f"[bold green]Artesian[/bold green] cluster of {brokers} brokers, bootstrap servers: "
+        f"[bold]{spec.bootstrap()}[/bold]"
+    )
+    console.print(
+        f"Data in {spec.data_dir}; each broker's log in broker-N/broker.log there. "
+        "Stop with Ctrl-C."
+    )
+    try:
+        operator.run()
+    except KeyboardInterrupt:
+        console.print("stopping the brokers...")
+        operator.stop_all()
+
+
 # Client commands (what kafka-topics & co. do), one module each.
 app.add_typer(topic_app, name="topic")
 app.command("produce")(produce)
@@ -137,6 +182,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(rebalance_app, name="rebalance")
+app.add_typer(operator_app, name="operator")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""``artesian operator``: run the operator on a declared cluster (local processes), and read
+its status."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from artesian.cli.common import JsonOpt, fail, make_app, out, print_json, reporting, table
+from artesian.operator.operator import Operator, status_path
+from artesian.operator.spec import ClusterSpec, SpecError
+
+operator_app = make_app(
+    "The operator: keeps a declared cluster of local brokers running, rolls upgrades one "
+    "broker at a time, and drains brokers before removing them."
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="The cluster spec (TOML): brokers, ports, config.")]
+
+
+def _load(path: Path) -> ClusterSpec:
+    try:
+        return ClusterSpec.load(path)
+    except SpecError as e:
+        fail(str(e), "See `artesian operator run --help` for the spec's fields.", code=2)
+
+
+def _checked(path: Path) -> ClusterSpec:
+    """The spec, or the error printed as one line and exit code 2."""
+    with reporting(""):
+        return _load(path)
+
+
+@operator_app.command()
+def run(
+    spec: SpecArg,
+    interval: Annotated[float, typer.Option(help="Seconds between reconcile passes.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    stop_on_exit: Annotated[
+        bool,
+        typer.Option("--stop-on-exit", help="Stop every broker when the operator stops."),
+    ] = False,
+) -> None:
+    """Reconcile the cluster with SPEC until stopped. Edit SPEC while it runs: more brokers
+    are started and get their share of the data; fewer are drained, then stopped; a new
+    version or config restarts the brokers one at a time, each only once no partition is
+    under-replicated. Brokers keep running when the operator stops, unless --stop-on-exit.
+
+    SPEC fields: brokers, host, first_port, data_dir, version, racks, and a [config] table of
+    broker properties."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    _checked(spec)
+    operator = Operator(lambda: _load(spec))
+    if once:
+        plan = operator.reconcile_once()
+        out.print(
+            f"phase {plan.phase}"
+            + (f", waiting for {plan.waiting_for}" if plan.waiting_for else "")
+        )
+        return
+    out.print(
+        f"Operating the cluster in {spec} (bootstrap {operator.spec.bootstrap()}). Stop with Ctrl-C."
+    )
+    try:
+        operator.run(interval)
+    except KeyboardInterrupt:
+        if stop_on_exit:
+            operator.stop_all()
+
+
+@operator_app.command()
+def status(spec: SpecArg, as_json: JsonOpt = False) -> None:
+    """The operator's last report: phase, brokers, and the self-balancer's state."""
+    path = status_path(_checked(spec))
+    with reporting(""):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            fail(
+                f"no operator status in {path}",
+                f"Start the operator: `artesian operator run {spec}`.",
+            )
+    if as_json:
+        print_json(doc)
+        return
+    out.print(
+        f"phase [bold]{doc['phase']}[/bold]"
+        + (f", waiting for {doc['waiting_for']}" if doc["waiting_for"] else "")
+    )
+    out.print(
+        table(
+            None,
+            ["BROKER", "RUNNING", "LIVE", "UP TO DATE", "UNDER-REPLICATED", "REMOVAL"],
+            [
+                (
+                    b["id"],
+                    b["running"],
+                    b["live"],
+                    b["up_to_date"],
+                    "-"
+                    if b["under_replicated_partitions"] is None
+                    else b["under_replicated_partitions"],
+                    b["removal"] or "-",
+                )
+                for b in doc["brokers"]
+            ],
+        )
+    )
+    r = doc["rebalance"]
+    task = r.get("task") or {}
+    out.print(
+        f"self-balancer: {r.get('state')}, moves in flight: {r.get('moves_in_flight')}"
+        + (f", last rebalance {task.get('id')}: {task.get('state')}" if task else "")
+    )

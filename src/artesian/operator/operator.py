@@ -1,0 +1,222 @@
+"""The operator's loop: observe the cluster, reconcile, act, report.
+
+The report is ``operator-status.json`` in the cluster's data directory: the phase, each
+broker, what the operator waits for, and the self-balancer's status. A Kubernetes operator
+writes the same to its custom resource's status. Every step the operator takes is also
+appended to ``operator-events.jsonl``, as Kubernetes events are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from artesian.cli.common import CliError
+from artesian.cli.wire import WireClient
+from artesian.operator.reconciler import Action, Observation, Plan, reconcile
+from artesian.operator.runtime import LocalProcessRuntime, Runtime
+from artesian.operator.spec import ClusterSpec
+from artesian.protocol.balancer_admin import (
+    ALTER_BALANCER_KEY,
+    DESCRIBE_BALANCER_KEY,
+    decode_response_body,
+    encode_request_body,
+)
+
+log = logging.getLogger("artesian.operator")
+
+URP_METRIC = "kafka_server_replica_manager_under_replicated_partitions"
+METADATA_KEY = 3
+
+
+class Operator:
+    def __init__(
+        self,
+        load_spec: Callable[[], ClusterSpec],
+        runtime_for: Callable[[ClusterSpec], Runtime] = LocalProcessRuntime,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self.load_spec = load_spec
+        self.spec = load_spec()
+        self.runtime_for = runtime_for
+        self.runtime = runtime_for(self.spec)
+        self.request_timeout = request_timeout
+        self.balancer: dict[str, Any] | None = None
+        self.last_plan: Plan | None = None
+
+    # --- one pass ------------------------------------------------------------------------
+
+    def reconcile_once(self) -> Plan:
+        spec = self.load_spec()
+        if spec != self.spec:
+            self.spec = spec
+            if isinstance(self.runtime, LocalProcessRuntime):
+                self.runtime.spec = spec
+            else:
+                self.runtime = self.runtime_for(spec)
+        seen = self.observe()
+        plan = reconcile(spec, seen)
+        if plan.waiting_for and (
+            self.last_plan is None or self.last_plan.waiting_for != plan.waiting_for
+        ):
+            log.info("waiting for %s", plan.waiting_for)
+        for action in plan.actions:
+            self._act(action)
+        self.last_plan = plan
+        self._write_status(seen, plan)
+        return plan
+
+    def run(
+        self, interval: float = 1.0, until_ready: bool = False, timeout: float | None = None
+    ) -> Plan:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            plan = self.reconcile_once()
+            if until_ready and plan.phase == "Ready" and not plan.actions:
+                return plan
+            if deadline is not None and time.monotonic() > deadline:
+                return plan
+            time.sleep(interval)
+
+    def stop_all(self) -> None:
+        for node in sorted(self.runtime.running(), reverse=True):
+            self._event("stop", node, "operator shutting the cluster down")
+            self.runtime.stop(node)
+
+    # --- observing ---------------------------------------------------------------------
+
+    def observe(self) -> Observation:
+        spec = self.spec
+        seen = Observation()
+        running = self.runtime.running()
+        for node, revision in running.items():
+            b = seen.broker(node)
+            b.running, b.revision = True, revision
+            b.under_replicated = self._under_replicated(node)
+        if running:
+            self._observe_cluster(spec, seen, sorted(running))
+        return seen
+
+    def _observe_cluster(self, spec: ClusterSpec, seen: Observation, running: list[int]) -> None:
+        try:
+            with WireClient(spec.bootstrap(running), self.request_timeout) as client:
+                md = client.request(
+                    METADATA_KEY,
+                    12,
+                    topics=(),
+                    allow_auto_topic_creation=False,
+                    include_topic_authorized_operations=False,
+                )
+                code, _message, status = decode_response_body(
+                    client.request_raw(DESCRIBE_BALANCER_KEY, 0, encode_request_body({}))
+                )
+        except (CliError, OSError, ValueError) as e:
+            log.debug("no broker answered: %s", e)
+            return
+        seen.reachable = True
+        seen.controller = int(md.controller_id)
+        for b in md.brokers:
+            seen.broker(int(b.node_id)).live = True
+        if code == 0:
+            self.balancer = status
+            for r in status.get("removals", []):
+                seen.broker(int(r["broker"])).removal = r["state"]
+
+    def _under_replicated(self, node: int) -> int | None:
+        url = f"http://{self.spec.host}:{self.spec.metrics_port(node)}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=self.request_timeout) as r:
+                text = r.read().decode()
+        except (OSError, ValueError):
+            return None
+        for line in text.splitlines():
+            if line.startswith(URP_METRIC + " "):
+                return int(float(line.split()[-1]))
+        return None
+
+    # --- acting ------------------------------------------------------------------------
+
+    def _act(self, action: Action) -> None:
+        self._event(action.kind, action.node_id, action.reason)
+        node = action.node_id
+        if action.kind == "start":
+            self.runtime.start(node)
+        elif action.kind == "stop":
+            self.runtime.stop(node)
+        elif action.kind == "restart":
+            log.info("rolling broker %d: %s", node, action.reason)
+            self.runtime.stop(node)
+            self.runtime.start(node)
+        elif action.kind in ("remove", "cancel_removal"):
+            command = "remove_brokers" if action.kind == "remove" else "cancel_removals"
+            self._balancer_command({command: [node]})
+
+    def _balancer_command(self, command: dict[str, Any]) -> None:
+        running = sorted(self.runtime.running())
+        try:
+            with WireClient(self.spec.bootstrap(running), self.request_timeout) as client:
+                code, message, _ = decode_response_body(
+                    client.request_raw(ALTER_BALANCER_KEY, 0, encode_request_body(command))
+                )
+        except (CliError, OSError, ValueError) as e:
+            log.warning("could not reach the cluster for %s: %s; retrying", command, e)
+            return
+        if code:
+            log.warning("the cluster refused %s: %s (error %d)", command, message, code)
+
+    # --- reporting ---------------------------------------------------------------------
+
+    def _event(self, kind: str, node: int, reason: str) -> None:
+        log.info("%s broker %d: %s", kind, node, reason)
+        line = json.dumps(
+            {"time_ms": int(time.time() * 1000), "action": kind, "broker": node, "reason": reason}
+        )
+        self.spec.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.spec.data_dir / "operator-events.jsonl", "a") as f:
+            f.write(line + "\n")
+
+    def _write_status(self, seen: Observation, plan: Plan) -> None:
+        spec = self.spec
+        balancer = self.balancer or {}
+        status = {
+            "phase": plan.phase,
+            "waiting_for": plan.waiting_for,
+            "declared_brokers": spec.brokers,
+            "version": spec.version,
+            "controller": seen.controller,
+            "brokers": [
+                {
+                    "id": b.node_id,
+                    "running": b.running,
+                    "live": b.live,
+                    "up_to_date": b.revision == spec.revision(b.node_id),
+                    "under_replicated_partitions": b.under_replicated,
+                    "removal": b.removal,
+                }
+                for b in sorted(seen.brokers.values(), key=lambda b: b.node_id)
+                # Brokers gone for good (removal COMPLETE) are history, not members.
+                if b.running or b.live or b.node_id <= spec.brokers or b.removal != "COMPLETE"
+            ],
+            "rebalance": {
+                "state": balancer.get("state"),
+                "task": balancer.get("task"),
+                "moves_in_flight": balancer.get("moves_in_flight"),
+                "violated_goals": balancer.get("violated_goals"),
+            },
+            "time_ms": int(time.time() * 1000),
+        }
+        path = status_path(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=2))
+        os.replace(tmp, path)
+
+
+def status_path(spec: ClusterSpec) -> Path:
+    return spec.data_dir / "operator-status.json"

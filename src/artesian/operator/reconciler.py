@@ -1,0 +1,129 @@
+"""The reconciler, sans I/O: from the declared cluster and what is observed, the next steps.
+
+It is level-triggered, as Kubernetes controllers are: it keeps no memory between passes, and
+every pass looks at the whole picture again. A step that failed, or an operator that
+restarted, is therefore just the next pass. The order is the one a careful person would take:
+
+1. **Start** declared brokers that are not running, and cancel any removal of them (a
+   scale-in that was reverted).
+2. **Scale in.** Ask the self-balancer to remove each broker above the declared count. Wait
+   while it drains them, and stop each one once it is DRAINED. The cluster then unregisters it.
+3. **Roll** brokers whose revision is out of date, one at a time, and only while the cluster
+   is healthy: every declared broker live, no under-replicated partition on any broker (the
+   Kafka metric kafka_server_replica_manager_under_replicated_partitions), and nothing else
+   to do first (no broker to start, drain or stop). The active controller goes last, so the
+   controller role moves only once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from artesian.operator.spec import ClusterSpec
+
+DRAINING = ("PENDING", "IN_PROGRESS")
+
+
+@dataclass(slots=True)
+class BrokerObservation:
+    node_id: int
+    running: bool = False
+    revision: str | None = None
+    """The revision the running process was started with."""
+    live: bool = False
+    """Holds a session in the cluster (listed by Metadata)."""
+    under_replicated: int | None = None
+    """Its kafka_server_replica_manager_under_replicated_partitions; None when unread."""
+    removal: str | None = None
+
+
+@dataclass(slots=True)
+class Observation:
+    brokers: dict[int, BrokerObservation] = field(default_factory=dict)
+    reachable: bool = False
+    """Some broker answered: live, removal and controller are known."""
+    controller: int | None = None
+
+    def broker(self, node: int) -> BrokerObservation:
+        return self.brokers.setdefault(node, BrokerObservation(node))
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: str
+    """start, stop, restart, remove (ask the balancer to drain), cancel_removal."""
+    node_id: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    phase: str = "Ready"
+    """Ready (as declared), Reconciling (steps taken or awaited), Degraded (needs a person)."""
+    waiting_for: str | None = None
+
+
+def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
+    plan = Plan()
+    declared = range(1, spec.brokers + 1)
+
+    for node in declared:
+        b = seen.broker(node)
+        if not b.running:
+            plan.actions.append(Action("start", node, "declared but not running"))
+        if b.removal in (*DRAINING, "DRAINED"):
+            plan.actions.append(Action("cancel_removal", node, "declared again"))
+
+    extra = sorted((n for n, b in seen.brokers.items() if n > spec.brokers), reverse=True)
+    for node in extra:
+        b = seen.brokers[node]
+        if not b.running:
+            continue  # gone: the cluster unregisters it once its session ends
+        if not seen.reachable:
+            plan.waiting_for = "a broker to answer before scaling in"
+        elif b.removal == "DRAINED":
+            plan.actions.append(Action("stop", node, "drained"))
+        elif b.removal in DRAINING:
+            plan.waiting_for = f"the self-balancer to drain broker {node}"
+        elif b.removal == "FAILED":
+            plan.phase = "Degraded"
+            plan.waiting_for = (
+                f"broker {node} cannot be drained (see `artesian rebalance status`); "
+                "lower the replication factor or declare more brokers"
+            )
+        else:
+            plan.actions.append(Action("remove", node, "above the declared broker count"))
+
+    if not plan.actions and plan.waiting_for is None:
+        stale = [n for n in declared if seen.broker(n).revision != spec.revision(n)]
+        if stale:
+            unhealthy = _unhealthy(spec, seen)
+            if unhealthy:
+                plan.waiting_for = f"a healthy cluster before rolling ({unhealthy})"
+            else:
+                # The controller last: it moves to another broker once, not at every restart.
+                stale.sort(key=lambda n: (n == seen.controller, n))
+                plan.actions.append(Action("restart", stale[0], "revision out of date"))
+
+    if not plan.actions and plan.waiting_for is None:
+        absent = [n for n in declared if not seen.broker(n).live]
+        if absent:
+            plan.waiting_for = f"brokers {absent} to join the cluster"
+    if plan.actions or (plan.waiting_for and plan.phase != "Degraded"):
+        plan.phase = "Reconciling"
+    return plan
+
+
+def _unhealthy(spec: ClusterSpec, seen: Observation) -> str | None:
+    if not seen.reachable:
+        return "no broker answers"
+    for node in range(1, spec.brokers + 1):
+        b = seen.broker(node)
+        if not b.live:
+            return f"broker {node} is not live yet"
+        if b.under_replicated is None:
+            return f"broker {node}'s metrics are unread"
+        if b.under_replicated:
+            return f"broker {node} has {b.under_replicated} under-replicated partitions"
+    return None

@@ -1,0 +1,129 @@
+"""Where brokers run. ``Runtime`` is the seam; ``LocalProcessRuntime`` is the embedded default.
+
+The local runtime runs each broker as a child process, ``artesian broker``, with its data in
+``<data_dir>/broker-<id>/``, its output in ``broker.log`` there, and a ``runtime.json`` file
+that records its pid and revision. An operator that restarts finds its brokers again through
+those files, as a Kubernetes operator finds its pods: brokers outlive the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Protocol
+
+from artesian.operator.spec import ClusterSpec
+
+log = logging.getLogger("artesian.operator")
+
+
+class Runtime(Protocol):
+    def running(self) -> dict[int, str | None]:
+        """Node ids of running brokers, with the revision each was started with."""
+
+    def start(self, node: int) -> None: ...
+
+    def stop(self, node: int) -> None:
+        """SIGTERM (a controlled shutdown), then SIGKILL past the grace period."""
+
+
+class LocalProcessRuntime:
+    def __init__(self, spec: ClusterSpec, grace_seconds: float = 30.0) -> None:
+        self.spec = spec
+        self.grace_seconds = grace_seconds
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def _state_file(self, node: int) -> Path:
+        return self.spec.broker_dir(node) / "runtime.json"
+
+    def _state(self, node: int) -> dict[str, object] | None:
+        try:
+            state = json.loads(self._state_file(node).read_text())
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) else None
+
+    def _alive(self, node: int, pid: int) -> bool:
+        child = self._children.get(node)
+        if child is not None and child.pid == pid:
+            return child.poll() is None
+        try:  # a broker started by an earlier operator: its command line names its data dir
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return str(self.spec.broker_dir(node)).encode() in cmdline
+
+    def running(self) -> dict[int, str | None]:
+        found: dict[int, str | None] = {}
+        if not self.spec.data_dir.is_dir():
+            return found
+        for d in self.spec.data_dir.glob("broker-*"):
+            try:
+                node = int(d.name.removeprefix("broker-"))
+            except ValueError:
+                continue
+            state = self._state(node)
+            if state and isinstance(state.get("pid"), int) and self._alive(node, state["pid"]):  # type: ignore[arg-type]
+                revision = state.get("revision")
+                found[node] = revision if isinstance(revision, str) else None
+        return found
+
+    def start(self, node: int) -> None:
+        spec = self.spec
+        directory = spec.broker_dir(node)
+        directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "artesian.cli.main",
+            "broker",
+            "--listen",
+            f"{spec.host}:{spec.port(node)}",
+            "--data-dir",
+            str(directory),
+        ]
+        for key, value in spec.properties(node).items():
+            command += ["--set", f"{key}={value}"]
+        with open(directory / "broker.log", "ab") as output:
+            child = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C at the operator's terminal is the operator's
+            )
+        self._children[node] = child
+        state = {"pid": child.pid, "revision": spec.revision(node), "port": spec.port(node)}
+        tmp = self._state_file(node).with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self._state_file(node))
+        log.info("started broker %d (pid %d) on %s:%d", node, child.pid, spec.host, spec.port(node))
+
+    def stop(self, node: int) -> None:
+        state = self._state(node)
+        pid = state.get("pid") if state else None
+        if not isinstance(pid, int) or not self._alive(node, pid):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_seconds
+        while time.monotonic() < deadline and self._alive(node, pid):
+            time.sleep(0.1)
+        if self._alive(node, pid):
+            log.warning(
+                "broker %d did not stop within %.0f s of SIGTERM; killing it",
+                node,
+                self.grace_seconds,
+            )
+            os.kill(pid, signal.SIGKILL)
+            while self._alive(node, pid):
+                time.sleep(0.05)
+        child = self._children.pop(node, None)
+        if child is not None:
+            child.wait()
+        log.info("stopped broker %d", node)

@@ -1,0 +1,194 @@
+"""The operator on real broker processes (the local runtime), driven through its spec file as
+a user would: it starts a declared cluster; scaling out gives the new broker its share;
+an upgrade restarts one broker at a time, only when nothing is under-replicated, with the
+controller last, while an idempotent acks=all producer writes on; scaling in drains the
+broker before stopping it. Every record is read back at its offset."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from artesian.operator.operator import Operator
+from artesian.operator.spec import ClusterSpec
+from tests.consuming import read_range
+
+pytestmark = pytest.mark.slow
+
+FAST = {
+    "broker.heartbeat.interval.ms": 200,
+    "broker.session.timeout.ms": 1500,
+    "replica.lag.time.max.ms": 3000,
+    "replica.fetch.backoff.ms": 100,
+    "replica.fetch.wait.max.ms": 200,
+    "artesian.balancer.interval.ms": 300,
+    "artesian.balancer.load.sample.interval.ms": 300,
+    "group.initial.rebalance.delay.ms": 0,
+    "default.replication.factor": 3,
+    "offsets.topic.replication.factor": 3,
+    "min.insync.replicas": 2,
+}
+
+
+def _free_block(size: int) -> int:
+    """A first port whose broker and metrics ports (first..first+size-1, and +1000) are free."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = s.getsockname()[1]
+        if first + 1000 + size >= 65535:
+            continue
+        ports = [first + i for i in range(size)] + [first + 1000 + i for i in range(size)]
+        try:
+            for p in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no free block of ports")
+
+
+class _SpecFile:
+    def __init__(self, root: Path) -> None:
+        self.path = root / "cluster.toml"
+        self.first_port = _free_block(5)
+        self.root = root
+
+    def write(self, brokers: int, version: str = "1") -> None:
+        config = "\n".join(f'"{k}" = {json.dumps(v)}' for k, v in FAST.items())
+        self.path.write_text(
+            f'brokers = {brokers}\nfirst_port = {self.first_port}\ndata_dir = "data"\n'
+            f'version = "{version}"\n[config]\n{config}\n'
+        )
+
+    def load(self) -> ClusterSpec:
+        return ClusterSpec.load(self.path)
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Iterator[_SpecFile]:
+    f = _SpecFile(tmp_path)
+    f.write(3)
+    yield f
+
+
+def _events(spec: ClusterSpec) -> list[dict[str, Any]]:
+    path = spec.data_dir / "operator-events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _status(spec: ClusterSpec) -> dict[str, Any]:
+    return json.loads((spec.data_dir / "operator-status.json").read_text())
+
+
+def _until(op: Operator, cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op.reconcile_once()
+        if cond():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; status: {_status(op.spec)}")
+
+
+def _ready(op: Operator) -> bool:
+    return op.last_plan is not None and op.last_plan.phase == "Ready"
+
+
+def test_the_operator_scales_out_rolls_and_scales_in_without_losing_a_record(
+    spec_file: _SpecFile,
+) -> None:
+    op = Operator(spec_file.load)
+    try:
+        _until(op, lambda: _ready(op), 60, "three brokers")
+        spec = op.spec
+        status = _status(spec)
+        assert [(b["id"], b["running"], b["live"]) for b in status["brokers"]] == [
+            (1, True, True),
+            (2, True, True),
+            (3, True, True),
+        ]
+        bootstrap = spec.bootstrap()
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("ops", 6, 3)])["ops"].result(15)
+        written: dict[int, list[bytes]] = {i: [] for i in range(6)}
+        errors: list[KafkaError] = []
+        stop = threading.Event()
+
+        def produce() -> None:
+            p = Producer(
+                {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}
+            )
+            n = 0
+            while not stop.is_set():
+                for i in range(6):
+                    value = f"v{n}-{i}".encode()
+                    written[i].append(value)
+                    p.produce(
+                        "ops", value, partition=i, on_delivery=lambda e, m: e and errors.append(e)
+                    )
+                n += 1
+                p.poll(0)
+                time.sleep(0.02)
+            assert p.flush(120) == 0
+
+        writer = threading.Thread(target=produce)
+        writer.start()
+
+        # Scale out: broker 4 starts, and the self-balancer gives it replicas on its own.
+        spec_file.write(4)
+        _until(op, lambda: _ready(op) and len(_status(op.spec)["brokers"]) == 4, 60, "broker 4")
+        _until(
+            op,
+            lambda: (_status(op.spec)["rebalance"]["task"] or {}).get("state") == "COMPLETED",
+            120,
+            "the rebalance onto broker 4",
+        )
+        assert any(e == {"action": "start", "broker": 4} for e in _slim(_events(op.spec)))
+
+        # Upgrade: a new version rolls every broker, one at a time, the controller last.
+        controller = _status(op.spec)["controller"]
+        mark = len(_events(op.spec))
+        spec_file.write(4, version="2")
+        _until(
+            op,
+            lambda: _ready(op) and all(b["up_to_date"] for b in _status(op.spec)["brokers"]),
+            240,
+            "the roll",
+        )
+        restarts = [e["broker"] for e in _events(op.spec)[mark:] if e["action"] == "restart"]
+        assert sorted(restarts) == [1, 2, 3, 4] and restarts[-1] == controller
+
+        # Scale in: broker 4 is drained first, then stopped, then leaves the cluster.
+        spec_file.write(3, version="2")
+        _until(
+            op,
+            lambda: _ready(op) and [b["id"] for b in _status(op.spec)["brokers"]] == [1, 2, 3],
+            180,
+            "scale in",
+        )
+        tail = [e for e in _slim(_events(op.spec)) if e["broker"] == 4][-2:]
+        assert tail == [{"action": "remove", "broker": 4}, {"action": "stop", "broker": 4}]
+
+        stop.set()
+        writer.join(180)
+        assert errors == []
+        for i, values in written.items():
+            got = read_range(bootstrap, "ops", 0, len(values), partition=i)
+            assert got == list(enumerate(values)), f"ops-{i}"
+    finally:
+        op.stop_all()
+
+
+def _slim(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"action": e["action"], "broker": e["broker"]} for e in events]

@@ -1,0 +1,127 @@
+"""``artesian up --brokers N`` and ``artesian operator``, run as a user runs them: a cluster
+that serves records at exact offsets and stops whole on Ctrl-C; a spec with mistakes is
+refused with the reason; ``operator run --once`` and ``operator status`` report the phase."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.cli.test_admin_cli import cli, cli_json, fails
+from tests.consuming import read_range
+from tests.operator.test_local_operator import _free_block
+from tests.replication.test_cluster import _produce
+
+pytestmark = pytest.mark.slow
+
+
+class _Bootstrap:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+
+def _broker_pids(data_dir: Path) -> list[int]:
+    pids = []
+    for f in data_dir.glob("broker-*/runtime.json"):
+        pids.append(json.loads(f.read_text())["pid"])
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[-1][0] != "Z"
+
+
+def test_up_with_brokers_runs_a_cluster_until_ctrl_c(tmp_path: Path) -> None:
+    port = _free_block(2)
+    data = tmp_path / "up"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "artesian.cli.main",
+            "up",
+            "--brokers",
+            "2",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    bootstrap = f"127.0.0.1:{port},127.0.0.1:{port + 1}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+                if len(md.brokers) == 2:
+                    break
+            except Exception:
+                pass
+            assert time.monotonic() < deadline, "the cluster did not come up"
+            time.sleep(0.5)
+
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("up-topic", 2, 2)])["up-topic"].result(15)
+        sent = {i: [f"r{i}-{n}".encode() for n in range(200)] for i in range(2)}
+        _produce(bootstrap, "up-topic", sent)
+        for i, values in sent.items():
+            assert read_range(bootstrap, "up-topic", 0, 200, partition=i) == list(enumerate(values))
+        described = cli_json(_Bootstrap(bootstrap), "topic", "describe", "up-topic")
+        assert all(len(p["replicas"]) == 2 for p in described["partitions"])
+        pids = _broker_pids(data)
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0].decode()
+    assert all(not _alive(p) for p in pids), output
+    assert "stopping the brokers" in output
+
+
+def test_a_spec_with_a_mistake_is_refused_with_its_reason(tmp_path: Path) -> None:
+    spec = tmp_path / "cluster.toml"
+    spec.write_text('brokers = 2\n[config]\n"node.id" = 3\n')
+    message = fails(None, "operator", "run", str(spec), "--once")
+    assert "['node.id'] are set per broker by the operator" in message
+    spec.write_text("brokers = 2\n")
+    assert "no operator status" in fails(None, "operator", "status", str(spec))
+
+
+def test_operator_run_once_starts_the_brokers_and_status_reports_them(tmp_path: Path) -> None:
+    spec = tmp_path / "cluster.toml"
+    spec.write_text(f'brokers = 1\nfirst_port = {_free_block(1)}\ndata_dir = "d"\n')
+    try:
+        out = cli(None, "operator", "run", str(spec), "--once").stdout
+        assert "phase Reconciling" in out
+        deadline = time.monotonic() + 60
+        while True:
+            out = cli(None, "operator", "run", str(spec), "--once").stdout
+            if "phase Ready" in out:
+                break
+            assert time.monotonic() < deadline, out
+            time.sleep(0.5)
+        status = cli_json(None, "operator", "status", str(spec))
+        assert status["phase"] == "Ready" and status["declared_brokers"] == 1
+        assert [(b["id"], b["running"], b["live"], b["up_to_date"]) for b in status["brokers"]] == [
+            (1, True, True, True)
+        ]
+    finally:
+        for pid in _broker_pids(tmp_path / "d"):
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)

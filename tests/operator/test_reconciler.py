@@ -1,0 +1,143 @@
+"""The reconciler's decisions, sans I/O: what it starts, drains, stops and rolls for each
+picture of the cluster, and what it waits for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from artesian.operator.reconciler import Action, BrokerObservation, Observation, reconcile
+from artesian.operator.spec import ClusterSpec, SpecError
+
+
+def _spec(brokers: int = 3, version: str = "1") -> ClusterSpec:
+    return ClusterSpec(brokers=brokers, data_dir=Path("/tmp/x"), version=version)
+
+
+def _healthy(spec: ClusterSpec, nodes: list[int], **over: object) -> Observation:
+    seen = Observation(reachable=True, controller=1)
+    for n in nodes:
+        seen.brokers[n] = BrokerObservation(
+            n, running=True, revision=spec.revision(n), live=True, under_replicated=0
+        )
+    for key, value in over.items():
+        node, attr = key.split("_", 1)
+        setattr(seen.brokers[int(node.removeprefix("b"))], attr, value)
+    return seen
+
+
+def test_a_new_cluster_starts_every_broker_at_once() -> None:
+    plan = reconcile(_spec(), Observation())
+    assert plan.actions == [
+        Action("start", 1, "declared but not running"),
+        Action("start", 2, "declared but not running"),
+        Action("start", 3, "declared but not running"),
+    ]
+    assert plan.phase == "Reconciling"
+
+
+def test_a_cluster_as_declared_is_ready() -> None:
+    spec = _spec()
+    plan = reconcile(spec, _healthy(spec, [1, 2, 3]))
+    assert (plan.actions, plan.phase, plan.waiting_for) == ([], "Ready", None)
+
+
+def test_running_is_not_ready_until_every_broker_joined() -> None:
+    spec = _spec()
+    plan = reconcile(spec, _healthy(spec, [1, 2, 3], b2_live=False))
+    assert (plan.actions, plan.phase) == ([], "Reconciling")
+    assert plan.waiting_for == "brokers [2] to join the cluster"
+
+
+def test_scaling_in_drains_then_stops_the_highest_brokers() -> None:
+    spec = _spec(2)
+    seen = _healthy(spec, [1, 2, 3])
+    assert reconcile(spec, seen).actions == [Action("remove", 3, "above the declared broker count")]
+    seen.brokers[3].removal = "IN_PROGRESS"
+    plan = reconcile(spec, seen)
+    assert plan.actions == [] and plan.waiting_for == "the self-balancer to drain broker 3"
+    seen.brokers[3].removal = "DRAINED"
+    assert reconcile(spec, seen).actions == [Action("stop", 3, "drained")]
+    seen.brokers[3].running = False
+    assert reconcile(spec, seen).phase == "Ready"
+
+
+def test_a_removal_that_fails_needs_a_person_and_the_broker_keeps_running() -> None:
+    spec = _spec(2)
+    seen = _healthy(spec, [1, 2, 3], b3_removal="FAILED")
+    plan = reconcile(spec, seen)
+    assert plan.actions == [] and plan.phase == "Degraded"
+    assert "broker 3 cannot be drained" in (plan.waiting_for or "")
+
+
+def test_scaling_back_out_cancels_a_removal() -> None:
+    spec = _spec(3)
+    seen = _healthy(spec, [1, 2, 3], b3_removal="IN_PROGRESS")
+    assert reconcile(spec, seen).actions == [Action("cancel_removal", 3, "declared again")]
+
+
+def test_an_upgrade_rolls_one_broker_at_a_time_and_the_controller_last() -> None:
+    old, new = _spec(3, "1"), _spec(3, "2")
+    seen = _healthy(old, [1, 2, 3])
+    assert reconcile(new, seen).actions == [Action("restart", 2, "revision out of date")]
+    seen.brokers[2].revision = new.revision(2)
+    assert reconcile(new, seen).actions == [Action("restart", 3, "revision out of date")]
+    seen.brokers[3].revision = new.revision(3)
+    assert reconcile(new, seen).actions == [Action("restart", 1, "revision out of date")]
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [
+        ({"b1_under_replicated": 4}, "broker 1 has 4 under-replicated partitions"),
+        ({"b3_live": False}, "broker 3 is not live yet"),
+        ({"b2_under_replicated": None}, "broker 2's metrics are unread"),
+    ],
+)
+def test_the_roll_waits_for_a_healthy_cluster(fault: dict[str, object], why: str) -> None:
+    old, new = _spec(3, "1"), _spec(3, "2")
+    seen = _healthy(old, [1, 2, 3], **fault)
+    plan = reconcile(new, seen)
+    assert [a for a in plan.actions if a.kind == "restart"] == []
+    assert plan.waiting_for == f"a healthy cluster before rolling ({why})"
+
+
+def test_a_config_change_is_an_upgrade_too() -> None:
+    a = ClusterSpec(3, Path("/x"), config={"log.retention.hours": "24"})
+    b = ClusterSpec(3, Path("/x"), config={"log.retention.hours": "48"})
+    assert a.revision(1) != b.revision(1) and a.revision(1) != a.revision(2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"brokers": 0}, "brokers must be"),
+        ({"brokers": "3"}, "brokers must be"),
+        ({"nodes": 3}, "unknown spec fields ['nodes']"),
+        ({"config": {"node.id": 4}}, "set per broker by the operator"),
+        ({"first_port": 80}, "first_port"),
+        ({"racks": [1]}, "racks must be"),
+    ],
+)
+def test_bad_specs_are_refused_with_a_reason(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        ClusterSpec.from_dict(raw, Path("/x"))
+
+
+def test_a_spec_file_reads_as_declared(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.toml"
+    f.write_text(
+        'brokers = 2\nfirst_port = 19091\ndata_dir = "d"\nracks = ["a", "b"]\n'
+        '[config]\n"min.insync.replicas" = 2\n"auto.leader.rebalance.enable" = false\n'
+    )
+    spec = ClusterSpec.load(f)
+    assert spec.data_dir == tmp_path / "d" and spec.bootstrap() == "127.0.0.1:19091,127.0.0.1:19092"
+    assert spec.properties(2) == {
+        "min.insync.replicas": "2",
+        "auto.leader.rebalance.enable": "false",
+        "node.id": "2",
+        "artesian.metadata.store.url": f"sqlite:///{tmp_path / 'd' / 'metadata.db'}",
+        "artesian.metrics.port": "20092",
+        "broker.rack": "b",
+    }
