@@ -237,3 +237,38 @@ def test_api_versions_does_not_advertise_the_private_apis(cluster: Cluster) -> N
     keys = {int(k.api_key) for k in resp.api_keys}
     assert 0 in keys and 45 in keys
     assert not keys & {ALTER_BALANCER_KEY, DESCRIBE_BALANCER_KEY}
+
+
+def test_requests_wait_for_the_controller_and_can_be_canceled(tmp_path: Path) -> None:
+    # A self-balancer that looks only every 10 minutes: requests stay PENDING meanwhile.
+    c = Cluster(tmp_path, 2, {"artesian.balancer.interval.ms": "600000"}).start()
+    try:
+        assert cli_json(c.brokers[2], "cluster", "remove-broker", "2") == [
+            {"broker": 2, "state": "PENDING", "reason": None, "replicas_left": 0}
+        ]
+        name = "artesian_balancer_broker_removals_in_progress"
+        c.wait_for(lambda: c.metric(1, name) == 1 and c.metric(2, name) == 1, what=name)
+        assert _status(c)["state"] == "REMOVING_BROKERS"
+        # Asking twice is the same request; removing every broker is refused.
+        assert cli_json(c.brokers[1], "cluster", "remove-broker", "2")[0]["state"] == "PENDING"
+        assert "no broker to hold the data" in fails(c.brokers[1], "cluster", "remove-broker", "1")
+
+        cli(c.brokers[1], "cluster", "cancel-removal", "2")
+        c.wait_for(lambda: c.metric(1, name) == 0 and c.metric(2, name) == 0, what=name)
+        assert [(r["broker"], r["state"]) for r in _status(c)["removals"]] == [(2, "CANCELED")]
+
+        task = cli_json(c.brokers[1], "rebalance", "start")["task"]
+        rebalancing = "artesian_balancer_rebalance_in_progress"
+        c.wait_for(lambda: c.metric(2, rebalancing) == 1, what=rebalancing)
+        status = _status(c)
+        assert status["state"] == "REBALANCING"
+        assert status["task"] == {
+            "id": task,
+            "trigger": "REQUESTED",
+            "state": "PENDING",
+            "reason": None,
+        }
+        # A second request joins the one pending.
+        assert cli_json(c.brokers[2], "rebalance", "start")["task"] == task
+    finally:
+        c.stop()

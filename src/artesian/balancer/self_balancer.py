@@ -82,7 +82,9 @@ def goal_config(config: BrokerConfig) -> GoalConfig:
     return GoalConfig(balance_threshold=config.get_float("artesian.balancer.balance.threshold"))
 
 
-def _fingerprint(image: MetadataImage, live: Set[int], excluded: Set[int]) -> object:
+def _fingerprint(
+    image: MetadataImage, live: Set[int], excluded: Set[int]
+) -> tuple[int, Set[int], Set[int]]:
     """Changes whenever a replica, a leader, a broker or a task does: a model the optimizer
     could not improve is not optimized again until one of these changes (or a while passes,
     for loads that moved on their own)."""
@@ -97,7 +99,7 @@ class SelfBalancer:
         self.host = host
         self.last_round: RoundReport | None = None
         self._dead_since: dict[int, int] = {}
-        self._settled: tuple[object, int] | None = None
+        self._settled: tuple[tuple[int, Set[int], Set[int]], int] | None = None
 
     # --- the round --------------------------------------------------------------------
 
@@ -110,15 +112,19 @@ class SelfBalancer:
         ):
             self._dead_since.clear()  # a new controller starts counting afresh
             return
-        raw: dict[int, str] = await h.in_store_thread(lambda store: store.broker_loads())
-        samples = parse_samples(raw)
         now = int(time.time() * 1000)
         image, live = h.image, h.live_brokers
         if self._advance_records(image, live):
             return  # the next round plans from the image the records made
         excluded = self.excluded(image, live, now)
         fingerprint = _fingerprint(image, live, excluded)
-        model = build_model(image, live, samples, excluded)
+        settled = self._settled
+        if settled is not None and settled[0] == fingerprint and now - settled[1] < _RECHECK_MS:
+            return  # nothing changed since a round found nothing to do
+        raw: dict[int, str] = await h.in_store_thread(lambda store: store.broker_loads())
+        if h.image.offset != fingerprint[0]:
+            return  # the image moved on while the store answered: plan next round
+        model = build_model(image, live, parse_samples(raw), excluded)
         task = image.balancer_task
         in_progress = task is not None and task.state == "IN_PROGRESS"
         # Brokers to empty still hold replicas, or a removal waits to be reported drained.
@@ -126,9 +132,6 @@ class SelfBalancer:
             r.state == "IN_PROGRESS" for r in image.removals.values()
         )
         cfg = goal_config(h.config)
-        settled = self._settled
-        if settled is not None and settled[0] == fingerprint and now - settled[1] < _RECHECK_MS:
-            return
         trigger = None
         if not (in_progress or draining):
             trigger = self._trigger(model, cfg)

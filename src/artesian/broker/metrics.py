@@ -53,6 +53,22 @@ class BrokerMetrics:
             "Partitions led by this broker.",
             registry=r,
         )
+        # The self-balancer's progress, as every broker's metadata image shows it.
+        self.balancer_moves_in_flight = Gauge(
+            "artesian_balancer_partition_moves_in_flight",
+            "Partition reassignments in progress.",
+            registry=r,
+        )
+        self.balancer_removals = Gauge(
+            "artesian_balancer_broker_removals_in_progress",
+            "Brokers being drained for removal.",
+            registry=r,
+        )
+        self.balancer_rebalancing = Gauge(
+            "artesian_balancer_rebalance_in_progress",
+            "1 while a rebalance runs.",
+            registry=r,
+        )
         self.isr_shrinks = Counter(
             "kafka_server_replica_manager_isr_shrinks",
             "Followers this broker, as leader, took out of an ISR.",

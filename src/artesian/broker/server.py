@@ -667,6 +667,25 @@ class Broker:
             topic = self.image.topics.get(name)
             if topic is not None and any(k[0] == name for k in rm.partitions):
                 rm.update_config(name, self.log_config(topic))
+        self._update_balancer_gauges()
+
+    def _update_balancer_gauges(self) -> None:
+        image, m = self.image, self.metrics
+        m.balancer_moves_in_flight.set(
+            sum(
+                1
+                for t in image.topics.values()
+                for p in t.partitions.values()
+                if p.adding_replicas or p.removing_replicas
+            )
+        )
+        m.balancer_removals.set(
+            sum(r.state in ("PENDING", "IN_PROGRESS") for r in image.removals.values())
+        )
+        task = image.balancer_task
+        m.balancer_rebalancing.set(
+            int(task is not None and task.state in ("PENDING", "IN_PROGRESS"))
+        )
 
     def _stop_remote_partitions(self, topic: str, topic_id: uuid.UUID) -> None:
         """A deleted topic's remote segments go too (Kafka's stopPartitions with delete)."""
