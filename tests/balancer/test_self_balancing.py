@@ -226,8 +226,7 @@ def test_balancer_commands_answer_bad_input_with_kafka_errors(cluster: Cluster) 
         conn.expect_closed()
     assert _status(cluster)["state"] == "IDLE"
 
-
-def test_api_versions_does_not_advertise_the_private_apis(cluster: Cluster) -> None:
+    # Kafka clients never meet the private APIs: ApiVersions does not list them.
     from kio.schema.api_versions.v3 import request as av
 
     with WireConn(cluster.brokers[1].port) as conn:

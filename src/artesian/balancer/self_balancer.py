@@ -139,6 +139,8 @@ class SelfBalancer:
                 self._settled = (fingerprint, now)
                 return
         result = await asyncio.to_thread(optimize, model, cfg)
+        if h.image.offset != fingerprint[0] or h.live_brokers != live:
+            return  # planned from a picture that changed meanwhile: plan next round
         if trigger is not None:
             if not result.proposals:
                 self._settled = (fingerprint, now)
