@@ -116,6 +116,13 @@ def test_operator_run_once_starts_the_brokers_and_status_reports_them(tmp_path: 
                 break
             assert time.monotonic() < deadline, out
             time.sleep(0.5)
+        # Every pass was a new operator process: each found the broker the first one
+        # started (runtime.json), and none started another.
+        events = [
+            json.loads(line)
+            for line in (tmp_path / "d" / "operator-events.jsonl").read_text().splitlines()
+        ]
+        assert [(e["action"], e["broker"]) for e in events] == [("start", 1)]
         status = cli_json(None, "operator", "status", str(spec))
         assert status["phase"] == "Ready" and status["declared_brokers"] == 1
         assert [(b["id"], b["running"], b["live"], b["up_to_date"]) for b in status["brokers"]] == [
