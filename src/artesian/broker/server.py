@@ -62,9 +62,11 @@ from artesian.metadata.store import (
 )
 from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
+from artesian.replication.throttle import ReplicationThrottle, replica_listed
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, parse_partition_dir
+from artesian.tiered.quota import ByteRateQuota
 from artesian.tiered.remote_log_manager import RemoteLogManager, RemoteLogManagerConfig
 from artesian.tiered.remote_storage_manager import RemoteStorageManager
 
@@ -129,6 +131,7 @@ class Broker:
         self.log_cleaner: LogCleaner | None = None
         self.remote_log_manager: RemoteLogManager | None = None
         self.fetcher_manager: ReplicaFetcherManager | None = None
+        self.leader_throttle: ReplicationThrottle | None = None
         # Brokers whose sessions in the metadata store are open (KRaft's unfenced brokers),
         # as of the last heartbeat round; the lowest id among them acts as the controller.
         self.live_brokers: frozenset[int] = frozenset()
@@ -215,8 +218,12 @@ class Broker:
             now, {name: self.log_config(topic) for name, topic in self.image.topics.items()}
         )
         self.replica_manager = ReplicaManager(self.log_manager, self.metrics, self.node_id)
+        self.leader_throttle = self._replication_throttle("leader")
         self.fetcher_manager = ReplicaFetcherManager(
-            self._fetcher_config(), self.replica_manager, self._address_of
+            self._fetcher_config(),
+            self.replica_manager,
+            self._address_of,
+            self._replication_throttle("follower"),
         )
         self.replica_manager.on_stop_fetching = self.fetcher_manager.forget
         cleaner_props = {
@@ -744,6 +751,17 @@ class Broker:
     def _address_of(self, node_id: int) -> tuple[str, int] | None:
         b = self.image.brokers.get(node_id)
         return (b.host, b.port) if b is not None else None
+
+    def _replication_throttle(self, side: str) -> ReplicationThrottle:
+        """KIP-73's quota for one side: ``side`` is "leader" or "follower"."""
+        listing = f"{side}.replication.throttled.replicas"
+
+        def listed(topic: str, partition: int) -> bool:
+            t = self.image.topics.get(topic)
+            return t is not None and replica_listed(t.configs, listing, partition, self.node_id)
+
+        rate = self.config.get_int(f"{side}.replication.throttled.rate")
+        return ReplicationThrottle(ByteRateQuota(rate), listed)
 
     def _fetcher_config(self) -> FetcherConfig:
         cfg = self.config

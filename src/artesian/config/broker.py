@@ -598,6 +598,22 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
         ),
         _k(
+            "leader.replication.throttled.rate",
+            _L,
+            LONG_MAX,
+            "Bytes per second a leader sends to the out-of-sync replicas its topics list in "
+            "leader.replication.throttled.replicas (Kafka sets it dynamically; here at start).",
+            _GE1,
+        ),
+        _k(
+            "follower.replication.throttled.rate",
+            _L,
+            LONG_MAX,
+            "Bytes per second a follower fetches for the out-of-sync replicas its topics list "
+            "in follower.replication.throttled.replicas (static here, as above).",
+            _GE1,
+        ),
+        _k(
             "broker.heartbeat.interval.ms",
             _I,
             2000,

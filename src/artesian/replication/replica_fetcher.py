@@ -31,6 +31,7 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i32, i64
 
 from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
+from artesian.replication.throttle import ReplicationThrottle
 from artesian.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -140,10 +141,12 @@ class ReplicaFetcher:
         address: tuple[str, int],
         config: FetcherConfig,
         replica_manager: ReplicaManager,
+        throttle: ReplicationThrottle | None = None,
     ) -> None:
         self.leader_id = leader_id
         self.config = config
         self.replica_manager = replica_manager
+        self.throttle = throttle
         self.partitions: dict[tuple[str, int], FetchState] = {}
         self.address = address
         self._connection = self._connect(address)
@@ -363,8 +366,14 @@ class ReplicaFetcher:
     async def _fetch(self, states: list[FetchState]) -> None:
         by_topic: dict[str, list[Any]] = {}
         sent: dict[tuple[str, int], tuple[FetchState, int]] = {}
+        throttle = self.throttle
         for st in states:
             p = st.partition
+            if throttle is not None and throttle.holds_back(p.topic, p.index, p.local_id in p.isr):
+                # Checked again after a backoff: the throttle may be lifted meanwhile.
+                wait = min(throttle.quota.throttle_seconds(), self.config.backoff_ms / 1000)
+                st.delayed_until = time.monotonic() + wait
+                continue
             plog = p.log
             offset = plog.log_end_offset
             sent[(p.topic, p.index)] = (st, offset)
@@ -378,6 +387,8 @@ class ReplicaFetcher:
                     partition_max_bytes=i32(self.config.partition_max_bytes),
                 )
             )
+        if not by_topic:
+            return  # all held back by the follower's quota: they wait out its debt
         cfg = self.config
         response = await self._connection.request(
             FETCH,
@@ -410,6 +421,9 @@ class ReplicaFetcher:
                 current = self._current(st)
                 if current is None or current.log.log_end_offset != offset:
                     continue  # moved on (new leader, truncated) while the fetch was out
+                if throttle is not None and r.records:
+                    in_sync = current.local_id in current.isr
+                    throttle.moved(current.topic, current.index, in_sync, len(r.records))
                 self._process(st, current, r, now_ms)
                 if r.records:
                     # To the back: the next fetch's byte budget goes to the others first, as
@@ -482,10 +496,12 @@ class ReplicaFetcherManager:
         config: FetcherConfig,
         replica_manager: ReplicaManager,
         address_of: Callable[[int], tuple[str, int] | None],
+        throttle: ReplicationThrottle | None = None,
     ) -> None:
         self.config = config
         self.replica_manager = replica_manager
         self.address_of = address_of
+        self.throttle = throttle
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self._leader_of: dict[tuple[str, int], int] = {}
 
@@ -499,7 +515,7 @@ class ReplicaFetcherManager:
         fetcher = self.fetchers.get(p.leader)
         if fetcher is None:
             fetcher = self.fetchers[p.leader] = ReplicaFetcher(
-                p.leader, address, self.config, self.replica_manager
+                p.leader, address, self.config, self.replica_manager, self.throttle
             )
         else:
             fetcher.move_to(address)

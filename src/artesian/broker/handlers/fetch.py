@@ -169,6 +169,11 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
             if read_committed:
                 result.aborted_transactions = []
             continue  # caught up: nothing to read, the common long-poll case
+        # KIP-73: a replica catching up on a throttled partition waits out the leader's quota.
+        throttle = broker.leader_throttle if replica_id >= 0 else None
+        in_sync = throttle is None or replica_id in partition.isr
+        if throttle is not None and throttle.holds_back(fp.topic, fp.partition, in_sync):
+            continue
         max_bytes = min(fp.max_bytes, budget - total)
         try:
             info = plog.read(
@@ -206,7 +211,9 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
             result.records = [records]
             result.records_size = records.size
             total += records.size
-            if replica_id < 0:
+            if throttle is not None:
+                throttle.moved(fp.topic, fp.partition, in_sync, records.size)
+            elif replica_id < 0:
                 partition.bytes_out_total += records.size
     return results, total, errors, keys, remote
 
