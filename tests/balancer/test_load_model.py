@@ -159,6 +159,7 @@ def test_private_api_frames_round_trip() -> None:
         struct.pack(">i", 2) + b"[]",
         struct.pack(">i", 2) + b"\xff\xfe",
         struct.pack(">i", 2 << 20) + b"{}",
+        struct.pack(">i", 200_000) + b"[" * 100_000 + b"]" * 100_000,  # nesting, not size
     ],
 )
 def test_malformed_request_bodies_raise_decode_error(body: bytes) -> None:

@@ -278,10 +278,17 @@ def test_excluded_broker_is_drained_and_its_leaderships_move() -> None:
     assert sorted(_counts(after).values()) == [0, 5, 5, 6]
 
 
-def test_dead_broker_is_drained() -> None:
+def test_a_dead_broker_keeps_its_replicas_until_excluded() -> None:
+    # Down for a restart: its replicas stay (they are back soon), but it receives none.
     brokers = [BrokerState(0), BrokerState(1), BrokerState(2), BrokerState(3, alive=False)]
-    model = _model(brokers, _even(4, 8, 2))
-    result, after = _run(model)
+    result, after = _run(_model(brokers, _even(4, 8, 2)))
+    assert "ReplicaExclusion" not in result.violated_before
+    assert after.load(3).replicas == 4
+    assert all(3 not in set(p.new_replicas) - set(p.old_replicas) for p in result.proposals)
+    # Dead past the healing threshold, it is excluded: then it is emptied.
+    brokers[3] = BrokerState(3, alive=False, excluded=True)
+    result, after = _run(_model(brokers, _even(4, 8, 2)))
+    assert result.violated_before[:1] == ["ReplicaExclusion"]
     assert after.load(3).replicas == 0
     assert "ReplicaExclusion" not in result.violated_after
 
@@ -457,7 +464,7 @@ def test_no_eligible_broker_is_reported_not_crashed() -> None:
     assert result.proposals == []
     assert result.violated_after == ["ReplicaExclusion"]
     assert result.unfixable == {
-        "ReplicaExclusion": "2 replicas of t-0 need 2 eligible brokers, 0 remain (and 1 more)"
+        "ReplicaExclusion": "2 replicas of t-0 need 2 eligible brokers, 0 remain"
     }
 
 

@@ -16,10 +16,15 @@ def _spec(brokers: int = 3, version: str = "1") -> ClusterSpec:
 
 
 def _healthy(spec: ClusterSpec, nodes: list[int], **over: object) -> Observation:
-    seen = Observation(reachable=True, controller=1)
+    seen = Observation(reachable=True, controller=1, balancer_state="IDLE")
     for n in nodes:
         seen.brokers[n] = BrokerObservation(
-            n, running=True, revision=spec.revision(n), live=True, under_replicated=0
+            n,
+            running=True,
+            revision=spec.revision(n),
+            live=True,
+            under_replicated=0,
+            registered=True,
         )
     for key, value in over.items():
         node, attr = key.split("_", 1)
@@ -59,8 +64,17 @@ def test_scaling_in_drains_then_stops_the_highest_brokers() -> None:
     assert plan.actions == [] and plan.waiting_for == "the self-balancer to drain broker 3"
     seen.brokers[3].removal = "DRAINED"
     assert reconcile(spec, seen).actions == [Action("stop", 3, "drained")]
-    seen.brokers[3].running = False
+    seen.brokers[3].running = seen.brokers[3].live = False
+    plan = reconcile(spec, seen)
+    assert plan.waiting_for == "the cluster to unregister broker 3"
+    seen.brokers[3].removal, seen.brokers[3].registered = "COMPLETE", False
     assert reconcile(spec, seen).phase == "Ready"
+
+
+def test_an_extra_broker_that_is_down_is_still_drained() -> None:
+    spec = _spec(2)
+    seen = _healthy(spec, [1, 2, 3], b3_running=False, b3_live=False)
+    assert reconcile(spec, seen).actions == [Action("remove", 3, "above the declared broker count")]
 
 
 def test_a_removal_that_fails_needs_a_person_and_the_broker_keeps_running() -> None:
@@ -103,6 +117,18 @@ def test_the_roll_waits_for_a_healthy_cluster(fault: dict[str, object], why: str
     assert plan.waiting_for == f"a healthy cluster before rolling ({why})"
 
 
+@pytest.mark.parametrize("state", ["REBALANCING", "REMOVING_BROKERS", None])
+def test_the_roll_waits_for_the_self_balancer(state: str | None) -> None:
+    old, new = _spec(3, "1"), _spec(3, "2")
+    seen = _healthy(old, [1, 2, 3])
+    seen.balancer_state = state
+    plan = reconcile(new, seen)
+    assert plan.actions == []
+    assert plan.waiting_for == (
+        f"a healthy cluster before rolling (the self-balancer is {state or 'not answering'})"
+    )
+
+
 def test_a_config_change_is_an_upgrade_too() -> None:
     a = ClusterSpec(3, Path("/x"), config={"log.retention.hours": "24"})
     b = ClusterSpec(3, Path("/x"), config={"log.retention.hours": "48"})
@@ -117,6 +143,7 @@ def test_a_config_change_is_an_upgrade_too() -> None:
         ({"nodes": 3}, "unknown spec fields ['nodes']"),
         ({"config": {"node.id": 4}}, "set per broker by the operator"),
         ({"first_port": 80}, "first_port"),
+        ({"first_port": 65000}, "metrics ports"),
         ({"racks": [1]}, "racks must be"),
     ],
 )
@@ -134,6 +161,7 @@ def test_a_spec_file_reads_as_declared(tmp_path: Path) -> None:
     spec = ClusterSpec.load(f)
     assert spec.data_dir == tmp_path / "d" and spec.bootstrap() == "127.0.0.1:19091,127.0.0.1:19092"
     assert spec.properties(2) == {
+        "rsm.config.store.url": f"file://{tmp_path / 'd' / 'remote-storage'}",
         "min.insync.replicas": "2",
         "auto.leader.rebalance.enable": "false",
         "node.id": "2",

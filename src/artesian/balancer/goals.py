@@ -66,7 +66,9 @@ greedy search keeps finding nothing (a check costs a few microseconds)."""
 
 CHECK_BUDGET_SOFT_GOALS = 120_000
 """Candidate actions all soft goals together may evaluate, so a pathological model still
-optimizes in about a second; the earlier (more important) goals come first."""
+stops within seconds (about 1 s for 10,000 partitions on 20 brokers here, 11 s for a
+20,000-partition worst case); the earlier (more important) goals come first, and the next
+round carries on where this one stopped."""
 
 SWAP_TRIES_PER_REPLICA = 4
 """Replicas tried in exchange for each one a swap would send."""
@@ -125,6 +127,14 @@ class BalancingState:
         self._loads: dict[int, BrokerLoad] = {}
         self.eligible: list[int] = sorted(b for b, s in model.brokers.items() if s.eligible)
         self.eligible_set: frozenset[int] = frozenset(self.eligible)
+        self.leaving: frozenset[int] = frozenset(
+            b for b, st in model.brokers.items() if st.excluded
+        ) | frozenset(
+            b for p in model.partitions.values() for b in p.replicas if b not in model.brokers
+        )
+        """Brokers whose replicas must go: excluded ones, and ids no longer registered. A
+        broker that is only down keeps its replicas (it is likely back soon; the
+        healing threshold excludes it otherwise) but receives none."""
         self.rank: dict[Key, int] = {key: i for i, key in enumerate(sorted(model.partitions))}
         """Partition order, for ties: the same cluster always gets the same proposal."""
         self.hosted: dict[int, dict[Key, None]] = {b: {} for b in model.brokers}
@@ -287,15 +297,17 @@ class Goal:
 
 
 class ReplicaExclusionGoal(Goal):
-    """Excluded brokers are being decommissioned and dead ones cannot serve: no replica may
-    stay on either, and none may arrive."""
+    """Excluded brokers are being decommissioned: no replica may stay on them. Neither they
+    nor dead brokers may receive one."""
 
     name = REPLICA_EXCLUSION
     hard = True
 
     def violated(self, state: BalancingState) -> bool:
-        ok = state.eligible_set
-        return any(b not in ok for p in state.model.partitions.values() for b in p.replicas)
+        out = state.leaving
+        return bool(out) and any(
+            b in out for p in state.model.partitions.values() for b in p.replicas
+        )
 
     def accepts(
         self, state: BalancingState, action: Action, p: PartitionLoad, w: tuple[float, ...]
@@ -303,10 +315,10 @@ class ReplicaExclusionGoal(Goal):
         return action.destination in state.eligible_set
 
     def optimize(self, state: BalancingState) -> None:
-        ok = state.eligible_set
+        out = state.leaving
         for key in sorted(state.model.partitions):
             p = state.model.partitions[key]
-            for b in [b for b in p.replicas if b not in ok]:
+            for b in [b for b in p.replicas if b in out]:
                 if not p.movable:
                     state.note(
                         self.name,

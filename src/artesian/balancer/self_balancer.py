@@ -20,6 +20,7 @@ reported by every broker (``describe``). A round:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -138,9 +139,26 @@ class SelfBalancer:
             if trigger is None:
                 self._settled = (fingerprint, now)
                 return
+        epochs = _partition_epochs(image)
         result = await asyncio.to_thread(optimize, model, cfg)
-        if h.image.offset != fingerprint[0] or h.live_brokers != live:
-            return  # planned from a picture that changed meanwhile: plan next round
+        if h.live_brokers != live:
+            return  # planned for brokers that changed meanwhile: plan next round
+        if h.image.offset != fingerprint[0]:
+            # Partitions that changed while the optimizer ran (ISR changes, finished moves)
+            # wait for the next round; the rest of the plan stands.
+            now_epochs = _partition_epochs(h.image)
+            kept = [
+                prop
+                for prop in result.proposals
+                if now_epochs.get((prop.topic, prop.partition))
+                == epochs.get((prop.topic, prop.partition))
+            ]
+            if len(kept) < len(result.proposals):
+                result.proposals = kept
+                if not kept:
+                    return
+                self._execute(image, live, result, now, may_close=False)
+                return
         if trigger is not None:
             if not result.proposals:
                 self._settled = (fingerprint, now)
@@ -153,7 +171,12 @@ class SelfBalancer:
         self._execute(image, live, result, now)
 
     def _execute(
-        self, image: MetadataImage, live: frozenset[int], result: OptimizerResult, now: int
+        self,
+        image: MetadataImage,
+        live: frozenset[int],
+        result: OptimizerResult,
+        now: int,
+        may_close: bool = True,
     ) -> None:
         h = self.host
         assert h.controller is not None
@@ -180,7 +203,7 @@ class SelfBalancer:
             )
             self._commit(records)
             return
-        if moves_in_flight(image):
+        if moves_in_flight(image) or not may_close:
             return  # the moves started earlier finish first
         self._close(image, result)
         self._settled = (_fingerprint(image, live, self.excluded(image, live, now)), now)
@@ -192,10 +215,7 @@ class SelfBalancer:
         for node, removal in sorted(image.removals.items()):
             if removal.state != "IN_PROGRESS":
                 continue
-            holds = any(
-                node in p.replicas for t in image.topics.values() for p in t.partitions.values()
-            )
-            if not holds:
+            if not _holds_replicas(image, node):
                 log.info(
                     "self-balancer: broker %d is drained; stop it and it is unregistered", node
                 )
@@ -219,15 +239,40 @@ class SelfBalancer:
                 log.info("self-balancer: draining broker %d", node)
                 records.append(BrokerRemovalRecord(node, "IN_PROGRESS"))
             elif removal.state == "DRAINED" and node not in live:
+                if _holds_replicas(image, node):  # given some since, by an explicit assignment
+                    log.warning("self-balancer: drained broker %d holds replicas again", node)
+                    records.append(BrokerRemovalRecord(node, "IN_PROGRESS"))
+                    continue
                 log.info("self-balancer: broker %d stopped after draining; unregistering it", node)
                 records += [UnregisterBrokerRecord(node), BrokerRemovalRecord(node, "COMPLETE")]
         task = image.balancer_task
         if task is not None and task.state == "PENDING":
             log.info("self-balancer: starting requested rebalance %s", task.task_id)
             records.append(replace(task, state="IN_PROGRESS"))
+        records += self._cancel_stuck_moves(image, live)
         if records:
             self._commit(records)
         return bool(records)
+
+    def _cancel_stuck_moves(self, image: MetadataImage, live: Set[int]) -> list[MetadataRecord]:
+        """A move whose joining replica's broker died cannot finish (the ISR never takes it
+        in): cancel it, and the next round plans the partition afresh."""
+        controller = self.host.controller
+        assert controller is not None
+        records: list[MetadataRecord] = []
+        for t in image.topics.values():
+            for p in t.partitions.values():
+                dead = [r for r in p.adding_replicas if r not in live]
+                if dead:
+                    log.info(
+                        "self-balancer: canceling the move of %s-%d: broker(s) %s are down",
+                        t.name,
+                        p.partition,
+                        dead,
+                    )
+                    with contextlib.suppress(ControllerError):
+                        records += controller.plan_reassignment(t.name, p.partition, None)
+        return records
 
     def excluded(self, image: MetadataImage, live: Set[int], now: int) -> frozenset[int]:
         """Brokers to empty: those being removed, and those dead past the healing threshold
@@ -279,6 +324,18 @@ class SelfBalancer:
             self.host.commit(records)
         except ControllerError:
             pass  # the log moved on: the next round plans from the new image
+
+
+def _partition_epochs(image: MetadataImage) -> dict[tuple[str, int], int]:
+    return {
+        (t.name, p.partition): p.partition_epoch
+        for t in image.topics.values()
+        for p in t.partitions.values()
+    }
+
+
+def _holds_replicas(image: MetadataImage, node: int) -> bool:
+    return any(node in p.replicas for t in image.topics.values() for p in t.partitions.values())
 
 
 def describe(

@@ -276,6 +276,7 @@ class Broker:
         )
         self.transaction_coordinator.load(self._led(TRANSACTION_STATE_TOPIC))
 
+        self._update_balancer_gauges()
         metrics_port = self.config.metrics_port
         if metrics_port:
             # prometheus-client serves from its own thread; scrapes never touch the loop.
@@ -606,6 +607,17 @@ class Broker:
         for i, record in enumerate(records):
             self.image.apply(first + i, record)
         self._on_records(records)
+
+    def plan_and_commit(self, plan: Callable[[], list[MetadataRecord]], attempts: int = 3) -> None:
+        """Plan from the image and commit; when another broker appended first, catch up and
+        plan again (a few times) before the caller sees NOT_CONTROLLER."""
+        for attempt in range(attempts):
+            try:
+                self.commit(plan())
+                return
+            except ControllerError as e:
+                if e.code is not ErrorCode.not_controller or attempt == attempts - 1:
+                    raise
 
     def _catch_up_with_store(self) -> None:
         assert self.store is not None

@@ -149,7 +149,7 @@ def _up_cluster(data_dir: Path, port: int, brokers: int) -> None:
         brokers=brokers,
         data_dir=data_dir.resolve(),
         first_port=port,
-        config={
+        config={  # the operator points every broker at one object store in data_dir
             "remote.log.storage.system.enable": "true",
             "default.replication.factor": str(rf),
             "offsets.topic.replication.factor": str(rf),

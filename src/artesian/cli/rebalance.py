@@ -36,7 +36,12 @@ WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Show progress until it is done (Ctrl-C stops watching).")
 ]
 # Kafka's error names for the codes these APIs answer with.
-_ERRORS = {41: "NOT_CONTROLLER", 42: "INVALID_REQUEST", 102: "BROKER_ID_NOT_REGISTERED"}
+_ERRORS = {
+    -1: "UNKNOWN_SERVER_ERROR",
+    41: "NOT_CONTROLLER",
+    42: "INVALID_REQUEST",
+    102: "BROKER_ID_NOT_REGISTERED",
+}
 
 
 def _call(client: WireClient, api_key: int, document: dict[str, Any]) -> dict[str, Any]:

@@ -125,6 +125,9 @@ class Operator:
             seen.broker(int(b.node_id)).live = True
         if code == 0:
             self.balancer = status
+            seen.balancer_state = status.get("state")
+            for b in status.get("brokers", []):
+                seen.broker(int(b["id"])).registered = True
             for r in status.get("removals", []):
                 seen.broker(int(r["broker"])).removal = r["state"]
 

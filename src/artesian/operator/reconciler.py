@@ -11,8 +11,9 @@ restarted, is therefore just the next pass. The order is the one a careful perso
 3. **Roll** brokers whose revision is out of date, one at a time, and only while the cluster
    is healthy: every declared broker live, no under-replicated partition on any broker (the
    Kafka metric kafka_server_replica_manager_under_replicated_partitions), and nothing else
-   to do first (no broker to start, drain or stop). The active controller goes last, so the
-   controller role moves only once.
+   to do first (no broker to start, drain or stop), and the self-balancer idle. The active
+   controller goes last: elections and the self-balancer move away from it only once every
+   other broker runs the new revision.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class BrokerObservation:
     under_replicated: int | None = None
     """Its kafka_server_replica_manager_under_replicated_partitions; None when unread."""
     removal: str | None = None
+    registered: bool = False
+    """In the cluster's metadata (live or not)."""
 
 
 @dataclass(slots=True)
@@ -43,6 +46,8 @@ class Observation:
     reachable: bool = False
     """Some broker answered: live, removal and controller are known."""
     controller: int | None = None
+    balancer_state: str | None = None
+    """IDLE, REBALANCING, REMOVING_BROKERS or DISABLED (DescribeBalancer); None if unread."""
 
     def broker(self, node: int) -> BrokerObservation:
         return self.brokers.setdefault(node, BrokerObservation(node))
@@ -78,12 +83,15 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
     extra = sorted((n for n, b in seen.brokers.items() if n > spec.brokers), reverse=True)
     for node in extra:
         b = seen.brokers[node]
-        if not b.running:
-            continue  # gone: the cluster unregisters it once its session ends
+        if b.removal == "COMPLETE" or not (b.running or b.registered):
+            continue  # gone for good
         if not seen.reachable:
             plan.waiting_for = "a broker to answer before scaling in"
         elif b.removal == "DRAINED":
-            plan.actions.append(Action("stop", node, "drained"))
+            if b.running:
+                plan.actions.append(Action("stop", node, "drained"))
+            else:
+                plan.waiting_for = f"the cluster to unregister broker {node}"
         elif b.removal in DRAINING:
             plan.waiting_for = f"the self-balancer to drain broker {node}"
         elif b.removal == "FAILED":
@@ -126,4 +134,7 @@ def _unhealthy(spec: ClusterSpec, seen: Observation) -> str | None:
             return f"broker {node}'s metrics are unread"
         if b.under_replicated:
             return f"broker {node} has {b.under_replicated} under-replicated partitions"
+    # Between two batches of moves nothing is under-replicated, yet the balancer is busy.
+    if seen.balancer_state not in ("IDLE", "DISABLED"):
+        return f"the self-balancer is {seen.balancer_state or 'not answering'}"
     return None

@@ -8,6 +8,7 @@ those files, as a Kubernetes operator finds its pods: brokers outlive the operat
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -54,10 +55,11 @@ class LocalProcessRuntime:
         if child is not None and child.pid == pid:
             return child.poll() is None
         try:  # a broker started by an earlier operator: its command line names its data dir
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
-        return str(self.spec.broker_dir(node)).encode() in cmdline
+        wanted = str(self.spec.broker_dir(node)).encode()
+        return any(a == b"--data-dir" and b == wanted for a, b in itertools.pairwise(args))
 
     def running(self) -> dict[int, str | None]:
         found: dict[int, str | None] = {}

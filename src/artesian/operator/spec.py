@@ -62,8 +62,12 @@ class ClusterSpec:
         if not isinstance(brokers, int) or isinstance(brokers, bool) or not 1 <= brokers <= 100:
             raise SpecError(f"brokers must be a whole number from 1 to 100, not {brokers!r}")
         first_port = raw.get("first_port", 9091)
-        if not isinstance(first_port, int) or not 1024 <= first_port <= 65535 - 2 * brokers:
-            raise SpecError(f"first_port {first_port!r} leaves no room for {brokers} brokers")
+        # Broker i listens on first_port + i - 1 and serves metrics 1000 ports higher.
+        if not isinstance(first_port, int) or not 1024 <= first_port <= 65535 - 1000 - brokers:
+            raise SpecError(
+                f"first_port {first_port!r} leaves no room for {brokers} brokers and their "
+                "metrics ports (first_port + 1000 + ...)"
+            )
         config = raw.get("config", {})
         if not isinstance(config, dict):
             raise SpecError("[config] must be a table of broker properties")
@@ -109,6 +113,9 @@ class ClusterSpec:
     def properties(self, node: int) -> dict[str, str]:
         """Everything broker ``node`` runs with."""
         props = {
+            # One object store for the whole cluster: a new leader reads what the old one
+            # uploaded (each broker's own directory would hide it).
+            "rsm.config.store.url": f"file://{self.data_dir / 'remote-storage'}",
             **self.config,
             "node.id": str(node),
             "artesian.metadata.store.url": self.store_url,

@@ -31,8 +31,8 @@ _I32 = struct.Struct(">i")
 def _document(raw: bytes | memoryview) -> dict[str, Any]:
     try:
         doc = json.loads(bytes(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DecodeError(f"the document is not JSON: {e}") from e
+    except (ValueError, RecursionError) as e:  # also nesting deep enough to exhaust the stack
+        raise DecodeError(f"the document is not JSON: {str(e)[:200]}") from e
     if not isinstance(doc, dict):
         raise DecodeError("the document is not a JSON object")
     return doc

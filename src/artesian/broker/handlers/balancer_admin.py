@@ -13,6 +13,7 @@ AlterBalancer commands (one per request):
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -30,6 +31,8 @@ from artesian.protocol.balancer_admin import (
     encode_response_body,
 )
 from artesian.protocol.codec import DecodeError
+
+log = logging.getLogger("artesian.balancer")
 
 
 def decode(header: Any, frame: memoryview) -> dict[str, Any]:
@@ -92,6 +95,11 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
             )
         return [BrokerRemovalRecord(b, "CANCELED") for b in ids], {"canceled": ids}
     if name == "rebalance":
+        if not broker.config.get_bool("artesian.balancer.enable"):
+            raise ControllerError(
+                ErrorCode.invalid_request,
+                "the self-balancer is off (artesian.balancer.enable=false)",
+            )
         task = image.balancer_task
         if task is not None and task.state in ("PENDING", "IN_PROGRESS"):
             return [], {"task": task.task_id}
@@ -102,20 +110,28 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
 
 def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
     broker = ctx.broker
-    for _ in range(3):  # another broker appended meanwhile: plan again from the new image
-        try:
-            records, answer = _plan(broker, command)
-            broker.commit(records)
-            return _respond(ErrorCode.none, None, answer)
-        except ControllerError as e:
-            if e.code is not ErrorCode.not_controller:
-                return _respond(e.code, e.message, {})
+    try:
+        for _ in range(3):  # another broker appended meanwhile: plan again from the new image
+            try:
+                records, answer = _plan(broker, command)
+                broker.commit(records)
+                return _respond(ErrorCode.none, None, answer)
+            except ControllerError as e:
+                if e.code is not ErrorCode.not_controller:
+                    return _respond(e.code, e.message, {})
+    except Exception as e:  # the store's own failures: an answer, not a closed connection
+        log.warning("AlterBalancer %s failed: %s", list(command)[:1], e)
+        return _respond(ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {})
     return _respond(ErrorCode.not_controller, "the metadata kept changing; retry", {})
 
 
 async def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
     broker = ctx.broker
-    raw = await broker.in_store_thread(lambda store: store.broker_loads())
+    try:
+        raw = await broker.in_store_thread(lambda store: store.broker_loads())
+    except Exception as e:
+        log.warning("DescribeBalancer cannot read the load samples: %s", e)
+        return _respond(ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {})
     controller = broker.active_controller
     document = describe(
         broker.image,

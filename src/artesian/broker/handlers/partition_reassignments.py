@@ -48,8 +48,10 @@ def alter(ctx: Any, request: Any) -> Any:
                 )
                 continue
             try:
-                broker.commit(
-                    broker.controller.plan_reassignment(t.name, p.partition_index, target)
+                broker.plan_and_commit(
+                    lambda t=t, p=p, target=target: broker.controller.plan_reassignment(
+                        t.name, p.partition_index, target
+                    )
                 )
             except ControllerError as e:
                 code, message = e.code, e.message
