@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from artesian.cli.common import JsonOpt, fail, make_app, out, print_json, reporting, table
-from artesian.operator.operator import Operator, status_path
-from artesian.operator.spec import ClusterSpec, SpecError
+
+if TYPE_CHECKING:
+    from artesian.operator.spec import ClusterSpec
 
 operator_app = make_app(
     "The operator: keeps a declared cluster of local brokers running, rolls upgrades one "
@@ -23,6 +24,9 @@ SpecArg = Annotated[Path, typer.Argument(help="The cluster spec (TOML): brokers,
 
 
 def _load(path: Path) -> ClusterSpec:
+    # Here, not at the top: most commands never run the operator.
+    from artesian.operator.spec import ClusterSpec, SpecError
+
     try:
         return ClusterSpec.load(path)
     except SpecError as e:
@@ -56,6 +60,8 @@ def run(
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    from artesian.operator.operator import Operator
+
     _checked(spec)
     operator = Operator(lambda: _load(spec))
     if once:
@@ -78,6 +84,8 @@ def run(
 @operator_app.command()
 def status(spec: SpecArg, as_json: JsonOpt = False) -> None:
     """The operator's last report: phase, brokers, and the self-balancer's state."""
+    from artesian.operator.operator import status_path
+
     path = status_path(_checked(spec))
     with reporting(""):
         try:

@@ -17,7 +17,7 @@ import json
 import struct
 from typing import Any
 
-from artesian.protocol.codec import DecodeError
+from artesian.protocol.errors import DecodeError
 
 ALTER_BALANCER_KEY = 30000
 DESCRIBE_BALANCER_KEY = 30001

@@ -38,15 +38,13 @@ from kio.serial._introspect import (
     is_optional,
 )
 
+from artesian.protocol.errors import DecodeError
+
 __all__ = ["DecodeError", "Reader", "Writer", "read_uvarint", "reader_for", "writer_for"]
 
 Buf = bytes | bytearray | memoryview
 Reader = Callable[[memoryview, int], tuple[Any, int]]
 Writer = Callable[[bytearray, Any], None]
-
-
-class DecodeError(ValueError):
-    """The bytes do not form a valid message of the expected schema."""
 
 
 _I8 = struct.Struct(">b")
