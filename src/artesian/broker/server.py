@@ -292,6 +292,8 @@ class Broker:
                 self._every("artesian.metadata.poll.interval.ms", self._follow_metadata)
             ),
             asyncio.create_task(self._every("broker.heartbeat.interval.ms", self._heartbeat)),
+            # A first sample at once (sizes, no rates yet), so status shows the disk in use.
+            asyncio.create_task(self._publish_load()),
             asyncio.create_task(
                 self._every("artesian.balancer.load.sample.interval.ms", self._publish_load)
             ),
