@@ -121,6 +121,19 @@ def test_the_operator_scales_out_rolls_and_scales_in_without_losing_a_record(
         bootstrap = spec.bootstrap()
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic("ops", 6, 3)])["ops"].result(15)
+        # Every broker knows the topic before the writer starts (see the session notes: once,
+        # records produced within ~0.1 s of creation were acknowledged yet absent).
+        for node in (1, 2, 3):
+            deadline = time.monotonic() + 15
+            while True:
+                md = AdminClient({"bootstrap.servers": spec.bootstrap([node])}).list_topics(
+                    "ops", timeout=5
+                )
+                t = md.topics.get("ops")
+                if t is not None and t.error is None and len(t.partitions) == 6:
+                    break
+                assert time.monotonic() < deadline, f"broker {node} does not know ops"
+                time.sleep(0.1)
         written: dict[int, list[bytes]] = {i: [] for i in range(6)}
         errors: list[KafkaError] = []
         stop = threading.Event()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.cli.test_admin_cli import cli, cli_json, fails
@@ -78,7 +79,15 @@ def test_up_with_brokers_runs_a_cluster_until_ctrl_c(tmp_path: Path) -> None:
             time.sleep(0.5)
 
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.create_topics([NewTopic("up-topic", 2, 2)])["up-topic"].result(15)
+        while True:  # until the broker that places it has seen both register
+            try:
+                admin.create_topics([NewTopic("up-topic", 2, 2)])["up-topic"].result(15)
+                break
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.INVALID_REPLICATION_FACTOR:
+                    raise
+                assert time.monotonic() < deadline + 30, e
+                time.sleep(0.2)
         sent = {i: [f"r{i}-{n}".encode() for n in range(200)] for i in range(2)}
         _produce(bootstrap, "up-topic", sent)
         for i, values in sent.items():
