@@ -30,10 +30,8 @@ class ExecutionPlan:
 def moves_in_flight(image: MetadataImage) -> Counter[int]:
     """Per broker, the reassignments in flight that copy data to or from it."""
     busy: Counter[int] = Counter()
-    for topic in image.topics.values():
-        for p in topic.partitions.values():
-            if p.adding_replicas or p.removing_replicas:
-                busy.update(set(p.adding_replicas) | set(p.removing_replicas))
+    for _topic, p in image.reassigning():
+        busy.update(set(p.adding_replicas) | set(p.removing_replicas))
     return busy
 
 

@@ -215,7 +215,7 @@ class SelfBalancer:
         for node, removal in sorted(image.removals.items()):
             if removal.state != "IN_PROGRESS":
                 continue
-            if not _holds_replicas(image, node):
+            if not image.replicas_on(node):
                 log.info(
                     "self-balancer: broker %d is drained; stop it and it is unregistered", node
                 )
@@ -239,7 +239,7 @@ class SelfBalancer:
                 log.info("self-balancer: draining broker %d", node)
                 records.append(BrokerRemovalRecord(node, "IN_PROGRESS"))
             elif removal.state == "DRAINED" and node not in live:
-                if _holds_replicas(image, node):  # given some since, by an explicit assignment
+                if image.replicas_on(node):  # given some since, by an explicit assignment
                     log.warning("self-balancer: drained broker %d holds replicas again", node)
                     records.append(BrokerRemovalRecord(node, "IN_PROGRESS"))
                     continue
@@ -260,18 +260,17 @@ class SelfBalancer:
         controller = self.host.controller
         assert controller is not None
         records: list[MetadataRecord] = []
-        for t in image.topics.values():
-            for p in t.partitions.values():
-                dead = [r for r in p.adding_replicas if r not in live]
-                if dead:
-                    log.info(
-                        "self-balancer: canceling the move of %s-%d: broker(s) %s are down",
-                        t.name,
-                        p.partition,
-                        dead,
-                    )
-                    with contextlib.suppress(ControllerError):
-                        records += controller.plan_reassignment(t.name, p.partition, None)
+        for t, p in image.reassigning():
+            dead = [r for r in p.adding_replicas if r not in live]
+            if dead:
+                log.info(
+                    "self-balancer: canceling the move of %s-%d: broker(s) %s are down",
+                    t.name,
+                    p.partition,
+                    dead,
+                )
+                with contextlib.suppress(ControllerError):
+                    records += controller.plan_reassignment(t.name, p.partition, None)
         return records
 
     def excluded(self, image: MetadataImage, live: Set[int], now: int) -> frozenset[int]:
@@ -334,10 +333,6 @@ def _partition_epochs(image: MetadataImage) -> dict[tuple[str, int], int]:
     }
 
 
-def _holds_replicas(image: MetadataImage, node: int) -> bool:
-    return any(node in p.replicas for t in image.topics.values() for p in t.partitions.values())
-
-
 def describe(
     image: MetadataImage,
     live: Set[int],
@@ -348,12 +343,7 @@ def describe(
 ) -> dict[str, Any]:
     """The balancer's status as any broker sees it (DescribeBalancer's document)."""
     model = build_model(image, live, samples, image.removing())
-    in_flight = [
-        f"{t.name}-{p.partition}"
-        for t in image.topics.values()
-        for p in t.partitions.values()
-        if p.adding_replicas or p.removing_replicas
-    ]
+    in_flight = [f"{t.name}-{p.partition}" for t, p in image.reassigning()]
     task = image.balancer_task
     brokers = []
     for node in sorted(set(image.brokers) | set(live)):
@@ -381,9 +371,7 @@ def describe(
             "broker": node,
             "state": r.state,
             "reason": r.reason,
-            "replicas_left": sum(
-                node in p.replicas for t in image.topics.values() for p in t.partitions.values()
-            ),
+            "replicas_left": image.replicas_on(node),
         }
         for node, r in sorted(image.removals.items())
     ]

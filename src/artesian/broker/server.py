@@ -692,14 +692,7 @@ class Broker:
 
     def _update_balancer_gauges(self) -> None:
         image, m = self.image, self.metrics
-        m.balancer_moves_in_flight.set(
-            sum(
-                1
-                for t in image.topics.values()
-                for p in t.partitions.values()
-                if p.adding_replicas or p.removing_replicas
-            )
-        )
+        m.balancer_moves_in_flight.set(len(image.reassigning()))
         m.balancer_removals.set(
             sum(r.state in ("PENDING", "IN_PROGRESS") for r in image.removals.values())
         )

@@ -37,6 +37,11 @@ class PartitionImage:
     removing_replicas: tuple[int, ...] = ()
 
     @property
+    def reassigning(self) -> bool:
+        """A reassignment (KIP-455) is in flight."""
+        return bool(self.adding_replicas or self.removing_replicas)
+
+    @property
     def target_replicas(self) -> tuple[int, ...]:
         """Where a reassignment in progress takes the partition (its replicas otherwise)."""
         return tuple(r for r in self.replicas if r not in self.removing_replicas)
@@ -73,6 +78,16 @@ class MetadataImage:
     removals: dict[int, BrokerRemovalRecord] = field(default_factory=dict)
     """Each broker's latest removal state (the self-balancer drains those in progress)."""
     balancer_task: BalancerTaskRecord | None = None
+
+    def reassigning(self) -> list[tuple[TopicImage, PartitionImage]]:
+        """Partitions with a reassignment in flight."""
+        return [
+            (t, p) for t in self.topics.values() for p in t.partitions.values() if p.reassigning
+        ]
+
+    def replicas_on(self, node: int) -> int:
+        """Partitions with a replica on ``node``, leaving ones included."""
+        return sum(node in p.replicas for t in self.topics.values() for p in t.partitions.values())
 
     def removing(self) -> frozenset[int]:
         """Brokers that must not receive replicas: asked to leave, not yet back."""

@@ -110,19 +110,21 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
 
 def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
     broker = ctx.broker
+    answer: dict[str, Any] = {}
+
+    def plan() -> list[MetadataRecord]:
+        records, planned = _plan(broker, command)
+        answer.update(planned)
+        return records
+
     try:
-        for _ in range(3):  # another broker appended meanwhile: plan again from the new image
-            try:
-                records, answer = _plan(broker, command)
-                broker.commit(records)
-                return _respond(ErrorCode.none, None, answer)
-            except ControllerError as e:
-                if e.code is not ErrorCode.not_controller:
-                    return _respond(e.code, e.message, {})
+        broker.plan_and_commit(plan)
+    except ControllerError as e:
+        return _respond(e.code, e.message, {})
     except Exception as e:  # the store's own failures: an answer, not a closed connection
         log.warning("AlterBalancer %s failed: %s", list(command)[:1], e)
         return _respond(ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {})
-    return _respond(ErrorCode.not_controller, "the metadata kept changing; retry", {})
+    return _respond(ErrorCode.none, None, answer)
 
 
 async def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:

@@ -96,7 +96,7 @@ def list_(ctx: Any, request: Any) -> Any:
                 removing_replicas=p.removing_replicas,
             )
             for i, p in sorted(timg.partitions.items())
-            if (indexes is None or i in indexes) and (p.adding_replicas or p.removing_replicas)
+            if (indexes is None or i in indexes) and p.reassigning
         ]
         if ongoing:
             topics.append(make(mod.OngoingTopicReassignment, name=name, partitions=tuple(ongoing)))
