@@ -77,8 +77,10 @@ class InternalTopic:
                 "segment.bytes": str(cfg.get_int(f"{self.prefix}.segment.bytes")),
             },
         )
+        controller = broker.controller
+        assert controller is not None
         try:
-            broker.commit(broker.controller.plan_create_topic(topic))
+            broker.plan_and_commit(lambda: controller.plan_create_topic(topic))
             log.info("created %s with %d partitions", self.name, topic.num_partitions)
         except ControllerError as e:
             if self.exists():

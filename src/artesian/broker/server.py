@@ -125,6 +125,7 @@ class Broker:
         self._metrics_server: object | None = None
         self.image = MetadataImage()
         self.store: MetadataStore | None = None
+        self._metadata_read: tuple[float, asyncio.Future[None]] | None = None  # (started, read)
         self.controller: Controller | None = None
         self.log_manager: LogManager | None = None
         self.replica_manager: ReplicaManager | None = None
@@ -879,6 +880,26 @@ class Broker:
             await self.in_store_thread(lambda store: store.publish_load(self.node_id, document))
         except Exception as e:
             self._store_trouble("cannot publish this broker's load sample (%s); retrying", e)
+
+    async def catch_up_metadata(self) -> None:
+        """Apply every record committed before this call. A client learns leaders from some
+        broker's metadata, which may be newer than this broker's (each reads the shared log
+        every ``artesian.metadata.poll.interval.ms``); a request naming a partition this
+        broker does not know or lead yet waits for this instead of failing. Concurrent calls
+        share one read, but never one that started before they were made."""
+        if self.store is None:
+            return
+        called = time.monotonic()
+        while True:
+            if self._metadata_read is None or self._metadata_read[1].done():
+                self._metadata_read = (
+                    time.monotonic(),
+                    asyncio.ensure_future(self._follow_metadata()),
+                )
+            started, read = self._metadata_read
+            await asyncio.shield(read)
+            if started >= called:
+                return
 
     async def _follow_metadata(self) -> None:
         """Apply what other brokers appended to the shared metadata log."""

@@ -106,6 +106,45 @@ def describe(ctx: Any, request: Any) -> Any:
     )
 
 
+def _plan_topic_configs(
+    broker: Any, res: Any, incremental: bool
+) -> tuple[list[Any], dict[str, str | None]]:
+    """The records altering a topic's overrides, planned from the image, and the changes."""
+    topic = broker.image.topics.get(res.resource_name)
+    if topic is None:
+        raise ControllerError(
+            ErrorCode.unknown_topic_or_partition,
+            f"Topic '{res.resource_name}' does not exist.",
+        )
+    names = [c.name for c in res.configs]
+    if len(set(names)) != len(names):
+        raise ControllerError(ErrorCode.invalid_request, "Error due to duplicate config keys")
+    if incremental:
+        for c in res.configs:
+            if c.value is None and c.config_operation != _DELETE:
+                raise ControllerError(
+                    ErrorCode.invalid_request, f"Null value not supported for : {c.name}"
+                )
+    try:
+        if incremental:
+            wanted = apply_incremental(
+                topic.configs,
+                [(c.name, c.config_operation, c.value) for c in res.configs],
+            )
+        else:
+            # AlterConfigs replaces the whole set of overrides.
+            wanted = {c.name: c.value for c in res.configs}
+        new = validate_topic_overrides(wanted, broker.config)
+        _check_remote_storage_disable(broker, topic.configs, new)
+    except ConfigError as e:
+        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
+    except ValueError as e:
+        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+    changes: dict[str, str | None] = {k: v for k, v in new.items() if topic.configs.get(k) != v}
+    changes.update({k: None for k in topic.configs if k not in new})
+    return broker.controller.plan_topic_configs(res.resource_name, changes), changes
+
+
 def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     broker = ctx.broker
     mod = response_module(api_key, ctx.header.api_version)
@@ -123,46 +162,20 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
                 raise ControllerError(
                     ErrorCode.invalid_request, f"Unsupported resource type {res.resource_type}"
                 )
-            topic = broker.image.topics.get(res.resource_name)
-            if topic is None:
-                raise ControllerError(
-                    ErrorCode.unknown_topic_or_partition,
-                    f"Topic '{res.resource_name}' does not exist.",
-                )
-            names = [c.name for c in res.configs]
-            if len(set(names)) != len(names):
-                raise ControllerError(
-                    ErrorCode.invalid_request, "Error due to duplicate config keys"
-                )
-            if incremental:
-                for c in res.configs:
-                    if c.value is None and c.config_operation != _DELETE:
-                        raise ControllerError(
-                            ErrorCode.invalid_request, f"Null value not supported for : {c.name}"
-                        )
-            try:
-                if incremental:
-                    wanted = apply_incremental(
-                        topic.configs,
-                        [(c.name, c.config_operation, c.value) for c in res.configs],
-                    )
-                else:
-                    # AlterConfigs replaces the whole set of overrides.
-                    wanted = {c.name: c.value for c in res.configs}
-                new = validate_topic_overrides(wanted, broker.config)
-                _check_remote_storage_disable(broker, topic.configs, new)
-            except ConfigError as e:
-                raise ControllerError(ErrorCode.invalid_config, str(e)) from e
-            except ValueError as e:
-                raise ControllerError(ErrorCode.invalid_request, str(e)) from e
-            changes: dict[str, str | None] = {
-                k: v for k, v in new.items() if topic.configs.get(k) != v
-            }
-            changes.update({k: None for k in topic.configs if k not in new})
-            records = broker.controller.plan_topic_configs(res.resource_name, changes)
-            if not request.validate_only and records:
-                broker.commit(records)
-                log.info("altered configs of topic %s: %s", res.resource_name, changes)
+            if request.validate_only:
+                _plan_topic_configs(broker, res, incremental)
+            else:
+                changes: dict[str, str | None] = {}
+
+                def plan(res: Any = res, changes: dict[str, str | None] = changes) -> list[Any]:
+                    records, planned = _plan_topic_configs(broker, res, incremental)
+                    changes.clear()
+                    changes.update(planned)
+                    return records
+
+                broker.plan_and_commit(plan)
+                if changes:
+                    log.info("altered configs of topic %s: %s", res.resource_name, changes)
         except ControllerError as e:
             code, message = e.code, e.message
         responses.append(

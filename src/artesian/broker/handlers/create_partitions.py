@@ -29,9 +29,14 @@ def handle(ctx: Any, request: Any) -> Any:
             assignments = (
                 [tuple(a.broker_ids) for a in t.assignments] if t.assignments is not None else None
             )
-            records = broker.controller.plan_create_partitions(t.name, t.count, assignments)
-            if not request.validate_only:
-                broker.commit(records)
+
+            def plan(t: Any = t, assignments: Any = assignments) -> Any:
+                return broker.controller.plan_create_partitions(t.name, t.count, assignments)
+
+            if request.validate_only:
+                plan()
+            else:
+                broker.plan_and_commit(plan)
         except ControllerError as e:
             code, message = e.code, e.message
         results.append(

@@ -30,7 +30,7 @@ def auto_create_topic(broker: Any, name: str) -> ErrorCode:
         {},
     )
     try:
-        broker.commit(broker.controller.plan_create_topic(topic))
+        broker.plan_and_commit(lambda: broker.controller.plan_create_topic(topic))
     except ControllerError as e:
         if e.code is ErrorCode.topic_already_exists:
             return ErrorCode.none
@@ -78,9 +78,10 @@ def handle(ctx: Any, request: Any) -> Any:
             if rf == -1:
                 rf = broker.config.get("default.replication.factor")
             new = NewTopic(t.name, num_partitions, rf, overrides, assignments or None)
-            records = broker.controller.plan_create_topic(new)
-            if not request.validate_only:
-                broker.commit(records)
+            if request.validate_only:
+                broker.controller.plan_create_topic(new)
+            else:
+                broker.plan_and_commit(lambda new=new: broker.controller.plan_create_topic(new))
                 log.info("created topic %s (%d partitions)", t.name, num_partitions)
             topic = broker.image.topics.get(t.name)
             result.update(

@@ -36,7 +36,11 @@ def handle(ctx: Any, request: Any) -> Any:
                 raise ControllerError(
                     ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
                 )
-            broker.commit(broker.controller.plan_delete_topic(name, topic_id))
+            broker.plan_and_commit(
+                lambda name=name, topic_id=topic_id: broker.controller.plan_delete_topic(
+                    name, topic_id
+                )
+            )
             log.info("deleted topic %s", topic.name if topic else name)
         except ControllerError as e:
             code, message = e.code, e.message

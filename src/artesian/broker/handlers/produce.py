@@ -87,7 +87,41 @@ def _txn_error(
     )
 
 
+def _misdirected(broker: Any, request: ProduceRequestView) -> bool:
+    """Does the request name a partition this broker does not lead, by its image?"""
+    partitions = broker.replica_manager.partitions
+    for t in request.topics:
+        name = t.name
+        if t.topic_id is not None:
+            topic = broker.image.topics_by_id.get(t.topic_id)
+            if topic is None:
+                return True
+            name = topic.name
+        for p in t.partitions:
+            partition = partitions.get((name, p.index))
+            if partition is None or not partition.is_leader:
+                return True
+    return False
+
+
 def handle(ctx: Any, request: ProduceRequestView) -> Any:
+    if ctx.broker.store is not None and _misdirected(ctx.broker, request):
+        # The client may know newer metadata than this broker: a new topic or a leadership
+        # moved here. Answering NOT_LEADER / UNKNOWN_TOPIC_OR_PARTITION now would be safe for
+        # this request but not for the idempotent producer's next one: its batches already
+        # in flight would land as a new producer's first, at any sequence (KIP-360), and
+        # librdkafka then counts this one's records as delivered. So catch up first.
+        return _after_catch_up(ctx, request)
+    return _handle(ctx, request)
+
+
+async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
+    await ctx.broker.catch_up_metadata()
+    result = _handle(ctx, request)
+    return await result if asyncio.iscoroutine(result) else result
+
+
+def _handle(ctx: Any, request: ProduceRequestView) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
     rm = broker.replica_manager
