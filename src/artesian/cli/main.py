@@ -14,6 +14,7 @@ from rich.console import Console
 from artesian.cli.bench import bench_app
 from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
+from artesian.cli.controlplane import controlplane_app, dataplane_app
 from artesian.cli.groups import groups_app
 from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
@@ -183,6 +184,8 @@ app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(rebalance_app, name="rebalance")
 app.add_typer(operator_app, name="operator")
+app.add_typer(controlplane_app, name="controlplane")
+app.add_typer(dataplane_app, name="dataplane")
 
 
 if __name__ == "__main__":

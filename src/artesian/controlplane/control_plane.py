@@ -1,0 +1,207 @@
+"""The control plane's state and duties, apart from HTTP: the clusters users asked for (written
+to the desired-state topic), what the data planes report (read from the observed-state topic),
+the autoscaler's decisions, and forgetting clusters once their data plane reports them gone."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from artesian.controlplane.autoscaler import AutoscalePolicy, decide
+from artesian.controlplane.documents import (
+    DESIRED_TOPIC,
+    OBSERVED_TOPIC,
+    Autoscale,
+    ClusterDesire,
+    ClusterReport,
+    DocumentError,
+)
+from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
+
+log = logging.getLogger("artesian.controlplane")
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    desire: ClusterDesire
+    report: ClusterReport | None
+
+    def as_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "id": self.desire.id,
+            "spec": asdict(self.desire),
+            "status": None if self.report is None else self.report.as_json(),
+        }
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        bootstrap: str,
+        policy: AutoscalePolicy = AutoscalePolicy(),
+        write_timeout: float = 15.0,
+    ) -> None:
+        ensure_state_topics(bootstrap)
+        self.bootstrap = bootstrap
+        self.policy = policy
+        self.write_timeout = write_timeout
+        self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
+        self.observed = StateTable(bootstrap, OBSERVED_TOPIC, ClusterReport.decode)
+        self._writer = StateWriter(bootstrap, DESIRED_TOPIC, write_timeout)
+        self._lock = threading.Lock()  # one read-modify-write of the desired state at a time
+        self._last_change_ms: dict[str, int] = {}
+        self.desired.listeners.append(self._desire_changed)
+        self._stop = threading.Event()
+        self._duties = threading.Thread(target=self._run_duties, name="control-plane", daemon=True)
+
+    def start(self, ready_timeout: float = 30.0) -> ControlPlane:
+        self.desired.start()
+        self.observed.start()
+        # Serve once both tables hold what the topics held when we started.
+        offset = self._writer.put("_probe", None)  # a tombstone: marks "now" in the topic
+        if not self.desired.wait_for(offset, ready_timeout):
+            raise TimeoutError(f"{DESIRED_TOPIC} could not be read within {ready_timeout} s")
+        self._duties.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._duties.is_alive():
+            self._duties.join(10)
+        self.desired.stop()
+        self.observed.stop()
+        self._writer.close()
+
+    # --- the API's operations ---------------------------------------------------------------
+
+    def clusters(self) -> list[ClusterView]:
+        reports = self.observed.snapshot()
+        return [
+            ClusterView(d, reports.get(i))
+            for i, d in sorted(self.desired.snapshot().items())
+            if not d.deleted
+        ] + [
+            ClusterView(d, reports.get(i))
+            for i, d in sorted(self.desired.snapshot().items())
+            if d.deleted
+        ]
+
+    def cluster(self, cluster_id: str) -> ClusterView:
+        desire = self.desired.get(cluster_id)
+        if desire is None:
+            raise NotFound(f"no cluster {cluster_id}")
+        return ClusterView(desire, self.observed.get(cluster_id))
+
+    def create(
+        self,
+        name: str,
+        brokers: int,
+        cell: str = "local",
+        config: dict[str, str] | None = None,
+        autoscale: Autoscale | None = None,
+    ) -> ClusterView:
+        with self._lock:
+            if any(d.name == name and not d.deleted for d in self.desired.snapshot().values()):
+                raise Conflict(f"a cluster named {name!r} exists")
+            desire = ClusterDesire(
+                id=f"lkc-{secrets.token_hex(4)}",
+                name=name,
+                brokers=brokers,
+                cell=cell,
+                config=dict(config or {}),
+                autoscale=autoscale,
+            ).validate()
+            self._write(desire)
+        log.info("cluster %s (%s): %d broker(s) in cell %s", desire.id, name, brokers, cell)
+        return ClusterView(desire, None)
+
+    def update(self, cluster_id: str, **changes: Any) -> ClusterView:
+        with self._lock:
+            current = self._current(cluster_id)
+            if current.deleted:
+                raise Conflict(f"cluster {cluster_id} is being deleted")
+            wanted = {k: v for k, v in changes.items() if v is not None}
+            if not wanted:
+                return ClusterView(current, self.observed.get(cluster_id))
+            desire = current.changed(**wanted)
+            self._write(desire)
+        log.info("cluster %s: generation %d (%s)", cluster_id, desire.generation, wanted)
+        return ClusterView(desire, self.observed.get(cluster_id))
+
+    def delete(self, cluster_id: str) -> ClusterView:
+        with self._lock:
+            current = self._current(cluster_id)
+            desire = current if current.deleted else current.changed(deleted=True)
+            if desire is not current:
+                self._write(desire)
+        log.info("cluster %s: deletion requested", cluster_id)
+        return ClusterView(desire, self.observed.get(cluster_id))
+
+    def _current(self, cluster_id: str) -> ClusterDesire:
+        desire = self.desired.get(cluster_id)
+        if desire is None:
+            raise NotFound(f"no cluster {cluster_id}")
+        return desire
+
+    def _write(self, desire: ClusterDesire | None, cluster_id: str = "") -> None:
+        key = desire.id if desire is not None else cluster_id
+        offset = self._writer.put(key, None if desire is None else desire.encode())
+        # The next read (and the next read-modify-write) sees this write.
+        if not self.desired.wait_for(offset, self.write_timeout):
+            raise TimeoutError(f"{DESIRED_TOPIC} did not show offset {offset}")
+
+    # --- duties: autoscaling and forgetting deleted clusters ---------------------------------
+
+    def _desire_changed(self, cluster_id: str, desire: ClusterDesire | None) -> None:
+        self._last_change_ms[cluster_id] = int(time.time() * 1000)
+
+    def _run_duties(self, interval: float = 1.0) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.run_duties_once()
+            except Exception:
+                log.exception("control plane duties failed; retrying in %s s", interval)
+
+    def run_duties_once(self) -> None:
+        now = int(time.time() * 1000)
+        reports = self.observed.snapshot()
+        for cluster_id, desire in self.desired.snapshot().items():
+            report = reports.get(cluster_id)
+            if desire.deleted:
+                if report is None or (
+                    report.phase == "Deleted" and report.observed_generation == desire.generation
+                ):
+                    with self._lock:
+                        self._write(None, cluster_id)
+                    log.info("cluster %s deleted: forgotten", cluster_id)
+                continue
+            decision = decide(
+                desire, report, now, self._last_change_ms.get(cluster_id, 0), self.policy
+            )
+            if decision is None:
+                continue
+            try:
+                self.update(cluster_id, brokers=decision.brokers)
+            except (Conflict, NotFound, DocumentError) as e:
+                log.warning("autoscaling %s skipped: %s", cluster_id, e)
+                continue
+            log.info(
+                "autoscaler: cluster %s to %d broker(s): %s",
+                cluster_id,
+                decision.brokers,
+                decision.reason,
+            )

@@ -1,0 +1,247 @@
+"""The data-plane agent of one cell: runs the clusters the desired-state topic assigns to its
+cell, each through the operator (local processes), and reports each cluster's phase, brokers and
+load to the observed-state topic.
+
+It never calls the control plane: it reads desires from Kafka and writes reports to Kafka.
+Its own state is the directory ``root``: one folder per cluster (the operator's data) and the
+ports each cluster was given (``allocations.json``), so a restarted agent adopts its brokers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from artesian.controlplane.documents import (
+    DESIRED_TOPIC,
+    MAX_BROKERS,
+    OBSERVED_TOPIC,
+    BrokerReport,
+    ClusterDesire,
+    ClusterReport,
+)
+from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
+from artesian.operator.operator import Operator, status_path
+from artesian.operator.spec import ClusterSpec
+
+log = logging.getLogger("artesian.dataplane")
+BYTES_IN = "kafka_server_broker_topic_bytes_in_total"
+BYTES_OUT = "kafka_server_broker_topic_bytes_out_total"
+
+
+class PortAllocator:
+    """Each cluster gets a block of MAX_BROKERS listener ports (metrics ports 1000 above, the
+    operator's rule), kept in ``allocations.json``."""
+
+    def __init__(self, path: Path, first_port: int) -> None:
+        self.path = path
+        self.first_port = first_port
+        try:
+            self.blocks: dict[str, int] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.blocks = {}
+
+    def port_for(self, cluster_id: str) -> int:
+        if cluster_id in self.blocks:
+            return self.blocks[cluster_id]
+        used = set(self.blocks.values())
+        port = self.first_port
+        while port in used or not _free(port, MAX_BROKERS):
+            port += MAX_BROKERS
+            if port + 1000 + MAX_BROKERS > 65535:
+                raise RuntimeError("no free block of ports left for another cluster")
+        self.blocks[cluster_id] = port
+        self._save()
+        return port
+
+    def release(self, cluster_id: str) -> None:
+        if self.blocks.pop(cluster_id, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.blocks, indent=2, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def _free(first: int, count: int) -> bool:
+    for port in [*range(first, first + count), *range(first + 1000, first + 1000 + count)]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+class DataPlaneAgent:
+    def __init__(
+        self,
+        bootstrap: str,
+        root: Path,
+        cell: str = "local",
+        first_port: int = 19092,
+        host: str = "127.0.0.1",
+    ) -> None:
+        ensure_state_topics(bootstrap)
+        self.cell = cell
+        self.host = host
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ports = PortAllocator(self.root / "allocations.json", first_port)
+        self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
+        self.reports = StateWriter(bootstrap, OBSERVED_TOPIC)
+        self.operators: dict[str, Operator] = {}
+        self._load: dict[str, tuple[float, float, float]] = {}  # id -> (time, in, out) totals
+        self._stop = threading.Event()
+
+    def start(self) -> DataPlaneAgent:
+        self.desired.start()
+        return self
+
+    def stop(self, stop_brokers: bool = False) -> None:
+        self._stop.set()
+        if stop_brokers:
+            for op in self.operators.values():
+                op.stop_all()
+        self.desired.stop()
+        self.reports.close()
+
+    def run(self, interval: float = 1.0) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reconcile_once()
+            except Exception:
+                log.exception("data plane pass failed; retrying in %s s", interval)
+            self._stop.wait(interval)
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def reconcile_once(self) -> None:
+        desires = {i: d for i, d in self.desired.snapshot().items() if d.cell == self.cell}
+        for cluster_id, desire in desires.items():
+            if desire.deleted:
+                self._deprovision(cluster_id, desire.generation)
+            else:
+                self._reconcile(desire)
+        # Clusters of this cell that no desire names any more (deleted while this agent was
+        # away): their brokers go too, and their report is forgotten.
+        for cluster_id in sorted(set(self.ports.blocks) - set(desires)):
+            self._deprovision(cluster_id, generation=None)
+
+    def spec_for(self, desire: ClusterDesire) -> ClusterSpec:
+        return ClusterSpec(
+            brokers=desire.brokers,
+            data_dir=self.root / desire.id,
+            host=self.host,
+            first_port=self.ports.port_for(desire.id),
+            version=desire.version,
+            config=dict(desire.config),
+        )
+
+    def _reconcile(self, desire: ClusterDesire) -> None:
+        def load_spec(d: ClusterDesire = desire) -> ClusterSpec:
+            return self.spec_for(d)
+
+        op = self.operators.get(desire.id)
+        if op is None:
+            op = self.operators[desire.id] = Operator(load_spec)
+            log.info(
+                "cluster %s (%s): operating %d broker(s)", desire.id, desire.name, desire.brokers
+            )
+        op.load_spec = load_spec
+        plan = op.reconcile_once()
+        spec = op.spec
+        try:
+            status = json.loads(status_path(spec).read_text())
+        except (OSError, ValueError):
+            status = {"brokers": []}
+        bytes_in, bytes_out = self._rates(desire.id, spec, [b["id"] for b in status["brokers"]])
+        self._report(
+            ClusterReport(
+                id=desire.id,
+                cell=self.cell,
+                observed_generation=desire.generation,
+                phase=plan.phase,
+                bootstrap=spec.bootstrap(),
+                brokers=tuple(
+                    BrokerReport(b["id"], b["running"], b["live"]) for b in status["brokers"]
+                ),
+                bytes_in_per_second=bytes_in,
+                bytes_out_per_second=bytes_out,
+                message=f"waiting for {plan.waiting_for}" if plan.waiting_for else "",
+                time_ms=int(time.time() * 1000),
+            )
+        )
+
+    def _deprovision(self, cluster_id: str, generation: int | None) -> None:
+        op = self.operators.pop(cluster_id, None)
+        if op is None and cluster_id in self.ports.blocks:
+            # Not operated by this process yet (a restart): adopt, to stop what still runs.
+            spec = ClusterSpec(
+                brokers=1,
+                data_dir=self.root / cluster_id,
+                host=self.host,
+                first_port=self.ports.blocks[cluster_id],
+            )
+            op = Operator(lambda: spec)
+        if op is not None:
+            op.stop_all()
+            shutil.rmtree(self.root / cluster_id, ignore_errors=True)
+            self.ports.release(cluster_id)
+            self._load.pop(cluster_id, None)
+            log.info("cluster %s: brokers stopped and data removed", cluster_id)
+        if generation is None:
+            with contextlib.suppress(Exception):
+                self.reports.put(cluster_id, None)
+            return
+        self._report(
+            ClusterReport(
+                id=cluster_id,
+                cell=self.cell,
+                observed_generation=generation,
+                phase="Deleted",
+                time_ms=int(time.time() * 1000),
+            )
+        )
+
+    def _report(self, report: ClusterReport) -> None:
+        try:
+            self.reports.put(report.id, report.encode())
+        except Exception as e:
+            log.warning("cannot report cluster %s (%s); the next pass retries", report.id, e)
+
+    def _rates(self, cluster_id: str, spec: ClusterSpec, nodes: list[int]) -> tuple[float, float]:
+        """Bytes per second in and out of the cluster since the previous pass, from each
+        broker's Prometheus counters (a restarted broker's reset counts as no traffic)."""
+        total_in = total_out = 0.0
+        for node in nodes:
+            try:
+                url = f"http://{spec.host}:{spec.metrics_port(node)}/metrics"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith(BYTES_IN):
+                    total_in += float(line.rsplit(" ", 1)[1])
+                elif line.startswith(BYTES_OUT):
+                    total_out += float(line.rsplit(" ", 1)[1])
+        now = time.monotonic()
+        previous = self._load.get(cluster_id)
+        self._load[cluster_id] = (now, total_in, total_out)
+        if previous is None or now <= previous[0]:
+            return 0.0, 0.0
+        elapsed = now - previous[0]
+        return (
+            max(0.0, total_in - previous[1]) / elapsed,
+            max(0.0, total_out - previous[2]) / elapsed,
+        )

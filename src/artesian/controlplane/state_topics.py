@@ -1,0 +1,173 @@
+"""Desired and observed state as compacted Kafka topics: a writer, and a table that holds the
+latest document per key (a KTable, in Kafka Streams' words) kept current by a reader thread.
+
+The topics live on the control plane's own Kafka cluster, which any Kafka will do; the embedded
+default is an Artesian broker. They have one partition: the documents are few and small, and
+one partition gives one order to read them in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from artesian.controlplane.documents import (
+    DESIRED_TOPIC,
+    OBSERVED_TOPIC,
+    STATE_TOPIC_CONFIG,
+    DocumentError,
+)
+
+log = logging.getLogger("artesian.controlplane")
+T = TypeVar("T")
+
+
+class StateTopicError(RuntimeError):
+    pass
+
+
+def ensure_state_topics(bootstrap: str, timeout: float = 30.0) -> None:
+    """Create both state topics if missing (replicated up to 3 times, as brokers allow)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(timeout=timeout)
+    rf = min(3, len(md.brokers))
+    missing = [t for t in (DESIRED_TOPIC, OBSERVED_TOPIC) if t not in md.topics]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, 1, rf, config=STATE_TOPIC_CONFIG) for t in missing],
+        operation_timeout=timeout,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+        except Exception as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if err is None or err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StateTopicError(f"cannot create {topic} on {bootstrap}: {e}") from e
+
+
+class StateWriter:
+    """Writes documents with acks=all and idempotence; each call returns once it is stored."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout: float = 15.0) -> None:
+        self.topic = topic
+        self.timeout = timeout
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}
+        )
+        self._lock = threading.Lock()
+
+    def put(self, key: str, value: bytes | None) -> int:
+        """Store ``value`` (None: a tombstone) under ``key``; returns its offset."""
+        result: list[tuple[KafkaError | None, int]] = []
+        with self._lock:
+            self._producer.produce(
+                self.topic,
+                value,
+                key.encode(),
+                partition=0,
+                on_delivery=lambda err, msg: result.append((err, msg.offset())),
+            )
+            self._producer.flush(self.timeout)
+        if not result:
+            raise StateTopicError(f"{self.topic}: no acknowledgement within {self.timeout} s")
+        err, offset = result[0]
+        if err is not None:
+            raise StateTopicError(f"{self.topic}: {err.str()}")
+        return offset
+
+    def close(self) -> None:
+        self._producer.flush(self.timeout)
+
+
+class StateTable(Generic[T]):
+    """The latest valid document per key of a state topic, read from its beginning."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, decode: Callable[[bytes], T], poll_seconds: float = 0.2
+    ) -> None:
+        self.topic = topic
+        self._decode = decode
+        self._poll = poll_seconds
+        self._docs: dict[str, T] = {}
+        self._position = 0  # the next offset to read
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"artesian-state-{topic}",  # required by librdkafka; never commits
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+        self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        self._thread = threading.Thread(target=self._run, name=f"state-{topic}", daemon=True)
+        self.listeners: list[Callable[[str, T | None], None]] = []
+
+    def start(self) -> StateTable[T]:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+    def get(self, key: str) -> T | None:
+        with self._changed:
+            return self._docs.get(key)
+
+    def snapshot(self) -> dict[str, T]:
+        with self._changed:
+            return dict(self._docs)
+
+    def wait_for(self, offset: int, timeout: float) -> bool:
+        """Read-your-writes: wait until the table holds what was written at ``offset``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._position > offset, timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = self._consumer.poll(self._poll)
+            except Exception as e:  # a closed consumer at shutdown, or the client's own error
+                log.warning("reading %s failed (%s); retrying", self.topic, e)
+                self._stop.wait(1.0)
+                continue
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                log.warning("reading %s: %s", self.topic, msg.error())
+                continue
+            self._apply(msg.key(), msg.value(), msg.offset())
+
+    def _apply(self, raw_key: bytes | None, value: bytes | None, offset: int) -> None:
+        doc: T | None = None
+        key = None
+        try:
+            key = (raw_key or b"").decode()
+            if value is not None:
+                doc = self._decode(value)
+                if getattr(doc, "id", key) != key:
+                    raise DocumentError(f"document of {getattr(doc, 'id', '?')} under key {key}")
+        except (UnicodeDecodeError, DocumentError) as e:
+            log.warning("skipping %s offset %d: %s", self.topic, offset, e)
+            key = None
+        with self._changed:
+            if key:
+                if doc is None:
+                    self._docs.pop(key, None)
+                else:
+                    self._docs[key] = doc
+            self._position = offset + 1
+            self._changed.notify_all()
+        if key:
+            for listener in self.listeners:
+                listener(key, doc)

@@ -1,0 +1,248 @@
+"""The control plane and a data plane as users run them, each its own process, sharing only a
+real Artesian broker that carries the state topics: a cluster asked for over the REST API is
+provisioned, serves records at exact offsets, grows, follows its load, and is deleted whole.
+The API takes requests while no data plane runs; the data plane catches up when it starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+
+from tests.broker_process import BrokerProcess, free_port
+from tests.consuming import read_range
+from tests.operator.test_local_operator import _free_block
+from tests.operator.test_operator_cli import _alive, _broker_pids
+
+pytestmark = pytest.mark.slow
+
+
+class Service:
+    """One ``artesian`` service process, its output in a log file."""
+
+    def __init__(self, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "artesian.cli.main", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:])
+
+
+class Platform:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.kafka = BrokerProcess(root / "control-kafka").start()
+        self.api_port = free_port()
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=30)
+        self.cells = root / "cell-local"
+        self.control_plane: Service | None = None
+        self.data_plane: Service | None = None
+
+    def start_control_plane(self) -> None:
+        self.control_plane = Service(
+            self.root / "control-plane.log",
+            *("controlplane", "run", "-b", self.kafka.bootstrap),
+            *("--port", str(self.api_port), "--cooldown", "2"),
+        )
+        self.until(self._api_up, 60, "the control plane's API")
+
+    def start_data_plane(self) -> None:
+        self.data_plane = Service(
+            self.root / "data-plane.log",
+            *("dataplane", "run", str(self.cells), "-b", self.kafka.bootstrap),
+            *("--first-port", str(_free_block(20)), "--interval", "0.5", "--stop-on-exit"),
+        )
+
+    def _api_up(self) -> bool:
+        try:
+            return self.api.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def cluster(self, cluster_id: str) -> dict[str, Any]:
+        r = self.api.get(f"/v1/clusters/{cluster_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def until(self, cond: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = cond()
+            if value:
+                return value
+            time.sleep(0.3)
+        logs = "\n".join(
+            f"--- {s.log_path.name}\n{s.tail()}"
+            for s in (self.control_plane, self.data_plane)
+            if s is not None
+        )
+        raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+    def ready(self, cluster_id: str, generation: int, brokers: int) -> dict[str, Any] | None:
+        doc = self.cluster(cluster_id)
+        status = doc["status"]
+        if (
+            status is not None
+            and status["observed_generation"] == generation
+            and status["phase"] == "Ready"
+            and sum(b["live"] for b in status["brokers"]) == brokers
+        ):
+            return doc
+        return None
+
+    def close(self) -> None:
+        for service in (self.data_plane, self.control_plane):
+            if service is not None:
+                service.stop()
+        # Whatever a failed test left running.
+        for pid in (p for d in self.cells.glob("lkc-*") for p in _broker_pids(d)):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.api.close()
+        self.kafka.stop()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    p = Platform(tmp_path)
+    try:
+        p.start_control_plane()
+        yield p
+    finally:
+        p.close()
+
+
+def test_a_cluster_is_provisioned_served_grown_and_deleted(platform: Platform) -> None:
+    # No data plane yet: the API still takes the request; it waits in the desired-state topic.
+    r = platform.api.post("/v1/clusters", json={"name": "orders", "brokers": 1})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    cluster_id = created["id"]
+    assert cluster_id.startswith("lkc-")
+    assert created["spec"]["generation"] == 1 and created["status"] is None
+    time.sleep(1.0)
+    assert platform.cluster(cluster_id)["status"] is None
+
+    platform.start_data_plane()
+    doc = platform.until(lambda: platform.ready(cluster_id, 1, 1), 90, "orders on 1 broker")
+    bootstrap = doc["status"]["bootstrap"]
+    assert doc["status"]["cell"] == "local"
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    values = [f"order-{n}".encode() for n in range(10)]
+    for v in values:
+        producer.produce("orders", v)
+    assert producer.flush(30) == 0
+    assert read_range(bootstrap, "orders", 0, 10) == list(enumerate(values))
+
+    r = platform.api.patch(f"/v1/clusters/{cluster_id}", json={"brokers": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["spec"]["generation"] == 2
+    platform.until(lambda: platform.ready(cluster_id, 2, 2), 90, "orders on 2 brokers")
+    assert read_range(bootstrap, "orders", 0, 10) == list(enumerate(values))
+
+    listed = platform.api.get("/v1/clusters").json()["clusters"]
+    assert [(c["id"], c["spec"]["brokers"]) for c in listed] == [(cluster_id, 2)]
+    metrics = platform.api.get("/metrics").text
+    assert 'artesian_controlplane_clusters{phase="Ready"} 1.0' in metrics
+
+    data_dir = platform.cells / cluster_id
+    pids = _broker_pids(data_dir)
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    r = platform.api.delete(f"/v1/clusters/{cluster_id}")
+    assert r.status_code == 202 and r.json()["spec"]["deleted"] is True
+    platform.until(
+        lambda: platform.api.get(f"/v1/clusters/{cluster_id}").status_code == 404,
+        90,
+        "the cluster forgotten",
+    )
+    assert not any(_alive(p) for p in pids)
+    assert not data_dir.exists()
+
+
+def test_the_autoscaler_follows_the_load(platform: Platform) -> None:
+    platform.start_data_plane()
+    r = platform.api.post(
+        "/v1/clusters",
+        json={
+            "name": "clicks",
+            "brokers": 1,
+            "autoscale": {"min_brokers": 1, "max_brokers": 2, "broker_bytes_per_second": 20000},
+        },
+    )
+    assert r.status_code == 201, r.text
+    cluster_id = r.json()["id"]
+    doc = platform.until(lambda: platform.ready(cluster_id, 1, 1), 90, "clicks on 1 broker")
+    bootstrap = doc["status"]["bootstrap"]
+
+    # About 100 kB/s against 20 kB/s of capacity: the autoscaler wants 2 brokers (its max).
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    deadline = time.monotonic() + 60
+    while platform.cluster(cluster_id)["spec"]["brokers"] < 2:
+        assert time.monotonic() < deadline, "no scale-out under load"
+        for _ in range(10):
+            producer.produce("clicks", b"x" * 1000)
+        producer.poll(0)
+        time.sleep(0.1)
+    assert producer.flush(30) == 0
+    scaled = platform.cluster(cluster_id)["spec"]
+    assert scaled["brokers"] == 2 and scaled["generation"] == 2
+    platform.until(lambda: platform.ready(cluster_id, 2, 2), 90, "clicks on 2 brokers")
+
+    # Idle now: after the cooldown it shrinks one broker at a time, to the minimum.
+    platform.until(
+        lambda: platform.ready(cluster_id, 3, 1), 120, "clicks back on 1 broker when idle"
+    )
+    assert platform.cluster(cluster_id)["spec"]["brokers"] == 1
+
+
+def test_the_api_refuses_bad_requests_with_the_reason(platform: Platform) -> None:
+    api = platform.api
+    assert api.post("/v1/clusters", json={"name": "a", "brokers": 0}).status_code == 422
+    assert api.post("/v1/clusters", json={"name": "a", "brokers": 21}).status_code == 422
+    assert api.post("/v1/clusters", json={"name": "a", "colour": "red"}).status_code == 422
+    r = api.post("/v1/clusters", json={"name": "a", "config": {"listeners": "PLAINTEXT://:1"}})
+    assert r.status_code == 422 and "listeners" in r.json()["detail"]
+    r = api.post("/v1/clusters", json={"name": "../etc"})
+    assert r.status_code == 422 and "name" in r.json()["detail"]
+    r = api.post(
+        "/v1/clusters",
+        json={
+            "name": "a",
+            "brokers": 3,
+            "autoscale": {"min_brokers": 1, "max_brokers": 2, "broker_bytes_per_second": 1},
+        },
+    )
+    assert r.status_code == 422 and "outside autoscale" in r.json()["detail"]
+    assert api.post("/v1/clusters", json={"name": "a"}).status_code == 201
+    r = api.post("/v1/clusters", json={"name": "a"})
+    assert r.status_code == 409 and "exists" in r.json()["detail"]
+    assert api.get("/v1/clusters/lkc-nosuch").status_code == 404
+    assert api.patch("/v1/clusters/lkc-nosuch", json={"brokers": 2}).status_code == 404
+    assert api.delete("/v1/clusters/lkc-nosuch").status_code == 404
+    # Nothing but the one good request reached the desired state.
+    assert [c["spec"]["name"] for c in api.get("/v1/clusters").json()["clusters"]] == ["a"]
