@@ -37,6 +37,7 @@ class BrokerProcess:
         self.env = dict(env or {})  # merged into os.environ for the broker process
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._terminating = False  # SIGTERM sent by terminate()
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
         self._log_file = None
 
@@ -45,6 +46,11 @@ class BrokerProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> BrokerProcess:
+        return self.launch().wait_listening(timeout)
+
+    def launch(self) -> BrokerProcess:
+        """Start the process without waiting for it (see wait_listening)."""
+        self._terminating = False
         cmd = [
             sys.executable,
             "-m",
@@ -64,6 +70,10 @@ class BrokerProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env} if self.env else None,
         )
+        return self
+
+    def wait_listening(self, timeout: float = 30.0) -> BrokerProcess:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -75,11 +85,18 @@ class BrokerProcess:
                 time.sleep(0.05)
         raise TimeoutError(f"broker did not listen in {timeout}s:\n{self.log_tail()}")
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting; a later stop() waits for the exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self._terminating = True
+
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait: a clean shutdown. Returns the exit code."""
         code = 0
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not self._terminating:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 code = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -227,6 +227,14 @@ def test_the_api_refuses_bad_requests_with_the_reason(platform: Platform) -> Non
     assert api.post("/v1/clusters", json={"name": "a", "colour": "red"}).status_code == 422
     r = api.post("/v1/clusters", json={"name": "a", "config": {"listeners": "PLAINTEXT://:1"}})
     assert r.status_code == 422 and "listeners" in r.json()["detail"]
+    # Another cluster's storage, a directory, or a key the broker parser would strip.
+    for key in (" rsm.config.store.url", "log.dirs", "artesian.metadata.store.url"):
+        r = api.post("/v1/clusters", json={"name": "a", "config": {key: "file:///tmp/x"}})
+        assert r.status_code == 422 and "set by the data plane" in r.json()["detail"], key
+    r = api.post("/v1/clusters", json={"name": "a", "config": {"num.partitons": "3"}})
+    assert r.status_code == 422 and "did you mean num.partitions" in r.json()["detail"]
+    r = api.post("/v1/clusters", json={"name": "a", "config": {"num.partitions": "many"}})
+    assert r.status_code == 422 and "num.partitions" in r.json()["detail"]
     r = api.post("/v1/clusters", json={"name": "../etc"})
     assert r.status_code == 422 and "name" in r.json()["detail"]
     r = api.post(
@@ -246,3 +254,50 @@ def test_the_api_refuses_bad_requests_with_the_reason(platform: Platform) -> Non
     assert api.delete("/v1/clusters/lkc-nosuch").status_code == 404
     # Nothing but the one good request reached the desired state.
     assert [c["spec"]["name"] for c in api.get("/v1/clusters").json()["clusters"]] == ["a"]
+
+
+def test_patch_changes_only_what_it_names(platform: Platform) -> None:
+    api = platform.api
+    auto = {"min_brokers": 1, "max_brokers": 3, "broker_bytes_per_second": 1000}
+    created = api.post("/v1/clusters", json={"name": "p", "brokers": 2, "autoscale": auto}).json()
+    url = f"/v1/clusters/{created['id']}"
+    same = api.patch(url, json={"brokers": 2}).json()["spec"]
+    assert same["generation"] == 1  # nothing changed: no new generation for the data plane
+    spec = api.patch(url, json={"version": "2"}).json()["spec"]
+    assert (spec["generation"], spec["version"], spec["brokers"], spec["autoscale"]) == (
+        2,
+        "2",
+        2,
+        auto,
+    )
+    assert api.patch(url, json={"brokers": None}).status_code == 422
+    spec = api.patch(url, json={"autoscale": None}).json()["spec"]
+    assert (spec["generation"], spec["autoscale"], spec["brokers"]) == (3, None, 2)
+    assert api.get(url).json()["spec"] == spec
+    assert api.get("/healthz").json() == {"ok": True, "clusters": 1}
+
+
+def test_a_restarted_data_plane_adopts_its_running_clusters(platform: Platform) -> None:
+    first = Service(
+        platform.root / "data-plane-1.log",
+        *("dataplane", "run", str(platform.cells), "-b", platform.kafka.bootstrap),
+        *("--first-port", str(_free_block(20)), "--interval", "0.5"),
+    )
+    platform.data_plane = first
+    cluster_id = platform.api.post("/v1/clusters", json={"name": "kept"}).json()["id"]
+    doc = platform.until(lambda: platform.ready(cluster_id, 1, 1), 90, "kept on 1 broker")
+    bootstrap = doc["status"]["bootstrap"]
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for n in range(5):
+        producer.produce("kept", f"k{n}".encode())
+    assert producer.flush(30) == 0
+    pids = _broker_pids(platform.cells / cluster_id)
+
+    first.stop()  # without --stop-on-exit: the brokers keep running
+    assert len(pids) == 1 and _alive(pids[0])
+    platform.start_data_plane()
+    time.sleep(3)  # several passes of the new agent
+    assert _alive(pids[0]) and _broker_pids(platform.cells / cluster_id) == pids
+    doc = platform.until(lambda: platform.ready(cluster_id, 1, 1), 30, "kept adopted")
+    assert doc["status"]["bootstrap"] == bootstrap
+    assert read_range(bootstrap, "kept", 0, 5) == [(n, f"k{n}".encode()) for n in range(5)]

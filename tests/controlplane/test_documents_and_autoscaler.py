@@ -561,3 +561,18 @@ def test_a_report_needs_a_cluster_id_and_a_generation(overrides: dict[str, Any])
 def test_a_report_from_a_clock_far_ahead_leaves_cluster() -> None:
     ahead = ready_report(1000, 800, time_ms=NOW + 30_001)
     assert decide(auto_desire(2), ahead, NOW, NOW - 120_000) is None
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {" rsm.config.store.url": "file:///elsewhere"},
+        {"log.dirs": "/"},
+        {"socket.request.max.bytes": "1"},
+        {"no.such.config": "1"},
+        {"num.partitions": "many"},
+    ],
+)
+def test_config_must_be_known_valid_and_not_name_a_place(config: dict[str, str]) -> None:
+    with pytest.raises(DocumentError):
+        ClusterDesire.decode(raw(desire_doc(config=config)))

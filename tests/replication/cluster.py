@@ -77,18 +77,29 @@ class Cluster:
         )
         return node
 
-    def start(self) -> Cluster:
-        for b in self.brokers.values():
-            b.start()
+    def start(self, together: bool = True) -> Cluster:
+        """Start every broker; ``together`` launches them all before waiting for any (the
+        operator does the same), else one after the other, in id order."""
+        if together:
+            for b in self.brokers.values():
+                b.launch()
+            for b in self.brokers.values():
+                b.wait_listening()
+        else:
+            for b in self.brokers.values():
+                b.start()
         self.wait_for(
             lambda: all(len(self.live_brokers(i)) == len(self.brokers) for i in self.brokers)
         )
         return self
 
     def stop(self) -> None:
+        """SIGTERM to every broker at once, then wait for each (a test's teardown)."""
+        for b in self.brokers.values():
+            b.terminate()
         for b in self.brokers.values():
             try:
-                b.stop()
+                b.stop()  # signalled already: this waits, and closes its log
             except Exception:
                 b.kill9()
 

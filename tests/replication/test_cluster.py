@@ -62,6 +62,19 @@ def test_followers_hold_the_leaders_log_byte_for_byte(cluster: Cluster) -> None:
             what=f"replicas of repl-{i} identical",
         )
         assert len(cluster.log_bytes(state.leader, "repl", i)) > 2000 * 8
+    # Kafka's split: a client's bytes count on the leader, a follower's copy as replication.
+    states = cluster.partitions("repl")
+    for node in (1, 2, 3):
+        led = sum(
+            len(cluster.log_bytes(node, "repl", i)) for i, s in states.items() if s.leader == node
+        )
+        followed = sum(
+            len(cluster.log_bytes(node, "repl", i)) for i, s in states.items() if s.leader != node
+        )
+        assert cluster.metric(node, 'kafka_server_broker_topic_bytes_in_total{topic="repl"}') == led
+        assert (
+            cluster.metric(node, "kafka_server_broker_topic_replication_bytes_in_total") >= followed
+        )
 
 
 def test_followers_refuse_clients_with_not_leader(cluster: Cluster) -> None:

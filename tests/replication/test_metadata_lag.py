@@ -27,7 +27,7 @@ def lagging(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path, 3)
     # Started last, it knows every broker; after that it would poll only every 10 minutes.
     c.brokers[SLOW].settings["artesian.metadata.poll.interval.ms"] = "600000"
-    c.start()
+    c.start(together=False)
     try:
         yield c
     finally:

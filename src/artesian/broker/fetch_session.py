@@ -84,6 +84,7 @@ class FetchContext:
     error: ErrorCode = ErrorCode.none
     by_id: bool = False
     response_session_id: int = INVALID_SESSION_ID
+    from_follower: bool = False  # a replica's fetch: replication bytes, not a client's
 
 
 @dataclass

@@ -25,11 +25,28 @@ class BrokerMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
             registry=r,
         )
+        # Kafka's BytesInPerSec/BytesOutPerSec count clients only; replication has its own.
         self.bytes_in = Counter(
-            "kafka_server_broker_topic_bytes_in", "Bytes appended, by topic.", ["topic"], registry=r
+            "kafka_server_broker_topic_bytes_in",
+            "Bytes produced by clients, by topic.",
+            ["topic"],
+            registry=r,
         )
         self.bytes_out = Counter(
-            "kafka_server_broker_topic_bytes_out", "Bytes fetched, by topic.", ["topic"], registry=r
+            "kafka_server_broker_topic_bytes_out",
+            "Bytes fetched by clients, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.replication_bytes_in = Counter(
+            "kafka_server_broker_topic_replication_bytes_in",
+            "Bytes a follower here appended from its leaders.",
+            registry=r,
+        )
+        self.replication_bytes_out = Counter(
+            "kafka_server_broker_topic_replication_bytes_out",
+            "Bytes followers fetched from the leaders here.",
+            registry=r,
         )
         self.messages_in = Counter(
             "kafka_server_broker_topic_messages_in",

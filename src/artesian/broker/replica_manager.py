@@ -338,21 +338,26 @@ class ReplicaManager:
     def update_config(self, topic: str, config: LogConfig) -> None:
         self.log_manager.update_config(topic, config)
 
-    def appended(self, p: Partition, nbytes: int, messages: int) -> asyncio.Future[None] | None:
+    def appended(
+        self, p: Partition, nbytes: int, messages: int, replicated: bool = False
+    ) -> asyncio.Future[None] | None:
         """Bookkeeping after a successful append: HW, metrics, waiting fetches, flush.
 
         Returns a flush to await before acknowledging when flush.messages or flush.ms call
         for one (Kafka flushes inline there); after a roll, the closed segments are flushed
         in the background, as Kafka's roll does."""
-        counters = self._bytes_in.get(p.topic)
-        if counters is None:
-            counters = self._bytes_in[p.topic] = (
-                self.metrics.bytes_in.labels(p.topic),
-                self.metrics.messages_in.labels(p.topic),
-            )
-        b, m = counters
-        b.inc(nbytes)
-        m.inc(messages)
+        if replicated:
+            self.metrics.replication_bytes_in.inc(nbytes)
+        else:
+            counters = self._bytes_in.get(p.topic)
+            if counters is None:
+                counters = self._bytes_in[p.topic] = (
+                    self.metrics.bytes_in.labels(p.topic),
+                    self.metrics.messages_in.labels(p.topic),
+                )
+            b, m = counters
+            b.inc(nbytes)
+            m.inc(messages)
         p.bytes_in_total += nbytes
         # Followers' fetches wait for appends; clients' for the high watermark, which
         # moves here at once when this broker is the whole ISR.

@@ -181,11 +181,18 @@ class Broker:
         for offset, record in self.store.read():
             self.image.apply(offset, record)
         self._check_store_matches_logs()
+        new_directory = not (self.data_dir / "meta.properties").exists()
         self.cluster_id = self._load_cluster_id()
         self.controller = Controller(self.store, self.image, self._current_live_brokers)
         if self.image.cluster_id is None:
-            self.commit([ClusterRecord(self.cluster_id)])  # a new log, or one from before it
-        elif self.image.cluster_id != self.cluster_id:
+            try:
+                self.commit([ClusterRecord(self.cluster_id)])  # a new log, or one from before it
+            except ControllerError:
+                # Brokers started together on a new store: another founded the cluster first.
+                if self.image.cluster_id is None or not new_directory:
+                    raise
+                self.cluster_id = self._join_cluster(self.image.cluster_id)
+        if self.image.cluster_id != self.cluster_id:
             raise BrokerStartupError(
                 f"the metadata store belongs to cluster {self.image.cluster_id}, but "
                 f"{self.data_dir} to cluster {self.cluster_id}: start the broker with the "
@@ -198,15 +205,22 @@ class Broker:
             adv_host, adv_port = parse_listener(first.split("://")[-1])
         # The session opens first: brokers that read the registration find it live.
         self._refresh_live_brokers(self._renew_session())
-        current = self.image.brokers.get(self.node_id)
         rack = self.config.get("broker.rack")
         rack = str(rack) if rack else None
-        if current is None or (current.host, current.port, current.rack) != (
-            adv_host,
-            adv_port,
-            rack,
-        ):
-            self.commit([RegisterBrokerRecord(self.node_id, adv_host, adv_port, rack)])
+        registration = RegisterBrokerRecord(self.node_id, adv_host, adv_port, rack)
+
+        def register() -> list[MetadataRecord]:
+            current = self.image.brokers.get(self.node_id)
+            if current is not None and (current.host, current.port, current.rack) == (
+                adv_host,
+                adv_port,
+                rack,
+            ):
+                return []
+            return [registration]
+
+        # Others may be registering at the same instant: plan again on a conflict.
+        self.plan_and_commit(register, attempts=10)
 
         self._check_tiered_topics()
         now = int(time.time() * 1000)
@@ -481,6 +495,14 @@ class Broker:
             offsets_retention_ms=cfg.get_int("offsets.retention.minutes") * 60_000,
             offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
         )
+
+    def _join_cluster(self, cluster_id: str) -> str:
+        """A data directory created a moment ago takes the cluster id its store names."""
+        path = self.data_dir / "meta.properties"
+        _write_meta_properties(
+            path, {**parse_properties(path.read_text()), "cluster.id": cluster_id}
+        )
+        return cluster_id
 
     def _load_cluster_id(self) -> str:
         """meta.properties names the cluster and the node this data directory belongs to; a

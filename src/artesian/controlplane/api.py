@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from artesian.controlplane.control_plane import Conflict, ControlPlane, NotFound
 from artesian.controlplane.documents import MAX_BROKERS, Autoscale, DocumentError
+from artesian.controlplane.state_topics import StateTopicError
 
 
 class AutoscaleBody(BaseModel):
@@ -72,7 +73,7 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
             raise HTTPException(409, str(e)) from e
         except DocumentError as e:
             raise HTTPException(422, str(e)) from e
-        except TimeoutError as e:
+        except (TimeoutError, StateTopicError) as e:
             raise HTTPException(503, f"{e}; is the control plane's Kafka up?") from e
 
     @app.post("/v1/clusters", status_code=201)
@@ -98,15 +99,16 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
 
     @app.patch("/v1/clusters/{cluster_id}")
     def update(cluster_id: str, body: UpdateCluster) -> dict[str, Any]:
-        view = _errors(
-            lambda: control_plane.update(
-                cluster_id,
-                brokers=body.brokers,
-                version=body.version,
-                config=body.config,
-                autoscale=body.autoscale.document() if body.autoscale else None,
-            )
-        )
+        changes: dict[str, Any] = {
+            k: getattr(body, k)
+            for k in ("brokers", "version", "config")
+            if k in body.model_fields_set
+        }
+        if "autoscale" in body.model_fields_set:  # null: autoscaling off
+            changes["autoscale"] = body.autoscale.document() if body.autoscale else None
+        if any(changes.get(k, "") is None for k in ("brokers", "version", "config")):
+            raise HTTPException(422, "only autoscale may be null")
+        view = _errors(lambda: control_plane.update(cluster_id, **changes))
         return view.as_json()  # type: ignore[no-any-return]
 
     @app.delete("/v1/clusters/{cluster_id}", status_code=202)
@@ -114,8 +116,11 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         return _errors(lambda: control_plane.delete(cluster_id)).as_json()  # type: ignore[no-any-return]
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"ok": True, "clusters": len(control_plane.clusters())}
+    def healthz(response: Response) -> dict[str, Any]:
+        ok = control_plane.healthy()
+        if not ok:
+            response.status_code = 503
+        return {"ok": ok, "clusters": len(control_plane.clusters())}
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -62,6 +62,8 @@ class ControlPlane:
         self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
         self.observed = StateTable(bootstrap, OBSERVED_TOPIC, ClusterReport.decode)
         self._writer = StateWriter(bootstrap, DESIRED_TOPIC, write_timeout)
+        # Only to forget a deleted cluster's last report; the data planes write the rest.
+        self._report_eraser = StateWriter(bootstrap, OBSERVED_TOPIC, write_timeout)
         self._lock = threading.Lock()  # one read-modify-write of the desired state at a time
         self._last_change_ms: dict[str, int] = {}
         self.desired.listeners.append(self._desire_changed)
@@ -71,10 +73,9 @@ class ControlPlane:
     def start(self, ready_timeout: float = 30.0) -> ControlPlane:
         self.desired.start()
         self.observed.start()
-        # Serve once both tables hold what the topics held when we started.
-        offset = self._writer.put("_probe", None)  # a tombstone: marks "now" in the topic
-        if not self.desired.wait_for(offset, ready_timeout):
-            raise TimeoutError(f"{DESIRED_TOPIC} could not be read within {ready_timeout} s")
+        # Serve, and act, once both tables hold what the topics held when we started.
+        self.desired.catch_up(ready_timeout)
+        self.observed.catch_up(ready_timeout)
         self._duties.start()
         return self
 
@@ -85,8 +86,13 @@ class ControlPlane:
         self.desired.stop()
         self.observed.stop()
         self._writer.close()
+        self._report_eraser.close()
 
     # --- the API's operations ---------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Both tables still follow their topics, and the duties still run."""
+        return self.desired.alive() and self.observed.alive() and self._duties.is_alive()
 
     def clusters(self) -> list[ClusterView]:
         reports = self.observed.snapshot()
@@ -117,8 +123,12 @@ class ControlPlane:
         with self._lock:
             if any(d.name == name and not d.deleted for d in self.desired.snapshot().values()):
                 raise Conflict(f"a cluster named {name!r} exists")
+            taken = self.desired.snapshot()
+            cluster_id = f"lkc-{secrets.token_hex(8)}"
+            while cluster_id in taken:
+                cluster_id = f"lkc-{secrets.token_hex(8)}"
             desire = ClusterDesire(
-                id=f"lkc-{secrets.token_hex(4)}",
+                id=cluster_id,
                 name=name,
                 brokers=brokers,
                 cell=cell,
@@ -129,13 +139,21 @@ class ControlPlane:
         log.info("cluster %s (%s): %d broker(s) in cell %s", desire.id, name, brokers, cell)
         return ClusterView(desire, None)
 
-    def update(self, cluster_id: str, **changes: Any) -> ClusterView:
+    def update(
+        self, cluster_id: str, expected_generation: int | None = None, **changes: Any
+    ) -> ClusterView:
         with self._lock:
             current = self._current(cluster_id)
+            if expected_generation is not None and current.generation != expected_generation:
+                raise Conflict(
+                    f"cluster {cluster_id} is at generation {current.generation}, "
+                    f"not {expected_generation}"
+                )
             if current.deleted:
                 raise Conflict(f"cluster {cluster_id} is being deleted")
-            wanted = {k: v for k, v in changes.items() if v is not None}
-            if not wanted:
+            # None leaves a field as it is, except autoscale, where it switches autoscaling off.
+            wanted = {k: v for k, v in changes.items() if v is not None or k == "autoscale"}
+            if all(getattr(current, k) == v for k, v in wanted.items()):
                 return ClusterView(current, self.observed.get(cluster_id))
             desire = current.changed(**wanted)
             self._write(desire)
@@ -187,6 +205,7 @@ class ControlPlane:
                 ):
                     with self._lock:
                         self._write(None, cluster_id)
+                    self._report_eraser.put(cluster_id, None)
                     log.info("cluster %s deleted: forgotten", cluster_id)
                 continue
             decision = decide(
@@ -195,7 +214,8 @@ class ControlPlane:
             if decision is None:
                 continue
             try:
-                self.update(cluster_id, brokers=decision.brokers)
+                # Decided on this generation: a user's change meanwhile wins.
+                self.update(cluster_id, desire.generation, brokers=decision.brokers)
             except (Conflict, NotFound, DocumentError) as e:
                 log.warning("autoscaling %s skipped: %s", cluster_id, e)
                 continue

@@ -52,9 +52,18 @@ class PortAllocator:
     def port_for(self, cluster_id: str) -> int:
         if cluster_id in self.blocks:
             return self.blocks[cluster_id]
-        used = set(self.blocks.values())
+        used = {
+            p
+            for first in self.blocks.values()
+            for p in [
+                *range(first, first + MAX_BROKERS),
+                *range(first + 1000, first + 1000 + MAX_BROKERS),
+            ]
+        }
         port = self.first_port
-        while port in used or not _free(port, MAX_BROKERS):
+        while used.intersection(
+            [*range(port, port + MAX_BROKERS), *range(port + 1000, port + 1000 + MAX_BROKERS)]
+        ) or not _free(port, MAX_BROKERS):
             port += MAX_BROKERS
             if port + 1000 + MAX_BROKERS > 65535:
                 raise RuntimeError("no free block of ports left for another cluster")
@@ -100,18 +109,21 @@ class DataPlaneAgent:
         self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
         self.reports = StateWriter(bootstrap, OBSERVED_TOPIC)
         self.operators: dict[str, Operator] = {}
-        self._load: dict[str, tuple[float, float, float]] = {}  # id -> (time, in, out) totals
+        # cluster id -> broker -> (when, bytes in, bytes out): the counters read last
+        self._load: dict[str, dict[int, tuple[float, float, float]]] = {}
         self._stop = threading.Event()
 
-    def start(self) -> DataPlaneAgent:
+    def start(self, ready_timeout: float = 30.0) -> DataPlaneAgent:
         self.desired.start()
+        # A cluster not read yet must not look deleted: that would stop and erase it.
+        self.desired.catch_up(ready_timeout)
         return self
 
     def stop(self, stop_brokers: bool = False) -> None:
         self._stop.set()
         if stop_brokers:
-            for op in self.operators.values():
-                op.stop_all()
+            for cluster_id in list(self.ports.blocks):
+                self._operator_of(cluster_id).stop_all()
         self.desired.stop()
         self.reports.close()
 
@@ -128,14 +140,31 @@ class DataPlaneAgent:
     def reconcile_once(self) -> None:
         desires = {i: d for i, d in self.desired.snapshot().items() if d.cell == self.cell}
         for cluster_id, desire in desires.items():
-            if desire.deleted:
-                self._deprovision(cluster_id, desire.generation)
-            else:
-                self._reconcile(desire)
+            # One cluster's failure must not hold up the others.
+            try:
+                if desire.deleted:
+                    self._deprovision(cluster_id, desire.generation)
+                else:
+                    self._reconcile(desire)
+            except Exception as e:
+                log.exception("cluster %s: pass failed", cluster_id)
+                self._report(
+                    ClusterReport(
+                        id=cluster_id,
+                        cell=self.cell,
+                        observed_generation=desire.generation,
+                        phase="Failed",
+                        message=f"{type(e).__name__}: {e}"[:1000],
+                        time_ms=int(time.time() * 1000),
+                    )
+                )
         # Clusters of this cell that no desire names any more (deleted while this agent was
         # away): their brokers go too, and their report is forgotten.
         for cluster_id in sorted(set(self.ports.blocks) - set(desires)):
-            self._deprovision(cluster_id, generation=None)
+            try:
+                self._deprovision(cluster_id, generation=None)
+            except Exception:
+                log.exception("cluster %s: removing it failed", cluster_id)
 
     def spec_for(self, desire: ClusterDesire) -> ClusterSpec:
         return ClusterSpec(
@@ -183,16 +212,8 @@ class DataPlaneAgent:
         )
 
     def _deprovision(self, cluster_id: str, generation: int | None) -> None:
-        op = self.operators.pop(cluster_id, None)
-        if op is None and cluster_id in self.ports.blocks:
-            # Not operated by this process yet (a restart): adopt, to stop what still runs.
-            spec = ClusterSpec(
-                brokers=1,
-                data_dir=self.root / cluster_id,
-                host=self.host,
-                first_port=self.ports.blocks[cluster_id],
-            )
-            op = Operator(lambda: spec)
+        op = self._operator_of(cluster_id) if cluster_id in self.ports.blocks else None
+        self.operators.pop(cluster_id, None)
         if op is not None:
             op.stop_all()
             shutil.rmtree(self.root / cluster_id, ignore_errors=True)
@@ -213,6 +234,20 @@ class DataPlaneAgent:
             )
         )
 
+    def _operator_of(self, cluster_id: str) -> Operator:
+        """The cluster's operator; one adopting its running brokers if this process has none
+        yet (after a restart), which is enough to stop them."""
+        op = self.operators.get(cluster_id)
+        if op is None:
+            spec = ClusterSpec(
+                brokers=1,
+                data_dir=self.root / cluster_id,
+                host=self.host,
+                first_port=self.ports.blocks[cluster_id],
+            )
+            op = Operator(lambda: spec)
+        return op
+
     def _report(self, report: ClusterReport) -> None:
         try:
             self.reports.put(report.id, report.encode())
@@ -222,26 +257,39 @@ class DataPlaneAgent:
     def _rates(self, cluster_id: str, spec: ClusterSpec, nodes: list[int]) -> tuple[float, float]:
         """Bytes per second in and out of the cluster since the previous pass, from each
         broker's Prometheus counters (a restarted broker's reset counts as no traffic)."""
-        total_in = total_out = 0.0
-        for node in nodes:
-            try:
-                url = f"http://{spec.host}:{spec.metrics_port(node)}/metrics"
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    text = r.read().decode()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                if line.startswith(BYTES_IN):
-                    total_in += float(line.rsplit(" ", 1)[1])
-                elif line.startswith(BYTES_OUT):
-                    total_out += float(line.rsplit(" ", 1)[1])
         now = time.monotonic()
-        previous = self._load.get(cluster_id)
-        self._load[cluster_id] = (now, total_in, total_out)
-        if previous is None or now <= previous[0]:
-            return 0.0, 0.0
-        elapsed = now - previous[0]
-        return (
-            max(0.0, total_in - previous[1]) / elapsed,
-            max(0.0, total_out - previous[2]) / elapsed,
-        )
+        previous = self._load.get(cluster_id, {})
+        current: dict[int, tuple[float, float, float]] = {}
+        rate_in = rate_out = 0.0
+        for node in nodes:
+            counters = _scrape(f"http://{spec.host}:{spec.metrics_port(node)}/metrics")
+            if counters is None:
+                continue  # not answering this pass: its traffic counts at the next one
+            current[node] = (now, *counters)
+            before = previous.get(node)
+            # Only brokers read both times count; a counter that went back was a restart.
+            if before is not None and now > before[0] and counters[0] >= before[1]:
+                elapsed = now - before[0]
+                rate_in += (counters[0] - before[1]) / elapsed
+                rate_out += max(0.0, counters[1] - before[2]) / elapsed
+        self._load[cluster_id] = {**previous, **current}
+        return rate_in, rate_out
+
+
+def _scrape(url: str) -> tuple[float, float] | None:
+    """A broker's bytes in and out so far (Prometheus counters), or None if it did not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            text = r.read().decode()
+    except (OSError, ValueError):
+        return None
+    total_in = total_out = 0.0
+    try:
+        for line in text.splitlines():
+            if line.startswith(BYTES_IN):
+                total_in += float(line.rsplit(" ", 1)[1])
+            elif line.startswith(BYTES_OUT):
+                total_out += float(line.rsplit(" ", 1)[1])
+    except ValueError:
+        return None
+    return total_in, total_out

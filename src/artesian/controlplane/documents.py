@@ -18,6 +18,9 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from artesian.config.broker import BrokerConfig
+from artesian.config.definitions import ConfigError
+
 DESIRED_TOPIC = "_artesian_cluster_desired"
 OBSERVED_TOPIC = "_artesian_cluster_observed"
 # Compacted: the latest document per cluster is the state; a tombstone forgets the cluster.
@@ -36,11 +39,25 @@ RESERVED_CONFIG = (
     "artesian.metadata.store.url",
     "rsm.config.store.url",
 )
+_PLACE = re.compile(r"dir|url|file|path|listener|socket|host")
 PHASES = ("Reconciling", "Ready", "Degraded", "Deleted", "Failed")
 
 
 class DocumentError(ValueError):
     pass
+
+
+def _check_broker_config(config: dict[str, str]) -> None:
+    """Known broker properties with valid values, and none that names a place on the data
+    plane's machines (a directory, a URL, a listener): a user's cluster must not reach into
+    another's data."""
+    reserved = sorted(k for k in config if k in RESERVED_CONFIG or _PLACE.search(k))
+    if reserved:
+        raise DocumentError(f"{reserved} are set by the data plane, not in config")
+    try:
+        BrokerConfig(config)
+    except ConfigError as e:
+        raise DocumentError(str(e)) from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +103,7 @@ class ClusterDesire:
             raise DocumentError(f"cell name {self.cell!r} is not a valid name")
         if not 1 <= self.brokers <= MAX_BROKERS:
             raise DocumentError(f"brokers must be 1 to {MAX_BROKERS}, not {self.brokers}")
-        reserved = sorted(k for k in self.config if k in RESERVED_CONFIG)
-        if reserved:
-            raise DocumentError(f"{reserved} are set by the data plane, not in config")
+        _check_broker_config(self.config)
         if self.autoscale is not None:
             self.autoscale.validate()
             if not self.autoscale.min_brokers <= self.brokers <= self.autoscale.max_brokers:
@@ -230,9 +245,13 @@ def _num(doc: dict[str, Any], key: str) -> float:
     value = doc.get(key, 0)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise DocumentError(f"{key} must be a number")
-    if not 0 <= value < math.inf:
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not 0 <= number < math.inf:
         raise DocumentError(f"{key} must be a finite number, at least 0")
-    return float(value)
+    return number
 
 
 def _bool(doc: dict[str, Any], key: str) -> bool:

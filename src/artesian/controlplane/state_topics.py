@@ -75,6 +75,11 @@ class StateWriter:
                 on_delivery=lambda err, msg: result.append((err, msg.offset())),
             )
             self._producer.flush(self.timeout)
+            if not result:
+                # Failed must mean not written: the record must not land after the caller
+                # has given up on it (and perhaps retried).
+                self._producer.purge()
+                self._producer.flush(0)
         if not result:
             raise StateTopicError(f"{self.topic}: no acknowledgement within {self.timeout} s")
         err, offset = result[0]
@@ -93,6 +98,7 @@ class StateTable(Generic[T]):
         self, bootstrap: str, topic: str, decode: Callable[[bytes], T], poll_seconds: float = 0.2
     ) -> None:
         self.topic = topic
+        self._bootstrap = bootstrap
         self._decode = decode
         self._poll = poll_seconds
         self._docs: dict[str, T] = {}
@@ -120,6 +126,9 @@ class StateTable(Generic[T]):
         self._thread.join(10)
         self._consumer.close()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def get(self, key: str) -> T | None:
         with self._changed:
             return self._docs.get(key)
@@ -127,6 +136,20 @@ class StateTable(Generic[T]):
     def snapshot(self) -> dict[str, T]:
         with self._changed:
             return dict(self._docs)
+
+    def catch_up(self, timeout: float) -> None:
+        """Wait until the table holds everything the topic held when called: before acting
+        on it, since a key not read yet is not a key deleted."""
+        # Its own client: the reader thread's consumer is busy polling.
+        probe = Consumer({"bootstrap.servers": self._bootstrap, "group.id": "artesian-probe"})
+        try:
+            _low, high = probe.get_watermark_offsets(
+                TopicPartition(self.topic, 0), timeout=timeout, cached=False
+            )
+        finally:
+            probe.close()
+        if high > 0 and not self.wait_for(high - 1, timeout):
+            raise TimeoutError(f"{self.topic} could not be read to offset {high} in {timeout} s")
 
     def wait_for(self, offset: int, timeout: float) -> bool:
         """Read-your-writes: wait until the table holds what was written at ``offset``."""
@@ -157,7 +180,7 @@ class StateTable(Generic[T]):
                 doc = self._decode(value)
                 if getattr(doc, "id", key) != key:
                     raise DocumentError(f"document of {getattr(doc, 'id', '?')} under key {key}")
-        except (UnicodeDecodeError, DocumentError) as e:
+        except Exception as e:  # untrusted bytes: whatever they do, the reader carries on
             log.warning("skipping %s offset %d: %s", self.topic, offset, e)
             key = None
         with self._changed:
@@ -170,4 +193,7 @@ class StateTable(Generic[T]):
             self._changed.notify_all()
         if key:
             for listener in self.listeners:
-                listener(key, doc)
+                try:
+                    listener(key, doc)
+                except Exception:
+                    log.exception("a listener of %s failed on %s", self.topic, key)

@@ -481,7 +481,7 @@ class ReplicaFetcher:
                 self._delay(st, ErrorCode.corrupt_message)
                 return
             if nbytes:
-                self.replica_manager.appended(p, nbytes, 0)
+                self.replica_manager.appended(p, nbytes, 0, replicated=True)
         # A follower's high watermark is the leader's, as far as its own log reaches.
         plog.high_watermark = min(r.high_watermark, plog.log_end_offset)
         if r.log_start_offset > plog.log_start_offset:

@@ -295,7 +295,10 @@ def _respond(
             topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
         topic.partitions.append(result)
         if result.records_size:
-            metrics.bytes_out_for(fp.topic).inc(result.records_size)
+            if context.from_follower:
+                metrics.replication_bytes_out.inc(result.records_size)
+            else:
+                metrics.bytes_out_for(fp.topic).inc(result.records_size)
     parts, size = encode_fetch_response(
         ctx.header.api_version, list(topics.values()), session_id=session_id
     )
@@ -352,6 +355,7 @@ def handle(ctx: Any, request: Any) -> Any:
             return RawResponse(parts, size)
     else:
         context = FetchContext(partitions)
+    context.from_follower = _replica_id(request) >= 0
     results, total, errors, keys, remote = _read(ctx, request, context.partitions)
     if remote is not None:
         return _respond_after_remote(ctx, context, results, remote)

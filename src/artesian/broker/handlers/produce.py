@@ -34,6 +34,7 @@ log = logging.getLogger("artesian.produce")
 _BATCH_LENGTH = struct.Struct(">i")
 _PRODUCER = struct.Struct(">qh")  # producerId, producerEpoch at offset 43 of a batch
 _ATTRIBUTES_LOW = 22  # low byte of the batch's attributes (int16 at offset 21)
+_CATCH_UP_SECONDS = 5.0
 
 
 def decode(header: api.RequestHeader, frame: memoryview) -> ProduceRequestView:
@@ -116,7 +117,12 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
 
 
 async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
-    await ctx.broker.catch_up_metadata()
+    try:
+        # Bounded: with the store down, the client gets its retriable error after this.
+        async with asyncio.timeout(min(max(request.timeout_ms, 0) / 1000, _CATCH_UP_SECONDS)):
+            await ctx.broker.catch_up_metadata()
+    except Exception as e:
+        log.warning("could not catch up with the metadata log before a Produce: %s", e)
     result = _handle(ctx, request)
     return await result if asyncio.iscoroutine(result) else result
 
