@@ -5,6 +5,7 @@ The API takes requests while no data plane runs; the data plane catches up when 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -301,3 +302,51 @@ def test_a_restarted_data_plane_adopts_its_running_clusters(platform: Platform) 
     doc = platform.until(lambda: platform.ready(cluster_id, 1, 1), 30, "kept adopted")
     assert doc["status"]["bootstrap"] == bootstrap
     assert read_range(bootstrap, "kept", 0, 5) == [(n, f"k{n}".encode()) for n in range(5)]
+
+
+def _cli(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "artesian.cli.main", "clusters", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ARTESIAN_API": f"http://127.0.0.1:{platform.api_port}"},
+    )
+
+
+def test_the_clusters_command_drives_the_api(platform: Platform) -> None:
+    created = _cli(
+        platform,
+        *("create", "events", "--brokers", "2", "--config", "num.partitions=3"),
+        *("--autoscale", "1:4:5000", "--json"),
+    )
+    assert created.returncode == 0, created.stderr
+    spec = json.loads(created.stdout)["spec"]
+    cluster_id = json.loads(created.stdout)["id"]
+    assert (spec["brokers"], spec["config"], spec["autoscale"]) == (
+        2,
+        {"num.partitions": "3"},
+        {"min_brokers": 1, "max_brokers": 4, "broker_bytes_per_second": 5000},
+    )
+    listed = _cli(platform, "list")
+    assert listed.returncode == 0 and cluster_id in listed.stdout and "events" in listed.stdout
+
+    assert _cli(platform, "update", cluster_id, "--brokers", "3").returncode == 0
+    off = _cli(platform, "update", cluster_id, "--autoscale", "off", "--json")
+    assert json.loads(off.stdout)["spec"]["autoscale"] is None
+    assert json.loads(off.stdout)["spec"]["generation"] == 3
+    described = json.loads(_cli(platform, "describe", cluster_id, "--json").stdout)
+    assert (described["spec"]["brokers"], described["spec"]["generation"]) == (3, 3)
+
+    nothing = _cli(platform, "update", cluster_id)
+    assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
+    twice = _cli(platform, "create", "events")
+    assert twice.returncode == 1 and "409" in twice.stderr and "exists" in twice.stderr
+    bad = _cli(platform, "create", "x", "--autoscale", "1:2")
+    assert bad.returncode == 2 and "MIN:MAX:BYTES_PER_SECOND" in bad.stderr
+
+    assert _cli(platform, "delete", cluster_id).returncode == 0
+    # No data plane ran it and none reported it: the control plane forgets it at once.
+    platform.until(
+        lambda: _cli(platform, "describe", cluster_id).returncode == 1, 30, "the cluster gone"
+    )

@@ -246,10 +246,17 @@ def print_json(obj: Any) -> None:
 
 def table(title: str | None, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
     t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+    cells = [["" if v is None else str(v) for v in r] for r in rows]
+    for i, c in enumerate(columns):
+        if i == 0:
+            # The first column names the row (a topic, a group, a cluster id): never cut it,
+            # however narrow the terminal; the others wrap instead.
+            widest = max((len(r[0]) for r in cells if r), default=0)
+            t.add_column(c, no_wrap=True, min_width=max(widest, len(c)))
+        else:
+            t.add_column(c)
+    for r in cells:
+        t.add_row(*r)
     return t
 
 

@@ -4,13 +4,25 @@ Kafka cluster, on which desired and observed state travel."""
 
 from __future__ import annotations
 
+import json
 import logging
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from artesian.cli.common import BootstrapOpt, make_app, out, reporting
+from artesian.cli.common import (
+    BootstrapOpt,
+    JsonOpt,
+    fail,
+    make_app,
+    out,
+    print_json,
+    reporting,
+    table,
+)
 
 controlplane_app = make_app(
     "The control plane: a REST API to create, resize, upgrade and delete clusters, and the "
@@ -87,3 +99,185 @@ def run_data_plane(
         pass
     finally:
         agent.stop(stop_brokers=stop_on_exit)
+
+
+# --- the API's client: `artesian clusters ...` ---------------------------------------------
+
+clusters_app = make_app(
+    "Clusters on the control plane: create, list, describe, resize, upgrade, delete. Talks to "
+    "the API of `artesian controlplane run`."
+)
+ApiOpt = Annotated[
+    str,
+    typer.Option(
+        "--api", envvar="ARTESIAN_API", help="The control plane's URL (env ARTESIAN_API)."
+    ),
+]
+ClusterArg = Annotated[str, typer.Argument(help="The cluster's id (lkc-...).")]
+ConfigOpt = Annotated[
+    list[str] | None,
+    typer.Option("--config", help="A broker property as key=value, Kafka's names. Repeatable."),
+]
+
+
+def _call(api: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One API request; its JSON answer, or the API's reason as an error and exit code 1."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        api.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            detail = json.loads(e.read()).get("detail", e.reason)
+        except ValueError:
+            detail = e.reason
+        fail(f"{method} {path}: {e.code} {detail}")
+    except (urllib.error.URLError, OSError) as e:
+        fail(
+            f"cannot reach the control plane at {api} ({e})",
+            "Start it with `artesian controlplane run`, or point at it with --api URL.",
+        )
+
+
+def _row(c: dict[str, Any]) -> tuple[Any, ...]:
+    spec, status = c["spec"], c["status"] or {}
+    live = sum(b["live"] for b in status.get("brokers", []))
+    return (
+        c["id"],
+        spec["name"],
+        spec["cell"],
+        spec["brokers"] if not spec["deleted"] else "deleting",
+        f"{status.get('phase', '-')} (gen {status.get('observed_generation', '-')}/"
+        f"{spec['generation']})",
+        live,
+        status.get("bootstrap") or "-",
+    )
+
+
+_COLUMNS = ["ID", "NAME", "CELL", "BROKERS", "PHASE", "LIVE", "BOOTSTRAP"]
+
+
+@clusters_app.command("list")
+def list_clusters(api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False) -> None:
+    """Every cluster with what its data plane last reported."""
+    with reporting(""):
+        doc = _call(api, "GET", "/v1/clusters")
+    if as_json:
+        print_json(doc)
+        return
+    out.print(table(None, _COLUMNS, [_row(c) for c in doc["clusters"]]))
+
+
+@clusters_app.command("describe")
+def describe_cluster(
+    cluster: ClusterArg, api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+) -> None:
+    """One cluster: its spec and its last report."""
+    with reporting(""):
+        doc = _call(api, "GET", f"/v1/clusters/{cluster}")
+    if as_json:
+        print_json(doc)
+        return
+    out.print(table(None, _COLUMNS, [_row(doc)]))
+
+
+@clusters_app.command("create")
+def create_cluster(
+    name: Annotated[str, typer.Argument(help="The cluster's name, unique.")],
+    brokers: Annotated[int, typer.Option(help="How many brokers.", min=1, max=20)] = 1,
+    cell: Annotated[str, typer.Option(help="The cell whose data plane runs it.")] = "local",
+    config: ConfigOpt = None,
+    autoscale: Annotated[
+        str | None,
+        typer.Option(
+            help="MIN:MAX:BYTES_PER_SECOND: size the cluster to its load, one broker carrying "
+            "BYTES_PER_SECOND of produce plus consume traffic."
+        ),
+    ] = None,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask for a new cluster; the data plane of CELL provisions it."""
+    body: dict[str, Any] = {"name": name, "brokers": brokers, "cell": cell}
+    with reporting(""):
+        body["config"] = _properties(config)
+        if autoscale is not None:
+            body["autoscale"] = _autoscale(autoscale)
+        doc = _call(api, "POST", "/v1/clusters", body)
+    if as_json:
+        print_json(doc)
+        return
+    out.print(f"created cluster {doc['id']} ({name}); `artesian clusters describe {doc['id']}`")
+
+
+@clusters_app.command("update")
+def update_cluster(
+    cluster: ClusterArg,
+    brokers: Annotated[
+        int | None, typer.Option(help="Resize to this many brokers.", min=1, max=20)
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Roll every broker to this.")] = None,
+    config: ConfigOpt = None,
+    autoscale: Annotated[
+        str | None, typer.Option(help="MIN:MAX:BYTES_PER_SECOND, or 'off'.")
+    ] = None,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a cluster: the next generation of its spec, which its data plane carries out
+    (growing adds brokers, shrinking drains them first, a new version rolls them)."""
+    body: dict[str, Any] = {}
+    with reporting(""):
+        if brokers is not None:
+            body["brokers"] = brokers
+        if version is not None:
+            body["version"] = version
+        if config:
+            body["config"] = _properties(config)
+        if autoscale is not None:
+            body["autoscale"] = None if autoscale == "off" else _autoscale(autoscale)
+        if not body:
+            fail("nothing to change", "Give --brokers, --version, --config or --autoscale.")
+        doc = _call(api, "PATCH", f"/v1/clusters/{cluster}", body)
+    if as_json:
+        print_json(doc)
+        return
+    out.print(f"cluster {cluster} is at generation {doc['spec']['generation']}")
+
+
+@clusters_app.command("delete")
+def delete_cluster(
+    cluster: ClusterArg, api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+) -> None:
+    """Delete a cluster: its data plane stops its brokers and removes its data."""
+    with reporting(""):
+        doc = _call(api, "DELETE", f"/v1/clusters/{cluster}")
+    if as_json:
+        print_json(doc)
+        return
+    out.print(f"cluster {cluster} is being deleted")
+
+
+def _properties(items: list[str] | None) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--config {item!r} is not key=value")
+        props[key] = value
+    return props
+
+
+def _autoscale(text: str) -> dict[str, int]:
+    parts = text.split(":")
+    try:
+        low, high, rate = (int(p) for p in parts)
+    except ValueError:
+        fail(f"--autoscale {text!r} is not MIN:MAX:BYTES_PER_SECOND", code=2)
+    return {"min_brokers": low, "max_brokers": high, "broker_bytes_per_second": rate}

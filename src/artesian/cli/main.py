@@ -14,7 +14,7 @@ from rich.console import Console
 from artesian.cli.bench import bench_app
 from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
-from artesian.cli.controlplane import controlplane_app, dataplane_app
+from artesian.cli.controlplane import clusters_app, controlplane_app, dataplane_app
 from artesian.cli.groups import groups_app
 from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
@@ -186,6 +186,7 @@ app.add_typer(rebalance_app, name="rebalance")
 app.add_typer(operator_app, name="operator")
 app.add_typer(controlplane_app, name="controlplane")
 app.add_typer(dataplane_app, name="dataplane")
+app.add_typer(clusters_app, name="clusters")
 
 
 if __name__ == "__main__":
