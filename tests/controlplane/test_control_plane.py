@@ -350,3 +350,23 @@ def test_the_clusters_command_drives_the_api(platform: Platform) -> None:
     platform.until(
         lambda: _cli(platform, "describe", cluster_id).returncode == 1, 30, "the cluster gone"
     )
+
+
+def test_only_the_clusters_own_cell_reports_on_it(platform: Platform) -> None:
+    from artesian.controlplane.documents import OBSERVED_TOPIC, ClusterReport
+    from artesian.controlplane.state_topics import StateWriter
+
+    cluster_id = platform.api.post("/v1/clusters", json={"name": "c"}).json()["id"]
+    writer = StateWriter(platform.kafka.bootstrap, OBSERVED_TOPIC)
+    now = int(time.time() * 1000)
+    writer.put(cluster_id, ClusterReport(cluster_id, "elsewhere", 1, "Ready", time_ms=now).encode())
+    writer.put("lkc-notjson0", b"{not json")  # skipped with a log line; reading carries on
+    writer.put(cluster_id, ClusterReport(cluster_id, "local", 1, "Degraded", time_ms=now).encode())
+    status = platform.until(lambda: platform.cluster(cluster_id)["status"], 30, "the report")
+    assert (status["cell"], status["phase"]) == ("local", "Degraded")
+    writer.put(cluster_id, ClusterReport(cluster_id, "elsewhere", 1, "Ready", time_ms=now).encode())
+    platform.until(
+        lambda: platform.cluster(cluster_id)["status"] is None, 30, "the stray report ignored"
+    )
+    writer.close()
+    assert platform.api.get("/healthz").json()["ok"] is True

@@ -97,11 +97,11 @@ class ControlPlane:
     def clusters(self) -> list[ClusterView]:
         reports = self.observed.snapshot()
         return [
-            ClusterView(d, reports.get(i))
+            ClusterView(d, _from_its_cell(d, reports.get(i)))
             for i, d in sorted(self.desired.snapshot().items())
             if not d.deleted
         ] + [
-            ClusterView(d, reports.get(i))
+            ClusterView(d, _from_its_cell(d, reports.get(i)))
             for i, d in sorted(self.desired.snapshot().items())
             if d.deleted
         ]
@@ -110,7 +110,7 @@ class ControlPlane:
         desire = self.desired.get(cluster_id)
         if desire is None:
             raise NotFound(f"no cluster {cluster_id}")
-        return ClusterView(desire, self.observed.get(cluster_id))
+        return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
     def create(
         self,
@@ -154,11 +154,11 @@ class ControlPlane:
             # None leaves a field as it is, except autoscale, where it switches autoscaling off.
             wanted = {k: v for k, v in changes.items() if v is not None or k == "autoscale"}
             if all(getattr(current, k) == v for k, v in wanted.items()):
-                return ClusterView(current, self.observed.get(cluster_id))
+                return ClusterView(current, _from_its_cell(current, self.observed.get(cluster_id)))
             desire = current.changed(**wanted)
             self._write(desire)
         log.info("cluster %s: generation %d (%s)", cluster_id, desire.generation, wanted)
-        return ClusterView(desire, self.observed.get(cluster_id))
+        return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
     def delete(self, cluster_id: str) -> ClusterView:
         with self._lock:
@@ -167,7 +167,7 @@ class ControlPlane:
             if desire is not current:
                 self._write(desire)
         log.info("cluster %s: deletion requested", cluster_id)
-        return ClusterView(desire, self.observed.get(cluster_id))
+        return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
     def _current(self, cluster_id: str) -> ClusterDesire:
         desire = self.desired.get(cluster_id)
@@ -198,7 +198,7 @@ class ControlPlane:
         now = int(time.time() * 1000)
         reports = self.observed.snapshot()
         for cluster_id, desire in self.desired.snapshot().items():
-            report = reports.get(cluster_id)
+            report = _from_its_cell(desire, reports.get(cluster_id))
             if desire.deleted:
                 if report is None or (
                     report.phase == "Deleted" and report.observed_generation == desire.generation
@@ -225,3 +225,9 @@ class ControlPlane:
                 decision.brokers,
                 decision.reason,
             )
+
+
+def _from_its_cell(desire: ClusterDesire, report: ClusterReport | None) -> ClusterReport | None:
+    """A report counts only from the cell the cluster is assigned to: another cell's agent
+    (misconfigured, or one the cluster left) says nothing about it."""
+    return report if report is not None and report.cell == desire.cell else None
