@@ -633,16 +633,21 @@ class Broker:
             self.image.apply(first + i, record)
         self._on_records(records)
 
-    def plan_and_commit(self, plan: Callable[[], list[MetadataRecord]], attempts: int = 3) -> None:
+    def plan_and_commit(
+        self, plan: Callable[[], list[MetadataRecord]], attempts: int = 3
+    ) -> list[MetadataRecord]:
         """Plan from the image and commit; when another broker appended first, catch up and
-        plan again (a few times) before the caller sees NOT_CONTROLLER."""
+        plan again (a few times) before the caller sees NOT_CONTROLLER. Returns what was
+        committed."""
         for attempt in range(attempts):
             try:
-                self.commit(plan())
-                return
+                records = plan()
+                self.commit(records)
+                return records
             except ControllerError as e:
                 if e.code is not ErrorCode.not_controller or attempt == attempts - 1:
                     raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _catch_up_with_store(self) -> None:
         assert self.store is not None

@@ -8,6 +8,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from artesian.cli.common import (
     fail,
     make_app,
     out,
+    parse_kv,
     print_json,
     reporting,
     table,
@@ -145,6 +147,14 @@ def _call(api: str, method: str, path: str, body: dict[str, Any] | None = None) 
         )
 
 
+def _show(doc: Any, as_json: bool, text: Callable[[Any], Any]) -> None:
+    """--json prints the API's answer as it came; otherwise ``text`` renders it."""
+    if as_json:
+        print_json(doc)
+    else:
+        out.print(text(doc))
+
+
 def _row(c: dict[str, Any]) -> tuple[Any, ...]:
     spec, status = c["spec"], c["status"] or {}
     live = sum(b["live"] for b in status.get("brokers", []))
@@ -168,10 +178,7 @@ def list_clusters(api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = Fals
     """Every cluster with what its data plane last reported."""
     with reporting(""):
         doc = _call(api, "GET", "/v1/clusters")
-    if as_json:
-        print_json(doc)
-        return
-    out.print(table(None, _COLUMNS, [_row(c) for c in doc["clusters"]]))
+    _show(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(c) for c in doc["clusters"]]))
 
 
 @clusters_app.command("describe")
@@ -181,10 +188,7 @@ def describe_cluster(
     """One cluster: its spec and its last report."""
     with reporting(""):
         doc = _call(api, "GET", f"/v1/clusters/{cluster}")
-    if as_json:
-        print_json(doc)
-        return
-    out.print(table(None, _COLUMNS, [_row(doc)]))
+    _show(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(doc)]))
 
 
 @clusters_app.command("create")
@@ -206,14 +210,17 @@ def create_cluster(
     """Ask for a new cluster; the data plane of CELL provisions it."""
     body: dict[str, Any] = {"name": name, "brokers": brokers, "cell": cell}
     with reporting(""):
-        body["config"] = _properties(config)
+        body["config"] = parse_kv(config or [], "--config")
         if autoscale is not None:
             body["autoscale"] = _autoscale(autoscale)
         doc = _call(api, "POST", "/v1/clusters", body)
-    if as_json:
-        print_json(doc)
-        return
-    out.print(f"created cluster {doc['id']} ({name}); `artesian clusters describe {doc['id']}`")
+    _show(
+        doc,
+        as_json,
+        lambda doc: (
+            f"created cluster {doc['id']} ({name}); `artesian clusters describe {doc['id']}`"
+        ),
+    )
 
 
 @clusters_app.command("update")
@@ -239,16 +246,15 @@ def update_cluster(
         if version is not None:
             body["version"] = version
         if config:
-            body["config"] = _properties(config)
+            body["config"] = parse_kv(config or [], "--config")
         if autoscale is not None:
             body["autoscale"] = None if autoscale == "off" else _autoscale(autoscale)
         if not body:
             fail("nothing to change", "Give --brokers, --version, --config or --autoscale.")
         doc = _call(api, "PATCH", f"/v1/clusters/{cluster}", body)
-    if as_json:
-        print_json(doc)
-        return
-    out.print(f"cluster {cluster} is at generation {doc['spec']['generation']}")
+    _show(
+        doc, as_json, lambda doc: f"cluster {cluster} is at generation {doc['spec']['generation']}"
+    )
 
 
 @clusters_app.command("delete")
@@ -258,20 +264,7 @@ def delete_cluster(
     """Delete a cluster: its data plane stops its brokers and removes its data."""
     with reporting(""):
         doc = _call(api, "DELETE", f"/v1/clusters/{cluster}")
-    if as_json:
-        print_json(doc)
-        return
-    out.print(f"cluster {cluster} is being deleted")
-
-
-def _properties(items: list[str] | None) -> dict[str, str]:
-    props: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--config {item!r} is not key=value")
-        props[key] = value
-    return props
+    _show(doc, as_json, lambda doc: f"cluster {cluster} is being deleted")
 
 
 def _autoscale(text: str) -> dict[str, int]:

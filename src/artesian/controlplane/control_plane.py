@@ -95,16 +95,10 @@ class ControlPlane:
         return self.desired.alive() and self.observed.alive() and self._duties.is_alive()
 
     def clusters(self) -> list[ClusterView]:
+        """By id, clusters being deleted last."""
         reports = self.observed.snapshot()
-        return [
-            ClusterView(d, _from_its_cell(d, reports.get(i)))
-            for i, d in sorted(self.desired.snapshot().items())
-            if not d.deleted
-        ] + [
-            ClusterView(d, _from_its_cell(d, reports.get(i)))
-            for i, d in sorted(self.desired.snapshot().items())
-            if d.deleted
-        ]
+        desires = sorted(self.desired.snapshot().values(), key=lambda d: (d.deleted, d.id))
+        return [ClusterView(d, _from_its_cell(d, reports.get(d.id))) for d in desires]
 
     def cluster(self, cluster_id: str) -> ClusterView:
         desire = self.desired.get(cluster_id)
@@ -135,7 +129,7 @@ class ControlPlane:
                 config=dict(config or {}),
                 autoscale=autoscale,
             ).validate()
-            self._write(desire)
+            self._write(desire.id, desire)
         log.info("cluster %s (%s): %d broker(s) in cell %s", desire.id, name, brokers, cell)
         return ClusterView(desire, None)
 
@@ -156,7 +150,7 @@ class ControlPlane:
             if all(getattr(current, k) == v for k, v in wanted.items()):
                 return ClusterView(current, _from_its_cell(current, self.observed.get(cluster_id)))
             desire = current.changed(**wanted)
-            self._write(desire)
+            self._write(desire.id, desire)
         log.info("cluster %s: generation %d (%s)", cluster_id, desire.generation, wanted)
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
@@ -165,7 +159,7 @@ class ControlPlane:
             current = self._current(cluster_id)
             desire = current if current.deleted else current.changed(deleted=True)
             if desire is not current:
-                self._write(desire)
+                self._write(desire.id, desire)
         log.info("cluster %s: deletion requested", cluster_id)
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
@@ -175,9 +169,9 @@ class ControlPlane:
             raise NotFound(f"no cluster {cluster_id}")
         return desire
 
-    def _write(self, desire: ClusterDesire | None, cluster_id: str = "") -> None:
-        key = desire.id if desire is not None else cluster_id
-        offset = self._writer.put(key, None if desire is None else desire.encode())
+    def _write(self, cluster_id: str, desire: ClusterDesire | None) -> None:
+        """Store a desire (None: forget the cluster) and wait until the table shows it."""
+        offset = self._writer.put(cluster_id, None if desire is None else desire.encode())
         # The next read (and the next read-modify-write) sees this write.
         if not self.desired.wait_for(offset, self.write_timeout):
             raise TimeoutError(f"{DESIRED_TOPIC} did not show offset {offset}")
@@ -204,7 +198,7 @@ class ControlPlane:
                     report.phase == "Deleted" and report.observed_generation == desire.generation
                 ):
                     with self._lock:
-                        self._write(None, cluster_id)
+                        self._write(cluster_id, None)
                     self._report_eraser.put(cluster_id, None)
                     log.info("cluster %s deleted: forgotten", cluster_id)
                 continue

@@ -29,7 +29,7 @@ from artesian.controlplane.documents import (
     ClusterReport,
 )
 from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
-from artesian.operator.operator import Operator, status_path
+from artesian.operator.operator import Operator
 from artesian.operator.spec import ClusterSpec
 
 log = logging.getLogger("artesian.dataplane")
@@ -52,18 +52,9 @@ class PortAllocator:
     def port_for(self, cluster_id: str) -> int:
         if cluster_id in self.blocks:
             return self.blocks[cluster_id]
-        used = {
-            p
-            for first in self.blocks.values()
-            for p in [
-                *range(first, first + MAX_BROKERS),
-                *range(first + 1000, first + 1000 + MAX_BROKERS),
-            ]
-        }
+        used = {p for first in self.blocks.values() for p in _block(first)}
         port = self.first_port
-        while used.intersection(
-            [*range(port, port + MAX_BROKERS), *range(port + 1000, port + 1000 + MAX_BROKERS)]
-        ) or not _free(port, MAX_BROKERS):
+        while used.intersection(_block(port)) or not _free(port):
             port += MAX_BROKERS
             if port + 1000 + MAX_BROKERS > 65535:
                 raise RuntimeError("no free block of ports left for another cluster")
@@ -81,8 +72,13 @@ class PortAllocator:
         os.replace(tmp, self.path)
 
 
-def _free(first: int, count: int) -> bool:
-    for port in [*range(first, first + count), *range(first + 1000, first + 1000 + count)]:
+def _block(first: int) -> list[int]:
+    """A cluster's listener ports and, 1000 above, its metrics ports (ClusterSpec's rule)."""
+    return [*range(first, first + MAX_BROKERS), *range(first + 1000, first + 1000 + MAX_BROKERS)]
+
+
+def _free(first: int) -> bool:
+    for port in _block(first):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -189,10 +185,7 @@ class DataPlaneAgent:
         op.load_spec = load_spec
         plan = op.reconcile_once()
         spec = op.spec
-        try:
-            status = json.loads(status_path(spec).read_text())
-        except (OSError, ValueError):
-            status = {"brokers": []}
+        status = op.last_status or {"brokers": []}
         bytes_in, bytes_out = self._rates(desire.id, spec, [b["id"] for b in status["brokers"]])
         self._report(
             ClusterReport(

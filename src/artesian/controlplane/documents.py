@@ -20,6 +20,7 @@ from typing import Any
 
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
+from artesian.operator.spec import PER_BROKER_PROPERTIES
 
 DESIRED_TOPIC = "_artesian_cluster_desired"
 OBSERVED_TOPIC = "_artesian_cluster_observed"
@@ -29,13 +30,9 @@ STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 MAX_BROKERS = 20
 CLUSTER_ID = re.compile(r"lkc-[a-z0-9]{6,32}")  # fullmatch: "$" would let a newline in
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-# The data plane owns these per broker, or for the whole cluster's wiring.
+# The operator sets these per broker; the data plane, the cluster's wiring.
 RESERVED_CONFIG = (
-    "node.id",
-    "broker.id",
-    "listeners",
-    "advertised.listeners",
-    "artesian.metrics.port",
+    *PER_BROKER_PROPERTIES,
     "artesian.metadata.store.url",
     "rsm.config.store.url",
 )

@@ -49,6 +49,7 @@ class Operator:
         self.request_timeout = request_timeout
         self.balancer: dict[str, Any] | None = None
         self.last_plan: Plan | None = None
+        self.last_status: dict[str, Any] | None = None  # what operator-status.json holds
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -214,6 +215,7 @@ class Operator:
             },
             "time_ms": int(time.time() * 1000),
         }
+        self.last_status = status
         path = status_path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

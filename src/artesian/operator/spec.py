@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 # The operator owns these per broker; a spec may not set them in [config].
-_PER_BROKER = ("node.id", "broker.id", "listeners", "advertised.listeners", "artesian.metrics.port")
+PER_BROKER_PROPERTIES = (
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "artesian.metrics.port",
+)
 
 
 class SpecError(ValueError):
@@ -71,7 +77,7 @@ class ClusterSpec:
         config = raw.get("config", {})
         if not isinstance(config, dict):
             raise SpecError("[config] must be a table of broker properties")
-        owned = sorted(k for k in config if k in _PER_BROKER)
+        owned = sorted(k for k in config if k in PER_BROKER_PROPERTIES)
         if owned:
             raise SpecError(
                 f"{owned} are set per broker by the operator; remove them from [config]"

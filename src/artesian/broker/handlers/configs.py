@@ -106,10 +106,8 @@ def describe(ctx: Any, request: Any) -> Any:
     )
 
 
-def _plan_topic_configs(
-    broker: Any, res: Any, incremental: bool
-) -> tuple[list[Any], dict[str, str | None]]:
-    """The records altering a topic's overrides, planned from the image, and the changes."""
+def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
+    """The records altering a topic's overrides, planned from the image."""
     topic = broker.image.topics.get(res.resource_name)
     if topic is None:
         raise ControllerError(
@@ -142,7 +140,7 @@ def _plan_topic_configs(
         raise ControllerError(ErrorCode.invalid_request, str(e)) from e
     changes: dict[str, str | None] = {k: v for k, v in new.items() if topic.configs.get(k) != v}
     changes.update({k: None for k in topic.configs if k not in new})
-    return broker.controller.plan_topic_configs(res.resource_name, changes), changes
+    return broker.controller.plan_topic_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
 
 def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
@@ -165,16 +163,11 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
             if request.validate_only:
                 _plan_topic_configs(broker, res, incremental)
             else:
-                changes: dict[str, str | None] = {}
-
-                def plan(res: Any = res, changes: dict[str, str | None] = changes) -> list[Any]:
-                    records, planned = _plan_topic_configs(broker, res, incremental)
-                    changes.clear()
-                    changes.update(planned)
-                    return records
-
-                broker.plan_and_commit(plan)
-                if changes:
+                records = broker.plan_and_commit(
+                    lambda res=res: _plan_topic_configs(broker, res, incremental)
+                )
+                if records:
+                    changes = {r.name: r.value for r in records}
                     log.info("altered configs of topic %s: %s", res.resource_name, changes)
         except ControllerError as e:
             code, message = e.code, e.message
