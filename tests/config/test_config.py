@@ -12,6 +12,7 @@ from artesian.config.definitions import (
     ConfigKey,
     ConfigSource,
     ConfigType,
+    DynamicConfigError,
     InvalidConfigError,
     UnknownConfigError,
     format_value,
@@ -368,3 +369,88 @@ def test_describe_broker_password_is_hidden() -> None:
     assert (e.value, e.is_sensitive, e.source) == (None, True, S)
     assert e.synonyms == [ConfigSynonym("ssl.key.password", None, S)]
     assert "s3cret" not in repr(broker)
+
+
+DYN, DYN_DEFAULT = ConfigSource.DYNAMIC_BROKER_CONFIG, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+
+
+def test_dynamic_layers_win_in_kafka_order() -> None:
+    broker = BrokerConfig({"log.retention.ms": "7200000", "message.max.bytes": "5000"})
+    skipped = broker.update_dynamic(
+        {"log.retention.ms": "1800000"},
+        {"log.retention.ms": "3600000", "log.segment.bytes": "2097152"},
+    )
+    assert skipped == []
+    assert broker.get("log.retention.ms") == 1_800_000
+    assert broker.source("log.retention.ms") is DYN
+    assert broker.get("log.segment.bytes") == 2_097_152
+    assert broker.source("log.segment.bytes") is DYN_DEFAULT
+    assert (broker.get("message.max.bytes"), broker.source("message.max.bytes")) == (5000, S)
+    assert broker.source("log.roll.ms") is D
+    # Topic defaults follow, and so do their DescribeConfigs sources.
+    assert broker.topic_default("retention.ms") == 1_800_000
+    assert broker.topic_default("segment.bytes") == 2_097_152
+    (e,) = describe_topic_configs({}, broker, ["retention.ms"], True, False)
+    assert (e.value, e.source) == ("1800000", DYN)
+    assert e.synonyms == [
+        ConfigSynonym("log.retention.ms", "1800000", DYN),
+        ConfigSynonym("log.retention.ms", "3600000", DYN_DEFAULT),
+        ConfigSynonym("log.retention.ms", "7200000", S),
+        ConfigSynonym("log.retention.hours", "168", D),
+    ]
+    # The static settings are what they were.
+    assert broker.explicit == {"log.retention.ms": "7200000", "message.max.bytes": "5000"}
+
+
+def test_replacing_dynamic_layers_removes_what_is_gone() -> None:
+    broker = BrokerConfig()
+    broker.update_dynamic({"log.roll.ms": "1000"}, {"log.roll.ms": "2000"})
+    assert broker.get("log.roll.ms") == 1000
+    broker.update_dynamic({}, {"log.roll.ms": "2000"})
+    assert (broker.get("log.roll.ms"), broker.source("log.roll.ms")) == (2000, DYN_DEFAULT)
+    broker.update_dynamic({}, {})
+    assert (broker.get("log.roll.ms"), broker.source("log.roll.ms")) == (None, D)
+    assert broker.dynamic(DYN) == {} and broker.dynamic(DYN_DEFAULT) == {}
+
+
+def test_dynamic_entries_this_version_cannot_apply_are_skipped() -> None:
+    broker = BrokerConfig()
+    skipped = broker.update_dynamic(
+        {"log.dirs": "/x", "no.such.config": "1", "log.retention.ms": "soon"},
+        {"log.retention.ms": "60000"},
+    )
+    assert sorted(skipped) == ["log.dirs", "log.retention.ms", "no.such.config"]
+    assert (broker.get("log.retention.ms"), broker.source("log.retention.ms")) == (
+        60000,
+        DYN_DEFAULT,
+    )
+    assert broker.get("log.dirs") is None
+
+
+@pytest.mark.parametrize(
+    ("props", "error"),
+    [
+        ({"node.id": "2"}, DynamicConfigError),
+        ({"listeners": "PLAINTEXT://:9093"}, DynamicConfigError),
+        ({"log.retention.mss": "1"}, UnknownConfigError),
+        ({"log.retention.ms": "x"}, InvalidConfigError),
+        ({"leader.replication.throttled.rate": "0"}, InvalidConfigError),
+    ],
+)
+def test_validate_dynamic_refuses(props: dict[str, str], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        BrokerConfig().validate_dynamic(props)
+
+
+def test_describe_cluster_default_resource_lists_only_its_entries() -> None:
+    broker = BrokerConfig({"log.retention.ms": "7200000"})
+    broker.update_dynamic({"log.retention.ms": "1800000"}, {"log.retention.ms": "3600000"})
+    (e,) = describe_broker_configs(broker, None, True, False, cluster_default=True)
+    assert (e.name, e.value, e.source, e.read_only) == (
+        "log.retention.ms",
+        "3600000",
+        DYN_DEFAULT,
+        False,
+    )
+    # The cluster default's view leaves out any broker's own value.
+    assert [s.source for s in e.synonyms] == [DYN_DEFAULT, S, D]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kio.schema.errors import ErrorCode
@@ -52,6 +53,21 @@ def test_no_live_isr_member_takes_the_partition_offline_unless_unclean(tmp_path:
     assert (r.leader, r.isr, r.leader_epoch) == (-1, (1,), 1)
     (u,) = c.plan_elections({2, 3}, unclean=True)
     assert (u.leader, u.isr, u.leader_epoch) == (2, (2,), 1)
+
+
+def test_unclean_election_may_be_decided_per_topic(tmp_path: Path) -> None:
+    """The topic's unclean.leader.election.enable decides (Kafka's topic config wins)."""
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1,), 1, epoch=0))
+    seen: list[str] = []
+
+    def unclean(topic: Any) -> bool:
+        seen.append(topic.name)
+        return False
+
+    (r,) = c.plan_elections({2, 3}, unclean)
+    assert (r.leader, seen) == (-1, [c.image.topics_by_id[uuid.UUID(TID)].name])
+    (u,) = c.plan_elections({2, 3}, lambda topic: True)
+    assert (u.leader, u.isr) == (2, (2,))
 
 
 def test_an_offline_partition_gets_its_isr_member_back_as_leader(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Replication quotas (KIP-73): a replica catching up on a throttled partition copies no faster
 than the leader's or the follower's quota allows, an in-sync replica is never held back, and
-lifting the throttle lets the move finish with every byte."""
+lifting the throttle lets the move finish with every byte. The rates are dynamic broker
+configs, set and removed while the brokers run, as kafka-reassign-partitions --throttle does."""
 
 from __future__ import annotations
 
@@ -50,19 +51,29 @@ def test_only_out_of_sync_listed_replicas_wait_for_the_quota() -> None:
     assert not throttle.holds_back("t", 0, in_sync=False)
 
 
+RATES = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+
+
+def _set_rates(admin: AdminClient, value: str | None) -> None:
+    """On each broker, as kafka-reassign-partitions --throttle (None: as --verify lifts it)."""
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    for node in ("1", "2"):
+        resource = ConfigResource(
+            "broker",
+            node,
+            incremental_configs=[
+                ConfigEntry(n, value or "", incremental_operation=op) for n in RATES
+            ],
+        )
+        admin.incremental_alter_configs([resource])[resource].result(15)
+
+
 def test_a_throttled_move_waits_for_its_quota_and_finishes_once_lifted(tmp_path: Path) -> None:
-    # 1 byte per second on both sides: after its first fetch a throttled move stalls.
-    c = Cluster(
-        tmp_path,
-        2,
-        {
-            "leader.replication.throttled.rate": "1",
-            "follower.replication.throttled.rate": "1",
-            "replica.fetch.max.bytes": "20000",
-        },
-    ).start()
+    c = Cluster(tmp_path, 2, {"replica.fetch.max.bytes": "20000"}).start()
     try:
         admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        # 1 byte per second on both sides: after its first fetch a throttled move stalls.
+        _set_rates(admin, "1")
         topics = {
             "by-leader": {LEADER_LIST: "*"},
             "by-follower": {FOLLOWER_LIST: "*"},
@@ -97,17 +108,9 @@ def test_a_throttled_move_waits_for_its_quota_and_finishes_once_lifted(tmp_path:
             copied = len(c.log_bytes(2, t, 0))
             assert 0 < copied < 3 * 20000, (t, copied)  # one fetch's worth, no more
 
-        # Lifting the throttle (as kafka-reassign-partitions --verify does) lets them finish.
-        for t, cfg in topics.items():
-            resource = ConfigResource(
-                "topic",
-                t,
-                incremental_configs=[
-                    ConfigEntry(name, "", incremental_operation=AlterConfigOpType.DELETE)
-                    for name in cfg
-                ],
-            )
-            admin.incremental_alter_configs([resource])[resource].result(15)
+        # Lifting the rates while the brokers run lets them finish, though the topics still
+        # list their replicas as throttled.
+        _set_rates(admin, None)
         for t in ("by-leader", "by-follower"):
             c.wait_for(lambda t=t: not _ongoing(c, t), what=f"{t} moved")
             assert c.log_bytes(2, t, 0) == c.log_bytes(1, t, 0)

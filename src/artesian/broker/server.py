@@ -36,6 +36,7 @@ from artesian.broker.producer_id_manager import ProducerIdManager
 from artesian.broker.replica_manager import Partition, ReplicaManager
 from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import BrokerConfig, parse_properties
+from artesian.config.definitions import ConfigSource
 from artesian.config.resolve import effective_topic_config
 from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
 from artesian.coordinator.serde import partition_for
@@ -44,7 +45,7 @@ from artesian.coordinator.transaction.coordinator import (
     TransactionCoordinator,
 )
 from artesian.metadata.controller import Controller, ControllerError
-from artesian.metadata.image import MetadataImage, TopicImage
+from artesian.metadata.image import BROKER_RESOURCE, MetadataImage, TopicImage
 from artesian.metadata.records import (
     ClusterRecord,
     ConfigRecord,
@@ -180,6 +181,7 @@ class Broker:
         self.store = self._open_metadata_store()
         for offset, record in self.store.read():
             self.image.apply(offset, record)
+        self._apply_dynamic_configs()
         self._check_store_matches_logs()
         new_directory = not (self.data_dir / "meta.properties").exists()
         self.cluster_id = self._load_cluster_id()
@@ -678,6 +680,9 @@ class Broker:
         self._store_unreadable = True
 
     def _on_records(self, records: Iterable[MetadataRecord]) -> None:
+        records = list(records)
+        if any(isinstance(r, ConfigRecord) and r.resource_type == BROKER_RESOURCE for r in records):
+            self._apply_dynamic_configs()  # before topics re-read their defaults below
         rm = self.replica_manager
         if rm is None:
             return
@@ -786,6 +791,38 @@ class Broker:
     def _address_of(self, node_id: int) -> tuple[str, int] | None:
         b = self.image.brokers.get(node_id)
         return (b.host, b.port) if b is not None else None
+
+    def _apply_dynamic_configs(self) -> None:
+        """Kafka's DynamicBrokerConfig: this broker's and the cluster's dynamic configs, from
+        the image, over the static ones. Most readers look values up each time; the ones that
+        keep a copy are told here. Topics re-read their defaults in _on_records."""
+        configs = self.image.broker_configs
+        own, default = configs.get(str(self.node_id), {}), configs.get("", {})
+        before = (
+            dict(self.config.dynamic(ConfigSource.DYNAMIC_BROKER_CONFIG)),
+            dict(self.config.dynamic(ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)),
+        )
+        skipped = self.config.update_dynamic(own, default)
+        if skipped:
+            log.warning(
+                "ignoring dynamic broker configs this version cannot apply: %s (remove them "
+                "with kafka-configs --alter --delete-config)",
+                ", ".join(sorted(set(skipped))),
+            )
+        if (own, default) == before:
+            return
+        log.info("dynamic broker configs: this broker %s, cluster default %s", own, default)
+        cfg = self.config
+        if self.leader_throttle is not None:
+            self.leader_throttle.quota.set_rate(cfg.get_int("leader.replication.throttled.rate"))
+        fetchers = self.fetcher_manager
+        if fetchers is not None and fetchers.throttle is not None:
+            fetchers.throttle.quota.set_rate(cfg.get_int("follower.replication.throttled.rate"))
+        if self.log_manager is not None:
+            expiration = cfg.get_int("producer.id.expiration.ms")
+            self.log_manager.producer_id_expiration_ms = expiration
+            for plog in self.log_manager.all_logs():
+                plog.producer_state.expiration_ms = expiration
 
     def _replication_throttle(self, side: str) -> ReplicationThrottle:
         """KIP-73's quota for one side: ``side`` is "leader" or "follower"."""
@@ -947,7 +984,13 @@ class Broker:
         view = (self.live_brokers, self.image.offset)
         if view == self._elected_for:
             return
-        unclean = self.config.get_bool("unclean.leader.election.enable")
+
+        # A topic's own unclean.leader.election.enable wins over the broker's, as in Kafka.
+        def unclean(topic: TopicImage) -> bool:
+            return bool(
+                effective_topic_config(topic.configs, self.config)["unclean.leader.election.enable"]
+            )
+
         records = self.controller.plan_elections(self.live_brokers, unclean)
         if not records:
             records = self.controller.plan_completed_reassignments(self.live_brokers)
@@ -1107,7 +1150,6 @@ class Broker:
         else back off for log.cleaner.backoff.ms. The work runs in a worker thread."""
         assert self.log_cleaner is not None
         cleaner = self.log_cleaner
-        backoff = self.config.get_int("log.cleaner.backoff.ms") / 1000
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -1121,7 +1163,8 @@ class Broker:
             finally:
                 self._cleaning = None
             if stats is None or not getattr(stats, "cleaned", False):
-                await asyncio.sleep(backoff)
+                # Read each time: a dynamic config may change it.
+                await asyncio.sleep(self.config.get_int("log.cleaner.backoff.ms") / 1000)
 
     async def _close_idle_connections(self) -> None:
         """connections.max.idle.ms, as Kafka's selector enforces it."""

@@ -21,10 +21,12 @@ from types import MappingProxyType
 from artesian.config.definitions import (
     INT_MAX,
     LONG_MAX,
+    ConfigError,
     ConfigKey,
     ConfigSource,
     ConfigType,
     ConfigValue,
+    DynamicConfigError,
     GzipLevel,
     InvalidConfigError,
     Range,
@@ -68,7 +70,9 @@ def _k(
     *,
     dynamic: bool = False,
 ) -> ConfigKey:
-    # read_only mirrors Kafka: only configs Kafka can update dynamically are writable.
+    # ``dynamic``: may change while the broker runs (AlterConfigs on a BROKER resource); the
+    # rest are read-only, as in Kafka's DescribeConfigs. Kafka's dynamic listener and cleaner
+    # pool settings are static here, and say so.
     return ConfigKey(name, type_, default, doc, validator, read_only=not dynamic)
 
 
@@ -81,15 +85,14 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "listeners",
             _S,
             "PLAINTEXT://:9092",
-            "Comma-separated listener URIs to bind.",
-            dynamic=True,
+            "Comma-separated listener URIs to bind. Static in Artesian (Kafka can add "
+            "listeners dynamically).",
         ),
         _k(
             "advertised.listeners",
             _S,
             None,
-            "Listeners published to clients; defaults to listeners.",
-            dynamic=True,
+            "Listeners published to clients; defaults to listeners. Static in Artesian.",
         ),
         _k("socket.request.max.bytes", _I, 104_857_600, "Largest request accepted.", _GE1),
         _k("socket.send.buffer.bytes", _I, 102_400, "SO_SNDBUF for sockets (-1 = OS default)."),
@@ -298,7 +301,13 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
         ),
         # Compaction.
         _k("log.cleaner.enable", _B, True, "Run the log cleaner (needed for compacted topics)."),
-        _k("log.cleaner.threads", _I, 1, "Log cleaner threads.", _GE0, dynamic=True),
+        _k(
+            "log.cleaner.threads",
+            _I,
+            1,
+            "Log cleaner threads. Static in Artesian (Kafka resizes the pool dynamically).",
+            _GE0,
+        ),
         _k(
             "log.cleaner.backoff.ms",
             _L,
@@ -602,16 +611,19 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _L,
             LONG_MAX,
             "Bytes per second a leader sends to the out-of-sync replicas its topics list in "
-            "leader.replication.throttled.replicas (Kafka sets it dynamically; here at start).",
+            "leader.replication.throttled.replicas. Dynamic: set per broker (or as the cluster "
+            "default) with AlterConfigs, as kafka-reassign-partitions --throttle does.",
             _GE1,
+            dynamic=True,
         ),
         _k(
             "follower.replication.throttled.rate",
             _L,
             LONG_MAX,
             "Bytes per second a follower fetches for the out-of-sync replicas its topics list "
-            "in follower.replication.throttled.replicas (static here, as above).",
+            "in follower.replication.throttled.replicas. Dynamic, as above.",
             _GE1,
+            dynamic=True,
         ),
         _k(
             "broker.heartbeat.interval.ms",
@@ -771,9 +783,17 @@ SynonymEntry = tuple[str, str | None, ConfigSource]
 
 
 class BrokerConfig:
-    """Static broker configuration: explicit settings plus Kafka defaults. Immutable."""
+    """The broker's configuration: Kafka defaults, the static settings it started with, and
+    the dynamic layers the cluster sets through (Incremental)AlterConfigs on a BROKER resource.
 
-    __slots__ = ("_definitions", "_explicit", "_values")
+    A value comes from the first layer that has it: this broker's dynamic config
+    (DYNAMIC_BROKER_CONFIG), the cluster-wide dynamic default (DYNAMIC_DEFAULT_BROKER_CONFIG),
+    the static settings (STATIC_BROKER_CONFIG), the default (DEFAULT_CONFIG). The static part
+    never changes; the broker replaces the dynamic layers whole as the metadata log changes
+    them, so every holder of this object reads the new values on its next ``get``.
+    """
+
+    __slots__ = ("_definitions", "_dynamic", "_explicit", "_merged", "_values")
 
     def __init__(
         self,
@@ -790,6 +810,8 @@ class BrokerConfig:
             explicit[name] = raw
         self._explicit: Mapping[str, str] = MappingProxyType(explicit)
         self._values: Mapping[str, ConfigValue] = MappingProxyType(values)
+        self._dynamic: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {})
+        self._merged: Mapping[str, ConfigValue] = self._values
         both = self.is_set("node.id") and self.is_set("broker.id")
         if both and self.get("node.id") != self.get("broker.id"):
             raise InvalidConfigError(
@@ -835,16 +857,68 @@ class BrokerConfig:
         """Settings given by the operator, as written (STATIC_BROKER_CONFIG)."""
         return self._explicit
 
+    def validate_dynamic(self, props: Mapping[str, str]) -> None:
+        """Raise ConfigError unless every entry names a config that may change while the
+        broker runs and holds a valid value for it (UnknownConfigError for unknown names,
+        DynamicConfigError for the others)."""
+        static = sorted(name for name in props if self._key(name).read_only)
+        if static:
+            raise DynamicConfigError(
+                static[0],
+                f"Cannot update these configs dynamically: {', '.join(static)}. Set them with "
+                "'artesian broker --set key=value' and restart the broker.",
+            )
+        for name, raw in props.items():
+            parse(self._definitions[name], raw)
+
+    def update_dynamic(
+        self, per_broker: Mapping[str, str], cluster_default: Mapping[str, str]
+    ) -> list[str]:
+        """Replace the dynamic layers (from the metadata log). Entries this version cannot
+        apply (unknown, static, invalid: written by another version) are skipped and named
+        in the result, for the caller to log."""
+        skipped: list[str] = []
+        layers: list[dict[str, str]] = []
+        for layer in (per_broker, cluster_default):
+            kept: dict[str, str] = {}
+            for name, raw in layer.items():
+                try:
+                    self.validate_dynamic({name: raw})
+                except ConfigError:
+                    skipped.append(name)
+                else:
+                    kept[name] = raw
+            layers.append(kept)
+        merged = dict(self._values)
+        for layer in reversed(layers):  # the per-broker layer wins
+            merged.update({n: parse(self._definitions[n], raw) for n, raw in layer.items()})
+        # One assignment each, so a reader on another thread sees old or new, never a mix.
+        self._dynamic = (MappingProxyType(layers[0]), MappingProxyType(layers[1]))
+        self._merged = MappingProxyType(merged)
+        return skipped
+
+    def dynamic(self, source: ConfigSource) -> Mapping[str, str]:
+        """One dynamic layer as written: DYNAMIC_BROKER_CONFIG or DYNAMIC_DEFAULT_BROKER_CONFIG."""
+        if source is ConfigSource.DYNAMIC_BROKER_CONFIG:
+            return self._dynamic[0]
+        if source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG:
+            return self._dynamic[1]
+        raise ValueError(f"not a dynamic source: {source!r}")
+
     def key(self, name: str) -> ConfigKey:
         return self._key(name)
 
     def is_set(self, name: str) -> bool:
-        return name in self._explicit
+        """Set by someone: statically or dynamically (not left at its default)."""
+        return name in self._merged
 
     def get(self, name: str) -> ConfigValue:
-        """Typed value: explicit if set, else the default (None for null defaults)."""
-        key = self._key(name)
-        return self._values.get(name, key.default)
+        """Typed value from the first layer that sets it, else the default (None for null
+        defaults)."""
+        merged = self._merged
+        if name in merged:
+            return merged[name]
+        return self._key(name).default
 
     def get_int(self, name: str) -> int:
         v = self.get(name)
@@ -861,25 +935,32 @@ class BrokerConfig:
         assert isinstance(v, int | float) and not isinstance(v, bool), name
         return float(v)
 
-    def source(self, name: str) -> ConfigSource:
-        self._key(name)
+    def _layers(self) -> tuple[tuple[Mapping[str, str], ConfigSource], ...]:
+        per_broker, cluster_default = self._dynamic
         return (
-            ConfigSource.STATIC_BROKER_CONFIG
-            if name in self._explicit
-            else (ConfigSource.DEFAULT_CONFIG)
+            (per_broker, ConfigSource.DYNAMIC_BROKER_CONFIG),
+            (cluster_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
+            (self._explicit, ConfigSource.STATIC_BROKER_CONFIG),
         )
 
+    def source(self, name: str) -> ConfigSource:
+        self._key(name)
+        for layer, source in self._layers():
+            if name in layer:
+                return source
+        return ConfigSource.DEFAULT_CONFIG
+
     def config_synonyms(self, name: str, synonyms: Iterable[str]) -> list[SynonymEntry]:
-        """Kafka's configSynonyms: static entries, then defaults, each in precedence order,
-        then everything before the first entry named ``name`` dropped."""
+        """Kafka's configSynonyms: each layer in turn (this broker's dynamic configs, the
+        cluster's dynamic defaults, static settings, defaults), each synonym within a layer in
+        precedence order; then everything before the first entry named ``name`` dropped."""
         syns = tuple(synonyms)
         out: list[SynonymEntry] = []
-        for s in syns:
-            if s in self._explicit:
-                hidden = self._key(s).sensitive
-                out.append(
-                    (s, None if hidden else self._explicit[s], ConfigSource.STATIC_BROKER_CONFIG)
-                )
+        for layer, source in self._layers():
+            for s in syns:
+                if s in layer:
+                    hidden = self._key(s).sensitive
+                    out.append((s, None if hidden else layer[s], source))
         for s in syns:
             key = self._definitions.get(s)
             if key is not None and key.default is not None:
@@ -923,6 +1004,8 @@ class BrokerConfig:
         shown = {
             k: ("[hidden]" if self._key(k).sensitive else v) for k, v in self._explicit.items()
         }
+        if any(self._dynamic):
+            return f"BrokerConfig({shown!r}, dynamic={[dict(d) for d in self._dynamic]!r})"
         return f"BrokerConfig({shown!r})"
 
     # Typed accessors for what the broker uses.

@@ -26,6 +26,7 @@ __all__ = [
     "ConfigSource",
     "ConfigType",
     "ConfigValue",
+    "DynamicConfigError",
     "GzipLevel",
     "InvalidConfigError",
     "Range",
@@ -92,6 +93,15 @@ class InvalidConfigError(ConfigError):
         self.reason = reason
         msg = f"Invalid value {value} for configuration {name}"
         super().__init__(msg if reason is None else f"{msg}: {reason}")
+
+
+class DynamicConfigError(ConfigError):
+    """A broker config that cannot change while the broker runs. On the wire INVALID_REQUEST
+    (42), as Kafka answers a dynamic update of a static config."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
 
 
 class UnknownConfigError(ConfigError):

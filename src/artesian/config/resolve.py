@@ -1,11 +1,8 @@
 """Topic config resolution, validation, DescribeConfigs entries and IncrementalAlterConfigs.
 
-Pure functions over a topic's stored overrides (name -> normalized string) and the static
-``BrokerConfig``; the handlers own the wire structs and error codes (every ConfigError maps
-to INVALID_CONFIG).
-
-Artesian has no dynamic broker configs yet, so the broker sources seen here are only
-STATIC_BROKER_CONFIG and DEFAULT_CONFIG.
+Pure functions over a topic's stored overrides (name -> normalized string) and the
+``BrokerConfig`` with its dynamic layers; the handlers own the wire structs and error codes
+(a ConfigError maps to INVALID_CONFIG, a DynamicConfigError to INVALID_REQUEST).
 """
 
 from __future__ import annotations
@@ -213,14 +210,25 @@ def describe_broker_configs(
     names: Sequence[str] | None,
     include_synonyms: bool,
     include_documentation: bool,
+    *,
+    cluster_default: bool = False,
 ) -> list[ConfigEntry]:
-    """Entries as Kafka's DescribeConfigs returns them for this node's BROKER resource."""
+    """Entries as Kafka's DescribeConfigs returns them for a BROKER resource: this node's
+    (every config, effective values), or with ``cluster_default`` the resource named "" (only
+    the configs set as cluster-wide dynamic defaults, and their values there)."""
     entries: list[ConfigEntry] = []
-    for name in _selected(names, broker.definitions):
+    defaults = broker.dynamic(ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
+    for name in _selected(names, defaults if cluster_default else broker.definitions):
         key = broker.definitions[name]
-        raw = broker.get(name)
-        value = None if key.sensitive else format_value(key, raw)
-        syns = [ConfigSynonym(*s) for s in broker.config_synonyms(name, broker_synonyms(name))]
+        if cluster_default:
+            value = None if key.sensitive else defaults[name]
+        else:
+            value = None if key.sensitive else format_value(key, broker.get(name))
+        syns = [
+            ConfigSynonym(*s)
+            for s in broker.config_synonyms(name, broker_synonyms(name))
+            if not (cluster_default and s[2] is ConfigSource.DYNAMIC_BROKER_CONFIG)
+        ]
         entries.append(
             _entry(key, value, syns, key.read_only, include_synonyms, include_documentation)
         )
@@ -264,7 +272,8 @@ def apply_incremental(
     for name, op_code, value in ops:
         key = definitions.get(name)
         if key is None:
-            raise UnknownConfigError(name, f"Unknown topic config name: {name}")
+            kind = "topic" if definitions is TOPIC_CONFIGS else "broker"
+            raise UnknownConfigError(name, f"Unknown {kind} config name: {name}")
         try:
             op = AlterConfigOp(op_code)
         except ValueError:

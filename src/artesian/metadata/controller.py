@@ -16,7 +16,13 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.metadata.image import TOPIC_RESOURCE, MetadataImage, PartitionImage, TopicImage
+from artesian.metadata.image import (
+    BROKER_RESOURCE,
+    TOPIC_RESOURCE,
+    MetadataImage,
+    PartitionImage,
+    TopicImage,
+)
 from artesian.metadata.records import (
     ConfigRecord,
     MetadataRecord,
@@ -108,12 +114,16 @@ class Controller:
         )
 
     def plan_elections(
-        self, live: Set[int], unclean: bool, leaving: int | None = None
+        self,
+        live: Set[int],
+        unclean: bool | Callable[[TopicImage], bool],
+        leaving: int | None = None,
     ) -> list[MetadataRecord]:
         """Partitions led by a broker outside ``live`` get the first live ISR member (in
         replica order) as leader, with the next leader epoch; brokers outside ``live`` leave
         every ISR. With no live ISR member the partition goes offline (leader -1) until one
-        returns, unless ``unclean`` (unclean.leader.election.enable) allows any live replica.
+        returns, unless ``unclean`` (unclean.leader.election.enable, for every topic or as a
+        function of the topic) allows any live replica.
         An offline partition whose ISR member is back gets it as leader.
 
         ``leaving``: a live broker to move off (Kafka's controlled shutdown, and KRaft's
@@ -121,8 +131,9 @@ class Controller:
         ISR member and it leaves ISRs, wherever another member remains."""
         records: list[MetadataRecord] = []
         for topic in self.image.topics.values():
+            allowed = unclean(topic) if callable(unclean) else unclean
             for p in topic.partitions.values():
-                planned = self._elect(p, live, unclean, leaving)
+                planned = self._elect(p, live, allowed, leaving)
                 if planned is not None:
                     leader, isr, epoch = planned
                     records.append(
@@ -456,6 +467,18 @@ class Controller:
                 "This server does not host this topic-partition.",
             )
         return [ConfigRecord(TOPIC_RESOURCE, name, k, v) for k, v in sorted(configs.items())]
+
+    def plan_broker_configs(
+        self, resource: str, configs: Mapping[str, str | None]
+    ) -> list[MetadataRecord]:
+        """Dynamic broker configs: ``resource`` is a node id, or "" for the cluster-wide
+        default. None removes one; unchanged entries make no records."""
+        current = self.image.broker_configs.get(resource, {})
+        return [
+            ConfigRecord(BROKER_RESOURCE, resource, k, v)
+            for k, v in sorted(configs.items())
+            if current.get(k) != v
+        ]
 
     def commit(self, records: list[MetadataRecord]) -> int:
         """Append to the store; the caller applies the same records to the image."""

@@ -68,7 +68,8 @@ class MetadataImage:
     topics: dict[str, TopicImage] = field(default_factory=dict)
     topics_by_id: dict[uuid.UUID, TopicImage] = field(default_factory=dict)
     brokers: dict[int, BrokerImage] = field(default_factory=dict)
-    broker_configs: dict[str, str] = field(default_factory=dict)
+    broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Dynamic broker configs by resource name: a node id, or "" for the cluster default."""
     offset: int = -1
     """Offset of the last applied record: the metadata epoch clients can cache against."""
     next_producer_id_block: int = 0
@@ -123,8 +124,10 @@ class MetadataImage:
                 if rtype == TOPIC_RESOURCE:
                     t = self.topics.get(rname)
                     target = t.configs if t is not None else None
+                elif rtype == BROKER_RESOURCE:
+                    target = self.broker_configs.setdefault(rname, {})
                 else:
-                    target = self.broker_configs
+                    target = None  # a resource this version does not know
                 if target is not None:
                     if value is None:
                         target.pop(name, None)

@@ -40,6 +40,16 @@ class ByteRateQuota:
         self._refill()
         return 0.0 if self._tokens > 0 else -self._tokens / self.rate
 
+    def set_rate(self, bytes_per_second: int) -> None:
+        """A new rate from now on (a dynamic config changed): debt carries over, credit is
+        capped at one second of the new rate."""
+        if not self.unlimited:
+            self._refill()
+        else:
+            self._at = self._clock()
+        self.rate = bytes_per_second
+        self._tokens = min(self._tokens, float(bytes_per_second))
+
     def record(self, nbytes: int) -> None:
         """Bytes moved: they may put the bucket in debt, which later callers wait out."""
         if self.unlimited:

@@ -1,7 +1,8 @@
 """DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44).
 
-Topic overrides are metadata records; broker configs are static (set at start-up with --set or
-a properties file), so altering a BROKER resource is refused with a message saying so.
+Topic overrides and dynamic broker configs are metadata records (ConfigRecord). A BROKER
+resource is named by a node id (that broker's own dynamic configs) or "" (the cluster-wide
+dynamic default); only configs that may change while a broker runs are accepted, as in Kafka.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
-from artesian.config.definitions import ConfigError, InvalidConfigError
+from artesian.config.broker import BROKER_CONFIGS
+from artesian.config.definitions import (
+    ConfigError,
+    DynamicConfigError,
+    InvalidConfigError,
+    format_value,
+    parse,
+)
 from artesian.config.resolve import (
     apply_incremental,
     describe_broker_configs,
@@ -61,12 +69,17 @@ def describe(ctx: Any, request: Any) -> Any:
                         topic.configs, broker.config, names, include_synonyms, include_docs
                     )
         elif res.resource_type == BROKER:
-            if res.resource_name not in ("", str(broker.node_id)):
-                code = ErrorCode.invalid_request
-                message = f"Unexpected broker id, expected {broker.node_id} or empty string, but received {res.resource_name}"
+            try:
+                _check_broker_resource(broker, res.resource_name)
+            except ControllerError as e:
+                code, message = e.code, e.message
             else:
                 entries = describe_broker_configs(
-                    broker.config, names, include_synonyms, include_docs
+                    broker.config,
+                    names,
+                    include_synonyms,
+                    include_docs,
+                    cluster_default=res.resource_name == "",
                 )
         else:
             code = ErrorCode.invalid_request
@@ -106,14 +119,17 @@ def describe(ctx: Any, request: Any) -> Any:
     )
 
 
-def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
-    """The records altering a topic's overrides, planned from the image."""
-    topic = broker.image.topics.get(res.resource_name)
-    if topic is None:
+def _check_broker_resource(broker: Any, name: str) -> None:
+    """A BROKER resource is this node's id, or "" for the cluster default (Kafka sends a
+    node's resource to that node)."""
+    if name not in ("", str(broker.node_id)):
         raise ControllerError(
-            ErrorCode.unknown_topic_or_partition,
-            f"Topic '{res.resource_name}' does not exist.",
+            ErrorCode.invalid_request,
+            f"Unexpected broker id, expected {broker.node_id} or empty string, but received {name}",
         )
+
+
+def _check_entries(res: Any, incremental: bool) -> None:
     names = [c.name for c in res.configs]
     if len(set(names)) != len(names):
         raise ControllerError(ErrorCode.invalid_request, "Error due to duplicate config keys")
@@ -123,6 +139,49 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
                 raise ControllerError(
                     ErrorCode.invalid_request, f"Null value not supported for : {c.name}"
                 )
+
+
+def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
+    """The records altering one BROKER resource's dynamic configs, planned from the image."""
+    _check_broker_resource(broker, res.resource_name)
+    _check_entries(res, incremental)
+    current = broker.image.broker_configs.get(res.resource_name, {})
+    try:
+        if incremental:
+            wanted = apply_incremental(
+                current,
+                [(c.name, c.config_operation, c.value) for c in res.configs],
+                BROKER_CONFIGS,
+            )
+        else:
+            # AlterConfigs replaces the resource's whole set of dynamic configs.
+            wanted = {c.name: c.value for c in res.configs if c.value is not None}
+        broker.config.validate_dynamic(wanted)
+        # Stored as Kafka prints them, so DescribeConfigs shows what the broker applies.
+        new = {
+            n: format_value(BROKER_CONFIGS[n], parse(BROKER_CONFIGS[n], v)) or ""
+            for n, v in wanted.items()
+        }
+    except DynamicConfigError as e:
+        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+    except ConfigError as e:
+        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
+    except ValueError as e:
+        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+    changes: dict[str, str | None] = dict(new)
+    changes.update({k: None for k in current if k not in new})
+    return broker.controller.plan_broker_configs(res.resource_name, changes)  # type: ignore[no-any-return]
+
+
+def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
+    """The records altering a topic's overrides, planned from the image."""
+    topic = broker.image.topics.get(res.resource_name)
+    if topic is None:
+        raise ControllerError(
+            ErrorCode.unknown_topic_or_partition,
+            f"Topic '{res.resource_name}' does not exist.",
+        )
+    _check_entries(res, incremental)
     try:
         if incremental:
             wanted = apply_incremental(
@@ -150,25 +209,24 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     for res in request.resources:
         code, message = ErrorCode.none, None
         try:
-            if res.resource_type == BROKER:
-                raise ControllerError(
-                    ErrorCode.invalid_request,
-                    "Broker configs are static in Artesian: set them with "
-                    "'artesian broker --set key=value' and restart the broker.",
-                )
-            if res.resource_type != TOPIC:
+            if res.resource_type == TOPIC:
+                plan, what = _plan_topic_configs, f"topic {res.resource_name}"
+            elif res.resource_type == BROKER:
+                plan = _plan_broker_configs
+                what = f"broker {res.resource_name}" if res.resource_name else "cluster default"
+            else:
                 raise ControllerError(
                     ErrorCode.invalid_request, f"Unsupported resource type {res.resource_type}"
                 )
             if request.validate_only:
-                _plan_topic_configs(broker, res, incremental)
+                plan(broker, res, incremental)
             else:
                 records = broker.plan_and_commit(
-                    lambda res=res: _plan_topic_configs(broker, res, incremental)
+                    lambda res=res, plan=plan: plan(broker, res, incremental)
                 )
                 if records:
                     changes = {r.name: r.value for r in records}
-                    log.info("altered configs of topic %s: %s", res.resource_name, changes)
+                    log.info("altered the configs of %s: %s", what, changes)
         except ControllerError as e:
             code, message = e.code, e.message
         responses.append(
