@@ -43,6 +43,7 @@ class FetchPartition:
     fetch_offset: int
     max_bytes: int
     current_leader_epoch: int = -1
+    log_start_offset: int = -1  # a follower's (v5+): the leader's low watermark needs it
     sent_high_watermark: int = -1
     sent_log_start_offset: int = -1
 
@@ -67,6 +68,7 @@ class FetchSession:
                 known.fetch_offset = p.fetch_offset
                 known.max_bytes = p.max_bytes
                 known.current_leader_epoch = p.current_leader_epoch
+                known.log_start_offset = p.log_start_offset
         for key in forgotten:
             self.partitions.pop(key, None)
 

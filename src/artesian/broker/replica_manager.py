@@ -3,8 +3,9 @@ reads on them.
 
 A leader tracks each follower's log end offset from its fetches (Kafka's FollowerState) and
 moves the high watermark to the smallest log end offset in the ISR; produce requests with
-acks=all wait for it. A follower's log is written by the replica fetcher
-(``replication/replica_fetcher.py``) and takes the leader's high watermark.
+acks=all wait for it. Followers report their log start offset too: DeleteRecords waits for the
+low watermark, the smallest log start offset on a live replica. A follower's log is written by
+the replica fetcher (``replication/replica_fetcher.py``) and takes the leader's high watermark.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ class FollowerState:
     """What the leader knows of one follower, from its fetches (Kafka's Replica)."""
 
     log_end_offset: int = -1  # unknown until its first fetch
+    log_start_offset: int = -1  # likewise: an unknown start holds DeleteRecords back
     last_caught_up_ms: int = 0
     last_fetch_ms: int = 0
     last_fetch_leader_log_end_offset: int = -1
@@ -58,6 +60,11 @@ class Partition:
     followers: dict[int, FollowerState] = field(default_factory=dict)
     # acks=all produce requests: (offset the high watermark must reach, their future).
     hw_waiters: list[tuple[int, asyncio.Future[ErrorCode]]] = field(default_factory=list)
+    # DeleteRecords requests (Kafka's DelayedDeleteRecords): (offset the low watermark must
+    # reach, their future of (error, low watermark)).
+    lw_waiters: list[tuple[int, asyncio.Future[tuple[ErrorCode, int]]]] = field(
+        default_factory=list
+    )
     # Bytes appended and bytes sent to consumers, for the self-balancer's load samples.
     bytes_in_total: int = 0
     bytes_out_total: int = 0
@@ -87,6 +94,17 @@ class Partition:
             if r != self.local_id
             and now_ms - self.followers.get(r, FollowerState()).last_caught_up_ms > lag_ms
         )
+
+    def low_watermark(self, live: Container[int]) -> int:
+        """The smallest log start offset among this leader and the followers on live brokers
+        (Kafka's lowWatermarkIfLeader); a follower yet to report one counts as -1. Once it
+        passes an offset, no replica that could lead next still holds the records below."""
+        low = self.log.log_start_offset
+        for r in self.replicas:
+            if r != self.local_id and r in live:
+                st = self.followers.get(r)
+                low = min(low, st.log_start_offset if st is not None else -1)
+        return low
 
     def caught_up_outside_isr(self) -> tuple[int, ...]:
         """Followers outside the ISR whose log reaches the high watermark and this leader's
@@ -238,14 +256,23 @@ class ReplicaManager:
     # -- the leader's view of its followers -------------------------------------------------
 
     def update_follower_fetch(
-        self, p: Partition, replica_id: int, fetch_offset: int, now_ms: int
+        self,
+        p: Partition,
+        replica_id: int,
+        fetch_offset: int,
+        now_ms: int,
+        *,
+        log_start_offset: int,
+        live: Container[int],
     ) -> bool:
         """A follower fetched from ``fetch_offset``: everything below it is in its log (Kafka's
-        updateFollowerFetchState). Returns True when the ISR should change: the follower
-        caught up from outside it."""
+        updateFollowerFetchState); its log starts at ``log_start_offset``. ``live``: the live
+        brokers, for the low watermark. Returns True when the ISR should change: the
+        follower caught up from outside it."""
         st = p.followers.get(replica_id)
         if st is None:
             return False
+        st.log_start_offset = log_start_offset
         leo = p.log.log_end_offset
         if fetch_offset >= leo:
             st.last_caught_up_ms = max(st.last_caught_up_ms, now_ms)
@@ -255,6 +282,7 @@ class ReplicaManager:
         st.last_fetch_leader_log_end_offset = leo
         st.last_fetch_ms = now_ms
         self.maybe_increment_high_watermark(p)
+        self.maybe_complete_delete_records(p, live)
         return replica_id not in p.isr and replica_id in p.caught_up_outside_isr()
 
     def maybe_increment_high_watermark(self, p: Partition, wake: bool = True) -> None:
@@ -306,12 +334,62 @@ class ReplicaManager:
             if entry in p.hw_waiters:
                 p.hw_waiters.remove(entry)
 
+    def maybe_complete_delete_records(self, p: Partition, live: Container[int]) -> None:
+        """DeleteRecords requests whose offset the low watermark has reached complete, with
+        it."""
+        if not p.lw_waiters or not p.is_leader:
+            return
+        low = p.low_watermark(live)
+        still = []
+        for offset, fut in p.lw_waiters:
+            if offset <= low:
+                if not fut.done():
+                    fut.set_result((ErrorCode.none, low))
+            else:
+                still.append((offset, fut))
+        p.lw_waiters = still
+
+    async def wait_for_low_watermark(
+        self,
+        p: Partition,
+        offset: int,
+        timeout_s: float,
+        leader_epoch: int,
+        live: Container[int],
+    ) -> tuple[ErrorCode, int]:
+        """DeleteRecords: wait until the low watermark reaches ``offset`` (Kafka's
+        DelayedDeleteRecords), so that no live follower taking over can bring the deleted
+        records back. Returns the error and the low watermark (-1 on error):
+        REQUEST_TIMED_OUT past the request's timeout; NOT_LEADER_OR_FOLLOWER once the
+        leadership of the delete is over."""
+        if not p.is_leader or p.leader_epoch != leader_epoch:
+            return ErrorCode.not_leader_or_follower, -1
+        low = p.low_watermark(live)  # a follower may have fetched since the delete
+        if low >= offset:
+            return ErrorCode.none, low
+        fut: asyncio.Future[tuple[ErrorCode, int]] = asyncio.get_running_loop().create_future()
+        entry = (offset, fut)
+        p.lw_waiters.append(entry)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError:
+            return ErrorCode.request_timed_out, -1
+        finally:
+            if entry in p.lw_waiters:
+                p.lw_waiters.remove(entry)
+
     @staticmethod
     def _fail_waiters(p: Partition, code: ErrorCode) -> None:
+        """Leadership is over (or the partition gone): acks=all produce requests and
+        DeleteRecords requests waiting on it fail with ``code``."""
         for _offset, fut in p.hw_waiters:
             if not fut.done():
                 fut.set_result(code)
         p.hw_waiters = []
+        for _offset, lw_fut in p.lw_waiters:
+            if not lw_fut.done():
+                lw_fut.set_result((code, -1))
+        p.lw_waiters = []
 
     def stop_replica(self, topic: str, index: int, delete: bool) -> None:
         """This broker no longer hosts the partition (reassigned away)."""

@@ -72,6 +72,7 @@ def _requested(ctx: Any, request: Any) -> tuple[list[FetchPartition], list[Parti
                     fp.fetch_offset,
                     fp.partition_max_bytes,
                     getattr(fp, "current_leader_epoch", -1),
+                    getattr(fp, "log_start_offset", -1),
                 )
             )
     forgotten: list[PartitionKey] = [
@@ -150,7 +151,14 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
                 # An offset outside the local log says nothing of the follower's log (the
                 # read answers an error): only a readable one counts as its log end.
                 plog.local_log_start_offset <= fp.fetch_offset <= plog.log_end_offset
-                and rm.update_follower_fetch(partition, replica_id, fp.fetch_offset, now_ms)
+                and rm.update_follower_fetch(
+                    partition,
+                    replica_id,
+                    fp.fetch_offset,
+                    now_ms,
+                    log_start_offset=fp.log_start_offset,
+                    live=broker.live_brokers,
+                )
             ):
                 broker.expand_isr(partition, replica_id)
         hw = plog.high_watermark
