@@ -305,3 +305,33 @@ def test_unknown_topic(broker: Any) -> None:
     err = fails(broker, "topic", "alter", "nope", "--config", "retention.ms=1")
     assert "topic 'nope' does not exist" in err
     assert "key=value" in fails(broker, "topic", "create", "x", "--config", "oops")
+
+
+def test_cluster_config_sets_shows_and_deletes_dynamic_broker_configs(broker_factory: Any) -> None:
+    broker = broker_factory()
+    d = cli_json(broker, "cluster", "config", "--set", "log.retention.ms=3600000")
+    assert d == {
+        "resource": "the cluster default",
+        "configs": [
+            {
+                "name": "log.retention.ms",
+                "value": "3600000",
+                "source": "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                "read_only": False,
+            }
+        ],
+    }
+    d = cli_json(broker, "cluster", "config", "--broker", "1", "--set", "log.roll.ms=60000")
+    assert [(e["name"], e["value"], e["source"]) for e in d["configs"]] == [
+        ("log.retention.ms", "3600000", "DYNAMIC_DEFAULT_BROKER_CONFIG"),
+        ("log.roll.ms", "60000", "DYNAMIC_BROKER_CONFIG"),
+    ]
+    # A topic without overrides takes them.
+    cli(broker, "topic", "create", "cfg-t")
+    topic = cli_json(broker, "topic", "describe", "cfg-t")
+    assert topic["configs"]["retention.ms"]["value"] == "3600000"
+    cli(broker, "cluster", "config", "--delete-config", "log.retention.ms")
+    assert "No dynamic configs for the cluster default." in cli(broker, "cluster", "config").stdout
+    err = fails(broker, "cluster", "config", "--broker", "1", "--set", "log.dirs=/x")
+    assert "INVALID_REQUEST" in err and "Cannot update these configs dynamically" in err
+    assert "there is no live broker 9" in fails(broker, "cluster", "config", "--broker", "9")

@@ -1,13 +1,18 @@
 """``artesian cluster describe``: the brokers, the controller, and how replicated the
-partitions are (what an operator checks before touching a broker)."""
+partitions are (what an operator checks before touching a broker). ``artesian cluster
+config``: dynamic broker configs, as ``kafka-configs --entity-type brokers`` shows and sets
+them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
+    CliError,
     CommandConfigOpt,
     JsonOpt,
     PropsOpt,
@@ -15,6 +20,7 @@ from artesian.cli.common import (
     client_options,
     make_app,
     out,
+    parse_kv,
     print_json,
     reporting,
     table,
@@ -82,6 +88,141 @@ def describe(
                 else ""
             )
         )
+
+
+_BROKER_RESOURCE = 4
+_DESCRIBE_CONFIGS, _INCREMENTAL_ALTER_CONFIGS = 32, 44
+_SET, _DELETE = 0, 1
+_SOURCES = {
+    1: "DYNAMIC_TOPIC_CONFIG",
+    2: "DYNAMIC_BROKER_CONFIG",
+    3: "DYNAMIC_DEFAULT_BROKER_CONFIG",
+    4: "STATIC_BROKER_CONFIG",
+    5: "DEFAULT_CONFIG",
+}
+
+
+@cluster_app.command()
+def config(
+    broker: Annotated[
+        int | None,
+        typer.Option(
+            "--broker", help="One broker's own configs; without it, the cluster-wide defaults."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Set a dynamic config, key=value. Repeatable."),
+    ] = None,
+    delete_config: Annotated[
+        list[str] | None,
+        typer.Option("--delete-config", help="Remove a dynamic config. Repeatable."),
+    ] = None,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help="With --broker: every config, not only the dynamic ones."),
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change dynamic broker configs (like kafka-configs --entity-type brokers).
+
+    Without --broker they are the cluster-wide defaults every broker takes
+    (--entity-default); with it, that broker's own values, which win over the defaults.
+    Both win over what a broker was started with. Changes apply at once and are kept
+    across restarts. Example: artesian cluster config --set log.retention.ms=86400000"""
+    from artesian.cli.wire import WireClient
+
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        changes = parse_kv(set_ or [], "--set")
+        address = opts.bootstrap
+        if broker is not None:
+            # A broker's own resource is served by that broker, as Kafka's clients send it.
+            md = opts.admin().list_topics(timeout=opts.timeout)
+            b = md.brokers.get(broker)
+            if b is None:
+                raise CliError(
+                    f"there is no live broker {broker}",
+                    "See the brokers with `artesian cluster describe`.",
+                )
+            address = f"{b.host}:{b.port}"
+        name = "" if broker is None else str(broker)
+        what = "the cluster default" if broker is None else f"broker {broker}"
+        with WireClient(address, opts.timeout) as client:
+            if changes or delete_config:
+                _alter_broker_configs(client, name, changes, delete_config or [])
+                if not as_json:
+                    out.print(f"Altered the dynamic configs of {what}.")
+            entries = _describe_broker_configs(client, name)
+        if broker is not None and not all_:
+            entries = [e for e in entries if e["source"].startswith("DYNAMIC")]
+        if as_json:
+            print_json({"resource": what, "configs": entries})
+            return
+        if not entries:
+            out.print(f"No dynamic configs for {what}.")
+            return
+        rows = [(e["name"], e["value"], e["source"]) for e in entries]
+        out.print(table(f"Configs of {what}", ["NAME", "VALUE", "SOURCE"], rows))
+
+
+def _alter_broker_configs(
+    client: Any, name: str, changes: dict[str, str], deletions: list[str]
+) -> None:
+    from kio.schema.incremental_alter_configs.v1 import request as iac
+    from kio.static.primitive import i8
+
+    configs = [
+        iac.AlterableConfig(name=k, config_operation=i8(_SET), value=v) for k, v in changes.items()
+    ]
+    configs += [
+        iac.AlterableConfig(name=k, config_operation=i8(_DELETE), value=None) for k in deletions
+    ]
+    resource = iac.AlterConfigsResource(
+        resource_type=i8(_BROKER_RESOURCE), resource_name=name, configs=tuple(configs)
+    )
+    response = client.request(
+        _INCREMENTAL_ALTER_CONFIGS, 1, resources=(resource,), validate_only=False
+    )
+    (result,) = response.responses
+    if result.error_code != 0:
+        raise CliError(
+            f"{result.error_code.name.upper()}: {result.error_message}",
+            "See what may change with `artesian cluster config --broker ID --all` "
+            "(READ-ONLY configs need a restart with --set).",
+        )
+
+
+def _describe_broker_configs(client: Any, name: str) -> list[dict[str, Any]]:
+    from kio.schema.describe_configs.v4 import request as dc
+    from kio.static.primitive import i8
+
+    resource = dc.DescribeConfigsResource(
+        resource_type=i8(_BROKER_RESOURCE), resource_name=name, configuration_keys=None
+    )
+    response = client.request(
+        _DESCRIBE_CONFIGS,
+        4,
+        resources=(resource,),
+        include_synonyms=False,
+        include_documentation=False,
+    )
+    (result,) = response.results
+    if result.error_code != 0:
+        raise CliError(f"{result.error_code.name.upper()}: {result.error_message}")
+    return [
+        {
+            "name": c.name,
+            "value": c.value,
+            "source": _SOURCES.get(int(c.config_source), "UNKNOWN"),
+            "read_only": c.read_only,
+        }
+        for c in sorted(result.configs, key=lambda c: c.name)
+    ]
 
 
 # Draining brokers goes through the self-balancer, whose commands live in their own module.
