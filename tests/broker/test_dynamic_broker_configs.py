@@ -20,6 +20,8 @@ from confluent_kafka.admin import (
 )
 from kio.static.primitive import i8
 
+from artesian.metadata.records import ConfigRecord
+from artesian.metadata.store import SqliteMetadataStore
 from tests.kafka_wire import WireConn
 
 pytestmark = pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:alter_configs has been deprecate
 T = 15.0
 INVALID_CONFIG = 40
 INVALID_REQUEST = 42
-BROKER = 4
+TOPIC, BROKER = 2, 4
+ALTER_CONFIGS = 33
 DESCRIBE_CONFIGS = 32
 INCREMENTAL_ALTER_CONFIGS = 44
 DYN = ConfigSource.DYNAMIC_BROKER_CONFIG.value
@@ -40,13 +43,17 @@ def _admin(broker: Any) -> AdminClient:
 
 
 def _alter(
-    broker: Any, name: str, *ops: tuple[str, str | None, Any], validate_only: bool = False
+    broker: Any,
+    name: str,
+    *ops: tuple[str, str | None, Any],
+    validate_only: bool = False,
+    raw: bool = False,
 ) -> int:
     """IncrementalAlterConfigs on BROKER ``name``; returns the error code. A node's resource
     goes through confluent-kafka's AdminClient; the cluster default ("") through raw frames,
     since neither librdkafka nor kafka-python can name it (kafka-configs --entity-default
-    can)."""
-    if name:
+    can). ``raw``: raw frames to this broker, whatever the name."""
+    if name and not raw:
         entries = [ConfigEntry(k, v, incremental_operation=op) for k, v, op in ops]
         res = ConfigResource(ResourceType.BROKER, name, incremental_configs=entries)
         admin = _admin(broker)  # held until the answer: a dropped client cancels its requests
@@ -65,7 +72,7 @@ def _alter(
         resources=(
             iac.AlterConfigsResource(
                 resource_type=i8(BROKER),
-                resource_name="",
+                resource_name=name,
                 configs=tuple(
                     iac.AlterableConfig(name=k, config_operation=i8(op.value), value=v)
                     for k, v, op in ops
@@ -217,26 +224,8 @@ def test_refusals_change_nothing(
     module_broker_factory: Any, name: str, key: str, value: str, code: int
 ) -> None:
     broker = module_broker_factory()
-    if name == "7":  # librdkafka sends a node's resource to that node: it has no node 7
-        with WireConn(broker.port) as conn:
-            from kio.schema.incremental_alter_configs.v1 import request as iac
-
-            body = iac.IncrementalAlterConfigsRequest(
-                resources=(
-                    iac.AlterConfigsResource(
-                        resource_type=i8(BROKER),
-                        resource_name="7",
-                        configs=(
-                            iac.AlterableConfig(name=key, config_operation=i8(0), value=value),
-                        ),
-                    ),
-                ),
-                validate_only=False,
-            )
-            (result,) = conn.request(INCREMENTAL_ALTER_CONFIGS, 1, body).responses
-        assert result.error_code == code
-    else:
-        assert _alter(broker, name, (key, value, SET)) == code
+    # librdkafka sends a node's resource to that node: only raw frames reach 1 with "7".
+    assert _alter(broker, name, (key, value, SET), raw=name == "7") == code
     assert _describe(broker, ResourceType.BROKER, "") == {}
     own = _describe(broker, ResourceType.BROKER, "1")
     assert [k for k, e in own.items() if e[1] in (DYN, DYN_DEFAULT)] == []
@@ -257,3 +246,57 @@ def test_validate_only_and_legacy_alter_configs(broker_factory: Any) -> None:
     assert f.result(T) is None
     own = _describe(broker, ResourceType.BROKER, "1")
     assert {k: e[0] for k, e in own.items() if e[1] == DYN} == {"log.roll.ms": "240000"}
+
+
+def test_an_entry_this_version_cannot_apply_is_skipped_and_can_be_deleted(
+    broker_factory: Any,
+) -> None:
+    """A dynamic config written by another version (unknown here) neither stops the broker
+    nor blocks other changes to its resource, and can be deleted."""
+    broker = broker_factory()
+    assert _alter(broker, "1", ("log.roll.ms", "60000", SET)) == 0
+    broker.stop()
+    store = SqliteMetadataStore(broker.data_dir / "metadata.db")
+    try:
+        store.append([ConfigRecord(BROKER, "1", "log.future.feature", "on")])
+    finally:
+        store.close()
+    mark = broker.log_mark()
+    broker.start()
+    assert "ignoring dynamic broker configs this version cannot apply: log.future.feature" in (
+        broker.log_tail(since=mark)
+    )
+    own = _describe(broker, ResourceType.BROKER, "1")
+    assert "log.future.feature" not in own
+    assert own["log.roll.ms"][:2] == ("60000", DYN)
+    # Changes to the same resource go through, and so does the entry's deletion.
+    assert _alter(broker, "1", ("log.roll.ms", "120000", SET)) == 0
+    assert _alter(broker, "1", ("log.future.feature", None, DELETE), raw=True) == 0
+    assert _alter(broker, "1", ("log.future.feature", None, DELETE), raw=True) == INVALID_CONFIG
+    assert _describe(broker, ResourceType.BROKER, "1")["log.roll.ms"][:2] == ("120000", DYN)
+
+
+def test_alter_configs_refuses_null_values(broker_factory: Any) -> None:
+    """Kafka: INVALID_REQUEST "Null value not supported" for AlterConfigs, topic or broker."""
+    from kio.schema.alter_configs.v1 import request as ac
+
+    broker = broker_factory()
+    _create(broker, "nulls")
+    with WireConn(broker.port) as conn:
+        for rtype, name in ((BROKER, "1"), (TOPIC, "nulls")):
+            body = ac.AlterConfigsRequest(
+                resources=(
+                    ac.AlterConfigsResource(
+                        resource_type=i8(rtype),
+                        resource_name=name,
+                        configs=(
+                            ac.AlterableConfig(
+                                name="retention.ms" if rtype == TOPIC else "log.roll.ms", value=None
+                            ),
+                        ),
+                    ),
+                ),
+                validate_only=False,
+            )
+            (result,) = conn.request(ALTER_CONFIGS, 1, body).responses
+            assert result.error_code == INVALID_REQUEST, (rtype, result)

@@ -311,7 +311,7 @@ def test_cluster_config_sets_shows_and_deletes_dynamic_broker_configs(broker_fac
     broker = broker_factory()
     d = cli_json(broker, "cluster", "config", "--set", "log.retention.ms=3600000")
     assert d == {
-        "resource": "the cluster default",
+        "broker": None,
         "configs": [
             {
                 "name": "log.retention.ms",
@@ -335,3 +335,4 @@ def test_cluster_config_sets_shows_and_deletes_dynamic_broker_configs(broker_fac
     err = fails(broker, "cluster", "config", "--broker", "1", "--set", "log.dirs=/x")
     assert "INVALID_REQUEST" in err and "Cannot update these configs dynamically" in err
     assert "there is no live broker 9" in fails(broker, "cluster", "config", "--broker", "9")
+    assert "Add --broker ID" in fails(broker, "cluster", "config", "--all")

@@ -159,10 +159,20 @@ def test_low_watermark_counts_live_followers_and_ends_with_the_leadership(
         rm.update_follower_fetch(p, 2, 10, NOW, log_start_offset=6, live=all_live)
         await asyncio.sleep(0)
         assert not waiter.done()  # 3 still starts at 0
-        # Broker 3's session ended: it no longer holds the request back.
-        rm.update_follower_fetch(p, 2, 10, NOW, log_start_offset=6, live={1, 2})
+        # Broker 3's session ended: it no longer holds the request back, though nobody
+        # fetches meanwhile.
+        rm.live_changed(frozenset({1, 2}))
         assert await waiter == (ErrorCode.none, 6)
+        rm.live_changed(frozenset(all_live))
 
+        # Nor does a replica reassigned away.
+        waiter = asyncio.ensure_future(rm.wait_for_low_watermark(p, 6, 5, 0, all_live))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        rm.become_leader("t", 0, topic_id, 0, (1, 2), (1, 2), LogConfig())
+        assert await waiter == (ErrorCode.none, 6)
+        # Back again, it knows nothing of its log: it holds the next request back.
+        rm.become_leader("t", 0, topic_id, 0, (1, 2, 3), (1, 2, 3), LogConfig())
         assert await rm.wait_for_low_watermark(p, 6, 0.05, 0, all_live) == (
             ErrorCode.request_timed_out,
             -1,

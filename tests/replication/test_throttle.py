@@ -117,3 +117,20 @@ def test_a_throttled_move_waits_for_its_quota_and_finishes_once_lifted(tmp_path:
             assert read_range(c.bootstrap, t, 0, 200) == list(enumerate(values))
     finally:
         c.stop()
+
+
+def test_a_new_rate_applies_from_now_on() -> None:
+    """A dynamic config changes the rate: debt carries over, credit is one second's worth."""
+    now = [0.0]
+    unlimited = 2**63 - 1
+    quota = ByteRateQuota(unlimited, clock=lambda: now[0])
+    quota.record(10**9)  # unlimited: nothing counts
+    quota.set_rate(1000)
+    assert quota.throttle_seconds() == 0.0  # a second's worth to spend
+    quota.record(3000)
+    assert quota.throttle_seconds() == 2.0
+    now[0] = 1.0
+    quota.set_rate(2000)  # 1000 paid off at the old rate; the rest at the new one
+    assert quota.throttle_seconds() == 0.5
+    quota.set_rate(unlimited)
+    assert quota.throttle_seconds() == 0.0

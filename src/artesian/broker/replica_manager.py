@@ -125,6 +125,8 @@ class ReplicaManager:
         self.log_manager = log_manager
         self.metrics = metrics
         self.partitions: dict[tuple[str, int], Partition] = {}
+        # The live brokers as last told (live_changed); None until then.
+        self._live: frozenset[int] | None = None
         self.purgatory = FetchPurgatory()
         self._bytes_in: dict[str, tuple[Counter, Counter]] = {}
         metrics.under_replicated.set_function(
@@ -213,6 +215,8 @@ class ReplicaManager:
                 if r not in replicas:
                     del p.followers[r]
         self.maybe_increment_high_watermark(p)
+        if self._live is not None:
+            self.maybe_complete_delete_records(p, self._live)  # a replica may have left
         return p
 
     def become_follower(
@@ -333,6 +337,14 @@ class ReplicaManager:
         finally:
             if entry in p.hw_waiters:
                 p.hw_waiters.remove(entry)
+
+    def live_changed(self, live: frozenset[int]) -> None:
+        """The live brokers changed: a follower on a broker gone no longer holds DeleteRecords
+        back."""
+        self._live = live
+        for p in self.partitions.values():
+            if p.lw_waiters:
+                self.maybe_complete_delete_records(p, live)
 
     def maybe_complete_delete_records(self, p: Partition, live: Container[int]) -> None:
         """DeleteRecords requests whose offset the low watermark has reached complete, with

@@ -36,8 +36,9 @@ from artesian.broker.producer_id_manager import ProducerIdManager
 from artesian.broker.replica_manager import Partition, ReplicaManager
 from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import BrokerConfig, parse_properties
-from artesian.config.definitions import ConfigSource
+from artesian.config.definitions import ConfigError, ConfigSource, parse
 from artesian.config.resolve import effective_topic_config
+from artesian.config.topic import TOPIC_CONFIGS
 from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
 from artesian.coordinator.serde import partition_for
 from artesian.coordinator.transaction.coordinator import (
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from artesian.broker.connection import KafkaConnection
 
 log = logging.getLogger("artesian.broker")
+UNCLEAN = "unclean.leader.election.enable"
 T = TypeVar("T")
 
 
@@ -235,6 +237,7 @@ class Broker:
             now, {name: self.log_config(topic) for name, topic in self.image.topics.items()}
         )
         self.replica_manager = ReplicaManager(self.log_manager, self.metrics, self.node_id)
+        self.replica_manager.live_changed(self.live_brokers)
         self.leader_throttle = self._replication_throttle("leader")
         self.fetcher_manager = ReplicaFetcherManager(
             self._fetcher_config(),
@@ -681,7 +684,14 @@ class Broker:
 
     def _on_records(self, records: Iterable[MetadataRecord]) -> None:
         records = list(records)
-        if any(isinstance(r, ConfigRecord) and r.resource_type == BROKER_RESOURCE for r in records):
+        mine = ("", str(self.node_id))  # the cluster default's resource, and this broker's
+        broker_configs_changed = any(
+            isinstance(r, ConfigRecord)
+            and r.resource_type == BROKER_RESOURCE
+            and r.resource_name in mine
+            for r in records
+        )
+        if broker_configs_changed:
             self._apply_dynamic_configs()  # before topics re-read their defaults below
         rm = self.replica_manager
         if rm is None:
@@ -713,8 +723,8 @@ class Broker:
                             break
                 case ConfigRecord(resource_type=2, resource_name=name):
                     touched.add(name)
-                case ConfigRecord():
-                    touched.update(self.image.topics)
+                case ConfigRecord() if broker_configs_changed:
+                    touched.update(self.image.topics)  # their defaults may have changed
                 case TopicRecord():
                     pass
         for name in touched:
@@ -797,28 +807,33 @@ class Broker:
         the image, over the static ones. Most readers look values up each time; the ones that
         keep a copy are told here. Topics re-read their defaults in _on_records."""
         configs = self.image.broker_configs
-        own, default = configs.get(str(self.node_id), {}), configs.get("", {})
-        before = (
-            dict(self.config.dynamic(ConfigSource.DYNAMIC_BROKER_CONFIG)),
-            dict(self.config.dynamic(ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)),
-        )
-        skipped = self.config.update_dynamic(own, default)
+        cfg = self.config
+
+        def layers() -> tuple[dict[str, str], dict[str, str]]:
+            return (
+                dict(cfg.dynamic(ConfigSource.DYNAMIC_BROKER_CONFIG)),
+                dict(cfg.dynamic(ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)),
+            )
+
+        before = layers()
+        skipped = cfg.update_dynamic(configs.get(str(self.node_id), {}), configs.get("", {}))
+        after = layers()
+        if after == before:
+            return
         if skipped:
             log.warning(
                 "ignoring dynamic broker configs this version cannot apply: %s (remove them "
-                "with kafka-configs --alter --delete-config)",
+                "with `artesian cluster config [--broker ID] --delete-config NAME`)",
                 ", ".join(sorted(set(skipped))),
             )
-        if (own, default) == before:
-            return
-        log.info("dynamic broker configs: this broker %s, cluster default %s", own, default)
-        cfg = self.config
+        log.info("dynamic broker configs: this broker %s, cluster default %s", *after)
         if self.leader_throttle is not None:
             self.leader_throttle.quota.set_rate(cfg.get_int("leader.replication.throttled.rate"))
         fetchers = self.fetcher_manager
         if fetchers is not None and fetchers.throttle is not None:
             fetchers.throttle.quota.set_rate(cfg.get_int("follower.replication.throttled.rate"))
         if self.log_manager is not None:
+            self.log_manager.default_config = self.default_log_config()
             expiration = cfg.get_int("producer.id.expiration.ms")
             self.log_manager.producer_id_expiration_ms = expiration
             for plog in self.log_manager.all_logs():
@@ -890,6 +905,8 @@ class Broker:
                     f" (joined: {came})" if came else "",
                 )
             self.live_brokers = live
+            if self.replica_manager is not None:
+                self.replica_manager.live_changed(live)
 
     async def in_store_thread(self, call: Callable[[MetadataStore], T]) -> T:
         """Run a periodic store call on its own thread and connection, so a slow store never
@@ -987,9 +1004,13 @@ class Broker:
 
         # A topic's own unclean.leader.election.enable wins over the broker's, as in Kafka.
         def unclean(topic: TopicImage) -> bool:
-            return bool(
-                effective_topic_config(topic.configs, self.config)["unclean.leader.election.enable"]
-            )
+            raw = topic.configs.get(UNCLEAN)
+            if raw is not None:
+                try:
+                    return bool(parse(TOPIC_CONFIGS[UNCLEAN], raw))
+                except ConfigError:
+                    log.warning("topic %s: cannot read %s=%r", topic.name, UNCLEAN, raw)
+            return bool(self.config.topic_default(UNCLEAN))
 
         records = self.controller.plan_elections(self.live_brokers, unclean)
         if not records:

@@ -90,16 +90,7 @@ def describe(
         )
 
 
-_BROKER_RESOURCE = 4
 _DESCRIBE_CONFIGS, _INCREMENTAL_ALTER_CONFIGS = 32, 44
-_SET, _DELETE = 0, 1
-_SOURCES = {
-    1: "DYNAMIC_TOPIC_CONFIG",
-    2: "DYNAMIC_BROKER_CONFIG",
-    3: "DYNAMIC_DEFAULT_BROKER_CONFIG",
-    4: "STATIC_BROKER_CONFIG",
-    5: "DEFAULT_CONFIG",
-}
 
 
 @cluster_app.command()
@@ -138,6 +129,8 @@ def config(
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
+        if all_ and broker is None:
+            raise CliError("--all lists one broker's configs", "Add --broker ID.", code=2)
         changes = parse_kv(set_ or [], "--set")
         address = opts.bootstrap
         if broker is not None:
@@ -161,7 +154,7 @@ def config(
         if broker is not None and not all_:
             entries = [e for e in entries if e["source"].startswith("DYNAMIC")]
         if as_json:
-            print_json({"resource": what, "configs": entries})
+            print_json({"broker": broker, "configs": entries})  # broker null: cluster default
             return
         if not entries:
             out.print(f"No dynamic configs for {what}.")
@@ -176,14 +169,19 @@ def _alter_broker_configs(
     from kio.schema.incremental_alter_configs.v1 import request as iac
     from kio.static.primitive import i8
 
+    from artesian.config.resolve import AlterConfigOp
+    from artesian.metadata.image import BROKER_RESOURCE
+
     configs = [
-        iac.AlterableConfig(name=k, config_operation=i8(_SET), value=v) for k, v in changes.items()
+        iac.AlterableConfig(name=k, config_operation=i8(AlterConfigOp.SET), value=v)
+        for k, v in changes.items()
     ]
     configs += [
-        iac.AlterableConfig(name=k, config_operation=i8(_DELETE), value=None) for k in deletions
+        iac.AlterableConfig(name=k, config_operation=i8(AlterConfigOp.DELETE), value=None)
+        for k in deletions
     ]
     resource = iac.AlterConfigsResource(
-        resource_type=i8(_BROKER_RESOURCE), resource_name=name, configs=tuple(configs)
+        resource_type=i8(BROKER_RESOURCE), resource_name=name, configs=tuple(configs)
     )
     response = client.request(
         _INCREMENTAL_ALTER_CONFIGS, 1, resources=(resource,), validate_only=False
@@ -201,8 +199,11 @@ def _describe_broker_configs(client: Any, name: str) -> list[dict[str, Any]]:
     from kio.schema.describe_configs.v4 import request as dc
     from kio.static.primitive import i8
 
+    from artesian.config.definitions import ConfigSource
+    from artesian.metadata.image import BROKER_RESOURCE
+
     resource = dc.DescribeConfigsResource(
-        resource_type=i8(_BROKER_RESOURCE), resource_name=name, configuration_keys=None
+        resource_type=i8(BROKER_RESOURCE), resource_name=name, configuration_keys=None
     )
     response = client.request(
         _DESCRIBE_CONFIGS,
@@ -218,7 +219,7 @@ def _describe_broker_configs(client: Any, name: str) -> list[dict[str, Any]]:
         {
             "name": c.name,
             "value": c.value,
-            "source": _SOURCES.get(int(c.config_source), "UNKNOWN"),
+            "source": ConfigSource(int(c.config_source)).name,
             "read_only": c.read_only,
         }
         for c in sorted(result.configs, key=lambda c: c.name)

@@ -793,7 +793,7 @@ class BrokerConfig:
     them, so every holder of this object reads the new values on its next ``get``.
     """
 
-    __slots__ = ("_definitions", "_dynamic", "_explicit", "_merged", "_values")
+    __slots__ = ("_definitions", "_explicit", "_state", "_values")
 
     def __init__(
         self,
@@ -810,8 +810,14 @@ class BrokerConfig:
             explicit[name] = raw
         self._explicit: Mapping[str, str] = MappingProxyType(explicit)
         self._values: Mapping[str, ConfigValue] = MappingProxyType(values)
-        self._dynamic: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {})
-        self._merged: Mapping[str, ConfigValue] = self._values
+        # (this broker's dynamic layer, the cluster default's, every layer merged): replaced
+        # whole in one assignment, and read once per lookup, so a reader on another thread
+        # sees the old state or the new one.
+        self._state: tuple[Mapping[str, str], Mapping[str, str], Mapping[str, ConfigValue]] = (
+            {},
+            {},
+            self._values,
+        )
         both = self.is_set("node.id") and self.is_set("broker.id")
         if both and self.get("node.id") != self.get("broker.id"):
             raise InvalidConfigError(
@@ -892,17 +898,19 @@ class BrokerConfig:
         merged = dict(self._values)
         for layer in reversed(layers):  # the per-broker layer wins
             merged.update({n: parse(self._definitions[n], raw) for n, raw in layer.items()})
-        # One assignment each, so a reader on another thread sees old or new, never a mix.
-        self._dynamic = (MappingProxyType(layers[0]), MappingProxyType(layers[1]))
-        self._merged = MappingProxyType(merged)
+        self._state = (
+            MappingProxyType(layers[0]),
+            MappingProxyType(layers[1]),
+            MappingProxyType(merged),
+        )
         return skipped
 
     def dynamic(self, source: ConfigSource) -> Mapping[str, str]:
         """One dynamic layer as written: DYNAMIC_BROKER_CONFIG or DYNAMIC_DEFAULT_BROKER_CONFIG."""
         if source is ConfigSource.DYNAMIC_BROKER_CONFIG:
-            return self._dynamic[0]
+            return self._state[0]
         if source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG:
-            return self._dynamic[1]
+            return self._state[1]
         raise ValueError(f"not a dynamic source: {source!r}")
 
     def key(self, name: str) -> ConfigKey:
@@ -910,12 +918,12 @@ class BrokerConfig:
 
     def is_set(self, name: str) -> bool:
         """Set by someone: statically or dynamically (not left at its default)."""
-        return name in self._merged
+        return name in self._state[2]
 
     def get(self, name: str) -> ConfigValue:
         """Typed value from the first layer that sets it, else the default (None for null
         defaults)."""
-        merged = self._merged
+        merged = self._state[2]
         if name in merged:
             return merged[name]
         return self._key(name).default
@@ -936,7 +944,7 @@ class BrokerConfig:
         return float(v)
 
     def _layers(self) -> tuple[tuple[Mapping[str, str], ConfigSource], ...]:
-        per_broker, cluster_default = self._dynamic
+        per_broker, cluster_default, _ = self._state
         return (
             (per_broker, ConfigSource.DYNAMIC_BROKER_CONFIG),
             (cluster_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
@@ -977,15 +985,16 @@ class BrokerConfig:
         syns = TOPIC_CONFIG_SYNONYMS.get(topic_name, ())
         chosen: ConfigValue = None
         picked = False
-        # An explicitly set synonym wins in precedence order; otherwise the first synonym with
-        # a non-null default; otherwise the topic's own default.
+        merged = self._state[2]  # one state for the whole lookup
+        # A synonym set in any layer wins in precedence order; otherwise the first synonym
+        # with a non-null default; otherwise the topic's own default.
         for only_explicit in (True, False):
             for syn in syns:
                 if syn.name not in self._definitions:
                     continue
-                if only_explicit and not self.is_set(syn.name):
+                if only_explicit and syn.name not in merged:
                     continue
-                v = self.get(syn.name)
+                v = merged.get(syn.name, self._definitions[syn.name].default)
                 if v is None:
                     continue
                 chosen = v * syn.multiplier if isinstance(v, int) and syn.multiplier != 1 else v
@@ -1004,8 +1013,9 @@ class BrokerConfig:
         shown = {
             k: ("[hidden]" if self._key(k).sensitive else v) for k, v in self._explicit.items()
         }
-        if any(self._dynamic):
-            return f"BrokerConfig({shown!r}, dynamic={[dict(d) for d in self._dynamic]!r})"
+        if self._state[0] or self._state[1]:
+            dynamic = [dict(d) for d in self._state[:2]]
+            return f"BrokerConfig({shown!r}, dynamic={dynamic!r})"
         return f"BrokerConfig({shown!r})"
 
     # Typed accessors for what the broker uses.

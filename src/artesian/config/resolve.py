@@ -265,22 +265,29 @@ def apply_incremental(
     """Apply IncrementalAlterConfigs ops to stored overrides; return the new overrides.
 
     APPEND/SUBTRACT work on LIST configs only, starting from the default when unset; values
-    of the result are validated and normalized (topic configs). An unknown op code raises
-    ValueError (the wire maps that to INVALID_REQUEST).
+    of the result are validated and normalized (topic configs), or for other definitions the
+    values the ops set are checked. A stored entry these definitions do not know (written by
+    another version) may be deleted, and is otherwise carried over as it is. An unknown op
+    code raises ValueError (the wire maps that to INVALID_REQUEST).
     """
     result = dict(current)
+    touched: set[str] = set()
     for name, op_code, value in ops:
-        key = definitions.get(name)
-        if key is None:
-            kind = "topic" if definitions is TOPIC_CONFIGS else "broker"
-            raise UnknownConfigError(name, f"Unknown {kind} config name: {name}")
         try:
             op = AlterConfigOp(op_code)
         except ValueError:
             raise ValueError(f"Unknown alter config operation type {op_code}") from None
+        key = definitions.get(name)
+        if key is None:
+            if op is AlterConfigOp.DELETE and name in result:
+                del result[name]
+                continue
+            kind = "topic" if definitions is TOPIC_CONFIGS else "broker"
+            raise UnknownConfigError(name, f"Unknown {kind} config name: {name}")
         if op is AlterConfigOp.DELETE:
             result.pop(name, None)
             continue
+        touched.add(name)
         if value is None:
             raise InvalidConfigError(name, None, f"Null value not supported for {op.name}")
         if op is AlterConfigOp.SET:
@@ -301,6 +308,6 @@ def apply_incremental(
         result[name] = ",".join(parts)
     if definitions is TOPIC_CONFIGS:
         return validate_topic_overrides(result)
-    for name, raw in result.items():
-        parse(definitions[name], raw)
+    for name in touched:
+        parse(definitions[name], result[name])
     return result

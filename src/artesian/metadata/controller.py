@@ -131,7 +131,10 @@ class Controller:
         ISR member and it leaves ISRs, wherever another member remains."""
         records: list[MetadataRecord] = []
         for topic in self.image.topics.values():
-            allowed = unclean(topic) if callable(unclean) else unclean
+            # Asked only for a partition with no live ISR member: the answer reads configs.
+            def allowed(topic: TopicImage = topic) -> bool:
+                return unclean(topic) if callable(unclean) else unclean
+
             for p in topic.partitions.values():
                 planned = self._elect(p, live, allowed, leaving)
                 if planned is not None:
@@ -180,7 +183,7 @@ class Controller:
 
     @staticmethod
     def _elect(
-        p: PartitionImage, live: Set[int], unclean: bool, leaving: int | None
+        p: PartitionImage, live: Set[int], unclean: Callable[[], bool], leaving: int | None
     ) -> tuple[int, tuple[int, ...], int] | None:
         """(leader, ISR, leader epoch) the partition should have, or None if unchanged."""
         eligible = live if leaving is None else live - {leaving}
@@ -197,7 +200,7 @@ class Controller:
             isr = live_isr or p.isr
             if p.leader not in live:
                 candidates = [r for r in p.replicas if r in live_isr]
-                if not candidates and unclean:
+                if not candidates and unclean():
                     candidates = [r for r in p.replicas if r in live]
                     isr = tuple(candidates[:1]) or p.isr
                 leader = candidates[0] if candidates else -1

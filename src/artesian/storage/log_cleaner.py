@@ -121,13 +121,13 @@ class LogCleaningAbortedError(Exception):
 
 @dataclass(slots=True, frozen=True)
 class CleanerConfig:
-    """The broker's ``log.cleaner.*`` settings (Kafka's CleanerConfig)."""
+    """The broker's ``log.cleaner.*`` settings (Kafka's CleanerConfig). The backoff between
+    idle passes is read by the broker's loop each time, as a dynamic config may change it."""
 
     num_threads: int = 1
     dedupe_buffer_size: int = 128 * 1024 * 1024
     dedupe_buffer_load_factor: float = 0.9
     io_buffer_size: int = 512 * 1024
-    backoff_ms: int = 15_000
     enable_cleaner: bool = True
 
     BROKER_KEYS: ClassVar[Mapping[str, str]] = {
@@ -135,7 +135,6 @@ class CleanerConfig:
         "log.cleaner.dedupe.buffer.size": "dedupe_buffer_size",
         "log.cleaner.io.buffer.load.factor": "dedupe_buffer_load_factor",
         "log.cleaner.io.buffer.size": "io_buffer_size",
-        "log.cleaner.backoff.ms": "backoff_ms",
         "log.cleaner.enable": "enable_cleaner",
     }
 

@@ -30,6 +30,7 @@ from artesian.config.resolve import (
     effective_topic_config,
     validate_topic_overrides,
 )
+from artesian.config.topic import TOPIC_CONFIGS
 from artesian.metadata.controller import ControllerError, validate_topic_name
 
 DESCRIBE_CONFIGS = 32
@@ -129,47 +130,60 @@ def _check_broker_resource(broker: Any, name: str) -> None:
         )
 
 
-def _check_entries(res: Any, incremental: bool) -> None:
+def _wanted(
+    res: Any, incremental: bool, current: Mapping[str, str], definitions: Any = TOPIC_CONFIGS
+) -> dict[str, str]:
+    """A resource's configs once the request is applied: its ops (IncrementalAlterConfigs),
+    or its entries, which replace the whole set (AlterConfigs). Raises ConfigError,
+    ValueError or ControllerError."""
     names = [c.name for c in res.configs]
     if len(set(names)) != len(names):
         raise ControllerError(ErrorCode.invalid_request, "Error due to duplicate config keys")
+    nulls = [
+        c.name
+        for c in res.configs
+        if c.value is None and not (incremental and c.config_operation == _DELETE)
+    ]
+    if nulls:
+        raise ControllerError(
+            ErrorCode.invalid_request, f"Null value not supported for : {','.join(nulls)}"
+        )
     if incremental:
-        for c in res.configs:
-            if c.value is None and c.config_operation != _DELETE:
-                raise ControllerError(
-                    ErrorCode.invalid_request, f"Null value not supported for : {c.name}"
-                )
+        ops = [(c.name, c.config_operation, c.value) for c in res.configs]
+        return apply_incremental(current, ops, definitions)
+    return {c.name: c.value for c in res.configs}
+
+
+def _changes(current: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str | None]:
+    """Records to write: what differs, and None for what is gone."""
+    changes: dict[str, str | None] = {k: v for k, v in new.items() if current.get(k) != v}
+    changes.update({k: None for k in current if k not in new})
+    return changes
 
 
 def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
     """The records altering one BROKER resource's dynamic configs, planned from the image."""
     _check_broker_resource(broker, res.resource_name)
-    _check_entries(res, incremental)
     current = broker.image.broker_configs.get(res.resource_name, {})
     try:
-        if incremental:
-            wanted = apply_incremental(
-                current,
-                [(c.name, c.config_operation, c.value) for c in res.configs],
-                BROKER_CONFIGS,
-            )
-        else:
-            # AlterConfigs replaces the resource's whole set of dynamic configs.
-            wanted = {c.name: c.value for c in res.configs if c.value is not None}
-        broker.config.validate_dynamic(wanted)
-        # Stored as Kafka prints them, so DescribeConfigs shows what the broker applies.
-        new = {
-            n: format_value(BROKER_CONFIGS[n], parse(BROKER_CONFIGS[n], v)) or ""
-            for n, v in wanted.items()
-        }
+        new = _wanted(res, incremental, current, BROKER_CONFIGS)
+        # What the request sets is checked; entries it leaves alone are not (one written by
+        # another version must not block every change, nor its own deletion).
+        setting = [
+            c.name for c in res.configs if not (incremental and c.config_operation == _DELETE)
+        ]
+        broker.config.validate_dynamic({n: new[n] for n in setting if n in new})
+        for n in setting:
+            if n in new:  # stored as Kafka prints it, so DescribeConfigs shows what applies
+                key = BROKER_CONFIGS[n]
+                new[n] = format_value(key, parse(key, new[n])) or ""
     except DynamicConfigError as e:
         raise ControllerError(ErrorCode.invalid_request, str(e)) from e
     except ConfigError as e:
         raise ControllerError(ErrorCode.invalid_config, str(e)) from e
     except ValueError as e:
         raise ControllerError(ErrorCode.invalid_request, str(e)) from e
-    changes: dict[str, str | None] = dict(new)
-    changes.update({k: None for k in current if k not in new})
+    changes = _changes(current, new)
     return broker.controller.plan_broker_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
 
@@ -181,24 +195,14 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
             ErrorCode.unknown_topic_or_partition,
             f"Topic '{res.resource_name}' does not exist.",
         )
-    _check_entries(res, incremental)
     try:
-        if incremental:
-            wanted = apply_incremental(
-                topic.configs,
-                [(c.name, c.config_operation, c.value) for c in res.configs],
-            )
-        else:
-            # AlterConfigs replaces the whole set of overrides.
-            wanted = {c.name: c.value for c in res.configs}
-        new = validate_topic_overrides(wanted, broker.config)
+        new = validate_topic_overrides(_wanted(res, incremental, topic.configs), broker.config)
         _check_remote_storage_disable(broker, topic.configs, new)
     except ConfigError as e:
         raise ControllerError(ErrorCode.invalid_config, str(e)) from e
     except ValueError as e:
         raise ControllerError(ErrorCode.invalid_request, str(e)) from e
-    changes: dict[str, str | None] = {k: v for k, v in new.items() if topic.configs.get(k) != v}
-    changes.update({k: None for k in topic.configs if k not in new})
+    changes = _changes(topic.configs, new)
     return broker.controller.plan_topic_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
 

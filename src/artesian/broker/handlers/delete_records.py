@@ -85,8 +85,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 st.low_watermark = partition.low_watermark(broker.live_brokers)
                 if st.low_watermark < required:
                     pending.append(_Pending(st, partition, required, partition.leader_epoch))
-            # Fetches below the new start must now fail, and followers learn of it from their
-            # fetches: wake the parked ones.
+            # Fetches below the new start must now fail: wake the parked ones. (Followers
+            # learn the new start from their next fetch answered with data or after its wait.)
             rm.purgatory.wake((t.name, p.partition_index))
 
     def build() -> Any:
