@@ -205,3 +205,37 @@ def test_the_operator_scales_out_rolls_and_scales_in_without_losing_a_record(
 
 def _slim(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"action": e["action"], "broker": e["broker"]} for e in events]
+
+
+def test_a_broker_that_keeps_crashing_backs_off_and_says_why(spec_file: _SpecFile) -> None:
+    """Its port is taken: the broker exits at once, every time. The operator restarts it at
+    once, then after 1 s, 2 s, ... and reports the cluster Degraded from the third crash, with
+    the broker's last words; once the port is free, it starts and the cluster is Ready."""
+    spec_file.write(1)
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", spec_file.first_port))
+    blocker.listen()
+    op = Operator(spec_file.load, crash_backoff=(1.0, 2.0))
+    try:
+        _until(
+            op,
+            lambda: op.last_plan is not None and op.last_plan.phase == "Degraded",
+            60,
+            "the crash loop to be reported",
+        )
+        status = _status(op.spec)
+        (b,) = status["brokers"]
+        assert b["running"] is False and b["crashes"] >= 3
+        assert b["last_exit"].startswith("exit code 1: cannot start the broker on 127.0.0.1:")
+        assert "address already in use" in b["last_exit"]
+        assert status["waiting_for"].startswith("broker 1 to be started again in ")
+        crashes = [e for e in _events(op.spec) if e["action"] == "crashed"]
+        starts = [e for e in _events(op.spec) if e["action"] == "start"]
+        assert len(crashes) >= 3 and len(starts) == len(crashes)
+        # Backed off: the third start came at least 1 s after the second crash.
+        assert starts[2]["time_ms"] - crashes[1]["time_ms"] >= 1000
+        blocker.close()
+        _until(op, lambda: _ready(op), 60, "the broker to start once its port is free")
+    finally:
+        blocker.close()
+        op.stop_all()

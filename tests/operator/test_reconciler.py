@@ -169,3 +169,33 @@ def test_a_spec_file_reads_as_declared(tmp_path: Path) -> None:
         "artesian.metrics.port": "20092",
         "broker.rack": "b",
     }
+
+
+def test_a_crashed_broker_is_started_again_at_once_the_first_time() -> None:
+    spec = _spec()
+    seen = _healthy(spec, [1, 3])
+    seen.brokers[2] = BrokerObservation(2, crashes=1, last_exit="exit code 1: boom")
+    plan = reconcile(spec, seen)
+    assert plan.actions == [Action("start", 2, "crashed (exit code 1: boom)")]
+    assert plan.phase == "Reconciling"
+
+
+@pytest.mark.parametrize(("crashes", "phase"), [(2, "Reconciling"), (3, "Degraded")])
+def test_a_crash_loop_waits_out_its_backoff(crashes: int, phase: str) -> None:
+    spec = _spec()
+    seen = _healthy(spec, [1, 3])
+    seen.brokers[2] = BrokerObservation(
+        2, crashes=crashes, restart_in=9.6, last_exit="exit code 1: port in use"
+    )
+    plan = reconcile(spec, seen)
+    assert (plan.actions, plan.phase) == ([], phase)
+    assert plan.waiting_for == (
+        f"broker 2 to be started again in 10 s: it crashed {crashes} times in a row "
+        "(last: exit code 1: port in use)"
+    )
+
+
+def test_crash_backoff_doubles_up_to_its_longest() -> None:
+    from artesian.operator.operator import crash_backoff
+
+    assert [crash_backoff(n, 10, 300) for n in range(1, 9)] == [0, 10, 20, 40, 80, 160, 300, 300]

@@ -48,11 +48,23 @@ def run(
         bool,
         typer.Option("--stop-on-exit", help="Stop every broker when the operator stops."),
     ] = False,
+    crash_backoff: Annotated[
+        float,
+        typer.Option(
+            help="Seconds before restarting a broker that crashed twice in a row; doubles "
+            "with each crash after that (CrashLoopBackOff)."
+        ),
+    ] = 10.0,
+    crash_backoff_max: Annotated[
+        float, typer.Option(help="The longest wait between restarts of a crashing broker.")
+    ] = 300.0,
 ) -> None:
     """Reconcile the cluster with SPEC until stopped. Edit SPEC while it runs: more brokers
     are started and get their share of the data; fewer are drained, then stopped; a new
     version or config restarts the brokers one at a time, each only once no partition is
-    under-replicated. Brokers keep running when the operator stops, unless --stop-on-exit.
+    under-replicated. A broker that keeps crashing is restarted after a growing delay, and the
+    status says how it ended. Brokers keep running when the operator stops, unless
+    --stop-on-exit.
 
     SPEC fields: brokers, host, first_port, data_dir, version, racks, and a [config] table of
     broker properties."""
@@ -63,7 +75,7 @@ def run(
     from artesian.operator.operator import Operator
 
     _checked(spec)
-    operator = Operator(lambda: _load(spec))
+    operator = Operator(lambda: _load(spec), crash_backoff=(crash_backoff, crash_backoff_max))
     if once:
         plan = operator.reconcile_once()
         out.print(

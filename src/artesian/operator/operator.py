@@ -14,6 +14,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,39 @@ URP_METRIC = "kafka_server_replica_manager_under_replicated_partitions"
 METADATA_KEY = 3
 
 
+@dataclass(slots=True)
+class CrashRecord:
+    """A broker's recent exits on its own (what kubelet keeps for CrashLoopBackOff)."""
+
+    count: int
+    """In a row, each soon after its start."""
+    at: float
+    """When the last one was seen (monotonic)."""
+    revision: str
+    """The revision it ran: a new one (a fixed spec) starts afresh."""
+    last_exit: str | None
+
+
+def crash_backoff(count: int, first: float, longest: float) -> float:
+    """Seconds to wait before starting a broker that crashed ``count`` times in a row: none
+    after the first crash, then ``first``, doubling up to ``longest`` (Kubernetes: 10 s to
+    5 min)."""
+    if count <= 1:
+        return 0.0
+    return float(min(first * 2 ** (count - 2), longest))
+
+
 class Operator:
     def __init__(
         self,
         load_spec: Callable[[], ClusterSpec],
         runtime_for: Callable[[ClusterSpec], Runtime] = LocalProcessRuntime,
         request_timeout: float = 5.0,
+        crash_backoff: tuple[float, float] = (10.0, 300.0),
+        crash_reset_after: float = 600.0,
     ) -> None:
+        """``crash_backoff``: the first and the longest wait before restarting a broker that
+        keeps crashing; ``crash_reset_after``: seconds of running that clear its record."""
         self.load_spec = load_spec
         self.spec = load_spec()
         self.runtime_for = runtime_for
@@ -50,6 +77,12 @@ class Operator:
         self.balancer: dict[str, Any] | None = None
         self.last_plan: Plan | None = None
         self.last_status: dict[str, Any] | None = None  # what operator-status.json holds
+        self.crash_backoff = crash_backoff
+        self.crash_reset_after = crash_reset_after
+        # Brokers this operator started and has not stopped: (when, revision). One that is
+        # no longer running exited on its own.
+        self._started: dict[int, tuple[float, str]] = {}
+        self.crashes: dict[int, CrashRecord] = {}
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -88,6 +121,7 @@ class Operator:
     def stop_all(self) -> None:
         for node in sorted(self.runtime.running(), reverse=True):
             self._event("stop", node, "operator shutting the cluster down")
+            self._started.pop(node, None)
             self.runtime.stop(node)
 
     # --- observing ---------------------------------------------------------------------
@@ -100,9 +134,41 @@ class Operator:
             b = seen.broker(node)
             b.running, b.revision = True, revision
             b.under_replicated = self._under_replicated(node)
+        self._observe_crashes(spec, seen, running)
         if running:
             self._observe_cluster(spec, seen, sorted(running))
         return seen
+
+    def _observe_crashes(
+        self, spec: ClusterSpec, seen: Observation, running: dict[int, str | None]
+    ) -> None:
+        """Record the brokers that exited on their own since the last pass, and tell the
+        reconciler how long each must wait before its next start."""
+        now = time.monotonic()
+        for node, (started, revision) in list(self._started.items()):
+            uptime = now - started
+            if node in running:
+                if uptime >= self.crash_reset_after:
+                    self.crashes.pop(node, None)  # it runs well again
+                continue
+            del self._started[node]
+            last = self.crashes.get(node)
+            in_a_row = last is not None and last.revision == revision
+            quick = uptime < self.crash_reset_after
+            count = last.count + 1 if in_a_row and quick and last is not None else 1
+            last_exit = self.runtime.last_exit(node)
+            self.crashes[node] = CrashRecord(count, now, revision, last_exit)
+            self._event(
+                "crashed", node, f"{last_exit or 'exited'} ({uptime:.0f} s after its start)"
+            )
+        first, longest = self.crash_backoff
+        for node, crash in self.crashes.items():
+            b = seen.broker(node)
+            if b.running or crash.revision != spec.revision(node):
+                continue
+            b.crashes, b.last_exit = crash.count, crash.last_exit
+            wait = crash_backoff(crash.count, first, longest)
+            b.restart_in = max(0.0, crash.at + wait - now)
 
     def _observe_cluster(self, spec: ClusterSpec, seen: Observation, running: list[int]) -> None:
         try:
@@ -150,16 +216,22 @@ class Operator:
         self._event(action.kind, action.node_id, action.reason)
         node = action.node_id
         if action.kind == "start":
-            self.runtime.start(node)
+            self._start(node)
         elif action.kind == "stop":
+            self._started.pop(node, None)
             self.runtime.stop(node)
         elif action.kind == "restart":
             log.info("rolling broker %d: %s", node, action.reason)
+            self._started.pop(node, None)
             self.runtime.stop(node)
-            self.runtime.start(node)
+            self._start(node)
         elif action.kind in ("remove", "cancel_removal"):
             command = "remove_brokers" if action.kind == "remove" else "cancel_removals"
             self._balancer_command({command: [node]})
+
+    def _start(self, node: int) -> None:
+        self.runtime.start(node)
+        self._started[node] = (time.monotonic(), self.spec.revision(node))
 
     def _balancer_command(self, command: dict[str, Any]) -> None:
         running = sorted(self.runtime.running())
@@ -202,6 +274,9 @@ class Operator:
                     "up_to_date": b.revision == spec.revision(b.node_id),
                     "under_replicated_partitions": b.under_replicated,
                     "removal": b.removal,
+                    "crashes": b.crashes,
+                    "restart_in_seconds": round(b.restart_in, 1),
+                    "last_exit": b.last_exit,
                 }
                 for b in sorted(seen.brokers.values(), key=lambda b: b.node_id)
                 # Brokers gone for good (removal COMPLETE) are history, not members.

@@ -5,7 +5,9 @@ every pass looks at the whole picture again. A step that failed, or an operator 
 restarted, is therefore just the next pass. The order is the one a careful person would take:
 
 1. **Start** declared brokers that are not running, and cancel any removal of them (a
-   scale-in that was reverted).
+   scale-in that was reverted). A broker that keeps exiting soon after it starts waits out a
+   growing delay first, as Kubernetes' CrashLoopBackOff does; from the third crash in a row
+   the cluster is Degraded, and the report carries the broker's last words.
 2. **Scale in.** Ask the self-balancer to remove each broker above the declared count. Wait
    while it drains them, and stop each one once it is DRAINED. The cluster then unregisters it.
 3. **Roll** brokers whose revision is out of date, one at a time, and only while the cluster
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from artesian.operator.spec import ClusterSpec
 
 DRAINING = ("PENDING", "IN_PROGRESS")
+CRASH_LOOP = 3
+"""Crashes in a row after which a broker needs a person (the cluster is Degraded)."""
 
 
 @dataclass(slots=True)
@@ -38,6 +42,12 @@ class BrokerObservation:
     removal: str | None = None
     registered: bool = False
     """In the cluster's metadata (live or not)."""
+    crashes: int = 0
+    """Times in a row it exited on its own soon after being started."""
+    restart_in: float = 0.0
+    """Seconds before it may be started again (the crash-loop backoff)."""
+    last_exit: str | None = None
+    """How it last exited: the exit code and the last line it logged."""
 
 
 @dataclass(slots=True)
@@ -76,7 +86,17 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
     for node in declared:
         b = seen.broker(node)
         if not b.running:
-            plan.actions.append(Action("start", node, "declared but not running"))
+            if b.restart_in > 0:
+                plan.waiting_for = (
+                    f"broker {node} to be started again in {b.restart_in:.0f} s: it crashed "
+                    f"{b.crashes} times in a row (last: {b.last_exit})"
+                )
+                if b.crashes >= CRASH_LOOP:
+                    plan.phase = "Degraded"
+            elif b.crashes:
+                plan.actions.append(Action("start", node, f"crashed ({b.last_exit})"))
+            else:
+                plan.actions.append(Action("start", node, "declared but not running"))
         if b.removal in (*DRAINING, "DRAINED"):
             plan.actions.append(Action("cancel_removal", node, "declared again"))
 
@@ -118,7 +138,7 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
         absent = [n for n in declared if not seen.broker(n).live]
         if absent:
             plan.waiting_for = f"brokers {absent} to join the cluster"
-    if plan.actions or (plan.waiting_for and plan.phase != "Degraded"):
+    if plan.phase != "Degraded" and (plan.actions or plan.waiting_for):
         plan.phase = "Reconciling"
     return plan
 

@@ -33,6 +33,10 @@ class Runtime(Protocol):
     def stop(self, node: int) -> None:
         """SIGTERM (a controlled shutdown), then SIGKILL past the grace period."""
 
+    def last_exit(self, node: int) -> str | None:
+        """How a broker that is no longer running ended, for people: its exit code and the
+        last line it logged (None when unknown)."""
+
 
 class LocalProcessRuntime:
     def __init__(self, spec: ClusterSpec, grace_seconds: float = 30.0) -> None:
@@ -107,6 +111,17 @@ class LocalProcessRuntime:
         os.replace(tmp, self._state_file(node))
         log.info("started broker %d (pid %d) on %s:%d", node, child.pid, spec.host, spec.port(node))
 
+    def last_exit(self, node: int) -> str | None:
+        parts = []
+        child = self._children.get(node)
+        code = child.poll() if child is not None else None
+        if code is not None:
+            parts.append(f"exit code {code}" if code >= 0 else f"killed by signal {-code}")
+        line = _last_line(self.spec.broker_dir(node) / "broker.log")
+        if line:
+            parts.append(line)
+        return ": ".join(parts) or None
+
     def stop(self, node: int) -> None:
         state = self._state(node)
         pid = state.get("pid") if state else None
@@ -129,3 +144,17 @@ class LocalProcessRuntime:
         if child is not None:
             child.wait()
         log.info("stopped broker %d", node)
+
+
+def _last_line(path: Path, window: int = 4096) -> str | None:
+    """The last non-empty line of a log (its end only: logs grow)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - window))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()[:300]
+    return None
