@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from artesian.operator.operator import Operator
+from artesian.operator.runtime import LocalProcessRuntime
 from artesian.operator.spec import ClusterSpec
 from tests.consuming import read_range
 
@@ -239,3 +241,34 @@ def test_a_broker_that_keeps_crashing_backs_off_and_says_why(spec_file: _SpecFil
     finally:
         blocker.close()
         op.stop_all()
+
+
+def test_a_broker_started_but_never_recorded_is_adopted_and_rolled(
+    spec_file: _SpecFile,
+) -> None:
+    """An operator stopped between starting a broker and writing its runtime.json: the next
+    one finds the process by its data directory instead of starting a second broker on its
+    port, then restarts it on the declared revision."""
+    spec_file.write(1)
+    spec = spec_file.load()
+    runtime = LocalProcessRuntime(spec)
+    spec.broker_dir(1).mkdir(parents=True)
+    orphan = subprocess.Popen(
+        runtime.command(1),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    op = Operator(spec_file.load)
+    try:
+        assert runtime.running() == {1: None}  # found, with no revision
+        _until(op, lambda: _ready(op), 90, "the adopted broker to be rolled")
+        assert orphan.wait(30) == 0  # stopped cleanly by the roll
+        actions = [(e["action"], e["broker"]) for e in _events(op.spec)]
+        assert actions == [("restart", 1)]
+        (b,) = _status(op.spec)["brokers"]
+        assert (b["running"], b["live"], b["up_to_date"], b["crashes"]) == (True, True, True, 0)
+    finally:
+        op.stop_all()
+        if orphan.poll() is None:
+            orphan.kill()

@@ -58,12 +58,41 @@ class LocalProcessRuntime:
         child = self._children.get(node)
         if child is not None and child.pid == pid:
             return child.poll() is None
-        try:  # a broker started by an earlier operator: its command line names its data dir
+        # A broker started by an earlier operator: its command line names its data dir.
+        return self._runs_broker(pid, str(self.spec.broker_dir(node)).encode())
+
+    @staticmethod
+    def _runs_broker(pid: int, data_dir: bytes) -> bool:
+        try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
+        return any(a == b"--data-dir" and b == data_dir for a, b in itertools.pairwise(args))
+
+    def _adopt_orphan(self, node: int) -> bool:
+        """A broker of this directory that no runtime.json names (an operator stopped between
+        starting it and recording it): record it, with no revision, so the next pass rolls it
+        onto the declared one instead of starting a second broker on its port."""
         wanted = str(self.spec.broker_dir(node)).encode()
-        return any(a == b"--data-dir" and b == wanted for a, b in itertools.pairwise(args))
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._runs_broker(int(entry.name), wanted):
+                pid = int(entry.name)
+                self._write_state(
+                    node, {"pid": pid, "revision": None, "port": self.spec.port(node)}
+                )
+                log.warning(
+                    "adopted broker %d (pid %d): it runs without a runtime.json (an operator "
+                    "stopped while starting it); it will be restarted on the declared revision",
+                    node,
+                    pid,
+                )
+                return True
+        return False
+
+    def _write_state(self, node: int, state: dict[str, object]) -> None:
+        tmp = self._state_file(node).with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self._state_file(node))
 
     def running(self) -> dict[int, str | None]:
         found: dict[int, str | None] = {}
@@ -78,12 +107,13 @@ class LocalProcessRuntime:
             if state and isinstance(state.get("pid"), int) and self._alive(node, state["pid"]):  # type: ignore[arg-type]
                 revision = state.get("revision")
                 found[node] = revision if isinstance(revision, str) else None
+            elif state is None and node not in self._children and self._adopt_orphan(node):
+                found[node] = None  # no revision: the reconciler rolls it
         return found
 
-    def start(self, node: int) -> None:
+    def command(self, node: int) -> list[str]:
+        """The command line that runs broker ``node`` as declared."""
         spec = self.spec
-        directory = spec.broker_dir(node)
-        directory.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,
             "-m",
@@ -92,23 +122,28 @@ class LocalProcessRuntime:
             "--listen",
             f"{spec.host}:{spec.port(node)}",
             "--data-dir",
-            str(directory),
+            str(spec.broker_dir(node)),
         ]
         for key, value in spec.properties(node).items():
             command += ["--set", f"{key}={value}"]
+        return command
+
+    def start(self, node: int) -> None:
+        spec = self.spec
+        directory = spec.broker_dir(node)
+        directory.mkdir(parents=True, exist_ok=True)
         with open(directory / "broker.log", "ab") as output:
             child = subprocess.Popen(
-                command,
+                self.command(node),
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C at the operator's terminal is the operator's
             )
         self._children[node] = child
-        state = {"pid": child.pid, "revision": spec.revision(node), "port": spec.port(node)}
-        tmp = self._state_file(node).with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self._state_file(node))
+        self._write_state(
+            node, {"pid": child.pid, "revision": spec.revision(node), "port": spec.port(node)}
+        )
         log.info("started broker %d (pid %d) on %s:%d", node, child.pid, spec.host, spec.port(node))
 
     def last_exit(self, node: int) -> str | None:
