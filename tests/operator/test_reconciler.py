@@ -199,3 +199,12 @@ def test_crash_backoff_doubles_up_to_its_longest() -> None:
     from artesian.operator.operator import crash_backoff
 
     assert [crash_backoff(n, 10, 300) for n in range(1, 9)] == [0, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_a_failed_removal_is_asked_for_again_when_due() -> None:
+    """Topics or brokers may have changed since: the operator asks again now and then."""
+    spec = _spec(2)
+    seen = _healthy(spec, [1, 2, 3], b3_removal="FAILED", b3_removal_retry_due=True)
+    plan = reconcile(spec, seen)
+    assert plan.actions == [Action("remove", 3, "retrying a removal that failed")]
+    assert plan.phase == "Degraded"

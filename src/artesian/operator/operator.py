@@ -66,9 +66,12 @@ class Operator:
         request_timeout: float = 5.0,
         crash_backoff: tuple[float, float] = (10.0, 300.0),
         crash_reset_after: float = 600.0,
+        removal_retry_after: float = 60.0,
     ) -> None:
         """``crash_backoff``: the first and the longest wait before restarting a broker that
-        keeps crashing; ``crash_reset_after``: seconds of running that clear its record."""
+        keeps crashing; ``crash_reset_after``: seconds of running that clear its record;
+        ``removal_retry_after``: seconds between requests to drain a broker whose removal
+        failed."""
         self.load_spec = load_spec
         self.spec = load_spec()
         self.runtime_for = runtime_for
@@ -83,6 +86,8 @@ class Operator:
         # no longer running exited on its own.
         self._started: dict[int, tuple[float, str]] = {}
         self.crashes: dict[int, CrashRecord] = {}
+        self.removal_retry_after = removal_retry_after
+        self._removal_asked: dict[int, float] = {}  # node -> when this operator last asked
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -137,6 +142,11 @@ class Operator:
         self._observe_crashes(spec, seen, running)
         if running:
             self._observe_cluster(spec, seen, sorted(running))
+        now = time.monotonic()
+        for b in seen.brokers.values():
+            if b.removal == "FAILED":
+                asked = self._removal_asked.setdefault(b.node_id, now)
+                b.removal_retry_due = now - asked >= self.removal_retry_after
         return seen
 
     def _observe_crashes(
@@ -226,6 +236,8 @@ class Operator:
             self.runtime.stop(node)
             self._start(node)
         elif action.kind in ("remove", "cancel_removal"):
+            if action.kind == "remove":
+                self._removal_asked[node] = time.monotonic()
             command = "remove_brokers" if action.kind == "remove" else "cancel_removals"
             self._balancer_command({command: [node]})
 

@@ -10,6 +10,8 @@ restarted, is therefore just the next pass. The order is the one a careful perso
    the cluster is Degraded, and the report carries the broker's last words.
 2. **Scale in.** Ask the self-balancer to remove each broker above the declared count. Wait
    while it drains them, and stop each one once it is DRAINED. The cluster then unregisters it.
+   A removal that FAILED (nowhere to put the replicas) needs a person; it is asked for again
+   now and then, since topics or brokers may have changed meanwhile.
 3. **Roll** brokers whose revision is out of date, one at a time, and only while the cluster
    is healthy: every declared broker live, no under-replicated partition on any broker (the
    Kafka metric kafka_server_replica_manager_under_replicated_partitions), and nothing else
@@ -48,6 +50,8 @@ class BrokerObservation:
     """Seconds before it may be started again (the crash-loop backoff)."""
     last_exit: str | None = None
     """How it last exited: the exit code and the last line it logged."""
+    removal_retry_due: bool = False
+    """Its removal FAILED long enough ago to ask again (the cluster may have changed)."""
 
 
 @dataclass(slots=True)
@@ -120,6 +124,8 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
                 f"broker {node} cannot be drained (see `artesian rebalance status`); "
                 "lower the replication factor or declare more brokers"
             )
+            if b.removal_retry_due:
+                plan.actions.append(Action("remove", node, "retrying a removal that failed"))
         else:
             plan.actions.append(Action("remove", node, "above the declared broker count"))
 
