@@ -18,6 +18,7 @@ from artesian.protocol.record_codec import (
 )
 from artesian.protocol.records import (
     ATTR_CONTROL,
+    ATTR_DELETE_HORIZON,
     ATTR_TRANSACTIONAL,
     iter_batches,
     read_batch_header,
@@ -582,19 +583,99 @@ def test_cleaner_drops_aborted_records_without_shadowing_committed_ones(
         # y at 3 committed, superseded by y at 8: compacted like any record; the header
         # stays as B's last batch.
         (3, ATTR_TRANSACTIONAL, []),
-        (4, TXN_CONTROL, [(4, b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00")]),
+        # A's abort: nothing of its transaction is left, so it gets a delete horizon. B's
+        # commit stays as long as B's batch (header) does.
+        (
+            4,
+            TXN_CONTROL | ATTR_DELETE_HORIZON,
+            [(4, b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00")],
+        ),
         (5, TXN_CONTROL, [(5, b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")]),
         (6, ATTR_TRANSACTIONAL, [(6, b"z", b"1")]),
         (7, TXN_CONTROL, [(7, b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")]),
         (8, 0, [(8, b"y", b"new")]),
         (9, 0, [(9, b"other", b"active")]),
     ]
-    # The cleaned segment took over the index entry of the abort.
+    # The cleaned segment took over the index entry of the abort, which stays with its marker.
     assert log.collect_aborted_transactions(0, 100) == [AbortedTxn(A, 1, 4, 3)]
     assert (log.dir / "00000000000000000000.txnindex").read_bytes() == struct.pack(
         ">hqqqq", 0, A, 1, 4, 3
     )
     assert (log.dir / "00000000000000000000.txnindex.deleted").exists()
+
+
+def test_markers_go_once_their_transactions_have_nothing_left(tmp_path: Path) -> None:
+    """A marker whose transaction has no batch left gets a delete horizon, and the first
+    cleaning after it removes the marker and its aborted-transaction entry; markers of
+    transactions with data stay. The log then reopens with no transaction open."""
+    config = compact_config(**{"delete.retention.ms": 1000})
+    lm = LogManager(tmp_path, config)
+    lm.startup(NOW)
+    log = lm.get_or_create_log("t", 0, config, NOW)
+    now = [NOW]
+    cleaner = LogCleaner(lm, CleanerConfig(io_buffer_size=4096), clock=lambda: now[0])
+    try:
+        assert append(log, txn_batch(A, 0, rows=[(b"k", b"1")])) == (0, 0)
+        assert marker(log, A, commit=True) == 1
+        assert append(log, txn_batch(A, 1, rows=[(b"k", b"2")])) == (2, 2)  # A's last
+        assert marker(log, A, commit=True) == 3
+        assert append(log, txn_batch(B, 0, rows=[(b"j", b"x")])) == (4, 4)
+        assert marker(log, B, commit=False) == 5
+        assert append(log, txn_batch(B, 1, rows=[(b"m", b"1")])) == (6, 6)  # B's last
+        assert marker(log, B, commit=True) == 7
+        log.roll(NOW)
+        assert put(log, b"active", b"1") == 8
+        assert cleaner.clean_once().cleaned
+        horizon = TXN_CONTROL | ATTR_DELETE_HORIZON
+        commit = (b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00")
+        abort = (b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00")
+        assert shape(log) == [
+            # k@0 is superseded by k@2: its batch goes, so its commit waits out a horizon.
+            (1, horizon, [(1, *commit)]),
+            (2, ATTR_TRANSACTIONAL, [(2, b"k", b"2")]),
+            (3, TXN_CONTROL, [(3, *commit)]),
+            # B's aborted batch goes; its abort waits out a horizon, with its entry.
+            (5, horizon, [(5, *abort)]),
+            (6, ATTR_TRANSACTIONAL, [(6, b"m", b"1")]),
+            (7, TXN_CONTROL, [(7, *commit)]),
+            (8, 0, [(8, b"active", b"1")]),
+        ]
+        assert log.collect_aborted_transactions(0, 100) == [AbortedTxn(B, 4, 5, 6)]
+
+        # Before the horizon, another cleaning keeps them.
+        now[0] = NOW + 999
+        assert put(log, b"active", b"2") == 9
+        log.roll(now[0])
+        assert put(log, b"active", b"3") == 10
+        assert cleaner.clean_once().cleaned
+        assert [s[0] for s in shape(log)] == [1, 2, 3, 5, 6, 7, 9, 10]
+
+        # After it, they go.
+        now[0] = NOW + 2000
+        assert put(log, b"active", b"4") == 11
+        log.roll(now[0])
+        assert put(log, b"active", b"5") == 12
+        assert cleaner.clean_once().cleaned
+        assert [(s[0], s[1]) for s in shape(log)] == [
+            (2, ATTR_TRANSACTIONAL),
+            (3, TXN_CONTROL),
+            (6, ATTR_TRANSACTIONAL),
+            (7, TXN_CONTROL),
+            (11, 0),
+            (12, 0),
+        ]
+        assert log.collect_aborted_transactions(0, 100) == []
+        path = log.dir
+        log.close()
+        reopened = Log.open(path, "t", 0, config, 0, 0, now[0], clean_shutdown=False)
+        try:
+            assert reopened.first_unstable_offset is None
+            assert reopened.last_stable_offset == 13
+        finally:
+            reopened.close()
+    finally:
+        for lg in lm.all_logs():
+            lg.close()
 
 
 def test_cleaner_keeps_header_of_aborted_last_batch_and_state_after_restart(

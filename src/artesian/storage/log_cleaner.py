@@ -29,8 +29,9 @@ up to where the map ends, group of segments by group, keeping only each key's la
   order). Their records never enter the offset map, so they cannot shadow a committed value of
   the same key, and they are dropped when their segment is rewritten (an emptied batch that is
   its producer's last keeps its header, as above). Committed transactional records are
-  compacted like any others. Control batches (markers) are kept untouched, and the index
-  entries of the rewritten segments are carried over to the cleaned one.
+  compacted like any others. A marker stays while a batch of its transaction is kept; then it
+  gets a delete horizon (delete.retention.ms) and goes at the first cleaning after it, its
+  aborted-transaction index entry with it (see TransactionsKept). Other control records stay.
 
 Cleaned groups are written as ``.cleaned`` files and swapped in by ``Log.replace_segments``;
 ``Log.open`` completes or rolls back a swap a crash interrupted. Replaced segments become
@@ -41,8 +42,8 @@ keys 24-byte slots by an MD5 of the key); its capacity is still Kafka's slot cou
 ``log.cleaner.dedupe.buffer.size``, though Python's memory per entry is larger. There is no
 ``log.cleaner.io.max.bytes.per.second`` throttle. The cleaner does not pause retention of
 ``compact,delete`` logs: a swap whose segments changed meanwhile is abandoned and retried.
-Transaction markers are never removed (Kafka drops a marker once its transaction's records are
-gone and delete.retention.ms has passed), so aborted-index entries stay valid forever.
+Whether a marker's transaction still has batches is judged over the whole round (the log from
+its start), where Kafka judges it per group of segments.
 """
 
 from __future__ import annotations
@@ -475,6 +476,37 @@ class CleanedTransactionMetadata:
                 self._ongoing_aborted.discard(h.producer_id)  # its transaction ended here
 
 
+class TransactionsKept:
+    """Which transaction markers a cleaning round may remove. A round rewrites the log from its
+    start in offset order; a producer's marker may go once no batch of the transaction it
+    ends is kept (Kafka: "we didn't traverse any batches from the transaction", here over the
+    whole round, not one group of segments, so no transaction can look open again when the
+    producer state is rebuilt from the log). Such a marker first gets a delete horizon
+    (delete.retention.ms from now, as a tombstone does) and goes at the first cleaning after
+    it, its aborted-transaction index entry with it. Other control records (not markers) stay.
+    """
+
+    __slots__ = ("_open", "kept_markers")
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()  # producers with a batch of their transaction kept
+        self.kept_markers: set[int] = set()  # offsets of the control batches written
+
+    def batch_kept(self, h: BatchHeader) -> None:
+        if h.is_transactional and not h.is_control:
+            self._open.add(h.producer_id)
+
+    def marker_removable(self, h: BatchHeader, batch: bytes | memoryview) -> bool:
+        if not h.records_count:
+            return True  # an empty control batch carries nothing
+        if not any(decode_end_txn_marker(r) is not None for r in decode_records(batch, h)):
+            return False  # another control type: not a transaction's end
+        if h.producer_id in self._open:
+            self._open.discard(h.producer_id)
+            return False
+        return True
+
+
 # -- the cleaner ----------------------------------------------------------------------------------
 
 
@@ -516,6 +548,7 @@ class Cleaner:
                 cleanable, next_bases, log.config.segment_bytes, log.config.segment_index_bytes
             )
             last_of_producer = _last_batch_of_producer(log, segments)
+            kept_txns = TransactionsKept()
             done = 0
             for group in groups:
                 done += len(group)
@@ -524,7 +557,9 @@ class Cleaner:
                 txns = CleanedTransactionMetadata(
                     log.collect_aborted_transactions(group[0].base_offset, next_bases[done - 1])
                 )
-                if not self._clean_segments(log, group, now_ms, stats, last_of_producer, txns):
+                if not self._clean_segments(
+                    log, group, now_ms, stats, last_of_producer, txns, kept_txns
+                ):
                     stats.aborted = True  # the log changed under us: retry next round
                     break
         finally:
@@ -616,6 +651,7 @@ class Cleaner:
         stats: CleanerStats,
         last_of_producer: Callable[[BatchHeader], bool],
         txns: CleanedTransactionMetadata,
+        kept_txns: TransactionsKept,
     ) -> bool:
         """Write ``group`` compacted as one ``.cleaned`` segment and swap it in."""
         base = group[0].base_offset
@@ -643,9 +679,13 @@ class Cleaner:
                 for h, batch in self._read_batches(seg, 0, size):
                     stats.messages_read += h.records_count
                     stats.bytes_read += h.size
-                    out = self._filter_batch(h, batch, now_ms, drm, last_of_producer, stats, txns)
+                    out = self._filter_batch(
+                        h, batch, now_ms, drm, last_of_producer, stats, txns, kept_txns
+                    )
                     if out is None:
                         continue
+                    if h.is_control:  # an aborted transaction's entry stays with its marker
+                        kept_txns.kept_markers.add(h.last_offset)
                     pending += out
                     last_offset = h.last_offset
                     max_ts = max(max_ts, _max_timestamp(out))
@@ -657,8 +697,16 @@ class Cleaner:
             if pending:
                 cleaned.append(last_offset, max_ts, last_offset, pending)
                 stats.bytes_written += len(pending)
-            # The markers stay, so their entries stay valid; the swap renames this file too.
-            cleaned.txn_index.extend([t for seg in group for t in seg.txn_index.entries])
+            # An aborted transaction's entry lives as long as its marker; the swap renames
+            # this file too.
+            cleaned.txn_index.extend(
+                [
+                    t
+                    for seg in group
+                    for t in seg.txn_index.entries
+                    if t.last_offset in kept_txns.kept_markers
+                ]
+            )
             cleaned.on_become_inactive()
             cleaned.flush()
         except BaseException:
@@ -679,12 +727,44 @@ class Cleaner:
         last_of_producer: Callable[[BatchHeader], bool],
         stats: CleanerStats,
         txns: CleanedTransactionMetadata,
+        kept_txns: TransactionsKept,
     ) -> bytes | memoryview | bytearray | None:
         """The batch to write for ``h`` (itself, rebuilt, an empty header) or None."""
         if h.is_control:
             txns.on_control_batch_read(h, batch)
+            horizon = h.base_timestamp if h.attributes & ATTR_DELETE_HORIZON else None
+            if kept_txns.marker_removable(h, batch):
+                if not h.records_count or (horizon is not None and now_ms >= horizon):
+                    return None
+                if horizon is None:
+                    stats.messages_written += h.records_count
+                    data = _records_part(batch, h)
+                    records = [
+                        (h.base_timestamp + ts_delta, start, ts_end, end)
+                        for _, ts_delta, _, _, start, ts_end, end in _iter_records(
+                            data, h.records_count
+                        )
+                    ]
+                    return rebuild_batch(h, data, records, now_ms + delete_retention_ms)
             stats.messages_written += h.records_count
             return batch
+        out = self._filter_data_batch(
+            h, batch, now_ms, delete_retention_ms, last_of_producer, stats, txns
+        )
+        if out is not None:
+            kept_txns.batch_kept(h)
+        return out
+
+    def _filter_data_batch(
+        self,
+        h: BatchHeader,
+        batch: memoryview,
+        now_ms: int,
+        delete_retention_ms: int,
+        last_of_producer: Callable[[BatchHeader], bool],
+        stats: CleanerStats,
+        txns: CleanedTransactionMetadata,
+    ) -> bytes | memoryview | bytearray | None:
         if txns.on_batch_read(h):
             # Aborted: no reader may see these records; keep the producer's sequence only.
             if h.has_producer_id and last_of_producer(h):
