@@ -454,3 +454,15 @@ def test_describe_cluster_default_resource_lists_only_its_entries() -> None:
     )
     # The cluster default's view leaves out any broker's own value.
     assert [s.source for s in e.synonyms] == [DYN_DEFAULT, S, D]
+
+
+def test_incremental_alter_carries_over_a_foreign_topic_override() -> None:
+    """An override another version wrote neither blocks changes to the others nor its own
+    deletion."""
+    current = {"retention.ms": "1000", "future.feature": "on"}
+    changed = apply_incremental(current, [("segment.ms", AlterConfigOp.SET, "60000")])
+    assert changed == {"retention.ms": "1000", "segment.ms": "60000", "future.feature": "on"}
+    deleted = apply_incremental(current, [("future.feature", AlterConfigOp.DELETE, None)])
+    assert deleted == {"retention.ms": "1000"}
+    with pytest.raises(UnknownConfigError):
+        apply_incremental(current, [("other.future", AlterConfigOp.SET, "1")])

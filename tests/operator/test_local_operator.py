@@ -246,13 +246,19 @@ def test_a_broker_that_keeps_crashing_backs_off_and_says_why(spec_file: _SpecFil
 def test_a_broker_started_but_never_recorded_is_adopted_and_rolled(
     spec_file: _SpecFile,
 ) -> None:
-    """An operator stopped between starting a broker and writing its runtime.json: the next
-    one finds the process by its data directory instead of starting a second broker on its
-    port, then restarts it on the declared revision."""
+    """An operator stopped between starting a broker and writing its runtime.json, which
+    still names the broker's previous (dead) process: the next one finds the new process by
+    its command line instead of starting a second broker on its port, then restarts it on
+    the declared revision."""
     spec_file.write(1)
     spec = spec_file.load()
     runtime = LocalProcessRuntime(spec)
     spec.broker_dir(1).mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (spec.broker_dir(1) / "runtime.json").write_text(
+        json.dumps({"pid": gone.pid, "revision": "an-old-one", "port": spec.port(1)})
+    )
     orphan = subprocess.Popen(
         runtime.command(1),
         stdout=subprocess.DEVNULL,

@@ -3,6 +3,7 @@ picture of the cluster, and what it waits for."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,44 @@ def test_a_failed_removal_is_asked_for_again_when_due() -> None:
     plan = reconcile(spec, seen)
     assert plan.actions == [Action("remove", 3, "retrying a removal that failed")]
     assert plan.phase == "Degraded"
+
+
+def test_a_failed_removal_is_asked_again_later_and_later(tmp_path: Path) -> None:
+    """The operator's timer: due after removal_retry_after, then twice that after a retry
+    that fails again; forgotten once the broker drains."""
+    from artesian.operator.operator import Operator
+
+    spec = ClusterSpec(brokers=2, data_dir=tmp_path, first_port=1)  # nothing listens there
+    op = Operator(lambda: spec, runtime_for=lambda s: _NoRuntime(), removal_retry_after=0.5)
+
+    def due() -> bool:
+        seen = _healthy(spec, [1, 2, 3], b3_removal="FAILED")
+        op._observe_failed_removals(seen)
+        return seen.brokers[3].removal_retry_due
+
+    assert not due()
+    time.sleep(0.6)
+    assert due()
+    op._act(Action("remove", 3, "retrying a removal that failed"))  # unreachable: logged only
+    assert not due()
+    time.sleep(0.3)
+    assert not due()  # the second wait is twice the first
+    time.sleep(0.8)
+    assert due()
+    drained = _healthy(spec, [1, 2, 3], b3_removal="DRAINED")
+    op._observe_failed_removals(drained)
+    assert op._removal_failed == {}
+
+
+class _NoRuntime:
+    def running(self) -> dict[int, str | None]:
+        return {}
+
+    def start(self, node: int) -> None:
+        raise AssertionError("not expected")
+
+    def stop(self, node: int) -> None:
+        raise AssertionError("not expected")
+
+    def last_exit(self, node: int) -> str | None:
+        return None

@@ -678,6 +678,55 @@ def test_markers_go_once_their_transactions_have_nothing_left(tmp_path: Path) ->
             lg.close()
 
 
+def test_a_removed_marker_leaves_no_snapshot_that_reopens_its_transaction(
+    tmp_path: Path,
+) -> None:
+    """A's transaction (offset 0) and its marker (2) sit in different segments, cleaned as
+    different groups. Once the marker goes, the snapshots of the rewritten range go too: a
+    rebuild that starts from the one at offset 2 (which holds the transaction open) would
+    never see it end, and the last stable offset would stay at 0 for good."""
+    config = compact_config(**{"delete.retention.ms": 1000, "segment.bytes": 100})
+    lm = LogManager(tmp_path, config)
+    lm.startup(NOW)
+    log = lm.get_or_create_log("t", 0, config, NOW)
+    now = [NOW]
+    cleaner = LogCleaner(lm, CleanerConfig(io_buffer_size=4096), clock=lambda: now[0])
+    try:
+        assert append(log, txn_batch(A, 0, rows=[(b"k", b"1")])) == (0, 0)
+        log.roll(NOW)
+        assert put(log, b"k", b"2") == 1  # k@0 goes: nothing of A's transaction is left
+        log.roll(NOW)
+        assert marker(log, A, commit=True) == 2
+        log.roll(NOW)
+        plain = encode_batch(
+            [(b"z", b"1", NOW, ())], producer_id=A, producer_epoch=0, base_sequence=1
+        )
+        assert append(log, plain) == (3, 3)  # A's last batch: not transactional
+        log.roll(NOW)
+        assert put(log, b"active", b"1") == 4
+        assert 2 in log.producer_state.snapshot_offsets()
+        assert cleaner.clean_once().cleaned  # the marker gets its horizon
+        now[0] = NOW + 2000
+        log.roll(now[0])
+        assert put(log, b"active", b"2") == 5
+        assert cleaner.clean_once().cleaned  # ... and goes
+        assert [s[0] for s in shape(log)] == [1, 3, 4, 5]
+        assert [o for o in log.producer_state.snapshot_offsets() if o < 4] == []
+        path = log.dir
+        log.close()
+        # Recovery from offset 2 (the emptied segment of the marker) rebuilds the indexes from
+        # there, starting from a snapshot at or below it if one is left.
+        reopened = Log.open(path, "t", 0, config, 2, 0, now[0], clean_shutdown=False)
+        try:
+            assert reopened.first_unstable_offset is None
+            assert reopened.last_stable_offset == 6
+        finally:
+            reopened.close()
+    finally:
+        for lg in lm.all_logs():
+            lg.close()
+
+
 def test_cleaner_keeps_header_of_aborted_last_batch_and_state_after_restart(
     env: tuple[Log, LogCleaner],
 ) -> None:

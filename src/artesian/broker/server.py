@@ -139,6 +139,8 @@ class Broker:
         # Brokers whose sessions in the metadata store are open (KRaft's unfenced brokers),
         # as of the last heartbeat round; the lowest id among them acts as the controller.
         self.live_brokers: frozenset[int] = frozenset()
+        self._skipped_dynamic: list[str] = []  # dynamic configs last found unusable
+        self._warned_unclean: set[tuple[str, str]] = set()
         # The data directory's id (meta.properties' directory.id, as KRaft's): a session in
         # the store held by another directory is another broker with this node.id; one held
         # by this directory is this broker's previous run (the .lock excludes two at once).
@@ -816,16 +818,19 @@ class Broker:
             )
 
         before = layers()
-        skipped = cfg.update_dynamic(configs.get(str(self.node_id), {}), configs.get("", {}))
-        after = layers()
-        if after == before:
-            return
-        if skipped:
+        skipped = sorted(
+            set(cfg.update_dynamic(configs.get(str(self.node_id), {}), configs.get("", {})))
+        )
+        if skipped and skipped != self._skipped_dynamic:
             log.warning(
                 "ignoring dynamic broker configs this version cannot apply: %s (remove them "
                 "with `artesian cluster config [--broker ID] --delete-config NAME`)",
-                ", ".join(sorted(set(skipped))),
+                ", ".join(skipped),
             )
+        self._skipped_dynamic = skipped
+        after = layers()
+        if after == before:
+            return
         log.info("dynamic broker configs: this broker %s, cluster default %s", *after)
         if self.leader_throttle is not None:
             self.leader_throttle.quota.set_rate(cfg.get_int("leader.replication.throttled.rate"))
@@ -1009,7 +1014,14 @@ class Broker:
                 try:
                     return bool(parse(TOPIC_CONFIGS[UNCLEAN], raw))
                 except ConfigError:
-                    log.warning("topic %s: cannot read %s=%r", topic.name, UNCLEAN, raw)
+                    if (topic.name, raw) not in self._warned_unclean:
+                        self._warned_unclean.add((topic.name, raw))
+                        log.warning(
+                            "topic %s: cannot read %s=%r; the broker's value applies",
+                            topic.name,
+                            UNCLEAN,
+                            raw,
+                        )
             return bool(self.config.topic_default(UNCLEAN))
 
         records = self.controller.plan_elections(self.live_brokers, unclean)

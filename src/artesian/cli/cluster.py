@@ -195,11 +195,19 @@ def _alter_broker_configs(
         )
 
 
+def _source_name(code: int) -> str:
+    from artesian.config.definitions import ConfigSource
+
+    try:
+        return ConfigSource(code).name
+    except ValueError:
+        return "UNKNOWN"  # a source newer than this client
+
+
 def _describe_broker_configs(client: Any, name: str) -> list[dict[str, Any]]:
     from kio.schema.describe_configs.v4 import request as dc
     from kio.static.primitive import i8
 
-    from artesian.config.definitions import ConfigSource
     from artesian.metadata.image import BROKER_RESOURCE
 
     resource = dc.DescribeConfigsResource(
@@ -219,7 +227,7 @@ def _describe_broker_configs(client: Any, name: str) -> list[dict[str, Any]]:
         {
             "name": c.name,
             "value": c.value,
-            "source": ConfigSource(int(c.config_source)).name,
+            "source": _source_name(int(c.config_source)),
             "read_only": c.read_only,
         }
         for c in sorted(result.configs, key=lambda c: c.name)

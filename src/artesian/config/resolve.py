@@ -307,7 +307,9 @@ def apply_incremental(
                 parts.remove(item)
         result[name] = ",".join(parts)
     if definitions is TOPIC_CONFIGS:
-        return validate_topic_overrides(result)
+        foreign = {k: v for k, v in result.items() if k not in TOPIC_CONFIGS}
+        known = validate_topic_overrides({k: v for k, v in result.items() if k not in foreign})
+        return {**foreign, **known}
     for name in touched:
         parse(definitions[name], result[name])
     return result

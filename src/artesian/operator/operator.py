@@ -70,8 +70,8 @@ class Operator:
     ) -> None:
         """``crash_backoff``: the first and the longest wait before restarting a broker that
         keeps crashing; ``crash_reset_after``: seconds of running that clear its record;
-        ``removal_retry_after``: seconds between requests to drain a broker whose removal
-        failed."""
+        ``removal_retry_after``: seconds before asking again to drain a broker whose removal
+        failed, doubling with each failure up to 16 times that."""
         self.load_spec = load_spec
         self.spec = load_spec()
         self.runtime_for = runtime_for
@@ -87,7 +87,8 @@ class Operator:
         self._started: dict[int, tuple[float, str]] = {}
         self.crashes: dict[int, CrashRecord] = {}
         self.removal_retry_after = removal_retry_after
-        self._removal_asked: dict[int, float] = {}  # node -> when this operator last asked
+        # node -> (when its removal was last seen to fail anew, times asked again since)
+        self._removal_failed: dict[int, tuple[float, int]] = {}
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -142,12 +143,23 @@ class Operator:
         self._observe_crashes(spec, seen, running)
         if running:
             self._observe_cluster(spec, seen, sorted(running))
+        self._observe_failed_removals(seen)
+        return seen
+
+    def _observe_failed_removals(self, seen: Observation) -> None:
+        """A removal that FAILED is due to be asked for again after removal_retry_after,
+        doubling with each retry that fails too (up to 16 times)."""
         now = time.monotonic()
+        if not seen.reachable:
+            return  # removal states unknown
+        for node in list(self._removal_failed):
+            if seen.broker(node).removal not in ("FAILED", "PENDING", "IN_PROGRESS"):
+                del self._removal_failed[node]  # drained, cancelled, or gone
         for b in seen.brokers.values():
             if b.removal == "FAILED":
-                asked = self._removal_asked.setdefault(b.node_id, now)
-                b.removal_retry_due = now - asked >= self.removal_retry_after
-        return seen
+                since, retries = self._removal_failed.setdefault(b.node_id, (now, 0))
+                wait = self.removal_retry_after * 2 ** min(retries, 4)
+                b.removal_retry_due = now - since >= wait
 
     def _observe_crashes(
         self, spec: ClusterSpec, seen: Observation, running: dict[int, str | None]
@@ -172,13 +184,16 @@ class Operator:
                 "crashed", node, f"{last_exit or 'exited'} ({uptime:.0f} s after its start)"
             )
         first, longest = self.crash_backoff
+        for node in [n for n in self.crashes if n > spec.brokers]:
+            del self.crashes[node]  # no longer declared: history, not a member
         for node, crash in self.crashes.items():
-            b = seen.broker(node)
-            if b.running or crash.revision != spec.revision(node):
+            if crash.revision != spec.revision(node):
                 continue
+            b = seen.broker(node)
             b.crashes, b.last_exit = crash.count, crash.last_exit
-            wait = crash_backoff(crash.count, first, longest)
-            b.restart_in = max(0.0, crash.at + wait - now)
+            if not b.running:
+                wait = crash_backoff(crash.count, first, longest)
+                b.restart_in = max(0.0, crash.at + wait - now)
 
     def _observe_cluster(self, spec: ClusterSpec, seen: Observation, running: list[int]) -> None:
         try:
@@ -236,8 +251,10 @@ class Operator:
             self.runtime.stop(node)
             self._start(node)
         elif action.kind in ("remove", "cancel_removal"):
-            if action.kind == "remove":
-                self._removal_asked[node] = time.monotonic()
+            failed = self._removal_failed.get(node)
+            if action.kind == "remove" and failed is not None:
+                # Counted as failing anew from now, should the balancer fail it again.
+                self._removal_failed[node] = (time.monotonic(), failed[1] + 1)
             command = "remove_brokers" if action.kind == "remove" else "cancel_removals"
             self._balancer_command({command: [node]})
 

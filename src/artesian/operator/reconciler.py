@@ -45,7 +45,8 @@ class BrokerObservation:
     registered: bool = False
     """In the cluster's metadata (live or not)."""
     crashes: int = 0
-    """Times in a row it exited on its own soon after being started."""
+    """Times in a row it exited on its own soon after being started (kept while it runs,
+    until it has run long enough to clear the record)."""
     restart_in: float = 0.0
     """Seconds before it may be started again (the crash-loop backoff)."""
     last_exit: str | None = None
@@ -89,14 +90,14 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
 
     for node in declared:
         b = seen.broker(node)
+        if b.crashes >= CRASH_LOOP and not (b.running and b.live):
+            plan.phase = "Degraded"  # until it serves again, not only while it waits
         if not b.running:
             if b.restart_in > 0:
                 plan.waiting_for = (
                     f"broker {node} to be started again in {b.restart_in:.0f} s: it crashed "
                     f"{b.crashes} times in a row (last: {b.last_exit})"
                 )
-                if b.crashes >= CRASH_LOOP:
-                    plan.phase = "Degraded"
             elif b.crashes:
                 plan.actions.append(Action("start", node, f"crashed ({b.last_exit})"))
             else:

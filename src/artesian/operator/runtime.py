@@ -69,25 +69,41 @@ class LocalProcessRuntime:
             return False
         return any(a == b"--data-dir" and b == data_dir for a, b in itertools.pairwise(args))
 
-    def _adopt_orphan(self, node: int) -> bool:
-        """A broker of this directory that no runtime.json names (an operator stopped between
-        starting it and recording it): record it, with no revision, so the next pass rolls it
-        onto the declared one instead of starting a second broker on its port."""
-        wanted = str(self.spec.broker_dir(node)).encode()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and self._runs_broker(int(entry.name), wanted):
-                pid = int(entry.name)
-                self._write_state(
-                    node, {"pid": pid, "revision": None, "port": self.spec.port(node)}
-                )
-                log.warning(
-                    "adopted broker %d (pid %d): it runs without a runtime.json (an operator "
-                    "stopped while starting it); it will be restarted on the declared revision",
-                    node,
-                    pid,
-                )
-                return True
-        return False
+    def _unrecorded_brokers(self) -> dict[str, int]:
+        """Data dir -> pid of this user's ``artesian broker`` processes, by their command
+        lines, for brokers an operator started but did not record (it stopped between
+        starting one and writing its runtime.json). Empty without /proc."""
+        found: dict[str, int] = {}
+        uid = os.getuid()
+        try:
+            entries = [e for e in os.scandir("/proc") if e.name.isdigit()]
+        except OSError:
+            return found
+        for entry in entries:
+            try:
+                if entry.stat().st_uid != uid:
+                    continue
+                args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            # As command() writes it: python -m artesian.cli.main broker ... --data-dir DIR
+            if args[1:4] != [b"-m", b"artesian.cli.main", b"broker"]:
+                continue
+            for a, b in itertools.pairwise(args):
+                if a == b"--data-dir":
+                    found[b.decode(errors="replace")] = int(entry.name)
+        return found
+
+    def _adopt(self, node: int, pid: int) -> None:
+        """Record an unrecorded broker, with no revision, so the next pass rolls it onto the
+        declared one instead of starting a second broker on its port."""
+        self._write_state(node, {"pid": pid, "revision": None, "port": self.spec.port(node)})
+        log.warning(
+            "adopted broker %d (pid %d): it ran without being recorded (an operator stopped "
+            "while starting it); it will be restarted on the declared revision",
+            node,
+            pid,
+        )
 
     def _write_state(self, node: int, state: dict[str, object]) -> None:
         tmp = self._state_file(node).with_suffix(".tmp")
@@ -98,6 +114,7 @@ class LocalProcessRuntime:
         found: dict[int, str | None] = {}
         if not self.spec.data_dir.is_dir():
             return found
+        orphans: dict[str, int] | None = None  # read from /proc once, if needed
         for d in self.spec.data_dir.glob("broker-*"):
             try:
                 node = int(d.name.removeprefix("broker-"))
@@ -107,8 +124,13 @@ class LocalProcessRuntime:
             if state and isinstance(state.get("pid"), int) and self._alive(node, state["pid"]):  # type: ignore[arg-type]
                 revision = state.get("revision")
                 found[node] = revision if isinstance(revision, str) else None
-            elif state is None and node not in self._children and self._adopt_orphan(node):
-                found[node] = None  # no revision: the reconciler rolls it
+            elif node not in self._children or self._children[node].poll() is not None:
+                if orphans is None:
+                    orphans = self._unrecorded_brokers()
+                pid = orphans.get(str(self.spec.broker_dir(node)))
+                if pid is not None:
+                    self._adopt(node, pid)
+                    found[node] = None  # no revision: the reconciler rolls it
         return found
 
     def command(self, node: int) -> list[str]:

@@ -972,6 +972,13 @@ class Log:
             if not ok:
                 cleaned.delete()
                 return False
+            # As Kafka's deleteProducerSnapshots: a snapshot inside the rewritten range may
+            # hold a transaction open whose marker the cleaner removed; replaying from it
+            # would never see it end. The one at the next segment's base stays valid. First,
+            # so a crash in the renames below cannot leave one (deleting is always safe).
+            self.producer_state.delete_snapshots_in(
+                cleaned.base_offset, segs[start + len(old)].base_offset
+            )
             cleaned.change_file_suffix(SWAP_SUFFIX)
             self._segments = [*segs[:start], cleaned, *segs[start + len(old) :]]
             self._bases = [s.base_offset for s in self._segments]

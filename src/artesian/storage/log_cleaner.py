@@ -492,8 +492,11 @@ class TransactionsKept:
         self._open: set[int] = set()  # producers with a batch of their transaction kept
         self.kept_markers: set[int] = set()  # offsets of the control batches written
 
-    def batch_kept(self, h: BatchHeader) -> None:
-        if h.is_transactional and not h.is_control:
+    def written(self, h: BatchHeader) -> None:
+        """``h``'s batch stays in the cleaned log (as it was, rebuilt or as an empty header)."""
+        if h.is_control:
+            self.kept_markers.add(h.last_offset)  # its aborted-transaction entry stays too
+        elif h.is_transactional:
             self._open.add(h.producer_id)
 
     def marker_removable(self, h: BatchHeader, batch: bytes | memoryview) -> bool:
@@ -684,8 +687,7 @@ class Cleaner:
                     )
                     if out is None:
                         continue
-                    if h.is_control:  # an aborted transaction's entry stays with its marker
-                        kept_txns.kept_markers.add(h.last_offset)
+                    kept_txns.written(h)
                     pending += out
                     last_offset = h.last_offset
                     max_ts = max(max_ts, _max_timestamp(out))
@@ -739,32 +741,15 @@ class Cleaner:
                 if horizon is None:
                     stats.messages_written += h.records_count
                     data = _records_part(batch, h)
-                    records = [
+                    spans = [
                         (h.base_timestamp + ts_delta, start, ts_end, end)
                         for _, ts_delta, _, _, start, ts_end, end in _iter_records(
                             data, h.records_count
                         )
                     ]
-                    return rebuild_batch(h, data, records, now_ms + delete_retention_ms)
+                    return rebuild_batch(h, data, spans, now_ms + delete_retention_ms)
             stats.messages_written += h.records_count
             return batch
-        out = self._filter_data_batch(
-            h, batch, now_ms, delete_retention_ms, last_of_producer, stats, txns
-        )
-        if out is not None:
-            kept_txns.batch_kept(h)
-        return out
-
-    def _filter_data_batch(
-        self,
-        h: BatchHeader,
-        batch: memoryview,
-        now_ms: int,
-        delete_retention_ms: int,
-        last_of_producer: Callable[[BatchHeader], bool],
-        stats: CleanerStats,
-        txns: CleanedTransactionMetadata,
-    ) -> bytes | memoryview | bytearray | None:
         if txns.on_batch_read(h):
             # Aborted: no reader may see these records; keep the producer's sequence only.
             if h.has_producer_id and last_of_producer(h):

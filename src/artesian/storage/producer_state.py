@@ -522,6 +522,13 @@ class ProducerStateManager:
             if off < offset:
                 self._unlink(off)
 
+    def delete_snapshots_in(self, start: int, end: int) -> None:
+        """Remove snapshots at offsets in [start, end): the cleaner rewrote those segments, and
+        a snapshot there may know of transactions whose markers it removed."""
+        for off in self.snapshot_offsets():
+            if start <= off < end:
+                self._unlink(off)
+
     def delete_snapshots_after(self, offset: int) -> None:
         for off in self.snapshot_offsets():
             if off > offset:

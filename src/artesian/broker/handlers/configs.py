@@ -196,8 +196,18 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
             f"Topic '{res.resource_name}' does not exist.",
         )
     try:
-        new = validate_topic_overrides(_wanted(res, incremental, topic.configs), broker.config)
-        _check_remote_storage_disable(broker, topic.configs, new)
+        wanted = _wanted(res, incremental, topic.configs)
+        # An override this version does not know (another wrote it) is carried over as it
+        # is; it must not block changes to the others.
+        foreign = {
+            k: v for k, v in wanted.items() if k not in TOPIC_CONFIGS and topic.configs.get(k) == v
+        }
+        validated = validate_topic_overrides(
+            {k: v for k, v in wanted.items() if k not in foreign}, broker.config
+        )
+        old = {k: v for k, v in topic.configs.items() if k in TOPIC_CONFIGS}
+        _check_remote_storage_disable(broker, old, validated)
+        new = {**foreign, **validated}
     except ConfigError as e:
         raise ControllerError(ErrorCode.invalid_config, str(e)) from e
     except ValueError as e:
