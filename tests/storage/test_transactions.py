@@ -604,6 +604,21 @@ def test_cleaner_drops_aborted_records_without_shadowing_committed_ones(
     assert (log.dir / "00000000000000000000.txnindex.deleted").exists()
 
 
+def _assert_no_transaction_open_after_recovery(
+    log: Log, config: LogConfig, recovery_point: int, now_ms: int, end: int
+) -> None:
+    """Close ``log`` and reopen it as after a crash: no transaction is open, the last stable
+    offset is the log end."""
+    path = log.dir
+    log.close()
+    reopened = Log.open(path, "t", 0, config, recovery_point, 0, now_ms, clean_shutdown=False)
+    try:
+        assert reopened.first_unstable_offset is None
+        assert reopened.last_stable_offset == end
+    finally:
+        reopened.close()
+
+
 def test_markers_go_once_their_transactions_have_nothing_left(tmp_path: Path) -> None:
     """A marker whose transaction has no batch left gets a delete horizon, and the first
     cleaning after it removes the marker and its aborted-transaction entry; markers of
@@ -665,14 +680,7 @@ def test_markers_go_once_their_transactions_have_nothing_left(tmp_path: Path) ->
             (12, 0),
         ]
         assert log.collect_aborted_transactions(0, 100) == []
-        path = log.dir
-        log.close()
-        reopened = Log.open(path, "t", 0, config, 0, 0, now[0], clean_shutdown=False)
-        try:
-            assert reopened.first_unstable_offset is None
-            assert reopened.last_stable_offset == 13
-        finally:
-            reopened.close()
+        _assert_no_transaction_open_after_recovery(log, config, 0, now[0], 13)
     finally:
         for lg in lm.all_logs():
             lg.close()
@@ -712,16 +720,9 @@ def test_a_removed_marker_leaves_no_snapshot_that_reopens_its_transaction(
         assert cleaner.clean_once().cleaned  # ... and goes
         assert [s[0] for s in shape(log)] == [1, 3, 4, 5]
         assert [o for o in log.producer_state.snapshot_offsets() if o < 4] == []
-        path = log.dir
-        log.close()
         # Recovery from offset 2 (the emptied segment of the marker) rebuilds the indexes from
         # there, starting from a snapshot at or below it if one is left.
-        reopened = Log.open(path, "t", 0, config, 2, 0, now[0], clean_shutdown=False)
-        try:
-            assert reopened.first_unstable_offset is None
-            assert reopened.last_stable_offset == 6
-        finally:
-            reopened.close()
+        _assert_no_transaction_open_after_recovery(log, config, 2, now[0], 6)
     finally:
         for lg in lm.all_logs():
             lg.close()
