@@ -20,11 +20,15 @@ $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
 up: $(VENV)/.installed
 	$(BIN)/artesian up
 
+# One worker per core (pytest-xdist), a test file per worker at a time: most tests wait on
+# broker processes, so two workers halve the suite on two cores.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadfile
+
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
