@@ -7,21 +7,38 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 _handed_out: set[int] = set()
+# pytest-xdist workers are separate processes: they claim ports in a directory of this run.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_CLAIMS = Path(tempfile.gettempdir(), f"artesian-test-ports-{_RUN}") if _RUN else None
+
+
+def claim_port(port: int) -> bool:
+    """Reserve ``port`` for this test run: False if this process or another worker of the run
+    already has. The OS may offer a port again at once, and two brokers then clash."""
+    if port in _handed_out:
+        return False
+    if _CLAIMS is not None:
+        _CLAIMS.mkdir(exist_ok=True)
+        try:
+            os.close(os.open(_CLAIMS / str(port), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+    _handed_out.add(port)
+    return True
 
 
 def free_port() -> int:
-    """A port no process listens on, and never one this test run handed out before: the OS
-    may offer a port again at once, and a broker's listener and metrics port then clash."""
+    """A port no process listens on, and never one this test run handed out before."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
+        if claim_port(port):
             return port
 
 

@@ -87,8 +87,9 @@ class Operator:
         self._started: dict[int, tuple[float, str]] = {}
         self.crashes: dict[int, CrashRecord] = {}
         self.removal_retry_after = removal_retry_after
-        # node -> (when its removal was last seen to fail anew, times asked again since)
-        self._removal_failed: dict[int, tuple[float, int]] = {}
+        # node -> (when its removal was last seen to fail anew, None while a retry runs;
+        # times asked again since)
+        self._removal_failed: dict[int, tuple[float | None, int]] = {}
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -150,16 +151,20 @@ class Operator:
         """A removal that FAILED is due to be asked for again after removal_retry_after,
         doubling with each retry that fails too (up to 16 times)."""
         now = time.monotonic()
-        if not seen.reachable:
+        if not seen.reachable or seen.balancer_state is None:
             return  # removal states unknown
-        for node in list(self._removal_failed):
-            if seen.broker(node).removal not in ("FAILED", "PENDING", "IN_PROGRESS"):
+        for node, (since, retries) in list(self._removal_failed.items()):
+            b = seen.brokers.get(node)
+            removal = b.removal if b is not None else None
+            if removal not in ("FAILED", "PENDING", "IN_PROGRESS"):
                 del self._removal_failed[node]  # drained, cancelled, or gone
+            elif removal == "FAILED" and since is None:
+                self._removal_failed[node] = (now, retries)  # failed again: wait from now
         for b in seen.brokers.values():
             if b.removal == "FAILED":
                 since, retries = self._removal_failed.setdefault(b.node_id, (now, 0))
                 wait = self.removal_retry_after * 2 ** min(retries, 4)
-                b.removal_retry_due = now - since >= wait
+                b.removal_retry_due = since is not None and now - since >= wait
 
     def _observe_crashes(
         self, spec: ClusterSpec, seen: Observation, running: dict[int, str | None]
@@ -253,8 +258,8 @@ class Operator:
         elif action.kind in ("remove", "cancel_removal"):
             failed = self._removal_failed.get(node)
             if action.kind == "remove" and failed is not None:
-                # Counted as failing anew from now, should the balancer fail it again.
-                self._removal_failed[node] = (time.monotonic(), failed[1] + 1)
+                # The next wait runs from when the balancer reports it FAILED again.
+                self._removal_failed[node] = (None, failed[1] + 1)
             command = "remove_brokers" if action.kind == "remove" else "cancel_removals"
             self._balancer_command({command: [node]})
 
