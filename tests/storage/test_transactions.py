@@ -4,6 +4,7 @@ crashes and truncation), snapshots, and log compaction of transactional data."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -604,6 +605,23 @@ def test_cleaner_drops_aborted_records_without_shadowing_committed_ones(
     assert (log.dir / "00000000000000000000.txnindex.deleted").exists()
 
 
+@contextlib.contextmanager
+def _cleaning(tmp_path: Path, config: LogConfig) -> Iterator[tuple[Log, LogCleaner, list[int]]]:
+    """A compacted log and its cleaner, whose clock reads ``now[0]`` (tests move it)."""
+    lm = LogManager(tmp_path, config)
+    lm.startup(NOW)
+    now = [NOW]
+    try:
+        yield (
+            lm.get_or_create_log("t", 0, config, NOW),
+            LogCleaner(lm, CleanerConfig(io_buffer_size=4096), clock=lambda: now[0]),
+            now,
+        )
+    finally:
+        for lg in lm.all_logs():
+            lg.close()
+
+
 def _assert_no_transaction_open_after_recovery(
     log: Log, config: LogConfig, recovery_point: int, now_ms: int, end: int
 ) -> None:
@@ -624,12 +642,7 @@ def test_markers_go_once_their_transactions_have_nothing_left(tmp_path: Path) ->
     cleaning after it removes the marker and its aborted-transaction entry; markers of
     transactions with data stay. The log then reopens with no transaction open."""
     config = compact_config(**{"delete.retention.ms": 1000})
-    lm = LogManager(tmp_path, config)
-    lm.startup(NOW)
-    log = lm.get_or_create_log("t", 0, config, NOW)
-    now = [NOW]
-    cleaner = LogCleaner(lm, CleanerConfig(io_buffer_size=4096), clock=lambda: now[0])
-    try:
+    with _cleaning(tmp_path, config) as (log, cleaner, now):
         assert append(log, txn_batch(A, 0, rows=[(b"k", b"1")])) == (0, 0)
         assert marker(log, A, commit=True) == 1
         assert append(log, txn_batch(A, 1, rows=[(b"k", b"2")])) == (2, 2)  # A's last
@@ -681,9 +694,6 @@ def test_markers_go_once_their_transactions_have_nothing_left(tmp_path: Path) ->
         ]
         assert log.collect_aborted_transactions(0, 100) == []
         _assert_no_transaction_open_after_recovery(log, config, 0, now[0], 13)
-    finally:
-        for lg in lm.all_logs():
-            lg.close()
 
 
 def test_a_removed_marker_leaves_no_snapshot_that_reopens_its_transaction(
@@ -694,12 +704,7 @@ def test_a_removed_marker_leaves_no_snapshot_that_reopens_its_transaction(
     rebuild that starts from the one at offset 2 (which holds the transaction open) would
     never see it end, and the last stable offset would stay at 0 for good."""
     config = compact_config(**{"delete.retention.ms": 1000, "segment.bytes": 100})
-    lm = LogManager(tmp_path, config)
-    lm.startup(NOW)
-    log = lm.get_or_create_log("t", 0, config, NOW)
-    now = [NOW]
-    cleaner = LogCleaner(lm, CleanerConfig(io_buffer_size=4096), clock=lambda: now[0])
-    try:
+    with _cleaning(tmp_path, config) as (log, cleaner, now):
         assert append(log, txn_batch(A, 0, rows=[(b"k", b"1")])) == (0, 0)
         log.roll(NOW)
         assert put(log, b"k", b"2") == 1  # k@0 goes: nothing of A's transaction is left
@@ -723,9 +728,6 @@ def test_a_removed_marker_leaves_no_snapshot_that_reopens_its_transaction(
         # Recovery from offset 2 (the emptied segment of the marker) rebuilds the indexes from
         # there, starting from a snapshot at or below it if one is left.
         _assert_no_transaction_open_after_recovery(log, config, 2, now[0], 6)
-    finally:
-        for lg in lm.all_logs():
-            lg.close()
 
 
 def test_cleaner_keeps_header_of_aborted_last_batch_and_state_after_restart(

@@ -67,7 +67,7 @@ class LocalProcessRuntime:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
-        return any(a == b"--data-dir" and b == data_dir for a, b in itertools.pairwise(args))
+        return _data_dir_arg(args) == data_dir
 
     def _unrecorded_brokers(self) -> dict[str, int]:
         """Data dir -> pid of this user's ``artesian broker`` processes, by their command
@@ -87,11 +87,9 @@ class LocalProcessRuntime:
             except OSError:
                 continue
             # As command() writes it: python -m artesian.cli.main broker ... --data-dir DIR
-            if args[1:4] != [b"-m", b"artesian.cli.main", b"broker"]:
-                continue
-            for a, b in itertools.pairwise(args):
-                if a == b"--data-dir":
-                    found[b.decode(errors="replace")] = int(entry.name)
+            data_dir = _data_dir_arg(args)
+            if args[1:4] == [b"-m", b"artesian.cli.main", b"broker"] and data_dir is not None:
+                found[data_dir.decode(errors="replace")] = int(entry.name)
         return found
 
     def _adopt(self, node: int, pid: int) -> None:
@@ -215,3 +213,8 @@ def _last_line(path: Path, window: int = 4096) -> str | None:
         if line.strip():
             return line.strip()[:300]
     return None
+
+
+def _data_dir_arg(args: list[bytes]) -> bytes | None:
+    """The value of ``--data-dir`` in a command line split at NULs."""
+    return next((b for a, b in itertools.pairwise(args) if a == b"--data-dir"), None)
