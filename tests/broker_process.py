@@ -73,11 +73,11 @@ class BrokerProcess:
             "-m",
             "artesian.cli.main",
             "broker",
-            "--listen",
-            self.bootstrap,
             "--data-dir",
             str(self.data_dir),
         ]
+        if "listeners" not in self.settings:  # else the settings name self.port themselves
+            cmd += ["--listen", self.bootstrap]
         for k, v in self.settings.items():
             cmd += ["--set", f"{k}={v}"]
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.authenticator import AuthenticationFailed, SaslAuthenticator
 from artesian.broker.response import RawResponse
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
@@ -27,6 +28,7 @@ from artesian.protocol.framing import FrameDecoder, FrameTooLarge, InvalidFrameS
 from artesian.storage.segment import FileSlice
 
 if TYPE_CHECKING:
+    from artesian.broker.listeners import Listener
     from artesian.broker.server import Broker
 
 log = logging.getLogger("artesian.connection")
@@ -46,9 +48,20 @@ class RequestContext:
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, listener: Listener) -> None:
         self.broker = broker
-        self.decoder = FrameDecoder(broker.config.get_int("socket.request.max.bytes"))
+        self.listener = listener
+        # Kafka's principal: the SASL user, the TLS client certificate's subject, or anonymous.
+        self.principal = "User:ANONYMOUS"
+        self.authenticator: SaslAuthenticator | None = None
+        max_frame = broker.config.get_int("socket.request.max.bytes")
+        if listener.sasl:
+            settings = broker.sasl_settings[listener.name]
+            self.authenticator = SaslAuthenticator(settings, broker.scram_credential)
+            # Until authenticated, a frame is at most a SASL token (Kafka's limit too).
+            max_frame = min(max_frame, settings.max_receive_size)
+        self.decoder = FrameDecoder(max_frame)
+        self._close_after_send = False
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._queue: collections.deque[bytes | bytearray] = collections.deque()
@@ -67,7 +80,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         sock = transport.get_extra_info("socket")
-        self._sock_fd = sock.fileno() if sock is not None else -1
+        # Under TLS the bytes must go through the transport: no sendfile.
+        self._sock_fd = sock.fileno() if sock is not None and not self.listener.tls else -1
+        if self.listener.tls and self.authenticator is None:
+            subject = _certificate_subject(transport.get_extra_info("peercert"))
+            if subject:
+                self.principal = f"User:{subject}"
         if sock is not None:
             for key, opt in (
                 ("socket.send.buffer.bytes", socket.SO_SNDBUF),
@@ -98,12 +116,27 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             frames = self.decoder.buffer_updated(nbytes)
         except (FrameTooLarge, InvalidFrameSize) as e:
-            log.warning(
-                "closing connection from %s: %s (raise socket.request.max.bytes if this "
-                "client is legitimate)",
-                self.peer,
-                e,
-            )
+            if self.authenticator is not None and not self.authenticator.complete:
+                what = (
+                    f"a frame of {e.size} bytes, larger than sasl.server.max.receive.size={e.limit}"
+                    if isinstance(e, FrameTooLarge)
+                    else str(e)
+                )
+                log.warning(
+                    "closing connection from %s on listener %s: %s, before authentication; is "
+                    "the client configured with security.protocol=%s?",
+                    self.peer,
+                    self.listener.name,
+                    what,
+                    self.listener.security_protocol,
+                )
+            else:
+                log.warning(
+                    "closing connection from %s: %s (raise socket.request.max.bytes if this "
+                    "client is legitimate)",
+                    self.peer,
+                    e,
+                )
             self.close()
             return
         if not frames:
@@ -184,11 +217,28 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._process()
 
     def _dispatch(self, frame: bytes | bytearray) -> Awaitable[None] | None:
+        auth = self.authenticator
+        if auth is not None and auth.raw_tokens and not auth.complete:
+            self._raw_sasl_token(auth, bytes(frame))
+            return None
         view = memoryview(frame)
         try:
             header = api.parse_request_header(view)
         except DecodeError as e:
             log.warning("closing connection from %s: malformed request header (%s)", self.peer, e)
+            self.close()
+            return None
+        if auth is not None and not auth.complete and not auth.allows(header.api_key):
+            log.warning(
+                "closing connection from %s on listener %s: %s before SASL authentication "
+                "completed; the client must use security.protocol=%s with a sasl.mechanism "
+                "of %s",
+                self.peer,
+                self.listener.name,
+                api.api_name(header.api_key),
+                self.listener.security_protocol,
+                ", ".join(auth.settings.mechanisms),
+            )
             self.close()
             return None
         broker = self.broker
@@ -257,6 +307,38 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         self._send(header, response, started)
 
+    # --- authentication ---------------------------------------------------------------------
+
+    def authenticated(self, principal: str) -> None:
+        """SASL succeeded: requests may now be as large as any other client's."""
+        self.principal = principal
+        self.decoder.max_frame_size = self.broker.config.get_int("socket.request.max.bytes")
+        self.broker.metrics.authentications.labels(self.listener.name, "success").inc()
+        log.debug("%s authenticated as %s on %s", self.peer, principal, self.listener.name)
+
+    def authentication_failed(self, reason: str) -> None:
+        """Answer what is being answered, then close (Kafka closes after a failed login)."""
+        self._close_after_send = True
+        self.broker.metrics.authentications.labels(self.listener.name, "failure").inc()
+        log.info(
+            "authentication failed for %s on listener %s: %s",
+            self.peer,
+            self.listener.name,
+            reason,
+        )
+
+    def _raw_sasl_token(self, auth: SaslAuthenticator, token: bytes) -> None:
+        """SaslHandshake v0: tokens come and go as bare size-prefixed frames."""
+        try:
+            reply = auth.authenticate(token)
+        except AuthenticationFailed as e:
+            self.authentication_failed(str(e))
+            self.close()  # v0 has no way to say why
+            return
+        self.write(len(reply).to_bytes(4, "big") + reply)
+        if auth.complete:
+            self.authenticated(auth.principal)
+
     # --- responses --------------------------------------------------------------------------
 
     def _send_unsupported(self, header: api.RequestHeader) -> None:
@@ -292,6 +374,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.write(
             api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
         )
+        if self._close_after_send:
+            self.close()  # the transport sends what it holds first
 
     def write(self, data: bytes | bytearray) -> None:
         if not self._closed and self.transport is not None:
@@ -336,3 +420,27 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     return
         if remaining > 0:
             self.transport.write(os.pread(part.fd, remaining, position))
+
+
+# RFC 4514 short names for the attributes Python's ssl reports by their long names.
+_DN_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "countryName": "C",
+    "domainComponent": "DC",
+    "emailAddress": "EMAILADDRESS",
+}
+
+
+def _certificate_subject(cert: Any) -> str:
+    """A client certificate's subject as Kafka's SSL principal writes it: RFC 2253, the
+    most specific name first (``CN=alice,O=Example,C=US``)."""
+    if not cert or "subject" not in cert:
+        return ""
+    parts = [
+        f"{_DN_NAMES.get(name, name)}={value}" for rdn in cert["subject"] for name, value in rdn
+    ]
+    return ",".join(reversed(parts))

@@ -18,6 +18,13 @@ class BrokerMetrics:
             ["request", "reason"],
             registry=r,
         )
+        # Kafka's successful-/failed-authentication-total, per listener.
+        self.authentications = Counter(
+            "kafka_server_socket_server_authentications",
+            "SASL authentications, by listener and result (success or failure).",
+            ["listener", "result"],
+            registry=r,
+        )
         self.request_latency = Histogram(
             "kafka_network_request_total_time_seconds",
             "Time from a request's arrival to its response, by API.",

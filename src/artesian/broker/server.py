@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -24,12 +25,21 @@ from prometheus_client import start_http_server
 
 from artesian.balancer.load import LoadSampler
 from artesian.balancer.self_balancer import SelfBalancer
+from artesian.broker.authenticator import SaslSettings
 from artesian.broker.fetch_session import FetchSessionCache
 from artesian.broker.handlers import HANDLERS, HandlerEntry
 from artesian.broker.internal_topic import (
     OFFSETS_TOPIC,
     TRANSACTION_STATE_TOPIC,
     InternalTopic,
+)
+from artesian.broker.listeners import (
+    Listener,
+    ListenerError,
+    advertised_endpoints,
+    inter_broker_listener,
+    parse_listeners,
+    server_ssl_context,
 )
 from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.producer_id_manager import ProducerIdManager
@@ -65,6 +75,7 @@ from artesian.metadata.store import (
 from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.replication.throttle import ReplicationThrottle, replica_listed
+from artesian.security.scram import ScramCredential, ScramMechanism
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, parse_partition_dir
@@ -170,7 +181,25 @@ class Broker:
         )
         self.load_sampler = LoadSampler()
         self.self_balancer = SelfBalancer(self)
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        # Checked before anything is opened: a listener that cannot work stops the start.
+        try:
+            self.listeners = parse_listeners(config, host, port)
+            self.inter_broker_listener = inter_broker_listener(config, self.listeners)
+            self._endpoints = advertised_endpoints(config, self.listeners)
+            self._ssl_contexts = {
+                lst: server_ssl_context(config, lst.name) if lst.tls else None
+                for lst in self.listeners
+            }
+            self.sasl_settings = {
+                lst.name: SaslSettings.from_config(config, lst.name)
+                for lst in self.listeners
+                if lst.sasl
+            }
+        except (ListenerError, ValueError) as e:
+            raise BrokerStartupError(str(e)) from e
+        # The address other brokers and Artesian's own tools use.
+        self.host, self.port = self.inter_broker_listener.host, self.inter_broker_listener.port
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._api_versions_fallback = _api_versions_fallback_body(self.handlers)
@@ -204,24 +233,25 @@ class Broker:
                 f"{self.data_dir} to cluster {self.cluster_id}: start the broker with the "
                 "store of its own cluster (artesian.metadata.store.url) or another --data-dir"
             )
-        advertised = self.config.get("advertised.listeners")
-        adv_host, adv_port = self.host, self.port
-        if advertised:
-            first = str(advertised[0] if isinstance(advertised, list) else advertised).split(",")[0]
-            adv_host, adv_port = parse_listener(first.split("://")[-1])
+        endpoints = self._endpoints
+        adv_host, adv_port = endpoints[self.inter_broker_listener.name]
+        endpoint_list = tuple((name, h, p) for name, (h, p) in endpoints.items())
         # The session opens first: brokers that read the registration find it live.
         self._refresh_live_brokers(self._renew_session())
         rack = self.config.get("broker.rack")
         rack = str(rack) if rack else None
-        registration = RegisterBrokerRecord(self.node_id, adv_host, adv_port, rack)
+        registration = RegisterBrokerRecord(
+            self.node_id, adv_host, adv_port, rack, endpoints=endpoint_list
+        )
 
         def register() -> list[MetadataRecord]:
             current = self.image.brokers.get(self.node_id)
-            if current is not None and (current.host, current.port, current.rack) == (
-                adv_host,
-                adv_port,
-                rack,
-            ):
+            if current is not None and (
+                current.host,
+                current.port,
+                current.rack,
+                current.endpoints,
+            ) == (adv_host, adv_port, rack, endpoints):
                 return []
             return [registration]
 
@@ -306,9 +336,18 @@ class Broker:
                 metrics_port, addr=self.host, registry=self.metrics.registry
             )
             log.info("Prometheus metrics on http://%s:%d/metrics", self.host, metrics_port)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
-        )
+        loop = asyncio.get_running_loop()
+        for listener, ssl_context in self._ssl_contexts.items():
+            self._servers.append(
+                await loop.create_server(
+                    functools.partial(self._new_connection, listener),
+                    listener.host or None,
+                    listener.port,
+                    reuse_address=True,
+                    backlog=1024,
+                    ssl=ssl_context,
+                )
+            )
         self._tasks = [
             asyncio.create_task(
                 self._every("artesian.metadata.poll.interval.ms", self._follow_metadata)
@@ -371,10 +410,9 @@ class Broker:
             ),
         ]
         log.info(
-            "broker %d listening on %s:%d (cluster %s, %d partitions, data in %s)",
+            "broker %d listening on %s (cluster %s, %d partitions, data in %s)",
             self.node_id,
-            self.host,
-            self.port,
+            ", ".join(f"{lst} ({lst.security_protocol})" for lst in self.listeners),
             self.cluster_id,
             len(self.replica_manager.partitions),
             self.data_dir,
@@ -546,10 +584,10 @@ class Broker:
         )
         return cluster_id
 
-    def _new_connection(self) -> KafkaConnection:
+    def _new_connection(self, listener: Listener) -> KafkaConnection:
         from artesian.broker.connection import KafkaConnection
 
-        return KafkaConnection(self)
+        return KafkaConnection(self, listener)
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -567,8 +605,8 @@ class Broker:
         """Stop accepting and dispatching, answer what is in flight, then flush and close
         every log (Kafka stops request processing before its replica manager)."""
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         self._controlled_shutdown()
         for conn in list(self.connections):
             conn.stop_reading()
@@ -799,6 +837,17 @@ class Broker:
         rm = self.replica_manager
         assert rm is not None
         return sorted(i for (name, i), p in rm.partitions.items() if name == topic and p.is_leader)
+
+    def scram_credential(self, user: str, mechanism: ScramMechanism) -> ScramCredential | None:
+        record = self.image.scram_credentials.get((user, mechanism.type_id))
+        if record is None:
+            return None
+        return ScramCredential(
+            bytes.fromhex(record.salt),
+            bytes.fromhex(record.stored_key),
+            bytes.fromhex(record.server_key),
+            record.iterations,
+        )
 
     def _address_of(self, node_id: int) -> tuple[str, int] | None:
         b = self.image.brokers.get(node_id)

@@ -21,6 +21,7 @@ from artesian.cli.produce import produce
 from artesian.cli.rebalance import rebalance_app
 from artesian.cli.topic import topic_app
 from artesian.cli.transactions import transactions_app
+from artesian.cli.users import users_app
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
 
@@ -51,11 +52,11 @@ def _event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None) -> None:
+def _run(listen: str | None, data_dir: Path, props: list[str], config_file: Path | None) -> None:
     from artesian.broker.server import BrokerStartupError, parse_listener, run_broker
 
     try:
-        host, port = parse_listener(listen)
+        host, port = parse_listener(listen or "127.0.0.1:9092")
     except ValueError as e:
         console.print(f"[red]--listen: {e}[/red]. Example: --listen 127.0.0.1:9092")
         raise typer.Exit(2) from e
@@ -64,6 +65,12 @@ def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None
     except ConfigError as e:
         console.print(f"[red]configuration error:[/red] {e}")
         raise typer.Exit(2) from e
+    if listen is not None and config.is_set("listeners"):
+        console.print(
+            "[red]give either --listen or the listeners config, not both[/red] (--listen "
+            "HOST:PORT is short for listeners=PLAINTEXT://HOST:PORT)"
+        )
+        raise typer.Exit(2)
     _event_loop_policy()
     try:
         asyncio.run(run_broker(config, data_dir, host, port))
@@ -72,7 +79,8 @@ def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None
         raise typer.Exit(2) from e
     except OSError as e:
         console.print(
-            f"[red]cannot start the broker on {listen}:[/red] {e.strerror or e}. "
+            f"[red]cannot start the broker on {listen or config.get('listeners')}:[/red] "
+            f"{e.strerror or e}. "
             "Is another broker using that port? Choose another with --listen."
         )
         raise typer.Exit(1) from e
@@ -80,7 +88,13 @@ def _run(listen: str, data_dir: Path, props: list[str], config_file: Path | None
 
 @app.command()
 def broker(
-    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "127.0.0.1:9092",
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT to listen on (PLAINTEXT) [default: 127.0.0.1:9092]. For several "
+            "listeners, or SSL and SASL, set listeners=NAME://HOST:PORT,... instead."
+        ),
+    ] = None,
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Directory for logs and metadata.")
     ] = Path(".artesian"),
@@ -182,6 +196,7 @@ app.add_typer(groups_app, name="groups")
 app.add_typer(bench_app, name="bench")
 app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(users_app, name="users")
 app.add_typer(rebalance_app, name="rebalance")
 app.add_typer(operator_app, name="operator")
 app.add_typer(controlplane_app, name="controlplane")

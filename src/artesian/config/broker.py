@@ -94,6 +94,136 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             None,
             "Listeners published to clients; defaults to listeners. Static in Artesian.",
         ),
+        _k(
+            "listener.security.protocol.map",
+            _S,
+            "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+            "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
+        ),
+        _k(
+            "inter.broker.listener.name",
+            _S,
+            None,
+            "Listener other brokers and Artesian's own tools use; defaults to the listener "
+            "whose protocol is security.inter.broker.protocol. It must be PLAINTEXT in this "
+            "version.",
+        ),
+        _k(
+            "security.inter.broker.protocol",
+            _S,
+            "PLAINTEXT",
+            "Protocol of the inter-broker listener when inter.broker.listener.name is unset. "
+            "Only PLAINTEXT in this version.",
+            ValidString(("PLAINTEXT",)),
+        ),
+        _k(
+            "sasl.enabled.mechanisms",
+            _LS,
+            ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"],
+            "SASL mechanisms offered on SASL listeners. Kafka's default is GSSAPI, which "
+            "Artesian does not implement.",
+            ValidList(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+        ),
+        ConfigKey(
+            "sasl.jaas.config",
+            ConfigType.PASSWORD,
+            None,
+            "JAAS login module for a SASL listener, as listener.name.<listener>.<mechanism>."
+            'sasl.jaas.config; PLAIN\'s users are its user_<name>="<password>" options.',
+            read_only=True,
+        ),
+        _k(
+            "sasl.server.max.receive.size",
+            _I,
+            524_288,
+            "Largest SASL token accepted before authentication.",
+            _GE1,
+        ),
+        _k(
+            "connections.max.reauth.ms",
+            _L,
+            0,
+            "Re-authentication interval (KIP-368). Only 0 (off) is supported in this version.",
+            Range(0, 0),
+        ),
+        _k(
+            "ssl.keystore.type",
+            _S,
+            "PEM",
+            "Key store format: PEM or PKCS12. Kafka's default, JKS, is Java-only.",
+            ValidString(("PEM", "PKCS12")),
+        ),
+        ConfigKey(
+            "ssl.keystore.location",
+            _S,
+            None,
+            "The broker's certificate and private key: a PEM file holding both, or a PKCS12 file.",
+            read_only=True,
+        ),
+        ConfigKey(
+            "ssl.keystore.password",
+            ConfigType.PASSWORD,
+            None,
+            "PKCS12 store password.",
+            read_only=True,
+        ),
+        ConfigKey(
+            "ssl.key.password",
+            ConfigType.PASSWORD,
+            None,
+            "Password of an encrypted private key.",
+            read_only=True,
+        ),
+        ConfigKey(
+            "ssl.keystore.certificate.chain",
+            ConfigType.PASSWORD,
+            None,
+            "The certificate chain in PEM, inline (with ssl.keystore.key instead of a file).",
+            read_only=True,
+        ),
+        ConfigKey(
+            "ssl.keystore.key",
+            ConfigType.PASSWORD,
+            None,
+            "The private key in PEM, inline.",
+            read_only=True,
+        ),
+        _k(
+            "ssl.truststore.type",
+            _S,
+            "PEM",
+            "Trust store format: PEM only. Kafka's default, JKS, is Java-only.",
+            ValidString(("PEM",)),
+        ),
+        _k(
+            "ssl.truststore.location",
+            _S,
+            None,
+            "CA certificates (PEM) that client certificates must chain to (ssl.client.auth).",
+        ),
+        ConfigKey(
+            "ssl.truststore.certificates",
+            ConfigType.PASSWORD,
+            None,
+            "CA certificates in PEM, inline.",
+            read_only=True,
+        ),
+        _k(
+            "ssl.client.auth",
+            _S,
+            "none",
+            "Ask clients for a certificate: none, requested or required. A client "
+            "authenticated by certificate gets the principal User:<subject DN>.",
+            ValidString(("none", "requested", "required")),
+        ),
+        _k(
+            "ssl.enabled.protocols",
+            _LS,
+            ["TLSv1.2", "TLSv1.3"],
+            "TLS versions accepted.",
+            ValidList(("TLSv1.2", "TLSv1.3")),
+        ),
+        _k("ssl.cipher.suites", _LS, [], "OpenSSL cipher list for TLSv1.2 (empty: defaults)."),
         _k("socket.request.max.bytes", _I, 104_857_600, "Largest request accepted.", _GE1),
         _k("socket.send.buffer.bytes", _I, 102_400, "SO_SNDBUF for sockets (-1 = OS default)."),
         _k("socket.receive.buffer.bytes", _I, 102_400, "SO_RCVBUF for sockets (-1 = OS default)."),
@@ -850,6 +980,9 @@ class BrokerConfig:
         try:
             return self._definitions[name]
         except KeyError:
+            base = _listener_base(name)
+            if base is not None and base in self._definitions:
+                return self._definitions[base]
             close = difflib.get_close_matches(name, self._definitions, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UnknownConfigError(name, f"Unknown broker config name: {name}{hint}") from None
@@ -915,6 +1048,16 @@ class BrokerConfig:
 
     def key(self, name: str) -> ConfigKey:
         return self._key(name)
+
+    def for_listener(self, listener: str, name: str, mechanism: str | None = None) -> ConfigValue:
+        """Kafka's listener overrides: ``listener.name.<listener>.[<mechanism>.]<name>``
+        (listener and mechanism in lower case) wins over ``name``."""
+        prefix = f"listener.name.{listener.lower()}."
+        candidates = [f"{prefix}{mechanism.lower()}.{name}"] if mechanism else []
+        for full in (*candidates, prefix + name):
+            if full in self._state[2]:
+                return self._state[2][full]
+        return self.get(name)
 
     def is_set(self, name: str) -> bool:
         """Set by someone: statically or dynamically (not left at its default)."""
@@ -1090,6 +1233,19 @@ class BrokerConfig:
         v = self.topic_default(topic_name)
         assert isinstance(v, int)
         return v
+
+
+def _listener_base(name: str) -> str | None:
+    """The config a ``listener.name.<listener>.[<mechanism>.]<config>`` override sets."""
+    if not name.startswith("listener.name."):
+        return None
+    rest = name[len("listener.name.") :].split(".", 1)
+    if len(rest) < 2:
+        return None
+    after_listener = rest[1]
+    if after_listener.startswith(("plain.", "scram-sha-256.", "scram-sha-512.")):
+        return after_listener.split(".", 1)[1]
+    return after_listener
 
 
 def _split(value: ConfigValue) -> list[str]:

@@ -15,8 +15,10 @@ from artesian.metadata.records import (
     ProducerIdsRecord,
     RegisterBrokerRecord,
     RemoveTopicRecord,
+    RemoveUserScramCredentialRecord,
     TopicRecord,
     UnregisterBrokerRecord,
+    UserScramCredentialRecord,
 )
 
 TOPIC_RESOURCE = 2
@@ -61,6 +63,13 @@ class BrokerImage:
     host: str
     port: int
     rack: str | None
+    endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Advertised (host, port) by listener name."""
+
+    def endpoint(self, listener: str) -> tuple[str, int] | None:
+        """Where clients of ``listener`` reach this broker; None when it has no such
+        listener (Kafka then leaves the broker out of that listener's metadata)."""
+        return self.endpoints.get(listener)
 
 
 @dataclass(slots=True)
@@ -79,6 +88,10 @@ class MetadataImage:
     removals: dict[int, BrokerRemovalRecord] = field(default_factory=dict)
     """Each broker's latest removal state (the self-balancer drains those in progress)."""
     balancer_task: BalancerTaskRecord | None = None
+    scram_credentials: dict[tuple[str, int], UserScramCredentialRecord] = field(
+        default_factory=dict
+    )
+    """SCRAM credentials by (user, mechanism id)."""
 
     def reassigning(self) -> list[tuple[TopicImage, PartitionImage]]:
         """Partitions with a reassignment in flight."""
@@ -134,8 +147,12 @@ class MetadataImage:
                     else:
                         target[name] = value
             case RegisterBrokerRecord():
+                # A registration from before named listeners was on PLAINTEXT.
+                endpoints = {name: (host, port) for name, host, port in record.endpoints} or {
+                    "PLAINTEXT": (record.host, record.port)
+                }
                 self.brokers[record.node_id] = BrokerImage(
-                    record.node_id, record.host, record.port, record.rack
+                    record.node_id, record.host, record.port, record.rack, endpoints
                 )
                 # A removed broker that registers again is a new member.
                 removal = self.removals.get(record.node_id)
@@ -147,6 +164,10 @@ class MetadataImage:
                 self.removals[record.node_id] = record
             case BalancerTaskRecord():
                 self.balancer_task = record
+            case UserScramCredentialRecord(name=name, mechanism=mechanism):
+                self.scram_credentials[(name, mechanism)] = record
+            case RemoveUserScramCredentialRecord(name=name, mechanism=mechanism):
+                self.scram_credentials.pop((name, mechanism), None)
             case ClusterRecord(cluster_id=cid):
                 self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):

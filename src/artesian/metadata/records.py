@@ -60,6 +60,9 @@ class RegisterBrokerRecord:
     port: int
     rack: str | None = None
     incarnation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # (listener name, advertised host, port) for every listener; host and port above are the
+    # inter-broker listener's. Records from before listeners had names leave it empty.
+    endpoints: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,6 +117,27 @@ class BalancerTaskRecord:
     reason: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class UserScramCredentialRecord:
+    """A user's SCRAM credential for one mechanism (KRaft's record of that name): what the
+    server needs to verify a proof, never the password. Bytes are hex."""
+
+    TYPE: ClassVar[str] = "user_scram_credential"
+    name: str
+    mechanism: int  # Kafka's ScramMechanism id: 1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512
+    salt: str
+    stored_key: str
+    server_key: str
+    iterations: int
+
+
+@dataclass(slots=True, frozen=True)
+class RemoveUserScramCredentialRecord:
+    TYPE: ClassVar[str] = "remove_user_scram_credential"
+    name: str
+    mechanism: int
+
+
 MetadataRecord = (
     ClusterRecord
     | TopicRecord
@@ -125,6 +149,8 @@ MetadataRecord = (
     | UnregisterBrokerRecord
     | BrokerRemovalRecord
     | BalancerTaskRecord
+    | UserScramCredentialRecord
+    | RemoveUserScramCredentialRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -140,6 +166,8 @@ _TYPES: dict[str, type] = {
         UnregisterBrokerRecord,
         BrokerRemovalRecord,
         BalancerTaskRecord,
+        UserScramCredentialRecord,
+        RemoveUserScramCredentialRecord,
     )
 }
 
@@ -154,5 +182,7 @@ def decode_record(kind: str, payload: str) -> MetadataRecord:
     for key in ("replicas", "isr", "adding_replicas", "removing_replicas"):
         if key in data:
             data[key] = tuple(data[key])
+    if "endpoints" in data:
+        data["endpoints"] = tuple(tuple(e) for e in data["endpoints"])
     record: MetadataRecord = cls(**data)
     return record

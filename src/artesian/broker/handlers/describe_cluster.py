@@ -32,16 +32,18 @@ def handle(ctx: Any, request: Any) -> Any:
             brokers=(),
             cluster_authorized_operations=-(2**31),
         )
+    listener = ctx.connection.listener.name
     brokers = tuple(
         make(
             mod.DescribeClusterBroker,
             broker_id=b.node_id,
-            host=b.host,
-            port=b.port,
+            host=address[0],
+            port=address[1],
             rack=b.rack,
             is_fenced=b.node_id not in broker.live_brokers,
         )
         for b in broker.image.brokers.values()
+        if (address := b.endpoint(listener)) is not None
     )
     return make(
         mod.DescribeClusterResponse,

@@ -44,6 +44,12 @@ def _lookup(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, str | None
     return ErrorCode.none, None, leader
 
 
+def _address(ctx: Any, node: Any) -> tuple[str, int]:
+    """The coordinator as reached on the client's listener."""
+    address = node.endpoint(ctx.connection.listener.name) if node is not None else None
+    return address if address is not None else ("", -1)
+
+
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(API_KEY, ctx.header.api_version)
@@ -52,13 +58,14 @@ def handle(ctx: Any, request: Any) -> Any:
         coordinators = []
         for key in request.coordinator_keys:
             code, message, node = _lookup(broker, key, key_type)
+            host, port = _address(ctx, node)
             coordinators.append(
                 make(
                     mod.Coordinator,
                     key=key,
                     node_id=node.node_id if node else -1,
-                    host=node.host if node else "",
-                    port=node.port if node else -1,
+                    host=host,
+                    port=port,
                     error_code=code,
                     error_message=message,
                 )
@@ -69,12 +76,13 @@ def handle(ctx: Any, request: Any) -> Any:
             coordinators=tuple(coordinators),
         )
     code, message, node = _lookup(broker, request.key, key_type)
+    host, port = _address(ctx, node)
     return make(
         mod.FindCoordinatorResponse,
         throttle_time=datetime.timedelta(0),
         error_code=code,
         error_message=message,
         node_id=node.node_id if node else -1,
-        host=node.host if node else "",
-        port=node.port if node else -1,
+        host=host,
+        port=port,
     )

@@ -71,7 +71,8 @@ def handle(ctx: Any, request: Any) -> Any:
     if requested is None:
         # Every topic: clients poll this often, so the encoded body is cached per metadata
         # offset (1,000 partitions take milliseconds to encode, microseconds to resend).
-        key = (API_KEY, version, image.offset, broker.live_brokers)
+        listener = ctx.connection.listener.name
+        key = (API_KEY, version, listener, image.offset, broker.live_brokers)
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
@@ -79,7 +80,7 @@ def handle(ctx: Any, request: Any) -> Any:
             _topic_entry(mod, t, t.name in INTERNAL_TOPICS, broker.live_brokers)
             for t in image.topics.values()
         ]
-        entity = _response(mod, broker, entries)
+        entity = _response(mod, broker, entries, listener)
         body = bytearray()
         writer_for(type(entity))(body, entity)
         response = RawResponse([bytes(body)], len(body))
@@ -87,7 +88,7 @@ def handle(ctx: Any, request: Any) -> Any:
         broker.response_cache = {
             k: v
             for k, v in broker.response_cache.items()
-            if not (isinstance(k, tuple) and k[:2] == (API_KEY, version))
+            if not (isinstance(k, tuple) and k[:3] == (API_KEY, version, listener))
         }
         broker.response_cache[key] = response
         return response
@@ -116,14 +117,22 @@ def handle(ctx: Any, request: Any) -> Any:
             entries.append(_error_entry(mod, name, None, ErrorCode.unknown_topic_or_partition))
             continue
         entries.append(_topic_entry(mod, topic, topic.name in INTERNAL_TOPICS, broker.live_brokers))
-    return _response(mod, broker, entries)
+    return _response(mod, broker, entries, ctx.connection.listener.name)
 
 
-def _response(mod: Any, broker: Any, topics: list[Any]) -> Any:
+def _response(mod: Any, broker: Any, topics: list[Any], listener: str) -> Any:
+    # Each broker as reached on the client's listener. Fenced brokers, and brokers without
+    # that listener, are left out, as in Kafka.
     brokers = tuple(
-        make(mod.MetadataResponseBroker, node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
+        make(
+            mod.MetadataResponseBroker,
+            node_id=b.node_id,
+            host=address[0],
+            port=address[1],
+            rack=b.rack,
+        )
         for b in broker.image.brokers.values()
-        if b.node_id in broker.live_brokers  # fenced brokers are left out, as in Kafka
+        if b.node_id in broker.live_brokers and (address := b.endpoint(listener)) is not None
     )
     return make(
         mod.MetadataResponse,

@@ -1,0 +1,227 @@
+"""Listeners: where the broker accepts connections, and how each one is secured.
+
+Kafka's model and names: ``listeners=NAME://host:port,...``, each name mapped to a security
+protocol by ``listener.security.protocol.map`` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL);
+``advertised.listeners`` is what clients are told, per listener name; a client is always
+given the addresses of the listener it connected to. ``ssl.*`` and ``sasl.*`` settings may be
+set per listener as ``listener.name.<name>.<config>``.
+
+Differences from Kafka, on purpose: key and trust stores are PEM (files or inline), since JKS
+is Java's own format; and the inter-broker listener must be PLAINTEXT in this version, which
+is how clusters that expose SASL_SSL to clients usually run their private network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from artesian.config.broker import BrokerConfig
+
+__all__ = [
+    "SECURITY_PROTOCOLS",
+    "Listener",
+    "ListenerError",
+    "advertised_endpoints",
+    "inter_broker_listener",
+    "parse_listeners",
+    "server_ssl_context",
+]
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class ListenerError(ValueError):
+    """A listener setting that cannot work; the message says which and how to fix it."""
+
+
+@dataclass(slots=True, frozen=True)
+class Listener:
+    name: str
+    security_protocol: str
+    host: str  # to bind; "" binds every interface, as in Kafka
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    def __str__(self) -> str:
+        return f"{self.name}://{self.host}:{self.port}"
+
+
+def _protocol_map(config: BrokerConfig) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for entry in _items(config.get("listener.security.protocol.map")):
+        name, sep, protocol = entry.partition(":")
+        if not sep or protocol.strip().upper() not in SECURITY_PROTOCOLS:
+            raise ListenerError(
+                f"listener.security.protocol.map: {entry!r} is not NAME:PROTOCOL with PROTOCOL "
+                f"one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        mapping[name.strip().upper()] = protocol.strip().upper()
+    return mapping
+
+
+def _items(value: object) -> list[str]:
+    return [s.strip() for s in str(value or "").split(",") if s.strip()]
+
+
+def _split_uri(uri: str, setting: str) -> tuple[str, str, int]:
+    name, sep, address = uri.partition("://")
+    if not sep:
+        name, address = "PLAINTEXT", uri
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ListenerError(
+            f"{setting}: {uri!r} is not NAME://HOST:PORT (e.g. SASL_SSL://0.0.0.0:9093)"
+        )
+    return name.strip().upper(), host.strip("[]"), int(port)
+
+
+def parse_listeners(config: BrokerConfig, host: str, port: int) -> list[Listener]:
+    """The listeners to bind: ``listeners`` when set, else PLAINTEXT on ``host:port`` (the
+    ``--listen`` address)."""
+    if not config.is_set("listeners"):
+        return [Listener("PLAINTEXT", "PLAINTEXT", host, port)]
+    protocols = _protocol_map(config)
+    listeners: list[Listener] = []
+    for uri in _items(config.get("listeners")):
+        name, lhost, lport = _split_uri(uri, "listeners")
+        if name not in protocols:
+            raise ListenerError(
+                f"listeners: no security protocol for listener {name}; name it in "
+                "listener.security.protocol.map (e.g. "
+                f"listener.security.protocol.map={name}:SASL_SSL,...)"
+            )
+        if any(lst.name == name for lst in listeners):
+            raise ListenerError(f"listeners: listener {name} is given twice")
+        if any(lst.port == lport and lst.host == lhost for lst in listeners):
+            raise ListenerError(f"listeners: two listeners bind {lhost}:{lport}")
+        listeners.append(Listener(name, protocols[name], lhost, lport))
+    if not listeners:
+        raise ListenerError("listeners is set but names no listener")
+    return listeners
+
+
+def inter_broker_listener(config: BrokerConfig, listeners: list[Listener]) -> Listener:
+    """The listener other brokers (and Artesian's own tools) reach this one on."""
+    wanted = config.get("inter.broker.listener.name")
+    if wanted:
+        found = [lst for lst in listeners if lst.name == str(wanted).upper()]
+        what = f"inter.broker.listener.name={wanted}"
+    else:
+        protocol = str(config.get("security.inter.broker.protocol"))
+        found = [lst for lst in listeners if lst.name == protocol]
+        what = f"a listener named {protocol} (security.inter.broker.protocol)"
+    if not found:
+        raise ListenerError(
+            f"the inter-broker listener must be one of the listeners, but there is no {what} "
+            f"among {', '.join(lst.name for lst in listeners)}. Add one, e.g. "
+            "listeners=INTERNAL://127.0.0.1:9091,... with inter.broker.listener.name=INTERNAL "
+            "and INTERNAL:PLAINTEXT in listener.security.protocol.map"
+        )
+    if found[0].security_protocol != "PLAINTEXT":
+        raise ListenerError(
+            f"the inter-broker listener {found[0].name} is {found[0].security_protocol}; in "
+            "this version it must be PLAINTEXT (on a private address). Add a PLAINTEXT "
+            "listener for brokers and name it in inter.broker.listener.name"
+        )
+    return found[0]
+
+
+def advertised_endpoints(
+    config: BrokerConfig, listeners: list[Listener]
+) -> dict[str, tuple[str, int]]:
+    """What clients of each listener are told: ``advertised.listeners`` where it names the
+    listener, else the bound address (this host's name where it binds every interface)."""
+    advertised: dict[str, tuple[str, int]] = {}
+    for uri in _items(config.get("advertised.listeners")):
+        name, host, port = _split_uri(uri, "advertised.listeners")
+        if name not in {lst.name for lst in listeners}:
+            raise ListenerError(
+                f"advertised.listeners names {name}, which is not in listeners "
+                f"({', '.join(lst.name for lst in listeners)})"
+            )
+        advertised[name] = (host, port)
+    for lst in listeners:
+        if lst.name not in advertised:
+            host = lst.host if lst.host not in ("", "0.0.0.0", "::") else socket.getfqdn()
+            advertised[lst.name] = (host, lst.port)
+    return advertised
+
+
+def server_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
+    """The TLS server context of one listener, from its ``ssl.*`` settings."""
+
+    def get(name: str) -> str | None:
+        value = config.for_listener(listener, name)
+        return None if value is None or value == "" else str(value)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    versions = config.for_listener(listener, "ssl.enabled.protocols") or []
+    assert isinstance(versions, list)
+    enabled = [v for name, v in _TLS_VERSIONS.items() if name in {str(x) for x in versions}]
+    if not enabled:
+        raise ListenerError(f"listener {listener}: ssl.enabled.protocols enables no TLS version")
+    context.minimum_version, context.maximum_version = enabled[0], enabled[-1]
+    ciphers = config.for_listener(listener, "ssl.cipher.suites") or []
+    if ciphers:
+        assert isinstance(ciphers, list)
+        try:
+            context.set_ciphers(":".join(ciphers))
+        except ssl.SSLError as e:
+            raise ListenerError(f"listener {listener}: ssl.cipher.suites: {e}") from e
+    location = get("ssl.keystore.location")
+    chain, key = get("ssl.keystore.certificate.chain"), get("ssl.keystore.key")
+    password = get("ssl.key.password")
+    try:
+        if location:
+            context.load_cert_chain(location, password=password)
+        elif chain and key:
+            with _pem_file(chain + "\n" + key) as path:
+                context.load_cert_chain(path, password=password)
+        else:
+            raise ListenerError(
+                f"listener {listener} uses TLS: set ssl.keystore.location (a "
+                "PEM file with the certificate chain and private key) or "
+                "ssl.keystore.certificate.chain with ssl.keystore.key"
+            )
+    except (OSError, ssl.SSLError) as e:
+        raise ListenerError(f"listener {listener}: cannot load its key store: {e}") from e
+    client_auth = str(config.for_listener(listener, "ssl.client.auth"))
+    if client_auth != "none":
+        trust, inline = get("ssl.truststore.location"), get("ssl.truststore.certificates")
+        if not trust and not inline:
+            raise ListenerError(
+                f"listener {listener}: ssl.client.auth={client_auth} needs the CAs client "
+                "certificates chain to: set ssl.truststore.location (PEM)"
+            )
+        try:
+            context.load_verify_locations(cafile=trust, cadata=inline)
+        except (OSError, ssl.SSLError) as e:
+            raise ListenerError(f"listener {listener}: cannot load its trust store: {e}") from e
+        context.verify_mode = ssl.CERT_REQUIRED if client_auth == "required" else ssl.CERT_OPTIONAL
+    return context
+
+
+@contextlib.contextmanager
+def _pem_file(text: str) -> Iterator[str]:
+    # ssl loads certificate chains from files only; this one lives for the load alone.
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        yield path
+    finally:
+        os.unlink(path)

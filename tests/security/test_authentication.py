@@ -1,0 +1,534 @@
+"""SSL and SASL listeners, driven by real clients: confluent-kafka (librdkafka), kafka-python
+and aiokafka log in with PLAIN and SCRAM, over plain TCP and TLS, against one broker with
+four listeners. Raw frames check the error codes and the closing of connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+from kio.schema.alter_user_scram_credentials.v0 import request as alter_scram
+from kio.schema.describe_user_scram_credentials.v0 import request as describe_scram
+from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
+
+from artesian.security.plain import plain_client_token
+from artesian.security.scram import MECHANISMS, ScramClient, salted_password
+from tests.broker_process import BrokerProcess, free_port
+from tests.kafka_wire import WireConn, request_frame
+from tests.tls_certs import Certificates, make_certificates
+
+PLAIN_JAAS = (
+    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+    'user_alice="alice-secret" user_carol="carol;secret";'
+)
+SCRAM_USERS = {"bob": "bob-secret", "dave": "dave secret"}
+
+
+class SecuredBroker:
+    def __init__(self, proc: BrokerProcess, ports: dict[str, int], certs: Certificates) -> None:
+        self.proc = proc
+        self.ports = ports
+        self.certs = certs
+
+    def bootstrap(self, listener: str) -> str:
+        return f"127.0.0.1:{self.ports[listener]}"
+
+    def client_conf(self, listener: str, mechanism: str = "", user: str = "") -> dict[str, str]:
+        conf = {"bootstrap.servers": self.bootstrap(listener), "security.protocol": listener}
+        if listener in ("SSL", "SASL_SSL"):
+            conf["ssl.ca.location"] = str(self.certs.ca)
+        if mechanism:
+            password = SCRAM_USERS.get(user) or {"alice": "alice-secret"}[user]
+            conf |= {"sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password}
+        return conf
+
+
+def _upsert(admin: AdminClient, user: str, password: str, mechanism: ScramMechanism) -> None:
+    upsertion = UserScramCredentialUpsertion(
+        user, ScramCredentialInfo(mechanism, 8192), password.encode()
+    )
+    for future in admin.alter_user_scram_credentials([upsertion]).values():
+        assert future.result() is None
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    root = tmp_path_factory.mktemp("secured")
+    certs = make_certificates(root / "certs")
+    proc = BrokerProcess(root / "broker")
+    ports = {
+        "PLAINTEXT": proc.port,
+        "SASL_PLAINTEXT": free_port(),
+        "SSL": free_port(),
+        "SASL_SSL": free_port(),
+    }
+    proc.settings = {
+        "listeners": ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items()),
+        "ssl.keystore.location": str(certs.server),
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+        "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS,
+    }
+    proc.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": proc.bootstrap})
+        for user, password in SCRAM_USERS.items():
+            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+                _upsert(admin, user, password, mechanism)
+        yield SecuredBroker(proc, ports, certs)
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.log_tail()
+
+
+def _round_trip(conf: dict[str, str], topic: str, count: int = 5) -> list[tuple[int, bytes]]:
+    """Produce ``count`` records with acks=all, then read them back from the start."""
+    producer = Producer({**conf, "acks": "all"})
+    delivered: list[tuple[int, bytes]] = []
+    for i in range(count):
+        producer.produce(
+            topic,
+            f"{topic}-{i}".encode(),
+            on_delivery=lambda err, msg: (
+                delivered.append((msg.offset(), msg.value())) if err is None else None
+            ),
+        )
+    assert producer.flush(20) == 0
+    consumer = Consumer({**conf, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append((msg.offset(), msg.value()))
+    finally:
+        consumer.close()
+    assert delivered == got
+    return got
+
+
+def _expected(topic: str, count: int = 5) -> list[tuple[int, bytes]]:
+    return [(i, f"{topic}-{i}".encode()) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("listener", "mechanism", "user"),
+    [
+        ("SASL_PLAINTEXT", "PLAIN", "alice"),
+        ("SASL_PLAINTEXT", "SCRAM-SHA-256", "bob"),
+        ("SASL_PLAINTEXT", "SCRAM-SHA-512", "dave"),
+        ("SASL_SSL", "SCRAM-SHA-512", "bob"),
+        ("SASL_SSL", "PLAIN", "alice"),
+        ("SSL", "", ""),
+    ],
+)
+def test_librdkafka_logs_in_and_round_trips(
+    secured: SecuredBroker, listener: str, mechanism: str, user: str
+) -> None:
+    topic = f"rt-{listener}-{mechanism or 'none'}".lower()
+    assert _round_trip(secured.client_conf(listener, mechanism, user), topic) == _expected(topic)
+
+
+def test_metadata_gives_the_addresses_of_the_clients_listener(secured: SecuredBroker) -> None:
+    for listener in secured.ports:
+        mechanism, user = ("SCRAM-SHA-256", "bob") if "SASL" in listener else ("", "")
+        admin = AdminClient(secured.client_conf(listener, mechanism, user))
+        brokers = admin.list_topics(timeout=10).brokers
+        assert {(b.host, b.port) for b in brokers.values()} == {
+            ("127.0.0.1", secured.ports[listener])
+        }
+
+
+def test_kafka_python_and_aiokafka_log_in_with_scram_over_tls(secured: SecuredBroker) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from kafka import KafkaConsumer, KafkaProducer
+
+    tls = ssl.create_default_context(cafile=str(secured.certs.ca))
+    common = {
+        "bootstrap_servers": secured.bootstrap("SASL_SSL"),
+        "security_protocol": "SASL_SSL",
+        "ssl_context": tls,
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "dave",
+        "sasl_plain_password": "dave secret",
+    }
+    producer = KafkaProducer(acks="all", **common)
+    offsets = [producer.send("kp-scram", f"k{i}".encode()).get(10).offset for i in range(3)]
+    producer.close()
+    assert offsets == [0, 1, 2]
+    consumer = KafkaConsumer(
+        "kp-scram", auto_offset_reset="earliest", consumer_timeout_ms=5000, **common
+    )
+    assert [(m.offset, m.value) for m in consumer] == [(0, b"k0"), (1, b"k1"), (2, b"k2")]
+    consumer.close()
+
+    async def aiokafka_round_trip() -> list[tuple[int, bytes]]:
+        aio = {**common, "sasl_mechanism": "SCRAM-SHA-512"}
+        producer = AIOKafkaProducer(acks="all", **aio)
+        await producer.start()
+        try:
+            for i in range(3):
+                await producer.send_and_wait("aio-scram", f"a{i}".encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer("aio-scram", auto_offset_reset="earliest", **aio)
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=10_000, max_records=3)
+            return [(m.offset, m.value) for msgs in batches.values() for m in msgs]
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(aiokafka_round_trip()) == [(0, b"a0"), (1, b"a1"), (2, b"a2")]
+
+
+def test_a_wrong_password_is_refused_and_others_carry_on(secured: SecuredBroker) -> None:
+    errors: list[Any] = []
+    conf = secured.client_conf("SASL_PLAINTEXT", "SCRAM-SHA-256", "bob")
+    conf["sasl.password"] = "not-bobs"
+    admin = AdminClient({**conf, "error_cb": errors.append})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=3)
+    admin.poll(1)  # serves error_cb
+    assert errors and errors[0].code() == -169  # librdkafka's _AUTHENTICATION
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-256" in errors[0].str()
+    topic = "after-a-failed-login"
+    assert _round_trip(secured.client_conf("SASL_PLAINTEXT", "PLAIN", "alice"), topic) == (
+        _expected(topic)
+    )
+    assert "authentication failed for 127.0.0.1:" in secured.proc.log_tail(400)
+
+
+# --- raw frames ---------------------------------------------------------------------------
+
+
+def _metadata_request() -> MetadataRequest:
+    return MetadataRequest(
+        topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False
+    )
+
+
+def _handshake(conn: WireConn, mechanism: str, version: int = 1) -> Any:
+    return conn.request(17, version, SaslHandshakeRequest(mechanism=mechanism))
+
+
+def _authenticate(conn: WireConn, token: bytes) -> Any:
+    return conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=token))
+
+
+def test_plain_failure_codes_and_the_connection_closes(secured: SecuredBroker) -> None:
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        handshake = _handshake(conn, "PLAIN")
+        assert (handshake.error_code, handshake.mechanisms) == (
+            0,
+            ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"),
+        )
+        answer = _authenticate(conn, plain_client_token("alice", "wrong"))
+        assert answer.error_code == 58  # SASL_AUTHENTICATION_FAILED
+        assert answer.error_message == "Authentication failed: Invalid username or password"
+        conn.expect_closed()
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        _handshake(conn, "PLAIN")
+        answer = _authenticate(conn, plain_client_token("carol", "carol;secret"))
+        assert (answer.error_code, answer.error_message) == (0, None)
+        metadata = conn.request(3, 12, _metadata_request())
+        assert [b.port for b in metadata.brokers] == [secured.ports["SASL_PLAINTEXT"]]
+        # Logged in: a second login is a protocol error, answered, the connection kept.
+        assert _handshake(conn, "PLAIN").error_code == 34  # ILLEGAL_SASL_STATE
+
+
+def test_scram_exchange_on_the_wire(secured: SecuredBroker) -> None:
+    mechanism = MECHANISMS["SCRAM-SHA-512"]
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        assert _handshake(conn, "SCRAM-SHA-512").error_code == 0
+        client = ScramClient(mechanism, "bob", "bob-secret")
+        first = _authenticate(conn, client.first_message())
+        assert first.error_code == 0
+        final = _authenticate(conn, client.final_message(first.auth_bytes))
+        assert final.error_code == 0
+        client.verify_server_final(final.auth_bytes)
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        _handshake(conn, "SCRAM-SHA-512")
+        garbage = _authenticate(conn, b"\xff\x00not scram")
+        assert garbage.error_code == 58
+        conn.expect_closed()
+
+
+def test_unsupported_mechanism_lists_the_enabled_ones_then_closes(secured: SecuredBroker) -> None:
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        answer = _handshake(conn, "GSSAPI")
+        assert answer.error_code == 33  # UNSUPPORTED_SASL_MECHANISM
+        assert answer.mechanisms == ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+        conn.expect_closed()
+
+
+def test_requests_before_authentication_close_the_connection(secured: SecuredBroker) -> None:
+    mark = secured.proc.log_mark()
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        conn.send(request_frame(3, 12, 1, _metadata_request()))
+        conn.expect_closed()
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        # SaslAuthenticate before SaslHandshake: out of order.
+        conn.send(request_frame(36, 2, 1, SaslAuthenticateRequest(auth_bytes=b"x")))
+        conn.expect_closed()
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        # A frame far larger than any SASL token, before authentication.
+        conn.send(struct.pack(">i", 10_000_000) + b"\x00" * 64)
+        conn.expect_closed()
+    log = secured.proc.log_tail(400, since=mark)
+    assert "metadata before SASL authentication completed" in log
+    assert "sasl_authenticate before SASL authentication completed" in log
+    assert "a frame of 10000000 bytes, larger than sasl.server.max.receive.size=524288" in log
+    # Others carry on.
+    topic = "after-bad-frames"
+    assert _round_trip(secured.client_conf("SASL_PLAINTEXT", "SCRAM-SHA-256", "bob"), topic) == (
+        _expected(topic)
+    )
+
+
+def test_handshake_v0_sends_bare_tokens(secured: SecuredBroker) -> None:
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        assert _handshake(conn, "PLAIN", version=0).error_code == 0
+        token = plain_client_token("alice", "alice-secret")
+        conn.send(struct.pack(">i", len(token)) + token)
+        assert conn.recv_frame() == b""  # PLAIN's empty answer, size-prefixed
+        metadata = conn.request(3, 12, _metadata_request())
+        assert [b.port for b in metadata.brokers] == [secured.ports["SASL_PLAINTEXT"]]
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        _handshake(conn, "PLAIN", version=0)
+        token = plain_client_token("alice", "nope")
+        conn.send(struct.pack(">i", len(token)) + token)
+        conn.expect_closed()
+
+
+def test_sasl_on_a_plaintext_listener_is_an_illegal_state(secured: SecuredBroker) -> None:
+    with WireConn(secured.ports["PLAINTEXT"]) as conn:
+        assert _handshake(conn, "PLAIN").error_code == 34
+        answer = _authenticate(conn, b"\x00alice\x00alice-secret")
+        assert answer.error_code == 34
+        # Still open and usable.
+        metadata = conn.request(3, 12, _metadata_request())
+        assert [b.port for b in metadata.brokers] == [secured.ports["PLAINTEXT"]]
+
+
+def test_a_plaintext_client_on_a_tls_listener_does_not_hurt_it(secured: SecuredBroker) -> None:
+    frame = request_frame(3, 12, 1, _metadata_request())
+    with socket.create_connection(("127.0.0.1", secured.ports["SSL"]), timeout=5) as sock:
+        sock.sendall(frame)
+        try:
+            data = sock.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            data = b""
+    assert data == b"" or data[0] == 0x15  # nothing, or a TLS alert: never Kafka in the clear
+    topic = "tls-after-plaintext-junk"
+    assert _round_trip(secured.client_conf("SSL"), topic) == _expected(topic)
+
+
+# --- SCRAM credentials: KIP-554 -----------------------------------------------------------
+
+
+def _alter(
+    conn: WireConn, deletions: list[tuple[str, int]], upsertions: list[tuple[str, int, int]]
+) -> dict[str, tuple[int, str | None]]:
+    mod = alter_scram
+    salt = b"salty"
+    answer = conn.request(
+        51,
+        0,
+        mod.AlterUserScramCredentialsRequest(
+            deletions=tuple(mod.ScramCredentialDeletion(name=n, mechanism=m) for n, m in deletions),
+            upsertions=tuple(
+                mod.ScramCredentialUpsertion(
+                    name=n,
+                    mechanism=m,
+                    iterations=i,
+                    salt=salt,
+                    salted_password=salted_password(MECHANISMS["SCRAM-SHA-256"], "pw", salt, 4096),
+                )
+                for n, m, i in upsertions
+            ),
+        ),
+    )
+    return {r.user: (r.error_code, r.error_message) for r in answer.results}
+
+
+def test_scram_credential_admin_error_codes(secured: SecuredBroker) -> None:
+    with WireConn(secured.proc.port) as conn:
+        results = _alter(
+            conn,
+            deletions=[("nobody", 1), ("twice", 1)],
+            upsertions=[
+                ("", 1, 4096),
+                ("few", 1, 4095),
+                ("many", 1, 16385),
+                ("mech", 3, 4096),
+                ("twice", 1, 4096),
+                ("erin", 1, 4096),
+            ],
+        )
+        assert results == {
+            "nobody": (91, "Attempt to delete a user credential that does not exist"),
+            "twice": (91, "Attempt to delete a user credential that does not exist"),
+            "": (93, "Username must not be empty"),
+            "few": (93, "Too few iterations"),
+            "many": (93, "Too many iterations"),
+            "mech": (33, "Unknown SCRAM mechanism"),
+            "erin": (0, None),
+        }
+        assert _alter(conn, [], [("frank", 1, 4096), ("frank", 2, 4096)]) == {
+            "frank": (92, "A user credential cannot be altered twice in the same request")
+        }
+        describe = conn.request(
+            50,
+            0,
+            describe_scram.DescribeUserScramCredentialsRequest(
+                users=(
+                    describe_scram.UserName(name="erin"),
+                    describe_scram.UserName(name="frank"),
+                )
+            ),
+        )
+        assert [
+            (r.user, r.error_code, [(c.mechanism, c.iterations) for c in r.credential_infos])
+            for r in describe.results
+        ] == [
+            ("erin", 0, [(1, 4096)]),
+            ("frank", 91, []),
+        ]
+        # The credential erin got verifies a SCRAM-SHA-256 login with password "pw".
+        assert _alter(conn, [("erin", 1)], []) == {"erin": (0, None)}
+
+
+def test_credentials_survive_a_restart_and_a_deleted_one_stops_working(
+    tmp_path: Path,
+) -> None:
+    proc = BrokerProcess(tmp_path / "broker")
+    sasl_port = free_port()
+    proc.settings = {
+        "listeners": f"PLAINTEXT://127.0.0.1:{proc.port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
+    }
+    proc.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": proc.bootstrap})
+        _upsert(admin, "gina", "gina-secret", ScramMechanism.SCRAM_SHA_256)
+        proc.stop()
+        proc.start()
+        conf = {
+            "bootstrap.servers": f"127.0.0.1:{sasl_port}",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "gina",
+            "sasl.password": "gina-secret",
+        }
+        assert _round_trip(conf, "restarted") == _expected("restarted")
+        admin = AdminClient({"bootstrap.servers": proc.bootstrap})
+        futures = admin.alter_user_scram_credentials(
+            [UserScramCredentialDeletion("gina", ScramMechanism.SCRAM_SHA_256)]
+        )
+        assert [f.result() for f in futures.values()] == [None]
+        errors: list[Any] = []
+        refused = AdminClient({**conf, "error_cb": errors.append})
+        with pytest.raises(KafkaException):
+            refused.list_topics(timeout=3)
+        refused.poll(1)
+        assert errors and errors[0].code() == -169
+    finally:
+        assert proc.stop() == 0, proc.log_tail()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"listeners": "SASL_SSL://127.0.0.1:{p}"}, "no a listener named PLAINTEXT"),
+        (
+            {"listeners": "PLAINTEXT://127.0.0.1:{p},SSL://127.0.0.1:{q}"},
+            "set ssl.keystore.location",
+        ),
+        ({"listeners": "FOO://127.0.0.1:{p}"}, "no security protocol for listener FOO"),
+        (
+            {
+                "listeners": "PLAINTEXT://127.0.0.1:{p},SASL_PLAINTEXT://127.0.0.1:{q}",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config": "Broken required user_x=",
+            },
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config",
+        ),
+    ],
+)
+def test_listener_settings_that_cannot_work_stop_the_start(
+    tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    proc = BrokerProcess(tmp_path / "broker")
+    q = free_port()
+    proc.settings = {k: v.format(p=proc.port, q=q) for k, v in settings.items()}
+    with pytest.raises(RuntimeError) as failure:
+        proc.start(timeout=20)
+    assert "cannot start the broker" in str(failure.value)
+    assert message in str(failure.value)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "artesian.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_users_cli_sets_lists_and_deletes_scram_credentials(secured: SecuredBroker) -> None:
+    plain = ["-b", secured.bootstrap("PLAINTEXT")]
+    made = _cli("users", "set", "hank", "--password", "hank pw", "-m", "SCRAM-SHA-256", *plain)
+    assert made.returncode == 0, made.stderr
+    # Listed through the SASL_SSL listener, logged in as hank with what was just set.
+    as_hank = [
+        "-b",
+        secured.bootstrap("SASL_SSL"),
+        "-X",
+        "security.protocol=SASL_SSL",
+        "-X",
+        f"ssl.ca.location={secured.certs.ca}",
+        "-X",
+        "sasl.mechanism=SCRAM-SHA-256",
+        "-X",
+        "sasl.username=hank",
+        "-X",
+        "sasl.password=hank pw",
+    ]
+    listed = _cli("users", "list", "--json", *as_hank)
+    assert listed.returncode == 0, listed.stderr
+    rows = {(r["user"], r["mechanism"]): r["iterations"] for r in json.loads(listed.stdout)}
+    assert rows[("hank", "SCRAM-SHA-256")] == 8192
+    assert rows[("bob", "SCRAM-SHA-512")] == 8192
+    bad = _cli("users", "set", "ivy", "--password", "x", "--iterations", "100", *plain)
+    assert bad.returncode != 0
+    assert "Too few iterations" in bad.stderr
+    gone = _cli("users", "delete", "hank", "-m", "SCRAM-SHA-256", *plain)
+    assert gone.returncode == 0, gone.stderr
+    listed = _cli("users", "list", "--json", *plain)
+    assert ("hank", "SCRAM-SHA-256") not in {
+        (r["user"], r["mechanism"]) for r in json.loads(listed.stdout)
+    }
+    again = _cli("users", "delete", "hank", "-m", "SCRAM-SHA-256", *plain)
+    assert again.returncode != 0
+    assert "does not exist" in again.stderr
