@@ -64,6 +64,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._close_after_send = False
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.peer_host = ""
         self._queue: collections.deque[bytes | bytearray] = collections.deque()
         self._busy = False
         self._pending: asyncio.Future[None] | None = None
@@ -79,6 +80,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.peer_host = str(peer[0]) if peer else ""  # what ACLs' host field matches
         sock = transport.get_extra_info("socket")
         # Under TLS the bytes must go through the transport: no sendfile.
         self._sock_fd = sock.fileno() if sock is not None and not self.listener.tls else -1

@@ -58,11 +58,13 @@ from artesian.coordinator.transaction.coordinator import (
 from artesian.metadata.controller import Controller, ControllerError
 from artesian.metadata.image import BROKER_RESOURCE, MetadataImage, TopicImage
 from artesian.metadata.records import (
+    AccessControlEntryRecord,
     ClusterRecord,
     ConfigRecord,
     MetadataRecord,
     PartitionRecord,
     RegisterBrokerRecord,
+    RemoveAccessControlEntryRecord,
     RemoveTopicRecord,
     TopicRecord,
 )
@@ -75,6 +77,7 @@ from artesian.metadata.store import (
 from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.replication.throttle import ReplicationThrottle, replica_listed
+from artesian.security.acl import Authorizer, acl_binding
 from artesian.security.scram import ScramCredential, ScramMechanism
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
@@ -198,6 +201,14 @@ class Broker:
             }
         except (ListenerError, ValueError) as e:
             raise BrokerStartupError(str(e)) from e
+        # ACLs when authorizer.class.name names one; None lets every request through.
+        self.authorizer: Authorizer | None = None
+        if config.get("authorizer.class.name"):
+            super_users = str(config.get("super.users") or "")
+            self.authorizer = Authorizer(
+                (u.strip() for u in super_users.split(";") if u.strip()),
+                config.get_bool("allow.everyone.if.no.acl.found"),
+            )
         # The address other brokers and Artesian's own tools use.
         self.host, self.port = self.inter_broker_listener.host, self.inter_broker_listener.port
         self._tasks: list[asyncio.Task[None]] = []
@@ -215,6 +226,7 @@ class Broker:
         for offset, record in self.store.read():
             self.image.apply(offset, record)
         self._apply_dynamic_configs()
+        self._update_authorizer()
         self._check_store_matches_logs()
         new_directory = not (self.data_dir / "meta.properties").exists()
         self.cluster_id = self._load_cluster_id()
@@ -733,6 +745,11 @@ class Broker:
         )
         if broker_configs_changed:
             self._apply_dynamic_configs()  # before topics re-read their defaults below
+        if any(
+            isinstance(r, AccessControlEntryRecord | RemoveAccessControlEntryRecord)
+            for r in records
+        ):
+            self._update_authorizer()
         rm = self.replica_manager
         if rm is None:
             return
@@ -837,6 +854,10 @@ class Broker:
         rm = self.replica_manager
         assert rm is not None
         return sorted(i for (name, i), p in rm.partitions.items() if name == topic and p.is_leader)
+
+    def _update_authorizer(self) -> None:
+        if self.authorizer is not None:
+            self.authorizer.update(acl_binding(r) for r in self.image.acls.values())
 
     def scram_credential(self, user: str, mechanism: ScramMechanism) -> ScramCredential | None:
         record = self.image.scram_credentials.get((user, mechanism.type_id))

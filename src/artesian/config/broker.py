@@ -95,6 +95,33 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Listeners published to clients; defaults to listeners. Static in Artesian.",
         ),
         _k(
+            "authorizer.class.name",
+            _S,
+            "",
+            "Empty: no authorization. org.apache.kafka.metadata.authorizer.StandardAuthorizer "
+            "(or kafka.security.authorizer.AclAuthorizer): ACLs, kept in the metadata log.",
+            ValidString(
+                (
+                    "",
+                    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    "kafka.security.authorizer.AclAuthorizer",
+                )
+            ),
+        ),
+        _k(
+            "super.users",
+            _S,
+            None,
+            "Principals allowed everything, separated by ';' (e.g. User:admin;User:ANONYMOUS). "
+            "With a PLAINTEXT inter-broker listener, brokers are User:ANONYMOUS.",
+        ),
+        _k(
+            "allow.everyone.if.no.acl.found",
+            _B,
+            False,
+            "Allow every principal on resources that no ACL names.",
+        ),
+        _k(
             "listener.security.protocol.map",
             _S,
             "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",

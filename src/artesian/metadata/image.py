@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from artesian.metadata.records import (
+    AccessControlEntryRecord,
     BalancerTaskRecord,
     BrokerRemovalRecord,
     ClusterRecord,
@@ -14,6 +15,7 @@ from artesian.metadata.records import (
     PartitionRecord,
     ProducerIdsRecord,
     RegisterBrokerRecord,
+    RemoveAccessControlEntryRecord,
     RemoveTopicRecord,
     RemoveUserScramCredentialRecord,
     TopicRecord,
@@ -92,6 +94,8 @@ class MetadataImage:
         default_factory=dict
     )
     """SCRAM credentials by (user, mechanism id)."""
+    acls: dict[str, AccessControlEntryRecord] = field(default_factory=dict)
+    """ACLs by id, in the order they were created."""
 
     def reassigning(self) -> list[tuple[TopicImage, PartitionImage]]:
         """Partitions with a reassignment in flight."""
@@ -168,6 +172,10 @@ class MetadataImage:
                 self.scram_credentials[(name, mechanism)] = record
             case RemoveUserScramCredentialRecord(name=name, mechanism=mechanism):
                 self.scram_credentials.pop((name, mechanism), None)
+            case AccessControlEntryRecord(id=acl_id):
+                self.acls[acl_id] = record
+            case RemoveAccessControlEntryRecord(id=acl_id):
+                self.acls.pop(acl_id, None)
             case ClusterRecord(cluster_id=cid):
                 self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):

@@ -138,6 +138,27 @@ class RemoveUserScramCredentialRecord:
     mechanism: int
 
 
+@dataclass(slots=True, frozen=True)
+class AccessControlEntryRecord:
+    """One ACL (KRaft's record of that name); enum fields hold Kafka's wire ids."""
+
+    TYPE: ClassVar[str] = "access_control_entry"
+    id: str
+    resource_type: int
+    resource_name: str
+    pattern_type: int
+    principal: str
+    host: str
+    operation: int
+    permission_type: int
+
+
+@dataclass(slots=True, frozen=True)
+class RemoveAccessControlEntryRecord:
+    TYPE: ClassVar[str] = "remove_access_control_entry"
+    id: str
+
+
 MetadataRecord = (
     ClusterRecord
     | TopicRecord
@@ -151,6 +172,8 @@ MetadataRecord = (
     | BalancerTaskRecord
     | UserScramCredentialRecord
     | RemoveUserScramCredentialRecord
+    | AccessControlEntryRecord
+    | RemoveAccessControlEntryRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -168,6 +191,8 @@ _TYPES: dict[str, type] = {
         BalancerTaskRecord,
         UserScramCredentialRecord,
         RemoveUserScramCredentialRecord,
+        AccessControlEntryRecord,
+        RemoveAccessControlEntryRecord,
     )
 }
 
