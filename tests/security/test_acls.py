@@ -3,6 +3,9 @@ confluent-kafka's AdminClient and raw frames for exact codes."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +229,58 @@ def test_acls_survive_a_restart(tmp_path: Path) -> None:
         }
     finally:
         assert proc.stop() == 0, proc.log_tail()
+
+
+def _cli(broker: BrokerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "artesian.cli.main", "acls", *args, "-b", broker.bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_acls_cli_adds_lists_and_removes(acl_broker: BrokerProcess) -> None:
+    added = _cli(
+        acl_broker,
+        "add",
+        "--principal",
+        "User:cli-user",
+        "--operation",
+        "Read",
+        "--operation",
+        "describe-configs",
+        "--topic",
+        "cli-",
+        "--prefixed",
+    )
+    assert added.returncode == 0, added.stderr
+    denied = _cli(
+        acl_broker,
+        "add",
+        "--principal",
+        "User:cli-user",
+        "--operation",
+        "All",
+        "--cluster",
+        "--deny",
+    )
+    assert denied.returncode == 0, denied.stderr
+    listed = _cli(acl_broker, "list", "--principal", "User:cli-user", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [
+        (r["resource"], r["name"], r["pattern"], r["operation"], r["permission"])
+        for r in json.loads(listed.stdout)
+    ] == [
+        ("Cluster", "kafka-cluster", "Literal", "All", "Deny"),
+        ("Topic", "cli-", "Prefixed", "DescribeConfigs", "Allow"),
+        ("Topic", "cli-", "Prefixed", "Read", "Allow"),
+    ]
+    wrong = _cli(acl_broker, "add", "--principal", "User:x", "--operation", "Fly", "--topic", "t")
+    assert wrong.returncode == 2
+    assert "unknown operation 'Fly'" in wrong.stderr
+    removed = _cli(acl_broker, "remove", "--principal", "User:cli-user", "--json")
+    assert removed.returncode == 0, removed.stderr
+    assert len(json.loads(removed.stdout)) == 3
+    listed = _cli(acl_broker, "list", "--principal", "User:cli-user", "--json")
+    assert json.loads(listed.stdout) == []

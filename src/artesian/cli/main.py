@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from artesian.cli.acls import acls_app
 from artesian.cli.bench import bench_app
 from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
@@ -197,6 +198,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(users_app, name="users")
+app.add_typer(acls_app, name="acls")
 app.add_typer(rebalance_app, name="rebalance")
 app.add_typer(operator_app, name="operator")
 app.add_typer(controlplane_app, name="controlplane")

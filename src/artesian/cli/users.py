@@ -80,8 +80,8 @@ def set_(
     """Create or replace a user's SCRAM credential. The password is salted on this machine;
     the broker never sees it."""
     opts = client_options(bootstrap, command_config, props, timeout)
-    info = ScramCredentialInfo(_mechanism(mechanism), iterations)
     with reporting(opts.bootstrap):
+        info = ScramCredentialInfo(_mechanism(mechanism), iterations)
         admin = opts.admin()
         upsertion = UserScramCredentialUpsertion(user, info, password.encode())
         _each(admin.alter_user_scram_credentials([upsertion]), opts, "setting")
