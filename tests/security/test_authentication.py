@@ -26,7 +26,9 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 from kio.schema.alter_user_scram_credentials.v0 import request as alter_scram
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.describe_user_scram_credentials.v0 import request as describe_scram
+from kio.schema.list_groups.v4.request import ListGroupsRequest
 from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
@@ -81,9 +83,14 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
         "SASL_PLAINTEXT": free_port(),
         "SSL": free_port(),
         "SASL_SSL": free_port(),
+        "MTLS": free_port(),
     }
     proc.settings = {
         "listeners": ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items()),
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+        "SSL:SSL,SASL_SSL:SASL_SSL,MTLS:SSL",
+        "listener.name.mtls.ssl.client.auth": "required",
+        "listener.name.mtls.ssl.truststore.location": str(certs.ca),
         "ssl.keystore.location": str(certs.server),
         "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
         "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS,
@@ -151,13 +158,33 @@ def test_librdkafka_logs_in_and_round_trips(
 
 
 def test_metadata_gives_the_addresses_of_the_clients_listener(secured: SecuredBroker) -> None:
-    for listener in secured.ports:
+    for listener in ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"):
         mechanism, user = ("SCRAM-SHA-256", "bob") if "SASL" in listener else ("", "")
         admin = AdminClient(secured.client_conf(listener, mechanism, user))
         brokers = admin.list_topics(timeout=10).brokers
         assert {(b.host, b.port) for b in brokers.values()} == {
             ("127.0.0.1", secured.ports[listener])
         }
+
+
+def test_a_listener_that_requires_client_certificates(secured: SecuredBroker) -> None:
+    conf = {
+        "bootstrap.servers": secured.bootstrap("MTLS"),
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(secured.certs.ca),
+    }
+    errors: list[Any] = []
+    refused = AdminClient({**conf, "error_cb": errors.append})
+    with pytest.raises(KafkaException):
+        refused.list_topics(timeout=3)
+    refused.poll(1)
+    assert errors, "a client without a certificate got in"
+    with_certificate = {
+        **conf,
+        "ssl.certificate.location": str(secured.certs.client_cert),
+        "ssl.key.location": str(secured.certs.client_key),
+    }
+    assert _round_trip(with_certificate, "mtls") == _expected("mtls")
 
 
 def test_kafka_python_and_aiokafka_log_in_with_scram_over_tls(secured: SecuredBroker) -> None:
@@ -256,6 +283,26 @@ def test_plain_failure_codes_and_the_connection_closes(secured: SecuredBroker) -
         assert [b.port for b in metadata.brokers] == [secured.ports["SASL_PLAINTEXT"]]
         # Logged in: a second login is a protocol error, answered, the connection kept.
         assert _handshake(conn, "PLAIN").error_code == 34  # ILLEGAL_SASL_STATE
+
+
+def test_the_sasl_exchange_keeps_kafkas_order(secured: SecuredBroker) -> None:
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        _handshake(conn, "PLAIN")
+        # Mid-exchange, another request is answered ILLEGAL_SASL_STATE, then the connection
+        # closes.
+        listed = conn.request(16, 4, ListGroupsRequest(states_filter=()))
+        assert (listed.error_code, listed.groups) == (34, ())
+        conn.expect_closed()
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        conn.request(
+            18, 3, ApiVersionsRequest(client_software_name="t", client_software_version="1")
+        )
+        conn.send(
+            request_frame(
+                18, 3, 2, ApiVersionsRequest(client_software_name="t", client_software_version="1")
+            )
+        )
+        conn.expect_closed()  # ApiVersions once only, as in Kafka
 
 
 def test_scram_exchange_on_the_wire(secured: SecuredBroker) -> None:
@@ -399,6 +446,11 @@ def test_scram_credential_admin_error_codes(secured: SecuredBroker) -> None:
         assert _alter(conn, [], [("frank", 1, 4096), ("frank", 2, 4096)]) == {
             "frank": (92, "A user credential cannot be altered twice in the same request")
         }
+        # A deletion and an upsertion of one user: both refused.
+        assert _alter(conn, [], [("gus", 1, 4096)]) == {"gus": (0, None)}
+        assert _alter(conn, [("gus", 1)], [("gus", 2, 4096)]) == {
+            "gus": (92, "A user credential cannot be altered twice in the same request")
+        }
         describe = conn.request(
             50,
             0,
@@ -416,8 +468,16 @@ def test_scram_credential_admin_error_codes(secured: SecuredBroker) -> None:
             ("erin", 0, [(1, 4096)]),
             ("frank", 91, []),
         ]
-        # The credential erin got verifies a SCRAM-SHA-256 login with password "pw".
-        assert _alter(conn, [("erin", 1)], []) == {"erin": (0, None)}
+    # The stored keys come from the client's salted password: erin logs in with "pw".
+    with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
+        assert _handshake(conn, "SCRAM-SHA-256").error_code == 0
+        client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "erin", "pw")
+        first = _authenticate(conn, client.first_message())
+        final = _authenticate(conn, client.final_message(first.auth_bytes))
+        assert (first.error_code, final.error_code) == (0, 0)
+        client.verify_server_final(final.auth_bytes)
+    with WireConn(secured.proc.port) as conn:
+        assert _alter(conn, [("erin", 1), ("gus", 1)], []) == {"erin": (0, None), "gus": (0, None)}
 
 
 def test_credentials_survive_a_restart_and_a_deleted_one_stops_working(
@@ -460,7 +520,7 @@ def test_credentials_survive_a_restart_and_a_deleted_one_stops_working(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"listeners": "SASL_SSL://127.0.0.1:{p}"}, "no a listener named PLAINTEXT"),
+        ({"listeners": "SASL_SSL://127.0.0.1:{p}"}, "there is no listener named PLAINTEXT"),
         (
             {"listeners": "PLAINTEXT://127.0.0.1:{p},SSL://127.0.0.1:{q}"},
             "set ssl.keystore.location",

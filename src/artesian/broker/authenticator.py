@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
@@ -32,8 +32,8 @@ class SaslSettings:
     """One SASL listener's settings, read once at start-up."""
 
     mechanisms: tuple[str, ...]
-    plain_users: Mapping[str, str]
-    max_receive_size: int
+    plain_users: Mapping[str, str] = field(repr=False)
+    max_receive_size: int = 524_288
 
     @classmethod
     def from_config(cls, config: BrokerConfig, listener: str) -> SaslSettings:
@@ -68,15 +68,20 @@ class SaslAuthenticator:
         self.raw_tokens = False
         self.principal = ANONYMOUS
         self._server: SaslServer | None = None
+        self._versions_asked = False
 
     @property
     def complete(self) -> bool:
         return self.state is SaslState.COMPLETE
 
     def allows(self, api_key: int) -> bool:
-        """Whether a request of ``api_key`` may come now (before authentication ends)."""
+        """Whether a request of ``api_key`` may come now (before authentication ends). As in
+        Kafka: ApiVersions at most once, then SaslHandshake, then SaslAuthenticate."""
         if self.state is SaslState.HANDSHAKE:
-            return api_key in (17, 18)  # SaslHandshake, ApiVersions
+            if api_key == 18 and not self._versions_asked:
+                self._versions_asked = True
+                return True
+            return api_key == 17
         return self.state is SaslState.AUTHENTICATE and api_key == 36 and not self.raw_tokens
 
     def handshake(self, mechanism: str, version: int) -> ErrorCode:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.authenticator import AuthenticationFailed, SaslAuthenticator
+from artesian.broker.authenticator import AuthenticationFailed, SaslAuthenticator, SaslState
 from artesian.broker.response import RawResponse
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
@@ -62,6 +62,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             max_frame = min(max_frame, settings.max_receive_size)
         self.decoder = FrameDecoder(max_frame)
         self._close_after_send = False
+        self._closing = False  # a close is scheduled: nothing more is read or handled
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host = ""
@@ -171,7 +172,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or self._closed:
             return
-        stop = self._write_paused or len(self._queue) > _MAX_QUEUED or self.broker.stopping
+        stop = (
+            self._write_paused
+            or len(self._queue) > _MAX_QUEUED
+            or self.broker.stopping
+            or self._closing
+        )
         if stop and not self._paused:
             self._paused = True
             transport.pause_reading()
@@ -194,7 +200,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _process(self) -> None:
         """Handle queued requests until one must wait, the client stops reading, the broker
         is stopping, or the queue is empty."""
-        while self._queue and not self._closed and not self._write_paused:
+        while self._queue and not self._closed and not self._closing and not self._write_paused:
             if self.broker.stopping:
                 self._queue.clear()  # not started: the client retries elsewhere
                 break
@@ -231,6 +237,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.close()
             return None
         if auth is not None and not auth.complete and not auth.allows(header.api_key):
+            if header.api_key != 36 and auth.state is SaslState.AUTHENTICATE:
+                # Kafka answers the stray request with ILLEGAL_SASL_STATE, then closes.
+                self._close_after_send = True
+                self._send_error(header, ErrorCode.illegal_sasl_state)
             log.warning(
                 "closing connection from %s on listener %s: %s before SASL authentication "
                 "completed; the client must use security.protocol=%s with a sasl.mechanism "
@@ -251,6 +261,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.close()
             return None
         if not entry.min_version <= header.api_version <= entry.max_version:
+            if auth is not None and not auth.complete and header.api_key != api.API_VERSIONS_KEY:
+                log.warning(
+                    "closing connection from %s: %s v%d during SASL authentication is not "
+                    "supported",
+                    self.peer,
+                    api.api_name(header.api_key),
+                    header.api_version,
+                )
+                self.close()
+                return None
             self._send_unsupported(header)
             return None
         ctx = RequestContext(broker, self, header)
@@ -319,7 +339,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         log.debug("%s authenticated as %s on %s", self.peer, principal, self.listener.name)
 
     def authentication_failed(self, reason: str) -> None:
-        """Answer what is being answered, then close (Kafka closes after a failed login)."""
+        """Answer what is being answered, then close, after
+        ``connection.failed.authentication.delay.ms`` (Kafka's brake on password guessing)."""
         self._close_after_send = True
         self.broker.metrics.authentications.labels(self.listener.name, "failure").inc()
         log.info(
@@ -335,7 +356,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             reply = auth.authenticate(token)
         except AuthenticationFailed as e:
             self.authentication_failed(str(e))
-            self.close()  # v0 has no way to say why
+            self._close_soon()  # v0 has no way to say why
             return
         self.write(len(reply).to_bytes(4, "big") + reply)
         if auth.complete:
@@ -377,7 +398,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
             api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
         )
         if self._close_after_send:
-            self.close()  # the transport sends what it holds first
+            self._close_soon()
+
+    def _close_soon(self) -> None:
+        """Read and answer nothing more; close after the failed-login delay (the transport
+        sends what it holds first)."""
+        self._queue.clear()
+        self._closing = True
+        self._update_reading()
+        delay = self.broker.config.get_int("connection.failed.authentication.delay.ms")
+        if self._close_after_send and delay > 0:
+            asyncio.get_running_loop().call_later(delay / 1000, self.close)
+        else:
+            self.close()
 
     def write(self, data: bytes | bytearray) -> None:
         if not self._closed and self.transport is not None:
@@ -433,7 +466,8 @@ _DN_NAMES = {
     "stateOrProvinceName": "ST",
     "countryName": "C",
     "domainComponent": "DC",
-    "emailAddress": "EMAILADDRESS",
+    "streetAddress": "STREET",
+    "userId": "UID",
 }
 
 
@@ -442,7 +476,18 @@ def _certificate_subject(cert: Any) -> str:
     most specific name first (``CN=alice,O=Example,C=US``)."""
     if not cert or "subject" not in cert:
         return ""
-    parts = [
-        f"{_DN_NAMES.get(name, name)}={value}" for rdn in cert["subject"] for name, value in rdn
+    rdns = [
+        "+".join(f"{_DN_NAMES.get(name, name)}={_escape_dn_value(value)}" for name, value in rdn)
+        for rdn in cert["subject"]
     ]
-    return ",".join(reversed(parts))
+    return ",".join(reversed(rdns))
+
+
+def _escape_dn_value(value: str) -> str:
+    """RFC 4514: a value can never pass for another attribute or name part."""
+    escaped = "".join("\\" + c if c in ',+"\\<>;=' else c for c in value)
+    if escaped.startswith(("#", " ")):
+        escaped = "\\" + escaped
+    if escaped.endswith(" ") and not escaped.endswith("\\ "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped

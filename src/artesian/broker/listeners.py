@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_DEFAULT = "PLAINTEXT"  # the --listen listener's name
 _TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
@@ -93,7 +94,7 @@ def parse_listeners(config: BrokerConfig, host: str, port: int) -> list[Listener
     """The listeners to bind: ``listeners`` when set, else PLAINTEXT on ``host:port`` (the
     ``--listen`` address)."""
     if not config.is_set("listeners"):
-        return [Listener("PLAINTEXT", "PLAINTEXT", host, port)]
+        return [Listener(_DEFAULT, "PLAINTEXT", host, port)]
     protocols = _protocol_map(config)
     listeners: list[Listener] = []
     for uri in _items(config.get("listeners")):
@@ -123,7 +124,7 @@ def inter_broker_listener(config: BrokerConfig, listeners: list[Listener]) -> Li
     else:
         protocol = str(config.get("security.inter.broker.protocol"))
         found = [lst for lst in listeners if lst.name == protocol]
-        what = f"a listener named {protocol} (security.inter.broker.protocol)"
+        what = f"listener named {protocol} (security.inter.broker.protocol)"
     if not found:
         raise ListenerError(
             f"the inter-broker listener must be one of the listeners, but there is no {what} "
@@ -148,6 +149,10 @@ def advertised_endpoints(
     advertised: dict[str, tuple[str, int]] = {}
     for uri in _items(config.get("advertised.listeners")):
         name, host, port = _split_uri(uri, "advertised.listeners")
+        if not config.is_set("listeners"):
+            # The --listen address: its first advertised address, under any name, as before.
+            advertised.setdefault(_DEFAULT, (host, port))
+            continue
         if name not in {lst.name for lst in listeners}:
             raise ListenerError(
                 f"advertised.listeners names {name}, which is not in listeners "
@@ -161,7 +166,7 @@ def advertised_endpoints(
     return advertised
 
 
-def server_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
+def server_ssl_context(config: BrokerConfig, listener: str, sasl: bool = False) -> ssl.SSLContext:
     """The TLS server context of one listener, from its ``ssl.*`` settings."""
 
     def get(name: str) -> str | None:
@@ -185,6 +190,11 @@ def server_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
     location = get("ssl.keystore.location")
     chain, key = get("ssl.keystore.certificate.chain"), get("ssl.keystore.key")
     password = get("ssl.key.password")
+    if location and (chain or key):
+        raise ListenerError(
+            f"listener {listener}: give ssl.keystore.location or ssl.keystore.certificate.chain "
+            "with ssl.keystore.key, not both"
+        )
     try:
         if location:
             context.load_cert_chain(location, password=password)
@@ -199,7 +209,12 @@ def server_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
             )
     except (OSError, ssl.SSLError) as e:
         raise ListenerError(f"listener {listener}: cannot load its key store: {e}") from e
-    client_auth = str(config.for_listener(listener, "ssl.client.auth"))
+    if sasl:
+        # KIP-684: on SASL_SSL only a listener's own ssl.client.auth asks for certificates.
+        own = config.explicit.get(f"listener.name.{listener.lower()}.ssl.client.auth")
+        client_auth = own or "none"
+    else:
+        client_auth = str(config.for_listener(listener, "ssl.client.auth"))
     if client_auth != "none":
         trust, inline = get("ssl.truststore.location"), get("ssl.truststore.certificates")
         if not trust and not inline:

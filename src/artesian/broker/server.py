@@ -191,7 +191,7 @@ class Broker:
             self.inter_broker_listener = inter_broker_listener(config, self.listeners)
             self._endpoints = advertised_endpoints(config, self.listeners)
             self._ssl_contexts = {
-                lst: server_ssl_context(config, lst.name) if lst.tls else None
+                lst: server_ssl_context(config, lst.name, lst.sasl) if lst.tls else None
                 for lst in self.listeners
             }
             self.sasl_settings = {

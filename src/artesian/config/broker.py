@@ -160,6 +160,13 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             read_only=True,
         ),
         _k(
+            "connection.failed.authentication.delay.ms",
+            _I,
+            100,
+            "Delay before closing a connection whose login failed (slows password guessing).",
+            Range.at_least(0),
+        ),
+        _k(
             "sasl.server.max.receive.size",
             _I,
             524_288,
@@ -177,21 +184,21 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "ssl.keystore.type",
             _S,
             "PEM",
-            "Key store format: PEM or PKCS12. Kafka's default, JKS, is Java-only.",
-            ValidString(("PEM", "PKCS12")),
+            "Key store format: PEM only. Kafka's default, JKS, is Java-only.",
+            ValidString(("PEM",)),
         ),
         ConfigKey(
             "ssl.keystore.location",
             _S,
             None,
-            "The broker's certificate and private key: a PEM file holding both, or a PKCS12 file.",
+            "The broker's certificate chain and private key: a PEM file holding both.",
             read_only=True,
         ),
         ConfigKey(
             "ssl.keystore.password",
             ConfigType.PASSWORD,
             None,
-            "PKCS12 store password.",
+            "Key store password." + _UNUSED,
             read_only=True,
         ),
         ConfigKey(
@@ -240,7 +247,9 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _S,
             "none",
             "Ask clients for a certificate: none, requested or required. A client "
-            "authenticated by certificate gets the principal User:<subject DN>.",
+            "authenticated by certificate gets the principal User:<subject DN>. On SASL_SSL "
+            "listeners only the listener.name.<listener>.ssl.client.auth form applies, as in "
+            "Kafka (KIP-684).",
             ValidString(("none", "requested", "required")),
         ),
         _k(
@@ -1035,7 +1044,7 @@ class BrokerConfig:
                 "'artesian broker --set key=value' and restart the broker.",
             )
         for name, raw in props.items():
-            parse(self._definitions[name], raw)
+            parse(self._key(name), raw)
 
     def update_dynamic(
         self, per_broker: Mapping[str, str], cluster_default: Mapping[str, str]
@@ -1057,7 +1066,7 @@ class BrokerConfig:
             layers.append(kept)
         merged = dict(self._values)
         for layer in reversed(layers):  # the per-broker layer wins
-            merged.update({n: parse(self._definitions[n], raw) for n, raw in layer.items()})
+            merged.update({n: parse(self._key(n), raw) for n, raw in layer.items()})
         self._state = (
             MappingProxyType(layers[0]),
             MappingProxyType(layers[1]),
@@ -1269,10 +1278,11 @@ def _listener_base(name: str) -> str | None:
     rest = name[len("listener.name.") :].split(".", 1)
     if len(rest) < 2:
         return None
-    after_listener = rest[1]
-    if after_listener.startswith(("plain.", "scram-sha-256.", "scram-sha-512.")):
-        return after_listener.split(".", 1)[1]
-    return after_listener
+    base = rest[1]
+    if base.startswith(("plain.", "scram-sha-256.", "scram-sha-512.")):
+        base = base.split(".", 1)[1]
+    # Only the security settings may be set per listener.
+    return base if base.startswith(("ssl.", "sasl.")) else None
 
 
 def _split(value: ConfigValue) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -204,6 +204,9 @@ def encode_record(record: MetadataRecord) -> tuple[str, str]:
 def decode_record(kind: str, payload: str) -> MetadataRecord:
     cls = _TYPES[kind]
     data: dict[str, Any] = json.loads(payload)
+    # Fields a later version added are dropped, so a rolling upgrade never stalls the log.
+    known = {f.name for f in fields(cls)}
+    data = {k: v for k, v in data.items() if k in known}
     for key in ("replicas", "isr", "adding_replicas", "removing_replicas"):
         if key in data:
             data[key] = tuple(data[key])

@@ -7,6 +7,7 @@ authenticating user itself (no impersonation).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -71,9 +72,11 @@ def _authenticate(token: bytes, users: Mapping[str, str]) -> str:
     if not password:
         raise AuthenticationFailed("Authentication failed: password not specified")
     expected = users.get(username)
-    # Compare even for an unknown user, so the reply time does not reveal which users exist.
+    # Fixed-size digests compared even for an unknown user: the reply time reveals neither
+    # which users exist nor a password's length.
     ok = hmac.compare_digest(
-        password.encode("utf-8"), (expected if expected is not None else "").encode("utf-8")
+        hashlib.sha256(password.encode("utf-8")).digest(),
+        hashlib.sha256((expected if expected is not None else "\0").encode("utf-8")).digest(),
     )
     if expected is None or not ok:
         raise AuthenticationFailed(_INVALID_CREDENTIALS)
