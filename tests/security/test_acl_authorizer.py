@@ -159,3 +159,17 @@ def test_filters() -> None:
         ).invalid_reason()
         == "ResourceType must not be UNKNOWN"
     )
+
+
+def test_authorize_any_follows_kafkas_rules() -> None:
+    pay = acl("pay", Op.WRITE, pattern=PRE)
+    # An ALLOW covered by a prefixed DENY does not count; one outside it does.
+    covered = authorizer(pay, acl("pa", Op.WRITE, DENY, pattern=PRE))
+    assert not covered.authorize_any("User:alice", "10.0.0.1", Op.WRITE, TOPIC)
+    elsewhere = authorizer(pay, acl("orders", Op.WRITE), acl("pa", Op.WRITE, DENY, pattern=PRE))
+    assert elsewhere.authorize_any("User:alice", "10.0.0.1", Op.WRITE, TOPIC)
+    literal_denied = authorizer(acl("orders", Op.WRITE), acl("orders", Op.WRITE, DENY))
+    assert not literal_denied.authorize_any("User:alice", "10.0.0.1", Op.WRITE, TOPIC)
+    # With allow.everyone.if.no.acl.found and no ACL at all: allowed, as in Kafka.
+    assert authorizer(allow_if_none=True).authorize_any("User:alice", "h", Op.WRITE, TOPIC)
+    assert authorizer().authorize_any("User:admin", "h", Op.WRITE, TOPIC)

@@ -29,7 +29,7 @@ from kio.schema.alter_user_scram_credentials.v0 import request as alter_scram
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.describe_user_scram_credentials.v0 import request as describe_scram
 from kio.schema.list_groups.v4.request import ListGroupsRequest
-from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 
@@ -592,3 +592,62 @@ def test_users_cli_sets_lists_and_deletes_scram_credentials(secured: SecuredBrok
     again = _cli("users", "delete", "hank", "-m", "SCRAM-SHA-256", *plain)
     assert again.returncode != 0
     assert "does not exist" in again.stderr
+
+
+def test_brokers_without_the_clients_listener_are_left_out(tmp_path: Path) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    from tests.replication.cluster import FAST
+
+    store = f"sqlite:///{tmp_path}/metadata.db"
+    first = BrokerProcess(
+        tmp_path / "a", {"node.id": "1", "artesian.metadata.store.url": store, **FAST}
+    )
+    sasl_port = free_port()
+    first.settings |= {
+        "listeners": f"PLAINTEXT://127.0.0.1:{first.port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+    }
+    second = BrokerProcess(
+        tmp_path / "b", {"node.id": "2", "artesian.metadata.store.url": store, **FAST}
+    )
+    first.start()
+    second.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": first.bootstrap})
+        deadline = time.monotonic() + 20
+        while set(admin.list_topics(timeout=5).brokers) != {1, 2}:  # broker 1 knows broker 2
+            assert time.monotonic() < deadline, "broker 2 never joined"
+            time.sleep(0.1)
+        (created,) = admin.create_topics(
+            [
+                NewTopic(
+                    "split", num_partitions=2, replication_factor=-1, replica_assignment=[[1], [2]]
+                )
+            ]
+        ).values()
+        created.result(20)
+        with WireConn(sasl_port) as conn:
+            _handshake(conn, "PLAIN")
+            assert _authenticate(conn, plain_client_token("alice", "alice-secret")).error_code == 0
+            request = MetadataRequest(
+                topics=(MetadataRequestTopic(name="split", topic_id=None),),
+                allow_auto_topic_creation=False,
+                include_topic_authorized_operations=False,
+            )
+            deadline = time.monotonic() + 10
+            while True:
+                metadata = conn.request(3, 12, request)
+                partitions = sorted(
+                    (p.partition_index, p.leader_id, p.error_code)
+                    for p in metadata.topics[0].partitions
+                )
+                if len(partitions) == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        assert [(b.node_id, b.port) for b in metadata.brokers] == [(1, sasl_port)]
+        # Partition 1's leader has no SASL_PLAINTEXT listener: not available to this client.
+        assert partitions == [(0, 1, 0), (1, 2, 5)]
+    finally:
+        second.stop()
+        first.stop()

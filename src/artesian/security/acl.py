@@ -254,24 +254,34 @@ class Authorizer:
         self, principal: str, host: str, operation: AclOperation, resource_type: ResourceType
     ) -> bool:
         """Whether ``operation`` may be allowed on some resource of the type (Kafka's
-        authorizeByResourceType, which InitProducerId uses for idempotent producers)."""
-        if principal in self.super_users:
-            return True
+        authorizeByResourceType, which InitProducerId uses for idempotent producers): an
+        ALLOW that no DENY of this principal covers."""
+        if self.authorize(principal, host, operation, resource_type, "hardcode"):
+            return True  # as Kafka: a super user, a wildcard ALLOW, or no ACL found
         allowing = _IMPLIED_BY.get(operation, (operation, AclOperation.ALL))
-        acls = [
+        mine = [
             a
             for a in self._by_type.get(resource_type, ())
             if a.principal in (principal, "User:*") and a.host in (host, WILDCARD)
         ]
-        denied_everywhere = any(
-            a.permission_type is AclPermissionType.DENY
+        denies = [
+            a
+            for a in mine
+            if a.permission_type is AclPermissionType.DENY
             and a.operation in (operation, AclOperation.ALL)
-            and a.pattern_type is PatternType.LITERAL
-            and a.resource_name == WILDCARD
-            for a in acls
-        )
-        if denied_everywhere:
+        ]
+        denied_names = {a.resource_name for a in denies if a.pattern_type is PatternType.LITERAL}
+        denied_prefixes = [
+            a.resource_name for a in denies if a.pattern_type is PatternType.PREFIXED
+        ]
+        if WILDCARD in denied_names:
             return False
-        return any(
-            a.permission_type is AclPermissionType.ALLOW and a.operation in allowing for a in acls
-        )
+        for a in mine:
+            if a.permission_type is not AclPermissionType.ALLOW or a.operation not in allowing:
+                continue
+            if any(a.resource_name.startswith(p) for p in denied_prefixes):
+                continue
+            if a.pattern_type is PatternType.LITERAL and a.resource_name in denied_names:
+                continue
+            return True
+        return False

@@ -8,6 +8,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
 from artesian.broker.internal_topic import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
@@ -22,6 +23,18 @@ def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
     mod = response_module(API_KEY, version)
+    # WRITE on the transactional id, then READ on the group (KafkaApis' order).
+    refused = None
+    if not authorized(
+        ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id
+    ):
+        refused = ErrorCode.transactional_id_authorization_failed
+    elif not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        refused = ErrorCode.group_authorization_failed
+    if refused is not None:
+        return make(
+            mod.AddOffsetsToTxnResponse, throttle_time=datetime.timedelta(0), error_code=refused
+        )
     if not request.group_id:
         code = ErrorCode.invalid_group_id
     else:

@@ -12,9 +12,16 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
 from artesian.broker.internal_topic import TRANSACTION_STATE_TOPIC
+from artesian.metadata.image import INTERNAL_TOPICS
 
 API_KEY = 24
 MIN_VERSION = 0
@@ -25,11 +32,31 @@ def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
     image = broker.image
+    tid = request.v3_and_below_transactional_id
     wanted = [(t.name, int(p)) for t in request.v3_and_below_topics for p in t.partitions]
+    mod = response_module(API_KEY, version)
+    by_topic: dict[str, list[int]] = {}
+    for name, index in wanted:
+        by_topic.setdefault(name, []).append(index)
     errors: dict[tuple[str, int], ErrorCode] = {}
+    writable: set[str] | None = None
+    if broker.authorizer is not None:
+        # WRITE on the transactional id, else every partition fails with
+        # TRANSACTIONAL_ID_AUTHORIZATION_FAILED; then WRITE on each topic, never granted
+        # for the internal topics (KafkaApis leaves them out of the check).
+        if not authorized(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, tid):
+            return _response(mod, by_topic, {}, ErrorCode.transactional_id_authorization_failed)
+        writable = authorized_names(
+            ctx,
+            AclOperation.WRITE,
+            ResourceType.TOPIC,
+            (name for name in by_topic if name not in INTERNAL_TOPICS),
+        )
     for name, index in wanted:
         timg = image.topics.get(name)
-        if timg is None or index not in timg.partitions:
+        if writable is not None and name not in writable:
+            errors[(name, index)] = ErrorCode.topic_authorization_failed
+        elif timg is None or index not in timg.partitions:
             errors[(name, index)] = ErrorCode.unknown_topic_or_partition
     if errors:
         # Kafka adds nothing when any partition is bad; the good ones are not attempted.
@@ -45,10 +72,6 @@ def handle(ctx: Any, request: Any) -> Any:
             version,
             2,
         )
-    mod = response_module(API_KEY, version)
-    by_topic: dict[str, list[int]] = {}
-    for name, index in wanted:
-        by_topic.setdefault(name, []).append(index)
 
     def build(replication: ErrorCode) -> Any:
         return _response(mod, by_topic, errors, code or replication)

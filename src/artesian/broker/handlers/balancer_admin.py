@@ -21,6 +21,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.balancer.load import parse_samples
 from artesian.balancer.self_balancer import ACTIVE_REMOVAL, describe
+from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import BalancerTaskRecord, BrokerRemovalRecord, MetadataRecord
@@ -109,6 +110,8 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
 
 
 def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
+    if not cluster_authorized(ctx, AclOperation.ALTER):
+        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
     broker = ctx.broker
     answer: dict[str, Any] = {}
 
@@ -128,6 +131,8 @@ def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
 
 
 async def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
+    if not cluster_authorized(ctx, AclOperation.DESCRIBE):
+        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
     broker = ctx.broker
     try:
         raw = await broker.in_store_thread(lambda store: store.broker_loads())

@@ -14,6 +14,14 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    CLUSTER_DENIED,
+    TOPIC_DENIED,
+    AclOperation,
+    ResourceType,
+    authorized,
+    cluster_authorized,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.config.broker import BROKER_CONFIGS
 from artesian.config.definitions import (
@@ -45,6 +53,20 @@ BROKER_LOGGER = 8
 log = logging.getLogger("artesian.admin")
 
 
+def _denied(ctx: Any, res: Any, operation: AclOperation) -> tuple[ErrorCode, str] | None:
+    """Kafka's checks: ``operation`` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic for a
+    TOPIC resource, on the cluster for BROKER and BROKER_LOGGER ones. Other types are
+    refused further on as they are without an authorizer."""
+    if ctx.broker.authorizer is None:
+        return None
+    if res.resource_type == TOPIC:
+        if not authorized(ctx, operation, ResourceType.TOPIC, res.resource_name):
+            return ErrorCode.topic_authorization_failed, TOPIC_DENIED
+    elif res.resource_type in (BROKER, BROKER_LOGGER) and not cluster_authorized(ctx, operation):
+        return ErrorCode.cluster_authorization_failed, CLUSTER_DENIED
+    return None
+
+
 def describe(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
@@ -55,7 +77,9 @@ def describe(ctx: Any, request: Any) -> Any:
     for res in request.resources:
         code, message, entries = ErrorCode.none, None, []
         names = list(res.configuration_keys) if res.configuration_keys is not None else None
-        if res.resource_type == TOPIC:
+        if denied := _denied(ctx, res, AclOperation.DESCRIBE_CONFIGS):
+            code, message = denied
+        elif res.resource_type == TOPIC:
             topic = broker.image.topics.get(res.resource_name)
             try:
                 validate_topic_name(res.resource_name)
@@ -223,6 +247,8 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     for res in request.resources:
         code, message = ErrorCode.none, None
         try:
+            if denied := _denied(ctx, res, AclOperation.ALTER_CONFIGS):
+                raise ControllerError(*denied)
             if res.resource_type == TOPIC:
                 plan, what = _plan_topic_configs, f"topic {res.resource_name}"
             elif res.resource_type == BROKER:

@@ -7,6 +7,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    TOPIC_DENIED,
+    AclOperation,
+    ResourceType,
+    authorized_names,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.controller import ControllerError
 
@@ -20,12 +26,18 @@ def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, ctx.header.api_version)
     results = []
     seen: set[str] = set()
+    # ALTER on each topic (KafkaApis/ControllerApis: after the duplicate check).
+    allowed = authorized_names(
+        ctx, AclOperation.ALTER, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     for t in request.topics:
         code, message = ErrorCode.none, None
         try:
             if t.name in seen:
                 raise ControllerError(ErrorCode.invalid_request, "Duplicate topic name.")
             seen.add(t.name)
+            if t.name not in allowed:
+                raise ControllerError(ErrorCode.topic_authorization_failed, TOPIC_DENIED)
             assignments = (
                 [tuple(a.broker_ids) for a in t.assignments] if t.assignments is not None else None
             )

@@ -9,6 +9,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized_names,
+    cluster_authorized,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.config.definitions import InvalidConfigError, UnknownConfigError
 from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
@@ -44,6 +50,15 @@ def handle(ctx: Any, request: Any) -> Any:
     version = ctx.header.api_version
     mod = response_module(API_KEY, version)
     counts = collections.Counter(t.name for t in request.topics)
+    # CREATE on the cluster, or on each topic; the configs a created topic answers with need
+    # DESCRIBE_CONFIGS on it (else topic_config_error_code TOPIC_AUTHORIZATION_FAILED).
+    creatable = describable = set(counts)
+    if broker.authorizer is not None:
+        if not cluster_authorized(ctx, AclOperation.CREATE):
+            creatable = authorized_names(ctx, AclOperation.CREATE, ResourceType.TOPIC, counts)
+        describable = authorized_names(
+            ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, counts
+        )
     results = []
     for t in request.topics:
         result = dict(
@@ -59,6 +74,8 @@ def handle(ctx: Any, request: Any) -> Any:
         try:
             if counts[t.name] > 1:
                 raise ControllerError(ErrorCode.invalid_request, "Duplicate topic name.")
+            if t.name not in creatable:
+                raise ControllerError(ErrorCode.topic_authorization_failed, "Authorization failed.")
             configs = {c.name: c.value for c in t.configs}
             try:
                 overrides = validate_topic_overrides(configs, ctx.broker.config)
@@ -104,6 +121,14 @@ def handle(ctx: Any, request: Any) -> Any:
                     for e in describe_topic_configs(overrides, broker.config, None, False, False)
                 ),
             )
+            if t.name not in describable:
+                # Kafka's ReplicationControlManager: the topic id only, no configs.
+                result.update(
+                    topic_config_error_code=ErrorCode.topic_authorization_failed,
+                    num_partitions=-1,
+                    replication_factor=-1,
+                    configs=None if not hasattr(mod, "CreatableTopicConfigs") else (),
+                )
         except ControllerError as e:
             result.update(error_code=e.code, error_message=e.message)
         results.append(make(mod.CreatableTopicResult, **result))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized_names
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 42
@@ -13,7 +16,11 @@ MAX_VERSION = 2
 
 
 def handle(ctx: Any, request: Any) -> Any:
-    results = ctx.broker.group_coordinator.delete_groups(list(request.groups_names))
+    # DELETE on each group, else GROUP_AUTHORIZATION_FAILED for it.
+    names = list(request.groups_names)
+    allowed = authorized_names(ctx, AclOperation.DELETE, ResourceType.GROUP, names)
+    results: dict[str, int] = dict.fromkeys(names, ErrorCode.group_authorization_failed)
+    results.update(ctx.broker.group_coordinator.delete_groups([g for g in names if g in allowed]))
     mod = response_module(API_KEY, ctx.header.api_version)
     return make(
         mod.DeleteGroupsResponse,

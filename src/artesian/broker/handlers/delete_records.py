@@ -19,6 +19,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized_names
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.image import INTERNAL_TOPICS
 
@@ -52,12 +53,19 @@ def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, ctx.header.api_version)
     topics: list[tuple[str, list[_Status]]] = []
     pending: list[_Pending] = []
+    # DELETE on each topic, else TOPIC_AUTHORIZATION_FAILED (before existence, as in Kafka).
+    allowed = authorized_names(
+        ctx, AclOperation.DELETE, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     for t in request.topics:
         statuses: list[_Status] = []
         topics.append((t.name, statuses))
         for p in t.partitions:
             st = _Status(p.partition_index)
             statuses.append(st)
+            if t.name not in allowed:
+                st.error = ErrorCode.topic_authorization_failed
+                continue
             partition, missing = rm.leader(t.name, p.partition_index)
             if partition is None:
                 st.error = missing

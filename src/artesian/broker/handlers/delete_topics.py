@@ -8,6 +8,13 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    TOPIC_DENIED,
+    AclOperation,
+    ResourceType,
+    authorized_names,
+    cluster_authorized,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.controller import ControllerError
 
@@ -25,17 +32,37 @@ def handle(ctx: Any, request: Any) -> Any:
         wanted = [(t.name, t.topic_id) for t in request.topics]
     else:
         wanted = [(name, None) for name in request.topic_names]
+    image = broker.image
+    # DELETE on the cluster, or on each topic (Kafka's ControllerApis.deleteTopics). A topic
+    # named without DESCRIBE on it answers TOPIC_AUTHORIZATION_FAILED with no topic id; one
+    # given by id answers without its name.
+    describable: set[str] | None = None
+    deletable: set[str] | None = None
+    if broker.authorizer is not None and not cluster_authorized(ctx, AclOperation.DELETE):
+        names = set()
+        for name, topic_id in wanted:
+            topic = _lookup(image, name, topic_id)
+            if topic is not None:
+                names.add(topic.name)
+            elif name and not topic_id:
+                names.add(name)
+        describable = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+        deletable = authorized_names(ctx, AclOperation.DELETE, ResourceType.TOPIC, names)
     results = []
     for name, topic_id in wanted:
         code, message = ErrorCode.none, None
-        topic = (
-            broker.image.topics_by_id.get(topic_id) if topic_id else broker.image.topics.get(name)
-        )
+        topic = _lookup(image, name, topic_id)
         try:
             if not broker.config.get("delete.topic.enable"):
                 raise ControllerError(
                     ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
                 )
+            if deletable is not None and describable is not None:
+                refused = _refused(name, topic_id, topic, describable, deletable)
+                if refused is not None:
+                    name, topic_id = refused
+                    topic = None
+                    raise ControllerError(ErrorCode.topic_authorization_failed, TOPIC_DENIED)
             broker.plan_and_commit(
                 lambda name=name, topic_id=topic_id: broker.controller.plan_delete_topic(
                     name, topic_id
@@ -56,3 +83,24 @@ def handle(ctx: Any, request: Any) -> Any:
     return make(
         mod.DeleteTopicsResponse, throttle_time=datetime.timedelta(0), responses=tuple(results)
     )
+
+
+def _lookup(image: Any, name: str | None, topic_id: Any) -> Any:
+    return image.topics_by_id.get(topic_id) if topic_id else image.topics.get(name)
+
+
+def _refused(
+    name: str | None, topic_id: Any, topic: Any, describable: set[str], deletable: set[str]
+) -> tuple[str | None, Any] | None:
+    """The (name, topic id) to answer TOPIC_AUTHORIZATION_FAILED with, or None when the
+    deletion goes ahead (or fails on its own: an unknown topic id, or an unknown name the
+    principal may describe)."""
+    if topic_id:
+        if topic is None or topic.name in deletable:
+            return None  # UNKNOWN_TOPIC_ID comes before authorization
+        return (topic.name if topic.name in describable else None), topic_id
+    if name not in describable:
+        return name, None  # whether it exists or not
+    if topic is None or name in deletable:
+        return None  # UNKNOWN_TOPIC_OR_PARTITION comes before DELETE (ControllerApis)
+    return name, None

@@ -7,6 +7,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import NO_OPERATIONS, cluster_operations
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 60
@@ -33,6 +34,12 @@ def handle(ctx: Any, request: Any) -> Any:
             cluster_authorized_operations=-(2**31),
         )
     listener = ctx.connection.listener.name
+    # As in Kafka, brokers answer anyone; what the principal may do on the cluster is told
+    # when asked for, if it may DESCRIBE it (0 otherwise). Without an authorizer the field
+    # stays unset, as before.
+    ops = NO_OPERATIONS
+    if ctx.broker.authorizer is not None and request.include_cluster_authorized_operations:
+        ops = cluster_operations(ctx)
     brokers = tuple(
         make(
             mod.DescribeClusterBroker,
@@ -54,5 +61,5 @@ def handle(ctx: Any, request: Any) -> Any:
         cluster_id=broker.cluster_id,
         controller_id=broker.active_controller,
         brokers=brokers,
-        cluster_authorized_operations=-(2**31),
+        cluster_authorized_operations=ops,
     )

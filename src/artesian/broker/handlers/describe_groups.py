@@ -7,6 +7,14 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    GROUP_DENIED,
+    NO_OPERATIONS,
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_operations,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.coordinator.group.group_metadata import GroupState
 
@@ -20,8 +28,28 @@ def handle(ctx: Any, request: Any) -> Any:
     version = ctx.header.api_version
     mod = response_module(API_KEY, version)
     described = []
+    # authorized_operations (v3+) are filled in only with an authorizer, as before without.
+    with_ops = ctx.broker.authorizer is not None and getattr(
+        request, "include_authorized_operations", False
+    )
     for group_id in request.groups:
         group = coordinator.groups.get(group_id)
+        if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            # Kafka's DescribeGroupsResponse.groupError: no state, no protocol, no members.
+            described.append(
+                make(
+                    mod.DescribedGroup,
+                    error_code=ErrorCode.group_authorization_failed,
+                    error_message=GROUP_DENIED,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=(),
+                    authorized_operations=NO_OPERATIONS,
+                )
+            )
+            continue
         if not coordinator.owns(group_id):
             described.append(
                 make(
@@ -49,7 +77,9 @@ def handle(ctx: Any, request: Any) -> Any:
                     protocol_type="",
                     protocol_data="",
                     members=(),
-                    authorized_operations=-(2**31),
+                    authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
+                    if with_ops and version < 6
+                    else NO_OPERATIONS,
                 )
             )
             continue
@@ -80,7 +110,9 @@ def handle(ctx: Any, request: Any) -> Any:
                 # Like the member metadata, the protocol is only described for a stable group.
                 protocol_data=(group.protocol_name or "") if stable else "",
                 members=members,
-                authorized_operations=-(2**31),
+                authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
+                if with_ops
+                else NO_OPERATIONS,
             )
         )
     return make(

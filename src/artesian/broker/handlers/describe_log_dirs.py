@@ -8,6 +8,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 35
@@ -19,6 +20,14 @@ def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     rm = broker.replica_manager
     mod = response_module(API_KEY, ctx.header.api_version)
+    if not cluster_authorized(ctx, AclOperation.DESCRIBE):
+        # No directories; v3+ say why at the top.
+        return make(
+            mod.DescribeLogDirsResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.cluster_authorization_failed,
+            results=(),
+        )
     by_topic: dict[str, list[Any]] = {}
     wanted: dict[str, set[int]] | None = None
     if request.topics is not None:

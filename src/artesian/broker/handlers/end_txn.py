@@ -11,6 +11,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
 from artesian.broker.internal_topic import TRANSACTION_STATE_TOPIC
@@ -23,13 +24,21 @@ MAX_VERSION = 4
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
+    mod = response_module(API_KEY, version)
+    if not authorized(
+        ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id
+    ):
+        return make(
+            mod.EndTxnResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.transactional_id_authorization_failed,
+        )
     code = broker.transaction_coordinator.end_transaction(
         request.transactional_id,
         request.producer_id,
         request.producer_epoch,
         bool(request.committed),
     )
-    mod = response_module(API_KEY, version)
 
     def build(replication: ErrorCode) -> Any:
         return make(

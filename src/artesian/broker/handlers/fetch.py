@@ -23,6 +23,12 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.fetch_session import FetchContext, FetchPartition, PartitionKey
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized_names,
+    cluster_authorized,
+)
 from artesian.broker.response import RawResponse
 from artesian.protocol.fetch import FetchPartitionResult, FetchTopicResult, encode_fetch_response
 from artesian.storage.errors import OffsetMovedToTieredStorageError
@@ -100,9 +106,28 @@ def _replica_id(request: Any) -> int:
     return int(getattr(request, "replica_id", -1))
 
 
-def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutcome:
+def _denied_topics(ctx: Any, request: Any, partitions: list[FetchPartition]) -> set[str]:
+    """With an authorizer: the topics to answer TOPIC_AUTHORIZATION_FAILED for. A follower
+    (replica id >= 0) needs CLUSTER_ACTION on the cluster, else every partition is refused
+    (an unknown topic id too); a consumer needs READ on each topic, and an unknown topic id
+    stays UNKNOWN_TOPIC_ID (KafkaApis' order). Names are resolved from the ids as _read
+    resolves them: a session's partitions are checked again on every fetch."""
+    image = ctx.broker.image
+    by_id = ctx.header.api_version >= 13
+    names = {_topic_name(image, fp.topic_id) if by_id else fp.topic for fp in partitions}
+    if _replica_id(request) >= 0:
+        return set() if cluster_authorized(ctx, AclOperation.CLUSTER_ACTION) else names | {""}
+    names.discard("")
+    return names - authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, names)
+
+
+def _read(
+    ctx: Any, request: Any, partitions: list[FetchPartition], denied: set[str] | None = None
+) -> ReadOutcome:
     """Read every partition once. Returns (results, bytes, any error, keys to wait on, the
-    partition to read from tiered storage)."""
+    partition to read from tiered storage). ``denied``: topics refused by the authorizer
+    (None without one); they answer TOPIC_AUTHORIZATION_FAILED without records, and do not
+    cut a long poll short, as in Kafka, where they never reach the replica manager."""
     broker = ctx.broker
     rm = broker.replica_manager
     by_id = ctx.header.api_version >= 13
@@ -123,6 +148,9 @@ def _read(ctx: Any, request: Any, partitions: list[FetchPartition]) -> ReadOutco
             fp.topic = _topic_name(broker.image, fp.topic_id)
         result = FetchPartitionResult(fp.partition)
         results.append((fp, result))
+        if denied is not None and fp.topic in denied:
+            result.error_code = ErrorCode.topic_authorization_failed
+            continue
         partition = rm.get(fp.topic, fp.partition) if fp.topic else None
         if partition is None:
             # UNKNOWN_TOPIC_ID only when the id names no topic (KafkaApis does the same).
@@ -364,13 +392,16 @@ def handle(ctx: Any, request: Any) -> Any:
     else:
         context = FetchContext(partitions)
     context.from_follower = _replica_id(request) >= 0
-    results, total, errors, keys, remote = _read(ctx, request, context.partitions)
+    denied = None
+    if ctx.broker.authorizer is not None:
+        denied = _denied_topics(ctx, request, context.partitions) or None
+    results, total, errors, keys, remote = _read(ctx, request, context.partitions, denied)
     if remote is not None:
         return _respond_after_remote(ctx, context, results, remote)
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
     if total >= request.min_bytes or errors or max_wait_ms <= 0 or not keys:
         return _respond(ctx, context, results)
-    return _wait_and_read(ctx, request, context, keys, total, max_wait_ms)
+    return _wait_and_read(ctx, request, context, keys, total, max_wait_ms, denied)
 
 
 async def _wait_and_read(
@@ -380,6 +411,7 @@ async def _wait_and_read(
     keys: list[tuple[str, int]],
     accumulated: int,
     max_wait_ms: int,
+    denied: set[str] | None,
 ) -> RawResponse:
     purgatory = ctx.broker.replica_manager.purgatory
     loop = asyncio.get_running_loop()
@@ -387,7 +419,7 @@ async def _wait_and_read(
     while True:
         op = purgatory.park(keys, request.min_bytes, accumulated, max_wait_ms)
         await op.future
-        results, accumulated, errors, keys, remote = _read(ctx, request, context.partitions)
+        results, accumulated, errors, keys, remote = _read(ctx, request, context.partitions, denied)
         if remote is not None:
             await _read_remote(ctx, remote)
             return _respond(ctx, context, results)

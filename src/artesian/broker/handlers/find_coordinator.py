@@ -12,6 +12,13 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    GROUP_DENIED,
+    TRANSACTIONAL_ID_DENIED,
+    AclOperation,
+    ResourceType,
+    authorized,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.coordinator.serde import partition_for
 from artesian.metadata.controller import ControllerError
@@ -24,8 +31,16 @@ GROUP = 0
 TRANSACTION = 1
 
 
-def _lookup(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, str | None, Any]:
-    """(error, message, the coordinator's BrokerImage)."""
+def _lookup(ctx: Any, key: str, key_type: int) -> tuple[ErrorCode, str | None, Any]:
+    """(error, message, the coordinator's BrokerImage). DESCRIBE on the group or the
+    transactional id comes first, as in Kafka."""
+    broker = ctx.broker
+    if key_type == GROUP and not authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, key):
+        return ErrorCode.group_authorization_failed, GROUP_DENIED, None
+    if key_type == TRANSACTION and not authorized(
+        ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key
+    ):
+        return ErrorCode.transactional_id_authorization_failed, TRANSACTIONAL_ID_DENIED, None
     if key_type not in (GROUP, TRANSACTION):
         return ErrorCode.invalid_request, f"Unknown coordinator key type {key_type}", None
     if not key:
@@ -39,7 +54,12 @@ def _lookup(broker: Any, key: str, key_type: int) -> tuple[ErrorCode, str | None
     timg = broker.image.topics.get(topic.name)
     pimg = timg.partitions.get(partition_for(key, len(timg.partitions))) if timg else None
     leader = broker.image.brokers.get(pimg.leader) if pimg is not None else None
-    if leader is None or leader.node_id not in broker.live_brokers:
+    # A coordinator without the client's listener is as good as none to this client.
+    if (
+        leader is None
+        or leader.node_id not in broker.live_brokers
+        or leader.endpoint(ctx.connection.listener.name) is None
+    ):
         return ErrorCode.coordinator_not_available, "The coordinator is not available.", None
     return ErrorCode.none, None, leader
 
@@ -51,13 +71,12 @@ def _address(ctx: Any, node: Any) -> tuple[str, int]:
 
 
 def handle(ctx: Any, request: Any) -> Any:
-    broker = ctx.broker
     mod = response_module(API_KEY, ctx.header.api_version)
     key_type = getattr(request, "key_type", GROUP)
     if hasattr(request, "coordinator_keys"):
         coordinators = []
         for key in request.coordinator_keys:
-            code, message, node = _lookup(broker, key, key_type)
+            code, message, node = _lookup(ctx, key, key_type)
             host, port = _address(ctx, node)
             coordinators.append(
                 make(
@@ -75,7 +94,7 @@ def handle(ctx: Any, request: Any) -> Any:
             throttle_time=datetime.timedelta(0),
             coordinators=tuple(coordinators),
         )
-    code, message, node = _lookup(broker, request.key, key_type)
+    code, message, node = _lookup(ctx, request.key, key_type)
     host, port = _address(ctx, node)
     return make(
         mod.FindCoordinatorResponse,

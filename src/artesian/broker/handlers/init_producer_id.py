@@ -22,6 +22,13 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_any,
+    cluster_authorized,
+)
 from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
 from artesian.broker.internal_topic import TRANSACTION_STATE_TOPIC
@@ -39,6 +46,17 @@ log = logging.getLogger("artesian.init_producer_id")
 def handle(ctx: Any, request: Any) -> Any:
     version = ctx.header.api_version
     mod = response_module(API_KEY, version)
+    refused = _refused(ctx, request)
+    if refused is not None:
+        return make(
+            mod.InitProducerIdResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=refused,
+            producer_id=NO_PRODUCER_ID,
+            producer_epoch=NO_PRODUCER_EPOCH,
+            ongoing_txn_producer_id=NO_PRODUCER_ID,
+            ongoing_txn_producer_epoch=NO_PRODUCER_EPOCH,
+        )
     code, pid, epoch = _init(ctx.broker, request)
 
     def build(replication: ErrorCode) -> Any:
@@ -56,6 +74,22 @@ def handle(ctx: Any, request: Any) -> Any:
     tid = request.transactional_id
     wait = ctx.broker.coordinator_write_replicated(TRANSACTION_STATE_TOPIC, tid) if tid else None
     return reply_when_replicated(wait, build)
+
+
+def _refused(ctx: Any, request: Any) -> ErrorCode | None:
+    """Kafka's checks, before anything else: WRITE on the transactional id; without one
+    (idempotence), IDEMPOTENT_WRITE on the cluster or WRITE on some topic."""
+    if ctx.broker.authorizer is None:
+        return None
+    tid = request.transactional_id
+    if tid is not None:
+        if not authorized(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, tid):
+            return ErrorCode.transactional_id_authorization_failed
+    elif not cluster_authorized(ctx, AclOperation.IDEMPOTENT_WRITE) and not authorized_any(
+        ctx, AclOperation.WRITE, ResourceType.TOPIC
+    ):
+        return ErrorCode.cluster_authorization_failed
+    return None
 
 
 def _init(broker: Any, request: Any) -> tuple[int, int, int]:

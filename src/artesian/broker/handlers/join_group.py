@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.coordinator.group.coordinator import JoinRequest
 
@@ -18,6 +21,22 @@ def _ms(value: Any) -> int:
 
 
 def handle(ctx: Any, request: Any) -> Any:
+    if not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        version = ctx.header.api_version
+        mod = response_module(API_KEY, version)
+        # Kafka's JoinGroupResult(UNKNOWN_MEMBER_ID, GROUP_AUTHORIZATION_FAILED).
+        return make(
+            mod.JoinGroupResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.group_authorization_failed,
+            generation_id=-1,
+            protocol_type=None,
+            protocol_name=None if version >= 7 else "",
+            leader="",
+            skip_assignment=False,
+            member_id="",
+            members=(),
+        )
     return _join(ctx, request)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 13
@@ -13,6 +16,14 @@ MAX_VERSION = 5
 
 
 def handle(ctx: Any, request: Any) -> Any:
+    if not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        mod = response_module(API_KEY, ctx.header.api_version)
+        return make(
+            mod.LeaveGroupResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.group_authorization_failed,
+            members=(),
+        )
     if hasattr(request, "members"):
         leaving = [(m.member_id, m.group_instance_id) for m in request.members]
     else:

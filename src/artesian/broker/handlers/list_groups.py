@@ -7,6 +7,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    cluster_authorized,
+)
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 16
@@ -20,10 +26,16 @@ def handle(ctx: Any, request: Any) -> Any:
     states = {s.lower() for s in getattr(request, "states_filter", ())}
     types = {t.lower() for t in getattr(request, "types_filter", ())}
     listed = []
+    # DESCRIBE on the cluster lists every group; else only those with DESCRIBE on them.
+    every = ctx.broker.authorizer is None or cluster_authorized(ctx, AclOperation.DESCRIBE)
     for group in coordinator.groups.values():
         if states and group.state.value.lower() not in states:
             continue
         if types and "classic" not in types:
+            continue
+        if not every and not authorized(
+            ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group.group_id
+        ):
             continue
         listed.append(
             make(

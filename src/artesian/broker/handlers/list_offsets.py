@@ -9,6 +9,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized_names
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 2
@@ -29,6 +30,9 @@ def handle(ctx: Any, request: Any) -> Any:
     read_committed = getattr(request, "isolation_level", 0) == 1
     answers: list[tuple[str, list[dict[str, Any]]]] = []
     remote: list[tuple[dict[str, Any], Any, int]] = []  # (answer, partition, timestamp)
+    # DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED for its partitions.
+    names = {t.name for t in request.topics}
+    allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
     for t in request.topics:
         parts: list[dict[str, Any]] = []
         answers.append((t.name, parts))
@@ -41,6 +45,10 @@ def handle(ctx: Any, request: Any) -> Any:
                 leader_epoch=-1,
                 old_style_offsets=(),
             )
+            if t.name not in allowed:
+                out["error_code"] = ErrorCode.topic_authorization_failed
+                parts.append(out)
+                continue
             partition, missing = rm.leader(t.name, p.partition_index)
             if partition is None:
                 out["error_code"] = missing

@@ -8,6 +8,15 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    NO_OPERATIONS,
+    AclOperation,
+    ResourceType,
+    authorized_names,
+    authorized_operations,
+    cluster_authorized,
+    cluster_operations,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers.create_topics import auto_create_topic
 from artesian.broker.response import RawResponse
@@ -19,15 +28,26 @@ MIN_VERSION = 0
 MAX_VERSION = 13
 
 log = logging.getLogger("artesian.metadata")
-_NO_OPS = -(2**31)  # topic_authorized_operations when not requested
+_NO_OPS = NO_OPERATIONS  # topic_authorized_operations when not requested
 
 
-def _topic_entry(mod: Any, topic: TopicImage, internal: bool, live: frozenset[int]) -> Any:
+def _topic_entry(
+    mod: Any,
+    topic: TopicImage,
+    internal: bool,
+    live: frozenset[int],
+    ops: int = _NO_OPS,
+    reachable: frozenset[int] | None = None,
+) -> Any:
+    """``reachable``: the brokers that have the client's listener; a leader without it is
+    as good as none to this client."""
     partitions = tuple(
         make(
             mod.MetadataResponsePartition,
             # A partition whose ISR is all fenced has no leader until one returns (Kafka).
-            error_code=ErrorCode.none if p.leader >= 0 else ErrorCode.leader_not_available,
+            error_code=ErrorCode.none
+            if p.leader >= 0 and (reachable is None or p.leader in reachable)
+            else ErrorCode.leader_not_available,
             partition_index=p.partition,
             leader_id=p.leader,
             leader_epoch=p.leader_epoch,
@@ -44,17 +64,23 @@ def _topic_entry(mod: Any, topic: TopicImage, internal: bool, live: frozenset[in
         topic_id=topic.topic_id,
         is_internal=internal,
         partitions=partitions,
-        topic_authorized_operations=_NO_OPS,
+        topic_authorized_operations=ops,
     )
 
 
-def _error_entry(mod: Any, name: str | None, topic_id: Any, code: ErrorCode) -> Any:
+def _reachable(broker: Any, listener: str) -> frozenset[int]:
+    return frozenset(b.node_id for b in broker.image.brokers.values() if b.endpoint(listener))
+
+
+def _error_entry(
+    mod: Any, name: str | None, topic_id: Any, code: ErrorCode, internal: bool = False
+) -> Any:
     return make(
         mod.MetadataResponseTopic,
         error_code=code,
         name=name,
         topic_id=topic_id,
-        is_internal=False,
+        is_internal=internal,
         partitions=(),
         topic_authorized_operations=_NO_OPS,
     )
@@ -68,46 +94,99 @@ def handle(ctx: Any, request: Any) -> Any:
     requested = request.topics
     if version == 0 and not requested:
         requested = None  # v0: an empty list means every topic
+    # With an authorizer, topics are shown only to principals allowed to DESCRIBE them, and
+    # the authorized operations asked for (v8+) are filled in; without one, neither applies.
+    authz = broker.authorizer is not None
+    topic_ops = authz and getattr(request, "include_topic_authorized_operations", False)
+    cluster_ops = _NO_OPS
+    if authz and getattr(request, "include_cluster_authorized_operations", False):
+        cluster_ops = cluster_operations(ctx)
     if requested is None:
         # Every topic: clients poll this often, so the encoded body is cached per metadata
-        # offset (1,000 partitions take milliseconds to encode, microseconds to resend).
+        # offset (1,000 partitions take milliseconds to encode, microseconds to resend). What
+        # a principal may see is its own: with an authorizer the key names it (and its host,
+        # which ACLs may name); ACL changes are metadata records, so they move the offset.
         listener = ctx.connection.listener.name
-        key = (API_KEY, version, listener, image.offset, broker.live_brokers)
+        key: tuple[Any, ...] = (API_KEY, version, listener, image.offset, broker.live_brokers)
+        if authz:
+            conn = ctx.connection
+            key += (conn.principal, conn.peer_host, topic_ops, cluster_ops)
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
+        topics = list(image.topics.values())
+        if authz:
+            allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, image.topics)
+            topics = [t for t in topics if t.name in allowed]
         entries = [
-            _topic_entry(mod, t, t.name in INTERNAL_TOPICS, broker.live_brokers)
-            for t in image.topics.values()
+            _topic_entry(
+                mod,
+                t,
+                t.name in INTERNAL_TOPICS,
+                broker.live_brokers,
+                authorized_operations(ctx, ResourceType.TOPIC, t.name) if topic_ops else _NO_OPS,
+                _reachable(broker, listener),
+            )
+            for t in topics
         ]
-        entity = _response(mod, broker, entries, listener)
+        entity = _response(mod, broker, entries, listener, cluster_ops)
         body = bytearray()
         writer_for(type(entity))(body, entity)
         response = RawResponse([bytes(body)], len(body))
-        # Drop this version's bodies for older images; other versions keep theirs.
+        # Drop this version's bodies for older images; other versions keep theirs, and so
+        # do other principals for this image.
         broker.response_cache = {
             k: v
             for k, v in broker.response_cache.items()
-            if not (isinstance(k, tuple) and k[:3] == (API_KEY, version, listener))
+            if not (
+                isinstance(k, tuple)
+                and k[:3] == (API_KEY, version, listener)
+                and k[3:5] != key[3:5]
+            )
         }
         broker.response_cache[key] = response
         return response
     allow_auto = getattr(request, "allow_auto_topic_creation", True) and broker.config.get(
         "auto.create.topics.enable"
     )
+    describable: set[str] | None = None
+    creatable: set[str] | None = None
+    if authz:
+        describable, creatable = _authorized_topics(ctx, image, requested, allow_auto)
     entries = []
     for t in requested:
         name = getattr(t, "name", None)
         topic_id = getattr(t, "topic_id", None)
         topic = None
         if name:
+            if describable is not None and name not in describable:
+                # Whether it exists or not: nothing is disclosed (no topic id either).
+                entries.append(_error_entry(mod, name, None, ErrorCode.topic_authorization_failed))
+                continue
             topic = image.topics.get(name)
         elif topic_id is not None:
             topic = image.topics_by_id.get(topic_id)
             if topic is None:
                 entries.append(_error_entry(mod, None, topic_id, ErrorCode.unknown_topic_id))
                 continue
+            if describable is not None and topic.name not in describable:
+                # Kafka: a topic id is no secret, its name is.
+                entries.append(
+                    _error_entry(mod, None, topic_id, ErrorCode.topic_authorization_failed)
+                )
+                continue
         if topic is None and name and allow_auto:
+            if creatable is not None and name not in creatable:
+                entries.append(
+                    _error_entry(
+                        mod,
+                        name,
+                        None,
+                        ErrorCode.topic_authorization_failed,
+                        name in INTERNAL_TOPICS,
+                    )
+                )
+                continue
             code = auto_create_topic(broker, name)
             if code is not ErrorCode.none:
                 entries.append(_error_entry(mod, name, None, code))
@@ -116,11 +195,45 @@ def handle(ctx: Any, request: Any) -> Any:
         if topic is None:
             entries.append(_error_entry(mod, name, None, ErrorCode.unknown_topic_or_partition))
             continue
-        entries.append(_topic_entry(mod, topic, topic.name in INTERNAL_TOPICS, broker.live_brokers))
-    return _response(mod, broker, entries, ctx.connection.listener.name)
+        ops = authorized_operations(ctx, ResourceType.TOPIC, topic.name) if topic_ops else _NO_OPS
+        entries.append(
+            _topic_entry(
+                mod,
+                topic,
+                topic.name in INTERNAL_TOPICS,
+                broker.live_brokers,
+                ops,
+                _reachable(broker, ctx.connection.listener.name),
+            )
+        )
+    return _response(mod, broker, entries, ctx.connection.listener.name, cluster_ops)
 
 
-def _response(mod: Any, broker: Any, topics: list[Any], listener: str) -> Any:
+def _authorized_topics(
+    ctx: Any, image: Any, requested: Any, allow_auto: bool
+) -> tuple[set[str], set[str] | None]:
+    """(the requested topics the principal may DESCRIBE, and when auto-creation is on, the
+    missing ones among those it may create: CREATE on the cluster or on the topic), as
+    KafkaApis decides them. A describable topic it may not create answers
+    TOPIC_AUTHORIZATION_FAILED; with auto-creation off, UNKNOWN_TOPIC_OR_PARTITION."""
+    names = set()
+    for t in requested:
+        name = getattr(t, "name", None)
+        topic_id = getattr(t, "topic_id", None)
+        if name:
+            names.add(name)
+        elif topic_id is not None and (topic := image.topics_by_id.get(topic_id)) is not None:
+            names.add(topic.name)
+    describable = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+    missing = {n for n in describable if n not in image.topics}
+    if not allow_auto or not missing or cluster_authorized(ctx, AclOperation.CREATE):
+        return describable, None
+    return describable, authorized_names(ctx, AclOperation.CREATE, ResourceType.TOPIC, missing)
+
+
+def _response(
+    mod: Any, broker: Any, topics: list[Any], listener: str, cluster_ops: int = _NO_OPS
+) -> Any:
     # Each broker as reached on the client's listener. Fenced brokers, and brokers without
     # that listener, are left out, as in Kafka.
     brokers = tuple(
@@ -141,6 +254,6 @@ def _response(mod: Any, broker: Any, topics: list[Any], listener: str) -> Any:
         cluster_id=broker.cluster_id,
         controller_id=broker.active_controller,
         topics=tuple(topics),
-        cluster_authorized_operations=_NO_OPS,
+        cluster_authorized_operations=cluster_ops,
         error_code=ErrorCode.none,
     )

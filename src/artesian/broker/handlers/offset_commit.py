@@ -8,6 +8,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import (
     make,
     reply_when_replicated,
@@ -34,6 +40,10 @@ def handle(ctx: Any, request: Any) -> Any:
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     errors: dict[tuple[str, int], int] = {}
     names: list[tuple[Any, str, list[int]]] = []
+    # READ on the group, else GROUP_AUTHORIZATION_FAILED for every partition; then READ on
+    # each topic, else TOPIC_AUTHORIZATION_FAILED for its partitions (KafkaApis' order).
+    group_allowed = authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id)
+    resolved = []
     for t in request.topics:
         topic_id = getattr(t, "topic_id", None)
         if topic_id is not None:
@@ -42,10 +52,21 @@ def handle(ctx: Any, request: Any) -> Any:
         else:
             name = t.name
             timg = image.topics.get(name)
+        resolved.append((t, topic_id, name, timg))
+    readable = authorized_names(
+        ctx, AclOperation.READ, ResourceType.TOPIC, (name for _, _, name, _ in resolved if name)
+    )
+    for t, topic_id, name, timg in resolved:
         indexes = []
         for p in t.partitions:
             tp = (name, p.partition_index)
             indexes.append(p.partition_index)
+            if not group_allowed:
+                errors[tp] = ErrorCode.group_authorization_failed
+                continue
+            if name and name not in readable:
+                errors[tp] = ErrorCode.topic_authorization_failed
+                continue
             if timg is None or p.partition_index not in timg.partitions:
                 errors[tp] = (
                     ErrorCode.unknown_topic_id
@@ -61,6 +82,9 @@ def handle(ctx: Any, request: Any) -> Any:
                 expire,
             )
         names.append((t, name, indexes))
+    mod = response_module(API_KEY, version)
+    if not group_allowed:
+        return _response(mod, names, errors)
     broker.offsets_topic.ensure()
     coordinator = broker.group_coordinator
     generation = request.generation_id_or_member_epoch
@@ -82,7 +106,6 @@ def handle(ctx: Any, request: Any) -> Any:
                 offsets,
             )
         )
-    mod = response_module(API_KEY, version)
 
     def build(replication: ErrorCode) -> Any:
         return _response(mod, names, with_replication_error(errors, replication))

@@ -7,6 +7,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 47
@@ -15,9 +21,31 @@ MAX_VERSION = 0
 
 
 def handle(ctx: Any, request: Any) -> Any:
-    partitions = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
-    code, results = ctx.broker.group_coordinator.delete_offsets(request.group_id, partitions)
     mod = response_module(API_KEY, ctx.header.api_version)
+    # DELETE on the group, else GROUP_AUTHORIZATION_FAILED for the request; READ on each
+    # topic, else TOPIC_AUTHORIZATION_FAILED for its partitions, which are left alone.
+    if not authorized(ctx, AclOperation.DELETE, ResourceType.GROUP, request.group_id):
+        return make(
+            mod.OffsetDeleteResponse,
+            error_code=ErrorCode.group_authorization_failed,
+            throttle_time=datetime.timedelta(0),
+            topics=(),
+        )
+    readable = authorized_names(
+        ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
+    partitions = [
+        (t.name, p.partition_index)
+        for t in request.topics
+        if t.name in readable
+        for p in t.partitions
+    ]
+    code, results = ctx.broker.group_coordinator.delete_offsets(request.group_id, partitions)
+    results = dict(results)
+    for t in request.topics:
+        if t.name not in readable:
+            for p in t.partitions:
+                results[(t.name, p.partition_index)] = ErrorCode.topic_authorization_failed
     return make(
         mod.OffsetDeleteResponse,
         error_code=code,

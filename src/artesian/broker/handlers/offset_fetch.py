@@ -12,6 +12,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 9
@@ -29,11 +35,17 @@ def _group_topics(
     grouped = hasattr(mod, "OffsetFetchResponseGroup")
     topic_cls = mod.OffsetFetchResponseTopics if grouped else mod.OffsetFetchResponseTopic
     part_cls = mod.OffsetFetchResponsePartitions if grouped else mod.OffsetFetchResponsePartition
+    # Offsets are shown for topics the principal may DESCRIBE: the others are left out of
+    # an "all topics" answer, and answer TOPIC_AUTHORIZATION_FAILED when named (Kafka).
+    denied: set[str] = set()
     if topics is None:
         found = coordinator.fetch_offsets(group_id, None)
         wanted: dict[str, list[int]] = {}
         for name, index in sorted(found):
             wanted.setdefault(name, []).append(index)
+        if broker.authorizer is not None:
+            allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, wanted)
+            wanted = {n: idx for n, idx in wanted.items() if n in allowed}
     else:
         wanted = {}
         for t in topics:
@@ -43,14 +55,29 @@ def _group_topics(
             else:
                 name = t.name
             wanted.setdefault(name, []).extend(t.partition_indexes)
+        if broker.authorizer is not None:
+            named = {n for n in wanted if n}
+            denied = named - authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, named)
         found = coordinator.fetch_offsets(
-            group_id, [(n, i) for n, idx in wanted.items() for i in idx]
+            group_id, [(n, i) for n, idx in wanted.items() if n not in denied for i in idx]
         )
     out = []
     for name, indexes in wanted.items():
         timg = image.topics.get(name)
         parts = []
         for i in indexes:
+            if name in denied:
+                parts.append(
+                    make(
+                        part_cls,
+                        partition_index=i,
+                        committed_offset=-1,
+                        committed_leader_epoch=-1,
+                        metadata="",
+                        error_code=ErrorCode.topic_authorization_failed,
+                    )
+                )
+                continue
             om = found.get((name, i))
             if require_stable and coordinator.has_pending_offsets(group_id, [(name, i)]):
                 parts.append(
@@ -92,18 +119,28 @@ def handle(ctx: Any, request: Any) -> Any:
     if hasattr(request, "groups"):
         by_id = version >= 10
         owns = ctx.broker.group_coordinator.owns
-        groups = tuple(
-            make(
-                mod.OffsetFetchResponseGroup,
-                group_id=g.group_id,
-                topics=_group_topics(ctx, mod, g.group_id, g.topics, by_id, stable)
-                if owns(g.group_id)
-                else (),
-                error_code=ErrorCode.none if owns(g.group_id) else ErrorCode.not_coordinator,
+        groups = []
+        for g in request.groups:
+            # DESCRIBE on each group first, as in Kafka.
+            if not _group_allowed(ctx, g.group_id):
+                code = ErrorCode.group_authorization_failed
+            else:
+                code = ErrorCode.none if owns(g.group_id) else ErrorCode.not_coordinator
+            groups.append(
+                make(
+                    mod.OffsetFetchResponseGroup,
+                    group_id=g.group_id,
+                    topics=_group_topics(ctx, mod, g.group_id, g.topics, by_id, stable)
+                    if code == ErrorCode.none
+                    else (),
+                    error_code=code,
+                )
             )
-            for g in request.groups
+        return make(
+            mod.OffsetFetchResponse, throttle_time=datetime.timedelta(0), groups=tuple(groups)
         )
-        return make(mod.OffsetFetchResponse, throttle_time=datetime.timedelta(0), groups=groups)
+    if not _group_allowed(ctx, request.group_id):
+        return _group_refused(mod, version, request)
     if not ctx.broker.group_coordinator.owns(request.group_id):
         return make(
             mod.OffsetFetchResponse,
@@ -116,4 +153,37 @@ def handle(ctx: Any, request: Any) -> Any:
         throttle_time=datetime.timedelta(0),
         topics=_group_topics(ctx, mod, request.group_id, request.topics, False, stable),
         error_code=ErrorCode.none,
+    )
+
+
+def _group_allowed(ctx: Any, group_id: str) -> bool:
+    return authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id)
+
+
+def _group_refused(mod: Any, version: int, request: Any) -> Any:
+    """GROUP_AUTHORIZATION_FAILED as Kafka's OffsetFetchRequest.getErrorResponse answers it:
+    v2+ at the top, v1 (no top-level code) on each partition asked for."""
+    code = ErrorCode.group_authorization_failed
+    topics: tuple[Any, ...] = ()
+    if version < 2:
+        topics = tuple(
+            make(
+                mod.OffsetFetchResponseTopic,
+                name=t.name,
+                partitions=tuple(
+                    make(
+                        mod.OffsetFetchResponsePartition,
+                        partition_index=i,
+                        committed_offset=-1,
+                        committed_leader_epoch=-1,
+                        metadata="",
+                        error_code=code,
+                    )
+                    for i in t.partition_indexes
+                ),
+            )
+            for t in request.topics or ()
+        )
+    return make(
+        mod.OffsetFetchResponse, throttle_time=datetime.timedelta(0), topics=topics, error_code=code
     )

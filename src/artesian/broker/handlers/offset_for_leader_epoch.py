@@ -8,6 +8,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized_names,
+    cluster_authorized,
+)
 from artesian.broker.handlers._build import make, response_module
 
 API_KEY = 23
@@ -19,12 +25,24 @@ def handle(ctx: Any, request: Any) -> Any:
     rm = ctx.broker.replica_manager
     mod = response_module(API_KEY, ctx.header.api_version)
     topics = []
+    # Followers (and anyone) with CLUSTER_ACTION may ask for every topic; consumers (KIP-320)
+    # need DESCRIBE on each, else TOPIC_AUTHORIZATION_FAILED.
+    names = {t.topic for t in request.topics}
+    allowed = (
+        names
+        if ctx.broker.authorizer is None or cluster_authorized(ctx, AclOperation.CLUSTER_ACTION)
+        else authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+    )
     for t in request.topics:
         parts = []
         for p in t.partitions:
             out: dict[str, Any] = dict(
                 error_code=ErrorCode.none, partition=p.partition, leader_epoch=-1, end_offset=-1
             )
+            if t.topic not in allowed:
+                out["error_code"] = ErrorCode.topic_authorization_failed
+                parts.append(make(mod.EpochEndOffset, **out))
+                continue
             partition, missing = rm.leader(t.topic, p.partition)
             if partition is None:
                 out["error_code"] = missing

@@ -13,6 +13,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.controller import ControllerError
 
@@ -23,6 +24,15 @@ LIST = 46
 def alter(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(ALTER, ctx.header.api_version)
+    if not cluster_authorized(ctx, AclOperation.ALTER):
+        return make(
+            mod.AlterPartitionReassignmentsResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.cluster_authorization_failed,
+            error_message=CLUSTER_DENIED,
+            responses=(),
+            allow_replication_factor_change=True,
+        )
     topics = []
     for t in request.topics:
         parts = []
@@ -77,6 +87,14 @@ def alter(ctx: Any, request: Any) -> Any:
 def list_(ctx: Any, request: Any) -> Any:
     image = ctx.broker.image
     mod = response_module(LIST, ctx.header.api_version)
+    if not cluster_authorized(ctx, AclOperation.DESCRIBE):
+        return make(
+            mod.ListPartitionReassignmentsResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.cluster_authorization_failed,
+            error_message=CLUSTER_DENIED,
+            topics=(),
+        )
     wanted: list[tuple[str, list[int] | None]]
     if request.topics is None:
         wanted = [(name, None) for name in sorted(image.topics)]

@@ -17,6 +17,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
@@ -88,8 +94,9 @@ def _txn_error(
     )
 
 
-def _misdirected(broker: Any, request: ProduceRequestView) -> bool:
-    """Does the request name a partition this broker does not lead, by its image?"""
+def _misdirected(broker: Any, request: ProduceRequestView, denied: set[str] | None) -> bool:
+    """Does the request name a partition this broker does not lead, by its image? Topics
+    the principal may not write to are answered at once, as Kafka does."""
     partitions = broker.replica_manager.partitions
     for t in request.topics:
         name = t.name
@@ -98,6 +105,8 @@ def _misdirected(broker: Any, request: ProduceRequestView) -> bool:
             if topic is None:
                 return True
             name = topic.name
+        if denied and name in denied:
+            continue
         for p in t.partitions:
             partition = partitions.get((name, p.index))
             if partition is None or not partition.is_leader:
@@ -106,14 +115,18 @@ def _misdirected(broker: Any, request: ProduceRequestView) -> bool:
 
 
 def handle(ctx: Any, request: ProduceRequestView) -> Any:
-    if ctx.broker.store is not None and _misdirected(ctx.broker, request):
+    # With an authorizer, what the principal may not do is known first (once per request).
+    refusal = _refusal(ctx, request) if ctx.broker.authorizer is not None else None
+    if isinstance(refusal, ErrorCode):
+        return _refused(ctx, request, refusal)
+    if ctx.broker.store is not None and _misdirected(ctx.broker, request, refusal):
         # The client may know newer metadata than this broker: a new topic or a leadership
         # moved here. Answering NOT_LEADER / UNKNOWN_TOPIC_OR_PARTITION now would be safe for
         # this request but not for the idempotent producer's next one: its batches already
         # in flight would land as a new producer's first, at any sequence (KIP-360), and
         # librdkafka then counts this one's records as delivered. So catch up first.
         return _after_catch_up(ctx, request)
-    return _handle(ctx, request)
+    return _handle(ctx, request, refusal)
 
 
 async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
@@ -123,17 +136,62 @@ async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
             await ctx.broker.catch_up_metadata()
     except Exception as e:
         log.warning("could not catch up with the metadata log before a Produce: %s", e)
-    result = _handle(ctx, request)
+    # Topic ids unknown before may name topics now: authorize again.
+    refusal = _refusal(ctx, request) if ctx.broker.authorizer is not None else None
+    if isinstance(refusal, ErrorCode):
+        return _refused(ctx, request, refusal)
+    result = _handle(ctx, request, refusal)
     return await result if asyncio.iscoroutine(result) else result
 
 
-def _handle(ctx: Any, request: ProduceRequestView) -> Any:
+def _has_transactional_records(request: ProduceRequestView) -> bool:
+    return any(
+        p.records is not None
+        and len(p.records) >= BATCH_HEADER_SIZE
+        and p.records[_ATTRIBUTES_LOW] & ATTR_TRANSACTIONAL
+        for t in request.topics
+        for p in t.partitions
+    )
+
+
+def _refusal(ctx: Any, request: ProduceRequestView) -> set[str] | ErrorCode:
+    """With an authorizer: the topics the principal may not WRITE to, or
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request when it carries transactional
+    records without WRITE on its transactional id (KafkaApis' order)."""
+    if _has_transactional_records(request):
+        tid = request.transactional_id
+        if tid is None or not authorized(
+            ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, tid
+        ):
+            return ErrorCode.transactional_id_authorization_failed
+    image = ctx.broker.image
+    names = set()
+    for t in request.topics:
+        if t.topic_id is None:
+            names.add(t.name)
+        elif (topic := image.topics_by_id.get(t.topic_id)) is not None:
+            names.add(topic.name)
+    return names - authorized_names(ctx, AclOperation.WRITE, ResourceType.TOPIC, names)
+
+
+def _refused(ctx: Any, request: ProduceRequestView, code: ErrorCode) -> Any:
+    """Every partition fails with ``code``, nothing is written (Kafka's error response)."""
+    failed = [
+        (t, [(p.index, code, -1, -1, -1, None) for p in t.partitions]) for t in request.topics
+    ]
+    if request.acks == 0:
+        return _no_response(ctx, failed)
+    return _response(ctx.header.api_version, failed)
+
+
+def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> Any:
+    """``denied``: with an authorizer, the topics the principal may not write to."""
     broker = ctx.broker
     version = ctx.header.api_version
+    acks = request.acks
     rm = broker.replica_manager
     image = broker.image
     now = int(time.time() * 1000)
-    acks = request.acks
     valid_acks = acks in (-1, 0, 1)
     topics_out = []
     flushes: list[asyncio.Future[None]] = []
@@ -156,7 +214,9 @@ def _handle(ctx: Any, request: ProduceRequestView) -> Any:
             partition, missing = (
                 rm.leader(name, p.index) if name else (None, ErrorCode.unknown_topic_id)
             )
-            if not valid_acks:
+            if denied and name in denied:
+                code = ErrorCode.topic_authorization_failed  # before existence, as in Kafka
+            elif not valid_acks:
                 code = ErrorCode.invalid_required_acks
             elif partition is None:
                 code = missing
@@ -222,25 +282,29 @@ def _handle(ctx: Any, request: ProduceRequestView) -> Any:
             replicated = []
         topics_out.append((t, parts_out))
     if acks == 0:
-        failed = [(t.name, p[0], p[1]) for t, parts in topics_out for p in parts if p[1]]
-        if failed:
-            # The only way an acks=0 producer learns of an error (a moved or deleted
-            # partition) is a closed connection: it then refreshes its metadata. Kafka does so.
-            name, index, code = failed[0]
-            log.info(
-                "closing connection from %s: acks=0 produce to %s-%d failed with %s",
-                ctx.connection.peer,
-                name,
-                index,
-                ErrorCode(code).name,
-            )
-            ctx.connection.close()
-        return None
+        return _no_response(ctx, topics_out)
     if flushes or waits:
         return _after_flush_and_replication(
             flushes, waits, rm, request.timeout_ms, version, topics_out
         )
     return _response(version, topics_out)
+
+
+def _no_response(ctx: Any, topics_out: list[Any]) -> None:
+    """acks=0: no answer. The only way such a producer learns of an error (a moved or
+    deleted partition, a refused authorization) is a closed connection: it then refreshes
+    its metadata. Kafka does so."""
+    failed = [(t.name, p[0], p[1]) for t, parts in topics_out for p in parts if p[1]]
+    if failed:
+        name, index, code = failed[0]
+        log.info(
+            "closing connection from %s: acks=0 produce to %s-%d failed with %s",
+            ctx.connection.peer,
+            name,
+            index,
+            ErrorCode(code).name,
+        )
+        ctx.connection.close()
 
 
 async def _after_flush_and_replication(

@@ -7,6 +7,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 
@@ -16,6 +17,23 @@ MAX_VERSION = 5
 
 
 def handle(ctx: Any, request: Any) -> Any:
+    # v5+ requests without their protocol type and name get INCONSISTENT_GROUP_PROTOCOL from
+    # the coordinator first, as in Kafka; then READ on the group.
+    incomplete = ctx.header.api_version >= 5 and (
+        request.protocol_type is None or request.protocol_name is None
+    )
+    if not incomplete and not authorized(
+        ctx, AclOperation.READ, ResourceType.GROUP, request.group_id
+    ):
+        mod = response_module(API_KEY, ctx.header.api_version)
+        return make(
+            mod.SyncGroupResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.group_authorization_failed,
+            protocol_type=None,
+            protocol_name=None,
+            assignment=b"",
+        )
     return _sync(ctx, request)
 
 

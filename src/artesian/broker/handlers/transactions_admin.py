@@ -7,6 +7,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import make, response_module
 from artesian.coordinator.transaction.transaction_metadata import TransactionState
 
@@ -19,6 +25,23 @@ def describe(ctx: Any, request: Any) -> Any:
     mod = response_module(DESCRIBE, ctx.header.api_version)
     states = []
     for tid in request.transactional_ids:
+        # DESCRIBE on each transactional id; its partitions are listed for the topics the
+        # principal may DESCRIBE (Kafka).
+        if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid):
+            states.append(
+                make(
+                    mod.TransactionState,
+                    error_code=ErrorCode.transactional_id_authorization_failed,
+                    transactional_id=tid,
+                    transaction_state="",
+                    transaction_timeout=datetime.timedelta(0),
+                    transaction_start_time=datetime.datetime.fromtimestamp(0, datetime.UTC),
+                    producer_id=-1,
+                    producer_epoch=-1,
+                    topics=(),
+                )
+            )
+            continue
         meta = coordinator.describe(tid)
         if meta is None:
             states.append(
@@ -38,6 +61,10 @@ def describe(ctx: Any, request: Any) -> Any:
             )
             continue
         start_ms = meta.start_ms if meta.state is TransactionState.ONGOING else -1
+        partitions = meta.sorted_partitions()
+        visible = authorized_names(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t for t, _ in partitions)
+        )
         states.append(
             make(
                 mod.TransactionState,
@@ -52,8 +79,9 @@ def describe(ctx: Any, request: Any) -> Any:
                 producer_id=meta.producer_id,
                 producer_epoch=meta.producer_epoch,
                 topics=tuple(
-                    make(mod.TopicData, topic=topic, partitions=partitions)
-                    for topic, partitions in meta.sorted_partitions()
+                    make(mod.TopicData, topic=topic, partitions=indexes)
+                    for topic, indexes in partitions
+                    if topic in visible
                 ),
             )
         )
@@ -96,6 +124,9 @@ def list_(ctx: Any, request: Any) -> Any:
                 transaction_state=m.state.display_name,
             )
             for m in found
+            if authorized(
+                ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, m.transactional_id
+            )
         ),
     )
 

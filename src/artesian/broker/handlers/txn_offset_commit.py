@@ -14,6 +14,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import (
     make,
     reply_when_replicated,
@@ -35,11 +41,30 @@ def handle(ctx: Any, request: Any) -> Any:
     image = broker.image
     now = int(time.time() * 1000)
     wanted = [(t.name, p) for t in request.topics for p in t.partitions]
+    mod = response_module(API_KEY, version)
+    by_topic: dict[str, list[int]] = {}
+    for name, p in wanted:
+        by_topic.setdefault(name, []).append(p.partition_index)
+    # WRITE on the transactional id, then READ on the group: else every partition fails
+    # with TRANSACTIONAL_ID_ / GROUP_AUTHORIZATION_FAILED; then READ on each topic.
+    refused = None
+    if not authorized(
+        ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id
+    ):
+        refused = ErrorCode.transactional_id_authorization_failed
+    elif not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        refused = ErrorCode.group_authorization_failed
+    if refused is not None:
+        return _response(mod, by_topic, {(name, p.partition_index): refused for name, p in wanted})
+    readable = authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, by_topic)
     errors: dict[tuple[str, int], int] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
     for name, p in wanted:
         tp = (name, p.partition_index)
         timg = image.topics.get(name)
+        if name not in readable:
+            errors[tp] = ErrorCode.topic_authorization_failed
+            continue
         if timg is None or p.partition_index not in timg.partitions:
             errors[tp] = ErrorCode.unknown_topic_or_partition
             continue
@@ -77,10 +102,6 @@ def handle(ctx: Any, request: Any) -> Any:
                     offsets,
                 )
             )
-    mod = response_module(API_KEY, version)
-    by_topic: dict[str, list[int]] = {}
-    for name, p in wanted:
-        by_topic.setdefault(name, []).append(p.partition_index)
 
     def build(replication: ErrorCode) -> Any:
         return _response(mod, by_topic, with_replication_error(errors, replication))

@@ -17,6 +17,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import (
@@ -46,6 +47,25 @@ Error = tuple[ErrorCode, str]
 
 def describe(ctx: Any, request: Any) -> Any:
     mod = response_module(DESCRIBE_KEY, ctx.header.api_version)
+    if not cluster_authorized(ctx, AclOperation.DESCRIBE):
+        # Kafka's error response: the code at the top and for each user asked about.
+        denied = ErrorCode.cluster_authorization_failed
+        return make(
+            mod.DescribeUserScramCredentialsResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=denied,
+            error_message=CLUSTER_DENIED,
+            results=tuple(
+                make(
+                    mod.DescribeUserScramCredentialsResult,
+                    user=u.name,
+                    error_code=denied,
+                    error_message=CLUSTER_DENIED,
+                    credential_infos=(),
+                )
+                for u in request.users or ()
+            ),
+        )
     credentials = ctx.broker.image.scram_credentials
     by_user: dict[str, list[Any]] = {}
     for (user, mechanism), record in sorted(credentials.items()):
@@ -58,9 +78,13 @@ def describe(ctx: Any, request: Any) -> Any:
         code, message = ErrorCode.none, None
         if wanted.count(user) > 1:
             code = ErrorCode.duplicate_resource
-            message = "Cannot describe SCRAM credentials for the same user twice in a request"
+            message = (
+                "Cannot describe SCRAM credentials for the same user twice in a single "
+                f"request: {user}"
+            )
         elif user not in by_user:
-            code, message = ErrorCode.resource_not_found, "Attempt to describe nonexistent user"
+            code = ErrorCode.resource_not_found
+            message = f"Attempt to describe a user credential that does not exist: {user}"
         results.append(
             make(
                 mod.DescribeUserScramCredentialsResult,
@@ -83,6 +107,22 @@ def alter(ctx: Any, request: Any) -> Any:
     mod = response_module(ALTER_KEY, ctx.header.api_version)
     broker = ctx.broker
     outcome: dict[str, Error | None] = {}
+    if not cluster_authorized(ctx, AclOperation.ALTER):
+        # Every user named, once, sorted (Kafka's error response); nothing changes.
+        users = sorted({u.name for u in (*request.deletions, *request.upsertions)})
+        return make(
+            mod.AlterUserScramCredentialsResponse,
+            throttle_time=datetime.timedelta(0),
+            results=tuple(
+                make(
+                    mod.AlterUserScramCredentialsResult,
+                    user=user,
+                    error_code=ErrorCode.cluster_authorization_failed,
+                    error_message=CLUSTER_DENIED,
+                )
+                for user in users
+            ),
+        )
 
     def plan() -> list[MetadataRecord]:
         outcome.clear()

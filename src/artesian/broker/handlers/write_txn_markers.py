@@ -10,6 +10,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.transaction_markers import write_local_marker
 
@@ -28,6 +29,21 @@ def handle(ctx: Any, request: Any) -> Any:
     rm = broker.replica_manager
     results: list[tuple[Any, dict[str, list[tuple[int, ErrorCode]]]]] = []
     waits: list[tuple[list[tuple[int, ErrorCode]], int, Any, int, int]] = []
+    if not cluster_authorized(ctx, AclOperation.CLUSTER_ACTION):
+        # Brokers only: every partition of every marker, as Kafka's error response.
+        for marker in request.markers:
+            results.append(
+                (
+                    marker,
+                    {
+                        t.name: [
+                            (i, ErrorCode.cluster_authorization_failed) for i in t.partition_indexes
+                        ]
+                        for t in marker.topics
+                    },
+                )
+            )
+        return _response(ctx, results)
     for marker in request.markers:
         topics: dict[str, list[tuple[int, ErrorCode]]] = {}
         for t in marker.topics:
