@@ -888,3 +888,42 @@ def test_an_acks_0_produce_that_is_refused_closes_the_connection(secured: Secure
         req = sample_request(0, 9, "locked", batch=make_batch(n=1), acks=0)
         conn.send(request_frame(0, 9, conn.next_corr(), req))
         assert _produce(conn, "locked")[0] == ErrorCode.none
+
+
+def test_sync_group_v5_without_its_protocol_is_refused_before_anything(
+    secured: SecuredBroker,
+) -> None:
+    from kio.schema.sync_group.v5 import request as sg
+
+    with secured.login("gina") as conn:
+        for protocol_type, protocol_name in ((None, "range"), ("consumer", None)):
+            answer = conn.request(
+                14,
+                5,
+                sg.SyncGroupRequest(
+                    group_id="nulls",
+                    generation_id=1,
+                    member_id="m",
+                    group_instance_id=None,
+                    protocol_type=protocol_type,
+                    protocol_name=protocol_name,
+                    assignments=(),
+                ),
+            )
+            # INCONSISTENT_GROUP_PROTOCOL, even for a principal with no READ on the group.
+            assert (int(answer.error_code), answer.assignment) == (23, b"")
+
+
+def test_fetch_sessions_do_not_tell_whether_a_hidden_topic_exists(secured: SecuredBroker) -> None:
+    secured.create_topic("exists-but-hidden")
+    with secured.login("gina") as conn:
+        sessions = {}
+        for topic in ("exists-but-hidden", "never-created-hidden"):
+            full = _session_fetch(conn, 0, 0, [topic])
+            assert _partition_codes(full) == {topic: [int(ErrorCode.topic_authorization_failed)]}
+            sessions[topic] = full.session_id
+            # An incremental fetch adding the other topic keeps the session either way.
+            other = "never-created-hidden" if topic == "exists-but-hidden" else "locked"
+            more = _session_fetch(conn, full.session_id, 1, [other])
+            assert (int(more.error_code), more.session_id) == (0, full.session_id)
+        assert all(sessions.values()), sessions  # a session for both, not only the real one

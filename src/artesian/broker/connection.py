@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -81,7 +82,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.peer_host = str(peer[0]) if peer else ""  # what ACLs' host field matches
+        self.peer_host = _kafka_host(str(peer[0])) if peer else ""  # what ACLs' host matches
         sock = transport.get_extra_info("socket")
         # Under TLS the bytes must go through the transport: no sendfile.
         self._sock_fd = sock.fileno() if sock is not None and not self.listener.tls else -1
@@ -481,6 +482,20 @@ def _certificate_subject(cert: Any) -> str:
         for rdn in cert["subject"]
     ]
     return ",".join(reversed(rdns))
+
+
+def _kafka_host(address: str) -> str:
+    """The client address as Kafka's ACLs name it (Java's getHostAddress): IPv6 written out
+    in full without leading zeros, no scope; an IPv4-mapped address as IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return ":".join(f"{int(group, 16):x}" for group in ip.exploded.split(":"))
+    return str(ip)
 
 
 def _escape_dn_value(value: str) -> str:

@@ -65,6 +65,20 @@ class SqliteMetadataStore:
         self._db = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=10.0
         )
+        # Brokers started together race to set up a new file. SQLite answers "database is
+        # locked" at once, without its busy timeout, where waiting could deadlock (switching
+        # the journal mode, upgrading a read lock): wait and retry instead.
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                self._set_up()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _set_up(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # Metadata changes are rare and must survive kill -9 and power loss alike.
         self._db.execute("PRAGMA synchronous=FULL")

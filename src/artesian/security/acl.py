@@ -201,6 +201,7 @@ class Authorizer:
         self._literal: dict[tuple[ResourceType, str], list[AclBinding]] = {}
         self._prefixed: dict[ResourceType, list[AclBinding]] = {}
         self._by_type: dict[ResourceType, list[AclBinding]] = {}
+        self.names_hosts = False  # some ACL names a host: answers may differ by address
 
     def update(self, acls: Iterable[AclBinding]) -> None:
         """Replace every ACL (from the metadata image)."""
@@ -214,6 +215,7 @@ class Authorizer:
             else:
                 literal.setdefault((acl.resource_type, acl.resource_name), []).append(acl)
         self._literal, self._prefixed, self._by_type = literal, prefixed, by_type
+        self.names_hosts = any(a.host != WILDCARD for v in by_type.values() for a in v)
 
     def _applicable(self, resource_type: ResourceType, name: str) -> list[AclBinding]:
         found = [

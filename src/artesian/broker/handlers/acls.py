@@ -3,8 +3,8 @@
 ACLs are AccessControlEntryRecords in the metadata log, so every broker's authorizer applies
 the same set, and they outlive restarts. Without an authorizer (``authorizer.class.name``
 empty) the three answer SECURITY_DISABLED, as Kafka does. Creating an ACL that exists
-already succeeds without a second copy; a DeleteAcls filter reports each ACL it removed, and
-an ACL matched by two filters of one request is removed once, by the first.
+already succeeds without a second copy; a DeleteAcls filter reports each ACL it matched, so
+an ACL matched by two filters of one request is reported by both (and removed once).
 """
 
 from __future__ import annotations
@@ -201,9 +201,9 @@ def delete(ctx: Any, request: Any) -> Any:
             if reason is not None:
                 outcome.append(((ErrorCode.invalid_request, reason), []))
                 continue
-            matched = [(i, b) for i, b in current if i not in removed and wanted.matches(b)]
+            matched = [(i, b) for i, b in current if wanted.matches(b)]
+            records += [RemoveAccessControlEntryRecord(i) for i, _ in matched if i not in removed]
             removed.update(i for i, _ in matched)
-            records += [RemoveAccessControlEntryRecord(i) for i, _ in matched]
             outcome.append(((ErrorCode.none, None), [b for _, b in matched]))
         return records
 

@@ -57,6 +57,10 @@ def handle(ctx: Any, request: Any) -> Any:
                 raise ControllerError(
                     ErrorCode.topic_deletion_disabled, "Topic deletion is disabled."
                 )
+            if not name and not topic_id:
+                raise ControllerError(
+                    ErrorCode.invalid_request, "Neither topic name nor id were specified."
+                )
             if deletable is not None and describable is not None:
                 refused = _refused(name, topic_id, topic, describable, deletable)
                 if refused is not None:

@@ -26,6 +26,7 @@ from artesian.broker.fetch_session import FetchContext, FetchPartition, Partitio
 from artesian.broker.handlers._authz import (
     AclOperation,
     ResourceType,
+    authorized,
     authorized_names,
     cluster_authorized,
 )
@@ -369,7 +370,19 @@ def _changed_only(
 
 def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
     rm = ctx.broker.replica_manager
-    return lambda fp: bool(fp.topic) and rm.get(fp.topic, fp.partition) is not None
+    if ctx.broker.authorizer is None:
+        return lambda fp: bool(fp.topic) and rm.get(fp.topic, fp.partition) is not None
+
+    def exists(fp: FetchPartition) -> bool:
+        if not fp.topic:
+            return False
+        if rm.get(fp.topic, fp.partition) is not None:
+            return True
+        # A topic the principal may not read must look the same whether it exists or not:
+        # the session is kept (or opened) either way.
+        return not authorized(ctx, AclOperation.READ, ResourceType.TOPIC, fp.topic)
+
+    return exists
 
 
 def handle(ctx: Any, request: Any) -> Any:

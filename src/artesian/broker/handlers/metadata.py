@@ -68,6 +68,11 @@ def _topic_entry(
     )
 
 
+# Cached all-topics bodies per image, listener and version: one per principal with an
+# authorizer, so bounded.
+_MAX_VIEWS = 64
+
+
 def _reachable(broker: Any, listener: str) -> frozenset[int]:
     return frozenset(b.node_id for b in broker.image.brokers.values() if b.endpoint(listener))
 
@@ -110,7 +115,9 @@ def handle(ctx: Any, request: Any) -> Any:
         key: tuple[Any, ...] = (API_KEY, version, listener, image.offset, broker.live_brokers)
         if authz:
             conn = ctx.connection
-            key += (conn.principal, conn.peer_host, topic_ops, cluster_ops)
+            # The host only where some ACL names one: else one entry serves every address.
+            host = conn.peer_host if broker.authorizer.names_hosts else "*"
+            key += (conn.principal, host, topic_ops, cluster_ops)
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
@@ -118,6 +125,7 @@ def handle(ctx: Any, request: Any) -> Any:
         if authz:
             allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, image.topics)
             topics = [t for t in topics if t.name in allowed]
+        reachable = _reachable(broker, listener)
         entries = [
             _topic_entry(
                 mod,
@@ -125,7 +133,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 t.name in INTERNAL_TOPICS,
                 broker.live_brokers,
                 authorized_operations(ctx, ResourceType.TOPIC, t.name) if topic_ops else _NO_OPS,
-                _reachable(broker, listener),
+                reachable,
             )
             for t in topics
         ]
@@ -144,6 +152,9 @@ def handle(ctx: Any, request: Any) -> Any:
                 and k[3:5] != key[3:5]
             )
         }
+        views = [k for k in broker.response_cache if isinstance(k, tuple) and k[:5] == key[:5]]
+        for old in views[: max(0, len(views) - _MAX_VIEWS + 1)]:
+            del broker.response_cache[old]  # the oldest principals' views (insertion order)
         broker.response_cache[key] = response
         return response
     allow_auto = getattr(request, "allow_auto_topic_creation", True) and broker.config.get(
@@ -154,6 +165,7 @@ def handle(ctx: Any, request: Any) -> Any:
     if authz:
         describable, creatable = _authorized_topics(ctx, image, requested, allow_auto)
     entries = []
+    reachable = _reachable(broker, ctx.connection.listener.name)
     for t in requested:
         name = getattr(t, "name", None)
         topic_id = getattr(t, "topic_id", None)
@@ -203,7 +215,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 topic.name in INTERNAL_TOPICS,
                 broker.live_brokers,
                 ops,
-                _reachable(broker, ctx.connection.listener.name),
+                reachable,
             )
         )
     return _response(mod, broker, entries, ctx.connection.listener.name, cluster_ops)

@@ -17,24 +17,28 @@ MAX_VERSION = 5
 
 
 def handle(ctx: Any, request: Any) -> Any:
-    # v5+ requests without their protocol type and name get INCONSISTENT_GROUP_PROTOCOL from
-    # the coordinator first, as in Kafka; then READ on the group.
+    # v5+ requests must name their protocol type and name (Kafka's
+    # areMandatoryProtocolTypeAndNamePresent), checked before READ on the group.
     incomplete = ctx.header.api_version >= 5 and (
         request.protocol_type is None or request.protocol_name is None
     )
-    if not incomplete and not authorized(
-        ctx, AclOperation.READ, ResourceType.GROUP, request.group_id
-    ):
-        mod = response_module(API_KEY, ctx.header.api_version)
-        return make(
-            mod.SyncGroupResponse,
-            throttle_time=datetime.timedelta(0),
-            error_code=ErrorCode.group_authorization_failed,
-            protocol_type=None,
-            protocol_name=None,
-            assignment=b"",
-        )
+    if incomplete:
+        return _refused(ctx, ErrorCode.inconsistent_group_protocol)
+    if not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return _refused(ctx, ErrorCode.group_authorization_failed)
     return _sync(ctx, request)
+
+
+def _refused(ctx: Any, code: ErrorCode) -> Any:
+    mod = response_module(API_KEY, ctx.header.api_version)
+    return make(
+        mod.SyncGroupResponse,
+        throttle_time=datetime.timedelta(0),
+        error_code=code,
+        protocol_type=None,
+        protocol_name=None,
+        assignment=b"",
+    )
 
 
 async def _sync(ctx: Any, request: Any) -> Any:
