@@ -64,6 +64,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.decoder = FrameDecoder(max_frame)
         self._close_after_send = False
         self._closing = False  # a close is scheduled: nothing more is read or handled
+        self._throttled_until = 0.0  # a client over its quota is muted until then (KIP-219)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host = ""
@@ -178,6 +179,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             or len(self._queue) > _MAX_QUEUED
             or self.broker.stopping
             or self._closing
+            or (self._throttled_until and self._throttled_until > time.monotonic())
         )
         if stop and not self._paused:
             self._paused = True
@@ -202,6 +204,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         """Handle queued requests until one must wait, the client stops reading, the broker
         is stopping, or the queue is empty."""
         while self._queue and not self._closed and not self._closing and not self._write_paused:
+            if self._throttled_until and self._throttled_until > time.monotonic():
+                break  # throttle() resumes it
             if self.broker.stopping:
                 self._queue.clear()  # not started: the client retries elsewhere
                 break
@@ -329,6 +333,28 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._send_error(header, ErrorCode.unknown_server_error)
             return
         self._send(header, response, started)
+
+    def throttle(self, ms: int) -> None:
+        """Over a quota: read and handle nothing more from this client for ``ms`` (the
+        response already sent says so in throttle_time_ms), as Kafka mutes the channel."""
+        if ms <= 0 or self._closed:
+            return
+        self._throttled_until = max(self._throttled_until, time.monotonic() + ms / 1000)
+        self._update_reading()
+        asyncio.get_running_loop().call_later(ms / 1000, self._end_throttle)
+
+    def _end_throttle(self) -> None:
+        if self._closed:
+            return
+        left = self._throttled_until - time.monotonic()
+        if left > 0:
+            # Throttled again since, or the loop woke a hair early: wait out the rest.
+            asyncio.get_running_loop().call_later(left, self._end_throttle)
+            return
+        self._throttled_until = 0.0
+        self._update_reading()
+        if not self._busy:
+            self._process()
 
     # --- authentication ---------------------------------------------------------------------
 

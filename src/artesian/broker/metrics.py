@@ -25,6 +25,13 @@ class BrokerMetrics:
             ["listener", "result"],
             registry=r,
         )
+        # Kafka's throttle-time sensors of its Produce and Fetch quota managers.
+        self.throttled = Counter(
+            "kafka_server_client_quota_throttle_time_seconds",
+            "Time clients were throttled for going over their quotas, by request kind.",
+            ["kind"],
+            registry=r,
+        )
         self.request_latency = Histogram(
             "kafka_network_request_total_time_seconds",
             "Time from a request's arrival to its response, by API.",

@@ -43,6 +43,7 @@ from artesian.broker.listeners import (
 )
 from artesian.broker.metrics import BrokerMetrics
 from artesian.broker.producer_id_manager import ProducerIdManager
+from artesian.broker.quota_manager import ClientQuotaManager
 from artesian.broker.replica_manager import Partition, ReplicaManager
 from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import BrokerConfig, parse_properties
@@ -59,6 +60,7 @@ from artesian.metadata.controller import Controller, ControllerError
 from artesian.metadata.image import BROKER_RESOURCE, MetadataImage, TopicImage
 from artesian.metadata.records import (
     AccessControlEntryRecord,
+    ClientQuotaRecord,
     ClusterRecord,
     ConfigRecord,
     MetadataRecord,
@@ -201,6 +203,7 @@ class Broker:
             }
         except (ListenerError, ValueError) as e:
             raise BrokerStartupError(str(e)) from e
+        self.quota_manager = ClientQuotaManager()
         # ACLs when authorizer.class.name names one; None lets every request through.
         self.authorizer: Authorizer | None = None
         if config.get("authorizer.class.name"):
@@ -227,6 +230,7 @@ class Broker:
             self.image.apply(offset, record)
         self._apply_dynamic_configs()
         self._update_authorizer()
+        self.quota_manager.update(self.image.client_quotas)
         self._check_store_matches_logs()
         new_directory = not (self.data_dir / "meta.properties").exists()
         self.cluster_id = self._load_cluster_id()
@@ -750,6 +754,8 @@ class Broker:
             for r in records
         ):
             self._update_authorizer()
+        if any(isinstance(r, ClientQuotaRecord) for r in records):
+            self.quota_manager.update(self.image.client_quotas)
         rm = self.replica_manager
         if rm is None:
             return

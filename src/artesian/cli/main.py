@@ -19,6 +19,7 @@ from artesian.cli.controlplane import clusters_app, controlplane_app, dataplane_
 from artesian.cli.groups import groups_app
 from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
+from artesian.cli.quotas import quotas_app
 from artesian.cli.rebalance import rebalance_app
 from artesian.cli.topic import topic_app
 from artesian.cli.transactions import transactions_app
@@ -199,6 +200,7 @@ app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(users_app, name="users")
 app.add_typer(acls_app, name="acls")
+app.add_typer(quotas_app, name="quotas")
 app.add_typer(rebalance_app, name="rebalance")
 app.add_typer(operator_app, name="operator")
 app.add_typer(controlplane_app, name="controlplane")

@@ -9,6 +9,7 @@ from artesian.metadata.records import (
     AccessControlEntryRecord,
     BalancerTaskRecord,
     BrokerRemovalRecord,
+    ClientQuotaRecord,
     ClusterRecord,
     ConfigRecord,
     MetadataRecord,
@@ -96,6 +97,10 @@ class MetadataImage:
     """SCRAM credentials by (user, mechanism id)."""
     acls: dict[str, AccessControlEntryRecord] = field(default_factory=dict)
     """ACLs by id, in the order they were created."""
+    client_quotas: dict[tuple[tuple[str, str | None], ...], dict[str, float]] = field(
+        default_factory=dict
+    )
+    """Client quotas by entity, then key (producer_byte_rate, ...)."""
 
     def reassigning(self) -> list[tuple[TopicImage, PartitionImage]]:
         """Partitions with a reassignment in flight."""
@@ -176,6 +181,14 @@ class MetadataImage:
                 self.acls[acl_id] = record
             case RemoveAccessControlEntryRecord(id=acl_id):
                 self.acls.pop(acl_id, None)
+            case ClientQuotaRecord(entity=entity, key=key, value=value):
+                values = self.client_quotas.setdefault(entity, {})
+                if value is None:
+                    values.pop(key, None)
+                    if not values:
+                        del self.client_quotas[entity]
+                else:
+                    values[key] = value
             case ClusterRecord(cluster_id=cid):
                 self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):

@@ -159,6 +159,17 @@ class RemoveAccessControlEntryRecord:
     id: str
 
 
+@dataclass(slots=True, frozen=True)
+class ClientQuotaRecord:
+    """One quota of one entity (KRaft's record of that name): ``entity`` is (type, name)
+    pairs sorted by type, name None for the type's default; value None removes the key."""
+
+    TYPE: ClassVar[str] = "client_quota"
+    entity: tuple[tuple[str, str | None], ...]
+    key: str
+    value: float | None
+
+
 MetadataRecord = (
     ClusterRecord
     | TopicRecord
@@ -174,6 +185,7 @@ MetadataRecord = (
     | RemoveUserScramCredentialRecord
     | AccessControlEntryRecord
     | RemoveAccessControlEntryRecord
+    | ClientQuotaRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -193,6 +205,7 @@ _TYPES: dict[str, type] = {
         RemoveUserScramCredentialRecord,
         AccessControlEntryRecord,
         RemoveAccessControlEntryRecord,
+        ClientQuotaRecord,
     )
 }
 
@@ -210,7 +223,8 @@ def decode_record(kind: str, payload: str) -> MetadataRecord:
     for key in ("replicas", "isr", "adding_replicas", "removing_replicas"):
         if key in data:
             data[key] = tuple(data[key])
-    if "endpoints" in data:
-        data["endpoints"] = tuple(tuple(e) for e in data["endpoints"])
+    for key in ("endpoints", "entity"):
+        if key in data:
+            data[key] = tuple(tuple(e) for e in data[key])
     record: MetadataRecord = cls(**data)
     return record

@@ -30,6 +30,7 @@ from artesian.broker.handlers._authz import (
     authorized_names,
     cluster_authorized,
 )
+from artesian.broker.handlers._quota import fetch_debt_ms, throttle, throttled
 from artesian.broker.response import RawResponse
 from artesian.protocol.fetch import FetchPartitionResult, FetchTopicResult, encode_fetch_response
 from artesian.storage.errors import OffsetMovedToTieredStorageError
@@ -405,6 +406,26 @@ def handle(ctx: Any, request: Any) -> Any:
     else:
         context = FetchContext(partitions)
     context.from_follower = _replica_id(request) >= 0
+    if not context.from_follower and ctx.broker.quota_manager.active:
+        return _within_quota(ctx, request, context)
+    return _fetch(ctx, request, context)
+
+
+def _within_quota(ctx: Any, request: Any, context: FetchContext) -> Any:
+    """consumer_byte_rate: a consumer still over it gets an empty answer saying how long to
+    wait, and is muted that long (Kafka's throttled response); else what it fetches counts."""
+    debt = fetch_debt_ms(ctx)
+    if debt > 0:
+        throttle(ctx, "fetch", debt)
+        session_id = context.response_session_id if context.session is not None else 0
+        parts, size = encode_fetch_response(
+            ctx.header.api_version, [], throttle_time_ms=debt, session_id=session_id
+        )
+        return RawResponse(parts, size)
+    return throttled(ctx, "fetch", 0, _fetch(ctx, request, context))
+
+
+def _fetch(ctx: Any, request: Any, context: FetchContext) -> Any:
     denied = None
     if ctx.broker.authorizer is not None:
         denied = _denied_topics(ctx, request, context.partitions) or None

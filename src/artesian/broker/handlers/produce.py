@@ -24,6 +24,7 @@ from artesian.broker.handlers._authz import (
     authorized_names,
 )
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._quota import throttled
 from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
@@ -115,6 +116,14 @@ def _misdirected(broker: Any, request: ProduceRequestView, denied: set[str] | No
 
 
 def handle(ctx: Any, request: ProduceRequestView) -> Any:
+    result = _produce(ctx, request)
+    if ctx.broker.quota_manager.active:  # producer_byte_rate
+        size = sum(len(p.records or b"") for t in request.topics for p in t.partitions)
+        return throttled(ctx, "produce", size, result)
+    return result
+
+
+def _produce(ctx: Any, request: ProduceRequestView) -> Any:
     # With an authorizer, what the principal may not do is known first (once per request).
     refusal = _refusal(ctx, request) if ctx.broker.authorizer is not None else None
     if isinstance(refusal, ErrorCode):

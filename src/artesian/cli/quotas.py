@@ -1,0 +1,174 @@
+"""``artesian quotas``: client quotas (like kafka-configs --entity-type users/clients),
+through Kafka's DescribeClientQuotas and AlterClientQuotas (KIP-546), which librdkafka's
+admin API does not offer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from artesian.cli.common import (
+    DEFAULT_BOOTSTRAP,
+    BootstrapOpt,
+    CliError,
+    CommandConfigOpt,
+    JsonOpt,
+    PropsOpt,
+    TimeoutOpt,
+    client_options,
+    make_app,
+    out,
+    print_json,
+    reporting,
+    table,
+)
+
+quotas_app = make_app("Set, list and remove client quotas (byte rates per user or client id).")
+
+_DESCRIBE, _ALTER = 48, 49
+_DEFAULT = "<default>"
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help=f"A user name, or {_DEFAULT} for every user.")
+]
+ClientOpt = Annotated[
+    str | None,
+    typer.Option("--client-id", help=f"A client id, or {_DEFAULT} for every client."),
+]
+
+
+def _entity(user: str | None, client_id: str | None) -> list[tuple[str, str | None]]:
+    entity = [
+        (kind, None if name == _DEFAULT else name)
+        for kind, name in (("user", user), ("client-id", client_id))
+        if name is not None
+    ]
+    if not entity:
+        raise CliError("name --user, --client-id or both", "Example: --user alice", code=2)
+    return entity
+
+
+def _alter(
+    opts: Any, entity: list[tuple[str, str | None]], ops: list[tuple[str, float | None]]
+) -> None:
+    from kio.schema.alter_client_quotas.v1 import request as aq
+    from kio.static.primitive import f64
+
+    from artesian.cli.wire import WireClient
+
+    entry = aq.EntryData(
+        entity=tuple(aq.EntityData(entity_type=t, entity_name=n) for t, n in entity),
+        ops=tuple(aq.OpData(key=k, value=f64(v or 0.0), remove=v is None) for k, v in ops),
+    )
+    with WireClient(opts.bootstrap, opts.timeout) as client:
+        response = client.request(_ALTER, 1, entries=(entry,), validate_only=False)
+    (result,) = response.entries
+    if result.error_code != 0:
+        raise CliError(f"{result.error_code.name.upper()}: {result.error_message}")
+
+
+def _show(name: str | None) -> str:
+    return _DEFAULT if name is None else name
+
+
+@quotas_app.command("set")
+def set_(
+    user: UserOpt = None,
+    client_id: ClientOpt = None,
+    producer_byte_rate: Annotated[
+        int | None, typer.Option(help="Bytes per second the entity may produce.")
+    ] = None,
+    consumer_byte_rate: Annotated[
+        int | None, typer.Option(help="Bytes per second the entity may fetch.")
+    ] = None,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+) -> None:
+    """Set byte-rate quotas. Clients over them are throttled (their responses say how long)."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        ops: list[tuple[str, float | None]] = [
+            (key, float(value))
+            for key, value in (
+                ("producer_byte_rate", producer_byte_rate),
+                ("consumer_byte_rate", consumer_byte_rate),
+            )
+            if value is not None
+        ]
+        if not ops:
+            raise CliError(
+                "give --producer-byte-rate, --consumer-byte-rate or both",
+                "Example: artesian quotas set --user alice --producer-byte-rate 1048576",
+                code=2,
+            )
+        _alter(opts, _entity(user, client_id), ops)
+    out.print("Set.")
+
+
+@quotas_app.command()
+def remove(
+    user: UserOpt = None,
+    client_id: ClientOpt = None,
+    producer_byte_rate: Annotated[
+        bool, typer.Option("--producer-byte-rate", help="Remove the produce quota.")
+    ] = False,
+    consumer_byte_rate: Annotated[
+        bool, typer.Option("--consumer-byte-rate", help="Remove the fetch quota.")
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+) -> None:
+    """Remove quotas of an entity (both kinds unless one is named)."""
+    opts = client_options(bootstrap, command_config, props, timeout)
+    both = not producer_byte_rate and not consumer_byte_rate
+    with reporting(opts.bootstrap):
+        keys = [
+            key
+            for key, chosen in (
+                ("producer_byte_rate", producer_byte_rate),
+                ("consumer_byte_rate", consumer_byte_rate),
+            )
+            if chosen or both
+        ]
+        _alter(opts, _entity(user, client_id), [(k, None) for k in keys])
+    out.print("Removed.")
+
+
+@quotas_app.command("list")
+def list_(
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every client quota set in the cluster."""
+    from artesian.cli.wire import WireClient
+
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        with WireClient(opts.bootstrap, opts.timeout) as client:
+            response = client.request(_DESCRIBE, 1, components=(), strict=False)
+        if response.error_code != 0:
+            raise CliError(f"{response.error_code.name.upper()}: {response.error_message}")
+    rows = sorted(
+        (
+            _show(names.get("user")) if "user" in names else "",
+            _show(names.get("client-id")) if "client-id" in names else "",
+            v.key,
+            int(v.value),
+        )
+        for entry in response.entries or ()
+        for names in [{e.entity_type: e.entity_name for e in entry.entity}]
+        for v in entry.values
+    )
+    if as_json:
+        print_json([{"user": u, "client_id": c, "key": k, "value": v} for u, c, k, v in rows])
+    elif rows:
+        out.print(table(None, ["USER", "CLIENT ID", "QUOTA", "BYTES/S"], rows))
+    else:
+        out.print("No client quotas.")

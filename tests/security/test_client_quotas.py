@@ -1,0 +1,247 @@
+"""Client quotas (KIP-546 admin API, producer_byte_rate and consumer_byte_rate enforced as
+KIP-219 throttling) on a real broker: throttle times in responses, never timings."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from kio.schema.alter_client_quotas.v1 import request as alter_q
+from kio.schema.describe_client_quotas.v1 import request as describe_q
+
+from tests.broker_process import BrokerProcess
+from tests.kafka_wire import WireConn, create_topic, sample_request
+from tests.storage.batches import make_batch
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    proc = BrokerProcess(tmp_path_factory.mktemp("quotas") / "broker").start()
+    try:
+        yield proc
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.log_tail()
+
+
+def _alter(
+    conn: WireConn,
+    entity: dict[str, str | None],
+    ops: dict[str, float | None],
+    validate: bool = False,
+) -> tuple[int, str | None]:
+    answer = conn.request(
+        49,
+        1,
+        alter_q.AlterClientQuotasRequest(
+            entries=(
+                alter_q.EntryData(
+                    entity=tuple(
+                        alter_q.EntityData(entity_type=t, entity_name=n) for t, n in entity.items()
+                    ),
+                    ops=tuple(
+                        alter_q.OpData(key=k, value=v or 0.0, remove=v is None)
+                        for k, v in ops.items()
+                    ),
+                ),
+            ),
+            validate_only=validate,
+        ),
+    )
+    (entry,) = answer.entries
+    return int(entry.error_code), entry.error_message
+
+
+def _describe(
+    conn: WireConn, components: list[tuple[str, int, str | None]], strict: bool = False
+) -> Any:
+    answer = conn.request(
+        48,
+        1,
+        describe_q.DescribeClientQuotasRequest(
+            components=tuple(
+                describe_q.ComponentData(entity_type=t, match_type=m, match=name)
+                for t, m, name in components
+            ),
+            strict=strict,
+        ),
+    )
+    if answer.entries is None:
+        return int(answer.error_code), answer.error_message
+    return {
+        tuple((e.entity_type, e.entity_name) for e in entry.entity): {
+            v.key: v.value for v in entry.values
+        }
+        for entry in answer.entries
+    }
+
+
+def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn:
+        assert _alter(conn, {"user": "alice"}, {"producer_byte_rate": 1024.0}) == (0, None)
+        assert _alter(conn, {"user": None, "client-id": "app"}, {"consumer_byte_rate": 2048.0}) == (
+            0,
+            None,
+        )
+        assert _alter(conn, {"client-id": None}, {"producer_byte_rate": 4096.0}) == (0, None)
+        assert _alter(conn, {"user": "bob"}, {"producer_byte_rate": 1.0}, validate=True) == (
+            0,
+            None,
+        )
+        assert _alter(conn, {"user": "x"}, {"nonsense": 1.0}) == (
+            42,
+            "Invalid configuration key nonsense",
+        )
+        assert _alter(conn, {"user": "x"}, {"request_percentage": 50.0})[0] == 42
+        assert _alter(conn, {"user": "x"}, {"producer_byte_rate": 1.5})[0] == 42
+        assert _alter(conn, {"group": "x"}, {"producer_byte_rate": 1.0}) == (
+            42,
+            "Unhandled client quota entity type: group",
+        )
+        assert _alter(conn, {}, {"producer_byte_rate": 1.0}) == (
+            42,
+            "Invalid empty client quota entity",
+        )
+        everything = _describe(conn, [])
+        assert everything == {
+            (("user", "alice"),): {"producer_byte_rate": 1024.0},
+            (("client-id", "app"), ("user", None)): {"consumer_byte_rate": 2048.0},
+            (("client-id", None),): {"producer_byte_rate": 4096.0},
+        }
+        assert _describe(conn, [("user", 0, "alice")]) == {
+            (("user", "alice"),): {"producer_byte_rate": 1024.0}
+        }
+        assert list(_describe(conn, [("user", 1, None)])) == [
+            (("client-id", "app"), ("user", None))
+        ]
+        assert _describe(conn, [("user", 2, None)], strict=True) == {
+            (("user", "alice"),): {"producer_byte_rate": 1024.0}
+        }
+        assert _describe(conn, [("user", 0, None)])[0] == 42
+        for entity in ({"user": "alice"}, {"user": None, "client-id": "app"}, {"client-id": None}):
+            assert (
+                _alter(conn, entity, dict.fromkeys(["producer_byte_rate", "consumer_byte_rate"]))[0]
+                == 0
+            )
+        assert _describe(conn, []) == {}
+
+
+def _produce(conn: WireConn, topic: str, client_id: str, size: int) -> tuple[int, int]:
+    """One Produce of ``size`` bytes of values: (error code, throttle time ms)."""
+    batch = make_batch(n=size // 1000, value_size=1000)
+    answer = conn.request(
+        0, 9, sample_request(0, 9, topic, batch=batch, acks=1), client_id=client_id
+    )
+    (t,) = answer.responses
+    (p,) = t.partition_responses
+    return int(p.error_code), int(answer.throttle_time.total_seconds() * 1000)
+
+
+def test_producers_over_their_byte_rate_are_throttled(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "quota-produce")
+        assert (
+            _alter(conn, {"client-id": "slow-producer"}, {"producer_byte_rate": 100_000.0})[0] == 0
+        )
+        # 300 KB against 100 KB/s with one second of credit: about 2 s of debt.
+        code, throttle_ms = _produce(conn, "quota-produce", "slow-producer", 300_000)
+        assert code == 0
+        assert 1500 <= throttle_ms <= 2500, throttle_ms
+        # Another client id has no quota.
+        assert _produce(conn, "quota-produce", "free-producer", 300_000) == (0, 0)
+    # librdkafka reports the throttling and still delivers everything, in order.
+    throttles: list[Any] = []
+    delivered: list[int] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "client.id": "slow-producer",
+            "throttle_cb": throttles.append,
+            "linger.ms": 5,
+        }
+    )
+    for _ in range(300):
+        producer.produce(
+            "quota-produce",
+            b"x" * 1000,
+            on_delivery=lambda err, msg: delivered.append(msg.offset()) if err is None else None,
+        )
+    assert producer.flush(30) == 0
+    assert delivered == list(range(delivered[0], delivered[0] + 300))
+    assert throttles and all(t.throttle_time > 0 for t in throttles)
+    with WireConn(broker.port) as conn:
+        assert _alter(conn, {"client-id": "slow-producer"}, {"producer_byte_rate": None})[0] == 0
+        assert _produce(conn, "quota-produce", "slow-producer", 10_000) == (0, 0)
+
+
+def test_consumers_over_their_byte_rate_get_empty_throttled_fetches(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "quota-fetch")
+        _produce(conn, "quota-fetch", "loader", 400_000)
+        assert _alter(conn, {"user": None}, {"consumer_byte_rate": 100_000.0})[0] == 0
+
+        def fetch() -> tuple[int, int]:
+            req = sample_request(
+                1,
+                12,
+                "quota-fetch",
+                fetch_offset=0,
+                partition=0,
+                max_wait=datetime.timedelta(0),
+                min_bytes=0,
+                partition_max_bytes=1 << 20,
+            )
+            answer = conn.request(1, 12, req)
+            records = sum(len(p.records or b"") for t in answer.responses for p in t.partitions)
+            return records, int(answer.throttle_time.total_seconds() * 1000)
+
+        first_bytes, first_throttle = fetch()
+        assert first_bytes > 300_000 and first_throttle == 0
+        # The first fetch put User:ANONYMOUS (the default user) about 3 s in debt.
+        second_bytes, second_throttle = fetch()
+        assert second_bytes == 0
+        assert 2000 <= second_throttle <= 4000, second_throttle
+        assert _alter(conn, {"user": None}, {"consumer_byte_rate": None})[0] == 0
+
+
+def test_quotas_cli(broker: BrokerProcess) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "artesian.cli.main", "quotas", *args, "-b", broker.bootstrap],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    made = cli(
+        "set", "--user", "cli-user", "--client-id", "<default>", "--producer-byte-rate", "5000"
+    )
+    assert made.returncode == 0, made.stderr
+    assert cli("set", "--client-id", "cli-app", "--consumer-byte-rate", "7000").returncode == 0
+    listed = cli("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [
+        r
+        for r in json.loads(listed.stdout)
+        if r["user"] == "cli-user" or r["client_id"] == "cli-app"
+    ]
+    assert rows == [
+        {"user": "", "client_id": "cli-app", "key": "consumer_byte_rate", "value": 7000},
+        {"user": "cli-user", "client_id": "<default>", "key": "producer_byte_rate", "value": 5000},
+    ]
+    bad = cli("set", "--user", "x", "--producer-byte-rate", "0")
+    assert bad.returncode == 1
+    assert "INVALID_REQUEST" in bad.stderr
+    assert cli("remove", "--user", "cli-user", "--client-id", "<default>").returncode == 0
+    assert cli("remove", "--client-id", "cli-app").returncode == 0
+    rows = [
+        r for r in json.loads(cli("list", "--json").stdout) if "cli" in r["user"] + r["client_id"]
+    ]
+    assert rows == []
