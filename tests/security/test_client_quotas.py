@@ -105,6 +105,12 @@ def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
             42,
             "Invalid empty client quota entity",
         )
+        for bad in (float("nan"), float("inf"), -5.0, 2.0**63):
+            assert _alter(conn, {"user": "x"}, {"producer_byte_rate": bad})[0] == 42, bad
+        assert _alter(conn, {"user": ""}, {"producer_byte_rate": 1.0}) == (
+            42,
+            "Empty user not supported",
+        )
         everything = _describe(conn, [])
         assert everything == {
             (("user", "alice"),): {"producer_byte_rate": 1024.0},
@@ -171,7 +177,8 @@ def test_producers_over_their_byte_rate_are_throttled(broker: BrokerProcess) -> 
         )
     assert producer.flush(30) == 0
     assert delivered == list(range(delivered[0], delivered[0] + 300))
-    assert throttles and all(t.throttle_time > 0 for t in throttles)
+    # (librdkafka also reports a 0 when a throttle ends.)
+    assert any(t.throttle_time > 0 for t in throttles)
     with WireConn(broker.port) as conn:
         assert _alter(conn, {"client-id": "slow-producer"}, {"producer_byte_rate": None})[0] == 0
         assert _produce(conn, "quota-produce", "slow-producer", 10_000) == (0, 0)
@@ -245,3 +252,41 @@ def test_quotas_cli(broker: BrokerProcess) -> None:
         r for r in json.loads(cli("list", "--json").stdout) if "cli" in r["user"] + r["client_id"]
     ]
     assert rows == []
+
+
+def test_a_default_quota_gives_every_client_a_rate_of_its_own(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "quota-default")
+        assert _alter(conn, {"client-id": None}, {"producer_byte_rate": 100_000.0})[0] == 0
+        try:
+            # Each client id under the default owes for its own 300 KB: about 2 s each, where
+            # one shared bucket would make the second owe about 5 s.
+            for client in ("default-one", "default-two"):
+                code, throttle_ms = _produce(conn, "quota-default", client, 300_000)
+                assert code == 0
+                assert 1500 <= throttle_ms <= 2500, (client, throttle_ms)
+        finally:
+            assert _alter(conn, {"client-id": None}, {"producer_byte_rate": None})[0] == 0
+
+
+def test_a_throttled_connection_is_muted_then_served_in_order(broker: BrokerProcess) -> None:
+    from tests.kafka_wire import request_frame
+
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "quota-mute")
+        assert _alter(conn, {"client-id": "muted"}, {"producer_byte_rate": 100_000.0})[0] == 0
+        try:
+            batch = make_batch(n=400, value_size=1000)  # about 3 s over
+            produce = sample_request(0, 9, "quota-mute", batch=batch, acks=1)
+            conn.send(request_frame(0, 9, 101, produce, client_id="muted"))
+            conn.send(request_frame(0, 9, 102, produce, client_id="muted"))
+            first = conn.recv_frame(timeout=10)
+            assert int.from_bytes(first[:4], "big") == 101
+            # The second request is not read before the throttle ends: a lower bound the
+            # broker imposes, which a slow machine can only lengthen.
+            with pytest.raises(TimeoutError):
+                conn.recv_frame(timeout=1.0)
+            second = conn.recv_frame(timeout=15)
+            assert int.from_bytes(second[:4], "big") == 102
+        finally:
+            assert _alter(conn, {"client-id": "muted"}, {"producer_byte_rate": None})[0] == 0

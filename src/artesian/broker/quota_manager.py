@@ -1,21 +1,25 @@
 """Client quotas (Kafka's ClientQuotaManager, KIP-13/KIP-55): byte rates per user and
 client id, for produce and fetch.
 
-A quota is set on an entity: a user, a client id, both, or their defaults. A request
-counts against the most specific entity that has a quota for its kind, in Kafka's order:
+A quota is set on an entity: a user, a client id, both, or their defaults. A request takes
+its rate from the most specific entity that has a quota for its kind, in Kafka's order:
 user+client, user+default client, user, default user+client, default user+default client,
-default user, client, default client. Every client matching the same entity shares its
-rate. When a client goes over, its response carries ``throttle_time_ms`` and the broker
-reads nothing more from that connection until the time is up (KIP-219).
+default user, client, default client. As in Kafka, the rate is then counted per client
+name, not per entity: under a default every user (or client id) has a rate of its own,
+while a quota on user U is shared by all of U's client ids. When a client goes over, its
+response carries ``throttle_time_ms`` and the broker reads nothing more from that connection
+until the time is up (KIP-219).
 
 The rate is a token bucket holding one second of the quota (``ByteRateQuota``), where Kafka
-samples windows (``quota.window.num`` x ``quota.window.size.seconds``); the long-run rate
-is the same.
+samples windows (``quota.window.num`` x ``quota.window.size.seconds``, 11 s by default); the
+long-run rate is the same, and debt older than those 11 s is forgotten, as Kafka's windows
+forget it.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 
 from artesian.tiered.quota import ByteRateQuota
@@ -28,42 +32,56 @@ Entity = tuple[tuple[str, str | None], ...]
 USER, CLIENT_ID = "user", "client-id"
 # The quota keys Artesian enforces, by the request kind they limit.
 QUOTA_KEYS = {"producer_byte_rate": "produce", "consumer_byte_rate": "fetch"}
-# A throttle never exceeds what Kafka's defaults allow: 11 windows of 1 s.
-MAX_THROTTLE_MS = 11_000
+# Kafka's default quota windows: 11 of 1 s. Throttles and debt never exceed them.
+WINDOW_SECONDS = 11
+MAX_THROTTLE_MS = WINDOW_SECONDS * 1000
+_IDLE_SECONDS = 3600  # a client's rate is forgotten after an idle hour, as in Kafka
+_SWEEP_EVERY = 10_000  # new buckets between sweeps for idle ones
 
 
-def _precedence(user: str, client_id: str) -> list[Entity]:
+def _levels(user: str, client_id: str) -> list[tuple[Entity, tuple[str, str]]]:
+    """(entity to look up, the client names its rate is counted under), Kafka's order."""
+    both, user_only, client_only = (user, client_id), (user, ""), ("", client_id)
     return [
-        ((CLIENT_ID, client_id), (USER, user)),
-        ((CLIENT_ID, None), (USER, user)),
-        ((USER, user),),
-        ((CLIENT_ID, client_id), (USER, None)),
-        ((CLIENT_ID, None), (USER, None)),
-        ((USER, None),),
-        ((CLIENT_ID, client_id),),
-        ((CLIENT_ID, None),),
+        (((CLIENT_ID, client_id), (USER, user)), both),
+        (((CLIENT_ID, None), (USER, user)), both),
+        (((USER, user),), user_only),
+        (((CLIENT_ID, client_id), (USER, None)), both),
+        (((CLIENT_ID, None), (USER, None)), both),
+        (((USER, None),), user_only),
+        (((CLIENT_ID, client_id),), client_only),
+        (((CLIENT_ID, None),), client_only),
     ]
+
+
+class _Usage:
+    __slots__ = ("bucket", "used")
+
+    def __init__(self, rate: int) -> None:
+        self.bucket = ByteRateQuota(rate)
+        self.used = time.monotonic()
 
 
 class ClientQuotaManager:
     def __init__(self) -> None:
         self._quotas: dict[Entity, Mapping[str, float]] = {}
-        self._buckets: dict[tuple[str, Entity], ByteRateQuota] = {}
+        self._kinds: frozenset[str] = frozenset()
+        # (kind, user, client id) -> (rate, counted-under names) resolved from the quotas.
+        self._resolved: dict[tuple[str, str, str], tuple[int, tuple[str, str]] | None] = {}
+        self._usage: dict[tuple[str, str, str], _Usage] = {}
+        self._created = 0
 
-    @property
-    def active(self) -> bool:
-        """Some quota is set: requests must be counted."""
-        return bool(self._quotas)
+    def active(self, kind: str) -> bool:
+        """Some quota of ``kind`` ("produce" or "fetch") is set: requests must be counted."""
+        return kind in self._kinds
 
     def update(self, quotas: Mapping[Entity, Mapping[str, float]]) -> None:
-        """Replace every quota (from the metadata image); buckets keep their debt."""
+        """Replace every quota (from the metadata image); clients keep their debt."""
         self._quotas = {e: dict(v) for e, v in quotas.items() if v}
-        for (kind, entity), bucket in list(self._buckets.items()):
-            rate = self._rate(entity, kind)
-            if rate is None:
-                del self._buckets[(kind, entity)]
-            elif rate != bucket.rate:
-                bucket.set_rate(rate)
+        self._kinds = frozenset(
+            QUOTA_KEYS[k] for v in self._quotas.values() for k in v if k in QUOTA_KEYS
+        )
+        self._resolved.clear()
 
     def _rate(self, entity: Entity, kind: str) -> int | None:
         for key, value in self._quotas.get(entity, {}).items():
@@ -71,16 +89,45 @@ class ClientQuotaManager:
                 return max(1, int(value))
         return None
 
+    def _resolve(self, kind: str, user: str, client_id: str) -> tuple[int, tuple[str, str]] | None:
+        key = (kind, user, client_id)
+        if key not in self._resolved:
+            found = None
+            for entity, names in _levels(user, client_id):
+                rate = self._rate(entity, kind)
+                if rate is not None:
+                    found = (rate, names)
+                    break
+            self._resolved[key] = found
+        return self._resolved[key]
+
     def _bucket(self, kind: str, principal: str, client_id: str | None) -> ByteRateQuota | None:
         user = principal.partition(":")[2] or principal
-        for entity in _precedence(user, client_id or ""):
-            rate = self._rate(entity, kind)
-            if rate is not None:
-                bucket = self._buckets.get((kind, entity))
-                if bucket is None:
-                    bucket = self._buckets[(kind, entity)] = ByteRateQuota(rate)
-                return bucket
-        return None
+        resolved = self._resolve(kind, user, client_id or "")
+        if resolved is None:
+            return None
+        rate, names = resolved
+        key = (kind, *names)
+        usage = self._usage.get(key)
+        if usage is None:
+            usage = self._usage[key] = _Usage(rate)
+            self._created += 1
+            if self._created % _SWEEP_EVERY == 0:
+                self._forget_idle()
+        elif usage.bucket.rate != rate:
+            usage.bucket.set_rate(rate)
+        usage.used = time.monotonic()
+        return usage.bucket
+
+    def _forget_idle(self) -> None:
+        horizon = time.monotonic() - _IDLE_SECONDS
+        for key in [k for k, u in self._usage.items() if u.used < horizon]:
+            del self._usage[key]
+
+    @staticmethod
+    def _throttle_ms(bucket: ByteRateQuota) -> int:
+        bucket.cap_debt(WINDOW_SECONDS)
+        return min(MAX_THROTTLE_MS, math.ceil(bucket.throttle_seconds() * 1000))
 
     def record(self, kind: str, principal: str, client_id: str | None, nbytes: int) -> int:
         """Count ``nbytes`` of ``kind`` ("produce" or "fetch"); the throttle time in ms."""
@@ -88,11 +135,9 @@ class ClientQuotaManager:
         if bucket is None:
             return 0
         bucket.record(nbytes)
-        return min(MAX_THROTTLE_MS, math.ceil(bucket.throttle_seconds() * 1000))
+        return self._throttle_ms(bucket)
 
     def debt_ms(self, kind: str, principal: str, client_id: str | None) -> int:
         """How long this client must wait before its next ``kind`` is served (0: now)."""
         bucket = self._bucket(kind, principal, client_id)
-        if bucket is None:
-            return 0
-        return min(MAX_THROTTLE_MS, math.ceil(bucket.throttle_seconds() * 1000))
+        return 0 if bucket is None else self._throttle_ms(bucket)

@@ -50,6 +50,12 @@ class ByteRateQuota:
         self.rate = bytes_per_second
         self._tokens = min(self._tokens, float(bytes_per_second))
 
+    def cap_debt(self, seconds: float) -> None:
+        """Forget debt older than ``seconds`` of the rate (a sampled window would have)."""
+        if not self.unlimited:
+            self._refill()
+            self._tokens = max(self._tokens, -seconds * self.rate)
+
     def record(self, nbytes: int) -> None:
         """Bytes moved: they may put the bucket in debt, which later callers wait out."""
         if self.unlimited:

@@ -20,14 +20,14 @@ def _who(ctx: Any) -> tuple[str, str | None]:
 def fetch_debt_ms(ctx: Any) -> int:
     """A consumer still over its consumer_byte_rate: how long until it may fetch again."""
     quotas = ctx.broker.quota_manager
-    return quotas.debt_ms("fetch", *_who(ctx)) if quotas.active else 0
+    return quotas.debt_ms("fetch", *_who(ctx)) if quotas.active("fetch") else 0
 
 
 def throttled(ctx: Any, kind: str, nbytes: int, result: Any) -> Any:
     """``result`` (a response, None, or an awaitable of one) once ``nbytes`` of ``kind`` are
     counted: with its throttle time set and the connection muted when over quota."""
     quotas = ctx.broker.quota_manager
-    if not quotas.active:
+    if not quotas.active(kind):
         return result
     if inspect.isawaitable(result):
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -41,11 +42,13 @@ def _entity(data: Any) -> tuple[Entity | None, str | None]:
     if not pairs:
         return None, "Invalid empty client quota entity"
     types = [t for t, _ in pairs]
-    for t in types:
+    for t, name in pairs:
         if t == "ip":
             return None, "Artesian does not support quotas on the ip entity"
         if t not in _TYPES:
             return None, f"Unhandled client quota entity type: {t}"
+        if name == "":
+            return None, f"Empty {t} not supported"
     if len(set(types)) != len(types):
         return None, "Duplicate quota entity type in the entity"
     return tuple(sorted(pairs, key=lambda p: p[0])), None
@@ -58,7 +61,7 @@ def _check_op(key: str, value: float, remove: bool) -> str | None:
         return f"Invalid configuration key {key}"
     if remove:
         return None
-    if value != int(value) or value <= 0:
+    if not math.isfinite(value) or value <= 0 or value != int(value) or value >= 2**63:
         return f"Configuration {key} must be a positive whole number of bytes per second"
     return None
 
@@ -69,6 +72,7 @@ def alter(ctx: Any, request: Any) -> Any:
     allowed = cluster_authorized(ctx, AclOperation.ALTER_CONFIGS)
     results: list[tuple[Any, ErrorCode, str | None]] = []
     records: list[ClientQuotaRecord] = []
+    seen: set[Entity] = set()
     for entry in request.entries:
         entity, problem = _entity(entry.entity)
         error: Error | None = None
@@ -76,6 +80,8 @@ def alter(ctx: Any, request: Any) -> Any:
             error = ErrorCode.cluster_authorization_failed, "Cluster authorization failed."
         elif problem is not None:
             error = ErrorCode.invalid_request, problem
+        elif entity in seen:
+            error = ErrorCode.invalid_request, "Ignoring duplicate entity"
         else:
             keys = [op.key for op in entry.ops]
             if len(set(keys)) != len(keys):
@@ -84,6 +90,8 @@ def alter(ctx: Any, request: Any) -> Any:
                 problem = _check_op(op.key, op.value, op.remove)
                 if error is None and problem is not None:
                     error = ErrorCode.invalid_request, problem
+        if entity is not None:
+            seen.add(entity)
         if error is None and entity is not None:
             records += [
                 ClientQuotaRecord(entity, op.key, None if op.remove else float(op.value))
@@ -135,6 +143,12 @@ def describe(ctx: Any, request: Any) -> Any:
         return answer(ErrorCode.cluster_authorization_failed, "Cluster authorization failed.", None)
     wanted: dict[str, tuple[int, str | None]] = {}
     for c in request.components:
+        if c.entity_type not in _TYPES:
+            return answer(
+                ErrorCode.unsupported_version, f"Unsupported entity type {c.entity_type!r}", None
+            )
+        if c.match_type != _EXACT and c.match is not None:
+            return answer(ErrorCode.invalid_request, "Only an exact match names an entity", None)
         if c.entity_type in wanted:
             return answer(ErrorCode.invalid_request, f"Duplicate {c.entity_type} filter", None)
         if c.match_type == _EXACT and c.match is None:

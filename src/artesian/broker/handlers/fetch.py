@@ -406,7 +406,7 @@ def handle(ctx: Any, request: Any) -> Any:
     else:
         context = FetchContext(partitions)
     context.from_follower = _replica_id(request) >= 0
-    if not context.from_follower and ctx.broker.quota_manager.active:
+    if not context.from_follower and ctx.broker.quota_manager.active("fetch"):
         return _within_quota(ctx, request, context)
     return _fetch(ctx, request, context)
 

@@ -67,29 +67,11 @@ def _group_topics(
         parts = []
         for i in indexes:
             if name in denied:
-                parts.append(
-                    make(
-                        part_cls,
-                        partition_index=i,
-                        committed_offset=-1,
-                        committed_leader_epoch=-1,
-                        metadata="",
-                        error_code=ErrorCode.topic_authorization_failed,
-                    )
-                )
+                parts.append(_no_offset(part_cls, i, ErrorCode.topic_authorization_failed))
                 continue
             om = found.get((name, i))
             if require_stable and coordinator.has_pending_offsets(group_id, [(name, i)]):
-                parts.append(
-                    make(
-                        part_cls,
-                        partition_index=i,
-                        committed_offset=-1,
-                        committed_leader_epoch=-1,
-                        metadata="",
-                        error_code=ErrorCode.unstable_offset_commit,
-                    )
-                )
+                parts.append(_no_offset(part_cls, i, ErrorCode.unstable_offset_commit))
                 continue
             parts.append(
                 make(
@@ -186,4 +168,16 @@ def _group_refused(mod: Any, version: int, request: Any) -> Any:
         )
     return make(
         mod.OffsetFetchResponse, throttle_time=datetime.timedelta(0), topics=topics, error_code=code
+    )
+
+
+def _no_offset(part_cls: type, index: int, code: ErrorCode) -> Any:
+    """A partition answered with an error and no committed offset."""
+    return make(
+        part_cls,
+        partition_index=index,
+        committed_offset=-1,
+        committed_leader_epoch=-1,
+        metadata="",
+        error_code=code,
     )

@@ -117,7 +117,7 @@ def _misdirected(broker: Any, request: ProduceRequestView, denied: set[str] | No
 
 def handle(ctx: Any, request: ProduceRequestView) -> Any:
     result = _produce(ctx, request)
-    if ctx.broker.quota_manager.active:  # producer_byte_rate
+    if ctx.broker.quota_manager.active("produce"):  # producer_byte_rate
         size = sum(len(p.records or b"") for t in request.topics for p in t.partitions)
         return throttled(ctx, "produce", size, result)
     return result

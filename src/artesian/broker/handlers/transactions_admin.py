@@ -28,37 +28,16 @@ def describe(ctx: Any, request: Any) -> Any:
         # DESCRIBE on each transactional id; its partitions are listed for the topics the
         # principal may DESCRIBE (Kafka).
         if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid):
-            states.append(
-                make(
-                    mod.TransactionState,
-                    error_code=ErrorCode.transactional_id_authorization_failed,
-                    transactional_id=tid,
-                    transaction_state="",
-                    transaction_timeout=datetime.timedelta(0),
-                    transaction_start_time=datetime.datetime.fromtimestamp(0, datetime.UTC),
-                    producer_id=-1,
-                    producer_epoch=-1,
-                    topics=(),
-                )
-            )
+            states.append(_no_state(mod, tid, ErrorCode.transactional_id_authorization_failed))
             continue
         meta = coordinator.describe(tid)
         if meta is None:
-            states.append(
-                make(
-                    mod.TransactionState,
-                    error_code=ErrorCode.transactional_id_not_found
-                    if coordinator.owns(tid)
-                    else ErrorCode.not_coordinator,
-                    transactional_id=tid,
-                    transaction_state="",
-                    transaction_timeout=datetime.timedelta(0),
-                    transaction_start_time=datetime.datetime.fromtimestamp(0, datetime.UTC),
-                    producer_id=-1,
-                    producer_epoch=-1,
-                    topics=(),
-                )
+            code = (
+                ErrorCode.transactional_id_not_found
+                if coordinator.owns(tid)
+                else ErrorCode.not_coordinator
             )
+            states.append(_no_state(mod, tid, code))
             continue
         start_ms = meta.start_ms if meta.state is TransactionState.ONGOING else -1
         partitions = meta.sorted_partitions()
@@ -132,3 +111,18 @@ def list_(ctx: Any, request: Any) -> Any:
 
 
 APIS = [(DESCRIBE, 0, 0, describe), (LIST, 0, 1, list_)]
+
+
+def _no_state(mod: Any, tid: str, code: ErrorCode) -> Any:
+    """A DescribeTransactions entry that has only its error."""
+    return make(
+        mod.TransactionState,
+        error_code=code,
+        transactional_id=tid,
+        transaction_state="",
+        transaction_timeout=datetime.timedelta(0),
+        transaction_start_time=datetime.datetime.fromtimestamp(0, datetime.UTC),
+        producer_id=-1,
+        producer_epoch=-1,
+        topics=(),
+    )

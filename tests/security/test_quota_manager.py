@@ -1,0 +1,52 @@
+"""Quota resolution and accounting, without a broker: Kafka's precedence, a rate per client
+name under defaults, a shared rate under a named user, and debt that does not outlive
+Kafka's 11 s of windows."""
+
+from __future__ import annotations
+
+from artesian.broker.quota_manager import MAX_THROTTLE_MS, ClientQuotaManager
+
+USER_DEFAULT = (("user", None),)
+CLIENT_DEFAULT = (("client-id", None),)
+
+
+def manager(quotas: dict) -> ClientQuotaManager:  # type: ignore[type-arg]
+    m = ClientQuotaManager()
+    m.update(quotas)
+    return m
+
+
+def test_most_specific_entity_wins() -> None:
+    m = manager(
+        {
+            USER_DEFAULT: {"producer_byte_rate": 1000.0},
+            (("user", "alice"),): {"producer_byte_rate": 100_000.0},
+            (("client-id", "app"), ("user", "alice")): {"producer_byte_rate": 10_000.0},
+        }
+    )
+    # alice+app: 10 KB/s, so 30 KB is about 2 s over; alice elsewhere: 100 KB/s, no throttle.
+    assert 1900 <= m.record("produce", "User:alice", "app", 30_000) <= 2000
+    assert m.record("produce", "User:alice", "other", 30_000) == 0
+    assert 1900 <= m.record("produce", "User:bob", "x", 3_000) <= 2000  # the default user
+    assert m.record("fetch", "User:bob", "x", 10**9) == 0  # no fetch quota
+    assert m.active("produce") and not m.active("fetch")
+
+
+def test_defaults_count_per_client_and_named_users_share() -> None:
+    m = manager({CLIENT_DEFAULT: {"producer_byte_rate": 1000.0}})
+    assert 900 <= m.record("produce", "User:ANONYMOUS", "one", 2000) <= 1000
+    assert 900 <= m.record("produce", "User:ANONYMOUS", "two", 2000) <= 1000
+    shared = manager({(("user", "alice"),): {"producer_byte_rate": 1000.0}})
+    assert 900 <= shared.record("produce", "User:alice", "one", 2000) <= 1000
+    assert 2900 <= shared.record("produce", "User:alice", "two", 2000) <= 3000
+
+
+def test_debt_is_capped_at_kafkas_windows_and_quotas_can_change() -> None:
+    m = manager({(("user", "alice"),): {"producer_byte_rate": 1000.0}})
+    assert m.record("produce", "User:alice", "c", 10**9) == MAX_THROTTLE_MS
+    # After the cap, the debt is 11 s of the rate, not 10**9 bytes' worth.
+    m.update({(("user", "alice"),): {"producer_byte_rate": 1_000_000.0}})
+    assert m.debt_ms("produce", "User:alice", "c") <= 12  # 11,000 bytes at 1 MB/s
+    m.update({})
+    assert m.debt_ms("produce", "User:alice", "c") == 0
+    assert not m.active("produce")
