@@ -529,3 +529,27 @@ def test_client_rejects_bad_arguments() -> None:
         ScramClient(SHA256, "alice", "pw", nonce="a b")
     with pytest.raises(ValueError, match="user name"):
         ScramClient(SHA256, "", "pw")
+
+
+def test_librdkafka_before_2_6_1_sends_its_nonce_twice_and_is_accepted() -> None:
+    # librdkafka < 2.6.1 builds client-final's r= as client nonce + the server's r=, which
+    # already starts with the client nonce (confluentinc/librdkafka#4895).
+    mech = MECHANISMS["SCRAM-SHA-256"]
+    credential = new_credential(mech, "pw", 4096, b"salt")
+    server = ScramServer(mech, lambda user: credential if user == "u" else None, nonce="SRV")
+    server_first = server.step(b"n,,n=u,r=CLI").decode()
+    assert server_first.startswith("r=CLISRV,")
+    salted = salted_password(mech, "pw", b"salt", 4096)
+    without_proof = "c=biws,r=CLI" + "CLISRV"
+    auth_message = f"n=u,r=CLI,{server_first},{without_proof}".encode()
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    signature = hmac.new(stored_key, auth_message, "sha256").digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature, strict=True)))
+    final = server.step(f"{without_proof},p={proof.decode()}".encode())
+    assert final.startswith(b"v=") and server.complete
+    # Any other nonce still fails.
+    other = ScramServer(mech, lambda user: credential, nonce="SRV")
+    other.step(b"n,,n=u,r=CLI")
+    with pytest.raises(AuthenticationFailed, match="nonce does not match"):
+        other.step(f"c=biws,r=XXCLISRV,p={proof.decode()}".encode())

@@ -355,7 +355,11 @@ class ScramServer:
         _extensions(parts[2:], what)
         if binding != self._gs2_header.encode("utf-8"):
             raise AuthenticationFailed(f"Invalid SCRAM {what}: channel binding does not match")
-        if nonce != self._nonce:
+        # librdkafka before 2.6.1 (still in Debian's and Ubuntu's kcat) sends its own nonce
+        # twice: accepted, as Kafka 3.8.1 to 3.9 accept it. The server nonce, fresh for this
+        # exchange, must be there whole either way.
+        legacy = self._nonce[: len(self._nonce) - len(self._server_nonce)] + self._nonce
+        if nonce != self._nonce and nonce != legacy:
             raise AuthenticationFailed(f"Invalid SCRAM {what}: nonce does not match")
         proof = _b64decode(proof_b64, "p", what)
 

@@ -1,10 +1,24 @@
 // Admin, produce and group consume through kafkajs; prints one JSON line with what it read.
+// KAFKAJS_SECURITY (JSON, optional): {"sasl": {mechanism, username, password}, "caFile": path}
+// for SASL and TLS listeners.
+const fs = require("fs");
 const { Kafka, logLevel } = require("kafkajs");
+
+function security() {
+  if (!process.env.KAFKAJS_SECURITY) return {};
+  const { sasl, caFile } = JSON.parse(process.env.KAFKAJS_SECURITY);
+  return { sasl, ssl: caFile ? { ca: [fs.readFileSync(caFile, "utf-8")] } : false };
+}
 
 async function main() {
   const [bootstrap, topic, countArg] = process.argv.slice(2);
   const count = Number(countArg);
-  const kafka = new Kafka({ clientId: "kafkajs-test", brokers: [bootstrap], logLevel: logLevel.ERROR });
+  const kafka = new Kafka({
+    clientId: "kafkajs-test",
+    brokers: [bootstrap],
+    logLevel: logLevel.ERROR,
+    ...security(),
+  });
 
   const admin = kafka.admin();
   await admin.connect();
