@@ -719,3 +719,72 @@ def test_kafkajs_and_kcat_log_in_with_scram_over_tls(secured: SecuredBroker) -> 
     ]
     for p in range(3):
         assert [m["offset"] for m in got if m["partition"] == p] == list(range(4))
+
+
+def test_brokers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    from tests.replication.cluster import FAST
+
+    certs = make_certificates(tmp_path / "certs")
+    store = f"sqlite:///{tmp_path}/metadata.db"
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="broker" password="broker-secret" '
+        'user_broker="broker-secret" user_alice="alice-secret";'
+    )
+    brokers = []
+    for node in (1, 2):
+        proc = BrokerProcess(tmp_path / f"b{node}")
+        proc.settings = {
+            "node.id": str(node),
+            "artesian.metadata.store.url": store,
+            **FAST,
+            "listeners": f"SASL_SSL://127.0.0.1:{proc.port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "ssl.keystore.location": str(certs.server),
+            "ssl.truststore.location": str(certs.ca),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+        }
+        brokers.append(proc.start())
+    try:
+        conf = {
+            "bootstrap.servers": ",".join(b.bootstrap for b in brokers),
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(certs.ca),
+            "sasl.mechanism": "PLAIN",
+            "sasl.username": "alice",
+            "sasl.password": "alice-secret",
+        }
+        admin = AdminClient(conf)
+        deadline = time.monotonic() + 20
+        while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
+            assert time.monotonic() < deadline, "the brokers never both joined"
+            time.sleep(0.1)
+        (created,) = admin.create_topics(
+            [NewTopic("secure-replicated", num_partitions=1, replication_factor=2)]
+        ).values()
+        created.result(20)
+        # acks=all: acknowledged only once the follower fetched over SASL_SSL.
+        assert _round_trip(conf, "secure-replicated") == _expected("secure-replicated")
+        leader = admin.list_topics("secure-replicated", timeout=10).topics["secure-replicated"]
+        partition = leader.partitions[0]
+        assert sorted(partition.isrs) == [1, 2]
+        brokers[partition.leader - 1].kill9()
+        survivor = brokers[2 - partition.leader]
+        # The follower's copy, read through the survivor alone.
+        alone = {**conf, "bootstrap.servers": survivor.bootstrap}
+        consumer = Consumer({**alone, "group.id": "after-kill", "auto.offset.reset": "earliest"})
+        consumer.subscribe(["secure-replicated"])
+        got: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 5 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append((msg.offset(), msg.value()))
+        consumer.close()
+        assert got == _expected("secure-replicated")
+    finally:
+        for proc in brokers:
+            if proc.alive():
+                proc.stop()

@@ -14,6 +14,7 @@ from artesian.broker.listeners import (
     Listener,
     ListenerError,
     advertised_endpoints,
+    inter_broker_client_security,
     inter_broker_listener,
     parse_listeners,
     server_ssl_context,
@@ -60,8 +61,8 @@ def test_listen_flag_keeps_its_old_advertised_listeners() -> None:
         ({"listeners": "PLAINTEXT://nohost"}, "is not NAME://HOST:PORT"),
         ({"listeners": "SSL://:1"}, "there is no listener named PLAINTEXT"),
         (
-            {"listeners": "SSL://:1", "inter.broker.listener.name": "SSL"},
-            "the inter-broker listener SSL is SSL",
+            {"listeners": "SASL_SSL://:1", "inter.broker.listener.name": "SASL_SSL"},
+            "give listener.name.sasl_ssl.plain.sasl.jaas.config with",
         ),
         (
             {"listeners": "PLAINTEXT://:1", "advertised.listeners": "PLAINTEXT://a:1,SSL://b:2"},
@@ -73,7 +74,7 @@ def test_listener_settings_that_cannot_work(settings: dict[str, str], message: s
     config = BrokerConfig(settings)
     with pytest.raises(ListenerError) as refused:
         listeners = parse_listeners(config, "", 0)
-        inter_broker_listener(config, listeners)
+        inter_broker_client_security(config, inter_broker_listener(config, listeners))
         advertised_endpoints(config, listeners)
     assert message in str(refused.value)
 

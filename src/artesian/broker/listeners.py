@@ -22,12 +22,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from artesian.config.broker import BrokerConfig
+from artesian.replication.replica_fetcher import ClientSecurity
+from artesian.security.jaas import parse_jaas_config
 
 __all__ = [
     "SECURITY_PROTOCOLS",
     "Listener",
     "ListenerError",
     "advertised_endpoints",
+    "inter_broker_client_security",
     "inter_broker_listener",
     "parse_listeners",
     "server_ssl_context",
@@ -132,13 +135,53 @@ def inter_broker_listener(config: BrokerConfig, listeners: list[Listener]) -> Li
             "listeners=INTERNAL://127.0.0.1:9091,... with inter.broker.listener.name=INTERNAL "
             "and INTERNAL:PLAINTEXT in listener.security.protocol.map"
         )
-    if found[0].security_protocol != "PLAINTEXT":
-        raise ListenerError(
-            f"the inter-broker listener {found[0].name} is {found[0].security_protocol}; in "
-            "this version it must be PLAINTEXT (on a private address). Add a PLAINTEXT "
-            "listener for brokers and name it in inter.broker.listener.name"
-        )
     return found[0]
+
+
+def inter_broker_client_security(config: BrokerConfig, listener: Listener) -> ClientSecurity:
+    """How this broker connects to the others' inter-broker listener: TLS trusting
+    ``ssl.truststore.*`` (checking host names unless ssl.endpoint.identification.algorithm
+    is empty) and presenting its own key store; SASL with
+    ``sasl.mechanism.inter.broker.protocol`` and the username and password of that
+    mechanism's JAAS config on the listener, as Kafka brokers do."""
+    context = None
+    if listener.tls:
+        context = _client_ssl_context(config, listener.name)
+    sasl = None
+    if listener.sasl:
+        mechanism = str(config.get("sasl.mechanism.inter.broker.protocol"))
+        setting = f"listener.name.{listener.name.lower()}.{mechanism.lower()}.sasl.jaas.config"
+        jaas = config.for_listener(listener.name, "sasl.jaas.config", mechanism)
+        options = parse_jaas_config(str(jaas)).options if jaas else {}
+        if not options.get("username") or not options.get("password"):
+            raise ListenerError(
+                f"the inter-broker listener {listener.name} uses SASL: give {setting} with "
+                'username="..." password="..." (this broker\'s own login, e.g. '
+                'username="admin" password="admin-secret" user_admin="admin-secret" for PLAIN)'
+            )
+        sasl = (mechanism, options["username"], options["password"])
+    return ClientSecurity(context, sasl)
+
+
+def _client_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
+    def get(name: str) -> str | None:
+        value = config.for_listener(listener, name)
+        return None if value is None or value == "" else str(value)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = bool(get("ssl.endpoint.identification.algorithm"))
+    try:
+        trust, inline = get("ssl.truststore.location"), get("ssl.truststore.certificates")
+        if trust or inline:
+            context.load_verify_locations(cafile=trust, cadata=inline)
+        else:
+            context.load_default_certs()
+        location = get("ssl.keystore.location")
+        if location:  # presented to brokers that ask for client certificates
+            context.load_cert_chain(location, password=get("ssl.key.password"))
+    except (OSError, ssl.SSLError) as e:
+        raise ListenerError(f"listener {listener}: cannot set up TLS to other brokers: {e}") from e
+    return context
 
 
 def advertised_endpoints(

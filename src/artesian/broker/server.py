@@ -37,6 +37,7 @@ from artesian.broker.listeners import (
     Listener,
     ListenerError,
     advertised_endpoints,
+    inter_broker_client_security,
     inter_broker_listener,
     parse_listeners,
     server_ssl_context,
@@ -191,6 +192,9 @@ class Broker:
         try:
             self.listeners = parse_listeners(config, host, port)
             self.inter_broker_listener = inter_broker_listener(config, self.listeners)
+            self.inter_broker_security = inter_broker_client_security(
+                config, self.inter_broker_listener
+            )
             self._endpoints = advertised_endpoints(config, self.listeners)
             self._ssl_contexts = {
                 lst: server_ssl_context(config, lst.name, lst.sasl) if lst.tls else None
@@ -941,6 +945,7 @@ class Broker:
             response_max_bytes=cfg.get_int("replica.fetch.response.max.bytes"),
             backoff_ms=cfg.get_int("replica.fetch.backoff.ms"),
             socket_timeout_ms=cfg.get_int("replica.socket.timeout.ms"),
+            security=self.inter_broker_security,
         )
 
     # --- the cluster: sessions, leaders, ISR ------------------------------------------------

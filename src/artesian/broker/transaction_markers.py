@@ -232,6 +232,7 @@ class TransactionMarkerWriter:
                 b.port,
                 f"artesian-txn-markers-{self.broker.node_id}".encode(),
                 self.broker.config.get_int("replica.socket.timeout.ms") / 1000,
+                self.broker.inter_broker_security,
             )
         return conn
 

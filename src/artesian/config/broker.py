@@ -131,17 +131,31 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "inter.broker.listener.name",
             _S,
             None,
-            "Listener other brokers and Artesian's own tools use; defaults to the listener "
-            "whose protocol is security.inter.broker.protocol. It must be PLAINTEXT in this "
-            "version.",
+            "Listener other brokers use; defaults to the listener whose protocol is "
+            "security.inter.broker.protocol.",
         ),
         _k(
             "security.inter.broker.protocol",
             _S,
             "PLAINTEXT",
-            "Protocol of the inter-broker listener when inter.broker.listener.name is unset. "
-            "Only PLAINTEXT in this version.",
-            ValidString(("PLAINTEXT",)),
+            "Protocol of the inter-broker listener when inter.broker.listener.name is unset.",
+            ValidString(("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+        ),
+        _k(
+            "sasl.mechanism.inter.broker.protocol",
+            _S,
+            "PLAIN",
+            "SASL mechanism brokers log in to each other with; the credentials are the "
+            "username and password of that mechanism's sasl.jaas.config on the inter-broker "
+            "listener. Kafka's default is GSSAPI, which Artesian does not implement.",
+            ValidString(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+        ),
+        _k(
+            "ssl.endpoint.identification.algorithm",
+            _S,
+            "https",
+            "https: brokers check each other's certificates against the host names they "
+            "connect to; empty: they do not.",
         ),
         _k(
             "sasl.enabled.mechanisms",

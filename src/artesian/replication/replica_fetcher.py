@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import ssl
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -32,6 +33,8 @@ from kio.static.primitive import i32, i64
 
 from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
 from artesian.replication.throttle import ReplicationThrottle
+from artesian.security.plain import plain_client_token
+from artesian.security.scram import MECHANISMS, ScramClient
 from artesian.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -72,6 +75,7 @@ class FetcherConfig:
     response_max_bytes: int  # replica.fetch.response.max.bytes
     backoff_ms: int  # replica.fetch.backoff.ms
     socket_timeout_ms: int = 30_000  # replica.socket.timeout.ms
+    security: ClientSecurity | None = None  # the inter-broker listener's TLS and SASL
 
 
 @dataclass(slots=True)
@@ -84,13 +88,30 @@ class FetchState:
     tiered_log_start: int | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class ClientSecurity:
+    """How this broker logs in to others on the inter-broker listener: TLS (a client context)
+    and SASL (mechanism, username, password), either optional."""
+
+    ssl_context: ssl.SSLContext | None = None
+    sasl: tuple[str, str, str] | None = field(default=None, repr=False)
+
+
 class LeaderConnection:
     """One request at a time to a leader; any failure closes it and the next call reconnects."""
 
-    def __init__(self, host: str, port: int, client_id: bytes, timeout_s: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: bytes,
+        timeout_s: float,
+        security: ClientSecurity | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self._client_id = client_id
         self._timeout = timeout_s
+        self._security = security or ClientSecurity()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
@@ -109,8 +130,40 @@ class LeaderConnection:
 
     async def _request(self, api_key: int, version: int, fields: dict[str, Any]) -> Any:
         if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        assert self._reader is not None
+            context = self._security.ssl_context
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=context,
+                server_hostname=self.host if context is not None else None,
+            )
+            if self._security.sasl is not None:
+                await self._log_in(*self._security.sasl)
+        return await self._exchange(api_key, version, fields)
+
+    async def _log_in(self, mechanism: str, username: str, password: str) -> None:
+        """SaslHandshake then SaslAuthenticate until the mechanism completes."""
+        shake = await self._exchange(17, 1, {"mechanism": mechanism})
+        if shake.error_code != ErrorCode.none:
+            raise ConnectionError(
+                f"the leader refused SASL mechanism {mechanism} ({shake.error_code.name}); it "
+                f"offers {', '.join(shake.mechanisms)}"
+            )
+        if mechanism == "PLAIN":
+            await self._authenticate(plain_client_token(username, password))
+            return
+        client = ScramClient(MECHANISMS[mechanism], username, password)
+        first = await self._authenticate(client.first_message())
+        client.verify_server_final(await self._authenticate(client.final_message(first)))
+
+    async def _authenticate(self, token: bytes) -> bytes:
+        answer = await self._exchange(36, 2, {"auth_bytes": token})
+        if answer.error_code != ErrorCode.none:
+            raise ConnectionError(f"inter-broker SASL login failed: {answer.error_message}")
+        return bytes(answer.auth_bytes)
+
+    async def _exchange(self, api_key: int, version: int, fields: dict[str, Any]) -> Any:
+        assert self._reader is not None and self._writer is not None
         self._correlation += 1
         self._writer.write(
             encode_request(api_key, version, self._correlation, self._client_id, **fields)
@@ -157,7 +210,11 @@ class ReplicaFetcher:
     def _connect(self, address: tuple[str, int]) -> LeaderConnection:
         client_id = f"artesian-replica-fetcher-{self.config.node_id}".encode()
         return LeaderConnection(
-            address[0], address[1], client_id, self.config.socket_timeout_ms / 1000
+            address[0],
+            address[1],
+            client_id,
+            self.config.socket_timeout_ms / 1000,
+            self.config.security,
         )
 
     def move_to(self, address: tuple[str, int]) -> None:
