@@ -761,10 +761,9 @@ def test_brokers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path)
         while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
             assert time.monotonic() < deadline, "the brokers never both joined"
             time.sleep(0.1)
-        (created,) = admin.create_topics(
-            [NewTopic("secure-replicated", num_partitions=1, replication_factor=2)]
-        ).values()
-        created.result(20)
+        _create_once_both_are_known(
+            admin, NewTopic("secure-replicated", num_partitions=1, replication_factor=2)
+        )
         # acks=all: acknowledged only once the follower fetched over SASL_SSL.
         assert _round_trip(conf, "secure-replicated") == _expected("secure-replicated")
         leader = admin.list_topics("secure-replicated", timeout=10).topics["secure-replicated"]
@@ -788,3 +787,81 @@ def test_brokers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path)
         for proc in brokers:
             if proc.alive():
                 proc.stop()
+
+
+def test_brokers_mid_way_through_switching_their_inter_broker_listener(tmp_path: Path) -> None:
+    """Kafka's way to move replication onto SASL_SSL: every broker has both listeners, then
+    inter.broker.listener.name changes one broker at a time. Mid-way, each broker must dial
+    the others on its own inter-broker listener, not on theirs."""
+    from confluent_kafka.admin import NewTopic
+
+    from tests.replication.cluster import FAST
+
+    certs = make_certificates(tmp_path / "certs")
+    store = f"sqlite:///{tmp_path}/metadata.db"
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="broker" password="broker-secret" user_broker="broker-secret";'
+    )
+    brokers = []
+    for node, inter in ((1, "INTERNAL"), (2, "SASL_SSL")):
+        proc = BrokerProcess(tmp_path / f"b{node}")
+        proc.settings = {
+            "node.id": str(node),
+            "artesian.metadata.store.url": store,
+            **FAST,
+            "listeners": f"INTERNAL://127.0.0.1:{proc.port},SASL_SSL://127.0.0.1:{free_port()}",
+            "listener.security.protocol.map": "INTERNAL:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "inter.broker.listener.name": inter,
+            "ssl.keystore.location": str(certs.server),
+            "ssl.truststore.location": str(certs.ca),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+        }
+        brokers.append(proc.start())
+    try:
+        conf = {"bootstrap.servers": ",".join(b.bootstrap for b in brokers)}
+        admin = AdminClient(conf)
+        deadline = time.monotonic() + 20
+        while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
+            assert time.monotonic() < deadline, "the brokers never both joined"
+            time.sleep(0.1)
+        # Each broker leads one partition and follows the other's.
+        topic = NewTopic(
+            "mid-roll", num_partitions=2, replication_factor=-1, replica_assignment=[[1, 2], [2, 1]]
+        )
+        _create_once_both_are_known(admin, topic)
+        producer = Producer({**conf, "acks": "all"})
+        for partition in (0, 1):
+            for i in range(5):
+                producer.produce("mid-roll", f"p{partition}-{i}".encode(), partition=partition)
+        assert producer.flush(20) == 0
+        deadline = time.monotonic() + 20
+        while True:
+            partitions = admin.list_topics("mid-roll", timeout=5).topics["mid-roll"].partitions
+            isrs = {p: sorted(partitions[p].isrs) for p in (0, 1)}
+            if isrs == {0: [1, 2], 1: [1, 2]} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert isrs == {0: [1, 2], 1: [1, 2]}
+        for node in (1, 2):
+            assert "inter-broker" not in brokers[node - 1].log_tail(200).lower(), brokers[
+                node - 1
+            ].log_tail(40)
+    finally:
+        for proc in brokers:
+            proc.stop()
+
+
+def _create_once_both_are_known(admin: AdminClient, topic: Any) -> None:
+    """The broker that creates it reads the other's registration within a metadata poll."""
+    deadline = time.monotonic() + 20
+    while True:
+        (created,) = admin.create_topics([topic]).values()
+        try:
+            created.result(20)
+            return
+        except KafkaException as e:
+            retriable = e.args[0].code() in (37, 39)  # INVALID_REPLICATION_FACTOR, _ASSIGNMENT
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -146,3 +146,56 @@ def test_records_with_fields_from_a_later_version_still_decode() -> None:
     kind, payload = encode_record(RegisterBrokerRecord(1, "h", 9092, None, "inc"))
     later = payload[:-1] + ',"a_later_field":[1,2]}'
     assert decode_record(kind, later) == RegisterBrokerRecord(1, "h", 9092, None, "inc")
+
+
+def test_inter_broker_settings_that_cannot_work() -> None:
+    both = BrokerConfig(
+        {
+            "listeners": "PLAINTEXT://:1",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "security.inter.broker.protocol": "PLAINTEXT",
+        }
+    )
+    with pytest.raises(ListenerError, match=r"only one of inter\.broker\.listener\.name"):
+        inter_broker_listener(both, parse_listeners(both, "", 0))
+    scram_only = BrokerConfig(
+        {
+            "listeners": "SASL_PLAINTEXT://:1",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                'org.apache.kafka.common.security.plain.PlainLoginModule required username="b" '
+                'password="p";'
+            ),
+        }
+    )
+    listener = inter_broker_listener(scram_only, parse_listeners(scram_only, "", 0))
+    with pytest.raises(ListenerError, match=r"must be included in sasl\.enabled\.mechanisms"):
+        inter_broker_client_security(scram_only, listener)
+
+
+def test_the_client_side_of_inter_broker_tls(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
+    chain, key = certs.server.read_text().split("-----BEGIN PRIVATE KEY-----")
+    config = BrokerConfig(
+        {
+            "listeners": "SSL://127.0.0.1:1",
+            "inter.broker.listener.name": "SSL",
+            "ssl.truststore.location": str(certs.ca),
+            "ssl.keystore.certificate.chain": chain,
+            "ssl.keystore.key": "-----BEGIN PRIVATE KEY-----" + key,
+        }
+    )
+    listener = inter_broker_listener(config, parse_listeners(config, "", 0))
+    security = inter_broker_client_security(config, listener)
+    assert security.sasl is None and security.ssl_context is not None
+    assert security.ssl_context.check_hostname  # ssl.endpoint.identification.algorithm=https
+    unchecked = BrokerConfig(
+        {
+            **{k: str(v) for k, v in config.explicit.items()},
+            "ssl.endpoint.identification.algorithm": "",
+        }
+    )
+    context = inter_broker_client_security(unchecked, listener).ssl_context
+    assert context is not None and not context.check_hostname
+    assert context.verify_mode is ssl.CERT_REQUIRED  # still verified against the CA

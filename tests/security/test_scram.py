@@ -553,3 +553,11 @@ def test_librdkafka_before_2_6_1_sends_its_nonce_twice_and_is_accepted() -> None
     other.step(b"n,,n=u,r=CLI")
     with pytest.raises(AuthenticationFailed, match="nonce does not match"):
         other.step(f"c=biws,r=XXCLISRV,p={proof.decode()}".encode())
+
+
+def test_a_client_refuses_a_server_asking_for_too_many_iterations() -> None:
+    # PBKDF2 runs on the broker's event loop: a hostile peer must not stall it.
+    client = ScramClient(SHA256, "u", "pw", nonce="CLI")
+    client.first_message()
+    with pytest.raises(AuthenticationFailed, match="more than 16384"):
+        client.final_message(b"r=CLISRV,s=c2FsdA==,i=1000000000")

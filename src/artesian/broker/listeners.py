@@ -7,8 +7,7 @@ given the addresses of the listener it connected to. ``ssl.*`` and ``sasl.*`` se
 set per listener as ``listener.name.<name>.<config>``.
 
 Differences from Kafka, on purpose: key and trust stores are PEM (files or inline), since JKS
-is Java's own format; and the inter-broker listener must be PLAINTEXT in this version, which
-is how clusters that expose SASL_SSL to clients usually run their private network.
+is Java's own format.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from artesian.config.broker import BrokerConfig
-from artesian.replication.replica_fetcher import ClientSecurity
+from artesian.security.client import ClientSecurity
 from artesian.security.jaas import parse_jaas_config
 
 __all__ = [
@@ -121,6 +120,11 @@ def parse_listeners(config: BrokerConfig, host: str, port: int) -> list[Listener
 def inter_broker_listener(config: BrokerConfig, listeners: list[Listener]) -> Listener:
     """The listener other brokers (and Artesian's own tools) reach this one on."""
     wanted = config.get("inter.broker.listener.name")
+    if wanted and config.is_set("security.inter.broker.protocol"):
+        raise ListenerError(
+            "only one of inter.broker.listener.name and security.inter.broker.protocol "
+            "should be set"
+        )
     if wanted:
         found = [lst for lst in listeners if lst.name == str(wanted).upper()]
         what = f"inter.broker.listener.name={wanted}"
@@ -150,6 +154,14 @@ def inter_broker_client_security(config: BrokerConfig, listener: Listener) -> Cl
     sasl = None
     if listener.sasl:
         mechanism = str(config.get("sasl.mechanism.inter.broker.protocol"))
+        enabled = config.for_listener(listener.name, "sasl.enabled.mechanisms") or []
+        assert isinstance(enabled, list)
+        if mechanism not in enabled:
+            raise ListenerError(
+                f"sasl.mechanism.inter.broker.protocol={mechanism} must be included in "
+                f"sasl.enabled.mechanisms of listener {listener.name} ({', '.join(enabled)}) "
+                "when SASL is used for inter-broker communication"
+            )
         setting = f"listener.name.{listener.name.lower()}.{mechanism.lower()}.sasl.jaas.config"
         jaas = config.for_listener(listener.name, "sasl.jaas.config", mechanism)
         options = parse_jaas_config(str(jaas)).options if jaas else {}
@@ -170,17 +182,17 @@ def _client_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = bool(get("ssl.endpoint.identification.algorithm"))
+    _versions_and_ciphers(context, config, listener)
     try:
         trust, inline = get("ssl.truststore.location"), get("ssl.truststore.certificates")
         if trust or inline:
             context.load_verify_locations(cafile=trust, cadata=inline)
         else:
             context.load_default_certs()
-        location = get("ssl.keystore.location")
-        if location:  # presented to brokers that ask for client certificates
-            context.load_cert_chain(location, password=get("ssl.key.password"))
     except (OSError, ssl.SSLError) as e:
         raise ListenerError(f"listener {listener}: cannot set up TLS to other brokers: {e}") from e
+    # Presented to brokers that ask for client certificates.
+    _load_key_store(context, config, listener, required=False)
     return context
 
 
@@ -217,41 +229,8 @@ def server_ssl_context(config: BrokerConfig, listener: str, sasl: bool = False) 
         return None if value is None or value == "" else str(value)
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    versions = config.for_listener(listener, "ssl.enabled.protocols") or []
-    assert isinstance(versions, list)
-    enabled = [v for name, v in _TLS_VERSIONS.items() if name in {str(x) for x in versions}]
-    if not enabled:
-        raise ListenerError(f"listener {listener}: ssl.enabled.protocols enables no TLS version")
-    context.minimum_version, context.maximum_version = enabled[0], enabled[-1]
-    ciphers = config.for_listener(listener, "ssl.cipher.suites") or []
-    if ciphers:
-        assert isinstance(ciphers, list)
-        try:
-            context.set_ciphers(":".join(ciphers))
-        except ssl.SSLError as e:
-            raise ListenerError(f"listener {listener}: ssl.cipher.suites: {e}") from e
-    location = get("ssl.keystore.location")
-    chain, key = get("ssl.keystore.certificate.chain"), get("ssl.keystore.key")
-    password = get("ssl.key.password")
-    if location and (chain or key):
-        raise ListenerError(
-            f"listener {listener}: give ssl.keystore.location or ssl.keystore.certificate.chain "
-            "with ssl.keystore.key, not both"
-        )
-    try:
-        if location:
-            context.load_cert_chain(location, password=password)
-        elif chain and key:
-            with _pem_file(chain + "\n" + key) as path:
-                context.load_cert_chain(path, password=password)
-        else:
-            raise ListenerError(
-                f"listener {listener} uses TLS: set ssl.keystore.location (a "
-                "PEM file with the certificate chain and private key) or "
-                "ssl.keystore.certificate.chain with ssl.keystore.key"
-            )
-    except (OSError, ssl.SSLError) as e:
-        raise ListenerError(f"listener {listener}: cannot load its key store: {e}") from e
+    _versions_and_ciphers(context, config, listener)
+    _load_key_store(context, config, listener, required=True)
     if sasl:
         # KIP-684: on SASL_SSL only a listener's own ssl.client.auth asks for certificates.
         own = config.explicit.get(f"listener.name.{listener.lower()}.ssl.client.auth")
@@ -271,6 +250,55 @@ def server_ssl_context(config: BrokerConfig, listener: str, sasl: bool = False) 
             raise ListenerError(f"listener {listener}: cannot load its trust store: {e}") from e
         context.verify_mode = ssl.CERT_REQUIRED if client_auth == "required" else ssl.CERT_OPTIONAL
     return context
+
+
+def _versions_and_ciphers(context: ssl.SSLContext, config: BrokerConfig, listener: str) -> None:
+    versions = config.for_listener(listener, "ssl.enabled.protocols") or []
+    assert isinstance(versions, list)
+    enabled = [v for name, v in _TLS_VERSIONS.items() if name in {str(x) for x in versions}]
+    if not enabled:
+        raise ListenerError(f"listener {listener}: ssl.enabled.protocols enables no TLS version")
+    context.minimum_version, context.maximum_version = enabled[0], enabled[-1]
+    ciphers = config.for_listener(listener, "ssl.cipher.suites") or []
+    if ciphers:
+        assert isinstance(ciphers, list)
+        try:
+            context.set_ciphers(":".join(ciphers))
+        except ssl.SSLError as e:
+            raise ListenerError(f"listener {listener}: ssl.cipher.suites: {e}") from e
+
+
+def _load_key_store(
+    context: ssl.SSLContext, config: BrokerConfig, listener: str, *, required: bool
+) -> None:
+    """This broker's certificate chain and key: a PEM file, or the two inline."""
+
+    def get(name: str) -> str | None:
+        value = config.for_listener(listener, name)
+        return None if value is None or value == "" else str(value)
+
+    location = get("ssl.keystore.location")
+    chain, key = get("ssl.keystore.certificate.chain"), get("ssl.keystore.key")
+    password = get("ssl.key.password")
+    if location and (chain or key):
+        raise ListenerError(
+            f"listener {listener}: give ssl.keystore.location or ssl.keystore.certificate.chain "
+            "with ssl.keystore.key, not both"
+        )
+    try:
+        if location:
+            context.load_cert_chain(location, password=password)
+        elif chain and key:
+            with _pem_file(chain + "\n" + key) as path:
+                context.load_cert_chain(path, password=password)
+        elif required:
+            raise ListenerError(
+                f"listener {listener} uses TLS: set ssl.keystore.location (a "
+                "PEM file with the certificate chain and private key) or "
+                "ssl.keystore.certificate.chain with ssl.keystore.key"
+            )
+    except (OSError, ssl.SSLError) as e:
+        raise ListenerError(f"listener {listener}: cannot load its key store: {e}") from e
 
 
 @contextlib.contextmanager

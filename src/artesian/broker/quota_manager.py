@@ -37,6 +37,7 @@ WINDOW_SECONDS = 11
 MAX_THROTTLE_MS = WINDOW_SECONDS * 1000
 _IDLE_SECONDS = 3600  # a client's rate is forgotten after an idle hour, as in Kafka
 _SWEEP_EVERY = 10_000  # new buckets between sweeps for idle ones
+_MAX_RESOLVED = 100_000  # cached (kind, user, client id) resolutions
 
 
 def _levels(user: str, client_id: str) -> list[tuple[Entity, tuple[str, str]]]:
@@ -92,6 +93,8 @@ class ClientQuotaManager:
     def _resolve(self, kind: str, user: str, client_id: str) -> tuple[int, tuple[str, str]] | None:
         key = (kind, user, client_id)
         if key not in self._resolved:
+            if len(self._resolved) >= _MAX_RESOLVED:
+                self._resolved.clear()  # clients cycling through names: start afresh
             found = None
             for entity, names in _levels(user, client_id):
                 rate = self._rate(entity, kind)

@@ -294,7 +294,7 @@ class Broker:
         self.fetcher_manager = ReplicaFetcherManager(
             self._fetcher_config(),
             self.replica_manager,
-            self._address_of,
+            self.inter_broker_address,
             self._replication_throttle("follower"),
         )
         self.replica_manager.on_stop_fetching = self.fetcher_manager.forget
@@ -880,9 +880,11 @@ class Broker:
             record.iterations,
         )
 
-    def _address_of(self, node_id: int) -> tuple[str, int] | None:
+    def inter_broker_address(self, node_id: int) -> tuple[str, int] | None:
+        """Where this broker reaches ``node_id``: on its own inter-broker listener's name, as
+        Kafka looks it up (brokers may be mid-way through switching listeners)."""
         b = self.image.brokers.get(node_id)
-        return (b.host, b.port) if b is not None else None
+        return b.endpoint(self.inter_broker_listener.name) if b is not None else None
 
     def _apply_dynamic_configs(self) -> None:
         """Kafka's DynamicBrokerConfig: this broker's and the cluster's dynamic configs, from

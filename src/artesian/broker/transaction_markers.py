@@ -220,16 +220,16 @@ class TransactionMarkerWriter:
         return out
 
     def _connection(self, node: int) -> LeaderConnection | None:
-        b = self.broker.image.brokers.get(node)
-        if b is None:
+        address = self.broker.inter_broker_address(node)
+        if address is None:
             return None
         conn = self._connections.get(node)
-        if conn is None or (conn.host, conn.port) != (b.host, b.port):
+        if conn is None or (conn.host, conn.port) != address:
             if conn is not None:
                 conn.close()
             conn = self._connections[node] = LeaderConnection(
-                b.host,
-                b.port,
+                address[0],
+                address[1],
                 f"artesian-txn-markers-{self.broker.node_id}".encode(),
                 self.broker.config.get_int("replica.socket.timeout.ms") / 1000,
                 self.broker.inter_broker_security,

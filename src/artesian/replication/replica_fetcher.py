@@ -14,11 +14,10 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import ssl
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -33,7 +32,9 @@ from kio.static.primitive import i32, i64
 
 from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
 from artesian.replication.throttle import ReplicationThrottle
+from artesian.security.client import ClientSecurity
 from artesian.security.plain import plain_client_token
+from artesian.security.sasl import AuthenticationFailed
 from artesian.security.scram import MECHANISMS, ScramClient
 from artesian.storage.errors import StorageError
 
@@ -86,15 +87,6 @@ class FetchState:
     # The leader's log start, when the fetch offset lies in its tiered storage: the follower
     # then starts its log at the leader's local log start (KIP-405's "copy only the tail").
     tiered_log_start: int | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class ClientSecurity:
-    """How this broker logs in to others on the inter-broker listener: TLS (a client context)
-    and SASL (mechanism, username, password), either optional."""
-
-    ssl_context: ssl.SSLContext | None = None
-    sasl: tuple[str, str, str] | None = field(default=None, repr=False)
 
 
 class LeaderConnection:
@@ -153,8 +145,11 @@ class LeaderConnection:
             await self._authenticate(plain_client_token(username, password))
             return
         client = ScramClient(MECHANISMS[mechanism], username, password)
-        first = await self._authenticate(client.first_message())
-        client.verify_server_final(await self._authenticate(client.final_message(first)))
+        try:
+            first = await self._authenticate(client.first_message())
+            client.verify_server_final(await self._authenticate(client.final_message(first)))
+        except AuthenticationFailed as e:  # the leader failed to prove itself
+            raise ConnectionError(f"inter-broker SCRAM login failed: {e}") from e
 
     async def _authenticate(self, token: bytes) -> bytes:
         answer = await self._exchange(36, 2, {"auth_bytes": token})

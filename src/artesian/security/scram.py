@@ -436,6 +436,11 @@ class ScramClient:
             raise AuthenticationFailed(f"Invalid SCRAM {what}: bad iteration count")
         iterations = int(iterations_text)
         # Like Kafka's client: a server may not weaken the password hashing below the minimum.
+        if iterations > MAX_ITERATIONS:
+            # PBKDF2 runs on the caller's thread: a hostile server could stall it for long.
+            raise AuthenticationFailed(
+                f"Invalid SCRAM {what}: {iterations} iterations is more than {MAX_ITERATIONS}"
+            )
         if iterations < MIN_ITERATIONS:
             raise AuthenticationFailed(
                 f"Invalid SCRAM {what}: {iterations} iterations is below the minimum"
