@@ -615,10 +615,7 @@ def test_brokers_without_the_clients_listener_are_left_out(tmp_path: Path) -> No
     second.start()
     try:
         admin = AdminClient({"bootstrap.servers": first.bootstrap})
-        deadline = time.monotonic() + 20
-        while set(admin.list_topics(timeout=5).brokers) != {1, 2}:  # broker 1 knows broker 2
-            assert time.monotonic() < deadline, "broker 2 never joined"
-            time.sleep(0.1)
+        _wait_for_both(admin)  # broker 1 knows broker 2
         (created,) = admin.create_topics(
             [
                 NewTopic(
@@ -757,10 +754,7 @@ def test_brokers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path)
             "sasl.password": "alice-secret",
         }
         admin = AdminClient(conf)
-        deadline = time.monotonic() + 20
-        while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
-            assert time.monotonic() < deadline, "the brokers never both joined"
-            time.sleep(0.1)
+        _wait_for_both(admin)
         _create_once_both_are_known(
             admin, NewTopic("secure-replicated", num_partitions=1, replication_factor=2)
         )
@@ -821,10 +815,7 @@ def test_brokers_mid_way_through_switching_their_inter_broker_listener(tmp_path:
     try:
         conf = {"bootstrap.servers": ",".join(b.bootstrap for b in brokers)}
         admin = AdminClient(conf)
-        deadline = time.monotonic() + 20
-        while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
-            assert time.monotonic() < deadline, "the brokers never both joined"
-            time.sleep(0.1)
+        _wait_for_both(admin)
         # Each broker leads one partition and follows the other's.
         topic = NewTopic(
             "mid-roll", num_partitions=2, replication_factor=-1, replica_assignment=[[1, 2], [2, 1]]
@@ -852,6 +843,13 @@ def test_brokers_mid_way_through_switching_their_inter_broker_listener(tmp_path:
             proc.stop()
 
 
+def _wait_for_both(admin: AdminClient) -> None:
+    deadline = time.monotonic() + 20
+    while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
+        assert time.monotonic() < deadline, "the brokers never both joined"
+        time.sleep(0.1)
+
+
 def _create_once_both_are_known(admin: AdminClient, topic: Any) -> None:
     """The broker that creates it reads the other's registration within a metadata poll."""
     deadline = time.monotonic() + 20
@@ -861,7 +859,7 @@ def _create_once_both_are_known(admin: AdminClient, topic: Any) -> None:
             created.result(20)
             return
         except KafkaException as e:
-            retriable = e.args[0].code() in (37, 39)  # INVALID_REPLICATION_FACTOR, _ASSIGNMENT
+            retriable = e.args[0].code() in (38, 39)  # INVALID_REPLICATION_FACTOR, _ASSIGNMENT
             if not retriable or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)

@@ -35,35 +35,12 @@ def handle(ctx: Any, request: Any) -> Any:
     for group_id in request.groups:
         group = coordinator.groups.get(group_id)
         if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
-            # Kafka's DescribeGroupsResponse.groupError: no state, no protocol, no members.
             described.append(
-                make(
-                    mod.DescribedGroup,
-                    error_code=ErrorCode.group_authorization_failed,
-                    error_message=GROUP_DENIED,
-                    group_id=group_id,
-                    group_state="",
-                    protocol_type="",
-                    protocol_data="",
-                    members=(),
-                    authorized_operations=NO_OPERATIONS,
-                )
+                _group_error(mod, group_id, ErrorCode.group_authorization_failed, GROUP_DENIED)
             )
             continue
         if not coordinator.owns(group_id):
-            described.append(
-                make(
-                    mod.DescribedGroup,
-                    error_code=ErrorCode.not_coordinator,
-                    error_message=None,
-                    group_id=group_id,
-                    group_state="",
-                    protocol_type="",
-                    protocol_data="",
-                    members=(),
-                    authorized_operations=-(2**31),
-                )
-            )
+            described.append(_group_error(mod, group_id, ErrorCode.not_coordinator, None))
             continue
         if group is None:
             # Kafka describes an unknown group as Dead, with GROUP_ID_NOT_FOUND from v6.
@@ -117,4 +94,19 @@ def handle(ctx: Any, request: Any) -> Any:
         )
     return make(
         mod.DescribeGroupsResponse, throttle_time=datetime.timedelta(0), groups=tuple(described)
+    )
+
+
+def _group_error(mod: Any, group_id: str, code: ErrorCode, message: str | None) -> Any:
+    """Kafka's DescribeGroupsResponse.groupError: no state, no protocol, no members."""
+    return make(
+        mod.DescribedGroup,
+        error_code=code,
+        error_message=message,
+        group_id=group_id,
+        group_state="",
+        protocol_type="",
+        protocol_data="",
+        members=(),
+        authorized_operations=NO_OPERATIONS,
     )
