@@ -120,9 +120,9 @@ class Platform:
             if service is not None:
                 service.stop()
         # Whatever a failed test left running.
-        for pid in (p for d in self.cells.glob("lkc-*") for p in _broker_pids(d)):
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        for broker in (b for d in self.cells.glob("lkc-*") for b in _broker_pids(d)):
+            if _alive(broker):
+                os.kill(broker.pid, signal.SIGKILL)
         self.api.close()
         self.kafka.stop()
 

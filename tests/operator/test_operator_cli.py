@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,21 +30,34 @@ class _Bootstrap:
         self.bootstrap = bootstrap
 
 
-def _broker_pids(data_dir: Path) -> list[int]:
-    pids = []
-    for f in data_dir.glob("broker-*/runtime.json"):
-        pids.append(json.loads(f.read_text())["pid"])
-    return pids
+@dataclass(frozen=True)
+class BrokerPid:
+    """A broker process by pid and data directory: pids are reused (pid_max can be 32768,
+    and a test run starts thousands of processes), so a pid alone may name someone else."""
+
+    pid: int
+    data_dir: Path
 
 
-def _alive(pid: int) -> bool:
+def _broker_pids(data_dir: Path) -> list[BrokerPid]:
+    return [
+        BrokerPid(json.loads(f.read_text())["pid"], f.parent.resolve())
+        for f in data_dir.glob("broker-*/runtime.json")
+    ]
+
+
+def _alive(broker: BrokerPid) -> bool:
+    """Running, not a zombie, and still that broker (its --data-dir)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{broker.pid}/stat") as f:
+            if f.read().split(") ")[-1][0] == "Z":
+                return False
+        with open(f"/proc/{broker.pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
         return False
-    # A zombie is gone for our purposes.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[-1][0] != "Z"
+    dirs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == b"--data-dir"]
+    return any(Path(d.decode()).resolve() == broker.data_dir for d in dirs)
 
 
 def test_up_with_brokers_runs_a_cluster_until_ctrl_c(tmp_path: Path) -> None:
@@ -138,6 +152,6 @@ def test_operator_run_once_starts_the_brokers_and_status_reports_them(tmp_path: 
             (1, True, True, True)
         ]
     finally:
-        for pid in _broker_pids(tmp_path / "d"):
-            if _alive(pid):
-                os.kill(pid, signal.SIGTERM)
+        for broker in _broker_pids(tmp_path / "d"):
+            if _alive(broker):
+                os.kill(broker.pid, signal.SIGTERM)
