@@ -176,15 +176,11 @@ def inter_broker_client_security(config: BrokerConfig, listener: Listener) -> Cl
 
 
 def _client_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
-    def get(name: str) -> str | None:
-        value = config.for_listener(listener, name)
-        return None if value is None or value == "" else str(value)
-
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = bool(get("ssl.endpoint.identification.algorithm"))
+    context.check_hostname = bool(_text(config, listener, "ssl.endpoint.identification.algorithm"))
     _versions_and_ciphers(context, config, listener)
     try:
-        trust, inline = get("ssl.truststore.location"), get("ssl.truststore.certificates")
+        trust, inline = _trust_store(config, listener)
         if trust or inline:
             context.load_verify_locations(cafile=trust, cadata=inline)
         else:
@@ -224,10 +220,6 @@ def advertised_endpoints(
 def server_ssl_context(config: BrokerConfig, listener: str, sasl: bool = False) -> ssl.SSLContext:
     """The TLS server context of one listener, from its ``ssl.*`` settings."""
 
-    def get(name: str) -> str | None:
-        value = config.for_listener(listener, name)
-        return None if value is None or value == "" else str(value)
-
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _versions_and_ciphers(context, config, listener)
     _load_key_store(context, config, listener, required=True)
@@ -238,7 +230,7 @@ def server_ssl_context(config: BrokerConfig, listener: str, sasl: bool = False) 
     else:
         client_auth = str(config.for_listener(listener, "ssl.client.auth"))
     if client_auth != "none":
-        trust, inline = get("ssl.truststore.location"), get("ssl.truststore.certificates")
+        trust, inline = _trust_store(config, listener)
         if not trust and not inline:
             raise ListenerError(
                 f"listener {listener}: ssl.client.auth={client_auth} needs the CAs client "
@@ -250,6 +242,20 @@ def server_ssl_context(config: BrokerConfig, listener: str, sasl: bool = False) 
             raise ListenerError(f"listener {listener}: cannot load its trust store: {e}") from e
         context.verify_mode = ssl.CERT_REQUIRED if client_auth == "required" else ssl.CERT_OPTIONAL
     return context
+
+
+def _text(config: BrokerConfig, listener: str, name: str) -> str | None:
+    """A listener's string setting, None when unset or empty."""
+    value = config.for_listener(listener, name)
+    return None if value is None or value == "" else str(value)
+
+
+def _trust_store(config: BrokerConfig, listener: str) -> tuple[str | None, str | None]:
+    """(CA file, inline CA certificates) of a listener's trust store."""
+    return (
+        _text(config, listener, "ssl.truststore.location"),
+        _text(config, listener, "ssl.truststore.certificates"),
+    )
 
 
 def _versions_and_ciphers(context: ssl.SSLContext, config: BrokerConfig, listener: str) -> None:
@@ -273,13 +279,12 @@ def _load_key_store(
 ) -> None:
     """This broker's certificate chain and key: a PEM file, or the two inline."""
 
-    def get(name: str) -> str | None:
-        value = config.for_listener(listener, name)
-        return None if value is None or value == "" else str(value)
-
-    location = get("ssl.keystore.location")
-    chain, key = get("ssl.keystore.certificate.chain"), get("ssl.keystore.key")
-    password = get("ssl.key.password")
+    location = _text(config, listener, "ssl.keystore.location")
+    chain, key = (
+        _text(config, listener, "ssl.keystore.certificate.chain"),
+        _text(config, listener, "ssl.keystore.key"),
+    )
+    password = _text(config, listener, "ssl.key.password")
     if location and (chain or key):
         raise ListenerError(
             f"listener {listener}: give ssl.keystore.location or ssl.keystore.certificate.chain "

@@ -13,6 +13,7 @@ it up to remote.fetch.max.wait.ms instead of long-polling.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -374,6 +375,10 @@ def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
     if ctx.broker.authorizer is None:
         return lambda fp: bool(fp.topic) and rm.get(fp.topic, fp.partition) is not None
 
+    @functools.cache
+    def readable(topic: str) -> bool:  # once per topic, not per partition
+        return authorized(ctx, AclOperation.READ, ResourceType.TOPIC, topic)
+
     def exists(fp: FetchPartition) -> bool:
         if not fp.topic:
             return False
@@ -381,7 +386,7 @@ def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
             return True
         # A topic the principal may not read must look the same whether it exists or not:
         # the session is kept (or opened) either way.
-        return not authorized(ctx, AclOperation.READ, ResourceType.TOPIC, fp.topic)
+        return not readable(fp.topic)
 
     return exists
 
