@@ -71,11 +71,12 @@ class Platform:
         )
         self.until(self._api_up, 60, "the control plane's API")
 
-    def start_data_plane(self) -> None:
+    def start_data_plane(self, *extra: str) -> None:
         self.data_plane = Service(
             self.root / "data-plane.log",
             *("dataplane", "run", str(self.cells), "-b", self.kafka.bootstrap),
             *("--first-port", str(_free_block(20)), "--interval", "0.5", "--stop-on-exit"),
+            *extra,
         )
 
     def _api_up(self) -> bool:

@@ -43,14 +43,15 @@ FAST = {
 
 
 def _free_block(size: int) -> int:
-    """A first port whose broker and metrics ports (first..first+size-1, and +1000) are free."""
+    """A first port whose broker, metrics and client listener ports (first..first+size-1, and
+    +1000 and +2000) are free."""
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             first = s.getsockname()[1]
-        if first + 1000 + size >= 65535:
+        if first + 2000 + size >= 65535:
             continue
-        ports = [first + i for i in range(size)] + [first + 1000 + i for i in range(size)]
+        ports = [first + offset + i for offset in (0, 1000, 2000) for i in range(size)]
         try:
             for p in ports:
                 with socket.socket() as s:

@@ -121,7 +121,7 @@ def test_a_spec_with_a_mistake_is_refused_with_its_reason(tmp_path: Path) -> Non
     spec = tmp_path / "cluster.toml"
     spec.write_text('brokers = 2\n[config]\n"node.id" = 3\n')
     message = fails(None, "operator", "run", str(spec), "--once")
-    assert "['node.id'] are set per broker by the operator" in message
+    assert "['node.id'] are set by the operator; remove them from [config]" in message
     spec.write_text("brokers = 2\n")
     assert "no operator status" in fails(None, "operator", "status", str(spec))
 

@@ -142,9 +142,14 @@ def test_a_config_change_is_an_upgrade_too() -> None:
         ({"brokers": 0}, "brokers must be"),
         ({"brokers": "3"}, "brokers must be"),
         ({"nodes": 3}, "unknown spec fields ['nodes']"),
-        ({"config": {"node.id": 4}}, "set per broker by the operator"),
+        ({"config": {"node.id": 4}}, "set by the operator"),
+        ({"config": {"inter.broker.listener.name": "X"}}, "set by the operator"),
         ({"first_port": 80}, "first_port"),
-        ({"first_port": 65000}, "metrics ports"),
+        ({"first_port": 65000}, "leaves no room for 1 brokers and their metrics"),
+        ({"first_port": 64000, "client_protocol": "SSL"}, "first_port 64000 leaves no room"),
+        ({"client_protocol": "sasl_ssl"}, "client_protocol 'sasl_ssl' is not one of"),
+        ({"client_config": {"ssl.keystore.location": "k"}}, "needs a client_protocol other"),
+        ({"client_protocol": "SSL", "client_config": []}, "[client_config] must be a table"),
         ({"racks": [1]}, "racks must be"),
     ],
 )
@@ -170,6 +175,38 @@ def test_a_spec_file_reads_as_declared(tmp_path: Path) -> None:
         "artesian.metrics.port": "20092",
         "broker.rack": "b",
     }
+
+
+def test_a_client_listener_gives_each_broker_an_internal_and_a_client_listener(
+    tmp_path: Path,
+) -> None:
+    from artesian.operator.runtime import LocalProcessRuntime
+
+    f = tmp_path / "cluster.toml"
+    f.write_text(
+        'brokers = 2\nfirst_port = 19091\nclient_protocol = "SASL_SSL"\n'
+        '[client_config]\n"sasl.enabled.mechanisms" = ["SCRAM-SHA-512"]\n'
+    )
+    spec = ClusterSpec.load(f)
+    assert spec.bootstrap() == "127.0.0.1:19091,127.0.0.1:19092"  # the operator's own
+    assert spec.client_bootstrap() == "127.0.0.1:21091,127.0.0.1:21092"
+    props = spec.properties(2)
+    assert {k: v for k, v in props.items() if "listener" in k} == {
+        "listeners": "INTERNAL://127.0.0.1:19092,CLIENT://127.0.0.1:21092",
+        "listener.security.protocol.map": "INTERNAL:PLAINTEXT,CLIENT:SASL_SSL",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+    }
+    command = LocalProcessRuntime(spec).command(2)
+    assert "--listen" not in command and "listeners=" + props["listeners"] in command
+    # Without a client listener: one PLAINTEXT listener, given as --listen, as before.
+    plain = ClusterSpec.from_dict({"first_port": 19091}, tmp_path)
+    assert plain.client_bootstrap() == plain.bootstrap() == "127.0.0.1:19091"
+    assert "listeners" not in plain.properties(1)
+    assert LocalProcessRuntime(plain).command(1)[4:6] == ["--listen", "127.0.0.1:19091"]
+    assert plain.revision(1) != ClusterSpec.from_dict(
+        {"first_port": 19091, "client_protocol": "SASL_PLAINTEXT"}, tmp_path
+    ).revision(1)
 
 
 def test_a_crashed_broker_is_started_again_at_once_the_first_time() -> None:

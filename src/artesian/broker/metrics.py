@@ -79,6 +79,13 @@ class BrokerMetrics:
             "Partitions whose ISR is smaller than their replica set.",
             registry=r,
         )
+        # Kafka's broker-metadata-metrics last-applied-record-offset: how far this broker's
+        # metadata image has read the log (the data plane waits on it after a change).
+        self.metadata_last_applied_offset = Gauge(
+            "kafka_server_broker_metadata_metrics_last_applied_record_offset",
+            "Offset of the last metadata record this broker applied.",
+            registry=r,
+        )
         self.leader_count = Gauge(
             "kafka_server_replica_manager_leader_count",
             "Partitions led by this broker.",

@@ -182,6 +182,7 @@ class Broker:
             on_evict=self.metrics.fetch_session_evictions.inc,
         )
         self.metrics.fetch_sessions.set_function(lambda: len(self.fetch_sessions.sessions))
+        self.metrics.metadata_last_applied_offset.set_function(lambda: self.image.offset)
         self.metrics.fetch_session_partitions.set_function(
             lambda: self.fetch_sessions.cached_partitions
         )

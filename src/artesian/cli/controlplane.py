@@ -86,14 +86,46 @@ def run_data_plane(
     stop_on_exit: Annotated[
         bool, typer.Option("--stop-on-exit", help="Stop every broker when the agent stops.")
     ] = False,
+    client_protocol: Annotated[
+        str,
+        typer.Option(
+            help="The protocol clients use: PLAINTEXT (no login), or SASL_PLAINTEXT or "
+            "SASL_SSL, logging in with the clusters' API keys (SCRAM-SHA-256/512)."
+        ),
+    ] = "PLAINTEXT",
+    client_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A properties file of the client listener's settings, e.g. "
+            "ssl.keystore.location for SASL_SSL (PEM)."
+        ),
+    ] = None,
 ) -> None:
     """Run the clusters the control plane assigns to CELL until Ctrl-C. Brokers outlive the
     agent unless --stop-on-exit; a restarted agent adopts them from ROOT."""
     _logging()
+    from artesian.config.broker import load_properties
     from artesian.controlplane.data_plane import DataPlaneAgent
 
+    listener_config: dict[str, str] = {}
+    if client_config is not None:
+        try:
+            listener_config = load_properties(client_config)
+        except OSError as e:
+            fail(f"--client-config {client_config}: {e.strerror or e}", code=2)
     with reporting(bootstrap):
-        agent = DataPlaneAgent(bootstrap, root, cell, first_port).start()
+        try:
+            agent = DataPlaneAgent(
+                bootstrap,
+                root,
+                cell,
+                first_port,
+                client_protocol=client_protocol.upper(),
+                client_config=listener_config,
+            )
+        except ValueError as e:
+            fail(str(e), "Use PLAINTEXT, SASL_PLAINTEXT or SASL_SSL.", code=2)
+        agent.start()
     out.print(f"Data plane of cell {cell!r} in {root} (state on {bootstrap}). Stop with Ctrl-C.")
     try:
         agent.run(interval)
@@ -265,6 +297,70 @@ def delete_cluster(
     with reporting(""):
         doc = _call(api, "DELETE", f"/v1/clusters/{cluster}")
     _show(doc, as_json, lambda doc: f"cluster {cluster} is being deleted")
+
+
+# --- `artesian api-keys ...` -------------------------------------------------------------
+
+api_keys_app = make_app(
+    "API keys of a cluster on the control plane: the SASL (SCRAM) username and secret its "
+    "clients log in with, for the whole cluster or for resources under a prefix."
+)
+KeyArg = Annotated[str, typer.Argument(help="The API key (its SASL username).")]
+
+
+@api_keys_app.command("create")
+def create_api_key(
+    cluster: ClusterArg,
+    resource_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Reach only topics, groups and transactional ids starting with this "
+            "(default: everything on the cluster)."
+        ),
+    ] = None,
+    description: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    api: ApiOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key. Its secret is shown now and never again."""
+    body = {"resource_prefix": resource_prefix, "description": description}
+    with reporting(""):
+        doc = _call(api, "POST", f"/v1/clusters/{cluster}/api-keys", body)
+    _show(
+        doc,
+        as_json,
+        lambda doc: (
+            f"API key [bold]{doc['key']}[/bold], secret [bold]{doc['secret']}[/bold]\n"
+            "Save the secret now: it cannot be shown again. Clients log in with "
+            "sasl.mechanism=SCRAM-SHA-512, sasl.username=<key>, sasl.password=<secret>, once "
+            f"the cluster reports generation {doc['generation']} "
+            f"(`artesian clusters describe {cluster}`)."
+        ),
+    )
+
+
+@api_keys_app.command("list")
+def list_api_keys(
+    cluster: ClusterArg, api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+) -> None:
+    """A cluster's API keys (never their secrets)."""
+    with reporting(""):
+        doc = _call(api, "GET", f"/v1/clusters/{cluster}/api-keys")
+    rows = [(k["key"], k["resource_prefix"] or "(all)", k["description"]) for k in doc["api_keys"]]
+    _show(doc, as_json, lambda doc: table(None, ["KEY", "RESOURCE PREFIX", "DESCRIPTION"], rows))
+
+
+@api_keys_app.command("delete")
+def delete_api_key(
+    cluster: ClusterArg,
+    key: KeyArg,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke an API key: new logins with it fail once the cluster applies the change."""
+    with reporting(""):
+        doc = _call(api, "DELETE", f"/v1/clusters/{cluster}/api-keys/{key}")
+    _show(doc, as_json, lambda doc: f"API key {key} deleted (generation {doc['generation']})")
 
 
 def _autoscale(text: str) -> dict[str, int]:

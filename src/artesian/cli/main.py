@@ -15,7 +15,12 @@ from artesian.cli.acls import acls_app
 from artesian.cli.bench import bench_app
 from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
-from artesian.cli.controlplane import clusters_app, controlplane_app, dataplane_app
+from artesian.cli.controlplane import (
+    api_keys_app,
+    clusters_app,
+    controlplane_app,
+    dataplane_app,
+)
 from artesian.cli.groups import groups_app
 from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
@@ -206,6 +211,7 @@ app.add_typer(operator_app, name="operator")
 app.add_typer(controlplane_app, name="controlplane")
 app.add_typer(dataplane_app, name="dataplane")
 app.add_typer(clusters_app, name="clusters")
+app.add_typer(api_keys_app, name="api-keys")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,12 @@ here, and read back with what their data plane last reported.
     GET    /v1/clusters/{id}
     PATCH  /v1/clusters/{id}    {"brokers", "version", "config", "autoscale"}
     DELETE /v1/clusters/{id}                                                        -> 202
+    POST   /v1/clusters/{id}/api-keys        {"resource_prefix", "description"}     -> 201
+    GET    /v1/clusters/{id}/api-keys
+    DELETE /v1/clusters/{id}/api-keys/{key}
     GET    /healthz, /metrics
+
+An API key's secret is in the answer to its POST and nowhere else.
 
 A write returns once the desired-state topic holds it; the data plane acts on it from there.
 """
@@ -49,6 +54,12 @@ class UpdateCluster(BaseModel):
     version: str | None = None
     config: dict[str, str] | None = None
     autoscale: AutoscaleBody | None = None
+
+
+class CreateApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resource_prefix: str | None = None
+    description: str = ""
 
 
 def create_app(control_plane: ControlPlane) -> FastAPI:
@@ -114,6 +125,29 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     @app.delete("/v1/clusters/{cluster_id}", status_code=202)
     def delete(cluster_id: str) -> dict[str, Any]:
         return _errors(lambda: control_plane.delete(cluster_id)).as_json()  # type: ignore[no-any-return]
+
+    @app.post("/v1/clusters/{cluster_id}/api-keys", status_code=201)
+    def create_api_key(cluster_id: str, body: CreateApiKey) -> dict[str, Any]:
+        api_key, secret, desire = _errors(
+            lambda: control_plane.create_api_key(cluster_id, body.resource_prefix, body.description)
+        )
+        return {
+            **api_key.public(),
+            "secret": secret,
+            "cluster": cluster_id,
+            "generation": desire.generation,
+            "sasl_mechanisms": ["SCRAM-SHA-512", "SCRAM-SHA-256"],
+        }
+
+    @app.get("/v1/clusters/{cluster_id}/api-keys")
+    def api_keys(cluster_id: str) -> dict[str, Any]:
+        view = _errors(lambda: control_plane.cluster(cluster_id))
+        return {"api_keys": [k.public() for k in view.desire.api_keys]}
+
+    @app.delete("/v1/clusters/{cluster_id}/api-keys/{key}")
+    def delete_api_key(cluster_id: str, key: str) -> dict[str, Any]:
+        desire = _errors(lambda: control_plane.delete_api_key(cluster_id, key))
+        return {"deleted": key, "cluster": cluster_id, "generation": desire.generation}
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, Any]:

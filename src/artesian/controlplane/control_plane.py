@@ -11,10 +11,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from artesian.controlplane.api_keys import mint_api_key
 from artesian.controlplane.autoscaler import AutoscalePolicy, decide
 from artesian.controlplane.documents import (
     DESIRED_TOPIC,
+    MAX_API_KEYS,
     OBSERVED_TOPIC,
+    ApiKey,
     Autoscale,
     ClusterDesire,
     ClusterReport,
@@ -39,11 +42,9 @@ class ClusterView:
     report: ClusterReport | None
 
     def as_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {
             "id": self.desire.id,
-            "spec": asdict(self.desire),
+            "spec": self.desire.public(),
             "status": None if self.report is None else self.report.as_json(),
         }
 
@@ -143,8 +144,7 @@ class ControlPlane:
                     f"cluster {cluster_id} is at generation {current.generation}, "
                     f"not {expected_generation}"
                 )
-            if current.deleted:
-                raise Conflict(f"cluster {cluster_id} is being deleted")
+            current = self._live(cluster_id)
             # None leaves a field as it is, except autoscale, where it switches autoscaling off.
             wanted = {k: v for k, v in changes.items() if v is not None or k == "autoscale"}
             if all(getattr(current, k) == v for k, v in wanted.items()):
@@ -162,6 +162,47 @@ class ControlPlane:
                 self._write(desire.id, desire)
         log.info("cluster %s: deletion requested", cluster_id)
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
+
+    def create_api_key(
+        self, cluster_id: str, resource_prefix: str | None = None, description: str = ""
+    ) -> tuple[ApiKey, str, ClusterDesire]:
+        """A new API key for the cluster and its secret, which is not kept anywhere: the
+        caller shows it once. The key works once the cluster reports this generation."""
+        api_key, secret = mint_api_key(resource_prefix, description, int(time.time() * 1000))
+        with self._lock:
+            current = self._live(cluster_id)
+            if len(current.api_keys) >= MAX_API_KEYS:
+                raise Conflict(f"cluster {cluster_id} already has {MAX_API_KEYS} API keys")
+            desire = current.changed(api_keys=(*current.api_keys, api_key))
+            self._write(desire.id, desire)
+        log.info(
+            "cluster %s: API key %s created (generation %d)",
+            cluster_id,
+            api_key.key,
+            desire.generation,
+        )
+        return api_key, secret, desire
+
+    def delete_api_key(self, cluster_id: str, key: str) -> ClusterDesire:
+        """Revoke a key: new logins with it fail once the cluster reports this generation
+        (connections already logged in stay, as in Kafka without KIP-368)."""
+        with self._lock:
+            current = self._live(cluster_id)
+            kept = tuple(k for k in current.api_keys if k.key != key)
+            if len(kept) == len(current.api_keys):
+                raise NotFound(f"cluster {cluster_id} has no API key {key}")
+            desire = current.changed(api_keys=kept)
+            self._write(desire.id, desire)
+        log.info(
+            "cluster %s: API key %s deleted (generation %d)", cluster_id, key, desire.generation
+        )
+        return desire
+
+    def _live(self, cluster_id: str) -> ClusterDesire:
+        current = self._current(cluster_id)
+        if current.deleted:
+            raise Conflict(f"cluster {cluster_id} is being deleted")
+        return current
 
     def _current(self, cluster_id: str) -> ClusterDesire:
         desire = self.desired.get(cluster_id)

@@ -5,6 +5,11 @@ load to the observed-state topic.
 It never calls the control plane: it reads desires from Kafka and writes reports to Kafka.
 Its own state is the directory ``root``: one folder per cluster (the operator's data) and the
 ports each cluster was given (``allocations.json``), so a restarted agent adopts its brokers.
+
+With ``client_protocol`` SASL_PLAINTEXT or SASL_SSL, clients reach each cluster on a listener
+of that protocol and log in with the cluster's API keys, which the agent keeps in the
+cluster's metadata log (api_keys.py); the operator and the brokers themselves use an internal
+PLAINTEXT listener, on the cell's own network, whose anonymous principal is the super user.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from artesian.controlplane.api_keys import ClusterAccess
 from artesian.controlplane.documents import (
     DESIRED_TOPIC,
     MAX_BROKERS,
@@ -30,16 +36,21 @@ from artesian.controlplane.documents import (
 )
 from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
 from artesian.operator.operator import Operator
-from artesian.operator.spec import ClusterSpec
+from artesian.operator.spec import CLIENT_PORT_OFFSET, ClusterSpec
 
 log = logging.getLogger("artesian.dataplane")
 BYTES_IN = "kafka_server_broker_topic_bytes_in_total"
 BYTES_OUT = "kafka_server_broker_topic_bytes_out_total"
+METADATA_OFFSET = "kafka_server_broker_metadata_metrics_last_applied_record_offset"
+CLIENT_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
+# What a cell with API keys sets on each of its clusters.
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+API_KEY_MECHANISMS = "SCRAM-SHA-256,SCRAM-SHA-512"
 
 
 class PortAllocator:
-    """Each cluster gets a block of MAX_BROKERS listener ports (metrics ports 1000 above, the
-    operator's rule), kept in ``allocations.json``."""
+    """Each cluster gets a block of MAX_BROKERS listener ports (metrics ports 1000 above and
+    client listener ports 2000 above, the operator's rules), kept in ``allocations.json``."""
 
     def __init__(self, path: Path, first_port: int) -> None:
         self.path = path
@@ -56,7 +67,7 @@ class PortAllocator:
         port = self.first_port
         while used.intersection(_block(port)) or not _free(port):
             port += MAX_BROKERS
-            if port + 1000 + MAX_BROKERS > 65535:
+            if port + CLIENT_PORT_OFFSET + MAX_BROKERS > 65535:
                 raise RuntimeError("no free block of ports left for another cluster")
         self.blocks[cluster_id] = port
         self._save()
@@ -73,8 +84,13 @@ class PortAllocator:
 
 
 def _block(first: int) -> list[int]:
-    """A cluster's listener ports and, 1000 above, its metrics ports (ClusterSpec's rule)."""
-    return [*range(first, first + MAX_BROKERS), *range(first + 1000, first + 1000 + MAX_BROKERS)]
+    """A cluster's listener ports, its metrics ports 1000 above and its client listener ports
+    2000 above (ClusterSpec's rules)."""
+    return [
+        p
+        for offset in (0, 1000, CLIENT_PORT_OFFSET)
+        for p in range(first + offset, first + offset + MAX_BROKERS)
+    ]
 
 
 def _free(first: int) -> bool:
@@ -95,8 +111,19 @@ class DataPlaneAgent:
         cell: str = "local",
         first_port: int = 19092,
         host: str = "127.0.0.1",
+        client_protocol: str = "PLAINTEXT",
+        client_config: dict[str, str] | None = None,
     ) -> None:
+        if client_protocol not in CLIENT_PROTOCOLS:
+            # SSL alone would make every client the internal listener's anonymous super user.
+            raise ValueError(
+                f"client protocol {client_protocol!r} is not one of {CLIENT_PROTOCOLS}"
+            )
+        if client_config and client_protocol == "PLAINTEXT":
+            raise ValueError("client listener settings need a client protocol other than PLAINTEXT")
         ensure_state_topics(bootstrap)
+        self.client_protocol = client_protocol
+        self.client_config = dict(client_config or {})
         self.cell = cell
         self.host = host
         self.root = root.resolve()
@@ -105,6 +132,7 @@ class DataPlaneAgent:
         self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
         self.reports = StateWriter(bootstrap, OBSERVED_TOPIC)
         self.operators: dict[str, Operator] = {}
+        self.access: dict[str, ClusterAccess] = {}
         # cluster id -> broker -> (when, bytes in, bytes out): the counters read last
         self._load: dict[str, dict[int, tuple[float, float, float]]] = {}
         self._stop = threading.Event()
@@ -163,13 +191,21 @@ class DataPlaneAgent:
                 log.exception("cluster %s: removing it failed", cluster_id)
 
     def spec_for(self, desire: ClusterDesire) -> ClusterSpec:
+        config = dict(desire.config)
+        client_config = {}
+        if self.client_protocol != "PLAINTEXT":
+            config["authorizer.class.name"] = AUTHORIZER
+            config["super.users"] = "User:ANONYMOUS"  # the internal listener's principal
+            client_config = {"sasl.enabled.mechanisms": API_KEY_MECHANISMS, **self.client_config}
         return ClusterSpec(
             brokers=desire.brokers,
             data_dir=self.root / desire.id,
             host=self.host,
             first_port=self.ports.port_for(desire.id),
             version=desire.version,
-            config=dict(desire.config),
+            config=config,
+            client_protocol=self.client_protocol,
+            client_config=client_config,
         )
 
     def _reconcile(self, desire: ClusterDesire) -> None:
@@ -186,27 +222,56 @@ class DataPlaneAgent:
         plan = op.reconcile_once()
         spec = op.spec
         status = op.last_status or {"brokers": []}
-        bytes_in, bytes_out = self._rates(desire.id, spec, [b["id"] for b in status["brokers"]])
+        samples = {
+            b["id"]: _scrape(f"http://{spec.host}:{spec.metrics_port(b['id'])}/metrics")
+            for b in status["brokers"]
+        }
+        phase, waiting_for = plan.phase, plan.waiting_for
+        live = [samples.get(b["id"]) for b in status["brokers"] if b["live"]]
+        if live and not self._api_keys_applied(desire, spec, live):
+            waiting_for = waiting_for or "the brokers to apply the API keys"
+            phase = "Reconciling" if phase == "Ready" else phase
+        bytes_in, bytes_out = self._rates(desire.id, samples)
         self._report(
             ClusterReport(
                 id=desire.id,
                 cell=self.cell,
                 observed_generation=desire.generation,
-                phase=plan.phase,
-                bootstrap=spec.bootstrap(),
+                phase=phase,
+                bootstrap=spec.client_bootstrap(),
                 brokers=tuple(
                     BrokerReport(b["id"], b["running"], b["live"]) for b in status["brokers"]
                 ),
                 bytes_in_per_second=bytes_in,
                 bytes_out_per_second=bytes_out,
-                message=f"waiting for {plan.waiting_for}" if plan.waiting_for else "",
+                message=f"waiting for {waiting_for}" if waiting_for else "",
                 time_ms=int(time.time() * 1000),
             )
+        )
+
+    def _api_keys_applied(
+        self, desire: ClusterDesire, spec: ClusterSpec, live: list[dict[str, float] | None]
+    ) -> bool:
+        """The cluster's log holds exactly the desire's API keys, and every live broker (by
+        its metrics) has read that far: a key reported working works on any of them."""
+        access = self.access.get(desire.id)
+        if access is None or access.store_url != spec.store_url:
+            if access is not None:
+                access.close()
+            access = self.access[desire.id] = ClusterAccess(spec.store_url)
+        if not access.sync(desire.api_keys):
+            return False
+        return all(
+            sample is not None and sample.get(METADATA_OFFSET, -1) >= access.applied_offset
+            for sample in live
         )
 
     def _deprovision(self, cluster_id: str, generation: int | None) -> None:
         op = self._operator_of(cluster_id) if cluster_id in self.ports.blocks else None
         self.operators.pop(cluster_id, None)
+        access = self.access.pop(cluster_id, None)
+        if access is not None:
+            access.close()
         if op is not None:
             op.stop_all()
             shutil.rmtree(self.root / cluster_id, ignore_errors=True)
@@ -247,17 +312,19 @@ class DataPlaneAgent:
         except Exception as e:
             log.warning("cannot report cluster %s (%s); the next pass retries", report.id, e)
 
-    def _rates(self, cluster_id: str, spec: ClusterSpec, nodes: list[int]) -> tuple[float, float]:
+    def _rates(
+        self, cluster_id: str, samples: dict[int, dict[str, float] | None]
+    ) -> tuple[float, float]:
         """Bytes per second in and out of the cluster since the previous pass, from each
         broker's Prometheus counters (a restarted broker's reset counts as no traffic)."""
         now = time.monotonic()
         previous = self._load.get(cluster_id, {})
         current: dict[int, tuple[float, float, float]] = {}
         rate_in = rate_out = 0.0
-        for node in nodes:
-            counters = _scrape(f"http://{spec.host}:{spec.metrics_port(node)}/metrics")
-            if counters is None:
+        for node, sample in samples.items():
+            if sample is None:
                 continue  # not answering this pass: its traffic counts at the next one
+            counters = (sample.get(BYTES_IN, 0.0), sample.get(BYTES_OUT, 0.0))
             current[node] = (now, *counters)
             before = previous.get(node)
             # Only brokers read both times count; a counter that went back was a restart.
@@ -269,20 +336,20 @@ class DataPlaneAgent:
         return rate_in, rate_out
 
 
-def _scrape(url: str) -> tuple[float, float] | None:
-    """A broker's bytes in and out so far (Prometheus counters), or None if it did not answer."""
+def _scrape(url: str) -> dict[str, float] | None:
+    """A broker's bytes in and out so far and its metadata offset (Prometheus samples, summed
+    over labels), or None if it did not answer."""
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             text = r.read().decode()
     except (OSError, ValueError):
         return None
-    total_in = total_out = 0.0
+    sample: dict[str, float] = {}
     try:
         for line in text.splitlines():
-            if line.startswith(BYTES_IN):
-                total_in += float(line.rsplit(" ", 1)[1])
-            elif line.startswith(BYTES_OUT):
-                total_out += float(line.rsplit(" ", 1)[1])
+            for name in (BYTES_IN, BYTES_OUT, METADATA_OFFSET):
+                if line.startswith(name):
+                    sample[name] = sample.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     except ValueError:
         return None
-    return total_in, total_out
+    return sample

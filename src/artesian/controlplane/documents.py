@@ -2,7 +2,9 @@
 cluster id in compacted Kafka topics:
 
 - ``ClusterDesire`` (control plane → data plane, topic ``_artesian_cluster_desired``): what the
-  user asked for. Every change bumps ``generation``; ``deleted`` asks for deprovisioning.
+  user asked for, its API keys included. Every change bumps ``generation``; ``deleted`` asks
+  for deprovisioning. An API key travels as its SCRAM verifiers only: they check a secret,
+  they cannot stand in for one, so the topic holds nothing a client could log in with.
 - ``ClusterReport`` (data plane → control plane, topic ``_artesian_cluster_observed``): what
   runs, for which generation, and the load it carries (what the autoscaler decides on).
 
@@ -20,7 +22,8 @@ from typing import Any
 
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
-from artesian.operator.spec import PER_BROKER_PROPERTIES
+from artesian.operator.spec import OPERATOR_PROPERTIES
+from artesian.security.scram import MAX_ITERATIONS, MIN_ITERATIONS, mechanism_by_type
 
 DESIRED_TOPIC = "_artesian_cluster_desired"
 OBSERVED_TOPIC = "_artesian_cluster_observed"
@@ -28,15 +31,23 @@ OBSERVED_TOPIC = "_artesian_cluster_observed"
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
 MAX_BROKERS = 20
+MAX_API_KEYS = 100
 CLUSTER_ID = re.compile(r"lkc-[a-z0-9]{6,32}")  # fullmatch: "$" would let a newline in
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-# The operator sets these per broker; the data plane, the cluster's wiring.
+# An API key is a SASL username of this shape; the data plane owns every SCRAM user and ACL
+# principal of this shape on its clusters.
+API_KEY = re.compile(r"[A-Z2-7]{16}")
+RESOURCE_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,249}")  # topic-legal characters
+# The operator sets these; the data plane, the cluster's wiring and its access control.
 RESERVED_CONFIG = (
-    *PER_BROKER_PROPERTIES,
+    *OPERATOR_PROPERTIES,
     "artesian.metadata.store.url",
     "rsm.config.store.url",
+    "authorizer.class.name",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
 )
-_PLACE = re.compile(r"dir|url|file|path|listener|socket|host")
+_PLACE = re.compile(r"dir|url|file|path|listener|socket|host|^sasl\.|^ssl\.|principal")
 PHASES = ("Reconciling", "Ready", "Degraded", "Deleted", "Failed")
 
 
@@ -77,6 +88,99 @@ class Autoscale:
 
 
 @dataclass(frozen=True, slots=True)
+class ScramVerifier:
+    """What a broker needs to check an API key's secret with one SCRAM mechanism (Kafka's
+    UserScramCredentialRecord): bytes as hex, mechanism as Kafka's id (1: SHA-256, 2: SHA-512)."""
+
+    mechanism: int
+    salt: str
+    stored_key: str
+    server_key: str
+    iterations: int
+
+    def validate(self) -> None:
+        mechanism = mechanism_by_type(self.mechanism)
+        if mechanism is None:
+            raise DocumentError(f"unknown SCRAM mechanism {self.mechanism}")
+        if not MIN_ITERATIONS <= self.iterations <= MAX_ITERATIONS:
+            raise DocumentError(f"iterations must be {MIN_ITERATIONS} to {MAX_ITERATIONS}")
+        size = {"sha256": 32, "sha512": 64}[mechanism.hash_name]
+        for name, value, lengths in (
+            ("salt", self.salt, range(16, 65)),
+            ("stored_key", self.stored_key, (size,)),
+            ("server_key", self.server_key, (size,)),
+        ):
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError as e:
+                raise DocumentError(f"{name} is not hex") from e
+            if len(raw) not in lengths:
+                raise DocumentError(f"{name} has {len(raw)} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A credential for one cluster: ``key`` is the SASL username, the secret is known only to
+    whoever created it. With a ``resource_prefix`` it reaches only topics, groups and
+    transactional ids starting with it; without one, everything on the cluster."""
+
+    key: str
+    scram: tuple[ScramVerifier, ...]
+    resource_prefix: str | None = None
+    description: str = ""
+    created_ms: int = 0
+
+    def validate(self) -> None:
+        if not API_KEY.fullmatch(self.key):
+            raise DocumentError(f"API key {self.key!r} is not 16 of A-Z and 2-7")
+        if self.resource_prefix is not None and not RESOURCE_PREFIX.fullmatch(self.resource_prefix):
+            raise DocumentError(
+                f"resource_prefix {self.resource_prefix!r}: 1-249 letters, digits, '.', '_', '-'"
+            )
+        if len(self.description) > 256:
+            raise DocumentError("description is longer than 256 characters")
+        mechanisms = [v.mechanism for v in self.scram]
+        if not mechanisms or len(set(mechanisms)) != len(mechanisms):
+            raise DocumentError(f"API key {self.key}: one verifier per SCRAM mechanism")
+        for verifier in self.scram:
+            verifier.validate()
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows of it: no verifiers."""
+        return {
+            "key": self.key,
+            "resource_prefix": self.resource_prefix,
+            "description": self.description,
+            "created_ms": self.created_ms,
+        }
+
+    @classmethod
+    def decode(cls, doc: dict[str, Any]) -> ApiKey:
+        verifiers = doc.get("scram")
+        if not isinstance(verifiers, list):
+            raise DocumentError("scram must be a list")
+        prefix = doc.get("resource_prefix")
+        if prefix is not None and not isinstance(prefix, str):
+            raise DocumentError("resource_prefix must be a string or null")
+        return cls(
+            key=_str(doc, "key"),
+            scram=tuple(
+                ScramVerifier(
+                    _int(v, "mechanism"),
+                    _str(v, "salt"),
+                    _str(v, "stored_key"),
+                    _str(v, "server_key"),
+                    _int(v, "iterations"),
+                )
+                for v in (_dict(x, "scram verifier") for x in verifiers)
+            ),
+            resource_prefix=prefix,
+            description=_str(doc, "description"),
+            created_ms=_int(doc, "created_ms"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterDesire:
     id: str
     name: str
@@ -85,6 +189,7 @@ class ClusterDesire:
     version: str = "1"
     config: dict[str, str] = field(default_factory=dict)
     autoscale: Autoscale | None = None
+    api_keys: tuple[ApiKey, ...] = ()
     generation: int = 1
     deleted: bool = False
 
@@ -108,9 +213,21 @@ class ClusterDesire:
                     f"brokers {self.brokers} is outside autoscale's "
                     f"{self.autoscale.min_brokers}..{self.autoscale.max_brokers}"
                 )
+        if len(self.api_keys) > MAX_API_KEYS:
+            raise DocumentError(f"a cluster has at most {MAX_API_KEYS} API keys")
+        if len({k.key for k in self.api_keys}) != len(self.api_keys):
+            raise DocumentError("API keys must be unique")
+        for api_key in self.api_keys:
+            api_key.validate()
         if self.generation < 1:
             raise DocumentError("generation starts at 1")
         return self
+
+    def public(self) -> dict[str, Any]:
+        """The spec as the API shows it: API keys without their verifiers."""
+        doc = asdict(self)
+        doc["api_keys"] = [k.public() for k in self.api_keys]
+        return doc
 
     def changed(self, **changes: Any) -> ClusterDesire:
         """The next generation with ``changes`` applied, validated."""
@@ -123,6 +240,9 @@ class ClusterDesire:
     def decode(cls, raw: bytes) -> ClusterDesire:
         doc = _object(raw)
         auto = doc.get("autoscale")
+        keys = doc.get("api_keys", [])
+        if not isinstance(keys, list):
+            raise DocumentError("api_keys must be a list")
         try:
             desire = cls(
                 id=_str(doc, "id"),
@@ -138,6 +258,7 @@ class ClusterDesire:
                     _int(auto, "max_brokers"),
                     _int(auto, "broker_bytes_per_second"),
                 ),
+                api_keys=tuple(ApiKey.decode(_dict(k, "API key")) for k in keys),
                 generation=_int(doc, "generation"),
                 deleted=_bool(doc, "deleted"),
             )

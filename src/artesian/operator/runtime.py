@@ -134,16 +134,10 @@ class LocalProcessRuntime:
     def command(self, node: int) -> list[str]:
         """The command line that runs broker ``node`` as declared."""
         spec = self.spec
-        command = [
-            sys.executable,
-            "-m",
-            "artesian.cli.main",
-            "broker",
-            "--listen",
-            f"{spec.host}:{spec.port(node)}",
-            "--data-dir",
-            str(spec.broker_dir(node)),
-        ]
+        command = [sys.executable, "-m", "artesian.cli.main", "broker"]
+        if not spec.has_client_listener:  # else its listeners are in its properties
+            command += ["--listen", f"{spec.host}:{spec.port(node)}"]
+        command += ["--data-dir", str(spec.broker_dir(node))]
         for key, value in spec.properties(node).items():
             command += ["--set", f"{key}={value}"]
         return command

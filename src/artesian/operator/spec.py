@@ -7,10 +7,21 @@ the local-process runtime a TOML file).
     data_dir = "cluster-data"   # relative to this file; broker i keeps its data in broker-i/
     version = "1"               # change it to roll every broker, one at a time
     racks = ["a", "b"]          # broker i gets racks[(i - 1) % len(racks)] as broker.rack
+    client_protocol = "SASL_SSL"  # optional: clients get a listener of their own (below)
 
     [config]                    # broker properties, Kafka's names, for every broker
     "default.replication.factor" = 3
     "min.insync.replicas" = 2
+
+    [client_config]             # the client listener's own settings (listener.name.client.*)
+    "sasl.enabled.mechanisms" = "SCRAM-SHA-512"
+    "ssl.keystore.location" = "/etc/artesian/broker.pem"
+
+With the default ``client_protocol = "PLAINTEXT"`` each broker has one PLAINTEXT listener,
+``first_port + i - 1``. With any other protocol it has two: ``INTERNAL`` (PLAINTEXT, on that
+port; brokers replicate over it and the operator talks to it) and ``CLIENT`` (that protocol,
+on ``first_port + 2000 + i - 1``), which is the cluster's bootstrap for users. The internal
+listener must stay on the operator's own network, as Kafka's internal listeners do.
 
 Every broker shares the metadata store ``artesian.metadata.store.url`` (default: an SQLite
 file in data_dir). A broker's *revision* digests everything it is started with; a spec change
@@ -26,14 +37,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The operator owns these per broker; a spec may not set them in [config].
-PER_BROKER_PROPERTIES = (
+# The operator owns these; a spec may not set them in [config] (the client listener's
+# wiring comes from client_protocol and [client_config]).
+OPERATOR_PROPERTIES = (
     "node.id",
     "broker.id",
     "listeners",
     "advertised.listeners",
     "artesian.metrics.port",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "security.inter.broker.protocol",
 )
+CLIENT_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+INTERNAL_LISTENER = "INTERNAL"
+CLIENT_LISTENER = "CLIENT"
+CLIENT_PORT_OFFSET = 2000  # the client listener's ports, above the metrics ports (+1000)
 
 
 class SpecError(ValueError):
@@ -49,6 +68,8 @@ class ClusterSpec:
     version: str = "1"
     racks: tuple[str, ...] = ()
     config: dict[str, str] = field(default_factory=dict)
+    client_protocol: str = "PLAINTEXT"
+    client_config: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> ClusterSpec:
@@ -60,27 +81,48 @@ class ClusterSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base: Path) -> ClusterSpec:
-        known = {"brokers", "host", "first_port", "data_dir", "version", "racks", "config"}
+        known = {
+            "brokers",
+            "host",
+            "first_port",
+            "data_dir",
+            "version",
+            "racks",
+            "config",
+            "client_protocol",
+            "client_config",
+        }
         unknown = sorted(set(raw) - known)
         if unknown:
             raise SpecError(f"unknown spec fields {unknown}; known: {sorted(known)}")
         brokers = raw.get("brokers", 1)
         if not isinstance(brokers, int) or isinstance(brokers, bool) or not 1 <= brokers <= 100:
             raise SpecError(f"brokers must be a whole number from 1 to 100, not {brokers!r}")
+        client_protocol = raw.get("client_protocol", "PLAINTEXT")
+        if client_protocol not in CLIENT_PROTOCOLS:
+            raise SpecError(f"client_protocol {client_protocol!r} is not one of {CLIENT_PROTOCOLS}")
         first_port = raw.get("first_port", 9091)
-        # Broker i listens on first_port + i - 1 and serves metrics 1000 ports higher.
-        if not isinstance(first_port, int) or not 1024 <= first_port <= 65535 - 1000 - brokers:
+        # Broker i listens on first_port + i - 1, serves metrics 1000 ports higher and, with a
+        # client listener, takes clients 2000 ports higher.
+        top = CLIENT_PORT_OFFSET if client_protocol != "PLAINTEXT" else 1000
+        if not isinstance(first_port, int) or not 1024 <= first_port <= 65535 - top - brokers:
             raise SpecError(
                 f"first_port {first_port!r} leaves no room for {brokers} brokers and their "
-                "metrics ports (first_port + 1000 + ...)"
+                f"metrics and client ports (first_port + {top} + ...)"
             )
+        client_config = raw.get("client_config", {})
+        if not isinstance(client_config, dict):
+            raise SpecError("[client_config] must be a table of listener properties")
+        if client_config and client_protocol == "PLAINTEXT":
+            raise SpecError("[client_config] needs a client_protocol other than PLAINTEXT")
         config = raw.get("config", {})
         if not isinstance(config, dict):
             raise SpecError("[config] must be a table of broker properties")
-        owned = sorted(k for k in config if k in PER_BROKER_PROPERTIES)
+        owned = sorted(k for k in config if k in OPERATOR_PROPERTIES)
         if owned:
             raise SpecError(
-                f"{owned} are set per broker by the operator; remove them from [config]"
+                f"{owned} are set by the operator; remove them from [config] (a separate "
+                "client listener comes from client_protocol)"
             )
         racks = raw.get("racks", [])
         if not isinstance(racks, list) or not all(isinstance(r, str) and r for r in racks):
@@ -94,6 +136,8 @@ class ClusterSpec:
             version=str(raw.get("version", "1")),
             racks=tuple(racks),
             config={str(k): _prop(v) for k, v in config.items()},
+            client_protocol=client_protocol,
+            client_config={str(k): _prop(v) for k, v in client_config.items()},
         )
 
     @property
@@ -112,9 +156,23 @@ class ClusterSpec:
     def broker_dir(self, node: int) -> Path:
         return self.data_dir / f"broker-{node}"
 
+    @property
+    def has_client_listener(self) -> bool:
+        return self.client_protocol != "PLAINTEXT"
+
+    def client_port(self, node: int) -> int:
+        """Where clients connect to broker ``node``: its client listener if it has one."""
+        offset = CLIENT_PORT_OFFSET if self.has_client_listener else 0
+        return self.first_port + offset + node - 1
+
     def bootstrap(self, nodes: range | list[int] | None = None) -> str:
+        """The brokers' PLAINTEXT (internal) addresses: what the operator itself talks to."""
         ids = nodes if nodes is not None else range(1, self.brokers + 1)
         return ",".join(f"{self.host}:{self.port(i)}" for i in ids)
+
+    def client_bootstrap(self) -> str:
+        """What users put in bootstrap.servers."""
+        return ",".join(f"{self.host}:{self.client_port(i)}" for i in range(1, self.brokers + 1))
 
     def properties(self, node: int) -> dict[str, str]:
         """Everything broker ``node`` runs with."""
@@ -129,6 +187,17 @@ class ClusterSpec:
         }
         if self.racks:
             props["broker.rack"] = self.racks[(node - 1) % len(self.racks)]
+        if self.has_client_listener:
+            props["listeners"] = (
+                f"{INTERNAL_LISTENER}://{self.host}:{self.port(node)},"
+                f"{CLIENT_LISTENER}://{self.host}:{self.client_port(node)}"
+            )
+            props["listener.security.protocol.map"] = (
+                f"{INTERNAL_LISTENER}:PLAINTEXT,{CLIENT_LISTENER}:{self.client_protocol}"
+            )
+            props["inter.broker.listener.name"] = INTERNAL_LISTENER
+            prefix = f"listener.name.{CLIENT_LISTENER.lower()}."
+            props.update({prefix + k: v for k, v in self.client_config.items()})
         return props
 
     def revision(self, node: int) -> str:

@@ -1,0 +1,196 @@
+"""API keys: how a tenant's clients get into a cluster the platform runs.
+
+A key is a SCRAM user of the cluster (SCRAM-SHA-256 and SCRAM-SHA-512 both, so any client
+library can log in) with ACLs that let it reach the whole cluster or, with a resource prefix,
+only the topics, groups and transactional ids under that prefix. The control plane mints the
+key and its secret, shows the secret once, and keeps only verifiers in the desired state. The
+data plane writes the verifiers and ACLs into the cluster's metadata log (``ClusterAccess``);
+the brokers read them from there as they read any other metadata record.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable
+
+from artesian.controlplane.documents import API_KEY, ApiKey, ScramVerifier
+from artesian.metadata.records import (
+    AccessControlEntryRecord,
+    ClusterRecord,
+    MetadataRecord,
+    RemoveAccessControlEntryRecord,
+    RemoveUserScramCredentialRecord,
+    UserScramCredentialRecord,
+)
+from artesian.metadata.store import MetadataStore, StaleMetadataError, open_store
+from artesian.security.acl import (
+    CLUSTER_NAME,
+    WILDCARD,
+    AclOperation,
+    AclPermissionType,
+    PatternType,
+    ResourceType,
+)
+from artesian.security.scram import MECHANISMS, new_credential
+
+log = logging.getLogger("artesian.dataplane")
+
+ITERATIONS = 8192  # within Kafka's 4096-16384: a login costs a few ms, a guess as much
+# Fixed, so an ACL's id follows from what it grants and re-applying a key is idempotent.
+_ACL_NAMESPACE = uuid.UUID("5d4c1a7e-8a0b-4c55-9a5e-2f1d3c7b6e10")
+
+
+def mint_api_key(
+    resource_prefix: str | None, description: str, created_ms: int
+) -> tuple[ApiKey, str]:
+    """A new key and its secret: 80 random bits of key, 256 of secret."""
+    key = base64.b32encode(secrets.token_bytes(10)).decode()
+    secret = secrets.token_urlsafe(32)
+    verifiers = []
+    for mechanism in MECHANISMS.values():
+        credential = new_credential(mechanism, secret, ITERATIONS)
+        verifiers.append(
+            ScramVerifier(
+                mechanism.type_id,
+                credential.salt.hex(),
+                credential.stored_key.hex(),
+                credential.server_key.hex(),
+                credential.iterations,
+            )
+        )
+    api_key = ApiKey(key, tuple(verifiers), resource_prefix, description, created_ms)
+    api_key.validate()
+    return api_key, secret
+
+
+def _grants(api_key: ApiKey) -> list[tuple[ResourceType, str, PatternType, AclOperation]]:
+    prefix = api_key.resource_prefix
+    if prefix is None:
+        return [
+            (ResourceType.CLUSTER, CLUSTER_NAME, PatternType.LITERAL, AclOperation.ALL),
+            (ResourceType.TOPIC, WILDCARD, PatternType.LITERAL, AclOperation.ALL),
+            (ResourceType.GROUP, WILDCARD, PatternType.LITERAL, AclOperation.ALL),
+            (ResourceType.TRANSACTIONAL_ID, WILDCARD, PatternType.LITERAL, AclOperation.ALL),
+        ]
+    return [
+        (ResourceType.TOPIC, prefix, PatternType.PREFIXED, AclOperation.ALL),
+        (ResourceType.GROUP, prefix, PatternType.PREFIXED, AclOperation.ALL),
+        (ResourceType.TRANSACTIONAL_ID, prefix, PatternType.PREFIXED, AclOperation.ALL),
+        # An idempotent producer needs it (Kafka asks for it on InitProducerId).
+        (ResourceType.CLUSTER, CLUSTER_NAME, PatternType.LITERAL, AclOperation.IDEMPOTENT_WRITE),
+    ]
+
+
+def acl_records(api_key: ApiKey) -> list[AccessControlEntryRecord]:
+    records = []
+    for resource_type, name, pattern, operation in _grants(api_key):
+        acl_id = uuid.uuid5(
+            _ACL_NAMESPACE, f"{api_key.key}|{resource_type}|{name}|{pattern}|{operation}"
+        ).hex
+        records.append(
+            AccessControlEntryRecord(
+                acl_id,
+                int(resource_type),
+                name,
+                int(pattern),
+                f"User:{api_key.key}",
+                "*",
+                int(operation),
+                int(AclPermissionType.ALLOW),
+            )
+        )
+    return records
+
+
+def credential_records(api_key: ApiKey) -> list[UserScramCredentialRecord]:
+    return [
+        UserScramCredentialRecord(
+            api_key.key, v.mechanism, v.salt, v.stored_key, v.server_key, v.iterations
+        )
+        for v in api_key.scram
+    ]
+
+
+def owned(principal_or_user: str) -> bool:
+    """The data plane owns SCRAM users and ACL principals named like an API key."""
+    return API_KEY.fullmatch(principal_or_user.removeprefix("User:")) is not None
+
+
+def access_changes(
+    keys: Iterable[ApiKey],
+    credentials: dict[tuple[str, int], UserScramCredentialRecord],
+    acls: dict[str, AccessControlEntryRecord],
+) -> list[MetadataRecord]:
+    """The records that make a log holding ``credentials`` and ``acls`` hold exactly ``keys``
+    (of what the data plane owns: others' users and ACLs are left alone)."""
+    wanted_credentials = {(r.name, r.mechanism): r for k in keys for r in credential_records(k)}
+    wanted_acls = {r.id: r for k in keys for r in acl_records(k)}
+    changes: list[MetadataRecord] = []
+    for name, mechanism in sorted(credentials):
+        if owned(name) and (name, mechanism) not in wanted_credentials:
+            changes.append(RemoveUserScramCredentialRecord(name, mechanism))
+    for acl_id, acl in sorted(acls.items()):
+        if owned(acl.principal) and acl_id not in wanted_acls:
+            changes.append(RemoveAccessControlEntryRecord(acl_id))
+    changes += [r for k, r in wanted_credentials.items() if credentials.get(k) != r]
+    changes += [r for i, r in wanted_acls.items() if acls.get(i) != r]
+    return changes
+
+
+class ClusterAccess:
+    """Keeps one cluster's metadata log holding exactly its desired API keys. It follows the
+    log from where it last read, and appends only on top of what it has read (a broker's
+    append in between makes it try again on the next pass)."""
+
+    def __init__(self, store_url: str) -> None:
+        self.store_url = store_url
+        self._store: MetadataStore | None = None
+        self._last = -1
+        self._formatted = False  # a broker wrote the ClusterRecord: the log is the cluster's
+        # Where the log came to hold the keys last asked for: brokers that have applied
+        # this offset enforce them.
+        self.applied_offset = -1
+        self.credentials: dict[tuple[str, int], UserScramCredentialRecord] = {}
+        self.acls: dict[str, AccessControlEntryRecord] = {}
+
+    def _catch_up(self, store: MetadataStore) -> None:
+        for offset, record in store.read(self._last):
+            self._last = offset
+            match record:
+                case ClusterRecord():
+                    self._formatted = True
+                case UserScramCredentialRecord(name=name, mechanism=mechanism):
+                    self.credentials[(name, mechanism)] = record
+                case RemoveUserScramCredentialRecord(name=name, mechanism=mechanism):
+                    self.credentials.pop((name, mechanism), None)
+                case AccessControlEntryRecord(id=acl_id):
+                    self.acls[acl_id] = record
+                case RemoveAccessControlEntryRecord(id=acl_id):
+                    self.acls.pop(acl_id, None)
+
+    def sync(self, keys: tuple[ApiKey, ...]) -> bool:
+        """Apply what is missing; True once the log holds exactly ``keys``."""
+        if self._store is None:
+            self._store = open_store(self.store_url)
+        store = self._store
+        self._catch_up(store)
+        if not self._formatted:
+            return False  # no broker has started the cluster's log yet
+        changes = access_changes(keys, self.credentials, self.acls)
+        if not changes:
+            return True
+        try:
+            self.applied_offset = store.append(changes, expected_last=self._last)
+        except StaleMetadataError:
+            return False  # a broker appended meanwhile: read that first, next pass
+        self._catch_up(store)
+        log.info("applied %d access record(s) for %d API key(s)", len(changes), len(keys))
+        return not access_changes(keys, self.credentials, self.acls)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

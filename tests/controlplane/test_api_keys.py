@@ -1,0 +1,277 @@
+"""API keys as documents and as metadata records: minted keys log in with SCRAM, the desired
+state carries only verifiers, and the data plane's plan leaves a cluster's log holding exactly
+the desired keys (others' users and ACLs untouched), against a real SQLite metadata store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from artesian.controlplane.api_keys import (
+    ClusterAccess,
+    access_changes,
+    acl_records,
+    credential_records,
+    mint_api_key,
+)
+from artesian.controlplane.documents import (
+    MAX_API_KEYS,
+    ApiKey,
+    ClusterDesire,
+    DocumentError,
+    ScramVerifier,
+)
+from artesian.metadata.image import MetadataImage
+from artesian.metadata.records import (
+    AccessControlEntryRecord,
+    ClusterRecord,
+    RemoveAccessControlEntryRecord,
+    RemoveUserScramCredentialRecord,
+    UserScramCredentialRecord,
+)
+from artesian.metadata.store import SqliteMetadataStore
+from artesian.security.acl import AclOperation, Authorizer, ResourceType, acl_binding
+from artesian.security.scram import (
+    MECHANISMS,
+    AuthenticationFailed,
+    ScramClient,
+    ScramCredential,
+    ScramServer,
+    mechanism_by_type,
+)
+
+
+def _login(api_key: ApiKey, mechanism: str, password: str) -> str | None:
+    """A full SCRAM exchange against the key's verifiers; the user name, or None if refused."""
+    scram = MECHANISMS[mechanism]
+    verifier = next(v for v in api_key.scram if v.mechanism == scram.type_id)
+    credential = ScramCredential(
+        bytes.fromhex(verifier.salt),
+        bytes.fromhex(verifier.stored_key),
+        bytes.fromhex(verifier.server_key),
+        verifier.iterations,
+    )
+    server = ScramServer(scram, lambda name: credential if name == api_key.key else None)
+    client = ScramClient(scram, api_key.key, password)
+    try:
+        server_first = server.step(client.first_message())
+        server.step(client.final_message(server_first))
+    except AuthenticationFailed:
+        return None
+    return server.username
+
+
+def test_a_minted_key_logs_in_with_its_secret_on_both_mechanisms_and_with_nothing_else() -> None:
+    api_key, secret = mint_api_key(None, "billing service", 123)
+    assert len(api_key.key) == 16 and api_key.key.isupper() and len(secret) >= 43
+    assert {v.mechanism for v in api_key.scram} == {1, 2}
+    for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+        assert _login(api_key, mechanism, secret) == api_key.key
+        assert _login(api_key, mechanism, secret + "x") is None
+    other, other_secret = mint_api_key(None, "", 124)
+    assert other.key != api_key.key and other_secret != secret
+    # The document that travels over Kafka holds no secret and nothing derived from it that
+    # logs in: only salts and keys that check a proof.
+    assert (
+        secret
+        not in json.dumps(api_key.public())
+        + ClusterDesire("lkc-abc123", "orders", 1, api_keys=(api_key,)).encode().decode()
+    )
+
+
+def test_a_desire_with_api_keys_round_trips_and_the_api_view_has_no_verifiers() -> None:
+    api_key, _ = mint_api_key("team-a.", "orders", 5)
+    desire = ClusterDesire("lkc-abc123", "orders", 1, api_keys=(api_key,)).validate()
+    assert ClusterDesire.decode(desire.encode()) == desire
+    public = desire.public()
+    assert public["api_keys"] == [
+        {"key": api_key.key, "resource_prefix": "team-a.", "description": "orders", "created_ms": 5}
+    ]
+    assert "scram" not in json.dumps(public) and "stored_key" not in json.dumps(public)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"key": "lowercase1234567"}, "is not 16 of A-Z and 2-7"),
+        ({"key": "ABCDEFGHIJKLMNO"}, "is not 16 of A-Z and 2-7"),
+        ({"resource_prefix": ""}, "resource_prefix"),
+        ({"resource_prefix": "a/b"}, "resource_prefix"),
+        ({"description": "x" * 257}, "256"),
+        ({"scram": ()}, "one verifier per SCRAM mechanism"),
+    ],
+)
+def test_invalid_api_keys_are_refused(change: dict[str, object], message: str) -> None:
+    api_key, _ = mint_api_key(None, "", 1)
+    with pytest.raises(DocumentError, match=message):
+        replace(api_key, **change).validate()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mechanism": 3}, "unknown SCRAM mechanism 3"),
+        ({"iterations": 4095}, "iterations must be 4096 to 16384"),
+        ({"iterations": 16385}, "iterations must be 4096 to 16384"),
+        ({"salt": "zz"}, "salt is not hex"),
+        ({"salt": "00" * 8}, "salt has 8 bytes"),
+        ({"stored_key": "00" * 32}, "stored_key has 32 bytes"),  # SHA-512 needs 64
+        ({"server_key": "00" * 65}, "server_key has 65 bytes"),
+    ],
+)
+def test_invalid_verifiers_are_refused(change: dict[str, object], message: str) -> None:
+    api_key, _ = mint_api_key(None, "", 1)
+    sha512 = next(v for v in api_key.scram if v.mechanism == 2)
+    with pytest.raises(DocumentError, match=message):
+        replace(sha512, **change).validate()  # type: ignore[arg-type]
+
+
+def test_a_desire_refuses_duplicate_keys_twin_verifiers_and_too_many_keys() -> None:
+    api_key, _ = mint_api_key(None, "", 1)
+    with pytest.raises(DocumentError, match="API keys must be unique"):
+        ClusterDesire("lkc-abc123", "o", 1, api_keys=(api_key, api_key)).validate()
+    twin = replace(api_key, scram=(api_key.scram[0], api_key.scram[0]))
+    with pytest.raises(DocumentError, match="one verifier per SCRAM mechanism"):
+        ClusterDesire("lkc-abc123", "o", 1, api_keys=(twin,)).validate()
+    keys = tuple(
+        replace(api_key, key="".join("ABCDEFGHIJKLMNOP"[(n >> (4 * i)) & 15] for i in range(16)))
+        for n in range(MAX_API_KEYS + 1)
+    )
+    with pytest.raises(DocumentError, match=f"at most {MAX_API_KEYS} API keys"):
+        ClusterDesire("lkc-abc123", "o", 1, api_keys=keys).validate()
+    ClusterDesire("lkc-abc123", "o", 1, api_keys=keys[:MAX_API_KEYS]).validate()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"api_keys": {}},
+        {"api_keys": ["x"]},
+        {"api_keys": [{"key": "ABCDEFGHIJKLMNOP", "scram": "x"}]},
+        {"api_keys": [{"key": "ABCDEFGHIJKLMNOP", "scram": [], "resource_prefix": 7}]},
+        {"api_keys": [{"key": "ABCDEFGHIJKLMNOP", "scram": [{"mechanism": "2"}]}]},
+    ],
+)
+def test_malformed_api_keys_in_a_desire_record_are_refused(raw: dict[str, object]) -> None:
+    doc = {"id": "lkc-abc123", "name": "o", "brokers": 1, "generation": 1, **raw}
+    with pytest.raises(DocumentError):
+        ClusterDesire.decode(json.dumps(doc).encode())
+
+
+def _apply(
+    credentials: dict[tuple[str, int], UserScramCredentialRecord],
+    acls: dict[str, AccessControlEntryRecord],
+    changes: list[object],
+) -> None:
+    for record in changes:
+        match record:
+            case UserScramCredentialRecord(name=name, mechanism=mechanism):
+                credentials[(name, mechanism)] = record
+            case RemoveUserScramCredentialRecord(name=name, mechanism=mechanism):
+                del credentials[(name, mechanism)]
+            case AccessControlEntryRecord(id=acl_id):
+                acls[acl_id] = record
+            case RemoveAccessControlEntryRecord(id=acl_id):
+                del acls[acl_id]
+
+
+def test_the_access_plan_adds_and_removes_only_what_it_owns() -> None:
+    everything, _ = mint_api_key(None, "", 1)
+    team, _ = mint_api_key("team-a.", "", 2)
+    # A user and an ACL the cluster's own admin made: not the data plane's to remove.
+    theirs = UserScramCredentialRecord("alice", 2, "00" * 16, "00" * 64, "00" * 64, 4096)
+    their_acl = AccessControlEntryRecord("abc", 2, "logs", 3, "User:alice", "*", 3, 3)
+    credentials = {("alice", 2): theirs}
+    acls = {"abc": their_acl}
+
+    changes = access_changes([everything, team], credentials, acls)
+    assert sorted(type(c).__name__ for c in changes) == sorted(
+        ["UserScramCredentialRecord"] * 4 + ["AccessControlEntryRecord"] * 8
+    )
+    _apply(credentials, acls, changes)
+    assert access_changes([everything, team], credentials, acls) == []  # idempotent
+
+    changes = access_changes([team], credentials, acls)
+    assert sorted(changes, key=repr) == sorted(
+        [RemoveUserScramCredentialRecord(everything.key, m) for m in (1, 2)]
+        + [RemoveAccessControlEntryRecord(r.id) for r in acl_records(everything)],
+        key=repr,
+    )
+    _apply(credentials, acls, changes)
+    assert credentials[("alice", 2)] == theirs and acls["abc"] == their_acl
+    assert set(credentials) == {("alice", 2)} | {(team.key, m) for m in (1, 2)}
+    # A verifier changed behind the data plane's back is put back.
+    stale = replace(credentials[(team.key, 2)], iterations=4096)
+    credentials[(team.key, 2)] = stale
+    assert access_changes([team], credentials, acls) == [credential_records(team)[1]]
+
+
+def test_a_prefixed_key_reaches_only_its_prefix_under_kafkas_authorizer() -> None:
+    everything, _ = mint_api_key(None, "", 1)
+    team, _ = mint_api_key("team-a.", "", 2)
+    authorizer = Authorizer(super_users=[], allow_everyone_if_no_acl_found=False)
+    authorizer.update(acl_binding(r) for k in (everything, team) for r in acl_records(k))
+
+    def may(key: ApiKey, op: AclOperation, kind: ResourceType, name: str) -> bool:
+        return authorizer.authorize(f"User:{key.key}", "127.0.0.1", op, kind, name)
+
+    for op in (AclOperation.WRITE, AclOperation.READ, AclOperation.CREATE, AclOperation.DELETE):
+        assert may(team, op, ResourceType.TOPIC, "team-a.orders")
+        assert not may(team, op, ResourceType.TOPIC, "team-b.orders")
+        assert may(everything, op, ResourceType.TOPIC, "team-b.orders")
+    assert may(team, AclOperation.READ, ResourceType.GROUP, "team-a.app")
+    assert not may(team, AclOperation.READ, ResourceType.GROUP, "app")
+    assert may(team, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, "team-a.tx")
+    assert may(team, AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, "kafka-cluster")
+    assert not may(team, AclOperation.ALTER, ResourceType.CLUSTER, "kafka-cluster")
+    assert may(everything, AclOperation.ALTER, ResourceType.CLUSTER, "kafka-cluster")
+
+
+def test_cluster_access_writes_the_log_once_a_broker_formatted_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    store = SqliteMetadataStore(tmp_path / "metadata.db")
+    api_key, _ = mint_api_key("team-a.", "", 1)
+    access = ClusterAccess(url)
+    try:
+        # No broker has started the log: nothing is written into it.
+        assert access.sync((api_key,)) is False
+        assert list(store.read()) == []
+
+        store.append([ClusterRecord("cluster-1")])
+        assert access.sync((api_key,)) is True
+        image = MetadataImage()
+        for offset, record in store.read():
+            image.apply(offset, record)
+        assert access.applied_offset == image.offset == 6  # 1 + 2 credentials + 4 ACLs
+        assert set(image.scram_credentials) == {(api_key.key, 1), (api_key.key, 2)}
+        verifier = image.scram_credentials[(api_key.key, 2)]
+        assert mechanism_by_type(verifier.mechanism) is MECHANISMS["SCRAM-SHA-512"]
+        assert {r.principal for r in image.acls.values()} == {f"User:{api_key.key}"}
+
+        # Nothing new to write: the log is not touched again.
+        assert access.sync((api_key,)) is True and len(list(store.read())) == 7
+        # A broker's record after ours is read, and the removal goes on top of it.
+        store.append([ClusterRecord("cluster-1")])
+        assert access.sync(()) is True
+        for offset, record in store.read(image.offset):
+            image.apply(offset, record)
+        assert image.scram_credentials == {} and image.acls == {}
+        assert access.applied_offset == image.offset == 7 + 6
+    finally:
+        access.close()
+        store.close()
+
+
+def test_a_verifier_for_a_key_is_what_the_broker_checks() -> None:
+    api_key, secret = mint_api_key(None, "", 1)
+    record = credential_records(api_key)[0]
+    assert isinstance(api_key.scram[0], ScramVerifier)
+    assert (record.name, record.salt, record.stored_key) == (
+        api_key.key,
+        api_key.scram[0].salt,
+        api_key.scram[0].stored_key,
+    )
+    assert _login(api_key, "SCRAM-SHA-256", secret) == api_key.key

@@ -1,0 +1,172 @@
+"""API keys end to end: a cell whose clusters take clients on SASL_SSL only, a key for the
+whole cluster and one for a prefix, used by real clients (librdkafka, kafka-python) with
+SCRAM, then one revoked; the control plane, the data plane and the cluster each their own
+processes, as in test_control_plane.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, Producer
+
+from tests.consuming import read_range
+from tests.controlplane.test_control_plane import Platform
+from tests.tls_certs import Certificates, make_certificates
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def secured_platform(tmp_path: Path) -> Iterator[tuple[Platform, Certificates]]:
+    certs = make_certificates(tmp_path / "certs")
+    listener = tmp_path / "client-listener.properties"
+    listener.write_text(f"ssl.keystore.location={certs.server}\n")
+    p = Platform(tmp_path)
+    try:
+        p.start_control_plane()
+        p.start_data_plane("--client-protocol", "SASL_SSL", "--client-config", str(listener))
+        yield p, certs
+    finally:
+        p.close()
+
+
+def _login(certs: Certificates, key: str, secret: str, mechanism: str) -> dict[str, Any]:
+    return {
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": str(certs.ca),
+        "sasl.mechanism": mechanism,
+        "sasl.username": key,
+        "sasl.password": secret,
+    }
+
+
+def _produce(bootstrap: str, conf: dict[str, Any], topic: str, values: list[bytes]) -> list[Any]:
+    """Each record's delivery error (None when it was written)."""
+    errors: list[Any] = []
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 15000, **conf}
+    )
+    for v in values:
+        producer.produce(topic, v, on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(30)
+    return errors
+
+
+def _login_error(bootstrap: str, conf: dict[str, Any], timeout: float = 20) -> KafkaError | None:
+    """The first error librdkafka reports for a client with ``conf``, None if none came."""
+    seen: list[KafkaError] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "error_cb": seen.append, **conf})
+    deadline = time.monotonic() + timeout
+    while not seen and time.monotonic() < deadline:
+        producer.poll(0.2)
+    return seen[0] if seen else None
+
+
+def test_api_keys_let_clients_in_to_their_resources_only_and_revoking_one_locks_it_out(
+    secured_platform: tuple[Platform, Certificates],
+) -> None:
+    platform, certs = secured_platform
+    api = platform.api
+    cluster_id = api.post("/v1/clusters", json={"name": "payments"}).json()["id"]
+    platform.until(lambda: platform.ready(cluster_id, 1, 1), 90, "payments on 1 broker")
+
+    r = api.post(f"/v1/clusters/{cluster_id}/api-keys", json={"description": "admin"})
+    assert r.status_code == 201, r.text
+    admin = r.json()
+    assert (admin["generation"], admin["resource_prefix"], admin["description"]) == (
+        2,
+        None,
+        "admin",
+    )
+    team = api.post(
+        f"/v1/clusters/{cluster_id}/api-keys", json={"resource_prefix": "team-a."}
+    ).json()
+    doc = platform.until(lambda: platform.ready(cluster_id, 3, 1), 60, "the API keys applied")
+    bootstrap = doc["status"]["bootstrap"]
+    # The client listener, 2000 ports above the internal one the operator uses.
+    assert int(bootstrap.rsplit(":", 1)[1]) >= 2000
+    # Secrets were in the POST answers only; no view shows them or their verifiers.
+    for view in (api.get(f"/v1/clusters/{cluster_id}").text, api.get("/v1/clusters").text):
+        assert admin["secret"] not in view and team["secret"] not in view and "salt" not in view
+    listed = api.get(f"/v1/clusters/{cluster_id}/api-keys").json()["api_keys"]
+    assert [(k["key"], k["resource_prefix"]) for k in listed] == [
+        (admin["key"], None),
+        (team["key"], "team-a."),
+    ]
+
+    as_admin = _login(certs, admin["key"], admin["secret"], "SCRAM-SHA-512")
+    as_team = _login(certs, team["key"], team["secret"], "SCRAM-SHA-256")
+    values = [f"payment-{n}".encode() for n in range(10)]
+    assert _produce(bootstrap, as_admin, "team-a.payments", values) == [None] * 10
+    assert _produce(bootstrap, as_admin, "ledger", [b"l0"]) == [None]
+    # The team's key reads its prefix back exactly, in a group under its prefix...
+    got = read_range(bootstrap, "team-a.payments", 0, 10, **{"group.id": "team-a.app"}, **as_team)
+    assert got == list(enumerate(values))
+    assert _produce(bootstrap, as_team, "team-a.payments", [b"t10"]) == [None]
+    # ...and may not write outside it.
+    refused = _produce(bootstrap, as_team, "ledger", [b"x"])
+    assert [e.code() for e in refused] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    assert read_range(bootstrap, "ledger", 0, 1, **as_admin) == [(0, b"l0")]
+
+    # A wrong secret, and no login at all, get nowhere.
+    wrong = _login_error(bootstrap, _login(certs, admin["key"], "not-it", "SCRAM-SHA-512"))
+    assert wrong is not None and wrong.code() == KafkaError._AUTHENTICATION, wrong
+    anonymous = _login_error(
+        bootstrap, {"security.protocol": "SSL", "ssl.ca.location": str(certs.ca)}
+    )
+    assert anonymous is not None
+
+    # Revoked: the admin key's new logins fail once the cluster reports the generation.
+    r = api.delete(f"/v1/clusters/{cluster_id}/api-keys/{admin['key']}")
+    assert r.status_code == 200 and r.json()["generation"] == 4
+    platform.until(lambda: platform.ready(cluster_id, 4, 1), 60, "the revocation applied")
+    revoked = _login_error(bootstrap, as_admin)
+    assert revoked is not None and revoked.code() == KafkaError._AUTHENTICATION, revoked
+    got = read_range(bootstrap, "team-a.payments", 0, 11, **{"group.id": "team-a.app"}, **as_team)
+    assert got == [*enumerate(values), (10, b"t10")]
+    assert api.delete(f"/v1/clusters/{cluster_id}/api-keys/{admin['key']}").status_code == 404
+
+
+def test_the_api_keys_command_creates_lists_and_deletes(
+    secured_platform: tuple[Platform, Certificates],
+) -> None:
+    platform, certs = secured_platform
+    cluster_id = platform.api.post("/v1/clusters", json={"name": "c"}).json()["id"]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "artesian.cli.main", "api-keys", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "ARTESIAN_API": f"http://127.0.0.1:{platform.api_port}"},
+        )
+
+    made = cli("create", cluster_id, "--resource-prefix", "app.", "--json")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert key["resource_prefix"] == "app." and len(key["secret"]) >= 43
+    shown = cli("create", cluster_id)
+    assert shown.returncode == 0 and "cannot be shown again" in shown.stdout
+    listed = cli("list", cluster_id)
+    assert listed.returncode == 0 and key["key"] in listed.stdout and "app." in listed.stdout
+    assert key["secret"] not in listed.stdout
+
+    doc = platform.until(lambda: platform.ready(cluster_id, 3, 1), 90, "c with its keys")
+    conf = _login(certs, key["key"], key["secret"], "SCRAM-SHA-512")
+    assert _produce(doc["status"]["bootstrap"], conf, "app.events", [b"e0"]) == [None]
+
+    assert cli("delete", cluster_id, key["key"]).returncode == 0
+    gone = cli("delete", cluster_id, key["key"])
+    assert gone.returncode == 1 and "404" in gone.stderr
+    bad = cli("create", cluster_id, "--resource-prefix", "a/b")
+    assert bad.returncode == 1 and "422" in bad.stderr and "resource_prefix" in bad.stderr
+    assert cli("list", "lkc-nosuch").returncode == 1
