@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from confluent_kafka import KafkaError, KafkaException
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -87,7 +88,8 @@ def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
 
 
 def print_error(e: CliError) -> None:
-    err.print(f"[red]error:[/red] {e.message}", markup=True, highlight=False)
+    # Messages quote configs and lists ("[config]", "['a']"): text, never markup.
+    err.print(f"[red]error:[/red] {escape(e.message)}", markup=True, highlight=False)
     if e.hint:
         err.print(e.hint, markup=False)
 
