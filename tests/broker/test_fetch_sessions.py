@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from tests.broker_process import BrokerProcess
-from tests.kafka_wire import WireConn, create_topic, sample_request
+from tests.kafka_wire import WireConn, create_topic, parse_response, request_frame, sample_request
 from tests.storage.batches import make_batch
 
 PRODUCE, FETCH = 0, 1
 FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH, FETCH_SESSION_TOPIC_ID_ERROR = 70, 71, 106
+UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_LEADER_EPOCH, INCONSISTENT_TOPIC_ID = 3, 75, 103
 
 
 @pytest.fixture
@@ -65,6 +66,65 @@ def fetch(
         forgotten_topics_data=(m.ForgottenTopic(**name, partitions=forget),) if forget else (),
     )
     return conn.request(FETCH, version, req)
+
+
+def fetch_topics(
+    conn: WireConn,
+    session_id: int,
+    epoch: int,
+    topics: dict[uuid.UUID, dict[int, int | tuple[int, int]]],
+    forget: dict[uuid.UUID, tuple[int, ...]] | None = None,
+    max_wait_ms: int = 0,
+    version: int = 13,
+    send_only: bool = False,
+) -> Any:
+    """One Fetch (v13+, by topic id) naming ``topics``: topic id -> partition -> fetch
+    offset, or (fetch offset, current leader epoch). ``send_only``: send it and return its
+    correlation id."""
+    m = importlib.import_module(f"kio.schema.fetch.v{version}.request")
+
+    def partition(p: int, at: int | tuple[int, int]) -> Any:
+        offset, leader_epoch = at if isinstance(at, tuple) else (at, -1)
+        return m.FetchPartition(
+            partition=p,
+            fetch_offset=offset,
+            partition_max_bytes=1 << 20,
+            current_leader_epoch=leader_epoch,
+        )
+
+    req = m.FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=tuple(
+            m.FetchTopic(topic_id=t, partitions=tuple(partition(p, at) for p, at in ps.items()))
+            for t, ps in topics.items()
+        ),
+        forgotten_topics_data=tuple(
+            m.ForgottenTopic(topic_id=t, partitions=ps) for t, ps in (forget or {}).items()
+        ),
+    )
+    if send_only:
+        corr = conn.next_corr()
+        conn.send(request_frame(FETCH, version, corr, req))
+        return corr
+    return conn.request(FETCH, version, req)
+
+
+def by_topic(resp: Any) -> dict[tuple[uuid.UUID, int], tuple[int, int, int]]:
+    """(topic id, partition) -> (error code, high watermark, record bytes), every partition
+    in the response."""
+    return {
+        (t.topic_id, p.partition_index): (
+            int(p.error_code),
+            p.high_watermark,
+            len(p.records or b""),
+        )
+        for t in resp.responses
+        for p in t.partitions
+    }
 
 
 def seen(resp: Any) -> dict[int, tuple[int, int]]:
@@ -140,8 +200,6 @@ def test_an_incremental_fetch_waits_for_any_session_partition(broker: BrokerProc
             topics=(),
             forgotten_topics_data=(),
         )
-        from tests.kafka_wire import parse_response, request_frame
-
         conn.send(request_frame(FETCH, 12, corr, req))
         produce(writer, "s-wait", 1, 4)  # wakes the parked fetch
         got, resp = parse_response(FETCH, 12, conn.recv_frame())
@@ -185,3 +243,103 @@ def test_kafka_python_reads_through_a_session(broker: BrokerProcess) -> None:
         assert any(h.next_metadata.session_id for h in handlers.values())
     finally:
         c.close()
+
+
+def delete_topic(conn: WireConn, name: str) -> None:
+    from kio.schema.delete_topics.v6 import request as dt
+
+    req = dt.DeleteTopicsRequest(
+        topics=(dt.DeleteTopicState(name=name, topic_id=None),),
+        timeout=datetime.timedelta(seconds=10),
+    )
+    (result,) = conn.request(20, 6, req).responses
+    assert int(result.error_code) == 0
+
+
+def test_a_deleted_topic_stays_in_the_session_with_kafkas_errors(broker: BrokerProcess) -> None:
+    """Kafka's FetchSession keeps a partition, with the topic name it resolved, until the
+    client forgets it: once its topic is deleted it answers UNKNOWN_TOPIC_OR_PARTITION on
+    every fetch (without cutting the others' long poll short), and INCONSISTENT_TOPIC_ID once
+    a topic of the same name is created again, whose records it never serves."""
+    with WireConn(broker.port) as conn, WireConn(broker.port) as writer:
+        gone = create_topic(conn, "s-gone")
+        kept = create_topic(conn, "s-kept")
+        produce(writer, "s-gone", 0, 2)
+        produce(writer, "s-kept", 0, 1)
+        full = fetch_topics(conn, 0, 0, {gone: {0: 0}, kept: {0: 0}})
+        sid = full.session_id
+        assert sid != 0
+        assert {k: v[:2] for k, v in by_topic(full).items()} == {
+            (gone, 0): (0, 2),
+            (kept, 0): (0, 1),
+        }
+        assert by_topic(fetch_topics(conn, sid, 1, {gone: {0: 2}, kept: {0: 1}})) == {}
+
+        delete_topic(writer, "s-gone")
+        # The session still holds the partition and says what became of it, but waits for
+        # the live partition as a long poll does: nothing comes back until kept has news.
+        corr = fetch_topics(conn, sid, 2, {}, max_wait_ms=10_000, send_only=True)
+        with pytest.raises(TimeoutError):
+            conn.recv_frame(timeout=0.5)
+        produce(writer, "s-kept", 0, 1)
+        got, answer = parse_response(FETCH, 13, conn.recv_frame(timeout=10))
+        assert (got, int(answer.error_code), answer.session_id) == (corr, 0, sid)
+        news = by_topic(answer)
+        assert news[(gone, 0)] == (UNKNOWN_TOPIC_OR_PARTITION, -1, 0)
+        assert news[(kept, 0)][:2] == (0, 2)
+        # Errors are sent on every fetch, while the client keeps the partition.
+        assert by_topic(fetch_topics(conn, sid, 3, {kept: {0: 2}})) == {
+            (gone, 0): (UNKNOWN_TOPIC_OR_PARTITION, -1, 0)
+        }
+
+        # A new topic of the same name: the session's partition is not it, and says so at
+        # once; the client forgets the old id and adds the new one to the same session.
+        again = create_topic(writer, "s-gone")
+        assert again != gone
+        produce(writer, "s-gone", 0, 3)
+        corr = fetch_topics(conn, sid, 4, {}, max_wait_ms=10_000, send_only=True)
+        got, answer = parse_response(FETCH, 13, conn.recv_frame(timeout=5))
+        assert got == corr
+        assert by_topic(answer) == {(gone, 0): (INCONSISTENT_TOPIC_ID, -1, 0)}
+        moved = fetch_topics(conn, sid, 5, {again: {0: 0}}, forget={gone: (0,)})
+        assert moved.session_id == sid
+        assert {k: v[:2] for k, v in by_topic(moved).items()} == {(again, 0): (0, 3)}
+        assert by_topic(fetch_topics(conn, sid, 6, {again: {0: 3}})) == {}
+
+        # A partition answered with an error is sent again once the error clears, even
+        # though its high watermark did not move (Kafka's CachedPartition forgets it).
+        fenced = fetch_topics(conn, sid, 7, {kept: {0: (2, 99)}})
+        assert by_topic(fenced)[(kept, 0)][0] == UNKNOWN_LEADER_EPOCH
+        cleared = fetch_topics(conn, sid, 8, {kept: {0: (2, -1)}})
+        assert by_topic(cleared) == {(kept, 0): (0, 2, 0)}
+
+
+def test_a_session_by_name_answers_a_deleted_topic_unknown(broker: BrokerProcess) -> None:
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "s-gone-by-name")
+        produce(conn, "s-gone-by-name", 0, 2)
+        sid = fetch(conn, 12, 0, 0, {0: 0}, topic="s-gone-by-name").session_id
+        delete_topic(conn, "s-gone-by-name")
+        answer = fetch(conn, 12, sid, 1, {}, topic="s-gone-by-name")
+        assert answer.session_id == sid
+        assert [(p.partition_index, int(p.error_code)) for p in answer.responses[0].partitions] == [
+            (0, UNKNOWN_TOPIC_OR_PARTITION)
+        ]
+
+
+def test_a_waiting_fetch_answers_when_a_topic_it_waits_on_is_deleted(
+    broker: BrokerProcess,
+) -> None:
+    """As Kafka's DelayedFetch completes when a partition it waits on is gone."""
+    with WireConn(broker.port) as conn, WireConn(broker.port) as writer:
+        gone = create_topic(conn, "s-gone-waiting")
+        kept = create_topic(conn, "s-kept-waiting")
+        sid = fetch_topics(conn, 0, 0, {gone: {0: 0}, kept: {0: 0}}).session_id
+        assert sid != 0
+        corr = fetch_topics(conn, sid, 1, {}, max_wait_ms=30_000, send_only=True)
+        with pytest.raises(TimeoutError):
+            conn.recv_frame(timeout=0.5)  # parked: nothing to read anywhere
+        delete_topic(writer, "s-gone-waiting")
+        got, answer = parse_response(FETCH, 13, conn.recv_frame(timeout=10))
+        assert got == corr
+        assert by_topic(answer) == {(gone, 0): (UNKNOWN_TOPIC_OR_PARTITION, -1, 0)}

@@ -4,6 +4,7 @@ KIP-219 throttling) on a real broker: throttle times in responses, never timings
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,34 +185,165 @@ def test_producers_over_their_byte_rate_are_throttled(broker: BrokerProcess) -> 
         assert _produce(conn, "quota-produce", "slow-producer", 10_000) == (0, 0)
 
 
-def test_consumers_over_their_byte_rate_get_empty_throttled_fetches(broker: BrokerProcess) -> None:
+def _batches(records: bytes | None) -> list[tuple[int, int]]:
+    """(first offset, last offset) of each whole record batch in a Fetch answer's records
+    (an answer cut at its byte limit may end with part of a batch, which clients skip)."""
+    out, pos, data = [], 0, records or b""
+    while pos + 27 <= len(data):
+        base = int.from_bytes(data[pos : pos + 8], "big")
+        length = int.from_bytes(data[pos + 8 : pos + 12], "big")
+        if pos + 12 + length > len(data):
+            break
+        last_delta = int.from_bytes(data[pos + 23 : pos + 27], "big")
+        out.append((base, base + last_delta))
+        pos += 12 + length
+    return out
+
+
+def _fetch(
+    conn: WireConn,
+    topic: str,
+    client_id: str,
+    session_id: int,
+    epoch: int,
+    offsets: dict[int, int],
+    max_wait_ms: int = 0,
+) -> Any:
+    """One Fetch v12 of ``topic`` (partition -> offset) by ``client_id``, in a session."""
+    from kio.schema.fetch.v12 import request as f
+
+    req = f.FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=(
+            (
+                f.FetchTopic(
+                    topic=topic,
+                    partitions=tuple(
+                        f.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
+                        for p, o in offsets.items()
+                    ),
+                ),
+            )
+            if offsets
+            else ()
+        ),
+        forgotten_topics_data=(),
+    )
+    return conn.request(1, 12, req, client_id=client_id)
+
+
+def _answer(resp: Any) -> tuple[int, int, list[tuple[int, int]]]:
+    """(session id, throttle ms, the whole batches of every partition) of a Fetch answer."""
+    got = [b for t in resp.responses for p in t.partitions for b in _batches(p.records)]
+    return resp.session_id, int(resp.throttle_time.total_seconds() * 1000), got
+
+
+def _record_bytes(resp: Any) -> int:
+    return sum(len(p.records or b"") for t in resp.responses for p in t.partitions)
+
+
+def _produce_batches(conn: WireConn, topic: str, batches: int, records: int) -> None:
+    for _ in range(batches):
+        batch = make_batch(n=records, value_size=1000)
+        answer = conn.request(0, 9, sample_request(0, 9, topic, batch=batch, acks=1))
+        assert int(answer.responses[0].partition_responses[0].error_code) == 0
+
+
+def test_a_fetch_the_quota_cannot_take_now_is_answered_empty(broker: BrokerProcess) -> None:
+    """KafkaApis' order: a fetch is capped at what the quota allows at once, and the fetch
+    whose answer would go over is itself answered empty, with the session's id and the time
+    to wait; its records come on the next fetch."""
+    client = "slow-consumer"
     with WireConn(broker.port) as conn:
         create_topic(conn, "quota-fetch")
-        _produce(conn, "quota-fetch", "loader", 400_000)
-        assert _alter(conn, {"user": None}, {"consumer_byte_rate": 100_000.0})[0] == 0
+        _produce_batches(conn, "quota-fetch", 3, 90)  # three batches of about 91 KB
+        assert _alter(conn, {"client-id": client}, {"consumer_byte_rate": 100_000.0})[0] == 0
+        try:
+            # The client asks for 1 MiB; the quota allows 100 KB at once, and the answer
+            # stops there: the first batch whole, then part of the second (cut at the limit,
+            # as any fetch is).
+            first = _fetch(conn, "quota-fetch", client, 0, 0, {0: 0})
+            sid, throttle_ms, got = _answer(first)
+            assert (got, throttle_ms) == ([(0, 89)], 0)
+            assert 91_000 < _record_bytes(first) <= 100_000
+            assert sid != 0
+            # That answer took the whole quota: this fetch's 100 KB are not sent, and the
+            # answer says to wait about the second the quota takes to refill.
+            empty = _fetch(conn, "quota-fetch", client, sid, 1, {0: 90})
+            assert int(empty.error_code) == 0
+            assert empty.responses == ()
+            sid2, throttle_ms, _ = _answer(empty)
+            assert sid2 == sid
+            assert 0 < throttle_ms <= 1100, throttle_ms
+            # The connection is muted until then; the session kept offset 90, and the records
+            # come now.
+            assert _answer(_fetch(conn, "quota-fetch", client, sid, 2, {})) == (sid, 0, [(90, 179)])
+            # A client without a quota gets everything the request allows at once.
+            _, throttle_ms, got = _answer(_fetch(conn, "quota-fetch", "free", 0, -1, {0: 0}))
+            assert (got, throttle_ms) == ([(0, 89), (90, 179), (180, 269)], 0)
+        finally:
+            assert _alter(conn, {"client-id": client}, {"consumer_byte_rate": None})[0] == 0
 
-        def fetch() -> tuple[int, int]:
-            req = sample_request(
-                1,
-                12,
-                "quota-fetch",
-                fetch_offset=0,
-                partition=0,
-                max_wait=datetime.timedelta(0),
-                min_bytes=0,
-                partition_max_bytes=1 << 20,
-            )
-            answer = conn.request(1, 12, req)
-            records = sum(len(p.records or b"") for t in answer.responses for p in t.partitions)
-            return records, int(answer.throttle_time.total_seconds() * 1000)
 
-        first_bytes, first_throttle = fetch()
-        assert first_bytes > 300_000 and first_throttle == 0
-        # The first fetch put User:ANONYMOUS (the default user) about 3 s in debt.
-        second_bytes, second_throttle = fetch()
-        assert second_bytes == 0
-        assert 2000 <= second_throttle <= 4000, second_throttle
-        assert _alter(conn, {"user": None}, {"consumer_byte_rate": None})[0] == 0
+def test_a_batch_larger_than_the_quota_goes_once_then_its_debt_waits(
+    broker: BrokerProcess,
+) -> None:
+    """A first batch is sent whole, whatever the limits: one larger than the quota allows at
+    once goes when the quota is at its fullest, and the debt it leaves holds the next fetch
+    back (where withholding it would hold the consumer back for ever)."""
+    client = "big-batch-consumer"
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "quota-fetch-big")
+        _produce(conn, "quota-fetch-big", "loader", 400_000)
+        assert _alter(conn, {"client-id": client}, {"consumer_byte_rate": 100_000.0})[0] == 0
+        try:
+            first = _fetch(conn, "quota-fetch-big", client, 0, -1, {0: 0})
+            assert _answer(first)[1:] == (0, [(0, 399)])
+            # 400 KB against 100 KB at once: about 3 s of debt, and 1 s more to take the
+            # next answer.
+            second = _fetch(conn, "quota-fetch-big", client, 0, -1, {0: 0})
+            assert second.responses == ()
+            assert 3000 <= _answer(second)[1] <= 5000, _answer(second)
+        finally:
+            assert _alter(conn, {"client-id": client}, {"consumer_byte_rate": None})[0] == 0
+
+
+def test_librdkafka_consumes_everything_in_order_under_a_quota(broker: BrokerProcess) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    client = "rdkafka-consumer"
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "quota-rdkafka")
+        _produce_batches(conn, "quota-rdkafka", 3, 90)
+        assert _alter(conn, {"client-id": client}, {"consumer_byte_rate": 100_000.0})[0] == 0
+    throttles: list[Any] = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "client.id": client,
+            "group.id": "quota-rdkafka",
+            "enable.auto.commit": False,
+            "throttle_cb": throttles.append,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition("quota-rdkafka", 0, 0)])
+        offsets: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(offsets) < 270 and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                offsets.append(msg.offset())
+        assert offsets == list(range(270))
+        assert any(t.throttle_time > 0 for t in throttles)
+    finally:
+        consumer.close()
+        with WireConn(broker.port) as conn:
+            assert _alter(conn, {"client-id": client}, {"consumer_byte_rate": None})[0] == 0
 
 
 def test_quotas_cli(broker: BrokerProcess) -> None:

@@ -50,3 +50,22 @@ def test_debt_is_capped_at_kafkas_windows_and_quotas_can_change() -> None:
     m.update({})
     assert m.debt_ms("produce", "User:alice", "c") == 0
     assert not m.active("produce")
+
+
+def test_a_fetch_is_counted_only_when_the_quota_takes_it_now() -> None:
+    m = manager({CLIENT_DEFAULT: {"consumer_byte_rate": 1000.0}})
+    assert m.max_bytes("fetch", "User:ANONYMOUS", "c") == 1000  # a second of the rate
+    assert m.max_bytes("produce", "User:ANONYMOUS", "c") is None  # no produce quota
+    assert m.record_within("fetch", "User:ANONYMOUS", "c", 800) == 0  # counted
+    # 200 bytes left: 800 more are refused, about 600 ms early, and nothing is counted...
+    assert 500 <= m.record_within("fetch", "User:ANONYMOUS", "c", 800) <= 600
+    assert 500 <= m.record_within("fetch", "User:ANONYMOUS", "c", 800) <= 600
+    # ...so a smaller answer still goes.
+    assert m.record_within("fetch", "User:ANONYMOUS", "c", 150) == 0
+    assert m.debt_ms("fetch", "User:ANONYMOUS", "c") == 0
+    # More than the bucket holds waits for a full bucket (never for ever), then goes and
+    # leaves debt behind.
+    big = manager({CLIENT_DEFAULT: {"consumer_byte_rate": 1000.0}})
+    assert big.record_within("fetch", "User:ANONYMOUS", "c", 5000) == 0
+    assert 3900 <= big.debt_ms("fetch", "User:ANONYMOUS", "c") <= 4000
+    assert 4900 <= big.record_within("fetch", "User:ANONYMOUS", "c", 5000) <= 5000

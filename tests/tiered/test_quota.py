@@ -3,6 +3,8 @@ the test moves by hand."""
 
 from __future__ import annotations
 
+import pytest
+
 from artesian.tiered.quota import UNLIMITED, ByteRateQuota
 
 
@@ -37,3 +39,20 @@ def test_the_default_is_unlimited() -> None:
     q = ByteRateQuota(UNLIMITED, Clock())
     q.record(10**15)
     assert q.unlimited and q.throttle_seconds() == 0
+
+
+def test_waiting_for_room_before_moving() -> None:
+    clock = Clock()
+    q = ByteRateQuota(1000, clock)
+    assert q.wait_seconds(1000) == 0  # a full bucket holds a second of the rate
+    q.record(700)
+    assert q.wait_seconds(300) == 0
+    assert q.wait_seconds(500) == pytest.approx(0.2)  # nothing is taken by asking
+    clock.now += 0.2
+    assert q.wait_seconds(500) == 0
+    # More than the bucket holds waits for a full bucket, not for ever.
+    assert q.wait_seconds(5000) == pytest.approx(0.5)
+    clock.now += 0.5
+    assert q.wait_seconds(5000) == 0
+    q.record(5000)  # then moves, and the debt makes later callers wait
+    assert q.wait_seconds(1) == pytest.approx(4.001)

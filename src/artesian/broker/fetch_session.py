@@ -87,6 +87,9 @@ class FetchContext:
     by_id: bool = False
     response_session_id: int = INVALID_SESSION_ID
     from_follower: bool = False  # a replica's fetch: replication bytes, not a client's
+    # A consumer under a consumer_byte_rate: the most its response may carry, and the
+    # response is checked against the quota before it is sent. None: no quota applies.
+    quota_max_bytes: int | None = None
 
 
 @dataclass

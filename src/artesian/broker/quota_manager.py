@@ -8,7 +8,9 @@ default user, client, default client. As in Kafka, the rate is then counted per 
 name, not per entity: under a default every user (or client id) has a rate of its own,
 while a quota on user U is shared by all of U's client ids. When a client goes over, its
 response carries ``throttle_time_ms`` and the broker reads nothing more from that connection
-until the time is up (KIP-219).
+until the time is up (KIP-219). A Produce is counted when it arrives; a Fetch is capped at
+what a full bucket holds, and the response that does not fit in the bucket now is withheld:
+the fetch is answered empty with the time to wait (Kafka's record, then unrecord).
 
 The rate is a token bucket holding one second of the quota (``ByteRateQuota``), where Kafka
 samples windows (``quota.window.num`` x ``quota.window.size.seconds``, 11 s by default); the
@@ -139,6 +141,30 @@ class ClientQuotaManager:
             return 0
         bucket.record(nbytes)
         return self._throttle_ms(bucket)
+
+    def max_bytes(self, kind: str, principal: str, client_id: str | None) -> int | None:
+        """The most one response of ``kind`` should carry: what a full bucket holds, one
+        second of the client's rate (Kafka caps a fetch at getMaxValueInQuotaWindow, what
+        its windows allow when nothing was recorded). None when no quota applies."""
+        bucket = self._bucket(kind, principal, client_id)
+        return None if bucket is None else bucket.rate
+
+    def record_within(self, kind: str, principal: str, client_id: str | None, nbytes: int) -> int:
+        """A response that may still be withheld: ``nbytes`` are counted when the quota
+        allows them now, and 0 is returned; else nothing is counted (Kafka records, then
+        unrecords) and the result is the throttle time in ms, after which they would be
+        allowed. A response larger than a full bucket (a first batch bigger than the cap,
+        or a capped response with its headers) is allowed once the bucket is full, and its
+        debt throttles the next one."""
+        bucket = self._bucket(kind, principal, client_id)
+        if bucket is None:
+            return 0
+        bucket.cap_debt(WINDOW_SECONDS)
+        wait = bucket.wait_seconds(nbytes)
+        if wait <= 0:
+            bucket.record(nbytes)
+            return 0
+        return min(MAX_THROTTLE_MS, max(1, math.ceil(wait * 1000)))
 
     def debt_ms(self, kind: str, principal: str, client_id: str | None) -> int:
         """How long this client must wait before its next ``kind`` is served (0: now)."""

@@ -56,6 +56,15 @@ class ByteRateQuota:
             self._refill()
             self._tokens = max(self._tokens, -seconds * self.rate)
 
+    def wait_seconds(self, nbytes: int) -> float:
+        """How long until ``nbytes`` can move without going into debt (0: now). More than
+        the bucket holds waits for a full bucket, so that it can always move in the end."""
+        if self.unlimited:
+            return 0.0
+        self._refill()
+        need = min(float(nbytes), float(self.rate))
+        return 0.0 if self._tokens >= need else (need - self._tokens) / self.rate
+
     def record(self, nbytes: int) -> None:
         """Bytes moved: they may put the bucket in debt, which later callers wait out."""
         if self.unlimited:

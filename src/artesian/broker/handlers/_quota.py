@@ -1,26 +1,41 @@
 """Client quotas in handlers: count a request's bytes against its client's quota, and put
-the throttle time in the response (KIP-219: answer at once, then mute the connection)."""
+the throttle time in the response (KIP-219: answer at once, then mute the connection). A
+Produce is counted as it comes; a Fetch's response before it is sent (fetch_throttle_ms)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from artesian.broker.response import RawResponse
+if TYPE_CHECKING:
+    from artesian.broker.quota_manager import ClientQuotaManager
 
-__all__ = ["fetch_debt_ms", "throttle", "throttled"]
+__all__ = ["fetch_max_bytes", "fetch_throttle_ms", "throttle", "throttled"]
 
 
 def _who(ctx: Any) -> tuple[str, str | None]:
     return ctx.connection.principal, ctx.client_id
 
 
-def fetch_debt_ms(ctx: Any) -> int:
-    """A consumer still over its consumer_byte_rate: how long until it may fetch again."""
-    quotas = ctx.broker.quota_manager
-    return quotas.debt_ms("fetch", *_who(ctx)) if quotas.active("fetch") else 0
+def fetch_max_bytes(ctx: Any) -> int | None:
+    """The most a consumer's fetch may return under its consumer_byte_rate (Kafka's
+    getMaxValueInQuotaWindow): a larger answer would never fit in the quota at once. None
+    when no quota applies to this client."""
+    quotas: ClientQuotaManager = ctx.broker.quota_manager
+    return quotas.max_bytes("fetch", *_who(ctx))
+
+
+def fetch_throttle_ms(ctx: Any, size: int) -> int:
+    """A fetch response of ``size`` bytes, before it is sent: 0 when the consumer's quota
+    allows it (it is counted); else the throttle time, with the connection muted that long
+    and nothing counted, for the caller to answer empty (KafkaApis.handleFetchRequest)."""
+    quotas: ClientQuotaManager = ctx.broker.quota_manager
+    ms = quotas.record_within("fetch", *_who(ctx), size)
+    if ms > 0:
+        throttle(ctx, "fetch", ms)
+    return ms
 
 
 def throttled(ctx: Any, kind: str, nbytes: int, result: Any) -> Any:
@@ -39,13 +54,7 @@ def throttled(ctx: Any, kind: str, nbytes: int, result: Any) -> Any:
 
 
 def _apply(ctx: Any, kind: str, nbytes: int, response: Any) -> Any:
-    quotas = ctx.broker.quota_manager
-    if isinstance(response, RawResponse):
-        # A fetch counts what it sends; the debt it runs up makes the next one wait
-        # (fetch_debt_ms), answered empty with the throttle time.
-        quotas.record(kind, *_who(ctx), response.size)
-        return response
-    ms = quotas.record(kind, *_who(ctx), nbytes)
+    ms = ctx.broker.quota_manager.record(kind, *_who(ctx), nbytes)
     if ms <= 0:
         return response
     throttle(ctx, kind, ms)

@@ -8,6 +8,10 @@ consumer may open an incremental fetch session (KIP-227, broker/fetch_session.py
 An offset below a tiered partition's local log is read from the object store (Kafka's
 DelayedRemoteFetch): one such partition per request, as Kafka does, and the response waits for
 it up to remote.fetch.max.wait.ms instead of long-polling.
+
+A consumer under a consumer_byte_rate (KIP-13, KIP-219) fetches at most what its quota allows
+at once, and a response the quota cannot take now is not sent: the fetch is answered empty
+with the time to wait, and the connection is muted that long (KafkaApis.handleFetchRequest).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from artesian.broker.handlers._authz import (
     authorized_names,
     cluster_authorized,
 )
-from artesian.broker.handlers._quota import fetch_debt_ms, throttle, throttled
+from artesian.broker.handlers._quota import fetch_max_bytes, fetch_throttle_ms
 from artesian.broker.response import RawResponse
 from artesian.protocol.fetch import FetchPartitionResult, FetchTopicResult, encode_fetch_response
 from artesian.storage.errors import OffsetMovedToTieredStorageError
@@ -113,29 +117,50 @@ def _denied_topics(ctx: Any, request: Any, partitions: list[FetchPartition]) -> 
     """With an authorizer: the topics to answer TOPIC_AUTHORIZATION_FAILED for. A follower
     (replica id >= 0) needs CLUSTER_ACTION on the cluster, else every partition is refused
     (an unknown topic id too); a consumer needs READ on each topic, and an unknown topic id
-    stays UNKNOWN_TOPIC_ID (KafkaApis' order). Names are resolved from the ids as _read
-    resolves them: a session's partitions are checked again on every fetch."""
-    image = ctx.broker.image
-    by_id = ctx.header.api_version >= 13
-    names = {_topic_name(image, fp.topic_id) if by_id else fp.topic for fp in partitions}
+    stays UNKNOWN_TOPIC_ID (KafkaApis' order). A session's partitions are checked again on
+    every fetch, by the names they hold (a deleted topic's too)."""
+    names = {fp.topic for fp in partitions}
     if _replica_id(request) >= 0:
         return set() if cluster_authorized(ctx, AclOperation.CLUSTER_ACTION) else names | {""}
     names.discard("")
     return names - authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, names)
 
 
+def _in_image(image: Any, fp: FetchPartition) -> bool:
+    timg = image.topics.get(fp.topic)
+    return timg is not None and fp.partition in timg.partitions
+
+
+def _resolve_names(image: Any, partitions: list[FetchPartition]) -> None:
+    """A session's partitions keep the topic name they were first resolved to, as Kafka's
+    CachedPartition does: once the topic is deleted they answer UNKNOWN_TOPIC_OR_PARTITION,
+    or INCONSISTENT_TOPIC_ID when a topic of that name was created again. One whose id named
+    no topic when it entered the session gets its name when the id resolves."""
+    for fp in partitions:
+        if not fp.topic:
+            fp.topic = _topic_name(image, fp.topic_id)
+
+
 def _read(
-    ctx: Any, request: Any, partitions: list[FetchPartition], denied: set[str] | None = None
+    ctx: Any,
+    request: Any,
+    partitions: list[FetchPartition],
+    denied: set[str] | None = None,
+    max_bytes: int | None = None,
 ) -> ReadOutcome:
     """Read every partition once. Returns (results, bytes, any error, keys to wait on, the
     partition to read from tiered storage). ``denied``: topics refused by the authorizer
     (None without one); they answer TOPIC_AUTHORIZATION_FAILED without records, and do not
-    cut a long poll short, as in Kafka, where they never reach the replica manager."""
+    cut a long poll short, as in Kafka, where they never reach the replica manager; nor do
+    partitions missing from the metadata (a deleted topic's). ``max_bytes``: a client
+    quota's cap on the response."""
     broker = ctx.broker
     rm = broker.replica_manager
     by_id = ctx.header.api_version >= 13
     # The broker's fetch.max.bytes caps what a client may ask for, as in Kafka.
     budget = min(request.max_bytes, broker.config.get_int("fetch.max.bytes"))
+    if max_bytes is not None:
+        budget = min(budget, max_bytes)
     # read_committed (v4+): only up to the last stable offset, with the aborted transactions
     # the consumer must skip.
     read_committed = getattr(request, "isolation_level", 0) == 1
@@ -147,8 +172,6 @@ def _read(
     results: list[tuple[FetchPartition, FetchPartitionResult]] = []
     remote: RemoteRead | None = None
     for fp in partitions:
-        if by_id:  # a session outlives topics: resolve the id each time
-            fp.topic = _topic_name(broker.image, fp.topic_id)
         result = FetchPartitionResult(fp.partition)
         results.append((fp, result))
         if denied is not None and fp.topic in denied:
@@ -157,11 +180,17 @@ def _read(
         partition = rm.get(fp.topic, fp.partition) if fp.topic else None
         if partition is None:
             # UNKNOWN_TOPIC_ID only when the id names no topic (KafkaApis does the same).
-            result.error_code = (
-                ErrorCode.unknown_topic_id
-                if by_id and not fp.topic
-                else ErrorCode.unknown_topic_or_partition
-            )
+            if by_id and not fp.topic:
+                result.error_code = ErrorCode.unknown_topic_id
+            else:
+                result.error_code = ErrorCode.unknown_topic_or_partition
+                # A partition the metadata has, hosted elsewhere, is a read error.
+                errors = errors or _in_image(broker.image, fp)
+            continue
+        if by_id and partition.topic_id != fp.topic_id:
+            # The session's topic was deleted and one of the same name created since: the
+            # client must not read the new topic's records as the old one's.
+            result.error_code = ErrorCode.inconsistent_topic_id
             errors = True
             continue
         if not partition.is_leader:
@@ -316,9 +345,41 @@ def _respond(
     context: FetchContext,
     results: list[tuple[FetchPartition, FetchPartitionResult]],
 ) -> RawResponse:
-    session_id = context.response_session_id
     if context.session is not None:
-        results = _changed_only(context, results)
+        results = _news(results)
+    quota = context.quota_max_bytes is not None
+    metrics = ctx.broker.metrics
+    topics: dict[tuple[str, uuid.UUID | None], FetchTopicResult] = {}
+    for fp, result in results:
+        topic = topics.get((fp.topic, fp.topic_id))
+        if topic is None:
+            topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
+        topic.partitions.append(result)
+        if result.records_size and not quota:
+            if context.from_follower:
+                metrics.replication_bytes_out.inc(result.records_size)
+            else:
+                metrics.bytes_out_for(fp.topic).inc(result.records_size)
+    version = ctx.header.api_version
+    session_id = context.response_session_id
+    if quota:
+        # The response is counted against the consumer's quota before it is sent; when the
+        # quota cannot take it now, the fetch is answered empty instead (the session's
+        # throttled response: same session id, no partitions) and the session is left as
+        # if it had not been answered.
+        parts, size = encode_fetch_response(version, list(topics.values()), session_id=session_id)
+        ms = fetch_throttle_ms(ctx, size)
+        if ms > 0:
+            _not_sent(ctx, results)
+            parts, size = encode_fetch_response(
+                version, [], throttle_time_ms=ms, session_id=session_id
+            )
+            return RawResponse(parts, size)
+        for fp, result in results:
+            if result.records_size:
+                metrics.bytes_out_for(fp.topic).inc(result.records_size)
+    if context.session is not None:
+        _sent(context, results)
     elif context.create_session:
         for fp, result in results:
             fp.sent_high_watermark = result.high_watermark
@@ -326,48 +387,52 @@ def _respond(
         session_id = ctx.broker.fetch_sessions.create(
             [fp for fp, _ in results], context.by_id, int(time.time() * 1000), _exists(ctx)
         )
-    topics: dict[tuple[str, uuid.UUID | None], FetchTopicResult] = {}
-    metrics = ctx.broker.metrics
-    for fp, result in results:
-        topic = topics.get((fp.topic, fp.topic_id))
-        if topic is None:
-            topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
-        topic.partitions.append(result)
-        if result.records_size:
-            if context.from_follower:
-                metrics.replication_bytes_out.inc(result.records_size)
-            else:
-                metrics.bytes_out_for(fp.topic).inc(result.records_size)
-    parts, size = encode_fetch_response(
-        ctx.header.api_version, list(topics.values()), session_id=session_id
-    )
+    if not quota or session_id != context.response_session_id:
+        parts, size = encode_fetch_response(version, list(topics.values()), session_id=session_id)
     return RawResponse(parts, size)
 
 
-def _changed_only(
-    context: FetchContext, results: list[tuple[FetchPartition, FetchPartitionResult]]
+def _news(
+    results: list[tuple[FetchPartition, FetchPartitionResult]],
 ) -> list[tuple[FetchPartition, FetchPartitionResult]]:
-    """An incremental response names only partitions with news for the client. Partitions
-    that returned records move to the end of the session, so that the next fetch.max.bytes
-    goes to the others first (Kafka's round robin)."""
+    """An incremental response names only partitions with news for the client: records, an
+    error, or a moved high watermark or log start offset."""
+    return [
+        (fp, result)
+        for fp, result in results
+        if result.records_size
+        or result.error_code
+        or result.high_watermark != fp.sent_high_watermark
+        or result.log_start_offset != fp.sent_log_start_offset
+    ]
+
+
+def _sent(context: FetchContext, sent: list[tuple[FetchPartition, FetchPartitionResult]]) -> None:
+    """Remember what the session's client was told. A partition answered with an error is
+    remembered with high watermark -1, so that it is sent again once the error clears (as
+    Kafka's CachedPartition does). Partitions that returned records move to the end of the
+    session, so that the next fetch.max.bytes goes to the others first (Kafka's round
+    robin)."""
     assert context.session is not None
-    sent = []
-    for fp, result in results:
-        if (
-            result.records_size
-            or result.error_code
-            or result.high_watermark != fp.sent_high_watermark
-            or result.log_start_offset != fp.sent_log_start_offset
-        ):
-            fp.sent_high_watermark = result.high_watermark
-            fp.sent_log_start_offset = result.log_start_offset
-            sent.append((fp, result))
+    for fp, result in sent:
+        fp.sent_high_watermark = -1 if result.error_code else result.high_watermark
+        fp.sent_log_start_offset = result.log_start_offset
     session_partitions = context.session.partitions
     for fp, result in sent:
         if result.records_size:
             key = fp.key(context.by_id)
             session_partitions[key] = session_partitions.pop(key)
-    return sent
+
+
+def _not_sent(ctx: Any, results: list[tuple[FetchPartition, FetchPartitionResult]]) -> None:
+    """A throttled response's records were read but are not sent: the partitions' bytes-out
+    totals (the self-balancer's load samples) take them back."""
+    rm = ctx.broker.replica_manager
+    for fp, result in results:
+        if result.records_size:
+            partition = rm.get(fp.topic, fp.partition)
+            if partition is not None:
+                partition.bytes_out_total -= result.records_size
 
 
 def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
@@ -412,35 +477,27 @@ def handle(ctx: Any, request: Any) -> Any:
         context = FetchContext(partitions)
     context.from_follower = _replica_id(request) >= 0
     if not context.from_follower and ctx.broker.quota_manager.active("fetch"):
-        return _within_quota(ctx, request, context)
+        # Followers are not subject to client quotas (KIP-73 throttles them instead).
+        context.quota_max_bytes = fetch_max_bytes(ctx)
     return _fetch(ctx, request, context)
 
 
-def _within_quota(ctx: Any, request: Any, context: FetchContext) -> Any:
-    """consumer_byte_rate: a consumer still over it gets an empty answer saying how long to
-    wait, and is muted that long (Kafka's throttled response); else what it fetches counts."""
-    debt = fetch_debt_ms(ctx)
-    if debt > 0:
-        throttle(ctx, "fetch", debt)
-        session_id = context.response_session_id if context.session is not None else 0
-        parts, size = encode_fetch_response(
-            ctx.header.api_version, [], throttle_time_ms=debt, session_id=session_id
-        )
-        return RawResponse(parts, size)
-    return throttled(ctx, "fetch", 0, _fetch(ctx, request, context))
-
-
 def _fetch(ctx: Any, request: Any, context: FetchContext) -> Any:
+    if context.session is not None and context.by_id:
+        _resolve_names(ctx.broker.image, context.partitions)
     denied = None
     if ctx.broker.authorizer is not None:
         denied = _denied_topics(ctx, request, context.partitions) or None
-    results, total, errors, keys, remote = _read(ctx, request, context.partitions, denied)
+    cap = context.quota_max_bytes
+    results, total, errors, keys, remote = _read(ctx, request, context.partitions, denied, cap)
     if remote is not None:
         return _respond_after_remote(ctx, context, results, remote)
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
-    if total >= request.min_bytes or errors or max_wait_ms <= 0 or not keys:
+    # Under a quota, min_bytes is capped as max_bytes is, so a long poll can complete.
+    min_bytes = request.min_bytes if cap is None else min(request.min_bytes, cap)
+    if total >= min_bytes or errors or max_wait_ms <= 0 or not keys:
         return _respond(ctx, context, results)
-    return _wait_and_read(ctx, request, context, keys, total, max_wait_ms, denied)
+    return _wait_and_read(ctx, request, context, keys, total, max_wait_ms, denied, min_bytes)
 
 
 async def _wait_and_read(
@@ -451,20 +508,25 @@ async def _wait_and_read(
     accumulated: int,
     max_wait_ms: int,
     denied: set[str] | None,
+    min_bytes: int,
 ) -> RawResponse:
     purgatory = ctx.broker.replica_manager.purgatory
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_ms / 1000
     while True:
-        op = purgatory.park(keys, request.min_bytes, accumulated, max_wait_ms)
+        op = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
         await op.future
-        results, accumulated, errors, keys, remote = _read(ctx, request, context.partitions, denied)
+        waited = len(keys)
+        results, accumulated, errors, keys, remote = _read(
+            ctx, request, context.partitions, denied, context.quota_max_bytes
+        )
         if remote is not None:
             await _read_remote(ctx, remote)
             return _respond(ctx, context, results)
         max_wait_ms = int((deadline - loop.time()) * 1000)
         # A read_committed fetch is woken by appends past the last stable offset too (an
         # open transaction holds it back): it waits again for what it can read, as Kafka's
-        # DelayedFetch counts bytes up to the LSO only.
-        if accumulated >= request.min_bytes or errors or max_wait_ms <= 0 or not keys:
+        # DelayedFetch counts bytes up to the LSO only. A partition it waited on that went
+        # away (its topic deleted) answers at once, as in DelayedFetch.
+        if accumulated >= min_bytes or errors or max_wait_ms <= 0 or not keys or len(keys) < waited:
             return _respond(ctx, context, results)
