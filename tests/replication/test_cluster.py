@@ -18,6 +18,7 @@ from tests.replication.cluster import Cluster
 NONE = 0
 NOT_LEADER_OR_FOLLOWER = 6
 NOT_ENOUGH_REPLICAS = 19
+UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
 def _create(c: Cluster, name: str, partitions: int, rf: int, **configs: str) -> None:
@@ -83,6 +84,45 @@ def test_followers_refuse_clients_with_not_leader(cluster: Cluster) -> None:
     follower = next(r for r in state.replicas if r != state.leader)
     assert cluster.produce(follower, "who", 0, [b"x"])[0] == NOT_LEADER_OR_FOLLOWER
     assert cluster.produce(state.leader, "who", 0, [b"x"]) == (NONE, 0)
+
+
+def test_a_broker_without_a_replica_says_not_leader_and_an_unknown_partition_is_unknown(
+    cluster: Cluster,
+) -> None:
+    """Kafka's getPartitionOrError: a partition the metadata has but this broker does not
+    host (as after a reassignment) is NOT_LEADER_OR_FOLLOWER, so clients look again; one the
+    metadata lacks is UNKNOWN_TOPIC_OR_PARTITION."""
+    import datetime
+
+    from tests.kafka_wire import sample_request
+
+    _create(cluster, "elsewhere", 1, 1)
+    (state,) = cluster.partitions("elsewhere").values()
+    outsider = next(n for n in (1, 2, 3) if n != state.leader)
+    assert cluster.produce(outsider, "elsewhere", 0, [b"x"])[0] == NOT_LEADER_OR_FOLLOWER
+    assert cluster.produce(outsider, "elsewhere", 1, [b"x"])[0] == UNKNOWN_TOPIC_OR_PARTITION
+    assert cluster.produce(state.leader, "elsewhere", 0, [b"x"]) == (NONE, 0)
+
+    def fetch_and_list(partition: int) -> tuple[int, int]:
+        fetch = sample_request(
+            1,
+            12,
+            "elsewhere",
+            fetch_offset=0,
+            partition=partition,
+            max_wait=datetime.timedelta(0),
+            min_bytes=0,
+            max_bytes=1 << 20,
+            partition_max_bytes=1 << 20,
+        )
+        listing = sample_request(2, 7, "elsewhere", timestamp=-1, partition_index=partition)
+        with cluster.conn(outsider) as c:
+            ((f,),) = (t.partitions for t in c.request(1, 12, fetch).responses)
+            ((o,),) = (t.partitions for t in c.request(2, 7, listing).topics)
+        return int(f.error_code), int(o.error_code)
+
+    assert fetch_and_list(0) == (NOT_LEADER_OR_FOLLOWER, NOT_LEADER_OR_FOLLOWER)
+    assert fetch_and_list(1) == (UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_OR_PARTITION)
 
 
 def test_killed_leader_loses_no_acknowledged_record(cluster: Cluster) -> None:

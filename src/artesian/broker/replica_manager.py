@@ -122,6 +122,8 @@ class ReplicaManager:
         self.node_id = node_id
         # Set by the broker: the replica fetcher forgets a partition led here or gone.
         self.on_stop_fetching: Callable[[Partition], None] | None = None
+        # Set by the broker: whether the metadata has a partition (hosted here or not).
+        self.in_metadata: Callable[[str, int], bool] = lambda topic, partition: False
         self.log_manager = log_manager
         self.metrics = metrics
         self.partitions: dict[tuple[str, int], Partition] = {}
@@ -144,10 +146,13 @@ class ReplicaManager:
 
     def leader(self, topic: str, partition: int) -> tuple[Partition | None, ErrorCode]:
         """The partition if this broker leads it; else the error a client gets:
-        NOT_LEADER_OR_FOLLOWER for a replica followed here (the client refreshes its
-        metadata and goes to the leader), UNKNOWN_TOPIC_OR_PARTITION for one not hosted."""
+        NOT_LEADER_OR_FOLLOWER for a partition the metadata has (followed here, or hosted
+        elsewhere, as after a reassignment: the client refreshes its metadata and goes to the
+        leader), UNKNOWN_TOPIC_OR_PARTITION for one it lacks (Kafka's getPartitionOrError)."""
         p = self.partitions.get((topic, partition))
         if p is None:
+            if self.in_metadata(topic, partition):
+                return None, ErrorCode.not_leader_or_follower
             return None, ErrorCode.unknown_topic_or_partition
         if not p.is_leader:
             return None, ErrorCode.not_leader_or_follower

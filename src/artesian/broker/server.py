@@ -299,6 +299,7 @@ class Broker:
             self._replication_throttle("follower"),
         )
         self.replica_manager.on_stop_fetching = self.fetcher_manager.forget
+        self.replica_manager.in_metadata = self._in_metadata
         cleaner_props = {
             k: self.config.get(k) for k in CleanerConfig.BROKER_KEYS if k in self.config.definitions
         }
@@ -1070,6 +1071,10 @@ class Broker:
             await asyncio.shield(read)
             if started >= called:
                 return
+
+    def _in_metadata(self, topic: str, partition: int) -> bool:
+        image = self.image.topics.get(topic)
+        return image is not None and partition in image.partitions
 
     async def _follow_metadata(self) -> None:
         """Apply what other brokers appended to the shared metadata log."""

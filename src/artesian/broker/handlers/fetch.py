@@ -126,11 +126,6 @@ def _denied_topics(ctx: Any, request: Any, partitions: list[FetchPartition]) -> 
     return names - authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, names)
 
 
-def _in_image(image: Any, fp: FetchPartition) -> bool:
-    timg = image.topics.get(fp.topic)
-    return timg is not None and fp.partition in timg.partitions
-
-
 def _resolve_names(image: Any, partitions: list[FetchPartition]) -> None:
     """A session's partitions keep the topic name they were first resolved to, as Kafka's
     CachedPartition does: once the topic is deleted they answer UNKNOWN_TOPIC_OR_PARTITION,
@@ -182,10 +177,12 @@ def _read(
             # UNKNOWN_TOPIC_ID only when the id names no topic (KafkaApis does the same).
             if by_id and not fp.topic:
                 result.error_code = ErrorCode.unknown_topic_id
+            elif rm.in_metadata(fp.topic, fp.partition):
+                # Hosted elsewhere (a reassignment moved it): the client must look again.
+                result.error_code = ErrorCode.not_leader_or_follower
+                errors = True
             else:
                 result.error_code = ErrorCode.unknown_topic_or_partition
-                # A partition the metadata has, hosted elsewhere, is a read error.
-                errors = errors or _in_image(broker.image, fp)
             continue
         if by_id and partition.topic_id != fp.topic_id:
             # The session's topic was deleted and one of the same name created since: the
