@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from tests.consuming import read_range
 from tests.controlplane.test_control_plane import Platform
@@ -70,13 +76,29 @@ def _login_error(bootstrap: str, conf: dict[str, Any], timeout: float = 20) -> K
     return seen[0] if seen else None
 
 
+def _no_metadata(bootstrap: str, conf: dict[str, Any]) -> None:
+    """A client with ``conf`` cannot even list the cluster's topics."""
+    with pytest.raises(KafkaException) as refused:
+        AdminClient({"bootstrap.servers": bootstrap, **conf}).list_topics(timeout=8)
+    assert refused.value.args[0].code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT)
+
+
 def test_api_keys_let_clients_in_to_their_resources_only_and_revoking_one_locks_it_out(
     secured_platform: tuple[Platform, Certificates],
 ) -> None:
     platform, certs = secured_platform
     api = platform.api
-    cluster_id = api.post("/v1/clusters", json={"name": "payments"}).json()["id"]
-    platform.until(lambda: platform.ready(cluster_id, 1, 1), 90, "payments on 1 broker")
+    # Two brokers, replicating over their INTERNAL listener (SASL PLAIN, the operator's user)
+    # with Kafka's authorizer on.
+    cluster_id = api.post(
+        "/v1/clusters",
+        json={
+            "name": "payments",
+            "brokers": 2,
+            "config": {"default.replication.factor": "2", "min.insync.replicas": "2"},
+        },
+    ).json()["id"]
+    platform.until(lambda: platform.ready(cluster_id, 1, 2), 90, "payments on 2 brokers")
 
     r = api.post(f"/v1/clusters/{cluster_id}/api-keys", json={"description": "admin"})
     assert r.status_code == 201, r.text
@@ -89,7 +111,7 @@ def test_api_keys_let_clients_in_to_their_resources_only_and_revoking_one_locks_
     team = api.post(
         f"/v1/clusters/{cluster_id}/api-keys", json={"resource_prefix": "team-a."}
     ).json()
-    doc = platform.until(lambda: platform.ready(cluster_id, 3, 1), 60, "the API keys applied")
+    doc = platform.until(lambda: platform.ready(cluster_id, 3, 2), 60, "the API keys applied")
     bootstrap = doc["status"]["bootstrap"]
     # The client listener, 2000 ports above the internal one the operator uses.
     assert int(bootstrap.rsplit(":", 1)[1]) >= 2000
@@ -119,15 +141,31 @@ def test_api_keys_let_clients_in_to_their_resources_only_and_revoking_one_locks_
     # A wrong secret, and no login at all, get nowhere.
     wrong = _login_error(bootstrap, _login(certs, admin["key"], "not-it", "SCRAM-SHA-512"))
     assert wrong is not None and wrong.code() == KafkaError._AUTHENTICATION, wrong
-    anonymous = _login_error(
-        bootstrap, {"security.protocol": "SSL", "ssl.ca.location": str(certs.ca)}
+    # TLS is fine, then the broker closes on the first request that is not a login.
+    _no_metadata(bootstrap, {"security.protocol": "SSL", "ssl.ca.location": str(certs.ca)})
+    # The INTERNAL listener (2000 ports below) lets in neither anonymous clients nor keys.
+    internal = ",".join(
+        f"127.0.0.1:{int(hp.rsplit(':', 1)[1]) - 2000}" for hp in bootstrap.split(",")
     )
-    assert anonymous is not None
+    _no_metadata(internal, {})
+    as_admin_inside = {**as_admin, "security.protocol": "SASL_PLAINTEXT"}
+    del as_admin_inside["ssl.ca.location"]
+    keyed = _login_error(internal, as_admin_inside)
+    assert keyed is not None and keyed.code() == KafkaError._AUTHENTICATION, keyed
+    # A key cannot make users (a super user's name among them) or ACLs.
+    admin_client = AdminClient({"bootstrap.servers": bootstrap, **as_admin})
+    upsert = UserScramCredentialUpsertion(
+        "artesian-internal", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"pw"
+    )
+    (future,) = admin_client.alter_user_scram_credentials([upsert]).values()
+    with pytest.raises(KafkaException) as refused_upsert:
+        future.result(30)
+    assert refused_upsert.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
 
     # Revoked: the admin key's new logins fail once the cluster reports the generation.
     r = api.delete(f"/v1/clusters/{cluster_id}/api-keys/{admin['key']}")
     assert r.status_code == 200 and r.json()["generation"] == 4
-    platform.until(lambda: platform.ready(cluster_id, 4, 1), 60, "the revocation applied")
+    platform.until(lambda: platform.ready(cluster_id, 4, 2), 60, "the revocation applied")
     revoked = _login_error(bootstrap, as_admin)
     assert revoked is not None and revoked.code() == KafkaError._AUTHENTICATION, revoked
     got = read_range(bootstrap, "team-a.payments", 0, 11, **{"group.id": "team-a.app"}, **as_team)

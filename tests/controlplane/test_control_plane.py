@@ -154,6 +154,9 @@ def test_a_cluster_is_provisioned_served_grown_and_deleted(platform: Platform) -
     bootstrap = doc["status"]["bootstrap"]
     assert doc["status"]["cell"] == "local"
 
+    # This cell takes clients without a login: an API key would not be checked.
+    r = platform.api.post(f"/v1/clusters/{cluster_id}/api-keys", json={})
+    assert r.status_code == 409 and "PLAINTEXT" in r.json()["detail"]
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     values = [f"order-{n}".encode() for n in range(10)]
     for v in values:

@@ -180,6 +180,9 @@ def test_a_spec_file_reads_as_declared(tmp_path: Path) -> None:
 def test_a_client_listener_gives_each_broker_an_internal_and_a_client_listener(
     tmp_path: Path,
 ) -> None:
+    import json
+
+    from artesian.config.broker import load_properties
     from artesian.operator.runtime import LocalProcessRuntime
 
     f = tmp_path / "cluster.toml"
@@ -191,14 +194,47 @@ def test_a_client_listener_gives_each_broker_an_internal_and_a_client_listener(
     assert spec.bootstrap() == "127.0.0.1:19091,127.0.0.1:19092"  # the operator's own
     assert spec.client_bootstrap() == "127.0.0.1:21091,127.0.0.1:21092"
     props = spec.properties(2)
-    assert {k: v for k, v in props.items() if "listener" in k} == {
+    assert {k: v for k, v in props.items() if "listener" in k or "sasl" in k} == {
         "listeners": "INTERNAL://127.0.0.1:19092,CLIENT://127.0.0.1:21092",
-        "listener.security.protocol.map": "INTERNAL:PLAINTEXT,CLIENT:SASL_SSL",
+        "listener.security.protocol.map": "INTERNAL:SASL_PLAINTEXT,CLIENT:SASL_SSL",
         "inter.broker.listener.name": "INTERNAL",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.internal.sasl.enabled.mechanisms": "PLAIN",
         "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
     }
-    command = LocalProcessRuntime(spec).command(2)
+    assert "super.users" not in props  # no authorizer configured
+    runtime = LocalProcessRuntime(spec)
+    command = runtime.command(2)
     assert "--listen" not in command and "listeners=" + props["listeners"] in command
+    # INTERNAL's password: made once, kept in a file only its owner reads, never on a
+    # command line (anyone on the machine can read those).
+    password = spec.internal_password()
+    secret_file = tmp_path / "cluster-data" / "internal.secret"
+    assert secret_file.read_text() == password and secret_file.stat().st_mode & 0o777 == 0o600
+    assert ClusterSpec.load(f).internal_password() == password
+    assert not any(password in arg for arg in command)
+    assert password not in spec.revision(2) and password not in json.dumps(props)
+    spec.broker_dir(2).mkdir(parents=True)
+    runtime._write_secrets(2)
+    broker_file = spec.broker_dir(2) / "secret.properties"
+    assert command[command.index("--config") + 1] == str(broker_file)
+    assert broker_file.stat().st_mode & 0o777 == 0o600
+    assert load_properties(broker_file) == {
+        "listener.name.internal.plain.sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="artesian-internal" password="{password}" '
+            f'user_artesian-internal="{password}";'
+        )
+    }
+    # With an authorizer, the operator's own user is a super user besides those declared.
+    authorized = ClusterSpec.from_dict(
+        {
+            "client_protocol": "SASL_PLAINTEXT",
+            "config": {"authorizer.class.name": "x", "super.users": "User:admin"},
+        },
+        tmp_path,
+    )
+    assert authorized.properties(1)["super.users"] == "User:admin;User:artesian-internal"
     # Without a client listener: one PLAINTEXT listener, given as --listen, as before.
     plain = ClusterSpec.from_dict({"first_port": 19091}, tmp_path)
     assert plain.client_bootstrap() == plain.bootstrap() == "127.0.0.1:19091"

@@ -182,7 +182,10 @@ class Broker:
             on_evict=self.metrics.fetch_session_evictions.inc,
         )
         self.metrics.fetch_sessions.set_function(lambda: len(self.fetch_sessions.sessions))
-        self.metrics.metadata_last_applied_offset.set_function(lambda: self.image.offset)
+        # Set once a batch of records has taken effect (its ACLs included), not as the image
+        # applies them one by one: whoever waits on the metric may rely on them.
+        self.applied_metadata_offset = -1
+        self.metrics.metadata_last_applied_offset.set_function(lambda: self.applied_metadata_offset)
         self.metrics.fetch_session_partitions.set_function(
             lambda: self.fetch_sessions.cached_partitions
         )
@@ -236,6 +239,7 @@ class Broker:
         self._apply_dynamic_configs()
         self._update_authorizer()
         self.quota_manager.update(self.image.client_quotas)
+        self.applied_metadata_offset = self.image.offset
         self._check_store_matches_logs()
         new_directory = not (self.data_dir / "meta.properties").exists()
         self.cluster_id = self._load_cluster_id()
@@ -762,6 +766,7 @@ class Broker:
             self._update_authorizer()
         if any(isinstance(r, ClientQuotaRecord) for r in records):
             self.quota_manager.update(self.image.client_quotas)
+        self.applied_metadata_offset = self.image.offset
         rm = self.replica_manager
         if rm is None:
             return

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ENV_BOOTSTRAP = "ARTESIAN_BOOTSTRAP"
@@ -258,7 +259,7 @@ def table(title: str | None, columns: list[str], rows: Iterable[Iterable[Any]]) 
         else:
             t.add_column(c)
     for r in cells:
-        t.add_row(*r)
+        t.add_row(*(Text(c) for c in r))  # names and descriptions are text, never markup
     return t
 
 

@@ -111,8 +111,8 @@ def run_data_plane(
     if client_config is not None:
         try:
             listener_config = load_properties(client_config)
-        except OSError as e:
-            fail(f"--client-config {client_config}: {e.strerror or e}", code=2)
+        except (OSError, ValueError) as e:
+            fail(f"--client-config {client_config}: {getattr(e, 'strerror', None) or e}", code=2)
     with reporting(bootstrap):
         try:
             agent = DataPlaneAgent(
@@ -124,7 +124,12 @@ def run_data_plane(
                 client_config=listener_config,
             )
         except ValueError as e:
-            fail(str(e), "Use PLAINTEXT, SASL_PLAINTEXT or SASL_SSL.", code=2)
+            fail(
+                str(e),
+                "--client-protocol is PLAINTEXT, SASL_PLAINTEXT or SASL_SSL; --client-config "
+                "goes with the SASL ones.",
+                code=2,
+            )
         agent.start()
     out.print(f"Data plane of cell {cell!r} in {root} (state on {bootstrap}). Stop with Ctrl-C.")
     try:
@@ -332,9 +337,9 @@ def create_api_key(
         lambda doc: (
             f"API key [bold]{doc['key']}[/bold], secret [bold]{doc['secret']}[/bold]\n"
             "Save the secret now: it cannot be shown again. Clients log in with "
-            "sasl.mechanism=SCRAM-SHA-512, sasl.username=<key>, sasl.password=<secret>, once "
-            f"the cluster reports generation {doc['generation']} "
-            f"(`artesian clusters describe {cluster}`)."
+            "sasl.mechanism=SCRAM-SHA-512, sasl.username=<key>, sasl.password=<secret> once "
+            f"`artesian clusters describe {cluster}` shows it Ready at generation "
+            f"{doc['generation']} or later."
         ),
     )
 

@@ -15,6 +15,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import OffsetSpec
+from rich.markup import escape
 
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
@@ -190,7 +191,7 @@ def describe(
             print_json(d)
             return
         out.print(
-            f"[bold]{group}[/bold]  state: {d['state']}  members: {len(members)}"
+            f"[bold]{escape(group)}[/bold]  state: {d['state']}  members: {len(members)}"
             + (f"  assignor: {d['assignor']}" if d["assignor"] else "")
         )
         if members:

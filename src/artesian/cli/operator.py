@@ -84,7 +84,7 @@ def run(
         )
         return
     out.print(
-        f"Operating the cluster in {spec} (bootstrap {operator.spec.bootstrap()}). Stop with Ctrl-C."
+        f"Operating the cluster in {spec} (bootstrap {operator.spec.client_bootstrap()}). Stop with Ctrl-C."
     )
     try:
         operator.run(interval)

@@ -1,7 +1,8 @@
 """A small synchronous Kafka client for what librdkafka's admin API cannot ask: ListOffsets for
 tiered storage's offsets (-4 earliest local, -5 latest tiered) and DescribeTransactions /
 ListTransactions. Requests are kio schema entities written with Artesian's own codec, responses
-read with it. PLAINTEXT listeners only, as Artesian's own."""
+read with it. PLAINTEXT listeners, or SASL_PLAINTEXT ones with a PLAIN or SCRAM login (the
+operator's way into a cluster's INTERNAL listener)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ _CLIENT_ID = b"artesian-cli"
 
 
 class WireClient:
-    def __init__(self, bootstrap: str, timeout: float) -> None:
+    def __init__(
+        self, bootstrap: str, timeout: float, sasl: tuple[str, str, str] | None = None
+    ) -> None:
+        """``sasl``: (mechanism, username, password) to log in with before any request."""
         self.bootstrap = bootstrap
         self.timeout = timeout
         self._sock: socket.socket | None = None
@@ -33,6 +37,44 @@ class WireClient:
                 last = e if isinstance(e, OSError) else None
         if self._sock is None:
             raise unreachable(bootstrap) from last
+        if sasl is not None:
+            try:
+                self._log_in(*sasl)
+            except BaseException:
+                self.close()
+                raise
+
+    def _log_in(self, mechanism: str, username: str, password: str) -> None:
+        """SaslHandshake v1, then SaslAuthenticate v2 until the mechanism completes."""
+        from artesian.security.plain import plain_client_token
+        from artesian.security.sasl import AuthenticationFailed
+        from artesian.security.scram import MECHANISMS, ScramClient
+
+        shake = self.request(17, 1, mechanism=mechanism)
+        if shake.error_code != 0:
+            raise CliError(
+                f"{self.bootstrap} refused SASL mechanism {mechanism}; it offers "
+                f"{', '.join(shake.mechanisms)}"
+            )
+
+        def authenticate(token: bytes) -> bytes:
+            answer = self.request(36, 2, auth_bytes=token)
+            if answer.error_code != 0:
+                raise CliError(f"SASL login to {self.bootstrap} failed: {answer.error_message}")
+            return bytes(answer.auth_bytes)
+
+        if mechanism == "PLAIN":
+            authenticate(plain_client_token(username, password))
+            return
+        if mechanism not in MECHANISMS:
+            raise CliError(f"SASL mechanism {mechanism} is not one this client speaks")
+        client = ScramClient(MECHANISMS[mechanism], username, password)
+        try:
+            client.verify_server_final(
+                authenticate(client.final_message(authenticate(client.first_message())))
+            )
+        except AuthenticationFailed as e:  # the broker failed to prove itself
+            raise CliError(f"SASL login to {self.bootstrap} failed: {e}") from e
 
     def __enter__(self) -> WireClient:
         return self

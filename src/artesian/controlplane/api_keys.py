@@ -39,6 +39,14 @@ from artesian.security.scram import MECHANISMS, new_credential
 log = logging.getLogger("artesian.dataplane")
 
 ITERATIONS = 8192  # within Kafka's 4096-16384: a login costs a few ms, a guess as much
+# What a whole-cluster key may do to the cluster itself: create topics, see the brokers and
+# their configs, write idempotently.
+_TENANT_CLUSTER_OPERATIONS: tuple[AclOperation, ...] = (
+    AclOperation.CREATE,
+    AclOperation.DESCRIBE,
+    AclOperation.DESCRIBE_CONFIGS,
+    AclOperation.IDEMPOTENT_WRITE,
+)
 # Fixed, so an ACL's id follows from what it grants and re-applying a key is idempotent.
 _ACL_NAMESPACE = uuid.UUID("5d4c1a7e-8a0b-4c55-9a5e-2f1d3c7b6e10")
 
@@ -69,18 +77,23 @@ def mint_api_key(
 def _grants(api_key: ApiKey) -> list[tuple[ResourceType, str, PatternType, AclOperation]]:
     prefix = api_key.resource_prefix
     if prefix is None:
-        return [
-            (ResourceType.CLUSTER, CLUSTER_NAME, PatternType.LITERAL, AclOperation.ALL),
-            (ResourceType.TOPIC, WILDCARD, PatternType.LITERAL, AclOperation.ALL),
-            (ResourceType.GROUP, WILDCARD, PatternType.LITERAL, AclOperation.ALL),
-            (ResourceType.TRANSACTIONAL_ID, WILDCARD, PatternType.LITERAL, AclOperation.ALL),
-        ]
-    return [
-        (ResourceType.TOPIC, prefix, PatternType.PREFIXED, AclOperation.ALL),
-        (ResourceType.GROUP, prefix, PatternType.PREFIXED, AclOperation.ALL),
-        (ResourceType.TRANSACTIONAL_ID, prefix, PatternType.PREFIXED, AclOperation.ALL),
+        name, pattern = WILDCARD, PatternType.LITERAL
+        # Never ALL on the cluster: ALTER would let a tenant make SCRAM users and ACLs of its
+        # own (a super user's name among them), ALTER_CONFIGS change the platform's broker
+        # settings and quotas, CLUSTER_ACTION pose as a broker.
+        cluster_operations: tuple[AclOperation, ...] = _TENANT_CLUSTER_OPERATIONS
+    else:
+        name, pattern = prefix, PatternType.PREFIXED
         # An idempotent producer needs it (Kafka asks for it on InitProducerId).
-        (ResourceType.CLUSTER, CLUSTER_NAME, PatternType.LITERAL, AclOperation.IDEMPOTENT_WRITE),
+        cluster_operations = (AclOperation.IDEMPOTENT_WRITE,)
+    return [
+        (ResourceType.TOPIC, name, pattern, AclOperation.ALL),
+        (ResourceType.GROUP, name, pattern, AclOperation.ALL),
+        (ResourceType.TRANSACTIONAL_ID, name, pattern, AclOperation.ALL),
+        *(
+            (ResourceType.CLUSTER, CLUSTER_NAME, PatternType.LITERAL, op)
+            for op in cluster_operations
+        ),
     ]
 
 
@@ -159,17 +172,26 @@ class ClusterAccess:
     def _catch_up(self, store: MetadataStore) -> None:
         for offset, record in store.read(self._last):
             self._last = offset
+            touched: str | None = None  # the user or principal a record is about
             match record:
                 case ClusterRecord():
                     self._formatted = True
                 case UserScramCredentialRecord(name=name, mechanism=mechanism):
                     self.credentials[(name, mechanism)] = record
+                    touched = name
                 case RemoveUserScramCredentialRecord(name=name, mechanism=mechanism):
                     self.credentials.pop((name, mechanism), None)
-                case AccessControlEntryRecord(id=acl_id):
+                    touched = name
+                case AccessControlEntryRecord(id=acl_id, principal=principal):
                     self.acls[acl_id] = record
+                    touched = principal
                 case RemoveAccessControlEntryRecord(id=acl_id):
-                    self.acls.pop(acl_id, None)
+                    removed = self.acls.pop(acl_id, None)
+                    touched = removed.principal if removed is not None else None
+            if touched is not None and owned(touched):
+                # Brokers enforce the keys once they have applied this far (also after the
+                # agent restarts, or when an append's answer was lost).
+                self.applied_offset = offset
 
     def sync(self, keys: tuple[ApiKey, ...]) -> bool:
         """Apply what is missing; True once the log holds exactly ``keys``."""
@@ -183,7 +205,7 @@ class ClusterAccess:
         if not changes:
             return True
         try:
-            self.applied_offset = store.append(changes, expected_last=self._last)
+            store.append(changes, expected_last=self._last)
         except StaleMetadataError:
             return False  # a broker appended meanwhile: read that first, next pass
         self._catch_up(store)

@@ -67,6 +67,7 @@ class ControlPlane:
         self._report_eraser = StateWriter(bootstrap, OBSERVED_TOPIC, write_timeout)
         self._lock = threading.Lock()  # one read-modify-write of the desired state at a time
         self._last_change_ms: dict[str, int] = {}
+        self._shapes: dict[str, object] = {}
         self.desired.listeners.append(self._desire_changed)
         self._stop = threading.Event()
         self._duties = threading.Thread(target=self._run_duties, name="control-plane", daemon=True)
@@ -171,6 +172,13 @@ class ControlPlane:
         api_key, secret = mint_api_key(resource_prefix, description, int(time.time() * 1000))
         with self._lock:
             current = self._live(cluster_id)
+            report = _from_its_cell(current, self.observed.get(cluster_id))
+            if report is not None and report.client_protocol == "PLAINTEXT":
+                raise Conflict(
+                    f"cluster {cluster_id}'s cell takes clients on PLAINTEXT, without a login: "
+                    "an API key would not be checked (run its data plane with "
+                    "--client-protocol SASL_SSL)"
+                )
             if len(current.api_keys) >= MAX_API_KEYS:
                 raise Conflict(f"cluster {cluster_id} already has {MAX_API_KEYS} API keys")
             desire = current.changed(api_keys=(*current.api_keys, api_key))
@@ -220,7 +228,12 @@ class ControlPlane:
     # --- duties: autoscaling and forgetting deleted clusters ---------------------------------
 
     def _desire_changed(self, cluster_id: str, desire: ClusterDesire | None) -> None:
-        self._last_change_ms[cluster_id] = int(time.time() * 1000)
+        """The autoscaler's cooldown starts at a change of what runs (brokers, version,
+        config), not at an API key's."""
+        shape = None if desire is None else (desire.brokers, desire.version, desire.config)
+        if self._shapes.get(cluster_id, ()) != shape:
+            self._shapes[cluster_id] = shape
+            self._last_change_ms[cluster_id] = int(time.time() * 1000)
 
     def _run_duties(self, interval: float = 1.0) -> None:
         while not self._stop.wait(interval):

@@ -65,7 +65,11 @@ class PortAllocator:
             return self.blocks[cluster_id]
         used = {p for first in self.blocks.values() for p in _block(first)}
         port = self.first_port
-        while used.intersection(_block(port)) or not _free(port):
+        while (
+            port + CLIENT_PORT_OFFSET + MAX_BROKERS > 65535
+            or used.intersection(_block(port))
+            or not _free(port)
+        ):
             port += MAX_BROKERS
             if port + CLIENT_PORT_OFFSET + MAX_BROKERS > 65535:
                 raise RuntimeError("no free block of ports left for another cluster")
@@ -148,6 +152,9 @@ class DataPlaneAgent:
         if stop_brokers:
             for cluster_id in list(self.ports.blocks):
                 self._operator_of(cluster_id).stop_all()
+        for access in self.access.values():
+            access.close()
+        self.access.clear()
         self.desired.stop()
         self.reports.close()
 
@@ -185,6 +192,13 @@ class DataPlaneAgent:
         # Clusters of this cell that no desire names any more (deleted while this agent was
         # away): their brokers go too, and their report is forgotten.
         for cluster_id in sorted(set(self.ports.blocks) - set(desires)):
+            if cluster_id in self.desired.unreadable:
+                # Its desire is there but unreadable (written by a newer or broken control
+                # plane): that is no reason to delete its data.
+                log.warning(
+                    "cluster %s: its desired state is unreadable; left as it is", cluster_id
+                )
+                continue
             try:
                 self._deprovision(cluster_id, generation=None)
             except Exception:
@@ -194,8 +208,8 @@ class DataPlaneAgent:
         config = dict(desire.config)
         client_config = {}
         if self.client_protocol != "PLAINTEXT":
+            # The operator makes its INTERNAL user a super user; API keys are the others.
             config["authorizer.class.name"] = AUTHORIZER
-            config["super.users"] = "User:ANONYMOUS"  # the internal listener's principal
             client_config = {"sasl.enabled.mechanisms": API_KEY_MECHANISMS, **self.client_config}
         return ClusterSpec(
             brokers=desire.brokers,
@@ -228,7 +242,7 @@ class DataPlaneAgent:
         }
         phase, waiting_for = plan.phase, plan.waiting_for
         live = [samples.get(b["id"]) for b in status["brokers"] if b["live"]]
-        if live and not self._api_keys_applied(desire, spec, live):
+        if self.client_protocol != "PLAINTEXT" and not self._api_keys_applied(desire, spec, live):
             waiting_for = waiting_for or "the brokers to apply the API keys"
             phase = "Reconciling" if phase == "Ready" else phase
         bytes_in, bytes_out = self._rates(desire.id, samples)
@@ -246,6 +260,7 @@ class DataPlaneAgent:
                 bytes_out_per_second=bytes_out,
                 message=f"waiting for {waiting_for}" if waiting_for else "",
                 time_ms=int(time.time() * 1000),
+                client_protocol=self.client_protocol,
             )
         )
 
@@ -259,9 +274,15 @@ class DataPlaneAgent:
             if access is not None:
                 access.close()
             access = self.access[desire.id] = ClusterAccess(spec.store_url)
-        if not access.sync(desire.api_keys):
+        try:
+            # Also while no broker runs: a revoked key must not work for the first one back.
+            if not access.sync(desire.api_keys):
+                return False
+        except Exception as e:  # the store is down or locked: the next pass tries again
+            log.warning("cluster %s: cannot apply its API keys yet (%s)", desire.id, e)
+            access.close()
             return False
-        return all(
+        return bool(live) and all(
             sample is not None and sample.get(METADATA_OFFSET, -1) >= access.applied_offset
             for sample in live
         )

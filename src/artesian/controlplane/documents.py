@@ -15,6 +15,7 @@ trusted, since anything that can write to the topic can write to it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +25,8 @@ from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
 from artesian.operator.spec import OPERATOR_PROPERTIES
 from artesian.security.scram import MAX_ITERATIONS, MIN_ITERATIONS, mechanism_by_type
+
+log = logging.getLogger("artesian.controlplane")
 
 DESIRED_TOPIC = "_artesian_cluster_desired"
 OBSERVED_TOPIC = "_artesian_cluster_observed"
@@ -37,7 +40,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # An API key is a SASL username of this shape; the data plane owns every SCRAM user and ACL
 # principal of this shape on its clusters.
 API_KEY = re.compile(r"[A-Z2-7]{16}")
-RESOURCE_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,249}")  # topic-legal characters
+# Topic-legal characters, not starting with "_": such a prefix would reach __consumer_offsets
+# and __transaction_state.
+RESOURCE_PREFIX = re.compile(r"[A-Za-z0-9.-][A-Za-z0-9._-]{0,248}")
 # The operator sets these; the data plane, the cluster's wiring and its access control.
 RESERVED_CONFIG = (
     *OPERATOR_PROPERTIES,
@@ -55,11 +60,15 @@ class DocumentError(ValueError):
     pass
 
 
+def _reserved(key: str) -> bool:
+    return key in RESERVED_CONFIG or _PLACE.search(key) is not None
+
+
 def _check_broker_config(config: dict[str, str]) -> None:
     """Known broker properties with valid values, and none that names a place on the data
-    plane's machines (a directory, a URL, a listener): a user's cluster must not reach into
-    another's data."""
-    reserved = sorted(k for k in config if k in RESERVED_CONFIG or _PLACE.search(k))
+    plane's machines (a directory, a URL, a listener) or its access control: a user's
+    cluster must not reach into another's data, nor past its API keys."""
+    reserved = sorted(k for k in config if _reserved(k))
     if reserved:
         raise DocumentError(f"{reserved} are set by the data plane, not in config")
     try:
@@ -135,7 +144,8 @@ class ApiKey:
             raise DocumentError(f"API key {self.key!r} is not 16 of A-Z and 2-7")
         if self.resource_prefix is not None and not RESOURCE_PREFIX.fullmatch(self.resource_prefix):
             raise DocumentError(
-                f"resource_prefix {self.resource_prefix!r}: 1-249 letters, digits, '.', '_', '-'"
+                f"resource_prefix {self.resource_prefix!r}: 1-249 letters, digits, '.', '_', "
+                "'-', not starting with '_' (internal topics)"
             )
         if len(self.description) > 256:
             raise DocumentError("description is longer than 256 characters")
@@ -250,7 +260,7 @@ class ClusterDesire:
                 brokers=_int(doc, "brokers"),
                 cell=_str(doc, "cell"),
                 version=_str(doc, "version"),
-                config=_str_map(doc.get("config", {}), "config"),
+                config=_without_reserved(_str_map(doc.get("config", {}), "config")),
                 autoscale=None
                 if auto is None
                 else Autoscale(
@@ -286,6 +296,9 @@ class ClusterReport:
     bytes_out_per_second: float = 0.0
     message: str = ""
     time_ms: int = 0
+    # How the cell takes clients: PLAINTEXT (no login, no API keys) or SASL_*; "" from an
+    # agent older than the field.
+    client_protocol: str = ""
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -319,6 +332,7 @@ class ClusterReport:
             bytes_out_per_second=_num(doc, "bytes_out_per_second"),
             message=_str(doc, "message"),
             time_ms=_int(doc, "time_ms"),
+            client_protocol=_str(doc, "client_protocol"),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -326,6 +340,15 @@ class ClusterReport:
 
 
 # --- field checks ---------------------------------------------------------------------------
+
+
+def _without_reserved(config: dict[str, str]) -> dict[str, str]:
+    """A stored desire written before a key was reserved still reads (without that key): a
+    desire that cannot be read would look deleted to its data plane."""
+    dropped = sorted(k for k in config if _reserved(k))
+    if dropped:
+        log.warning("ignoring %s in a stored desire: the data plane sets them now", dropped)
+    return {k: v for k, v in config.items() if k not in dropped}
 
 
 def _object(raw: bytes) -> dict[str, Any]:

@@ -116,6 +116,8 @@ class StateTable(Generic[T]):
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self._thread = threading.Thread(target=self._run, name=f"state-{topic}", daemon=True)
         self.listeners: list[Callable[[str, T | None], None]] = []
+        # Keys whose latest record could not be read: not known to be deleted.
+        self.unreadable: set[str] = set()
 
     def start(self) -> StateTable[T]:
         self._thread.start()
@@ -182,9 +184,12 @@ class StateTable(Generic[T]):
                     raise DocumentError(f"document of {getattr(doc, 'id', '?')} under key {key}")
         except Exception as e:  # untrusted bytes: whatever they do, the reader carries on
             log.warning("skipping %s offset %d: %s", self.topic, offset, e)
+            if key:
+                self.unreadable.add(key)
             key = None
         with self._changed:
             if key:
+                self.unreadable.discard(key)
                 if doc is None:
                     self._docs.pop(key, None)
                 else:

@@ -22,7 +22,7 @@ from artesian.cli.common import CliError
 from artesian.cli.wire import WireClient
 from artesian.operator.reconciler import Action, Observation, Plan, reconcile
 from artesian.operator.runtime import LocalProcessRuntime, Runtime
-from artesian.operator.spec import ClusterSpec
+from artesian.operator.spec import INTERNAL_USER, ClusterSpec
 from artesian.protocol.balancer_admin import (
     ALTER_BALANCER_KEY,
     DESCRIBE_BALANCER_KEY,
@@ -202,7 +202,7 @@ class Operator:
 
     def _observe_cluster(self, spec: ClusterSpec, seen: Observation, running: list[int]) -> None:
         try:
-            with WireClient(spec.bootstrap(running), self.request_timeout) as client:
+            with WireClient(spec.bootstrap(running), self.request_timeout, _login(spec)) as client:
                 md = client.request(
                     METADATA_KEY,
                     12,
@@ -270,7 +270,9 @@ class Operator:
     def _balancer_command(self, command: dict[str, Any]) -> None:
         running = sorted(self.runtime.running())
         try:
-            with WireClient(self.spec.bootstrap(running), self.request_timeout) as client:
+            with WireClient(
+                self.spec.bootstrap(running), self.request_timeout, _login(self.spec)
+            ) as client:
                 code, message, _ = decode_response_body(
                     client.request_raw(ALTER_BALANCER_KEY, 0, encode_request_body(command))
                 )
@@ -330,6 +332,13 @@ class Operator:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(status, indent=2))
         os.replace(tmp, path)
+
+
+def _login(spec: ClusterSpec) -> tuple[str, str, str] | None:
+    """How the operator logs in to the brokers' INTERNAL listener (None: plain PLAINTEXT)."""
+    if not spec.has_client_listener:
+        return None
+    return ("PLAIN", INTERNAL_USER, spec.internal_password())
 
 
 def status_path(spec: ClusterSpec) -> Path:

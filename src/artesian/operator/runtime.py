@@ -138,14 +138,34 @@ class LocalProcessRuntime:
         if not spec.has_client_listener:  # else its listeners are in its properties
             command += ["--listen", f"{spec.host}:{spec.port(node)}"]
         command += ["--data-dir", str(spec.broker_dir(node))]
+        if spec.secret_properties():
+            command += ["--config", str(self._secrets_file(node))]
         for key, value in spec.properties(node).items():
             command += ["--set", f"{key}={value}"]
         return command
+
+    def _secrets_file(self, node: int) -> Path:
+        return self.spec.broker_dir(node) / "secret.properties"
+
+    def _write_secrets(self, node: int) -> None:
+        """The broker's secret properties, readable by its owner only (a command line is
+        readable by anyone on the machine)."""
+        secret = self.spec.secret_properties()
+        if not secret:
+            return
+        path = self._secrets_file(node)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            # .properties escaping: a backslash, and nothing else the values hold.
+            f.writelines(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in secret.items())
+        os.replace(tmp, path)
 
     def start(self, node: int) -> None:
         spec = self.spec
         directory = spec.broker_dir(node)
         directory.mkdir(parents=True, exist_ok=True)
+        self._write_secrets(node)
         with open(directory / "broker.log", "ab") as output:
             child = subprocess.Popen(
                 self.command(node),

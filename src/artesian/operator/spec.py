@@ -18,10 +18,13 @@ the local-process runtime a TOML file).
     "ssl.keystore.location" = "/etc/artesian/broker.pem"
 
 With the default ``client_protocol = "PLAINTEXT"`` each broker has one PLAINTEXT listener,
-``first_port + i - 1``. With any other protocol it has two: ``INTERNAL`` (PLAINTEXT, on that
-port; brokers replicate over it and the operator talks to it) and ``CLIENT`` (that protocol,
-on ``first_port + 2000 + i - 1``), which is the cluster's bootstrap for users. The internal
-listener must stay on the operator's own network, as Kafka's internal listeners do.
+``first_port + i - 1``. With any other protocol it has two: ``INTERNAL`` on that port, where
+brokers replicate and the operator talks to them, and ``CLIENT`` (that protocol, on
+``first_port + 2000 + i - 1``), the cluster's bootstrap for users. INTERNAL is SASL_PLAINTEXT
+with PLAIN and one user, ``artesian-internal``, whose password the operator generates into
+``data_dir/internal.secret`` and hands each broker in a file only its owner may read (never
+on a command line); with an authorizer configured it is one of ``super.users``. Keep INTERNAL
+on the operator's own network all the same, as Kafka's internal listeners are.
 
 Every broker shares the metadata store ``artesian.metadata.store.url`` (default: an SQLite
 file in data_dir). A broker's *revision* digests everything it is started with; a spec change
@@ -30,8 +33,11 @@ that alters it is what the rolling restart carries out.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +58,7 @@ OPERATOR_PROPERTIES = (
 CLIENT_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 INTERNAL_LISTENER = "INTERNAL"
 CLIENT_LISTENER = "CLIENT"
+INTERNAL_USER = "artesian-internal"
 CLIENT_PORT_OFFSET = 2000  # the client listener's ports, above the metrics ports (+1000)
 
 
@@ -106,9 +113,10 @@ class ClusterSpec:
         # client listener, takes clients 2000 ports higher.
         top = CLIENT_PORT_OFFSET if client_protocol != "PLAINTEXT" else 1000
         if not isinstance(first_port, int) or not 1024 <= first_port <= 65535 - top - brokers:
+            ports = "metrics and client ports" if top == CLIENT_PORT_OFFSET else "metrics ports"
             raise SpecError(
                 f"first_port {first_port!r} leaves no room for {brokers} brokers and their "
-                f"metrics and client ports (first_port + {top} + ...)"
+                f"{ports} (first_port + {top} + ...)"
             )
         client_config = raw.get("client_config", {})
         if not isinstance(client_config, dict):
@@ -188,21 +196,62 @@ class ClusterSpec:
         if self.racks:
             props["broker.rack"] = self.racks[(node - 1) % len(self.racks)]
         if self.has_client_listener:
+            internal = f"listener.name.{INTERNAL_LISTENER.lower()}."
             props["listeners"] = (
                 f"{INTERNAL_LISTENER}://{self.host}:{self.port(node)},"
                 f"{CLIENT_LISTENER}://{self.host}:{self.client_port(node)}"
             )
             props["listener.security.protocol.map"] = (
-                f"{INTERNAL_LISTENER}:PLAINTEXT,{CLIENT_LISTENER}:{self.client_protocol}"
+                f"{INTERNAL_LISTENER}:SASL_PLAINTEXT,{CLIENT_LISTENER}:{self.client_protocol}"
             )
             props["inter.broker.listener.name"] = INTERNAL_LISTENER
+            props["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
+            props[internal + "sasl.enabled.mechanisms"] = "PLAIN"
+            if props.get("authorizer.class.name"):
+                supers = [u for u in props.get("super.users", "").split(";") if u.strip()]
+                props["super.users"] = ";".join([*supers, f"User:{INTERNAL_USER}"])
             prefix = f"listener.name.{CLIENT_LISTENER.lower()}."
             props.update({prefix + k: v for k, v in self.client_config.items()})
         return props
 
+    def secret_properties(self) -> dict[str, str]:
+        """What a broker needs besides ``properties`` and must not show: the INTERNAL
+        listener's PLAIN user (the broker's login to the others, and the one it accepts)."""
+        if not self.has_client_listener:
+            return {}
+        password = self.internal_password()
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{INTERNAL_USER}" password="{password}" '
+            f'user_{INTERNAL_USER}="{password}";'
+        )
+        return {f"listener.name.{INTERNAL_LISTENER.lower()}.plain.sasl.jaas.config": jaas}
+
+    def internal_password(self) -> str:
+        return _internal_password(self.data_dir / "internal.secret")
+
     def revision(self, node: int) -> str:
         doc = {"version": self.version, "port": self.port(node), "props": self.properties(node)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _internal_password(path: Path) -> str:
+    """The cluster's INTERNAL password, made on first use and kept for the brokers' lifetime
+    (readable by its owner only)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another operator made it meanwhile
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(password)
+    return password
 
 
 def _prop(value: object) -> str:
