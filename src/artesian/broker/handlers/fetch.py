@@ -126,36 +126,25 @@ def _denied_topics(ctx: Any, request: Any, partitions: list[FetchPartition]) -> 
     return names - authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, names)
 
 
-def _resolve_names(image: Any, partitions: list[FetchPartition]) -> None:
-    """A session's partitions keep the topic name they were first resolved to, as Kafka's
-    CachedPartition does: once the topic is deleted they answer UNKNOWN_TOPIC_OR_PARTITION,
-    or INCONSISTENT_TOPIC_ID when a topic of that name was created again. One whose id named
-    no topic when it entered the session gets its name when the id resolves."""
-    for fp in partitions:
-        if not fp.topic:
-            fp.topic = _topic_name(image, fp.topic_id)
-
-
 def _read(
     ctx: Any,
     request: Any,
     partitions: list[FetchPartition],
-    denied: set[str] | None = None,
-    max_bytes: int | None = None,
+    denied: set[str] | None,
+    budget: int,
 ) -> ReadOutcome:
     """Read every partition once. Returns (results, bytes, any error, keys to wait on, the
     partition to read from tiered storage). ``denied``: topics refused by the authorizer
     (None without one); they answer TOPIC_AUTHORIZATION_FAILED without records, and do not
     cut a long poll short, as in Kafka, where they never reach the replica manager; nor do
-    partitions missing from the metadata (a deleted topic's). ``max_bytes``: a client
-    quota's cap on the response."""
+    partitions missing from the metadata (a deleted topic's). ``budget``: the most the
+    response may carry (_budget). A session's partitions keep the topic name they entered it
+    with, as Kafka's CachedPartition does: once the topic is deleted they answer
+    UNKNOWN_TOPIC_OR_PARTITION, or INCONSISTENT_TOPIC_ID when one of that name was created
+    again. Bytes sent to clients are counted in _respond, once, when they are sent."""
     broker = ctx.broker
     rm = broker.replica_manager
     by_id = ctx.header.api_version >= 13
-    # The broker's fetch.max.bytes caps what a client may ask for, as in Kafka.
-    budget = min(request.max_bytes, broker.config.get_int("fetch.max.bytes"))
-    if max_bytes is not None:
-        budget = min(budget, max_bytes)
     # read_committed (v4+): only up to the last stable offset, with the aborted transactions
     # the consumer must skip.
     read_committed = getattr(request, "isolation_level", 0) == 1
@@ -278,8 +267,6 @@ def _read(
             total += records.size
             if throttle is not None:
                 throttle.moved(fp.topic, fp.partition, in_sync, records.size)
-            elif replica_id < 0:
-                partition.bytes_out_total += records.size
     return results, total, errors, keys, remote
 
 
@@ -324,7 +311,6 @@ async def _read_remote(ctx: Any, remote: RemoteRead) -> None:
     if fetched.records:
         result.records = [fetched.records]
         result.records_size = len(fetched.records)
-        p.bytes_out_total += len(fetched.records)
 
 
 async def _respond_after_remote(
@@ -345,18 +331,12 @@ def _respond(
     if context.session is not None:
         results = _news(results)
     quota = context.quota_max_bytes is not None
-    metrics = ctx.broker.metrics
     topics: dict[tuple[str, uuid.UUID | None], FetchTopicResult] = {}
     for fp, result in results:
         topic = topics.get((fp.topic, fp.topic_id))
         if topic is None:
             topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
         topic.partitions.append(result)
-        if result.records_size and not quota:
-            if context.from_follower:
-                metrics.replication_bytes_out.inc(result.records_size)
-            else:
-                metrics.bytes_out_for(fp.topic).inc(result.records_size)
     version = ctx.header.api_version
     session_id = context.response_session_id
     if quota:
@@ -367,20 +347,16 @@ def _respond(
         parts, size = encode_fetch_response(version, list(topics.values()), session_id=session_id)
         ms = fetch_throttle_ms(ctx, size)
         if ms > 0:
-            _not_sent(ctx, results)
             parts, size = encode_fetch_response(
                 version, [], throttle_time_ms=ms, session_id=session_id
             )
             return RawResponse(parts, size)
-        for fp, result in results:
-            if result.records_size:
-                metrics.bytes_out_for(fp.topic).inc(result.records_size)
+    _count_sent(ctx, context, results)
     if context.session is not None:
         _sent(context, results)
     elif context.create_session:
         for fp, result in results:
-            fp.sent_high_watermark = result.high_watermark
-            fp.sent_log_start_offset = result.log_start_offset
+            _remember(fp, result)
         session_id = ctx.broker.fetch_sessions.create(
             [fp for fp, _ in results], context.by_id, int(time.time() * 1000), _exists(ctx)
         )
@@ -404,32 +380,47 @@ def _news(
     ]
 
 
+def _count_sent(
+    ctx: Any, context: FetchContext, results: list[tuple[FetchPartition, FetchPartitionResult]]
+) -> None:
+    """The bytes a response sends: Kafka's BytesOut (or ReplicationBytesOut) and each
+    partition's total for the self-balancer's load samples, counted once per response (not
+    per read: a long poll reads again on every wake)."""
+    metrics = ctx.broker.metrics
+    if context.from_follower:
+        for _, result in results:
+            if result.records_size:
+                metrics.replication_bytes_out.inc(result.records_size)
+        return
+    rm = ctx.broker.replica_manager
+    for fp, result in results:
+        if result.records_size:
+            metrics.bytes_out_for(fp.topic).inc(result.records_size)
+            partition = rm.get(fp.topic, fp.partition)
+            if partition is not None:
+                partition.bytes_out_total += result.records_size
+
+
+def _remember(fp: FetchPartition, result: FetchPartitionResult) -> None:
+    """What the session's client was told. A partition answered with an error is remembered
+    with high watermark -1, so that it is sent again once the error clears (as Kafka's
+    CachedPartition does)."""
+    fp.sent_high_watermark = -1 if result.error_code else result.high_watermark
+    fp.sent_log_start_offset = result.log_start_offset
+
+
 def _sent(context: FetchContext, sent: list[tuple[FetchPartition, FetchPartitionResult]]) -> None:
-    """Remember what the session's client was told. A partition answered with an error is
-    remembered with high watermark -1, so that it is sent again once the error clears (as
-    Kafka's CachedPartition does). Partitions that returned records move to the end of the
-    session, so that the next fetch.max.bytes goes to the others first (Kafka's round
-    robin)."""
+    """Remember what the session's client was told (_remember). Partitions that returned
+    records move to the end of the session, so that the next fetch.max.bytes goes to the
+    others first (Kafka's round robin)."""
     assert context.session is not None
     for fp, result in sent:
-        fp.sent_high_watermark = -1 if result.error_code else result.high_watermark
-        fp.sent_log_start_offset = result.log_start_offset
+        _remember(fp, result)
     session_partitions = context.session.partitions
     for fp, result in sent:
         if result.records_size:
             key = fp.key(context.by_id)
             session_partitions[key] = session_partitions.pop(key)
-
-
-def _not_sent(ctx: Any, results: list[tuple[FetchPartition, FetchPartitionResult]]) -> None:
-    """A throttled response's records were read but are not sent: the partitions' bytes-out
-    totals (the self-balancer's load samples) take them back."""
-    rm = ctx.broker.replica_manager
-    for fp, result in results:
-        if result.records_size:
-            partition = rm.get(fp.topic, fp.partition)
-            if partition is not None:
-                partition.bytes_out_total -= result.records_size
 
 
 def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
@@ -480,21 +471,25 @@ def handle(ctx: Any, request: Any) -> Any:
 
 
 def _fetch(ctx: Any, request: Any, context: FetchContext) -> Any:
-    if context.session is not None and context.by_id:
-        _resolve_names(ctx.broker.image, context.partitions)
     denied = None
     if ctx.broker.authorizer is not None:
         denied = _denied_topics(ctx, request, context.partitions) or None
-    cap = context.quota_max_bytes
-    results, total, errors, keys, remote = _read(ctx, request, context.partitions, denied, cap)
+    # The most a response may carry: what the client asks, within the broker's
+    # fetch.max.bytes and a client quota's cap, as in Kafka.
+    budget = min(request.max_bytes, ctx.broker.config.get_int("fetch.max.bytes"))
+    if context.quota_max_bytes is not None:
+        budget = min(budget, context.quota_max_bytes)
+    results, total, errors, keys, remote = _read(ctx, request, context.partitions, denied, budget)
     if remote is not None:
         return _respond_after_remote(ctx, context, results, remote)
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
-    # Under a quota, min_bytes is capped as max_bytes is, so a long poll can complete.
-    min_bytes = request.min_bytes if cap is None else min(request.min_bytes, cap)
+    # min_bytes within the budget too, so that a long poll can complete (Kafka's).
+    min_bytes = min(request.min_bytes, budget)
     if total >= min_bytes or errors or max_wait_ms <= 0 or not keys:
         return _respond(ctx, context, results)
-    return _wait_and_read(ctx, request, context, keys, total, max_wait_ms, denied, min_bytes)
+    return _wait_and_read(
+        ctx, request, context, keys, total, max_wait_ms, denied, min_bytes, budget
+    )
 
 
 async def _wait_and_read(
@@ -506,6 +501,7 @@ async def _wait_and_read(
     max_wait_ms: int,
     denied: set[str] | None,
     min_bytes: int,
+    budget: int,
 ) -> RawResponse:
     purgatory = ctx.broker.replica_manager.purgatory
     loop = asyncio.get_running_loop()
@@ -513,9 +509,9 @@ async def _wait_and_read(
     while True:
         op = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
         await op.future
-        waited = len(keys)
+        waited = set(keys)
         results, accumulated, errors, keys, remote = _read(
-            ctx, request, context.partitions, denied, context.quota_max_bytes
+            ctx, request, context.partitions, denied, budget
         )
         if remote is not None:
             await _read_remote(ctx, remote)
@@ -525,5 +521,11 @@ async def _wait_and_read(
         # open transaction holds it back): it waits again for what it can read, as Kafka's
         # DelayedFetch counts bytes up to the LSO only. A partition it waited on that went
         # away (its topic deleted) answers at once, as in DelayedFetch.
-        if accumulated >= min_bytes or errors or max_wait_ms <= 0 or not keys or len(keys) < waited:
+        if (
+            accumulated >= min_bytes
+            or errors
+            or max_wait_ms <= 0
+            or not keys
+            or not waited.issubset(keys)
+        ):
             return _respond(ctx, context, results)

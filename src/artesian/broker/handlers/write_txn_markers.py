@@ -50,6 +50,9 @@ def handle(ctx: Any, request: Any) -> Any:
             out = topics.setdefault(t.name, [])
             for index in t.partition_indexes:
                 p, code = rm.leader(t.name, index)
+                if rm.get(t.name, index) is None:
+                    # Kafka: no local log, no magic to write with (not NOT_LEADER here).
+                    code = ErrorCode.unknown_topic_or_partition
                 if p is not None:
                     try:
                         end = write_local_marker(
