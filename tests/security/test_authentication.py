@@ -594,6 +594,52 @@ def test_users_cli_sets_lists_and_deletes_scram_credentials(secured: SecuredBrok
     assert "does not exist" in again.stderr
 
 
+def test_the_commands_speaking_the_protocol_themselves_log_in_too(
+    secured: SecuredBroker, tmp_path: Path
+) -> None:
+    """`artesian quotas` and `artesian transactions` send their requests without librdkafka:
+    they take TLS and the SASL login from the same properties as the other commands."""
+    config = tmp_path / "client.properties"
+    config.write_text(
+        "security.protocol=SASL_SSL\n"
+        f"ssl.ca.location={secured.certs.ca}\n"
+        "sasl.mechanism=SCRAM-SHA-512\nsasl.username=bob\nsasl.password=bob-secret\n"
+    )
+    tls = ["-b", secured.bootstrap("SASL_SSL"), "--command-config", str(config)]
+    made = _cli("quotas", "set", "--client-id", "cli-tls", "--producer-byte-rate", "2048", *tls)
+    assert made.returncode == 0, made.stderr
+    listed = _cli("quotas", "list", "--json", *tls)
+    assert listed.returncode == 0, listed.stderr
+    assert {"user": "", "client_id": "cli-tls", "key": "producer_byte_rate", "value": 2048} in (
+        json.loads(listed.stdout)
+    )
+    txns = _cli("transactions", "list", "--json", *tls)
+    assert txns.returncode == 0 and isinstance(json.loads(txns.stdout), list), txns.stderr
+    no_login = _cli("transactions", "list", "-b", secured.bootstrap("SASL_PLAINTEXT"))
+    assert no_login.returncode == 1  # the broker closes a connection that does not log in
+    assert _cli("quotas", "remove", "--client-id", "cli-tls", *tls).returncode == 0
+
+    # A wrong password, a wrong CA and an unknown mechanism each say what went wrong.
+    config.write_text(
+        "security.protocol=SASL_SSL\n"
+        f"ssl.ca.location={secured.certs.ca}\n"
+        "sasl.mechanism=SCRAM-SHA-512\nsasl.username=bob\nsasl.password=wrong\n"
+    )
+    wrong = _cli("quotas", "list", *tls)
+    assert wrong.returncode == 1 and "SASL login" in wrong.stderr, wrong.stderr
+    assert "invalid credentials" in wrong.stderr
+    config.write_text("security.protocol=SSL\n")  # the system's CAs do not know ours
+    untrusted = _cli(
+        "quotas", "list", "-b", secured.bootstrap("SSL"), "--command-config", str(config)
+    )
+    assert untrusted.returncode == 1 and "TLS with" in untrusted.stderr, untrusted.stderr
+    config.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=GSSAPI\n")
+    kerberos = _cli(
+        "quotas", "list", "-b", secured.bootstrap("SASL_PLAINTEXT"), "--command-config", str(config)
+    )
+    assert kerberos.returncode == 1 and "sasl.mechanism GSSAPI is not" in kerberos.stderr
+
+
 def test_brokers_without_the_clients_listener_are_left_out(tmp_path: Path) -> None:
     from confluent_kafka.admin import NewTopic
 

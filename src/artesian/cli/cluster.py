@@ -145,7 +145,7 @@ def config(
             address = f"{b.host}:{b.port}"
         name = "" if broker is None else str(broker)
         what = "the cluster default" if broker is None else f"broker {broker}"
-        with WireClient(address, opts.timeout) as client:
+        with WireClient.for_options(opts, address) as client:
             if changes or delete_config:
                 _alter_broker_configs(client, name, changes, delete_config or [])
                 if not as_json:

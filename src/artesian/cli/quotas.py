@@ -60,7 +60,7 @@ def _alter(
         entity=tuple(aq.EntityData(entity_type=t, entity_name=n) for t, n in entity),
         ops=tuple(aq.OpData(key=k, value=f64(v or 0.0), remove=v is None) for k, v in ops),
     )
-    with WireClient(opts.bootstrap, opts.timeout) as client:
+    with WireClient.for_options(opts) as client:
         response = client.request(_ALTER, 1, entries=(entry,), validate_only=False)
     (result,) = response.entries
     if result.error_code != 0:
@@ -151,7 +151,7 @@ def list_(
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        with WireClient(opts.bootstrap, opts.timeout) as client:
+        with WireClient.for_options(opts) as client:
             response = client.request(_DESCRIBE, 1, components=(), strict=False)
         if response.error_code != 0:
             raise CliError(f"{response.error_code.name.upper()}: {response.error_message}")

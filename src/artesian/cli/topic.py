@@ -161,7 +161,7 @@ def _list_offsets(
     from kio.schema.types import TopicName
     from kio.static.primitive import i32, i64
 
-    with WireClient(opts.bootstrap, opts.timeout) as client:
+    with WireClient.for_options(opts) as client:
         resp = client.request(
             2,
             9,

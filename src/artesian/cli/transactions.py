@@ -12,7 +12,10 @@ import typer
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
+    ClientOptions,
+    CommandConfigOpt,
     JsonOpt,
+    PropsOpt,
     TimeoutOpt,
     client_options,
     fail,
@@ -39,14 +42,16 @@ def list_(
         ),
     ] = None,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Transactional ids the broker coordinates, with their producer ids and states."""
     from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
 
-    opts = client_options(bootstrap, None, None, timeout)
-    with reporting(opts.bootstrap), WireClient(opts.bootstrap, opts.timeout) as client:
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap), WireClient.for_options(opts) as client:
         resp = client.request(
             _LIST_TRANSACTIONS,
             1,
@@ -72,16 +77,18 @@ def list_(
 def describe(
     transactional_id: Annotated[str, typer.Argument(help="The transactional.id.")],
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
     """State, producer id and epoch, timeout, start time and partitions of one transaction."""
     from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
 
-    opts = client_options(bootstrap, None, None, timeout)
+    opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        coordinator = _coordinator(opts.bootstrap, opts.timeout, transactional_id)
-        with WireClient(coordinator, opts.timeout) as client:
+        coordinator = _coordinator(opts, transactional_id)
+        with WireClient.for_options(opts, coordinator) as client:
             resp = client.request(_DESCRIBE_TRANSACTIONS, 0, transactional_ids=(transactional_id,))
         (t,) = resp.transaction_states
         if t.error_code == ErrorCode.transactional_id_not_found:
@@ -115,10 +122,10 @@ def describe(
             out.print(table("Partitions", ["TOPIC", "PARTITION"], d["partitions"]))
 
 
-def _coordinator(bootstrap: str, timeout: float, transactional_id: str) -> str:
+def _coordinator(opts: ClientOptions, transactional_id: str) -> str:
     from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
 
-    with WireClient(bootstrap, timeout) as client:
+    with WireClient.for_options(opts) as client:
         resp = client.request(
             _FIND_COORDINATOR, 4, key_type=_TRANSACTION_KEY, coordinator_keys=(transactional_id,)
         )

@@ -1,16 +1,17 @@
 """A small synchronous Kafka client for what librdkafka's admin API cannot ask: ListOffsets for
 tiered storage's offsets (-4 earliest local, -5 latest tiered) and DescribeTransactions /
 ListTransactions. Requests are kio schema entities written with Artesian's own codec, responses
-read with it. PLAINTEXT listeners, or SASL_PLAINTEXT ones with a PLAIN or SCRAM login (the
-operator's way into a cluster's INTERNAL listener)."""
+read with it. Any listener: TLS and a PLAIN or SCRAM login come from the command's client
+properties (--command-config, -X) under librdkafka's names, as its other commands take them."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from typing import Any
 
-from artesian.cli.common import CliError, unreachable
+from artesian.cli.common import ClientOptions, CliError, fail, unreachable
 
 __all__ = ["WireClient"]
 
@@ -20,9 +21,14 @@ _CLIENT_ID = b"artesian-cli"
 
 class WireClient:
     def __init__(
-        self, bootstrap: str, timeout: float, sasl: tuple[str, str, str] | None = None
+        self,
+        bootstrap: str,
+        timeout: float,
+        sasl: tuple[str, str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``sasl``: (mechanism, username, password) to log in with before any request."""
+        """``sasl``: (mechanism, username, password) to log in with before any request;
+        ``tls``: the context to speak TLS with."""
         self.bootstrap = bootstrap
         self.timeout = timeout
         self._sock: socket.socket | None = None
@@ -31,7 +37,17 @@ class WireClient:
         for hp in bootstrap.split(","):
             host, _, port = hp.strip().split("://")[-1].rpartition(":")
             try:
-                self._sock = socket.create_connection((host.strip("[]"), int(port)), timeout)
+                sock = socket.create_connection((host.strip("[]"), int(port)), timeout)
+                if tls is not None:
+                    try:
+                        sock = tls.wrap_socket(sock, server_hostname=host.strip("[]"))
+                    except ssl.SSLError as e:
+                        sock.close()
+                        raise CliError(
+                            f"TLS with {hp.strip()} failed: {e.reason or e}",
+                            "Check ssl.ca.location (and the certificate's host names).",
+                        ) from e
+                self._sock = sock
                 break
             except (OSError, ValueError) as e:
                 last = e if isinstance(e, OSError) else None
@@ -75,6 +91,13 @@ class WireClient:
             )
         except AuthenticationFailed as e:  # the broker failed to prove itself
             raise CliError(f"SASL login to {self.bootstrap} failed: {e}") from e
+
+    @classmethod
+    def for_options(cls, opts: ClientOptions, bootstrap: str | None = None) -> WireClient:
+        """A client that connects as the command's client properties say
+        (security.protocol, ssl.*, sasl.*), to ``bootstrap`` or the command's own."""
+        tls, sasl = security_from(opts.config())
+        return cls(bootstrap or opts.bootstrap, opts.timeout, sasl, tls)
 
     def __enter__(self) -> WireClient:
         return self
@@ -140,3 +163,37 @@ class WireClient:
                 raise ConnectionError("the broker closed the connection")
             buf += chunk
         return bytes(buf)
+
+
+def security_from(
+    conf: dict[str, Any],
+) -> tuple[ssl.SSLContext | None, tuple[str, str, str] | None]:
+    """TLS context and SASL login from librdkafka-named properties."""
+    protocol = str(conf.get("security.protocol", "plaintext")).upper()
+    if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        fail(f"security.protocol {protocol!r} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    tls = None
+    if protocol in ("SSL", "SASL_SSL"):
+        try:
+            tls = ssl.create_default_context(cafile=conf.get("ssl.ca.location"))
+            if conf.get("ssl.certificate.location"):
+                tls.load_cert_chain(
+                    conf["ssl.certificate.location"],
+                    conf.get("ssl.key.location"),
+                    conf.get("ssl.key.password"),
+                )
+        except (OSError, ssl.SSLError) as e:
+            fail(f"cannot set up TLS from the ssl.* properties: {e}")
+        if str(conf.get("ssl.endpoint.identification.algorithm", "https")).lower() == "none":
+            tls.check_hostname = False
+    sasl = None
+    if protocol.startswith("SASL_"):
+        mechanism = str(conf.get("sasl.mechanism") or conf.get("sasl.mechanisms") or "GSSAPI")
+        if mechanism.upper() not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            fail(f"sasl.mechanism {mechanism} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        sasl = (
+            mechanism.upper(),
+            str(conf.get("sasl.username", "")),
+            str(conf.get("sasl.password", "")),
+        )
+    return tls, sasl

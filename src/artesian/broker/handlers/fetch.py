@@ -420,7 +420,10 @@ def _sent(context: FetchContext, sent: list[tuple[FetchPartition, FetchPartition
     for fp, result in sent:
         if result.records_size:
             key = fp.key(context.by_id)
-            session_partitions[key] = session_partitions.pop(key)
+            # A later request on the session (another connection) may have forgotten it.
+            moved = session_partitions.pop(key, None)
+            if moved is not None:
+                session_partitions[key] = moved
 
 
 def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
