@@ -8,6 +8,7 @@ the tests. Responses are decoded with the same codec's readers.
 from __future__ import annotations
 
 import datetime
+import importlib
 import socket
 import struct
 import time
@@ -368,3 +369,45 @@ def fetch_raw(conn: WireConn, topic: str, offset: int, partition: int = 0) -> by
     (p,) = t.partitions
     assert int(p.error_code) == 0, p.error_code
     return bytes(p.records or b"")
+
+
+def session_fetch(
+    conn: WireConn,
+    version: int,
+    session_id: int,
+    epoch: int,
+    partitions: dict[int, int],
+    topic: str = "",
+    topic_id: uuid.UUID | None = None,
+    forget: tuple[int, ...] = (),
+    max_wait_ms: int = 0,
+    client_id: str | None = None,
+) -> Any:
+    """One Fetch in a session (or opening one) naming ``partitions`` (partition -> fetch
+    offset) of one topic, by name or, from v13, by id."""
+    m = importlib.import_module(f"kio.schema.fetch.v{version}.request")
+    name = {"topic_id": topic_id} if version >= 13 else {"topic": topic}
+    req = m.FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=(
+            (
+                m.FetchTopic(
+                    **name,
+                    partitions=tuple(
+                        m.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
+                        for p, o in partitions.items()
+                    ),
+                ),
+            )
+            if partitions
+            else ()
+        ),
+        forgotten_topics_data=(m.ForgottenTopic(**name, partitions=forget),) if forget else (),
+    )
+    if client_id is not None:
+        return conn.request(1, version, req, client_id=client_id)
+    return conn.request(1, version, req)

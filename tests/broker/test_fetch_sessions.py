@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from tests.broker_process import BrokerProcess
-from tests.kafka_wire import WireConn, create_topic, parse_response, request_frame, sample_request
+from tests.kafka_wire import (
+    WireConn,
+    create_topic,
+    parse_response,
+    request_frame,
+    sample_request,
+    session_fetch,
+)
 from tests.storage.batches import make_batch
 
 PRODUCE, FETCH = 0, 1
@@ -31,41 +38,9 @@ def produce(conn: WireConn, topic: str, partition: int, n: int) -> None:
 
 
 def fetch(
-    conn: WireConn,
-    version: int,
-    session_id: int,
-    epoch: int,
-    partitions: dict[int, int],
-    topic: str = "s",
-    topic_id: uuid.UUID | None = None,
-    forget: tuple[int, ...] = (),
-    max_wait_ms: int = 0,
+    conn: WireConn, version: int, session_id: int, epoch: int, partitions: dict[int, int], **kw: Any
 ) -> Any:
-    """One Fetch naming ``partitions`` (partition -> fetch offset) of one topic."""
-    m = importlib.import_module(f"kio.schema.fetch.v{version}.request")
-    name = {"topic_id": topic_id} if version >= 13 else {"topic": topic}
-    req = m.FetchRequest(
-        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
-        min_bytes=1,
-        max_bytes=1 << 20,
-        session_id=session_id,
-        session_epoch=epoch,
-        topics=(
-            (
-                m.FetchTopic(
-                    **name,
-                    partitions=tuple(
-                        m.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
-                        for p, o in partitions.items()
-                    ),
-                ),
-            )
-            if partitions
-            else ()
-        ),
-        forgotten_topics_data=(m.ForgottenTopic(**name, partitions=forget),) if forget else (),
-    )
-    return conn.request(FETCH, version, req)
+    return session_fetch(conn, version, session_id, epoch, partitions, **{"topic": "s", **kw})
 
 
 def fetch_topics(

@@ -3,7 +3,6 @@ KIP-219 throttling) on a real broker: throttle times in responses, never timings
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ from kio.schema.alter_client_quotas.v1 import request as alter_q
 from kio.schema.describe_client_quotas.v1 import request as describe_q
 
 from tests.broker_process import BrokerProcess
-from tests.kafka_wire import WireConn, create_topic, sample_request
+from tests.kafka_wire import WireConn, create_topic, sample_request, session_fetch
 from tests.storage.batches import make_batch
 
 
@@ -210,30 +209,16 @@ def _fetch(
     max_wait_ms: int = 0,
 ) -> Any:
     """One Fetch v12 of ``topic`` (partition -> offset) by ``client_id``, in a session."""
-    from kio.schema.fetch.v12 import request as f
-
-    req = f.FetchRequest(
-        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
-        min_bytes=1,
-        max_bytes=1 << 20,
-        session_id=session_id,
-        session_epoch=epoch,
-        topics=(
-            (
-                f.FetchTopic(
-                    topic=topic,
-                    partitions=tuple(
-                        f.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
-                        for p, o in offsets.items()
-                    ),
-                ),
-            )
-            if offsets
-            else ()
-        ),
-        forgotten_topics_data=(),
+    return session_fetch(
+        conn,
+        12,
+        session_id,
+        epoch,
+        offsets,
+        topic=topic,
+        max_wait_ms=max_wait_ms,
+        client_id=client_id,
     )
-    return conn.request(1, 12, req, client_id=client_id)
 
 
 def _answer(resp: Any) -> tuple[int, int, list[tuple[int, int]]]:
