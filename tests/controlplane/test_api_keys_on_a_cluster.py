@@ -23,6 +23,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
+from artesian.cli.wire import WireClient
 from tests.consuming import read_range
 from tests.controlplane.test_control_plane import Platform
 from tests.tls_certs import Certificates, make_certificates
@@ -148,6 +149,17 @@ def test_api_keys_let_clients_in_to_their_resources_only_and_revoking_one_locks_
         f"127.0.0.1:{int(hp.rsplit(':', 1)[1]) - 2000}" for hp in bootstrap.split(",")
     )
     _no_metadata(internal, {})
+    # ...while the operator's user, with the cluster's password, gets in.
+    password = (platform.cells / cluster_id / "internal.secret").read_text()
+    with WireClient(internal, 10, ("PLAIN", "artesian-internal", password)) as operator:
+        brokers = operator.request(
+            3,
+            12,
+            topics=(),
+            allow_auto_topic_creation=False,
+            include_topic_authorized_operations=False,
+        ).brokers
+    assert sorted(int(b.node_id) for b in brokers) == [1, 2]
     as_admin_inside = {**as_admin, "security.protocol": "SASL_PLAINTEXT"}
     del as_admin_inside["ssl.ca.location"]
     keyed = _login_error(internal, as_admin_inside)

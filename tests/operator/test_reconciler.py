@@ -211,9 +211,14 @@ def test_a_client_listener_gives_each_broker_an_internal_and_a_client_listener(
     password = spec.internal_password()
     secret_file = tmp_path / "cluster-data" / "internal.secret"
     assert secret_file.read_text() == password and secret_file.stat().st_mode & 0o777 == 0o600
-    assert ClusterSpec.load(f).internal_password() == password
-    assert not any(password in arg for arg in command)
-    assert password not in spec.revision(2) and password not in json.dumps(props)
+    assert ClusterSpec.load(f).internal_password() == password  # read back, not made again
+    assert not any(password in arg for arg in command) and password not in json.dumps(props)
+    secret_file.chmod(0o644)  # someone widened it: narrowed again on the next read
+    assert spec.internal_password() == password and secret_file.stat().st_mode & 0o777 == 0o600
+    secret_file.write_text("")
+    with pytest.raises(SpecError, match="is empty: remove it and restart every broker"):
+        spec.internal_password()
+    secret_file.write_text(password)
     spec.broker_dir(2).mkdir(parents=True)
     runtime._write_secrets(2)
     broker_file = spec.broker_dir(2) / "secret.properties"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+from pathlib import Path
 from typing import Any
 
 from artesian.cli.common import ClientOptions, CliError, fail, unreachable
@@ -34,24 +35,29 @@ class WireClient:
         self._sock: socket.socket | None = None
         self._correlation = 0
         last: OSError | None = None
+        tls_failure: ssl.SSLError | None = None
         for hp in bootstrap.split(","):
             host, _, port = hp.strip().split("://")[-1].rpartition(":")
+            sock = None
             try:
                 sock = socket.create_connection((host.strip("[]"), int(port)), timeout)
                 if tls is not None:
-                    try:
-                        sock = tls.wrap_socket(sock, server_hostname=host.strip("[]"))
-                    except ssl.SSLError as e:
-                        sock.close()
-                        raise CliError(
-                            f"TLS with {hp.strip()} failed: {e.reason or e}",
-                            "Check ssl.ca.location (and the certificate's host names).",
-                        ) from e
-                self._sock = sock
+                    sock = tls.wrap_socket(sock, server_hostname=host.strip("[]"))
+                self._sock, sock = sock, None
                 break
+            except ssl.SSLError as e:  # the next server may have a certificate we trust
+                tls_failure = e
             except (OSError, ValueError) as e:
                 last = e if isinstance(e, OSError) else None
+            finally:
+                if sock is not None:
+                    sock.close()
         if self._sock is None:
+            if tls_failure is not None:
+                raise CliError(
+                    f"TLS with {bootstrap} failed: {tls_failure.reason or tls_failure}",
+                    "Check ssl.ca.location (and the certificate's host names).",
+                ) from tls_failure
             raise unreachable(bootstrap) from last
         if sasl is not None:
             try:
@@ -165,6 +171,14 @@ class WireClient:
         return bytes(buf)
 
 
+_PEM_OR_KEYSTORE = (
+    "ssl.ca.pem",
+    "ssl.certificate.pem",
+    "ssl.key.pem",
+    "ssl.keystore.location",
+)
+
+
 def security_from(
     conf: dict[str, Any],
 ) -> tuple[ssl.SSLContext | None, tuple[str, str, str] | None]:
@@ -174,8 +188,18 @@ def security_from(
         fail(f"security.protocol {protocol!r} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     tls = None
     if protocol in ("SSL", "SASL_SSL"):
+        unsupported = sorted(k for k in _PEM_OR_KEYSTORE if conf.get(k))
+        if unsupported:
+            fail(
+                f"{unsupported} are not supported by this command",
+                "Give PEM files: ssl.ca.location, ssl.certificate.location, ssl.key.location.",
+            )
+        ca = conf.get("ssl.ca.location")
         try:
-            tls = ssl.create_default_context(cafile=conf.get("ssl.ca.location"))
+            tls = ssl.create_default_context(
+                cafile=ca if ca and not Path(ca).is_dir() else None,
+                capath=ca if ca and Path(ca).is_dir() else None,
+            )
             if conf.get("ssl.certificate.location"):
                 tls.load_cert_chain(
                     conf["ssl.certificate.location"],
@@ -186,6 +210,9 @@ def security_from(
             fail(f"cannot set up TLS from the ssl.* properties: {e}")
         if str(conf.get("ssl.endpoint.identification.algorithm", "https")).lower() == "none":
             tls.check_hostname = False
+        if str(conf.get("enable.ssl.certificate.verification", "true")).lower() == "false":
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
     sasl = None
     if protocol.startswith("SASL_"):
         mechanism = str(conf.get("sasl.mechanism") or conf.get("sasl.mechanisms") or "GSSAPI")

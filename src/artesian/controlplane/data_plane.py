@@ -242,7 +242,11 @@ class DataPlaneAgent:
         }
         phase, waiting_for = plan.phase, plan.waiting_for
         live = [samples.get(b["id"]) for b in status["brokers"] if b["live"]]
-        if self.client_protocol != "PLAINTEXT" and not self._api_keys_applied(desire, spec, live):
+        note = ""
+        if self.client_protocol == "PLAINTEXT":
+            if desire.api_keys:  # asked for before this cell first reported its protocol
+                note = "API keys are not checked: this cell takes clients on PLAINTEXT"
+        elif not self._api_keys_applied(desire, spec, live):
             waiting_for = waiting_for or "the brokers to apply the API keys"
             phase = "Reconciling" if phase == "Ready" else phase
         bytes_in, bytes_out = self._rates(desire.id, samples)
@@ -258,7 +262,7 @@ class DataPlaneAgent:
                 ),
                 bytes_in_per_second=bytes_in,
                 bytes_out_per_second=bytes_out,
-                message=f"waiting for {waiting_for}" if waiting_for else "",
+                message=f"waiting for {waiting_for}" if waiting_for else note,
                 time_ms=int(time.time() * 1000),
                 client_protocol=self.client_protocol,
             )

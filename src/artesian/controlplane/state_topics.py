@@ -185,7 +185,11 @@ class StateTable(Generic[T]):
         except Exception as e:  # untrusted bytes: whatever they do, the reader carries on
             log.warning("skipping %s offset %d: %s", self.topic, offset, e)
             if key:
-                self.unreadable.add(key)
+                # Neither the older document (the newer may have revoked what it grants) nor
+                # a deletion: the key is unreadable until a readable record comes.
+                with self._changed:
+                    self._docs.pop(key, None)
+                    self.unreadable.add(key)
             key = None
         with self._changed:
             if key:

@@ -156,6 +156,7 @@ class LocalProcessRuntime:
         path = self._secrets_file(node)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a leftover temporary file keeps its mode through O_CREAT
         with os.fdopen(fd, "w") as f:
             # .properties escaping: a backslash, and nothing else the values hold.
             f.writelines(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in secret.items())

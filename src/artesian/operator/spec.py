@@ -33,7 +33,6 @@ that alters it is what the rolling restart carries out.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -235,22 +234,37 @@ class ClusterSpec:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
-@functools.cache
 def _internal_password(path: Path) -> str:
-    """The cluster's INTERNAL password, made on first use and kept for the brokers' lifetime
-    (readable by its owner only)."""
+    """The cluster's INTERNAL password, made on first use and kept, readable by its owner
+    only. Made whole in a temporary file and linked into place, so that a racing operator
+    and a crash never leave an empty or partial one."""
     try:
-        return path.read_text().strip()
+        return _read_secret(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another operator made it meanwhile
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(password)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # fails if another made it first: theirs is the one
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> str:
+    password = path.read_text().strip()
+    if not password:
+        raise SpecError(f"{path} is empty: remove it and restart every broker of the cluster")
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # readable by others: no longer
     return password
 
 
