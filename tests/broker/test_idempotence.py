@@ -272,10 +272,9 @@ class ResponseDroppingProxy:
                 if api_key == PRODUCE and self.enabled:
                     with self._lock:
                         self.produce_requests += 1
-                        if (
-                            (self.produce_requests - 2) % self.every == 0
-                            and self.dropped + len(doomed) < self.max_drops
-                        ):
+                        if (self.produce_requests - 2) % self.every == 0 and self.dropped + len(
+                            doomed
+                        ) < self.max_drops:
                             doomed.add(corr)
                 dst.sendall(frame)
         except OSError:

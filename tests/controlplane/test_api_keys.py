@@ -284,3 +284,29 @@ def test_cluster_access_writes_the_log_once_a_broker_formatted_it(tmp_path: Path
     finally:
         access.close()
         store.close()
+
+
+def test_a_desire_whose_latest_record_is_unreadable_is_neither_kept_nor_deleted() -> None:
+    """The older desire may hold a key the newer one revoked: the table drops it, and marks
+    the cluster unreadable so that its data plane does not take it for deleted either."""
+    from artesian.controlplane.documents import DESIRED_TOPIC
+    from artesian.controlplane.state_topics import StateTable
+
+    table = StateTable("127.0.0.1:1", DESIRED_TOPIC, ClusterDesire.decode)  # never started
+    try:
+        api_key, _ = mint_api_key(None, "", 1)
+        desire = ClusterDesire("lkc-abc123", "o", 1, api_keys=(api_key,)).validate()
+        key = desire.id.encode()
+        table._apply(key, desire.encode(), 0)
+        assert table.get(desire.id) == desire and table.unreadable == set()
+        table._apply(key, b"{not json", 1)
+        assert table.get(desire.id) is None and desire.id not in table.snapshot()
+        assert table.unreadable == {desire.id}
+        revoked = desire.changed(api_keys=())
+        table._apply(key, revoked.encode(), 2)
+        assert table.get(desire.id) == revoked and table.unreadable == set()
+        table._apply(key, b"{not json", 3)
+        table._apply(key, None, 4)  # a tombstone: deleted, and readable as such
+        assert table.get(desire.id) is None and table.unreadable == set()
+    finally:
+        table._consumer.close()

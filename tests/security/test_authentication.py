@@ -597,8 +597,9 @@ def test_users_cli_sets_lists_and_deletes_scram_credentials(secured: SecuredBrok
 def test_the_commands_speaking_the_protocol_themselves_log_in_too(
     secured: SecuredBroker, tmp_path: Path
 ) -> None:
-    """`artesian quotas` and `artesian transactions` send their requests without librdkafka:
-    they take TLS and the SASL login from the same properties as the other commands."""
+    """`artesian quotas`, `transactions`, `rebalance` and `topic reassignments` send their
+    requests without librdkafka: they take TLS and the SASL login from the same properties
+    as the other commands."""
     config = tmp_path / "client.properties"
     config.write_text(
         "security.protocol=SASL_SSL\n"
@@ -613,6 +614,10 @@ def test_the_commands_speaking_the_protocol_themselves_log_in_too(
     assert {"user": "", "client_id": "cli-tls", "key": "producer_byte_rate", "value": 2048} in (
         json.loads(listed.stdout)
     )
+    balancer = _cli("rebalance", "status", "--json", *tls)
+    assert balancer.returncode == 0 and "state" in json.loads(balancer.stdout), balancer.stderr
+    moves = _cli("topic", "reassignments", "--json", *tls)
+    assert moves.returncode == 0 and json.loads(moves.stdout) == [], moves.stderr
     txns = _cli("transactions", "list", "--json", *tls)
     assert txns.returncode == 0 and isinstance(json.loads(txns.stdout), list), txns.stderr
     no_login = _cli("transactions", "list", "-b", secured.bootstrap("SASL_PLAINTEXT"))

@@ -14,8 +14,11 @@ from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
     CliError,
+    CommandConfigOpt,
     JsonOpt,
+    PropsOpt,
     TimeoutOpt,
+    client_options,
     fail,
     out,
     print_json,
@@ -77,6 +80,8 @@ def reassign(
         bool, typer.Option("--wait", help="Show progress until the moves finish.")
     ] = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -98,7 +103,10 @@ def reassign(
             target = tuple(BrokerId(int(r)) for r in replicas.split(","))
         except ValueError:
             fail(f"--replicas {replicas!r} is not a list of broker ids", "e.g. 2,3,4", code=2)
-    with reporting(bootstrap), WireClient(bootstrap, timeout) as client:
+    with (
+        reporting(bootstrap),
+        WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
+    ):
         resp = client.request(
             ALTER,
             0,
@@ -149,11 +157,16 @@ def _wait_for(client: WireClient, topic: str, partitions: set[int], quiet: bool)
 def reassignments(
     topic: Annotated[str | None, typer.Argument(help="Only this topic.")] = None,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Moves in progress: each partition's replicas, those joining and those leaving."""
-    with reporting(bootstrap), WireClient(bootstrap, timeout) as client:
+    with (
+        reporting(bootstrap),
+        WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
+    ):
         rows = _ongoing(client, topic)
         if as_json:
             print_json(rows)

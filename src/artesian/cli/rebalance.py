@@ -14,8 +14,11 @@ from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
     CliError,
+    CommandConfigOpt,
     JsonOpt,
+    PropsOpt,
     TimeoutOpt,
+    client_options,
     make_app,
     out,
     print_json,
@@ -69,11 +72,16 @@ def _size(n: float | None) -> str:
 @rebalance_app.command()
 def status(
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
     """What the self-balancer is doing, each broker's load, and the goals that are off."""
-    with reporting(bootstrap), WireClient(bootstrap, timeout) as client:
+    with (
+        reporting(bootstrap),
+        WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
+    ):
         doc = _status(client)
     if as_json:
         print_json(doc)
@@ -114,12 +122,17 @@ def status(
 def start(
     wait: WaitOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebalance now: replicas and leaderships move until every goal is met or nothing more
     can be done, whatever artesian.balancer.heal.uneven.load.trigger says."""
-    with reporting(bootstrap), WireClient(bootstrap, timeout) as client:
+    with (
+        reporting(bootstrap),
+        WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
+    ):
         task_id = _call(client, ALTER_BALANCER_KEY, {"rebalance": {}})["task"]
         if not wait:
             if as_json:
@@ -150,13 +163,18 @@ def remove_broker(
     broker_ids: Annotated[list[int], typer.Argument(help="Broker ids to remove.")],
     wait: WaitOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Drain brokers before stopping them: they get no new replicas, and the self-balancer
     moves theirs to the other brokers. Once a broker is DRAINED, stop it; it is then
     unregistered (COMPLETE)."""
-    with reporting(bootstrap), WireClient(bootstrap, timeout) as client:
+    with (
+        reporting(bootstrap),
+        WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
+    ):
         _call(client, ALTER_BALANCER_KEY, {"remove_brokers": broker_ids})
         if wait:
             removals = _watch_removals(client, set(broker_ids), as_json)
@@ -202,9 +220,14 @@ def _watch_removals(client: WireClient, ids: set[int], quiet: bool) -> list[dict
 def cancel_removal(
     broker_ids: Annotated[list[int], typer.Argument(help="Broker ids whose removal to cancel.")],
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
 ) -> None:
     """Keep brokers after all: they take replicas again (moves already made stay)."""
-    with reporting(bootstrap), WireClient(bootstrap, timeout) as client:
+    with (
+        reporting(bootstrap),
+        WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
+    ):
         _call(client, ALTER_BALANCER_KEY, {"cancel_removals": broker_ids})
     out.print(f"Removal of broker(s) {', '.join(map(str, broker_ids))} canceled.")
