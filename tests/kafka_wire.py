@@ -371,6 +371,26 @@ def fetch_raw(conn: WireConn, topic: str, offset: int, partition: int = 0) -> by
     return bytes(p.records or b"")
 
 
+def fetch_request(
+    m: Any,
+    session_id: int,
+    epoch: int,
+    topics: tuple[Any, ...],
+    forgotten: tuple[Any, ...],
+    max_wait_ms: int = 0,
+) -> Any:
+    """A Fetch request of the schema module ``m`` in a session (or opening one): 1 MiB at most."""
+    return m.FetchRequest(
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=topics,
+        forgotten_topics_data=forgotten,
+    )
+
+
 def session_fetch(
     conn: WireConn,
     version: int,
@@ -387,26 +407,17 @@ def session_fetch(
     offset) of one topic, by name or, from v13, by id."""
     m = importlib.import_module(f"kio.schema.fetch.v{version}.request")
     name = {"topic_id": topic_id} if version >= 13 else {"topic": topic}
-    req = m.FetchRequest(
-        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
-        min_bytes=1,
-        max_bytes=1 << 20,
-        session_id=session_id,
-        session_epoch=epoch,
-        topics=(
-            (
-                m.FetchTopic(
-                    **name,
-                    partitions=tuple(
-                        m.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
-                        for p, o in partitions.items()
-                    ),
-                ),
-            )
-            if partitions
-            else ()
-        ),
-        forgotten_topics_data=(m.ForgottenTopic(**name, partitions=forget),) if forget else (),
+    wanted = tuple(
+        m.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
+        for p, o in partitions.items()
+    )
+    req = fetch_request(
+        m,
+        session_id,
+        epoch,
+        (m.FetchTopic(**name, partitions=wanted),) if partitions else (),
+        (m.ForgottenTopic(**name, partitions=forget),) if forget else (),
+        max_wait_ms,
     )
     if client_id is not None:
         return conn.request(1, version, req, client_id=client_id)

@@ -13,6 +13,7 @@ from tests.broker_process import BrokerProcess
 from tests.kafka_wire import (
     WireConn,
     create_topic,
+    fetch_request,
     parse_response,
     request_frame,
     sample_request,
@@ -67,19 +68,16 @@ def fetch_topics(
             current_leader_epoch=leader_epoch,
         )
 
-    req = m.FetchRequest(
-        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
-        min_bytes=1,
-        max_bytes=1 << 20,
-        session_id=session_id,
-        session_epoch=epoch,
-        topics=tuple(
+    req = fetch_request(
+        m,
+        session_id,
+        epoch,
+        tuple(
             m.FetchTopic(topic_id=t, partitions=tuple(partition(p, at) for p, at in ps.items()))
             for t, ps in topics.items()
         ),
-        forgotten_topics_data=tuple(
-            m.ForgottenTopic(topic_id=t, partitions=ps) for t, ps in (forget or {}).items()
-        ),
+        tuple(m.ForgottenTopic(topic_id=t, partitions=ps) for t, ps in (forget or {}).items()),
+        max_wait_ms,
     )
     if send_only:
         corr = conn.next_corr()

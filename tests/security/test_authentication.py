@@ -55,6 +55,21 @@ class SecuredBroker:
     def bootstrap(self, listener: str) -> str:
         return f"127.0.0.1:{self.ports[listener]}"
 
+    def scram_x_args(self, user: str, password: str) -> list[str]:
+        """librdkafka's -X settings (kcat's, the CLI's) for ``user`` on SASL_SSL."""
+        conf = {
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(self.certs.ca),
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": user,
+            "sasl.password": password,
+        }
+        return [
+            "-b",
+            self.bootstrap("SASL_SSL"),
+            *(a for k, v in conf.items() for a in ("-X", f"{k}={v}")),
+        ]
+
     def client_conf(self, listener: str, mechanism: str = "", user: str = "") -> dict[str, str]:
         conf = {"bootstrap.servers": self.bootstrap(listener), "security.protocol": listener}
         if listener in ("SSL", "SASL_SSL"):
@@ -561,20 +576,7 @@ def test_users_cli_sets_lists_and_deletes_scram_credentials(secured: SecuredBrok
     made = _cli("users", "set", "hank", "--password", "hank pw", "-m", "SCRAM-SHA-256", *plain)
     assert made.returncode == 0, made.stderr
     # Listed through the SASL_SSL listener, logged in as hank with what was just set.
-    as_hank = [
-        "-b",
-        secured.bootstrap("SASL_SSL"),
-        "-X",
-        "security.protocol=SASL_SSL",
-        "-X",
-        f"ssl.ca.location={secured.certs.ca}",
-        "-X",
-        "sasl.mechanism=SCRAM-SHA-256",
-        "-X",
-        "sasl.username=hank",
-        "-X",
-        "sasl.password=hank pw",
-    ]
+    as_hank = secured.scram_x_args("hank", "hank pw")
     listed = _cli("users", "list", "--json", *as_hank)
     assert listed.returncode == 0, listed.stderr
     rows = {(r["user"], r["mechanism"]): r["iterations"] for r in json.loads(listed.stdout)}
@@ -710,21 +712,7 @@ def test_kafkajs_and_kcat_log_in_with_scram_over_tls(secured: SecuredBroker) -> 
     from tests.clients.test_other_clients import JS, require
 
     require(shutil.which("kcat") is not None, "kcat")
-    kcat = [
-        "kcat",
-        "-b",
-        secured.bootstrap("SASL_SSL"),
-        "-X",
-        "security.protocol=SASL_SSL",
-        "-X",
-        f"ssl.ca.location={secured.certs.ca}",
-        "-X",
-        "sasl.mechanism=SCRAM-SHA-256",
-        "-X",
-        "sasl.username=bob",
-        "-X",
-        "sasl.password=bob-secret",
-    ]
+    kcat = ["kcat", *secured.scram_x_args("bob", "bob-secret")]
     lines = "".join(f"k{i}:kcat-{i}\n" for i in range(20))
     subprocess.run(
         [*kcat, "-P", "-t", "kcat-tls", "-K", ":"], input=lines, text=True, check=True, timeout=60

@@ -67,35 +67,16 @@ class WireClient:
                 raise
 
     def _log_in(self, mechanism: str, username: str, password: str) -> None:
-        """SaslHandshake v1, then SaslAuthenticate v2 until the mechanism completes."""
-        from artesian.security.plain import plain_client_token
-        from artesian.security.sasl import AuthenticationFailed
-        from artesian.security.scram import MECHANISMS, ScramClient
+        from artesian.security.client import LoginFailed, sasl_login
 
-        shake = self.request(17, 1, mechanism=mechanism)
-        if shake.error_code != 0:
-            raise CliError(
-                f"{self.bootstrap} refused SASL mechanism {mechanism}; it offers "
-                f"{', '.join(shake.mechanisms)}"
-            )
-
-        def authenticate(token: bytes) -> bytes:
-            answer = self.request(36, 2, auth_bytes=token)
-            if answer.error_code != 0:
-                raise CliError(f"SASL login to {self.bootstrap} failed: {answer.error_message}")
-            return bytes(answer.auth_bytes)
-
-        if mechanism == "PLAIN":
-            authenticate(plain_client_token(username, password))
-            return
-        if mechanism not in MECHANISMS:
-            raise CliError(f"SASL mechanism {mechanism} is not one this client speaks")
-        client = ScramClient(MECHANISMS[mechanism], username, password)
+        login = sasl_login(mechanism, username, password)
         try:
-            client.verify_server_final(
-                authenticate(client.final_message(authenticate(client.first_message())))
-            )
-        except AuthenticationFailed as e:  # the broker failed to prove itself
+            api_key, version, fields = next(login)
+            while True:
+                api_key, version, fields = login.send(self.request(api_key, version, **fields))
+        except StopIteration:
+            return
+        except LoginFailed as e:
             raise CliError(f"SASL login to {self.bootstrap} failed: {e}") from e
 
     @classmethod

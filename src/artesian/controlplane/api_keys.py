@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Iterable
 
 from artesian.controlplane.documents import API_KEY, ApiKey, ScramVerifier
+from artesian.metadata.image import MetadataImage
 from artesian.metadata.records import (
     AccessControlEntryRecord,
-    ClusterRecord,
     MetadataRecord,
     RemoveAccessControlEntryRecord,
     RemoveUserScramCredentialRecord,
@@ -155,39 +155,22 @@ def access_changes(
 
 class ClusterAccess:
     """Keeps one cluster's metadata log holding exactly its desired API keys. It follows the
-    log from where it last read, and appends only on top of what it has read (a broker's
-    append in between makes it try again on the next pass)."""
+    log into a MetadataImage, as a broker does, from where it last read, and appends only on
+    top of what it has read (a broker's append in between makes it try again next pass)."""
 
     def __init__(self, store_url: str) -> None:
         self.store_url = store_url
         self._store: MetadataStore | None = None
-        self._last = -1
-        self._formatted = False  # a broker wrote the ClusterRecord: the log is the cluster's
+        self.image = MetadataImage()
         # Where the log came to hold the keys last asked for: brokers that have applied
         # this offset enforce them.
         self.applied_offset = -1
-        self.credentials: dict[tuple[str, int], UserScramCredentialRecord] = {}
-        self.acls: dict[str, AccessControlEntryRecord] = {}
 
     def _catch_up(self, store: MetadataStore) -> None:
-        for offset, record in store.read(self._last):
-            self._last = offset
-            touched: str | None = None  # the user or principal a record is about
-            match record:
-                case ClusterRecord():
-                    self._formatted = True
-                case UserScramCredentialRecord(name=name, mechanism=mechanism):
-                    self.credentials[(name, mechanism)] = record
-                    touched = name
-                case RemoveUserScramCredentialRecord(name=name, mechanism=mechanism):
-                    self.credentials.pop((name, mechanism), None)
-                    touched = name
-                case AccessControlEntryRecord(id=acl_id, principal=principal):
-                    self.acls[acl_id] = record
-                    touched = principal
-                case RemoveAccessControlEntryRecord(id=acl_id):
-                    removed = self.acls.pop(acl_id, None)
-                    touched = removed.principal if removed is not None else None
+        image = self.image
+        for offset, record in store.read(image.offset):
+            touched = _about(image, record)
+            image.apply(offset, record)
             if touched is not None and owned(touched):
                 # Brokers enforce the keys once they have applied this far (also after the
                 # agent restarts, or when an append's answer was lost).
@@ -199,20 +182,34 @@ class ClusterAccess:
             self._store = open_store(self.store_url)
         store = self._store
         self._catch_up(store)
-        if not self._formatted:
+        image = self.image
+        if image.cluster_id is None:
             return False  # no broker has started the cluster's log yet
-        changes = access_changes(keys, self.credentials, self.acls)
+        changes = access_changes(keys, image.scram_credentials, image.acls)
         if not changes:
             return True
         try:
-            store.append(changes, expected_last=self._last)
+            store.append(changes, expected_last=image.offset)
         except StaleMetadataError:
             return False  # a broker appended meanwhile: read that first, next pass
         self._catch_up(store)
         log.info("applied %d access record(s) for %d API key(s)", len(changes), len(keys))
-        return not access_changes(keys, self.credentials, self.acls)
+        return not access_changes(keys, image.scram_credentials, image.acls)
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _about(image: MetadataImage, record: MetadataRecord) -> str | None:
+    """The user or principal a credential or ACL record is about (None for other records)."""
+    match record:
+        case UserScramCredentialRecord(name=name) | RemoveUserScramCredentialRecord(name=name):
+            return name
+        case AccessControlEntryRecord(principal=principal):
+            return principal
+        case RemoveAccessControlEntryRecord(id=acl_id):
+            removed = image.acls.get(acl_id)
+            return removed.principal if removed is not None else None
+    return None

@@ -32,10 +32,7 @@ from kio.static.primitive import i32, i64
 
 from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
 from artesian.replication.throttle import ReplicationThrottle
-from artesian.security.client import ClientSecurity
-from artesian.security.plain import plain_client_token
-from artesian.security.sasl import AuthenticationFailed
-from artesian.security.scram import MECHANISMS, ScramClient
+from artesian.security.client import ClientSecurity, LoginFailed, sasl_login
 from artesian.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -134,28 +131,15 @@ class LeaderConnection:
         return await self._exchange(api_key, version, fields)
 
     async def _log_in(self, mechanism: str, username: str, password: str) -> None:
-        """SaslHandshake then SaslAuthenticate until the mechanism completes."""
-        shake = await self._exchange(17, 1, {"mechanism": mechanism})
-        if shake.error_code != ErrorCode.none:
-            raise ConnectionError(
-                f"the leader refused SASL mechanism {mechanism} ({shake.error_code.name}); it "
-                f"offers {', '.join(shake.mechanisms)}"
-            )
-        if mechanism == "PLAIN":
-            await self._authenticate(plain_client_token(username, password))
-            return
-        client = ScramClient(MECHANISMS[mechanism], username, password)
+        login = sasl_login(mechanism, username, password)
         try:
-            first = await self._authenticate(client.first_message())
-            client.verify_server_final(await self._authenticate(client.final_message(first)))
-        except AuthenticationFailed as e:  # the leader failed to prove itself
-            raise ConnectionError(f"inter-broker SCRAM login failed: {e}") from e
-
-    async def _authenticate(self, token: bytes) -> bytes:
-        answer = await self._exchange(36, 2, {"auth_bytes": token})
-        if answer.error_code != ErrorCode.none:
-            raise ConnectionError(f"inter-broker SASL login failed: {answer.error_message}")
-        return bytes(answer.auth_bytes)
+            request = next(login)
+            while True:
+                request = login.send(await self._exchange(*request))
+        except StopIteration:
+            return
+        except LoginFailed as e:
+            raise ConnectionError(f"inter-broker SASL login failed: {e}") from e
 
     async def _exchange(self, api_key: int, version: int, fields: dict[str, Any]) -> Any:
         assert self._reader is not None and self._writer is not None
