@@ -6,7 +6,6 @@ processes, as in test_control_plane.py."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -197,7 +196,7 @@ def test_the_api_keys_command_creates_lists_and_deletes(
             capture_output=True,
             text=True,
             timeout=60,
-            env={**os.environ, "ARTESIAN_API": f"http://127.0.0.1:{platform.api_port}"},
+            env=platform.cli_env(),
         )
 
     made = cli("create", cluster_id, "--resource-prefix", "app.", "--json")

@@ -60,6 +60,7 @@ class Platform:
         self.api_port = free_port()
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=30)
         self.cells = root / "cell-local"
+        self.admin_token_file = root / "admin.token"
         self.control_plane: Service | None = None
         self.data_plane: Service | None = None
 
@@ -68,8 +69,23 @@ class Platform:
             self.root / "control-plane.log",
             *("controlplane", "run", "-b", self.kafka.bootstrap),
             *("--port", str(self.api_port), "--cooldown", "2"),
+            *("--admin-token-file", str(self.admin_token_file)),
         )
         self.until(self._api_up, 60, "the control plane's API")
+        self.api.headers["authorization"] = f"Bearer {self.admin_token()}"
+
+    def admin_token(self) -> str:
+        return self.admin_token_file.read_text().strip()
+
+    def cli_env(self, token: str | None = None) -> dict[str, str]:
+        """The environment of an ``artesian`` command that calls this API, as the admin unless
+        given another token."""
+        return {
+            **os.environ,
+            "ARTESIAN_API": f"http://127.0.0.1:{self.api_port}",
+            "ARTESIAN_TOKEN": token or self.admin_token(),
+            "HOME": str(self.root),  # never the developer's own ~/.artesian
+        }
 
     def start_data_plane(self, *extra: str) -> None:
         self.data_plane = Service(
@@ -314,7 +330,7 @@ def _cli(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "ARTESIAN_API": f"http://127.0.0.1:{platform.api_port}"},
+        env=platform.cli_env(),
     )
 
 

@@ -19,6 +19,7 @@ from artesian.controlplane.documents import (
     ClusterDesire,
     ClusterReport,
     DocumentError,
+    Tenant,
 )
 
 CLUSTER = "lkc-abc123"
@@ -380,6 +381,7 @@ def _decode_or_document_error(cls: type, payload: bytes) -> None:
 def test_arbitrary_bytes_decode_or_raise_document_error(payload: bytes) -> None:
     _decode_or_document_error(ClusterDesire, payload)
     _decode_or_document_error(ClusterReport, payload)
+    _decode_or_document_error(Tenant, payload)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -387,6 +389,7 @@ def test_arbitrary_bytes_decode_or_raise_document_error(payload: bytes) -> None:
 def test_arbitrary_json_decode_or_raise_document_error(payload: bytes) -> None:
     _decode_or_document_error(ClusterDesire, payload)
     _decode_or_document_error(ClusterReport, payload)
+    _decode_or_document_error(Tenant, payload)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

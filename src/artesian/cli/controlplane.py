@@ -43,6 +43,12 @@ def _logging() -> None:
         )
 
 
+# Where `controlplane run` keeps the admin's token unless told otherwise, and where the API's
+# client commands look for it when given none: on the control plane's own machine, the admin's
+# commands need no flag.
+DEFAULT_ADMIN_TOKEN_FILE = Path("~/.artesian/admin.token")
+
+
 @controlplane_app.command("run")
 def run_control_plane(
     bootstrap: BootstrapOpt = "127.0.0.1:9092",
@@ -51,6 +57,13 @@ def run_control_plane(
     cooldown: Annotated[
         float, typer.Option(help="Seconds the autoscaler leaves a cluster alone after a change.")
     ] = 60.0,
+    admin_token_file: Annotated[
+        Path,
+        typer.Option(
+            help="The admin's API token, made (readable by you only) if missing. Tenants get "
+            "tokens of their own from the admin (`artesian tenants create`)."
+        ),
+    ] = DEFAULT_ADMIN_TOKEN_FILE,
 ) -> None:
     """Serve the control plane's API (see /docs there) until Ctrl-C. BOOTSTRAP is the Kafka
     cluster that carries the state topics; `artesian up` gives one."""
@@ -60,13 +73,27 @@ def run_control_plane(
     from artesian.controlplane.api import create_app
     from artesian.controlplane.autoscaler import AutoscalePolicy
     from artesian.controlplane.control_plane import ControlPlane
+    from artesian.security.secret_file import EmptySecretFile, read_or_create_secret
 
+    token_file = admin_token_file.expanduser()
+    try:
+        admin_token = read_or_create_secret(token_file)
+    except (OSError, EmptySecretFile) as e:
+        fail(
+            f"--admin-token-file {token_file}: {getattr(e, 'strerror', None) or e}",
+            "Remove an empty file to have a new token made, or point at another.",
+            code=2,
+        )
     with reporting(bootstrap):
-        control_plane = ControlPlane(
-            bootstrap, AutoscalePolicy(cooldown_ms=int(cooldown * 1000))
-        ).start()
+        try:
+            control_plane = ControlPlane(
+                bootstrap, admin_token, AutoscalePolicy(cooldown_ms=int(cooldown * 1000))
+            ).start()
+        except ValueError as e:
+            fail(f"--admin-token-file {token_file}: {e}", code=2)
     out.print(
-        f"Control plane API on http://{host}:{port} (state on {bootstrap}). Stop with Ctrl-C."
+        f"Control plane API on http://{host}:{port} (state on {bootstrap}); the admin's token "
+        f"is in {token_file}. Stop with Ctrl-C."
     )
     try:
         uvicorn.run(create_app(control_plane), host=host, port=port, log_level="warning")
@@ -152,6 +179,16 @@ ApiOpt = Annotated[
         "--api", envvar="ARTESIAN_API", help="The control plane's URL (env ARTESIAN_API)."
     ),
 ]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="ARTESIAN_TOKEN",
+        help="Your API token (env ARTESIAN_TOKEN); default: the admin's, from "
+        f"{DEFAULT_ADMIN_TOKEN_FILE} if it is there.",
+        show_default=False,
+    ),
+]
 ClusterArg = Annotated[str, typer.Argument(help="The cluster's id (lkc-...).")]
 ConfigOpt = Annotated[
     list[str] | None,
@@ -159,15 +196,25 @@ ConfigOpt = Annotated[
 ]
 
 
-def _call(api: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def _token(given: str | None) -> str | None:
+    if given:
+        return given
+    try:
+        return DEFAULT_ADMIN_TOKEN_FILE.expanduser().read_text().strip() or None
+    except OSError:
+        return None
+
+
+def call_api(
+    api: str, token: str | None, method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
     """One API request; its JSON answer, or the API's reason as an error and exit code 1."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        api.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"content-type": "application/json"},
-    )
+    headers = {"content-type": "application/json"}
+    token = _token(token)
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(api.rstrip("/") + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
@@ -176,7 +223,13 @@ def _call(api: str, method: str, path: str, body: dict[str, Any] | None = None) 
             detail = json.loads(e.read()).get("detail", e.reason)
         except ValueError:
             detail = e.reason
-        fail(f"{method} {path}: {e.code} {detail}")
+        hint = (
+            "Give your API token with --token or ARTESIAN_TOKEN (the admin's is in the file "
+            "`controlplane run` names)."
+            if e.code == 401
+            else ""
+        )
+        fail(f"{method} {path}: {e.code} {detail}", hint)
     except (urllib.error.URLError, OSError) as e:
         fail(
             f"cannot reach the control plane at {api} ({e})",
@@ -184,7 +237,7 @@ def _call(api: str, method: str, path: str, body: dict[str, Any] | None = None) 
         )
 
 
-def _show(doc: Any, as_json: bool, text: Callable[[Any], Any]) -> None:
+def show_answer(doc: Any, as_json: bool, text: Callable[[Any], Any]) -> None:
     """--json prints the API's answer as it came; otherwise ``text`` renders it."""
     if as_json:
         print_json(doc)
@@ -197,6 +250,7 @@ def _row(c: dict[str, Any]) -> tuple[Any, ...]:
     live = sum(b["live"] for b in status.get("brokers", []))
     return (
         c["id"],
+        spec.get("tenant") or "-",
         spec["name"],
         spec["cell"],
         spec["brokers"] if not spec["deleted"] else "deleting",
@@ -207,30 +261,37 @@ def _row(c: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-_COLUMNS = ["ID", "NAME", "CELL", "BROKERS", "PHASE", "LIVE", "BOOTSTRAP"]
+_COLUMNS = ["ID", "TENANT", "NAME", "CELL", "BROKERS", "PHASE", "LIVE", "BOOTSTRAP"]
 
 
 @clusters_app.command("list")
-def list_clusters(api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False) -> None:
+def list_clusters(
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Every cluster with what its data plane last reported."""
     with reporting(""):
-        doc = _call(api, "GET", "/v1/clusters")
-    _show(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(c) for c in doc["clusters"]]))
+        doc = call_api(api, token, "GET", "/v1/clusters")
+    show_answer(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(c) for c in doc["clusters"]]))
 
 
 @clusters_app.command("describe")
 def describe_cluster(
-    cluster: ClusterArg, api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+    cluster: ClusterArg,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """One cluster: its spec and its last report."""
     with reporting(""):
-        doc = _call(api, "GET", f"/v1/clusters/{cluster}")
-    _show(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(doc)]))
+        doc = call_api(api, token, "GET", f"/v1/clusters/{cluster}")
+    show_answer(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(doc)]))
 
 
 @clusters_app.command("create")
 def create_cluster(
-    name: Annotated[str, typer.Argument(help="The cluster's name, unique.")],
+    name: Annotated[str, typer.Argument(help="The cluster's name, unique to its tenant.")],
     brokers: Annotated[int, typer.Option(help="How many brokers.", min=1, max=20)] = 1,
     cell: Annotated[str, typer.Option(help="The cell whose data plane runs it.")] = "local",
     config: ConfigOpt = None,
@@ -241,17 +302,24 @@ def create_cluster(
             "BYTES_PER_SECOND of produce plus consume traffic."
         ),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="The tenant it is for (the admin's choice; a tenant's is its own)."),
+    ] = None,
     api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask for a new cluster; the data plane of CELL provisions it."""
     body: dict[str, Any] = {"name": name, "brokers": brokers, "cell": cell}
+    if tenant is not None:
+        body["tenant"] = tenant
     with reporting(""):
         body["config"] = parse_kv(config or [], "--config")
         if autoscale is not None:
             body["autoscale"] = _autoscale(autoscale)
-        doc = _call(api, "POST", "/v1/clusters", body)
-    _show(
+        doc = call_api(api, token, "POST", "/v1/clusters", body)
+    show_answer(
         doc,
         as_json,
         lambda doc: (
@@ -272,6 +340,7 @@ def update_cluster(
         str | None, typer.Option(help="MIN:MAX:BYTES_PER_SECOND, or 'off'.")
     ] = None,
     api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a cluster: the next generation of its spec, which its data plane carries out
@@ -288,20 +357,23 @@ def update_cluster(
             body["autoscale"] = None if autoscale == "off" else _autoscale(autoscale)
         if not body:
             fail("nothing to change", "Give --brokers, --version, --config or --autoscale.")
-        doc = _call(api, "PATCH", f"/v1/clusters/{cluster}", body)
-    _show(
+        doc = call_api(api, token, "PATCH", f"/v1/clusters/{cluster}", body)
+    show_answer(
         doc, as_json, lambda doc: f"cluster {cluster} is at generation {doc['spec']['generation']}"
     )
 
 
 @clusters_app.command("delete")
 def delete_cluster(
-    cluster: ClusterArg, api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+    cluster: ClusterArg,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete a cluster: its data plane stops its brokers and removes its data."""
     with reporting(""):
-        doc = _call(api, "DELETE", f"/v1/clusters/{cluster}")
-    _show(doc, as_json, lambda doc: f"cluster {cluster} is being deleted")
+        doc = call_api(api, token, "DELETE", f"/v1/clusters/{cluster}")
+    show_answer(doc, as_json, lambda doc: f"cluster {cluster} is being deleted")
 
 
 # --- `artesian api-keys ...` -------------------------------------------------------------
@@ -325,13 +397,14 @@ def create_api_key(
     ] = None,
     description: Annotated[str, typer.Option(help="What the key is for.")] = "",
     api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key. Its secret is shown now and never again."""
     body = {"resource_prefix": resource_prefix, "description": description}
     with reporting(""):
-        doc = _call(api, "POST", f"/v1/clusters/{cluster}/api-keys", body)
-    _show(
+        doc = call_api(api, token, "POST", f"/v1/clusters/{cluster}/api-keys", body)
+    show_answer(
         doc,
         as_json,
         lambda doc: (
@@ -346,13 +419,18 @@ def create_api_key(
 
 @api_keys_app.command("list")
 def list_api_keys(
-    cluster: ClusterArg, api: ApiOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False
+    cluster: ClusterArg,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """A cluster's API keys (never their secrets)."""
     with reporting(""):
-        doc = _call(api, "GET", f"/v1/clusters/{cluster}/api-keys")
+        doc = call_api(api, token, "GET", f"/v1/clusters/{cluster}/api-keys")
     rows = [(k["key"], k["resource_prefix"] or "(all)", k["description"]) for k in doc["api_keys"]]
-    _show(doc, as_json, lambda doc: table(None, ["KEY", "RESOURCE PREFIX", "DESCRIPTION"], rows))
+    show_answer(
+        doc, as_json, lambda doc: table(None, ["KEY", "RESOURCE PREFIX", "DESCRIPTION"], rows)
+    )
 
 
 @api_keys_app.command("delete")
@@ -360,12 +438,13 @@ def delete_api_key(
     cluster: ClusterArg,
     key: KeyArg,
     api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API key: new logins with it fail once the cluster applies the change."""
     with reporting(""):
-        doc = _call(api, "DELETE", f"/v1/clusters/{cluster}/api-keys/{key}")
-    _show(doc, as_json, lambda doc: f"API key {key} deleted (generation {doc['generation']})")
+        doc = call_api(api, token, "DELETE", f"/v1/clusters/{cluster}/api-keys/{key}")
+    show_answer(doc, as_json, lambda doc: f"API key {key} deleted (generation {doc['generation']})")
 
 
 def _autoscale(text: str) -> dict[str, int]:

@@ -1,7 +1,20 @@
-"""The control plane's REST API (FastAPI): clusters are created, resized, upgraded and deleted
-here, and read back with what their data plane last reported.
+"""The control plane's REST API (FastAPI): tenants, and the clusters they own, are created,
+resized, upgraded and deleted here, and read back with what their data plane last reported.
 
-    POST   /v1/clusters         {"name", "brokers", "cell", "config", "autoscale"}  -> 201
+Every /v1 call carries ``Authorization: Bearer <token>``: the admin's token (from the file
+``controlplane run`` keeps), or a tenant's API token. Without a valid one: 401. A tenant
+reaches its own clusters and tenant only (another's: 404); tenants and quotas are the admin's
+(403).
+
+    POST   /v1/tenants          {"name", "max_clusters", "max_brokers"}  -> 201, with a token
+    GET    /v1/tenants, /v1/tenants/{id}
+    PATCH  /v1/tenants/{id}     {"max_clusters", "max_brokers"}
+    DELETE /v1/tenants/{id}                                 (once it has no cluster left)
+    POST   /v1/tenants/{id}/tokens          {"description"}             -> 201
+    GET    /v1/tenants/{id}/tokens
+    DELETE /v1/tenants/{id}/tokens/{token}
+    GET    /v1/whoami
+    POST   /v1/clusters         {"name", "brokers", "cell", "config", "autoscale", "tenant"} -> 201
     GET    /v1/clusters
     GET    /v1/clusters/{id}
     PATCH  /v1/clusters/{id}    {"brokers", "version", "config", "autoscale"}
@@ -11,7 +24,7 @@ here, and read back with what their data plane last reported.
     DELETE /v1/clusters/{id}/api-keys/{key}
     GET    /healthz, /metrics
 
-An API key's secret is in the answer to its POST and nowhere else.
+An API key's secret, and a token's, is in the answer to its POST and nowhere else.
 
 A write returns once the desired-state topic holds it; the data plane acts on it from there.
 """
@@ -20,13 +33,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from artesian.controlplane.control_plane import Conflict, ControlPlane, NotFound
+from artesian.controlplane.control_plane import Conflict, ControlPlane, Forbidden, NotFound
 from artesian.controlplane.documents import MAX_BROKERS, Autoscale, DocumentError
 from artesian.controlplane.state_topics import StateTopicError
+from artesian.controlplane.tenants import Caller
 
 
 class AutoscaleBody(BaseModel):
@@ -46,6 +61,7 @@ class CreateCluster(BaseModel):
     cell: str = "local"
     config: dict[str, str] = Field(default_factory=dict)
     autoscale: AutoscaleBody | None = None
+    tenant: str | None = None  # the admin's choice; a tenant's cluster is its own
 
 
 class UpdateCluster(BaseModel):
@@ -62,6 +78,24 @@ class CreateApiKey(BaseModel):
     description: str = ""
 
 
+class CreateTenant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    max_clusters: int = Field(default=10, ge=0, le=1000)
+    max_brokers: int = Field(default=20, ge=0, le=1000 * MAX_BROKERS)
+
+
+class UpdateTenant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_clusters: int | None = Field(default=None, ge=0, le=1000)
+    max_brokers: int | None = Field(default=None, ge=0, le=1000 * MAX_BROKERS)
+
+
+class CreateToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field(default="", max_length=256)
+
+
 def create_app(control_plane: ControlPlane) -> FastAPI:
     app = FastAPI(
         title="Artesian control plane",
@@ -75,11 +109,30 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         registry=registry,
     )
 
+    bearer = HTTPBearer(auto_error=False, description="The admin's token or a tenant's.")
+
+    def caller(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> Caller:
+        who = None if credentials is None else control_plane.authenticate(credentials.credentials)
+        if who is None:
+            raise HTTPException(
+                401,
+                "a valid token is needed: Authorization: Bearer <the admin's token from "
+                "`controlplane run`'s --admin-token-file, or a tenant's API token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return who
+
+    Authenticated = Depends(caller)
+
     def _errors(call: Any) -> Any:
         try:
             return call()
         except NotFound as e:
             raise HTTPException(404, str(e)) from e
+        except Forbidden as e:
+            raise HTTPException(403, str(e)) from e
         except Conflict as e:
             raise HTTPException(409, str(e)) from e
         except DocumentError as e:
@@ -87,8 +140,57 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         except (TimeoutError, StateTopicError) as e:
             raise HTTPException(503, f"{e}; is the control plane's Kafka up?") from e
 
+    @app.get("/v1/whoami")
+    def whoami(who: Caller = Authenticated) -> dict[str, Any]:
+        return {"admin": who.is_admin, "tenant": who.tenant}
+
+    @app.post("/v1/tenants", status_code=201)
+    def create_tenant(body: CreateTenant, who: Caller = Authenticated) -> dict[str, Any]:
+        tenant, token = _errors(
+            lambda: control_plane.create_tenant(body.name, body.max_clusters, body.max_brokers, who)
+        )
+        return {**tenant.public(), "token": token}
+
+    @app.get("/v1/tenants")
+    def tenants(who: Caller = Authenticated) -> dict[str, Any]:
+        return {"tenants": [t.public() for t in control_plane.list_tenants(who)]}
+
+    @app.get("/v1/tenants/{tenant_id}")
+    def tenant(tenant_id: str, who: Caller = Authenticated) -> dict[str, Any]:
+        return _errors(lambda: control_plane.tenant(tenant_id, who)).public()  # type: ignore[no-any-return]
+
+    @app.patch("/v1/tenants/{tenant_id}")
+    def update_tenant(
+        tenant_id: str, body: UpdateTenant, who: Caller = Authenticated
+    ) -> dict[str, Any]:
+        quotas = {k: v for k, v in body.model_dump().items() if v is not None}
+        updated = _errors(lambda: control_plane.update_tenant(tenant_id, who, **quotas))
+        return updated.public()  # type: ignore[no-any-return]
+
+    @app.delete("/v1/tenants/{tenant_id}")
+    def delete_tenant(tenant_id: str, who: Caller = Authenticated) -> dict[str, Any]:
+        _errors(lambda: control_plane.delete_tenant(tenant_id, who))
+        return {"deleted": tenant_id}
+
+    @app.post("/v1/tenants/{tenant_id}/tokens", status_code=201)
+    def create_token(
+        tenant_id: str, body: CreateToken, who: Caller = Authenticated
+    ) -> dict[str, Any]:
+        token, text = _errors(lambda: control_plane.create_token(tenant_id, body.description, who))
+        return {**token.public(), "tenant": tenant_id, "token": text}
+
+    @app.get("/v1/tenants/{tenant_id}/tokens")
+    def tokens(tenant_id: str, who: Caller = Authenticated) -> dict[str, Any]:
+        found = _errors(lambda: control_plane.tenant(tenant_id, who))
+        return {"tokens": [t.public() for t in found.tokens]}
+
+    @app.delete("/v1/tenants/{tenant_id}/tokens/{token_id}")
+    def delete_token(tenant_id: str, token_id: str, who: Caller = Authenticated) -> dict[str, Any]:
+        _errors(lambda: control_plane.delete_token(tenant_id, token_id, who))
+        return {"deleted": token_id, "tenant": tenant_id}
+
     @app.post("/v1/clusters", status_code=201)
-    def create(body: CreateCluster) -> dict[str, Any]:
+    def create(body: CreateCluster, who: Caller = Authenticated) -> dict[str, Any]:
         view = _errors(
             lambda: control_plane.create(
                 body.name,
@@ -96,20 +198,22 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
                 body.cell,
                 body.config,
                 body.autoscale.document() if body.autoscale else None,
+                who,
+                body.tenant,
             )
         )
         return view.as_json()  # type: ignore[no-any-return]
 
     @app.get("/v1/clusters")
-    def clusters() -> dict[str, Any]:
-        return {"clusters": [v.as_json() for v in control_plane.clusters()]}
+    def clusters(who: Caller = Authenticated) -> dict[str, Any]:
+        return {"clusters": [v.as_json() for v in control_plane.clusters(who)]}
 
     @app.get("/v1/clusters/{cluster_id}")
-    def cluster(cluster_id: str) -> dict[str, Any]:
-        return _errors(lambda: control_plane.cluster(cluster_id)).as_json()  # type: ignore[no-any-return]
+    def cluster(cluster_id: str, who: Caller = Authenticated) -> dict[str, Any]:
+        return _errors(lambda: control_plane.cluster(cluster_id, who)).as_json()  # type: ignore[no-any-return]
 
     @app.patch("/v1/clusters/{cluster_id}")
-    def update(cluster_id: str, body: UpdateCluster) -> dict[str, Any]:
+    def update(cluster_id: str, body: UpdateCluster, who: Caller = Authenticated) -> dict[str, Any]:
         changes: dict[str, Any] = {
             k: getattr(body, k)
             for k in ("brokers", "version", "config")
@@ -119,17 +223,21 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
             changes["autoscale"] = body.autoscale.document() if body.autoscale else None
         if any(changes.get(k, "") is None for k in ("brokers", "version", "config")):
             raise HTTPException(422, "only autoscale may be null")
-        view = _errors(lambda: control_plane.update(cluster_id, **changes))
+        view = _errors(lambda: control_plane.update(cluster_id, None, who, **changes))
         return view.as_json()  # type: ignore[no-any-return]
 
     @app.delete("/v1/clusters/{cluster_id}", status_code=202)
-    def delete(cluster_id: str) -> dict[str, Any]:
-        return _errors(lambda: control_plane.delete(cluster_id)).as_json()  # type: ignore[no-any-return]
+    def delete(cluster_id: str, who: Caller = Authenticated) -> dict[str, Any]:
+        return _errors(lambda: control_plane.delete(cluster_id, who)).as_json()  # type: ignore[no-any-return]
 
     @app.post("/v1/clusters/{cluster_id}/api-keys", status_code=201)
-    def create_api_key(cluster_id: str, body: CreateApiKey) -> dict[str, Any]:
+    def create_api_key(
+        cluster_id: str, body: CreateApiKey, who: Caller = Authenticated
+    ) -> dict[str, Any]:
         api_key, secret, desire = _errors(
-            lambda: control_plane.create_api_key(cluster_id, body.resource_prefix, body.description)
+            lambda: control_plane.create_api_key(
+                cluster_id, body.resource_prefix, body.description, who
+            )
         )
         return {
             **api_key.public(),
@@ -140,13 +248,13 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         }
 
     @app.get("/v1/clusters/{cluster_id}/api-keys")
-    def api_keys(cluster_id: str) -> dict[str, Any]:
-        view = _errors(lambda: control_plane.cluster(cluster_id))
+    def api_keys(cluster_id: str, who: Caller = Authenticated) -> dict[str, Any]:
+        view = _errors(lambda: control_plane.cluster(cluster_id, who))
         return {"api_keys": [k.public() for k in view.desire.api_keys]}
 
     @app.delete("/v1/clusters/{cluster_id}/api-keys/{key}")
-    def delete_api_key(cluster_id: str, key: str) -> dict[str, Any]:
-        desire = _errors(lambda: control_plane.delete_api_key(cluster_id, key))
+    def delete_api_key(cluster_id: str, key: str, who: Caller = Authenticated) -> dict[str, Any]:
+        desire = _errors(lambda: control_plane.delete_api_key(cluster_id, key, who))
         return {"deleted": key, "cluster": cluster_id, "generation": desire.generation}
 
     @app.get("/healthz")

@@ -1,6 +1,10 @@
-"""The control plane's state and duties, apart from HTTP: the clusters users asked for (written
-to the desired-state topic), what the data planes report (read from the observed-state topic),
-the autoscaler's decisions, and forgetting clusters once their data plane reports them gone."""
+"""The control plane's state and duties, apart from HTTP: the tenants and their quotas and
+tokens, the clusters users asked for (written to the desired-state topic), what the data planes
+report (read from the observed-state topic), the autoscaler's decisions, and forgetting
+clusters once their data plane reports them gone.
+
+Every operation takes the ``Caller``: a tenant reaches only its own clusters and tenant, and
+another's answer NotFound, so that ids cannot be probed."""
 
 from __future__ import annotations
 
@@ -17,13 +21,17 @@ from artesian.controlplane.documents import (
     DESIRED_TOPIC,
     MAX_API_KEYS,
     OBSERVED_TOPIC,
+    TENANTS_TOPIC,
     ApiKey,
+    ApiToken,
     Autoscale,
     ClusterDesire,
     ClusterReport,
     DocumentError,
+    Tenant,
 )
 from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
+from artesian.controlplane.tenants import ADMIN, Caller, authenticate, mint_token
 
 log = logging.getLogger("artesian.controlplane")
 
@@ -34,6 +42,10 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
+
+
+class Forbidden(PermissionError):
+    """The admin's alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +65,27 @@ class ControlPlane:
     def __init__(
         self,
         bootstrap: str,
+        admin_token: str,
         policy: AutoscalePolicy = AutoscalePolicy(),
         write_timeout: float = 15.0,
     ) -> None:
-        ensure_state_topics(bootstrap)
+        if len(admin_token) < 16:
+            raise ValueError("the admin token needs at least 16 characters")
+        ensure_state_topics(bootstrap, (DESIRED_TOPIC, OBSERVED_TOPIC, TENANTS_TOPIC))
         self.bootstrap = bootstrap
         self.policy = policy
         self.write_timeout = write_timeout
+        self._admin_token = admin_token
         self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
         self.observed = StateTable(bootstrap, OBSERVED_TOPIC, ClusterReport.decode)
+        self.tenants = StateTable(bootstrap, TENANTS_TOPIC, Tenant.decode)
         self._writer = StateWriter(bootstrap, DESIRED_TOPIC, write_timeout)
+        self._tenant_writer = StateWriter(bootstrap, TENANTS_TOPIC, write_timeout)
         # Only to forget a deleted cluster's last report; the data planes write the rest.
         self._report_eraser = StateWriter(bootstrap, OBSERVED_TOPIC, write_timeout)
-        self._lock = threading.Lock()  # one read-modify-write of the desired state at a time
+        # One read-modify-write of the desired state or the tenants at a time: a quota check
+        # reads both.
+        self._lock = threading.Lock()
         self._last_change_ms: dict[str, int] = {}
         self._shapes: dict[str, object] = {}
         self.desired.listeners.append(self._desire_changed)
@@ -73,11 +93,12 @@ class ControlPlane:
         self._duties = threading.Thread(target=self._run_duties, name="control-plane", daemon=True)
 
     def start(self, ready_timeout: float = 30.0) -> ControlPlane:
-        self.desired.start()
-        self.observed.start()
-        # Serve, and act, once both tables hold what the topics held when we started.
-        self.desired.catch_up(ready_timeout)
-        self.observed.catch_up(ready_timeout)
+        tables = (self.desired, self.observed, self.tenants)
+        for table in tables:
+            table.start()
+        # Serve, and act, once the tables hold what the topics held when we started.
+        for table in tables:
+            table.catch_up(ready_timeout)
         self._duties.start()
         return self
 
@@ -85,27 +106,34 @@ class ControlPlane:
         self._stop.set()
         if self._duties.is_alive():
             self._duties.join(10)
-        self.desired.stop()
-        self.observed.stop()
+        for table in (self.desired, self.observed, self.tenants):
+            table.stop()
         self._writer.close()
+        self._tenant_writer.close()
         self._report_eraser.close()
 
     # --- the API's operations ---------------------------------------------------------------
 
     def healthy(self) -> bool:
-        """Both tables still follow their topics, and the duties still run."""
-        return self.desired.alive() and self.observed.alive() and self._duties.is_alive()
+        """The tables still follow their topics, and the duties still run."""
+        tables = (self.desired, self.observed, self.tenants)
+        return all(t.alive() for t in tables) and self._duties.is_alive()
 
-    def clusters(self) -> list[ClusterView]:
-        """By id, clusters being deleted last."""
+    def authenticate(self, presented: str) -> Caller | None:
+        """The caller a bearer token stands for: the admin, a tenant, or None."""
+        return authenticate(presented, self._admin_token, self.tenants.snapshot())
+
+    def clusters(self, caller: Caller = ADMIN) -> list[ClusterView]:
+        """The caller's clusters by id, those being deleted last."""
         reports = self.observed.snapshot()
-        desires = sorted(self.desired.snapshot().values(), key=lambda d: (d.deleted, d.id))
+        desires = sorted(
+            (d for d in self.desired.snapshot().values() if caller.owns(d.tenant)),
+            key=lambda d: (d.deleted, d.id),
+        )
         return [ClusterView(d, _from_its_cell(d, reports.get(d.id))) for d in desires]
 
-    def cluster(self, cluster_id: str) -> ClusterView:
-        desire = self.desired.get(cluster_id)
-        if desire is None:
-            raise NotFound(f"no cluster {cluster_id}")
+    def cluster(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterView:
+        desire = self._current(cluster_id, caller)
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
     def create(
@@ -115,11 +143,17 @@ class ControlPlane:
         cell: str = "local",
         config: dict[str, str] | None = None,
         autoscale: Autoscale | None = None,
+        caller: Caller = ADMIN,
+        tenant: str | None = None,
     ) -> ClusterView:
+        """A new cluster, the caller's (the admin may name the tenant it is for)."""
+        if tenant is not None and not caller.is_admin and tenant != caller.tenant:
+            raise Forbidden("a tenant creates clusters for itself only")
+        owner = caller.tenant if caller.tenant is not None else (tenant or "")
         with self._lock:
-            if any(d.name == name and not d.deleted for d in self.desired.snapshot().values()):
-                raise Conflict(f"a cluster named {name!r} exists")
             taken = self.desired.snapshot()
+            if any(d.name == name and d.tenant == owner and not d.deleted for d in taken.values()):
+                raise Conflict(f"a cluster named {name!r} exists")
             cluster_id = f"lkc-{secrets.token_hex(8)}"
             while cluster_id in taken:
                 cluster_id = f"lkc-{secrets.token_hex(8)}"
@@ -130,34 +164,48 @@ class ControlPlane:
                 cell=cell,
                 config=dict(config or {}),
                 autoscale=autoscale,
+                tenant=owner,
             ).validate()
+            self._within_quota(desire, None)
             self._write(desire.id, desire)
-        log.info("cluster %s (%s): %d broker(s) in cell %s", desire.id, name, brokers, cell)
+        log.info(
+            "cluster %s (%s): %d broker(s) in cell %s, tenant %s",
+            desire.id,
+            name,
+            brokers,
+            cell,
+            owner or "(platform)",
+        )
         return ClusterView(desire, None)
 
     def update(
-        self, cluster_id: str, expected_generation: int | None = None, **changes: Any
+        self,
+        cluster_id: str,
+        expected_generation: int | None = None,
+        caller: Caller = ADMIN,
+        **changes: Any,
     ) -> ClusterView:
         with self._lock:
-            current = self._current(cluster_id)
+            current = self._current(cluster_id, caller)
             if expected_generation is not None and current.generation != expected_generation:
                 raise Conflict(
                     f"cluster {cluster_id} is at generation {current.generation}, "
                     f"not {expected_generation}"
                 )
-            current = self._live(cluster_id)
+            current = self._live(cluster_id, caller)
             # None leaves a field as it is, except autoscale, where it switches autoscaling off.
             wanted = {k: v for k, v in changes.items() if v is not None or k == "autoscale"}
             if all(getattr(current, k) == v for k, v in wanted.items()):
                 return ClusterView(current, _from_its_cell(current, self.observed.get(cluster_id)))
             desire = current.changed(**wanted)
+            self._within_quota(desire, current)
             self._write(desire.id, desire)
         log.info("cluster %s: generation %d (%s)", cluster_id, desire.generation, wanted)
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
-    def delete(self, cluster_id: str) -> ClusterView:
+    def delete(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterView:
         with self._lock:
-            current = self._current(cluster_id)
+            current = self._current(cluster_id, caller)
             desire = current if current.deleted else current.changed(deleted=True)
             if desire is not current:
                 self._write(desire.id, desire)
@@ -165,13 +213,17 @@ class ControlPlane:
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
     def create_api_key(
-        self, cluster_id: str, resource_prefix: str | None = None, description: str = ""
+        self,
+        cluster_id: str,
+        resource_prefix: str | None = None,
+        description: str = "",
+        caller: Caller = ADMIN,
     ) -> tuple[ApiKey, str, ClusterDesire]:
         """A new API key for the cluster and its secret, which is not kept anywhere: the
         caller shows it once. The key works once the cluster reports this generation."""
         api_key, secret = mint_api_key(resource_prefix, description, int(time.time() * 1000))
         with self._lock:
-            current = self._live(cluster_id)
+            current = self._live(cluster_id, caller)
             report = _from_its_cell(current, self.observed.get(cluster_id))
             if report is not None and report.client_protocol == "PLAINTEXT":
                 raise Conflict(
@@ -191,11 +243,11 @@ class ControlPlane:
         )
         return api_key, secret, desire
 
-    def delete_api_key(self, cluster_id: str, key: str) -> ClusterDesire:
+    def delete_api_key(self, cluster_id: str, key: str, caller: Caller = ADMIN) -> ClusterDesire:
         """Revoke a key: new logins with it fail once the cluster reports this generation
         (connections already logged in stay, as in Kafka without KIP-368)."""
         with self._lock:
-            current = self._live(cluster_id)
+            current = self._live(cluster_id, caller)
             kept = tuple(k for k in current.api_keys if k.key != key)
             if len(kept) == len(current.api_keys):
                 raise NotFound(f"cluster {cluster_id} has no API key {key}")
@@ -206,15 +258,122 @@ class ControlPlane:
         )
         return desire
 
-    def _live(self, cluster_id: str) -> ClusterDesire:
-        current = self._current(cluster_id)
+    # --- tenants ----------------------------------------------------------------------------
+
+    def create_tenant(
+        self, name: str, max_clusters: int, max_brokers: int, caller: Caller = ADMIN
+    ) -> tuple[Tenant, str]:
+        """A new tenant and its first API token's text, which is kept nowhere."""
+        _admin_only(caller, "create tenants")
+        now = int(time.time() * 1000)
+        token, text = mint_token("first token", now)
+        with self._lock:
+            taken = self.tenants.snapshot()
+            if any(t.name == name for t in taken.values()):
+                raise Conflict(f"a tenant named {name!r} exists")
+            tenant_id = f"t-{secrets.token_hex(8)}"
+            while tenant_id in taken:
+                tenant_id = f"t-{secrets.token_hex(8)}"
+            tenant = Tenant(tenant_id, name, max_clusters, max_brokers, (token,), now).validate()
+            self._write_tenant(tenant.id, tenant)
+        log.info("tenant %s (%s) created", tenant.id, name)
+        return tenant, text
+
+    def list_tenants(self, caller: Caller = ADMIN) -> list[Tenant]:
+        return sorted(
+            (t for t in self.tenants.snapshot().values() if caller.owns(t.id)), key=lambda t: t.id
+        )
+
+    def tenant(self, tenant_id: str, caller: Caller = ADMIN) -> Tenant:
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None or not caller.owns(tenant_id):
+            raise NotFound(f"no tenant {tenant_id}")
+        return tenant
+
+    def update_tenant(self, tenant_id: str, caller: Caller = ADMIN, **quotas: int) -> Tenant:
+        """New quotas. Lowering one below what the tenant has leaves its clusters running and
+        refuses what would add to them."""
+        _admin_only(caller, "change quotas")
+        with self._lock:
+            current = self.tenant(tenant_id)
+            if all(getattr(current, k) == v for k, v in quotas.items()):
+                return current
+            tenant = current.changed(**quotas)
+            self._write_tenant(tenant_id, tenant)
+        log.info("tenant %s: quotas %s", tenant_id, quotas)
+        return tenant
+
+    def delete_tenant(self, tenant_id: str, caller: Caller = ADMIN) -> None:
+        """Forget a tenant and its tokens, once it has no cluster left (deleting ones count)."""
+        _admin_only(caller, "delete tenants")
+        with self._lock:
+            self.tenant(tenant_id)
+            owned = sorted(d.id for d in self.desired.snapshot().values() if d.tenant == tenant_id)
+            if owned:
+                raise Conflict(f"tenant {tenant_id} still has clusters: delete {owned} first")
+            self._write_tenant(tenant_id, None)
+        log.info("tenant %s deleted", tenant_id)
+
+    def create_token(
+        self, tenant_id: str, description: str = "", caller: Caller = ADMIN
+    ) -> tuple[ApiToken, str]:
+        token, text = mint_token(description, int(time.time() * 1000))
+        with self._lock:
+            current = self.tenant(tenant_id, caller)
+            tenant = current.changed(tokens=(*current.tokens, token))
+            self._write_tenant(tenant_id, tenant)
+        log.info("tenant %s: token %s created", tenant_id, token.id)
+        return token, text
+
+    def delete_token(self, tenant_id: str, token_id: str, caller: Caller = ADMIN) -> None:
+        with self._lock:
+            current = self.tenant(tenant_id, caller)
+            kept = tuple(t for t in current.tokens if t.id != token_id)
+            if len(kept) == len(current.tokens):
+                raise NotFound(f"tenant {tenant_id} has no token {token_id}")
+            self._write_tenant(tenant_id, current.changed(tokens=kept))
+        log.info("tenant %s: token %s deleted", tenant_id, token_id)
+
+    def _within_quota(self, desire: ClusterDesire, current: ClusterDesire | None) -> None:
+        """Refuse a cluster, or a change, that takes its tenant past a quota; what only shrinks
+        passes, so that a tenant over a lowered quota can still come down."""
+        if not desire.tenant:
+            return
+        tenant = self.tenants.get(desire.tenant)
+        if tenant is None:
+            raise NotFound(f"no tenant {desire.tenant}")
+        others = [
+            d
+            for d in self.desired.snapshot().values()
+            if d.tenant == desire.tenant and not d.deleted and d.id != desire.id
+        ]
+        if current is None and len(others) + 1 > tenant.max_clusters:
+            raise Conflict(
+                f"tenant {tenant.id} has {len(others)} cluster(s), its quota is "
+                f"{tenant.max_clusters} (max_clusters)"
+            )
+        brokers = sum(d.most_brokers() for d in others) + desire.most_brokers()
+        grows = current is None or desire.most_brokers() > current.most_brokers()
+        if grows and brokers > tenant.max_brokers:
+            raise Conflict(
+                f"tenant {tenant.id} would have up to {brokers} brokers, its quota is "
+                f"{tenant.max_brokers} (max_brokers; an autoscaled cluster counts its maximum)"
+            )
+
+    def _write_tenant(self, tenant_id: str, tenant: Tenant | None) -> None:
+        offset = self._tenant_writer.put(tenant_id, None if tenant is None else tenant.encode())
+        if not self.tenants.wait_for(offset, self.write_timeout):
+            raise TimeoutError(f"{TENANTS_TOPIC} did not show offset {offset}")
+
+    def _live(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterDesire:
+        current = self._current(cluster_id, caller)
         if current.deleted:
             raise Conflict(f"cluster {cluster_id} is being deleted")
         return current
 
-    def _current(self, cluster_id: str) -> ClusterDesire:
+    def _current(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterDesire:
         desire = self.desired.get(cluster_id)
-        if desire is None:
+        if desire is None or not caller.owns(desire.tenant):
             raise NotFound(f"no cluster {cluster_id}")
         return desire
 
@@ -273,6 +432,11 @@ class ControlPlane:
                 decision.brokers,
                 decision.reason,
             )
+
+
+def _admin_only(caller: Caller, what: str) -> None:
+    if not caller.is_admin:
+        raise Forbidden(f"only the platform's admin may {what}")
 
 
 def _from_its_cell(desire: ClusterDesire, report: ClusterReport | None) -> ClusterReport | None:

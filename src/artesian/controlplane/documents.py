@@ -8,6 +8,10 @@ cluster id in compacted Kafka topics:
 - ``ClusterReport`` (data plane → control plane, topic ``_artesian_cluster_observed``): what
   runs, for which generation, and the load it carries (what the autoscaler decides on).
 
+A third, ``Tenant`` (topic ``_artesian_tenants``), stays within the control plane: an account
+that owns clusters, with its quotas and the API tokens it calls the control plane with (as
+SHA-256 digests only).
+
 Both are JSON. Decoding validates every field: a bad record is skipped with a log line, never
 trusted, since anything that can write to the topic can write to it.
 """
@@ -30,12 +34,17 @@ log = logging.getLogger("artesian.controlplane")
 
 DESIRED_TOPIC = "_artesian_cluster_desired"
 OBSERVED_TOPIC = "_artesian_cluster_observed"
+TENANTS_TOPIC = "_artesian_tenants"
 # Compacted: the latest document per cluster is the state; a tombstone forgets the cluster.
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
 MAX_BROKERS = 20
 MAX_API_KEYS = 100
+MAX_TOKENS = 20
 CLUSTER_ID = re.compile(r"lkc-[a-z0-9]{6,32}")  # fullmatch: "$" would let a newline in
+TENANT_ID = re.compile(r"t-[a-z0-9]{6,32}")
+TOKEN_ID = re.compile(r"[a-z0-9]{16}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # An API key is a SASL username of this shape; the data plane owns every SCRAM user and ACL
 # principal of this shape on its clusters.
@@ -202,10 +211,15 @@ class ClusterDesire:
     api_keys: tuple[ApiKey, ...] = ()
     generation: int = 1
     deleted: bool = False
+    # The owning tenant's id; "" for the platform's own clusters (and those made before
+    # tenants), which only the admin sees.
+    tenant: str = ""
 
     def validate(self) -> ClusterDesire:
         if not CLUSTER_ID.fullmatch(self.id):
             raise DocumentError(f"cluster id {self.id!r} is not lkc- and 6-32 [a-z0-9]")
+        if self.tenant and not TENANT_ID.fullmatch(self.tenant):
+            raise DocumentError(f"tenant id {self.tenant!r} is not t- and 6-32 [a-z0-9]")
         if not NAME.fullmatch(self.name):
             raise DocumentError(
                 f"cluster name {self.name!r}: 1-63 letters, digits, '.', '_' or '-', "
@@ -271,10 +285,112 @@ class ClusterDesire:
                 api_keys=tuple(ApiKey.decode(_dict(k, "API key")) for k in keys),
                 generation=_int(doc, "generation"),
                 deleted=_bool(doc, "deleted"),
+                tenant=_str(doc, "tenant"),
             )
         except TypeError as e:
             raise DocumentError(str(e)) from e
         return desire.validate()
+
+    def most_brokers(self) -> int:
+        """What the cluster may grow to: a tenant's broker quota counts this."""
+        return self.autoscale.max_brokers if self.autoscale is not None else self.brokers
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A credential for the control plane's API. ``id`` is public; the secret is known only to
+    whoever created it, and the document keeps its SHA-256. The secret is 256 random bits,
+    so a fast digest leaves nothing to search."""
+
+    id: str
+    secret_sha256: str
+    description: str = ""
+    created_ms: int = 0
+
+    def validate(self) -> None:
+        if not TOKEN_ID.fullmatch(self.id):
+            raise DocumentError(f"token id {self.id!r} is not 16 of a-z and 0-9")
+        if not SHA256_HEX.fullmatch(self.secret_sha256):
+            raise DocumentError("secret_sha256 is not 64 lowercase hex digits")
+        if len(self.description) > 256:
+            raise DocumentError("description is longer than 256 characters")
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "description": self.description, "created_ms": self.created_ms}
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """An account: it owns clusters, up to ``max_clusters`` of them and ``max_brokers`` brokers
+    in all (an autoscaled cluster counts its maximum), and calls the API with its tokens."""
+
+    id: str
+    name: str
+    max_clusters: int = 10
+    max_brokers: int = 20
+    tokens: tuple[ApiToken, ...] = ()
+    created_ms: int = 0
+    generation: int = 1
+
+    def validate(self) -> Tenant:
+        if not TENANT_ID.fullmatch(self.id):
+            raise DocumentError(f"tenant id {self.id!r} is not t- and 6-32 [a-z0-9]")
+        if not NAME.fullmatch(self.name):
+            raise DocumentError(
+                f"tenant name {self.name!r}: 1-63 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if not 0 <= self.max_clusters <= 1000:
+            raise DocumentError(f"max_clusters must be 0 to 1000, not {self.max_clusters}")
+        if not 0 <= self.max_brokers <= 1000 * MAX_BROKERS:
+            raise DocumentError(
+                f"max_brokers must be 0 to {1000 * MAX_BROKERS}, not {self.max_brokers}"
+            )
+        if len(self.tokens) > MAX_TOKENS:
+            raise DocumentError(f"a tenant has at most {MAX_TOKENS} tokens")
+        if len({t.id for t in self.tokens}) != len(self.tokens):
+            raise DocumentError("token ids must be unique")
+        for token in self.tokens:
+            token.validate()
+        if self.generation < 1:
+            raise DocumentError("generation starts at 1")
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows: tokens without their digests."""
+        doc = asdict(self)
+        doc["tokens"] = [t.public() for t in self.tokens]
+        return doc
+
+    def changed(self, **changes: Any) -> Tenant:
+        return replace(self, generation=self.generation + 1, **changes).validate()
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Tenant:
+        doc = _object(raw)
+        tokens = doc.get("tokens", [])
+        if not isinstance(tokens, list):
+            raise DocumentError("tokens must be a list")
+        return cls(
+            id=_str(doc, "id"),
+            name=_str(doc, "name"),
+            max_clusters=_int(doc, "max_clusters"),
+            max_brokers=_int(doc, "max_brokers"),
+            tokens=tuple(
+                ApiToken(
+                    _str(t, "id"),
+                    _str(t, "secret_sha256"),
+                    _str(t, "description"),
+                    _int(t, "created_ms"),
+                )
+                for t in (_dict(x, "token") for x in tokens)
+            ),
+            created_ms=_int(doc, "created_ms"),
+            generation=_int(doc, "generation"),
+        ).validate()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,16 @@ class StateTopicError(RuntimeError):
     pass
 
 
-def ensure_state_topics(bootstrap: str, timeout: float = 30.0) -> None:
-    """Create both state topics if missing (replicated up to 3 times, as brokers allow)."""
+def ensure_state_topics(
+    bootstrap: str,
+    topics: tuple[str, ...] = (DESIRED_TOPIC, OBSERVED_TOPIC),
+    timeout: float = 30.0,
+) -> None:
+    """Create the state topics if missing (replicated up to 3 times, as brokers allow)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     md = admin.list_topics(timeout=timeout)
     rf = min(3, len(md.brokers))
-    missing = [t for t in (DESIRED_TOPIC, OBSERVED_TOPIC) if t not in md.topics]
+    missing = [t for t in topics if t not in md.topics]
     if not missing:
         return
     futures = admin.create_topics(

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from artesian.security.secret_file import EmptySecretFile, read_or_create_secret
 
 # The operator owns these; a spec may not set them in [config] (the client listener's
 # wiring comes from client_protocol and [client_config]).
@@ -236,36 +236,11 @@ class ClusterSpec:
 
 def _internal_password(path: Path) -> str:
     """The cluster's INTERNAL password, made on first use and kept, readable by its owner
-    only. Made whole in a temporary file and linked into place, so that a racing operator
-    and a crash never leave an empty or partial one."""
+    only."""
     try:
-        return _read_secret(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # fails if another made it first: theirs is the one
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _read_secret(path)
-
-
-def _read_secret(path: Path) -> str:
-    password = path.read_text().strip()
-    if not password:
-        raise SpecError(f"{path} is empty: remove it and restart every broker of the cluster")
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o600)  # readable by others: no longer
-    return password
+        return read_or_create_secret(path)
+    except EmptySecretFile as e:
+        raise SpecError(f"{e}: remove it and restart every broker of the cluster") from e
 
 
 def _prop(value: object) -> str:

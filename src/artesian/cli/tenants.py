@@ -1,0 +1,149 @@
+"""``artesian tenants ...``: the control plane's accounts, their quotas and their API tokens.
+Creating tenants and changing quotas is the admin's; a tenant manages its own tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from artesian.cli.common import JsonOpt, fail, make_app, reporting, table
+from artesian.cli.controlplane import ApiOpt, TokenOpt, call_api, show_answer
+
+tenants_app = make_app(
+    "Tenants on the control plane: accounts that own clusters, with quotas (how many clusters, "
+    "how many brokers in all) and the API tokens they call the control plane with."
+)
+tokens_app = make_app("A tenant's API tokens: create (shown once), list, delete.")
+tenants_app.add_typer(tokens_app, name="tokens")
+
+TenantArg = Annotated[str, typer.Argument(help="The tenant's id (t-...).")]
+MaxClustersOpt = Annotated[
+    int | None, typer.Option(help="How many clusters it may have.", min=0, max=1000)
+]
+MaxBrokersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="How many brokers its clusters may have in all (an autoscaled one counts its "
+        "maximum).",
+        min=0,
+    ),
+]
+_COLUMNS = ["ID", "NAME", "MAX CLUSTERS", "MAX BROKERS", "TOKENS"]
+
+
+def _row(t: dict[str, Any]) -> tuple[Any, ...]:
+    return (t["id"], t["name"], t["max_clusters"], t["max_brokers"], len(t["tokens"]))
+
+
+def _token_text(doc: dict[str, Any]) -> str:
+    return (
+        f"API token {doc['token']}\nSave it now: it cannot be shown again. Use it with "
+        "--token or ARTESIAN_TOKEN, or as `Authorization: Bearer <token>`."
+    )
+
+
+@tenants_app.command("create")
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="The tenant's name, unique.")],
+    max_clusters: MaxClustersOpt = 10,
+    max_brokers: MaxBrokersOpt = 20,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a tenant (the admin's); its first API token is shown now and never again."""
+    body = {"name": name, "max_clusters": max_clusters, "max_brokers": max_brokers}
+    with reporting(""):
+        doc = call_api(api, token, "POST", "/v1/tenants", body)
+    show_answer(doc, as_json, lambda d: f"created tenant {d['id']} ({name})\n" + _token_text(d))
+
+
+@tenants_app.command("list")
+def list_tenants(
+    api: ApiOpt = "http://127.0.0.1:8080", token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Every tenant (the admin), or your own (a tenant)."""
+    with reporting(""):
+        doc = call_api(api, token, "GET", "/v1/tenants")
+    show_answer(doc, as_json, lambda d: table(None, _COLUMNS, [_row(t) for t in d["tenants"]]))
+
+
+@tenants_app.command("update")
+def update_tenant(
+    tenant: TenantArg,
+    max_clusters: MaxClustersOpt = None,
+    max_brokers: MaxBrokersOpt = None,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a tenant's quotas (the admin's). Clusters already over a lowered quota keep
+    running; what would add to them is refused."""
+    body = {
+        k: v
+        for k, v in (("max_clusters", max_clusters), ("max_brokers", max_brokers))
+        if v is not None
+    }
+    with reporting(""):
+        if not body:
+            fail("nothing to change", "Give --max-clusters or --max-brokers.")
+        doc = call_api(api, token, "PATCH", f"/v1/tenants/{tenant}", body)
+    show_answer(doc, as_json, lambda d: table(None, _COLUMNS, [_row(d)]))
+
+
+@tenants_app.command("delete")
+def delete_tenant(
+    tenant: TenantArg,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a tenant and its tokens (the admin's), once it has no cluster left."""
+    with reporting(""):
+        doc = call_api(api, token, "DELETE", f"/v1/tenants/{tenant}")
+    show_answer(doc, as_json, lambda d: f"tenant {tenant} deleted")
+
+
+@tokens_app.command("create")
+def create_token(
+    tenant: TenantArg,
+    description: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A new API token for the tenant, shown now and never again."""
+    with reporting(""):
+        doc = call_api(
+            api, token, "POST", f"/v1/tenants/{tenant}/tokens", {"description": description}
+        )
+    show_answer(doc, as_json, _token_text)
+
+
+@tokens_app.command("list")
+def list_tokens(
+    tenant: TenantArg,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The tenant's tokens: ids and descriptions, never the tokens."""
+    with reporting(""):
+        doc = call_api(api, token, "GET", f"/v1/tenants/{tenant}/tokens")
+    rows = [(t["id"], t["description"]) for t in doc["tokens"]]
+    show_answer(doc, as_json, lambda d: table(None, ["TOKEN ID", "DESCRIPTION"], rows))
+
+
+@tokens_app.command("delete")
+def delete_token(
+    tenant: TenantArg,
+    token_id: Annotated[str, typer.Argument(help="The token's id, from `tokens list`.")],
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a token: calls with it are refused (401) from now on."""
+    with reporting(""):
+        doc = call_api(api, token, "DELETE", f"/v1/tenants/{tenant}/tokens/{token_id}")
+    show_answer(doc, as_json, lambda d: f"token {token_id} of tenant {tenant} deleted")

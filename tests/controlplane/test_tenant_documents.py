@@ -1,0 +1,127 @@
+"""Tenant documents (validated both ways, never holding a token) and who a bearer token
+stands for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from artesian.controlplane.documents import ClusterDesire, DocumentError, Tenant
+from artesian.controlplane.tenants import ADMIN, Caller, authenticate, mint_token
+
+ADMIN_TOKEN = "an-admin-token-of-enough-length"
+
+
+def tenant_doc(**overrides: Any) -> dict[str, Any]:
+    token, _ = mint_token("ci", 5)
+    doc: dict[str, Any] = {
+        "id": "t-abc123",
+        "name": "acme",
+        "max_clusters": 3,
+        "max_brokers": 6,
+        "tokens": [
+            {
+                "id": token.id,
+                "secret_sha256": token.secret_sha256,
+                "description": "ci",
+                "created_ms": 5,
+            }
+        ],
+        "created_ms": 1,
+        "generation": 2,
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_a_tenant_round_trips_and_shows_no_digest() -> None:
+    tenant = Tenant.decode(json.dumps(tenant_doc()).encode())
+    assert Tenant.decode(tenant.encode()) == tenant
+    assert tenant.max_clusters == 3 and tenant.tokens[0].description == "ci"
+    public = json.dumps(tenant.public())
+    assert tenant.tokens[0].secret_sha256 not in public and "secret_sha256" not in public
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"id": "lkc-abc123"},
+        {"id": "t-abc123\n"},
+        {"name": "a/b"},
+        {"max_clusters": -1},
+        {"max_clusters": "3"},
+        {"max_brokers": 10**9},
+        {"tokens": {}},
+        {"tokens": [{"id": "short", "secret_sha256": "0" * 64}]},
+        {"tokens": [{"id": "a" * 16, "secret_sha256": "0" * 63}]},
+        {"tokens": [{"id": "a" * 16, "secret_sha256": "G" * 64}]},
+        {"tokens": [{"id": "a" * 16, "secret_sha256": "0" * 64}] * 2},
+        {"tokens": [{"id": f"{n:016d}", "secret_sha256": "0" * 64} for n in range(21)]},
+        {"generation": 0},
+    ],
+)
+def test_a_malformed_tenant_is_refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(DocumentError):
+        Tenant.decode(json.dumps(tenant_doc(**overrides)).encode())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(sorted(tenant_doc())),
+        st.none() | st.integers() | st.text(max_size=20) | st.lists(st.integers(), max_size=2),
+        max_size=3,
+    )
+)
+def test_a_mutated_tenant_decodes_or_raises_document_error(changes: dict[str, Any]) -> None:
+    try:
+        result = Tenant.decode(json.dumps(tenant_doc(**changes)).encode())
+    except DocumentError:
+        return
+    assert isinstance(result, Tenant)
+
+
+def test_a_cluster_names_its_tenant_or_none() -> None:
+    base = {"id": "lkc-abc123", "name": "orders", "brokers": 1, "cell": "local", "generation": 1}
+    assert ClusterDesire.decode(json.dumps(base).encode()).tenant == ""
+    owned = ClusterDesire.decode(json.dumps({**base, "tenant": "t-abc123"}).encode())
+    assert owned.tenant == "t-abc123"
+    with pytest.raises(DocumentError):
+        ClusterDesire.decode(json.dumps({**base, "tenant": "acme"}).encode())
+
+
+def test_a_token_stands_for_its_tenant_and_nothing_else_does() -> None:
+    token, text = mint_token("ci", 1)
+    assert text.startswith(f"art_{token.id}_") and token.secret_sha256 not in text
+    acme = Tenant("t-abc123", "acme", tokens=(token,)).validate()
+    other_token, other_text = mint_token("", 1)
+    globex = Tenant("t-def456", "globex", tokens=(other_token,)).validate()
+    tenants = {acme.id: acme, globex.id: globex}
+    assert authenticate(ADMIN_TOKEN, ADMIN_TOKEN, tenants) == ADMIN
+    assert authenticate(text, ADMIN_TOKEN, tenants) == Caller("t-abc123")
+    assert authenticate(other_text, ADMIN_TOKEN, tenants) == Caller("t-def456")
+    secret = text.split("_", 2)[2]
+    for wrong in (
+        text[:-1],
+        text + "x",
+        f"art_{other_token.id}_{secret}",  # acme's secret under globex's id
+        f"art_{token.id}_{token.secret_sha256}",  # the digest is no secret
+        secret,
+        ADMIN_TOKEN[:-1],
+        "",
+        "art__",
+    ):
+        assert authenticate(wrong, ADMIN_TOKEN, tenants) is None, wrong
+    # A tenant without the token (revoked) no longer matches it.
+    assert authenticate(text, ADMIN_TOKEN, {globex.id: globex}) is None
+
+
+def test_the_caller_owns_its_own() -> None:
+    assert ADMIN.is_admin and ADMIN.owns("") and ADMIN.owns("t-abc123")
+    acme = Caller("t-abc123")
+    assert not acme.is_admin and acme.owns("t-abc123")
+    assert not acme.owns("") and not acme.owns("t-def456")

@@ -1,0 +1,236 @@
+"""Tenants on a real control plane (its own process, its state on a real Artesian broker):
+every call needs a token, a tenant reaches only its own clusters, quotas hold, tokens are
+revoked, and all of it outlives a restart because it lives in a Kafka topic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.controlplane.test_control_plane import Platform
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    p = Platform(tmp_path)
+    try:
+        p.start_control_plane()
+        yield p
+    finally:
+        p.close()
+
+
+def _as(platform: Platform, token: str | None) -> httpx.Client:
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    return httpx.Client(base_url=str(platform.api.base_url), headers=headers, timeout=30)
+
+
+def _tenant(platform: Platform, name: str, **quotas: int) -> dict[str, Any]:
+    r = platform.api.post("/v1/tenants", json={"name": name, **quotas})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_every_call_needs_a_valid_token(platform: Platform) -> None:
+    with _as(platform, None) as anonymous:
+        r = anonymous.get("/v1/clusters")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert anonymous.post("/v1/clusters", json={"name": "x"}).status_code == 401
+        assert anonymous.post("/v1/tenants", json={"name": "x"}).status_code == 401
+        # Health, metrics and the API's docs stay open: probes and scrapers carry no token.
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.get("/metrics").status_code == 200
+        assert anonymous.get("/openapi.json").status_code == 200
+    admin = platform.admin_token()
+    tenant = _tenant(platform, "acme")
+    for wrong in (
+        admin + "x",
+        admin[:-1],
+        "art_" + tenant["tokens"][0]["id"] + "_" + "A" * 43,  # a real id, a made-up secret
+        tenant["token"].replace("art_", "art_x", 1),
+        "not-a-token",
+    ):
+        with _as(platform, wrong) as caller:
+            assert caller.get("/v1/clusters").status_code == 401, wrong
+    # The right secret under another scheme is no bearer token.
+    basic = {"authorization": f"Basic {admin}"}
+    assert platform.api.get("/v1/clusters", headers=basic).status_code == 401
+    assert platform.api.get("/v1/whoami").json() == {"admin": True, "tenant": None}
+    with _as(platform, tenant["token"]) as acme:
+        assert acme.get("/v1/whoami").json() == {"admin": False, "tenant": tenant["id"]}
+
+
+def test_a_tenant_reaches_only_its_own_clusters(platform: Platform) -> None:
+    acme, globex = _tenant(platform, "acme"), _tenant(platform, "globex")
+    assert acme["id"].startswith("t-") and acme["token"].startswith("art_")
+    with _as(platform, acme["token"]) as a, _as(platform, globex["token"]) as g:
+        mine = a.post("/v1/clusters", json={"name": "orders"})
+        assert mine.status_code == 201, mine.text
+        mine_id = mine.json()["id"]
+        assert mine.json()["spec"]["tenant"] == acme["id"]
+        # Names are per tenant: globex has an "orders" of its own.
+        theirs = g.post("/v1/clusters", json={"name": "orders"})
+        assert theirs.status_code == 201, theirs.text
+        theirs_id = theirs.json()["id"]
+        assert a.post("/v1/clusters", json={"name": "orders"}).status_code == 409
+
+        assert [c["id"] for c in a.get("/v1/clusters").json()["clusters"]] == [mine_id]
+        assert [c["id"] for c in g.get("/v1/clusters").json()["clusters"]] == [theirs_id]
+        everything = {c["id"] for c in platform.api.get("/v1/clusters").json()["clusters"]}
+        assert everything == {mine_id, theirs_id}
+
+        # Another's cluster does not exist, whatever the verb.
+        for method, path, body in (
+            ("GET", f"/v1/clusters/{theirs_id}", None),
+            ("PATCH", f"/v1/clusters/{theirs_id}", {"brokers": 2}),
+            ("DELETE", f"/v1/clusters/{theirs_id}", None),
+            ("GET", f"/v1/clusters/{theirs_id}/api-keys", None),
+            ("POST", f"/v1/clusters/{theirs_id}/api-keys", {}),
+            ("DELETE", f"/v1/clusters/{theirs_id}/api-keys/AAAAAAAAAAAAAAAA", None),
+        ):
+            r = a.request(method, path, json=body)
+            assert r.status_code == 404, (method, path, r.text)
+        assert platform.cluster(theirs_id)["spec"]["brokers"] == 1  # untouched
+        assert platform.cluster(theirs_id)["spec"]["deleted"] is False
+
+        # Nor may a tenant make a cluster for another, or touch tenants.
+        r = a.post("/v1/clusters", json={"name": "sneaky", "tenant": globex["id"]})
+        assert r.status_code == 403
+        assert a.post("/v1/tenants", json={"name": "mine"}).status_code == 403
+        assert a.patch(f"/v1/tenants/{acme['id']}", json={"max_clusters": 99}).status_code == 403
+        assert a.delete(f"/v1/tenants/{acme['id']}").status_code == 403
+        assert a.get(f"/v1/tenants/{globex['id']}").status_code == 404
+        assert [t["id"] for t in a.get("/v1/tenants").json()["tenants"]] == [acme["id"]]
+        shown = a.get(f"/v1/tenants/{acme['id']}").json()
+        assert "secret_sha256" not in json.dumps(shown)
+
+    # The admin makes clusters for a tenant, or for the platform itself.
+    r = platform.api.post("/v1/clusters", json={"name": "billing", "tenant": globex["id"]})
+    assert r.status_code == 201 and r.json()["spec"]["tenant"] == globex["id"]
+    r = platform.api.post("/v1/clusters", json={"name": "ops"})
+    assert r.status_code == 201 and r.json()["spec"]["tenant"] == ""
+    r = platform.api.post("/v1/clusters", json={"name": "x", "tenant": "t-nosuch00"})
+    assert r.status_code == 404
+
+
+def test_quotas_hold_and_a_tenant_over_a_lowered_one_can_still_shrink(platform: Platform) -> None:
+    acme = _tenant(platform, "acme", max_clusters=2, max_brokers=4)
+    with _as(platform, acme["token"]) as a:
+        first = a.post("/v1/clusters", json={"name": "one", "brokers": 2}).json()["id"]
+        # An autoscaled cluster counts its maximum: 2 + 3 > 4.
+        auto = {"min_brokers": 1, "max_brokers": 3, "broker_bytes_per_second": 1000}
+        r = a.post("/v1/clusters", json={"name": "two", "autoscale": auto})
+        assert r.status_code == 409 and "max_brokers" in r.json()["detail"]
+        second = a.post("/v1/clusters", json={"name": "two", "brokers": 2})
+        assert second.status_code == 201, second.text
+        r = a.post("/v1/clusters", json={"name": "three", "brokers": 1})
+        assert r.status_code == 409 and "max_clusters" in r.json()["detail"]
+        r = a.patch(f"/v1/clusters/{first}", json={"brokers": 3})
+        assert r.status_code == 409 and "max_brokers" in r.json()["detail"]
+        assert platform.cluster(first)["spec"]["brokers"] == 2
+
+        # The admin lowers the quota below what acme has: nothing stops, growth is refused,
+        # shrinking passes.
+        r = platform.api.patch(f"/v1/tenants/{acme['id']}", json={"max_brokers": 2})
+        assert r.status_code == 200 and r.json()["max_brokers"] == 2
+        assert a.patch(f"/v1/clusters/{first}", json={"brokers": 3}).status_code == 409
+        r = a.patch(f"/v1/clusters/{first}", json={"brokers": 1})
+        assert r.status_code == 200 and r.json()["spec"]["brokers"] == 1
+
+        # A deleted cluster frees its place once forgotten (no data plane runs here).
+        assert a.delete(f"/v1/clusters/{second.json()['id']}").status_code == 202
+        platform.until(lambda: len(a.get("/v1/clusters").json()["clusters"]) == 1, 30, "forgot")
+        assert a.post("/v1/clusters", json={"name": "two", "brokers": 1}).status_code == 201
+
+
+def test_tokens_are_made_listed_and_revoked(platform: Platform) -> None:
+    acme = _tenant(platform, "acme")
+    first_id = acme["tokens"][0]["id"]
+    with _as(platform, acme["token"]) as a:
+        r = a.post(f"/v1/tenants/{acme['id']}/tokens", json={"description": "ci"})
+        assert r.status_code == 201, r.text
+        second = r.json()
+        assert second["token"] != acme["token"] and second["description"] == "ci"
+        listed = a.get(f"/v1/tenants/{acme['id']}/tokens").json()["tokens"]
+        assert [t["id"] for t in listed] == [first_id, second["id"]]
+        assert acme["token"] not in json.dumps(listed) and "sha256" not in json.dumps(listed)
+        assert a.delete(f"/v1/tenants/{acme['id']}/tokens/{first_id}").status_code == 200
+        assert a.get("/v1/clusters").status_code == 401  # the token just revoked
+    with _as(platform, second["token"]) as a2:
+        assert a2.get("/v1/clusters").status_code == 200
+        assert a2.delete(f"/v1/tenants/{acme['id']}/tokens/{first_id}").status_code == 404
+
+
+def test_tenants_outlive_a_restart_and_leave_only_once_empty(platform: Platform) -> None:
+    acme = _tenant(platform, "acme", max_clusters=3)
+    assert platform.api.post("/v1/tenants", json={"name": "acme"}).status_code == 409
+    assert platform.api.post("/v1/tenants", json={"name": "bad/name"}).status_code == 422
+    with _as(platform, acme["token"]) as a:
+        cluster_id = a.post("/v1/clusters", json={"name": "orders"}).json()["id"]
+
+    assert platform.control_plane is not None
+    platform.control_plane.stop()
+    platform.start_control_plane()  # same token file, same Kafka
+    with _as(platform, acme["token"]) as a:
+        assert [c["id"] for c in a.get("/v1/clusters").json()["clusters"]] == [cluster_id]
+        assert a.get(f"/v1/tenants/{acme['id']}").json()["max_clusters"] == 3
+
+    r = platform.api.delete(f"/v1/tenants/{acme['id']}")
+    assert r.status_code == 409 and cluster_id in r.json()["detail"]
+    assert platform.api.delete(f"/v1/clusters/{cluster_id}").status_code == 202
+    platform.until(
+        lambda: platform.api.delete(f"/v1/tenants/{acme['id']}").status_code == 200,
+        30,
+        "the tenant's deletion, once its cluster is forgotten",
+    )
+    with _as(platform, acme["token"]) as a:
+        assert a.get("/v1/clusters").status_code == 401
+    assert platform.api.get(f"/v1/tenants/{acme['id']}").status_code == 404
+
+
+def test_the_tenants_command(platform: Platform) -> None:
+    def cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "artesian.cli.main", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=platform.cli_env(token),
+        )
+
+    made = cli("tenants", "create", "acme", "--max-clusters", "1", "--json")
+    assert made.returncode == 0, made.stderr
+    acme = json.loads(made.stdout)
+    shown = cli("tenants", "create", "globex")
+    assert shown.returncode == 0 and "cannot be shown again" in shown.stdout
+    listed = cli("tenants", "list")
+    assert acme["id"] in listed.stdout and "globex" in listed.stdout
+
+    created = cli("clusters", "create", "orders", token=acme["token"])
+    assert created.returncode == 0, created.stderr
+    over = cli("clusters", "create", "more", token=acme["token"])
+    assert over.returncode == 1 and "409" in over.stderr and "max_clusters" in over.stderr
+    assert "orders" in cli("clusters", "list", token=acme["token"]).stdout
+    assert cli("tenants", "update", acme["id"], "--max-clusters", "2").returncode == 0
+    assert cli("clusters", "create", "more", token=acme["token"]).returncode == 0
+
+    token = json.loads(cli("tenants", "tokens", "create", acme["id"], "--json").stdout)
+    ids = cli("tenants", "tokens", "list", acme["id"], token=token["token"])
+    assert ids.returncode == 0 and token["id"] in ids.stdout and token["token"] not in ids.stdout
+    assert cli("tenants", "tokens", "delete", acme["id"], token["id"]).returncode == 0
+
+    refused = cli("tenants", "list", token="art_" + "a" * 16 + "_nope")
+    assert refused.returncode == 1 and "401" in refused.stderr and "--token" in refused.stderr
+    forbidden = cli("tenants", "create", "mine", token=acme["token"])
+    assert forbidden.returncode == 1 and "403" in forbidden.stderr
+    for args in (["tenants", "--help"], ["tenants", "tokens", "create", "--help"]):
+        assert cli(*args).returncode == 0
