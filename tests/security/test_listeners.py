@@ -121,7 +121,7 @@ def test_the_sasl_state_machine() -> None:
     assert auth.handshake("PLAIN", 1).name == "none"
     assert auth.state is SaslState.AUTHENTICATE
     assert auth.allows(36) and not auth.allows(17) and not auth.allows(18)
-    assert auth.authenticate(b"\0a\0b") == b""
+    assert auth.authenticate(b"\0a\0b", now_ns=0) == b""
     assert (auth.complete, auth.principal) == (True, "User:a")
     assert "'b'" not in repr(auth.settings)  # PLAIN passwords stay out of reprs
 

@@ -241,11 +241,32 @@ class KafkaConnection(asyncio.BufferedProtocol):
             log.warning("closing connection from %s: malformed request header (%s)", self.peer, e)
             self.close()
             return None
+        if auth is not None and auth.session_expiration_ns is not None and auth.complete:
+            # KIP-368, as Kafka's Processor: a SaslHandshake may begin a re-authentication,
+            # even after expiry; anything else on an expired session closes the connection.
+            now = time.monotonic_ns()
+            if header.api_key == 17 and auth.maybe_begin_reauthentication(now):
+                # Tokens again until it ends: a SASL token's size limit, as Kafka reads them.
+                self.decoder.max_frame_size = auth.settings.max_receive_size
+            elif auth.session_expired(now):
+                self._session_expired(header, auth)
+                return None
         if auth is not None and not auth.complete and not auth.allows(header.api_key):
             if header.api_key != 36 and auth.state is SaslState.AUTHENTICATE:
                 # Kafka answers the stray request with ILLEGAL_SASL_STATE, then closes.
                 self._close_after_send = True
                 self._send_error(header, ErrorCode.illegal_sasl_state)
+            if auth.reauthenticating:
+                log.warning(
+                    "closing connection from %s (%s) on listener %s: %s during SASL "
+                    "re-authentication",
+                    self.peer,
+                    self.principal,
+                    self.listener.name,
+                    api.api_name(header.api_key),
+                )
+                self.close()
+                return None
             log.warning(
                 "closing connection from %s on listener %s: %s before SASL authentication "
                 "completed; the client must use security.protocol=%s with a sasl.mechanism "
@@ -358,36 +379,75 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     # --- authentication ---------------------------------------------------------------------
 
-    def authenticated(self, principal: str) -> None:
-        """SASL succeeded: requests may now be as large as any other client's."""
-        self.principal = principal
+    def authenticated(self, auth: SaslAuthenticator) -> None:
+        """SASL succeeded (a login or a re-authentication): requests may now be as large as
+        any other client's."""
+        self.principal = auth.principal
         self.decoder.max_frame_size = self.broker.config.get_int("socket.request.max.bytes")
-        self.broker.metrics.authentications.labels(self.listener.name, "success").inc()
-        log.debug("%s authenticated as %s on %s", self.peer, principal, self.listener.name)
-
-    def authentication_failed(self, reason: str) -> None:
-        """Answer what is being answered, then close, after
-        ``connection.failed.authentication.delay.ms`` (Kafka's brake on password guessing)."""
-        self._close_after_send = True
-        self.broker.metrics.authentications.labels(self.listener.name, "failure").inc()
-        log.info(
-            "authentication failed for %s on listener %s: %s",
+        metrics = self.broker.metrics
+        counter = metrics.reauthentications if auth.reauthenticating else metrics.authentications
+        counter.labels(self.listener.name, "success").inc()
+        log.debug(
+            "%s %s as %s on %s; session lifetime %d ms",
             self.peer,
+            "re-authenticated" if auth.reauthenticating else "authenticated",
+            auth.principal,
             self.listener.name,
-            reason,
+            auth.session_lifetime_ms,
         )
+
+    def authentication_failed(self, reason: str, answered: bool = True) -> None:
+        """Answer the failing request (where Kafka leaves it unanswered, ``answered`` is
+        False), then close after ``connection.failed.authentication.delay.ms`` (Kafka's brake
+        on password guessing)."""
+        self._close_after_send = True
+        metrics = self.broker.metrics
+        if self.authenticator is not None and self.authenticator.reauthenticating:
+            metrics.reauthentications.labels(self.listener.name, "failure").inc()
+            # The principal is named: this is how a deleted user's connection ends.
+            log.info(
+                "re-authentication failed for %s (%s) on listener %s: %s",
+                self.peer,
+                self.principal,
+                self.listener.name,
+                reason,
+            )
+        else:
+            metrics.authentications.labels(self.listener.name, "failure").inc()
+            log.info(
+                "authentication failed for %s on listener %s: %s",
+                self.peer,
+                self.listener.name,
+                reason,
+            )
+        if not answered:
+            self._close_soon()
+
+    def _session_expired(self, header: api.RequestHeader, auth: SaslAuthenticator) -> None:
+        """As Kafka: the request is not answered, the connection closes at once."""
+        self.broker.metrics.expired_connections_killed.labels(self.listener.name).inc()
+        log.info(
+            "closing connection from %s (%s) on listener %s: its SASL session expired "
+            "without re-authentication (session lifetime %d ms); %s not answered",
+            self.peer,
+            auth.principal,
+            self.listener.name,
+            auth.session_lifetime_ms,
+            api.api_name(header.api_key),
+        )
+        self._queue.clear()
+        self.close()
 
     def _raw_sasl_token(self, auth: SaslAuthenticator, token: bytes) -> None:
         """SaslHandshake v0: tokens come and go as bare size-prefixed frames."""
         try:
-            reply = auth.authenticate(token)
+            reply = auth.authenticate(token, time.monotonic_ns())
         except AuthenticationFailed as e:
-            self.authentication_failed(str(e))
-            self._close_soon()  # v0 has no way to say why
+            self.authentication_failed(str(e), answered=False)  # v0 has no way to say why
             return
         self.write(len(reply).to_bytes(4, "big") + reply)
         if auth.complete:
-            self.authenticated(auth.principal)
+            self.authenticated(auth)
 
     # --- responses --------------------------------------------------------------------------
 

@@ -25,6 +25,20 @@ class BrokerMetrics:
             ["listener", "result"],
             registry=r,
         )
+        # Kafka's successful-/failed-reauthentication-total (KIP-368), per listener.
+        self.reauthentications = Counter(
+            "kafka_server_socket_server_reauthentications",
+            "SASL re-authentications, by listener and result (success or failure).",
+            ["listener", "result"],
+            registry=r,
+        )
+        # Kafka's expired-connections-killed-count (KIP-368).
+        self.expired_connections_killed = Counter(
+            "kafka_server_socket_server_expired_connections_killed",
+            "Connections closed because their SASL session expired without re-authentication.",
+            ["listener"],
+            registry=r,
+        )
         # Kafka's throttle-time sensors of its Produce and Fetch quota managers.
         self.throttled = Counter(
             "kafka_server_client_quota_throttle_time_seconds",

@@ -191,8 +191,11 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "connections.max.reauth.ms",
             _L,
             0,
-            "Re-authentication interval (KIP-368). Only 0 (off) is supported in this version.",
-            Range(0, 0),
+            "Longest SASL session (KIP-368): a login's session lifetime, told to clients in "
+            "SaslAuthenticate v1+; a connection not re-authenticated in time is closed at its "
+            "next request. 0: sessions never expire. Per listener and mechanism as "
+            "listener.name.<listener>.[<mechanism>.]connections.max.reauth.ms.",
+            Range.at_least(0),
         ),
         _k(
             "ssl.keystore.type",
@@ -1296,7 +1299,9 @@ def _listener_base(name: str) -> str | None:
     if base.startswith(("plain.", "scram-sha-256.", "scram-sha-512.")):
         base = base.split(".", 1)[1]
     # Only the security settings may be set per listener.
-    return base if base.startswith(("ssl.", "sasl.")) else None
+    if base.startswith(("ssl.", "sasl.")) or base == "connections.max.reauth.ms":
+        return base
+    return None
 
 
 def _split(value: ConfigValue) -> list[str]:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import random
 import struct
 import time
 from collections.abc import Callable
@@ -32,7 +33,12 @@ from kio.static.primitive import i32, i64
 
 from artesian.protocol.client import MAX_RESPONSE_SIZE, decode_response, encode_request
 from artesian.replication.throttle import ReplicationThrottle
-from artesian.security.client import ClientSecurity, LoginFailed, sasl_login
+from artesian.security.client import (
+    ClientSecurity,
+    LoginFailed,
+    reauthentication_delay_ms,
+    sasl_login,
+)
 from artesian.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -87,7 +93,9 @@ class FetchState:
 
 
 class LeaderConnection:
-    """One request at a time to a leader; any failure closes it and the next call reconnects."""
+    """One request at a time to a leader; any failure closes it and the next call reconnects.
+    A SASL session with a lifetime (KIP-368) is re-authenticated on the same connection before
+    the request that would come after 85-95% of it, as Kafka's clients do."""
 
     def __init__(
         self,
@@ -105,6 +113,7 @@ class LeaderConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
         self._lock = asyncio.Lock()
+        self._reauthenticate_at: float | None = None  # monotonic seconds
 
     async def request(self, api_key: int, version: int, **fields: Any) -> Any:
         async with self._lock:  # responses come in request order: one at a time
@@ -128,18 +137,26 @@ class LeaderConnection:
             )
             if self._security.sasl is not None:
                 await self._log_in(*self._security.sasl)
+        elif self._reauthenticate_at is not None and time.monotonic() >= self._reauthenticate_at:
+            assert self._security.sasl is not None
+            await self._log_in(*self._security.sasl)
         return await self._exchange(api_key, version, fields)
 
     async def _log_in(self, mechanism: str, username: str, password: str) -> None:
+        """A login, or on a logged-in connection a re-authentication (KIP-368)."""
         login = sasl_login(mechanism, username, password)
         try:
             request = next(login)
             while True:
                 request = login.send(await self._exchange(*request))
-        except StopIteration:
-            return
+        except StopIteration as done:
+            lifetime_ms: int = done.value
         except LoginFailed as e:
             raise ConnectionError(f"inter-broker SASL login failed: {e}") from e
+        self._reauthenticate_at = None
+        if lifetime_ms > 0:
+            delay = reauthentication_delay_ms(lifetime_ms, random.random())
+            self._reauthenticate_at = time.monotonic() + delay / 1000
 
     async def _exchange(self, api_key: int, version: int, fields: dict[str, Any]) -> Any:
         assert self._reader is not None and self._writer is not None
@@ -161,6 +178,7 @@ class LeaderConnection:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+        self._reauthenticate_at = None
 
 
 class ReplicaFetcher:

@@ -16,7 +16,7 @@ from artesian.security.plain import plain_client_token
 from artesian.security.sasl import AuthenticationFailed
 from artesian.security.scram import MECHANISMS, ScramClient
 
-__all__ = ["ClientSecurity", "LoginFailed", "sasl_login"]
+__all__ = ["ClientSecurity", "LoginFailed", "reauthentication_delay_ms", "sasl_login"]
 
 _SASL_HANDSHAKE, _SASL_AUTHENTICATE = 17, 36
 Request = tuple[int, int, dict[str, Any]]
@@ -34,24 +34,29 @@ class LoginFailed(Exception):
     """The broker refused the mechanism or the credentials, or failed to prove itself."""
 
 
-def sasl_login(mechanism: str, username: str, password: str) -> Generator[Request, Any, None]:
-    """SaslHandshake v1, then SaslAuthenticate v2 until the mechanism completes."""
+def sasl_login(mechanism: str, username: str, password: str) -> Generator[Request, Any, int]:
+    """SaslHandshake v1, then SaslAuthenticate v2 until the mechanism completes. Returns the
+    session lifetime in ms the broker gave (KIP-368; 0: the session does not expire). The
+    same exchange on a logged-in connection is a re-authentication."""
     shake = yield _SASL_HANDSHAKE, 1, {"mechanism": mechanism}
     if shake.error_code != 0:
         raise LoginFailed(
             f"SASL mechanism {mechanism} refused ({shake.error_code.name}); the broker offers "
             f"{', '.join(shake.mechanisms)}"
         )
+    lifetime_ms = 0
 
     def authenticate(token: bytes) -> Generator[Request, Any, bytes]:
+        nonlocal lifetime_ms
         answer = yield _SASL_AUTHENTICATE, 2, {"auth_bytes": token}
         if answer.error_code != 0:
             raise LoginFailed(str(answer.error_message))
+        lifetime_ms = int(answer.session_lifetime.total_seconds() * 1000)
         return bytes(answer.auth_bytes)
 
     if mechanism == "PLAIN":
         yield from authenticate(plain_client_token(username, password))
-        return
+        return lifetime_ms
     if mechanism not in MECHANISMS:
         raise LoginFailed(f"SASL mechanism {mechanism} is not one this client speaks")
     client = ScramClient(MECHANISMS[mechanism], username, password)
@@ -60,3 +65,11 @@ def sasl_login(mechanism: str, username: str, password: str) -> Generator[Reques
         client.verify_server_final((yield from authenticate(client.final_message(first))))
     except AuthenticationFailed as e:  # the broker failed to prove itself
         raise LoginFailed(str(e)) from e
+    return lifetime_ms
+
+
+def reauthentication_delay_ms(lifetime_ms: int, fraction: float) -> float:
+    """When a client re-authenticates: as Kafka's clients, at a random 85-95% of the session
+    lifetime (``fraction`` in [0, 1) picks where), so that many connections do not all come
+    back at once."""
+    return lifetime_ms * (0.85 + 0.10 * fraction)

@@ -32,6 +32,7 @@ __all__ = [
     "MIN_ITERATIONS",
     "SCRAM_SHA_256",
     "SCRAM_SHA_512",
+    "InvalidCredentials",
     "ScramClient",
     "ScramCredential",
     "ScramMechanism",
@@ -215,6 +216,18 @@ def _extensions(parts: list[str], what: str) -> dict[str, str]:
 # --- server ------------------------------------------------------------------------------------
 
 
+class InvalidCredentials(AuthenticationFailed):
+    """Unknown user or wrong proof. The message names neither, as Kafka's does; its
+    authenticator says "re-authentication" instead when that is what failed."""
+
+    def __init__(self, mechanism: str) -> None:
+        self.mechanism = mechanism
+        super().__init__(
+            "Authentication failed during authentication due to invalid credentials with SASL"
+            f" mechanism {mechanism}"
+        )
+
+
 class _State(Enum):
     FIRST = auto()
     FINAL = auto()
@@ -283,11 +296,8 @@ class ScramServer:
             self._state = _State.COMPLETE
         return reply
 
-    def _invalid_credentials(self) -> AuthenticationFailed:
-        return AuthenticationFailed(
-            "Authentication failed during authentication due to invalid credentials with SASL"
-            f" mechanism {self._scram.name}"
-        )
+    def _invalid_credentials(self) -> InvalidCredentials:
+        return InvalidCredentials(self._scram.name)
 
     def _client_first(self, token: bytes) -> bytes:
         what = "client first message"

@@ -1,17 +1,20 @@
 """SaslAuthenticate (36): one token of the mechanism chosen by SaslHandshake.
 
 A failed login is answered with SASL_AUTHENTICATION_FAILED and the reason, then the
-connection closes. After success it answers ILLEGAL_SASL_STATE (re-authentication, KIP-368,
-is not supported: ``connections.max.reauth.ms`` is 0).
+connection closes. The last token's answer carries the session lifetime (KIP-368, v1+).
+After login it answers ILLEGAL_SASL_STATE, as Kafka's KafkaApis does: tokens are taken again
+only in a re-authentication, which a SaslHandshake begins (see ``KafkaConnection``).
 """
 
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.authenticator import SaslState
 from artesian.broker.handlers._build import make, response_module
 from artesian.security.sasl import AuthenticationFailed
 
@@ -24,24 +27,29 @@ def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, ctx.header.api_version)
     auth = ctx.connection.authenticator
 
-    def answer(code: ErrorCode, message: str | None, token: bytes = b"") -> Any:
+    def answer(code: ErrorCode, message: str | None, token: bytes = b"", ms: int = 0) -> Any:
         return make(
             mod.SaslAuthenticateResponse,
             error_code=code,
             error_message=message,
             auth_bytes=token,
-            session_lifetime=datetime.timedelta(0),
+            session_lifetime=datetime.timedelta(milliseconds=ms),
         )
 
     if auth is None or auth.complete:
         return answer(
             ErrorCode.illegal_sasl_state, "SaslAuthenticate is only valid while authenticating"
         )
+    # A re-authentication that named another mechanism: Kafka closes without an answer.
+    bad_mechanism = auth.state is SaslState.REAUTH_BAD_MECHANISM
     try:
-        token = auth.authenticate(bytes(request.auth_bytes))
+        token = auth.authenticate(
+            bytes(request.auth_bytes), time.monotonic_ns(), ctx.header.api_version
+        )
     except AuthenticationFailed as e:
-        ctx.connection.authentication_failed(str(e))
-        return answer(ErrorCode.sasl_authentication_failed, str(e))
-    if auth.complete:
-        ctx.connection.authenticated(auth.principal)
-    return answer(ErrorCode.none, None, token)
+        ctx.connection.authentication_failed(str(e), answered=not bad_mechanism)
+        return None if bad_mechanism else answer(ErrorCode.sasl_authentication_failed, str(e))
+    if not auth.complete:
+        return answer(ErrorCode.none, None, token)
+    ctx.connection.authenticated(auth)
+    return answer(ErrorCode.none, None, token, auth.session_lifetime_ms)

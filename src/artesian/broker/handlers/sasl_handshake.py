@@ -1,6 +1,7 @@
 """SaslHandshake (17): the client names its SASL mechanism.
 
-Only meaningful before authentication on a SASL listener; elsewhere it answers
+Only meaningful before authentication on a SASL listener, or to begin a re-authentication
+(KIP-368: ``KafkaConnection`` decides, before this runs); elsewhere it answers
 ILLEGAL_SASL_STATE, as Kafka does. An unsupported mechanism is answered with the enabled
 ones, then the connection closes.
 """
