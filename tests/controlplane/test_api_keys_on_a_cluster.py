@@ -29,6 +29,8 @@ from tests.tls_certs import Certificates, make_certificates
 
 pytestmark = pytest.mark.slow
 
+SESSION_MS = 3000  # the client listener's connections.max.reauth.ms
+
 
 @pytest.fixture
 def secured_platform(tmp_path: Path) -> Iterator[tuple[Platform, Certificates]]:
@@ -38,7 +40,10 @@ def secured_platform(tmp_path: Path) -> Iterator[tuple[Platform, Certificates]]:
     p = Platform(tmp_path)
     try:
         p.start_control_plane()
-        p.start_data_plane("--client-protocol", "SASL_SSL", "--client-config", str(listener))
+        p.start_data_plane(
+            *("--client-protocol", "SASL_SSL", "--client-config", str(listener)),
+            *("--connections-max-reauth-ms", str(SESSION_MS)),
+        )
         yield p, certs
     finally:
         p.close()
@@ -173,12 +178,29 @@ def test_api_keys_let_clients_in_to_their_resources_only_and_revoking_one_locks_
         future.result(30)
     assert refused_upsert.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
 
+    # A client that logged in with the admin key before it is revoked, and stays connected.
+    seen: list[KafkaError] = []
+    connected = Producer(
+        {"bootstrap.servers": bootstrap, "error_cb": seen.append, "acks": "all", **as_admin}
+    )
+    delivered: list[Any] = []
+    connected.produce("ledger", b"l1", on_delivery=lambda err, msg: delivered.append(err))
+    assert connected.flush(30) == 0 and delivered == [None]
+
     # Revoked: the admin key's new logins fail once the cluster reports the generation.
     r = api.delete(f"/v1/clusters/{cluster_id}/api-keys/{admin['key']}")
     assert r.status_code == 200 and r.json()["generation"] == 4
     platform.until(lambda: platform.ready(cluster_id, 4, 2), 60, "the revocation applied")
     revoked = _login_error(bootstrap, as_admin)
     assert revoked is not None and revoked.code() == KafkaError._AUTHENTICATION, revoked
+    # ...and its open connection fails its next re-authentication (KIP-368) within a session.
+    deadline = time.monotonic() + SESSION_MS / 1000 + 10
+    while not any(e.code() == KafkaError._AUTHENTICATION for e in seen):
+        assert time.monotonic() < deadline, f"still logged in after revocation: {seen}"
+        connected.poll(0.2)
+    connected.produce("ledger", b"l2", on_delivery=lambda err, msg: delivered.append(err))
+    connected.flush(10)
+    assert len(delivered) == 1 or delivered[1] is not None  # not written
     got = read_range(bootstrap, "team-a.payments", 0, 11, **{"group.id": "team-a.app"}, **as_team)
     assert got == [*enumerate(values), (10, b"t10")]
     assert api.delete(f"/v1/clusters/{cluster_id}/api-keys/{admin['key']}").status_code == 404

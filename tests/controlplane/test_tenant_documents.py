@@ -11,26 +11,30 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artesian.controlplane.documents import ClusterDesire, DocumentError, Tenant
-from artesian.controlplane.tenants import ADMIN, Caller, authenticate, mint_token
+from artesian.controlplane.tenants import ADMIN, Caller, TokenIndex, authenticate, mint_token
 
 ADMIN_TOKEN = "an-admin-token-of-enough-length"
 
 
-def tenant_doc(**overrides: Any) -> dict[str, Any]:
+def token_doc(**overrides: Any) -> dict[str, Any]:
     token, _ = mint_token("ci", 5)
+    doc: dict[str, Any] = {
+        "id": token.id,
+        "secret_sha256": token.secret_sha256,
+        "description": "ci",
+        "created_ms": 5,
+    }
+    doc.update(overrides)
+    return doc
+
+
+def tenant_doc(**overrides: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": "t-abc123",
         "name": "acme",
         "max_clusters": 3,
         "max_brokers": 6,
-        "tokens": [
-            {
-                "id": token.id,
-                "secret_sha256": token.secret_sha256,
-                "description": "ci",
-                "created_ms": 5,
-            }
-        ],
+        "tokens": [token_doc()],
         "created_ms": 1,
         "generation": 2,
     }
@@ -46,6 +50,14 @@ def test_a_tenant_round_trips_and_shows_no_digest() -> None:
     assert tenant.tokens[0].secret_sha256 not in public and "secret_sha256" not in public
 
 
+def test_the_malformed_cases_differ_from_a_valid_tenant_in_one_field_only() -> None:
+    """Each case below would fail for its own reason: the same documents with their token
+    fields valid decode."""
+    Tenant.decode(json.dumps(tenant_doc(tokens=[token_doc(id="a" * 16)])).encode())
+    many = [token_doc(id=f"{n:016d}") for n in range(20)]
+    assert len(Tenant.decode(json.dumps(tenant_doc(tokens=many)).encode()).tokens) == 20
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -56,11 +68,13 @@ def test_a_tenant_round_trips_and_shows_no_digest() -> None:
         {"max_clusters": "3"},
         {"max_brokers": 10**9},
         {"tokens": {}},
-        {"tokens": [{"id": "short", "secret_sha256": "0" * 64}]},
-        {"tokens": [{"id": "a" * 16, "secret_sha256": "0" * 63}]},
-        {"tokens": [{"id": "a" * 16, "secret_sha256": "G" * 64}]},
-        {"tokens": [{"id": "a" * 16, "secret_sha256": "0" * 64}] * 2},
-        {"tokens": [{"id": f"{n:016d}", "secret_sha256": "0" * 64} for n in range(21)]},
+        {"tokens": [token_doc(id="short")]},
+        {"tokens": [token_doc(id="A" * 16)]},
+        {"tokens": [token_doc(secret_sha256="0" * 63)]},
+        {"tokens": [token_doc(secret_sha256="G" * 64)]},
+        {"tokens": [token_doc(description="x" * 257)]},
+        {"tokens": [token_doc(id="a" * 16)] * 2},
+        {"tokens": [token_doc(id=f"{n:016d}") for n in range(21)]},
         {"generation": 0},
     ],
 )
@@ -100,7 +114,9 @@ def test_a_token_stands_for_its_tenant_and_nothing_else_does() -> None:
     acme = Tenant("t-abc123", "acme", tokens=(token,)).validate()
     other_token, other_text = mint_token("", 1)
     globex = Tenant("t-def456", "globex", tokens=(other_token,)).validate()
-    tenants = {acme.id: acme, globex.id: globex}
+    tenants = TokenIndex()
+    tenants.tenant_changed(acme.id, acme)
+    tenants.tenant_changed(globex.id, globex)
     assert authenticate(ADMIN_TOKEN, ADMIN_TOKEN, tenants) == ADMIN
     assert authenticate(text, ADMIN_TOKEN, tenants) == Caller("t-abc123")
     assert authenticate(other_text, ADMIN_TOKEN, tenants) == Caller("t-def456")
@@ -116,8 +132,11 @@ def test_a_token_stands_for_its_tenant_and_nothing_else_does() -> None:
         "art__",
     ):
         assert authenticate(wrong, ADMIN_TOKEN, tenants) is None, wrong
-    # A tenant without the token (revoked) no longer matches it.
-    assert authenticate(text, ADMIN_TOKEN, {globex.id: globex}) is None
+    # A token revoked, or its tenant deleted or unreadable, no longer matches.
+    tenants.tenant_changed(acme.id, Tenant("t-abc123", "acme").validate())
+    assert authenticate(text, ADMIN_TOKEN, tenants) is None
+    tenants.tenant_changed(globex.id, None)
+    assert authenticate(other_text, ADMIN_TOKEN, tenants) is None
 
 
 def test_the_caller_owns_its_own() -> None:
@@ -125,3 +144,32 @@ def test_the_caller_owns_its_own() -> None:
     acme = Caller("t-abc123")
     assert not acme.is_admin and acme.owns("t-abc123")
     assert not acme.owns("") and not acme.owns("t-def456")
+
+
+def test_every_v1_route_needs_a_caller() -> None:
+    """A route that forgot the bearer dependency would act for anyone."""
+    from fastapi.routing import APIRoute
+
+    from artesian.controlplane.api import create_app
+
+    app = create_app(object())  # type: ignore[arg-type]  # routes only, never called
+    routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path.startswith("/v1")]
+    assert len(routes) >= 17
+    for route in routes:
+        calls = [d.call for d in route.dependant.dependencies]
+        assert any(getattr(c, "__name__", "") == "caller" for c in calls), route.path
+
+
+def test_the_admin_token_file_is_read_for_this_machine_only(tmp_path: Any) -> None:
+    from artesian.cli import controlplane as cli
+
+    token_file = tmp_path / "admin.token"
+    token_file.write_text("the-admins-token-of-enough-length\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "DEFAULT_ADMIN_TOKEN_FILE", token_file)
+        assert cli._token(None, "http://127.0.0.1:8080") == "the-admins-token-of-enough-length"
+        assert cli._token(None, "http://localhost:8080") == "the-admins-token-of-enough-length"
+        assert cli._token(None, "https://[::1]:8080") == "the-admins-token-of-enough-length"
+        assert cli._token(None, "http://controlplane.example.com:8080") is None
+        assert cli._token(None, "http://10.0.0.5:8080") is None
+        assert cli._token("given", "http://10.0.0.5:8080") == "given"

@@ -109,6 +109,13 @@ def test_a_tenant_reaches_only_its_own_clusters(platform: Platform) -> None:
         assert a.patch(f"/v1/tenants/{acme['id']}", json={"max_clusters": 99}).status_code == 403
         assert a.delete(f"/v1/tenants/{acme['id']}").status_code == 403
         assert a.get(f"/v1/tenants/{globex['id']}").status_code == 404
+        # Nor another's tokens: no way to mint, list or revoke one.
+        theirs_token = globex["tokens"][0]["id"]
+        assert a.post(f"/v1/tenants/{globex['id']}/tokens", json={}).status_code == 404
+        assert a.get(f"/v1/tenants/{globex['id']}/tokens").status_code == 404
+        r = a.delete(f"/v1/tenants/{globex['id']}/tokens/{theirs_token}")
+        assert r.status_code == 404
+        assert g.get("/v1/clusters").status_code == 200  # globex's token still works
         assert [t["id"] for t in a.get("/v1/tenants").json()["tenants"]] == [acme["id"]]
         shown = a.get(f"/v1/tenants/{acme['id']}").json()
         assert "secret_sha256" not in json.dumps(shown)
@@ -119,7 +126,24 @@ def test_a_tenant_reaches_only_its_own_clusters(platform: Platform) -> None:
     r = platform.api.post("/v1/clusters", json={"name": "ops"})
     assert r.status_code == 201 and r.json()["spec"]["tenant"] == ""
     r = platform.api.post("/v1/clusters", json={"name": "x", "tenant": "t-nosuch00"})
-    assert r.status_code == 404
+    assert r.status_code == 422 and "no tenant" in r.json()["detail"]
+
+
+def test_a_tenant_sets_its_topics_defaults_only(platform: Platform) -> None:
+    acme = _tenant(platform, "acme")
+    with _as(platform, acme["token"]) as a:
+        ok = {"log.retention.ms": "3600000", "num.partitions": "3", "min.insync.replicas": "1"}
+        r = a.post("/v1/clusters", json={"name": "orders", "config": ok})
+        assert r.status_code == 201, r.text
+        cluster_id = r.json()["id"]
+        r = a.post("/v1/clusters", json={"name": "x", "config": {"num.io.threads": "64"}})
+        assert r.status_code == 422 and "num.io.threads" in r.json()["detail"]
+        r = a.patch(f"/v1/clusters/{cluster_id}", json={"config": {"num.network.threads": "9"}})
+        assert r.status_code == 422
+        assert platform.cluster(cluster_id)["spec"]["config"] == ok
+    # The platform's admin sets what it likes.
+    r = platform.api.patch(f"/v1/clusters/{cluster_id}", json={"config": {"num.io.threads": "4"}})
+    assert r.status_code == 200, r.text
 
 
 def test_quotas_hold_and_a_tenant_over_a_lowered_one_can_still_shrink(platform: Platform) -> None:
@@ -136,7 +160,16 @@ def test_quotas_hold_and_a_tenant_over_a_lowered_one_can_still_shrink(platform: 
         assert r.status_code == 409 and "max_clusters" in r.json()["detail"]
         r = a.patch(f"/v1/clusters/{first}", json={"brokers": 3})
         assert r.status_code == 409 and "max_brokers" in r.json()["detail"]
+        wider = {"min_brokers": 1, "max_brokers": 3, "broker_bytes_per_second": 1000}
+        r = a.patch(f"/v1/clusters/{first}", json={"autoscale": wider})
+        assert r.status_code == 409 and "max_brokers" in r.json()["detail"]
         assert platform.cluster(first)["spec"]["brokers"] == 2
+        assert platform.cluster(first)["spec"]["autoscale"] is None
+        # The admin making a cluster for acme is held to acme's quota too.
+        r = platform.api.post(
+            "/v1/clusters", json={"name": "admins", "tenant": acme["id"], "brokers": 3}
+        )
+        assert r.status_code == 409 and "quota" in r.json()["detail"]
 
         # The admin lowers the quota below what acme has: nothing stops, growth is refused,
         # shrinking passes.
@@ -146,8 +179,12 @@ def test_quotas_hold_and_a_tenant_over_a_lowered_one_can_still_shrink(platform: 
         r = a.patch(f"/v1/clusters/{first}", json={"brokers": 1})
         assert r.status_code == 200 and r.json()["spec"]["brokers"] == 1
 
-        # A deleted cluster frees its place once forgotten (no data plane runs here).
+        # A cluster being deleted still runs: it frees its place once forgotten (no data
+        # plane runs here, so the control plane forgets it at once).
         assert a.delete(f"/v1/clusters/{second.json()['id']}").status_code == 202
+        assert platform.cluster(second.json()["id"])["spec"]["deleted"] is True
+        r = a.post("/v1/clusters", json={"name": "two", "brokers": 1})
+        assert r.status_code == 409 and "being deleted counts" in r.json()["detail"]
         platform.until(lambda: len(a.get("/v1/clusters").json()["clusters"]) == 1, 30, "forgot")
         assert a.post("/v1/clusters", json={"name": "two", "brokers": 1}).status_code == 201
 
@@ -168,6 +205,10 @@ def test_tokens_are_made_listed_and_revoked(platform: Platform) -> None:
     with _as(platform, second["token"]) as a2:
         assert a2.get("/v1/clusters").status_code == 200
         assert a2.delete(f"/v1/tenants/{acme['id']}/tokens/{first_id}").status_code == 404
+        for n in range(19):  # 20 in all
+            assert a2.post(f"/v1/tenants/{acme['id']}/tokens", json={}).status_code == 201, n
+        r = a2.post(f"/v1/tenants/{acme['id']}/tokens", json={})
+        assert r.status_code == 409 and "20 tokens" in r.json()["detail"]
 
 
 def test_tenants_outlive_a_restart_and_leave_only_once_empty(platform: Platform) -> None:
@@ -226,7 +267,15 @@ def test_the_tenants_command(platform: Platform) -> None:
     token = json.loads(cli("tenants", "tokens", "create", acme["id"], "--json").stdout)
     ids = cli("tenants", "tokens", "list", acme["id"], token=token["token"])
     assert ids.returncode == 0 and token["id"] in ids.stdout and token["token"] not in ids.stdout
+    me = cli("tenants", "whoami", token=token["token"])
+    assert me.returncode == 0 and acme["id"] in me.stdout
     assert cli("tenants", "tokens", "delete", acme["id"], token["id"]).returncode == 0
+    revoked = cli("clusters", "list", token=token["token"])
+    assert revoked.returncode == 1 and "401" in revoked.stderr
+    biggest = cli("tenants", "create", "big", "--max-brokers", "20000", "--max-clusters", "0")
+    assert biggest.returncode == 0, biggest.stderr
+    too_big = cli("tenants", "create", "huge", "--max-brokers", "20001")
+    assert too_big.returncode == 2 and "20000" in too_big.stderr
 
     refused = cli("tenants", "list", token="art_" + "a" * 16 + "_nope")
     assert refused.returncode == 1 and "401" in refused.stderr and "--token" in refused.stderr
@@ -234,3 +283,18 @@ def test_the_tenants_command(platform: Platform) -> None:
     assert forbidden.returncode == 1 and "403" in forbidden.stderr
     for args in (["tenants", "--help"], ["tenants", "tokens", "create", "--help"]):
         assert cli(*args).returncode == 0
+
+    # The admin on the control plane's machine needs no flag: the CLI reads the token file
+    # (from its default place, here under HOME).
+    home_token = platform.root / ".artesian" / "admin.token"
+    home_token.parent.mkdir()
+    home_token.write_text(platform.admin_token())
+    env = {k: v for k, v in platform.cli_env().items() if k != "ARTESIAN_TOKEN"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "artesian.cli.main", "tenants", "whoami"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert listed.returncode == 0 and "the admin" in listed.stdout, listed.stderr

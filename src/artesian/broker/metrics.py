@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 class BrokerMetrics:
@@ -105,6 +105,17 @@ class BrokerMetrics:
             "Partitions led by this broker.",
             registry=r,
         )
+        # Storage as usage metering counts it: each partition once, by its leader, remote
+        # segments included (Kafka has only per-partition Size and RemoteLogSizeBytes).
+        self.leader_log_size = Gauge(
+            "artesian_log_leader_size_bytes",
+            "Bytes retained in the partitions this broker leads, on local disk and in the "
+            "object store (tiered), each byte counted once.",
+            registry=r,
+        )
+        # process_start_time_seconds tells a restarted broker (its counters reset) from one
+        # whose counters merely grew back; also CPU and memory, as every Prometheus target.
+        ProcessCollector(registry=r)
         # The self-balancer's progress, as every broker's metadata image shows it.
         self.balancer_moves_in_flight = Gauge(
             "artesian_balancer_partition_moves_in_flight",

@@ -131,13 +131,17 @@ class ReplicaManager:
         self._live: frozenset[int] | None = None
         self.purgatory = FetchPurgatory()
         self._bytes_in: dict[str, tuple[Counter, Counter]] = {}
+        # Scrapes run on prometheus-client's thread: iterate a copy, which list() takes in
+        # one step, not the dict the event loop changes.
         metrics.under_replicated.set_function(
             lambda: sum(
-                1 for p in self.partitions.values() if p.is_leader and len(p.isr) < len(p.replicas)
+                1
+                for p in list(self.partitions.values())
+                if p.is_leader and len(p.isr) < len(p.replicas)
             )
         )
         metrics.leader_count.set_function(
-            lambda: sum(1 for p in self.partitions.values() if p.is_leader)
+            lambda: sum(1 for p in list(self.partitions.values()) if p.is_leader)
         )
 
     def get(self, topic: str, partition: int) -> Partition | None:

@@ -355,6 +355,7 @@ class Broker:
         self.transaction_coordinator.load(self._led(TRANSACTION_STATE_TOPIC))
 
         self._update_balancer_gauges()
+        self.metrics.leader_log_size.set_function(self._leader_log_bytes)
         metrics_port = self.config.metrics_port
         if metrics_port:
             # prometheus-client serves from its own thread; scrapes never touch the loop.
@@ -806,6 +807,26 @@ class Broker:
             if topic is not None and any(k[0] == name for k in rm.partitions):
                 rm.update_config(name, self.log_config(topic))
         self._update_balancer_gauges()
+
+    def _leader_log_bytes(self) -> float:
+        """Bytes retained in the partitions led here: the local log, and the remote segments
+        wholly below it (those above are copies of local ones). Called on the scrape thread,
+        so it only reads, from copies."""
+        rm, rlm = self.replica_manager, self.remote_log_manager
+        if rm is None:
+            return 0.0
+        total = 0
+        for p in list(rm.partitions.values()):
+            if not p.is_leader:
+                continue
+            total += p.log.size_in_bytes
+            remote = rlm.partition(p.topic, p.index) if rlm is not None else None
+            if remote is not None:
+                local_start = p.log.local_log_start_offset
+                total += sum(
+                    m.size_in_bytes for m in list(remote.segments) if m.end_offset < local_start
+                )
+        return float(total)
 
     def _update_balancer_gauges(self) -> None:
         image, m = self.image, self.metrics

@@ -4,9 +4,11 @@ Kafka cluster, on which desired and observed state travel."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,7 @@ controlplane_app = make_app(
     "The control plane: a REST API to create, resize, upgrade and delete clusters, and the "
     "autoscaler. It writes desired state to Kafka and reads what the data planes report."
 )
+log = logging.getLogger("artesian.controlplane")
 dataplane_app = make_app(
     "A data plane: runs the clusters of one cell as local broker processes, through the "
     "operator, and reports their phase and load to Kafka."
@@ -64,6 +67,13 @@ def run_control_plane(
             "tokens of their own from the admin (`artesian tenants create`)."
         ),
     ] = DEFAULT_ADMIN_TOKEN_FILE,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this certificate chain (PEM); tokens cross the wire."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="The private key of --ssl-certfile (PEM).")
+    ] = None,
 ) -> None:
     """Serve the control plane's API (see /docs there) until Ctrl-C. BOOTSTRAP is the Kafka
     cluster that carries the state topics; `artesian up` gives one."""
@@ -75,28 +85,41 @@ def run_control_plane(
     from artesian.controlplane.control_plane import ControlPlane
     from artesian.security.secret_file import EmptySecretFile, read_or_create_secret
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        fail("--ssl-certfile and --ssl-keyfile go together", code=2)
+    if ssl_certfile is None and not _loopback(host):
+        log.warning(
+            "the API listens on %s without TLS: tokens cross the network in the clear "
+            "(give --ssl-certfile and --ssl-keyfile)",
+            host,
+        )
     token_file = admin_token_file.expanduser()
     try:
         admin_token = read_or_create_secret(token_file)
-    except (OSError, EmptySecretFile) as e:
-        fail(
-            f"--admin-token-file {token_file}: {getattr(e, 'strerror', None) or e}",
-            "Remove an empty file to have a new token made, or point at another.",
-            code=2,
-        )
+    except EmptySecretFile as e:
+        fail(f"--admin-token-file: {e}", "Remove it to have a new token made.", code=2)
+    except OSError as e:
+        fail(f"--admin-token-file {token_file}: {e.strerror or e}", code=2)
+    if len(admin_token) < 16:
+        fail(f"--admin-token-file {token_file}: the token needs at least 16 characters", code=2)
     with reporting(bootstrap):
-        try:
-            control_plane = ControlPlane(
-                bootstrap, admin_token, AutoscalePolicy(cooldown_ms=int(cooldown * 1000))
-            ).start()
-        except ValueError as e:
-            fail(f"--admin-token-file {token_file}: {e}", code=2)
+        control_plane = ControlPlane(
+            bootstrap, admin_token, AutoscalePolicy(cooldown_ms=int(cooldown * 1000))
+        ).start()
+    scheme = "http" if ssl_certfile is None else "https"
     out.print(
-        f"Control plane API on http://{host}:{port} (state on {bootstrap}); the admin's token "
-        f"is in {token_file}. Stop with Ctrl-C."
+        f"Control plane API on {scheme}://{host}:{port} (state on {bootstrap}); the admin's "
+        f"token is in {token_file}. Stop with Ctrl-C."
     )
     try:
-        uvicorn.run(create_app(control_plane), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(control_plane),
+            host=host,
+            port=port,
+            log_level="warning",
+            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        )
     finally:
         control_plane.stop()
 
@@ -127,6 +150,18 @@ def run_data_plane(
             "ssl.keystore.location for SASL_SSL (PEM)."
         ),
     ] = None,
+    connections_max_reauth_ms: Annotated[
+        int,
+        typer.Option(
+            help="How long a client's login lasts on the client listener before it must log "
+            "in again (KIP-368): a revoked API key loses its open connections within this.",
+            min=1000,
+        ),
+    ] = 300_000,
+    metering_interval: Annotated[
+        float,
+        typer.Option(help="Seconds each usage record covers (the usage ledger's grain).", min=0.1),
+    ] = 60.0,
 ) -> None:
     """Run the clusters the control plane assigns to CELL until Ctrl-C. Brokers outlive the
     agent unless --stop-on-exit; a restarted agent adopts them from ROOT."""
@@ -149,6 +184,8 @@ def run_data_plane(
                 first_port,
                 client_protocol=client_protocol.upper(),
                 client_config=listener_config,
+                metering_interval_ms=int(metering_interval * 1000),
+                client_session_ms=connections_max_reauth_ms,
             )
         except ValueError as e:
             fail(
@@ -196,9 +233,20 @@ ConfigOpt = Annotated[
 ]
 
 
-def _token(given: str | None) -> str | None:
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _token(given: str | None, api: str) -> str | None:
+    """The token given, else the admin's from its default file, for a control plane on this
+    machine only: the admin's token never leaves it for a URL someone mistyped."""
     if given:
         return given
+    if not _loopback(urllib.parse.urlsplit(api).hostname or ""):
+        return None
     try:
         return DEFAULT_ADMIN_TOKEN_FILE.expanduser().read_text().strip() or None
     except OSError:
@@ -211,7 +259,7 @@ def call_api(
     """One API request; its JSON answer, or the API's reason as an error and exit code 1."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"content-type": "application/json"}
-    token = _token(token)
+    token = _token(token, api)
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
     req = urllib.request.Request(api.rstrip("/") + path, data=data, method=method, headers=headers)
@@ -223,6 +271,12 @@ def call_api(
             detail = json.loads(e.read()).get("detail", e.reason)
         except ValueError:
             detail = e.reason
+        if isinstance(detail, list):  # the API's validation errors: where, and what
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
+                for d in detail
+                if isinstance(d, dict)
+            )
         hint = (
             "Give your API token with --token or ARTESIAN_TOKEN (the admin's is in the file "
             "`controlplane run` names)."

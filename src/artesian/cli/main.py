@@ -26,7 +26,7 @@ from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
 from artesian.cli.quotas import quotas_app
 from artesian.cli.rebalance import rebalance_app
-from artesian.cli.tenants import tenants_app
+from artesian.cli.tenants import tenants_app, usage
 from artesian.cli.topic import topic_app
 from artesian.cli.transactions import transactions_app
 from artesian.cli.users import users_app
@@ -212,6 +212,7 @@ app.add_typer(operator_app, name="operator")
 app.add_typer(controlplane_app, name="controlplane")
 app.add_typer(dataplane_app, name="dataplane")
 app.add_typer(tenants_app, name="tenants")
+app.command("usage")(usage)
 app.add_typer(clusters_app, name="clusters")
 app.add_typer(api_keys_app, name="api-keys")
 

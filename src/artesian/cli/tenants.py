@@ -3,7 +3,10 @@ Creating tenants and changing quotas is the admin's; a tenant manages its own to
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import typer
 
@@ -27,6 +30,7 @@ MaxBrokersOpt = Annotated[
         help="How many brokers its clusters may have in all (an autoscaled one counts its "
         "maximum).",
         min=0,
+        max=20000,
     ),
 ]
 _COLUMNS = ["ID", "NAME", "MAX CLUSTERS", "MAX BROKERS", "TOKENS"]
@@ -67,6 +71,16 @@ def list_tenants(
     with reporting(""):
         doc = call_api(api, token, "GET", "/v1/tenants")
     show_answer(doc, as_json, lambda d: table(None, _COLUMNS, [_row(t) for t in d["tenants"]]))
+
+
+@tenants_app.command("whoami")
+def whoami(
+    api: ApiOpt = "http://127.0.0.1:8080", token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Who the token stands for: the admin, or a tenant (its id)."""
+    with reporting(""):
+        doc = call_api(api, token, "GET", "/v1/whoami")
+    show_answer(doc, as_json, lambda d: "the admin" if d["admin"] else f"tenant {d['tenant']}")
 
 
 @tenants_app.command("update")
@@ -147,3 +161,40 @@ def delete_token(
     with reporting(""):
         doc = call_api(api, token, "DELETE", f"/v1/tenants/{tenant}/tokens/{token_id}")
     show_answer(doc, as_json, lambda d: f"token {token_id} of tenant {tenant} deleted")
+
+
+def usage(
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's clusters (a tenant sees its own).")
+    ] = None,
+    cluster: Annotated[str | None, typer.Option(help="Only this cluster (lkc-...).")] = None,
+    hours: Annotated[int, typer.Option(help="The last this many hours.", min=1)] = 24,
+    api: ApiOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hourly usage from the ledger: client bytes in and out, broker-hours and GiB-hours of
+    storage, per cluster, as the data planes metered it."""
+    since = int(time.time() * 1000) - hours * 3_600_000
+    params = {"start_ms": since, "tenant": tenant, "cluster": cluster}
+    query = "/v1/usage?" + urlencode({k: v for k, v in params.items() if v})
+    with reporting(""):
+        doc = call_api(api, token, "GET", query)
+
+    def text(d: dict[str, Any]) -> Any:
+        rows = [
+            (
+                datetime.fromtimestamp(h["hour_start_ms"] / 1000, UTC).strftime("%Y-%m-%d %H:00"),
+                h["cluster"],
+                h["tenant"] or "-",
+                h["bytes_in"],
+                h["bytes_out"],
+                f"{h['broker_seconds'] / 3600:.3f}",
+                f"{h['storage_byte_seconds'] / 3600 / 2**30:.6f}",
+            )
+            for h in d["hours"]
+        ]
+        columns = ["HOUR (UTC)", "CLUSTER", "TENANT", "BYTES IN", "BYTES OUT"]
+        return table(None, [*columns, "BROKER-HOURS", "STORAGE GIB-HOURS"], rows)
+
+    show_answer(doc, as_json, text)

@@ -14,6 +14,7 @@ reaches its own clusters and tenant only (another's: 404); tenants and quotas ar
     GET    /v1/tenants/{id}/tokens
     DELETE /v1/tenants/{id}/tokens/{token}
     GET    /v1/whoami
+    GET    /v1/usage?tenant=&cluster=&start_ms=&end_ms=   hourly usage from the ledger
     POST   /v1/clusters         {"name", "brokers", "cell", "config", "autoscale", "tenant"} -> 201
     GET    /v1/clusters
     GET    /v1/clusters/{id}
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from artesian.controlplane.control_plane import Conflict, ControlPlane, Forbidden, NotFound
 from artesian.controlplane.documents import MAX_BROKERS, Autoscale, DocumentError
 from artesian.controlplane.state_topics import StateTopicError
-from artesian.controlplane.tenants import Caller
+from artesian.controlplane.tenants import ADMIN, Caller
 
 
 class AutoscaleBody(BaseModel):
@@ -147,47 +148,71 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     @app.post("/v1/tenants", status_code=201)
     def create_tenant(body: CreateTenant, who: Caller = Authenticated) -> dict[str, Any]:
         tenant, token = _errors(
-            lambda: control_plane.create_tenant(body.name, body.max_clusters, body.max_brokers, who)
+            lambda: control_plane.create_tenant(
+                body.name, body.max_clusters, body.max_brokers, caller=who
+            )
         )
         return {**tenant.public(), "token": token}
 
     @app.get("/v1/tenants")
     def tenants(who: Caller = Authenticated) -> dict[str, Any]:
-        return {"tenants": [t.public() for t in control_plane.list_tenants(who)]}
+        return {"tenants": [t.public() for t in control_plane.list_tenants(caller=who)]}
 
     @app.get("/v1/tenants/{tenant_id}")
     def tenant(tenant_id: str, who: Caller = Authenticated) -> dict[str, Any]:
-        return _errors(lambda: control_plane.tenant(tenant_id, who)).public()  # type: ignore[no-any-return]
+        return _errors(lambda: control_plane.tenant(tenant_id, caller=who)).public()  # type: ignore[no-any-return]
 
     @app.patch("/v1/tenants/{tenant_id}")
     def update_tenant(
         tenant_id: str, body: UpdateTenant, who: Caller = Authenticated
     ) -> dict[str, Any]:
         quotas = {k: v for k, v in body.model_dump().items() if v is not None}
-        updated = _errors(lambda: control_plane.update_tenant(tenant_id, who, **quotas))
+        updated = _errors(lambda: control_plane.update_tenant(tenant_id, caller=who, **quotas))
         return updated.public()  # type: ignore[no-any-return]
 
     @app.delete("/v1/tenants/{tenant_id}")
     def delete_tenant(tenant_id: str, who: Caller = Authenticated) -> dict[str, Any]:
-        _errors(lambda: control_plane.delete_tenant(tenant_id, who))
+        _errors(lambda: control_plane.delete_tenant(tenant_id, caller=who))
         return {"deleted": tenant_id}
 
     @app.post("/v1/tenants/{tenant_id}/tokens", status_code=201)
     def create_token(
         tenant_id: str, body: CreateToken, who: Caller = Authenticated
     ) -> dict[str, Any]:
-        token, text = _errors(lambda: control_plane.create_token(tenant_id, body.description, who))
+        token, text = _errors(
+            lambda: control_plane.create_token(tenant_id, body.description, caller=who)
+        )
         return {**token.public(), "tenant": tenant_id, "token": text}
 
     @app.get("/v1/tenants/{tenant_id}/tokens")
     def tokens(tenant_id: str, who: Caller = Authenticated) -> dict[str, Any]:
-        found = _errors(lambda: control_plane.tenant(tenant_id, who))
+        found = _errors(lambda: control_plane.tenant(tenant_id, caller=who))
         return {"tokens": [t.public() for t in found.tokens]}
 
     @app.delete("/v1/tenants/{tenant_id}/tokens/{token_id}")
     def delete_token(tenant_id: str, token_id: str, who: Caller = Authenticated) -> dict[str, Any]:
-        _errors(lambda: control_plane.delete_token(tenant_id, token_id, who))
+        _errors(lambda: control_plane.delete_token(tenant_id, token_id, caller=who))
         return {"deleted": token_id, "tenant": tenant_id}
+
+    @app.get("/v1/usage")
+    def usage(
+        tenant: str | None = None,
+        cluster: str | None = None,
+        start_ms: int = Query(default=0, ge=0),
+        end_ms: int | None = Query(default=None, ge=0),
+        who: Caller = Authenticated,
+    ) -> dict[str, Any]:
+        hours = _errors(
+            lambda: control_plane.usage(
+                caller=who, tenant=tenant, cluster=cluster, start_ms=start_ms, end_ms=end_ms
+            )
+        )
+        rows = [h.as_json() for h in hours]
+        total = {
+            k: round(sum(r[k] for r in rows), 3)
+            for k in ("bytes_in", "bytes_out", "broker_seconds", "storage_byte_seconds")
+        }
+        return {"hours": rows, "total": total}
 
     @app.post("/v1/clusters", status_code=201)
     def create(body: CreateCluster, who: Caller = Authenticated) -> dict[str, Any]:
@@ -198,19 +223,19 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
                 body.cell,
                 body.config,
                 body.autoscale.document() if body.autoscale else None,
-                who,
                 body.tenant,
+                caller=who,
             )
         )
         return view.as_json()  # type: ignore[no-any-return]
 
     @app.get("/v1/clusters")
     def clusters(who: Caller = Authenticated) -> dict[str, Any]:
-        return {"clusters": [v.as_json() for v in control_plane.clusters(who)]}
+        return {"clusters": [v.as_json() for v in control_plane.clusters(caller=who)]}
 
     @app.get("/v1/clusters/{cluster_id}")
     def cluster(cluster_id: str, who: Caller = Authenticated) -> dict[str, Any]:
-        return _errors(lambda: control_plane.cluster(cluster_id, who)).as_json()  # type: ignore[no-any-return]
+        return _errors(lambda: control_plane.cluster(cluster_id, caller=who)).as_json()  # type: ignore[no-any-return]
 
     @app.patch("/v1/clusters/{cluster_id}")
     def update(cluster_id: str, body: UpdateCluster, who: Caller = Authenticated) -> dict[str, Any]:
@@ -223,12 +248,12 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
             changes["autoscale"] = body.autoscale.document() if body.autoscale else None
         if any(changes.get(k, "") is None for k in ("brokers", "version", "config")):
             raise HTTPException(422, "only autoscale may be null")
-        view = _errors(lambda: control_plane.update(cluster_id, None, who, **changes))
+        view = _errors(lambda: control_plane.update(cluster_id, caller=who, **changes))
         return view.as_json()  # type: ignore[no-any-return]
 
     @app.delete("/v1/clusters/{cluster_id}", status_code=202)
     def delete(cluster_id: str, who: Caller = Authenticated) -> dict[str, Any]:
-        return _errors(lambda: control_plane.delete(cluster_id, who)).as_json()  # type: ignore[no-any-return]
+        return _errors(lambda: control_plane.delete(cluster_id, caller=who)).as_json()  # type: ignore[no-any-return]
 
     @app.post("/v1/clusters/{cluster_id}/api-keys", status_code=201)
     def create_api_key(
@@ -236,7 +261,7 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     ) -> dict[str, Any]:
         api_key, secret, desire = _errors(
             lambda: control_plane.create_api_key(
-                cluster_id, body.resource_prefix, body.description, who
+                cluster_id, body.resource_prefix, body.description, caller=who
             )
         )
         return {
@@ -249,12 +274,12 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
 
     @app.get("/v1/clusters/{cluster_id}/api-keys")
     def api_keys(cluster_id: str, who: Caller = Authenticated) -> dict[str, Any]:
-        view = _errors(lambda: control_plane.cluster(cluster_id, who))
+        view = _errors(lambda: control_plane.cluster(cluster_id, caller=who))
         return {"api_keys": [k.public() for k in view.desire.api_keys]}
 
     @app.delete("/v1/clusters/{cluster_id}/api-keys/{key}")
     def delete_api_key(cluster_id: str, key: str, who: Caller = Authenticated) -> dict[str, Any]:
-        desire = _errors(lambda: control_plane.delete_api_key(cluster_id, key, who))
+        desire = _errors(lambda: control_plane.delete_api_key(cluster_id, key, caller=who))
         return {"deleted": key, "cluster": cluster_id, "generation": desire.generation}
 
     @app.get("/healthz")
@@ -262,12 +287,12 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         ok = control_plane.healthy()
         if not ok:
             response.status_code = 503
-        return {"ok": ok, "clusters": len(control_plane.clusters())}
+        return {"ok": ok}
 
     @app.get("/metrics")
     def metrics() -> Response:
         counts: dict[str, int] = {}
-        for view in control_plane.clusters():
+        for view in control_plane.clusters(caller=ADMIN):
             phase = view.report.phase if view.report is not None else "Unknown"
             counts[phase] = counts.get(phase, 0) + 1
         clusters_gauge.clear()

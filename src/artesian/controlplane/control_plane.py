@@ -15,13 +15,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from artesian.config.topic import TOPIC_CONFIG_SYNONYMS
 from artesian.controlplane.api_keys import mint_api_key
 from artesian.controlplane.autoscaler import AutoscalePolicy, decide
 from artesian.controlplane.documents import (
     DESIRED_TOPIC,
     MAX_API_KEYS,
+    MAX_TOKENS,
     OBSERVED_TOPIC,
     TENANTS_TOPIC,
+    USAGE_TOPIC,
     ApiKey,
     ApiToken,
     Autoscale,
@@ -29,11 +32,20 @@ from artesian.controlplane.documents import (
     ClusterReport,
     DocumentError,
     Tenant,
+    UsageRecord,
 )
+from artesian.controlplane.metering import HourlyUsage, UsageLedger
 from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
-from artesian.controlplane.tenants import ADMIN, Caller, authenticate, mint_token
+from artesian.controlplane.tenants import ADMIN, Caller, TokenIndex, authenticate, mint_token
 
 log = logging.getLogger("artesian.controlplane")
+
+# What a tenant may set on its cluster: the defaults of its topics, as a Kafka user sets them
+# per topic anyway. Threads, sockets, replication and the rest are the platform's.
+TENANT_CONFIG = frozenset(
+    {s.name for synonyms in TOPIC_CONFIG_SYNONYMS.values() for s in synonyms}
+    | {"num.partitions", "default.replication.factor", "auto.create.topics.enable"}
+)
 
 
 class NotFound(LookupError):
@@ -71,7 +83,7 @@ class ControlPlane:
     ) -> None:
         if len(admin_token) < 16:
             raise ValueError("the admin token needs at least 16 characters")
-        ensure_state_topics(bootstrap, (DESIRED_TOPIC, OBSERVED_TOPIC, TENANTS_TOPIC))
+        ensure_state_topics(bootstrap, (DESIRED_TOPIC, OBSERVED_TOPIC, TENANTS_TOPIC, USAGE_TOPIC))
         self.bootstrap = bootstrap
         self.policy = policy
         self.write_timeout = write_timeout
@@ -79,6 +91,11 @@ class ControlPlane:
         self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
         self.observed = StateTable(bootstrap, OBSERVED_TOPIC, ClusterReport.decode)
         self.tenants = StateTable(bootstrap, TENANTS_TOPIC, Tenant.decode)
+        self._tokens = TokenIndex()
+        self.tenants.listeners.append(self._tokens.tenant_changed)
+        self.ledger = UsageLedger()
+        self.usage_records = StateTable(bootstrap, USAGE_TOPIC, UsageRecord.decode)
+        self.usage_records.listeners.append(self.ledger.add)
         self._writer = StateWriter(bootstrap, DESIRED_TOPIC, write_timeout)
         self._tenant_writer = StateWriter(bootstrap, TENANTS_TOPIC, write_timeout)
         # Only to forget a deleted cluster's last report; the data planes write the rest.
@@ -93,7 +110,7 @@ class ControlPlane:
         self._duties = threading.Thread(target=self._run_duties, name="control-plane", daemon=True)
 
     def start(self, ready_timeout: float = 30.0) -> ControlPlane:
-        tables = (self.desired, self.observed, self.tenants)
+        tables = (self.desired, self.observed, self.tenants, self.usage_records)
         for table in tables:
             table.start()
         # Serve, and act, once the tables hold what the topics held when we started.
@@ -106,7 +123,7 @@ class ControlPlane:
         self._stop.set()
         if self._duties.is_alive():
             self._duties.join(10)
-        for table in (self.desired, self.observed, self.tenants):
+        for table in (self.desired, self.observed, self.tenants, self.usage_records):
             table.stop()
         self._writer.close()
         self._tenant_writer.close()
@@ -116,14 +133,14 @@ class ControlPlane:
 
     def healthy(self) -> bool:
         """The tables still follow their topics, and the duties still run."""
-        tables = (self.desired, self.observed, self.tenants)
+        tables = (self.desired, self.observed, self.tenants, self.usage_records)
         return all(t.alive() for t in tables) and self._duties.is_alive()
 
     def authenticate(self, presented: str) -> Caller | None:
         """The caller a bearer token stands for: the admin, a tenant, or None."""
-        return authenticate(presented, self._admin_token, self.tenants.snapshot())
+        return authenticate(presented, self._admin_token, self._tokens)
 
-    def clusters(self, caller: Caller = ADMIN) -> list[ClusterView]:
+    def clusters(self, *, caller: Caller) -> list[ClusterView]:
         """The caller's clusters by id, those being deleted last."""
         reports = self.observed.snapshot()
         desires = sorted(
@@ -132,7 +149,7 @@ class ControlPlane:
         )
         return [ClusterView(d, _from_its_cell(d, reports.get(d.id))) for d in desires]
 
-    def cluster(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterView:
+    def cluster(self, cluster_id: str, *, caller: Caller) -> ClusterView:
         desire = self._current(cluster_id, caller)
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
@@ -143,12 +160,14 @@ class ControlPlane:
         cell: str = "local",
         config: dict[str, str] | None = None,
         autoscale: Autoscale | None = None,
-        caller: Caller = ADMIN,
         tenant: str | None = None,
+        *,
+        caller: Caller,
     ) -> ClusterView:
         """A new cluster, the caller's (the admin may name the tenant it is for)."""
         if tenant is not None and not caller.is_admin and tenant != caller.tenant:
             raise Forbidden("a tenant creates clusters for itself only")
+        _tenant_may_set(caller, config or {})
         owner = caller.tenant if caller.tenant is not None else (tenant or "")
         with self._lock:
             taken = self.desired.snapshot()
@@ -181,8 +200,9 @@ class ControlPlane:
     def update(
         self,
         cluster_id: str,
+        *,
+        caller: Caller,
         expected_generation: int | None = None,
-        caller: Caller = ADMIN,
         **changes: Any,
     ) -> ClusterView:
         with self._lock:
@@ -192,7 +212,10 @@ class ControlPlane:
                     f"cluster {cluster_id} is at generation {current.generation}, "
                     f"not {expected_generation}"
                 )
-            current = self._live(cluster_id, caller)
+            if current.deleted:
+                raise Conflict(f"cluster {cluster_id} is being deleted")
+            if changes.get("config") is not None:
+                _tenant_may_set(caller, changes["config"])
             # None leaves a field as it is, except autoscale, where it switches autoscaling off.
             wanted = {k: v for k, v in changes.items() if v is not None or k == "autoscale"}
             if all(getattr(current, k) == v for k, v in wanted.items()):
@@ -203,7 +226,7 @@ class ControlPlane:
         log.info("cluster %s: generation %d (%s)", cluster_id, desire.generation, wanted)
         return ClusterView(desire, _from_its_cell(desire, self.observed.get(cluster_id)))
 
-    def delete(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterView:
+    def delete(self, cluster_id: str, *, caller: Caller) -> ClusterView:
         with self._lock:
             current = self._current(cluster_id, caller)
             desire = current if current.deleted else current.changed(deleted=True)
@@ -217,22 +240,16 @@ class ControlPlane:
         cluster_id: str,
         resource_prefix: str | None = None,
         description: str = "",
-        caller: Caller = ADMIN,
+        *,
+        caller: Caller,
     ) -> tuple[ApiKey, str, ClusterDesire]:
         """A new API key for the cluster and its secret, which is not kept anywhere: the
         caller shows it once. The key works once the cluster reports this generation."""
+        # Checked before the SCRAM derivations, which cost CPU, and again under the lock.
+        self._may_add_api_key(cluster_id, caller)
         api_key, secret = mint_api_key(resource_prefix, description, int(time.time() * 1000))
         with self._lock:
-            current = self._live(cluster_id, caller)
-            report = _from_its_cell(current, self.observed.get(cluster_id))
-            if report is not None and report.client_protocol == "PLAINTEXT":
-                raise Conflict(
-                    f"cluster {cluster_id}'s cell takes clients on PLAINTEXT, without a login: "
-                    "an API key would not be checked (run its data plane with "
-                    "--client-protocol SASL_SSL)"
-                )
-            if len(current.api_keys) >= MAX_API_KEYS:
-                raise Conflict(f"cluster {cluster_id} already has {MAX_API_KEYS} API keys")
+            current = self._may_add_api_key(cluster_id, caller)
             desire = current.changed(api_keys=(*current.api_keys, api_key))
             self._write(desire.id, desire)
         log.info(
@@ -243,9 +260,9 @@ class ControlPlane:
         )
         return api_key, secret, desire
 
-    def delete_api_key(self, cluster_id: str, key: str, caller: Caller = ADMIN) -> ClusterDesire:
+    def delete_api_key(self, cluster_id: str, key: str, *, caller: Caller) -> ClusterDesire:
         """Revoke a key: new logins with it fail once the cluster reports this generation
-        (connections already logged in stay, as in Kafka without KIP-368)."""
+        and its open connections at their next re-authentication (KIP-368)."""
         with self._lock:
             current = self._live(cluster_id, caller)
             kept = tuple(k for k in current.api_keys if k.key != key)
@@ -261,7 +278,7 @@ class ControlPlane:
     # --- tenants ----------------------------------------------------------------------------
 
     def create_tenant(
-        self, name: str, max_clusters: int, max_brokers: int, caller: Caller = ADMIN
+        self, name: str, max_clusters: int, max_brokers: int, *, caller: Caller
     ) -> tuple[Tenant, str]:
         """A new tenant and its first API token's text, which is kept nowhere."""
         _admin_only(caller, "create tenants")
@@ -279,23 +296,23 @@ class ControlPlane:
         log.info("tenant %s (%s) created", tenant.id, name)
         return tenant, text
 
-    def list_tenants(self, caller: Caller = ADMIN) -> list[Tenant]:
+    def list_tenants(self, *, caller: Caller) -> list[Tenant]:
         return sorted(
             (t for t in self.tenants.snapshot().values() if caller.owns(t.id)), key=lambda t: t.id
         )
 
-    def tenant(self, tenant_id: str, caller: Caller = ADMIN) -> Tenant:
+    def tenant(self, tenant_id: str, *, caller: Caller) -> Tenant:
         tenant = self.tenants.get(tenant_id)
         if tenant is None or not caller.owns(tenant_id):
             raise NotFound(f"no tenant {tenant_id}")
         return tenant
 
-    def update_tenant(self, tenant_id: str, caller: Caller = ADMIN, **quotas: int) -> Tenant:
+    def update_tenant(self, tenant_id: str, *, caller: Caller, **quotas: int) -> Tenant:
         """New quotas. Lowering one below what the tenant has leaves its clusters running and
         refuses what would add to them."""
         _admin_only(caller, "change quotas")
         with self._lock:
-            current = self.tenant(tenant_id)
+            current = self.tenant(tenant_id, caller=caller)
             if all(getattr(current, k) == v for k, v in quotas.items()):
                 return current
             tenant = current.changed(**quotas)
@@ -303,58 +320,98 @@ class ControlPlane:
         log.info("tenant %s: quotas %s", tenant_id, quotas)
         return tenant
 
-    def delete_tenant(self, tenant_id: str, caller: Caller = ADMIN) -> None:
+    def delete_tenant(self, tenant_id: str, *, caller: Caller) -> None:
         """Forget a tenant and its tokens, once it has no cluster left (deleting ones count)."""
         _admin_only(caller, "delete tenants")
         with self._lock:
-            self.tenant(tenant_id)
+            self.tenant(tenant_id, caller=caller)
             owned = sorted(d.id for d in self.desired.snapshot().values() if d.tenant == tenant_id)
             if owned:
                 raise Conflict(f"tenant {tenant_id} still has clusters: delete {owned} first")
+            if self.desired.unreadable:
+                # Whose they are cannot be told: one may be this tenant's.
+                raise Conflict(
+                    f"the desired state of {sorted(self.desired.unreadable)} cannot be read; "
+                    "no tenant is deleted until it can"
+                )
             self._write_tenant(tenant_id, None)
         log.info("tenant %s deleted", tenant_id)
 
     def create_token(
-        self, tenant_id: str, description: str = "", caller: Caller = ADMIN
+        self, tenant_id: str, description: str = "", *, caller: Caller
     ) -> tuple[ApiToken, str]:
         token, text = mint_token(description, int(time.time() * 1000))
         with self._lock:
-            current = self.tenant(tenant_id, caller)
+            current = self.tenant(tenant_id, caller=caller)
+            if len(current.tokens) >= MAX_TOKENS:
+                raise Conflict(f"tenant {tenant_id} already has {MAX_TOKENS} tokens")
             tenant = current.changed(tokens=(*current.tokens, token))
             self._write_tenant(tenant_id, tenant)
         log.info("tenant %s: token %s created", tenant_id, token.id)
         return token, text
 
-    def delete_token(self, tenant_id: str, token_id: str, caller: Caller = ADMIN) -> None:
+    def delete_token(self, tenant_id: str, token_id: str, *, caller: Caller) -> None:
         with self._lock:
-            current = self.tenant(tenant_id, caller)
+            current = self.tenant(tenant_id, caller=caller)
             kept = tuple(t for t in current.tokens if t.id != token_id)
             if len(kept) == len(current.tokens):
                 raise NotFound(f"tenant {tenant_id} has no token {token_id}")
             self._write_tenant(tenant_id, current.changed(tokens=kept))
         log.info("tenant %s: token %s deleted", tenant_id, token_id)
 
+    def usage(
+        self,
+        *,
+        caller: Caller,
+        tenant: str | None = None,
+        cluster: str | None = None,
+        start_ms: int = 0,
+        end_ms: int | None = None,
+    ) -> list[HourlyUsage]:
+        """Hourly usage from the ledger: the admin's of anyone, a tenant's of its own only
+        (deleted clusters included: what they used is still the tenant's)."""
+        if not caller.is_admin:
+            if tenant is not None and tenant != caller.tenant:
+                raise NotFound(f"no tenant {tenant}")
+            tenant = caller.tenant
+        return self.ledger.hours(tenant, cluster, start_ms, end_ms)
+
+    def _may_add_api_key(self, cluster_id: str, caller: Caller) -> ClusterDesire:
+        current = self._live(cluster_id, caller)
+        report = _from_its_cell(current, self.observed.get(cluster_id))
+        if report is not None and report.client_protocol == "PLAINTEXT":
+            raise Conflict(
+                f"cluster {cluster_id}'s cell takes clients on PLAINTEXT, without a login: "
+                "an API key would not be checked (run its data plane with "
+                "--client-protocol SASL_SSL)"
+            )
+        if len(current.api_keys) >= MAX_API_KEYS:
+            raise Conflict(f"cluster {cluster_id} already has {MAX_API_KEYS} API keys")
+        return current
+
     def _within_quota(self, desire: ClusterDesire, current: ClusterDesire | None) -> None:
-        """Refuse a cluster, or a change, that takes its tenant past a quota; what only shrinks
-        passes, so that a tenant over a lowered quota can still come down."""
-        if not desire.tenant:
+        """Refuse a cluster, or a change, that takes its tenant past a quota; what does not
+        grow passes, so that a tenant over a lowered quota can still come down. Clusters
+        being deleted count until their data plane has removed them: they still run."""
+        grows = current is None or desire.most_brokers() > current.most_brokers()
+        if not desire.tenant or not grows:
             return
         tenant = self.tenants.get(desire.tenant)
         if tenant is None:
-            raise NotFound(f"no tenant {desire.tenant}")
+            raise DocumentError(f"no tenant {desire.tenant}")
         others = [
             d
             for d in self.desired.snapshot().values()
-            if d.tenant == desire.tenant and not d.deleted and d.id != desire.id
+            if d.tenant == desire.tenant and d.id != desire.id
         ]
         if current is None and len(others) + 1 > tenant.max_clusters:
             raise Conflict(
                 f"tenant {tenant.id} has {len(others)} cluster(s), its quota is "
-                f"{tenant.max_clusters} (max_clusters)"
+                f"{tenant.max_clusters} (max_clusters; a cluster being deleted counts until "
+                "it is gone)"
             )
         brokers = sum(d.most_brokers() for d in others) + desire.most_brokers()
-        grows = current is None or desire.most_brokers() > current.most_brokers()
-        if grows and brokers > tenant.max_brokers:
+        if brokers > tenant.max_brokers:
             raise Conflict(
                 f"tenant {tenant.id} would have up to {brokers} brokers, its quota is "
                 f"{tenant.max_brokers} (max_brokers; an autoscaled cluster counts its maximum)"
@@ -365,13 +422,13 @@ class ControlPlane:
         if not self.tenants.wait_for(offset, self.write_timeout):
             raise TimeoutError(f"{TENANTS_TOPIC} did not show offset {offset}")
 
-    def _live(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterDesire:
+    def _live(self, cluster_id: str, caller: Caller) -> ClusterDesire:
         current = self._current(cluster_id, caller)
         if current.deleted:
             raise Conflict(f"cluster {cluster_id} is being deleted")
         return current
 
-    def _current(self, cluster_id: str, caller: Caller = ADMIN) -> ClusterDesire:
+    def _current(self, cluster_id: str, caller: Caller) -> ClusterDesire:
         desire = self.desired.get(cluster_id)
         if desire is None or not caller.owns(desire.tenant):
             raise NotFound(f"no cluster {cluster_id}")
@@ -422,7 +479,12 @@ class ControlPlane:
                 continue
             try:
                 # Decided on this generation: a user's change meanwhile wins.
-                self.update(cluster_id, desire.generation, brokers=decision.brokers)
+                self.update(
+                    cluster_id,
+                    caller=ADMIN,
+                    expected_generation=desire.generation,
+                    brokers=decision.brokers,
+                )
             except (Conflict, NotFound, DocumentError) as e:
                 log.warning("autoscaling %s skipped: %s", cluster_id, e)
                 continue
@@ -432,6 +494,15 @@ class ControlPlane:
                 decision.brokers,
                 decision.reason,
             )
+
+
+def _tenant_may_set(caller: Caller, config: dict[str, str]) -> None:
+    refused = sorted(k for k in config if k not in TENANT_CONFIG)
+    if refused and not caller.is_admin:
+        raise DocumentError(
+            f"{refused} are the platform's; a tenant sets its topics' defaults only "
+            "(log.retention.ms, num.partitions, min.insync.replicas, ...)"
+        )
 
 
 def _admin_only(caller: Caller, what: str) -> None:

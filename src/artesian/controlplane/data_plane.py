@@ -1,6 +1,6 @@
 """The data-plane agent of one cell: runs the clusters the desired-state topic assigns to its
-cell, each through the operator (local processes), and reports each cluster's phase, brokers and
-load to the observed-state topic.
+cell, each through the operator (local processes), reports each cluster's phase, brokers and
+load to the observed-state topic, and meters their usage into the usage ledger (metering.py).
 
 It never calls the control plane: it reads desires from Kafka and writes reports to Kafka.
 Its own state is the directory ``root``: one folder per cluster (the operator's data) and the
@@ -30,22 +30,30 @@ from artesian.controlplane.documents import (
     DESIRED_TOPIC,
     MAX_BROKERS,
     OBSERVED_TOPIC,
+    USAGE_TOPIC,
     BrokerReport,
     ClusterDesire,
     ClusterReport,
+    UsageRecord,
 )
+from artesian.controlplane.metering import BrokerSample, UsageMeter
 from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
 from artesian.operator.operator import Operator
-from artesian.operator.spec import CLIENT_PORT_OFFSET, ClusterSpec
+from artesian.operator.spec import CLIENT_LISTENER, CLIENT_PORT_OFFSET, ClusterSpec
 
 log = logging.getLogger("artesian.dataplane")
 BYTES_IN = "kafka_server_broker_topic_bytes_in_total"
 BYTES_OUT = "kafka_server_broker_topic_bytes_out_total"
 METADATA_OFFSET = "kafka_server_broker_metadata_metrics_last_applied_record_offset"
+STARTED = "process_start_time_seconds"
+STORAGE = "artesian_log_leader_size_bytes"
 CLIENT_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 # What a cell with API keys sets on each of its clusters.
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 API_KEY_MECHANISMS = "SCRAM-SHA-256,SCRAM-SHA-512"
+# How long a client's login lasts before it must log in again on its connection (KIP-368): a
+# revoked API key loses its open connections within this, not only its new logins.
+CLIENT_SESSION_MS = 300_000
 
 
 class PortAllocator:
@@ -117,6 +125,8 @@ class DataPlaneAgent:
         host: str = "127.0.0.1",
         client_protocol: str = "PLAINTEXT",
         client_config: dict[str, str] | None = None,
+        metering_interval_ms: int = 60_000,
+        client_session_ms: int = CLIENT_SESSION_MS,
     ) -> None:
         if client_protocol not in CLIENT_PROTOCOLS:
             # SSL alone would make every client the internal listener's anonymous super user.
@@ -125,9 +135,11 @@ class DataPlaneAgent:
             )
         if client_config and client_protocol == "PLAINTEXT":
             raise ValueError("client listener settings need a client protocol other than PLAINTEXT")
-        ensure_state_topics(bootstrap)
+        ensure_state_topics(bootstrap, (DESIRED_TOPIC, OBSERVED_TOPIC, USAGE_TOPIC))
+        self.bootstrap = bootstrap
         self.client_protocol = client_protocol
         self.client_config = dict(client_config or {})
+        self.client_session_ms = client_session_ms
         self.cell = cell
         self.host = host
         self.root = root.resolve()
@@ -135,6 +147,8 @@ class DataPlaneAgent:
         self.ports = PortAllocator(self.root / "allocations.json", first_port)
         self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
         self.reports = StateWriter(bootstrap, OBSERVED_TOPIC)
+        self.meter = UsageMeter(cell, metering_interval_ms)
+        self.usage = StateWriter(bootstrap, USAGE_TOPIC)
         self.operators: dict[str, Operator] = {}
         self.access: dict[str, ClusterAccess] = {}
         # cluster id -> broker -> (when, bytes in, bytes out): the counters read last
@@ -145,6 +159,15 @@ class DataPlaneAgent:
         self.desired.start()
         # A cluster not read yet must not look deleted: that would stop and erase it.
         self.desired.catch_up(ready_timeout)
+        # Metering goes on from each cluster's last record: nothing counted twice or lost.
+        ledger = StateTable(self.bootstrap, USAGE_TOPIC, UsageRecord.decode).start()
+        try:
+            ledger.catch_up(ready_timeout)
+            for record in ledger.snapshot().values():
+                if record.cell == self.cell:
+                    self.meter.resume(record)
+        finally:
+            ledger.stop()
         return self
 
     def stop(self, stop_brokers: bool = False) -> None:
@@ -157,6 +180,7 @@ class DataPlaneAgent:
         self.access.clear()
         self.desired.stop()
         self.reports.close()
+        self.usage.close()
 
     def run(self, interval: float = 1.0) -> None:
         while not self._stop.is_set():
@@ -174,7 +198,7 @@ class DataPlaneAgent:
             # One cluster's failure must not hold up the others.
             try:
                 if desire.deleted:
-                    self._deprovision(cluster_id, desire.generation)
+                    self._deprovision(cluster_id, desire.generation, desire)
                 else:
                     self._reconcile(desire)
             except Exception as e:
@@ -210,6 +234,8 @@ class DataPlaneAgent:
         if self.client_protocol != "PLAINTEXT":
             # The operator makes its INTERNAL user a super user; API keys are the others.
             config["authorizer.class.name"] = AUTHORIZER
+            reauth = f"listener.name.{CLIENT_LISTENER.lower()}.connections.max.reauth.ms"
+            config[reauth] = str(self.client_session_ms)
             client_config = {"sasl.enabled.mechanisms": API_KEY_MECHANISMS, **self.client_config}
         return ClusterSpec(
             brokers=desire.brokers,
@@ -250,6 +276,7 @@ class DataPlaneAgent:
             waiting_for = waiting_for or "the brokers to apply the API keys"
             phase = "Reconciling" if phase == "Ready" else phase
         bytes_in, bytes_out = self._rates(desire.id, samples)
+        self._meter(desire, samples, sum(b["running"] for b in status["brokers"]))
         self._report(
             ClusterReport(
                 id=desire.id,
@@ -291,13 +318,42 @@ class DataPlaneAgent:
             for sample in live
         )
 
-    def _deprovision(self, cluster_id: str, generation: int | None) -> None:
+    def _meter(
+        self,
+        desire: ClusterDesire,
+        samples: dict[int, dict[str, float] | None],
+        running: int,
+        final: bool = False,
+    ) -> None:
+        record = self.meter.observe(
+            desire.id,
+            desire.tenant,
+            {node: _broker_sample(sample) for node, sample in samples.items()},
+            running,
+            int(time.time() * 1000),
+            final,
+        )
+        if record is None:
+            return
+        try:
+            self.usage.put(record.id, record.encode())
+        except Exception as e:
+            log.warning("cannot meter cluster %s (%s); the next pass retries", record.id, e)
+            return
+        self.meter.written(record)
+
+    def _deprovision(
+        self, cluster_id: str, generation: int | None, desire: ClusterDesire | None = None
+    ) -> None:
         op = self._operator_of(cluster_id) if cluster_id in self.ports.blocks else None
         self.operators.pop(cluster_id, None)
         access = self.access.pop(cluster_id, None)
         if access is not None:
             access.close()
         if op is not None:
+            if desire is not None:
+                self._final_usage(desire, op.spec)
+            self.meter.forget(cluster_id)
             op.stop_all()
             shutil.rmtree(self.root / cluster_id, ignore_errors=True)
             self.ports.release(cluster_id)
@@ -316,6 +372,17 @@ class DataPlaneAgent:
                 time_ms=int(time.time() * 1000),
             )
         )
+
+    def _final_usage(self, desire: ClusterDesire, spec: ClusterSpec) -> None:
+        """Meter what the cluster used since its last record before its brokers stop (every
+        broker the meter knows of, even if this agent restarted and never operated it)."""
+        nodes = self.meter.nodes(desire.id) | set(range(1, desire.brokers + 1))
+        samples = {
+            node: _scrape(f"http://{spec.host}:{spec.metrics_port(node)}/metrics")
+            for node in sorted(nodes)
+        }
+        running = sum(sample is not None for sample in samples.values())
+        self._meter(desire, samples, running, final=True)
 
     def _operator_of(self, cluster_id: str) -> Operator:
         """The cluster's operator; one adopting its running brokers if this process has none
@@ -361,9 +428,20 @@ class DataPlaneAgent:
         return rate_in, rate_out
 
 
+def _broker_sample(sample: dict[str, float] | None) -> BrokerSample | None:
+    if sample is None or STARTED not in sample:
+        return None  # no process start time: a restart could not be told, so not metered
+    return BrokerSample(
+        started=sample[STARTED],
+        bytes_in=int(sample.get(BYTES_IN, 0)),
+        bytes_out=int(sample.get(BYTES_OUT, 0)),
+        storage_bytes=int(sample.get(STORAGE, 0)),
+    )
+
+
 def _scrape(url: str) -> dict[str, float] | None:
-    """A broker's bytes in and out so far and its metadata offset (Prometheus samples, summed
-    over labels), or None if it did not answer."""
+    """A broker's bytes in and out so far, its metadata offset, process start time and stored
+    bytes (Prometheus samples, summed over labels), or None if it did not answer."""
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             text = r.read().decode()
@@ -372,7 +450,7 @@ def _scrape(url: str) -> dict[str, float] | None:
     sample: dict[str, float] = {}
     try:
         for line in text.splitlines():
-            for name in (BYTES_IN, BYTES_OUT, METADATA_OFFSET):
+            for name in (BYTES_IN, BYTES_OUT, METADATA_OFFSET, STARTED, STORAGE):
                 if line.startswith(name):
                     sample[name] = sample.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     except ValueError:

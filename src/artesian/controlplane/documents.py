@@ -12,6 +12,10 @@ A third, ``Tenant`` (topic ``_artesian_tenants``), stays within the control plan
 that owns clusters, with its quotas and the API tokens it calls the control plane with (as
 SHA-256 digests only).
 
+``UsageRecord`` (data plane → control plane, topic ``_artesian_usage``, a ledger: kept, not
+compacted): what a cluster used over one metering interval, and the counters it was measured
+from, so that the next interval, even a restarted agent's, starts where it ended.
+
 Both are JSON. Decoding validates every field: a bad record is skipped with a log line, never
 trusted, since anything that can write to the topic can write to it.
 """
@@ -35,8 +39,11 @@ log = logging.getLogger("artesian.controlplane")
 DESIRED_TOPIC = "_artesian_cluster_desired"
 OBSERVED_TOPIC = "_artesian_cluster_observed"
 TENANTS_TOPIC = "_artesian_tenants"
+USAGE_TOPIC = "_artesian_usage"
 # Compacted: the latest document per cluster is the state; a tombstone forgets the cluster.
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+# The usage ledger is what bills are made from: every record is kept.
+USAGE_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 MAX_BROKERS = 20
 MAX_API_KEYS = 100
@@ -453,6 +460,74 @@ class ClusterReport:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCounters:
+    """One broker's Prometheus counters as last read, and when its process started: counters
+    that went back, or a new start time, mean the broker restarted and counts from zero."""
+
+    id: int
+    started: float
+    bytes_in: int
+    bytes_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What a cluster used from ``start_ms`` to ``end_ms``: client bytes in and out (Kafka's
+    BytesInPerSec and BytesOutPerSec counters), broker-seconds (brokers running times time),
+    and byte-seconds of storage (each partition once, remote segments included, times time).
+    ``counters`` is where the next interval starts counting."""
+
+    id: str  # the cluster's
+    tenant: str
+    cell: str
+    start_ms: int
+    end_ms: int
+    bytes_in: int
+    bytes_out: int
+    broker_seconds: float
+    storage_byte_seconds: float
+    counters: tuple[BrokerCounters, ...] = ()
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> UsageRecord:
+        doc = _object(raw)
+        counters = doc.get("counters", [])
+        if not isinstance(counters, list):
+            raise DocumentError("counters must be a list")
+        record = cls(
+            id=_str(doc, "id"),
+            tenant=_str(doc, "tenant"),
+            cell=_str(doc, "cell"),
+            start_ms=_int(doc, "start_ms"),
+            end_ms=_int(doc, "end_ms"),
+            bytes_in=_int(doc, "bytes_in"),
+            bytes_out=_int(doc, "bytes_out"),
+            broker_seconds=_num(doc, "broker_seconds"),
+            storage_byte_seconds=_num(doc, "storage_byte_seconds"),
+            counters=tuple(
+                BrokerCounters(
+                    _int(c, "id"), _num(c, "started"), _int(c, "bytes_in"), _int(c, "bytes_out")
+                )
+                for c in (_dict(x, "counters") for x in counters)
+            ),
+        )
+        if not CLUSTER_ID.fullmatch(record.id):
+            raise DocumentError(f"cluster id {record.id!r} is not lkc- and 6-32 [a-z0-9]")
+        if record.tenant and not TENANT_ID.fullmatch(record.tenant):
+            raise DocumentError(f"tenant id {record.tenant!r} is not t- and 6-32 [a-z0-9]")
+        if not 0 <= record.start_ms <= record.end_ms:
+            raise DocumentError("start_ms and end_ms must be 0 <= start_ms <= end_ms")
+        if min(record.bytes_in, record.bytes_out) < 0 or any(
+            min(c.bytes_in, c.bytes_out) < 0 for c in record.counters
+        ):
+            raise DocumentError("byte counts must not be negative")
+        return record
 
 
 # --- field checks ---------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from artesian.controlplane.documents import (
     DESIRED_TOPIC,
     OBSERVED_TOPIC,
     STATE_TOPIC_CONFIG,
+    USAGE_TOPIC,
+    USAGE_TOPIC_CONFIG,
     DocumentError,
 )
 
@@ -44,7 +46,12 @@ def ensure_state_topics(
     if not missing:
         return
     futures = admin.create_topics(
-        [NewTopic(t, 1, rf, config=STATE_TOPIC_CONFIG) for t in missing],
+        [
+            NewTopic(
+                t, 1, rf, config=USAGE_TOPIC_CONFIG if t == USAGE_TOPIC else STATE_TOPIC_CONFIG
+            )
+            for t in missing
+        ],
         operation_timeout=timeout,
     )
     for topic, future in futures.items():
@@ -190,10 +197,12 @@ class StateTable(Generic[T]):
             log.warning("skipping %s offset %d: %s", self.topic, offset, e)
             if key:
                 # Neither the older document (the newer may have revoked what it grants) nor
-                # a deletion: the key is unreadable until a readable record comes.
+                # a deletion: the key is unreadable until a readable record comes. Listeners
+                # drop what they derived from the older one.
                 with self._changed:
                     self._docs.pop(key, None)
                     self.unreadable.add(key)
+                self._tell(key, None)
             key = None
         with self._changed:
             if key:
@@ -205,8 +214,11 @@ class StateTable(Generic[T]):
             self._position = offset + 1
             self._changed.notify_all()
         if key:
-            for listener in self.listeners:
-                try:
-                    listener(key, doc)
-                except Exception:
-                    log.exception("a listener of %s failed on %s", self.topic, key)
+            self._tell(key, doc)
+
+    def _tell(self, key: str, doc: T | None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(key, doc)
+            except Exception:
+                log.exception("a listener of %s failed on %s", self.topic, key)

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import string
+import threading
 from dataclasses import dataclass
 
 from artesian.controlplane.documents import TOKEN_ID, ApiToken, Tenant
@@ -46,19 +47,40 @@ def mint_token(description: str, now_ms: int) -> tuple[ApiToken, str]:
     return token, f"art_{token_id}_{secret}"
 
 
-def authenticate(presented: str, admin_token: str, tenants: dict[str, Tenant]) -> Caller | None:
+class TokenIndex:
+    """Tenants' tokens by id, kept current by the tenants table's reader thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, tuple[str, str]] = {}  # token id -> (tenant id, digest)
+        self._of_tenant: dict[str, set[str]] = {}
+
+    def tenant_changed(self, tenant_id: str, tenant: Tenant | None) -> None:
+        with self._lock:
+            for token_id in self._of_tenant.pop(tenant_id, set()):
+                self._by_id.pop(token_id, None)
+            if tenant is not None:
+                for token in tenant.tokens:
+                    self._by_id[token.id] = (tenant_id, token.secret_sha256)
+                self._of_tenant[tenant_id] = {t.id for t in tenant.tokens}
+
+    def get(self, token_id: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._by_id.get(token_id)
+
+
+def authenticate(presented: str, admin_token: str, tokens: TokenIndex) -> Caller | None:
     """The caller a bearer token stands for, or None."""
     if hmac.compare_digest(_digest(presented), _digest(admin_token)):
         return ADMIN
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "art" or not TOKEN_ID.fullmatch(parts[1]):
         return None
-    digest = _digest(parts[2])
-    for tenant in tenants.values():
-        for token in tenant.tokens:
-            if token.id == parts[1] and hmac.compare_digest(token.secret_sha256, digest):
-                return Caller(tenant.id)
-    return None
+    found = tokens.get(parts[1])  # ids are public: looking one up gives nothing away
+    if found is None:
+        return None
+    tenant_id, digest = found
+    return Caller(tenant_id) if hmac.compare_digest(digest, _digest(parts[2])) else None
 
 
 def _digest(text: str) -> str:
