@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -572,3 +573,22 @@ def test_idle_connection_is_closed_after_connections_max_idle_ms(
         idle.expect_closed(timeout=2)
         active.request(API_VERSIONS, 0, sample_request(API_VERSIONS, 0, ""))
     assert "idle for more than connections.max.idle.ms" in broker.log_tail()
+
+
+def test_a_pipeline_of_large_produces_past_the_byte_pause_is_all_answered(
+    conn: WireConn,
+) -> None:
+    """40 Produce requests of 900 kB in one write, 36 MB, past the 8 MiB of requests a
+    connection reads ahead before it waits: every one answered in order, at its offset."""
+    topic, _ = new_topic(conn, {"max.message.bytes": "1000000"})
+    batch = bytes(make_batch(n=1, value_size=900_000))
+    frames = b"".join(produce_frame(i, topic, batch, acks=1) for i in range(40))
+    sender = threading.Thread(target=conn.send, args=(frames,), daemon=True)
+    sender.start()
+    for i in range(40):
+        got, resp = parse_response(PRODUCE, 9, conn.recv_frame(timeout=30))
+        partition = resp.responses[0].partition_responses[0]
+        assert (got, int(partition.error_code), partition.base_offset) == (i, NONE, i)
+    sender.join(30)
+    assert not sender.is_alive()
+    assert high_watermark(conn, topic) == 40

@@ -34,8 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("artesian.connection")
 
-# Stop reading from a client that pipelines more than this many requests ahead of us.
+# Stop reading from a client that pipelines more than this many requests, or bytes of
+# requests, ahead of us: the rest waits in the socket, as in Kafka, which reads one request
+# per connection at a time. Requests are handled one by one anyway; a few queued keep the
+# pipeline busy without holding a client's whole window of 1 MiB produce batches in memory.
 _MAX_QUEUED = 64
+_MAX_QUEUED_BYTES = 8 << 20
 
 
 class RequestContext:
@@ -69,6 +73,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer = "?"
         self.peer_host = ""
         self._queue: collections.deque[bytes | bytearray] = collections.deque()
+        self._queued_bytes = 0
         self._busy = False
         self._pending: asyncio.Future[None] | None = None
         self._paused = False  # reading paused
@@ -106,7 +111,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._queue.clear()
+        self._clear_queue()
         if self._pending is not None and not self._pending.done():
             # A parked fetch or join of a client that is gone: nobody will read the answer.
             self._pending.cancel()
@@ -147,6 +152,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if not frames:
             return
         self._queue.extend(frames)
+        self._queued_bytes += sum(map(len, frames))
         if not self._busy:
             self._process()
         self._update_reading()
@@ -177,6 +183,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         stop = (
             self._write_paused
             or len(self._queue) > _MAX_QUEUED
+            or self._queued_bytes > _MAX_QUEUED_BYTES
             or self.broker.stopping
             or self._closing
             or (self._throttled_until and self._throttled_until > time.monotonic())
@@ -207,9 +214,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if self._throttled_until and self._throttled_until > time.monotonic():
                 break  # throttle() resumes it
             if self.broker.stopping:
-                self._queue.clear()  # not started: the client retries elsewhere
+                self._clear_queue()  # not started: the client retries elsewhere
                 break
             frame = self._queue.popleft()
+            self._queued_bytes -= len(frame)
             result = self._dispatch(frame)
             if result is not None:
                 self._busy = True
@@ -435,7 +443,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             auth.session_lifetime_ms,
             api.api_name(header.api_key),
         )
-        self._queue.clear()
+        self._clear_queue()
         self.close()
 
     def _raw_sasl_token(self, auth: SaslAuthenticator, token: bytes) -> None:
@@ -487,10 +495,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._close_after_send:
             self._close_soon()
 
+    def _clear_queue(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+
     def _close_soon(self) -> None:
         """Read and answer nothing more; close after the failed-login delay (the transport
         sends what it holds first)."""
-        self._queue.clear()
+        self._clear_queue()
         self._closing = True
         self._update_reading()
         delay = self.broker.config.get_int("connection.failed.authentication.delay.ms")
