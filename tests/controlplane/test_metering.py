@@ -1,5 +1,6 @@
 """The usage meter (sans-I/O) and the ledger's hourly sums: exact byte counts across broker
-restarts, silent brokers and a restarted agent; time-weighted brokers and storage."""
+restarts, silent brokers, unwritten records and a restarted agent; time-weighted brokers and
+storage on the monotonic clock; nothing billed twice."""
 
 from __future__ import annotations
 
@@ -12,112 +13,155 @@ from artesian.controlplane.metering import HOUR_MS, BrokerSample, UsageLedger, U
 
 C = "lkc-abc123"
 T = "t-abc123"
+WALL = 1_800_000_000_000  # wall-clock ms of the meter's first pass
+STARTED = WALL / 1000 - 3600.0  # the brokers started an hour before it
 
 
-def s(bytes_in: int, bytes_out: int = 0, started: float = 100.0, storage: int = 0) -> BrokerSample:
+def s(
+    bytes_in: int, bytes_out: int = 0, started: float = STARTED, storage: int = 0
+) -> BrokerSample:
     return BrokerSample(started, bytes_in, bytes_out, storage)
 
 
-def test_a_record_comes_once_an_interval_has_passed_with_exact_deltas() -> None:
+def at(
+    meter: UsageMeter, seconds: float, samples: dict[int, BrokerSample | None], **kw: object
+) -> list[UsageRecord]:
+    """One pass ``seconds`` after the first, wall and monotonic clocks agreeing."""
+    running = kw.pop("running", len(samples))
+    return meter.observe(C, T, samples, running, WALL + int(seconds * 1000), 100.0 + seconds, **kw)  # type: ignore[arg-type]
+
+
+def test_brokers_older_than_the_meter_are_measured_from_its_first_pass() -> None:
+    """Clusters running when metering starts (an upgrade): their past is not billed now."""
     meter = UsageMeter("local", interval_ms=10_000)
-    assert meter.observe(C, T, {1: s(1000, 10), 2: s(500)}, 2, 0) is None
-    assert meter.observe(C, T, {1: s(1600, 30), 2: s(700)}, 2, 5_000) is None
-    record = meter.observe(C, T, {1: s(2000, 50), 2: s(900)}, 2, 10_000)
-    assert record is not None
-    # Brokers first seen count from zero: all their traffic is new to the ledger.
-    assert (record.bytes_in, record.bytes_out) == (2900, 50)
-    assert (record.start_ms, record.end_ms, record.broker_seconds) == (0, 10_000, 20.0)
-    assert [(c.id, c.bytes_in) for c in record.counters] == [(1, 2000), (2, 900)]
+    assert at(meter, 0, {1: s(10**12, 10**12), 2: s(500)}) == []
+    assert at(meter, 5, {1: s(10**12 + 600, 10**12 + 20), 2: s(700)}) == []
+    (record,) = at(meter, 10, {1: s(10**12 + 1000, 10**12 + 40), 2: s(900)})
+    assert (record.bytes_in, record.bytes_out) == (1000 + 400, 40)
+    assert (record.start_ms, record.end_ms, record.broker_seconds) == (WALL, WALL + 10_000, 20.0)
+    assert [(c.id, c.bytes_in) for c in record.counters] == [(1, 10**12 + 1000), (2, 900)]
     meter.written(record)
-    nxt = meter.observe(C, T, {1: s(2100, 50), 2: s(900)}, 2, 20_000)
-    assert nxt is not None and (nxt.bytes_in, nxt.start_ms) == (100, 10_000)
+    (nxt,) = at(meter, 20, {1: s(10**12 + 1100, 10**12 + 40), 2: s(900)})
+    assert (nxt.bytes_in, nxt.start_ms) == (100, WALL + 10_000)
 
 
-def test_an_unwritten_record_is_carried_into_the_next() -> None:
+def test_a_broker_started_since_the_last_pass_counts_from_zero() -> None:
     meter = UsageMeter("local", interval_ms=1_000)
-    assert meter.observe(C, T, {1: s(0)}, 1, 0) is None  # the first pass opens the window
-    first = meter.observe(C, T, {1: s(100)}, 1, 1_000)
-    assert first is not None and first.bytes_in == 100
-    # Not written (the ledger was down): the next record holds both intervals.
-    second = meter.observe(C, T, {1: s(250)}, 1, 2_000)
-    assert second is not None and (second.bytes_in, second.start_ms) == (250, 0)
+    at(meter, 0, {1: s(0)})
+    new = s(250, started=WALL / 1000 + 0.5)  # scaled out between the passes
+    (record,) = at(meter, 1, {1: s(100), 2: new})
+    assert record.bytes_in == 100 + 250
+    assert record.broker_seconds == 1.0 + 0.5  # the new one ran half of the second
 
 
-def test_a_restarted_broker_counts_from_zero_and_a_silent_one_later() -> None:
+def test_an_unwritten_record_is_sent_again_unchanged_and_the_next_follows_it() -> None:
+    meter = UsageMeter("local", interval_ms=1_000)
+    at(meter, 0, {1: s(0)})
+    (first,) = at(meter, 1, {1: s(100)})
+    # Not written (the ledger was down, or the write timed out): the same record again,
+    # while the traffic since goes into the next window.
+    (again,) = at(meter, 2, {1: s(250)})
+    assert again == first
+    (again,) = at(meter, 3, {1: s(300)})
+    assert again == first
+    meter.written(first)
+    (second,) = at(meter, 4, {1: s(320)})
+    assert (second.start_ms, second.bytes_in) == (first.end_ms, 220)
+    meter.written(second)
+    assert at(meter, 4.5, {1: s(320)}) == []
+
+
+def test_a_final_record_follows_an_unwritten_one() -> None:
+    meter = UsageMeter("local", interval_ms=60_000)
+    at(meter, 0, {1: s(0)})
+    (first,) = at(meter, 60, {1: s(10)})
+    records = at(meter, 61, {1: s(30)}, final=True)
+    assert records[0] == first and len(records) == 2
+    assert (records[1].start_ms, records[1].bytes_in) == (first.end_ms, 20)
+
+
+def test_a_restarted_broker_counts_from_zero_and_a_silent_one_at_its_next_answer() -> None:
     meter = UsageMeter("local", interval_ms=1)
-    meter.observe(C, T, {1: s(0), 2: s(0)}, 2, 0)
-    meter.written(meter.observe(C, T, {1: s(1000), 2: s(1000)}, 2, 1) or pytest.fail())
-    # Broker 1 restarted and already grew past its old count; broker 2 did not answer.
-    record = meter.observe(C, T, {1: s(1500, started=200.0), 2: None}, 2, 2)
-    assert record is not None and record.bytes_in == 1500
+    at(meter, 0, {1: s(1000), 2: s(1000)})
+    restarted = s(1500, started=WALL / 1000 + 0.2)
+    (record,) = at(meter, 1, {1: restarted, 2: None}, running=2)
+    assert record.bytes_in == 1500
     meter.written(record)
     # Counters that went back without a new start time are a restart too.
-    record = meter.observe(C, T, {1: s(300, started=200.0), 2: s(1400)}, 2, 3)
-    assert record is not None and record.bytes_in == 300 + 400
+    (record,) = at(meter, 2, {1: s(300, started=restarted.started), 2: s(1400)})
+    assert record.bytes_in == 300 + 400
 
 
-def test_a_resumed_meter_counts_nothing_twice() -> None:
+def test_a_resumed_meter_counts_nothing_twice_and_no_broker_longer_than_it_ran() -> None:
     meter = UsageMeter("local", interval_ms=1_000)
-    meter.observe(C, T, {1: s(0)}, 1, 0)
-    record = meter.observe(C, T, {1: s(5000, 70)}, 1, 1_000)
-    assert record is not None
+    at(meter, 0, {1: s(5000), 2: s(0)})
+    (record,) = at(meter, 1, {1: s(5000 + 700, 70), 2: s(50)})
     meter.written(record)
     stored = UsageRecord.decode(record.encode())
 
+    # A new agent (its own monotonic clock) 10 s later; broker 2's host rebooted 4 s ago.
     restarted = UsageMeter("local", interval_ms=1_000)
     restarted.resume(stored)
-    nxt = restarted.observe(C, T, {1: s(5600, 90)}, 1, 2_500)
-    assert nxt is not None and (nxt.bytes_in, nxt.bytes_out) == (600, 20)
-    # The time the agent was away counts: the brokers ran meanwhile.
-    assert (nxt.start_ms, nxt.broker_seconds) == (1_000, 1.5)
+    rebooted = s(40, started=(WALL + 7_000) / 1000)
+    (nxt,) = restarted.observe(C, T, {1: s(5000 + 900, 90), 2: rebooted}, 2, WALL + 11_000, 7.0)
+    assert (nxt.bytes_in, nxt.bytes_out) == (200 + 40, 20)
+    assert (nxt.start_ms, nxt.broker_seconds) == (WALL + 1_000, 10.0 + 4.0)
 
 
-def test_storage_and_broker_seconds_are_time_weighted_and_removed_brokers_forgotten() -> None:
+def test_time_is_the_monotonic_clocks_and_the_wall_clock_only_labels() -> None:
+    meter = UsageMeter("local", interval_ms=10_000)
+    meter.observe(C, T, {1: s(0)}, 1, WALL, 50.0)
+    # The wall clock jumps an hour ahead, then back: 5 s passed each time.
+    assert meter.observe(C, T, {1: s(0)}, 1, WALL + 3_600_000, 55.0) == []
+    (record,) = meter.observe(C, T, {1: s(0)}, 1, WALL - 3_600_000, 60.0)
+    assert record.broker_seconds == 10.0
+    assert record.start_ms <= record.end_ms
+
+
+def test_storage_is_time_weighted_and_a_silent_broker_keeps_its_last() -> None:
     meter = UsageMeter("local", interval_ms=4_000)
-    meter.observe(C, T, {1: s(0, storage=1000), 2: s(0, storage=3000)}, 2, 0)
-    meter.observe(C, T, {1: s(0, storage=2000), 2: s(0, storage=2000)}, 2, 2_000)
-    record = meter.observe(C, T, {1: s(0, storage=1000)}, 1, 4_000)
-    assert record is not None
-    assert record.storage_byte_seconds == 4000 * 2 + 1000 * 2
-    assert record.broker_seconds == 2 * 2 + 1 * 2
+    at(meter, 0, {1: s(0, storage=1000), 2: s(0, storage=3000)})
+    at(meter, 2, {1: s(0, storage=2000), 2: None}, running=2)
+    (record,) = at(meter, 4, {1: s(0, storage=1000)})
+    assert record.storage_byte_seconds == (2000 + 3000) * 2 + 1000 * 2
     assert [c.id for c in record.counters] == [1] and meter.nodes(C) == {1}
 
 
-def test_a_final_record_does_not_wait_for_the_interval() -> None:
-    meter = UsageMeter("local", interval_ms=60_000)
-    assert meter.observe(C, T, {1: s(10)}, 1, 0) is None
-    final = meter.observe(C, T, {1: s(30)}, 1, 10, final=True)
-    assert final is not None and final.bytes_in == 30
+def _record(cluster: str, tenant: str, start: int, end: int, n: int) -> UsageRecord:
+    return UsageRecord(cluster, tenant, "local", start, end, n, 2 * n, 1.0, 10.0)
 
 
 def test_the_ledger_sums_per_cluster_and_hour_and_filters() -> None:
     ledger = UsageLedger()
     h = 5 * HOUR_MS
-
-    def rec(cluster: str, tenant: str, end: int, n: int) -> UsageRecord:
-        return UsageRecord(cluster, tenant, "local", end - 1000, end, n, 2 * n, 1.0, 10.0)
-
     for record in (
-        rec(C, T, h + 10, 100),
-        rec(C, T, h + 20, 50),
-        rec(C, T, h + HOUR_MS, 7),  # the next hour
-        rec("lkc-other1", "", h + 30, 1),
+        _record(C, T, h, h + 10, 100),
+        _record(C, T, h + 10, h + 20, 50),
+        _record(C, T, h + 20, h + HOUR_MS, 7),  # ends in the next hour
+        _record("lkc-other1", "", h, h + 30, 1),
     ):
         ledger.add(record.id, record)
     rows = ledger.hours()
-    assert [(r.cluster, r.hour_start_ms, r.bytes_in) for r in rows] == [
+    assert [(r.cluster, r.hour_start_ms, r.used.bytes_in) for r in rows] == [
         (C, h, 150),
         ("lkc-other1", h, 1),
         (C, h + HOUR_MS, 7),
     ]
-    assert rows[0].bytes_out == 300 and rows[0].broker_seconds == 2.0
-    assert [r.bytes_in for r in ledger.hours(tenant=T)] == [150, 7]
-    assert [r.bytes_in for r in ledger.hours(cluster="lkc-other1")] == [1]
-    assert [r.bytes_in for r in ledger.hours(start_ms=h + HOUR_MS + 5)] == [7]
-    assert [r.bytes_in for r in ledger.hours(end_ms=h + HOUR_MS)] == [150, 1]
-    # Callers get copies: the ledger's sums are not theirs to change.
-    rows[0].bytes_in = 0
-    assert ledger.hours(tenant=T)[0].bytes_in == 150
+    assert rows[0].used.bytes_out == 300 and rows[0].used.broker_seconds == 2.0
+    assert [r.used.bytes_in for r in ledger.hours(tenant=T)] == [150, 7]
+    assert [r.used.bytes_in for r in ledger.hours(cluster="lkc-other1")] == [1]
+    assert [r.used.bytes_in for r in ledger.hours(start_ms=h + HOUR_MS + 5)] == [7]
+    assert [r.used.bytes_in for r in ledger.hours(end_ms=h + HOUR_MS)] == [150, 1]
+    rows[0].used.bytes_in = 0  # callers get copies
+    assert ledger.hours(tenant=T)[0].used.bytes_in == 150
+
+
+def test_the_ledger_counts_a_record_sent_twice_once() -> None:
+    ledger = UsageLedger()
+    first, second = _record(C, T, 0, 60_000, 10), _record(C, T, 60_000, 120_000, 5)
+    for record in (first, first, second, first, second):
+        ledger.add(record.id, record)
+    assert sum(r.used.bytes_in for r in ledger.hours()) == 15
 
 
 @pytest.mark.parametrize(
@@ -130,6 +174,11 @@ def test_the_ledger_sums_per_cluster_and_hour_and_filters() -> None:
         {"bytes_out": 1.5},
         {"broker_seconds": "1"},
         {"counters": [{"id": 1, "started": 1.0, "bytes_in": -5, "bytes_out": 0}]},
+        {
+            "counters": [
+                {"id": 1, "started": 1.0, "bytes_in": 5, "bytes_out": 0, "storage_bytes": -1}
+            ]
+        },
         {"counters": {}},
     ],
 )

@@ -7,26 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.controlplane.test_control_plane import Platform
+from tests.controlplane.platform import Platform
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    p = Platform(tmp_path)
-    try:
-        p.start_control_plane()
-        yield p
-    finally:
-        p.close()
 
 
 def _as(platform: Platform, token: str | None) -> httpx.Client:
@@ -141,9 +129,15 @@ def test_a_tenant_sets_its_topics_defaults_only(platform: Platform) -> None:
         r = a.patch(f"/v1/clusters/{cluster_id}", json={"config": {"num.network.threads": "9"}})
         assert r.status_code == 422
         assert platform.cluster(cluster_id)["spec"]["config"] == ok
-    # The platform's admin sets what it likes.
+    # The platform's admin sets what it likes; a tenant's change keeps it.
     r = platform.api.patch(f"/v1/clusters/{cluster_id}", json={"config": {"num.io.threads": "4"}})
     assert r.status_code == 200, r.text
+    with _as(platform, acme["token"]) as a:
+        r = a.patch(f"/v1/clusters/{cluster_id}", json={"config": {"log.retention.ms": "1000"}})
+        assert r.status_code == 200, r.text
+        assert r.json()["spec"]["config"] == {"num.io.threads": "4", "log.retention.ms": "1000"}
+        flusher = {"log.flush.scheduler.interval.ms": "0"}
+        assert a.patch(f"/v1/clusters/{cluster_id}", json={"config": flusher}).status_code == 422
 
 
 def test_quotas_hold_and_a_tenant_over_a_lowered_one_can_still_shrink(platform: Platform) -> None:

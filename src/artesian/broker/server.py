@@ -86,7 +86,11 @@ from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, parse_partition_dir
 from artesian.tiered.quota import ByteRateQuota
-from artesian.tiered.remote_log_manager import RemoteLogManager, RemoteLogManagerConfig
+from artesian.tiered.remote_log_manager import (
+    RemoteLogManager,
+    RemoteLogManagerConfig,
+    RemotePartition,
+)
 from artesian.tiered.remote_storage_manager import RemoteStorageManager
 
 if TYPE_CHECKING:
@@ -151,6 +155,9 @@ class Broker:
         self.replica_manager: ReplicaManager | None = None
         self.log_cleaner: LogCleaner | None = None
         self.remote_log_manager: RemoteLogManager | None = None
+        # Per partition: the remote segments' shape last seen, and their bytes below the local
+        # log (the storage gauge's cache).
+        self._remote_sizes: dict[tuple[str, int], tuple[tuple[int, int, int, int], float]] = {}
         self.fetcher_manager: ReplicaFetcherManager | None = None
         self.leader_throttle: ReplicationThrottle | None = None
         # Brokers whose sessions in the metadata store are open (KRaft's unfenced brokers),
@@ -810,23 +817,45 @@ class Broker:
 
     def _leader_log_bytes(self) -> float:
         """Bytes retained in the partitions led here: the local log, and the remote segments
-        wholly below it (those above are copies of local ones). Called on the scrape thread,
-        so it only reads, from copies."""
+        below it (one that reaches into the local log, pro rata by offsets). Called on the
+        scrape thread: it only reads, from copies (list() takes one in a single step under
+        the GIL), and a partition changing meanwhile counts at the next scrape."""
         rm, rlm = self.replica_manager, self.remote_log_manager
         if rm is None:
             return 0.0
-        total = 0
+        total = 0.0
         for p in list(rm.partitions.values()):
             if not p.is_leader:
                 continue
-            total += p.log.size_in_bytes
-            remote = rlm.partition(p.topic, p.index) if rlm is not None else None
-            if remote is not None:
-                local_start = p.log.local_log_start_offset
-                total += sum(
-                    m.size_in_bytes for m in list(remote.segments) if m.end_offset < local_start
+            try:
+                total += p.log.size_in_bytes
+                remote = rlm.partition(p.topic, p.index) if rlm is not None else None
+                if remote is not None and remote.segments:
+                    total += self._remote_below(remote, p.log.local_log_start_offset)
+            except Exception:  # truncated or deleted under us
+                continue
+        return total
+
+    def _remote_below(self, remote: RemotePartition, local_start: int) -> float:
+        """Remote bytes below ``local_start``, remembered until the segments or the local start
+        change: scrapes come every second, segments every few minutes."""
+        segments = list(remote.segments)
+        shape = (len(segments), segments[0].start_offset, segments[-1].end_offset, local_start)
+        cached = self._remote_sizes.get((remote.topic, remote.partition))
+        if cached is not None and cached[0] == shape:
+            return cached[1]
+        size = 0.0
+        for m in segments:
+            if m.end_offset < local_start:
+                size += m.size_in_bytes
+            elif m.start_offset < local_start:
+                size += (
+                    m.size_in_bytes
+                    * (local_start - m.start_offset)
+                    / (m.end_offset - m.start_offset + 1)
                 )
-        return float(total)
+        self._remote_sizes[(remote.topic, remote.partition)] = (shape, size)
+        return size
 
     def _update_balancer_gauges(self) -> None:
         image, m = self.image, self.metrics

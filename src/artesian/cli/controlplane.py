@@ -154,10 +154,11 @@ def run_data_plane(
         int,
         typer.Option(
             help="How long a client's login lasts on the client listener before it must log "
-            "in again (KIP-368): a revoked API key loses its open connections within this.",
+            "in again (KIP-368): a revoked API key loses its open connections within this. "
+            "Clients without re-authentication (kafka-python, older Java) are reconnected.",
             min=1000,
         ),
-    ] = 300_000,
+    ] = 3_600_000,
     metering_interval: Annotated[
         float,
         typer.Option(help="Seconds each usage record covers (the usage ledger's grain).", min=0.1),

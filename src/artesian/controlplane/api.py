@@ -39,7 +39,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from artesian.controlplane.control_plane import Conflict, ControlPlane, Forbidden, NotFound
+from artesian.controlplane.control_plane import (
+    Conflict,
+    ControlPlane,
+    Forbidden,
+    NotFound,
+    Unavailable,
+)
 from artesian.controlplane.documents import MAX_BROKERS, Autoscale, DocumentError
 from artesian.controlplane.state_topics import StateTopicError
 from artesian.controlplane.tenants import ADMIN, Caller
@@ -138,6 +144,8 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
             raise HTTPException(409, str(e)) from e
         except DocumentError as e:
             raise HTTPException(422, str(e)) from e
+        except Unavailable as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": "5"}) from e
         except (TimeoutError, StateTopicError) as e:
             raise HTTPException(503, f"{e}; is the control plane's Kafka up?") from e
 

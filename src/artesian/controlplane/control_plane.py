@@ -44,7 +44,16 @@ log = logging.getLogger("artesian.controlplane")
 # per topic anyway. Threads, sockets, replication and the rest are the platform's.
 TENANT_CONFIG = frozenset(
     {s.name for synonyms in TOPIC_CONFIG_SYNONYMS.values() for s in synonyms}
-    | {"num.partitions", "default.replication.factor", "auto.create.topics.enable"}
+    # Also the broker's own flusher period: a tenant could make it spin.
+    - {"log.flush.scheduler.interval.ms"}
+    | {
+        "num.partitions",
+        "default.replication.factor",
+        "auto.create.topics.enable",
+        "transaction.max.timeout.ms",
+        "group.max.session.timeout.ms",
+        "offsets.retention.minutes",
+    }
 )
 
 
@@ -54,6 +63,10 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
+
+
+class Unavailable(RuntimeError):
+    """Not yet: try again shortly."""
 
 
 class Forbidden(PermissionError):
@@ -96,6 +109,7 @@ class ControlPlane:
         self.ledger = UsageLedger()
         self.usage_records = StateTable(bootstrap, USAGE_TOPIC, UsageRecord.decode)
         self.usage_records.listeners.append(self.ledger.add)
+        self._ledger_read = threading.Event()
         self._writer = StateWriter(bootstrap, DESIRED_TOPIC, write_timeout)
         self._tenant_writer = StateWriter(bootstrap, TENANTS_TOPIC, write_timeout)
         # Only to forget a deleted cluster's last report; the data planes write the rest.
@@ -110,14 +124,27 @@ class ControlPlane:
         self._duties = threading.Thread(target=self._run_duties, name="control-plane", daemon=True)
 
     def start(self, ready_timeout: float = 30.0) -> ControlPlane:
-        tables = (self.desired, self.observed, self.tenants, self.usage_records)
-        for table in tables:
+        tables = (self.desired, self.observed, self.tenants)
+        for table in (*tables, self.usage_records):
             table.start()
-        # Serve, and act, once the tables hold what the topics held when we started.
+        # Serve, and act, once the tables hold what the topics held when we started. The
+        # ledger only answers usage questions, and grows without bound: it is read behind.
         for table in tables:
             table.catch_up(ready_timeout)
+        threading.Thread(target=self._read_ledger, name="usage-ledger", daemon=True).start()
         self._duties.start()
         return self
+
+    def _read_ledger(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.usage_records.catch_up(60.0)
+            except Exception as e:
+                log.warning("the usage ledger is not read yet (%s); still reading", e)
+                continue
+            self._ledger_read.set()
+            log.info("usage ledger read")
+            return
 
     def stop(self) -> None:
         self._stop.set()
@@ -216,6 +243,10 @@ class ControlPlane:
                 raise Conflict(f"cluster {cluster_id} is being deleted")
             if changes.get("config") is not None:
                 _tenant_may_set(caller, changes["config"])
+                if not caller.is_admin:
+                    # A tenant's config replaces its own keys, never the platform's.
+                    kept = {k: v for k, v in current.config.items() if k not in TENANT_CONFIG}
+                    changes = {**changes, "config": {**kept, **changes["config"]}}
             # None leaves a field as it is, except autoscale, where it switches autoscaling off.
             wanted = {k: v for k, v in changes.items() if v is not None or k == "autoscale"}
             if all(getattr(current, k) == v for k, v in wanted.items()):
@@ -374,6 +405,10 @@ class ControlPlane:
             if tenant is not None and tenant != caller.tenant:
                 raise NotFound(f"no tenant {tenant}")
             tenant = caller.tenant
+        if not self._ledger_read.is_set():
+            raise Unavailable(
+                "the usage ledger is still being read since the control plane started"
+            )
         return self.ledger.hours(tenant, cluster, start_ms, end_ms)
 
     def _may_add_api_key(self, cluster_id: str, caller: Caller) -> ClusterDesire:

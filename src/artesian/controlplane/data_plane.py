@@ -37,7 +37,12 @@ from artesian.controlplane.documents import (
     UsageRecord,
 )
 from artesian.controlplane.metering import BrokerSample, UsageMeter
-from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
+from artesian.controlplane.state_topics import (
+    StateTable,
+    StateWriter,
+    ensure_state_topics,
+    latest_by_key,
+)
 from artesian.operator.operator import Operator
 from artesian.operator.spec import CLIENT_LISTENER, CLIENT_PORT_OFFSET, ClusterSpec
 
@@ -53,7 +58,7 @@ AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 API_KEY_MECHANISMS = "SCRAM-SHA-256,SCRAM-SHA-512"
 # How long a client's login lasts before it must log in again on its connection (KIP-368): a
 # revoked API key loses its open connections within this, not only its new logins.
-CLIENT_SESSION_MS = 300_000
+CLIENT_SESSION_MS = 3_600_000
 
 
 class PortAllocator:
@@ -160,21 +165,29 @@ class DataPlaneAgent:
         # A cluster not read yet must not look deleted: that would stop and erase it.
         self.desired.catch_up(ready_timeout)
         # Metering goes on from each cluster's last record: nothing counted twice or lost.
-        ledger = StateTable(self.bootstrap, USAGE_TOPIC, UsageRecord.decode).start()
-        try:
-            ledger.catch_up(ready_timeout)
-            for record in ledger.snapshot().values():
-                if record.cell == self.cell:
-                    self.meter.resume(record)
-        finally:
-            ledger.stop()
+        ours = {i for i, d in self.desired.snapshot().items() if d.cell == self.cell}
+        last = latest_by_key(
+            self.bootstrap,
+            USAGE_TOPIC,
+            UsageRecord.decode,
+            ours | set(self.ports.blocks),
+            ready_timeout,
+        )
+        for record in last.values():
+            if record.cell == self.cell:
+                self.meter.resume(record)
         return self
 
     def stop(self, stop_brokers: bool = False) -> None:
         self._stop.set()
         if stop_brokers:
+            desires = self.desired.snapshot()
             for cluster_id in list(self.ports.blocks):
-                self._operator_of(cluster_id).stop_all()
+                op = self._operator_of(cluster_id)
+                desire = desires.get(cluster_id)
+                if desire is not None and not self._final_usage(desire, op.spec):
+                    log.warning("cluster %s: its last usage is not metered", cluster_id)
+                op.stop_all()
         for access in self.access.values():
             access.close()
         self.access.clear()
@@ -324,23 +337,25 @@ class DataPlaneAgent:
         samples: dict[int, dict[str, float] | None],
         running: int,
         final: bool = False,
-    ) -> None:
-        record = self.meter.observe(
+    ) -> bool:
+        """Account for this pass; True once every record due is in the ledger."""
+        records = self.meter.observe(
             desire.id,
             desire.tenant,
             {node: _broker_sample(sample) for node, sample in samples.items()},
             running,
             int(time.time() * 1000),
+            time.monotonic(),
             final,
         )
-        if record is None:
-            return
-        try:
-            self.usage.put(record.id, record.encode())
-        except Exception as e:
-            log.warning("cannot meter cluster %s (%s); the next pass retries", record.id, e)
-            return
-        self.meter.written(record)
+        for record in records:  # in order: a later one must not land before an earlier one
+            try:
+                self.usage.put(record.id, record.encode())
+            except Exception as e:
+                log.warning("cannot meter cluster %s (%s); the next pass retries", record.id, e)
+                return False
+            self.meter.written(record)
+        return True
 
     def _deprovision(
         self, cluster_id: str, generation: int | None, desire: ClusterDesire | None = None
@@ -351,13 +366,14 @@ class DataPlaneAgent:
         if access is not None:
             access.close()
         if op is not None:
-            if desire is not None:
-                self._final_usage(desire, op.spec)
-            self.meter.forget(cluster_id)
+            if desire is not None and not self._final_usage(desire, op.spec):
+                # The brokers' counters go with them: they stop once their usage is written.
+                raise RuntimeError("its last usage cannot be written to the ledger yet")
             op.stop_all()
             shutil.rmtree(self.root / cluster_id, ignore_errors=True)
             self.ports.release(cluster_id)
             self._load.pop(cluster_id, None)
+            self.meter.forget(cluster_id)
             log.info("cluster %s: brokers stopped and data removed", cluster_id)
         if generation is None:
             with contextlib.suppress(Exception):
@@ -373,7 +389,7 @@ class DataPlaneAgent:
             )
         )
 
-    def _final_usage(self, desire: ClusterDesire, spec: ClusterSpec) -> None:
+    def _final_usage(self, desire: ClusterDesire, spec: ClusterSpec) -> bool:
         """Meter what the cluster used since its last record before its brokers stop (every
         broker the meter knows of, even if this agent restarted and never operated it)."""
         nodes = self.meter.nodes(desire.id) | set(range(1, desire.brokers + 1))
@@ -382,7 +398,7 @@ class DataPlaneAgent:
             for node in sorted(nodes)
         }
         running = sum(sample is not None for sample in samples.values())
-        self._meter(desire, samples, running, final=True)
+        return self._meter(desire, samples, running, final=True)
 
     def _operator_of(self, cluster_id: str) -> Operator:
         """The cluster's operator; one adopting its running brokers if this process has none

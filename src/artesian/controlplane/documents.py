@@ -471,6 +471,7 @@ class BrokerCounters:
     started: float
     bytes_in: int
     bytes_out: int
+    storage_bytes: int = 0  # what it stored when last read: counted while it does not answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,7 +513,11 @@ class UsageRecord:
             storage_byte_seconds=_num(doc, "storage_byte_seconds"),
             counters=tuple(
                 BrokerCounters(
-                    _int(c, "id"), _num(c, "started"), _int(c, "bytes_in"), _int(c, "bytes_out")
+                    _int(c, "id"),
+                    _num(c, "started"),
+                    _int(c, "bytes_in"),
+                    _int(c, "bytes_out"),
+                    _int(c, "storage_bytes") if "storage_bytes" in c else 0,
                 )
                 for c in (_dict(x, "counters") for x in counters)
             ),
@@ -524,7 +529,7 @@ class UsageRecord:
         if not 0 <= record.start_ms <= record.end_ms:
             raise DocumentError("start_ms and end_ms must be 0 <= start_ms <= end_ms")
         if min(record.bytes_in, record.bytes_out) < 0 or any(
-            min(c.bytes_in, c.bytes_out) < 0 for c in record.counters
+            min(c.bytes_in, c.bytes_out, c.storage_bytes) < 0 for c in record.counters
         ):
             raise DocumentError("byte counts must not be negative")
         return record

@@ -5,26 +5,32 @@ from.
 
 Nothing is counted twice or lost when the agent restarts: each record carries the counters it
 was measured up to, and a restarted agent resumes from the last record of each cluster. A
-broker that restarted (a new process start time, or counters that went back) counts from
+record that could not be appended is sent again as it was, and the ledger's readers drop a
+record that an earlier one already covers, so a write that timed out but landed counts once.
+A broker that restarted (a new process start time, or counters that went back) counts from
 zero; its traffic between the last scrape and the restart is the one thing lost, as with any
-Prometheus counter.
+Prometheus counter. A broker older than what the meter knows of its cluster (the first pass
+after an upgrade, a lost record) is only measured from now on: a little lost, never billed
+twice. Time is measured on the monotonic clock; the wall clock only labels records.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from artesian.controlplane.documents import BrokerCounters, UsageRecord
 
+log = logging.getLogger("artesian.metering")
 HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerSample:
-    """What one scrape of a broker says: its process start, its client bytes in and out so
-    far, and the bytes retained in the partitions it leads."""
+    """What one scrape of a broker says: its process start (wall-clock seconds), its client
+    bytes in and out so far, and the bytes retained in the partitions it leads."""
 
     started: float
     bytes_in: int
@@ -33,30 +39,47 @@ class BrokerSample:
 
 
 @dataclass(slots=True)
-class _Window:
-    start_ms: int
-    last_ms: int
+class Usage:
+    """What a cluster used over some time: the four quantities a bill is made of."""
+
     bytes_in: int = 0
     bytes_out: int = 0
     broker_seconds: float = 0.0
     storage_byte_seconds: float = 0.0
 
+    def add(self, other: Usage | UsageRecord) -> None:
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.broker_seconds += other.broker_seconds
+        self.storage_byte_seconds += other.storage_byte_seconds
+
+
+@dataclass(slots=True)
+class _Window:
+    start_ms: int
+    used: Usage
+    seconds: float = 0.0  # accounted so far
+
 
 class UsageMeter:
     """One cell's meter, without I/O: fed every pass with each cluster's broker samples, it
-    answers the record to append once an interval has passed. A window is closed only by
-    ``written``, so a record that could not be appended is carried into the next one."""
+    answers the records to append, oldest first. A closed window's record is answered again,
+    unchanged, until ``written`` says it is in the ledger."""
 
     def __init__(self, cell: str, interval_ms: int = 60_000) -> None:
         self.cell = cell
         self.interval_ms = interval_ms
         self._windows: dict[str, _Window] = {}
+        self._pending: dict[str, list[UsageRecord]] = {}
         self._baselines: dict[str, dict[int, BrokerCounters]] = {}
+        # Up to when (wall ms, monotonic s or None after a resume) each cluster is accounted.
+        self._clock: dict[str, tuple[int, float | None]] = {}
 
     def resume(self, record: UsageRecord) -> None:
         """Continue from the cluster's last record in the ledger."""
         self._baselines[record.id] = {c.id: c for c in record.counters}
-        self._windows[record.id] = _Window(record.end_ms, record.end_ms)
+        self._windows[record.id] = _Window(record.end_ms, Usage())
+        self._clock[record.id] = (record.end_ms, None)
 
     def observe(
         self,
@@ -65,53 +88,95 @@ class UsageMeter:
         samples: dict[int, BrokerSample | None],
         running_brokers: int,
         now_ms: int,
+        mono: float,
         final: bool = False,
-    ) -> UsageRecord | None:
-        """Account for the time since the last pass and the traffic since the last scrape of
-        each broker; the record to append if the interval is over (or ``final``)."""
-        window = self._windows.setdefault(cluster_id, _Window(now_ms, now_ms))
-        elapsed = max(0, now_ms - window.last_ms) / 1000
-        window.last_ms = max(window.last_ms, now_ms)
-        window.broker_seconds += running_brokers * elapsed
-        storage = sum(s.storage_bytes for s in samples.values() if s is not None)
-        window.storage_byte_seconds += storage * elapsed
+    ) -> list[UsageRecord]:
+        """Account for the time since the last pass and the traffic since each broker's last
+        scrape; the records to append (the unwritten one first), if any."""
+        known = self._clock.get(cluster_id)
+        window = self._windows.setdefault(cluster_id, _Window(now_ms, Usage()))
+        if known is None:
+            elapsed = 0.0
+        elif known[1] is not None:
+            elapsed = max(0.0, mono - known[1])
+        else:  # resumed: the time since the last record, per broker no longer than it has run
+            elapsed = max(0.0, (now_ms - known[0]) / 1000)
+        self._clock[cluster_id] = (now_ms, mono)
+        window.seconds += elapsed
+        used = window.used
         baseline = self._baselines.setdefault(cluster_id, {})
+
+        answered = 0
+        for node, sample in samples.items():
+            if sample is None:
+                continue
+            answered += 1
+            before = baseline.get(node)
+            steady = before is not None and before.started == sample.started
+            if steady and known is not None and known[1] is not None:
+                used.broker_seconds += elapsed
+                continue
+            # New, restarted, or counted across the agent's absence: no longer than it ran.
+            used.broker_seconds += min(elapsed, max(0.0, now_ms / 1000 - sample.started))
+        used.broker_seconds += max(0, running_brokers - answered) * elapsed
+        # A broker that did not answer stores what it stored at its last answer.
+        storage = sum(
+            s.storage_bytes if s is not None else getattr(baseline.get(n), "storage_bytes", 0)
+            for n, s in samples.items()
+        )
+        used.storage_byte_seconds += storage * elapsed
+
         for node, sample in samples.items():
             if sample is None:
                 continue  # not answering: its traffic counts at its next answer
             before = baseline.get(node)
-            # A broker first seen, restarted, or whose counters went back counts from zero.
-            base_in = base_out = 0
-            if (
-                before is not None
-                and before.started == sample.started
+            if before is not None and (
+                before.started == sample.started
                 and sample.bytes_in >= before.bytes_in
                 and sample.bytes_out >= before.bytes_out
             ):
-                base_in, base_out = before.bytes_in, before.bytes_out
-            window.bytes_in += sample.bytes_in - base_in
-            window.bytes_out += sample.bytes_out - base_out
-            baseline[node] = BrokerCounters(node, sample.started, sample.bytes_in, sample.bytes_out)
+                used.bytes_in += sample.bytes_in - before.bytes_in
+                used.bytes_out += sample.bytes_out - before.bytes_out
+            elif before is not None or (known is not None and sample.started * 1000 >= known[0]):
+                # Restarted since its last scrape, or started since the cluster was last
+                # accounted: all it counted is new.
+                used.bytes_in += sample.bytes_in
+                used.bytes_out += sample.bytes_out
+            # else: older than what the meter knows; measured from here on
+            baseline[node] = BrokerCounters(
+                node, sample.started, sample.bytes_in, sample.bytes_out, sample.storage_bytes
+            )
         for node in set(baseline) - set(samples):
             del baseline[node]  # removed from the cluster
-        if not final and window.last_ms - window.start_ms < self.interval_ms:
-            return None
-        return UsageRecord(
-            id=cluster_id,
-            tenant=tenant,
-            cell=self.cell,
-            start_ms=window.start_ms,
-            end_ms=window.last_ms,
-            bytes_in=window.bytes_in,
-            bytes_out=window.bytes_out,
-            broker_seconds=round(window.broker_seconds, 3),
-            storage_byte_seconds=round(window.storage_byte_seconds, 3),
-            counters=tuple(sorted(baseline.values(), key=lambda c: c.id)),
-        )
+
+        pending = self._pending.setdefault(cluster_id, [])
+        due = window.seconds >= self.interval_ms / 1000
+        # While a record waits to be written, its successor's window stays open (unless this
+        # is the last), so at most two wait.
+        if final or (due and not pending):
+            end_ms = max(window.start_ms, now_ms)  # a wall clock that went back
+            pending.append(
+                UsageRecord(
+                    id=cluster_id,
+                    tenant=tenant,
+                    cell=self.cell,
+                    start_ms=window.start_ms,
+                    end_ms=end_ms,
+                    bytes_in=used.bytes_in,
+                    bytes_out=used.bytes_out,
+                    broker_seconds=round(used.broker_seconds, 3),
+                    storage_byte_seconds=round(used.storage_byte_seconds, 3),
+                    counters=tuple(sorted(baseline.values(), key=lambda c: c.id)),
+                )
+            )
+            self._windows[cluster_id] = _Window(end_ms, Usage())
+        return list(pending)
 
     def written(self, record: UsageRecord) -> None:
-        """The record is in the ledger: the next window starts where it ended."""
-        self._windows[record.id] = _Window(record.end_ms, record.end_ms)
+        """The record is in the ledger."""
+        pending = self._pending.get(record.id, [])
+        if record in pending:
+            pending.remove(record)
 
     def nodes(self, cluster_id: str) -> set[int]:
         """The brokers last measured."""
@@ -119,7 +184,9 @@ class UsageMeter:
 
     def forget(self, cluster_id: str) -> None:
         self._windows.pop(cluster_id, None)
+        self._pending.pop(cluster_id, None)
         self._baselines.pop(cluster_id, None)
+        self._clock.pop(cluster_id, None)
 
 
 @dataclass(slots=True)
@@ -127,48 +194,39 @@ class HourlyUsage:
     cluster: str
     tenant: str
     hour_start_ms: int
-    bytes_in: int = 0
-    bytes_out: int = 0
-    broker_seconds: float = 0.0
-    storage_byte_seconds: float = 0.0
-
-    def add(self, record: UsageRecord) -> None:
-        self.bytes_in += record.bytes_in
-        self.bytes_out += record.bytes_out
-        self.broker_seconds += record.broker_seconds
-        self.storage_byte_seconds += record.storage_byte_seconds
+    used: Usage
 
     def as_json(self) -> dict[str, Any]:
         return {
             "cluster": self.cluster,
             "tenant": self.tenant,
             "hour_start_ms": self.hour_start_ms,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "broker_seconds": round(self.broker_seconds, 3),
-            "storage_byte_seconds": round(self.storage_byte_seconds, 3),
+            "bytes_in": self.used.bytes_in,
+            "bytes_out": self.used.bytes_out,
+            "broker_seconds": round(self.used.broker_seconds, 3),
+            "storage_byte_seconds": round(self.used.storage_byte_seconds, 3),
         }
 
 
 class UsageLedger:
-    """The ledger summed per cluster and UTC hour (a record counts in the hour its interval
-    ends in). Fed by the usage topic's reader thread; read by the API's."""
+    """The ledger summed per tenant, cluster and UTC hour (a record counts in the hour its
+    interval ends in). Fed by the usage topic's reader thread; read by the API's."""
 
     def __init__(self) -> None:
-        self._hours: dict[tuple[str, int], HourlyUsage] = {}
+        self._hours: dict[tuple[str, str, int], Usage] = {}
+        self._end_ms: dict[str, int] = {}  # per cluster: how far its records reach
         self._lock = threading.Lock()
 
-    def add(self, _key: str, record: UsageRecord | None) -> None:
+    def add(self, key: str, record: UsageRecord | None) -> None:
         if record is None:
+            log.warning("a usage record of %s cannot be read; it is not counted", key)
             return
-        hour = record.end_ms - record.end_ms % HOUR_MS
         with self._lock:
-            bucket = self._hours.get((record.id, hour))
-            if bucket is None:
-                bucket = self._hours[(record.id, hour)] = HourlyUsage(
-                    record.id, record.tenant, hour
-                )
-            bucket.add(record)
+            if record.start_ms < self._end_ms.get(record.id, 0):
+                return  # a record sent again after a write that timed out but landed
+            self._end_ms[record.id] = record.end_ms
+            hour = record.end_ms - record.end_ms % HOUR_MS
+            self._hours.setdefault((record.tenant, record.id, hour), Usage()).add(record)
 
     def hours(
         self,
@@ -177,15 +235,16 @@ class UsageLedger:
         start_ms: int = 0,
         end_ms: int | None = None,
     ) -> list[HourlyUsage]:
-        """Hours that start within [start_ms, end_ms), by hour then cluster; a tenant's
-        clusters' hours stay its own after the clusters are deleted."""
+        """The hours from the one holding ``start_ms`` up to ``end_ms`` (exclusive), by hour
+        then cluster; a tenant's clusters' hours stay its own after the clusters are deleted."""
+        first_hour = start_ms - start_ms % HOUR_MS
         with self._lock:
             found = [
-                HourlyUsage(**{f: getattr(h, f) for f in HourlyUsage.__slots__})
-                for h in self._hours.values()
-                if (tenant is None or h.tenant == tenant)
-                and (cluster is None or h.cluster == cluster)
-                and h.hour_start_ms >= start_ms - start_ms % HOUR_MS
-                and (end_ms is None or h.hour_start_ms < end_ms)
+                HourlyUsage(c, t, h, Usage(*(getattr(u, f.name) for f in fields(Usage))))
+                for (t, c, h), u in self._hours.items()
+                if (tenant is None or t == tenant)
+                and (cluster is None or c == cluster)
+                and h >= first_hour
+                and (end_ms is None or h < end_ms)
             ]
         return sorted(found, key=lambda h: (h.hour_start_ms, h.cluster))

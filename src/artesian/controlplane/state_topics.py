@@ -204,17 +204,19 @@ class StateTable(Generic[T]):
                     self.unreadable.add(key)
                 self._tell(key, None)
             key = None
-        with self._changed:
-            if key:
+        if key:
+            with self._changed:
                 self.unreadable.discard(key)
                 if doc is None:
                     self._docs.pop(key, None)
                 else:
                     self._docs[key] = doc
+            self._tell(key, doc)
+        # Only now may a writer waiting on this offset go on: what listeners derive from the
+        # record (a token index) holds by then too.
+        with self._changed:
             self._position = offset + 1
             self._changed.notify_all()
-        if key:
-            self._tell(key, doc)
 
     def _tell(self, key: str, doc: T | None) -> None:
         for listener in self.listeners:
@@ -222,3 +224,59 @@ class StateTable(Generic[T]):
                 listener(key, doc)
             except Exception:
                 log.exception("a listener of %s failed on %s", self.topic, key)
+
+
+def latest_by_key(
+    bootstrap: str,
+    topic: str,
+    decode: Callable[[bytes], T],
+    keys: set[str],
+    timeout: float = 30.0,
+) -> dict[str, T]:
+    """The latest readable document of each of ``keys`` in a topic that is a log rather than
+    a state (the usage ledger), read backwards from its end in growing chunks: what it costs
+    follows how far back the oldest of them lies, not how long the log is."""
+    found: dict[str, T] = {}
+    if not keys:
+        return found
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"artesian-tail-{topic}",  # required by librdkafka; never commits
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, 0), timeout=timeout, cached=False
+        )
+        end, chunk = high, 1024
+        while end > low and not keys <= found.keys():
+            start = max(low, end - chunk)
+            newest: dict[str, T] = {}
+            consumer.assign([TopicPartition(topic, 0, start)])
+            position = start
+            while position < end:
+                msg = consumer.poll(timeout)
+                if msg is None:
+                    raise StateTopicError(f"{topic} could not be read at offset {position}")
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        break
+                    raise StateTopicError(f"reading {topic}: {msg.error()}")
+                position = msg.offset() + 1
+                if msg.offset() >= end:
+                    break
+                key = (msg.key() or b"").decode(errors="replace")
+                if key not in keys or key in found or msg.value() is None:
+                    continue
+                try:
+                    newest[key] = decode(msg.value())
+                except Exception as e:  # an unreadable record: the one before it will do
+                    log.warning("skipping %s offset %d: %s", topic, msg.offset(), e)
+            found.update({k: v for k, v in newest.items() if k not in found})
+            end, chunk = start, chunk * 2
+    finally:
+        consumer.close()
+    return found
