@@ -24,6 +24,7 @@ reaches its own clusters and tenant only (another's: 404); tenants and quotas ar
     GET    /v1/clusters/{id}/api-keys
     DELETE /v1/clusters/{id}/api-keys/{key}
     GET    /healthz, /metrics
+    GET    /console            the web console: a page over this API, with the caller's token
 
 An API key's secret, and a token's, is in the answer to its POST and nowhere else.
 
@@ -32,9 +33,11 @@ A write returns once the desired-state topic holds it; the data plane acts on it
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +52,22 @@ from artesian.controlplane.control_plane import (
 from artesian.controlplane.documents import MAX_BROKERS, Autoscale, DocumentError
 from artesian.controlplane.state_topics import StateTopicError
 from artesian.controlplane.tenants import ADMIN, Caller
+
+# The console's files; only the page's own script and style run, nothing inline, and nothing
+# may frame it.
+CONSOLE = files("artesian.controlplane") / "console"
+CONSOLE_TYPES = {
+    "index.html": "text/html; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+CONSOLE_HEADERS = {
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-cache",
+}
 
 
 class AutoscaleBody(BaseModel):
@@ -289,6 +308,19 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     def delete_api_key(cluster_id: str, key: str, who: Caller = Authenticated) -> dict[str, Any]:
         desire = _errors(lambda: control_plane.delete_api_key(cluster_id, key, caller=who))
         return {"deleted": key, "cluster": cluster_id, "generation": desire.generation}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/console")
+
+    @app.get("/console", include_in_schema=False)
+    @app.get("/console/{name}", include_in_schema=False)
+    def console(name: str = "index.html") -> Response:
+        if name not in CONSOLE_TYPES:
+            raise HTTPException(404, f"no {name}")
+        return Response(
+            (CONSOLE / name).read_bytes(), media_type=CONSOLE_TYPES[name], headers=CONSOLE_HEADERS
+        )
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, Any]:

@@ -1,0 +1,248 @@
+// The web console: a page over the control plane's own REST API, with the caller's token.
+// Everything shown is built with textContent, never parsed as HTML: names, descriptions and
+// error messages are other people's text.
+"use strict";
+
+const REFRESH_MS = 3000;
+let token = sessionStorage.getItem("artesian-token");
+let selected = null; // the cluster whose detail is shown
+let timer = null;
+
+const $ = (id) => document.getElementById(id);
+
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    let detail = answer.detail ?? response.statusText;
+    if (Array.isArray(detail)) {
+      detail = detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+    }
+    const error = new Error(`${method} ${path}: ${response.status} ${detail}`);
+    error.status = response.status;
+    throw error;
+  }
+  return answer;
+}
+
+function say(text) {
+  $("status").textContent = text;
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "" : String(text);
+  row.appendChild(td);
+  return td;
+}
+
+function button(td, label, action) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.addEventListener("click", (event) => {
+    event.stopPropagation();
+    run(action);
+  });
+  td.appendChild(b);
+}
+
+function fill(tableId, items, render) {
+  const body = $(tableId).querySelector("tbody");
+  body.replaceChildren(...items.map((item) => {
+    const row = document.createElement("tr");
+    render(row, item);
+    return row;
+  }));
+}
+
+// Runs an action and shows its error, if any; a token refused signs out.
+async function run(action) {
+  try {
+    await action();
+  } catch (error) {
+    if (error.status === 401) {
+      signOut();
+    }
+    say(error.message);
+  }
+}
+
+async function signIn(candidate) {
+  token = candidate;
+  const me = await api("GET", "/v1/whoami");
+  sessionStorage.setItem("artesian-token", token);
+  $("who").textContent = me.admin ? "signed in as the admin" : `signed in as tenant ${me.tenant}`;
+  document.body.classList.toggle("is-admin", me.admin);
+  $("sign-in").hidden = true;
+  $("signed-in").hidden = false;
+  $("sign-out").hidden = false;
+  say("");
+  await refresh();
+  clearInterval(timer);
+  timer = setInterval(() => run(refresh), REFRESH_MS);
+}
+
+function signOut() {
+  clearInterval(timer);
+  token = null;
+  selected = null;
+  sessionStorage.removeItem("artesian-token");
+  $("who").textContent = "not signed in";
+  $("sign-in").hidden = false;
+  $("signed-in").hidden = true;
+  $("sign-out").hidden = true;
+  $("cluster-detail").hidden = true;
+  document.body.classList.remove("is-admin");
+}
+
+async function refresh() {
+  const { clusters } = await api("GET", "/v1/clusters");
+  fill("clusters", clusters, (row, c) => {
+    const status = c.status || {};
+    row.dataset.id = c.id;
+    row.classList.toggle("selected", c.id === selected);
+    cell(row, c.id);
+    cell(row, c.spec.name);
+    cell(row, c.spec.tenant || "-").classList.add("admin");
+    cell(row, c.spec.deleted ? "deleting" : c.spec.brokers);
+    cell(row, `${status.phase || "-"} (gen ${status.observed_generation ?? "-"}/${c.spec.generation})`);
+    cell(row, status.bootstrap || "-");
+    const actions = cell(row, "");
+    if (!c.spec.deleted) {
+      button(actions, "Delete", async () => {
+        await api("DELETE", `/v1/clusters/${c.id}`);
+        say(`cluster ${c.id} is being deleted`);
+        await refresh();
+      });
+    }
+    row.addEventListener("click", () => run(() => select(c.id)));
+  });
+  if (selected !== null && !clusters.some((c) => c.id === selected)) {
+    selected = null;
+    $("cluster-detail").hidden = true;
+  }
+  await refreshUsage();
+  if (document.body.classList.contains("is-admin")) {
+    const { tenants } = await api("GET", "/v1/tenants");
+    fill("tenants", tenants, (row, t) => {
+      cell(row, t.id);
+      cell(row, t.name);
+      cell(row, t.max_clusters);
+      cell(row, t.max_brokers);
+    });
+  }
+}
+
+async function refreshUsage() {
+  const since = Date.now() - 24 * 3600 * 1000;
+  let hours;
+  try {
+    ({ hours } = await api("GET", `/v1/usage?start_ms=${since}`));
+  } catch (error) {
+    if (error.status === 503) {
+      return; // the ledger is still being read: next time
+    }
+    throw error;
+  }
+  const per = new Map();
+  for (const h of hours) {
+    const total = per.get(h.cluster) || { bytes_in: 0, bytes_out: 0, broker: 0, storage: 0 };
+    total.bytes_in += h.bytes_in;
+    total.bytes_out += h.bytes_out;
+    total.broker += h.broker_seconds;
+    total.storage += h.storage_byte_seconds;
+    per.set(h.cluster, total);
+  }
+  fill("usage", [...per.entries()], (row, [cluster, t]) => {
+    cell(row, cluster);
+    cell(row, t.bytes_in);
+    cell(row, t.bytes_out);
+    cell(row, (t.broker / 3600).toFixed(3));
+    cell(row, (t.storage / 3600 / 2 ** 30).toFixed(6));
+  });
+}
+
+async function select(clusterId) {
+  const c = await api("GET", `/v1/clusters/${clusterId}`);
+  selected = clusterId;
+  $("detail-id").textContent = `${c.spec.name} (${c.id})`;
+  $("resize-brokers").value = c.spec.brokers;
+  $("new-secret").hidden = true;
+  $("cluster-detail").hidden = false;
+  for (const row of $("clusters").querySelectorAll("tbody tr")) {
+    row.classList.toggle("selected", row.dataset.id === clusterId);
+  }
+  await refreshKeys();
+}
+
+async function refreshKeys() {
+  const { api_keys: keys } = await api("GET", `/v1/clusters/${selected}/api-keys`);
+  fill("api-keys", keys, (row, k) => {
+    cell(row, k.key);
+    cell(row, k.resource_prefix || "(all)");
+    cell(row, k.description);
+    button(cell(row, ""), "Delete", async () => {
+      await api("DELETE", `/v1/clusters/${selected}/api-keys/${k.key}`);
+      say(`API key ${k.key} deleted`);
+      await refreshKeys();
+    });
+  });
+}
+
+function onSubmit(formId, action) {
+  $(formId).addEventListener("submit", (event) => {
+    event.preventDefault();
+    run(action);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  onSubmit("sign-in-form", () => signIn($("token").value.trim()));
+  $("sign-out").addEventListener("click", signOut);
+  onSubmit("create-cluster", async () => {
+    const body = { name: $("cluster-name").value.trim(), brokers: Number($("cluster-brokers").value) };
+    const tenant = $("cluster-tenant").value.trim();
+    if (tenant && document.body.classList.contains("is-admin")) {
+      body.tenant = tenant;
+    }
+    const c = await api("POST", "/v1/clusters", body);
+    say(`created cluster ${c.id}`);
+    $("cluster-name").value = "";
+    await refresh();
+  });
+  onSubmit("resize", async () => {
+    const c = await api("PATCH", `/v1/clusters/${selected}`, { brokers: Number($("resize-brokers").value) });
+    say(`cluster ${c.id} is at generation ${c.spec.generation}`);
+    await refresh();
+  });
+  onSubmit("create-key", async () => {
+    const prefix = $("key-prefix").value.trim();
+    const k = await api("POST", `/v1/clusters/${selected}/api-keys`, {
+      resource_prefix: prefix || null,
+      description: $("key-description").value,
+    });
+    $("new-secret").textContent =
+      `API key ${k.key}\nsecret ${k.secret}\nSave the secret now: it cannot be shown again.`;
+    $("new-secret").hidden = false;
+    await refreshKeys();
+  });
+  onSubmit("create-tenant", async () => {
+    const t = await api("POST", "/v1/tenants", {
+      name: $("tenant-name").value.trim(),
+      max_clusters: Number($("tenant-clusters").value),
+      max_brokers: Number($("tenant-brokers").value),
+    });
+    $("new-token").textContent =
+      `tenant ${t.id}\ntoken ${t.token}\nSave the token now: it cannot be shown again.`;
+    $("new-token").hidden = false;
+    await refresh();
+  });
+  if (token) {
+    run(() => signIn(token));
+  }
+});
