@@ -110,7 +110,9 @@ async function refresh() {
     cell(row, c.spec.name);
     cell(row, c.spec.tenant || "-").classList.add("admin");
     cell(row, c.spec.deleted ? "deleting" : c.spec.brokers);
-    cell(row, `${status.phase || "-"} (gen ${status.observed_generation ?? "-"}/${c.spec.generation})`);
+    cell(row, c.status
+      ? `${status.phase} (gen ${status.observed_generation}/${c.spec.generation})`
+      : `no report yet (gen ${c.spec.generation})`);
     cell(row, status.bootstrap || "-");
     const actions = cell(row, "");
     if (!c.spec.deleted) {
