@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import struct
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,7 +34,14 @@ from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from artesian.broker.authenticator import SaslAuthenticator, SaslSettings, SaslState
+from artesian.broker.authenticator import (
+    SaslAuthenticator,
+    SaslSettings,
+    SaslState,
+    UnansweredFailure,
+)
+from artesian.broker.handlers import sasl_authenticate
+from artesian.cli.wire import WireClient
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import InvalidConfigError
 from artesian.replication.replica_fetcher import LeaderConnection
@@ -41,10 +50,25 @@ from artesian.security.plain import plain_client_token
 from artesian.security.sasl import AuthenticationFailed
 from artesian.security.scram import MECHANISMS, ScramClient, new_credential
 from tests.broker_process import BrokerProcess, free_port
-from tests.kafka_wire import Closed, WireConn, create_topic, parse_response, request_frame
+from tests.kafka_wire import (
+    Closed,
+    WireConn,
+    create_topic,
+    parse_response,
+    request_frame,
+    sample_request,
+)
+from tests.storage.batches import make_batch
 
 LIFETIME_MS = 2000  # connections.max.reauth.ms
 SHA512_LIFETIME_MS = 3000  # listener.name.sasl_plaintext.scram-sha-512.connections.max.reauth.ms
+# Listeners whose sessions are long enough that a loaded machine's stalls (a few hundred ms)
+# never decide a test: 85-95% of SLOW_MS leaves clients at least 400 ms to re-authenticate.
+SLOW_MS = 8000
+LONG_MS = 30_000
+BRIEF_MS = 250  # shorter than a second: a re-authentication cannot come in time
+LONGEST_MS = 9_223_372_036_854  # Kafka's longest in effect (Long.MAX_VALUE ns)
+FAILED_LOGIN_DELAY_MS = 300  # connection.failed.authentication.delay.ms
 MS = 1_000_000  # ns
 PLAIN_JAAS = (
     "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -72,7 +96,7 @@ def _authenticator(reauth_ms: int = LIFETIME_MS, users: dict[str, str] | None = 
 
 def _plain_login(auth: SaslAuthenticator, user: str, now_ns: int) -> None:
     assert auth.handshake("PLAIN", 1).name == "none"
-    auth.authenticate(plain_client_token(user, f"{user}-pw"), now_ns, 2)
+    auth.authenticate(plain_client_token(user, f"{user}-pw"), now_ns)
 
 
 def test_session_lifetimes_come_from_the_listener_and_mechanism() -> None:
@@ -92,8 +116,104 @@ def test_session_lifetimes_come_from_the_listener_and_mechanism() -> None:
     assert config.key("connections.max.reauth.ms").read_only  # static, as in Kafka
     with pytest.raises(InvalidConfigError):
         BrokerConfig({"connections.max.reauth.ms": "-1"})
+    # Kafka's session expiry (nanoseconds in a long) overflows beyond this: refused.
+    longest = 9_223_372_036_854
+    assert (
+        BrokerConfig({"connections.max.reauth.ms": str(longest)}).get("connections.max.reauth.ms")
+        == longest
+    )
+    for too_long in (longest + 1, 2**63 - 1):
+        with pytest.raises(InvalidConfigError, match="no more than 9223372036854"):
+            BrokerConfig({"listener.name.a.connections.max.reauth.ms": str(too_long)})
     with pytest.raises(InvalidConfigError):
         BrokerConfig({"listener.name.a.plain.connections.max.reauth.ms": "soon"})
+
+
+def test_a_lifetime_too_short_to_reauthenticate_in_warns_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = BrokerConfig(
+        {
+            "connections.max.reauth.ms": "1199",
+            "listener.name.a.connections.max.reauth.ms": "1200",
+            "listener.name.a.plain.connections.max.reauth.ms": "500",
+            "listener.name.b.connections.max.reauth.ms": "0",
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="artesian.authenticator"):
+        SaslSettings.from_config(config, "A")
+        SaslSettings.from_config(config, "B")
+        assert [r.getMessage() for r in caplog.records] == [
+            "listener A: a SASL session lifetime (connections.max.reauth.ms) of 500 ms for "
+            "PLAIN is under 1200 ms: clients, this broker's connections to leaders among them, "
+            "re-authenticate at 85-95% of a session, and a re-authentication within a second "
+            "of the last one's start is refused (as in Kafka), so they reconnect and log in "
+            "again instead"
+        ]
+        caplog.clear()
+        SaslSettings.from_config(config, "C")  # the global 1199
+        assert "1199 ms for PLAIN, SCRAM-SHA-256, SCRAM-SHA-512" in caplog.text
+
+
+def test_failures_kafka_does_not_answer_are_unanswered() -> None:
+    """UnansweredFailure marks what Kafka closes without an answer: a bare token's failure
+    (SaslHandshake v0), a re-authentication's other mechanism, a stray request before its
+    tokens are expected."""
+    auth = _authenticator()
+    assert auth.handshake("PLAIN", 0).name == "none"
+    with pytest.raises(UnansweredFailure, match="Invalid username or password"):
+        auth.authenticate(plain_client_token("a", "wrong"), 0)
+    auth = _authenticator()
+    assert auth.handshake("PLAIN", 1).name == "none"
+    with pytest.raises(AuthenticationFailed) as answered:
+        auth.authenticate(plain_client_token("a", "wrong"), 0)
+    assert not isinstance(answered.value, UnansweredFailure)
+    # In a re-authentication, a request the exchange does not allow fails it; answered
+    # ILLEGAL_SASL_STATE only once tokens are expected, as Kafka.
+    auth = _authenticator()
+    _plain_login(auth, "a", now_ns=0)
+    assert auth.maybe_begin_reauthentication(MS)
+    assert auth.handshake("PLAIN", 1).name == "none"
+    stray = auth.unexpected_request("list_groups")
+    assert (type(stray), str(stray)) == (
+        AuthenticationFailed,
+        "Unexpected Kafka request of type LIST_GROUPS during SASL authentication",
+    )
+    assert auth.state is SaslState.FAILED
+    auth = _authenticator()
+    _plain_login(auth, "a", now_ns=0)
+    assert auth.maybe_begin_reauthentication(MS)
+    assert auth.handshake("SCRAM-SHA-256", 1).name == "none"
+    assert isinstance(auth.unexpected_request("metadata"), UnansweredFailure)
+    # logins counts successes, re-authentications included; reauthenticating is only true
+    # from a re-authentication's start until it succeeds.
+    auth = _authenticator()
+    _plain_login(auth, "a", now_ns=0)
+    assert (auth.logins, auth.reauthenticating) == (1, False)
+    assert auth.maybe_begin_reauthentication(MS)
+    assert auth.reauthenticating
+    _plain_login(auth, "a", now_ns=MS)
+    assert (auth.logins, auth.reauthenticating) == (2, False)
+
+
+def test_the_last_answer_is_built_before_the_login_counts() -> None:
+    """SaslAuthenticate's final answer, session lifetime included, is made before the
+    connection hears of the login: an answer that cannot be made leaves nothing counted.
+    (The configuration refuses lifetimes that long; the handler does not rely on it.)"""
+    calls: list[Any] = []
+    connection = SimpleNamespace(authenticated=calls.append, authentication_failed=calls.append)
+    ctx = SimpleNamespace(connection=connection, header=SimpleNamespace(api_version=2))
+    token = SimpleNamespace(auth_bytes=plain_client_token("a", "a-pw"))
+    connection.authenticator = _authenticator(reauth_ms=10**18)  # past timedelta's range
+    assert connection.authenticator.handshake("PLAIN", 1).name == "none"
+    with pytest.raises(OverflowError):
+        sasl_authenticate.handle(ctx, token)
+    assert calls == []
+    connection.authenticator = auth = _authenticator(reauth_ms=LONGEST_MS)
+    assert auth.handshake("PLAIN", 1).name == "none"
+    answer = sasl_authenticate.handle(ctx, token)
+    assert (answer.error_code, answer.session_lifetime) == (0, _lifetime(LONGEST_MS))
+    assert calls == [auth]
 
 
 def test_a_session_expires_and_a_reauthentication_starts_a_new_one() -> None:
@@ -133,7 +253,7 @@ def test_reauthentication_keeps_the_principal_and_the_mechanism() -> None:
     assert auth.state is SaslState.REAUTH_BAD_MECHANISM
     assert auth.allows(36)
     with pytest.raises(AuthenticationFailed, match="not supported for re-authentication of"):
-        auth.authenticate(b"n,,n=a,r=x", MS, 2)
+        auth.authenticate(b"n,,n=a,r=x", MS)
     assert auth.state is SaslState.FAILED
 
 
@@ -144,8 +264,8 @@ def test_a_deleted_scram_user_fails_reauthentication() -> None:
     def scram(now_ns: int) -> None:
         assert auth.handshake("SCRAM-SHA-256", 1).name == "none"
         client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "bob", "bob-pw")
-        first = auth.authenticate(client.first_message(), now_ns, 2)
-        client.verify_server_final(auth.authenticate(client.final_message(first), now_ns, 2))
+        first = auth.authenticate(client.first_message(), now_ns)
+        client.verify_server_final(auth.authenticate(client.final_message(first), now_ns))
 
     scram(0)
     assert auth.principal == "User:bob"
@@ -180,9 +300,15 @@ class ReauthBroker:
     def port(self) -> int:
         return self.ports["SASL_PLAINTEXT"]
 
-    def conf(self, user: str, password: str, mechanism: str = "SCRAM-SHA-256") -> dict[str, Any]:
+    def conf(
+        self,
+        user: str,
+        password: str,
+        mechanism: str = "SCRAM-SHA-256",
+        listener: str = "SASL_PLAINTEXT",
+    ) -> dict[str, Any]:
         return {
-            "bootstrap.servers": f"127.0.0.1:{self.port}",
+            "bootstrap.servers": f"127.0.0.1:{self.ports[listener]}",
             "security.protocol": "SASL_PLAINTEXT",
             "sasl.mechanism": mechanism,
             "sasl.username": user,
@@ -200,17 +326,17 @@ class ReauthBroker:
                     return float(s.value)
         return 0.0
 
-    def reauthentications(self, result: str) -> float:
+    def reauthentications(self, result: str, listener: str = "SASL_PLAINTEXT") -> float:
         return self.metric(
             "kafka_server_socket_server_reauthentications_total",
-            listener="SASL_PLAINTEXT",
+            listener=listener,
             result=result,
         )
 
-    def expired_killed(self) -> float:
+    def expired_killed(self, listener: str = "SASL_PLAINTEXT") -> float:
         return self.metric(
             "kafka_server_socket_server_expired_connections_killed_total",
-            listener="SASL_PLAINTEXT",
+            listener=listener,
         )
 
     def admin(self) -> AdminClient:
@@ -229,20 +355,30 @@ def _upsert(admin: AdminClient, user: str, password: str) -> None:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReauthBroker]:
     root = tmp_path_factory.mktemp("reauth")
     proc = BrokerProcess(root / "broker")
-    ports = {"PLAINTEXT": proc.port, "SASL_PLAINTEXT": free_port(), "NOREAUTH": free_port()}
+    ports = {"PLAINTEXT": proc.port}
+    lifetimes = {"SASL_PLAINTEXT": LIFETIME_MS, "NOREAUTH": 0, "SLOW": SLOW_MS}
+    lifetimes |= {"LONG": LONG_MS, "BRIEF": BRIEF_MS}
+    ports |= {name: free_port() for name in lifetimes}
     metrics_port = free_port()
     proc.settings = {
         "listeners": ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items()),
-        "listener.security.protocol.map": (
-            "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,NOREAUTH:SASL_PLAINTEXT"
+        "listener.security.protocol.map": ",".join(
+            f"{name}:{'PLAINTEXT' if name == 'PLAINTEXT' else 'SASL_PLAINTEXT'}" for name in ports
         ),
         "connections.max.reauth.ms": str(LIFETIME_MS),
+        **{
+            f"listener.name.{name.lower()}.connections.max.reauth.ms": str(ms)
+            for name, ms in lifetimes.items()
+        },
         "listener.name.sasl_plaintext.scram-sha-512.connections.max.reauth.ms": str(
             SHA512_LIFETIME_MS
         ),
-        "listener.name.noreauth.connections.max.reauth.ms": "0",
-        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
-        "listener.name.noreauth.plain.sasl.jaas.config": PLAIN_JAAS,
+        # Kafka's longest, on a mechanism of its own.
+        "listener.name.long.scram-sha-512.connections.max.reauth.ms": str(LONGEST_MS),
+        **{
+            f"listener.name.{name.lower()}.plain.sasl.jaas.config": PLAIN_JAAS for name in lifetimes
+        },
+        "connection.failed.authentication.delay.ms": str(FAILED_LOGIN_DELAY_MS),
         "artesian.metrics.port": str(metrics_port),
     }
     proc.start()
@@ -319,24 +455,31 @@ def test_sasl_authenticate_answers_the_session_lifetime(broker: ReauthBroker) ->
         # Off: no re-authentication; a handshake is answered as after any login, and kept.
         assert _handshake(conn, "SCRAM-SHA-256").error_code == 34  # ILLEGAL_SASL_STATE
         assert _works(conn)
+    with WireConn(broker.ports["LONG"]) as conn:
+        # The longest lifetime the configuration takes is answered (and re-authenticated).
+        for _ in range(2):
+            final = _scram(conn, "bob", "SCRAM-SHA-512")
+            assert (final.error_code, final.session_lifetime) == (0, _lifetime(LONGEST_MS))
+        assert _works(conn)
 
 
 def test_reauthenticating_keeps_the_connection_and_its_requests(broker: ReauthBroker) -> None:
     with WireConn(broker.proc.port) as admin:
         create_topic(admin, "reauth-in-flight")
-    successes = broker.reauthentications("success")
-    with WireConn(broker.port) as conn:
-        assert _scram(conn, "bob").session_lifetime == _lifetime(LIFETIME_MS)
-        logged_in = time.monotonic()
-        time.sleep(1.2)
+    successes = broker.reauthentications("success", "SLOW")
+    lifetime = SLOW_MS / 1000
+    with WireConn(broker.ports["SLOW"]) as conn:
+        assert _scram(conn, "bob").session_lifetime == _lifetime(SLOW_MS)
+        logged_in = time.monotonic()  # the first session ends a lifetime after, at the latest
+        time.sleep(3)
         # A long-poll Fetch in flight, the re-authentication's handshake pipelined behind it:
         # the fetch is answered first, after its wait, then the handshake.
         fetch = _long_poll_fetch(wait_ms=300)
+        began = time.monotonic()  # the second session ends a lifetime after, at the earliest
         conn.send(
             request_frame(1, 12, 101, fetch)
             + request_frame(17, 1, 102, SaslHandshakeRequest(mechanism="SCRAM-SHA-256"))
         )
-        began = time.monotonic()
         corr, fetched = parse_response(1, 12, conn.recv_frame())
         assert (corr, fetched.error_code) == (101, 0)
         assert time.monotonic() - began >= 0.25
@@ -355,19 +498,48 @@ def test_reauthenticating_keeps_the_connection_and_its_requests(broker: ReauthBr
             + request_frame(3, 12, 202, _metadata())
         )
         corr, final = parse_response(36, 2, conn.recv_frame())
-        assert (corr, final.error_code, final.session_lifetime) == (201, 0, _lifetime(LIFETIME_MS))
+        assert (corr, final.error_code, final.session_lifetime) == (201, 0, _lifetime(SLOW_MS))
         client.verify_server_final(final.auth_bytes)
         assert parse_response(3, 12, conn.recv_frame())[0] == 202
         reauthenticated = time.monotonic()
-        # Past the first session's end, within the second's: still served.
-        _sleep_until(logged_in + LIFETIME_MS / 1000 + 0.4)
-        assert time.monotonic() < began + LIFETIME_MS / 1000 - 0.2
+        # Past the first session's end, well within the second's: still served.
+        _sleep_until(logged_in + lifetime + 1.0)
+        assert time.monotonic() < began + lifetime - 0.5, "the test stalled for seconds"
         assert _works(conn)
         # The second session ends too.
-        _sleep_until(reauthenticated + LIFETIME_MS / 1000 + 0.3)
+        _sleep_until(reauthenticated + lifetime + 0.3)
         conn.send(request_frame(3, 12, 301, _metadata()))
         conn.expect_closed()
-    assert broker.reauthentications("success") == successes + 1
+    assert broker.reauthentications("success", "SLOW") == successes + 1
+
+
+def test_a_large_request_pipelined_behind_the_last_token_is_answered(
+    broker: ReauthBroker,
+) -> None:
+    """A re-authentication's tokens are limited to sasl.server.max.receive.size one by one,
+    not by lowering the frame limit: a Produce larger than that, sent right behind the last
+    token (read in the same breath), is answered."""
+    topic = "reauth-large-produce"
+    with WireConn(broker.proc.port) as admin:
+        create_topic(admin, topic)
+    batch = bytes(make_batch(n=1, value_size=700_000))
+    produce = request_frame(0, 9, 202, sample_request(0, 9, topic, acks=1, records=batch))
+    assert len(produce) > 524_288  # sasl.server.max.receive.size
+    successes = broker.reauthentications("success", "SLOW")
+    with WireConn(broker.ports["SLOW"]) as conn:
+        assert _scram(conn, "bob").error_code == 0
+        assert _handshake(conn, "SCRAM-SHA-256").error_code == 0
+        client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "bob", "bob-secret")
+        first = _authenticate(conn, client.first_message())
+        last = SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes))
+        conn.send(request_frame(36, 2, 201, last) + produce)
+        corr, final = parse_response(36, 2, conn.recv_frame())
+        assert (corr, final.error_code) == (201, 0)
+        corr, produced = parse_response(0, 9, conn.recv_frame(timeout=30))
+        partition = produced.responses[0].partition_responses[0]
+        assert (corr, partition.error_code, partition.base_offset) == (202, 0, 0)
+        assert _works(conn)
+    assert broker.reauthentications("success", "SLOW") == successes + 1
 
 
 def _long_poll_fetch(wait_ms: int) -> Any:
@@ -405,6 +577,13 @@ def _sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
 
+def _closed_after_the_failed_login_delay(conn: WireConn, since: float) -> None:
+    """The connection closes, with nothing more said, and not before the failed-login delay
+    (counted from ``since``, a moment before the failing frame was sent)."""
+    conn.expect_closed()
+    assert time.monotonic() - since >= FAILED_LOGIN_DELAY_MS / 1000
+
+
 def test_reauthentication_must_keep_the_principal_and_the_mechanism(
     broker: ReauthBroker,
 ) -> None:
@@ -412,12 +591,13 @@ def test_reauthentication_must_keep_the_principal_and_the_mechanism(
     failures = broker.reauthentications("failure")
     with WireConn(broker.port) as conn:
         _scram(conn, "bob")
+        sent = time.monotonic()
         final = _scram(conn, "dave")
         assert (final.error_code, final.error_message) == (
             58,  # SASL_AUTHENTICATION_FAILED
             "Cannot change principals during re-authentication from User.bob: User.dave",
         )
-        conn.expect_closed()
+        _closed_after_the_failed_login_delay(conn, sent)
     with WireConn(broker.port) as conn:
         assert _plain(conn, "alice", "alice-secret").error_code == 0
         answer = _plain(conn, "carol", "carol-secret")
@@ -427,6 +607,14 @@ def test_reauthentication_must_keep_the_principal_and_the_mechanism(
         )
         conn.expect_closed()
     with WireConn(broker.port) as conn:
+        # SaslHandshake v0: another user's bare token is not answered (v0 cannot say why).
+        assert _plain(conn, "alice", "alice-secret").error_code == 0
+        assert _handshake(conn, "PLAIN", version=0).error_code == 0
+        token = plain_client_token("carol", "carol-secret")
+        sent = time.monotonic()
+        conn.send(struct.pack(">i", len(token)) + token)
+        _closed_after_the_failed_login_delay(conn, sent)
+    with WireConn(broker.port) as conn:
         _scram(conn, "bob")
         # Another enabled mechanism: the handshake is answered, the next token is not.
         shook = _handshake(conn, "SCRAM-SHA-512")
@@ -435,13 +623,16 @@ def test_reauthentication_must_keep_the_principal_and_the_mechanism(
             ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"),
         )
         client = ScramClient(MECHANISMS["SCRAM-SHA-512"], "bob", "bob-secret")
+        sent = time.monotonic()
         conn.send(
             request_frame(36, 2, 9, SaslAuthenticateRequest(auth_bytes=client.first_message()))
         )
-        conn.expect_closed()
-    assert broker.reauthentications("failure") == failures + 3
+        _closed_after_the_failed_login_delay(conn, sent)
+    assert broker.reauthentications("failure") == failures + 4
     log = broker.proc.log_tail(200, since=mark)
     assert "(User:bob) on listener SASL_PLAINTEXT: Cannot change principals" in log
+    changed = "(User:alice) on listener SASL_PLAINTEXT: Cannot change principals during "
+    assert log.count(changed + "re-authentication from User.alice: User.carol") == 2
     assert "not supported for re-authentication of mechanism 'SCRAM-SHA-256'" in log
 
 
@@ -487,6 +678,32 @@ def test_an_expired_session_is_closed_at_its_next_request(broker: ReauthBroker) 
     assert "User:dave" not in log
 
 
+def test_a_handshake_within_a_second_of_the_last_reauthentication_closes_an_expired_session(
+    broker: ReauthBroker,
+) -> None:
+    """Kafka's one-second limit holds after expiry too: such a SaslHandshake begins no
+    re-authentication, so it is a request on an expired session, and closes the connection."""
+    killed = broker.expired_killed("BRIEF")
+    for _attempt in range(5):
+        with WireConn(broker.ports["BRIEF"]) as conn:
+            assert _scram(conn, "bob").session_lifetime == _lifetime(BRIEF_MS)
+            began = time.monotonic()  # before the broker starts the re-authentication
+            assert _scram(conn, "bob").error_code == 0
+            # Past the new session's end (it began before this), within the second.
+            time.sleep(BRIEF_MS / 1000 + 0.15)
+            conn.send(request_frame(17, 1, 99, SaslHandshakeRequest(mechanism="SCRAM-SHA-256")))
+            try:
+                frame = conn.recv_frame()
+            except Closed:
+                break
+            # Answered: a re-authentication began. Right only if the broker saw a second go
+            # by since the last began, which it cannot have unless this test stalled.
+            assert time.monotonic() - began >= 1.0, parse_response(17, 1, frame)
+    else:
+        pytest.fail("stalled past a second five times")
+    assert broker.expired_killed("BRIEF") == killed + 1
+
+
 def _until_login_fails(broker: ReauthBroker, user: str, password: str) -> None:
     """The broker has applied the credential change (a fresh login is refused)."""
     deadline = time.monotonic() + 10
@@ -502,7 +719,9 @@ def test_a_deleted_or_changed_credential_fails_reauthentication(broker: ReauthBr
     admin = broker.admin()
     _upsert(admin, "erin", "erin-secret")
     _upsert(admin, "fred", "fred-old")
-    with WireConn(broker.port) as erin, WireConn(broker.port) as fred:
+    failures = broker.reauthentications("failure", "LONG")
+    # Sessions of 30 s: the change takes effect at the re-authentication, not at expiry.
+    with WireConn(broker.ports["LONG"]) as erin, WireConn(broker.ports["LONG"]) as fred:
         assert _scram(erin, "erin", password="erin-secret").error_code == 0
         assert _scram(fred, "fred", password="fred-old").error_code == 0
         deletion = UserScramCredentialDeletion("erin", ScramMechanism.SCRAM_SHA_256)
@@ -520,14 +739,36 @@ def test_a_deleted_or_changed_credential_fails_reauthentication(broker: ReauthBr
                 "with SASL mechanism SCRAM-SHA-256",
             )
             conn.expect_closed()
+    assert broker.reauthentications("failure", "LONG") == failures + 2
     with WireConn(broker.port) as fred:
         assert _scram(fred, "fred", password="fred-new").error_code == 0
         assert _scram(fred, "fred", password="fred-new").error_code == 0
         assert _works(fred)
 
 
+def test_a_request_behind_a_failing_last_token_gets_no_answer(broker: ReauthBroker) -> None:
+    """The failed re-authentication is answered, and nothing after it: a Metadata pipelined
+    behind the last token waits out the failed-login delay unanswered, then the close."""
+    failures = broker.reauthentications("failure")
+    with WireConn(broker.port) as conn:
+        assert _scram(conn, "bob").error_code == 0
+        assert _handshake(conn, "SCRAM-SHA-256").error_code == 0
+        client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "bob", "not-bobs")
+        first = _authenticate(conn, client.first_message())
+        assert first.error_code == 0
+        last = SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes))
+        sent = time.monotonic()
+        conn.send(request_frame(36, 2, 201, last) + request_frame(3, 12, 202, _metadata()))
+        corr, final = parse_response(36, 2, conn.recv_frame())
+        assert (corr, final.error_code) == (201, 58)
+        _closed_after_the_failed_login_delay(conn, sent)
+    assert broker.reauthentications("failure") == failures + 1
+
+
 def test_sasl_misuse_after_login_never_hurts_the_broker(broker: ReauthBroker) -> None:
     port = broker.port
+    mark = broker.proc.log_mark()
+    failures = broker.reauthentications("failure")
     with WireConn(port) as conn:
         _scram(conn, "bob")
         # SaslAuthenticate without a handshake: answered ILLEGAL_SASL_STATE, connection kept.
@@ -538,20 +779,20 @@ def test_sasl_misuse_after_login_never_hurts_the_broker(broker: ReauthBroker) ->
         shook = _handshake(conn, "GSSAPI")
         assert shook.error_code == 33  # UNSUPPORTED_SASL_MECHANISM
         conn.expect_closed()
-    with WireConn(port) as conn:
-        _scram(conn, "bob")
-        _handshake(conn, "SCRAM-SHA-256")
-        # Mid re-authentication another request: ILLEGAL_SASL_STATE, then closed.
-        listed = conn.request(16, 4, ListGroupsRequest(states_filter=()))
-        assert (listed.error_code, listed.groups) == (34, ())
-        conn.expect_closed()
-    with WireConn(port) as conn:
-        _scram(conn, "bob")
-        _handshake(conn, "SCRAM-SHA-256")
-        # ApiVersions too (only before a first login): the same.
-        versions = ApiVersionsRequest(client_software_name="t", client_software_version="1")
-        assert conn.request(18, 3, versions).error_code == 34
-        conn.expect_closed()
+    # Mid re-authentication another request, ApiVersions too (only before a first login):
+    # answered ILLEGAL_SASL_STATE, a failed re-authentication as in Kafka, closed after the
+    # failed-login delay.
+    versions = ApiVersionsRequest(client_software_name="t", client_software_version="1")
+    for api_key, version, request in (
+        (16, 4, ListGroupsRequest(states_filter=())),
+        (18, 3, versions),
+    ):
+        with WireConn(port) as conn:
+            _scram(conn, "bob")
+            _handshake(conn, "SCRAM-SHA-256")
+            sent = time.monotonic()
+            assert conn.request(api_key, version, request).error_code == 34
+            _closed_after_the_failed_login_delay(conn, sent)
     with WireConn(port) as conn:
         _scram(conn, "bob")
         _handshake(conn, "SCRAM-SHA-256")
@@ -560,22 +801,39 @@ def test_sasl_misuse_after_login_never_hurts_the_broker(broker: ReauthBroker) ->
     with WireConn(port) as conn:
         _scram(conn, "bob")
         _handshake(conn, "SCRAM-SHA-256")
-        # Larger than a SASL token may be, mid re-authentication.
-        conn.send(struct.pack(">i", 10_000_000) + b"\x00" * 64)
-        conn.expect_closed()
-    with WireConn(port) as conn:
-        assert _plain(conn, "alice", "alice-secret").error_code == 0
-        assert _plain(conn, "alice", "alice-secret").error_code == 0
-        # A second re-authentication within a second: not one (Kafka's limit); kept.
-        assert _handshake(conn, "PLAIN").error_code == 34
-        assert _works(conn)
-        time.sleep(1.0)
-        # Re-authenticating with SaslHandshake v0's bare tokens.
-        assert _handshake(conn, "PLAIN", version=0).error_code == 0
-        token = plain_client_token("alice", "alice-secret")
-        conn.send(struct.pack(">i", len(token)) + token)
-        assert conn.recv_frame() == b""
-        assert _works(conn)
+        # Larger than a SASL token may be, mid re-authentication: failed, not answered.
+        sent = time.monotonic()
+        conn.send(struct.pack(">i", 600_000) + b"\x00" * 600_000)
+        _closed_after_the_failed_login_delay(conn, sent)
+    assert broker.reauthentications("failure") == failures + 5
+    log = broker.proc.log_tail(200, since=mark)
+    assert (
+        "(User:bob) on listener SASL_PLAINTEXT: Unexpected Kafka request of type LIST_GROUPS "
+        "during SASL authentication"
+    ) in log
+    assert "a frame of 600000 bytes, larger than sasl.server.max.receive.size=524288" in log
+    for _attempt in range(5):
+        with WireConn(port) as conn:
+            assert _plain(conn, "alice", "alice-secret").error_code == 0
+            began = time.monotonic()  # before the broker starts the re-authentication
+            assert _plain(conn, "alice", "alice-secret").error_code == 0
+            reauthenticated = time.monotonic()
+            # A second re-authentication within a second: not one (Kafka's limit); kept.
+            shook = _handshake(conn, "PLAIN")
+            if shook.error_code == 0 and time.monotonic() - began >= 1.0:
+                continue  # the test stalled: the broker rightly took it for one
+            assert shook.error_code == 34
+            assert _works(conn)
+            # A second after: re-authenticating with SaslHandshake v0's bare tokens.
+            _sleep_until(reauthenticated + 1.05)
+            assert _handshake(conn, "PLAIN", version=0).error_code == 0
+            token = plain_client_token("alice", "alice-secret")
+            conn.send(struct.pack(">i", len(token)) + token)
+            assert conn.recv_frame() == b""
+            assert _works(conn)
+            break
+    else:
+        pytest.fail("stalled past a second five times")
     with WireConn(port) as conn, pytest.raises(Closed):
         # Out of order on a fresh connection, too.
         conn.send(request_frame(36, 2, 1, SaslAuthenticateRequest(auth_bytes=b"x")))
@@ -586,26 +844,40 @@ def test_sasl_misuse_after_login_never_hurts_the_broker(broker: ReauthBroker) ->
         assert _works(conn)
 
 
-def test_brokers_own_connections_reauthenticate(broker: ReauthBroker) -> None:
-    """LeaderConnection (replica fetchers, marker writers) re-authenticates too, so a broker's
-    replication is never cut at a session's end."""
-    successes, killed = broker.reauthentications("success"), broker.expired_killed()
+def test_artesians_own_connections_reauthenticate(broker: ReauthBroker) -> None:
+    """LeaderConnection (replica fetchers, marker writers) and the CLI's WireClient (whose
+    --wait polls as long as a move takes) re-authenticate on the same connection, so neither
+    is cut off at a session's end. Two lifetimes each, side by side."""
+    listener = "SLOW"
+    port = broker.ports[listener]
+    successes = broker.reauthentications("success", listener)
+    killed = broker.expired_killed(listener)
+    login = ("SCRAM-SHA-256", "bob", "bob-secret")
+    span = 2 * SLOW_MS / 1000
 
-    async def requests_over_three_lifetimes() -> int:
+    def wire_client_requests() -> int:
+        with WireClient(f"127.0.0.1:{port}", 10.0, login) as client:
+            sock = client._sock
+            count = 0
+            started = time.monotonic()
+            while time.monotonic() - started < span:
+                assert len(client.request(3, 12, **_metadata_fields()).brokers) == 1
+                assert client._sock is sock  # never reconnected
+                count += 1
+                time.sleep(0.25)
+            return count
+
+    async def leader_connection_requests() -> int:
         connection = LeaderConnection(
-            "127.0.0.1",
-            broker.port,
-            b"reauth-test",
-            10.0,
-            ClientSecurity(sasl=("SCRAM-SHA-256", "bob", "bob-secret")),
+            "127.0.0.1", port, b"reauth-test", 10.0, ClientSecurity(sasl=login)
         )
         try:
             await connection.request(3, 12, **_metadata_fields())
             writer = connection._writer
             count = 1
             started = time.monotonic()
-            while time.monotonic() - started < 3 * LIFETIME_MS / 1000:
-                await asyncio.sleep(0.2)
+            while time.monotonic() - started < span:
+                await asyncio.sleep(0.25)
                 answer = await connection.request(3, 12, **_metadata_fields())
                 assert len(answer.brokers) == 1
                 assert connection._writer is writer  # never reconnected
@@ -614,9 +886,17 @@ def test_brokers_own_connections_reauthenticate(broker: ReauthBroker) -> None:
         finally:
             connection.close()
 
-    assert asyncio.run(requests_over_three_lifetimes()) > 10
-    assert broker.reauthentications("success") >= successes + 2
-    assert broker.expired_killed() == killed
+    async def both() -> list[int]:
+        return list(
+            await asyncio.gather(
+                asyncio.to_thread(wire_client_requests), leader_connection_requests()
+            )
+        )
+
+    assert min(asyncio.run(both())) > 20
+    # Each at least once (at 85-95% of a session), and no session left to expire.
+    assert broker.reauthentications("success", listener) >= successes + 2
+    assert broker.expired_killed(listener) == killed
 
 
 def _metadata_fields() -> dict[str, Any]:
@@ -635,8 +915,10 @@ def test_librdkafka_reauthenticates_and_keeps_producing_and_consuming(
 ) -> None:
     _upsert(broker.admin(), "gwen", "gwen-secret")
     topic = "reauth-librdkafka"
-    conf = broker.conf("gwen", "gwen-secret")
-    successes, killed = broker.reauthentications("success"), broker.expired_killed()
+    listener = "SLOW"
+    conf = broker.conf("gwen", "gwen-secret", listener=listener)
+    successes = broker.reauthentications("success", listener)
+    killed = broker.expired_killed(listener)
     producer = Producer({**conf, "acks": "all", "linger.ms": 0})
     consumer = Consumer(
         {
@@ -660,8 +942,8 @@ def test_librdkafka_reauthenticates_and_keeps_producing_and_consuming(
         consumer.subscribe([topic])
         started = time.monotonic()
         i = 0
-        # Over three and a half lifetimes: a record every 250 ms, read back as it goes.
-        while time.monotonic() - started < 3.5 * LIFETIME_MS / 1000:
+        # Over two lifetimes: a record every 250 ms, read back as it goes.
+        while time.monotonic() - started < 2 * SLOW_MS / 1000:
             producer.produce(topic, f"r{i}".encode(), on_delivery=on_delivery)
             i += 1
             producer.poll(0)
@@ -681,8 +963,8 @@ def test_librdkafka_reauthenticates_and_keeps_producing_and_consuming(
     assert delivered == expected
     assert got == expected
     # librdkafka (2.2+) re-authenticates on its connections: none is left to expire.
-    assert broker.reauthentications("success") >= successes + 3
-    assert broker.expired_killed() == killed
+    assert broker.reauthentications("success", listener) >= successes + 2
+    assert broker.expired_killed(listener) == killed
 
 
 def test_a_deleted_users_librdkafka_client_is_cut_off(broker: ReauthBroker) -> None:
@@ -722,13 +1004,14 @@ def test_a_deleted_users_librdkafka_client_is_cut_off(broker: ReauthBroker) -> N
     assert deleted.returncode == 0, deleted.stderr
     deleted_at = time.monotonic()
     cut_off_at = None
-    while time.monotonic() - deleted_at < 3 * LIFETIME_MS / 1000 and cut_off_at is None:
+    while time.monotonic() - deleted_at < 4 * LIFETIME_MS / 1000 and cut_off_at is None:
         producer.poll(0.1)
         if any(e.code() == KafkaError._AUTHENTICATION for e in client_errors):
             cut_off_at = time.monotonic()
     assert cut_off_at is not None, client_errors
-    # Within about one lifetime: the re-authentication due at 85-95% of it fails.
-    assert cut_off_at - deleted_at < LIFETIME_MS / 1000 + 1.0
+    # Within about one lifetime: the re-authentication due at 85-95% of it fails. (Two,
+    # for a loaded machine; a client never asked again would not be cut off at all.)
+    assert cut_off_at - deleted_at < 2 * LIFETIME_MS / 1000
     log = broker.proc.log_tail(200, since=mark)
     assert (
         "(User:hana) on listener SASL_PLAINTEXT: Authentication failed during re-authentication "

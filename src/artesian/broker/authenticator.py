@@ -10,11 +10,15 @@ of that lifetime. A SaslHandshake on the logged-in connection begins a re-authen
 (``maybe_begin_reauthentication``, Kafka's KafkaChannel.maybeBeginServerReauthentication),
 which must keep the mechanism and the principal; once the session has expired, anything
 else closes the connection (``session_expired``). Times are monotonic nanoseconds passed in.
+
+A failure raises AuthenticationFailed, which the client is told; ``UnansweredFailure`` where
+Kafka closes without an answer (bare tokens, a re-authentication's other mechanism).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,12 +36,23 @@ from artesian.security.scram import (
     ScramServer,
 )
 
-__all__ = ["AuthenticationFailed", "SaslAuthenticator", "SaslSettings", "SaslState"]
+__all__ = [
+    "AuthenticationFailed",
+    "SaslAuthenticator",
+    "SaslSettings",
+    "SaslState",
+    "UnansweredFailure",
+]
+
+log = logging.getLogger("artesian.authenticator")
 
 ANONYMOUS = "User:ANONYMOUS"
 # Kafka's KafkaChannel.MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS: a SaslHandshake sooner after the
 # last re-authentication began is not one; it is answered as after login (ILLEGAL_SASL_STATE).
 MIN_REAUTH_INTERVAL_NS = 1_000_000_000
+# Clients re-authenticate at 85-95% of a session, so a shorter one is re-authenticated within a
+# second of the last re-authentication's start, which is refused: they reconnect instead.
+SHORTEST_REAUTHENTICABLE_MS = 1200
 
 CredentialLookup = Callable[[str, ScramMechanism], ScramCredential | None]
 
@@ -71,6 +86,19 @@ class SaslSettings:
             value = config.for_listener(listener, "connections.max.reauth.ms", str(mechanism))
             assert isinstance(value, int)
             reauth[str(mechanism)] = value
+        too_short = sorted(m for m, ms in reauth.items() if 0 < ms < SHORTEST_REAUTHENTICABLE_MS)
+        if too_short:
+            log.warning(
+                "listener %s: a SASL session lifetime (connections.max.reauth.ms) of %s ms for "
+                "%s is under %d ms: clients, this broker's connections to leaders among them, "
+                "re-authenticate at 85-95%% of a session, and a re-authentication within a "
+                "second of the last one's start is refused (as in Kafka), so they reconnect and "
+                "log in again instead",
+                listener,
+                ", ".join(sorted({str(reauth[m]) for m in too_short})),
+                ", ".join(too_short),
+                SHORTEST_REAUTHENTICABLE_MS,
+            )
         return cls(tuple(str(m) for m in mechanisms), users, size, reauth)
 
 
@@ -84,6 +112,11 @@ class SaslState(enum.Enum):
     FAILED = "failed"
 
 
+class UnansweredFailure(AuthenticationFailed):
+    """A failure Kafka does not answer: the request that failed gets no response, and the
+    connection closes after the failed-login delay (the message is only logged)."""
+
+
 class SaslAuthenticator:
     def __init__(self, settings: SaslSettings, credentials: CredentialLookup) -> None:
         self.settings = settings
@@ -94,14 +127,16 @@ class SaslAuthenticator:
         self.principal = ANONYMOUS
         self._server: SaslServer | None = None
         self._versions_asked = False
+        # Successful logins, re-authentications included (Kafka's successfulAuthentications).
+        self.logins = 0
         # KIP-368. The session ends at session_expiration_ns (None: never).
         self.session_lifetime_ms = 0
         self.session_expiration_ns: int | None = None
-        self.client_supports_reauthentication = False  # a SaslAuthenticate v1+ was seen
-        # (mechanism, principal) of the session being re-authenticated, once one is.
-        self._previous: tuple[str, str] | None = None
+        # (mechanism, principal) that the re-authentication under way must keep; None when
+        # none is (before the first login, and once a re-authentication succeeds).
+        self._kept: tuple[str, str] | None = None
         self._reauth_started_ns = 0
-        self.bad_mechanism_message = ""
+        self._bad_mechanism = ""  # the failure of a re-authentication naming another mechanism
 
     @property
     def complete(self) -> bool:
@@ -109,8 +144,8 @@ class SaslAuthenticator:
 
     @property
     def reauthenticating(self) -> bool:
-        """The exchange under way (or just ended) is a re-authentication."""
-        return self._previous is not None
+        """A re-authentication has begun and not succeeded (it is under way, or failed)."""
+        return self._kept is not None
 
     def allows(self, api_key: int) -> bool:
         """Whether a request of ``api_key`` may come now (before authentication ends). As in
@@ -130,10 +165,10 @@ class SaslAuthenticator:
             self.state = SaslState.FAILED
             return ErrorCode.unsupported_sasl_mechanism
         self.raw_tokens = version == 0
-        if self._previous is not None and mechanism != self._previous[0]:
-            self.bad_mechanism_message = (
+        if self._kept is not None and mechanism != self._kept[0]:
+            self._bad_mechanism = (
                 f"SASL mechanism '{mechanism}' requested by client is not supported for "
-                f"re-authentication of mechanism '{self._previous[0]}'"
+                f"re-authentication of mechanism '{self._kept[0]}'"
             )
             self.state = SaslState.REAUTH_BAD_MECHANISM
             return ErrorCode.none  # Kafka answers the handshake, then fails the next token
@@ -142,47 +177,62 @@ class SaslAuthenticator:
         self.state = SaslState.AUTHENTICATE
         return ErrorCode.none
 
-    def authenticate(self, token: bytes, now_ns: int, version: int = 0) -> bytes:
-        """The server's answer to one client token (of a SaslAuthenticate ``version``; 0 for
-        bare tokens); AuthenticationFailed ends the exchange."""
+    def authenticate(self, token: bytes, now_ns: int) -> bytes:
+        """The server's answer to one client token. AuthenticationFailed ends the exchange;
+        UnansweredFailure when Kafka sends no answer: SaslHandshake v0's bare tokens have no
+        way to say why, and a re-authentication that named another mechanism fails here."""
+        try:
+            return self._step(token, now_ns)
+        except AuthenticationFailed as e:
+            self.state = SaslState.FAILED
+            if self.raw_tokens and not isinstance(e, UnansweredFailure):
+                raise UnansweredFailure(str(e)) from e
+            raise
+
+    def _step(self, token: bytes, now_ns: int) -> bytes:
         if self.state is SaslState.REAUTH_BAD_MECHANISM:
-            self.state = SaslState.FAILED
-            raise AuthenticationFailed(self.bad_mechanism_message)
+            raise UnansweredFailure(self._bad_mechanism)
         if self.state is not SaslState.AUTHENTICATE or self._server is None:
-            self.state = SaslState.FAILED
             raise AuthenticationFailed("Unexpected SASL token: no authentication in progress")
         if len(token) > self.settings.max_receive_size:
-            self.state = SaslState.FAILED
             raise AuthenticationFailed(
                 f"SASL token of {len(token)} bytes is larger than "
                 f"sasl.server.max.receive.size={self.settings.max_receive_size}"
             )
-        self.client_supports_reauthentication |= version > 0
         try:
             reply = self._server.step(token)
         except InvalidCredentials as e:
-            self.state = SaslState.FAILED
-            if self._previous is None:
+            if self._kept is None:
                 raise
-            raise AuthenticationFailed(
-                "Authentication failed during re-authentication due to invalid credentials "
-                f"with SASL mechanism {e.mechanism}"
-            ) from e
-        except AuthenticationFailed:
-            self.state = SaslState.FAILED
-            raise
+            raise e.during_reauthentication() from e
         if self._server.complete:
             principal = f"User:{self._server.username}"
-            if self._previous is not None and principal != self._previous[1]:
-                self.state = SaslState.FAILED
-                before, after = (p.replace(":", ".", 1) for p in (self._previous[1], principal))
+            if self._kept is not None and principal != self._kept[1]:
+                before, after = (p.replace(":", ".", 1) for p in (self._kept[1], principal))
                 raise AuthenticationFailed(
                     f"Cannot change principals during re-authentication from {before}: {after}"
                 )
             self.state = SaslState.COMPLETE
             self.principal = principal
+            self.logins += 1
+            self._kept = None
             self._start_session(now_ns)
         return reply
+
+    def unexpected_request(self, api_name: str) -> AuthenticationFailed:
+        """A request ``allows`` refused during a re-authentication fails it, as Kafka's
+        IllegalSaslStateException does: answered ILLEGAL_SASL_STATE once tokens are expected
+        (AuthenticationFailed), else not (UnansweredFailure; after a handshake naming another
+        mechanism, that failure, as Kafka fails whatever comes next)."""
+        state, self.state = self.state, SaslState.FAILED
+        if state is SaslState.REAUTH_BAD_MECHANISM:
+            return UnansweredFailure(self._bad_mechanism)
+        kind = api_name.upper()
+        if state is SaslState.AUTHENTICATE:
+            return AuthenticationFailed(
+                f"Unexpected Kafka request of type {kind} during SASL authentication"
+            )
+        return UnansweredFailure(f"Unexpected Kafka request of type {kind} during SASL handshake")
 
     # --- re-authentication (KIP-368) --------------------------------------------------------
 
@@ -206,7 +256,7 @@ class SaslAuthenticator:
             return False
         assert self.mechanism is not None
         self._reauth_started_ns = now_ns
-        self._previous = (self.mechanism, self.principal)
+        self._kept = (self.mechanism, self.principal)
         self.state = SaslState.HANDSHAKE
         self._versions_asked = True  # only the handshake and its tokens now, as in Kafka
         self._server = None

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.authenticator import AuthenticationFailed, SaslAuthenticator, SaslState
+from artesian.broker.authenticator import (
+    AuthenticationFailed,
+    SaslAuthenticator,
+    SaslState,
+    UnansweredFailure,
+)
 from artesian.broker.response import RawResponse
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
@@ -126,28 +131,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             frames = self.decoder.buffer_updated(nbytes)
         except (FrameTooLarge, InvalidFrameSize) as e:
-            if self.authenticator is not None and not self.authenticator.complete:
-                what = (
-                    f"a frame of {e.size} bytes, larger than sasl.server.max.receive.size={e.limit}"
-                    if isinstance(e, FrameTooLarge)
-                    else str(e)
-                )
-                log.warning(
-                    "closing connection from %s on listener %s: %s, before authentication; is "
-                    "the client configured with security.protocol=%s?",
-                    self.peer,
-                    self.listener.name,
-                    what,
-                    self.listener.security_protocol,
-                )
-            else:
-                log.warning(
-                    "closing connection from %s: %s (raise socket.request.max.bytes if this "
-                    "client is legitimate)",
-                    self.peer,
-                    e,
-                )
-            self.close()
+            self._bad_frame(e)
             return
         if not frames:
             return
@@ -205,6 +189,34 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._closed = True
             self.transport.close()
 
+    def _bad_frame(self, e: FrameTooLarge | InvalidFrameSize) -> None:
+        auth = self.authenticator
+        if auth is None or auth.complete:
+            log.warning(
+                "closing connection from %s: %s (raise socket.request.max.bytes if this "
+                "client is legitimate)",
+                self.peer,
+                e,
+            )
+            self.close()
+            return
+        what = str(e)
+        if isinstance(e, FrameTooLarge) and e.size > auth.settings.max_receive_size:
+            what = _oversized_token(e.size, auth)
+        if auth.reauthenticating:
+            # As Kafka: a frame no SASL token can be fails the re-authentication.
+            self.authentication_failed(UnansweredFailure(what))
+            return
+        log.warning(
+            "closing connection from %s on listener %s: %s, before authentication; is "
+            "the client configured with security.protocol=%s?",
+            self.peer,
+            self.listener.name,
+            what,
+            self.listener.security_protocol,
+        )
+        self.close()
+
     # --- request pipeline -------------------------------------------------------------------
 
     def _process(self) -> None:
@@ -238,55 +250,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._process()
 
     def _dispatch(self, frame: bytes | bytearray) -> Awaitable[None] | None:
-        auth = self.authenticator
-        if auth is not None and auth.raw_tokens and not auth.complete:
-            self._raw_sasl_token(auth, bytes(frame))
-            return None
         view = memoryview(frame)
-        try:
-            header = api.parse_request_header(view)
-        except DecodeError as e:
-            log.warning("closing connection from %s: malformed request header (%s)", self.peer, e)
-            self.close()
-            return None
-        if auth is not None and auth.session_expiration_ns is not None and auth.complete:
-            # KIP-368, as Kafka's Processor: a SaslHandshake may begin a re-authentication,
-            # even after expiry; anything else on an expired session closes the connection.
-            now = time.monotonic_ns()
-            if header.api_key == 17 and auth.maybe_begin_reauthentication(now):
-                # Tokens again until it ends: a SASL token's size limit, as Kafka reads them.
-                self.decoder.max_frame_size = auth.settings.max_receive_size
-            elif auth.session_expired(now):
-                self._session_expired(header, auth)
+        auth = self.authenticator
+        if auth is not None and (auth.session_expiration_ns is not None or not auth.complete):
+            # SASL: before login, re-authenticating, or in a session that expires (KIP-368).
+            header = self._sasl_gate(auth, view)
+            if header is None:
                 return None
-        if auth is not None and not auth.complete and not auth.allows(header.api_key):
-            if header.api_key != 36 and auth.state is SaslState.AUTHENTICATE:
-                # Kafka answers the stray request with ILLEGAL_SASL_STATE, then closes.
-                self._close_after_send = True
-                self._send_error(header, ErrorCode.illegal_sasl_state)
-            if auth.reauthenticating:
-                log.warning(
-                    "closing connection from %s (%s) on listener %s: %s during SASL "
-                    "re-authentication",
-                    self.peer,
-                    self.principal,
-                    self.listener.name,
-                    api.api_name(header.api_key),
-                )
-                self.close()
+        else:
+            try:
+                header = api.parse_request_header(view)
+            except DecodeError as e:
+                self._malformed_header(e)
                 return None
-            log.warning(
-                "closing connection from %s on listener %s: %s before SASL authentication "
-                "completed; the client must use security.protocol=%s with a sasl.mechanism "
-                "of %s",
-                self.peer,
-                self.listener.name,
-                api.api_name(header.api_key),
-                self.listener.security_protocol,
-                ", ".join(auth.settings.mechanisms),
-            )
-            self.close()
-            return None
         broker = self.broker
         started = time.perf_counter()
         entry = broker.handlers.get(header.api_key)
@@ -335,6 +311,64 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if isinstance(result, Awaitable):
             return self._await_and_send(header, result, started)
         self._send(header, result, started)
+        return None
+
+    def _malformed_header(self, e: DecodeError) -> None:
+        log.warning("closing connection from %s: malformed request header (%s)", self.peer, e)
+        self.close()
+
+    def _sasl_gate(self, auth: SaslAuthenticator, view: memoryview) -> api.RequestHeader | None:
+        """What SASL makes of a frame before it is handled as a request: its header, or None
+        when it was dealt with here (a bare SASL token, or the connection is closing)."""
+        if not auth.complete:
+            if auth.raw_tokens:
+                self._raw_sasl_token(auth, bytes(view))
+                return None
+            if len(view) > auth.settings.max_receive_size:
+                # Only in a re-authentication (the decoder keeps socket.request.max.bytes, so
+                # that a large request pipelined behind the last token is read): a frame of the
+                # exchange is a SASL token, and fails it if too large, as Kafka reads it.
+                self.authentication_failed(UnansweredFailure(_oversized_token(len(view), auth)))
+                return None
+        try:
+            header = api.parse_request_header(view)
+        except DecodeError as e:
+            self._malformed_header(e)
+            return None
+        if auth.complete:
+            # KIP-368, as Kafka's Processor: a SaslHandshake may begin a re-authentication,
+            # even after expiry; anything else on an expired session closes the connection.
+            now = time.monotonic_ns()
+            if header.api_key == 17 and auth.maybe_begin_reauthentication(now):
+                return header
+            if auth.session_expired(now):
+                self._session_expired(header, auth)
+                return None
+            return header
+        if auth.allows(header.api_key):
+            return header
+        if auth.reauthenticating:
+            # As Kafka: the re-authentication fails (counted, closed after the failed-login
+            # delay); the request is answered ILLEGAL_SASL_STATE only once tokens are expected.
+            failure = auth.unexpected_request(api.api_name(header.api_key))
+            self.authentication_failed(failure)
+            if not isinstance(failure, UnansweredFailure):
+                self._send_error(header, ErrorCode.illegal_sasl_state)
+            return None
+        if auth.state is SaslState.AUTHENTICATE:
+            # Kafka answers the stray request with ILLEGAL_SASL_STATE, then closes.
+            self._send_error(header, ErrorCode.illegal_sasl_state)
+        log.warning(
+            "closing connection from %s on listener %s: %s before SASL authentication "
+            "completed; the client must use security.protocol=%s with a sasl.mechanism "
+            "of %s",
+            self.peer,
+            self.listener.name,
+            api.api_name(header.api_key),
+            self.listener.security_protocol,
+            ", ".join(auth.settings.mechanisms),
+        )
+        self.close()
         return None
 
     async def _await_and_send(
@@ -392,25 +426,26 @@ class KafkaConnection(asyncio.BufferedProtocol):
         any other client's."""
         self.principal = auth.principal
         self.decoder.max_frame_size = self.broker.config.get_int("socket.request.max.bytes")
+        reauthenticated = auth.logins > 1  # not the connection's first login
         metrics = self.broker.metrics
-        counter = metrics.reauthentications if auth.reauthenticating else metrics.authentications
+        counter = metrics.reauthentications if reauthenticated else metrics.authentications
         counter.labels(self.listener.name, "success").inc()
         log.debug(
             "%s %s as %s on %s; session lifetime %d ms",
             self.peer,
-            "re-authenticated" if auth.reauthenticating else "authenticated",
+            "re-authenticated" if reauthenticated else "authenticated",
             auth.principal,
             self.listener.name,
             auth.session_lifetime_ms,
         )
 
-    def authentication_failed(self, reason: str, answered: bool = True) -> None:
-        """Answer the failing request (where Kafka leaves it unanswered, ``answered`` is
-        False), then close after ``connection.failed.authentication.delay.ms`` (Kafka's brake
-        on password guessing)."""
+    def authentication_failed(self, failure: AuthenticationFailed) -> None:
+        """A login or re-authentication failed: count and log it, and close after
+        ``connection.failed.authentication.delay.ms`` (Kafka's brake on password guessing).
+        The failing request's answer, sent next, closes; an UnansweredFailure closes now."""
         self._close_after_send = True
         metrics = self.broker.metrics
-        if self.authenticator is not None and self.authenticator.reauthenticating:
+        if self.authenticator is not None and self.authenticator.logins > 0:
             metrics.reauthentications.labels(self.listener.name, "failure").inc()
             # The principal is named: this is how a deleted user's connection ends.
             log.info(
@@ -418,7 +453,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 self.peer,
                 self.principal,
                 self.listener.name,
-                reason,
+                failure,
             )
         else:
             metrics.authentications.labels(self.listener.name, "failure").inc()
@@ -426,9 +461,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 "authentication failed for %s on listener %s: %s",
                 self.peer,
                 self.listener.name,
-                reason,
+                failure,
             )
-        if not answered:
+        if isinstance(failure, UnansweredFailure):
             self._close_soon()
 
     def _session_expired(self, header: api.RequestHeader, auth: SaslAuthenticator) -> None:
@@ -450,8 +485,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         """SaslHandshake v0: tokens come and go as bare size-prefixed frames."""
         try:
             reply = auth.authenticate(token, time.monotonic_ns())
-        except AuthenticationFailed as e:
-            self.authentication_failed(str(e), answered=False)  # v0 has no way to say why
+        except AuthenticationFailed as e:  # an UnansweredFailure: v0 has no way to say why
+            self.authentication_failed(e)
             return
         self.write(len(reply).to_bytes(4, "big") + reply)
         if auth.complete:
@@ -480,6 +515,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.write(
             api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
         )
+        if self._close_after_send:
+            self._close_soon()
 
     def _send(self, header: api.RequestHeader, response: Any, started: float) -> None:
         name = api.request_metric_name(header.api_key)
@@ -568,6 +605,11 @@ _DN_NAMES = {
     "streetAddress": "STREET",
     "userId": "UID",
 }
+
+
+def _oversized_token(size: int, auth: SaslAuthenticator) -> str:
+    limit = auth.settings.max_receive_size
+    return f"a frame of {size} bytes, larger than sasl.server.max.receive.size={limit}"
 
 
 def _certificate_subject(cert: Any) -> str:

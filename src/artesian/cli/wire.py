@@ -2,13 +2,18 @@
 tiered storage's offsets (-4 earliest local, -5 latest tiered) and DescribeTransactions /
 ListTransactions. Requests are kio schema entities written with Artesian's own codec, responses
 read with it. Any listener: TLS and a PLAIN or SCRAM login come from the command's client
-properties (--command-config, -X) under librdkafka's names, as its other commands take them."""
+properties (--command-config, -X) under librdkafka's names, as its other commands take them.
+A login whose session has a lifetime (KIP-368) is re-authenticated on the same connection
+before the request that would come after 85-95% of it, as Kafka's clients do, so a command
+that polls for minutes (``--wait``) is not cut off."""
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,8 @@ class WireClient:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._correlation = 0
+        self._sasl = sasl
+        self._reauthenticate_at: float | None = None  # monotonic seconds
         last: OSError | None = None
         tls_failure: ssl.SSLError | None = None
         for hp in bootstrap.split(","):
@@ -66,18 +73,31 @@ class WireClient:
                 self.close()
                 raise
 
-    def _log_in(self, mechanism: str, username: str, password: str) -> None:
-        from artesian.security.client import LoginFailed, sasl_login
+    def _log_in(self, mechanism: str, username: str, password: str, again: bool = False) -> None:
+        """A login, or with ``again`` on the logged-in connection a re-authentication."""
+        from artesian.security.client import LoginFailed, reauthentication_delay_ms, sasl_login
 
+        what = "re-authentication" if again else "login"
+        self._reauthenticate_at = None
         login = sasl_login(mechanism, username, password)
         try:
             api_key, version, fields = next(login)
             while True:
-                api_key, version, fields = login.send(self.request(api_key, version, **fields))
-        except StopIteration:
-            return
+                answer = self._request(api_key, version, fields)
+                api_key, version, fields = login.send(answer)
+        except StopIteration as done:
+            lifetime_ms: int = done.value
         except LoginFailed as e:
-            raise CliError(f"SASL login to {self.bootstrap} failed: {e}") from e
+            raise CliError(f"SASL {what} to {self.bootstrap} failed: {e}") from e
+        if lifetime_ms > 0:
+            delay = reauthentication_delay_ms(lifetime_ms, random.random())
+            self._reauthenticate_at = time.monotonic() + delay / 1000
+
+    def _maybe_reauthenticate(self) -> None:
+        at = self._reauthenticate_at
+        if at is not None and time.monotonic() >= at:
+            assert self._sasl is not None
+            self._log_in(*self._sasl, again=True)
 
     @classmethod
     def for_options(cls, opts: ClientOptions, bootstrap: str | None = None) -> WireClient:
@@ -99,6 +119,10 @@ class WireClient:
 
     def request(self, api_key: int, version: int, **fields: Any) -> Any:
         """Send one request built from ``fields`` and return the decoded response."""
+        self._maybe_reauthenticate()
+        return self._request(api_key, version, fields)
+
+    def _request(self, api_key: int, version: int, fields: dict[str, Any]) -> Any:
         # Here, not at the top: the schemas take a third of a second to import, and most
         # commands never speak the protocol themselves.
         from artesian.protocol.client import decode_response, encode_request
@@ -115,6 +139,7 @@ class WireClient:
     def request_raw(self, api_key: int, version: int, body: bytes) -> memoryview:
         """One request of an API without a kio schema (Artesian's private ones, header v1
         and response header v0): its body in, the response body out."""
+        self._maybe_reauthenticate()
         self._correlation += 1
         head = struct.pack(">hhih", api_key, version, self._correlation, len(_CLIENT_ID))
         payload = head + _CLIENT_ID + body

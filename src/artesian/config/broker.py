@@ -58,6 +58,8 @@ _L, _I, _B, _S, _D, _LS, _SH = (
 )
 _GE0 = Range.at_least(0)
 _GE1 = Range.at_least(1)
+# connections.max.reauth.ms at most: Kafka turns it into nanoseconds in a long.
+MAX_REAUTH_MS = 9_223_372_036_854
 _UNUSED = " Accepted for compatibility; Artesian does not use it."
 
 
@@ -194,8 +196,9 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Longest SASL session (KIP-368): a login's session lifetime, told to clients in "
             "SaslAuthenticate v1+; a connection not re-authenticated in time is closed at its "
             "next request. 0: sessions never expire. Per listener and mechanism as "
-            "listener.name.<listener>.[<mechanism>.]connections.max.reauth.ms.",
-            Range.at_least(0),
+            "listener.name.<listener>.[<mechanism>.]connections.max.reauth.ms. At most "
+            "9223372036854 (Kafka's limit in effect: Long.MAX_VALUE nanoseconds).",
+            Range(0, MAX_REAUTH_MS),
         ),
         _k(
             "ssl.keystore.type",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from artesian.security.plain import plain_client_token
@@ -51,7 +52,7 @@ def sasl_login(mechanism: str, username: str, password: str) -> Generator[Reques
         answer = yield _SASL_AUTHENTICATE, 2, {"auth_bytes": token}
         if answer.error_code != 0:
             raise LoginFailed(str(answer.error_message))
-        lifetime_ms = int(answer.session_lifetime.total_seconds() * 1000)
+        lifetime_ms = answer.session_lifetime // timedelta(milliseconds=1)
         return bytes(answer.auth_bytes)
 
     if mechanism == "PLAIN":

@@ -217,15 +217,19 @@ def _extensions(parts: list[str], what: str) -> dict[str, str]:
 
 
 class InvalidCredentials(AuthenticationFailed):
-    """Unknown user or wrong proof. The message names neither, as Kafka's does; its
-    authenticator says "re-authentication" instead when that is what failed."""
+    """Unknown user or wrong proof. The message names neither, as Kafka's does; it says
+    "re-authentication" when that is what failed (``during_reauthentication``)."""
 
-    def __init__(self, mechanism: str) -> None:
+    def __init__(self, mechanism: str, reauthentication: bool = False) -> None:
         self.mechanism = mechanism
+        what = "re-authentication" if reauthentication else "authentication"
         super().__init__(
-            "Authentication failed during authentication due to invalid credentials with SASL"
+            f"Authentication failed during {what} due to invalid credentials with SASL"
             f" mechanism {mechanism}"
         )
+
+    def during_reauthentication(self) -> InvalidCredentials:
+        return InvalidCredentials(self.mechanism, reauthentication=True)
 
 
 class _State(Enum):

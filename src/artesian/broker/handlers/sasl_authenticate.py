@@ -1,9 +1,11 @@
 """SaslAuthenticate (36): one token of the mechanism chosen by SaslHandshake.
 
-A failed login is answered with SASL_AUTHENTICATION_FAILED and the reason, then the
-connection closes. The last token's answer carries the session lifetime (KIP-368, v1+).
-After login it answers ILLEGAL_SASL_STATE, as Kafka's KafkaApis does: tokens are taken again
-only in a re-authentication, which a SaslHandshake begins (see ``KafkaConnection``).
+A failed login is answered with SASL_AUTHENTICATION_FAILED and the reason (where Kafka does
+not answer, the authenticator raises UnansweredFailure and nothing is sent), then the
+connection closes after the failed-login delay. The last token's answer carries the session
+lifetime (KIP-368, v1+). After login it answers ILLEGAL_SASL_STATE, as Kafka's KafkaApis does:
+tokens are taken again only in a re-authentication, which a SaslHandshake begins (see
+``KafkaConnection``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.authenticator import SaslState
+from artesian.broker.authenticator import UnansweredFailure
 from artesian.broker.handlers._build import make, response_module
 from artesian.security.sasl import AuthenticationFailed
 
@@ -40,16 +42,16 @@ def handle(ctx: Any, request: Any) -> Any:
         return answer(
             ErrorCode.illegal_sasl_state, "SaslAuthenticate is only valid while authenticating"
         )
-    # A re-authentication that named another mechanism: Kafka closes without an answer.
-    bad_mechanism = auth.state is SaslState.REAUTH_BAD_MECHANISM
     try:
-        token = auth.authenticate(
-            bytes(request.auth_bytes), time.monotonic_ns(), ctx.header.api_version
-        )
+        token = auth.authenticate(bytes(request.auth_bytes), time.monotonic_ns())
     except AuthenticationFailed as e:
-        ctx.connection.authentication_failed(str(e), answered=not bad_mechanism)
-        return None if bad_mechanism else answer(ErrorCode.sasl_authentication_failed, str(e))
+        ctx.connection.authentication_failed(e)
+        if isinstance(e, UnansweredFailure):
+            return None  # as Kafka: the connection closes without an answer
+        return answer(ErrorCode.sasl_authentication_failed, str(e))
     if not auth.complete:
         return answer(ErrorCode.none, None, token)
+    # The answer first: nothing may fail once the connection counts the login as done.
+    response = answer(ErrorCode.none, None, token, auth.session_lifetime_ms)
     ctx.connection.authenticated(auth)
-    return answer(ErrorCode.none, None, token, auth.session_lifetime_ms)
+    return response

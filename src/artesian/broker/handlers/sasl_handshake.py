@@ -13,6 +13,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.security.sasl import AuthenticationFailed
 
 API_KEY = 17
 MIN_VERSION = 0
@@ -29,7 +30,9 @@ def handle(ctx: Any, request: Any) -> Any:
     code = auth.handshake(request.mechanism, ctx.header.api_version)
     if code is ErrorCode.unsupported_sasl_mechanism:
         ctx.connection.authentication_failed(
-            f"mechanism {request.mechanism!r} is not enabled (sasl.enabled.mechanisms="
-            f"{','.join(auth.settings.mechanisms)})"
+            AuthenticationFailed(
+                f"mechanism {request.mechanism!r} is not enabled (sasl.enabled.mechanisms="
+                f"{','.join(auth.settings.mechanisms)})"
+            )
         )
     return make(mod.SaslHandshakeResponse, error_code=code, mechanisms=auth.settings.mechanisms)
