@@ -71,13 +71,16 @@ def test_an_unwritten_record_is_sent_again_unchanged_and_the_next_follows_it() -
     assert at(meter, 4.5, {1: s(320)}) == []
 
 
-def test_a_final_record_follows_an_unwritten_one() -> None:
+def test_a_final_record_follows_an_unwritten_one_once_it_is_written() -> None:
     meter = UsageMeter("local", interval_ms=60_000)
     at(meter, 0, {1: s(0)})
     (first,) = at(meter, 60, {1: s(10)})
-    records = at(meter, 61, {1: s(30)}, final=True)
-    assert records[0] == first and len(records) == 2
-    assert (records[1].start_ms, records[1].bytes_in) == (first.end_ms, 20)
+    # The deletion is retried pass after pass while the ledger is down: one record waits.
+    for seconds in (61, 62, 63):
+        assert at(meter, seconds, {1: s(30)}, final=True) == [first]
+    meter.written(first)
+    (final,) = at(meter, 64, {1: s(30)}, final=True)
+    assert (final.start_ms, final.bytes_in, final.seq) == (first.end_ms, 20, first.seq + 1)
 
 
 def test_a_restarted_broker_counts_from_zero_and_a_silent_one_at_its_next_answer() -> None:
@@ -127,18 +130,18 @@ def test_storage_is_time_weighted_and_a_silent_broker_keeps_its_last() -> None:
     assert [c.id for c in record.counters] == [1] and meter.nodes(C) == {1}
 
 
-def _record(cluster: str, tenant: str, start: int, end: int, n: int) -> UsageRecord:
-    return UsageRecord(cluster, tenant, "local", start, end, n, 2 * n, 1.0, 10.0)
+def _record(cluster: str, tenant: str, start: int, end: int, n: int, seq: int) -> UsageRecord:
+    return UsageRecord(cluster, tenant, "local", start, end, n, 2 * n, 1.0, 10.0, seq=seq)
 
 
 def test_the_ledger_sums_per_cluster_and_hour_and_filters() -> None:
     ledger = UsageLedger()
     h = 5 * HOUR_MS
     for record in (
-        _record(C, T, h, h + 10, 100),
-        _record(C, T, h + 10, h + 20, 50),
-        _record(C, T, h + 20, h + HOUR_MS, 7),  # ends in the next hour
-        _record("lkc-other1", "", h, h + 30, 1),
+        _record(C, T, h, h + 10, 100, 1),
+        _record(C, T, h + 10, h + 20, 50, 2),
+        _record(C, T, h + 20, h + HOUR_MS, 7, 3),  # ends in the next hour
+        _record("lkc-other1", "", h, h + 30, 1, 1),
     ):
         ledger.add(record.id, record)
     rows = ledger.hours()
@@ -158,10 +161,25 @@ def test_the_ledger_sums_per_cluster_and_hour_and_filters() -> None:
 
 def test_the_ledger_counts_a_record_sent_twice_once() -> None:
     ledger = UsageLedger()
-    first, second = _record(C, T, 0, 60_000, 10), _record(C, T, 60_000, 120_000, 5)
-    for record in (first, first, second, first, second):
+    first, second = _record(C, T, 0, 60_000, 10, 1), _record(C, T, 60_000, 120_000, 5, 2)
+    # Zero-length, as after a wall clock stepped back: its number still tells it apart.
+    third = _record(C, T, 120_000, 120_000, 500, 3)
+    for record in (first, first, second, first, second, third, third):
         ledger.add(record.id, record)
-    assert sum(r.used.bytes_in for r in ledger.hours()) == 15
+    assert sum(r.used.bytes_in for r in ledger.hours()) == 515
+
+
+def test_records_are_numbered_on_and_a_resumed_meter_continues_the_numbers() -> None:
+    meter = UsageMeter("local", interval_ms=1_000)
+    at(meter, 0, {1: s(0)})
+    (first,) = at(meter, 1, {1: s(1)})
+    meter.written(first)
+    (second,) = at(meter, 2, {1: s(2)})
+    assert (first.seq, second.seq) == (1, 2)
+    resumed = UsageMeter("local", interval_ms=1_000)
+    resumed.resume(second)
+    (third,) = resumed.observe(C, T, {1: s(3)}, 1, second.end_ms + 1_000, 0.0)
+    assert third.seq == 3 and third.bytes_in == 1
 
 
 @pytest.mark.parametrize(
@@ -180,6 +198,8 @@ def test_the_ledger_counts_a_record_sent_twice_once() -> None:
             ]
         },
         {"counters": {}},
+        {"seq": 0},
+        {"seq": "1"},
     ],
 )
 def test_a_malformed_usage_record_is_refused(change: dict[str, object]) -> None:

@@ -824,16 +824,19 @@ class Broker:
         if rm is None:
             return 0.0
         total = 0.0
-        for p in list(rm.partitions.values()):
-            if not p.is_leader:
-                continue
+        led = [p for p in list(rm.partitions.values()) if p.is_leader]
+        for p in led:
             try:
-                total += p.log.size_in_bytes
+                size = float(p.log.size_in_bytes)
                 remote = rlm.partition(p.topic, p.index) if rlm is not None else None
                 if remote is not None and remote.segments:
-                    total += self._remote_below(remote, p.log.local_log_start_offset)
-            except Exception:  # truncated or deleted under us
+                    size += self._remote_below(remote, p.log.local_log_start_offset)
+            except Exception:  # truncated or deleted under us: counted at the next scrape
                 continue
+            total += size
+        if len(self._remote_sizes) > 2 * len(led) + 16:  # forget partitions no longer led
+            keep = {(p.topic, p.index) for p in led}
+            self._remote_sizes = {k: v for k, v in self._remote_sizes.items() if k in keep}
         return total
 
     def _remote_below(self, remote: RemotePartition, local_start: int) -> float:

@@ -158,7 +158,7 @@ def run_data_plane(
             "Clients without re-authentication (kafka-python, older Java) are reconnected.",
             min=1000,
         ),
-    ] = 3_600_000,
+    ] = 900_000,
     metering_interval: Annotated[
         float,
         typer.Option(help="Seconds each usage record covers (the usage ledger's grain).", min=0.1),

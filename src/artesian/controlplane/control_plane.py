@@ -141,6 +141,7 @@ class ControlPlane:
                 self.usage_records.catch_up(60.0)
             except Exception as e:
                 log.warning("the usage ledger is not read yet (%s); still reading", e)
+                self._stop.wait(1.0)
                 continue
             self._ledger_read.set()
             log.info("usage ledger read")

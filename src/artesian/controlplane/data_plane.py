@@ -58,7 +58,7 @@ AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 API_KEY_MECHANISMS = "SCRAM-SHA-256,SCRAM-SHA-512"
 # How long a client's login lasts before it must log in again on its connection (KIP-368): a
 # revoked API key loses its open connections within this, not only its new logins.
-CLIENT_SESSION_MS = 3_600_000
+CLIENT_SESSION_MS = 900_000
 
 
 class PortAllocator:
@@ -398,7 +398,10 @@ class DataPlaneAgent:
             for node in sorted(nodes)
         }
         running = sum(sample is not None for sample in samples.values())
-        return self._meter(desire, samples, running, final=True)
+        # A record still waiting goes first; the final one closes only after it.
+        return self._meter(desire, samples, running) and self._meter(
+            desire, samples, running, final=True
+        )
 
     def _operator_of(self, cluster_id: str) -> Operator:
         """The cluster's operator; one adopting its running brokers if this process has none

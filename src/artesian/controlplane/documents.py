@@ -479,7 +479,8 @@ class UsageRecord:
     """What a cluster used from ``start_ms`` to ``end_ms``: client bytes in and out (Kafka's
     BytesInPerSec and BytesOutPerSec counters), broker-seconds (brokers running times time),
     and byte-seconds of storage (each partition once, remote segments included, times time).
-    ``counters`` is where the next interval starts counting."""
+    ``counters`` is where the next interval starts counting. ``seq`` numbers a cluster's
+    records from 1: a reader counts each number once, so a record sent again counts once."""
 
     id: str  # the cluster's
     tenant: str
@@ -491,6 +492,7 @@ class UsageRecord:
     broker_seconds: float
     storage_byte_seconds: float
     counters: tuple[BrokerCounters, ...] = ()
+    seq: int = 1
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -521,11 +523,14 @@ class UsageRecord:
                 )
                 for c in (_dict(x, "counters") for x in counters)
             ),
+            seq=_int(doc, "seq"),
         )
         if not CLUSTER_ID.fullmatch(record.id):
             raise DocumentError(f"cluster id {record.id!r} is not lkc- and 6-32 [a-z0-9]")
         if record.tenant and not TENANT_ID.fullmatch(record.tenant):
             raise DocumentError(f"tenant id {record.tenant!r} is not t- and 6-32 [a-z0-9]")
+        if record.seq < 1:
+            raise DocumentError("seq starts at 1")
         if not 0 <= record.start_ms <= record.end_ms:
             raise DocumentError("start_ms and end_ms must be 0 <= start_ms <= end_ms")
         if min(record.bytes_in, record.bytes_out) < 0 or any(

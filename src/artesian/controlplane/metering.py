@@ -5,17 +5,19 @@ from.
 
 Nothing is counted twice or lost when the agent restarts: each record carries the counters it
 was measured up to, and a restarted agent resumes from the last record of each cluster. A
-record that could not be appended is sent again as it was, and the ledger's readers drop a
-record that an earlier one already covers, so a write that timed out but landed counts once.
+record that could not be appended is sent again as it was, and the ledger's readers count each
+of a cluster's record numbers once, so a write that timed out but landed counts once.
 A broker that restarted (a new process start time, or counters that went back) counts from
 zero; its traffic between the last scrape and the restart is the one thing lost, as with any
-Prometheus counter. A broker older than what the meter knows of its cluster (the first pass
-after an upgrade, a lost record) is only measured from now on: a little lost, never billed
-twice. Time is measured on the monotonic clock; the wall clock only labels records.
+Prometheus counter. A broker first seen counts from zero if it started since the meter began
+on its cluster; an older one (metering starting on a running cluster, a lost record) is only
+measured from now on: a little lost, never billed twice. Time within a process is measured on
+the monotonic clock; the wall clock labels records and spans an agent's absence.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from dataclasses import dataclass, fields
@@ -74,12 +76,17 @@ class UsageMeter:
         self._baselines: dict[str, dict[int, BrokerCounters]] = {}
         # Up to when (wall ms, monotonic s or None after a resume) each cluster is accounted.
         self._clock: dict[str, tuple[int, float | None]] = {}
+        # Since when (wall ms) the meter has accounted each cluster, and its last record number.
+        self._since: dict[str, int] = {}
+        self._seq: dict[str, int] = {}
 
     def resume(self, record: UsageRecord) -> None:
         """Continue from the cluster's last record in the ledger."""
         self._baselines[record.id] = {c.id: c for c in record.counters}
         self._windows[record.id] = _Window(record.end_ms, Usage())
         self._clock[record.id] = (record.end_ms, None)
+        self._since[record.id] = record.end_ms
+        self._seq[record.id] = record.seq
 
     def observe(
         self,
@@ -94,6 +101,7 @@ class UsageMeter:
         """Account for the time since the last pass and the traffic since each broker's last
         scrape; the records to append (the unwritten one first), if any."""
         known = self._clock.get(cluster_id)
+        since = self._since.setdefault(cluster_id, now_ms)
         window = self._windows.setdefault(cluster_id, _Window(now_ms, Usage()))
         if known is None:
             elapsed = 0.0
@@ -137,7 +145,7 @@ class UsageMeter:
             ):
                 used.bytes_in += sample.bytes_in - before.bytes_in
                 used.bytes_out += sample.bytes_out - before.bytes_out
-            elif before is not None or (known is not None and sample.started * 1000 >= known[0]):
+            elif before is not None or (known is not None and sample.started * 1000 >= since):
                 # Restarted since its last scrape, or started since the cluster was last
                 # accounted: all it counted is new.
                 used.bytes_in += sample.bytes_in
@@ -150,10 +158,11 @@ class UsageMeter:
             del baseline[node]  # removed from the cluster
 
         pending = self._pending.setdefault(cluster_id, [])
-        due = window.seconds >= self.interval_ms / 1000
-        # While a record waits to be written, its successor's window stays open (unless this
-        # is the last), so at most two wait.
-        if final or (due and not pending):
+        due = final or window.seconds >= self.interval_ms / 1000
+        # While a record waits to be written, its successor's window stays open: one waits at
+        # most, and a final record follows only once it is written.
+        if due and not pending:
+            seq = self._seq[cluster_id] = self._seq.get(cluster_id, 0) + 1
             end_ms = max(window.start_ms, now_ms)  # a wall clock that went back
             pending.append(
                 UsageRecord(
@@ -167,6 +176,7 @@ class UsageMeter:
                     broker_seconds=round(used.broker_seconds, 3),
                     storage_byte_seconds=round(used.storage_byte_seconds, 3),
                     counters=tuple(sorted(baseline.values(), key=lambda c: c.id)),
+                    seq=seq,
                 )
             )
             self._windows[cluster_id] = _Window(end_ms, Usage())
@@ -187,6 +197,8 @@ class UsageMeter:
         self._pending.pop(cluster_id, None)
         self._baselines.pop(cluster_id, None)
         self._clock.pop(cluster_id, None)
+        self._since.pop(cluster_id, None)
+        self._seq.pop(cluster_id, None)
 
 
 @dataclass(slots=True)
@@ -213,8 +225,10 @@ class UsageLedger:
     interval ends in). Fed by the usage topic's reader thread; read by the API's."""
 
     def __init__(self) -> None:
-        self._hours: dict[tuple[str, str, int], Usage] = {}
-        self._end_ms: dict[str, int] = {}  # per cluster: how far its records reach
+        # hour -> (tenant, cluster) -> what was used; the hours in order, for range queries.
+        self._hours: dict[int, dict[tuple[str, str], Usage]] = {}
+        self._order: list[int] = []
+        self._seq: dict[str, int] = {}  # per cluster: the last record number counted
         self._lock = threading.Lock()
 
     def add(self, key: str, record: UsageRecord | None) -> None:
@@ -222,11 +236,14 @@ class UsageLedger:
             log.warning("a usage record of %s cannot be read; it is not counted", key)
             return
         with self._lock:
-            if record.start_ms < self._end_ms.get(record.id, 0):
-                return  # a record sent again after a write that timed out but landed
-            self._end_ms[record.id] = record.end_ms
+            if record.seq <= self._seq.get(record.id, 0):
+                return  # sent again after a write that timed out but landed
+            self._seq[record.id] = record.seq
             hour = record.end_ms - record.end_ms % HOUR_MS
-            self._hours.setdefault((record.tenant, record.id, hour), Usage()).add(record)
+            if hour not in self._hours:
+                self._hours[hour] = {}
+                bisect.insort(self._order, hour)
+            self._hours[hour].setdefault((record.tenant, record.id), Usage()).add(record)
 
     def hours(
         self,
@@ -239,12 +256,12 @@ class UsageLedger:
         then cluster; a tenant's clusters' hours stay its own after the clusters are deleted."""
         first_hour = start_ms - start_ms % HOUR_MS
         with self._lock:
+            hours = self._order[bisect.bisect_left(self._order, first_hour) :]
             found = [
                 HourlyUsage(c, t, h, Usage(*(getattr(u, f.name) for f in fields(Usage))))
-                for (t, c, h), u in self._hours.items()
-                if (tenant is None or t == tenant)
-                and (cluster is None or c == cluster)
-                and h >= first_hour
-                and (end_ms is None or h < end_ms)
+                for h in hours
+                if end_ms is None or h < end_ms
+                for (t, c), u in self._hours[h].items()
+                if (tenant is None or t == tenant) and (cluster is None or c == cluster)
             ]
         return sorted(found, key=lambda h: (h.hour_start_ms, h.cluster))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -126,6 +127,9 @@ class StateTable(Generic[T]):
         )
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self._thread = threading.Thread(target=self._run, name=f"state-{topic}", daemon=True)
+        # Called on the reader thread for every record, with None for a deletion or an
+        # unreadable record, before writers waiting on its offset go on: a listener must not
+        # wait on this table nor take a lock its writers hold.
         self.listeners: list[Callable[[str, T | None], None]] = []
         # Keys whose latest record could not be read: not known to be deleted.
         self.unreadable: set[str] = set()
@@ -232,51 +236,81 @@ def latest_by_key(
     decode: Callable[[bytes], T],
     keys: set[str],
     timeout: float = 30.0,
+    horizon_ms: int = 7 * 24 * 3_600_000,
 ) -> dict[str, T]:
     """The latest readable document of each of ``keys`` in a topic that is a log rather than
-    a state (the usage ledger), read backwards from its end in growing chunks: what it costs
-    follows how far back the oldest of them lies, not how long the log is."""
+    a state (the usage ledger), read backwards from its end in growing chunks, no further back
+    than ``horizon_ms``: what it costs follows how far back the oldest of them lies, not how
+    long the log is. A key with nothing within the horizon is left out."""
     found: dict[str, T] = {}
     if not keys:
         return found
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"artesian-tail-{topic}",  # required by librdkafka; never commits
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"artesian-tail-{topic}",  # required by librdkafka; never commits
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "error",  # an offset gone meanwhile is an error, not "latest"
+    }
+    probe = Consumer(conf)
     try:
-        low, high = consumer.get_watermark_offsets(
+        low, high = probe.get_watermark_offsets(
             TopicPartition(topic, 0), timeout=timeout, cached=False
         )
-        end, chunk = high, 1024
-        while end > low and not keys <= found.keys():
-            start = max(low, end - chunk)
-            newest: dict[str, T] = {}
-            consumer.assign([TopicPartition(topic, 0, start)])
-            position = start
-            while position < end:
-                msg = consumer.poll(timeout)
-                if msg is None:
-                    raise StateTopicError(f"{topic} could not be read at offset {position}")
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        break
-                    raise StateTopicError(f"reading {topic}: {msg.error()}")
-                position = msg.offset() + 1
-                if msg.offset() >= end:
+    finally:
+        probe.close()
+    oldest_ms = int(time.time() * 1000) - horizon_ms
+    end, chunk = high, 1024
+    while end > low and not keys <= found.keys():
+        start = max(low, end - chunk)
+        newest, earliest_ms = _read_chunk(conf, topic, start, end, decode, keys, timeout)
+        found.update({k: v for k, v in newest.items() if k not in found})
+        if earliest_ms is not None and earliest_ms < oldest_ms:
+            break
+        end, chunk = start, chunk * 2
+    return found
+
+
+def _read_chunk(
+    conf: dict[str, object],
+    topic: str,
+    start: int,
+    end: int,
+    decode: Callable[[bytes], T],
+    keys: set[str],
+    timeout: float,
+) -> tuple[dict[str, T], int | None]:
+    """The latest document of each key in offsets [start, end), and the earliest record time
+    seen; a consumer of its own, so nothing fetched for another chunk can end this one."""
+    newest: dict[str, T] = {}
+    earliest_ms: int | None = None
+    consumer = Consumer(conf)
+    try:
+        consumer.assign([TopicPartition(topic, 0, start)])
+        while True:
+            msg = consumer.poll(timeout)
+            if msg is None:
+                raise StateTopicError(f"{topic} could not be read from offset {start}")
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
                     break
-                key = (msg.key() or b"").decode(errors="replace")
-                if key not in keys or key in found or msg.value() is None:
-                    continue
-                try:
-                    newest[key] = decode(msg.value())
-                except Exception as e:  # an unreadable record: the one before it will do
-                    log.warning("skipping %s offset %d: %s", topic, msg.offset(), e)
-            found.update({k: v for k, v in newest.items() if k not in found})
-            end, chunk = start, chunk * 2
+                raise StateTopicError(f"reading {topic}: {msg.error()}")
+            if msg.offset() >= end:
+                break
+            _kind, ts = msg.timestamp()
+            if ts > 0 and (earliest_ms is None or ts < earliest_ms):
+                earliest_ms = ts
+            key = (msg.key() or b"").decode(errors="replace")
+            if key not in keys or msg.value() is None:
+                continue
+            try:
+                doc = decode(msg.value())
+                if getattr(doc, "id", key) != key:
+                    raise DocumentError(f"document of {getattr(doc, 'id', '?')} under key {key}")
+            except Exception as e:  # an unreadable record: the one before it will do
+                log.warning("skipping %s offset %d: %s", topic, msg.offset(), e)
+                continue
+            newest[key] = doc
     finally:
         consumer.close()
-    return found
+    return newest, earliest_ms

@@ -1,14 +1,18 @@
 // The web console: a page over the control plane's own REST API, with the caller's token.
 // Everything shown is built with textContent, never parsed as HTML: names, descriptions and
-// error messages are other people's text.
+// error messages are other people's text. The token lives in this page's memory only, never
+// in storage another page of the origin could read: a reload asks for it again.
 "use strict";
 
 const REFRESH_MS = 3000;
-let token = sessionStorage.getItem("artesian-token");
+const USAGE_EVERY = 10; // refreshes: usage sums change by the minute
+let token = null;
 let selected = null; // the cluster whose detail is shown
 let timer = null;
+let refreshes = 0;
 
 const $ = (id) => document.getElementById(id);
+const path = (...parts) => parts.map(encodeURIComponent).join("/");
 
 async function api(method, path, body) {
   const response = await fetch(path, {
@@ -51,6 +55,19 @@ function button(td, label, action) {
   td.appendChild(b);
 }
 
+// A button that asks once more before it acts: deleting takes two clicks.
+function confirmButton(td, label, action) {
+  let armed = false;
+  button(td, label, async () => {
+    if (!armed) {
+      armed = true;
+      td.querySelector("button").textContent = `Really ${label.toLowerCase()}?`;
+      return;
+    }
+    await action();
+  });
+}
+
 function fill(tableId, items, render) {
   const body = $(tableId).querySelector("tbody");
   body.replaceChildren(...items.map((item) => {
@@ -75,28 +92,46 @@ async function run(action) {
 async function signIn(candidate) {
   token = candidate;
   const me = await api("GET", "/v1/whoami");
-  sessionStorage.setItem("artesian-token", token);
+  $("token").value = "";
   $("who").textContent = me.admin ? "signed in as the admin" : `signed in as tenant ${me.tenant}`;
   document.body.classList.toggle("is-admin", me.admin);
+  say("");
+  refreshes = 0;
+  await refresh();
   $("sign-in").hidden = true;
   $("signed-in").hidden = false;
   $("sign-out").hidden = false;
-  say("");
-  await refresh();
-  clearInterval(timer);
-  timer = setInterval(() => run(refresh), REFRESH_MS);
+  schedule();
+}
+
+// One refresh after another, never two at once.
+function schedule() {
+  clearTimeout(timer);
+  timer = setTimeout(async () => {
+    await run(refresh);
+    if (token !== null) {
+      schedule();
+    }
+  }, REFRESH_MS);
 }
 
 function signOut() {
-  clearInterval(timer);
+  clearTimeout(timer);
   token = null;
   selected = null;
-  sessionStorage.removeItem("artesian-token");
+  $("token").value = "";
   $("who").textContent = "not signed in";
   $("sign-in").hidden = false;
   $("signed-in").hidden = true;
   $("sign-out").hidden = true;
   $("cluster-detail").hidden = true;
+  for (const id of ["new-secret", "new-token"]) {
+    $(id).textContent = "";
+    $(id).hidden = true;
+  }
+  for (const body of document.querySelectorAll("tbody")) {
+    body.replaceChildren();
+  }
   document.body.classList.remove("is-admin");
 }
 
@@ -116,8 +151,8 @@ async function refresh() {
     cell(row, status.bootstrap || "-");
     const actions = cell(row, "");
     if (!c.spec.deleted) {
-      button(actions, "Delete", async () => {
-        await api("DELETE", `/v1/clusters/${c.id}`);
+      confirmButton(actions, "Delete", async () => {
+        await api("DELETE", `/v1/clusters/${path(c.id)}`);
         say(`cluster ${c.id} is being deleted`);
         await refresh();
       });
@@ -128,7 +163,9 @@ async function refresh() {
     selected = null;
     $("cluster-detail").hidden = true;
   }
-  await refreshUsage();
+  if (refreshes++ % USAGE_EVERY === 0) {
+    await refreshUsage();
+  }
   if (document.body.classList.contains("is-admin")) {
     const { tenants } = await api("GET", "/v1/tenants");
     fill("tenants", tenants, (row, t) => {
@@ -141,7 +178,7 @@ async function refresh() {
 }
 
 async function refreshUsage() {
-  const since = Date.now() - 24 * 3600 * 1000;
+  const since = Date.now() - 23 * 3600 * 1000; // the ledger's hours: this one and 23 before
   let hours;
   try {
     ({ hours } = await api("GET", `/v1/usage?start_ms=${since}`));
@@ -170,7 +207,7 @@ async function refreshUsage() {
 }
 
 async function select(clusterId) {
-  const c = await api("GET", `/v1/clusters/${clusterId}`);
+  const c = await api("GET", `/v1/clusters/${path(clusterId)}`);
   selected = clusterId;
   $("detail-id").textContent = `${c.spec.name} (${c.id})`;
   $("resize-brokers").value = c.spec.brokers;
@@ -183,17 +220,26 @@ async function select(clusterId) {
 }
 
 async function refreshKeys() {
-  const { api_keys: keys } = await api("GET", `/v1/clusters/${selected}/api-keys`);
+  const { api_keys: keys } = await api("GET", `/v1/clusters/${path(selected)}/api-keys`);
   fill("api-keys", keys, (row, k) => {
     cell(row, k.key);
     cell(row, k.resource_prefix || "(all)");
     cell(row, k.description);
-    button(cell(row, ""), "Delete", async () => {
-      await api("DELETE", `/v1/clusters/${selected}/api-keys/${k.key}`);
+    confirmButton(cell(row, ""), "Delete", async () => {
+      await api("DELETE", `/v1/clusters/${path(selected, "api-keys", k.key)}`);
       say(`API key ${k.key} deleted`);
       await refreshKeys();
     });
   });
+}
+
+// A number field's value; an empty one is refused here rather than sent as 0.
+function whole(id) {
+  const text = $(id).value.trim();
+  if (text === "") {
+    throw new Error(`${$(id).closest("label")?.textContent.trim() || id}: give a number`);
+  }
+  return Number(text);
 }
 
 function onSubmit(formId, action) {
@@ -207,7 +253,11 @@ document.addEventListener("DOMContentLoaded", () => {
   onSubmit("sign-in-form", () => signIn($("token").value.trim()));
   $("sign-out").addEventListener("click", signOut);
   onSubmit("create-cluster", async () => {
-    const body = { name: $("cluster-name").value.trim(), brokers: Number($("cluster-brokers").value) };
+    const body = {
+      name: $("cluster-name").value.trim(),
+      brokers: whole("cluster-brokers"),
+      cell: $("cluster-cell").value.trim() || "local",
+    };
     const tenant = $("cluster-tenant").value.trim();
     if (tenant && document.body.classList.contains("is-admin")) {
       body.tenant = tenant;
@@ -218,13 +268,15 @@ document.addEventListener("DOMContentLoaded", () => {
     await refresh();
   });
   onSubmit("resize", async () => {
-    const c = await api("PATCH", `/v1/clusters/${selected}`, { brokers: Number($("resize-brokers").value) });
+    const c = await api("PATCH", `/v1/clusters/${path(selected)}`, {
+      brokers: whole("resize-brokers"),
+    });
     say(`cluster ${c.id} is at generation ${c.spec.generation}`);
     await refresh();
   });
   onSubmit("create-key", async () => {
     const prefix = $("key-prefix").value.trim();
-    const k = await api("POST", `/v1/clusters/${selected}/api-keys`, {
+    const k = await api("POST", `/v1/clusters/${path(selected)}/api-keys`, {
       resource_prefix: prefix || null,
       description: $("key-description").value,
     });
@@ -236,15 +288,12 @@ document.addEventListener("DOMContentLoaded", () => {
   onSubmit("create-tenant", async () => {
     const t = await api("POST", "/v1/tenants", {
       name: $("tenant-name").value.trim(),
-      max_clusters: Number($("tenant-clusters").value),
-      max_brokers: Number($("tenant-brokers").value),
+      max_clusters: whole("tenant-clusters"),
+      max_brokers: whole("tenant-brokers"),
     });
     $("new-token").textContent =
       `tenant ${t.id}\ntoken ${t.token}\nSave the token now: it cannot be shown again.`;
     $("new-token").hidden = false;
     await refresh();
   });
-  if (token) {
-    run(() => signIn(token));
-  }
 });
