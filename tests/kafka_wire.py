@@ -16,6 +16,9 @@ import uuid
 from dataclasses import MISSING, fields
 from typing import Any
 
+from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.serial._introspect import (
     EntityField,
     EntityTupleField,
@@ -422,3 +425,18 @@ def session_fetch(
     if client_id is not None:
         return conn.request(1, version, req, client_id=client_id)
     return conn.request(1, version, req)
+
+
+def metadata_request() -> MetadataRequest:
+    """A Metadata v12 request for no topic: what a client sends to learn the brokers."""
+    return MetadataRequest(
+        topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False
+    )
+
+
+def sasl_handshake(conn: WireConn, mechanism: str, version: int = 1) -> Any:
+    return conn.request(17, version, SaslHandshakeRequest(mechanism=mechanism))
+
+
+def sasl_authenticate(conn: WireConn, token: bytes) -> Any:
+    return conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=token))

@@ -31,12 +31,17 @@ from kio.schema.describe_user_scram_credentials.v0 import request as describe_sc
 from kio.schema.list_groups.v4.request import ListGroupsRequest
 from kio.schema.metadata.v12.request import MetadataRequest, MetadataRequestTopic
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
-from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 
 from artesian.security.plain import plain_client_token
 from artesian.security.scram import MECHANISMS, ScramClient, salted_password
 from tests.broker_process import BrokerProcess, free_port
-from tests.kafka_wire import WireConn, request_frame
+from tests.kafka_wire import (
+    WireConn,
+    metadata_request,
+    request_frame,
+    sasl_authenticate,
+    sasl_handshake,
+)
 from tests.tls_certs import Certificates, make_certificates
 
 PLAIN_JAAS = (
@@ -265,44 +270,30 @@ def test_a_wrong_password_is_refused_and_others_carry_on(secured: SecuredBroker)
 # --- raw frames ---------------------------------------------------------------------------
 
 
-def _metadata_request() -> MetadataRequest:
-    return MetadataRequest(
-        topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False
-    )
-
-
-def _handshake(conn: WireConn, mechanism: str, version: int = 1) -> Any:
-    return conn.request(17, version, SaslHandshakeRequest(mechanism=mechanism))
-
-
-def _authenticate(conn: WireConn, token: bytes) -> Any:
-    return conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=token))
-
-
 def test_plain_failure_codes_and_the_connection_closes(secured: SecuredBroker) -> None:
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        handshake = _handshake(conn, "PLAIN")
+        handshake = sasl_handshake(conn, "PLAIN")
         assert (handshake.error_code, handshake.mechanisms) == (
             0,
             ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"),
         )
-        answer = _authenticate(conn, plain_client_token("alice", "wrong"))
+        answer = sasl_authenticate(conn, plain_client_token("alice", "wrong"))
         assert answer.error_code == 58  # SASL_AUTHENTICATION_FAILED
         assert answer.error_message == "Authentication failed: Invalid username or password"
         conn.expect_closed()
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        _handshake(conn, "PLAIN")
-        answer = _authenticate(conn, plain_client_token("carol", "carol;secret"))
+        sasl_handshake(conn, "PLAIN")
+        answer = sasl_authenticate(conn, plain_client_token("carol", "carol;secret"))
         assert (answer.error_code, answer.error_message) == (0, None)
-        metadata = conn.request(3, 12, _metadata_request())
+        metadata = conn.request(3, 12, metadata_request())
         assert [b.port for b in metadata.brokers] == [secured.ports["SASL_PLAINTEXT"]]
         # Logged in: a second login is a protocol error, answered, the connection kept.
-        assert _handshake(conn, "PLAIN").error_code == 34  # ILLEGAL_SASL_STATE
+        assert sasl_handshake(conn, "PLAIN").error_code == 34  # ILLEGAL_SASL_STATE
 
 
 def test_the_sasl_exchange_keeps_kafkas_order(secured: SecuredBroker) -> None:
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        _handshake(conn, "PLAIN")
+        sasl_handshake(conn, "PLAIN")
         # Mid-exchange, another request is answered ILLEGAL_SASL_STATE, then the connection
         # closes.
         listed = conn.request(16, 4, ListGroupsRequest(states_filter=()))
@@ -323,23 +314,23 @@ def test_the_sasl_exchange_keeps_kafkas_order(secured: SecuredBroker) -> None:
 def test_scram_exchange_on_the_wire(secured: SecuredBroker) -> None:
     mechanism = MECHANISMS["SCRAM-SHA-512"]
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        assert _handshake(conn, "SCRAM-SHA-512").error_code == 0
+        assert sasl_handshake(conn, "SCRAM-SHA-512").error_code == 0
         client = ScramClient(mechanism, "bob", "bob-secret")
-        first = _authenticate(conn, client.first_message())
+        first = sasl_authenticate(conn, client.first_message())
         assert first.error_code == 0
-        final = _authenticate(conn, client.final_message(first.auth_bytes))
+        final = sasl_authenticate(conn, client.final_message(first.auth_bytes))
         assert final.error_code == 0
         client.verify_server_final(final.auth_bytes)
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        _handshake(conn, "SCRAM-SHA-512")
-        garbage = _authenticate(conn, b"\xff\x00not scram")
+        sasl_handshake(conn, "SCRAM-SHA-512")
+        garbage = sasl_authenticate(conn, b"\xff\x00not scram")
         assert garbage.error_code == 58
         conn.expect_closed()
 
 
 def test_unsupported_mechanism_lists_the_enabled_ones_then_closes(secured: SecuredBroker) -> None:
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        answer = _handshake(conn, "GSSAPI")
+        answer = sasl_handshake(conn, "GSSAPI")
         assert answer.error_code == 33  # UNSUPPORTED_SASL_MECHANISM
         assert answer.mechanisms == ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
         conn.expect_closed()
@@ -348,7 +339,7 @@ def test_unsupported_mechanism_lists_the_enabled_ones_then_closes(secured: Secur
 def test_requests_before_authentication_close_the_connection(secured: SecuredBroker) -> None:
     mark = secured.proc.log_mark()
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        conn.send(request_frame(3, 12, 1, _metadata_request()))
+        conn.send(request_frame(3, 12, 1, metadata_request()))
         conn.expect_closed()
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
         # SaslAuthenticate before SaslHandshake: out of order.
@@ -371,14 +362,14 @@ def test_requests_before_authentication_close_the_connection(secured: SecuredBro
 
 def test_handshake_v0_sends_bare_tokens(secured: SecuredBroker) -> None:
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        assert _handshake(conn, "PLAIN", version=0).error_code == 0
+        assert sasl_handshake(conn, "PLAIN", version=0).error_code == 0
         token = plain_client_token("alice", "alice-secret")
         conn.send(struct.pack(">i", len(token)) + token)
         assert conn.recv_frame() == b""  # PLAIN's empty answer, size-prefixed
-        metadata = conn.request(3, 12, _metadata_request())
+        metadata = conn.request(3, 12, metadata_request())
         assert [b.port for b in metadata.brokers] == [secured.ports["SASL_PLAINTEXT"]]
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        _handshake(conn, "PLAIN", version=0)
+        sasl_handshake(conn, "PLAIN", version=0)
         token = plain_client_token("alice", "nope")
         conn.send(struct.pack(">i", len(token)) + token)
         conn.expect_closed()
@@ -386,16 +377,16 @@ def test_handshake_v0_sends_bare_tokens(secured: SecuredBroker) -> None:
 
 def test_sasl_on_a_plaintext_listener_is_an_illegal_state(secured: SecuredBroker) -> None:
     with WireConn(secured.ports["PLAINTEXT"]) as conn:
-        assert _handshake(conn, "PLAIN").error_code == 34
-        answer = _authenticate(conn, b"\x00alice\x00alice-secret")
+        assert sasl_handshake(conn, "PLAIN").error_code == 34
+        answer = sasl_authenticate(conn, b"\x00alice\x00alice-secret")
         assert answer.error_code == 34
         # Still open and usable.
-        metadata = conn.request(3, 12, _metadata_request())
+        metadata = conn.request(3, 12, metadata_request())
         assert [b.port for b in metadata.brokers] == [secured.ports["PLAINTEXT"]]
 
 
 def test_a_plaintext_client_on_a_tls_listener_does_not_hurt_it(secured: SecuredBroker) -> None:
-    frame = request_frame(3, 12, 1, _metadata_request())
+    frame = request_frame(3, 12, 1, metadata_request())
     with socket.create_connection(("127.0.0.1", secured.ports["SSL"]), timeout=5) as sock:
         sock.sendall(frame)
         try:
@@ -485,10 +476,10 @@ def test_scram_credential_admin_error_codes(secured: SecuredBroker) -> None:
         ]
     # The stored keys come from the client's salted password: erin logs in with "pw".
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
-        assert _handshake(conn, "SCRAM-SHA-256").error_code == 0
+        assert sasl_handshake(conn, "SCRAM-SHA-256").error_code == 0
         client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "erin", "pw")
-        first = _authenticate(conn, client.first_message())
-        final = _authenticate(conn, client.final_message(first.auth_bytes))
+        first = sasl_authenticate(conn, client.first_message())
+        final = sasl_authenticate(conn, client.final_message(first.auth_bytes))
         assert (first.error_code, final.error_code) == (0, 0)
         client.verify_server_final(final.auth_bytes)
     with WireConn(secured.proc.port) as conn:
@@ -680,8 +671,10 @@ def test_brokers_without_the_clients_listener_are_left_out(tmp_path: Path) -> No
         ).values()
         created.result(20)
         with WireConn(sasl_port) as conn:
-            _handshake(conn, "PLAIN")
-            assert _authenticate(conn, plain_client_token("alice", "alice-secret")).error_code == 0
+            sasl_handshake(conn, "PLAIN")
+            assert (
+                sasl_authenticate(conn, plain_client_token("alice", "alice-secret")).error_code == 0
+            )
             request = MetadataRequest(
                 topics=(MetadataRequestTopic(name="split", topic_id=None),),
                 allow_auto_topic_creation=False,

@@ -27,7 +27,6 @@ from confluent_kafka.admin import (
 )
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.list_groups.v4.request import ListGroupsRequest
-from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.sasl_authenticate.v0.request import SaslAuthenticateRequest as SaslAuthenticateV0
 from kio.schema.sasl_authenticate.v1.request import SaslAuthenticateRequest as SaslAuthenticateV1
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
@@ -40,7 +39,7 @@ from artesian.broker.authenticator import (
     SaslState,
     UnansweredFailure,
 )
-from artesian.broker.handlers import sasl_authenticate
+from artesian.broker.handlers import sasl_authenticate as sasl_authenticate_handler
 from artesian.cli.wire import WireClient
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import InvalidConfigError
@@ -54,9 +53,12 @@ from tests.kafka_wire import (
     Closed,
     WireConn,
     create_topic,
+    metadata_request,
     parse_response,
     request_frame,
     sample_request,
+    sasl_authenticate,
+    sasl_handshake,
 )
 from tests.storage.batches import make_batch
 
@@ -207,11 +209,11 @@ def test_the_last_answer_is_built_before_the_login_counts() -> None:
     connection.authenticator = _authenticator(reauth_ms=10**18)  # past timedelta's range
     assert connection.authenticator.handshake("PLAIN", 1).name == "none"
     with pytest.raises(OverflowError):
-        sasl_authenticate.handle(ctx, token)
+        sasl_authenticate_handler.handle(ctx, token)
     assert calls == []
     connection.authenticator = auth = _authenticator(reauth_ms=LONGEST_MS)
     assert auth.handshake("PLAIN", 1).name == "none"
-    answer = sasl_authenticate.handle(ctx, token)
+    answer = sasl_authenticate_handler.handle(ctx, token)
     assert (answer.error_code, answer.session_lifetime) == (0, _lifetime(LONGEST_MS))
     assert calls == [auth]
 
@@ -397,40 +399,26 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReauthBroker]:
     assert code == 0, proc.log_tail()
 
 
-def _metadata() -> MetadataRequest:
-    return MetadataRequest(
-        topics=(), allow_auto_topic_creation=False, include_topic_authorized_operations=False
-    )
-
-
-def _handshake(conn: WireConn, mechanism: str, version: int = 1) -> Any:
-    return conn.request(17, version, SaslHandshakeRequest(mechanism=mechanism))
-
-
-def _authenticate(conn: WireConn, token: bytes) -> Any:
-    return conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=token))
-
-
 def _scram(conn: WireConn, user: str, mechanism: str = "SCRAM-SHA-256", password: str = "") -> Any:
     """Handshake and SCRAM exchange (a login or a re-authentication); the last answer."""
-    assert _handshake(conn, mechanism).error_code == 0
+    assert sasl_handshake(conn, mechanism).error_code == 0
     client = ScramClient(MECHANISMS[mechanism], user, password or SCRAM_USERS[user])
-    first = _authenticate(conn, client.first_message())
+    first = sasl_authenticate(conn, client.first_message())
     if first.error_code != 0:  # an unknown user fails at the first message
         return first
-    final = _authenticate(conn, client.final_message(first.auth_bytes))
+    final = sasl_authenticate(conn, client.final_message(first.auth_bytes))
     if final.error_code == 0:
         client.verify_server_final(final.auth_bytes)
     return final
 
 
 def _plain(conn: WireConn, user: str, password: str) -> Any:
-    assert _handshake(conn, "PLAIN").error_code == 0
-    return _authenticate(conn, plain_client_token(user, password))
+    assert sasl_handshake(conn, "PLAIN").error_code == 0
+    return sasl_authenticate(conn, plain_client_token(user, password))
 
 
 def _works(conn: WireConn) -> bool:
-    return len(conn.request(3, 12, _metadata()).brokers) == 1
+    return len(conn.request(3, 12, metadata_request()).brokers) == 1
 
 
 def _lifetime(ms: int) -> datetime.timedelta:
@@ -445,7 +433,7 @@ def test_sasl_authenticate_answers_the_session_lifetime(broker: ReauthBroker) ->
         final = _scram(conn, "bob", "SCRAM-SHA-512")
         assert (final.error_code, final.session_lifetime) == (0, _lifetime(SHA512_LIFETIME_MS))
     with WireConn(broker.port) as conn:
-        assert _handshake(conn, "PLAIN").error_code == 0
+        assert sasl_handshake(conn, "PLAIN").error_code == 0
         token = plain_client_token("alice", "alice-secret")
         answer = conn.request(36, 1, SaslAuthenticateV1(auth_bytes=token))
         assert (answer.error_code, answer.session_lifetime) == (0, _lifetime(LIFETIME_MS))
@@ -453,7 +441,7 @@ def test_sasl_authenticate_answers_the_session_lifetime(broker: ReauthBroker) ->
         final = _scram(conn, "bob")
         assert (final.error_code, final.session_lifetime) == (0, _lifetime(0))
         # Off: no re-authentication; a handshake is answered as after any login, and kept.
-        assert _handshake(conn, "SCRAM-SHA-256").error_code == 34  # ILLEGAL_SASL_STATE
+        assert sasl_handshake(conn, "SCRAM-SHA-256").error_code == 34  # ILLEGAL_SASL_STATE
         assert _works(conn)
     with WireConn(broker.ports["LONG"]) as conn:
         # The longest lifetime the configuration takes is answered (and re-authenticated).
@@ -486,7 +474,7 @@ def test_reauthenticating_keeps_the_connection_and_its_requests(broker: ReauthBr
         corr, shook = parse_response(17, 1, conn.recv_frame())
         assert (corr, shook.error_code) == (102, 0)
         client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "bob", "bob-secret")
-        first = _authenticate(conn, client.first_message())
+        first = sasl_authenticate(conn, client.first_message())
         # The last token and a Metadata behind it: both answered, in order.
         conn.send(
             request_frame(
@@ -495,7 +483,7 @@ def test_reauthenticating_keeps_the_connection_and_its_requests(broker: ReauthBr
                 201,
                 SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes)),
             )
-            + request_frame(3, 12, 202, _metadata())
+            + request_frame(3, 12, 202, metadata_request())
         )
         corr, final = parse_response(36, 2, conn.recv_frame())
         assert (corr, final.error_code, final.session_lifetime) == (201, 0, _lifetime(SLOW_MS))
@@ -508,7 +496,7 @@ def test_reauthenticating_keeps_the_connection_and_its_requests(broker: ReauthBr
         assert _works(conn)
         # The second session ends too.
         _sleep_until(reauthenticated + lifetime + 0.3)
-        conn.send(request_frame(3, 12, 301, _metadata()))
+        conn.send(request_frame(3, 12, 301, metadata_request()))
         conn.expect_closed()
     assert broker.reauthentications("success", "SLOW") == successes + 1
 
@@ -528,9 +516,9 @@ def test_a_large_request_pipelined_behind_the_last_token_is_answered(
     successes = broker.reauthentications("success", "SLOW")
     with WireConn(broker.ports["SLOW"]) as conn:
         assert _scram(conn, "bob").error_code == 0
-        assert _handshake(conn, "SCRAM-SHA-256").error_code == 0
+        assert sasl_handshake(conn, "SCRAM-SHA-256").error_code == 0
         client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "bob", "bob-secret")
-        first = _authenticate(conn, client.first_message())
+        first = sasl_authenticate(conn, client.first_message())
         last = SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes))
         conn.send(request_frame(36, 2, 201, last) + produce)
         corr, final = parse_response(36, 2, conn.recv_frame())
@@ -609,7 +597,7 @@ def test_reauthentication_must_keep_the_principal_and_the_mechanism(
     with WireConn(broker.port) as conn:
         # SaslHandshake v0: another user's bare token is not answered (v0 cannot say why).
         assert _plain(conn, "alice", "alice-secret").error_code == 0
-        assert _handshake(conn, "PLAIN", version=0).error_code == 0
+        assert sasl_handshake(conn, "PLAIN", version=0).error_code == 0
         token = plain_client_token("carol", "carol-secret")
         sent = time.monotonic()
         conn.send(struct.pack(">i", len(token)) + token)
@@ -617,7 +605,7 @@ def test_reauthentication_must_keep_the_principal_and_the_mechanism(
     with WireConn(broker.port) as conn:
         _scram(conn, "bob")
         # Another enabled mechanism: the handshake is answered, the next token is not.
-        shook = _handshake(conn, "SCRAM-SHA-512")
+        shook = sasl_handshake(conn, "SCRAM-SHA-512")
         assert (shook.error_code, shook.mechanisms) == (
             0,
             ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"),
@@ -649,11 +637,11 @@ def test_an_expired_session_is_closed_at_its_next_request(broker: ReauthBroker) 
     ):
         assert _scram(v2, "bob").error_code == 0
         # SaslAuthenticate v0 has no lifetime field; the session ends all the same (Kafka).
-        assert _handshake(v0, "PLAIN").error_code == 0
+        assert sasl_handshake(v0, "PLAIN").error_code == 0
         token = plain_client_token("alice", "alice-secret")
         assert v0.request(36, 0, SaslAuthenticateV0(auth_bytes=token)).error_code == 0
         # SaslHandshake v0's bare tokens: likewise.
-        assert _handshake(bare, "PLAIN", version=0).error_code == 0
+        assert sasl_handshake(bare, "PLAIN", version=0).error_code == 0
         bare.send(struct.pack(">i", len(token)) + token)
         assert bare.recv_frame() == b""
         assert _scram(late, "dave").error_code == 0
@@ -662,7 +650,7 @@ def test_an_expired_session_is_closed_at_its_next_request(broker: ReauthBroker) 
             assert _works(conn)
         time.sleep(LIFETIME_MS / 1000 + 0.3)
         for conn in (v2, v0, bare):
-            conn.send(request_frame(3, 12, 77, _metadata()))
+            conn.send(request_frame(3, 12, 77, metadata_request()))
             conn.expect_closed()  # EOF, no answer
         # After expiry a re-authentication is still allowed, as in Kafka.
         assert _scram(late, "dave").session_lifetime == _lifetime(LIFETIME_MS)
@@ -752,13 +740,13 @@ def test_a_request_behind_a_failing_last_token_gets_no_answer(broker: ReauthBrok
     failures = broker.reauthentications("failure")
     with WireConn(broker.port) as conn:
         assert _scram(conn, "bob").error_code == 0
-        assert _handshake(conn, "SCRAM-SHA-256").error_code == 0
+        assert sasl_handshake(conn, "SCRAM-SHA-256").error_code == 0
         client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "bob", "not-bobs")
-        first = _authenticate(conn, client.first_message())
+        first = sasl_authenticate(conn, client.first_message())
         assert first.error_code == 0
         last = SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes))
         sent = time.monotonic()
-        conn.send(request_frame(36, 2, 201, last) + request_frame(3, 12, 202, _metadata()))
+        conn.send(request_frame(36, 2, 201, last) + request_frame(3, 12, 202, metadata_request()))
         corr, final = parse_response(36, 2, conn.recv_frame())
         assert (corr, final.error_code) == (201, 58)
         _closed_after_the_failed_login_delay(conn, sent)
@@ -772,11 +760,11 @@ def test_sasl_misuse_after_login_never_hurts_the_broker(broker: ReauthBroker) ->
     with WireConn(port) as conn:
         _scram(conn, "bob")
         # SaslAuthenticate without a handshake: answered ILLEGAL_SASL_STATE, connection kept.
-        answer = _authenticate(conn, b"n,,n=bob,r=abc")
+        answer = sasl_authenticate(conn, b"n,,n=bob,r=abc")
         assert answer.error_code == 34
         assert _works(conn)
         # A re-authentication with an unknown mechanism: refused, then closed.
-        shook = _handshake(conn, "GSSAPI")
+        shook = sasl_handshake(conn, "GSSAPI")
         assert shook.error_code == 33  # UNSUPPORTED_SASL_MECHANISM
         conn.expect_closed()
     # Mid re-authentication another request, ApiVersions too (only before a first login):
@@ -789,18 +777,18 @@ def test_sasl_misuse_after_login_never_hurts_the_broker(broker: ReauthBroker) ->
     ):
         with WireConn(port) as conn:
             _scram(conn, "bob")
-            _handshake(conn, "SCRAM-SHA-256")
+            sasl_handshake(conn, "SCRAM-SHA-256")
             sent = time.monotonic()
             assert conn.request(api_key, version, request).error_code == 34
             _closed_after_the_failed_login_delay(conn, sent)
     with WireConn(port) as conn:
         _scram(conn, "bob")
-        _handshake(conn, "SCRAM-SHA-256")
-        assert _authenticate(conn, b"\xff\x00not scram").error_code == 58
+        sasl_handshake(conn, "SCRAM-SHA-256")
+        assert sasl_authenticate(conn, b"\xff\x00not scram").error_code == 58
         conn.expect_closed()
     with WireConn(port) as conn:
         _scram(conn, "bob")
-        _handshake(conn, "SCRAM-SHA-256")
+        sasl_handshake(conn, "SCRAM-SHA-256")
         # Larger than a SASL token may be, mid re-authentication: failed, not answered.
         sent = time.monotonic()
         conn.send(struct.pack(">i", 600_000) + b"\x00" * 600_000)
@@ -819,14 +807,14 @@ def test_sasl_misuse_after_login_never_hurts_the_broker(broker: ReauthBroker) ->
             assert _plain(conn, "alice", "alice-secret").error_code == 0
             reauthenticated = time.monotonic()
             # A second re-authentication within a second: not one (Kafka's limit); kept.
-            shook = _handshake(conn, "PLAIN")
+            shook = sasl_handshake(conn, "PLAIN")
             if shook.error_code == 0 and time.monotonic() - began >= 1.0:
                 continue  # the test stalled: the broker rightly took it for one
             assert shook.error_code == 34
             assert _works(conn)
             # A second after: re-authenticating with SaslHandshake v0's bare tokens.
             _sleep_until(reauthenticated + 1.05)
-            assert _handshake(conn, "PLAIN", version=0).error_code == 0
+            assert sasl_handshake(conn, "PLAIN", version=0).error_code == 0
             token = plain_client_token("alice", "alice-secret")
             conn.send(struct.pack(">i", len(token)) + token)
             assert conn.recv_frame() == b""
