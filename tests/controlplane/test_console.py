@@ -151,7 +151,7 @@ def test_a_tenant_is_served_end_to_end_through_the_console(page: Page, platform:
     page.click("#sign-out")
     expect(page.locator("#sign-in")).to_be_visible()
     assert page.locator("#token").input_value() == ""
-    assert page.locator("tbody tr").count() == 0
+    expect(page.locator("tbody tr")).to_have_count(0)
     assert page.locator("#new-secret").inner_text() == ""
     page.reload()  # nor in the browser's storage: a reload asks for the token again
     expect(page.locator("#sign-in")).to_be_visible()

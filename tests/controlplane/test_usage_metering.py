@@ -48,9 +48,15 @@ def _metered(platform: Platform, cluster_id: str, expected: tuple[int, int]) -> 
             return None
         assert r.status_code == 200, r.text
         total: dict[str, Any] = r.json()["total"]
+        seen.append(total)
         return total if (total["bytes_in"], total["bytes_out"]) == expected else None
 
-    return platform.until(caught_up, 30, f"usage of {cluster_id} to reach {expected}")  # type: ignore[no-any-return]
+    seen: list[dict[str, Any]] = []
+    what = f"usage of {cluster_id} to reach {expected} (last read: {{}})"
+    try:
+        return platform.until(caught_up, 30, what)  # type: ignore[no-any-return]
+    except AssertionError as e:
+        raise AssertionError(str(e).replace("{}", str(seen[-1:]), 1)) from None
 
 
 def _produce(bootstrap: str, values: list[bytes]) -> None:

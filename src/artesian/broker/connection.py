@@ -43,6 +43,8 @@ log = logging.getLogger("artesian.connection")
 # requests, ahead of us: the rest waits in the socket, as in Kafka, which reads one request
 # per connection at a time. Requests are handled one by one anyway; a few queued keep the
 # pipeline busy without holding a client's whole window of 1 MiB produce batches in memory.
+# The bound is checked after a read, so a connection may hold the bound plus the frames of
+# that read and one partly received frame (at most socket.request.max.bytes).
 _MAX_QUEUED = 64
 _MAX_QUEUED_BYTES = 8 << 20
 

@@ -836,7 +836,8 @@ class Broker:
             total += size
         if len(self._remote_sizes) > 2 * len(led) + 16:  # forget partitions no longer led
             keep = {(p.topic, p.index) for p in led}
-            self._remote_sizes = {k: v for k, v in self._remote_sizes.items() if k in keep}
+            # list(): another scrape thread may be adding to it meanwhile.
+            self._remote_sizes = {k: v for k, v in list(self._remote_sizes.items()) if k in keep}
         return total
 
     def _remote_below(self, remote: RemotePartition, local_start: int) -> float:

@@ -42,8 +42,14 @@ TENANTS_TOPIC = "_artesian_tenants"
 USAGE_TOPIC = "_artesian_usage"
 # Compacted: the latest document per cluster is the state; a tombstone forgets the cluster.
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
-# The usage ledger is what bills are made from: every record is kept.
-USAGE_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+# The usage ledger is what bills are made from: every record is kept, stamped with the
+# broker's time (a resume looks back by it, whatever the agents' clocks say).
+USAGE_TOPIC_CONFIG = {
+    "cleanup.policy": "delete",
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "message.timestamp.type": "LogAppendTime",
+}
 
 MAX_BROKERS = 20
 MAX_API_KEYS = 100
@@ -480,7 +486,8 @@ class UsageRecord:
     BytesInPerSec and BytesOutPerSec counters), broker-seconds (brokers running times time),
     and byte-seconds of storage (each partition once, remote segments included, times time).
     ``counters`` is where the next interval starts counting. ``seq`` numbers a cluster's
-    records from 1: a reader counts each number once, so a record sent again counts once."""
+    records, increasing: a reader counts each number once, so a record sent again counts
+    once."""
 
     id: str  # the cluster's
     tenant: str
@@ -523,7 +530,7 @@ class UsageRecord:
                 )
                 for c in (_dict(x, "counters") for x in counters)
             ),
-            seq=_int(doc, "seq"),
+            seq=_int(doc, "seq") if "seq" in doc else 1,
         )
         if not CLUSTER_ID.fullmatch(record.id):
             raise DocumentError(f"cluster id {record.id!r} is not lkc- and 6-32 [a-z0-9]")

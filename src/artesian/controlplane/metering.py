@@ -162,7 +162,9 @@ class UsageMeter:
         # While a record waits to be written, its successor's window stays open: one waits at
         # most, and a final record follows only once it is written.
         if due and not pending:
-            seq = self._seq[cluster_id] = self._seq.get(cluster_id, 0) + 1
+            # Increasing, and at least the wall clock's ms: an agent that could not resume
+            # (its cluster's last record lay beyond the horizon) still numbers past the old.
+            seq = self._seq[cluster_id] = max(self._seq.get(cluster_id, 0) + 1, now_ms)
             end_ms = max(window.start_ms, now_ms)  # a wall clock that went back
             pending.append(
                 UsageRecord(

@@ -263,10 +263,10 @@ def latest_by_key(
     end, chunk = high, 1024
     while end > low and not keys <= found.keys():
         start = max(low, end - chunk)
-        newest, earliest_ms = _read_chunk(conf, topic, start, end, decode, keys, timeout)
+        newest, latest_ms = _read_chunk(conf, topic, start, end, decode, keys, timeout)
         found.update({k: v for k, v in newest.items() if k not in found})
-        if earliest_ms is not None and earliest_ms < oldest_ms:
-            break
+        if latest_ms is not None and latest_ms < oldest_ms:
+            break  # even this chunk's newest record is past the horizon
         end, chunk = start, chunk * 2
     return found
 
@@ -280,37 +280,43 @@ def _read_chunk(
     keys: set[str],
     timeout: float,
 ) -> tuple[dict[str, T], int | None]:
-    """The latest document of each key in offsets [start, end), and the earliest record time
+    """The latest document of each key in offsets [start, end), and the latest record time
     seen; a consumer of its own, so nothing fetched for another chunk can end this one."""
     newest: dict[str, T] = {}
-    earliest_ms: int | None = None
+    latest_ms: int | None = None
     consumer = Consumer(conf)
     try:
         consumer.assign([TopicPartition(topic, 0, start)])
-        while True:
-            msg = consumer.poll(timeout)
-            if msg is None:
-                raise StateTopicError(f"{topic} could not be read from offset {start}")
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    break
-                raise StateTopicError(f"reading {topic}: {msg.error()}")
-            if msg.offset() >= end:
-                break
-            _kind, ts = msg.timestamp()
-            if ts > 0 and (earliest_ms is None or ts < earliest_ms):
-                earliest_ms = ts
-            key = (msg.key() or b"").decode(errors="replace")
-            if key not in keys or msg.value() is None:
+        position = start
+        deadline = time.monotonic() + timeout
+        while position < end:
+            # consume() waits its whole timeout unless the batch fills: poll in short steps.
+            batch = consumer.consume(1000, 0.1)
+            if not batch:
+                if time.monotonic() > deadline:
+                    raise StateTopicError(f"{topic} could not be read from offset {position}")
                 continue
-            try:
-                doc = decode(msg.value())
-                if getattr(doc, "id", key) != key:
-                    raise DocumentError(f"document of {getattr(doc, 'id', '?')} under key {key}")
-            except Exception as e:  # an unreadable record: the one before it will do
-                log.warning("skipping %s offset %d: %s", topic, msg.offset(), e)
-                continue
-            newest[key] = doc
+            for msg in batch:
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        return newest, latest_ms
+                    raise StateTopicError(f"reading {topic}: {msg.error()}")
+                position = msg.offset() + 1
+                if msg.offset() >= end:
+                    return newest, latest_ms
+                _kind, ts = msg.timestamp()
+                latest_ms = ts if latest_ms is None else max(latest_ms, ts)
+                key = (msg.key() or b"").decode(errors="replace")
+                if key not in keys or msg.value() is None:
+                    continue
+                try:
+                    doc = decode(msg.value())
+                    if getattr(doc, "id", key) != key:
+                        raise DocumentError(f"document of {getattr(doc, 'id', '?')} under {key}")
+                except Exception as e:  # an unreadable record: the one before it will do
+                    log.warning("skipping %s offset %d: %s", topic, msg.offset(), e)
+                    continue
+                newest[key] = doc
     finally:
         consumer.close()
-    return newest, earliest_ms
+    return newest, latest_ms

@@ -10,17 +10,27 @@ let token = null;
 let selected = null; // the cluster whose detail is shown
 let timer = null;
 let refreshes = 0;
+let session = 0; // bumped at each sign-in and sign-out: answers to an older one are dropped
+let chain = Promise.resolve(); // refreshes run one after another, never two at once
+const armed = new Map(); // a delete button's id -> when its second click stops counting
+const ARMED_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 const path = (...parts) => parts.map(encodeURIComponent).join("/");
 
+class Stale extends Error {}
+
 async function api(method, path, body) {
+  const mine = session;
   const response = await fetch(path, {
     method,
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const answer = await response.json().catch(() => ({}));
+  if (mine !== session) {
+    throw new Stale(); // signed out (or in again) meanwhile: this answer is nobody's now
+  }
   if (!response.ok) {
     let detail = answer.detail ?? response.statusText;
     if (Array.isArray(detail)) {
@@ -55,17 +65,34 @@ function button(td, label, action) {
   td.appendChild(b);
 }
 
-// A button that asks once more before it acts: deleting takes two clicks.
-function confirmButton(td, label, action) {
-  let armed = false;
-  button(td, label, async () => {
-    if (!armed) {
-      armed = true;
-      td.querySelector("button").textContent = `Really ${label.toLowerCase()}?`;
+// A button that asks once more before it acts: deleting takes two clicks within 5 s. The
+// armed state is kept by id, so a table redrawn meanwhile keeps it.
+function confirmButton(td, id, label, action) {
+  const again = `Really ${label.toLowerCase()}?`;
+  const live = () => (armed.get(id) ?? 0) > Date.now();
+  button(td, live() ? again : label, async () => {
+    const b = td.querySelector("button");
+    if (!live()) {
+      armed.set(id, Date.now() + ARMED_MS);
+      b.textContent = again;
+      setTimeout(() => {
+        if (!live()) {
+          b.textContent = label;
+        }
+      }, ARMED_MS + 50);
       return;
     }
+    armed.delete(id);
+    b.disabled = true;
     await action();
   });
+}
+
+// The one way to refresh: queued behind any refresh under way.
+function refreshNow() {
+  const next = chain.then(refresh, refresh);
+  chain = next.catch(() => {});
+  return next;
 }
 
 function fill(tableId, items, render) {
@@ -82,6 +109,9 @@ async function run(action) {
   try {
     await action();
   } catch (error) {
+    if (error instanceof Stale) {
+      return;
+    }
     if (error.status === 401) {
       signOut();
     }
@@ -90,14 +120,22 @@ async function run(action) {
 }
 
 async function signIn(candidate) {
+  session += 1;
   token = candidate;
-  const me = await api("GET", "/v1/whoami");
-  $("token").value = "";
-  $("who").textContent = me.admin ? "signed in as the admin" : `signed in as tenant ${me.tenant}`;
-  document.body.classList.toggle("is-admin", me.admin);
-  say("");
-  refreshes = 0;
-  await refresh();
+  try {
+    const me = await api("GET", "/v1/whoami");
+    $("token").value = "";
+    $("who").textContent = me.admin ? "signed in as the admin" : `signed in as tenant ${me.tenant}`;
+    document.body.classList.toggle("is-admin", me.admin);
+    say("");
+    refreshes = 0;
+    await refreshNow();
+  } catch (error) {
+    if (!(error instanceof Stale)) {
+      signOut();
+    }
+    throw error;
+  }
   $("sign-in").hidden = true;
   $("signed-in").hidden = false;
   $("sign-out").hidden = false;
@@ -108,7 +146,7 @@ async function signIn(candidate) {
 function schedule() {
   clearTimeout(timer);
   timer = setTimeout(async () => {
-    await run(refresh);
+    await run(refreshNow);
     if (token !== null) {
       schedule();
     }
@@ -116,7 +154,9 @@ function schedule() {
 }
 
 function signOut() {
+  session += 1;
   clearTimeout(timer);
+  armed.clear();
   token = null;
   selected = null;
   $("token").value = "";
@@ -151,10 +191,10 @@ async function refresh() {
     cell(row, status.bootstrap || "-");
     const actions = cell(row, "");
     if (!c.spec.deleted) {
-      confirmButton(actions, "Delete", async () => {
+      confirmButton(actions, `cluster:${c.id}`, "Delete", async () => {
         await api("DELETE", `/v1/clusters/${path(c.id)}`);
         say(`cluster ${c.id} is being deleted`);
-        await refresh();
+        await refreshNow();
       });
     }
     row.addEventListener("click", () => run(() => select(c.id)));
@@ -220,13 +260,14 @@ async function select(clusterId) {
 }
 
 async function refreshKeys() {
-  const { api_keys: keys } = await api("GET", `/v1/clusters/${path(selected)}/api-keys`);
+  const cluster = selected;
+  const { api_keys: keys } = await api("GET", `/v1/clusters/${path(cluster)}/api-keys`);
   fill("api-keys", keys, (row, k) => {
     cell(row, k.key);
     cell(row, k.resource_prefix || "(all)");
     cell(row, k.description);
-    confirmButton(cell(row, ""), "Delete", async () => {
-      await api("DELETE", `/v1/clusters/${path(selected, "api-keys", k.key)}`);
+    confirmButton(cell(row, ""), `key:${cluster}:${k.key}`, "Delete", async () => {
+      await api("DELETE", `/v1/clusters/${path(cluster, "api-keys", k.key)}`);
       say(`API key ${k.key} deleted`);
       await refreshKeys();
     });
@@ -253,11 +294,11 @@ document.addEventListener("DOMContentLoaded", () => {
   onSubmit("sign-in-form", () => signIn($("token").value.trim()));
   $("sign-out").addEventListener("click", signOut);
   onSubmit("create-cluster", async () => {
-    const body = {
-      name: $("cluster-name").value.trim(),
-      brokers: whole("cluster-brokers"),
-      cell: $("cluster-cell").value.trim() || "local",
-    };
+    const body = { name: $("cluster-name").value.trim(), brokers: whole("cluster-brokers") };
+    const cellName = $("cluster-cell").value.trim();
+    if (cellName) {
+      body.cell = cellName; // else the API's default
+    }
     const tenant = $("cluster-tenant").value.trim();
     if (tenant && document.body.classList.contains("is-admin")) {
       body.tenant = tenant;
@@ -265,14 +306,14 @@ document.addEventListener("DOMContentLoaded", () => {
     const c = await api("POST", "/v1/clusters", body);
     say(`created cluster ${c.id}`);
     $("cluster-name").value = "";
-    await refresh();
+    await refreshNow();
   });
   onSubmit("resize", async () => {
     const c = await api("PATCH", `/v1/clusters/${path(selected)}`, {
       brokers: whole("resize-brokers"),
     });
     say(`cluster ${c.id} is at generation ${c.spec.generation}`);
-    await refresh();
+    await refreshNow();
   });
   onSubmit("create-key", async () => {
     const prefix = $("key-prefix").value.trim();
@@ -294,6 +335,6 @@ document.addEventListener("DOMContentLoaded", () => {
     $("new-token").textContent =
       `tenant ${t.id}\ntoken ${t.token}\nSave the token now: it cannot be shown again.`;
     $("new-token").hidden = false;
-    await refresh();
+    await refreshNow();
   });
 });
