@@ -20,10 +20,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
-    ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialDeletion,
-    UserScramCredentialUpsertion,
 )
 from kio.schema.alter_user_scram_credentials.v0 import request as alter_scram
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
@@ -42,6 +40,7 @@ from tests.kafka_wire import (
     sasl_authenticate,
     sasl_handshake,
 )
+from tests.security.scram_users import upsert_scram_user
 from tests.tls_certs import Certificates, make_certificates
 
 PLAIN_JAAS = (
@@ -85,14 +84,6 @@ class SecuredBroker:
         return conf
 
 
-def _upsert(admin: AdminClient, user: str, password: str, mechanism: ScramMechanism) -> None:
-    upsertion = UserScramCredentialUpsertion(
-        user, ScramCredentialInfo(mechanism, 8192), password.encode()
-    )
-    for future in admin.alter_user_scram_credentials([upsertion]).values():
-        assert future.result() is None
-
-
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
     root = tmp_path_factory.mktemp("secured")
@@ -120,7 +111,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
         admin = AdminClient({"bootstrap.servers": proc.bootstrap})
         for user, password in SCRAM_USERS.items():
             for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
-                _upsert(admin, user, password, mechanism)
+                upsert_scram_user(admin, user, password, mechanism)
         yield SecuredBroker(proc, ports, certs)
     finally:
         code = proc.stop()
@@ -497,7 +488,7 @@ def test_credentials_survive_a_restart_and_a_deleted_one_stops_working(
     proc.start()
     try:
         admin = AdminClient({"bootstrap.servers": proc.bootstrap})
-        _upsert(admin, "gina", "gina-secret", ScramMechanism.SCRAM_SHA_256)
+        upsert_scram_user(admin, "gina", "gina-secret", ScramMechanism.SCRAM_SHA_256)
         proc.stop()
         proc.start()
         conf = {

@@ -20,10 +20,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import (
     AdminClient,
-    ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialDeletion,
-    UserScramCredentialUpsertion,
 )
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.list_groups.v4.request import ListGroupsRequest
@@ -60,6 +58,7 @@ from tests.kafka_wire import (
     sasl_authenticate,
     sasl_handshake,
 )
+from tests.security.scram_users import upsert_scram_user
 from tests.storage.batches import make_batch
 
 LIFETIME_MS = 2000  # connections.max.reauth.ms
@@ -345,14 +344,6 @@ class ReauthBroker:
         return AdminClient({"bootstrap.servers": self.proc.bootstrap})
 
 
-def _upsert(admin: AdminClient, user: str, password: str) -> None:
-    upsertion = UserScramCredentialUpsertion(
-        user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192), password.encode()
-    )
-    for future in admin.alter_user_scram_credentials([upsertion]).values():
-        assert future.result() is None
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReauthBroker]:
     root = tmp_path_factory.mktemp("reauth")
@@ -388,11 +379,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReauthBroker]:
         admin = AdminClient({"bootstrap.servers": proc.bootstrap})
         for user, password in SCRAM_USERS.items():
             for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
-                upsertion = UserScramCredentialUpsertion(
-                    user, ScramCredentialInfo(mechanism, 8192), password.encode()
-                )
-                for future in admin.alter_user_scram_credentials([upsertion]).values():
-                    assert future.result() is None
+                upsert_scram_user(admin, user, password, mechanism)
         yield ReauthBroker(proc, ports, metrics_port)
     finally:
         code = proc.stop()
@@ -705,8 +692,8 @@ def _until_login_fails(broker: ReauthBroker, user: str, password: str) -> None:
 
 def test_a_deleted_or_changed_credential_fails_reauthentication(broker: ReauthBroker) -> None:
     admin = broker.admin()
-    _upsert(admin, "erin", "erin-secret")
-    _upsert(admin, "fred", "fred-old")
+    upsert_scram_user(admin, "erin", "erin-secret")
+    upsert_scram_user(admin, "fred", "fred-old")
     failures = broker.reauthentications("failure", "LONG")
     # Sessions of 30 s: the change takes effect at the re-authentication, not at expiry.
     with WireConn(broker.ports["LONG"]) as erin, WireConn(broker.ports["LONG"]) as fred:
@@ -715,7 +702,7 @@ def test_a_deleted_or_changed_credential_fails_reauthentication(broker: ReauthBr
         deletion = UserScramCredentialDeletion("erin", ScramMechanism.SCRAM_SHA_256)
         for future in admin.alter_user_scram_credentials([deletion]).values():
             assert future.result() is None
-        _upsert(admin, "fred", "fred-new")
+        upsert_scram_user(admin, "fred", "fred-new")
         _until_login_fails(broker, "erin", "erin-secret")
         _until_login_fails(broker, "fred", "fred-old")
         assert _works(erin) and _works(fred)  # logged in until the session ends
@@ -901,7 +888,7 @@ def _metadata_fields() -> dict[str, Any]:
 def test_librdkafka_reauthenticates_and_keeps_producing_and_consuming(
     broker: ReauthBroker,
 ) -> None:
-    _upsert(broker.admin(), "gwen", "gwen-secret")
+    upsert_scram_user(broker.admin(), "gwen", "gwen-secret")
     topic = "reauth-librdkafka"
     listener = "SLOW"
     conf = broker.conf("gwen", "gwen-secret", listener=listener)
@@ -956,7 +943,7 @@ def test_librdkafka_reauthenticates_and_keeps_producing_and_consuming(
 
 
 def test_a_deleted_users_librdkafka_client_is_cut_off(broker: ReauthBroker) -> None:
-    _upsert(broker.admin(), "hana", "hana-secret")
+    upsert_scram_user(broker.admin(), "hana", "hana-secret")
     mark = broker.proc.log_mark()
     topic = "reauth-deleted"
     client_errors: list[Any] = []

@@ -300,6 +300,22 @@ def show_answer(doc: Any, as_json: bool, text: Callable[[Any], Any]) -> None:
         out.print(text(doc))
 
 
+def call_and_show(
+    api: str,
+    token: str | None,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    as_json: bool,
+    text: Callable[[Any], Any],
+) -> None:
+    """One API request, and its answer shown (``show_answer``); errors as ``call_api``."""
+    with reporting(""):
+        doc = call_api(api, token, method, path, body)
+    show_answer(doc, as_json, text)
+
+
 def _row(c: dict[str, Any]) -> tuple[Any, ...]:
     spec, status = c["spec"], c["status"] or {}
     live = sum(b["live"] for b in status.get("brokers", []))
@@ -326,9 +342,14 @@ def list_clusters(
     as_json: JsonOpt = False,
 ) -> None:
     """Every cluster with what its data plane last reported."""
-    with reporting(""):
-        doc = call_api(api, token, "GET", "/v1/clusters")
-    show_answer(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(c) for c in doc["clusters"]]))
+    call_and_show(
+        api,
+        token,
+        "GET",
+        "/v1/clusters",
+        as_json=as_json,
+        text=lambda doc: table(None, _COLUMNS, [_row(c) for c in doc["clusters"]]),
+    )
 
 
 @clusters_app.command("describe")
@@ -339,9 +360,14 @@ def describe_cluster(
     as_json: JsonOpt = False,
 ) -> None:
     """One cluster: its spec and its last report."""
-    with reporting(""):
-        doc = call_api(api, token, "GET", f"/v1/clusters/{cluster}")
-    show_answer(doc, as_json, lambda doc: table(None, _COLUMNS, [_row(doc)]))
+    call_and_show(
+        api,
+        token,
+        "GET",
+        f"/v1/clusters/{cluster}",
+        as_json=as_json,
+        text=lambda doc: table(None, _COLUMNS, [_row(doc)]),
+    )
 
 
 @clusters_app.command("create")
@@ -426,9 +452,14 @@ def delete_cluster(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a cluster: its data plane stops its brokers and removes its data."""
-    with reporting(""):
-        doc = call_api(api, token, "DELETE", f"/v1/clusters/{cluster}")
-    show_answer(doc, as_json, lambda doc: f"cluster {cluster} is being deleted")
+    call_and_show(
+        api,
+        token,
+        "DELETE",
+        f"/v1/clusters/{cluster}",
+        as_json=as_json,
+        text=lambda doc: f"cluster {cluster} is being deleted",
+    )
 
 
 # --- `artesian api-keys ...` -------------------------------------------------------------
@@ -497,9 +528,14 @@ def delete_api_key(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API key: new logins with it fail once the cluster applies the change."""
-    with reporting(""):
-        doc = call_api(api, token, "DELETE", f"/v1/clusters/{cluster}/api-keys/{key}")
-    show_answer(doc, as_json, lambda doc: f"API key {key} deleted (generation {doc['generation']})")
+    call_and_show(
+        api,
+        token,
+        "DELETE",
+        f"/v1/clusters/{cluster}/api-keys/{key}",
+        as_json=as_json,
+        text=lambda doc: f"API key {key} deleted (generation {doc['generation']})",
+    )
 
 
 def _autoscale(text: str) -> dict[str, int]:

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import typer
 
 from artesian.cli.common import JsonOpt, fail, make_app, reporting, table
-from artesian.cli.controlplane import ApiOpt, TokenOpt, call_api, show_answer
+from artesian.cli.controlplane import ApiOpt, TokenOpt, call_and_show, call_api, show_answer
 
 tenants_app = make_app(
     "Tenants on the control plane: accounts that own clusters, with quotas (how many clusters, "
@@ -58,9 +58,15 @@ def create_tenant(
 ) -> None:
     """Create a tenant (the admin's); its first API token is shown now and never again."""
     body = {"name": name, "max_clusters": max_clusters, "max_brokers": max_brokers}
-    with reporting(""):
-        doc = call_api(api, token, "POST", "/v1/tenants", body)
-    show_answer(doc, as_json, lambda d: f"created tenant {d['id']} ({name})\n" + _token_text(d))
+    call_and_show(
+        api,
+        token,
+        "POST",
+        "/v1/tenants",
+        body,
+        as_json=as_json,
+        text=lambda d: f"created tenant {d['id']} ({name})\n" + _token_text(d),
+    )
 
 
 @tenants_app.command("list")
@@ -68,9 +74,14 @@ def list_tenants(
     api: ApiOpt = "http://127.0.0.1:8080", token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Every tenant (the admin), or your own (a tenant)."""
-    with reporting(""):
-        doc = call_api(api, token, "GET", "/v1/tenants")
-    show_answer(doc, as_json, lambda d: table(None, _COLUMNS, [_row(t) for t in d["tenants"]]))
+    call_and_show(
+        api,
+        token,
+        "GET",
+        "/v1/tenants",
+        as_json=as_json,
+        text=lambda d: table(None, _COLUMNS, [_row(t) for t in d["tenants"]]),
+    )
 
 
 @tenants_app.command("whoami")
@@ -78,9 +89,14 @@ def whoami(
     api: ApiOpt = "http://127.0.0.1:8080", token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Who the token stands for: the admin, or a tenant (its id)."""
-    with reporting(""):
-        doc = call_api(api, token, "GET", "/v1/whoami")
-    show_answer(doc, as_json, lambda d: "the admin" if d["admin"] else f"tenant {d['tenant']}")
+    call_and_show(
+        api,
+        token,
+        "GET",
+        "/v1/whoami",
+        as_json=as_json,
+        text=lambda d: "the admin" if d["admin"] else f"tenant {d['tenant']}",
+    )
 
 
 @tenants_app.command("update")
@@ -114,9 +130,14 @@ def delete_tenant(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a tenant and its tokens (the admin's), once it has no cluster left."""
-    with reporting(""):
-        doc = call_api(api, token, "DELETE", f"/v1/tenants/{tenant}")
-    show_answer(doc, as_json, lambda d: f"tenant {tenant} deleted")
+    call_and_show(
+        api,
+        token,
+        "DELETE",
+        f"/v1/tenants/{tenant}",
+        as_json=as_json,
+        text=lambda d: f"tenant {tenant} deleted",
+    )
 
 
 @tokens_app.command("create")
@@ -128,11 +149,15 @@ def create_token(
     as_json: JsonOpt = False,
 ) -> None:
     """A new API token for the tenant, shown now and never again."""
-    with reporting(""):
-        doc = call_api(
-            api, token, "POST", f"/v1/tenants/{tenant}/tokens", {"description": description}
-        )
-    show_answer(doc, as_json, _token_text)
+    call_and_show(
+        api,
+        token,
+        "POST",
+        f"/v1/tenants/{tenant}/tokens",
+        {"description": description},
+        as_json=as_json,
+        text=_token_text,
+    )
 
 
 @tokens_app.command("list")
@@ -158,9 +183,14 @@ def delete_token(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a token: calls with it are refused (401) from now on."""
-    with reporting(""):
-        doc = call_api(api, token, "DELETE", f"/v1/tenants/{tenant}/tokens/{token_id}")
-    show_answer(doc, as_json, lambda d: f"token {token_id} of tenant {tenant} deleted")
+    call_and_show(
+        api,
+        token,
+        "DELETE",
+        f"/v1/tenants/{tenant}/tokens/{token_id}",
+        as_json=as_json,
+        text=lambda d: f"token {token_id} of tenant {tenant} deleted",
+    )
 
 
 def usage(

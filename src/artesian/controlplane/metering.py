@@ -114,19 +114,6 @@ class UsageMeter:
         used = window.used
         baseline = self._baselines.setdefault(cluster_id, {})
 
-        answered = 0
-        for node, sample in samples.items():
-            if sample is None:
-                continue
-            answered += 1
-            before = baseline.get(node)
-            steady = before is not None and before.started == sample.started
-            if steady and known is not None and known[1] is not None:
-                used.broker_seconds += elapsed
-                continue
-            # New, restarted, or counted across the agent's absence: no longer than it ran.
-            used.broker_seconds += min(elapsed, max(0.0, now_ms / 1000 - sample.started))
-        used.broker_seconds += max(0, running_brokers - answered) * elapsed
         # A broker that did not answer stores what it stored at its last answer.
         storage = sum(
             s.storage_bytes if s is not None else getattr(baseline.get(n), "storage_bytes", 0)
@@ -134,12 +121,20 @@ class UsageMeter:
         )
         used.storage_byte_seconds += storage * elapsed
 
+        answered = 0
         for node, sample in samples.items():
             if sample is None:
                 continue  # not answering: its traffic counts at its next answer
+            answered += 1
             before = baseline.get(node)
-            if before is not None and (
-                before.started == sample.started
+            steady = before is not None and before.started == sample.started
+            if steady and known is not None and known[1] is not None:
+                used.broker_seconds += elapsed
+            else:  # new, restarted, or across the agent's absence: no longer than it ran
+                used.broker_seconds += min(elapsed, max(0.0, now_ms / 1000 - sample.started))
+            if (
+                before is not None
+                and steady
                 and sample.bytes_in >= before.bytes_in
                 and sample.bytes_out >= before.bytes_out
             ):
@@ -154,6 +149,7 @@ class UsageMeter:
             baseline[node] = BrokerCounters(
                 node, sample.started, sample.bytes_in, sample.bytes_out, sample.storage_bytes
             )
+        used.broker_seconds += max(0, running_brokers - answered) * elapsed
         for node in set(baseline) - set(samples):
             del baseline[node]  # removed from the cluster
 
