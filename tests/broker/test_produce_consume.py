@@ -398,8 +398,12 @@ def test_round_trip_every_codec(sb: BrokerProcess, client: str, codec: str) -> N
     got = CONSUMERS[client](sb, topic, len(recs))
     assert by_partition(got) == by_partition(recs)
     # compression.type=producer (the default): batches are stored as the producer sent them.
-    for p in range(PARTITIONS):
-        assert stored_codecs(sb, topic, p) == {CODEC_ID[codec]}
+    # librdkafka sends a batch uncompressed when compressing would grow it, which a small batch
+    # (a linger.ms window that caught one short record) can do; the others always compress.
+    allowed = {CODEC_ID[codec], 0} if client == "confluent" else {CODEC_ID[codec]}
+    stored = [stored_codecs(sb, topic, p) for p in range(PARTITIONS)]
+    assert all(codecs and codecs <= allowed for codecs in stored), stored
+    assert CODEC_ID[codec] in set().union(*stored), stored
 
 
 @pytest.mark.parametrize("consumer", CLIENTS)
