@@ -42,14 +42,16 @@ class Cluster:
         size: int,
         settings: dict[str, str] | None = None,
         store_url: str | None = None,
+        node_settings: dict[int, dict[str, str]] | None = None,
     ) -> None:
+        """``node_settings``: one broker's own settings (its broker.rack, say), by node id."""
         self.root = root
         self.store_url = store_url or f"sqlite:///{root}/metadata.db"
         self.settings = settings or {}
         self.metrics_ports: dict[int, int] = {}
         self.brokers: dict[int, BrokerProcess] = {}
         for i in range(1, size + 1):
-            self._new_broker(i)
+            self._new_broker(i, **(node_settings or {}).get(i, {}))
 
     def _new_broker(self, node: int, **extra: str) -> BrokerProcess:
         self.metrics_ports[node] = free_port()

@@ -837,6 +837,58 @@ def test_read_of_a_partition_never_listed_loads_it_first(tmp_path: Path) -> None
     run(scenario())
 
 
+def test_a_follower_reads_the_leaders_copies_and_leaves_them_and_its_log_alone(
+    tmp_path: Path,
+) -> None:
+    """KIP-392 on a tiered partition: a follower serving a consumer below its local log
+    lists the leader's copies read-only. An unfinished copy (the leader's, in progress) is
+    not deleted as an orphan, an empty local log is not moved past the remote one, and the
+    partition is not taken for one this broker leads. A segment the leader's retention
+    deleted since the listing fails one read, then the listing is taken again."""
+    remote = tmp_path / "remote"
+    unfinished = f"{PREFIX}/{24:020d}-{uuid.UUID(int=7)}.log"
+
+    async def scenario() -> None:
+        leader_log, _, batches = await copied(tmp_path)
+        (remote / unfinished).write_bytes(b"being copied")
+        follower_log = open_log(tmp_path / "follower" / "t-0", config())
+        rlm = RemoteLogManager(
+            RemoteStorageManager.from_url(remote.as_uri()),
+            RemoteLogManagerConfig(broker_id=2),
+            BrokerMetrics(),
+            lambda: [],
+            lambda: [(TOPIC, 0, TOPIC_ID, follower_log)],
+        )
+        st = rlm.followed_state_for(TOPIC, 0, TOPIC_ID, follower_log)
+        res = await rlm.read_as_follower(st, 7, 1 << 20, True, False)
+        assert res.records == b"".join(batches[3:6])
+        assert (remote / unfinished).exists()
+        assert (follower_log.log_start_offset, follower_log.log_end_offset) == (0, 0)
+        assert rlm.partition(TOPIC, 0) is None
+        assert rlm.followed_state_for(TOPIC, 0, TOPIC_ID, follower_log) is st
+
+        # The leader's retention deletes segment 0 and moves the log start past it.
+        for path in remote.glob(f"{PREFIX}/{0:020d}-*"):
+            path.unlink()
+        with pytest.raises(FileNotFoundError):
+            await rlm.read_as_follower(st, 1, 1 << 20, True, False)
+        follower_log.maybe_increment_log_start_offset(6, NOW)
+        with pytest.raises(OffsetOutOfRangeError):
+            await rlm.read_as_follower(st, 1, 1 << 20, True, False)
+        assert starts(st) == [(6, 11), (12, 17), (18, 23)]
+        res = await rlm.read_as_follower(st, 13, 1 << 20, True, False)
+        assert res.records == b"".join(batches[6:9])
+
+        # Once this broker no longer follows it, the listing is dropped.
+        rlm._followed = lambda: []
+        await rlm.run_once()
+        assert rlm.followed_state_for(TOPIC, 0, TOPIC_ID, follower_log) is not st
+        follower_log.close()
+        leader_log.close()
+
+    run(scenario())
+
+
 def test_metadata_object_names(tmp_path: Path) -> None:
     async def scenario() -> None:
         log, rlm, _ = await copied(tmp_path)

@@ -86,10 +86,15 @@ class FetchContext:
     error: ErrorCode = ErrorCode.none
     by_id: bool = False
     response_session_id: int = INVALID_SESSION_ID
-    from_follower: bool = False  # a replica's fetch: replication bytes, not a client's
+    # A replica's fetch (its broker id; -1 for clients): replication bytes, not a client's.
+    replica_id: int = -1
     # A consumer under a consumer_byte_rate: the most its response may carry, and the
     # response is checked against the quota before it is sent. None: no quota applies.
     quota_max_bytes: int | None = None
+
+    @property
+    def from_follower(self) -> bool:
+        return self.replica_id >= 0
 
 
 @dataclass

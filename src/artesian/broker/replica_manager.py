@@ -41,6 +41,9 @@ class FollowerState:
     last_caught_up_ms: int = 0
     last_fetch_ms: int = 0
     last_fetch_leader_log_end_offset: int = -1
+    # The high watermark its last fetch response carried: a fetch that would tell it a newer
+    # one is answered at once (KIP-392's high watermark propagation).
+    sent_high_watermark: int = -1
 
 
 @dataclass(slots=True, eq=False)
@@ -324,6 +327,14 @@ class ReplicaManager:
                 else:
                     still.append((offset, fut))
             p.hw_waiters = still
+
+    def update_follower_high_watermark(self, p: Partition, leader_high_watermark: int) -> None:
+        """A follower's high watermark is its leader's, as far as its own log reaches.
+        Consumers reading from this follower (KIP-392) wait for it to move."""
+        old = p.log.high_watermark
+        p.log.high_watermark = min(leader_high_watermark, p.log.log_end_offset)
+        if p.log.high_watermark > old:
+            self.purgatory.wake((p.topic, p.index))
 
     async def wait_for_high_watermark(
         self, p: Partition, offset: int, timeout_s: float, leader_epoch: int

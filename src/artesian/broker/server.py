@@ -163,6 +163,9 @@ class Broker:
         # Brokers whose sessions in the metadata store are open (KRaft's unfenced brokers),
         # as of the last heartbeat round; the lowest id among them acts as the controller.
         self.live_brokers: frozenset[int] = frozenset()
+        # KIP-392: the selector that may point consumers to followers (None: the leader).
+        selector = self.config.get("replica.selector.class")
+        self.replica_selector: str | None = str(selector) if selector else None
         self._skipped_dynamic: list[str] = []  # dynamic configs last found unusable
         self._warned_unclean: set[tuple[str, str]] = set()
         # The data directory's id (meta.properties' directory.id, as KRaft's): a session in
@@ -1032,6 +1035,11 @@ class Broker:
                 "metadata store: give each broker its own node.id (--set node.id=N)"
             )
         return frozenset(store.live_brokers() | {self.node_id})
+
+    def rack_of(self, node: int) -> str | None:
+        """The broker.rack a broker registered with (None: none, or unknown)."""
+        b = self.image.brokers.get(node)
+        return b.rack if b is not None else None
 
     def _current_live_brokers(self) -> frozenset[int]:
         """For placing new replicas: brokers that joined since the last round count too."""

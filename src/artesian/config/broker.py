@@ -61,6 +61,9 @@ _GE1 = Range.at_least(1)
 # connections.max.reauth.ms at most: Kafka turns it into nanoseconds in a long.
 MAX_REAUTH_MS = 9_223_372_036_854
 _UNUSED = " Accepted for compatibility; Artesian does not use it."
+# replica.selector.class values (KIP-392), by Kafka's class names.
+RACK_AWARE_REPLICA_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+LEADER_SELECTOR = "org.apache.kafka.common.replica.LeaderSelector"
 
 
 def _k(
@@ -848,6 +851,16 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE0,
         ),
         _k("broker.rack", _S, None, "Rack of this broker: replicas spread across racks."),
+        _k(
+            "replica.selector.class",
+            _S,
+            None,
+            "Where consumers read (KIP-392). Unset or "
+            "org.apache.kafka.common.replica.LeaderSelector: the leader. "
+            "org.apache.kafka.common.replica.RackAwareReplicaSelector: an in-sync replica in "
+            "the consumer's client.rack.",
+            ValidString((RACK_AWARE_REPLICA_SELECTOR, LEADER_SELECTOR)),
+        ),
         # Self-Balancing (Confluent's confluent.balancer.* settings, under our prefix).
         _k(
             "artesian.balancer.enable",

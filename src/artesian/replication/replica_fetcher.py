@@ -536,8 +536,7 @@ class ReplicaFetcher:
                 return
             if nbytes:
                 self.replica_manager.appended(p, nbytes, 0, replicated=True)
-        # A follower's high watermark is the leader's, as far as its own log reaches.
-        plog.high_watermark = min(r.high_watermark, plog.log_end_offset)
+        self.replica_manager.update_follower_high_watermark(p, r.high_watermark)
         if r.log_start_offset > plog.log_start_offset:
             plog.maybe_increment_log_start_offset(r.log_start_offset, now_ms)
 

@@ -108,6 +108,8 @@ class RemoteLogManager:
         self._led = partitions
         self._followed = followed
         self._partitions: dict[tuple[str, int], RemotePartition] = {}
+        # Followed partitions that consumers read below the local log (KIP-392).
+        self._followed_reads: dict[tuple[str, int], RemotePartition] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Partitions of deleted topics, by topic id: a round that started before the deletion
         # must not copy into their prefix again.
@@ -125,11 +127,25 @@ class RemoteLogManager:
             st = self._partitions[(topic, index)] = RemotePartition(topic, index, topic_id, plog)
         return st
 
+    def followed_state_for(
+        self, topic: str, index: int, topic_id: uuid.UUID, plog: Log
+    ) -> RemotePartition:
+        """A followed partition's remote segments, for consumers that read from this follower
+        (KIP-392). Kept apart from the led partitions': a follower only lists them, since
+        deleting unfinished copies and reshaping the local log are the leader's to do."""
+        st = self._followed_reads.get((topic, index))
+        if st is None or st.topic_id != topic_id or st.log is not plog:
+            st = self._followed_reads[(topic, index)] = RemotePartition(
+                topic, index, topic_id, plog
+            )
+        return st
+
     def stop_partitions(self, topic: str, topic_id: uuid.UUID, partitions: Iterable[int]) -> None:
         """The topic was deleted: forget its partitions and delete their remote objects in the
         background, as Kafka's stopPartitions(delete=true) does."""
         for index in partitions:
             self._stopped.add((topic_id, index))
+            self._followed_reads.pop((topic, index), None)
             st = self._partitions.pop((topic, index), None)
             if st is not None:
                 for meta in st.segments:
@@ -247,7 +263,11 @@ class RemoteLogManager:
                     continue  # deleted while we waited for the lock
                 await self._run_partition(st)
 
-        for topic, index, topic_id, plog in list(self._followed()):
+        followed = list(self._followed())
+        still = {(t, i) for t, i, _, _ in followed}
+        for key in [k for k in self._followed_reads if k not in still]:
+            del self._followed_reads[key]
+        for topic, index, topic_id, plog in followed:
             if plog.remote_log_enabled:
                 await self._follow(topic, index, topic_id, plog)
 
@@ -478,6 +498,39 @@ class RemoteLogManager:
         if not st.loaded:
             async with st.lock:
                 await self._ensure_loaded(st)
+        return await self._read_loaded(st, fetch_offset, max_bytes, min_one_message, read_committed)
+
+    async def read_as_follower(
+        self,
+        st: RemotePartition,
+        fetch_offset: int,
+        max_bytes: int,
+        min_one_message: bool,
+        read_committed: bool,
+    ) -> RemoteFetchResult:
+        """``read`` for a consumer of a followed partition (``followed_state_for``): the
+        leader's copies are listed again whenever the listing held here lacks the offset or
+        names an object the leader's retention has deleted since."""
+        if not st.loaded or st.segment_for(fetch_offset) is None:
+            async with st.lock:
+                st.segments, _unfinished = await self.rsm.list_segments(st.prefix)
+                st.loaded = True
+        try:
+            return await self._read_loaded(
+                st, fetch_offset, max_bytes, min_one_message, read_committed
+            )
+        except FileNotFoundError:
+            st.loaded = False
+            raise
+
+    async def _read_loaded(
+        self,
+        st: RemotePartition,
+        fetch_offset: int,
+        max_bytes: int,
+        min_one_message: bool,
+        read_committed: bool,
+    ) -> RemoteFetchResult:
         if self.fetch_quota.throttle_seconds() > 0:
             # Over remote.log.manager.fetch.max.bytes.per.second: Kafka skips the remote read
             # and the fetch answers without records; the client asks again.

@@ -9,6 +9,13 @@ An offset below a tiered partition's local log is read from the object store (Ka
 DelayedRemoteFetch): one such partition per request, as Kafka does, and the response waits for
 it up to remote.fetch.max.wait.ms instead of long-polling.
 
+From v11 a consumer may read from a follower (KIP-392): with ``replica.selector.class`` set to
+the rack-aware selector, the leader points a consumer that names its rack to an in-sync
+replica there (replication/replica_selector.py), and a follower serves v11+ consumers up to
+its own high watermark. With a selector set, a follower's fetch is answered at once when the
+high watermark moved since it was last told, so that reads from followers lag the leader by
+one round trip.
+
 A consumer under a consumer_byte_rate (KIP-13, KIP-219) fetches at most what its quota allows
 at once, and a response the quota cannot take now is not sent: the fetch is answered empty
 with the time to wait, and the connection is muted that long (KafkaApis.handleFetchRequest).
@@ -36,8 +43,10 @@ from artesian.broker.handlers._authz import (
     cluster_authorized,
 )
 from artesian.broker.handlers._quota import fetch_max_bytes, fetch_throttle_ms
+from artesian.broker.purgatory import DelayedFetch
 from artesian.broker.response import RawResponse
 from artesian.protocol.fetch import FetchPartitionResult, FetchTopicResult, encode_fetch_response
+from artesian.replication.replica_selector import preferred_read_replica
 from artesian.storage.errors import OffsetMovedToTieredStorageError
 
 API_KEY = 1
@@ -57,6 +66,7 @@ class RemoteRead:
     max_bytes: int
     min_one_message: bool
     read_committed: bool
+    on_follower: bool  # a consumer reading a followed partition (KIP-392)
 
 
 def _topic_name(image: Any, topic_id: uuid.UUID | None) -> str:
@@ -113,6 +123,12 @@ def _replica_id(request: Any) -> int:
     return int(getattr(request, "replica_id", -1))
 
 
+def _reachable(broker: Any, listener: str, node: int) -> bool:
+    """Whether a consumer on ``listener`` can fetch from ``node`` (live, with that listener)."""
+    b = broker.image.brokers.get(node)
+    return b is not None and node in broker.live_brokers and b.endpoint(listener) is not None
+
+
 def _denied_topics(ctx: Any, request: Any, partitions: list[FetchPartition]) -> set[str]:
     """With an authorizer: the topics to answer TOPIC_AUTHORIZATION_FAILED for. A follower
     (replica id >= 0) needs CLUSTER_ACTION on the cluster, else every partition is refused
@@ -133,8 +149,9 @@ def _read(
     denied: set[str] | None,
     budget: int,
 ) -> ReadOutcome:
-    """Read every partition once. Returns (results, bytes, any error, keys to wait on, the
-    partition to read from tiered storage). ``denied``: topics refused by the authorizer
+    """Read every partition once. Returns (results, bytes, whether to answer without waiting
+    (an error, a preferred read replica, a follower's stale high watermark), keys to wait
+    on, the partition to read from tiered storage). ``denied``: topics refused by the authorizer
     (None without one); they answer TOPIC_AUTHORIZATION_FAILED without records, and do not
     cut a long poll short, as in Kafka, where they never reach the replica manager; nor do
     partitions missing from the metadata (a deleted topic's). ``budget``: the most the
@@ -144,14 +161,21 @@ def _read(
     again. Bytes sent to clients are counted in _respond, once, when they are sent."""
     broker = ctx.broker
     rm = broker.replica_manager
-    by_id = ctx.header.api_version >= 13
+    version = ctx.header.api_version
+    by_id = version >= 13
     # read_committed (v4+): only up to the last stable offset, with the aborted transactions
     # the consumer must skip.
     read_committed = getattr(request, "isolation_level", 0) == 1
     replica_id = _replica_id(request)
-    now_ms = int(time.time() * 1000) if replica_id >= 0 else 0
+    # KIP-392: a consumer that names its rack may be pointed to a follower there.
+    client_rack = (
+        (getattr(request, "rack_id", None) or "")
+        if replica_id < 0 and version >= 11 and broker.replica_selector is not None
+        else ""
+    )
+    now_ms = int(time.time() * 1000) if replica_id >= 0 or client_rack else 0
     total = 0
-    errors = False
+    answer_now = False
     keys: list[tuple[str, int]] = []
     results: list[tuple[FetchPartition, FetchPartitionResult]] = []
     remote: RemoteRead | None = None
@@ -169,7 +193,7 @@ def _read(
             elif rm.in_metadata(fp.topic, fp.partition):
                 # Hosted elsewhere (a reassignment moved it): the client must look again.
                 result.error_code = ErrorCode.not_leader_or_follower
-                errors = True
+                answer_now = True
             else:
                 result.error_code = ErrorCode.unknown_topic_or_partition
             continue
@@ -177,17 +201,18 @@ def _read(
             # The session's topic was deleted and one of the same name created since: the
             # client must not read the new topic's records as the old one's.
             result.error_code = ErrorCode.inconsistent_topic_id
-            errors = True
+            answer_now = True
             continue
-        if not partition.is_leader:
-            # Kafka's followers serve clients only with KIP-392 rack awareness, not yet here.
+        # KIP-392: a follower serves consumers that send client metadata (v11+).
+        from_follower_log = not partition.is_leader
+        if from_follower_log and (replica_id >= 0 or version < 11):
             result.error_code = ErrorCode.not_leader_or_follower
-            errors = True
+            answer_now = True
             continue
         plog = partition.log
         if not plog.remote_log_ready:
             result.error_code = ErrorCode.kafka_storage_error  # retriable: still listing
-            errors = True
+            answer_now = True
             continue
         epoch_error = partition.leader_epoch_error(fp.current_leader_epoch)
         if replica_id >= 0 and epoch_error is None:
@@ -209,13 +234,35 @@ def _read(
                 broker.expand_isr(partition, replica_id)
         hw = plog.high_watermark
         lso = plog.last_stable_offset
+        if replica_id >= 0 and epoch_error is None and broker.replica_selector is not None:
+            # Consumers may read from the follower: a stale high watermark there is answered
+            # at once. Only then, as in Kafka (KAFKA-9731): it costs a fetch round per move.
+            st = partition.followers.get(replica_id)
+            if st is not None and st.sent_high_watermark != hw:
+                answer_now = True
         result.high_watermark = hw
         result.last_stable_offset = lso
         result.log_start_offset = plog.log_start_offset
         if epoch_error is not None:
             result.error_code = epoch_error
-            errors = True
+            answer_now = True
             continue
+        if client_rack and not from_follower_log:
+            preferred = preferred_read_replica(
+                broker.replica_selector,
+                partition,
+                client_rack,
+                fp.fetch_offset,
+                now_ms,
+                broker.rack_of,
+                functools.partial(_reachable, broker, ctx.connection.listener.name),
+            )
+            if preferred >= 0:
+                # No records: the consumer reads from ``preferred`` now (answered at once,
+                # as Kafka's hasPreferredReadReplica).
+                result.preferred_read_replica = preferred
+                answer_now = True
+                continue
         keys.append((fp.topic, fp.partition))
         # A follower reads up to the log end: fetching it is how the high watermark moves.
         visible = plog.log_end_offset if replica_id >= 0 else lso if read_committed else hw
@@ -237,10 +284,10 @@ def _read(
             if replica_id >= 0 and broker.remote_log_manager is not None:
                 # A follower starts its log at the local log start instead (KIP-405).
                 result.error_code = ErrorCode.offset_moved_to_tiered_storage
-                errors = True
+                answer_now = True
             elif broker.remote_log_manager is None:
                 result.error_code = ErrorCode(e.error_code)
-                errors = True
+                answer_now = True
             elif remote is None:
                 remote = RemoteRead(
                     partition,
@@ -249,6 +296,7 @@ def _read(
                     max(max_bytes, 0),
                     total == 0,
                     read_committed,
+                    from_follower_log,
                 )
             continue  # Kafka reads one tiered partition per request; the others come next
         except Exception as e:
@@ -256,7 +304,7 @@ def _read(
             if code is None:
                 raise
             result.error_code = ErrorCode(code)
-            errors = True
+            answer_now = True
             continue
         if read_committed:
             result.aborted_transactions = info.aborted_transactions or []
@@ -267,7 +315,7 @@ def _read(
             total += records.size
             if throttle is not None:
                 throttle.moved(fp.topic, fp.partition, in_sync, records.size)
-    return results, total, errors, keys, remote
+    return results, total, answer_now, keys, remote
 
 
 async def _read_remote(ctx: Any, remote: RemoteRead) -> None:
@@ -278,8 +326,13 @@ async def _read_remote(ctx: Any, remote: RemoteRead) -> None:
     rlm = broker.remote_log_manager
     p = remote.partition
     result = remote.result
-    st = rlm.state_for(p.topic, p.index, p.topic_id, p.log)
-    read = rlm.read(
+    if remote.on_follower:
+        st = rlm.followed_state_for(p.topic, p.index, p.topic_id, p.log)
+        read_from = rlm.read_as_follower
+    else:
+        st = rlm.state_for(p.topic, p.index, p.topic_id, p.log)
+        read_from = rlm.read
+    read = read_from(
         st, remote.fetch_offset, remote.max_bytes, remote.min_one_message, remote.read_committed
     )
     timeout = broker.config.get_int("remote.fetch.max.wait.ms") / 1000
@@ -369,12 +422,13 @@ def _news(
     results: list[tuple[FetchPartition, FetchPartitionResult]],
 ) -> list[tuple[FetchPartition, FetchPartitionResult]]:
     """An incremental response names only partitions with news for the client: records, an
-    error, or a moved high watermark or log start offset."""
+    error, a preferred read replica, or a moved high watermark or log start offset."""
     return [
         (fp, result)
         for fp, result in results
         if result.records_size
         or result.error_code
+        or result.preferred_read_replica >= 0
         or result.high_watermark != fp.sent_high_watermark
         or result.log_start_offset != fp.sent_log_start_offset
     ]
@@ -385,14 +439,19 @@ def _count_sent(
 ) -> None:
     """The bytes a response sends: Kafka's BytesOut (or ReplicationBytesOut) and each
     partition's total for the self-balancer's load samples, counted once per response (not
-    per read: a long poll reads again on every wake)."""
+    per read: a long poll reads again on every wake). A follower's response also records the
+    high watermark it tells the follower."""
     metrics = ctx.broker.metrics
+    rm = ctx.broker.replica_manager
     if context.from_follower:
-        for _, result in results:
+        for fp, result in results:
             if result.records_size:
                 metrics.replication_bytes_out.inc(result.records_size)
+            partition = rm.get(fp.topic, fp.partition)
+            st = partition.followers.get(context.replica_id) if partition is not None else None
+            if st is not None and not result.error_code:
+                st.sent_high_watermark = result.high_watermark
         return
-    rm = ctx.broker.replica_manager
     for fp, result in results:
         if result.records_size:
             metrics.bytes_out_for(fp.topic).inc(result.records_size)
@@ -466,7 +525,7 @@ def handle(ctx: Any, request: Any) -> Any:
             return RawResponse(parts, size)
     else:
         context = FetchContext(partitions)
-    context.from_follower = _replica_id(request) >= 0
+    context.replica_id = _replica_id(request)
     if not context.from_follower and ctx.broker.quota_manager.active("fetch"):
         # Followers are not subject to client quotas (KIP-73 throttles them instead).
         context.quota_max_bytes = fetch_max_bytes(ctx)
@@ -482,25 +541,28 @@ def _fetch(ctx: Any, request: Any, context: FetchContext) -> Any:
     budget = min(request.max_bytes, ctx.broker.config.get_int("fetch.max.bytes"))
     if context.quota_max_bytes is not None:
         budget = min(budget, context.quota_max_bytes)
-    results, total, errors, keys, remote = _read(ctx, request, context.partitions, denied, budget)
+    results, total, answer_now, keys, remote = _read(
+        ctx, request, context.partitions, denied, budget
+    )
     if remote is not None:
         return _respond_after_remote(ctx, context, results, remote)
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
     # min_bytes within the budget too, so that a long poll can complete (Kafka's).
     min_bytes = min(request.min_bytes, budget)
-    if total >= min_bytes or errors or max_wait_ms <= 0 or not keys:
+    if total >= min_bytes or answer_now or max_wait_ms <= 0 or not keys:
         return _respond(ctx, context, results)
-    return _wait_and_read(
-        ctx, request, context, keys, total, max_wait_ms, denied, min_bytes, budget
-    )
+    # Parked now, not when the coroutine first runs: an append that comes in between (a
+    # produce handled inline on another connection) would otherwise find no watcher, and the
+    # fetch would sleep its whole max_wait_ms through it.
+    op = ctx.broker.replica_manager.purgatory.park(keys, min_bytes, total, max_wait_ms)
+    return _wait_and_read(ctx, request, context, op, max_wait_ms, denied, min_bytes, budget)
 
 
 async def _wait_and_read(
     ctx: Any,
     request: Any,
     context: FetchContext,
-    keys: list[tuple[str, int]],
-    accumulated: int,
+    op: DelayedFetch,
     max_wait_ms: int,
     denied: set[str] | None,
     min_bytes: int,
@@ -510,10 +572,9 @@ async def _wait_and_read(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_ms / 1000
     while True:
-        op = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
         await op.future
-        waited = set(keys)
-        results, accumulated, errors, keys, remote = _read(
+        waited = set(op.keys)
+        results, accumulated, answer_now, keys, remote = _read(
             ctx, request, context.partitions, denied, budget
         )
         if remote is not None:
@@ -526,9 +587,10 @@ async def _wait_and_read(
         # away (its topic deleted) answers at once, as in DelayedFetch.
         if (
             accumulated >= min_bytes
-            or errors
+            or answer_now
             or max_wait_ms <= 0
             or not keys
             or not waited.issubset(keys)
         ):
             return _respond(ctx, context, results)
+        op = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
