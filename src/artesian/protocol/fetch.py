@@ -20,6 +20,11 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _PART_HEAD = struct.Struct(">ihq")  # partition_index, error_code, high_watermark
 _I64 = struct.Struct(">q")
+_CURRENT_LEADER = struct.Struct(">iib")  # leader id, leader epoch, no tagged fields
+_CURRENT_LEADER_TAG = 1
+_NODE_ENDPOINTS_TAG = 0
+
+NodeEndpoint = tuple[int, str, int, str | None]  # node id, host, port, rack
 
 
 class RecordsPart(Protocol):
@@ -40,6 +45,8 @@ class FetchPartitionResult:
     records_size: int = 0
     aborted_transactions: list[tuple[int, int]] | None = None
     preferred_read_replica: int = -1
+    # KIP-951 (v16+): (leader id, leader epoch) for a partition that moved; tagged field 1.
+    current_leader: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -62,8 +69,10 @@ def encode_fetch_response(
     throttle_time_ms: int = 0,
     error_code: int = 0,
     session_id: int = 0,
+    node_endpoints: list[NodeEndpoint] | None = None,
 ) -> tuple[list[bytes | bytearray | RecordsPart], int]:
-    """Encode the body; returns (parts, total size). Records parts are passed through."""
+    """Encode the body; returns (parts, total size). Records parts are passed through.
+    ``node_endpoints`` (v16+, KIP-951): the brokers that partitions' current leaders name."""
     flexible = version >= 12
     parts: list[bytes | bytearray | RecordsPart] = []
     out = bytearray()
@@ -118,11 +127,43 @@ def encode_fetch_response(
                 parts.extend(p.records)
                 out = bytearray()
             if flexible:
-                out.append(0)  # partition tagged fields
+                if p.current_leader is not None and version >= 12:
+                    out += b"\x01"  # one partition tagged field
+                    write_uvarint(out, _CURRENT_LEADER_TAG)
+                    write_uvarint(out, _CURRENT_LEADER.size)
+                    out += _CURRENT_LEADER.pack(*p.current_leader, 0)
+                else:
+                    out.append(0)  # partition tagged fields
         if flexible:
             out.append(0)  # topic tagged fields
     if flexible:
-        out.append(0)  # response tagged fields
+        if node_endpoints and version >= 16:
+            out += b"\x01"  # one response tagged field
+            write_uvarint(out, _NODE_ENDPOINTS_TAG)
+            field_bytes = _encode_node_endpoints(node_endpoints)
+            write_uvarint(out, len(field_bytes))
+            out += field_bytes
+        else:
+            out.append(0)  # response tagged fields
     size += len(out)
     parts.append(out)
     return parts, size
+
+
+def _encode_node_endpoints(endpoints: list[NodeEndpoint]) -> bytearray:
+    out = bytearray()
+    write_uvarint(out, len(endpoints) + 1)
+    for node_id, host, port, rack in endpoints:
+        out += _I32.pack(node_id)
+        name = host.encode()
+        write_uvarint(out, len(name) + 1)
+        out += name
+        out += _I32.pack(port)
+        if rack is None:
+            out.append(0)
+        else:
+            encoded = rack.encode()
+            write_uvarint(out, len(encoded) + 1)
+            out += encoded
+        out.append(0)  # tagged fields
+    return out

@@ -42,10 +42,16 @@ from artesian.broker.handlers._authz import (
     authorized_names,
     cluster_authorized,
 )
+from artesian.broker.handlers._leader_hint import LEADER_MOVED, current_leader, node_endpoints
 from artesian.broker.handlers._quota import fetch_max_bytes, fetch_throttle_ms
 from artesian.broker.purgatory import DelayedFetch
 from artesian.broker.response import RawResponse
-from artesian.protocol.fetch import FetchPartitionResult, FetchTopicResult, encode_fetch_response
+from artesian.protocol.fetch import (
+    FetchPartitionResult,
+    FetchTopicResult,
+    NodeEndpoint,
+    encode_fetch_response,
+)
 from artesian.replication.replica_selector import preferred_read_replica
 from artesian.storage.errors import OffsetMovedToTieredStorageError
 
@@ -391,13 +397,16 @@ def _respond(
             topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
         topic.partitions.append(result)
     version = ctx.header.api_version
+    endpoints = _leader_hints(ctx, results) if version >= 16 else None
     session_id = context.response_session_id
     if quota:
         # The response is counted against the consumer's quota before it is sent; when the
         # quota cannot take it now, the fetch is answered empty instead (the session's
         # throttled response: same session id, no partitions) and the session is left as
         # if it had not been answered.
-        parts, size = encode_fetch_response(version, list(topics.values()), session_id=session_id)
+        parts, size = encode_fetch_response(
+            version, list(topics.values()), session_id=session_id, node_endpoints=endpoints
+        )
         ms = fetch_throttle_ms(ctx, size)
         if ms > 0:
             parts, size = encode_fetch_response(
@@ -414,8 +423,26 @@ def _respond(
             [fp for fp, _ in results], context.by_id, int(time.time() * 1000), _exists(ctx)
         )
     if not quota or session_id != context.response_session_id:
-        parts, size = encode_fetch_response(version, list(topics.values()), session_id=session_id)
+        parts, size = encode_fetch_response(
+            version, list(topics.values()), session_id=session_id, node_endpoints=endpoints
+        )
     return RawResponse(parts, size)
+
+
+def _leader_hints(
+    ctx: Any, results: list[tuple[FetchPartition, FetchPartitionResult]]
+) -> list[NodeEndpoint] | None:
+    """KIP-951: partitions that moved name their current leader; returns the endpoints of
+    those leaders (None when no partition moved, the common case)."""
+    listener = ctx.connection.listener.name
+    leaders: set[int] = set()
+    for fp, result in results:
+        if result.error_code in LEADER_MOVED and fp.topic:
+            leader = current_leader(ctx.broker, listener, fp.topic, fp.partition)
+            if leader is not None:
+                result.current_leader = leader
+                leaders.add(leader[0])
+    return node_endpoints(ctx.broker, listener, leaders) if leaders else None
 
 
 def _news(

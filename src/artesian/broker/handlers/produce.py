@@ -9,6 +9,7 @@ satisfied as soon as the leader has appended.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import struct
@@ -24,6 +25,7 @@ from artesian.broker.handlers._authz import (
     authorized_names,
 )
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._leader_hint import LEADER_MOVED, current_leader, node_endpoints
 from artesian.broker.handlers._quota import throttled
 from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
@@ -190,7 +192,7 @@ def _refused(ctx: Any, request: ProduceRequestView, code: ErrorCode) -> Any:
     ]
     if request.acks == 0:
         return _no_response(ctx, failed)
-    return _response(ctx.header.api_version, failed)
+    return _response(ctx, failed)
 
 
 def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> Any:
@@ -293,10 +295,8 @@ def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> A
     if acks == 0:
         return _no_response(ctx, topics_out)
     if flushes or waits:
-        return _after_flush_and_replication(
-            flushes, waits, rm, request.timeout_ms, version, topics_out
-        )
-    return _response(version, topics_out)
+        return _after_flush_and_replication(ctx, flushes, waits, request.timeout_ms, topics_out)
+    return _response(ctx, topics_out)
 
 
 def _no_response(ctx: Any, topics_out: list[Any]) -> None:
@@ -317,11 +317,10 @@ def _no_response(ctx: Any, topics_out: list[Any]) -> None:
 
 
 async def _after_flush_and_replication(
+    ctx: Any,
     flushes: list[asyncio.Future[None]],
     waits: list[tuple[list[Any], list[tuple[int, Any, int, int]]]],
-    rm: Any,
     timeout_ms: int,
-    version: int,
     topics_out: list[Any],
 ) -> Any:
     """flush.messages / flush.ms: acknowledge only what is on disk. acks=all: only what the
@@ -335,8 +334,9 @@ async def _after_flush_and_replication(
                 (t, [(p[0], ErrorCode.kafka_storage_error, -1, -1, -1, str(e)) for p in parts])
                 for t, parts in topics_out
             ]
-            return _response(version, topics_out)
+            return _response(ctx, topics_out)
     if waits:
+        rm = ctx.broker.replica_manager
         timeout_s = max(timeout_ms, 0) / 1000
         pending = [
             (parts, i, p, rm.wait_for_high_watermark(p, end, timeout_s, epoch))
@@ -354,10 +354,11 @@ async def _after_flush_and_replication(
                 message = "The ISR did not replicate the records within the request timeout"
             if code is not ErrorCode.none:
                 parts[i] = (parts[i][0], code, -1, -1, -1, message)
-    return _response(version, topics_out)
+    return _response(ctx, topics_out)
 
 
-def _response(version: int, topics_out: list[Any]) -> Any:
+def _response(ctx: Any, topics_out: list[Any]) -> Any:
+    version = ctx.header.api_version
     mod = response_module(API_KEY, version)
     responses = tuple(
         make(
@@ -380,4 +381,40 @@ def _response(version: int, topics_out: list[Any]) -> Any:
         )
         for t, parts in topics_out
     )
-    return make(mod.ProduceResponse, responses=responses, throttle_time=datetime.timedelta(0))
+    response = make(mod.ProduceResponse, responses=responses, throttle_time=datetime.timedelta(0))
+    if version >= 10 and any(p[1] in LEADER_MOVED for _, parts in topics_out for p in parts):
+        response = _with_leader_hints(ctx, mod, response, topics_out)
+    return response
+
+
+def _with_leader_hints(ctx: Any, mod: Any, response: Any, topics_out: list[Any]) -> Any:
+    """KIP-951: partitions that moved name their leader, and the response its endpoint."""
+    listener = ctx.connection.listener.name
+    leaders: set[int] = set()
+    topics = []
+    for (t, _), topic in zip(topics_out, response.responses, strict=True):
+        name = _topic_name(ctx, t)
+        partitions = []
+        for p in topic.partition_responses:
+            leader = None
+            if p.error_code in LEADER_MOVED and name:
+                leader = current_leader(ctx.broker, listener, name, p.index)
+            if leader is not None:
+                leaders.add(leader[0])
+                current = mod.LeaderIdAndEpoch(leader_id=leader[0], leader_epoch=leader[1])
+                p = dataclasses.replace(p, current_leader=current)
+            partitions.append(p)
+        topics.append(dataclasses.replace(topic, partition_responses=tuple(partitions)))
+    endpoints = tuple(
+        mod.NodeEndpoint(node_id=n, host=host, port=port, rack=rack)
+        for n, host, port, rack in node_endpoints(ctx.broker, listener, leaders)
+    )
+    return dataclasses.replace(response, responses=tuple(topics), node_endpoints=endpoints)
+
+
+def _topic_name(ctx: Any, t: Any) -> str:
+    """A request topic's name (v13 names topics by id)."""
+    if t.topic_id is None:
+        return str(t.name)
+    topic = ctx.broker.image.topics_by_id.get(t.topic_id)
+    return topic.name if topic is not None else ""
