@@ -7,8 +7,9 @@ Three brokers sharing one SQLite metadata store, in racks az-a, az-b and az-c, w
 RackAwareReplicaSelector; one partition with replicas 1, 2, 3 (broker 1 leads). Then
 ``artesian bench e2e`` (RECORDS x 100 B at RATE records/s, acks=all, linger.ms=5) with the
 consumer's client.rack in the leader's rack (reads from the leader) and in az-b (reads from
-broker 2), alternating, ROUNDS each: end-to-end latency percentiles, and the bytes each
-broker sent to consumers, which shows who served. Prints one JSON line.
+broker 2), alternating, ROUNDS each: end-to-end latency percentiles, the bytes each broker
+sent to consumers, which shows who served, and the Fetch requests the leader answered per
+record (consumers' and followers'). Prints one JSON line.
 
 The producer lingers 5 ms (librdkafka's default) rather than the e2e command's 0: with one
 record per request, each acks=all request waits for both followers (about 3 ms on three
@@ -35,13 +36,20 @@ SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 RACKS = {1: "az-a", 2: "az-b", 3: "az-c"}
 
 
-def bytes_out(metrics_port: int, topic: str) -> float:
-    name = f'kafka_server_broker_topic_bytes_out_total{{topic="{topic}"}}'
+def metric(metrics_port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
         for line in r.read().decode().splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[-1])
     return 0.0
+
+
+def bytes_out(metrics_port: int, topic: str) -> float:
+    return metric(metrics_port, f'kafka_server_broker_topic_bytes_out_total{{topic="{topic}"}}')
+
+
+def fetches(metrics_port: int) -> float:
+    return metric(metrics_port, 'kafka_network_requests_total{request="Fetch"}')
 
 
 def e2e(bootstrap: str, topic: str, records: int, rate: int, rack: str) -> dict[str, float]:
@@ -99,6 +107,7 @@ def main() -> None:
     bootstrap = ",".join(b.bootstrap for b in brokers.values())
     runs: dict[str, list[dict[str, float]]] = {"leader": [], "follower": []}
     served: dict[str, dict[int, float]] = {}
+    leader_fetches: dict[str, list[float]] = {"leader": [], "follower": []}
     try:
         time.sleep(3)  # every broker's session in the store
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -108,7 +117,9 @@ def main() -> None:
                 new = NewTopic(topic, 1, replica_assignment=[[1, 2, 3]])
                 admin.create_topics([new])[topic].result(30)
                 time.sleep(1)
+                before = fetches(metrics[1])
                 runs[where].append(e2e(bootstrap, topic, args.records, args.rate, rack))
+                leader_fetches[where].append((fetches(metrics[1]) - before) / args.records)
                 served[topic] = {n: bytes_out(p, topic) for n, p in metrics.items()}
     finally:
         for b in brokers.values():
@@ -124,6 +135,9 @@ def main() -> None:
                 "latency": {
                     w: {k: round(statistics.median(r[k] for r in rs), 2) for k in keys}
                     for w, rs in runs.items()
+                },
+                "leader_fetches_per_record": {
+                    w: round(statistics.median(f), 2) for w, f in leader_fetches.items()
                 },
                 "bytes_out_by_broker": served,
             }

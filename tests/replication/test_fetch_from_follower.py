@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tests.broker.test_tiered_storage import (
 )
 from tests.broker.test_tiered_storage import _produce as _produce_tiered
 from tests.consuming import read_range
-from tests.kafka_wire import sample_request
+from tests.kafka_wire import parse_response, request_frame, sample_request
 from tests.replication.cluster import Cluster
 from tests.replication.test_cluster import _produce
 from tests.storage.batches import decode_batches
@@ -72,6 +73,23 @@ def _fetch(
         (t,) = conn.request(1, version, req).responses
     (p,) = t.partitions
     return p
+
+
+def _consumer_fetch(topic: str, offset: int, max_wait_ms: int) -> Any:
+    """A consumer's Fetch v12 of ``topic``-0 that waits up to ``max_wait_ms`` for a record."""
+    return sample_request(
+        1,
+        12,
+        topic,
+        fetch_offset=offset,
+        partition=0,
+        max_wait=datetime.timedelta(milliseconds=max_wait_ms),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        partition_max_bytes=1 << 20,
+        current_leader_epoch=-1,
+        rack_id="",
+    )
 
 
 def _offsets(records: bytes | None, start: int = 0) -> list[int]:
@@ -160,8 +178,14 @@ def test_consumers_read_from_the_replica_in_their_rack(tmp_path: Path) -> None:
             list(range(590, 600)),
         )
         assert _fetch(c, 3, "near", 590, version=10).error_code == NOT_LEADER_OR_FOLLOWER
+        # Past its log end, a follower's error carries no offsets (as Kafka's): librdkafka
+        # then goes back to the leader instead of resetting its position.
         beyond = _fetch(c, 3, "near", 601)
-        assert (beyond.error_code, beyond.high_watermark) == (OFFSET_OUT_OF_RANGE, 600)
+        assert (beyond.error_code, beyond.high_watermark, beyond.log_start_offset) == (
+            OFFSET_OUT_OF_RANGE,
+            -1,
+            -1,
+        )
 
         # An incremental fetch session on the leader repeats the redirection: it is news.
         m = importlib.import_module("kio.schema.fetch.v12.request")
@@ -224,5 +248,42 @@ def test_a_follower_serves_history_from_tiered_storage(tmp_path: Path) -> None:
         _assert_exact(read_range(c.bootstrap, "deep", 0, 4000, **{"client.rack": "az-b"}), 0, 4000)
         assert _bytes_out(c, 1, "deep") == before
         assert _bytes_out(c, 2, "deep") >= 4000 * 1000
+    finally:
+        c.stop()
+
+
+def test_a_consumer_waiting_on_a_follower_gets_a_new_record_without_waiting_for_replication(
+    tmp_path: Path,
+) -> None:
+    """The follower's parked consumer fetch is answered once the record is committed, not
+    after the followers' next scheduled fetch: replica.fetch.wait.max.ms is 30 s here and
+    the consumer waits 5 s at most. The leader answers a follower at once when the high
+    watermark moved, and the follower wakes its consumers when its own moves (the fetch does
+    not expire: Kafka's DelayedFetch expiry count stays at zero)."""
+    c = _racked(
+        tmp_path, 2, {"replica.fetch.wait.max.ms": "30000", "replica.lag.time.max.ms": "60000"}
+    )
+    try:
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        admin.create_topics([NewTopic("wake", 1, replica_assignment=[[1, 2]])])["wake"].result(15)
+        c.wait_for(lambda: all(c.partitions("wake", n) for n in (1, 2)), what="topic known")
+        assert c.produce(1, "wake", 0, [b"first"]) == (NONE, 0)
+        c.wait_for(lambda: _fetch(c, 2, "wake", 0).high_watermark == 1, what="follower's HW")
+        c.wait_for(lambda: c.partitions("wake", 1)[0].isr == (1, 2), what="follower in sync")
+        with c.conn(2) as conn:
+            conn.send(request_frame(1, 12, 7, _consumer_fetch("wake", 1, 5000)))
+            time.sleep(0.5)  # parked on the follower
+            assert c.produce(1, "wake", 0, [b"second"]) == (NONE, 1)
+            corr, resp = parse_response(1, 12, conn.recv_frame(timeout=10))
+        assert corr == 7
+        ((p,),) = [t.partitions for t in resp.responses]
+        assert (p.error_code, p.high_watermark, _offsets(p.records)) == (NONE, 2, [1])
+        # Woken by the follower's high watermark, not answered at its max wait.
+        expires = 'kafka_server_delayed_fetch_expires_total{fetcher_type="consumer"}'
+        assert c.metric(2, expires) == 0
+        with c.conn(2) as conn:
+            (t,) = conn.request(1, 12, _consumer_fetch("wake", 2, 300)).responses
+        assert _offsets(t.partitions[0].records) == []
+        assert c.metric(2, expires) == 1  # nothing came: that one ran out
     finally:
         c.stop()

@@ -75,3 +75,15 @@ def test_replica_selector_class_takes_kafkas_selectors_only() -> None:
         assert BrokerConfig({"replica.selector.class": name}).get("replica.selector.class") == name
     with pytest.raises(InvalidConfigError):
         BrokerConfig({"replica.selector.class": "com.example.MySelector"})
+
+
+def test_replica_fetch_wait_must_fit_the_socket_timeout_and_the_lag_time() -> None:
+    """Kafka's checks: a longer follower long poll would time out its socket, or make the
+    leader drop an idle follower from the ISR for lag."""
+    BrokerConfig({"replica.fetch.wait.max.ms": "30000", "replica.lag.time.max.ms": "30000"})
+    for props in (
+        {"replica.fetch.wait.max.ms": "30001"},  # the socket timeout's default is 30000
+        {"replica.fetch.wait.max.ms": "5000", "replica.lag.time.max.ms": "3000"},
+    ):
+        with pytest.raises(InvalidConfigError, match=r"replica\.fetch\.wait\.max\.ms"):
+            BrokerConfig(props)

@@ -843,13 +843,14 @@ def test_a_follower_reads_the_leaders_copies_and_leaves_them_and_its_log_alone(
     """KIP-392 on a tiered partition: a follower serving a consumer below its local log
     lists the leader's copies read-only. An unfinished copy (the leader's, in progress) is
     not deleted as an orphan, an empty local log is not moved past the remote one, and the
-    partition is not taken for one this broker leads. A segment the leader's retention
-    deleted since the listing fails one read, then the listing is taken again."""
+    partition is not taken for one this broker leads. The listing follows the leader's
+    copies each round, and is taken again at once when a segment the leader's retention
+    deleted since is read."""
     remote = tmp_path / "remote"
     unfinished = f"{PREFIX}/{24:020d}-{uuid.UUID(int=7)}.log"
 
     async def scenario() -> None:
-        leader_log, _, batches = await copied(tmp_path)
+        leader_log, leader_rlm, batches = await copied(tmp_path)
         (remote / unfinished).write_bytes(b"being copied")
         follower_log = open_log(tmp_path / "follower" / "t-0", config())
         rlm = RemoteLogManager(
@@ -867,15 +868,23 @@ def test_a_follower_reads_the_leaders_copies_and_leaves_them_and_its_log_alone(
         assert rlm.partition(TOPIC, 0) is None
         assert rlm.followed_state_for(TOPIC, 0, TOPIC_ID, follower_log) is st
 
-        # The leader's retention deletes segment 0 and moves the log start past it.
+        # The leader copies one more segment: the follower's round lists it.
+        leader_log.roll(NOW)
+        leader_log.append_as_leader(make_batch(n=2, value_size=100), 7, NOW)
+        leader_log.high_watermark = leader_log.log_end_offset
+        leader_log.flush()
+        await leader_rlm.run_once()
+        assert starts(leader_rlm.partition(TOPIC, 0))[-1] == (24, 25)
+        await rlm.run_once()
+        assert starts(st)[-1] == (24, 25)
+
+        # The leader's retention deletes segment 0: reading it lists again, and finds the
+        # offset in no copy any more.
         for path in remote.glob(f"{PREFIX}/{0:020d}-*"):
             path.unlink()
-        with pytest.raises(FileNotFoundError):
-            await rlm.read_as_follower(st, 1, 1 << 20, True, False)
-        follower_log.maybe_increment_log_start_offset(6, NOW)
         with pytest.raises(OffsetOutOfRangeError):
             await rlm.read_as_follower(st, 1, 1 << 20, True, False)
-        assert starts(st) == [(6, 11), (12, 17), (18, 23)]
+        assert starts(st) == [(6, 11), (12, 17), (18, 23), (24, 25)]
         res = await rlm.read_as_follower(st, 13, 1 << 20, True, False)
         assert res.records == b"".join(batches[6:9])
 

@@ -35,6 +35,7 @@ from artesian.storage.segment import FileSlice
 
 if TYPE_CHECKING:
     from artesian.broker.listeners import Listener
+    from artesian.broker.purgatory import DelayedFetch
     from artesian.broker.server import Broker
 
 log = logging.getLogger("artesian.connection")
@@ -83,6 +84,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._queued_bytes = 0
         self._busy = False
         self._pending: asyncio.Future[None] | None = None
+        # The fetch parked in the purgatory for this connection's request, if any: parked
+        # before its coroutine runs, so a connection lost first must cancel it here.
+        self.parked_fetch: DelayedFetch | None = None
         self._paused = False  # reading paused
         self._write_paused = False  # the transport's buffer is over its high-water mark
         self._closed = False
@@ -122,6 +126,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._pending is not None and not self._pending.done():
             # A parked fetch or join of a client that is gone: nobody will read the answer.
             self._pending.cancel()
+        if self.parked_fetch is not None:
+            self.parked_fetch.future.cancel()
+            self.parked_fetch = None
         self.broker.connections.discard(self)
         self.broker.metrics.connections.set(len(self.broker.connections))
 

@@ -39,6 +39,14 @@ class BrokerMetrics:
             ["listener"],
             registry=r,
         )
+        # Kafka's DelayedFetchMetrics ExpiresPerSec: fetches answered because max_wait ran out.
+        self.delayed_fetch_expires = Counter(
+            "kafka_server_delayed_fetch_expires",
+            "Parked fetches answered at their max wait rather than woken by data, by fetcher "
+            "type (consumer or follower).",
+            ["fetcher_type"],
+            registry=r,
+        )
         # Kafka's throttle-time sensors of its Produce and Fetch quota managers.
         self.throttled = Counter(
             "kafka_server_client_quota_throttle_time_seconds",

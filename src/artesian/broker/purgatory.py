@@ -23,6 +23,11 @@ class DelayedFetch:
     future: asyncio.Future[None]
     accumulated: int = 0
     timer: asyncio.TimerHandle | None = field(default=None)
+    expired: bool = False  # completed by its max wait, not by data
+
+    def expire(self) -> None:
+        self.expired = not self.future.done()
+        self.complete()
 
     def complete(self) -> None:
         if not self.future.done():
@@ -42,7 +47,7 @@ class FetchPurgatory:
         op = DelayedFetch(min_bytes, tuple(keys), loop.create_future(), accumulated)
         for key in op.keys:
             self._watchers.setdefault(key, set()).add(op)
-        op.timer = loop.call_later(max_wait_ms / 1000.0, op.complete)
+        op.timer = loop.call_later(max_wait_ms / 1000.0, op.expire)
         op.future.add_done_callback(lambda _f: self._forget(op))
         return op
 

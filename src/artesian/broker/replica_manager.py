@@ -253,9 +253,11 @@ class ReplicaManager:
             or before.is_leader
         )
         p = self._partition(topic, index, topic_id, leader_epoch, replicas, isr, config)
-        if changed:
+        if before is None:
             # Until the leader says, only the log start is known committed: recovery sets the
             # high watermark to the log end, which may hold what no ISR member acknowledged.
+            # A broker that held the partition already keeps the high watermark it had, as
+            # Kafka does: consumers reading from it (KIP-392) see it go on, not back.
             p.log.high_watermark = min(p.log.high_watermark, p.log.log_start_offset)
         p.leader = leader
         p.partition_epoch = partition_epoch

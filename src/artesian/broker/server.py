@@ -47,7 +47,7 @@ from artesian.broker.producer_id_manager import ProducerIdManager
 from artesian.broker.quota_manager import ClientQuotaManager
 from artesian.broker.replica_manager import Partition, ReplicaManager
 from artesian.broker.transaction_markers import TransactionMarkerWriter
-from artesian.config.broker import BrokerConfig, parse_properties
+from artesian.config.broker import RACK_AWARE_REPLICA_SELECTOR, BrokerConfig, parse_properties
 from artesian.config.definitions import ConfigError, ConfigSource, parse
 from artesian.config.resolve import effective_topic_config
 from artesian.config.topic import TOPIC_CONFIGS
@@ -163,9 +163,12 @@ class Broker:
         # Brokers whose sessions in the metadata store are open (KRaft's unfenced brokers),
         # as of the last heartbeat round; the lowest id among them acts as the controller.
         self.live_brokers: frozenset[int] = frozenset()
-        # KIP-392: the selector that may point consumers to followers (None: the leader).
+        # KIP-392: the selector that points consumers to followers; None keeps them on the
+        # leader (unset, or LeaderSelector, which does just that).
         selector = self.config.get("replica.selector.class")
-        self.replica_selector: str | None = str(selector) if selector else None
+        self.replica_selector: str | None = (
+            RACK_AWARE_REPLICA_SELECTOR if selector == RACK_AWARE_REPLICA_SELECTOR else None
+        )
         self._skipped_dynamic: list[str] = []  # dynamic configs last found unusable
         self._warned_unclean: set[tuple[str, str]] = set()
         # The data directory's id (meta.properties' directory.id, as KRaft's): a session in

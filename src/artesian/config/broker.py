@@ -1024,6 +1024,23 @@ class BrokerConfig:
                 self._explicit["broker.id"],
                 f"must match node.id ({self._explicit['node.id']}) when both are set",
             )
+        if "replica.fetch.wait.max.ms" in definitions:
+            self._check_replica_fetch_wait()
+
+    def _check_replica_fetch_wait(self) -> None:
+        """Kafka's checks: a follower's long poll must end before its socket times out, and
+        before the leader takes its silence for lag and drops it from the ISR."""
+        fetch_wait = self.get_int("replica.fetch.wait.max.ms")
+        for other, why in (
+            ("replica.socket.timeout.ms", "or its fetches would time out while waiting"),
+            ("replica.lag.time.max.ms", "or idle followers would keep leaving the ISR"),
+        ):
+            if fetch_wait > self.get_int(other):
+                raise InvalidConfigError(
+                    "replica.fetch.wait.max.ms",
+                    str(fetch_wait),
+                    f"must not exceed {other} ({self.get_int(other)}), {why}",
+                )
 
     @classmethod
     def load(

@@ -288,6 +288,11 @@ class RemoteLogManager:
         except Exception as e:
             log.debug("listing the remote segments of followed %s-%d failed: %s", topic, index, e)
             return
+        reads = self._followed_reads.get((topic, index))
+        if reads is not None and reads.log is plog:
+            # Before local retention can act on this listing: consumers' reads must find
+            # below the local log whatever it deletes (and the transaction indexes in it).
+            reads.segments, reads.loaded = segments, True
         if segments:
             plog.highest_offset_in_remote_storage = max(m.end_offset for m in segments)
         plog.reconcile_remote_log_start(segments[0].start_offset if segments else None)
@@ -508,20 +513,35 @@ class RemoteLogManager:
         min_one_message: bool,
         read_committed: bool,
     ) -> RemoteFetchResult:
-        """``read`` for a consumer of a followed partition (``followed_state_for``): the
-        leader's copies are listed again whenever the listing held here lacks the offset or
-        names an object the leader's retention has deleted since."""
-        if not st.loaded or st.segment_for(fetch_offset) is None:
+        """``read`` for a consumer of a followed partition (``followed_state_for``). The
+        leader's copies are listed again when the listing held here lacks the offset, stops
+        short of the local log (a newer segment's transaction index would be missed), or
+        names an object the leader's retention has deleted since; an offset still in no
+        copy then raises OffsetOutOfRangeError."""
+        if self._stale(st, fetch_offset):
             async with st.lock:
-                st.segments, _unfinished = await self.rsm.list_segments(st.prefix)
-                st.loaded = True
+                if self._stale(st, fetch_offset):  # another read may have listed meanwhile
+                    await self._list_followed(st)
         try:
             return await self._read_loaded(
                 st, fetch_offset, max_bytes, min_one_message, read_committed
             )
         except FileNotFoundError:
-            st.loaded = False
-            raise
+            async with st.lock:
+                await self._list_followed(st)
+            return await self._read_loaded(
+                st, fetch_offset, max_bytes, min_one_message, read_committed
+            )
+
+    @staticmethod
+    def _stale(st: RemotePartition, fetch_offset: int) -> bool:
+        if not st.loaded or st.segment_for(fetch_offset) is None:
+            return True
+        return st.segments[-1].end_offset + 1 < st.log.local_log_start_offset
+
+    async def _list_followed(self, st: RemotePartition) -> None:
+        st.segments, _unfinished = await self.rsm.list_segments(st.prefix)
+        st.loaded = True
 
     async def _read_loaded(
         self,

@@ -242,7 +242,7 @@ def _read(
         lso = plog.last_stable_offset
         if replica_id >= 0 and epoch_error is None and broker.replica_selector is not None:
             # Consumers may read from the follower: a stale high watermark there is answered
-            # at once. Only then, as in Kafka (KAFKA-9731): it costs a fetch round per move.
+            # at once (docs/differences.md: Kafka dropped this in KAFKA-9952 for its cost).
             st = partition.followers.get(replica_id)
             if st is not None and st.sent_high_watermark != hw:
                 answer_now = True
@@ -252,6 +252,8 @@ def _read(
         if epoch_error is not None:
             result.error_code = epoch_error
             answer_now = True
+            if from_follower_log:
+                _unknown_offsets(result)
             continue
         if client_rack and not from_follower_log:
             preferred = preferred_read_replica(
@@ -311,6 +313,8 @@ def _read(
                 raise
             result.error_code = ErrorCode(code)
             answer_now = True
+            if from_follower_log:
+                _unknown_offsets(result)
             continue
         if read_committed:
             result.aborted_transactions = info.aborted_transactions or []
@@ -322,6 +326,13 @@ def _read(
             if throttle is not None:
                 throttle.moved(fp.topic, fp.partition, in_sync, records.size)
     return results, total, answer_now, keys, remote
+
+
+def _unknown_offsets(result: FetchPartitionResult) -> None:
+    """A follower's read error carries no offsets, as Kafka's: librdkafka returns to the
+    leader on OFFSET_OUT_OF_RANGE from a follower only when its offset is above the high
+    watermark it is told, and would otherwise reset its position."""
+    result.high_watermark = result.last_stable_offset = result.log_start_offset = -1
 
 
 async def _read_remote(ctx: Any, remote: RemoteRead) -> None:
@@ -364,6 +375,8 @@ async def _read_remote(ctx: Any, remote: RemoteRead) -> None:
             )
             code = ErrorCode.unknown_server_error
         result.error_code = ErrorCode(code)
+        if remote.on_follower:
+            _unknown_offsets(result)
         return
     if remote.read_committed:
         result.aborted_transactions = fetched.aborted_transactions or []
@@ -474,6 +487,8 @@ def _count_sent(
         for fp, result in results:
             if result.records_size:
                 metrics.replication_bytes_out.inc(result.records_size)
+            if ctx.broker.replica_selector is None:
+                continue  # the high watermark a follower was told matters only with one
             partition = rm.get(fp.topic, fp.partition)
             st = partition.followers.get(context.replica_id) if partition is not None else None
             if st is not None and not result.error_code:
@@ -580,9 +595,12 @@ def _fetch(ctx: Any, request: Any, context: FetchContext) -> Any:
         return _respond(ctx, context, results)
     # Parked now, not when the coroutine first runs: an append that comes in between (a
     # produce handled inline on another connection) would otherwise find no watcher, and the
-    # fetch would sleep its whole max_wait_ms through it.
+    # fetch would sleep its whole max_wait_ms through it. The connection cancels it if it is
+    # lost before the coroutine starts.
+    deadline = asyncio.get_running_loop().time() + max_wait_ms / 1000
     op = ctx.broker.replica_manager.purgatory.park(keys, min_bytes, total, max_wait_ms)
-    return _wait_and_read(ctx, request, context, op, max_wait_ms, denied, min_bytes, budget)
+    ctx.connection.parked_fetch = op
+    return _wait_and_read(ctx, request, context, op, deadline, denied, min_bytes, budget)
 
 
 async def _wait_and_read(
@@ -590,16 +608,36 @@ async def _wait_and_read(
     request: Any,
     context: FetchContext,
     op: DelayedFetch,
-    max_wait_ms: int,
+    deadline: float,
+    denied: set[str] | None,
+    min_bytes: int,
+    budget: int,
+) -> RawResponse:
+    try:
+        return await _wait_and_read_parked(
+            ctx, request, context, op, deadline, denied, min_bytes, budget
+        )
+    finally:
+        ctx.connection.parked_fetch = None
+
+
+async def _wait_and_read_parked(
+    ctx: Any,
+    request: Any,
+    context: FetchContext,
+    op: DelayedFetch,
+    deadline: float,
     denied: set[str] | None,
     min_bytes: int,
     budget: int,
 ) -> RawResponse:
     purgatory = ctx.broker.replica_manager.purgatory
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_wait_ms / 1000
     while True:
         await op.future
+        if op.expired:
+            kind = "follower" if context.from_follower else "consumer"
+            ctx.broker.metrics.delayed_fetch_expires.labels(kind).inc()
         waited = set(op.keys)
         results, accumulated, answer_now, keys, remote = _read(
             ctx, request, context.partitions, denied, budget
@@ -620,4 +658,4 @@ async def _wait_and_read(
             or not waited.issubset(keys)
         ):
             return _respond(ctx, context, results)
-        op = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
+        op = ctx.connection.parked_fetch = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
