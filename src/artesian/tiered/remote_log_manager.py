@@ -629,7 +629,10 @@ class RemoteLogManager:
         ``meta`` on, then the local log's, until one answers for the whole range."""
         out = []
         segments = st.segments
-        i = next((k for k, m in enumerate(segments) if m is meta), len(segments))
+        # By id: a follower's listing may have been replaced while the read waited.
+        i = next(
+            (k for k, m in enumerate(segments) if m.segment_id == meta.segment_id), len(segments)
+        )
         for m in segments[i:]:
             if not m.has_txn_index:
                 continue

@@ -1,6 +1,6 @@
-"""KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names its
-current leader, and the response carries that leader's endpoint (Produce v10+, Fetch v16+),
-so that a client moves to it without waiting for a metadata refresh.
+"""KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER (or, in a Fetch, FENCED_LEADER_EPOCH)
+names its current leader, and the response carries that leader's endpoint (Produce v10+,
+Fetch v16+), so that a client moves to it without waiting for a metadata refresh.
 
 Kafka takes both from its metadata cache; here they come from the broker's image, and the
 endpoint is the one of the listener the request came in on.
@@ -13,7 +13,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+# Fetch names the leader for both; Produce, which has no leader epoch, for the first only.
 LEADER_MOVED = frozenset({ErrorCode.not_leader_or_follower, ErrorCode.fenced_leader_epoch})
+NOT_LEADER = frozenset({ErrorCode.not_leader_or_follower})
 
 
 def current_leader(

@@ -25,7 +25,7 @@ from artesian.broker.handlers._authz import (
     authorized_names,
 )
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.handlers._leader_hint import LEADER_MOVED, current_leader, node_endpoints
+from artesian.broker.handlers._leader_hint import NOT_LEADER, current_leader, node_endpoints
 from artesian.broker.handlers._quota import throttled
 from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
@@ -382,7 +382,7 @@ def _response(ctx: Any, topics_out: list[Any]) -> Any:
         for t, parts in topics_out
     )
     response = make(mod.ProduceResponse, responses=responses, throttle_time=datetime.timedelta(0))
-    if version >= 10 and any(p[1] in LEADER_MOVED for _, parts in topics_out for p in parts):
+    if version >= 10 and any(p[1] in NOT_LEADER for _, parts in topics_out for p in parts):
         response = _with_leader_hints(ctx, mod, response, topics_out)
     return response
 
@@ -397,7 +397,7 @@ def _with_leader_hints(ctx: Any, mod: Any, response: Any, topics_out: list[Any])
         partitions = []
         for p in topic.partition_responses:
             leader = None
-            if p.error_code in LEADER_MOVED and name:
+            if p.error_code in NOT_LEADER and name:
                 leader = current_leader(ctx.broker, listener, name, p.index)
             if leader is not None:
                 leaders.add(leader[0])
