@@ -11,9 +11,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artesian.controlplane.documents import ClusterDesire, DocumentError, Tenant
-from artesian.controlplane.tenants import ADMIN, Caller, TokenIndex, authenticate, mint_token
+from artesian.controlplane.tenants import (
+    ADMIN,
+    Caller,
+    ExpiredToken,
+    TokenIndex,
+    authenticate,
+    mint_token,
+)
 
 ADMIN_TOKEN = "an-admin-token-of-enough-length"
+NOW = 1_800_000_000_000
 
 
 def token_doc(**overrides: Any) -> dict[str, Any]:
@@ -54,6 +62,10 @@ def test_the_malformed_cases_differ_from_a_valid_tenant_in_one_field_only() -> N
     """Each case below would fail for its own reason: the same documents with their token
     fields valid decode."""
     Tenant.decode(json.dumps(tenant_doc(tokens=[token_doc(id="a" * 16)])).encode())
+    expiring = Tenant.decode(json.dumps(tenant_doc(tokens=[token_doc(expires_ms=9)])).encode())
+    assert expiring.tokens[0].expires_ms == 9
+    # A token written before expiry existed never expires.
+    assert Tenant.decode(json.dumps(tenant_doc()).encode()).tokens[0].expires_ms == 0
     many = [token_doc(id=f"{n:016d}") for n in range(20)]
     assert len(Tenant.decode(json.dumps(tenant_doc(tokens=many)).encode()).tokens) == 20
 
@@ -73,6 +85,8 @@ def test_the_malformed_cases_differ_from_a_valid_tenant_in_one_field_only() -> N
         {"tokens": [token_doc(secret_sha256="0" * 63)]},
         {"tokens": [token_doc(secret_sha256="G" * 64)]},
         {"tokens": [token_doc(description="x" * 257)]},
+        {"tokens": [token_doc(expires_ms=-1)]},
+        {"tokens": [token_doc(expires_ms="soon")]},
         {"tokens": [token_doc(id="a" * 16)] * 2},
         {"tokens": [token_doc(id=f"{n:016d}") for n in range(21)]},
         {"generation": 0},
@@ -117,9 +131,9 @@ def test_a_token_stands_for_its_tenant_and_nothing_else_does() -> None:
     tenants = TokenIndex()
     tenants.tenant_changed(acme.id, acme)
     tenants.tenant_changed(globex.id, globex)
-    assert authenticate(ADMIN_TOKEN, ADMIN_TOKEN, tenants) == ADMIN
-    assert authenticate(text, ADMIN_TOKEN, tenants) == Caller("t-abc123")
-    assert authenticate(other_text, ADMIN_TOKEN, tenants) == Caller("t-def456")
+    assert authenticate(ADMIN_TOKEN, ADMIN_TOKEN, tenants, NOW) == ADMIN
+    assert authenticate(text, ADMIN_TOKEN, tenants, NOW) == Caller("t-abc123")
+    assert authenticate(other_text, ADMIN_TOKEN, tenants, NOW) == Caller("t-def456")
     secret = text.split("_", 2)[2]
     for wrong in (
         text[:-1],
@@ -131,12 +145,26 @@ def test_a_token_stands_for_its_tenant_and_nothing_else_does() -> None:
         "",
         "art__",
     ):
-        assert authenticate(wrong, ADMIN_TOKEN, tenants) is None, wrong
+        assert authenticate(wrong, ADMIN_TOKEN, tenants, NOW) is None, wrong
     # A token revoked, or its tenant deleted or unreadable, no longer matches.
     tenants.tenant_changed(acme.id, Tenant("t-abc123", "acme").validate())
-    assert authenticate(text, ADMIN_TOKEN, tenants) is None
+    assert authenticate(text, ADMIN_TOKEN, tenants, NOW) is None
     tenants.tenant_changed(globex.id, None)
-    assert authenticate(other_text, ADMIN_TOKEN, tenants) is None
+    assert authenticate(other_text, ADMIN_TOKEN, tenants, NOW) is None
+
+
+def test_an_expired_token_is_told_so_and_only_with_its_secret() -> None:
+    token, text = mint_token("ci", 1, expires_ms=NOW)
+    acme = Tenant("t-abc123", "acme", tokens=(token,)).validate()
+    tenants = TokenIndex()
+    tenants.tenant_changed(acme.id, acme)
+    assert authenticate(text, ADMIN_TOKEN, tenants, NOW - 1) == Caller("t-abc123")
+    with pytest.raises(ExpiredToken) as e:
+        authenticate(text, ADMIN_TOKEN, tenants, NOW)
+    assert e.value.token.id == token.id
+    # A wrong secret learns nothing about the token's expiry.
+    wrong = text[:-1] + ("y" if text.endswith("x") else "x")
+    assert authenticate(wrong, ADMIN_TOKEN, tenants, NOW + 1) is None
 
 
 def test_the_caller_owns_its_own() -> None:

@@ -7,14 +7,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import httpx
 import pytest
 
+from artesian.controlplane.documents import TENANTS_TOPIC, Tenant
+from artesian.controlplane.state_topics import StateWriter
+from artesian.controlplane.tenants import mint_token
 from tests.controlplane.platform import Platform
 
 pytestmark = pytest.mark.slow
+DAY_MS = 86_400_000
 
 
 def _as(platform: Platform, token: str | None) -> httpx.Client:
@@ -205,6 +210,43 @@ def test_tokens_are_made_listed_and_revoked(platform: Platform) -> None:
         assert r.status_code == 409 and "20 tokens" in r.json()["detail"]
 
 
+def test_a_token_with_an_expiry_stops_working_then(platform: Platform) -> None:
+    acme = _tenant(platform, "acme")
+    with _as(platform, acme["token"]) as a:
+        for bad in (0, -1, 3651, "soon"):
+            r = a.post(f"/v1/tenants/{acme['id']}/tokens", json={"expires_in_days": bad})
+            assert r.status_code == 422, bad
+        before = int(time.time() * 1000)
+        r = a.post(f"/v1/tenants/{acme['id']}/tokens", json={"expires_in_days": 30})
+        after = int(time.time() * 1000)
+        assert r.status_code == 201, r.text
+        expiring = r.json()
+        assert before + 30 * DAY_MS <= expiring["expires_ms"] <= after + 30 * DAY_MS
+        tokens = a.get(f"/v1/tenants/{acme['id']}/tokens").json()["tokens"]
+        listed = {t["id"]: t["expires_ms"] for t in tokens}
+        assert listed == {acme["tokens"][0]["id"]: 0, expiring["id"]: expiring["expires_ms"]}
+    with _as(platform, expiring["token"]) as a:
+        assert a.get("/v1/whoami").status_code == 200
+
+    # A tenant whose token is past its time, written to the tenants topic as the control
+    # plane writes it: 401 saying so, to its holder only.
+    token, text = mint_token("old", 1, expires_ms=int(time.time() * 1000) - 60_000)
+    globex = Tenant("t-0123456789abcdef", "globex", tokens=(token,)).validate()
+    StateWriter(platform.kafka.bootstrap, TENANTS_TOPIC).put(globex.id, globex.encode())
+    platform.until(
+        lambda: platform.api.get(f"/v1/tenants/{globex.id}").status_code == 200,
+        timeout=30,
+        what="the control plane reads the tenant",
+    )
+    with _as(platform, text) as g:
+        r = g.get("/v1/whoami")
+        assert r.status_code == 401 and "expired" in r.json()["detail"], r.text
+    wrong = text[:-1] + ("y" if text.endswith("x") else "x")
+    with _as(platform, wrong) as g:
+        r = g.get("/v1/whoami")
+        assert r.status_code == 401 and "expired" not in r.json()["detail"], r.text
+
+
 def test_tenants_outlive_a_restart_and_leave_only_once_empty(platform: Platform) -> None:
     acme = _tenant(platform, "acme", max_clusters=3)
     assert platform.api.post("/v1/tenants", json={"name": "acme"}).status_code == 409
@@ -259,8 +301,11 @@ def test_the_tenants_command(platform: Platform) -> None:
     assert cli("clusters", "create", "more", token=acme["token"]).returncode == 0
 
     token = json.loads(cli("tenants", "tokens", "create", acme["id"], "--json").stdout)
+    weekly = cli("tenants", "tokens", "create", acme["id"], "--expires-in-days", "7")
+    assert weekly.returncode == 0 and "It works until 20" in weekly.stdout, weekly.stdout
     ids = cli("tenants", "tokens", "list", acme["id"], token=token["token"])
     assert ids.returncode == 0 and token["id"] in ids.stdout and token["token"] not in ids.stdout
+    assert "never" in ids.stdout and " UTC" in ids.stdout
     me = cli("tenants", "whoami", token=token["token"])
     assert me.returncode == 0 and acme["id"] in me.stdout
     assert cli("tenants", "tokens", "delete", acme["id"], token["id"]).returncode == 0

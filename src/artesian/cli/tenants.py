@@ -41,10 +41,16 @@ def _row(t: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _token_text(doc: dict[str, Any]) -> str:
+    expires = doc.get("expires_ms", 0)
+    until = f"It works until {_when(expires)}. " if expires else ""
     return (
-        f"API token {doc['token']}\nSave it now: it cannot be shown again. Use it with "
+        f"API token {doc['token']}\nSave it now: it cannot be shown again. {until}Use it with "
         "--token or ARTESIAN_TOKEN, or as `Authorization: Bearer <token>`."
     )
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @tenants_app.command("create")
@@ -144,6 +150,10 @@ def delete_tenant(
 def create_token(
     tenant: TenantArg,
     description: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3650, help="Days until it stops working (default: never)."),
+    ] = None,
     api: ApiOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -154,7 +164,7 @@ def create_token(
         token,
         "POST",
         f"/v1/tenants/{tenant}/tokens",
-        {"description": description},
+        {"description": description, "expires_in_days": expires_in_days},
         as_json=as_json,
         text=_token_text,
     )
@@ -167,11 +177,14 @@ def list_tokens(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The tenant's tokens: ids and descriptions, never the tokens."""
+    """The tenant's tokens: ids, descriptions and expiry, never the tokens."""
     with reporting(""):
         doc = call_api(api, token, "GET", f"/v1/tenants/{tenant}/tokens")
-    rows = [(t["id"], t["description"]) for t in doc["tokens"]]
-    show_answer(doc, as_json, lambda d: table(None, ["TOKEN ID", "DESCRIPTION"], rows))
+    rows = [
+        (t["id"], t["description"], _when(t["expires_ms"]) if t.get("expires_ms") else "never")
+        for t in doc["tokens"]
+    ]
+    show_answer(doc, as_json, lambda d: table(None, ["TOKEN ID", "DESCRIPTION", "EXPIRES"], rows))
 
 
 @tokens_app.command("delete")

@@ -10,7 +10,7 @@ reaches its own clusters and tenant only (another's: 404); tenants and quotas ar
     GET    /v1/tenants, /v1/tenants/{id}
     PATCH  /v1/tenants/{id}     {"max_clusters", "max_brokers"}
     DELETE /v1/tenants/{id}                                 (once it has no cluster left)
-    POST   /v1/tenants/{id}/tokens          {"description"}             -> 201
+    POST   /v1/tenants/{id}/tokens          {"description", "expires_in_days"} -> 201
     GET    /v1/tenants/{id}/tokens
     DELETE /v1/tenants/{id}/tokens/{token}
     GET    /v1/whoami
@@ -33,6 +33,7 @@ A write returns once the desired-state topic holds it; the data plane acts on it
 
 from __future__ import annotations
 
+import datetime
 from importlib.resources import files
 from typing import Any
 
@@ -51,7 +52,7 @@ from artesian.controlplane.control_plane import (
 )
 from artesian.controlplane.documents import MAX_BROKERS, Autoscale, DocumentError
 from artesian.controlplane.state_topics import StateTopicError
-from artesian.controlplane.tenants import ADMIN, Caller
+from artesian.controlplane.tenants import ADMIN, Caller, ExpiredToken
 
 # The console's files; only the page's own script and style run, nothing inline, and nothing
 # may frame it.
@@ -117,9 +118,14 @@ class UpdateTenant(BaseModel):
     max_brokers: int | None = Field(default=None, ge=0, le=1000 * MAX_BROKERS)
 
 
+def _iso(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="seconds")
+
+
 class CreateToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(default="", max_length=256)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 def create_app(control_plane: ControlPlane) -> FastAPI:
@@ -140,7 +146,17 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     def caller(
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> Caller:
-        who = None if credentials is None else control_plane.authenticate(credentials.credentials)
+        try:
+            who = (
+                None if credentials is None else control_plane.authenticate(credentials.credentials)
+            )
+        except ExpiredToken as e:
+            raise HTTPException(
+                401,
+                f"this token expired at {_iso(e.token.expires_ms)}: ask the tenant's admin for "
+                "a new one (`artesian tenants tokens create`)",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from e
         if who is None:
             raise HTTPException(
                 401,
@@ -207,7 +223,9 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         tenant_id: str, body: CreateToken, who: Caller = Authenticated
     ) -> dict[str, Any]:
         token, text = _errors(
-            lambda: control_plane.create_token(tenant_id, body.description, caller=who)
+            lambda: control_plane.create_token(
+                tenant_id, body.description, body.expires_in_days, caller=who
+            )
         )
         return {**token.public(), "tenant": tenant_id, "token": text}
 

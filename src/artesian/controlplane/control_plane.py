@@ -166,7 +166,7 @@ class ControlPlane:
 
     def authenticate(self, presented: str) -> Caller | None:
         """The caller a bearer token stands for: the admin, a tenant, or None."""
-        return authenticate(presented, self._admin_token, self._tokens)
+        return authenticate(presented, self._admin_token, self._tokens, int(time.time() * 1000))
 
     def clusters(self, *, caller: Caller) -> list[ClusterView]:
         """The caller's clusters by id, those being deleted last."""
@@ -370,9 +370,17 @@ class ControlPlane:
         log.info("tenant %s deleted", tenant_id)
 
     def create_token(
-        self, tenant_id: str, description: str = "", *, caller: Caller
+        self,
+        tenant_id: str,
+        description: str = "",
+        expires_in_days: int | None = None,
+        *,
+        caller: Caller,
     ) -> tuple[ApiToken, str]:
-        token, text = mint_token(description, int(time.time() * 1000))
+        """``expires_in_days``: how long the token works (None: until deleted)."""
+        now = int(time.time() * 1000)
+        expires = now + expires_in_days * 86_400_000 if expires_in_days else 0
+        token, text = mint_token(description, now, expires)
         with self._lock:
             current = self.tenant(tenant_id, caller=caller)
             if len(current.tokens) >= MAX_TOKENS:

@@ -319,6 +319,7 @@ class ApiToken:
     secret_sha256: str
     description: str = ""
     created_ms: int = 0
+    expires_ms: int = 0  # 0: never
 
     def validate(self) -> None:
         if not TOKEN_ID.fullmatch(self.id):
@@ -327,9 +328,19 @@ class ApiToken:
             raise DocumentError("secret_sha256 is not 64 lowercase hex digits")
         if len(self.description) > 256:
             raise DocumentError("description is longer than 256 characters")
+        if self.expires_ms < 0:
+            raise DocumentError("expires_ms must be 0 (never) or a time in ms")
+
+    def expired(self, now_ms: int) -> bool:
+        return 0 < self.expires_ms <= now_ms
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "description": self.description, "created_ms": self.created_ms}
+        return {
+            "id": self.id,
+            "description": self.description,
+            "created_ms": self.created_ms,
+            "expires_ms": self.expires_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +409,7 @@ class Tenant:
                     _str(t, "secret_sha256"),
                     _str(t, "description"),
                     _int(t, "created_ms"),
+                    _int(t, "expires_ms") if "expires_ms" in t else 0,  # before expiry existed
                 )
                 for t in (_dict(x, "token") for x in tokens)
             ),

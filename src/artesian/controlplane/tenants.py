@@ -38,11 +38,12 @@ class Caller:
 ADMIN = Caller(None)
 
 
-def mint_token(description: str, now_ms: int) -> tuple[ApiToken, str]:
-    """A new API token and the text its holder presents, which is kept nowhere."""
+def mint_token(description: str, now_ms: int, expires_ms: int = 0) -> tuple[ApiToken, str]:
+    """A new API token and the text its holder presents, which is kept nowhere;
+    ``expires_ms``: when it stops working (0: never)."""
     token_id = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(16))
     secret = secrets.token_urlsafe(32)
-    token = ApiToken(token_id, _digest(secret), description, now_ms)
+    token = ApiToken(token_id, _digest(secret), description, now_ms, expires_ms)
     token.validate()
     return token, f"art_{token_id}_{secret}"
 
@@ -52,7 +53,7 @@ class TokenIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_id: dict[str, tuple[str, str]] = {}  # token id -> (tenant id, digest)
+        self._by_id: dict[str, tuple[str, ApiToken]] = {}  # token id -> (tenant id, token)
         self._of_tenant: dict[str, set[str]] = {}
 
     def tenant_changed(self, tenant_id: str, tenant: Tenant | None) -> None:
@@ -61,16 +62,27 @@ class TokenIndex:
                 self._by_id.pop(token_id, None)
             if tenant is not None:
                 for token in tenant.tokens:
-                    self._by_id[token.id] = (tenant_id, token.secret_sha256)
+                    self._by_id[token.id] = (tenant_id, token)
                 self._of_tenant[tenant_id] = {t.id for t in tenant.tokens}
 
-    def get(self, token_id: str) -> tuple[str, str] | None:
+    def get(self, token_id: str) -> tuple[str, ApiToken] | None:
         with self._lock:
             return self._by_id.get(token_id)
 
 
-def authenticate(presented: str, admin_token: str, tokens: TokenIndex) -> Caller | None:
-    """The caller a bearer token stands for, or None."""
+class ExpiredToken(Exception):
+    """A tenant's token presented whole, past its expiry."""
+
+    def __init__(self, token: ApiToken) -> None:
+        super().__init__(f"token {token.id} expired at {token.expires_ms} ms")
+        self.token = token
+
+
+def authenticate(
+    presented: str, admin_token: str, tokens: TokenIndex, now_ms: int
+) -> Caller | None:
+    """The caller a bearer token stands for, or None. Raises ExpiredToken for a token whose
+    secret matches but whose time is up: its holder is told why, and no one else learns it."""
     if hmac.compare_digest(_digest(presented), _digest(admin_token)):
         return ADMIN
     parts = presented.split("_", 2)
@@ -79,8 +91,12 @@ def authenticate(presented: str, admin_token: str, tokens: TokenIndex) -> Caller
     found = tokens.get(parts[1])  # ids are public: looking one up gives nothing away
     if found is None:
         return None
-    tenant_id, digest = found
-    return Caller(tenant_id) if hmac.compare_digest(digest, _digest(parts[2])) else None
+    tenant_id, token = found
+    if not hmac.compare_digest(token.secret_sha256, _digest(parts[2])):
+        return None
+    if token.expired(now_ms):
+        raise ExpiredToken(token)
+    return Caller(tenant_id)
 
 
 def _digest(text: str) -> str:
