@@ -12,7 +12,7 @@ it up to remote.fetch.max.wait.ms instead of long-polling.
 From v11 a consumer may read from a follower (KIP-392): with ``replica.selector.class`` set to
 the rack-aware selector, the leader points a consumer that names its rack to an in-sync
 replica there (replication/replica_selector.py), and a follower serves v11+ consumers up to
-its own high watermark. With a selector set, a follower's fetch is answered at once when the
+its own high watermark. With that selector, a follower's fetch is answered at once when the
 high watermark moved since it was last told, so that reads from followers lag the leader by
 one round trip.
 
@@ -613,49 +613,35 @@ async def _wait_and_read(
     min_bytes: int,
     budget: int,
 ) -> RawResponse:
-    try:
-        return await _wait_and_read_parked(
-            ctx, request, context, op, deadline, denied, min_bytes, budget
-        )
-    finally:
-        ctx.connection.parked_fetch = None
-
-
-async def _wait_and_read_parked(
-    ctx: Any,
-    request: Any,
-    context: FetchContext,
-    op: DelayedFetch,
-    deadline: float,
-    denied: set[str] | None,
-    min_bytes: int,
-    budget: int,
-) -> RawResponse:
     purgatory = ctx.broker.replica_manager.purgatory
     loop = asyncio.get_running_loop()
-    while True:
-        await op.future
-        if op.expired:
-            kind = "follower" if context.from_follower else "consumer"
-            ctx.broker.metrics.delayed_fetch_expires.labels(kind).inc()
-        waited = set(op.keys)
-        results, accumulated, answer_now, keys, remote = _read(
-            ctx, request, context.partitions, denied, budget
-        )
-        if remote is not None:
-            await _read_remote(ctx, remote)
-            return _respond(ctx, context, results)
-        max_wait_ms = int((deadline - loop.time()) * 1000)
-        # A read_committed fetch is woken by appends past the last stable offset too (an
-        # open transaction holds it back): it waits again for what it can read, as Kafka's
-        # DelayedFetch counts bytes up to the LSO only. A partition it waited on that went
-        # away (its topic deleted) answers at once, as in DelayedFetch.
-        if (
-            accumulated >= min_bytes
-            or answer_now
-            or max_wait_ms <= 0
-            or not keys
-            or not waited.issubset(keys)
-        ):
-            return _respond(ctx, context, results)
-        op = ctx.connection.parked_fetch = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
+    try:
+        while True:
+            await op.future
+            if op.expired:
+                kind = "follower" if context.from_follower else "consumer"
+                ctx.broker.metrics.delayed_fetch_expires.labels(kind).inc()
+            waited = set(op.keys)
+            results, accumulated, answer_now, keys, remote = _read(
+                ctx, request, context.partitions, denied, budget
+            )
+            if remote is not None:
+                await _read_remote(ctx, remote)
+                return _respond(ctx, context, results)
+            max_wait_ms = int((deadline - loop.time()) * 1000)
+            # A read_committed fetch is woken by appends past the last stable offset too (an
+            # open transaction holds it back): it waits again for what it can read, as
+            # Kafka's DelayedFetch counts bytes up to the LSO only. A partition it waited on
+            # that went away (its topic deleted) answers at once, as in DelayedFetch.
+            if (
+                accumulated >= min_bytes
+                or answer_now
+                or max_wait_ms <= 0
+                or not keys
+                or not waited.issubset(keys)
+            ):
+                return _respond(ctx, context, results)
+            op = purgatory.park(keys, min_bytes, accumulated, max_wait_ms)
+            ctx.connection.parked_fetch = op
+    finally:
+        ctx.connection.parked_fetch = None
