@@ -227,6 +227,12 @@ def test_a_token_with_an_expiry_stops_working_then(platform: Platform) -> None:
         assert listed == {acme["tokens"][0]["id"]: 0, expiring["id"]: expiring["expires_ms"]}
     with _as(platform, expiring["token"]) as a:
         assert a.get("/v1/whoami").status_code == 200
+        # A token that expires cannot make one that outlives it.
+        for body in ({}, {"expires_in_days": 31}):
+            r = a.post(f"/v1/tenants/{acme['id']}/tokens", json=body)
+            assert r.status_code == 403 and "no later" in r.json()["detail"], body
+        r = a.post(f"/v1/tenants/{acme['id']}/tokens", json={"expires_in_days": 29})
+        assert r.status_code == 201, r.text
 
     # A tenant whose token is past its time, written to the tenants topic as the control
     # plane writes it: 401 saying so, to its holder only.
@@ -241,10 +247,18 @@ def test_a_token_with_an_expiry_stops_working_then(platform: Platform) -> None:
     with _as(platform, text) as g:
         r = g.get("/v1/whoami")
         assert r.status_code == 401 and "expired" in r.json()["detail"], r.text
+        assert "invalid_token" in r.headers["www-authenticate"]
+        assert "expired" in r.headers["www-authenticate"]
     wrong = text[:-1] + ("y" if text.endswith("x") else "x")
     with _as(platform, wrong) as g:
         r = g.get("/v1/whoami")
         assert r.status_code == 401 and "expired" not in r.json()["detail"], r.text
+        assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    # A new token for globex drops the expired one.
+    r = platform.api.post(f"/v1/tenants/{globex.id}/tokens", json={})
+    assert r.status_code == 201, r.text
+    tokens = platform.api.get(f"/v1/tenants/{globex.id}/tokens").json()["tokens"]
+    assert [t["id"] for t in tokens] == [r.json()["id"]]
 
 
 def test_tenants_outlive_a_restart_and_leave_only_once_empty(platform: Platform) -> None:

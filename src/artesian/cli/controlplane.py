@@ -281,7 +281,7 @@ def call_api(
         hint = (
             "Give your API token with --token or ARTESIAN_TOKEN (the admin's is in the file "
             "`controlplane run` names)."
-            if e.code == 401
+            if e.code == 401 and "expired" not in str(detail)
             else ""
         )
         fail(f"{method} {path}: {e.code} {detail}", hint)

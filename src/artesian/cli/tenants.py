@@ -164,7 +164,9 @@ def create_token(
         token,
         "POST",
         f"/v1/tenants/{tenant}/tokens",
-        {"description": description, "expires_in_days": expires_in_days},
+        # Only when given: an older control plane refuses fields it does not know.
+        {"description": description}
+        | ({"expires_in_days": expires_in_days} if expires_in_days else {}),
         as_json=as_json,
         text=_token_text,
     )

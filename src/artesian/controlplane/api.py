@@ -50,7 +50,12 @@ from artesian.controlplane.control_plane import (
     NotFound,
     Unavailable,
 )
-from artesian.controlplane.documents import MAX_BROKERS, Autoscale, DocumentError
+from artesian.controlplane.documents import (
+    MAX_BROKERS,
+    MAX_TOKEN_DAYS,
+    Autoscale,
+    DocumentError,
+)
 from artesian.controlplane.state_topics import StateTopicError
 from artesian.controlplane.tenants import ADMIN, Caller, ExpiredToken
 
@@ -125,7 +130,7 @@ def _iso(ms: int) -> str:
 class CreateToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(default="", max_length=256)
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expires_in_days: int | None = Field(default=None, ge=1, le=MAX_TOKEN_DAYS)
 
 
 def create_app(control_plane: ControlPlane) -> FastAPI:
@@ -153,16 +158,22 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         except ExpiredToken as e:
             raise HTTPException(
                 401,
-                f"this token expired at {_iso(e.token.expires_ms)}: ask the tenant's admin for "
-                "a new one (`artesian tenants tokens create`)",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                f"this token expired at {_iso(e.token.expires_ms)}: make a new one with "
+                "another of the tenant's tokens (`artesian tenants tokens create`), or ask "
+                "the platform's admin",
+                headers={
+                    "WWW-Authenticate": 'Bearer error="invalid_token", '
+                    'error_description="The access token expired"'
+                },
             ) from e
         if who is None:
+            # RFC 6750: a bare challenge when no token came, invalid_token for one refused.
+            challenge = "Bearer" if credentials is None else 'Bearer error="invalid_token"'
             raise HTTPException(
                 401,
                 "a valid token is needed: Authorization: Bearer <the admin's token from "
                 "`controlplane run`'s --admin-token-file, or a tenant's API token>",
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": challenge},
             )
         return who
 

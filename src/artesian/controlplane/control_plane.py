@@ -21,6 +21,7 @@ from artesian.controlplane.autoscaler import AutoscalePolicy, decide
 from artesian.controlplane.documents import (
     DESIRED_TOPIC,
     MAX_API_KEYS,
+    MAX_TOKEN_DAYS,
     MAX_TOKENS,
     OBSERVED_TOPIC,
     TENANTS_TOPIC,
@@ -377,15 +378,25 @@ class ControlPlane:
         *,
         caller: Caller,
     ) -> tuple[ApiToken, str]:
-        """``expires_in_days``: how long the token works (None: until deleted)."""
+        """``expires_in_days``: how long the token works (None: until deleted). A caller whose
+        own token expires makes tokens that expire no later: a leaked token must not buy
+        itself a lasting one. Expired tokens are dropped as a new one is added."""
+        if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+            raise DocumentError(f"expires_in_days must be 1 to {MAX_TOKEN_DAYS}")
         now = int(time.time() * 1000)
         expires = now + expires_in_days * 86_400_000 if expires_in_days else 0
+        if caller.expires_ms and not 0 < expires <= caller.expires_ms:
+            raise Forbidden(
+                "a token that expires may only make tokens that expire no later than itself; "
+                "give expires_in_days, or use a token that does not expire"
+            )
         token, text = mint_token(description, now, expires)
         with self._lock:
             current = self.tenant(tenant_id, caller=caller)
-            if len(current.tokens) >= MAX_TOKENS:
+            live = tuple(t for t in current.tokens if not t.expired(now))
+            if len(live) >= MAX_TOKENS:
                 raise Conflict(f"tenant {tenant_id} already has {MAX_TOKENS} tokens")
-            tenant = current.changed(tokens=(*current.tokens, token))
+            tenant = current.changed(tokens=(*live, token))
             self._write_tenant(tenant_id, tenant)
         log.info("tenant %s: token %s created", tenant_id, token.id)
         return token, text

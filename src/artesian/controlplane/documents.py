@@ -39,6 +39,7 @@ log = logging.getLogger("artesian.controlplane")
 DESIRED_TOPIC = "_artesian_cluster_desired"
 OBSERVED_TOPIC = "_artesian_cluster_observed"
 TENANTS_TOPIC = "_artesian_tenants"
+MAX_TIME_MS = 253_402_300_799_999  # the last ms of year 9999: any later cannot be shown as a date
 USAGE_TOPIC = "_artesian_usage"
 # Compacted: the latest document per cluster is the state; a tombstone forgets the cluster.
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
@@ -54,6 +55,7 @@ USAGE_TOPIC_CONFIG = {
 MAX_BROKERS = 20
 MAX_API_KEYS = 100
 MAX_TOKENS = 20
+MAX_TOKEN_DAYS = 3650
 CLUSTER_ID = re.compile(r"lkc-[a-z0-9]{6,32}")  # fullmatch: "$" would let a newline in
 TENANT_ID = re.compile(r"t-[a-z0-9]{6,32}")
 TOKEN_ID = re.compile(r"[a-z0-9]{16}")
@@ -328,8 +330,8 @@ class ApiToken:
             raise DocumentError("secret_sha256 is not 64 lowercase hex digits")
         if len(self.description) > 256:
             raise DocumentError("description is longer than 256 characters")
-        if self.expires_ms < 0:
-            raise DocumentError("expires_ms must be 0 (never) or a time in ms")
+        if not 0 <= self.expires_ms <= MAX_TIME_MS:
+            raise DocumentError("expires_ms must be 0 (never) or a time in ms before year 10000")
 
     def expired(self, now_ms: int) -> bool:
         return 0 < self.expires_ms <= now_ms

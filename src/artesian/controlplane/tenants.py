@@ -22,9 +22,11 @@ _TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller: a tenant's id, or None for the admin."""
+    """An authenticated caller: a tenant's id, or None for the admin; ``expires_ms``: when
+    the token it called with stops working (0: never)."""
 
     tenant: str | None
+    expires_ms: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -96,7 +98,7 @@ def authenticate(
         return None
     if token.expired(now_ms):
         raise ExpiredToken(token)
-    return Caller(tenant_id)
+    return Caller(tenant_id, token.expires_ms)
 
 
 def _digest(text: str) -> str:
