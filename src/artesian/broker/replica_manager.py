@@ -257,7 +257,8 @@ class ReplicaManager:
             # Until the leader says, only the log start is known committed: recovery sets the
             # high watermark to the log end, which may hold what no ISR member acknowledged.
             # A broker that held the partition already keeps the high watermark it had, as
-            # Kafka does: consumers reading from it (KIP-392) see it go on, not back.
+            # Kafka does: consumers reading from it (KIP-392) do not see it fall to the log
+            # start (it may still step back to a new leader's, which starts behind).
             p.log.high_watermark = min(p.log.high_watermark, p.log.log_start_offset)
         p.leader = leader
         p.partition_epoch = partition_epoch
