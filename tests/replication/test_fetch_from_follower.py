@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -285,5 +286,44 @@ def test_a_consumer_waiting_on_a_follower_gets_a_new_record_without_waiting_for_
             (t,) = conn.request(1, 12, _consumer_fetch("wake", 2, 300)).responses
         assert _offsets(t.partitions[0].records) == []
         assert c.metric(2, expires) == 1  # nothing came: that one ran out
+    finally:
+        c.stop()
+
+
+def test_a_follower_keeps_its_high_watermark_when_the_leader_changes(tmp_path: Path) -> None:
+    """Consumers reading from followers never see the high watermark fall back while the
+    leadership moves (a broker that held the partition keeps it, as Kafka's does): every
+    answer from broker 3, polled throughout broker 1's hand-over, carries 10."""
+    c = _racked(tmp_path, 3, {"broker.session.timeout.ms": "600000"})
+    try:
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        new = NewTopic("steady", 1, replica_assignment=[[1, 2, 3]])
+        admin.create_topics([new])["steady"].result(15)
+        c.wait_for(lambda: all(c.partitions("steady", n) for n in (1, 2, 3)), what="topic")
+        assert c.produce(1, "steady", 0, [b"%d" % i for i in range(10)]) == (NONE, 0)
+        for node in (2, 3):
+            c.wait_for(lambda node=node: _fetch(c, node, "steady", 0).high_watermark == 10)
+        seen: list[int] = []
+        stop = threading.Event()
+
+        def poll() -> None:
+            with c.conn(3) as conn:
+                while not stop.is_set():
+                    (t,) = conn.request(1, 12, _consumer_fetch("steady", 0, 0)).responses
+                    (p,) = t.partitions
+                    if p.error_code == NONE:
+                        seen.append(p.high_watermark)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        try:
+            time.sleep(0.3)
+            assert c.brokers[1].stop() == 0  # hands its leaderships over first
+            c.wait_for(lambda: c.partitions("steady", 3)[0].leader in (2, 3), what="new leader")
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            poller.join(10)
+        assert len(seen) > 20 and set(seen) == {10}, sorted(set(seen))
     finally:
         c.stop()
