@@ -121,11 +121,18 @@ def update_tenant(
         for k, v in (("max_clusters", max_clusters), ("max_brokers", max_brokers))
         if v is not None
     }
-    with reporting(""):
-        if not body:
+    if not body:
+        with reporting(""):
             fail("nothing to change", "Give --max-clusters or --max-brokers.")
-        doc = call_api(api, token, "PATCH", f"/v1/tenants/{tenant}", body)
-    show_answer(doc, as_json, lambda d: table(None, _COLUMNS, [_row(d)]))
+    call_and_show(
+        api,
+        token,
+        "PATCH",
+        f"/v1/tenants/{tenant}",
+        body,
+        as_json=as_json,
+        text=lambda d: table(None, _COLUMNS, [_row(d)]),
+    )
 
 
 @tenants_app.command("delete")
@@ -180,13 +187,25 @@ def list_tokens(
     as_json: JsonOpt = False,
 ) -> None:
     """The tenant's tokens: ids, descriptions and expiry, never the tokens."""
-    with reporting(""):
-        doc = call_api(api, token, "GET", f"/v1/tenants/{tenant}/tokens")
-    rows = [
-        (t["id"], t["description"], _when(t["expires_ms"]) if t.get("expires_ms") else "never")
-        for t in doc["tokens"]
-    ]
-    show_answer(doc, as_json, lambda d: table(None, ["TOKEN ID", "DESCRIPTION", "EXPIRES"], rows))
+    call_and_show(
+        api,
+        token,
+        "GET",
+        f"/v1/tenants/{tenant}/tokens",
+        as_json=as_json,
+        text=lambda d: table(
+            None,
+            ["TOKEN ID", "DESCRIPTION", "EXPIRES"],
+            [
+                (
+                    t["id"],
+                    t["description"],
+                    _when(t["expires_ms"]) if t.get("expires_ms") else "never",
+                )
+                for t in d["tokens"]
+            ],
+        ),
+    )
 
 
 @tokens_app.command("delete")

@@ -190,9 +190,7 @@ class ApiKey:
 
     @classmethod
     def decode(cls, doc: dict[str, Any]) -> ApiKey:
-        verifiers = doc.get("scram")
-        if not isinstance(verifiers, list):
-            raise DocumentError("scram must be a list")
+        verifiers = _list(doc, "scram", required=True)
         prefix = doc.get("resource_prefix")
         if prefix is not None and not isinstance(prefix, str):
             raise DocumentError("resource_prefix must be a string or null")
@@ -279,9 +277,7 @@ class ClusterDesire:
     def decode(cls, raw: bytes) -> ClusterDesire:
         doc = _object(raw)
         auto = doc.get("autoscale")
-        keys = doc.get("api_keys", [])
-        if not isinstance(keys, list):
-            raise DocumentError("api_keys must be a list")
+        keys = _list(doc, "api_keys")
         try:
             desire = cls(
                 id=_str(doc, "id"),
@@ -397,9 +393,7 @@ class Tenant:
     @classmethod
     def decode(cls, raw: bytes) -> Tenant:
         doc = _object(raw)
-        tokens = doc.get("tokens", [])
-        if not isinstance(tokens, list):
-            raise DocumentError("tokens must be a list")
+        tokens = _list(doc, "tokens")
         return cls(
             id=_str(doc, "id"),
             name=_str(doc, "name"),
@@ -449,9 +443,7 @@ class ClusterReport:
     @classmethod
     def decode(cls, raw: bytes) -> ClusterReport:
         doc = _object(raw)
-        brokers = doc.get("brokers", [])
-        if not isinstance(brokers, list):
-            raise DocumentError("brokers must be a list")
+        brokers = _list(doc, "brokers")
         phase = _str(doc, "phase")
         if phase not in PHASES:
             raise DocumentError(f"phase {phase!r} is not one of {PHASES}")
@@ -521,9 +513,7 @@ class UsageRecord:
     @classmethod
     def decode(cls, raw: bytes) -> UsageRecord:
         doc = _object(raw)
-        counters = doc.get("counters", [])
-        if not isinstance(counters, list):
-            raise DocumentError("counters must be a list")
+        counters = _list(doc, "counters")
         record = cls(
             id=_str(doc, "id"),
             tenant=_str(doc, "tenant"),
@@ -586,6 +576,14 @@ def _object(raw: bytes) -> dict[str, Any]:
 def _dict(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DocumentError(f"{what} must be an object")
+    return value
+
+
+def _list(doc: dict[str, Any], key: str, *, required: bool = False) -> list[Any]:
+    """A list field; a missing one is empty unless ``required``."""
+    value = doc.get(key) if required else doc.get(key, [])
+    if not isinstance(value, list):
+        raise DocumentError(f"{key} must be a list")
     return value
 
 

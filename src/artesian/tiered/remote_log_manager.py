@@ -518,20 +518,17 @@ class RemoteLogManager:
         short of the local log (a newer segment's transaction index would be missed), or
         names an object the leader's retention has deleted since; an offset still in no
         copy then raises OffsetOutOfRangeError."""
+        args = (fetch_offset, max_bytes, min_one_message, read_committed)
         if self._stale(st, fetch_offset):
             async with st.lock:
                 if self._stale(st, fetch_offset):  # another read may have listed meanwhile
                     await self._list_followed(st)
         try:
-            return await self._read_loaded(
-                st, fetch_offset, max_bytes, min_one_message, read_committed
-            )
+            return await self._read_loaded(st, *args)
         except FileNotFoundError:
             async with st.lock:
                 await self._list_followed(st)
-            return await self._read_loaded(
-                st, fetch_offset, max_bytes, min_one_message, read_committed
-            )
+            return await self._read_loaded(st, *args)
 
     @staticmethod
     def _stale(st: RemotePartition, fetch_offset: int) -> bool:
