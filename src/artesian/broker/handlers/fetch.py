@@ -179,6 +179,9 @@ def _read(
         if replica_id < 0 and version >= 11 and broker.replica_selector is not None
         else ""
     )
+    reachable = (
+        functools.partial(_reachable, broker, ctx.connection.listener.name) if client_rack else None
+    )
     now_ms = int(time.time() * 1000) if replica_id >= 0 or client_rack else 0
     total = 0
     answer_now = False
@@ -255,7 +258,7 @@ def _read(
             if from_follower_log:
                 _unknown_offsets(result)
             continue
-        if client_rack and not from_follower_log:
+        if reachable is not None and not from_follower_log:
             preferred = preferred_read_replica(
                 broker.replica_selector,
                 partition,
@@ -263,7 +266,7 @@ def _read(
                 fp.fetch_offset,
                 now_ms,
                 broker.rack_of,
-                functools.partial(_reachable, broker, ctx.connection.listener.name),
+                reachable,
             )
             if preferred >= 0:
                 # No records: the consumer reads from ``preferred`` now (answered at once,
