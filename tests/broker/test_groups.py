@@ -37,6 +37,11 @@ FAST = {
     "group.initial.rebalance.delay.ms": "100",
     "group.min.session.timeout.ms": "1000",
     "offsets.topic.num.partitions": "4",
+    # The consumer group protocol (KIP-848): the broker sets these, not the members.
+    "group.consumer.min.session.timeout.ms": "1000",
+    "group.consumer.session.timeout.ms": "3000",
+    "group.consumer.min.heartbeat.interval.ms": "100",
+    "group.consumer.heartbeat.interval.ms": "300",
 }
 SESSION_MS = 3000
 HEARTBEAT_MS = 300
@@ -154,11 +159,14 @@ def _member_confluent(args: dict[str, str], out: _Out, stop: threading.Event) ->
         "group.id": args["group"],
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": SESSION_MS,
-        "heartbeat.interval.ms": HEARTBEAT_MS,
         "max.poll.interval.ms": MAX_POLL_MS,
-        "partition.assignment.strategy": args["strategy"],
     }
+    if args["strategy"] == "consumer":
+        conf["group.protocol"] = "consumer"  # KIP-848: the broker assigns and times
+    else:
+        conf["session.timeout.ms"] = SESSION_MS
+        conf["heartbeat.interval.ms"] = HEARTBEAT_MS
+        conf["partition.assignment.strategy"] = args["strategy"]
     c = Consumer(conf)
     topic = args["topic"]
     pending = _Pending(out)
@@ -514,6 +522,7 @@ def _describe(broker: Any, group: str) -> Any:
 SCENARIOS = [
     pytest.param("confluent", "range", id="confluent"),
     pytest.param("confluent", "cooperative-sticky", id="confluent-cooperative"),
+    pytest.param("confluent", "consumer", id="confluent-consumer-protocol"),
     pytest.param("kafka-python", "range", id="kafka-python"),
     pytest.param("aiokafka", "range", id="aiokafka"),
 ]
@@ -568,9 +577,12 @@ def test_group_members_join_leave_killed_while_producing(
         c.leave()
         d.leave()
     check_consumption(everyone, prod, hw)
-    assert f"in group {group} has failed, removing it (session timeout" in broker.log_tail(
-        400, since=log_start
+    expired = (
+        f"of consumer group {group} has failed: no heartbeat"
+        if strategy == "consumer"
+        else f"in group {group} has failed, removing it (session timeout"
     )
+    assert expired in broker.log_tail(400, since=log_start)
     assert _describe(broker, group).state.name == "EMPTY"
     assert _committed(broker, group, topic, PARTITIONS) == hw
 

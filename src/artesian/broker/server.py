@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from kio.schema.errors import ErrorCode
@@ -51,6 +51,7 @@ from artesian.config.broker import RACK_AWARE_REPLICA_SELECTOR, BrokerConfig, pa
 from artesian.config.definitions import ConfigError, ConfigSource, parse
 from artesian.config.resolve import effective_topic_config
 from artesian.config.topic import TOPIC_CONFIGS
+from artesian.coordinator.group.consumer_coordinator import ConsumerGroupConfig
 from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
 from artesian.coordinator.serde import partition_for
 from artesian.coordinator.transaction.coordinator import (
@@ -350,7 +351,9 @@ class Broker:
 
         # After the image is loaded: the partition count of an existing __consumer_offsets
         # wins over offsets.topic.num.partitions, as in Kafka.
-        self.group_coordinator = GroupCoordinator(self._group_config(), self.offsets_topic)
+        self.group_coordinator = GroupCoordinator(
+            self._group_config(), self.offsets_topic, consumer=self._consumer_group_config()
+        )
         self.group_coordinator.load(self._led(OFFSETS_TOPIC))
         # After the groups: completing a transaction caught between its two phases may
         # write markers to __consumer_offsets, which the group coordinator must see.
@@ -579,6 +582,15 @@ class Broker:
             max_size=cfg.get_int("group.max.size"),
             offsets_retention_ms=cfg.get_int("offsets.retention.minutes") * 60_000,
             offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
+        )
+
+    def _consumer_group_config(self) -> ConsumerGroupConfig:
+        cfg = self.config
+        return ConsumerGroupConfig(
+            session_timeout_ms=cfg.get_int("group.consumer.session.timeout.ms"),
+            heartbeat_interval_ms=cfg.get_int("group.consumer.heartbeat.interval.ms"),
+            max_size=cfg.get_int("group.consumer.max.size"),
+            assignors=tuple(cast(list[str], cfg.get("group.consumer.assignors"))),
         )
 
     def _join_cluster(self, cluster_id: str) -> str:

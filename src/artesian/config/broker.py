@@ -629,6 +629,57 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Largest session timeout a member may ask for.",
         ),
         _k("group.max.size", _I, INT_MAX, "Most members in one classic group.", _GE1),
+        # The consumer group protocol (KIP-848).
+        _k(
+            "group.consumer.session.timeout.ms",
+            _I,
+            45_000,
+            "A consumer-protocol member is removed after this long without a heartbeat.",
+            _GE1,
+        ),
+        _k(
+            "group.consumer.min.session.timeout.ms",
+            _I,
+            45_000,
+            "Lower bound of group.consumer.session.timeout.ms.",
+            _GE1,
+        ),
+        _k(
+            "group.consumer.max.session.timeout.ms",
+            _I,
+            60_000,
+            "Upper bound of group.consumer.session.timeout.ms.",
+            _GE1,
+        ),
+        _k(
+            "group.consumer.heartbeat.interval.ms",
+            _I,
+            5_000,
+            "How often consumer-protocol members heartbeat.",
+            _GE1,
+        ),
+        _k(
+            "group.consumer.min.heartbeat.interval.ms",
+            _I,
+            5_000,
+            "Lower bound of group.consumer.heartbeat.interval.ms.",
+            _GE1,
+        ),
+        _k(
+            "group.consumer.max.heartbeat.interval.ms",
+            _I,
+            15_000,
+            "Upper bound of group.consumer.heartbeat.interval.ms.",
+            _GE1,
+        ),
+        _k("group.consumer.max.size", _I, INT_MAX, "Most members in one consumer group.", _GE1),
+        _k(
+            "group.consumer.assignors",
+            _LS,
+            ["uniform", "range"],
+            "Server-side assignors, by name; the first is the default.",
+            ValidList(("uniform", "range")),
+        ),
         _k(
             "offsets.commit.timeout.ms",
             _I,
@@ -1026,6 +1077,8 @@ class BrokerConfig:
             )
         if "replica.fetch.wait.max.ms" in definitions:
             self._check_replica_fetch_wait()
+        if "group.consumer.session.timeout.ms" in definitions:
+            self._check_consumer_group_configs()
 
     def _check_replica_fetch_wait(self) -> None:
         """Kafka's checks: a follower's long poll must end before its socket times out, and
@@ -1041,6 +1094,31 @@ class BrokerConfig:
                     str(fetch_wait),
                     f"must not exceed {other} ({self.get_int(other)}), {why}",
                 )
+
+    def _check_consumer_group_configs(self) -> None:
+        """Kafka's GroupCoordinatorConfig checks: each timing within its bounds, a heartbeat
+        more often than the session times out, and at least one assignor."""
+        if not self.get("group.consumer.assignors"):
+            raise InvalidConfigError("group.consumer.assignors", "", "must name an assignor")
+        for name in ("session.timeout.ms", "heartbeat.interval.ms"):
+            value = self.get_int(f"group.consumer.{name}")
+            low = self.get_int(f"group.consumer.min.{name}")
+            high = self.get_int(f"group.consumer.max.{name}")
+            if not low <= value <= high:
+                raise InvalidConfigError(
+                    f"group.consumer.{name}",
+                    str(value),
+                    f"must be between group.consumer.min.{name} ({low}) and "
+                    f"group.consumer.max.{name} ({high})",
+                )
+        heartbeat = self.get_int("group.consumer.heartbeat.interval.ms")
+        session = self.get_int("group.consumer.session.timeout.ms")
+        if heartbeat >= session:
+            raise InvalidConfigError(
+                "group.consumer.heartbeat.interval.ms",
+                str(heartbeat),
+                f"must be less than group.consumer.session.timeout.ms ({session})",
+            )
 
     @classmethod
     def load(

@@ -42,13 +42,16 @@ def handle(ctx: Any, request: Any) -> Any:
         if not coordinator.owns(group_id):
             described.append(_group_error(mod, group_id, ErrorCode.not_coordinator, None))
             continue
-        if group is None:
-            # Kafka describes an unknown group as Dead, with GROUP_ID_NOT_FOUND from v6.
+        if group is None or group.consumer is not None:
+            # Kafka describes an unknown group, or one on the consumer protocol (that
+            # ConsumerGroupDescribe describes), as Dead, with GROUP_ID_NOT_FOUND from v6.
             described.append(
                 make(
                     mod.DescribedGroup,
                     error_code=ErrorCode.group_id_not_found if version >= 6 else ErrorCode.none,
-                    error_message=None,
+                    error_message=None
+                    if group is None
+                    else f"Group {group_id} is not a classic group.",
                     group_id=group_id,
                     group_state="Dead",
                     protocol_type="",

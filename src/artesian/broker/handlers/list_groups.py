@@ -29,9 +29,10 @@ def handle(ctx: Any, request: Any) -> Any:
     # DESCRIBE on the cluster lists every group; else only those with DESCRIBE on them.
     every = ctx.broker.authorizer is None or cluster_authorized(ctx, AclOperation.DESCRIBE)
     for group in coordinator.groups.values():
-        if states and group.state.value.lower() not in states:
+        state = group.describe_state()
+        if states and state.lower() not in states:
             continue
-        if types and "classic" not in types:
+        if types and group.group_type not in types:
             continue
         if not every and not authorized(
             ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group.group_id
@@ -42,8 +43,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 mod.ListedGroup,
                 group_id=group.group_id,
                 protocol_type=group.protocol_type or "",
-                group_state=group.state.value,
-                group_type="classic",
+                group_state=state,
+                group_type=group.group_type,
             )
         )
     return make(

@@ -104,6 +104,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 getattr(request, "group_instance_id", None),
                 generation,
                 offsets,
+                api_version=version,
             )
         )
 

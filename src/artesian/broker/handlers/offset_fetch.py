@@ -100,14 +100,21 @@ def handle(ctx: Any, request: Any) -> Any:
     stable = bool(getattr(request, "require_stable", False))
     if hasattr(request, "groups"):
         by_id = version >= 10
-        owns = ctx.broker.group_coordinator.owns
+        coordinator = ctx.broker.group_coordinator
+        owns = coordinator.owns
         groups = []
         for g in request.groups:
             # DESCRIBE on each group first, as in Kafka.
             if not _group_allowed(ctx, g.group_id):
                 code = ErrorCode.group_authorization_failed
+            elif not owns(g.group_id):
+                code = ErrorCode.not_coordinator
             else:
-                code = ErrorCode.none if owns(g.group_id) else ErrorCode.not_coordinator
+                # v9+: a consumer-protocol member must be at its current epoch (KIP-848).
+                invalid = coordinator.validate_offset_fetch(
+                    g.group_id, getattr(g, "member_id", None), getattr(g, "member_epoch", -1)
+                )
+                code = ErrorCode.none if invalid is None else ErrorCode(invalid)
             groups.append(
                 make(
                     mod.OffsetFetchResponseGroup,

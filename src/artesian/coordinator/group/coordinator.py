@@ -23,6 +23,10 @@ from typing import Protocol
 from kio.schema.errors import ErrorCode
 
 from artesian.coordinator.group import records as rec
+from artesian.coordinator.group.consumer_coordinator import (
+    ConsumerGroupConfig,
+    ConsumerGroupCoordinator,
+)
 from artesian.coordinator.group.group_metadata import (
     GroupMetadata,
     GroupState,
@@ -111,12 +115,18 @@ def _now_ms() -> int:
 
 class GroupCoordinator:
     def __init__(
-        self, config: GroupConfig, topic: OffsetsTopic, clock: Callable[[], int] = _now_ms
+        self,
+        config: GroupConfig,
+        topic: OffsetsTopic,
+        clock: Callable[[], int] = _now_ms,
+        consumer: ConsumerGroupConfig | None = None,
     ) -> None:
         self.config = config
         self.topic = topic
         self.clock = clock
         self.groups: dict[str, GroupMetadata] = {}
+        # Groups on the consumer protocol (KIP-848) share this table and its offsets.
+        self.consumer_groups = ConsumerGroupCoordinator(self, consumer or ConsumerGroupConfig())
         # The __consumer_offsets partitions this broker leads: it coordinates their groups.
         self.owned: set[int] = set()
 
@@ -256,6 +266,13 @@ class GroupCoordinator:
             group = self.groups[req.group_id] = GroupMetadata(req.group_id)
         if group.state is GroupState.DEAD:
             return JoinResult(E.coordinator_not_available, member_id=member_id)
+        if group.consumer is not None:
+            if group.consumer.members:
+                # Classic members inside a consumer group (Kafka 4's online migration) are not
+                # supported: the group's members must all use one protocol.
+                return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
+            group.consumer = None  # an empty consumer group turns classic
+            group.protocol_type = None
         if not group.supports(req.protocol_type, [p for p, _ in req.protocols]):
             return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
         if not member_id:
@@ -755,6 +772,7 @@ class GroupCoordinator:
         group_instance_id: str | None,
         generation_id: int,
         offsets: dict[tuple[str, int], OffsetAndMetadata],
+        api_version: int = 9,
     ) -> dict[tuple[str, int], int]:
         def all_(code: int) -> dict[tuple[str, int], int]:
             return dict.fromkeys(offsets, code)
@@ -771,6 +789,15 @@ class GroupCoordinator:
             group = self.groups[group_id] = GroupMetadata(group_id)
         elif group.state is GroupState.DEAD:
             return all_(E.coordinator_not_available)
+        elif group.consumer is not None:
+            invalid = self.consumer_groups.validate_commit(
+                group.consumer, member_id, generation_id, transactional=False
+            )
+            if invalid is not None:
+                return all_(invalid)
+            if api_version < 9 and group.consumer.members:
+                # Members on the consumer protocol commit with their member epoch (v9+).
+                return all_(E.unsupported_version)
         elif (
             generation_id < 0
             and not member_id
@@ -874,6 +901,12 @@ class GroupCoordinator:
             group = self.groups[group_id] = GroupMetadata(group_id)
         elif group.state is GroupState.DEAD:
             return dict.fromkeys(offsets, E.coordinator_not_available)
+        elif group.consumer is not None:
+            invalid = self.consumer_groups.validate_commit(
+                group.consumer, member_id, generation_id, transactional=True
+            )
+            if invalid is not None:
+                return dict.fromkeys(offsets, invalid)
         elif generation_id >= 0 or member_id or group_instance_id is not None:
             invalid = self._validate_member(group, member_id, group_instance_id)
             if invalid is not None:
@@ -906,6 +939,19 @@ class GroupCoordinator:
             return False
         wanted = set(partitions)
         return any(wanted & pending.keys() for pending in group.pending_txn_offsets.values())
+
+    def validate_offset_fetch(self, group_id: str, member_id: str | None, epoch: int) -> int | None:
+        """OffsetFetch v9+ from a member of a consumer-protocol group: the member must be
+        known and at its current epoch (None: the fetch may go on)."""
+        group = self.groups.get(group_id)
+        if group is None or group.consumer is None or (member_id is None and epoch < 0):
+            return None
+        member = group.consumer.members.get(member_id or "")
+        if member is None:
+            return int(E.unknown_member_id)
+        if epoch != member.member_epoch:
+            return int(E.stale_member_epoch)
+        return None
 
     def fetch_offsets(
         self, group_id: str, partitions: Iterable[tuple[str, int]] | None
@@ -943,7 +989,7 @@ class GroupCoordinator:
         now = self.clock()
         expired = 0
         for group in list(self.groups.values()):
-            if group.state is not GroupState.EMPTY:
+            if group.state is not GroupState.EMPTY or not group.is_empty():
                 continue
             tombstones: list[tuple[bytes, bytes | None]] = []
             for tp, om in list(group.offsets.items()):
@@ -1027,6 +1073,7 @@ class GroupCoordinator:
 
     def _abandon(self, group: GroupMetadata, code: int) -> None:
         """Stop the group's timers and answer its waiting joins and syncs with ``code``."""
+        self.consumer_groups.abandon(group)
         for timer in (group.join_timer, group.sync_timer, *group.pending_members.values()):
             if timer is not None:
                 timer.cancel()

@@ -1,4 +1,8 @@
-"""A consumer group's state (Kafka's GroupMetadata and MemberMetadata, classic protocol)."""
+"""A group's state (Kafka's GroupMetadata and MemberMetadata, classic protocol).
+
+A group on the consumer protocol (KIP-848) keeps its members in ``consumer`` instead; its
+committed offsets live here either way.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import asyncio
 import enum
 from collections import Counter
 from dataclasses import dataclass, field
+
+from artesian.coordinator.group.consumer_group import ConsumerGroup
 
 
 class GroupState(enum.Enum):
@@ -94,9 +100,16 @@ class GroupMetadata:
     """Members of the current generation that have not sent SyncGroup yet."""
     sync_timer: asyncio.TimerHandle | None = None
     new_member_added: bool = False
+    consumer: ConsumerGroup | None = None
+    """Set while the group is on the consumer protocol (KIP-848)."""
+
+    @property
+    def group_type(self) -> str:
+        """ListGroups' GroupType."""
+        return "consumer" if self.consumer is not None else "classic"
 
     def is_empty(self) -> bool:
-        return not self.members
+        return not self.members and not (self.consumer is not None and self.consumer.members)
 
     def has(self, member_id: str) -> bool:
         return member_id in self.members
@@ -138,6 +151,8 @@ class GroupMetadata:
 
     def subscribed_topics(self) -> set[str] | None:
         """Topics of a 'consumer' group's subscriptions; None when they cannot be read."""
+        if self.consumer is not None:
+            return set(self.consumer.subscription_metadata)
         if self.protocol_type != "consumer" or self.protocol_name is None:
             return None
         topics: set[str] = set()
@@ -149,7 +164,7 @@ class GroupMetadata:
         return topics
 
     def describe_state(self) -> str:
-        return self.state.value
+        return self.consumer.state() if self.consumer is not None else self.state.value
 
 
 def parse_subscription_topics(data: bytes) -> list[str]:

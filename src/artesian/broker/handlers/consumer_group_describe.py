@@ -1,0 +1,108 @@
+"""ConsumerGroupDescribe (69): groups on the consumer protocol (KIP-848), with each member's
+current and target assignment."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._authz import (
+    GROUP_DENIED,
+    NO_OPERATIONS,
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_operations,
+)
+from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._group_assignment import assignment_entity
+from artesian.coordinator.group.consumer_group import STATIC_LEAVE_EPOCH
+
+API_KEY = 69
+MIN_VERSION = 0
+MAX_VERSION = 1
+
+_CONSUMER_MEMBER = 1  # MemberType (v1, KIP-1099): on the consumer protocol
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    broker = ctx.broker
+    coordinator = broker.group_coordinator
+    mod = response_module(API_KEY, ctx.header.api_version)
+    image = broker.image
+    with_ops = broker.authorizer is not None and request.include_authorized_operations
+    described = []
+    for group_id in request.group_ids:
+        if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            described.append(
+                _error(mod, group_id, ErrorCode.group_authorization_failed, GROUP_DENIED)
+            )
+            continue
+        if not coordinator.owns(group_id):
+            described.append(_error(mod, group_id, ErrorCode.not_coordinator, None))
+            continue
+        group = coordinator.groups.get(group_id)
+        if group is None or group.consumer is None:
+            message = (
+                f"Group {group_id} not found."
+                if group is None
+                else f"Group {group_id} is not a consumer group."
+            )
+            described.append(_error(mod, group_id, ErrorCode.group_id_not_found, message))
+            continue
+        cg = group.consumer
+        members = tuple(
+            make(
+                mod.Member,
+                member_id=m.member_id,
+                instance_id=m.instance_id,
+                rack_id=m.rack_id,
+                member_epoch=STATIC_LEAVE_EPOCH if m.left_temporarily else m.member_epoch,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                subscribed_topic_names=m.subscribed_topic_names,
+                subscribed_topic_regex=m.subscribed_topic_regex,
+                assignment=assignment_entity(mod, image, m.assigned),
+                target_assignment=assignment_entity(mod, image, cg.target.get(m.member_id, ())),
+                member_type=_CONSUMER_MEMBER,
+            )
+            for m in cg.members.values()
+        )
+        described.append(
+            make(
+                mod.DescribedGroup,
+                error_code=ErrorCode.none,
+                error_message=None,
+                group_id=group_id,
+                group_state=cg.state(),
+                group_epoch=cg.group_epoch,
+                assignment_epoch=cg.assignment_epoch,
+                assignor_name=cg.assignor_name or coordinator.consumer_groups.config.assignors[0],
+                members=members,
+                authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
+                if with_ops
+                else NO_OPERATIONS,
+            )
+        )
+    return make(
+        mod.ConsumerGroupDescribeResponse,
+        throttle_time=datetime.timedelta(0),
+        groups=tuple(described),
+    )
+
+
+def _error(mod: Any, group_id: str, code: ErrorCode, message: str | None) -> Any:
+    return make(
+        mod.DescribedGroup,
+        error_code=code,
+        error_message=message,
+        group_id=group_id,
+        group_state="",
+        group_epoch=-1,
+        assignment_epoch=-1,
+        assignor_name="",
+        members=(),
+        authorized_operations=NO_OPERATIONS,
+    )

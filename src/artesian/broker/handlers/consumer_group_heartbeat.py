@@ -1,0 +1,122 @@
+"""ConsumerGroupHeartbeat (68): the consumer group protocol (KIP-848).
+
+v0 lets the coordinator make a member id; v1 (KIP-1082) has the client make it. Partitions
+travel as topic ids: the metadata image names them for the coordinator, which works on names.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._authz import (
+    GROUP_DENIED,
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
+from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._group_assignment import assignment_entity
+from artesian.coordinator.group.assignors import Assignment
+from artesian.coordinator.group.consumer_coordinator import ConsumerHeartbeat, HeartbeatResult
+from artesian.metadata.image import MetadataImage
+
+API_KEY = 68
+MIN_VERSION = 0
+MAX_VERSION = 1
+
+
+class _ImageTopics:
+    """The coordinator's TopicsView over the broker's metadata image; with an authorizer,
+    regex subscriptions only see the topics the caller may DESCRIBE."""
+
+    __slots__ = ("_ctx", "_image")
+
+    def __init__(self, ctx: Any, image: MetadataImage) -> None:
+        self._ctx = ctx
+        self._image = image
+
+    def partition_count(self, topic: str) -> int:
+        found = self._image.topics.get(topic)
+        return len(found.partitions) if found is not None else 0
+
+    def names(self) -> Iterable[str]:
+        if self._ctx.broker.authorizer is None:
+            return self._image.topics.keys()
+        return authorized_names(
+            self._ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, self._image.topics
+        )
+
+
+def _ms(value: Any) -> int:
+    return int(value // datetime.timedelta(milliseconds=1))
+
+
+def handle(ctx: Any, request: Any) -> Any:
+    version = ctx.header.api_version
+    mod = response_module(API_KEY, version)
+    image = ctx.broker.image
+    if not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        return _response(
+            mod, image, HeartbeatResult(ErrorCode.group_authorization_failed, GROUP_DENIED)
+        )
+    names = request.subscribed_topic_names
+    if names:
+        denied = set(names) - authorized_names(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names
+        )
+        if denied:
+            return _response(
+                mod,
+                image,
+                HeartbeatResult(
+                    ErrorCode.topic_authorization_failed,
+                    f"The following topics are not authorized: {', '.join(sorted(denied))}.",
+                ),
+            )
+    owned: Assignment | None = None
+    if request.topic_partitions is not None:
+        found: list[tuple[str, int]] = []
+        for tps in request.topic_partitions:
+            topic = image.topics_by_id.get(tps.topic_id)
+            if topic is not None:  # a deleted topic's partitions are simply gone
+                found.extend((topic.name, int(p)) for p in tps.partitions)
+        owned = frozenset(found)
+    result = ctx.broker.group_coordinator.consumer_groups.heartbeat(
+        ConsumerHeartbeat(
+            group_id=request.group_id,
+            member_id=request.member_id,
+            member_epoch=request.member_epoch,
+            client_id=ctx.client_id or "",
+            client_host=ctx.connection.peer.rsplit(":", 1)[0],
+            instance_id=request.instance_id,
+            rack_id=request.rack_id,
+            rebalance_timeout_ms=_ms(request.rebalance_timeout),
+            subscribed_topic_names=tuple(names) if names is not None else None,
+            subscribed_topic_regex=getattr(request, "subscribed_topic_regex", None),
+            server_assignor=request.server_assignor,
+            owned=owned,
+            member_id_from_client=version >= 1,
+        ),
+        _ImageTopics(ctx, image),
+    )
+    return _response(mod, image, result)
+
+
+def _response(mod: Any, image: MetadataImage, result: HeartbeatResult) -> Any:
+    return make(
+        mod.ConsumerGroupHeartbeatResponse,
+        throttle_time=datetime.timedelta(0),
+        error_code=result.error,
+        error_message=result.message,
+        member_id=result.member_id,
+        member_epoch=result.member_epoch,
+        heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
+        assignment=assignment_entity(mod, image, result.assignment)
+        if result.assignment is not None
+        else None,
+    )

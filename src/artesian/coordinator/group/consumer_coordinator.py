@@ -1,0 +1,508 @@
+"""The consumer group protocol (KIP-848): ConsumerGroupHeartbeat, on the group coordinator.
+
+Members heartbeat; the coordinator answers each at once with the member's epoch and, when it
+changed, the partitions it may consume. Assignment is the broker's job (``uniform`` or
+``range``); no member ever waits for the others in a join barrier. Partitions change hands
+in two steps, revoke then assign, so two members never consume one partition in the same
+epoch.
+
+Groups live in the GroupCoordinator's table, next to classic groups: a group is of one type
+at a time, and an empty group changes type when a member of the other protocol arrives
+(Kafka's offline migration). Committed offsets are shared by both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+from kio.schema.errors import ErrorCode
+
+from artesian.coordinator.group.assignors import ASSIGNORS, Assignment
+from artesian.coordinator.group.consumer_group import (
+    JOIN_EPOCH,
+    LEAVE_EPOCH,
+    STATIC_LEAVE_EPOCH,
+    ConsumerGroup,
+    ConsumerGroupMember,
+)
+from artesian.coordinator.group.current_assignment_builder import (
+    EMPTY,
+    MemberAssignment,
+    MemberState,
+    reconcile,
+)
+from artesian.coordinator.group.group_metadata import GroupMetadata
+
+if TYPE_CHECKING:
+    from artesian.coordinator.group.coordinator import GroupCoordinator
+
+log = logging.getLogger("artesian.group_coordinator")
+
+E = ErrorCode
+
+
+@dataclass(slots=True, frozen=True)
+class ConsumerGroupConfig:
+    """Kafka's group.consumer.* settings."""
+
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 5_000
+    max_size: int = 2**31 - 1
+    assignors: tuple[str, ...] = ("uniform", "range")
+
+
+class TopicsView(Protocol):
+    """What the coordinator needs of the metadata image."""
+
+    def partition_count(self, topic: str) -> int:
+        """Partitions of ``topic``; 0 when it does not exist."""
+
+    def names(self) -> Iterable[str]:
+        """Every topic's name (for regex subscriptions)."""
+
+
+@dataclass(slots=True, frozen=True)
+class ConsumerHeartbeat:
+    """What a ConsumerGroupHeartbeat asks, whatever its version; None means unchanged."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    client_id: str
+    client_host: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    subscribed_topic_names: tuple[str, ...] | None = None
+    subscribed_topic_regex: str | None = None
+    server_assignor: str | None = None
+    owned: Assignment | None = None
+    member_id_from_client: bool = True  # v1+ (KIP-1082); v0 lets the coordinator make one
+
+
+@dataclass(slots=True)
+class HeartbeatResult:
+    error: int
+    message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = 0
+    heartbeat_interval_ms: int = 0
+    assignment: Assignment | None = None
+
+
+class ConsumerGroupCoordinator:
+    def __init__(self, coordinator: GroupCoordinator, config: ConsumerGroupConfig) -> None:
+        self.coordinator = coordinator
+        self.config = config
+
+    # --- ConsumerGroupHeartbeat -----------------------------------------------------------
+
+    def heartbeat(self, req: ConsumerHeartbeat, topics: TopicsView) -> HeartbeatResult:
+        invalid = self._validate(req)
+        if invalid is not None:
+            return invalid
+        if not self.coordinator.owns(req.group_id):
+            return HeartbeatResult(E.not_coordinator)
+        group = self.coordinator.groups.get(req.group_id)
+        if req.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
+            return self._leave(group, req)
+        if group is None:
+            if req.member_epoch != JOIN_EPOCH:
+                return HeartbeatResult(
+                    E.group_id_not_found, f"Consumer group {req.group_id} not found."
+                )
+            group = self.coordinator.groups[req.group_id] = GroupMetadata(req.group_id)
+        cg = group.consumer
+        if cg is None:
+            if req.member_epoch != JOIN_EPOCH or not group.is_empty() or group.pending_members:
+                return HeartbeatResult(
+                    E.group_id_not_found, f"Group {req.group_id} is not a consumer group."
+                )
+            cg = group.consumer = ConsumerGroup()
+            group.protocol_type = "consumer"
+        if req.member_epoch == JOIN_EPOCH:
+            joined = self._join(group, cg, req)
+            if isinstance(joined, HeartbeatResult):
+                return joined
+            member, changed = joined
+        else:
+            found = self._existing_member(cg, req)
+            if isinstance(found, HeartbeatResult):
+                return found
+            member, changed = found, False
+        changed |= self._update_member(cg, member, req)
+        self._maybe_new_epoch(group, cg, topics, changed)
+        before = member.reconciliation
+        member.reconciliation = reconcile(
+            before,
+            cg.assignment_epoch,
+            cg.target.get(member.member_id, EMPTY),
+            req.owned,
+            lambda tp: cg.held_elsewhere(member.member_id, tp),
+        )
+        cg.update_owners(member, before.assigned | before.pending_revocation)
+        self._arm_timers(group, member)
+        rec = member.reconciliation
+        full = req.member_epoch == JOIN_EPOCH or (
+            req.rebalance_timeout_ms != -1
+            and (req.subscribed_topic_names is not None or req.subscribed_topic_regex is not None)
+            and req.owned is not None
+        )
+        send = full or rec.assigned != before.assigned or req.member_epoch != rec.member_epoch
+        return HeartbeatResult(
+            E.none,
+            member_id=member.member_id,
+            member_epoch=rec.member_epoch,
+            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
+            assignment=rec.assigned if send else None,
+        )
+
+    def _validate(self, req: ConsumerHeartbeat) -> HeartbeatResult | None:
+        """Kafka's throwIfConsumerGroupHeartbeatRequestIsInvalid: INVALID_REQUEST, with the
+        field named, for anything a client could not have meant."""
+
+        def bad(message: str) -> HeartbeatResult:
+            return HeartbeatResult(E.invalid_request, message)
+
+        if not req.group_id:
+            return bad("GroupId can't be empty.")
+        if req.instance_id is not None and not req.instance_id:
+            return bad("InstanceId can't be empty.")
+        if req.rack_id is not None and not req.rack_id:
+            return bad("RackId can't be empty.")
+        if req.member_id_from_client and not req.member_id:
+            return bad("MemberId can't be empty.")
+        if req.member_epoch == JOIN_EPOCH:
+            if req.rebalance_timeout_ms == -1:
+                return bad("RebalanceTimeoutMs must be provided in first request.")
+            if req.owned is None:
+                return bad("TopicPartitions must be empty when (re-)joining.")
+            if req.owned:
+                return bad("TopicPartitions must be empty when (re-)joining.")
+            if req.subscribed_topic_names is None and req.subscribed_topic_regex is None:
+                return bad(
+                    "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null "
+                    "when (re-)joining."
+                )
+        elif req.member_epoch == STATIC_LEAVE_EPOCH:
+            if req.instance_id is None:
+                return bad("InstanceId can't be null when MemberEpoch is -2.")
+        elif req.member_epoch < STATIC_LEAVE_EPOCH:
+            return bad(f"MemberEpoch {req.member_epoch} is not valid.")
+        elif req.member_epoch > 0 and not req.member_id:
+            return bad("MemberId can't be empty.")
+        if req.rebalance_timeout_ms < -1 or req.rebalance_timeout_ms == 0:
+            return bad(f"RebalanceTimeoutMs {req.rebalance_timeout_ms} is not valid.")
+        if req.server_assignor is not None and req.server_assignor not in self.config.assignors:
+            return HeartbeatResult(
+                E.unsupported_assignor,
+                f"ServerAssignor {req.server_assignor} is not supported. Supported assignors: "
+                f"{', '.join(self.config.assignors)}.",
+            )
+        if req.subscribed_topic_regex:
+            try:
+                re.compile(req.subscribed_topic_regex)
+            except re.error as e:
+                return HeartbeatResult(
+                    E.invalid_regular_expression,
+                    f"SubscribedTopicRegex `{req.subscribed_topic_regex}` is not a valid "
+                    f"regular expression: {e}.",
+                )
+        return None
+
+    def _join(
+        self, group: GroupMetadata, cg: ConsumerGroup, req: ConsumerHeartbeat
+    ) -> tuple[ConsumerGroupMember, bool] | HeartbeatResult:
+        """A member joins with epoch 0: a new member, a static member's new incarnation, or
+        a member that was fenced and starts over with nothing."""
+        member_id = req.member_id or uuid.uuid4().hex
+        member = cg.members.get(member_id)
+        if req.instance_id is not None:
+            previous_id = cg.static_members.get(req.instance_id)
+            if previous_id is not None and previous_id != member_id:
+                previous = cg.members[previous_id]
+                if not previous.left_temporarily:
+                    return HeartbeatResult(
+                        E.unreleased_instance_id,
+                        f"Static member {previous_id} with instance id {req.instance_id} is "
+                        "still a member; it must leave first.",
+                    )
+                return self._replace_static_member(cg, previous, member_id, req), False
+        if member is not None:
+            # Fenced (or restarted with the same id): its partitions are gone; it starts over.
+            held = member.held()
+            member.reconciliation = MemberAssignment(0, -1, MemberState.STABLE, EMPTY, EMPTY)
+            cg.update_owners(member, held)
+            member.left_temporarily = False
+            return member, False
+        if len(cg.members) >= self.config.max_size:
+            return HeartbeatResult(
+                E.group_max_size_reached,
+                f"The consumer group has reached its maximum capacity of "
+                f"{self.config.max_size} members.",
+            )
+        member = ConsumerGroupMember(member_id, req.client_id, req.client_host)
+        cg.members[member_id] = member
+        log.info("member %s joined consumer group %s", member_id, group.group_id)
+        return member, True
+
+    def _replace_static_member(
+        self,
+        cg: ConsumerGroup,
+        previous: ConsumerGroupMember,
+        member_id: str,
+        req: ConsumerHeartbeat,
+    ) -> ConsumerGroupMember:
+        """A static member came back as a new incarnation: it takes over its predecessor's
+        epoch and partitions, and the group does not rebalance (KIP-345 for KIP-848)."""
+        self._cancel_timers(previous)
+        del cg.members[previous.member_id]
+        # It keeps the partitions, at epoch 0: reconciling moves it to the target epoch.
+        member = replace(
+            previous,
+            member_id=member_id,
+            client_id=req.client_id,
+            client_host=req.client_host,
+            reconciliation=replace(
+                previous.reconciliation, member_epoch=0, previous_member_epoch=0
+            ),
+            session_timer=None,
+            revocation_timer=None,
+            left_temporarily=False,
+        )
+        cg.members[member_id] = member
+        assert member.instance_id is not None
+        cg.static_members[member.instance_id] = member_id
+        if previous.member_id in cg.target:
+            cg.target[member_id] = cg.target.pop(previous.member_id)
+        for tp in member.held():
+            cg.owners[tp] = member_id
+        return member
+
+    def _existing_member(
+        self, cg: ConsumerGroup, req: ConsumerHeartbeat
+    ) -> ConsumerGroupMember | HeartbeatResult:
+        member = cg.members.get(req.member_id)
+        if member is None:
+            return _unknown_member(req)
+        if req.instance_id is not None:
+            holder = cg.static_members.get(req.instance_id)
+            if holder is None:
+                return HeartbeatResult(
+                    E.unknown_member_id, f"Instance id {req.instance_id} is unknown."
+                )
+            if holder != member.member_id:
+                return HeartbeatResult(
+                    E.fenced_instance_id,
+                    f"Static member {member.member_id} with instance id {req.instance_id} was "
+                    f"fenced by member {holder}.",
+                )
+        rec = member.reconciliation
+        stale_but_known = (
+            req.member_epoch == rec.previous_member_epoch
+            and req.owned is not None
+            and req.owned <= rec.assigned
+        )
+        if req.member_epoch > rec.member_epoch or (
+            req.member_epoch < rec.member_epoch and not stale_but_known
+        ):
+            return HeartbeatResult(
+                E.fenced_member_epoch,
+                f"The consumer group member has a greater member epoch ({rec.member_epoch}) "
+                f"than the one known by the client ({req.member_epoch}); it must rejoin."
+                if req.member_epoch < rec.member_epoch
+                else f"The member epoch {req.member_epoch} is newer than the group's "
+                f"({rec.member_epoch}); it must rejoin.",
+            )
+        return member
+
+    def _update_member(
+        self, cg: ConsumerGroup, member: ConsumerGroupMember, req: ConsumerHeartbeat
+    ) -> bool:
+        """Apply the fields the heartbeat carries; whether the group must rebalance."""
+        changed = False
+        if req.instance_id is not None and member.instance_id is None:
+            member.instance_id = req.instance_id
+        if member.instance_id is not None:
+            cg.static_members[member.instance_id] = member.member_id
+        if req.rack_id is not None:
+            member.rack_id = req.rack_id
+        if req.rebalance_timeout_ms > 0:
+            member.rebalance_timeout_ms = req.rebalance_timeout_ms
+        if req.subscribed_topic_names is not None:
+            names = tuple(sorted(set(req.subscribed_topic_names)))
+            if names != member.subscribed_topic_names:
+                member.subscribed_topic_names = names
+                changed = True
+        if req.subscribed_topic_regex is not None:
+            regex = req.subscribed_topic_regex or None
+            if regex != member.subscribed_topic_regex:
+                member.set_regex(regex)
+                changed = True
+        if req.server_assignor is not None and req.server_assignor != member.server_assignor:
+            member.server_assignor = req.server_assignor
+            changed = True
+        return changed
+
+    def _maybe_new_epoch(
+        self, group: GroupMetadata, cg: ConsumerGroup, topics: TopicsView, changed: bool
+    ) -> None:
+        """Bump the group epoch when membership, a subscription or the subscribed topics'
+        partitions changed, and compute the target assignment for it."""
+        regex = any(m.subscribed_topic_regex for m in cg.members.values())
+        names = list(topics.names()) if regex else []
+        metadata = {}
+        for topic in sorted(cg.subscribed_topics(names)):
+            count = topics.partition_count(topic)
+            if count > 0:
+                metadata[topic] = count
+        if changed or metadata != cg.subscription_metadata:
+            cg.group_epoch += 1
+            cg.subscription_metadata = metadata
+        if cg.group_epoch > cg.assignment_epoch:
+            self._assign(group, cg, names)
+
+    def _assign(self, group: GroupMetadata, cg: ConsumerGroup, names: list[str]) -> None:
+        chosen = [m.server_assignor for m in cg.members.values() if m.server_assignor]
+        # The assignor most members ask for; the first configured one when none asks.
+        name = max(sorted(set(chosen)), key=chosen.count) if chosen else self.config.assignors[0]
+        subscriptions = {
+            member_id: m.subscribed(names) & cg.subscription_metadata.keys()
+            for member_id, m in cg.members.items()
+        }
+        cg.target = ASSIGNORS[name](subscriptions, cg.subscription_metadata, cg.target)
+        cg.assignment_epoch = cg.group_epoch
+        cg.assignor_name = name
+        log.info(
+            "computed target assignment of consumer group %s at epoch %d (%s, %d member(s))",
+            group.group_id,
+            cg.group_epoch,
+            name,
+            len(cg.members),
+        )
+
+    # --- offsets ---------------------------------------------------------------------------
+
+    def validate_commit(
+        self, cg: ConsumerGroup, member_id: str, member_epoch: int, transactional: bool
+    ) -> int | None:
+        """Kafka's ConsumerGroup.validateOffsetCommit: anyone may commit to a group without
+        members (admin tools, manual assignment); otherwise a member at its current epoch."""
+        if member_epoch < 0 and not cg.members:
+            return None
+        member = cg.members.get(member_id)
+        if member is None:
+            return int(E.unknown_member_id)
+        if member_epoch != member.member_epoch:
+            return int(E.illegal_generation if transactional else E.stale_member_epoch)
+        return None
+
+    # --- leaving, timers ------------------------------------------------------------------
+
+    def _leave(self, group: GroupMetadata | None, req: ConsumerHeartbeat) -> HeartbeatResult:
+        cg = group.consumer if group is not None else None
+        member = cg.members.get(req.member_id) if cg is not None else None
+        if group is None or cg is None or member is None:
+            return _unknown_member(req)
+        if req.member_epoch == STATIC_LEAVE_EPOCH and member.instance_id is not None:
+            # Keeps its partitions for a new incarnation until its session times out.
+            member.left_temporarily = True
+            self._cancel_revocation_timer(member)
+            return HeartbeatResult(
+                E.none, member_id=member.member_id, member_epoch=STATIC_LEAVE_EPOCH
+            )
+        self.remove_member(group, member, "the member left")
+        return HeartbeatResult(E.none, member_id=member.member_id, member_epoch=LEAVE_EPOCH)
+
+    def remove_member(self, group: GroupMetadata, member: ConsumerGroupMember, why: str) -> None:
+        cg = group.consumer
+        assert cg is not None
+        self._cancel_timers(member)
+        if cg.members.get(member.member_id) is not member:
+            return
+        del cg.members[member.member_id]
+        if member.instance_id is not None and cg.static_members.get(member.instance_id) == (
+            member.member_id
+        ):
+            del cg.static_members[member.instance_id]
+        held = member.held()
+        for tp in held:
+            if cg.owners.get(tp) == member.member_id:
+                del cg.owners[tp]
+        cg.target.pop(member.member_id, None)
+        cg.group_epoch += 1
+        log.info(
+            "member %s left consumer group %s (%s); group epoch %d",
+            member.member_id,
+            group.group_id,
+            why,
+            cg.group_epoch,
+        )
+
+    def _arm_timers(self, group: GroupMetadata, member: ConsumerGroupMember) -> None:
+        loop = asyncio.get_running_loop()
+        if member.session_timer is not None:
+            member.session_timer.cancel()
+        member.session_timer = loop.call_later(
+            self.config.session_timeout_ms / 1000, self._on_session_expired, group, member
+        )
+        if member.reconciliation.state is MemberState.UNREVOKED_PARTITIONS:
+            if member.revocation_timer is None:
+                member.revocation_timer = loop.call_later(
+                    member.rebalance_timeout_ms / 1000, self._on_revocation_timeout, group, member
+                )
+        else:
+            self._cancel_revocation_timer(member)
+
+    def _on_session_expired(self, group: GroupMetadata, member: ConsumerGroupMember) -> None:
+        member.session_timer = None
+        log.info(
+            "member %s of consumer group %s has failed: no heartbeat for %d ms "
+            "(group.consumer.session.timeout.ms)",
+            member.member_id,
+            group.group_id,
+            self.config.session_timeout_ms,
+        )
+        self.remove_member(group, member, "session timeout")
+
+    def _on_revocation_timeout(self, group: GroupMetadata, member: ConsumerGroupMember) -> None:
+        member.revocation_timer = None
+        if member.reconciliation.state is not MemberState.UNREVOKED_PARTITIONS:
+            return
+        log.info(
+            "member %s of consumer group %s did not revoke its partitions within its "
+            "rebalance timeout (%d ms); fencing it",
+            member.member_id,
+            group.group_id,
+            member.rebalance_timeout_ms,
+        )
+        self.remove_member(group, member, "rebalance timeout")
+
+    def _cancel_revocation_timer(self, member: ConsumerGroupMember) -> None:
+        if member.revocation_timer is not None:
+            member.revocation_timer.cancel()
+            member.revocation_timer = None
+
+    def _cancel_timers(self, member: ConsumerGroupMember) -> None:
+        if member.session_timer is not None:
+            member.session_timer.cancel()
+            member.session_timer = None
+        self._cancel_revocation_timer(member)
+
+    def abandon(self, group: GroupMetadata) -> None:
+        """The coordinator lost the group: stop its timers."""
+        if group.consumer is not None:
+            for member in group.consumer.members.values():
+                self._cancel_timers(member)
+
+
+def _unknown_member(req: ConsumerHeartbeat) -> HeartbeatResult:
+    return HeartbeatResult(
+        E.unknown_member_id, f"Member {req.member_id} is not a member of group {req.group_id}."
+    )

@@ -1,0 +1,120 @@
+"""A consumer group on the KIP-848 protocol (Kafka's ConsumerGroup and ConsumerGroupMember).
+
+The group epoch moves whenever membership, a subscription, or the subscribed topics'
+partitions change; the target assignment is recomputed for it; each member then converges
+on its share through CurrentAssignmentBuilder, one heartbeat at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from artesian.coordinator.group.assignors import Assignment, TopicPartition
+from artesian.coordinator.group.current_assignment_builder import (
+    EMPTY,
+    MemberAssignment,
+    MemberState,
+)
+
+# Member epochs with a meaning of their own (ConsumerGroupHeartbeat).
+JOIN_EPOCH = 0
+LEAVE_EPOCH = -1
+STATIC_LEAVE_EPOCH = -2
+
+
+@dataclass(slots=True, eq=False)
+class ConsumerGroupMember:
+    member_id: str
+    client_id: str
+    client_host: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = 300_000
+    subscribed_topic_names: tuple[str, ...] = ()
+    subscribed_topic_regex: str | None = None
+    server_assignor: str | None = None
+    reconciliation: MemberAssignment = field(
+        default_factory=lambda: MemberAssignment(0, -1, MemberState.STABLE, EMPTY, EMPTY)
+    )
+    left_temporarily: bool = False
+    """A static member that left with epoch -2: its partitions wait for its next
+    incarnation until its session times out."""
+    session_timer: asyncio.TimerHandle | None = None
+    revocation_timer: asyncio.TimerHandle | None = None
+    _regex: re.Pattern[str] | None = None
+
+    @property
+    def member_epoch(self) -> int:
+        return self.reconciliation.member_epoch
+
+    @property
+    def assigned(self) -> Assignment:
+        return self.reconciliation.assigned
+
+    def held(self) -> Assignment:
+        """Every partition the member may still be consuming: assigned or being revoked."""
+        return self.reconciliation.assigned | self.reconciliation.pending_revocation
+
+    def set_regex(self, pattern: str | None) -> None:
+        """Compile the subscription regex (Kafka matches the whole topic name); raises
+        re.error when it is not one."""
+        self._regex = re.compile(pattern) if pattern else None
+        self.subscribed_topic_regex = pattern
+
+    def subscribed(self, topic_names: Iterable[str]) -> frozenset[str]:
+        """The existing topics this member subscribes to, by name or by regex."""
+        names = set(self.subscribed_topic_names)
+        if self._regex is not None:
+            regex = self._regex
+            names.update(t for t in topic_names if not t.startswith("__") and regex.fullmatch(t))
+        return frozenset(names)
+
+
+@dataclass(slots=True, eq=False)
+class ConsumerGroup:
+    group_epoch: int = 0
+    members: dict[str, ConsumerGroupMember] = field(default_factory=dict)
+    static_members: dict[str, str] = field(default_factory=dict)
+    """instance id -> member id"""
+    assignment_epoch: int = 0
+    target: dict[str, Assignment] = field(default_factory=dict)
+    assignor_name: str = ""
+    owners: dict[TopicPartition, str] = field(default_factory=dict)
+    """Partition -> the member holding it (assigned, or pending its revocation)."""
+    subscription_metadata: dict[str, int] = field(default_factory=dict)
+    """Subscribed topic -> partition count, as of the last group epoch."""
+
+    def state(self) -> str:
+        """Kafka's ConsumerGroupState names (ListGroups, ConsumerGroupDescribe)."""
+        if not self.members:
+            return "Empty"
+        if self.assignment_epoch != self.group_epoch:
+            return "Assigning"
+        for member in self.members.values():
+            rec = member.reconciliation
+            if rec.member_epoch != self.assignment_epoch or rec.state is not MemberState.STABLE:
+                return "Reconciling"
+        return "Stable"
+
+    def subscribed_topics(self, topic_names: Iterable[str]) -> set[str]:
+        names = list(topic_names)
+        topics: set[str] = set()
+        for member in self.members.values():
+            topics.update(member.subscribed(names))
+        return topics
+
+    def held_elsewhere(self, member_id: str, tp: TopicPartition) -> bool:
+        holder = self.owners.get(tp)
+        return holder is not None and holder != member_id
+
+    def update_owners(self, member: ConsumerGroupMember, before: Assignment) -> None:
+        """Record which partitions the member holds now that it held ``before``."""
+        now = member.held()
+        for tp in before - now:
+            if self.owners.get(tp) == member.member_id:
+                del self.owners[tp]
+        for tp in now:
+            self.owners[tp] = member.member_id

@@ -1,0 +1,85 @@
+"""CurrentAssignmentBuilder: how one member moves towards its target assignment (KIP-848).
+
+Sans-I/O. A member never gains a partition that another member still holds, and never
+moves to a new epoch while it holds a partition it must give up: it first revokes
+(UNREVOKED_PARTITIONS, epoch unchanged), then takes the free part of its target at the
+target epoch, waiting for the rest (UNRELEASED_PARTITIONS) until their owners let go.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from artesian.coordinator.group.assignors import Assignment, TopicPartition
+
+
+class MemberState(enum.Enum):
+    STABLE = 0
+    UNREVOKED_PARTITIONS = 1
+    UNRELEASED_PARTITIONS = 2
+    UNKNOWN = 127
+
+
+@dataclass(slots=True, frozen=True)
+class MemberAssignment:
+    """A member's reconciliation state: what it may consume now, and at which epoch."""
+
+    member_epoch: int
+    previous_member_epoch: int
+    state: MemberState
+    assigned: Assignment
+    pending_revocation: Assignment
+
+
+EMPTY: Assignment = frozenset()
+
+
+def reconcile(
+    current: MemberAssignment,
+    target_epoch: int,
+    target: Assignment,
+    owned: Assignment | None,
+    held_elsewhere: Callable[[TopicPartition], bool],
+) -> MemberAssignment:
+    """The member's next state. ``owned`` is what its heartbeat says it holds (None when
+    unchanged since its last heartbeat); ``held_elsewhere`` says whether another member
+    still holds a partition (assigned to it or pending its revocation)."""
+    if current.state is MemberState.UNREVOKED_PARTITIONS:
+        if owned is not None and not owned & current.pending_revocation:
+            return _next(current, target_epoch, target, held_elsewhere)
+        return current
+    if current.state is MemberState.UNRELEASED_PARTITIONS:
+        return _next(current, target_epoch, target, held_elsewhere)
+    if current.member_epoch != target_epoch:
+        return _next(current, target_epoch, target, held_elsewhere)
+    return current
+
+
+def _next(
+    current: MemberAssignment,
+    target_epoch: int,
+    target: Assignment,
+    held_elsewhere: Callable[[TopicPartition], bool],
+) -> MemberAssignment:
+    keep = current.assigned & target
+    revoking = current.assigned - target
+    if revoking:
+        # Give up first; the epoch only moves once the member confirms.
+        return replace(
+            current,
+            state=MemberState.UNREVOKED_PARTITIONS,
+            assigned=keep,
+            pending_revocation=revoking,
+        )
+    new = target - current.assigned
+    unreleased = frozenset(tp for tp in new if held_elsewhere(tp))
+    moved = current.member_epoch != target_epoch
+    return MemberAssignment(
+        member_epoch=target_epoch,
+        previous_member_epoch=current.member_epoch if moved else current.previous_member_epoch,
+        state=MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE,
+        assigned=keep | (new - unreleased),
+        pending_revocation=EMPTY,
+    )

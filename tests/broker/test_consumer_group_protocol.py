@@ -1,0 +1,497 @@
+"""The consumer group protocol (KIP-848) over raw frames against a real broker:
+ConsumerGroupHeartbeat's validation and error codes, the revoke-then-assign hand-over with
+exact epochs and partitions, fencing, leaving, static members, session and rebalance
+timeouts, offsets committed and fetched with member epochs, and how the other group APIs
+(DescribeGroups, ListGroups, JoinGroup, ConsumerGroupDescribe) see such a group.
+
+librdkafka's own consumer (``group.protocol=consumer``) runs in test_groups' rebalancing
+scenario.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kio.schema.consumer_group_heartbeat.v0 import request as hb0
+from kio.schema.consumer_group_heartbeat.v1 import request as hb1
+
+from tests.kafka_wire import WireConn, create_topic
+
+T = 20.0
+HEARTBEAT_MS = 200
+SESSION_MS = 2000
+FAST = {
+    "group.consumer.min.session.timeout.ms": "1000",
+    "group.consumer.session.timeout.ms": str(SESSION_MS),
+    "group.consumer.min.heartbeat.interval.ms": "100",
+    "group.consumer.heartbeat.interval.ms": str(HEARTBEAT_MS),
+    "offsets.topic.num.partitions": "4",
+    "group.initial.rebalance.delay.ms": "100",
+}
+
+NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID = 0, 22, 23, 25
+UNSUPPORTED_VERSION, INVALID_REQUEST, GROUP_ID_NOT_FOUND = 35, 42, 69
+FENCED_INSTANCE_ID, FENCED_MEMBER_EPOCH, UNRELEASED_INSTANCE_ID = 82, 110, 111
+UNSUPPORTED_ASSIGNOR, STALE_MEMBER_EPOCH, INVALID_REGULAR_EXPRESSION = 112, 113, 128
+UNCHANGED: Any = object()
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = T, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Member:
+    """One consumer-protocol member on its own connection, speaking ConsumerGroupHeartbeat v1
+    with a member id it made itself (as librdkafka does)."""
+
+    def __init__(
+        self, broker: Any, group: str, topic_ids: dict[str, uuid.UUID], instance: str | None = None
+    ) -> None:
+        self.conn = WireConn(broker.port, timeout=T)
+        self.group = group
+        self.names = {v: k for k, v in topic_ids.items()}
+        self.ids = topic_ids
+        self.member_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        self.instance = instance
+        self.epoch = 0
+        self.assigned: set[tuple[str, int]] = set()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def heartbeat(
+        self,
+        *,
+        epoch: int | None = None,
+        topics: tuple[str, ...] | None = None,
+        regex: str | None = None,
+        owned: Any = UNCHANGED,
+        rebalance_ms: int = -1,
+        assignor: str | None = None,
+        member_id: str | None = None,
+        instance: Any = UNCHANGED,
+        version: int = 1,
+    ) -> Any:
+        """Send one heartbeat; on success, remember the epoch and any assignment."""
+        if owned is UNCHANGED:
+            owned = None
+        hb: Any = hb1 if version == 1 else hb0
+        extra = {"subscribed_topic_regex": regex} if version == 1 else {}
+        parts = None
+        if owned is not None:
+            by_topic: dict[str, list[int]] = {}
+            for name, index in sorted(owned):
+                by_topic.setdefault(name, []).append(index)
+            parts = tuple(
+                hb.TopicPartitions(topic_id=self.ids[n], partitions=tuple(ps))
+                for n, ps in by_topic.items()
+            )
+        request = hb.ConsumerGroupHeartbeatRequest(
+            group_id=self.group,
+            member_id=self.member_id if member_id is None else member_id,
+            member_epoch=self.epoch if epoch is None else epoch,
+            instance_id=self.instance if instance is UNCHANGED else instance,
+            rack_id=None,
+            rebalance_timeout=datetime.timedelta(milliseconds=rebalance_ms),
+            subscribed_topic_names=topics,
+            server_assignor=assignor,
+            **extra,
+            topic_partitions=parts,
+        )
+        r = self.conn.request(68, version, request)
+        if int(r.error_code) == NONE:
+            self.epoch = int(r.member_epoch)
+            if r.member_id:
+                self.member_id = r.member_id
+            if r.assignment is not None:
+                self.assigned = {
+                    (self.names[t.topic_id], int(p))
+                    for t in r.assignment.topic_partitions
+                    for p in t.partitions
+                }
+        return r
+
+    def join(self, *topics: str, rebalance_ms: int = 60_000, **kw: Any) -> Any:
+        return self.heartbeat(epoch=0, topics=topics, owned=(), rebalance_ms=rebalance_ms, **kw)
+
+    def ack(self) -> Any:
+        """Heartbeat reporting exactly what it was last given (what librdkafka sends once it
+        has revoked or taken up its partitions)."""
+        return self.heartbeat(owned=set(self.assigned))
+
+
+def _assert_ok(response: Any) -> Any:
+    assert int(response.error_code) == NONE, (response.error_code, response.error_message)
+    return response
+
+
+@pytest.fixture
+def broker(module_broker_factory: Any) -> Any:
+    return module_broker_factory(FAST)
+
+
+def _topic(broker: Any, name: str, partitions: int) -> dict[str, uuid.UUID]:
+    with WireConn(broker.port) as conn:
+        return {name: create_topic(conn, name, partitions)}
+
+
+def _describe(broker: Any, group: str) -> Any:
+    from kio.schema.consumer_group_describe.v1 import request as cgd
+
+    with WireConn(broker.port) as conn:
+        r = conn.request(
+            69,
+            1,
+            cgd.ConsumerGroupDescribeRequest(
+                group_ids=(group,), include_authorized_operations=False
+            ),
+        )
+    (described,) = r.groups
+    return described
+
+
+def test_heartbeat_validation(broker: Any) -> None:
+    ids = _topic(broker, "kv-t", 2)
+    m = Member(broker, "kv-g", ids)
+    cases = [
+        (dict(epoch=0, topics=("kv-t",), owned=()), INVALID_REQUEST, "RebalanceTimeoutMs must"),
+        (
+            dict(epoch=0, rebalance_ms=1000, owned=()),
+            INVALID_REQUEST,
+            "Either SubscribedTopicNames",
+        ),
+        (dict(epoch=0, topics=("kv-t",), rebalance_ms=1000), INVALID_REQUEST, "TopicPartitions"),
+        (
+            dict(epoch=0, topics=("kv-t",), rebalance_ms=1000, owned={("kv-t", 0)}),
+            INVALID_REQUEST,
+            "TopicPartitions must be empty",
+        ),
+        (
+            dict(epoch=0, member_id="", topics=("kv-t",), rebalance_ms=1000, owned=()),
+            INVALID_REQUEST,
+            "MemberId",
+        ),
+        (dict(epoch=-3), INVALID_REQUEST, "MemberEpoch"),
+        (dict(epoch=-2), INVALID_REQUEST, "InstanceId"),
+        (
+            dict(epoch=0, topics=("kv-t",), rebalance_ms=1000, owned=(), instance=""),
+            INVALID_REQUEST,
+            "InstanceId can't be empty",
+        ),
+        (
+            dict(epoch=0, topics=("kv-t",), rebalance_ms=1000, owned=(), assignor="sticky"),
+            UNSUPPORTED_ASSIGNOR,
+            "Supported assignors: uniform, range",
+        ),
+        (
+            dict(epoch=0, regex="kv-(", rebalance_ms=1000, owned=()),
+            INVALID_REGULAR_EXPRESSION,
+            "kv-(",
+        ),
+        (dict(epoch=3), GROUP_ID_NOT_FOUND, "kv-g not found"),
+    ]
+    for kwargs, code, message in cases:
+        r = m.heartbeat(**kwargs)
+        assert int(r.error_code) == code, (kwargs, r)
+        assert message in (r.error_message or ""), (kwargs, r.error_message)
+    # None of those created the group; v0 lets the coordinator name the member.
+    assert int(_describe(broker, "kv-g").error_code) == GROUP_ID_NOT_FOUND
+    r = _assert_ok(
+        m.heartbeat(version=0, member_id="", epoch=0, topics=("kv-t",), owned=(), rebalance_ms=1000)
+    )
+    assert r.member_id and r.member_epoch == 1
+    assert m.assigned == {("kv-t", 0), ("kv-t", 1)}
+    m.close()
+
+
+def test_revoke_then_assign_with_exact_epochs(broker: Any) -> None:
+    ids = _topic(broker, "ra-t", 4)
+    a, b = Member(broker, "ra-g", ids), Member(broker, "ra-g", ids)
+    every = {("ra-t", p) for p in range(4)}
+
+    r = _assert_ok(a.join("ra-t"))
+    assert (r.member_epoch, a.assigned) == (1, every)
+    assert r.heartbeat_interval == datetime.timedelta(milliseconds=HEARTBEAT_MS)
+    _assert_ok(a.ack())
+    assert _describe(broker, "ra-g").group_state == "Stable"
+
+    # b joins: epoch 2, but all four partitions are still a's, so b gets none yet.
+    r = _assert_ok(b.join("ra-t"))
+    assert (r.member_epoch, b.assigned) == (2, set())
+    d = _describe(broker, "ra-g")
+    assert (d.group_state, d.group_epoch, d.assignment_epoch) == ("Reconciling", 2, 2)
+
+    # a must give up two first: its epoch stays 1 until it confirms.
+    r = _assert_ok(a.heartbeat())
+    assert r.member_epoch == 1 and r.assignment is not None
+    kept = set(a.assigned)
+    assert len(kept) == 2 and kept < every
+    # A heartbeat still claiming everything changes nothing: no new assignment.
+    r = _assert_ok(a.heartbeat(owned=every))
+    assert r.member_epoch == 1 and r.assignment is None
+    # b still waits: the partitions are not released.
+    r = _assert_ok(b.heartbeat())
+    assert (r.member_epoch, b.assigned) == (2, set())
+
+    r = _assert_ok(a.ack())  # revoked
+    assert r.member_epoch == 2 and a.assigned == kept
+    r = _assert_ok(b.heartbeat())
+    assert (r.member_epoch, b.assigned) == (2, every - kept)
+    _assert_ok(b.ack())
+    d = _describe(broker, "ra-g")
+    assert d.group_state == "Stable"
+    described = {m.member_id: m for m in d.members}
+    for member in (a, b):
+        got = described[member.member_id]
+        assert got.member_epoch == 2
+        current = {("ra-t", int(p)) for t in got.assignment.topic_partitions for p in t.partitions}
+        target = {
+            ("ra-t", int(p)) for t in got.target_assignment.topic_partitions for p in t.partitions
+        }
+        assert current == target == member.assigned
+        assert got.subscribed_topic_names == ("ra-t",)
+    assert d.assignor_name == "uniform"
+
+    # a leaves: b takes everything at epoch 3.
+    r = _assert_ok(a.heartbeat(epoch=-1))
+    assert r.member_epoch == -1
+    r = _assert_ok(b.heartbeat())
+    assert (r.member_epoch, b.assigned) == (3, every)
+    a.close()
+    b.close()
+
+
+def test_fencing_and_lost_responses(broker: Any) -> None:
+    ids = _topic(broker, "fe-t", 2)
+    a, b = Member(broker, "fe-g", ids), Member(broker, "fe-g", ids)
+    _assert_ok(a.join("fe-t"))
+    _assert_ok(a.ack())
+    for epoch in (2, 7):  # newer than the coordinator's
+        r = a.heartbeat(epoch=epoch)
+        assert int(r.error_code) == FENCED_MEMBER_EPOCH, r
+    r = a.heartbeat(epoch=1, member_id="nobody")
+    assert int(r.error_code) == UNKNOWN_MEMBER_ID and "nobody" in r.error_message
+
+    _assert_ok(b.join("fe-t"))
+    _assert_ok(a.heartbeat())  # revoking one, still epoch 1
+    _assert_ok(a.ack())  # epoch 2 now
+    assert a.epoch == 2
+    # The answer that moved a to epoch 2 was lost: a heartbeat at the previous epoch that
+    # owns no more than a holds is accepted, and told its epoch and partitions again.
+    r = _assert_ok(a.heartbeat(epoch=1, owned=set(a.assigned)))
+    assert r.member_epoch == 2 and r.assignment is not None
+    # At the previous epoch but claiming more than it holds: fenced.
+    r = a.heartbeat(epoch=1, owned={("fe-t", 0), ("fe-t", 1)})
+    assert int(r.error_code) == FENCED_MEMBER_EPOCH
+    # A fenced member rejoins with epoch 0 under its id and starts from nothing.
+    r = _assert_ok(a.join("fe-t"))
+    assert r.member_epoch == 2
+    a.close()
+    b.close()
+
+
+def test_offsets_with_member_epochs(broker: Any) -> None:
+    from kio.schema.offset_commit.v9 import request as oc
+    from kio.schema.offset_fetch.v9 import request as of
+
+    ids = _topic(broker, "of-t", 1)
+    a = Member(broker, "of-g", ids)
+    _assert_ok(a.join("of-t"))
+    _assert_ok(a.ack())
+
+    def commit(version: int, epoch: int, member_id: str, offset: int = 5) -> set[int]:
+        body = oc.OffsetCommitRequest(
+            group_id="of-g",
+            generation_id_or_member_epoch=epoch,
+            member_id=member_id,
+            group_instance_id=None,
+            topics=(
+                oc.OffsetCommitRequestTopic(
+                    name="of-t",
+                    partitions=(
+                        oc.OffsetCommitRequestPartition(
+                            partition_index=0,
+                            committed_offset=offset,
+                            committed_leader_epoch=-1,
+                            committed_metadata="",
+                        ),
+                    ),
+                ),
+            ),
+        )
+        r = a.conn.request(8, version, body)
+        return {int(p.error_code) for t in r.topics for p in t.partitions}
+
+    def fetch(epoch: int, member_id: str | None) -> tuple[int, int]:
+        body = of.OffsetFetchRequest(
+            groups=(
+                of.OffsetFetchRequestGroup(
+                    group_id="of-g",
+                    member_id=member_id,
+                    member_epoch=epoch,
+                    topics=(of.OffsetFetchRequestTopics(name="of-t", partition_indexes=(0,)),),
+                ),
+            ),
+            require_stable=False,
+        )
+        (g,) = a.conn.request(9, 9, body).groups
+        offset = g.topics[0].partitions[0].committed_offset if g.topics else -1
+        return int(g.error_code), int(offset)
+
+    assert commit(9, 2, a.member_id) == {STALE_MEMBER_EPOCH}
+    assert commit(9, 1, "nobody") == {UNKNOWN_MEMBER_ID}
+    assert commit(9, -1, "") == {UNKNOWN_MEMBER_ID}  # the group has members
+    assert commit(8, 1, a.member_id) == {UNSUPPORTED_VERSION}
+    assert commit(9, 1, a.member_id, offset=7) == {NONE}
+    assert fetch(1, a.member_id) == (NONE, 7)
+    assert fetch(-1, None) == (NONE, 7)  # admin tools
+    assert fetch(0, a.member_id)[0] == STALE_MEMBER_EPOCH
+    assert fetch(1, "nobody")[0] == UNKNOWN_MEMBER_ID
+
+    _assert_ok(a.heartbeat(epoch=-1))
+    # Empty now: anyone may commit without a member, as to a classic group.
+    assert commit(9, -1, "", offset=9) == {NONE}
+    assert fetch(-1, None) == (NONE, 9)
+    a.close()
+
+
+def test_other_group_apis_see_a_consumer_group(broker: Any) -> None:
+    from kio.schema.describe_groups.v5 import request as dg5
+    from kio.schema.describe_groups.v6 import request as dg
+    from kio.schema.join_group.v9 import request as jg
+    from kio.schema.list_groups.v5 import request as lg
+
+    ids = _topic(broker, "oa-t", 2)
+    a = Member(broker, "oa-g", ids)
+    _assert_ok(a.join("oa-t"))
+    conn = WireConn(broker.port, timeout=T)
+
+    (d,) = conn.request(
+        15, 6, dg.DescribeGroupsRequest(groups=("oa-g",), include_authorized_operations=False)
+    ).groups
+    assert int(d.error_code) == GROUP_ID_NOT_FOUND
+    assert d.error_message == "Group oa-g is not a classic group." and d.group_state == "Dead"
+    (d,) = conn.request(
+        15, 5, dg5.DescribeGroupsRequest(groups=("oa-g",), include_authorized_operations=False)
+    ).groups
+    assert int(d.error_code) == NONE and d.group_state == "Dead"
+
+    def listed(types: tuple[str, ...], states: tuple[str, ...] = ()) -> dict[str, Any]:
+        r = conn.request(16, 5, lg.ListGroupsRequest(states_filter=states, types_filter=types))
+        return {g.group_id: g for g in r.groups}
+
+    g = listed(("consumer",))["oa-g"]
+    assert (g.group_type, g.protocol_type, g.group_state) == ("consumer", "consumer", "Stable")
+    assert "oa-g" not in listed(("classic",))
+    a2 = Member(broker, "oa-g", ids)
+    _assert_ok(a2.join("oa-t"))  # waits for a partition a holds
+    assert "oa-g" in listed((), ("reconciling",)) and "oa-g" not in listed((), ("stable",))
+    _assert_ok(a.heartbeat())
+    _assert_ok(a.ack())
+    _assert_ok(a2.heartbeat())
+    assert listed(("Consumer",), ("Stable",))["oa-g"].group_state == "Stable"
+
+    join = jg.JoinGroupRequest(
+        group_id="oa-g",
+        session_timeout=datetime.timedelta(seconds=10),
+        rebalance_timeout=datetime.timedelta(seconds=10),
+        member_id="",
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=(
+            jg.JoinGroupRequestProtocol(name="range", metadata=b"\x00\x00\x00\x00\x00\x00"),
+        ),
+        reason=None,
+    )
+    assert int(conn.request(11, 9, join).error_code) == INCONSISTENT_GROUP_PROTOCOL
+
+    # A classic group with a member refuses consumer-protocol members.
+    from tests.broker.test_groups import RawMember
+
+    classic = RawMember(broker, "oa-classic", session_ms=10_000)
+    assert classic.join("oa-t") == NONE
+    b = Member(broker, "oa-classic", ids)
+    r = b.join("oa-t")
+    assert int(r.error_code) == GROUP_ID_NOT_FOUND
+    assert r.error_message == "Group oa-classic is not a consumer group."
+    classic.close()
+
+    d = _describe(broker, "oa-classic")
+    assert int(d.error_code) == GROUP_ID_NOT_FOUND and "not a consumer group" in d.error_message
+    conn.close()
+    for m in (a, a2, b):
+        m.close()
+
+
+def test_static_members_and_timeouts(broker: Any) -> None:
+    ids = _topic(broker, "st-t", 2)
+    log_start = broker.log_mark()
+    a = Member(broker, "st-g", ids, instance="i-a")
+    b = Member(broker, "st-g", ids)
+    _assert_ok(a.join("st-t"))
+    _assert_ok(a.ack())
+    _assert_ok(b.join("st-t"))
+    _assert_ok(a.heartbeat())
+    _assert_ok(a.ack())
+    _assert_ok(b.heartbeat())
+    _assert_ok(b.ack())
+    held = set(a.assigned)
+    assert len(held) == 1
+    epoch = _describe(broker, "st-g").group_epoch
+
+    # A second process with the same instance id while the first is in: refused.
+    a2 = Member(broker, "st-g", ids, instance="i-a")
+    r = a2.join("st-t")
+    assert int(r.error_code) == UNRELEASED_INSTANCE_ID
+    # The wrong member naming the instance is fenced.
+    r = b.heartbeat(instance="i-a")
+    assert int(r.error_code) == FENCED_INSTANCE_ID
+
+    # a leaves for a restart (-2): its partition waits for it, the group epoch stays.
+    r = _assert_ok(a.heartbeat(epoch=-2))
+    assert r.member_epoch == -2
+    d = _describe(broker, "st-g")
+    assert d.group_epoch == epoch
+    assert {m.member_id: m.member_epoch for m in d.members}[a.member_id] == -2
+    r = _assert_ok(a2.join("st-t", rebalance_ms=800))
+    assert a2.assigned == held and r.member_epoch == epoch
+    assert _describe(broker, "st-g").group_epoch == epoch
+    _assert_ok(a2.ack())
+
+    # b stops heartbeating: the session timeout removes it and a2 gets both partitions.
+    deadline = time.monotonic() + SESSION_MS / 1000 * 3
+    while time.monotonic() < deadline and len(a2.assigned) < 2:
+        _assert_ok(a2.heartbeat(owned=set(a2.assigned)))
+        time.sleep(HEARTBEAT_MS / 1000)
+    assert a2.assigned == {("st-t", 0), ("st-t", 1)}
+    log = broker.log_tail(200, since=log_start)
+    assert f"member {b.member_id} of consumer group st-g has failed" in log
+    r = b.heartbeat()
+    assert int(r.error_code) == UNKNOWN_MEMBER_ID
+
+    # A member that does not revoke within its rebalance timeout is fenced.
+    c = Member(broker, "st-g", ids)
+    _assert_ok(c.join("st-t"))
+    r = _assert_ok(a2.heartbeat())  # told to give one up; it never confirms
+    assert len(a2.assigned) == 1 and r.member_epoch < c.epoch
+    time.sleep(1.5)
+    r = a2.heartbeat()
+    assert int(r.error_code) == UNKNOWN_MEMBER_ID
+    assert "did not revoke its partitions within its rebalance timeout" in broker.log_tail(
+        200, since=log_start
+    )
+    for m in (a, a2, b, c):
+        m.close()
