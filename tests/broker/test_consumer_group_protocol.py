@@ -163,6 +163,16 @@ def _describe(broker: Any, group: str) -> Any:
     return described
 
 
+def _loaded(broker: Any, group: str) -> Any:
+    """The group's description once its coordinator has loaded it."""
+
+    def described() -> Any:
+        d = _describe(broker, group)
+        return d if int(d.error_code) == NONE else None
+
+    return wait_for(described, what=f"group {group} loaded")
+
+
 def test_heartbeat_validation(broker: Any) -> None:
     ids = _topic(broker, "kv-t", 2)
     m = Member(broker, "kv-g", ids)
@@ -495,3 +505,124 @@ def test_static_members_and_timeouts(broker: Any) -> None:
     )
     for m in (a, a2, b, c):
         m.close()
+
+
+def test_group_survives_a_broker_kill(broker_factory: Any) -> None:
+    """Members, epochs and assignments are in __consumer_offsets (Kafka's records): after a
+    kill -9 the members carry on at their epochs, without rejoining."""
+    broker = broker_factory(FAST)
+    ids = _topic(broker, "ks-t", 4)
+    a, b = Member(broker, "ks-g", ids), Member(broker, "ks-g", ids, instance="i-b")
+    _assert_ok(a.join("ks-t", assignor="range"))
+    _assert_ok(a.ack())
+    _assert_ok(b.join("ks-t"))
+    _assert_ok(a.heartbeat())
+    _assert_ok(a.ack())
+    _assert_ok(b.heartbeat())
+    _assert_ok(b.ack())
+    before = _describe(broker, "ks-g")
+    assert before.group_state == "Stable" and before.assignor_name == "range"
+    held = {m.member_id: set(m.assigned) for m in (a, b)}
+    epochs = {m.member_id: m.epoch for m in (a, b)}
+    a.close()
+    b.close()
+
+    broker.kill9()
+    broker.restart()
+    a.conn = WireConn(broker.port, timeout=T)
+    b.conn = WireConn(broker.port, timeout=T)
+    after = _loaded(broker, "ks-g")
+    assert (after.group_epoch, after.assignment_epoch) == (before.group_epoch, 2)
+    assert after.assignor_name == "range"
+    got = {m.member_id: m for m in after.members}
+    assert got.keys() == held.keys()
+    assert got[b.member_id].instance_id == "i-b"
+    for m in (a, b):
+        assigned = {
+            ("ks-t", int(p))
+            for t in got[m.member_id].assignment.topic_partitions
+            for p in t.partitions
+        }
+        assert assigned == held[m.member_id]
+        assert got[m.member_id].member_epoch == epochs[m.member_id]
+        assert got[m.member_id].subscribed_topic_names == ("ks-t",)
+        r = _assert_ok(m.heartbeat(owned=held[m.member_id]))
+        assert r.member_epoch == epochs[m.member_id] and m.assigned == held[m.member_id]
+    assert _describe(broker, "ks-g").group_epoch == before.group_epoch  # no rebalance
+
+    # A static leave, a removal and the group's deletion survive a restart too.
+    _assert_ok(b.heartbeat(epoch=-2))
+    _assert_ok(a.heartbeat(epoch=-1))
+    a.close()
+    b.close()
+    broker.stop()
+    broker.restart()
+    d = _loaded(broker, "ks-g")
+    assert [(m.member_id, m.member_epoch) for m in d.members] == [(b.member_id, -2)]
+    assert d.group_epoch == before.group_epoch + 1
+    # b's new incarnation takes over its partitions, and a's (a left); then leaves for good.
+    b2 = Member(broker, "ks-g", ids, instance="i-b")
+    r = _assert_ok(b2.join("ks-t"))
+    assert b2.assigned == {("ks-t", p) for p in range(4)} and r.member_epoch == d.group_epoch
+    assert _describe(broker, "ks-g").assignor_name == "uniform"  # nobody asks for range now
+    _assert_ok(b2.heartbeat(epoch=-1))
+    b2.close()
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_consumer_groups(["ks-g"], request_timeout=T)["ks-g"].result(T)
+    broker.stop()
+    broker.restart()
+    assert int(_describe(broker, "ks-g").error_code) == GROUP_ID_NOT_FOUND
+
+
+def test_librdkafka_consumer_carries_on_through_a_broker_kill(broker_factory: Any) -> None:
+    """A confluent-kafka consumer on the consumer protocol, committing each record, reads
+    every record exactly once across a kill -9 of its broker, without rejoining the group."""
+    from confluent_kafka import Consumer, Producer
+
+    broker = broker_factory(FAST)
+    _topic(broker, "lk-t", 4)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+
+    def produce(first: int, last: int) -> None:
+        for i in range(first, last):
+            producer.produce("lk-t", str(i).encode(), partition=i % 4)
+        assert producer.flush(T) == 0
+
+    produce(0, 400)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "lk-g",
+            "group.protocol": "consumer",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(["lk-t"])
+    seen: list[tuple[int, int, bytes]] = []
+
+    def consume_until(count: int, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while len(seen) < count and time.monotonic() < deadline:
+            m = consumer.poll(0.2)
+            if m is None or m.error():
+                continue
+            seen.append((m.partition(), m.offset(), m.value()))
+            consumer.commit(m, asynchronous=False)
+
+    consume_until(200)
+    epoch = _describe(broker, "lk-g").group_epoch
+    broker.kill9()
+    broker.restart()
+    produce(400, 600)
+    consume_until(600)
+    consume_until(601, seconds=1.5)  # a duplicate would arrive now
+    consumer.close()
+    expected = sorted((i % 4, i // 4, str(i).encode()) for i in range(600))
+    assert sorted(seen) == expected
+    assert epoch == 1
+    d = _describe(broker, "lk-g")
+    # The member left on close (epoch 2); it never rejoined, which would have bumped it.
+    assert (d.group_epoch, d.group_state, d.members) == (2, "Empty", ())

@@ -352,7 +352,11 @@ class Broker:
         # After the image is loaded: the partition count of an existing __consumer_offsets
         # wins over offsets.topic.num.partitions, as in Kafka.
         self.group_coordinator = GroupCoordinator(
-            self._group_config(), self.offsets_topic, consumer=self._consumer_group_config()
+            self._group_config(),
+            self.offsets_topic,
+            consumer=self._consumer_group_config(),
+            topic_id=self._topic_id,
+            topic_name=self._topic_name,
         )
         self.group_coordinator.load(self._led(OFFSETS_TOPIC))
         # After the groups: completing a transaction caught between its two phases may
@@ -583,6 +587,14 @@ class Broker:
             offsets_retention_ms=cfg.get_int("offsets.retention.minutes") * 60_000,
             offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
         )
+
+    def _topic_id(self, name: str) -> uuid.UUID | None:
+        found = self.image.topics.get(name)
+        return found.topic_id if found is not None else None
+
+    def _topic_name(self, topic_id: uuid.UUID) -> str | None:
+        found = self.image.topics_by_id.get(topic_id)
+        return found.name if found is not None else None
 
     def _consumer_group_config(self) -> ConsumerGroupConfig:
         cfg = self.config

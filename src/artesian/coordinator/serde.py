@@ -1,9 +1,14 @@
-"""Kafka's fixed-width serialization of internal-topic records (``__consumer_offsets`` and
-``__transaction_state``), and the hash that picks a coordinator's partition."""
+"""Kafka's serialization of internal-topic records (``__consumer_offsets`` and
+``__transaction_state``), and the hash that picks a coordinator's partition.
+
+Keys and the classic records are fixed-width; the consumer group protocol's values are
+"flexible" (compact strings and arrays, tagged fields), written by the ``compact_*`` methods.
+"""
 
 from __future__ import annotations
 
 import struct
+import uuid
 from typing import Protocol
 
 _I16 = struct.Struct(">h")
@@ -46,6 +51,32 @@ class Writer:
         self.out += b
         return self
 
+    def uvarint(self, v: int) -> Writer:
+        while v >= 0x80:
+            self.out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        self.out.append(v)
+        return self
+
+    def compact_string(self, s: str | None) -> Writer:
+        if s is None:
+            return self.uvarint(0)
+        b = s.encode()
+        self.uvarint(len(b) + 1)
+        self.out += b
+        return self
+
+    def compact_length(self, n: int) -> Writer:
+        """The length prefix of a compact array."""
+        return self.uvarint(n + 1)
+
+    def uuid(self, u: uuid.UUID) -> Writer:
+        self.out += u.bytes
+        return self
+
+    def no_tagged_fields(self) -> Writer:
+        return self.uvarint(0)
+
 
 class Reader:
     __slots__ = ("buf", "pos")
@@ -80,6 +111,34 @@ class Reader:
     def bytes_(self) -> bytes:
         n = self.i32()
         return b"" if n < 0 else self._take(n)
+
+    def uvarint(self) -> int:
+        value = shift = 0
+        while True:
+            byte = self._take(1)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 28:
+                raise ValueError("varint too long")
+
+    def compact_string(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self._take(n - 1).decode()
+
+    def compact_length(self) -> int:
+        """A compact array's length (-1 for null)."""
+        return self.uvarint() - 1
+
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(bytes=self._take(16))
+
+    def skip_tagged_fields(self) -> None:
+        """Tagged fields we do not read (later Kafka versions add some)."""
+        for _ in range(self.uvarint()):
+            self.uvarint()  # tag
+            self._take(self.uvarint())
 
 
 def java_string_hash(s: str) -> int:

@@ -18,7 +18,6 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._group_assignment import assignment_entity
-from artesian.coordinator.group.consumer_group import STATIC_LEAVE_EPOCH
 
 API_KEY = 69
 MIN_VERSION = 0
@@ -59,7 +58,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 member_id=m.member_id,
                 instance_id=m.instance_id,
                 rack_id=m.rack_id,
-                member_epoch=STATIC_LEAVE_EPOCH if m.left_temporarily else m.member_epoch,
+                member_epoch=m.member_epoch,
                 client_id=m.client_id,
                 client_host=m.client_host,
                 subscribed_topic_names=m.subscribed_topic_names,
@@ -79,7 +78,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 group_state=cg.state(),
                 group_epoch=cg.group_epoch,
                 assignment_epoch=cg.assignment_epoch,
-                assignor_name=cg.assignor_name or coordinator.consumer_groups.config.assignors[0],
+                assignor_name=cg.assignor(coordinator.consumer_groups.config.assignors[0]),
                 members=members,
                 authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
                 if with_ops

@@ -19,8 +19,9 @@ from artesian.broker.handlers._authz import (
     authorized,
     authorized_names,
 )
-from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._group_assignment import assignment_entity
+from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.assignors import Assignment
 from artesian.coordinator.group.consumer_coordinator import ConsumerHeartbeat, HeartbeatResult
 from artesian.metadata.image import MetadataImage
@@ -104,7 +105,15 @@ def handle(ctx: Any, request: Any) -> Any:
         ),
         _ImageTopics(ctx, image),
     )
-    return _response(mod, image, result)
+
+    def build(replication: ErrorCode) -> Any:
+        if replication is not ErrorCode.none:
+            return _response(mod, image, HeartbeatResult(replication))
+        return _response(mod, image, result)
+
+    # Answered once __consumer_offsets' ISR holds what the heartbeat changed (acks=all).
+    wait = ctx.broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
+    return reply_when_replicated(wait, build)
 
 
 def _response(mod: Any, image: MetadataImage, result: HeartbeatResult) -> Any:

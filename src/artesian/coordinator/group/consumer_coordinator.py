@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from kio.schema.errors import ErrorCode
 
+from artesian.coordinator.group import consumer_group_records as cgr
+from artesian.coordinator.group import records as rec
 from artesian.coordinator.group.assignors import ASSIGNORS, Assignment
 from artesian.coordinator.group.consumer_group import (
     JOIN_EPOCH,
@@ -96,10 +98,22 @@ class HeartbeatResult:
     assignment: Assignment | None = None
 
 
+Record = tuple[bytes, bytes | None]
+
+
 class ConsumerGroupCoordinator:
-    def __init__(self, coordinator: GroupCoordinator, config: ConsumerGroupConfig) -> None:
+    def __init__(
+        self,
+        coordinator: GroupCoordinator,
+        config: ConsumerGroupConfig,
+        topic_id: cgr.TopicId,
+        topic_name: cgr.TopicName,
+    ) -> None:
         self.coordinator = coordinator
         self.config = config
+        # The records name partitions by topic id; the coordinator works on names.
+        self.topic_id = topic_id
+        self.topic_name = topic_name
 
     # --- ConsumerGroupHeartbeat -----------------------------------------------------------
 
@@ -126,8 +140,11 @@ class ConsumerGroupCoordinator:
                 )
             cg = group.consumer = ConsumerGroup()
             group.protocol_type = "consumer"
+            # An empty classic group becomes a consumer group (Kafka deletes the old one).
+            self._write(group.group_id, [(rec.group_key(group.group_id), None)])
+        records: list[Record] = []
         if req.member_epoch == JOIN_EPOCH:
-            joined = self._join(group, cg, req)
+            joined = self._join(group, cg, req, records)
             if isinstance(joined, HeartbeatResult):
                 return joined
             member, changed = joined
@@ -137,7 +154,9 @@ class ConsumerGroupCoordinator:
                 return found
             member, changed = found, False
         changed |= self._update_member(cg, member, req)
-        self._maybe_new_epoch(group, cg, topics, changed)
+        if changed:
+            records.append(self._member_record(group.group_id, member))
+        self._maybe_new_epoch(group, cg, topics, changed, records)
         before = member.reconciliation
         member.reconciliation = reconcile(
             before,
@@ -147,20 +166,23 @@ class ConsumerGroupCoordinator:
             lambda tp: cg.held_elsewhere(member.member_id, tp),
         )
         cg.update_owners(member, before.assigned | before.pending_revocation)
+        if member.reconciliation != before:
+            records.append(self._current_assignment_record(group.group_id, member))
+        self._write(group.group_id, records)
         self._arm_timers(group, member)
-        rec = member.reconciliation
         full = req.member_epoch == JOIN_EPOCH or (
             req.rebalance_timeout_ms != -1
             and (req.subscribed_topic_names is not None or req.subscribed_topic_regex is not None)
             and req.owned is not None
         )
-        send = full or rec.assigned != before.assigned or req.member_epoch != rec.member_epoch
+        now = member.reconciliation
+        send = full or now.assigned != before.assigned or req.member_epoch != now.member_epoch
         return HeartbeatResult(
             E.none,
             member_id=member.member_id,
-            member_epoch=rec.member_epoch,
+            member_epoch=now.member_epoch,
             heartbeat_interval_ms=self.config.heartbeat_interval_ms,
-            assignment=rec.assigned if send else None,
+            assignment=now.assigned if send else None,
         )
 
     def _validate(self, req: ConsumerHeartbeat) -> HeartbeatResult | None:
@@ -217,7 +239,7 @@ class ConsumerGroupCoordinator:
         return None
 
     def _join(
-        self, group: GroupMetadata, cg: ConsumerGroup, req: ConsumerHeartbeat
+        self, group: GroupMetadata, cg: ConsumerGroup, req: ConsumerHeartbeat, records: list[Record]
     ) -> tuple[ConsumerGroupMember, bool] | HeartbeatResult:
         """A member joins with epoch 0: a new member, a static member's new incarnation, or
         a member that was fenced and starts over with nothing."""
@@ -233,13 +255,16 @@ class ConsumerGroupCoordinator:
                         f"Static member {previous_id} with instance id {req.instance_id} is "
                         "still a member; it must leave first.",
                     )
-                return self._replace_static_member(cg, previous, member_id, req), False
+                replaced = self._replace_static_member(cg, previous, member_id, req)
+                records.extend(self._member_tombstones(group.group_id, previous.member_id))
+                records.append(self._member_record(group.group_id, replaced))
+                records.append(self._target_record(group.group_id, cg, member_id))
+                return replaced, False
         if member is not None:
             # Fenced (or restarted with the same id): its partitions are gone; it starts over.
             held = member.held()
             member.reconciliation = MemberAssignment(0, -1, MemberState.STABLE, EMPTY, EMPTY)
             cg.update_owners(member, held)
-            member.left_temporarily = False
             return member, False
         if len(cg.members) >= self.config.max_size:
             return HeartbeatResult(
@@ -274,7 +299,6 @@ class ConsumerGroupCoordinator:
             ),
             session_timer=None,
             revocation_timer=None,
-            left_temporarily=False,
         )
         cg.members[member_id] = member
         assert member.instance_id is not None
@@ -351,7 +375,12 @@ class ConsumerGroupCoordinator:
         return changed
 
     def _maybe_new_epoch(
-        self, group: GroupMetadata, cg: ConsumerGroup, topics: TopicsView, changed: bool
+        self,
+        group: GroupMetadata,
+        cg: ConsumerGroup,
+        topics: TopicsView,
+        changed: bool,
+        records: list[Record],
     ) -> None:
         """Bump the group epoch when membership, a subscription or the subscribed topics'
         partitions changed, and compute the target assignment for it."""
@@ -362,23 +391,37 @@ class ConsumerGroupCoordinator:
             count = topics.partition_count(topic)
             if count > 0:
                 metadata[topic] = count
+        if not cg.subscription_metadata_known:
+            # Loaded from the log: the metadata the last epoch was computed for is not kept.
+            cg.subscription_metadata = metadata
+            cg.subscription_metadata_known = True
         if changed or metadata != cg.subscription_metadata:
             cg.group_epoch += 1
             cg.subscription_metadata = metadata
+            records.append(self._epoch_record(group.group_id, cg))
         if cg.group_epoch > cg.assignment_epoch:
+            before = dict(cg.target)
             self._assign(group, cg, names)
+            records.extend(
+                self._target_record(group.group_id, cg, member_id)
+                for member_id, target in cg.target.items()
+                if before.get(member_id) != target
+            )
+            records.append(
+                (
+                    cgr.key(cgr.TARGET_ASSIGNMENT_METADATA, group.group_id),
+                    cgr.epoch_value(cg.assignment_epoch),
+                )
+            )
 
     def _assign(self, group: GroupMetadata, cg: ConsumerGroup, names: list[str]) -> None:
-        chosen = [m.server_assignor for m in cg.members.values() if m.server_assignor]
-        # The assignor most members ask for; the first configured one when none asks.
-        name = max(sorted(set(chosen)), key=chosen.count) if chosen else self.config.assignors[0]
+        name = cg.assignor(self.config.assignors[0])
         subscriptions = {
             member_id: m.subscribed(names) & cg.subscription_metadata.keys()
             for member_id, m in cg.members.items()
         }
         cg.target = ASSIGNORS[name](subscriptions, cg.subscription_metadata, cg.target)
         cg.assignment_epoch = cg.group_epoch
-        cg.assignor_name = name
         log.info(
             "computed target assignment of consumer group %s at epoch %d (%s, %d member(s))",
             group.group_id,
@@ -386,6 +429,130 @@ class ConsumerGroupCoordinator:
             name,
             len(cg.members),
         )
+
+    # --- records in __consumer_offsets ---------------------------------------------------
+
+    def _write(self, group_id: str, records: list[Record]) -> None:
+        """Append the group's changes; the state in memory stays authoritative while this
+        broker coordinates the group, so a failed write is logged, not undone."""
+        if not records:
+            return
+        try:
+            self.coordinator.topic.append(self.coordinator.partition_for(group_id), records)
+        except Exception as e:
+            log.warning("could not store the state of consumer group %s: %s", group_id, e)
+
+    def _epoch_record(self, group_id: str, cg: ConsumerGroup) -> Record:
+        return cgr.key(cgr.GROUP_METADATA, group_id), cgr.epoch_value(cg.group_epoch)
+
+    def _member_record(self, group_id: str, m: ConsumerGroupMember) -> Record:
+        value = cgr.MemberMetadataValue(
+            m.instance_id,
+            m.rack_id,
+            m.client_id,
+            m.client_host,
+            m.subscribed_topic_names,
+            m.subscribed_topic_regex,
+            m.rebalance_timeout_ms,
+            m.server_assignor,
+        )
+        return (
+            cgr.key(cgr.MEMBER_METADATA, group_id, m.member_id),
+            cgr.member_metadata_value(value),
+        )
+
+    def _target_record(self, group_id: str, cg: ConsumerGroup, member_id: str) -> Record:
+        return (
+            cgr.key(cgr.TARGET_ASSIGNMENT_MEMBER, group_id, member_id),
+            cgr.target_member_value(cg.target.get(member_id, EMPTY), self.topic_id),
+        )
+
+    def _current_assignment_record(self, group_id: str, m: ConsumerGroupMember) -> Record:
+        return (
+            cgr.key(cgr.CURRENT_MEMBER_ASSIGNMENT, group_id, m.member_id),
+            cgr.current_assignment_value(m.reconciliation, self.topic_id),
+        )
+
+    def _member_tombstones(self, group_id: str, member_id: str) -> list[Record]:
+        return [
+            (cgr.key(kind, group_id, member_id), None)
+            for kind in (
+                cgr.CURRENT_MEMBER_ASSIGNMENT,
+                cgr.TARGET_ASSIGNMENT_MEMBER,
+                cgr.MEMBER_METADATA,
+            )
+        ]
+
+    def group_tombstones(self, group_id: str) -> list[Record]:
+        """What deletes an empty consumer group's own records."""
+        return [
+            (cgr.key(cgr.TARGET_ASSIGNMENT_METADATA, group_id), None),
+            (cgr.key(cgr.GROUP_METADATA, group_id), None),
+        ]
+
+    def replay(self, key: cgr.ConsumerGroupKey, value: bytes | None) -> None:
+        """One record of ``__consumer_offsets`` at load, the latest per key winning."""
+        groups = self.coordinator.groups
+        group = groups.get(key.group)
+        if key.kind == cgr.GROUP_METADATA and value is None:
+            if group is not None:
+                group.consumer = None
+            return
+        if value is None and (group is None or group.consumer is None):
+            return
+        if group is None:
+            group = groups[key.group] = GroupMetadata(key.group)
+        if group.consumer is None:
+            group.consumer = ConsumerGroup(subscription_metadata_known=False)
+            group.protocol_type = "consumer"
+        cg = group.consumer
+        if key.kind == cgr.GROUP_METADATA:
+            cg.group_epoch = cgr.parse_epoch_value(value or b"")
+            return
+        if key.kind == cgr.TARGET_ASSIGNMENT_METADATA:
+            cg.assignment_epoch = cgr.parse_epoch_value(value) if value is not None else 0
+            return
+        member_id = key.member or ""
+        if value is None:
+            if key.kind == cgr.MEMBER_METADATA:
+                cg.members.pop(member_id, None)
+            elif key.kind == cgr.TARGET_ASSIGNMENT_MEMBER:
+                cg.target.pop(member_id, None)
+            return
+        if key.kind == cgr.TARGET_ASSIGNMENT_MEMBER:
+            cg.target[member_id] = cgr.parse_target_member_value(value, self.topic_name)
+            return
+        member = cg.members.get(member_id)
+        if member is None:
+            member = cg.members[member_id] = ConsumerGroupMember(member_id, "", "")
+        if key.kind == cgr.MEMBER_METADATA:
+            v = cgr.parse_member_metadata_value(value)
+            member.instance_id, member.rack_id = v.instance_id, v.rack_id
+            member.client_id, member.client_host = v.client_id, v.client_host
+            member.subscribed_topic_names = v.subscribed_topic_names
+            member.rebalance_timeout_ms = v.rebalance_timeout_ms
+            member.server_assignor = v.server_assignor
+            try:
+                member.set_regex(v.subscribed_topic_regex)
+            except re.error:
+                member.set_regex(None)
+        elif key.kind == cgr.CURRENT_MEMBER_ASSIGNMENT:
+            member.reconciliation = cgr.parse_current_assignment_value(value, self.topic_name)
+
+    def loaded(self, group: GroupMetadata) -> None:
+        """After a load: rebuild what the records imply, and start the members' clocks (a
+        member that no longer heartbeats times out)."""
+        cg = group.consumer
+        if cg is None:
+            return
+        cg.owners.clear()
+        cg.static_members.clear()
+        for member in cg.members.values():
+            for tp in member.held():
+                cg.owners[tp] = member.member_id
+            if member.instance_id is not None:
+                cg.static_members[member.instance_id] = member.member_id
+            self._arm_timers(group, member)
 
     # --- offsets ---------------------------------------------------------------------------
 
@@ -412,8 +579,9 @@ class ConsumerGroupCoordinator:
             return _unknown_member(req)
         if req.member_epoch == STATIC_LEAVE_EPOCH and member.instance_id is not None:
             # Keeps its partitions for a new incarnation until its session times out.
-            member.left_temporarily = True
+            member.reconciliation = replace(member.reconciliation, member_epoch=STATIC_LEAVE_EPOCH)
             self._cancel_revocation_timer(member)
+            self._write(group.group_id, [self._current_assignment_record(group.group_id, member)])
             return HeartbeatResult(
                 E.none, member_id=member.member_id, member_epoch=STATIC_LEAVE_EPOCH
             )
@@ -437,6 +605,13 @@ class ConsumerGroupCoordinator:
                 del cg.owners[tp]
         cg.target.pop(member.member_id, None)
         cg.group_epoch += 1
+        self._write(
+            group.group_id,
+            [
+                *self._member_tombstones(group.group_id, member.member_id),
+                self._epoch_record(group.group_id, cg),
+            ],
+        )
         log.info(
             "member %s left consumer group %s (%s); group epoch %d",
             member.member_id,

@@ -39,9 +39,6 @@ class ConsumerGroupMember:
     reconciliation: MemberAssignment = field(
         default_factory=lambda: MemberAssignment(0, -1, MemberState.STABLE, EMPTY, EMPTY)
     )
-    left_temporarily: bool = False
-    """A static member that left with epoch -2: its partitions wait for its next
-    incarnation until its session times out."""
     session_timer: asyncio.TimerHandle | None = None
     revocation_timer: asyncio.TimerHandle | None = None
     _regex: re.Pattern[str] | None = None
@@ -49,6 +46,12 @@ class ConsumerGroupMember:
     @property
     def member_epoch(self) -> int:
         return self.reconciliation.member_epoch
+
+    @property
+    def left_temporarily(self) -> bool:
+        """A static member that left with epoch -2: its partitions wait for its next
+        incarnation until its session times out."""
+        return self.reconciliation.member_epoch == STATIC_LEAVE_EPOCH
 
     @property
     def assigned(self) -> Assignment:
@@ -81,11 +84,13 @@ class ConsumerGroup:
     """instance id -> member id"""
     assignment_epoch: int = 0
     target: dict[str, Assignment] = field(default_factory=dict)
-    assignor_name: str = ""
     owners: dict[TopicPartition, str] = field(default_factory=dict)
     """Partition -> the member holding it (assigned, or pending its revocation)."""
     subscription_metadata: dict[str, int] = field(default_factory=dict)
     """Subscribed topic -> partition count, as of the last group epoch."""
+    subscription_metadata_known: bool = True
+    """False after loading from __consumer_offsets: the next heartbeat takes the current
+    metadata as the group's without a new epoch."""
 
     def state(self) -> str:
         """Kafka's ConsumerGroupState names (ListGroups, ConsumerGroupDescribe)."""
@@ -98,6 +103,11 @@ class ConsumerGroup:
             if rec.member_epoch != self.assignment_epoch or rec.state is not MemberState.STABLE:
                 return "Reconciling"
         return "Stable"
+
+    def assignor(self, default: str) -> str:
+        """The assignor most members ask for; ``default`` when none asks (Kafka)."""
+        chosen = [m.server_assignor for m in self.members.values() if m.server_assignor]
+        return max(sorted(set(chosen)), key=chosen.count) if chosen else default
 
     def subscribed_topics(self, topic_names: Iterable[str]) -> set[str]:
         names = list(topic_names)

@@ -27,6 +27,7 @@ from artesian.coordinator.group.consumer_coordinator import (
     ConsumerGroupConfig,
     ConsumerGroupCoordinator,
 )
+from artesian.coordinator.group.consumer_group_records import ConsumerGroupKey
 from artesian.coordinator.group.group_metadata import (
     GroupMetadata,
     GroupState,
@@ -120,13 +121,17 @@ class GroupCoordinator:
         topic: OffsetsTopic,
         clock: Callable[[], int] = _now_ms,
         consumer: ConsumerGroupConfig | None = None,
+        topic_id: Callable[[str], uuid.UUID | None] = lambda name: None,
+        topic_name: Callable[[uuid.UUID], str | None] = lambda topic_id: None,
     ) -> None:
         self.config = config
         self.topic = topic
         self.clock = clock
         self.groups: dict[str, GroupMetadata] = {}
         # Groups on the consumer protocol (KIP-848) share this table and its offsets.
-        self.consumer_groups = ConsumerGroupCoordinator(self, consumer or ConsumerGroupConfig())
+        self.consumer_groups = ConsumerGroupCoordinator(
+            self, consumer or ConsumerGroupConfig(), topic_id, topic_name
+        )
         # The __consumer_offsets partitions this broker leads: it coordinates their groups.
         self.owned: set[int] = set()
 
@@ -181,6 +186,8 @@ class GroupCoordinator:
                     self._load_offset(key, value, record.producer_id)
                 elif isinstance(key, rec.GroupKey):
                     self._load_group(key, value)
+                elif isinstance(key, ConsumerGroupKey):
+                    self.consumer_groups.replay(key, value)
             except (ValueError, UnicodeDecodeError) as e:
                 log.warning("skipping unreadable __consumer_offsets record: %s", e)
         for group in [
@@ -191,6 +198,7 @@ class GroupCoordinator:
                 continue
             for member in group.members.values():
                 self._schedule_heartbeat(group, member)
+            self.consumer_groups.loaded(group)
 
     def _load_offset(self, key: rec.OffsetKey, value: bytes | None, producer_id: int) -> None:
         group = self.groups.get(key.group)
@@ -271,7 +279,12 @@ class GroupCoordinator:
                 # Classic members inside a consumer group (Kafka 4's online migration) are not
                 # supported: the group's members must all use one protocol.
                 return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
-            group.consumer = None  # an empty consumer group turns classic
+            # An empty consumer group turns classic.
+            self.topic.append(
+                self.partition_for(group.group_id),
+                self.consumer_groups.group_tombstones(group.group_id),
+            )
+            group.consumer = None
             group.protocol_type = None
         if not group.supports(req.protocol_type, [p for p, _ in req.protocols]):
             return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
@@ -1005,9 +1018,7 @@ class GroupCoordinator:
                 self.topic.append(self.partition_for(group.group_id), tombstones)
                 expired += len(tombstones)
             if not group.offsets and group.is_empty():
-                self.topic.append(
-                    self.partition_for(group.group_id), [(rec.group_key(group.group_id), None)]
-                )
+                self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
                 del self.groups[group.group_id]
         return expired
 
@@ -1029,12 +1040,19 @@ class GroupCoordinator:
             tombstones: list[tuple[bytes, bytes | None]] = [
                 (rec.offset_key(group_id, t, p), None) for t, p in group.offsets
             ]
-            tombstones.append((rec.group_key(group_id), None))
+            tombstones.extend(self._group_tombstones(group))
             self.topic.append(self.partition_for(group_id), tombstones)
             group.state = GroupState.DEAD
             del self.groups[group_id]
             results[group_id] = E.none
         return results
+
+    def _group_tombstones(self, group: GroupMetadata) -> list[tuple[bytes, bytes | None]]:
+        """What deletes an empty group's metadata, whichever protocol it is on."""
+        tombstones: list[tuple[bytes, bytes | None]] = [(rec.group_key(group.group_id), None)]
+        if group.consumer is not None:
+            tombstones.extend(self.consumer_groups.group_tombstones(group.group_id))
+        return tombstones
 
     def partition_for(self, group_id: str) -> int:
         return rec.partition_for(group_id, self.config.num_partitions)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from artesian.coordinator.group import consumer_group_records as consumer_records
+from artesian.coordinator.group.consumer_group_records import ConsumerGroupKey
 from artesian.coordinator.serde import Reader as _Reader
 from artesian.coordinator.serde import Writer as _Writer
 from artesian.coordinator.serde import partition_for as partition_for
@@ -87,14 +89,16 @@ def group_value(v: GroupValue) -> bytes:
     return bytes(w.out)
 
 
-def parse_key(data: bytes) -> OffsetKey | GroupKey | None:
-    """None for key versions we do not know (Kafka's newer coordinator records)."""
+def parse_key(data: bytes) -> OffsetKey | GroupKey | ConsumerGroupKey | None:
+    """None for key versions we do not know (Kafka's other coordinator records)."""
     r = _Reader(data)
     version = r.i16()
     if version in (0, 1):
         return OffsetKey(r.string() or "", r.string() or "", r.i32())
     if version == GROUP_KEY_VERSION:
         return GroupKey(r.string() or "")
+    if version in consumer_records.KINDS:
+        return consumer_records.parse_key(version, r)
     return None
 
 

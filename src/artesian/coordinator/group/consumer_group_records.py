@@ -1,0 +1,161 @@
+"""The consumer group protocol's records in ``__consumer_offsets``, in Kafka's formats.
+
+Keys (fixed-width, the key version naming the record type): ConsumerGroupMetadataKey (3),
+ConsumerGroupMemberMetadataKey (5), ConsumerGroupTargetAssignmentMetadataKey (6),
+ConsumerGroupTargetAssignmentMemberKey (7), ConsumerGroupCurrentMemberAssignmentKey (8).
+Values are flexible version 0; partitions are stored by topic id. A null value deletes.
+Kafka's subscription metadata record (4) is not written: the coordinator recomputes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from artesian.coordinator.group.assignors import Assignment
+from artesian.coordinator.group.current_assignment_builder import MemberAssignment, MemberState
+from artesian.coordinator.serde import Reader, Writer
+
+GROUP_METADATA = 3
+MEMBER_METADATA = 5
+TARGET_ASSIGNMENT_METADATA = 6
+TARGET_ASSIGNMENT_MEMBER = 7
+CURRENT_MEMBER_ASSIGNMENT = 8
+KINDS = frozenset(
+    {
+        GROUP_METADATA,
+        MEMBER_METADATA,
+        TARGET_ASSIGNMENT_METADATA,
+        TARGET_ASSIGNMENT_MEMBER,
+        CURRENT_MEMBER_ASSIGNMENT,
+    }
+)
+_PER_MEMBER = frozenset({MEMBER_METADATA, TARGET_ASSIGNMENT_MEMBER, CURRENT_MEMBER_ASSIGNMENT})
+
+TopicId = Callable[[str], uuid.UUID | None]
+TopicName = Callable[[uuid.UUID], str | None]
+
+
+@dataclass(slots=True, frozen=True)
+class ConsumerGroupKey:
+    kind: int
+    group: str
+    member: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class MemberMetadataValue:
+    instance_id: str | None
+    rack_id: str | None
+    client_id: str
+    client_host: str
+    subscribed_topic_names: tuple[str, ...]
+    subscribed_topic_regex: str | None
+    rebalance_timeout_ms: int
+    server_assignor: str | None
+
+
+def key(kind: int, group: str, member: str | None = None) -> bytes:
+    w = Writer().i16(kind).string(group)
+    if kind in _PER_MEMBER:
+        w.string(member or "")
+    return bytes(w.out)
+
+
+def parse_key(kind: int, r: Reader) -> ConsumerGroupKey:
+    """The rest of a key whose version ``kind`` was read already."""
+    group = r.string() or ""
+    return ConsumerGroupKey(kind, group, r.string() or "" if kind in _PER_MEMBER else None)
+
+
+def epoch_value(epoch: int) -> bytes:
+    """ConsumerGroupMetadataValue (group epoch) and TargetAssignmentMetadataValue
+    (assignment epoch) have the same shape."""
+    return bytes(Writer().i16(0).i32(epoch).no_tagged_fields().out)
+
+
+def parse_epoch_value(data: bytes) -> int:
+    r = Reader(data)
+    r.i16()
+    return r.i32()
+
+
+def member_metadata_value(v: MemberMetadataValue) -> bytes:
+    w = Writer().i16(0).compact_string(v.instance_id).compact_string(v.rack_id)
+    w.compact_string(v.client_id).compact_string(v.client_host)
+    w.compact_length(len(v.subscribed_topic_names))
+    for name in v.subscribed_topic_names:
+        w.compact_string(name)
+    w.compact_string(v.subscribed_topic_regex).i32(v.rebalance_timeout_ms)
+    return bytes(w.compact_string(v.server_assignor).no_tagged_fields().out)
+
+
+def parse_member_metadata_value(data: bytes) -> MemberMetadataValue:
+    r = Reader(data)
+    r.i16()
+    instance, rack = r.compact_string(), r.compact_string()
+    client_id, client_host = r.compact_string() or "", r.compact_string() or ""
+    names = tuple(r.compact_string() or "" for _ in range(max(r.compact_length(), 0)))
+    regex = r.compact_string()
+    rebalance = r.i32()
+    assignor = r.compact_string()
+    r.skip_tagged_fields()
+    return MemberMetadataValue(
+        instance, rack, client_id, client_host, names, regex, rebalance, assignor
+    )
+
+
+def _write_partitions(w: Writer, partitions: Assignment, topic_id: TopicId) -> None:
+    by_topic: dict[uuid.UUID, list[int]] = {}
+    for topic, index in partitions:
+        found = topic_id(topic)
+        if found is not None:  # a topic deleted meanwhile has no partitions to keep
+            by_topic.setdefault(found, []).append(index)
+    w.compact_length(len(by_topic))
+    for tid, indexes in sorted(by_topic.items()):
+        w.uuid(tid).compact_length(len(indexes))
+        for index in sorted(indexes):
+            w.i32(index)
+        w.no_tagged_fields()
+
+
+def _read_partitions(r: Reader, topic_name: TopicName) -> Assignment:
+    out: list[tuple[str, int]] = []
+    for _ in range(max(r.compact_length(), 0)):
+        name = topic_name(r.uuid())
+        indexes = [r.i32() for _ in range(max(r.compact_length(), 0))]
+        r.skip_tagged_fields()
+        if name is not None:
+            out.extend((name, i) for i in indexes)
+    return frozenset(out)
+
+
+def target_member_value(partitions: Assignment, topic_id: TopicId) -> bytes:
+    w = Writer().i16(0)
+    _write_partitions(w, partitions, topic_id)
+    return bytes(w.no_tagged_fields().out)
+
+
+def parse_target_member_value(data: bytes, topic_name: TopicName) -> Assignment:
+    r = Reader(data)
+    r.i16()
+    return _read_partitions(r, topic_name)
+
+
+def current_assignment_value(a: MemberAssignment, topic_id: TopicId) -> bytes:
+    w = Writer().i16(0).i32(a.member_epoch).i32(a.previous_member_epoch).i8(a.state.value)
+    _write_partitions(w, a.assigned, topic_id)
+    _write_partitions(w, a.pending_revocation, topic_id)
+    return bytes(w.no_tagged_fields().out)
+
+
+def parse_current_assignment_value(data: bytes, topic_name: TopicName) -> MemberAssignment:
+    r = Reader(data)
+    r.i16()
+    epoch, previous = r.i32(), r.i32()
+    state_code = r.i8()
+    state = next((s for s in MemberState if s.value == state_code), MemberState.UNKNOWN)
+    assigned = _read_partitions(r, topic_name)
+    pending = _read_partitions(r, topic_name)
+    return MemberAssignment(epoch, previous, state, assigned, pending)
