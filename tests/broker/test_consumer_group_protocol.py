@@ -510,7 +510,11 @@ def test_static_members_and_timeouts(broker: Any) -> None:
 def test_group_survives_a_broker_kill(broker_factory: Any) -> None:
     """Members, epochs and assignments are in __consumer_offsets (Kafka's records): after a
     kill -9 the members carry on at their epochs, without rejoining."""
-    broker = broker_factory(FAST)
+    from tests.broker.test_metrics import scrape
+    from tests.broker_process import free_port
+
+    metrics_port = free_port()
+    broker = broker_factory({**FAST, "artesian.metrics.port": str(metrics_port)})
     ids = _topic(broker, "ks-t", 4)
     a, b = Member(broker, "ks-g", ids), Member(broker, "ks-g", ids, instance="i-b")
     _assert_ok(a.join("ks-t", assignor="range"))
@@ -522,6 +526,12 @@ def test_group_survives_a_broker_kill(broker_factory: Any) -> None:
     _assert_ok(b.ack())
     before = _describe(broker, "ks-g")
     assert before.group_state == "Stable" and before.assignor_name == "range"
+    m = scrape(metrics_port)
+    prefix = "kafka_server_group_coordinator_metrics_"
+    assert m[(prefix + "group_count", (("protocol", "consumer"),))] == 1
+    assert m[(prefix + "group_count", (("protocol", "classic"),))] == 0
+    assert m[(prefix + "consumer_group_count", (("state", "Stable"),))] == 1
+    assert m[(prefix + "consumer_group_count", (("state", "Reconciling"),))] == 0
     held = {m.member_id: set(m.assigned) for m in (a, b)}
     epochs = {m.member_id: m.epoch for m in (a, b)}
     a.close()

@@ -47,6 +47,20 @@ class BrokerMetrics:
             ["fetcher_type"],
             registry=r,
         )
+        # Kafka's group-coordinator-metrics: group-count by protocol, consumer-group-count by
+        # state (the consumer protocol's Empty, Assigning, Reconciling, Stable).
+        self.group_count = Gauge(
+            "kafka_server_group_coordinator_metrics_group_count",
+            "Groups this broker coordinates, by protocol (classic or consumer).",
+            ["protocol"],
+            registry=r,
+        )
+        self.consumer_group_count = Gauge(
+            "kafka_server_group_coordinator_metrics_consumer_group_count",
+            "Groups on the consumer protocol (KIP-848) this broker coordinates, by state.",
+            ["state"],
+            registry=r,
+        )
         # Kafka's throttle-time sensors of its Produce and Fetch quota managers.
         self.throttled = Counter(
             "kafka_server_client_quota_throttle_time_seconds",

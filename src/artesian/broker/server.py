@@ -359,6 +359,7 @@ class Broker:
             topic_name=self._topic_name,
         )
         self.group_coordinator.load(self._led(OFFSETS_TOPIC))
+        self._count_groups(self.group_coordinator)
         # After the groups: completing a transaction caught between its two phases may
         # write markers to __consumer_offsets, which the group coordinator must see.
         self.transaction_coordinator = TransactionCoordinator(
@@ -587,6 +588,23 @@ class Broker:
             offsets_retention_ms=cfg.get_int("offsets.retention.minutes") * 60_000,
             offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
         )
+
+    def _count_groups(self, coordinator: GroupCoordinator) -> None:
+        """The group-coordinator gauges, counted when scraped."""
+        groups = coordinator.groups
+
+        def of_protocol(protocol: str) -> Callable[[], int]:
+            return lambda: sum(1 for g in groups.values() if g.group_type == protocol)
+
+        def in_state(state: str) -> Callable[[], int]:
+            return lambda: sum(
+                1 for g in groups.values() if g.consumer is not None and g.consumer.state() == state
+            )
+
+        for protocol in ("classic", "consumer"):
+            self.metrics.group_count.labels(protocol=protocol).set_function(of_protocol(protocol))
+        for state in ("Empty", "Assigning", "Reconciling", "Stable"):
+            self.metrics.consumer_group_count.labels(state=state).set_function(in_state(state))
 
     def _topic_id(self, name: str) -> uuid.UUID | None:
         found = self.image.topics.get(name)
