@@ -39,6 +39,7 @@ NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID = 0, 22
 UNSUPPORTED_VERSION, INVALID_REQUEST, GROUP_ID_NOT_FOUND = 35, 42, 69
 FENCED_INSTANCE_ID, FENCED_MEMBER_EPOCH, UNRELEASED_INSTANCE_ID = 82, 110, 111
 UNSUPPORTED_ASSIGNOR, STALE_MEMBER_EPOCH, INVALID_REGULAR_EXPRESSION = 112, 113, 128
+GROUP_SUBSCRIBED_TO_TOPIC = 86
 UNCHANGED: Any = object()
 
 
@@ -636,3 +637,153 @@ def test_librdkafka_consumer_carries_on_through_a_broker_kill(broker_factory: An
     d = _describe(broker, "lk-g")
     # The member left on close (epoch 2); it never rejoined, which would have bumped it.
     assert (d.group_epoch, d.group_state, d.members) == (2, "Empty", ())
+
+
+def test_static_member_returns_after_the_group_changed(broker: Any) -> None:
+    """A static member leaving for a restart (-2) while it revokes lets go of what it was
+    revoking at once; its next incarnation, back after its target moved on, has nothing to
+    revoke (it holds nothing yet) and is given the target epoch, which its next heartbeat is
+    accepted at. The range assignor and chosen member ids make the targets certain."""
+    ids = _topic(broker, "sr-t", 4)
+    a, b = Member(broker, "sr-g", ids, instance="i-a"), Member(broker, "sr-g", ids)
+    a.member_id, b.member_id = "m-a", "m-b"
+    _assert_ok(a.join("sr-t", assignor="range"))
+    _assert_ok(a.ack())
+    _assert_ok(b.join("sr-t", assignor="range"))
+    _assert_ok(a.heartbeat())  # must give up 2 and 3
+    assert a.assigned == {("sr-t", 0), ("sr-t", 1)}
+    _assert_ok(a.heartbeat(epoch=-2))  # goes away without confirming
+    _assert_ok(b.heartbeat())
+    assert b.assigned == {("sr-t", 2), ("sr-t", 3)}
+
+    # c sorts first: range gives it 0-1, a's place 2, b 3.
+    c = Member(broker, "sr-g", ids)
+    c.member_id = "m-0"
+    _assert_ok(c.join("sr-t", assignor="range"))
+    d = _describe(broker, "sr-g")
+    targets = {
+        m.member_id: {int(p) for t in m.target_assignment.topic_partitions for p in t.partitions}
+        for m in d.members
+    }
+    assert targets == {"m-0": {0, 1}, "m-a": {2}, "m-b": {3}}
+    a2 = Member(broker, "sr-g", ids, instance="i-a")
+    a2.member_id = "m-a2"
+    r = _assert_ok(a2.join("sr-t", assignor="range"))
+    assert r.member_epoch == d.group_epoch and a2.assigned == set()  # 2 is still b's
+    r = _assert_ok(a2.ack())
+    assert r.member_epoch == d.group_epoch
+    _assert_ok(b.heartbeat())  # b gives up 2
+    _assert_ok(b.ack())
+    _assert_ok(a2.heartbeat())
+    assert a2.assigned == {("sr-t", 2)}
+    for m in (a, a2, b, c):
+        m.close()
+
+
+def test_leave_errors(broker: Any) -> None:
+    ids = _topic(broker, "le-t", 1)
+    a = Member(broker, "le-g", ids, instance="i-a")
+    r = a.heartbeat(epoch=-1)
+    assert (int(r.error_code), r.error_message) == (
+        GROUP_ID_NOT_FOUND,
+        "Consumer group le-g not found.",
+    )
+    _assert_ok(a.join("le-t"))
+    for kwargs, code in [
+        (dict(epoch=-1, member_id=""), INVALID_REQUEST),
+        (dict(epoch=-2, instance="i-other"), UNKNOWN_MEMBER_ID),
+        (dict(epoch=-2, member_id="someone-else"), FENCED_INSTANCE_ID),
+        (dict(epoch=-1, instance=None, member_id="nobody"), UNKNOWN_MEMBER_ID),
+    ]:
+        assert int(a.heartbeat(**kwargs).error_code) == code, kwargs
+    r = _assert_ok(a.heartbeat(epoch=-1))
+    assert r.member_epoch == -1
+    a.close()
+
+
+def test_offset_delete_refuses_subscribed_topics(broker: Any) -> None:
+    from kio.schema.offset_delete.v0 import request as od
+
+    ids = {**_topic(broker, "od-t", 1), **_topic(broker, "od-other", 1)}
+    a = Member(broker, "od-g", ids)
+    _assert_ok(a.join("od-t"))
+
+    def delete(topic: str) -> tuple[int, int]:
+        body = od.OffsetDeleteRequest(
+            group_id="od-g",
+            topics=(
+                od.OffsetDeleteRequestTopic(
+                    name=topic, partitions=(od.OffsetDeleteRequestPartition(partition_index=0),)
+                ),
+            ),
+        )
+        r = a.conn.request(47, 0, body)
+        return int(r.error_code), int(r.topics[0].partitions[0].error_code)
+
+    assert delete("od-t") == (NONE, GROUP_SUBSCRIBED_TO_TOPIC)
+    assert delete("od-other") == (NONE, NONE)
+    a.close()
+
+
+def test_partitions_added_reach_the_group_live_and_across_a_restart(broker_factory: Any) -> None:
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    broker = broker_factory(FAST)
+    ids = _topic(broker, "pa-t", 2)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def grow(total: int) -> None:
+        admin.create_partitions([NewPartitions("pa-t", total)])["pa-t"].result(T)
+
+    a = Member(broker, "pa-g", ids)
+    _assert_ok(a.join("pa-t"))
+    _assert_ok(a.ack())
+    assert (a.epoch, a.assigned) == (1, {("pa-t", 0), ("pa-t", 1)})
+    grow(3)
+    _assert_ok(a.heartbeat())
+    assert (a.epoch, a.assigned) == (2, {("pa-t", p) for p in range(3)})
+    _assert_ok(a.ack())
+    a.close()
+
+    broker.kill9()
+    broker.restart()
+    _loaded(broker, "pa-g")
+    grow(4)  # before the group's first heartbeat on the restarted coordinator
+    a.conn = WireConn(broker.port, timeout=T)
+    _assert_ok(a.heartbeat(owned=set(a.assigned)))
+    assert (a.epoch, a.assigned) == (3, {("pa-t", p) for p in range(4)})
+    a.close()
+
+
+def test_offsets_of_a_classic_group_survive_its_move_to_the_consumer_protocol(
+    broker_factory: Any,
+) -> None:
+    from tests.broker.test_groups import RawMember, _assignment
+
+    broker = broker_factory(FAST)
+    ids = _topic(broker, "cm-t", 1)
+    classic = RawMember(broker, "cm-g", session_ms=10_000)
+    assert classic.join("cm-t") == NONE
+    assert classic.sync({classic.member_id: _assignment("cm-t", [0])})[0] == NONE
+    assert classic.commit({0: 17}, topic="cm-t") == {NONE}
+    assert classic.leave() == NONE
+    classic.close()
+
+    a = Member(broker, "cm-g", ids)
+    _assert_ok(a.join("cm-t"))
+    a.close()
+    broker.kill9()
+    broker.restart()
+    assert _loaded(broker, "cm-g").group_epoch == 1
+    committed = _committed_offset(broker, "cm-g", "cm-t")
+    assert committed == 17
+
+
+def _committed_offset(broker: Any, group: str, topic: str) -> int:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])
+    (future,) = admin.list_consumer_group_offsets([req], request_timeout=T).values()
+    return int(future.result(T).topic_partitions[0].offset)

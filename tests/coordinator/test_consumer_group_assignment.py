@@ -123,3 +123,10 @@ def test_reconcile_only_new_partitions_moves_the_epoch_at_once() -> None:
     current = _member(1, _parts("t", 0))
     step = reconcile(current, 2, _parts("t", 0, 1), None, lambda tp: False)
     assert step == MemberAssignment(2, 1, MemberState.STABLE, _parts("t", 0, 1), EMPTY)
+
+
+def test_reconcile_skips_revoking_what_the_member_no_longer_holds() -> None:
+    # A static member's new incarnation inherits partitions it does not hold yet.
+    current = _member(0, _parts("t", 0, 1))
+    step = reconcile(current, 5, _parts("t", 1, 2), frozenset(), lambda tp: False)
+    assert step == MemberAssignment(5, 0, MemberState.STABLE, _parts("t", 1, 2), EMPTY)

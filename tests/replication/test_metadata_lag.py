@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.conftest import _logged
 from tests.consuming import read_range
 from tests.replication.cluster import Cluster
 
@@ -23,11 +24,12 @@ SLOW = 3  # the broker that reads the metadata log only when a request makes it
 
 
 @pytest.fixture
-def lagging(tmp_path: Path) -> Iterator[Cluster]:
+def lagging(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path, 3)
     # Started last, it knows every broker; after that it would poll only every 10 minutes.
     c.brokers[SLOW].settings["artesian.metadata.poll.interval.ms"] = "600000"
     c.start(together=False)
+    _logged(request.node).extend(c.brokers.values())  # their log tails in a failure's report
     try:
         yield c
     finally:

@@ -78,7 +78,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 group_state=cg.state(),
                 group_epoch=cg.group_epoch,
                 assignment_epoch=cg.assignment_epoch,
-                assignor_name=cg.assignor(coordinator.consumer_groups.config.assignors[0]),
+                assignor_name=cg.assignor(coordinator.consumer_groups.config.assignors),
                 members=members,
                 authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
                 if with_ops

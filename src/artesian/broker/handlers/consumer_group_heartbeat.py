@@ -32,13 +32,11 @@ MAX_VERSION = 1
 
 
 class _ImageTopics:
-    """The coordinator's TopicsView over the broker's metadata image; with an authorizer,
-    regex subscriptions only see the topics the caller may DESCRIBE."""
+    """The coordinator's TopicsView over the broker's metadata image."""
 
-    __slots__ = ("_ctx", "_image")
+    __slots__ = ("_image",)
 
-    def __init__(self, ctx: Any, image: MetadataImage) -> None:
-        self._ctx = ctx
+    def __init__(self, image: MetadataImage) -> None:
         self._image = image
 
     def partition_count(self, topic: str) -> int:
@@ -46,11 +44,7 @@ class _ImageTopics:
         return len(found.partitions) if found is not None else 0
 
     def names(self) -> Iterable[str]:
-        if self._ctx.broker.authorizer is None:
-            return self._image.topics.keys()
-        return authorized_names(
-            self._ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, self._image.topics
-        )
+        return self._image.topics.keys()
 
 
 def _ms(value: Any) -> int:
@@ -103,7 +97,7 @@ def handle(ctx: Any, request: Any) -> Any:
             owned=owned,
             member_id_from_client=version >= 1,
         ),
-        _ImageTopics(ctx, image),
+        _ImageTopics(image),
     )
 
     def build(replication: ErrorCode) -> Any:

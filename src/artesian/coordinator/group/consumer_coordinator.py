@@ -3,8 +3,8 @@
 Members heartbeat; the coordinator answers each at once with the member's epoch and, when it
 changed, the partitions it may consume. Assignment is the broker's job (``uniform`` or
 ``range``); no member ever waits for the others in a join barrier. Partitions change hands
-in two steps, revoke then assign, so two members never consume one partition in the same
-epoch.
+in two steps, revoke then assign, so two members never hold one partition at the same
+time.
 
 Groups live in the GroupCoordinator's table, next to classic groups: a group is of one type
 at a time, and an empty group changes type when a member of the other protocol arrives
@@ -14,6 +14,7 @@ at a time, and an empty group changes type when a member of the other protocol a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import uuid
@@ -101,6 +102,10 @@ class HeartbeatResult:
 Record = tuple[bytes, bytes | None]
 
 
+class StoreFailed(Exception):
+    """A change could not be written to __consumer_offsets."""
+
+
 class ConsumerGroupCoordinator:
     def __init__(
         self,
@@ -123,6 +128,12 @@ class ConsumerGroupCoordinator:
             return invalid
         if not self.coordinator.owns(req.group_id):
             return HeartbeatResult(E.not_coordinator)
+        try:
+            return self._heartbeat(req, topics)
+        except StoreFailed as e:
+            return HeartbeatResult(E.coordinator_not_available, str(e))
+
+    def _heartbeat(self, req: ConsumerHeartbeat, topics: TopicsView) -> HeartbeatResult:
         group = self.coordinator.groups.get(req.group_id)
         if req.member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
             return self._leave(group, req)
@@ -132,31 +143,35 @@ class ConsumerGroupCoordinator:
                     E.group_id_not_found, f"Consumer group {req.group_id} not found."
                 )
             group = self.coordinator.groups[req.group_id] = GroupMetadata(req.group_id)
+        records: list[Record] = []
         cg = group.consumer
         if cg is None:
             if req.member_epoch != JOIN_EPOCH or not group.is_empty() or group.pending_members:
                 return HeartbeatResult(
                     E.group_id_not_found, f"Group {req.group_id} is not a consumer group."
                 )
+            if group.generation_id > 0 or group.protocol_type:
+                # An empty classic group becomes a consumer group: its classic record goes
+                # (Kafka deletes the old group); its committed offsets stay.
+                records.append((rec.group_key(group.group_id), None))
             cg = group.consumer = ConsumerGroup()
             group.protocol_type = "consumer"
-            # An empty classic group becomes a consumer group (Kafka deletes the old one).
-            self._write(group.group_id, [(rec.group_key(group.group_id), None)])
-        records: list[Record] = []
         if req.member_epoch == JOIN_EPOCH:
             joined = self._join(group, cg, req, records)
             if isinstance(joined, HeartbeatResult):
                 return joined
-            member, changed = joined
+            member, new = joined
         else:
             found = self._existing_member(cg, req)
             if isinstance(found, HeartbeatResult):
                 return found
-            member, changed = found, False
-        changed |= self._update_member(cg, member, req)
-        if changed:
+            member, new = found, False
+        described, subscribed = self._update_member(member, req)
+        if member.instance_id is not None:
+            cg.static_members[member.instance_id] = member.member_id
+        if new or described or subscribed:
             records.append(self._member_record(group.group_id, member))
-        self._maybe_new_epoch(group, cg, topics, changed, records)
+        self._maybe_new_epoch(group, cg, topics, new or subscribed, records)
         before = member.reconciliation
         member.reconciliation = reconcile(
             before,
@@ -165,17 +180,17 @@ class ConsumerGroupCoordinator:
             req.owned,
             lambda tp: cg.held_elsewhere(member.member_id, tp),
         )
+        now = member.reconciliation
         cg.update_owners(member, before.assigned | before.pending_revocation)
-        if member.reconciliation != before:
+        if now != before:
             records.append(self._current_assignment_record(group.group_id, member))
         self._write(group.group_id, records)
-        self._arm_timers(group, member)
+        self._arm_timers(group, member, now.pending_revocation != before.pending_revocation)
         full = req.member_epoch == JOIN_EPOCH or (
             req.rebalance_timeout_ms != -1
             and (req.subscribed_topic_names is not None or req.subscribed_topic_regex is not None)
             and req.owned is not None
         )
-        now = member.reconciliation
         send = full or now.assigned != before.assigned or req.member_epoch != now.member_epoch
         return HeartbeatResult(
             E.none,
@@ -203,9 +218,7 @@ class ConsumerGroupCoordinator:
         if req.member_epoch == JOIN_EPOCH:
             if req.rebalance_timeout_ms == -1:
                 return bad("RebalanceTimeoutMs must be provided in first request.")
-            if req.owned is None:
-                return bad("TopicPartitions must be empty when (re-)joining.")
-            if req.owned:
+            if req.owned is None or req.owned:
                 return bad("TopicPartitions must be empty when (re-)joining.")
             if req.subscribed_topic_names is None and req.subscribed_topic_regex is None:
                 return bad(
@@ -217,7 +230,7 @@ class ConsumerGroupCoordinator:
                 return bad("InstanceId can't be null when MemberEpoch is -2.")
         elif req.member_epoch < STATIC_LEAVE_EPOCH:
             return bad(f"MemberEpoch {req.member_epoch} is not valid.")
-        elif req.member_epoch > 0 and not req.member_id:
+        elif req.member_epoch != JOIN_EPOCH and not req.member_id:
             return bad("MemberId can't be empty.")
         if req.rebalance_timeout_ms < -1 or req.rebalance_timeout_ms == 0:
             return bad(f"RebalanceTimeoutMs {req.rebalance_timeout_ms} is not valid.")
@@ -255,6 +268,8 @@ class ConsumerGroupCoordinator:
                         f"Static member {previous_id} with instance id {req.instance_id} is "
                         "still a member; it must leave first.",
                     )
+                if member is not None:  # its id was another member's: that one is gone
+                    self.remove_member(group, member, "its member id rejoined as static")
                 replaced = self._replace_static_member(cg, previous, member_id, req)
                 records.extend(self._member_tombstones(group.group_id, previous.member_id))
                 records.append(self._member_record(group.group_id, replaced))
@@ -347,14 +362,15 @@ class ConsumerGroupCoordinator:
         return member
 
     def _update_member(
-        self, cg: ConsumerGroup, member: ConsumerGroupMember, req: ConsumerHeartbeat
-    ) -> bool:
-        """Apply the fields the heartbeat carries; whether the group must rebalance."""
-        changed = False
+        self, member: ConsumerGroupMember, req: ConsumerHeartbeat
+    ) -> tuple[bool, bool]:
+        """Apply the fields the heartbeat carries: whether the member's description changed
+        (a record to write) and whether its subscription did (a new group epoch)."""
+        before = self._member_record("", member)
+        subscribed = False
+        member.client_id, member.client_host = req.client_id, req.client_host
         if req.instance_id is not None and member.instance_id is None:
             member.instance_id = req.instance_id
-        if member.instance_id is not None:
-            cg.static_members[member.instance_id] = member.member_id
         if req.rack_id is not None:
             member.rack_id = req.rack_id
         if req.rebalance_timeout_ms > 0:
@@ -363,16 +379,16 @@ class ConsumerGroupCoordinator:
             names = tuple(sorted(set(req.subscribed_topic_names)))
             if names != member.subscribed_topic_names:
                 member.subscribed_topic_names = names
-                changed = True
+                subscribed = True
         if req.subscribed_topic_regex is not None:
             regex = req.subscribed_topic_regex or None
             if regex != member.subscribed_topic_regex:
                 member.set_regex(regex)
-                changed = True
+                subscribed = True
         if req.server_assignor is not None and req.server_assignor != member.server_assignor:
             member.server_assignor = req.server_assignor
-            changed = True
-        return changed
+            subscribed = True
+        return self._member_record("", member) != before, subscribed
 
     def _maybe_new_epoch(
         self,
@@ -391,17 +407,29 @@ class ConsumerGroupCoordinator:
             count = topics.partition_count(topic)
             if count > 0:
                 metadata[topic] = count
-        if not cg.subscription_metadata_known:
-            # Loaded from the log: the metadata the last epoch was computed for is not kept.
+        if cg.reloaded:
+            # The log does not keep the metadata the last epoch was computed for: a new epoch
+            # if today's metadata gives another target (partitions added, or a topic deleted
+            # or recreated, while the group moved).
+            cg.reloaded = False
             cg.subscription_metadata = metadata
-            cg.subscription_metadata_known = True
+            if cg.assignment_epoch == cg.group_epoch:  # else a new target is due anyway
+                changed |= self._target_for(cg, names) != cg.target
         if changed or metadata != cg.subscription_metadata:
             cg.group_epoch += 1
             cg.subscription_metadata = metadata
             records.append(self._epoch_record(group.group_id, cg))
         if cg.group_epoch > cg.assignment_epoch:
-            before = dict(cg.target)
-            self._assign(group, cg, names)
+            before = cg.target
+            cg.target = self._target_for(cg, names)
+            cg.assignment_epoch = cg.group_epoch
+            log.info(
+                "computed target assignment of consumer group %s at epoch %d (%s, %d member(s))",
+                group.group_id,
+                cg.group_epoch,
+                cg.assignor(self.config.assignors),
+                len(cg.members),
+            )
             records.extend(
                 self._target_record(group.group_id, cg, member_id)
                 for member_id, target in cg.target.items()
@@ -414,33 +442,27 @@ class ConsumerGroupCoordinator:
                 )
             )
 
-    def _assign(self, group: GroupMetadata, cg: ConsumerGroup, names: list[str]) -> None:
-        name = cg.assignor(self.config.assignors[0])
+    def _target_for(self, cg: ConsumerGroup, names: list[str]) -> dict[str, Assignment]:
+        """What the group's assignor makes of its members and metadata, sticking to the
+        current target."""
         subscriptions = {
             member_id: m.subscribed(names) & cg.subscription_metadata.keys()
             for member_id, m in cg.members.items()
         }
-        cg.target = ASSIGNORS[name](subscriptions, cg.subscription_metadata, cg.target)
-        cg.assignment_epoch = cg.group_epoch
-        log.info(
-            "computed target assignment of consumer group %s at epoch %d (%s, %d member(s))",
-            group.group_id,
-            cg.group_epoch,
-            name,
-            len(cg.members),
-        )
+        assignor = ASSIGNORS[cg.assignor(self.config.assignors)]
+        return assignor(subscriptions, cg.subscription_metadata, cg.target)
 
     # --- records in __consumer_offsets ---------------------------------------------------
 
     def _write(self, group_id: str, records: list[Record]) -> None:
-        """Append the group's changes; the state in memory stays authoritative while this
-        broker coordinates the group, so a failed write is logged, not undone."""
+        """Append the group's changes to __consumer_offsets; StoreFailed if that fails."""
         if not records:
             return
         try:
             self.coordinator.topic.append(self.coordinator.partition_for(group_id), records)
         except Exception as e:
             log.warning("could not store the state of consumer group %s: %s", group_id, e)
+            raise StoreFailed(f"Could not store the state of group {group_id}: {e}") from e
 
     def _epoch_record(self, group_id: str, cg: ConsumerGroup) -> Record:
         return cgr.key(cgr.GROUP_METADATA, group_id), cgr.epoch_value(cg.group_epoch)
@@ -503,7 +525,7 @@ class ConsumerGroupCoordinator:
         if group is None:
             group = groups[key.group] = GroupMetadata(key.group)
         if group.consumer is None:
-            group.consumer = ConsumerGroup(subscription_metadata_known=False)
+            group.consumer = ConsumerGroup(reloaded=True)
             group.protocol_type = "consumer"
         cg = group.consumer
         if key.kind == cgr.GROUP_METADATA:
@@ -557,29 +579,73 @@ class ConsumerGroupCoordinator:
     # --- offsets ---------------------------------------------------------------------------
 
     def validate_commit(
-        self, cg: ConsumerGroup, member_id: str, member_epoch: int, transactional: bool
+        self, cg: ConsumerGroup, member_id: str, member_epoch: int, api_version: int | None
     ) -> int | None:
         """Kafka's ConsumerGroup.validateOffsetCommit: anyone may commit to a group without
-        members (admin tools, manual assignment); otherwise a member at its current epoch."""
+        members (admin tools, manual assignment); otherwise a member, with OffsetCommit v9+
+        (``api_version``; None for TxnOffsetCommit), at its current epoch."""
         if member_epoch < 0 and not cg.members:
             return None
         member = cg.members.get(member_id)
         if member is None:
             return int(E.unknown_member_id)
+        if api_version is not None and api_version < 9:
+            return int(E.unsupported_version)
         if member_epoch != member.member_epoch:
-            return int(E.illegal_generation if transactional else E.stale_member_epoch)
+            # TxnOffsetCommit has no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION.
+            return int(E.stale_member_epoch if api_version is not None else E.illegal_generation)
+        return None
+
+    def validate_offset_fetch(
+        self, cg: ConsumerGroup, member_id: str | None, member_epoch: int
+    ) -> int | None:
+        """OffsetFetch v9+ naming a member: it must be known and at its current epoch."""
+        if member_id is None and member_epoch < 0:
+            return None
+        member = cg.members.get(member_id or "")
+        if member is None:
+            return int(E.unknown_member_id)
+        if member_epoch != member.member_epoch:
+            return int(E.stale_member_epoch)
         return None
 
     # --- leaving, timers ------------------------------------------------------------------
 
     def _leave(self, group: GroupMetadata | None, req: ConsumerHeartbeat) -> HeartbeatResult:
-        cg = group.consumer if group is not None else None
-        member = cg.members.get(req.member_id) if cg is not None else None
-        if group is None or cg is None or member is None:
+        if group is None or group.consumer is None:
+            return HeartbeatResult(
+                E.group_id_not_found,
+                f"Consumer group {req.group_id} not found."
+                if group is None
+                else f"Group {req.group_id} is not a consumer group.",
+            )
+        cg = group.consumer
+        if req.instance_id is not None:
+            holder = cg.static_members.get(req.instance_id)
+            if holder is None:
+                return HeartbeatResult(
+                    E.unknown_member_id, f"Instance id {req.instance_id} is unknown."
+                )
+            if holder != req.member_id:
+                return HeartbeatResult(
+                    E.fenced_instance_id,
+                    f"Static member {req.member_id} with instance id {req.instance_id} was "
+                    f"fenced by member {holder}.",
+                )
+        member = cg.members.get(req.member_id)
+        if member is None:
             return _unknown_member(req)
-        if req.member_epoch == STATIC_LEAVE_EPOCH and member.instance_id is not None:
-            # Keeps its partitions for a new incarnation until its session times out.
-            member.reconciliation = replace(member.reconciliation, member_epoch=STATIC_LEAVE_EPOCH)
+        if req.member_epoch == STATIC_LEAVE_EPOCH:
+            # It keeps what it is assigned for a new incarnation, until its session times
+            # out; what it was revoking is released now.
+            held = member.held()
+            member.reconciliation = replace(
+                member.reconciliation,
+                member_epoch=STATIC_LEAVE_EPOCH,
+                state=MemberState.STABLE,
+                pending_revocation=EMPTY,
+            )
+            cg.update_owners(member, held)
             self._cancel_revocation_timer(member)
             self._write(group.group_id, [self._current_assignment_record(group.group_id, member)])
             return HeartbeatResult(
@@ -605,13 +671,12 @@ class ConsumerGroupCoordinator:
                 del cg.owners[tp]
         cg.target.pop(member.member_id, None)
         cg.group_epoch += 1
-        self._write(
-            group.group_id,
-            [
-                *self._member_tombstones(group.group_id, member.member_id),
-                self._epoch_record(group.group_id, cg),
-            ],
-        )
+        records = [
+            *self._member_tombstones(group.group_id, member.member_id),
+            self._epoch_record(group.group_id, cg),
+        ]
+        with contextlib.suppress(StoreFailed):  # logged; a reload finds the member again
+            self._write(group.group_id, records)
         log.info(
             "member %s left consumer group %s (%s); group epoch %d",
             member.member_id,
@@ -620,13 +685,19 @@ class ConsumerGroupCoordinator:
             cg.group_epoch,
         )
 
-    def _arm_timers(self, group: GroupMetadata, member: ConsumerGroupMember) -> None:
+    def _arm_timers(
+        self, group: GroupMetadata, member: ConsumerGroupMember, new_revocation: bool = False
+    ) -> None:
+        """Restart the session timer; run the rebalance timeout while the member revokes,
+        from the start of each new revocation."""
         loop = asyncio.get_running_loop()
         if member.session_timer is not None:
             member.session_timer.cancel()
         member.session_timer = loop.call_later(
             self.config.session_timeout_ms / 1000, self._on_session_expired, group, member
         )
+        if new_revocation:
+            self._cancel_revocation_timer(member)
         if member.reconciliation.state is MemberState.UNREVOKED_PARTITIONS:
             if member.revocation_timer is None:
                 member.revocation_timer = loop.call_later(

@@ -88,9 +88,9 @@ class ConsumerGroup:
     """Partition -> the member holding it (assigned, or pending its revocation)."""
     subscription_metadata: dict[str, int] = field(default_factory=dict)
     """Subscribed topic -> partition count, as of the last group epoch."""
-    subscription_metadata_known: bool = True
-    """False after loading from __consumer_offsets: the next heartbeat takes the current
-    metadata as the group's without a new epoch."""
+    reloaded: bool = False
+    """Loaded from __consumer_offsets, and no heartbeat since: the next one recomputes the
+    subscription metadata (the log does not keep it)."""
 
     def state(self) -> str:
         """Kafka's ConsumerGroupState names (ListGroups, ConsumerGroupDescribe)."""
@@ -104,10 +104,12 @@ class ConsumerGroup:
                 return "Reconciling"
         return "Stable"
 
-    def assignor(self, default: str) -> str:
-        """The assignor most members ask for; ``default`` when none asks (Kafka)."""
+    def assignor(self, configured: tuple[str, ...]) -> str:
+        """The configured assignor most members ask for; the first configured one when none
+        asks (Kafka)."""
         chosen = [m.server_assignor for m in self.members.values() if m.server_assignor]
-        return max(sorted(set(chosen)), key=chosen.count) if chosen else default
+        chosen = [name for name in chosen if name in configured]
+        return max(sorted(set(chosen)), key=chosen.count) if chosen else configured[0]
 
     def subscribed_topics(self, topic_names: Iterable[str]) -> set[str]:
         names = list(topic_names)

@@ -78,7 +78,9 @@ def epoch_value(epoch: int) -> bytes:
 def parse_epoch_value(data: bytes) -> int:
     r = Reader(data)
     r.i16()
-    return r.i32()
+    epoch = r.i32()
+    r.skip_tagged_fields()
+    return epoch
 
 
 def member_metadata_value(v: MemberMetadataValue) -> bytes:
@@ -140,7 +142,9 @@ def target_member_value(partitions: Assignment, topic_id: TopicId) -> bytes:
 def parse_target_member_value(data: bytes, topic_name: TopicName) -> Assignment:
     r = Reader(data)
     r.i16()
-    return _read_partitions(r, topic_name)
+    partitions = _read_partitions(r, topic_name)
+    r.skip_tagged_fields()
+    return partitions
 
 
 def current_assignment_value(a: MemberAssignment, topic_id: TopicId) -> bytes:

@@ -193,7 +193,12 @@ class GroupCoordinator:
         for group in [
             g for g in self.groups.values() if self.partition_for(g.group_id) == partition
         ]:
-            if group.is_empty() and not group.offsets and group.generation_id == 0:
+            if (
+                group.is_empty()
+                and not group.offsets
+                and group.generation_id == 0
+                and group.consumer is None
+            ):
                 del self.groups[group.group_id]
                 continue
             for member in group.members.values():
@@ -219,7 +224,18 @@ class GroupCoordinator:
 
     def _load_group(self, key: rec.GroupKey, value: bytes | None) -> None:
         if value is None:
-            self.groups.pop(key.group, None)
+            # The classic group is gone; offsets committed before it (tombstoned with it when
+            # the group was deleted) or a consumer group it became stay.
+            group = self.groups.get(key.group)
+            if group is not None:
+                group.members.clear()
+                group.static_members.clear()
+                group.generation_id, group.leader_id = 0, None
+                group.protocol_name = None
+                if group.consumer is None:
+                    group.protocol_type = None
+                if not group.offsets and not group.pending_txn_offsets and group.consumer is None:
+                    del self.groups[key.group]
             return
         v = rec.parse_group_value(value)
         group = self.groups.setdefault(key.group, GroupMetadata(key.group))
@@ -280,10 +296,7 @@ class GroupCoordinator:
                 # supported: the group's members must all use one protocol.
                 return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
             # An empty consumer group turns classic.
-            self.topic.append(
-                self.partition_for(group.group_id),
-                self.consumer_groups.group_tombstones(group.group_id),
-            )
+            self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
             group.consumer = None
             group.protocol_type = None
         if not group.supports(req.protocol_type, [p for p, _ in req.protocols]):
@@ -804,13 +817,10 @@ class GroupCoordinator:
             return all_(E.coordinator_not_available)
         elif group.consumer is not None:
             invalid = self.consumer_groups.validate_commit(
-                group.consumer, member_id, generation_id, transactional=False
+                group.consumer, member_id, generation_id, api_version
             )
             if invalid is not None:
                 return all_(invalid)
-            if api_version < 9 and group.consumer.members:
-                # Members on the consumer protocol commit with their member epoch (v9+).
-                return all_(E.unsupported_version)
         elif (
             generation_id < 0
             and not member_id
@@ -916,7 +926,7 @@ class GroupCoordinator:
             return dict.fromkeys(offsets, E.coordinator_not_available)
         elif group.consumer is not None:
             invalid = self.consumer_groups.validate_commit(
-                group.consumer, member_id, generation_id, transactional=True
+                group.consumer, member_id, generation_id, None
             )
             if invalid is not None:
                 return dict.fromkeys(offsets, invalid)
@@ -954,17 +964,11 @@ class GroupCoordinator:
         return any(wanted & pending.keys() for pending in group.pending_txn_offsets.values())
 
     def validate_offset_fetch(self, group_id: str, member_id: str | None, epoch: int) -> int | None:
-        """OffsetFetch v9+ from a member of a consumer-protocol group: the member must be
-        known and at its current epoch (None: the fetch may go on)."""
+        """OffsetFetch v9+ from a member of a consumer-protocol group (None: go on)."""
         group = self.groups.get(group_id)
-        if group is None or group.consumer is None or (member_id is None and epoch < 0):
+        if group is None or group.consumer is None:
             return None
-        member = group.consumer.members.get(member_id or "")
-        if member is None:
-            return int(E.unknown_member_id)
-        if epoch != member.member_epoch:
-            return int(E.stale_member_epoch)
-        return None
+        return self.consumer_groups.validate_offset_fetch(group.consumer, member_id, epoch)
 
     def fetch_offsets(
         self, group_id: str, partitions: Iterable[tuple[str, int]] | None
@@ -983,7 +987,8 @@ class GroupCoordinator:
         group = self.groups.get(group_id)
         if group is None:
             return E.group_id_not_found, {}
-        subscribed = group.subscribed_topics() if group.state is not GroupState.EMPTY else set()
+        active = group.state is not GroupState.EMPTY or not group.is_empty()
+        subscribed = group.subscribed_topics() if active else set()
         results: dict[tuple[str, int], int] = {}
         removed: list[tuple[bytes, bytes | None]] = []
         for tp in partitions:

@@ -48,12 +48,12 @@ def reconcile(
     still holds a partition (assigned to it or pending its revocation)."""
     if current.state is MemberState.UNREVOKED_PARTITIONS:
         if owned is not None and not owned & current.pending_revocation:
-            return _next(current, target_epoch, target, held_elsewhere)
+            return _next(current, target_epoch, target, owned, held_elsewhere)
         return current
     if current.state is MemberState.UNRELEASED_PARTITIONS:
-        return _next(current, target_epoch, target, held_elsewhere)
+        return _next(current, target_epoch, target, owned, held_elsewhere)
     if current.member_epoch != target_epoch:
-        return _next(current, target_epoch, target, held_elsewhere)
+        return _next(current, target_epoch, target, owned, held_elsewhere)
     return current
 
 
@@ -61,12 +61,14 @@ def _next(
     current: MemberAssignment,
     target_epoch: int,
     target: Assignment,
+    owned: Assignment | None,
     held_elsewhere: Callable[[TopicPartition], bool],
 ) -> MemberAssignment:
     keep = current.assigned & target
     revoking = current.assigned - target
-    if revoking:
-        # Give up first; the epoch only moves once the member confirms.
+    if revoking and (owned is None or owned & revoking):
+        # Give up first; the epoch only moves once the member confirms. A member that says
+        # it no longer holds them (a static member's new incarnation) has nothing to give up.
         return replace(
             current,
             state=MemberState.UNREVOKED_PARTITIONS,

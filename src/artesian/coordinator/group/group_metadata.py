@@ -152,7 +152,13 @@ class GroupMetadata:
     def subscribed_topics(self) -> set[str] | None:
         """Topics of a 'consumer' group's subscriptions; None when they cannot be read."""
         if self.consumer is not None:
-            return set(self.consumer.subscription_metadata)
+            # Named topics, and those a regex matched at the last heartbeat; unknowable for a
+            # regex right after a load.
+            cg = self.consumer
+            if cg.reloaded and any(m.subscribed_topic_regex for m in cg.members.values()):
+                return None
+            named = {t for m in cg.members.values() for t in m.subscribed_topic_names}
+            return named | set(cg.subscription_metadata)
         if self.protocol_type != "consumer" or self.protocol_name is None:
             return None
         topics: set[str] = set()
