@@ -21,7 +21,7 @@ import pytest
 from kio.schema.consumer_group_heartbeat.v0 import request as hb0
 from kio.schema.consumer_group_heartbeat.v1 import request as hb1
 
-from tests.kafka_wire import WireConn, create_topic
+from tests.kafka_wire import Closed, WireConn, create_topic
 
 T = 20.0
 HEARTBEAT_MS = 200
@@ -787,3 +787,35 @@ def _committed_offset(broker: Any, group: str, topic: str) -> int:
     req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])
     (future,) = admin.list_consumer_group_offsets([req], request_timeout=T).values()
     return int(future.result(T).topic_partitions[0].offset)
+
+
+def test_the_consumer_protocol_can_be_turned_off(broker_factory: Any) -> None:
+    from kio.schema.api_versions.v3.request import ApiVersionsRequest
+
+    from artesian.config.broker import BrokerConfig
+    from artesian.config.definitions import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="must include classic"):
+        BrokerConfig({"group.coordinator.rebalance.protocols": "consumer"})
+    with pytest.raises(InvalidConfigError, match=r"between group\.consumer\.min\.session"):
+        BrokerConfig({"group.consumer.session.timeout.ms": "1000"})
+    with pytest.raises(InvalidConfigError, match=r"less than group\.consumer\.session"):
+        BrokerConfig(
+            {
+                "group.consumer.max.heartbeat.interval.ms": "50000",
+                "group.consumer.heartbeat.interval.ms": "45000",
+            }
+        )
+
+    broker = broker_factory({**FAST, "group.coordinator.rebalance.protocols": "classic"})
+    ids = _topic(broker, "off-t", 1)
+    with WireConn(broker.port) as conn:
+        r = conn.request(
+            18, 3, ApiVersionsRequest(client_software_name="t", client_software_version="1")
+        )
+        keys = {int(k.api_key) for k in r.api_keys}
+    assert 11 in keys and not {68, 69} & keys
+    m = Member(broker, "off-g", ids)
+    with pytest.raises(Closed):  # not served: the broker closes the connection
+        m.join("off-t")
+    m.close()

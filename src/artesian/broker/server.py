@@ -145,6 +145,10 @@ class Broker:
         self.cluster_id = ""
         self.metrics = BrokerMetrics()
         self.handlers = HANDLERS
+        if "consumer" not in cast(list[str], config.get("group.coordinator.rebalance.protocols")):
+            # Kafka's way of turning the consumer group protocol (KIP-848) off: its APIs are
+            # neither advertised nor served.
+            self.handlers = {k: h for k, h in HANDLERS.items() if k not in api.CONSUMER_GROUP_APIS}
         self.connections: set[KafkaConnection] = set()
         self.stopping = False
         self._metrics_server: object | None = None

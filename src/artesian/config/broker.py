@@ -17,6 +17,7 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import cast
 
 from artesian.config.definitions import (
     INT_MAX,
@@ -631,6 +632,14 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
         _k("group.max.size", _I, INT_MAX, "Most members in one classic group.", _GE1),
         # The consumer group protocol (KIP-848).
         _k(
+            "group.coordinator.rebalance.protocols",
+            _LS,
+            ["classic", "consumer"],
+            "The group protocols the coordinator offers; without consumer, "
+            "ConsumerGroupHeartbeat and ConsumerGroupDescribe are not advertised.",
+            ValidList(("classic", "consumer")),
+        ),
+        _k(
             "group.consumer.session.timeout.ms",
             _I,
             45_000,
@@ -1100,6 +1109,13 @@ class BrokerConfig:
         more often than the session times out, and at least one assignor."""
         if not self.get("group.consumer.assignors"):
             raise InvalidConfigError("group.consumer.assignors", "", "must name an assignor")
+        protocols = cast(list[str], self.get("group.coordinator.rebalance.protocols"))
+        if "classic" not in protocols:
+            raise InvalidConfigError(
+                "group.coordinator.rebalance.protocols",
+                ",".join(protocols),
+                "must include classic",
+            )
         for name in ("session.timeout.ms", "heartbeat.interval.ms"):
             value = self.get_int(f"group.consumer.{name}")
             low = self.get_int(f"group.consumer.min.{name}")

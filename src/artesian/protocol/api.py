@@ -30,6 +30,7 @@ from artesian.protocol.codec import DecodeError, read_uvarint, reader_for, write
 
 __all__ = [
     "API_VERSIONS_KEY",
+    "CONSUMER_GROUP_APIS",
     "RequestHeader",
     "decode_request",
     "encode_response",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 API_VERSIONS_KEY = 18
+# ConsumerGroupHeartbeat and ConsumerGroupDescribe: the consumer group protocol (KIP-848).
+CONSUMER_GROUP_APIS = frozenset({68, 69})
 _HEAD = struct.Struct(">hhih")
 _I32 = struct.Struct(">i")
 
