@@ -819,3 +819,27 @@ def test_the_consumer_protocol_can_be_turned_off(broker_factory: Any) -> None:
     with pytest.raises(Closed):  # not served: the broker closes the connection
         m.join("off-t")
     m.close()
+
+
+def test_regex_subscription_follows_new_topics(broker: Any) -> None:
+    ids = {**_topic(broker, "rx-a", 1), **_topic(broker, "rx-b", 2), **_topic(broker, "rxz", 1)}
+    a = Member(broker, "rx-g", ids)
+    r = _assert_ok(a.heartbeat(epoch=0, regex="rx-.*", owned=(), rebalance_ms=60_000))
+    assert (r.member_epoch, a.assigned) == (1, {("rx-a", 0), ("rx-b", 0), ("rx-b", 1)})
+    _assert_ok(a.ack())
+    d = _describe(broker, "rx-g")
+    assert (d.members[0].subscribed_topic_regex, d.members[0].subscribed_topic_names) == (
+        "rx-.*",
+        (),
+    )
+    a.ids.update(_topic(broker, "rx-c", 1))
+    a.names = {v: k for k, v in a.ids.items()}
+    r = _assert_ok(a.heartbeat())
+    assert r.member_epoch == 2 and ("rx-c", 0) in a.assigned
+    # A regex matches whole names only: "rx-" alone matches nothing, so a must give up
+    # everything (still at epoch 2), then stands at epoch 3 with nothing.
+    r = _assert_ok(a.heartbeat(regex="rx-"))
+    assert (r.member_epoch, a.assigned) == (2, set())
+    r = _assert_ok(a.ack())
+    assert (r.member_epoch, a.assigned) == (3, set())
+    a.close()

@@ -46,6 +46,9 @@ class _ImageTopics:
     def names(self) -> Iterable[str]:
         return self._image.topics.keys()
 
+    def version(self) -> int:
+        return self._image.offset
+
 
 def _ms(value: Any) -> int:
     return int(value // datetime.timedelta(milliseconds=1))

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -68,6 +68,9 @@ class TopicsView(Protocol):
 
     def names(self) -> Iterable[str]:
         """Every topic's name (for regex subscriptions)."""
+
+    def version(self) -> int:
+        """Changes whenever the topics may have (regex matches are cached against it)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -119,6 +122,9 @@ class ConsumerGroupCoordinator:
         # The records name partitions by topic id; the coordinator works on names.
         self.topic_id = topic_id
         self.topic_name = topic_name
+        # Regex -> (topics version, the topics it matches): heartbeats of a group subscribed
+        # by regex would otherwise match every topic name, every time.
+        self._regex_matches: dict[str, tuple[int, frozenset[str]]] = {}
 
     # --- ConsumerGroupHeartbeat -----------------------------------------------------------
 
@@ -383,7 +389,7 @@ class ConsumerGroupCoordinator:
         if req.subscribed_topic_regex is not None:
             regex = req.subscribed_topic_regex or None
             if regex != member.subscribed_topic_regex:
-                member.set_regex(regex)
+                member.subscribed_topic_regex = regex
                 subscribed = True
         if req.server_assignor is not None and req.server_assignor != member.server_assignor:
             member.server_assignor = req.server_assignor
@@ -400,10 +406,9 @@ class ConsumerGroupCoordinator:
     ) -> None:
         """Bump the group epoch when membership, a subscription or the subscribed topics'
         partitions changed, and compute the target assignment for it."""
-        regex = any(m.subscribed_topic_regex for m in cg.members.values())
-        names = list(topics.names()) if regex else []
+        resolve = self._resolver(topics)
         metadata = {}
-        for topic in sorted(cg.subscribed_topics(names)):
+        for topic in sorted(cg.subscribed_topics(resolve)):
             count = topics.partition_count(topic)
             if count > 0:
                 metadata[topic] = count
@@ -414,14 +419,14 @@ class ConsumerGroupCoordinator:
             cg.reloaded = False
             cg.subscription_metadata = metadata
             if cg.assignment_epoch == cg.group_epoch:  # else a new target is due anyway
-                changed |= self._target_for(cg, names) != cg.target
+                changed |= self._target_for(cg, resolve) != cg.target
         if changed or metadata != cg.subscription_metadata:
             cg.group_epoch += 1
             cg.subscription_metadata = metadata
             records.append(self._epoch_record(group.group_id, cg))
         if cg.group_epoch > cg.assignment_epoch:
             before = cg.target
-            cg.target = self._target_for(cg, names)
+            cg.target = self._target_for(cg, resolve)
             cg.assignment_epoch = cg.group_epoch
             log.info(
                 "computed target assignment of consumer group %s at epoch %d (%s, %d member(s))",
@@ -442,11 +447,36 @@ class ConsumerGroupCoordinator:
                 )
             )
 
-    def _target_for(self, cg: ConsumerGroup, names: list[str]) -> dict[str, Assignment]:
+    def _resolver(self, topics: TopicsView) -> Callable[[str], frozenset[str]]:
+        """The existing topics a subscription regex matches (the whole name, as Kafka's
+        RE2J patterns; internal topics never), cached until the topics change."""
+        version = topics.version()
+
+        def resolve(pattern: str) -> frozenset[str]:
+            cached = self._regex_matches.get(pattern)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            try:
+                regex = re.compile(pattern)
+            except re.error:
+                return frozenset()  # only a record from elsewhere could hold one
+            found = frozenset(
+                t for t in topics.names() if not t.startswith("__") and regex.fullmatch(t)
+            )
+            if len(self._regex_matches) >= 1024:
+                self._regex_matches.clear()
+            self._regex_matches[pattern] = (version, found)
+            return found
+
+        return resolve
+
+    def _target_for(
+        self, cg: ConsumerGroup, resolve: Callable[[str], frozenset[str]]
+    ) -> dict[str, Assignment]:
         """What the group's assignor makes of its members and metadata, sticking to the
         current target."""
         subscriptions = {
-            member_id: m.subscribed(names) & cg.subscription_metadata.keys()
+            member_id: m.subscribed(resolve) & cg.subscription_metadata.keys()
             for member_id, m in cg.members.items()
         }
         assignor = ASSIGNORS[cg.assignor(self.config.assignors)]
@@ -554,10 +584,7 @@ class ConsumerGroupCoordinator:
             member.subscribed_topic_names = v.subscribed_topic_names
             member.rebalance_timeout_ms = v.rebalance_timeout_ms
             member.server_assignor = v.server_assignor
-            try:
-                member.set_regex(v.subscribed_topic_regex)
-            except re.error:
-                member.set_regex(None)
+            member.subscribed_topic_regex = v.subscribed_topic_regex
         elif key.kind == cgr.CURRENT_MEMBER_ASSIGNMENT:
             member.reconciliation = cgr.parse_current_assignment_value(value, self.topic_name)
 

@@ -8,8 +8,7 @@ on its share through CurrentAssignmentBuilder, one heartbeat at a time.
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from artesian.coordinator.group.assignors import Assignment, TopicPartition
@@ -41,7 +40,6 @@ class ConsumerGroupMember:
     )
     session_timer: asyncio.TimerHandle | None = None
     revocation_timer: asyncio.TimerHandle | None = None
-    _regex: re.Pattern[str] | None = None
 
     @property
     def member_epoch(self) -> int:
@@ -61,19 +59,13 @@ class ConsumerGroupMember:
         """Every partition the member may still be consuming: assigned or being revoked."""
         return self.reconciliation.assigned | self.reconciliation.pending_revocation
 
-    def set_regex(self, pattern: str | None) -> None:
-        """Compile the subscription regex (Kafka matches the whole topic name); raises
-        re.error when it is not one."""
-        self._regex = re.compile(pattern) if pattern else None
-        self.subscribed_topic_regex = pattern
-
-    def subscribed(self, topic_names: Iterable[str]) -> frozenset[str]:
-        """The existing topics this member subscribes to, by name or by regex."""
-        names = set(self.subscribed_topic_names)
-        if self._regex is not None:
-            regex = self._regex
-            names.update(t for t in topic_names if not t.startswith("__") and regex.fullmatch(t))
-        return frozenset(names)
+    def subscribed(self, resolve: Callable[[str], frozenset[str]]) -> frozenset[str]:
+        """The topics this member subscribes to, by name or by regex (``resolve`` gives the
+        existing topics a regex matches)."""
+        names = frozenset(self.subscribed_topic_names)
+        if self.subscribed_topic_regex:
+            return names | resolve(self.subscribed_topic_regex)
+        return names
 
 
 @dataclass(slots=True, eq=False)
@@ -111,11 +103,10 @@ class ConsumerGroup:
         chosen = [name for name in chosen if name in configured]
         return max(sorted(set(chosen)), key=chosen.count) if chosen else configured[0]
 
-    def subscribed_topics(self, topic_names: Iterable[str]) -> set[str]:
-        names = list(topic_names)
+    def subscribed_topics(self, resolve: Callable[[str], frozenset[str]]) -> set[str]:
         topics: set[str] = set()
         for member in self.members.values():
-            topics.update(member.subscribed(names))
+            topics.update(member.subscribed(resolve))
         return topics
 
     def held_elsewhere(self, member_id: str, tp: TopicPartition) -> bool:
