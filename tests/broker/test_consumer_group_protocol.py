@@ -843,3 +843,60 @@ def test_regex_subscription_follows_new_topics(broker: Any) -> None:
     r = _assert_ok(a.ack())
     assert (r.member_epoch, a.assigned) == (3, set())
     a.close()
+
+
+def test_exactly_once_copy_with_the_consumer_protocol(broker: Any) -> None:
+    """consume-transform-produce: a transactional producer commits the offsets of a consumer
+    on the consumer protocol (its member id and epoch are what TxnOffsetCommit checks)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    _topic(broker, "eo-in", 2)
+    _topic(broker, "eo-out", 2)
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(100):
+        plain.produce("eo-in", str(i).encode(), partition=i % 2)
+    assert plain.flush(T) == 0
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "eo-g",
+            "group.protocol": "consumer",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(["eo-in"])
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "eo-tx"})
+    producer.init_transactions(T)
+    copied = 0
+    deadline = time.monotonic() + 30
+    while copied < 100 and time.monotonic() < deadline:
+        batch = [m for m in consumer.consume(50, 0.5) if not m.error()]
+        if not batch:
+            continue
+        producer.begin_transaction()
+        for m in batch:
+            producer.produce("eo-out", m.value(), partition=m.partition())
+        producer.send_offsets_to_transaction(
+            consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), T
+        )
+        producer.commit_transaction(T)
+        copied += len(batch)
+    committed = consumer.committed([TopicPartition("eo-in", p) for p in (0, 1)], T)
+    consumer.close()
+    assert copied == 100 and [tp.offset for tp in committed] == [50, 50]
+    reader = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "eo-reader",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    reader.subscribe(["eo-out"])
+    values: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while len(values) < 100 and time.monotonic() < deadline:
+        values.extend(m.value() for m in reader.consume(100, 0.5) if not m.error())
+    reader.close()
+    assert sorted(values, key=int) == [str(i).encode() for i in range(100)]
