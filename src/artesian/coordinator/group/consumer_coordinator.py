@@ -333,21 +333,12 @@ class ConsumerGroupCoordinator:
     def _existing_member(
         self, cg: ConsumerGroup, req: ConsumerHeartbeat
     ) -> ConsumerGroupMember | HeartbeatResult:
+        fenced = _static_member_check(cg, req)
+        if fenced is not None:
+            return fenced
         member = cg.members.get(req.member_id)
         if member is None:
             return _unknown_member(req)
-        if req.instance_id is not None:
-            holder = cg.static_members.get(req.instance_id)
-            if holder is None:
-                return HeartbeatResult(
-                    E.unknown_member_id, f"Instance id {req.instance_id} is unknown."
-                )
-            if holder != member.member_id:
-                return HeartbeatResult(
-                    E.fenced_instance_id,
-                    f"Static member {member.member_id} with instance id {req.instance_id} was "
-                    f"fenced by member {holder}.",
-                )
         rec = member.reconciliation
         stale_but_known = (
             req.member_epoch == rec.previous_member_epoch
@@ -647,18 +638,9 @@ class ConsumerGroupCoordinator:
                 else f"Group {req.group_id} is not a consumer group.",
             )
         cg = group.consumer
-        if req.instance_id is not None:
-            holder = cg.static_members.get(req.instance_id)
-            if holder is None:
-                return HeartbeatResult(
-                    E.unknown_member_id, f"Instance id {req.instance_id} is unknown."
-                )
-            if holder != req.member_id:
-                return HeartbeatResult(
-                    E.fenced_instance_id,
-                    f"Static member {req.member_id} with instance id {req.instance_id} was "
-                    f"fenced by member {holder}.",
-                )
+        fenced = _static_member_check(cg, req)
+        if fenced is not None:
+            return fenced
         member = cg.members.get(req.member_id)
         if member is None:
             return _unknown_member(req)
@@ -779,3 +761,19 @@ def _unknown_member(req: ConsumerHeartbeat) -> HeartbeatResult:
     return HeartbeatResult(
         E.unknown_member_id, f"Member {req.member_id} is not a member of group {req.group_id}."
     )
+
+
+def _static_member_check(cg: ConsumerGroup, req: ConsumerHeartbeat) -> HeartbeatResult | None:
+    """A heartbeat or leave naming an instance id must come from the member holding it."""
+    if req.instance_id is None:
+        return None
+    holder = cg.static_members.get(req.instance_id)
+    if holder is None:
+        return HeartbeatResult(E.unknown_member_id, f"Instance id {req.instance_id} is unknown.")
+    if holder != req.member_id:
+        return HeartbeatResult(
+            E.fenced_instance_id,
+            f"Static member {req.member_id} with instance id {req.instance_id} was fenced by "
+            f"member {holder}.",
+        )
+    return None
