@@ -883,6 +883,16 @@ def test_exactly_once_copy_with_the_consumer_protocol(broker: Any) -> None:
         producer.commit_transaction(T)
         copied += len(batch)
     committed = consumer.committed([TopicPartition("eo-in", p) for p in (0, 1)], T)
+    from tests.cli.test_admin_cli import cli_json
+
+    described = cli_json(broker, "groups", "describe", "eo-g")  # while the member is in
+    assert (described["protocol"], described["assignor"]) == ("consumer", "uniform")
+    (member,) = described["members"]
+    assert sorted(map(tuple, member["partitions"])) == [("eo-in", 0), ("eo-in", 1)]
+    assert [(r["partition"], r["committed_offset"], r["lag"]) for r in described["partitions"]] == [
+        (0, 50, 0),
+        (1, 50, 0),
+    ]
     consumer.close()
     assert copied == 100 and [tp.offset for tp in committed] == [50, 50]
     reader = Consumer(

@@ -47,6 +47,13 @@ def _state(state: Any) -> str:
     return state.name if isinstance(state, ConsumerGroupState) else str(state)
 
 
+def _protocol(desc: Any) -> str | None:
+    """classic, or consumer (KIP-848: the broker assigns); None if the client cannot tell."""
+    kind = getattr(desc, "type", None)
+    name = getattr(kind, "name", None)
+    return name.lower() if name in ("CLASSIC", "CONSUMER") else None
+
+
 def _no_group(group: str) -> CliError:
     return CliError(
         f"consumer group {group!r} does not exist",
@@ -182,6 +189,7 @@ def describe(
         d = {
             "group": group,
             "state": _state(desc.state),
+            "protocol": _protocol(desc),
             "assignor": desc.partition_assignor or None,
             "coordinator": None if desc.coordinator is None else desc.coordinator.id,
             "members": members,
@@ -192,6 +200,7 @@ def describe(
             return
         out.print(
             f"[bold]{escape(group)}[/bold]  state: {d['state']}  members: {len(members)}"
+            + (f"  protocol: {d['protocol']}" if d["protocol"] else "")
             + (f"  assignor: {d['assignor']}" if d["assignor"] else "")
         )
         if members:
