@@ -83,6 +83,9 @@ FUZZED_APIS = {
     28: range(0, 4),
     65: range(0, 1),
     66: range(0, 2),
+    # The consumer group protocol (KIP-848): ConsumerGroupHeartbeat, ConsumerGroupDescribe.
+    68: range(0, 2),
+    69: range(0, 2),
 }
 # Keys a mutation must never turn a frame into (see above; 20 so nothing can be spliced into
 # deleting the fuzz topic).
