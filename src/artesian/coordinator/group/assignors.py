@@ -33,6 +33,8 @@ def uniform(
     subscriptions this ends with every member holding the floor or the ceiling of the
     average.
     """
+    if len(set(subscriptions.values())) == 1:
+        return _uniform_homogeneous(subscriptions, partition_counts, previous)
     owned: dict[str, set[TopicPartition]] = {m: set() for m in subscriptions}
     taken: set[TopicPartition] = set()
     for member, topics in subscriptions.items():
@@ -54,6 +56,36 @@ def uniform(
                 owned[home].add(tp)
                 taken.add(tp)
     _even_out(owned, subscribers)
+    return {member: frozenset(tps) for member, tps in owned.items()}
+
+
+def _uniform_homogeneous(
+    subscriptions: Mapping[str, frozenset[str]],
+    partition_counts: Mapping[str, int],
+    previous: Mapping[str, Assignment],
+) -> dict[str, Assignment]:
+    """Every member subscribes to the same topics (the usual group): each gets the floor or
+    the ceiling of the average, in O(partitions + members). The ceilings go to the members
+    keeping the most of what they had; each keeps what it can up to its share, and the rest
+    is dealt out in order."""
+    topics = next(iter(subscriptions.values()))
+    everything = sorted((t, i) for t in topics for i in range(partition_counts.get(t, 0)))
+    valid = set(everything)
+    kept: dict[str, list[TopicPartition]] = {}
+    taken: set[TopicPartition] = set()
+    for member in sorted(subscriptions):
+        mine = [tp for tp in sorted(previous.get(member, ())) if tp in valid and tp not in taken]
+        kept[member] = mine
+        taken.update(mine)
+    quota, extra = divmod(len(everything), len(subscriptions))
+    order = sorted(subscriptions, key=lambda m: (-len(kept[m]), m))
+    share = {m: quota + (1 if i < extra else 0) for i, m in enumerate(order)}
+    owned = {m: set(kept[m][: share[m]]) for m in subscriptions}
+    assigned = {tp for tps in owned.values() for tp in tps}
+    free = iter(tp for tp in everything if tp not in assigned)
+    for member in sorted(subscriptions):
+        for _ in range(share[member] - len(owned[member])):
+            owned[member].add(next(free))
     return {member: frozenset(tps) for member, tps in owned.items()}
 
 

@@ -397,6 +397,15 @@ class ConsumerGroupCoordinator:
     ) -> None:
         """Bump the group epoch when membership, a subscription or the subscribed topics'
         partitions changed, and compute the target assignment for it."""
+        version = topics.version()
+        if (
+            not changed
+            and not cg.reloaded
+            and cg.group_epoch == cg.assignment_epoch
+            and cg.metadata_version == version
+        ):
+            return  # no member, subscription or topic changed: a steady heartbeat
+        cg.metadata_version = version
         resolve = self._resolver(topics)
         metadata = {}
         for topic in sorted(cg.subscribed_topics(resolve)):
@@ -467,7 +476,7 @@ class ConsumerGroupCoordinator:
         """What the group's assignor makes of its members and metadata, sticking to the
         current target."""
         subscriptions = {
-            member_id: m.subscribed(resolve) & cg.subscription_metadata.keys()
+            member_id: frozenset(m.subscribed(resolve) & cg.subscription_metadata.keys())
             for member_id, m in cg.members.items()
         }
         assignor = ASSIGNORS[cg.assignor(self.config.assignors)]

@@ -80,6 +80,9 @@ class ConsumerGroup:
     """Partition -> the member holding it (assigned, or pending its revocation)."""
     subscription_metadata: dict[str, int] = field(default_factory=dict)
     """Subscribed topic -> partition count, as of the last group epoch."""
+    metadata_version: int = -1
+    """The topics' version (the metadata image offset) subscription_metadata was computed
+    at: a heartbeat changing nothing skips computing it again."""
     reloaded: bool = False
     """Loaded from __consumer_offsets, and no heartbeat since: the next one recomputes the
     subscription metadata (the log does not keep it)."""
