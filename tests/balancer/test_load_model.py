@@ -107,6 +107,27 @@ def test_the_model_reads_moves_in_flight_as_their_targets_and_puts_leaders_first
     assert model.load(2).network_out == (5 + 10 * 1) + (1 + 1 * 1)
 
 
+def test_the_model_counts_the_consumers_a_follower_serves() -> None:
+    image = _image(_p(0, (1, 2, 3), leader=1))
+    samples = {
+        1: BrokerSample(1, 0, 1e9, UNLIMITED, UNLIMITED, {("t", 0): PartitionSample(800, 10, 5)}),
+        # Broker 2 serves consumers in its rack (KIP-392); broker 3 serves none.
+        2: BrokerSample(2, 0, 1e9, UNLIMITED, UNLIMITED, {("t", 0): PartitionSample(800, 0, 40)}),
+        3: BrokerSample(3, 0, 1e9, UNLIMITED, UNLIMITED, {("t", 0): PartitionSample(800, 0, 0)}),
+    }
+    model = build_model(image, {1, 2, 3}, samples, excluded=frozenset())
+    p = model.partitions[("t", 0)]
+    assert (p.bytes_out_rate, p.follower_bytes_out) == (5, {2: 40})
+    loads = [model.load(b).network_out for b in (1, 2, 3)]
+    assert loads == [5 + 10 * 2, 40, 0]
+    # Leadership moving to broker 3 leaves broker 2's consumers where they are.
+    model.move_leadership(("t", 0), 3)
+    assert [model.load(b).network_out for b in (1, 2, 3)] == [0, 40, 25]
+    # Broker 2's replica moving takes them along.
+    model.move_replica(("t", 0), 2, 4)
+    assert (model.load(2).network_out, model.load(4).network_out) == (0, 40)
+
+
 def test_removal_and_unregistration_records_shape_the_image() -> None:
     image = _image(_p(0, (1, 2), leader=1))
     image.apply(10, BrokerRemovalRecord(3, "IN_PROGRESS"))

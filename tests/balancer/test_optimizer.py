@@ -50,7 +50,9 @@ def _model(brokers: list[BrokerState] | int, parts: list[PartitionLoad]) -> Clus
 def _applied(model: ClusterModel, result: OptimizerResult) -> ClusterModel:
     """A fresh model with the proposals carried out and every replica caught up."""
     parts = {
-        key: dataclasses.replace(p, replicas=list(p.replicas))
+        key: dataclasses.replace(
+            p, replicas=list(p.replicas), follower_bytes_out=dict(p.follower_bytes_out)
+        )
         for key, p in model.partitions.items()
     }
     for prop in result.proposals:
@@ -58,6 +60,11 @@ def _applied(model: ClusterModel, result: OptimizerResult) -> ClusterModel:
         assert tuple(p.replicas) == prop.old_replicas
         p.replicas = list(prop.new_replicas)
         p.in_sync = set(prop.new_replicas)
+        gone = [r for r in prop.old_replicas if r not in prop.new_replicas]
+        came = [r for r in prop.new_replicas if r not in prop.old_replicas]
+        for old, new in zip(gone, came, strict=True):  # a moved replica keeps its consumers
+            if old in p.follower_bytes_out:
+                p.follower_bytes_out[new] = p.follower_bytes_out.pop(old)
     brokers = {b: dataclasses.replace(s) for b, s in model.brokers.items()}
     return ClusterModel(brokers, parts)
 
@@ -431,6 +438,22 @@ def test_network_out_capacity_moves_replicas_when_no_follower_can_lead() -> None
     assert after.load(0).network_out == 100.0
     # The leader's replica moves (to the only broker without one) and leads there.
     assert result.proposals == [PartitionProposal("t", 0, (0, 1), (2, 1))]
+
+
+def test_network_out_counts_the_consumers_a_follower_serves() -> None:
+    """Fetch from follower (KIP-392): broker 1 only follows t-0, but serves 200 B/s to
+    consumers in its rack, over its capacity; its replica moves, consumers and all."""
+    brokers = [BrokerState(0), BrokerState(1, network_out_capacity=150.0), BrokerState(2)]
+    part = _part("t", 0, [0, 1], rate_out=10.0)
+    part.follower_bytes_out = {1: 200.0}
+    model = _model(brokers, [part])
+    assert (model.load(0).network_out, model.load(1).network_out) == (10.0, 200.0)
+    assert violated_goals(model)[0] == "NetworkOutboundCapacity"
+    result, after = _run(model)
+    assert "NetworkOutboundCapacity" not in result.violated_after
+    # Not a leadership move: broker 1 would then send the leader's 10 B/s as well.
+    assert result.proposals == [PartitionProposal("t", 0, (0, 1), (0, 2))]
+    assert (after.load(1).network_out, after.load(2).network_out) == (0.0, 200.0)
 
 
 def test_hard_goals_veto_soft_goal_moves() -> None:

@@ -104,12 +104,11 @@ class Action:
 
 def shift(p: PartitionLoad, action: Action) -> tuple[float, float, float, float, float]:
     """The load an action moves from its source to its destination broker (RF is unchanged,
-    so a leader's network-out cost moves whole)."""
+    so a leader's network-out cost moves whole; a follower's consumers move with it)."""
     if action.leadership:
         return (0.0, 1.0, 0.0, 0.0, p.leader_network_out())
-    if p.replicas[0] == action.source:
-        return (1.0, 1.0, p.size_bytes, p.bytes_in_rate, p.leader_network_out())
-    return (1.0, 0.0, p.size_bytes, p.bytes_in_rate, 0.0)
+    leads = 1.0 if p.replicas[0] == action.source else 0.0
+    return (1.0, leads, p.size_bytes, p.bytes_in_rate, p.network_out_on(action.source))
 
 
 def partition_name(key: Key) -> str:
@@ -547,7 +546,7 @@ class DistributionGoal(Goal):
         elif resource == NETWORK_IN:
             total = sum(p.bytes_in_rate * len(p.replicas) for p in parts)
         else:
-            total = sum(p.leader_network_out() for p in parts if p.replicas)
+            total = sum(p.total_network_out() for p in parts if p.replicas)
         n = len(state.eligible)
         avg = total / n if n else 0.0
         self.eps = _REL_EPS * max(1.0, avg)
@@ -775,7 +774,7 @@ class DistributionGoal(Goal):
         if r == LEADERS:
             return 1.0 if leads or leadership else 0.0
         if r == NETWORK_OUT:
-            return p.leader_network_out() if leads or leadership else 0.0
+            return p.leader_network_out() if leadership else p.network_out_on(b)
         if leadership:
             return 0.0
         return p.size_bytes if r == DISK else p.bytes_in_rate

@@ -133,7 +133,8 @@ def build_model(
 ) -> ClusterModel:
     """The cluster as the optimizer sees it: each partition as it will be once moves in flight
     end (those are not movable), its current leader first, its size and rates from the
-    leader's sample (or any replica's, while the leader has not reported)."""
+    leader's sample (or any replica's, while the leader has not reported), and the consumer
+    bytes each follower serves from its own sample."""
     brokers: dict[int, BrokerState] = {}
     for node, b in image.brokers.items():
         s = samples.get(node)
@@ -163,6 +164,14 @@ def build_model(
             size = max((s.size_bytes for s in reported), default=0)
             if leader_sample is not None:
                 size = leader_sample.size_bytes
+            # Followers serving consumers in their racks (KIP-392) report those bytes.
+            follower_out = {
+                r: samples[r].partitions[key].bytes_out_rate
+                for r in replicas[1:]
+                if r in samples
+                and key in samples[r].partitions
+                and samples[r].partitions[key].bytes_out_rate > 0
+            }
             model.partitions[key] = PartitionLoad(
                 topic.name,
                 p.partition,
@@ -170,6 +179,7 @@ def build_model(
                 size_bytes=float(size),
                 bytes_in_rate=leader_sample.bytes_in_rate if leader_sample else 0.0,
                 bytes_out_rate=leader_sample.bytes_out_rate if leader_sample else 0.0,
+                follower_bytes_out=follower_out,
                 movable=not p.adding_replicas and not p.removing_replicas,
                 in_sync={r for r in p.isr if r in live and r in replicas},
             )

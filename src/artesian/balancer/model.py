@@ -27,6 +27,9 @@ class PartitionLoad:
     """Produce bytes per second into the leader; every follower fetches the same."""
     bytes_out_rate: float = 0.0
     """Consumer fetch bytes per second out of the leader."""
+    follower_bytes_out: dict[int, float] = field(default_factory=dict)
+    """Consumer fetch bytes per second each follower serves itself (fetch from follower,
+    KIP-392), by broker: they stay with the replica when leadership moves, and move with it."""
     movable: bool = True
     """False while a reassignment of it is in flight: the optimizer leaves it alone."""
     in_sync: set[int] = field(default_factory=set)
@@ -43,6 +46,17 @@ class PartitionLoad:
     def leader_network_out(self) -> float:
         """A leader sends to consumers and to each follower."""
         return self.bytes_out_rate + self.bytes_in_rate * (len(self.replicas) - 1)
+
+    def network_out_on(self, broker: int) -> float:
+        """What the replica on ``broker`` sends: the leader's load if it leads, plus the
+        consumers it serves as a follower."""
+        out = self.follower_bytes_out.get(broker, 0.0)
+        if self.replicas and self.replicas[0] == broker:
+            out += self.leader_network_out()
+        return out
+
+    def total_network_out(self) -> float:
+        return self.leader_network_out() + sum(self.follower_bytes_out.values())
 
 
 @dataclass(slots=True)
@@ -96,9 +110,9 @@ class ClusterModel:
             load.replicas += sign
             load.disk += sign * p.size_bytes
             load.network_in += sign * p.bytes_in_rate
+            load.network_out += sign * p.network_out_on(b)
             if i == 0:
                 load.leaders += sign
-                load.network_out += sign * p.leader_network_out()
 
     def load(self, node_id: int) -> BrokerLoad:
         return self._load.setdefault(node_id, BrokerLoad())
@@ -117,6 +131,8 @@ class ClusterModel:
         self._add(p, -1)
         p.replicas[p.replicas.index(source)] = destination
         p.in_sync.discard(source)  # the new replica must copy the log first
+        if source in p.follower_bytes_out:  # its consumers follow it
+            p.follower_bytes_out[destination] = p.follower_bytes_out.pop(source)
         self._add(p, +1)
 
     def move_leadership(self, key: tuple[str, int], new_leader: int) -> None:

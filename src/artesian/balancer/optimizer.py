@@ -96,12 +96,18 @@ def optimize(model: ClusterModel, config: GoalConfig = GoalConfig()) -> Optimize
 
 
 def _copy(model: ClusterModel) -> ClusterModel:
-    """A deep copy of what the optimizer mutates (replica lists and ISRs), much cheaper than
+    """A deep copy of what the optimizer mutates (replica lists, ISRs, where followers serve
+    consumers), much cheaper than
     ``copy.deepcopy`` on tens of thousands of partitions."""
     return ClusterModel(
         brokers={b: dataclasses.replace(s) for b, s in model.brokers.items()},
         partitions={
-            key: dataclasses.replace(p, replicas=list(p.replicas), in_sync=set(p.in_sync))
+            key: dataclasses.replace(
+                p,
+                replicas=list(p.replicas),
+                in_sync=set(p.in_sync),
+                follower_bytes_out=dict(p.follower_bytes_out),
+            )
             for key, p in model.partitions.items()
         },
     )
