@@ -36,6 +36,7 @@ FAST = {
 }
 
 NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID = 0, 22, 23, 25
+COORDINATOR_LOAD_IN_PROGRESS = 14
 UNSUPPORTED_VERSION, INVALID_REQUEST, GROUP_ID_NOT_FOUND = 35, 42, 69
 FENCED_INSTANCE_ID, FENCED_MEMBER_EPOCH, UNRELEASED_INSTANCE_ID = 82, 110, 111
 UNSUPPORTED_ASSIGNOR, STALE_MEMBER_EPOCH, INVALID_REGULAR_EXPRESSION = 112, 113, 128
@@ -429,19 +430,30 @@ def test_other_group_apis_see_a_consumer_group(broker: Any) -> None:
     )
     assert int(conn.request(11, 9, join).error_code) == INCONSISTENT_GROUP_PROTOCOL
 
-    # A classic group with a member refuses consumer-protocol members.
+    # A classic group with a member keeps consumer-protocol members waiting (a retriable
+    # error) until its classic members have left; then it changes protocol.
     from tests.broker.test_groups import RawMember
 
     classic = RawMember(broker, "oa-classic", session_ms=10_000)
     assert classic.join("oa-t") == NONE
     b = Member(broker, "oa-classic", ids)
     r = b.join("oa-t")
-    assert int(r.error_code) == GROUP_ID_NOT_FOUND
-    assert r.error_message == "Group oa-classic is not a consumer group."
-    classic.close()
-
+    assert int(r.error_code) == COORDINATOR_LOAD_IN_PROGRESS
+    assert r.error_message == (
+        "Group oa-classic has 1 member(s) on the classic protocol; members on the consumer "
+        "protocol join once they have left."
+    )
+    r = b.heartbeat(epoch=1)  # only a join can change a group's protocol
+    assert (int(r.error_code), r.error_message) == (
+        GROUP_ID_NOT_FOUND,
+        "Group oa-classic is not a consumer group.",
+    )
     d = _describe(broker, "oa-classic")
     assert int(d.error_code) == GROUP_ID_NOT_FOUND and "not a consumer group" in d.error_message
+    assert classic.leave() == NONE
+    classic.close()
+    r = _assert_ok(b.join("oa-t"))
+    assert r.member_epoch == 1 and b.assigned == {("oa-t", 0), ("oa-t", 1)}
     conn.close()
     for m in (a, a2, b):
         m.close()
@@ -910,3 +922,40 @@ def test_exactly_once_copy_with_the_consumer_protocol(broker: Any) -> None:
         values.extend(m.value() for m in reader.consume(100, 0.5) if not m.error())
     reader.close()
     assert sorted(values, key=int) == [str(i).encode() for i in range(100)]
+
+
+def test_a_rolling_upgrade_to_the_consumer_protocol_waits_for_the_classic_members(
+    broker: Any,
+) -> None:
+    """A librdkafka consumer on the consumer protocol joining a group whose classic member is
+    still in waits (no fatal error), then takes over once that member leaves."""
+    from confluent_kafka import Consumer, Producer
+
+    _topic(broker, "ru-t", 2)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    base = {"bootstrap.servers": broker.bootstrap, "group.id": "ru-g"}
+    old = Consumer({**base, "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    old.subscribe(["ru-t"])
+    wait_for(lambda: old.poll(0.1) is None and len(old.assignment()) == 2, what="old joined")
+    new = Consumer({**base, "group.protocol": "consumer", "auto.offset.reset": "earliest"})
+    new.subscribe(["ru-t"])
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        m = new.poll(0.2)
+        assert m is None or not m.error(), m.error()
+        old.poll(0)
+    assert new.assignment() == []
+    old.close()  # leaves the group: it turns consumer at new's next retry
+    for i in range(10):
+        producer.produce("ru-t", str(i).encode(), partition=i % 2)
+    assert producer.flush(T) == 0
+    got: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while len(got) < 10 and time.monotonic() < deadline:
+        m = new.poll(0.2)
+        if m is not None:
+            assert not m.error(), m.error()
+            got.append(m.value())
+    assert sorted(got, key=int) == [str(i).encode() for i in range(10)]
+    assert len(new.assignment()) == 2
+    new.close()

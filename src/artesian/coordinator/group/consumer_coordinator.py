@@ -152,9 +152,19 @@ class ConsumerGroupCoordinator:
         records: list[Record] = []
         cg = group.consumer
         if cg is None:
-            if req.member_epoch != JOIN_EPOCH or not group.is_empty() or group.pending_members:
+            if req.member_epoch != JOIN_EPOCH:
                 return HeartbeatResult(
                     E.group_id_not_found, f"Group {req.group_id} is not a consumer group."
+                )
+            if not group.is_empty() or group.pending_members:
+                # Kafka 4 would take the classic members in (online migration). Here the
+                # group changes protocol once they have left; until then the member is told
+                # to retry (librdkafka treats GROUP_ID_NOT_FOUND as fatal), so a rolling
+                # upgrade of its consumers waits instead of failing.
+                return HeartbeatResult(
+                    E.coordinator_load_in_progress,
+                    f"Group {req.group_id} has {len(group.members)} member(s) on the classic "
+                    "protocol; members on the consumer protocol join once they have left.",
                 )
             if group.generation_id > 0 or group.protocol_type:
                 # An empty classic group becomes a consumer group: its classic record goes
