@@ -123,6 +123,10 @@ def test_the_model_counts_the_consumers_a_follower_serves() -> None:
     # Leadership moving to broker 3 leaves broker 2's consumers where they are.
     model.move_leadership(("t", 0), 3)
     assert [model.load(b).network_out for b in (1, 2, 3)] == [0, 40, 25]
+    # Broker 2, which serves consumers, taking leadership sends both loads.
+    model.move_leadership(("t", 0), 2)
+    assert [model.load(b).network_out for b in (1, 2, 3)] == [0, 40 + 25, 0]
+    model.move_leadership(("t", 0), 3)
     # Broker 2's replica moving takes them along.
     model.move_replica(("t", 0), 2, 4)
     assert (model.load(2).network_out, model.load(4).network_out) == (0, 40)

@@ -130,3 +130,29 @@ def test_reconcile_skips_revoking_what_the_member_no_longer_holds() -> None:
     current = _member(0, _parts("t", 0, 1))
     step = reconcile(current, 5, _parts("t", 1, 2), frozenset(), lambda tp: False)
     assert step == MemberAssignment(5, 0, MemberState.STABLE, _parts("t", 1, 2), EMPTY)
+
+
+def test_uniform_homogeneous_is_valid_balanced_and_sticky() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        counts = {t: rng.randint(0, 5) for t in "abc"}
+        topics = frozenset(rng.sample(sorted(counts), rng.randint(1, 3)))
+        subs = {f"m{i}": topics for i in range(rng.randint(1, 8))}
+        # Previous targets may overlap, name deleted topics or partitions out of range.
+        previous = {
+            m: frozenset((rng.choice("abcz"), rng.randint(0, 6)) for _ in range(rng.randint(0, 4)))
+            for m in subs
+        }
+        result = uniform(subs, counts, previous)
+        _check_valid(result, subs, counts)
+        sizes = [len(v) for v in result.values()]
+        assert max(sizes) - min(sizes) <= 1
+        assert uniform(subs, counts, result) == result  # nothing changed: nothing moves
+        # Sticky: with previous targets that do not overlap, no member both gains a
+        # partition and loses one it had.
+        owners = [tp for tps in previous.values() for tp in tps]
+        if len(owners) == len(set(owners)):
+            wanted = {(t, i) for t in topics for i in range(counts[t])}
+            for m, tps in result.items():
+                gained, lost = tps - previous[m], (previous[m] & wanted) - tps
+                assert not (gained and lost), (m, previous[m], tps)

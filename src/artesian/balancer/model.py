@@ -29,7 +29,8 @@ class PartitionLoad:
     """Consumer fetch bytes per second out of the leader."""
     follower_bytes_out: dict[int, float] = field(default_factory=dict)
     """Consumer fetch bytes per second each follower serves itself (fetch from follower,
-    KIP-392), by broker: they stay with the replica when leadership moves, and move with it."""
+    KIP-392), by broker: they stay with the replica when leadership moves, and move with it
+    (an estimate: moved to another rack, those consumers would read elsewhere in theirs)."""
     movable: bool = True
     """False while a reassignment of it is in flight: the optimizer leaves it alone."""
     in_sync: set[int] = field(default_factory=set)

@@ -97,8 +97,7 @@ def optimize(model: ClusterModel, config: GoalConfig = GoalConfig()) -> Optimize
 
 def _copy(model: ClusterModel) -> ClusterModel:
     """A deep copy of what the optimizer mutates (replica lists, ISRs, where followers serve
-    consumers), much cheaper than
-    ``copy.deepcopy`` on tens of thousands of partitions."""
+    consumers), much cheaper than ``copy.deepcopy`` on tens of thousands of partitions."""
     return ClusterModel(
         brokers={b: dataclasses.replace(s) for b, s in model.brokers.items()},
         partitions={

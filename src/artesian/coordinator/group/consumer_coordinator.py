@@ -157,14 +157,21 @@ class ConsumerGroupCoordinator:
                     E.group_id_not_found, f"Group {req.group_id} is not a consumer group."
                 )
             if not group.is_empty() or group.pending_members:
+                if group.protocol_type != "consumer":  # Kafka Connect's, say: never ours
+                    return HeartbeatResult(
+                        E.group_id_not_found,
+                        f"Group {req.group_id} is not a consumer group: it uses the "
+                        f"{group.protocol_type} protocol.",
+                    )
                 # Kafka 4 would take the classic members in (online migration). Here the
                 # group changes protocol once they have left; until then the member is told
                 # to retry (librdkafka treats GROUP_ID_NOT_FOUND as fatal), so a rolling
                 # upgrade of its consumers waits instead of failing.
+                waiting = len(group.members) + len(group.pending_members)
                 return HeartbeatResult(
                     E.coordinator_load_in_progress,
-                    f"Group {req.group_id} has {len(group.members)} member(s) on the classic "
-                    "protocol; members on the consumer protocol join once they have left.",
+                    f"Group {req.group_id} has {waiting} member(s) on the classic protocol; "
+                    "members on the consumer protocol join once they have left.",
                 )
             if group.generation_id > 0 or group.protocol_type:
                 # An empty classic group becomes a consumer group: its classic record goes
@@ -200,8 +207,10 @@ class ConsumerGroupCoordinator:
         cg.update_owners(member, before.assigned | before.pending_revocation)
         if now != before:
             records.append(self._current_assignment_record(group.group_id, member))
-        self._write(group.group_id, records)
-        self._arm_timers(group, member, now.pending_revocation != before.pending_revocation)
+        try:
+            self._write(group, records)
+        finally:  # in memory the member is in the group either way: its clocks run
+            self._arm_timers(group, member, now.pending_revocation != before.pending_revocation)
         full = req.member_epoch == JOIN_EPOCH or (
             req.rebalance_timeout_ms != -1
             and (req.subscribed_topic_names is not None or req.subscribed_topic_regex is not None)
@@ -372,8 +381,9 @@ class ConsumerGroupCoordinator:
         self, member: ConsumerGroupMember, req: ConsumerHeartbeat
     ) -> tuple[bool, bool]:
         """Apply the fields the heartbeat carries: whether the member's description changed
-        (a record to write) and whether its subscription did (a new group epoch)."""
-        before = self._member_record("", member)
+        (a record to write) and whether its subscription or assignor did (a new group
+        epoch)."""
+        before = _description(member)
         subscribed = False
         member.client_id, member.client_host = req.client_id, req.client_host
         if req.instance_id is not None and member.instance_id is None:
@@ -395,7 +405,7 @@ class ConsumerGroupCoordinator:
         if req.server_assignor is not None and req.server_assignor != member.server_assignor:
             member.server_assignor = req.server_assignor
             subscribed = True
-        return self._member_record("", member) != before, subscribed
+        return _description(member) != before, subscribed
 
     def _maybe_new_epoch(
         self,
@@ -424,8 +434,9 @@ class ConsumerGroupCoordinator:
                 metadata[topic] = count
         if cg.reloaded:
             # The log does not keep the metadata the last epoch was computed for: a new epoch
-            # if today's metadata gives another target (partitions added, or a topic deleted
-            # or recreated, while the group moved).
+            # if today's metadata gives another target (partitions added or a topic deleted
+            # while the group moved; a topic recreated with as many partitions goes unseen,
+            # as names are what the metadata holds).
             cg.reloaded = False
             cg.subscription_metadata = metadata
             if cg.assignment_epoch == cg.group_epoch:  # else a new target is due anyway
@@ -494,15 +505,47 @@ class ConsumerGroupCoordinator:
 
     # --- records in __consumer_offsets ---------------------------------------------------
 
-    def _write(self, group_id: str, records: list[Record]) -> None:
-        """Append the group's changes to __consumer_offsets; StoreFailed if that fails."""
+    def _write(self, group: GroupMetadata, records: list[Record]) -> None:
+        """Append the group's changes to __consumer_offsets; StoreFailed if that fails. The
+        state in memory is already changed then, so the group is marked dirty, and its next
+        write is its whole state (which rewriting makes right whatever was lost)."""
+        cg = group.consumer
+        assert cg is not None
+        if cg.dirty:
+            records = self._snapshot(group.group_id, cg)
         if not records:
             return
         try:
-            self.coordinator.topic.append(self.coordinator.partition_for(group_id), records)
+            self.coordinator.topic.append(self.coordinator.partition_for(group.group_id), records)
         except Exception as e:
-            log.warning("could not store the state of consumer group %s: %s", group_id, e)
-            raise StoreFailed(f"Could not store the state of group {group_id}: {e}") from e
+            cg.dirty = True
+            log.warning(
+                "could not store the state of consumer group %s (its next write stores all "
+                "of it): %s",
+                group.group_id,
+                e,
+            )
+            raise StoreFailed(f"Could not store the state of group {group.group_id}: {e}") from e
+        cg.dirty = False
+        cg.unwritten_removals.clear()
+
+    def _snapshot(self, group_id: str, cg: ConsumerGroup) -> list[Record]:
+        """Every record of the group's current state, and tombstones for the members whose
+        removal may not be in the log."""
+        records = [self._epoch_record(group_id, cg)]
+        for member_id in sorted(cg.unwritten_removals - cg.members.keys()):
+            records.extend(self._member_tombstones(group_id, member_id))
+        for member in cg.members.values():
+            records.append(self._member_record(group_id, member))
+            records.append(self._target_record(group_id, cg, member.member_id))
+            records.append(self._current_assignment_record(group_id, member))
+        records.append(
+            (
+                cgr.key(cgr.TARGET_ASSIGNMENT_METADATA, group_id),
+                cgr.epoch_value(cg.assignment_epoch),
+            )
+        )
+        return records
 
     def _epoch_record(self, group_id: str, cg: ConsumerGroup) -> Record:
         return cgr.key(cgr.GROUP_METADATA, group_id), cgr.epoch_value(cg.group_epoch)
@@ -675,7 +718,7 @@ class ConsumerGroupCoordinator:
             )
             cg.update_owners(member, held)
             self._cancel_revocation_timer(member)
-            self._write(group.group_id, [self._current_assignment_record(group.group_id, member)])
+            self._write(group, [self._current_assignment_record(group.group_id, member)])
             return HeartbeatResult(
                 E.none, member_id=member.member_id, member_epoch=STATIC_LEAVE_EPOCH
             )
@@ -703,8 +746,9 @@ class ConsumerGroupCoordinator:
             *self._member_tombstones(group.group_id, member.member_id),
             self._epoch_record(group.group_id, cg),
         ]
-        with contextlib.suppress(StoreFailed):  # logged; a reload finds the member again
-            self._write(group.group_id, records)
+        cg.unwritten_removals.add(member.member_id)  # until a write succeeds
+        with contextlib.suppress(StoreFailed):  # logged; the group's next write repairs it
+            self._write(group, records)
         log.info(
             "member %s left consumer group %s (%s); group epoch %d",
             member.member_id,
@@ -796,3 +840,17 @@ def _static_member_check(cg: ConsumerGroup, req: ConsumerHeartbeat) -> Heartbeat
             f"member {holder}.",
         )
     return None
+
+
+def _description(m: ConsumerGroupMember) -> tuple[object, ...]:
+    """What a member's metadata record holds."""
+    return (
+        m.instance_id,
+        m.rack_id,
+        m.client_id,
+        m.client_host,
+        m.subscribed_topic_names,
+        m.subscribed_topic_regex,
+        m.rebalance_timeout_ms,
+        m.server_assignor,
+    )

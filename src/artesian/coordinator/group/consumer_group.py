@@ -83,6 +83,10 @@ class ConsumerGroup:
     metadata_version: int = -1
     """The topics' version (the metadata image offset) subscription_metadata was computed
     at: a heartbeat changing nothing skips computing it again."""
+    dirty: bool = False
+    """A write to __consumer_offsets failed: the next one stores the whole state."""
+    unwritten_removals: set[str] = field(default_factory=set)
+    """Members removed since the last successful write (tombstoned again if dirty)."""
     reloaded: bool = False
     """Loaded from __consumer_offsets, and no heartbeat since: the next one recomputes the
     subscription metadata (the log does not keep it)."""
