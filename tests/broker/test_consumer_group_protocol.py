@@ -14,13 +14,13 @@ import base64
 import datetime
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kio.schema.consumer_group_heartbeat.v0 import request as hb0
 from kio.schema.consumer_group_heartbeat.v1 import request as hb1
 
+from tests.broker.test_groups import wait_for
 from tests.kafka_wire import Closed, WireConn, create_topic
 
 T = 20.0
@@ -42,17 +42,6 @@ FENCED_INSTANCE_ID, FENCED_MEMBER_EPOCH, UNRELEASED_INSTANCE_ID = 82, 110, 111
 UNSUPPORTED_ASSIGNOR, STALE_MEMBER_EPOCH, INVALID_REGULAR_EXPRESSION = 112, 113, 128
 GROUP_SUBSCRIBED_TO_TOPIC = 86
 UNCHANGED: Any = object()
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = T, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Member:

@@ -551,19 +551,9 @@ class ConsumerGroupCoordinator:
         return cgr.key(cgr.GROUP_METADATA, group_id), cgr.epoch_value(cg.group_epoch)
 
     def _member_record(self, group_id: str, m: ConsumerGroupMember) -> Record:
-        value = cgr.MemberMetadataValue(
-            m.instance_id,
-            m.rack_id,
-            m.client_id,
-            m.client_host,
-            m.subscribed_topic_names,
-            m.subscribed_topic_regex,
-            m.rebalance_timeout_ms,
-            m.server_assignor,
-        )
         return (
             cgr.key(cgr.MEMBER_METADATA, group_id, m.member_id),
-            cgr.member_metadata_value(value),
+            cgr.member_metadata_value(_description(m)),
         )
 
     def _target_record(self, group_id: str, cg: ConsumerGroup, member_id: str) -> Record:
@@ -842,9 +832,9 @@ def _static_member_check(cg: ConsumerGroup, req: ConsumerHeartbeat) -> Heartbeat
     return None
 
 
-def _description(m: ConsumerGroupMember) -> tuple[object, ...]:
+def _description(m: ConsumerGroupMember) -> cgr.MemberMetadataValue:
     """What a member's metadata record holds."""
-    return (
+    return cgr.MemberMetadataValue(
         m.instance_id,
         m.rack_id,
         m.client_id,
