@@ -948,3 +948,30 @@ def test_a_rolling_upgrade_to_the_consumer_protocol_waits_for_the_classic_member
     assert sorted(got, key=int) == [str(i).encode() for i in range(10)]
     assert len(new.assignment()) == 2
     new.close()
+
+
+def test_a_recreated_topic_is_a_new_epoch(broker: Any) -> None:
+    """Deleted and created again under its name, a topic is another topic: the members are
+    told its new id (a new epoch), though the partition count is the same."""
+    from confluent_kafka.admin import AdminClient
+
+    ids = _topic(broker, "rc-t", 2)
+    a = Member(broker, "rc-g", ids)
+    _assert_ok(a.join("rc-t"))
+    _assert_ok(a.ack())
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics(["rc-t"])["rc-t"].result(T)
+    new_ids = wait_for(lambda: _recreate(broker, "rc-t"), what="rc-t created again")
+    assert new_ids["rc-t"] != ids["rc-t"]
+    a.names[new_ids["rc-t"]] = "rc-t"
+    r = _assert_ok(a.heartbeat())
+    assert r.member_epoch == 2 and r.assignment is not None
+    assert {t.topic_id for t in r.assignment.topic_partitions} == {new_ids["rc-t"]}
+    a.close()
+
+
+def _recreate(broker: Any, name: str) -> dict[str, uuid.UUID] | None:
+    try:
+        return _topic(broker, name, 2)
+    except AssertionError:  # the deletion is still under way
+        return None

@@ -432,18 +432,20 @@ class ConsumerGroupCoordinator:
             count = topics.partition_count(topic)
             if count > 0:
                 metadata[topic] = count
+        # A topic deleted and created again under its name is another topic (Kafka's
+        # metadata hash covers topic ids too): its members must hear of its new id.
+        ids = {topic: self.topic_id(topic) for topic in metadata}
         if cg.reloaded:
             # The log does not keep the metadata the last epoch was computed for: a new epoch
-            # if today's metadata gives another target (partitions added or a topic deleted
-            # while the group moved; a topic recreated with as many partitions goes unseen,
-            # as names are what the metadata holds).
+            # if today's metadata gives another target (partitions added, or a topic deleted
+            # or recreated: targets are stored by topic id, so an old id names nothing).
             cg.reloaded = False
-            cg.subscription_metadata = metadata
+            cg.subscription_metadata, cg.subscription_ids = metadata, ids
             if cg.assignment_epoch == cg.group_epoch:  # else a new target is due anyway
                 changed |= self._target_for(cg, resolve) != cg.target
-        if changed or metadata != cg.subscription_metadata:
+        if changed or metadata != cg.subscription_metadata or ids != cg.subscription_ids:
             cg.group_epoch += 1
-            cg.subscription_metadata = metadata
+            cg.subscription_metadata, cg.subscription_ids = metadata, ids
             records.append(self._epoch_record(group.group_id, cg))
         if cg.group_epoch > cg.assignment_epoch:
             before = cg.target

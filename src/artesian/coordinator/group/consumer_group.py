@@ -8,6 +8,7 @@ on its share through CurrentAssignmentBuilder, one heartbeat at a time.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -80,6 +81,8 @@ class ConsumerGroup:
     """Partition -> the member holding it (assigned, or pending its revocation)."""
     subscription_metadata: dict[str, int] = field(default_factory=dict)
     """Subscribed topic -> partition count, as of the last group epoch."""
+    subscription_ids: dict[str, uuid.UUID | None] = field(default_factory=dict)
+    """Subscribed topic -> its id, as of the last group epoch."""
     metadata_version: int = -1
     """The topics' version (the metadata image offset) subscription_metadata was computed
     at: a heartbeat changing nothing skips computing it again."""
