@@ -846,6 +846,26 @@ def test_regex_subscription_follows_new_topics(broker: Any) -> None:
     a.close()
 
 
+def test_a_regex_cannot_stall_the_broker(broker: Any) -> None:
+    """RE2, as Kafka's RE2J: a pattern that makes a backtracking engine take exponential time
+    over a long topic name is answered like any other (Python's `re` would take hours)."""
+    name = "a" * 60
+    ids = _topic(broker, name, 1)
+    a = Member(broker, "redos-g", ids)
+    r = _assert_ok(a.heartbeat(epoch=0, regex="(a+)+b", owned=(), rebalance_ms=60_000))
+    assert (r.member_epoch, a.assigned) == (1, set())
+    r = _assert_ok(a.heartbeat(regex="(a+)+"))
+    assert (r.member_epoch, a.assigned) == (2, {(name, 0)})
+    # RE2's syntax, not Python's: no lookbehind.
+    r = a.heartbeat(regex="(?<=a)b")
+    assert int(r.error_code) == INVALID_REGULAR_EXPRESSION
+    assert r.error_message == (
+        "SubscribedTopicRegex `(?<=a)b` is not a valid regular expression: "
+        "invalid perl operator: (?<=."
+    )
+    a.close()
+
+
 def test_exactly_once_copy_with_the_consumer_protocol(broker: Any) -> None:
     """consume-transform-produce: a transactional producer commits the offsets of a consumer
     on the consumer protocol (its member id and epoch are what TxnOffsetCommit checks)."""

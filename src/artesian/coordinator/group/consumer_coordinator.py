@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
+import re2
 from kio.schema.errors import ErrorCode
 
 from artesian.coordinator.group import consumer_group_records as cgr
@@ -267,12 +268,12 @@ class ConsumerGroupCoordinator:
             )
         if req.subscribed_topic_regex:
             try:
-                re.compile(req.subscribed_topic_regex)
-            except re.error as e:
+                compile_regex(req.subscribed_topic_regex)
+            except re2.error as e:
                 return HeartbeatResult(
                     E.invalid_regular_expression,
                     f"SubscribedTopicRegex `{req.subscribed_topic_regex}` is not a valid "
-                    f"regular expression: {e}.",
+                    f"regular expression: {_reason(e)}.",
                 )
         return None
 
@@ -471,8 +472,8 @@ class ConsumerGroupCoordinator:
             )
 
     def _resolver(self, topics: TopicsView) -> Callable[[str], frozenset[str]]:
-        """The existing topics a subscription regex matches (the whole name, as Kafka's
-        RE2J patterns; internal topics never), cached until the topics change."""
+        """The existing topics a subscription regex matches (the whole name; internal topics
+        never), cached until the topics change."""
         version = topics.version()
 
         def resolve(pattern: str) -> frozenset[str]:
@@ -480,8 +481,8 @@ class ConsumerGroupCoordinator:
             if cached is not None and cached[0] == version:
                 return cached[1]
             try:
-                regex = re.compile(pattern)
-            except re.error:
+                regex = compile_regex(pattern)
+            except re2.error:
                 return frozenset()  # only a record from elsewhere could hold one
             found = frozenset(
                 t for t in topics.names() if not t.startswith("__") and regex.fullmatch(t)
@@ -846,3 +847,20 @@ def _description(m: ConsumerGroupMember) -> cgr.MemberMetadataValue:
         m.rebalance_timeout_ms,
         m.server_assignor,
     )
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a client's bad regex is its answer, not a broker log line
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_regex(pattern: str) -> re2._Regexp:
+    """A subscription regex in RE2's syntax, as Kafka's RE2J reads it: matching is linear in
+    the topic name, so no pattern a client sends can stall the event loop (Python's own
+    engine backtracks: `(a+)+b` against 30 a's takes minutes). Raises re2.error."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def _reason(e: Exception) -> str:
+    reason = e.args[0] if e.args else e
+    return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
