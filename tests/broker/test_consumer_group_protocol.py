@@ -11,6 +11,7 @@ scenario.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import time
 import uuid
@@ -417,7 +418,11 @@ def test_other_group_apis_see_a_consumer_group(broker: Any) -> None:
         ),
         reason=None,
     )
-    assert int(conn.request(11, 9, join).error_code) == INCONSISTENT_GROUP_PROTOCOL
+    # A classic consumer waits (retriable) while the group has consumer-protocol members;
+    # a group of another protocol type never fits.
+    assert int(conn.request(11, 9, join).error_code) == COORDINATOR_LOAD_IN_PROGRESS
+    connect = dataclasses.replace(join, protocol_type="connect")
+    assert int(conn.request(11, 9, connect).error_code) == INCONSISTENT_GROUP_PROTOCOL
 
     # A classic group with a member keeps consumer-protocol members waiting (a retriable
     # error) until its classic members have left; then it changes protocol.
@@ -995,3 +1000,37 @@ def _recreate(broker: Any, name: str) -> dict[str, uuid.UUID] | None:
         return _topic(broker, name, 2)
     except AssertionError:  # the deletion is still under way
         return None
+
+
+def test_a_rollback_to_the_classic_protocol_waits_for_the_consumer_members(broker: Any) -> None:
+    """The other way round: a classic librdkafka consumer joining a group whose members are on
+    the consumer protocol waits (no fatal error), then takes over once they leave."""
+    from confluent_kafka import Consumer, Producer
+
+    _topic(broker, "rb-t", 2)
+    base = {"bootstrap.servers": broker.bootstrap, "group.id": "rb-g"}
+    new = Consumer({**base, "group.protocol": "consumer", "auto.offset.reset": "earliest"})
+    new.subscribe(["rb-t"])
+    wait_for(lambda: new.poll(0.1) is None and len(new.assignment()) == 2, what="new joined")
+    old = Consumer({**base, "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    old.subscribe(["rb-t"])
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        m = old.poll(0.2)
+        assert m is None or not m.error(), m.error()
+        new.poll(0)
+    assert old.assignment() == []
+    new.close()
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        producer.produce("rb-t", str(i).encode(), partition=i % 2)
+    assert producer.flush(T) == 0
+    got: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while len(got) < 10 and time.monotonic() < deadline:
+        m = old.poll(0.2)
+        if m is not None:
+            assert not m.error(), m.error()
+            got.append(m.value())
+    assert sorted(got, key=int) == [str(i).encode() for i in range(10)]
+    old.close()

@@ -293,7 +293,11 @@ class GroupCoordinator:
         if group.consumer is not None:
             if group.consumer.members:
                 # Classic members inside a consumer group (Kafka 4's online migration) are not
-                # supported: the group's members must all use one protocol.
+                # supported: a consumer waits (a retriable error) until the group's members on
+                # the consumer protocol have left, as they wait for classic ones; another
+                # protocol type never fits.
+                if req.protocol_type == "consumer":
+                    return JoinResult(E.coordinator_load_in_progress, member_id=member_id)
                 return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
             # An empty consumer group turns classic.
             self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
