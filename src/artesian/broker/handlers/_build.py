@@ -6,6 +6,7 @@ requested version has, so one handler serves every version of its API.
 
 from __future__ import annotations
 
+import datetime
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import fields
@@ -21,6 +22,11 @@ from artesian.protocol.api import response_class
 @cache
 def _field_names(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls))
+
+
+def millis(value: Any) -> int:
+    """A kio duration field (timedelta) in whole milliseconds, as Kafka's wire has it."""
+    return int(value // datetime.timedelta(milliseconds=1))
 
 
 def make(cls: type, **values: Any) -> Any:

@@ -9,15 +9,12 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import (
-    GROUP_DENIED,
     NO_OPERATIONS,
-    AclOperation,
     ResourceType,
-    authorized,
     authorized_operations,
 )
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.handlers._group_assignment import assignment_entity
+from artesian.broker.handlers._groups import assignment_entity, describe_refusal
 
 API_KEY = 69
 MIN_VERSION = 0
@@ -34,13 +31,9 @@ def handle(ctx: Any, request: Any) -> Any:
     with_ops = broker.authorizer is not None and request.include_authorized_operations
     described = []
     for group_id in request.group_ids:
-        if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
-            described.append(
-                _error(mod, group_id, ErrorCode.group_authorization_failed, GROUP_DENIED)
-            )
-            continue
-        if not coordinator.owns(group_id):
-            described.append(_error(mod, group_id, ErrorCode.not_coordinator, None))
+        refusal = describe_refusal(ctx, group_id)
+        if refusal is not None:
+            described.append(_error(mod, group_id, *refusal))
             continue
         group = coordinator.groups.get(group_id)
         if group is None or group.consumer is None:

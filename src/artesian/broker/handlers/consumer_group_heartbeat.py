@@ -19,8 +19,8 @@ from artesian.broker.handlers._authz import (
     authorized,
     authorized_names,
 )
-from artesian.broker.handlers._build import make, reply_when_replicated, response_module
-from artesian.broker.handlers._group_assignment import assignment_entity
+from artesian.broker.handlers._build import make, millis, reply_when_replicated, response_module
+from artesian.broker.handlers._groups import assignment_entity
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.assignors import Assignment
 from artesian.coordinator.group.consumer_coordinator import ConsumerHeartbeat, HeartbeatResult
@@ -48,10 +48,6 @@ class _ImageTopics:
 
     def version(self) -> int:
         return self._image.offset
-
-
-def _ms(value: Any) -> int:
-    return int(value // datetime.timedelta(milliseconds=1))
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -93,7 +89,7 @@ def handle(ctx: Any, request: Any) -> Any:
             client_host=ctx.connection.peer.rsplit(":", 1)[0],
             instance_id=request.instance_id,
             rack_id=request.rack_id,
-            rebalance_timeout_ms=_ms(request.rebalance_timeout),
+            rebalance_timeout_ms=millis(request.rebalance_timeout),
             subscribed_topic_names=tuple(names) if names is not None else None,
             subscribed_topic_regex=getattr(request, "subscribed_topic_regex", None),
             server_assignor=request.server_assignor,

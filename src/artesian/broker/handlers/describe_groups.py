@@ -8,14 +8,12 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import (
-    GROUP_DENIED,
     NO_OPERATIONS,
-    AclOperation,
     ResourceType,
-    authorized,
     authorized_operations,
 )
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._groups import describe_refusal
 from artesian.coordinator.group.group_metadata import GroupState
 
 API_KEY = 15
@@ -33,15 +31,11 @@ def handle(ctx: Any, request: Any) -> Any:
         request, "include_authorized_operations", False
     )
     for group_id in request.groups:
+        refusal = describe_refusal(ctx, group_id)
+        if refusal is not None:
+            described.append(_group_error(mod, group_id, *refusal))
+            continue
         group = coordinator.groups.get(group_id)
-        if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
-            described.append(
-                _group_error(mod, group_id, ErrorCode.group_authorization_failed, GROUP_DENIED)
-            )
-            continue
-        if not coordinator.owns(group_id):
-            described.append(_group_error(mod, group_id, ErrorCode.not_coordinator, None))
-            continue
         if group is None or group.consumer is not None:
             # Kafka describes an unknown group, or one on the consumer protocol (that
             # ConsumerGroupDescribe describes), as Dead, with GROUP_ID_NOT_FOUND from v6.

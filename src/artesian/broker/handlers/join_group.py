@@ -8,16 +8,12 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
-from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._build import make, millis, response_module
 from artesian.coordinator.group.coordinator import JoinRequest
 
 API_KEY = 11
 MIN_VERSION = 0
 MAX_VERSION = 9
-
-
-def _ms(value: Any) -> int:
-    return int(value // datetime.timedelta(milliseconds=1))
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -43,7 +39,7 @@ def handle(ctx: Any, request: Any) -> Any:
 async def _join(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
-    session_ms = _ms(request.session_timeout)
+    session_ms = millis(request.session_timeout)
     rebalance = getattr(request, "rebalance_timeout", None)
     result = await broker.group_coordinator.join_group(
         JoinRequest(
@@ -53,7 +49,7 @@ async def _join(ctx: Any, request: Any) -> Any:
             ctx.client_id or "",
             ctx.connection.peer.rsplit(":", 1)[0],
             session_ms,
-            _ms(rebalance) if rebalance is not None else session_ms,
+            millis(rebalance) if rebalance is not None else session_ms,
             request.protocol_type,
             [(p.name, bytes(p.metadata)) for p in request.protocols],
             require_known_member_id=version >= 4,

@@ -38,7 +38,7 @@ from artesian.coordinator.group.consumer_group import (
 )
 from artesian.coordinator.group.current_assignment_builder import (
     EMPTY,
-    MemberAssignment,
+    UNASSIGNED,
     MemberState,
     reconcile,
 )
@@ -305,7 +305,7 @@ class ConsumerGroupCoordinator:
         if member is not None:
             # Fenced (or restarted with the same id): its partitions are gone; it starts over.
             held = member.held()
-            member.reconciliation = MemberAssignment(0, -1, MemberState.STABLE, EMPTY, EMPTY)
+            member.reconciliation = UNASSIGNED
             cg.update_owners(member, held)
             return member, False
         if len(cg.members) >= self.config.max_size:
@@ -347,8 +347,7 @@ class ConsumerGroupCoordinator:
         cg.static_members[member.instance_id] = member_id
         if previous.member_id in cg.target:
             cg.target[member_id] = cg.target.pop(previous.member_id)
-        for tp in member.held():
-            cg.owners[tp] = member_id
+        cg.update_owners(member)
         return member
 
     def _existing_member(
@@ -644,8 +643,7 @@ class ConsumerGroupCoordinator:
         cg.owners.clear()
         cg.static_members.clear()
         for member in cg.members.values():
-            for tp in member.held():
-                cg.owners[tp] = member.member_id
+            cg.update_owners(member)
             if member.instance_id is not None:
                 cg.static_members[member.instance_id] = member.member_id
             self._arm_timers(group, member)
@@ -730,10 +728,7 @@ class ConsumerGroupCoordinator:
             member.member_id
         ):
             del cg.static_members[member.instance_id]
-        held = member.held()
-        for tp in held:
-            if cg.owners.get(tp) == member.member_id:
-                del cg.owners[tp]
+        cg.release(member)
         cg.target.pop(member.member_id, None)
         cg.group_epoch += 1
         records = [

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from artesian.coordinator.group.assignors import Assignment, TopicPartition
 from artesian.coordinator.group.current_assignment_builder import (
     EMPTY,
+    UNASSIGNED,
     MemberAssignment,
     MemberState,
 )
@@ -36,9 +37,7 @@ class ConsumerGroupMember:
     subscribed_topic_names: tuple[str, ...] = ()
     subscribed_topic_regex: str | None = None
     server_assignor: str | None = None
-    reconciliation: MemberAssignment = field(
-        default_factory=lambda: MemberAssignment(0, -1, MemberState.STABLE, EMPTY, EMPTY)
-    )
+    reconciliation: MemberAssignment = UNASSIGNED
     session_timer: asyncio.TimerHandle | None = None
     revocation_timer: asyncio.TimerHandle | None = None
 
@@ -123,11 +122,18 @@ class ConsumerGroup:
         holder = self.owners.get(tp)
         return holder is not None and holder != member_id
 
-    def update_owners(self, member: ConsumerGroupMember, before: Assignment) -> None:
+    def update_owners(self, member: ConsumerGroupMember, before: Assignment = EMPTY) -> None:
         """Record which partitions the member holds now that it held ``before``."""
         now = member.held()
-        for tp in before - now:
-            if self.owners.get(tp) == member.member_id:
-                del self.owners[tp]
+        self._release(member.member_id, before - now)
         for tp in now:
             self.owners[tp] = member.member_id
+
+    def release(self, member: ConsumerGroupMember) -> None:
+        """The member is gone: what it held is free."""
+        self._release(member.member_id, member.held())
+
+    def _release(self, member_id: str, partitions: Assignment) -> None:
+        for tp in partitions:
+            if self.owners.get(tp) == member_id:
+                del self.owners[tp]

@@ -34,6 +34,8 @@ class MemberAssignment:
 
 
 EMPTY: Assignment = frozenset()
+UNASSIGNED = MemberAssignment(0, -1, MemberState.STABLE, EMPTY, EMPTY)
+"""A member that has joined (or starts over): epoch 0, nothing held."""
 
 
 def reconcile(

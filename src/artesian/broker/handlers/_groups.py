@@ -1,13 +1,27 @@
-"""A consumer group member's partitions as ConsumerGroupHeartbeat and ConsumerGroupDescribe
-carry them: by topic id (and name, where the version has it), partitions sorted."""
+"""What the group APIs' handlers share: whether a group may be described here, and a
+consumer group member's partitions as ConsumerGroupHeartbeat and ConsumerGroupDescribe carry
+them (by topic id, and name where the version has it, partitions sorted)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._authz import GROUP_DENIED, AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make
 from artesian.metadata.image import MetadataImage
+
+
+def describe_refusal(ctx: Any, group_id: str) -> tuple[ErrorCode, str | None] | None:
+    """Why ``group_id`` may not be described here, in Kafka's order: DESCRIBE refused on it,
+    or another broker coordinates it. None when it may."""
+    if not authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return ErrorCode.group_authorization_failed, GROUP_DENIED
+    if not ctx.broker.group_coordinator.owns(group_id):
+        return ErrorCode.not_coordinator, None
+    return None
 
 
 def assignment_entity(mod: Any, image: MetadataImage, partitions: Iterable[tuple[str, int]]) -> Any:
