@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +27,9 @@ from kio.schema.errors import ErrorCode
 
 from artesian.config.broker import BrokerConfig
 from artesian.security.jaas import parse_jaas_config, plain_users
+from artesian.security.oauthbearer import OAuthBearerServer, TokenValidator
+from artesian.security.oauthbearer.jwks import JwksCache
+from artesian.security.oauthbearer.settings import listener_validator
 from artesian.security.plain import PlainServer
 from artesian.security.sasl import AuthenticationFailed, SaslServer
 from artesian.security.scram import (
@@ -66,6 +70,9 @@ class SaslSettings:
     max_receive_size: int = 524_288
     # connections.max.reauth.ms per mechanism (Kafka's connectionsMaxReauthMsByMechanism).
     max_reauth_ms: Mapping[str, int] = field(default_factory=dict)
+    # OAUTHBEARER's token validator, and the signing keys the broker keeps fresh for it.
+    oauthbearer: TokenValidator | None = None
+    jwks: JwksCache | None = None
 
     @classmethod
     def from_config(cls, config: BrokerConfig, listener: str) -> SaslSettings:
@@ -99,7 +106,10 @@ class SaslSettings:
                 ", ".join(too_short),
                 SHORTEST_REAUTHENTICABLE_MS,
             )
-        return cls(tuple(str(m) for m in mechanisms), users, size, reauth)
+        validator, jwks = None, None
+        if "OAUTHBEARER" in mechanisms:
+            validator, jwks = listener_validator(config, listener)
+        return cls(tuple(str(m) for m in mechanisms), users, size, reauth, validator, jwks)
 
 
 class SaslState(enum.Enum):
@@ -237,13 +247,23 @@ class SaslAuthenticator:
     # --- re-authentication (KIP-368) --------------------------------------------------------
 
     def _start_session(self, now_ns: int) -> None:
-        """Kafka's calcCompletionTimesAndReturnSessionLifetimeMs. No mechanism here has a
-        credential lifetime of its own (Kafka's come from OAUTHBEARER and delegation tokens),
-        so the session lasts connections.max.reauth.ms of the mechanism, or forever at 0."""
+        """Kafka's calcCompletionTimesAndReturnSessionLifetimeMs: the session lasts
+        connections.max.reauth.ms of the mechanism (forever at 0), and ends no later than the
+        credential does: an OAUTHBEARER token's expiry, whatever connections.max.reauth.ms."""
         assert self.mechanism is not None
-        lifetime = max(0, self.settings.max_reauth_ms.get(self.mechanism, 0))
+        max_reauth = self.settings.max_reauth_ms.get(self.mechanism, 0)
+        expiry_ms = getattr(self._server, "credential_expiry_ms", None)
+        if expiry_ms is None and max_reauth <= 0:
+            self.session_lifetime_ms, self.session_expiration_ns = 0, None
+            return
+        lifetime = max_reauth if max_reauth > 0 else None
+        if expiry_ms is not None:
+            remaining = expiry_ms - time.time_ns() // 1_000_000
+            lifetime = remaining if lifetime is None else min(lifetime, remaining)
+        assert lifetime is not None
+        lifetime = max(0, lifetime)
         self.session_lifetime_ms = lifetime
-        self.session_expiration_ns = now_ns + lifetime * 1_000_000 if lifetime > 0 else None
+        self.session_expiration_ns = now_ns + lifetime * 1_000_000
 
     def maybe_begin_reauthentication(self, now_ns: int) -> bool:
         """A SaslHandshake arrived after login: whether it begins a re-authentication (then
@@ -272,5 +292,8 @@ class SaslAuthenticator:
     def _new_server(self, mechanism: str) -> SaslServer:
         if mechanism == "PLAIN":
             return PlainServer(self.settings.plain_users)
+        if mechanism == "OAUTHBEARER":
+            assert self.settings.oauthbearer is not None
+            return OAuthBearerServer(self.settings.oauthbearer)
         scram = MECHANISMS[mechanism]
         return ScramServer(scram, lambda user: self._credentials(user, scram))

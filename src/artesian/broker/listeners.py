@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from artesian.config.broker import BrokerConfig
 from artesian.security.client import ClientSecurity
 from artesian.security.jaas import parse_jaas_config
+from artesian.security.oauthbearer.settings import listener_login
 
 __all__ = [
     "SECURITY_PROTOCOLS",
@@ -162,6 +163,12 @@ def inter_broker_client_security(config: BrokerConfig, listener: Listener) -> Cl
                 f"sasl.enabled.mechanisms of listener {listener.name} ({', '.join(enabled)}) "
                 "when SASL is used for inter-broker communication"
             )
+        if mechanism == "OAUTHBEARER":
+            try:
+                login = listener_login(config, listener.name)
+            except ValueError as e:
+                raise ListenerError(str(e)) from e
+            return ClientSecurity(context, (mechanism, "", ""), login)
         setting = f"listener.name.{listener.name.lower()}.{mechanism.lower()}.sasl.jaas.config"
         jaas = config.for_listener(listener.name, "sasl.jaas.config", mechanism)
         options = parse_jaas_config(str(jaas)).options if jaas else {}

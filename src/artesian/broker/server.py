@@ -82,6 +82,7 @@ from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.replication.throttle import ReplicationThrottle, replica_listed
 from artesian.security.acl import Authorizer, acl_binding
+from artesian.security.oauthbearer.jwks import FETCH_TIMEOUT_S, JwksCache
 from artesian.security.scram import ScramCredential, ScramMechanism
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
@@ -388,6 +389,7 @@ class Broker:
                 metrics_port, addr=self.host, registry=self.metrics.registry
             )
             log.info("Prometheus metrics on http://%s:%d/metrics", self.host, metrics_port)
+        await self._load_signing_keys()
         loop = asyncio.get_running_loop()
         for listener, ssl_context in self._ssl_contexts.items():
             self._servers.append(
@@ -401,6 +403,7 @@ class Broker:
                 )
             )
         self._tasks = [
+            *(asyncio.create_task(keys.run()) for keys in self._jwks_caches()),
             asyncio.create_task(
                 self._every("artesian.metadata.poll.interval.ms", self._follow_metadata)
             ),
@@ -686,6 +689,26 @@ class Broker:
     def _request_stop(self, sig: signal.Signals) -> None:
         log.info("received %s: shutting down", sig.name)
         self._stopped.set()
+
+    def _jwks_caches(self) -> list[JwksCache]:
+        return [s.jwks for s in self.sasl_settings.values() if s.jwks is not None]
+
+    async def _load_signing_keys(self) -> None:
+        """OAUTHBEARER's signing keys before the listeners open, as Kafka fetches them at
+        start-up, so the first logins find them. A provider that does not answer in time
+        does not stop the broker: its keys are fetched again in the background, and other
+        mechanisms work meanwhile."""
+        for keys in self._jwks_caches():
+            try:
+                await asyncio.wait_for(keys.refresh_once(), FETCH_TIMEOUT_S)
+            except (OSError, ValueError, TimeoutError) as e:
+                log.warning(
+                    "cannot load OAUTHBEARER signing keys from %s at start-up: %s; OAUTHBEARER "
+                    "logins are refused until it answers (retried in the background). Check "
+                    "sasl.oauthbearer.jwks.endpoint.url",
+                    keys.url,
+                    e,
+                )
 
     async def stop(self) -> None:
         """Stop accepting and dispatching, answer what is in flight, then flush and close

@@ -222,11 +222,65 @@ def security_from(
     sasl = None
     if protocol.startswith("SASL_"):
         mechanism = str(conf.get("sasl.mechanism") or conf.get("sasl.mechanisms") or "GSSAPI")
+        if mechanism.upper() == "OAUTHBEARER":
+            return tls, ("OAUTHBEARER", "", _oauthbearer_token(conf))
         if mechanism.upper() not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-            fail(f"sasl.mechanism {mechanism} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+            fail(
+                f"sasl.mechanism {mechanism} is not PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or "
+                "OAUTHBEARER"
+            )
         sasl = (
             mechanism.upper(),
             str(conf.get("sasl.username", "")),
             str(conf.get("sasl.password", "")),
         )
     return tls, sasl
+
+
+def _oauthbearer_token(conf: dict[str, Any]) -> str:
+    """A token as librdkafka would get one: from the token endpoint with
+    sasl.oauthbearer.method=oidc, or unsigned with enable.sasl.oauthbearer.unsecure.jwt."""
+    from artesian.security.oauthbearer.login import ClientCredentialsLogin, LoginError
+    from artesian.security.oauthbearer.unsecured import unsecured_jwt
+
+    if str(conf.get("sasl.oauthbearer.method", "default")).lower() == "oidc":
+        url = conf.get("sasl.oauthbearer.token.endpoint.url")
+        client_id = conf.get("sasl.oauthbearer.client.id")
+        if not url or not client_id:
+            fail(
+                "sasl.oauthbearer.method=oidc needs sasl.oauthbearer.token.endpoint.url and "
+                "sasl.oauthbearer.client.id (and sasl.oauthbearer.client.secret)"
+            )
+        login = ClientCredentialsLogin(
+            str(url),
+            str(client_id),
+            str(conf.get("sasl.oauthbearer.client.secret", "")),
+            conf.get("sasl.oauthbearer.scope") or None,
+        )
+        try:
+            return login.token()[0]
+        except LoginError as e:
+            fail(f"OAUTHBEARER login: {e}")
+    if str(conf.get("enable.sasl.oauthbearer.unsecure.jwt", "false")).lower() == "true":
+        fields = dict(
+            item.split("=", 1)
+            for item in str(conf.get("sasl.oauthbearer.config", "")).split()
+            if "=" in item
+        )
+        if not fields.get("principal"):
+            fail("Invalid sasl.oauthbearer.config: no principal=<value>")
+        now = time.time_ns() // 1_000_000 / 1000  # whole ms, as librdkafka writes them
+        claims: dict[str, Any] = {
+            fields.get("principalClaimName", "sub"): fields["principal"],
+            "iat": now,
+            "exp": now + int(fields.get("lifeSeconds", "3600")),
+        }
+        if fields.get("scope"):
+            claims[fields.get("scopeClaimName", "scope")] = fields["scope"].split(",")
+        return unsecured_jwt(claims)
+    fail(
+        "sasl.mechanism=OAUTHBEARER needs a token: sasl.oauthbearer.method=oidc with "
+        "sasl.oauthbearer.token.endpoint.url, sasl.oauthbearer.client.id and "
+        "sasl.oauthbearer.client.secret, or enable.sasl.oauthbearer.unsecure.jwt=true with "
+        "sasl.oauthbearer.config=principal=<name> (development only)"
+    )

@@ -154,7 +154,7 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "SASL mechanism brokers log in to each other with; the credentials are the "
             "username and password of that mechanism's sasl.jaas.config on the inter-broker "
             "listener. Kafka's default is GSSAPI, which Artesian does not implement.",
-            ValidString(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+            ValidString(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")),
         ),
         _k(
             "ssl.endpoint.identification.algorithm",
@@ -169,7 +169,7 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"],
             "SASL mechanisms offered on SASL listeners. Kafka's default is GSSAPI, which "
             "Artesian does not implement.",
-            ValidList(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+            ValidList(("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")),
         ),
         ConfigKey(
             "sasl.jaas.config",
@@ -203,6 +203,95 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "listener.name.<listener>.[<mechanism>.]connections.max.reauth.ms. At most "
             "9223372036854 (Kafka's limit in effect: Long.MAX_VALUE nanoseconds).",
             Range(0, MAX_REAUTH_MS),
+        ),
+        # OAUTHBEARER (KIP-255, KIP-768): security/oauthbearer/settings.py reads these, each
+        # also as listener.name.<listener>.oauthbearer.<name>.
+        _k(
+            "sasl.server.callback.handler.class",
+            _S,
+            None,
+            "OAUTHBEARER token validator: unset (or Kafka's OAuthBearerUnsecuredValidator"
+            "CallbackHandler) for unsigned tokens, Kafka's org.apache.kafka.common.security."
+            "oauthbearer.OAuthBearerValidatorCallbackHandler for tokens signed by the keys at "
+            "sasl.oauthbearer.jwks.endpoint.url. Classes are named, not loaded.",
+        ),
+        _k(
+            "sasl.login.callback.handler.class",
+            _S,
+            None,
+            "The broker's own OAUTHBEARER login to other brokers: unset for an unsecured token "
+            "from its JAAS options, Kafka's org.apache.kafka.common.security.oauthbearer."
+            "OAuthBearerLoginCallbackHandler for the client credentials grant against "
+            "sasl.oauthbearer.token.endpoint.url (JAAS clientId, clientSecret, scope).",
+        ),
+        _k(
+            "sasl.oauthbearer.jwks.endpoint.url",
+            _S,
+            None,
+            "The identity provider's JWKS (http, https or file URL): the keys OAUTHBEARER "
+            "tokens must be signed with.",
+        ),
+        _k(
+            "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+            _L,
+            3_600_000,
+            "How often the JWKS keys are fetched again; a token naming an unknown key id also "
+            "asks for an early fetch.",
+            _GE1,
+        ),
+        _k(
+            "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+            _L,
+            100,
+            "First wait before retrying a failed JWKS fetch; it doubles up to "
+            "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms.",
+            Range.at_least(0),
+        ),
+        _k(
+            "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+            _L,
+            10_000,
+            "Longest wait between JWKS fetch retries.",
+            Range.at_least(0),
+        ),
+        _k(
+            "sasl.oauthbearer.expected.audience",
+            _LS,
+            None,
+            "Audiences an OAUTHBEARER token's aud claim must name one of; unset: tokens with "
+            "an aud claim are refused.",
+        ),
+        _k(
+            "sasl.oauthbearer.expected.issuer",
+            _S,
+            None,
+            "The iss claim OAUTHBEARER tokens must carry; unset: not checked.",
+        ),
+        _k(
+            "sasl.oauthbearer.scope.claim.name",
+            _S,
+            "scope",
+            "The claim holding an OAUTHBEARER token's scope.",
+        ),
+        _k(
+            "sasl.oauthbearer.sub.claim.name",
+            _S,
+            "sub",
+            "The claim naming an OAUTHBEARER token's principal (User:<value>).",
+        ),
+        _k(
+            "sasl.oauthbearer.clock.skew.seconds",
+            _I,
+            30,
+            "Leeway for the exp, iat and nbf claims of OAUTHBEARER tokens.",
+            Range.at_least(0),
+        ),
+        _k(
+            "sasl.oauthbearer.token.endpoint.url",
+            _S,
+            None,
+            "The identity provider's token endpoint, for the broker's own OAUTHBEARER login "
+            "with OAuthBearerLoginCallbackHandler.",
         ),
         _k(
             "ssl.keystore.type",
@@ -1423,7 +1512,7 @@ def _listener_base(name: str) -> str | None:
     if len(rest) < 2:
         return None
     base = rest[1]
-    if base.startswith(("plain.", "scram-sha-256.", "scram-sha-512.")):
+    if base.startswith(("plain.", "scram-sha-256.", "scram-sha-512.", "oauthbearer.")):
         base = base.split(".", 1)[1]
     # Only the security settings may be set per listener.
     if base.startswith(("ssl.", "sasl.")) or base == "connections.max.reauth.ms":

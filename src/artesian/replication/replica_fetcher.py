@@ -39,6 +39,7 @@ from artesian.security.client import (
     reauthentication_delay_ms,
     sasl_login,
 )
+from artesian.security.oauthbearer.login import LoginError
 from artesian.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -144,6 +145,13 @@ class LeaderConnection:
 
     async def _log_in(self, mechanism: str, username: str, password: str) -> None:
         """A login, or on a logged-in connection a re-authentication (KIP-368)."""
+        if mechanism == "OAUTHBEARER":
+            source = self._security.oauthbearer
+            assert source is not None
+            try:  # a token endpoint is HTTP: off the event loop
+                password, _ = await asyncio.to_thread(source.token)
+            except LoginError as e:
+                raise ConnectionError(f"inter-broker OAUTHBEARER login failed: {e}") from e
         login = sasl_login(mechanism, username, password)
         try:
             request = next(login)

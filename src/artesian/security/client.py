@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from artesian.security.oauthbearer.login import TokenSource
+from artesian.security.oauthbearer.sasl_server import client_initial_response
 from artesian.security.plain import plain_client_token
 from artesian.security.sasl import AuthenticationFailed
 from artesian.security.scram import MECHANISMS, ScramClient
@@ -25,10 +27,12 @@ Request = tuple[int, int, dict[str, Any]]
 
 @dataclass(slots=True, frozen=True)
 class ClientSecurity:
-    """TLS (a client context) and SASL (mechanism, username, password), either optional."""
+    """TLS (a client context) and SASL (mechanism, username, password), either optional.
+    For OAUTHBEARER the username and password are empty and ``oauthbearer`` gives tokens."""
 
     ssl_context: ssl.SSLContext | None = None
     sasl: tuple[str, str, str] | None = field(default=None, repr=False)
+    oauthbearer: TokenSource | None = None
 
 
 class LoginFailed(Exception):
@@ -38,7 +42,8 @@ class LoginFailed(Exception):
 def sasl_login(mechanism: str, username: str, password: str) -> Generator[Request, Any, int]:
     """SaslHandshake v1, then SaslAuthenticate v2 until the mechanism completes. Returns the
     session lifetime in ms the broker gave (KIP-368; 0: the session does not expire). The
-    same exchange on a logged-in connection is a re-authentication."""
+    same exchange on a logged-in connection is a re-authentication. For OAUTHBEARER the
+    password is the token."""
     shake = yield _SASL_HANDSHAKE, 1, {"mechanism": mechanism}
     if shake.error_code != 0:
         raise LoginFailed(
@@ -57,6 +62,12 @@ def sasl_login(mechanism: str, username: str, password: str) -> Generator[Reques
 
     if mechanism == "PLAIN":
         yield from authenticate(plain_client_token(username, password))
+        return lifetime_ms
+    if mechanism == "OAUTHBEARER":
+        refusal = yield from authenticate(client_initial_response(password))
+        if refusal:  # RFC 7628: acknowledge the broker's error, which then fails the login
+            yield from authenticate(b"\x01")
+            raise LoginFailed(f"the broker refused the token: {refusal.decode(errors='replace')}")
         return lifetime_ms
     if mechanism not in MECHANISMS:
         raise LoginFailed(f"SASL mechanism {mechanism} is not one this client speaks")

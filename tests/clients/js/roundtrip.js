@@ -1,13 +1,18 @@
 // Admin, produce and group consume through kafkajs; prints one JSON line with what it read.
 // KAFKAJS_SECURITY (JSON, optional): {"sasl": {mechanism, username, password}, "caFile": path}
-// for SASL and TLS listeners.
+// for SASL and TLS listeners; OAUTHBEARER's sasl is {"mechanism": "oauthbearer", "token": jwt}.
 const fs = require("fs");
 const { Kafka, logLevel } = require("kafkajs");
 
 function security() {
   if (!process.env.KAFKAJS_SECURITY) return {};
   const { sasl, caFile } = JSON.parse(process.env.KAFKAJS_SECURITY);
-  return { sasl, ssl: caFile ? { ca: [fs.readFileSync(caFile, "utf-8")] } : false };
+  const ssl = caFile ? { ca: [fs.readFileSync(caFile, "utf-8")] } : false;
+  if (sasl && sasl.mechanism === "oauthbearer") {
+    const token = sasl.token;
+    return { sasl: { mechanism: "oauthbearer", oauthBearerProvider: async () => ({ value: token }) }, ssl };
+  }
+  return { sasl, ssl };
 }
 
 async function main() {
