@@ -36,14 +36,17 @@ class Issuer:
         self.jwks_requests = 0
         self.token_requests = 0
         self.jwks_status = 200  # set to 500 to make the JWKS endpoint fail
+        self.publish_alg = True  # False: the JWKS keys name no "alg" (the key type decides)
         self._keys: list[tuple[str, rsa.RSAPrivateKey]] = []
+        self._minted = 0
         self._lock = threading.Lock()
         self.rotate()
         self.url = ""  # set once serving
 
     def rotate(self, keep_old: bool = False) -> str:
         """A new signing key (its kid is returned); the old one stays published if asked."""
-        kid = f"key-{len(self._keys) + 1}"
+        self._minted += 1
+        kid = f"key-{self._minted}"
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         with self._lock:
             self._keys = ([*self._keys] if keep_old else []) + [(kid, key)]
@@ -57,7 +60,8 @@ class Issuer:
         keys = []
         for kid, key in self._keys:
             jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-            keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+            alg = {"alg": "RS256"} if self.publish_alg else {}
+            keys.append({**jwk, "kid": kid, "use": "sig", **alg})
         return {"keys": keys}
 
     def token(self, subject: str, **claims: Any) -> str:

@@ -11,7 +11,6 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +28,6 @@ from kio.schema.sasl_authenticate.v0.request import SaslAuthenticateRequest as S
 from kio.schema.sasl_authenticate.v1.request import SaslAuthenticateRequest as SaslAuthenticateV1
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
-from prometheus_client.parser import text_string_to_metric_families
 
 from artesian.broker.authenticator import (
     SaslAuthenticator,
@@ -58,6 +56,7 @@ from tests.kafka_wire import (
     sasl_authenticate,
     sasl_handshake,
 )
+from tests.metrics import scrape
 from tests.security.scram_users import upsert_scram_user
 from tests.storage.batches import make_batch
 
@@ -317,15 +316,7 @@ class ReauthBroker:
         }
 
     def metric(self, name: str, **labels: str) -> float:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
-        wanted = tuple(sorted(labels.items()))
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == name and tuple(sorted(s.labels.items())) == wanted:
-                    return float(s.value)
-        return 0.0
+        return scrape(self.metrics_port, name, **labels)
 
     def reauthentications(self, result: str, listener: str = "SASL_PLAINTEXT") -> float:
         return self.metric(

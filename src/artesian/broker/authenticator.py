@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
 
-from artesian.config.broker import BrokerConfig
+from artesian.config.broker import MAX_REAUTH_MS, BrokerConfig
 from artesian.security.jaas import parse_jaas_config, plain_users
 from artesian.security.oauthbearer import OAuthBearerServer, TokenValidator
 from artesian.security.oauthbearer.jwks import JwksCache
@@ -215,6 +215,11 @@ class SaslAuthenticator:
             if self._kept is None:
                 raise
             raise e.during_reauthentication() from e
+        except AuthenticationFailed:
+            raise
+        except Exception as e:  # a mechanism's bug must fail the login, never pass it
+            log.exception("SASL %s exchange failed unexpectedly", self.mechanism)
+            raise InvalidCredentials(self._server.mechanism, self._kept is not None) from e
         if self._server.complete:
             principal = f"User:{self._server.username}"
             if self._kept is not None and principal != self._kept[1]:
@@ -252,7 +257,7 @@ class SaslAuthenticator:
         credential does: an OAUTHBEARER token's expiry, whatever connections.max.reauth.ms."""
         assert self.mechanism is not None
         max_reauth = self.settings.max_reauth_ms.get(self.mechanism, 0)
-        expiry_ms = getattr(self._server, "credential_expiry_ms", None)
+        expiry_ms = self._server.credential_expiry_ms if self._server is not None else None
         if expiry_ms is None and max_reauth <= 0:
             self.session_lifetime_ms, self.session_expiration_ns = 0, None
             return
@@ -261,7 +266,9 @@ class SaslAuthenticator:
             remaining = expiry_ms - time.time_ns() // 1_000_000
             lifetime = remaining if lifetime is None else min(lifetime, remaining)
         assert lifetime is not None
-        lifetime = max(0, lifetime)
+        # A token may claim to last for ages: the session stays within what KIP-368's int64
+        # nanoseconds (and SaslAuthenticate's int64 milliseconds) can say.
+        lifetime = min(max(0, lifetime), MAX_REAUTH_MS)
         self.session_lifetime_ms = lifetime
         self.session_expiration_ns = now_ns + lifetime * 1_000_000
 

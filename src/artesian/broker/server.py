@@ -698,10 +698,12 @@ class Broker:
         start-up, so the first logins find them. A provider that does not answer in time
         does not stop the broker: its keys are fetched again in the background, and other
         mechanisms work meanwhile."""
-        for keys in self._jwks_caches():
+
+        async def load(keys: JwksCache) -> None:
             try:
-                await asyncio.wait_for(keys.refresh_once(), FETCH_TIMEOUT_S)
-            except (OSError, ValueError, TimeoutError) as e:
+                async with asyncio.timeout(FETCH_TIMEOUT_S):
+                    await keys.refresh_once()
+            except Exception as e:
                 log.warning(
                     "cannot load OAUTHBEARER signing keys from %s at start-up: %s; OAUTHBEARER "
                     "logins are refused until it answers (retried in the background). Check "
@@ -709,6 +711,8 @@ class Broker:
                     keys.url,
                     e,
                 )
+
+        await asyncio.gather(*(load(keys) for keys in self._jwks_caches()))
 
     async def stop(self) -> None:
         """Stop accepting and dispatching, answer what is in flight, then flush and close

@@ -15,9 +15,12 @@ import ssl
 import struct
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artesian.cli.common import ClientOptions, CliError, fail, unreachable
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only for a command that logs in with tokens
+    from artesian.security.oauthbearer.login import TokenSource
 
 __all__ = ["WireClient"]
 
@@ -32,14 +35,17 @@ class WireClient:
         timeout: float,
         sasl: tuple[str, str, str] | None = None,
         tls: ssl.SSLContext | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         """``sasl``: (mechanism, username, password) to log in with before any request;
-        ``tls``: the context to speak TLS with."""
+        ``tls``: the context to speak TLS with; ``tokens``: OAUTHBEARER's, a fresh one for
+        each login and re-authentication."""
         self.bootstrap = bootstrap
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._correlation = 0
         self._sasl = sasl
+        self._tokens = tokens
         self._reauthenticate_at: float | None = None  # monotonic seconds
         last: OSError | None = None
         tls_failure: ssl.SSLError | None = None
@@ -76,9 +82,16 @@ class WireClient:
     def _log_in(self, mechanism: str, username: str, password: str, again: bool = False) -> None:
         """A login, or with ``again`` on the logged-in connection a re-authentication."""
         from artesian.security.client import LoginFailed, reauthentication_delay_ms, sasl_login
+        from artesian.security.oauthbearer.login import LoginError
 
         what = "re-authentication" if again else "login"
         self._reauthenticate_at = None
+        if mechanism == "OAUTHBEARER":
+            assert self._tokens is not None
+            try:
+                password, _ = self._tokens.token()
+            except LoginError as e:
+                raise CliError(f"OAUTHBEARER {what} to {self.bootstrap} failed: {e}") from e
         login = sasl_login(mechanism, username, password)
         try:
             api_key, version, fields = next(login)
@@ -103,8 +116,8 @@ class WireClient:
     def for_options(cls, opts: ClientOptions, bootstrap: str | None = None) -> WireClient:
         """A client that connects as the command's client properties say
         (security.protocol, ssl.*, sasl.*), to ``bootstrap`` or the command's own."""
-        tls, sasl = security_from(opts.config())
-        return cls(bootstrap or opts.bootstrap, opts.timeout, sasl, tls)
+        tls, sasl, tokens = security_from(opts.config())
+        return cls(bootstrap or opts.bootstrap, opts.timeout, sasl, tls, tokens)
 
     def __enter__(self) -> WireClient:
         return self
@@ -187,8 +200,8 @@ _PEM_OR_KEYSTORE = (
 
 def security_from(
     conf: dict[str, Any],
-) -> tuple[ssl.SSLContext | None, tuple[str, str, str] | None]:
-    """TLS context and SASL login from librdkafka-named properties."""
+) -> tuple[ssl.SSLContext | None, tuple[str, str, str] | None, TokenSource | None]:
+    """TLS context, SASL login and OAUTHBEARER tokens from librdkafka-named properties."""
     protocol = str(conf.get("security.protocol", "plaintext")).upper()
     if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
         fail(f"security.protocol {protocol!r} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
@@ -223,7 +236,7 @@ def security_from(
     if protocol.startswith("SASL_"):
         mechanism = str(conf.get("sasl.mechanism") or conf.get("sasl.mechanisms") or "GSSAPI")
         if mechanism.upper() == "OAUTHBEARER":
-            return tls, ("OAUTHBEARER", "", _oauthbearer_token(conf))
+            return tls, ("OAUTHBEARER", "", ""), _oauthbearer_tokens(conf)
         if mechanism.upper() not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
             fail(
                 f"sasl.mechanism {mechanism} is not PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or "
@@ -234,14 +247,14 @@ def security_from(
             str(conf.get("sasl.username", "")),
             str(conf.get("sasl.password", "")),
         )
-    return tls, sasl
+    return tls, sasl, None
 
 
-def _oauthbearer_token(conf: dict[str, Any]) -> str:
-    """A token as librdkafka would get one: from the token endpoint with
+def _oauthbearer_tokens(conf: dict[str, Any]) -> TokenSource:
+    """Tokens as librdkafka would get them: from the token endpoint with
     sasl.oauthbearer.method=oidc, or unsigned with enable.sasl.oauthbearer.unsecure.jwt."""
-    from artesian.security.oauthbearer.login import ClientCredentialsLogin, LoginError
-    from artesian.security.oauthbearer.unsecured import unsecured_jwt
+    from artesian.security.oauthbearer.login import ClientCredentialsLogin, RefreshingToken
+    from artesian.security.oauthbearer.unsecured import UnsecuredLogin
 
     if str(conf.get("sasl.oauthbearer.method", "default")).lower() == "oidc":
         url = conf.get("sasl.oauthbearer.token.endpoint.url")
@@ -251,16 +264,14 @@ def _oauthbearer_token(conf: dict[str, Any]) -> str:
                 "sasl.oauthbearer.method=oidc needs sasl.oauthbearer.token.endpoint.url and "
                 "sasl.oauthbearer.client.id (and sasl.oauthbearer.client.secret)"
             )
-        login = ClientCredentialsLogin(
-            str(url),
-            str(client_id),
-            str(conf.get("sasl.oauthbearer.client.secret", "")),
-            conf.get("sasl.oauthbearer.scope") or None,
+        return RefreshingToken(
+            ClientCredentialsLogin(
+                str(url),
+                str(client_id),
+                str(conf.get("sasl.oauthbearer.client.secret", "")),
+                conf.get("sasl.oauthbearer.scope") or None,
+            )
         )
-        try:
-            return login.token()[0]
-        except LoginError as e:
-            fail(f"OAUTHBEARER login: {e}")
     if str(conf.get("enable.sasl.oauthbearer.unsecure.jwt", "false")).lower() == "true":
         fields = dict(
             item.split("=", 1)
@@ -269,15 +280,16 @@ def _oauthbearer_token(conf: dict[str, Any]) -> str:
         )
         if not fields.get("principal"):
             fail("Invalid sasl.oauthbearer.config: no principal=<value>")
-        now = time.time_ns() // 1_000_000 / 1000  # whole ms, as librdkafka writes them
-        claims: dict[str, Any] = {
-            fields.get("principalClaimName", "sub"): fields["principal"],
-            "iat": now,
-            "exp": now + int(fields.get("lifeSeconds", "3600")),
-        }
+        principal_claim = fields.get("principalClaimName", "sub")
+        claims: dict[str, Any] = {principal_claim: fields["principal"]}
         if fields.get("scope"):
             claims[fields.get("scopeClaimName", "scope")] = fields["scope"].split(",")
-        return unsecured_jwt(claims)
+        lifetime = fields.get("lifeSeconds", "3600")
+        if not lifetime.isdigit() or int(lifetime) < 1:
+            fail(
+                f"Invalid sasl.oauthbearer.config: lifeSeconds={lifetime} is not a positive integer"
+            )
+        return RefreshingToken(UnsecuredLogin(claims, principal_claim, int(lifetime)))
     fail(
         "sasl.mechanism=OAUTHBEARER needs a token: sasl.oauthbearer.method=oidc with "
         "sasl.oauthbearer.token.endpoint.url, sasl.oauthbearer.client.id and "

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from artesian.security.oauthbearer.login import TokenSource
-from artesian.security.oauthbearer.sasl_server import client_initial_response
+from artesian.security.oauthbearer.login import TokenSource, client_initial_response
 from artesian.security.plain import plain_client_token
 from artesian.security.sasl import AuthenticationFailed
 from artesian.security.scram import MECHANISMS, ScramClient

@@ -38,6 +38,10 @@ class PlainServer:
         return self._done
 
     @property
+    def credential_expiry_ms(self) -> None:
+        return None  # a password does not expire
+
+    @property
     def username(self) -> str | None:
         return self._username if self._done else None
 

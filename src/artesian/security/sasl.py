@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["AuthenticationFailed", "SaslServer"]
+__all__ = ["AuthenticationFailed", "InvalidCredentials", "SaslServer"]
 
 
 class AuthenticationFailed(Exception):
     """The message (str(e)) is what the client is told (SaslAuthenticate error_message)."""
+
+
+class InvalidCredentials(AuthenticationFailed):
+    """Unknown user or wrong proof. The message names neither, as Kafka's does; it says
+    "re-authentication" when that is what failed (``during_reauthentication``)."""
+
+    def __init__(self, mechanism: str, reauthentication: bool = False) -> None:
+        self.mechanism = mechanism
+        what = "re-authentication" if reauthentication else "authentication"
+        super().__init__(
+            f"Authentication failed during {what} due to invalid credentials with SASL"
+            f" mechanism {mechanism}"
+        )
+
+    def during_reauthentication(self) -> InvalidCredentials:
+        return InvalidCredentials(self.mechanism, reauthentication=True)
 
 
 @runtime_checkable
@@ -30,6 +46,12 @@ class SaslServer(Protocol):
     @property
     def username(self) -> str | None:
         """The authenticated user once ``complete``, else None."""
+        ...
+
+    @property
+    def credential_expiry_ms(self) -> int | None:
+        """When the credential expires (ms since the epoch), if it does: the session ends
+        then (KIP-368). OAUTHBEARER tokens do; passwords do not."""
         ...
 
     def step(self, token: bytes) -> bytes:

@@ -24,7 +24,7 @@ from enum import Enum, auto
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from artesian.security.sasl import AuthenticationFailed
+from artesian.security.sasl import AuthenticationFailed, InvalidCredentials
 
 __all__ = [
     "MAX_ITERATIONS",
@@ -216,22 +216,6 @@ def _extensions(parts: list[str], what: str) -> dict[str, str]:
 # --- server ------------------------------------------------------------------------------------
 
 
-class InvalidCredentials(AuthenticationFailed):
-    """Unknown user or wrong proof. The message names neither, as Kafka's does; it says
-    "re-authentication" when that is what failed (``during_reauthentication``)."""
-
-    def __init__(self, mechanism: str, reauthentication: bool = False) -> None:
-        self.mechanism = mechanism
-        what = "re-authentication" if reauthentication else "authentication"
-        super().__init__(
-            f"Authentication failed during {what} due to invalid credentials with SASL"
-            f" mechanism {mechanism}"
-        )
-
-    def during_reauthentication(self) -> InvalidCredentials:
-        return InvalidCredentials(self.mechanism, reauthentication=True)
-
-
 class _State(Enum):
     FIRST = auto()
     FINAL = auto()
@@ -279,6 +263,10 @@ class ScramServer:
     @property
     def complete(self) -> bool:
         return self._state is _State.COMPLETE
+
+    @property
+    def credential_expiry_ms(self) -> None:
+        return None  # a password does not expire
 
     @property
     def username(self) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.authenticator import UnansweredFailure
+from artesian.broker.authenticator import SaslState, UnansweredFailure
 from artesian.broker.handlers._build import make, response_module
 from artesian.security.sasl import AuthenticationFailed
 
@@ -52,6 +52,10 @@ def handle(ctx: Any, request: Any) -> Any:
     if not auth.complete:
         return answer(ErrorCode.none, None, token)
     # The answer first: nothing may fail once the connection counts the login as done.
-    response = answer(ErrorCode.none, None, token, auth.session_lifetime_ms)
+    try:
+        response = answer(ErrorCode.none, None, token, auth.session_lifetime_ms)
+    except Exception:
+        auth.state = SaslState.FAILED  # never a login counted done but not answered
+        raise
     ctx.connection.authenticated(auth)
     return response

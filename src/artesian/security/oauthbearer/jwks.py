@@ -26,8 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt import PyJWK, PyJWTError
 
 __all__ = ["JwksCache", "SigningKey", "parse_jwks"]
 
@@ -43,7 +42,9 @@ MAX_JWKS_BYTES = 1 << 20
 FETCH_TIMEOUT_S = 10.0
 # Early refreshes come at most this often, however many unknown key ids arrive: clients that
 # are not yet authenticated choose them, and must not turn the broker against the provider.
-MIN_EARLY_REFRESH_INTERVAL_S = 1.0
+MIN_EARLY_REFRESH_INTERVAL_S = 5.0
+# Failed fetches are retried no faster than this, whatever retry.backoff.ms says (0 is valid).
+MIN_RETRY_BACKOFF_MS = 100
 
 
 @dataclass(slots=True, frozen=True)
@@ -55,8 +56,8 @@ class SigningKey:
 
 
 def parse_jwks(document: Any) -> list[SigningKey]:
-    """The usable signature keys of a JWKS document; keys for encryption, or of a type or
-    curve this build cannot verify with, are skipped."""
+    """The usable signature keys of a JWKS document; keys for encryption, and keys PyJWT
+    cannot use (an unknown type or curve, a malformed value), are skipped."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError('not a JWKS document: expected {"keys": [...]}')
     keys = []
@@ -65,7 +66,7 @@ def parse_jwks(document: Any) -> list[SigningKey]:
             continue
         try:
             jwk = PyJWK(entry)
-        except (PyJWKError, ValueError, TypeError, KeyError) as e:
+        except (PyJWTError, ValueError, TypeError, KeyError, NotImplementedError) as e:
             log.debug("skipping JWKS key %r: %s", entry.get("kid"), e)
             continue
         kid = entry.get("kid")
@@ -101,8 +102,8 @@ class JwksCache:
     ) -> None:
         self.url = url
         self.refresh_ms = refresh_ms
-        self.retry_backoff_ms = retry_backoff_ms
-        self.retry_backoff_max_ms = max(retry_backoff_max_ms, retry_backoff_ms)
+        self.retry_backoff_ms = max(retry_backoff_ms, MIN_RETRY_BACKOFF_MS)
+        self.retry_backoff_max_ms = max(retry_backoff_max_ms, self.retry_backoff_ms)
         self._fetch = fetch
         self.keys: list[SigningKey] = []
         self.loaded = False  # at least one fetch succeeded
@@ -155,7 +156,10 @@ class JwksCache:
         while True:
             if not fetch_now:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.refresh_ms / 1000)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                    # that races with the wake-up, and the broker's stop would wait forever.
+                    async with asyncio.timeout(self.refresh_ms / 1000):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 else:
@@ -165,7 +169,7 @@ class JwksCache:
             fetched_at = time.monotonic()
             try:
                 await self.refresh_once()
-            except (OSError, ValueError) as e:
+            except Exception as e:
                 self._refresh_failed(e, backoff_ms)
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, self.retry_backoff_max_ms)

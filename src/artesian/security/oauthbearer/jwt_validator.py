@@ -12,6 +12,7 @@ Every failure is told to the client only as ``invalid_token``; the reason is log
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import jwt
 
 from artesian.security.oauthbearer.jwks import JwksCache, SigningKey
 from artesian.security.oauthbearer.sasl_server import TokenRejected, ValidatedToken
+from artesian.security.oauthbearer.unsecured import MAX_NUMERIC_DATE_S
 
 __all__ = ["JwtValidator"]
 
@@ -46,12 +48,15 @@ def _claim_text(claims: dict[str, Any], name: str) -> str:
 
 
 def _scope(claims: dict[str, Any], name: str) -> frozenset[str]:
+    # As Kafka's BrokerJwtValidator: a string is one scope, a list its strings, anything else
+    # no scope at all.
     value = claims.get(name)
-    if value is None:
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list):
+        items = [i for i in value if isinstance(i, str)]
+    else:
         return frozenset()
-    items = value.split() if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise TokenRejected(f"Could not extract the '{name}' claim from the access token")
     seen: set[str] = set()
     for item in (i.strip() for i in items if i.strip()):
         if item in seen:
@@ -60,6 +65,15 @@ def _scope(claims: dict[str, Any], name: str) -> frozenset[str]:
             )
         seen.add(item)
     return frozenset(seen)
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    value = claims[name]  # present: PyJWT checked
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenRejected(f"Could not validate the access token: '{name}' is not a number")
+    if abs(value) > MAX_NUMERIC_DATE_S:
+        raise TokenRejected(f"Could not validate the access token: '{name}' is out of range")
+    return float(value)
 
 
 @dataclass(slots=True)
@@ -84,7 +98,7 @@ class JwtValidator:
             )
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as e:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as e:
             raise TokenRejected(f"Could not validate the access token: {e}") from None
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg == "none":
@@ -101,11 +115,10 @@ class JwtValidator:
         claims = self._decode(token, alg, candidates)
         principal = _claim_text(claims, self.sub_claim)
         scope = _scope(claims, self.scope_claim)
-        expires, issued = claims["exp"], claims["iat"]
-        if not isinstance(expires, int | float) or expires < 0:
+        expires, issued = (_numeric_date(claims, name) for name in ("exp", "iat"))
+        if expires < 0:
             raise TokenRejected("exp value must be non-negative")
-        issued_ms = round(issued * 1000) if isinstance(issued, int | float) else None
-        return ValidatedToken(principal, round(expires * 1000), scope, issued_ms)
+        return ValidatedToken(principal, round(expires * 1000), scope, round(issued * 1000))
 
     @staticmethod
     def _verifies(key: SigningKey, alg: str) -> bool:
@@ -124,10 +137,12 @@ class JwtValidator:
                     audience=self.expected_audience or None,
                     issuer=self.expected_issuer,
                     leeway=self.clock_skew_s,
-                    options={"require": ["exp", "iat"], "verify_sub": False},
+                    # Kafka (jose4j) looks at neither sub's type nor jti.
+                    options={"require": ["exp", "iat"], "verify_sub": False, "verify_jti": False},
                 )
             except jwt.InvalidSignatureError as e:
                 failure = e  # another key with the same id may verify it
-            except jwt.PyJWTError as e:
+            except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError) as e:
+                # Whatever the library trips on in a client's token is a refusal, not a crash.
                 raise TokenRejected(f"Could not validate the access token: {e}") from None
         raise TokenRejected(f"Could not validate the access token: {failure}")

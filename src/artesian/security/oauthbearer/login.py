@@ -14,19 +14,34 @@ Fetching blocks (it is HTTP), so asyncio callers run ``token()`` in a thread.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["ClientCredentialsLogin", "LoginError", "RefreshingToken", "TokenSource"]
+__all__ = [
+    "ClientCredentialsLogin",
+    "LoginError",
+    "RefreshingToken",
+    "TokenSource",
+    "client_initial_response",
+]
 
 REFRESH_WINDOW_FACTOR = 0.8
 LOGIN_TIMEOUT_S = 10.0
+
+
+def client_initial_response(token: str, extensions: Mapping[str, str] | None = None) -> bytes:
+    """The client's first message (RFC 7628), without an authorization id, as Kafka's and
+    librdkafka's clients send it."""
+    pairs = "".join(f"{k}={v}\x01" for k, v in (extensions or {}).items())
+    return f"n,,\x01auth=Bearer {token}\x01{pairs}\x01".encode()
 
 
 class LoginError(Exception):
@@ -70,7 +85,7 @@ class ClientCredentialsLogin:
                 f"the token endpoint {self.token_url} refused client {self.client_id!r}: HTTP "
                 f"{e.code} {e.reason}; check its clientId and clientSecret"
             ) from e
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, http.client.HTTPException) as e:
             raise LoginError(f"cannot get a token from {self.token_url}: {e}") from e
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
@@ -78,16 +93,14 @@ class ClientCredentialsLogin:
         expires_in = body.get("expires_in")
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
             return token, time.time() + float(expires_in)
-        return token, _jwt_expiry(token, self.token_url)
+        import jwt  # here: Artesian's clients load PyJWT only when they use tokens
 
-
-def _jwt_expiry(token: str, where: str) -> float:
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, KeyError, TypeError, ValueError) as e:
-        raise LoginError(f"the token from {where} has neither expires_in nor an exp claim") from e
+        try:  # the client only reads its own token's expiry; the broker checks the signature
+            return token, float(jwt.decode(token, options={"verify_signature": False})["exp"])
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError) as e:
+            raise LoginError(
+                f"the token from {self.token_url} has neither expires_in nor an exp claim"
+            ) from e
 
 
 class RefreshingToken:

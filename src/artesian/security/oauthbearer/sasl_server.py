@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from artesian.security.sasl import AuthenticationFailed
-from artesian.security.scram import InvalidCredentials
+from artesian.security.sasl import AuthenticationFailed, InvalidCredentials
 
 __all__ = [
     "MECHANISM",
@@ -82,12 +81,6 @@ def parse_client_initial_response(message: bytes) -> ClientInitialResponse:
         )
     authzid = (match["authzid"] or b"").decode("latin-1")
     return ClientInitialResponse(scheme_and_token["token"], authzid, pairs)
-
-
-def client_initial_response(token: str, extensions: Mapping[str, str] | None = None) -> bytes:
-    """What a client sends (no authorization id, as Kafka's and librdkafka's clients)."""
-    pairs = "".join(f"{k}={v}\x01" for k, v in (extensions or {}).items())
-    return f"n,,\x01auth=Bearer {token}\x01{pairs}\x01".encode()
 
 
 @dataclass(slots=True, frozen=True)
@@ -161,12 +154,12 @@ class OAuthBearerServer:
         try:
             response = parse_client_initial_response(message)
         except MalformedResponse as e:
-            log.info("OAUTHBEARER login refused: %s", e)
+            log.info("OAUTHBEARER login refused: %.300r", str(e))  # client text: bounded, escaped
             raise InvalidCredentials(MECHANISM) from e
         try:
             token = self._validator.validate(response.token)
         except TokenRejected as e:
-            log.warning("OAUTHBEARER token refused (%s): %s", e.status, e)
+            log.warning("OAUTHBEARER token refused (%s): %.300r", e.status, str(e))
             self._error = e.json()
             return self._error.encode()
         if response.authzid and response.authzid != token.principal:

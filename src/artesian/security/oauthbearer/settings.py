@@ -108,6 +108,15 @@ def listener_validator(
             f"has: use {SECURED_VALIDATOR} (signed tokens, with "
             f"sasl.oauthbearer.jwks.endpoint.url), or leave it unset for unsecured tokens"
         )
+    own_keys = f"{prefix}sasl.oauthbearer.jwks.endpoint.url"
+    if config.is_set(own_keys):
+        # Kafka would quietly take unsigned tokens here; a listener given its own keys
+        # surely meant to check them.
+        raise ValueError(
+            f"{own_keys} is set, but {prefix}sasl.server.callback.handler.class is not "
+            f"{SECURED_VALIDATOR}, so the listener would accept unsigned tokens: set the "
+            "handler class, or remove the URL"
+        )
     try:
         validator_u = UnsecuredValidator.from_jaas(_jaas_options(config, listener))
     except ValueError as e:

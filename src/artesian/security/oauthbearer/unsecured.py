@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ from typing import Any
 
 from artesian.security.oauthbearer.sasl_server import TokenRejected, ValidatedToken
 
-__all__ = ["UnsecuredLogin", "UnsecuredValidator", "unsecured_jwt"]
+__all__ = ["MAX_NUMERIC_DATE_S", "UnsecuredLogin", "UnsecuredValidator", "unsecured_jwt"]
+
+# Times beyond this (seconds; some 300,000 years) are refused rather than turned into
+# milliseconds that overflow: a client's claim must not reach arithmetic that raises.
+MAX_NUMERIC_DATE_S = 1e13
 
 
 def _b64url_json(part: str) -> Any:
@@ -34,7 +39,7 @@ def _b64url_json(part: str) -> Any:
         raise TokenRejected("malformed Base64 URL encoded value") from None
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         raise TokenRejected("malformed JSON") from None
 
 
@@ -42,8 +47,10 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise TokenRejected(f"The '{name}' claim was not of type Number: {value}")
+    if abs(value) > MAX_NUMERIC_DATE_S:
+        raise TokenRejected(f"The '{name}' claim is out of range: {value}")
     return float(value)
 
 
