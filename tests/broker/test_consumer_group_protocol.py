@@ -1034,3 +1034,107 @@ def test_a_rollback_to_the_classic_protocol_waits_for_the_consumer_members(broke
             got.append(m.value())
     assert sorted(got, key=int) == [str(i).encode() for i in range(10)]
     old.close()
+
+
+def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_factory: Any) -> None:
+    """KIP-848's GROUP config resource, through kafka-python's admin client: the group's
+    consumer.session.timeout.ms and consumer.heartbeat.interval.ms, within the broker's
+    bounds, told to its members at their next heartbeat, kept across a restart."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.admin._configs import ConfigResource, ConfigResourceType
+
+    broker = broker_factory(
+        {**FAST, "group.consumer.max.session.timeout.ms": "20000"}, name="group-configs"
+    )
+    ids = _topic(broker, "gc-t", 1)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+
+    def described(group: str) -> dict[str, tuple[str, str]]:
+        result = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.GROUP, group)], config_filter="all"
+        )
+        entries = result["group"][group]
+        return {name: (e["value"], e["config_source"]) for name, e in entries.items()}
+
+    def alter(group: str, name: str, value: Any) -> str:
+        result = admin.alter_configs(
+            [ConfigResource(ConfigResourceType.GROUP, group, configs={name: value})],
+            incremental=True,
+            raise_on_unknown=False,  # the broker's refusal is what is tested
+        )
+        return str(result["group"][group])
+
+    # No override: the broker's values, as DEFAULT_CONFIG.
+    def _ms(ms: Any) -> datetime.timedelta:
+        return datetime.timedelta(milliseconds=int(ms))
+
+    defaults = {
+        "consumer.session.timeout.ms": (str(SESSION_MS), "DEFAULT_CONFIG"),
+        "consumer.heartbeat.interval.ms": (str(HEARTBEAT_MS), "DEFAULT_CONFIG"),
+    }
+    assert described("gc-g") == defaults
+    slow, fast = Member(broker, "gc-g", ids), Member(broker, "gc-g", ids)
+    assert _assert_ok(slow.join("gc-t")).heartbeat_interval == _ms(HEARTBEAT_MS)
+    assert alter("gc-g", "consumer.heartbeat.interval.ms", "300") == "OK"
+    assert alter("gc-g", "consumer.session.timeout.ms", "4000") == "OK"
+    assert described("gc-g") == {
+        "consumer.session.timeout.ms": ("4000", "DYNAMIC_GROUP_CONFIG"),
+        "consumer.heartbeat.interval.ms": ("300", "DYNAMIC_GROUP_CONFIG"),
+    }
+    assert described("another-group") == defaults
+    # The member learns the group's interval at its next heartbeat.
+    assert _assert_ok(slow.ack()).heartbeat_interval == _ms(300)
+    # The longer session: members silent for 3 s, over the broker's 2 s, are still in.
+    _assert_ok(fast.join("gc-t"))
+    time.sleep(3.0)
+    assert int(slow.heartbeat().error_code) == NONE
+    assert int(fast.heartbeat().error_code) == NONE
+
+    refusals = {
+        ("consumer.session.timeout.ms", "500"): (
+            "consumer.session.timeout.ms must be greater than or equal to "
+            "group.consumer.min.session.timeout.ms"
+        ),
+        ("consumer.session.timeout.ms", "30000"): (
+            "consumer.session.timeout.ms must be less than or equal to "
+            "group.consumer.max.session.timeout.ms"
+        ),
+        ("consumer.heartbeat.interval.ms", "5000"): (
+            "consumer.session.timeout.ms must be greater than consumer.heartbeat.interval.ms"
+        ),
+        ("consumer.heartbeat.interval.ms", "soon"): (
+            "Invalid value soon for configuration consumer.heartbeat.interval.ms: Not a number "
+            "of type INT"
+        ),
+        ("share.session.timeout.ms", "30000"): (
+            "Unknown group config name: share.session.timeout.ms"
+        ),
+    }
+    for (name, value), message in refusals.items():
+        assert alter("gc-g", name, value) == f"[Error 40] InvalidConfigurationError: {message}"
+    assert described("gc-g")["consumer.session.timeout.ms"] == ("4000", "DYNAMIC_GROUP_CONFIG")
+
+    # Kept in the metadata log: the same after a restart.
+    admin.close()
+    slow.close()
+    fast.close()
+    broker.stop()
+    broker.start()
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    assert described("gc-g")["consumer.heartbeat.interval.ms"] == ("300", "DYNAMIC_GROUP_CONFIG")
+    member = Member(broker, "gc-g", ids)
+
+    def joined() -> Any:
+        r = member.join("gc-t")
+        return r if int(r.error_code) == NONE else None
+
+    assert wait_for(joined, what="joined after the restart").heartbeat_interval == _ms(300)
+    # Deleting the override returns the group to the broker's value.
+    assert alter("gc-g", "consumer.heartbeat.interval.ms", ("DELETE", None)) == "OK"
+    assert (
+        described("gc-g")["consumer.heartbeat.interval.ms"]
+        == defaults["consumer.heartbeat.interval.ms"]
+    )
+    assert _assert_ok(member.heartbeat()).heartbeat_interval == _ms(HEARTBEAT_MS)
+    member.close()
+    admin.close()

@@ -637,6 +637,12 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
                 cluster_denied,
                 "Cluster authorization failed.",
             ), key
+            group = _ask(conn, key, version, resource_type=32, resource_name="cfg-group")
+            (result,) = group.results if key == 32 else group.responses
+            assert (int(result.error_code), result.error_message) == (
+                ErrorCode.group_authorization_failed,
+                "Group authorization failed.",
+            ), key
         (deleted,) = _ask(conn, 20, 6, name="locked").responses
         assert (deleted.name, int(deleted.error_code)) == ("locked", topic_denied)
         by_id = conn.request(20, 6, sample_request(20, 6, "locked", name=None, topic_id=locked_id))
@@ -689,6 +695,14 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
         assert (int(topic.error_code), len(topic.configs) > 0) == (0, True)
         (topic,) = _ask(conn, 33, 2, validate_only=True).responses
         assert int(topic.error_code) == topic_denied  # ALTER_CONFIGS is not implied
+    secured.allow("dave", ResourceType.GROUP, "cfg-group", AclOperation.DESCRIBE_CONFIGS)
+    with secured.login("dave") as conn:
+        (group,) = _ask(conn, 32, 4, resource_type=32, resource_name="cfg-group").results
+        assert int(group.error_code) == 0
+        assert {c.name for c in group.configs} <= {
+            "consumer.session.timeout.ms",
+            "consumer.heartbeat.interval.ms",
+        }
 
 
 def test_group_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -> None:

@@ -628,6 +628,7 @@ class Broker:
             heartbeat_interval_ms=cfg.get_int("group.consumer.heartbeat.interval.ms"),
             max_size=cfg.get_int("group.consumer.max.size"),
             assignors=tuple(cast(list[str], cfg.get("group.consumer.assignors"))),
+            overrides=lambda group_id: self.image.group_configs.get(group_id, {}),
         )
 
     def _join_cluster(self, cluster_id: str) -> str:

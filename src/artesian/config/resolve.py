@@ -261,8 +261,10 @@ def apply_incremental(
     current: Mapping[str, str],
     ops: Iterable[tuple[str, int, str | None]],
     definitions: Mapping[str, ConfigKey] = TOPIC_CONFIGS,
+    kind: str = "",
 ) -> dict[str, str]:
     """Apply IncrementalAlterConfigs ops to stored overrides; return the new overrides.
+    ``kind`` names the resource in errors (topic or broker by default).
 
     APPEND/SUBTRACT work on LIST configs only, starting from the default when unset; values
     of the result are validated and normalized (topic configs), or for other definitions the
@@ -282,7 +284,7 @@ def apply_incremental(
             if op is AlterConfigOp.DELETE and name in result:
                 del result[name]
                 continue
-            kind = "topic" if definitions is TOPIC_CONFIGS else "broker"
+            kind = kind or ("topic" if definitions is TOPIC_CONFIGS else "broker")
             raise UnknownConfigError(name, f"Unknown {kind} config name: {name}")
         if op is AlterConfigOp.DELETE:
             result.pop(name, None)

@@ -18,6 +18,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.metadata.image import (
     BROKER_RESOURCE,
+    GROUP_RESOURCE,
     TOPIC_RESOURCE,
     MetadataImage,
     PartitionImage,
@@ -479,6 +480,18 @@ class Controller:
         current = self.image.broker_configs.get(resource, {})
         return [
             ConfigRecord(BROKER_RESOURCE, resource, k, v)
+            for k, v in sorted(configs.items())
+            if current.get(k) != v
+        ]
+
+    def plan_group_configs(
+        self, group_id: str, configs: Mapping[str, str | None]
+    ) -> list[MetadataRecord]:
+        """A consumer group's own configs; None removes one. The group need not exist yet,
+        as in Kafka: its members find the values when they join."""
+        current = self.image.group_configs.get(group_id, {})
+        return [
+            ConfigRecord(GROUP_RESOURCE, group_id, k, v)
             for k, v in sorted(configs.items())
             if current.get(k) != v
         ]

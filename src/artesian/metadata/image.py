@@ -26,6 +26,7 @@ from artesian.metadata.records import (
 
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
+GROUP_RESOURCE = 32  # a consumer group's own configs (KIP-848)
 # Kafka's internal topics: clients may not write to or delete records from them.
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
@@ -81,6 +82,7 @@ class MetadataImage:
     topics_by_id: dict[uuid.UUID, TopicImage] = field(default_factory=dict)
     brokers: dict[int, BrokerImage] = field(default_factory=dict)
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    group_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Dynamic broker configs by resource name: a node id, or "" for the cluster default."""
     offset: int = -1
     """Offset of the last applied record: the metadata epoch clients can cache against."""
@@ -148,6 +150,8 @@ class MetadataImage:
                     target = t.configs if t is not None else None
                 elif rtype == BROKER_RESOURCE:
                     target = self.broker_configs.setdefault(rname, {})
+                elif rtype == GROUP_RESOURCE:
+                    target = self.group_configs.setdefault(rname, {})
                 else:
                     target = None  # a resource this version does not know
                 if target is not None:
@@ -155,6 +159,8 @@ class MetadataImage:
                         target.pop(name, None)
                     else:
                         target[name] = value
+                    if rtype == GROUP_RESOURCE and not target:
+                        del self.group_configs[rname]
             case RegisterBrokerRecord():
                 # A registration from before named listeners was on PLAINTEXT.
                 endpoints = {name: (host, port) for name, host, port in record.endpoints} or {

@@ -46,7 +46,7 @@ class ConfigRecord:
     """value None removes the override."""
 
     TYPE: ClassVar[str] = "config"
-    resource_type: int  # 2 = topic, 4 = broker (Kafka's ConfigResource.Type)
+    resource_type: int  # 2 = topic, 4 = broker, 32 = group (Kafka's ConfigResource.Type)
     resource_name: str
     name: str
     value: str | None

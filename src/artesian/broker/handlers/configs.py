@@ -1,8 +1,10 @@
 """DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44).
 
-Topic overrides and dynamic broker configs are metadata records (ConfigRecord). A BROKER
-resource is named by a node id (that broker's own dynamic configs) or "" (the cluster-wide
-dynamic default); only configs that may change while a broker runs are accepted, as in Kafka.
+Topic overrides, dynamic broker configs and consumer groups' own configs are metadata
+records (ConfigRecord). A BROKER resource is named by a node id (that broker's own dynamic
+configs) or "" (the cluster-wide dynamic default); only configs that may change while a
+broker runs are accepted, as in Kafka. A GROUP resource (KIP-848) is a consumer group's
+session timeout and heartbeat interval (``config/group.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import (
     CLUSTER_DENIED,
+    GROUP_DENIED,
     TOPIC_DENIED,
     AclOperation,
     ResourceType,
@@ -31,6 +34,7 @@ from artesian.config.definitions import (
     format_value,
     parse,
 )
+from artesian.config.group import GROUP_CONFIGS, describe_group_configs, validate_group_configs
 from artesian.config.resolve import (
     apply_incremental,
     describe_broker_configs,
@@ -49,19 +53,23 @@ TOPIC = 2
 _DELETE = 1  # IncrementalAlterConfigs operation
 BROKER = 4
 BROKER_LOGGER = 8
+GROUP = 32
 
 log = logging.getLogger("artesian.admin")
 
 
 def _denied(ctx: Any, res: Any, operation: AclOperation) -> tuple[ErrorCode, str] | None:
     """Kafka's checks: ``operation`` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic for a
-    TOPIC resource, on the cluster for BROKER and BROKER_LOGGER ones. Other types are
-    refused further on as they are without an authorizer."""
+    TOPIC resource, on the group for a GROUP one, on the cluster for BROKER and BROKER_LOGGER
+    ones. Other types are refused further on as they are without an authorizer."""
     if ctx.broker.authorizer is None:
         return None
     if res.resource_type == TOPIC:
         if not authorized(ctx, operation, ResourceType.TOPIC, res.resource_name):
             return ErrorCode.topic_authorization_failed, TOPIC_DENIED
+    elif res.resource_type == GROUP:
+        if not authorized(ctx, operation, ResourceType.GROUP, res.resource_name):
+            return ErrorCode.group_authorization_failed, GROUP_DENIED
     elif res.resource_type in (BROKER, BROKER_LOGGER) and not cluster_authorized(ctx, operation):
         return ErrorCode.cluster_authorization_failed, CLUSTER_DENIED
     return None
@@ -105,6 +113,17 @@ def describe(ctx: Any, request: Any) -> Any:
                     include_synonyms,
                     include_docs,
                     cluster_default=res.resource_name == "",
+                )
+        elif res.resource_type == GROUP:
+            if not res.resource_name:
+                code, message = ErrorCode.invalid_request, "Group name must not be empty"
+            else:
+                entries = describe_group_configs(
+                    broker.image.group_configs.get(res.resource_name, {}),
+                    broker.config,
+                    names,
+                    include_synonyms,
+                    include_docs,
                 )
         else:
             code = ErrorCode.invalid_request
@@ -155,7 +174,11 @@ def _check_broker_resource(broker: Any, name: str) -> None:
 
 
 def _wanted(
-    res: Any, incremental: bool, current: Mapping[str, str], definitions: Any = TOPIC_CONFIGS
+    res: Any,
+    incremental: bool,
+    current: Mapping[str, str],
+    definitions: Any = TOPIC_CONFIGS,
+    kind: str = "",
 ) -> dict[str, str]:
     """A resource's configs once the request is applied: its ops (IncrementalAlterConfigs),
     or its entries, which replace the whole set (AlterConfigs). Raises ConfigError,
@@ -174,7 +197,7 @@ def _wanted(
         )
     if incremental:
         ops = [(c.name, c.config_operation, c.value) for c in res.configs]
-        return apply_incremental(current, ops, definitions)
+        return apply_incremental(current, ops, definitions, kind)
     return {c.name: c.value for c in res.configs}
 
 
@@ -240,6 +263,23 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
     return broker.controller.plan_topic_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
 
+def _plan_group_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
+    """The records altering a consumer group's own configs, planned from the image."""
+    if not res.resource_name:
+        raise ControllerError(ErrorCode.invalid_request, "Group name must not be empty")
+    current = broker.image.group_configs.get(res.resource_name, {})
+    try:
+        new = validate_group_configs(
+            _wanted(res, incremental, current, GROUP_CONFIGS, "group"), broker.config
+        )
+    except ConfigError as e:
+        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
+    except ValueError as e:
+        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+    changes = _changes(current, new)
+    return broker.controller.plan_group_configs(res.resource_name, changes)  # type: ignore[no-any-return]
+
+
 def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     broker = ctx.broker
     mod = response_module(api_key, ctx.header.api_version)
@@ -254,6 +294,8 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
             elif res.resource_type == BROKER:
                 plan = _plan_broker_configs
                 what = f"broker {res.resource_name}" if res.resource_name else "cluster default"
+            elif res.resource_type == GROUP:
+                plan, what = _plan_group_configs, f"group {res.resource_name}"
             else:
                 raise ControllerError(
                     ErrorCode.invalid_request, f"Unsupported resource type {res.resource_type}"

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,14 +52,28 @@ log = logging.getLogger("artesian.group_coordinator")
 E = ErrorCode
 
 
+def _no_overrides(group_id: str) -> Mapping[str, str]:
+    return {}
+
+
 @dataclass(slots=True, frozen=True)
 class ConsumerGroupConfig:
-    """Kafka's group.consumer.* settings."""
+    """Kafka's group.consumer.* settings, and each group's own (``overrides``: its GROUP
+    resource configs by group id, checked when they were set)."""
 
     session_timeout_ms: int = 45_000
     heartbeat_interval_ms: int = 5_000
     max_size: int = 2**31 - 1
     assignors: tuple[str, ...] = ("uniform", "range")
+    overrides: Callable[[str], Mapping[str, str]] = _no_overrides
+
+    def session_timeout_for(self, group_id: str) -> int:
+        value = self.overrides(group_id).get("consumer.session.timeout.ms")
+        return int(value) if value is not None else self.session_timeout_ms
+
+    def heartbeat_interval_for(self, group_id: str) -> int:
+        value = self.overrides(group_id).get("consumer.heartbeat.interval.ms")
+        return int(value) if value is not None else self.heartbeat_interval_ms
 
 
 class TopicsView(Protocol):
@@ -223,7 +237,7 @@ class ConsumerGroupCoordinator:
             E.none,
             member_id=member.member_id,
             member_epoch=now.member_epoch,
-            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
+            heartbeat_interval_ms=self.config.heartbeat_interval_for(group.group_id),
             assignment=now.assigned if send else None,
         )
 
@@ -755,7 +769,10 @@ class ConsumerGroupCoordinator:
         if member.session_timer is not None:
             member.session_timer.cancel()
         member.session_timer = loop.call_later(
-            self.config.session_timeout_ms / 1000, self._on_session_expired, group, member
+            self.config.session_timeout_for(group.group_id) / 1000,
+            self._on_session_expired,
+            group,
+            member,
         )
         if new_revocation:
             self._cancel_revocation_timer(member)
@@ -771,10 +788,10 @@ class ConsumerGroupCoordinator:
         member.session_timer = None
         log.info(
             "member %s of consumer group %s has failed: no heartbeat for %d ms "
-            "(group.consumer.session.timeout.ms)",
+            "(group.consumer.session.timeout.ms, or the group's consumer.session.timeout.ms)",
             member.member_id,
             group.group_id,
-            self.config.session_timeout_ms,
+            self.config.session_timeout_for(group.group_id),
         )
         self.remove_member(group, member, "session timeout")
 
