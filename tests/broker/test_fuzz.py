@@ -86,6 +86,8 @@ FUZZED_APIS = {
     # The consumer group protocol (KIP-848): ConsumerGroupHeartbeat, ConsumerGroupDescribe.
     68: range(0, 2),
     69: range(0, 2),
+    # ElectLeaders: a preferred or unclean election asked with any fields.
+    43: range(0, 3),
 }
 # Keys a mutation must never turn a frame into (see above; 20 so nothing can be spliced into
 # deleting the fuzz topic).

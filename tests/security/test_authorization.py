@@ -661,6 +661,12 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
         ]
         (epochs,) = _ask(conn, 23, 4).topics
         assert [int(p.error_code) for p in epochs.partitions] == [topic_denied]
+        elected = _ask(conn, 43, 2, election_type=0)
+        assert int(elected.error_code) == cluster_denied
+        assert [
+            (r.topic, [(int(p.error_code), p.error_message) for p in r.partition_result])
+            for r in elected.replica_election_results
+        ] == [("locked", [(cluster_denied, "Cluster authorization failed.")])]
         dirs = _ask(conn, 35, 4, topics=None)
         assert (int(dirs.error_code), dirs.results) == (cluster_denied, ())
         assert int(_ask(conn, 46, 0, topics=None).error_code) == cluster_denied

@@ -1,7 +1,8 @@
 """``artesian cluster describe``: the brokers, the controller, and how replicated the
 partitions are (what an operator checks before touching a broker). ``artesian cluster
 config``: dynamic broker configs, as ``kafka-configs --entity-type brokers`` shows and sets
-them."""
+them. ``artesian cluster elect-leaders``: kafka-leader-election's preferred and unclean
+elections."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from artesian.cli.common import (
     parse_kv,
     print_json,
     reporting,
+    result,
     table,
 )
 from artesian.cli.rebalance import cancel_removal, remove_broker
@@ -88,6 +90,68 @@ def describe(
                 else ""
             )
         )
+
+
+@cluster_app.command("elect-leaders")
+def elect_leaders(
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="Only this topic's partitions.")
+    ] = None,
+    partition: Annotated[
+        list[int] | None,
+        typer.Option("--partition", "-p", help="Only this partition (repeatable); needs --topic."),
+    ] = None,
+    unclean: Annotated[
+        bool,
+        typer.Option(
+            "--unclean",
+            help="Give partitions without a live leader one from outside the ISR: records "
+            "only the ISR had are LOST. Default: preferred elections.",
+        ),
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Elect leaders, as kafka-leader-election does: by default move leadership back to each
+    partition's preferred (first) replica; with --unclean bring offline partitions back."""
+    from confluent_kafka import ElectionType, TopicPartition
+
+    if partition and not topic:
+        raise CliError("--partition needs --topic", "Name the topic with --topic.")
+    opts = client_options(bootstrap, command_config, props, timeout)
+    kind = ElectionType.UNCLEAN if unclean else ElectionType.PREFERRED
+    with reporting(opts.bootstrap):
+        admin = opts.admin()
+        wanted = None
+        if topic:
+            indexes = partition
+            if not indexes:
+                described = admin.list_topics(topic, timeout=opts.timeout).topics.get(topic)
+                if described is None or described.error is not None:
+                    raise CliError(f"topic {topic} does not exist", "Check the name.")
+                indexes = sorted(described.partitions)
+            wanted = [TopicPartition(topic, i) for i in indexes]
+        results = result(
+            admin.elect_leaders(kind, wanted), opts.timeout, opts.bootstrap, "electing leaders: "
+        )
+    rows = [
+        {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "result": "elected" if err is None else err.name(),
+        }
+        for tp, err in sorted(results.items(), key=lambda kv: (kv[0].topic, kv[0].partition))
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("No partition needed an election.")
+        return
+    out.print(table(None, ["TOPIC", "PARTITION", "RESULT"], [tuple(r.values()) for r in rows]))
 
 
 _DESCRIBE_CONFIGS, _INCREMENTAL_ALTER_CONFIGS = 32, 44

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +181,67 @@ class Controller:
                         self._changed(t.topic_id, p, leader=broker, leader_epoch=p.leader_epoch + 1)
                     )
         return records
+
+    def plan_requested_elections(
+        self,
+        unclean: bool,
+        wanted: Sequence[tuple[str, Sequence[int]]] | None,
+        live: Set[int],
+    ) -> tuple[list[MetadataRecord], dict[str, list[tuple[int, ErrorCode, str | None]]]]:
+        """ElectLeaders (KIP-460): a preferred election moves leadership to the first replica
+        if it is live and in sync; an unclean one gives a partition without a live leader
+        its first live ISR member, else its first live replica (which then is the ISR).
+        ``wanted`` None means every partition, whose results then leave out those that
+        needed nothing, as KRaft's controller does. Returns the records and, per topic, each
+        partition's (index, error, message)."""
+        records: list[MetadataRecord] = []
+        results: dict[str, list[tuple[int, ErrorCode, str | None]]] = {}
+        everything = wanted is None
+        if wanted is None:
+            wanted = [(name, sorted(t.partitions)) for name, t in sorted(self.image.topics.items())]
+        for name, indexes in wanted:
+            topic = self.image.topics.get(name)
+            outcomes = results.setdefault(name, [])
+            for index in indexes:
+                p = topic.partitions.get(index) if topic is not None else None
+                if topic is None or p is None:
+                    what = f"topic as {name}" if topic is None else f"partition as {name}-{index}"
+                    outcomes.append(
+                        (index, ErrorCode.unknown_topic_or_partition, f"No such {what}")
+                    )
+                    continue
+                code, record = self._requested_election(topic.topic_id, p, unclean, live)
+                if record is not None:
+                    records.append(record)
+                if not (everything and code is ErrorCode.election_not_needed):
+                    outcomes.append((index, code, None))
+        return records, results
+
+    def _requested_election(
+        self, topic_id: uuid.UUID, p: PartitionImage, unclean: bool, live: Set[int]
+    ) -> tuple[ErrorCode, PartitionRecord | None]:
+        if not unclean:
+            preferred = p.replicas[0] if p.replicas else -1
+            if p.leader == preferred:
+                return ErrorCode.election_not_needed, None
+            if preferred not in live or preferred not in p.isr:
+                return ErrorCode.preferred_leader_not_available, None
+            return ErrorCode.none, self._changed(
+                topic_id, p, leader=preferred, leader_epoch=p.leader_epoch + 1
+            )
+        if p.leader in live:
+            return ErrorCode.election_not_needed, None
+        in_sync = [r for r in p.replicas if r in p.isr and r in live]
+        if in_sync:
+            leader, isr = in_sync[0], tuple(r for r in p.isr if r in live)
+        else:
+            anyone = [r for r in p.replicas if r in live]
+            if not anyone:
+                return ErrorCode.eligible_leaders_not_available, None
+            leader, isr = anyone[0], (anyone[0],)  # records past its log end are lost
+        return ErrorCode.none, self._changed(
+            topic_id, p, leader=leader, isr=isr, leader_epoch=p.leader_epoch + 1
+        )
 
     @staticmethod
     def _elect(
