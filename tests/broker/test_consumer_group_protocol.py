@@ -1113,6 +1113,33 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
     for (name, value), message in refusals.items():
         assert alter("gc-g", name, value) == f"[Error 40] InvalidConfigurationError: {message}"
     assert described("gc-g")["consumer.session.timeout.ms"] == ("4000", "DYNAMIC_GROUP_CONFIG")
+    # The CLI shows and sets the same (librdkafka has no GROUP config resource).
+    from tests.cli.test_admin_cli import cli_json, fails
+
+    shown = cli_json(
+        broker, "groups", "config", "gc-g", "--set", "consumer.session.timeout.ms=5000"
+    )
+    assert shown == {
+        "group": "gc-g",
+        "configs": [
+            {
+                "name": "consumer.heartbeat.interval.ms",
+                "value": "300",
+                "source": "GROUP_CONFIG",
+                "read_only": False,
+            },
+            {
+                "name": "consumer.session.timeout.ms",
+                "value": "5000",
+                "source": "GROUP_CONFIG",
+                "read_only": False,
+            },
+        ],
+    }
+    refused = fails(broker, "groups", "config", "gc-g", "--set", "consumer.session.timeout.ms=1")
+    assert "INVALID_CONFIG: consumer.session.timeout.ms must be greater than or equal to" in (
+        refused
+    )
 
     # Kept in the metadata log: the same after a restart.
     admin.close()

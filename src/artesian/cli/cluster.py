@@ -154,9 +154,6 @@ def elect_leaders(
     out.print(table(None, ["TOPIC", "PARTITION", "RESULT"], [tuple(r.values()) for r in rows]))
 
 
-_DESCRIBE_CONFIGS, _INCREMENTAL_ALTER_CONFIGS = 32, 44
-
-
 @cluster_app.command()
 def config(
     broker: Annotated[
@@ -189,7 +186,8 @@ def config(
     (--entity-default); with it, that broker's own values, which win over the defaults.
     Both win over what a broker was started with. Changes apply at once and are kept
     across restarts. Example: artesian cluster config --set log.retention.ms=86400000"""
-    from artesian.cli.wire import WireClient
+    from artesian.cli.wire import WireClient, alter_configs, describe_configs
+    from artesian.metadata.image import BROKER_RESOURCE
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
@@ -211,10 +209,18 @@ def config(
         what = "the cluster default" if broker is None else f"broker {broker}"
         with WireClient.for_options(opts, address) as client:
             if changes or delete_config:
-                _alter_broker_configs(client, name, changes, delete_config or [])
+                alter_configs(
+                    client,
+                    BROKER_RESOURCE,
+                    name,
+                    changes,
+                    delete_config or [],
+                    "See what may change with `artesian cluster config --broker ID --all` "
+                    "(READ-ONLY configs need a restart with --set).",
+                )
                 if not as_json:
                     out.print(f"Altered the dynamic configs of {what}.")
-            entries = _describe_broker_configs(client, name)
+            entries = describe_configs(client, BROKER_RESOURCE, name)
         if broker is not None and not all_:
             entries = [e for e in entries if e["source"].startswith("DYNAMIC")]
         if as_json:
@@ -225,77 +231,6 @@ def config(
             return
         rows = [(e["name"], e["value"], e["source"]) for e in entries]
         out.print(table(f"Configs of {what}", ["NAME", "VALUE", "SOURCE"], rows))
-
-
-def _alter_broker_configs(
-    client: Any, name: str, changes: dict[str, str], deletions: list[str]
-) -> None:
-    from kio.schema.incremental_alter_configs.v1 import request as iac
-    from kio.static.primitive import i8
-
-    from artesian.config.resolve import AlterConfigOp
-    from artesian.metadata.image import BROKER_RESOURCE
-
-    configs = [
-        iac.AlterableConfig(name=k, config_operation=i8(AlterConfigOp.SET), value=v)
-        for k, v in changes.items()
-    ]
-    configs += [
-        iac.AlterableConfig(name=k, config_operation=i8(AlterConfigOp.DELETE), value=None)
-        for k in deletions
-    ]
-    resource = iac.AlterConfigsResource(
-        resource_type=i8(BROKER_RESOURCE), resource_name=name, configs=tuple(configs)
-    )
-    response = client.request(
-        _INCREMENTAL_ALTER_CONFIGS, 1, resources=(resource,), validate_only=False
-    )
-    (result,) = response.responses
-    if result.error_code != 0:
-        raise CliError(
-            f"{result.error_code.name.upper()}: {result.error_message}",
-            "See what may change with `artesian cluster config --broker ID --all` "
-            "(READ-ONLY configs need a restart with --set).",
-        )
-
-
-def _source_name(code: int) -> str:
-    from artesian.config.definitions import ConfigSource
-
-    try:
-        return ConfigSource(code).name
-    except ValueError:
-        return "UNKNOWN"  # a source newer than this client
-
-
-def _describe_broker_configs(client: Any, name: str) -> list[dict[str, Any]]:
-    from kio.schema.describe_configs.v4 import request as dc
-    from kio.static.primitive import i8
-
-    from artesian.metadata.image import BROKER_RESOURCE
-
-    resource = dc.DescribeConfigsResource(
-        resource_type=i8(BROKER_RESOURCE), resource_name=name, configuration_keys=None
-    )
-    response = client.request(
-        _DESCRIBE_CONFIGS,
-        4,
-        resources=(resource,),
-        include_synonyms=False,
-        include_documentation=False,
-    )
-    (result,) = response.results
-    if result.error_code != 0:
-        raise CliError(f"{result.error_code.name.upper()}: {result.error_message}")
-    return [
-        {
-            "name": c.name,
-            "value": c.value,
-            "source": _source_name(int(c.config_source)),
-            "read_only": c.read_only,
-        }
-        for c in sorted(result.configs, key=lambda c: c.name)
-    ]
 
 
 # Draining brokers goes through the self-balancer, whose commands live in their own module.

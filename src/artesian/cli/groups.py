@@ -1,5 +1,6 @@
 """``artesian groups``: list, describe, reset offsets of and delete consumer groups
-(like kafka-consumer-groups)."""
+(like kafka-consumer-groups), and set a group's own configs (like kafka-configs
+--entity-type groups)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from artesian.cli.common import (
     from_kafka_error,
     make_app,
     out,
+    parse_kv,
     print_json,
     reporting,
     result,
@@ -438,3 +440,54 @@ def delete(
             print_json({"group": group, "deleted": True})
         else:
             out.print(f"Deleted consumer group {group}.")
+
+
+@groups_app.command("config")
+def config(
+    group: Annotated[str, typer.Argument(help="The consumer group.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Set one of the group's configs, key=value (consumer.session.timeout.ms, "
+            "consumer.heartbeat.interval.ms). Repeatable.",
+        ),
+    ] = None,
+    delete_config: Annotated[
+        list[str] | None,
+        typer.Option("--delete-config", help="Back to the broker's value. Repeatable."),
+    ] = None,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change a consumer group's own configs (KIP-848; like kafka-configs
+    --entity-type groups): its session timeout and heartbeat interval under the consumer
+    group protocol, instead of the broker's group.consumer.* settings.
+    Example: artesian groups config orders --set consumer.session.timeout.ms=60000"""
+    from artesian.cli.wire import WireClient, alter_configs, describe_configs
+    from artesian.metadata.image import GROUP_RESOURCE
+
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap), WireClient.for_options(opts) as client:
+        changes = parse_kv(set_ or [], "--set")
+        if changes or delete_config:
+            alter_configs(
+                client,
+                GROUP_RESOURCE,
+                group,
+                changes,
+                delete_config or [],
+                "Each must lie within the broker's group.consumer.min/max.* bounds, and the "
+                "session timeout above the heartbeat interval.",
+            )
+            if not as_json:
+                out.print(f"Altered the configs of group {escape(group)}.")
+        entries = describe_configs(client, GROUP_RESOURCE, group)
+    if as_json:
+        print_json({"group": group, "configs": entries})
+        return
+    rows = [(e["name"], e["value"], e["source"]) for e in entries]
+    out.print(table(f"Configs of group {escape(group)}", ["NAME", "VALUE", "SOURCE"], rows))
