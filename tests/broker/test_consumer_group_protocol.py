@@ -1146,9 +1146,13 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
     slow.close()
     fast.close()
     broker.stop()
+    # Restarted with bounds the stored 5000 ms no longer fits: the broker's value applies.
+    broker.settings["group.consumer.max.session.timeout.ms"] = "3000"
+    mark = broker.log_mark()
     broker.start()
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     assert described("gc-g")["consumer.heartbeat.interval.ms"] == ("300", "DYNAMIC_GROUP_CONFIG")
+    assert described("gc-g")["consumer.session.timeout.ms"] == ("5000", "DYNAMIC_GROUP_CONFIG")
     member = Member(broker, "gc-g", ids)
 
     def joined() -> Any:
@@ -1156,7 +1160,16 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
         return r if int(r.error_code) == NONE else None
 
     assert wait_for(joined, what="joined after the restart").heartbeat_interval == _ms(300)
-    # Deleting the override returns the group to the broker's value.
+    assert (
+        "a consumer group's consumer.session.timeout.ms='5000' cannot apply (outside [1000, "
+        "3000]): the broker's group.consumer.session.timeout.ms applies instead"
+    ) in broker.log_tail(200, since=mark)
+    # A change is checked against the group's whole configuration, as in Kafka: the stored
+    # session timeout must go (or fit) first. Deleting returns to the broker's values.
+    assert "must be less than or equal to group.consumer.max.session.timeout.ms" in alter(
+        "gc-g", "consumer.heartbeat.interval.ms", ("DELETE", None)
+    )
+    assert alter("gc-g", "consumer.session.timeout.ms", ("DELETE", None)) == "OK"
     assert alter("gc-g", "consumer.heartbeat.interval.ms", ("DELETE", None)) == "OK"
     assert (
         described("gc-g")["consumer.heartbeat.interval.ms"]

@@ -90,10 +90,32 @@ def test_preferred_and_unclean_elections(tmp_path: Path) -> None:
         assert _elect(admin, ElectionType.PREFERRED, ("elect", 0)) == {
             ("elect", 0): KafkaError.PREFERRED_LEADER_NOT_AVAILABLE
         }
-        # A partition with a live leader needs no unclean election.
+        # A partition with a leader needs no unclean election.
         assert _elect(admin, ElectionType.UNCLEAN, ("elect", 1)) == {
             ("elect", 1): KafkaError.ELECTION_NOT_NEEDED
         }
+        # A partition named twice (librdkafka refuses to send that; the wire can) is
+        # answered once, with Kafka's text.
+        from kio.schema.elect_leaders.v2 import request as el
+
+        twice = el.ElectLeadersRequest(
+            election_type=1,
+            topic_partitions=(
+                el.TopicPartitions(topic="elect", partitions=(1, 1)),
+                el.TopicPartitions(topic="elect", partitions=(1,)),
+            ),
+        )
+        with c.conn(2) as conn:
+            answer = conn.request(43, 2, twice)
+        assert [
+            (
+                r.topic,
+                [(p.partition_id, int(p.error_code), p.error_message) for p in r.partition_result],
+            )
+            for r in answer.replica_election_results
+        ] == [("elect", [(1, 84, "Leader election not needed for topic partition.")])]
+        c.brokers[1].start()
+        c.wait_for(lambda: all(1 in c.live_brokers(n) for n in (1, 2, 3)), what="1 back")
 
         # Unclean: "lossy" on brokers 3 and 2 only. 2 stops; 3 goes on alone and is lost.
         admin.create_topics(
@@ -113,22 +135,32 @@ def test_preferred_and_unclean_elections(tmp_path: Path) -> None:
         c.wait_for(lambda: c.partitions("lossy", 3)[0].isr == (3,), what="ISR shrinks to 3")
         assert c.produce(3, "lossy", 0, [b"only-on-3"]) == (NONE, 2)
         c.brokers[3].kill9()
+        # Neither replica lives: offline, and no election can help.
+        c.wait_for(lambda: c.partitions("lossy", 1)[0].leader == -1, what="offline")
+        c.wait_for(lambda: c.live_brokers(1) == {1}, what="2 and 3 gone")
+        assert _elect(admin_of(c, 1), ElectionType.UNCLEAN, ("lossy", 0)) == {
+            ("lossy", 0): KafkaError.ELIGIBLE_LEADERS_NOT_AVAILABLE
+        }
+        # 2 returns, outside the ISR, and unclean.leader.election.enable is false: still
+        # offline until an unclean election is asked for.
         c.brokers[2].start()
-        # 2 is not in the ISR, and unclean.leader.election.enable is false: offline.
-        c.wait_for(lambda: c.partitions("lossy", 2)[0].leader == -1, what="offline")
-        results = _elect(admin_of(c, 2), ElectionType.UNCLEAN, ("lossy", 0))
-        assert results == {("lossy", 0): None}
+        c.wait_for(lambda: 2 in c.live_brokers(1), what="2 back")
+        assert c.partitions("lossy", 1)[0].leader == -1
+        assert _elect(admin_of(c, 1), ElectionType.UNCLEAN, ("lossy", 0)) == {("lossy", 0): None}
         c.wait_for(lambda: c.partitions("lossy", 2)[0].leader == 2, what="unclean leader 2")
-        state = c.partitions("lossy", 2)[0]
-        assert state.isr == (2,)
+        assert c.partitions("lossy", 2)[0].isr == (2,)
         # What only broker 3 had is gone; the log goes on from 2's end.
         assert c.produce(2, "lossy", 0, [b"after"]) == (NONE, 2)
-        bootstrap = c.brokers[2].bootstrap
-        assert read_range(bootstrap, "lossy", 0, 3) == [
-            (0, b"kept-0"),
-            (1, b"kept-1"),
-            (2, b"after"),
-        ]
+        expected = [(0, b"kept-0"), (1, b"kept-1"), (2, b"after")]
+        assert read_range(c.brokers[2].bootstrap, "lossy", 0, 3) == expected
+        # 3 comes back as a follower: it cuts its own record 2 and copies 2's log.
+        c.brokers[3].start()
+        c.wait_for(lambda: 3 in c.partitions("lossy", 2)[0].isr, what="3 in sync again")
+        c.wait_for(
+            lambda: c.log_bytes(3, "lossy", 0) == c.log_bytes(2, "lossy", 0),
+            what="3 holds 2's log",
+        )
+        assert b"only-on-3" not in c.log_bytes(3, "lossy", 0)
     finally:
         c.stop()
 

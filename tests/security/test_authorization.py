@@ -703,12 +703,14 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
         assert int(topic.error_code) == topic_denied  # ALTER_CONFIGS is not implied
     secured.allow("dave", ResourceType.GROUP, "cfg-group", AclOperation.DESCRIBE_CONFIGS)
     with secured.login("dave") as conn:
-        (group,) = _ask(conn, 32, 4, resource_type=32, resource_name="cfg-group").results
+        (group,) = _ask(
+            conn, 32, 4, resource_type=32, resource_name="cfg-group", configuration_keys=None
+        ).results
         assert int(group.error_code) == 0
-        assert {c.name for c in group.configs} <= {
-            "consumer.session.timeout.ms",
-            "consumer.heartbeat.interval.ms",
-        }
+        assert sorted((c.name, int(c.config_source)) for c in group.configs) == [
+            ("consumer.heartbeat.interval.ms", 5),  # DEFAULT_CONFIG: the broker's value
+            ("consumer.session.timeout.ms", 5),
+        ]
 
 
 def test_group_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -> None:

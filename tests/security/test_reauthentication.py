@@ -196,24 +196,33 @@ def test_failures_kafka_does_not_answer_are_unanswered() -> None:
     assert (auth.logins, auth.reauthenticating) == (2, False)
 
 
-def test_the_last_answer_is_built_before_the_login_counts() -> None:
+def test_the_last_answer_is_built_before_the_login_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """SaslAuthenticate's final answer, session lifetime included, is made before the
-    connection hears of the login: an answer that cannot be made leaves nothing counted.
-    (The configuration refuses lifetimes that long; the handler does not rely on it.)"""
+    connection hears of the login: an answer that cannot be made leaves nothing counted,
+    and the exchange failed. A lifetime beyond what KIP-368's int64 nanoseconds can say is
+    cut to the longest that can (the configuration refuses it; a token could claim it)."""
     calls: list[Any] = []
     connection = SimpleNamespace(authenticated=calls.append, authentication_failed=calls.append)
     ctx = SimpleNamespace(connection=connection, header=SimpleNamespace(api_version=2))
     token = SimpleNamespace(auth_bytes=plain_client_token("a", "a-pw"))
-    connection.authenticator = _authenticator(reauth_ms=10**18)  # past timedelta's range
-    assert connection.authenticator.handshake("PLAIN", 1).name == "none"
-    with pytest.raises(OverflowError):
-        sasl_authenticate_handler.handle(ctx, token)
-    assert calls == []
-    connection.authenticator = auth = _authenticator(reauth_ms=LONGEST_MS)
+    connection.authenticator = auth = _authenticator(reauth_ms=10**18)
     assert auth.handshake("PLAIN", 1).name == "none"
     answer = sasl_authenticate_handler.handle(ctx, token)
     assert (answer.error_code, answer.session_lifetime) == (0, _lifetime(LONGEST_MS))
     assert calls == [auth]
+    calls.clear()
+
+    def unbuildable(*_: Any, **fields: Any) -> Any:
+        raise OverflowError("the answer cannot be encoded")
+
+    connection.authenticator = auth = _authenticator(reauth_ms=LIFETIME_MS)
+    assert auth.handshake("PLAIN", 1).name == "none"
+    monkeypatch.setattr(sasl_authenticate_handler, "make", unbuildable)
+    with pytest.raises(OverflowError):
+        sasl_authenticate_handler.handle(ctx, token)
+    assert calls == [] and auth.state is SaslState.FAILED
 
 
 def test_a_session_expires_and_a_reauthentication_starts_a_new_one() -> None:

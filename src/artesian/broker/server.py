@@ -49,6 +49,7 @@ from artesian.broker.replica_manager import Partition, ReplicaManager
 from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import RACK_AWARE_REPLICA_SELECTOR, BrokerConfig, parse_properties
 from artesian.config.definitions import ConfigError, ConfigSource, parse
+from artesian.config.group import group_timeouts
 from artesian.config.resolve import effective_topic_config
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.coordinator.group.consumer_coordinator import ConsumerGroupConfig
@@ -628,7 +629,9 @@ class Broker:
             heartbeat_interval_ms=cfg.get_int("group.consumer.heartbeat.interval.ms"),
             max_size=cfg.get_int("group.consumer.max.size"),
             assignors=tuple(cast(list[str], cfg.get("group.consumer.assignors"))),
-            overrides=lambda group_id: self.image.group_configs.get(group_id, {}),
+            timeouts=lambda group_id: group_timeouts(
+                self.image.group_configs.get(group_id, {}), self.config
+            ),
         )
 
     def _join_cluster(self, cluster_id: str) -> str:

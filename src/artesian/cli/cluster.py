@@ -129,9 +129,12 @@ def elect_leaders(
         if topic:
             indexes = partition
             if not indexes:
-                described = admin.list_topics(topic, timeout=opts.timeout).topics.get(topic)
+                # Every topic, not this one: asking for one by name may create it.
+                described = admin.list_topics(timeout=opts.timeout).topics.get(topic)
                 if described is None or described.error is not None:
-                    raise CliError(f"topic {topic} does not exist", "Check the name.")
+                    raise CliError(
+                        f"topic {topic} does not exist", "List them with `artesian topic list`."
+                    )
                 indexes = sorted(described.partitions)
             wanted = [TopicPartition(topic, i) for i in indexes]
         results = result(
@@ -145,13 +148,16 @@ def elect_leaders(
         }
         for tp, err in sorted(results.items(), key=lambda kv: (kv[0].topic, kv[0].partition))
     ]
+    # As kafka-leader-election: a partition that could not have its election fails the run.
+    failed = [r for r in rows if r["result"] not in ("elected", "ELECTION_NOT_NEEDED")]
     if as_json:
         print_json(rows)
-        return
-    if not rows:
+    elif not rows:
         out.print("No partition needed an election.")
-        return
-    out.print(table(None, ["TOPIC", "PARTITION", "RESULT"], [tuple(r.values()) for r in rows]))
+    else:
+        out.print(table(None, ["TOPIC", "PARTITION", "RESULT"], [tuple(r.values()) for r in rows]))
+    if failed:
+        raise typer.Exit(1)
 
 
 @cluster_app.command()

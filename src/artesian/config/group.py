@@ -10,6 +10,7 @@ have: they are refused as unknown.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 from artesian.config.broker import BrokerConfig
@@ -28,8 +29,11 @@ __all__ = [
     "GROUP_CONFIGS",
     "describe_group_configs",
     "effective_group_config",
+    "group_timeouts",
     "validate_group_configs",
 ]
+
+log = logging.getLogger("artesian.config")
 
 SESSION_TIMEOUT = "consumer.session.timeout.ms"
 HEARTBEAT_INTERVAL = "consumer.heartbeat.interval.ms"
@@ -57,40 +61,79 @@ _BROKER_SETTING = {
     SESSION_TIMEOUT: "group.consumer.session.timeout.ms",
     HEARTBEAT_INTERVAL: "group.consumer.heartbeat.interval.ms",
 }
+# Checked in this order, as Kafka's GroupConfig.validateValues does.
 _BOUNDS = {
-    SESSION_TIMEOUT: (
-        "group.consumer.min.session.timeout.ms",
-        "group.consumer.max.session.timeout.ms",
-    ),
     HEARTBEAT_INTERVAL: (
         "group.consumer.min.heartbeat.interval.ms",
         "group.consumer.max.heartbeat.interval.ms",
+    ),
+    SESSION_TIMEOUT: (
+        "group.consumer.min.session.timeout.ms",
+        "group.consumer.max.session.timeout.ms",
     ),
 }
 
 
 def effective_group_config(overrides: Mapping[str, str], broker: BrokerConfig) -> dict[str, int]:
-    """Each group config's value: the group's override, else the broker's setting."""
+    """Each group config's value: the group's override, else the broker's setting. An
+    override that no longer reads (written by another version, or out of the bounds the
+    broker restarted with) gives way to the broker's setting, with a warning."""
     values: dict[str, int] = {}
     for name, key in GROUP_CONFIGS.items():
+        default = broker.get_int(_BROKER_SETTING[name])
         text = overrides.get(name)
-        value = parse(key, text) if text is not None else broker.get(_BROKER_SETTING[name])
-        assert isinstance(value, int)
+        if text is None:
+            values[name] = default
+            continue
+        try:
+            value = parse(key, text)
+            assert isinstance(value, int)
+            low, high = (broker.get_int(b) for b in _BOUNDS[name])
+            if not low <= value <= high:
+                raise ConfigError(f"outside [{low}, {high}]")
+        except ConfigError as e:
+            _warn_once(name, text, str(e))
+            value = default
         values[name] = value
     return values
 
 
-def validate_group_configs(wanted: Mapping[str, str], broker: BrokerConfig) -> dict[str, str]:
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(name: str, text: str, why: str) -> None:
+    if (name, text) not in _warned:
+        _warned.add((name, text))
+        log.warning(
+            "a consumer group's %s=%r cannot apply (%s): the broker's %s applies instead; set "
+            "it again with `artesian groups config GROUP --set %s=...`",
+            name,
+            text,
+            why,
+            _BROKER_SETTING[name],
+            name,
+        )
+
+
+def validate_group_configs(
+    wanted: Mapping[str, str], broker: BrokerConfig, current: Mapping[str, str] = {}
+) -> dict[str, str]:
     """A group's overrides once altered, checked and normalized as Kafka's GroupConfig.validate
-    does; raises ConfigError (INVALID_CONFIG)."""
+    does; raises ConfigError (INVALID_CONFIG). A stored entry this version does not know
+    (another wrote it) is carried over as it is, not refused."""
+    foreign = {k: v for k, v in wanted.items() if k not in GROUP_CONFIGS and current.get(k) == v}
     for name in wanted:
-        if name not in GROUP_CONFIGS:
+        if name not in GROUP_CONFIGS and name not in foreign:
             raise ConfigError(f"Unknown group config name: {name}")
     normalized = {
         name: format_value(GROUP_CONFIGS[name], parse(GROUP_CONFIGS[name], value)) or ""
         for name, value in wanted.items()
+        if name in GROUP_CONFIGS
     }
-    values = effective_group_config(normalized, broker)
+    values = {
+        name: int(normalized[name]) if name in normalized else broker.get_int(_BROKER_SETTING[name])
+        for name in GROUP_CONFIGS
+    }
     for name, (low, high) in _BOUNDS.items():
         if values[name] < broker.get_int(low):
             raise ConfigError(f"{name} must be greater than or equal to {low}")
@@ -98,7 +141,7 @@ def validate_group_configs(wanted: Mapping[str, str], broker: BrokerConfig) -> d
             raise ConfigError(f"{name} must be less than or equal to {high}")
     if values[SESSION_TIMEOUT] <= values[HEARTBEAT_INTERVAL]:
         raise ConfigError(f"{SESSION_TIMEOUT} must be greater than {HEARTBEAT_INTERVAL}")
-    return normalized
+    return {**foreign, **normalized}
 
 
 def describe_group_configs(
@@ -108,14 +151,14 @@ def describe_group_configs(
     include_synonyms: bool,
     include_documentation: bool,
 ) -> list[ConfigEntry]:
-    """Entries as Kafka's DescribeConfigs gives them for a GROUP resource: GROUP_CONFIG where
-    the group sets one, else DEFAULT_CONFIG with the broker's value."""
-    effective = effective_group_config(overrides, broker)
+    """Entries as Kafka's DescribeConfigs gives them for a GROUP resource: GROUP_CONFIG with
+    the group's value where it sets one (as stored, even one that cannot apply now), else
+    DEFAULT_CONFIG with the broker's value."""
     entries = []
     for name, key in GROUP_CONFIGS.items():
         if names is not None and name not in names:
             continue  # as Kafka, requested names that do not exist are left out
-        value = format_value(key, effective[name])
+        value = overrides.get(name) or format_value(key, broker.get(_BROKER_SETTING[name]))
         source = ConfigSource.GROUP_CONFIG if name in overrides else ConfigSource.DEFAULT_CONFIG
         entries.append(
             ConfigEntry(
@@ -131,3 +174,14 @@ def describe_group_configs(
             )
         )
     return entries
+
+
+def group_timeouts(overrides: Mapping[str, str], broker: BrokerConfig) -> tuple[int, int]:
+    """(session timeout, heartbeat interval) in ms for a group with these overrides."""
+    if not overrides:  # most groups: the broker's, without parsing anything
+        return (
+            broker.get_int(_BROKER_SETTING[SESSION_TIMEOUT]),
+            broker.get_int(_BROKER_SETTING[HEARTBEAT_INTERVAL]),
+        )
+    values = effective_group_config(overrides, broker)
+    return values[SESSION_TIMEOUT], values[HEARTBEAT_INTERVAL]

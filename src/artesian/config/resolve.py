@@ -284,8 +284,8 @@ def apply_incremental(
             if op is AlterConfigOp.DELETE and name in result:
                 del result[name]
                 continue
-            kind = kind or ("topic" if definitions is TOPIC_CONFIGS else "broker")
-            raise UnknownConfigError(name, f"Unknown {kind} config name: {name}")
+            what = kind or ("topic" if definitions is TOPIC_CONFIGS else "broker")
+            raise UnknownConfigError(name, f"Unknown {what} config name: {name}")
         if op is AlterConfigOp.DELETE:
             result.pop(name, None)
             continue

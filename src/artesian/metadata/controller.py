@@ -40,6 +40,14 @@ MAX_TOPIC_NAME = 249
 MAX_PARTITIONS_PER_REQUEST = 10_000
 
 
+# The texts Kafka's ApiError gives these outcomes of ElectLeaders.
+_ELECTION_MESSAGES = {
+    ErrorCode.election_not_needed: "Leader election not needed for topic partition.",
+    ErrorCode.preferred_leader_not_available: "The preferred leader was not available.",
+    ErrorCode.eligible_leaders_not_available: "Eligible topic partition leaders are not available.",
+}
+
+
 class ControllerError(Exception):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
@@ -214,7 +222,7 @@ class Controller:
                 if record is not None:
                     records.append(record)
                 if not (everything and code is ErrorCode.election_not_needed):
-                    outcomes.append((index, code, None))
+                    outcomes.append((index, code, _ELECTION_MESSAGES.get(code)))
         return records, results
 
     def _requested_election(
@@ -229,7 +237,9 @@ class Controller:
             return ErrorCode.none, self._changed(
                 topic_id, p, leader=preferred, leader_epoch=p.leader_epoch + 1
             )
-        if p.leader in live:
+        # Any leader at all, as Kafka: whether it lives is the active controller's to judge
+        # (its sessions), not a view this broker may hold a moment too long.
+        if p.leader != -1:
             return ErrorCode.election_not_needed, None
         in_sync = [r for r in p.replicas if r in p.isr and r in live]
         if in_sync:

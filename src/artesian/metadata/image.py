@@ -82,8 +82,9 @@ class MetadataImage:
     topics_by_id: dict[uuid.UUID, TopicImage] = field(default_factory=dict)
     brokers: dict[int, BrokerImage] = field(default_factory=dict)
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
-    group_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Dynamic broker configs by resource name: a node id, or "" for the cluster default."""
+    group_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Consumer groups' own configs (KIP-848) by group id."""
     offset: int = -1
     """Offset of the last applied record: the metadata epoch clients can cache against."""
     next_producer_id_block: int = 0

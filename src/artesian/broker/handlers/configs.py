@@ -44,6 +44,7 @@ from artesian.config.resolve import (
 )
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.metadata.controller import ControllerError, validate_topic_name
+from artesian.metadata.image import GROUP_RESOURCE
 
 DESCRIBE_CONFIGS = 32
 ALTER_CONFIGS = 33
@@ -53,7 +54,7 @@ TOPIC = 2
 _DELETE = 1  # IncrementalAlterConfigs operation
 BROKER = 4
 BROKER_LOGGER = 8
-GROUP = 32
+GROUP = GROUP_RESOURCE
 
 log = logging.getLogger("artesian.admin")
 
@@ -270,7 +271,7 @@ def _plan_group_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
     current = broker.image.group_configs.get(res.resource_name, {})
     try:
         new = validate_group_configs(
-            _wanted(res, incremental, current, GROUP_CONFIGS, "group"), broker.config
+            _wanted(res, incremental, current, GROUP_CONFIGS, "group"), broker.config, current
         )
     except ConfigError as e:
         raise ControllerError(ErrorCode.invalid_config, str(e)) from e

@@ -32,11 +32,13 @@ def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(API_KEY, ctx.header.api_version)
     election = int(getattr(request, "election_type", PREFERRED))
-    wanted = (
-        None
-        if request.topic_partitions is None
-        else [(t.topic, [int(p) for p in t.partitions]) for t in request.topic_partitions]
-    )
+    wanted: list[tuple[str, list[int]]] | None = None
+    if request.topic_partitions is not None:
+        # A partition named twice is elected once (and reported once).
+        merged: dict[str, dict[int, None]] = {}
+        for t in request.topic_partitions:
+            merged.setdefault(t.topic, {}).update(dict.fromkeys(int(p) for p in t.partitions))
+        wanted = [(name, list(parts)) for name, parts in merged.items()]
 
     def answer(
         code: ErrorCode, message: str | None, results: dict[str, list[Any]] | None = None

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,28 +52,22 @@ log = logging.getLogger("artesian.group_coordinator")
 E = ErrorCode
 
 
-def _no_overrides(group_id: str) -> Mapping[str, str]:
-    return {}
-
-
 @dataclass(slots=True, frozen=True)
 class ConsumerGroupConfig:
-    """Kafka's group.consumer.* settings, and each group's own (``overrides``: its GROUP
-    resource configs by group id, checked when they were set)."""
+    """Kafka's group.consumer.* settings, and each group's own (``timeouts``: its session
+    timeout and heartbeat interval in ms, from its GROUP resource configs)."""
 
     session_timeout_ms: int = 45_000
     heartbeat_interval_ms: int = 5_000
     max_size: int = 2**31 - 1
     assignors: tuple[str, ...] = ("uniform", "range")
-    overrides: Callable[[str], Mapping[str, str]] = _no_overrides
+    timeouts: Callable[[str], tuple[int, int]] | None = None
 
     def session_timeout_for(self, group_id: str) -> int:
-        value = self.overrides(group_id).get("consumer.session.timeout.ms")
-        return int(value) if value is not None else self.session_timeout_ms
+        return self.timeouts(group_id)[0] if self.timeouts else self.session_timeout_ms
 
     def heartbeat_interval_for(self, group_id: str) -> int:
-        value = self.overrides(group_id).get("consumer.heartbeat.interval.ms")
-        return int(value) if value is not None else self.heartbeat_interval_ms
+        return self.timeouts(group_id)[1] if self.timeouts else self.heartbeat_interval_ms
 
 
 class TopicsView(Protocol):
