@@ -88,6 +88,10 @@ FUZZED_APIS = {
     69: range(0, 2),
     # ElectLeaders: a preferred or unclean election asked with any fields.
     43: range(0, 3),
+    # Client metrics (KIP-714): GetTelemetrySubscriptions, PushTelemetry, ListConfigResources.
+    71: range(0, 1),
+    72: range(0, 1),
+    74: range(0, 1),
 }
 # Keys a mutation must never turn a frame into (see above; 20 so nothing can be spliced into
 # deleting the fuzz topic).

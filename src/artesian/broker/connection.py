@@ -66,6 +66,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.listener = listener
         # Kafka's principal: the SASL user, the TLS client certificate's subject, or anonymous.
         self.principal = "User:ANONYMOUS"
+        # (name, version) the client gave in ApiVersions v3+ (KIP-511); client metrics match it.
+        self.client_software = ("", "")
         self.authenticator: SaslAuthenticator | None = None
         max_frame = broker.config.get_int("socket.request.max.bytes")
         if listener.sasl:

@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 from artesian.balancer.load import LoadSampler
 from artesian.balancer.self_balancer import SelfBalancer
 from artesian.broker.authenticator import SaslSettings
+from artesian.broker.client_metrics_manager import ClientMetricsManager
 from artesian.broker.fetch_session import FetchSessionCache
 from artesian.broker.handlers import HANDLERS, HandlerEntry
 from artesian.broker.internal_topic import (
@@ -48,6 +49,7 @@ from artesian.broker.quota_manager import ClientQuotaManager
 from artesian.broker.replica_manager import Partition, ReplicaManager
 from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import RACK_AWARE_REPLICA_SELECTOR, BrokerConfig, parse_properties
+from artesian.config.client_metrics import Subscription, subscription_of
 from artesian.config.definitions import ConfigError, ConfigSource, parse
 from artesian.config.group import group_timeouts
 from artesian.config.resolve import effective_topic_config
@@ -151,6 +153,24 @@ class Broker:
             # Kafka's way of turning the consumer group protocol (KIP-848) off: its APIs are
             # neither advertised nor served.
             self.handlers = {k: h for k, h in HANDLERS.items() if k not in api.CONSUMER_GROUP_APIS}
+        # Client metrics (KIP-714), received here and served on the Prometheus endpoint.
+        self.client_metrics: ClientMetricsManager | None = None
+        if config.get_bool("artesian.client.metrics.enable"):
+            self.client_metrics = ClientMetricsManager(
+                self._client_metrics_subscriptions, config.get_int("telemetry.max.bytes")
+            )
+            self.metrics.registry.register(self.client_metrics)
+        else:  # as Kafka without a telemetry receiver: the APIs are not offered
+            self.handlers = {
+                k: h for k, h in self.handlers.items() if k not in api.CLIENT_TELEMETRY_APIS
+            }
+        # (image offset read at, version, the raw configs, the subscriptions made of them)
+        self._subscriptions: tuple[int, int, dict[str, dict[str, str]], list[Subscription]] = (
+            -1,
+            0,
+            {},
+            [],
+        )
         self.connections: set[KafkaConnection] = set()
         self.stopping = False
         self._metrics_server: object | None = None
@@ -693,6 +713,19 @@ class Broker:
     def _request_stop(self, sig: signal.Signals) -> None:
         log.info("received %s: shutting down", sig.name)
         self._stopped.set()
+
+    def _client_metrics_subscriptions(self) -> tuple[int, list[Subscription]]:
+        """The CLIENT_METRICS subscriptions and their version, which moves only when they
+        change (client instances made from an older version are made again)."""
+        offset, version, raw, parsed = self._subscriptions
+        if offset != self.image.offset:
+            current = {name: dict(c) for name, c in self.image.client_metrics.items()}
+            if current != raw:
+                version += 1
+                raw = current
+                parsed = [subscription_of(n, c) for n, c in sorted(current.items())]
+            self._subscriptions = (self.image.offset, version, raw, parsed)
+        return version, parsed
 
     def _jwks_caches(self) -> list[JwksCache]:
         return [s.jwks for s in self.sasl_settings.values() if s.jwks is not None]

@@ -207,6 +207,22 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
         # OAUTHBEARER (KIP-255, KIP-768): security/oauthbearer/settings.py reads these, each
         # also as listener.name.<listener>.oauthbearer.<name>.
         _k(
+            "telemetry.max.bytes",
+            _I,
+            1_048_576,
+            "Largest client metrics push (KIP-714) accepted, compressed; larger ones are "
+            "answered TELEMETRY_TOO_LARGE.",
+            _GE1,
+        ),
+        _k(
+            "artesian.client.metrics.enable",
+            _B,
+            True,
+            "Receive client metrics (KIP-714) and serve them on the Prometheus endpoint. "
+            "Clients push only what a CLIENT_METRICS subscription asks for. false: the "
+            "telemetry APIs are not offered, as a Kafka broker without a receiver plugin.",
+        ),
+        _k(
             "sasl.server.callback.handler.class",
             _S,
             None,

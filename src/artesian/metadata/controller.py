@@ -18,6 +18,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.metadata.image import (
     BROKER_RESOURCE,
+    CLIENT_METRICS_RESOURCE,
     GROUP_RESOURCE,
     TOPIC_RESOURCE,
     MetadataImage,
@@ -563,6 +564,18 @@ class Controller:
         current = self.image.group_configs.get(group_id, {})
         return [
             ConfigRecord(GROUP_RESOURCE, group_id, k, v)
+            for k, v in sorted(configs.items())
+            if current.get(k) != v
+        ]
+
+    def plan_client_metrics(
+        self, name: str, configs: Mapping[str, str | None]
+    ) -> list[MetadataRecord]:
+        """A client metrics subscription's configs; None removes one, and a subscription
+        left with none is deleted."""
+        current = self.image.client_metrics.get(name, {})
+        return [
+            ConfigRecord(CLIENT_METRICS_RESOURCE, name, k, v)
             for k, v in sorted(configs.items())
             if current.get(k) != v
         ]

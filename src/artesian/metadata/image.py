@@ -27,6 +27,7 @@ from artesian.metadata.records import (
 TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
 GROUP_RESOURCE = 32  # a consumer group's own configs (KIP-848)
+CLIENT_METRICS_RESOURCE = 16  # a client metrics subscription (KIP-714)
 # Kafka's internal topics: clients may not write to or delete records from them.
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
@@ -85,6 +86,8 @@ class MetadataImage:
     """Dynamic broker configs by resource name: a node id, or "" for the cluster default."""
     group_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Consumer groups' own configs (KIP-848) by group id."""
+    client_metrics: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Client metrics subscriptions (KIP-714) by name."""
     offset: int = -1
     """Offset of the last applied record: the metadata epoch clients can cache against."""
     next_producer_id_block: int = 0
@@ -153,6 +156,8 @@ class MetadataImage:
                     target = self.broker_configs.setdefault(rname, {})
                 elif rtype == GROUP_RESOURCE:
                     target = self.group_configs.setdefault(rname, {})
+                elif rtype == CLIENT_METRICS_RESOURCE:
+                    target = self.client_metrics.setdefault(rname, {})
                 else:
                     target = None  # a resource this version does not know
                 if target is not None:
@@ -162,6 +167,8 @@ class MetadataImage:
                         target[name] = value
                     if rtype == GROUP_RESOURCE and not target:
                         del self.group_configs[rname]
+                    elif rtype == CLIENT_METRICS_RESOURCE and not target:
+                        del self.client_metrics[rname]  # a subscription with nothing set is gone
             case RegisterBrokerRecord():
                 # A registration from before named listeners was on PLAINTEXT.
                 endpoints = {name: (host, port) for name, host, port in record.endpoints} or {

@@ -30,6 +30,7 @@ from artesian.protocol.codec import DecodeError, read_uvarint, reader_for, write
 
 __all__ = [
     "API_VERSIONS_KEY",
+    "CLIENT_TELEMETRY_APIS",
     "CONSUMER_GROUP_APIS",
     "RequestHeader",
     "decode_request",
@@ -43,6 +44,8 @@ __all__ = [
 API_VERSIONS_KEY = 18
 # ConsumerGroupHeartbeat and ConsumerGroupDescribe: the consumer group protocol (KIP-848).
 CONSUMER_GROUP_APIS = frozenset({68, 69})
+# Client metrics (KIP-714): GetTelemetrySubscriptions and PushTelemetry.
+CLIENT_TELEMETRY_APIS = frozenset({71, 72})
 _HEAD = struct.Struct(">hhih")
 _I32 = struct.Struct(">i")
 

@@ -37,6 +37,11 @@ def handle(ctx: Any, request: Any) -> Any:
             finalized_features=(),
             zk_migration_ready=False,
         )
+    if version >= 3:
+        ctx.connection.client_software = (
+            str(request.client_software_name),
+            str(request.client_software_version),
+        )
     cache = ctx.broker.response_cache
     cached = cache.get((API_KEY, version))
     if cached is None:

@@ -27,6 +27,7 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.config.broker import BROKER_CONFIGS
+from artesian.config.client_metrics import describe_client_metrics, validate_client_metrics
 from artesian.config.definitions import (
     ConfigError,
     DynamicConfigError,
@@ -44,7 +45,7 @@ from artesian.config.resolve import (
 )
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.metadata.controller import ControllerError, validate_topic_name
-from artesian.metadata.image import GROUP_RESOURCE
+from artesian.metadata.image import CLIENT_METRICS_RESOURCE, GROUP_RESOURCE
 
 DESCRIBE_CONFIGS = 32
 ALTER_CONFIGS = 33
@@ -55,6 +56,7 @@ _DELETE = 1  # IncrementalAlterConfigs operation
 BROKER = 4
 BROKER_LOGGER = 8
 GROUP = GROUP_RESOURCE
+CLIENT_METRICS = CLIENT_METRICS_RESOURCE
 
 log = logging.getLogger("artesian.admin")
 
@@ -71,7 +73,9 @@ def _denied(ctx: Any, res: Any, operation: AclOperation) -> tuple[ErrorCode, str
     elif res.resource_type == GROUP:
         if not authorized(ctx, operation, ResourceType.GROUP, res.resource_name):
             return ErrorCode.group_authorization_failed, GROUP_DENIED
-    elif res.resource_type in (BROKER, BROKER_LOGGER) and not cluster_authorized(ctx, operation):
+    elif res.resource_type in (BROKER, BROKER_LOGGER, CLIENT_METRICS) and not cluster_authorized(
+        ctx, operation
+    ):
         return ErrorCode.cluster_authorization_failed, CLUSTER_DENIED
     return None
 
@@ -114,6 +118,14 @@ def describe(ctx: Any, request: Any) -> Any:
                     include_synonyms,
                     include_docs,
                     cluster_default=res.resource_name == "",
+                )
+        elif res.resource_type == CLIENT_METRICS:
+            if not res.resource_name:
+                code = ErrorCode.invalid_request
+                message = "Client metrics subscription name must not be empty"
+            else:
+                entries = describe_client_metrics(
+                    broker.image.client_metrics.get(res.resource_name, {}), names, include_synonyms
                 )
         elif res.resource_type == GROUP:
             if not res.resource_name:
@@ -281,6 +293,42 @@ def _plan_group_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
     return broker.controller.plan_group_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
 
+def _plan_client_metrics(broker: Any, res: Any, incremental: bool) -> list[Any]:
+    """The records altering a client metrics subscription (KIP-714)."""
+    if not res.resource_name:
+        raise ControllerError(ErrorCode.invalid_request, "Subscription name can't be empty")
+    current = broker.image.client_metrics.get(res.resource_name, {})
+    if incremental:
+        wanted = dict(current)
+        for c in res.configs:
+            if c.config_operation == _DELETE:
+                wanted.pop(c.name, None)
+            elif c.config_operation == 0:  # SET
+                wanted[c.name] = c.value
+            else:
+                raise ControllerError(
+                    ErrorCode.invalid_request,
+                    f"Unsupported operation {c.config_operation} for client metrics config",
+                )
+    else:
+        wanted = {c.name: c.value for c in res.configs}
+    nulls = [k for k, v in wanted.items() if v is None]
+    if nulls:
+        raise ControllerError(
+            ErrorCode.invalid_request,
+            f"Null value not supported for client metrics configs: {','.join(nulls)}",
+        )
+    try:
+        new = validate_client_metrics(wanted)
+    except ConfigError as e:
+        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
+    except ValueError as e:
+        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+    return broker.controller.plan_client_metrics(  # type: ignore[no-any-return]
+        res.resource_name, _changes(current, new)
+    )
+
+
 def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     broker = ctx.broker
     mod = response_module(api_key, ctx.header.api_version)
@@ -297,6 +345,9 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
                 what = f"broker {res.resource_name}" if res.resource_name else "cluster default"
             elif res.resource_type == GROUP:
                 plan, what = _plan_group_configs, f"group {res.resource_name}"
+            elif res.resource_type == CLIENT_METRICS:
+                plan = _plan_client_metrics
+                what = f"client metrics subscription {res.resource_name}"
             else:
                 raise ControllerError(
                     ErrorCode.invalid_request, f"Unsupported resource type {res.resource_type}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -43,6 +42,7 @@ from artesian.coordinator.group.current_assignment_builder import (
     reconcile,
 )
 from artesian.coordinator.group.group_metadata import GroupMetadata
+from artesian.regex import compile_regex
 
 if TYPE_CHECKING:
     from artesian.coordinator.group.coordinator import GroupCoordinator
@@ -854,19 +854,6 @@ def _description(m: ConsumerGroupMember) -> cgr.MemberMetadataValue:
         m.rebalance_timeout_ms,
         m.server_assignor,
     )
-
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a client's bad regex is its answer, not a broker log line
-
-
-@functools.lru_cache(maxsize=1024)
-def compile_regex(pattern: str) -> re2._Regexp:
-    """A subscription regex in RE2's syntax, as Kafka's RE2J reads it: matching is linear in
-    the topic name, so no pattern a client sends can stall the event loop (Python's own
-    engine backtracks: `(a+)+b` against 24 a's took half a second, doubling with each more
-    a). Raises re2.error."""
-    return re2.compile(pattern, _RE2_OPTIONS)
 
 
 def _reason(e: Exception) -> str:
