@@ -155,31 +155,42 @@ def test_librdkafka_pushes_what_its_subscription_asks_for(broker: Any) -> None:
     assert _series(broker, latency) == []
 
 
-def _metrics_payload(value: float) -> bytes:
-    data = otlp.MetricsData(
-        resource_metrics=[
-            otlp.ResourceMetrics(
-                scope_metrics=[
-                    otlp.ScopeMetrics(
-                        metrics=[
-                            otlp.Metric(
-                                name="org.apache.kafka.consumer.poll.idle.ratio.avg",
-                                gauge=otlp.Gauge(
-                                    data_points=[
-                                        otlp.NumberDataPoint(
-                                            as_double=value,
-                                            attributes=[
-                                                KeyValue(key="node.id", value=AnyValue(int_value=7))
-                                            ],
-                                        )
-                                    ]
-                                ),
-                            )
-                        ]
-                    )
-                ]
+def _point(value: float, **attributes: Any) -> Any:
+    return otlp.NumberDataPoint(
+        as_double=value,
+        attributes=[
+            KeyValue(
+                key=k,
+                value=AnyValue(int_value=v) if isinstance(v, int) else AnyValue(string_value=v),
             )
-        ]
+            for k, v in attributes.items()
+        ],
+    )
+
+
+def _metrics_payload(value: float, delta: float = 1.0) -> bytes:
+    """A poll idle ratio gauge (with a node.id, and a client_id attribute trying to pass for
+    another client), a delta counter, and two metrics nobody asked for."""
+    delta_sum = otlp.Sum(data_points=[_point(delta)], aggregation_temporality=1, is_monotonic=True)
+    metrics = [
+        otlp.Metric(
+            name="org.apache.kafka.consumer.poll.idle.ratio.avg",
+            gauge=otlp.Gauge(data_points=[_point(value, **{"node.id": 7, "client_id": "spoof"})]),
+        ),
+        otlp.Metric(
+            name="org.apache.kafka.consumer.coordinator.rebalance.latency.total", sum=delta_sum
+        ),
+        otlp.Metric(
+            name="org.apache.kafka.producer.record.queue.time.avg",
+            gauge=otlp.Gauge(data_points=[_point(1.0)]),
+        ),
+        otlp.Metric(
+            name="kafka.server.socket.server.connection.count",
+            gauge=otlp.Gauge(data_points=[_point(9.0)]),
+        ),
+    ]
+    data = otlp.MetricsData(
+        resource_metrics=[otlp.ResourceMetrics(scope_metrics=[otlp.ScopeMetrics(metrics=metrics)])]
     )
     return data.SerializeToString()
 
@@ -242,7 +253,16 @@ def test_telemetry_requests_get_kafkas_error_codes(broker: Any) -> None:
         assert push(good, _metrics_payload(0.25)) == NONE
         assert push(good, _metrics_payload(0.5)) == THROTTLING_QUOTA_EXCEEDED  # too soon
         (series,) = _series(broker, "org_apache_kafka_consumer_poll_idle_ratio_avg")
+        # The client's own id, not the attribute that claimed another.
         assert (series["client_id"], series["node_id"], series["value"]) == ("cm-wire", "7", "0.25")
+        # Only the prefixes asked for, and only Kafka's namespace.
+        assert _series(broker, "org_apache_kafka_producer_record_queue_time_avg") == []
+        # (The broker's own metric of that name stays the broker's alone.)
+        assert [
+            x
+            for x in _series(broker, "kafka_server_socket_server_connection_count")
+            if "client_id" in x
+        ] == []
         time.sleep(0.12)
         assert push(good, b"x", compression=9) == UNSUPPORTED_COMPRESSION_TYPE
         time.sleep(0.12)
@@ -250,10 +270,13 @@ def test_telemetry_requests_get_kafkas_error_codes(broker: Any) -> None:
         time.sleep(0.12)
         assert push(good, b"\xff\x00garbage") == INVALID_RECORD
         time.sleep(0.12)
-        zstd = bytes(cramjam.zstd.compress(_metrics_payload(0.75)))
+        zstd = bytes(cramjam.zstd.compress(_metrics_payload(0.75, delta=2.5)))
         assert push(good, zstd, compression=4) == NONE
         (series,) = _series(broker, "org_apache_kafka_consumer_poll_idle_ratio_avg")
         assert series["value"] == "0.75"
+        # Delta sums add up into a counter: 1 + 2.5.
+        (total,) = _series(broker, "org_apache_kafka_consumer_coordinator_rebalance_latency_total")
+        assert total["value"] == "3.5"
         time.sleep(0.12)
         # A zstd bomb: more than telemetry.max.bytes once decompressed.
         bomb = bytes(cramjam.zstd.compress(b"\x00" * (MAX_BYTES * 8)))
@@ -303,7 +326,7 @@ def test_matching_expiry_and_changed_subscriptions_without_sockets() -> None:
     assert first.metrics == ("org.apache.kafka.producer.",) and first.push_interval_ms == 1000
     # Another broker gives the same instance the same subscription id.
     assert b.get_subscriptions(first.instance_id, client).subscription_id == first.subscription_id
-    # Full matches only, every selector: "app-1x" and "my-app-1" match, "xapp" does not.
+    # Full matches of every selector: "app-1x" matches app-.*, "xapp-1" does not.
     for client_id, wanted in (("app-1x", True), ("xapp-1", False)):
         other = a.get_subscriptions(None, {**client, "client_id": client_id})
         assert bool(other.metrics) is wanted

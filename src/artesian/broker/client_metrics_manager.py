@@ -34,6 +34,12 @@ __all__ = ["ClientMetricsManager", "GetResult"]
 log = logging.getLogger("artesian.client_metrics")
 
 MAX_INSTANCES = 16_384
+# Bounds on what clients make the broker hold: series per instance and in all, attributes per
+# data point, a label value's length.
+MAX_SERIES_PER_INSTANCE = 1_000
+MAX_SERIES = 100_000
+MAX_ATTRIBUTES = 16
+MAX_LABEL_VALUE = 200
 MIN_EXPIRY_MS = 60_000
 # zstd, lz4, gzip, snappy: Kafka's order of preference.
 ACCEPTED_COMPRESSION = (4, 3, 1, 2)
@@ -105,6 +111,8 @@ class ClientMetricsManager:
         self._now = now_ms
         self.instances: OrderedDict[uuid.UUID, ClientInstance] = OrderedDict()
         self._expired_at = -(1 << 62)  # when _expire last looked
+        self._full_warned = False
+        self._series_total = 0  # series kept over all instances
 
     # --- GetTelemetrySubscriptions ----------------------------------------------------------
 
@@ -123,7 +131,8 @@ class ClientMetricsManager:
             ErrorCode.unknown_subscription_id,
             ErrorCode.unsupported_compression_type,
         )
-        if instance.last_get_ms and waited < instance.push_interval_ms and not exempt:
+        asked_before = instance.last_get_ms or instance.last_push_ms
+        if asked_before and waited < instance.push_interval_ms and not exempt:
             instance.last_error = ErrorCode.throttling_quota_exceeded
             return GetResult(
                 ErrorCode.throttling_quota_exceeded,
@@ -180,7 +189,7 @@ class ClientMetricsManager:
                 code, message = ErrorCode.invalid_record, f"Cannot read the metrics: {e}"
             instance.last_error = code
         if terminating and code is ErrorCode.none:
-            instance.series.clear()  # the client has gone
+            self._forget(instance)  # the client has gone
         return code, message
 
     def _check_push(
@@ -222,44 +231,59 @@ class ClientMetricsManager:
         return ErrorCode.none, None
 
     def _record(self, instance: ClientInstance, data: bytes) -> None:
+        """Keep the latest value of each pushed series the subscription asked for, within
+        bounds: a client picks the names, attributes and instance ids it sends."""
         from google.protobuf.message import DecodeError
         from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 
         parsed = MetricsData()
         try:
             parsed.ParseFromString(data)
-        except DecodeError as e:
-            raise ValueError(str(e)) from None
-        # Not the source port: a new connection would make every series new.
-        base = (
-            ("client_instance_id", str(instance.instance_id)),
-            *sorted((k, v) for k, v in instance.client.items() if k != "client_source_port"),
-        )
+        except (DecodeError, RecursionError) as e:
+            raise ValueError(str(e) or type(e).__name__) from None
+        # The broker's own labels win over any attribute of the same name; not the source
+        # port: a new connection would make every series new.
+        base = {k: v for k, v in instance.client.items() if k != "client_source_port"}
+        base["client_instance_id"] = str(instance.instance_id)
         for resource in parsed.resource_metrics:
             resource_labels = _labels(resource.resource.attributes)
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
-                    name = _metric_name(metric.name)
-                    if not name:
+                    if not _requested(metric.name, instance.metrics):
                         continue
+                    name = _metric_name(metric.name)
                     kind_of = metric.WhichOneof("data")
+                    if name is None or kind_of not in ("gauge", "sum"):
+                        continue  # histograms and summaries: librdkafka sends none
                     if kind_of == "gauge":
                         points, kind, delta = metric.gauge.data_points, "gauge", False
-                    elif kind_of == "sum":
-                        monotonic = metric.sum.is_monotonic
-                        points, kind = metric.sum.data_points, "counter" if monotonic else "gauge"
-                        delta = monotonic and metric.sum.aggregation_temporality == _DELTA
                     else:
-                        continue  # histograms and summaries: librdkafka sends none
+                        kind = "counter" if metric.sum.is_monotonic else "gauge"
+                        points = metric.sum.data_points
+                        delta = metric.sum.aggregation_temporality == _DELTA
                     for point in points:
+                        key = (name, _label_key(resource_labels, point.attributes, base))
+                        if key not in instance.series and not self._room(instance):
+                            continue
                         value = point.as_double if point.HasField("as_double") else point.as_int
-                        labels = tuple(
-                            sorted({*base, *resource_labels, *_labels(point.attributes)})
-                        )
-                        key = (name, labels)
-                        if delta:
+                        if delta:  # deltas add up to what Prometheus expects: a running total
                             value += instance.series.get(key, (kind, 0.0))[1]
                         instance.series[key] = (kind, float(value))
+
+    def _room(self, instance: ClientInstance) -> bool:
+        """Whether one more series may be kept, for this instance and in all."""
+        if len(instance.series) < MAX_SERIES_PER_INSTANCE and self._series_total < MAX_SERIES:
+            self._series_total += 1
+            return True
+        if not self._full_warned:
+            self._full_warned = True
+            log.warning(
+                "client metrics: at most %d series per client and %d in all are kept; more "
+                "were pushed and left out. Narrow the CLIENT_METRICS subscriptions' metrics",
+                MAX_SERIES_PER_INSTANCE,
+                MAX_SERIES,
+            )
+        return False
 
     # --- instances --------------------------------------------------------------------------
 
@@ -269,12 +293,16 @@ class ClientMetricsManager:
         version, subscriptions = self._subscriptions()
         instance = self.instances.get(instance_id)
         if instance is None or instance.version != version:
+            # Made anew when the subscriptions change, it keeps what the client first said
+            # of itself (as Kafka): a request naming its id from elsewhere changes nothing.
+            client = instance.client if instance is not None else client
             attributes = {**client, "client_instance_id": str(instance_id)}
             matched = [s for s in subscriptions if s.matches(attributes)]
             metrics: set[str] = set()
             for s in matched:
                 metrics.update(s.metrics)
             interval = min((s.interval_ms for s in matched), default=DEFAULT_INTERVAL_MS)
+            interval = min(interval, DEFAULT_INTERVAL_MS)  # Kafka's starts from the default
             wanted = ("*",) if "*" in metrics else tuple(sorted(metrics))
             fresh = ClientInstance(
                 instance_id,
@@ -285,12 +313,15 @@ class ClientMetricsManager:
                 version,
             )
             if instance is not None:  # the subscriptions changed: same client, new terms
-                fresh.series, fresh.terminating = instance.series, instance.terminating
+                fresh.terminating = instance.terminating
+                kept = {k: v for k, v in instance.series.items() if _requested_name(k[0], wanted)}
+                self._series_total -= len(instance.series) - len(kept)
+                fresh.series = kept
             instance = self.instances[instance_id] = fresh
         instance.seen_ms = now
         self.instances.move_to_end(instance_id)
         while len(self.instances) > MAX_INSTANCES:
-            self.instances.popitem(last=False)
+            self._forget(self.instances.popitem(last=False)[1])
         return instance
 
     def _expire(self, now: int) -> None:
@@ -302,45 +333,94 @@ class ClientMetricsManager:
         for instance_id in [
             i for i, inst in self.instances.items() if now - inst.seen_ms > inst.expiry_ms
         ]:
-            del self.instances[instance_id]
+            self._forget(self.instances.pop(instance_id))
+
+    def _forget(self, instance: ClientInstance) -> None:
+        self._series_total -= len(instance.series)
+        instance.series = {}
 
     # --- Prometheus -------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
-        """The clients' latest values, one family per metric name (prometheus-client's
-        custom collector protocol)."""
-        self._expire(self._now())
+        """The clients' latest values, one family per printed name (prometheus-client's
+        custom collector protocol). Called from prometheus-client's scrape thread while the
+        event loop changes the instances: it only reads, from copies (list() of a dict runs
+        under the GIL), and leaves expired instances out rather than removing them."""
+        now = self._now()
         families: dict[str, tuple[str, list[tuple[dict[str, str], float]]]] = {}
-        for instance in self.instances.values():
-            for (name, pairs), (kind, value) in instance.series.items():
-                families.setdefault(name, (kind, []))[1].append((dict(pairs), value))
-        for name, (kind, samples) in sorted(families.items()):
+        instances = sorted(list(self.instances.values()), key=lambda i: i.instance_id)
+        for instance in instances:
+            if now - instance.seen_ms > instance.expiry_ms:
+                continue
+            for (name, pairs), (kind, value) in sorted(list(instance.series.items())):
+                printed = f"{name}_total" if kind == "counter" else name
+                family = families.setdefault(printed, (kind, []))
+                if family[0] == kind:  # a name pushed as both kinds: the first one wins
+                    family[1].append((dict(pairs), value))
+        for printed, (kind, samples) in sorted(families.items()):
             label_names = sorted({k for labels, _ in samples for k in labels})
-            family: GaugeMetricFamily | CounterMetricFamily
-            help_text = f"Pushed by clients (KIP-714): {name}"
+            family_metric: GaugeMetricFamily | CounterMetricFamily
+            help_text = "Pushed by clients (KIP-714)."
             if kind == "counter":
-                family = CounterMetricFamily(name, help_text, labels=label_names)
+                family_metric = CounterMetricFamily(printed, help_text, labels=label_names)
             else:
-                family = GaugeMetricFamily(name, help_text, labels=label_names)
+                family_metric = GaugeMetricFamily(printed, help_text, labels=label_names)
             for sample_labels, value in samples:
-                family.add_metric([sample_labels.get(k, "") for k in label_names], value)
-            yield family
+                family_metric.add_metric([sample_labels.get(k, "") for k in label_names], value)
+            yield family_metric
+
+
+def _requested(name: str, metrics: tuple[str, ...]) -> bool:
+    return metrics == ("*",) or any(name.startswith(prefix) for prefix in metrics)
+
+
+def _requested_name(printed: str, metrics: tuple[str, ...]) -> bool:
+    """``_requested`` for a series already kept (its Prometheus name)."""
+    return metrics == ("*",) or any(printed.startswith(_metric_name(p) or "\0") for p in metrics)
+
+
+def _label_key(
+    resource: list[tuple[str, str]], attributes: Any, base: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    labels = dict(resource[:MAX_ATTRIBUTES])
+    for label, value in _labels(attributes)[:MAX_ATTRIBUTES]:
+        labels[label] = value
+    labels.update(base)
+    return tuple(sorted(labels.items()))
 
 
 def _labels(attributes: Any) -> list[tuple[str, str]]:
     out = []
     for kv in attributes:
         which = kv.value.WhichOneof("value")
-        if which in ("string_value", "int_value", "double_value", "bool_value"):
-            label = _metric_name(kv.key)
-            if label and label not in ("client_instance_id",):
-                out.append((label, str(getattr(kv.value, which))))
+        if which not in ("string_value", "int_value", "double_value", "bool_value"):
+            continue
+        label = _label_name(kv.key)
+        if label is None:
+            continue
+        raw = getattr(kv.value, which)
+        value = ("true" if raw else "false") if which == "bool_value" else str(raw)
+        out.append((label, value[:MAX_LABEL_VALUE]))
     return out
 
 
-def _metric_name(otlp: str) -> str:
-    """An OTLP name as a Prometheus one: org.apache.kafka.x.y -> org_apache_kafka_x_y."""
-    name = "".join(c if c.isalnum() or c == "_" else "_" for c in otlp.strip())
-    if name and name[0].isdigit():
-        name = "_" + name
-    return name[:200]
+_PREFIX = "org.apache.kafka."
+
+
+def _metric_name(otlp: str) -> str | None:
+    """A Kafka client metric's Prometheus name: org.apache.kafka.x.y -> org_apache_kafka_x_y.
+    Only Kafka's own namespace (KIP-714's), so no client can shadow a broker metric; a
+    monotonic sum's name loses a trailing _total, which the exposition adds back."""
+    if not otlp.startswith(_PREFIX) or len(otlp) > 200:
+        return None
+    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in otlp)
+    return name.removesuffix("_total") or None
+
+
+def _label_name(key: str) -> str | None:
+    if not key or len(key) > 100:
+        return None
+    label = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in key)
+    if label[0].isdigit() or label.startswith("__"):
+        return None
+    return label

@@ -204,8 +204,6 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "9223372036854 (Kafka's limit in effect: Long.MAX_VALUE nanoseconds).",
             Range(0, MAX_REAUTH_MS),
         ),
-        # OAUTHBEARER (KIP-255, KIP-768): security/oauthbearer/settings.py reads these, each
-        # also as listener.name.<listener>.oauthbearer.<name>.
         _k(
             "telemetry.max.bytes",
             _I,
@@ -222,6 +220,8 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Clients push only what a CLIENT_METRICS subscription asks for. false: the "
             "telemetry APIs are not offered, as a Kafka broker without a receiver plugin.",
         ),
+        # OAUTHBEARER (KIP-255, KIP-768): security/oauthbearer/settings.py reads these, each
+        # also as listener.name.<listener>.oauthbearer.<name>.
         _k(
             "sasl.server.callback.handler.class",
             _S,

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import re2
 
-from artesian.config.definitions import ConfigError, ConfigSource, ConfigType
+from artesian.config.definitions import ConfigError, ConfigKey, ConfigSource, ConfigType
 from artesian.config.resolve import ConfigEntry, ConfigSynonym
 from artesian.regex import compile_regex
 
 __all__ = [
+    "CLIENT_METRICS_CONFIGS",
     "SELECTORS",
     "Subscription",
     "describe_client_metrics",
@@ -34,6 +35,13 @@ __all__ = [
 
 METRICS, INTERVAL, MATCH = "metrics", "interval.ms", "match"
 _TYPES = {METRICS: ConfigType.LIST, INTERVAL: ConfigType.INT, MATCH: ConfigType.LIST}
+# As definitions, for IncrementalAlterConfigs' APPEND and SUBTRACT on the two lists; the
+# values are checked by validate_client_metrics.
+CLIENT_METRICS_CONFIGS = {
+    METRICS: ConfigKey(METRICS, ConfigType.LIST, "", "Metric name prefixes to push (*: all)."),
+    INTERVAL: ConfigKey(INTERVAL, ConfigType.STRING, "300000", "Push interval in ms."),
+    MATCH: ConfigKey(MATCH, ConfigType.LIST, "", "selector=regex entries a client must match."),
+}
 DEFAULT_INTERVAL_MS = 300_000
 MIN_INTERVAL_MS, MAX_INTERVAL_MS = 100, 3_600_000
 SELECTORS = (

@@ -549,33 +549,32 @@ class Controller:
     ) -> list[MetadataRecord]:
         """Dynamic broker configs: ``resource`` is a node id, or "" for the cluster-wide
         default. None removes one; unchanged entries make no records."""
-        current = self.image.broker_configs.get(resource, {})
-        return [
-            ConfigRecord(BROKER_RESOURCE, resource, k, v)
-            for k, v in sorted(configs.items())
-            if current.get(k) != v
-        ]
+        return self._plan_configs(BROKER_RESOURCE, self.image.broker_configs, resource, configs)
 
     def plan_group_configs(
         self, group_id: str, configs: Mapping[str, str | None]
     ) -> list[MetadataRecord]:
         """A consumer group's own configs; None removes one. The group need not exist yet,
         as in Kafka: its members find the values when they join."""
-        current = self.image.group_configs.get(group_id, {})
-        return [
-            ConfigRecord(GROUP_RESOURCE, group_id, k, v)
-            for k, v in sorted(configs.items())
-            if current.get(k) != v
-        ]
+        return self._plan_configs(GROUP_RESOURCE, self.image.group_configs, group_id, configs)
 
     def plan_client_metrics(
         self, name: str, configs: Mapping[str, str | None]
     ) -> list[MetadataRecord]:
         """A client metrics subscription's configs; None removes one, and a subscription
         left with none is deleted."""
-        current = self.image.client_metrics.get(name, {})
+        return self._plan_configs(CLIENT_METRICS_RESOURCE, self.image.client_metrics, name, configs)
+
+    @staticmethod
+    def _plan_configs(
+        resource_type: int,
+        stored: Mapping[str, Mapping[str, str]],
+        name: str,
+        configs: Mapping[str, str | None],
+    ) -> list[MetadataRecord]:
+        current = stored.get(name, {})
         return [
-            ConfigRecord(CLIENT_METRICS_RESOURCE, name, k, v)
+            ConfigRecord(resource_type, name, k, v)
             for k, v in sorted(configs.items())
             if current.get(k) != v
         ]

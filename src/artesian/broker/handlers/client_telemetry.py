@@ -29,8 +29,9 @@ def _client(ctx: Any) -> dict[str, str]:
     name, version = conn.client_software
     attributes = {"client_id": ctx.client_id or "", "client_source_address": host.strip("[]")}
     attributes["client_source_port"] = port
-    if name:
-        attributes |= {"client_software_name": name, "client_software_version": version}
+    # Kafka's "unknown" for a client that did not say (ApiVersions before v3)
+    attributes["client_software_name"] = name or "unknown"
+    attributes["client_software_version"] = version or "unknown"
     return attributes
 
 

@@ -27,11 +27,16 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.config.broker import BROKER_CONFIGS
-from artesian.config.client_metrics import describe_client_metrics, validate_client_metrics
+from artesian.config.client_metrics import (
+    CLIENT_METRICS_CONFIGS,
+    describe_client_metrics,
+    validate_client_metrics,
+)
 from artesian.config.definitions import (
     ConfigError,
     DynamicConfigError,
     InvalidConfigError,
+    UnknownConfigError,
     format_value,
     parse,
 )
@@ -298,26 +303,14 @@ def _plan_client_metrics(broker: Any, res: Any, incremental: bool) -> list[Any]:
     if not res.resource_name:
         raise ControllerError(ErrorCode.invalid_request, "Subscription name can't be empty")
     current = broker.image.client_metrics.get(res.resource_name, {})
-    if incremental:
-        wanted = dict(current)
-        for c in res.configs:
-            if c.config_operation == _DELETE:
-                wanted.pop(c.name, None)
-            elif c.config_operation == 0:  # SET
-                wanted[c.name] = c.value
-            else:
-                raise ControllerError(
-                    ErrorCode.invalid_request,
-                    f"Unsupported operation {c.config_operation} for client metrics config",
-                )
-    else:
-        wanted = {c.name: c.value for c in res.configs}
-    nulls = [k for k, v in wanted.items() if v is None]
-    if nulls:
+    try:
+        wanted = _wanted(res, incremental, current, CLIENT_METRICS_CONFIGS, "client metrics")
+    except UnknownConfigError as e:  # Kafka's words and code for this resource
         raise ControllerError(
-            ErrorCode.invalid_request,
-            f"Null value not supported for client metrics configs: {','.join(nulls)}",
-        )
+            ErrorCode.invalid_request, f"Unknown client metrics configuration: {e.name}"
+        ) from e
+    except ConfigError as e:
+        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
     try:
         new = validate_client_metrics(wanted)
     except ConfigError as e:
