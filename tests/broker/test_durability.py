@@ -77,8 +77,10 @@ def consume_all(
                 assert m.error() is None, m.error()
                 out[m.partition()].append((m.offset(), m.key(), m.value()))
                 n += 1
-        # Nothing beyond what we expect.
-        assert [m for m in c.consume(1000, 0.5) if m.error() is None] == []
+        # Nothing beyond what we expect (said with offsets, should it ever happen).
+        extra = [(m.partition(), m.offset()) for m in c.consume(1000, 0.5) if m.error() is None]
+        read = {p: (ms[0][0], ms[-1][0], len(ms)) for p, ms in out.items() if ms}
+        assert extra == [], f"beyond the {expect} expected: {extra}; read (first, last, n): {read}"
     finally:
         c.close()
     return out
