@@ -690,57 +690,14 @@ def test_brokers_without_the_clients_listener_are_left_out(tmp_path: Path) -> No
 
 
 def test_kafkajs_and_kcat_log_in_with_scram_over_tls(secured: SecuredBroker) -> None:
-    import os
-    import shutil
+    from tests.clients.round_trips import kafkajs_round_trip, kcat_round_trip
 
-    from tests.clients.test_other_clients import JS, require
-
-    require(shutil.which("kcat") is not None, "kcat")
-    kcat = ["kcat", *secured.scram_x_args("bob", "bob-secret")]
-    lines = "".join(f"k{i}:kcat-{i}\n" for i in range(20))
-    subprocess.run(
-        [*kcat, "-P", "-t", "kcat-tls", "-K", ":"], input=lines, text=True, check=True, timeout=60
-    )
-    out = subprocess.run(
-        [*kcat, "-C", "-t", "kcat-tls", "-o", "beginning", "-e", "-f", "%o %k %s\n"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    assert out.splitlines() == [f"{i} k{i} kcat-{i}" for i in range(20)]
-
-    require(
-        shutil.which("node") is not None and (JS / "node_modules" / "kafkajs").exists(), "kafkajs"
-    )
-    env = {
-        **os.environ,
-        "KAFKAJS_SECURITY": json.dumps(
-            {
-                "sasl": {
-                    "mechanism": "scram-sha-512",
-                    "username": "dave",
-                    "password": "dave secret",
-                },
-                "caFile": str(secured.certs.ca),
-            }
-        ),
+    kcat_round_trip(secured.scram_x_args("bob", "bob-secret"), "kcat-tls", 20)
+    security = {
+        "sasl": {"mechanism": "scram-sha-512", "username": "dave", "password": "dave secret"},
+        "caFile": str(secured.certs.ca),
     }
-    ran = subprocess.run(
-        ["node", str(JS / "roundtrip.js"), secured.bootstrap("SASL_SSL"), "js-tls", "12"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert ran.returncode == 0, ran.stderr
-    result = json.loads(ran.stdout.strip().splitlines()[-1])
-    got = sorted(result["got"], key=lambda m: int(m["key"][1:]))
-    assert [(m["key"], m["value"], m["partition"]) for m in got] == [
-        (f"k{i}", f"v{i}", i % 3) for i in range(12)
-    ]
-    for p in range(3):
-        assert [m["offset"] for m in got if m["partition"] == p] == list(range(4))
+    kafkajs_round_trip(secured.bootstrap("SASL_SSL"), "js-tls", 12, security)
 
 
 def test_brokers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path) -> None:

@@ -1075,56 +1075,20 @@ def test_a_configuration_that_cannot_work_stops_the_start(
 
 
 def test_kafkajs_and_kcat_log_in_with_tokens(oauth: OAuthBroker) -> None:
-    import os
-    import shutil
+    from tests.clients.round_trips import kafkajs_round_trip, kcat_round_trip
 
-    from tests.clients.test_other_clients import JS, require
-
-    require(shutil.which("kcat") is not None, "kcat")
-    kcat = [
-        "kcat",
-        "-b",
-        f"127.0.0.1:{oauth.ports['UNSECURED']}",
-        *("-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=OAUTHBEARER"),
-        *("-X", "enable.sasl.oauthbearer.unsecure.jwt=true"),
-        *("-X", "sasl.oauthbearer.config=principal=alice"),
-    ]
-    lines = "".join(f"k{i}:kcat-{i}\n" for i in range(10))
-    subprocess.run(
-        [*kcat, "-P", "-t", "alice-kcat", "-K", ":"], input=lines, text=True, check=True, timeout=60
-    )
-    out = subprocess.run(
-        [*kcat, "-C", "-t", "alice-kcat", "-o", "beginning", "-e", "-f", "%o %k %s\n"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    assert out.splitlines() == [f"{i} k{i} kcat-{i}" for i in range(10)]
-
-    require(
-        shutil.which("node") is not None and (JS / "node_modules" / "kafkajs").exists(), "kafkajs"
-    )
-    token = oauth.issuer.token("svc-orders")
-    env = {
-        **os.environ,
-        "KAFKAJS_SECURITY": json.dumps({"sasl": {"mechanism": "oauthbearer", "token": token}}),
+    unsigned_alice = {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "OAUTHBEARER",
+        "enable.sasl.oauthbearer.unsecure.jwt": "true",
+        "sasl.oauthbearer.config": "principal=alice",
     }
-    ran = subprocess.run(
-        ["node", str(JS / "roundtrip.js"), f"127.0.0.1:{oauth.ports['OIDC']}", "orders-js", "9"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert ran.returncode == 0, ran.stderr
-    got = json.loads(ran.stdout.strip().splitlines()[-1])["got"]
-    got.sort(key=lambda m: int(m["key"][1:]))
-    assert [(m["key"], m["value"], m["partition"]) for m in got] == [
-        (f"k{i}", f"v{i}", i % 3) for i in range(9)
-    ]
-    for p in range(3):
-        assert [m["offset"] for m in got if m["partition"] == p] == list(range(3))
+    kcat_args = [f"-b127.0.0.1:{oauth.ports['UNSECURED']}"]
+    kcat_args += [a for k, v in unsigned_alice.items() for a in ("-X", f"{k}={v}")]
+    kcat_round_trip(kcat_args, "alice-kcat", 10)
+    token = oauth.issuer.token("svc-orders")
+    security = {"sasl": {"mechanism": "oauthbearer", "token": token}}
+    kafkajs_round_trip(f"127.0.0.1:{oauth.ports['OIDC']}", "orders-js", 9, security)
 
 
 @settings(max_examples=400, deadline=None)

@@ -9,9 +9,10 @@ session timeout and heartbeat interval (``config/group.py``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -219,6 +220,20 @@ def _wanted(
     return {c.name: c.value for c in res.configs}
 
 
+@contextlib.contextmanager
+def _as_controller_errors() -> Iterator[None]:
+    """Kafka's codes for a config that cannot be: INVALID_REQUEST for one that may not change
+    now or a malformed request, INVALID_CONFIG for a value that is not valid."""
+    try:
+        yield
+    except DynamicConfigError as e:
+        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+    except ConfigError as e:
+        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
+    except ValueError as e:
+        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
+
+
 def _changes(current: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str | None]:
     """Records to write: what differs, and None for what is gone."""
     changes: dict[str, str | None] = {k: v for k, v in new.items() if current.get(k) != v}
@@ -230,7 +245,7 @@ def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
     """The records altering one BROKER resource's dynamic configs, planned from the image."""
     _check_broker_resource(broker, res.resource_name)
     current = broker.image.broker_configs.get(res.resource_name, {})
-    try:
+    with _as_controller_errors():
         new = _wanted(res, incremental, current, BROKER_CONFIGS)
         # What the request sets is checked; entries it leaves alone are not (one written by
         # another version must not block every change, nor its own deletion).
@@ -242,12 +257,6 @@ def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
             if n in new:  # stored as Kafka prints it, so DescribeConfigs shows what applies
                 key = BROKER_CONFIGS[n]
                 new[n] = format_value(key, parse(key, new[n])) or ""
-    except DynamicConfigError as e:
-        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
-    except ConfigError as e:
-        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
-    except ValueError as e:
-        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
     changes = _changes(current, new)
     return broker.controller.plan_broker_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
@@ -260,7 +269,7 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
             ErrorCode.unknown_topic_or_partition,
             f"Topic '{res.resource_name}' does not exist.",
         )
-    try:
+    with _as_controller_errors():
         wanted = _wanted(res, incremental, topic.configs)
         # An override this version does not know (another wrote it) is carried over as it
         # is; it must not block changes to the others.
@@ -273,10 +282,6 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
         old = {k: v for k, v in topic.configs.items() if k in TOPIC_CONFIGS}
         _check_remote_storage_disable(broker, old, validated)
         new = {**foreign, **validated}
-    except ConfigError as e:
-        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
-    except ValueError as e:
-        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
     changes = _changes(topic.configs, new)
     return broker.controller.plan_topic_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
@@ -286,14 +291,10 @@ def _plan_group_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
     if not res.resource_name:
         raise ControllerError(ErrorCode.invalid_request, "Group name must not be empty")
     current = broker.image.group_configs.get(res.resource_name, {})
-    try:
+    with _as_controller_errors():
         new = validate_group_configs(
             _wanted(res, incremental, current, GROUP_CONFIGS, "group"), broker.config, current
         )
-    except ConfigError as e:
-        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
-    except ValueError as e:
-        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
     changes = _changes(current, new)
     return broker.controller.plan_group_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
@@ -311,12 +312,8 @@ def _plan_client_metrics(broker: Any, res: Any, incremental: bool) -> list[Any]:
         ) from e
     except ConfigError as e:
         raise ControllerError(ErrorCode.invalid_config, str(e)) from e
-    try:
+    with _as_controller_errors():
         new = validate_client_metrics(wanted)
-    except ConfigError as e:
-        raise ControllerError(ErrorCode.invalid_config, str(e)) from e
-    except ValueError as e:
-        raise ControllerError(ErrorCode.invalid_request, str(e)) from e
     return broker.controller.plan_client_metrics(  # type: ignore[no-any-return]
         res.resource_name, _changes(current, new)
     )
