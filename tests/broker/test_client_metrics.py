@@ -34,7 +34,11 @@ MAX_BYTES = 4096
 def broker(module_broker_factory: Any) -> Any:
     port = free_port()
     proc = module_broker_factory(
-        {"artesian.metrics.port": str(port), "telemetry.max.bytes": str(MAX_BYTES)}
+        {
+            "artesian.metrics.port": str(port),
+            "telemetry.max.bytes": str(MAX_BYTES),
+            "artesian.client.metrics.enable": "true",
+        }
     )
     proc.metrics_port = port
     return proc
@@ -290,10 +294,11 @@ def test_telemetry_requests_get_kafkas_error_codes(broker: Any) -> None:
     assert broker.alive()
 
 
-def test_without_the_receiver_the_apis_are_not_offered(broker_factory: Any) -> None:
+def test_by_default_the_apis_are_not_offered(broker_factory: Any) -> None:
+    """As a Kafka broker without a telemetry receiver plugin."""
     from kio.schema.api_versions.v3.request import ApiVersionsRequest
 
-    proc = broker_factory({"artesian.client.metrics.enable": "false"}, name="no-telemetry")
+    proc = broker_factory(name="no-telemetry")
     with WireConn(proc.port) as conn:
         r = conn.request(
             18,

@@ -607,7 +607,11 @@ def _answers_api_versions_and_metadata(proc: BrokerProcess) -> None:
 @pytest.mark.slow
 def test_fuzz_while_a_real_client_produces_and_consumes(broker_factory: Any) -> None:
     proc: BrokerProcess = broker_factory(
-        {"socket.request.max.bytes": str(MAX_REQUEST), "auto.create.topics.enable": "false"}
+        {
+            "socket.request.max.bytes": str(MAX_REQUEST),
+            "auto.create.topics.enable": "false",
+            "artesian.client.metrics.enable": "true",  # the telemetry APIs fuzzed too
+        }
     )
     with WireConn(proc.port) as c:
         create_topic(c, REAL_TOPIC)

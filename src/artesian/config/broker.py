@@ -215,10 +215,11 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
         _k(
             "artesian.client.metrics.enable",
             _B,
-            True,
-            "Receive client metrics (KIP-714) and serve them on the Prometheus endpoint. "
-            "Clients push only what a CLIENT_METRICS subscription asks for. false: the "
-            "telemetry APIs are not offered, as a Kafka broker without a receiver plugin.",
+            False,
+            "Receive client metrics (KIP-714) and serve them on the Prometheus endpoint; "
+            "clients push only what a CLIENT_METRICS subscription asks for. Off by default, "
+            "as a Kafka broker without a receiver plugin: the telemetry APIs are then not "
+            "offered (and librdkafka does not log its telemetry instance id).",
         ),
         # OAUTHBEARER (KIP-255, KIP-768): security/oauthbearer/settings.py reads these, each
         # also as listener.name.<listener>.oauthbearer.<name>.
