@@ -22,16 +22,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
 
 from artesian.config.broker import MAX_REAUTH_MS, BrokerConfig
 from artesian.security.jaas import parse_jaas_config, plain_users
 from artesian.security.oauthbearer import OAuthBearerServer, TokenValidator
-from artesian.security.oauthbearer.jwks import JwksCache
 from artesian.security.oauthbearer.settings import listener_validator
 from artesian.security.plain import PlainServer
 from artesian.security.sasl import AuthenticationFailed, SaslServer
+
+if TYPE_CHECKING:
+    from artesian.security.oauthbearer.jwks import JwksCache
 from artesian.security.scram import (
     MECHANISMS,
     InvalidCredentials,

@@ -85,7 +85,6 @@ from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.replication.throttle import ReplicationThrottle, replica_listed
 from artesian.security.acl import Authorizer, acl_binding
-from artesian.security.oauthbearer.jwks import FETCH_TIMEOUT_S, JwksCache
 from artesian.security.scram import ScramCredential, ScramMechanism
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
@@ -100,6 +99,7 @@ from artesian.tiered.remote_storage_manager import RemoteStorageManager
 
 if TYPE_CHECKING:
     from artesian.broker.connection import KafkaConnection
+    from artesian.security.oauthbearer.jwks import JwksCache
 
 log = logging.getLogger("artesian.broker")
 UNCLEAN = "unclean.leader.election.enable"
@@ -735,6 +735,8 @@ class Broker:
         start-up, so the first logins find them. A provider that does not answer in time
         does not stop the broker: its keys are fetched again in the background, and other
         mechanisms work meanwhile."""
+
+        from artesian.security.oauthbearer.jwks import FETCH_TIMEOUT_S
 
         async def load(keys: JwksCache) -> None:
             try:

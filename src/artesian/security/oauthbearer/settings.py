@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
+from typing import TYPE_CHECKING
 
 from artesian.config.broker import BrokerConfig
 from artesian.security.jaas import parse_jaas_config
-from artesian.security.oauthbearer.jwks import JwksCache
-from artesian.security.oauthbearer.jwt_validator import JwtValidator
 from artesian.security.oauthbearer.login import ClientCredentialsLogin, RefreshingToken
 from artesian.security.oauthbearer.sasl_server import MECHANISM, TokenValidator
 from artesian.security.oauthbearer.unsecured import UnsecuredLogin, UnsecuredValidator
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only for a listener that checks signatures
+    from artesian.security.oauthbearer.jwks import JwksCache
 
 __all__ = ["listener_login", "listener_validator"]
 
@@ -76,6 +78,9 @@ def listener_validator(
     handler = _get(config, listener, "sasl.server.callback.handler.class")
     prefix = f"listener.name.{listener.lower()}.oauthbearer."
     if handler in _SECURED_VALIDATORS:
+        from artesian.security.oauthbearer.jwks import JwksCache
+        from artesian.security.oauthbearer.jwt_validator import JwtValidator
+
         url = _url(config, listener, "sasl.oauthbearer.jwks.endpoint.url")
         if url is None:
             raise ValueError(
