@@ -350,3 +350,33 @@ def test_matching_expiry_and_changed_subscriptions_without_sockets() -> None:
     a.get_subscriptions(None, {"client_id": "someone-else"})
     assert first.instance_id not in a.instances
     assert unmatched.instance_id in a.instances  # 3 x its 300 s interval: still remembered
+
+
+def test_the_cli_manages_subscriptions(broker: Any) -> None:
+    from tests.cli.test_admin_cli import cli, cli_json, fails
+
+    cli(
+        broker,
+        "client-metrics",
+        "set",
+        "cm-cli",
+        "--metrics",
+        "org.apache.kafka.consumer.",
+        "--interval",
+        "1000",
+        "--match",
+        "client_id=billing-.*",
+        "--match",
+        "client_software_name=librdkafka",
+    )
+    listed = {s["name"]: s for s in cli_json(broker, "client-metrics", "list")}
+    assert listed["cm-cli"] == {
+        "name": "cm-cli",
+        "metrics": "org.apache.kafka.consumer.",
+        "interval.ms": "1000",
+        "match": "client_id=billing-.*,client_software_name=librdkafka",
+    }
+    refused = fails(broker, "client-metrics", "set", "cm-cli", "--interval", "5")
+    assert "INVALID_REQUEST: Invalid value 5 for interval.ms" in refused
+    cli(broker, "client-metrics", "delete", "cm-cli")
+    assert "cm-cli" not in {s["name"] for s in cli_json(broker, "client-metrics", "list")}

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from artesian.cli.acls import acls_app
 from artesian.cli.bench import bench_app
+from artesian.cli.client_metrics import client_metrics_app
 from artesian.cli.cluster import cluster_app
 from artesian.cli.consume import consume
 from artesian.cli.controlplane import (
@@ -204,6 +205,7 @@ app.add_typer(groups_app, name="groups")
 app.add_typer(bench_app, name="bench")
 app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(client_metrics_app, name="client-metrics")
 app.add_typer(users_app, name="users")
 app.add_typer(acls_app, name="acls")
 app.add_typer(quotas_app, name="quotas")
