@@ -40,6 +40,12 @@ from tests.kafka_wire import (
     sasl_authenticate,
     sasl_handshake,
 )
+from tests.security.broker_pairs import (
+    create_once_both_are_known,
+    replicated_through_a_leader_kill,
+    start_pair,
+    wait_for_both,
+)
 from tests.security.scram_users import upsert_scram_user
 from tests.tls_certs import Certificates, make_certificates
 
@@ -652,7 +658,7 @@ def test_brokers_without_the_clients_listener_are_left_out(tmp_path: Path) -> No
     second.start()
     try:
         admin = AdminClient({"bootstrap.servers": first.bootstrap})
-        _wait_for_both(admin)  # broker 1 knows broker 2
+        wait_for_both(admin)  # broker 1 knows broker 2
         (created,) = admin.create_topics(
             [
                 NewTopic(
@@ -701,31 +707,22 @@ def test_kafkajs_and_kcat_log_in_with_scram_over_tls(secured: SecuredBroker) -> 
 
 
 def test_brokers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path) -> None:
-    from confluent_kafka.admin import NewTopic
-
-    from tests.replication.cluster import FAST
-
     certs = make_certificates(tmp_path / "certs")
-    store = f"sqlite:///{tmp_path}/metadata.db"
     jaas = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
         'username="broker" password="broker-secret" '
         'user_broker="broker-secret" user_alice="alice-secret";'
     )
-    brokers = []
-    for node in (1, 2):
-        proc = BrokerProcess(tmp_path / f"b{node}")
-        proc.settings = {
-            "node.id": str(node),
-            "artesian.metadata.store.url": store,
-            **FAST,
+    brokers = start_pair(
+        tmp_path,
+        lambda proc: {
             "listeners": f"SASL_SSL://127.0.0.1:{proc.port}",
             "inter.broker.listener.name": "SASL_SSL",
             "ssl.keystore.location": str(certs.server),
             "ssl.truststore.location": str(certs.ca),
             "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
-        }
-        brokers.append(proc.start())
+        },
+    )
     try:
         conf = {
             "bootstrap.servers": ",".join(b.bootstrap for b in brokers),
@@ -735,30 +732,7 @@ def test_brokers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path)
             "sasl.username": "alice",
             "sasl.password": "alice-secret",
         }
-        admin = AdminClient(conf)
-        _wait_for_both(admin)
-        _create_once_both_are_known(
-            admin, NewTopic("secure-replicated", num_partitions=1, replication_factor=2)
-        )
-        # acks=all: acknowledged only once the follower fetched over SASL_SSL.
-        assert _round_trip(conf, "secure-replicated") == _expected("secure-replicated")
-        leader = admin.list_topics("secure-replicated", timeout=10).topics["secure-replicated"]
-        partition = leader.partitions[0]
-        assert sorted(partition.isrs) == [1, 2]
-        brokers[partition.leader - 1].kill9()
-        survivor = brokers[2 - partition.leader]
-        # The follower's copy, read through the survivor alone.
-        alone = {**conf, "bootstrap.servers": survivor.bootstrap}
-        consumer = Consumer({**alone, "group.id": "after-kill", "auto.offset.reset": "earliest"})
-        consumer.subscribe(["secure-replicated"])
-        got: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + 30
-        while len(got) < 5 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                got.append((msg.offset(), msg.value()))
-        consumer.close()
-        assert got == _expected("secure-replicated")
+        replicated_through_a_leader_kill(brokers, conf, "secure-replicated", _round_trip)
     finally:
         for proc in brokers:
             if proc.alive():
@@ -797,12 +771,12 @@ def test_brokers_mid_way_through_switching_their_inter_broker_listener(tmp_path:
     try:
         conf = {"bootstrap.servers": ",".join(b.bootstrap for b in brokers)}
         admin = AdminClient(conf)
-        _wait_for_both(admin)
+        wait_for_both(admin)
         # Each broker leads one partition and follows the other's.
         topic = NewTopic(
             "mid-roll", num_partitions=2, replication_factor=-1, replica_assignment=[[1, 2], [2, 1]]
         )
-        _create_once_both_are_known(admin, topic)
+        create_once_both_are_known(admin, topic)
         producer = Producer({**conf, "acks": "all"})
         for partition in (0, 1):
             for i in range(5):
@@ -823,25 +797,3 @@ def test_brokers_mid_way_through_switching_their_inter_broker_listener(tmp_path:
     finally:
         for proc in brokers:
             proc.stop()
-
-
-def _wait_for_both(admin: AdminClient) -> None:
-    deadline = time.monotonic() + 20
-    while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
-        assert time.monotonic() < deadline, "the brokers never both joined"
-        time.sleep(0.1)
-
-
-def _create_once_both_are_known(admin: AdminClient, topic: Any) -> None:
-    """The broker that creates it reads the other's registration within a metadata poll."""
-    deadline = time.monotonic() + 20
-    while True:
-        (created,) = admin.create_topics([topic]).values()
-        try:
-            created.result(20)
-            return
-        except KafkaException as e:
-            retriable = e.args[0].code() in (38, 39)  # INVALID_REPLICATION_FACTOR, _ASSIGNMENT
-            if not retriable or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import (
     AclBinding,
     AclOperation,
     AclPermissionType,
     AdminClient,
-    NewTopic,
     ResourcePatternType,
     ResourceType,
 )
@@ -59,6 +58,7 @@ from tests.kafka_wire import (
     sasl_handshake,
 )
 from tests.metrics import scrape
+from tests.security.broker_pairs import replicated_through_a_leader_kill, start_pair
 from tests.security.oauth_issuer import Issuer, running_issuer
 
 SECURED = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
@@ -939,37 +939,29 @@ def test_brokers_replicate_logging_in_to_each_other_with_tokens(
     """sasl.mechanism.inter.broker.protocol=OAUTHBEARER: each broker gets its token from the
     provider (the client credentials grant) and its peers check it against the JWKS keys.
     Only User:broker may replicate (super.users), so the followers' fetches prove the login."""
-    from tests.replication.cluster import FAST
-
     issuer.clients |= {"broker": "broker-secret", "svc-admin": "admin-secret"}
-    store = f"sqlite:///{tmp_path}/metadata.db"
     jaas = (
         "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
         'clientId="broker" clientSecret="broker-secret" scope="kafka";'
     )
-    brokers = []
-    for node in (1, 2):
-        proc = BrokerProcess(tmp_path / f"b{node}")
-        proc.settings = {
-            "node.id": str(node),
-            "artesian.metadata.store.url": store,
-            **FAST,
+    prefix = "listener.name.sasl_plaintext.oauthbearer."
+    brokers = start_pair(
+        tmp_path,
+        lambda proc: {
             "listeners": f"SASL_PLAINTEXT://127.0.0.1:{proc.port}",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
             "sasl.enabled.mechanisms": "OAUTHBEARER",
             "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
-            "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": jaas,
-            "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": SECURED,
-            "listener.name.sasl_plaintext.oauthbearer.sasl.login.callback.handler.class": (
-                SECURED_LOGIN
-            ),
+            f"{prefix}sasl.jaas.config": jaas,
+            f"{prefix}sasl.server.callback.handler.class": SECURED,
+            f"{prefix}sasl.login.callback.handler.class": SECURED_LOGIN,
             "sasl.oauthbearer.token.endpoint.url": issuer.token_url,
             "sasl.oauthbearer.jwks.endpoint.url": issuer.jwks_url,
             "sasl.oauthbearer.expected.audience": "kafka",
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "super.users": "User:broker;User:svc-admin",
-        }
-        brokers.append(proc.start())
+        },
+    )
     try:
         conf = {
             "bootstrap.servers": ",".join(b.bootstrap for b in brokers),
@@ -980,49 +972,10 @@ def test_brokers_replicate_logging_in_to_each_other_with_tokens(
             "sasl.oauthbearer.client.id": "svc-admin",
             "sasl.oauthbearer.client.secret": "admin-secret",
         }
-        admin = AdminClient(conf)
-        deadline = time.monotonic() + 20
-        while set(admin.list_topics(timeout=5).brokers) != {1, 2}:
-            assert time.monotonic() < deadline, "the brokers never both joined"
-            time.sleep(0.1)
-        topic = NewTopic("replicated-oauth", 1, 2, config={"min.insync.replicas": "2"})
-        deadline = time.monotonic() + 20
-        while True:
-            (created,) = admin.create_topics([topic]).values()
-            try:
-                created.result(20)
-                break
-            except KafkaException:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
-        # acks=all with min.insync.replicas=2: acknowledged once the follower fetched.
-        expected = [(i, f"replicated-oauth-{i}".encode()) for i in range(5)]
-        assert _round_trip(conf, "replicated-oauth") == expected
-        partition = (
-            admin.list_topics("replicated-oauth", timeout=10)
-            .topics["replicated-oauth"]
-            .partitions[0]
+        # min.insync.replicas=2: nothing is acknowledged before the follower fetched it.
+        replicated_through_a_leader_kill(
+            brokers, conf, "replicated-oauth", _round_trip, {"min.insync.replicas": "2"}
         )
-        assert sorted(partition.isrs) == [1, 2]
-        brokers[partition.leader - 1].kill9()
-        survivor = brokers[2 - partition.leader]
-        consumer = Consumer(
-            {
-                **conf,
-                "bootstrap.servers": survivor.bootstrap,
-                "group.id": "after-kill",
-                "auto.offset.reset": "earliest",
-            }
-        )
-        consumer.assign([TopicPartition("replicated-oauth", 0, 0)])
-        got: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + 30
-        while len(got) < 5 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                got.append((msg.offset(), msg.value()))
-        consumer.close()
-        assert got == expected
     finally:
         for proc in brokers:
             if proc.alive():
