@@ -32,9 +32,6 @@ from artesian.security.oauthbearer import OAuthBearerServer, TokenValidator
 from artesian.security.oauthbearer.settings import listener_validator
 from artesian.security.plain import PlainServer
 from artesian.security.sasl import AuthenticationFailed, SaslServer
-
-if TYPE_CHECKING:
-    from artesian.security.oauthbearer.jwks import JwksCache
 from artesian.security.scram import (
     MECHANISMS,
     InvalidCredentials,
@@ -42,6 +39,9 @@ from artesian.security.scram import (
     ScramMechanism,
     ScramServer,
 )
+
+if TYPE_CHECKING:  # PyJWT loads only for a listener that checks token signatures
+    from artesian.security.oauthbearer.jwks import JwksCache
 
 __all__ = [
     "AuthenticationFailed",

@@ -735,7 +735,6 @@ class Broker:
         start-up, so the first logins find them. A provider that does not answer in time
         does not stop the broker: its keys are fetched again in the background, and other
         mechanisms work meanwhile."""
-
         from artesian.security.oauthbearer.jwks import FETCH_TIMEOUT_S
 
         async def load(keys: JwksCache) -> None:
