@@ -376,6 +376,7 @@ def test_the_cli_manages_subscriptions(broker: Any) -> None:
         "interval.ms": "1000",
         "match": "client_id=billing-.*,client_software_name=librdkafka",
     }
+    assert "nothing to set" in fails(broker, "client-metrics", "set", "cm-cli")
     refused = fails(broker, "client-metrics", "set", "cm-cli", "--interval", "5")
     assert "INVALID_REQUEST: Invalid value 5 for interval.ms" in refused
     cli(broker, "client-metrics", "delete", "cm-cli")

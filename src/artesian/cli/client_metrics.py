@@ -13,6 +13,7 @@ import typer
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
+    CliError,
     CommandConfigOpt,
     JsonOpt,
     PropsOpt,
@@ -37,8 +38,6 @@ _HINT = (
 
 
 def _subscriptions(client: Any) -> list[str]:
-    from artesian.cli.common import CliError
-
     response = client.request(_LIST, 0)
     if response.error_code != 0:
         raise CliError(f"{response.error_code.name.upper()}: listing subscriptions")
@@ -116,8 +115,13 @@ def set_(
     if match:
         changes["match"] = ",".join(match)
     opts = client_options(bootstrap, command_config, props, timeout)
-    with reporting(opts.bootstrap), WireClient.for_options(opts) as client:
-        alter_configs(client, CLIENT_METRICS_RESOURCE, name, changes, [], _HINT)
+    with reporting(opts.bootstrap):
+        if not changes:
+            raise CliError(
+                "nothing to set", "Give --metrics, --interval or --match (see --help).", code=2
+            )
+        with WireClient.for_options(opts) as client:
+            alter_configs(client, CLIENT_METRICS_RESOURCE, name, changes, [], _HINT)
     out.print(f"Subscription {name} set.")
 
 

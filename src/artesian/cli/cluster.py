@@ -119,11 +119,11 @@ def elect_leaders(
     partition's preferred (first) replica; with --unclean bring offline partitions back."""
     from confluent_kafka import ElectionType, TopicPartition
 
-    if partition and not topic:
-        raise CliError("--partition needs --topic", "Name the topic with --topic.")
     opts = client_options(bootstrap, command_config, props, timeout)
     kind = ElectionType.UNCLEAN if unclean else ElectionType.PREFERRED
     with reporting(opts.bootstrap):
+        if partition and not topic:
+            raise CliError("--partition needs --topic", "Name the topic with --topic.", code=2)
         admin = opts.admin()
         wanted = None
         if topic:
