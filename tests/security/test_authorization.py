@@ -637,6 +637,13 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
                 cluster_denied,
                 "Cluster authorization failed.",
             ), key
+            # Client metrics subscriptions (KIP-714) are the cluster's, as in Kafka.
+            subscription = _ask(conn, key, version, resource_type=16, resource_name="subs")
+            (result,) = subscription.results if key == 32 else subscription.responses
+            assert (int(result.error_code), result.error_message) == (
+                cluster_denied,
+                "Cluster authorization failed.",
+            ), key
             group = _ask(conn, key, version, resource_type=32, resource_name="cfg-group")
             (result,) = group.results if key == 32 else group.responses
             assert (int(result.error_code), result.error_message) == (
@@ -661,6 +668,10 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
         ]
         (epochs,) = _ask(conn, 23, 4).topics
         assert [int(p.error_code) for p in epochs.partitions] == [topic_denied]
+        from kio.schema.list_config_resources.v0.request import ListConfigResourcesRequest
+
+        listed = conn.request(74, 0, ListConfigResourcesRequest())
+        assert (int(listed.error_code), listed.config_resources) == (cluster_denied, ())
         elected = _ask(conn, 43, 2, election_type=0)
         assert int(elected.error_code) == cluster_denied
         assert [
