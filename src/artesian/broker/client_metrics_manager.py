@@ -88,14 +88,14 @@ def subscription_id(instance_id: uuid.UUID, metrics: tuple[str, ...], interval_m
     """The same on every broker for the same instance and subscriptions (a client may push
     to another broker than the one it asked): Kafka's CRC32C of the metric set and interval,
     mixed with the instance id."""
-    text = f"[{', '.join(sorted(metrics))}]{interval_ms}".encode()
-    crc = crc32c.crc32c(text)
-    crc = crc - (1 << 32) if crc >= 1 << 31 else crc
-    hi, lo = instance_id.int >> 64, instance_id.int & ((1 << 64) - 1)
-    h = hi ^ lo
-    mixed = ((h >> 32) ^ h) & 0xFFFFFFFF
-    mixed = mixed - (1 << 32) if mixed >= 1 << 31 else mixed
-    value = (crc ^ mixed) & 0xFFFFFFFF
+    crc = crc32c.crc32c(f"[{', '.join(sorted(metrics))}]{interval_ms}".encode())
+    h = (instance_id.int >> 64) ^ (instance_id.int & ((1 << 64) - 1))
+    return _int32(crc ^ (h >> 32) ^ h)
+
+
+def _int32(value: int) -> int:
+    """The low 32 bits as Java's int."""
+    value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
@@ -413,14 +413,18 @@ def _metric_name(otlp: str) -> str | None:
     monotonic sum's name loses a trailing _total, which the exposition adds back."""
     if not otlp.startswith(_PREFIX) or len(otlp) > 200:
         return None
-    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in otlp)
-    return name.removesuffix("_total") or None
+    return _word(otlp).removesuffix("_total") or None
 
 
 def _label_name(key: str) -> str | None:
     if not key or len(key) > 100:
         return None
-    label = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in key)
+    label = _word(key)
     if label[0].isdigit() or label.startswith("__"):
         return None
     return label
+
+
+def _word(text: str) -> str:
+    """ASCII letters, digits and underscores; anything else becomes an underscore."""
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in text)

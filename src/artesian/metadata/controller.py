@@ -185,10 +185,9 @@ class Controller:
             if len(elsewhere) * 100 <= imbalance_percent * len(parts):
                 continue
             for t, p in elsewhere:
-                if broker in p.isr:
-                    records.append(
-                        self._changed(t.topic_id, p, leader=broker, leader_epoch=p.leader_epoch + 1)
-                    )
+                _, record = self._preferred_election(t.topic_id, p, live)
+                if record is not None:
+                    records.append(record)
         return records
 
     def plan_requested_elections(
@@ -219,39 +218,42 @@ class Controller:
                         (index, ErrorCode.unknown_topic_or_partition, f"No such {what}")
                     )
                     continue
-                code, record = self._requested_election(topic.topic_id, p, unclean, live)
+                elect = self._unclean_election if unclean else self._preferred_election
+                code, record = elect(topic.topic_id, p, live)
                 if record is not None:
                     records.append(record)
                 if not (everything and code is ErrorCode.election_not_needed):
                     outcomes.append((index, code, _ELECTION_MESSAGES.get(code)))
         return records, results
 
-    def _requested_election(
-        self, topic_id: uuid.UUID, p: PartitionImage, unclean: bool, live: Set[int]
+    def _preferred_election(
+        self, topic_id: uuid.UUID, p: PartitionImage, live: Set[int]
     ) -> tuple[ErrorCode, PartitionRecord | None]:
-        if not unclean:
-            preferred = p.replicas[0] if p.replicas else -1
-            if p.leader == preferred:
-                return ErrorCode.election_not_needed, None
-            if preferred not in live or preferred not in p.isr:
-                return ErrorCode.preferred_leader_not_available, None
-            return ErrorCode.none, self._changed(
-                topic_id, p, leader=preferred, leader_epoch=p.leader_epoch + 1
-            )
+        """Leadership back to the first replica, if it is live and in sync (ElectLeaders'
+        PREFERRED, and the auto leader rebalance)."""
+        preferred = p.replicas[0] if p.replicas else -1
+        if p.leader == preferred:
+            return ErrorCode.election_not_needed, None
+        if preferred not in live or preferred not in p.isr:
+            return ErrorCode.preferred_leader_not_available, None
+        return ErrorCode.none, self._changed(
+            topic_id, p, leader=preferred, leader_epoch=p.leader_epoch + 1
+        )
+
+    def _unclean_election(
+        self, topic_id: uuid.UUID, p: PartitionImage, live: Set[int]
+    ) -> tuple[ErrorCode, PartitionRecord | None]:
+        """ElectLeaders' UNCLEAN: the controller's own election with unclean allowed."""
         # Any leader at all, as Kafka: whether it lives is the active controller's to judge
         # (its sessions), not a view this broker may hold a moment too long.
         if p.leader != -1:
             return ErrorCode.election_not_needed, None
-        in_sync = [r for r in p.replicas if r in p.isr and r in live]
-        if in_sync:
-            leader, isr = in_sync[0], tuple(r for r in p.isr if r in live)
-        else:
-            anyone = [r for r in p.replicas if r in live]
-            if not anyone:
-                return ErrorCode.eligible_leaders_not_available, None
-            leader, isr = anyone[0], (anyone[0],)  # records past its log end are lost
+        planned = self._elect(p, live, lambda: True, None)
+        if planned is None or planned[0] == -1:
+            return ErrorCode.eligible_leaders_not_available, None
+        leader, isr, epoch = planned
         return ErrorCode.none, self._changed(
-            topic_id, p, leader=leader, isr=isr, leader_epoch=p.leader_epoch + 1
+            topic_id, p, leader=leader, isr=isr, leader_epoch=epoch
         )
 
     @staticmethod

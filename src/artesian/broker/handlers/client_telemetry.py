@@ -25,10 +25,12 @@ _ZERO = uuid.UUID(int=0)
 
 def _client(ctx: Any) -> dict[str, str]:
     conn = ctx.connection
-    host, _, port = conn.peer.rpartition(":")
     name, version = conn.client_software
-    attributes = {"client_id": ctx.client_id or "", "client_source_address": host.strip("[]")}
-    attributes["client_source_port"] = port
+    attributes = {
+        "client_id": ctx.client_id or "",
+        "client_source_address": conn.peer_host,  # as ACLs name it
+        "client_source_port": conn.peer.rpartition(":")[2],
+    }
     # Kafka's "unknown" for a client that did not say (ApiVersions before v3)
     attributes["client_software_name"] = name or "unknown"
     attributes["client_software_version"] = version or "unknown"
