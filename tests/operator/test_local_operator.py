@@ -24,6 +24,7 @@ from artesian.operator.runtime import LocalProcessRuntime
 from artesian.operator.spec import ClusterSpec
 from tests.broker_process import claim_port
 from tests.consuming import read_range
+from tests.security.broker_pairs import create_once_all_are_known
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +126,8 @@ def test_the_operator_scales_out_rolls_and_scales_in_without_losing_a_record(
         ]
         bootstrap = spec.bootstrap()
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.create_topics([NewTopic("ops", 6, 3)])["ops"].result(15)
+        # The broker that takes it may not have read the others' registrations yet.
+        create_once_all_are_known(admin, NewTopic("ops", 6, 3))
         # Every broker knows the topic before the writer starts (see the session notes: once,
         # records produced within ~0.1 s of creation were acknowledged yet absent).
         for node in (1, 2, 3):

@@ -44,8 +44,8 @@ def wait_for_both(admin: AdminClient) -> None:
         time.sleep(0.1)
 
 
-def create_once_both_are_known(admin: AdminClient, topic: Any) -> None:
-    """The broker that creates it reads the other's registration within a metadata poll."""
+def create_once_all_are_known(admin: AdminClient, topic: Any) -> None:
+    """The broker that creates it reads the others' registrations within a metadata poll."""
     deadline = time.monotonic() + 20
     while True:
         (created,) = admin.create_topics([topic]).values()
@@ -71,7 +71,7 @@ def replicated_through_a_leader_kill(
     survivor serves the same 5 at the same offsets."""
     admin = AdminClient(conf)
     wait_for_both(admin)
-    create_once_both_are_known(admin, NewTopic(topic, 1, 2, config=configs or {}))
+    create_once_all_are_known(admin, NewTopic(topic, 1, 2, config=configs or {}))
     expected = [(i, f"{topic}-{i}".encode()) for i in range(5)]
     assert round_trip(conf, topic) == expected
     partition = admin.list_topics(topic, timeout=10).topics[topic].partitions[0]

@@ -41,7 +41,7 @@ from tests.kafka_wire import (
     sasl_handshake,
 )
 from tests.security.broker_pairs import (
-    create_once_both_are_known,
+    create_once_all_are_known,
     replicated_through_a_leader_kill,
     start_pair,
     wait_for_both,
@@ -776,7 +776,7 @@ def test_brokers_mid_way_through_switching_their_inter_broker_listener(tmp_path:
         topic = NewTopic(
             "mid-roll", num_partitions=2, replication_factor=-1, replica_assignment=[[1, 2], [2, 1]]
         )
-        create_once_both_are_known(admin, topic)
+        create_once_all_are_known(admin, topic)
         producer = Producer({**conf, "acks": "all"})
         for partition in (0, 1):
             for i in range(5):
