@@ -37,7 +37,6 @@ FAST = {
 }
 
 NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID = 0, 22, 23, 25
-COORDINATOR_LOAD_IN_PROGRESS = 14
 UNSUPPORTED_VERSION, INVALID_REQUEST, GROUP_ID_NOT_FOUND = 35, 42, 69
 FENCED_INSTANCE_ID, FENCED_MEMBER_EPOCH, UNRELEASED_INSTANCE_ID = 82, 110, 111
 UNSUPPORTED_ASSIGNOR, STALE_MEMBER_EPOCH, INVALID_REGULAR_EXPRESSION = 112, 113, 128
@@ -418,26 +417,18 @@ def test_other_group_apis_see_a_consumer_group(broker: Any) -> None:
         ),
         reason=None,
     )
-    # A classic consumer waits (retriable) while the group has consumer-protocol members;
-    # a group of another protocol type never fits.
-    assert int(conn.request(11, 9, join).error_code) == COORDINATOR_LOAD_IN_PROGRESS
+    # A consumer of another protocol type never fits (classic consumers do:
+    # test_group_migration).
     connect = dataclasses.replace(join, protocol_type="connect")
     assert int(conn.request(11, 9, connect).error_code) == INCONSISTENT_GROUP_PROTOCOL
 
-    # A classic group with a member keeps consumer-protocol members waiting (a retriable
-    # error) until its classic members have left; then it changes protocol.
+    # Only a join can move a classic group to the consumer protocol.
     from tests.broker.test_groups import RawMember
 
     classic = RawMember(broker, "oa-classic", session_ms=10_000)
     assert classic.join("oa-t") == NONE
     b = Member(broker, "oa-classic", ids)
-    r = b.join("oa-t")
-    assert int(r.error_code) == COORDINATOR_LOAD_IN_PROGRESS
-    assert r.error_message == (
-        "Group oa-classic has 1 member(s) on the classic protocol; members on the consumer "
-        "protocol join once they have left."
-    )
-    r = b.heartbeat(epoch=1)  # only a join can change a group's protocol
+    r = b.heartbeat(epoch=1)
     assert (int(r.error_code), r.error_message) == (
         GROUP_ID_NOT_FOUND,
         "Group oa-classic is not a consumer group.",
@@ -938,43 +929,6 @@ def test_exactly_once_copy_with_the_consumer_protocol(broker: Any) -> None:
     assert sorted(values, key=int) == [str(i).encode() for i in range(100)]
 
 
-def test_a_rolling_upgrade_to_the_consumer_protocol_waits_for_the_classic_members(
-    broker: Any,
-) -> None:
-    """A librdkafka consumer on the consumer protocol joining a group whose classic member is
-    still in waits (no fatal error), then takes over once that member leaves."""
-    from confluent_kafka import Consumer, Producer
-
-    _topic(broker, "ru-t", 2)
-    producer = Producer({"bootstrap.servers": broker.bootstrap})
-    base = {"bootstrap.servers": broker.bootstrap, "group.id": "ru-g"}
-    old = Consumer({**base, "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
-    old.subscribe(["ru-t"])
-    wait_for(lambda: old.poll(0.1) is None and len(old.assignment()) == 2, what="old joined")
-    new = Consumer({**base, "group.protocol": "consumer", "auto.offset.reset": "earliest"})
-    new.subscribe(["ru-t"])
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        m = new.poll(0.2)
-        assert m is None or not m.error(), m.error()
-        old.poll(0)
-    assert new.assignment() == []
-    old.close()  # leaves the group: it turns consumer at new's next retry
-    for i in range(10):
-        producer.produce("ru-t", str(i).encode(), partition=i % 2)
-    assert producer.flush(T) == 0
-    got: list[bytes] = []
-    deadline = time.monotonic() + 20
-    while len(got) < 10 and time.monotonic() < deadline:
-        m = new.poll(0.2)
-        if m is not None:
-            assert not m.error(), m.error()
-            got.append(m.value())
-    assert sorted(got, key=int) == [str(i).encode() for i in range(10)]
-    assert len(new.assignment()) == 2
-    new.close()
-
-
 def test_a_recreated_topic_is_a_new_epoch(broker: Any) -> None:
     """Deleted and created again under its name, a topic is another topic: the members are
     told its new id (a new epoch), though the partition count is the same."""
@@ -1000,40 +954,6 @@ def _recreate(broker: Any, name: str) -> dict[str, uuid.UUID] | None:
         return _topic(broker, name, 2)
     except AssertionError:  # the deletion is still under way
         return None
-
-
-def test_a_rollback_to_the_classic_protocol_waits_for_the_consumer_members(broker: Any) -> None:
-    """The other way round: a classic librdkafka consumer joining a group whose members are on
-    the consumer protocol waits (no fatal error), then takes over once they leave."""
-    from confluent_kafka import Consumer, Producer
-
-    _topic(broker, "rb-t", 2)
-    base = {"bootstrap.servers": broker.bootstrap, "group.id": "rb-g"}
-    new = Consumer({**base, "group.protocol": "consumer", "auto.offset.reset": "earliest"})
-    new.subscribe(["rb-t"])
-    wait_for(lambda: new.poll(0.1) is None and len(new.assignment()) == 2, what="new joined")
-    old = Consumer({**base, "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
-    old.subscribe(["rb-t"])
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        m = old.poll(0.2)
-        assert m is None or not m.error(), m.error()
-        new.poll(0)
-    assert old.assignment() == []
-    new.close()
-    producer = Producer({"bootstrap.servers": broker.bootstrap})
-    for i in range(10):
-        producer.produce("rb-t", str(i).encode(), partition=i % 2)
-    assert producer.flush(T) == 0
-    got: list[bytes] = []
-    deadline = time.monotonic() + 20
-    while len(got) < 10 and time.monotonic() < deadline:
-        m = old.poll(0.2)
-        if m is not None:
-            assert not m.error(), m.error()
-            got.append(m.value())
-    assert sorted(got, key=int) == [str(i).encode() for i in range(10)]
-    old.close()
 
 
 def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_factory: Any) -> None:

@@ -658,7 +658,9 @@ class RawMember:
         assert got == corr
         return response
 
-    def send_join(self, topic: str = "t", member_id: str | None = None) -> None:
+    def send_join(
+        self, topic: str = "t", member_id: str | None = None, metadata: bytes | None = None
+    ) -> None:
         jg = importlib.import_module(f"kio.schema.join_group.v{self.join_version}.request")
         self._send(
             11,
@@ -671,7 +673,10 @@ class RawMember:
                 group_instance_id=self.instance,
                 protocol_type="consumer",
                 protocols=(
-                    jg.JoinGroupRequestProtocol(name="range", metadata=_subscription(topic)),
+                    jg.JoinGroupRequestProtocol(
+                        name="range",
+                        metadata=_subscription(topic) if metadata is None else metadata,
+                    ),
                 ),
             ),
         )
@@ -688,12 +693,12 @@ class RawMember:
             self.skip_assignment = getattr(r, "skip_assignment", False)
         return code
 
-    def join(self, topic: str = "t") -> int:
+    def join(self, topic: str = "t", metadata: bytes | None = None) -> int:
         """Join, answering MEMBER_ID_REQUIRED (KIP-394) with the id handed out."""
-        self.send_join(topic)
+        self.send_join(topic, metadata=metadata)
         code = self.recv_join()
         if code == MEMBER_ID_REQUIRED:
-            self.send_join(topic)
+            self.send_join(topic, metadata=metadata)
             code = self.recv_join()
         return code
 

@@ -179,7 +179,8 @@ def test_a_classic_group_of_another_protocol_is_never_taken_over() -> None:
         )
         assert (r.error, r.message) == (
             GROUP_ID_NOT_FOUND,
-            "Group g is not a consumer group: it uses the connect protocol.",
+            "Cannot upgrade classic group g to consumer group because the group does not use "
+            "the consumer embedded protocol.",
         )
         _stop(gc)
 

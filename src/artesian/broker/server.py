@@ -649,6 +649,7 @@ class Broker:
             heartbeat_interval_ms=cfg.get_int("group.consumer.heartbeat.interval.ms"),
             max_size=cfg.get_int("group.consumer.max.size"),
             assignors=tuple(cast(list[str], cfg.get("group.consumer.assignors"))),
+            migration_policy=str(cfg.get("group.consumer.migration.policy")).lower(),
             timeouts=lambda group_id: group_timeouts(
                 self.image.group_configs.get(group_id, {}), self.config
             ),

@@ -65,6 +65,8 @@ _UNUSED = " Accepted for compatibility; Artesian does not use it."
 # replica.selector.class values (KIP-392), by Kafka's class names.
 RACK_AWARE_REPLICA_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 LEADER_SELECTOR = "org.apache.kafka.common.replica.LeaderSelector"
+# group.consumer.migration.policy values (Kafka's ConsumerGroupMigrationPolicy).
+MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
 
 
 def _k(
@@ -788,6 +790,15 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
         ),
         _k("group.consumer.max.size", _I, INT_MAX, "Most members in one consumer group.", _GE1),
+        _k(
+            "group.consumer.migration.policy",
+            _S,
+            "bidirectional",
+            "Whether a group with members changes protocol when a member of the other one "
+            "joins (KIP-848's online migration): bidirectional, upgrade (classic to consumer), "
+            "downgrade (consumer to classic) or disabled. Empty groups always may.",
+            ValidString(MIGRATION_POLICIES, case_insensitive=True),
+        ),
         _k(
             "group.consumer.assignors",
             _LS,

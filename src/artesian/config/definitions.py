@@ -153,12 +153,21 @@ class Range:
 
 @dataclass(frozen=True, slots=True)
 class ValidString:
-    """A STRING that must be one of a fixed set (case-sensitive, as Kafka's ``ValidString``)."""
+    """A STRING that must be one of a fixed set (case-sensitive, as Kafka's ``ValidString``,
+    unless ``case_insensitive``, as its ``CaseInsensitiveValidString``)."""
 
     valid: tuple[str, ...]
+    case_insensitive: bool = False
 
     def __call__(self, name: str, value: ConfigValue) -> None:
-        if value not in self.valid:
+        if self.case_insensitive:
+            if not isinstance(value, str) or value.lower() not in self.valid:
+                raise InvalidConfigError(
+                    name,
+                    value,
+                    f"String must be one of (case insensitive): {', '.join(self.valid)}",
+                )
+        elif value not in self.valid:
             raise InvalidConfigError(name, value, f"String must be one of: {', '.join(self.valid)}")
 
     def describe(self) -> str:

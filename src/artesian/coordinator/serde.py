@@ -85,6 +85,12 @@ class Reader:
         self.buf = buf
         self.pos = 0
 
+    def take(self, n: int) -> bytes:
+        return self._take(n)
+
+    def skip(self, n: int) -> None:
+        self._take(n)
+
     def _take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.buf):
             raise ValueError("record truncated")

@@ -14,6 +14,25 @@ from artesian.broker.handlers._build import make
 from artesian.metadata.image import MetadataImage
 
 
+class ImageTopics:
+    """The group coordinator's TopicsView over the broker's metadata image."""
+
+    __slots__ = ("_image",)
+
+    def __init__(self, image: MetadataImage) -> None:
+        self._image = image
+
+    def partition_count(self, topic: str) -> int:
+        found = self._image.topics.get(topic)
+        return len(found.partitions) if found is not None else 0
+
+    def names(self) -> Iterable[str]:
+        return self._image.topics.keys()
+
+    def version(self) -> int:
+        return self._image.offset
+
+
 def describe_refusal(ctx: Any, group_id: str) -> tuple[ErrorCode, str | None] | None:
     """Why ``group_id`` may not be described here, in Kafka's order: DESCRIBE refused on it,
     or another broker coordinates it. None when it may."""

@@ -20,7 +20,9 @@ API_KEY = 69
 MIN_VERSION = 0
 MAX_VERSION = 1
 
-_CONSUMER_MEMBER = 1  # MemberType (v1, KIP-1099): on the consumer protocol
+# MemberType (v1, KIP-1099): the protocol a member speaks.
+_CLASSIC_MEMBER = 0
+_CONSUMER_MEMBER = 1
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -58,7 +60,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 subscribed_topic_regex=m.subscribed_topic_regex,
                 assignment=assignment_entity(mod, image, m.assigned),
                 target_assignment=assignment_entity(mod, image, cg.target.get(m.member_id, ())),
-                member_type=_CONSUMER_MEMBER,
+                member_type=_CONSUMER_MEMBER if m.classic is None else _CLASSIC_MEMBER,
             )
             for m in cg.members.values()
         )

@@ -7,7 +7,6 @@ travel as topic ids: the metadata image names them for the coordinator, which wo
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -20,7 +19,7 @@ from artesian.broker.handlers._authz import (
     authorized_names,
 )
 from artesian.broker.handlers._build import make, millis, reply_when_replicated, response_module
-from artesian.broker.handlers._groups import assignment_entity
+from artesian.broker.handlers._groups import ImageTopics, assignment_entity
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.assignors import Assignment
 from artesian.coordinator.group.consumer_coordinator import ConsumerHeartbeat, HeartbeatResult
@@ -29,25 +28,6 @@ from artesian.metadata.image import MetadataImage
 API_KEY = 68
 MIN_VERSION = 0
 MAX_VERSION = 1
-
-
-class _ImageTopics:
-    """The coordinator's TopicsView over the broker's metadata image."""
-
-    __slots__ = ("_image",)
-
-    def __init__(self, image: MetadataImage) -> None:
-        self._image = image
-
-    def partition_count(self, topic: str) -> int:
-        found = self._image.topics.get(topic)
-        return len(found.partitions) if found is not None else 0
-
-    def names(self) -> Iterable[str]:
-        return self._image.topics.keys()
-
-    def version(self) -> int:
-        return self._image.offset
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -96,7 +76,7 @@ def handle(ctx: Any, request: Any) -> Any:
             owned=owned,
             member_id_from_client=version >= 1,
         ),
-        _ImageTopics(image),
+        ImageTopics(image),
     )
 
     def build(replication: ErrorCode) -> Any:

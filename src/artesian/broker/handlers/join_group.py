@@ -9,7 +9,10 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, millis, response_module
+from artesian.broker.handlers._groups import ImageTopics
+from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.coordinator import JoinRequest
+from artesian.coordinator.group.group_metadata import JoinResult
 
 API_KEY = 11
 MIN_VERSION = 0
@@ -54,8 +57,15 @@ async def _join(ctx: Any, request: Any) -> Any:
             [(p.name, bytes(p.metadata)) for p in request.protocols],
             require_known_member_id=version >= 4,
             supports_skip_assignment=version >= 9,
-        )
+        ),
+        ImageTopics(broker.image),
     )
+    if result.error == ErrorCode.none:
+        # A classic member of a consumer group may have changed it: answered once stored.
+        wait = broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
+        replication = await wait if wait is not None else ErrorCode.none
+        if replication is not ErrorCode.none:
+            result = JoinResult(replication)
     mod = response_module(API_KEY, version)
     return make(
         mod.JoinGroupResponse,

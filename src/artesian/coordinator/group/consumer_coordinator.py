@@ -7,9 +7,12 @@ in two steps, revoke then assign, so two members never hold one partition at the
 time.
 
 Groups live in the GroupCoordinator's table, next to classic groups: a group is of one type
-at a time, and an empty group changes type when a member of the other protocol arrives;
-while members of one protocol remain, those of the other are told to retry. Committed
-offsets are shared by both.
+at a time. An empty group changes type when a member of the other protocol arrives; one with
+members migrates online (KIP-848, ``group.consumer.migration.policy``): a classic group that a
+consumer-protocol member joins becomes a consumer group, its classic members carrying on
+through JoinGroup, SyncGroup and Heartbeat (the "classic members" section below), and a
+consumer group left with classic members only becomes classic again. Committed offsets are
+shared by both.
 """
 
 from __future__ import annotations
@@ -32,8 +35,14 @@ from artesian.coordinator.group.consumer_group import (
     JOIN_EPOCH,
     LEAVE_EPOCH,
     STATIC_LEAVE_EPOCH,
+    ClassicMember,
     ConsumerGroup,
     ConsumerGroupMember,
+)
+from artesian.coordinator.group.consumer_protocol import (
+    assignment_bytes,
+    parse_subscription,
+    version_of,
 )
 from artesian.coordinator.group.current_assignment_builder import (
     EMPTY,
@@ -41,11 +50,12 @@ from artesian.coordinator.group.current_assignment_builder import (
     MemberState,
     reconcile,
 )
-from artesian.coordinator.group.group_metadata import GroupMetadata
+from artesian.coordinator.group.group_metadata import GroupMetadata, GroupState, JoinResult
+from artesian.coordinator.group.online_migration import consumer_group_from_classic
 from artesian.regex import compile_regex
 
 if TYPE_CHECKING:
-    from artesian.coordinator.group.coordinator import GroupCoordinator
+    from artesian.coordinator.group.coordinator import GroupCoordinator, JoinRequest
 
 log = logging.getLogger("artesian.group_coordinator")
 
@@ -62,6 +72,17 @@ class ConsumerGroupConfig:
     max_size: int = 2**31 - 1
     assignors: tuple[str, ...] = ("uniform", "range")
     timeouts: Callable[[str], tuple[int, int]] | None = None
+    migration_policy: str = "bidirectional"
+
+    @property
+    def upgrades(self) -> bool:
+        """Whether a classic group with members becomes a consumer group (KIP-848)."""
+        return self.migration_policy in ("bidirectional", "upgrade")
+
+    @property
+    def downgrades(self) -> bool:
+        """Whether a consumer group left with classic members only becomes classic."""
+        return self.migration_policy in ("bidirectional", "downgrade")
 
     def session_timeout_for(self, group_id: str) -> int:
         return self.timeouts(group_id)[0] if self.timeouts else self.session_timeout_ms
@@ -166,29 +187,19 @@ class ConsumerGroupCoordinator:
                 return HeartbeatResult(
                     E.group_id_not_found, f"Group {req.group_id} is not a consumer group."
                 )
-            if not group.is_empty() or group.pending_members:
-                if group.protocol_type != "consumer":  # Kafka Connect's, say: never ours
-                    return HeartbeatResult(
-                        E.group_id_not_found,
-                        f"Group {req.group_id} is not a consumer group: it uses the "
-                        f"{group.protocol_type} protocol.",
-                    )
-                # Kafka 4 would take the classic members in (online migration). Here the
-                # group changes protocol once they have left; until then the member is told
-                # to retry (librdkafka treats GROUP_ID_NOT_FOUND as fatal), so a rolling
-                # upgrade of its consumers waits instead of failing.
-                waiting = len(group.members) + len(group.pending_members)
-                return HeartbeatResult(
-                    E.coordinator_load_in_progress,
-                    f"Group {req.group_id} has {waiting} member(s) on the classic protocol; "
-                    "members on the consumer protocol join once they have left.",
-                )
-            if group.generation_id > 0 or group.protocol_type:
-                # An empty classic group becomes a consumer group: its classic record goes
-                # (Kafka deletes the old group); its committed offsets stay.
-                records.append((rec.group_key(group.group_id), None))
-            cg = group.consumer = ConsumerGroup()
-            group.protocol_type = "consumer"
+            if group.members:
+                upgraded = self._upgrade(group, records)
+                if isinstance(upgraded, HeartbeatResult):
+                    return upgraded
+                cg = upgraded
+            else:
+                if group.generation_id > 0 or group.protocol_type:
+                    # An empty classic group becomes a consumer group: its classic record
+                    # goes (Kafka deletes the old group); its committed offsets stay.
+                    records.append((rec.group_key(group.group_id), None))
+                self.coordinator.abandon(group, E.rebalance_in_progress)  # members-to-be
+                cg = group.consumer = ConsumerGroup()
+                group.protocol_type = "consumer"
         if req.member_epoch == JOIN_EPOCH:
             joined = self._join(group, cg, req, records)
             if isinstance(joined, HeartbeatResult):
@@ -304,16 +315,24 @@ class ConsumerGroupCoordinator:
                         "still a member; it must leave first.",
                     )
                 if member is not None:  # its id was another member's: that one is gone
-                    self.remove_member(group, member, "its member id rejoined as static")
-                replaced = self._replace_static_member(cg, previous, member_id, req)
+                    self.remove_member(
+                        group, member, "its member id rejoined as static", downgrade=False
+                    )
+                replaced = self._replace_static_member(
+                    cg, previous, member_id, req.client_id, req.client_host
+                )
+                replaced.classic = None
                 records.extend(self._member_tombstones(group.group_id, previous.member_id))
                 records.append(self._member_record(group.group_id, replaced))
                 records.append(self._target_record(group.group_id, cg, member_id))
                 return replaced, False
         if member is not None:
-            # Fenced (or restarted with the same id): its partitions are gone; it starts over.
+            # Fenced (or restarted with the same id, perhaps off the classic protocol): its
+            # partitions are gone; it starts over.
             held = member.held()
             member.reconciliation = UNASSIGNED
+            member.classic = None
+            self._cancel_timers(member)
             cg.update_owners(member, held)
             return member, False
         if len(cg.members) >= self.config.max_size:
@@ -332,7 +351,8 @@ class ConsumerGroupCoordinator:
         cg: ConsumerGroup,
         previous: ConsumerGroupMember,
         member_id: str,
-        req: ConsumerHeartbeat,
+        client_id: str,
+        client_host: str,
     ) -> ConsumerGroupMember:
         """A static member came back as a new incarnation: it takes over its predecessor's
         epoch and partitions, and the group does not rebalance (KIP-345 for KIP-848)."""
@@ -342,8 +362,8 @@ class ConsumerGroupCoordinator:
         member = replace(
             previous,
             member_id=member_id,
-            client_id=req.client_id,
-            client_host=req.client_host,
+            client_id=client_id,
+            client_host=client_host,
             reconciliation=replace(
                 previous.reconciliation, member_epoch=0, previous_member_epoch=0
             ),
@@ -639,6 +659,7 @@ class ConsumerGroupCoordinator:
             member.rebalance_timeout_ms = v.rebalance_timeout_ms
             member.server_assignor = v.server_assignor
             member.subscribed_topic_regex = v.subscribed_topic_regex
+            member.classic = v.classic
         elif key.kind == cgr.CURRENT_MEMBER_ASSIGNMENT:
             member.reconciliation = cgr.parse_current_assignment_value(value, self.topic_name)
 
@@ -656,6 +677,372 @@ class ConsumerGroupCoordinator:
                 cg.static_members[member.instance_id] = member.member_id
             self._arm_timers(group, member)
 
+    # --- online migration (KIP-848) -------------------------------------------------------
+
+    def _upgrade(
+        self, group: GroupMetadata, records: list[Record]
+    ) -> ConsumerGroup | HeartbeatResult:
+        """A consumer-protocol member joins a classic group with members: the group becomes
+        a consumer group (Kafka's convertToConsumerGroup), its members keep their partitions
+        at an epoch of its generation, and waiters in JoinGroup or SyncGroup are told to
+        rejoin. The joining member's epoch bump then sends every classic member through a
+        rejoin (REBALANCE_IN_PROGRESS at its next heartbeat) to its share."""
+        why = None
+        if not self.config.upgrades:
+            why = "the online upgrade is disabled"
+        elif group.protocol_type != "consumer":  # Kafka Connect's, say: never ours
+            why = "the group does not use the consumer embedded protocol"
+        elif len(group.members) > self.config.max_size:
+            why = "the group size exceeds the consumer group maximum size"
+        elif group.protocol_name is None:
+            # Its first generation is still forming: nothing to carry over yet. Retriable
+            # (Kafka fails the heartbeat outright), so the member joins once it has formed.
+            return HeartbeatResult(
+                E.coordinator_load_in_progress,
+                f"Classic group {group.group_id} is forming its first generation; the "
+                "upgrade to a consumer group waits until it has.",
+            )
+        converted: ConsumerGroup | str | None = None
+        if why is None:
+            converted = consumer_group_from_classic(
+                group, lambda topic: self.topic_id(topic) is not None
+            )
+            if isinstance(converted, str):
+                why = converted
+        if why is not None or not isinstance(converted, ConsumerGroup):
+            message = (
+                f"Cannot upgrade classic group {group.group_id} to consumer group because {why}."
+            )
+            log.info("%s", message)
+            return HeartbeatResult(E.group_id_not_found, message)
+        cg = converted
+        self.coordinator.abandon(group, E.rebalance_in_progress)
+        records.append((rec.group_key(group.group_id), None))
+        records.extend(self._snapshot(group.group_id, cg))
+        group.members.clear()
+        group.static_members.clear()
+        group.pending_sync.clear()
+        group.state, group.protocol_name, group.leader_id = GroupState.EMPTY, None, None
+        group.generation_id = 0
+        group.consumer = cg
+        for member in cg.members.values():
+            self._arm_timers(group, member)
+        log.info(
+            "upgraded classic group %s to a consumer group at epoch %d with %d member(s)",
+            group.group_id,
+            cg.group_epoch,
+            len(cg.members),
+        )
+        return cg
+
+    def _downgrade(self, group: GroupMetadata, leaving: set[str]) -> bool:
+        """If the members ``leaving`` leave classic members only, the group goes back to the
+        classic protocol with them, at a generation of its epoch (Kafka's
+        convertToClassicGroup; the leavers need no epoch of their own), unless the policy or
+        group.max.size says no. Whether it did."""
+        cg = group.consumer
+        assert cg is not None
+        staying = [m for m in cg.members.values() if m.member_id not in leaving]
+        if not staying or any(m.classic is None for m in staying):
+            return False
+        if not self.config.downgrades:
+            log.info(
+                "Cannot downgrade consumer group %s to classic group because the online "
+                "downgrade is disabled.",
+                group.group_id,
+            )
+            return False
+        if len(staying) > self.coordinator.config.max_size:
+            log.info(
+                "Cannot downgrade consumer group %s to classic group because its group size "
+                "is greater than classic group max size.",
+                group.group_id,
+            )
+            return False
+        for member in cg.members.values():
+            self._cancel_timers(member)
+        tombstones = [
+            record
+            for member_id in sorted(cg.members.keys() | cg.unwritten_removals)
+            for record in self._member_tombstones(group.group_id, member_id)
+        ]
+        for member_id in leaving:
+            del cg.members[member_id]
+        self.coordinator.downgrade(group, [*tombstones, *self.group_tombstones(group.group_id)])
+        return True
+
+    # --- classic members (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) ---------------------
+
+    def classic_join(
+        self, group: GroupMetadata, req: JoinRequest, topics: TopicsView
+    ) -> JoinResult:
+        """A classic member's JoinGroup to a consumer group (Kafka's
+        classicGroupJoinToConsumerGroup). It is answered at once: the broker assigns, so
+        the member is never the leader, and its generation is its member epoch. Partitions
+        it must give up are left out of its SyncGroup answer; it rejoins without them (as a
+        cooperative consumer does after revoking) before others get them."""
+        cg = group.consumer
+        assert cg is not None
+        member_id = req.member_id or uuid.uuid4().hex
+        if len(cg.members) >= self.config.max_size and member_id not in cg.members:
+            return JoinResult(E.group_max_size_reached)
+        if not self._supports_classic(cg, req):
+            return JoinResult(E.inconsistent_group_protocol)
+        if not req.member_id and req.group_instance_id is None and req.require_known_member_id:
+            return JoinResult(E.member_id_required, member_id=member_id)
+        try:
+            subscription = parse_subscription(req.protocols[0][1])
+        except ValueError:
+            # Kafka fails with UNKNOWN_SERVER_ERROR here.
+            return JoinResult(E.inconsistent_group_protocol)
+        records: list[Record] = []
+        found = self._classic_member_for_join(group, cg, req, member_id, records)
+        if isinstance(found, int):
+            return JoinResult(found)
+        member, new = found
+        before_description = _description(member)
+        names = tuple(sorted(set(subscription.topics)))
+        subscribed = new or names != member.subscribed_topic_names
+        member.subscribed_topic_names, member.subscribed_topic_regex = names, None
+        member.client_id, member.client_host = req.client_id, req.client_host
+        if req.group_instance_id is not None:
+            member.instance_id = req.group_instance_id
+            cg.static_members[req.group_instance_id] = member.member_id
+        if subscription.rack_id is not None:
+            member.rack_id = subscription.rack_id
+        if req.rebalance_timeout_ms > 0:
+            member.rebalance_timeout_ms = req.rebalance_timeout_ms
+        member.classic = ClassicMember(req.session_timeout_ms, tuple(req.protocols))
+        if new or _description(member) != before_description:
+            records.append(self._member_record(group.group_id, member))
+        try:
+            self._maybe_new_epoch(group, cg, topics, subscribed, records)
+            before = member.reconciliation
+            owned = frozenset(tp for tp in subscription.owned if topics.partition_count(tp[0]))
+            member.reconciliation = reconcile(
+                before,
+                cg.assignment_epoch,
+                cg.target.get(member.member_id, EMPTY),
+                owned,
+                lambda tp: cg.held_elsewhere(member.member_id, tp),
+            )
+            cg.update_owners(member, before.assigned | before.pending_revocation)
+            if member.reconciliation != before:
+                records.append(self._current_assignment_record(group.group_id, member))
+            self._write(group, records)
+        except StoreFailed:
+            return JoinResult(E.coordinator_not_available)
+        finally:
+            self._arm_timers(group, member)
+        # It must send SyncGroup within its rebalance timeout.
+        self._classic_deadline(group, member, "sync", replace_pending=True)
+        return JoinResult(
+            E.none,
+            member.member_epoch,
+            "consumer",
+            member.classic.first_protocol(),
+            "",
+            member.member_id,
+        )
+
+    def _supports_classic(self, cg: ConsumerGroup, req: JoinRequest) -> bool:
+        """Kafka's supportsClassicProtocols: the consumer protocol type, and a protocol every
+        other classic member supports too."""
+        if req.protocol_type != "consumer" or not req.protocols:
+            return False
+        names = {name for name, _ in req.protocols}
+        for m in cg.members.values():
+            if m.classic is not None and m.member_id != req.member_id:
+                names &= {name for name, _ in m.classic.protocols}
+        return bool(names)
+
+    def _classic_member_for_join(
+        self,
+        group: GroupMetadata,
+        cg: ConsumerGroup,
+        req: JoinRequest,
+        member_id: str,
+        records: list[Record],
+    ) -> tuple[ConsumerGroupMember, bool] | int:
+        """The member a JoinGroup speaks for (and whether it is new), or an error code. A
+        dynamic member with an id the group does not know is simply added (Kafka)."""
+        instance = req.group_instance_id
+        if instance is not None:
+            holder = cg.static_members.get(instance)
+            if req.member_id:
+                if holder is None:
+                    return int(E.unknown_member_id)
+                if holder != req.member_id:
+                    return int(E.fenced_instance_id)
+                return cg.members[holder], False
+            if holder is not None:
+                # A static member's new incarnation takes its predecessor's place and
+                # partitions; the group's epoch moves only if its subscription does.
+                previous = cg.members[holder]
+                replaced = self._replace_static_member(
+                    cg, previous, member_id, req.client_id, req.client_host
+                )
+                records.extend(self._member_tombstones(group.group_id, previous.member_id))
+                records.append(self._member_record(group.group_id, replaced))
+                records.append(self._target_record(group.group_id, cg, member_id))
+                return replaced, False
+        member = cg.members.get(member_id)
+        if member is not None:
+            return member, False
+        member = ConsumerGroupMember(member_id, req.client_id, req.client_host)
+        cg.members[member_id] = member
+        log.info(
+            "member %s joined consumer group %s on the classic protocol", member_id, group.group_id
+        )
+        return member, True
+
+    def classic_sync(
+        self,
+        group: GroupMetadata,
+        generation_id: int,
+        member_id: str,
+        instance_id: str | None,
+        protocol_type: str | None,
+        protocol_name: str | None,
+    ) -> tuple[int, bytes]:
+        """A classic member's SyncGroup in a consumer group: what it may consume now, in its
+        own version of the consumer protocol (Kafka's classicGroupSyncToConsumerGroup)."""
+        found = self._classic_member(group, generation_id, member_id, instance_id)
+        if isinstance(found, int):
+            return found, b""
+        member = found
+        assert member.classic is not None
+        if (protocol_type is not None and protocol_type != "consumer") or (
+            protocol_name is not None and protocol_name != member.classic.first_protocol()
+        ):
+            return int(E.inconsistent_group_protocol), b""
+        cg = group.consumer
+        assert cg is not None
+        if (
+            cg.group_epoch > member.member_epoch
+            and member.reconciliation.state is not MemberState.UNREVOKED_PARTITIONS
+        ):
+            self._classic_deadline(group, member, "join")
+            return int(E.rebalance_in_progress), b""
+        self._cancel_revocation_timer(member)
+        self._arm_timers(group, member)
+        version = version_of(member.classic.protocols[0][1]) if member.classic.protocols else 0
+        return int(E.none), assignment_bytes(member.assigned, version)
+
+    def classic_heartbeat(
+        self, group: GroupMetadata, generation_id: int, member_id: str, instance_id: str | None
+    ) -> int:
+        """A classic member's Heartbeat in a consumer group: REBALANCE_IN_PROGRESS whenever
+        it has something to catch up on (a newer group epoch, partitions to give up, or
+        partitions now free to take), which it does by rejoining."""
+        found = self._classic_member(group, generation_id, member_id, instance_id)
+        if isinstance(found, int):
+            return found
+        member = found
+        cg = group.consumer
+        assert cg is not None
+        self._arm_timers(group, member)
+        rec_ = member.reconciliation
+        waiting = rec_.state is MemberState.UNRELEASED_PARTITIONS and any(
+            cg.held_elsewhere(member.member_id, tp)
+            for tp in cg.target.get(member.member_id, EMPTY) - rec_.assigned
+        )
+        if (
+            member.member_epoch < cg.group_epoch
+            or rec_.state is MemberState.UNREVOKED_PARTITIONS
+            or (rec_.state is MemberState.UNRELEASED_PARTITIONS and not waiting)
+        ):
+            self._classic_deadline(group, member, "join")
+            return int(E.rebalance_in_progress)
+        return int(E.none)
+
+    def classic_leave(
+        self, group: GroupMetadata, leaving: list[tuple[str, str | None]]
+    ) -> list[tuple[str, str | None, int]]:
+        """LeaveGroup on a consumer group: each member named (a static one by its instance
+        id; consumer-protocol members too, as an admin removes them) is fenced; one new
+        epoch, and a group left with classic members only goes back to classic."""
+        cg = group.consumer
+        assert cg is not None
+        results: list[tuple[str, str | None, int]] = []
+        removed: list[ConsumerGroupMember] = []
+        for member_id, instance_id in leaving:
+            if instance_id is not None:
+                holder = cg.static_members.get(instance_id)
+                if holder is None:
+                    results.append((member_id, instance_id, E.unknown_member_id))
+                    continue
+                if member_id and holder != member_id:
+                    results.append((member_id, instance_id, E.fenced_instance_id))
+                    continue
+                member_id = holder
+            member = cg.members.get(member_id)
+            if member is None:
+                results.append((member_id, instance_id, E.unknown_member_id))
+                continue
+            removed.append(member)
+            results.append((member_id, instance_id, E.none))
+        if removed and self._downgrade(group, {m.member_id for m in removed}):
+            return results
+        for member in removed:
+            self.remove_member(group, member, "the member left", downgrade=False)
+        return results
+
+    def _classic_member(
+        self, group: GroupMetadata, generation_id: int, member_id: str, instance_id: str | None
+    ) -> ConsumerGroupMember | int:
+        """The classic member a SyncGroup or Heartbeat speaks for, at its generation (Kafka's
+        validateConsumerGroupMember), or an error code."""
+        cg = group.consumer
+        assert cg is not None
+        if instance_id is not None:
+            holder = cg.static_members.get(instance_id)
+            if holder is None:
+                return int(E.unknown_member_id)
+            if holder != member_id:
+                return int(E.fenced_instance_id)
+        member = cg.members.get(member_id)
+        if member is None or member.classic is None:
+            return int(E.unknown_member_id)
+        if generation_id != member.member_epoch:
+            return int(E.illegal_generation)
+        return member
+
+    def _classic_deadline(
+        self,
+        group: GroupMetadata,
+        member: ConsumerGroupMember,
+        awaited: str,
+        replace_pending: bool = False,
+    ) -> None:
+        """A classic member told to rejoin (``awaited`` "join"), or one answered JoinGroup
+        ("sync"), is fenced unless it does so within its rebalance timeout."""
+        if member.revocation_timer is not None:
+            if not replace_pending:
+                return
+            member.revocation_timer.cancel()
+        member.revocation_timer = asyncio.get_running_loop().call_later(
+            member.rebalance_timeout_ms / 1000,
+            self._on_classic_deadline,
+            group,
+            member,
+            awaited,
+        )
+
+    def _on_classic_deadline(
+        self, group: GroupMetadata, member: ConsumerGroupMember, awaited: str
+    ) -> None:
+        member.revocation_timer = None
+        log.info(
+            "classic member %s of consumer group %s did not %s within its rebalance timeout "
+            "(%d ms); removing it",
+            member.member_id,
+            group.group_id,
+            "rejoin" if awaited == "join" else "send SyncGroup",
+            member.rebalance_timeout_ms,
+        )
+        self.remove_member(group, member, f"no {awaited} within the rebalance timeout")
+
     # --- offsets ---------------------------------------------------------------------------
 
     def validate_commit(
@@ -669,6 +1056,9 @@ class ConsumerGroupCoordinator:
         member = cg.members.get(member_id)
         if member is None:
             return int(E.unknown_member_id)
+        if member.classic is not None:
+            # A classic member commits with its generation: its member epoch.
+            return int(E.illegal_generation) if member_epoch != member.member_epoch else None
         if api_version is not None and api_version < 9:
             return int(E.unsupported_version)
         if member_epoch != member.member_epoch:
@@ -725,11 +1115,18 @@ class ConsumerGroupCoordinator:
         self.remove_member(group, member, "the member left")
         return HeartbeatResult(E.none, member_id=member.member_id, member_epoch=LEAVE_EPOCH)
 
-    def remove_member(self, group: GroupMetadata, member: ConsumerGroupMember, why: str) -> None:
+    def remove_member(
+        self, group: GroupMetadata, member: ConsumerGroupMember, why: str, downgrade: bool = True
+    ) -> None:
+        """Fence ``member`` out of the group (a new group epoch); with ``downgrade``, a group
+        it leaves with classic members only goes back to the classic protocol instead."""
         cg = group.consumer
         assert cg is not None
         self._cancel_timers(member)
         if cg.members.get(member.member_id) is not member:
+            return
+        if downgrade and self._downgrade(group, {member.member_id}):
+            log.info("member %s left consumer group %s (%s)", member.member_id, group.group_id, why)
             return
         del cg.members[member.member_id]
         if member.instance_id is not None and cg.static_members.get(member.instance_id) == (
@@ -763,11 +1160,13 @@ class ConsumerGroupCoordinator:
         if member.session_timer is not None:
             member.session_timer.cancel()
         member.session_timer = loop.call_later(
-            self.config.session_timeout_for(group.group_id) / 1000,
+            self._session_timeout_ms(group, member) / 1000,
             self._on_session_expired,
             group,
             member,
         )
+        if member.classic is not None:
+            return  # its join and sync deadlines are its rebalance timeout (below)
         if new_revocation:
             self._cancel_revocation_timer(member)
         if member.reconciliation.state is MemberState.UNREVOKED_PARTITIONS:
@@ -778,14 +1177,22 @@ class ConsumerGroupCoordinator:
         else:
             self._cancel_revocation_timer(member)
 
+    def _session_timeout_ms(self, group: GroupMetadata, member: ConsumerGroupMember) -> int:
+        """A classic member keeps the session timeout of its JoinGroup."""
+        if member.classic is not None:
+            return member.classic.session_timeout_ms
+        return self.config.session_timeout_for(group.group_id)
+
     def _on_session_expired(self, group: GroupMetadata, member: ConsumerGroupMember) -> None:
         member.session_timer = None
         log.info(
-            "member %s of consumer group %s has failed: no heartbeat for %d ms "
-            "(group.consumer.session.timeout.ms, or the group's consumer.session.timeout.ms)",
+            "member %s of consumer group %s has failed: no heartbeat for %d ms (%s)",
             member.member_id,
             group.group_id,
-            self.config.session_timeout_for(group.group_id),
+            self._session_timeout_ms(group, member),
+            "the session.timeout.ms of its JoinGroup"
+            if member.classic is not None
+            else "group.consumer.session.timeout.ms, or the group's consumer.session.timeout.ms",
         )
         self.remove_member(group, member, "session timeout")
 
@@ -853,6 +1260,7 @@ def _description(m: ConsumerGroupMember) -> cgr.MemberMetadataValue:
         m.subscribed_topic_regex,
         m.rebalance_timeout_ms,
         m.server_assignor,
+        m.classic,
     )
 
 

@@ -26,6 +26,23 @@ LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2
 
 
+@dataclass(slots=True, frozen=True)
+class ClassicMember:
+    """What a member on the classic protocol inside a consumer group brought with its last
+    JoinGroup (Kafka's ClassicMemberMetadata): it heartbeats on its own session timeout, and
+    a group going back to the classic protocol needs its protocols."""
+
+    session_timeout_ms: int
+    protocols: tuple[tuple[str, bytes], ...]
+
+    def first_protocol(self) -> str:
+        """The member's preferred assignor: the name a consumer group answers it with."""
+        return self.protocols[0][0] if self.protocols else ""
+
+    def metadata_for(self, protocol: str) -> bytes | None:
+        return next((m for name, m in self.protocols if name == protocol), None)
+
+
 @dataclass(slots=True, eq=False)
 class ConsumerGroupMember:
     member_id: str
@@ -38,8 +55,12 @@ class ConsumerGroupMember:
     subscribed_topic_regex: str | None = None
     server_assignor: str | None = None
     reconciliation: MemberAssignment = UNASSIGNED
+    classic: ClassicMember | None = None
+    """Set for a member on the classic protocol (JoinGroup, SyncGroup, Heartbeat)."""
     session_timer: asyncio.TimerHandle | None = None
     revocation_timer: asyncio.TimerHandle | None = None
+    """A consumer-protocol member's rebalance timeout while it revokes; a classic member's
+    join or sync timeout (the rebalance timeout of its JoinGroup), whichever is due."""
 
     @property
     def member_epoch(self) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from artesian.coordinator.group.assignors import Assignment
+from artesian.coordinator.group.consumer_group import ClassicMember
 from artesian.coordinator.group.current_assignment_builder import MemberAssignment, MemberState
 from artesian.coordinator.serde import Reader, Writer
 
@@ -31,6 +32,7 @@ KINDS = frozenset(
         CURRENT_MEMBER_ASSIGNMENT,
     }
 )
+_CLASSIC_MEMBER_TAG = 0  # ConsumerGroupMemberMetadataValue's ClassicMemberMetadata
 _PER_MEMBER = frozenset({MEMBER_METADATA, TARGET_ASSIGNMENT_MEMBER, CURRENT_MEMBER_ASSIGNMENT})
 
 TopicId = Callable[[str], uuid.UUID | None]
@@ -54,6 +56,7 @@ class MemberMetadataValue:
     subscribed_topic_regex: str | None
     rebalance_timeout_ms: int
     server_assignor: str | None
+    classic: ClassicMember | None = None
 
 
 def key(kind: int, group: str, member: str | None = None) -> bytes:
@@ -90,7 +93,19 @@ def member_metadata_value(v: MemberMetadataValue) -> bytes:
     for name in v.subscribed_topic_names:
         w.compact_string(name)
     w.compact_string(v.subscribed_topic_regex).i32(v.rebalance_timeout_ms)
-    return bytes(w.compact_string(v.server_assignor).no_tagged_fields().out)
+    w.compact_string(v.server_assignor)
+    if v.classic is None:
+        return bytes(w.no_tagged_fields().out)
+    # ClassicMemberMetadata is tagged field 0.
+    c = Writer().i32(v.classic.session_timeout_ms).compact_length(len(v.classic.protocols))
+    for name, metadata in v.classic.protocols:
+        c.compact_string(name).compact_length(len(metadata))
+        c.out += metadata
+        c.no_tagged_fields()
+    c.no_tagged_fields()
+    w.uvarint(1).uvarint(_CLASSIC_MEMBER_TAG).uvarint(len(c.out))
+    w.out += c.out
+    return bytes(w.out)
 
 
 def parse_member_metadata_value(data: bytes) -> MemberMetadataValue:
@@ -102,9 +117,22 @@ def parse_member_metadata_value(data: bytes) -> MemberMetadataValue:
     regex = r.compact_string()
     rebalance = r.i32()
     assignor = r.compact_string()
-    r.skip_tagged_fields()
+    classic = None
+    for _ in range(r.uvarint()):
+        tag, size = r.uvarint(), r.uvarint()
+        if tag != _CLASSIC_MEMBER_TAG:
+            r.skip(size)
+            continue
+        c = Reader(r.take(size))
+        session_timeout = c.i32()
+        protocols = []
+        for _ in range(max(c.compact_length(), 0)):
+            name = c.compact_string() or ""
+            protocols.append((name, c.take(max(c.compact_length(), 0))))
+            c.skip_tagged_fields()
+        classic = ClassicMember(session_timeout, tuple(protocols))
     return MemberMetadataValue(
-        instance, rack, client_id, client_host, names, regex, rebalance, assignor
+        instance, rack, client_id, client_host, names, regex, rebalance, assignor, classic
     )
 
 

@@ -26,6 +26,7 @@ from artesian.coordinator.group import records as rec
 from artesian.coordinator.group.consumer_coordinator import (
     ConsumerGroupConfig,
     ConsumerGroupCoordinator,
+    TopicsView,
 )
 from artesian.coordinator.group.consumer_group_records import ConsumerGroupKey
 from artesian.coordinator.group.group_metadata import (
@@ -35,6 +36,7 @@ from artesian.coordinator.group.group_metadata import (
     MemberMetadata,
     OffsetAndMetadata,
 )
+from artesian.coordinator.group.online_migration import classic_group_from_consumer
 from artesian.coordinator.serde import LoggedRecord, parse_marker_key
 
 log = logging.getLogger("artesian.group_coordinator")
@@ -110,6 +112,22 @@ class SyncResult:
     protocol_name: str | None = None
 
 
+class _NoTopics:
+    """A TopicsView with no topics (callers that have no metadata image)."""
+
+    def partition_count(self, topic: str) -> int:
+        return 0
+
+    def names(self) -> Iterable[str]:
+        return ()
+
+    def version(self) -> int:
+        return 0
+
+
+NO_TOPICS: TopicsView = _NoTopics()
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -167,7 +185,7 @@ class GroupCoordinator:
         for group in [
             g for g in self.groups.values() if self.partition_for(g.group_id) == partition
         ]:
-            self._abandon(group, E.not_coordinator)
+            self.abandon(group, E.not_coordinator)
             del self.groups[group.group_id]
 
     def _load_partition(self, partition: int) -> None:
@@ -271,7 +289,7 @@ class GroupCoordinator:
 
     # --- JoinGroup ------------------------------------------------------------------------
 
-    async def join_group(self, req: JoinRequest) -> JoinResult:
+    async def join_group(self, req: JoinRequest, topics: TopicsView = NO_TOPICS) -> JoinResult:
         member_id = req.member_id
         if not req.group_id:
             return JoinResult(E.invalid_group_id, member_id=member_id)
@@ -292,13 +310,8 @@ class GroupCoordinator:
             return JoinResult(E.coordinator_not_available, member_id=member_id)
         if group.consumer is not None:
             if group.consumer.members:
-                # Classic members inside a consumer group (Kafka 4's online migration) are not
-                # supported: a consumer waits (a retriable error) until the group's members on
-                # the consumer protocol have left, as they wait for classic ones; another
-                # protocol type never fits.
-                if req.protocol_type == "consumer":
-                    return JoinResult(E.coordinator_load_in_progress, member_id=member_id)
-                return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
+                # A classic member inside a consumer group (KIP-848's online migration).
+                return self.consumer_groups.classic_join(group, req, topics)
             # An empty consumer group turns classic.
             self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
             group.consumer = None
@@ -614,6 +627,13 @@ class GroupCoordinator:
             return SyncResult(E.unknown_member_id)
         if group.state is GroupState.DEAD:
             return SyncResult(E.coordinator_not_available)
+        if group.consumer is not None:
+            error, assignment = self.consumer_groups.classic_sync(
+                group, generation_id, member_id, group_instance_id, protocol_type, protocol_name
+            )
+            if error:
+                return SyncResult(error)
+            return SyncResult(E.none, assignment, protocol_type, protocol_name)
         invalid = self._validate_member(group, member_id, group_instance_id)
         if invalid is not None:
             return SyncResult(invalid)
@@ -675,6 +695,10 @@ class GroupCoordinator:
             return E.unknown_member_id
         if group.state is GroupState.DEAD:
             return E.coordinator_not_available
+        if group.consumer is not None:
+            return self.consumer_groups.classic_heartbeat(
+                group, generation_id, member_id, group_instance_id
+            )
         invalid = self._validate_member(group, member_id, group_instance_id)
         if invalid is not None:
             return invalid
@@ -699,6 +723,8 @@ class GroupCoordinator:
         group = self.groups.get(group_id)
         if group is None:
             return E.unknown_member_id, [(m, i, E.unknown_member_id) for m, i in leaving]
+        if group.consumer is not None:
+            return E.none, self.consumer_groups.classic_leave(group, leaving)
         results: list[tuple[str, str | None, int]] = []
         for member_id, instance_id in leaving:
             if instance_id is not None:
@@ -1067,6 +1093,9 @@ class GroupCoordinator:
         return rec.partition_for(group_id, self.config.num_partitions)
 
     def _persist_group(self, group: GroupMetadata) -> None:
+        self.topic.append(self.partition_for(group.group_id), [self._group_record(group)])
+
+    def _group_record(self, group: GroupMetadata) -> tuple[bytes, bytes | None]:
         value = rec.GroupValue(
             group.protocol_type or "",
             group.generation_id,
@@ -1087,19 +1116,42 @@ class GroupCoordinator:
                 for m in group.members.values()
             ),
         )
-        self.topic.append(
-            self.partition_for(group.group_id),
-            [(rec.group_key(group.group_id), rec.group_value(value))],
+        return rec.group_key(group.group_id), rec.group_value(value)
+
+    def downgrade(self, group: GroupMetadata, tombstones: list[tuple[bytes, bytes | None]]) -> None:
+        """A consumer group left with classic members only becomes a classic group of them
+        (``tombstones`` delete its consumer-protocol records) and rebalances at once, so
+        its leader assigns again (Kafka's convertToClassicGroup)."""
+        cg = group.consumer
+        assert cg is not None
+        classic_group_from_consumer(group, cg, self.clock())
+        try:
+            self.topic.append(
+                self.partition_for(group.group_id), [*tombstones, self._group_record(group)]
+            )
+        except Exception as e:
+            # In memory the group is classic now: its members rejoin and the next
+            # generation's record stores it.
+            log.warning("could not store group %s going back to classic: %s", group.group_id, e)
+        log.info(
+            "downgraded consumer group %s to a classic group at generation %d with %d member(s)",
+            group.group_id,
+            group.generation_id,
+            len(group.members),
         )
+        for member in group.members.values():
+            self._schedule_heartbeat(group, member)
+        self._prepare_rebalance(group, "the group went back to the classic protocol")
 
     def shutdown(self) -> None:
         """Answer every waiting JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE, so
         clients look for the coordinator again instead of waiting out their timeouts."""
         for group in self.groups.values():
-            self._abandon(group, E.coordinator_not_available)
+            self.abandon(group, E.coordinator_not_available)
 
-    def _abandon(self, group: GroupMetadata, code: int) -> None:
-        """Stop the group's timers and answer its waiting joins and syncs with ``code``."""
+    def abandon(self, group: GroupMetadata, code: int) -> None:
+        """Stop the group's timers and answer its waiting joins and syncs with ``code`` (the
+        group moved to another coordinator, or to the other protocol)."""
         self.consumer_groups.abandon(group)
         for timer in (group.join_timer, group.sync_timer, *group.pending_members.values()):
             if timer is not None:

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from artesian.coordinator.group.consumer_group import ConsumerGroup
+from artesian.coordinator.group.consumer_protocol import parse_subscription
 
 
 class GroupState(enum.Enum):
@@ -164,28 +165,10 @@ class GroupMetadata:
         topics: set[str] = set()
         for m in self.members.values():
             try:
-                topics.update(parse_subscription_topics(m.metadata_for(self.protocol_name)))
+                topics.update(parse_subscription(m.metadata_for(self.protocol_name)).topics)
             except (KeyError, ValueError, IndexError):
                 return None
         return topics
 
     def describe_state(self) -> str:
         return self.consumer.state() if self.consumer is not None else self.state.value
-
-
-def parse_subscription_topics(data: bytes) -> list[str]:
-    """Topics of a ConsumerProtocolSubscription (any version: they come first)."""
-    if len(data) < 6:
-        raise ValueError("subscription too short")
-    pos = 2
-    n = int.from_bytes(data[pos : pos + 4], "big", signed=True)
-    pos += 4
-    topics = []
-    for _ in range(max(n, 0)):
-        length = int.from_bytes(data[pos : pos + 2], "big", signed=True)
-        pos += 2
-        if length < 0 or pos + length > len(data):
-            raise ValueError("bad topic string")
-        topics.append(data[pos : pos + length].decode())
-        pos += length
-    return topics
