@@ -32,7 +32,7 @@ from tests.broker.test_groups import RawMember, _assignment, _subscription, wait
 from tests.kafka_wire import WireConn
 
 T = 20.0
-REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID = 27, 82
+REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID, GROUP_MAX_SIZE_REACHED = 27, 82, 81
 CLASSIC, CONSUMER = 0, 1  # ConsumerGroupDescribe's MemberType
 
 
@@ -81,6 +81,24 @@ def _owning(topic: str, partitions: list[int]) -> bytes:
     out += struct.pack(">ih", 1, len(topic)) + topic.encode()
     out += struct.pack(f">i{len(partitions)}i", len(partitions), *partitions)
     return bytes(out)
+
+
+def _assert_all_read(broker: Any, group: str, got: list[bytes], sent: int) -> None:
+    missing = sorted({str(i).encode() for i in range(sent)} - set(got), key=int)
+    if missing:
+        d = _describe_classic(broker, group)
+        raise AssertionError(
+            f"{len(missing)} record(s) never read ({missing[:10]}...); the group is "
+            f"{_group_type(broker, group)}, DescribeGroups: {d.group_state}, "
+            f"{[(m.member_id, bytes(m.member_assignment)) for m in d.members]}; "
+            f"ConsumerGroupDescribe: {_describe(broker, group)}"
+        )
+
+
+def _assert_disjoint(broker: Any, group: str) -> None:
+    """No partition is assigned to two members of a consumer group at once."""
+    held = [p for _, _, ps in _members(broker, group).values() for p in ps]
+    assert len(held) == len(set(held)), held
 
 
 def _partitions(assignment: bytes) -> set[tuple[str, int]]:
@@ -371,13 +389,67 @@ def test_a_mixed_group_survives_a_kill_9(broker_factory: Any) -> None:
     again = RawMember(broker, "mk-g", session_ms=30_000)
     again.member_id, again.generation = classic.member_id, classic.generation
     assert again.heartbeat() == NONE
+    assert again.commit({0: 3}, topic="mk-t") == {NONE}
+    # Everyone leaves, the classic member first: the group is an empty consumer group, and
+    # can be deleted (the classic state it had before the kill is gone with its tombstone).
+    assert again.leave() == NONE
     c2 = Member(broker, "mk-g", ids)
     c2.member_id, c2.epoch = c.member_id, c.epoch
     _assert_ok(c2.heartbeat(epoch=-1))
-    assert _group_type(broker, "mk-g") == "classic"
-    assert again.heartbeat() == REBALANCE_IN_PROGRESS
+    assert _group_type(broker, "mk-g") == "consumer"
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_consumer_groups(["mk-g"], request_timeout=T)["mk-g"].result(T)
+    assert _group_type(broker, "mk-g") is None
     again.close()
     c2.close()
+
+
+def test_a_static_member_moves_to_the_consumer_protocol_in_place(broker: Any) -> None:
+    """A classic static member restarted on the consumer protocol with its instance id (a
+    static member does not leave when it stops) takes its predecessor's place and
+    partitions; the old incarnation is fenced."""
+    ids = _topic(broker, "sm-t", 2)
+    old = RawMember(broker, "sm-g", instance="sm-1", session_ms=30_000)
+    other = RawMember(broker, "sm-g", instance="sm-2", session_ms=30_000)
+    for m in (old, other):  # static members join without MEMBER_ID_REQUIRED
+        m.send_join("sm-t")
+    assert [m.recv_join() for m in (old, other)] == [NONE, NONE]
+    leader, follower = (old, other) if old.member_id == old.leader else (other, old)
+    plan = {old.member_id: _assignment("sm-t", [0]), other.member_id: _assignment("sm-t", [1])}
+    follower.send_sync()
+    assert leader.sync(plan)[0] == NONE and follower.recv_sync()[0] == NONE
+    new = Member(broker, "sm-g", ids, instance="sm-1")
+    r = _assert_ok(new.join("sm-t"))
+    assert new.assigned == {("sm-t", 0)}  # its predecessor's partition, at once
+    assert _group_type(broker, "sm-g") == "consumer"
+    members = _members(broker, "sm-g")
+    assert set(members) == {new.member_id, other.member_id}
+    assert members[new.member_id] == (CONSUMER, r.member_epoch, {0})
+    assert old.heartbeat() == FENCED_INSTANCE_ID
+    assert other.heartbeat() == REBALANCE_IN_PROGRESS
+    for m in (old, other, new):
+        m.close()
+
+
+def test_a_join_refused_after_the_conversion_leaves_the_group_classic(
+    module_broker_factory: Any,
+) -> None:
+    """group.consumer.max.size reached by the classic members themselves: the member is
+    refused, and the group stays classic, in memory and in the log."""
+    broker = module_broker_factory({**FAST, "group.consumer.max.size": "1"})
+    ids = _topic(broker, "mx-t", 1)
+    classic = _classic_group(broker, "mx")
+    m = Member(broker, "mx", ids)
+    assert int(m.join("mx-t").error_code) == GROUP_MAX_SIZE_REACHED
+    assert _group_type(broker, "mx") == "classic"
+    assert classic.heartbeat() == NONE
+    broker.kill9()
+    broker.restart()
+    assert wait_for(lambda: _group_type(broker, "mx"), what="mx loaded") == "classic"
+    m.close()
+    classic.close()
 
 
 # --- librdkafka ------------------------------------------------------------------------------
@@ -450,6 +522,7 @@ def test_a_rolling_upgrade_and_rollback_with_librdkafka(broker: Any) -> None:
     assert _group_type(broker, "lr-g") == "consumer"
     kinds = sorted(t for t, _, _ in _members(broker, "lr-g").values())
     assert kinds == [CLASSIC, CLASSIC, CONSUMER]
+    _assert_disjoint(broker, "lr-g")
     produce(40)
     _drain(old + new, got, sent)
     assert set(got) == {str(i).encode() for i in range(sent)}
@@ -468,6 +541,7 @@ def test_a_rolling_upgrade_and_rollback_with_librdkafka(broker: Any) -> None:
         what="the consumer members sharing the partitions",
     )
     assert {t for t, _, _ in _members(broker, "lr-g").values()} == {CONSUMER}
+    _assert_disjoint(broker, "lr-g")
 
     # And back: a classic member joins the consumer group; once the consumer-protocol
     # members have left, the group is classic again.
@@ -608,9 +682,10 @@ def test_classic_clients_share_a_consumer_group_then_take_it_back(
     )
     kinds = sorted(t for t, _, _ in _members(broker, group).values())
     assert kinds == [CLASSIC, CLASSIC, CONSUMER]
+    _assert_disjoint(broker, group)
     produce(20)
     _drain([member, *classics], got, sent)
-    assert set(got) == {str(i).encode() for i in range(sent)}
+    _assert_all_read(broker, group, got, sent)
 
     member.close()
     wait_for(
@@ -625,7 +700,7 @@ def test_classic_clients_share_a_consumer_group_then_take_it_back(
     )
     produce(20)
     _drain(classics, got, sent)
-    assert set(got) == {str(i).encode() for i in range(sent)}
+    _assert_all_read(broker, group, got, sent)
     assert _describe_classic(broker, group).group_state == "Stable"
     for consumer in classics:
         consumer.close()

@@ -56,6 +56,7 @@ from artesian.config.resolve import effective_topic_config
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.coordinator.group.consumer_coordinator import ConsumerGroupConfig
 from artesian.coordinator.group.coordinator import GroupConfig, GroupCoordinator
+from artesian.coordinator.group.share_group_coordinator import ShareGroupConfig
 from artesian.coordinator.serde import partition_for
 from artesian.coordinator.transaction.coordinator import (
     TransactionConfig,
@@ -153,6 +154,10 @@ class Broker:
             # Kafka's way of turning the consumer group protocol (KIP-848) off: its APIs are
             # neither advertised nor served.
             self.handlers = {k: h for k, h in HANDLERS.items() if k not in api.CONSUMER_GROUP_APIS}
+        if not config.get_bool("group.share.enable"):
+            self.handlers = {
+                k: h for k, h in self.handlers.items() if k not in api.SHARE_GROUP_APIS
+            }
         # Client metrics (KIP-714), received here and served on the Prometheus endpoint.
         self.client_metrics: ClientMetricsManager | None = None
         if config.get_bool("artesian.client.metrics.enable"):
@@ -383,6 +388,11 @@ class Broker:
             consumer=self._consumer_group_config(),
             topic_id=self._topic_id,
             topic_name=self._topic_name,
+            share=ShareGroupConfig(
+                session_timeout_ms=self.config.get_int("group.share.session.timeout.ms"),
+                heartbeat_interval_ms=self.config.get_int("group.share.heartbeat.interval.ms"),
+                max_size=self.config.get_int("group.share.max.size"),
+            ),
         )
         self.group_coordinator.load(self._led(OFFSETS_TOPIC))
         self._count_groups(self.group_coordinator)

@@ -806,6 +806,63 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Server-side assignors, by name; the first is the default.",
             ValidList(("uniform", "range")),
         ),
+        # Share groups (KIP-932).
+        _k(
+            "group.share.enable",
+            _B,
+            False,
+            "Whether share groups (KIP-932: ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, "
+            "ShareAcknowledge) are offered; Kafka turns them on with its share.version feature.",
+        ),
+        _k(
+            "group.share.session.timeout.ms",
+            _I,
+            45_000,
+            "A share group member is removed after this long without a heartbeat.",
+            _GE1,
+        ),
+        _k(
+            "group.share.min.session.timeout.ms",
+            _I,
+            45_000,
+            "Lower bound of group.share.session.timeout.ms.",
+            _GE1,
+        ),
+        _k(
+            "group.share.max.session.timeout.ms",
+            _I,
+            60_000,
+            "Upper bound of group.share.session.timeout.ms.",
+            _GE1,
+        ),
+        _k(
+            "group.share.heartbeat.interval.ms",
+            _I,
+            5_000,
+            "How often share group members heartbeat.",
+            _GE1,
+        ),
+        _k(
+            "group.share.min.heartbeat.interval.ms",
+            _I,
+            5_000,
+            "Lower bound of group.share.heartbeat.interval.ms.",
+            _GE1,
+        ),
+        _k(
+            "group.share.max.heartbeat.interval.ms",
+            _I,
+            15_000,
+            "Upper bound of group.share.heartbeat.interval.ms.",
+            _GE1,
+        ),
+        _k(
+            "group.share.max.size",
+            _I,
+            200,
+            "Most members in one share group.",
+            Range(1, 1000),
+        ),
         _k(
             "offsets.commit.timeout.ms",
             _I,

@@ -32,6 +32,7 @@ __all__ = [
     "API_VERSIONS_KEY",
     "CLIENT_TELEMETRY_APIS",
     "CONSUMER_GROUP_APIS",
+    "SHARE_GROUP_APIS",
     "RequestHeader",
     "decode_request",
     "encode_response",
@@ -44,6 +45,8 @@ __all__ = [
 API_VERSIONS_KEY = 18
 # ConsumerGroupHeartbeat and ConsumerGroupDescribe: the consumer group protocol (KIP-848).
 CONSUMER_GROUP_APIS = frozenset({68, 69})
+# Share groups (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, ShareAcknowledge.
+SHARE_GROUP_APIS = frozenset({76, 77, 78, 79})
 # Client metrics (KIP-714): GetTelemetrySubscriptions and PushTelemetry.
 CLIENT_TELEMETRY_APIS = frozenset({71, 72})
 _HEAD = struct.Struct(">hhih")

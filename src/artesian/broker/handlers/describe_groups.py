@@ -36,9 +36,10 @@ def handle(ctx: Any, request: Any) -> Any:
             described.append(_group_error(mod, group_id, *refusal))
             continue
         group = coordinator.groups.get(group_id)
-        if group is None or group.consumer is not None:
-            # Kafka describes an unknown group, or one on the consumer protocol (that
-            # ConsumerGroupDescribe describes), as Dead, with GROUP_ID_NOT_FOUND from v6.
+        if group is None or group.consumer is not None or group.share is not None:
+            # Kafka describes an unknown group, or one on the consumer protocol or a share
+            # group (ConsumerGroupDescribe and ShareGroupDescribe describe those), as Dead,
+            # with GROUP_ID_NOT_FOUND from v6.
             described.append(
                 make(
                     mod.DescribedGroup,

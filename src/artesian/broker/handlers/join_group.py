@@ -65,7 +65,7 @@ async def _join(ctx: Any, request: Any) -> Any:
         wait = broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
         replication = await wait if wait is not None else ErrorCode.none
         if replication is not ErrorCode.none:
-            result = JoinResult(replication)
+            result = JoinResult(replication, member_id=result.member_id)
     mod = response_module(API_KEY, version)
     return make(
         mod.JoinGroupResponse,

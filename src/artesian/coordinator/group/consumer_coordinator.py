@@ -181,17 +181,19 @@ class ConsumerGroupCoordinator:
                 )
             group = self.coordinator.groups[req.group_id] = GroupMetadata(req.group_id)
         records: list[Record] = []
+        upgrading: ConsumerGroup | None = None
         cg = group.consumer
         if cg is None:
-            if req.member_epoch != JOIN_EPOCH:
+            if req.member_epoch != JOIN_EPOCH or group.share is not None:
                 return HeartbeatResult(
                     E.group_id_not_found, f"Group {req.group_id} is not a consumer group."
                 )
             if group.members:
-                upgraded = self._upgrade(group, records)
-                if isinstance(upgraded, HeartbeatResult):
-                    return upgraded
-                cg = upgraded
+                converted = self._converted(group)
+                if isinstance(converted, HeartbeatResult):
+                    return converted
+                # Installed once the member is in: a refused join leaves the group classic.
+                cg = upgrading = group.consumer = converted
             else:
                 if group.generation_id > 0 or group.protocol_type:
                     # An empty classic group becomes a consumer group: its classic record
@@ -203,8 +205,12 @@ class ConsumerGroupCoordinator:
         if req.member_epoch == JOIN_EPOCH:
             joined = self._join(group, cg, req, records)
             if isinstance(joined, HeartbeatResult):
+                if upgrading is not None:
+                    group.consumer = None
                 return joined
             member, new = joined
+            if upgrading is not None:
+                self._install_upgrade(group, upgrading)
         else:
             found = self._existing_member(cg, req)
             if isinstance(found, HeartbeatResult):
@@ -308,7 +314,7 @@ class ConsumerGroupCoordinator:
             previous_id = cg.static_members.get(req.instance_id)
             if previous_id is not None and previous_id != member_id:
                 previous = cg.members[previous_id]
-                if not previous.left_temporarily:
+                if previous.classic is None and not previous.left_temporarily:
                     return HeartbeatResult(
                         E.unreleased_instance_id,
                         f"Static member {previous_id} with instance id {req.instance_id} is "
@@ -562,8 +568,9 @@ class ConsumerGroupCoordinator:
 
     def _snapshot(self, group_id: str, cg: ConsumerGroup) -> list[Record]:
         """Every record of the group's current state, and tombstones for the members whose
-        removal may not be in the log."""
-        records = [self._epoch_record(group_id, cg)]
+        removal may not be in the log and for a classic record it may have had (it was
+        upgraded)."""
+        records = [(rec.group_key(group_id), None), self._epoch_record(group_id, cg)]
         for member_id in sorted(cg.unwritten_removals - cg.members.keys()):
             records.extend(self._member_tombstones(group_id, member_id))
         for member in cg.members.values():
@@ -629,6 +636,10 @@ class ConsumerGroupCoordinator:
         if group is None:
             group = groups[key.group] = GroupMetadata(key.group)
         if group.consumer is None:
+            # The latest record wins: a classic state replayed before is gone (upgraded).
+            group.members.clear()
+            group.static_members.clear()
+            group.state, group.protocol_name, group.leader_id = GroupState.EMPTY, None, None
             group.consumer = ConsumerGroup(reloaded=True)
             group.protocol_type = "consumer"
         cg = group.consumer
@@ -679,14 +690,10 @@ class ConsumerGroupCoordinator:
 
     # --- online migration (KIP-848) -------------------------------------------------------
 
-    def _upgrade(
-        self, group: GroupMetadata, records: list[Record]
-    ) -> ConsumerGroup | HeartbeatResult:
-        """A consumer-protocol member joins a classic group with members: the group becomes
-        a consumer group (Kafka's convertToConsumerGroup), its members keep their partitions
-        at an epoch of its generation, and waiters in JoinGroup or SyncGroup are told to
-        rejoin. The joining member's epoch bump then sends every classic member through a
-        rejoin (REBALANCE_IN_PROGRESS at its next heartbeat) to its share."""
+    def _converted(self, group: GroupMetadata) -> ConsumerGroup | HeartbeatResult:
+        """The consumer group a classic group with members becomes when a consumer-protocol
+        member joins it (Kafka's convertToConsumerGroup: its members keep their partitions
+        at an epoch of its generation), or why it cannot. Nothing changes yet."""
         why = None
         if not self.config.upgrades:
             why = "the online upgrade is disabled"
@@ -715,25 +722,31 @@ class ConsumerGroupCoordinator:
             )
             log.info("%s", message)
             return HeartbeatResult(E.group_id_not_found, message)
-        cg = converted
+        return converted
+
+    def _install_upgrade(self, group: GroupMetadata, cg: ConsumerGroup) -> None:
+        """The joining member is in: waiters in JoinGroup or SyncGroup are told to rejoin,
+        the classic state goes, and the group's next write is its whole state (the classic
+        record's tombstone first). The joining member's epoch bump then sends every classic
+        member through a rejoin (REBALANCE_IN_PROGRESS at its next heartbeat) to its
+        share."""
         self.coordinator.abandon(group, E.rebalance_in_progress)
-        records.append((rec.group_key(group.group_id), None))
-        records.extend(self._snapshot(group.group_id, cg))
         group.members.clear()
         group.static_members.clear()
         group.pending_sync.clear()
         group.state, group.protocol_name, group.leader_id = GroupState.EMPTY, None, None
         group.generation_id = 0
         group.consumer = cg
+        cg.dirty = True
         for member in cg.members.values():
-            self._arm_timers(group, member)
+            if member.classic is not None:
+                self._arm_timers(group, member)
         log.info(
-            "upgraded classic group %s to a consumer group at epoch %d with %d member(s)",
+            "upgraded classic group %s to a consumer group at epoch %d with %d classic member(s)",
             group.group_id,
             cg.group_epoch,
-            len(cg.members),
+            sum(1 for m in cg.members.values() if m.classic is not None),
         )
-        return cg
 
     def _downgrade(self, group: GroupMetadata, leaving: set[str]) -> bool:
         """If the members ``leaving`` leave classic members only, the group goes back to the
@@ -802,7 +815,11 @@ class ConsumerGroupCoordinator:
         member, new = found
         before_description = _description(member)
         names = tuple(sorted(set(subscription.topics)))
-        subscribed = new or names != member.subscribed_topic_names
+        subscribed = (
+            new
+            or names != member.subscribed_topic_names
+            or member.subscribed_topic_regex is not None
+        )
         member.subscribed_topic_names, member.subscribed_topic_regex = names, None
         member.client_id, member.client_host = req.client_id, req.client_host
         if req.group_instance_id is not None:
@@ -831,9 +848,12 @@ class ConsumerGroupCoordinator:
                 records.append(self._current_assignment_record(group.group_id, member))
             self._write(group, records)
         except StoreFailed:
-            return JoinResult(E.coordinator_not_available)
-        finally:
+            if new:  # not kept in memory either: the group's next write must not need it
+                self.remove_member(group, member, "its join could not be stored")
+                return JoinResult(E.coordinator_not_available)
             self._arm_timers(group, member)
+            return JoinResult(E.coordinator_not_available, member_id=member.member_id)
+        self._arm_timers(group, member)
         # It must send SyncGroup within its rebalance timeout.
         self._classic_deadline(group, member, "sync", replace_pending=True)
         return JoinResult(

@@ -96,8 +96,9 @@ def member_metadata_value(v: MemberMetadataValue) -> bytes:
     w.compact_string(v.server_assignor)
     if v.classic is None:
         return bytes(w.no_tagged_fields().out)
-    # ClassicMemberMetadata is tagged field 0.
-    c = Writer().i32(v.classic.session_timeout_ms).compact_length(len(v.classic.protocols))
+    # ClassicMemberMetadata is tagged field 0, a nullable struct: a presence byte (1), then
+    # the struct, as Kafka's generated code writes it.
+    c = Writer().i8(1).i32(v.classic.session_timeout_ms).compact_length(len(v.classic.protocols))
     for name, metadata in v.classic.protocols:
         c.compact_string(name).compact_length(len(metadata))
         c.out += metadata
@@ -124,6 +125,8 @@ def parse_member_metadata_value(data: bytes) -> MemberMetadataValue:
             r.skip(size)
             continue
         c = Reader(r.take(size))
+        if c.i8() < 0:
+            continue  # present but null
         session_timeout = c.i32()
         protocols = []
         for _ in range(max(c.compact_length(), 0)):

@@ -37,6 +37,10 @@ from artesian.coordinator.group.group_metadata import (
     OffsetAndMetadata,
 )
 from artesian.coordinator.group.online_migration import classic_group_from_consumer
+from artesian.coordinator.group.share_group_coordinator import (
+    ShareGroupConfig,
+    ShareGroupCoordinator,
+)
 from artesian.coordinator.serde import LoggedRecord, parse_marker_key
 
 log = logging.getLogger("artesian.group_coordinator")
@@ -141,6 +145,7 @@ class GroupCoordinator:
         consumer: ConsumerGroupConfig | None = None,
         topic_id: Callable[[str], uuid.UUID | None] = lambda name: None,
         topic_name: Callable[[uuid.UUID], str | None] = lambda topic_id: None,
+        share: ShareGroupConfig | None = None,
     ) -> None:
         self.config = config
         self.topic = topic
@@ -150,6 +155,8 @@ class GroupCoordinator:
         self.consumer_groups = ConsumerGroupCoordinator(
             self, consumer or ConsumerGroupConfig(), topic_id, topic_name
         )
+        # Share groups (KIP-932) share it too.
+        self.share_groups = ShareGroupCoordinator(self, share or ShareGroupConfig())
         # The __consumer_offsets partitions this broker leads: it coordinates their groups.
         self.owned: set[int] = set()
 
@@ -250,6 +257,7 @@ class GroupCoordinator:
                 group.static_members.clear()
                 group.generation_id, group.leader_id = 0, None
                 group.protocol_name = None
+                group.state, group.state_timestamp = GroupState.EMPTY, -1
                 if group.consumer is None:
                     group.protocol_type = None
                 if not group.offsets and not group.pending_txn_offsets and group.consumer is None:
@@ -257,6 +265,7 @@ class GroupCoordinator:
             return
         v = rec.parse_group_value(value)
         group = self.groups.setdefault(key.group, GroupMetadata(key.group))
+        group.consumer = None  # the latest record wins: the group went back to classic
         group.protocol_type = v.protocol_type or None
         group.generation_id = v.generation
         group.protocol_name = v.protocol
@@ -1093,7 +1102,9 @@ class GroupCoordinator:
         return rec.partition_for(group_id, self.config.num_partitions)
 
     def _persist_group(self, group: GroupMetadata) -> None:
-        self.topic.append(self.partition_for(group.group_id), [self._group_record(group)])
+        records = [*group.unwritten_tombstones, self._group_record(group)]
+        self.topic.append(self.partition_for(group.group_id), records)
+        group.unwritten_tombstones.clear()
 
     def _group_record(self, group: GroupMetadata) -> tuple[bytes, bytes | None]:
         value = rec.GroupValue(
@@ -1125,13 +1136,12 @@ class GroupCoordinator:
         cg = group.consumer
         assert cg is not None
         classic_group_from_consumer(group, cg, self.clock())
+        group.unwritten_tombstones = tombstones
         try:
-            self.topic.append(
-                self.partition_for(group.group_id), [*tombstones, self._group_record(group)]
-            )
+            self._persist_group(group)
         except Exception as e:
-            # In memory the group is classic now: its members rejoin and the next
-            # generation's record stores it.
+            # In memory the group is classic now: its members rejoin, and the next
+            # generation's record stores it, with the tombstones.
             log.warning("could not store group %s going back to classic: %s", group.group_id, e)
         log.info(
             "downgraded consumer group %s to a classic group at generation %d with %d member(s)",
@@ -1153,6 +1163,7 @@ class GroupCoordinator:
         """Stop the group's timers and answer its waiting joins and syncs with ``code`` (the
         group moved to another coordinator, or to the other protocol)."""
         self.consumer_groups.abandon(group)
+        self.share_groups.abandon(group)
         for timer in (group.join_timer, group.sync_timer, *group.pending_members.values()):
             if timer is not None:
                 timer.cancel()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from artesian.coordinator.group.consumer_group import ConsumerGroup
 from artesian.coordinator.group.consumer_protocol import parse_subscription
+from artesian.coordinator.group.share_group import ShareGroup
 
 
 class GroupState(enum.Enum):
@@ -103,14 +104,25 @@ class GroupMetadata:
     new_member_added: bool = False
     consumer: ConsumerGroup | None = None
     """Set while the group is on the consumer protocol (KIP-848)."""
+    share: ShareGroup | None = None
+    """Set for a share group (KIP-932)."""
+    unwritten_tombstones: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    """Consumer-protocol records of a group gone back to classic whose deletion could not be
+    written yet: its next classic record carries them."""
 
     @property
     def group_type(self) -> str:
         """ListGroups' GroupType."""
+        if self.share is not None:
+            return "share"
         return "consumer" if self.consumer is not None else "classic"
 
     def is_empty(self) -> bool:
-        return not self.members and not (self.consumer is not None and self.consumer.members)
+        return (
+            not self.members
+            and not (self.consumer is not None and self.consumer.members)
+            and not (self.share is not None and self.share.members)
+        )
 
     def has(self, member_id: str) -> bool:
         return member_id in self.members
@@ -171,4 +183,6 @@ class GroupMetadata:
         return topics
 
     def describe_state(self) -> str:
+        if self.share is not None:
+            return self.share.state()
         return self.consumer.state() if self.consumer is not None else self.state.value
