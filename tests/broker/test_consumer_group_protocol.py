@@ -988,9 +988,16 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
     def _ms(ms: Any) -> datetime.timedelta:
         return datetime.timedelta(milliseconds=int(ms))
 
+    share_defaults = {  # a GROUP resource has share groups' configs too (KIP-932)
+        "share.session.timeout.ms": ("45000", "DEFAULT_CONFIG"),
+        "share.heartbeat.interval.ms": ("5000", "DEFAULT_CONFIG"),
+        "share.record.lock.duration.ms": ("30000", "DEFAULT_CONFIG"),
+        "share.auto.offset.reset": ("latest", "DEFAULT_CONFIG"),
+    }
     defaults = {
         "consumer.session.timeout.ms": (str(SESSION_MS), "DEFAULT_CONFIG"),
         "consumer.heartbeat.interval.ms": (str(HEARTBEAT_MS), "DEFAULT_CONFIG"),
+        **share_defaults,
     }
     assert described("gc-g") == defaults
     slow, fast = Member(broker, "gc-g", ids), Member(broker, "gc-g", ids)
@@ -1000,6 +1007,7 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
     assert described("gc-g") == {
         "consumer.session.timeout.ms": ("4000", "DYNAMIC_GROUP_CONFIG"),
         "consumer.heartbeat.interval.ms": ("300", "DYNAMIC_GROUP_CONFIG"),
+        **share_defaults,
     }
     assert described("another-group") == defaults
     # The member learns the group's interval at its next heartbeat.
@@ -1026,8 +1034,12 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
             "Invalid value soon for configuration consumer.heartbeat.interval.ms: Not a number "
             "of type INT"
         ),
-        ("share.session.timeout.ms", "30000"): (
-            "Unknown group config name: share.session.timeout.ms"
+        ("share.isolation.level", "read_committed"): (
+            "Unknown group config name: share.isolation.level"
+        ),
+        ("share.auto.offset.reset", "by_duration:PT1H"): (
+            "Invalid value by_duration:PT1H for configuration share.auto.offset.reset: String "
+            "must be one of: earliest, latest"
         ),
     }
     for (name, value), message in refusals.items():
@@ -1054,6 +1066,10 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
                 "source": "GROUP_CONFIG",
                 "read_only": False,
             },
+            *(
+                {"name": name, "value": value, "source": "DEFAULT_CONFIG", "read_only": False}
+                for name, (value, _) in sorted(share_defaults.items())
+            ),
         ],
     }
     refused = fails(broker, "groups", "config", "gc-g", "--set", "consumer.session.timeout.ms=1")
@@ -1081,7 +1097,7 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
 
     assert wait_for(joined, what="joined after the restart").heartbeat_interval == _ms(300)
     assert (
-        "a consumer group's consumer.session.timeout.ms='5000' cannot apply (outside [1000, "
+        "a group's consumer.session.timeout.ms='5000' cannot apply (outside [1000, "
         "3000]): the broker's group.consumer.session.timeout.ms applies instead"
     ) in broker.log_tail(200, since=mark)
     # A change is checked against the group's whole configuration, as in Kafka: the stored

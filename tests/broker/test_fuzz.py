@@ -92,6 +92,14 @@ FUZZED_APIS = {
     71: range(0, 1),
     72: range(0, 1),
     74: range(0, 1),
+    # Share groups (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch,
+    # ShareAcknowledge, and the share state APIs between brokers.
+    76: range(1, 2),
+    77: range(1, 2),
+    78: range(1, 2),
+    79: range(1, 2),
+    84: range(0, 1),
+    85: range(0, 1),
 }
 # Keys a mutation must never turn a frame into (see above; 20 so nothing can be spliced into
 # deleting the fuzz topic).
@@ -611,6 +619,7 @@ def test_fuzz_while_a_real_client_produces_and_consumes(broker_factory: Any) -> 
             "socket.request.max.bytes": str(MAX_REQUEST),
             "auto.create.topics.enable": "false",
             "artesian.client.metrics.enable": "true",  # the telemetry APIs fuzzed too
+            "group.share.enable": "true",  # and the share group ones
         }
     )
     with WireConn(proc.port) as c:

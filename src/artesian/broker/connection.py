@@ -131,6 +131,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self.parked_fetch is not None:
             self.parked_fetch.future.cancel()
             self.parked_fetch = None
+        # A share consumer gone: what it acquired goes back to its group.
+        self.broker.share_partition_manager.connection_closed(self)
         self.broker.connections.discard(self)
         self.broker.metrics.connections.set(len(self.broker.connections))
 

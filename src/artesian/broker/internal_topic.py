@@ -20,6 +20,7 @@ log = logging.getLogger("artesian.internal_topic")
 
 OFFSETS_TOPIC = "__consumer_offsets"
 TRANSACTION_STATE_TOPIC = "__transaction_state"
+SHARE_STATE_TOPIC = "__share_group_state"
 _READ_CHUNK = 4 << 20
 
 

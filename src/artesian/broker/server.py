@@ -31,6 +31,7 @@ from artesian.broker.fetch_session import FetchSessionCache
 from artesian.broker.handlers import HANDLERS, HandlerEntry
 from artesian.broker.internal_topic import (
     OFFSETS_TOPIC,
+    SHARE_STATE_TOPIC,
     TRANSACTION_STATE_TOPIC,
     InternalTopic,
 )
@@ -51,7 +52,7 @@ from artesian.broker.transaction_markers import TransactionMarkerWriter
 from artesian.config.broker import RACK_AWARE_REPLICA_SELECTOR, BrokerConfig, parse_properties
 from artesian.config.client_metrics import Subscription, subscription_of
 from artesian.config.definitions import ConfigError, ConfigSource, parse
-from artesian.config.group import group_timeouts
+from artesian.config.group import group_timeouts, share_group_config
 from artesian.config.resolve import effective_topic_config
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.coordinator.group.consumer_coordinator import ConsumerGroupConfig
@@ -87,6 +88,8 @@ from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherMa
 from artesian.replication.throttle import ReplicationThrottle, replica_listed
 from artesian.security.acl import Authorizer, acl_binding
 from artesian.security.scram import ScramCredential, ScramMechanism
+from artesian.share.share_coordinator import ShareCoordinator
+from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, parse_partition_dir
@@ -218,6 +221,12 @@ class Broker:
         self.transaction_state_topic = InternalTopic(
             self, TRANSACTION_STATE_TOPIC, "transaction.state.log"
         )
+        # Share groups (KIP-932): their partitions' state, kept by the share coordinator.
+        self.share_state_topic = InternalTopic(
+            self, SHARE_STATE_TOPIC, "share.coordinator.state.topic"
+        )
+        self.share_coordinator = ShareCoordinator(self.share_state_topic)
+        self.share_partition_manager = SharePartitionManager(self)
         self.producer_id_manager = ProducerIdManager(self)
         self.marker_writer = TransactionMarkerWriter(self)
         self.group_coordinator: GroupCoordinator | None = None
@@ -392,6 +401,7 @@ class Broker:
                 session_timeout_ms=self.config.get_int("group.share.session.timeout.ms"),
                 heartbeat_interval_ms=self.config.get_int("group.share.heartbeat.interval.ms"),
                 max_size=self.config.get_int("group.share.max.size"),
+                timeouts=self._share_group_timeouts,
             ),
         )
         self.group_coordinator.load(self._led(OFFSETS_TOPIC))
@@ -410,6 +420,7 @@ class Broker:
             self.producer_id_manager.generate,
         )
         self.transaction_coordinator.load(self._led(TRANSACTION_STATE_TOPIC))
+        self.share_coordinator.load(self._led(SHARE_STATE_TOPIC))
 
         self._update_balancer_gauges()
         self.metrics.leader_log_size.set_function(self._leader_log_bytes)
@@ -665,6 +676,10 @@ class Broker:
             ),
         )
 
+    def _share_group_timeouts(self, group_id: str) -> tuple[int, int]:
+        values = share_group_config(self.image.group_configs.get(group_id, {}), self.config)
+        return int(values["share.session.timeout.ms"]), int(values["share.heartbeat.interval.ms"])
+
     def _join_cluster(self, cluster_id: str) -> str:
         """A data directory created a moment ago takes the cluster id its store names."""
         path = self.data_dir / "meta.properties"
@@ -796,6 +811,7 @@ class Broker:
         if self.fetcher_manager is not None:
             await self.fetcher_manager.shutdown()
         await self.marker_writer.close()
+        await self.share_partition_manager.close()
         if self.remote_log_manager is not None:
             await self.remote_log_manager.close()
         if self.log_manager is not None:
@@ -1034,11 +1050,13 @@ class Broker:
     def _coordinator_election(self, topic: str, index: int, leader: bool) -> None:
         """Leading a partition of an internal topic makes this broker the coordinator of its
         groups or transactional ids (Kafka's onElection / onResignation)."""
-        coordinator: GroupCoordinator | TransactionCoordinator | None
+        coordinator: GroupCoordinator | TransactionCoordinator | ShareCoordinator | None
         if topic == OFFSETS_TOPIC:
             coordinator = self.group_coordinator
         elif topic == TRANSACTION_STATE_TOPIC:
             coordinator = self.transaction_coordinator
+        elif topic == SHARE_STATE_TOPIC:
+            coordinator = self.share_coordinator
         else:
             return
         if coordinator is None:

@@ -450,7 +450,9 @@ def config(
         typer.Option(
             "--set",
             help="Set one of the group's configs, key=value (consumer.session.timeout.ms, "
-            "consumer.heartbeat.interval.ms). Repeatable.",
+            "consumer.heartbeat.interval.ms; for a share group share.session.timeout.ms, "
+            "share.heartbeat.interval.ms, share.record.lock.duration.ms, "
+            "share.auto.offset.reset). Repeatable.",
         ),
     ] = None,
     delete_config: Annotated[
@@ -463,9 +465,10 @@ def config(
     timeout: TimeoutOpt = 15.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show or change a consumer group's own configs (KIP-848; like kafka-configs
-    --entity-type groups): its session timeout and heartbeat interval under the consumer
-    group protocol, instead of the broker's group.consumer.* settings.
+    """Show or change a group's own configs (like kafka-configs --entity-type groups): its
+    session timeout and heartbeat interval under the consumer group protocol (KIP-848) or as
+    a share group (KIP-932), a share group's lock duration and where it starts reading,
+    instead of the broker's group.consumer.* and group.share.* settings.
     Example: artesian groups config orders --set consumer.session.timeout.ms=60000"""
     from artesian.cli.wire import WireClient, alter_configs, describe_configs
     from artesian.metadata.image import GROUP_RESOURCE
@@ -480,8 +483,9 @@ def config(
                 group,
                 changes,
                 delete_config or [],
-                "Each must lie within the broker's group.consumer.min/max.* bounds, and the "
-                "session timeout above the heartbeat interval.",
+                "Each must lie within the broker's group.consumer.min/max.* or "
+                "group.share.min/max.* bounds, and a session timeout above its heartbeat "
+                "interval.",
             )
             if not as_json:
                 out.print(f"Altered the configs of group {escape(group)}.")

@@ -4,8 +4,10 @@ and kept as ConfigRecords in the metadata log. Kafka's GroupConfig names and rul
 value within the broker's ``group.consumer.min/max.*`` bounds, the session timeout above the
 heartbeat interval; a group without an override takes the broker's ``group.consumer.*``.
 
-Kafka's ``share.*`` group configs are for share groups (KIP-932), which Artesian does not
-have: they are refused as unknown.
+Share groups (KIP-932) have theirs too: ``share.session.timeout.ms``,
+``share.heartbeat.interval.ms`` and ``share.record.lock.duration.ms`` within the broker's
+``group.share.min/max.*`` bounds, and ``share.auto.offset.reset`` (``earliest`` or
+``latest``; Kafka's ``by_duration:`` and ``share.isolation.level`` are refused as unknown).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from artesian.config.definitions import (
     ConfigSource,
     ConfigType,
     Range,
+    ValidString,
     format_value,
     parse,
 )
@@ -30,6 +33,7 @@ __all__ = [
     "describe_group_configs",
     "effective_group_config",
     "group_timeouts",
+    "share_group_config",
     "validate_group_configs",
 ]
 
@@ -37,6 +41,10 @@ log = logging.getLogger("artesian.config")
 
 SESSION_TIMEOUT = "consumer.session.timeout.ms"
 HEARTBEAT_INTERVAL = "consumer.heartbeat.interval.ms"
+SHARE_SESSION_TIMEOUT = "share.session.timeout.ms"
+SHARE_HEARTBEAT_INTERVAL = "share.heartbeat.interval.ms"
+SHARE_LOCK_DURATION = "share.record.lock.duration.ms"
+SHARE_AUTO_OFFSET_RESET = "share.auto.offset.reset"
 
 GROUP_CONFIGS: dict[str, ConfigKey] = {
     SESSION_TIMEOUT: ConfigKey(
@@ -55,11 +63,46 @@ GROUP_CONFIGS: dict[str, ConfigKey] = {
         "group.consumer.heartbeat.interval.ms.",
         Range.at_least(1),
     ),
+    SHARE_SESSION_TIMEOUT: ConfigKey(
+        SHARE_SESSION_TIMEOUT,
+        ConfigType.INT,
+        45_000,
+        "The timeout to detect share group members' failures; this share group's value of "
+        "group.share.session.timeout.ms.",
+        Range.at_least(1),
+    ),
+    SHARE_HEARTBEAT_INTERVAL: ConfigKey(
+        SHARE_HEARTBEAT_INTERVAL,
+        ConfigType.INT,
+        5_000,
+        "The heartbeat interval given to the members of this share group; its value of "
+        "group.share.heartbeat.interval.ms.",
+        Range.at_least(1),
+    ),
+    SHARE_LOCK_DURATION: ConfigKey(
+        SHARE_LOCK_DURATION,
+        ConfigType.INT,
+        30_000,
+        "How long a member of this share group holds the records it acquired; its value of "
+        "group.share.record.lock.duration.ms.",
+        Range.at_least(1000),
+    ),
+    SHARE_AUTO_OFFSET_RESET: ConfigKey(
+        SHARE_AUTO_OFFSET_RESET,
+        ConfigType.STRING,
+        "latest",
+        "Where this share group starts reading a partition it has no state for: earliest or "
+        "latest.",
+        ValidString(("earliest", "latest")),
+    ),
 }
 # Where a group without an override takes each value from.
 _BROKER_SETTING = {
     SESSION_TIMEOUT: "group.consumer.session.timeout.ms",
     HEARTBEAT_INTERVAL: "group.consumer.heartbeat.interval.ms",
+    SHARE_SESSION_TIMEOUT: "group.share.session.timeout.ms",
+    SHARE_HEARTBEAT_INTERVAL: "group.share.heartbeat.interval.ms",
+    SHARE_LOCK_DURATION: "group.share.record.lock.duration.ms",
 }
 # Checked in this order, as Kafka's GroupConfig.validateValues does.
 _BOUNDS = {
@@ -71,6 +114,18 @@ _BOUNDS = {
         "group.consumer.min.session.timeout.ms",
         "group.consumer.max.session.timeout.ms",
     ),
+    SHARE_HEARTBEAT_INTERVAL: (
+        "group.share.min.heartbeat.interval.ms",
+        "group.share.max.heartbeat.interval.ms",
+    ),
+    SHARE_SESSION_TIMEOUT: (
+        "group.share.min.session.timeout.ms",
+        "group.share.max.session.timeout.ms",
+    ),
+    SHARE_LOCK_DURATION: (
+        "group.share.min.record.lock.duration.ms",
+        "group.share.max.record.lock.duration.ms",
+    ),
 }
 
 
@@ -79,8 +134,9 @@ def effective_group_config(overrides: Mapping[str, str], broker: BrokerConfig) -
     override that no longer reads (written by another version, or out of the bounds the
     broker restarted with) gives way to the broker's setting, with a warning."""
     values: dict[str, int] = {}
-    for name, key in GROUP_CONFIGS.items():
-        default = broker.get_int(_BROKER_SETTING[name])
+    for name, setting in _BROKER_SETTING.items():
+        key = GROUP_CONFIGS[name]
+        default = broker.get_int(setting)
         text = overrides.get(name)
         if text is None:
             values[name] = default
@@ -105,7 +161,7 @@ def _warn_once(name: str, text: str, why: str) -> None:
     if (name, text) not in _warned:
         _warned.add((name, text))
         log.warning(
-            "a consumer group's %s=%r cannot apply (%s): the broker's %s applies instead; set "
+            "a group's %s=%r cannot apply (%s): the broker's %s applies instead; set "
             "it again with `artesian groups config GROUP --set %s=...`",
             name,
             text,
@@ -131,16 +187,20 @@ def validate_group_configs(
         if name in GROUP_CONFIGS
     }
     values = {
-        name: int(normalized[name]) if name in normalized else broker.get_int(_BROKER_SETTING[name])
-        for name in GROUP_CONFIGS
+        name: int(normalized[name]) if name in normalized else broker.get_int(setting)
+        for name, setting in _BROKER_SETTING.items()
     }
     for name, (low, high) in _BOUNDS.items():
         if values[name] < broker.get_int(low):
             raise ConfigError(f"{name} must be greater than or equal to {low}")
         if values[name] > broker.get_int(high):
             raise ConfigError(f"{name} must be less than or equal to {high}")
-    if values[SESSION_TIMEOUT] <= values[HEARTBEAT_INTERVAL]:
-        raise ConfigError(f"{SESSION_TIMEOUT} must be greater than {HEARTBEAT_INTERVAL}")
+    for session, heartbeat in (
+        (SESSION_TIMEOUT, HEARTBEAT_INTERVAL),
+        (SHARE_SESSION_TIMEOUT, SHARE_HEARTBEAT_INTERVAL),
+    ):
+        if values[session] <= values[heartbeat]:
+            raise ConfigError(f"{session} must be greater than {heartbeat}")
     return {**foreign, **normalized}
 
 
@@ -158,7 +218,9 @@ def describe_group_configs(
     for name, key in GROUP_CONFIGS.items():
         if names is not None and name not in names:
             continue  # as Kafka, requested names that do not exist are left out
-        value = overrides.get(name) or format_value(key, broker.get(_BROKER_SETTING[name]))
+        setting = _BROKER_SETTING.get(name)
+        default = broker.get(setting) if setting is not None else key.default
+        value = overrides.get(name) or format_value(key, default)
         source = ConfigSource.GROUP_CONFIG if name in overrides else ConfigSource.DEFAULT_CONFIG
         entries.append(
             ConfigEntry(
@@ -185,3 +247,21 @@ def group_timeouts(overrides: Mapping[str, str], broker: BrokerConfig) -> tuple[
         )
     values = effective_group_config(overrides, broker)
     return values[SESSION_TIMEOUT], values[HEARTBEAT_INTERVAL]
+
+
+def share_group_config(overrides: Mapping[str, str], broker: BrokerConfig) -> dict[str, int | str]:
+    """A share group's session timeout, heartbeat interval, lock duration (ms) and where it
+    starts reading (``share.auto.offset.reset``)."""
+    values: dict[str, int | str] = {
+        SHARE_AUTO_OFFSET_RESET: overrides.get(SHARE_AUTO_OFFSET_RESET, "latest")
+        if overrides.get(SHARE_AUTO_OFFSET_RESET) in ("earliest", "latest")
+        else "latest"
+    }
+    if not overrides:
+        for name in (SHARE_SESSION_TIMEOUT, SHARE_HEARTBEAT_INTERVAL, SHARE_LOCK_DURATION):
+            values[name] = broker.get_int(_BROKER_SETTING[name])
+        return values
+    effective = effective_group_config(overrides, broker)
+    for name in (SHARE_SESSION_TIMEOUT, SHARE_HEARTBEAT_INTERVAL, SHARE_LOCK_DURATION):
+        values[name] = effective[name]
+    return values

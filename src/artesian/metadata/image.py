@@ -29,7 +29,7 @@ BROKER_RESOURCE = 4
 GROUP_RESOURCE = 32  # a consumer group's own configs (KIP-848)
 CLIENT_METRICS_RESOURCE = 16  # a client metrics subscription (KIP-714)
 # Kafka's internal topics: clients may not write to or delete records from them.
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
 
 
 @dataclass(slots=True)

@@ -1,0 +1,172 @@
+"""The share partitions' persister (Kafka's DefaultStatePersister): reads and writes a share
+partition's state at its share coordinator, this broker's own ShareCoordinator when it leads
+the state partition, else the leader's through ReadShareGroupState and WriteShareGroupState.
+A write counts once the state topic's ISR holds it (acks=all), as Kafka's does."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+from kio.schema.read_share_group_state.v0 import request as rs
+from kio.schema.write_share_group_state.v0 import request as ws
+from kio.static.primitive import i8, i16, i32, i64
+
+from artesian.broker.internal_topic import SHARE_STATE_TOPIC
+from artesian.replication.replica_fetcher import LeaderConnection
+from artesian.share.records import ShareState, ShareStateKey
+from artesian.share.share_coordinator import NotShareCoordinator, StaleLeaderEpoch
+from artesian.share.share_partition import RecordState, StateBatch
+
+if TYPE_CHECKING:
+    from artesian.broker.server import Broker
+
+log = logging.getLogger("artesian.share")
+
+READ_SHARE_GROUP_STATE, WRITE_SHARE_GROUP_STATE = 84, 85
+
+
+class PersisterError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SharePersister:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._connections: dict[int, LeaderConnection] = {}
+
+    async def read(self, key: ShareStateKey) -> ShareState | None:
+        """The stored state, None if there is none; raises PersisterError."""
+        coordinator = self.broker.share_coordinator
+        leader = self._leader(key)
+        if leader == self.broker.node_id:
+            try:
+                return coordinator.read(key)
+            except NotShareCoordinator as e:
+                raise PersisterError(ErrorCode.not_coordinator, str(e)) from e
+        response: Any = await self._connection(leader).request(
+            READ_SHARE_GROUP_STATE,
+            0,
+            group_id=key.group_id,
+            topics=(
+                rs.ReadStateData(
+                    topic_id=key.topic_id,
+                    partitions=(
+                        rs.PartitionData(partition=i32(key.partition), leader_epoch=i32(-1)),
+                    ),
+                ),
+            ),
+        )
+        (p,) = response.results[0].partitions
+        code = ErrorCode(p.error_code)
+        if code is not ErrorCode.none:
+            raise PersisterError(code, p.error_message or code.name)
+        if p.start_offset < 0:
+            return None
+        return ShareState(
+            int(p.state_epoch),
+            -1,
+            int(p.start_offset),
+            tuple(
+                StateBatch(
+                    int(b.first_offset),
+                    int(b.last_offset),
+                    RecordState(int(b.delivery_state)),
+                    int(b.delivery_count),
+                )
+                for b in p.state_batches
+            ),
+        )
+
+    async def write(self, key: ShareStateKey, state: ShareState) -> None:
+        """Store ``state``; raises PersisterError."""
+        leader = self._leader(key)
+        if leader == self.broker.node_id:
+            code = await write_local(self.broker, key, state)
+            if code is not ErrorCode.none:
+                raise PersisterError(code, f"could not store the state of {key}")
+            return
+        response: Any = await self._connection(leader).request(
+            WRITE_SHARE_GROUP_STATE,
+            0,
+            group_id=key.group_id,
+            topics=(
+                ws.WriteStateData(
+                    topic_id=key.topic_id,
+                    partitions=(
+                        ws.PartitionData(
+                            partition=i32(key.partition),
+                            state_epoch=i32(state.state_epoch),
+                            leader_epoch=i32(state.leader_epoch),
+                            start_offset=i64(state.start_offset),
+                            state_batches=tuple(
+                                ws.StateBatch(
+                                    first_offset=i64(b.first_offset),
+                                    last_offset=i64(b.last_offset),
+                                    delivery_state=i8(int(b.state)),
+                                    delivery_count=i16(b.delivery_count),
+                                )
+                                for b in state.batches
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        )
+        (p,) = response.results[0].partitions
+        code = ErrorCode(p.error_code)
+        if code is not ErrorCode.none:
+            raise PersisterError(code, p.error_message or code.name)
+
+    def _leader(self, key: ShareStateKey) -> int:
+        broker = self.broker
+        broker.share_state_topic.ensure()
+        partition = broker.share_coordinator.partition_for(key)
+        topic = broker.image.topics.get(SHARE_STATE_TOPIC)
+        found = topic.partitions.get(partition) if topic is not None else None
+        if found is None or found.leader < 0:
+            raise PersisterError(
+                ErrorCode.coordinator_not_available,
+                f"{SHARE_STATE_TOPIC}-{partition} has no leader",
+            )
+        return int(found.leader)
+
+    def _connection(self, node: int) -> LeaderConnection:
+        address = self.broker.inter_broker_address(node)
+        if address is None:
+            raise PersisterError(ErrorCode.coordinator_not_available, f"broker {node} is unknown")
+        conn = self._connections.get(node)
+        if conn is None or (conn.host, conn.port) != address:
+            if conn is not None:
+                conn.close()
+            conn = self._connections[node] = LeaderConnection(
+                address[0],
+                address[1],
+                f"artesian-share-persister-{self.broker.node_id}".encode(),
+                self.broker.config.get_int("replica.socket.timeout.ms") / 1000,
+                self.broker.inter_broker_security,
+            )
+        return conn
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+        self._connections.clear()
+
+
+async def write_local(broker: Broker, key: ShareStateKey, state: ShareState) -> ErrorCode:
+    """A write at this broker's own share coordinator, answered once replicated."""
+    try:
+        broker.share_coordinator.write(key, state)
+    except NotShareCoordinator:
+        return ErrorCode.not_coordinator
+    except StaleLeaderEpoch:
+        return ErrorCode.fenced_leader_epoch
+    except Exception as e:
+        log.warning("could not store the share state of %s: %s", key, e)
+        return ErrorCode.coordinator_not_available
+    wait = broker.coordinator_write_replicated(SHARE_STATE_TOPIC, key.coordinator_key())
+    return await wait if wait is not None else ErrorCode.none

@@ -1,0 +1,280 @@
+"""SharePartition: how a share group hands out one partition's records (KIP-932).
+
+Sans-I/O. Records from the share-partition start offset (SPSO) up to ``next_offset`` are in
+flight, each AVAILABLE, ACQUIRED by one member until its lock expires, or done
+(ACKNOWLEDGED or ARCHIVED). A fetch acquires released records first, then new ones, whole
+log batches at a time; an acknowledgement accepts (ACKNOWLEDGED), releases (AVAILABLE again)
+or rejects (ARCHIVED) a member's acquired records; a record delivered
+``group.share.delivery.count.limit`` times is archived instead of released. The SPSO moves
+past the done records at its front, and the in-flight window is bounded
+(``group.share.partition.max.record.locks``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from kio.schema.errors import ErrorCode
+
+
+class RecordState(enum.IntEnum):
+    """Kafka's RecordState; the persisted ones are AVAILABLE, ACKNOWLEDGED and ARCHIVED."""
+
+    AVAILABLE = 0
+    ACQUIRED = 1
+    ACKNOWLEDGED = 2
+    ARCHIVED = 4
+
+
+class AcknowledgeType(enum.IntEnum):
+    GAP = 0  # an offset without a record (compacted away, or a transaction marker)
+    ACCEPT = 1
+    RELEASE = 2
+    REJECT = 3
+
+
+_DONE = (RecordState.ACKNOWLEDGED, RecordState.ARCHIVED)
+_ACK_STATE = {
+    AcknowledgeType.GAP: RecordState.ARCHIVED,
+    AcknowledgeType.ACCEPT: RecordState.ACKNOWLEDGED,
+    AcknowledgeType.REJECT: RecordState.ARCHIVED,
+}
+
+
+@dataclass(slots=True)
+class InFlightRecord:
+    state: RecordState
+    delivery_count: int
+    member_id: str | None = None
+    deadline: float = 0.0
+    """When its acquisition lock expires (loop time)."""
+
+
+@dataclass(slots=True, frozen=True)
+class AcquiredRange:
+    first_offset: int
+    last_offset: int
+    delivery_count: int
+
+
+@dataclass(slots=True, frozen=True)
+class StateBatch:
+    """A run of in-flight offsets with one state and delivery count, as persisted (an
+    acquired record is persisted AVAILABLE: acquisitions do not outlive a leader)."""
+
+    first_offset: int
+    last_offset: int
+    state: RecordState
+    delivery_count: int
+
+
+@dataclass(slots=True, frozen=True)
+class AckBatch:
+    first_offset: int
+    last_offset: int
+    types: tuple[int, ...]
+    """One type for the whole range, or one per offset."""
+
+
+class SharePartition:
+    def __init__(
+        self,
+        start_offset: int,
+        batches: Iterable[StateBatch] = (),
+        delivery_limit: int = 5,
+        max_record_locks: int = 2000,
+    ) -> None:
+        self.start_offset = start_offset
+        self.next_offset = start_offset
+        self.delivery_limit = delivery_limit
+        self.max_record_locks = max_record_locks
+        self.records: dict[int, InFlightRecord] = {}
+        for b in batches:
+            for offset in range(max(b.first_offset, start_offset), b.last_offset + 1):
+                state = RecordState.AVAILABLE if b.state is RecordState.ACQUIRED else b.state
+                self.records[offset] = InFlightRecord(state, b.delivery_count)
+            self.next_offset = max(self.next_offset, b.last_offset + 1)
+        for offset in range(self.start_offset, self.next_offset):
+            self.records.setdefault(offset, InFlightRecord(RecordState.AVAILABLE, 0))
+        self._advance()
+
+    # --- acquiring -------------------------------------------------------------------------
+
+    def has_available(self) -> bool:
+        return any(r.state is RecordState.AVAILABLE for r in self.records.values())
+
+    def window_full(self) -> bool:
+        return self.next_offset - self.start_offset >= self.max_record_locks
+
+    def acquire_available(
+        self, member_id: str, max_records: int, deadline: float
+    ) -> list[AcquiredRange]:
+        """Records released or whose lock expired, oldest first, at most ``max_records``."""
+        taken: list[int] = []
+        for offset in range(self.start_offset, self.next_offset):
+            r = self.records[offset]
+            if r.state is RecordState.AVAILABLE:
+                r.state, r.member_id, r.deadline = RecordState.ACQUIRED, member_id, deadline
+                r.delivery_count += 1
+                taken.append(offset)
+                if len(taken) >= max_records:
+                    break
+        return self._ranges(taken)
+
+    def acquire_new(
+        self,
+        member_id: str,
+        batches: Sequence[tuple[int, int]],
+        max_records: int,
+        deadline: float,
+    ) -> list[AcquiredRange]:
+        """New records of the log batches (base, last offset) read from ``next_offset``:
+        whole batches, while fewer than ``max_records`` are taken and the window has room
+        (the first batch always, if the window has any)."""
+        taken: list[int] = []
+        for base, last in batches:
+            if last < self.next_offset:
+                continue
+            if self.window_full() or (taken and len(taken) >= max_records):
+                break
+            for offset in range(max(base, self.next_offset), last + 1):
+                self.records[offset] = InFlightRecord(RecordState.ACQUIRED, 1, member_id, deadline)
+                taken.append(offset)
+            self.next_offset = last + 1
+        return self._ranges(taken)
+
+    def _ranges(self, offsets: list[int]) -> list[AcquiredRange]:
+        """Contiguous offsets with one delivery count, as AcquiredRecords."""
+        out: list[AcquiredRange] = []
+        for offset in offsets:
+            count = self.records[offset].delivery_count
+            if out and out[-1].last_offset == offset - 1 and out[-1].delivery_count == count:
+                out[-1] = AcquiredRange(out[-1].first_offset, offset, count)
+            else:
+                out.append(AcquiredRange(offset, offset, count))
+        return out
+
+    # --- acknowledging, releasing, expiring --------------------------------------------------
+
+    def acknowledge(self, member_id: str, batches: Sequence[AckBatch]) -> tuple[int, str | None]:
+        """Apply a member's acknowledgements, all or none: (error code, message). Offsets
+        below the SPSO are already done and skipped."""
+        changes: list[tuple[InFlightRecord, RecordState]] = []
+        for b in batches:
+            if b.last_offset >= self.next_offset:
+                return (
+                    ErrorCode.invalid_request,
+                    f"Offset {b.last_offset} is past the acquired records "
+                    f"(next {self.next_offset}).",
+                )
+            # Offsets below the SPSO are done already (bounded: a range from far below it
+            # must not cost a loop over every offset).
+            for offset in range(max(b.first_offset, self.start_offset), b.last_offset + 1):
+                i = offset - b.first_offset
+                r = self.records[offset]
+                if r.state is not RecordState.ACQUIRED or r.member_id != member_id:
+                    return (
+                        ErrorCode.invalid_record_state,
+                        f"The record at offset {offset} is not acquired by this member.",
+                    )
+                kind = AcknowledgeType(b.types[0] if len(b.types) == 1 else b.types[i])
+                changes.append((r, self._released_state(r) if kind == 2 else _ACK_STATE[kind]))
+        for r, state in changes:
+            r.state, r.member_id = state, None
+        self._advance()
+        return ErrorCode.none, None
+
+    def release_member(self, member_id: str) -> bool:
+        """A member's session ended: what it still holds is available again, not counted as
+        delivered (it never reached the application)."""
+        changed = False
+        for r in self.records.values():
+            if r.state is RecordState.ACQUIRED and r.member_id == member_id:
+                r.delivery_count = max(r.delivery_count - 1, 0)
+                r.state, r.member_id = self._released_state(r), None
+                changed = True
+        self._advance()
+        return changed
+
+    def expire(self, now: float) -> bool:
+        """Acquisition locks past their deadline: the records are available again (or
+        archived, at the delivery limit)."""
+        changed = False
+        for r in self.records.values():
+            if r.state is RecordState.ACQUIRED and r.deadline <= now:
+                r.state, r.member_id = self._released_state(r), None
+                changed = True
+        self._advance()
+        return changed
+
+    def next_deadline(self) -> float | None:
+        deadlines = [r.deadline for r in self.records.values() if r.state is RecordState.ACQUIRED]
+        return min(deadlines) if deadlines else None
+
+    def move_start(self, log_start_offset: int) -> bool:
+        """The log's start moved past the SPSO (retention, DeleteRecords): what it dropped is
+        archived."""
+        if log_start_offset <= self.start_offset:
+            return False
+        for offset in range(self.start_offset, min(log_start_offset, self.next_offset)):
+            self.records[offset].state = RecordState.ARCHIVED
+        self.next_offset = max(self.next_offset, log_start_offset)
+        for offset in range(self.start_offset, log_start_offset):
+            self.records.setdefault(offset, InFlightRecord(RecordState.ARCHIVED, 0))
+        self._advance()
+        return True
+
+    def _released_state(self, r: InFlightRecord) -> RecordState:
+        if r.delivery_count >= self.delivery_limit:
+            return RecordState.ARCHIVED
+        return RecordState.AVAILABLE
+
+    def _advance(self) -> None:
+        """Move the SPSO past the done records at the front."""
+        while self.start_offset < self.next_offset:
+            r = self.records.get(self.start_offset)
+            if r is not None and r.state not in _DONE:
+                return
+            self.records.pop(self.start_offset, None)
+            self.start_offset += 1
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def state_batches(self) -> list[StateBatch]:
+        """The in-flight records as runs of (state, delivery count), acquired ones as
+        available."""
+        out: list[StateBatch] = []
+        for offset in range(self.start_offset, self.next_offset):
+            r = self.records[offset]
+            state = RecordState.AVAILABLE if r.state is RecordState.ACQUIRED else r.state
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and last.last_offset == offset - 1
+                and (last.state, last.delivery_count) == (state, r.delivery_count)
+            ):
+                out[-1] = StateBatch(last.first_offset, offset, state, r.delivery_count)
+            else:
+                out.append(StateBatch(offset, offset, state, r.delivery_count))
+        return out
+
+
+def validate_ack_batches(batches: Sequence[AckBatch], max_type: int = 3) -> str | None:
+    """Kafka's validateAcknowledgementBatches: why the batches are an INVALID_REQUEST, or
+    None."""
+    previous_last = -1
+    for b in batches:
+        if b.first_offset > b.last_offset:
+            return "First offset is greater than the last offset."
+        if b.first_offset < previous_last:
+            return "Acknowledgement batches overlap or are out of order."
+        if not b.types:
+            return "Acknowledge types are empty."
+        if len(b.types) > 1 and len(b.types) != b.last_offset - b.first_offset + 1:
+            return "The number of acknowledge types does not match the batch's offsets."
+        if any(t < 0 or t > max_type for t in b.types):
+            return "Invalid acknowledge type."
+        previous_last = b.last_offset
+    return None

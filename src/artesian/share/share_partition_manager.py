@@ -1,0 +1,325 @@
+"""SharePartitionManager: ShareFetch and ShareAcknowledge on a partition leader (KIP-932).
+
+It keeps the SharePartition of each (group, topic, partition) this broker leads and members
+fetch, loaded from the share coordinator on first use (or started where the group's
+``share.auto.offset.reset`` says), and stores its state there after every change that
+matters: acknowledgements, releases, expired locks. A fetch acquires records for the member
+(released ones first, then new ones up to the high watermark) and returns the log batches
+holding them; with nothing to hand out it waits, like a Fetch, until an append, a release or
+an expired lock, or its max wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kio.schema.errors import ErrorCode
+
+from artesian.config.group import (
+    SHARE_AUTO_OFFSET_RESET,
+    SHARE_LOCK_DURATION,
+    share_group_config,
+)
+from artesian.protocol.records import InvalidBatch, iter_batches
+from artesian.share.persister import PersisterError, SharePersister
+from artesian.share.records import ShareState, ShareStateKey
+from artesian.share.share_partition import (
+    AckBatch,
+    AcquiredRange,
+    SharePartition,
+    validate_ack_batches,
+)
+from artesian.share.share_session import ShareSessionCache
+from artesian.storage.errors import OffsetOutOfRangeError
+
+if TYPE_CHECKING:
+    from artesian.broker.replica_manager import Partition
+    from artesian.broker.server import Broker
+
+log = logging.getLogger("artesian.share")
+
+PartitionId = tuple[str, str, int]  # group, topic, partition
+
+
+@dataclass(slots=True, eq=False)
+class ShareEntry:
+    key: ShareStateKey
+    topic: str
+    index: int
+    partition: SharePartition
+    leader_epoch: int
+    state_epoch: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Writes of this partition's state go one at a time, in order."""
+
+
+@dataclass(slots=True)
+class Acquired:
+    """What a fetch took from one partition."""
+
+    records: bytes
+    ranges: list[AcquiredRange]
+
+
+class SharePartitionManager:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.entries: dict[PartitionId, ShareEntry] = {}
+        self.sessions = ShareSessionCache(broker.config.get_int("group.share.max.share.sessions"))
+        self.persister = SharePersister(broker)
+        self._loading: dict[PartitionId, asyncio.Future[ShareEntry]] = {}
+        self._expiry: asyncio.Task[None] | None = None
+        self._expiry_wakeup = asyncio.Event()
+        self._stores: set[asyncio.Task[None]] = set()
+
+    # --- share partitions ------------------------------------------------------------------
+
+    async def entry(self, group_id: str, p: Partition, topic_id: uuid.UUID) -> ShareEntry:
+        """The share partition of ``group_id`` on ``p`` (led here); loaded from the share
+        coordinator on first use, or after a leadership change. Raises PersisterError."""
+        pid = (group_id, p.topic, p.index)
+        entry = self.entries.get(pid)
+        if entry is not None and entry.leader_epoch == p.leader_epoch:
+            return entry
+        loading = self._loading.get(pid)
+        if loading is None:
+            loading = self._loading[pid] = asyncio.ensure_future(self._load(group_id, p, topic_id))
+            loading.add_done_callback(lambda _f: self._loading.pop(pid, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, group_id: str, p: Partition, topic_id: uuid.UUID) -> ShareEntry:
+        key = ShareStateKey(group_id, topic_id, p.index)
+        stored = await self.persister.read(key)
+        cfg = self.broker.config
+        limit = cfg.get_int("group.share.delivery.count.limit")
+        locks = cfg.get_int("group.share.partition.max.record.locks")
+        if stored is not None:
+            partition = SharePartition(stored.start_offset, stored.batches, limit, locks)
+            state_epoch = stored.state_epoch
+        else:
+            reset = self._group_config(group_id)[SHARE_AUTO_OFFSET_RESET]
+            start = p.log.local_log_start_offset if reset == "earliest" else p.high_watermark
+            partition = SharePartition(start, (), limit, locks)
+            state_epoch = 0
+        partition.move_start(p.log.local_log_start_offset)
+        entry = ShareEntry(key, p.topic, p.index, partition, p.leader_epoch, state_epoch)
+        if stored is None:
+            await self._persist(entry)  # where it starts must outlive this leader
+        self.entries[(group_id, p.topic, p.index)] = entry
+        log.info(
+            "share group %s on %s-%d starts at offset %d%s",
+            group_id,
+            p.topic,
+            p.index,
+            partition.start_offset,
+            " (stored state)" if stored is not None else "",
+        )
+        return entry
+
+    async def _persist(self, entry: ShareEntry) -> None:
+        """Store the partition's state (raises PersisterError)."""
+        async with entry.lock:
+            sp = entry.partition
+            state = ShareState(
+                entry.state_epoch, entry.leader_epoch, sp.start_offset, tuple(sp.state_batches())
+            )
+            await self.persister.write(entry.key, state)
+
+    def _group_config(self, group_id: str) -> dict[str, int | str]:
+        overrides = self.broker.image.group_configs.get(group_id, {})
+        return share_group_config(overrides, self.broker.config)
+
+    def lock_duration_ms(self, group_id: str) -> int:
+        return int(self._group_config(group_id)[SHARE_LOCK_DURATION])
+
+    # --- acquiring -------------------------------------------------------------------------
+
+    def acquire(
+        self, entry: ShareEntry, p: Partition, member_id: str, max_records: int, max_bytes: int
+    ) -> Acquired | None:
+        """Records for ``member_id``: released ones first, else new ones below the high
+        watermark. None when there is nothing to hand out."""
+        sp = entry.partition
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lock_duration_ms(entry.key.group_id) / 1000
+        # Records no longer on this broker's disk (retention, DeleteRecords, or moved to the
+        # remote tier, which share groups do not read) are skipped.
+        if sp.move_start(p.log.local_log_start_offset):
+            self._store_soon(entry)
+        if sp.has_available():
+            ranges = sp.acquire_available(member_id, max_records, deadline)
+            data = self._read(p, ranges[0].first_offset, ranges[-1].last_offset, max_bytes)
+            self._watch_locks()
+            return Acquired(data, ranges)
+        if sp.window_full() or sp.next_offset >= p.high_watermark:
+            return None
+        try:
+            info = p.log.read(sp.next_offset, max(max_bytes, 1), p.high_watermark, True)
+        except OffsetOutOfRangeError:
+            return None
+        if info.records is None:
+            return None
+        data = info.records.read_bytes()
+        batches: list[tuple[int, int]] = []
+        try:
+            for _pos, h in iter_batches(data):
+                if h.base_offset >= p.high_watermark:
+                    break
+                batches.append((h.base_offset, h.last_offset))
+        except InvalidBatch as e:
+            log.warning("unreadable batch in %s-%d: %s", p.topic, p.index, e)
+        ranges = sp.acquire_new(member_id, batches, max_records, deadline)
+        if not ranges:
+            return None
+        self._watch_locks()
+        return Acquired(_slice(data, ranges[-1].last_offset), ranges)
+
+    def _read(self, p: Partition, first: int, last: int, max_bytes: int) -> bytes:
+        """The log batches holding offsets ``first`` to ``last``."""
+        out = bytearray()
+        offset = first
+        while offset <= last:
+            try:
+                info = p.log.read(offset, max(max_bytes, 1 << 20), p.high_watermark, True)
+            except OffsetOutOfRangeError:
+                break
+            if info.records is None:
+                break
+            data = _slice(info.records.read_bytes(), last)
+            if not data:
+                break
+            out += data
+            end = offset
+            for _pos, h in iter_batches(data):
+                end = h.next_offset
+            if end <= offset:
+                break
+            offset = end
+        return bytes(out)
+
+    # --- acknowledging, releasing ------------------------------------------------------------
+
+    async def acknowledge(
+        self, entry: ShareEntry, member_id: str, batches: list[AckBatch]
+    ) -> tuple[int, str | None]:
+        invalid = validate_ack_batches(batches)
+        if invalid is not None:
+            return ErrorCode.invalid_request, invalid
+        code, message = entry.partition.acknowledge(member_id, batches)
+        if code != ErrorCode.none:
+            return code, message
+        self.broker.replica_manager.purgatory.wake((entry.topic, entry.index))  # type: ignore[union-attr]
+        try:
+            await self._persist(entry)
+        except PersisterError as e:
+            return e.code, str(e)
+        except Exception as e:  # a connection to the share coordinator failed
+            return ErrorCode.coordinator_not_available, str(e)
+        return ErrorCode.none, None
+
+    def existing(self, group_id: str, topic: str, index: int) -> ShareEntry | None:
+        return self.entries.get((group_id, topic, index))
+
+    def release(self, group_id: str, member_id: str, partitions: Iterable[tuple[str, int]]) -> None:
+        """A member's session ended: its acquired records go back to the group."""
+        for topic, index in partitions:
+            entry = self.entries.get((group_id, topic, index))
+            if entry is not None and entry.partition.release_member(member_id):
+                self._store_soon(entry)
+
+    def connection_closed(self, connection: object) -> None:
+        for session in self.sessions.of_connection(connection):
+            self.sessions.remove(session)
+            self.release(session.group_id, session.member_id, self._names(session.partitions))
+
+    def _names(self, keys: Iterable[tuple[uuid.UUID, int]]) -> list[tuple[str, int]]:
+        by_id = self.broker.image.topics_by_id
+        return [(by_id[t].name, i) for t, i in keys if t in by_id]
+
+    def _store_soon(self, entry: ShareEntry) -> None:
+        """Store a change nobody waits for (a release, an expired lock), and wake fetches
+        that may now acquire."""
+        rm = self.broker.replica_manager
+        if rm is not None:
+            rm.purgatory.wake((entry.topic, entry.index))
+
+        async def store() -> None:
+            try:
+                await self._persist(entry)
+            except Exception as e:
+                log.warning(
+                    "could not store share group %s's state of %s-%d: %s",
+                    entry.key.group_id,
+                    entry.topic,
+                    entry.index,
+                    e,
+                )
+
+        task = asyncio.ensure_future(store())
+        self._stores.add(task)
+        task.add_done_callback(self._stores.discard)
+        self._start_expiry()
+
+    # --- lock expiry ---------------------------------------------------------------------
+
+    def _watch_locks(self) -> None:
+        """New locks: the expiry loop looks at its next deadline again."""
+        self._start_expiry()
+        self._expiry_wakeup.set()
+
+    def _start_expiry(self) -> None:
+        if self._expiry is None or self._expiry.done():
+            self._expiry = asyncio.ensure_future(self._expire_loop())
+
+    async def _expire_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            deadlines = [
+                d for e in self.entries.values() if (d := e.partition.next_deadline()) is not None
+            ]
+            wait = min(deadlines) - loop.time() if deadlines else 60.0
+            self._expiry_wakeup.clear()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._expiry_wakeup.wait()
+                continue
+            now = loop.time()
+            for entry in list(self.entries.values()):
+                if entry.partition.expire(now):
+                    log.debug(
+                        "acquisition locks expired in share group %s's %s-%d",
+                        entry.key.group_id,
+                        entry.topic,
+                        entry.index,
+                    )
+                    self._store_soon(entry)
+
+    def start(self) -> None:
+        self._start_expiry()
+
+    async def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+        self.persister.close()
+
+
+def _slice(data: bytes, last_offset: int) -> bytes:
+    """The leading batches of ``data`` up to the one holding ``last_offset``."""
+    end = 0
+    try:
+        for pos, h in iter_batches(data):
+            if h.base_offset > last_offset:
+                break
+            end = pos + h.size
+    except InvalidBatch:
+        pass
+    return data[:end]

@@ -1,0 +1,60 @@
+"""Share sessions (KIP-932): the partitions a share group member fetches from this broker,
+under an epoch that moves with each request (Kafka's ShareSessionCache). Epoch 0 opens a
+session, -1 closes it; any other epoch must be the one the last request left."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from kio.schema.errors import ErrorCode
+
+INITIAL_EPOCH, FINAL_EPOCH = 0, -1
+PartitionKey = tuple[uuid.UUID, int]  # topic id, partition
+
+
+@dataclass(slots=True, eq=False)
+class ShareSession:
+    group_id: str
+    member_id: str
+    connection: object
+    epoch: int = 1
+    partitions: dict[PartitionKey, None] = field(default_factory=dict)
+    """In the order they were added (a dict as an ordered set)."""
+
+    def advance(self) -> None:
+        self.epoch = 1 if self.epoch >= 2**31 - 1 else self.epoch + 1
+
+
+class ShareSessionCache:
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+        self.sessions: dict[tuple[str, str], ShareSession] = {}
+
+    def get(self, group_id: str, member_id: str) -> ShareSession | None:
+        return self.sessions.get((group_id, member_id))
+
+    def open(self, group_id: str, member_id: str, connection: object) -> ShareSession | ErrorCode:
+        """A new session (epoch 0), replacing the member's old one; the old one's records
+        wait for their locks to expire, as in Kafka."""
+        key = (group_id, member_id)
+        if key not in self.sessions and len(self.sessions) >= self.max_sessions:
+            return ErrorCode.share_session_limit_reached
+        session = self.sessions[key] = ShareSession(group_id, member_id, connection)
+        return session
+
+    def check(self, group_id: str, member_id: str, epoch: int) -> ShareSession | ErrorCode:
+        """The session a request with ``epoch`` (not 0) continues or closes."""
+        session = self.sessions.get((group_id, member_id))
+        if session is None:
+            return ErrorCode.share_session_not_found
+        if epoch != FINAL_EPOCH and epoch != session.epoch:
+            return ErrorCode.invalid_share_session_epoch
+        return session
+
+    def remove(self, session: ShareSession) -> None:
+        if self.sessions.get((session.group_id, session.member_id)) is session:
+            del self.sessions[(session.group_id, session.member_id)]
+
+    def of_connection(self, connection: object) -> list[ShareSession]:
+        return [s for s in self.sessions.values() if s.connection is connection]
