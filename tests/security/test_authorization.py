@@ -721,6 +721,10 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
         assert sorted((c.name, int(c.config_source)) for c in group.configs) == [
             ("consumer.heartbeat.interval.ms", 5),  # DEFAULT_CONFIG: the broker's value
             ("consumer.session.timeout.ms", 5),
+            ("share.auto.offset.reset", 5),
+            ("share.heartbeat.interval.ms", 5),
+            ("share.record.lock.duration.ms", 5),
+            ("share.session.timeout.ms", 5),
         ]
 
 

@@ -5,8 +5,10 @@ A write counts once the state topic's ISR holds it (acks=all), as Kafka's does."
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kio.schema.errors import ErrorCode
 from kio.schema.read_share_group_state.v0 import request as rs
@@ -38,15 +40,21 @@ class SharePersister:
         self.broker = broker
         self._connections: dict[int, LeaderConnection] = {}
 
-    async def read(self, key: ShareStateKey) -> ShareState | None:
-        """The stored state, None if there is none; raises PersisterError."""
+    async def read(self, key: ShareStateKey, leader_epoch: int) -> ShareState | None:
+        """The stored state, None if there is none; raises PersisterError. Retried while
+        the share coordinator moves."""
+        return await _retrying(lambda: self._read(key, leader_epoch))
+
+    async def _read(self, key: ShareStateKey, leader_epoch: int) -> ShareState | None:
         coordinator = self.broker.share_coordinator
         leader = self._leader(key)
         if leader == self.broker.node_id:
             try:
-                return coordinator.read(key)
+                return coordinator.read(key, leader_epoch)
             except NotShareCoordinator as e:
                 raise PersisterError(ErrorCode.not_coordinator, str(e)) from e
+            except Exception as e:
+                raise PersisterError(ErrorCode.coordinator_not_available, str(e)) from e
         response: Any = await self._connection(leader).request(
             READ_SHARE_GROUP_STATE,
             0,
@@ -55,7 +63,9 @@ class SharePersister:
                 rs.ReadStateData(
                     topic_id=key.topic_id,
                     partitions=(
-                        rs.PartitionData(partition=i32(key.partition), leader_epoch=i32(-1)),
+                        rs.PartitionData(
+                            partition=i32(key.partition), leader_epoch=i32(leader_epoch)
+                        ),
                     ),
                 ),
             ),
@@ -82,7 +92,11 @@ class SharePersister:
         )
 
     async def write(self, key: ShareStateKey, state: ShareState) -> None:
-        """Store ``state``; raises PersisterError."""
+        """Store ``state``; raises PersisterError. Retried while the share coordinator
+        moves."""
+        await _retrying(lambda: self._write(key, state))
+
+    async def _write(self, key: ShareStateKey, state: ShareState) -> None:
         leader = self._leader(key)
         if leader == self.broker.node_id:
             code = await write_local(self.broker, key, state)
@@ -155,6 +169,28 @@ class SharePersister:
         for conn in self._connections.values():
             conn.close()
         self._connections.clear()
+
+
+RETRIABLE = frozenset({ErrorCode.not_coordinator, ErrorCode.coordinator_not_available})
+ATTEMPTS, BACKOFF_S = 5, 0.2
+
+T = TypeVar("T")
+
+
+async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """``call`` again, with a backoff, while the share coordinator is moving or its
+    connection fails (Kafka's persister retries the same)."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return await call()
+        except PersisterError as e:
+            if e.code not in RETRIABLE or attempt == ATTEMPTS - 1:
+                raise
+        except (OSError, TimeoutError, EOFError) as e:
+            if attempt == ATTEMPTS - 1:
+                raise PersisterError(ErrorCode.coordinator_not_available, str(e)) from e
+        await asyncio.sleep(BACKOFF_S * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def write_local(broker: Broker, key: ShareStateKey, state: ShareState) -> ErrorCode:

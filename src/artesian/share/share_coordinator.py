@@ -80,10 +80,17 @@ class ShareCoordinator:
         for key in [k for k in self.states if self.partition_for(k) == partition]:
             del self.states[key]
 
-    def read(self, key: ShareStateKey) -> ShareState | None:
+    def read(self, key: ShareStateKey, leader_epoch: int = -1) -> ShareState | None:
+        """The stored state. A partition leader reading it at a newer leader epoch is from
+        now on the only one allowed to write it (Kafka's readStateAndMaybeUpdateLeaderEpoch):
+        a former leader's late writes are refused."""
         if not self.owns(key):
             raise NotShareCoordinator(key.coordinator_key())
-        return self.states.get(key)
+        state = self.states.get(key)
+        if state is not None and leader_epoch > state.leader_epoch:
+            state = ShareState(state.state_epoch, leader_epoch, state.start_offset, state.batches)
+            self.write(key, state)
+        return state
 
     def write(self, key: ShareStateKey, state: ShareState) -> None:
         """Append the new state (raises NotShareCoordinator, or the append's error); the

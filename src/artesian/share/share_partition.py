@@ -93,8 +93,10 @@ class SharePartition:
         self.records: dict[int, InFlightRecord] = {}
         for b in batches:
             for offset in range(max(b.first_offset, start_offset), b.last_offset + 1):
-                state = RecordState.AVAILABLE if b.state is RecordState.ACQUIRED else b.state
-                self.records[offset] = InFlightRecord(state, b.delivery_count)
+                r = InFlightRecord(b.state, b.delivery_count)
+                if r.state in (RecordState.ACQUIRED, RecordState.AVAILABLE):
+                    r.state = self._released_state(r)  # at the limit: archived, not redelivered
+                self.records[offset] = r
             self.next_offset = max(self.next_offset, b.last_offset + 1)
         for offset in range(self.start_offset, self.next_offset):
             self.records.setdefault(offset, InFlightRecord(RecordState.AVAILABLE, 0))
@@ -108,12 +110,20 @@ class SharePartition:
     def window_full(self) -> bool:
         return self.next_offset - self.start_offset >= self.max_record_locks
 
-    def acquire_available(
-        self, member_id: str, max_records: int, deadline: float
-    ) -> list[AcquiredRange]:
-        """Records released or whose lock expired, oldest first, at most ``max_records``."""
-        taken: list[int] = []
+    def first_available(self) -> int | None:
         for offset in range(self.start_offset, self.next_offset):
+            if self.records[offset].state is RecordState.AVAILABLE:
+                return offset
+        return None
+
+    def acquire_available(
+        self, member_id: str, max_records: int, deadline: float, up_to: int | None = None
+    ) -> list[AcquiredRange]:
+        """Records released or whose lock expired, oldest first, at most ``max_records`` and
+        none past ``up_to`` (the end of the log batches read for them)."""
+        taken: list[int] = []
+        end = self.next_offset if up_to is None else min(self.next_offset, up_to + 1)
+        for offset in range(self.start_offset, end):
             r = self.records[offset]
             if r.state is RecordState.AVAILABLE:
                 r.state, r.member_id, r.deadline = RecordState.ACQUIRED, member_id, deadline
@@ -139,6 +149,10 @@ class SharePartition:
                 continue
             if self.window_full() or (taken and len(taken) >= max_records):
                 break
+            # Offsets between batches hold no record (compacted away, an aborted
+            # transaction's batch cleaned): nothing to hand out, done at once.
+            for offset in range(self.next_offset, base):
+                self.records[offset] = InFlightRecord(RecordState.ARCHIVED, 0)
             for offset in range(max(base, self.next_offset), last + 1):
                 self.records[offset] = InFlightRecord(RecordState.ACQUIRED, 1, member_id, deadline)
                 taken.append(offset)
@@ -218,11 +232,14 @@ class SharePartition:
         archived."""
         if log_start_offset <= self.start_offset:
             return False
-        for offset in range(self.start_offset, min(log_start_offset, self.next_offset)):
-            self.records[offset].state = RecordState.ARCHIVED
-        self.next_offset = max(self.next_offset, log_start_offset)
+        if log_start_offset >= self.next_offset:
+            # Everything in flight is gone with the log's start: start over there (without
+            # a record per skipped offset: the jump may be millions).
+            self.records.clear()
+            self.start_offset = self.next_offset = log_start_offset
+            return True
         for offset in range(self.start_offset, log_start_offset):
-            self.records.setdefault(offset, InFlightRecord(RecordState.ARCHIVED, 0))
+            self.records[offset].state = RecordState.ARCHIVED
         self._advance()
         return True
 

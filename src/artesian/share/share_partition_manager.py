@@ -85,7 +85,11 @@ class SharePartitionManager:
         coordinator on first use, or after a leadership change. Raises PersisterError."""
         pid = (group_id, p.topic, p.index)
         entry = self.entries.get(pid)
-        if entry is not None and entry.leader_epoch == p.leader_epoch:
+        if (
+            entry is not None
+            and entry.leader_epoch == p.leader_epoch
+            and entry.key.topic_id == topic_id  # not a topic deleted and created again
+        ):
             return entry
         loading = self._loading.get(pid)
         if loading is None:
@@ -95,7 +99,7 @@ class SharePartitionManager:
 
     async def _load(self, group_id: str, p: Partition, topic_id: uuid.UUID) -> ShareEntry:
         key = ShareStateKey(group_id, topic_id, p.index)
-        stored = await self.persister.read(key)
+        stored = await self.persister.read(key, p.leader_epoch)
         cfg = self.broker.config
         limit = cfg.get_int("group.share.delivery.count.limit")
         locks = cfg.get_int("group.share.partition.max.record.locks")
@@ -152,11 +156,16 @@ class SharePartitionManager:
         # remote tier, which share groups do not read) are skipped.
         if sp.move_start(p.log.local_log_start_offset):
             self._store_soon(entry)
-        if sp.has_available():
-            ranges = sp.acquire_available(member_id, max_records, deadline)
-            data = self._read(p, ranges[0].first_offset, ranges[-1].last_offset, max_bytes)
-            self._watch_locks()
-            return Acquired(data, ranges)
+        first = sp.first_available()
+        if first is not None:
+            # Released records, within the batches one read of max_bytes brings (whole
+            # batches, at least one).
+            data, last = self._read(p, first, max_bytes)
+            if data:
+                ranges = sp.acquire_available(member_id, max_records, deadline, up_to=last)
+                if ranges:
+                    self._watch_locks()
+                    return Acquired(_slice(data, ranges[-1].last_offset), ranges)
         if sp.window_full() or sp.next_offset >= p.high_watermark:
             return None
         try:
@@ -180,28 +189,23 @@ class SharePartitionManager:
         self._watch_locks()
         return Acquired(_slice(data, ranges[-1].last_offset), ranges)
 
-    def _read(self, p: Partition, first: int, last: int, max_bytes: int) -> bytes:
-        """The log batches holding offsets ``first`` to ``last``."""
-        out = bytearray()
-        offset = first
-        while offset <= last:
-            try:
-                info = p.log.read(offset, max(max_bytes, 1 << 20), p.high_watermark, True)
-            except OffsetOutOfRangeError:
-                break
-            if info.records is None:
-                break
-            data = _slice(info.records.read_bytes(), last)
-            if not data:
-                break
-            out += data
-            end = offset
-            for _pos, h in iter_batches(data):
-                end = h.next_offset
-            if end <= offset:
-                break
-            offset = end
-        return bytes(out)
+    def _read(self, p: Partition, first: int, max_bytes: int) -> tuple[bytes, int]:
+        """Whole log batches from the one holding ``first``, about ``max_bytes`` of them (at
+        least one), and the last offset they hold (-1 for none)."""
+        try:
+            info = p.log.read(first, max(max_bytes, 1), p.high_watermark, True)
+        except OffsetOutOfRangeError:
+            return b"", -1
+        if info.records is None:
+            return b"", -1
+        data = info.records.read_bytes()
+        last, end = -1, 0
+        try:
+            for pos, h in iter_batches(data):
+                last, end = h.last_offset, pos + h.size
+        except InvalidBatch as e:
+            log.warning("unreadable batch in %s-%d: %s", p.topic, p.index, e)
+        return data[:end], last
 
     # --- acknowledging, releasing ------------------------------------------------------------
 
@@ -223,14 +227,36 @@ class SharePartitionManager:
             return ErrorCode.coordinator_not_available, str(e)
         return ErrorCode.none, None
 
-    def existing(self, group_id: str, topic: str, index: int) -> ShareEntry | None:
-        return self.entries.get((group_id, topic, index))
+    def existing(
+        self, group_id: str, topic: str, index: int, topic_id: uuid.UUID
+    ) -> ShareEntry | None:
+        """The share partition a member acknowledges records of, if it is still current:
+        this broker leads the partition at the epoch it was loaded at (else its records
+        were never acquired from the state the share coordinator now holds)."""
+        entry = self.entries.get((group_id, topic, index))
+        if entry is None or entry.key.topic_id != topic_id or not self._current(entry):
+            return None
+        return entry
+
+    def _current(self, entry: ShareEntry) -> bool:
+        """Whether this broker still leads the entry's partition at its epoch; an entry of a
+        partition that moved, or was deleted, is dropped."""
+        rm = self.broker.replica_manager
+        p = rm.get(entry.topic, entry.index) if rm is not None else None
+        if p is not None and p.is_leader and p.leader_epoch == entry.leader_epoch:
+            return True
+        pid = (entry.key.group_id, entry.topic, entry.index)
+        if self.entries.get(pid) is entry:
+            del self.entries[pid]
+        return False
 
     def release(self, group_id: str, member_id: str, partitions: Iterable[tuple[str, int]]) -> None:
         """A member's session ended: its acquired records go back to the group."""
         for topic, index in partitions:
             entry = self.entries.get((group_id, topic, index))
-            if entry is not None and entry.partition.release_member(member_id):
+            if entry is None or not self._current(entry):
+                continue
+            if entry.partition.release_member(member_id):
                 self._store_soon(entry)
 
     def connection_closed(self, connection: object) -> None:
@@ -292,6 +318,8 @@ class SharePartitionManager:
                 continue
             now = loop.time()
             for entry in list(self.entries.values()):
+                if not self._current(entry):
+                    continue
                 if entry.partition.expire(now):
                     log.debug(
                         "acquisition locks expired in share group %s's %s-%d",

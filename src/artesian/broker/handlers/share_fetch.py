@@ -9,7 +9,6 @@ none. The answer names, per partition, the log batches and the offsets acquired 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 import uuid
@@ -137,7 +136,17 @@ async def _acknowledge(
                 else ErrorCode.unknown_topic_id
             )
             continue
-        entry = manager.existing(group_id, topic, key[1])
+        p, code = (
+            broker.replica_manager.leader(topic, key[1])
+            if broker.replica_manager is not None
+            else (None, ErrorCode.unknown_topic_or_partition)
+        )
+        if p is None:
+            result.ack_error = code
+            if code is ErrorCode.not_leader_or_follower:
+                result.leader = current_leader(broker, ctx.connection.listener.name, topic, key[1])
+            continue
+        entry = manager.existing(group_id, topic, key[1], key[0])
         if entry is None:
             result.ack_error = ErrorCode.invalid_record_state
             result.ack_message = "No records of this partition are acquired by this member."
@@ -229,8 +238,6 @@ async def _acquire(
         parked.parked_fetch = op
         try:
             await op.future
-        except asyncio.CancelledError:
-            return
         finally:
             if parked.parked_fetch is op:
                 parked.parked_fetch = None
@@ -342,6 +349,7 @@ def _ack_response(
     message: str | None,
 ) -> Any:
     by_topic: dict[uuid.UUID, list[Any]] = {}
+    leaders: set[int] = set()
     for (topic_id, index), r in results.items():
         by_topic.setdefault(topic_id, []).append(
             make(
@@ -349,9 +357,15 @@ def _ack_response(
                 partition_index=index,
                 error_code=r.ack_error,
                 error_message=r.ack_message,
-                current_leader=make(mod.LeaderIdAndEpoch, leader_id=-1, leader_epoch=-1),
+                current_leader=make(
+                    mod.LeaderIdAndEpoch,
+                    leader_id=r.leader[0] if r.leader else -1,
+                    leader_epoch=r.leader[1] if r.leader else -1,
+                ),
             )
         )
+        if r.leader is not None:
+            leaders.add(r.leader[0])
     return make(
         mod.ShareAcknowledgeResponse,
         throttle_time=datetime.timedelta(0),
@@ -361,7 +375,12 @@ def _ack_response(
             make(mod.ShareAcknowledgeTopicResponse, topic_id=t, partitions=tuple(ps))
             for t, ps in by_topic.items()
         ),
-        node_endpoints=(),
+        node_endpoints=tuple(
+            make(mod.NodeEndpoint, node_id=n, host=h, port=port, rack=rack)
+            for n, h, port, rack in node_endpoints(
+                ctx.broker, ctx.connection.listener.name, leaders
+            )
+        ),
     )
 
 

@@ -32,9 +32,11 @@ def read(ctx: Any, request: Any) -> Any:
             else:
                 key = ShareStateKey(request.group_id, topic.topic_id, int(p.partition))
                 try:
-                    state = ctx.broker.share_coordinator.read(key)
+                    state = ctx.broker.share_coordinator.read(key, int(p.leader_epoch))
                 except NotShareCoordinator:
                     code = ErrorCode.not_coordinator
+                except Exception as e:  # the fence could not be written
+                    code, message = ErrorCode.coordinator_not_available, str(e)
             partitions.append(
                 make(
                     mod.PartitionResult,
