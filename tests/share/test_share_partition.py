@@ -20,6 +20,11 @@ NONE, INVALID_REQUEST, INVALID_RECORD_STATE = 0, 42, 121
 LATER = 1e12
 
 
+def _consistent(sp: SharePartition) -> None:
+    """The count of available records a fetch relies on matches the records."""
+    assert sp.available == sum(1 for r in sp.records.values() if r.state is RecordState.AVAILABLE)
+
+
 def test_acquire_acknowledge_and_the_start_offset() -> None:
     sp = SharePartition(0)
     assert sp.acquire_new("m", [(0, 2), (3, 4)], 10, LATER) == [AcquiredRange(0, 4, 1)]
@@ -29,9 +34,11 @@ def test_acquire_acknowledge_and_the_start_offset() -> None:
         None,
     )
     assert sp.start_offset == 1  # offset 1 went back: the start stops there
+    _consistent(sp)
     assert sp.acquire_available("n", 10, LATER) == [AcquiredRange(1, 1, 2)]
     assert sp.acknowledge("n", [AckBatch(1, 1, (ACCEPT,))])[0] == NONE
     assert (sp.start_offset, sp.records) == (5, {})
+    _consistent(sp)
 
 
 def test_whole_batches_until_max_records_and_the_lock_window() -> None:
@@ -42,6 +49,7 @@ def test_whole_batches_until_max_records_and_the_lock_window() -> None:
     sp.acquire_new("m", [(30, 99)], 1000, LATER)
     assert sp.window_full()
     assert sp.acquire_new("m", [(100, 109)], 10, LATER) == []
+    _consistent(sp)
 
 
 def test_offsets_between_batches_are_done_at_once() -> None:
@@ -61,6 +69,7 @@ def test_offsets_between_batches_are_done_at_once() -> None:
     assert sp.acquire_available("m", 10, LATER * 2) == [AcquiredRange(0, 0, 2)]
     assert sp.acknowledge("m", [AckBatch(0, 0, (ACCEPT,))])[0] == NONE
     assert (sp.start_offset, sp.next_offset, sp.records) == (7, 7, {})
+    _consistent(sp)
 
 
 def test_acknowledging_what_is_not_yours_changes_nothing() -> None:
@@ -76,6 +85,7 @@ def test_acknowledging_what_is_not_yours_changes_nothing() -> None:
     # A range from far below the start costs nothing: those offsets are done.
     assert sp.acknowledge("m", [AckBatch(-(2**62), 3, (ACCEPT,))])[0] == NONE
     assert sp.start_offset == 4
+    _consistent(sp)
 
 
 def test_the_delivery_limit_archives_and_a_release_by_a_leaving_member_is_not_counted() -> None:
@@ -89,12 +99,14 @@ def test_the_delivery_limit_archives_and_a_release_by_a_leaving_member_is_not_co
     # Offset 1, held when the member's session ended: available again, count lowered.
     assert sp.release_member("m")
     assert (sp.records[1].state, sp.records[1].delivery_count) == (RecordState.AVAILABLE, 0)
+    _consistent(sp)
     assert sp.start_offset == 1
     # An expired lock counts: at the limit, archived.
     for _ in range(3):
         sp.acquire_available("n", 1, 0.0)
         sp.expire(1.0)
     assert (sp.start_offset, sp.records) == (2, {})
+    _consistent(sp)
 
 
 def test_the_log_start_moving_past_the_start_offset() -> None:
@@ -106,6 +118,7 @@ def test_the_log_start_moving_past_the_start_offset() -> None:
     assert time.monotonic() - started < 0.5
     assert (sp.start_offset, sp.next_offset, sp.records) == (50_000_000, 50_000_000, {})
     assert not sp.move_start(10)
+    _consistent(sp)
 
 
 def test_a_reload_gives_back_what_was_stored() -> None:
@@ -127,6 +140,7 @@ def test_a_reload_gives_back_what_was_stored() -> None:
     # A record stored available at the limit is archived, not delivered once more.
     at_limit = SharePartition(0, [StateBatch(0, 0, RecordState.AVAILABLE, 5)], delivery_limit=5)
     assert (at_limit.start_offset, at_limit.acquire_available("n", 10, LATER)) == (1, [])
+    _consistent(sp)
 
 
 def test_acknowledgement_batches_are_checked_as_kafka_checks_them() -> None:

@@ -36,9 +36,11 @@ class AcknowledgeType(enum.IntEnum):
 
 
 _DONE = (RecordState.ACKNOWLEDGED, RecordState.ARCHIVED)
-_ACK_STATE = {
+# By acknowledge type (plain ints: looked up per offset); a release is decided per record.
+_ACK_STATE: dict[int, RecordState | None] = {
     AcknowledgeType.GAP: RecordState.ARCHIVED,
     AcknowledgeType.ACCEPT: RecordState.ACKNOWLEDGED,
+    AcknowledgeType.RELEASE: None,
     AcknowledgeType.REJECT: RecordState.ARCHIVED,
 }
 
@@ -101,16 +103,20 @@ class SharePartition:
         for offset in range(self.start_offset, self.next_offset):
             self.records.setdefault(offset, InFlightRecord(RecordState.AVAILABLE, 0))
         self._advance()
+        # How many records are AVAILABLE: a fetch looks for them only when there are some.
+        self.available = sum(1 for r in self.records.values() if r.state is RecordState.AVAILABLE)
 
     # --- acquiring -------------------------------------------------------------------------
 
     def has_available(self) -> bool:
-        return any(r.state is RecordState.AVAILABLE for r in self.records.values())
+        return self.available > 0
 
     def window_full(self) -> bool:
         return self.next_offset - self.start_offset >= self.max_record_locks
 
     def first_available(self) -> int | None:
+        if not self.available:
+            return None
         for offset in range(self.start_offset, self.next_offset):
             if self.records[offset].state is RecordState.AVAILABLE:
                 return offset
@@ -127,6 +133,7 @@ class SharePartition:
             r = self.records[offset]
             if r.state is RecordState.AVAILABLE:
                 r.state, r.member_id, r.deadline = RecordState.ACQUIRED, member_id, deadline
+                self.available -= 1
                 r.delivery_count += 1
                 taken.append(offset)
                 if len(taken) >= max_records:
@@ -185,18 +192,19 @@ class SharePartition:
                 )
             # Offsets below the SPSO are done already (bounded: a range from far below it
             # must not cost a loop over every offset).
+            one = _ACK_STATE[b.types[0]] if len(b.types) == 1 else None
             for offset in range(max(b.first_offset, self.start_offset), b.last_offset + 1):
-                i = offset - b.first_offset
                 r = self.records[offset]
                 if r.state is not RecordState.ACQUIRED or r.member_id != member_id:
                     return (
                         ErrorCode.invalid_record_state,
                         f"The record at offset {offset} is not acquired by this member.",
                     )
-                kind = AcknowledgeType(b.types[0] if len(b.types) == 1 else b.types[i])
-                changes.append((r, self._released_state(r) if kind == 2 else _ACK_STATE[kind]))
+                state = one if one is not None else _ACK_STATE[b.types[offset - b.first_offset]]
+                changes.append((r, state if state is not None else self._released_state(r)))
         for r, state in changes:
             r.state, r.member_id = state, None
+            self.available += state is RecordState.AVAILABLE
         self._advance()
         return ErrorCode.none, None
 
@@ -208,6 +216,7 @@ class SharePartition:
             if r.state is RecordState.ACQUIRED and r.member_id == member_id:
                 r.delivery_count = max(r.delivery_count - 1, 0)
                 r.state, r.member_id = self._released_state(r), None
+                self.available += r.state is RecordState.AVAILABLE
                 changed = True
         self._advance()
         return changed
@@ -219,6 +228,7 @@ class SharePartition:
         for r in self.records.values():
             if r.state is RecordState.ACQUIRED and r.deadline <= now:
                 r.state, r.member_id = self._released_state(r), None
+                self.available += r.state is RecordState.AVAILABLE
                 changed = True
         self._advance()
         return changed
@@ -237,9 +247,12 @@ class SharePartition:
             # a record per skipped offset: the jump may be millions).
             self.records.clear()
             self.start_offset = self.next_offset = log_start_offset
+            self.available = 0
             return True
         for offset in range(self.start_offset, log_start_offset):
-            self.records[offset].state = RecordState.ARCHIVED
+            r = self.records[offset]
+            self.available -= r.state is RecordState.AVAILABLE
+            r.state = RecordState.ARCHIVED
         self._advance()
         return True
 

@@ -77,6 +77,7 @@ class SharePartitionManager:
         self._expiry: asyncio.Task[None] | None = None
         self._expiry_wakeup = asyncio.Event()
         self._stores: set[asyncio.Task[None]] = set()
+        self._expiry_idle = True
 
     # --- share partitions ------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class SharePartitionManager:
         if sp.window_full() or sp.next_offset >= p.high_watermark:
             return None
         try:
-            info = p.log.read(sp.next_offset, max(max_bytes, 1), p.high_watermark, True)
+            info = p.log.read(sp.next_offset, _read_size(max_bytes), p.high_watermark, True)
         except OffsetOutOfRangeError:
             return None
         if info.records is None:
@@ -193,7 +194,7 @@ class SharePartitionManager:
         """Whole log batches from the one holding ``first``, about ``max_bytes`` of them (at
         least one), and the last offset they hold (-1 for none)."""
         try:
-            info = p.log.read(first, max(max_bytes, 1), p.high_watermark, True)
+            info = p.log.read(first, _read_size(max_bytes), p.high_watermark, True)
         except OffsetOutOfRangeError:
             return b"", -1
         if info.records is None:
@@ -295,9 +296,11 @@ class SharePartitionManager:
     # --- lock expiry ---------------------------------------------------------------------
 
     def _watch_locks(self) -> None:
-        """New locks: the expiry loop looks at its next deadline again."""
+        """New locks: an idle expiry loop starts watching them (a busy one wakes at an
+        earlier deadline anyway: new locks expire after every existing one)."""
         self._start_expiry()
-        self._expiry_wakeup.set()
+        if self._expiry_idle:
+            self._expiry_wakeup.set()
 
     def _start_expiry(self) -> None:
         if self._expiry is None or self._expiry.done():
@@ -310,6 +313,7 @@ class SharePartitionManager:
                 d for e in self.entries.values() if (d := e.partition.next_deadline()) is not None
             ]
             wait = min(deadlines) - loop.time() if deadlines else 60.0
+            self._expiry_idle = not deadlines
             self._expiry_wakeup.clear()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
@@ -338,6 +342,16 @@ class SharePartitionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
         self.persister.close()
+
+
+# What one share fetch reads of a partition at most (at least one batch): a fetch takes a few
+# hundred records (librdkafka's max.poll.records), so reading up to the request's max_bytes
+# (fetch.max.bytes, 50 MiB) would copy far more than is handed out.
+READ_CHUNK = 256 * 1024
+
+
+def _read_size(max_bytes: int) -> int:
+    return max(min(max_bytes, READ_CHUNK), 1)
 
 
 def _slice(data: bytes, last_offset: int) -> bytes:
