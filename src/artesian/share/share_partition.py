@@ -160,21 +160,31 @@ class SharePartition:
             # transaction's batch cleaned): nothing to hand out, done at once.
             for offset in range(self.next_offset, base):
                 self.records[offset] = InFlightRecord(RecordState.ARCHIVED, 0)
+            records = self.records
             for offset in range(max(base, self.next_offset), last + 1):
-                self.records[offset] = InFlightRecord(RecordState.ACQUIRED, 1, member_id, deadline)
-                taken.append(offset)
+                records[offset] = InFlightRecord(RecordState.ACQUIRED, 1, member_id, deadline)
+            taken.extend(range(max(base, self.next_offset), last + 1))
             self.next_offset = last + 1
         return self._ranges(taken)
 
     def _ranges(self, offsets: list[int]) -> list[AcquiredRange]:
-        """Contiguous offsets with one delivery count, as AcquiredRecords."""
+        """Contiguous offsets with one delivery count, as AcquiredRecords (runs found with
+        plain ints: a fetch takes hundreds of records)."""
         out: list[AcquiredRange] = []
-        for offset in offsets:
-            count = self.records[offset].delivery_count
-            if out and out[-1].last_offset == offset - 1 and out[-1].delivery_count == count:
-                out[-1] = AcquiredRange(out[-1].first_offset, offset, count)
-            else:
-                out.append(AcquiredRange(offset, offset, count))
+        if not offsets:
+            return out
+        records = self.records
+        first = last = offsets[0]
+        count = records[first].delivery_count
+        for offset in offsets[1:]:
+            c = records[offset].delivery_count
+            if offset == last + 1 and c == count:
+                last = offset
+                continue
+            out.append(AcquiredRange(first, last, count))
+            first = last = offset
+            count = c
+        out.append(AcquiredRange(first, last, count))
         return out
 
     # --- acknowledging, releasing, expiring --------------------------------------------------
