@@ -36,7 +36,7 @@ SHARE = {
 }
 NONE, INVALID_REQUEST, UNKNOWN_MEMBER_ID, GROUP_ID_NOT_FOUND = 0, 42, 25, 69
 INVALID_RECORD_STATE, SHARE_SESSION_NOT_FOUND, INVALID_SHARE_SESSION_EPOCH = 121, 122, 123
-FENCED_MEMBER_EPOCH = 110
+FENCED_MEMBER_EPOCH, UNKNOWN_TOPIC_ID, SHARE_SESSION_LIMIT_REACHED = 110, 100, 133
 ACCEPT, RELEASE, REJECT = 1, 2, 3
 
 
@@ -491,3 +491,23 @@ def test_share_groups_are_off_unless_enabled(module_broker_factory: Any) -> None
         }
     assert not keys & {76, 77, 78, 79, 84, 85}
     assert 68 in keys
+
+
+def test_share_sessions_are_bounded(broker: Any) -> None:
+    """A ShareFetch naming a topic id nobody knows gets UNKNOWN_TOPIC_ID for it (and the
+    session does not keep it); one connection opens at most 16 sessions."""
+    topic_id = _topic(broker, "sb-t", 1)
+    m = _Member(broker, "sb-g")
+    assert int(m.heartbeat(("sb-t",)).error_code) == NONE
+    stranger = uuid.uuid4()
+    r = m.fetch(stranger, wait_ms=0)
+    assert int(r.error_code) == NONE
+    assert [(t.topic_id, int(t.partitions[0].error_code)) for t in r.responses] == [
+        (stranger, UNKNOWN_TOPIC_ID)
+    ]
+    codes = []
+    for _ in range(17):
+        m.member_id, m.session_epoch = uuid.uuid4().hex, 0
+        codes.append(int(m.fetch(topic_id, epoch=0, wait_ms=0).error_code))
+    assert codes == [NONE] * 15 + [SHARE_SESSION_LIMIT_REACHED] * 2  # the first made one
+    m.conn.close()

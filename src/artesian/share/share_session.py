@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from kio.schema.errors import ErrorCode
 
 INITIAL_EPOCH, FINAL_EPOCH = 0, -1
+# A client has one member (one session per broker) per connection; more is someone filling
+# the cache that every member of every group shares.
+MAX_SESSIONS_PER_CONNECTION = 16
 PartitionKey = tuple[uuid.UUID, int]  # topic id, partition
 
 
@@ -38,7 +41,10 @@ class ShareSessionCache:
         """A new session (epoch 0), replacing the member's old one; the old one's records
         wait for their locks to expire, as in Kafka."""
         key = (group_id, member_id)
-        if key not in self.sessions and len(self.sessions) >= self.max_sessions:
+        if key not in self.sessions and (
+            len(self.sessions) >= self.max_sessions
+            or len(self.of_connection(connection)) >= MAX_SESSIONS_PER_CONNECTION
+        ):
             return ErrorCode.share_session_limit_reached
         session = self.sessions[key] = ShareSession(group_id, member_id, connection)
         return session

@@ -98,19 +98,23 @@ async def share_fetch(ctx: Any, request: Any) -> Any:
         if isinstance(found, ErrorCode):
             return _fetch_response(ctx, mod, request, {}, found, None)
         session = found
+        # Before any wait: a second request with the same epoch is refused.
+        if epoch == FINAL_EPOCH:
+            sessions.remove(session)
+        else:
+            session.advance()
     results: dict[PartitionKey, _PartitionResult] = {}
     await _acknowledge(ctx, group_id, member_id, acks, results)
     if epoch == FINAL_EPOCH:
-        sessions.remove(session)
         manager.release(group_id, member_id, _names(broker, session.partitions))
         return _fetch_response(ctx, mod, request, results, ErrorCode.none, None)
+    known = broker.image.topics_by_id
     for key in wanted:
-        session.partitions[key] = None
+        if key[0] in known:  # an unknown topic id is answered, not kept in the session
+            session.partitions[key] = None
     for t in request.forgotten_topics_data:
         for index in t.partitions:
             session.partitions.pop((t.topic_id, int(index)), None)
-    if epoch != INITIAL_EPOCH:
-        session.advance()
     new = set(wanted)
     await _acquire(ctx, request, session, results, new)
     return _fetch_response(ctx, mod, request, results, ErrorCode.none, None)
@@ -244,7 +248,9 @@ async def _acquire(
         if op.expired:
             break
     for key in new:
-        results.setdefault(key, _PartitionResult())
+        r = results.setdefault(key, _PartitionResult())
+        if key[0] not in broker.image.topics_by_id:
+            r.error = ErrorCode.unknown_topic_id
 
 
 def _names(broker: Any, keys: Any) -> list[tuple[str, int]]:
@@ -327,6 +333,11 @@ async def share_acknowledge(ctx: Any, request: Any) -> Any:
     if isinstance(found, ErrorCode):
         return _ack_response(ctx, mod, {}, found, None)
     session = found
+    # Before any wait: a second request with the same epoch is refused.
+    if epoch == FINAL_EPOCH:
+        manager.sessions.remove(session)
+    else:
+        session.advance()
     acks: dict[PartitionKey, list[AckBatch]] = {}
     for t in request.topics:
         for p in t.partitions:
@@ -334,10 +345,7 @@ async def share_acknowledge(ctx: Any, request: Any) -> Any:
     results: dict[PartitionKey, _PartitionResult] = {}
     await _acknowledge(ctx, group_id, member_id, acks, results)
     if epoch == FINAL_EPOCH:
-        manager.sessions.remove(session)
         manager.release(group_id, member_id, _names(broker, session.partitions))
-    else:
-        session.advance()
     return _ack_response(ctx, mod, results, ErrorCode.none, None)
 
 
