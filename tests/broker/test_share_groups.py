@@ -218,6 +218,17 @@ def test_records_a_consumer_holds_come_back_when_its_lock_expires(broker: Any) -
     assert configs["share.record.lock.duration.ms"] == ("1000", "GROUP_CONFIG")
     assert configs["share.auto.offset.reset"] == ("earliest", "GROUP_CONFIG")
     _produce(broker, "lx-t", [f"v{i}" for i in range(5)], 1)
+    # Another group holds the same records under the default 30 s lock: the broker's
+    # expiry of this group's 1 s locks must not wait for that one.
+    _set_group_configs(broker, "lx-other", {"share.auto.offset.reset": "earliest"})
+    holder = _share_consumer(
+        broker, "lx-other", "lx-t", **{"share.acknowledgement.mode": "explicit"}
+    )
+    held: list[Any] = []
+    deadline = time.monotonic() + T
+    while len(held) < 5 and time.monotonic() < deadline:
+        held.extend(_poll(holder, 0.2))
+    assert len(held) == 5
     stuck = _share_consumer(broker, "lx-g", "lx-t", **{"share.acknowledgement.mode": "explicit"})
     taken: list[Any] = []
     deadline = time.monotonic() + T
@@ -232,8 +243,10 @@ def test_records_a_consumer_holds_come_back_when_its_lock_expires(broker: Any) -
     assert [(m.value(), m.delivery_count()) for m in again] == [
         (f"v{i}".encode(), 2) for i in range(5)
     ]
+    assert time.monotonic() - started < 10
     other.close()
     stuck.close()
+    holder.close()
 
 
 def test_acknowledged_records_stay_acknowledged_through_a_kill_9(broker_factory: Any) -> None:

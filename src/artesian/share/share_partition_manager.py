@@ -77,7 +77,8 @@ class SharePartitionManager:
         self._expiry: asyncio.Task[None] | None = None
         self._expiry_wakeup = asyncio.Event()
         self._stores: set[asyncio.Task[None]] = set()
-        self._expiry_idle = True
+        self._expiry_at = float("inf")
+        """When the expiry loop wakes next (loop time; infinite while it has nothing)."""
 
     # --- share partitions ------------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class SharePartitionManager:
             if data:
                 ranges = sp.acquire_available(member_id, max_records, deadline, up_to=last)
                 if ranges:
-                    self._watch_locks()
+                    self._watch_locks(deadline)
                     return Acquired(_slice(data, ranges[-1].last_offset), ranges)
         if sp.window_full() or sp.next_offset >= p.high_watermark:
             return None
@@ -187,7 +188,7 @@ class SharePartitionManager:
         ranges = sp.acquire_new(member_id, batches, max_records, deadline)
         if not ranges:
             return None
-        self._watch_locks()
+        self._watch_locks(deadline)
         return Acquired(_slice(data, ranges[-1].last_offset), ranges)
 
     def _read(self, p: Partition, first: int, max_bytes: int) -> tuple[bytes, int]:
@@ -295,11 +296,11 @@ class SharePartitionManager:
 
     # --- lock expiry ---------------------------------------------------------------------
 
-    def _watch_locks(self) -> None:
-        """New locks: an idle expiry loop starts watching them (a busy one wakes at an
-        earlier deadline anyway: new locks expire after every existing one)."""
+    def _watch_locks(self, deadline: float) -> None:
+        """New locks until ``deadline``: the expiry loop wakes to plan again only if it
+        would sleep past it (groups' lock durations differ)."""
         self._start_expiry()
-        if self._expiry_idle:
+        if deadline < self._expiry_at:
             self._expiry_wakeup.set()
 
     def _start_expiry(self) -> None:
@@ -313,7 +314,7 @@ class SharePartitionManager:
                 d for e in self.entries.values() if (d := e.partition.next_deadline()) is not None
             ]
             wait = min(deadlines) - loop.time() if deadlines else 60.0
-            self._expiry_idle = not deadlines
+            self._expiry_at = min(deadlines) if deadlines else float("inf")
             self._expiry_wakeup.clear()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
