@@ -23,9 +23,9 @@ from kio.schema.types import ProducerId, TopicName
 from kio.schema.write_txn_markers.v1.request import WritableTxnMarker, WritableTxnMarkerTopic
 from kio.static.primitive import i16, i32
 
+from artesian.broker.inter_broker import BrokerConnections
 from artesian.broker.internal_topic import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from artesian.coordinator.transaction.coordinator import MarkersPending
-from artesian.replication.replica_fetcher import LeaderConnection
 from artesian.storage.errors import KafkaStorageError
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class TransactionMarkerWriter:
         self.broker = broker
         self._done: dict[MarkerKey, set[TopicPartition]] = {}
         self._waiting: dict[MarkerKey, asyncio.Task[None]] = {}
-        self._connections: dict[int, LeaderConnection] = {}
+        self._connections = BrokerConnections(broker, "txn-markers")
 
     def write_markers(
         self,
@@ -178,7 +178,7 @@ class TransactionMarkerWriter:
         self, leader: int, key: MarkerKey, tps: list[TopicPartition]
     ) -> list[tuple[TopicPartition, ErrorCode]]:
         """WriteTxnMarkers to ``leader``; the error of each partition."""
-        conn = self._connection(leader)
+        conn = self._connections.get(leader)
         if conn is None:
             return [(tp, ErrorCode.coordinator_not_available) for tp in tps]
         producer_id, producer_epoch, commit = key
@@ -219,27 +219,9 @@ class TransactionMarkerWriter:
                     out.append(((str(t.name), int(r.partition_index)), code))
         return out
 
-    def _connection(self, node: int) -> LeaderConnection | None:
-        address = self.broker.inter_broker_address(node)
-        if address is None:
-            return None
-        conn = self._connections.get(node)
-        if conn is None or (conn.host, conn.port) != address:
-            if conn is not None:
-                conn.close()
-            conn = self._connections[node] = LeaderConnection(
-                address[0],
-                address[1],
-                f"artesian-txn-markers-{self.broker.node_id}".encode(),
-                self.broker.config.get_int("replica.socket.timeout.ms") / 1000,
-                self.broker.inter_broker_security,
-            )
-        return conn
-
     async def close(self) -> None:
         for task in list(self._waiting.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for conn in self._connections.values():
-            conn.close()
+        self._connections.close()

@@ -15,11 +15,11 @@ from kio.schema.read_share_group_state.v0 import request as rs
 from kio.schema.write_share_group_state.v0 import request as ws
 from kio.static.primitive import i8, i16, i32, i64
 
+from artesian.broker.inter_broker import BrokerConnections
 from artesian.broker.internal_topic import SHARE_STATE_TOPIC
 from artesian.replication.replica_fetcher import LeaderConnection
-from artesian.share.records import ShareState, ShareStateKey
+from artesian.share.records import ShareState, ShareStateKey, state_batch_of
 from artesian.share.share_coordinator import NotShareCoordinator, StaleLeaderEpoch
-from artesian.share.share_partition import RecordState, StateBatch
 
 if TYPE_CHECKING:
     from artesian.broker.server import Broker
@@ -38,7 +38,7 @@ class PersisterError(Exception):
 class SharePersister:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._connections: dict[int, LeaderConnection] = {}
+        self._connections = BrokerConnections(broker, "share-persister")
 
     async def read(self, key: ShareStateKey, leader_epoch: int) -> ShareState | None:
         """The stored state, None if there is none; raises PersisterError. Retried while
@@ -80,15 +80,7 @@ class SharePersister:
             int(p.state_epoch),
             -1,
             int(p.start_offset),
-            tuple(
-                StateBatch(
-                    int(b.first_offset),
-                    int(b.last_offset),
-                    RecordState(int(b.delivery_state)),
-                    int(b.delivery_count),
-                )
-                for b in p.state_batches
-            ),
+            tuple(state_batch_of(b) for b in p.state_batches),
         )
 
     async def write(self, key: ShareStateKey, state: ShareState) -> None:
@@ -149,26 +141,13 @@ class SharePersister:
         return int(found.leader)
 
     def _connection(self, node: int) -> LeaderConnection:
-        address = self.broker.inter_broker_address(node)
-        if address is None:
-            raise PersisterError(ErrorCode.coordinator_not_available, f"broker {node} is unknown")
         conn = self._connections.get(node)
-        if conn is None or (conn.host, conn.port) != address:
-            if conn is not None:
-                conn.close()
-            conn = self._connections[node] = LeaderConnection(
-                address[0],
-                address[1],
-                f"artesian-share-persister-{self.broker.node_id}".encode(),
-                self.broker.config.get_int("replica.socket.timeout.ms") / 1000,
-                self.broker.inter_broker_security,
-            )
+        if conn is None:
+            raise PersisterError(ErrorCode.coordinator_not_available, f"broker {node} is unknown")
         return conn
 
     def close(self) -> None:
-        for conn in self._connections.values():
-            conn.close()
-        self._connections.clear()
+        self._connections.close()
 
 
 RETRIABLE = frozenset({ErrorCode.not_coordinator, ErrorCode.coordinator_not_available})

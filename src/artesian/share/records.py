@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from artesian.coordinator.serde import Reader, Writer
 from artesian.share.share_partition import RecordState, StateBatch
@@ -33,6 +34,17 @@ class ShareState:
     leader_epoch: int
     start_offset: int
     batches: tuple[StateBatch, ...]
+
+
+def state_batch_of(b: Any) -> StateBatch:
+    """A StateBatch of ReadShareGroupState's or WriteShareGroupState's (raises ValueError
+    for an unknown delivery state)."""
+    return StateBatch(
+        int(b.first_offset),
+        int(b.last_offset),
+        RecordState(int(b.delivery_state)),
+        int(b.delivery_count),
+    )
 
 
 def key_bytes(key: ShareStateKey) -> bytes:

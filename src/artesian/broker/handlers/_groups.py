@@ -9,7 +9,14 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._authz import GROUP_DENIED, AclOperation, ResourceType, authorized
+from artesian.broker.handlers._authz import (
+    GROUP_DENIED,
+    NO_OPERATIONS,
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_names,
+)
 from artesian.broker.handlers._build import make
 from artesian.metadata.image import MetadataImage
 
@@ -41,6 +48,42 @@ def describe_refusal(ctx: Any, group_id: str) -> tuple[ErrorCode, str | None] | 
     if not ctx.broker.group_coordinator.owns(group_id):
         return ErrorCode.not_coordinator, None
     return None
+
+
+def heartbeat_refusal(
+    ctx: Any, group_id: str, subscribed: Iterable[str] | None
+) -> tuple[ErrorCode, str] | None:
+    """Why a KIP-848 or share group heartbeat is refused before the coordinator sees it:
+    READ on the group, then DESCRIBE on each subscribed topic (Kafka's order)."""
+    if not authorized(ctx, AclOperation.READ, ResourceType.GROUP, group_id):
+        return ErrorCode.group_authorization_failed, GROUP_DENIED
+    names = list(subscribed or ())
+    if names:
+        denied = set(names) - authorized_names(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names
+        )
+        if denied:
+            return (
+                ErrorCode.topic_authorization_failed,
+                f"The following topics are not authorized: {', '.join(sorted(denied))}.",
+            )
+    return None
+
+
+def described_group_error(mod: Any, group_id: str, code: ErrorCode, message: str | None) -> Any:
+    """A ConsumerGroupDescribe or ShareGroupDescribe entry for a group not described."""
+    return make(
+        mod.DescribedGroup,
+        error_code=code,
+        error_message=message,
+        group_id=group_id,
+        group_state="",
+        group_epoch=-1,
+        assignment_epoch=-1,
+        assignor_name="",
+        members=(),
+        authorized_operations=NO_OPERATIONS,
+    )
 
 
 def assignment_entity(mod: Any, image: MetadataImage, partitions: Iterable[tuple[str, int]]) -> Any:

@@ -14,7 +14,11 @@ from artesian.broker.handlers._authz import (
     authorized_operations,
 )
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.handlers._groups import assignment_entity, describe_refusal
+from artesian.broker.handlers._groups import (
+    assignment_entity,
+    describe_refusal,
+    described_group_error,
+)
 
 API_KEY = 69
 MIN_VERSION = 0
@@ -35,7 +39,7 @@ def handle(ctx: Any, request: Any) -> Any:
     for group_id in request.group_ids:
         refusal = describe_refusal(ctx, group_id)
         if refusal is not None:
-            described.append(_error(mod, group_id, *refusal))
+            described.append(described_group_error(mod, group_id, *refusal))
             continue
         group = coordinator.groups.get(group_id)
         if group is None or group.consumer is None:
@@ -44,7 +48,9 @@ def handle(ctx: Any, request: Any) -> Any:
                 if group is None
                 else f"Group {group_id} is not a consumer group."
             )
-            described.append(_error(mod, group_id, ErrorCode.group_id_not_found, message))
+            described.append(
+                described_group_error(mod, group_id, ErrorCode.group_id_not_found, message)
+            )
             continue
         cg = group.consumer
         members = tuple(
@@ -84,19 +90,4 @@ def handle(ctx: Any, request: Any) -> Any:
         mod.ConsumerGroupDescribeResponse,
         throttle_time=datetime.timedelta(0),
         groups=tuple(described),
-    )
-
-
-def _error(mod: Any, group_id: str, code: ErrorCode, message: str | None) -> Any:
-    return make(
-        mod.DescribedGroup,
-        error_code=code,
-        error_message=message,
-        group_id=group_id,
-        group_state="",
-        group_epoch=-1,
-        assignment_epoch=-1,
-        assignor_name="",
-        members=(),
-        authorized_operations=NO_OPERATIONS,
     )

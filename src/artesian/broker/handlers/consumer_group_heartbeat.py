@@ -11,15 +11,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._authz import (
-    GROUP_DENIED,
-    AclOperation,
-    ResourceType,
-    authorized,
-    authorized_names,
-)
 from artesian.broker.handlers._build import make, millis, reply_when_replicated, response_module
-from artesian.broker.handlers._groups import ImageTopics, assignment_entity
+from artesian.broker.handlers._groups import ImageTopics, assignment_entity, heartbeat_refusal
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.assignors import Assignment
 from artesian.coordinator.group.consumer_coordinator import ConsumerHeartbeat, HeartbeatResult
@@ -34,24 +27,10 @@ def handle(ctx: Any, request: Any) -> Any:
     version = ctx.header.api_version
     mod = response_module(API_KEY, version)
     image = ctx.broker.image
-    if not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
-        return _response(
-            mod, image, HeartbeatResult(ErrorCode.group_authorization_failed, GROUP_DENIED)
-        )
     names = request.subscribed_topic_names
-    if names:
-        denied = set(names) - authorized_names(
-            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names
-        )
-        if denied:
-            return _response(
-                mod,
-                image,
-                HeartbeatResult(
-                    ErrorCode.topic_authorization_failed,
-                    f"The following topics are not authorized: {', '.join(sorted(denied))}.",
-                ),
-            )
+    refused = heartbeat_refusal(ctx, request.group_id, names)
+    if refused is not None:
+        return _response(mod, image, HeartbeatResult(*refused))
     owned: Assignment | None = None
     if request.topic_partitions is not None:
         found: list[tuple[str, int]] = []

@@ -5,17 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
-from artesian.broker.handlers._authz import (
-    GROUP_DENIED,
-    AclOperation,
-    ResourceType,
-    authorized,
-    authorized_names,
-)
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.handlers._groups import ImageTopics, assignment_entity
+from artesian.broker.handlers._groups import ImageTopics, assignment_entity, heartbeat_refusal
 from artesian.coordinator.group.share_group_coordinator import (
     ShareHeartbeat,
     ShareHeartbeatResult,
@@ -30,24 +21,10 @@ MAX_VERSION = 1
 def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, ctx.header.api_version)
     image = ctx.broker.image
-    if not authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
-        return _response(
-            mod, image, ShareHeartbeatResult(ErrorCode.group_authorization_failed, GROUP_DENIED)
-        )
     names = request.subscribed_topic_names
-    if names:
-        denied = set(names) - authorized_names(
-            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names
-        )
-        if denied:
-            return _response(
-                mod,
-                image,
-                ShareHeartbeatResult(
-                    ErrorCode.topic_authorization_failed,
-                    f"The following topics are not authorized: {', '.join(sorted(denied))}.",
-                ),
-            )
+    refused = heartbeat_refusal(ctx, request.group_id, names)
+    if refused is not None:
+        return _response(mod, image, ShareHeartbeatResult(*refused))
     result = ctx.broker.group_coordinator.share_groups.heartbeat(
         ShareHeartbeat(
             group_id=request.group_id,

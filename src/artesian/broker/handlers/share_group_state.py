@@ -10,9 +10,8 @@ from kio.schema.errors import ErrorCode
 from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.share.persister import write_local
-from artesian.share.records import ShareState, ShareStateKey
+from artesian.share.records import ShareState, ShareStateKey, state_batch_of
 from artesian.share.share_coordinator import NotShareCoordinator
-from artesian.share.share_partition import RecordState, StateBatch
 
 READ, WRITE = 84, 85
 
@@ -76,15 +75,7 @@ async def write(ctx: Any, request: Any) -> Any:
                 code = ErrorCode.unknown_topic_id
             else:
                 try:
-                    batches = tuple(
-                        StateBatch(
-                            int(b.first_offset),
-                            int(b.last_offset),
-                            RecordState(int(b.delivery_state)),
-                            int(b.delivery_count),
-                        )
-                        for b in p.state_batches
-                    )
+                    batches = tuple(state_batch_of(b) for b in p.state_batches)
                 except ValueError:
                     code = ErrorCode.invalid_request
                 else:
