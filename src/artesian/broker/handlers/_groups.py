@@ -4,6 +4,7 @@ them (by topic id, and name where the version has it, partitions sorted)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 from typing import Any
 
@@ -83,6 +84,35 @@ def described_group_error(mod: Any, group_id: str, code: ErrorCode, message: str
         assignor_name="",
         members=(),
         authorized_operations=NO_OPERATIONS,
+    )
+
+
+def missing_group_error(mod: Any, group_id: str, group: Any, kind: str) -> Any | None:
+    """The GROUP_ID_NOT_FOUND entry for a group that does not exist or is not a ``kind``
+    group ("consumer" or "share"); None when it is one."""
+    if group is not None and getattr(group, kind) is not None:
+        return None
+    message = (
+        f"Group {group_id} not found."
+        if group is None
+        else f"Group {group_id} is not a {kind} group."
+    )
+    return described_group_error(mod, group_id, ErrorCode.group_id_not_found, message)
+
+
+def heartbeat_response(response: Any, mod: Any, image: MetadataImage, result: Any) -> Any:
+    """A ConsumerGroupHeartbeat or ShareGroupHeartbeat answer (``response`` is its class)."""
+    return make(
+        response,
+        throttle_time=datetime.timedelta(0),
+        error_code=result.error,
+        error_message=result.message,
+        member_id=result.member_id,
+        member_epoch=result.member_epoch,
+        heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
+        assignment=assignment_entity(mod, image, result.assignment)
+        if result.assignment is not None
+        else None,
     )
 
 

@@ -18,6 +18,7 @@ from artesian.broker.handlers._groups import (
     assignment_entity,
     describe_refusal,
     described_group_error,
+    missing_group_error,
 )
 
 API_KEY = 69
@@ -42,15 +43,9 @@ def handle(ctx: Any, request: Any) -> Any:
             described.append(described_group_error(mod, group_id, *refusal))
             continue
         group = coordinator.groups.get(group_id)
-        if group is None or group.consumer is None:
-            message = (
-                f"Group {group_id} not found."
-                if group is None
-                else f"Group {group_id} is not a consumer group."
-            )
-            described.append(
-                described_group_error(mod, group_id, ErrorCode.group_id_not_found, message)
-            )
+        missing = missing_group_error(mod, group_id, group, "consumer")
+        if missing is not None:
+            described.append(missing)
             continue
         cg = group.consumer
         members = tuple(

@@ -6,13 +6,12 @@ travel as topic ids: the metadata image names them for the coordinator, which wo
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from artesian.broker.handlers._build import make, millis, reply_when_replicated, response_module
-from artesian.broker.handlers._groups import ImageTopics, assignment_entity, heartbeat_refusal
+from artesian.broker.handlers._build import millis, reply_when_replicated, response_module
+from artesian.broker.handlers._groups import ImageTopics, heartbeat_refusal, heartbeat_response
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.assignors import Assignment
 from artesian.coordinator.group.consumer_coordinator import ConsumerHeartbeat, HeartbeatResult
@@ -68,16 +67,5 @@ def handle(ctx: Any, request: Any) -> Any:
     return reply_when_replicated(wait, build)
 
 
-def _response(mod: Any, image: MetadataImage, result: HeartbeatResult) -> Any:
-    return make(
-        mod.ConsumerGroupHeartbeatResponse,
-        throttle_time=datetime.timedelta(0),
-        error_code=result.error,
-        error_message=result.message,
-        member_id=result.member_id,
-        member_epoch=result.member_epoch,
-        heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
-        assignment=assignment_entity(mod, image, result.assignment)
-        if result.assignment is not None
-        else None,
-    )
+def _response(mod: Any, image: MetadataImage, result: Any) -> Any:
+    return heartbeat_response(mod.ConsumerGroupHeartbeatResponse, mod, image, result)

@@ -17,6 +17,7 @@ from artesian.broker.handlers._groups import (
     assignment_entity,
     describe_refusal,
     described_group_error,
+    missing_group_error,
 )
 
 API_KEY = 77
@@ -36,15 +37,9 @@ def handle(ctx: Any, request: Any) -> Any:
             described.append(described_group_error(mod, group_id, *refusal))
             continue
         group = broker.group_coordinator.groups.get(group_id)
-        if group is None or group.share is None:
-            message = (
-                f"Group {group_id} not found."
-                if group is None
-                else f"Group {group_id} is not a share group."
-            )
-            described.append(
-                described_group_error(mod, group_id, ErrorCode.group_id_not_found, message)
-            )
+        missing = missing_group_error(mod, group_id, group, "share")
+        if missing is not None:
+            described.append(missing)
             continue
         sg = group.share
         described.append(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
-from artesian.broker.handlers._build import make, response_module
-from artesian.broker.handlers._groups import ImageTopics, assignment_entity, heartbeat_refusal
+from artesian.broker.handlers._build import response_module
+from artesian.broker.handlers._groups import ImageTopics, heartbeat_refusal, heartbeat_response
 from artesian.coordinator.group.share_group_coordinator import (
     ShareHeartbeat,
     ShareHeartbeatResult,
@@ -40,16 +39,5 @@ def handle(ctx: Any, request: Any) -> Any:
     return _response(mod, image, result)
 
 
-def _response(mod: Any, image: MetadataImage, result: ShareHeartbeatResult) -> Any:
-    return make(
-        mod.ShareGroupHeartbeatResponse,
-        throttle_time=datetime.timedelta(0),
-        error_code=result.error,
-        error_message=result.message,
-        member_id=result.member_id,
-        member_epoch=result.member_epoch,
-        heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
-        assignment=assignment_entity(mod, image, result.assignment)
-        if result.assignment is not None
-        else None,
-    )
+def _response(mod: Any, image: MetadataImage, result: Any) -> Any:
+    return heartbeat_response(mod.ShareGroupHeartbeatResponse, mod, image, result)
