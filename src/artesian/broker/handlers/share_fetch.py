@@ -191,7 +191,6 @@ async def _acquire(
         led = []
         for key in keys:
             topic = names.get(key[0])
-            result = results.get(key)
             if topic is None:
                 if key in new:
                     r = results.setdefault(key, _PartitionResult())
@@ -234,7 +233,8 @@ async def _acquire(
             got += sum(r.last_offset - r.first_offset + 1 for r in acquired.ranges)
             max_bytes -= len(acquired.records)
         remaining = deadline - time.monotonic()
-        if got or remaining <= 0 or not led or max_records <= 0 or rm is None:
+        erred = any(r.error for r in results.values())  # answered now, as a Fetch would be
+        if got or erred or remaining <= 0 or not led or max_records <= 0 or rm is None:
             break
         # Nothing to hand out: wait for an append, a release or an expired lock.
         op = rm.purgatory.park(led, 1, 0, int(remaining * 1000))
