@@ -70,10 +70,7 @@ class SharePersister:
                 ),
             ),
         )
-        (p,) = response.results[0].partitions
-        code = ErrorCode(p.error_code)
-        if code is not ErrorCode.none:
-            raise PersisterError(code, p.error_message or code.name)
+        p = _only_result(response)
         if p.start_offset < 0:
             return None
         return ShareState(
@@ -122,10 +119,7 @@ class SharePersister:
                 ),
             ),
         )
-        (p,) = response.results[0].partitions
-        code = ErrorCode(p.error_code)
-        if code is not ErrorCode.none:
-            raise PersisterError(code, p.error_message or code.name)
+        _only_result(response)
 
     def _leader(self, key: ShareStateKey) -> int:
         broker = self.broker
@@ -148,6 +142,16 @@ class SharePersister:
 
     def close(self) -> None:
         self._connections.close()
+
+
+def _only_result(response: Any) -> Any:
+    """The one partition's result of a ReadShareGroupState or WriteShareGroupState answer;
+    raises PersisterError with its error."""
+    (p,) = response.results[0].partitions
+    code = ErrorCode(p.error_code)
+    if code is not ErrorCode.none:
+        raise PersisterError(code, p.error_message or code.name)
+    return p
 
 
 RETRIABLE = frozenset({ErrorCode.not_coordinator, ErrorCode.coordinator_not_available})

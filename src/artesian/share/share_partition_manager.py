@@ -147,13 +147,19 @@ class SharePartitionManager:
     # --- acquiring -------------------------------------------------------------------------
 
     def acquire(
-        self, entry: ShareEntry, p: Partition, member_id: str, max_records: int, max_bytes: int
+        self,
+        entry: ShareEntry,
+        p: Partition,
+        member_id: str,
+        max_records: int,
+        max_bytes: int,
+        lock_ms: int,
     ) -> Acquired | None:
-        """Records for ``member_id``: released ones first, else new ones below the high
+        """Records for ``member_id``, locked for ``lock_ms`` (the group's
+        share.record.lock.duration.ms): released ones first, else new ones below the high
         watermark. None when there is nothing to hand out."""
         sp = entry.partition
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lock_duration_ms(entry.key.group_id) / 1000
+        deadline = asyncio.get_running_loop().time() + lock_ms / 1000
         # Records no longer on this broker's disk (retention, DeleteRecords, or moved to the
         # remote tier, which share groups do not read) are skipped.
         if sp.move_start(p.log.local_log_start_offset):

@@ -33,6 +33,8 @@ class ShareSessionCache:
     def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
         self.sessions: dict[tuple[str, str], ShareSession] = {}
+        # By connection (its id): every connection's close looks here, share client or not.
+        self._by_connection: dict[int, dict[tuple[str, str], ShareSession]] = {}
 
     def get(self, group_id: str, member_id: str) -> ShareSession | None:
         return self.sessions.get((group_id, member_id))
@@ -46,7 +48,11 @@ class ShareSessionCache:
             or len(self.of_connection(connection)) >= MAX_SESSIONS_PER_CONNECTION
         ):
             return ErrorCode.share_session_limit_reached
+        old = self.sessions.get(key)
+        if old is not None:
+            self.remove(old)
         session = self.sessions[key] = ShareSession(group_id, member_id, connection)
+        self._by_connection.setdefault(id(connection), {})[key] = session
         return session
 
     def check(self, group_id: str, member_id: str, epoch: int) -> ShareSession | ErrorCode:
@@ -59,8 +65,13 @@ class ShareSessionCache:
         return session
 
     def remove(self, session: ShareSession) -> None:
-        if self.sessions.get((session.group_id, session.member_id)) is session:
-            del self.sessions[(session.group_id, session.member_id)]
+        key = (session.group_id, session.member_id)
+        if self.sessions.get(key) is session:
+            del self.sessions[key]
+            of_connection = self._by_connection.get(id(session.connection), {})
+            of_connection.pop(key, None)
+            if not of_connection:
+                self._by_connection.pop(id(session.connection), None)
 
     def of_connection(self, connection: object) -> list[ShareSession]:
-        return [s for s in self.sessions.values() if s.connection is connection]
+        return list(self._by_connection.get(id(connection), {}).values())

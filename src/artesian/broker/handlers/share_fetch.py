@@ -180,6 +180,7 @@ async def _acquire(
     max_records = max(int(request.max_records), 0)
     max_bytes = max(int(request.max_bytes), 0)
     wait_ms = int(request.max_wait.total_seconds() * 1000)
+    lock_ms = manager.lock_duration_ms(session.group_id)  # once per request, not per partition
     deadline = time.monotonic() + max(wait_ms, 0) / 1000
     # Rotate the partitions with the epoch, so each gets its turn at the front.
     keys = list(session.partitions)
@@ -224,7 +225,9 @@ async def _acquire(
                 r = results.setdefault(key, _PartitionResult())
                 r.error, r.message = ErrorCode.coordinator_not_available, str(e)
                 continue
-            acquired = manager.acquire(entry, p, session.member_id, max_records - got, max_bytes)
+            acquired = manager.acquire(
+                entry, p, session.member_id, max_records - got, max_bytes, lock_ms
+            )
             if acquired is None:
                 continue
             result = results.setdefault(key, _PartitionResult())
@@ -270,10 +273,7 @@ def _fetch_response(
     group_id = request.group_id or ""
     lock_ms = broker.share_partition_manager.lock_duration_ms(group_id) if group_id else 0
     by_topic: dict[uuid.UUID, list[Any]] = {}
-    leaders: set[int] = set()
     for (topic_id, index), r in sorted(results.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        if r.leader is not None:
-            leaders.add(r.leader[0])
         by_topic.setdefault(topic_id, []).append(
             make(
                 mod.PartitionData,
@@ -282,11 +282,7 @@ def _fetch_response(
                 error_message=r.message,
                 acknowledge_error_code=r.ack_error,
                 acknowledge_error_message=r.ack_message,
-                current_leader=make(
-                    mod.LeaderIdAndEpoch,
-                    leader_id=r.leader[0] if r.leader else -1,
-                    leader_epoch=r.leader[1] if r.leader else -1,
-                ),
+                current_leader=_leader(mod, r),
                 records=r.records,
                 acquired_records=tuple(
                     make(
@@ -309,10 +305,22 @@ def _fetch_response(
             make(mod.ShareFetchableTopicResponse, topic_id=t, partitions=tuple(ps))
             for t, ps in by_topic.items()
         ),
-        node_endpoints=tuple(
-            make(mod.NodeEndpoint, node_id=n, host=h, port=port, rack=rack)
-            for n, h, port, rack in node_endpoints(broker, ctx.connection.listener.name, leaders)
-        ),
+        node_endpoints=_endpoints(ctx, mod, results),
+    )
+
+
+def _leader(mod: Any, r: _PartitionResult) -> Any:
+    """A partition's CurrentLeader: the leader it moved to, else -1/-1 (KIP-951)."""
+    leader_id, epoch = r.leader if r.leader is not None else (-1, -1)
+    return make(mod.LeaderIdAndEpoch, leader_id=leader_id, leader_epoch=epoch)
+
+
+def _endpoints(ctx: Any, mod: Any, results: dict[PartitionKey, _PartitionResult]) -> Any:
+    """The NodeEndpoints of the leaders the partitions moved to."""
+    leaders = {r.leader[0] for r in results.values() if r.leader is not None}
+    return tuple(
+        make(mod.NodeEndpoint, node_id=n, host=h, port=port, rack=rack)
+        for n, h, port, rack in node_endpoints(ctx.broker, ctx.connection.listener.name, leaders)
     )
 
 
@@ -357,7 +365,6 @@ def _ack_response(
     message: str | None,
 ) -> Any:
     by_topic: dict[uuid.UUID, list[Any]] = {}
-    leaders: set[int] = set()
     for (topic_id, index), r in results.items():
         by_topic.setdefault(topic_id, []).append(
             make(
@@ -365,15 +372,9 @@ def _ack_response(
                 partition_index=index,
                 error_code=r.ack_error,
                 error_message=r.ack_message,
-                current_leader=make(
-                    mod.LeaderIdAndEpoch,
-                    leader_id=r.leader[0] if r.leader else -1,
-                    leader_epoch=r.leader[1] if r.leader else -1,
-                ),
+                current_leader=_leader(mod, r),
             )
         )
-        if r.leader is not None:
-            leaders.add(r.leader[0])
     return make(
         mod.ShareAcknowledgeResponse,
         throttle_time=datetime.timedelta(0),
@@ -383,12 +384,7 @@ def _ack_response(
             make(mod.ShareAcknowledgeTopicResponse, topic_id=t, partitions=tuple(ps))
             for t, ps in by_topic.items()
         ),
-        node_endpoints=tuple(
-            make(mod.NodeEndpoint, node_id=n, host=h, port=port, rack=rack)
-            for n, h, port, rack in node_endpoints(
-                ctx.broker, ctx.connection.listener.name, leaders
-            )
-        ),
+        node_endpoints=_endpoints(ctx, mod, results),
     )
 
 

@@ -50,7 +50,12 @@ from artesian.coordinator.group.current_assignment_builder import (
     MemberState,
     reconcile,
 )
-from artesian.coordinator.group.group_metadata import GroupMetadata, GroupState, JoinResult
+from artesian.coordinator.group.group_metadata import (
+    GroupMetadata,
+    GroupState,
+    JoinResult,
+    leaving_member_id,
+)
 from artesian.coordinator.group.online_migration import consumer_group_from_classic
 from artesian.regex import compile_regex
 
@@ -62,8 +67,24 @@ log = logging.getLogger("artesian.group_coordinator")
 E = ErrorCode
 
 
+class GroupTimeouts:
+    """A group's session timeout and heartbeat interval: its own (``timeouts``, from its
+    GROUP resource configs) or the broker's. For the consumer and share group configs."""
+
+    __slots__ = ()
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    timeouts: Callable[[str], tuple[int, int]] | None
+
+    def session_timeout_for(self, group_id: str) -> int:
+        return self.timeouts(group_id)[0] if self.timeouts else self.session_timeout_ms
+
+    def heartbeat_interval_for(self, group_id: str) -> int:
+        return self.timeouts(group_id)[1] if self.timeouts else self.heartbeat_interval_ms
+
+
 @dataclass(slots=True, frozen=True)
-class ConsumerGroupConfig:
+class ConsumerGroupConfig(GroupTimeouts):
     """Kafka's group.consumer.* settings, and each group's own (``timeouts``: its session
     timeout and heartbeat interval in ms, from its GROUP resource configs)."""
 
@@ -83,12 +104,6 @@ class ConsumerGroupConfig:
     def downgrades(self) -> bool:
         """Whether a consumer group left with classic members only becomes classic."""
         return self.migration_policy in ("bidirectional", "downgrade")
-
-    def session_timeout_for(self, group_id: str) -> int:
-        return self.timeouts(group_id)[0] if self.timeouts else self.session_timeout_ms
-
-    def heartbeat_interval_for(self, group_id: str) -> int:
-        return self.timeouts(group_id)[1] if self.timeouts else self.heartbeat_interval_ms
 
 
 class TopicsView(Protocol):
@@ -986,16 +1001,11 @@ class ConsumerGroupCoordinator:
         assert cg is not None
         results: list[tuple[str, str | None, int]] = []
         removed: list[ConsumerGroupMember] = []
-        for member_id, instance_id in leaving:
-            if instance_id is not None:
-                holder = cg.static_members.get(instance_id)
-                if holder is None:
-                    results.append((member_id, instance_id, E.unknown_member_id))
-                    continue
-                if member_id and holder != member_id:
-                    results.append((member_id, instance_id, E.fenced_instance_id))
-                    continue
-                member_id = holder
+        for requested_id, instance_id in leaving:
+            member_id = leaving_member_id(cg.static_members, requested_id, instance_id)
+            if isinstance(member_id, int):
+                results.append((requested_id, instance_id, member_id))
+                continue
             member = cg.members.get(member_id)
             if member is None:
                 results.append((member_id, instance_id, E.unknown_member_id))

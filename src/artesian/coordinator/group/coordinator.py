@@ -35,6 +35,7 @@ from artesian.coordinator.group.group_metadata import (
     JoinResult,
     MemberMetadata,
     OffsetAndMetadata,
+    leaving_member_id,
 )
 from artesian.coordinator.group.online_migration import classic_group_from_consumer
 from artesian.coordinator.group.share_group_coordinator import (
@@ -735,16 +736,11 @@ class GroupCoordinator:
         if group.consumer is not None:
             return E.none, self.consumer_groups.classic_leave(group, leaving)
         results: list[tuple[str, str | None, int]] = []
-        for member_id, instance_id in leaving:
-            if instance_id is not None:
-                current = group.static_members.get(instance_id)
-                if current is None:
-                    results.append((member_id, instance_id, E.unknown_member_id))
-                    continue
-                if member_id and current != member_id:
-                    results.append((member_id, instance_id, E.fenced_instance_id))
-                    continue
-                member_id = current
+        for requested_id, instance_id in leaving:
+            member_id = leaving_member_id(group.static_members, requested_id, instance_id)
+            if isinstance(member_id, int):
+                results.append((requested_id, instance_id, member_id))
+                continue
             if member_id in group.pending_members:
                 timer = group.pending_members.pop(member_id)
                 if timer is not None:

@@ -11,6 +11,8 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kio.schema.errors import ErrorCode
+
 from artesian.coordinator.group.consumer_group import ConsumerGroup
 from artesian.coordinator.group.consumer_protocol import parse_subscription
 from artesian.coordinator.group.share_group import ShareGroup
@@ -64,6 +66,22 @@ class MemberMetadata:
 
     def matches(self, protocols: list[tuple[str, bytes]]) -> bool:
         return self.protocols == protocols
+
+
+def leaving_member_id(
+    static_members: dict[str, str], member_id: str, instance_id: str | None
+) -> str | int:
+    """The member a LeaveGroup entry names (a static one by its instance id; an empty member
+    id with it is an admin's removal), or the error code it gets: UNKNOWN_MEMBER_ID for an
+    unknown instance id, FENCED_INSTANCE_ID for another member's."""
+    if instance_id is None:
+        return member_id
+    holder = static_members.get(instance_id)
+    if holder is None:
+        return int(ErrorCode.unknown_member_id)
+    if member_id and holder != member_id:
+        return int(ErrorCode.fenced_instance_id)
+    return holder
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from kio.schema.errors import ErrorCode
 
 from artesian.coordinator.group.assignors import Assignment
+from artesian.coordinator.group.consumer_coordinator import GroupTimeouts
 from artesian.coordinator.group.group_metadata import GroupMetadata
 from artesian.coordinator.group.share_group import (
     EMPTY,
@@ -41,7 +42,7 @@ JOIN_EPOCH, LEAVE_EPOCH = 0, -1
 
 
 @dataclass(slots=True, frozen=True)
-class ShareGroupConfig:
+class ShareGroupConfig(GroupTimeouts):
     """Kafka's group.share.* membership settings; ``timeouts`` gives a group's own
     (session timeout, heartbeat interval) in ms, from its GROUP resource configs."""
 
@@ -49,12 +50,6 @@ class ShareGroupConfig:
     heartbeat_interval_ms: int = 5_000
     max_size: int = 200
     timeouts: Callable[[str], tuple[int, int]] | None = None
-
-    def session_timeout_for(self, group_id: str) -> int:
-        return self.timeouts(group_id)[0] if self.timeouts else self.session_timeout_ms
-
-    def heartbeat_interval_for(self, group_id: str) -> int:
-        return self.timeouts(group_id)[1] if self.timeouts else self.heartbeat_interval_ms
 
 
 @dataclass(slots=True, frozen=True)
