@@ -728,17 +728,11 @@ class Broker:
 
         return KafkaConnection(self, listener)
 
-    def handle_signals(self) -> None:
-        """SIGTERM and SIGINT stop the broker cleanly. Installed before start() opens the
-        listeners: a signal sent as soon as the port answers (a supervisor, a test) must not
-        meet Python's default action and kill the process mid-start."""
+    async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._request_stop, sig)
-
-    async def serve_forever(self) -> None:
-        self.handle_signals()
         await self._stopped.wait()
         await self.stop()
 
@@ -1567,6 +1561,5 @@ def _api_versions_fallback_body(handlers: dict[int, HandlerEntry]) -> bytes:
 
 async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:
     broker = Broker(config, data_dir, host, port)
-    broker.handle_signals()  # a stop asked during start() is served once it is done
     await broker.start()
     await broker.serve_forever()
