@@ -213,6 +213,35 @@ def test_kill9_after_flush_then_restart_twice(broker: Any) -> None:
     assert produce(broker, "twice", [(2, b"k", b"x")]) == [(2, 200, b"x")]
 
 
+def test_a_stop_asked_as_soon_as_the_port_answers_is_clean(broker: Any) -> None:
+    """A supervisor's SIGTERM sent the moment the listener accepts meets the broker's own
+    handler, never Python's default action (exit -15)."""
+    for _ in range(5):
+        broker.stop()
+        broker.start()
+        assert broker.stop() == 0
+    assert broker.log_path.read_text().count("broker 1 stopped cleanly") == 6
+
+
+def test_a_stop_asked_while_starting_never_opens_the_listeners(broker: Any) -> None:
+    """A SIGTERM that arrives while the broker loads its logs (an operator rolling a broker
+    it has just started) stops it before it takes its port."""
+    create(broker, "loaded", 400)  # logs to load: a start long enough to be caught in
+    assert broker.stop() == 0
+    log = broker.log_path
+    broker.launch()
+    deadline = time.monotonic() + 30
+    # The handlers are in before the broker loads its logs.
+    while log.read_text().count("loading the logs") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    broker.terminate()
+    assert broker.stop() == 0
+    text = log.read_text()
+    assert text.count("broker 1 stopped cleanly") == 2
+    assert "received SIGTERM while starting: broker 1 stops before opening its listeners" in text
+    assert "broker 1 listening" not in text.rsplit("loading the logs", 1)[1]
+
+
 def test_topics_and_configs_persist(broker: Any) -> None:
     create(broker, "keep", 3, {"retention.ms": "86400000", "cleanup.policy": "compact"})
     create(broker, "drop", 1)

@@ -278,6 +278,7 @@ class Broker:
         self.host, self.port = self.inter_broker_listener.host, self.inter_broker_listener.port
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+        self._stop_signal: signal.Signals | None = None  # one that came during start()
         self._api_versions_fallback = _api_versions_fallback_body(self.handlers)
         # Responses that only change with the metadata image, keyed by what they depend on.
         self.response_cache: dict[object, object] = {}
@@ -344,8 +345,16 @@ class Broker:
             self.default_log_config(),
             producer_id_expiration_ms=self.config.get_int("producer.id.expiration.ms"),
         )
+        # Kafka's pair of lines: a start with many partitions, or a recovery, takes a while.
+        log.info("loading the logs in %s", self.log_manager.data_dir)
+        began = time.monotonic()
         self.log_manager.startup(
             now, {name: self.log_config(topic) for name, topic in self.image.topics.items()}
+        )
+        log.info(
+            "loaded %d log(s) in %.0f ms",
+            len(self.log_manager.all_logs()),
+            (time.monotonic() - began) * 1000,
         )
         self.replica_manager = ReplicaManager(self.log_manager, self.metrics, self.node_id)
         self.replica_manager.live_changed(self.live_brokers)
@@ -432,6 +441,14 @@ class Broker:
             )
             log.info("Prometheus metrics on http://%s:%d/metrics", self.host, metrics_port)
         await self._load_signing_keys()
+        if self._stop_signal is not None:
+            # Its port stays free for the next broker (an operator rolling it at once).
+            log.info(
+                "received %s while starting: broker %d stops before opening its listeners",
+                self._stop_signal.name,
+                self.node_id,
+            )
+            return
         loop = asyncio.get_running_loop()
         for listener, ssl_context in self._ssl_contexts.items():
             self._servers.append(
@@ -728,11 +745,26 @@ class Broker:
 
         return KafkaConnection(self, listener)
 
+    def note_stop_signals(self) -> None:
+        """Until serve_forever() takes them over, SIGTERM and SIGINT are only noted: start()
+        runs mostly without yielding to the loop, so a loop handler would run too late. A
+        signal noted before the listeners open keeps them shut; one noted after (a
+        supervisor that stops the broker the moment its port answers) stops it cleanly
+        instead of meeting Python's default action."""
+
+        def note(signum: int, _frame: object) -> None:
+            self._stop_signal = signal.Signals(signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, note)
+
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._request_stop, sig)
+        if self._stop_signal is not None:
+            self._request_stop(self._stop_signal)
         await self._stopped.wait()
         await self.stop()
 
@@ -1561,5 +1593,6 @@ def _api_versions_fallback_body(handlers: dict[int, HandlerEntry]) -> bytes:
 
 async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:
     broker = Broker(config, data_dir, host, port)
+    broker.note_stop_signals()
     await broker.start()
     await broker.serve_forever()
