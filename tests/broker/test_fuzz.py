@@ -93,13 +93,19 @@ FUZZED_APIS = {
     72: range(0, 1),
     74: range(0, 1),
     # Share groups (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch,
-    # ShareAcknowledge, and the share state APIs between brokers.
+    # ShareAcknowledge, the share state APIs between brokers, and the share group offsets.
     76: range(1, 2),
     77: range(1, 2),
     78: range(1, 2),
     79: range(1, 2),
+    83: range(0, 1),
     84: range(0, 1),
     85: range(0, 1),
+    86: range(0, 1),
+    87: range(0, 2),
+    90: range(0, 2),
+    91: range(0, 1),
+    92: range(0, 1),
 }
 # Keys a mutation must never turn a frame into (see above; 20 so nothing can be spliced into
 # deleting the fuzz topic).

@@ -1,7 +1,9 @@
 """Share groups (KIP-932) on two brokers: partitions led by different brokers store their
 share state through the share coordinator (the leader of __share_group_state's only
 partition here, so the other broker reaches it with WriteShareGroupState), and that state,
-replicated, survives the share coordinator's kill -9."""
+replicated, survives the share coordinator's kill -9. A group coordinator that is not the
+share coordinator answers the share group admin APIs through it (ReadShareGroupStateSummary,
+InitializeShareGroupState, DeleteShareGroupState), with lag from the other leader."""
 
 from __future__ import annotations
 
@@ -11,8 +13,18 @@ from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from kio.schema.find_coordinator.v4 import request as fc
 
+from tests.broker.test_share_group_offsets import (
+    NONE,
+    _alter,
+    _altered,
+    _delete_group,
+    _describe,
+    _offsets,
+)
 from tests.broker.test_share_groups import SHARE, _poll, _set_group_configs, _share_consumer
+from tests.metrics import scrape
 from tests.replication.cluster import Cluster
 
 T = 30.0
@@ -60,6 +72,7 @@ def test_share_state_is_kept_across_brokers_and_a_coordinator_kill(tmp_path: Pat
         consumer.close()
 
         state = c.partitions("__share_group_state")[0]
+        _admin_through_another_coordinator(c, state.leader)
         assert set(state.isr) == {1, 2}
         c.brokers[state.leader].kill9()
         survivor = 2 if state.leader == 1 else 1
@@ -81,3 +94,49 @@ def test_share_state_is_kept_across_brokers_and_a_coordinator_kill(tmp_path: Pat
         again.close()
     finally:
         c.stop()
+
+
+def _coordinator(c: Cluster, group: str) -> int:
+    with c.conn(c.any_running()) as conn:
+        r = conn.request(10, 4, fc.FindCoordinatorRequest(key_type=0, coordinator_keys=(group,)))
+    (found,) = r.coordinators
+    assert int(found.error_code) == 0, found
+    return int(found.node_id)
+
+
+def _admin_through_another_coordinator(c: Cluster, share_coordinator: int) -> None:
+    """A group whose coordinator is the other broker: every state change and summary goes
+    between brokers, and one partition's high watermark too (mq is led by both)."""
+    group = next(
+        g for g in (f"mq-admin-{i}" for i in range(100)) if _coordinator(c, g) != share_coordinator
+    )
+    coordinator = c.brokers[_coordinator(c, group)]
+    # Partition 0 holds 0, 2, .., 38 at offsets 0-19; partition 1 holds 1, 3, .., 39.
+    r = _alter(coordinator, group, {"mq": {0: 15, 1: 18}})
+    assert _altered(r) == {("mq", 0): NONE, ("mq", 1): NONE}
+    assert _offsets(_describe(coordinator, group, None)) == {
+        ("mq", 0): (15, 5, NONE),
+        ("mq", 1): (18, 2, NONE),
+    }
+    consumer = _share_consumer(coordinator, group, "mq")
+    got = _read(consumer, 7)
+    assert sorted(int(v) for v in got) == [30, 32, 34, 36, 37, 38, 39]
+    consumer.commit_sync()
+    consumer.close()
+    c.wait_for(
+        lambda: (
+            _offsets(_describe(coordinator, group, None))
+            == {("mq", 0): (20, 0, NONE), ("mq", 1): (20, 0, NONE)}
+        ),
+        what="the group's offsets at the end",
+    )
+    assert _delete_group(coordinator, group) == NONE
+    assert _offsets(_describe(coordinator, group, None)) == {}
+    # All of it went through the share coordinator's APIs.
+    for api in ("InitializeShareGroupState", "ReadShareGroupStateSummary", "DeleteShareGroupState"):
+        served = scrape(
+            c.metrics_ports[share_coordinator],
+            "kafka_network_request_total_time_seconds_count",
+            request=api,
+        )
+        assert served >= 1, api

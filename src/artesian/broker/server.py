@@ -157,7 +157,8 @@ class Broker:
             # Kafka's way of turning the consumer group protocol (KIP-848) off: its APIs are
             # neither advertised nor served.
             self.handlers = {k: h for k, h in HANDLERS.items() if k not in api.CONSUMER_GROUP_APIS}
-        if not config.get_bool("group.share.enable"):
+        self.share_enabled = config.get_bool("group.share.enable")
+        if not self.share_enabled:
             self.handlers = {
                 k: h for k, h in self.handlers.items() if k not in api.SHARE_GROUP_APIS
             }

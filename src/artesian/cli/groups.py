@@ -117,7 +117,7 @@ def _committed(admin: Any, opts: ClientOptions, group: str) -> dict[tuple[str, i
     return committed
 
 
-def _offsets(
+def offsets_at(
     admin: Any, opts: ClientOptions, tps: list[tuple[str, int]], spec: OffsetSpec
 ) -> dict[tuple[str, int], int]:
     if not tps:
@@ -158,7 +158,7 @@ def describe(
             for tp in m.assignment.topic_partitions if m.assignment else []:
                 owner[(tp.topic, tp.partition)] = m
         tps = sorted(set(committed) | set(owner))
-        end = _offsets(admin, opts, tps, OffsetSpec.latest())
+        end = offsets_at(admin, opts, tps, OffsetSpec.latest())
         partitions = []
         for t, p in tps:
             cur = committed.get((t, p))
@@ -243,7 +243,7 @@ def describe(
             out.print("No committed offsets and no assigned partitions.")
 
 
-def _parse_datetime(value: str) -> int:
+def parse_datetime(value: str) -> int:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
@@ -257,7 +257,7 @@ def _parse_datetime(value: str) -> int:
     return int(dt.astimezone(UTC).timestamp() * 1000)
 
 
-def _topic_partitions(spec: str) -> tuple[str, set[int] | None]:
+def topic_partitions(spec: str) -> tuple[str, set[int] | None]:
     """`topic` or `topic:0,2` (a ':' cannot occur in a Kafka topic name)."""
     name, sep, parts = spec.partition(":")
     if not sep:
@@ -321,7 +321,7 @@ def reset_offsets(
                 "--to-datetime ISO" + (f" (got {', '.join(chosen)})" if chosen else ""),
                 code=2,
             )
-        ts = None if to_datetime is None else _parse_datetime(to_datetime)
+        ts = None if to_datetime is None else parse_datetime(to_datetime)
         admin = opts.admin()
         desc = _describe_group(admin, opts, group)
         if desc.state not in INACTIVE:
@@ -333,7 +333,7 @@ def reset_offsets(
         md = admin.list_topics(timeout=opts.timeout)
         tps: list[tuple[str, int]] = []
         for spec in topic:
-            t, wanted = _topic_partitions(spec)
+            t, wanted = topic_partitions(spec)
             tm = md.topics.get(t)
             if tm is None or tm.error is not None:
                 fail(f"topic {t!r} does not exist", "List the topics with `artesian topic list`.")
@@ -345,9 +345,9 @@ def reset_offsets(
                 )
             tps += [(t, p) for p in sorted(tm.partitions) if wanted is None or p in wanted]
         committed = _committed(admin, opts, group)
-        earliest = _offsets(admin, opts, tps, OffsetSpec.earliest())
-        latest = _offsets(admin, opts, tps, OffsetSpec.latest())
-        at_time = {} if ts is None else _offsets(admin, opts, tps, OffsetSpec.for_timestamp(ts))
+        earliest = offsets_at(admin, opts, tps, OffsetSpec.earliest())
+        latest = offsets_at(admin, opts, tps, OffsetSpec.latest())
+        at_time = {} if ts is None else offsets_at(admin, opts, tps, OffsetSpec.for_timestamp(ts))
         plan = []
         for tp in tps:
             lo, hi = earliest[tp], latest[tp]

@@ -27,6 +27,7 @@ from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
 from artesian.cli.quotas import quotas_app
 from artesian.cli.rebalance import rebalance_app
+from artesian.cli.share_groups import share_groups_app
 from artesian.cli.tenants import tenants_app, usage
 from artesian.cli.topic import topic_app
 from artesian.cli.transactions import transactions_app
@@ -203,6 +204,7 @@ app.command("produce")(produce)
 app.command("consume")(consume)
 app.add_typer(groups_app, name="groups")
 app.add_typer(bench_app, name="bench")
+app.add_typer(share_groups_app, name="share-groups")
 app.add_typer(transactions_app, name="transactions")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(client_metrics_app, name="client-metrics")

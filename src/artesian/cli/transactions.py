@@ -12,7 +12,6 @@ import typer
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
-    ClientOptions,
     CommandConfigOpt,
     JsonOpt,
     PropsOpt,
@@ -25,11 +24,11 @@ from artesian.cli.common import (
     reporting,
     table,
 )
-from artesian.cli.wire import WireClient
+from artesian.cli.wire import WireClient, coordinator_of
 
 transactions_app = make_app("List and describe transactions (like kafka-transactions.sh).")
 
-_LIST_TRANSACTIONS, _DESCRIBE_TRANSACTIONS, _FIND_COORDINATOR = 66, 65, 10
+_LIST_TRANSACTIONS, _DESCRIBE_TRANSACTIONS = 66, 65
 _TRANSACTION_KEY = 1
 
 
@@ -87,7 +86,7 @@ def describe(
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        coordinator = _coordinator(opts, transactional_id)
+        coordinator = coordinator_of(opts, _TRANSACTION_KEY, transactional_id)
         with WireClient.for_options(opts, coordinator) as client:
             resp = client.request(_DESCRIBE_TRANSACTIONS, 0, transactional_ids=(transactional_id,))
         (t,) = resp.transaction_states
@@ -120,19 +119,6 @@ def describe(
         )
         if d["partitions"]:
             out.print(table("Partitions", ["TOPIC", "PARTITION"], d["partitions"]))
-
-
-def _coordinator(opts: ClientOptions, transactional_id: str) -> str:
-    from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
-
-    with WireClient.for_options(opts) as client:
-        resp = client.request(
-            _FIND_COORDINATOR, 4, key_type=_TRANSACTION_KEY, coordinator_keys=(transactional_id,)
-        )
-    (c,) = resp.coordinators
-    if c.error_code != ErrorCode.none:
-        fail(f"no transaction coordinator for {transactional_id!r}: {c.error_code.name}")
-    return f"{c.host}:{c.port}"
 
 
 def _describe(t: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from artesian.cli.common import ClientOptions, CliError, fail, unreachable
 if TYPE_CHECKING:  # PyJWT and cryptography load only for a command that logs in with tokens
     from artesian.security.oauthbearer.login import TokenSource
 
-__all__ = ["WireClient"]
+__all__ = ["WireClient", "coordinator_of"]
 
 _I32 = struct.Struct(">i")
 _CLIENT_ID = b"artesian-cli"
@@ -374,3 +374,16 @@ def describe_configs(client: WireClient, resource_type: int, name: str) -> list[
         }
         for c in sorted(result.configs, key=lambda c: c.name)
     ]
+
+
+def coordinator_of(opts: ClientOptions, key_type: int, key: str) -> str:
+    """host:port of the coordinator of a group (key type 0) or transactional id (1)."""
+    from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
+
+    with WireClient.for_options(opts) as client:
+        resp = client.request(10, 4, key_type=key_type, coordinator_keys=(key,))
+    (c,) = resp.coordinators
+    if c.error_code != ErrorCode.none:
+        kind = "group" if key_type == 0 else "transaction"
+        fail(f"no {kind} coordinator for {key!r}: {c.error_code.name}")
+    return f"{c.host}:{c.port}"

@@ -46,8 +46,9 @@ API_VERSIONS_KEY = 18
 # ConsumerGroupHeartbeat and ConsumerGroupDescribe: the consumer group protocol (KIP-848).
 CONSUMER_GROUP_APIS = frozenset({68, 69})
 # Share groups (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, ShareAcknowledge,
-# and ReadShareGroupState and WriteShareGroupState between brokers.
-SHARE_GROUP_APIS = frozenset({76, 77, 78, 79, 84, 85})
+# the share coordinator's APIs between brokers (83-87), and Describe, Alter and
+# DeleteShareGroupOffsets.
+SHARE_GROUP_APIS = frozenset({76, 77, 78, 79, 83, 84, 85, 86, 87, 90, 91, 92})
 # Client metrics (KIP-714): GetTelemetrySubscriptions and PushTelemetry.
 CLIENT_TELEMETRY_APIS = frozenset({71, 72})
 _HEAD = struct.Struct(">hhih")

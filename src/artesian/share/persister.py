@@ -1,38 +1,75 @@
 """The share partitions' persister (Kafka's DefaultStatePersister): reads and writes a share
 partition's state at its share coordinator, this broker's own ShareCoordinator when it leads
 the state partition, else the leader's through ReadShareGroupState and WriteShareGroupState.
-A write counts once the state topic's ISR holds it (acks=all), as Kafka's does."""
+A write counts once the state topic's ISR holds it (acks=all), as Kafka's does.
+
+The group coordinator uses it too, for the admin APIs: summaries (ReadShareGroupStateSummary),
+initializing at a new start offset (InitializeShareGroupState) and deleting
+(DeleteShareGroupState), batched per share coordinator."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kio.schema.delete_share_group_state.v0 import request as ds
 from kio.schema.errors import ErrorCode
+from kio.schema.initialize_share_group_state.v0 import request as ins
 from kio.schema.read_share_group_state.v0 import request as rs
+from kio.schema.read_share_group_state_summary.v1 import request as rss
 from kio.schema.write_share_group_state.v0 import request as ws
 from kio.static.primitive import i8, i16, i32, i64
 
 from artesian.broker.inter_broker import BrokerConnections
 from artesian.broker.internal_topic import SHARE_STATE_TOPIC
 from artesian.replication.replica_fetcher import LeaderConnection
-from artesian.share.records import ShareState, ShareStateKey, state_batch_of
-from artesian.share.share_coordinator import NotShareCoordinator, StaleLeaderEpoch
+from artesian.share.records import (
+    ShareState,
+    ShareStateKey,
+    delivery_complete_count,
+    state_batch_of,
+)
+from artesian.share.share_coordinator import (
+    NotShareCoordinator,
+    ShareCoordinator,
+    StaleLeaderEpoch,
+    StaleStateEpoch,
+    Uninitialized,
+)
 
 if TYPE_CHECKING:
     from artesian.broker.server import Broker
 
 log = logging.getLogger("artesian.share")
 
-READ_SHARE_GROUP_STATE, WRITE_SHARE_GROUP_STATE = 84, 85
+INITIALIZE_SHARE_GROUP_STATE, READ_SHARE_GROUP_STATE, WRITE_SHARE_GROUP_STATE = 83, 84, 85
+DELETE_SHARE_GROUP_STATE, READ_SHARE_GROUP_STATE_SUMMARY = 86, 87
+
+
+@dataclass(slots=True, frozen=True)
+class StateSummary:
+    """What ReadShareGroupStateSummary tells of a share partition."""
+
+    state_epoch: int
+    leader_epoch: int
+    start_offset: int
+    delivery_complete_count: int
 
 
 class PersisterError(Exception):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+# A key's summary, None when it has no state, or why it could not be read.
+SummaryResult = StateSummary | PersisterError | None
 
 
 class SharePersister:
@@ -55,7 +92,7 @@ class SharePersister:
                 raise PersisterError(ErrorCode.not_coordinator, str(e)) from e
             except Exception as e:
                 raise PersisterError(ErrorCode.coordinator_not_available, str(e)) from e
-        response: Any = await self._connection(leader).request(
+        response: Any = await self.connection(leader).request(
             READ_SHARE_GROUP_STATE,
             0,
             group_id=key.group_id,
@@ -92,7 +129,7 @@ class SharePersister:
             if code is not ErrorCode.none:
                 raise PersisterError(code, f"could not store the state of {key}")
             return
-        response: Any = await self._connection(leader).request(
+        response: Any = await self.connection(leader).request(
             WRITE_SHARE_GROUP_STATE,
             0,
             group_id=key.group_id,
@@ -121,6 +158,156 @@ class SharePersister:
         )
         _only_result(response)
 
+    async def initialize(self, key: ShareStateKey, state_epoch: int, start_offset: int) -> None:
+        """Start the state afresh at ``start_offset``; raises PersisterError (FENCED_STATE_EPOCH
+        when the stored state is newer)."""
+        await _retrying(lambda: self._initialize(key, state_epoch, start_offset))
+
+    async def _initialize(self, key: ShareStateKey, state_epoch: int, start_offset: int) -> None:
+        leader = self._leader(key)
+        if leader == self.broker.node_id:
+            code = await initialize_local(self.broker, key, state_epoch, start_offset)
+            if code is not ErrorCode.none:
+                raise PersisterError(code, f"could not initialize the state of {key}")
+            return
+        response: Any = await self.connection(leader).request(
+            INITIALIZE_SHARE_GROUP_STATE,
+            0,
+            group_id=key.group_id,
+            topics=(
+                ins.InitializeStateData(
+                    topic_id=key.topic_id,
+                    partitions=(
+                        ins.PartitionData(
+                            partition=i32(key.partition),
+                            state_epoch=i32(state_epoch),
+                            start_offset=i64(start_offset),
+                        ),
+                    ),
+                ),
+            ),
+        )
+        _only_result(response)
+
+    async def summaries(self, keys: list[ShareStateKey]) -> dict[ShareStateKey, SummaryResult]:
+        """Each key's summary (None: no state), one request per share coordinator."""
+        results: dict[ShareStateKey, SummaryResult] = {}
+        for node, batch in self._by_coordinator(keys, results).items():
+            try:
+                found = await _retrying(functools.partial(self._summaries_at, node, batch))
+            except PersisterError as e:
+                found = dict.fromkeys(batch, e)
+            results.update(found)
+        return results
+
+    async def _summaries_at(
+        self, node: int, keys: list[ShareStateKey]
+    ) -> dict[ShareStateKey, SummaryResult]:
+        results: dict[ShareStateKey, SummaryResult] = {}
+        if node == self.broker.node_id:
+            coordinator = self.broker.share_coordinator
+            for key in keys:
+                try:
+                    state = coordinator.summary(key)
+                except NotShareCoordinator as e:
+                    raise PersisterError(ErrorCode.not_coordinator, str(e)) from e
+                results[key] = summary_of(state)
+            return results
+        for group_id, topics in _grouped(keys).items():
+            response: Any = await self.connection(node).request(
+                READ_SHARE_GROUP_STATE_SUMMARY,
+                1,
+                group_id=group_id,
+                topics=tuple(
+                    rss.ReadStateSummaryData(
+                        topic_id=topic_id,
+                        partitions=tuple(
+                            rss.PartitionData(partition=i32(p), leader_epoch=i32(-1))
+                            for p in partitions
+                        ),
+                    )
+                    for topic_id, partitions in topics.items()
+                ),
+            )
+            for topic in response.results:
+                for p in topic.partitions:
+                    key = ShareStateKey(group_id, topic.topic_id, int(p.partition))
+                    code = ErrorCode(p.error_code)
+                    if code in RETRIABLE:
+                        raise PersisterError(code, p.error_message or code.name)
+                    if code is not ErrorCode.none:
+                        results[key] = PersisterError(code, p.error_message or code.name)
+                    elif p.start_offset < 0:
+                        results[key] = None
+                    else:
+                        results[key] = StateSummary(
+                            int(p.state_epoch),
+                            int(p.leader_epoch),
+                            int(p.start_offset),
+                            int(p.delivery_complete_count),
+                        )
+        return results
+
+    async def delete(self, keys: list[ShareStateKey]) -> dict[ShareStateKey, ErrorCode]:
+        """Drop each key's state, one request per share coordinator."""
+        failed: dict[ShareStateKey, SummaryResult] = {}
+        results: dict[ShareStateKey, ErrorCode] = {}
+        for node, batch in self._by_coordinator(keys, failed).items():
+            try:
+                results.update(await _retrying(functools.partial(self._delete_at, node, batch)))
+            except PersisterError as e:
+                results.update(dict.fromkeys(batch, e.code))
+        for key, error in failed.items():
+            assert isinstance(error, PersisterError)
+            results[key] = error.code
+        return results
+
+    async def _delete_at(
+        self, node: int, keys: list[ShareStateKey]
+    ) -> dict[ShareStateKey, ErrorCode]:
+        results: dict[ShareStateKey, ErrorCode] = {}
+        if node == self.broker.node_id:
+            for key in keys:
+                results[key] = await delete_local(self.broker, key)
+                if results[key] in RETRIABLE:
+                    raise PersisterError(results[key], f"could not delete the state of {key}")
+            return results
+        for group_id, topics in _grouped(keys).items():
+            response: Any = await self.connection(node).request(
+                DELETE_SHARE_GROUP_STATE,
+                0,
+                group_id=group_id,
+                topics=tuple(
+                    ds.DeleteStateData(
+                        topic_id=topic_id,
+                        partitions=tuple(ds.PartitionData(partition=i32(p)) for p in partitions),
+                    )
+                    for topic_id, partitions in topics.items()
+                ),
+            )
+            for topic in response.results:
+                for p in topic.partitions:
+                    code = ErrorCode(p.error_code)
+                    if code in RETRIABLE:
+                        raise PersisterError(code, p.error_message or code.name)
+                    results[ShareStateKey(group_id, topic.topic_id, int(p.partition))] = code
+        return results
+
+    def _by_coordinator(
+        self,
+        keys: list[ShareStateKey],
+        failed: dict[ShareStateKey, SummaryResult],
+    ) -> dict[int, list[ShareStateKey]]:
+        """The keys by the broker leading their state partition; those whose partition has
+        no leader go to ``failed``."""
+        by_node: dict[int, list[ShareStateKey]] = defaultdict(list)
+        for key in keys:
+            try:
+                by_node[self._leader(key)].append(key)
+            except PersisterError as e:
+                failed[key] = e
+        return by_node
+
     def _leader(self, key: ShareStateKey) -> int:
         broker = self.broker
         broker.share_state_topic.ensure()
@@ -134,7 +321,7 @@ class SharePersister:
             )
         return int(found.leader)
 
-    def _connection(self, node: int) -> LeaderConnection:
+    def connection(self, node: int) -> LeaderConnection:
         conn = self._connections.get(node)
         if conn is None:
             raise PersisterError(ErrorCode.coordinator_not_available, f"broker {node} is unknown")
@@ -178,14 +365,51 @@ async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
 
 async def write_local(broker: Broker, key: ShareStateKey, state: ShareState) -> ErrorCode:
     """A write at this broker's own share coordinator, answered once replicated."""
+    return await _at_local(broker, key, lambda c: c.write(key, state))
+
+
+async def initialize_local(
+    broker: Broker, key: ShareStateKey, state_epoch: int, start_offset: int
+) -> ErrorCode:
+    return await _at_local(broker, key, lambda c: c.initialize(key, state_epoch, start_offset))
+
+
+async def delete_local(broker: Broker, key: ShareStateKey) -> ErrorCode:
+    return await _at_local(broker, key, lambda c: c.delete(key))
+
+
+async def _at_local(
+    broker: Broker, key: ShareStateKey, change: Callable[[ShareCoordinator], None]
+) -> ErrorCode:
+    """A change at this broker's own share coordinator, answered once replicated."""
     try:
-        broker.share_coordinator.write(key, state)
+        change(broker.share_coordinator)
     except NotShareCoordinator:
         return ErrorCode.not_coordinator
     except StaleLeaderEpoch:
         return ErrorCode.fenced_leader_epoch
+    except StaleStateEpoch:
+        return ErrorCode.fenced_state_epoch
+    except Uninitialized:
+        return ErrorCode.invalid_request
     except Exception as e:
         log.warning("could not store the share state of %s: %s", key, e)
         return ErrorCode.coordinator_not_available
     wait = broker.coordinator_write_replicated(SHARE_STATE_TOPIC, key.coordinator_key())
     return await wait if wait is not None else ErrorCode.none
+
+
+def summary_of(state: ShareState | None) -> StateSummary | None:
+    if state is None:
+        return None
+    return StateSummary(
+        state.state_epoch, state.leader_epoch, state.start_offset, delivery_complete_count(state)
+    )
+
+
+def _grouped(keys: list[ShareStateKey]) -> dict[str, dict[uuid.UUID, list[int]]]:
+    """Keys as a request names them: by group, then topic id."""
+    grouped: dict[str, dict[uuid.UUID, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for key in keys:
+        grouped[key.group_id][key.topic_id].append(key.partition)
+    return grouped

@@ -36,6 +36,17 @@ class ShareState:
     batches: tuple[StateBatch, ...]
 
 
+def delivery_complete_count(state: ShareState) -> int:
+    """How many offsets past the start offset are done with (acknowledged or archived):
+    what a share group's lag leaves out (ReadShareGroupStateSummary v1)."""
+    return sum(
+        b.last_offset - max(b.first_offset, state.start_offset) + 1
+        for b in state.batches
+        if b.state in (RecordState.ACKNOWLEDGED, RecordState.ARCHIVED)
+        and b.last_offset >= state.start_offset
+    )
+
+
 def state_batch_of(b: Any) -> StateBatch:
     """A StateBatch of ReadShareGroupState's or WriteShareGroupState's (raises ValueError
     for an unknown delivery state)."""

@@ -84,27 +84,70 @@ class ShareCoordinator:
         """The stored state. A partition leader reading it at a newer leader epoch is from
         now on the only one allowed to write it (Kafka's readStateAndMaybeUpdateLeaderEpoch):
         a former leader's late writes are refused."""
-        if not self.owns(key):
-            raise NotShareCoordinator(key.coordinator_key())
+        self._check_owned(key)
         state = self.states.get(key)
         if state is not None and leader_epoch > state.leader_epoch:
             state = ShareState(state.state_epoch, leader_epoch, state.start_offset, state.batches)
-            self.write(key, state)
+            self._append(key, state)
         return state
+
+    def summary(self, key: ShareStateKey) -> ShareState | None:
+        """The stored state, read without fencing anyone (ReadShareGroupStateSummary)."""
+        self._check_owned(key)
+        return self.states.get(key)
+
+    def initialize(self, key: ShareStateKey, state_epoch: int, start_offset: int) -> None:
+        """Start the partition's state afresh at ``start_offset``, with nothing in flight:
+        a partition leader's first use, or an admin's AlterShareGroupOffsets. Refused when
+        the stored state is of a newer state epoch (Kafka's InitializeShareGroupState)."""
+        self._check_owned(key)
+        current = self.states.get(key)
+        if current is not None and current.state_epoch > state_epoch:
+            raise StaleStateEpoch(f"state epoch {state_epoch} < {current.state_epoch}")
+        leader_epoch = current.leader_epoch if current is not None else -1
+        self._append(key, ShareState(state_epoch, leader_epoch, start_offset, ()))
+
+    def delete(self, key: ShareStateKey) -> None:
+        """Drop the partition's state (a tombstone): DeleteShareGroupOffsets, DeleteGroups."""
+        self._check_owned(key)
+        if key in self.states:
+            self.topic.append(self.partition_for(key), [(records.key_bytes(key), None)])
+            del self.states[key]
 
     def write(self, key: ShareStateKey, state: ShareState) -> None:
         """Append the new state (raises NotShareCoordinator, or the append's error); the
-        caller waits for the state topic's ISR before it answers."""
-        partition = self.partition_for(key)
-        if partition not in self.owned:
-            raise NotShareCoordinator(key.coordinator_key())
+        caller waits for the state topic's ISR before it answers. Only a state started by
+        initialize() can be written, and only by its current leader at its state epoch: a
+        leader still caching what an admin has since altered or deleted is refused."""
+        self._check_owned(key)
         current = self.states.get(key)
-        if current is not None and state.leader_epoch < current.leader_epoch:
+        if current is None:
+            raise Uninitialized(f"no share state for {key.coordinator_key()}")
+        if state.leader_epoch < current.leader_epoch:
             # A partition leader that has been replaced (Kafka's FENCED_LEADER_EPOCH).
             raise StaleLeaderEpoch(f"leader epoch {state.leader_epoch} < {current.leader_epoch}")
-        self.topic.append(partition, [(records.key_bytes(key), records.value_bytes(state))])
+        if state.state_epoch < current.state_epoch:
+            raise StaleStateEpoch(f"state epoch {state.state_epoch} < {current.state_epoch}")
+        self._append(key, state)
+
+    def _check_owned(self, key: ShareStateKey) -> None:
+        if not self.owns(key):
+            raise NotShareCoordinator(key.coordinator_key())
+
+    def _append(self, key: ShareStateKey, state: ShareState) -> None:
+        self.topic.append(
+            self.partition_for(key), [(records.key_bytes(key), records.value_bytes(state))]
+        )
         self.states[key] = state
 
 
 class StaleLeaderEpoch(Exception):
     """A write from a leader older than the last writer."""
+
+
+class StaleStateEpoch(Exception):
+    """A write or initialization older than the stored state (FENCED_STATE_EPOCH)."""
+
+
+class Uninitialized(Exception):
+    """A write to a partition with no state: deleted, or never started (INVALID_REQUEST)."""

@@ -35,7 +35,7 @@ from artesian.share.share_partition import (
     SharePartition,
     validate_ack_batches,
 )
-from artesian.share.share_session import ShareSessionCache
+from artesian.share.share_session import ShareSession, ShareSessionCache
 from artesian.storage.errors import OffsetOutOfRangeError
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class ShareEntry:
     state_epoch: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Writes of this partition's state go one at a time, in order."""
+    stores: set[asyncio.Task[None]] = field(default_factory=set)
+    """Writes nobody waits for (releases, expired locks), not yet done."""
 
 
 @dataclass(slots=True)
@@ -74,6 +76,8 @@ class SharePartitionManager:
         self.sessions = ShareSessionCache(broker.config.get_int("group.share.max.share.sessions"))
         self.persister = SharePersister(broker)
         self._loading: dict[PartitionId, asyncio.Future[ShareEntry]] = {}
+        self._retired: dict[PartitionId, ShareEntry] = {}
+        """Evicted entries whose writes are still going: a new load waits for them."""
         self._expiry: asyncio.Task[None] | None = None
         self._expiry_wakeup = asyncio.Event()
         self._stores: set[asyncio.Task[None]] = set()
@@ -101,6 +105,11 @@ class SharePartitionManager:
 
     async def _load(self, group_id: str, p: Partition, topic_id: uuid.UUID) -> ShareEntry:
         key = ShareStateKey(group_id, topic_id, p.index)
+        retired = self._retired.pop((group_id, p.topic, p.index), None)
+        if retired is not None:  # what it still writes must land before the read
+            await asyncio.gather(*retired.stores, return_exceptions=True)
+            async with retired.lock:
+                pass
         stored = await self.persister.read(key, p.leader_epoch)
         cfg = self.broker.config
         limit = cfg.get_int("group.share.delivery.count.limit")
@@ -116,7 +125,9 @@ class SharePartitionManager:
         partition.move_start(p.log.local_log_start_offset)
         entry = ShareEntry(key, p.topic, p.index, partition, p.leader_epoch, state_epoch)
         if stored is None:
-            await self._persist(entry)  # where it starts must outlive this leader
+            # Where it starts must outlive this leader. Refused (FENCED_STATE_EPOCH) if an
+            # admin initialized the state meanwhile: the next fetch reads that.
+            await self.persister.initialize(key, state_epoch, partition.start_offset)
         self.entries[(group_id, p.topic, p.index)] = entry
         log.info(
             "share group %s on %s-%d starts at offset %d%s",
@@ -129,13 +140,28 @@ class SharePartitionManager:
         return entry
 
     async def _persist(self, entry: ShareEntry) -> None:
-        """Store the partition's state (raises PersisterError)."""
+        """Store the partition's state (raises PersisterError). Refused when the share
+        coordinator holds newer state than the entry was loaded from (an admin altered or
+        deleted it, or a newer leader read it): the entry is dropped, and the next fetch
+        loads what is stored."""
         async with entry.lock:
             sp = entry.partition
             state = ShareState(
                 entry.state_epoch, entry.leader_epoch, sp.start_offset, tuple(sp.state_batches())
             )
-            await self.persister.write(entry.key, state)
+            try:
+                await self.persister.write(entry.key, state)
+            except PersisterError as e:
+                if e.code in STALE:
+                    log.info(
+                        "share group %s's state of %s-%d changed elsewhere (%s): loading it again",
+                        entry.key.group_id,
+                        entry.topic,
+                        entry.index,
+                        e,
+                    )
+                    self._evict(entry)
+                raise
 
     def _group_config(self, group_id: str) -> dict[str, int | str]:
         overrides = self.broker.image.group_configs.get(group_id, {})
@@ -258,6 +284,24 @@ class SharePartitionManager:
             del self.entries[pid]
         return False
 
+    def _evict(self, entry: ShareEntry) -> None:
+        pid = (entry.key.group_id, entry.topic, entry.index)
+        if self.entries.get(pid) is entry:
+            del self.entries[pid]
+            if entry.stores or entry.lock.locked():
+                self._retired[pid] = entry
+
+    def session_closed(self, session: ShareSession) -> None:
+        """A member's session ended (closed, replaced or its connection gone): its acquired
+        records go back to the group. With the group's last session on this broker gone,
+        its share partitions here are dropped, as Kafka does: while no member fetches, an
+        admin may alter or delete their state, which the next fetch loads."""
+        self.release(session.group_id, session.member_id, self._names(session.partitions))
+        if self.sessions.has_group(session.group_id):
+            return
+        for entry in [e for e in self.entries.values() if e.key.group_id == session.group_id]:
+            self._evict(entry)
+
     def release(self, group_id: str, member_id: str, partitions: Iterable[tuple[str, int]]) -> None:
         """A member's session ended: its acquired records go back to the group."""
         for topic, index in partitions:
@@ -270,7 +314,7 @@ class SharePartitionManager:
     def connection_closed(self, connection: object) -> None:
         for session in self.sessions.of_connection(connection):
             self.sessions.remove(session)
-            self.release(session.group_id, session.member_id, self._names(session.partitions))
+            self.session_closed(session)
 
     def _names(self, keys: Iterable[tuple[uuid.UUID, int]]) -> list[tuple[str, int]]:
         by_id = self.broker.image.topics_by_id
@@ -297,7 +341,16 @@ class SharePartitionManager:
 
         task = asyncio.ensure_future(store())
         self._stores.add(task)
-        task.add_done_callback(self._stores.discard)
+        entry.stores.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._stores.discard(task)
+            entry.stores.discard(task)
+            pid = (entry.key.group_id, entry.topic, entry.index)
+            if not entry.stores and self._retired.get(pid) is entry and not entry.lock.locked():
+                del self._retired[pid]
+
+        task.add_done_callback(done)
         self._start_expiry()
 
     # --- lock expiry ---------------------------------------------------------------------
@@ -350,6 +403,11 @@ class SharePartitionManager:
                 await self._expiry
         self.persister.close()
 
+
+# A write refused because the stored state moved on: the entry is out of date.
+STALE = frozenset(
+    {ErrorCode.fenced_state_epoch, ErrorCode.fenced_leader_epoch, ErrorCode.invalid_request}
+)
 
 # What one share fetch reads of a partition at most (at least one batch): a fetch takes a few
 # hundred records (librdkafka's max.poll.records), so reading up to the request's max_bytes

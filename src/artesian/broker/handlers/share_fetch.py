@@ -106,7 +106,7 @@ async def share_fetch(ctx: Any, request: Any) -> Any:
     results: dict[PartitionKey, _PartitionResult] = {}
     await _acknowledge(ctx, group_id, member_id, acks, results)
     if epoch == FINAL_EPOCH:
-        manager.release(group_id, member_id, _names(broker, session.partitions))
+        manager.session_closed(session)
         return _fetch_response(ctx, mod, request, results, ErrorCode.none, None)
     known = broker.image.topics_by_id
     for key in wanted:
@@ -256,11 +256,6 @@ async def _acquire(
             r.error = ErrorCode.unknown_topic_id
 
 
-def _names(broker: Any, keys: Any) -> list[tuple[str, int]]:
-    by_id = broker.image.topics_by_id
-    return [(by_id[t].name, i) for t, i in keys if t in by_id]
-
-
 def _fetch_response(
     ctx: Any,
     mod: Any,
@@ -353,7 +348,7 @@ async def share_acknowledge(ctx: Any, request: Any) -> Any:
     results: dict[PartitionKey, _PartitionResult] = {}
     await _acknowledge(ctx, group_id, member_id, acks, results)
     if epoch == FINAL_EPOCH:
-        manager.release(group_id, member_id, _names(broker, session.partitions))
+        manager.session_closed(session)
     return _ack_response(ctx, mod, results, ErrorCode.none, None)
 
 

@@ -1,0 +1,312 @@
+"""The group coordinator's side of the share group admin APIs (KIP-932): a share group's start
+offsets and lag (DescribeShareGroupOffsets), moving them (AlterShareGroupOffsets), and
+dropping them (DeleteShareGroupOffsets, and DeleteGroups of a share group).
+
+The state itself is at the share coordinators, reached through the persister. Share group
+membership is kept in memory (see share_group_coordinator.py), so a group nobody has
+joined since the coordinator started is known by its stored state: the partitions whose
+state the share coordinators hold are found by asking them about every partition of the
+topics in question, one request per share coordinator.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+from kio.schema.list_offsets.v7 import request as lo
+from kio.schema.types import TopicName
+from kio.static.primitive import i8, i32, i64
+
+from artesian.coordinator.group.group_metadata import GroupMetadata
+from artesian.coordinator.group.share_group import ShareGroup
+from artesian.share.persister import PersisterError, StateSummary
+from artesian.share.records import ShareStateKey
+
+if TYPE_CHECKING:
+    from artesian.broker.server import Broker
+
+log = logging.getLogger("artesian.share")
+
+NO_STATE = -1  # the start offset of a partition without state, as Kafka answers
+LIST_OFFSETS, LATEST_TIMESTAMP = 2, -1
+
+
+@dataclass(slots=True)
+class PartitionOffset:
+    partition: int
+    start_offset: int = NO_STATE
+    leader_epoch: int = 0
+    lag: int = -1
+    error: ErrorCode = ErrorCode.none
+    message: str | None = None
+
+
+class GroupError(Exception):
+    """The whole request fails for the group (NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND, ...)."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+        super().__init__(message or code.name)
+        self.code = code
+        self.message = message
+
+
+async def stored_states(
+    broker: Broker, group_id: str, topics: list[str] | None = None
+) -> dict[ShareStateKey, StateSummary]:
+    """The partitions of ``topics`` (every topic when None) the group has state for."""
+    image = broker.image
+    names = list(image.topics) if topics is None else [t for t in topics if t in image.topics]
+    keys = [
+        ShareStateKey(group_id, image.topics[name].topic_id, index)
+        for name in names
+        for index in image.topics[name].partitions
+    ]
+    summaries = await broker.share_partition_manager.persister.summaries(keys)
+    found = {}
+    for key, summary in summaries.items():
+        if isinstance(summary, PersisterError):
+            raise GroupError(summary.code, str(summary))
+        if summary is not None:
+            found[key] = summary
+    return found
+
+
+async def describe(
+    broker: Broker, group_id: str, topics: dict[str, list[int]] | None, with_lag: bool
+) -> dict[str, tuple[uuid.UUID | None, list[PartitionOffset]]]:
+    """Each topic's id and its partitions' start offsets (and lag): the named partitions,
+    or with ``topics`` None every partition the group has state for. A topic or partition
+    that does not exist is answered with no state, as Kafka does."""
+    image = broker.image
+    persister = broker.share_partition_manager.persister
+    if topics is None:
+        stored = await stored_states(broker, group_id)
+        wanted: dict[str, list[int]] = {}
+        for key in stored:
+            name = image.topics_by_id[key.topic_id].name
+            wanted.setdefault(name, []).append(key.partition)
+        summaries: dict[ShareStateKey, object] = dict(stored)
+    else:
+        wanted = topics
+        keys = [
+            ShareStateKey(group_id, image.topics[name].topic_id, index)
+            for name, indexes in topics.items()
+            if name in image.topics
+            for index in indexes
+            if index in image.topics[name].partitions
+        ]
+        summaries = dict(await persister.summaries(keys))
+    latest = await _latest_offsets(broker, list(wanted), with_lag)
+    described: dict[str, tuple[uuid.UUID | None, list[PartitionOffset]]] = {}
+    for name, indexes in sorted(wanted.items()):
+        topic = image.topics.get(name)
+        offsets = []
+        for index in sorted(indexes):
+            offset = PartitionOffset(index)
+            summary = (
+                summaries.get(ShareStateKey(group_id, topic.topic_id, index))
+                if topic is not None
+                else None
+            )
+            if isinstance(summary, PersisterError):
+                offset.error, offset.message = summary.code, str(summary)
+            elif isinstance(summary, StateSummary):
+                offset.start_offset = summary.start_offset
+                offset.leader_epoch = summary.leader_epoch
+                end = latest.get((name, index))
+                if isinstance(end, int) and summary.delivery_complete_count >= 0:
+                    # Records in flight count as lag; those done with do not.
+                    offset.lag = max(
+                        end - summary.start_offset - summary.delivery_complete_count, 0
+                    )
+                elif isinstance(end, ErrorCode):
+                    offset.error = end
+            offsets.append(offset)
+        described[name] = (topic.topic_id if topic is not None else None, offsets)
+    return described
+
+
+async def _latest_offsets(
+    broker: Broker, topics: list[str], wanted: bool
+) -> dict[tuple[str, int], int | ErrorCode]:
+    """The high watermark of each partition of ``topics`` (ListOffsets LATEST, as Kafka
+    computes lag), from this broker's own replica or with one request per leader."""
+    if not wanted:
+        return {}
+    image = broker.image
+    rm = broker.replica_manager
+    found: dict[tuple[str, int], int | ErrorCode] = {}
+    elsewhere: dict[int, dict[str, list[int]]] = {}
+    for name in topics:
+        topic = image.topics.get(name)
+        for index, state in topic.partitions.items() if topic is not None else ():
+            local = rm.get(name, index) if rm is not None else None
+            if local is not None and local.is_leader:
+                found[(name, index)] = local.high_watermark
+            elif state.leader < 0:
+                found[(name, index)] = ErrorCode.leader_not_available
+            else:
+                elsewhere.setdefault(state.leader, {}).setdefault(name, []).append(index)
+    persister = broker.share_partition_manager.persister
+    for node, partitions in elsewhere.items():
+        try:
+            response: Any = await persister.connection(node).request(
+                LIST_OFFSETS,
+                7,
+                replica_id=i32(-1),
+                isolation_level=i8(0),
+                topics=tuple(
+                    lo.ListOffsetsTopic(
+                        name=TopicName(name),
+                        partitions=tuple(
+                            lo.ListOffsetsPartition(
+                                partition_index=i32(i), timestamp=i64(LATEST_TIMESTAMP)
+                            )
+                            for i in indexes
+                        ),
+                    )
+                    for name, indexes in partitions.items()
+                ),
+            )
+        except (OSError, TimeoutError, EOFError, PersisterError) as e:
+            log.info("no high watermarks from broker %d for share group lag: %s", node, e)
+            for name, indexes in partitions.items():
+                found.update(
+                    dict.fromkeys(((name, i) for i in indexes), ErrorCode.leader_not_available)
+                )
+            continue
+        for t in response.topics:
+            for p in t.partitions:
+                code = ErrorCode(p.error_code)
+                found[(t.name, int(p.partition_index))] = (
+                    int(p.offset) if code is ErrorCode.none else code
+                )
+    return found
+
+
+def _empty_share_group(broker: Broker, group_id: str, create: bool) -> GroupMetadata | None:
+    """The group, which must be a share group without members (raises GroupError); created
+    when missing and ``create`` (AlterShareGroupOffsets makes the group, as in Kafka)."""
+    coordinator = broker.group_coordinator
+    if coordinator is None or not coordinator.owns(group_id):
+        raise GroupError(ErrorCode.not_coordinator)
+    group = coordinator.groups.get(group_id)
+    if group is None:
+        if not create:
+            return None
+        group = coordinator.groups[group_id] = GroupMetadata(group_id)
+        group.share = ShareGroup()
+        group.protocol_type = "share"
+        return group
+    if group.share is None:
+        if group.is_empty() and not group.protocol_type and not group.offsets:
+            return None
+        raise GroupError(ErrorCode.group_id_not_found, f"Group {group_id} is not a share group.")
+    if not group.is_empty():
+        raise GroupError(ErrorCode.non_empty_group, "The group is not empty.")
+    return group
+
+
+async def alter(
+    broker: Broker, group_id: str, offsets: dict[str, dict[int, int]]
+) -> dict[str, dict[int, tuple[ErrorCode, str | None]]]:
+    """Start each named partition afresh at its offset (raises GroupError). The state epoch
+    moves past the stored one, so a leader still caching the old state is refused its next
+    write and loads the new one."""
+    _empty_share_group(broker, group_id, create=True)
+    image = broker.image
+    persister = broker.share_partition_manager.persister
+    results: dict[str, dict[int, tuple[ErrorCode, str | None]]] = {}
+    keys = {}
+    for name, partitions in offsets.items():
+        topic = image.topics.get(name)
+        results[name] = {}
+        for index, start in partitions.items():
+            if topic is None or index not in topic.partitions:
+                results[name][index] = (ErrorCode.unknown_topic_or_partition, None)
+            elif start < 0:
+                results[name][index] = (
+                    ErrorCode.invalid_request,
+                    f"The start offset {start} is not valid.",
+                )
+            else:
+                keys[ShareStateKey(group_id, topic.topic_id, index)] = (name, index, start)
+    current = await persister.summaries(list(keys))
+    for key, (name, index, start) in keys.items():
+        summary = current.get(key)
+        if isinstance(summary, PersisterError):
+            results[name][index] = (summary.code, str(summary))
+            continue
+        epoch = summary.state_epoch + 1 if summary is not None else 0
+        try:
+            await persister.initialize(key, epoch, start)
+        except PersisterError as e:
+            results[name][index] = (e.code, str(e))
+        else:
+            results[name][index] = (ErrorCode.none, None)
+            log.info(
+                "share group %s's start offset of %s-%d set to %d", group_id, name, index, start
+            )
+    return results
+
+
+async def delete(
+    broker: Broker, group_id: str, topics: list[str]
+) -> dict[str, tuple[uuid.UUID | None, ErrorCode, str | None]]:
+    """Drop the group's state of each topic (raises GroupError)."""
+    group = _empty_share_group(broker, group_id, create=False)
+    image = broker.image
+    stored = await stored_states(broker, group_id, topics)
+    if group is None and not stored:
+        raise GroupError(ErrorCode.group_id_not_found, f"Group {group_id} not found.")
+    deleted = await broker.share_partition_manager.persister.delete(list(stored))
+    results: dict[str, tuple[uuid.UUID | None, ErrorCode, str | None]] = {}
+    for name in topics:
+        topic = image.topics.get(name)
+        if topic is None:
+            results[name] = (None, ErrorCode.unknown_topic_or_partition, None)
+            continue
+        codes = [code for key, code in deleted.items() if key.topic_id == topic.topic_id]
+        if not codes:
+            results[name] = (
+                topic.topic_id,
+                ErrorCode.unknown_topic_or_partition,
+                "There is no offset information to delete.",
+            )
+            continue
+        failed = next((c for c in codes if c is not ErrorCode.none), ErrorCode.none)
+        results[name] = (topic.topic_id, failed, None)
+        if failed is ErrorCode.none:
+            log.info("share group %s's state of %s deleted", group_id, name)
+    return results
+
+
+async def delete_group(broker: Broker, group_id: str) -> ErrorCode | None:
+    """DeleteGroups of a share group: its state everywhere, then the group. None when
+    ``group_id`` is no share group (the other protocols' path answers for it)."""
+    coordinator = broker.group_coordinator
+    if coordinator is None or not broker.share_enabled or not coordinator.owns(group_id):
+        return None
+    group = coordinator.groups.get(group_id)
+    if group is not None and group.share is None:
+        return None
+    if group is not None and not group.is_empty():
+        return ErrorCode.non_empty_group
+    try:
+        stored = await stored_states(broker, group_id)
+    except GroupError as e:
+        return e.code
+    if group is None and not stored:
+        return None
+    deleted = await broker.share_partition_manager.persister.delete(list(stored))
+    failed = next((c for c in deleted.values() if c is not ErrorCode.none), None)
+    if failed is not None:
+        return failed
+    if coordinator.groups.get(group_id) is group and group is not None:
+        del coordinator.groups[group_id]
+    log.info("share group %s deleted, with its state of %d partition(s)", group_id, len(stored))
+    return ErrorCode.none
