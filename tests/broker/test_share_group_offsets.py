@@ -31,6 +31,8 @@ from tests.broker.test_share_groups import (
 from tests.kafka_wire import WireConn
 
 NON_EMPTY_GROUP, UNKNOWN_TOPIC_OR_PARTITION, FENCED_STATE_EPOCH = 68, 3, 124
+# Members that heartbeat only when a test step says so stay members for a minute.
+EARLIEST_AND_PATIENT = {"share.auto.offset.reset": "earliest", "share.session.timeout.ms": "60000"}
 
 
 @pytest.fixture
@@ -133,7 +135,7 @@ def _leave(m: _Member, topic_id: uuid.UUID, close_session: bool = True) -> None:
 def test_share_group_offsets_described_altered_and_deleted(broker_factory: Any) -> None:
     broker = broker_factory(SHARE)
     topic_id = _topic(broker, "so-t", 1)
-    _set_group_configs(broker, "so-g", {"share.auto.offset.reset": "earliest"})
+    _set_group_configs(broker, "so-g", EARLIEST_AND_PATIENT)
     _produce(broker, "so-t", [f"v{i}" for i in range(10)], 1)
 
     # Before the group has state: no error, no state (-1), and an unknown topic alike.
@@ -231,6 +233,29 @@ def test_share_group_offsets_described_altered_and_deleted(broker_factory: Any) 
     assert _delete_group(broker, "so-g") == NONE
     assert _offsets(_describe(broker, "so-g", None)) == {}
     assert _delete_group(broker, "so-g") == GROUP_ID_NOT_FOUND
+
+
+def test_a_leader_caching_deleted_state_cannot_write_over_a_new_start(broker: Any) -> None:
+    """Deleted state keeps its state epoch: started again by an admin, it is not written
+    over by a leader that still caches what was there before the delete."""
+    topic_id = _topic(broker, "dd-t", 1)
+    _set_group_configs(broker, "dd-g", EARLIEST_AND_PATIENT)
+    _produce(broker, "dd-t", [f"v{i}" for i in range(6)], 1)
+    m = _Member(broker, "dd-g")
+    assert int(m.heartbeat(("dd-t",)).error_code) == NONE
+    assert _acquired(_partition(m.fetch(topic_id))) == [(0, 5, 1)]
+    assert int(m.heartbeat(epoch=-1).error_code) == NONE  # its share session stays open
+    r = _delete_offsets(broker, "dd-g", ["dd-t"])
+    assert [(t.topic_name, int(t.error_code)) for t in r.responses] == [("dd-t", NONE)]
+    assert _altered(_alter(broker, "dd-g", {"dd-t": {0: 4}})) == {("dd-t", 0): NONE}
+    r = m.acknowledge(topic_id, ((0, 5, (ACCEPT,)),), m.session_epoch)
+    assert int(_partition(r).error_code) == FENCED_STATE_EPOCH
+    m.conn.close()
+    assert _offsets(_describe(broker, "dd-g", None)) == {("dd-t", 0): (4, 2, NONE)}
+    n = _Member(broker, "dd-g")
+    assert int(n.heartbeat(("dd-t",)).error_code) == NONE
+    assert _acquired(_partition(n.fetch(topic_id))) == [(4, 5, 1)]
+    _leave(n, topic_id)
 
 
 def test_share_group_offsets_refuse_other_groups(broker: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.broker.test_share_group_offsets import _leave
+from tests.broker.test_share_group_offsets import EARLIEST_AND_PATIENT, _leave
 from tests.broker.test_share_groups import (
     ACCEPT,
     NONE,
@@ -30,7 +30,7 @@ def broker(module_broker_factory: Any) -> Any:
 
 def test_share_group_offsets_from_the_command_line(broker: Any) -> None:
     topic_id = _topic(broker, "cli-t", 1)
-    _set_group_configs(broker, "cli-g", {"share.auto.offset.reset": "earliest"})
+    _set_group_configs(broker, "cli-g", EARLIEST_AND_PATIENT)
     _produce(broker, "cli-t", [f"v{i}" for i in range(10)], 1)
     assert "share group 'cli-g' does not exist" in fails(
         broker, "share-groups", "describe", "cli-g"

@@ -751,9 +751,13 @@ class Broker:
         runs mostly without yielding to the loop, so a loop handler would run too late. A
         signal noted before the listeners open keeps them shut; one noted after (a
         supervisor that stops the broker the moment its port answers) stops it cleanly
-        instead of meeting Python's default action."""
+        instead of meeting Python's default action. A second one stops it at once."""
 
         def note(signum: int, _frame: object) -> None:
+            if self._stop_signal is not None:
+                # Asked twice (a second Ctrl-C while logs recover): stop now, as Python would.
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
             self._stop_signal = signal.Signals(signum)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1595,5 +1599,12 @@ def _api_versions_fallback_body(handlers: dict[int, HandlerEntry]) -> bytes:
 async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:
     broker = Broker(config, data_dir, host, port)
     broker.note_stop_signals()
-    await broker.start()
+    try:
+        await broker.start()
+    except BaseException:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the start failed: Python's own again
+            signal.signal(
+                sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            )
+        raise
     await broker.serve_forever()

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -268,6 +269,100 @@ def topic_partitions(spec: str) -> tuple[str, set[int] | None]:
         fail(f"bad --topic {spec!r}", "Use TOPIC or TOPIC:P,P, e.g. --topic orders:0,2.", code=2)
 
 
+def topic_partitions_of(admin: Any, opts: ClientOptions, specs: list[str]) -> list[tuple[str, int]]:
+    """The partitions ``--topic`` options name (TOPIC or TOPIC:P,P), which must exist."""
+    md = admin.list_topics(timeout=opts.timeout)
+    tps: list[tuple[str, int]] = []
+    for spec in specs:
+        t, wanted = topic_partitions(spec)
+        tm = md.topics.get(t)
+        if tm is None or tm.error is not None:
+            fail(f"topic {t!r} does not exist", "List the topics with `artesian topic list`.")
+        missing = sorted(set(wanted or ()) - set(tm.partitions))
+        if missing:
+            fail(
+                f"topic {t!r} has no partition {', '.join(map(str, missing))}",
+                f"It has partitions 0-{len(tm.partitions) - 1}.",
+            )
+        tps += [(t, p) for p in sorted(tm.partitions) if wanted is None or p in wanted]
+    return tps
+
+
+@dataclass(frozen=True)
+class ResetTarget:
+    """Where reset-offsets moves a group: exactly one of its options (kafka-consumer-groups'
+    --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by)."""
+
+    to_earliest: bool
+    to_latest: bool
+    to_offset: int | None
+    to_datetime_ms: int | None
+    shift_by: int | None
+
+    @classmethod
+    def chosen(
+        cls,
+        to_earliest: bool,
+        to_latest: bool,
+        to_offset: int | None,
+        to_datetime: str | None,
+        shift_by: int | None = None,
+        can_shift: bool = True,
+    ) -> ResetTarget:
+        options = [
+            ("--to-earliest", to_earliest),
+            ("--to-latest", to_latest),
+            ("--to-offset N", to_offset is not None),
+            *([("--shift-by N", shift_by is not None)] if can_shift else []),
+            ("--to-datetime ISO", to_datetime is not None),
+        ]
+        chosen = [name.split()[0] for name, on in options if on]
+        if len(chosen) != 1:
+            fail(
+                f"give exactly one of {', '.join(name for name, _ in options)}"
+                + (f" (got {', '.join(chosen)})" if chosen else ""),
+                code=2,
+            )
+        ts = None if to_datetime is None else parse_datetime(to_datetime)
+        return cls(to_earliest, to_latest, to_offset, ts, shift_by)
+
+    def plan(
+        self,
+        admin: Any,
+        opts: ClientOptions,
+        tps: list[tuple[str, int]],
+        current: dict[tuple[str, int], int],
+    ) -> list[dict[str, Any]]:
+        """Each partition's current and new offset, clamped to the log."""
+        earliest = offsets_at(admin, opts, tps, OffsetSpec.earliest())
+        latest = offsets_at(admin, opts, tps, OffsetSpec.latest())
+        ts = self.to_datetime_ms
+        at_time = {} if ts is None else offsets_at(admin, opts, tps, OffsetSpec.for_timestamp(ts))
+        plan = []
+        for tp in tps:
+            lo, hi = earliest[tp], latest[tp]
+            if self.to_earliest:
+                new = lo
+            elif self.to_latest:
+                new = hi
+            elif self.to_offset is not None:
+                new = self.to_offset
+            elif self.shift_by is not None:
+                new = current.get(tp, lo) + self.shift_by
+            else:
+                # No message at or after the time: the log end, as Kafka does.
+                new = at_time[tp] if at_time[tp] >= 0 else hi
+            plan.append(
+                {
+                    "topic": tp[0],
+                    "partition": tp[1],
+                    "current_offset": current.get(tp),
+                    "new_offset": min(max(new, lo), hi),
+                }
+            )
+        return plan
+
+
 @groups_app.command("reset-offsets")
 def reset_offsets(
     group: Annotated[str, typer.Argument(help="Group id.")],
@@ -304,24 +399,7 @@ def reset_offsets(
     """Move a group's committed offsets. A dry run unless --execute; the group must be inactive."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        chosen = [
-            name
-            for name, on in (
-                ("--to-earliest", to_earliest),
-                ("--to-latest", to_latest),
-                ("--to-offset", to_offset is not None),
-                ("--shift-by", shift_by is not None),
-                ("--to-datetime", to_datetime is not None),
-            )
-            if on
-        ]
-        if len(chosen) != 1:
-            fail(
-                "give exactly one of --to-earliest, --to-latest, --to-offset N, --shift-by N, "
-                "--to-datetime ISO" + (f" (got {', '.join(chosen)})" if chosen else ""),
-                code=2,
-            )
-        ts = None if to_datetime is None else parse_datetime(to_datetime)
+        target = ResetTarget.chosen(to_earliest, to_latest, to_offset, to_datetime, shift_by)
         admin = opts.admin()
         desc = _describe_group(admin, opts, group)
         if desc.state not in INACTIVE:
@@ -330,46 +408,8 @@ def reset_offsets(
                 "offsets can only be reset while no consumer is running",
                 "Stop the group's consumers, then run this again.",
             )
-        md = admin.list_topics(timeout=opts.timeout)
-        tps: list[tuple[str, int]] = []
-        for spec in topic:
-            t, wanted = topic_partitions(spec)
-            tm = md.topics.get(t)
-            if tm is None or tm.error is not None:
-                fail(f"topic {t!r} does not exist", "List the topics with `artesian topic list`.")
-            missing = sorted(set(wanted or ()) - set(tm.partitions))
-            if missing:
-                fail(
-                    f"topic {t!r} has no partition {', '.join(map(str, missing))}",
-                    f"It has partitions 0-{len(tm.partitions) - 1}.",
-                )
-            tps += [(t, p) for p in sorted(tm.partitions) if wanted is None or p in wanted]
-        committed = _committed(admin, opts, group)
-        earliest = offsets_at(admin, opts, tps, OffsetSpec.earliest())
-        latest = offsets_at(admin, opts, tps, OffsetSpec.latest())
-        at_time = {} if ts is None else offsets_at(admin, opts, tps, OffsetSpec.for_timestamp(ts))
-        plan = []
-        for tp in tps:
-            lo, hi = earliest[tp], latest[tp]
-            if to_earliest:
-                new = lo
-            elif to_latest:
-                new = hi
-            elif to_offset is not None:
-                new = to_offset
-            elif shift_by is not None:
-                new = committed.get(tp, lo) + shift_by
-            else:
-                # No message at or after the time: the log end, as Kafka does.
-                new = at_time[tp] if at_time[tp] >= 0 else hi
-            plan.append(
-                {
-                    "topic": tp[0],
-                    "partition": tp[1],
-                    "current_offset": committed.get(tp),
-                    "new_offset": min(max(new, lo), hi),
-                }
-            )
+        tps = topic_partitions_of(admin, opts, topic)
+        plan = target.plan(admin, opts, tps, _committed(admin, opts, group))
         if execute:
             (future,) = admin.alter_consumer_group_offsets(
                 [

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from confluent_kafka.admin import OffsetSpec
 
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
@@ -26,7 +25,7 @@ from artesian.cli.common import (
     reporting,
     table,
 )
-from artesian.cli.groups import offsets_at, parse_datetime, topic_partitions
+from artesian.cli.groups import ResetTarget, topic_partitions_of
 from artesian.cli.wire import WireClient, coordinator_of
 
 share_groups_app = make_app(
@@ -228,23 +227,7 @@ def reset_offsets(
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        chosen = [
-            name
-            for name, on in (
-                ("--to-earliest", to_earliest),
-                ("--to-latest", to_latest),
-                ("--to-offset", to_offset is not None),
-                ("--to-datetime", to_datetime is not None),
-            )
-            if on
-        ]
-        if len(chosen) != 1:
-            fail(
-                "give exactly one of --to-earliest, --to-latest, --to-offset N, --to-datetime ISO"
-                + (f" (got {', '.join(chosen)})" if chosen else ""),
-                code=2,
-            )
-        ts = None if to_datetime is None else parse_datetime(to_datetime)
+        target = ResetTarget.chosen(to_earliest, to_latest, to_offset, to_datetime, can_shift=False)
         coordinator = coordinator_of(opts, _GROUP_KEY, group)
         state, members = _members(opts, coordinator, group)
         if members:
@@ -254,46 +237,12 @@ def reset_offsets(
                 "Stop the group's consumers, then run this again.",
             )
         admin = opts.admin()
-        md = admin.list_topics(timeout=opts.timeout)
-        tps: list[tuple[str, int]] = []
-        for spec in topic:
-            t, wanted = topic_partitions(spec)
-            tm = md.topics.get(t)
-            if tm is None or tm.error is not None:
-                fail(f"topic {t!r} does not exist", "List the topics with `artesian topic list`.")
-            missing = sorted(set(wanted or ()) - set(tm.partitions))
-            if missing:
-                fail(
-                    f"topic {t!r} has no partition {', '.join(map(str, missing))}",
-                    f"It has partitions 0-{len(tm.partitions) - 1}.",
-                )
-            tps += [(t, p) for p in sorted(tm.partitions) if wanted is None or p in wanted]
+        tps = topic_partitions_of(admin, opts, topic)
         current = {
             (r["topic"], r["partition"]): r["start_offset"]
             for r in _offsets(opts, coordinator, group)
         }
-        earliest = offsets_at(admin, opts, tps, OffsetSpec.earliest())
-        latest = offsets_at(admin, opts, tps, OffsetSpec.latest())
-        at_time = {} if ts is None else offsets_at(admin, opts, tps, OffsetSpec.for_timestamp(ts))
-        plan: list[dict[str, Any]] = []
-        for tp in tps:
-            lo, hi = earliest[tp], latest[tp]
-            if to_earliest:
-                new = lo
-            elif to_latest:
-                new = hi
-            elif to_offset is not None:
-                new = to_offset
-            else:
-                new = at_time[tp] if at_time[tp] >= 0 else hi  # none that late: the log end
-            plan.append(
-                {
-                    "topic": tp[0],
-                    "partition": tp[1],
-                    "current_offset": current.get(tp),
-                    "new_offset": min(max(new, lo), hi),
-                }
-            )
+        plan = target.plan(admin, opts, tps, current)
         if execute:
             by_topic: dict[str, list[Any]] = {}
             for r in plan:

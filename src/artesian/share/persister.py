@@ -76,6 +76,9 @@ class SharePersister:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._connections = BrokerConnections(broker, "share-persister")
+        # The admin APIs' requests on their own connections: one request at a time goes on
+        # each, and a slow summary or ListOffsets must not hold up the leaders' writes.
+        self._admin_connections = BrokerConnections(broker, "share-admin")
 
     async def read(self, key: ShareStateKey, leader_epoch: int) -> ShareState | None:
         """The stored state, None if there is none; raises PersisterError. Retried while
@@ -108,8 +111,8 @@ class SharePersister:
             ),
         )
         p = _only_result(response)
-        if p.start_offset < 0:
-            return None
+        if p.start_offset < 0:  # none, or deleted at a state epoch (epochs of states are > 0)
+            return ShareState(int(p.state_epoch), -1, -1, ()) if p.state_epoch > 0 else None
         return ShareState(
             int(p.state_epoch),
             -1,
@@ -214,7 +217,7 @@ class SharePersister:
                 results[key] = summary_of(state)
             return results
         for group_id, topics in _grouped(keys).items():
-            response: Any = await self.connection(node).request(
+            response: Any = await self.connection(node, admin=True).request(
                 READ_SHARE_GROUP_STATE_SUMMARY,
                 1,
                 group_id=group_id,
@@ -237,7 +240,7 @@ class SharePersister:
                         raise PersisterError(code, p.error_message or code.name)
                     if code is not ErrorCode.none:
                         results[key] = PersisterError(code, p.error_message or code.name)
-                    elif p.start_offset < 0:
+                    elif p.start_offset < 0 and p.state_epoch <= 0:
                         results[key] = None
                     else:
                         results[key] = StateSummary(
@@ -273,7 +276,7 @@ class SharePersister:
                     raise PersisterError(results[key], f"could not delete the state of {key}")
             return results
         for group_id, topics in _grouped(keys).items():
-            response: Any = await self.connection(node).request(
+            response: Any = await self.connection(node, admin=True).request(
                 DELETE_SHARE_GROUP_STATE,
                 0,
                 group_id=group_id,
@@ -321,14 +324,15 @@ class SharePersister:
             )
         return int(found.leader)
 
-    def connection(self, node: int) -> LeaderConnection:
-        conn = self._connections.get(node)
+    def connection(self, node: int, admin: bool = False) -> LeaderConnection:
+        conn = (self._admin_connections if admin else self._connections).get(node)
         if conn is None:
             raise PersisterError(ErrorCode.coordinator_not_available, f"broker {node} is unknown")
         return conn
 
     def close(self) -> None:
         self._connections.close()
+        self._admin_connections.close()
 
 
 def _only_result(response: Any) -> Any:
@@ -400,10 +404,14 @@ async def _at_local(
 
 
 def summary_of(state: ShareState | None) -> StateSummary | None:
+    """None for no state; a deleted state keeps its state epoch, with start offset -1."""
     if state is None:
         return None
     return StateSummary(
-        state.state_epoch, state.leader_epoch, state.start_offset, delivery_complete_count(state)
+        state.state_epoch,
+        state.leader_epoch,
+        state.start_offset,
+        -1 if state.deleted else delivery_complete_count(state),
     )
 
 

@@ -35,6 +35,13 @@ class ShareState:
     start_offset: int
     batches: tuple[StateBatch, ...]
 
+    @property
+    def deleted(self) -> bool:
+        """A deleted state, kept for its state epoch: a leader that still caches the state
+        from before the delete is refused its writes, and the next start is at a newer
+        epoch (no start offset, as Kafka answers for a partition without state)."""
+        return self.start_offset < 0
+
 
 def delivery_complete_count(state: ShareState) -> int:
     """How many offsets past the start offset are done with (acknowledged or archived):

@@ -20,6 +20,8 @@ from artesian.share.records import ShareState, ShareStateKey
 
 log = logging.getLogger("artesian.share_coordinator")
 
+DELETED = -1  # the start offset of a deleted state
+
 
 class StateTopic(Protocol):
     """The coordinator's view of ``__share_group_state``."""
@@ -98,21 +100,27 @@ class ShareCoordinator:
 
     def initialize(self, key: ShareStateKey, state_epoch: int, start_offset: int) -> None:
         """Start the partition's state afresh at ``start_offset``, with nothing in flight:
-        a partition leader's first use, or an admin's AlterShareGroupOffsets. Refused when
-        the stored state is of a newer state epoch (Kafka's InitializeShareGroupState)."""
+        a partition leader's first use, or an admin's AlterShareGroupOffsets. Each start is
+        at a newer state epoch than what is stored (deleted states included), so a leader
+        caching an older one is refused its writes, and of two racing starts one is refused
+        (Kafka refuses only an older epoch; nothing but Artesian's brokers asks this)."""
         self._check_owned(key)
         current = self.states.get(key)
-        if current is not None and current.state_epoch > state_epoch:
-            raise StaleStateEpoch(f"state epoch {state_epoch} < {current.state_epoch}")
+        if current is not None and current.state_epoch >= state_epoch:
+            raise StaleStateEpoch(f"state epoch {state_epoch} <= {current.state_epoch}")
         leader_epoch = current.leader_epoch if current is not None else -1
         self._append(key, ShareState(state_epoch, leader_epoch, start_offset, ()))
 
     def delete(self, key: ShareStateKey) -> None:
-        """Drop the partition's state (a tombstone): DeleteShareGroupOffsets, DeleteGroups."""
+        """Drop the partition's state (DeleteShareGroupOffsets, DeleteGroups). What stays is
+        its state epoch, moved on (ShareState.deleted), not a tombstone: a leader still
+        caching the state must be refused, and a new start must come after it."""
         self._check_owned(key)
-        if key in self.states:
-            self.topic.append(self.partition_for(key), [(records.key_bytes(key), None)])
-            del self.states[key]
+        current = self.states.get(key)
+        if current is not None and not current.deleted:
+            self._append(
+                key, ShareState(current.state_epoch + 1, current.leader_epoch, DELETED, ())
+            )
 
     def write(self, key: ShareStateKey, state: ShareState) -> None:
         """Append the new state (raises NotShareCoordinator, or the append's error); the
@@ -121,7 +129,7 @@ class ShareCoordinator:
         leader still caching what an admin has since altered or deleted is refused."""
         self._check_owned(key)
         current = self.states.get(key)
-        if current is None:
+        if current is None or current.deleted:
             raise Uninitialized(f"no share state for {key.coordinator_key()}")
         if state.leader_epoch < current.leader_epoch:
             # A partition leader that has been replaced (Kafka's FENCED_LEADER_EPOCH).

@@ -21,8 +21,10 @@ from kio.schema.list_offsets.v7 import request as lo
 from kio.schema.types import TopicName
 from kio.static.primitive import i8, i32, i64
 
+from artesian.broker.internal_topic import SHARE_STATE_TOPIC
 from artesian.coordinator.group.group_metadata import GroupMetadata
 from artesian.coordinator.group.share_group import ShareGroup
+from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.share.persister import PersisterError, StateSummary
 from artesian.share.records import ShareStateKey
 
@@ -54,23 +56,36 @@ class GroupError(Exception):
         self.message = message
 
 
+def _keys(broker: Broker, group_id: str, topics: dict[str, list[int]]) -> list[ShareStateKey]:
+    """The state keys of the named partitions that exist."""
+    image = broker.image
+    return [
+        ShareStateKey(group_id, topic.topic_id, index)
+        for name, indexes in topics.items()
+        if (topic := image.topics.get(name)) is not None
+        for index in indexes
+        if index in topic.partitions
+    ]
+
+
 async def stored_states(
     broker: Broker, group_id: str, topics: list[str] | None = None
 ) -> dict[ShareStateKey, StateSummary]:
-    """The partitions of ``topics`` (every topic when None) the group has state for."""
+    """The partitions of ``topics`` (every topic but the internal ones when None) the group
+    has state for."""
     image = broker.image
-    names = list(image.topics) if topics is None else [t for t in topics if t in image.topics]
-    keys = [
-        ShareStateKey(group_id, image.topics[name].topic_id, index)
-        for name in names
-        for index in image.topics[name].partitions
-    ]
+    if SHARE_STATE_TOPIC not in image.topics:
+        return {}  # no share group has ever stored anything
+    names = [n for n in image.topics if n not in INTERNAL_TOPICS] if topics is None else topics
+    keys = _keys(
+        broker, group_id, {n: list(image.topics[n].partitions) for n in names if n in image.topics}
+    )
     summaries = await broker.share_partition_manager.persister.summaries(keys)
     found = {}
     for key, summary in summaries.items():
         if isinstance(summary, PersisterError):
             raise GroupError(summary.code, str(summary))
-        if summary is not None:
+        if summary is not None and summary.start_offset >= 0:
             found[key] = summary
     return found
 
@@ -87,19 +102,13 @@ async def describe(
         stored = await stored_states(broker, group_id)
         wanted: dict[str, list[int]] = {}
         for key in stored:
-            name = image.topics_by_id[key.topic_id].name
-            wanted.setdefault(name, []).append(key.partition)
+            found = image.topics_by_id.get(key.topic_id)
+            if found is not None:  # else deleted while the summaries were asked for
+                wanted.setdefault(found.name, []).append(key.partition)
         summaries: dict[ShareStateKey, object] = dict(stored)
     else:
         wanted = topics
-        keys = [
-            ShareStateKey(group_id, image.topics[name].topic_id, index)
-            for name, indexes in topics.items()
-            if name in image.topics
-            for index in indexes
-            if index in image.topics[name].partitions
-        ]
-        summaries = dict(await persister.summaries(keys))
+        summaries = dict(await persister.summaries(_keys(broker, group_id, topics)))
     latest = await _latest_offsets(broker, list(wanted), with_lag)
     described: dict[str, tuple[uuid.UUID | None, list[PartitionOffset]]] = {}
     for name, indexes in sorted(wanted.items()):
@@ -114,17 +123,17 @@ async def describe(
             )
             if isinstance(summary, PersisterError):
                 offset.error, offset.message = summary.code, str(summary)
-            elif isinstance(summary, StateSummary):
+            elif isinstance(summary, StateSummary) and summary.start_offset >= 0:
                 offset.start_offset = summary.start_offset
                 offset.leader_epoch = summary.leader_epoch
                 end = latest.get((name, index))
-                if isinstance(end, int) and summary.delivery_complete_count >= 0:
+                if isinstance(end, ErrorCode):  # an IntEnum: before the int case
+                    offset.error = end
+                elif end is not None and summary.delivery_complete_count >= 0:
                     # Records in flight count as lag; those done with do not.
                     offset.lag = max(
                         end - summary.start_offset - summary.delivery_complete_count, 0
                     )
-                elif isinstance(end, ErrorCode):
-                    offset.error = end
             offsets.append(offset)
         described[name] = (topic.topic_id if topic is not None else None, offsets)
     return described
@@ -206,9 +215,15 @@ def _empty_share_group(broker: Broker, group_id: str, create: bool) -> GroupMeta
         if group.is_empty() and not group.protocol_type and not group.offsets:
             return None
         raise GroupError(ErrorCode.group_id_not_found, f"Group {group_id} is not a share group.")
-    if not group.is_empty():
-        raise GroupError(ErrorCode.non_empty_group, "The group is not empty.")
+    _check_empty(group)
     return group
+
+
+def _check_empty(group: GroupMetadata | None) -> None:
+    """Raises NON_EMPTY_GROUP when the group has members: checked again after each wait,
+    since a member may join while the share coordinators answer."""
+    if group is not None and not group.is_empty():
+        raise GroupError(ErrorCode.non_empty_group, "The group is not empty.")
 
 
 async def alter(
@@ -217,7 +232,7 @@ async def alter(
     """Start each named partition afresh at its offset (raises GroupError). The state epoch
     moves past the stored one, so a leader still caching the old state is refused its next
     write and loads the new one."""
-    _empty_share_group(broker, group_id, create=True)
+    group = _empty_share_group(broker, group_id, create=True)
     image = broker.image
     persister = broker.share_partition_manager.persister
     results: dict[str, dict[int, tuple[ErrorCode, str | None]]] = {}
@@ -243,7 +258,10 @@ async def alter(
             continue
         epoch = summary.state_epoch + 1 if summary is not None else 0
         try:
+            _check_empty(group)
             await persister.initialize(key, epoch, start)
+        except GroupError as e:
+            results[name][index] = (e.code, e.message)
         except PersisterError as e:
             results[name][index] = (e.code, str(e))
         else:
@@ -263,6 +281,9 @@ async def delete(
     stored = await stored_states(broker, group_id, topics)
     if group is None and not stored:
         raise GroupError(ErrorCode.group_id_not_found, f"Group {group_id} not found.")
+    _check_empty(
+        broker.group_coordinator.groups.get(group_id) if broker.group_coordinator else None
+    )
     deleted = await broker.share_partition_manager.persister.delete(list(stored))
     results: dict[str, tuple[uuid.UUID | None, ErrorCode, str | None]] = {}
     for name in topics:
@@ -291,22 +312,31 @@ async def delete_group(broker: Broker, group_id: str) -> ErrorCode | None:
     coordinator = broker.group_coordinator
     if coordinator is None or not broker.share_enabled or not coordinator.owns(group_id):
         return None
-    group = coordinator.groups.get(group_id)
-    if group is not None and group.share is None:
+    known = coordinator.groups.get(group_id)
+    if known is not None and known.share is None:
         return None
-    if group is not None and not group.is_empty():
-        return ErrorCode.non_empty_group
     try:
+        group = _empty_share_group(broker, group_id, create=False)
         stored = await stored_states(broker, group_id)
     except GroupError as e:
+        if known is None:  # not known here; nor, for want of an answer, by its state
+            log.info("share state of group %s not looked up (%s): not deleted", group_id, e)
+            return None
         return e.code
     if group is None and not stored:
         return None
+    try:
+        _check_empty(coordinator.groups.get(group_id))
+    except GroupError as e:
+        return e.code
     deleted = await broker.share_partition_manager.persister.delete(list(stored))
     failed = next((c for c in deleted.values() if c is not ErrorCode.none), None)
     if failed is not None:
         return failed
-    if coordinator.groups.get(group_id) is group and group is not None:
+    current = coordinator.groups.get(group_id)
+    if current is not None:
+        if not current.is_empty():  # a member joined after all: the state is gone, the group stays
+            return ErrorCode.non_empty_group
         del coordinator.groups[group_id]
     log.info("share group %s deleted, with its state of %d partition(s)", group_id, len(stored))
     return ErrorCode.none

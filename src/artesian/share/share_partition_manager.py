@@ -76,7 +76,7 @@ class SharePartitionManager:
         self.sessions = ShareSessionCache(broker.config.get_int("group.share.max.share.sessions"))
         self.persister = SharePersister(broker)
         self._loading: dict[PartitionId, asyncio.Future[ShareEntry]] = {}
-        self._retired: dict[PartitionId, ShareEntry] = {}
+        self._retired: dict[PartitionId, list[ShareEntry]] = {}
         """Evicted entries whose writes are still going: a new load waits for them."""
         self._expiry: asyncio.Task[None] | None = None
         self._expiry_wakeup = asyncio.Event()
@@ -90,23 +90,33 @@ class SharePartitionManager:
         """The share partition of ``group_id`` on ``p`` (led here); loaded from the share
         coordinator on first use, or after a leadership change. Raises PersisterError."""
         pid = (group_id, p.topic, p.index)
-        entry = self.entries.get(pid)
-        if (
-            entry is not None
-            and entry.leader_epoch == p.leader_epoch
-            and entry.key.topic_id == topic_id  # not a topic deleted and created again
-        ):
-            return entry
-        loading = self._loading.get(pid)
-        if loading is None:
-            loading = self._loading[pid] = asyncio.ensure_future(self._load(group_id, p, topic_id))
-            loading.add_done_callback(lambda _f: self._loading.pop(pid, None))
-        return await asyncio.shield(loading)
+        for _ in range(3):
+            entry = self.entries.get(pid)
+            if (
+                entry is not None
+                and entry.leader_epoch == p.leader_epoch
+                and entry.key.topic_id == topic_id  # not a topic deleted and created again
+            ):
+                return entry
+            loading = self._loading.get(pid)
+            if loading is None:
+                loading = self._loading[pid] = asyncio.ensure_future(
+                    self._load(group_id, p, topic_id)
+                )
+                loading.add_done_callback(lambda _f: self._loading.pop(pid, None))
+            loaded = await asyncio.shield(loading)
+            # Evicted while this request waited (a refused write, the group's last session
+            # closing): records acquired from it would be lost to acknowledgements.
+            if self.entries.get(pid) is loaded:
+                return loaded
+        raise PersisterError(
+            ErrorCode.coordinator_load_in_progress, f"{p.topic}-{p.index}: the share state moved"
+        )
 
     async def _load(self, group_id: str, p: Partition, topic_id: uuid.UUID) -> ShareEntry:
         key = ShareStateKey(group_id, topic_id, p.index)
-        retired = self._retired.pop((group_id, p.topic, p.index), None)
-        if retired is not None:  # what it still writes must land before the read
+        for retired in self._retired.pop((group_id, p.topic, p.index), []):
+            # What an evicted entry still writes must land before the read.
             await asyncio.gather(*retired.stores, return_exceptions=True)
             async with retired.lock:
                 pass
@@ -114,19 +124,20 @@ class SharePartitionManager:
         cfg = self.broker.config
         limit = cfg.get_int("group.share.delivery.count.limit")
         locks = cfg.get_int("group.share.partition.max.record.locks")
-        if stored is not None:
+        fresh = stored is None or stored.deleted
+        if stored is not None and not stored.deleted:
             partition = SharePartition(stored.start_offset, stored.batches, limit, locks)
             state_epoch = stored.state_epoch
         else:
             reset = self._group_config(group_id)[SHARE_AUTO_OFFSET_RESET]
             start = p.log.local_log_start_offset if reset == "earliest" else p.high_watermark
             partition = SharePartition(start, (), limit, locks)
-            state_epoch = 0
+            state_epoch = stored.state_epoch + 1 if stored is not None else 0
         partition.move_start(p.log.local_log_start_offset)
         entry = ShareEntry(key, p.topic, p.index, partition, p.leader_epoch, state_epoch)
-        if stored is None:
+        if fresh:
             # Where it starts must outlive this leader. Refused (FENCED_STATE_EPOCH) if an
-            # admin initialized the state meanwhile: the next fetch reads that.
+            # admin started the state meanwhile: the next fetch reads that.
             await self.persister.initialize(key, state_epoch, partition.start_offset)
         self.entries[(group_id, p.topic, p.index)] = entry
         log.info(
@@ -135,7 +146,7 @@ class SharePartitionManager:
             p.topic,
             p.index,
             partition.start_offset,
-            " (stored state)" if stored is not None else "",
+            "" if fresh else " (stored state)",
         )
         return entry
 
@@ -144,24 +155,31 @@ class SharePartitionManager:
         coordinator holds newer state than the entry was loaded from (an admin altered or
         deleted it, or a newer leader read it): the entry is dropped, and the next fetch
         loads what is stored."""
-        async with entry.lock:
-            sp = entry.partition
-            state = ShareState(
-                entry.state_epoch, entry.leader_epoch, sp.start_offset, tuple(sp.state_batches())
-            )
-            try:
-                await self.persister.write(entry.key, state)
-            except PersisterError as e:
-                if e.code in STALE:
-                    log.info(
-                        "share group %s's state of %s-%d changed elsewhere (%s): loading it again",
-                        entry.key.group_id,
-                        entry.topic,
-                        entry.index,
-                        e,
-                    )
-                    self._evict(entry)
-                raise
+        try:
+            async with entry.lock:
+                sp = entry.partition
+                state = ShareState(
+                    entry.state_epoch,
+                    entry.leader_epoch,
+                    sp.start_offset,
+                    tuple(sp.state_batches()),
+                )
+                try:
+                    await self.persister.write(entry.key, state)
+                except PersisterError as e:
+                    if e.code in STALE:
+                        log.info(
+                            "share group %s's state of %s-%d changed elsewhere (%s): "
+                            "loading it again",
+                            entry.key.group_id,
+                            entry.topic,
+                            entry.index,
+                            e,
+                        )
+                        self._evict(entry)
+                    raise
+        finally:
+            self._settled(entry)
 
     def _group_config(self, group_id: str) -> dict[str, int | str]:
         overrides = self.broker.image.group_configs.get(group_id, {})
@@ -289,7 +307,18 @@ class SharePartitionManager:
         if self.entries.get(pid) is entry:
             del self.entries[pid]
             if entry.stores or entry.lock.locked():
-                self._retired[pid] = entry
+                self._retired.setdefault(pid, []).append(entry)
+
+    def _settled(self, entry: ShareEntry) -> None:
+        """An entry's writes are done: if evicted, nobody need wait for it any more."""
+        if entry.stores or entry.lock.locked():
+            return
+        pid = (entry.key.group_id, entry.topic, entry.index)
+        retired = self._retired.get(pid)
+        if retired is not None and entry in retired:
+            retired.remove(entry)
+            if not retired:
+                del self._retired[pid]
 
     def session_closed(self, session: ShareSession) -> None:
         """A member's session ended (closed, replaced or its connection gone): its acquired
@@ -346,9 +375,7 @@ class SharePartitionManager:
         def done(task: asyncio.Task[None]) -> None:
             self._stores.discard(task)
             entry.stores.discard(task)
-            pid = (entry.key.group_id, entry.topic, entry.index)
-            if not entry.stores and self._retired.get(pid) is entry and not entry.lock.locked():
-                del self._retired[pid]
+            self._settled(entry)
 
         task.add_done_callback(done)
         self._start_expiry()
