@@ -363,6 +363,33 @@ class ResetTarget:
         return plan
 
 
+def show_reset_plan(
+    what: str, group: str, plan: list[dict[str, Any]], execute: bool, as_json: bool, column: str
+) -> None:
+    if as_json:
+        print_json({"group": group, "executed": execute, "partitions": plan})
+        return
+    out.print(
+        table(
+            None,
+            ["TOPIC", "PARTITION", f"CURRENT-{column}", f"NEW-{column}"],
+            [
+                (
+                    r["topic"],
+                    r["partition"],
+                    "-" if r["current_offset"] is None else r["current_offset"],
+                    r["new_offset"],
+                )
+                for r in plan
+            ],
+        )
+    )
+    if execute:
+        out.print(f"Reset the offsets of {what}.")
+    else:
+        out.print("Dry run: nothing changed. Add --execute to apply.")
+
+
 @groups_app.command("reset-offsets")
 def reset_offsets(
     group: Annotated[str, typer.Argument(help="Group id.")],
@@ -426,28 +453,7 @@ def reset_offsets(
                     raise from_kafka_error(
                         tp.error, opts.bootstrap, f"{tp.topic}[{tp.partition}]: "
                     )
-        if as_json:
-            print_json({"group": group, "executed": execute, "partitions": plan})
-            return
-        out.print(
-            table(
-                None,
-                ["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"],
-                [
-                    (
-                        r["topic"],
-                        r["partition"],
-                        "-" if r["current_offset"] is None else r["current_offset"],
-                        r["new_offset"],
-                    )
-                    for r in plan
-                ],
-            )
-        )
-        if execute:
-            out.print(f"Reset the offsets of group {group}.")
-        else:
-            out.print("Dry run: nothing changed. Add --execute to apply.")
+        show_reset_plan(f"group {group}", group, plan, execute, as_json, "OFFSET")
 
 
 @groups_app.command()

@@ -25,7 +25,7 @@ from artesian.cli.common import (
     reporting,
     table,
 )
-from artesian.cli.groups import ResetTarget, topic_partitions_of
+from artesian.cli.groups import ResetTarget, show_reset_plan, topic_partitions_of
 from artesian.cli.wire import WireClient, coordinator_of
 
 share_groups_app = make_app(
@@ -267,28 +267,7 @@ def reset_offsets(
             for t in resp.responses:
                 for p in t.partitions:
                     _error(p.error_code, p.error_message, f"{t.topic_name}[{p.partition_index}]")
-        if as_json:
-            print_json({"group": group, "executed": execute, "partitions": plan})
-            return
-        out.print(
-            table(
-                None,
-                ["TOPIC", "PARTITION", "CURRENT-START-OFFSET", "NEW-START-OFFSET"],
-                [
-                    (
-                        r["topic"],
-                        r["partition"],
-                        "-" if r["current_offset"] is None else r["current_offset"],
-                        r["new_offset"],
-                    )
-                    for r in plan
-                ],
-            )
-        )
-        if execute:
-            out.print(f"Reset the offsets of share group {group}.")
-        else:
-            out.print("Dry run: nothing changed. Add --execute to apply.")
+        show_reset_plan(f"share group {group}", group, plan, execute, as_json, "START-OFFSET")
 
 
 @share_groups_app.command("delete-offsets")
