@@ -6,14 +6,17 @@ heartbeat interval; a group without an override takes the broker's ``group.consu
 
 Share groups (KIP-932) have theirs too: ``share.session.timeout.ms``,
 ``share.heartbeat.interval.ms`` and ``share.record.lock.duration.ms`` within the broker's
-``group.share.min/max.*`` bounds, and ``share.auto.offset.reset`` (``earliest`` or
-``latest``; Kafka's ``by_duration:`` and ``share.isolation.level`` are refused as unknown).
+``group.share.min/max.*`` bounds, ``share.auto.offset.reset`` (``earliest``, ``latest`` or
+``by_duration:<ISO 8601 duration>``) and ``share.isolation.level``.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import (
@@ -21,6 +24,8 @@ from artesian.config.definitions import (
     ConfigKey,
     ConfigSource,
     ConfigType,
+    ConfigValue,
+    InvalidConfigError,
     Range,
     ValidString,
     format_value,
@@ -45,6 +50,62 @@ SHARE_SESSION_TIMEOUT = "share.session.timeout.ms"
 SHARE_HEARTBEAT_INTERVAL = "share.heartbeat.interval.ms"
 SHARE_LOCK_DURATION = "share.record.lock.duration.ms"
 SHARE_AUTO_OFFSET_RESET = "share.auto.offset.reset"
+SHARE_ISOLATION_LEVEL = "share.isolation.level"
+BY_DURATION = "by_duration:"
+
+# java.time.Duration.parse's format: PnDTnHnMn.nS, each part optional and signed, any case.
+_DURATION = re.compile(
+    r"([-+]?)P(?:([-+]?\d+)D)?(?:T(?:([-+]?\d+)H)?(?:([-+]?\d+)M)?"
+    r"(?:([-+]?)(\d+)(?:[.,](\d{0,9}))?S)?)?",
+    re.IGNORECASE,
+)
+
+
+def parse_iso_duration(text: str) -> datetime.timedelta | None:
+    """An ISO 8601 duration as Java's Duration.parse reads it; None if it is not one."""
+    m = _DURATION.fullmatch(text)
+    if m is None or text.upper().endswith("T") or text.upper() in ("P", "-P", "+P"):
+        return None
+    sign, days, hours, minutes, s_sign, secs, frac = m.groups()
+    if days is None and hours is None and minutes is None and secs is None:
+        return None
+    seconds = int(secs or 0) + int((frac or "0").ljust(9, "0")[:9]) / 1e9
+    total = datetime.timedelta(
+        days=int(days or 0),
+        hours=int(hours or 0),
+        minutes=int(minutes or 0),
+        seconds=-seconds if s_sign == "-" else seconds,
+    )
+    return -total if sign == "-" else total
+
+
+def by_duration(value: str) -> datetime.timedelta | None:
+    """The duration of a ``by_duration:`` share.auto.offset.reset; None for another value."""
+    if not value.startswith(BY_DURATION):
+        return None
+    return parse_iso_duration(value[len(BY_DURATION) :])
+
+
+@dataclass(frozen=True, slots=True)
+class ShareAutoOffsetReset:
+    """Kafka's ShareGroupAutoOffsetResetStrategy.Validator: earliest, latest, or by_duration:
+    with a duration that is not negative."""
+
+    def __call__(self, name: str, value: ConfigValue) -> None:
+        if value in ("earliest", "latest"):
+            return
+        duration = by_duration(value) if isinstance(value, str) else None
+        if duration is None or duration < datetime.timedelta(0):
+            raise InvalidConfigError(
+                name,
+                value,
+                f"Invalid value `{value}` for configuration {name}. The value must be either "
+                "'earliest', 'latest' or of the format 'by_duration:<PnDTnHnMn.nS.>'.",
+            )
+
+    def describe(self) -> str:
+        return "[earliest, latest, by_duration:PnDTnHnMn.nS]"
+
 
 GROUP_CONFIGS: dict[str, ConfigKey] = {
     SESSION_TIMEOUT: ConfigKey(
@@ -91,9 +152,18 @@ GROUP_CONFIGS: dict[str, ConfigKey] = {
         SHARE_AUTO_OFFSET_RESET,
         ConfigType.STRING,
         "latest",
-        "Where this share group starts reading a partition it has no state for: earliest or "
-        "latest.",
-        ValidString(("earliest", "latest")),
+        "Where this share group starts reading a partition it has no state for: earliest, "
+        "latest, or by_duration:<duration>, the first record no older than an ISO 8601 "
+        "duration (PnDTnHnMn.nS, not negative) back from now.",
+        ShareAutoOffsetReset(),
+    ),
+    SHARE_ISOLATION_LEVEL: ConfigKey(
+        SHARE_ISOLATION_LEVEL,
+        ConfigType.STRING,
+        "read_uncommitted",
+        "How this share group reads records written in transactions: read_committed hands "
+        "out only committed ones (up to the last stable offset), read_uncommitted all of them.",
+        ValidString(("read_committed", "read_uncommitted")),
     ),
 }
 # Where a group without an override takes each value from.
@@ -250,12 +320,11 @@ def group_timeouts(overrides: Mapping[str, str], broker: BrokerConfig) -> tuple[
 
 
 def share_group_config(overrides: Mapping[str, str], broker: BrokerConfig) -> dict[str, int | str]:
-    """A share group's session timeout, heartbeat interval, lock duration (ms) and where it
-    starts reading (``share.auto.offset.reset``)."""
+    """A share group's session timeout, heartbeat interval, lock duration (ms), where it
+    starts reading (``share.auto.offset.reset``) and how (``share.isolation.level``)."""
     values: dict[str, int | str] = {
-        SHARE_AUTO_OFFSET_RESET: overrides.get(SHARE_AUTO_OFFSET_RESET, "latest")
-        if overrides.get(SHARE_AUTO_OFFSET_RESET) in ("earliest", "latest")
-        else "latest"
+        SHARE_AUTO_OFFSET_RESET: overrides.get(SHARE_AUTO_OFFSET_RESET, "latest"),
+        SHARE_ISOLATION_LEVEL: overrides.get(SHARE_ISOLATION_LEVEL, "read_uncommitted"),
     }
     if not overrides:
         for name in (SHARE_SESSION_TIMEOUT, SHARE_HEARTBEAT_INTERVAL, SHARE_LOCK_DURATION):

@@ -13,7 +13,7 @@ past the done records at its front, and the in-flight window is bounded
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -146,11 +146,14 @@ class SharePartition:
         batches: Sequence[tuple[int, int]],
         max_records: int,
         deadline: float,
+        aborted: Container[int] = (),
     ) -> list[AcquiredRange]:
         """New records of the log batches (base, last offset) read from ``next_offset``:
         whole batches, while fewer than ``max_records`` are taken and the window has room
-        (the first batch always, if the window has any)."""
+        (the first batch always, if the window has any). Batches whose base offset is in
+        ``aborted`` (an aborted transaction's, read_committed) are done at once instead."""
         taken: list[int] = []
+        archived = False
         for base, last in batches:
             if last < self.next_offset:
                 continue
@@ -161,10 +164,18 @@ class SharePartition:
             for offset in range(self.next_offset, base):
                 self.records[offset] = InFlightRecord(RecordState.ARCHIVED, 0)
             records = self.records
-            for offset in range(max(base, self.next_offset), last + 1):
-                records[offset] = InFlightRecord(RecordState.ACQUIRED, 1, member_id, deadline)
-            taken.extend(range(max(base, self.next_offset), last + 1))
+            first = max(base, self.next_offset)
+            if base in aborted:
+                for offset in range(first, last + 1):
+                    records[offset] = InFlightRecord(RecordState.ARCHIVED, 0)
+                archived = True
+            else:
+                for offset in range(first, last + 1):
+                    records[offset] = InFlightRecord(RecordState.ACQUIRED, 1, member_id, deadline)
+                taken.extend(range(first, last + 1))
             self.next_offset = last + 1
+        if archived:
+            self._advance()
         return self._ranges(taken)
 
     def _ranges(self, offsets: list[int]) -> list[AcquiredRange]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ from kio.schema.errors import ErrorCode
 
 from artesian.config.group import (
     SHARE_AUTO_OFFSET_RESET,
+    SHARE_ISOLATION_LEVEL,
     SHARE_LOCK_DURATION,
+    by_duration,
     share_group_config,
 )
 from artesian.protocol.records import InvalidBatch, iter_batches
@@ -37,6 +40,8 @@ from artesian.share.share_partition import (
 )
 from artesian.share.share_session import ShareSession, ShareSessionCache
 from artesian.storage.errors import OffsetOutOfRangeError
+from artesian.storage.log_cleaner import CleanedTransactionMetadata
+from artesian.storage.transaction_index import AbortedTxn
 
 if TYPE_CHECKING:
     from artesian.broker.replica_manager import Partition
@@ -129,8 +134,9 @@ class SharePartitionManager:
             partition = SharePartition(stored.start_offset, stored.batches, limit, locks)
             state_epoch = stored.state_epoch
         else:
-            reset = self._group_config(group_id)[SHARE_AUTO_OFFSET_RESET]
-            start = p.log.local_log_start_offset if reset == "earliest" else p.high_watermark
+            start = self._reset_offset(
+                p, str(self._group_config(group_id)[SHARE_AUTO_OFFSET_RESET])
+            )
             partition = SharePartition(start, (), limit, locks)
             state_epoch = stored.state_epoch + 1 if stored is not None else 0
         partition.move_start(p.log.local_log_start_offset)
@@ -149,6 +155,23 @@ class SharePartitionManager:
             "" if fresh else " (stored state)",
         )
         return entry
+
+    @staticmethod
+    def _reset_offset(p: Partition, reset: str) -> int:
+        """Where a share group without state starts: the log start (earliest), the high
+        watermark (latest), or the first record no older than a duration (by_duration:).
+        With no record that recent, by_duration starts at the high watermark, as a consumer's
+        by_duration does (Kafka's share partition fails the fetch instead)."""
+        if reset == "earliest":
+            return p.log.local_log_start_offset
+        duration = by_duration(reset)
+        if duration is not None:
+            # Never below 0: negative timestamps are ListOffsets' specials (-1 latest, ...).
+            since = max(int((time.time() - duration.total_seconds()) * 1000), 0)
+            found = p.log.fetch_offset_by_timestamp(since)
+            if found is not None:
+                return max(min(found[0], p.high_watermark), p.log.local_log_start_offset)
+        return p.high_watermark
 
     async def _persist(self, entry: ShareEntry) -> None:
         """Store the partition's state (raises PersisterError). Refused when the share
@@ -185,8 +208,13 @@ class SharePartitionManager:
         overrides = self.broker.image.group_configs.get(group_id, {})
         return share_group_config(overrides, self.broker.config)
 
-    def lock_duration_ms(self, group_id: str) -> int:
-        return int(self._group_config(group_id)[SHARE_LOCK_DURATION])
+    def fetch_settings(self, group_id: str) -> tuple[int, bool]:
+        """The group's lock duration (ms) and whether it reads committed records only."""
+        config = self._group_config(group_id)
+        return (
+            int(config[SHARE_LOCK_DURATION]),
+            config[SHARE_ISOLATION_LEVEL] == "read_committed",
+        )
 
     # --- acquiring -------------------------------------------------------------------------
 
@@ -198,10 +226,13 @@ class SharePartitionManager:
         max_records: int,
         max_bytes: int,
         lock_ms: int,
+        read_committed: bool = False,
     ) -> Acquired | None:
         """Records for ``member_id``, locked for ``lock_ms`` (the group's
         share.record.lock.duration.ms): released ones first, else new ones below the high
-        watermark. None when there is nothing to hand out."""
+        watermark, or with ``read_committed`` (share.isolation.level) below the last stable
+        offset and without those of aborted transactions. None when there is nothing to
+        hand out."""
         sp = entry.partition
         deadline = asyncio.get_running_loop().time() + lock_ms / 1000
         # Records no longer on this broker's disk (retention, DeleteRecords, or moved to the
@@ -218,28 +249,30 @@ class SharePartitionManager:
                 if ranges:
                     self._watch_locks(deadline)
                     return Acquired(_slice(data, ranges[-1].last_offset), ranges)
-        if sp.window_full() or sp.next_offset >= p.high_watermark:
-            return None
-        try:
-            info = p.log.read(sp.next_offset, _read_size(max_bytes), p.high_watermark, True)
-        except OffsetOutOfRangeError:
-            return None
-        if info.records is None:
-            return None
-        data = info.records.read_bytes()
-        batches: list[tuple[int, int]] = []
-        try:
-            for _pos, h in iter_batches(data):
-                if h.base_offset >= p.high_watermark:
-                    break
-                batches.append((h.base_offset, h.last_offset))
-        except InvalidBatch as e:
-            log.warning("unreadable batch in %s-%d: %s", p.topic, p.index, e)
-        ranges = sp.acquire_new(member_id, batches, max_records, deadline)
-        if not ranges:
-            return None
-        self._watch_locks(deadline)
-        return Acquired(_slice(data, ranges[-1].last_offset), ranges)
+        upper = p.log.last_stable_offset if read_committed else p.high_watermark
+        # A read holding only aborted batches hands nothing out: read on, a few times.
+        for _ in range(MAX_READS):
+            if sp.window_full() or sp.next_offset >= upper:
+                return None
+            try:
+                info = p.log.read(
+                    sp.next_offset, _read_size(max_bytes), upper, True, read_committed
+                )
+            except OffsetOutOfRangeError:
+                return None
+            if info.records is None:
+                return None
+            data = info.records.read_bytes()
+            batches, aborted = _batches(p, data, upper, info.aborted_transactions)
+            before = sp.next_offset
+            ranges = sp.acquire_new(member_id, batches, max_records, deadline, aborted)
+            if ranges:
+                self._watch_locks(deadline)
+                return Acquired(_slice(data, ranges[-1].last_offset), ranges)
+            if sp.next_offset == before:
+                return None
+            self._store_soon(entry)  # aborted records archived: the start offset may move
+        return None
 
     def _read(self, p: Partition, first: int, max_bytes: int) -> tuple[bytes, int]:
         """Whole log batches from the one holding ``first``, about ``max_bytes`` of them (at
@@ -440,6 +473,39 @@ STALE = frozenset(
 # hundred records (librdkafka's max.poll.records), so reading up to the request's max_bytes
 # (fetch.max.bytes, 50 MiB) would copy far more than is handed out.
 READ_CHUNK = 256 * 1024
+
+
+MAX_READS = 8
+
+
+def _batches(
+    p: Partition, data: bytes, upper: int, aborted_txns: list[tuple[int, int]] | None
+) -> tuple[list[tuple[int, int]], set[int]]:
+    """The (base, last offset) of the log batches in ``data`` below ``upper``, and the base
+    offsets of those of aborted transactions (read_committed: ``aborted_txns`` given), found
+    as a consumer finds them (CleanedTransactionMetadata: a producer's batches are aborted
+    from its aborted transaction's first offset until its marker)."""
+    batches: list[tuple[int, int]] = []
+    aborted: set[int] = set()
+    txns = (
+        CleanedTransactionMetadata(AbortedTxn(pid, first, -1, -1) for pid, first in aborted_txns)
+        if aborted_txns
+        else None
+    )
+    try:
+        for pos, h in iter_batches(data):
+            if h.base_offset >= upper:
+                break
+            batches.append((h.base_offset, h.last_offset))
+            if txns is None:
+                continue
+            if h.is_control:
+                txns.on_control_batch_read(h, data[pos : pos + h.size])
+            elif txns.on_batch_read(h):
+                aborted.add(h.base_offset)
+    except InvalidBatch as e:
+        log.warning("unreadable batch in %s-%d: %s", p.topic, p.index, e)
+    return batches, aborted
 
 
 def _read_size(max_bytes: int) -> int:

@@ -180,7 +180,8 @@ async def _acquire(
     max_records = max(int(request.max_records), 0)
     max_bytes = max(int(request.max_bytes), 0)
     wait_ms = int(request.max_wait.total_seconds() * 1000)
-    lock_ms = manager.lock_duration_ms(session.group_id)  # once per request, not per partition
+    # Once per request, not per partition.
+    lock_ms, read_committed = manager.fetch_settings(session.group_id)
     deadline = time.monotonic() + max(wait_ms, 0) / 1000
     # Rotate the partitions with the epoch, so each gets its turn at the front.
     keys = list(session.partitions)
@@ -226,7 +227,7 @@ async def _acquire(
                 r.error, r.message = ErrorCode.coordinator_not_available, str(e)
                 continue
             acquired = manager.acquire(
-                entry, p, session.member_id, max_records - got, max_bytes, lock_ms
+                entry, p, session.member_id, max_records - got, max_bytes, lock_ms, read_committed
             )
             if acquired is None:
                 continue
@@ -266,7 +267,7 @@ def _fetch_response(
 ) -> Any:
     broker = ctx.broker
     group_id = request.group_id or ""
-    lock_ms = broker.share_partition_manager.lock_duration_ms(group_id) if group_id else 0
+    lock_ms = broker.share_partition_manager.fetch_settings(group_id)[0] if group_id else 0
     by_topic: dict[uuid.UUID, list[Any]] = {}
     for (topic_id, index), r in sorted(results.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         by_topic.setdefault(topic_id, []).append(
