@@ -19,7 +19,9 @@ from tests.broker.test_share_groups import (
     _acquired,
     _Member,
     _partition,
+    _poll,
     _set_group_configs,
+    _share_consumer,
     _topic,
     _values,
 )
@@ -144,3 +146,20 @@ def test_read_committed_hands_out_committed_records_only(broker: Any) -> None:
     txn.commit_transaction(T)  # marker at 11
     assert _acquired(_partition(m.fetch(topic_id, wait_ms=2000))) == [(9, 11, 1)]
     _leave(m, topic_id)
+
+    # librdkafka's ShareConsumer, acknowledging the markers as gaps, reads the committed
+    # records and nothing else.
+    _set_group_configs(
+        broker, "rc-client", {**EARLIEST_AND_PATIENT, "share.isolation.level": "read_committed"}
+    )
+    consumer = _share_consumer(broker, "rc-client", "rc-t")
+    got: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + T
+    while len(got) < 6 and time.monotonic() < deadline:
+        got.extend((msg.offset(), msg.value()) for msg in _poll(consumer, 0.2))
+    assert sorted(got) == [
+        (0, b"c1"), (1, b"c2"), (6, b"c3"), (8, b"n1"), (9, b"o1"), (10, b"n2"),
+    ]  # fmt: skip
+    assert _poll(consumer, 1.0) == []
+    consumer.commit_sync()
+    consumer.close()
