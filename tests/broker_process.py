@@ -12,9 +12,15 @@ import time
 from pathlib import Path
 
 _handed_out: set[int] = set()
+
+
 # pytest-xdist workers are separate processes: they claim ports in a directory of this run.
+def claims_dir(run: str) -> Path:
+    return Path(tempfile.gettempdir(), f"artesian-test-ports-{run}")
+
+
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-_CLAIMS = Path(tempfile.gettempdir(), f"artesian-test-ports-{_RUN}") if _RUN else None
+_CLAIMS = claims_dir(_RUN) if _RUN else None
 
 
 def claim_port(port: int) -> bool:

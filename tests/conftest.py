@@ -1,11 +1,30 @@
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import BrokerProcess, claims_dir
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With xdist, name the run ourselves: its workers claim ports in a directory named after
+    it (broker_process.claim_port), which the controller removes at the end."""
+    if (
+        not hasattr(config, "workerinput")
+        and config.pluginmanager.hasplugin("xdist")
+        and getattr(config.option, "testrunuid", None) is None
+    ):
+        config.option.testrunuid = uuid.uuid4().hex
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = getattr(config.option, "testrunuid", None)
+    if not hasattr(config, "workerinput") and run:
+        shutil.rmtree(claims_dir(run), ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
