@@ -993,6 +993,7 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
         "share.heartbeat.interval.ms": ("5000", "DEFAULT_CONFIG"),
         "share.record.lock.duration.ms": ("30000", "DEFAULT_CONFIG"),
         "share.auto.offset.reset": ("latest", "DEFAULT_CONFIG"),
+        "share.isolation.level": ("read_uncommitted", "DEFAULT_CONFIG"),
     }
     defaults = {
         "consumer.session.timeout.ms": (str(SESSION_MS), "DEFAULT_CONFIG"),
@@ -1034,12 +1035,18 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
             "Invalid value soon for configuration consumer.heartbeat.interval.ms: Not a number "
             "of type INT"
         ),
-        ("share.isolation.level", "read_committed"): (
-            "Unknown group config name: share.isolation.level"
+        ("streams.session.timeout.ms", "45000"): (
+            "Unknown group config name: streams.session.timeout.ms"
         ),
-        ("share.auto.offset.reset", "by_duration:PT1H"): (
-            "Invalid value by_duration:PT1H for configuration share.auto.offset.reset: String "
-            "must be one of: earliest, latest"
+        ("share.isolation.level", "READ_COMMITTED"): (
+            "Invalid value READ_COMMITTED for configuration share.isolation.level: String "
+            "must be one of: read_committed, read_uncommitted"
+        ),
+        ("share.auto.offset.reset", "by_duration:-PT1H"): (
+            "Invalid value by_duration:-PT1H for configuration share.auto.offset.reset: "
+            "Invalid value `by_duration:-PT1H` for configuration share.auto.offset.reset. The "
+            "value must be either 'earliest', 'latest' or of the format "
+            "'by_duration:<PnDTnHnMn.nS.>'."
         ),
     }
     for (name, value), message in refusals.items():

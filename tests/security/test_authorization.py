@@ -723,6 +723,7 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
             ("consumer.session.timeout.ms", 5),
             ("share.auto.offset.reset", 5),
             ("share.heartbeat.interval.ms", 5),
+            ("share.isolation.level", 5),
             ("share.record.lock.duration.ms", 5),
             ("share.session.timeout.ms", 5),
         ]
