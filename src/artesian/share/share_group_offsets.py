@@ -163,7 +163,7 @@ async def _latest_offsets(
     persister = broker.share_partition_manager.persister
     for node, partitions in elsewhere.items():
         try:
-            response: Any = await persister.connection(node).request(
+            response: Any = await persister.connection(node, admin=True).request(
                 LIST_OFFSETS,
                 7,
                 replica_id=i32(-1),
