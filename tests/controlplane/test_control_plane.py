@@ -14,6 +14,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from tests.broker_process import free_port
 from tests.consuming import read_range
 from tests.controlplane.platform import Platform, Service
 from tests.operator.test_local_operator import _free_block
@@ -143,6 +144,50 @@ def test_the_api_refuses_bad_requests_with_the_reason(platform: Platform) -> Non
     assert api.delete("/v1/clusters/lkc-nosuch").status_code == 404
     # Nothing but the one good request reached the desired state.
     assert [c["spec"]["name"] for c in api.get("/v1/clusters").json()["clusters"]] == ["a"]
+
+
+def test_a_second_control_plane_fences_the_first(platform: Platform) -> None:
+    """Two control planes on one Kafka would race on generations: the newer one's
+    transactional writers fence the older one's (Kafka's zombie fencing), which answers 503
+    from then on and stops, while the newer one serves everything written before."""
+    first = platform.api
+    assert first.post("/v1/clusters", json={"name": "before"}).status_code == 201
+    port = free_port()
+    second = Service(
+        platform.root / "control-plane-2.log",
+        *("controlplane", "run", "-b", platform.kafka.bootstrap),
+        *("--port", str(port), "--admin-token-file", str(platform.admin_token_file)),
+    )
+    api = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}",
+        timeout=30,
+        headers={"authorization": f"Bearer {platform.admin_token()}"},
+    )
+    try:
+        platform.until(lambda: _up(api), 60, "the second control plane's API")
+        r = first.post("/v1/clusters", json={"name": "late"})
+        assert r.status_code == 503, r.text
+        assert "replaced by another one" in r.json()["detail"]
+        assert platform.control_plane is not None
+        assert platform.control_plane.proc.wait(30) == 1
+        log = platform.control_plane.log_path.read_text()
+        assert "another control plane started on these state topics and took over" in log
+        # The newer one has what the older one wrote, nothing of its refused write, and
+        # writes on.
+        assert [c["spec"]["name"] for c in api.get("/v1/clusters").json()["clusters"]] == ["before"]
+        assert api.post("/v1/clusters", json={"name": "after"}).status_code == 201
+        names = sorted(c["spec"]["name"] for c in api.get("/v1/clusters").json()["clusters"])
+        assert names == ["after", "before"]
+    finally:
+        api.close()
+        second.stop()
+
+
+def _up(api: httpx.Client) -> bool:
+    try:
+        return api.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_patch_changes_only_what_it_names(platform: Platform) -> None:

@@ -102,17 +102,26 @@ def run_control_plane(
         fail(f"--admin-token-file {token_file}: {e.strerror or e}", code=2)
     if len(admin_token) < 16:
         fail(f"--admin-token-file {token_file}: the token needs at least 16 characters", code=2)
+    servers: list[uvicorn.Server] = []
+
+    def stop_serving() -> None:  # fenced by a newer control plane
+        for server in servers:
+            server.should_exit = True
+
     with reporting(bootstrap):
         control_plane = ControlPlane(
-            bootstrap, admin_token, AutoscalePolicy(cooldown_ms=int(cooldown * 1000))
+            bootstrap,
+            admin_token,
+            AutoscalePolicy(cooldown_ms=int(cooldown * 1000)),
+            on_replaced=stop_serving,
         ).start()
     scheme = "http" if ssl_certfile is None else "https"
     out.print(
         f"Control plane API on {scheme}://{host}:{port} (state on {bootstrap}); the admin's "
         f"token is in {token_file}. Stop with Ctrl-C."
     )
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             create_app(control_plane),
             host=host,
             port=port,
@@ -120,8 +129,18 @@ def run_control_plane(
             ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
             ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         )
+    )
+    servers.append(server)
+    server.should_exit = control_plane.replaced.is_set()
+    try:
+        server.run()
     finally:
         control_plane.stop()
+    if control_plane.replaced.is_set():
+        fail(
+            "another control plane started on these state topics and took over",
+            "Send requests to the new one; run only one control plane per Kafka cluster.",
+        )
 
 
 @dataplane_app.command("run")

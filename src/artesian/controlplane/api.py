@@ -48,6 +48,7 @@ from artesian.controlplane.control_plane import (
     ControlPlane,
     Forbidden,
     NotFound,
+    Replaced,
     Unavailable,
 )
 from artesian.controlplane.documents import (
@@ -192,6 +193,8 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
             raise HTTPException(422, str(e)) from e
         except Unavailable as e:
             raise HTTPException(503, str(e), headers={"Retry-After": "5"}) from e
+        except Replaced as e:
+            raise HTTPException(503, str(e)) from e
         except (TimeoutError, StateTopicError) as e:
             raise HTTPException(503, f"{e}; is the control plane's Kafka up?") from e
 

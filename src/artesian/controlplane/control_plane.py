@@ -12,6 +12,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from artesian.controlplane.documents import (
     UsageRecord,
 )
 from artesian.controlplane.metering import HourlyUsage, UsageLedger
-from artesian.controlplane.state_topics import StateTable, StateWriter, ensure_state_topics
+from artesian.controlplane.state_topics import Fenced, StateTable, StateWriter, ensure_state_topics
 from artesian.controlplane.tenants import ADMIN, Caller, TokenIndex, authenticate, mint_token
 
 log = logging.getLogger("artesian.controlplane")
@@ -74,6 +75,10 @@ class Forbidden(PermissionError):
     """The admin's alone."""
 
 
+class Replaced(RuntimeError):
+    """Another control plane started on the same state topics and fenced this one."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterView:
     desire: ClusterDesire
@@ -94,7 +99,13 @@ class ControlPlane:
         admin_token: str,
         policy: AutoscalePolicy = AutoscalePolicy(),
         write_timeout: float = 15.0,
+        transactional_id: str = "artesian-control-plane",
+        on_replaced: Callable[[], None] | None = None,
     ) -> None:
+        """``transactional_id``: the writers' transactional.id prefix. Starting a control
+        plane fences any other writing the same state topics under it (Kafka's zombie
+        fencing), before it reads them: one writes at a time, and generations never race.
+        ``on_replaced`` is called once this one is fenced (its process should stop)."""
         if len(admin_token) < 16:
             raise ValueError("the admin token needs at least 16 characters")
         ensure_state_topics(bootstrap, (DESIRED_TOPIC, OBSERVED_TOPIC, TENANTS_TOPIC, USAGE_TOPIC))
@@ -111,8 +122,14 @@ class ControlPlane:
         self.usage_records = StateTable(bootstrap, USAGE_TOPIC, UsageRecord.decode)
         self.usage_records.listeners.append(self.ledger.add)
         self._ledger_read = threading.Event()
-        self._writer = StateWriter(bootstrap, DESIRED_TOPIC, write_timeout)
-        self._tenant_writer = StateWriter(bootstrap, TENANTS_TOPIC, write_timeout)
+        self.replaced = threading.Event()
+        self._on_replaced = on_replaced
+        self._writer = StateWriter(
+            bootstrap, DESIRED_TOPIC, write_timeout, f"{transactional_id}.{DESIRED_TOPIC}"
+        )
+        self._tenant_writer = StateWriter(
+            bootstrap, TENANTS_TOPIC, write_timeout, f"{transactional_id}.{TENANTS_TOPIC}"
+        )
         # Only to forget a deleted cluster's last report; the data planes write the rest.
         self._report_eraser = StateWriter(bootstrap, OBSERVED_TOPIC, write_timeout)
         # One read-modify-write of the desired state or the tenants at a time: a quota check
@@ -163,7 +180,11 @@ class ControlPlane:
     def healthy(self) -> bool:
         """The tables still follow their topics, and the duties still run."""
         tables = (self.desired, self.observed, self.tenants, self.usage_records)
-        return all(t.alive() for t in tables) and self._duties.is_alive()
+        return (
+            all(t.alive() for t in tables)
+            and self._duties.is_alive()
+            and not self.replaced.is_set()
+        )
 
     def authenticate(self, presented: str) -> Caller | None:
         """The caller a bearer token stands for: the admin, a tenant, or None."""
@@ -472,8 +493,27 @@ class ControlPlane:
                 f"{tenant.max_brokers} (max_brokers; an autoscaled cluster counts its maximum)"
             )
 
+    def _put(self, writer: StateWriter, key: str, value: bytes | None) -> int:
+        try:
+            return writer.put(key, value)
+        except Fenced as e:
+            if not self.replaced.is_set():
+                self.replaced.set()
+                log.error(
+                    "another control plane started on these state topics and took over "
+                    "(%s): this one stops; send requests to the new one",
+                    e,
+                )
+                if self._on_replaced is not None:
+                    self._on_replaced()
+            raise Replaced(
+                "this control plane was replaced by another one on the same state topics; "
+                "send requests to that one"
+            ) from e
+
     def _write_tenant(self, tenant_id: str, tenant: Tenant | None) -> None:
-        offset = self._tenant_writer.put(tenant_id, None if tenant is None else tenant.encode())
+        encoded = None if tenant is None else tenant.encode()
+        offset = self._put(self._tenant_writer, tenant_id, encoded)
         if not self.tenants.wait_for(offset, self.write_timeout):
             raise TimeoutError(f"{TENANTS_TOPIC} did not show offset {offset}")
 
@@ -491,7 +531,7 @@ class ControlPlane:
 
     def _write(self, cluster_id: str, desire: ClusterDesire | None) -> None:
         """Store a desire (None: forget the cluster) and wait until the table shows it."""
-        offset = self._writer.put(cluster_id, None if desire is None else desire.encode())
+        offset = self._put(self._writer, cluster_id, None if desire is None else desire.encode())
         # The next read (and the next read-modify-write) sees this write.
         if not self.desired.wait_for(offset, self.write_timeout):
             raise TimeoutError(f"{DESIRED_TOPIC} did not show offset {offset}")
@@ -510,6 +550,8 @@ class ControlPlane:
         while not self._stop.wait(interval):
             try:
                 self.run_duties_once()
+            except Replaced:
+                return  # another control plane does them now
             except Exception:
                 log.exception("control plane duties failed; retrying in %s s", interval)
 

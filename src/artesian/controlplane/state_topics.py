@@ -8,13 +8,21 @@ one partition gives one order to read them in.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from artesian.controlplane.documents import (
@@ -32,6 +40,10 @@ T = TypeVar("T")
 
 class StateTopicError(RuntimeError):
     pass
+
+
+class Fenced(StateTopicError):
+    """Another writer with the same transactional.id started: this one may write no more."""
 
 
 def ensure_state_topics(
@@ -65,39 +77,93 @@ def ensure_state_topics(
 
 
 class StateWriter:
-    """Writes documents with acks=all and idempotence; each call returns once it is stored."""
+    """Writes documents with acks=all and idempotence; each call returns once it is stored.
 
-    def __init__(self, bootstrap: str, topic: str, timeout: float = 15.0) -> None:
+    With a ``transactional_id``, each document is written in a transaction of that id, and
+    making the writer fences any older one with the same id (Kafka's zombie fencing): its
+    next write fails with Fenced, and what it had not committed is aborted. The readers
+    (librdkafka's default read_committed) never see a fenced writer's late writes."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        timeout: float = 15.0,
+        transactional_id: str | None = None,
+    ) -> None:
         self.topic = topic
         self.timeout = timeout
-        self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}
-        )
+        self.transactional_id = transactional_id
+        config: dict[str, object] = {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+        }
+        if transactional_id is not None:
+            config["transactional.id"] = transactional_id
+        self._producer = Producer(config)
         self._lock = threading.Lock()
+        if transactional_id is not None:
+            try:
+                self._producer.init_transactions(timeout)
+            except KafkaException as e:
+                raise StateTopicError(
+                    f"{topic}: cannot start transactions as {transactional_id}: {e}"
+                ) from e
 
     def put(self, key: str, value: bytes | None) -> int:
         """Store ``value`` (None: a tombstone) under ``key``; returns its offset."""
         result: list[tuple[KafkaError | None, int]] = []
         with self._lock:
-            self._producer.produce(
-                self.topic,
-                value,
-                key.encode(),
-                partition=0,
-                on_delivery=lambda err, msg: result.append((err, msg.offset())),
-            )
+            if self.transactional_id is not None:
+                return self._put_in_transaction(key, value, result)
+            self._produce(key, value, result)
             self._producer.flush(self.timeout)
             if not result:
                 # Failed must mean not written: the record must not land after the caller
                 # has given up on it (and perhaps retried).
                 self._producer.purge()
                 self._producer.flush(0)
+        return self._offset(result)
+
+    def _produce(
+        self, key: str, value: bytes | None, result: list[tuple[KafkaError | None, int]]
+    ) -> None:
+        self._producer.produce(
+            self.topic,
+            value,
+            key.encode(),
+            partition=0,
+            on_delivery=lambda err, msg: result.append((err, msg.offset())),
+        )
+
+    def _offset(self, result: list[tuple[KafkaError | None, int]]) -> int:
         if not result:
             raise StateTopicError(f"{self.topic}: no acknowledgement within {self.timeout} s")
         err, offset = result[0]
         if err is not None:
             raise StateTopicError(f"{self.topic}: {err.str()}")
         return offset
+
+    def _put_in_transaction(
+        self, key: str, value: bytes | None, result: list[tuple[KafkaError | None, int]]
+    ) -> int:
+        try:
+            self._producer.begin_transaction()
+            self._produce(key, value, result)
+            self._producer.commit_transaction(self.timeout)
+        except KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if err is not None and (
+                err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
+            ):
+                raise Fenced(
+                    f"{self.topic}: another writer took over {self.transactional_id} ({err.str()})"
+                ) from e
+            with contextlib.suppress(KafkaException):  # not written, then
+                self._producer.abort_transaction(self.timeout)
+            raise StateTopicError(f"{self.topic}: {e}") from e
+        return self._offset(result)
 
     def close(self) -> None:
         self._producer.flush(self.timeout)
@@ -182,11 +248,25 @@ class StateTable(Generic[T]):
                 self._stop.wait(1.0)
                 continue
             if msg is None:
+                self._skip_markers()
                 continue
             if msg.error() is not None:
                 log.warning("reading %s: %s", self.topic, msg.error())
                 continue
             self._apply(msg.key(), msg.value(), msg.offset())
+
+    def _skip_markers(self) -> None:
+        """With nothing left to read, the consumer's position is past the transaction
+        markers (never delivered) after the last record: the table holds everything below it,
+        which catch_up, waiting on the high watermark, must see."""
+        try:
+            (tp,) = self._consumer.position([TopicPartition(self.topic, 0)])
+        except Exception:  # a closing consumer
+            return
+        if tp.offset > self._position:
+            with self._changed:
+                self._position = tp.offset
+                self._changed.notify_all()
 
     def _apply(self, raw_key: bytes | None, value: bytes | None, offset: int) -> None:
         doc: T | None = None
