@@ -78,6 +78,7 @@ def test_by_duration_starts_at_the_first_record_that_recent(broker: Any) -> None
         ("bd-day", "by_duration:P1D", 0),
         ("bd-minute", "by_duration:PT1M", 10),  # nothing that recent: the high watermark
         ("bd-mixed", "by_duration:pt30m15.5s", 5),
+        ("bd-aeons", "by_duration:P1000000000D", 0),  # Java takes it; beyond a timedelta
     ):
         _set_group_configs(broker, group, {"share.auto.offset.reset": reset})
         got = _first_fetch(broker, group, "bd-t", topic_id)
@@ -142,7 +143,7 @@ def test_read_committed_hands_out_committed_records_only(broker: Any) -> None:
     plain.flush(T)
     r = m.fetch(topic_id, acks=((0, 2, (1,)), (5, 8, (1,))), wait_ms=300)
     assert int(_partition(r).acknowledge_error_code) == NONE
-    assert _acquired(_partition(r)) == []
+    assert (int(_partition(r).error_code), _acquired(_partition(r))) == (NONE, [])
     txn.commit_transaction(T)  # marker at 11
     assert _acquired(_partition(m.fetch(topic_id, wait_ms=2000))) == [(9, 11, 1)]
     _leave(m, topic_id)
@@ -163,3 +164,36 @@ def test_read_committed_hands_out_committed_records_only(broker: Any) -> None:
     assert _poll(consumer, 1.0) == []
     consumer.commit_sync()
     consumer.close()
+
+
+def test_read_committed_reads_past_a_long_aborted_transaction(broker: Any) -> None:
+    """An aborted transaction larger than a fetch reads (eight reads of 256 KiB): the fetch
+    reads on past it instead of waiting out its max wait, and hands out the record after."""
+    topic_id = _topic(broker, "rc-long", 1)
+    txn = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "transactional.id": "rc-long",
+            "linger.ms": 5,
+            "batch.size": 16384,  # batches smaller than a read: twelve reads to pass them
+        }
+    )
+    txn.init_transactions(T)
+    txn.begin_transaction()
+    for _ in range(3000):  # about 3 MiB
+        txn.produce("rc-long", b"x" * 1000, partition=0)
+    txn.flush(T)
+    txn.abort_transaction(T)
+    txn.begin_transaction()
+    txn.produce("rc-long", b"after", partition=0)
+    txn.commit_transaction(T)  # after: offset 3001 (the abort marker is 3000)
+    _set_group_configs(
+        broker, "rc-long-g", {**EARLIEST_AND_PATIENT, "share.isolation.level": "read_committed"}
+    )
+    m = _Member(broker, "rc-long-g")
+    assert int(m.heartbeat(("rc-long",)).error_code) == NONE
+    p = _partition(m.fetch(topic_id, wait_ms=20_000))
+    assert int(p.error_code) == NONE
+    assert _acquired(p) == [(3000, 3002, 1)]  # the abort marker, after, the commit marker
+    assert dict(_values(p))[3001] == b"after"
+    _leave(m, topic_id)

@@ -131,7 +131,8 @@ def run_control_plane(
         )
     )
     servers.append(server)
-    server.should_exit = control_plane.replaced.is_set()
+    if control_plane.replaced.is_set():  # fenced before serving
+        server.should_exit = True
     try:
         server.run()
     finally:

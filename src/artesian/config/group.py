@@ -57,7 +57,7 @@ BY_DURATION = "by_duration:"
 _DURATION = re.compile(
     r"([-+]?)P(?:([-+]?\d+)D)?(?:T(?:([-+]?\d+)H)?(?:([-+]?\d+)M)?"
     r"(?:([-+]?)(\d+)(?:[.,](\d{0,9}))?S)?)?",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 
 
@@ -70,12 +70,19 @@ def parse_iso_duration(text: str) -> datetime.timedelta | None:
     if days is None and hours is None and minutes is None and secs is None:
         return None
     seconds = int(secs or 0) + int((frac or "0").ljust(9, "0")[:9]) / 1e9
-    total = datetime.timedelta(
-        days=int(days or 0),
-        hours=int(hours or 0),
-        minutes=int(minutes or 0),
-        seconds=-seconds if s_sign == "-" else seconds,
-    )
+    try:
+        total = datetime.timedelta(
+            days=int(days or 0),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+            seconds=-seconds if s_sign == "-" else seconds,
+        )
+    except OverflowError:  # Java takes up to 2^63 seconds: beyond timedelta, and anything kept
+        whole: float = int(days or 0) * 86_400 + int(hours or 0) * 3_600 + int(minutes or 0) * 60
+        whole += -seconds if s_sign == "-" else seconds
+        if sign == "-":
+            whole = -whole
+        return datetime.timedelta.max if whole > 0 else datetime.timedelta.min
     return -total if sign == "-" else total
 
 

@@ -124,12 +124,9 @@ class ControlPlane:
         self._ledger_read = threading.Event()
         self.replaced = threading.Event()
         self._on_replaced = on_replaced
-        self._writer = StateWriter(
-            bootstrap, DESIRED_TOPIC, write_timeout, f"{transactional_id}.{DESIRED_TOPIC}"
-        )
-        self._tenant_writer = StateWriter(
-            bootstrap, TENANTS_TOPIC, write_timeout, f"{transactional_id}.{TENANTS_TOPIC}"
-        )
+        # One transactional id for both topics: two control planes starting together cannot
+        # end up owning one each.
+        self._writer = StateWriter(bootstrap, DESIRED_TOPIC, write_timeout, transactional_id)
         # Only to forget a deleted cluster's last report; the data planes write the rest.
         self._report_eraser = StateWriter(bootstrap, OBSERVED_TOPIC, write_timeout)
         # One read-modify-write of the desired state or the tenants at a time: a quota check
@@ -172,7 +169,6 @@ class ControlPlane:
         for table in (self.desired, self.observed, self.tenants, self.usage_records):
             table.stop()
         self._writer.close()
-        self._tenant_writer.close()
         self._report_eraser.close()
 
     # --- the API's operations ---------------------------------------------------------------
@@ -493,9 +489,9 @@ class ControlPlane:
                 f"{tenant.max_brokers} (max_brokers; an autoscaled cluster counts its maximum)"
             )
 
-    def _put(self, writer: StateWriter, key: str, value: bytes | None) -> int:
+    def _put(self, topic: str, key: str, value: bytes | None) -> int:
         try:
-            return writer.put(key, value)
+            return self._writer.put(key, value, topic)
         except Fenced as e:
             if not self.replaced.is_set():
                 self.replaced.set()
@@ -513,7 +509,7 @@ class ControlPlane:
 
     def _write_tenant(self, tenant_id: str, tenant: Tenant | None) -> None:
         encoded = None if tenant is None else tenant.encode()
-        offset = self._put(self._tenant_writer, tenant_id, encoded)
+        offset = self._put(TENANTS_TOPIC, tenant_id, encoded)
         if not self.tenants.wait_for(offset, self.write_timeout):
             raise TimeoutError(f"{TENANTS_TOPIC} did not show offset {offset}")
 
@@ -531,7 +527,7 @@ class ControlPlane:
 
     def _write(self, cluster_id: str, desire: ClusterDesire | None) -> None:
         """Store a desire (None: forget the cluster) and wait until the table shows it."""
-        offset = self._put(self._writer, cluster_id, None if desire is None else desire.encode())
+        offset = self._put(DESIRED_TOPIC, cluster_id, None if desire is None else desire.encode())
         # The next read (and the next read-modify-write) sees this write.
         if not self.desired.wait_for(offset, self.write_timeout):
             raise TimeoutError(f"{DESIRED_TOPIC} did not show offset {offset}")

@@ -94,79 +94,107 @@ class StateWriter:
         self.topic = topic
         self.timeout = timeout
         self.transactional_id = transactional_id
-        config: dict[str, object] = {
+        self._config: dict[str, object] = {
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "enable.idempotence": True,
         }
         if transactional_id is not None:
-            config["transactional.id"] = transactional_id
-        self._producer = Producer(config)
+            self._config["transactional.id"] = transactional_id
+            # A writer killed mid-write holds read_committed readers back until this passes
+            # (a new control plane aborts it at once).
+            self._config["transaction.timeout.ms"] = int(timeout * 2000)
         self._lock = threading.Lock()
-        if transactional_id is not None:
+        self._producer: Producer | None = None
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(self._config)
+        if self.transactional_id is not None:
             try:
-                self._producer.init_transactions(timeout)
+                producer.init_transactions(self.timeout)
             except KafkaException as e:
                 raise StateTopicError(
-                    f"{topic}: cannot start transactions as {transactional_id}: {e}"
+                    f"{self.topic}: cannot start transactions as {self.transactional_id}: {e}"
                 ) from e
+        return producer
 
-    def put(self, key: str, value: bytes | None) -> int:
-        """Store ``value`` (None: a tombstone) under ``key``; returns its offset."""
+    def put(self, key: str, value: bytes | None, topic: str | None = None) -> int:
+        """Store ``value`` (None: a tombstone) under ``key`` in ``topic`` (the writer's own
+        by default); returns its offset."""
         result: list[tuple[KafkaError | None, int]] = []
         with self._lock:
             if self.transactional_id is not None:
-                return self._put_in_transaction(key, value, result)
-            self._produce(key, value, result)
-            self._producer.flush(self.timeout)
+                return self._put_in_transaction(topic or self.topic, key, value, result)
+            producer = self._producer
+            assert producer is not None
+            self._produce(producer, topic or self.topic, key, value, result)
+            producer.flush(self.timeout)
             if not result:
                 # Failed must mean not written: the record must not land after the caller
                 # has given up on it (and perhaps retried).
-                self._producer.purge()
-                self._producer.flush(0)
-        return self._offset(result)
+                producer.purge()
+                producer.flush(0)
+        return self._offset(topic or self.topic, result)
 
+    @staticmethod
     def _produce(
-        self, key: str, value: bytes | None, result: list[tuple[KafkaError | None, int]]
+        producer: Producer,
+        topic: str,
+        key: str,
+        value: bytes | None,
+        result: list[tuple[KafkaError | None, int]],
     ) -> None:
-        self._producer.produce(
-            self.topic,
+        producer.produce(
+            topic,
             value,
             key.encode(),
             partition=0,
             on_delivery=lambda err, msg: result.append((err, msg.offset())),
         )
 
-    def _offset(self, result: list[tuple[KafkaError | None, int]]) -> int:
+    def _offset(self, topic: str, result: list[tuple[KafkaError | None, int]]) -> int:
         if not result:
-            raise StateTopicError(f"{self.topic}: no acknowledgement within {self.timeout} s")
+            raise StateTopicError(f"{topic}: no acknowledgement within {self.timeout} s")
         err, offset = result[0]
         if err is not None:
-            raise StateTopicError(f"{self.topic}: {err.str()}")
+            raise StateTopicError(f"{topic}: {err.str()}")
         return offset
 
     def _put_in_transaction(
-        self, key: str, value: bytes | None, result: list[tuple[KafkaError | None, int]]
+        self, topic: str, key: str, value: bytes | None, result: list[tuple[KafkaError | None, int]]
     ) -> int:
+        if self._producer is None:  # the last one failed: a new one settles its transaction
+            self._producer = self._new_producer()
+        producer = self._producer
         try:
-            self._producer.begin_transaction()
-            self._produce(key, value, result)
-            self._producer.commit_transaction(self.timeout)
+            producer.begin_transaction()
+            self._produce(producer, topic, key, value, result)
+            producer.commit_transaction(self.timeout)
         except KafkaException as e:
             err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
-            if err is not None and (
-                err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
-            ):
+            if err is not None and err.code() in FENCED:
                 raise Fenced(
-                    f"{self.topic}: another writer took over {self.transactional_id} ({err.str()})"
+                    f"{topic}: another writer took over {self.transactional_id} ({err.str()})"
                 ) from e
-            with contextlib.suppress(KafkaException):  # not written, then
-                self._producer.abort_transaction(self.timeout)
-            raise StateTopicError(f"{self.topic}: {e}") from e
-        return self._offset(result)
+            # A commit that timed out may still land, and leaves this producer unable to
+            # begin another: the next write starts a new one (whose init_transactions ends
+            # the pending transaction one way or the other).
+            self._producer = None
+            with contextlib.suppress(Exception):
+                producer.purge()
+            raise StateTopicError(f"{topic}: {e} (the write may or may not have landed)") from e
+        return self._offset(topic, result)
 
     def close(self) -> None:
-        self._producer.flush(self.timeout)
+        if self._producer is not None:
+            self._producer.flush(self.timeout)
+
+
+# Errors that mean another producer of the same transactional.id has taken over.
+FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
 
 
 class StateTable(Generic[T]):

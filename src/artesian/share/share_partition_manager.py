@@ -250,29 +250,36 @@ class SharePartitionManager:
                     self._watch_locks(deadline)
                     return Acquired(_slice(data, ranges[-1].last_offset), ranges)
         upper = p.log.last_stable_offset if read_committed else p.high_watermark
-        # A read holding only aborted batches hands nothing out: read on, a few times.
-        for _ in range(MAX_READS):
-            if sp.window_full() or sp.next_offset >= upper:
-                return None
-            try:
-                info = p.log.read(
-                    sp.next_offset, _read_size(max_bytes), upper, True, read_committed
-                )
-            except OffsetOutOfRangeError:
-                return None
-            if info.records is None:
-                return None
-            data = info.records.read_bytes()
-            batches, aborted = _batches(p, data, upper, info.aborted_transactions)
-            before = sp.next_offset
-            ranges = sp.acquire_new(member_id, batches, max_records, deadline, aborted)
-            if ranges:
-                self._watch_locks(deadline)
-                return Acquired(_slice(data, ranges[-1].last_offset), ranges)
-            if sp.next_offset == before:
-                return None
-            self._store_soon(entry)  # aborted records archived: the start offset may move
-        return None
+        start_offset = sp.start_offset
+        try:
+            # A read holding only aborted batches hands nothing out: read on, a few times.
+            for _ in range(MAX_READS):
+                if sp.window_full() or sp.next_offset >= upper:
+                    return None
+                try:
+                    info = p.log.read(
+                        sp.next_offset, _read_size(max_bytes), upper, True, read_committed
+                    )
+                except OffsetOutOfRangeError:
+                    return None
+                if info.records is None:
+                    return None
+                data = info.records.read_bytes()
+                batches, aborted = _batches(p, data, upper, info.aborted_transactions)
+                before = sp.next_offset
+                ranges = sp.acquire_new(member_id, batches, max_records, deadline, aborted)
+                if ranges:
+                    self._watch_locks(deadline)
+                    return Acquired(_slice(data, ranges[-1].last_offset), ranges)
+                if sp.next_offset == before:
+                    return None
+            # Still only aborted records: the fetch parks now, and is woken once it has, to
+            # read on (waiting out its max wait with committed records below would stall).
+            asyncio.get_running_loop().call_soon(self._wake, entry)
+            return None
+        finally:
+            if sp.start_offset != start_offset:
+                self._store_soon(entry)  # aborted records done: the start offset moved
 
     def _read(self, p: Partition, first: int, max_bytes: int) -> tuple[bytes, int]:
         """Whole log batches from the one holding ``first``, about ``max_bytes`` of them (at
@@ -381,6 +388,11 @@ class SharePartitionManager:
     def _names(self, keys: Iterable[tuple[uuid.UUID, int]]) -> list[tuple[str, int]]:
         by_id = self.broker.image.topics_by_id
         return [(by_id[t].name, i) for t, i in keys if t in by_id]
+
+    def _wake(self, entry: ShareEntry) -> None:
+        rm = self.broker.replica_manager
+        if rm is not None:
+            rm.purgatory.wake((entry.topic, entry.index))
 
     def _store_soon(self, entry: ShareEntry) -> None:
         """Store a change nobody waits for (a release, an expired lock), and wake fetches
