@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.conftest import _logged
 from tests.consuming import read_range
+from tests.kafka_wire import sample_request
 from tests.replication.cluster import Cluster
 
 NONE = 0
@@ -43,8 +44,28 @@ def _create(c: Cluster, name: str, replicas: list[int]) -> None:
 
 
 def _unknown_to(c: Cluster, node: int, topic: str) -> bool:
-    (t,) = c.metadata(node, [topic]).topics
-    return int(t.error_code) == UNKNOWN_TOPIC_OR_PARTITION
+    """Whether ``node`` has not read ``topic`` yet: ListOffsets answers from what it has
+    read (Metadata would catch up first)."""
+    with c.conn(node) as conn:
+        resp = conn.request(2, 7, sample_request(2, 7, topic, timestamp=-2))
+    (t,) = resp.topics
+    (p,) = t.partitions
+    return int(p.error_code) == UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_a_lagging_broker_reads_the_log_before_saying_a_topic_does_not_exist(
+    lagging: Cluster,
+) -> None:
+    """A client that created a topic through one broker and asks another about it at once is
+    not told it does not exist (librdkafka would hold its records for
+    topic.metadata.propagation.max.ms)."""
+    _create(lagging, "just-made", [1, 2])
+    assert _unknown_to(lagging, SLOW, "just-made")
+    (t,) = lagging.metadata(SLOW, ["just-made"]).topics
+    assert int(t.error_code) == NONE
+    assert [(int(p.partition_index), int(p.leader_id)) for p in t.partitions] == [(0, 1)]
+    (t,) = lagging.metadata(SLOW, ["never-made"]).topics
+    assert int(t.error_code) == UNKNOWN_TOPIC_OR_PARTITION
 
 
 def test_a_new_topics_leader_takes_the_first_produce_before_its_own_poll(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from typing import Any
@@ -68,6 +69,8 @@ def _topic_entry(
     )
 
 
+_CATCH_UP_SECONDS = 2.0
+
 # Cached all-topics bodies per image, listener and version: one per principal with an
 # authorizer, so bounded.
 _MAX_VIEWS = 64
@@ -92,6 +95,38 @@ def _error_entry(
 
 
 def handle(ctx: Any, request: Any) -> Any:
+    if _names_unknown(ctx.broker, request):
+        # Another broker may have created it a moment ago (each reads the shared metadata
+        # log every artesian.metadata.poll.interval.ms): a client that asks this one must
+        # not be told it does not exist, and wait out its metadata propagation timeout.
+        return _after_catch_up(ctx, request)
+    return _answer(ctx, request)
+
+
+def _names_unknown(broker: Any, request: Any) -> bool:
+    if broker.store is None or not request.topics:
+        return False
+    image = broker.image
+    for t in request.topics:
+        name = getattr(t, "name", None)
+        if name:
+            if name not in image.topics:
+                return True
+        elif getattr(t, "topic_id", None) is not None and t.topic_id not in image.topics_by_id:
+            return True
+    return False
+
+
+async def _after_catch_up(ctx: Any, request: Any) -> Any:
+    try:
+        async with asyncio.timeout(_CATCH_UP_SECONDS):  # the store may be slow, or down
+            await ctx.broker.catch_up_metadata()
+    except Exception as e:
+        log.warning("could not catch up with the metadata log before a Metadata answer: %s", e)
+    return _answer(ctx, request)
+
+
+def _answer(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
     image = broker.image
