@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from kio.schema.incremental_alter_configs.v1 import request as iac
 
 from tests.broker.test_share_group_offsets import EARLIEST_AND_PATIENT, _leave
 from tests.broker.test_share_groups import (
@@ -17,6 +16,7 @@ from tests.broker.test_share_groups import (
     SHARE,
     T,
     _acquired,
+    _alter_group_configs,
     _Member,
     _partition,
     _poll,
@@ -25,7 +25,6 @@ from tests.broker.test_share_groups import (
     _topic,
     _values,
 )
-from tests.kafka_wire import WireConn
 
 INVALID_CONFIG = 40
 
@@ -45,21 +44,7 @@ def _first_fetch(broker: Any, group: str, topic: str, topic_id: Any) -> list[tup
 
 
 def _alter_config(broker: Any, group: str, name: str, value: str) -> Any:
-    with WireConn(broker.port, timeout=T) as conn:
-        (r,) = conn.request(
-            44,
-            1,
-            iac.IncrementalAlterConfigsRequest(
-                resources=(
-                    iac.AlterConfigsResource(
-                        resource_type=32,
-                        resource_name=group,
-                        configs=(iac.AlterableConfig(name=name, config_operation=0, value=value),),
-                    ),
-                ),
-                validate_only=False,
-            ),
-        ).responses
+    (r,) = _alter_group_configs(broker, group, {name: value}).responses
     return int(r.error_code), r.error_message
 
 

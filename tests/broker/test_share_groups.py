@@ -60,10 +60,16 @@ def _produce(broker: Any, topic: str, values: list[str], partitions: int) -> Non
 
 
 def _set_group_configs(broker: Any, group: str, configs: dict[str, str]) -> None:
+    r = _alter_group_configs(broker, group, configs)
+    assert [int(x.error_code) for x in r.responses] == [NONE], r
+
+
+def _alter_group_configs(broker: Any, group: str, configs: dict[str, str]) -> Any:
+    """IncrementalAlterConfigs SET of a GROUP resource's configs: the response."""
     from kio.schema.incremental_alter_configs.v1 import request as iac
 
     with WireConn(broker.port, timeout=T) as conn:
-        r = conn.request(
+        return conn.request(
             44,
             1,
             iac.IncrementalAlterConfigsRequest(
@@ -80,7 +86,6 @@ def _set_group_configs(broker: Any, group: str, configs: dict[str, str]) -> None
                 validate_only=False,
             ),
         )
-    assert [int(x.error_code) for x in r.responses] == [NONE], r
 
 
 def _share_consumer(broker: Any, group: str, topic: str, **extra: Any) -> Any:
