@@ -3,9 +3,9 @@ partition's state at its share coordinator, this broker's own ShareCoordinator w
 the state partition, else the leader's through ReadShareGroupState and WriteShareGroupState.
 A write counts once the state topic's ISR holds it (acks=all), as Kafka's does.
 
-The group coordinator uses it too, for the admin APIs: summaries (ReadShareGroupStateSummary),
-initializing at a new start offset (InitializeShareGroupState) and deleting
-(DeleteShareGroupState), batched per share coordinator."""
+The group coordinator uses it too, for the admin APIs, on connections of their own:
+summaries (ReadShareGroupStateSummary) and deletes (DeleteShareGroupState), one request per
+share coordinator, and fresh starts (InitializeShareGroupState), one partition at a time."""
 
 from __future__ import annotations
 

@@ -310,7 +310,7 @@ class SharePartitionManager:
         code, message = entry.partition.acknowledge(member_id, batches)
         if code != ErrorCode.none:
             return code, message
-        self.broker.replica_manager.purgatory.wake((entry.topic, entry.index))  # type: ignore[union-attr]
+        self._wake(entry)
         try:
             await self._persist(entry)
         except PersisterError as e:
@@ -397,9 +397,7 @@ class SharePartitionManager:
     def _store_soon(self, entry: ShareEntry) -> None:
         """Store a change nobody waits for (a release, an expired lock), and wake fetches
         that may now acquire."""
-        rm = self.broker.replica_manager
-        if rm is not None:
-            rm.purgatory.wake((entry.topic, entry.index))
+        self._wake(entry)
 
         async def store() -> None:
             try:
