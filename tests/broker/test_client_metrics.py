@@ -26,6 +26,7 @@ from tests.broker_process import free_port
 from tests.kafka_wire import WireConn
 
 NONE, INVALID_REQUEST, UNSUPPORTED_COMPRESSION_TYPE, INVALID_RECORD = 0, 42, 76, 87
+UNSUPPORTED_VERSION = 35
 THROTTLING_QUOTA_EXCEEDED, UNKNOWN_SUBSCRIPTION_ID, TELEMETRY_TOO_LARGE = 89, 117, 118
 MAX_BYTES = 4096
 
@@ -116,6 +117,44 @@ def test_subscriptions_are_configs_checked_as_kafka_checks_them(broker: Any) -> 
         listed = conn.request(74, 0, list_req.ListConfigResourcesRequest())
         assert "cm-a" not in [r.resource_name for r in listed.config_resources]
     admin.close()
+
+
+def test_list_config_resources_by_type(broker: Any) -> None:
+    """ListConfigResources v1 (KIP-1142): groups with configs of their own, client metrics
+    subscriptions, brokers and topics, in Kafka's order of types; v0 the subscriptions."""
+    from kio.schema.list_config_resources.v1 import request as list_v1
+
+    from tests.broker.test_share_groups import _set_group_configs
+    from tests.kafka_wire import create_topic
+
+    admin = _admin(broker)
+    assert _subscribe(admin, "lcr-sub", metrics="org.apache.kafka.") == "OK"
+    admin.close()
+    _set_group_configs(broker, "lcr-g", {"consumer.session.timeout.ms": "50000"})
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "lcr-t", 1)
+
+        def listed(*types: int) -> tuple[int, list[tuple[int, str]]]:
+            """The answer's error and entries, but for other tests' (this broker is the
+            module's)."""
+            r = conn.request(74, 1, list_v1.ListConfigResourcesRequest(resource_types=types))
+            found = [(int(c.resource_type), c.resource_name) for c in r.config_resources]
+            return int(r.error_code), [
+                (k, n) for k, n in found if n.startswith("lcr-") or k in (4, 8)
+            ]
+
+        code, every = listed()
+        assert code == NONE
+        kinds = [k for k, _ in every]
+        assert kinds == sorted(kinds, key=[32, 16, 8, 4, 2].index)  # Kafka's order of types
+        assert {(32, "lcr-g"), (16, "lcr-sub"), (8, "1"), (4, "1"), (2, "lcr-t")} <= set(every)
+        assert listed(4, 32) == (NONE, [(32, "lcr-g"), (4, "1")])
+        assert listed(16) == (NONE, [(16, "lcr-sub")])
+        assert listed(2, 64) == (UNSUPPORTED_VERSION, [])  # never a part of the answer
+        assert listed(0) == (UNSUPPORTED_VERSION, [])
+        v0 = conn.request(74, 0, list_req.ListConfigResourcesRequest())
+        assert "lcr-sub" in [c.resource_name for c in v0.config_resources]
+        assert not {"lcr-g", "lcr-t"} & {c.resource_name for c in v0.config_resources}
 
 
 def test_librdkafka_pushes_what_its_subscription_asks_for(broker: Any) -> None:

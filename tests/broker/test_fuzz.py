@@ -91,7 +91,7 @@ FUZZED_APIS = {
     # Client metrics (KIP-714): GetTelemetrySubscriptions, PushTelemetry, ListConfigResources.
     71: range(0, 1),
     72: range(0, 1),
-    74: range(0, 1),
+    74: range(0, 2),
     # Share groups (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch,
     # ShareAcknowledge, the share state APIs between brokers, and the share group offsets.
     76: range(1, 2),

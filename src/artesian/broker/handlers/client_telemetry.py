@@ -1,10 +1,9 @@
-"""Client metrics (KIP-714): GetTelemetrySubscriptions (71), PushTelemetry (72) and
-ListClientMetricsResources (74 v0, renamed ListConfigResources in Kafka 4.1).
+"""Client metrics (KIP-714): GetTelemetrySubscriptions (71) and PushTelemetry (72).
 
 The work is ``ClientMetricsManager``'s; these answer with its results. A client is matched
 on its client id, the software name and version it gave in ApiVersions, and its address.
-Neither telemetry API checks ACLs, as in Kafka; listing the subscriptions needs
-DESCRIBE_CONFIGS on the cluster.
+Neither API checks ACLs, as in Kafka. The subscriptions are listed by ListConfigResources
+(``list_config_resources.py``).
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ import datetime
 import uuid
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
 from artesian.broker.client_metrics_manager import ACCEPTED_COMPRESSION
-from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 
-GET_SUBSCRIPTIONS, PUSH, LIST_RESOURCES = 71, 72, 74
+GET_SUBSCRIPTIONS, PUSH = 71, 72
 _ZERO = uuid.UUID(int=0)
 
 
@@ -68,28 +64,7 @@ def push(ctx: Any, request: Any) -> Any:
     return make(mod.PushTelemetryResponse, throttle_time=datetime.timedelta(0), error_code=code)
 
 
-def list_resources(ctx: Any, request: Any) -> Any:
-    mod = response_module(LIST_RESOURCES, ctx.header.api_version)
-    if not cluster_authorized(ctx, AclOperation.DESCRIBE_CONFIGS):
-        return make(
-            mod.ListConfigResourcesResponse,
-            throttle_time=datetime.timedelta(0),
-            error_code=ErrorCode.cluster_authorization_failed,
-            config_resources=(),
-        )
-    return make(
-        mod.ListConfigResourcesResponse,
-        throttle_time=datetime.timedelta(0),
-        error_code=ErrorCode.none,
-        config_resources=tuple(
-            make(mod.ConfigResource, resource_name=name)
-            for name in sorted(ctx.broker.image.client_metrics)
-        ),
-    )
-
-
 APIS = [
     (GET_SUBSCRIPTIONS, 0, 0, get_subscriptions),
     (PUSH, 0, 0, push),
-    (LIST_RESOURCES, 0, 0, list_resources),
 ]
