@@ -1319,6 +1319,15 @@ class Broker:
             if started >= called:
                 return
 
+    async def catch_up_metadata_within(self, seconds: float, before: str) -> None:
+        """catch_up_metadata(), given up after ``seconds`` (the store may be slow, or down)
+        with a warning naming what it was ``before``: the request is answered anyway."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self.catch_up_metadata()
+        except Exception as e:
+            log.warning("could not catch up with the metadata log before %s: %s", before, e)
+
     def _in_metadata(self, topic: str, partition: int) -> bool:
         image = self.image.topics.get(topic)
         return image is not None and partition in image.partitions

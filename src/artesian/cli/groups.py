@@ -269,6 +269,21 @@ def topic_partitions(spec: str) -> tuple[str, set[int] | None]:
         fail(f"bad --topic {spec!r}", "Use TOPIC or TOPIC:P,P, e.g. --topic orders:0,2.", code=2)
 
 
+# reset-offsets' options, for consumer and share groups alike.
+ToEarliestOpt = Annotated[bool, typer.Option("--to-earliest", help="Earliest offset.")]
+ToLatestOpt = Annotated[bool, typer.Option("--to-latest", help="Log end offset.")]
+ToOffsetOpt = Annotated[
+    int | None, typer.Option("--to-offset", help="This offset (clamped to the log).")
+]
+ToDatetimeOpt = Annotated[
+    str | None,
+    typer.Option("--to-datetime", help="First offset at or after this ISO 8601 time."),
+]
+ExecuteOpt = Annotated[
+    bool, typer.Option("--execute", help="Apply the change (default: only show the plan).")
+]
+
+
 def topic_partitions_of(admin: Any, opts: ClientOptions, specs: list[str]) -> list[tuple[str, int]]:
     """The partitions ``--topic`` options name (TOPIC or TOPIC:P,P), which must exist."""
     md = admin.list_topics(timeout=opts.timeout)
@@ -402,21 +417,14 @@ def reset_offsets(
             "(as kafka-consumer-groups). Repeatable.",
         ),
     ],
-    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Earliest offset.")] = False,
-    to_latest: Annotated[bool, typer.Option("--to-latest", help="Log end offset.")] = False,
-    to_offset: Annotated[
-        int | None, typer.Option("--to-offset", help="This offset (clamped to the log).")
-    ] = None,
+    to_earliest: ToEarliestOpt = False,
+    to_latest: ToLatestOpt = False,
+    to_offset: ToOffsetOpt = None,
     shift_by: Annotated[
         int | None, typer.Option("--shift-by", help="Move the committed offset by N (+/-).")
     ] = None,
-    to_datetime: Annotated[
-        str | None,
-        typer.Option("--to-datetime", help="First offset at or after this ISO 8601 time."),
-    ] = None,
-    execute: Annotated[
-        bool, typer.Option("--execute", help="Apply the change (default: only show the plan).")
-    ] = False,
+    to_datetime: ToDatetimeOpt = None,
+    execute: ExecuteOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,

@@ -25,7 +25,16 @@ from artesian.cli.common import (
     reporting,
     table,
 )
-from artesian.cli.groups import ResetTarget, show_reset_plan, topic_partitions_of
+from artesian.cli.groups import (
+    ExecuteOpt,
+    ResetTarget,
+    ToDatetimeOpt,
+    ToEarliestOpt,
+    ToLatestOpt,
+    ToOffsetOpt,
+    show_reset_plan,
+    topic_partitions_of,
+)
 from artesian.cli.wire import WireClient, coordinator_of
 
 share_groups_app = make_app(
@@ -200,18 +209,11 @@ def reset_offsets(
             help="Topic whose offsets to reset, or TOPIC:P,P for some partitions. Repeatable.",
         ),
     ],
-    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Earliest offset.")] = False,
-    to_latest: Annotated[bool, typer.Option("--to-latest", help="Log end offset.")] = False,
-    to_offset: Annotated[
-        int | None, typer.Option("--to-offset", help="This offset (clamped to the log).")
-    ] = None,
-    to_datetime: Annotated[
-        str | None,
-        typer.Option("--to-datetime", help="First offset at or after this ISO 8601 time."),
-    ] = None,
-    execute: Annotated[
-        bool, typer.Option("--execute", help="Apply the change (default: only show the plan).")
-    ] = False,
+    to_earliest: ToEarliestOpt = False,
+    to_latest: ToLatestOpt = False,
+    to_offset: ToOffsetOpt = None,
+    to_datetime: ToDatetimeOpt = None,
+    execute: ExecuteOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,

@@ -64,7 +64,7 @@ _DURATION = re.compile(
 def parse_iso_duration(text: str) -> datetime.timedelta | None:
     """An ISO 8601 duration as Java's Duration.parse reads it; None if it is not one."""
     m = _DURATION.fullmatch(text)
-    if m is None or text.upper().endswith("T") or text.upper() in ("P", "-P", "+P"):
+    if m is None or text.upper().endswith("T"):
         return None
     sign, days, hours, minutes, s_sign, secs, frac = m.groups()
     if days is None and hours is None and minutes is None and secs is None:

@@ -109,7 +109,7 @@ async def describe(
     else:
         wanted = topics
         summaries = dict(await persister.summaries(_keys(broker, group_id, topics)))
-    latest = await _latest_offsets(broker, list(wanted), with_lag)
+    latest = await _latest_offsets(broker, wanted) if with_lag else {}
     described: dict[str, tuple[uuid.UUID | None, list[PartitionOffset]]] = {}
     for name, indexes in sorted(wanted.items()):
         topic = image.topics.get(name)
@@ -140,19 +140,18 @@ async def describe(
 
 
 async def _latest_offsets(
-    broker: Broker, topics: list[str], wanted: bool
+    broker: Broker, partitions: dict[str, list[int]]
 ) -> dict[tuple[str, int], int | ErrorCode]:
-    """The high watermark of each partition of ``topics`` (ListOffsets LATEST, as Kafka
-    computes lag), from this broker's own replica or with one request per leader."""
-    if not wanted:
-        return {}
+    """The high watermark of each partition named (ListOffsets LATEST, as Kafka computes
+    lag), from this broker's own replica or with one request per leader."""
     image = broker.image
     rm = broker.replica_manager
     found: dict[tuple[str, int], int | ErrorCode] = {}
     elsewhere: dict[int, dict[str, list[int]]] = {}
-    for name in topics:
+    for name, indexes in partitions.items():
         topic = image.topics.get(name)
-        for index, state in topic.partitions.items() if topic is not None else ():
+        known = topic.partitions if topic is not None else {}
+        for index, state in ((i, known[i]) for i in indexes if i in known):
             local = rm.get(name, index) if rm is not None else None
             if local is not None and local.is_leader:
                 found[(name, index)] = local.high_watermark
@@ -281,9 +280,8 @@ async def delete(
     stored = await stored_states(broker, group_id, topics)
     if group is None and not stored:
         raise GroupError(ErrorCode.group_id_not_found, f"Group {group_id} not found.")
-    _check_empty(
-        broker.group_coordinator.groups.get(group_id) if broker.group_coordinator else None
-    )
+    assert broker.group_coordinator is not None  # else _empty_share_group raised
+    _check_empty(broker.group_coordinator.groups.get(group_id))
     deleted = await broker.share_partition_manager.persister.delete(list(stored))
     results: dict[str, tuple[uuid.UUID | None, ErrorCode, str | None]] = {}
     for name in topics:

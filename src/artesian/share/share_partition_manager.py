@@ -130,7 +130,7 @@ class SharePartitionManager:
         limit = cfg.get_int("group.share.delivery.count.limit")
         locks = cfg.get_int("group.share.partition.max.record.locks")
         fresh = stored is None or stored.deleted
-        if stored is not None and not stored.deleted:
+        if stored is not None and not fresh:
             partition = SharePartition(stored.start_offset, stored.batches, limit, locks)
             state_epoch = stored.state_epoch
         else:

@@ -5,7 +5,6 @@ session, -1 closes it; any other epoch must be the one the last request left."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
@@ -36,7 +35,6 @@ class ShareSessionCache:
         self.sessions: dict[tuple[str, str], ShareSession] = {}
         # By connection (its id): every connection's close looks here, share client or not.
         self._by_connection: dict[int, dict[tuple[str, str], ShareSession]] = {}
-        self._per_group: Counter[str] = Counter()
 
     def get(self, group_id: str, member_id: str) -> ShareSession | None:
         return self.sessions.get((group_id, member_id))
@@ -55,12 +53,11 @@ class ShareSessionCache:
             self.remove(old)
         session = self.sessions[key] = ShareSession(group_id, member_id, connection)
         self._by_connection.setdefault(id(connection), {})[key] = session
-        self._per_group[group_id] += 1
         return session
 
     def has_group(self, group_id: str) -> bool:
-        """Whether a member of the group has a session here."""
-        return self._per_group[group_id] > 0
+        """Whether a member of the group has a session here (asked when one closes)."""
+        return any(group == group_id for group, _member in self.sessions)
 
     def check(self, group_id: str, member_id: str, epoch: int) -> ShareSession | ErrorCode:
         """The session a request with ``epoch`` (not 0) continues or closes."""
@@ -75,9 +72,6 @@ class ShareSessionCache:
         key = (session.group_id, session.member_id)
         if self.sessions.get(key) is session:
             del self.sessions[key]
-            self._per_group[session.group_id] -= 1
-            if not self._per_group[session.group_id]:
-                del self._per_group[session.group_id]
             of_connection = self._by_connection.get(id(session.connection), {})
             of_connection.pop(key, None)
             if not of_connection:

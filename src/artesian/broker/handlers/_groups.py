@@ -72,7 +72,9 @@ def heartbeat_refusal(
 
 
 def described_group_error(mod: Any, group_id: str, code: ErrorCode, message: str | None) -> Any:
-    """A ConsumerGroupDescribe or ShareGroupDescribe entry for a group not described."""
+    """A DescribeGroups, ConsumerGroupDescribe or ShareGroupDescribe entry for a group not
+    described (Kafka's groupError): no state, no protocol, no members; each API's response
+    keeps the fields it has."""
     return make(
         mod.DescribedGroup,
         error_code=code,
@@ -82,6 +84,8 @@ def described_group_error(mod: Any, group_id: str, code: ErrorCode, message: str
         group_epoch=-1,
         assignment_epoch=-1,
         assignor_name="",
+        protocol_type="",
+        protocol_data="",
         members=(),
         authorized_operations=NO_OPERATIONS,
     )

@@ -13,7 +13,7 @@ from artesian.broker.handlers._authz import (
     authorized_operations,
 )
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.handlers._groups import describe_refusal
+from artesian.broker.handlers._groups import describe_refusal, described_group_error
 from artesian.coordinator.group.group_metadata import GroupState
 
 API_KEY = 15
@@ -33,7 +33,7 @@ def handle(ctx: Any, request: Any) -> Any:
     for group_id in request.groups:
         refusal = describe_refusal(ctx, group_id)
         if refusal is not None:
-            described.append(_group_error(mod, group_id, *refusal))
+            described.append(described_group_error(mod, group_id, *refusal))
             continue
         group = coordinator.groups.get(group_id)
         if group is None or group.consumer is not None or group.share is not None:
@@ -92,19 +92,4 @@ def handle(ctx: Any, request: Any) -> Any:
         )
     return make(
         mod.DescribeGroupsResponse, throttle_time=datetime.timedelta(0), groups=tuple(described)
-    )
-
-
-def _group_error(mod: Any, group_id: str, code: ErrorCode, message: str | None) -> Any:
-    """Kafka's DescribeGroupsResponse.groupError: no state, no protocol, no members."""
-    return make(
-        mod.DescribedGroup,
-        error_code=code,
-        error_message=message,
-        group_id=group_id,
-        group_state="",
-        protocol_type="",
-        protocol_data="",
-        members=(),
-        authorized_operations=NO_OPERATIONS,
     )

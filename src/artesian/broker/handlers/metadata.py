@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 from typing import Any
@@ -118,11 +117,7 @@ def _names_unknown(broker: Any, request: Any) -> bool:
 
 
 async def _after_catch_up(ctx: Any, request: Any) -> Any:
-    try:
-        async with asyncio.timeout(_CATCH_UP_SECONDS):  # the store may be slow, or down
-            await ctx.broker.catch_up_metadata()
-    except Exception as e:
-        log.warning("could not catch up with the metadata log before a Metadata answer: %s", e)
+    await ctx.broker.catch_up_metadata_within(_CATCH_UP_SECONDS, "a Metadata answer")
     return _answer(ctx, request)
 
 

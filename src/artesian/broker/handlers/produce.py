@@ -141,12 +141,10 @@ def _produce(ctx: Any, request: ProduceRequestView) -> Any:
 
 
 async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
-    try:
-        # Bounded: with the store down, the client gets its retriable error after this.
-        async with asyncio.timeout(min(max(request.timeout_ms, 0) / 1000, _CATCH_UP_SECONDS)):
-            await ctx.broker.catch_up_metadata()
-    except Exception as e:
-        log.warning("could not catch up with the metadata log before a Produce: %s", e)
+    # Bounded: with the store down, the client gets its retriable error after this.
+    await ctx.broker.catch_up_metadata_within(
+        min(max(request.timeout_ms, 0) / 1000, _CATCH_UP_SECONDS), "a Produce"
+    )
     # Topic ids unknown before may name topics now: authorize again.
     refusal = _refusal(ctx, request) if ctx.broker.authorizer is not None else None
     if isinstance(refusal, ErrorCode):

@@ -116,8 +116,9 @@ async def share_fetch(ctx: Any, request: Any) -> Any:
         for index in t.partitions:
             session.partitions.pop((t.topic_id, int(index)), None)
     new = set(wanted)
-    await _acquire(ctx, request, session, results, new)
-    return _fetch_response(ctx, mod, request, results, ErrorCode.none, None)
+    settings = manager.fetch_settings(group_id)  # once per request, not per partition
+    await _acquire(ctx, request, session, results, new, settings)
+    return _fetch_response(ctx, mod, request, results, ErrorCode.none, None, settings[0])
 
 
 async def _acknowledge(
@@ -172,7 +173,9 @@ async def _acquire(
     session: ShareSession,
     results: dict[PartitionKey, _PartitionResult],
     new: set[PartitionKey],
+    settings: tuple[int, bool],
 ) -> None:
+    """``settings``: the group's lock duration (ms) and whether it reads committed only."""
     broker = ctx.broker
     manager = broker.share_partition_manager
     rm = broker.replica_manager
@@ -180,8 +183,7 @@ async def _acquire(
     max_records = max(int(request.max_records), 0)
     max_bytes = max(int(request.max_bytes), 0)
     wait_ms = int(request.max_wait.total_seconds() * 1000)
-    # Once per request, not per partition.
-    lock_ms, read_committed = manager.fetch_settings(session.group_id)
+    lock_ms, read_committed = settings
     deadline = time.monotonic() + max(wait_ms, 0) / 1000
     # Rotate the partitions with the epoch, so each gets its turn at the front.
     keys = list(session.partitions)
@@ -264,10 +266,13 @@ def _fetch_response(
     results: dict[PartitionKey, _PartitionResult],
     error: ErrorCode,
     message: str | None,
+    lock_ms: int | None = None,
 ) -> Any:
+    """``lock_ms``: the group's lock duration, when the caller has looked it up already."""
     broker = ctx.broker
     group_id = request.group_id or ""
-    lock_ms = broker.share_partition_manager.fetch_settings(group_id)[0] if group_id else 0
+    if lock_ms is None:
+        lock_ms = broker.share_partition_manager.fetch_settings(group_id)[0] if group_id else 0
     by_topic: dict[uuid.UUID, list[Any]] = {}
     for (topic_id, index), r in sorted(results.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         by_topic.setdefault(topic_id, []).append(

@@ -118,16 +118,12 @@ async def alter(ctx: Any, request: Any) -> Any:
         code, message = ErrorCode.group_authorization_failed, GROUP_DENIED
     else:
         allowed = authorized_names(ctx, AclOperation.READ, ResourceType.TOPIC, list(wanted))
-        image = ctx.broker.image
-        refused: dict[str, dict[int, tuple[ErrorCode, str | None]]] = {}
-        for name, parts in wanted.items():
-            if name not in allowed:
-                error = ErrorCode.topic_authorization_failed
-            elif name not in image.topics:
-                error = ErrorCode.unknown_topic_or_partition
-            else:
-                continue
-            refused[name] = dict.fromkeys(parts, (error, None))
+        denied: tuple[ErrorCode, str | None] = (ErrorCode.topic_authorization_failed, None)
+        refused = {
+            name: dict.fromkeys(parts, denied)
+            for name, parts in wanted.items()
+            if name not in allowed
+        }
         try:
             results = await offsets.alter(
                 ctx.broker, group_id, {n: p for n, p in wanted.items() if n not in refused}
