@@ -193,8 +193,8 @@ def test_share_group_offsets_described_altered_and_deleted(broker_factory: Any) 
     assert int(_partition(r).acknowledge_error_code) == NONE
     _leave(n, topic_id)
 
-    # The state is in __share_group_state: a kill -9 keeps it, and the group, known by its
-    # state alone after the restart, can be described and its offsets deleted.
+    # The state is in __share_group_state and the group in __consumer_offsets: a kill -9
+    # keeps both, and the group can be described and its offsets deleted after it.
     broker.kill9()
     broker.start()
     assert _offsets(_describe(broker, "so-g", None)) == {("so-t", 0): (10, 0, NONE)}
@@ -206,7 +206,10 @@ def test_share_group_offsets_described_altered_and_deleted(broker_factory: Any) 
     ]
     assert _offsets(_describe(broker, "so-g", None)) == {}
     r = _delete_offsets(broker, "so-g", ["so-t"])
-    assert int(r.error_code) == GROUP_ID_NOT_FOUND  # no members and no state: no group
+    assert int(r.error_code) == NONE  # the group stays without state
+    assert [(t.topic_name, int(t.error_code), t.error_message) for t in r.responses] == [
+        ("so-t", UNKNOWN_TOPIC_OR_PARTITION, "There is no offset information to delete.")
+    ]
 
     # With its offsets gone the group starts over where share.auto.offset.reset says.
     again = _Member(broker, "so-g")

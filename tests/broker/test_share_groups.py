@@ -529,3 +529,94 @@ def test_share_sessions_are_bounded(broker: Any) -> None:
         codes.append(int(m.fetch(topic_id, epoch=0, wait_ms=0).error_code))
     assert codes == [NONE] * 15 + [SHARE_SESSION_LIMIT_REACHED] * 2  # the first made one
     m.conn.close()
+
+
+def _list_share_groups(broker: Any) -> dict[str, str]:
+    """ListGroups v5 of the share groups: group id -> state."""
+    from kio.schema.list_groups.v5 import request as lg
+
+    with WireConn(broker.port, timeout=T) as conn:
+        r = conn.request(16, 5, lg.ListGroupsRequest(states_filter=(), types_filter=("Share",)))
+    assert int(r.error_code) == NONE
+    return {g.group_id: g.group_state for g in r.groups}
+
+
+def _membership(d: Any) -> tuple[Any, ...]:
+    """What ShareGroupDescribe says of a group and its members, sorted by member id."""
+    return (
+        int(d.error_code),
+        d.group_state,
+        int(d.group_epoch),
+        int(d.assignment_epoch),
+        sorted(
+            (
+                m.member_id,
+                m.client_id,
+                int(m.member_epoch),
+                tuple(m.subscribed_topic_names),
+                sorted((t.topic_id, tuple(t.partitions)) for t in m.assignment.topic_partitions),
+            )
+            for m in d.members
+        ),
+    )
+
+
+def test_a_share_group_and_its_members_outlive_a_kill_9(broker_factory: Any) -> None:
+    """A share group is in __consumer_offsets as Kafka keeps it: after a kill -9 its members
+    carry on at their epochs, one that stopped heartbeating times out, the group outlives
+    its members (it never expires), and DeleteGroups removes it for good."""
+    broker = broker_factory({**SHARE, "offsets.retention.check.interval.ms": "100"})
+    topic_id = _topic(broker, "pg-t", 2)
+    _set_group_configs(broker, "pg-g", {"share.session.timeout.ms": "6000"})
+    a, b = _Member(broker, "pg-g"), _Member(broker, "pg-g")
+    assert int(a.heartbeat(("pg-t",)).error_code) == NONE
+    assert int(b.heartbeat(("pg-t",)).error_code) == NONE
+    assert int(a.heartbeat().error_code) == NONE
+    assert (a.epoch, b.epoch) == (2, 2)
+    before = _membership(_describe(broker, "pg-g"))
+    assert before[:4] == (NONE, "Stable", 2, 2)
+    assert sorted(p for m in before[4] for _, parts in m[4] for p in parts) == [0, 1]
+
+    broker.kill9()
+    broker.restart()
+    assert _membership(_describe(broker, "pg-g")) == before
+    assert _list_share_groups(broker) == {"pg-g": "Stable"}
+    # a carries on at its epoch, with no new one; b, silent, times out.
+    a.conn = WireConn(broker.port, timeout=T)
+    r = a.heartbeat()
+    assert (int(r.error_code), int(r.member_epoch)) == (NONE, 2)
+
+    def b_gone() -> Any:
+        a.heartbeat()
+        d = _membership(_describe(broker, "pg-g"))
+        return d if [m[0] for m in d[4]] == [a.member_id] else None
+
+    after = wait_for(b_gone, what="the silent member's session to time out")
+    assert after[:4] == (NONE, "Stable", 3, 3)
+    assert after[4][0][4] == [(topic_id, (0, 1))]  # a has both partitions now
+
+    # Without members the group stays, past offset expiry, and through a kill -9.
+    a.heartbeat(epoch=-1)
+    a.conn.close()
+    time.sleep(0.5)  # five offset-expiry passes
+    assert _list_share_groups(broker) == {"pg-g": "Empty"}
+    empty = _membership(_describe(broker, "pg-g"))
+    assert empty == (NONE, "Empty", 4, 3, [])  # a new target waits for a member, as in Kafka
+    broker.kill9()
+    broker.restart()
+    assert _list_share_groups(broker) == {"pg-g": "Empty"}
+    assert _membership(_describe(broker, "pg-g")) == empty
+    c = _Member(broker, "pg-g")
+    assert (int(c.heartbeat(("pg-t",)).error_code), c.epoch) == (NONE, 5)
+    c.heartbeat(epoch=-1)
+    c.conn.close()
+
+    from kio.schema.delete_groups.v2 import request as dg
+
+    with WireConn(broker.port, timeout=T) as conn:
+        r = conn.request(42, 2, dg.DeleteGroupsRequest(groups_names=("pg-g",)))
+    assert [(x.group_id, int(x.error_code)) for x in r.results] == [("pg-g", NONE)]
+    broker.kill9()
+    broker.restart()
+    assert _list_share_groups(broker) == {}
+    assert int(_describe(broker, "pg-g").error_code) == GROUP_ID_NOT_FOUND

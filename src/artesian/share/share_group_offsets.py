@@ -2,11 +2,11 @@
 offsets and lag (DescribeShareGroupOffsets), moving them (AlterShareGroupOffsets), and
 dropping them (DeleteShareGroupOffsets, and DeleteGroups of a share group).
 
-The state itself is at the share coordinators, reached through the persister. Share group
-membership is kept in memory (see share_group_coordinator.py), so a group nobody has
-joined since the coordinator started is known by its stored state: the partitions whose
-state the share coordinators hold are found by asking them about every partition of the
-topics in question, one request per share coordinator.
+The state itself is at the share coordinators, reached through the persister. The
+partitions whose state they hold are found by asking them about every partition of the
+topics in question, one request per share coordinator (Kafka keeps a record of the topics
+initialized instead). A group the coordinator does not know, yet with stored state (one
+deleted while its state could not be), is known by that state.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i8, i32, i64
 
 from artesian.broker.internal_topic import SHARE_STATE_TOPIC
+from artesian.coordinator.group.consumer_coordinator import StoreFailed
 from artesian.coordinator.group.group_metadata import GroupMetadata
-from artesian.coordinator.group.share_group import ShareGroup
 from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.share.persister import PersisterError, StateSummary
 from artesian.share.records import ShareStateKey
@@ -206,10 +206,10 @@ def _empty_share_group(broker: Broker, group_id: str, create: bool) -> GroupMeta
     if group is None:
         if not create:
             return None
-        group = coordinator.groups[group_id] = GroupMetadata(group_id)
-        group.share = ShareGroup()
-        group.protocol_type = "share"
-        return group
+        try:
+            return coordinator.share_groups.create(group_id)
+        except StoreFailed as e:
+            raise GroupError(ErrorCode.coordinator_not_available, str(e)) from e
     if group.share is None:
         if group.is_empty() and not group.protocol_type and not group.offsets:
             return None
@@ -335,6 +335,10 @@ async def delete_group(broker: Broker, group_id: str) -> ErrorCode | None:
     if current is not None:
         if not current.is_empty():  # a member joined after all: the state is gone, the group stays
             return ErrorCode.non_empty_group
-        del coordinator.groups[group_id]
+        try:
+            coordinator.remove_share_group(current)
+        except Exception as e:
+            log.warning("share group %s's state is deleted, but not the group: %s", group_id, e)
+            return ErrorCode.coordinator_not_available
     log.info("share group %s deleted, with its state of %d partition(s)", group_id, len(stored))
     return ErrorCode.none

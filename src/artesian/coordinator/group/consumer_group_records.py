@@ -139,7 +139,7 @@ def parse_member_metadata_value(data: bytes) -> MemberMetadataValue:
     )
 
 
-def _write_partitions(w: Writer, partitions: Assignment, topic_id: TopicId) -> None:
+def write_partitions(w: Writer, partitions: Assignment, topic_id: TopicId) -> None:
     by_topic: dict[uuid.UUID, list[int]] = {}
     for topic, index in partitions:
         found = topic_id(topic)
@@ -153,7 +153,7 @@ def _write_partitions(w: Writer, partitions: Assignment, topic_id: TopicId) -> N
         w.no_tagged_fields()
 
 
-def _read_partitions(r: Reader, topic_name: TopicName) -> Assignment:
+def read_partitions(r: Reader, topic_name: TopicName) -> Assignment:
     out: list[tuple[str, int]] = []
     for _ in range(max(r.compact_length(), 0)):
         name = topic_name(r.uuid())
@@ -166,22 +166,22 @@ def _read_partitions(r: Reader, topic_name: TopicName) -> Assignment:
 
 def target_member_value(partitions: Assignment, topic_id: TopicId) -> bytes:
     w = Writer().i16(0)
-    _write_partitions(w, partitions, topic_id)
+    write_partitions(w, partitions, topic_id)
     return bytes(w.no_tagged_fields().out)
 
 
 def parse_target_member_value(data: bytes, topic_name: TopicName) -> Assignment:
     r = Reader(data)
     r.i16()
-    partitions = _read_partitions(r, topic_name)
+    partitions = read_partitions(r, topic_name)
     r.skip_tagged_fields()
     return partitions
 
 
 def current_assignment_value(a: MemberAssignment, topic_id: TopicId) -> bytes:
     w = Writer().i16(0).i32(a.member_epoch).i32(a.previous_member_epoch).i8(a.state.value)
-    _write_partitions(w, a.assigned, topic_id)
-    _write_partitions(w, a.pending_revocation, topic_id)
+    write_partitions(w, a.assigned, topic_id)
+    write_partitions(w, a.pending_revocation, topic_id)
     return bytes(w.no_tagged_fields().out)
 
 
@@ -191,6 +191,6 @@ def parse_current_assignment_value(data: bytes, topic_name: TopicName) -> Member
     epoch, previous = r.i32(), r.i32()
     state_code = r.i8()
     state = next((s for s in MemberState if s.value == state_code), MemberState.UNKNOWN)
-    assigned = _read_partitions(r, topic_name)
-    pending = _read_partitions(r, topic_name)
+    assigned = read_partitions(r, topic_name)
+    pending = read_partitions(r, topic_name)
     return MemberAssignment(epoch, previous, state, assigned, pending)

@@ -42,6 +42,7 @@ from artesian.coordinator.group.share_group_coordinator import (
     ShareGroupConfig,
     ShareGroupCoordinator,
 )
+from artesian.coordinator.group.share_group_records import ShareGroupKey
 from artesian.coordinator.serde import LoggedRecord, parse_marker_key
 
 log = logging.getLogger("artesian.group_coordinator")
@@ -214,6 +215,8 @@ class GroupCoordinator:
                     self._load_group(key, value)
                 elif isinstance(key, ConsumerGroupKey):
                     self.consumer_groups.replay(key, value)
+                elif isinstance(key, ShareGroupKey):
+                    self.share_groups.replay(key, value)
             except (ValueError, UnicodeDecodeError) as e:
                 log.warning("skipping unreadable __consumer_offsets record: %s", e)
         for group in [
@@ -224,12 +227,14 @@ class GroupCoordinator:
                 and not group.offsets
                 and group.generation_id == 0
                 and group.consumer is None
+                and group.share is None
             ):
                 del self.groups[group.group_id]
                 continue
             for member in group.members.values():
                 self._schedule_heartbeat(group, member)
             self.consumer_groups.loaded(group)
+            self.share_groups.loaded(group)
 
     def _load_offset(self, key: rec.OffsetKey, value: bytes | None, producer_id: int) -> None:
         group = self.groups.get(key.group)
@@ -251,9 +256,9 @@ class GroupCoordinator:
     def _load_group(self, key: rec.GroupKey, value: bytes | None) -> None:
         if value is None:
             # The classic group is gone; offsets committed before it (tombstoned with it when
-            # the group was deleted) or a consumer group it became stay.
+            # the group was deleted) or a consumer or share group it became stay.
             group = self.groups.get(key.group)
-            if group is not None:
+            if group is not None and group.share is None:
                 group.members.clear()
                 group.static_members.clear()
                 group.generation_id, group.leader_id = 0, None
@@ -1044,6 +1049,8 @@ class GroupCoordinator:
         for group in list(self.groups.values()):
             if group.state is not GroupState.EMPTY or not group.is_empty():
                 continue
+            if group.share is not None:
+                continue  # share groups keep no offsets here, and never expire (as in Kafka)
             tombstones: list[tuple[bytes, bytes | None]] = []
             for tp, om in list(group.offsets.items()):
                 if om.expire_timestamp is not None:
@@ -1087,8 +1094,17 @@ class GroupCoordinator:
             results[group_id] = E.none
         return results
 
+    def remove_share_group(self, group: GroupMetadata) -> None:
+        """Forget an empty share group whose state is deleted; raises if the deletion
+        cannot be written."""
+        self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
+        self.share_groups.abandon(group)
+        del self.groups[group.group_id]
+
     def _group_tombstones(self, group: GroupMetadata) -> list[tuple[bytes, bytes | None]]:
         """What deletes an empty group's metadata, whichever protocol it is on."""
+        if group.share is not None:
+            return self.share_groups.group_tombstones(group)
         tombstones: list[tuple[bytes, bytes | None]] = [(rec.group_key(group.group_id), None)]
         if group.consumer is not None:
             tombstones.extend(self.consumer_groups.group_tombstones(group.group_id))

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from artesian.coordinator.group import consumer_group_records as consumer_records
+from artesian.coordinator.group import share_group_records as share_records
 from artesian.coordinator.group.consumer_group_records import ConsumerGroupKey
+from artesian.coordinator.group.share_group_records import ShareGroupKey
 from artesian.coordinator.serde import Reader as _Reader
 from artesian.coordinator.serde import Writer as _Writer
 from artesian.coordinator.serde import partition_for as partition_for
@@ -89,7 +91,7 @@ def group_value(v: GroupValue) -> bytes:
     return bytes(w.out)
 
 
-def parse_key(data: bytes) -> OffsetKey | GroupKey | ConsumerGroupKey | None:
+def parse_key(data: bytes) -> OffsetKey | GroupKey | ConsumerGroupKey | ShareGroupKey | None:
     """None for key versions we do not know (Kafka's other coordinator records)."""
     r = _Reader(data)
     version = r.i16()
@@ -99,6 +101,8 @@ def parse_key(data: bytes) -> OffsetKey | GroupKey | ConsumerGroupKey | None:
         return GroupKey(r.string() or "")
     if version in consumer_records.KINDS:
         return consumer_records.parse_key(version, r)
+    if version in share_records.KINDS:
+        return share_records.parse_key(version, r)
     return None
 
 

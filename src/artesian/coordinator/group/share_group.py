@@ -40,6 +40,12 @@ class ShareGroup:
     subscription_metadata: dict[str, int] = field(default_factory=dict)
     """Subscribed topic -> partition count, as of the last group epoch."""
     metadata_version: int = -1
+    reloaded: bool = False
+    """Loaded from __consumer_offsets, which does not keep the subscription metadata."""
+    dirty: bool = False
+    """A write to __consumer_offsets failed: the next one stores the whole group."""
+    unwritten_removals: set[str] = field(default_factory=set)
+    """Members removed whose tombstones may not be in the log yet."""
 
     def state(self) -> str:
         """Kafka's ShareGroupState names (ListGroups, ShareGroupDescribe)."""
