@@ -83,6 +83,9 @@ FUZZED_APIS = {
     28: range(0, 4),
     65: range(0, 1),
     66: range(0, 2),
+    # DescribeProducers; DescribeTopicPartitions (KIP-966), with cursors and limits.
+    61: range(0, 1),
+    75: range(0, 1),
     # The consumer group protocol (KIP-848): ConsumerGroupHeartbeat, ConsumerGroupDescribe.
     68: range(0, 2),
     69: range(0, 2),

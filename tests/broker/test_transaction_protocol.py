@@ -6,11 +6,13 @@ DescribeTransactions and ListTransactions."""
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 from kio.schema.add_offsets_to_txn.v3 import request as add_offsets
 from kio.schema.add_partitions_to_txn.v1 import request as add_partitions_v1
 from kio.schema.add_partitions_to_txn.v3 import request as add_partitions
+from kio.schema.describe_producers.v0 import request as describe_producers
 from kio.schema.describe_transactions.v0 import request as describe
 from kio.schema.end_txn.v3 import request as end_txn
 from kio.schema.init_producer_id.v4 import request as init_pid
@@ -138,6 +140,39 @@ def _txn_commit(conn: WireConn, tid: str, pid: int, epoch: int, offset: int) -> 
     return int(resp.topics[0].partitions[0].error_code)
 
 
+def _producers(conn: WireConn, topics: dict[str, tuple[int, ...]]) -> dict[Any, Any]:
+    """DescribeProducers: (topic, partition) -> (error code, [(producer id, epoch, last
+    sequence, last timestamp, coordinator epoch, open transaction's first offset)])."""
+    resp = conn.request(
+        61,
+        0,
+        describe_producers.DescribeProducersRequest(
+            topics=tuple(
+                describe_producers.TopicRequest(name=t, partition_indexes=ps)
+                for t, ps in topics.items()
+            )
+        ),
+    )
+    return {
+        (t.name, p.partition_index): (
+            int(p.error_code),
+            [
+                (
+                    s.producer_id,
+                    s.producer_epoch,
+                    s.last_sequence,
+                    s.last_timestamp,
+                    s.coordinator_epoch,
+                    s.current_txn_start_offset,
+                )
+                for s in p.active_producers
+            ],
+        )
+        for t in resp.topics
+        for p in t.partitions
+    }
+
+
 def _offset_fetch(conn: WireConn, stable: bool) -> tuple[int, int]:
     resp = conn.request(
         OFFSET_FETCH,
@@ -210,6 +245,13 @@ def test_transaction_protocol_error_codes_and_visibility(broker_factory: Any) ->
         assert _produce(conn, None, "t", pid, epoch, 0)[0] == 87  # INVALID_RECORD
         assert _add(conn, "tx", pid, epoch, ("t", 0)) == {("t", 0): NONE}
         assert _produce(conn, "tx", "t", pid, epoch, 0) == (NONE, 0)  # offsets 0, 1
+        # DescribeProducers (kafka-transactions.sh find-hanging): the open transaction
+        # starts at 0; the batch's sequences are 0-1 and its last timestamp ...001.
+        assert _producers(conn, {"t": (0, 7), "nope": (0,)}) == {
+            ("t", 0): (NONE, [(pid, epoch, 1, 1_700_000_000_001, -1, 0)]),
+            ("t", 7): (UNKNOWN_TOPIC, []),
+            ("nope", 0): (UNKNOWN_TOPIC, []),
+        }
 
         # Offsets in the transaction: only after AddOffsetsToTxn, and pending until commit.
         assert _txn_commit(conn, "tx", pid, epoch, 2) == INVALID_TXN_STATE
@@ -252,10 +294,19 @@ def test_transaction_protocol_error_codes_and_visibility(broker_factory: Any) ->
         assert tuple(listed.unknown_state_filters) == ("Bogus",)
 
         # Commit: the marker lands at 2, LSO = HW = 3, the offset becomes visible.
+        committed_from = int(time.time() * 1000)
         assert _end(conn, "tx", pid, epoch, commit=True) == NONE
+        committed_by = int(time.time() * 1000)
         assert _end(conn, "tx", pid, epoch, commit=True) == NONE  # a retry: same answer
         assert _end(conn, "tx", pid, epoch, commit=False) == INVALID_TXN_STATE
         assert _offset_fetch(conn, stable=True) == (NONE, 2)
+        # The marker closed it, written by the coordinator at its epoch, and (as in Kafka)
+        # its timestamp is the producer's last.
+        ((code, [(*state, last_timestamp, coordinator_epoch, open_from)]),) = _producers(
+            conn, {"t": (0,)}
+        ).values()
+        assert (code, state, coordinator_epoch, open_from) == (NONE, [pid, epoch, 1], 0, -1)
+        assert committed_from <= last_timestamp <= committed_by
         p = _fetch_committed(conn)
         assert (p.high_watermark, p.last_stable_offset, list(p.aborted_transactions)) == (3, 3, [])
 

@@ -668,6 +668,30 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
         ]
         (epochs,) = _ask(conn, 23, 4).topics
         assert [int(p.error_code) for p in epochs.partitions] == [topic_denied]
+        # DescribeProducers needs READ; DescribeTopicPartitions DESCRIBE, and lists only the
+        # topics it allows when asked for all of them.
+        (producers,) = _ask(conn, 61, 0, name="locked", partition_indexes=(0,)).topics
+        assert [int(p.error_code) for p in producers.partitions] == [topic_denied]
+        from kio.schema.describe_topic_partitions.v0 import request as dtp
+
+        (described,) = conn.request(
+            75,
+            0,
+            dtp.DescribeTopicPartitionsRequest(
+                topics=(dtp.TopicRequest(name="locked"),), response_partition_limit=10, cursor=None
+            ),
+        ).topics
+        assert (described.name, int(described.error_code), described.topic_id) == (
+            "locked",
+            topic_denied,
+            None,
+        )
+        every = conn.request(
+            75,
+            0,
+            dtp.DescribeTopicPartitionsRequest(topics=(), response_partition_limit=10, cursor=None),
+        )
+        assert "locked" not in {t.name for t in every.topics}
         from kio.schema.list_config_resources.v0.request import ListConfigResourcesRequest
 
         listed = conn.request(74, 0, ListConfigResourcesRequest())

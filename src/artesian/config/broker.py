@@ -1062,6 +1062,13 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
         ),
         _k("fetch.max.bytes", _I, 57_671_680, "Largest fetch response.", Range.at_least(1024)),
         _k(
+            "max.request.partition.size.limit",
+            _I,
+            2000,
+            "Most partitions one DescribeTopicPartitions response describes.",
+            _GE1,
+        ),
+        _k(
             "replica.fetch.max.bytes",
             _I,
             1_048_576,

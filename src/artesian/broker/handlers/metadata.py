@@ -20,7 +20,7 @@ from artesian.broker.handlers._authz import (
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers.create_topics import auto_create_topic
 from artesian.broker.response import RawResponse
-from artesian.metadata.image import INTERNAL_TOPICS, TopicImage
+from artesian.metadata.image import INTERNAL_TOPICS, PartitionImage, TopicImage
 from artesian.protocol.codec import writer_for
 
 API_KEY = 3
@@ -42,19 +42,7 @@ def _topic_entry(
     """``reachable``: the brokers that have the client's listener; a leader without it is
     as good as none to this client."""
     partitions = tuple(
-        make(
-            mod.MetadataResponsePartition,
-            # A partition whose ISR is all fenced has no leader until one returns (Kafka).
-            error_code=ErrorCode.none
-            if p.leader >= 0 and (reachable is None or p.leader in reachable)
-            else ErrorCode.leader_not_available,
-            partition_index=p.partition,
-            leader_id=p.leader,
-            leader_epoch=p.leader_epoch,
-            replica_nodes=p.replicas,
-            isr_nodes=p.isr,
-            offline_replicas=tuple(r for r in p.replicas if r not in live),
-        )
+        partition_entry(mod.MetadataResponsePartition, p, live, reachable)
         for _, p in sorted(topic.partitions.items())
     )
     return make(
@@ -68,6 +56,27 @@ def _topic_entry(
     )
 
 
+def partition_entry(
+    cls: type, p: PartitionImage, live: frozenset[int], reachable: frozenset[int] | None
+) -> Any:
+    """A partition as Metadata and DescribeTopicPartitions describe it."""
+    return make(
+        cls,
+        # A partition whose ISR is all fenced has no leader until one returns (Kafka).
+        error_code=ErrorCode.none
+        if p.leader >= 0 and (reachable is None or p.leader in reachable)
+        else ErrorCode.leader_not_available,
+        partition_index=p.partition,
+        leader_id=p.leader,
+        leader_epoch=p.leader_epoch,
+        replica_nodes=p.replicas,
+        isr_nodes=p.isr,
+        eligible_leader_replicas=(),  # no ELR here (KIP-966's are Kafka 4.0's, off by default)
+        last_known_elr=(),
+        offline_replicas=tuple(r for r in p.replicas if r not in live),
+    )
+
+
 _CATCH_UP_SECONDS = 2.0
 
 # Cached all-topics bodies per image, listener and version: one per principal with an
@@ -75,7 +84,7 @@ _CATCH_UP_SECONDS = 2.0
 _MAX_VIEWS = 64
 
 
-def _reachable(broker: Any, listener: str) -> frozenset[int]:
+def reachable_brokers(broker: Any, listener: str) -> frozenset[int]:
     return frozenset(b.node_id for b in broker.image.brokers.values() if b.endpoint(listener))
 
 
@@ -155,7 +164,7 @@ def _answer(ctx: Any, request: Any) -> Any:
         if authz:
             allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, image.topics)
             topics = [t for t in topics if t.name in allowed]
-        reachable = _reachable(broker, listener)
+        reachable = reachable_brokers(broker, listener)
         entries = [
             _topic_entry(
                 mod,
@@ -195,7 +204,7 @@ def _answer(ctx: Any, request: Any) -> Any:
     if authz:
         describable, creatable = _authorized_topics(ctx, image, requested, allow_auto)
     entries = []
-    reachable = _reachable(broker, ctx.connection.listener.name)
+    reachable = reachable_brokers(broker, ctx.connection.listener.name)
     for t in requested:
         name = getattr(t, "name", None)
         topic_id = getattr(t, "topic_id", None)
