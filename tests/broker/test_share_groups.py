@@ -21,7 +21,7 @@ from kio.schema.share_group_heartbeat.v1 import request as sh
 from artesian.protocol.record_codec import decode_records
 from artesian.protocol.records import iter_batches
 from tests.broker.test_groups import wait_for
-from tests.kafka_wire import WireConn, create_topic
+from tests.kafka_wire import WireConn, create_topic, sample_request
 
 T = 20.0
 SHARE = {
@@ -35,6 +35,7 @@ SHARE = {
     "group.share.min.record.lock.duration.ms": "1000",
 }
 NONE, INVALID_REQUEST, UNKNOWN_MEMBER_ID, GROUP_ID_NOT_FOUND = 0, 42, 25, 69
+INCONSISTENT_GROUP_PROTOCOL = 23
 INVALID_RECORD_STATE, SHARE_SESSION_NOT_FOUND, INVALID_SHARE_SESSION_EPOCH = 121, 122, 123
 FENCED_MEMBER_EPOCH, UNKNOWN_TOPIC_ID, SHARE_SESSION_LIMIT_REACHED = 110, 100, 133
 ACCEPT, RELEASE, REJECT = 1, 2, 3
@@ -606,6 +607,32 @@ def test_a_share_group_and_its_members_outlive_a_kill_9(broker_factory: Any) -> 
     broker.restart()
     assert _list_share_groups(broker) == {"pg-g": "Empty"}
     assert _membership(_describe(broker, "pg-g")) == empty
+    # Empty, it is still a share group: classic members and offsets are refused, as in Kafka.
+    with WireConn(broker.port, timeout=T) as conn:
+        join = conn.request(
+            11,
+            9,
+            sample_request(
+                11,
+                9,
+                "pg-t",
+                group_id="pg-g",
+                protocol_type="consumer",
+                session_timeout=datetime.timedelta(seconds=10),
+                rebalance_timeout=datetime.timedelta(seconds=10),
+            ),
+        )
+        assert int(join.error_code) == INCONSISTENT_GROUP_PROTOCOL
+        commit = conn.request(
+            8, 9, sample_request(8, 9, "pg-t", group_id="pg-g", generation_id_or_member_epoch=-1)
+        )
+        assert [int(p.error_code) for t in commit.topics for p in t.partitions] == [
+            GROUP_ID_NOT_FOUND
+        ]
+        (fetched,) = conn.request(9, 9, sample_request(9, 9, "pg-t", group_id="pg-g")).groups
+        assert int(fetched.error_code) == GROUP_ID_NOT_FOUND
+        deleted = conn.request(47, 0, sample_request(47, 0, "pg-t", group_id="pg-g"))
+        assert int(deleted.error_code) == GROUP_ID_NOT_FOUND
     c = _Member(broker, "pg-g")
     assert (int(c.heartbeat(("pg-t",)).error_code), c.epoch) == (NONE, 5)
     c.heartbeat(epoch=-1)

@@ -132,6 +132,10 @@ def test_records_are_written_as_kafka_writes_them() -> None:
     assert rec.parse_key(sgr.key(10, "g", "m")) == sgr.ShareGroupKey(10, "g", "m")
     assert rec.parse_key(sgr.key(11, "g")) == sgr.ShareGroupKey(11, "g", None)
     assert sgr.key(14, "g", "m") == b"\x00\x0e\x00\x01g\x00\x01m"
+    assert sgr.key(11, "g") == b"\x00\x0b\x00\x01g"
+    # ShareGroupMetadataValue: version 0, Epoch (int32), MetadataHash (int64, not tagged).
+    assert sgr.group_value(5) == b"\x00\x00" + b"\x00\x00\x00\x05" + bytes(8) + b"\x00"
+    assert sgr.parse_group_value(sgr.group_value(5)) == 5
     member = sgr.ShareMemberValue(None, "c", "h", ("t",))
     # Version 0; a null rack (0), compact strings (length + 1), one topic; no tagged fields.
     assert sgr.member_value(member) == b"\x00\x00\x00\x02c\x02h\x02\x02t\x00"

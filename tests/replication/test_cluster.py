@@ -5,6 +5,7 @@ coordinator's partition to a new broker."""
 
 from __future__ import annotations
 
+import datetime
 import time
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.cli.test_admin_cli import cli_json
 from tests.consuming import read_range
+from tests.kafka_wire import sample_request
 from tests.replication.cluster import Cluster
 
 NONE = 0
 NOT_LEADER_OR_FOLLOWER = 6
 NOT_ENOUGH_REPLICAS = 19
+COORDINATOR_NOT_AVAILABLE = 15
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
@@ -184,6 +187,80 @@ def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(
     assert cluster.metric(state.leader, "kafka_server_replica_manager_leader_count") >= 1
     # acks=1 does not need the ISR.
     assert cluster.produce(state.leader, "strict", 0, [b"one"], acks=1) == (NONE, 1)
+
+
+def test_the_transaction_log_refuses_writes_below_its_min_isr(tmp_path: Path) -> None:
+    """__transaction_state gets transaction.state.log.min.isr as its min.insync.replicas (2 by
+    default), as in Kafka: with its ISR down to the leader, the coordinator refuses to write
+    (COORDINATOR_NOT_AVAILABLE) rather than keep a transaction's state on one broker."""
+    from confluent_kafka.admin import ConfigResource
+    from kio.schema.find_coordinator.v4 import request as fc
+    from kio.schema.init_producer_id.v4 import request as ip
+
+    c = Cluster(tmp_path, 3, {"transaction.state.log.num.partitions": "1"}).start()
+    try:
+
+        def init(node: int, tid: str) -> int:
+            with c.conn(node) as conn:
+                r = conn.request(
+                    22,
+                    4,
+                    ip.InitProducerIdRequest(
+                        transactional_id=tid,
+                        transaction_timeout=datetime.timedelta(seconds=60),
+                        producer_id=-1,
+                        producer_epoch=-1,
+                    ),
+                )
+            return int(r.error_code)
+
+        with c.conn(1) as conn:  # creates the topic
+            r = conn.request(10, 4, fc.FindCoordinatorRequest(key_type=1, coordinator_keys=("t1",)))
+        (found,) = r.coordinators
+        leader = found.node_id
+        assert init(leader, "t1") == NONE
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        resource = ConfigResource("topic", "__transaction_state")
+        configs = admin.describe_configs([resource])[resource].result(15)
+        assert configs["min.insync.replicas"].value == "2"
+
+        # DescribeProducers answers on followers too (kafka-transactions.sh --broker-id).
+        _create(c, "dp", 1, 3)
+        _produce(c.bootstrap, "dp", {0: [b"a", b"b", b"c"]})
+        (dp,) = c.partitions("dp").values()
+        c.wait_for(lambda: len(c.partitions("dp", dp.leader)[0].isr) == 3, what="dp's ISR")
+
+        def producers(node: int) -> list[tuple[int, int]]:
+            with c.conn(node) as conn:
+                r = conn.request(61, 0, sample_request(61, 0, "dp", partition_indexes=(0,)))
+            ((p,),) = [t.partitions for t in r.topics]
+            return [(int(p.error_code), s.last_sequence) for s in p.active_producers] or [
+                (int(p.error_code), -1)
+            ]
+
+        c.wait_for(
+            lambda: all(producers(node) == [(NONE, 2)] for node in c.brokers),
+            what="every replica's producer state",
+        )
+
+        (state,) = c.partitions("__transaction_state", leader).values()
+        assert state.leader == leader and len(state.isr) == 3
+        followers = [r for r in state.replicas if r != leader]
+        c.brokers[followers[0]].kill9()
+        c.brokers[followers[1]].kill9()
+        c.wait_for(
+            lambda: c.partitions("__transaction_state", leader)[0].isr == (leader,),
+            what="the ISR down to the leader",
+        )
+        assert init(leader, "t2") == COORDINATOR_NOT_AVAILABLE
+        c.brokers[followers[0]].start()
+        c.wait_for(
+            lambda: len(c.partitions("__transaction_state", leader)[0].isr) == 2,
+            what="a follower back in the ISR",
+        )
+        assert init(leader, "t2") == NONE
+    finally:
+        c.stop()
 
 
 def test_clean_shutdown_hands_leadership_over_first(tmp_path: Path) -> None:

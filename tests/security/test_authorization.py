@@ -623,6 +623,8 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
     with WireConn(secured.proc.port) as admin:
         (locked,) = _metadata(admin, ["locked"]).topics
         locked_id = locked.topic_id
+    secured.create_topic("dave-dtp")
+    secured.allow("dave", ResourceType.TOPIC, "dave-dtp", AclOperation.DESCRIBE)
     with secured.login("dave") as conn:
         for key, version in ((32, 4), (33, 2), (44, 1)):  # Describe/Alter/IncrementalAlter
             (topic,) = (
@@ -691,7 +693,8 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
             0,
             dtp.DescribeTopicPartitionsRequest(topics=(), response_partition_limit=10, cursor=None),
         )
-        assert "locked" not in {t.name for t in every.topics}
+        listed = {t.name for t in every.topics}
+        assert "dave-dtp" in listed and "locked" not in listed
         from kio.schema.list_config_resources.v0.request import ListConfigResourcesRequest
 
         listed = conn.request(74, 0, ListConfigResourcesRequest())

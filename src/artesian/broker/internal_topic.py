@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kio.schema.errors import ErrorCode
+
 from artesian.metadata.controller import ControllerError, NewTopic
 from artesian.protocol.record_codec import decode_records, encode_batch
 from artesian.protocol.records import ATTR_TRANSACTIONAL, iter_batches
@@ -40,10 +42,17 @@ class NotLeaderError(RuntimeError):
     """An internal topic's partition is not led by this broker (any more)."""
 
 
+class NotEnoughReplicasError(RuntimeError):
+    """The partition's ISR is smaller than its min.insync.replicas: a coordinator's write
+    would not be durable, so it is refused (Kafka appends them with acks=all)."""
+
+    error_code = ErrorCode.not_enough_replicas
+
+
 class InternalTopic:
-    """One internal topic; ``config_prefix`` names its Kafka settings (``offsets.topic`` or
-    ``transaction.state.log``: ``.num.partitions``, ``.replication.factor``,
-    ``.segment.bytes``)."""
+    """One internal topic; ``config_prefix`` names its Kafka settings (``offsets.topic``,
+    ``transaction.state.log`` or ``share.coordinator.state.topic``: ``.num.partitions``,
+    ``.replication.factor``, ``.segment.bytes``, and for the latter two ``.min.isr``)."""
 
     def __init__(self, broker: Broker, name: str, config_prefix: str) -> None:
         self.broker = broker
@@ -68,16 +77,17 @@ class InternalTopic:
         assert broker.controller is not None
         cfg = broker.config
         rf = min(cfg.get_int(f"{self.prefix}.replication.factor"), len(broker.image.brokers))
-        topic = NewTopic(
-            self.name,
-            cfg.get_int(f"{self.prefix}.num.partitions"),
-            rf,
-            {
-                "cleanup.policy": "compact",
-                "compression.type": "producer",
-                "segment.bytes": str(cfg.get_int(f"{self.prefix}.segment.bytes")),
-            },
-        )
+        configs = {
+            "cleanup.policy": "compact",
+            "compression.type": "producer",
+            "segment.bytes": str(cfg.get_int(f"{self.prefix}.segment.bytes")),
+        }
+        if f"{self.prefix}.min.isr" in cfg.definitions:
+            # Kafka's override of min.insync.replicas for this topic (__consumer_offsets has
+            # none: the broker's applies). At most the replication factor, which the broker
+            # count bounds, so that a single broker can still write.
+            configs["min.insync.replicas"] = str(min(cfg.get_int(f"{self.prefix}.min.isr"), rf))
+        topic = NewTopic(self.name, cfg.get_int(f"{self.prefix}.num.partitions"), rf, configs)
         controller = broker.controller
         assert controller is not None
         try:
@@ -105,6 +115,11 @@ class InternalTopic:
         if p is None:
             # Leadership moved: the coordinator unloads this partition as the news arrives.
             raise NotLeaderError(f"{self.name}-{partition} is not led here")
+        if len(p.isr) < p.log.config.min_insync_replicas:
+            raise NotEnoughReplicasError(
+                f"the ISR {list(p.isr)} of {self.name}-{partition} is smaller than its "
+                f"min.insync.replicas ({p.log.config.min_insync_replicas})"
+            )
         now = int(time.time() * 1000)
         batch = encode_batch(
             [(k, v, now, ()) for k, v in records],

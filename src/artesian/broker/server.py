@@ -1404,7 +1404,8 @@ class Broker:
         ``key`` (Kafka appends coordinator records with acks=all). None when nothing written
         to the key's partition is waiting; else the wait, whose result is Kafka's mapping of a
         failed coordinator append: NOT_COORDINATOR if the leadership moved,
-        COORDINATOR_NOT_AVAILABLE if the ISR did not follow in offsets.commit.timeout.ms."""
+        COORDINATOR_NOT_AVAILABLE if the ISR did not follow in offsets.commit.timeout.ms or
+        shrank below min.insync.replicas meanwhile."""
         rm = self.replica_manager
         timg = self.image.topics.get(topic)
         if rm is None or timg is None or not timg.partitions:
@@ -1419,6 +1420,9 @@ class Broker:
         timeout = self.config.get_int("offsets.commit.timeout.ms") / 1000
         code = await self.replica_manager.wait_for_high_watermark(p, end, timeout, epoch)
         if code is ErrorCode.none:
+            if len(p.isr) < p.log.config.min_insync_replicas:
+                # Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: the ISR shrank while it waited.
+                return ErrorCode.coordinator_not_available
             return code
         if code is ErrorCode.not_leader_or_follower:
             return ErrorCode.not_coordinator

@@ -1,6 +1,6 @@
-"""DescribeProducers (61): the producers a partition's leader keeps state for, with their
+"""DescribeProducers (61): the producers a partition's replica keeps state for, with their
 open transactions (KIP-664); what ``kafka-transactions.sh describe-producers`` and
-``find-hanging`` read."""
+``find-hanging`` read. Any replica answers, as in Kafka (the tools may ask a follower)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,16 @@ def handle(ctx: Any, request: Any) -> Any:
         partitions = []
         for index in t.partition_indexes:
             producers: tuple[Any, ...] = ()
+            partition = rm.get(t.name, index)
             if t.name not in allowed:
                 code = ErrorCode.topic_authorization_failed
+            elif partition is not None:
+                code = ErrorCode.none
+                producers = _producers(mod, partition.log.producer_state.producers)
+            elif rm.in_metadata(t.name, index):
+                code = ErrorCode.not_leader_or_follower  # hosted elsewhere
             else:
-                partition, code = rm.leader(t.name, index)
-                if partition is not None:
-                    producers = _producers(mod, partition.log.producer_state.producers)
+                code = ErrorCode.unknown_topic_or_partition
             partitions.append(
                 make(
                     mod.PartitionResponse,

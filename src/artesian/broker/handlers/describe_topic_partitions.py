@@ -99,6 +99,7 @@ def handle(ctx: Any, request: Any) -> Any:
                         topic.partitions[i],
                         broker.live_brokers,
                         reachable,
+                        no_leader_error=False,
                     )
                     for i in page
                 ),

@@ -57,23 +57,33 @@ def _topic_entry(
 
 
 def partition_entry(
-    cls: type, p: PartitionImage, live: frozenset[int], reachable: frozenset[int] | None
+    cls: type,
+    p: PartitionImage,
+    live: frozenset[int],
+    reachable: frozenset[int] | None,
+    no_leader_error: bool = True,
 ) -> Any:
-    """A partition as Metadata and DescribeTopicPartitions describe it."""
+    """A partition as Metadata and DescribeTopicPartitions describe it. A leader the client
+    cannot reach (none, or without its listener) is LEADER_NOT_AVAILABLE for Metadata; for
+    DescribeTopicPartitions (``no_leader_error`` False) it is leader -1 with no error, as in
+    Kafka. Replicas fenced or without the listener are offline."""
+    has_leader = p.leader >= 0 and (reachable is None or p.leader in reachable)
     return make(
         cls,
         # A partition whose ISR is all fenced has no leader until one returns (Kafka).
         error_code=ErrorCode.none
-        if p.leader >= 0 and (reachable is None or p.leader in reachable)
+        if has_leader or not no_leader_error
         else ErrorCode.leader_not_available,
         partition_index=p.partition,
-        leader_id=p.leader,
+        leader_id=p.leader if has_leader or no_leader_error else -1,
         leader_epoch=p.leader_epoch,
         replica_nodes=p.replicas,
         isr_nodes=p.isr,
         eligible_leader_replicas=(),  # no ELR here (KIP-966's are Kafka 4.0's, off by default)
         last_known_elr=(),
-        offline_replicas=tuple(r for r in p.replicas if r not in live),
+        offline_replicas=tuple(
+            r for r in p.replicas if r not in live or (reachable is not None and r not in reachable)
+        ),
     )
 
 

@@ -130,12 +130,18 @@ def handle(ctx: Any, request: Any) -> Any:
         )
     if not _group_allowed(ctx, request.group_id):
         return _group_refused(mod, version, request)
-    if not ctx.broker.group_coordinator.owns(request.group_id):
+    coordinator = ctx.broker.group_coordinator
+    refused: ErrorCode | None = None
+    if not coordinator.owns(request.group_id):
+        refused = ErrorCode.not_coordinator
+    elif (invalid := coordinator.validate_offset_fetch(request.group_id, None, -1)) is not None:
+        refused = ErrorCode(invalid)
+    if refused is not None:
         return make(
             mod.OffsetFetchResponse,
             throttle_time=datetime.timedelta(0),
             topics=(),
-            error_code=ErrorCode.not_coordinator,
+            error_code=refused,
         )
     return make(
         mod.OffsetFetchResponse,

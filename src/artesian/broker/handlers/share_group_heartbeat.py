@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from artesian.broker.handlers._build import response_module
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._build import reply_when_replicated, response_module
 from artesian.broker.handlers._groups import ImageTopics, heartbeat_refusal, heartbeat_response
+from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.share_group_coordinator import (
     ShareHeartbeat,
     ShareHeartbeatResult,
@@ -36,7 +39,15 @@ def handle(ctx: Any, request: Any) -> Any:
         ),
         ImageTopics(image),
     )
-    return _response(mod, image, result)
+
+    def build(replication: ErrorCode) -> Any:
+        if replication is not ErrorCode.none:
+            return _response(mod, image, ShareHeartbeatResult(replication))
+        return _response(mod, image, result)
+
+    # Answered once __consumer_offsets' ISR holds what the heartbeat changed (acks=all).
+    wait = ctx.broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
+    return reply_when_replicated(wait, build)
 
 
 def _response(mod: Any, image: MetadataImage, result: Any) -> Any:

@@ -323,6 +323,8 @@ class GroupCoordinator:
             group = self.groups[req.group_id] = GroupMetadata(req.group_id)
         if group.state is GroupState.DEAD:
             return JoinResult(E.coordinator_not_available, member_id=member_id)
+        if group.share is not None:  # Kafka: "Group ... is not a classic group."
+            return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
         if group.consumer is not None:
             if group.consumer.members:
                 # A classic member inside a consumer group (KIP-848's online migration).
@@ -855,6 +857,8 @@ class GroupCoordinator:
             group = self.groups[group_id] = GroupMetadata(group_id)
         elif group.state is GroupState.DEAD:
             return all_(E.coordinator_not_available)
+        elif group.share is not None:  # Kafka: "Group ... is not a consumer group."
+            return all_(E.group_id_not_found)
         elif group.consumer is not None:
             invalid = self.consumer_groups.validate_commit(
                 group.consumer, member_id, generation_id, api_version
@@ -964,6 +968,8 @@ class GroupCoordinator:
             group = self.groups[group_id] = GroupMetadata(group_id)
         elif group.state is GroupState.DEAD:
             return dict.fromkeys(offsets, E.coordinator_not_available)
+        elif group.share is not None:
+            return dict.fromkeys(offsets, E.group_id_not_found)
         elif group.consumer is not None:
             invalid = self.consumer_groups.validate_commit(
                 group.consumer, member_id, generation_id, None
@@ -1004,8 +1010,11 @@ class GroupCoordinator:
         return any(wanted & pending.keys() for pending in group.pending_txn_offsets.values())
 
     def validate_offset_fetch(self, group_id: str, member_id: str | None, epoch: int) -> int | None:
-        """OffsetFetch v9+ from a member of a consumer-protocol group (None: go on)."""
+        """OffsetFetch: GROUP_ID_NOT_FOUND for a share group, which keeps no offsets here;
+        from v9 a consumer-protocol member's epoch (None: go on)."""
         group = self.groups.get(group_id)
+        if group is not None and group.share is not None:
+            return E.group_id_not_found
         if group is None or group.consumer is None:
             return None
         return self.consumer_groups.validate_offset_fetch(group.consumer, member_id, epoch)
@@ -1025,7 +1034,7 @@ class GroupCoordinator:
         if not self.owns(group_id):
             return E.not_coordinator, {}
         group = self.groups.get(group_id)
-        if group is None:
+        if group is None or group.share is not None:
             return E.group_id_not_found, {}
         active = group.state is not GroupState.EMPTY or not group.is_empty()
         subscribed = group.subscribed_topics() if active else set()

@@ -291,10 +291,11 @@ class ShareGroupCoordinator:
     def create(self, group_id: str) -> GroupMetadata:
         """A share group without members (AlterShareGroupOffsets makes one, as in Kafka);
         raises StoreFailed when it cannot be written."""
-        group = self.coordinator.groups[group_id] = GroupMetadata(group_id)
+        group = GroupMetadata(group_id)
         group.share = ShareGroup()
         group.protocol_type = "share"
         self._write(group, [self._epoch_record(group_id, group.share)])
+        self.coordinator.groups[group_id] = group
         return group
 
     # --- records in __consumer_offsets ---------------------------------------------------
@@ -333,7 +334,7 @@ class ShareGroupCoordinator:
         return records
 
     def _epoch_record(self, group_id: str, sg: ShareGroup) -> Record:
-        return sgr.key(sgr.GROUP_METADATA, group_id), cgr.epoch_value(sg.group_epoch)
+        return sgr.key(sgr.GROUP_METADATA, group_id), sgr.group_value(sg.group_epoch)
 
     def _target_epoch_record(self, group_id: str, sg: ShareGroup) -> Record:
         return (
@@ -397,7 +398,7 @@ class ShareGroupCoordinator:
             group.protocol_type = "share"
         sg = group.share
         if key.kind == sgr.GROUP_METADATA:
-            sg.group_epoch = cgr.parse_epoch_value(value or b"")
+            sg.group_epoch = sgr.parse_group_value(value or b"")
             return
         if key.kind == sgr.TARGET_ASSIGNMENT_METADATA:
             sg.assignment_epoch = cgr.parse_epoch_value(value) if value is not None else 0

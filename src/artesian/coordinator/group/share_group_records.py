@@ -3,9 +3,10 @@
 Keys (fixed-width, the key version naming the record type): ShareGroupMemberMetadataKey (10),
 ShareGroupMetadataKey (11), ShareGroupTargetAssignmentMetadataKey (12),
 ShareGroupTargetAssignmentMemberKey (13), ShareGroupCurrentMemberAssignmentKey (14). Values
-are flexible version 0; partitions are stored by topic id. A null value deletes. The group
-and target epochs and a member's target have the consumer group records' shapes, so those
-encoders serve both. Kafka's ShareGroupStatePartitionMetadata (15), which tracks the topics
+are flexible version 0; partitions are stored by topic id. A null value deletes. The target
+epoch and a member's target have the consumer group records' shapes, so those encoders serve
+both; the group's record carries Kafka 4.1's MetadataHash as a plain field (the consumer
+group's is tagged), written 0: a reload here recomputes instead. Kafka's ShareGroupStatePartitionMetadata (15), which tracks the topics
 whose share state was initialized, is not written: the share coordinators are asked instead.
 """
 
@@ -73,6 +74,18 @@ def parse_key(kind: int, r: Reader) -> ShareGroupKey:
     """The rest of a key whose version ``kind`` was read already."""
     group = r.string() or ""
     return ShareGroupKey(kind, group, r.string() or "" if kind in PER_MEMBER else None)
+
+
+def group_value(epoch: int) -> bytes:
+    """ShareGroupMetadataValue: the group epoch and the subscribed topics' metadata hash."""
+    return bytes(Writer().i16(0).i32(epoch).i64(0).no_tagged_fields().out)
+
+
+def parse_group_value(data: bytes) -> int:
+    """The group epoch (a record from before the hash, with none, reads too)."""
+    r = Reader(data)
+    r.i16()
+    return r.i32()
 
 
 def member_value(v: ShareMemberValue) -> bytes:
