@@ -46,6 +46,8 @@ def test_share_state_is_kept_across_brokers_and_a_coordinator_kill(tmp_path: Pat
             **SHARE,
             "share.coordinator.state.topic.num.partitions": "1",
             "share.coordinator.state.topic.replication.factor": "2",
+            # Two brokers, one to be killed: the state must be writable on one replica.
+            "share.coordinator.state.topic.min.isr": "1",
             "offsets.topic.replication.factor": "2",
         },
     ).start()
