@@ -238,6 +238,38 @@ def test_a_restarted_data_plane_adopts_its_running_clusters(platform: Platform) 
     assert read_range(bootstrap, "kept", 0, 5) == [(n, f"k{n}".encode()) for n in range(5)]
 
 
+def test_a_second_data_plane_fences_the_first(platform: Platform) -> None:
+    """Two agents running one cell would both operate its brokers and meter their usage
+    twice: the newer one's transactional writer fences the older one's, which stops, leaving
+    the brokers to it even with --stop-on-exit, and the newer one reports on."""
+    first = Service(
+        platform.root / "data-plane-1.log",
+        *("dataplane", "run", str(platform.cells), "-b", platform.kafka.bootstrap),
+        *("--first-port", str(_free_block(20)), "--interval", "0.5", "--stop-on-exit"),
+    )
+    cluster_id = platform.api.post("/v1/clusters", json={"name": "fenced"}).json()["id"]
+    try:
+        platform.data_plane = first
+        platform.until(lambda: platform.ready(cluster_id, 1, 1), 90, "fenced on 1 broker")
+        pids = _broker_pids(platform.cells / cluster_id)
+        platform.start_data_plane()
+        assert first.proc.wait(60) == 1
+    finally:
+        first.stop()
+    log = first.log_path.read_text()
+    assert "another data plane agent of cell local started and took over" in log
+    assert "keep running for the agent that took over" in log
+    assert "another data plane agent of cell 'local' took over; this one stopped" in log
+    assert len(pids) == 1 and _alive(pids[0])
+    stopped_ms = int(time.time() * 1000)
+    status = platform.until(
+        lambda: (s := platform.cluster(cluster_id)["status"])["time_ms"] > stopped_ms and s,
+        30,
+        "a report from the agent that took over",
+    )
+    assert status["phase"] == "Ready" and _broker_pids(platform.cells / cluster_id) == pids
+
+
 def _cli(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "artesian.cli.main", "clusters", *args],

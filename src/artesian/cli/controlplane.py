@@ -223,6 +223,11 @@ def run_data_plane(
         pass
     finally:
         agent.stop(stop_brokers=stop_on_exit)
+    if agent.replaced:
+        fail(
+            f"another data plane agent of cell {cell!r} took over; this one stopped",
+            "One agent runs a cell at a time: stop the other first to run this one again.",
+        )
 
 
 # --- the API's client: `artesian clusters ...` ---------------------------------------------

@@ -6,6 +6,12 @@ It never calls the control plane: it reads desires from Kafka and writes reports
 Its own state is the directory ``root``: one folder per cluster (the operator's data) and the
 ports each cluster was given (``allocations.json``), so a restarted agent adopts its brokers.
 
+One agent runs a cell at a time. Its reports and usage records are written in transactions
+of the cell's transactional id, so an agent that starts fences the one before it (Kafka's
+zombie fencing) before it reads where metering stopped: the old one can neither report nor
+meter any more, so no usage is counted twice, and it stops, leaving the brokers running for
+the new one.
+
 With ``client_protocol`` SASL_PLAINTEXT or SASL_SSL, clients reach each cluster on a listener
 of that protocol and log in with the cluster's API keys, which the agent keeps in the
 cluster's metadata log (api_keys.py); the operator and the brokers themselves use an internal
@@ -38,6 +44,7 @@ from artesian.controlplane.documents import (
 )
 from artesian.controlplane.metering import BrokerSample, UsageMeter
 from artesian.controlplane.state_topics import (
+    Fenced,
     StateTable,
     StateWriter,
     ensure_state_topics,
@@ -151,9 +158,14 @@ class DataPlaneAgent:
         self.root.mkdir(parents=True, exist_ok=True)
         self.ports = PortAllocator(self.root / "allocations.json", first_port)
         self.desired = StateTable(bootstrap, DESIRED_TOPIC, ClusterDesire.decode)
-        self.reports = StateWriter(bootstrap, OBSERVED_TOPIC)
+        # Reports and usage through one transactional writer: making it fences the agent
+        # that ran this cell before.
+        self.writer = StateWriter(
+            bootstrap, OBSERVED_TOPIC, transactional_id=f"artesian-data-plane-{cell}"
+        )
+        self.replaced = False
+        """Another agent of this cell took over: this one stops, its brokers stay."""
         self.meter = UsageMeter(cell, metering_interval_ms)
-        self.usage = StateWriter(bootstrap, USAGE_TOPIC)
         self.operators: dict[str, Operator] = {}
         self.access: dict[str, ClusterAccess] = {}
         # cluster id -> broker -> (when, bytes in, bytes out): the counters read last
@@ -180,7 +192,11 @@ class DataPlaneAgent:
 
     def stop(self, stop_brokers: bool = False) -> None:
         self._stop.set()
-        if stop_brokers:
+        if stop_brokers and self.replaced:
+            log.warning(
+                "the brokers of cell %s keep running for the agent that took over", self.cell
+            )
+        elif stop_brokers:
             desires = self.desired.snapshot()
             for cluster_id in list(self.ports.blocks):
                 op = self._operator_of(cluster_id)
@@ -192,8 +208,7 @@ class DataPlaneAgent:
             access.close()
         self.access.clear()
         self.desired.stop()
-        self.reports.close()
-        self.usage.close()
+        self.writer.close()
 
     def run(self, interval: float = 1.0) -> None:
         while not self._stop.is_set():
@@ -208,6 +223,8 @@ class DataPlaneAgent:
     def reconcile_once(self) -> None:
         desires = {i: d for i, d in self.desired.snapshot().items() if d.cell == self.cell}
         for cluster_id, desire in desires.items():
+            if self.replaced:
+                return
             # One cluster's failure must not hold up the others.
             try:
                 if desire.deleted:
@@ -229,6 +246,8 @@ class DataPlaneAgent:
         # Clusters of this cell that no desire names any more (deleted while this agent was
         # away): their brokers go too, and their report is forgotten.
         for cluster_id in sorted(set(self.ports.blocks) - set(desires)):
+            if self.replaced:
+                return
             if cluster_id in self.desired.unreadable:
                 # Its desire is there but unreadable (written by a newer or broken control
                 # plane): that is no reason to delete its data.
@@ -350,7 +369,7 @@ class DataPlaneAgent:
         )
         for record in records:  # in order: a later one must not land before an earlier one
             try:
-                self.usage.put(record.id, record.encode())
+                self._put(record.id, record.encode(), USAGE_TOPIC)
             except Exception as e:
                 log.warning("cannot meter cluster %s (%s); the next pass retries", record.id, e)
                 return False
@@ -377,7 +396,7 @@ class DataPlaneAgent:
             log.info("cluster %s: brokers stopped and data removed", cluster_id)
         if generation is None:
             with contextlib.suppress(Exception):
-                self.reports.put(cluster_id, None)
+                self._put(cluster_id, None, OBSERVED_TOPIC)
             return
         self._report(
             ClusterReport(
@@ -419,9 +438,24 @@ class DataPlaneAgent:
 
     def _report(self, report: ClusterReport) -> None:
         try:
-            self.reports.put(report.id, report.encode())
+            self._put(report.id, report.encode(), OBSERVED_TOPIC)
         except Exception as e:
             log.warning("cannot report cluster %s (%s); the next pass retries", report.id, e)
+
+    def _put(self, key: str, value: bytes | None, topic: str) -> None:
+        """Write a report or a usage record; once fenced, this agent stops."""
+        try:
+            self.writer.put(key, value, topic)
+        except Fenced:
+            if not self.replaced:
+                self.replaced = True
+                self._stop.set()
+                log.error(
+                    "another data plane agent of cell %s started and took over; this one "
+                    "stops and leaves the cell's brokers to it",
+                    self.cell,
+                )
+            raise
 
     def _rates(
         self, cluster_id: str, samples: dict[int, dict[str, float] | None]
