@@ -588,9 +588,9 @@ def test_a_share_group_and_its_members_outlive_a_kill_9(broker_factory: Any) -> 
     assert (int(r.error_code), int(r.member_epoch)) == (NONE, 2)
 
     def b_gone() -> Any:
-        a.heartbeat()
+        a.heartbeat()  # after b's removal, this one computes the new target
         d = _membership(_describe(broker, "pg-g"))
-        return d if [m[0] for m in d[4]] == [a.member_id] else None
+        return d if [m[0] for m in d[4]] == [a.member_id] and d[3] == d[2] else None
 
     after = wait_for(b_gone, what="the silent member's session to time out")
     assert after[:4] == (NONE, "Stable", 3, 3)

@@ -13,6 +13,7 @@ from artesian.storage.log_manager import (
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
     LogManager,
+    StartupAborted,
     parse_partition_dir,
 )
 from tests.storage.batches import decode_batches, make_batch
@@ -195,3 +196,37 @@ def test_parse_partition_dir() -> None:
     assert parse_partition_dir("a-b.c-12") == ("a-b.c", 12)
     assert parse_partition_dir("topic") is None
     assert parse_partition_dir("x-1.abc-delete") is None
+
+
+def test_a_load_asked_to_stop_leaves_everything_as_it_was(tmp_path: Path) -> None:
+    """A SIGTERM while the logs load: those opened close again, and neither the checkpoints
+    nor the clean-shutdown marker change, so the next start loads every log as before (a
+    checkpoint written then would lose the log start offsets of the logs not loaded)."""
+    data = tmp_path / "data"
+    lm = LogManager(data, CONFIG)
+    lm.startup(NOW)
+    for p in range(4):
+        log = lm.get_or_create_log("t", p, None, NOW)
+        for _ in range(p + 1):
+            log.append_as_leader(make_batch(n=3, value_size=50), 0, NOW)
+        log.high_watermark = log.log_end_offset
+    lm.get_log("t", 3).delete_records_before(5)  # type: ignore[union-attr]
+    lm.shutdown()
+    names = (RECOVERY_POINT_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT, CLEAN_SHUTDOWN_FILE)
+    before = {name: (data / name).read_bytes() for name in names}
+
+    answers = iter([False, False, True])
+    lm = LogManager(data, CONFIG)
+    with pytest.raises(StartupAborted) as aborted:
+        lm.startup(NOW, should_stop=lambda: next(answers))
+    assert (aborted.value.loaded, aborted.value.total) == (2, 4)
+    assert lm.all_logs() == []
+    assert {name: (data / name).read_bytes() for name in names} == before
+
+    lm = LogManager(data, CONFIG)
+    lm.startup(NOW)
+    assert [
+        (log.partition, log.log_start_offset, log.log_end_offset)
+        for log in sorted(lm.all_logs(), key=lambda log: log.partition)
+    ] == [(0, 0, 3), (1, 0, 6), (2, 0, 9), (3, 5, 12)]
+    lm.shutdown()

@@ -92,7 +92,7 @@ from artesian.share.share_coordinator import ShareCoordinator
 from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
-from artesian.storage.log_manager import LogManager, parse_partition_dir
+from artesian.storage.log_manager import LogManager, StartupAborted, parse_partition_dir
 from artesian.tiered.quota import ByteRateQuota
 from artesian.tiered.remote_log_manager import (
     RemoteLogManager,
@@ -349,9 +349,24 @@ class Broker:
         # Kafka's pair of lines: a start with many partitions, or a recovery, takes a while.
         log.info("loading the logs in %s", self.log_manager.data_dir)
         began = time.monotonic()
-        self.log_manager.startup(
-            now, {name: self.log_config(topic) for name, topic in self.image.topics.items()}
-        )
+        try:
+            self.log_manager.startup(
+                now,
+                {name: self.log_config(topic) for name, topic in self.image.topics.items()},
+                should_stop=lambda: self._stop_signal is not None,
+            )
+        except StartupAborted as e:
+            assert self._stop_signal is not None
+            log.info(
+                "received %s while loading the logs: broker %d stops after %d of %d; they "
+                "load again at its next start",
+                self._stop_signal.name,
+                self.node_id,
+                e.loaded,
+                e.total,
+            )
+            self.log_manager = None  # nothing written: no flush, checkpoint or clean marker
+            return
         log.info(
             "loaded %d log(s) in %.0f ms",
             len(self.log_manager.all_logs()),

@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from artesian.storage.files import fsync_dir, write_checkpoint_atomically
@@ -68,6 +68,17 @@ def write_offset_checkpoint(path: Path, offsets: dict[TopicPartition, int]) -> N
     write_checkpoint_atomically(path, "\n".join(lines) + "\n")
 
 
+class StartupAborted(Exception):
+    """The load was asked to stop part-way: the logs opened so far are closed again, and no
+    checkpoint nor the clean-shutdown marker is touched, so the next start loads (and if need
+    be recovers) every log as if this one had never begun."""
+
+    def __init__(self, loaded: int, total: int) -> None:
+        super().__init__(f"stopped after loading {loaded} of {total} log(s)")
+        self.loaded = loaded
+        self.total = total
+
+
 class LogManager:
     def __init__(
         self,
@@ -84,25 +95,36 @@ class LogManager:
         self._checkpoint_lock = threading.Lock()
         self._pending_deletes: list[tuple[int, Path, Log]] = []
 
-    def startup(self, now_ms: int, topic_configs: Mapping[str, LogConfig] | None = None) -> None:
+    def startup(
+        self,
+        now_ms: int,
+        topic_configs: Mapping[str, LogConfig] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Load every partition directory; after an unclean shutdown each log recovers from
         its checkpointed recovery point. ``topic_configs`` are the topics' own configs, which
-        recovery and everything after it must use."""
+        recovery and everything after it must use. ``should_stop`` is asked before each log
+        (a SIGTERM while thousands recover): True raises StartupAborted."""
         self._topic_configs.update(topic_configs or {})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
         recovery_points = read_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
         start_offsets = read_offset_checkpoint(self.data_dir / LOG_START_OFFSET_CHECKPOINT)
-        for entry in sorted(os.scandir(self.data_dir), key=lambda e: e.name):
-            if not entry.is_dir():
-                continue
+        entries = sorted((e for e in os.scandir(self.data_dir) if e.is_dir()), key=lambda e: e.name)
+        for entry in entries:
             if entry.name.endswith(DELETE_DIR_SUFFIX):
                 shutil.rmtree(entry.path, ignore_errors=True)  # a delete interrupted by a stop
                 continue
             tp = parse_partition_dir(entry.name)
             if tp is None:
                 continue
+            if should_stop():
+                loaded = len(self._logs)
+                for opened in self._logs.values():
+                    opened.close()
+                self._logs.clear()
+                raise StartupAborted(loaded, sum(1 for e in entries if parse_partition_dir(e.name)))
             config = self._topic_configs.get(tp[0], self.default_config)
             self._logs[tp] = Log.open(
                 Path(entry.path),
