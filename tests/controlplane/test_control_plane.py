@@ -261,6 +261,10 @@ def test_a_second_data_plane_fences_the_first(platform: Platform) -> None:
     assert "keep running for the agent that took over" in log
     assert "another data plane agent of cell 'local' took over; this one stopped" in log
     assert len(pids) == 1 and _alive(pids[0])
+    # The new agent touched nothing before the old one let go of the cell's root.
+    assert platform.data_plane is not None
+    newer = platform.data_plane.log_path.read_text()
+    assert f"waiting for the agent this one replaced (pid {first.proc.pid})" in newer
     stopped_ms = int(time.time() * 1000)
     status = platform.until(
         lambda: (s := platform.cluster(cluster_id)["status"])["time_ms"] > stopped_ms and s,

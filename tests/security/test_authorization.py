@@ -38,7 +38,7 @@ from tests.storage.batches import make_batch
 SUPER = "root"
 PASSWORDS = {
     user: f"{user}-secret"
-    for user in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", SUPER)
+    for user in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hana", SUPER)
 }
 # Kafka's AclOperation codes: the bits of the *_authorized_operations fields.
 _OP_BITS = {"READ": 3, "WRITE": 4, "CREATE": 5, "DELETE": 6, "ALTER": 7, "DESCRIBE": 8}
@@ -111,6 +111,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "super.users": f"User:ANONYMOUS;User:{SUPER}",
         "group.initial.rebalance.delay.ms": "0",
+        "group.share.enable": "true",
+        "share.coordinator.state.topic.num.partitions": "2",
     }
     proc.start()
     try:
@@ -753,6 +755,76 @@ def test_admin_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -
             ("share.isolation.level", 5),
             ("share.record.lock.duration.ms", 5),
             ("share.session.timeout.ms", 5),
+        ]
+
+
+def test_share_group_offsets_show_only_the_topics_a_user_may_describe(
+    secured: SecuredBroker,
+) -> None:
+    """DescribeShareGroupOffsets for every topic leaves out those the user may not describe
+    (not even their names show); named, they are refused."""
+    from kio.schema.alter_share_group_offsets.v0 import request as aso
+    from kio.schema.describe_share_group_offsets.v1 import request as dsgo
+
+    for name in ("share-seen", "share-hidden"):
+        secured.create_topic(name)
+    with WireConn(secured.proc.port) as admin:  # the super user sets the group's offsets
+        altered = admin.request(
+            91,
+            0,
+            aso.AlterShareGroupOffsetsRequest(
+                group_id="share-g",
+                topics=tuple(
+                    aso.AlterShareGroupOffsetsRequestTopic(
+                        topic_name=name,
+                        partitions=(
+                            aso.AlterShareGroupOffsetsRequestPartition(
+                                partition_index=0, start_offset=0
+                            ),
+                        ),
+                    )
+                    for name in ("share-seen", "share-hidden")
+                ),
+            ),
+        )
+        assert [int(p.error_code) for t in altered.responses for p in t.partitions] == [0, 0]
+    secured.allow("hana", ResourceType.GROUP, "share-g", AclOperation.DESCRIBE)
+    secured.allow("hana", ResourceType.TOPIC, "share-seen", AclOperation.DESCRIBE)
+
+    def describe(conn: WireConn, topics: tuple[str, ...] | None) -> list[tuple[str, int, int]]:
+        (g,) = conn.request(
+            90,
+            1,
+            dsgo.DescribeShareGroupOffsetsRequest(
+                groups=(
+                    dsgo.DescribeShareGroupOffsetsRequestGroup(
+                        group_id="share-g",
+                        topics=None
+                        if topics is None
+                        else tuple(
+                            dsgo.DescribeShareGroupOffsetsRequestTopic(
+                                topic_name=t, partitions=(0,)
+                            )
+                            for t in topics
+                        ),
+                    ),
+                )
+            ),
+        ).groups
+        assert int(g.error_code) == 0, g
+        return [
+            (t.topic_name, int(p.start_offset), int(p.error_code))
+            for t in g.topics
+            for p in t.partitions
+        ]
+
+    with secured.login(SUPER) as root:
+        assert sorted(describe(root, None)) == [("share-hidden", 0, 0), ("share-seen", 0, 0)]
+    with secured.login("hana") as conn:
+        assert describe(conn, None) == [("share-seen", 0, 0)]
+        assert describe(conn, ("share-hidden", "share-seen")) == [
+            ("share-seen", 0, 0),
+            ("share-hidden", -1, ErrorCode.topic_authorization_failed),
         ]
 
 

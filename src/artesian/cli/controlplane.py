@@ -188,7 +188,7 @@ def run_data_plane(
     agent unless --stop-on-exit; a restarted agent adopts them from ROOT."""
     _logging()
     from artesian.config.broker import load_properties
-    from artesian.controlplane.data_plane import DataPlaneAgent
+    from artesian.controlplane.data_plane import AgentBusy, DataPlaneAgent
 
     listener_config: dict[str, str] = {}
     if client_config is not None:
@@ -215,7 +215,15 @@ def run_data_plane(
                 "goes with the SASL ones.",
                 code=2,
             )
-        agent.start()
+        try:
+            agent.start()
+        except AgentBusy as e:
+            agent.stop()
+            fail(
+                str(e),
+                "This agent has fenced it, so it can write nothing more; stop it (or wait for "
+                "its next pass) and start this one again.",
+            )
     out.print(f"Data plane of cell {cell!r} in {root} (state on {bootstrap}). Stop with Ctrl-C.")
     try:
         agent.run(interval)

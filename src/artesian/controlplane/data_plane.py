@@ -9,8 +9,9 @@ ports each cluster was given (``allocations.json``), so a restarted agent adopts
 One agent runs a cell at a time. Its reports and usage records are written in transactions
 of the cell's transactional id, so an agent that starts fences the one before it (Kafka's
 zombie fencing) before it reads where metering stopped: the old one can neither report nor
-meter any more, so no usage is counted twice, and it stops, leaving the brokers running for
-the new one.
+meter any more, so no usage is counted twice, and it stops at its next write, leaving the
+brokers running for the new one. The new one then waits for the old one's lock on ``root``
+(``.agent.lock``) before it touches the brokers or the port allocations.
 
 With ``client_protocol`` SASL_PLAINTEXT or SASL_SSL, clients reach each cluster on a listener
 of that protocol and log in with the cluster's API keys, which the agent keeps in the
@@ -21,6 +22,7 @@ PLAINTEXT listener, on the cell's own network, whose anonymous principal is the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -127,6 +129,10 @@ def _free(first: int) -> bool:
     return True
 
 
+class AgentBusy(RuntimeError):
+    """Another agent holds the root's lock and did not let go."""
+
+
 class DataPlaneAgent:
     def __init__(
         self,
@@ -171,8 +177,13 @@ class DataPlaneAgent:
         # cluster id -> broker -> (when, bytes in, bytes out): the counters read last
         self._load: dict[str, dict[int, tuple[float, float, float]]] = {}
         self._stop = threading.Event()
+        self._lock_fd: int | None = None
 
     def start(self, ready_timeout: float = 30.0) -> DataPlaneAgent:
+        # Fenced already (the writer above): the agent that ran here stops at its next
+        # write and lets go of the root; until then it may still be operating the brokers.
+        self._lock_root(ready_timeout)
+        self.ports = PortAllocator(self.root / "allocations.json", self.ports.first_port)
         self.desired.start()
         # A cluster not read yet must not look deleted: that would stop and erase it.
         self.desired.catch_up(ready_timeout)
@@ -192,23 +203,60 @@ class DataPlaneAgent:
 
     def stop(self, stop_brokers: bool = False) -> None:
         self._stop.set()
+        if stop_brokers and not self.replaced and self._lock_fd is not None:
+            desires = self.desired.snapshot()
+            operators = {c: self._operator_of(c) for c in list(self.ports.blocks)}
+            # Every final usage record first: a write refused as fenced means another agent
+            # runs these brokers now, and none of them may be stopped.
+            for cluster_id, op in operators.items():
+                desire = desires.get(cluster_id)
+                if desire is not None and not self._final_usage(desire, op.spec):
+                    log.warning("cluster %s: its last usage is not metered", cluster_id)
+            if not self.replaced:
+                for op in operators.values():
+                    op.stop_all()
         if stop_brokers and self.replaced:
             log.warning(
                 "the brokers of cell %s keep running for the agent that took over", self.cell
             )
-        elif stop_brokers:
-            desires = self.desired.snapshot()
-            for cluster_id in list(self.ports.blocks):
-                op = self._operator_of(cluster_id)
-                desire = desires.get(cluster_id)
-                if desire is not None and not self._final_usage(desire, op.spec):
-                    log.warning("cluster %s: its last usage is not metered", cluster_id)
-                op.stop_all()
         for access in self.access.values():
             access.close()
         self.access.clear()
         self.desired.stop()
         self.writer.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # lets the next agent in
+            self._lock_fd = None
+
+    def _lock_root(self, timeout: float) -> None:
+        """Hold ``root/.agent.lock`` for this agent's life: one agent per root, even when
+        a new one starts before the old one has noticed that it was fenced."""
+        path = self.root / ".agent.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = path.read_text().strip() or "?"
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise AgentBusy(
+                        f"another data plane agent (pid {holder}) still runs in {self.root}"
+                    ) from None
+                if not waited:
+                    log.info(
+                        "waiting for the agent this one replaced (pid %s) to stop and let go of %s",
+                        holder,
+                        path,
+                    )
+                    waited = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
 
     def run(self, interval: float = 1.0) -> None:
         while not self._stop.is_set():

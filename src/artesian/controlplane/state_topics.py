@@ -43,7 +43,9 @@ class StateTopicError(RuntimeError):
 
 
 class Fenced(StateTopicError):
-    """Another writer with the same transactional.id started: this one may write no more."""
+    """Another writer with the same transactional.id started (or the producer failed for
+    good): this one may write no more, and must not start again on its own, since that
+    would fence the writer that replaced it."""
 
 
 def ensure_state_topics(
@@ -107,6 +109,7 @@ class StateWriter:
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self._producer = self._new_producer()
+        self._pending: str | None = None  # "commit" or "abort": what a failed write left open
 
     def _new_producer(self) -> Producer:
         producer = Producer(self._config)
@@ -164,27 +167,44 @@ class StateWriter:
     def _put_in_transaction(
         self, topic: str, key: str, value: bytes | None, result: list[tuple[KafkaError | None, int]]
     ) -> int:
-        if self._producer is None:  # the last one failed: a new one settles its transaction
-            self._producer = self._new_producer()
+        # One producer for the writer's life: making another would fence whichever writer
+        # took over this transactional id meanwhile (a zombie back from a network partition
+        # would fence its successor).
         producer = self._producer
+        assert producer is not None
         try:
+            self._settle(producer)
             producer.begin_transaction()
             self._produce(producer, topic, key, value, result)
+            self._pending = "commit"
             producer.commit_transaction(self.timeout)
+            self._pending = None
         except KafkaException as e:
             err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
-            if err is not None and err.code() in FENCED:
+            if err is None:
+                raise StateTopicError(f"{topic}: {e}") from e
+            if err.code() in FENCED or err.fatal():
                 raise Fenced(
-                    f"{topic}: another writer took over {self.transactional_id} ({err.str()})"
+                    f"{topic}: this writer of {self.transactional_id} may write no more "
+                    f"({err.str()})"
                 ) from e
-            # A commit that timed out may still land, and leaves this producer unable to
-            # begin another: the next write starts a new one (whose init_transactions ends
-            # the pending transaction one way or the other).
-            self._producer = None
-            with contextlib.suppress(Exception):
-                producer.purge()
-            raise StateTopicError(f"{topic}: {e} (the write may or may not have landed)") from e
+            if err.txn_requires_abort():
+                self._pending = "abort"
+                with contextlib.suppress(KafkaException):
+                    self._settle(producer)
+                raise StateTopicError(f"{topic}: not written ({err.str()})") from e
+            # Retriable (a commit that timed out): the next write settles it first.
+            raise StateTopicError(f"{topic}: {err.str()} (the write may or may not land)") from e
         return self._offset(topic, result)
+
+    def _settle(self, producer: Producer) -> None:
+        """Finish what a failed write left open: a commit that timed out is committed (it
+        may land yet), a transaction that must be aborted is aborted."""
+        if self._pending == "commit":
+            producer.commit_transaction(self.timeout)
+        elif self._pending == "abort":
+            producer.abort_transaction(self.timeout)
+        self._pending = None
 
     def close(self) -> None:
         if self._producer is not None:
@@ -360,13 +380,7 @@ def latest_by_key(
         "enable.partition.eof": True,
         "auto.offset.reset": "error",  # an offset gone meanwhile is an error, not "latest"
     }
-    probe = Consumer(conf)
-    try:
-        low, high = probe.get_watermark_offsets(
-            TopicPartition(topic, 0), timeout=timeout, cached=False
-        )
-    finally:
-        probe.close()
+    low, high = _stable_watermarks(conf, topic, timeout)
     oldest_ms = int(time.time() * 1000) - horizon_ms
     end, chunk = high, 1024
     while end > low and not keys <= found.keys():
@@ -377,6 +391,33 @@ def latest_by_key(
             break  # even this chunk's newest record is past the horizon
         end, chunk = start, chunk * 2
     return found
+
+
+def _stable_watermarks(conf: dict[str, object], topic: str, timeout: float) -> tuple[int, int]:
+    """The log start and end once no transaction open now holds the end back: a
+    read_committed reader stops at the last stable offset, so records committed after another
+    writer's open transaction (an agent of another cell that died mid-write, until its
+    transaction times out) would look absent, and a usage record missed that way would be
+    metered again."""
+    tp = TopicPartition(topic, 0)
+    everything = Consumer({**conf, "isolation.level": "read_uncommitted"})
+    committed = Consumer(conf)
+    try:
+        low, end = everything.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        # Kafka aborts a transaction past its timeout within a cleanup interval: wait longer.
+        deadline = time.monotonic() + 2 * timeout
+        while True:
+            _, stable = committed.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            if stable >= end:
+                return low, stable
+            if time.monotonic() > deadline:
+                raise StateTopicError(
+                    f"{topic}: an open transaction holds offset {stable} back (end {end})"
+                )
+            time.sleep(0.2)
+    finally:
+        everything.close()
+        committed.close()
 
 
 def _read_chunk(

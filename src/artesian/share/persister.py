@@ -70,6 +70,7 @@ class PersisterError(Exception):
 
 # A key's summary, None when it has no state, or why it could not be read.
 SummaryResult = StateSummary | PersisterError | None
+R = TypeVar("R")  # what a batched admin request gives per key
 
 
 class SharePersister:
@@ -194,14 +195,7 @@ class SharePersister:
 
     async def summaries(self, keys: list[ShareStateKey]) -> dict[ShareStateKey, SummaryResult]:
         """Each key's summary (None: no state), one request per share coordinator."""
-        results: dict[ShareStateKey, SummaryResult] = {}
-        for node, batch in self._by_coordinator(keys, results).items():
-            try:
-                found = await _retrying(functools.partial(self._summaries_at, node, batch))
-            except PersisterError as e:
-                found = dict.fromkeys(batch, e)
-            results.update(found)
-        return results
+        return await self._per_coordinator(keys, self._summaries_at, lambda e: e)
 
     async def _summaries_at(
         self, node: int, keys: list[ShareStateKey]
@@ -253,16 +247,23 @@ class SharePersister:
 
     async def delete(self, keys: list[ShareStateKey]) -> dict[ShareStateKey, ErrorCode]:
         """Drop each key's state, one request per share coordinator."""
-        failed: dict[ShareStateKey, SummaryResult] = {}
-        results: dict[ShareStateKey, ErrorCode] = {}
-        for node, batch in self._by_coordinator(keys, failed).items():
+        return await self._per_coordinator(keys, self._delete_at, lambda e: e.code)
+
+    async def _per_coordinator(
+        self,
+        keys: list[ShareStateKey],
+        at: Callable[[int, list[ShareStateKey]], Awaitable[dict[ShareStateKey, R]]],
+        failure: Callable[[PersisterError], R],
+    ) -> dict[ShareStateKey, R]:
+        """``at`` once per share coordinator with its keys (retried while it moves); a
+        coordinator that cannot be reached, or a state partition without a leader, gives
+        its keys ``failure`` of the error."""
+        results: dict[ShareStateKey, R] = {}
+        for node, batch in self._by_coordinator(keys, results, failure).items():
             try:
-                results.update(await _retrying(functools.partial(self._delete_at, node, batch)))
+                results.update(await _retrying(functools.partial(at, node, batch)))
             except PersisterError as e:
-                results.update(dict.fromkeys(batch, e.code))
-        for key, error in failed.items():
-            assert isinstance(error, PersisterError)
-            results[key] = error.code
+                results.update(dict.fromkeys(batch, failure(e)))
         return results
 
     async def _delete_at(
@@ -299,16 +300,17 @@ class SharePersister:
     def _by_coordinator(
         self,
         keys: list[ShareStateKey],
-        failed: dict[ShareStateKey, SummaryResult],
+        failed: dict[ShareStateKey, R],
+        failure: Callable[[PersisterError], R],
     ) -> dict[int, list[ShareStateKey]]:
         """The keys by the broker leading their state partition; those whose partition has
-        no leader go to ``failed``."""
+        no leader go to ``failed``, as ``failure`` of the error."""
         by_node: dict[int, list[ShareStateKey]] = defaultdict(list)
         for key in keys:
             try:
                 by_node[self._leader(key)].append(key)
             except PersisterError as e:
-                failed[key] = e
+                failed[key] = failure(e)
         return by_node
 
     def _leader(self, key: ShareStateKey) -> int:

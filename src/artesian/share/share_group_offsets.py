@@ -91,15 +91,20 @@ async def stored_states(
 
 
 async def describe(
-    broker: Broker, group_id: str, topics: dict[str, list[int]] | None, with_lag: bool
+    broker: Broker,
+    group_id: str,
+    topics: dict[str, list[int]] | None,
+    with_lag: bool,
+    among: list[str] | None = None,
 ) -> dict[str, tuple[uuid.UUID | None, list[PartitionOffset]]]:
     """Each topic's id and its partitions' start offsets (and lag): the named partitions,
-    or with ``topics`` None every partition the group has state for. A topic or partition
-    that does not exist is answered with no state, as Kafka does."""
+    or with ``topics`` None every partition the group has state for (in the topics
+    ``among``, when given). A topic or partition that does not exist is answered with no
+    state, as Kafka does."""
     image = broker.image
     persister = broker.share_partition_manager.persister
     if topics is None:
-        stored = await stored_states(broker, group_id)
+        stored = await stored_states(broker, group_id, among)
         wanted: dict[str, list[int]] = {}
         for key in stored:
             found = image.topics_by_id.get(key.topic_id)

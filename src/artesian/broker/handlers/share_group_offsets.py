@@ -19,6 +19,7 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._groups import describe_refusal
+from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.share import share_group_offsets as offsets
 from artesian.share.share_group_offsets import GroupError, PartitionOffset
 
@@ -47,16 +48,17 @@ async def describe(ctx: Any, request: Any) -> Any:
             if not g.topics:
                 groups.append(_group(mod, g.group_id, (), ErrorCode.none, None))
                 continue
+        among = None
+        if wanted is None and ctx.broker.authorizer is not None:
+            # Every topic: those the caller may not describe are left out, before the share
+            # coordinators are asked about their partitions.
+            names = [n for n in ctx.broker.image.topics if n not in INTERNAL_TOPICS]
+            among = sorted(authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names))
         try:
-            described = await offsets.describe(ctx.broker, g.group_id, wanted, with_lag)
+            described = await offsets.describe(ctx.broker, g.group_id, wanted, with_lag, among)
         except GroupError as e:
             groups.append(_group(mod, g.group_id, (), e.code, e.message))
             continue
-        if wanted is None:  # every topic: those the caller may not describe are left out
-            visible = authorized_names(
-                ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, list(described)
-            )
-            described = {n: d for n, d in described.items() if n in visible}
         topics = [
             _topic(mod, name, topic_id, parts) for name, (topic_id, parts) in described.items()
         ]

@@ -324,13 +324,17 @@ class GroupCoordinator:
         if group.state is GroupState.DEAD:
             return JoinResult(E.coordinator_not_available, member_id=member_id)
         if group.share is not None:  # Kafka: "Group ... is not a classic group."
-            return JoinResult(E.inconsistent_group_protocol, member_id=member_id)
+            return JoinResult(E.inconsistent_group_protocol, member_id="")
         if group.consumer is not None:
             if group.consumer.members:
                 # A classic member inside a consumer group (KIP-848's online migration).
                 return self.consumer_groups.classic_join(group, req, topics)
             # An empty consumer group turns classic.
-            self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
+            try:
+                self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
+            except Exception as e:
+                log.warning("could not store group %s turning classic: %s", group.group_id, e)
+                return JoinResult(E.coordinator_not_available, member_id=member_id)
             group.consumer = None
             group.protocol_type = None
         if not group.supports(req.protocol_type, [p for p, _ in req.protocols]):
@@ -428,7 +432,19 @@ class GroupCoordinator:
             # replacement and no members, so the new incarnation does not run an assignment
             # that a stable group would never hand out (Kafka's answer below v9).
             self._schedule_heartbeat(group, member)
-            self._persist_group(group)
+            try:
+                self._persist_group(group)
+            except Exception as e:
+                # As Kafka: the old incarnation's place is given back, the new one is refused.
+                log.warning("could not store group %s: %s", group.group_id, e)
+                self._cancel_heartbeat(member)
+                del group.members[new_id]
+                group.members[old_id] = old
+                group.static_members[member.group_instance_id] = old_id
+                if group.leader_id == new_id:
+                    group.leader_id = old_id
+                self._schedule_heartbeat(group, old)
+                return JoinResult(E.coordinator_not_available, member_id=new_id)
             if req.supports_skip_assignment:
                 result = self._join_result(group, member)
                 result.skip_assignment = new_id == group.leader_id
@@ -553,7 +569,10 @@ class GroupCoordinator:
             group.state = GroupState.EMPTY
             group.protocol_name = None
             group.leader_id = None
-            self._persist_group(group)
+            try:
+                self._persist_group(group)
+            except Exception as e:  # in a timer: logged; the group's next record stores it
+                log.warning("could not store empty group %s: %s", group.group_id, e)
             log.info("group %s is empty at generation %d", group.group_id, group.generation_id)
             return
         group.protocol_name = group.select_protocol()
@@ -1039,16 +1058,25 @@ class GroupCoordinator:
         active = group.state is not GroupState.EMPTY or not group.is_empty()
         subscribed = group.subscribed_topics() if active else set()
         results: dict[tuple[str, int], int] = {}
-        removed: list[tuple[bytes, bytes | None]] = []
+        removed: list[tuple[str, int]] = []
         for tp in partitions:
             if subscribed is None or tp[0] in subscribed:
                 results[tp] = E.group_subscribed_to_topic
                 continue
-            if group.offsets.pop(tp, None) is not None:
-                removed.append((rec.offset_key(group_id, tp[0], tp[1]), None))
+            if tp in group.offsets:
+                removed.append(tp)
             results[tp] = E.none
         if removed:
-            self.topic.append(self.partition_for(group_id), removed)
+            try:
+                self.topic.append(
+                    self.partition_for(group_id),
+                    [(rec.offset_key(group_id, t, p), None) for t, p in removed],
+                )
+            except Exception as e:  # nothing is forgotten that the log still holds
+                log.warning("could not delete offsets of group %s: %s", group_id, e)
+                return E.coordinator_not_available, {}
+            for tp in removed:
+                group.offsets.pop(tp, None)
         return E.none, results
 
     def expire_offsets(self) -> int:
@@ -1060,21 +1088,32 @@ class GroupCoordinator:
                 continue
             if group.share is not None:
                 continue  # share groups keep no offsets here, and never expire (as in Kafka)
-            tombstones: list[tuple[bytes, bytes | None]] = []
-            for tp, om in list(group.offsets.items()):
+            due = []
+            for tp, om in group.offsets.items():
                 if om.expire_timestamp is not None:
-                    due = om.expire_timestamp <= now
+                    expiring = om.expire_timestamp <= now
                 else:
                     since = max(group.state_timestamp, om.commit_timestamp)
-                    due = since + self.config.offsets_retention_ms <= now
-                if due:
-                    del group.offsets[tp]
-                    tombstones.append((rec.offset_key(group.group_id, tp[0], tp[1]), None))
-            if tombstones:
+                    expiring = since + self.config.offsets_retention_ms <= now
+                if expiring:
+                    due.append(tp)
+            tombstones: list[tuple[bytes, bytes | None]] = [
+                (rec.offset_key(group.group_id, t, p), None) for t, p in due
+            ]
+            gone = len(due) == len(group.offsets)
+            if gone:
+                tombstones.extend(self._group_tombstones(group))
+            if not tombstones:
+                continue
+            try:
                 self.topic.append(self.partition_for(group.group_id), tombstones)
-                expired += len(tombstones)
-            if not group.offsets and group.is_empty():
-                self.topic.append(self.partition_for(group.group_id), self._group_tombstones(group))
+            except Exception as e:  # the next pass tries again; nothing forgotten meanwhile
+                log.warning("could not expire offsets of group %s: %s", group.group_id, e)
+                continue
+            for tp in due:
+                del group.offsets[tp]
+            expired += len(due)
+            if gone:
                 del self.groups[group.group_id]
         return expired
 
@@ -1097,7 +1136,12 @@ class GroupCoordinator:
                 (rec.offset_key(group_id, t, p), None) for t, p in group.offsets
             ]
             tombstones.extend(self._group_tombstones(group))
-            self.topic.append(self.partition_for(group_id), tombstones)
+            try:
+                self.topic.append(self.partition_for(group_id), tombstones)
+            except Exception as e:
+                log.warning("could not delete group %s: %s", group_id, e)
+                results[group_id] = E.coordinator_not_available
+                continue
             group.state = GroupState.DEAD
             del self.groups[group_id]
             results[group_id] = E.none
