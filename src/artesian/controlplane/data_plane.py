@@ -180,6 +180,19 @@ class DataPlaneAgent:
         self._lock_fd: int | None = None
 
     def start(self, ready_timeout: float = 30.0) -> DataPlaneAgent:
+        try:
+            self._start(ready_timeout)
+        except Exception as e:
+            log.error(
+                "cell %s: this agent fenced the one before it but cannot start (%s); the "
+                "cell's brokers run unmanaged until an agent of the cell starts",
+                self.cell,
+                e,
+            )
+            raise
+        return self
+
+    def _start(self, ready_timeout: float) -> None:
         # Fenced already (the writer above): the agent that ran here stops at its next
         # write and lets go of the root; until then it may still be operating the brokers.
         self._lock_root(ready_timeout)
@@ -199,7 +212,6 @@ class DataPlaneAgent:
         for record in last.values():
             if record.cell == self.cell:
                 self.meter.resume(record)
-        return self
 
     def stop(self, stop_brokers: bool = False) -> None:
         self._stop.set()

@@ -286,27 +286,30 @@ class TransactionCoordinator:
         """Second phase: markers, then the Complete state. A failure leaves the Prepare state
         in place; ``retry_markers`` tries again."""
         commit = meta.state is S.PREPARE_COMMIT
-        try:
-            self.markers.write_markers(
-                meta.producer_id,
-                meta.producer_epoch,
-                commit,
-                sorted(meta.partitions),
-                self._partition_for(meta.transactional_id),
-            )
-        except MarkersPending:
-            return
-        except Exception as e:
-            log.warning(
-                "could not write the %s markers of transactional id %r: %s; retrying later",
-                "COMMIT" if commit else "ABORT",
-                meta.transactional_id,
-                e,
-            )
-            return
+        if not meta.markers_written:
+            try:
+                self.markers.write_markers(
+                    meta.producer_id,
+                    meta.producer_epoch,
+                    commit,
+                    sorted(meta.partitions),
+                    self._partition_for(meta.transactional_id),
+                )
+            except MarkersPending:
+                return
+            except Exception as e:
+                log.warning(
+                    "could not write the %s markers of transactional id %r: %s; retrying later",
+                    "COMMIT" if commit else "ABORT",
+                    meta.transactional_id,
+                    e,
+                )
+                return
+            meta.markers_written = True
         done = S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT
         if self._persist(meta, done, set(), self.clock()):
             meta.partitions = set()
+            meta.markers_written = False
 
     def retry_markers(self) -> None:
         for meta in list(self.transactions.values()):

@@ -55,6 +55,9 @@ class TransactionMetadata:
     # The epoch before the last bump by InitProducerId: a retried InitProducerId that still
     # carries it gets the current epoch back (KIP-360) instead of being fenced.
     last_producer_epoch: int = NO_PRODUCER_EPOCH
+    # The Prepare state's markers are all out, the Complete state not yet stored: a retry
+    # stores it without writing the markers again.
+    markers_written: bool = False
 
     def sorted_partitions(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         return by_topic(self.partitions)
