@@ -87,6 +87,7 @@ def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
             None,
         )
         assert _alter(conn, {"client-id": None}, {"producer_byte_rate": 4096.0}) == (0, None)
+        assert _alter(conn, {"user": "alice"}, {"controller_mutation_rate": 0.5}) == (0, None)
         assert _alter(conn, {"user": "bob"}, {"producer_byte_rate": 1.0}, validate=True) == (
             0,
             None,
@@ -96,6 +97,11 @@ def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
             "Invalid configuration key nonsense",
         )
         assert _alter(conn, {"user": "x"}, {"request_percentage": 50.0})[0] == 42
+        assert _alter(conn, {"user": "x"}, {"controller_mutation_rate": -1.0}) == (
+            42,
+            "Configuration controller_mutation_rate must be a positive number of partition "
+            "mutations per second",
+        )
         assert _alter(conn, {"user": "x"}, {"producer_byte_rate": 1.5})[0] == 42
         assert _alter(conn, {"group": "x"}, {"producer_byte_rate": 1.0}) == (
             42,
@@ -113,23 +119,29 @@ def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
         )
         everything = _describe(conn, [])
         assert everything == {
-            (("user", "alice"),): {"producer_byte_rate": 1024.0},
+            (("user", "alice"),): {"producer_byte_rate": 1024.0, "controller_mutation_rate": 0.5},
             (("client-id", "app"), ("user", None)): {"consumer_byte_rate": 2048.0},
             (("client-id", None),): {"producer_byte_rate": 4096.0},
         }
         assert _describe(conn, [("user", 0, "alice")]) == {
-            (("user", "alice"),): {"producer_byte_rate": 1024.0}
+            (("user", "alice"),): {"producer_byte_rate": 1024.0, "controller_mutation_rate": 0.5}
         }
         assert list(_describe(conn, [("user", 1, None)])) == [
             (("client-id", "app"), ("user", None))
         ]
         assert _describe(conn, [("user", 2, None)], strict=True) == {
-            (("user", "alice"),): {"producer_byte_rate": 1024.0}
+            (("user", "alice"),): {"producer_byte_rate": 1024.0, "controller_mutation_rate": 0.5}
         }
         assert _describe(conn, [("user", 0, None)])[0] == 42
         for entity in ({"user": "alice"}, {"user": None, "client-id": "app"}, {"client-id": None}):
             assert (
-                _alter(conn, entity, dict.fromkeys(["producer_byte_rate", "consumer_byte_rate"]))[0]
+                _alter(
+                    conn,
+                    entity,
+                    dict.fromkeys(
+                        ["producer_byte_rate", "consumer_byte_rate", "controller_mutation_rate"]
+                    ),
+                )[0]
                 == 0
             )
         assert _describe(conn, []) == {}
@@ -349,6 +361,7 @@ def test_quotas_cli(broker: BrokerProcess) -> None:
     )
     assert made.returncode == 0, made.stderr
     assert cli("set", "--client-id", "cli-app", "--consumer-byte-rate", "7000").returncode == 0
+    assert cli("set", "--client-id", "cli-app", "--controller-mutation-rate", "2.5").returncode == 0
     listed = cli("list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = [
@@ -358,6 +371,7 @@ def test_quotas_cli(broker: BrokerProcess) -> None:
     ]
     assert rows == [
         {"user": "", "client_id": "cli-app", "key": "consumer_byte_rate", "value": 7000},
+        {"user": "", "client_id": "cli-app", "key": "controller_mutation_rate", "value": 2.5},
         {"user": "cli-user", "client_id": "<default>", "key": "producer_byte_rate", "value": 5000},
     ]
     bad = cli("set", "--user", "x", "--producer-byte-rate", "0")
@@ -407,3 +421,82 @@ def test_a_throttled_connection_is_muted_then_served_in_order(broker: BrokerProc
             assert int.from_bytes(second[:4], "big") == 102
         finally:
             assert _alter(conn, {"client-id": "muted"}, {"producer_byte_rate": None})[0] == 0
+
+
+def _mutate(port: int, api_key: int, version: int, topics: dict[str, int]) -> Any:
+    """CreateTopics (19: name -> partitions), CreatePartitions (37: name -> new count) or
+    DeleteTopics (20: the names) as client "mutator", on a connection of its own (a throttled
+    one is muted for the throttle time): {name: (error code, message)}, and the response's
+    throttle time in ms."""
+    import datetime
+    import importlib
+
+    timeout = datetime.timedelta(seconds=10)
+    if api_key == 19:
+        m = importlib.import_module(f"kio.schema.create_topics.v{version}.request")
+        body: Any = m.CreateTopicsRequest(
+            topics=tuple(
+                m.CreatableTopic(
+                    name=n, num_partitions=c, replication_factor=1, assignments=(), configs=()
+                )
+                for n, c in topics.items()
+            ),
+            timeout=timeout,
+            validate_only=False,
+        )
+    elif api_key == 37:
+        m = importlib.import_module(f"kio.schema.create_partitions.v{version}.request")
+        body = m.CreatePartitionsRequest(
+            topics=tuple(
+                m.CreatePartitionsTopic(name=n, count=c, assignments=None)
+                for n, c in topics.items()
+            ),
+            timeout=timeout,
+            validate_only=False,
+        )
+    else:
+        m = importlib.import_module(f"kio.schema.delete_topics.v{version}.request")
+        body = m.DeleteTopicsRequest(
+            topics=tuple(m.DeleteTopicState(name=n, topic_id=None) for n in topics),
+            timeout=timeout,
+        )
+    with WireConn(port) as conn:
+        response = conn.request(api_key, version, body, client_id="mutator")
+    results = {19: "topics", 37: "results", 20: "responses"}[api_key]
+    answers = {t.name: (int(t.error_code), t.error_message) for t in getattr(response, results)}
+    return answers, int(response.throttle_time.total_seconds() * 1000)
+
+
+def test_topic_mutations_over_the_rate_are_refused_or_throttled(broker: BrokerProcess) -> None:
+    """controller_mutation_rate (KIP-599): one partition a second, eleven at once. A
+    mutation is admitted while the client's bucket is not in debt; after that new request
+    versions are refused with THROTTLING_QUOTA_EXCEEDED and the time to wait, older ones
+    throttled. Other clients go on."""
+    exceeded = (89, "The throttling quota has been exceeded.")
+    with WireConn(broker.port) as conn:
+        assert _alter(conn, {"client-id": "mutator"}, {"controller_mutation_rate": 1.0}) == (
+            0,
+            None,
+        )
+        try:
+            # 10 of the 11, then 5 more (admitted: not in debt yet, now 4 in debt), then none.
+            answers, throttle_ms = _mutate(
+                broker.port, 19, 7, {"mut-a": 10, "mut-b": 5, "mut-c": 1}
+            )
+            assert answers == {"mut-a": (0, None), "mut-b": (0, None), "mut-c": exceeded}
+            assert 3000 < throttle_ms <= 4000
+            answers, throttle_ms = _mutate(broker.port, 37, 3, {"mut-a": 12})
+            assert answers == {"mut-a": exceeded} and 0 < throttle_ms <= 4000
+            answers, throttle_ms = _mutate(broker.port, 20, 6, {"mut-b": 0})
+            assert answers == {"mut-b": exceeded} and 0 < throttle_ms <= 4000
+            # Older versions are admitted, and throttled by the debt they make.
+            answers, throttle_ms = _mutate(broker.port, 19, 5, {"mut-c": 2})
+            assert answers == {"mut-c": (0, None)} and 4000 < throttle_ms <= 6000
+            # Another client's topics are not this one's business.
+            create_topic(conn, "mut-other", 3)
+            metadata = conn.request(3, 12, sample_request(3, 12, "mut-a"))
+            assert {t.name: len(t.partitions) for t in metadata.topics} == {"mut-a": 10}
+        finally:
+            assert (
+                _alter(conn, {"client-id": "mutator"}, {"controller_mutation_rate": None})[0] == 0
+            )

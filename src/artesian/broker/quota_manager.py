@@ -16,13 +16,21 @@ The rate is a token bucket holding one second of the quota (``ByteRateQuota``), 
 samples windows (``quota.window.num`` x ``quota.window.size.seconds``, 11 s by default); the
 long-run rate is the same, and debt older than those 11 s is forgotten, as Kafka's windows
 forget it.
+
+``controller_mutation_rate`` (KIP-599) limits the partitions a client creates or deletes
+(CreateTopics, CreatePartitions, DeleteTopics) with Kafka's own token bucket: it fills at the
+rate up to a burst of the 11 windows' worth, a mutation of N partitions is admitted while the
+bucket is not in debt and takes N from it, and the throttle time is the debt over the rate.
+Newer request versions are refused with THROTTLING_QUOTA_EXCEEDED while in debt (strict);
+older ones are admitted and throttled (permissive).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import cast
 
 from artesian.tiered.quota import ByteRateQuota
 
@@ -33,7 +41,11 @@ Entity = tuple[tuple[str, str | None], ...]
 
 USER, CLIENT_ID = "user", "client-id"
 # The quota keys Artesian enforces, by the request kind they limit.
-QUOTA_KEYS = {"producer_byte_rate": "produce", "consumer_byte_rate": "fetch"}
+QUOTA_KEYS = {
+    "producer_byte_rate": "produce",
+    "consumer_byte_rate": "fetch",
+    "controller_mutation_rate": "mutation",
+}
 # Kafka's default quota windows: 11 of 1 s. Throttles and debt never exceed them.
 WINDOW_SECONDS = 11
 MAX_THROTTLE_MS = WINDOW_SECONDS * 1000
@@ -57,11 +69,47 @@ def _levels(user: str, client_id: str) -> list[tuple[Entity, tuple[str, str]]]:
     ]
 
 
+class MutationQuota:
+    """KIP-599's token bucket: ``rate`` partition mutations a second, at most ``burst``
+    saved up; it may go into debt by a whole mutation."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.rate = rate
+        self._tokens = self.burst
+        self._at = clock()
+
+    @property
+    def burst(self) -> float:
+        return self.rate * WINDOW_SECONDS
+
+    def tokens(self) -> float:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        return self._tokens
+
+    def set_rate(self, rate: float) -> None:
+        self.tokens()
+        self.rate = rate
+        self._tokens = min(self._tokens, self.burst)
+
+    def record(self, partitions: int) -> None:
+        self.tokens()
+        self._tokens -= partitions
+
+    def throttle_ms(self) -> int:
+        debt = -self.tokens()
+        return 0 if debt <= 0 else min(2**31 - 1, math.ceil(debt / self.rate * 1000))
+
+
 class _Usage:
     __slots__ = ("bucket", "used")
 
-    def __init__(self, rate: int) -> None:
-        self.bucket = ByteRateQuota(rate)
+    def __init__(self, kind: str, rate: float) -> None:
+        self.bucket: ByteRateQuota | MutationQuota = (
+            MutationQuota(rate) if kind == "mutation" else ByteRateQuota(int(rate))
+        )
         self.used = time.monotonic()
 
 
@@ -70,7 +118,7 @@ class ClientQuotaManager:
         self._quotas: dict[Entity, Mapping[str, float]] = {}
         self._kinds: frozenset[str] = frozenset()
         # (kind, user, client id) -> (rate, counted-under names) resolved from the quotas.
-        self._resolved: dict[tuple[str, str, str], tuple[int, tuple[str, str]] | None] = {}
+        self._resolved: dict[tuple[str, str, str], tuple[float, tuple[str, str]] | None] = {}
         self._usage: dict[tuple[str, str, str], _Usage] = {}
         self._created = 0
 
@@ -86,13 +134,16 @@ class ClientQuotaManager:
         )
         self._resolved.clear()
 
-    def _rate(self, entity: Entity, kind: str) -> int | None:
+    def _rate(self, entity: Entity, kind: str) -> float | None:
         for key, value in self._quotas.get(entity, {}).items():
             if QUOTA_KEYS.get(key) == kind:
-                return max(1, int(value))
+                # Byte rates are whole bytes; a mutation rate may be a fraction (KIP-599).
+                return float(value) if kind == "mutation" else max(1, int(value))
         return None
 
-    def _resolve(self, kind: str, user: str, client_id: str) -> tuple[int, tuple[str, str]] | None:
+    def _resolve(
+        self, kind: str, user: str, client_id: str
+    ) -> tuple[float, tuple[str, str]] | None:
         key = (kind, user, client_id)
         if key not in self._resolved:
             if len(self._resolved) >= _MAX_RESOLVED:
@@ -106,7 +157,7 @@ class ClientQuotaManager:
             self._resolved[key] = found
         return self._resolved[key]
 
-    def _bucket(self, kind: str, principal: str, client_id: str | None) -> ByteRateQuota | None:
+    def _usage_of(self, kind: str, principal: str, client_id: str | None) -> _Usage | None:
         user = principal.partition(":")[2] or principal
         resolved = self._resolve(kind, user, client_id or "")
         if resolved is None:
@@ -115,14 +166,38 @@ class ClientQuotaManager:
         key = (kind, *names)
         usage = self._usage.get(key)
         if usage is None:
-            usage = self._usage[key] = _Usage(rate)
+            usage = self._usage[key] = _Usage(kind, rate)
             self._created += 1
             if self._created % _SWEEP_EVERY == 0:
                 self._forget_idle()
         elif usage.bucket.rate != rate:
-            usage.bucket.set_rate(rate)
+            usage.bucket.set_rate(rate)  # type: ignore[arg-type]  # int for byte rates
         usage.used = time.monotonic()
-        return usage.bucket
+        return usage
+
+    def _bucket(self, kind: str, principal: str, client_id: str | None) -> ByteRateQuota | None:
+        usage = self._usage_of(kind, principal, client_id)
+        return None if usage is None else cast(ByteRateQuota, usage.bucket)
+
+    def admit_mutations(
+        self, principal: str, client_id: str | None, partitions: int, strict: bool
+    ) -> tuple[bool, int]:
+        """A topic mutation of ``partitions`` under controller_mutation_rate: (admitted,
+        throttle ms), as Kafka's Strict and PermissiveControllerMutationQuota decide. Strict
+        (CreateTopics v6+, CreatePartitions v3+, DeleteTopics v5+): refused while the
+        client's bucket is in debt, with the time until it is not; else admitted and counted,
+        unthrottled. Permissive (older versions): always admitted, throttled by the debt."""
+        usage = self._usage_of("mutation", principal, client_id)
+        if usage is None:
+            return True, 0
+        bucket = cast(MutationQuota, usage.bucket)
+        if strict:
+            if bucket.tokens() < 0:
+                return False, bucket.throttle_ms()
+            bucket.record(partitions)
+            return True, 0
+        bucket.record(partitions)
+        return True, bucket.throttle_ms()
 
     def _forget_idle(self) -> None:
         horizon = time.monotonic() - _IDLE_SECONDS

@@ -24,7 +24,10 @@ from artesian.cli.common import (
     table,
 )
 
-quotas_app = make_app("Set, list and remove client quotas (byte rates per user or client id).")
+quotas_app = make_app(
+    "Set, list and remove client quotas (byte rates and topic mutation rates per user or "
+    "client id)."
+)
 
 _DESCRIBE, _ALTER = 48, 49
 _DEFAULT = "<default>"
@@ -81,12 +84,20 @@ def set_(
     consumer_byte_rate: Annotated[
         int | None, typer.Option(help="Bytes per second the entity may fetch.")
     ] = None,
+    controller_mutation_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Partitions a second the entity may create or delete (CreateTopics, "
+            "CreatePartitions, DeleteTopics; KIP-599), with 11 seconds' worth at once."
+        ),
+    ] = None,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
 ) -> None:
-    """Set byte-rate quotas. Clients over them are throttled (their responses say how long)."""
+    """Set quotas. Clients over them are throttled (their responses say how long); a topic
+    mutation over the rate is refused with THROTTLING_QUOTA_EXCEEDED."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
         ops: list[tuple[str, float | None]] = [
@@ -94,12 +105,13 @@ def set_(
             for key, value in (
                 ("producer_byte_rate", producer_byte_rate),
                 ("consumer_byte_rate", consumer_byte_rate),
+                ("controller_mutation_rate", controller_mutation_rate),
             )
             if value is not None
         ]
         if not ops:
             raise CliError(
-                "give --producer-byte-rate, --consumer-byte-rate or both",
+                "give --producer-byte-rate, --consumer-byte-rate or --controller-mutation-rate",
                 "Example: artesian quotas set --user alice --producer-byte-rate 1048576",
                 code=2,
             )
@@ -117,23 +129,25 @@ def remove(
     consumer_byte_rate: Annotated[
         bool, typer.Option("--consumer-byte-rate", help="Remove the fetch quota.")
     ] = False,
+    controller_mutation_rate: Annotated[
+        bool,
+        typer.Option("--controller-mutation-rate", help="Remove the topic mutation quota."),
+    ] = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
 ) -> None:
-    """Remove quotas of an entity (both kinds unless one is named)."""
+    """Remove quotas of an entity (every kind unless some are named)."""
     opts = client_options(bootstrap, command_config, props, timeout)
-    both = not producer_byte_rate and not consumer_byte_rate
+    chosen = {
+        "producer_byte_rate": producer_byte_rate,
+        "consumer_byte_rate": consumer_byte_rate,
+        "controller_mutation_rate": controller_mutation_rate,
+    }
+    every = not any(chosen.values())
     with reporting(opts.bootstrap):
-        keys = [
-            key
-            for key, chosen in (
-                ("producer_byte_rate", producer_byte_rate),
-                ("consumer_byte_rate", consumer_byte_rate),
-            )
-            if chosen or both
-        ]
+        keys = [key for key, named in chosen.items() if named or every]
         _alter(opts, _entity(user, client_id), [(k, None) for k in keys])
     out.print("Removed.")
 
@@ -160,7 +174,7 @@ def list_(
             _show(names.get("user")) if "user" in names else "",
             _show(names.get("client-id")) if "client-id" in names else "",
             v.key,
-            int(v.value),
+            int(v.value) if v.key != "controller_mutation_rate" else v.value,
         )
         for entry in response.entries or ()
         for names in [{e.entity_type: e.entity_name for e in entry.entity}]
@@ -169,6 +183,6 @@ def list_(
     if as_json:
         print_json([{"user": u, "client_id": c, "key": k, "value": v} for u, c, k, v in rows])
     elif rows:
-        out.print(table(None, ["USER", "CLIENT ID", "QUOTA", "BYTES/S"], rows))
+        out.print(table(None, ["USER", "CLIENT ID", "QUOTA", "PER SECOND"], rows))
     else:
         out.print("No client quotas.")

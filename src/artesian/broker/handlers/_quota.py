@@ -9,10 +9,21 @@ import datetime
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from kio.schema.errors import ErrorCode
+
+from artesian.metadata.controller import ControllerError
+
 if TYPE_CHECKING:
     from artesian.broker.quota_manager import ClientQuotaManager
 
-__all__ = ["fetch_max_bytes", "fetch_throttle_ms", "throttle", "throttled"]
+__all__ = [
+    "MutationAdmission",
+    "fetch_max_bytes",
+    "fetch_throttle_ms",
+    "throttle",
+    "throttled",
+    "throttling_quota_exceeded",
+]
 
 
 def _who(ctx: Any) -> tuple[str, str | None]:
@@ -66,3 +77,37 @@ def _apply(ctx: Any, kind: str, nbytes: int, response: Any) -> Any:
 def throttle(ctx: Any, kind: str, ms: int) -> None:
     ctx.connection.throttle(ms)
     ctx.broker.metrics.throttled.labels(kind).inc(ms / 1000)
+
+
+class MutationAdmission:
+    """A CreateTopics, CreatePartitions or DeleteTopics request under the client's
+    controller_mutation_rate (KIP-599): ``admit`` each topic's partitions in turn, then
+    ``finish`` the response with the longest throttle time, muting the connection that long."""
+
+    def __init__(self, ctx: Any, strict: bool) -> None:
+        self.ctx = ctx
+        self.strict = strict
+        self.active = ctx.broker.quota_manager.active("mutation")
+        self.throttle_ms = 0
+
+    def admit(self, partitions: int) -> bool:
+        """Whether a mutation of ``partitions`` may go ahead (it is counted if so); a
+        refused one is answered THROTTLING_QUOTA_EXCEEDED."""
+        if not self.active:
+            return True
+        quotas: ClientQuotaManager = self.ctx.broker.quota_manager
+        admitted, ms = quotas.admit_mutations(*_who(self.ctx), partitions, self.strict)
+        self.throttle_ms = max(self.throttle_ms, ms)
+        return admitted
+
+    def finish(self) -> datetime.timedelta:
+        if self.throttle_ms > 0:
+            throttle(self.ctx, "mutation", self.throttle_ms)
+        return datetime.timedelta(milliseconds=self.throttle_ms)
+
+
+def throttling_quota_exceeded() -> ControllerError:
+    """A topic refused by the strict quota, with Kafka's message."""
+    return ControllerError(
+        ErrorCode.throttling_quota_exceeded, "The throttling quota has been exceeded."
+    )

@@ -2,9 +2,9 @@
 
 Quotas are ClientQuotaRecords in the metadata log, so every broker enforces the same set.
 Entities are a user, a client id, or both (a null name is the type's default). Artesian
-enforces producer_byte_rate and consumer_byte_rate; the other keys Kafka knows
-(request_percentage, controller_mutation_rate, and the ip entity's
-connection_creation_rate) are refused with INVALID_REQUEST rather than stored and ignored.
+enforces producer_byte_rate, consumer_byte_rate and controller_mutation_rate; the other keys
+Kafka knows (request_percentage, and the ip entity's connection_creation_rate) are refused
+with INVALID_REQUEST rather than stored and ignored.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ APIS = [
 log = logging.getLogger("artesian.quotas")
 
 _TYPES = ("client-id", "user")
-_KAFKA_ONLY = ("request_percentage", "controller_mutation_rate", "connection_creation_rate")
+_KAFKA_ONLY = ("request_percentage", "connection_creation_rate")
 _EXACT, _DEFAULT, _ANY = 0, 1, 2
 Error = tuple[ErrorCode, str]
 
@@ -60,6 +60,12 @@ def _check_op(key: str, value: float, remove: bool) -> str | None:
     if key not in QUOTA_KEYS:
         return f"Invalid configuration key {key}"
     if remove:
+        return None
+    if key == "controller_mutation_rate":  # partitions a second: a fraction is fine (KIP-599)
+        if not math.isfinite(value) or value <= 0:
+            return (
+                f"Configuration {key} must be a positive number of partition mutations per second"
+            )
         return None
     if not math.isfinite(value) or value <= 0 or value != int(value) or value >= 2**63:
         return f"Configuration {key} must be a positive whole number of bytes per second"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -14,6 +13,7 @@ from artesian.broker.handlers._authz import (
     authorized_names,
 )
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
 from artesian.metadata.controller import ControllerError
 
 API_KEY = 37
@@ -24,6 +24,8 @@ MAX_VERSION = 3
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(API_KEY, ctx.header.api_version)
+    # KIP-599: v3 refuses what goes over controller_mutation_rate, older ones are throttled.
+    quota = MutationAdmission(ctx, strict=ctx.header.api_version >= 3)
     results = []
     seen: set[str] = set()
     # ALTER on each topic (KafkaApis/ControllerApis: after the duplicate check).
@@ -48,6 +50,12 @@ def handle(ctx: Any, request: Any) -> Any:
             if request.validate_only:
                 plan()
             else:
+                if quota.active:
+                    plan()  # only partitions that would be created count
+                    topic = broker.image.topics.get(t.name)
+                    added = t.count - (len(topic.partitions) if topic is not None else 0)
+                    if not quota.admit(added):
+                        raise throttling_quota_exceeded()
                 broker.plan_and_commit(plan)
         except ControllerError as e:
             code, message = e.code, e.message
@@ -56,6 +64,4 @@ def handle(ctx: Any, request: Any) -> Any:
                 mod.CreatePartitionsTopicResult, name=t.name, error_code=code, error_message=message
             )
         )
-    return make(
-        mod.CreatePartitionsResponse, throttle_time=datetime.timedelta(0), results=tuple(results)
-    )
+    return make(mod.CreatePartitionsResponse, throttle_time=quota.finish(), results=tuple(results))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import datetime
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ from artesian.broker.handlers._authz import (
     cluster_authorized,
 )
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
 from artesian.config.definitions import InvalidConfigError, UnknownConfigError
 from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
 from artesian.metadata.controller import ControllerError, NewTopic
@@ -59,6 +59,8 @@ def handle(ctx: Any, request: Any) -> Any:
         describable = authorized_names(
             ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, counts
         )
+    # KIP-599: v6+ refuse what goes over controller_mutation_rate, older ones are throttled.
+    quota = MutationAdmission(ctx, strict=version >= 6)
     results = []
     for t in request.topics:
         result = dict(
@@ -98,6 +100,11 @@ def handle(ctx: Any, request: Any) -> Any:
             if request.validate_only:
                 broker.controller.plan_create_topic(new)
             else:
+                if quota.active:
+                    # Planned first: only a topic that would be created counts.
+                    broker.controller.plan_create_topic(new)
+                    if not quota.admit(len(assignments) if assignments else num_partitions):
+                        raise throttling_quota_exceeded()
                 broker.plan_and_commit(lambda new=new: broker.controller.plan_create_topic(new))
                 log.info("created topic %s (%d partitions)", t.name, num_partitions)
             topic = broker.image.topics.get(t.name)
@@ -132,6 +139,4 @@ def handle(ctx: Any, request: Any) -> Any:
         except ControllerError as e:
             result.update(error_code=e.code, error_message=e.message)
         results.append(make(mod.CreatableTopicResult, **result))
-    return make(
-        mod.CreateTopicsResponse, throttle_time=datetime.timedelta(0), topics=tuple(results)
-    )
+    return make(mod.CreateTopicsResponse, throttle_time=quota.finish(), topics=tuple(results))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ from artesian.broker.handlers._authz import (
     cluster_authorized,
 )
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
 from artesian.metadata.controller import ControllerError
 
 API_KEY = 20
@@ -48,6 +48,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 names.add(name)
         describable = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
         deletable = authorized_names(ctx, AclOperation.DELETE, ResourceType.TOPIC, names)
+    # KIP-599: v5+ refuse what goes over controller_mutation_rate, older ones are throttled.
+    quota = MutationAdmission(ctx, strict=ctx.header.api_version >= 5)
     results = []
     for name, topic_id in wanted:
         code, message = ErrorCode.none, None
@@ -67,6 +69,10 @@ def handle(ctx: Any, request: Any) -> Any:
                     name, topic_id = refused
                     topic = None
                     raise ControllerError(ErrorCode.topic_authorization_failed, TOPIC_DENIED)
+            if quota.active and topic is not None:
+                broker.controller.plan_delete_topic(name, topic_id)  # it would be deleted
+                if not quota.admit(len(topic.partitions)):
+                    raise throttling_quota_exceeded()
             broker.plan_and_commit(
                 lambda name=name, topic_id=topic_id: broker.controller.plan_delete_topic(
                     name, topic_id
@@ -84,9 +90,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 error_message=message,
             )
         )
-    return make(
-        mod.DeleteTopicsResponse, throttle_time=datetime.timedelta(0), responses=tuple(results)
-    )
+    return make(mod.DeleteTopicsResponse, throttle_time=quota.finish(), responses=tuple(results))
 
 
 def _lookup(image: Any, name: str | None, topic_id: Any) -> Any:

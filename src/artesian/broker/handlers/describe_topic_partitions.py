@@ -99,7 +99,7 @@ def handle(ctx: Any, request: Any) -> Any:
                         topic.partitions[i],
                         broker.live_brokers,
                         reachable,
-                        no_leader_error=False,
+                        leaderless=None,  # leader -1 and no error, as Kafka answers
                     )
                     for i in page
                 ),

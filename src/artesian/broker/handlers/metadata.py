@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -38,11 +39,12 @@ def _topic_entry(
     live: frozenset[int],
     ops: int = _NO_OPS,
     reachable: frozenset[int] | None = None,
+    leaderless: Callable[[int], ErrorCode] = lambda _leader: ErrorCode.leader_not_available,
 ) -> Any:
     """``reachable``: the brokers that have the client's listener; a leader without it is
     as good as none to this client."""
     partitions = tuple(
-        partition_entry(mod.MetadataResponsePartition, p, live, reachable)
+        partition_entry(mod.MetadataResponsePartition, p, live, reachable, leaderless)
         for _, p in sorted(topic.partitions.items())
     )
     return make(
@@ -61,21 +63,19 @@ def partition_entry(
     p: PartitionImage,
     live: frozenset[int],
     reachable: frozenset[int] | None,
-    no_leader_error: bool = True,
+    leaderless: Callable[[int], ErrorCode] | None,
 ) -> Any:
     """A partition as Metadata and DescribeTopicPartitions describe it. A leader the client
-    cannot reach (none, or without its listener) is LEADER_NOT_AVAILABLE for Metadata; for
-    DescribeTopicPartitions (``no_leader_error`` False) it is leader -1 with no error, as in
-    Kafka. Replicas fenced or without the listener are offline."""
+    cannot reach (none, or without its listener) is leader -1, with the error ``leaderless``
+    gives for it (Metadata's), or none (DescribeTopicPartitions', ``leaderless`` None), as
+    in Kafka. Replicas fenced or without the listener are offline."""
     has_leader = p.leader >= 0 and (reachable is None or p.leader in reachable)
     return make(
         cls,
         # A partition whose ISR is all fenced has no leader until one returns (Kafka).
-        error_code=ErrorCode.none
-        if has_leader or not no_leader_error
-        else ErrorCode.leader_not_available,
+        error_code=ErrorCode.none if has_leader or leaderless is None else leaderless(p.leader),
         partition_index=p.partition,
-        leader_id=p.leader if has_leader or no_leader_error else -1,
+        leader_id=p.leader if has_leader else -1,
         leader_epoch=p.leader_epoch,
         replica_nodes=p.replicas,
         isr_nodes=p.isr,
@@ -96,6 +96,20 @@ _MAX_VIEWS = 64
 
 def reachable_brokers(broker: Any, listener: str) -> frozenset[int]:
     return frozenset(b.node_id for b in broker.image.brokers.values() if b.endpoint(listener))
+
+
+def _leaderless(broker: Any, version: int) -> Callable[[int], ErrorCode]:
+    """Metadata's error for a partition whose leader the client cannot reach: from v6
+    LISTENER_NOT_FOUND when the leader is registered without the client's listener, else
+    LEADER_NOT_AVAILABLE (Kafka's errorUnavailableListeners)."""
+    registered = broker.image.brokers
+
+    def error(leader: int) -> ErrorCode:
+        if version >= 6 and leader in registered:
+            return ErrorCode.listener_not_found
+        return ErrorCode.leader_not_available
+
+    return error
 
 
 def _error_entry(
@@ -175,6 +189,7 @@ def _answer(ctx: Any, request: Any) -> Any:
             allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, image.topics)
             topics = [t for t in topics if t.name in allowed]
         reachable = reachable_brokers(broker, listener)
+        leaderless = _leaderless(broker, version)
         entries = [
             _topic_entry(
                 mod,
@@ -183,6 +198,7 @@ def _answer(ctx: Any, request: Any) -> Any:
                 broker.live_brokers,
                 authorized_operations(ctx, ResourceType.TOPIC, t.name) if topic_ops else _NO_OPS,
                 reachable,
+                leaderless,
             )
             for t in topics
         ]
@@ -215,6 +231,7 @@ def _answer(ctx: Any, request: Any) -> Any:
         describable, creatable = _authorized_topics(ctx, image, requested, allow_auto)
     entries = []
     reachable = reachable_brokers(broker, ctx.connection.listener.name)
+    leaderless = _leaderless(broker, version)
     for t in requested:
         name = getattr(t, "name", None)
         topic_id = getattr(t, "topic_id", None)
@@ -265,6 +282,7 @@ def _answer(ctx: Any, request: Any) -> Any:
                 broker.live_brokers,
                 ops,
                 reachable,
+                leaderless,
             )
         )
     return _response(mod, broker, entries, ctx.connection.listener.name, cluster_ops)
