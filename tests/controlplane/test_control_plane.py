@@ -274,6 +274,32 @@ def test_a_second_data_plane_fences_the_first(platform: Platform) -> None:
     assert status["phase"] == "Ready" and _broker_pids(platform.cells / cluster_id) == pids
 
 
+def test_an_idle_data_plane_is_taken_over_too(platform: Platform) -> None:
+    """An agent with no cluster writes nothing, so no refused write tells it it was fenced:
+    the new agent asks it to go through the cell's root, and it does."""
+    first = Service(
+        platform.root / "data-plane-1.log",
+        *("dataplane", "run", str(platform.cells), "-b", platform.kafka.bootstrap),
+        *("--first-port", str(_free_block(20)), "--interval", "0.5"),
+    )
+    try:
+        platform.until(
+            lambda: "Data plane of cell 'local'" in first.log_path.read_text(), 60, "the agent"
+        )
+        platform.start_data_plane()
+        assert first.proc.wait(60) == 1
+    finally:
+        first.stop()
+    assert "it is waiting for this one to let go of the cell's root" in first.log_path.read_text()
+    assert platform.data_plane is not None
+    platform.until(
+        lambda: "Data plane of cell 'local'" in platform.data_plane.log_path.read_text(),  # type: ignore[union-attr]
+        60,
+        "the new agent running",
+    )
+    assert platform.data_plane.proc.poll() is None
+
+
 def _cli(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "artesian.cli.main", "clusters", *args],

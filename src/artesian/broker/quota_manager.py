@@ -100,7 +100,8 @@ class MutationQuota:
 
     def throttle_ms(self) -> int:
         debt = -self.tokens()
-        return 0 if debt <= 0 else min(2**31 - 1, math.ceil(debt / self.rate * 1000))
+        # Kafka rounds; capped as a float first (a tiny rate makes the quotient infinite).
+        return 0 if debt <= 0 else round(min(debt / self.rate * 1000, 2**31 - 1))
 
 
 class _Usage:

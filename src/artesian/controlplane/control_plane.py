@@ -496,8 +496,9 @@ class ControlPlane:
             if not self.replaced.is_set():
                 self.replaced.set()
                 log.error(
-                    "another control plane started on these state topics and took over "
-                    "(%s): this one stops; send requests to the new one",
+                    "another control plane started on these state topics and took over, or "
+                    "this one's writer failed for good (%s): this one stops; send requests "
+                    "to the new one",
                     e,
                 )
                 if self._on_replaced is not None:

@@ -129,6 +129,9 @@ def _free(first: int) -> bool:
     return True
 
 
+TAKEOVER_FILE = ".agent.takeover"  # a new agent's pid, while it waits for the old one
+
+
 class AgentBusy(RuntimeError):
     """Another agent holds the root's lock and did not let go."""
 
@@ -217,16 +220,19 @@ class DataPlaneAgent:
         self._stop.set()
         if stop_brokers and not self.replaced and self._lock_fd is not None:
             desires = self.desired.snapshot()
-            operators = {c: self._operator_of(c) for c in list(self.ports.blocks)}
-            # Every final usage record first: a write refused as fenced means another agent
-            # runs these brokers now, and none of them may be stopped.
-            for cluster_id, op in operators.items():
+            for cluster_id in list(self.ports.blocks):
+                op = self._operator_of(cluster_id)
                 desire = desires.get(cluster_id)
                 if desire is not None and not self._final_usage(desire, op.spec):
                     log.warning("cluster %s: its last usage is not metered", cluster_id)
-            if not self.replaced:
-                for op in operators.values():
+                if self.replaced:
+                    # Fenced: another agent runs these brokers (it waits for this one's lock
+                    # before it touches them, so none was stopped under it).
+                    break
+                try:
                     op.stop_all()
+                except Exception:
+                    log.exception("cluster %s: stopping its brokers failed", cluster_id)
         if stop_brokers and self.replaced:
             log.warning(
                 "the brokers of cell %s keep running for the agent that took over", self.cell
@@ -242,10 +248,13 @@ class DataPlaneAgent:
 
     def _lock_root(self, timeout: float) -> None:
         """Hold ``root/.agent.lock`` for this agent's life: one agent per root, even when
-        a new one starts before the old one has noticed that it was fenced."""
+        a new one starts before the old one has noticed that it was fenced. A new agent that
+        finds the lock held leaves its pid in ``.agent.takeover``: the old one, which may
+        have nothing to write that would tell it it was fenced, stops at its next pass."""
         path = self.root / ".agent.lock"
+        takeover = self.root / TAKEOVER_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, 120.0)
         waited = False
         while True:
             try:
@@ -255,10 +264,13 @@ class DataPlaneAgent:
                 holder = path.read_text().strip() or "?"
                 if time.monotonic() > deadline:
                     os.close(fd)
+                    if _pid_in(takeover) == os.getpid():
+                        takeover.unlink(missing_ok=True)
                     raise AgentBusy(
                         f"another data plane agent (pid {holder}) still runs in {self.root}"
                     ) from None
                 if not waited:
+                    takeover.write_text(f"{os.getpid()}\n")
                     log.info(
                         "waiting for the agent this one replaced (pid %s) to stop and let go of %s",
                         holder,
@@ -266,12 +278,31 @@ class DataPlaneAgent:
                     )
                     waited = True
                 time.sleep(0.2)
+        with contextlib.suppress(FileNotFoundError):
+            takeover.unlink()
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
+    def _takeover_asked(self) -> bool:
+        """Another agent of this root fenced this one and waits for its lock (one that
+        died waiting asks nothing)."""
+        pid = _pid_in(self.root / TAKEOVER_FILE)
+        if pid in (0, os.getpid()):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # alive, another user's
+        return True
+
     def run(self, interval: float = 1.0) -> None:
         while not self._stop.is_set():
+            if self._takeover_asked():
+                self._replaced("it is waiting for this one to let go of the cell's root")
+                break
             try:
                 self.reconcile_once()
             except Exception:
@@ -506,16 +537,20 @@ class DataPlaneAgent:
         """Write a report or a usage record; once fenced, this agent stops."""
         try:
             self.writer.put(key, value, topic)
-        except Fenced:
-            if not self.replaced:
-                self.replaced = True
-                self._stop.set()
-                log.error(
-                    "another data plane agent of cell %s started and took over; this one "
-                    "stops and leaves the cell's brokers to it",
-                    self.cell,
-                )
+        except Fenced as e:
+            self._replaced(f"its writer was fenced or failed for good ({e})")
             raise
+
+    def _replaced(self, why: str) -> None:
+        if not self.replaced:
+            self.replaced = True
+            self._stop.set()
+            log.error(
+                "another data plane agent of cell %s started and took over (%s); this one "
+                "stops and leaves the cell's brokers to it",
+                self.cell,
+                why,
+            )
 
     def _rates(
         self, cluster_id: str, samples: dict[int, dict[str, float] | None]
@@ -539,6 +574,13 @@ class DataPlaneAgent:
                 rate_out += max(0.0, counters[1] - before[2]) / elapsed
         self._load[cluster_id] = {**previous, **current}
         return rate_in, rate_out
+
+
+def _pid_in(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _broker_sample(sample: dict[str, float] | None) -> BrokerSample | None:

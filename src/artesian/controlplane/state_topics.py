@@ -103,9 +103,11 @@ class StateWriter:
         }
         if transactional_id is not None:
             self._config["transactional.id"] = transactional_id
-            # A writer killed mid-write holds read_committed readers back until this passes
-            # (a new control plane aborts it at once).
-            self._config["transaction.timeout.ms"] = int(timeout * 2000)
+            # Long enough to outlast a commit and its retry through a network stall (the
+            # coordinator aborting it first would fence this writer for good); a writer killed
+            # mid-write holds read_committed readers back until then, unless its successor
+            # starts and aborts it at once.
+            self._config["transaction.timeout.ms"] = int(timeout * 8000)
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self._producer = self._new_producer()
@@ -175,6 +177,9 @@ class StateWriter:
         try:
             self._settle(producer)
             producer.begin_transaction()
+            # Whatever fails from here (a produce refused locally, an interrupt) leaves the
+            # transaction open: the next write aborts it first.
+            self._pending = "abort"
             self._produce(producer, topic, key, value, result)
             self._pending = "commit"
             producer.commit_transaction(self.timeout)
@@ -185,8 +190,8 @@ class StateWriter:
                 raise StateTopicError(f"{topic}: {e}") from e
             if err.code() in FENCED or err.fatal():
                 raise Fenced(
-                    f"{topic}: this writer of {self.transactional_id} may write no more "
-                    f"({err.str()})"
+                    f"{topic}: this writer of {self.transactional_id} was fenced or failed "
+                    f"for good ({err.str()})"
                 ) from e
             if err.txn_requires_abort():
                 self._pending = "abort"
@@ -208,6 +213,9 @@ class StateWriter:
 
     def close(self) -> None:
         if self._producer is not None:
+            if self._pending is not None:  # not left open to hold readers back
+                with contextlib.suppress(KafkaException):
+                    self._settle(self._producer)
             self._producer.flush(self.timeout)
 
 
@@ -254,7 +262,8 @@ class StateTable(Generic[T]):
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:  # started
+            self._thread.join(10)
         self._consumer.close()
 
     def alive(self) -> bool:

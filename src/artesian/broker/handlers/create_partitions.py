@@ -47,15 +47,13 @@ def handle(ctx: Any, request: Any) -> Any:
             def plan(t: Any = t, assignments: Any = assignments) -> Any:
                 return broker.controller.plan_create_partitions(t.name, t.count, assignments)
 
-            if request.validate_only:
-                plan()
-            else:
-                if quota.active:
-                    plan()  # only partitions that would be created count
-                    topic = broker.image.topics.get(t.name)
-                    added = t.count - (len(topic.partitions) if topic is not None else 0)
-                    if not quota.admit(added):
-                        raise throttling_quota_exceeded()
+            if request.validate_only or quota.active:
+                plan()  # only partitions that would be created count, validate_only too
+                topic = broker.image.topics.get(t.name)
+                added = t.count - (len(topic.partitions) if topic is not None else 0)
+                if not quota.admit(added):
+                    raise throttling_quota_exceeded()
+            if not request.validate_only:
                 broker.plan_and_commit(plan)
         except ControllerError as e:
             code, message = e.code, e.message

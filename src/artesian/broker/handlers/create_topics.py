@@ -97,14 +97,13 @@ def handle(ctx: Any, request: Any) -> Any:
             if rf == -1:
                 rf = broker.config.get("default.replication.factor")
             new = NewTopic(t.name, num_partitions, rf, overrides, assignments or None)
-            if request.validate_only:
+            if request.validate_only or quota.active:
+                # Planned first: only a topic that would be created counts, validate_only
+                # ones too (KRaft applies the quota before it drops their records).
                 broker.controller.plan_create_topic(new)
-            else:
-                if quota.active:
-                    # Planned first: only a topic that would be created counts.
-                    broker.controller.plan_create_topic(new)
-                    if not quota.admit(len(assignments) if assignments else num_partitions):
-                        raise throttling_quota_exceeded()
+                if not quota.admit(len(assignments) if assignments else num_partitions):
+                    raise throttling_quota_exceeded()
+            if not request.validate_only:
                 broker.plan_and_commit(lambda new=new: broker.controller.plan_create_topic(new))
                 log.info("created topic %s (%d partitions)", t.name, num_partitions)
             topic = broker.image.topics.get(t.name)

@@ -444,7 +444,7 @@ class GroupCoordinator:
                 if group.leader_id == new_id:
                     group.leader_id = old_id
                 self._schedule_heartbeat(group, old)
-                return JoinResult(E.coordinator_not_available, member_id=new_id)
+                return JoinResult(E.coordinator_not_available, member_id="")
             if req.supports_skip_assignment:
                 result = self._join_result(group, member)
                 result.skip_assignment = new_id == group.leader_id
