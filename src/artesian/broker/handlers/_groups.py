@@ -5,7 +5,7 @@ them (by topic id, and name where the version has it, partitions sorted)."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -18,7 +18,8 @@ from artesian.broker.handlers._authz import (
     authorized,
     authorized_names,
 )
-from artesian.broker.handlers._build import make
+from artesian.broker.handlers._build import make, reply_when_replicated
+from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.metadata.image import MetadataImage
 
 
@@ -118,6 +119,26 @@ def heartbeat_response(response: Any, mod: Any, image: MetadataImage, result: An
         if result.assignment is not None
         else None,
     )
+
+
+def heartbeat_when_stored(
+    ctx: Any,
+    response: Any,
+    mod: Any,
+    image: MetadataImage,
+    group_id: str,
+    result: Any,
+    failed: Callable[[ErrorCode], Any],
+) -> Any:
+    """The heartbeat's answer once __consumer_offsets' ISR holds what it changed (Kafka
+    appends coordinator records with acks=all); ``failed(code)`` answered if that fails."""
+
+    def build(replication: ErrorCode) -> Any:
+        answer = result if replication is ErrorCode.none else failed(replication)
+        return heartbeat_response(response, mod, image, answer)
+
+    wait = ctx.broker.coordinator_write_replicated(OFFSETS_TOPIC, group_id)
+    return reply_when_replicated(wait, build)
 
 
 def assignment_entity(mod: Any, image: MetadataImage, partitions: Iterable[tuple[str, int]]) -> Any:

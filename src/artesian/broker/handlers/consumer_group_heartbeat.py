@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from kio.schema.errors import ErrorCode
-
-from artesian.broker.handlers._build import millis, reply_when_replicated, response_module
-from artesian.broker.handlers._groups import ImageTopics, heartbeat_refusal, heartbeat_response
-from artesian.broker.internal_topic import OFFSETS_TOPIC
+from artesian.broker.handlers._build import millis, response_module
+from artesian.broker.handlers._groups import (
+    ImageTopics,
+    heartbeat_refusal,
+    heartbeat_response,
+    heartbeat_when_stored,
+)
 from artesian.coordinator.group.assignors import Assignment
 from artesian.coordinator.group.consumer_coordinator import ConsumerHeartbeat, HeartbeatResult
 from artesian.metadata.image import MetadataImage
@@ -56,15 +58,15 @@ def handle(ctx: Any, request: Any) -> Any:
         ),
         ImageTopics(image),
     )
-
-    def build(replication: ErrorCode) -> Any:
-        if replication is not ErrorCode.none:
-            return _response(mod, image, HeartbeatResult(replication))
-        return _response(mod, image, result)
-
-    # Answered once __consumer_offsets' ISR holds what the heartbeat changed (acks=all).
-    wait = ctx.broker.coordinator_write_replicated(OFFSETS_TOPIC, request.group_id)
-    return reply_when_replicated(wait, build)
+    return heartbeat_when_stored(
+        ctx,
+        mod.ConsumerGroupHeartbeatResponse,
+        mod,
+        image,
+        request.group_id,
+        result,
+        HeartbeatResult,
+    )
 
 
 def _response(mod: Any, image: MetadataImage, result: Any) -> Any:

@@ -57,6 +57,7 @@ from artesian.coordinator.group.group_metadata import (
     leaving_member_id,
 )
 from artesian.coordinator.group.online_migration import consumer_group_from_classic
+from artesian.coordinator.group.share_group import ShareGroup
 from artesian.regex import compile_regex
 
 if TYPE_CHECKING:
@@ -153,6 +154,53 @@ Record = tuple[bytes, bytes | None]
 
 class StoreFailed(Exception):
     """A change could not be written to __consumer_offsets."""
+
+
+@dataclass(slots=True, frozen=True)
+class ModernKinds:
+    """The record kinds (key versions) a modern group type (consumer, share) writes."""
+
+    group_metadata: int
+    target_metadata: int
+    member_metadata: int
+    target_member: int
+    parse_group_epoch: Callable[[bytes], int]
+
+
+CONSUMER_KINDS = ModernKinds(
+    cgr.GROUP_METADATA,
+    cgr.TARGET_ASSIGNMENT_METADATA,
+    cgr.MEMBER_METADATA,
+    cgr.TARGET_ASSIGNMENT_MEMBER,
+    cgr.parse_epoch_value,
+)
+
+
+def replay_shared(
+    group: ConsumerGroup | ShareGroup,
+    kinds: ModernKinds,
+    kind: int,
+    member_id: str,
+    value: bytes | None,
+    topic_name: cgr.TopicName,
+) -> bool:
+    """Replay what the modern group types' records share into ``group`` (a ConsumerGroup
+    or ShareGroup): the group and target epochs, each member's target, and the tombstones of
+    a member's records. False for the records each type reads its own way."""
+    if kind == kinds.group_metadata:
+        group.group_epoch = kinds.parse_group_epoch(value or b"")
+    elif kind == kinds.target_metadata:
+        group.assignment_epoch = cgr.parse_epoch_value(value) if value is not None else 0
+    elif value is None:
+        if kind == kinds.member_metadata:
+            group.members.pop(member_id, None)
+        elif kind == kinds.target_member:
+            group.target.pop(member_id, None)
+    elif kind == kinds.target_member:
+        group.target[member_id] = cgr.parse_target_member_value(value, topic_name)
+    else:
+        return False
+    return True
 
 
 class ConsumerGroupCoordinator:
@@ -652,28 +700,14 @@ class ConsumerGroupCoordinator:
             group = groups[key.group] = GroupMetadata(key.group)
         if group.consumer is None:
             # The latest record wins: a classic state replayed before is gone (upgraded).
-            group.members.clear()
-            group.static_members.clear()
-            group.state, group.protocol_name, group.leader_id = GroupState.EMPTY, None, None
+            group.forget_classic_state()
             group.consumer = ConsumerGroup(reloaded=True)
             group.protocol_type = "consumer"
         cg = group.consumer
-        if key.kind == cgr.GROUP_METADATA:
-            cg.group_epoch = cgr.parse_epoch_value(value or b"")
-            return
-        if key.kind == cgr.TARGET_ASSIGNMENT_METADATA:
-            cg.assignment_epoch = cgr.parse_epoch_value(value) if value is not None else 0
-            return
         member_id = key.member or ""
-        if value is None:
-            if key.kind == cgr.MEMBER_METADATA:
-                cg.members.pop(member_id, None)
-            elif key.kind == cgr.TARGET_ASSIGNMENT_MEMBER:
-                cg.target.pop(member_id, None)
+        if replay_shared(cg, CONSUMER_KINDS, key.kind, member_id, value, self.topic_name):
             return
-        if key.kind == cgr.TARGET_ASSIGNMENT_MEMBER:
-            cg.target[member_id] = cgr.parse_target_member_value(value, self.topic_name)
-            return
+        assert value is not None  # tombstones are all shared records
         member = cg.members.get(member_id)
         if member is None:
             member = cg.members[member_id] = ConsumerGroupMember(member_id, "", "")

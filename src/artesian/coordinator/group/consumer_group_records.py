@@ -10,7 +10,7 @@ Kafka's subscription metadata record (4) is not written: the coordinator recompu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from artesian.coordinator.group.assignors import Assignment
@@ -60,16 +60,27 @@ class MemberMetadataValue:
 
 
 def key(kind: int, group: str, member: str | None = None) -> bytes:
-    w = Writer().i16(kind).string(group)
-    if kind in _PER_MEMBER:
-        w.string(member or "")
-    return bytes(w.out)
+    return modern_key(kind, group, member, _PER_MEMBER)
 
 
 def parse_key(kind: int, r: Reader) -> ConsumerGroupKey:
     """The rest of a key whose version ``kind`` was read already."""
+    return ConsumerGroupKey(kind, *read_modern_key(kind, r, _PER_MEMBER))
+
+
+def modern_key(kind: int, group: str, member: str | None, per_member: Container[int]) -> bytes:
+    """A consumer or share group record's key: its kind (the key version), the group, and
+    the member for the kinds ``per_member`` names."""
+    w = Writer().i16(kind).string(group)
+    if kind in per_member:
+        w.string(member or "")
+    return bytes(w.out)
+
+
+def read_modern_key(kind: int, r: Reader, per_member: Container[int]) -> tuple[str, str | None]:
+    """(group, member) of a key whose kind was read already."""
     group = r.string() or ""
-    return ConsumerGroupKey(kind, group, r.string() or "" if kind in _PER_MEMBER else None)
+    return group, r.string() or "" if kind in per_member else None
 
 
 def epoch_value(epoch: int) -> bytes:

@@ -135,6 +135,12 @@ class GroupMetadata:
             return "share"
         return "consumer" if self.consumer is not None else "classic"
 
+    def forget_classic_state(self) -> None:
+        """A modern group's record replayed over a classic one's: the latest record wins."""
+        self.members.clear()
+        self.static_members.clear()
+        self.state, self.protocol_name, self.leader_id = GroupState.EMPTY, None, None
+
     def is_empty(self) -> bool:
         return (
             not self.members

@@ -28,8 +28,14 @@ from kio.schema.errors import ErrorCode
 from artesian.coordinator.group import consumer_group_records as cgr
 from artesian.coordinator.group import share_group_records as sgr
 from artesian.coordinator.group.assignors import Assignment
-from artesian.coordinator.group.consumer_coordinator import GroupTimeouts, Record, StoreFailed
-from artesian.coordinator.group.group_metadata import GroupMetadata, GroupState
+from artesian.coordinator.group.consumer_coordinator import (
+    GroupTimeouts,
+    ModernKinds,
+    Record,
+    StoreFailed,
+    replay_shared,
+)
+from artesian.coordinator.group.group_metadata import GroupMetadata
 from artesian.coordinator.group.share_group import (
     EMPTY,
     ShareGroup,
@@ -42,6 +48,14 @@ if TYPE_CHECKING:
     from artesian.coordinator.group.coordinator import GroupCoordinator
 
 log = logging.getLogger("artesian.group_coordinator")
+
+SHARE_KINDS = ModernKinds(
+    sgr.GROUP_METADATA,
+    sgr.TARGET_ASSIGNMENT_METADATA,
+    sgr.MEMBER_METADATA,
+    sgr.TARGET_ASSIGNMENT_MEMBER,
+    sgr.parse_group_value,
+)
 
 E = ErrorCode
 JOIN_EPOCH, LEAVE_EPOCH = 0, -1
@@ -390,29 +404,15 @@ class ShareGroupCoordinator:
             group = groups[key.group] = GroupMetadata(key.group)
         if group.share is None:
             # The latest record wins: whatever the group was before is gone.
-            group.members.clear()
-            group.static_members.clear()
-            group.state, group.protocol_name, group.leader_id = GroupState.EMPTY, None, None
+            group.forget_classic_state()
             group.consumer = None
             group.share = ShareGroup(reloaded=True)
             group.protocol_type = "share"
         sg = group.share
-        if key.kind == sgr.GROUP_METADATA:
-            sg.group_epoch = sgr.parse_group_value(value or b"")
-            return
-        if key.kind == sgr.TARGET_ASSIGNMENT_METADATA:
-            sg.assignment_epoch = cgr.parse_epoch_value(value) if value is not None else 0
-            return
         member_id = key.member or ""
-        if value is None:
-            if key.kind == sgr.MEMBER_METADATA:
-                sg.members.pop(member_id, None)
-            elif key.kind == sgr.TARGET_ASSIGNMENT_MEMBER:
-                sg.target.pop(member_id, None)
+        if replay_shared(sg, SHARE_KINDS, key.kind, member_id, value, self._topic_name):
             return
-        if key.kind == sgr.TARGET_ASSIGNMENT_MEMBER:
-            sg.target[member_id] = cgr.parse_target_member_value(value, self._topic_name)
-            return
+        assert value is not None  # tombstones are all shared records
         member = sg.members.get(member_id)
         if member is None:
             member = sg.members[member_id] = ShareGroupMember(member_id, "", "")

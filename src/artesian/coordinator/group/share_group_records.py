@@ -18,6 +18,8 @@ from artesian.coordinator.group.assignors import Assignment
 from artesian.coordinator.group.consumer_group_records import (
     TopicId,
     TopicName,
+    modern_key,
+    read_modern_key,
     read_partitions,
     write_partitions,
 )
@@ -64,16 +66,12 @@ class ShareAssignmentValue:
 
 
 def key(kind: int, group: str, member: str | None = None) -> bytes:
-    w = Writer().i16(kind).string(group)
-    if kind in PER_MEMBER:
-        w.string(member or "")
-    return bytes(w.out)
+    return modern_key(kind, group, member, PER_MEMBER)
 
 
 def parse_key(kind: int, r: Reader) -> ShareGroupKey:
     """The rest of a key whose version ``kind`` was read already."""
-    group = r.string() or ""
-    return ShareGroupKey(kind, group, r.string() or "" if kind in PER_MEMBER else None)
+    return ShareGroupKey(kind, *read_modern_key(kind, r, PER_MEMBER))
 
 
 def group_value(epoch: int) -> bytes:
