@@ -131,12 +131,15 @@ def heartbeat_when_stored(
     failed: Callable[[ErrorCode], Any],
 ) -> Any:
     """The heartbeat's answer once __consumer_offsets' ISR holds what it changed (Kafka
-    appends coordinator records with acks=all); ``failed(code)`` answered if that fails."""
+    appends coordinator records with acks=all); ``failed(code)`` answered if that fails. A
+    refused heartbeat changed nothing, and is answered at once."""
 
     def build(replication: ErrorCode) -> Any:
         answer = result if replication is ErrorCode.none else failed(replication)
         return heartbeat_response(response, mod, image, answer)
 
+    if result.error != ErrorCode.none:
+        return build(ErrorCode.none)
     wait = ctx.broker.coordinator_write_replicated(OFFSETS_TOPIC, group_id)
     return reply_when_replicated(wait, build)
 
