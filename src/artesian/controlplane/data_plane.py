@@ -11,7 +11,8 @@ of the cell's transactional id, so an agent that starts fences the one before it
 zombie fencing) before it reads where metering stopped: the old one can neither report nor
 meter any more, so no usage is counted twice, and it stops at its next write, leaving the
 brokers running for the new one. The new one then waits for the old one's lock on ``root``
-(``.agent.lock``) before it touches the brokers or the port allocations.
+(``.agent.lock``) before it touches the brokers or the port allocations, and leaves its pid
+in ``.agent.takeover`` for an old one with nothing to write (no refused write would tell it).
 
 With ``client_protocol`` SASL_PLAINTEXT or SASL_SSL, clients reach each cluster on a listener
 of that protocol and log in with the cluster's API keys, which the agent keeps in the
@@ -218,6 +219,8 @@ class DataPlaneAgent:
 
     def stop(self, stop_brokers: bool = False) -> None:
         self._stop.set()
+        if self._lock_fd is not None and self._takeover_asked():
+            self._replaced("it is waiting for this one to let go of the cell's root")
         if stop_brokers and not self.replaced and self._lock_fd is not None:
             desires = self.desired.snapshot()
             for cluster_id in list(self.ports.blocks):
