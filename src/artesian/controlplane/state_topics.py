@@ -219,6 +219,11 @@ class StateWriter:
             self._producer.flush(self.timeout)
 
 
+# How long an open transaction of a writer that died can hold the last stable offset back: a
+# state writer's transaction timeout (8 x its 15 s write timeout), plus Kafka's 10 s abort
+# cleanup interval, with room to spare.
+OPEN_TRANSACTION_WAIT_S = 150.0
+
 # Errors that mean another producer of the same transactional.id has taken over.
 FENCED = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
@@ -413,8 +418,7 @@ def _stable_watermarks(conf: dict[str, object], topic: str, timeout: float) -> t
     committed = Consumer(conf)
     try:
         low, end = everything.get_watermark_offsets(tp, timeout=timeout, cached=False)
-        # Kafka aborts a transaction past its timeout within a cleanup interval: wait longer.
-        deadline = time.monotonic() + 2 * timeout
+        deadline = time.monotonic() + max(timeout, OPEN_TRANSACTION_WAIT_S)
         while True:
             _, stable = committed.get_watermark_offsets(tp, timeout=timeout, cached=False)
             if stable >= end:
