@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
-from typing import cast
+from collections.abc import Mapping
 
 from artesian.tiered.quota import ByteRateQuota
 
@@ -69,49 +68,20 @@ def _levels(user: str, client_id: str) -> list[tuple[Entity, tuple[str, str]]]:
     ]
 
 
-class MutationQuota:
-    """KIP-599's token bucket: ``rate`` partition mutations a second, at most ``burst``
-    saved up; it may go into debt by a whole mutation."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.rate = rate
-        self._tokens = self.burst
-        self._at = clock()
-
-    @property
-    def burst(self) -> float:
-        return self.rate * WINDOW_SECONDS
-
-    def tokens(self) -> float:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        return self._tokens
-
-    def set_rate(self, rate: float) -> None:
-        self.tokens()
-        self.rate = rate
-        self._tokens = min(self._tokens, self.burst)
-
-    def record(self, partitions: int) -> None:
-        self.tokens()
-        self._tokens -= partitions
-
-    def throttle_ms(self) -> int:
-        debt = -self.tokens()
-        # Kafka rounds; capped as a float first (a tiny rate makes the quotient infinite).
-        return 0 if debt <= 0 else round(min(debt / self.rate * 1000, 2**31 - 1))
-
-
 class _Usage:
     __slots__ = ("bucket", "used")
 
     def __init__(self, kind: str, rate: float) -> None:
-        self.bucket: ByteRateQuota | MutationQuota = (
-            MutationQuota(rate) if kind == "mutation" else ByteRateQuota(int(rate))
-        )
+        # KIP-599's bucket saves up the quota windows' worth of mutations; byte rates, one
+        # second of the rate.
+        burst = WINDOW_SECONDS if kind == "mutation" else 1.0
+        self.bucket = ByteRateQuota(rate, burst_seconds=burst)
         self.used = time.monotonic()
+
+
+def _mutation_throttle_ms(bucket: ByteRateQuota) -> int:
+    # Kafka rounds; capped as a float first (a tiny rate makes the quotient infinite).
+    return round(min(bucket.throttle_seconds() * 1000, 2**31 - 1))
 
 
 class ClientQuotaManager:
@@ -172,13 +142,13 @@ class ClientQuotaManager:
             if self._created % _SWEEP_EVERY == 0:
                 self._forget_idle()
         elif usage.bucket.rate != rate:
-            usage.bucket.set_rate(rate)  # type: ignore[arg-type]  # int for byte rates
+            usage.bucket.set_rate(rate)
         usage.used = time.monotonic()
         return usage
 
     def _bucket(self, kind: str, principal: str, client_id: str | None) -> ByteRateQuota | None:
         usage = self._usage_of(kind, principal, client_id)
-        return None if usage is None else cast(ByteRateQuota, usage.bucket)
+        return None if usage is None else usage.bucket
 
     def admit_mutations(
         self, principal: str, client_id: str | None, partitions: int, strict: bool
@@ -188,17 +158,16 @@ class ClientQuotaManager:
         (CreateTopics v6+, CreatePartitions v3+, DeleteTopics v5+): refused while the
         client's bucket is in debt, with the time until it is not; else admitted and counted,
         unthrottled. Permissive (older versions): always admitted, throttled by the debt."""
-        usage = self._usage_of("mutation", principal, client_id)
-        if usage is None:
+        bucket = self._bucket("mutation", principal, client_id)
+        if bucket is None:
             return True, 0
-        bucket = cast(MutationQuota, usage.bucket)
         if strict:
-            if bucket.tokens() < 0:
-                return False, bucket.throttle_ms()
+            if bucket.throttle_seconds() > 0:  # in debt
+                return False, _mutation_throttle_ms(bucket)
             bucket.record(partitions)
             return True, 0
         bucket.record(partitions)
-        return True, bucket.throttle_ms()
+        return True, _mutation_throttle_ms(bucket)
 
     def _forget_idle(self) -> None:
         horizon = time.monotonic() - _IDLE_SECONDS
@@ -223,7 +192,7 @@ class ClientQuotaManager:
         second of the client's rate (Kafka caps a fetch at getMaxValueInQuotaWindow, what
         its windows allow when nothing was recorded). None when no quota applies."""
         bucket = self._bucket(kind, principal, client_id)
-        return None if bucket is None else bucket.rate
+        return None if bucket is None else int(bucket.rate)
 
     def record_within(self, kind: str, principal: str, client_id: str | None, nbytes: int) -> int:
         """A response that may still be withheld: ``nbytes`` are counted when the quota

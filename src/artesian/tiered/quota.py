@@ -1,7 +1,8 @@
 """ByteRateQuota: a bytes-per-second limit on tiered storage traffic (Kafka's KIP-956
 remote.log.manager.copy.max.bytes.per.second and ...fetch.max.bytes.per.second).
 
-A token bucket holding at most one second of the rate: a caller takes what it moves and is
+A token bucket holding at most one second of the rate (more if asked: the client quotas'
+KIP-599 mutation rate saves up its windows' worth): a caller takes what it moves and is
 told how long to wait when the bucket is in debt. Kafka measures the rate over sampled windows
 (``remote.log.manager.*.quota.window.num``); the bucket gives the same long-run rate with
 one number of state and no windows to configure.
@@ -18,11 +19,24 @@ UNLIMITED = 2**63 - 1  # Kafka's Long.MAX_VALUE default: no quota
 
 
 class ByteRateQuota:
-    def __init__(self, bytes_per_second: int, clock: Callable[[], float] = time.monotonic):
+    """``burst_seconds``: how much of the rate the bucket holds (one second unless a caller,
+    as KIP-599's mutation quota, saves up more)."""
+
+    def __init__(
+        self,
+        bytes_per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        burst_seconds: float = 1.0,
+    ):
         self.rate = bytes_per_second
+        self.burst_seconds = burst_seconds
         self._clock = clock
-        self._tokens = float(bytes_per_second)
+        self._tokens = self._capacity
         self._at = clock()
+
+    @property
+    def _capacity(self) -> float:
+        return float(self.rate) * self.burst_seconds
 
     @property
     def unlimited(self) -> bool:
@@ -30,7 +44,7 @@ class ByteRateQuota:
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(float(self.rate), self._tokens + (now - self._at) * self.rate)
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self.rate)
         self._at = now
 
     def throttle_seconds(self) -> float:
@@ -40,15 +54,15 @@ class ByteRateQuota:
         self._refill()
         return 0.0 if self._tokens > 0 else -self._tokens / self.rate
 
-    def set_rate(self, bytes_per_second: int) -> None:
+    def set_rate(self, bytes_per_second: float) -> None:
         """A new rate from now on (a dynamic config changed): debt carries over, credit is
-        capped at one second of the new rate."""
+        capped at what the bucket holds of the new rate."""
         if not self.unlimited:
             self._refill()
         else:
             self._at = self._clock()
         self.rate = bytes_per_second
-        self._tokens = min(self._tokens, float(bytes_per_second))
+        self._tokens = min(self._tokens, self._capacity)
 
     def cap_debt(self, seconds: float) -> None:
         """Forget debt older than ``seconds`` of the rate (a sampled window would have)."""
@@ -62,7 +76,7 @@ class ByteRateQuota:
         if self.unlimited:
             return 0.0
         self._refill()
-        need = min(float(nbytes), float(self.rate))
+        need = min(float(nbytes), self._capacity)
         return 0.0 if self._tokens >= need else (need - self._tokens) / self.rate
 
     def record(self, nbytes: int) -> None:
