@@ -9,7 +9,9 @@ generations, assignments and error codes.
 from __future__ import annotations
 
 import datetime
+import queue
 import struct
+import threading
 import time
 from typing import Any
 
@@ -573,7 +575,12 @@ def test_a_rolling_upgrade_and_rollback_with_librdkafka(broker: Any) -> None:
 
 
 class _KafkaPythonConsumer:
-    """kafka-python's classic consumer behind confluent-kafka's poll/assignment/close."""
+    """kafka-python's classic consumer behind confluent-kafka's poll/assignment/close.
+
+    It polls in a thread of its own, as applications run it. Polled in turn with the other
+    members, a leader's rejoin could only finish after its poll had timed out (the others
+    rejoin in their polls), and kafka-python 3.0.12 drops a join that completes between
+    two polls and joins again: the group would rebalance forever."""
 
     def __init__(self, bootstrap: str, group: str, topic: str) -> None:
         from kafka import KafkaConsumer
@@ -587,18 +594,31 @@ class _KafkaPythonConsumer:
             heartbeat_interval_ms=200,
             auto_commit_interval_ms=100,
         )
-        self._buffered: list[Any] = []
+        self._records: queue.Queue[bytes] = queue.Queue()
+        self._assigned: list[Any] = []
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            for records in self._consumer.poll(timeout_ms=100).values():
+                for record in records:
+                    self._records.put(record.value)
+            self._assigned = list(self._consumer.assignment())
 
     def poll(self, timeout: float) -> Any:
-        if not self._buffered:
-            for records in self._consumer.poll(timeout_ms=int(timeout * 1000)).values():
-                self._buffered.extend(records)
-        return _Message(self._buffered.pop(0).value) if self._buffered else None
+        try:
+            return _Message(self._records.get(timeout=timeout))
+        except queue.Empty:
+            return None
 
     def assignment(self) -> list[Any]:
-        return list(self._consumer.assignment())
+        return self._assigned
 
     def close(self) -> None:
+        self._stop.set()
+        self._poller.join()
         self._consumer.close()
 
 
