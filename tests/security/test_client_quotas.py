@@ -3,6 +3,7 @@ KIP-219 throttling) on a real broker: throttle times in responses, never timings
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,15 +12,24 @@ import pytest
 from confluent_kafka import Producer
 from kio.schema.alter_client_quotas.v1 import request as alter_q
 from kio.schema.describe_client_quotas.v1 import request as describe_q
+from kio.schema.metadata.v12.request import MetadataRequest
 
-from tests.broker_process import BrokerProcess
+from tests.broker_process import BrokerProcess, free_port
 from tests.kafka_wire import WireConn, create_topic, sample_request, session_fetch
+from tests.metrics import scrape
 from tests.storage.batches import make_batch
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path_factory.mktemp("quotas") / "broker").start()
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, metrics_port: int) -> Iterator[BrokerProcess]:
+    proc = BrokerProcess(
+        tmp_path_factory.mktemp("quotas") / "broker", {"artesian.metrics.port": str(metrics_port)}
+    ).start()
     try:
         yield proc
     finally:
@@ -96,7 +106,12 @@ def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
             42,
             "Invalid configuration key nonsense",
         )
-        assert _alter(conn, {"user": "x"}, {"request_percentage": 50.0})[0] == 42
+        assert _alter(conn, {"user": "x"}, {"request_percentage": 50.0}, validate=True) == (0, None)
+        assert _alter(conn, {"user": "x"}, {"request_percentage": 0.0}) == (
+            42,
+            "Configuration request_percentage must be a positive percentage of one thread's time",
+        )
+        assert _alter(conn, {"user": "x"}, {"connection_creation_rate": 5.0})[0] == 42
         assert _alter(conn, {"user": "x"}, {"controller_mutation_rate": -1.0}) == (
             42,
             "Configuration controller_mutation_rate must be a positive number of partition "
@@ -362,6 +377,7 @@ def test_quotas_cli(broker: BrokerProcess) -> None:
     assert made.returncode == 0, made.stderr
     assert cli("set", "--client-id", "cli-app", "--consumer-byte-rate", "7000").returncode == 0
     assert cli("set", "--client-id", "cli-app", "--controller-mutation-rate", "2.5").returncode == 0
+    assert cli("set", "--client-id", "cli-app", "--request-percentage", "12.5").returncode == 0
     listed = cli("list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = [
@@ -372,6 +388,7 @@ def test_quotas_cli(broker: BrokerProcess) -> None:
     assert rows == [
         {"user": "", "client_id": "cli-app", "key": "consumer_byte_rate", "value": 7000},
         {"user": "", "client_id": "cli-app", "key": "controller_mutation_rate", "value": 2.5},
+        {"user": "", "client_id": "cli-app", "key": "request_percentage", "value": 12.5},
         {"user": "cli-user", "client_id": "<default>", "key": "producer_byte_rate", "value": 5000},
     ]
     bad = cli("set", "--user", "x", "--producer-byte-rate", "0")
@@ -500,3 +517,58 @@ def test_topic_mutations_over_the_rate_are_refused_or_throttled(broker: BrokerPr
             assert (
                 _alter(conn, {"client-id": "mutator"}, {"controller_mutation_rate": None})[0] == 0
             )
+
+
+def _throttle_ms(answer: Any) -> int:
+    return int(answer.throttle_time.total_seconds() * 1000)
+
+
+def test_requests_over_their_request_percentage_are_throttled(
+    broker: BrokerProcess, metrics_port: int
+) -> None:
+    """request_percentage (KIP-124): a client whose requests take more of the broker's time
+    than its share is told to wait, at most one quota window (1 s), and is muted that long.
+    Every kind of response says so (schema-encoded, the cached Metadata body, a Fetch sent
+    from the log); a follower's fetch is exempt; other clients go on."""
+    busy = "busy-client"
+    all_topics = MetadataRequest(
+        topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False
+    )
+    throttled = "kafka_server_client_quota_throttle_time_seconds_total"
+    exempt = "kafka_server_request_exempt_request_time_seconds_total"
+    with WireConn(broker.port, timeout=15) as conn:
+        create_topic(conn, "quota-requests")
+        # 0.01 % of one thread: 100 µs a second, less than any request takes to handle.
+        assert _alter(conn, {"client-id": busy}, {"request_percentage": 0.01}) == (0, None)
+        try:
+            before = scrape(metrics_port, throttled, kind="request")
+            seen = [_throttle_ms(conn.request(3, 12, all_topics, client_id=busy)) for _ in range(3)]
+            produced = conn.request(
+                0, 9, sample_request(0, 9, "quota-requests", acks=1), client_id=busy
+            )
+            assert int(produced.responses[0].partition_responses[0].error_code) == 0
+            assert int(produced.responses[0].partition_responses[0].base_offset) == 0
+            seen.append(_throttle_ms(produced))
+            fetched = _fetch(conn, "quota-requests", busy, 0, -1, {0: 0})
+            assert _answer(fetched)[2] == [(0, 0)]
+            seen.append(_answer(fetched)[1])
+            versions = conn.request(18, 3, sample_request(18, 3, ""), client_id=busy)
+            seen.append(_throttle_ms(versions))
+            assert all(0 < ms <= 1000 for ms in seen), seen
+            # Deep in debt: a throttle never lasts longer than one window.
+            assert 1000 in seen, seen
+            after = scrape(metrics_port, throttled, kind="request")
+            assert after - before >= sum(seen) / 1000 - 0.001, (before, after, seen)
+            # Another client id has no quota.
+            assert _throttle_ms(conn.request(3, 12, all_topics, client_id="idle-client")) == 0
+            # A follower's fetch (it names its replica id) is not held against the quota.
+            exempt_before = scrape(metrics_port, exempt)
+            follower = sample_request(
+                1, 12, "quota-requests", replica_id=7, max_wait=datetime.timedelta(0)
+            )
+            for _ in range(3):
+                assert _throttle_ms(conn.request(1, 12, follower, client_id=busy)) == 0
+            assert scrape(metrics_port, exempt) > exempt_before
+        finally:
+            assert _alter(conn, {"client-id": busy}, {"request_percentage": None})[0] == 0
+        assert _throttle_ms(conn.request(3, 12, all_topics, client_id=busy)) == 0

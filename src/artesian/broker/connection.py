@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
@@ -27,6 +27,7 @@ from artesian.broker.authenticator import (
     SaslState,
     UnansweredFailure,
 )
+from artesian.broker.handlers._quota import charge_request_time
 from artesian.broker.response import RawResponse
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
@@ -51,13 +52,47 @@ _MAX_QUEUED_BYTES = 8 << 20
 
 
 class RequestContext:
-    __slots__ = ("broker", "client_id", "connection", "header")
+    __slots__ = ("broker", "client_id", "connection", "header", "quota_exempt")
 
     def __init__(self, broker: Broker, connection: KafkaConnection, header: api.RequestHeader):
         self.broker = broker
         self.connection = connection
         self.header = header
         self.client_id = header.client_id
+        # A broker's own request (a follower's fetch, transaction markers): its handling time
+        # is not held against request_percentage, as Kafka exempts them.
+        self.quota_exempt = False
+
+
+class LoopTimed:
+    """Awaits a handler, adding up the time each of its steps holds the event loop, and not
+    the time it waits in between: the request's share of the broker, for request_percentage
+    (Kafka counts its request threads' time the same way)."""
+
+    __slots__ = ("_awaitable", "seconds")
+
+    def __init__(self, awaitable: Awaitable[Any], seconds: float) -> None:
+        self._awaitable = awaitable
+        self.seconds = seconds
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        steps = self._awaitable.__await__()
+        clock = time.perf_counter
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            started = clock()
+            try:
+                yielded = steps.throw(error) if error is not None else steps.send(value)
+            except StopIteration as done:
+                return done.value
+            finally:
+                self.seconds += clock() - started
+            value, error = None, None
+            try:
+                value = yield yielded
+            except BaseException as e:  # a cancellation: the handler gets it
+                error = e
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -278,6 +313,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 return None
         broker = self.broker
         started = time.perf_counter()
+        metered = broker.quota_manager.active("request")
         entry = broker.handlers.get(header.api_key)
         if entry is None:
             log.warning("closing connection from %s: unknown API key %d", self.peer, header.api_key)
@@ -322,7 +358,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._send_error(header, ErrorCode.unknown_server_error)
             return None
         if isinstance(result, Awaitable):
-            return self._await_and_send(header, result, started)
+            if metered:
+                result = LoopTimed(result, time.perf_counter() - started)
+            return self._await_and_send(ctx, result, started)
+        if metered:
+            result = charge_request_time(ctx, result, time.perf_counter() - started)
         self._send(header, result, started)
         return None
 
@@ -385,8 +425,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         return None
 
     async def _await_and_send(
-        self, header: api.RequestHeader, result: Awaitable[Any], started: float
+        self, ctx: RequestContext, result: Awaitable[Any], started: float
     ) -> None:
+        header = ctx.header
         try:
             response = await result
         except asyncio.CancelledError:
@@ -408,6 +449,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             )
             self._send_error(header, ErrorCode.unknown_server_error)
             return
+        if isinstance(result, LoopTimed):
+            response = charge_request_time(ctx, response, result.seconds)
         self._send(header, response, started)
 
     def throttle(self, ms: int) -> None:

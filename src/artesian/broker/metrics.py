@@ -68,6 +68,12 @@ class BrokerMetrics:
             ["kind"],
             registry=r,
         )
+        # Kafka's exempt-request-time: brokers' own requests, while request quotas are set.
+        self.exempt_request_time = Counter(
+            "kafka_server_request_exempt_request_time_seconds",
+            "Event-loop time spent on requests exempt from request_percentage (other brokers').",
+            registry=r,
+        )
         self.request_latency = Histogram(
             "kafka_network_request_total_time_seconds",
             "Time from a request's arrival to its response, by API.",

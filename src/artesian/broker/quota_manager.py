@@ -23,6 +23,14 @@ rate up to a burst of the 11 windows' worth, a mutation of N partitions is admit
 bucket is not in debt and takes N from it, and the throttle time is the debt over the rate.
 Newer request versions are refused with THROTTLING_QUOTA_EXCEEDED while in debt (strict);
 older ones are admitted and throttled (permissive).
+
+``request_percentage`` (KIP-124) limits the time a client's requests take to handle, as a
+percentage of one thread: 50 is half a second a second. Kafka counts its request handler and
+network threads' time; here the event loop's time for the request is counted (decoding it
+and each step of its handler), so time spent waiting (a fetch's max wait, replication) is
+not. The bucket holds one quota window, and a throttle lasts at most one window (1 s), as in
+Kafka. Broker-to-broker requests (follower fetches, transaction markers, share state) are
+exempt and counted apart.
 """
 
 from __future__ import annotations
@@ -44,10 +52,12 @@ QUOTA_KEYS = {
     "producer_byte_rate": "produce",
     "consumer_byte_rate": "fetch",
     "controller_mutation_rate": "mutation",
+    "request_percentage": "request",
 }
 # Kafka's default quota windows: 11 of 1 s. Throttles and debt never exceed them.
 WINDOW_SECONDS = 11
 MAX_THROTTLE_MS = WINDOW_SECONDS * 1000
+MAX_REQUEST_THROTTLE_MS = 1000  # one quota window (Kafka's quota.window.size.seconds)
 _IDLE_SECONDS = 3600  # a client's rate is forgotten after an idle hour, as in Kafka
 _SWEEP_EVERY = 10_000  # new buckets between sweeps for idle ones
 _MAX_RESOLVED = 100_000  # cached (kind, user, client id) resolutions
@@ -108,6 +118,8 @@ class ClientQuotaManager:
     def _rate(self, entity: Entity, kind: str) -> float | None:
         for key, value in self._quotas.get(entity, {}).items():
             if QUOTA_KEYS.get(key) == kind:
+                if kind == "request":  # a percentage of one thread: seconds a second
+                    return float(value) / 100
                 # Byte rates are whole bytes; a mutation rate may be a fraction (KIP-599).
                 return float(value) if kind == "mutation" else max(1, int(value))
         return None
@@ -210,6 +222,16 @@ class ClientQuotaManager:
             bucket.record(nbytes)
             return 0
         return min(MAX_THROTTLE_MS, max(1, math.ceil(wait * 1000)))
+
+    def record_request_time(self, principal: str, client_id: str | None, seconds: float) -> int:
+        """Count ``seconds`` of a request's handling under request_percentage; the throttle
+        time in ms (at most one quota window)."""
+        bucket = self._bucket("request", principal, client_id)
+        if bucket is None:
+            return 0
+        bucket.record(seconds)
+        bucket.cap_debt(WINDOW_SECONDS)
+        return min(MAX_REQUEST_THROTTLE_MS, math.ceil(bucket.throttle_seconds() * 1000))
 
     def debt_ms(self, kind: str, principal: str, client_id: str | None) -> int:
         """How long this client must wait before its next ``kind`` is served (0: now)."""

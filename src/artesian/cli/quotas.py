@@ -25,11 +25,12 @@ from artesian.cli.common import (
 )
 
 quotas_app = make_app(
-    "Set, list and remove client quotas (byte rates and topic mutation rates per user or "
-    "client id)."
+    "Set, list and remove client quotas (byte rates, topic mutation rates and request time "
+    "per user or client id)."
 )
 
 _DESCRIBE, _ALTER = 48, 49
+_FRACTIONAL = ("controller_mutation_rate", "request_percentage")  # the others: whole bytes
 _DEFAULT = "<default>"
 UserOpt = Annotated[
     str | None, typer.Option("--user", help=f"A user name, or {_DEFAULT} for every user.")
@@ -91,6 +92,13 @@ def set_(
             "CreatePartitions, DeleteTopics; KIP-599), with 11 seconds' worth at once."
         ),
     ] = None,
+    request_percentage: Annotated[
+        float | None,
+        typer.Option(
+            help="The share of the broker's time the entity's requests may take, as a "
+            "percentage of one thread (KIP-124): 50 is half a second a second."
+        ),
+    ] = None,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,
@@ -106,12 +114,14 @@ def set_(
                 ("producer_byte_rate", producer_byte_rate),
                 ("consumer_byte_rate", consumer_byte_rate),
                 ("controller_mutation_rate", controller_mutation_rate),
+                ("request_percentage", request_percentage),
             )
             if value is not None
         ]
         if not ops:
             raise CliError(
-                "give --producer-byte-rate, --consumer-byte-rate or --controller-mutation-rate",
+                "give --producer-byte-rate, --consumer-byte-rate, --controller-mutation-rate "
+                "or --request-percentage",
                 "Example: artesian quotas set --user alice --producer-byte-rate 1048576",
                 code=2,
             )
@@ -133,6 +143,9 @@ def remove(
         bool,
         typer.Option("--controller-mutation-rate", help="Remove the topic mutation quota."),
     ] = False,
+    request_percentage: Annotated[
+        bool, typer.Option("--request-percentage", help="Remove the request time quota.")
+    ] = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,
@@ -144,6 +157,7 @@ def remove(
         "producer_byte_rate": producer_byte_rate,
         "consumer_byte_rate": consumer_byte_rate,
         "controller_mutation_rate": controller_mutation_rate,
+        "request_percentage": request_percentage,
     }
     every = not any(chosen.values())
     with reporting(opts.bootstrap):
@@ -174,7 +188,7 @@ def list_(
             _show(names.get("user")) if "user" in names else "",
             _show(names.get("client-id")) if "client-id" in names else "",
             v.key,
-            int(v.value) if v.key != "controller_mutation_rate" else v.value,
+            v.value if v.key in _FRACTIONAL else int(v.value),
         )
         for entry in response.entries or ()
         for names in [{e.entity_type: e.entity_name for e in entry.entity}]
@@ -183,6 +197,6 @@ def list_(
     if as_json:
         print_json([{"user": u, "client_id": c, "key": k, "value": v} for u, c, k, v in rows])
     elif rows:
-        out.print(table(None, ["USER", "CLIENT ID", "QUOTA", "PER SECOND"], rows))
+        out.print(table(None, ["USER", "CLIENT ID", "QUOTA", "VALUE"], rows))
     else:
         out.print("No client quotas.")

@@ -79,7 +79,7 @@ class ByteRateQuota:
         need = min(float(nbytes), self._capacity)
         return 0.0 if self._tokens >= need else (need - self._tokens) / self.rate
 
-    def record(self, nbytes: int) -> None:
+    def record(self, nbytes: float) -> None:
         """Bytes moved: they may put the bucket in debt, which later callers wait out."""
         if self.unlimited:
             return

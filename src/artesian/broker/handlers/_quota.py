@@ -1,6 +1,8 @@
 """Client quotas in handlers: count a request's bytes against its client's quota, and put
 the throttle time in the response (KIP-219: answer at once, then mute the connection). A
-Produce is counted as it comes; a Fetch's response before it is sent (fetch_throttle_ms)."""
+Produce is counted as it comes; a Fetch's response before it is sent (fetch_throttle_ms).
+Every request's handling time is counted against request_percentage as it is answered
+(charge_request_time); the longest of the throttles is the one the client is told."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
 
 if TYPE_CHECKING:
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MutationAdmission",
+    "charge_request_time",
     "fetch_max_bytes",
     "fetch_throttle_ms",
     "throttle",
@@ -71,6 +75,29 @@ def _apply(ctx: Any, kind: str, nbytes: int, response: Any) -> Any:
     throttle(ctx, kind, ms)
     if response is None:
         return None  # acks=0: muted only
+    return dataclasses.replace(response, throttle_time=datetime.timedelta(milliseconds=ms))
+
+
+def charge_request_time(ctx: Any, response: Any, seconds: float) -> Any:
+    """``response`` once its request's ``seconds`` of handling are counted against the
+    client's request_percentage: over it, the response says the throttle time (unless it says
+    a longer one already) and the connection is muted that long. An acks=0 Produce (no
+    response) is not counted, as in Kafka; a broker's own request is counted apart."""
+    if response is None:
+        return None
+    broker = ctx.broker
+    if ctx.quota_exempt:
+        broker.metrics.exempt_request_time.inc(seconds)
+        return response
+    ms = broker.quota_manager.record_request_time(*_who(ctx), seconds)
+    if ms <= 0:
+        return response
+    throttle(ctx, "request", ms)
+    if isinstance(response, RawResponse):
+        return response.with_throttle(ms)
+    said = getattr(response, "throttle_time", None)
+    if said is None or said >= datetime.timedelta(milliseconds=ms):
+        return response  # a version without the field, or a longer throttle already
     return dataclasses.replace(response, throttle_time=datetime.timedelta(milliseconds=ms))
 
 

@@ -2,9 +2,9 @@
 
 Quotas are ClientQuotaRecords in the metadata log, so every broker enforces the same set.
 Entities are a user, a client id, or both (a null name is the type's default). Artesian
-enforces producer_byte_rate, consumer_byte_rate and controller_mutation_rate; the other keys
-Kafka knows (request_percentage, and the ip entity's connection_creation_rate) are refused
-with INVALID_REQUEST rather than stored and ignored.
+enforces producer_byte_rate, consumer_byte_rate, controller_mutation_rate and
+request_percentage; the ip entity's connection_creation_rate, the other key Kafka knows, is
+refused with INVALID_REQUEST rather than stored and ignored.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ APIS = [
 log = logging.getLogger("artesian.quotas")
 
 _TYPES = ("client-id", "user")
-_KAFKA_ONLY = ("request_percentage", "connection_creation_rate")
+_KAFKA_ONLY = ("connection_creation_rate",)
+# Quotas that may be fractions, with what they count; the others are whole bytes a second.
+_FRACTIONAL = {
+    "controller_mutation_rate": "number of partition mutations per second",  # KIP-599
+    "request_percentage": "percentage of one thread's time",  # KIP-124
+}
 _EXACT, _DEFAULT, _ANY = 0, 1, 2
 Error = tuple[ErrorCode, str]
 
@@ -61,11 +66,9 @@ def _check_op(key: str, value: float, remove: bool) -> str | None:
         return f"Invalid configuration key {key}"
     if remove:
         return None
-    if key == "controller_mutation_rate":  # partitions a second: a fraction is fine (KIP-599)
+    if key in _FRACTIONAL:
         if not math.isfinite(value) or value <= 0:
-            return (
-                f"Configuration {key} must be a positive number of partition mutations per second"
-            )
+            return f"Configuration {key} must be a positive {_FRACTIONAL[key]}"
         return None
     if not math.isfinite(value) or value <= 0 or value != int(value) or value >= 2**63:
         return f"Configuration {key} must be a positive whole number of bytes per second"

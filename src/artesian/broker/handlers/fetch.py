@@ -428,7 +428,7 @@ def _respond(
             parts, size = encode_fetch_response(
                 version, [], throttle_time_ms=ms, session_id=session_id
             )
-            return RawResponse(parts, size)
+            return RawResponse(parts, size, version >= 1)
     _count_sent(ctx, context, results)
     if context.session is not None:
         _sent(context, results)
@@ -442,7 +442,7 @@ def _respond(
         parts, size = encode_fetch_response(
             version, list(topics.values()), session_id=session_id, node_endpoints=endpoints
         )
-    return RawResponse(parts, size)
+    return RawResponse(parts, size, version >= 1)
 
 
 def _leader_hints(
@@ -567,10 +567,11 @@ def handle(ctx: Any, request: Any) -> Any:
             parts, size = encode_fetch_response(
                 ctx.header.api_version, [], error_code=context.error
             )
-            return RawResponse(parts, size)
+            return RawResponse(parts, size, ctx.header.api_version >= 1)
     else:
         context = FetchContext(partitions)
     context.replica_id = _replica_id(request)
+    ctx.quota_exempt = context.from_follower
     if not context.from_follower and ctx.broker.quota_manager.active("fetch"):
         # Followers are not subject to client quotas (KIP-73 throttles them instead).
         context.quota_max_bytes = fetch_max_bytes(ctx)

@@ -205,7 +205,7 @@ def _answer(ctx: Any, request: Any) -> Any:
         entity = _response(mod, broker, entries, listener, cluster_ops)
         body = bytearray()
         writer_for(type(entity))(body, entity)
-        response = RawResponse([bytes(body)], len(body))
+        response = RawResponse([bytes(body)], len(body), version >= 3)
         # Drop this version's bodies for older images; other versions keep theirs, and so
         # do other principals for this image.
         broker.response_cache = {

@@ -28,11 +28,16 @@ def handle(ctx: Any, request: Any) -> Any:
     # Followers (and anyone) with CLUSTER_ACTION may ask for every topic; consumers (KIP-320)
     # need DESCRIBE on each, else TOPIC_AUTHORIZATION_FAILED.
     names = {t.topic for t in request.topics}
+    broker_like = ctx.broker.authorizer is None or cluster_authorized(
+        ctx, AclOperation.CLUSTER_ACTION
+    )
     allowed = (
         names
-        if ctx.broker.authorizer is None or cluster_authorized(ctx, AclOperation.CLUSTER_ACTION)
+        if broker_like
         else authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
     )
+    # A follower's (v3+ name their replica) is exempt from request_percentage, as its fetches.
+    ctx.quota_exempt = broker_like and getattr(request, "replica_id", -1) >= 0
     for t in request.topics:
         parts = []
         for p in t.partitions:

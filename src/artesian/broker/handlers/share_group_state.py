@@ -34,7 +34,7 @@ Answer = Callable[[ShareStateKey, Any], Awaitable[tuple[ErrorCode, dict[str, Any
 async def _answered(ctx: Any, request: Any, mod: Any, result_type: Any, answer: Answer) -> Any:
     """Each topic's result: every partition's error and fields from ``answer``, after the
     checks all these APIs make."""
-    allowed = cluster_authorized(ctx, AclOperation.CLUSTER_ACTION)
+    allowed = ctx.quota_exempt = cluster_authorized(ctx, AclOperation.CLUSTER_ACTION)
     results = []
     for topic in request.topics:
         partitions = []

@@ -29,7 +29,8 @@ def handle(ctx: Any, request: Any) -> Any:
     rm = broker.replica_manager
     results: list[tuple[Any, dict[str, list[tuple[int, ErrorCode]]]]] = []
     waits: list[tuple[list[tuple[int, ErrorCode]], int, Any, int, int]] = []
-    if not cluster_authorized(ctx, AclOperation.CLUSTER_ACTION):
+    ctx.quota_exempt = cluster_authorized(ctx, AclOperation.CLUSTER_ACTION)
+    if not ctx.quota_exempt:
         # Brokers only: every partition of every marker, as Kafka's error response.
         for marker in request.markers:
             results.append(
