@@ -267,6 +267,41 @@ def test_a_wrong_password_is_refused_and_others_carry_on(secured: SecuredBroker)
 # --- raw frames ---------------------------------------------------------------------------
 
 
+def test_logging_in_is_not_charged_to_a_request_quota(secured: SecuredBroker) -> None:
+    """With request_percentage on every user, logins go unthrottled (ApiVersions, the
+    handshake and the token come before any quota, as in Kafka: charged, they would all be
+    ANONYMOUS's, so logins would throttle each other); once logged in, alice is charged."""
+    from tests.security.test_client_quotas import _alter as _alter_quota
+
+    every_user = {"user": None}
+    with WireConn(secured.ports["PLAINTEXT"], timeout=15) as admin:
+        assert _alter_quota(admin, every_user, {"request_percentage": 0.01}) == (0, None)
+        try:
+            versions = ApiVersionsRequest(client_software_name="t", client_software_version="1")
+            for _ in range(3):
+                with WireConn(secured.ports["SASL_PLAINTEXT"], timeout=15) as conn:
+                    answer = conn.request(18, 3, versions)
+                    assert answer.throttle_time.total_seconds() == 0
+                    sasl_handshake(conn, "PLAIN")
+                    login = sasl_authenticate(conn, plain_client_token("alice", "alice-secret"))
+                    assert int(login.error_code) == 0
+            throttled = []
+            with WireConn(secured.ports["SASL_PLAINTEXT"], timeout=15) as conn:
+                sasl_handshake(conn, "PLAIN")
+                sasl_authenticate(conn, plain_client_token("alice", "alice-secret"))
+                everything = MetadataRequest(
+                    topics=None,
+                    allow_auto_topic_creation=False,
+                    include_topic_authorized_operations=False,
+                )
+                for _ in range(2):
+                    answer = conn.request(3, 12, everything)
+                    throttled.append(answer.throttle_time.total_seconds())
+            assert all(0 < t <= 1 for t in throttled), throttled
+        finally:
+            assert _alter_quota(admin, every_user, {"request_percentage": None})[0] == 0
+
+
 def test_plain_failure_codes_and_the_connection_closes(secured: SecuredBroker) -> None:
     with WireConn(secured.ports["SASL_PLAINTEXT"]) as conn:
         handshake = sasl_handshake(conn, "PLAIN")

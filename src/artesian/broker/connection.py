@@ -27,7 +27,7 @@ from artesian.broker.authenticator import (
     SaslState,
     UnansweredFailure,
 )
-from artesian.broker.handlers._quota import charge_request_time
+from artesian.broker.handlers._quota import charge_encoding_time, charge_request_time
 from artesian.broker.response import RawResponse
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
@@ -48,6 +48,7 @@ log = logging.getLogger("artesian.connection")
 # The bound is checked after a read, so a connection may hold the bound plus the frames of
 # that read and one partly received frame (at most socket.request.max.bytes).
 _MAX_QUEUED = 64
+_LOGIN_APIS = (17, 36)  # SaslHandshake, SaslAuthenticate
 _MAX_QUEUED_BYTES = 8 << 20
 
 
@@ -127,6 +128,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._paused = False  # reading paused
         self._write_paused = False  # the transport's buffer is over its high-water mark
         self._closed = False
+        self._counted = False  # admitted by the connection quotas
         self._sock_fd = -1
         self.last_active = time.monotonic()
 
@@ -137,6 +139,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = _kafka_host(str(peer[0])) if peer else ""  # what ACLs' host matches
+        refused = self.broker.connection_quotas.admit(self.peer_host, self.listener.name)
+        if refused is not None:
+            log.info("closing connection from %s on %s: %s", self.peer, self.listener.name, refused)
+            self.broker.metrics.connections_refused.labels(self.listener.name).inc()
+            self._closed = True
+            transport.abort()  # type: ignore[attr-defined]  # a stream transport
+            return
+        self._counted = True
         sock = transport.get_extra_info("socket")
         # Under TLS the bytes must go through the transport: no sendfile.
         self._sock_fd = sock.fileno() if sock is not None and not self.listener.tls else -1
@@ -159,6 +169,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if not self._counted:
+            return  # refused by the connection quotas: nothing else was set up
+        self._counted = False
+        self.broker.connection_quotas.release(self.peer_host)
         self._clear_queue()
         if self._pending is not None and not self._pending.done():
             # A parked fetch or join of a client that is gone: nobody will read the answer.
@@ -313,7 +327,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 return None
         broker = self.broker
         started = time.perf_counter()
-        metered = broker.quota_manager.active("request")
+        # Logging in is not charged (Kafka authenticates before its quotas), nor is any
+        # request before it: they would all be ANONYMOUS's.
+        metered = (
+            broker.quota_manager.active("request")
+            and header.api_key not in _LOGIN_APIS
+            and (auth is None or auth.complete)
+        )
         entry = broker.handlers.get(header.api_key)
         if entry is None:
             log.warning("closing connection from %s: unknown API key %d", self.peer, header.api_key)
@@ -363,7 +383,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return self._await_and_send(ctx, result, started)
         if metered:
             result = charge_request_time(ctx, result, time.perf_counter() - started)
-        self._send(header, result, started)
+        self._send(header, result, started, ctx if metered else None)
         return None
 
     def _malformed_header(self, e: DecodeError) -> None:
@@ -451,7 +471,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         if isinstance(result, LoopTimed):
             response = charge_request_time(ctx, response, result.seconds)
-        self._send(header, response, started)
+            self._send(header, response, started, ctx)
+        else:
+            self._send(header, response, started)
 
     def throttle(self, ms: int) -> None:
         """Over a quota: read and handle nothing more from this client for ``ms`` (the
@@ -574,7 +596,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._close_after_send:
             self._close_soon()
 
-    def _send(self, header: api.RequestHeader, response: Any, started: float) -> None:
+    def _send(
+        self,
+        header: api.RequestHeader,
+        response: Any,
+        started: float,
+        metered: RequestContext | None = None,
+    ) -> None:
+        """``metered``: the request's context when request_percentage counts it; encoding
+        the response is then charged too (for its next request, as Kafka charges the network
+        thread's time)."""
         name = api.request_metric_name(header.api_key)
         self.broker.metrics.observe_request(name, time.perf_counter() - started)
         if response is None:  # acks=0 Produce: no response at all
@@ -582,9 +613,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if isinstance(response, RawResponse):
             self.write_parts(response.frame_parts(header))
             return
+        encoding = time.perf_counter()
         self.write(
             api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
         )
+        if metered is not None:
+            charge_encoding_time(metered, time.perf_counter() - encoding)
         if self._close_after_send:
             self._close_soon()
 

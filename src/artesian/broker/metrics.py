@@ -113,6 +113,13 @@ class BrokerMetrics:
         self.connections = Gauge(
             "kafka_server_socket_server_connection_count", "Open client connections.", registry=r
         )
+        self.connections_refused = Counter(
+            "kafka_server_socket_server_connections_refused",
+            "Connections closed at once for max.connections.per.ip or max.connections, by "
+            "listener.",
+            ["listener"],
+            registry=r,
+        )
         self.partitions = Gauge(
             "kafka_server_replica_manager_partition_count", "Partitions on this broker.", registry=r
         )

@@ -26,8 +26,8 @@ older ones are admitted and throttled (permissive).
 
 ``request_percentage`` (KIP-124) limits the time a client's requests take to handle, as a
 percentage of one thread: 50 is half a second a second. Kafka counts its request handler and
-network threads' time; here the event loop's time for the request is counted (decoding it
-and each step of its handler), so time spent waiting (a fetch's max wait, replication) is
+network threads' time; here the event loop's time for the request is counted (decoding it,
+each step of its handler, and encoding its response), so time spent waiting (a fetch's max wait, replication) is
 not. The bucket holds one quota window, and a throttle lasts at most one window (1 s), as in
 Kafka. Broker-to-broker requests (follower fetches, transaction markers, share state) are
 exempt and counted apart.
@@ -58,6 +58,7 @@ QUOTA_KEYS = {
 WINDOW_SECONDS = 11
 MAX_THROTTLE_MS = WINDOW_SECONDS * 1000
 MAX_REQUEST_THROTTLE_MS = 1000  # one quota window (Kafka's quota.window.size.seconds)
+_TINIEST_RATE = 1e-300  # a percentage so small it would divide by zero as seconds
 _IDLE_SECONDS = 3600  # a client's rate is forgotten after an idle hour, as in Kafka
 _SWEEP_EVERY = 10_000  # new buckets between sweeps for idle ones
 _MAX_RESOLVED = 100_000  # cached (kind, user, client id) resolutions
@@ -119,7 +120,7 @@ class ClientQuotaManager:
         for key, value in self._quotas.get(entity, {}).items():
             if QUOTA_KEYS.get(key) == kind:
                 if kind == "request":  # a percentage of one thread: seconds a second
-                    return float(value) / 100
+                    return max(float(value) / 100, _TINIEST_RATE)
                 # Byte rates are whole bytes; a mutation rate may be a fraction (KIP-599).
                 return float(value) if kind == "mutation" else max(1, int(value))
         return None

@@ -27,6 +27,7 @@ from artesian.balancer.load import LoadSampler
 from artesian.balancer.self_balancer import SelfBalancer
 from artesian.broker.authenticator import SaslSettings
 from artesian.broker.client_metrics_manager import ClientMetricsManager
+from artesian.broker.connection_quotas import ConnectionQuotas
 from artesian.broker.fetch_session import FetchSessionCache
 from artesian.broker.handlers import HANDLERS, HandlerEntry
 from artesian.broker.internal_topic import (
@@ -251,6 +252,11 @@ class Broker:
         try:
             self.listeners = parse_listeners(config, host, port)
             self.inter_broker_listener = inter_broker_listener(config, self.listeners)
+            # The inter-broker listener is spared max.connections only beside others, as in
+            # Kafka: alone, it is the clients' too.
+            self.connection_quotas = ConnectionQuotas(
+                config, self.inter_broker_listener.name if len(self.listeners) > 1 else None
+            )
             self.inter_broker_security = inter_broker_client_security(
                 config, self.inter_broker_listener
             )

@@ -14,7 +14,9 @@ Deliberate differences from Kafka, all documented on the key:
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import cast
@@ -45,6 +47,7 @@ __all__ = [
     "SynonymEntry",
     "broker_synonyms",
     "load_properties",
+    "parse_connection_overrides",
     "parse_properties",
 ]
 
@@ -412,6 +415,32 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             dynamic=True,
         ),
         _k("connections.max.idle.ms", _L, 600_000, "Close connections idle this long."),
+        _k(
+            "max.connections.per.ip",
+            _I,
+            2_147_483_647,
+            "Connections taken from one address; more are closed at once. 0 only with "
+            "max.connections.per.ip.overrides.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
+            "max.connections.per.ip.overrides",
+            _S,
+            "",
+            "Per-address limits over max.connections.per.ip, as host:count,... (host names "
+            "resolved when set).",
+            dynamic=True,
+        ),
+        _k(
+            "max.connections",
+            _I,
+            2_147_483_647,
+            "Connections the broker takes in all; more are closed at once (the inter-broker "
+            "listener is spared when the broker has others).",
+            _GE0,
+            dynamic=True,
+        ),
         _k(
             "queued.max.requests",
             _I,
@@ -1340,6 +1369,24 @@ class BrokerConfig:
             self._check_replica_fetch_wait()
         if "group.consumer.session.timeout.ms" in definitions:
             self._check_consumer_group_configs()
+        if "max.connections.per.ip" in definitions:
+            self._check_connection_limits(self.get_int("max.connections.per.ip"))
+
+    def _check_connection_limits(self, per_ip: int, overrides: str | None = None) -> None:
+        """Kafka's check: per-address limits of 0 need overrides to let someone in; and the
+        overrides must read as host:count."""
+        name = "max.connections.per.ip.overrides"
+        raw = str(self.get(name) or "") if overrides is None else overrides
+        try:
+            parse_connection_overrides(raw)
+        except ValueError as e:
+            raise InvalidConfigError(name, raw, str(e)) from None
+        if per_ip == 0 and not raw.strip():
+            raise InvalidConfigError(
+                "max.connections.per.ip",
+                "0",
+                "can be set to zero only if max.connections.per.ip.overrides is set",
+            )
 
     def _check_replica_fetch_wait(self) -> None:
         """Kafka's checks: a follower's long poll must end before its socket times out, and
@@ -1441,6 +1488,12 @@ class BrokerConfig:
             )
         for name, raw in props.items():
             parse(self._key(name), raw)
+        if "max.connections.per.ip.overrides" in props or "max.connections.per.ip" in props:
+            per_ip = props.get("max.connections.per.ip")
+            self._check_connection_limits(
+                self.get_int("max.connections.per.ip") if per_ip is None else int(per_ip),
+                props.get("max.connections.per.ip.overrides"),
+            )
 
     def update_dynamic(
         self, per_broker: Mapping[str, str], cluster_default: Mapping[str, str]
@@ -1763,3 +1816,27 @@ def load_properties(path: str | os.PathLike[str]) -> dict[str, str]:
     # UTF-8 is the useful choice and \\u escapes still work.
     with open(path, encoding="utf-8") as f:
         return parse_properties(f.read())
+
+
+def parse_connection_overrides(raw: str) -> dict[str, int]:
+    """``host:count,...`` by address (host names resolved once, as Kafka resolves them when
+    the config is set). ValueError names what is wrong."""
+    out: dict[str, int] = {}
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        host, sep, count = item.rpartition(":")
+        if not sep or not host or not count.strip().isdigit():
+            raise ValueError(f"{item!r} is not host:count")
+        out[_override_address(host.strip().strip("[]"))] = int(count)
+    return out
+
+
+def _override_address(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        try:
+            return socket.gethostbyname(host)
+        except OSError as e:
+            raise ValueError(f"cannot resolve {host!r}: {e}") from None

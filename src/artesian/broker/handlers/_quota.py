@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
 
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MutationAdmission",
+    "charge_encoding_time",
     "charge_request_time",
+    "exempt_a_replica",
     "fetch_max_bytes",
     "fetch_throttle_ms",
     "throttle",
@@ -99,6 +102,25 @@ def charge_request_time(ctx: Any, response: Any, seconds: float) -> Any:
     if said is None or said >= datetime.timedelta(milliseconds=ms):
         return response  # a version without the field, or a longer throttle already
     return dataclasses.replace(response, throttle_time=datetime.timedelta(milliseconds=ms))
+
+
+def charge_encoding_time(ctx: Any, seconds: float) -> None:
+    """The time a response took to encode, once it is sent: charged with no throttle now
+    (the client's next request pays for it), or counted as exempt."""
+    if ctx.quota_exempt:
+        ctx.broker.metrics.exempt_request_time.inc(seconds)
+    else:
+        ctx.broker.quota_manager.record_request_time(*_who(ctx), seconds)
+
+
+def exempt_a_replica(ctx: Any, replica_id: int) -> None:
+    """A request naming a replica (a follower's Fetch, ListOffsets or OffsetForLeaderEpoch)
+    from a broker (ClusterAction, or anyone without an authorizer) is exempt from
+    request_percentage, as Kafka exempts the requests brokers send each other."""
+    if replica_id >= 0:
+        ctx.quota_exempt = ctx.broker.authorizer is None or cluster_authorized(
+            ctx, AclOperation.CLUSTER_ACTION
+        )
 
 
 def throttle(ctx: Any, kind: str, ms: int) -> None:

@@ -43,7 +43,7 @@ from artesian.broker.handlers._authz import (
     cluster_authorized,
 )
 from artesian.broker.handlers._leader_hint import LEADER_MOVED, current_leader, node_endpoints
-from artesian.broker.handlers._quota import fetch_max_bytes, fetch_throttle_ms
+from artesian.broker.handlers._quota import exempt_a_replica, fetch_max_bytes, fetch_throttle_ms
 from artesian.broker.purgatory import DelayedFetch
 from artesian.broker.response import RawResponse
 from artesian.protocol.fetch import (
@@ -571,7 +571,7 @@ def handle(ctx: Any, request: Any) -> Any:
     else:
         context = FetchContext(partitions)
     context.replica_id = _replica_id(request)
-    ctx.quota_exempt = context.from_follower
+    exempt_a_replica(ctx, context.replica_id)
     if not context.from_follower and ctx.broker.quota_manager.active("fetch"):
         # Followers are not subject to client quotas (KIP-73 throttles them instead).
         context.quota_max_bytes = fetch_max_bytes(ctx)

@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized_names
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._quota import exempt_a_replica
 
 API_KEY = 2
 MIN_VERSION = 1
@@ -28,6 +29,7 @@ def handle(ctx: Any, request: Any) -> Any:
     rlm = broker.remote_log_manager
     mod = response_module(API_KEY, ctx.header.api_version)
     read_committed = getattr(request, "isolation_level", 0) == 1
+    exempt_a_replica(ctx, request.replica_id)
     answers: list[tuple[str, list[dict[str, Any]]]] = []
     remote: list[tuple[dict[str, Any], Any, int]] = []  # (answer, partition, timestamp)
     # DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED for its partitions.

@@ -15,6 +15,7 @@ from artesian.broker.handlers._authz import (
     cluster_authorized,
 )
 from artesian.broker.handlers._build import make, response_module
+from artesian.broker.handlers._quota import exempt_a_replica
 
 API_KEY = 23
 MIN_VERSION = 2
@@ -28,16 +29,12 @@ def handle(ctx: Any, request: Any) -> Any:
     # Followers (and anyone) with CLUSTER_ACTION may ask for every topic; consumers (KIP-320)
     # need DESCRIBE on each, else TOPIC_AUTHORIZATION_FAILED.
     names = {t.topic for t in request.topics}
-    broker_like = ctx.broker.authorizer is None or cluster_authorized(
-        ctx, AclOperation.CLUSTER_ACTION
-    )
     allowed = (
         names
-        if broker_like
+        if ctx.broker.authorizer is None or cluster_authorized(ctx, AclOperation.CLUSTER_ACTION)
         else authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
     )
-    # A follower's (v3+ name their replica) is exempt from request_percentage, as its fetches.
-    ctx.quota_exempt = broker_like and getattr(request, "replica_id", -1) >= 0
+    exempt_a_replica(ctx, getattr(request, "replica_id", -1))  # v3+ name a follower's
     for t in request.topics:
         parts = []
         for p in t.partitions:

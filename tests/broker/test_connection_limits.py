@@ -1,0 +1,128 @@
+"""Connection limits (Kafka's max.connections.per.ip, its overrides, and max.connections): a
+connection over a limit is closed as soon as it is accepted, with a log line naming the
+limit; the connections already open carry on, and a slot freed by a close is taken again.
+The limits are dynamic broker configs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from artesian.config.broker import BrokerConfig
+from artesian.config.definitions import ConfigError
+from tests.broker.test_dynamic_broker_configs import SET, _alter
+from tests.broker_process import free_port
+from tests.kafka_wire import Closed, WireConn, sample_request
+from tests.metrics import scrape
+
+REFUSED = "kafka_server_socket_server_connections_refused_total"
+
+
+def _served(conn: WireConn) -> bool:
+    return int(conn.request(18, 3, sample_request(18, 3, "")).error_code) == 0
+
+
+def _refused(port: int) -> bool:
+    """A new connection is closed before it is served."""
+    with WireConn(port, timeout=5) as conn:
+        try:
+            conn.request(18, 3, sample_request(18, 3, ""))
+        except Closed:
+            return True
+        return False
+
+
+def _wait_served(port: int) -> None:
+    """A new connection is served (the broker may still be counting one just closed)."""
+    deadline = time.monotonic() + 10
+    while _refused(port):
+        assert time.monotonic() < deadline, "a closed connection's slot was never freed"
+        time.sleep(0.05)
+
+
+def test_connections_over_a_limit_are_closed_and_the_others_carry_on(
+    broker_factory: Any,
+) -> None:
+    metrics_port = free_port()
+    broker = broker_factory(
+        {"max.connections.per.ip": "3", "artesian.metrics.port": str(metrics_port)}
+    )
+    held = [WireConn(broker.port) for _ in range(3)]
+    try:
+        assert all(_served(c) for c in held)
+        assert _refused(broker.port)
+        assert _refused(broker.port)
+        assert scrape(metrics_port, REFUSED, listener="PLAINTEXT") == 2
+        assert (
+            "127.0.0.1 already has the configured maximum of 3 connections "
+            "(max.connections.per.ip)" in broker.log_tail()
+        )
+        assert all(_served(c) for c in held)
+        # A closed connection frees its slot.
+        held.pop().close()
+        _wait_served(broker.port)
+        held.append(WireConn(broker.port))
+        assert _served(held[-1])
+        assert _refused(broker.port)
+
+        # An override for the address, set while the broker runs (the cluster-wide default,
+        # as kafka-configs --entity-default): five from 127.0.0.1. The request itself takes
+        # the fourth connection, released after.
+        held.pop().close()
+        _wait_served(broker.port)
+        assert (
+            _alter(broker, "", ("max.connections.per.ip.overrides", "127.0.0.1:5", SET), raw=True)
+            == 0
+        )
+        _wait_served(broker.port)
+        held += [WireConn(broker.port) for _ in range(3)]
+        assert all(_served(c) for c in held) and len(held) == 5
+        assert _refused(broker.port)
+        assert (
+            "127.0.0.1 already has the configured maximum of 5 connections "
+            "(max.connections.per.ip.overrides)" in broker.log_tail()
+        )
+
+        # max.connections caps the broker whatever the address.
+        held.pop().close()
+        _wait_served(broker.port)
+        assert _alter(broker, "", ("max.connections", "2", SET), raw=True) == 0
+        assert all(_served(c) for c in held)  # four open already: none is closed
+        assert _refused(broker.port)
+        assert (
+            "the broker already has the configured maximum of 2 connections (max.connections)"
+            in broker.log_tail()
+        )
+    finally:
+        for conn in held:
+            conn.close()
+    # Down to none: two are taken again.
+    _wait_served(broker.port)
+    again = [WireConn(broker.port) for _ in range(2)]
+    try:
+        assert all(_served(c) for c in again)
+        assert _refused(broker.port)
+    finally:
+        for conn in again:
+            conn.close()
+
+
+def test_connection_limit_settings_are_checked() -> None:
+    assert BrokerConfig({"max.connections.per.ip.overrides": "127.0.0.1:5, ::1:7"}).get(
+        "max.connections.per.ip.overrides"
+    )
+    for bad, why in (
+        ({"max.connections.per.ip": "0"}, "only if max.connections.per.ip.overrides is set"),
+        ({"max.connections.per.ip.overrides": "127.0.0.1"}, "is not host:count"),
+        ({"max.connections.per.ip.overrides": "127.0.0.1:many"}, "is not host:count"),
+        ({"max.connections": "-1"}, "max.connections"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            BrokerConfig(bad)
+    BrokerConfig({"max.connections.per.ip": "0", "max.connections.per.ip.overrides": "10.0.0.1:2"})
+    config = BrokerConfig({})
+    with pytest.raises(ConfigError, match="is not host:count"):
+        config.validate_dynamic({"max.connections.per.ip.overrides": "nonsense"})
+    config.validate_dynamic({"max.connections.per.ip": "10"})
