@@ -1,7 +1,8 @@
 """Connection limits (Kafka's max.connections.per.ip, its overrides, and max.connections): a
 connection over a limit is closed as soon as it is accepted, with a log line naming the
 limit; the connections already open carry on, and a slot freed by a close is taken again.
-The limits are dynamic broker configs."""
+The limits are dynamic broker configs. An address over its connection_creation_rate quota
+(KIP-612) has its new connection held unserved, then closed."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
 from tests.broker.test_dynamic_broker_configs import SET, _alter
 from tests.broker_process import free_port
-from tests.kafka_wire import Closed, WireConn, sample_request
+from tests.kafka_wire import Closed, WireConn, request_frame, sample_request
 from tests.metrics import scrape
+from tests.security.test_client_quotas import _alter as _alter_quota
 
 REFUSED = "kafka_server_socket_server_connections_refused_total"
 
@@ -54,7 +56,7 @@ def test_connections_over_a_limit_are_closed_and_the_others_carry_on(
         assert all(_served(c) for c in held)
         assert _refused(broker.port)
         assert _refused(broker.port)
-        assert scrape(metrics_port, REFUSED, listener="PLAINTEXT") == 2
+        assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="per_ip") == 2
         assert (
             "127.0.0.1 already has the configured maximum of 3 connections "
             "(max.connections.per.ip)" in broker.log_tail()
@@ -126,3 +128,35 @@ def test_connection_limit_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="is not host:count"):
         config.validate_dynamic({"max.connections.per.ip.overrides": "nonsense"})
     config.validate_dynamic({"max.connections.per.ip": "10"})
+
+
+def test_an_address_over_its_connection_rate_is_held_then_closed(broker_factory: Any) -> None:
+    metrics_port = free_port()
+    broker = broker_factory({"artesian.metrics.port": str(metrics_port)})
+    versions = request_frame(18, 3, 1, sample_request(18, 3, ""))
+    with WireConn(broker.port) as admin:
+        # Every address: one new connection a second.
+        assert _alter_quota(admin, {"ip": None}, {"connection_creation_rate": 1.0}) == (0, None)
+        try:
+            before = time.monotonic()
+            with WireConn(broker.port) as first:
+                assert _served(first)
+            # The second within the second is never served, and is closed once the rate
+            # would have taken it: a second after the first at the earliest.
+            with WireConn(broker.port) as second:
+                second.send(versions)
+                second.expect_closed(timeout=10)
+                assert time.monotonic() - before >= 0.95
+            assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 1
+            # The address's own quota beats the default one.
+            assert (
+                _alter_quota(admin, {"ip": "127.0.0.1"}, {"connection_creation_rate": 100.0})[0]
+                == 0
+            )
+            for _ in range(5):
+                with WireConn(broker.port) as conn:
+                    assert _served(conn)
+            assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 1
+        finally:
+            _alter_quota(admin, {"ip": None}, {"connection_creation_rate": None})
+            _alter_quota(admin, {"ip": "127.0.0.1"}, {"connection_creation_rate": None})

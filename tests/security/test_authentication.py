@@ -636,9 +636,13 @@ def test_the_commands_speaking_the_protocol_themselves_log_in_too(
     assert made.returncode == 0, made.stderr
     listed = _cli("quotas", "list", "--json", *tls)
     assert listed.returncode == 0, listed.stderr
-    assert {"user": "", "client_id": "cli-tls", "key": "producer_byte_rate", "value": 2048} in (
-        json.loads(listed.stdout)
-    )
+    assert {
+        "user": "",
+        "client_id": "cli-tls",
+        "ip": "",
+        "key": "producer_byte_rate",
+        "value": 2048,
+    } in (json.loads(listed.stdout))
     balancer = _cli("rebalance", "status", "--json", *tls)
     assert balancer.returncode == 0 and "state" in json.loads(balancer.stdout), balancer.stderr
     moves = _cli("topic", "reassignments", "--json", *tls)

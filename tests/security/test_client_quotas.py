@@ -111,7 +111,33 @@ def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
             42,
             "Configuration request_percentage must be a positive percentage of one thread's time",
         )
-        assert _alter(conn, {"user": "x"}, {"connection_creation_rate": 5.0})[0] == 42
+        # The ip entity takes connection_creation_rate, alone, and nothing else does.
+        assert _alter(conn, {"user": "x"}, {"connection_creation_rate": 5.0}) == (
+            42,
+            "Invalid configuration key connection_creation_rate",
+        )
+        assert _alter(conn, {"ip": None}, {"producer_byte_rate": 5.0}) == (
+            42,
+            "Invalid configuration key producer_byte_rate",
+        )
+        assert _alter(conn, {"ip": "10.1.2.3", "user": "x"}, {"connection_creation_rate": 5.0}) == (
+            42,
+            "Invalid quota entity combination, IP entity should not be combined with User or "
+            "ClientId",
+        )
+        assert _alter(conn, {"ip": "not-an-address"}, {"connection_creation_rate": 5.0}) == (
+            42,
+            "not-an-address is not a valid IP",
+        )
+        assert _alter(conn, {"ip": "10.1.2.3"}, {"connection_creation_rate": 2.5}) == (
+            42,
+            "Configuration connection_creation_rate must be a whole number of connections per "
+            "second",
+        )
+        assert _alter(conn, {"ip": "::1"}, {"connection_creation_rate": 0.0}, validate=True) == (
+            0,
+            None,
+        )
         assert _alter(conn, {"user": "x"}, {"controller_mutation_rate": -1.0}) == (
             42,
             "Configuration controller_mutation_rate must be a positive number of partition "
@@ -378,26 +404,34 @@ def test_quotas_cli(broker: BrokerProcess) -> None:
     assert cli("set", "--client-id", "cli-app", "--consumer-byte-rate", "7000").returncode == 0
     assert cli("set", "--client-id", "cli-app", "--controller-mutation-rate", "2.5").returncode == 0
     assert cli("set", "--client-id", "cli-app", "--request-percentage", "12.5").returncode == 0
+    assert cli("set", "--ip", "10.0.0.7", "--connection-creation-rate", "20").returncode == 0
     listed = cli("list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = [
         r
         for r in json.loads(listed.stdout)
-        if r["user"] == "cli-user" or r["client_id"] == "cli-app"
+        if r["user"] == "cli-user" or r["client_id"] == "cli-app" or r["ip"] == "10.0.0.7"
     ]
+    app = {"user": "", "client_id": "cli-app", "ip": ""}
     assert rows == [
-        {"user": "", "client_id": "cli-app", "key": "consumer_byte_rate", "value": 7000},
-        {"user": "", "client_id": "cli-app", "key": "controller_mutation_rate", "value": 2.5},
-        {"user": "", "client_id": "cli-app", "key": "request_percentage", "value": 12.5},
-        {"user": "cli-user", "client_id": "<default>", "key": "producer_byte_rate", "value": 5000},
+        {"user": "", "client_id": "", "ip": "10.0.0.7", "key": "connection_creation_rate"}
+        | {"value": 20},
+        app | {"key": "consumer_byte_rate", "value": 7000},
+        app | {"key": "controller_mutation_rate", "value": 2.5},
+        app | {"key": "request_percentage", "value": 12.5},
+        {"user": "cli-user", "client_id": "<default>", "ip": "", "key": "producer_byte_rate"}
+        | {"value": 5000},
     ]
     bad = cli("set", "--user", "x", "--producer-byte-rate", "0")
     assert bad.returncode == 1
     assert "INVALID_REQUEST" in bad.stderr
     assert cli("remove", "--user", "cli-user", "--client-id", "<default>").returncode == 0
     assert cli("remove", "--client-id", "cli-app").returncode == 0
+    assert cli("remove", "--ip", "10.0.0.7").returncode == 0
     rows = [
-        r for r in json.loads(cli("list", "--json").stdout) if "cli" in r["user"] + r["client_id"]
+        r
+        for r in json.loads(cli("list", "--json").stdout)
+        if "cli" in r["user"] + r["client_id"] or r["ip"]
     ]
     assert rows == []
 

@@ -27,6 +27,7 @@ from artesian.broker.authenticator import (
     SaslState,
     UnansweredFailure,
 )
+from artesian.broker.connection_quotas import Refusal
 from artesian.broker.handlers._quota import charge_encoding_time, charge_request_time
 from artesian.broker.response import RawResponse
 from artesian.protocol import api
@@ -141,10 +142,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer_host = _kafka_host(str(peer[0])) if peer else ""  # what ACLs' host matches
         refused = self.broker.connection_quotas.admit(self.peer_host, self.listener.name)
         if refused is not None:
-            log.info("closing connection from %s on %s: %s", self.peer, self.listener.name, refused)
-            self.broker.metrics.connections_refused.labels(self.listener.name).inc()
-            self._closed = True
-            transport.abort()  # type: ignore[attr-defined]  # a stream transport
+            self._refuse(transport, refused)
             return
         self._counted = True
         sock = transport.get_extra_info("socket")
@@ -166,6 +164,27 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     sock.setsockopt(socket.SOL_SOCKET, opt, size)
         self.broker.connections.add(self)
         self.broker.metrics.connections.set(len(self.broker.connections))
+
+    def _refuse(self, transport: Any, refused: Refusal) -> None:
+        """Not served: closed now, or (over the address's connection rate) after the delay
+        the rate asks, so that the client does not reconnect at once (Kafka's delayed close)."""
+        self._closed = True
+        self.broker.metrics.connections_refused.labels(self.listener.name, refused.kind).inc()
+        if refused.close_after_ms <= 0:
+            log.info(
+                "closing connection from %s on %s: %s",
+                self.peer,
+                self.listener.name,
+                refused.reason,
+            )
+            transport.abort()
+            return
+        # Many a second when a client storms: not worth a line each.
+        log.debug(
+            "holding connection from %s on %s: %s", self.peer, self.listener.name, refused.reason
+        )
+        transport.pause_reading()
+        asyncio.get_running_loop().call_later(refused.close_after_ms / 1000, transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

@@ -115,9 +115,9 @@ class BrokerMetrics:
         )
         self.connections_refused = Counter(
             "kafka_server_socket_server_connections_refused",
-            "Connections closed at once for max.connections.per.ip or max.connections, by "
-            "listener.",
-            ["listener"],
+            "Connections refused, by listener and limit: per_ip (max.connections.per.ip and "
+            "its overrides), total (max.connections) or rate (connection_creation_rate).",
+            ["listener", "limit"],
             registry=r,
         )
         self.partitions = Gauge(

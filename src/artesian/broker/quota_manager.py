@@ -31,28 +31,35 @@ each step of its handler, and encoding its response), so time spent waiting (a f
 not. The bucket holds one quota window, and a throttle lasts at most one window (1 s), as in
 Kafka. Broker-to-broker requests (follower fetches, transaction markers, share state) are
 exempt and counted apart.
+
+``connection_creation_rate`` (KIP-612) is set on an ``ip`` entity, or on the default ip: the
+connections an address may open a second. A bucket holds one second of them; a connection
+over the rate is not served, and is closed once the bucket could have taken it (Kafka delays
+the close the same way, so that a client does not reconnect at once).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Mapping
 
 from artesian.tiered.quota import ByteRateQuota
 
-__all__ = ["QUOTA_KEYS", "ClientQuotaManager", "Entity"]
+__all__ = ["QUOTA_KEYS", "ClientQuotaManager", "Entity", "normal_address"]
 
 # (entity type, name): name None is the type's default entity. Sorted by type.
 Entity = tuple[tuple[str, str | None], ...]
 
-USER, CLIENT_ID = "user", "client-id"
+USER, CLIENT_ID, IP = "user", "client-id", "ip"
 # The quota keys Artesian enforces, by the request kind they limit.
 QUOTA_KEYS = {
     "producer_byte_rate": "produce",
     "consumer_byte_rate": "fetch",
     "controller_mutation_rate": "mutation",
     "request_percentage": "request",
+    "connection_creation_rate": "connection",
 }
 # Kafka's default quota windows: 11 of 1 s. Throttles and debt never exceed them.
 WINDOW_SECONDS = 11
@@ -62,6 +69,17 @@ _TINIEST_RATE = 1e-300  # a percentage so small it would divide by zero as secon
 _IDLE_SECONDS = 3600  # a client's rate is forgotten after an idle hour, as in Kafka
 _SWEEP_EVERY = 10_000  # new buckets between sweeps for idle ones
 _MAX_RESOLVED = 100_000  # cached (kind, user, client id) resolutions
+
+
+def normal_address(address: str) -> str:
+    """An address as connections are counted under it: IPv6 compressed, an IPv4-mapped
+    address as IPv4 (what is not an address is left as it is)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
 
 
 def _levels(user: str, client_id: str) -> list[tuple[Entity, tuple[str, str]]]:
@@ -99,6 +117,8 @@ class ClientQuotaManager:
     def __init__(self) -> None:
         self._quotas: dict[Entity, Mapping[str, float]] = {}
         self._kinds: frozenset[str] = frozenset()
+        # connection_creation_rate by address (None: the default ip entity's).
+        self._ip_rates: dict[str | None, float] = {}
         # (kind, user, client id) -> (rate, counted-under names) resolved from the quotas.
         self._resolved: dict[tuple[str, str, str], tuple[float, tuple[str, str]] | None] = {}
         self._usage: dict[tuple[str, str, str], _Usage] = {}
@@ -114,6 +134,12 @@ class ClientQuotaManager:
         self._kinds = frozenset(
             QUOTA_KEYS[k] for v in self._quotas.values() for k in v if k in QUOTA_KEYS
         )
+        self._ip_rates = {}
+        for entity, values in self._quotas.items():
+            if len(entity) == 1 and entity[0][0] == IP and "connection_creation_rate" in values:
+                address = entity[0][1]
+                key = None if address is None else normal_address(address)
+                self._ip_rates[key] = float(values["connection_creation_rate"])
         self._resolved.clear()
 
     def _rate(self, entity: Entity, kind: str) -> float | None:
@@ -181,6 +207,31 @@ class ClientQuotaManager:
             return True, 0
         bucket.record(partitions)
         return True, _mutation_throttle_ms(bucket)
+
+    def admit_connection(self, address: str) -> int:
+        """A new connection from ``address`` under connection_creation_rate: 0 when it may be
+        served (it is counted), else the ms to hold it before closing it (not counted)."""
+        if not self._ip_rates:
+            return 0
+        rate = self._ip_rates.get(address, self._ip_rates.get(None))
+        if rate is None:
+            return 0
+        if rate <= 0:
+            return MAX_REQUEST_THROTTLE_MS  # no connection at all: one window between tries
+        key = ("connection", address, "")
+        usage = self._usage.get(key)
+        if usage is None or usage.bucket.rate < rate:
+            # A raised rate takes effect at once, as Kafka's windowed rate (now well under
+            # the new quota) lets the address connect; refused connections left no debt.
+            usage = self._usage[key] = _Usage("connection", rate)
+        elif usage.bucket.rate != rate:
+            usage.bucket.set_rate(rate)
+        usage.used = time.monotonic()
+        wait = usage.bucket.wait_seconds(1)
+        if wait > 0:
+            return min(MAX_THROTTLE_MS, max(1, math.ceil(wait * 1000)))
+        usage.bucket.record(1)
+        return 0
 
     def _forget_idle(self) -> None:
         horizon = time.monotonic() - _IDLE_SECONDS

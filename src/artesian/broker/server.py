@@ -248,6 +248,7 @@ class Broker:
         self.load_sampler = LoadSampler()
         self.self_balancer = SelfBalancer(self)
         self._servers: list[asyncio.base_events.Server] = []
+        self.quota_manager = ClientQuotaManager()
         # Checked before anything is opened: a listener that cannot work stops the start.
         try:
             self.listeners = parse_listeners(config, host, port)
@@ -255,7 +256,9 @@ class Broker:
             # The inter-broker listener is spared max.connections only beside others, as in
             # Kafka: alone, it is the clients' too.
             self.connection_quotas = ConnectionQuotas(
-                config, self.inter_broker_listener.name if len(self.listeners) > 1 else None
+                config,
+                self.inter_broker_listener.name if len(self.listeners) > 1 else None,
+                self.quota_manager,
             )
             self.inter_broker_security = inter_broker_client_security(
                 config, self.inter_broker_listener
@@ -272,7 +275,6 @@ class Broker:
             }
         except (ListenerError, ValueError) as e:
             raise BrokerStartupError(str(e)) from e
-        self.quota_manager = ClientQuotaManager()
         # ACLs when authorizer.class.name names one; None lets every request through.
         self.authorizer: Authorizer | None = None
         if config.get("authorizer.class.name"):

@@ -26,11 +26,11 @@ from artesian.cli.common import (
 
 quotas_app = make_app(
     "Set, list and remove client quotas (byte rates, topic mutation rates and request time "
-    "per user or client id)."
+    "per user or client id; connection rates per address)."
 )
 
 _DESCRIBE, _ALTER = 48, 49
-_FRACTIONAL = ("controller_mutation_rate", "request_percentage")  # the others: whole bytes
+_FRACTIONAL = ("controller_mutation_rate", "request_percentage")  # the others: whole numbers
 _DEFAULT = "<default>"
 UserOpt = Annotated[
     str | None, typer.Option("--user", help=f"A user name, or {_DEFAULT} for every user.")
@@ -39,16 +39,25 @@ ClientOpt = Annotated[
     str | None,
     typer.Option("--client-id", help=f"A client id, or {_DEFAULT} for every client."),
 ]
+IpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ip",
+        help=f"A client address, or {_DEFAULT} for every address (connection quotas only).",
+    ),
+]
 
 
-def _entity(user: str | None, client_id: str | None) -> list[tuple[str, str | None]]:
+def _entity(
+    user: str | None, client_id: str | None, ip: str | None = None
+) -> list[tuple[str, str | None]]:
     entity = [
         (kind, None if name == _DEFAULT else name)
-        for kind, name in (("user", user), ("client-id", client_id))
+        for kind, name in (("user", user), ("client-id", client_id), ("ip", ip))
         if name is not None
     ]
     if not entity:
-        raise CliError("name --user, --client-id or both", "Example: --user alice", code=2)
+        raise CliError("name --user, --client-id, both, or --ip", "Example: --user alice", code=2)
     return entity
 
 
@@ -79,6 +88,7 @@ def _show(name: str | None) -> str:
 def set_(
     user: UserOpt = None,
     client_id: ClientOpt = None,
+    ip: IpOpt = None,
     producer_byte_rate: Annotated[
         int | None, typer.Option(help="Bytes per second the entity may produce.")
     ] = None,
@@ -99,6 +109,13 @@ def set_(
             "percentage of one thread (KIP-124): 50 is half a second a second."
         ),
     ] = None,
+    connection_creation_rate: Annotated[
+        int | None,
+        typer.Option(
+            help="Connections a second the --ip address may open (KIP-612); faster ones are "
+            "closed unserved."
+        ),
+    ] = None,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,
@@ -115,17 +132,18 @@ def set_(
                 ("consumer_byte_rate", consumer_byte_rate),
                 ("controller_mutation_rate", controller_mutation_rate),
                 ("request_percentage", request_percentage),
+                ("connection_creation_rate", connection_creation_rate),
             )
             if value is not None
         ]
         if not ops:
             raise CliError(
-                "give --producer-byte-rate, --consumer-byte-rate, --controller-mutation-rate "
-                "or --request-percentage",
+                "give --producer-byte-rate, --consumer-byte-rate, --controller-mutation-rate, "
+                "--request-percentage or --connection-creation-rate",
                 "Example: artesian quotas set --user alice --producer-byte-rate 1048576",
                 code=2,
             )
-        _alter(opts, _entity(user, client_id), ops)
+        _alter(opts, _entity(user, client_id, ip), ops)
     out.print("Set.")
 
 
@@ -133,6 +151,7 @@ def set_(
 def remove(
     user: UserOpt = None,
     client_id: ClientOpt = None,
+    ip: IpOpt = None,
     producer_byte_rate: Annotated[
         bool, typer.Option("--producer-byte-rate", help="Remove the produce quota.")
     ] = False,
@@ -146,6 +165,10 @@ def remove(
     request_percentage: Annotated[
         bool, typer.Option("--request-percentage", help="Remove the request time quota.")
     ] = False,
+    connection_creation_rate: Annotated[
+        bool,
+        typer.Option("--connection-creation-rate", help="Remove the connection rate quota."),
+    ] = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,
@@ -158,11 +181,19 @@ def remove(
         "consumer_byte_rate": consumer_byte_rate,
         "controller_mutation_rate": controller_mutation_rate,
         "request_percentage": request_percentage,
+        "connection_creation_rate": connection_creation_rate,
     }
     every = not any(chosen.values())
+    entity = _entity(user, client_id, ip)
     with reporting(opts.bootstrap):
-        keys = [key for key, named in chosen.items() if named or every]
-        _alter(opts, _entity(user, client_id), [(k, None) for k in keys])
+        # Every kind its entity takes: an ip takes the connection rate only, as in Kafka.
+        on_ip = entity[0][0] == "ip"
+        keys = [
+            key
+            for key, named in chosen.items()
+            if named or (every and (key == "connection_creation_rate") == on_ip)
+        ]
+        _alter(opts, entity, [(k, None) for k in keys])
     out.print("Removed.")
 
 
@@ -187,6 +218,7 @@ def list_(
         (
             _show(names.get("user")) if "user" in names else "",
             _show(names.get("client-id")) if "client-id" in names else "",
+            _show(names.get("ip")) if "ip" in names else "",
             v.key,
             v.value if v.key in _FRACTIONAL else int(v.value),
         )
@@ -195,8 +227,10 @@ def list_(
         for v in entry.values
     )
     if as_json:
-        print_json([{"user": u, "client_id": c, "key": k, "value": v} for u, c, k, v in rows])
+        print_json(
+            [{"user": u, "client_id": c, "ip": ip, "key": k, "value": v} for u, c, ip, k, v in rows]
+        )
     elif rows:
-        out.print(table(None, ["USER", "CLIENT ID", "QUOTA", "VALUE"], rows))
+        out.print(table(None, ["USER", "CLIENT ID", "IP", "QUOTA", "VALUE"], rows))
     else:
         out.print("No client quotas.")

@@ -1,15 +1,15 @@
 """DescribeClientQuotas (48) and AlterClientQuotas (49), KIP-546.
 
 Quotas are ClientQuotaRecords in the metadata log, so every broker enforces the same set.
-Entities are a user, a client id, or both (a null name is the type's default). Artesian
-enforces producer_byte_rate, consumer_byte_rate, controller_mutation_rate and
-request_percentage; the ip entity's connection_creation_rate, the other key Kafka knows, is
-refused with INVALID_REQUEST rather than stored and ignored.
+Entities are a user, a client id, or both, or an ip (a null name is the type's default).
+Users and client ids take producer_byte_rate, consumer_byte_rate, controller_mutation_rate
+and request_percentage; an ip takes connection_creation_rate (KIP-612), as in Kafka.
 """
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import logging
 import math
 from typing import Any
@@ -30,8 +30,8 @@ APIS = [
 
 log = logging.getLogger("artesian.quotas")
 
-_TYPES = ("client-id", "user")
-_KAFKA_ONLY = ("connection_creation_rate",)
+_TYPES = ("client-id", "ip", "user")
+_IP_KEYS = ("connection_creation_rate",)  # the ip entity's, and only its
 # Quotas that may be fractions, with what they count; the others are whole bytes a second.
 _FRACTIONAL = {
     "controller_mutation_rate": "number of partition mutations per second",  # KIP-599
@@ -48,23 +48,39 @@ def _entity(data: Any) -> tuple[Entity | None, str | None]:
         return None, "Invalid empty client quota entity"
     types = [t for t, _ in pairs]
     for t, name in pairs:
-        if t == "ip":
-            return None, "Artesian does not support quotas on the ip entity"
         if t not in _TYPES:
             return None, f"Unhandled client quota entity type: {t}"
         if name == "":
             return None, f"Empty {t} not supported"
     if len(set(types)) != len(types):
         return None, "Duplicate quota entity type in the entity"
+    if "ip" in types and len(types) > 1:
+        return (
+            None,
+            "Invalid quota entity combination, IP entity should not be combined with User or ClientId",
+        )
+    for t, name in pairs:
+        if t == "ip" and name is not None and not _is_ip(name):
+            return None, f"{name} is not a valid IP"
     return tuple(sorted(pairs, key=lambda p: p[0])), None
 
 
-def _check_op(key: str, value: float, remove: bool) -> str | None:
-    if key in _KAFKA_ONLY:
-        return f"Artesian does not enforce {key}; only {', '.join(QUOTA_KEYS)} are supported"
-    if key not in QUOTA_KEYS:
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_op(key: str, value: float, remove: bool, ip: bool) -> str | None:
+    if key not in QUOTA_KEYS or (key in _IP_KEYS) != ip:
         return f"Invalid configuration key {key}"
     if remove:
+        return None
+    if key in _IP_KEYS:  # connections a second: Kafka's INT, at least 0
+        if not math.isfinite(value) or value < 0 or value != int(value) or value >= 2**31:
+            return f"Configuration {key} must be a whole number of connections per second"
         return None
     if key in _FRACTIONAL:
         if not math.isfinite(value) or value <= 0:
@@ -95,8 +111,9 @@ def alter(ctx: Any, request: Any) -> Any:
             keys = [op.key for op in entry.ops]
             if len(set(keys)) != len(keys):
                 error = ErrorCode.invalid_request, "Duplicate quota key in one entry"
+            ip = entity is not None and entity[0][0] == "ip"
             for op in entry.ops:
-                problem = _check_op(op.key, op.value, op.remove)
+                problem = _check_op(op.key, op.value, op.remove, ip)
                 if error is None and problem is not None:
                     error = ErrorCode.invalid_request, problem
         if entity is not None:
