@@ -13,7 +13,7 @@ import pytest
 
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
-from tests.broker.test_dynamic_broker_configs import SET, _alter
+from tests.broker.test_dynamic_broker_configs import DELETE, SET, _alter
 from tests.broker_process import free_port
 from tests.kafka_wire import Closed, WireConn, request_frame, sample_request
 from tests.metrics import scrape
@@ -135,20 +135,21 @@ def test_an_address_over_its_connection_rate_is_held_then_closed(broker_factory:
     broker = broker_factory({"artesian.metrics.port": str(metrics_port)})
     versions = request_frame(18, 3, 1, sample_request(18, 3, ""))
     with WireConn(broker.port) as admin:
-        # Every address: one new connection a second.
-        assert _alter_quota(admin, {"ip": None}, {"connection_creation_rate": 1.0}) == (0, None)
+        # Every address: no new connection at all.
+        assert _alter_quota(admin, {"ip": None}, {"connection_creation_rate": 0.0}) == (0, None)
         try:
-            before = time.monotonic()
-            with WireConn(broker.port) as first:
-                assert _served(first)
-            # The second within the second is never served, and is closed once the rate
-            # would have taken it: a second after the first at the earliest.
-            with WireConn(broker.port) as second:
-                second.send(versions)
-                second.expect_closed(timeout=10)
-                assert time.monotonic() - before >= 0.95
-            assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 1
-            # The address's own quota beats the default one.
+            for _ in range(2):
+                before = time.monotonic()
+                with WireConn(broker.port) as held:
+                    # Never served (what it sends is dropped unread), and closed once the
+                    # quota's window is over, not at once: a client does not reconnect
+                    # in a tight loop.
+                    held.send(versions * 100)
+                    held.expect_closed(timeout=10)
+                    assert time.monotonic() - before >= 0.95
+            assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 2
+            assert _served(admin)  # open before: it carries on
+            # The address's own quota beats the default one, and a raise applies at once.
             assert (
                 _alter_quota(admin, {"ip": "127.0.0.1"}, {"connection_creation_rate": 100.0})[0]
                 == 0
@@ -156,7 +157,48 @@ def test_an_address_over_its_connection_rate_is_held_then_closed(broker_factory:
             for _ in range(5):
                 with WireConn(broker.port) as conn:
                     assert _served(conn)
-            assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 1
+            assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 2
         finally:
             _alter_quota(admin, {"ip": None}, {"connection_creation_rate": None})
             _alter_quota(admin, {"ip": "127.0.0.1"}, {"connection_creation_rate": None})
+
+
+def test_limits_set_live_are_checked_as_the_broker_would_run_with_them(
+    broker_factory: Any,
+) -> None:
+    """No address may be left unable to connect: a per-address limit of 0 is taken with
+    overrides (set together, or already there), and the overrides may not be deleted from
+    under it."""
+    broker = broker_factory()
+    invalid_config = 40
+    both = (
+        ("max.connections.per.ip", "0", SET),
+        ("max.connections.per.ip.overrides", "127.0.0.1:3", SET),
+    )
+    assert _alter(broker, "", ("max.connections.per.ip", "0", SET), raw=True) == invalid_config
+    assert _alter(broker, "", *both, raw=True) == 0
+    held = [WireConn(broker.port) for _ in range(3)]
+    try:
+        assert all(_served(c) for c in held)
+        assert _refused(broker.port)
+        # The only way in may not be taken away, on any layer.
+        gone = ("max.connections.per.ip.overrides", None, DELETE)
+        held.pop().close()
+        _wait_served(broker.port)
+        assert _alter(broker, "", gone, raw=True) == invalid_config
+        assert _alter(broker, "1", ("max.connections.per.ip.overrides", "", SET), raw=True) == (
+            invalid_config
+        )
+        # A broker-level limit over the cluster default's 0 lets everyone in again.
+        assert _alter(broker, "1", ("max.connections.per.ip", "10", SET), raw=True) == 0
+        assert _alter(broker, "", gone, raw=True) == 0
+    finally:
+        for conn in held:
+            conn.close()
+    _wait_served(broker.port)
+    more = [WireConn(broker.port) for _ in range(5)]
+    try:
+        assert all(_served(c) for c in more)
+    finally:
+        for conn in more:
+            conn.close()

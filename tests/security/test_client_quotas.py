@@ -174,6 +174,11 @@ def test_alter_and_describe_client_quotas(broker: BrokerProcess) -> None:
             (("user", "alice"),): {"producer_byte_rate": 1024.0, "controller_mutation_rate": 0.5}
         }
         assert _describe(conn, [("user", 0, None)])[0] == 42
+        assert _describe(conn, [("ip", 2, None), ("user", 2, None)]) == (
+            42,
+            "Invalid entity filter component combination, IP filter component should not be "
+            "used with user or clientId filter component.",
+        )
         for entity in ({"user": "alice"}, {"user": None, "client-id": "app"}, {"client-id": None}):
             assert (
                 _alter(

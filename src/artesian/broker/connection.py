@@ -183,8 +183,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
         log.debug(
             "holding connection from %s on %s: %s", self.peer, self.listener.name, refused.reason
         )
-        transport.pause_reading()
-        asyncio.get_running_loop().call_later(refused.close_after_ms / 1000, transport.abort)
+        # Reading starts once this returns (uvloop ignores a pause before): pause it then.
+        # Whatever comes meanwhile is dropped unread (buffer_updated), never queued.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(transport.pause_reading)
+        loop.call_later(refused.close_after_ms / 1000, transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -208,6 +211,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         return self.decoder.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._closed:
+            return  # closing, or held before a delayed close: nothing more is handled
         self.last_active = time.monotonic()
         try:
             frames = self.decoder.buffer_updated(nbytes)

@@ -12,11 +12,14 @@ at each accept.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import logging
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from artesian.broker.quota_manager import normal_address
+from artesian.broker.quota_manager import is_address, normal_address
 from artesian.config.broker import parse_connection_overrides
 
 if TYPE_CHECKING:
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from artesian.config.broker import BrokerConfig
 
 __all__ = ["ConnectionQuotas", "Refusal"]
+
+log = logging.getLogger("artesian.connection")
 
 PER_IP = "max.connections.per.ip"
 OVERRIDES = "max.connections.per.ip.overrides"
@@ -49,16 +54,56 @@ class ConnectionQuotas:
         self._inter_broker_listener = inter_broker_listener
         self._per_address: collections.Counter[str] = collections.Counter()
         self._total = 0
-        self._overrides: tuple[str, dict[str, int]] = ("", {})
+        self._overrides_raw = ""
+        self._overrides: dict[str, int] = {}  # by address
+        self._resolving: asyncio.Task[None] | None = None
 
-    def _limit_for(self, address: str) -> int:
+    def _limit_for(self, address: str) -> tuple[int, bool]:
+        """(the limit for ``address``, whether an override set it)."""
         raw = str(self._config.get(OVERRIDES) or "")
-        if raw != self._overrides[0]:
+        if raw != self._overrides_raw:
+            self._read_overrides(raw)
+        limit = self._overrides.get(address)
+        if limit is None:
+            return self._config.get_int(PER_IP), False
+        return limit, True
+
+    def _read_overrides(self, raw: str) -> None:
+        """Addresses apply at once; host names once resolved, in the background (Kafka
+        resolves them when the config is set; a resolver must not stall connections)."""
+        self._overrides_raw = raw
+        try:
+            written = parse_connection_overrides(raw)
+        except ValueError:
+            written = {}  # refused when set; one written by another version is left out
+        self._overrides = {}
+        names: dict[str, int] = {}
+        for host, limit in written.items():
+            if is_address(host):
+                self._overrides[normal_address(host)] = limit
+            else:
+                names[host] = limit
+        if names:
+            self._resolving = asyncio.get_running_loop().create_task(self._resolve(raw, names))
+
+    async def _resolve(self, raw: str, names: dict[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        for name, limit in names.items():
             try:
-                self._overrides = (raw, parse_connection_overrides(raw))
-            except ValueError:
-                self._overrides = (raw, {})  # refused when set; kept from older versions
-        return self._overrides[1].get(address, self._config.get_int(PER_IP))
+                infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            except OSError as e:
+                log.warning(
+                    "%s: cannot resolve %s (%s); its limit applies once it resolves, at the "
+                    "next change of the setting",
+                    OVERRIDES,
+                    name,
+                    e,
+                )
+                continue
+            if raw != self._overrides_raw:
+                return  # the setting changed meanwhile
+            for info in infos:
+                self._overrides.setdefault(normal_address(str(info[4][0])), limit)
 
     def admit(self, peer_host: str, listener: str) -> Refusal | None:
         """Count a new connection from ``peer_host`` on ``listener``; None when it may stay,
@@ -73,7 +118,7 @@ class ConnectionQuotas:
                 "total",
             )
         address = normal_address(peer_host)
-        if not protected:
+        if not protected:  # the inter-broker listener beside others: brokers' own traffic
             wait_ms = self._client_quotas.admit_connection(address)
             if wait_ms > 0:
                 return Refusal(
@@ -82,11 +127,11 @@ class ConnectionQuotas:
                     "rate",
                     wait_ms,
                 )
-        limit = self._limit_for(address)
+        limit, overridden = self._limit_for(address)
         if self._per_address[address] >= limit:
             return Refusal(
                 f"{address} already has the configured maximum of {limit} connections "
-                f"({OVERRIDES if address in self._overrides[1] else PER_IP}); raise it if "
+                f"({OVERRIDES if overridden else PER_IP}); raise it if "
                 "this client needs more, or have it share its connections",
                 "per_ip",
             )

@@ -47,7 +47,7 @@ from collections.abc import Mapping
 
 from artesian.tiered.quota import ByteRateQuota
 
-__all__ = ["QUOTA_KEYS", "ClientQuotaManager", "Entity", "normal_address"]
+__all__ = ["QUOTA_KEYS", "ClientQuotaManager", "Entity", "is_address", "normal_address"]
 
 # (entity type, name): name None is the type's default entity. Sorted by type.
 Entity = tuple[tuple[str, str | None], ...]
@@ -72,14 +72,22 @@ _MAX_RESOLVED = 100_000  # cached (kind, user, client id) resolutions
 
 
 def normal_address(address: str) -> str:
-    """An address as connections are counted under it: IPv6 compressed, an IPv4-mapped
-    address as IPv4 (what is not an address is left as it is)."""
+    """An address as connections are counted under it: IPv6 compressed and without its
+    scope, an IPv4-mapped address as IPv4 (what is not an address is left as it is)."""
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return address
     mapped = getattr(ip, "ipv4_mapped", None)
     return str(mapped or ip)
+
+
+def is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _levels(user: str, client_id: str) -> list[tuple[Entity, tuple[str, str]]]:
@@ -224,6 +232,9 @@ class ClientQuotaManager:
             # A raised rate takes effect at once, as Kafka's windowed rate (now well under
             # the new quota) lets the address connect; refused connections left no debt.
             usage = self._usage[key] = _Usage("connection", rate)
+            self._created += 1
+            if self._created % _SWEEP_EVERY == 0:
+                self._forget_idle()
         elif usage.bucket.rate != rate:
             usage.bucket.set_rate(rate)
         usage.used = time.monotonic()

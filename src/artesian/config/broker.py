@@ -14,9 +14,7 @@ Deliberate differences from Kafka, all documented on the key:
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
-import socket
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import cast
@@ -46,6 +44,7 @@ __all__ = [
     "BrokerConfig",
     "SynonymEntry",
     "broker_synonyms",
+    "check_connection_limits",
     "load_properties",
     "parse_connection_overrides",
     "parse_properties",
@@ -1370,22 +1369,9 @@ class BrokerConfig:
         if "group.consumer.session.timeout.ms" in definitions:
             self._check_consumer_group_configs()
         if "max.connections.per.ip" in definitions:
-            self._check_connection_limits(self.get_int("max.connections.per.ip"))
-
-    def _check_connection_limits(self, per_ip: int, overrides: str | None = None) -> None:
-        """Kafka's check: per-address limits of 0 need overrides to let someone in; and the
-        overrides must read as host:count."""
-        name = "max.connections.per.ip.overrides"
-        raw = str(self.get(name) or "") if overrides is None else overrides
-        try:
-            parse_connection_overrides(raw)
-        except ValueError as e:
-            raise InvalidConfigError(name, raw, str(e)) from None
-        if per_ip == 0 and not raw.strip():
-            raise InvalidConfigError(
-                "max.connections.per.ip",
-                "0",
-                "can be set to zero only if max.connections.per.ip.overrides is set",
+            check_connection_limits(
+                self.get_int("max.connections.per.ip"),
+                str(self.get("max.connections.per.ip.overrides") or ""),
             )
 
     def _check_replica_fetch_wait(self) -> None:
@@ -1488,12 +1474,8 @@ class BrokerConfig:
             )
         for name, raw in props.items():
             parse(self._key(name), raw)
-        if "max.connections.per.ip.overrides" in props or "max.connections.per.ip" in props:
-            per_ip = props.get("max.connections.per.ip")
-            self._check_connection_limits(
-                self.get_int("max.connections.per.ip") if per_ip is None else int(per_ip),
-                props.get("max.connections.per.ip.overrides"),
-            )
+            if name == "max.connections.per.ip.overrides":
+                _check_overrides(raw)
 
     def update_dynamic(
         self, per_broker: Mapping[str, str], cluster_default: Mapping[str, str]
@@ -1819,24 +1801,34 @@ def load_properties(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def parse_connection_overrides(raw: str) -> dict[str, int]:
-    """``host:count,...`` by address (host names resolved once, as Kafka resolves them when
-    the config is set). ValueError names what is wrong."""
+    """``host:count,...`` as written (an address or a host name, lowercased); host names are
+    resolved where they are used, off the request path. ValueError names what is wrong."""
     out: dict[str, int] = {}
     for item in (i.strip() for i in raw.split(",")):
         if not item:
             continue
         host, sep, count = item.rpartition(":")
+        host = host.strip().strip("[]").lower()
         if not sep or not host or not count.strip().isdigit():
             raise ValueError(f"{item!r} is not host:count")
-        out[_override_address(host.strip().strip("[]"))] = int(count)
+        out[host] = int(count)
     return out
 
 
-def _override_address(host: str) -> str:
+def _check_overrides(raw: str) -> None:
     try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        try:
-            return socket.gethostbyname(host)
-        except OSError as e:
-            raise ValueError(f"cannot resolve {host!r}: {e}") from None
+        parse_connection_overrides(raw)
+    except ValueError as e:
+        raise InvalidConfigError("max.connections.per.ip.overrides", raw, str(e)) from None
+
+
+def check_connection_limits(per_ip: int, overrides: str) -> None:
+    """Kafka's check on the values a broker would run with: the overrides read as
+    host:count, and a per-address limit of 0 needs overrides to let anyone in."""
+    _check_overrides(overrides)
+    if per_ip == 0 and not overrides.strip():
+        raise InvalidConfigError(
+            "max.connections.per.ip",
+            "0",
+            "can be set to zero only if max.connections.per.ip.overrides is set",
+        )

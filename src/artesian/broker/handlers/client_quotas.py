@@ -9,7 +9,6 @@ and request_percentage; an ip takes connection_creation_rate (KIP-612), as in Ka
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import logging
 import math
 from typing import Any
@@ -18,7 +17,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.quota_manager import QUOTA_KEYS, Entity
+from artesian.broker.quota_manager import QUOTA_KEYS, Entity, is_address
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import ClientQuotaRecord, MetadataRecord
 
@@ -60,17 +59,9 @@ def _entity(data: Any) -> tuple[Entity | None, str | None]:
             "Invalid quota entity combination, IP entity should not be combined with User or ClientId",
         )
     for t, name in pairs:
-        if t == "ip" and name is not None and not _is_ip(name):
+        if t == "ip" and name is not None and not is_address(name):
             return None, f"{name} is not a valid IP"
     return tuple(sorted(pairs, key=lambda p: p[0])), None
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _check_op(key: str, value: float, remove: bool, ip: bool) -> str | None:
@@ -177,6 +168,13 @@ def describe(ctx: Any, request: Any) -> Any:
             return answer(ErrorCode.invalid_request, "Only an exact match names an entity", None)
         if c.entity_type in wanted:
             return answer(ErrorCode.invalid_request, f"Duplicate {c.entity_type} filter", None)
+        if "ip" in wanted or (wanted and c.entity_type == "ip"):
+            return answer(
+                ErrorCode.invalid_request,
+                "Invalid entity filter component combination, IP filter component should not "
+                "be used with user or clientId filter component.",
+                None,
+            )
         if c.match_type == _EXACT and c.match is None:
             return answer(ErrorCode.invalid_request, "An exact match needs a name", None)
         if c.match_type not in (_EXACT, _DEFAULT, _ANY):

@@ -27,7 +27,7 @@ from artesian.broker.handlers._authz import (
     cluster_authorized,
 )
 from artesian.broker.handlers._build import make, response_module
-from artesian.config.broker import BROKER_CONFIGS
+from artesian.config.broker import BROKER_CONFIGS, check_connection_limits
 from artesian.config.client_metrics import (
     CLIENT_METRICS_CONFIGS,
     describe_client_metrics,
@@ -258,7 +258,30 @@ def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
                 key = BROKER_CONFIGS[n]
                 new[n] = format_value(key, parse(key, new[n])) or ""
     changes = _changes(current, new)
+    if _PER_IP in changes or _OVERRIDES in changes:
+        with _as_controller_errors():
+            _check_connection_limits(broker, res.resource_name, new)
     return broker.controller.plan_broker_configs(res.resource_name, changes)  # type: ignore[no-any-return]
+
+
+_PER_IP, _OVERRIDES = "max.connections.per.ip", "max.connections.per.ip.overrides"
+
+
+def _check_connection_limits(broker: Any, resource: str, new: Mapping[str, str]) -> None:
+    """The per-address limits a broker would run with once ``resource``'s layer is ``new``
+    (its own layer over the cluster default over its static settings), checked together as
+    Kafka checks them: 0 per address needs overrides."""
+    defaults = broker.image.broker_configs.get("", {})
+    own = broker.image.broker_configs.get(str(broker.node_id), {})
+    layers = [own, new] if resource == "" else [new, defaults]
+
+    def effective(name: str) -> str:
+        for layer in layers:
+            if name in layer:
+                return str(layer[name])
+        return str(broker.config.explicit.get(name, BROKER_CONFIGS[name].default))
+
+    check_connection_limits(int(effective(_PER_IP)), effective(_OVERRIDES))
 
 
 def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
