@@ -263,6 +263,76 @@ def test_the_transaction_log_refuses_writes_below_its_min_isr(tmp_path: Path) ->
         c.stop()
 
 
+def test_commit_markers_wait_for_the_min_isr_of_their_partitions(tmp_path: Path) -> None:
+    """As an acks=all write, a COMMIT marker goes to no partition whose ISR is below its
+    min.insync.replicas, whether it is led by the coordinator or by another broker: the
+    transaction stays prepared, and read_committed readers see none of it, until the missing
+    follower is back; then every record is read."""
+    c = Cluster(tmp_path, 3, {"transaction.state.log.num.partitions": "1"}).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        p = Producer({"bootstrap.servers": c.bootstrap, "transactional.id": "min-isr"})
+        p.init_transactions(30)  # makes __transaction_state
+        (state,) = c.partitions("__transaction_state").values()
+        coordinator = state.leader
+        other, follower = sorted(n for n in c.brokers if n != coordinator)
+        # One partition led by the coordinator (its marker is written locally), one by the
+        # other broker (WriteTxnMarkers); both share the follower that is about to die.
+        admin.create_topics(
+            [
+                NewTopic(
+                    "mk",
+                    num_partitions=2,
+                    replica_assignment=[[coordinator, follower], [other, follower]],
+                    config={"min.insync.replicas": "2"},
+                )
+            ]
+        )["mk"].result(15)
+        c.wait_for(
+            lambda: all(len(s.isr) == 2 for s in c.partitions("mk").values()), what="mk's ISR"
+        )
+        p.begin_transaction()
+        for n in range(4):
+            p.produce("mk", f"v{n}".encode(), partition=n % 2)
+        assert p.flush(30) == 0
+        c.brokers[follower].kill9()
+        c.wait_for(
+            lambda: all(len(s.isr) == 1 for s in c.partitions("mk", coordinator).values()),
+            what="mk's ISR down to its leaders",
+        )
+        p.commit_transaction(30)  # answered once the Prepare state is stored
+
+        reader = Consumer(
+            {
+                "bootstrap.servers": c.bootstrap,
+                "group.id": "min-isr-reader",
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            ends = [TopicPartition("mk", i) for i in range(2)]
+            # The markers would be out within a retry (0.5 s) if they were written.
+            time.sleep(3)
+            assert [reader.get_watermark_offsets(tp, timeout=10) for tp in ends] == [(0, 0)] * 2
+            assert "markers of producer" in c.brokers[coordinator].log_tail(200)
+            c.brokers[follower].start()
+            c.wait_for(
+                lambda: (
+                    [reader.get_watermark_offsets(tp, timeout=10) for tp in ends] == [(0, 3)] * 2
+                ),
+                timeout=60,
+                what="the COMMIT markers once the ISR is whole",
+            )
+        finally:
+            reader.close()
+        got = read_range(
+            c.bootstrap, "mk", 0, 2, partition=0, **{"isolation.level": "read_committed"}
+        )
+        assert got == [(0, b"v0"), (1, b"v2")]
+    finally:
+        c.stop()
+
+
 def test_clean_shutdown_hands_leadership_over_first(tmp_path: Path) -> None:
     # Sessions that outlive the test: only the stopping broker's hand-over can move leaders.
     c = Cluster(tmp_path, 3, {"broker.session.timeout.ms": "600000"}).start()

@@ -4,7 +4,10 @@ partitions led by other brokers through WriteTxnMarkers to their leaders.
 
 A marker counts as written once the partition's high watermark passes it, as Kafka writes
 markers with acks=all: a leader that dies before its followers copy a marker must not leave
-the transaction open on the new leader. Until every marker counts, ``write_markers`` raises
+the transaction open on the new leader. For the same reason, as with acks=all, a partition
+whose ISR is below its min.insync.replicas gets no marker (NOT_ENOUGH_REPLICAS), and one whose
+ISR shrank below it while the marker replicated does not count it: the marker is written
+again once the ISR is back. Until every marker counts, ``write_markers`` raises
 MarkersPending; the coordinator keeps the Prepare state and is called again as soon as the
 outstanding writes finish.
 """
@@ -24,7 +27,11 @@ from kio.schema.write_txn_markers.v1.request import WritableTxnMarker, WritableT
 from kio.static.primitive import i16, i32
 
 from artesian.broker.inter_broker import BrokerConnections
-from artesian.broker.internal_topic import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
+from artesian.broker.internal_topic import (
+    OFFSETS_TOPIC,
+    TRANSACTION_STATE_TOPIC,
+    NotEnoughReplicasError,
+)
 from artesian.coordinator.transaction.coordinator import MarkersPending
 from artesian.storage.errors import KafkaStorageError
 
@@ -51,13 +58,25 @@ _FINAL = frozenset(
 )
 
 
+def under_min_isr(p: Partition) -> bool:
+    """The partition's ISR is smaller than its min.insync.replicas: an acks=all write, and a
+    marker, would not be durable."""
+    return len(p.isr) < p.log.config.min_insync_replicas
+
+
 def write_local_marker(
     broker: Broker, p: Partition, producer_id: int, producer_epoch: int, commit: bool, epoch: int
 ) -> int:
     """Append a marker to a partition led here; returns the offset the high watermark must
-    reach for it to count. Raises StorageError subclasses."""
+    reach for it to count. Raises StorageError subclasses, and NotEnoughReplicasError below
+    the partition's min.insync.replicas."""
     rm = broker.replica_manager
     assert rm is not None
+    if under_min_isr(p):
+        raise NotEnoughReplicasError(
+            f"{p.topic}-{p.index}: ISR {sorted(p.isr)} is below min.insync.replicas "
+            f"{p.log.config.min_insync_replicas}"
+        )
     if not p.log.remote_log_ready:
         # Its local end may be stale until tiered storage is listed: the coordinator retries.
         raise KafkaStorageError(f"{p.topic}-{p.index} is not ready (tiered storage listing)")
@@ -74,6 +93,7 @@ class TransactionMarkerWriter:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._done: dict[MarkerKey, set[TopicPartition]] = {}
+        self._short_logged: set[MarkerKey] = set()  # warned once that the ISR holds them up
         self._waiting: dict[MarkerKey, asyncio.Task[None]] = {}
         self._connections = BrokerConnections(broker, "txn-markers")
 
@@ -105,14 +125,19 @@ class TransactionMarkerWriter:
         done = self._done.setdefault(key, set())
         local: list[tuple[Partition, int, int]] = []
         remote: dict[int, list[TopicPartition]] = {}
+        short: list[str] = []  # led here, under min.insync.replicas: tried again later
         for topic, index in partitions:
             if (topic, index) in done:
                 continue
             p = rm.get(topic, index)
             if p is not None and p.is_leader:
-                end = write_local_marker(
-                    self.broker, p, producer_id, producer_epoch, commit, COORDINATOR_EPOCH
-                )
+                try:
+                    end = write_local_marker(
+                        self.broker, p, producer_id, producer_epoch, commit, COORDINATOR_EPOCH
+                    )
+                except NotEnoughReplicasError as e:
+                    short.append(str(e))
+                    continue
                 local.append((p, end, p.leader_epoch))
                 continue
             timg = self.broker.image.topics.get(topic)
@@ -125,15 +150,25 @@ class TransactionMarkerWriter:
             remote.setdefault(pimg.leader, []).append((topic, index))
         waits = [(p, end, epoch) for p, end, epoch in local if p.high_watermark < end]
         done.update((p.topic, p.index) for p, end, _ in local if p.high_watermark >= end)
-        if not waits and not remote:
+        if not waits and not remote and not short:
             del self._done[key]
+            self._short_logged.discard(key)
             return
+        if short and key not in self._short_logged:
+            self._short_logged.add(key)
+            log.warning(
+                "%s markers of producer %d wait for the ISR: %s; they are written once the "
+                "followers catch up (bring the missing brokers back)",
+                "COMMIT" if commit else "ABORT",
+                producer_id,
+                "; ".join(short),
+            )
         self._waiting[key] = asyncio.get_running_loop().create_task(
-            self._complete(key, waits, remote)
+            self._complete(key, waits, remote, retry=bool(short))
         )
         raise MarkersPending(
             f"{len(waits)} marker(s) replicating, {sum(map(len, remote.values()))} sent to "
-            "other leaders"
+            f"other leaders, {len(short)} waiting for their ISR"
         )
 
     async def _complete(
@@ -141,7 +176,10 @@ class TransactionMarkerWriter:
         key: MarkerKey,
         waits: list[tuple[Partition, int, int]],
         remote: dict[int, list[TopicPartition]],
+        retry: bool = False,
     ) -> None:
+        """Wait for the markers to count; ``retry``: some could not be written yet, so try
+        again after the backoff whatever happens."""
         rm = self.broker.replica_manager
         assert rm is not None
         done = self._done.setdefault(key, set())
@@ -152,8 +190,10 @@ class TransactionMarkerWriter:
                 *(self._send(leader, key, tps) for leader, tps in remote.items()),
                 return_exceptions=True,
             )
-            failed = False
+            failed = retry
             for (p, _end, _epoch), code in zip(waits, results, strict=False):
+                if code is ErrorCode.none and under_min_isr(p):
+                    code = ErrorCode.not_enough_replicas_after_append  # written again later
                 if code is not ErrorCode.none:
                     failed = True
                 elif p.topic != TRANSACTION_STATE_TOPIC:

@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.transaction_markers import write_local_marker
+from artesian.broker.transaction_markers import under_min_isr, write_local_marker
 
 API_KEY = 27
 MIN_VERSION = 0
@@ -66,7 +66,15 @@ def handle(ctx: Any, request: Any) -> Any:
                         )
                     except Exception as e:  # storage errors carry their Kafka error code
                         code = ErrorCode(getattr(e, "error_code", ErrorCode.unknown_server_error))
-                        log.info("marker for %s-%d refused: %s", t.name, index, e)
+                        # Below min ISR the coordinator retries twice a second: not a line each.
+                        quiet = code is ErrorCode.not_enough_replicas
+                        log.log(
+                            logging.DEBUG if quiet else logging.INFO,
+                            "marker for %s-%d refused: %s",
+                            t.name,
+                            index,
+                            e,
+                        )
                     else:
                         if p.high_watermark < end:
                             waits.append((out, len(out), p, end, p.leader_epoch))
@@ -86,7 +94,9 @@ async def _after_replication(
             for _, _, p, end, epoch in waits
         )
     )
-    for (out, i, _p, _end, _epoch), code in zip(waits, codes, strict=True):
+    for (out, i, p, _end, _epoch), code in zip(waits, codes, strict=True):
+        if code is ErrorCode.none and under_min_isr(p):
+            code = ErrorCode.not_enough_replicas_after_append  # as an acks=all produce
         out[i] = (out[i][0], code)
     return _response(ctx, results)
 
