@@ -89,8 +89,10 @@ FUZZED_APIS = {
     # The consumer group protocol (KIP-848): ConsumerGroupHeartbeat, ConsumerGroupDescribe.
     68: range(0, 2),
     69: range(0, 2),
-    # ElectLeaders: a preferred or unclean election asked with any fields.
+    # ElectLeaders: a preferred or unclean election asked with any fields; UnregisterBroker
+    # (the only registered broker is the live one answering: always refused).
     43: range(0, 3),
+    64: range(0, 1),
     # Client metrics (KIP-714): GetTelemetrySubscriptions, PushTelemetry, ListConfigResources.
     71: range(0, 1),
     72: range(0, 1),

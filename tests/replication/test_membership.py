@@ -44,3 +44,71 @@ def test_a_killed_broker_restarts_into_its_own_session(tmp_path: Path) -> None:
     b.kill9()
     b.start()
     b.stop()
+
+
+def test_a_stopped_broker_without_replicas_is_unregistered(tmp_path: Path) -> None:
+    """UnregisterBroker (kafka-cluster.sh unregister): a stopped broker that holds no replica
+    is forgotten and may come back as a new member; a live one, or one still holding
+    replicas, is refused with the reason, and an unknown id is BROKER_ID_NOT_REGISTERED."""
+    import subprocess
+    import sys
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kio.schema.describe_cluster.v2 import request as dc
+    from kio.schema.unregister_broker.v0 import request as ub
+
+    from tests.replication.cluster import Cluster
+
+    c = Cluster(tmp_path, 3).start()
+    try:
+
+        def unregister(node: int) -> tuple[int, str | None]:
+            with c.conn(1) as conn:
+                r = conn.request(64, 0, ub.UnregisterBrokerRequest(broker_id=node))
+            return int(r.error_code), r.error_message
+
+        def registered(fenced_too: bool = True) -> dict[int, bool]:
+            """Registered brokers: fenced or not (KIP-1073: fenced ones only when asked)."""
+            with c.conn(1) as conn:
+                r = conn.request(
+                    60,
+                    2,
+                    dc.DescribeClusterRequest(
+                        include_cluster_authorized_operations=False,
+                        endpoint_type=1,
+                        include_fenced_brokers=fenced_too,
+                    ),
+                )
+            return {int(b.broker_id): b.is_fenced for b in r.brokers}
+
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        admin.create_topics([NewTopic("on-two", num_partitions=1, replica_assignment=[[1, 2]])])[
+            "on-two"
+        ].result(15)
+        assert unregister(3)[0] == 42  # alive
+        c.brokers[3].stop()
+        c.brokers[2].stop()
+        c.wait_for(lambda: registered() == {1: False, 2: True, 3: True}, what="2 and 3 fenced")
+        assert registered(fenced_too=False) == {1: False}
+        assert unregister(2) == (
+            42,
+            "Broker 2 still holds replicas of 1 partition(s): move them first "
+            "(kafka-reassign-partitions, or 'artesian cluster remove-broker')",
+        )
+        command = ["cluster", "unregister-broker", "3", "-b", c.bootstrap]
+        done = subprocess.run(
+            [sys.executable, "-m", "artesian.cli.main", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Broker 3 unregistered." in done.stdout
+        assert registered() == {1: False, 2: True}
+        assert unregister(3) == (102, "Broker ID 3 is not currently registered")
+        assert unregister(1)[0] == 42  # the one answering: alive
+        # Its id is free: it comes back as a new member.
+        c.brokers[3].start()
+        c.wait_for(lambda: registered().get(3) is False, what="3 registered again")
+    finally:
+        c.stop()

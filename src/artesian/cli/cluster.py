@@ -2,7 +2,7 @@
 partitions are (what an operator checks before touching a broker). ``artesian cluster
 config``: dynamic broker configs, as ``kafka-configs --entity-type brokers`` shows and sets
 them. ``artesian cluster elect-leaders``: kafka-leader-election's preferred and unclean
-elections."""
+elections. ``artesian cluster unregister-broker``: kafka-cluster.sh unregister."""
 
 from __future__ import annotations
 
@@ -242,3 +242,24 @@ def config(
 # Draining brokers goes through the self-balancer, whose commands live in their own module.
 cluster_app.command("remove-broker")(remove_broker)
 cluster_app.command("cancel-removal")(cancel_removal)
+
+
+@cluster_app.command("unregister-broker")
+def unregister_broker(
+    broker_id: Annotated[int, typer.Argument(help="The id of a stopped broker with no replicas.")],
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+) -> None:
+    """Forget a broker that left for good, as kafka-cluster.sh unregister does: it is no
+    longer listed and its id may be used again. (remove-broker does this by itself once the
+    drained broker stops.)"""
+    from artesian.cli.wire import WireClient
+
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap), WireClient.for_options(opts) as client:
+        response = client.request(64, 0, broker_id=broker_id)
+    if response.error_code != 0:
+        raise CliError(f"{response.error_code.name.upper()}: {response.error_message}")
+    out.print(f"Broker {broker_id} unregistered.")

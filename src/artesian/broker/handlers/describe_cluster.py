@@ -40,6 +40,9 @@ def handle(ctx: Any, request: Any) -> Any:
     ops = NO_OPERATIONS
     if ctx.broker.authorizer is not None and request.include_cluster_authorized_operations:
         ops = cluster_operations(ctx)
+    # Registered brokers without a live session are fenced: listed only when v2+ asks for
+    # them (KIP-1073), as in Kafka.
+    fenced_too = getattr(request, "include_fenced_brokers", False)
     brokers = tuple(
         make(
             mod.DescribeClusterBroker,
@@ -51,6 +54,7 @@ def handle(ctx: Any, request: Any) -> Any:
         )
         for b in broker.image.brokers.values()
         if (address := b.endpoint(listener)) is not None
+        and (fenced_too or b.node_id in broker.live_brokers)
     )
     return make(
         mod.DescribeClusterResponse,
