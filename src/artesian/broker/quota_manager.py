@@ -181,10 +181,16 @@ class ClientQuotaManager:
         if resolved is None:
             return None
         rate, names = resolved
-        key = (kind, *names)
+        return self._usage_at((kind, *names), rate)
+
+    def _usage_at(
+        self, key: tuple[str, str, str], rate: float, renew_on_raise: bool = False
+    ) -> _Usage:
+        """The bucket counted under ``key`` (kind, names), at ``rate``: made, or given the
+        new rate (``renew_on_raise``: a raised rate starts a full bucket)."""
         usage = self._usage.get(key)
-        if usage is None:
-            usage = self._usage[key] = _Usage(kind, rate)
+        if usage is None or (renew_on_raise and usage.bucket.rate < rate):
+            usage = self._usage[key] = _Usage(key[0], rate)
             self._created += 1
             if self._created % _SWEEP_EVERY == 0:
                 self._forget_idle()
@@ -226,18 +232,9 @@ class ClientQuotaManager:
             return 0
         if rate <= 0:
             return MAX_REQUEST_THROTTLE_MS  # no connection at all: one window between tries
-        key = ("connection", address, "")
-        usage = self._usage.get(key)
-        if usage is None or usage.bucket.rate < rate:
-            # A raised rate takes effect at once, as Kafka's windowed rate (now well under
-            # the new quota) lets the address connect; refused connections left no debt.
-            usage = self._usage[key] = _Usage("connection", rate)
-            self._created += 1
-            if self._created % _SWEEP_EVERY == 0:
-                self._forget_idle()
-        elif usage.bucket.rate != rate:
-            usage.bucket.set_rate(rate)
-        usage.used = time.monotonic()
+        # A raised rate takes effect at once, as Kafka's windowed rate (now well under the
+        # new quota) lets the address connect; refused connections left no debt to keep.
+        usage = self._usage_at(("connection", address, ""), rate, renew_on_raise=True)
         wait = usage.bucket.wait_seconds(1)
         if wait > 0:
             return min(MAX_THROTTLE_MS, max(1, math.ceil(wait * 1000)))
