@@ -202,3 +202,35 @@ def test_limits_set_live_are_checked_as_the_broker_would_run_with_them(
     finally:
         for conn in more:
             conn.close()
+
+
+def test_a_listener_has_a_limit_of_its_own(broker_factory: Any) -> None:
+    metrics_port = free_port()
+    broker = broker_factory(
+        {
+            "listener.name.plaintext.max.connections": "2",
+            "artesian.metrics.port": str(metrics_port),
+        }
+    )
+    held = [WireConn(broker.port) for _ in range(2)]
+    try:
+        assert all(_served(c) for c in held)
+        assert _refused(broker.port)
+        assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="listener") == 1
+        assert (
+            "listener PLAINTEXT already has the configured maximum of 2 connections "
+            "(listener.name.plaintext.max.connections)" in broker.log_tail()
+        )
+        # Raised live, for this listener only.
+        held.pop().close()
+        _wait_served(broker.port)
+        assert (
+            _alter(broker, "", ("listener.name.plaintext.max.connections", "3", SET), raw=True) == 0
+        )
+        _wait_served(broker.port)
+        held += [WireConn(broker.port) for _ in range(2)]
+        assert all(_served(c) for c in held)
+        assert _refused(broker.port)
+    finally:
+        for conn in held:
+            conn.close()

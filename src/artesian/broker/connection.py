@@ -194,7 +194,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if not self._counted:
             return  # refused by the connection quotas: nothing else was set up
         self._counted = False
-        self.broker.connection_quotas.release(self.peer_host)
+        self.broker.connection_quotas.release(self.peer_host, self.listener.name)
         self._clear_queue()
         if self._pending is not None and not self._pending.done():
             # A parked fetch or join of a client that is gone: nobody will read the answer.

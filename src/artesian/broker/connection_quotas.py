@@ -1,5 +1,6 @@
-"""Kafka's ConnectionQuotas: how many connections a broker takes, per client address and in
-all (``max.connections.per.ip``, ``max.connections.per.ip.overrides``, ``max.connections``).
+"""Kafka's ConnectionQuotas: how many connections a broker takes, per client address, per
+listener and in all (``max.connections.per.ip``, ``max.connections.per.ip.overrides``,
+``listener.name.<listener>.max.connections``, ``max.connections``).
 
 A connection over a limit is closed as soon as it is accepted, with a log line naming the
 limit. One over its address's ``connection_creation_rate`` quota (KIP-612, kept by the
@@ -38,7 +39,7 @@ TOTAL = "max.connections"
 @dataclass(frozen=True, slots=True)
 class Refusal:
     reason: str  # the limit, for the log line
-    kind: str  # the metric's label: per_ip, total or rate
+    kind: str  # the metric's label: per_ip, listener, total or rate
     close_after_ms: int = 0  # 0: close at once
 
 
@@ -53,6 +54,7 @@ class ConnectionQuotas:
         self._client_quotas = client_quotas
         self._inter_broker_listener = inter_broker_listener
         self._per_address: collections.Counter[str] = collections.Counter()
+        self._per_listener: collections.Counter[str] = collections.Counter()
         self._total = 0
         self._overrides_raw = ""
         self._overrides: dict[str, int] = {}  # by address
@@ -117,6 +119,14 @@ class ConnectionQuotas:
                 f"({TOTAL}); raise it, or spread the clients over more brokers",
                 "total",
             )
+        own = int(str(self._config.for_listener(listener, TOTAL)))  # max.connections if unset
+        if self._per_listener[listener] >= own:
+            return Refusal(
+                f"listener {listener} already has the configured maximum of {own} connections "
+                f"(listener.name.{listener.lower()}.{TOTAL}); raise it, or spread the clients "
+                "over more brokers",
+                "listener",
+            )
         address = normal_address(peer_host)
         if not protected:  # the inter-broker listener beside others: brokers' own traffic
             wait_ms = self._client_quotas.admit_connection(address)
@@ -136,13 +146,15 @@ class ConnectionQuotas:
                 "per_ip",
             )
         self._per_address[address] += 1
+        self._per_listener[listener] += 1
         self._total += 1
         return None
 
-    def release(self, peer_host: str) -> None:
+    def release(self, peer_host: str, listener: str) -> None:
         """A connection ``admit`` took has closed."""
         address = normal_address(peer_host)
         self._total -= 1
+        self._per_listener[listener] -= 1
         left = self._per_address[address] - 1
         if left > 0:
             self._per_address[address] = left

@@ -116,7 +116,8 @@ class BrokerMetrics:
         self.connections_refused = Counter(
             "kafka_server_socket_server_connections_refused",
             "Connections refused, by listener and limit: per_ip (max.connections.per.ip and "
-            "its overrides), total (max.connections) or rate (connection_creation_rate).",
+            "its overrides), listener (listener.name.<l>.max.connections), total "
+            "(max.connections) or rate (connection_creation_rate).",
             ["listener", "limit"],
             registry=r,
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import cast
 
@@ -41,6 +41,7 @@ from artesian.config.topic import COMPRESSION_TYPES, TOPIC_CONFIG_SYNONYMS, TOPI
 
 __all__ = [
     "BROKER_CONFIGS",
+    "BROKER_CONFIG_NAMES",
     "BrokerConfig",
     "SynonymEntry",
     "broker_synonyms",
@@ -1712,8 +1713,11 @@ def _listener_base(name: str) -> str | None:
     base = rest[1]
     if base.startswith(("plain.", "scram-sha-256.", "scram-sha-512.", "oauthbearer.")):
         base = base.split(".", 1)[1]
-    # Only the security settings may be set per listener.
-    if base.startswith(("ssl.", "sasl.")) or base == "connections.max.reauth.ms":
+    # Only the security settings, and the connection limit, may be set per listener.
+    if base.startswith(("ssl.", "sasl.")) or base in (
+        "connections.max.reauth.ms",
+        "max.connections",
+    ):
         return base
     return None
 
@@ -1832,3 +1836,26 @@ def check_connection_limits(per_ip: int, overrides: str) -> None:
             "0",
             "can be set to zero only if max.connections.per.ip.overrides is set",
         )
+
+
+class _ListenerAwareConfigs(Mapping[str, ConfigKey]):
+    """BROKER_CONFIGS, where a ``listener.name.<listener>.<config>`` override has its
+    config's key (what AlterConfigs on a broker checks a name against)."""
+
+    def __getitem__(self, name: str) -> ConfigKey:
+        key = BROKER_CONFIGS.get(name)
+        if key is None:
+            base = _listener_base(name)
+            key = BROKER_CONFIGS.get(base) if base is not None else None
+        if key is None:
+            raise KeyError(name)
+        return key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(BROKER_CONFIGS)
+
+    def __len__(self) -> int:
+        return len(BROKER_CONFIGS)
+
+
+BROKER_CONFIG_NAMES: Mapping[str, ConfigKey] = _ListenerAwareConfigs()

@@ -27,7 +27,7 @@ from artesian.broker.handlers._authz import (
     cluster_authorized,
 )
 from artesian.broker.handlers._build import make, response_module
-from artesian.config.broker import BROKER_CONFIGS, check_connection_limits
+from artesian.config.broker import BROKER_CONFIG_NAMES, BROKER_CONFIGS, check_connection_limits
 from artesian.config.client_metrics import (
     CLIENT_METRICS_CONFIGS,
     describe_client_metrics,
@@ -246,7 +246,7 @@ def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
     _check_broker_resource(broker, res.resource_name)
     current = broker.image.broker_configs.get(res.resource_name, {})
     with _as_controller_errors():
-        new = _wanted(res, incremental, current, BROKER_CONFIGS)
+        new = _wanted(res, incremental, current, BROKER_CONFIG_NAMES)
         # What the request sets is checked; entries it leaves alone are not (one written by
         # another version must not block every change, nor its own deletion).
         setting = [
@@ -255,7 +255,7 @@ def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
         broker.config.validate_dynamic({n: new[n] for n in setting if n in new})
         for n in setting:
             if n in new:  # stored as Kafka prints it, so DescribeConfigs shows what applies
-                key = BROKER_CONFIGS[n]
+                key = BROKER_CONFIG_NAMES[n]
                 new[n] = format_value(key, parse(key, new[n])) or ""
     changes = _changes(current, new)
     if _PER_IP in changes or _OVERRIDES in changes:
