@@ -10,10 +10,11 @@ import time
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import ResourceType
 
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
-from tests.broker.test_dynamic_broker_configs import DELETE, SET, _alter
+from tests.broker.test_dynamic_broker_configs import DELETE, DYN_DEFAULT, SET, _alter, _describe
 from tests.broker_process import free_port
 from tests.kafka_wire import Closed, WireConn, request_frame, sample_request
 from tests.metrics import scrape
@@ -128,6 +129,21 @@ def test_connection_limit_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="is not host:count"):
         config.validate_dynamic({"max.connections.per.ip.overrides": "nonsense"})
     config.validate_dynamic({"max.connections.per.ip": "10"})
+    # A cluster default checked on another broker, that would let nobody in here, is not
+    # applied here (this broker keeps its own); with its own overrides it is.
+    assert config.update_dynamic({}, {"max.connections.per.ip": "0"}) == ["max.connections.per.ip"]
+    assert config.get_int("max.connections.per.ip") == 2_147_483_647
+    assert (
+        config.update_dynamic(
+            {"max.connections.per.ip.overrides": "10.0.0.1:4"}, {"max.connections.per.ip": "0"}
+        )
+        == []
+    )
+    assert config.get_int("max.connections.per.ip") == 0
+    # Listener limits: per listener, named in lower case, not per mechanism.
+    for bad in ("listener.name.PLAINTEXT.max.connections", "listener.name.x.plain.max.connections"):
+        with pytest.raises(ConfigError, match="Unknown broker config name"):
+            BrokerConfig({bad: "2"})
 
 
 def test_an_address_over_its_connection_rate_is_held_then_closed(broker_factory: Any) -> None:
@@ -234,3 +250,8 @@ def test_a_listener_has_a_limit_of_its_own(broker_factory: Any) -> None:
     finally:
         for conn in held:
             conn.close()
+    # DescribeConfigs shows it, on the cluster default and on the broker.
+    _wait_served(broker.port)
+    name = "listener.name.plaintext.max.connections"
+    assert _describe(broker, ResourceType.BROKER, "")[name][:2] == ("3", DYN_DEFAULT)
+    assert _describe(broker, ResourceType.BROKER, "1")[name][:2] == ("3", DYN_DEFAULT)

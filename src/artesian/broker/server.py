@@ -307,7 +307,7 @@ class Broker:
         self._check_store_matches_logs()
         new_directory = not (self.data_dir / "meta.properties").exists()
         self.cluster_id = self._load_cluster_id()
-        self.controller = Controller(self.store, self.image, self._current_live_brokers)
+        self.controller = Controller(self.store, self.image, self.current_live_brokers)
         if self.image.cluster_id is None:
             try:
                 self.commit([ClusterRecord(self.cluster_id)])  # a new log, or one from before it
@@ -1244,8 +1244,9 @@ class Broker:
         b = self.image.brokers.get(node)
         return b.rack if b is not None else None
 
-    def _current_live_brokers(self) -> frozenset[int]:
-        """For placing new replicas: brokers that joined since the last round count too."""
+    def current_live_brokers(self) -> frozenset[int]:
+        """Live brokers as the store has them now, not as of the last heartbeat round (for
+        placing new replicas, and before unregistering one)."""
         with contextlib.suppress(Exception):
             self._refresh_live_brokers()
         return self.live_brokers

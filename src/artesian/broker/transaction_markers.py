@@ -249,13 +249,29 @@ class TransactionMarkerWriter:
                 for r in t.partitions:
                     code = ErrorCode(r.error_code)
                     if code is not ErrorCode.none:
-                        log.info(
-                            "marker for %s-%d on broker %d: %s; retrying",
-                            t.name,
-                            r.partition_index,
-                            leader,
-                            code.name,
-                        )
+                        # A short ISR is retried twice a second until it heals: said once.
+                        short = code is ErrorCode.not_enough_replicas
+                        if short and key in self._short_logged:
+                            pass
+                        elif short:
+                            self._short_logged.add(key)
+                            log.warning(
+                                "markers of producer %d wait for the ISR of %s-%d on broker "
+                                "%d (below its min.insync.replicas); they are written once "
+                                "the followers catch up (bring the missing brokers back)",
+                                key[0],
+                                t.name,
+                                r.partition_index,
+                                leader,
+                            )
+                        else:
+                            log.info(
+                                "marker for %s-%d on broker %d: %s; retrying",
+                                t.name,
+                                r.partition_index,
+                                leader,
+                                code.name,
+                            )
                     out.append(((str(t.name), int(r.partition_index)), code))
         return out
 

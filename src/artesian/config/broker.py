@@ -437,7 +437,8 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _I,
             2_147_483_647,
             "Connections the broker takes in all; more are closed at once (the inter-broker "
-            "listener is spared when the broker has others).",
+            "listener is spared when the broker has others). listener.name.<listener>."
+            "max.connections limits one listener.",
             _GE0,
             dynamic=True,
         ),
@@ -1457,6 +1458,10 @@ class BrokerConfig:
     def definitions(self) -> Mapping[str, ConfigKey]:
         return self._definitions
 
+    def listener_overrides(self) -> list[str]:
+        """The ``listener.name.`` settings in force (static or dynamic), sorted."""
+        return sorted(n for n in self._state[2] if n.startswith("listener.name."))
+
     @property
     def explicit(self) -> Mapping[str, str]:
         """Settings given by the operator, as written (STATIC_BROKER_CONFIG)."""
@@ -1499,6 +1504,19 @@ class BrokerConfig:
         merged = dict(self._values)
         for layer in reversed(layers):  # the per-broker layer wins
             merged.update({n: parse(self._key(n), raw) for n, raw in layer.items()})
+        per_ip = "max.connections.per.ip"
+        try:
+            check_connection_limits(
+                int(str(merged.get(per_ip, 0))),
+                str(merged.get("max.connections.per.ip.overrides") or ""),
+            )
+        except ConfigError:
+            # Checked where it was set, against that broker's settings; here it would let
+            # nobody in: this broker keeps its own, as a Kafka broker keeps its old values.
+            for layer in layers:
+                if layer.pop(per_ip, None) is not None:
+                    skipped.append(per_ip)
+            merged[per_ip] = self._values.get(per_ip, self._key(per_ip).default)
         self._state = (
             MappingProxyType(layers[0]),
             MappingProxyType(layers[1]),
@@ -1711,13 +1729,12 @@ def _listener_base(name: str) -> str | None:
     if len(rest) < 2:
         return None
     base = rest[1]
+    if base == "max.connections":  # per listener (named in lower case), not per mechanism
+        return base if rest[0] == rest[0].lower() else None
     if base.startswith(("plain.", "scram-sha-256.", "scram-sha-512.", "oauthbearer.")):
         base = base.split(".", 1)[1]
     # Only the security settings, and the connection limit, may be set per listener.
-    if base.startswith(("ssl.", "sasl.")) or base in (
-        "connections.max.reauth.ms",
-        "max.connections",
-    ):
+    if base.startswith(("ssl.", "sasl.")) or base == "connections.max.reauth.ms":
         return base
     return None
 

@@ -218,8 +218,9 @@ def describe_broker_configs(
     the configs set as cluster-wide dynamic defaults, and their values there)."""
     entries: list[ConfigEntry] = []
     defaults = broker.dynamic(ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
-    for name in _selected(names, defaults if cluster_default else broker.definitions):
-        key = broker.definitions[name]
+    every = [*broker.definitions, *broker.listener_overrides()]
+    for name in _selected(names, defaults if cluster_default else every):
+        key = broker.key(name)
         if cluster_default:
             value = None if key.sensitive else defaults[name]
         else:
@@ -230,7 +231,7 @@ def describe_broker_configs(
             if not (cluster_default and s[2] is ConfigSource.DYNAMIC_BROKER_CONFIG)
         ]
         entries.append(
-            _entry(key, value, syns, key.read_only, include_synonyms, include_documentation)
+            _entry(key, value, syns, key.read_only, include_synonyms, include_documentation, name)
         )
     return entries
 
@@ -242,10 +243,12 @@ def _entry(
     read_only: bool,
     include_synonyms: bool,
     include_documentation: bool,
+    name: str | None = None,
 ) -> ConfigEntry:
+    """``name``: when not the key's own (a listener override of it)."""
     source = syns[0].source if syns else ConfigSource.DEFAULT_CONFIG
     return ConfigEntry(
-        name=key.name,
+        name=name or key.name,
         value=value,
         read_only=read_only,
         is_default=source is ConfigSource.DEFAULT_CONFIG,

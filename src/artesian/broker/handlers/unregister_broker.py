@@ -18,7 +18,7 @@ from kio.schema.errors import ErrorCode
 from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.controller import ControllerError
-from artesian.metadata.records import MetadataRecord, UnregisterBrokerRecord
+from artesian.metadata.records import BrokerRemovalRecord, MetadataRecord, UnregisterBrokerRecord
 
 API_KEY = 64
 MIN_VERSION = 0
@@ -50,7 +50,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 ErrorCode.broker_id_not_registered,
                 f"Broker ID {node} is not currently registered",
             )
-        if node in broker.live_brokers:
+        if node in broker.current_live_brokers():  # a restart may be under way: ask now
             raise ControllerError(
                 ErrorCode.invalid_request,
                 f"Broker {node} is alive: stop it first ('artesian cluster remove-broker' "
@@ -63,7 +63,13 @@ def handle(ctx: Any, request: Any) -> Any:
                 f"Broker {node} still holds replicas of {held} partition(s): move them first "
                 "(kafka-reassign-partitions, or 'artesian cluster remove-broker')",
             )
-        return [UnregisterBrokerRecord(node)]
+        records: list[MetadataRecord] = [UnregisterBrokerRecord(node)]
+        removal = image.removals.get(node)
+        if removal is not None and removal.state != "COMPLETE":
+            # Asked to be removed and now gone: the removal is over (the id, once used
+            # again, gets replicas like any new broker).
+            records.append(BrokerRemovalRecord(node, "COMPLETE"))
+        return records
 
     try:
         broker.plan_and_commit(plan)
