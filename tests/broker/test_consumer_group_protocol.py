@@ -369,6 +369,55 @@ def test_offsets_with_member_epochs(broker: Any) -> None:
     a.close()
 
 
+def test_a_commit_at_an_older_epoch_counts_for_what_the_member_still_holds(broker: Any) -> None:
+    """KIP-1251: a member whose epoch moved on since it last heard (another member joined)
+    commits at its older epoch; the partitions it has held since that epoch are taken, those
+    it no longer holds, or got later, are STALE_MEMBER_EPOCH, and a newer epoch never is."""
+    from kio.schema.offset_commit.v9 import request as oc
+
+    ids = _topic(broker, "oe-t", 4)
+    a, b = Member(broker, "oe-g", ids), Member(broker, "oe-g", ids)
+
+    def commit(epoch: int, partitions: range) -> dict[int, int]:
+        body = oc.OffsetCommitRequest(
+            group_id="oe-g",
+            generation_id_or_member_epoch=epoch,
+            member_id=a.member_id,
+            group_instance_id=None,
+            topics=(
+                oc.OffsetCommitRequestTopic(
+                    name="oe-t",
+                    partitions=tuple(
+                        oc.OffsetCommitRequestPartition(
+                            partition_index=p,
+                            committed_offset=10 + p,
+                            committed_leader_epoch=-1,
+                            committed_metadata="",
+                        )
+                        for p in partitions
+                    ),
+                ),
+            ),
+        )
+        r = a.conn.request(8, 9, body)
+        return {int(p.partition_index): int(p.error_code) for t in r.topics for p in t.partitions}
+
+    assert _assert_ok(a.join("oe-t")).member_epoch == 1
+    _assert_ok(a.ack())
+    _assert_ok(b.join("oe-t"))  # group epoch 2
+    _assert_ok(a.heartbeat())  # revoking two, still at epoch 1
+    kept = {p for _, p in a.assigned}
+    _assert_ok(a.ack())
+    assert a.epoch == 2
+    # At epoch 1, as a client that has not heard of epoch 2 yet: what it kept is taken.
+    got = commit(1, range(4))
+    assert got == {p: NONE if p in kept else STALE_MEMBER_EPOCH for p in range(4)}
+    assert commit(3, range(4)) == dict.fromkeys(range(4), STALE_MEMBER_EPOCH)
+    assert commit(2, range(4)) == {p: NONE for p in range(4)}  # its epoch: as before
+    a.close()
+    b.close()
+
+
 def test_other_group_apis_see_a_consumer_group(broker: Any) -> None:
     from kio.schema.describe_groups.v5 import request as dg5
     from kio.schema.describe_groups.v6 import request as dg

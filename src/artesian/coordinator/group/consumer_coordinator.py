@@ -30,7 +30,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.coordinator.group import consumer_group_records as cgr
 from artesian.coordinator.group import records as rec
-from artesian.coordinator.group.assignors import ASSIGNORS, Assignment
+from artesian.coordinator.group.assignors import ASSIGNORS, Assignment, TopicPartition
 from artesian.coordinator.group.consumer_group import (
     JOIN_EPOCH,
     LEAVE_EPOCH,
@@ -1110,11 +1110,18 @@ class ConsumerGroupCoordinator:
     # --- offsets ---------------------------------------------------------------------------
 
     def validate_commit(
-        self, cg: ConsumerGroup, member_id: str, member_epoch: int, api_version: int | None
-    ) -> int | None:
+        self,
+        cg: ConsumerGroup,
+        member_id: str,
+        member_epoch: int,
+        api_version: int | None,
+        partitions: Iterable[TopicPartition] = (),
+    ) -> int | dict[TopicPartition, int] | None:
         """Kafka's ConsumerGroup.validateOffsetCommit: anyone may commit to a group without
         members (admin tools, manual assignment); otherwise a member, with OffsetCommit v9+
-        (``api_version``; None for TxnOffsetCommit), at its current epoch."""
+        (``api_version``; None for TxnOffsetCommit), at its current epoch, or (KIP-1251) at
+        an older one for ``partitions`` it has held since that epoch. An error for every
+        partition, or the partitions refused (STALE_MEMBER_EPOCH), or None."""
         if member_epoch < 0 and not cg.members:
             return None
         member = cg.members.get(member_id)
@@ -1125,10 +1132,22 @@ class ConsumerGroupCoordinator:
             return int(E.illegal_generation) if member_epoch != member.member_epoch else None
         if api_version is not None and api_version < 9:
             return int(E.unsupported_version)
-        if member_epoch != member.member_epoch:
+        if member_epoch == member.member_epoch:
+            return None
+        if api_version is None:
             # TxnOffsetCommit has no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION.
-            return int(E.stale_member_epoch if api_version is not None else E.illegal_generation)
-        return None
+            return int(E.illegal_generation)
+        if member_epoch > member.member_epoch:
+            return int(E.stale_member_epoch)
+        # A member whose epoch moved on since it fetched (its next heartbeat tells it) still
+        # owns what it held then and holds now: no false fencing of its commit (KIP-1251).
+        reconciliation = member.reconciliation
+        stale: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            since = reconciliation.held_since(tp)
+            if since is None or since > member_epoch:
+                stale[tp] = int(E.stale_member_epoch)
+        return stale or None
 
     def validate_offset_fetch(
         self, cg: ConsumerGroup, member_id: str | None, member_epoch: int

@@ -880,10 +880,15 @@ class GroupCoordinator:
             return all_(E.group_id_not_found)
         elif group.consumer is not None:
             invalid = self.consumer_groups.validate_commit(
-                group.consumer, member_id, generation_id, api_version
+                group.consumer, member_id, generation_id, api_version, offsets
             )
-            if invalid is not None:
+            if isinstance(invalid, int):
                 return all_(invalid)
+            if invalid:  # an older epoch: only for what the member has held since
+                offsets = {tp: om for tp, om in offsets.items() if tp not in invalid}
+                results, accepted = self._store_offsets(group_id, offsets)
+                group.offsets.update(accepted)
+                return {**invalid, **results}
         elif (
             generation_id < 0
             and not member_id
@@ -993,7 +998,7 @@ class GroupCoordinator:
             invalid = self.consumer_groups.validate_commit(
                 group.consumer, member_id, generation_id, None
             )
-            if invalid is not None:
+            if isinstance(invalid, int):
                 return dict.fromkeys(offsets, invalid)
         elif generation_id >= 0 or member_id or group_instance_id is not None:
             invalid = self._validate_member(group, member_id, group_instance_id)

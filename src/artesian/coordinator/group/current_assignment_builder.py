@@ -9,8 +9,8 @@ target epoch, waiting for the rest (UNRELEASED_PARTITIONS) until their owners le
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from artesian.coordinator.group.assignors import Assignment, TopicPartition
 
@@ -24,13 +24,23 @@ class MemberState(enum.Enum):
 
 @dataclass(slots=True, frozen=True)
 class MemberAssignment:
-    """A member's reconciliation state: what it may consume now, and at which epoch."""
+    """A member's reconciliation state: what it may consume now, and at which epoch.
+    ``assignment_epochs``: the epoch at which the member got each partition it holds
+    (KIP-1251), so that a commit made at an older epoch still counts for a partition it held
+    since then; a partition without one (reloaded state) counts from the member's epoch."""
 
     member_epoch: int
     previous_member_epoch: int
     state: MemberState
     assigned: Assignment
     pending_revocation: Assignment
+    assignment_epochs: Mapping[TopicPartition, int] = field(default_factory=dict, compare=False)
+
+    def held_since(self, tp: TopicPartition) -> int | None:
+        """The epoch since which the member holds ``tp`` (None: it does not)."""
+        if tp not in self.assigned and tp not in self.pending_revocation:
+            return None
+        return self.assignment_epochs.get(tp, self.member_epoch)
 
 
 EMPTY: Assignment = frozenset()
@@ -80,10 +90,14 @@ def _next(
     new = target - current.assigned
     unreleased = frozenset(tp for tp in new if held_elsewhere(tp))
     moved = current.member_epoch != target_epoch
+    gained = new - unreleased
+    since = {tp: current.assignment_epochs.get(tp, current.member_epoch) for tp in keep}
+    since.update(dict.fromkeys(gained, target_epoch))
     return MemberAssignment(
         member_epoch=target_epoch,
         previous_member_epoch=current.member_epoch if moved else current.previous_member_epoch,
         state=MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE,
-        assigned=keep | (new - unreleased),
+        assigned=keep | gained,
         pending_revocation=EMPTY,
+        assignment_epochs=since,
     )
