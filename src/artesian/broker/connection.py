@@ -49,8 +49,8 @@ log = logging.getLogger("artesian.connection")
 # The bound is checked after a read, so a connection may hold the bound plus the frames of
 # that read and one partly received frame (at most socket.request.max.bytes).
 _MAX_QUEUED = 64
-_LOGIN_APIS = (17, 36)  # SaslHandshake, SaslAuthenticate
 _MAX_QUEUED_BYTES = 8 << 20
+_LOGIN_APIS = (17, 36)  # SaslHandshake, SaslAuthenticate: never charged to request quotas
 
 
 class RequestContext:
