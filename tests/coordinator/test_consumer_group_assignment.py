@@ -132,6 +132,30 @@ def test_reconcile_skips_revoking_what_the_member_no_longer_holds() -> None:
     assert step == MemberAssignment(5, 0, MemberState.STABLE, _parts("t", 1, 2), EMPTY)
 
 
+def test_a_partition_is_held_since_the_epoch_the_member_got_it() -> None:
+    """KIP-1251's assignment epochs: what a member keeps keeps its epoch, what it gains takes
+    the new one, and a partition given up then given back starts over."""
+
+    def free(tp: tuple[str, int]) -> bool:
+        return False
+
+    step = reconcile(_member(0, EMPTY), 1, _parts("t", 0, 1), None, free)
+    assert [step.held_since(tp) for tp in _parts("t", 0, 1)] == [1, 1]
+    # Gives t-1 up at epoch 2 (held until it confirms), then gains t-2 at epoch 3.
+    step = reconcile(step, 2, _parts("t", 0), None, free)
+    assert step.state is MemberState.UNREVOKED_PARTITIONS and step.held_since(("t", 1)) == 1
+    step = reconcile(step, 2, _parts("t", 0), _parts("t", 0), free)
+    assert step.held_since(("t", 1)) is None
+    step = reconcile(step, 3, _parts("t", 0, 1, 2), None, free)
+    assert {tp: step.held_since(tp) for tp in sorted(step.assigned)} == {
+        ("t", 0): 1,
+        ("t", 1): 3,  # given back: from now, not from epoch 1
+        ("t", 2): 3,
+    }
+    # Without recorded epochs (state reloaded), a partition counts from the member's epoch.
+    assert _member(7, _parts("t", 0)).held_since(("t", 0)) == 7
+
+
 def test_uniform_homogeneous_is_valid_balanced_and_sticky() -> None:
     rng = random.Random(11)
     for _ in range(300):

@@ -27,10 +27,10 @@ older ones are admitted and throttled (permissive).
 ``request_percentage`` (KIP-124) limits the time a client's requests take to handle, as a
 percentage of one thread: 50 is half a second a second. Kafka counts its request handler and
 network threads' time; here the event loop's time for the request is counted (decoding it,
-each step of its handler, and encoding its response), so time spent waiting (a fetch's max wait, replication) is
-not. The bucket holds one quota window, and a throttle lasts at most one window (1 s), as in
-Kafka. Broker-to-broker requests (follower fetches, transaction markers, share state) are
-exempt and counted apart.
+each step of its handler, and encoding its response), so time spent waiting (a fetch's max
+wait, replication) is not. The bucket holds one quota window, and a throttle lasts at most
+one window (1 s), as in Kafka. Broker-to-broker requests (a follower's fetches, transaction
+markers, share state) are exempt and counted apart.
 
 ``connection_creation_rate`` (KIP-612) is set on an ``ip`` entity, or on the default ip: the
 connections an address may open a second. A bucket holds one second of them; a connection

@@ -1115,7 +1115,7 @@ class ConsumerGroupCoordinator:
         member_id: str,
         member_epoch: int,
         api_version: int | None,
-        partitions: Iterable[TopicPartition] = (),
+        partitions: Iterable[TopicPartition],
     ) -> int | dict[TopicPartition, int] | None:
         """Kafka's ConsumerGroup.validateOffsetCommit: anyone may commit to a group without
         members (admin tools, manual assignment); otherwise a member, with OffsetCommit v9+

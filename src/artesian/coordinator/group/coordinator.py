@@ -996,7 +996,7 @@ class GroupCoordinator:
             return dict.fromkeys(offsets, E.group_id_not_found)
         elif group.consumer is not None:
             invalid = self.consumer_groups.validate_commit(
-                group.consumer, member_id, generation_id, None
+                group.consumer, member_id, generation_id, None, offsets
             )
             if isinstance(invalid, int):
                 return dict.fromkeys(offsets, invalid)
