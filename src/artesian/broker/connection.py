@@ -637,7 +637,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if isinstance(response, RawResponse):
             self.write_parts(response.frame_parts(header))
             return
-        encoding = time.perf_counter()
+        encoding = time.perf_counter() if metered is not None else 0.0  # no clock read unmetered
         self.write(
             api.encode_response(header.api_key, header.api_version, header.correlation_id, response)
         )

@@ -115,7 +115,7 @@ class InternalTopic:
         if p is None:
             # Leadership moved: the coordinator unloads this partition as the news arrives.
             raise NotLeaderError(f"{self.name}-{partition} is not led here")
-        if len(p.isr) < p.log.config.min_insync_replicas:
+        if p.under_min_isr:
             raise NotEnoughReplicasError(
                 f"the ISR {list(p.isr)} of {self.name}-{partition} is smaller than its "
                 f"min.insync.replicas ({p.log.config.min_insync_replicas})"

@@ -80,6 +80,12 @@ class Partition:
     def is_leader(self) -> bool:
         return self.leader == self.local_id
 
+    @property
+    def under_min_isr(self) -> bool:
+        """The ISR is smaller than min.insync.replicas: an acks=all write (a produce, a
+        coordinator's record, a transaction marker) would not be durable."""
+        return len(self.isr) < self.log.config.min_insync_replicas
+
     def leader_epoch_error(self, requested: int) -> ErrorCode | None:
         """KIP-320: a client's current leader epoch must be ours (-1 skips the check)."""
         if requested == -1 or requested == self.leader_epoch:

@@ -1444,7 +1444,7 @@ class Broker:
         timeout = self.config.get_int("offsets.commit.timeout.ms") / 1000
         code = await self.replica_manager.wait_for_high_watermark(p, end, timeout, epoch)
         if code is ErrorCode.none:
-            if len(p.isr) < p.log.config.min_insync_replicas:
+            if p.under_min_isr:
                 # Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: the ISR shrank while it waited.
                 return ErrorCode.coordinator_not_available
             return code

@@ -58,12 +58,6 @@ _FINAL = frozenset(
 )
 
 
-def under_min_isr(p: Partition) -> bool:
-    """The partition's ISR is smaller than its min.insync.replicas: an acks=all write, and a
-    marker, would not be durable."""
-    return len(p.isr) < p.log.config.min_insync_replicas
-
-
 def write_local_marker(
     broker: Broker, p: Partition, producer_id: int, producer_epoch: int, commit: bool, epoch: int
 ) -> int:
@@ -72,7 +66,7 @@ def write_local_marker(
     the partition's min.insync.replicas."""
     rm = broker.replica_manager
     assert rm is not None
-    if under_min_isr(p):
+    if p.under_min_isr:
         raise NotEnoughReplicasError(
             f"{p.topic}-{p.index}: ISR {sorted(p.isr)} is below min.insync.replicas "
             f"{p.log.config.min_insync_replicas}"
@@ -154,21 +148,28 @@ class TransactionMarkerWriter:
             del self._done[key]
             self._short_logged.discard(key)
             return
-        if short and key not in self._short_logged:
-            self._short_logged.add(key)
-            log.warning(
-                "%s markers of producer %d wait for the ISR: %s; they are written once the "
-                "followers catch up (bring the missing brokers back)",
-                "COMMIT" if commit else "ABORT",
-                producer_id,
-                "; ".join(short),
-            )
+        if short:
+            self._warn_short_isr(key, "; ".join(short))
         self._waiting[key] = asyncio.get_running_loop().create_task(
             self._complete(key, waits, remote, retry=bool(short))
         )
         raise MarkersPending(
             f"{len(waits)} marker(s) replicating, {sum(map(len, remote.values()))} sent to "
             f"other leaders, {len(short)} waiting for their ISR"
+        )
+
+    def _warn_short_isr(self, key: MarkerKey, where: str) -> None:
+        """Once per transaction outcome: a short ISR is retried twice a second until it
+        heals, not worth a line each time."""
+        if key in self._short_logged:
+            return
+        self._short_logged.add(key)
+        log.warning(
+            "%s markers of producer %d wait for the ISR: %s; they are written once the "
+            "followers catch up (bring the missing brokers back)",
+            "COMMIT" if key[2] else "ABORT",
+            key[0],
+            where,
         )
 
     async def _complete(
@@ -192,7 +193,7 @@ class TransactionMarkerWriter:
             )
             failed = retry
             for (p, _end, _epoch), code in zip(waits, results, strict=False):
-                if code is ErrorCode.none and under_min_isr(p):
+                if code is ErrorCode.none and p.under_min_isr:
                     code = ErrorCode.not_enough_replicas_after_append  # written again later
                 if code is not ErrorCode.none:
                     failed = True
@@ -248,30 +249,20 @@ class TransactionMarkerWriter:
             for t in marker.topics:
                 for r in t.partitions:
                     code = ErrorCode(r.error_code)
-                    if code is not ErrorCode.none:
-                        # A short ISR is retried twice a second until it heals: said once.
-                        short = code is ErrorCode.not_enough_replicas
-                        if short and key in self._short_logged:
-                            pass
-                        elif short:
-                            self._short_logged.add(key)
-                            log.warning(
-                                "markers of producer %d wait for the ISR of %s-%d on broker "
-                                "%d (below its min.insync.replicas); they are written once "
-                                "the followers catch up (bring the missing brokers back)",
-                                key[0],
-                                t.name,
-                                r.partition_index,
-                                leader,
-                            )
-                        else:
-                            log.info(
-                                "marker for %s-%d on broker %d: %s; retrying",
-                                t.name,
-                                r.partition_index,
-                                leader,
-                                code.name,
-                            )
+                    if code is ErrorCode.not_enough_replicas:
+                        self._warn_short_isr(
+                            key,
+                            f"{t.name}-{r.partition_index} on broker {leader} is below its "
+                            "min.insync.replicas",
+                        )
+                    elif code is not ErrorCode.none:
+                        log.info(
+                            "marker for %s-%d on broker %d: %s; retrying",
+                            t.name,
+                            r.partition_index,
+                            leader,
+                            code.name,
+                        )
                     out.append(((str(t.name), int(r.partition_index)), code))
         return out
 

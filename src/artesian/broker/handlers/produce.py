@@ -235,7 +235,7 @@ def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> A
             elif not partition.log.remote_log_ready:
                 code = ErrorCode.kafka_storage_error  # retriable: tiered storage still listing
                 message = "The partition's tiered storage has not been listed yet"
-            elif acks == -1 and len(partition.isr) < partition.log.config.min_insync_replicas:
+            elif acks == -1 and partition.under_min_isr:
                 code = ErrorCode.not_enough_replicas
                 message = (
                     f"The size of the current ISR {list(partition.isr)} is insufficient to "
@@ -344,7 +344,7 @@ async def _after_flush_and_replication(
         codes = await asyncio.gather(*(w for *_, w in pending))
         for (parts, i, p, _w), code in zip(pending, codes, strict=True):
             message = None
-            if code is ErrorCode.none and len(p.isr) < p.log.config.min_insync_replicas:
+            if code is ErrorCode.none and p.under_min_isr:
                 # Replicated to the ISR, but the ISR shrank below min.insync.replicas meanwhile.
                 code = ErrorCode.not_enough_replicas_after_append
                 message = f"The ISR {list(p.isr)} shrank below min.insync.replicas"

@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.transaction_markers import under_min_isr, write_local_marker
+from artesian.broker.transaction_markers import write_local_marker
 
 API_KEY = 27
 MIN_VERSION = 0
@@ -95,7 +95,7 @@ async def _after_replication(
         )
     )
     for (out, i, p, _end, _epoch), code in zip(waits, codes, strict=True):
-        if code is ErrorCode.none and under_min_isr(p):
+        if code is ErrorCode.none and p.under_min_isr:
             code = ErrorCode.not_enough_replicas_after_append  # as an acks=all produce
         out[i] = (out[i][0], code)
     return _response(ctx, results)
