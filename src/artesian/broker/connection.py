@@ -34,6 +34,7 @@ from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
 from artesian.protocol.framing import FrameDecoder, FrameTooLarge, InvalidFrameSize
 from artesian.storage.segment import FileSlice
+from artesian.tenancy import LogicalCluster, Translation, refused_api
 
 if TYPE_CHECKING:
     from artesian.broker.listeners import Listener
@@ -54,7 +55,7 @@ _LOGIN_APIS = (17, 36)  # SaslHandshake, SaslAuthenticate: never charged to requ
 
 
 class RequestContext:
-    __slots__ = ("broker", "client_id", "connection", "header", "quota_exempt")
+    __slots__ = ("broker", "client_id", "connection", "header", "logical_cluster", "quota_exempt")
 
     def __init__(self, broker: Broker, connection: KafkaConnection, header: api.RequestHeader):
         self.broker = broker
@@ -64,6 +65,9 @@ class RequestContext:
         # A broker's own request (a follower's fetch, transaction markers): its handling time
         # is not held against request_percentage, as Kafka exempts them.
         self.quota_exempt = False
+        # The logical cluster the principal works in: the request was translated into the
+        # shared cluster's names, and handlers that list everything show only its own.
+        self.logical_cluster: LogicalCluster | None = None
 
 
 class LoopTimed:
@@ -393,8 +397,29 @@ class KafkaConnection(asyncio.BufferedProtocol):
             )
             self.close()
             return None
+        translation = None
+        if (lc := broker.logical_cluster_of(self.principal)) is not None:
+            if refused_api(header.api_key, header.api_version):
+                log.info(
+                    "refused %s v%d from %s: %s works in logical cluster %s, which does not "
+                    "offer it",
+                    api.api_name(header.api_key),
+                    header.api_version,
+                    self.peer,
+                    self.principal,
+                    lc.id,
+                )
+                self._send_error(header, ErrorCode.cluster_authorization_failed)
+                return None
+            ctx.logical_cluster = lc
+            translation = lc.translate(
+                header.api_key, header.api_version, request, broker.tenant_lookups
+            )
+            request = translation.request
         try:
             result = entry.handler(ctx, request)
+            if translation is not None:
+                result = _translated(result, translation)
         except Exception:
             log.exception(
                 "%s v%d from %s failed", api.api_name(header.api_key), header.api_version, self.peer
@@ -719,6 +744,20 @@ _DN_NAMES = {
     "streetAddress": "STREET",
     "userId": "UID",
 }
+
+
+def _translated(result: Any, translation: Translation) -> Any:
+    """A handler's answer in the logical cluster's names (hand-encoded answers, Fetch's and
+    the cached Metadata's, are written in them already)."""
+    if isinstance(result, Awaitable):
+
+        async def later() -> Any:
+            return _translated(await result, translation)
+
+        return later()
+    if result is None or isinstance(result, RawResponse):
+        return result
+    return translation.response(result)
 
 
 def _oversized_token(size: int, auth: SaslAuthenticator) -> str:

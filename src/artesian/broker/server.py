@@ -94,6 +94,7 @@ from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, StartupAborted, parse_partition_dir
+from artesian.tenancy import LogicalCluster
 from artesian.tiered.quota import ByteRateQuota
 from artesian.tiered.remote_log_manager import (
     RemoteLogManager,
@@ -291,6 +292,7 @@ class Broker:
         self._api_versions_fallback = _api_versions_fallback_body(self.handlers)
         # Responses that only change with the metadata image, keyed by what they depend on.
         self.response_cache: dict[object, object] = {}
+        self.tenant_lookups = _TenantLookups(self)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -1244,6 +1246,15 @@ class Broker:
         b = self.image.brokers.get(node)
         return b.rack if b is not None else None
 
+    def logical_cluster_of(self, principal: str) -> LogicalCluster | None:
+        """The logical cluster ``principal`` works in (None: it sees the whole cluster).
+        One dict lookup on the request path, none while no principal is bound."""
+        bound = self.image.logical_clusters
+        if not bound:
+            return None
+        lkc = bound.get(principal)
+        return None if lkc is None else _logical_cluster(lkc)
+
     def current_live_brokers(self) -> frozenset[int]:
         """Live brokers as the store has them now, not as of the last heartbeat round (for
         placing new replicas, and before unregistering one)."""
@@ -1645,3 +1656,26 @@ async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int)
             )
         raise
     await broker.serve_forever()
+
+
+@functools.lru_cache(maxsize=4096)
+def _logical_cluster(lkc: str) -> LogicalCluster:
+    return LogicalCluster(lkc)
+
+
+class _TenantLookups:
+    """What a logical cluster's translation asks of this broker (tenancy.Lookups)."""
+
+    __slots__ = ("broker",)
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def topic_name(self, topic_id: uuid.UUID) -> str | None:
+        topic = self.broker.image.topics_by_id.get(topic_id)
+        return None if topic is None else topic.name
+
+    def group_protocol_type(self, group_id: str) -> str | None:
+        coordinator = self.broker.group_coordinator
+        group = coordinator.groups.get(group_id) if coordinator is not None else None
+        return None if group is None else group.protocol_type

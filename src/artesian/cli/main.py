@@ -23,6 +23,7 @@ from artesian.cli.controlplane import (
     dataplane_app,
 )
 from artesian.cli.groups import groups_app
+from artesian.cli.logical_clusters import logical_clusters_app
 from artesian.cli.operator import operator_app
 from artesian.cli.produce import produce
 from artesian.cli.quotas import quotas_app
@@ -211,6 +212,7 @@ app.add_typer(client_metrics_app, name="client-metrics")
 app.add_typer(users_app, name="users")
 app.add_typer(acls_app, name="acls")
 app.add_typer(quotas_app, name="quotas")
+app.add_typer(logical_clusters_app, name="logical-clusters")
 app.add_typer(rebalance_app, name="rebalance")
 app.add_typer(operator_app, name="operator")
 app.add_typer(controlplane_app, name="controlplane")

@@ -41,13 +41,15 @@ WaitOpt = Annotated[
 # Kafka's error names for the codes these APIs answer with.
 _ERRORS = {
     -1: "UNKNOWN_SERVER_ERROR",
+    31: "CLUSTER_AUTHORIZATION_FAILED",
     41: "NOT_CONTROLLER",
     42: "INVALID_REQUEST",
     102: "BROKER_ID_NOT_REGISTERED",
 }
 
 
-def _call(client: WireClient, api_key: int, document: dict[str, Any]) -> dict[str, Any]:
+def call_private_api(client: WireClient, api_key: int, document: dict[str, Any]) -> dict[str, Any]:
+    """One of Artesian's private APIs (JSON documents); an error answer is a CliError."""
     body = client.request_raw(api_key, 0, encode_request_body(document))
     code, message, answer = decode_response_body(body)
     if code:
@@ -56,7 +58,7 @@ def _call(client: WireClient, api_key: int, document: dict[str, Any]) -> dict[st
 
 
 def _status(client: WireClient) -> dict[str, Any]:
-    return _call(client, DESCRIBE_BALANCER_KEY, {})
+    return call_private_api(client, DESCRIBE_BALANCER_KEY, {})
 
 
 def _size(n: float | None) -> str:
@@ -133,7 +135,7 @@ def start(
         reporting(bootstrap),
         WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
     ):
-        task_id = _call(client, ALTER_BALANCER_KEY, {"rebalance": {}})["task"]
+        task_id = call_private_api(client, ALTER_BALANCER_KEY, {"rebalance": {}})["task"]
         if not wait:
             if as_json:
                 print_json({"task": task_id})
@@ -175,7 +177,7 @@ def remove_broker(
         reporting(bootstrap),
         WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
     ):
-        _call(client, ALTER_BALANCER_KEY, {"remove_brokers": broker_ids})
+        call_private_api(client, ALTER_BALANCER_KEY, {"remove_brokers": broker_ids})
         if wait:
             removals = _watch_removals(client, set(broker_ids), as_json)
         else:
@@ -229,5 +231,5 @@ def cancel_removal(
         reporting(bootstrap),
         WireClient.for_options(client_options(bootstrap, command_config, props, timeout)) as client,
     ):
-        _call(client, ALTER_BALANCER_KEY, {"cancel_removals": broker_ids})
+        call_private_api(client, ALTER_BALANCER_KEY, {"cancel_removals": broker_ids})
     out.print(f"Removal of broker(s) {', '.join(map(str, broker_ids))} canceled.")

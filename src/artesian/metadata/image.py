@@ -12,6 +12,7 @@ from artesian.metadata.records import (
     ClientQuotaRecord,
     ClusterRecord,
     ConfigRecord,
+    LogicalClusterBindingRecord,
     MetadataRecord,
     PartitionRecord,
     ProducerIdsRecord,
@@ -107,6 +108,8 @@ class MetadataImage:
         default_factory=dict
     )
     """Client quotas by entity, then key (producer_byte_rate, ...)."""
+    logical_clusters: dict[str, str] = field(default_factory=dict)
+    """The logical cluster each bound principal works in (``User:k`` -> ``lkc-...``)."""
 
     def reassigning(self) -> list[tuple[TopicImage, PartitionImage]]:
         """Partitions with a reassignment in flight."""
@@ -203,6 +206,11 @@ class MetadataImage:
                         del self.client_quotas[entity]
                 else:
                     values[key] = value
+            case LogicalClusterBindingRecord(principal=principal, logical_cluster=lkc):
+                if lkc is None:
+                    self.logical_clusters.pop(principal, None)
+                else:
+                    self.logical_clusters[principal] = lkc
             case ClusterRecord(cluster_id=cid):
                 self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):

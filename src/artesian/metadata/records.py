@@ -170,6 +170,18 @@ class ClientQuotaRecord:
     value: float | None
 
 
+@dataclass(slots=True, frozen=True)
+class LogicalClusterBindingRecord:
+    """Puts a principal in a logical cluster (``lkc-...``): it then sees only that cluster's
+    topics, groups and transactional ids, by their names within it. ``logical_cluster``
+    None takes the principal out again. Artesian's own record (Confluent keeps the same
+    binding outside Kafka)."""
+
+    TYPE: ClassVar[str] = "logical_cluster_binding"
+    principal: str
+    logical_cluster: str | None
+
+
 MetadataRecord = (
     ClusterRecord
     | TopicRecord
@@ -186,6 +198,7 @@ MetadataRecord = (
     | AccessControlEntryRecord
     | RemoveAccessControlEntryRecord
     | ClientQuotaRecord
+    | LogicalClusterBindingRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -206,6 +219,7 @@ _TYPES: dict[str, type] = {
         AccessControlEntryRecord,
         RemoveAccessControlEntryRecord,
         ClientQuotaRecord,
+        LogicalClusterBindingRecord,
     )
 }
 

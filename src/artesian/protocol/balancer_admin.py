@@ -1,9 +1,9 @@
-"""Artesian's two private Kafka APIs for the self-balancer (sans-I/O), in the spirit of
-Confluent's RemoveBrokers and DescribeBalancerStatus.
+"""Artesian's private Kafka APIs (sans-I/O): two for the self-balancer, in the spirit of
+Confluent's RemoveBrokers and DescribeBalancerStatus, and two for logical clusters.
 
 They ride the Kafka protocol so that tools reach them through the same bootstrap servers as
 everything else. Their keys sit far above Kafka's, and ApiVersions does not list them, so no
-Kafka client ever meets them. Version 0 of both carries one JSON document each way: the
+Kafka client ever meets them. Version 0 of each carries one JSON document each way: the
 commands and the status report grow with the balancer, and a schema per field would only
 slow that down.
 
@@ -21,7 +21,15 @@ from artesian.protocol.errors import DecodeError
 
 ALTER_BALANCER_KEY = 30000
 DESCRIBE_BALANCER_KEY = 30001
-PRIVATE_API_KEYS = {ALTER_BALANCER_KEY: "AlterBalancer", DESCRIBE_BALANCER_KEY: "DescribeBalancer"}
+# The same frames carry the logical clusters' bindings of principals (tenancy/).
+ALTER_LOGICAL_CLUSTERS_KEY = 30002
+DESCRIBE_LOGICAL_CLUSTERS_KEY = 30003
+PRIVATE_API_KEYS = {
+    ALTER_BALANCER_KEY: "AlterBalancer",
+    DESCRIBE_BALANCER_KEY: "DescribeBalancer",
+    ALTER_LOGICAL_CLUSTERS_KEY: "AlterLogicalClusters",
+    DESCRIBE_LOGICAL_CLUSTERS_KEY: "DescribeLogicalClusters",
+}
 MAX_DOCUMENT_BYTES = 1 << 20
 
 _I16 = struct.Struct(">h")

@@ -70,7 +70,13 @@ log = logging.getLogger("artesian.admin")
 def _denied(ctx: Any, res: Any, operation: AclOperation) -> tuple[ErrorCode, str] | None:
     """Kafka's checks: ``operation`` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic for a
     TOPIC resource, on the group for a GROUP one, on the cluster for BROKER and BROKER_LOGGER
-    ones. Other types are refused further on as they are without an authorizer."""
+    ones. Other types are refused further on as they are without an authorizer. A logical
+    cluster's principal may read the brokers' configs and change nothing beyond its own
+    topics and groups."""
+    if ctx.logical_cluster is not None and res.resource_type not in (TOPIC, GROUP):
+        readable = res.resource_type == BROKER and operation == AclOperation.DESCRIBE_CONFIGS
+        if not readable:
+            return ErrorCode.cluster_authorization_failed, CLUSTER_DENIED
     if ctx.broker.authorizer is None:
         return None
     if res.resource_type == TOPIC:

@@ -41,6 +41,8 @@ def handle(ctx: Any, request: Any) -> Any:
     names = sorted(
         {n for n in (image.topics if every else (t.name for t in request.topics)) if n >= after}
     )
+    if every and ctx.logical_cluster is not None:
+        names = [n for n in names if ctx.logical_cluster.owns(n)]  # its own, and no other's
     if cursor is not None and not every and cursor.topic_name not in names:
         # The cursor's topic must be one of those named: Kafka's InvalidRequestException,
         # which its error response gives every topic.

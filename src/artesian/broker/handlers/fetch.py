@@ -85,9 +85,15 @@ def _requested(ctx: Any, request: Any) -> tuple[list[FetchPartition], list[Parti
     """The request's partitions (topic ids resolved from v13) and the partitions to forget."""
     image = ctx.broker.image
     by_id = ctx.header.api_version >= 13
+    lc = ctx.logical_cluster
 
     def name_of(t: Any) -> tuple[str, uuid.UUID | None]:
-        return (_topic_name(image, t.topic_id), t.topic_id) if by_id else (t.topic, None)
+        if not by_id:
+            return t.topic, None
+        name = _topic_name(image, t.topic_id)
+        if lc is not None and not lc.owns(name):
+            name = ""  # another logical cluster's topic: as unknown as a made-up id
+        return name, t.topic_id
 
     partitions = []
     for t in request.topics:
@@ -406,13 +412,16 @@ def _respond(
     if context.session is not None:
         results = _news(results)
     quota = context.quota_max_bytes is not None
+    version = ctx.header.api_version
+    # Before v13 the answer names topics: a logical cluster's principal reads its own names.
+    lc = ctx.logical_cluster if version < 13 else None
     topics: dict[tuple[str, uuid.UUID | None], FetchTopicResult] = {}
     for fp, result in results:
         topic = topics.get((fp.topic, fp.topic_id))
         if topic is None:
-            topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(fp.topic, fp.topic_id, [])
+            name = fp.topic if lc is None else lc.logical(fp.topic) or fp.topic
+            topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(name, fp.topic_id, [])
         topic.partitions.append(result)
-    version = ctx.header.api_version
     endpoints = _leader_hints(ctx, results) if version >= 16 else None
     session_id = context.response_session_id
     if quota:

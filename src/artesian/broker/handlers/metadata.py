@@ -169,6 +169,11 @@ def _answer(ctx: Any, request: Any) -> Any:
     cluster_ops = _NO_OPS
     if authz and getattr(request, "include_cluster_authorized_operations", False):
         cluster_ops = cluster_operations(ctx)
+    if requested is None and ctx.logical_cluster is not None:
+        # Every topic of a logical cluster: translated on the way out, so built afresh.
+        lc = ctx.logical_cluster
+        owned = [t for t in image.topics.values() if lc.owns(t.name)]
+        return _every_topic(ctx, mod, owned, topic_ops, cluster_ops)
     if requested is None:
         # Every topic: clients poll this often, so the encoded body is cached per metadata
         # offset (1,000 partitions take milliseconds to encode, microseconds to resend). What
@@ -184,25 +189,7 @@ def _answer(ctx: Any, request: Any) -> Any:
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
-        topics = list(image.topics.values())
-        if authz:
-            allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, image.topics)
-            topics = [t for t in topics if t.name in allowed]
-        reachable = reachable_brokers(broker, listener)
-        leaderless = _leaderless(broker, version)
-        entries = [
-            _topic_entry(
-                mod,
-                t,
-                t.name in INTERNAL_TOPICS,
-                broker.live_brokers,
-                authorized_operations(ctx, ResourceType.TOPIC, t.name) if topic_ops else _NO_OPS,
-                reachable,
-                leaderless,
-            )
-            for t in topics
-        ]
-        entity = _response(mod, broker, entries, listener, cluster_ops)
+        entity = _every_topic(ctx, mod, list(image.topics.values()), topic_ops, cluster_ops)
         body = bytearray()
         writer_for(type(entity))(body, entity)
         response = RawResponse([bytes(body)], len(body), version >= 3)
@@ -286,6 +273,34 @@ def _answer(ctx: Any, request: Any) -> Any:
             )
         )
     return _response(mod, broker, entries, ctx.connection.listener.name, cluster_ops)
+
+
+def _every_topic(
+    ctx: Any, mod: Any, topics: list[TopicImage], topic_ops: bool, cluster_ops: int
+) -> Any:
+    """The answer listing ``topics``, those the principal may DESCRIBE when authorizing."""
+    broker = ctx.broker
+    listener = ctx.connection.listener.name
+    if broker.authorizer is not None:
+        allowed = authorized_names(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, [t.name for t in topics]
+        )
+        topics = [t for t in topics if t.name in allowed]
+    reachable = reachable_brokers(broker, listener)
+    leaderless = _leaderless(broker, ctx.header.api_version)
+    entries = [
+        _topic_entry(
+            mod,
+            t,
+            t.name in INTERNAL_TOPICS,
+            broker.live_brokers,
+            authorized_operations(ctx, ResourceType.TOPIC, t.name) if topic_ops else _NO_OPS,
+            reachable,
+            leaderless,
+        )
+        for t in topics
+    ]
+    return _response(mod, broker, entries, listener, cluster_ops)
 
 
 def _authorized_topics(

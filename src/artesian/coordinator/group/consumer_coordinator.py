@@ -59,6 +59,7 @@ from artesian.coordinator.group.group_metadata import (
 from artesian.coordinator.group.online_migration import consumer_group_from_classic
 from artesian.coordinator.group.share_group import ShareGroup
 from artesian.regex import compile_regex
+from artesian.tenancy.logical_cluster import namespace_of
 
 if TYPE_CHECKING:
     from artesian.coordinator.group.coordinator import GroupCoordinator, JoinRequest
@@ -218,7 +219,7 @@ class ConsumerGroupCoordinator:
         self.topic_name = topic_name
         # Regex -> (topics version, the topics it matches): heartbeats of a group subscribed
         # by regex would otherwise match every topic name, every time.
-        self._regex_matches: dict[str, tuple[int, frozenset[str]]] = {}
+        self._regex_matches: dict[tuple[str | None, str], tuple[int, frozenset[str]]] = {}
 
     # --- ConsumerGroupHeartbeat -----------------------------------------------------------
 
@@ -524,7 +525,7 @@ class ConsumerGroupCoordinator:
         ):
             return  # no member, subscription or topic changed: a steady heartbeat
         cg.metadata_version = version
-        resolve = self._resolver(topics)
+        resolve = self._resolver(topics, namespace_of(group.group_id))
         metadata = {}
         for topic in sorted(cg.subscribed_topics(resolve)):
             count = topics.partition_count(topic)
@@ -568,13 +569,17 @@ class ConsumerGroupCoordinator:
                 )
             )
 
-    def _resolver(self, topics: TopicsView) -> Callable[[str], frozenset[str]]:
+    def _resolver(
+        self, topics: TopicsView, namespace: str | None
+    ) -> Callable[[str], frozenset[str]]:
         """The existing topics a subscription regex matches (the whole name; internal topics
-        never), cached until the topics change."""
+        never), cached until the topics change. A logical cluster's group (``namespace``, its
+        prefix) matches the names its members know, and only its own topics."""
         version = topics.version()
+        skip = len(namespace or "")
 
         def resolve(pattern: str) -> frozenset[str]:
-            cached = self._regex_matches.get(pattern)
+            cached = self._regex_matches.get((namespace, pattern))
             if cached is not None and cached[0] == version:
                 return cached[1]
             try:
@@ -582,11 +587,15 @@ class ConsumerGroupCoordinator:
             except re2.error:
                 return frozenset()  # only a record from elsewhere could hold one
             found = frozenset(
-                t for t in topics.names() if not t.startswith("__") and regex.fullmatch(t)
+                t
+                for t in topics.names()
+                if (namespace is None or t.startswith(namespace))
+                and not t.startswith("__", skip)
+                and regex.fullmatch(t[skip:])
             )
             if len(self._regex_matches) >= 1024:
                 self._regex_matches.clear()
-            self._regex_matches[pattern] = (version, found)
+            self._regex_matches[(namespace, pattern)] = (version, found)
             return found
 
         return resolve

@@ -1,0 +1,134 @@
+"""AlterLogicalClusters and DescribeLogicalClusters: Artesian's private APIs that put
+principals into logical clusters (see tenancy/) and list them. Frames as in
+protocol/balancer_admin.py; any broker answers, appending to the metadata log.
+
+AlterLogicalClusters commands (one per request), needing ALTER on the cluster:
+    {"bind": {"User:k1": "lkc-ab12"}}   these principals now work in these logical clusters
+    {"unbind": ["User:k1"]}             and these see the whole cluster again
+
+DescribeLogicalClusters ({}), needing DESCRIBE on the cluster, answers
+    {"logical_clusters": [{"id": "lkc-ab12", "principals": [...], "topics": 3,
+                           "partitions": 12}]}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
+from artesian.broker.response import RawResponse
+from artesian.metadata.controller import ControllerError
+from artesian.metadata.records import LogicalClusterBindingRecord, MetadataRecord
+from artesian.protocol.balancer_admin import (
+    ALTER_LOGICAL_CLUSTERS_KEY,
+    DESCRIBE_LOGICAL_CLUSTERS_KEY,
+    decode_request_body,
+    encode_response_body,
+)
+from artesian.protocol.codec import DecodeError
+from artesian.tenancy import LOGICAL_CLUSTER_ID
+
+log = logging.getLogger("artesian.tenancy")
+
+
+def decode(header: Any, frame: memoryview) -> dict[str, Any]:
+    if header.api_version != 0:
+        raise DecodeError(f"unknown version {header.api_version}")
+    return decode_request_body(frame, header.body_offset)
+
+
+def _respond(code: ErrorCode, message: str | None, document: dict[str, Any]) -> RawResponse:
+    body = encode_response_body(int(code), message, document)
+    return RawResponse([body], len(body))
+
+
+def _invalid(message: str) -> ControllerError:
+    return ControllerError(ErrorCode.invalid_request, message)
+
+
+def _principal(value: object) -> str:
+    kind, _, name = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not kind or not name:
+        raise _invalid(f"a principal is Type:name, like User:alice, not {value!r}")
+    assert isinstance(value, str)
+    return value
+
+
+def _plan(image: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], dict[str, Any]]:
+    if len(command) != 1:
+        raise _invalid("expected exactly one command: bind or unbind")
+    ((name, arg),) = command.items()
+    if name == "bind":
+        if not isinstance(arg, dict) or not arg:
+            raise _invalid('bind takes {"<principal>": "<logical cluster id>", ...}')
+        records: list[MetadataRecord] = []
+        for principal, lkc in sorted(arg.items()):
+            principal = _principal(principal)
+            if not isinstance(lkc, str) or LOGICAL_CLUSTER_ID.fullmatch(lkc) is None:
+                raise _invalid(
+                    f"{lkc!r} is not a logical cluster id: lkc- and 1 to 32 lower-case "
+                    "letters or digits"
+                )
+            if image.logical_clusters.get(principal) != lkc:
+                records.append(LogicalClusterBindingRecord(principal, lkc))
+        return records, {"bound": dict(sorted(arg.items()))}
+    if name == "unbind":
+        if not isinstance(arg, list) or not arg:
+            raise _invalid('unbind takes ["<principal>", ...]')
+        principals = sorted({_principal(p) for p in arg})
+        records = [
+            LogicalClusterBindingRecord(p, None) for p in principals if p in image.logical_clusters
+        ]
+        return records, {"unbound": principals}
+    raise _invalid(f"unknown command {name!r}: expected bind or unbind")
+
+
+def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
+    if not cluster_authorized(ctx, AclOperation.ALTER):
+        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
+    broker = ctx.broker
+    answer: dict[str, Any] = {}
+
+    def plan() -> list[MetadataRecord]:
+        records, planned = _plan(broker.image, command)
+        answer.update(planned)
+        return records
+
+    try:
+        broker.plan_and_commit(plan)
+    except ControllerError as e:
+        return _respond(e.code, e.message, {})
+    except Exception as e:  # the store's own failures: an answer, not a closed connection
+        log.warning("AlterLogicalClusters %s failed: %s", list(command)[:1], e)
+        return _respond(ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {})
+    log.info("logical clusters: %s", answer)
+    return _respond(ErrorCode.none, None, answer)
+
+
+def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
+    if not cluster_authorized(ctx, AclOperation.DESCRIBE):
+        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
+    image = ctx.broker.image
+    clusters: dict[str, dict[str, Any]] = {}
+    for principal, lkc in sorted(image.logical_clusters.items()):
+        entry = clusters.setdefault(
+            lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0}
+        )
+        entry["principals"].append(principal)
+    for topic in image.topics.values():
+        lkc, sep, _ = topic.name.partition("_")
+        if sep and lkc in clusters:
+            clusters[lkc]["topics"] += 1
+            clusters[lkc]["partitions"] += len(topic.partitions)
+    return _respond(
+        ErrorCode.none, None, {"logical_clusters": [clusters[k] for k in sorted(clusters)]}
+    )
+
+
+APIS = [
+    (ALTER_LOGICAL_CLUSTERS_KEY, 0, 0, handle_alter),
+    (DESCRIBE_LOGICAL_CLUSTERS_KEY, 0, 0, handle_describe),
+]

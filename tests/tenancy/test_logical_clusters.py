@@ -1,0 +1,503 @@
+"""Logical clusters on one real broker: SCRAM users bound to lkc-a and lkc-b each see a
+Kafka cluster of their own through confluent-kafka, kafka-python and aiokafka, with the same
+topic, group and transactional names as the other; the PLAINTEXT listener (no binding) sees
+the shared cluster's physical names. Raw frames check what clients hide: error codes, topic
+ids of another namespace, the refused APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+from kio.schema.create_acls.v3 import request as create_acls
+from kio.schema.describe_configs.v4 import request as describe_configs
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v15 import request as fetch
+from kio.schema.metadata.v12 import request as metadata
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
+
+from artesian.security.scram import MECHANISMS, ScramClient
+from tests.broker_process import BrokerProcess, free_port
+from tests.kafka_wire import WireConn, fetch_request
+
+PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
+BINDINGS = {"alice": "lkc-a", "bob": "lkc-b", "carol": "lkc-a"}
+
+
+class SharedBroker:
+    def __init__(self, proc: BrokerProcess, sasl_port: int) -> None:
+        self.proc = proc
+        self.sasl_port = sasl_port
+        self.admin = AdminClient({"bootstrap.servers": proc.bootstrap})
+
+    def conf(self, user: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": f"127.0.0.1:{self.sasl_port}",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": user,
+            "sasl.password": PASSWORDS[user],
+            **extra,
+        }
+
+    def login(self, user: str) -> WireConn:
+        conn = WireConn(self.sasl_port)
+        assert conn.request(17, 1, SaslHandshakeRequest(mechanism="SCRAM-SHA-256")).error_code == 0
+        client = ScramClient(MECHANISMS["SCRAM-SHA-256"], user, PASSWORDS[user])
+        first = conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=client.first_message()))
+        final = conn.request(
+            36, 2, SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes))
+        )
+        assert final.error_code == 0, final.error_message
+        return conn
+
+    def physical_topics(self) -> set[str]:
+        return set(self.admin.list_topics(timeout=10).topics)
+
+
+def cli(broker: SharedBroker, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ARTESIAN_BOOTSTRAP": broker.proc.bootstrap}
+    proc = subprocess.run(
+        [sys.executable, "-m", "artesian.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    if check:
+        assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedBroker]:
+    proc = BrokerProcess(tmp_path_factory.mktemp("tenancy") / "broker")
+    sasl_port = free_port()
+    proc.settings = {
+        "listeners": f"PLAINTEXT://127.0.0.1:{proc.port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
+        "group.initial.rebalance.delay.ms": "0",
+        "transaction.state.log.num.partitions": "2",
+        "offsets.topic.num.partitions": "2",
+    }
+    proc.start()
+    try:
+        broker = SharedBroker(proc, sasl_port)
+        upsertions = [
+            UserScramCredentialUpsertion(
+                user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), password.encode()
+            )
+            for user, password in PASSWORDS.items()
+        ]
+        for future in broker.admin.alter_user_scram_credentials(upsertions).values():
+            assert future.result(10) is None
+        cli(broker, "logical-clusters", "bind", "lkc-a", "User:alice", "User:carol")
+        cli(broker, "logical-clusters", "bind", "lkc-b", "User:bob")
+        yield broker
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.log_tail()
+
+
+def _create(conf: dict[str, Any], name: str, partitions: int = 1) -> None:
+    admin = AdminClient(conf)
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(15)
+
+
+def _produce(conf: dict[str, Any], topic: str, values: list[bytes], **extra: Any) -> None:
+    producer = Producer({**conf, "acks": "all", **extra})
+    for v in values:
+        producer.produce(topic, v)
+    assert producer.flush(15) == 0
+
+
+def _consume(conf: dict[str, Any], topic: str, n: int, **extra: Any) -> list[tuple[int, bytes]]:
+    consumer = Consumer(
+        {**conf, "auto.offset.reset": "earliest", "enable.auto.commit": False, **extra}
+    )
+    try:
+        consumer.subscribe([topic])
+        out: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + 30
+        while len(out) < n and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                out.append((msg.offset(), msg.value()))
+        consumer.commit(asynchronous=False)
+        return out
+    finally:
+        consumer.close()
+
+
+def test_two_logical_clusters_share_names_and_never_see_each_other(shared: SharedBroker) -> None:
+    alice, bob = shared.conf("alice"), shared.conf("bob")
+    _create(alice, "orders", 2)
+    _create(bob, "orders", 1)
+    # The same name twice is no clash; a third time in one logical cluster is.
+    with pytest.raises(KafkaException) as taken:
+        _create(shared.conf("carol"), "orders")
+    assert taken.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+    assert {"lkc-a_orders", "lkc-b_orders"} <= shared.physical_topics()
+
+    _produce(
+        alice, "orders", [b"a0", b"a1", b"a2"], partitioner="murmur2_random", **{"linger.ms": 0}
+    )
+    _produce(bob, "orders", [b"b0", b"b1"])
+    # Each reads exactly its own records, from offset 0.
+    got = _consume(bob, "orders", 2, **{"group.id": "readers"})
+    assert got == [(0, b"b0"), (1, b"b1")]
+    alice_got = _consume(alice, "orders", 3, **{"group.id": "readers"})
+    assert sorted(v for _, v in alice_got) == [b"a0", b"a1", b"a2"]
+
+    # What each sees of the cluster: its own topic, the logical cluster's id, no internal
+    # topic (its group and the offsets it committed live in __consumer_offsets).
+    md_a = AdminClient(alice).list_topics(timeout=10)
+    assert set(md_a.topics) == {"orders"}
+    assert len(md_a.topics["orders"].partitions) == 2
+    assert md_a.cluster_id == "lkc-a"
+    md_b = AdminClient(bob).list_topics(timeout=10)
+    assert set(md_b.topics) == {"orders"}
+    assert len(md_b.topics["orders"].partitions) == 1
+    # The shared cluster keeps both under their prefixes, and its own id.
+    physical = shared.admin.list_topics(timeout=10)
+    assert physical.cluster_id != "lkc-a"
+    assert len(physical.topics["lkc-a_orders"].partitions) == 2
+    assert "__consumer_offsets" in physical.topics
+
+    # Groups: each sees its own "readers" with its own committed offsets.
+    admin_a = AdminClient(alice)  # held: a dropped client cancels its futures
+    groups_a = admin_a.list_consumer_groups().result(10)
+    assert [g.group_id for g in groups_a.valid] == ["readers"]
+    committed = Consumer({**bob, "group.id": "readers"}).committed(
+        [TopicPartition("orders", 0)], timeout=10
+    )
+    assert committed[0].offset == 2
+    physical_groups = {g.group_id for g in shared.admin.list_consumer_groups().result(10).valid}
+    assert {"lkc-a_readers", "lkc-b_readers"} <= physical_groups
+
+
+def test_a_group_describes_its_members_in_logical_names(shared: SharedBroker) -> None:
+    alice = shared.conf("alice")
+    _create(alice, "clicks")
+    consumer = Consumer({**alice, "group.id": "describe-me", "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe(["clicks"])
+        deadline = time.monotonic() + 30
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert [(tp.topic, tp.partition) for tp in consumer.assignment()] == [("clicks", 0)]
+        admin = AdminClient(alice)
+        group = admin.describe_consumer_groups(["describe-me"])["describe-me"].result(10)
+        (member,) = group.members
+        # The member's assignment came back through the embedded consumer protocol.
+        assert [(tp.topic, tp.partition) for tp in member.assignment.topic_partitions] == [
+            ("clicks", 0)
+        ]
+        physical = shared.admin.describe_consumer_groups(["lkc-a_describe-me"])
+        (physical_member,) = physical["lkc-a_describe-me"].result(10).members
+        assert [tp.topic for tp in physical_member.assignment.topic_partitions] == ["lkc-a_clicks"]
+    finally:
+        consumer.close()
+
+
+def test_the_consumer_protocol_with_a_regex_stays_in_its_logical_cluster(
+    shared: SharedBroker,
+) -> None:
+    alice, bob = shared.conf("alice"), shared.conf("bob")
+    _create(alice, "metrics-cpu")
+    _create(bob, "metrics-disk")
+    _produce(alice, "metrics-cpu", [b"cpu"])
+    _produce(bob, "metrics-disk", [b"disk"])
+    consumer = Consumer(
+        {
+            **alice,
+            "group.id": "regex",
+            "group.protocol": "consumer",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        consumer.subscribe(["^metrics-.*"])
+        got: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not got:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append((msg.topic(), msg.value()))
+        # A moment more: bob's topic must never arrive.
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                got.append((msg.topic(), msg.value()))
+        assert got == [("metrics-cpu", b"cpu")]
+        assert [(tp.topic, tp.partition) for tp in consumer.assignment()] == [("metrics-cpu", 0)]
+    finally:
+        consumer.close()
+
+
+def test_transactional_ids_are_per_logical_cluster(shared: SharedBroker) -> None:
+    alice, bob = shared.conf("alice"), shared.conf("bob")
+    _create(alice, "payments")
+    _create(bob, "payments")
+    producers = {}
+    for name, conf in (("alice", alice), ("bob", bob)):
+        p = Producer({**conf, "transactional.id": "tx-1"})
+        p.init_transactions(15)
+        producers[name] = p
+    # Both hold "tx-1" at once: neither fenced the other.
+    for name, p in producers.items():
+        p.begin_transaction()
+        p.produce("payments", name.encode())
+        p.commit_transaction(15)
+    for conf, value in ((alice, b"alice"), (bob, b"bob")):
+        got = _consume(
+            conf, "payments", 1, **{"group.id": "tx-reader", "isolation.level": "read_committed"}
+        )
+        assert got == [(0, value)]
+
+
+def test_kafka_python_and_aiokafka_work_in_a_logical_cluster(shared: SharedBroker) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    bob = {
+        "bootstrap_servers": f"127.0.0.1:{shared.sasl_port}",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "bob",
+        "sasl_plain_password": PASSWORDS["bob"],
+    }
+    _create(shared.conf("bob"), "py-events")
+    producer = KafkaProducer(acks="all", **bob)
+    for i in range(3):
+        producer.send("py-events", f"kp{i}".encode())
+    producer.flush(15)
+    producer.close()
+    consumer = KafkaConsumer(
+        "py-events", group_id="py", auto_offset_reset="earliest", consumer_timeout_ms=5000, **bob
+    )
+    assert [(m.offset, m.value) for m in consumer] == [(0, b"kp0"), (1, b"kp1"), (2, b"kp2")]
+    topics = consumer.topics()
+    assert "py-events" in topics
+    assert not [t for t in topics if t.startswith(("lkc-", "__"))], topics
+    consumer.close()
+
+    async def aio() -> list[tuple[int, bytes]]:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        conf = {k: v for k, v in bob.items()}
+        p = AIOKafkaProducer(acks="all", **conf)
+        await p.start()
+        try:
+            await p.send_and_wait("py-events", b"aio")
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer("py-events", group_id="aio", auto_offset_reset="earliest", **conf)
+        await c.start()
+        try:
+            out: list[tuple[int, bytes]] = []
+            deadline = time.monotonic() + 20
+            while len(out) < 4 and time.monotonic() < deadline:
+                batch = await c.getmany(timeout_ms=500)
+                out += [(m.offset, m.value) for msgs in batch.values() for m in msgs]
+            return out
+        finally:
+            await c.stop()
+
+    assert asyncio.run(aio()) == [(0, b"kp0"), (1, b"kp1"), (2, b"kp2"), (3, b"aio")]
+    assert "lkc-b_py-events" in shared.physical_topics()
+
+
+def _metadata_by(conn: WireConn, name: str | None, topic_id: uuid.UUID | None) -> Any:
+    request = metadata.MetadataRequest(
+        topics=(metadata.MetadataRequestTopic(name=name, topic_id=topic_id),),
+        allow_auto_topic_creation=False,
+        include_topic_authorized_operations=False,
+    )
+    (entry,) = conn.request(3, 12, request).topics
+    return entry
+
+
+def test_another_logical_clusters_topic_id_names_nothing(shared: SharedBroker) -> None:
+    _create(shared.conf("bob"), "secret")
+    with WireConn(shared.proc.port) as admin:
+        theirs = _metadata_by(admin, "lkc-b_secret", None).topic_id
+    with shared.login("alice") as conn:
+        entry = _metadata_by(conn, None, theirs)
+        assert (entry.error_code, entry.topic_id, entry.name) == (
+            ErrorCode.unknown_topic_id,
+            theirs,
+            None,
+        )
+        # Its name with the prefix is just a name alice has not got.
+        entry = _metadata_by(conn, "lkc-b_secret", None)
+        assert entry.error_code == ErrorCode.unknown_topic_or_partition
+        partition = fetch.FetchPartition(
+            partition=0,
+            current_leader_epoch=-1,
+            fetch_offset=0,
+            last_fetched_epoch=-1,
+            log_start_offset=-1,
+            partition_max_bytes=1 << 20,
+        )
+        answer = conn.request(
+            1,
+            15,
+            fetch_request(
+                fetch, 0, -1, (fetch.FetchTopic(topic_id=theirs, partitions=(partition,)),), ()
+            ),
+        )
+        (topic,) = answer.responses
+        assert topic.topic_id == theirs
+        assert topic.partitions[0].error_code == ErrorCode.unknown_topic_id
+    with shared.login("bob") as conn:  # and the owner reads it by that id
+        answer = conn.request(
+            1,
+            15,
+            fetch_request(
+                fetch, 0, -1, (fetch.FetchTopic(topic_id=theirs, partitions=(partition,)),), ()
+            ),
+        )
+        assert answer.responses[0].partitions[0].error_code == ErrorCode.none
+
+
+def test_cluster_wide_apis_are_refused_and_configs_are_namespaced(shared: SharedBroker) -> None:
+    alice = shared.conf("alice")
+    _create(alice, "retained")
+    admin = AdminClient(alice)
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        "retained",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(10)
+    physical = shared.admin.describe_configs([ConfigResource(ResourceType.TOPIC, "lkc-a_retained")])
+    (configs,) = [f.result(10) for f in physical.values()]
+    assert configs["retention.ms"].value == "60000"
+    with shared.login("alice") as conn:
+        acls = conn.request(
+            30,
+            3,
+            create_acls.CreateAclsRequest(
+                creations=(
+                    create_acls.AclCreation(
+                        resource_type=2,
+                        resource_name="retained",
+                        resource_pattern_type=3,
+                        principal="User:bob",
+                        host="*",
+                        operation=3,
+                        permission_type=3,
+                    ),
+                )
+            ),
+        )
+        # Refused whole: CreateAcls answers with no results at all.
+        assert acls.results == ()
+        configs_answer = conn.request(
+            32,
+            4,
+            describe_configs.DescribeConfigsRequest(
+                resources=(
+                    describe_configs.DescribeConfigsResource(
+                        resource_type=2,
+                        resource_name="retained",
+                        configuration_keys=("retention.ms",),
+                    ),
+                    describe_configs.DescribeConfigsResource(
+                        resource_type=4,
+                        resource_name="1",
+                        configuration_keys=("log.retention.hours",),
+                    ),
+                    describe_configs.DescribeConfigsResource(
+                        resource_type=8, resource_name="1", configuration_keys=None
+                    ),
+                ),
+                include_synonyms=False,
+                include_documentation=False,
+            ),
+        )
+        topic, broker_, logger = configs_answer.results
+        assert (topic.error_code, topic.resource_name) == (ErrorCode.none, "retained")
+        assert [(c.name, c.value) for c in topic.configs] == [("retention.ms", "60000")]
+        assert broker_.error_code == ErrorCode.none
+        assert logger.error_code == ErrorCode.cluster_authorization_failed
+    broker_change = ConfigResource(
+        ResourceType.BROKER,
+        "1",
+        incremental_configs=[
+            ConfigEntry("log.retention.ms", "1", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    with pytest.raises(KafkaException) as refused:
+        for future in admin.incremental_alter_configs([broker_change]).values():
+            future.result(10)
+    assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+
+
+def test_the_cli_lists_and_unbinds(shared: SharedBroker) -> None:
+    listed = json.loads(cli(shared, "logical-clusters", "list", "--json").stdout)
+    by_id = {c["id"]: c for c in listed["logical_clusters"]}
+    assert by_id["lkc-a"]["principals"] == ["User:alice", "User:carol"]
+    assert by_id["lkc-b"]["principals"] == ["User:bob"]
+    assert by_id["lkc-a"]["topics"] >= 1
+    bad = cli(shared, "logical-clusters", "bind", "LKC-Nope", "User:dave", check=False)
+    assert bad.returncode != 0 and "INVALID_REQUEST" in bad.stderr + bad.stdout
+    cli(shared, "logical-clusters", "unbind", "User:carol")
+    # carol now sees the shared cluster, physical names and all.
+    deadline = time.monotonic() + 10
+    topics: set[str] = set()
+    while time.monotonic() < deadline and "lkc-a_orders" not in topics:
+        topics = set(AdminClient(shared.conf("carol")).list_topics(timeout=10).topics)
+    assert {"lkc-a_orders", "lkc-b_orders"} <= topics
+    cli(shared, "logical-clusters", "bind", "lkc-a", "User:carol")
+
+
+def test_kafkajs_and_kcat_work_in_a_logical_cluster(shared: SharedBroker) -> None:
+    from tests.clients.round_trips import kafkajs_round_trip, kcat_round_trip
+
+    address = f"127.0.0.1:{shared.sasl_port}"
+    sasl = {"mechanism": "scram-sha-256", "username": "bob", "password": PASSWORDS["bob"]}
+    kafkajs_round_trip(address, "js-events", 30, {"sasl": sasl})
+    # kcat's topic is created on first use (auto.create.topics.enable), in bob's cluster.
+    kcat_round_trip(
+        [
+            "-b",
+            address,
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            "sasl.mechanism=SCRAM-SHA-256",
+            "-X",
+            "sasl.username=bob",
+            "-X",
+            f"sasl.password={PASSWORDS['bob']}",
+        ],
+        "kcat-events",
+        5,
+    )
+    assert {"lkc-b_js-events", "lkc-b_kcat-events"} <= shared.physical_topics()
