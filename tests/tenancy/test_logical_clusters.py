@@ -7,6 +7,8 @@ ids of another namespace, the refused APIs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import json
 import os
 import subprocess
@@ -29,10 +31,13 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from kio.schema.consumer_group_describe.v0 import request as group_describe
 from kio.schema.create_acls.v3 import request as create_acls
+from kio.schema.create_topics.v7 import request as create_topics
 from kio.schema.describe_configs.v4 import request as describe_configs
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v15 import request as fetch
+from kio.schema.find_coordinator.v0 import request as find_coordinator_v0
 from kio.schema.metadata.v12 import request as metadata
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
@@ -189,9 +194,9 @@ def test_two_logical_clusters_share_names_and_never_see_each_other(shared: Share
     admin_a = AdminClient(alice)  # held: a dropped client cancels its futures
     groups_a = admin_a.list_consumer_groups().result(10)
     assert [g.group_id for g in groups_a.valid] == ["readers"]
-    committed = Consumer({**bob, "group.id": "readers"}).committed(
-        [TopicPartition("orders", 0)], timeout=10
-    )
+    reader = Consumer({**bob, "group.id": "readers"})
+    committed = reader.committed([TopicPartition("orders", 0)], timeout=10)
+    reader.close()
     assert committed[0].offset == 2
     physical_groups = {g.group_id for g in shared.admin.list_consumer_groups().result(10).valid}
     assert {"lkc-a_readers", "lkc-b_readers"} <= physical_groups
@@ -253,6 +258,18 @@ def test_the_consumer_protocol_with_a_regex_stays_in_its_logical_cluster(
                 got.append((msg.topic(), msg.value()))
         assert got == [("metrics-cpu", b"cpu")]
         assert [(tp.topic, tp.partition) for tp in consumer.assignment()] == [("metrics-cpu", 0)]
+        # What the coordinator assigned, seen from the shared cluster: alice's topic only.
+        with WireConn(shared.proc.port) as admin:
+            described = admin.request(
+                69,
+                0,
+                group_describe.ConsumerGroupDescribeRequest(
+                    group_ids=("lkc-a_regex",), include_authorized_operations=False
+                ),
+            )
+        (member,) = described.groups[0].members
+        assert member.subscribed_topic_regex == "(^metrics-.*)"  # as librdkafka sent it
+        assert [t.topic_name for t in member.assignment.topic_partitions] == ["lkc-a_metrics-cpu"]
     finally:
         consumer.close()
 
@@ -416,8 +433,8 @@ def test_cluster_wide_apis_are_refused_and_configs_are_namespaced(shared: Shared
                 )
             ),
         )
-        # Refused whole: CreateAcls answers with no results at all.
-        assert acls.results == ()
+        # Refused item by item, as an authorizer answers.
+        assert [r.error_code for r in acls.results] == [ErrorCode.cluster_authorization_failed]
         configs_answer = conn.request(
             32,
             4,
@@ -501,3 +518,89 @@ def test_kafkajs_and_kcat_work_in_a_logical_cluster(shared: SharedBroker) -> Non
         5,
     )
     assert {"lkc-b_js-events", "lkc-b_kcat-events"} <= shared.physical_topics()
+
+
+def _partition(offset: int = 0) -> Any:
+    return fetch.FetchPartition(
+        partition=0,
+        current_leader_epoch=-1,
+        fetch_offset=offset,
+        last_fetched_epoch=-1,
+        log_start_offset=-1,
+        partition_max_bytes=1 << 20,
+    )
+
+
+def test_requests_a_logical_cluster_may_not_send(shared: SharedBroker) -> None:
+    _create(shared.conf("alice"), "guarded")
+    with WireConn(shared.proc.port) as admin:
+        topic_id = _metadata_by(admin, "lkc-a_guarded", None).topic_id
+    topics = (fetch.FetchTopic(topic_id=topic_id, partitions=(_partition(),)),)
+    with shared.login("alice") as conn:
+        # A follower's fetch (replica id 1) could read past the high watermark.
+        as_follower = dataclasses.replace(
+            fetch_request(fetch, 0, -1, topics, ()),
+            replica_state=fetch.ReplicaState(replica_id=1, replica_epoch=-1),
+        )
+        assert conn.request(1, 15, as_follower).error_code == ErrorCode.cluster_authorization_failed
+        placed = conn.request(
+            19,
+            7,
+            create_topics.CreateTopicsRequest(
+                topics=(
+                    create_topics.CreatableTopic(
+                        name="placed",
+                        num_partitions=-1,
+                        replication_factor=-1,
+                        assignments=(
+                            create_topics.CreatableReplicaAssignment(
+                                partition_index=0, broker_ids=(1,)
+                            ),
+                        ),
+                        configs=(),
+                    ),
+                ),
+                timeout=datetime.timedelta(seconds=10),
+                validate_only=False,
+            ),
+        )
+        assert [(t.name, t.error_code) for t in placed.topics] == [
+            ("placed", ErrorCode.policy_violation)
+        ]
+        # FindCoordinator v0 has no key type: a group's key, in the logical cluster.
+        found = conn.request(10, 0, find_coordinator_v0.FindCoordinatorRequest(key="g"))
+        assert (found.error_code, found.node_id) == (ErrorCode.none, 1)
+        # The connection carries on, and a consumer's own fetch is served.
+        answer = conn.request(1, 15, fetch_request(fetch, 0, -1, topics, ()))
+        assert answer.responses[0].partitions[0].error_code == ErrorCode.none
+    assert "lkc-a_placed" not in shared.physical_topics()
+
+
+def test_fetch_sessions_belong_to_their_logical_cluster(shared: SharedBroker) -> None:
+    _create(shared.conf("alice"), "sessions")
+    _produce(shared.conf("alice"), "sessions", [b"s0"])
+    with WireConn(shared.proc.port) as admin:
+        topic_id = _metadata_by(admin, "lkc-a_sessions", None).topic_id
+    topics = (fetch.FetchTopic(topic_id=topic_id, partitions=(_partition(),)),)
+    with shared.login("alice") as alice, shared.login("bob") as bob:
+        opened = alice.request(1, 15, fetch_request(fetch, 0, 0, topics, ()))
+        session = opened.session_id
+        assert session != 0
+        assert opened.responses[0].partitions[0].high_watermark == 1
+        # bob quotes alice's session: unknown to him, and his full fetch does not close it.
+        stolen = bob.request(1, 15, fetch_request(fetch, session, 1, (), ()))
+        assert stolen.error_code == ErrorCode.fetch_session_id_not_found
+        assert stolen.responses == ()
+        closed = bob.request(1, 15, fetch_request(fetch, session, -1, (), ()))
+        assert closed.error_code == ErrorCode.none
+        kept = alice.request(1, 15, fetch_request(fetch, session, 1, (), ()))
+        assert (kept.error_code, kept.session_id) == (ErrorCode.none, session)
+
+
+def test_the_principals_that_run_the_cluster_cannot_be_bound(shared: SharedBroker) -> None:
+    refused = cli(shared, "logical-clusters", "bind", "lkc-c", "User:ANONYMOUS", check=False)
+    assert refused.returncode != 0
+    assert "INVALID_REQUEST" in refused.stdout + refused.stderr
+    assert "runs the cluster itself" in refused.stdout + refused.stderr
+    listed = json.loads(cli(shared, "logical-clusters", "list", "--json").stdout)
+    assert "lkc-c" not in [c["id"] for c in listed["logical_clusters"]]

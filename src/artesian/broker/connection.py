@@ -34,7 +34,7 @@ from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
 from artesian.protocol.framing import FrameDecoder, FrameTooLarge, InvalidFrameSize
 from artesian.storage.segment import FileSlice
-from artesian.tenancy import LogicalCluster, Translation, refused_api
+from artesian.tenancy import LogicalCluster, Translation, refusal_response, refused_api
 
 if TYPE_CHECKING:
     from artesian.broker.listeners import Listener
@@ -134,6 +134,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False  # the transport's buffer is over its high-water mark
         self._closed = False
         self._counted = False  # admitted by the connection quotas
+        self._refusals_logged: set[int] = set()  # APIs refused to its logical cluster
         self._sock_fd = -1
         self.last_active = time.monotonic()
 
@@ -398,25 +399,17 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.close()
             return None
         translation = None
-        if (lc := broker.logical_cluster_of(self.principal)) is not None:
-            if refused_api(header.api_key, header.api_version):
-                log.info(
-                    "refused %s v%d from %s: %s works in logical cluster %s, which does not "
-                    "offer it",
-                    api.api_name(header.api_key),
-                    header.api_version,
-                    self.peer,
-                    self.principal,
-                    lc.id,
-                )
-                self._send_error(header, ErrorCode.cluster_authorization_failed)
-                return None
-            ctx.logical_cluster = lc
-            translation = lc.translate(
-                header.api_key, header.api_version, request, broker.tenant_lookups
-            )
-            request = translation.request
+        lc = broker.logical_cluster_of(self.principal)
+        if lc is not None and refused_api(header.api_key, header.api_version, request):
+            self._refuse_for_logical_cluster(header, lc, request)
+            return None
         try:
+            if lc is not None:
+                ctx.logical_cluster = lc
+                translation = lc.translate(
+                    header.api_key, header.api_version, request, broker.tenant_lookups
+                )
+                request = translation.request
             result = entry.handler(ctx, request)
             if translation is not None:
                 result = _translated(result, translation)
@@ -492,6 +485,30 @@ class KafkaConnection(asyncio.BufferedProtocol):
         )
         self.close()
         return None
+
+    def _refuse_for_logical_cluster(
+        self, header: api.RequestHeader, lc: LogicalCluster, request: Any
+    ) -> None:
+        if header.api_key not in self._refusals_logged:  # once per API: a client may retry
+            self._refusals_logged.add(header.api_key)
+            log.info(
+                "refused %s v%d from %s: %s works in logical cluster %s, which does not offer "
+                "it; run it as a principal of the shared cluster",
+                api.api_name(header.api_key),
+                header.api_version,
+                self.peer,
+                self.principal,
+                lc.id,
+            )
+        refusal = refusal_response(header.api_key, header.api_version, request)
+        if refusal is None:
+            self._send_error(header, ErrorCode.cluster_authorization_failed)
+        else:
+            self.write(
+                api.encode_response(
+                    header.api_key, header.api_version, header.correlation_id, refusal
+                )
+            )
 
     async def _await_and_send(
         self, ctx: RequestContext, result: Awaitable[Any], started: float
@@ -747,8 +764,8 @@ _DN_NAMES = {
 
 
 def _translated(result: Any, translation: Translation) -> Any:
-    """A handler's answer in the logical cluster's names (hand-encoded answers, Fetch's and
-    the cached Metadata's, are written in them already)."""
+    """A handler's answer in the logical cluster's names (the answers encoded by hand,
+    Fetch's and the all-topics Metadata's, are written in them by their handlers)."""
     if isinstance(result, Awaitable):
 
         async def later() -> Any:

@@ -58,6 +58,8 @@ class FetchSession:
     by_id: bool  # v13+ clients name topics by id
     partitions: dict[PartitionKey, FetchPartition]
     last_used_ms: int
+    # The logical cluster whose principal opened it ("" for none): only its own may use it.
+    owner: str = ""
 
     def update(self, changed: Iterable[FetchPartition], forgotten: Iterable[PartitionKey]) -> None:
         for p in changed:
@@ -116,12 +118,18 @@ class FetchSessionCache:
         by_id: bool,
         now_ms: int,
         exists: Callable[[FetchPartition], bool],
+        owner: str = "",
     ) -> FetchContext:
+        """``owner``: the requester's logical cluster ("" for none); another's session is
+        as unknown to it as one that never was."""
+        session = self.sessions.get(session_id)
+        if session is not None and session.owner != owner:
+            session = None
         if epoch in (INITIAL_EPOCH, FINAL_EPOCH):
             # A full fetch closes any session it names; epoch -1 asks for no new one.
-            self.sessions.pop(session_id, None)
+            if session is not None:
+                del self.sessions[session_id]
             return FetchContext(partitions, create_session=epoch == INITIAL_EPOCH, by_id=by_id)
-        session = self.sessions.get(session_id)
         if session is None:
             return FetchContext([], error=ErrorCode.fetch_session_id_not_found)
         if session.epoch != epoch:
@@ -152,6 +160,7 @@ class FetchSessionCache:
         by_id: bool,
         now_ms: int,
         exists: Callable[[FetchPartition], bool],
+        owner: str = "",
     ) -> int:
         """Cache a full fetch's partitions as a new session; its id, or 0 when there is no
         slot or a partition does not exist."""
@@ -168,6 +177,7 @@ class FetchSessionCache:
             by_id,
             {p.key(by_id): p for p in partitions},
             now_ms,
+            owner,
         )
         return session_id
 

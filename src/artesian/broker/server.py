@@ -278,12 +278,17 @@ class Broker:
             raise BrokerStartupError(str(e)) from e
         # ACLs when authorizer.class.name names one; None lets every request through.
         self.authorizer: Authorizer | None = None
+        super_users = [u.strip() for u in str(config.get("super.users") or "").split(";")]
         if config.get("authorizer.class.name"):
-            super_users = str(config.get("super.users") or "")
             self.authorizer = Authorizer(
-                (u.strip() for u in super_users.split(";") if u.strip()),
-                config.get_bool("allow.everyone.if.no.acl.found"),
+                filter(None, super_users), config.get_bool("allow.everyone.if.no.acl.found")
             )
+        # Principals that run the cluster itself (brokers, super users, anonymous ones, which
+        # brokers are on a PLAINTEXT listener): never confined to a logical cluster.
+        own = self.inter_broker_security.sasl
+        self.platform_principals = frozenset(
+            {"User:ANONYMOUS", *filter(None, super_users)} | ({f"User:{own[1]}"} if own else set())
+        )
         # The address other brokers and Artesian's own tools use.
         self.host, self.port = self.inter_broker_listener.host, self.inter_broker_listener.port
         self._tasks: list[asyncio.Task[None]] = []
@@ -1253,7 +1258,9 @@ class Broker:
         if not bound:
             return None
         lkc = bound.get(principal)
-        return None if lkc is None else _logical_cluster(lkc)
+        if lkc is None or principal in self.platform_principals:
+            return None
+        return _logical_cluster(lkc)
 
     def current_live_brokers(self) -> frozenset[int]:
         """Live brokers as the store has them now, not as of the last heartbeat round (for

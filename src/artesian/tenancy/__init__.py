@@ -8,18 +8,22 @@ on physical names and need not know tenants exist (bar a few that list everythin
 
 from artesian.tenancy.logical_cluster import (
     LOGICAL_CLUSTER_ID,
+    PLACEMENT_IS_THE_PLATFORMS,
     LogicalCluster,
     Lookups,
     Translation,
     namespace_of,
+    refusal_response,
     refused_api,
 )
 
 __all__ = [
     "LOGICAL_CLUSTER_ID",
+    "PLACEMENT_IS_THE_PLATFORMS",
     "LogicalCluster",
     "Lookups",
     "Translation",
     "namespace_of",
+    "refusal_response",
     "refused_api",
 ]

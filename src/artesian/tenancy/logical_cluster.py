@@ -8,26 +8,34 @@ entries of other namespaces (internal topics included) are dropped, swapped ids 
 and the cluster id is the logical cluster's. The classic consumer protocol's embedded
 subscriptions and assignments name topics too, and are rewritten the same way.
 
-APIs a tenant has no business with (ACLs, quotas, SCRAM users, replica placement, log dirs,
-broker-to-broker APIs) are refused with CLUSTER_AUTHORIZATION_FAILED, as Confluent Cloud
-refuses them to a logical cluster's keys.
+APIs whose subjects span logical clusters (ACLs, quotas, SCRAM users, reassignments, log
+dirs, the brokers' own APIs, requests naming a replica) are refused with
+CLUSTER_AUTHORIZATION_FAILED: they stay with the shared cluster's operator.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 import struct
+import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
+
+from kio.schema.errors import ErrorCode
+
+from artesian.protocol.api import response_class
 
 __all__ = [
     "LOGICAL_CLUSTER_ID",
+    "PLACEMENT_IS_THE_PLATFORMS",
     "LogicalCluster",
     "Lookups",
     "Translation",
     "namespace_of",
+    "refusal_response",
     "refused_api",
 ]
 
@@ -146,12 +154,83 @@ def namespace_of(name: str) -> str | None:
     return m.group() if m is not None else None
 
 
-def refused_api(api_key: int, api_version: int) -> bool:
-    """Is this API closed to a logical cluster's principals?"""
+def refused_api(api_key: int, api_version: int, request: Any = None) -> bool:
+    """Is this request closed to a logical cluster's principals? Beyond the APIs refused
+    whole, a Fetch, ListOffsets or OffsetForLeaderEpoch naming a replica (a follower's
+    request, which may read past the high watermark and move the ISR) is refused."""
     if api_key not in _ALLOWED:
         return True
     highest = _ALLOWED[api_key]
-    return highest is not None and api_version > highest
+    if highest is not None and api_version > highest:
+        return True
+    if api_key in (1, 2, 23) and request is not None:
+        state = getattr(request, "replica_state", None)
+        replica = state.replica_id if state is not None else getattr(request, "replica_id", -1)
+        return bool(replica >= 0)
+    return False
+
+
+_REFUSED = "a logical cluster's principal may not do this; ask the shared cluster's operator"
+# CreateTopics and CreatePartitions with replica assignments (POLICY_VIOLATION).
+PLACEMENT_IS_THE_PLATFORMS = (
+    "a logical cluster's topics are placed by the platform: give a partition count and a "
+    "replication factor, not replica assignments"
+)
+
+
+def refusal_response(api_key: int, api_version: int, request: Any) -> Any | None:
+    """The answer refusing a request item by item, for the APIs that have no top-level
+    error code (CLUSTER_AUTHORIZATION_FAILED on each, as an authorizer answers); None for
+    the others, whose error response says it once."""
+    cls = response_class(api_key, api_version)
+    if cls is None:
+        return None
+    mod = sys.modules[cls.__module__]
+    code = ErrorCode.cluster_authorization_failed
+    error = {"error_code": code, "error_message": _REFUSED}
+    match api_key:
+        case 30:  # CreateAcls
+            items = {"results": [_make(mod.AclCreationResult, **error) for _ in request.creations]}
+        case 31:  # DeleteAcls
+            items = {
+                "filter_results": [
+                    _make(mod.DeleteAclsFilterResult, **error, matching_acls=())
+                    for _ in request.filters
+                ]
+            }
+        case 49:  # AlterClientQuotas
+            items = {
+                "entries": [
+                    _make(
+                        mod.EntryData,
+                        **error,
+                        entity=tuple(
+                            _make(
+                                mod.EntityData, entity_type=e.entity_type, entity_name=e.entity_name
+                            )
+                            for e in entry.entity
+                        ),
+                    )
+                    for entry in request.entries
+                ]
+            }
+        case 51:  # AlterUserScramCredentials
+            users = [d.name for d in request.deletions] + [u.name for u in request.upsertions]
+            items = {
+                "results": [
+                    _make(mod.AlterUserScramCredentialsResult, user=u, **error) for u in users
+                ]
+            }
+        case _:
+            return None
+    return _make(
+        cls, throttle_time=datetime.timedelta(0), **{k: tuple(v) for k, v in items.items()}
+    )
+
+
+def _make(cls: type, **values: Any) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class Lookups(Protocol):
@@ -220,7 +299,7 @@ class Translation:
                     if t.topic_id is not None:
                         t.topic_id = self._swap_foreign_id(t.topic_id)
             case 10:  # FindCoordinator: group (0) and transaction (1) keys are ours
-                if request.key_type in (0, 1):
+                if getattr(request, "key_type", 0) in (0, 1):  # v0: groups only
                     if hasattr(request, "coordinator_keys"):
                         keys = tuple(lc.physical(k) for k in request.coordinator_keys)
                         request = replace(request, coordinator_keys=keys)

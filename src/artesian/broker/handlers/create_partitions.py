@@ -15,6 +15,7 @@ from artesian.broker.handlers._authz import (
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
 from artesian.metadata.controller import ControllerError
+from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
 
 API_KEY = 37
 MIN_VERSION = 0
@@ -43,6 +44,8 @@ def handle(ctx: Any, request: Any) -> Any:
             assignments = (
                 [tuple(a.broker_ids) for a in t.assignments] if t.assignments is not None else None
             )
+            if assignments and ctx.logical_cluster is not None:
+                raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
 
             def plan(t: Any = t, assignments: Any = assignments) -> Any:
                 return broker.controller.plan_create_partitions(t.name, t.count, assignments)

@@ -19,6 +19,7 @@ from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_
 from artesian.config.definitions import InvalidConfigError, UnknownConfigError
 from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
 from artesian.metadata.controller import ControllerError, NewTopic
+from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
 
 API_KEY = 19
 MIN_VERSION = 2
@@ -86,6 +87,8 @@ def handle(ctx: Any, request: Any) -> Any:
             num_partitions = t.num_partitions
             rf = t.replication_factor
             assignments = {a.partition_index: tuple(a.broker_ids) for a in t.assignments}
+            if assignments and ctx.logical_cluster is not None:
+                raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
             if assignments and (num_partitions != -1 or rf != -1):
                 raise ControllerError(
                     ErrorCode.invalid_request,

@@ -38,11 +38,11 @@ def handle(ctx: Any, request: Any) -> Any:
     every = not request.topics
     cursor = request.cursor
     after = cursor.topic_name if cursor is not None else ""
-    names = sorted(
-        {n for n in (image.topics if every else (t.name for t in request.topics)) if n >= after}
-    )
-    if every and ctx.logical_cluster is not None:
-        names = [n for n in names if ctx.logical_cluster.owns(n)]  # its own, and no other's
+    lc = ctx.logical_cluster
+    candidates = image.topics if every else (t.name for t in request.topics)
+    if every and lc is not None:
+        candidates = (n for n in candidates if lc.owns(n))  # its own, and no other's
+    names = sorted({n for n in candidates if n >= after})
     if cursor is not None and not every and cursor.topic_name not in names:
         # The cursor's topic must be one of those named: Kafka's InvalidRequestException,
         # which its error response gives every topic.

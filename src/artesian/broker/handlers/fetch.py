@@ -419,7 +419,7 @@ def _respond(
     for fp, result in results:
         topic = topics.get((fp.topic, fp.topic_id))
         if topic is None:
-            name = fp.topic if lc is None else lc.logical(fp.topic) or fp.topic
+            name = fp.topic if lc is None else lc.logical(fp.topic) or ""
             topic = topics[(fp.topic, fp.topic_id)] = FetchTopicResult(name, fp.topic_id, [])
         topic.partitions.append(result)
     endpoints = _leader_hints(ctx, results) if version >= 16 else None
@@ -445,7 +445,11 @@ def _respond(
         for fp, result in results:
             _remember(fp, result)
         session_id = ctx.broker.fetch_sessions.create(
-            [fp for fp, _ in results], context.by_id, int(time.time() * 1000), _exists(ctx)
+            [fp for fp, _ in results],
+            context.by_id,
+            int(time.time() * 1000),
+            _exists(ctx),
+            _owner(ctx),
         )
     if not quota or session_id != context.response_session_id:
         parts, size = encode_fetch_response(
@@ -560,6 +564,10 @@ def _exists(ctx: Any) -> Callable[[FetchPartition], bool]:
     return exists
 
 
+def _owner(ctx: Any) -> str:
+    return ctx.logical_cluster.id if ctx.logical_cluster is not None else ""
+
+
 def handle(ctx: Any, request: Any) -> Any:
     partitions, forgotten = _requested(ctx, request)
     if ctx.header.api_version >= 7:
@@ -571,6 +579,7 @@ def handle(ctx: Any, request: Any) -> Any:
             ctx.header.api_version >= 13,
             int(time.time() * 1000),
             _exists(ctx),
+            _owner(ctx),
         )
         if context.error:
             parts, size = encode_fetch_response(

@@ -29,7 +29,7 @@ from artesian.protocol.balancer_admin import (
     encode_response_body,
 )
 from artesian.protocol.codec import DecodeError
-from artesian.tenancy import LOGICAL_CLUSTER_ID
+from artesian.tenancy import LOGICAL_CLUSTER_ID, namespace_of
 
 log = logging.getLogger("artesian.tenancy")
 
@@ -57,7 +57,8 @@ def _principal(value: object) -> str:
     return value
 
 
-def _plan(image: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], dict[str, Any]]:
+def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], dict[str, Any]]:
+    image = broker.image
     if len(command) != 1:
         raise _invalid("expected exactly one command: bind or unbind")
     ((name, arg),) = command.items()
@@ -67,6 +68,11 @@ def _plan(image: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], di
         records: list[MetadataRecord] = []
         for principal, lkc in sorted(arg.items()):
             principal = _principal(principal)
+            if principal in broker.platform_principals:
+                raise _invalid(
+                    f"{principal} runs the cluster itself (a broker, a super user or anonymous "
+                    "clients): bind the principals tenants log in as"
+                )
             if not isinstance(lkc, str) or LOGICAL_CLUSTER_ID.fullmatch(lkc) is None:
                 raise _invalid(
                     f"{lkc!r} is not a logical cluster id: lkc- and 1 to 32 lower-case "
@@ -93,7 +99,7 @@ def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
     answer: dict[str, Any] = {}
 
     def plan() -> list[MetadataRecord]:
-        records, planned = _plan(broker.image, command)
+        records, planned = _plan(broker, command)
         answer.update(planned)
         return records
 
@@ -119,10 +125,14 @@ def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
         )
         entry["principals"].append(principal)
     for topic in image.topics.values():
-        lkc, sep, _ = topic.name.partition("_")
-        if sep and lkc in clusters:
-            clusters[lkc]["topics"] += 1
-            clusters[lkc]["partitions"] += len(topic.partitions)
+        namespace = namespace_of(topic.name)
+        if namespace is not None:  # also a logical cluster whose principals are all gone
+            lkc = namespace[:-1]
+            entry = clusters.setdefault(
+                lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0}
+            )
+            entry["topics"] += 1
+            entry["partitions"] += len(topic.partitions)
     return _respond(
         ErrorCode.none, None, {"logical_clusters": [clusters[k] for k in sorted(clusters)]}
     )

@@ -23,6 +23,7 @@ from artesian.broker.handlers.create_topics import auto_create_topic
 from artesian.broker.response import RawResponse
 from artesian.metadata.image import INTERNAL_TOPICS, PartitionImage, TopicImage
 from artesian.protocol.codec import writer_for
+from artesian.tenancy import Translation
 
 API_KEY = 3
 MIN_VERSION = 0
@@ -169,11 +170,6 @@ def _answer(ctx: Any, request: Any) -> Any:
     cluster_ops = _NO_OPS
     if authz and getattr(request, "include_cluster_authorized_operations", False):
         cluster_ops = cluster_operations(ctx)
-    if requested is None and ctx.logical_cluster is not None:
-        # Every topic of a logical cluster: translated on the way out, so built afresh.
-        lc = ctx.logical_cluster
-        owned = [t for t in image.topics.values() if lc.owns(t.name)]
-        return _every_topic(ctx, mod, owned, topic_ops, cluster_ops)
     if requested is None:
         # Every topic: clients poll this often, so the encoded body is cached per metadata
         # offset (1,000 partitions take milliseconds to encode, microseconds to resend). What
@@ -181,6 +177,9 @@ def _answer(ctx: Any, request: Any) -> Any:
         # which ACLs may name); ACL changes are metadata records, so they move the offset.
         listener = ctx.connection.listener.name
         key: tuple[Any, ...] = (API_KEY, version, listener, image.offset, broker.live_brokers)
+        lc = ctx.logical_cluster
+        if lc is not None:
+            key += (lc.id,)  # a logical cluster's own view, in its own names
         if authz:
             conn = ctx.connection
             # The host only where some ACL names one: else one entry serves every address.
@@ -189,7 +188,13 @@ def _answer(ctx: Any, request: Any) -> Any:
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
-        entity = _every_topic(ctx, mod, list(image.topics.values()), topic_ops, cluster_ops)
+        if lc is None:
+            entity = _every_topic(ctx, mod, list(image.topics.values()), topic_ops, cluster_ops)
+        else:
+            owned = [t for t in image.topics.values() if lc.owns(t.name)]
+            entity = _every_topic(ctx, mod, owned, topic_ops, cluster_ops)
+            # Encoded here, so translated here: the connection passes raw answers as they are.
+            entity = Translation(lc, API_KEY, version, broker.tenant_lookups).response(entity)
         body = bytearray()
         writer_for(type(entity))(body, entity)
         response = RawResponse([bytes(body)], len(body), version >= 3)
