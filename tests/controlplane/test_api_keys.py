@@ -27,6 +27,7 @@ from artesian.metadata.image import MetadataImage
 from artesian.metadata.records import (
     AccessControlEntryRecord,
     ClusterRecord,
+    LogicalClusterBindingRecord,
     RemoveAccessControlEntryRecord,
     RemoveUserScramCredentialRecord,
     UserScramCredentialRecord,
@@ -310,3 +311,72 @@ def test_a_desire_whose_latest_record_is_unreadable_is_neither_kept_nor_deleted(
         assert table.get(desire.id) is None and table.unreadable == set()
     finally:
         table._consumer.close()
+
+
+def test_a_logical_cluster_s_keys_are_bound_first_and_reach_only_its_namespace() -> None:
+    own, _ = mint_api_key(None, "", 1)
+    guest, _ = mint_api_key(None, "", 2)
+    narrow, _ = mint_api_key("team.", "", 3)
+    guests = [("lkc-north1", guest), ("lkc-north1", narrow)]
+    credentials: dict[tuple[str, int], UserScramCredentialRecord] = {}
+    acls: dict[str, AccessControlEntryRecord] = {}
+    changes = access_changes([own], credentials, acls, {}, guests)
+    # Bound before its credentials exist: it never sees the shared cluster's names.
+    assert changes[:2] == [
+        LogicalClusterBindingRecord(p, "lkc-north1")
+        for p in sorted((f"User:{guest.key}", f"User:{narrow.key}"))
+    ]
+    assert all(not isinstance(c, LogicalClusterBindingRecord) for c in changes[2:])
+    authorizer = Authorizer(super_users=[], allow_everyone_if_no_acl_found=False)
+    authorizer.update(acl_binding(c) for c in changes if isinstance(c, AccessControlEntryRecord))
+
+    def may(key: ApiKey, op: AclOperation, kind: ResourceType, name: str) -> bool:
+        return authorizer.authorize(f"User:{key.key}", "127.0.0.1", op, kind, name)
+
+    assert may(guest, AclOperation.CREATE, ResourceType.TOPIC, "lkc-north1_orders")
+    assert may(guest, AclOperation.READ, ResourceType.GROUP, "lkc-north1_app")
+    assert not may(guest, AclOperation.READ, ResourceType.TOPIC, "lkc-south1_orders")
+    assert not may(guest, AclOperation.READ, ResourceType.TOPIC, "orders")
+    assert may(narrow, AclOperation.WRITE, ResourceType.TOPIC, "lkc-north1_team.x")
+    assert not may(narrow, AclOperation.WRITE, ResourceType.TOPIC, "lkc-north1_other")
+    for op in (AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.IDEMPOTENT_WRITE):
+        assert may(guest, op, ResourceType.CLUSTER, "kafka-cluster")
+    # Not CREATE on the cluster: that would reach names outside its namespace.
+    assert not may(guest, AclOperation.CREATE, ResourceType.CLUSTER, "kafka-cluster")
+    assert may(own, AclOperation.READ, ResourceType.TOPIC, "lkc-south1_orders")
+
+    _apply(credentials, acls, changes)
+    bound = {
+        f"User:{guest.key}": "lkc-north1",
+        f"User:{narrow.key}": "lkc-north1",
+        "User:x": "lkc-y",
+    }
+    assert access_changes([own], credentials, acls, bound, guests) == []
+    # The logical cluster goes: its keys lose their credentials first, their binding last;
+    # a binding the data plane does not own (User:x) stays.
+    changes = access_changes([own], credentials, acls, bound, [])
+    assert changes[-2:] == [
+        LogicalClusterBindingRecord(p, None)
+        for p in sorted((f"User:{guest.key}", f"User:{narrow.key}"))
+    ]
+    assert all(not isinstance(c, LogicalClusterBindingRecord) for c in changes[:-2])
+
+
+def test_a_logical_cluster_s_desire_has_a_host_and_nothing_of_its_own() -> None:
+    logical = ClusterDesire(id="lkc-north1", name="north", brokers=0, host="lkc-pool01")
+    assert logical.validate().logical
+    assert ClusterDesire.decode(logical.encode()) == logical
+    for wrong in (
+        {"brokers": 1},
+        {"host": "lkc-north1"},
+        {"host": "pool"},
+        {"shared": True},
+        {"config": {"log.retention.ms": "1"}},
+    ):
+        with pytest.raises(DocumentError):
+            replace(logical, **wrong).validate()
+    # A document from before logical clusters is a physical cluster's.
+    old = json.loads(ClusterDesire(id="lkc-pool01", name="pool", brokers=1).encode())
+    del old["host"], old["shared"]
+    decoded = ClusterDesire.decode(json.dumps(old).encode())
+    assert (decoded.logical, decoded.shared, decoded.brokers) == (False, False, 1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
 
 
 class BrokerMetrics:
@@ -149,6 +152,9 @@ class BrokerMetrics:
             "object store (tiered), each byte counted once.",
             registry=r,
         )
+        # Each logical cluster's share of it, for its own usage record (filled at start).
+        self._logical_cluster_sizes: Callable[[], dict[str, float]] = dict
+        r.register(_LogicalClusterSizes(lambda: self._logical_cluster_sizes()))
         # process_start_time_seconds tells a restarted broker (its counters reset) from one
         # whose counters merely grew back; also CPU and memory, as every Prometheus target.
         ProcessCollector(registry=r)
@@ -266,9 +272,31 @@ class BrokerMetrics:
         latency.observe(seconds)
         count.inc()
 
+    def watch_logical_cluster_sizes(self, sizes: Callable[[], dict[str, float]]) -> None:
+        self._logical_cluster_sizes = sizes
+
     def bytes_out_for(self, topic: str) -> Counter:
         # labels() takes a lock and builds a key on every call; fetches are frequent.
         child = self._bytes_out_children.get(topic)
         if child is None:
             child = self._bytes_out_children[topic] = self.bytes_out.labels(topic)
         return child
+
+
+class _LogicalClusterSizes:
+    """artesian_logical_cluster_leader_size_bytes{logical_cluster}: what
+    artesian_log_leader_size_bytes holds of each logical cluster's topics."""
+
+    def __init__(self, sizes: Callable[[], dict[str, float]]) -> None:
+        self.sizes = sizes
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "artesian_logical_cluster_leader_size_bytes",
+            "Bytes retained in the partitions this broker leads, of each logical cluster's "
+            "topics (local and tiered, each byte once).",
+            labels=["logical_cluster"],
+        )
+        for lkc, size in sorted(self.sizes().items()):
+            family.add_metric([lkc], size)
+        yield family

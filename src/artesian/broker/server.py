@@ -94,7 +94,7 @@ from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, StartupAborted, parse_partition_dir
-from artesian.tenancy import LogicalCluster
+from artesian.tenancy import LogicalCluster, namespace_of
 from artesian.tiered.quota import ByteRateQuota
 from artesian.tiered.remote_log_manager import (
     RemoteLogManager,
@@ -464,6 +464,7 @@ class Broker:
 
         self._update_balancer_gauges()
         self.metrics.leader_log_size.set_function(self._leader_log_bytes)
+        self.metrics.watch_logical_cluster_sizes(self._logical_cluster_log_bytes)
         metrics_port = self.config.metrics_port
         if metrics_port:
             # prometheus-client serves from its own thread; scrapes never touch the loop.
@@ -1027,14 +1028,26 @@ class Broker:
         self._update_balancer_gauges()
 
     def _leader_log_bytes(self) -> float:
-        """Bytes retained in the partitions led here: the local log, and the remote segments
-        below it (one that reaches into the local log, pro rata by offsets). Called on the
-        scrape thread: it only reads, from copies (list() takes one in a single step under
-        the GIL), and a partition changing meanwhile counts at the next scrape."""
+        return sum(size for _, size in self._leader_log_sizes())
+
+    def _logical_cluster_log_bytes(self) -> dict[str, float]:
+        """_leader_log_bytes of each logical cluster's topics, for its usage metering."""
+        sizes: dict[str, float] = {}
+        for topic, size in self._leader_log_sizes():
+            namespace = namespace_of(topic)
+            if namespace is not None:
+                sizes[namespace[:-1]] = sizes.get(namespace[:-1], 0.0) + size
+        return sizes
+
+    def _leader_log_sizes(self) -> list[tuple[str, float]]:
+        """Bytes retained in each partition led here (by its topic): the local log, and the
+        remote segments below it (one that reaches into the local log, pro rata by offsets).
+        Called on the scrape thread: it only reads, from copies (list() takes one in a single
+        step under the GIL), and a partition changing meanwhile counts at the next scrape."""
         rm, rlm = self.replica_manager, self.remote_log_manager
         if rm is None:
-            return 0.0
-        total = 0.0
+            return []
+        sizes = []
         led = [p for p in list(rm.partitions.values()) if p.is_leader]
         for p in led:
             try:
@@ -1044,12 +1057,12 @@ class Broker:
                     size += self._remote_below(remote, p.log.local_log_start_offset)
             except Exception:  # truncated or deleted under us: counted at the next scrape
                 continue
-            total += size
+            sizes.append((p.topic, size))
         if len(self._remote_sizes) > 2 * len(led) + 16:  # forget partitions no longer led
             keep = {(p.topic, p.index) for p in led}
             # list(): another scrape thread may be adding to it meanwhile.
             self._remote_sizes = {k: v for k, v in list(self._remote_sizes.items()) if k in keep}
-        return total
+        return sizes
 
     def _remote_below(self, remote: RemotePartition, local_start: int) -> float:
         """Remote bytes below ``local_start``, remembered until the segments or the local start

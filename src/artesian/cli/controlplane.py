@@ -357,7 +357,13 @@ def _row(c: dict[str, Any]) -> tuple[Any, ...]:
         spec.get("tenant") or "-",
         spec["name"],
         spec["cell"],
-        spec["brokers"] if not spec["deleted"] else "deleting",
+        "deleting"
+        if spec["deleted"]
+        else f"on {spec['host']}"
+        if spec.get("host")
+        else f"{spec['brokers']}, shared"
+        if spec.get("shared")
+        else spec["brokers"],
         f"{status.get('phase', '-')} (gen {status.get('observed_generation', '-')}/"
         f"{spec['generation']})",
         live,
@@ -406,8 +412,24 @@ def describe_cluster(
 @clusters_app.command("create")
 def create_cluster(
     name: Annotated[str, typer.Argument(help="The cluster's name, unique to its tenant.")],
-    brokers: Annotated[int, typer.Option(help="How many brokers.", min=1, max=20)] = 1,
+    brokers: Annotated[
+        int | None, typer.Option(help="How many brokers (1; none for --logical).", min=1, max=20)
+    ] = None,
     cell: Annotated[str, typer.Option(help="The cell whose data plane runs it.")] = "local",
+    logical: Annotated[
+        bool,
+        typer.Option(
+            "--logical",
+            help="A logical cluster: placed on a shared cluster of the cell, with no brokers "
+            "of its own; its clients see only its topics, groups and transactional ids.",
+        ),
+    ] = False,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared", help="The admin's: a physical cluster that takes logical clusters."
+        ),
+    ] = False,
     config: ConfigOpt = None,
     autoscale: Annotated[
         str | None,
@@ -425,7 +447,13 @@ def create_cluster(
     as_json: JsonOpt = False,
 ) -> None:
     """Ask for a new cluster; the data plane of CELL provisions it."""
-    body: dict[str, Any] = {"name": name, "brokers": brokers, "cell": cell}
+    body: dict[str, Any] = {"name": name, "cell": cell}
+    if brokers is not None:
+        body["brokers"] = brokers
+    if logical:
+        body["logical"] = True
+    if shared:
+        body["shared"] = True
     if tenant is not None:
         body["tenant"] = tenant
     with reporting(""):

@@ -15,7 +15,8 @@ reaches its own clusters and tenant only (another's: 404); tenants and quotas ar
     DELETE /v1/tenants/{id}/tokens/{token}
     GET    /v1/whoami
     GET    /v1/usage?tenant=&cluster=&start_ms=&end_ms=   hourly usage from the ledger
-    POST   /v1/clusters         {"name", "brokers", "cell", "config", "autoscale", "tenant"} -> 201
+    POST   /v1/clusters         {"name", "brokers", "cell", "config", "autoscale", "tenant",
+                                 "logical", "shared"} -> 201
     GET    /v1/clusters
     GET    /v1/clusters/{id}
     PATCH  /v1/clusters/{id}    {"brokers", "version", "config", "autoscale"}
@@ -90,11 +91,14 @@ class AutoscaleBody(BaseModel):
 class CreateCluster(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    brokers: int = Field(default=1, ge=1, le=MAX_BROKERS)
+    brokers: int | None = Field(default=None, ge=1, le=MAX_BROKERS)  # 1 unless logical
     cell: str = "local"
     config: dict[str, str] = Field(default_factory=dict)
     autoscale: AutoscaleBody | None = None
     tenant: str | None = None  # the admin's choice; a tenant's cluster is its own
+    # On a shared cluster of the cell, with no brokers of its own (Kora's logical cluster).
+    logical: bool = False
+    shared: bool = False  # the admin's: a physical cluster that takes logical ones
 
 
 class UpdateCluster(BaseModel):
@@ -278,11 +282,13 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
         view = _errors(
             lambda: control_plane.create(
                 body.name,
-                body.brokers,
+                body.brokers if body.brokers is not None else 0 if body.logical else 1,
                 body.cell,
                 body.config,
                 body.autoscale.document() if body.autoscale else None,
                 body.tenant,
+                logical=body.logical,
+                shared=body.shared,
                 caller=who,
             )
         )

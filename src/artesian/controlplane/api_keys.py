@@ -2,7 +2,8 @@
 
 A key is a SCRAM user of the cluster (SCRAM-SHA-256 and SCRAM-SHA-512 both, so any client
 library can log in) with ACLs that let it reach the whole cluster or, with a resource prefix,
-only the topics, groups and transactional ids under that prefix. The control plane mints the
+only the topics, groups and transactional ids under that prefix; a logical cluster's key is
+also bound to its logical cluster, with ACLs on its namespace only. The control plane mints the
 key and its secret, shows the secret once, and keeps only verifiers in the desired state. The
 data plane writes the verifiers and ACLs into the cluster's metadata log (``ClusterAccess``);
 the brokers read them from there as they read any other metadata record.
@@ -20,6 +21,7 @@ from artesian.controlplane.documents import API_KEY, ApiKey, ScramVerifier
 from artesian.metadata.image import MetadataImage
 from artesian.metadata.records import (
     AccessControlEntryRecord,
+    LogicalClusterBindingRecord,
     MetadataRecord,
     RemoveAccessControlEntryRecord,
     RemoveUserScramCredentialRecord,
@@ -43,6 +45,13 @@ ITERATIONS = 8192  # within Kafka's 4096-16384: a login costs a few ms, a guess 
 # their configs, write idempotently.
 _TENANT_CLUSTER_OPERATIONS: tuple[AclOperation, ...] = (
     AclOperation.CREATE,
+    AclOperation.DESCRIBE,
+    AclOperation.DESCRIBE_CONFIGS,
+    AclOperation.IDEMPOTENT_WRITE,
+)
+# What a logical cluster's key may do to the shared cluster: see it and its brokers' configs,
+# write idempotently. Creating topics is granted on its namespace.
+_LOGICAL_CLUSTER_OPERATIONS: tuple[AclOperation, ...] = (
     AclOperation.DESCRIBE,
     AclOperation.DESCRIBE_CONFIGS,
     AclOperation.IDEMPOTENT_WRITE,
@@ -74,14 +83,21 @@ def mint_api_key(
     return api_key, secret
 
 
-def _grants(api_key: ApiKey) -> list[tuple[ResourceType, str, PatternType, AclOperation]]:
+def _grants(
+    api_key: ApiKey, logical_cluster: str | None = None
+) -> list[tuple[ResourceType, str, PatternType, AclOperation]]:
+    """``logical_cluster``: the key is one of that logical cluster's, on its shared cluster:
+    its names (and its own prefix) are under the logical cluster's namespace."""
     prefix = api_key.resource_prefix
-    if prefix is None:
+    if logical_cluster is not None:
+        name, pattern = f"{logical_cluster}_{prefix or ''}", PatternType.PREFIXED
+        cluster_operations: tuple[AclOperation, ...] = _LOGICAL_CLUSTER_OPERATIONS
+    elif prefix is None:
         name, pattern = WILDCARD, PatternType.LITERAL
         # Never ALL on the cluster: ALTER would let a tenant make SCRAM users and ACLs of its
         # own (a super user's name among them), ALTER_CONFIGS change the platform's broker
         # settings and quotas, CLUSTER_ACTION pose as a broker.
-        cluster_operations: tuple[AclOperation, ...] = _TENANT_CLUSTER_OPERATIONS
+        cluster_operations = _TENANT_CLUSTER_OPERATIONS
     else:
         name, pattern = prefix, PatternType.PREFIXED
         # An idempotent producer needs it (Kafka asks for it on InitProducerId).
@@ -97,9 +113,11 @@ def _grants(api_key: ApiKey) -> list[tuple[ResourceType, str, PatternType, AclOp
     ]
 
 
-def acl_records(api_key: ApiKey) -> list[AccessControlEntryRecord]:
+def acl_records(
+    api_key: ApiKey, logical_cluster: str | None = None
+) -> list[AccessControlEntryRecord]:
     records = []
-    for resource_type, name, pattern, operation in _grants(api_key):
+    for resource_type, name, pattern, operation in _grants(api_key, logical_cluster):
         acl_id = uuid.uuid5(
             _ACL_NAMESPACE, f"{api_key.key}|{resource_type}|{name}|{pattern}|{operation}"
         ).hex
@@ -136,12 +154,27 @@ def access_changes(
     keys: Iterable[ApiKey],
     credentials: dict[tuple[str, int], UserScramCredentialRecord],
     acls: dict[str, AccessControlEntryRecord],
+    bound: dict[str, str] | None = None,
+    guests: Iterable[tuple[str, ApiKey]] = (),
 ) -> list[MetadataRecord]:
-    """The records that make a log holding ``credentials`` and ``acls`` hold exactly ``keys``
-    (of what the data plane owns: others' users and ACLs are left alone)."""
-    wanted_credentials = {(r.name, r.mechanism): r for k in keys for r in credential_records(k)}
-    wanted_acls = {r.id: r for k in keys for r in acl_records(k)}
-    changes: list[MetadataRecord] = []
+    """The records that make a log holding ``credentials``, ``acls`` and the logical cluster
+    bindings ``bound`` hold exactly ``keys``, and ``guests`` (logical cluster id, key) bound
+    to their logical clusters (of what the data plane owns: others' users, ACLs and
+    bindings are left alone)."""
+    placed = [(k, None) for k in keys] + [(k, lkc) for lkc, k in guests]
+    wanted_credentials = {
+        (r.name, r.mechanism): r for k, _ in placed for r in credential_records(k)
+    }
+    wanted_acls = {r.id: r for k, lkc in placed for r in acl_records(k, lkc)}
+    wanted_bindings = {f"User:{k.key}": lkc for k, lkc in placed if lkc is not None}
+    bound = bound or {}
+    # A logical cluster's key is bound before it can log in, and unbound only after it can
+    # no more: it never sees the shared cluster's names.
+    changes: list[MetadataRecord] = [
+        LogicalClusterBindingRecord(p, lkc)
+        for p, lkc in sorted(wanted_bindings.items())
+        if bound.get(p) != lkc
+    ]
     for name, mechanism in sorted(credentials):
         if owned(name) and (name, mechanism) not in wanted_credentials:
             changes.append(RemoveUserScramCredentialRecord(name, mechanism))
@@ -150,6 +183,11 @@ def access_changes(
             changes.append(RemoveAccessControlEntryRecord(acl_id))
     changes += [r for k, r in wanted_credentials.items() if credentials.get(k) != r]
     changes += [r for i, r in wanted_acls.items() if acls.get(i) != r]
+    changes += [
+        LogicalClusterBindingRecord(p, None)
+        for p in sorted(bound)
+        if owned(p) and p not in wanted_bindings
+    ]
     return changes
 
 
@@ -176,8 +214,10 @@ class ClusterAccess:
                 # agent restarts, or when an append's answer was lost).
                 self.applied_offset = offset
 
-    def sync(self, keys: tuple[ApiKey, ...]) -> bool:
-        """Apply what is missing; True once the log holds exactly ``keys``."""
+    def sync(self, keys: tuple[ApiKey, ...], guests: Iterable[tuple[str, ApiKey]] = ()) -> bool:
+        """Apply what is missing; True once the log holds exactly ``keys``, and the keys of
+        the logical clusters placed on this cluster (``guests``: id and key) bound to them."""
+        guests = tuple(guests)
         if self._store is None:
             self._store = open_store(self.store_url)
         store = self._store
@@ -185,7 +225,9 @@ class ClusterAccess:
         image = self.image
         if image.cluster_id is None:
             return False  # no broker has started the cluster's log yet
-        changes = access_changes(keys, image.scram_credentials, image.acls)
+        changes = access_changes(
+            keys, image.scram_credentials, image.acls, image.logical_clusters, guests
+        )
         if not changes:
             return True
         try:
@@ -194,7 +236,9 @@ class ClusterAccess:
             return False  # a broker appended meanwhile: read that first, next pass
         self._catch_up(store)
         log.info("applied %d access record(s) for %d API key(s)", len(changes), len(keys))
-        return not access_changes(keys, image.scram_credentials, image.acls)
+        return not access_changes(
+            keys, image.scram_credentials, image.acls, image.logical_clusters, guests
+        )
 
     def close(self) -> None:
         if self._store is not None:
@@ -212,4 +256,6 @@ def _about(image: MetadataImage, record: MetadataRecord) -> str | None:
         case RemoveAccessControlEntryRecord(id=acl_id):
             removed = image.acls.get(acl_id)
             return removed.principal if removed is not None else None
+        case LogicalClusterBindingRecord(principal=principal):
+            return principal
     return None

@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,11 +208,19 @@ class ControlPlane:
         autoscale: Autoscale | None = None,
         tenant: str | None = None,
         *,
+        logical: bool = False,
+        shared: bool = False,
         caller: Caller,
     ) -> ClusterView:
-        """A new cluster, the caller's (the admin may name the tenant it is for)."""
+        """A new cluster, the caller's (the admin may name the tenant it is for). A
+        ``logical`` one is placed on a shared cluster of its cell (no brokers of its own); a
+        ``shared`` one is the platform's, and takes logical clusters."""
         if tenant is not None and not caller.is_admin and tenant != caller.tenant:
             raise Forbidden("a tenant creates clusters for itself only")
+        if shared and (not caller.is_admin or tenant):
+            raise Forbidden(
+                "a shared cluster is the platform's: the admin creates it, for no tenant"
+            )
         _tenant_may_set(caller, config or {})
         owner = caller.tenant if caller.tenant is not None else (tenant or "")
         with self._lock:
@@ -230,14 +238,16 @@ class ControlPlane:
                 config=dict(config or {}),
                 autoscale=autoscale,
                 tenant=owner,
+                host=_placement(taken.values(), cell) if logical else "",
+                shared=shared,
             ).validate()
             self._within_quota(desire, None)
             self._write(desire.id, desire)
         log.info(
-            "cluster %s (%s): %d broker(s) in cell %s, tenant %s",
+            "cluster %s (%s): %s in cell %s, tenant %s",
             desire.id,
             name,
-            brokers,
+            f"logical, on {desire.host}" if logical else f"{brokers} broker(s)",
             cell,
             owner or "(platform)",
         )
@@ -279,6 +289,11 @@ class ControlPlane:
     def delete(self, cluster_id: str, *, caller: Caller) -> ClusterView:
         with self._lock:
             current = self._current(cluster_id, caller)
+            guests = sorted(d.id for d in self.desired.snapshot().values() if d.host == cluster_id)
+            if guests:
+                raise Conflict(
+                    f"cluster {cluster_id} carries logical clusters {guests}: delete them first"
+                )
             desire = current if current.deleted else current.changed(deleted=True)
             if desire is not current:
                 self._write(desire.id, desire)
@@ -588,6 +603,20 @@ class ControlPlane:
                 decision.brokers,
                 decision.reason,
             )
+
+
+def _placement(desires: Iterable[ClusterDesire], cell: str) -> str:
+    """The shared cluster of ``cell`` a new logical cluster goes to: the one carrying the
+    fewest (Kora packs tenants by load; this is its simplest form)."""
+    desires = list(desires)
+    hosts = [d for d in desires if d.shared and d.cell == cell and not d.deleted]
+    if not hosts:
+        raise Conflict(
+            f"cell {cell} has no shared cluster to place a logical cluster on (the admin "
+            "creates one: artesian clusters create NAME --shared)"
+        )
+    load = {h.id: sum(d.host == h.id for d in desires) for h in hosts}
+    return min(hosts, key=lambda h: (load[h.id], h.id)).id
 
 
 def _tenant_may_set(caller: Caller, config: dict[str, str]) -> None:

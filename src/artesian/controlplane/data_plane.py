@@ -23,17 +23,21 @@ PLAINTEXT listener, on the cell's own network, whose anonymous principal is the 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
+from artesian.cli.wire import WireClient
 from artesian.controlplane.api_keys import ClusterAccess
 from artesian.controlplane.documents import (
     DESIRED_TOPIC,
@@ -53,8 +57,9 @@ from artesian.controlplane.state_topics import (
     ensure_state_topics,
     latest_by_key,
 )
-from artesian.operator.operator import Operator
+from artesian.operator.operator import Operator, internal_login
 from artesian.operator.spec import CLIENT_LISTENER, CLIENT_PORT_OFFSET, ClusterSpec
+from artesian.tenancy import namespace_of
 
 log = logging.getLogger("artesian.dataplane")
 BYTES_IN = "kafka_server_broker_topic_bytes_in_total"
@@ -62,6 +67,7 @@ BYTES_OUT = "kafka_server_broker_topic_bytes_out_total"
 METADATA_OFFSET = "kafka_server_broker_metadata_metrics_last_applied_record_offset"
 STARTED = "process_start_time_seconds"
 STORAGE = "artesian_log_leader_size_bytes"
+LOGICAL_CLUSTER_STORAGE = "artesian_logical_cluster_leader_size_bytes"
 CLIENT_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 # What a cell with API keys sets on each of its clusters.
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -178,6 +184,7 @@ class DataPlaneAgent:
         self.meter = UsageMeter(cell, metering_interval_ms)
         self.operators: dict[str, Operator] = {}
         self.access: dict[str, ClusterAccess] = {}
+        self._hosts: dict[str, _Host] = {}  # this pass's physical clusters, for their guests
         # cluster id -> broker -> (when, bytes in, bytes out): the counters read last
         self._load: dict[str, dict[int, tuple[float, float, float]]] = {}
         self._stop = threading.Event()
@@ -316,15 +323,23 @@ class DataPlaneAgent:
 
     def reconcile_once(self) -> None:
         desires = {i: d for i, d in self.desired.snapshot().items() if d.cell == self.cell}
-        for cluster_id, desire in desires.items():
+        guests: dict[str, list[ClusterDesire]] = {}
+        for d in desires.values():
+            if d.logical and not d.deleted:
+                guests.setdefault(d.host, []).append(d)
+        self._hosts.clear()
+        # Physical clusters first: a logical cluster reports what its host's pass found.
+        for cluster_id, desire in sorted(desires.items(), key=lambda kv: kv[1].logical):
             if self.replaced:
                 return
             # One cluster's failure must not hold up the others.
             try:
-                if desire.deleted:
+                if desire.logical:
+                    self._reconcile_logical(desire, desires.get(desire.host))
+                elif desire.deleted:
                     self._deprovision(cluster_id, desire.generation, desire)
                 else:
-                    self._reconcile(desire)
+                    self._reconcile(desire, guests.get(cluster_id, []))
             except Exception as e:
                 log.exception("cluster %s: pass failed", cluster_id)
                 self._report(
@@ -374,7 +389,7 @@ class DataPlaneAgent:
             client_config=client_config,
         )
 
-    def _reconcile(self, desire: ClusterDesire) -> None:
+    def _reconcile(self, desire: ClusterDesire, guests: list[ClusterDesire]) -> None:
         def load_spec(d: ClusterDesire = desire) -> ClusterSpec:
             return self.spec_for(d)
 
@@ -398,9 +413,11 @@ class DataPlaneAgent:
         if self.client_protocol == "PLAINTEXT":
             if desire.api_keys:  # asked for before this cell first reported its protocol
                 note = "API keys are not checked: this cell takes clients on PLAINTEXT"
-        elif not self._api_keys_applied(desire, spec, live):
+        elif not self._api_keys_applied(desire, spec, live, guests):
             waiting_for = waiting_for or "the brokers to apply the API keys"
             phase = "Reconciling" if phase == "Ready" else phase
+        # What the logical clusters placed here report: this pass's state of their host.
+        self._hosts[desire.id] = _Host(spec, phase, waiting_for, samples)
         bytes_in, bytes_out = self._rates(desire.id, samples)
         self._meter(desire, samples, sum(b["running"] for b in status["brokers"]))
         self._report(
@@ -421,11 +438,96 @@ class DataPlaneAgent:
             )
         )
 
+    def _reconcile_logical(self, desire: ClusterDesire, host: ClusterDesire | None) -> None:
+        """A logical cluster has no brokers: its keys are applied by its host's pass (bound
+        to it), and it reports its host's state, its own traffic and usage. Deleted, its
+        topics and empty groups go from the host before it reports Deleted."""
+        found = self._hosts.get(desire.host)
+        phase, message = "Reconciling", ""
+        bootstrap = ""
+        if host is None or host.deleted or host.logical:
+            phase, message = "Failed", f"its host cluster {desire.host} is not in cell {self.cell}"
+        elif self.client_protocol == "PLAINTEXT":
+            phase = "Failed"
+            message = (
+                f"cell {self.cell} takes clients on PLAINTEXT, without a login: a logical "
+                "cluster's clients must log in (run the cell with --client-protocol SASL_SSL)"
+            )
+        elif found is None:
+            message = f"waiting for its host cluster {desire.host}"
+        else:
+            bootstrap = found.spec.client_bootstrap()
+            phase = found.phase
+            if found.waiting_for:
+                message = f"waiting for its host cluster {desire.host}: {found.waiting_for}"
+        if desire.deleted:
+            self._deprovision_logical(desire, found)
+            return
+        samples = found.samples if found is not None else {}
+        bytes_in, bytes_out = self._rates(desire.id, samples, desire.id)
+        self._meter(desire, samples, 0)
+        self._report(
+            ClusterReport(
+                id=desire.id,
+                cell=self.cell,
+                observed_generation=desire.generation,
+                phase=phase,
+                bootstrap=bootstrap,
+                bytes_in_per_second=bytes_in,
+                bytes_out_per_second=bytes_out,
+                message=message,
+                time_ms=int(time.time() * 1000),
+                client_protocol=self.client_protocol,
+            )
+        )
+
+    def _deprovision_logical(self, desire: ClusterDesire, host: _Host | None) -> None:
+        """Once its keys are gone from the host (this pass's host sync left them out), its
+        topics and empty groups are deleted there; its last usage record closes it."""
+        waiting = None
+        samples = host.samples if host is not None else {}
+        if host is not None and (host.phase != "Ready" or host.waiting_for):
+            waiting = f"its host {desire.host} to drop its keys ({host.waiting_for or host.phase})"
+        elif host is not None and (left := _delete_namespace(host.spec, desire.id)):
+            waiting = f"{left} of its topics to be deleted"
+        elif not (self._meter(desire, samples, 0) and self._meter(desire, samples, 0, final=True)):
+            waiting = "its last usage to be written to the ledger"
+        if waiting is not None:
+            self._report(
+                ClusterReport(
+                    id=desire.id,
+                    cell=self.cell,
+                    observed_generation=desire.generation,
+                    phase="Reconciling",
+                    message=f"deleting: waiting for {waiting}",
+                    time_ms=int(time.time() * 1000),
+                )
+            )
+            return
+        self._load.pop(desire.id, None)
+        self.meter.forget(desire.id)
+        log.info("logical cluster %s: keys, topics and groups removed", desire.id)
+        self._report(
+            ClusterReport(
+                id=desire.id,
+                cell=self.cell,
+                observed_generation=desire.generation,
+                phase="Deleted",
+                time_ms=int(time.time() * 1000),
+            )
+        )
+
     def _api_keys_applied(
-        self, desire: ClusterDesire, spec: ClusterSpec, live: list[dict[str, float] | None]
+        self,
+        desire: ClusterDesire,
+        spec: ClusterSpec,
+        live: list[dict[str, float] | None],
+        guests: list[ClusterDesire],
     ) -> bool:
-        """The cluster's log holds exactly the desire's API keys, and every live broker (by
-        its metrics) has read that far: a key reported working works on any of them."""
+        """The cluster's log holds exactly the desire's API keys and its guests' (the keys of
+        the logical clusters placed on it, each bound to its logical cluster), and every
+        live broker (by its metrics) has read that far: a key reported working works on any
+        of them."""
         access = self.access.get(desire.id)
         if access is None or access.store_url != spec.store_url:
             if access is not None:
@@ -433,7 +535,7 @@ class DataPlaneAgent:
             access = self.access[desire.id] = ClusterAccess(spec.store_url)
         try:
             # Also while no broker runs: a revoked key must not work for the first one back.
-            if not access.sync(desire.api_keys):
+            if not access.sync(desire.api_keys, [(g.id, k) for g in guests for k in g.api_keys]):
                 return False
         except Exception as e:  # the store is down or locked: the next pass tries again
             log.warning("cluster %s: cannot apply its API keys yet (%s)", desire.id, e)
@@ -451,15 +553,18 @@ class DataPlaneAgent:
         running: int,
         final: bool = False,
     ) -> bool:
-        """Account for this pass; True once every record due is in the ledger."""
+        """Account for this pass; True once every record due is in the ledger. A logical
+        cluster's usage is its topics' share of its host's counters."""
+        lkc = desire.id if desire.logical else None
         records = self.meter.observe(
             desire.id,
             desire.tenant,
-            {node: _broker_sample(sample) for node, sample in samples.items()},
+            {node: _broker_sample(sample, lkc) for node, sample in samples.items()},
             running,
             int(time.time() * 1000),
             time.monotonic(),
             final,
+            brokers_billed=lkc is None,
         )
         for record in records:  # in order: a later one must not land before an earlier one
             try:
@@ -556,10 +661,14 @@ class DataPlaneAgent:
             )
 
     def _rates(
-        self, cluster_id: str, samples: dict[int, dict[str, float] | None]
+        self,
+        cluster_id: str,
+        samples: dict[int, dict[str, float] | None],
+        lkc: str | None = None,
     ) -> tuple[float, float]:
         """Bytes per second in and out of the cluster since the previous pass, from each
-        broker's Prometheus counters (a restarted broker's reset counts as no traffic)."""
+        broker's Prometheus counters (a restarted broker's reset counts as no traffic); of a
+        logical cluster's topics only, for ``lkc``."""
         now = time.monotonic()
         previous = self._load.get(cluster_id, {})
         current: dict[int, tuple[float, float, float]] = {}
@@ -567,7 +676,10 @@ class DataPlaneAgent:
         for node, sample in samples.items():
             if sample is None:
                 continue  # not answering this pass: its traffic counts at the next one
-            counters = (sample.get(BYTES_IN, 0.0), sample.get(BYTES_OUT, 0.0))
+            counters = (
+                sample.get(_of(BYTES_IN, lkc), 0.0),
+                sample.get(_of(BYTES_OUT, lkc), 0.0),
+            )
             current[node] = (now, *counters)
             before = previous.get(node)
             # Only brokers read both times count; a counter that went back was a restart.
@@ -579,6 +691,39 @@ class DataPlaneAgent:
         return rate_in, rate_out
 
 
+@dataclass(frozen=True, slots=True)
+class _Host:
+    """What a physical cluster's pass found, for the logical clusters placed on it."""
+
+    spec: ClusterSpec
+    phase: str
+    waiting_for: str | None
+    samples: dict[int, dict[str, float] | None]
+
+
+def _delete_namespace(spec: ClusterSpec, lkc: str) -> int:
+    """Delete a logical cluster's topics and empty groups from its host; the number of its
+    topics still there (deletion takes a moment)."""
+    prefix = lkc + "_"
+    with WireClient(spec.bootstrap(), 15.0, internal_login(spec)) as client:
+        md = client.request(
+            3,
+            12,
+            topics=None,
+            allow_auto_topic_creation=False,
+            include_topic_authorized_operations=False,
+        )
+        topics = tuple(t.name for t in md.topics if t.name and t.name.startswith(prefix))
+        if topics:
+            client.request(20, 5, topic_names=topics, timeout=datetime.timedelta(seconds=30))
+        listed = client.request(16, 4, states_filter=())
+        groups = tuple(g.group_id for g in listed.groups if g.group_id.startswith(prefix))
+        if groups:
+            # A group with members left is NON_EMPTY_GROUP: its offsets expire by retention.
+            client.request(42, 2, groups_names=groups)
+    return len(topics)
+
+
 def _pid_in(path: Path) -> int:
     try:
         return int(path.read_text().strip() or 0)
@@ -586,20 +731,32 @@ def _pid_in(path: Path) -> int:
         return 0
 
 
-def _broker_sample(sample: dict[str, float] | None) -> BrokerSample | None:
+def _of(name: str, lkc: str | None) -> str:
+    """A scraped sample's key: the whole broker's, or one logical cluster's part of it."""
+    return name if lkc is None else f"{name}|{lkc}"
+
+
+def _broker_sample(sample: dict[str, float] | None, lkc: str | None = None) -> BrokerSample | None:
     if sample is None or STARTED not in sample:
         return None  # no process start time: a restart could not be told, so not metered
     return BrokerSample(
         started=sample[STARTED],
-        bytes_in=int(sample.get(BYTES_IN, 0)),
-        bytes_out=int(sample.get(BYTES_OUT, 0)),
-        storage_bytes=int(sample.get(STORAGE, 0)),
+        bytes_in=int(sample.get(_of(BYTES_IN, lkc), 0)),
+        bytes_out=int(sample.get(_of(BYTES_OUT, lkc), 0)),
+        storage_bytes=int(
+            sample.get(STORAGE if lkc is None else _of(LOGICAL_CLUSTER_STORAGE, lkc), 0)
+        ),
     )
+
+
+_LABEL = re.compile(r'(?:topic|logical_cluster)="([^"]*)"')
 
 
 def _scrape(url: str) -> dict[str, float] | None:
     """A broker's bytes in and out so far, its metadata offset, process start time and stored
-    bytes (Prometheus samples, summed over labels), or None if it did not answer."""
+    bytes (Prometheus samples, summed over labels), or None if it did not answer. Bytes and
+    storage are also summed per logical cluster (keys "<name>|<lkc>"), by the namespace of
+    the topic label."""
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             text = r.read().decode()
@@ -611,6 +768,22 @@ def _scrape(url: str) -> dict[str, float] | None:
             for name in (BYTES_IN, BYTES_OUT, METADATA_OFFSET, STARTED, STORAGE):
                 if line.startswith(name):
                     sample[name] = sample.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+            counted = next(
+                (n for n in (BYTES_IN, BYTES_OUT, LOGICAL_CLUSTER_STORAGE) if line.startswith(n)),
+                None,
+            )
+            label = _LABEL.search(line) if counted is not None else None
+            if counted is None or label is None:
+                continue
+            if counted == LOGICAL_CLUSTER_STORAGE:
+                lkc = label.group(1)
+            else:
+                namespace = namespace_of(label.group(1))
+                if namespace is None:
+                    continue  # the shared cluster's own topic
+                lkc = namespace[:-1]
+            key = _of(counted, lkc)
+            sample[key] = sample.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     except ValueError:
         return None
     return sample

@@ -227,6 +227,14 @@ class ClusterDesire:
     # The owning tenant's id; "" for the platform's own clusters (and those made before
     # tenants), which only the admin sees.
     tenant: str = ""
+    # A logical cluster (brokers 0) lives on the physical cluster ``host`` of its cell, in
+    # the namespace "<id>_"; a ``shared`` physical cluster is one that takes them.
+    host: str = ""
+    shared: bool = False
+
+    @property
+    def logical(self) -> bool:
+        return bool(self.host)
 
     def validate(self) -> ClusterDesire:
         if not CLUSTER_ID.fullmatch(self.id):
@@ -240,7 +248,9 @@ class ClusterDesire:
             )
         if not NAME.fullmatch(self.cell):
             raise DocumentError(f"cell name {self.cell!r} is not a valid name")
-        if not 1 <= self.brokers <= MAX_BROKERS:
+        if self.logical:
+            self._validate_logical()
+        elif not 1 <= self.brokers <= MAX_BROKERS:
             raise DocumentError(f"brokers must be 1 to {MAX_BROKERS}, not {self.brokers}")
         _check_broker_config(self.config)
         if self.autoscale is not None:
@@ -259,6 +269,18 @@ class ClusterDesire:
         if self.generation < 1:
             raise DocumentError("generation starts at 1")
         return self
+
+    def _validate_logical(self) -> None:
+        if not CLUSTER_ID.fullmatch(self.host) or self.host == self.id:
+            raise DocumentError(f"host {self.host!r} is not another cluster's id")
+        if self.brokers != 0 or self.autoscale is not None or self.shared:
+            raise DocumentError(
+                "a logical cluster has no brokers of its own: brokers 0, no autoscale, not shared"
+            )
+        if self.config:
+            raise DocumentError(
+                "a logical cluster's topics take their host's defaults: config must be empty"
+            )
 
     def public(self) -> dict[str, Any]:
         """The spec as the API shows it: API keys without their verifiers."""
@@ -297,6 +319,8 @@ class ClusterDesire:
                 generation=_int(doc, "generation"),
                 deleted=_bool(doc, "deleted"),
                 tenant=_str(doc, "tenant"),
+                host=_str(doc, "host"),
+                shared=_bool(doc, "shared"),
             )
         except TypeError as e:
             raise DocumentError(str(e)) from e

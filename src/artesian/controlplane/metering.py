@@ -97,9 +97,12 @@ class UsageMeter:
         now_ms: int,
         mono: float,
         final: bool = False,
+        brokers_billed: bool = True,
     ) -> list[UsageRecord]:
         """Account for the time since the last pass and the traffic since each broker's last
-        scrape; the records to append (the unwritten one first), if any."""
+        scrape; the records to append (the unwritten one first), if any. A logical cluster
+        (``brokers_billed`` False) pays for its traffic and storage on brokers it shares,
+        not for broker time."""
         known = self._clock.get(cluster_id)
         since = self._since.setdefault(cluster_id, now_ms)
         window = self._windows.setdefault(cluster_id, _Window(now_ms, Usage()))
@@ -150,6 +153,8 @@ class UsageMeter:
                 node, sample.started, sample.bytes_in, sample.bytes_out, sample.storage_bytes
             )
         used.broker_seconds += max(0, running_brokers - answered) * elapsed
+        if not brokers_billed:
+            used.broker_seconds = 0.0
         for node in set(baseline) - set(samples):
             del baseline[node]  # removed from the cluster
 

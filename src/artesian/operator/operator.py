@@ -202,7 +202,9 @@ class Operator:
 
     def _observe_cluster(self, spec: ClusterSpec, seen: Observation, running: list[int]) -> None:
         try:
-            with WireClient(spec.bootstrap(running), self.request_timeout, _login(spec)) as client:
+            with WireClient(
+                spec.bootstrap(running), self.request_timeout, internal_login(spec)
+            ) as client:
                 md = client.request(
                     METADATA_KEY,
                     12,
@@ -271,7 +273,7 @@ class Operator:
         running = sorted(self.runtime.running())
         try:
             with WireClient(
-                self.spec.bootstrap(running), self.request_timeout, _login(self.spec)
+                self.spec.bootstrap(running), self.request_timeout, internal_login(self.spec)
             ) as client:
                 code, message, _ = decode_response_body(
                     client.request_raw(ALTER_BALANCER_KEY, 0, encode_request_body(command))
@@ -334,7 +336,7 @@ class Operator:
         os.replace(tmp, path)
 
 
-def _login(spec: ClusterSpec) -> tuple[str, str, str] | None:
+def internal_login(spec: ClusterSpec) -> tuple[str, str, str] | None:
     """How the operator logs in to the brokers' INTERNAL listener (None: plain PLAINTEXT)."""
     if not spec.has_client_listener:
         return None
