@@ -336,6 +336,8 @@ def test_a_logical_cluster_s_keys_are_bound_first_and_reach_only_its_namespace()
     assert may(guest, AclOperation.CREATE, ResourceType.TOPIC, "lkc-north1_orders")
     assert may(guest, AclOperation.READ, ResourceType.GROUP, "lkc-north1_app")
     assert not may(guest, AclOperation.READ, ResourceType.TOPIC, "lkc-south1_orders")
+    # An id that begins like its own is another namespace: the "_" ends the prefix.
+    assert not may(guest, AclOperation.READ, ResourceType.TOPIC, "lkc-north12_orders")
     assert not may(guest, AclOperation.READ, ResourceType.TOPIC, "orders")
     assert may(narrow, AclOperation.WRITE, ResourceType.TOPIC, "lkc-north1_team.x")
     assert not may(narrow, AclOperation.WRITE, ResourceType.TOPIC, "lkc-north1_other")

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.controlplane.platform import Platform
@@ -71,14 +71,19 @@ def _read(
 
 
 def _bytes_in(platform: Platform, host: str, lkc: str) -> int:
-    """The shared broker's client bytes into one logical cluster's topics, from its metrics."""
+    """The shared broker's client bytes into one logical cluster's topics, from its metrics;
+    with ``lkc`` "", into the topics of none."""
     first_port = json.loads((platform.cells / "allocations.json").read_text())[host]
     with urllib.request.urlopen(f"http://127.0.0.1:{first_port + 1000}/metrics") as r:
         text = r.read().decode()
-    prefix = f'kafka_server_broker_topic_bytes_in_total{{topic="{lkc}_'
-    return int(
-        sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-    )
+    counted = 0.0
+    for line in text.splitlines():
+        head = 'kafka_server_broker_topic_bytes_in_total{topic="'
+        if line.startswith(head):
+            topic = line[len(head) :].split('"', 1)[0]
+            if topic.startswith(f"{lkc}_") if lkc else not topic.startswith("lkc-"):
+                counted += float(line.rsplit(" ", 1)[1])
+    return int(counted)
 
 
 def test_logical_clusters_share_a_cell_s_shared_cluster_and_are_metered_apart(
@@ -174,4 +179,28 @@ def test_logical_clusters_share_a_cell_s_shared_cluster_and_are_metered_apart(
     assert f"{ids['south']}_readers" in groups
     assert not [g for g in groups if g.startswith(ids["north"])], groups
     assert _read(south, "orders", 1, group="after") == [(0, b"s0")]
+    # north's key no longer logs in.
+    errors: list[KafkaError] = []
+    locked_out = Producer({**north, "error_cb": errors.append})
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        locked_out.poll(0.2)
+    assert errors and errors[0].code() == KafkaError._AUTHENTICATION, errors
+    # The shared cluster is billed none of its guests' bytes: only its own topics' (here the
+    # groups' commits into __consumer_offsets).
+    own = _bytes_in(cell, pool, "")
+    assert own > 0 and _bytes_in(cell, pool, "") == own
+
+    def pool_metered() -> dict[str, Any] | None:
+        r = api.get("/v1/usage", params={"cluster": pool})
+        total: dict[str, Any] | None = r.json()["total"] if r.status_code == 200 else None
+        return total if total is not None and total["bytes_in"] == own else None
+
+    cell.until(pool_metered, 30, "the shared cluster's own usage")
+
+    # south is being deleted: the shared cluster may go at once, taking south with it.
+    assert tenant.delete(f"/v1/clusters/{ids['south']}").status_code == 202
+    assert api.delete(f"/v1/clusters/{pool}").status_code == 202
+    for gone in (ids["south"], pool):
+        cell.until(lambda gone=gone: api.get(f"/v1/clusters/{gone}").status_code == 404, 90, gone)
     tenant.close()

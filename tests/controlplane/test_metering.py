@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from artesian.controlplane.data_plane import _broker_sample, parse_sample
 from artesian.controlplane.documents import DocumentError, UsageRecord
 from artesian.controlplane.metering import HOUR_MS, BrokerSample, UsageLedger, UsageMeter
 
@@ -217,3 +218,36 @@ def test_a_malformed_usage_record_is_refused(change: dict[str, object]) -> None:
     doc.update(change)
     with pytest.raises(DocumentError):
         UsageRecord.decode(json.dumps(doc).encode())
+
+
+def test_a_shared_brokers_counters_are_split_between_its_logical_clusters_and_itself() -> None:
+    text = "\n".join(
+        [
+            "# HELP kafka_server_broker_topic_bytes_in_total Bytes produced by clients.",
+            "# TYPE kafka_server_broker_topic_bytes_in_total counter",
+            'kafka_server_broker_topic_bytes_in_total{topic="orders"} 100.0',
+            'kafka_server_broker_topic_bytes_in_created{topic="orders"} 1.7e9',
+            'kafka_server_broker_topic_bytes_in_total{topic="lkc-north1_orders"} 30.0',
+            'kafka_server_broker_topic_bytes_in_total{topic="lkc-north1_clicks"} 5.0',
+            'kafka_server_broker_topic_bytes_in_total{topic="lkc-north12_orders"} 7.0',
+            'kafka_server_broker_topic_bytes_out_total{topic="lkc-north1_orders"} 60.0',
+            "artesian_log_leader_size_bytes 1000.0",
+            'artesian_logical_cluster_leader_size_bytes{logical_cluster="lkc-north1"} 400.0',
+            'artesian_logical_cluster_leader_size_bytes{logical_cluster="lkc-north12"} 100.0',
+            "process_start_time_seconds 1.7e9",
+        ]
+    )
+    sample = parse_sample(text)
+    assert sample is not None
+    north = _broker_sample(sample, "lkc-north1")
+    assert north is not None
+    assert (north.bytes_in, north.bytes_out, north.storage_bytes) == (35, 60, 400)
+    other = _broker_sample(sample, "lkc-north12")
+    assert other is not None and (other.bytes_in, other.storage_bytes) == (7, 100)
+    gross = _broker_sample(sample)
+    assert gross is not None and (gross.bytes_in, gross.storage_bytes) == (142, 1000)
+    # The shared cluster itself is billed what its logical clusters are not.
+    net = _broker_sample(sample, net=True)
+    assert net is not None
+    assert (net.bytes_in, net.bytes_out, net.storage_bytes) == (100, 0, 500)
+    assert parse_sample("kafka_server_broker_topic_bytes_in_total nonsense") is None

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
+from artesian.tenancy import namespace_of
+
 
 class BrokerMetrics:
     def __init__(self) -> None:
@@ -145,16 +147,10 @@ class BrokerMetrics:
             registry=r,
         )
         # Storage as usage metering counts it: each partition once, by its leader, remote
-        # segments included (Kafka has only per-partition Size and RemoteLogSizeBytes).
-        self.leader_log_size = Gauge(
-            "artesian_log_leader_size_bytes",
-            "Bytes retained in the partitions this broker leads, on local disk and in the "
-            "object store (tiered), each byte counted once.",
-            registry=r,
-        )
-        # Each logical cluster's share of it, for its own usage record (filled at start).
-        self._logical_cluster_sizes: Callable[[], dict[str, float]] = dict
-        r.register(_LogicalClusterSizes(lambda: self._logical_cluster_sizes()))
+        # segments included (Kafka has only per-partition Size and RemoteLogSizeBytes); and
+        # each logical cluster's part of it. The broker gives the sizes at start.
+        self._leader_sizes: Callable[[], list[tuple[str, float]]] = list
+        r.register(_LeaderSizes(lambda: self._leader_sizes()))
         # process_start_time_seconds tells a restarted broker (its counters reset) from one
         # whose counters merely grew back; also CPU and memory, as every Prometheus target.
         ProcessCollector(registry=r)
@@ -272,8 +268,9 @@ class BrokerMetrics:
         latency.observe(seconds)
         count.inc()
 
-    def watch_logical_cluster_sizes(self, sizes: Callable[[], dict[str, float]]) -> None:
-        self._logical_cluster_sizes = sizes
+    def watch_leader_sizes(self, sizes: Callable[[], list[tuple[str, float]]]) -> None:
+        """``sizes``: (topic, bytes) of each partition led here, read on each scrape."""
+        self._leader_sizes = sizes
 
     def bytes_out_for(self, topic: str) -> Counter:
         # labels() takes a lock and builds a key on every call; fetches are frequent.
@@ -283,20 +280,35 @@ class BrokerMetrics:
         return child
 
 
-class _LogicalClusterSizes:
-    """artesian_logical_cluster_leader_size_bytes{logical_cluster}: what
-    artesian_log_leader_size_bytes holds of each logical cluster's topics."""
+class _LeaderSizes:
+    """artesian_log_leader_size_bytes, and artesian_logical_cluster_leader_size_bytes
+    {logical_cluster}: the part of it in each logical cluster's topics. One walk of the
+    partitions per scrape gives both."""
 
-    def __init__(self, sizes: Callable[[], dict[str, float]]) -> None:
+    def __init__(self, sizes: Callable[[], list[tuple[str, float]]]) -> None:
         self.sizes = sizes
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        total = 0.0
+        by_logical_cluster: dict[str, float] = {}
+        for topic, size in self.sizes():
+            total += size
+            namespace = namespace_of(topic)
+            if namespace is not None:
+                lkc = namespace[:-1]
+                by_logical_cluster[lkc] = by_logical_cluster.get(lkc, 0.0) + size
+        yield GaugeMetricFamily(
+            "artesian_log_leader_size_bytes",
+            "Bytes retained in the partitions this broker leads, on local disk and in the "
+            "object store (tiered), each byte counted once.",
+            value=total,
+        )
         family = GaugeMetricFamily(
             "artesian_logical_cluster_leader_size_bytes",
             "Bytes retained in the partitions this broker leads, of each logical cluster's "
             "topics (local and tiered, each byte once).",
             labels=["logical_cluster"],
         )
-        for lkc, size in sorted(self.sizes().items()):
+        for lkc, size in sorted(by_logical_cluster.items()):
             family.add_metric([lkc], size)
         yield family

@@ -94,7 +94,7 @@ from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, StartupAborted, parse_partition_dir
-from artesian.tenancy import LogicalCluster, namespace_of
+from artesian.tenancy import LogicalCluster
 from artesian.tiered.quota import ByteRateQuota
 from artesian.tiered.remote_log_manager import (
     RemoteLogManager,
@@ -463,8 +463,7 @@ class Broker:
         self.share_coordinator.load(self._led(SHARE_STATE_TOPIC))
 
         self._update_balancer_gauges()
-        self.metrics.leader_log_size.set_function(self._leader_log_bytes)
-        self.metrics.watch_logical_cluster_sizes(self._logical_cluster_log_bytes)
+        self.metrics.watch_leader_sizes(self._leader_log_sizes)
         metrics_port = self.config.metrics_port
         if metrics_port:
             # prometheus-client serves from its own thread; scrapes never touch the loop.
@@ -1026,18 +1025,6 @@ class Broker:
             if topic is not None and any(k[0] == name for k in rm.partitions):
                 rm.update_config(name, self.log_config(topic))
         self._update_balancer_gauges()
-
-    def _leader_log_bytes(self) -> float:
-        return sum(size for _, size in self._leader_log_sizes())
-
-    def _logical_cluster_log_bytes(self) -> dict[str, float]:
-        """_leader_log_bytes of each logical cluster's topics, for its usage metering."""
-        sizes: dict[str, float] = {}
-        for topic, size in self._leader_log_sizes():
-            namespace = namespace_of(topic)
-            if namespace is not None:
-                sizes[namespace[:-1]] = sizes.get(namespace[:-1], 0.0) + size
-        return sizes
 
     def _leader_log_sizes(self) -> list[tuple[str, float]]:
         """Bytes retained in each partition led here (by its topic): the local log, and the

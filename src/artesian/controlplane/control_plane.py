@@ -238,7 +238,7 @@ class ControlPlane:
                 config=dict(config or {}),
                 autoscale=autoscale,
                 tenant=owner,
-                host=_placement(taken.values(), cell) if logical else "",
+                host=_placement(taken.values(), self.observed.snapshot(), cell) if logical else "",
                 shared=shared,
             ).validate()
             self._within_quota(desire, None)
@@ -289,8 +289,12 @@ class ControlPlane:
     def delete(self, cluster_id: str, *, caller: Caller) -> ClusterView:
         with self._lock:
             current = self._current(cluster_id, caller)
-            guests = sorted(d.id for d in self.desired.snapshot().values() if d.host == cluster_id)
-            if guests:
+            guests = sorted(
+                d.id
+                for d in self.desired.snapshot().values()
+                if d.host == cluster_id and not d.deleted
+            )
+            if guests:  # those being deleted go with it, if they have not gone yet
                 raise Conflict(
                     f"cluster {cluster_id} carries logical clusters {guests}: delete them first"
                 )
@@ -605,7 +609,9 @@ class ControlPlane:
             )
 
 
-def _placement(desires: Iterable[ClusterDesire], cell: str) -> str:
+def _placement(
+    desires: Iterable[ClusterDesire], reports: dict[str, ClusterReport], cell: str
+) -> str:
     """The shared cluster of ``cell`` a new logical cluster goes to: the one carrying the
     fewest (Kora packs tenants by load; this is its simplest form)."""
     desires = list(desires)
@@ -615,7 +621,13 @@ def _placement(desires: Iterable[ClusterDesire], cell: str) -> str:
             f"cell {cell} has no shared cluster to place a logical cluster on (the admin "
             "creates one: artesian clusters create NAME --shared)"
         )
-    load = {h.id: sum(d.host == h.id for d in desires) for h in hosts}
+    seen = [r for h in hosts if (r := _from_its_cell(h, reports.get(h.id))) is not None]
+    if seen and all(r.client_protocol == "PLAINTEXT" for r in seen):
+        raise Conflict(
+            f"cell {cell} takes clients on PLAINTEXT, without a login: a logical cluster's "
+            "clients must log in (its data plane runs with --client-protocol SASL_SSL)"
+        )
+    load = {h.id: sum(d.host == h.id and not d.deleted for d in desires) for h in hosts}
     return min(hosts, key=lambda h: (load[h.id], h.id)).id
 
 

@@ -68,6 +68,7 @@ METADATA_OFFSET = "kafka_server_broker_metadata_metrics_last_applied_record_offs
 STARTED = "process_start_time_seconds"
 STORAGE = "artesian_log_leader_size_bytes"
 LOGICAL_CLUSTER_STORAGE = "artesian_logical_cluster_leader_size_bytes"
+_SWEEP_SECONDS = 60.0
 CLIENT_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 # What a cell with API keys sets on each of its clusters.
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -185,6 +186,10 @@ class DataPlaneAgent:
         self.operators: dict[str, Operator] = {}
         self.access: dict[str, ClusterAccess] = {}
         self._hosts: dict[str, _Host] = {}  # this pass's physical clusters, for their guests
+        self._host_bootstraps: dict[str, str] = {}  # their clients' bootstrap, kept
+        self._swept: dict[
+            str, float
+        ] = {}  # host -> when its orphan namespaces were last looked for
         # cluster id -> broker -> (when, bytes in, bytes out): the counters read last
         self._load: dict[str, dict[int, tuple[float, float, float]]] = {}
         self._stop = threading.Event()
@@ -418,6 +423,9 @@ class DataPlaneAgent:
             phase = "Reconciling" if phase == "Ready" else phase
         # What the logical clusters placed here report: this pass's state of their host.
         self._hosts[desire.id] = _Host(spec, phase, waiting_for, samples)
+        self._host_bootstraps[desire.id] = spec.client_bootstrap()
+        if desire.shared and phase == "Ready" and not waiting_for:
+            self._sweep_orphans(desire, spec)
         bytes_in, bytes_out = self._rates(desire.id, samples)
         self._meter(desire, samples, sum(b["running"] for b in status["brokers"]))
         self._report(
@@ -443,10 +451,16 @@ class DataPlaneAgent:
         to it), and it reports its host's state, its own traffic and usage. Deleted, its
         topics and empty groups go from the host before it reports Deleted."""
         found = self._hosts.get(desire.host)
+        host_gone = (host is None and desire.host not in self.desired.unreadable) or (
+            host is not None and host.deleted
+        )
+        if desire.deleted:
+            self._deprovision_logical(desire, found, host_gone)
+            return
         phase, message = "Reconciling", ""
-        bootstrap = ""
-        if host is None or host.deleted or host.logical:
-            phase, message = "Failed", f"its host cluster {desire.host} is not in cell {self.cell}"
+        bootstrap = self._host_bootstraps.get(desire.host, "")
+        if host_gone or (host is not None and host.logical):
+            phase, message = "Failed", f"its host cluster {desire.host} is gone from {self.cell}"
         elif self.client_protocol == "PLAINTEXT":
             phase = "Failed"
             message = (
@@ -454,18 +468,16 @@ class DataPlaneAgent:
                 "cluster's clients must log in (run the cell with --client-protocol SASL_SSL)"
             )
         elif found is None:
-            message = f"waiting for its host cluster {desire.host}"
+            phase = "Degraded" if bootstrap else "Reconciling"
+            message = f"its host cluster {desire.host} was not reconciled this pass"
         else:
-            bootstrap = found.spec.client_bootstrap()
             phase = found.phase
             if found.waiting_for:
                 message = f"waiting for its host cluster {desire.host}: {found.waiting_for}"
-        if desire.deleted:
-            self._deprovision_logical(desire, found)
-            return
-        samples = found.samples if found is not None else {}
-        bytes_in, bytes_out = self._rates(desire.id, samples, desire.id)
-        self._meter(desire, samples, 0)
+        bytes_in = bytes_out = 0.0
+        if found is not None:  # else no samples: its baselines wait for the next pass
+            bytes_in, bytes_out = self._rates(desire.id, found.samples, desire.id)
+            self._meter(desire, found.samples, 0)
         self._report(
             ClusterReport(
                 id=desire.id,
@@ -481,17 +493,28 @@ class DataPlaneAgent:
             )
         )
 
-    def _deprovision_logical(self, desire: ClusterDesire, host: _Host | None) -> None:
+    def _deprovision_logical(
+        self, desire: ClusterDesire, host: _Host | None, host_gone: bool
+    ) -> None:
         """Once its keys are gone from the host (this pass's host sync left them out), its
-        topics and empty groups are deleted there; its last usage record closes it."""
+        topics and empty groups are deleted there; its last usage record closes it. A host
+        that is gone took them along (its brokers and data are removed with it)."""
         waiting = None
-        samples = host.samples if host is not None else {}
-        if host is not None and (host.phase != "Ready" or host.waiting_for):
+        if host is None and not host_gone:
+            waiting = f"its host {desire.host} to be reconciled"
+        elif host is not None and (host.phase != "Ready" or host.waiting_for):
             waiting = f"its host {desire.host} to drop its keys ({host.waiting_for or host.phase})"
         elif host is not None and (left := _delete_namespace(host.spec, desire.id)):
             waiting = f"{left} of its topics to be deleted"
-        elif not (self._meter(desire, samples, 0) and self._meter(desire, samples, 0, final=True)):
-            waiting = "its last usage to be written to the ledger"
+        else:
+            # Without its host's samples, each broker keeps its baseline (no answer).
+            samples = (
+                host.samples if host is not None else dict.fromkeys(self.meter.nodes(desire.id))
+            )
+            if not (
+                self._meter(desire, samples, 0) and self._meter(desire, samples, 0, final=True)
+            ):
+                waiting = "its last usage to be written to the ledger"
         if waiting is not None:
             self._report(
                 ClusterReport(
@@ -516,6 +539,26 @@ class DataPlaneAgent:
                 time_ms=int(time.time() * 1000),
             )
         )
+
+    def _sweep_orphans(self, desire: ClusterDesire, spec: ClusterSpec) -> None:
+        """Delete, once a minute at most, the namespaces on a shared cluster whose logical
+        cluster no desire names any more (forgotten before it reported Deleted: never
+        reported, or deleted while this agent was away); the host's key sync has already
+        revoked their keys."""
+        now = time.monotonic()
+        if now - self._swept.get(desire.id, -_SWEEP_SECONDS) < _SWEEP_SECONDS:
+            return
+        self._swept[desire.id] = now
+        known = set(self.desired.snapshot()) | set(self.desired.unreadable)
+        for lkc in _namespaces(spec) - known:
+            log.warning(
+                "cluster %s: logical cluster %s has no desire any more; deleting its topics",
+                desire.id,
+                lkc,
+            )
+            _delete_namespace(spec, lkc)
+            self._load.pop(lkc, None)
+            self.meter.forget(lkc)
 
     def _api_keys_applied(
         self,
@@ -559,7 +602,7 @@ class DataPlaneAgent:
         records = self.meter.observe(
             desire.id,
             desire.tenant,
-            {node: _broker_sample(sample, lkc) for node, sample in samples.items()},
+            {node: _broker_sample(sample, lkc, desire.shared) for node, sample in samples.items()},
             running,
             int(time.time() * 1000),
             time.monotonic(),
@@ -701,26 +744,52 @@ class _Host:
     samples: dict[int, dict[str, float] | None]
 
 
+def _namespaces(spec: ClusterSpec) -> set[str]:
+    """The logical clusters with topics or groups on a shared cluster."""
+    with WireClient(spec.bootstrap(), 15.0, internal_login(spec)) as client:
+        topics, groups = _names(client)
+    return {ns[:-1] for ns in map(namespace_of, (*topics, *groups)) if ns is not None}
+
+
+def _names(client: WireClient) -> tuple[list[str], list[str]]:
+    md = client.request(
+        3,
+        12,
+        topics=None,
+        allow_auto_topic_creation=False,
+        include_topic_authorized_operations=False,
+    )
+    listed = client.request(16, 4, states_filter=())
+    return [t.name for t in md.topics if t.name], [g.group_id for g in listed.groups]
+
+
 def _delete_namespace(spec: ClusterSpec, lkc: str) -> int:
     """Delete a logical cluster's topics and empty groups from its host; the number of its
     topics still there (deletion takes a moment)."""
     prefix = lkc + "_"
     with WireClient(spec.bootstrap(), 15.0, internal_login(spec)) as client:
-        md = client.request(
-            3,
-            12,
-            topics=None,
-            allow_auto_topic_creation=False,
-            include_topic_authorized_operations=False,
-        )
-        topics = tuple(t.name for t in md.topics if t.name and t.name.startswith(prefix))
+        names, group_ids = _names(client)
+        topics = tuple(t for t in names if t.startswith(prefix))
         if topics:
-            client.request(20, 5, topic_names=topics, timeout=datetime.timedelta(seconds=30))
-        listed = client.request(16, 4, states_filter=())
-        groups = tuple(g.group_id for g in listed.groups if g.group_id.startswith(prefix))
+            answer = client.request(
+                20, 5, topic_names=topics, timeout=datetime.timedelta(seconds=30)
+            )
+            for r in answer.responses:
+                if r.error_code not in (0, 3):  # NONE, UNKNOWN_TOPIC_OR_PARTITION
+                    log.warning("deleting %s's topic %s: error %s", lkc, r.name, r.error_code)
+        groups = tuple(g for g in group_ids if g.startswith(prefix))
         if groups:
-            # A group with members left is NON_EMPTY_GROUP: its offsets expire by retention.
-            client.request(42, 2, groups_names=groups)
+            answer = client.request(42, 2, groups_names=groups)
+            for g in answer.results:
+                if g.error_code == 68:  # NON_EMPTY_GROUP
+                    log.info(
+                        "%s's group %s still has members: its offsets expire with "
+                        "offsets.retention.minutes",
+                        lkc,
+                        g.group_id,
+                    )
+                elif g.error_code not in (0, 69):  # NONE, GROUP_ID_NOT_FOUND
+                    log.warning("deleting %s's group %s: error %s", lkc, g.group_id, g.error_code)
     return len(topics)
 
 
@@ -736,16 +805,34 @@ def _of(name: str, lkc: str | None) -> str:
     return name if lkc is None else f"{name}|{lkc}"
 
 
-def _broker_sample(sample: dict[str, float] | None, lkc: str | None = None) -> BrokerSample | None:
+def _broker_sample(
+    sample: dict[str, float] | None, lkc: str | None = None, net: bool = False
+) -> BrokerSample | None:
+    """A broker's counters as metering reads them: one logical cluster's part (``lkc``), or
+    the whole broker's, less every logical cluster's part for a shared cluster (``net``),
+    whose guests are billed theirs: no byte is billed twice."""
     if sample is None or STARTED not in sample:
         return None  # no process start time: a restart could not be told, so not metered
+    if lkc is not None:
+        return BrokerSample(
+            started=sample[STARTED],
+            bytes_in=int(sample.get(_of(BYTES_IN, lkc), 0)),
+            bytes_out=int(sample.get(_of(BYTES_OUT, lkc), 0)),
+            storage_bytes=int(sample.get(_of(LOGICAL_CLUSTER_STORAGE, lkc), 0)),
+        )
+
+    def whole(name: str, of_logical_clusters: str) -> int:
+        total = sample.get(name, 0.0)
+        if net:
+            parts = f"{of_logical_clusters}|"
+            total -= sum(v for k, v in sample.items() if k.startswith(parts))
+        return int(max(0.0, total))
+
     return BrokerSample(
         started=sample[STARTED],
-        bytes_in=int(sample.get(_of(BYTES_IN, lkc), 0)),
-        bytes_out=int(sample.get(_of(BYTES_OUT, lkc), 0)),
-        storage_bytes=int(
-            sample.get(STORAGE if lkc is None else _of(LOGICAL_CLUSTER_STORAGE, lkc), 0)
-        ),
+        bytes_in=whole(BYTES_IN, BYTES_IN),
+        bytes_out=whole(BYTES_OUT, BYTES_OUT),
+        storage_bytes=whole(STORAGE, LOGICAL_CLUSTER_STORAGE),
     )
 
 
@@ -762,6 +849,11 @@ def _scrape(url: str) -> dict[str, float] | None:
             text = r.read().decode()
     except (OSError, ValueError):
         return None
+    return parse_sample(text)
+
+
+def parse_sample(text: str) -> dict[str, float] | None:
+    """_scrape's reading of a Prometheus text exposition; None if it is not one."""
     sample: dict[str, float] = {}
     try:
         for line in text.splitlines():

@@ -184,7 +184,7 @@ async function refresh() {
     cell(row, c.id);
     cell(row, c.spec.name);
     cell(row, c.spec.tenant || "-").classList.add("admin");
-    cell(row, c.spec.deleted ? "deleting" : c.spec.brokers);
+    cell(row, brokersOf(c.spec));
     cell(row, c.status
       ? `${status.phase} (gen ${status.observed_generation}/${c.spec.generation})`
       : `no report yet (gen ${c.spec.generation})`);
@@ -246,11 +246,18 @@ async function refreshUsage() {
   });
 }
 
+function brokersOf(spec) {
+  if (spec.deleted) return "deleting";
+  if (spec.host) return `logical, on ${spec.host}`;
+  return spec.shared ? `${spec.brokers}, shared` : spec.brokers;
+}
+
 async function select(clusterId) {
   const c = await api("GET", `/v1/clusters/${path(clusterId)}`);
   selected = clusterId;
   $("detail-id").textContent = `${c.spec.name} (${c.id})`;
   $("resize-brokers").value = c.spec.brokers;
+  $("resize").hidden = Boolean(c.spec.host); // a logical cluster has no brokers to resize
   $("new-secret").hidden = true;
   $("cluster-detail").hidden = false;
   for (const row of $("clusters").querySelectorAll("tbody tr")) {
@@ -294,7 +301,12 @@ document.addEventListener("DOMContentLoaded", () => {
   onSubmit("sign-in-form", () => signIn($("token").value.trim()));
   $("sign-out").addEventListener("click", signOut);
   onSubmit("create-cluster", async () => {
-    const body = { name: $("cluster-name").value.trim(), brokers: whole("cluster-brokers") };
+    const body = { name: $("cluster-name").value.trim() };
+    if ($("cluster-logical").checked) {
+      body.logical = true;
+    } else {
+      body.brokers = whole("cluster-brokers");
+    }
     const cellName = $("cluster-cell").value.trim();
     if (cellName) {
       body.cell = cellName; // else the API's default
