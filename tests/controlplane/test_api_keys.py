@@ -28,6 +28,7 @@ from artesian.metadata.records import (
     AccessControlEntryRecord,
     ClusterRecord,
     LogicalClusterBindingRecord,
+    LogicalClusterQuotaRecord,
     RemoveAccessControlEntryRecord,
     RemoveUserScramCredentialRecord,
     UserScramCredentialRecord,
@@ -382,3 +383,29 @@ def test_a_logical_cluster_s_desire_has_a_host_and_nothing_of_its_own() -> None:
     del old["host"], old["shared"]
     decoded = ClusterDesire.decode(json.dumps(old).encode())
     assert (decoded.logical, decoded.shared, decoded.brokers) == (False, False, 1)
+
+
+def test_a_shared_cluster_holds_exactly_its_logical_clusters_quotas() -> None:
+    held = {
+        "lkc-north1": {"producer_byte_rate": 1.0, "consumer_byte_rate": 2.0},
+        "lkc-old1": {"request_percentage": 5.0},
+    }
+    wanted = {"lkc-north1": {"producer_byte_rate": 5.0}, "lkc-new1": {"consumer_byte_rate": 7.0}}
+    assert access_changes([], {}, {}, {}, (), (held, wanted)) == [
+        LogicalClusterQuotaRecord("lkc-north1", "consumer_byte_rate", None),
+        LogicalClusterQuotaRecord("lkc-old1", "request_percentage", None),
+        LogicalClusterQuotaRecord("lkc-new1", "consumer_byte_rate", 7.0),
+        LogicalClusterQuotaRecord("lkc-north1", "producer_byte_rate", 5.0),
+    ]
+    assert access_changes([], {}, {}, {}, (), (wanted, wanted)) == []
+    # A cluster that is not shared (None) keeps whatever quotas an operator set by hand.
+    assert access_changes([], {}, {}, {}, (), None) == []
+    logical = ClusterDesire(id="lkc-north1", name="north", brokers=0, host="lkc-pool01")
+    assert replace(logical, quotas={"producer_byte_rate": 1e6}).validate()
+    for wrong in ({"connection_creation_rate": 1.0}, {"producer_byte_rate": 0.0}):
+        with pytest.raises(DocumentError):
+            replace(logical, quotas=wrong).validate()
+    with pytest.raises(DocumentError):
+        ClusterDesire(
+            id="lkc-pool01", name="pool", brokers=1, quotas={"producer_byte_rate": 1.0}
+        ).validate()

@@ -18,6 +18,8 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.controlplane.platform import Platform
+from tests.kafka_wire import sample_request, scram_login
+from tests.storage.batches import make_batch
 
 pytestmark = pytest.mark.slow
 
@@ -146,6 +148,24 @@ def test_logical_clusters_share_a_cell_s_shared_cluster_and_are_metered_apart(
     )
     assert [(m.offset, m.value) for m in consumer] == [(0, b"s0")]
     consumer.close()
+
+    # A quota that all of north's clients share: the platform's to set.
+    quota = {"quotas": {"producer_byte_rate": 100000}}
+    assert tenant.patch(f"/v1/clusters/{ids['north']}", json=quota).status_code == 403
+    r = api.patch(f"/v1/clusters/{ids['north']}", json=quota)
+    assert r.status_code == 200, r.text
+    generation = r.json()["spec"]["generation"]
+    cell.until(lambda: cell.ready(ids["north"], generation, 0), 60, "north's quota applied")
+    port = int(bootstrap.split(",")[0].rsplit(":", 1)[1])
+    for name, throttled in (("north", True), ("south", False)):
+        key = keys[name]
+        with scram_login(port, key["key"], key["secret"], "SCRAM-SHA-512") as conn:
+            # 300 KB against 100 KB/s with one second of credit: about 2 s of debt.
+            batch = make_batch(n=300, value_size=1000)
+            answer = conn.request(0, 9, sample_request(0, 9, "orders", batch=batch, acks=1))
+            throttle_ms = int(answer.throttle_time.total_seconds() * 1000)
+            assert answer.responses[0].partition_responses[0].error_code == 0
+            assert (1500 <= throttle_ms <= 2500) if throttled else throttle_ms == 0, throttle_ms
 
     # Each is metered from its own topics' counters on the shared broker.
     for name, lkc in ids.items():

@@ -27,12 +27,9 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 from kio.schema.errors import ErrorCode
-from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
-from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 
-from artesian.security.scram import MECHANISMS, ScramClient
 from tests.broker_process import BrokerProcess, free_port
-from tests.kafka_wire import WireConn, request_frame, sample_request
+from tests.kafka_wire import WireConn, request_frame, sample_request, scram_login
 from tests.storage.batches import make_batch
 
 SUPER = "root"
@@ -62,17 +59,7 @@ class SecuredBroker:
 
     def login(self, user: str) -> WireConn:
         """A raw connection logged in as ``user`` (SCRAM-SHA-256)."""
-        conn = WireConn(self.sasl_port)
-        handshake = conn.request(17, 1, SaslHandshakeRequest(mechanism="SCRAM-SHA-256"))
-        assert handshake.error_code == 0
-        client = ScramClient(MECHANISMS["SCRAM-SHA-256"], user, PASSWORDS[user])
-        first = conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=client.first_message()))
-        assert first.error_code == 0
-        final = conn.request(
-            36, 2, SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes))
-        )
-        assert final.error_code == 0, final.error_message
-        return conn
+        return scram_login(self.sasl_port, user, PASSWORDS[user])
 
     def allow(self, user: str, rtype: Any, name: str, *ops: Any, **kw: Any) -> None:
         self.acl(user, rtype, name, *ops, **kw)

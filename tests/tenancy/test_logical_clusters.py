@@ -39,12 +39,10 @@ from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v15 import request as fetch
 from kio.schema.find_coordinator.v0 import request as find_coordinator_v0
 from kio.schema.metadata.v12 import request as metadata
-from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
-from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 
-from artesian.security.scram import MECHANISMS, ScramClient
 from tests.broker_process import BrokerProcess, free_port
-from tests.kafka_wire import WireConn, fetch_request
+from tests.kafka_wire import WireConn, fetch_request, sample_request, scram_login
+from tests.storage.batches import make_batch
 
 PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
 BINDINGS = {"alice": "lkc-a", "bob": "lkc-b", "carol": "lkc-a"}
@@ -67,15 +65,7 @@ class SharedBroker:
         }
 
     def login(self, user: str) -> WireConn:
-        conn = WireConn(self.sasl_port)
-        assert conn.request(17, 1, SaslHandshakeRequest(mechanism="SCRAM-SHA-256")).error_code == 0
-        client = ScramClient(MECHANISMS["SCRAM-SHA-256"], user, PASSWORDS[user])
-        first = conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=client.first_message()))
-        final = conn.request(
-            36, 2, SaslAuthenticateRequest(auth_bytes=client.final_message(first.auth_bytes))
-        )
-        assert final.error_code == 0, final.error_message
-        return conn
+        return scram_login(self.sasl_port, user, PASSWORDS[user])
 
     def physical_topics(self) -> set[str]:
         return set(self.admin.list_topics(timeout=10).topics)
@@ -604,3 +594,35 @@ def test_the_principals_that_run_the_cluster_cannot_be_bound(shared: SharedBroke
     assert "runs the cluster itself" in refused.stdout + refused.stderr
     listed = json.loads(cli(shared, "logical-clusters", "list", "--json").stdout)
     assert "lkc-c" not in [c["id"] for c in listed["logical_clusters"]]
+
+
+def _produce_throttle(conn: WireConn, topic: str, size: int) -> tuple[int, int]:
+    """One Produce of ``size`` bytes of values: (error code, throttle time ms)."""
+    batch = make_batch(n=size // 1000, value_size=1000)
+    answer = conn.request(0, 9, sample_request(0, 9, topic, batch=batch, acks=1))
+    (t,) = answer.responses
+    (p,) = t.partition_responses
+    return int(p.error_code), int(answer.throttle_time.total_seconds() * 1000)
+
+
+def test_a_logical_cluster_s_quota_is_shared_by_its_principals(shared: SharedBroker) -> None:
+    _create(shared.conf("alice"), "metered")
+    _create(shared.conf("bob"), "metered")
+    cli(shared, "logical-clusters", "set-quota", "lkc-a", "--producer-byte-rate", "100000")
+    listed = json.loads(cli(shared, "logical-clusters", "list", "--json").stdout)
+    quotas = {c["id"]: c["quotas"] for c in listed["logical_clusters"]}
+    assert (quotas["lkc-a"], quotas["lkc-b"]) == ({"producer_byte_rate": 100000.0}, {})
+    try:
+        with shared.login("alice") as alice, shared.login("carol") as carol:
+            # 300 KB against 100 KB/s with one second of credit: about 2 s of debt...
+            code, throttle_ms = _produce_throttle(alice, "metered", 300_000)
+            assert code == 0 and 1500 <= throttle_ms <= 2500, throttle_ms
+            # ...which carol, another principal of lkc-a, shares.
+            code, throttle_ms = _produce_throttle(carol, "metered", 1000)
+            assert code == 0 and throttle_ms >= 1000, throttle_ms
+        with shared.login("bob") as bob:  # lkc-b has no quota
+            assert _produce_throttle(bob, "metered", 300_000) == (0, 0)
+    finally:
+        cli(shared, "logical-clusters", "set-quota", "lkc-a", "--producer-byte-rate", "0")
+    listed = json.loads(cli(shared, "logical-clusters", "list", "--json").stdout)
+    assert {c["id"]: c["quotas"] for c in listed["logical_clusters"]}["lkc-a"] == {}

@@ -65,6 +65,7 @@ QUOTA_KEYS = {
 WINDOW_SECONDS = 11
 MAX_THROTTLE_MS = WINDOW_SECONDS * 1000
 MAX_REQUEST_THROTTLE_MS = 1000  # one quota window (Kafka's quota.window.size.seconds)
+_LOGICAL_CLUSTER = "\0logical-cluster"  # a bucket key no user or client id can spell
 _TINIEST_RATE = 1e-300  # a percentage so small it would divide by zero as seconds
 _IDLE_SECONDS = 3600  # a client's rate is forgotten after an idle hour, as in Kafka
 _SWEEP_EVERY = 10_000  # new buckets between sweeps for idle ones
@@ -124,6 +125,8 @@ def _mutation_throttle_ms(bucket: ByteRateQuota) -> int:
 class ClientQuotaManager:
     def __init__(self) -> None:
         self._quotas: dict[Entity, Mapping[str, float]] = {}
+        # Principals of a logical cluster with quotas: (its id, its quotas).
+        self._confined: dict[str, tuple[str, Mapping[str, float]]] = {}
         self._kinds: frozenset[str] = frozenset()
         # connection_creation_rate by address (None: the default ip entity's).
         self._ip_rates: dict[str | None, float] = {}
@@ -136,11 +139,28 @@ class ClientQuotaManager:
         """Some quota of ``kind`` ("produce" or "fetch") is set: requests must be counted."""
         return kind in self._kinds
 
-    def update(self, quotas: Mapping[Entity, Mapping[str, float]]) -> None:
-        """Replace every quota (from the metadata image); clients keep their debt."""
+    def update(
+        self,
+        quotas: Mapping[Entity, Mapping[str, float]],
+        bindings: Mapping[str, str] | None = None,
+        logical_clusters: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        """Replace every quota (from the metadata image); clients keep their debt. A
+        logical cluster's quota (``logical_clusters``, by id) is shared by its principals
+        (``bindings``, principal to id), and replaces their user and client-id quotas of
+        that kind."""
         self._quotas = {e: dict(v) for e, v in quotas.items() if v}
+        lkc_quotas = {lkc: dict(v) for lkc, v in (logical_clusters or {}).items() if v}
+        self._confined = {
+            principal: (lkc, lkc_quotas[lkc])
+            for principal, lkc in (bindings or {}).items()
+            if lkc in lkc_quotas
+        }
         self._kinds = frozenset(
-            QUOTA_KEYS[k] for v in self._quotas.values() for k in v if k in QUOTA_KEYS
+            QUOTA_KEYS[k]
+            for v in (*self._quotas.values(), *lkc_quotas.values())
+            for k in v
+            if k in QUOTA_KEYS
         )
         self._ip_rates = {}
         for entity, values in self._quotas.items():
@@ -151,7 +171,11 @@ class ClientQuotaManager:
         self._resolved.clear()
 
     def _rate(self, entity: Entity, kind: str) -> float | None:
-        for key, value in self._quotas.get(entity, {}).items():
+        return self._rate_of(self._quotas.get(entity, {}), kind)
+
+    @staticmethod
+    def _rate_of(quotas: Mapping[str, float], kind: str) -> float | None:
+        for key, value in quotas.items():
             if QUOTA_KEYS.get(key) == kind:
                 if kind == "request":  # a percentage of one thread: seconds a second
                     return max(float(value) / 100, _TINIEST_RATE)
@@ -176,6 +200,12 @@ class ClientQuotaManager:
         return self._resolved[key]
 
     def _usage_of(self, kind: str, principal: str, client_id: str | None) -> _Usage | None:
+        confined = self._confined.get(principal) if self._confined else None
+        if confined is not None:
+            lkc, quotas = confined
+            rate = self._rate_of(quotas, kind)
+            if rate is not None:  # one bucket for all of the logical cluster's clients
+                return self._usage_at((kind, _LOGICAL_CLUSTER, lkc), rate)
         user = principal.partition(":")[2] or principal
         resolved = self._resolve(kind, user, client_id or "")
         if resolved is None:

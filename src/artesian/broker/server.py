@@ -71,6 +71,8 @@ from artesian.metadata.records import (
     ClientQuotaRecord,
     ClusterRecord,
     ConfigRecord,
+    LogicalClusterBindingRecord,
+    LogicalClusterQuotaRecord,
     MetadataRecord,
     PartitionRecord,
     RegisterBrokerRecord,
@@ -309,7 +311,7 @@ class Broker:
             self.image.apply(offset, record)
         self._apply_dynamic_configs()
         self._update_authorizer()
-        self.quota_manager.update(self.image.client_quotas)
+        self._update_quotas()
         self.applied_metadata_offset = self.image.offset
         self._check_store_matches_logs()
         new_directory = not (self.data_dir / "meta.properties").exists()
@@ -983,8 +985,13 @@ class Broker:
             for r in records
         ):
             self._update_authorizer()
-        if any(isinstance(r, ClientQuotaRecord) for r in records):
-            self.quota_manager.update(self.image.client_quotas)
+        if any(
+            isinstance(
+                r, ClientQuotaRecord | LogicalClusterBindingRecord | LogicalClusterQuotaRecord
+            )
+            for r in records
+        ):
+            self._update_quotas()
         self.applied_metadata_offset = self.image.offset
         rm = self.replica_manager
         if rm is None:
@@ -1250,6 +1257,12 @@ class Broker:
         """The broker.rack a broker registered with (None: none, or unknown)."""
         b = self.image.brokers.get(node)
         return b.rack if b is not None else None
+
+    def _update_quotas(self) -> None:
+        image = self.image
+        self.quota_manager.update(
+            image.client_quotas, image.logical_clusters, image.logical_cluster_quotas
+        )
 
     def logical_cluster_of(self, principal: str) -> LogicalCluster | None:
         """The logical cluster ``principal`` works in (None: it sees the whole cluster).

@@ -267,6 +267,27 @@ ConfigOpt = Annotated[
 ]
 
 
+QuotaOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--quota",
+        help="The admin's: a logical cluster's quota as key=rate (producer_byte_rate, "
+        "consumer_byte_rate, request_percentage), shared by its clients on each broker. "
+        "Repeatable.",
+    ),
+]
+
+
+def _quotas(values: list[str]) -> dict[str, float]:
+    quotas = {}
+    for key, value in parse_kv(values, "--quota").items():
+        try:
+            quotas[key] = float(value)
+        except ValueError:
+            fail(f"--quota {key}={value}: the rate is not a number")
+    return quotas
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -438,6 +459,7 @@ def create_cluster(
             "BYTES_PER_SECOND of produce plus consume traffic."
         ),
     ] = None,
+    quota: QuotaOpt = None,
     tenant: Annotated[
         str | None,
         typer.Option(help="The tenant it is for (the admin's choice; a tenant's is its own)."),
@@ -458,6 +480,8 @@ def create_cluster(
         body["tenant"] = tenant
     with reporting(""):
         body["config"] = parse_kv(config or [], "--config")
+        if quota:
+            body["quotas"] = _quotas(quota)
         if autoscale is not None:
             body["autoscale"] = _autoscale(autoscale)
         doc = call_api(api, token, "POST", "/v1/clusters", body)
@@ -481,6 +505,7 @@ def update_cluster(
     autoscale: Annotated[
         str | None, typer.Option(help="MIN:MAX:BYTES_PER_SECOND, or 'off'.")
     ] = None,
+    quota: QuotaOpt = None,
     api: ApiOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -497,8 +522,13 @@ def update_cluster(
             body["config"] = parse_kv(config or [], "--config")
         if autoscale is not None:
             body["autoscale"] = None if autoscale == "off" else _autoscale(autoscale)
+        if quota:  # the whole set: a key left out, or given 0, is removed
+            body["quotas"] = {k: v for k, v in _quotas(quota).items() if v > 0}
         if not body:
-            fail("nothing to change", "Give --brokers, --version, --config or --autoscale.")
+            fail(
+                "nothing to change",
+                "Give --brokers, --version, --config, --autoscale or --quota.",
+            )
         doc = call_api(api, token, "PATCH", f"/v1/clusters/{cluster}", body)
     show_answer(
         doc, as_json, lambda doc: f"cluster {cluster} is at generation {doc['spec']['generation']}"

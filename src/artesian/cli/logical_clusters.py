@@ -11,6 +11,7 @@ import typer
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
+    CliError,
     CommandConfigOpt,
     JsonOpt,
     PropsOpt,
@@ -77,6 +78,45 @@ def unbind(
     out.print(f"unbound {', '.join(principals)}")
 
 
+RateOpt = Annotated[float | None, typer.Option(min=0.0, help="A rate; 0 removes it.")]
+
+
+@logical_clusters_app.command("set-quota")
+def set_quota(
+    logical_cluster: Annotated[str, typer.Argument(help="The logical cluster's id.")],
+    producer_byte_rate: RateOpt = None,
+    consumer_byte_rate: RateOpt = None,
+    request_percentage: RateOpt = None,
+    controller_mutation_rate: RateOpt = None,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+) -> None:
+    """Set quotas that all of a logical cluster's principals share, on each broker, as
+    Kafka's client quotas do for one user (they replace its principals' user and client-id
+    quotas of the same kind). Its clients are throttled past them (throttle_time_ms)."""
+    given = {
+        "producer_byte_rate": producer_byte_rate,
+        "consumer_byte_rate": consumer_byte_rate,
+        "request_percentage": request_percentage,
+        "controller_mutation_rate": controller_mutation_rate,
+    }
+    quotas = {k: (v or None) for k, v in given.items() if v is not None}
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        if not quotas:
+            raise CliError("give at least one quota, e.g. --producer-byte-rate 1048576")
+        with WireClient.for_options(opts) as client:
+            call_private_api(
+                client, ALTER_LOGICAL_CLUSTERS_KEY, {"quotas": {logical_cluster: quotas}}
+            )
+    out.print(
+        f"{logical_cluster}: "
+        + ", ".join(f"{k}={'removed' if v is None else f'{v:g}'}" for k, v in quotas.items())
+    )
+
+
 @logical_clusters_app.command("list")
 def list_(
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
@@ -93,7 +133,15 @@ def list_(
         print_json(doc)
         return
     rows = [
-        (c["id"], ", ".join(c["principals"]), c["topics"], c["partitions"])
+        (
+            c["id"],
+            ", ".join(c["principals"]),
+            c["topics"],
+            c["partitions"],
+            ", ".join(f"{k}={v:g}" for k, v in c["quotas"].items()) or "-",
+        )
         for c in doc["logical_clusters"]
     ]
-    out.print(table(None, ["LOGICAL CLUSTER", "PRINCIPALS", "TOPICS", "PARTITIONS"], rows))
+    out.print(
+        table(None, ["LOGICAL CLUSTER", "PRINCIPALS", "TOPICS", "PARTITIONS", "QUOTAS"], rows)
+    )

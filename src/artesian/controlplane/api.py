@@ -16,10 +16,10 @@ reaches its own clusters and tenant only (another's: 404); tenants and quotas ar
     GET    /v1/whoami
     GET    /v1/usage?tenant=&cluster=&start_ms=&end_ms=   hourly usage from the ledger
     POST   /v1/clusters         {"name", "brokers", "cell", "config", "autoscale", "tenant",
-                                 "logical", "shared"} -> 201
+                                 "logical", "shared", "quotas"} -> 201
     GET    /v1/clusters
     GET    /v1/clusters/{id}
-    PATCH  /v1/clusters/{id}    {"brokers", "version", "config", "autoscale"}
+    PATCH  /v1/clusters/{id}    {"brokers", "version", "config", "autoscale", "quotas"}
     DELETE /v1/clusters/{id}                                                        -> 202
     POST   /v1/clusters/{id}/api-keys        {"resource_prefix", "description"}     -> 201
     GET    /v1/clusters/{id}/api-keys
@@ -99,6 +99,7 @@ class CreateCluster(BaseModel):
     # On a shared cluster of the cell, with no brokers of its own (Kora's logical cluster).
     logical: bool = False
     shared: bool = False  # the admin's: a physical cluster that takes logical ones
+    quotas: dict[str, float] = Field(default_factory=dict)  # the admin's, a logical cluster's
 
 
 class UpdateCluster(BaseModel):
@@ -107,6 +108,7 @@ class UpdateCluster(BaseModel):
     version: str | None = None
     config: dict[str, str] | None = None
     autoscale: AutoscaleBody | None = None
+    quotas: dict[str, float] | None = None  # the admin's: a logical cluster's, {} for none
 
 
 class CreateApiKey(BaseModel):
@@ -289,6 +291,7 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
                 body.tenant,
                 logical=body.logical,
                 shared=body.shared,
+                quotas=body.quotas,
                 caller=who,
             )
         )
@@ -306,12 +309,12 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     def update(cluster_id: str, body: UpdateCluster, who: Caller = Authenticated) -> dict[str, Any]:
         changes: dict[str, Any] = {
             k: getattr(body, k)
-            for k in ("brokers", "version", "config")
+            for k in ("brokers", "version", "config", "quotas")
             if k in body.model_fields_set
         }
         if "autoscale" in body.model_fields_set:  # null: autoscaling off
             changes["autoscale"] = body.autoscale.document() if body.autoscale else None
-        if any(changes.get(k, "") is None for k in ("brokers", "version", "config")):
+        if any(changes.get(k, "") is None for k in ("brokers", "version", "config", "quotas")):
             raise HTTPException(422, "only autoscale may be null")
         view = _errors(lambda: control_plane.update(cluster_id, caller=who, **changes))
         return view.as_json()  # type: ignore[no-any-return]

@@ -22,6 +22,7 @@ from artesian.metadata.image import MetadataImage
 from artesian.metadata.records import (
     AccessControlEntryRecord,
     LogicalClusterBindingRecord,
+    LogicalClusterQuotaRecord,
     MetadataRecord,
     RemoveAccessControlEntryRecord,
     RemoveUserScramCredentialRecord,
@@ -156,11 +157,13 @@ def access_changes(
     acls: dict[str, AccessControlEntryRecord],
     bound: dict[str, str] | None = None,
     guests: Iterable[tuple[str, ApiKey]] = (),
+    quotas: tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]] | None = None,
 ) -> list[MetadataRecord]:
     """The records that make a log holding ``credentials``, ``acls`` and the logical cluster
     bindings ``bound`` hold exactly ``keys``, and ``guests`` (logical cluster id, key) bound
     to their logical clusters (of what the data plane owns: others' users, ACLs and
-    bindings are left alone)."""
+    bindings are left alone). ``quotas``, (in the log, wanted): the logical cluster quotas
+    of a shared cluster, all the data plane's."""
     placed = [(k, None) for k in keys] + [(k, lkc) for lkc, k in guests]
     wanted_credentials = {
         (r.name, r.mechanism): r for k, _ in placed for r in credential_records(k)
@@ -188,6 +191,20 @@ def access_changes(
         for p in sorted(bound)
         if owned(p) and p not in wanted_bindings
     ]
+    if quotas is not None:
+        held, wanted = quotas
+        for lkc, values in sorted(held.items()):
+            changes += [
+                LogicalClusterQuotaRecord(lkc, key, None)
+                for key in sorted(values)
+                if key not in wanted.get(lkc, {})
+            ]
+        for lkc, values in sorted(wanted.items()):
+            changes += [
+                LogicalClusterQuotaRecord(lkc, key, float(rate))
+                for key, rate in sorted(values.items())
+                if held.get(lkc, {}).get(key) != rate
+            ]
     return changes
 
 
@@ -209,14 +226,22 @@ class ClusterAccess:
         for offset, record in store.read(image.offset):
             touched = _about(image, record)
             image.apply(offset, record)
-            if touched is not None and owned(touched):
+            if isinstance(record, LogicalClusterQuotaRecord) or (
+                touched is not None and owned(touched)
+            ):
                 # Brokers enforce the keys once they have applied this far (also after the
                 # agent restarts, or when an append's answer was lost).
                 self.applied_offset = offset
 
-    def sync(self, keys: tuple[ApiKey, ...], guests: Iterable[tuple[str, ApiKey]] = ()) -> bool:
+    def sync(
+        self,
+        keys: tuple[ApiKey, ...],
+        guests: Iterable[tuple[str, ApiKey]] = (),
+        quotas: dict[str, dict[str, float]] | None = None,
+    ) -> bool:
         """Apply what is missing; True once the log holds exactly ``keys``, and the keys of
-        the logical clusters placed on this cluster (``guests``: id and key) bound to them."""
+        the logical clusters placed on this cluster (``guests``: id and key) bound to them,
+        and, for a shared cluster, exactly ``quotas`` (by logical cluster)."""
         guests = tuple(guests)
         if self._store is None:
             self._store = open_store(self.store_url)
@@ -226,7 +251,12 @@ class ClusterAccess:
         if image.cluster_id is None:
             return False  # no broker has started the cluster's log yet
         changes = access_changes(
-            keys, image.scram_credentials, image.acls, image.logical_clusters, guests
+            keys,
+            image.scram_credentials,
+            image.acls,
+            image.logical_clusters,
+            guests,
+            None if quotas is None else (image.logical_cluster_quotas, quotas),
         )
         if not changes:
             return True
@@ -237,7 +267,12 @@ class ClusterAccess:
         self._catch_up(store)
         log.info("applied %d access record(s) for %d API key(s)", len(changes), len(keys))
         return not access_changes(
-            keys, image.scram_credentials, image.acls, image.logical_clusters, guests
+            keys,
+            image.scram_credentials,
+            image.acls,
+            image.logical_clusters,
+            guests,
+            None if quotas is None else (image.logical_cluster_quotas, quotas),
         )
 
     def close(self) -> None:

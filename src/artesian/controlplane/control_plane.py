@@ -210,6 +210,7 @@ class ControlPlane:
         *,
         logical: bool = False,
         shared: bool = False,
+        quotas: dict[str, float] | None = None,
         caller: Caller,
     ) -> ClusterView:
         """A new cluster, the caller's (the admin may name the tenant it is for). A
@@ -221,6 +222,8 @@ class ControlPlane:
             raise Forbidden(
                 "a shared cluster is the platform's: the admin creates it, for no tenant"
             )
+        if quotas and not caller.is_admin:
+            raise Forbidden("a logical cluster's quotas are the platform's to set")
         _tenant_may_set(caller, config or {})
         owner = caller.tenant if caller.tenant is not None else (tenant or "")
         with self._lock:
@@ -240,6 +243,7 @@ class ControlPlane:
                 tenant=owner,
                 host=_placement(taken.values(), self.observed.snapshot(), cell) if logical else "",
                 shared=shared,
+                quotas=dict(quotas or {}),
             ).validate()
             self._within_quota(desire, None)
             self._write(desire.id, desire)
@@ -270,6 +274,8 @@ class ControlPlane:
                 )
             if current.deleted:
                 raise Conflict(f"cluster {cluster_id} is being deleted")
+            if "quotas" in changes and not caller.is_admin:
+                raise Forbidden("a logical cluster's quotas are the platform's to set")
             if changes.get("config") is not None:
                 _tenant_may_set(caller, changes["config"])
                 if not caller.is_admin:

@@ -36,6 +36,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from artesian.cli.wire import WireClient
 from artesian.controlplane.api_keys import ClusterAccess
@@ -347,15 +348,11 @@ class DataPlaneAgent:
                     self._reconcile(desire, guests.get(cluster_id, []))
             except Exception as e:
                 log.exception("cluster %s: pass failed", cluster_id)
-                self._report(
-                    ClusterReport(
-                        id=cluster_id,
-                        cell=self.cell,
-                        observed_generation=desire.generation,
-                        phase="Failed",
-                        message=f"{type(e).__name__}: {e}"[:1000],
-                        time_ms=int(time.time() * 1000),
-                    )
+                self._report_phase(
+                    cluster_id,
+                    desire.generation,
+                    "Failed",
+                    message=f"{type(e).__name__}: {e}"[:1000],
                 )
         # Clusters of this cell that no desire names any more (deleted while this agent was
         # away): their brokers go too, and their report is forgotten.
@@ -428,22 +425,18 @@ class DataPlaneAgent:
             self._sweep_orphans(desire, spec)
         bytes_in, bytes_out = self._rates(desire.id, samples)
         self._meter(desire, samples, sum(b["running"] for b in status["brokers"]))
-        self._report(
-            ClusterReport(
-                id=desire.id,
-                cell=self.cell,
-                observed_generation=desire.generation,
-                phase=phase,
-                bootstrap=spec.client_bootstrap(),
-                brokers=tuple(
-                    BrokerReport(b["id"], b["running"], b["live"]) for b in status["brokers"]
-                ),
-                bytes_in_per_second=bytes_in,
-                bytes_out_per_second=bytes_out,
-                message=f"waiting for {waiting_for}" if waiting_for else note,
-                time_ms=int(time.time() * 1000),
-                client_protocol=self.client_protocol,
-            )
+        self._report_phase(
+            desire.id,
+            desire.generation,
+            phase,
+            bootstrap=spec.client_bootstrap(),
+            brokers=tuple(
+                BrokerReport(b["id"], b["running"], b["live"]) for b in status["brokers"]
+            ),
+            bytes_in_per_second=bytes_in,
+            bytes_out_per_second=bytes_out,
+            message=f"waiting for {waiting_for}" if waiting_for else note,
+            client_protocol=self.client_protocol,
         )
 
     def _reconcile_logical(self, desire: ClusterDesire, host: ClusterDesire | None) -> None:
@@ -478,19 +471,15 @@ class DataPlaneAgent:
         if found is not None:  # else no samples: its baselines wait for the next pass
             bytes_in, bytes_out = self._rates(desire.id, found.samples, desire.id)
             self._meter(desire, found.samples, 0)
-        self._report(
-            ClusterReport(
-                id=desire.id,
-                cell=self.cell,
-                observed_generation=desire.generation,
-                phase=phase,
-                bootstrap=bootstrap,
-                bytes_in_per_second=bytes_in,
-                bytes_out_per_second=bytes_out,
-                message=message,
-                time_ms=int(time.time() * 1000),
-                client_protocol=self.client_protocol,
-            )
+        self._report_phase(
+            desire.id,
+            desire.generation,
+            phase,
+            bootstrap=bootstrap,
+            bytes_in_per_second=bytes_in,
+            bytes_out_per_second=bytes_out,
+            message=message,
+            client_protocol=self.client_protocol,
         )
 
     def _deprovision_logical(
@@ -516,29 +505,17 @@ class DataPlaneAgent:
             ):
                 waiting = "its last usage to be written to the ledger"
         if waiting is not None:
-            self._report(
-                ClusterReport(
-                    id=desire.id,
-                    cell=self.cell,
-                    observed_generation=desire.generation,
-                    phase="Reconciling",
-                    message=f"deleting: waiting for {waiting}",
-                    time_ms=int(time.time() * 1000),
-                )
+            self._report_phase(
+                desire.id,
+                desire.generation,
+                "Reconciling",
+                message=f"deleting: waiting for {waiting}",
             )
             return
         self._load.pop(desire.id, None)
         self.meter.forget(desire.id)
         log.info("logical cluster %s: keys, topics and groups removed", desire.id)
-        self._report(
-            ClusterReport(
-                id=desire.id,
-                cell=self.cell,
-                observed_generation=desire.generation,
-                phase="Deleted",
-                time_ms=int(time.time() * 1000),
-            )
-        )
+        self._report_phase(desire.id, desire.generation, "Deleted")
 
     def _sweep_orphans(self, desire: ClusterDesire, spec: ClusterSpec) -> None:
         """Delete, once a minute at most, the namespaces on a shared cluster whose logical
@@ -578,7 +555,9 @@ class DataPlaneAgent:
             access = self.access[desire.id] = ClusterAccess(spec.store_url)
         try:
             # Also while no broker runs: a revoked key must not work for the first one back.
-            if not access.sync(desire.api_keys, [(g.id, k) for g in guests for k in g.api_keys]):
+            guest_keys = [(g.id, k) for g in guests for k in g.api_keys]
+            quotas = {g.id: g.quotas for g in guests if g.quotas} if desire.shared else None
+            if not access.sync(desire.api_keys, guest_keys, quotas):
                 return False
         except Exception as e:  # the store is down or locked: the next pass tries again
             log.warning("cluster %s: cannot apply its API keys yet (%s)", desire.id, e)
@@ -640,15 +619,7 @@ class DataPlaneAgent:
             with contextlib.suppress(Exception):
                 self._put(cluster_id, None, OBSERVED_TOPIC)
             return
-        self._report(
-            ClusterReport(
-                id=cluster_id,
-                cell=self.cell,
-                observed_generation=generation,
-                phase="Deleted",
-                time_ms=int(time.time() * 1000),
-            )
-        )
+        self._report_phase(cluster_id, generation, "Deleted")
 
     def _final_usage(self, desire: ClusterDesire, spec: ClusterSpec) -> bool:
         """Meter what the cluster used since its last record before its brokers stop (every
@@ -683,6 +654,19 @@ class DataPlaneAgent:
             self._put(report.id, report.encode(), OBSERVED_TOPIC)
         except Exception as e:
             log.warning("cannot report cluster %s (%s); the next pass retries", report.id, e)
+
+    def _report_phase(self, cluster_id: str, generation: int, phase: str, **fields: Any) -> None:
+        """Report a cluster's phase at ``generation``, as of now."""
+        self._report(
+            ClusterReport(
+                id=cluster_id,
+                cell=self.cell,
+                observed_generation=generation,
+                phase=phase,
+                time_ms=int(time.time() * 1000),
+                **fields,
+            )
+        )
 
     def _put(self, key: str, value: bytes | None, topic: str) -> None:
         """Write a report or a usage record; once fenced, this agent stops."""

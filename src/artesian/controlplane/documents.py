@@ -53,6 +53,10 @@ USAGE_TOPIC_CONFIG = {
 }
 
 MAX_BROKERS = 20
+# The client quotas a logical cluster's clients share (see tenancy/).
+LOGICAL_CLUSTER_QUOTAS = frozenset(
+    {"producer_byte_rate", "consumer_byte_rate", "request_percentage"}
+)
 MAX_API_KEYS = 100
 MAX_TOKENS = 20
 MAX_TOKEN_DAYS = 3650
@@ -231,6 +235,9 @@ class ClusterDesire:
     # the namespace "<id>_"; a ``shared`` physical cluster is one that takes them.
     host: str = ""
     shared: bool = False
+    # A logical cluster's quotas (producer_byte_rate, ...), shared by its clients on each of
+    # its host's brokers: the platform's to set.
+    quotas: dict[str, float] = field(default_factory=dict)
 
     @property
     def logical(self) -> bool:
@@ -248,6 +255,8 @@ class ClusterDesire:
             )
         if not NAME.fullmatch(self.cell):
             raise DocumentError(f"cell name {self.cell!r} is not a valid name")
+        if self.quotas and not self.logical:
+            raise DocumentError("quotas are a logical cluster's (a physical one has its brokers)")
         if self.logical:
             self._validate_logical()
         elif not 1 <= self.brokers <= MAX_BROKERS:
@@ -281,6 +290,11 @@ class ClusterDesire:
             raise DocumentError(
                 "a logical cluster's topics take their host's defaults: config must be empty"
             )
+        for key, rate in self.quotas.items():
+            if key not in LOGICAL_CLUSTER_QUOTAS:
+                raise DocumentError(f"quota {key!r} is not one of {sorted(LOGICAL_CLUSTER_QUOTAS)}")
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+                raise DocumentError(f"quota {key}: a rate above 0, not {rate!r}")
 
     def public(self) -> dict[str, Any]:
         """The spec as the API shows it: API keys without their verifiers."""
@@ -321,6 +335,7 @@ class ClusterDesire:
                 tenant=_str(doc, "tenant"),
                 host=_str(doc, "host"),
                 shared=_bool(doc, "shared"),
+                quotas=_rates(doc.get("quotas", {})),
             )
         except TypeError as e:
             raise DocumentError(str(e)) from e
@@ -644,6 +659,15 @@ def _bool(doc: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise DocumentError(f"{key} must be true or false")
     return value
+
+
+def _rates(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise DocumentError("quotas must map quota names to numbers")
+    return {k: float(v) for k, v in value.items()}
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from artesian.metadata.records import (
     ClusterRecord,
     ConfigRecord,
     LogicalClusterBindingRecord,
+    LogicalClusterQuotaRecord,
     MetadataRecord,
     PartitionRecord,
     ProducerIdsRecord,
@@ -110,6 +111,8 @@ class MetadataImage:
     """Client quotas by entity, then key (producer_byte_rate, ...)."""
     logical_clusters: dict[str, str] = field(default_factory=dict)
     """The logical cluster each bound principal works in (``User:k`` -> ``lkc-...``)."""
+    logical_cluster_quotas: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each logical cluster's quotas by key (producer_byte_rate, ...)."""
 
     def reassigning(self) -> list[tuple[TopicImage, PartitionImage]]:
         """Partitions with a reassignment in flight."""
@@ -211,6 +214,14 @@ class MetadataImage:
                     self.logical_clusters.pop(principal, None)
                 else:
                     self.logical_clusters[principal] = lkc
+            case LogicalClusterQuotaRecord(logical_cluster=lkc, key=key, value=value):
+                values = self.logical_cluster_quotas.setdefault(lkc, {})
+                if value is None:
+                    values.pop(key, None)
+                    if not values:
+                        del self.logical_cluster_quotas[lkc]
+                else:
+                    values[key] = value
             case ClusterRecord(cluster_id=cid):
                 self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):

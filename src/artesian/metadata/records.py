@@ -182,6 +182,17 @@ class LogicalClusterBindingRecord:
     logical_cluster: str | None
 
 
+@dataclass(slots=True, frozen=True)
+class LogicalClusterQuotaRecord:
+    """One quota of a logical cluster (producer_byte_rate, ...), shared by all of its
+    principals on each broker; value None removes it. Artesian's own record."""
+
+    TYPE: ClassVar[str] = "logical_cluster_quota"
+    logical_cluster: str
+    key: str
+    value: float | None
+
+
 MetadataRecord = (
     ClusterRecord
     | TopicRecord
@@ -199,6 +210,7 @@ MetadataRecord = (
     | RemoveAccessControlEntryRecord
     | ClientQuotaRecord
     | LogicalClusterBindingRecord
+    | LogicalClusterQuotaRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -220,6 +232,7 @@ _TYPES: dict[str, type] = {
         RemoveAccessControlEntryRecord,
         ClientQuotaRecord,
         LogicalClusterBindingRecord,
+        LogicalClusterQuotaRecord,
     )
 }
 

@@ -22,29 +22,19 @@ from kio.schema.errors import ErrorCode
 from artesian.balancer.load import parse_samples
 from artesian.balancer.self_balancer import ACTIVE_REMOVAL, describe
 from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
+from artesian.broker.handlers._documents import decode_document, document_response
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import BalancerTaskRecord, BrokerRemovalRecord, MetadataRecord
 from artesian.protocol.balancer_admin import (
     ALTER_BALANCER_KEY,
     DESCRIBE_BALANCER_KEY,
-    decode_request_body,
-    encode_response_body,
 )
-from artesian.protocol.codec import DecodeError
 
 log = logging.getLogger("artesian.balancer")
 
 
-def decode(header: Any, frame: memoryview) -> dict[str, Any]:
-    if header.api_version != 0:
-        raise DecodeError(f"unknown version {header.api_version}")
-    return decode_request_body(frame, header.body_offset)
-
-
-def _respond(code: ErrorCode, message: str | None, document: dict[str, Any]) -> RawResponse:
-    body = encode_response_body(int(code), message, document)
-    return RawResponse([body], len(body))
+decode = decode_document
 
 
 def _broker_ids(value: object) -> list[int]:
@@ -111,7 +101,7 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
 
 def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
     if not cluster_authorized(ctx, AclOperation.ALTER):
-        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
+        return document_response(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
     broker = ctx.broker
     answer: dict[str, Any] = {}
 
@@ -123,22 +113,26 @@ def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
     try:
         broker.plan_and_commit(plan)
     except ControllerError as e:
-        return _respond(e.code, e.message, {})
+        return document_response(e.code, e.message, {})
     except Exception as e:  # the store's own failures: an answer, not a closed connection
         log.warning("AlterBalancer %s failed: %s", list(command)[:1], e)
-        return _respond(ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {})
-    return _respond(ErrorCode.none, None, answer)
+        return document_response(
+            ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {}
+        )
+    return document_response(ErrorCode.none, None, answer)
 
 
 async def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
     if not cluster_authorized(ctx, AclOperation.DESCRIBE):
-        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
+        return document_response(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
     broker = ctx.broker
     try:
         raw = await broker.in_store_thread(lambda store: store.broker_loads())
     except Exception as e:
         log.warning("DescribeBalancer cannot read the load samples: %s", e)
-        return _respond(ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {})
+        return document_response(
+            ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {}
+        )
     controller = broker.active_controller
     document = describe(
         broker.image,
@@ -148,7 +142,7 @@ async def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
         controller,
         broker.self_balancer.last_round if controller == broker.node_id else None,
     )
-    return _respond(ErrorCode.none, None, document)
+    return document_response(ErrorCode.none, None, document)
 
 
 APIS = [

@@ -5,10 +5,12 @@ protocol/balancer_admin.py; any broker answers, appending to the metadata log.
 AlterLogicalClusters commands (one per request), needing ALTER on the cluster:
     {"bind": {"User:k1": "lkc-ab12"}}   these principals now work in these logical clusters
     {"unbind": ["User:k1"]}             and these see the whole cluster again
+    {"quotas": {"lkc-ab12": {"producer_byte_rate": 1048576, "consumer_byte_rate": null}}}
+                                        set (null: remove) quotas its principals share
 
 DescribeLogicalClusters ({}), needing DESCRIBE on the cluster, answers
     {"logical_clusters": [{"id": "lkc-ab12", "principals": [...], "topics": 3,
-                           "partitions": 12}]}
+                           "partitions": 12, "quotas": {"producer_byte_rate": 1048576.0}}]}
 """
 
 from __future__ import annotations
@@ -19,30 +21,28 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
+from artesian.broker.handlers._documents import decode_document, document_response
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
-from artesian.metadata.records import LogicalClusterBindingRecord, MetadataRecord
+from artesian.metadata.records import (
+    LogicalClusterBindingRecord,
+    LogicalClusterQuotaRecord,
+    MetadataRecord,
+)
 from artesian.protocol.balancer_admin import (
     ALTER_LOGICAL_CLUSTERS_KEY,
     DESCRIBE_LOGICAL_CLUSTERS_KEY,
-    decode_request_body,
-    encode_response_body,
 )
-from artesian.protocol.codec import DecodeError
 from artesian.tenancy import LOGICAL_CLUSTER_ID, namespace_of
 
 log = logging.getLogger("artesian.tenancy")
+# The client quotas a logical cluster can have (connection_creation_rate is per address).
+_QUOTA_KEYS = frozenset(
+    {"producer_byte_rate", "consumer_byte_rate", "request_percentage", "controller_mutation_rate"}
+)
 
 
-def decode(header: Any, frame: memoryview) -> dict[str, Any]:
-    if header.api_version != 0:
-        raise DecodeError(f"unknown version {header.api_version}")
-    return decode_request_body(frame, header.body_offset)
-
-
-def _respond(code: ErrorCode, message: str | None, document: dict[str, Any]) -> RawResponse:
-    body = encode_response_body(int(code), message, document)
-    return RawResponse([body], len(body))
+decode = decode_document
 
 
 def _invalid(message: str) -> ControllerError:
@@ -89,12 +89,40 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
             LogicalClusterBindingRecord(p, None) for p in principals if p in image.logical_clusters
         ]
         return records, {"unbound": principals}
-    raise _invalid(f"unknown command {name!r}: expected bind or unbind")
+    if name == "quotas":
+        return _quota_records(image, arg), {"quotas": arg}
+    raise _invalid(f"unknown command {name!r}: expected bind, unbind or quotas")
+
+
+def _quota_records(image: Any, arg: object) -> list[MetadataRecord]:
+    """What {"lkc": {"producer_byte_rate": 1e6, "consumer_byte_rate": None}} changes; the
+    values are Kafka's client quota keys, each the rate all the logical cluster's
+    principals share on each broker."""
+    if not isinstance(arg, dict) or not arg:
+        raise _invalid('quotas takes {"<logical cluster id>": {"<quota key>": <rate or null>}}')
+    records: list[MetadataRecord] = []
+    for lkc, values in sorted(arg.items()):
+        if not isinstance(lkc, str) or LOGICAL_CLUSTER_ID.fullmatch(lkc) is None:
+            raise _invalid(f"{lkc!r} is not a logical cluster id")
+        if not isinstance(values, dict) or not values:
+            raise _invalid(f"{lkc}: give quota keys and rates")
+        current = image.logical_cluster_quotas.get(lkc, {})
+        for key, value in sorted(values.items()):
+            if key not in _QUOTA_KEYS:
+                raise _invalid(f"{key!r} is not one of {sorted(_QUOTA_KEYS)}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise _invalid(f"{lkc} {key}: a rate above 0, or null to remove it")
+            if current.get(key) != (None if value is None else float(value)):
+                rate = None if value is None else float(value)
+                records.append(LogicalClusterQuotaRecord(lkc, key, rate))
+    return records
 
 
 def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
     if not cluster_authorized(ctx, AclOperation.ALTER):
-        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
+        return document_response(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
     broker = ctx.broker
     answer: dict[str, Any] = {}
 
@@ -106,17 +134,19 @@ def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
     try:
         broker.plan_and_commit(plan)
     except ControllerError as e:
-        return _respond(e.code, e.message, {})
+        return document_response(e.code, e.message, {})
     except Exception as e:  # the store's own failures: an answer, not a closed connection
         log.warning("AlterLogicalClusters %s failed: %s", list(command)[:1], e)
-        return _respond(ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {})
+        return document_response(
+            ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {}
+        )
     log.info("logical clusters: %s", answer)
-    return _respond(ErrorCode.none, None, answer)
+    return document_response(ErrorCode.none, None, answer)
 
 
 def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
     if not cluster_authorized(ctx, AclOperation.DESCRIBE):
-        return _respond(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
+        return document_response(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
     image = ctx.broker.image
     clusters: dict[str, dict[str, Any]] = {}
     for principal, lkc in sorted(image.logical_clusters.items()):
@@ -124,6 +154,11 @@ def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
             lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0}
         )
         entry["principals"].append(principal)
+    for lkc, quotas in image.logical_cluster_quotas.items():
+        entry = clusters.setdefault(
+            lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0}
+        )
+        entry["quotas"] = dict(sorted(quotas.items()))
     for topic in image.topics.values():
         namespace = namespace_of(topic.name)
         if namespace is not None:  # also a logical cluster whose principals are all gone
@@ -133,9 +168,8 @@ def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
             )
             entry["topics"] += 1
             entry["partitions"] += len(topic.partitions)
-    return _respond(
-        ErrorCode.none, None, {"logical_clusters": [clusters[k] for k in sorted(clusters)]}
-    )
+    listed = [{"quotas": {}, **clusters[k]} for k in sorted(clusters)]
+    return document_response(ErrorCode.none, None, {"logical_clusters": listed})
 
 
 APIS = [
