@@ -388,21 +388,33 @@ def test_a_logical_cluster_s_desire_has_a_host_and_nothing_of_its_own() -> None:
 def test_a_shared_cluster_holds_exactly_its_logical_clusters_quotas() -> None:
     held = {
         "lkc-north1": {"producer_byte_rate": 1.0, "consumer_byte_rate": 2.0},
-        "lkc-old1": {"request_percentage": 5.0},
+        "lkc-gone1": {"request_percentage": 5.0},
+        "lkc-byhand": {"producer_byte_rate": 9.0},  # set with logical-clusters set-quota
     }
-    wanted = {"lkc-north1": {"producer_byte_rate": 5.0}, "lkc-new1": {"consumer_byte_rate": 7.0}}
+    # north is placed there with one quota, new with another, gone is being deleted.
+    wanted = {
+        "lkc-north1": {"producer_byte_rate": 5.0},
+        "lkc-new1": {"consumer_byte_rate": 7.0},
+        "lkc-gone1": {},
+    }
     assert access_changes([], {}, {}, {}, (), (held, wanted)) == [
-        LogicalClusterQuotaRecord("lkc-north1", "consumer_byte_rate", None),
-        LogicalClusterQuotaRecord("lkc-old1", "request_percentage", None),
+        LogicalClusterQuotaRecord("lkc-gone1", "request_percentage", None),
         LogicalClusterQuotaRecord("lkc-new1", "consumer_byte_rate", 7.0),
+        LogicalClusterQuotaRecord("lkc-north1", "consumer_byte_rate", None),
         LogicalClusterQuotaRecord("lkc-north1", "producer_byte_rate", 5.0),
     ]
-    assert access_changes([], {}, {}, {}, (), (wanted, wanted)) == []
-    # A cluster that is not shared (None) keeps whatever quotas an operator set by hand.
-    assert access_changes([], {}, {}, {}, (), None) == []
+    after = {**wanted, "lkc-byhand": held["lkc-byhand"]}
+    assert access_changes([], {}, {}, {}, (), (after, wanted)) == []
     logical = ClusterDesire(id="lkc-north1", name="north", brokers=0, host="lkc-pool01")
     assert replace(logical, quotas={"producer_byte_rate": 1e6}).validate()
-    for wrong in ({"connection_creation_rate": 1.0}, {"producer_byte_rate": 0.0}):
+    assert replace(logical, quotas={"request_percentage": 12.5}).validate()
+    for wrong in (
+        {"connection_creation_rate": 1.0},  # an address's, not a cluster's
+        {"producer_byte_rate": 0.0},
+        {"producer_byte_rate": 0.5},  # byte rates are whole bytes, as Kafka's
+        {"producer_byte_rate": float("inf")},  # JSON's 1e999
+        {"request_percentage": float("nan")},
+    ):
         with pytest.raises(DocumentError):
             replace(logical, quotas=wrong).validate()
     with pytest.raises(DocumentError):

@@ -19,6 +19,8 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from artesian.metadata.records import RegisterBrokerRecord
+from artesian.metadata.store import open_store
 from artesian.operator.operator import Operator
 from artesian.operator.runtime import LocalProcessRuntime
 from artesian.operator.spec import ClusterSpec
@@ -241,6 +243,13 @@ def test_a_broker_that_keeps_crashing_backs_off_and_says_why(spec_file: _SpecFil
         assert len(crashes) >= 3 and len(starts) == len(crashes)
         # Backed off: the third start came at least 1 s after the second crash.
         assert starts[2]["time_ms"] - crashes[1]["time_ms"] >= 1000
+        # It never registered: the port is bound before, so no broker looks live unreachable.
+        store = open_store(op.spec.store_url)
+        try:
+            registered = [r for _, r in store.read() if isinstance(r, RegisterBrokerRecord)]
+        finally:
+            store.close()
+        assert registered == []
         blocker.close()
         _until(op, lambda: _ready(op), 60, "the broker to start once its port is free")
     finally:

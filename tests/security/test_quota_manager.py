@@ -69,3 +69,24 @@ def test_a_fetch_is_counted_only_when_the_quota_takes_it_now() -> None:
     assert big.record_within("fetch", "User:ANONYMOUS", "c", 5000) == 0
     assert 3900 <= big.debt_ms("fetch", "User:ANONYMOUS", "c") <= 4000
     assert 4900 <= big.record_within("fetch", "User:ANONYMOUS", "c", 5000) <= 5000
+
+
+def test_a_logical_cluster_s_quota_is_one_bucket_for_its_principals() -> None:
+    qm = ClientQuotaManager()
+    user_quota = {(("user", "alice"),): {"producer_byte_rate": 1_000_000.0}}
+    bound = {"User:alice": "lkc-a", "User:carol": "lkc-a"}
+    qm.update(user_quota, bound, {"lkc-a": {"producer_byte_rate": 1000.0}})
+    assert qm.active("produce") and not qm.active("fetch")
+    # Its quota replaces alice's own: 3 s of bytes at 1000 B/s, less one second of credit.
+    assert 1900 <= qm.record("produce", "User:alice", "c1", 3000) <= 2000
+    # carol, another of its principals, shares the debt; bob, of no logical cluster, does not.
+    assert qm.record("produce", "User:carol", "c2", 1) >= 1900
+    assert qm.record("produce", "User:bob", "c3", 3000) == 0
+    # A kind it has no quota of falls back to Kafka's levels (none here).
+    assert qm.record("fetch", "User:alice", "c1", 10**9) == 0
+    # Unbound, alice is back on her own quota.
+    qm.update(user_quota, {}, {"lkc-a": {"producer_byte_rate": 1000.0}})
+    assert qm.record("produce", "User:alice", "c1", 3000) == 0
+    # A rate no check stores (infinite) limits nothing rather than failing the request.
+    qm.update({}, bound, {"lkc-a": {"producer_byte_rate": float("inf")}})
+    assert qm.record("produce", "User:alice", "c1", 3000) == 0

@@ -47,7 +47,15 @@ from collections.abc import Mapping
 
 from artesian.tiered.quota import ByteRateQuota
 
-__all__ = ["QUOTA_KEYS", "ClientQuotaManager", "Entity", "is_address", "normal_address"]
+__all__ = [
+    "FRACTIONAL_QUOTAS",
+    "QUOTA_KEYS",
+    "ClientQuotaManager",
+    "Entity",
+    "is_address",
+    "normal_address",
+    "rate_problem",
+]
 
 # (entity type, name): name None is the type's default entity. Sorted by type.
 Entity = tuple[tuple[str, str | None], ...]
@@ -65,11 +73,29 @@ QUOTA_KEYS = {
 WINDOW_SECONDS = 11
 MAX_THROTTLE_MS = WINDOW_SECONDS * 1000
 MAX_REQUEST_THROTTLE_MS = 1000  # one quota window (Kafka's quota.window.size.seconds)
-_LOGICAL_CLUSTER = "\0logical-cluster"  # a bucket key no user or client id can spell
 _TINIEST_RATE = 1e-300  # a percentage so small it would divide by zero as seconds
 _IDLE_SECONDS = 3600  # a client's rate is forgotten after an idle hour, as in Kafka
 _SWEEP_EVERY = 10_000  # new buckets between sweeps for idle ones
 _MAX_RESOLVED = 100_000  # cached (kind, user, client id) resolutions
+
+
+# Quotas that may be fractions, with what they count; the others are whole bytes a second.
+FRACTIONAL_QUOTAS = {
+    "controller_mutation_rate": "number of partition mutations per second",  # KIP-599
+    "request_percentage": "percentage of one thread's time",  # KIP-124
+}
+
+
+def rate_problem(key: str, value: float) -> str | None:
+    """Why ``value`` is no valid rate for quota ``key`` (Kafka's messages), None if it is.
+    connection_creation_rate is the ip entity's and is checked apart."""
+    if key in FRACTIONAL_QUOTAS:
+        if not math.isfinite(value) or value <= 0:
+            return f"Configuration {key} must be a positive {FRACTIONAL_QUOTAS[key]}"
+        return None
+    if not math.isfinite(value) or value <= 0 or value != int(value) or value >= 2**63:
+        return f"Configuration {key} must be a positive whole number of bytes per second"
+    return None
 
 
 def normal_address(address: str) -> str:
@@ -132,7 +158,7 @@ class ClientQuotaManager:
         self._ip_rates: dict[str | None, float] = {}
         # (kind, user, client id) -> (rate, counted-under names) resolved from the quotas.
         self._resolved: dict[tuple[str, str, str], tuple[float, tuple[str, str]] | None] = {}
-        self._usage: dict[tuple[str, str, str], _Usage] = {}
+        self._usage: dict[tuple[str, ...], _Usage] = {}
         self._created = 0
 
     def active(self, kind: str) -> bool:
@@ -177,6 +203,8 @@ class ClientQuotaManager:
     def _rate_of(quotas: Mapping[str, float], kind: str) -> float | None:
         for key, value in quotas.items():
             if QUOTA_KEYS.get(key) == kind:
+                if not math.isfinite(value):
+                    return None  # refused by every check that stores one: no limit
                 if kind == "request":  # a percentage of one thread: seconds a second
                     return max(float(value) / 100, _TINIEST_RATE)
                 # Byte rates are whole bytes; a mutation rate may be a fraction (KIP-599).
@@ -205,7 +233,7 @@ class ClientQuotaManager:
             lkc, quotas = confined
             rate = self._rate_of(quotas, kind)
             if rate is not None:  # one bucket for all of the logical cluster's clients
-                return self._usage_at((kind, _LOGICAL_CLUSTER, lkc), rate)
+                return self._usage_at((kind, lkc), rate)  # a client's key has three parts
         user = principal.partition(":")[2] or principal
         resolved = self._resolve(kind, user, client_id or "")
         if resolved is None:
@@ -213,11 +241,10 @@ class ClientQuotaManager:
         rate, names = resolved
         return self._usage_at((kind, *names), rate)
 
-    def _usage_at(
-        self, key: tuple[str, str, str], rate: float, renew_on_raise: bool = False
-    ) -> _Usage:
-        """The bucket counted under ``key`` (kind, names), at ``rate``: made, or given the
-        new rate (``renew_on_raise``: a raised rate starts a full bucket)."""
+    def _usage_at(self, key: tuple[str, ...], rate: float, renew_on_raise: bool = False) -> _Usage:
+        """The bucket counted under ``key`` (kind, then the client's user and client id, or
+        a logical cluster's id), at ``rate``: made, or given the new rate
+        (``renew_on_raise``: a raised rate starts a full bucket)."""
         usage = self._usage.get(key)
         if usage is None or (renew_on_raise and usage.bucket.rate < rate):
             usage = self._usage[key] = _Usage(key[0], rate)

@@ -306,6 +306,10 @@ class Broker:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
+        # Bound before the broker registers, as Kafka's SocketServer binds before the broker
+        # joins: a port in use stops it here, not once others count it live and clients are
+        # sent to an address nobody answers. They accept connections once it is ready.
+        await self._bind_listeners()
         self.store = self._open_metadata_store()
         for offset, record in self.store.read():
             self.image.apply(offset, record)
@@ -475,25 +479,17 @@ class Broker:
             log.info("Prometheus metrics on http://%s:%d/metrics", self.host, metrics_port)
         await self._load_signing_keys()
         if self._stop_signal is not None:
-            # Its port stays free for the next broker (an operator rolling it at once).
+            # Its port is freed for the next broker (an operator rolling it at once).
+            for server in self._servers:
+                server.close()
             log.info(
                 "received %s while starting: broker %d stops before opening its listeners",
                 self._stop_signal.name,
                 self.node_id,
             )
             return
-        loop = asyncio.get_running_loop()
-        for listener, ssl_context in self._ssl_contexts.items():
-            self._servers.append(
-                await loop.create_server(
-                    functools.partial(self._new_connection, listener),
-                    listener.host or None,
-                    listener.port,
-                    reuse_address=True,
-                    backlog=1024,
-                    ssl=ssl_context,
-                )
-            )
+        for server in self._servers:
+            await server.start_serving()
         self._tasks = [
             *(asyncio.create_task(keys.run()) for keys in self._jwks_caches()),
             asyncio.create_task(
@@ -846,6 +842,21 @@ class Broker:
                 )
 
         await asyncio.gather(*(load(keys) for keys in self._jwks_caches()))
+
+    async def _bind_listeners(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener, ssl_context in self._ssl_contexts.items():
+            self._servers.append(
+                await loop.create_server(
+                    functools.partial(self._new_connection, listener),
+                    listener.host or None,
+                    listener.port,
+                    reuse_address=True,
+                    backlog=1024,
+                    ssl=ssl_context,
+                    start_serving=False,
+                )
+            )
 
     async def stop(self) -> None:
         """Stop accepting and dispatching, answer what is in flight, then flush and close
@@ -1260,9 +1271,11 @@ class Broker:
 
     def _update_quotas(self) -> None:
         image = self.image
-        self.quota_manager.update(
-            image.client_quotas, image.logical_clusters, image.logical_cluster_quotas
-        )
+        # Bindings as logical_cluster_of reads them: the platform's principals are free.
+        bound = {
+            p: lkc for p, lkc in image.logical_clusters.items() if p not in self.platform_principals
+        }
+        self.quota_manager.update(image.client_quotas, bound, image.logical_cluster_quotas)
 
     def logical_cluster_of(self, principal: str) -> LogicalCluster | None:
         """The logical cluster ``principal`` works in (None: it sees the whole cluster).

@@ -272,8 +272,8 @@ QuotaOpt = Annotated[
     typer.Option(
         "--quota",
         help="The admin's: a logical cluster's quota as key=rate (producer_byte_rate, "
-        "consumer_byte_rate, request_percentage), shared by its clients on each broker. "
-        "Repeatable.",
+        "consumer_byte_rate, request_percentage, controller_mutation_rate), shared by its "
+        "clients on each broker. Repeatable.",
     ),
 ]
 

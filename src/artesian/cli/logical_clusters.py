@@ -138,7 +138,7 @@ def list_(
             ", ".join(c["principals"]),
             c["topics"],
             c["partitions"],
-            ", ".join(f"{k}={v:g}" for k, v in c["quotas"].items()) or "-",
+            ", ".join(f"{k}={v:g}" for k, v in c.get("quotas", {}).items()) or "-",
         )
         for c in doc["logical_clusters"]
     ]

@@ -162,8 +162,9 @@ def access_changes(
     """The records that make a log holding ``credentials``, ``acls`` and the logical cluster
     bindings ``bound`` hold exactly ``keys``, and ``guests`` (logical cluster id, key) bound
     to their logical clusters (of what the data plane owns: others' users, ACLs and
-    bindings are left alone). ``quotas``, (in the log, wanted): the logical cluster quotas
-    of a shared cluster, all the data plane's."""
+    bindings are left alone). ``quotas``, (in the log, wanted): the quotas of the logical
+    clusters the data plane places on a shared cluster, by id ({} for none: a deleted one's
+    go); others' are left alone."""
     placed = [(k, None) for k in keys] + [(k, lkc) for lkc, k in guests]
     wanted_credentials = {
         (r.name, r.mechanism): r for k, _ in placed for r in credential_records(k)
@@ -193,17 +194,15 @@ def access_changes(
     ]
     if quotas is not None:
         held, wanted = quotas
-        for lkc, values in sorted(held.items()):
+        for lkc, values in sorted(wanted.items()):  # only the logical clusters it manages
+            now = held.get(lkc, {})
             changes += [
-                LogicalClusterQuotaRecord(lkc, key, None)
-                for key in sorted(values)
-                if key not in wanted.get(lkc, {})
+                LogicalClusterQuotaRecord(lkc, k, None) for k in sorted(now) if k not in values
             ]
-        for lkc, values in sorted(wanted.items()):
             changes += [
-                LogicalClusterQuotaRecord(lkc, key, float(rate))
-                for key, rate in sorted(values.items())
-                if held.get(lkc, {}).get(key) != rate
+                LogicalClusterQuotaRecord(lkc, k, float(rate))
+                for k, rate in sorted(values.items())
+                if now.get(k) != rate
             ]
     return changes
 

@@ -329,9 +329,9 @@ class DataPlaneAgent:
 
     def reconcile_once(self) -> None:
         desires = {i: d for i, d in self.desired.snapshot().items() if d.cell == self.cell}
-        guests: dict[str, list[ClusterDesire]] = {}
+        guests: dict[str, list[ClusterDesire]] = {}  # being deleted too: their quotas go
         for d in desires.values():
-            if d.logical and not d.deleted:
+            if d.logical:
                 guests.setdefault(d.host, []).append(d)
         self._hosts.clear()
         # Physical clusters first: a logical cluster reports what its host's pass found.
@@ -555,8 +555,8 @@ class DataPlaneAgent:
             access = self.access[desire.id] = ClusterAccess(spec.store_url)
         try:
             # Also while no broker runs: a revoked key must not work for the first one back.
-            guest_keys = [(g.id, k) for g in guests for k in g.api_keys]
-            quotas = {g.id: g.quotas for g in guests if g.quotas} if desire.shared else None
+            guest_keys = [(g.id, k) for g in guests if not g.deleted for k in g.api_keys]
+            quotas = {g.id: {} if g.deleted else g.quotas for g in guests}
             if not access.sync(desire.api_keys, guest_keys, quotas):
                 return False
         except Exception as e:  # the store is down or locked: the next pass tries again

@@ -17,7 +17,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
-from artesian.broker.quota_manager import QUOTA_KEYS, Entity, is_address
+from artesian.broker.quota_manager import QUOTA_KEYS, Entity, is_address, rate_problem
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import ClientQuotaRecord, MetadataRecord
 
@@ -31,11 +31,6 @@ log = logging.getLogger("artesian.quotas")
 
 _TYPES = ("client-id", "ip", "user")
 _IP_KEYS = ("connection_creation_rate",)  # the ip entity's, and only its
-# Quotas that may be fractions, with what they count; the others are whole bytes a second.
-_FRACTIONAL = {
-    "controller_mutation_rate": "number of partition mutations per second",  # KIP-599
-    "request_percentage": "percentage of one thread's time",  # KIP-124
-}
 _EXACT, _DEFAULT, _ANY = 0, 1, 2
 Error = tuple[ErrorCode, str]
 
@@ -73,13 +68,7 @@ def _check_op(key: str, value: float, remove: bool, ip: bool) -> str | None:
         if not math.isfinite(value) or value < 0 or value != int(value) or value >= 2**31:
             return f"Configuration {key} must be a whole number of connections per second"
         return None
-    if key in _FRACTIONAL:
-        if not math.isfinite(value) or value <= 0:
-            return f"Configuration {key} must be a positive {_FRACTIONAL[key]}"
-        return None
-    if not math.isfinite(value) or value <= 0 or value != int(value) or value >= 2**63:
-        return f"Configuration {key} must be a positive whole number of bytes per second"
-    return None
+    return rate_problem(key, value)
 
 
 def alter(ctx: Any, request: Any) -> Any:

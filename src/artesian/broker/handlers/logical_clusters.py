@@ -22,6 +22,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
 from artesian.broker.handlers._documents import decode_document, document_response
+from artesian.broker.quota_manager import rate_problem
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import (
@@ -60,7 +61,7 @@ def _principal(value: object) -> str:
 def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], dict[str, Any]]:
     image = broker.image
     if len(command) != 1:
-        raise _invalid("expected exactly one command: bind or unbind")
+        raise _invalid("expected exactly one command: bind, unbind or quotas")
     ((name, arg),) = command.items()
     if name == "bind":
         if not isinstance(arg, dict) or not arg:
@@ -110,10 +111,11 @@ def _quota_records(image: Any, arg: object) -> list[MetadataRecord]:
         for key, value in sorted(values.items()):
             if key not in _QUOTA_KEYS:
                 raise _invalid(f"{key!r} is not one of {sorted(_QUOTA_KEYS)}")
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
-            ):
-                raise _invalid(f"{lkc} {key}: a rate above 0, or null to remove it")
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise _invalid(f"{lkc} {key}: a rate, or null to remove it")
+                if (problem := rate_problem(key, float(value))) is not None:
+                    raise _invalid(f"{lkc}: {problem}")
             if current.get(key) != (None if value is None else float(value)):
                 rate = None if value is None else float(value)
                 records.append(LogicalClusterQuotaRecord(lkc, key, rate))
