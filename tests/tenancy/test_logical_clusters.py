@@ -94,6 +94,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedBroker]:
         "group.initial.rebalance.delay.ms": "0",
         "transaction.state.log.num.partitions": "2",
         "offsets.topic.num.partitions": "2",
+        "group.share.enable": "true",
+        "share.coordinator.state.topic.num.partitions": "2",
     }
     proc.start()
     try:
@@ -631,3 +633,61 @@ def test_a_logical_cluster_s_quota_is_shared_by_its_principals(shared: SharedBro
         cli(shared, "logical-clusters", "set-quota", "lkc-a", "--producer-byte-rate", "0")
     listed = json.loads(cli(shared, "logical-clusters", "list", "--json").stdout)
     assert {c["id"]: c["quotas"] for c in listed["logical_clusters"]}["lkc-a"] == {}
+
+
+def test_share_groups_work_in_a_logical_cluster(shared: SharedBroker) -> None:
+    from confluent_kafka import ShareConsumer
+    from kio.schema.share_group_describe.v1 import request as share_describe
+
+    for user in ("alice", "bob"):
+        conf = shared.conf(user)
+        _create(conf, "jobs")
+        _produce(conf, "jobs", [f"{user}-{i}".encode() for i in range(5)])
+        admin = AdminClient(conf)
+        group = ConfigResource(
+            ResourceType.GROUP,
+            "workers",
+            incremental_configs=[
+                ConfigEntry(
+                    "share.auto.offset.reset",
+                    "earliest",
+                    incremental_operation=AlterConfigOpType.SET,
+                )
+            ],
+        )
+        for future in admin.incremental_alter_configs([group]).values():
+            future.result(10)
+    for user in ("alice", "bob"):
+        consumer = ShareConsumer({**shared.conf(user), "group.id": "workers"})
+        consumer.subscribe(["jobs"])
+        got: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 5 and time.monotonic() < deadline:
+            got += [(m.topic(), m.value()) for m in consumer.poll(0.5) if m.error() is None]
+        # Each group named "workers" shares its own cluster's "jobs", each record once.
+        assert sorted(got) == [("jobs", f"{user}-{i}".encode()) for i in range(5)]
+        with shared.login(user) as conn:
+            (described,) = conn.request(
+                77,
+                1,
+                share_describe.ShareGroupDescribeRequest(
+                    group_ids=("workers",), include_authorized_operations=False
+                ),
+            ).groups
+        assert (described.error_code, described.group_id) == (ErrorCode.none, "workers")
+        (member,) = described.members
+        assert member.subscribed_topic_names == ("jobs",)
+        assert [t.topic_name for t in member.assignment.topic_partitions] == ["jobs"]
+        consumer.close()
+    with WireConn(shared.proc.port) as admin_conn:
+        physical = admin_conn.request(
+            77,
+            1,
+            share_describe.ShareGroupDescribeRequest(
+                group_ids=("lkc-a_workers", "lkc-b_workers"), include_authorized_operations=False
+            ),
+        ).groups
+    assert [(g.group_id, g.error_code) for g in physical] == [
+        ("lkc-a_workers", ErrorCode.none),
+        ("lkc-b_workers", ErrorCode.none),
+    ]

@@ -3,7 +3,9 @@ protocol documents, entries of other namespaces, swapped topic ids, refused APIs
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import typing
 import uuid
 
 from kio.schema.errors import ErrorCode
@@ -11,13 +13,15 @@ from kio.schema.list_groups.v5 import response as list_groups
 from kio.schema.metadata.v12 import request as metadata_request
 from kio.schema.metadata.v12 import response as metadata_response
 
+from artesian.broker.handlers import HANDLERS
 from artesian.coordinator.group.consumer_protocol import (
     assignment_bytes,
     parse_assignment,
     parse_subscription,
 )
 from artesian.coordinator.serde import Writer
-from artesian.tenancy import LogicalCluster, namespace_of, refused_api
+from artesian.protocol import api
+from artesian.tenancy import LogicalCluster, logical_cluster, namespace_of, refused_api
 from artesian.tenancy.logical_cluster import _assignment, _subscription
 
 LKC = LogicalCluster("lkc-t1")
@@ -151,3 +155,38 @@ def test_namespaces_and_refused_apis() -> None:
     assert refused_api(24, 4) and not refused_api(24, 3)  # brokers' AddPartitionsToTxn
     assert not refused_api(0, 13) and not refused_api(18, 4)
     assert refused_api(30002, 0)  # AlterLogicalClusters itself
+
+
+def test_every_translated_path_is_a_field_of_its_api() -> None:
+    """A misspelt path would translate nothing, silently: each must name a field of some
+    version the broker serves."""
+
+    def has(cls: type, path: list[str]) -> bool:
+        field = {f.name: f for f in dataclasses.fields(cls)}.get(path[0])
+        if field is None:
+            return False
+        if len(path) == 1:
+            return True
+        stack, inner = [typing.get_type_hints(cls)[path[0]]], []
+        while stack:
+            t = stack.pop()
+            if dataclasses.is_dataclass(t):
+                inner.append(t)
+            else:
+                stack.extend(typing.get_args(t))
+        return any(has(c, path[1:]) for c in inner)
+
+    for table, schema in (
+        (logical_cluster._REQUEST_PATHS, api.request_class),
+        (logical_cluster._RESPONSE_PATHS, api.response_class),
+    ):
+        for key, paths in table.items():
+            entry = HANDLERS[key]
+            classes = [
+                c
+                for v in range(entry.min_version, entry.max_version + 1)
+                if (c := schema(key, v)) is not None
+            ]
+            for path, _kind in paths:
+                assert any(has(c, path.split(".")) for c in classes), (key, path)
+            assert not refused_api(key, entry.max_version), key  # a translated API is offered

@@ -9,7 +9,7 @@ and the cluster id is the logical cluster's. The classic consumer protocol's emb
 subscriptions and assignments name topics too, and are rewritten the same way.
 
 APIs whose subjects span logical clusters (ACLs, quotas, SCRAM users, reassignments, log
-dirs, the brokers' own APIs, requests naming a replica) are refused with
+dirs, the brokers' own APIs, the share coordinator's, requests naming a replica) are refused with
 CLUSTER_AUTHORIZATION_FAILED: they stay with the shared cluster's operator.
 """
 
@@ -49,7 +49,8 @@ _ALLOWED: dict[int, int | None] = {
     key: None
     for key in (
         0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 26, 28,
-        32, 33, 36, 37, 42, 44, 47, 60, 61, 65, 66, 68, 69, 71, 72, 75,
+        32, 33, 36, 37, 42, 44, 47, 60, 61, 65, 66, 68, 69, 71, 72, 75, 76, 77, 78, 79, 90,
+        91, 92,
     )
 } | {24: 3}  # fmt: skip
 
@@ -99,6 +100,18 @@ _REQUEST_PATHS: dict[int, tuple[tuple[str, str], ...]] = {
     ),
     69: (("group_ids", _GROUP),),
     75: (("topics.name", _TOPIC), ("cursor.topic_name", _TOPIC)),
+    # Share groups (KIP-932); the share coordinator's own APIs (83-87) stay the brokers'.
+    76: (("group_id", _GROUP), ("subscribed_topic_names", _TOPIC)),
+    77: (("group_ids", _GROUP),),
+    78: (
+        ("group_id", _GROUP),
+        ("topics.topic_id", _TOPIC_ID),
+        ("forgotten_topics_data.topic_id", _TOPIC_ID),
+    ),
+    79: (("group_id", _GROUP), ("topics.topic_id", _TOPIC_ID)),
+    90: (("groups.group_id", _GROUP), ("groups.topics.topic_name", _TOPIC)),
+    91: (("group_id", _GROUP), ("topics.topic_name", _TOPIC)),
+    92: (("group_id", _GROUP), ("topics.topic_name", _TOPIC)),
 }
 
 _RESPONSE_PATHS: dict[int, tuple[tuple[str, str], ...]] = {
@@ -138,6 +151,21 @@ _RESPONSE_PATHS: dict[int, tuple[tuple[str, str], ...]] = {
         ("groups.members.target_assignment.topic_partitions.topic_name", _TOPIC),
     ),
     75: (("topics.name", _TOPIC), ("next_cursor.topic_name", _TOPIC)),
+    76: (("assignment.topic_partitions.topic_id", _TOPIC_ID),),
+    77: (
+        ("groups.group_id", _GROUP),
+        ("groups.members.subscribed_topic_names", _TOPIC),
+        ("groups.members.assignment.topic_partitions.topic_name", _TOPIC),
+    ),
+    78: (("responses.topic_id", _TOPIC_ID),),
+    79: (("responses.topic_id", _TOPIC_ID),),
+    90: (
+        ("groups.group_id", _GROUP),
+        ("groups.topics.topic_name", _TOPIC),
+        ("groups.topics.topic_id", _TOPIC_ID),
+    ),
+    91: (("responses.topic_name", _TOPIC), ("responses.topic_id", _TOPIC_ID)),
+    92: (("responses.topic_name", _TOPIC), ("responses.topic_id", _TOPIC_ID)),
 }
 
 _CONSUMER = "consumer"
