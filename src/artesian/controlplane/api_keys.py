@@ -240,7 +240,7 @@ class ClusterAccess:
     ) -> bool:
         """Apply what is missing; True once the log holds exactly ``keys``, and the keys of
         the logical clusters placed on this cluster (``guests``: id and key) bound to them,
-        and, for a shared cluster, exactly ``quotas`` (by logical cluster)."""
+        and those logical clusters' ``quotas`` (by id; others' quotas are left alone)."""
         guests = tuple(guests)
         if self._store is None:
             self._store = open_store(self.store_url)
@@ -249,14 +249,18 @@ class ClusterAccess:
         image = self.image
         if image.cluster_id is None:
             return False  # no broker has started the cluster's log yet
-        changes = access_changes(
-            keys,
-            image.scram_credentials,
-            image.acls,
-            image.logical_clusters,
-            guests,
-            None if quotas is None else (image.logical_cluster_quotas, quotas),
-        )
+
+        def missing() -> list[MetadataRecord]:
+            return access_changes(
+                keys,
+                image.scram_credentials,
+                image.acls,
+                image.logical_clusters,
+                guests,
+                None if quotas is None else (image.logical_cluster_quotas, quotas),
+            )
+
+        changes = missing()
         if not changes:
             return True
         try:
@@ -265,14 +269,7 @@ class ClusterAccess:
             return False  # a broker appended meanwhile: read that first, next pass
         self._catch_up(store)
         log.info("applied %d access record(s) for %d API key(s)", len(changes), len(keys))
-        return not access_changes(
-            keys,
-            image.scram_credentials,
-            image.acls,
-            image.logical_clusters,
-            guests,
-            None if quotas is None else (image.logical_cluster_quotas, quotas),
-        )
+        return not missing()
 
     def close(self) -> None:
         if self._store is not None:

@@ -22,7 +22,7 @@ from kio.schema.errors import ErrorCode
 from artesian.balancer.load import parse_samples
 from artesian.balancer.self_balancer import ACTIVE_REMOVAL, describe
 from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
-from artesian.broker.handlers._documents import decode_document, document_response
+from artesian.broker.handlers._documents import alter, decode_document, document_response
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import BalancerTaskRecord, BrokerRemovalRecord, MetadataRecord
@@ -100,26 +100,8 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
 
 
 def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
-    if not cluster_authorized(ctx, AclOperation.ALTER):
-        return document_response(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
-    broker = ctx.broker
-    answer: dict[str, Any] = {}
-
-    def plan() -> list[MetadataRecord]:
-        records, planned = _plan(broker, command)
-        answer.update(planned)
-        return records
-
-    try:
-        broker.plan_and_commit(plan)
-    except ControllerError as e:
-        return document_response(e.code, e.message, {})
-    except Exception as e:  # the store's own failures: an answer, not a closed connection
-        log.warning("AlterBalancer %s failed: %s", list(command)[:1], e)
-        return document_response(
-            ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {}
-        )
-    return document_response(ErrorCode.none, None, answer)
+    response, _ = alter(ctx, command, _plan, "AlterBalancer", log)
+    return response
 
 
 async def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:

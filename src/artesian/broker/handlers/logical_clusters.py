@@ -21,7 +21,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
-from artesian.broker.handlers._documents import decode_document, document_response
+from artesian.broker.handlers._documents import alter, decode_document, document_response
 from artesian.broker.quota_manager import rate_problem
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
@@ -123,27 +123,10 @@ def _quota_records(image: Any, arg: object) -> list[MetadataRecord]:
 
 
 def handle_alter(ctx: Any, command: dict[str, Any]) -> RawResponse:
-    if not cluster_authorized(ctx, AclOperation.ALTER):
-        return document_response(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
-    broker = ctx.broker
-    answer: dict[str, Any] = {}
-
-    def plan() -> list[MetadataRecord]:
-        records, planned = _plan(broker, command)
-        answer.update(planned)
-        return records
-
-    try:
-        broker.plan_and_commit(plan)
-    except ControllerError as e:
-        return document_response(e.code, e.message, {})
-    except Exception as e:  # the store's own failures: an answer, not a closed connection
-        log.warning("AlterLogicalClusters %s failed: %s", list(command)[:1], e)
-        return document_response(
-            ErrorCode.unknown_server_error, f"the metadata store failed: {e}", {}
-        )
-    log.info("logical clusters: %s", answer)
-    return document_response(ErrorCode.none, None, answer)
+    response, answer = alter(ctx, command, _plan, "AlterLogicalClusters", log)
+    if answer is not None:
+        log.info("logical clusters: %s", answer)
+    return response
 
 
 def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
