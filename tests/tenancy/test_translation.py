@@ -94,7 +94,7 @@ def test_other_namespaces_are_left_out_and_their_ids_name_nothing() -> None:
         allow_auto_topic_creation=False,
         include_topic_authorized_operations=False,
     )
-    translation = LKC.translate(3, 12, request, lookups)
+    translation = LKC.translate(3, request, lookups)
     sent = [(t.name, t.topic_id) for t in translation.request.topics]
     assert sent[0] == (None, ours)
     assert sent[1][1] not in (ours, theirs)  # swapped for an id no topic has
@@ -142,7 +142,7 @@ def test_listed_groups_of_other_namespaces_are_dropped() -> None:
     answer = list_groups.ListGroupsResponse(
         throttle_time=datetime.timedelta(0), error_code=ErrorCode.none, groups=groups
     )
-    translation = LKC.translate(16, 5, None, _Lookups({}))
+    translation = LKC.translate(16, None, _Lookups({}))
     assert [g.group_id for g in translation.response(answer).groups] == ["g", "h"]
 
 

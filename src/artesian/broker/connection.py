@@ -406,9 +406,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             if lc is not None:
                 ctx.logical_cluster = lc
-                translation = lc.translate(
-                    header.api_key, header.api_version, request, broker.tenant_lookups
-                )
+                translation = lc.translate(header.api_key, request, broker)
                 request = translation.request
             result = entry.handler(ctx, request)
             if translation is not None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
-from artesian.tenancy import namespace_of
+from artesian.tenancy import logical_cluster_id_of
 
 
 class BrokerMetrics:
@@ -289,13 +289,14 @@ class _LeaderSizes:
         self.sizes = sizes
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        total = 0.0
-        by_logical_cluster: dict[str, float] = {}
+        by_topic: dict[str, float] = {}
         for topic, size in self.sizes():
-            total += size
-            namespace = namespace_of(topic)
-            if namespace is not None:
-                lkc = namespace[:-1]
+            by_topic[topic] = by_topic.get(topic, 0.0) + size
+        total = sum(by_topic.values())
+        by_logical_cluster: dict[str, float] = {}
+        for topic, size in by_topic.items():  # the namespace once per topic, not per partition
+            lkc = logical_cluster_id_of(topic)
+            if lkc is not None:
                 by_logical_cluster[lkc] = by_logical_cluster.get(lkc, 0.0) + size
         yield GaugeMetricFamily(
             "artesian_log_leader_size_bytes",

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from artesian.tiered.quota import ByteRateQuota
 
 __all__ = [
-    "FRACTIONAL_QUOTAS",
+    "LOGICAL_CLUSTER_QUOTA_KEYS",
     "QUOTA_KEYS",
     "ClientQuotaManager",
     "Entity",
@@ -80,18 +80,22 @@ _MAX_RESOLVED = 100_000  # cached (kind, user, client id) resolutions
 
 
 # Quotas that may be fractions, with what they count; the others are whole bytes a second.
-FRACTIONAL_QUOTAS = {
+_FRACTIONAL = {
     "controller_mutation_rate": "number of partition mutations per second",  # KIP-599
     "request_percentage": "percentage of one thread's time",  # KIP-124
 }
 
 
+# What a logical cluster's clients may share (connection_creation_rate is an address's).
+LOGICAL_CLUSTER_QUOTA_KEYS = frozenset(QUOTA_KEYS) - {"connection_creation_rate"}
+
+
 def rate_problem(key: str, value: float) -> str | None:
     """Why ``value`` is no valid rate for quota ``key`` (Kafka's messages), None if it is.
     connection_creation_rate is the ip entity's and is checked apart."""
-    if key in FRACTIONAL_QUOTAS:
+    if key in _FRACTIONAL:
         if not math.isfinite(value) or value <= 0:
-            return f"Configuration {key} must be a positive {FRACTIONAL_QUOTAS[key]}"
+            return f"Configuration {key} must be a positive {_FRACTIONAL[key]}"
         return None
     if not math.isfinite(value) or value <= 0 or value != int(value) or value >= 2**63:
         return f"Configuration {key} must be a positive whole number of bytes per second"

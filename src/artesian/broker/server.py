@@ -280,16 +280,18 @@ class Broker:
             raise BrokerStartupError(str(e)) from e
         # ACLs when authorizer.class.name names one; None lets every request through.
         self.authorizer: Authorizer | None = None
-        super_users = [u.strip() for u in str(config.get("super.users") or "").split(";")]
+        super_users = [
+            u for u in (u.strip() for u in str(config.get("super.users") or "").split(";")) if u
+        ]
         if config.get("authorizer.class.name"):
             self.authorizer = Authorizer(
-                filter(None, super_users), config.get_bool("allow.everyone.if.no.acl.found")
+                super_users, config.get_bool("allow.everyone.if.no.acl.found")
             )
         # Principals that run the cluster itself (brokers, super users, anonymous ones, which
         # brokers are on a PLAINTEXT listener): never confined to a logical cluster.
         own = self.inter_broker_security.sasl
         self.platform_principals = frozenset(
-            {"User:ANONYMOUS", *filter(None, super_users)} | ({f"User:{own[1]}"} if own else set())
+            {"User:ANONYMOUS", *super_users} | ({f"User:{own[1]}"} if own else set())
         )
         # The address other brokers and Artesian's own tools use.
         self.host, self.port = self.inter_broker_listener.host, self.inter_broker_listener.port
@@ -299,7 +301,8 @@ class Broker:
         self._api_versions_fallback = _api_versions_fallback_body(self.handlers)
         # Responses that only change with the metadata image, keyed by what they depend on.
         self.response_cache: dict[object, object] = {}
-        self.tenant_lookups = _TenantLookups(self)
+        # Principals confined to a logical cluster (the platform's never are).
+        self._bindings: dict[str, LogicalCluster] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -315,7 +318,7 @@ class Broker:
             self.image.apply(offset, record)
         self._apply_dynamic_configs()
         self._update_authorizer()
-        self._update_quotas()
+        self._update_bindings_and_quotas()
         self.applied_metadata_offset = self.image.offset
         self._check_store_matches_logs()
         new_directory = not (self.data_dir / "meta.properties").exists()
@@ -442,7 +445,7 @@ class Broker:
             self.offsets_topic,
             consumer=self._consumer_group_config(),
             topic_id=self._topic_id,
-            topic_name=self._topic_name,
+            topic_name=self.topic_name,
             share=ShareGroupConfig(
                 session_timeout_ms=self.config.get_int("group.share.session.timeout.ms"),
                 heartbeat_interval_ms=self.config.get_int("group.share.heartbeat.interval.ms"),
@@ -705,9 +708,15 @@ class Broker:
         found = self.image.topics.get(name)
         return found.topic_id if found is not None else None
 
-    def _topic_name(self, topic_id: uuid.UUID) -> str | None:
+    def topic_name(self, topic_id: uuid.UUID) -> str | None:
         found = self.image.topics_by_id.get(topic_id)
         return found.name if found is not None else None
+
+    def group_protocol_type(self, group_id: str) -> str | None:
+        """A classic group's protocol type, None if unknown here (tenancy.Lookups)."""
+        coordinator = self.group_coordinator
+        group = coordinator.groups.get(group_id) if coordinator is not None else None
+        return None if group is None else group.protocol_type
 
     def _consumer_group_config(self) -> ConsumerGroupConfig:
         cfg = self.config
@@ -1002,7 +1011,7 @@ class Broker:
             )
             for r in records
         ):
-            self._update_quotas()
+            self._update_bindings_and_quotas()
         self.applied_metadata_offset = self.image.offset
         rm = self.replica_manager
         if rm is None:
@@ -1269,24 +1278,26 @@ class Broker:
         b = self.image.brokers.get(node)
         return b.rack if b is not None else None
 
-    def _update_quotas(self) -> None:
+    def _update_bindings_and_quotas(self) -> None:
+        """After records about bindings or quotas (and at start): the principals confined to
+        a logical cluster, never the platform's own, as requests and quotas read them."""
         image = self.image
-        # Bindings as logical_cluster_of reads them: the platform's principals are free.
-        bound = {
-            p: lkc for p, lkc in image.logical_clusters.items() if p not in self.platform_principals
+        self._bindings = {
+            p: LogicalCluster(lkc)
+            for p, lkc in image.logical_clusters.items()
+            if p not in self.platform_principals
         }
-        self.quota_manager.update(image.client_quotas, bound, image.logical_cluster_quotas)
+        self.quota_manager.update(
+            image.client_quotas,
+            {p: lc.id for p, lc in self._bindings.items()},
+            image.logical_cluster_quotas,
+        )
 
     def logical_cluster_of(self, principal: str) -> LogicalCluster | None:
         """The logical cluster ``principal`` works in (None: it sees the whole cluster).
         One dict lookup on the request path, none while no principal is bound."""
-        bound = self.image.logical_clusters
-        if not bound:
-            return None
-        lkc = bound.get(principal)
-        if lkc is None or principal in self.platform_principals:
-            return None
-        return _logical_cluster(lkc)
+        bindings = self._bindings
+        return bindings.get(principal) if bindings else None
 
     def current_live_brokers(self) -> frozenset[int]:
         """Live brokers as the store has them now, not as of the last heartbeat round (for
@@ -1689,26 +1700,3 @@ async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int)
             )
         raise
     await broker.serve_forever()
-
-
-@functools.lru_cache(maxsize=4096)
-def _logical_cluster(lkc: str) -> LogicalCluster:
-    return LogicalCluster(lkc)
-
-
-class _TenantLookups:
-    """What a logical cluster's translation asks of this broker (tenancy.Lookups)."""
-
-    __slots__ = ("broker",)
-
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-
-    def topic_name(self, topic_id: uuid.UUID) -> str | None:
-        topic = self.broker.image.topics_by_id.get(topic_id)
-        return None if topic is None else topic.name
-
-    def group_protocol_type(self, group_id: str) -> str | None:
-        coordinator = self.broker.group_coordinator
-        group = coordinator.groups.get(group_id) if coordinator is not None else None
-        return None if group is None else group.protocol_type

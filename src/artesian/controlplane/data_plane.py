@@ -60,7 +60,7 @@ from artesian.controlplane.state_topics import (
 )
 from artesian.operator.operator import Operator, internal_login
 from artesian.operator.spec import CLIENT_LISTENER, CLIENT_PORT_OFFSET, ClusterSpec
-from artesian.tenancy import namespace_of
+from artesian.tenancy import logical_cluster_id_of
 
 log = logging.getLogger("artesian.dataplane")
 BYTES_IN = "kafka_server_broker_topic_bytes_in_total"
@@ -469,7 +469,7 @@ class DataPlaneAgent:
                 message = f"waiting for its host cluster {desire.host}: {found.waiting_for}"
         bytes_in = bytes_out = 0.0
         if found is not None:  # else no samples: its baselines wait for the next pass
-            bytes_in, bytes_out = self._rates(desire.id, found.samples, desire.id)
+            bytes_in, bytes_out = self._rates(desire.id, found.samples, logical=True)
             self._meter(desire, found.samples, 0)
         self._report_phase(
             desire.id,
@@ -493,16 +493,14 @@ class DataPlaneAgent:
             waiting = f"its host {desire.host} to be reconciled"
         elif host is not None and (host.phase != "Ready" or host.waiting_for):
             waiting = f"its host {desire.host} to drop its keys ({host.waiting_for or host.phase})"
-        elif host is not None and (left := _delete_namespace(host.spec, desire.id)):
+        elif host is not None and (left := _delete_namespace_of(host.spec, desire.id)):
             waiting = f"{left} of its topics to be deleted"
         else:
             # Without its host's samples, each broker keeps its baseline (no answer).
             samples = (
                 host.samples if host is not None else dict.fromkeys(self.meter.nodes(desire.id))
             )
-            if not (
-                self._meter(desire, samples, 0) and self._meter(desire, samples, 0, final=True)
-            ):
+            if not self._meter_last(desire, samples, 0):
                 waiting = "its last usage to be written to the ledger"
         if waiting is not None:
             self._report_phase(
@@ -512,8 +510,7 @@ class DataPlaneAgent:
                 message=f"deleting: waiting for {waiting}",
             )
             return
-        self._load.pop(desire.id, None)
-        self.meter.forget(desire.id)
+        self._forget(desire.id)
         log.info("logical cluster %s: keys, topics and groups removed", desire.id)
         self._report_phase(desire.id, desire.generation, "Deleted")
 
@@ -527,15 +524,17 @@ class DataPlaneAgent:
             return
         self._swept[desire.id] = now
         known = set(self.desired.snapshot()) | set(self.desired.unreadable)
-        for lkc in _namespaces(spec) - known:
-            log.warning(
-                "cluster %s: logical cluster %s has no desire any more; deleting its topics",
-                desire.id,
-                lkc,
-            )
-            _delete_namespace(spec, lkc)
-            self._load.pop(lkc, None)
-            self.meter.forget(lkc)
+        with WireClient(spec.bootstrap(), 15.0, internal_login(spec)) as client:
+            names = _names(client)
+            found = {lkc for n in (*names[0], *names[1]) if (lkc := logical_cluster_id_of(n))}
+            for lkc in sorted(found - known):
+                log.warning(
+                    "cluster %s: logical cluster %s has no desire any more; deleting its topics",
+                    desire.id,
+                    lkc,
+                )
+                _delete_namespace(client, lkc, names)
+                self._forget(lkc)
 
     def _api_keys_applied(
         self,
@@ -612,8 +611,7 @@ class DataPlaneAgent:
             op.stop_all()
             shutil.rmtree(self.root / cluster_id, ignore_errors=True)
             self.ports.release(cluster_id)
-            self._load.pop(cluster_id, None)
-            self.meter.forget(cluster_id)
+            self._forget(cluster_id)
             log.info("cluster %s: brokers stopped and data removed", cluster_id)
         if generation is None:
             with contextlib.suppress(Exception):
@@ -630,10 +628,21 @@ class DataPlaneAgent:
             for node in sorted(nodes)
         }
         running = sum(sample is not None for sample in samples.values())
-        # A record still waiting goes first; the final one closes only after it.
+        return self._meter_last(desire, samples, running)
+
+    def _meter_last(
+        self, desire: ClusterDesire, samples: dict[int, dict[str, float] | None], running: int
+    ) -> bool:
+        """This pass, then the cluster's final record: a record still waiting goes first;
+        the final one closes only after it."""
         return self._meter(desire, samples, running) and self._meter(
             desire, samples, running, final=True
         )
+
+    def _forget(self, cluster_id: str) -> None:
+        """A cluster gone: its traffic counters and meter state go too."""
+        self._load.pop(cluster_id, None)
+        self.meter.forget(cluster_id)
 
     def _operator_of(self, cluster_id: str) -> Operator:
         """The cluster's operator; one adopting its running brokers if this process has none
@@ -691,11 +700,12 @@ class DataPlaneAgent:
         self,
         cluster_id: str,
         samples: dict[int, dict[str, float] | None],
-        lkc: str | None = None,
+        logical: bool = False,
     ) -> tuple[float, float]:
         """Bytes per second in and out of the cluster since the previous pass, from each
-        broker's Prometheus counters (a restarted broker's reset counts as no traffic); of a
-        logical cluster's topics only, for ``lkc``."""
+        broker's Prometheus counters (a restarted broker's reset counts as no traffic); of
+        the logical cluster's topics only, for a ``logical`` one."""
+        lkc = cluster_id if logical else None
         now = time.monotonic()
         previous = self._load.get(cluster_id, {})
         current: dict[int, tuple[float, float, float]] = {}
@@ -728,14 +738,8 @@ class _Host:
     samples: dict[int, dict[str, float] | None]
 
 
-def _namespaces(spec: ClusterSpec) -> set[str]:
-    """The logical clusters with topics or groups on a shared cluster."""
-    with WireClient(spec.bootstrap(), 15.0, internal_login(spec)) as client:
-        topics, groups = _names(client)
-    return {ns[:-1] for ns in map(namespace_of, (*topics, *groups)) if ns is not None}
-
-
 def _names(client: WireClient) -> tuple[list[str], list[str]]:
+    """A cluster's topics and groups."""
     md = client.request(
         3,
         12,
@@ -747,33 +751,34 @@ def _names(client: WireClient) -> tuple[list[str], list[str]]:
     return [t.name for t in md.topics if t.name], [g.group_id for g in listed.groups]
 
 
-def _delete_namespace(spec: ClusterSpec, lkc: str) -> int:
+def _delete_namespace_of(spec: ClusterSpec, lkc: str) -> int:
     """Delete a logical cluster's topics and empty groups from its host; the number of its
     topics still there (deletion takes a moment)."""
-    prefix = lkc + "_"
     with WireClient(spec.bootstrap(), 15.0, internal_login(spec)) as client:
-        names, group_ids = _names(client)
-        topics = tuple(t for t in names if t.startswith(prefix))
-        if topics:
-            answer = client.request(
-                20, 5, topic_names=topics, timeout=datetime.timedelta(seconds=30)
-            )
-            for r in answer.responses:
-                if r.error_code not in (0, 3):  # NONE, UNKNOWN_TOPIC_OR_PARTITION
-                    log.warning("deleting %s's topic %s: error %s", lkc, r.name, r.error_code)
-        groups = tuple(g for g in group_ids if g.startswith(prefix))
-        if groups:
-            answer = client.request(42, 2, groups_names=groups)
-            for g in answer.results:
-                if g.error_code == 68:  # NON_EMPTY_GROUP
-                    log.info(
-                        "%s's group %s still has members: its offsets expire with "
-                        "offsets.retention.minutes",
-                        lkc,
-                        g.group_id,
-                    )
-                elif g.error_code not in (0, 69):  # NONE, GROUP_ID_NOT_FOUND
-                    log.warning("deleting %s's group %s: error %s", lkc, g.group_id, g.error_code)
+        return _delete_namespace(client, lkc, _names(client))
+
+
+def _delete_namespace(client: WireClient, lkc: str, names: tuple[list[str], list[str]]) -> int:
+    prefix = lkc + "_"
+    topics = tuple(t for t in names[0] if t.startswith(prefix))
+    if topics:
+        answer = client.request(20, 5, topic_names=topics, timeout=datetime.timedelta(seconds=30))
+        for r in answer.responses:
+            if r.error_code not in (0, 3):  # NONE, UNKNOWN_TOPIC_OR_PARTITION
+                log.warning("deleting %s's topic %s: error %s", lkc, r.name, r.error_code)
+    groups = tuple(g for g in names[1] if g.startswith(prefix))
+    if groups:
+        answer = client.request(42, 2, groups_names=groups)
+        for g in answer.results:
+            if g.error_code == 68:  # NON_EMPTY_GROUP
+                log.info(
+                    "%s's group %s still has members: its offsets expire with "
+                    "offsets.retention.minutes",
+                    lkc,
+                    g.group_id,
+                )
+            elif g.error_code not in (0, 69):  # NONE, GROUP_ID_NOT_FOUND
+                log.warning("deleting %s's group %s: error %s", lkc, g.group_id, g.error_code)
     return len(topics)
 
 
@@ -854,10 +859,10 @@ def parse_sample(text: str) -> dict[str, float] | None:
             if counted == LOGICAL_CLUSTER_STORAGE:
                 lkc = label.group(1)
             else:
-                namespace = namespace_of(label.group(1))
-                if namespace is None:
+                found = logical_cluster_id_of(label.group(1))
+                if found is None:
                     continue  # the shared cluster's own topic
-                lkc = namespace[:-1]
+                lkc = found
             key = _of(counted, lkc)
             sample[key] = sample.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     except ValueError:

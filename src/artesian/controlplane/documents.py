@@ -29,7 +29,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from artesian.broker.quota_manager import rate_problem
+from artesian.broker.quota_manager import LOGICAL_CLUSTER_QUOTA_KEYS, rate_problem
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
 from artesian.operator.spec import OPERATOR_PROPERTIES
@@ -54,10 +54,7 @@ USAGE_TOPIC_CONFIG = {
 }
 
 MAX_BROKERS = 20
-# The client quotas a logical cluster's clients share (see tenancy/).
-LOGICAL_CLUSTER_QUOTAS = frozenset(
-    {"producer_byte_rate", "consumer_byte_rate", "request_percentage", "controller_mutation_rate"}
-)
+
 MAX_API_KEYS = 100
 MAX_TOKENS = 20
 MAX_TOKEN_DAYS = 3650
@@ -292,8 +289,10 @@ class ClusterDesire:
                 "a logical cluster's topics take their host's defaults: config must be empty"
             )
         for key, rate in self.quotas.items():
-            if key not in LOGICAL_CLUSTER_QUOTAS:
-                raise DocumentError(f"quota {key!r} is not one of {sorted(LOGICAL_CLUSTER_QUOTAS)}")
+            if key not in LOGICAL_CLUSTER_QUOTA_KEYS:
+                raise DocumentError(
+                    f"quota {key!r} is not one of {sorted(LOGICAL_CLUSTER_QUOTA_KEYS)}"
+                )
             if isinstance(rate, bool) or not isinstance(rate, int | float):
                 raise DocumentError(f"quota {key}: a rate, not {rate!r}")
             if (problem := rate_problem(key, float(rate))) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from artesian.metadata.records import (
     AccessControlEntryRecord,
@@ -202,27 +203,29 @@ class MetadataImage:
             case RemoveAccessControlEntryRecord(id=acl_id):
                 self.acls.pop(acl_id, None)
             case ClientQuotaRecord(entity=entity, key=key, value=value):
-                values = self.client_quotas.setdefault(entity, {})
-                if value is None:
-                    values.pop(key, None)
-                    if not values:
-                        del self.client_quotas[entity]
-                else:
-                    values[key] = value
+                _set_quota(self.client_quotas, entity, key, value)
             case LogicalClusterBindingRecord(principal=principal, logical_cluster=lkc):
                 if lkc is None:
                     self.logical_clusters.pop(principal, None)
                 else:
                     self.logical_clusters[principal] = lkc
             case LogicalClusterQuotaRecord(logical_cluster=lkc, key=key, value=value):
-                values = self.logical_cluster_quotas.setdefault(lkc, {})
-                if value is None:
-                    values.pop(key, None)
-                    if not values:
-                        del self.logical_cluster_quotas[lkc]
-                else:
-                    values[key] = value
+                _set_quota(self.logical_cluster_quotas, lkc, key, value)
             case ClusterRecord(cluster_id=cid):
                 self.cluster_id = cid
             case ProducerIdsRecord(next_block_start=start):
                 self.next_producer_id_block = max(self.next_producer_id_block, start)
+
+
+def _set_quota(
+    quotas: dict[Any, dict[str, float]], owner: Any, key: str, value: float | None
+) -> None:
+    """One quota of ``owner`` set, or removed (None); an owner left without any goes."""
+    if value is None:
+        values = quotas.get(owner)
+        if values is not None:
+            values.pop(key, None)
+            if not values:
+                del quotas[owner]
+    else:
+        quotas.setdefault(owner, {})[key] = value

@@ -34,6 +34,7 @@ __all__ = [
     "LogicalCluster",
     "Lookups",
     "Translation",
+    "logical_cluster_id_of",
     "namespace_of",
     "refusal_response",
     "refused_api",
@@ -41,7 +42,7 @@ __all__ = [
 
 LOGICAL_CLUSTER_ID = re.compile(r"lkc-[a-z0-9]{1,32}")
 # Names that begin with a logical cluster's id and "_" are that logical cluster's.
-_NAMESPACED = re.compile(r"lkc-[a-z0-9]{1,32}_")
+_NAMESPACED = re.compile(f"({LOGICAL_CLUSTER_ID.pattern})_")
 
 # What a tenant may call, with the highest version (None: every version the broker has).
 # AddPartitionsToTxn v4+ is the brokers' batched form (KIP-890).
@@ -182,6 +183,13 @@ def namespace_of(name: str) -> str | None:
     return m.group() if m is not None else None
 
 
+def logical_cluster_id_of(name: str) -> str | None:
+    """The id of the logical cluster a physical name belongs to (None: the shared
+    cluster's own)."""
+    m = _NAMESPACED.match(name)
+    return m.group(1) if m is not None else None
+
+
 def refused_api(api_key: int, api_version: int, request: Any = None) -> bool:
     """Is this request closed to a logical cluster's principals? Beyond the APIs refused
     whole, a Fetch, ListOffsets or OffsetForLeaderEpoch naming a replica (a follower's
@@ -294,10 +302,8 @@ class LogicalCluster:
     def owns(self, name: str) -> bool:
         return name.startswith(self.prefix)
 
-    def translate(
-        self, api_key: int, api_version: int, request: Any, lookups: Lookups
-    ) -> Translation:
-        return Translation(self, api_key, api_version, lookups).inbound(request)
+    def translate(self, api_key: int, request: Any, lookups: Lookups) -> Translation:
+        return Translation(self, api_key, lookups).inbound(request)
 
 
 @dataclass(slots=True)
@@ -307,7 +313,6 @@ class Translation:
 
     cluster: LogicalCluster
     api_key: int
-    api_version: int
     lookups: Lookups
     request: Any = None
     # Topic ids of other namespaces, swapped for ids naming nothing: swapped -> original.

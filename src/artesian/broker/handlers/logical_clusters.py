@@ -22,7 +22,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
 from artesian.broker.handlers._documents import alter, decode_document, document_response
-from artesian.broker.quota_manager import rate_problem
+from artesian.broker.quota_manager import LOGICAL_CLUSTER_QUOTA_KEYS, rate_problem
 from artesian.broker.response import RawResponse
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import (
@@ -34,13 +34,9 @@ from artesian.protocol.balancer_admin import (
     ALTER_LOGICAL_CLUSTERS_KEY,
     DESCRIBE_LOGICAL_CLUSTERS_KEY,
 )
-from artesian.tenancy import LOGICAL_CLUSTER_ID, namespace_of
+from artesian.tenancy import LOGICAL_CLUSTER_ID, logical_cluster_id_of
 
 log = logging.getLogger("artesian.tenancy")
-# The client quotas a logical cluster can have (connection_creation_rate is per address).
-_QUOTA_KEYS = frozenset(
-    {"producer_byte_rate", "consumer_byte_rate", "request_percentage", "controller_mutation_rate"}
-)
 
 
 decode = decode_document
@@ -55,6 +51,13 @@ def _principal(value: object) -> str:
     if not kind or not name:
         raise _invalid(f"a principal is Type:name, like User:alice, not {value!r}")
     assert isinstance(value, str)
+    return value
+
+
+def _lkc(value: object, problem: str) -> str:
+    """``value`` as a logical cluster id, or INVALID_REQUEST saying ``problem``."""
+    if not isinstance(value, str) or LOGICAL_CLUSTER_ID.fullmatch(value) is None:
+        raise _invalid(f"{value!r} {problem}")
     return value
 
 
@@ -74,11 +77,9 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
                     f"{principal} runs the cluster itself (a broker, a super user or anonymous "
                     "clients): bind the principals tenants log in as"
                 )
-            if not isinstance(lkc, str) or LOGICAL_CLUSTER_ID.fullmatch(lkc) is None:
-                raise _invalid(
-                    f"{lkc!r} is not a logical cluster id: lkc- and 1 to 32 lower-case "
-                    "letters or digits"
-                )
+            lkc = _lkc(
+                lkc, "is not a logical cluster id: lkc- and 1 to 32 lower-case letters or digits"
+            )
             if image.logical_clusters.get(principal) != lkc:
                 records.append(LogicalClusterBindingRecord(principal, lkc))
         return records, {"bound": dict(sorted(arg.items()))}
@@ -103,21 +104,20 @@ def _quota_records(image: Any, arg: object) -> list[MetadataRecord]:
         raise _invalid('quotas takes {"<logical cluster id>": {"<quota key>": <rate or null>}}')
     records: list[MetadataRecord] = []
     for lkc, values in sorted(arg.items()):
-        if not isinstance(lkc, str) or LOGICAL_CLUSTER_ID.fullmatch(lkc) is None:
-            raise _invalid(f"{lkc!r} is not a logical cluster id")
+        lkc = _lkc(lkc, "is not a logical cluster id")
         if not isinstance(values, dict) or not values:
             raise _invalid(f"{lkc}: give quota keys and rates")
         current = image.logical_cluster_quotas.get(lkc, {})
         for key, value in sorted(values.items()):
-            if key not in _QUOTA_KEYS:
-                raise _invalid(f"{key!r} is not one of {sorted(_QUOTA_KEYS)}")
+            if key not in LOGICAL_CLUSTER_QUOTA_KEYS:
+                raise _invalid(f"{key!r} is not one of {sorted(LOGICAL_CLUSTER_QUOTA_KEYS)}")
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise _invalid(f"{lkc} {key}: a rate, or null to remove it")
                 if (problem := rate_problem(key, float(value))) is not None:
                     raise _invalid(f"{lkc}: {problem}")
-            if current.get(key) != (None if value is None else float(value)):
-                rate = None if value is None else float(value)
+            rate = None if value is None else float(value)
+            if current.get(key) != rate:
                 records.append(LogicalClusterQuotaRecord(lkc, key, rate))
     return records
 
@@ -134,25 +134,19 @@ def handle_describe(ctx: Any, _request: dict[str, Any]) -> RawResponse:
         return document_response(ErrorCode.cluster_authorization_failed, CLUSTER_DENIED, {})
     image = ctx.broker.image
     clusters: dict[str, dict[str, Any]] = {}
+
+    def entry(lkc: str) -> dict[str, Any]:
+        return clusters.setdefault(lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0})
+
     for principal, lkc in sorted(image.logical_clusters.items()):
-        entry = clusters.setdefault(
-            lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0}
-        )
-        entry["principals"].append(principal)
+        entry(lkc)["principals"].append(principal)
     for lkc, quotas in image.logical_cluster_quotas.items():
-        entry = clusters.setdefault(
-            lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0}
-        )
-        entry["quotas"] = dict(sorted(quotas.items()))
+        entry(lkc)["quotas"] = dict(sorted(quotas.items()))
     for topic in image.topics.values():
-        namespace = namespace_of(topic.name)
-        if namespace is not None:  # also a logical cluster whose principals are all gone
-            lkc = namespace[:-1]
-            entry = clusters.setdefault(
-                lkc, {"id": lkc, "principals": [], "topics": 0, "partitions": 0}
-            )
-            entry["topics"] += 1
-            entry["partitions"] += len(topic.partitions)
+        lkc = logical_cluster_id_of(topic.name)
+        if lkc is not None:  # also a logical cluster whose principals are all gone
+            entry(lkc)["topics"] += 1
+            entry(lkc)["partitions"] += len(topic.partitions)
     listed = [{"quotas": {}, **clusters[k]} for k in sorted(clusters)]
     return document_response(ErrorCode.none, None, {"logical_clusters": listed})
 

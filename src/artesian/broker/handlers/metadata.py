@@ -188,13 +188,11 @@ def _answer(ctx: Any, request: Any) -> Any:
         cached = broker.response_cache.get(key)
         if cached is not None:
             return cached
-        if lc is None:
-            entity = _every_topic(ctx, mod, list(image.topics.values()), topic_ops, cluster_ops)
-        else:
-            owned = [t for t in image.topics.values() if lc.owns(t.name)]
-            entity = _every_topic(ctx, mod, owned, topic_ops, cluster_ops)
+        topics = [t for t in image.topics.values() if lc is None or lc.owns(t.name)]
+        entity = _every_topic(ctx, mod, topics, topic_ops, cluster_ops)
+        if lc is not None:
             # Encoded here, so translated here: the connection passes raw answers as they are.
-            entity = Translation(lc, API_KEY, version, broker.tenant_lookups).response(entity)
+            entity = Translation(lc, API_KEY, broker).response(entity)
         body = bytearray()
         writer_for(type(entity))(body, entity)
         response = RawResponse([bytes(body)], len(body), version >= 3)
