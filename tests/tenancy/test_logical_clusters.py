@@ -25,6 +25,7 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewTopic,
     ResourceType,
     ScramCredentialInfo,
@@ -691,3 +692,81 @@ def test_share_groups_work_in_a_logical_cluster(shared: SharedBroker) -> None:
         ("lkc-a_workers", ErrorCode.none),
         ("lkc-b_workers", ErrorCode.none),
     ]
+
+
+def _refusal(futures: dict[Any, Any]) -> KafkaError:
+    with pytest.raises(KafkaException) as refused:
+        for future in futures.values():
+            future.result(10)
+    error: KafkaError = refused.value.args[0]
+    return error
+
+
+def test_topic_policy_keeps_the_platforms_settings(shared: SharedBroker) -> None:
+    admin = AdminClient(shared.conf("alice"))
+    refusals = {
+        "tiny segments": NewTopic("tiny", 1, 1, config={"segment.bytes": "2097152"}),
+        "an fsync per record": NewTopic("flushed", 1, 1, config={"flush.messages": "1"}),
+        "another replication factor": NewTopic("doubled", 1, 2),
+    }
+    for why, topic in refusals.items():
+        error = _refusal(admin.create_topics([topic]))
+        assert error.code() == KafkaError.POLICY_VIOLATION, (why, error)
+    assert error.str() == (
+        "A logical cluster's topics have the platform's replication factor, 1: send -1 for it"
+    )
+    assert not {"lkc-a_tiny", "lkc-a_flushed", "lkc-a_doubled"} & shared.physical_topics()
+
+    tuned = {"segment.bytes": str(50 * 1024 * 1024), "retention.ms": "86400000"}
+    for future in admin.create_topics([NewTopic("tuned", 1, -1, config=tuned)]).values():
+        future.result(10)
+    # The operator of the shared cluster sets what tenants may not.
+    physical = ConfigResource(
+        ResourceType.TOPIC,
+        "lkc-a_tuned",
+        incremental_configs=[
+            ConfigEntry("flush.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in shared.admin.incremental_alter_configs([physical]).values():
+        future.result(10)
+
+    def tenant_change(name: str, value: str) -> ConfigResource:
+        op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
+        return ConfigResource(
+            ResourceType.TOPIC,
+            "tuned",
+            incremental_configs=[ConfigEntry(name, value, incremental_operation=op)],
+        )
+
+    for name, value in (("segment.bytes", "2097152"), ("flush.ms", "1"), ("flush.ms", "")):
+        error = _refusal(admin.incremental_alter_configs([tenant_change(name, value)]))
+        assert error.code() == KafkaError.POLICY_VIOLATION, (name, value, error)
+    assert "'segment.bytes' with value '2097152' is below the lowest allowed, 52428800" in (
+        _refusal(admin.incremental_alter_configs([tenant_change("segment.bytes", "2097152")])).str()
+    )
+    # AlterConfigs replaces every override: the tenant's go, the platform's stay.
+    legacy = ConfigResource(ResourceType.TOPIC, "tuned", set_config={"retention.ms": "5000"})
+    for future in admin.alter_configs([legacy]).values():
+        future.result(10)
+    described = shared.admin.describe_configs([ConfigResource(ResourceType.TOPIC, "lkc-a_tuned")])
+    (configs,) = [f.result(10) for f in described.values()]
+    overrides = {
+        name: entry.value
+        for name, entry in configs.items()
+        if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    }
+    assert overrides == {"flush.ms": "1000", "retention.ms": "5000"}
+    # The tenant sees the platform's settings as read-only.
+    (seen,) = [f.result(10) for f in admin.describe_configs([legacy]).values()]
+    assert (seen["flush.ms"].value, seen["flush.ms"].is_read_only) == ("1000", True)
+    assert (seen["retention.ms"].value, seen["retention.ms"].is_read_only) == ("5000", False)
+
+
+def test_error_messages_name_the_tenants_names(shared: SharedBroker) -> None:
+    alice = shared.conf("alice")
+    _create(alice, "twice")
+    admin = AdminClient(alice)
+    error = _refusal(admin.create_topics([NewTopic("twice", 1, 1)]))
+    assert error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+    assert "lkc-a" not in error.str() and "'twice'" in error.str(), error.str()

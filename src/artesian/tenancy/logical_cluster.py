@@ -5,7 +5,7 @@ prefix (``lkc-ab12_orders``), a topic id of another namespace is swapped for one
 nothing. (A subscription regex stays as sent: the group coordinator matches it against the
 names of the group's own namespace, see namespace_of.) Outbound, prefixes come off,
 entries of other namespaces (internal topics included) are dropped, swapped ids are put back,
-and the cluster id is the logical cluster's. The classic consumer protocol's embedded
+the cluster id is the logical cluster's, and error messages lose the prefix too. The classic consumer protocol's embedded
 subscriptions and assignments name topics too, and are rewritten the same way.
 
 APIs whose subjects span logical clusters (ACLs, quotas, SCRAM users, reassignments, log
@@ -16,13 +16,14 @@ CLUSTER_AUTHORIZATION_FAILED: they stay with the shared cluster's operator.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import struct
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Protocol, get_args
 
 from kio.schema.errors import ErrorCode
 
@@ -372,6 +373,8 @@ class Translation:
         lc = self.cluster
         for path, kind in _RESPONSE_PATHS.get(self.api_key, ()):
             response = _rewrite(response, path.split("."), self._outbound_leaf(kind))
+        for steps in _message_paths(response.__class__):
+            response = _rewrite(response, list(steps), self._unprefixed)
         if hasattr(response, "cluster_id") and response.cluster_id is not None:
             response = replace(response, cluster_id=lc.id)  # Metadata, DescribeCluster
         match self.api_key:
@@ -411,6 +414,14 @@ class Translation:
         )
         return replace(group, members=members)
 
+    def _unprefixed(self, message: Any) -> Any:
+        """An error message as the tenant would have it: a handler names the topic or group
+        it failed on by its physical name."""
+        prefix = self.cluster.prefix
+        if isinstance(message, str) and prefix in message:
+            return message.replace(prefix, "")
+        return message
+
     def _logical_name(self, name: str) -> str:
         logical = self.cluster.logical(name)
         return name if logical is None else logical
@@ -443,6 +454,30 @@ class Translation:
         swapped = uuid.uuid4()
         self.swapped_ids[swapped] = topic_id
         return swapped
+
+
+@functools.cache
+def _message_paths(cls: Any) -> tuple[tuple[str, ...], ...]:
+    """Where a response entity carries error messages (``error_message``,
+    ``batch_index_error_message``, ...), found once per class from kio's field types."""
+    paths: list[tuple[str, ...]] = []
+    for f in fields(cls):
+        if f.name.endswith("error_message"):
+            paths.append((f.name,))
+            continue
+        if (entity := _entity_in(f.type)) is not None:
+            paths.extend((f.name, *p) for p in _message_paths(entity))
+    return tuple(paths)
+
+
+def _entity_in(annotation: Any) -> type | None:
+    """The entity class a field holds, alone, in an array or optional."""
+    if isinstance(annotation, type) and is_dataclass(annotation):
+        return annotation
+    for arg in get_args(annotation):
+        if (entity := _entity_in(arg)) is not None:
+            return entity
+    return None
 
 
 def _rewrite(obj: Any, path: list[str], leaf: Callable[[Any], Any]) -> Any:

@@ -10,9 +10,11 @@ session timeout and heartbeat interval (``config/group.py``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -52,6 +54,7 @@ from artesian.config.resolve import (
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.metadata.controller import ControllerError, validate_topic_name
 from artesian.metadata.image import CLIENT_METRICS_RESOURCE, GROUP_RESOURCE
+from artesian.tenancy.topic_policy import TENANT_TOPIC_CONFIGS, topic_config_violation
 
 DESCRIBE_CONFIGS = 32
 ALTER_CONFIGS = 33
@@ -118,6 +121,11 @@ def describe(ctx: Any, request: Any) -> Any:
                     entries = describe_topic_configs(
                         topic.configs, broker.config, names, include_synonyms, include_docs
                     )
+                    if ctx.logical_cluster is not None:  # what the topic policy keeps
+                        entries = [
+                            dataclasses.replace(e, read_only=e.name not in TENANT_TOPIC_CONFIGS)
+                            for e in entries
+                        ]
         elif res.resource_type == BROKER:
             try:
                 _check_broker_resource(broker, res.resource_name)
@@ -290,8 +298,12 @@ def _check_connection_limits(broker: Any, resource: str, new: Mapping[str, str])
     check_connection_limits(int(effective(_PER_IP)), effective(_OVERRIDES))
 
 
-def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
-    """The records altering a topic's overrides, planned from the image."""
+def _plan_topic_configs(
+    broker: Any, res: Any, incremental: bool, tenant: bool = False
+) -> list[Any]:
+    """The records altering a topic's overrides, planned from the image. A ``tenant`` (a
+    logical cluster's principal) changes only what the topic policy lets it, and its
+    AlterConfigs, which replaces every override, keeps those the platform set."""
     topic = broker.image.topics.get(res.resource_name)
     if topic is None:
         raise ControllerError(
@@ -300,6 +312,9 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
         )
     with _as_controller_errors():
         wanted = _wanted(res, incremental, topic.configs)
+        if tenant and not incremental:
+            kept = {k: v for k, v in topic.configs.items() if k not in TENANT_TOPIC_CONFIGS}
+            wanted = {**kept, **wanted}
         # An override this version does not know (another wrote it) is carried over as it
         # is; it must not block changes to the others.
         foreign = {
@@ -312,6 +327,8 @@ def _plan_topic_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
         _check_remote_storage_disable(broker, old, validated)
         new = {**foreign, **validated}
     changes = _changes(topic.configs, new)
+    if tenant and (problem := topic_config_violation(new, changes)):
+        raise ControllerError(ErrorCode.policy_violation, problem)
     return broker.controller.plan_topic_configs(res.resource_name, changes)  # type: ignore[no-any-return]
 
 
@@ -354,11 +371,14 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     responses = []
     for res in request.resources:
         code, message = ErrorCode.none, None
+        plan: Callable[[Any, Any, bool], list[Any]]
         try:
             if denied := _denied(ctx, res, AclOperation.ALTER_CONFIGS):
                 raise ControllerError(*denied)
             if res.resource_type == TOPIC:
-                plan, what = _plan_topic_configs, f"topic {res.resource_name}"
+                tenant = ctx.logical_cluster is not None
+                plan = functools.partial(_plan_topic_configs, tenant=tenant)
+                what = f"topic {res.resource_name}"
             elif res.resource_type == BROKER:
                 plan = _plan_broker_configs
                 what = f"broker {res.resource_name}" if res.resource_name else "cluster default"

@@ -20,6 +20,11 @@ from artesian.config.definitions import InvalidConfigError, UnknownConfigError
 from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
 from artesian.metadata.controller import ControllerError, NewTopic
 from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
+from artesian.tenancy.topic_policy import (
+    TENANT_TOPIC_CONFIGS,
+    replication_factor_violation,
+    topic_config_violation,
+)
 
 API_KEY = 19
 MIN_VERSION = 2
@@ -87,8 +92,16 @@ def handle(ctx: Any, request: Any) -> Any:
             num_partitions = t.num_partitions
             rf = t.replication_factor
             assignments = {a.partition_index: tuple(a.broker_ids) for a in t.assignments}
-            if assignments and ctx.logical_cluster is not None:
-                raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
+            tenant = ctx.logical_cluster is not None
+            if tenant:
+                if assignments:
+                    raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
+                platforms = broker.config.get("default.replication.factor")
+                if problem := (
+                    replication_factor_violation(rf, platforms)
+                    or topic_config_violation(overrides, overrides)
+                ):
+                    raise ControllerError(ErrorCode.policy_violation, problem)
             if assignments and (num_partitions != -1 or rf != -1):
                 raise ControllerError(
                     ErrorCode.invalid_request,
@@ -123,7 +136,7 @@ def handle(ctx: Any, request: Any) -> Any:
                         mod.CreatableTopicConfigs,
                         name=e.name,
                         value=e.value,
-                        read_only=e.read_only,
+                        read_only=e.read_only or (tenant and e.name not in TENANT_TOPIC_CONFIGS),
                         config_source=int(e.source),
                         is_sensitive=e.is_sensitive,
                     )
