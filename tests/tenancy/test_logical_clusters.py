@@ -770,3 +770,54 @@ def test_error_messages_name_the_tenants_names(shared: SharedBroker) -> None:
     error = _refusal(admin.create_topics([NewTopic("twice", 1, 1)]))
     assert error.code() == KafkaError.TOPIC_ALREADY_EXISTS
     assert "lkc-a" not in error.str() and "'twice'" in error.str(), error.str()
+
+
+def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:
+    from confluent_kafka.admin import NewPartitions
+
+    used = sum(
+        len(t.partitions)
+        for name, t in shared.admin.list_topics(timeout=10).topics.items()
+        if name.startswith("lkc-b_")
+    )
+
+    def set_limit(value: str | None) -> None:
+        name = "artesian.logical.cluster.max.partitions"
+        op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
+        entry = ConfigEntry(name, value, incremental_operation=op)
+        node = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
+        for future in shared.admin.incremental_alter_configs([node]).values():
+            future.result(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # applied once the broker reads its metadata
+            described = shared.admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
+            (configs,) = [f.result(10) for f in described.values()]
+            if configs[name].value == (value or "4096"):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{name} is not {value}")
+
+    set_limit(str(used + 5))
+    try:
+        admin = AdminClient(shared.conf("bob"))
+        error = _refusal(admin.create_topics([NewTopic("too-wide", 6, 1)]))
+        assert error.code() == KafkaError.POLICY_VIOLATION, error
+        assert f"has {used}, and 6 more" in error.str(), error.str()
+        for future in admin.create_topics([NewTopic("wide", 3, 1)]).values():
+            future.result(10)
+        # Two topics in one request count together.
+        both = admin.create_topics([NewTopic("w1", 1, 1), NewTopic("w2", 2, 1)])
+        assert both["w1"].result(10) is None
+        with pytest.raises(KafkaException) as refused:
+            both["w2"].result(10)
+        assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION
+        grown = admin.create_partitions([NewPartitions("wide", 4)])
+        assert grown["wide"].result(10) is None
+        error = _refusal(admin.create_partitions([NewPartitions("wide", 5)]))
+        assert error.code() == KafkaError.POLICY_VIOLATION
+        # Another logical cluster's limit is its own.
+        _create(shared.conf("alice"), "beside-the-limit", partitions=3)
+    finally:
+        set_limit(None)
+    assert {"lkc-b_wide", "lkc-b_w1"} <= shared.physical_topics()
+    assert not {"lkc-b_too-wide", "lkc-b_w2"} & shared.physical_topics()

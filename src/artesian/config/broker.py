@@ -1282,6 +1282,17 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
         ),
         _k(
+            "artesian.logical.cluster.max.partitions",
+            _I,
+            4096,
+            "Artesian-specific: the most partitions (leaders, not replicas) a logical cluster "
+            "may have on this shared cluster; CreateTopics and CreatePartitions past it are "
+            "refused with POLICY_VIOLATION. Confluent Cloud's Basic and Standard clusters have "
+            "the same limit.",
+            _GE1,
+            dynamic=True,
+        ),
+        _k(
             "artesian.balancer.load.sample.interval.ms",
             _I,
             10_000,

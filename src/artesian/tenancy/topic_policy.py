@@ -12,9 +12,11 @@ policies answer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "TENANT_TOPIC_CONFIGS",
+    "PartitionBudget",
     "replication_factor_violation",
     "topic_config_violation",
 ]
@@ -72,3 +74,26 @@ def replication_factor_violation(requested: int, platforms: int) -> str | None:
         f"A logical cluster's topics have the platform's replication factor, {platforms}: "
         "send -1 for it"
     )
+
+
+class PartitionBudget:
+    """What is left of a logical cluster's partition limit
+    (``artesian.logical.cluster.max.partitions``) while one request creates partitions;
+    counted from the broker's metadata, so two brokers creating at once may together pass
+    it by one request's worth."""
+
+    def __init__(self, prefix: str, topics: Mapping[str, Any], limit: int) -> None:
+        self.limit = limit
+        self.used = sum(len(t.partitions) for name, t in topics.items() if name.startswith(prefix))
+
+    def refusal(self, partitions: int) -> str | None:
+        """Why ``partitions`` more may not be created; None when they may."""
+        if self.used + partitions <= self.limit:
+            return None
+        return (
+            f"A logical cluster may have {self.limit} partitions; it has {self.used}, "
+            f"and {partitions} more would pass that (artesian.logical.cluster.max.partitions)"
+        )
+
+    def spend(self, partitions: int) -> None:
+        self.used += partitions

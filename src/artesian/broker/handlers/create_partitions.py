@@ -14,6 +14,7 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
+from artesian.broker.handlers.create_topics import partition_budget
 from artesian.metadata.controller import ControllerError
 from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
 
@@ -27,6 +28,7 @@ def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, ctx.header.api_version)
     # KIP-599: v3 refuses what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=ctx.header.api_version >= 3)
+    budget = partition_budget(ctx)
     results = []
     seen: set[str] = set()
     # ALTER on each topic (KafkaApis/ControllerApis: after the duplicate check).
@@ -50,14 +52,18 @@ def handle(ctx: Any, request: Any) -> Any:
             def plan(t: Any = t, assignments: Any = assignments) -> Any:
                 return broker.controller.plan_create_partitions(t.name, t.count, assignments)
 
+            topic = broker.image.topics.get(t.name)
+            added = t.count - (len(topic.partitions) if topic is not None else 0)
+            if budget and topic is not None and added > 0 and (problem := budget.refusal(added)):
+                raise ControllerError(ErrorCode.policy_violation, problem)
             if request.validate_only or quota.active:
                 plan()  # only partitions that would be created count, validate_only too
-                topic = broker.image.topics.get(t.name)
-                added = t.count - (len(topic.partitions) if topic is not None else 0)
                 if not quota.admit(added):
                     raise throttling_quota_exceeded()
             if not request.validate_only:
                 broker.plan_and_commit(plan)
+            if budget is not None:
+                budget.spend(added)  # what the plan accepted: the topic is there
         except ControllerError as e:
             code, message = e.code, e.message
         results.append(

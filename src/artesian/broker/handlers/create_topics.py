@@ -22,6 +22,7 @@ from artesian.metadata.controller import ControllerError, NewTopic
 from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
 from artesian.tenancy.topic_policy import (
     TENANT_TOPIC_CONFIGS,
+    PartitionBudget,
     replication_factor_violation,
     topic_config_violation,
 )
@@ -51,6 +52,15 @@ def auto_create_topic(broker: Any, name: str) -> ErrorCode:
     return ErrorCode.none
 
 
+def partition_budget(ctx: Any) -> PartitionBudget | None:
+    """A logical cluster's partition limit, for a request from one of its principals."""
+    lc = ctx.logical_cluster
+    if lc is None:
+        return None
+    limit = ctx.broker.config.get("artesian.logical.cluster.max.partitions")
+    return PartitionBudget(lc.prefix, ctx.broker.image.topics, limit)
+
+
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     version = ctx.header.api_version
@@ -67,6 +77,7 @@ def handle(ctx: Any, request: Any) -> Any:
         )
     # KIP-599: v6+ refuse what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=version >= 6)
+    budget = partition_budget(ctx)
     results = []
     for t in request.topics:
         result = dict(
@@ -112,6 +123,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 num_partitions = broker.config.get("num.partitions")
             if rf == -1:
                 rf = broker.config.get("default.replication.factor")
+            if budget is not None and (problem := budget.refusal(num_partitions)):
+                raise ControllerError(ErrorCode.policy_violation, problem)
             new = NewTopic(t.name, num_partitions, rf, overrides, assignments or None)
             if request.validate_only or quota.active:
                 # Planned first: only a topic that would be created counts, validate_only
@@ -122,6 +135,8 @@ def handle(ctx: Any, request: Any) -> Any:
             if not request.validate_only:
                 broker.plan_and_commit(lambda new=new: broker.controller.plan_create_topic(new))
                 log.info("created topic %s (%d partitions)", t.name, num_partitions)
+            if budget is not None:
+                budget.spend(num_partitions)
             topic = broker.image.topics.get(t.name)
             result.update(
                 topic_id=topic.topic_id
