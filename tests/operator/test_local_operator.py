@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from artesian.metadata.features import LATEST
 from artesian.metadata.records import RegisterBrokerRecord
 from artesian.metadata.store import open_store
 from artesian.operator.operator import Operator
@@ -72,8 +73,9 @@ class _SpecFile:
         self.first_port = _free_block(5)
         self.root = root
 
-    def write(self, brokers: int, version: str = "1") -> None:
-        config = "\n".join(f'"{k}" = {json.dumps(v)}' for k, v in FAST.items())
+    def write(self, brokers: int, version: str = "1", **extra: Any) -> None:
+        settings = {**FAST, **{k.replace("_", "."): v for k, v in extra.items()}}
+        config = "\n".join(f'"{k}" = {json.dumps(v)}' for k, v in settings.items())
         self.path.write_text(
             f'brokers = {brokers}\nfirst_port = {self.first_port}\ndata_dir = "data"\n'
             f'version = "{version}"\n[config]\n{config}\n'
@@ -254,6 +256,25 @@ def test_a_broker_that_keeps_crashing_backs_off_and_says_why(spec_file: _SpecFil
         _until(op, lambda: _ready(op), 60, "the broker to start once its port is free")
     finally:
         blocker.close()
+        op.stop_all()
+
+
+def test_the_newest_metadata_version_is_finalized_once_every_broker_supports_it(
+    spec_file: _SpecFile,
+) -> None:
+    """A cluster at an older artesian.metadata.version (as one whose brokers were rolled
+    from an older release is) is moved to the newest once every broker runs and is live."""
+    spec_file.write(1, artesian_metadata_version_bootstrap=1)
+    op = Operator(spec_file.load)
+    try:
+        _until(
+            op,
+            lambda: _ready(op) and _status(op.spec)["metadata_version"] == LATEST,
+            60,
+            "the metadata version to be finalized",
+        )
+        assert ("finalize", 1) in [(e["action"], e["broker"]) for e in _events(op.spec)]
+    finally:
         op.stop_all()
 
 

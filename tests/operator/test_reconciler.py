@@ -130,6 +130,25 @@ def test_the_roll_waits_for_the_self_balancer(state: str | None) -> None:
     )
 
 
+def test_after_the_roll_the_newest_metadata_version_is_finalized() -> None:
+    spec = _spec()
+    seen = _healthy(spec, [1, 2, 3])
+    seen.metadata_version, seen.metadata_version_supported = 1, 2
+    plan = reconcile(spec, seen)
+    assert [(a.kind, a.node_id) for a in plan.actions] == [("finalize", 1)]
+    assert plan.phase == "Reconciling"
+    # Not while a broker still runs the old revision: it rolls first.
+    stale = _healthy(spec, [1, 2, 3], b2_revision="old")
+    stale.metadata_version, stale.metadata_version_supported = 1, 2
+    assert [(a.kind, a.node_id) for a in reconcile(spec, stale).actions] == [("restart", 2)]
+    # Nor while a broker is away.
+    away = _healthy(spec, [1, 2, 3], b3_live=False)
+    away.metadata_version, away.metadata_version_supported = 1, 2
+    assert reconcile(spec, away).actions == []
+    seen.metadata_version = 2
+    assert reconcile(spec, seen).actions == []
+
+
 def test_a_config_change_is_an_upgrade_too() -> None:
     a = ClusterSpec(3, Path("/x"), config={"log.retention.hours": "24"})
     b = ClusterSpec(3, Path("/x"), config={"log.retention.hours": "48"})

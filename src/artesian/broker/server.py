@@ -65,12 +65,19 @@ from artesian.coordinator.transaction.coordinator import (
     TransactionCoordinator,
 )
 from artesian.metadata.controller import Controller, ControllerError
+from artesian.metadata.features import (
+    LATEST,
+    METADATA_VERSION,
+    SUPPORTED_FEATURES,
+    refused_records,
+)
 from artesian.metadata.image import BROKER_RESOURCE, MetadataImage, TopicImage
 from artesian.metadata.records import (
     AccessControlEntryRecord,
     ClientQuotaRecord,
     ClusterRecord,
     ConfigRecord,
+    FeatureLevelRecord,
     LogicalClusterBindingRecord,
     LogicalClusterQuotaRecord,
     MetadataRecord,
@@ -79,6 +86,7 @@ from artesian.metadata.records import (
     RemoveAccessControlEntryRecord,
     RemoveTopicRecord,
     TopicRecord,
+    UnknownRecordError,
 )
 from artesian.metadata.store import (
     MetadataStore,
@@ -314,8 +322,11 @@ class Broker:
         # sent to an address nobody answers. They accept connections once it is ready.
         await self._bind_listeners()
         self.store = self._open_metadata_store()
-        for offset, record in self.store.read():
-            self.image.apply(offset, record)
+        try:
+            for offset, record in self.store.read():
+                self.image.apply(offset, record)
+        except UnknownRecordError as e:
+            raise BrokerStartupError(str(e)) from e
         self._apply_dynamic_configs()
         self._update_authorizer()
         self._update_bindings_and_quotas()
@@ -325,8 +336,18 @@ class Broker:
         self.cluster_id = self._load_cluster_id()
         self.controller = Controller(self.store, self.image, self.current_live_brokers)
         if self.image.cluster_id is None:
+            founding: list[MetadataRecord] = [ClusterRecord(self.cluster_id)]
+            if self.image.offset == -1:  # a new log (not one from before ClusterRecord)
+                level = self.config.get("artesian.metadata.version.bootstrap")
+                level = level if isinstance(level, int) else LATEST
+                if level > LATEST:
+                    raise BrokerStartupError(
+                        f"artesian.metadata.version.bootstrap={level}, but this version of "
+                        f"Artesian supports up to {LATEST}"
+                    )
+                founding.append(FeatureLevelRecord(METADATA_VERSION, level))
             try:
-                self.commit([ClusterRecord(self.cluster_id)])  # a new log, or one from before it
+                self.commit(founding)
             except ControllerError:
                 # Brokers started together on a new store: another founded the cluster first.
                 if self.image.cluster_id is None or not new_directory:
@@ -338,6 +359,7 @@ class Broker:
                 f"{self.data_dir} to cluster {self.cluster_id}: start the broker with the "
                 "store of its own cluster (artesian.metadata.store.url) or another --data-dir"
             )
+        self._check_feature_levels()
         endpoints = self._endpoints
         adv_host, adv_port = endpoints[self.inter_broker_listener.name]
         endpoint_list = tuple((name, h, p) for name, (h, p) in endpoints.items())
@@ -345,8 +367,14 @@ class Broker:
         self._refresh_live_brokers(self._renew_session())
         rack = self.config.get("broker.rack")
         rack = str(rack) if rack else None
+        features = dict(SUPPORTED_FEATURES)
         registration = RegisterBrokerRecord(
-            self.node_id, adv_host, adv_port, rack, endpoints=endpoint_list
+            self.node_id,
+            adv_host,
+            adv_port,
+            rack,
+            endpoints=endpoint_list,
+            features=tuple((name, lo, hi) for name, (lo, hi) in features.items()),
         )
 
         def register() -> list[MetadataRecord]:
@@ -356,7 +384,8 @@ class Broker:
                 current.port,
                 current.rack,
                 current.endpoints,
-            ) == (adv_host, adv_port, rack, endpoints):
+                current.features,
+            ) == (adv_host, adv_port, rack, endpoints, features):
                 return []
             return [registration]
 
@@ -921,10 +950,14 @@ class Broker:
     # --- metadata ---------------------------------------------------------------------------
 
     def commit(self, records: list[MetadataRecord]) -> None:
-        """Persist records, apply them to the image, and act on them."""
+        """Persist records, apply them to the image, and act on them. A record kind the
+        cluster's finalized metadata version does not have yet is UNSUPPORTED_VERSION: an
+        older broker of the cluster could not read it."""
         assert self.store is not None
         if not records:
             return
+        if problem := refused_records(records, self.image.metadata_version):
+            raise ControllerError(ErrorCode.unsupported_version, problem)
         try:
             # Planned from this image: the store must not have moved on since (another broker
             # sharing it appended), or the plan may be wrong. Catch up; the caller retries.
@@ -944,6 +977,17 @@ class Broker:
         for i, record in enumerate(records):
             self.image.apply(first + i, record)
         self._on_records(records)
+
+    def _check_feature_levels(self) -> None:
+        """A broker joins only a cluster whose finalized levels it supports, as KRaft's
+        controller refuses such a registration."""
+        for name, level in self.image.features.items():
+            lowest, highest = SUPPORTED_FEATURES.get(name, (0, 0))
+            if not lowest <= level <= highest:
+                raise BrokerStartupError(
+                    f"this cluster's {name} is {level}, and this version of Artesian "
+                    f"supports {lowest} to {highest}: run a version that supports it"
+                )
 
     def plan_and_commit(
         self, plan: Callable[[], list[MetadataRecord]], attempts: int = 3

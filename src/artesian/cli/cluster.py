@@ -2,7 +2,8 @@
 partitions are (what an operator checks before touching a broker). ``artesian cluster
 config``: dynamic broker configs, as ``kafka-configs --entity-type brokers`` shows and sets
 them. ``artesian cluster elect-leaders``: kafka-leader-election's preferred and unclean
-elections. ``artesian cluster unregister-broker``: kafka-cluster.sh unregister."""
+elections. ``artesian cluster unregister-broker``: kafka-cluster.sh unregister.
+``artesian cluster features``: kafka-features.sh describe and upgrade."""
 
 from __future__ import annotations
 
@@ -263,3 +264,105 @@ def unregister_broker(
     if response.error_code != 0:
         raise CliError(f"{response.error_code.name.upper()}: {response.error_message}")
     out.print(f"Broker {broker_id} unregistered.")
+
+
+@cluster_app.command()
+def features(
+    upgrade: Annotated[
+        bool,
+        typer.Option(
+            "--upgrade",
+            help="Finalize a newer level (the newest the broker supports, or --level): every "
+            "registered broker must support it.",
+        ),
+    ] = False,
+    level: Annotated[
+        int | None, typer.Option(help="With --upgrade: the level to finalize.", min=1)
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --upgrade: check it, change nothing.")
+    ] = False,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Feature levels (kafka-features.sh describe and upgrade): what the broker supports and
+    what the cluster has finalized. A rolling upgrade ends with --upgrade, which lets the
+    cluster use what the new version brought; the operator does it by itself."""
+    from artesian.cli.wire import WireClient
+
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap), WireClient.for_options(opts) as client:
+        versions = _api_versions(client)
+        supported = {f.name: (f.min_version, f.max_version) for f in versions.supported_features}
+        if upgrade:
+            targets = {
+                name: level if level is not None else highest
+                for name, (_, highest) in supported.items()
+            }
+            from kio.schema.update_features.v1 import request as uf
+            from kio.static.primitive import i16
+
+            response = client.request(
+                57,
+                1,
+                feature_updates=tuple(
+                    uf.FeatureUpdateKey(feature=name, max_version_level=i16(target))
+                    for name, target in targets.items()
+                ),
+                validate_only=dry_run,
+            )
+            problems = [
+                f"{r.feature}: {r.error_code.name.upper()}: {r.error_message}"
+                for r in response.results
+                if r.error_code != 0
+            ]
+            if response.error_code != 0:
+                problems.insert(0, f"{response.error_code.name.upper()}: {response.error_message}")
+            if problems:
+                raise CliError("; ".join(problems))
+            versions = _api_versions(client)
+    finalized = {f.name: int(f.max_version_level) for f in versions.finalized_features}
+    rows = [
+        {
+            "feature": name,
+            "supported_min": lo,
+            "supported_max": hi,
+            "finalized": finalized.get(name),
+            "epoch": versions.finalized_features_epoch,
+        }
+        for name, (lo, hi) in sorted(supported.items())
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    out.print(
+        table(
+            None,
+            ["feature", "supported", "finalized", "epoch"],
+            (
+                [
+                    r["feature"],
+                    f"{r['supported_min']}-{r['supported_max']}",
+                    r["finalized"],
+                    r["epoch"],
+                ]
+                for r in rows
+            ),
+        )
+    )
+    if upgrade:
+        out.print("Validated; nothing changed." if dry_run else "Upgraded.")
+
+
+def _api_versions(client: Any) -> Any:
+    from importlib.metadata import version
+
+    response = client.request(
+        18, 3, client_software_name="artesian-cli", client_software_version=version("artesian")
+    )
+    if response.error_code != 0:
+        raise CliError(f"ApiVersions failed: {response.error_code.name.upper()}")
+    return response

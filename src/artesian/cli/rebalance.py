@@ -38,14 +38,6 @@ rebalance_app = make_app("The self-balancer: its status, and a rebalance on dema
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Show progress until it is done (Ctrl-C stops watching).")
 ]
-# Kafka's error names for the codes these APIs answer with.
-_ERRORS = {
-    -1: "UNKNOWN_SERVER_ERROR",
-    31: "CLUSTER_AUTHORIZATION_FAILED",
-    41: "NOT_CONTROLLER",
-    42: "INVALID_REQUEST",
-    102: "BROKER_ID_NOT_REGISTERED",
-}
 
 
 def call_private_api(client: WireClient, api_key: int, document: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +45,18 @@ def call_private_api(client: WireClient, api_key: int, document: dict[str, Any])
     body = client.request_raw(api_key, 0, encode_request_body(document))
     code, message, answer = decode_response_body(body)
     if code:
-        raise CliError(f"{_ERRORS.get(code, f'error {code}')}: {message or ''}".rstrip(": "))
+        raise CliError(f"{_error_name(code)}: {message or ''}".rstrip(": "))
     return answer
+
+
+def _error_name(code: int) -> str:
+    """Kafka's name for an error code (UNSUPPORTED_VERSION), as its tools print it."""
+    from kio.schema.errors import ErrorCode
+
+    try:
+        return ErrorCode(code).name.upper()
+    except ValueError:
+        return f"error {code}"
 
 
 def _status(client: WireClient) -> dict[str, Any]:

@@ -1282,6 +1282,15 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _GE1,
         ),
         _k(
+            "artesian.metadata.version.bootstrap",
+            _I,
+            None,
+            "Artesian-specific: the artesian.metadata.version a new cluster starts at (Kafka's "
+            "kafka-storage format --release-version); null for the newest this version "
+            "supports. Only the broker that founds the cluster reads it.",
+            Range.at_least(1),
+        ),
+        _k(
             "artesian.logical.cluster.max.partitions",
             _I,
             4096,

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from artesian.metadata.features import METADATA_VERSION, registered_features
 from artesian.metadata.records import (
     AccessControlEntryRecord,
     BalancerTaskRecord,
@@ -13,6 +14,7 @@ from artesian.metadata.records import (
     ClientQuotaRecord,
     ClusterRecord,
     ConfigRecord,
+    FeatureLevelRecord,
     LogicalClusterBindingRecord,
     LogicalClusterQuotaRecord,
     MetadataRecord,
@@ -73,6 +75,8 @@ class BrokerImage:
     rack: str | None
     endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Advertised (host, port) by listener name."""
+    features: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """The (lowest, highest) level it supports, by feature."""
 
     def endpoint(self, listener: str) -> tuple[str, int] | None:
         """Where clients of ``listener`` reach this broker; None when it has no such
@@ -114,6 +118,15 @@ class MetadataImage:
     """The logical cluster each bound principal works in (``User:k`` -> ``lkc-...``)."""
     logical_cluster_quotas: dict[str, dict[str, float]] = field(default_factory=dict)
     """Each logical cluster's quotas by key (producer_byte_rate, ...)."""
+    features: dict[str, int] = field(default_factory=dict)
+    """Finalized feature levels (FeatureLevelRecord)."""
+    features_epoch: int = -1
+    """Offset of the last FeatureLevelRecord (ApiVersions' finalized_features_epoch)."""
+
+    @property
+    def metadata_version(self) -> int:
+        """A log from before feature levels is at the first level."""
+        return self.features.get(METADATA_VERSION, 1)
 
     def reassigning(self) -> list[tuple[TopicImage, PartitionImage]]:
         """Partitions with a reassignment in flight."""
@@ -182,12 +195,20 @@ class MetadataImage:
                     "PLAINTEXT": (record.host, record.port)
                 }
                 self.brokers[record.node_id] = BrokerImage(
-                    record.node_id, record.host, record.port, record.rack, endpoints
+                    record.node_id,
+                    record.host,
+                    record.port,
+                    record.rack,
+                    endpoints,
+                    registered_features(record),
                 )
                 # A removed broker that registers again is a new member.
                 removal = self.removals.get(record.node_id)
                 if removal is not None and removal.state == "COMPLETE":
                     del self.removals[record.node_id]
+            case FeatureLevelRecord(name=name, level=level):
+                self.features[name] = level
+                self.features_epoch = offset
             case UnregisterBrokerRecord(node_id=node):
                 self.brokers.pop(node, None)
             case BrokerRemovalRecord():

@@ -63,6 +63,19 @@ class RegisterBrokerRecord:
     # (listener name, advertised host, port) for every listener; host and port above are the
     # inter-broker listener's. Records from before listeners had names leave it empty.
     endpoints: tuple[tuple[str, str, int], ...] = ()
+    # (feature, lowest, highest level) this broker's version supports; a registration from
+    # before feature levels supports artesian.metadata.version 1 alone.
+    features: tuple[tuple[str, int, int], ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class FeatureLevelRecord:
+    """A feature's finalized level (KRaft's FeatureLevelRecord): what every broker of the
+    cluster must support, and what records may be written (metadata/features.py)."""
+
+    TYPE: ClassVar[str] = "feature_level"
+    name: str
+    level: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -211,6 +224,7 @@ MetadataRecord = (
     | ClientQuotaRecord
     | LogicalClusterBindingRecord
     | LogicalClusterQuotaRecord
+    | FeatureLevelRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -233,8 +247,22 @@ _TYPES: dict[str, type] = {
         ClientQuotaRecord,
         LogicalClusterBindingRecord,
         LogicalClusterQuotaRecord,
+        FeatureLevelRecord,
     )
 }
+
+
+class UnknownRecordError(ValueError):
+    """A record kind this version does not know: the log was written by a newer Artesian,
+    at a metadata version this one does not support."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"the metadata log holds a {kind!r} record, which this version of Artesian does "
+            "not know: the cluster runs a newer artesian.metadata.version than this broker "
+            "supports; run this broker at the cluster's version of Artesian or newer"
+        )
+        self.kind = kind
 
 
 def encode_record(record: MetadataRecord) -> tuple[str, str]:
@@ -242,7 +270,9 @@ def encode_record(record: MetadataRecord) -> tuple[str, str]:
 
 
 def decode_record(kind: str, payload: str) -> MetadataRecord:
-    cls = _TYPES[kind]
+    cls = _TYPES.get(kind)
+    if cls is None:
+        raise UnknownRecordError(kind)
     data: dict[str, Any] = json.loads(payload)
     # Fields a later version added are dropped, so a rolling upgrade never stalls the log.
     known = {f.name for f in fields(cls)}
@@ -250,7 +280,7 @@ def decode_record(kind: str, payload: str) -> MetadataRecord:
     for key in ("replicas", "isr", "adding_replicas", "removing_replicas"):
         if key in data:
             data[key] = tuple(data[key])
-    for key in ("endpoints", "entity"):
+    for key in ("endpoints", "entity", "features"):
         if key in data:
             data[key] = tuple(tuple(e) for e in data[key])
     record: MetadataRecord = cls(**data)

@@ -18,6 +18,10 @@ restarted, is therefore just the next pass. The order is the one a careful perso
    to do first (no broker to start, drain or stop), and the self-balancer idle. The active
    controller goes last: elections and the self-balancer move away from it only once every
    other broker runs the new revision.
+4. **Finalize** the newest ``artesian.metadata.version`` the brokers support once every
+   broker runs the declared revision and is live, as Strimzi moves ``metadata.version`` on
+   after a roll: what the new version brings may be used only then, since an old broker
+   could not read its records.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ class Observation:
     controller: int | None = None
     balancer_state: str | None = None
     """IDLE, REBALANCING, REMOVING_BROKERS or DISABLED (DescribeBalancer); None if unread."""
+    metadata_version: int | None = None
+    """The cluster's finalized artesian.metadata.version (ApiVersions); None if unread."""
+    metadata_version_supported: int | None = None
+    """The newest level the answering broker supports; None if unread."""
 
     def broker(self, node: int) -> BrokerObservation:
         return self.brokers.setdefault(node, BrokerObservation(node))
@@ -71,7 +79,8 @@ class Observation:
 @dataclass(frozen=True, slots=True)
 class Action:
     kind: str
-    """start, stop, restart, remove (ask the balancer to drain), cancel_removal."""
+    """start, stop, restart, remove (ask the balancer to drain), cancel_removal,
+    finalize (the newest metadata version, through the controller)."""
     node_id: int
     reason: str
 
@@ -145,6 +154,21 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
         absent = [n for n in declared if not seen.broker(n).live]
         if absent:
             plan.waiting_for = f"brokers {absent} to join the cluster"
+        elif (
+            seen.metadata_version is not None
+            and seen.metadata_version_supported is not None
+            and seen.metadata_version < seen.metadata_version_supported
+            and seen.controller is not None
+        ):
+            plan.actions.append(
+                Action(
+                    "finalize",
+                    seen.controller,
+                    f"every broker runs a version that supports artesian.metadata.version "
+                    f"{seen.metadata_version_supported} (the cluster is at "
+                    f"{seen.metadata_version})",
+                )
+            )
     if plan.phase != "Degraded" and (plan.actions or plan.waiting_for):
         plan.phase = "Reconciling"
     return plan

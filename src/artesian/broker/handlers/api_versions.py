@@ -1,4 +1,5 @@
-"""ApiVersions (18): advertises exactly the APIs and versions the registry implements."""
+"""ApiVersions (18): advertises exactly the APIs and versions the registry implements, and
+(v3+, KIP-584) the feature levels this broker supports and the cluster has finalized."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
+from artesian.metadata.features import SUPPORTED_FEATURES
 from artesian.protocol import api
 
 API_KEY = 18
@@ -42,8 +44,10 @@ def handle(ctx: Any, request: Any) -> Any:
             str(request.client_software_name),
             str(request.client_software_version),
         )
+    image = ctx.broker.image
     cache = ctx.broker.response_cache
-    cached = cache.get((API_KEY, version))
+    key = (API_KEY, version, image.features_epoch)
+    cached = cache.get(key)
     if cached is None:
         mod = response_module(API_KEY, version)
         keys = tuple(
@@ -51,14 +55,33 @@ def handle(ctx: Any, request: Any) -> Any:
             for k, e in sorted(ctx.broker.handlers.items())
             if not api.is_private(k)
         )
-        cached = cache[(API_KEY, version)] = make(
+        features: dict[str, Any] = {}
+        if version >= 3:
+            features = dict(
+                supported_features=tuple(
+                    make(mod.SupportedFeatureKey, name=name, min_version=lo, max_version=hi)
+                    for name, (lo, hi) in SUPPORTED_FEATURES.items()
+                ),
+                finalized_features_epoch=image.features_epoch,
+                finalized_features=tuple(
+                    make(
+                        mod.FinalizedFeatureKey,
+                        name=name,
+                        max_version_level=level,
+                        min_version_level=level,
+                    )
+                    for name, level in sorted(image.features.items())
+                ),
+            )
+        stale = [k for k in cache if isinstance(k, tuple) and k[:2] == (API_KEY, version)]
+        for old in stale:
+            del cache[old]
+        cached = cache[key] = make(
             mod.ApiVersionsResponse,
             error_code=ErrorCode.none,
             api_keys=keys,
             throttle_time=datetime.timedelta(0),
-            supported_features=(),
-            finalized_features_epoch=-1,
-            finalized_features=(),
             zk_migration_ready=False,
+            **features,
         )
     return cached
