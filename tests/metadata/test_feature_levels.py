@@ -21,7 +21,7 @@ from kio.schema.update_features.v1 import request as update_v1
 from kio.schema.update_features.v2 import request as update_v2
 
 from artesian.metadata.features import LATEST, METADATA_VERSION
-from artesian.metadata.records import FeatureLevelRecord, RegisterBrokerRecord
+from artesian.metadata.records import RegisterBrokerRecord
 from artesian.metadata.store import SqliteMetadataStore
 from tests.broker_process import BrokerProcess
 from tests.kafka_wire import WireConn
@@ -51,6 +51,8 @@ def update(broker: BrokerProcess, level: int, version: int = 1, **extra: Any) ->
     key: dict[str, Any] = {"feature": extra.pop("feature", FEATURE), "max_version_level": level}
     if version == 0:
         key["allow_downgrade"] = False
+    elif "upgrade_type" in extra:
+        key["upgrade_type"] = extra.pop("upgrade_type")
     with WireConn(broker.port) as conn:
         return conn.request(
             57,
@@ -119,18 +121,32 @@ def test_logical_clusters_wait_for_their_level(at_level_one: BrokerProcess) -> N
     assert "UNSUPPORTED_VERSION" in refused.stderr + refused.stdout, refused
     assert "needs artesian.metadata.version 2" in refused.stderr + refused.stdout
 
-    # What UpdateFeatures refuses, and that nothing changes for it.
+    # What UpdateFeatures refuses, and that nothing changes for it: a refusal is the
+    # answer's error and every update's (the updates are taken together).
     checks = [
         (update(broker, 2, validate_only=True), ErrorCode.none),
         (update(broker, 0), ErrorCode.invalid_update_version),
         (update(broker, LATEST + 1), ErrorCode.invalid_update_version),
         (update(broker, 2, feature="metadata.version"), ErrorCode.invalid_update_version),
+        (update(broker, 2, times=2), ErrorCode.invalid_request),
+        (update(broker, 2, upgrade_type=2), ErrorCode.invalid_update_version),
+        (update(broker, 2, upgrade_type=7), ErrorCode.invalid_request),
     ]
     for answer, code in checks:
-        assert answer.error_code == ErrorCode.none
-        assert [r.error_code for r in answer.results] == [code], answer
-    twice = update(broker, 2, times=2)
-    assert twice.error_code == ErrorCode.invalid_request
+        assert answer.error_code == code, answer
+        assert {r.error_code for r in answer.results} == {code}, answer
+    with WireConn(broker.port) as conn:  # one good update beside a bad one: neither is made
+        mixed = conn.request(
+            57,
+            1,
+            update_v1.UpdateFeaturesRequest(
+                feature_updates=(
+                    update_v1.FeatureUpdateKey(feature=FEATURE, max_version_level=2),
+                    update_v1.FeatureUpdateKey(feature="group.version", max_version_level=1),
+                )
+            ),
+        )
+    assert [r.error_code for r in mixed.results] == [ErrorCode.invalid_update_version] * 2
     assert finalized(broker)[0] == {FEATURE: 1}
 
     _, epoch = finalized(broker)
@@ -213,6 +229,25 @@ def test_the_bootstrap_level_is_one_this_version_has(tmp_path: Path) -> None:
         broker.start()
     assert f"supports up to {LATEST}" in broker.log_tail()
     broker.stop()
-    assert FeatureLevelRecord(FEATURE, LATEST + 1) not in [
-        r for _, r in SqliteMetadataStore(store_of(broker)).read()
-    ]
+
+
+def test_a_log_from_before_feature_levels_is_at_level_one(tmp_path: Path) -> None:
+    """As a cluster rolled from an older release has it: no FeatureLevelRecord at all."""
+    broker = BrokerProcess(tmp_path / "b").start()
+    assert broker.stop() == 0
+    with sqlite3.connect(store_of(broker)) as db:
+        db.execute("DELETE FROM metadata_log WHERE kind = 'feature_level'")
+    broker.start()
+    try:
+        # Reported as finalized, so that the operator and kafka-features see where it is.
+        assert finalized(broker) == ({FEATURE: 1}, 0)
+        offset = len(list(SqliteMetadataStore(store_of(broker)).read()))
+        # Level 1 again writes nothing: a broker of that release could not read the record.
+        assert update(broker, 1).results[0].error_code == ErrorCode.none
+        assert len(list(SqliteMetadataStore(store_of(broker)).read())) == offset
+        upgraded = cli(broker, "cluster", "features", "--upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        levels, epoch = finalized(broker)
+        assert levels == {FEATURE: LATEST} and epoch >= offset
+    finally:
+        assert broker.stop() == 0

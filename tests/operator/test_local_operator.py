@@ -262,8 +262,10 @@ def test_a_broker_that_keeps_crashing_backs_off_and_says_why(spec_file: _SpecFil
 def test_the_newest_metadata_version_is_finalized_once_every_broker_supports_it(
     spec_file: _SpecFile,
 ) -> None:
-    """A cluster at an older artesian.metadata.version (as one whose brokers were rolled
-    from an older release is) is moved to the newest once every broker runs and is live."""
+    """A cluster at an older artesian.metadata.version (here: started at level 1) is moved
+    to the newest once every broker runs the declared revision and is live. A log from
+    before feature levels reads as level 1 (tests/metadata/test_feature_levels.py), so a
+    cluster rolled from an older release takes the same path."""
     spec_file.write(1, artesian_metadata_version_bootstrap=1)
     op = Operator(spec_file.load)
     try:

@@ -135,7 +135,7 @@ def test_after_the_roll_the_newest_metadata_version_is_finalized() -> None:
     seen = _healthy(spec, [1, 2, 3])
     seen.metadata_version, seen.metadata_version_supported = 1, 2
     plan = reconcile(spec, seen)
-    assert [(a.kind, a.node_id) for a in plan.actions] == [("finalize", 1)]
+    assert [(a.kind, a.node_id, a.level) for a in plan.actions] == [("finalize", 1, 2)]
     assert plan.phase == "Reconciling"
     # Not while a broker still runs the old revision: it rolls first.
     stale = _healthy(spec, [1, 2, 3], b2_revision="old")
@@ -145,6 +145,11 @@ def test_after_the_roll_the_newest_metadata_version_is_finalized() -> None:
     away = _healthy(spec, [1, 2, 3], b3_live=False)
     away.metadata_version, away.metadata_version_supported = 1, 2
     assert reconcile(spec, away).actions == []
+    # A spec may pin it lower, keeping the way back open.
+    pinned = ClusterSpec(brokers=3, data_dir=Path("/tmp/x"), metadata_version=1)
+    held = _healthy(pinned, [1, 2, 3])
+    held.metadata_version, held.metadata_version_supported = 1, 2
+    assert reconcile(pinned, held).actions == []
     seen.metadata_version = 2
     assert reconcile(spec, seen).actions == []
 
@@ -170,6 +175,8 @@ def test_a_config_change_is_an_upgrade_too() -> None:
         ({"client_config": {"ssl.keystore.location": "k"}}, "needs a client_protocol other"),
         ({"client_protocol": "SSL", "client_config": []}, "[client_config] must be a table"),
         ({"racks": [1]}, "racks must be"),
+        ({"metadata_version": 0}, "metadata_version must be a level from 1, not 0"),
+        ({"metadata_version": "2"}, "metadata_version must be a level"),
     ],
 )
 def test_bad_specs_are_refused_with_a_reason(raw: dict[str, object], message: str) -> None:

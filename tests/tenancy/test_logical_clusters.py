@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +43,8 @@ from kio.schema.find_coordinator.v0 import request as find_coordinator_v0
 from kio.schema.metadata.v12 import request as metadata
 
 from tests.broker_process import BrokerProcess, free_port
-from tests.kafka_wire import WireConn, fetch_request, sample_request, scram_login
+from tests.kafka_wire import Closed, WireConn, fetch_request, sample_request, scram_login
+from tests.security.broker_pairs import start_pair, wait_for_both
 from tests.storage.batches import make_batch
 
 PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
@@ -707,15 +709,11 @@ def test_topic_policy_keeps_the_platforms_settings(shared: SharedBroker) -> None
     refusals = {
         "tiny segments": NewTopic("tiny", 1, 1, config={"segment.bytes": "2097152"}),
         "an fsync per record": NewTopic("flushed", 1, 1, config={"flush.messages": "1"}),
-        "another replication factor": NewTopic("doubled", 1, 2),
     }
     for why, topic in refusals.items():
         error = _refusal(admin.create_topics([topic]))
         assert error.code() == KafkaError.POLICY_VIOLATION, (why, error)
-    assert error.str() == (
-        "A logical cluster's topics have the platform's replication factor, 1: send -1 for it"
-    )
-    assert not {"lkc-a_tiny", "lkc-a_flushed", "lkc-a_doubled"} & shared.physical_topics()
+    assert not {"lkc-a_tiny", "lkc-a_flushed"} & shared.physical_topics()
 
     tuned = {"segment.bytes": str(50 * 1024 * 1024), "retention.ms": "86400000"}
     for future in admin.create_topics([NewTopic("tuned", 1, -1, config=tuned)]).values():
@@ -742,9 +740,14 @@ def test_topic_policy_keeps_the_platforms_settings(shared: SharedBroker) -> None
     for name, value in (("segment.bytes", "2097152"), ("flush.ms", "1"), ("flush.ms", "")):
         error = _refusal(admin.incremental_alter_configs([tenant_change(name, value)]))
         assert error.code() == KafkaError.POLICY_VIOLATION, (name, value, error)
-    assert "'segment.bytes' with value '2097152' is below the lowest allowed, 52428800" in (
-        _refusal(admin.incremental_alter_configs([tenant_change("segment.bytes", "2097152")])).str()
-    )
+        if name == "segment.bytes":
+            assert "'segment.bytes' with value '2097152' is below the lowest" in error.str()
+    # Nor by naming a platform setting in AlterConfigs, nor when only validating.
+    naming = ConfigResource(ResourceType.TOPIC, "tuned", set_config={"flush.ms": "5"})
+    assert _refusal(admin.alter_configs([naming])).code() == KafkaError.POLICY_VIOLATION
+    flushed = NewTopic("checked", 1, 1, config={"flush.messages": "1"})
+    error = _refusal(admin.create_topics([flushed], validate_only=True))
+    assert error.code() == KafkaError.POLICY_VIOLATION
     # AlterConfigs replaces every override: the tenant's go, the platform's stay.
     legacy = ConfigResource(ResourceType.TOPIC, "tuned", set_config={"retention.ms": "5000"})
     for future in admin.alter_configs([legacy]).values():
@@ -782,20 +785,7 @@ def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:
     )
 
     def set_limit(value: str | None) -> None:
-        name = "artesian.logical.cluster.max.partitions"
-        op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
-        entry = ConfigEntry(name, value, incremental_operation=op)
-        node = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
-        for future in shared.admin.incremental_alter_configs([node]).values():
-            future.result(10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # applied once the broker reads its metadata
-            described = shared.admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
-            (configs,) = [f.result(10) for f in described.values()]
-            if configs[name].value == (value or "4096"):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{name} is not {value}")
+        _set_broker_config(shared, "artesian.logical.cluster.max.partitions", value, "4096")
 
     set_limit(str(used + 5))
     try:
@@ -815,9 +805,135 @@ def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:
         assert grown["wide"].result(10) is None
         error = _refusal(admin.create_partitions([NewPartitions("wide", 5)]))
         assert error.code() == KafkaError.POLICY_VIOLATION
+        # At the limit, Kafka's own answers come first: an idempotent creator still gets
+        # TOPIC_ALREADY_EXISTS for a topic it has.
+        error = _refusal(admin.create_topics([NewTopic("wide", 3, 1)]))
+        assert error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+        # Nor do topics a Metadata request would create pass it.
+        with shared.login("bob") as conn:
+            request = metadata.MetadataRequest(
+                topics=(metadata.MetadataRequestTopic(name="auto", topic_id=None),),
+                allow_auto_topic_creation=True,
+                include_topic_authorized_operations=False,
+            )
+            (entry,) = conn.request(3, 12, request).topics
+        assert (entry.name, entry.error_code) == ("auto", ErrorCode.policy_violation)
         # Another logical cluster's limit is its own.
         _create(shared.conf("alice"), "beside-the-limit", partitions=3)
     finally:
         set_limit(None)
     assert {"lkc-b_wide", "lkc-b_w1"} <= shared.physical_topics()
-    assert not {"lkc-b_too-wide", "lkc-b_w2"} & shared.physical_topics()
+    assert not {"lkc-b_too-wide", "lkc-b_w2", "lkc-b_auto"} & shared.physical_topics()
+
+
+def _set_broker_config(shared: SharedBroker, name: str, value: str | None, default: str) -> None:
+    """A dynamic config of broker 1, set (or removed) and waited for."""
+    op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
+    entry = ConfigEntry(name, value, incremental_operation=op)
+    node = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
+    for future in shared.admin.incremental_alter_configs([node]).values():
+        future.result(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # applied once the broker reads its metadata
+        described = shared.admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
+        (configs,) = [f.result(10) for f in described.values()]
+        if configs[name].value == (value or default):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} is not {value}")
+
+
+def _answers(conn: WireConn) -> bool:
+    """Whether the broker still serves ``conn`` (an ApiVersions answer, not a close)."""
+    try:
+        return conn.request(18, 3, sample_request(18, 3, "")).error_code == ErrorCode.none
+    except Closed:
+        return False
+
+
+def test_a_logical_cluster_has_a_connection_limit_on_each_broker(shared: SharedBroker) -> None:
+    upsert = UserScramCredentialUpsertion(
+        "dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"dave-secret"
+    )
+    for future in shared.admin.alter_user_scram_credentials([upsert]).values():
+        future.result(10)
+    cli(shared, "logical-clusters", "bind", "lkc-d", "User:dave")
+    name = "artesian.logical.cluster.max.connections"
+    _set_broker_config(shared, name, "2", "1000")
+    try:
+
+        def dave() -> WireConn:
+            return scram_login(shared.sasl_port, "dave", "dave-secret")
+
+        first, second = dave(), dave()
+        # The third login is answered (scram_login checks it), then its connection closed.
+        with dave() as third:
+            assert not _answers(third)
+        # Other logical clusters' principals are not counted with lkc-d's.
+        with shared.login("bob") as bob:
+            assert _answers(bob)
+        assert _answers(first) and _answers(second)
+        first.close()
+        deadline = time.monotonic() + 5
+        while True:  # the broker sees the close a moment later
+            with dave() as again:
+                if _answers(again):
+                    break
+            assert time.monotonic() < deadline, "a closed connection is not given back"
+        second.close()
+    finally:
+        _set_broker_config(shared, name, None, "1000")
+        cli(shared, "logical-clusters", "unbind", "User:dave")
+
+
+def test_a_logical_clusters_topics_take_the_platforms_replication_factor(
+    tmp_path: Path,
+) -> None:
+    """On two brokers, where a replication factor of 2 passes Kafka's own checks."""
+    sasl_ports: dict[int, int] = {}
+
+    def listeners(proc: BrokerProcess) -> dict[str, str]:
+        sasl_ports[proc.port] = free_port()
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{proc.port},"
+            f"SASL_PLAINTEXT://127.0.0.1:{sasl_ports[proc.port]}",
+            "default.replication.factor": "1",
+        }
+
+    brokers = start_pair(tmp_path, listeners)
+    try:
+        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        wait_for_both(admin)
+        erin = UserScramCredentialUpsertion(
+            "erin", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"erin-secret"
+        )
+        for future in admin.alter_user_scram_credentials([erin]).values():
+            future.result(10)
+        env = {**os.environ, "ARTESIAN_BOOTSTRAP": brokers[0].bootstrap}
+        bound = subprocess.run(
+            [sys.executable, "-m", "artesian.cli.main", "logical-clusters", "bind", "lkc-e",
+             "User:erin"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+        assert bound.returncode == 0, bound.stderr
+        tenant = AdminClient(
+            {
+                "bootstrap.servers": f"127.0.0.1:{sasl_ports[brokers[0].port]}",
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-256",
+                "sasl.username": "erin",
+                "sasl.password": "erin-secret",
+            }
+        )
+        error = _refusal(tenant.create_topics([NewTopic("doubled", 1, 2)]))
+        assert error.code() == KafkaError.POLICY_VIOLATION
+        assert error.str() == (
+            "A logical cluster's topics have the platform's replication factor, 1: send -1 for it"
+        )
+        created = tenant.create_topics([NewTopic("single", 1, 1), NewTopic("default", 1, -1)])
+        assert [f.result(10) for f in created.values()] == [None, None]
+        assert {"lkc-e_single", "lkc-e_default"} <= set(admin.list_topics(timeout=10).topics)
+        assert "lkc-e_doubled" not in admin.list_topics(timeout=10).topics
+    finally:
+        for b in brokers:
+            b.stop()

@@ -134,6 +134,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False  # the transport's buffer is over its high-water mark
         self._closed = False
         self._counted = False  # admitted by the connection quotas
+        self._counted_logical_cluster: str | None = None  # its principal's, as counted
         self._refusals_logged: set[int] = set()  # APIs refused to its logical cluster
         self._sock_fd = -1
         self.last_active = time.monotonic()
@@ -169,6 +170,33 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     sock.setsockopt(socket.SOL_SOCKET, opt, size)
         self.broker.connections.add(self)
         self.broker.metrics.connections.set(len(self.broker.connections))
+        if self.principal != "User:ANONYMOUS" and (refused := self._count_logical_cluster()):
+            self._over_limit(refused)
+            self.close()
+
+    def _count_logical_cluster(self) -> Refusal | None:
+        """Count this connection against its principal's logical cluster's limit, once its
+        principal is known (a login, or a TLS client's certificate)."""
+        lc = self.broker.logical_cluster_of(self.principal)
+        lkc = lc.id if lc is not None else None
+        if lkc == self._counted_logical_cluster:
+            return None
+        quotas = self.broker.connection_quotas
+        if self._counted_logical_cluster is not None:
+            quotas.release_logical_cluster(self._counted_logical_cluster)
+            self._counted_logical_cluster = None
+        if lkc is None:
+            return None
+        refused = quotas.admit_logical_cluster(lkc)
+        if refused is None:
+            self._counted_logical_cluster = lkc
+        return refused
+
+    def _over_limit(self, refused: Refusal) -> None:
+        self.broker.metrics.connections_refused.labels(self.listener.name, refused.kind).inc()
+        log.info(
+            "closing connection from %s on %s: %s", self.peer, self.listener.name, refused.reason
+        )
 
     def _refuse(self, transport: Any, refused: Refusal) -> None:
         """Not served: closed now, or (over the address's connection rate) after the delay
@@ -200,6 +228,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return  # refused by the connection quotas: nothing else was set up
         self._counted = False
         self.broker.connection_quotas.release(self.peer_host, self.listener.name)
+        if self._counted_logical_cluster is not None:
+            self.broker.connection_quotas.release_logical_cluster(self._counted_logical_cluster)
+            self._counted_logical_cluster = None
         self._clear_queue()
         if self._pending is not None and not self._pending.done():
             # A parked fetch or join of a client that is gone: nobody will read the answer.
@@ -568,6 +599,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         any other client's."""
         self.principal = auth.principal
         self.decoder.max_frame_size = self.broker.config.get_int("socket.request.max.bytes")
+        if refused := self._count_logical_cluster():
+            self._over_limit(refused)
+            self._close_after_send = True  # the login's answer, then the close
         reauthenticated = auth.logins > 1  # not the connection's first login
         metrics = self.broker.metrics
         counter = metrics.reauthentications if reauthenticated else metrics.authentications

@@ -8,7 +8,8 @@ client quota manager) is held unserved for the time the rate asks, then closed. 
 accepting until a connection closes instead, leaving the newcomers in the listen backlog.
 Connections on the inter-broker listener are never refused for ``max.connections`` when the
 broker has other listeners, as in Kafka, so a broker at its limit still replicates. The limits are dynamic broker configs, read
-at each accept.
+at each accept. A logical cluster's principals share ``artesian.logical.cluster.max.connections``
+on each broker, counted from their login: one over it is closed after its login's answer.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger("artesian.connection")
 PER_IP = "max.connections.per.ip"
 OVERRIDES = "max.connections.per.ip.overrides"
 TOTAL = "max.connections"
+LOGICAL_CLUSTER = "artesian.logical.cluster.max.connections"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class ConnectionQuotas:
         self._inter_broker_listener = inter_broker_listener
         self._per_address: collections.Counter[str] = collections.Counter()
         self._per_listener: collections.Counter[str] = collections.Counter()
+        self._per_logical_cluster: collections.Counter[str] = collections.Counter()
         self._total = 0
         self._overrides_raw = ""
         self._overrides: dict[str, int] = {}  # by address
@@ -149,6 +152,28 @@ class ConnectionQuotas:
         self._per_listener[listener] += 1
         self._total += 1
         return None
+
+    def admit_logical_cluster(self, lkc: str) -> Refusal | None:
+        """Count a connection whose principal works in logical cluster ``lkc``, once it is
+        known; None when it may stay, else why not (it is not counted then). One tenant
+        must not take the connections its neighbours need."""
+        limit = self._config.get_int(LOGICAL_CLUSTER)
+        if self._per_logical_cluster[lkc] >= limit:
+            return Refusal(
+                f"logical cluster {lkc} already has the configured maximum of {limit} "
+                f"connections to this broker ({LOGICAL_CLUSTER}); its clients should share "
+                "their connections",
+                "logical_cluster",
+            )
+        self._per_logical_cluster[lkc] += 1
+        return None
+
+    def release_logical_cluster(self, lkc: str) -> None:
+        left = self._per_logical_cluster[lkc] - 1
+        if left > 0:
+            self._per_logical_cluster[lkc] = left
+        else:
+            del self._per_logical_cluster[lkc]
 
     def release(self, peer_host: str, listener: str) -> None:
         """A connection ``admit`` took has closed."""

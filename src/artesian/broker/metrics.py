@@ -122,7 +122,8 @@ class BrokerMetrics:
             "kafka_server_socket_server_connections_refused",
             "Connections refused, by listener and limit: per_ip (max.connections.per.ip and "
             "its overrides), listener (listener.name.<l>.max.connections), total "
-            "(max.connections) or rate (connection_creation_rate).",
+            "(max.connections), rate (connection_creation_rate) or logical_cluster "
+            "(artesian.logical.cluster.max.connections).",
             ["listener", "limit"],
             registry=r,
         )

@@ -134,6 +134,14 @@ class InconsistentNodeId(BrokerStartupError):
     """The data directory was written by a broker with another node.id."""
 
 
+def _unreadable(error: Exception) -> str:
+    """The log line for a metadata read that failed: a record of a newer version is not the
+    store's fault, and retrying will not help."""
+    if isinstance(error, UnknownRecordError):
+        return "cannot follow the metadata log: %s"
+    return "cannot read the metadata store (%s); retrying"
+
+
 def _without_password(url: str) -> str:
     """For logs: the URL with any password (user info or ``password=`` parameter) masked."""
     parts = urlsplit(url)
@@ -359,7 +367,6 @@ class Broker:
                 f"{self.data_dir} to cluster {self.cluster_id}: start the broker with the "
                 "store of its own cluster (artesian.metadata.store.url) or another --data-dir"
             )
-        self._check_feature_levels()
         endpoints = self._endpoints
         adv_host, adv_port = endpoints[self.inter_broker_listener.name]
         endpoint_list = tuple((name, h, p) for name, (h, p) in endpoints.items())
@@ -378,6 +385,7 @@ class Broker:
         )
 
         def register() -> list[MetadataRecord]:
+            self._check_feature_levels()  # planned again if the log moves on meanwhile
             current = self.image.brokers.get(self.node_id)
             if current is not None and (
                 current.host,
@@ -956,8 +964,10 @@ class Broker:
         assert self.store is not None
         if not records:
             return
-        if problem := refused_records(records, self.image.metadata_version):
-            raise ControllerError(ErrorCode.unsupported_version, problem)
+        if refused_records(records, self.image.metadata_version):
+            self._catch_up_with_store()  # another broker may have finalized a newer level
+            if problem := refused_records(records, self.image.metadata_version):
+                raise ControllerError(ErrorCode.unsupported_version, problem)
         try:
             # Planned from this image: the store must not have moved on since (another broker
             # sharing it appended), or the plan may be wrong. Catch up; the caller retries.
@@ -1010,7 +1020,7 @@ class Broker:
         try:
             newer = list(self.store.read(after=self.image.offset))
         except Exception as e:
-            self._store_trouble("cannot read the metadata store (%s); retrying", e)
+            self._store_trouble(_unreadable(e), e)
             return
         self._apply_newer(newer)
 
@@ -1461,7 +1471,7 @@ class Broker:
         try:
             newer = await self.in_store_thread(lambda store: list(store.read(after=after)))
         except Exception as e:
-            self._store_trouble("cannot read the metadata store (%s); retrying", e)
+            self._store_trouble(_unreadable(e), e)
             return
         self._apply_newer(newer)
 

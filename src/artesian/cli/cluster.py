@@ -291,39 +291,16 @@ def features(
     """Feature levels (kafka-features.sh describe and upgrade): what the broker supports and
     what the cluster has finalized. A rolling upgrade ends with --upgrade, which lets the
     cluster use what the new version brought; the operator does it by itself."""
-    from artesian.cli.wire import WireClient
+    from artesian.cli.wire import WireClient, api_versions, update_features
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap), WireClient.for_options(opts) as client:
-        versions = _api_versions(client)
+        versions = api_versions(client, "artesian-cli")
         supported = {f.name: (f.min_version, f.max_version) for f in versions.supported_features}
         if upgrade:
-            targets = {
-                name: level if level is not None else highest
-                for name, (_, highest) in supported.items()
-            }
-            from kio.schema.update_features.v1 import request as uf
-            from kio.static.primitive import i16
-
-            response = client.request(
-                57,
-                1,
-                feature_updates=tuple(
-                    uf.FeatureUpdateKey(feature=name, max_version_level=i16(target))
-                    for name, target in targets.items()
-                ),
-                validate_only=dry_run,
-            )
-            problems = [
-                f"{r.feature}: {r.error_code.name.upper()}: {r.error_message}"
-                for r in response.results
-                if r.error_code != 0
-            ]
-            if response.error_code != 0:
-                problems.insert(0, f"{response.error_code.name.upper()}: {response.error_message}")
-            if problems:
-                raise CliError("; ".join(problems))
-            versions = _api_versions(client)
+            targets = {name: level or highest for name, (_, highest) in supported.items()}
+            update_features(client, targets, validate_only=dry_run)
+            versions = api_versions(client, "artesian-cli")
     finalized = {f.name: int(f.max_version_level) for f in versions.finalized_features}
     rows = [
         {
@@ -355,14 +332,3 @@ def features(
     )
     if upgrade:
         out.print("Validated; nothing changed." if dry_run else "Upgraded.")
-
-
-def _api_versions(client: Any) -> Any:
-    from importlib.metadata import version
-
-    response = client.request(
-        18, 3, client_software_name="artesian-cli", client_software_version=version("artesian")
-    )
-    if response.error_code != 0:
-        raise CliError(f"ApiVersions failed: {response.error_code.name.upper()}")
-    return response

@@ -387,3 +387,36 @@ def coordinator_of(opts: ClientOptions, key_type: int, key: str) -> str:
         kind = "group" if key_type == 0 else "transaction"
         fail(f"no {kind} coordinator for {key!r}: {c.error_code.name}")
     return f"{c.host}:{c.port}"
+
+
+def api_versions(client: WireClient, software: str) -> Any:
+    """ApiVersions v3: the broker's APIs, its supported features and the cluster's
+    finalized ones (KIP-584)."""
+    from importlib.metadata import version
+
+    response = client.request(
+        18, 3, client_software_name=software, client_software_version=version("artesian")
+    )
+    if response.error_code != 0:
+        raise CliError(f"ApiVersions failed: {response.error_code.name.upper()}")
+    return response
+
+
+def update_features(
+    client: WireClient, levels: dict[str, int], validate_only: bool = False
+) -> None:
+    """UpdateFeatures v1 (an upgrade of each feature to its level); a refusal is a CliError."""
+    from kio.schema.update_features.v1 import request as uf
+    from kio.static.primitive import i16
+
+    response = client.request(
+        57,
+        1,
+        feature_updates=tuple(
+            uf.FeatureUpdateKey(feature=name, max_version_level=i16(level))
+            for name, level in levels.items()
+        ),
+        validate_only=validate_only,
+    )
+    if response.error_code != 0:
+        raise CliError(f"{response.error_code.name.upper()}: {response.error_message}")

@@ -1291,6 +1291,17 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             Range.at_least(1),
         ),
         _k(
+            "artesian.logical.cluster.max.connections",
+            _I,
+            1000,
+            "Artesian-specific: the most connections the principals of one logical cluster "
+            "may have open to this broker together; one more is closed after its login (as "
+            "max.connections.per.ip closes one), so that a tenant cannot take the "
+            "connections its neighbours need.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
             "artesian.logical.cluster.max.partitions",
             _I,
             4096,

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable
 
 from artesian.controlplane.documents import API_KEY, ApiKey, ScramVerifier
+from artesian.metadata.features import level_needed, refused_records
 from artesian.metadata.image import MetadataImage
 from artesian.metadata.records import (
     AccessControlEntryRecord,
@@ -263,12 +264,24 @@ class ClusterAccess:
         changes = missing()
         if not changes:
             return True
+        # Records the cluster's metadata version does not have yet (a roll is not over) wait:
+        # the brokers of the older version could not read them.
+        level = image.metadata_version
+        writable = [r for r in changes if level_needed(r) <= level]
+        if len(writable) < len(changes):
+            log.info(
+                "%s; %d access record(s) wait for it",
+                refused_records(changes, level),
+                len(changes) - len(writable),
+            )
+        if not writable:
+            return False
         try:
-            store.append(changes, expected_last=image.offset)
+            store.append(writable, expected_last=image.offset)
         except StaleMetadataError:
             return False  # a broker appended meanwhile: read that first, next pass
         self._catch_up(store)
-        log.info("applied %d access record(s) for %d API key(s)", len(changes), len(keys))
+        log.info("applied %d access record(s) for %d API key(s)", len(writable), len(keys))
         return not missing()
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from artesian.cli.common import CliError
-from artesian.cli.wire import WireClient
+from artesian.cli.wire import WireClient, api_versions, update_features
 from artesian.metadata.features import METADATA_VERSION
 from artesian.operator.reconciler import Action, Observation, Plan, reconcile
 from artesian.operator.runtime import LocalProcessRuntime, Runtime
@@ -35,8 +35,6 @@ log = logging.getLogger("artesian.operator")
 
 URP_METRIC = "kafka_server_replica_manager_under_replicated_partitions"
 METADATA_KEY = 3
-API_VERSIONS_KEY = 18
-UPDATE_FEATURES_KEY = 57
 
 
 @dataclass(slots=True)
@@ -218,12 +216,7 @@ class Operator:
                 code, _message, status = decode_response_body(
                     client.request_raw(DESCRIBE_BALANCER_KEY, 0, encode_request_body({}))
                 )
-                versions = client.request(
-                    API_VERSIONS_KEY,
-                    3,
-                    client_software_name="artesian-operator",
-                    client_software_version="1",
-                )
+                versions = api_versions(client, "artesian-operator")
         except (CliError, OSError, ValueError) as e:
             log.debug("no broker answered: %s", e)
             return
@@ -279,8 +272,8 @@ class Operator:
                 self._removal_failed[node] = (None, failed[1] + 1)
             command = "remove_brokers" if action.kind == "remove" else "cancel_removals"
             self._balancer_command({command: [node]})
-        elif action.kind == "finalize":
-            self._finalize_metadata_version()
+        elif action.kind == "finalize" and action.level is not None:
+            self._finalize_metadata_version(action.level)
 
     def _start(self, node: int) -> None:
         self.runtime.start(node)
@@ -301,39 +294,17 @@ class Operator:
         if code:
             log.warning("the cluster refused %s: %s (error %d)", command, message, code)
 
-    def _finalize_metadata_version(self) -> None:
-        """UpdateFeatures to the newest level the brokers support; the cluster checks that
-        every registered broker does."""
-        from kio.schema.update_features.v1 import request as uf
-        from kio.static.primitive import i16
-
+    def _finalize_metadata_version(self, level: int) -> None:
+        """UpdateFeatures to ``level``; the cluster checks that every registered broker
+        supports it."""
         running = sorted(self.runtime.running())
         try:
             with WireClient(
                 self.spec.bootstrap(running), self.request_timeout, internal_login(self.spec)
             ) as client:
-                versions = client.request(
-                    API_VERSIONS_KEY,
-                    3,
-                    client_software_name="artesian-operator",
-                    client_software_version="1",
-                )
-                levels = [
-                    int(f.max_version)
-                    for f in versions.supported_features
-                    if f.name == METADATA_VERSION
-                ]
-                update = uf.FeatureUpdateKey(
-                    feature=METADATA_VERSION, max_version_level=i16(levels[0])
-                )
-                answer = client.request(UPDATE_FEATURES_KEY, 1, feature_updates=(update,))
-        except (CliError, OSError, ValueError, IndexError) as e:
-            log.warning("could not finalize %s: %s; retrying", METADATA_VERSION, e)
-            return
-        refusals = [r for r in answer.results if r.error_code != 0]
-        if answer.error_code != 0 or refusals:
-            why = refusals[0].error_message if refusals else answer.error_message
-            log.warning("the cluster refused to finalize %s: %s", METADATA_VERSION, why)
+                update_features(client, {METADATA_VERSION: level})
+        except (CliError, OSError, ValueError) as e:
+            log.warning("could not finalize %s %d: %s; retrying", METADATA_VERSION, level, e)
 
     # --- reporting ---------------------------------------------------------------------
 

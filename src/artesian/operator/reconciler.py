@@ -18,10 +18,10 @@ restarted, is therefore just the next pass. The order is the one a careful perso
    to do first (no broker to start, drain or stop), and the self-balancer idle. The active
    controller goes last: elections and the self-balancer move away from it only once every
    other broker runs the new revision.
-4. **Finalize** the newest ``artesian.metadata.version`` the brokers support once every
-   broker runs the declared revision and is live, as Strimzi moves ``metadata.version`` on
-   after a roll: what the new version brings may be used only then, since an old broker
-   could not read its records.
+4. **Finalize** the newest ``artesian.metadata.version`` the brokers support (or the spec's
+   ``metadata_version``, if lower) once every broker runs the declared revision and is live,
+   as Strimzi moves ``metadata.version`` on after a roll: what the new version brings may
+   be used only then, since an old broker could not read its records.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ class Action:
     finalize (the newest metadata version, through the controller)."""
     node_id: int
     reason: str
+    level: int | None = None
+    """finalize: the level."""
 
 
 @dataclass(slots=True)
@@ -154,24 +156,30 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
         absent = [n for n in declared if not seen.broker(n).live]
         if absent:
             plan.waiting_for = f"brokers {absent} to join the cluster"
-        elif (
-            seen.metadata_version is not None
-            and seen.metadata_version_supported is not None
-            and seen.metadata_version < seen.metadata_version_supported
-            and seen.controller is not None
-        ):
+        elif (target := _metadata_version_target(spec, seen)) is not None:
             plan.actions.append(
                 Action(
                     "finalize",
-                    seen.controller,
+                    seen.controller if seen.controller is not None else 1,
                     f"every broker runs a version that supports artesian.metadata.version "
-                    f"{seen.metadata_version_supported} (the cluster is at "
-                    f"{seen.metadata_version})",
+                    f"{target} (the cluster is at {seen.metadata_version})",
+                    level=target,
                 )
             )
     if plan.phase != "Degraded" and (plan.actions or plan.waiting_for):
         plan.phase = "Reconciling"
     return plan
+
+
+def _metadata_version_target(spec: ClusterSpec, seen: Observation) -> int | None:
+    """The level to finalize now (None: nothing to do): the newest the brokers support, or
+    the spec's pin if lower."""
+    if seen.metadata_version is None or seen.metadata_version_supported is None:
+        return None
+    target = seen.metadata_version_supported
+    if spec.metadata_version is not None:
+        target = min(target, spec.metadata_version)
+    return target if target > seen.metadata_version else None
 
 
 def _unhealthy(spec: ClusterSpec, seen: Observation) -> str | None:

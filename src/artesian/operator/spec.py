@@ -8,6 +8,7 @@ the local-process runtime a TOML file).
     version = "1"               # change it to roll every broker, one at a time
     racks = ["a", "b"]          # broker i gets racks[(i - 1) % len(racks)] as broker.rack
     client_protocol = "SASL_SSL"  # optional: clients get a listener of their own (below)
+    metadata_version = 2        # optional: finalize no newer artesian.metadata.version
 
     [config]                    # broker properties, Kafka's names, for every broker
     "default.replication.factor" = 3
@@ -76,6 +77,10 @@ class ClusterSpec:
     config: dict[str, str] = field(default_factory=dict)
     client_protocol: str = "PLAINTEXT"
     client_config: dict[str, str] = field(default_factory=dict)
+    metadata_version: int | None = None
+    """The artesian.metadata.version the operator finalizes after a roll, at most (None: the
+    newest the brokers support). Pinning it keeps the way back to the older version open,
+    as Strimzi's metadataVersion does."""
 
     @classmethod
     def load(cls, path: Path) -> ClusterSpec:
@@ -97,6 +102,7 @@ class ClusterSpec:
             "config",
             "client_protocol",
             "client_config",
+            "metadata_version",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -131,6 +137,13 @@ class ClusterSpec:
                 f"{owned} are set by the operator; remove them from [config] (a separate "
                 "client listener comes from client_protocol)"
             )
+        metadata_version = raw.get("metadata_version")
+        if metadata_version is not None and (
+            not isinstance(metadata_version, int)
+            or isinstance(metadata_version, bool)
+            or metadata_version < 1
+        ):
+            raise SpecError(f"metadata_version must be a level from 1, not {metadata_version!r}")
         racks = raw.get("racks", [])
         if not isinstance(racks, list) or not all(isinstance(r, str) and r for r in racks):
             raise SpecError("racks must be a list of rack names")
@@ -145,6 +158,7 @@ class ClusterSpec:
             config={str(k): _prop(v) for k, v in config.items()},
             client_protocol=client_protocol,
             client_config={str(k): _prop(v) for k, v in client_config.items()},
+            metadata_version=metadata_version,
         )
 
     @property

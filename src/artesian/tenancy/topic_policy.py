@@ -16,7 +16,8 @@ from typing import Any
 
 __all__ = [
     "TENANT_TOPIC_CONFIGS",
-    "PartitionBudget",
+    "partition_limit_refusal",
+    "read_only_for_tenants",
     "replication_factor_violation",
     "topic_config_violation",
 ]
@@ -76,24 +77,21 @@ def replication_factor_violation(requested: int, platforms: int) -> str | None:
     )
 
 
-class PartitionBudget:
-    """What is left of a logical cluster's partition limit
-    (``artesian.logical.cluster.max.partitions``) while one request creates partitions;
-    counted from the broker's metadata, so two brokers creating at once may together pass
-    it by one request's worth."""
+def partition_limit_refusal(
+    prefix: str, topics: Mapping[str, Any], limit: int, adding: int
+) -> str | None:
+    """Why a logical cluster (its names begin ``prefix``) may not have ``adding`` more
+    partitions under ``artesian.logical.cluster.max.partitions``; None when it may. Counted
+    from the image a plan is made from, so a commit on a stale one is planned again."""
+    used = sum(len(t.partitions) for name, t in topics.items() if name.startswith(prefix))
+    if used + adding <= limit:
+        return None
+    return (
+        f"A logical cluster may have {limit} partitions; it has {used}, and {adding} more "
+        "would pass that (artesian.logical.cluster.max.partitions)"
+    )
 
-    def __init__(self, prefix: str, topics: Mapping[str, Any], limit: int) -> None:
-        self.limit = limit
-        self.used = sum(len(t.partitions) for name, t in topics.items() if name.startswith(prefix))
 
-    def refusal(self, partitions: int) -> str | None:
-        """Why ``partitions`` more may not be created; None when they may."""
-        if self.used + partitions <= self.limit:
-            return None
-        return (
-            f"A logical cluster may have {self.limit} partitions; it has {self.used}, "
-            f"and {partitions} more would pass that (artesian.logical.cluster.max.partitions)"
-        )
-
-    def spend(self, partitions: int) -> None:
-        self.used += partitions
+def read_only_for_tenants(name: str) -> bool:
+    """Whether DescribeConfigs shows a topic config read-only to a logical cluster."""
+    return name not in TENANT_TOPIC_CONFIGS

@@ -10,7 +10,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._build import make, response_module
-from artesian.metadata.features import SUPPORTED_FEATURES
+from artesian.metadata.features import METADATA_VERSION, SUPPORTED_FEATURES
 from artesian.protocol import api
 
 API_KEY = 18
@@ -62,7 +62,8 @@ def handle(ctx: Any, request: Any) -> Any:
                     make(mod.SupportedFeatureKey, name=name, min_version=lo, max_version=hi)
                     for name, (lo, hi) in SUPPORTED_FEATURES.items()
                 ),
-                finalized_features_epoch=image.features_epoch,
+                # A log from before feature levels is at level 1, finalized from the start.
+                finalized_features_epoch=max(image.features_epoch, 0),
                 finalized_features=tuple(
                     make(
                         mod.FinalizedFeatureKey,
@@ -70,7 +71,9 @@ def handle(ctx: Any, request: Any) -> Any:
                         max_version_level=level,
                         min_version_level=level,
                     )
-                    for name, level in sorted(image.features.items())
+                    for name, level in sorted(
+                        {**image.features, METADATA_VERSION: image.metadata_version}.items()
+                    )
                 ),
             )
         stale = [k for k in cache if isinstance(k, tuple) and k[:2] == (API_KEY, version)]

@@ -54,7 +54,11 @@ from artesian.config.resolve import (
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.metadata.controller import ControllerError, validate_topic_name
 from artesian.metadata.image import CLIENT_METRICS_RESOURCE, GROUP_RESOURCE
-from artesian.tenancy.topic_policy import TENANT_TOPIC_CONFIGS, topic_config_violation
+from artesian.tenancy.topic_policy import (
+    TENANT_TOPIC_CONFIGS,
+    read_only_for_tenants,
+    topic_config_violation,
+)
 
 DESCRIBE_CONFIGS = 32
 ALTER_CONFIGS = 33
@@ -123,7 +127,7 @@ def describe(ctx: Any, request: Any) -> Any:
                     )
                     if ctx.logical_cluster is not None:  # what the topic policy keeps
                         entries = [
-                            dataclasses.replace(e, read_only=e.name not in TENANT_TOPIC_CONFIGS)
+                            dataclasses.replace(e, read_only=read_only_for_tenants(e.name))
                             for e in entries
                         ]
         elif res.resource_type == BROKER:

@@ -14,8 +14,9 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
-from artesian.broker.handlers.create_topics import partition_budget
+from artesian.broker.handlers.create_topics import check_partition_limit
 from artesian.metadata.controller import ControllerError
+from artesian.metadata.records import MetadataRecord
 from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
 
 API_KEY = 37
@@ -28,7 +29,7 @@ def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, ctx.header.api_version)
     # KIP-599: v3 refuses what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=ctx.header.api_version >= 3)
-    budget = partition_budget(ctx)
+    lc = ctx.logical_cluster
     results = []
     seen: set[str] = set()
     # ALTER on each topic (KafkaApis/ControllerApis: after the duplicate check).
@@ -46,24 +47,25 @@ def handle(ctx: Any, request: Any) -> Any:
             assignments = (
                 [tuple(a.broker_ids) for a in t.assignments] if t.assignments is not None else None
             )
-            if assignments and ctx.logical_cluster is not None:
-                raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
 
-            def plan(t: Any = t, assignments: Any = assignments) -> Any:
-                return broker.controller.plan_create_partitions(t.name, t.count, assignments)
+            def plan(t: Any = t, assignments: Any = assignments) -> list[MetadataRecord]:
+                records: list[MetadataRecord] = broker.controller.plan_create_partitions(
+                    t.name, t.count, assignments
+                )
+                if lc is not None:  # the platform's policy, after Kafka's own checks
+                    if assignments:
+                        raise ControllerError(
+                            ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS
+                        )
+                    check_partition_limit(broker, lc, _added(broker, t))
+                return records
 
-            topic = broker.image.topics.get(t.name)
-            added = t.count - (len(topic.partitions) if topic is not None else 0)
-            if budget and topic is not None and added > 0 and (problem := budget.refusal(added)):
-                raise ControllerError(ErrorCode.policy_violation, problem)
             if request.validate_only or quota.active:
                 plan()  # only partitions that would be created count, validate_only too
-                if not quota.admit(added):
+                if not quota.admit(_added(broker, t)):
                     raise throttling_quota_exceeded()
             if not request.validate_only:
                 broker.plan_and_commit(plan)
-            if budget is not None:
-                budget.spend(added)  # what the plan accepted: the topic is there
         except ControllerError as e:
             code, message = e.code, e.message
         results.append(
@@ -72,3 +74,9 @@ def handle(ctx: Any, request: Any) -> Any:
             )
         )
     return make(mod.CreatePartitionsResponse, throttle_time=quota.finish(), results=tuple(results))
+
+
+def _added(broker: Any, request: Any) -> int:
+    """Partitions a request would add to its topic (planned: the topic is there)."""
+    topic = broker.image.topics.get(request.name)
+    return int(request.count) - (len(topic.partitions) if topic is not None else 0)

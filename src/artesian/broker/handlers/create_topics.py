@@ -19,10 +19,11 @@ from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_
 from artesian.config.definitions import InvalidConfigError, UnknownConfigError
 from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
 from artesian.metadata.controller import ControllerError, NewTopic
+from artesian.metadata.records import MetadataRecord
 from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
 from artesian.tenancy.topic_policy import (
-    TENANT_TOPIC_CONFIGS,
-    PartitionBudget,
+    partition_limit_refusal,
+    read_only_for_tenants,
     replication_factor_violation,
     topic_config_violation,
 )
@@ -34,16 +35,24 @@ MAX_VERSION = 7
 log = logging.getLogger("artesian.admin")
 
 
-def auto_create_topic(broker: Any, name: str) -> ErrorCode:
-    """Create ``name`` with the broker defaults; returns the error code for Metadata."""
+def auto_create_topic(broker: Any, name: str, logical_cluster: Any = None) -> ErrorCode:
+    """Create ``name`` with the broker defaults; returns the error code for Metadata. A
+    logical cluster's principal creates within its partition limit (else POLICY_VIOLATION)."""
     topic = NewTopic(
         name,
         broker.config.get("num.partitions"),
         min(broker.config.get("default.replication.factor"), len(broker.image.brokers)),
         {},
     )
+
+    def plan() -> list[MetadataRecord]:
+        records: list[MetadataRecord] = broker.controller.plan_create_topic(topic)
+        if logical_cluster is not None:
+            check_partition_limit(broker, logical_cluster, topic.num_partitions)
+        return records
+
     try:
-        broker.plan_and_commit(lambda: broker.controller.plan_create_topic(topic))
+        broker.plan_and_commit(plan)
     except ControllerError as e:
         if e.code is ErrorCode.topic_already_exists:
             return ErrorCode.none
@@ -52,13 +61,14 @@ def auto_create_topic(broker: Any, name: str) -> ErrorCode:
     return ErrorCode.none
 
 
-def partition_budget(ctx: Any) -> PartitionBudget | None:
-    """A logical cluster's partition limit, for a request from one of its principals."""
-    lc = ctx.logical_cluster
-    if lc is None:
-        return None
-    limit = ctx.broker.config.get("artesian.logical.cluster.max.partitions")
-    return PartitionBudget(lc.prefix, ctx.broker.image.topics, limit)
+def check_partition_limit(broker: Any, logical_cluster: Any, adding: int) -> None:
+    """POLICY_VIOLATION when ``adding`` partitions would take a logical cluster past
+    ``artesian.logical.cluster.max.partitions`` (from within a plan: the image is current)."""
+    limit = broker.config.get("artesian.logical.cluster.max.partitions")
+    if problem := partition_limit_refusal(
+        logical_cluster.prefix, broker.image.topics, limit, adding
+    ):
+        raise ControllerError(ErrorCode.policy_violation, problem)
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -77,7 +87,7 @@ def handle(ctx: Any, request: Any) -> Any:
         )
     # KIP-599: v6+ refuse what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=version >= 6)
-    budget = partition_budget(ctx)
+    tenant = ctx.logical_cluster is not None
     results = []
     for t in request.topics:
         result = dict(
@@ -103,16 +113,6 @@ def handle(ctx: Any, request: Any) -> Any:
             num_partitions = t.num_partitions
             rf = t.replication_factor
             assignments = {a.partition_index: tuple(a.broker_ids) for a in t.assignments}
-            tenant = ctx.logical_cluster is not None
-            if tenant:
-                if assignments:
-                    raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
-                platforms = broker.config.get("default.replication.factor")
-                if problem := (
-                    replication_factor_violation(rf, platforms)
-                    or topic_config_violation(overrides, overrides)
-                ):
-                    raise ControllerError(ErrorCode.policy_violation, problem)
             if assignments and (num_partitions != -1 or rf != -1):
                 raise ControllerError(
                     ErrorCode.invalid_request,
@@ -123,20 +123,23 @@ def handle(ctx: Any, request: Any) -> Any:
                 num_partitions = broker.config.get("num.partitions")
             if rf == -1:
                 rf = broker.config.get("default.replication.factor")
-            if budget is not None and (problem := budget.refusal(num_partitions)):
-                raise ControllerError(ErrorCode.policy_violation, problem)
             new = NewTopic(t.name, num_partitions, rf, overrides, assignments or None)
+
+            def plan(t: Any = t, new: NewTopic = new) -> list[MetadataRecord]:
+                records: list[MetadataRecord] = broker.controller.plan_create_topic(new)
+                if tenant:  # the platform's policy, after Kafka's own checks (as its policies)
+                    _check_tenant_topic(broker, ctx.logical_cluster, t, new)
+                return records
+
             if request.validate_only or quota.active:
                 # Planned first: only a topic that would be created counts, validate_only
                 # ones too (KRaft applies the quota before it drops their records).
-                broker.controller.plan_create_topic(new)
+                plan()
                 if not quota.admit(len(assignments) if assignments else num_partitions):
                     raise throttling_quota_exceeded()
             if not request.validate_only:
-                broker.plan_and_commit(lambda new=new: broker.controller.plan_create_topic(new))
+                broker.plan_and_commit(plan)
                 log.info("created topic %s (%d partitions)", t.name, num_partitions)
-            if budget is not None:
-                budget.spend(num_partitions)
             topic = broker.image.topics.get(t.name)
             result.update(
                 topic_id=topic.topic_id
@@ -151,7 +154,7 @@ def handle(ctx: Any, request: Any) -> Any:
                         mod.CreatableTopicConfigs,
                         name=e.name,
                         value=e.value,
-                        read_only=e.read_only or (tenant and e.name not in TENANT_TOPIC_CONFIGS),
+                        read_only=e.read_only or (tenant and read_only_for_tenants(e.name)),
                         config_source=int(e.source),
                         is_sensitive=e.is_sensitive,
                     )
@@ -170,3 +173,15 @@ def handle(ctx: Any, request: Any) -> Any:
             result.update(error_code=e.code, error_message=e.message)
         results.append(make(mod.CreatableTopicResult, **result))
     return make(mod.CreateTopicsResponse, throttle_time=quota.finish(), topics=tuple(results))
+
+
+def _check_tenant_topic(broker: Any, logical_cluster: Any, request: Any, new: NewTopic) -> None:
+    """The platform's topic policy for a logical cluster's new topic (POLICY_VIOLATION)."""
+    if new.assignments:
+        raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
+    platforms = broker.config.get("default.replication.factor")
+    if problem := replication_factor_violation(request.replication_factor, platforms):
+        raise ControllerError(ErrorCode.policy_violation, problem)
+    if problem := topic_config_violation(new.configs, new.configs):
+        raise ControllerError(ErrorCode.policy_violation, problem)
+    check_partition_limit(broker, logical_cluster, new.num_partitions)

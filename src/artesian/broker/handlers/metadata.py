@@ -255,7 +255,7 @@ def _answer(ctx: Any, request: Any) -> Any:
                     )
                 )
                 continue
-            code = auto_create_topic(broker, name)
+            code = auto_create_topic(broker, name, ctx.logical_cluster)
             if code is not ErrorCode.none:
                 entries.append(_error_entry(mod, name, None, code))
                 continue

@@ -3,7 +3,7 @@ send it: finalize a newer level of a feature (metadata/features.py) once every r
 broker supports it. Needs ALTER on the cluster.
 
 The updates of one request are taken together or not at all, as KRaft's controller takes
-them. Artesian has one feature, ``artesian.metadata.version``, and no downgrade: a level's
+them, and a refusal is the answer's error and every update's. Artesian has one feature, ``artesian.metadata.version``, and no downgrade: a level's
 records may already be in the log, and an older broker could not read them.
 """
 
@@ -19,7 +19,7 @@ from kio.schema.errors import ErrorCode
 from artesian.broker.handlers._authz import CLUSTER_DENIED, AclOperation, cluster_authorized
 from artesian.broker.handlers._build import make, response_module
 from artesian.metadata.controller import ControllerError
-from artesian.metadata.features import LEVELS, SUPPORTED_FEATURES
+from artesian.metadata.features import SUPPORTED_FEATURES
 from artesian.metadata.image import MetadataImage
 from artesian.metadata.records import FeatureLevelRecord, MetadataRecord
 
@@ -30,32 +30,37 @@ MAX_VERSION = 2
 log = logging.getLogger("artesian.admin")
 
 
-def plan_feature_level(image: MetadataImage, name: str, level: int) -> list[MetadataRecord]:
-    """The record finalizing ``name`` at ``level`` (none when it is there already)."""
+_UPGRADE, _SAFE_DOWNGRADE, _UNSAFE_DOWNGRADE = 1, 2, 3
+
+
+def plan_feature_level(
+    image: MetadataImage, name: str, level: int, upgrade_type: int = _UPGRADE
+) -> list[MetadataRecord]:
+    """The record finalizing ``name`` at ``level``: none when it is there already (a log
+    from before feature levels is at level 1 without a record, and gets none: a broker of
+    that time could not read it)."""
     if name not in SUPPORTED_FEATURES:
-        known = ", ".join(SUPPORTED_FEATURES)
         raise ControllerError(
             ErrorCode.invalid_update_version,
             f"Invalid update version {level} for feature {name}. The cluster knows no such "
-            f"feature; it has {known}",
+            f"feature; it has {', '.join(SUPPORTED_FEATURES)}",
         )
+    if upgrade_type not in (_UPGRADE, _SAFE_DOWNGRADE, _UNSAFE_DOWNGRADE):
+        raise ControllerError(ErrorCode.invalid_request, f"Unknown upgrade type {upgrade_type}")
     current = image.metadata_version
-    if level < 1:
-        raise ControllerError(
-            ErrorCode.invalid_update_version,
-            f"Invalid update version {level} for feature {name}: it cannot be removed",
-        )
+    if level == current:
+        return []
     if level < current:
         raise ControllerError(
             ErrorCode.invalid_update_version,
             f"Invalid update version {level} for feature {name}: the cluster is at {current}, "
             "and downgrades are not supported (records of the newer level may be in the log)",
         )
-    if level not in LEVELS:
+    if upgrade_type != _UPGRADE:
         raise ControllerError(
             ErrorCode.invalid_update_version,
-            f"Invalid update version {level} for feature {name}: the levels are "
-            f"{min(LEVELS)} to {max(LEVELS)}",
+            f"Invalid update version {level} for feature {name}: a downgrade cannot raise "
+            f"it above {current}",
         )
     for node, broker in sorted(image.brokers.items()):
         lowest, highest = broker.features.get(name, (0, 0))
@@ -66,8 +71,6 @@ def plan_feature_level(image: MetadataImage, name: str, level: int) -> list[Meta
                 f"supports versions {lowest}-{highest}: upgrade it first (or unregister it, "
                 "if it has left for good)",
             )
-    if level == current and name in image.features:
-        return []
     return [FeatureLevelRecord(name, level)]
 
 
@@ -76,50 +79,46 @@ def handle(ctx: Any, request: Any) -> Any:
     mod = response_module(API_KEY, version)
     broker = ctx.broker
     updates = request.feature_updates
-    errors: dict[str, tuple[ErrorCode, str | None]] = {}
-    top: tuple[ErrorCode, str | None] = (ErrorCode.none, None)
+    error: tuple[ErrorCode, str | None] = (ErrorCode.none, None)
     counts = collections.Counter(u.feature for u in updates)
     if not cluster_authorized(ctx, AclOperation.ALTER):
-        top = (ErrorCode.cluster_authorization_failed, CLUSTER_DENIED)
+        error = (ErrorCode.cluster_authorization_failed, CLUSTER_DENIED)
     elif dup := [name for name, n in counts.items() if n > 1]:
-        top = (ErrorCode.invalid_request, f"Feature {dup[0]} was specified more than once.")
+        error = (ErrorCode.invalid_request, f"Feature {dup[0]} was specified more than once.")
     else:
 
         def plan() -> list[MetadataRecord]:
-            errors.clear()
             records: list[MetadataRecord] = []
             for u in updates:
-                try:
-                    records += plan_feature_level(broker.image, u.feature, u.max_version_level)
-                except ControllerError as e:
-                    errors[u.feature] = (e.code, e.message)
-            return [] if errors or getattr(request, "validate_only", False) else records
+                if version == 0:  # allow_downgrade asks for a safe downgrade
+                    kind = _SAFE_DOWNGRADE if u.allow_downgrade else _UPGRADE
+                else:
+                    kind = u.upgrade_type
+                records += plan_feature_level(broker.image, u.feature, u.max_version_level, kind)
+            return [] if getattr(request, "validate_only", False) else records
 
         try:
-            written = broker.plan_and_commit(plan)
-        except ControllerError as e:
-            top = (e.code, e.message)
-        else:
-            for record in written:
+            for record in broker.plan_and_commit(plan):
                 if isinstance(record, FeatureLevelRecord):
                     log.info("finalized %s at level %d", record.name, record.level)
-        if errors and version >= 2:  # v2 answers with the first error alone
-            top = next(iter(errors.values()))
+        except ControllerError as e:
+            error = (e.code, e.message)
+    # The updates are taken together: one refused is all refused, and every result says why.
     results = None
-    if hasattr(mod, "UpdatableFeatureResult"):  # v0-v1: one result a feature
+    if hasattr(mod, "UpdatableFeatureResult"):  # v0-v1
         results = tuple(
             make(
                 mod.UpdatableFeatureResult,
                 feature=u.feature,
-                error_code=errors.get(u.feature, top)[0],
-                error_message=errors.get(u.feature, top)[1],
+                error_code=error[0],
+                error_message=error[1],
             )
             for u in updates
         )
     return make(
         mod.UpdateFeaturesResponse,
         throttle_time=datetime.timedelta(0),
-        error_code=top[0],
-        error_message=top[1],
+        error_code=error[0],
+        error_message=error[1],
         results=results,
     )
