@@ -288,6 +288,39 @@ def test_cluster_access_writes_the_log_once_a_broker_formatted_it(tmp_path: Path
         store.close()
 
 
+def test_a_logical_clusters_key_waits_whole_for_its_metadata_version(tmp_path: Path) -> None:
+    """On a cluster at artesian.metadata.version 1 (a roll from an older release not yet
+    finished), the host's own key is written, but not a guest's: its binding needs level 2,
+    and its credentials wait with it, so that it never logs in unbound."""
+    from artesian.metadata.features import METADATA_VERSION
+    from artesian.metadata.records import FeatureLevelRecord
+
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    store = SqliteMetadataStore(tmp_path / "metadata.db")
+    store.append([ClusterRecord("cluster-1")])  # no FeatureLevelRecord: level 1
+    host_key, _ = mint_api_key(None, "", 1)
+    guest_key, _ = mint_api_key(None, "", 1)
+    access = ClusterAccess(url)
+    try:
+        assert access.sync((host_key,), [("lkc-g1", guest_key)]) is False
+        image = MetadataImage()
+        for offset, record in store.read():
+            image.apply(offset, record)
+        assert {name for name, _ in image.scram_credentials} == {host_key.key}
+        assert {r.principal for r in image.acls.values()} == {f"User:{host_key.key}"}
+        assert image.logical_clusters == {}
+
+        store.append([FeatureLevelRecord(METADATA_VERSION, 2)])
+        assert access.sync((host_key,), [("lkc-g1", guest_key)]) is True
+        for offset, record in store.read(image.offset):
+            image.apply(offset, record)
+        assert {name for name, _ in image.scram_credentials} == {host_key.key, guest_key.key}
+        assert image.logical_clusters == {f"User:{guest_key.key}": "lkc-g1"}
+    finally:
+        access.close()
+        store.close()
+
+
 def test_a_desire_whose_latest_record_is_unreadable_is_neither_kept_nor_deleted() -> None:
     """The older desire may hold a key the newer one revoked: the table drops it, and marks
     the cluster unreadable so that its data plane does not take it for deleted either."""

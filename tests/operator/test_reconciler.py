@@ -150,6 +150,10 @@ def test_after_the_roll_the_newest_metadata_version_is_finalized() -> None:
     held = _healthy(pinned, [1, 2, 3])
     held.metadata_version, held.metadata_version_supported = 1, 2
     assert reconcile(pinned, held).actions == []
+    pinned = ClusterSpec(brokers=3, data_dir=Path("/tmp/x"), metadata_version=2)
+    held = _healthy(pinned, [1, 2, 3])
+    held.metadata_version, held.metadata_version_supported = 1, 3
+    assert [(a.kind, a.level) for a in reconcile(pinned, held).actions] == [("finalize", 2)]
     seen.metadata_version = 2
     assert reconcile(spec, seen).actions == []
 

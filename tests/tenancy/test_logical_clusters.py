@@ -790,6 +790,14 @@ def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:
     set_limit(str(used + 5))
     try:
         admin = AdminClient(shared.conf("bob"))
+        # Validating counts the request's topics together, as creating them would.
+        checked = admin.create_topics(
+            [NewTopic("v1", 3, 1), NewTopic("v2", 3, 1)], validate_only=True
+        )
+        assert checked["v1"].result(10) is None
+        with pytest.raises(KafkaException) as refused:
+            checked["v2"].result(10)
+        assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION
         error = _refusal(admin.create_topics([NewTopic("too-wide", 6, 1)]))
         assert error.code() == KafkaError.POLICY_VIOLATION, error
         assert f"has {used}, and 6 more" in error.str(), error.str()
@@ -865,22 +873,21 @@ def test_a_logical_cluster_has_a_connection_limit_on_each_broker(shared: SharedB
         def dave() -> WireConn:
             return scram_login(shared.sasl_port, "dave", "dave-secret")
 
-        first, second = dave(), dave()
-        # The third login is answered (scram_login checks it), then its connection closed.
-        with dave() as third:
-            assert not _answers(third)
-        # Other logical clusters' principals are not counted with lkc-d's.
-        with shared.login("bob") as bob:
-            assert _answers(bob)
-        assert _answers(first) and _answers(second)
-        first.close()
-        deadline = time.monotonic() + 5
-        while True:  # the broker sees the close a moment later
-            with dave() as again:
-                if _answers(again):
-                    break
-            assert time.monotonic() < deadline, "a closed connection is not given back"
-        second.close()
+        with dave() as first, dave() as second:
+            # The third login is answered (scram_login checks it), then its connection closed.
+            with dave() as third:
+                assert not _answers(third)
+            # Other logical clusters' principals are not counted with lkc-d's.
+            with shared.login("bob") as bob:
+                assert _answers(bob)
+            assert _answers(first) and _answers(second)
+            first.close()
+            deadline = time.monotonic() + 5
+            while True:  # the broker sees the close a moment later
+                with dave() as again:
+                    if _answers(again):
+                        break
+                assert time.monotonic() < deadline, "a closed connection is not given back"
     finally:
         _set_broker_config(shared, name, None, "1000")
         cli(shared, "logical-clusters", "unbind", "User:dave")

@@ -202,16 +202,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
         """Not served: closed now, or (over the address's connection rate) after the delay
         the rate asks, so that the client does not reconnect at once (Kafka's delayed close)."""
         self._closed = True
-        self.broker.metrics.connections_refused.labels(self.listener.name, refused.kind).inc()
         if refused.close_after_ms <= 0:
-            log.info(
-                "closing connection from %s on %s: %s",
-                self.peer,
-                self.listener.name,
-                refused.reason,
-            )
+            self._over_limit(refused)
             transport.abort()
             return
+        self.broker.metrics.connections_refused.labels(self.listener.name, refused.kind).inc()
         # Many a second when a client storms: not worth a line each.
         log.debug(
             "holding connection from %s on %s: %s", self.peer, self.listener.name, refused.reason
@@ -667,6 +662,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.write(len(reply).to_bytes(4, "big") + reply)
         if auth.complete:
             self.authenticated(auth)
+            if self._close_after_send:  # over its logical cluster's connection limit
+                self._close_soon()
 
     # --- responses --------------------------------------------------------------------------
 

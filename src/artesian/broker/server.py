@@ -134,6 +134,11 @@ class InconsistentNodeId(BrokerStartupError):
     """The data directory was written by a broker with another node.id."""
 
 
+_PLANNED_ON_STALE_METADATA = (
+    "The cluster metadata changed while this request was planned; retry it."
+)
+
+
 def _unreadable(error: Exception) -> str:
     """The log line for a metadata read that failed: a record of a newer version is not the
     store's fault, and retrying will not help."""
@@ -370,6 +375,7 @@ class Broker:
         endpoints = self._endpoints
         adv_host, adv_port = endpoints[self.inter_broker_listener.name]
         endpoint_list = tuple((name, h, p) for name, (h, p) in endpoints.items())
+        self._check_feature_levels()  # before a session makes this broker count as live
         # The session opens first: brokers that read the registration find it live.
         self._refresh_live_brokers(self._renew_session())
         rack = self.config.get("broker.rack")
@@ -965,19 +971,19 @@ class Broker:
         if not records:
             return
         if refused_records(records, self.image.metadata_version):
+            planned_at = self.image.offset
             self._catch_up_with_store()  # another broker may have finalized a newer level
             if problem := refused_records(records, self.image.metadata_version):
                 raise ControllerError(ErrorCode.unsupported_version, problem)
+            if self.image.offset != planned_at:  # planned from an older image: plan again
+                raise ControllerError(ErrorCode.not_controller, _PLANNED_ON_STALE_METADATA)
         try:
             # Planned from this image: the store must not have moved on since (another broker
             # sharing it appended), or the plan may be wrong. Catch up; the caller retries.
             last = self.store.append(records, expected_last=self.image.offset)
         except StaleMetadataError:
             self._catch_up_with_store()
-            raise ControllerError(
-                ErrorCode.not_controller,
-                "The cluster metadata changed while this request was planned; retry it.",
-            ) from None
+            raise ControllerError(ErrorCode.not_controller, _PLANNED_ON_STALE_METADATA) from None
         except Exception:
             # The append may have landed even so (a connection lost at COMMIT): catch up with
             # the store, so the image never drifts from it, and let the request fail.

@@ -220,6 +220,7 @@ class ClusterAccess:
         # Where the log came to hold the keys last asked for: brokers that have applied
         # this offset enforce them.
         self.applied_offset = -1
+        self._holding: str | None = None  # why records wait for a newer metadata version
 
     def _catch_up(self, store: MetadataStore) -> None:
         image = self.image
@@ -264,16 +265,14 @@ class ClusterAccess:
         changes = missing()
         if not changes:
             return True
-        # Records the cluster's metadata version does not have yet (a roll is not over) wait:
-        # the brokers of the older version could not read them.
-        level = image.metadata_version
-        writable = [r for r in changes if level_needed(r) <= level]
+        writable = _writable_now(changes, image.metadata_version)
         if len(writable) < len(changes):
-            log.info(
-                "%s; %d access record(s) wait for it",
-                refused_records(changes, level),
-                len(changes) - len(writable),
-            )
+            why = refused_records(changes, image.metadata_version)
+            if why != self._holding:
+                log.info("%s; %d access record(s) wait", why, len(changes) - len(writable))
+            self._holding = why
+        else:
+            self._holding = None
         if not writable:
             return False
         try:
@@ -288,6 +287,28 @@ class ClusterAccess:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _writable_now(changes: list[MetadataRecord], level: int) -> list[MetadataRecord]:
+    """What the cluster's metadata ``level`` lets the agent write (records of a newer level
+    wait until a roll is over: an older broker could not read them). A key whose binding
+    waits waits whole, credentials and ACLs too: it must never log in unbound."""
+    waiting = {
+        r.principal
+        for r in changes
+        if isinstance(r, LogicalClusterBindingRecord)
+        and r.logical_cluster is not None
+        and level_needed(r) > level
+    }
+
+    def waits(r: MetadataRecord) -> bool:
+        if level_needed(r) > level:
+            return True
+        if isinstance(r, UserScramCredentialRecord):
+            return f"User:{r.name}" in waiting
+        return isinstance(r, AccessControlEntryRecord) and r.principal in waiting
+
+    return [r for r in changes if not waits(r)]
 
 
 def _about(image: MetadataImage, record: MetadataRecord) -> str | None:

@@ -160,7 +160,10 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
             plan.actions.append(
                 Action(
                     "finalize",
-                    seen.controller if seen.controller is not None else 1,
+                    # Sent to the cluster, not a broker: the controller names where it lands.
+                    seen.controller
+                    if seen.controller is not None and seen.controller >= 0
+                    else declared[0],
                     f"every broker runs a version that supports artesian.metadata.version "
                     f"{target} (the cluster is at {seen.metadata_version})",
                     level=target,

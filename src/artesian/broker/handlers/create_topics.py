@@ -88,6 +88,7 @@ def handle(ctx: Any, request: Any) -> Any:
     # KIP-599: v6+ refuse what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=version >= 6)
     tenant = ctx.logical_cluster is not None
+    validated = 0  # partitions a validate_only request's earlier topics would create
     results = []
     for t in request.topics:
         result = dict(
@@ -125,10 +126,12 @@ def handle(ctx: Any, request: Any) -> Any:
                 rf = broker.config.get("default.replication.factor")
             new = NewTopic(t.name, num_partitions, rf, overrides, assignments or None)
 
-            def plan(t: Any = t, new: NewTopic = new) -> list[MetadataRecord]:
+            def plan(
+                t: Any = t, new: NewTopic = new, validated: int = validated
+            ) -> list[MetadataRecord]:
                 records: list[MetadataRecord] = broker.controller.plan_create_topic(new)
                 if tenant:  # the platform's policy, after Kafka's own checks (as its policies)
-                    _check_tenant_topic(broker, ctx.logical_cluster, t, new)
+                    _check_tenant_topic(broker, ctx.logical_cluster, t, new, validated)
                 return records
 
             if request.validate_only or quota.active:
@@ -140,6 +143,8 @@ def handle(ctx: Any, request: Any) -> Any:
             if not request.validate_only:
                 broker.plan_and_commit(plan)
                 log.info("created topic %s (%d partitions)", t.name, num_partitions)
+            else:
+                validated += num_partitions  # counted as if created, for the limit
             topic = broker.image.topics.get(t.name)
             result.update(
                 topic_id=topic.topic_id
@@ -175,8 +180,11 @@ def handle(ctx: Any, request: Any) -> Any:
     return make(mod.CreateTopicsResponse, throttle_time=quota.finish(), topics=tuple(results))
 
 
-def _check_tenant_topic(broker: Any, logical_cluster: Any, request: Any, new: NewTopic) -> None:
-    """The platform's topic policy for a logical cluster's new topic (POLICY_VIOLATION)."""
+def _check_tenant_topic(
+    broker: Any, logical_cluster: Any, request: Any, new: NewTopic, validated: int
+) -> None:
+    """The platform's topic policy for a logical cluster's new topic (POLICY_VIOLATION);
+    ``validated``: partitions of the same validate_only request not in the image."""
     if new.assignments:
         raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
     platforms = broker.config.get("default.replication.factor")
@@ -184,4 +192,4 @@ def _check_tenant_topic(broker: Any, logical_cluster: Any, request: Any, new: Ne
         raise ControllerError(ErrorCode.policy_violation, problem)
     if problem := topic_config_violation(new.configs, new.configs):
         raise ControllerError(ErrorCode.policy_violation, problem)
-    check_partition_limit(broker, logical_cluster, new.num_partitions)
+    check_partition_limit(broker, logical_cluster, new.num_partitions + validated)

@@ -3,8 +3,9 @@ send it: finalize a newer level of a feature (metadata/features.py) once every r
 broker supports it. Needs ALTER on the cluster.
 
 The updates of one request are taken together or not at all, as KRaft's controller takes
-them, and a refusal is the answer's error and every update's. Artesian has one feature, ``artesian.metadata.version``, and no downgrade: a level's
-records may already be in the log, and an older broker could not read them.
+them, and a refusal is the answer's error and every update's. Artesian has one feature,
+``artesian.metadata.version``, and no downgrade: a level's records may already be in the
+log, and an older broker could not read them.
 """
 
 from __future__ import annotations
@@ -39,14 +40,17 @@ def plan_feature_level(
     """The record finalizing ``name`` at ``level``: none when it is there already (a log
     from before feature levels is at level 1 without a record, and gets none: a broker of
     that time could not read it)."""
+    if upgrade_type not in (_UPGRADE, _SAFE_DOWNGRADE, _UNSAFE_DOWNGRADE):
+        raise ControllerError(
+            ErrorCode.invalid_update_version,
+            f"Invalid upgrade type {upgrade_type}: the controller does not support it",
+        )
     if name not in SUPPORTED_FEATURES:
         raise ControllerError(
             ErrorCode.invalid_update_version,
             f"Invalid update version {level} for feature {name}. The cluster knows no such "
             f"feature; it has {', '.join(SUPPORTED_FEATURES)}",
         )
-    if upgrade_type not in (_UPGRADE, _SAFE_DOWNGRADE, _UNSAFE_DOWNGRADE):
-        raise ControllerError(ErrorCode.invalid_request, f"Unknown upgrade type {upgrade_type}")
     current = image.metadata_version
     if level == current:
         return []
