@@ -44,6 +44,7 @@ from kio.schema.metadata.v12 import request as metadata
 
 from tests.broker_process import BrokerProcess, free_port
 from tests.kafka_wire import Closed, WireConn, fetch_request, sample_request, scram_login
+from tests.metrics import scrape
 from tests.security.broker_pairs import start_pair, wait_for_both
 from tests.storage.batches import make_batch
 
@@ -52,9 +53,10 @@ BINDINGS = {"alice": "lkc-a", "bob": "lkc-b", "carol": "lkc-a"}
 
 
 class SharedBroker:
-    def __init__(self, proc: BrokerProcess, sasl_port: int) -> None:
+    def __init__(self, proc: BrokerProcess, sasl_port: int, metrics_port: int) -> None:
         self.proc = proc
         self.sasl_port = sasl_port
+        self.metrics_port = metrics_port
         self.admin = AdminClient({"bootstrap.servers": proc.bootstrap})
 
     def conf(self, user: str, **extra: Any) -> dict[str, Any]:
@@ -91,9 +93,10 @@ def cli(broker: SharedBroker, *args: str, check: bool = True) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedBroker]:
     proc = BrokerProcess(tmp_path_factory.mktemp("tenancy") / "broker")
-    sasl_port = free_port()
+    sasl_port, metrics_port = free_port(), free_port()
     proc.settings = {
         "listeners": f"PLAINTEXT://127.0.0.1:{proc.port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
+        "artesian.metrics.port": str(metrics_port),
         "group.initial.rebalance.delay.ms": "0",
         "transaction.state.log.num.partitions": "2",
         "offsets.topic.num.partitions": "2",
@@ -102,7 +105,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedBroker]:
     }
     proc.start()
     try:
-        broker = SharedBroker(proc, sasl_port)
+        broker = SharedBroker(proc, sasl_port, metrics_port)
         upsertions = [
             UserScramCredentialUpsertion(
                 user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), password.encode()
@@ -826,6 +829,8 @@ def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:
             )
             (entry,) = conn.request(3, 12, request).topics
         assert (entry.name, entry.error_code) == ("auto", ErrorCode.policy_violation)
+        partitions = "artesian_logical_cluster_partitions"
+        assert scrape(shared.metrics_port, partitions, logical_cluster="lkc-b") == used + 5
         # Another logical cluster's limit is its own.
         _create(shared.conf("alice"), "beside-the-limit", partitions=3)
     finally:
@@ -881,6 +886,11 @@ def test_a_logical_cluster_has_a_connection_limit_on_each_broker(shared: SharedB
             with shared.login("bob") as bob:
                 assert _answers(bob)
             assert _answers(first) and _answers(second)
+            use = "artesian_logical_cluster_connections"
+            assert scrape(shared.metrics_port, use, logical_cluster="lkc-d") == 2
+            refused = "kafka_server_socket_server_connections_refused_total"
+            labels = {"listener": "SASL_PLAINTEXT", "limit": "logical_cluster"}
+            assert scrape(shared.metrics_port, refused, **labels) >= 1
             first.close()
             deadline = time.monotonic() + 5
             while True:  # the broker sees the close a moment later

@@ -168,6 +168,11 @@ class ConnectionQuotas:
         self._per_logical_cluster[lkc] += 1
         return None
 
+    def logical_cluster_connections(self) -> dict[str, int]:
+        """Connections counted by logical cluster (a copy, taken in one step: scrapes read
+        it from their own thread)."""
+        return dict(list(self._per_logical_cluster.items()))
+
     def release_logical_cluster(self, lkc: str) -> None:
         left = self._per_logical_cluster[lkc] - 1
         if left > 0:

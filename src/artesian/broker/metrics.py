@@ -152,6 +152,12 @@ class BrokerMetrics:
         # each logical cluster's part of it. The broker gives the sizes at start.
         self._leader_sizes: Callable[[], list[tuple[str, float]]] = list
         r.register(_LeaderSizes(lambda: self._leader_sizes()))
+        # Each logical cluster's use of its limits (artesian.logical.cluster.max.*).
+        self._logical_cluster_use: Callable[[], tuple[dict[str, int], dict[str, int]]] = lambda: (
+            {},
+            {},
+        )
+        r.register(_LogicalClusterUse(lambda: self._logical_cluster_use()))
         # process_start_time_seconds tells a restarted broker (its counters reset) from one
         # whose counters merely grew back; also CPU and memory, as every Prometheus target.
         ProcessCollector(registry=r)
@@ -273,6 +279,13 @@ class BrokerMetrics:
         """``sizes``: (topic, bytes) of each partition led here, read on each scrape."""
         self._leader_sizes = sizes
 
+    def watch_logical_cluster_use(
+        self, use: Callable[[], tuple[dict[str, int], dict[str, int]]]
+    ) -> None:
+        """``use``: (partitions, connections to this broker) by logical cluster, read on
+        each scrape."""
+        self._logical_cluster_use = use
+
     def bytes_out_for(self, topic: str) -> Counter:
         # labels() takes a lock and builds a key on every call; fetches are frequent.
         child = self._bytes_out_children.get(topic)
@@ -314,3 +327,32 @@ class _LeaderSizes:
         for lkc, size in sorted(by_logical_cluster.items()):
             family.add_metric([lkc], size)
         yield family
+
+
+class _LogicalClusterUse:
+    """artesian_logical_cluster_partitions and artesian_logical_cluster_connections
+    {logical_cluster}: what each logical cluster uses of its limits."""
+
+    def __init__(self, use: Callable[[], tuple[dict[str, int], dict[str, int]]]) -> None:
+        self.use = use
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        partitions, connections = self.use()
+        for name, doc, values in (
+            (
+                "artesian_logical_cluster_partitions",
+                "Partitions of each logical cluster's topics, in the cluster's metadata "
+                "(artesian.logical.cluster.max.partitions caps it).",
+                partitions,
+            ),
+            (
+                "artesian_logical_cluster_connections",
+                "Connections to this broker of each logical cluster's principals "
+                "(artesian.logical.cluster.max.connections caps it).",
+                connections,
+            ),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=["logical_cluster"])
+            for lkc, value in sorted(values.items()):
+                family.add_metric([lkc], value)
+            yield family

@@ -104,7 +104,7 @@ from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, StartupAborted, parse_partition_dir
-from artesian.tenancy import LogicalCluster
+from artesian.tenancy import LogicalCluster, logical_cluster_id_of
 from artesian.tiered.quota import ByteRateQuota
 from artesian.tiered.remote_log_manager import (
     RemoteLogManager,
@@ -516,6 +516,7 @@ class Broker:
 
         self._update_balancer_gauges()
         self.metrics.watch_leader_sizes(self._leader_log_sizes)
+        self.metrics.watch_logical_cluster_use(self._logical_cluster_use)
         metrics_port = self.config.metrics_port
         if metrics_port:
             # prometheus-client serves from its own thread; scrapes never touch the loop.
@@ -1112,6 +1113,16 @@ class Broker:
             if topic is not None and any(k[0] == name for k in rm.partitions):
                 rm.update_config(name, self.log_config(topic))
         self._update_balancer_gauges()
+
+    def _logical_cluster_use(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(partitions, connections here) by logical cluster, for a scrape (on its thread:
+        it reads copies)."""
+        partitions: dict[str, int] = {}
+        for name, topic in list(self.image.topics.items()):
+            lkc = logical_cluster_id_of(name)
+            if lkc is not None:
+                partitions[lkc] = partitions.get(lkc, 0) + len(topic.partitions)
+        return partitions, self.connection_quotas.logical_cluster_connections()
 
     def _leader_log_sizes(self) -> list[tuple[str, float]]:
         """Bytes retained in each partition led here (by its topic): the local log, and the

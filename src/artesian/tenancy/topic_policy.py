@@ -28,6 +28,7 @@ TENANT_TOPIC_CONFIGS: Mapping[str, tuple[int | None, int | None]] = {
     "cleanup.policy": (None, None),
     "compression.type": (None, None),
     "compression.gzip.level": (None, None),
+    "compression.lz4.level": (None, None),
     "compression.zstd.level": (None, None),
     "delete.retention.ms": (None, 60566400000),
     "max.compaction.lag.ms": (21600000, None),
