@@ -185,6 +185,8 @@ def test_a_broker_of_an_older_version_blocks_the_upgrade(at_level_one: BrokerPro
     upgrade = cli(broker, "cluster", "features", "--upgrade")
     assert upgrade.returncode != 0 and "Broker 2 only supports" in upgrade.stderr
     assert finalized(broker)[0] == {FEATURE: 1}
+    stray = cli(broker, "cluster", "features", "--dry-run")
+    assert stray.returncode != 0 and "go with --upgrade" in stray.stderr
     gone = cli(broker, "cluster", "unregister-broker", "2")
     assert gone.returncode == 0, gone.stderr
     checked = cli(broker, "cluster", "features", "--upgrade", "--dry-run")

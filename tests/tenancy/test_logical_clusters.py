@@ -812,6 +812,14 @@ def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:
         with pytest.raises(KafkaException) as refused:
             both["w2"].result(10)
         assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION
+        # Validating counts the request's topics together here too: 1 left, 2 asked for.
+        checked = admin.create_partitions(
+            [NewPartitions("wide", 4), NewPartitions("w1", 2)], validate_only=True
+        )
+        assert checked["wide"].result(10) is None
+        with pytest.raises(KafkaException) as refused:
+            checked["w1"].result(10)
+        assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION
         grown = admin.create_partitions([NewPartitions("wide", 4)])
         assert grown["wide"].result(10) is None
         error = _refusal(admin.create_partitions([NewPartitions("wide", 5)]))

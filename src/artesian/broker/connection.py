@@ -170,9 +170,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
                     sock.setsockopt(socket.SOL_SOCKET, opt, size)
         self.broker.connections.add(self)
         self.broker.metrics.connections.set(len(self.broker.connections))
-        if self.principal != "User:ANONYMOUS" and (refused := self._count_logical_cluster()):
-            self._over_limit(refused)
-            self.close()
+        if refused := self._count_logical_cluster():  # a TLS client's certificate names it
+            self._note_refusal(refused, "closing")
+            self._close_after_send = True  # as after a login: closed after the delay
+            self._close_soon()
 
     def _count_logical_cluster(self) -> Refusal | None:
         """Count this connection against its principal's logical cluster's limit, once its
@@ -192,10 +193,18 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._counted_logical_cluster = lkc
         return refused
 
-    def _over_limit(self, refused: Refusal) -> None:
+    def _note_refusal(self, refused: Refusal, what: str) -> None:
+        """Count a connection over a limit, and log it (``holding``: many a second when a
+        client storms, not worth a line each)."""
         self.broker.metrics.connections_refused.labels(self.listener.name, refused.kind).inc()
-        log.info(
-            "closing connection from %s on %s: %s", self.peer, self.listener.name, refused.reason
+        level = logging.DEBUG if what == "holding" else logging.INFO
+        log.log(
+            level,
+            "%s connection from %s on %s: %s",
+            what,
+            self.peer,
+            self.listener.name,
+            refused.reason,
         )
 
     def _refuse(self, transport: Any, refused: Refusal) -> None:
@@ -203,14 +212,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         the rate asks, so that the client does not reconnect at once (Kafka's delayed close)."""
         self._closed = True
         if refused.close_after_ms <= 0:
-            self._over_limit(refused)
+            self._note_refusal(refused, "closing")
             transport.abort()
             return
-        self.broker.metrics.connections_refused.labels(self.listener.name, refused.kind).inc()
-        # Many a second when a client storms: not worth a line each.
-        log.debug(
-            "holding connection from %s on %s: %s", self.peer, self.listener.name, refused.reason
-        )
+        self._note_refusal(refused, "holding")
         # Reading starts once this returns (uvloop ignores a pause before): pause it then.
         # Whatever comes meanwhile is dropped unread (buffer_updated), never queued.
         loop = asyncio.get_running_loop()
@@ -595,7 +600,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.principal = auth.principal
         self.decoder.max_frame_size = self.broker.config.get_int("socket.request.max.bytes")
         if refused := self._count_logical_cluster():
-            self._over_limit(refused)
+            self._note_refusal(refused, "closing")
             self._close_after_send = True  # the login's answer, then the close
         reauthenticated = auth.logins > 1  # not the connection's first login
         metrics = self.broker.metrics

@@ -4,12 +4,16 @@ listener and in all (``max.connections.per.ip``, ``max.connections.per.ip.overri
 
 A connection over a limit is closed as soon as it is accepted, with a log line naming the
 limit. One over its address's ``connection_creation_rate`` quota (KIP-612, kept by the
-client quota manager) is held unserved for the time the rate asks, then closed. Kafka does the same for an address over its limit; at ``max.connections`` Kafka stops
-accepting until a connection closes instead, leaving the newcomers in the listen backlog.
-Connections on the inter-broker listener are never refused for ``max.connections`` when the
-broker has other listeners, as in Kafka, so a broker at its limit still replicates. The limits are dynamic broker configs, read
-at each accept. A logical cluster's principals share ``artesian.logical.cluster.max.connections``
-on each broker, counted from their login: one over it is closed after its login's answer.
+client quota manager) is held unserved for the time the rate asks, then closed. Kafka does
+the same for an address over its limit; at ``max.connections`` Kafka stops accepting until a
+connection closes instead, leaving the newcomers in the listen backlog. Connections on the
+inter-broker listener are never refused for ``max.connections`` when the broker has other
+listeners, as in Kafka, so a broker at its limit still replicates. The limits are dynamic
+broker configs, read at each accept.
+
+A logical cluster's principals share ``artesian.logical.cluster.max.connections`` on each
+broker, counted once the principal is known (a login, or a TLS client's certificate): one
+over it is answered, then closed after ``connection.failed.authentication.delay.ms``.
 """
 
 from __future__ import annotations

@@ -153,10 +153,7 @@ class BrokerMetrics:
         self._leader_sizes: Callable[[], list[tuple[str, float]]] = list
         r.register(_LeaderSizes(lambda: self._leader_sizes()))
         # Each logical cluster's use of its limits (artesian.logical.cluster.max.*).
-        self._logical_cluster_use: Callable[[], tuple[dict[str, int], dict[str, int]]] = lambda: (
-            {},
-            {},
-        )
+        self._logical_cluster_use: Callable[[], tuple[dict[str, int], dict[str, int]]] = _unused
         r.register(_LogicalClusterUse(lambda: self._logical_cluster_use()))
         # process_start_time_seconds tells a restarted broker (its counters reset) from one
         # whose counters merely grew back; also CPU and memory, as every Prometheus target.
@@ -327,6 +324,11 @@ class _LeaderSizes:
         for lkc, size in sorted(by_logical_cluster.items()):
             family.add_metric([lkc], size)
         yield family
+
+
+def _unused() -> tuple[dict[str, int], dict[str, int]]:
+    """No logical cluster uses anything before the broker says so."""
+    return {}, {}
 
 
 class _LogicalClusterUse:

@@ -139,7 +139,7 @@ _PLANNED_ON_STALE_METADATA = (
 )
 
 
-def _unreadable(error: Exception) -> str:
+def _read_failure_format(error: Exception) -> str:
     """The log line for a metadata read that failed: a record of a newer version is not the
     store's fault, and retrying will not help."""
     if isinstance(error, UnknownRecordError):
@@ -1027,7 +1027,7 @@ class Broker:
         try:
             newer = list(self.store.read(after=self.image.offset))
         except Exception as e:
-            self._store_trouble(_unreadable(e), e)
+            self._store_trouble(_read_failure_format(e), e)
             return
         self._apply_newer(newer)
 
@@ -1488,7 +1488,7 @@ class Broker:
         try:
             newer = await self.in_store_thread(lambda store: list(store.read(after=after)))
         except Exception as e:
-            self._store_trouble(_unreadable(e), e)
+            self._store_trouble(_read_failure_format(e), e)
             return
         self._apply_newer(newer)
 

@@ -293,9 +293,12 @@ def features(
     cluster use what the new version brought; the operator does it by itself."""
     from artesian.cli.wire import WireClient, api_versions, update_features
 
+    if not upgrade and (level is not None or dry_run):
+        raise CliError("--level and --dry-run go with --upgrade")
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap), WireClient.for_options(opts) as client:
         versions = api_versions(client, "artesian-cli")
+        epoch_before = versions.finalized_features_epoch
         supported = {f.name: (f.min_version, f.max_version) for f in versions.supported_features}
         if upgrade:
             targets = {name: level or highest for name, (_, highest) in supported.items()}
@@ -331,4 +334,8 @@ def features(
         )
     )
     if upgrade:
-        out.print("Validated; nothing changed." if dry_run else "Upgraded.")
+        if dry_run:
+            out.print("Validated; nothing changed.")
+        else:
+            changed = versions.finalized_features_epoch != epoch_before
+            out.print("Upgraded." if changed else "Already there; nothing changed.")

@@ -9,6 +9,7 @@ that polls for minutes (``--wait``) is not cut off."""
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import ssl
@@ -392,10 +393,8 @@ def coordinator_of(opts: ClientOptions, key_type: int, key: str) -> str:
 def api_versions(client: WireClient, software: str) -> Any:
     """ApiVersions v3: the broker's APIs, its supported features and the cluster's
     finalized ones (KIP-584)."""
-    from importlib.metadata import version
-
     response = client.request(
-        18, 3, client_software_name=software, client_software_version=version("artesian")
+        18, 3, client_software_name=software, client_software_version=_artesian_version()
     )
     if response.error_code != 0:
         raise CliError(f"ApiVersions failed: {response.error_code.name.upper()}")
@@ -420,3 +419,11 @@ def update_features(
     )
     if response.error_code != 0:
         raise CliError(f"{response.error_code.name.upper()}: {response.error_message}")
+
+
+@functools.cache
+def _artesian_version() -> str:
+    """This install's version (read once: the operator asks on every pass)."""
+    from importlib.metadata import version
+
+    return version("artesian")

@@ -1295,8 +1295,8 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _I,
             1000,
             "Artesian-specific: the most connections the principals of one logical cluster "
-            "may have open to this broker together; one more is closed after its login (as "
-            "max.connections.per.ip closes one), so that a tenant cannot take the "
+            "may have open to this broker together; one more is answered, then closed after "
+            "connection.failed.authentication.delay.ms, so that a tenant cannot take the "
             "connections its neighbours need.",
             _GE0,
             dynamic=True,
@@ -1306,8 +1306,8 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             _I,
             4096,
             "Artesian-specific: the most partitions (leaders, not replicas) a logical cluster "
-            "may have on this shared cluster; CreateTopics and CreatePartitions past it are "
-            "refused with POLICY_VIOLATION. Confluent Cloud's Basic and Standard clusters have "
+            "may have on this shared cluster; CreateTopics, CreatePartitions and Metadata's "
+            "topic auto-creation past it are refused with POLICY_VIOLATION. Confluent Cloud's Basic and Standard clusters have "
             "the same limit.",
             _GE1,
             dynamic=True,

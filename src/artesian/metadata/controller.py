@@ -580,9 +580,3 @@ class Controller:
             for k, v in sorted(configs.items())
             if current.get(k) != v
         ]
-
-    def commit(self, records: list[MetadataRecord]) -> int:
-        """Append to the store; the caller applies the same records to the image."""
-        if not records:
-            return self.image.offset
-        return self.store.append(records)

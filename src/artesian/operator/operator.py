@@ -201,11 +201,14 @@ class Operator:
                 wait = crash_backoff(crash.count, first, longest)
                 b.restart_in = max(0.0, crash.at + wait - now)
 
+    def _cluster_client(self, running: list[int]) -> WireClient:
+        """A connection to the running brokers, on their INTERNAL listener if they have one."""
+        spec = self.spec
+        return WireClient(spec.bootstrap(running), self.request_timeout, internal_login(spec))
+
     def _observe_cluster(self, spec: ClusterSpec, seen: Observation, running: list[int]) -> None:
         try:
-            with WireClient(
-                spec.bootstrap(running), self.request_timeout, internal_login(spec)
-            ) as client:
+            with self._cluster_client(running) as client:
                 md = client.request(
                     METADATA_KEY,
                     12,
@@ -280,11 +283,8 @@ class Operator:
         self._started[node] = (time.monotonic(), self.spec.revision(node))
 
     def _balancer_command(self, command: dict[str, Any]) -> None:
-        running = sorted(self.runtime.running())
         try:
-            with WireClient(
-                self.spec.bootstrap(running), self.request_timeout, internal_login(self.spec)
-            ) as client:
+            with self._cluster_client(sorted(self.runtime.running())) as client:
                 code, message, _ = decode_response_body(
                     client.request_raw(ALTER_BALANCER_KEY, 0, encode_request_body(command))
                 )
@@ -297,11 +297,8 @@ class Operator:
     def _finalize_metadata_version(self, level: int) -> None:
         """UpdateFeatures to ``level``; the cluster checks that every registered broker
         supports it."""
-        running = sorted(self.runtime.running())
         try:
-            with WireClient(
-                self.spec.bootstrap(running), self.request_timeout, internal_login(self.spec)
-            ) as client:
+            with self._cluster_client(sorted(self.runtime.running())) as client:
                 update_features(client, {METADATA_VERSION: level})
         except (CliError, OSError, ValueError) as e:
             log.warning("could not finalize %s %d: %s; retrying", METADATA_VERSION, level, e)

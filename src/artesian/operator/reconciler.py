@@ -160,7 +160,7 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
             plan.actions.append(
                 Action(
                     "finalize",
-                    # Sent to the cluster, not a broker: the controller names where it lands.
+                    # The request goes to whichever broker answers; the id only labels the event.
                     seen.controller
                     if seen.controller is not None and seen.controller >= 0
                     else declared[0],

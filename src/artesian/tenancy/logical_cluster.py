@@ -4,13 +4,14 @@ Inbound, every topic name, group id and transactional id a tenant sends gets its
 prefix (``lkc-ab12_orders``), a topic id of another namespace is swapped for one that names
 nothing. (A subscription regex stays as sent: the group coordinator matches it against the
 names of the group's own namespace, see namespace_of.) Outbound, prefixes come off,
-entries of other namespaces (internal topics included) are dropped, swapped ids are put back,
-the cluster id is the logical cluster's, and error messages lose the prefix too. The classic consumer protocol's embedded
-subscriptions and assignments name topics too, and are rewritten the same way.
+entries of other namespaces (internal topics included) are dropped, swapped ids are put
+back, the cluster id is the logical cluster's, and error messages lose the prefix too. The
+classic consumer protocol's embedded subscriptions and assignments name topics too, and are
+rewritten the same way.
 
 APIs whose subjects span logical clusters (ACLs, quotas, SCRAM users, reassignments, log
-dirs, the brokers' own APIs, the share coordinator's, requests naming a replica) are refused with
-CLUSTER_AUTHORIZATION_FAILED: they stay with the shared cluster's operator.
+dirs, the brokers' own APIs, the share coordinator's, requests naming a replica) are refused
+with CLUSTER_AUTHORIZATION_FAILED: they stay with the shared cluster's operator.
 """
 
 from __future__ import annotations

@@ -15,16 +15,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
-    "TENANT_TOPIC_CONFIGS",
     "partition_limit_refusal",
-    "read_only_for_tenants",
     "replication_factor_violation",
+    "set_by_the_platform",
     "topic_config_violation",
 ]
 
 _MIB = 1024 * 1024
 # Editable topic configs, with the (lowest, highest) value allowed where bounded.
-TENANT_TOPIC_CONFIGS: Mapping[str, tuple[int | None, int | None]] = {
+_EDITABLE: Mapping[str, tuple[int | None, int | None]] = {
     "cleanup.policy": (None, None),
     "compression.type": (None, None),
     "compression.gzip.level": (None, None),
@@ -45,16 +44,18 @@ TENANT_TOPIC_CONFIGS: Mapping[str, tuple[int | None, int | None]] = {
 }
 
 
-def topic_config_violation(configs: Mapping[str, str | None], named: Iterable[str]) -> str | None:
-    """Why a logical cluster may not set ``named`` of its topic's configs to ``configs``
-    (normalized values; a name absent from ``configs`` is being deleted); None when it
-    may."""
-    for name in named:
-        bounds = TENANT_TOPIC_CONFIGS.get(name)
+def topic_config_violation(
+    configs: Mapping[str, str | None], named: Iterable[str] | None = None
+) -> str | None:
+    """Why a logical cluster may not set ``named`` of its topic's configs (all of them by
+    default) to ``configs`` (normalized values; a name absent from ``configs`` is being
+    deleted); None when it may."""
+    for name in configs if named is None else named:
+        bounds = _EDITABLE.get(name)
         if bounds is None:
             return (
                 f"Config '{name}' is set by the platform for a logical cluster's topics; "
-                f"those it may set are: {', '.join(TENANT_TOPIC_CONFIGS)}"
+                f"those it may set are: {', '.join(_EDITABLE)}"
             )
         value = configs.get(name)
         lowest, highest = bounds
@@ -68,9 +69,10 @@ def topic_config_violation(configs: Mapping[str, str | None], named: Iterable[st
     return None
 
 
-def replication_factor_violation(requested: int, platforms: int) -> str | None:
-    """A logical cluster's topics are replicated as the platform replicates its own."""
-    if requested in (-1, platforms):
+def replication_factor_violation(replication_factor: int, platforms: int) -> str | None:
+    """A logical cluster's topics are replicated as the platform replicates its own (the
+    factor asked for, -1 already read as the default)."""
+    if replication_factor == platforms:
         return None
     return (
         f"A logical cluster's topics have the platform's replication factor, {platforms}: "
@@ -93,6 +95,7 @@ def partition_limit_refusal(
     )
 
 
-def read_only_for_tenants(name: str) -> bool:
-    """Whether DescribeConfigs shows a topic config read-only to a logical cluster."""
-    return name not in TENANT_TOPIC_CONFIGS
+def set_by_the_platform(name: str) -> bool:
+    """A topic config a logical cluster may not change (DescribeConfigs shows it
+    read-only to its principals)."""
+    return name not in _EDITABLE

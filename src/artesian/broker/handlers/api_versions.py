@@ -46,9 +46,8 @@ def handle(ctx: Any, request: Any) -> Any:
         )
     image = ctx.broker.image
     cache = ctx.broker.response_cache
-    key = (API_KEY, version, image.features_epoch)
-    cached = cache.get(key)
-    if cached is None:
+    epoch, cached = cache.get((API_KEY, version), (None, None))
+    if cached is None or epoch != image.features_epoch:  # finalized features changed
         mod = response_module(API_KEY, version)
         keys = tuple(
             make(mod.ApiVersion, api_key=k, min_version=e.min_version, max_version=e.max_version)
@@ -76,10 +75,7 @@ def handle(ctx: Any, request: Any) -> Any:
                     )
                 ),
             )
-        stale = [k for k in cache if isinstance(k, tuple) and k[:2] == (API_KEY, version)]
-        for old in stale:
-            del cache[old]
-        cached = cache[key] = make(
+        cached = make(
             mod.ApiVersionsResponse,
             error_code=ErrorCode.none,
             api_keys=keys,
@@ -87,4 +83,5 @@ def handle(ctx: Any, request: Any) -> Any:
             zk_migration_ready=False,
             **features,
         )
+        cache[(API_KEY, version)] = (image.features_epoch, cached)
     return cached

@@ -54,11 +54,7 @@ from artesian.config.resolve import (
 from artesian.config.topic import TOPIC_CONFIGS
 from artesian.metadata.controller import ControllerError, validate_topic_name
 from artesian.metadata.image import CLIENT_METRICS_RESOURCE, GROUP_RESOURCE
-from artesian.tenancy.topic_policy import (
-    TENANT_TOPIC_CONFIGS,
-    read_only_for_tenants,
-    topic_config_violation,
-)
+from artesian.tenancy.topic_policy import set_by_the_platform, topic_config_violation
 
 DESCRIBE_CONFIGS = 32
 ALTER_CONFIGS = 33
@@ -127,7 +123,9 @@ def describe(ctx: Any, request: Any) -> Any:
                     )
                     if ctx.logical_cluster is not None:  # what the topic policy keeps
                         entries = [
-                            dataclasses.replace(e, read_only=read_only_for_tenants(e.name))
+                            dataclasses.replace(
+                                e, read_only=e.read_only or set_by_the_platform(e.name)
+                            )
                             for e in entries
                         ]
         elif res.resource_type == BROKER:
@@ -317,7 +315,7 @@ def _plan_topic_configs(
     with _as_controller_errors():
         wanted = _wanted(res, incremental, topic.configs)
         if tenant and not incremental:
-            kept = {k: v for k, v in topic.configs.items() if k not in TENANT_TOPIC_CONFIGS}
+            kept = {k: v for k, v in topic.configs.items() if set_by_the_platform(k)}
             wanted = {**kept, **wanted}
         # An override this version does not know (another wrote it) is carried over as it
         # is; it must not block changes to the others.

@@ -14,7 +14,7 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
-from artesian.broker.handlers.create_topics import check_partition_limit
+from artesian.broker.handlers._tenancy import check_partition_limit
 from artesian.metadata.controller import ControllerError
 from artesian.metadata.records import MetadataRecord
 from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
@@ -30,6 +30,7 @@ def handle(ctx: Any, request: Any) -> Any:
     # KIP-599: v3 refuses what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=ctx.header.api_version >= 3)
     lc = ctx.logical_cluster
+    validated = 0  # partitions a validate_only request's earlier topics would add
     results = []
     seen: set[str] = set()
     # ALTER on each topic (KafkaApis/ControllerApis: after the duplicate check).
@@ -48,7 +49,9 @@ def handle(ctx: Any, request: Any) -> Any:
                 [tuple(a.broker_ids) for a in t.assignments] if t.assignments is not None else None
             )
 
-            def plan(t: Any = t, assignments: Any = assignments) -> list[MetadataRecord]:
+            def plan(
+                t: Any = t, assignments: Any = assignments, validated: int = validated
+            ) -> list[MetadataRecord]:
                 records: list[MetadataRecord] = broker.controller.plan_create_partitions(
                     t.name, t.count, assignments
                 )
@@ -57,7 +60,7 @@ def handle(ctx: Any, request: Any) -> Any:
                         raise ControllerError(
                             ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS
                         )
-                    check_partition_limit(broker, lc, _added(broker, t))
+                    check_partition_limit(broker, lc, _added(broker, t) + validated)
                 return records
 
             if request.validate_only or quota.active:
@@ -66,6 +69,8 @@ def handle(ctx: Any, request: Any) -> Any:
                     raise throttling_quota_exceeded()
             if not request.validate_only:
                 broker.plan_and_commit(plan)
+            else:
+                validated += _added(broker, t)  # counted as if created, for the limit
         except ControllerError as e:
             code, message = e.code, e.message
         results.append(
@@ -76,7 +81,7 @@ def handle(ctx: Any, request: Any) -> Any:
     return make(mod.CreatePartitionsResponse, throttle_time=quota.finish(), results=tuple(results))
 
 
-def _added(broker: Any, request: Any) -> int:
-    """Partitions a request would add to its topic (planned: the topic is there)."""
-    topic = broker.image.topics.get(request.name)
-    return int(request.count) - (len(topic.partitions) if topic is not None else 0)
+def _added(broker: Any, wanted: Any) -> int:
+    """Partitions a request's topic entry would add (planned: the topic is there)."""
+    topic = broker.image.topics.get(wanted.name)
+    return int(wanted.count) - (len(topic.partitions) if topic is not None else 0)

@@ -16,15 +16,15 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
+from artesian.broker.handlers._tenancy import check_partition_limit
 from artesian.config.definitions import InvalidConfigError, UnknownConfigError
 from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
 from artesian.metadata.controller import ControllerError, NewTopic
 from artesian.metadata.records import MetadataRecord
 from artesian.tenancy import PLACEMENT_IS_THE_PLATFORMS
 from artesian.tenancy.topic_policy import (
-    partition_limit_refusal,
-    read_only_for_tenants,
     replication_factor_violation,
+    set_by_the_platform,
     topic_config_violation,
 )
 
@@ -59,16 +59,6 @@ def auto_create_topic(broker: Any, name: str, logical_cluster: Any = None) -> Er
         return e.code
     log.info("auto-created topic %s with %d partition(s)", name, topic.num_partitions)
     return ErrorCode.none
-
-
-def check_partition_limit(broker: Any, logical_cluster: Any, adding: int) -> None:
-    """POLICY_VIOLATION when ``adding`` partitions would take a logical cluster past
-    ``artesian.logical.cluster.max.partitions`` (from within a plan: the image is current)."""
-    limit = broker.config.get("artesian.logical.cluster.max.partitions")
-    if problem := partition_limit_refusal(
-        logical_cluster.prefix, broker.image.topics, limit, adding
-    ):
-        raise ControllerError(ErrorCode.policy_violation, problem)
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -125,32 +115,31 @@ def handle(ctx: Any, request: Any) -> Any:
             if rf == -1:
                 rf = broker.config.get("default.replication.factor")
             new = NewTopic(t.name, num_partitions, rf, overrides, assignments or None)
+            partitions = len(assignments) if assignments else num_partitions
 
-            def plan(
-                t: Any = t, new: NewTopic = new, validated: int = validated
-            ) -> list[MetadataRecord]:
+            def plan(new: NewTopic = new, validated: int = validated) -> list[MetadataRecord]:
                 records: list[MetadataRecord] = broker.controller.plan_create_topic(new)
                 if tenant:  # the platform's policy, after Kafka's own checks (as its policies)
-                    _check_tenant_topic(broker, ctx.logical_cluster, t, new, validated)
+                    _check_tenant_topic(broker, ctx.logical_cluster, new, validated)
                 return records
 
             if request.validate_only or quota.active:
                 # Planned first: only a topic that would be created counts, validate_only
                 # ones too (KRaft applies the quota before it drops their records).
                 plan()
-                if not quota.admit(len(assignments) if assignments else num_partitions):
+                if not quota.admit(partitions):
                     raise throttling_quota_exceeded()
             if not request.validate_only:
                 broker.plan_and_commit(plan)
-                log.info("created topic %s (%d partitions)", t.name, num_partitions)
+                log.info("created topic %s (%d partitions)", t.name, partitions)
             else:
-                validated += num_partitions  # counted as if created, for the limit
+                validated += partitions  # counted as if created, for the limit
             topic = broker.image.topics.get(t.name)
             result.update(
                 topic_id=topic.topic_id
                 if topic is not None and not request.validate_only
                 else None,
-                num_partitions=len(assignments) if assignments else num_partitions,
+                num_partitions=partitions,
                 replication_factor=len(next(iter(assignments.values()))) if assignments else rf,
                 configs=None
                 if not hasattr(mod, "CreatableTopicConfigs")
@@ -159,7 +148,7 @@ def handle(ctx: Any, request: Any) -> Any:
                         mod.CreatableTopicConfigs,
                         name=e.name,
                         value=e.value,
-                        read_only=e.read_only or (tenant and read_only_for_tenants(e.name)),
+                        read_only=e.read_only or (tenant and set_by_the_platform(e.name)),
                         config_source=int(e.source),
                         is_sensitive=e.is_sensitive,
                     )
@@ -180,16 +169,14 @@ def handle(ctx: Any, request: Any) -> Any:
     return make(mod.CreateTopicsResponse, throttle_time=quota.finish(), topics=tuple(results))
 
 
-def _check_tenant_topic(
-    broker: Any, logical_cluster: Any, request: Any, new: NewTopic, validated: int
-) -> None:
+def _check_tenant_topic(broker: Any, logical_cluster: Any, new: NewTopic, validated: int) -> None:
     """The platform's topic policy for a logical cluster's new topic (POLICY_VIOLATION);
     ``validated``: partitions of the same validate_only request not in the image."""
     if new.assignments:
         raise ControllerError(ErrorCode.policy_violation, PLACEMENT_IS_THE_PLATFORMS)
     platforms = broker.config.get("default.replication.factor")
-    if problem := replication_factor_violation(request.replication_factor, platforms):
+    if problem := replication_factor_violation(new.replication_factor, platforms):
         raise ControllerError(ErrorCode.policy_violation, problem)
-    if problem := topic_config_violation(new.configs, new.configs):
+    if problem := topic_config_violation(new.configs):
         raise ControllerError(ErrorCode.policy_violation, problem)
     check_partition_limit(broker, logical_cluster, new.num_partitions + validated)

@@ -34,8 +34,8 @@ log = logging.getLogger("artesian.admin")
 _UPGRADE, _SAFE_DOWNGRADE, _UNSAFE_DOWNGRADE = 1, 2, 3
 
 
-def plan_feature_level(
-    image: MetadataImage, name: str, level: int, upgrade_type: int = _UPGRADE
+def _plan_feature_level(
+    image: MetadataImage, name: str, level: int, upgrade_type: int
 ) -> list[MetadataRecord]:
     """The record finalizing ``name`` at ``level``: none when it is there already (a log
     from before feature levels is at level 1 without a record, and gets none: a broker of
@@ -51,7 +51,7 @@ def plan_feature_level(
             f"Invalid update version {level} for feature {name}. The cluster knows no such "
             f"feature; it has {', '.join(SUPPORTED_FEATURES)}",
         )
-    current = image.metadata_version
+    current = image.metadata_version  # the one feature there is
     if level == current:
         return []
     if level < current:
@@ -98,7 +98,7 @@ def handle(ctx: Any, request: Any) -> Any:
                     kind = _SAFE_DOWNGRADE if u.allow_downgrade else _UPGRADE
                 else:
                     kind = u.upgrade_type
-                records += plan_feature_level(broker.image, u.feature, u.max_version_level, kind)
+                records += _plan_feature_level(broker.image, u.feature, u.max_version_level, kind)
             return [] if getattr(request, "validate_only", False) else records
 
         try:
