@@ -255,3 +255,34 @@ def test_a_listener_has_a_limit_of_its_own(broker_factory: Any) -> None:
     name = "listener.name.plaintext.max.connections"
     assert _describe(broker, ResourceType.BROKER, "")[name][:2] == ("3", DYN_DEFAULT)
     assert _describe(broker, ResourceType.BROKER, "1")[name][:2] == ("3", DYN_DEFAULT)
+
+
+def test_connections_beyond_the_creation_rate_are_held_then_served(broker_factory: Any) -> None:
+    """max.connection.creation.rate (KIP-612): a burst past the rate is not refused, as an
+    address over its own quota is; each connection waits its turn and is served."""
+    metrics_port = free_port()
+    broker = broker_factory({"artesian.metrics.port": str(metrics_port)})
+    held = "kafka_server_socket_server_connection_accept_throttle_seconds_total"
+    versions = request_frame(18, 3, 1, sample_request(18, 3, ""))
+    for name in (
+        "max.connection.creation.rate",
+        "listener.name.plaintext.max.connection.creation.rate",
+    ):
+        assert _alter(broker, "", (name, "2", SET), raw=True) == 0
+        _wait_served(broker.port)  # the setting applies once the broker has read it
+        before = scrape(metrics_port, held, listener="PLAINTEXT")
+        burst = [WireConn(broker.port, timeout=15) for _ in range(6)]
+        try:
+            for conn in burst:
+                conn.send(versions)
+            # Every one is answered, none closed: at 2 a second the last waits about 2 s.
+            for conn in burst:
+                assert len(conn.recv_frame()) > 0
+        finally:
+            for conn in burst:
+                conn.close()
+        assert scrape(metrics_port, held, listener="PLAINTEXT") - before >= 1.0, name
+        assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 0
+        assert _alter(broker, "", (name, None, DELETE), raw=True) == 0
+    name = "max.connection.creation.rate"
+    assert _describe(broker, ResourceType.BROKER, "1")[name][0] == "2147483647"

@@ -146,11 +146,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = _kafka_host(str(peer[0])) if peer else ""  # what ACLs' host matches
-        refused = self.broker.connection_quotas.admit(self.peer_host, self.listener.name)
+        quotas = self.broker.connection_quotas
+        hold_ms = quotas.accept_throttle_ms(self.listener.name)
+        refused = quotas.admit(self.peer_host, self.listener.name)
         if refused is not None:
             self._refuse(transport, refused)
             return
         self._counted = True
+        if hold_ms > 0:  # over max.connection.creation.rate: served once the rate allows
+            self.broker.metrics.accept_throttle.labels(self.listener.name).inc(hold_ms / 1000)
+            self.throttle(hold_ms)
         sock = transport.get_extra_info("socket")
         # Under TLS the bytes must go through the transport: no sendfile.
         self._sock_fd = sock.fileno() if sock is not None and not self.listener.tls else -1

@@ -11,6 +11,10 @@ inter-broker listener are never refused for ``max.connections`` when the broker 
 listeners, as in Kafka, so a broker at its limit still replicates. The limits are dynamic
 broker configs, read at each accept.
 
+New connections beyond ``max.connection.creation.rate`` (the broker's, and a listener's
+own ``listener.name.<listener>.max.connection.creation.rate``) are held unserved until the
+rate allows them, then served, where Kafka's acceptor waits before taking them.
+
 A logical cluster's principals share ``artesian.logical.cluster.max.connections`` on each
 broker, counted once the principal is known (a login, or a TLS client's certificate): one
 over it is answered, then closed after ``connection.failed.authentication.delay.ms``.
@@ -21,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from artesian.broker.quota_manager import is_address, normal_address
 from artesian.config.broker import parse_connection_overrides
+from artesian.tiered.quota import ByteRateQuota
 
 if TYPE_CHECKING:
     from artesian.broker.quota_manager import ClientQuotaManager
@@ -40,6 +46,8 @@ PER_IP = "max.connections.per.ip"
 OVERRIDES = "max.connections.per.ip.overrides"
 TOTAL = "max.connections"
 LOGICAL_CLUSTER = "artesian.logical.cluster.max.connections"
+CREATION_RATE = "max.connection.creation.rate"
+_NO_RATE = 2_147_483_647  # the default, Int.MAX: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,8 @@ class ConnectionQuotas:
         self._per_address: collections.Counter[str] = collections.Counter()
         self._per_listener: collections.Counter[str] = collections.Counter()
         self._per_logical_cluster: collections.Counter[str] = collections.Counter()
+        # max.connection.creation.rate's buckets: the broker's (None) and each listener's.
+        self._creation_rates: dict[str | None, ByteRateQuota] = {}
         self._total = 0
         self._overrides_raw = ""
         self._overrides: dict[str, int] = {}  # by address
@@ -113,6 +123,33 @@ class ConnectionQuotas:
                 return  # the setting changed meanwhile
             for info in infos:
                 self._overrides.setdefault(normal_address(str(info[4][0])), limit)
+
+    def accept_throttle_ms(self, listener: str) -> int:
+        """KIP-612's ``max.connection.creation.rate``, the broker's and ``listener``'s: how
+        long to hold a new connection before serving it (0: serve it now). It is counted
+        now, so the connections that come after it wait their turn, as the connections
+        behind Kafka's throttled acceptor do. The inter-broker listener beside others is held
+        by its own rate alone."""
+        rates: list[tuple[str | None, int]] = [
+            (listener, int(str(self._config.for_listener(listener, CREATION_RATE))))
+        ]
+        if listener != self._inter_broker_listener:
+            rates.append((None, self._config.get_int(CREATION_RATE)))
+        wait = 0.0
+        for key, rate in rates:
+            if rate >= _NO_RATE:
+                continue
+            if rate <= 0:
+                wait = max(wait, 1.0)  # no new connection at all: one second between tries
+                continue
+            bucket = self._creation_rates.get(key)
+            if bucket is None:
+                bucket = self._creation_rates[key] = ByteRateQuota(rate)
+            elif bucket.rate != rate:
+                bucket.set_rate(rate)
+            wait = max(wait, bucket.wait_seconds(1))
+            bucket.record(1)
+        return math.ceil(wait * 1000)
 
     def admit(self, peer_host: str, listener: str) -> Refusal | None:
         """Count a new connection from ``peer_host`` on ``listener``; None when it may stay,

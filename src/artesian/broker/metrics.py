@@ -118,6 +118,13 @@ class BrokerMetrics:
         self.connections = Gauge(
             "kafka_server_socket_server_connection_count", "Open client connections.", registry=r
         )
+        self.accept_throttle = Counter(
+            "kafka_server_socket_server_connection_accept_throttle_seconds",
+            "Time new connections were held before being served, by listener, for "
+            "max.connection.creation.rate (the broker's or the listener's; KIP-612).",
+            ["listener"],
+            registry=r,
+        )
         self.connections_refused = Counter(
             "kafka_server_socket_server_connections_refused",
             "Connections refused, by listener and limit: per_ip (max.connections.per.ip and "

@@ -443,6 +443,16 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             dynamic=True,
         ),
         _k(
+            "max.connection.creation.rate",
+            _I,
+            2_147_483_647,
+            "New connections a second the broker accepts in all (KIP-612); more are held "
+            "until the rate allows them. listener.name.<listener>.max.connection.creation.rate "
+            "limits one listener; the inter-broker listener is held only by its own.",
+            _GE0,
+            dynamic=True,
+        ),
+        _k(
             "queued.max.requests",
             _I,
             500,
@@ -1760,7 +1770,8 @@ def _listener_base(name: str) -> str | None:
     if len(rest) < 2:
         return None
     base = rest[1]
-    if base == "max.connections":  # per listener (named in lower case), not per mechanism
+    if base in ("max.connections", "max.connection.creation.rate"):
+        # per listener (named in lower case), not per mechanism
         return base if rest[0] == rest[0].lower() else None
     if base.startswith(("plain.", "scram-sha-256.", "scram-sha-512.", "oauthbearer.")):
         base = base.split(".", 1)[1]
