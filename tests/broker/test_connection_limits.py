@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import ResourceType
+from kio.schema.errors import ErrorCode
 
 from artesian.config.broker import BrokerConfig
 from artesian.config.definitions import ConfigError
@@ -259,30 +260,37 @@ def test_a_listener_has_a_limit_of_its_own(broker_factory: Any) -> None:
 
 def test_connections_beyond_the_creation_rate_are_held_then_served(broker_factory: Any) -> None:
     """max.connection.creation.rate (KIP-612): a burst past the rate is not refused, as an
-    address over its own quota is; each connection waits its turn and is served."""
+    address over its own quota is; each connection waits its turn and is served. The
+    listener's rate and the broker's are each held to."""
     metrics_port = free_port()
     broker = broker_factory({"artesian.metrics.port": str(metrics_port)})
     held = "kafka_server_socket_server_connection_accept_throttle_seconds_total"
     versions = request_frame(18, 3, 1, sample_request(18, 3, ""))
-    for name in (
-        "max.connection.creation.rate",
-        "listener.name.plaintext.max.connection.creation.rate",
-    ):
-        assert _alter(broker, "", (name, "2", SET), raw=True) == 0
-        _wait_served(broker.port)  # the setting applies once the broker has read it
+    listener_rate = "listener.name.plaintext.max.connection.creation.rate"
+    broker_rate = "max.connection.creation.rate"
+    # The listener's own rate; then the broker's, with the listener's set far above it.
+    for settings in ({listener_rate: "2"}, {broker_rate: "2", listener_rate: "1000"}):
+        for name, value in settings.items():
+            assert _alter(broker, "", (name, value, SET), raw=True) == 0
+        time.sleep(1.0)  # the bucket refills after the alter's own connection
         before = scrape(metrics_port, held, listener="PLAINTEXT")
+        started = time.monotonic()
         burst = [WireConn(broker.port, timeout=15) for _ in range(6)]
         try:
             for conn in burst:
                 conn.send(versions)
-            # Every one is answered, none closed: at 2 a second the last waits about 2 s.
+            # Every one is answered, none closed; at 2 a second the last waits about 2 s.
             for conn in burst:
                 assert len(conn.recv_frame()) > 0
+            assert time.monotonic() - started >= 1.0, settings
         finally:
             for conn in burst:
                 conn.close()
-        assert scrape(metrics_port, held, listener="PLAINTEXT") - before >= 1.0, name
+        assert scrape(metrics_port, held, listener="PLAINTEXT") - before >= 1.0, settings
         assert scrape(metrics_port, REFUSED, listener="PLAINTEXT", limit="rate") == 0
-        assert _alter(broker, "", (name, None, DELETE), raw=True) == 0
-    name = "max.connection.creation.rate"
-    assert _describe(broker, ResourceType.BROKER, "1")[name][0] == "2147483647"
+        for name in settings:
+            assert _alter(broker, "", (name, None, DELETE), raw=True) == 0
+    # Refused live, as Kafka's listener quota refuses it.
+    for name in (broker_rate, listener_rate):
+        assert _alter(broker, "", (name, "0", SET), raw=True) == ErrorCode.invalid_config
+    assert _describe(broker, ResourceType.BROKER, "1")[broker_rate][0] == "2147483647"

@@ -120,6 +120,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._close_after_send = False
         self._closing = False  # a close is scheduled: nothing more is read or handled
         self._throttled_until = 0.0  # a client over its quota is muted until then (KIP-219)
+        self._held_for_rate = False  # muted as new, over max.connection.creation.rate
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host = ""
@@ -147,15 +148,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = _kafka_host(str(peer[0])) if peer else ""  # what ACLs' host matches
         quotas = self.broker.connection_quotas
-        hold_ms = quotas.accept_throttle_ms(self.listener.name)
         refused = quotas.admit(self.peer_host, self.listener.name)
         if refused is not None:
             self._refuse(transport, refused)
             return
         self._counted = True
-        if hold_ms > 0:  # over max.connection.creation.rate: served once the rate allows
-            self.broker.metrics.accept_throttle.labels(self.listener.name).inc(hold_ms / 1000)
-            self.throttle(hold_ms)
+        # Only admitted ones count for max.connection.creation.rate, and wait their turn.
+        if (hold_ms := quotas.accept_throttle_ms(self.listener.name)) > 0:
+            self._hold_until_admitted(hold_ms)
         sock = transport.get_extra_info("socket")
         # Under TLS the bytes must go through the transport: no sendfile.
         self._sock_fd = sock.fileno() if sock is not None and not self.listener.tls else -1
@@ -179,6 +179,17 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._note_refusal(refused, "closing")
             self._close_after_send = True  # as after a login: closed after the delay
             self._close_soon()
+
+    def _hold_until_admitted(self, ms: int) -> None:
+        """Mute a new connection for ``ms`` (over max.connection.creation.rate), as throttle()
+        does; its pause is taken once connection_made returns (uvloop starts reading then,
+        ignoring a pause before), so that a held client cannot queue without bounds."""
+        self.broker.metrics.accept_throttle.labels(self.listener.name).inc(ms / 1000)
+        self._held_for_rate = True
+        self._throttled_until = time.monotonic() + ms / 1000
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._update_reading)
+        loop.call_later(ms / 1000, self._end_throttle)
 
     def _count_logical_cluster(self) -> Refusal | None:
         """Count this connection against its principal's logical cluster's limit, once its
@@ -233,6 +244,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return  # refused by the connection quotas: nothing else was set up
         self._counted = False
         self.broker.connection_quotas.release(self.peer_host, self.listener.name)
+        if self._held_for_rate and self._throttled_until > time.monotonic():
+            self.broker.connection_quotas.refund_creation(self.listener.name)
         if self._counted_logical_cluster is not None:
             self.broker.connection_quotas.release_logical_cluster(self._counted_logical_cluster)
             self._counted_logical_cluster = None
@@ -593,6 +606,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             asyncio.get_running_loop().call_later(left, self._end_throttle)
             return
         self._throttled_until = 0.0
+        self._held_for_rate = False
         self._update_reading()
         if not self._busy:
             self._process()

@@ -48,6 +48,7 @@ TOTAL = "max.connections"
 LOGICAL_CLUSTER = "artesian.logical.cluster.max.connections"
 CREATION_RATE = "max.connection.creation.rate"
 _NO_RATE = 2_147_483_647  # the default, Int.MAX: no limit
+_MAX_HOLD_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,30 +127,48 @@ class ConnectionQuotas:
 
     def accept_throttle_ms(self, listener: str) -> int:
         """KIP-612's ``max.connection.creation.rate``, the broker's and ``listener``'s: how
-        long to hold a new connection before serving it (0: serve it now). It is counted
-        now, so the connections that come after it wait their turn, as the connections
-        behind Kafka's throttled acceptor do. The inter-broker listener beside others is held
-        by its own rate alone."""
+        long to hold a connection just admitted before serving it (0: serve it now). It is
+        counted now, so the connections after it wait their turn, as those behind Kafka's
+        throttled acceptor do; no hold passes ``_MAX_HOLD_SECONDS`` (Kafka's backlog bounds
+        its queue). The inter-broker listener beside others is held by its own rate alone."""
+        wait = 0.0
+        for bucket in self._creation_buckets(listener):
+            if bucket is None:  # a rate of 0: no new connection at all, one a second
+                wait = max(wait, 1.0)
+                continue
+            bucket.cap_debt(_MAX_HOLD_SECONDS)
+            wait = max(wait, bucket.wait_seconds(1))
+            bucket.record(1)
+        return math.ceil(wait * 1000)
+
+    def refund_creation(self, listener: str) -> None:
+        """A held connection closed before its turn: the ones after it need not wait for it."""
+        for bucket in self._creation_buckets(listener):
+            if bucket is not None:
+                bucket.record(-1)
+
+    def _creation_buckets(self, listener: str) -> list[ByteRateQuota | None]:
+        """The listener's bucket and, but for the protected inter-broker listener, the
+        broker's (None for a rate of 0; none for an unlimited one)."""
         rates: list[tuple[str | None, int]] = [
             (listener, int(str(self._config.for_listener(listener, CREATION_RATE))))
         ]
         if listener != self._inter_broker_listener:
             rates.append((None, self._config.get_int(CREATION_RATE)))
-        wait = 0.0
+        buckets: list[ByteRateQuota | None] = []
         for key, rate in rates:
             if rate >= _NO_RATE:
                 continue
             if rate <= 0:
-                wait = max(wait, 1.0)  # no new connection at all: one second between tries
+                buckets.append(None)
                 continue
             bucket = self._creation_rates.get(key)
             if bucket is None:
                 bucket = self._creation_rates[key] = ByteRateQuota(rate)
             elif bucket.rate != rate:
                 bucket.set_rate(rate)
-            wait = max(wait, bucket.wait_seconds(1))
-            bucket.record(1)
-        return math.ceil(wait * 1000)
+            buckets.append(bucket)
+        return buckets
 
     def admit(self, peer_host: str, listener: str) -> Refusal | None:
         """Count a new connection from ``peer_host`` on ``listener``; None when it may stay,

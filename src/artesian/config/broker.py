@@ -448,7 +448,8 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             2_147_483_647,
             "New connections a second the broker accepts in all (KIP-612); more are held "
             "until the rate allows them. listener.name.<listener>.max.connection.creation.rate "
-            "limits one listener; the inter-broker listener is held only by its own.",
+            "limits one listener (by default at this value, in a bucket of its own); when "
+            "the broker has other listeners, the inter-broker one is held by its own alone.",
             _GE0,
             dynamic=True,
         ),

@@ -273,6 +273,9 @@ def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
             if n in new:  # stored as Kafka prints it, so DescribeConfigs shows what applies
                 key = BROKER_CONFIG_NAMES[n]
                 new[n] = format_value(key, parse(key, new[n])) or ""
+            if n.endswith(_CREATION_RATE) and n in new and int(new[n]) <= 0:
+                # Kafka's listener quota refuses it live (a static 0 stops new connections).
+                raise InvalidConfigError(n, new[n], "Value must be > 0")
     changes = _changes(current, new)
     if _PER_IP in changes or _OVERRIDES in changes:
         with _as_controller_errors():
@@ -281,6 +284,7 @@ def _plan_broker_configs(broker: Any, res: Any, incremental: bool) -> list[Any]:
 
 
 _PER_IP, _OVERRIDES = "max.connections.per.ip", "max.connections.per.ip.overrides"
+_CREATION_RATE = "max.connection.creation.rate"
 
 
 def _check_connection_limits(broker: Any, resource: str, new: Mapping[str, str]) -> None:
