@@ -7,6 +7,7 @@ broker before stopping it. Every record is read back at its offset."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import threading
@@ -48,13 +49,12 @@ FAST = {
 
 def _free_block(size: int) -> int:
     """A first port whose broker, metrics and client listener ports (first..first+size-1, and
-    +1000 and +2000) are free."""
+    +1000 and +2000) are free. Below the kernel's ephemeral range: a broker started long
+    after the block is chosen (a scale-out, a restart) must not find its port taken by some
+    client's outgoing connection."""
+    ephemeral_low = _ephemeral_low()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + 2000 + size >= 65535:
-            continue
+        first = random.randint(10_000, max(10_001, ephemeral_low - 2000 - size - 1))
         ports = [first + offset + i for offset in (0, 1000, 2000) for i in range(size)]
         try:
             for p in ports:
@@ -65,6 +65,14 @@ def _free_block(size: int) -> int:
         if all(claim_port(p) for p in ports):  # and no other test of this run has them
             return first
     raise RuntimeError("no free block of ports")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class _SpecFile:
