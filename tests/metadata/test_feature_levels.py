@@ -5,11 +5,9 @@ reason."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from artesian.metadata.features import LATEST, METADATA_VERSION
 from artesian.metadata.records import RegisterBrokerRecord
 from artesian.metadata.store import SqliteMetadataStore
 from tests.broker_process import BrokerProcess
+from tests.cli.test_admin_cli import cli as admin_cli
 from tests.kafka_wire import WireConn
 
 FEATURE = METADATA_VERSION
@@ -64,14 +63,8 @@ def update(broker: BrokerProcess, level: int, version: int = 1, **extra: Any) ->
         )
 
 
-def cli(broker: BrokerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "artesian.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ARTESIAN_BOOTSTRAP": broker.bootstrap},
-        timeout=60,
-    )
+# The callers look at the exit code themselves.
+cli = functools.partial(admin_cli, check=False)
 
 
 def store_of(broker: BrokerProcess) -> Path:

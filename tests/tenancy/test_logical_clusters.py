@@ -10,9 +10,6 @@ import asyncio
 import dataclasses
 import datetime
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,7 +39,9 @@ from kio.schema.fetch.v15 import request as fetch
 from kio.schema.find_coordinator.v0 import request as find_coordinator_v0
 from kio.schema.metadata.v12 import request as metadata
 
+from tests.broker.test_dynamic_broker_configs import DELETE, SET, _alter, _describe
 from tests.broker_process import BrokerProcess, free_port
+from tests.cli.test_admin_cli import cli
 from tests.kafka_wire import Closed, WireConn, fetch_request, sample_request, scram_login
 from tests.metrics import scrape
 from tests.security.broker_pairs import start_pair, wait_for_both
@@ -59,6 +58,11 @@ class SharedBroker:
         self.metrics_port = metrics_port
         self.admin = AdminClient({"bootstrap.servers": proc.bootstrap})
 
+    @property
+    def bootstrap(self) -> str:
+        """The PLAINTEXT listener, where the shared cluster's own principal works."""
+        return self.proc.bootstrap
+
     def conf(self, user: str, **extra: Any) -> dict[str, Any]:
         return {
             "bootstrap.servers": f"127.0.0.1:{self.sasl_port}",
@@ -74,20 +78,6 @@ class SharedBroker:
 
     def physical_topics(self) -> set[str]:
         return set(self.admin.list_topics(timeout=10).topics)
-
-
-def cli(broker: SharedBroker, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ARTESIAN_BOOTSTRAP": broker.proc.bootstrap}
-    proc = subprocess.run(
-        [sys.executable, "-m", "artesian.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    if check:
-        assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -849,16 +839,10 @@ def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:
 
 def _set_broker_config(shared: SharedBroker, name: str, value: str | None, default: str) -> None:
     """A dynamic config of broker 1, set (or removed) and waited for."""
-    op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
-    entry = ConfigEntry(name, value, incremental_operation=op)
-    node = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
-    for future in shared.admin.incremental_alter_configs([node]).values():
-        future.result(10)
+    assert _alter(shared, "1", (name, value, SET if value else DELETE)) == 0
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # applied once the broker reads its metadata
-        described = shared.admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")])
-        (configs,) = [f.result(10) for f in described.values()]
-        if configs[name].value == (value or default):
+        if _describe(shared, ResourceType.BROKER, "1")[name][0] == (value or default):
             return
         time.sleep(0.1)
     raise AssertionError(f"{name} is not {value}")
@@ -934,12 +918,7 @@ def test_a_logical_clusters_topics_take_the_platforms_replication_factor(
         )
         for future in admin.alter_user_scram_credentials([erin]).values():
             future.result(10)
-        env = {**os.environ, "ARTESIAN_BOOTSTRAP": brokers[0].bootstrap}
-        bound = subprocess.run(
-            [sys.executable, "-m", "artesian.cli.main", "logical-clusters", "bind", "lkc-e",
-             "User:erin"],
-            capture_output=True, text=True, env=env, timeout=60,
-        )  # fmt: skip
+        bound = cli(brokers[0], "logical-clusters", "bind", "lkc-e", "User:erin")
         assert bound.returncode == 0, bound.stderr
         tenant = AdminClient(
             {

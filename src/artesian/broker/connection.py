@@ -186,10 +186,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         ignoring a pause before), so that a held client cannot queue without bounds."""
         self.broker.metrics.accept_throttle.labels(self.listener.name).inc(ms / 1000)
         self._held_for_rate = True
-        self._throttled_until = time.monotonic() + ms / 1000
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self._update_reading)
-        loop.call_later(ms / 1000, self._end_throttle)
+        self._mute(ms, pause_now=False)
 
     def _count_logical_cluster(self) -> Refusal | None:
         """Count this connection against its principal's logical cluster's limit, once its
@@ -593,9 +590,18 @@ class KafkaConnection(asyncio.BufferedProtocol):
         response already sent says so in throttle_time_ms), as Kafka mutes the channel."""
         if ms <= 0 or self._closed:
             return
+        self._mute(ms, pause_now=True)
+
+    def _mute(self, ms: int, pause_now: bool) -> None:
+        """Handle nothing for ``ms``, and stop reading (``pause_now`` False: once the loop
+        comes round, for a connection still in connection_made, where uvloop ignores it)."""
         self._throttled_until = max(self._throttled_until, time.monotonic() + ms / 1000)
-        self._update_reading()
-        asyncio.get_running_loop().call_later(ms / 1000, self._end_throttle)
+        loop = asyncio.get_running_loop()
+        if pause_now:
+            self._update_reading()
+        else:
+            loop.call_soon(self._update_reading)
+        loop.call_later(ms / 1000, self._end_throttle)
 
     def _end_throttle(self) -> None:
         if self._closed:
