@@ -442,13 +442,16 @@ def sasl_authenticate(conn: WireConn, token: bytes) -> Any:
     return conn.request(36, 2, SaslAuthenticateRequest(auth_bytes=token))
 
 
-def scram_login(port: int, user: str, password: str, mechanism: str = "SCRAM-SHA-256") -> WireConn:
-    """A raw connection to ``port`` logged in as ``user`` with SCRAM."""
+def scram_login(
+    port: int, user: str, password: str, mechanism: str = "SCRAM-SHA-256", token: bool = False
+) -> WireConn:
+    """A raw connection to ``port`` logged in as ``user`` with SCRAM (``token``: with a
+    delegation token, its id and HMAC as user and password)."""
     from artesian.security.scram import MECHANISMS, ScramClient
 
     conn = WireConn(port)
     assert sasl_handshake(conn, mechanism).error_code == 0
-    client = ScramClient(MECHANISMS[mechanism], user, password)
+    client = ScramClient(MECHANISMS[mechanism], user, password, token=token)
     first = sasl_authenticate(conn, client.first_message())
     assert first.error_code == 0, first.error_message
     final = sasl_authenticate(conn, client.final_message(first.auth_bytes))

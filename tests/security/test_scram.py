@@ -318,8 +318,6 @@ def test_accepted_client_first_variants(client_first: bytes, gs2: bytes, usernam
         (b"n,,n=alice=,r=abc", "bad '=' escape"),
         (b"n,,n=alice=3,r=abc", "bad '=' escape"),
         (b"n,,m=ext,n=alice,r=abc", "mandatory extensions are not supported"),
-        (b"n,,n=alice,r=abc,tokenauth=true", "delegation tokens are not supported"),
-        (b"n,,n=alice,r=abc,tokenauth=TRUE", "delegation tokens are not supported"),
         (b"n,,n=alice,r=abc,", "malformed extension"),
         (b"n,,n=alice,r=abc,noequals", "malformed extension"),
         (b"n,,n=alice,r=abc,a=1,a=2", "repeated extension"),
@@ -334,6 +332,41 @@ def test_malformed_client_first_fails(client_first: bytes, message: str) -> None
     # A failed exchange stays failed, even for a well-formed retry.
     with pytest.raises(AuthenticationFailed, match="already failed"):
         server.step(b"n,,n=alice,r=abc")
+
+
+def test_a_token_login_looks_up_the_token_and_logs_in_as_its_owner() -> None:
+    from artesian.security.delegation_token import TokenLogin
+
+    token_credential = new_credential(SHA256, "the token's hmac")
+    tokens = {"tok1": TokenLogin(token_credential, "User:alice", 1_900_000_000_000)}
+    asked: list[str] = []
+
+    def token_lookup(token_id: str) -> TokenLogin | None:
+        asked.append(token_id)
+        return tokens.get(token_id)
+
+    server = ScramServer(SHA256, lambda _: None, nonce=SNONCE, token_lookup=token_lookup)
+    exchange(server, ScramClient(SHA256, "tok1", "the token's hmac", token=True))
+    assert asked == ["tok1"]
+    assert (server.username, server.token_owner) == ("tok1", "User:alice")
+    assert server.credential_expiry_ms == 1_900_000_000_000  # the session ends with the token
+
+    # A password login keeps no owner and no expiry.
+    password_server, _ = server_for(SHA256, {"alice": "pw"})
+    exchange(password_server, ScramClient(SHA256, "alice", "pw"))
+    assert (password_server.token_owner, password_server.credential_expiry_ms) == (None, None)
+
+
+@pytest.mark.parametrize("flag", [b"true", b"TRUE"])
+def test_a_token_login_without_tokens_is_a_bad_credential(flag: bytes) -> None:
+    # The broker passes no token lookup when tokens are off: the user lookup is not asked.
+    server, asked = server_for(SHA256, {"alice": "pw"})
+    with pytest.raises(AuthenticationFailed, match="invalid credentials"):
+        server.step(b"n,,n=alice,r=abc,tokenauth=" + flag)
+    assert asked == []
+    server = ScramServer(SHA256, lambda _: None, nonce=SNONCE, token_lookup=lambda _: None)
+    with pytest.raises(AuthenticationFailed, match="invalid credentials"):
+        server.step(b"n,,n=unknown-token,r=abc,tokenauth=true")
 
 
 # --- server: client-final ---------------------------------------------------------------------

@@ -32,8 +32,10 @@ from confluent_kafka.admin import (
 )
 from kio.schema.consumer_group_describe.v0 import request as group_describe
 from kio.schema.create_acls.v3 import request as create_acls
+from kio.schema.create_delegation_token.v3 import request as create_delegation_token
 from kio.schema.create_topics.v7 import request as create_topics
 from kio.schema.describe_configs.v4 import request as describe_configs
+from kio.schema.describe_delegation_token.v3 import request as describe_delegation_token
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v15 import request as fetch
 from kio.schema.find_coordinator.v0 import request as find_coordinator_v0
@@ -423,6 +425,22 @@ def test_cluster_wide_apis_are_refused_and_configs_are_namespaced(shared: Shared
         )
         # Refused item by item, as an authorizer answers.
         assert [r.error_code for r in acls.results] == [ErrorCode.cluster_authorization_failed]
+        # Delegation tokens are the shared cluster's (a token's owner could be any principal).
+        token = conn.request(
+            38,
+            3,
+            create_delegation_token.CreateDelegationTokenRequest(
+                owner_principal_type=None,
+                owner_principal_name=None,
+                renewers=(),
+                max_lifetime=datetime.timedelta(milliseconds=-1),
+            ),
+        )
+        assert token.error_code == ErrorCode.cluster_authorization_failed
+        tokens = conn.request(
+            41, 3, describe_delegation_token.DescribeDelegationTokenRequest(owners=None)
+        )
+        assert (tokens.error_code, tokens.tokens) == (ErrorCode.cluster_authorization_failed, ())
         configs_answer = conn.request(
             32,
             4,

@@ -41,6 +41,7 @@ from artesian.security.scram import (
 )
 
 if TYPE_CHECKING:  # PyJWT loads only for a listener that checks token signatures
+    from artesian.security.delegation_token import TokenLogin
     from artesian.security.oauthbearer.jwks import JwksCache
 
 __all__ = [
@@ -62,6 +63,8 @@ MIN_REAUTH_INTERVAL_NS = 1_000_000_000
 SHORTEST_REAUTHENTICABLE_MS = 1200
 
 CredentialLookup = Callable[[str, ScramMechanism], ScramCredential | None]
+# A delegation token's login by its id (None: unknown, expired, or tokens are off).
+TokenLookup = Callable[[str, ScramMechanism], "TokenLogin | None"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -131,13 +134,21 @@ class UnansweredFailure(AuthenticationFailed):
 
 
 class SaslAuthenticator:
-    def __init__(self, settings: SaslSettings, credentials: CredentialLookup) -> None:
+    def __init__(
+        self,
+        settings: SaslSettings,
+        credentials: CredentialLookup,
+        tokens: TokenLookup | None = None,
+    ) -> None:
         self.settings = settings
         self._credentials = credentials
+        self._tokens = tokens
         self.state = SaslState.HANDSHAKE
         self.mechanism: str | None = None
         self.raw_tokens = False
         self.principal = ANONYMOUS
+        # Logged in with a delegation token: such a principal may not ask for tokens.
+        self.token_authenticated = False
         self._server: SaslServer | None = None
         self._versions_asked = False
         # Successful logins, re-authentications included (Kafka's successfulAuthentications).
@@ -224,7 +235,9 @@ class SaslAuthenticator:
             log.exception("SASL %s exchange failed unexpectedly", self.mechanism)
             raise InvalidCredentials(self._server.mechanism, self._kept is not None) from e
         if self._server.complete:
-            principal = f"User:{self._server.username}"
+            server = self._server
+            owner = server.token_owner if isinstance(server, ScramServer) else None
+            principal = owner or f"User:{server.username}"
             if self._kept is not None and principal != self._kept[1]:
                 before, after = (p.replace(":", ".", 1) for p in (self._kept[1], principal))
                 raise AuthenticationFailed(
@@ -232,6 +245,7 @@ class SaslAuthenticator:
                 )
             self.state = SaslState.COMPLETE
             self.principal = principal
+            self.token_authenticated = owner is not None
             self.logins += 1
             self._kept = None
             self._start_session(now_ns)
@@ -306,4 +320,9 @@ class SaslAuthenticator:
             assert self.settings.oauthbearer is not None
             return OAuthBearerServer(self.settings.oauthbearer)
         scram = MECHANISMS[mechanism]
-        return ScramServer(scram, lambda user: self._credentials(user, scram))
+        tokens = self._tokens
+        return ScramServer(
+            scram,
+            lambda user: self._credentials(user, scram),
+            token_lookup=(lambda token_id: tokens(token_id, scram)) if tokens else None,
+        )

@@ -113,7 +113,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         max_frame = broker.config.get_int("socket.request.max.bytes")
         if listener.sasl:
             settings = broker.sasl_settings[listener.name]
-            self.authenticator = SaslAuthenticator(settings, broker.scram_credential)
+            self.authenticator = SaslAuthenticator(
+                settings, broker.scram_credential, broker.delegation_token_login
+            )
             # Until authenticated, a frame is at most a SASL token (Kafka's limit too).
             max_frame = min(max_frame, settings.max_receive_size)
         self.decoder = FrameDecoder(max_frame)

@@ -84,6 +84,7 @@ from artesian.metadata.records import (
     PartitionRecord,
     RegisterBrokerRecord,
     RemoveAccessControlEntryRecord,
+    RemoveDelegationTokenRecord,
     RemoveTopicRecord,
     TopicRecord,
     UnknownRecordError,
@@ -98,6 +99,7 @@ from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.replication.throttle import ReplicationThrottle, replica_listed
 from artesian.security.acl import Authorizer, acl_binding
+from artesian.security.delegation_token import TokenCredentials, TokenLogin
 from artesian.security.scram import ScramCredential, ScramMechanism
 from artesian.share.share_coordinator import ShareCoordinator
 from artesian.share.share_partition_manager import SharePartitionManager
@@ -301,6 +303,7 @@ class Broker:
             raise BrokerStartupError(str(e)) from e
         # ACLs when authorizer.class.name names one; None lets every request through.
         self.authorizer: Authorizer | None = None
+        self._token_credentials = TokenCredentials()
         super_users = [
             u for u in (u.strip() for u in str(config.get("super.users") or "").split(";")) if u
         ]
@@ -590,6 +593,11 @@ class Broker:
                 self._every(
                     "transaction.remove.expired.transaction.cleanup.interval.ms",
                     self._expire_transactional_ids,
+                )
+            ),
+            asyncio.create_task(
+                self._every(
+                    "delegation.token.expiry.check.interval.ms", self._expire_delegation_tokens
                 )
             ),
             asyncio.create_task(
@@ -1240,6 +1248,41 @@ class Broker:
     def _update_authorizer(self) -> None:
         if self.authorizer is not None:
             self.authorizer.update(acl_binding(r) for r in self.image.acls.values())
+
+    @property
+    def delegation_token_secret_key(self) -> str | None:
+        """delegation.token.secret.key; unset (or empty) turns delegation tokens off."""
+        value = self.config.get("delegation.token.secret.key")
+        return str(value) if value else None
+
+    def delegation_token_login(self, token_id: str, mechanism: ScramMechanism) -> TokenLogin | None:
+        return self._token_credentials.login(
+            self.delegation_token_secret_key,
+            self.image.delegation_tokens.get(token_id),
+            mechanism,
+            time.time_ns() // 1_000_000,
+        )
+
+    async def _expire_delegation_tokens(self) -> None:
+        """The active controller removes tokens past their expiry (Kafka's controller sweeps
+        them every delegation.token.expiry.check.interval.ms the same way)."""
+        tokens = self.image.delegation_tokens
+        self._token_credentials.forget_all_but(tokens)
+        if self.active_controller != self.node_id or self.controller is None:
+            return
+        now = time.time_ns() // 1_000_000
+        expired: list[MetadataRecord] = [
+            RemoveDelegationTokenRecord(t.token_id)
+            for t in tokens.values()
+            if now > min(t.expiration_timestamp, t.max_timestamp)
+        ]
+        if not expired:
+            return
+        try:
+            self.commit(expired)
+        except ControllerError:
+            return  # the log moved on: the next round looks again
+        log.info("removed %d expired delegation token(s)", len(expired))
 
     def scram_credential(self, user: str, mechanism: ScramMechanism) -> ScramCredential | None:
         record = self.image.scram_credentials.get((user, mechanism.type_id))

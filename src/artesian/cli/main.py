@@ -22,6 +22,7 @@ from artesian.cli.controlplane import (
     controlplane_app,
     dataplane_app,
 )
+from artesian.cli.delegation_tokens import delegation_tokens_app
 from artesian.cli.groups import groups_app
 from artesian.cli.logical_clusters import logical_clusters_app
 from artesian.cli.operator import operator_app
@@ -211,6 +212,7 @@ app.add_typer(cluster_app, name="cluster")
 app.add_typer(client_metrics_app, name="client-metrics")
 app.add_typer(users_app, name="users")
 app.add_typer(acls_app, name="acls")
+app.add_typer(delegation_tokens_app, name="delegation-tokens")
 app.add_typer(quotas_app, name="quotas")
 app.add_typer(logical_clusters_app, name="logical-clusters")
 app.add_typer(rebalance_app, name="rebalance")

@@ -198,6 +198,36 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "Largest SASL token accepted before authentication.",
             _GE1,
         ),
+        # Delegation tokens (KIP-48).
+        ConfigKey(
+            "delegation.token.secret.key",
+            ConfigType.PASSWORD,
+            None,
+            "Key the tokens' HMACs are made with; the same on every broker. Unset, delegation "
+            "tokens are off (DELEGATION_TOKEN_AUTH_DISABLED).",
+            read_only=True,
+        ),
+        _k(
+            "delegation.token.max.lifetime.ms",
+            _L,
+            604_800_000,
+            "Longest a token may live, renewals included.",
+            _GE1,
+        ),
+        _k(
+            "delegation.token.expiry.time.ms",
+            _L,
+            86_400_000,
+            "How long a token lasts from its creation or last renewal, unless asked for less.",
+            _GE1,
+        ),
+        _k(
+            "delegation.token.expiry.check.interval.ms",
+            _L,
+            3_600_000,
+            "How often expired tokens are removed.",
+            _GE1,
+        ),
         _k(
             "connections.max.reauth.ms",
             _L,

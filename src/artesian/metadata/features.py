@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from artesian.metadata.records import (
+    DelegationTokenRecord,
     LogicalClusterBindingRecord,
     LogicalClusterQuotaRecord,
     MetadataRecord,
     RegisterBrokerRecord,
+    RemoveDelegationTokenRecord,
 )
 
 __all__ = [
@@ -38,12 +40,18 @@ METADATA_VERSION = "artesian.metadata.version"
 LEVELS: Mapping[int, str] = {
     1: "the records of Artesian before feature levels",
     2: "logical clusters (LogicalClusterBindingRecord, LogicalClusterQuotaRecord)",
+    3: "delegation tokens (DelegationTokenRecord, RemoveDelegationTokenRecord)",
 }
 LATEST = max(LEVELS)
 # (lowest, highest) level this version supports, by feature.
 SUPPORTED_FEATURES: Mapping[str, tuple[int, int]] = {METADATA_VERSION: (1, LATEST)}
 
-_NEEDS: Mapping[type, int] = {LogicalClusterBindingRecord: 2, LogicalClusterQuotaRecord: 2}
+_NEEDS: Mapping[type, int] = {
+    LogicalClusterBindingRecord: 2,
+    LogicalClusterQuotaRecord: 2,
+    DelegationTokenRecord: 3,
+    RemoveDelegationTokenRecord: 3,
+}
 
 
 def level_needed(record: MetadataRecord) -> int:

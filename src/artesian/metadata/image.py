@@ -14,6 +14,7 @@ from artesian.metadata.records import (
     ClientQuotaRecord,
     ClusterRecord,
     ConfigRecord,
+    DelegationTokenRecord,
     FeatureLevelRecord,
     LogicalClusterBindingRecord,
     LogicalClusterQuotaRecord,
@@ -22,6 +23,7 @@ from artesian.metadata.records import (
     ProducerIdsRecord,
     RegisterBrokerRecord,
     RemoveAccessControlEntryRecord,
+    RemoveDelegationTokenRecord,
     RemoveTopicRecord,
     RemoveUserScramCredentialRecord,
     TopicRecord,
@@ -108,6 +110,8 @@ class MetadataImage:
         default_factory=dict
     )
     """SCRAM credentials by (user, mechanism id)."""
+    delegation_tokens: dict[str, DelegationTokenRecord] = field(default_factory=dict)
+    """Delegation tokens by token id."""
     acls: dict[str, AccessControlEntryRecord] = field(default_factory=dict)
     """ACLs by id, in the order they were created."""
     client_quotas: dict[tuple[tuple[str, str | None], ...], dict[str, float]] = field(
@@ -219,6 +223,10 @@ class MetadataImage:
                 self.scram_credentials[(name, mechanism)] = record
             case RemoveUserScramCredentialRecord(name=name, mechanism=mechanism):
                 self.scram_credentials.pop((name, mechanism), None)
+            case DelegationTokenRecord(token_id=token_id):
+                self.delegation_tokens[token_id] = record
+            case RemoveDelegationTokenRecord(token_id=token_id):
+                self.delegation_tokens.pop(token_id, None)
             case AccessControlEntryRecord(id=acl_id):
                 self.acls[acl_id] = record
             case RemoveAccessControlEntryRecord(id=acl_id):

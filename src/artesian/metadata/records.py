@@ -206,6 +206,29 @@ class LogicalClusterQuotaRecord:
     value: float | None
 
 
+@dataclass(slots=True, frozen=True)
+class DelegationTokenRecord:
+    """A delegation token (KIP-48; KRaft's record of that name), written when it is created
+    and each time its expiry moves. Principals are ``Type:name``; times are ms since the
+    epoch. The token's HMAC is not kept: brokers derive it from the token id with
+    ``delegation.token.secret.key``."""
+
+    TYPE: ClassVar[str] = "delegation_token"
+    token_id: str
+    owner: str
+    requester: str
+    renewers: tuple[str, ...]
+    issue_timestamp: int
+    max_timestamp: int
+    expiration_timestamp: int
+
+
+@dataclass(slots=True, frozen=True)
+class RemoveDelegationTokenRecord:
+    TYPE: ClassVar[str] = "remove_delegation_token"
+    token_id: str
+
+
 MetadataRecord = (
     ClusterRecord
     | TopicRecord
@@ -225,6 +248,8 @@ MetadataRecord = (
     | LogicalClusterBindingRecord
     | LogicalClusterQuotaRecord
     | FeatureLevelRecord
+    | DelegationTokenRecord
+    | RemoveDelegationTokenRecord
 )
 
 _TYPES: dict[str, type] = {
@@ -248,6 +273,8 @@ _TYPES: dict[str, type] = {
         LogicalClusterBindingRecord,
         LogicalClusterQuotaRecord,
         FeatureLevelRecord,
+        DelegationTokenRecord,
+        RemoveDelegationTokenRecord,
     )
 }
 
@@ -277,7 +304,7 @@ def decode_record(kind: str, payload: str) -> MetadataRecord:
     # Fields a later version added are dropped, so a rolling upgrade never stalls the log.
     known = {f.name for f in fields(cls)}
     data = {k: v for k, v in data.items() if k in known}
-    for key in ("replicas", "isr", "adding_replicas", "removing_replicas"):
+    for key in ("replicas", "isr", "adding_replicas", "removing_replicas", "renewers"):
         if key in data:
             data[key] = tuple(data[key])
     for key in ("endpoints", "entity", "features"):

@@ -3,8 +3,9 @@
 Kafka-specific points:
 - No channel binding: the GS2 flag must be ``n`` or ``y``; ``p=`` is refused.
 - No SASLprep: names and passwords are used as their UTF-8 bytes, as Kafka does.
-- Client-first may carry Kafka's extensions after the nonce (``,tokenauth=true``); they are
-  accepted, but delegation-token authentication is not supported.
+- Client-first may carry Kafka's extensions after the nonce; ``tokenauth=true`` logs in
+  with a delegation token (security/delegation_token.py): the user name is the token id,
+  the session ends when the token expires, and the principal is the token's owner.
 - An unknown user fails on the first message (Kafka does the same), with the message a bad
   proof gets, so the client is told nothing more.
 - Credentials are stored as Kafka stores them (salt, StoredKey, ServerKey, iterations);
@@ -25,6 +26,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from artesian.security.sasl import AuthenticationFailed, InvalidCredentials
+
+if TYPE_CHECKING:
+    from artesian.security.delegation_token import TokenLogin
 
 __all__ = [
     "MAX_ITERATIONS",
@@ -235,6 +239,8 @@ class ScramServer:
         "_scram",
         "_server_nonce",
         "_state",
+        "_token",
+        "_token_lookup",
         "_username",
         "mechanism",
     )
@@ -244,7 +250,10 @@ class ScramServer:
         mechanism: ScramMechanism,
         lookup: Callable[[str], ScramCredential | None],
         nonce: str | None = None,
+        token_lookup: Callable[[str], TokenLogin | None] | None = None,
     ) -> None:
+        """``lookup`` finds a user's credential; ``token_lookup`` a delegation token's by
+        its id (None: tokens are refused)."""
         if nonce is None:
             nonce = secrets.token_urlsafe(24)
         elif not _valid_nonce(nonce):
@@ -252,6 +261,8 @@ class ScramServer:
         self.mechanism: str = mechanism.name
         self._scram = mechanism
         self._lookup = lookup
+        self._token_lookup = token_lookup
+        self._token: TokenLogin | None = None
         self._server_nonce = nonce
         self._state = _State.FIRST
         self._username: str | None = None
@@ -265,8 +276,15 @@ class ScramServer:
         return self._state is _State.COMPLETE
 
     @property
-    def credential_expiry_ms(self) -> None:
-        return None  # a password does not expire
+    def credential_expiry_ms(self) -> int | None:
+        # A password does not expire; a delegation token does.
+        return self._token.expiry_ms if self._token is not None else None
+
+    @property
+    def token_owner(self) -> str | None:
+        """With a delegation token, the principal it logs in as (its owner), once complete."""
+        done = self._state is _State.COMPLETE
+        return self._token.owner if done and self._token is not None else None
 
     @property
     def username(self) -> str | None:
@@ -319,18 +337,19 @@ class ScramServer:
         if not _valid_nonce(client_nonce):
             raise AuthenticationFailed(f"Invalid SCRAM {what}: bad nonce")
         extensions = _extensions(parts[2:], what)
-        if extensions.get("tokenauth", "").lower() == "true":
-            raise AuthenticationFailed(
-                f"Authentication failed: delegation tokens are not supported (SASL mechanism"
-                f" {self._scram.name})"
-            )
         if authzid and authzid != username:
             raise AuthenticationFailed(
                 "Authentication failed: Client requested an authorization id that is different"
                 " from username"
             )
 
-        credential = self._lookup(username)
+        credential: ScramCredential | None
+        if extensions.get("tokenauth", "").lower() == "true":
+            login = self._token_lookup(username) if self._token_lookup is not None else None
+            self._token = login
+            credential = login.credential if login is not None else None
+        else:
+            credential = self._lookup(username)
         if credential is None:
             raise self._invalid_credentials()
 
@@ -395,7 +414,9 @@ class ScramClient:
         username: str,
         password: str,
         nonce: str | None = None,
+        token: bool = False,
     ) -> None:
+        """``token``: log in with a delegation token (its id and HMAC as user and password)."""
         if nonce is None:
             nonce = secrets.token_urlsafe(24)
         elif not _valid_nonce(nonce):
@@ -406,6 +427,8 @@ class ScramClient:
         self._password = password
         self._nonce = nonce
         self._bare = f"n={_escape_saslname(username)},r={nonce}"
+        if token:
+            self._bare += ",tokenauth=true"
         self._expected_signature: bytes | None = None
 
     def first_message(self) -> bytes:

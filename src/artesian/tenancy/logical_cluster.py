@@ -9,9 +9,10 @@ back, the cluster id is the logical cluster's, and error messages lose the prefi
 classic consumer protocol's embedded subscriptions and assignments name topics too, and are
 rewritten the same way.
 
-APIs whose subjects span logical clusters (ACLs, quotas, SCRAM users, reassignments, log
-dirs, the brokers' own APIs, the share coordinator's, requests naming a replica) are refused
-with CLUSTER_AUTHORIZATION_FAILED: they stay with the shared cluster's operator.
+APIs whose subjects span logical clusters (ACLs, quotas, SCRAM users, delegation tokens,
+reassignments, log dirs, the brokers' own APIs, the share coordinator's, requests naming a
+replica) are refused with CLUSTER_AUTHORIZATION_FAILED: they stay with the shared cluster's
+operator.
 """
 
 from __future__ import annotations
