@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -38,14 +39,29 @@ def claim_port(port: int) -> bool:
     return True
 
 
+def ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A port no process listens on, and never one this test run handed out before."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+    """A port no process listens on, and never one this test run handed out before. Below
+    the kernel's ephemeral range: a broker that binds it later (a restart after a kill -9)
+    must not find it taken by some client's outgoing connection."""
+    high = max(10_001, ephemeral_low() - 1)
+    for _ in range(1000):
+        port = random.randint(10_000, high)
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
         if claim_port(port):
             return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class BrokerProcess:

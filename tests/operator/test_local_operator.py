@@ -26,7 +26,7 @@ from artesian.metadata.store import open_store
 from artesian.operator.operator import Operator
 from artesian.operator.runtime import LocalProcessRuntime
 from artesian.operator.spec import ClusterSpec
-from tests.broker_process import claim_port
+from tests.broker_process import claim_port, ephemeral_low
 from tests.consuming import read_range
 from tests.security.broker_pairs import create_once_all_are_known
 
@@ -52,9 +52,8 @@ def _free_block(size: int) -> int:
     +1000 and +2000) are free. Below the kernel's ephemeral range: a broker started long
     after the block is chosen (a scale-out, a restart) must not find its port taken by some
     client's outgoing connection."""
-    ephemeral_low = _ephemeral_low()
     for _ in range(200):
-        first = random.randint(10_000, max(10_001, ephemeral_low - 2000 - size - 1))
+        first = random.randint(10_000, max(10_001, ephemeral_low() - 2000 - size - 1))
         ports = [first + offset + i for offset in (0, 1000, 2000) for i in range(size)]
         try:
             for p in ports:
@@ -65,14 +64,6 @@ def _free_block(size: int) -> int:
         if all(claim_port(p) for p in ports):  # and no other test of this run has them
             return first
     raise RuntimeError("no free block of ports")
-
-
-def _ephemeral_low() -> int:
-    """The lowest port the kernel hands out for outgoing connections."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
 
 
 class _SpecFile:

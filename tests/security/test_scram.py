@@ -359,7 +359,7 @@ def test_a_token_login_looks_up_the_token_and_logs_in_as_its_owner() -> None:
 
 @pytest.mark.parametrize("flag", [b"true", b"TRUE"])
 def test_a_token_login_without_tokens_is_a_bad_credential(flag: bytes) -> None:
-    # The broker passes no token lookup when tokens are off: the user lookup is not asked.
+    # Without a token lookup, or one that knows no such token, the user lookup is not asked.
     server, asked = server_for(SHA256, {"alice": "pw"})
     with pytest.raises(AuthenticationFailed, match="invalid credentials"):
         server.step(b"n,,n=alice,r=abc,tokenauth=" + flag)

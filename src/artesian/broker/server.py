@@ -99,7 +99,7 @@ from artesian.protocol import api
 from artesian.replication.replica_fetcher import FetcherConfig, ReplicaFetcherManager
 from artesian.replication.throttle import ReplicationThrottle, replica_listed
 from artesian.security.acl import Authorizer, acl_binding
-from artesian.security.delegation_token import TokenCredentials, TokenLogin
+from artesian.security.delegation_token import TokenCredentials, TokenLogin, expired
 from artesian.security.scram import ScramCredential, ScramMechanism
 from artesian.share.share_coordinator import ShareCoordinator
 from artesian.share.share_partition_manager import SharePartitionManager
@@ -1266,23 +1266,22 @@ class Broker:
     async def _expire_delegation_tokens(self) -> None:
         """The active controller removes tokens past their expiry (Kafka's controller sweeps
         them every delegation.token.expiry.check.interval.ms the same way)."""
-        tokens = self.image.delegation_tokens
-        self._token_credentials.forget_all_but(tokens)
+        self._token_credentials.forget_all_but(self.image.delegation_tokens)
         if self.active_controller != self.node_id or self.controller is None:
             return
         now = time.time_ns() // 1_000_000
-        expired: list[MetadataRecord] = [
-            RemoveDelegationTokenRecord(t.token_id)
-            for t in tokens.values()
-            if now > min(t.expiration_timestamp, t.max_timestamp)
-        ]
-        if not expired:
-            return
+
+        def plan() -> list[MetadataRecord]:
+            tokens = self.image.delegation_tokens.values()
+            return [RemoveDelegationTokenRecord(t.token_id) for t in tokens if expired(t, now)]
+
         try:
-            self.commit(expired)
-        except ControllerError:
-            return  # the log moved on: the next round looks again
-        log.info("removed %d expired delegation token(s)", len(expired))
+            removed = self.plan_and_commit(plan)
+        except ControllerError as e:
+            log.warning("expired delegation tokens stay until the next sweep: %s", e.message)
+            return
+        if removed:
+            log.info("removed %d expired delegation token(s)", len(removed))
 
     def scram_credential(self, user: str, mechanism: ScramMechanism) -> ScramCredential | None:
         record = self.image.scram_credentials.get((user, mechanism.type_id))

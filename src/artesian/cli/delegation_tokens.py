@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -54,10 +55,18 @@ _HINTS = {
     "an ACL allowing CreateTokens on that principal's USER resource.",
     "unsupported_version": "The cluster's metadata version predates tokens: "
     "`artesian cluster features --upgrade`.",
+    "cluster_authorization_failed": "A logical cluster's principals cannot have tokens; ask "
+    "the shared cluster's operator.",
+    "invalid_principal_type": "Renewers must be users (User:<name>).",
 }
 
 HmacOpt = Annotated[
-    str, typer.Option("--hmac", help="The token's HMAC, base64 as `create` prints it.")
+    str,
+    typer.Option(
+        "--hmac",
+        help="The token's HMAC, base64 as `create` prints it; - reads it from stdin (keeps it "
+        "out of ps and the shell's history).",
+    ),
 ]
 
 
@@ -69,6 +78,8 @@ def _check(code: Any, what: str) -> None:
 
 
 def _hmac(text: str) -> bytes:
+    if text == "-":
+        text = sys.stdin.readline().strip()
     try:
         return base64.b64decode(text, validate=True)
     except binascii.Error:
@@ -129,6 +140,8 @@ def create(
             schema.CreatableRenewers(principal_type=kind, principal_name=name)
             for kind, name in (_principal(r, "--renewer-principal") for r in renewer or ())
         )
+        if any(r.principal_type != "User" for r in renewers):
+            fail("--renewer-principal must name users", "Write it as User:<name>.")
         owner_type, owner_name = _principal(owner, "--owner-principal") if owner else (None, None)
         with WireClient.for_options(opts) as client:
             resp = client.request(
@@ -234,7 +247,7 @@ def describe(
         list[str] | None,
         typer.Option(
             "--owner-principal",
-            help="Only tokens this User:<name> owns or may renew. Repeatable.",
+            help="Only tokens this User:<name> owns, asked for, or may renew. Repeatable.",
         ),
     ] = None,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,

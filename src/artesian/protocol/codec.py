@@ -176,13 +176,22 @@ def _read_error_code(buf: memoryview, pos: int) -> tuple[Any, int]:
         return code, pos + 2
 
 
+# A duration beyond what timedelta holds (999,999,999 days; Kafka's clients send
+# Long.MAX_VALUE for "forever") reads as the longest one, not as a malformed request.
+_LONGEST, _MOST_NEGATIVE = datetime.timedelta.max, datetime.timedelta.min
+
+
 def _timedelta_reader(st: struct.Struct) -> Reader:
     size = st.size
 
     def read(buf: memoryview, pos: int) -> tuple[Any, int]:
         if pos + size > len(buf):
             raise DecodeError("truncated")
-        return datetime.timedelta(milliseconds=st.unpack_from(buf, pos)[0]), pos + size
+        ms = st.unpack_from(buf, pos)[0]
+        try:
+            return datetime.timedelta(milliseconds=ms), pos + size
+        except OverflowError:
+            return (_LONGEST if ms > 0 else _MOST_NEGATIVE), pos + size
 
     return read
 

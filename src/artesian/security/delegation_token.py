@@ -22,6 +22,7 @@ from artesian.security.scram import MIN_ITERATIONS, ScramCredential, ScramMechan
 __all__ = [
     "TokenCredentials",
     "TokenLogin",
+    "expired",
     "may_describe",
     "may_renew",
     "new_token_id",
@@ -47,6 +48,10 @@ def token_hmac(secret_key: str, token_id: str) -> bytes:
 def token_password(token_hmac_bytes: bytes) -> str:
     """The SCRAM password of a token: its HMAC in standard base64."""
     return base64.b64encode(token_hmac_bytes).decode("ascii")
+
+
+def expired(token: DelegationTokenRecord, now_ms: int) -> bool:
+    return token.max_timestamp < now_ms or token.expiration_timestamp < now_ms
 
 
 def may_renew(token: DelegationTokenRecord, principal: str) -> bool:
@@ -90,7 +95,7 @@ class TokenCredentials:
         """None when tokens are off, or the token is unknown or expired."""
         if secret_key is None or token is None:
             return None
-        if now_ms > min(token.expiration_timestamp, token.max_timestamp):
+        if expired(token, now_ms):
             return None
         key = (token.token_id, mechanism.name)
         credential = self._by_token.get(key)

@@ -11,6 +11,7 @@ broker refuses, 0 where the controller does).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hmac
 import logging
@@ -23,12 +24,14 @@ from kio.schema.errors import ErrorCode
 from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, millis, response_module
 from artesian.metadata.controller import ControllerError
+from artesian.metadata.features import level_needed
 from artesian.metadata.records import (
     DelegationTokenRecord,
     MetadataRecord,
     RemoveDelegationTokenRecord,
 )
 from artesian.security.delegation_token import (
+    expired,
     may_describe,
     may_renew,
     new_token_id,
@@ -47,13 +50,22 @@ APIS = [
 log = logging.getLogger("artesian.delegation_tokens")
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+# The timestamps a response can carry (Python's datetime range): a lifetime of Long.MAX_VALUE
+# ms, or an expiry period of Long.MIN_VALUE echoed back, is held to them.
+_EARLIEST_MS = (datetime.datetime.min.replace(tzinfo=datetime.UTC) - _EPOCH) // (
+    datetime.timedelta(milliseconds=1)
+)
+_LATEST_MS = (datetime.datetime.max.replace(tzinfo=datetime.UTC) - _EPOCH) // (
+    datetime.timedelta(milliseconds=1)
+)
 _NO_THROTTLE = datetime.timedelta(0)
-_DISABLED = "Delegation Token feature is not enabled."
+# The metadata version tokens need is their record's.
+_A_TOKEN = RemoveDelegationTokenRecord("")
 _USER = "User"
 
 
 def _at(ms: int) -> datetime.datetime:
-    return _EPOCH + datetime.timedelta(milliseconds=ms)
+    return _EPOCH + datetime.timedelta(milliseconds=min(max(ms, _EARLIEST_MS), _LATEST_MS))
 
 
 def _now_ms() -> int:
@@ -88,10 +100,6 @@ def _token_by_hmac(ctx: Any, given: bytes) -> DelegationTokenRecord | None:
     return None
 
 
-def _expired(token: DelegationTokenRecord, now: int) -> bool:
-    return token.max_timestamp < now or token.expiration_timestamp < now
-
-
 # --- CreateDelegationToken ----------------------------------------------------------------
 
 
@@ -103,9 +111,9 @@ def create(ctx: Any, request: Any) -> Any:
     owner_name = getattr(request, "owner_principal_name", None)
     invalid_owner = False
     if owner_name:
-        owner_type = request.owner_principal_type or ""
-        invalid_owner = not owner_type  # Kafka fails on a null type with a generic error
-        owner = f"{owner_type}:{owner_name}"
+        owner_type = request.owner_principal_type
+        invalid_owner = owner_type is None  # Kafka fails on it with a generic error
+        owner = f"{owner_type or ''}:{owner_name}"
 
     def answer(code: ErrorCode, token: DelegationTokenRecord | None, hmac_: bytes, ts: int) -> Any:
         owner_type, owner_name = _split(token.owner if token else owner)
@@ -151,7 +159,7 @@ def create(ctx: Any, request: Any) -> Any:
 
     def plan() -> list[MetadataRecord]:
         now = _now_ms()
-        max_timestamp = now + lifetime
+        max_timestamp = min(now + lifetime, _LATEST_MS)
         token = DelegationTokenRecord(
             token_id=new_token_id(),
             owner=owner,
@@ -224,11 +232,13 @@ def _change_expiry(ctx: Any, given_hmac: bytes, period: int, renewal: bool) -> t
 
     def plan() -> list[MetadataRecord]:
         outcome.clear()
+        if broker.image.metadata_version < level_needed(_A_TOKEN):
+            raise ControllerError(ErrorCode.unsupported_version, "")
         token = _token_by_hmac(ctx, given_hmac)
         if token is None:
             raise ControllerError(ErrorCode.delegation_token_not_found, "")
         now = _now_ms()
-        if _expired(token, now):
+        if expired(token, now):
             raise ControllerError(ErrorCode.delegation_token_expired, "")
         if not may_renew(token, principal):
             raise ControllerError(ErrorCode.delegation_token_owner_mismatch, "")
@@ -241,7 +251,7 @@ def _change_expiry(ctx: Any, given_hmac: bytes, period: int, renewal: bool) -> t
         else:
             expiry = min(token.max_timestamp, now + period)
         outcome.append((token, expiry))
-        return [_with_expiry(token, expiry)]
+        return [dataclasses.replace(token, expiration_timestamp=expiry)]
 
     try:
         broker.plan_and_commit(plan)
@@ -251,18 +261,6 @@ def _change_expiry(ctx: Any, given_hmac: bytes, period: int, renewal: bool) -> t
     what = "renewed" if renewal else ("expired" if expiry < 0 else "set the expiry of")
     log.info("%s %s delegation token %s of %s", principal, what, token.token_id, token.owner)
     return ErrorCode.none, expiry
-
-
-def _with_expiry(token: DelegationTokenRecord, expiry: int) -> DelegationTokenRecord:
-    return DelegationTokenRecord(
-        token.token_id,
-        token.owner,
-        token.requester,
-        token.renewers,
-        token.issue_timestamp,
-        token.max_timestamp,
-        expiry,
-    )
 
 
 # --- DescribeDelegationToken --------------------------------------------------------------
