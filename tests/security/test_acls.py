@@ -207,6 +207,11 @@ def test_without_an_authorizer_the_acl_api_is_security_disabled(module_broker_fa
             delete_acls.DeleteAclsRequest(filters=(delete_acls.DeleteAclsFilter(**_EVERYTHING),)),
         )
         assert [r.error_code for r in removed.filter_results] == [54]
+    # The CLI reads it, and says what to set.
+    listed = _cli(broker, "list")
+    assert listed.returncode == 1
+    assert "SECURITY_DISABLED: No Authorizer is configured." in listed.stderr
+    assert "authorizer.class.name" in listed.stderr
     assert broker.alive()
 
 
@@ -284,3 +289,37 @@ def test_acls_cli_adds_lists_and_removes(acl_broker: BrokerProcess) -> None:
     assert len(json.loads(removed.stdout)) == 3
     listed = _cli(acl_broker, "list", "--principal", "User:cli-user", "--json")
     assert json.loads(listed.stdout) == []
+
+
+def test_acls_cli_names_user_and_delegation_token_resources(acl_broker: BrokerProcess) -> None:
+    # librdkafka's admin API has neither resource type; the CLI speaks the protocol itself.
+    for args in (
+        ("--user-principal", "User:dave", "--operation", "CreateTokens"),
+        ("--user-principal", "User:dave", "--operation", "describe-tokens"),
+        ("--delegation-token", "a-token-id", "--operation", "Describe"),
+    ):
+        added = _cli(acl_broker, "add", "--principal", "User:token-admin", *args)
+        assert added.returncode == 0, added.stderr
+    listed = _cli(acl_broker, "list", "--principal", "User:token-admin", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [
+        (r["resource"], r["name"], r["pattern"], r["operation"], r["permission"])
+        for r in json.loads(listed.stdout)
+    ] == [
+        ("DelegationToken", "a-token-id", "Literal", "Describe", "Allow"),
+        ("User", "User:dave", "Literal", "CreateTokens", "Allow"),
+        ("User", "User:dave", "Literal", "DescribeTokens", "Allow"),
+    ]
+    only_user = _cli(acl_broker, "list", "--user-principal", "User:dave", "--json")
+    assert {r["operation"] for r in json.loads(only_user.stdout)} == {
+        "CreateTokens",
+        "DescribeTokens",
+    }
+    two = _cli(acl_broker, "list", "--topic", "t", "--user-principal", "User:dave")
+    assert two.returncode == 2 and "name one resource" in two.stderr
+    removed = _cli(
+        acl_broker, "remove", "--user-principal", "User:dave", "--operation", "CreateTokens"
+    )
+    assert removed.returncode == 0, removed.stderr
+    listed = _cli(acl_broker, "list", "--principal", "User:token-admin", "--json")
+    assert [r["operation"] for r in json.loads(listed.stdout)] == ["Describe", "DescribeTokens"]

@@ -400,7 +400,14 @@ def test_a_token_for_someone_else_needs_create_tokens_on_that_user(broker: Token
         assert refused.error_code == ErrorCode.delegation_token_authorization_failed
         assert (refused.principal_type, refused.principal_name) == ("User", "dave")
         assert refused.token_requester_principal_name == "carol"
-        _allow(broker, "carol", ResourceType.USER, "User:dave", ACLOperation.CREATE_TOKENS)
+        # Granted with the CLI (`artesian acls`), which names USER resources.
+        cli(
+            None,
+            "acls",
+            "add",
+            *("-b", broker.proc.bootstrap, "--principal", "User:carol"),
+            *("--operation", "CreateTokens", "--user-principal", "User:dave"),
+        )
         created = _create(carol, owner="User:dave")
         assert created.error_code == ErrorCode.none
         assert (created.principal_name, created.token_requester_principal_name) == (

@@ -1,24 +1,19 @@
 """``artesian acls``: add, list and remove ACLs (like kafka-acls), through Kafka's own
-CreateAcls/DescribeAcls/DeleteAcls, so it works against Apache Kafka too."""
+CreateAcls/DescribeAcls/DeleteAcls, so it works against Apache Kafka too.
+
+They speak the protocol through ``wire.WireClient``: librdkafka's admin API knows neither
+the USER nor the DELEGATION_TOKEN resource (it lists them as UNKNOWN), nor the CreateTokens
+and DescribeTokens operations."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
-from confluent_kafka.admin import (
-    AclBinding,
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    ResourcePatternType,
-    ResourceType,
-)
 
 from artesian.cli.common import (
     DEFAULT_BOOTSTRAP,
     BootstrapOpt,
-    ClientOptions,
     CliError,
     CommandConfigOpt,
     JsonOpt,
@@ -29,16 +24,35 @@ from artesian.cli.common import (
     out,
     print_json,
     reporting,
-    result,
     table,
+)
+from artesian.cli.wire import WireClient
+from artesian.security.acl import (
+    CLUSTER_NAME,
+    AclOperation,
+    AclPermissionType,
+    PatternType,
+    ResourceType,
 )
 
 acls_app = make_app("Add, list and remove ACLs (authorizer.class.name must be set).")
 
-_OPERATIONS = {
+_CREATE_ACLS, _DESCRIBE_ACLS, _DELETE_ACLS = 30, 29, 31
+
+_OPERATIONS: dict[str, AclOperation] = {
     op.name.replace("_", "").lower(): op
     for op in AclOperation
     if op not in (AclOperation.UNKNOWN, AclOperation.ANY)
+}
+
+# What to do next, by the broker's error (Kafka's codes by name).
+_HINTS = {
+    "security_disabled": "Set authorizer.class.name on the brokers "
+    "(org.apache.kafka.metadata.authorizer.StandardAuthorizer).",
+    "cluster_authorization_failed": "Managing ACLs needs Alter (to add or remove) or Describe "
+    "(to list) on the cluster: log in as a super user (--command-config).",
+    "invalid_request": "Check the resource name and the operation: not every operation "
+    "applies to every resource.",
 }
 
 TopicOpt = Annotated[str | None, typer.Option("--topic", help="A topic name ('*': all).")]
@@ -47,6 +61,17 @@ TxnOpt = Annotated[
     str | None, typer.Option("--transactional-id", help="A transactional id ('*': all).")
 ]
 ClusterOpt = Annotated[bool, typer.Option("--cluster", help="The cluster resource.")]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user-principal",
+        help="A USER resource, e.g. User:alice (CreateTokens, DescribeTokens on it).",
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--delegation-token", help="A DELEGATION_TOKEN resource: a token id."),
+]
 PrefixedOpt = Annotated[
     bool, typer.Option("--prefixed", help="The name is a prefix (PREFIXED pattern).")
 ]
@@ -58,36 +83,44 @@ OperationsOpt = Annotated[
     typer.Option(
         "--operation",
         help="Read, Write, Create, Delete, Alter, Describe, ClusterAction, DescribeConfigs, "
-        "AlterConfigs, IdempotentWrite or All. Repeatable.",
+        "AlterConfigs, IdempotentWrite, CreateTokens, DescribeTokens or All. Repeatable.",
     ),
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Client IP address the ACL applies to.")]
 
 
 def _resource(
-    topic: str | None, group: str | None, txn: str | None, cluster: bool
-) -> tuple[Any, str] | None:
+    topic: str | None,
+    group: str | None,
+    txn: str | None,
+    cluster: bool,
+    user: str | None = None,
+    token: str | None = None,
+) -> tuple[ResourceType, str] | None:
     chosen = [
         (kind, name)
         for kind, name in (
             (ResourceType.TOPIC, topic),
             (ResourceType.GROUP, group),
             (ResourceType.TRANSACTIONAL_ID, txn),
-            (ResourceType.BROKER, "kafka-cluster" if cluster else None),
+            (ResourceType.CLUSTER, CLUSTER_NAME if cluster else None),
+            (ResourceType.USER, user),
+            (ResourceType.DELEGATION_TOKEN, token),
         )
         if name is not None
     ]
     if len(chosen) > 1:
         raise CliError(
-            "name one resource: --topic, --group, --transactional-id or --cluster",
+            "name one resource: --topic, --group, --transactional-id, --cluster, "
+            "--user-principal or --delegation-token",
             "Run the command once per resource.",
             code=2,
         )
     return chosen[0] if chosen else None
 
 
-def _operations(names: list[str] | None) -> list[Any]:
-    ops = []
+def _operations(names: list[str] | None) -> list[AclOperation]:
+    ops: list[AclOperation] = []
     for name in names or []:
         op = _OPERATIONS.get(name.replace("-", "").replace("_", "").lower())
         if op is None:
@@ -96,26 +129,36 @@ def _operations(names: list[str] | None) -> list[Any]:
     return ops
 
 
-def _name(enum_value: Any) -> str:
-    return "".join(p.capitalize() for p in enum_value.name.split("_"))
+def _name(enum_type: type[Any], value: int) -> str:
+    try:
+        member = enum_type(value)
+    except ValueError:
+        return str(value)
+    return "".join(p.capitalize() for p in member.name.split("_"))
 
 
-def _rows(bindings: list[Any]) -> list[tuple[str, ...]]:
-    return sorted(
-        (
-            _name(b.restype).replace("Broker", "Cluster"),
-            b.name,
-            _name(b.resource_pattern_type),
-            b.principal,
-            b.host,
-            _name(b.operation),
-            _name(b.permission_type),
-        )
-        for b in bindings
+def _row(
+    resource_type: int,
+    name: str,
+    pattern: int,
+    principal: str,
+    host: str,
+    operation: int,
+    permission: int,
+) -> tuple[str, ...]:
+    return (
+        _name(ResourceType, resource_type),
+        name,
+        _name(PatternType, pattern),
+        principal,
+        host,
+        _name(AclOperation, operation),
+        _name(AclPermissionType, permission),
     )
 
 
 def _show(rows: list[tuple[str, ...]], as_json: bool, empty: str) -> None:
+    rows = sorted(rows)
     columns = ["RESOURCE", "NAME", "PATTERN", "PRINCIPAL", "HOST", "OPERATION", "PERMISSION"]
     if as_json:
         print_json([dict(zip((c.lower() for c in columns), r, strict=True)) for r in rows])
@@ -123,6 +166,12 @@ def _show(rows: list[tuple[str, ...]], as_json: bool, empty: str) -> None:
         out.print(table(None, columns, rows))
     else:
         out.print(empty)
+
+
+def _check(code: Any, message: str | None, what: str) -> None:
+    if code != 0:
+        detail = f": {message}" if message else ""
+        raise CliError(f"{what}: {code.name.upper()}{detail}", _HINTS.get(code.name, ""))
 
 
 @acls_app.command()
@@ -133,6 +182,8 @@ def add(
     group: GroupOpt = None,
     transactional_id: TxnOpt = None,
     cluster: ClusterOpt = False,
+    user_principal: UserOpt = None,
+    delegation_token: TokenOpt = None,
     prefixed: PrefixedOpt = False,
     deny: Annotated[bool, typer.Option("--deny", help="A DENY ACL (default ALLOW).")] = False,
     host: HostOpt = "*",
@@ -142,9 +193,14 @@ def add(
     timeout: TimeoutOpt = 15.0,
 ) -> None:
     """Allow (or --deny) a principal operations on one resource."""
+    from kio.schema.create_acls.v3 import request as schema  # here: slow to import
+    from kio.static.primitive import i8
+
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        resource = _resource(topic, group, transactional_id, cluster)
+        resource = _resource(
+            topic, group, transactional_id, cluster, user_principal, delegation_token
+        )
         ops = _operations(operation)
         if resource is None or not ops or not principal:
             raise CliError(
@@ -152,45 +208,45 @@ def add(
                 "Example: artesian acls add --principal User:alice --operation Read --topic orders",
                 code=2,
             )
-        pattern = ResourcePatternType.PREFIXED if prefixed else ResourcePatternType.LITERAL
+        pattern = PatternType.PREFIXED if prefixed else PatternType.LITERAL
         permission = AclPermissionType.DENY if deny else AclPermissionType.ALLOW
-        bindings = [
-            AclBinding(resource[0], resource[1], pattern, principal, host, op, permission)
+        creations = tuple(
+            schema.AclCreation(
+                resource_type=i8(resource[0]),
+                resource_name=resource[1],
+                resource_pattern_type=i8(pattern),
+                principal=principal,
+                host=host,
+                operation=i8(op),
+                permission_type=i8(permission),
+            )
             for op in ops
-        ]
-        admin = opts.admin()
-        for future in admin.create_acls(bindings).values():
-            result(future, opts.timeout, opts.bootstrap, "adding ACLs: ")
-    out.print(f"Added {len(bindings)} ACL(s).")
+        )
+        with WireClient.for_options(opts) as client:
+            response = client.request(_CREATE_ACLS, 3, creations=creations)
+        for r in response.results:
+            _check(r.error_code, r.error_message, "adding ACLs")
+    out.print(f"Added {len(creations)} ACL(s).")
 
 
-def _acl_filter(
+def _filter(
     principal: str | None,
-    operation: list[str] | None,
-    resource: tuple[Any, str] | None,
+    operation: AclOperation,
+    resource: tuple[ResourceType, str] | None,
     prefixed: bool,
-) -> list[Any]:
-    ops = _operations(operation) or [AclOperation.ANY]
+) -> dict[str, Any]:
+    """A DescribeAcls / DeleteAcls filter's fields."""
     kind, name = resource if resource is not None else (ResourceType.ANY, None)
-    pattern = (
-        ResourcePatternType.PREFIXED
-        if prefixed
-        else ResourcePatternType.LITERAL
-        if name is not None
-        else ResourcePatternType.ANY
-    )
-    return [
-        AclBindingFilter(kind, name, pattern, principal, None, op, AclPermissionType.ANY)
-        for op in ops
-    ]
-
-
-def _list(opts: ClientOptions, filters: list[Any]) -> list[Any]:
-    admin = opts.admin()
-    found: list[Any] = []
-    for f in filters:
-        found += result(admin.describe_acls(f), opts.timeout, opts.bootstrap, "listing ACLs: ")
-    return found
+    pattern = PatternType.PREFIXED if prefixed else PatternType.LITERAL if name else PatternType.ANY
+    return {
+        "resource_type_filter": kind,
+        "resource_name_filter": name,
+        "pattern_type_filter": pattern,
+        "principal_filter": principal,
+        "host_filter": None,
+        "operation": operation,
+        "permission_type": AclPermissionType.ANY,
+    }
 
 
 @acls_app.command("list")
@@ -200,6 +256,8 @@ def list_(
     group: GroupOpt = None,
     transactional_id: TxnOpt = None,
     cluster: ClusterOpt = False,
+    user_principal: UserOpt = None,
+    delegation_token: TokenOpt = None,
     prefixed: PrefixedOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
@@ -210,9 +268,27 @@ def list_(
     """List ACLs, all of them or those of a principal or resource."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        resource = _resource(topic, group, transactional_id, cluster)
-        found = _list(opts, _acl_filter(principal, None, resource, prefixed))
-    _show(_rows(found), as_json, "No ACLs.")
+        resource = _resource(
+            topic, group, transactional_id, cluster, user_principal, delegation_token
+        )
+        fields = _filter(principal, AclOperation.ANY, resource, prefixed)
+        with WireClient.for_options(opts) as client:
+            response = client.request(_DESCRIBE_ACLS, 3, **fields)
+        _check(response.error_code, response.error_message, "listing ACLs")
+    rows = [
+        _row(
+            r.resource_type,
+            r.resource_name,
+            r.pattern_type,
+            a.principal,
+            a.host,
+            a.operation,
+            a.permission_type,
+        )
+        for r in response.resources
+        for a in r.acls
+    ]
+    _show(rows, as_json, "No ACLs.")
 
 
 @acls_app.command()
@@ -223,6 +299,8 @@ def remove(
     group: GroupOpt = None,
     transactional_id: TxnOpt = None,
     cluster: ClusterOpt = False,
+    user_principal: UserOpt = None,
+    delegation_token: TokenOpt = None,
     prefixed: PrefixedOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
@@ -232,18 +310,38 @@ def remove(
 ) -> None:
     """Remove the ACLs that match: a resource, a principal, operations (at least one of the
     three)."""
+    from kio.schema.delete_acls.v3 import request as schema  # here: slow to import
+
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        resource = _resource(topic, group, transactional_id, cluster)
+        resource = _resource(
+            topic, group, transactional_id, cluster, user_principal, delegation_token
+        )
         if resource is None and not principal and not operation:
             raise CliError(
                 "name what to remove: a resource, --principal or --operation",
                 "To see what exists: artesian acls list",
                 code=2,
             )
-        admin = opts.admin()
-        removed: list[Any] = []
-        filters = _acl_filter(principal, operation, resource, prefixed)
-        for future in admin.delete_acls(filters).values():
-            removed += result(future, opts.timeout, opts.bootstrap, "removing ACLs: ")
-    _show(_rows(removed), as_json, "No ACL matched.")
+        filters = tuple(
+            schema.DeleteAclsFilter(**_filter(principal, op, resource, prefixed))
+            for op in _operations(operation) or [AclOperation.ANY]
+        )
+        with WireClient.for_options(opts) as client:
+            response = client.request(_DELETE_ACLS, 3, filters=filters)
+        rows = []
+        for result in response.filter_results:
+            _check(result.error_code, result.error_message, "removing ACLs")
+            rows += [
+                _row(
+                    m.resource_type,
+                    m.resource_name,
+                    m.pattern_type,
+                    m.principal,
+                    m.host,
+                    m.operation,
+                    m.permission_type,
+                )
+                for m in result.matching_acls
+            ]
+    _show(rows, as_json, "No ACL matched.")
