@@ -26,6 +26,7 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from kio.schema.consumer_group_describe.v0 import request as group_describe
 from kio.schema.errors import ErrorCode
 
 from tests.broker_process import BrokerProcess, free_port
@@ -35,7 +36,10 @@ from tests.storage.batches import make_batch
 SUPER = "root"
 PASSWORDS = {
     user: f"{user}-secret"
-    for user in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hana", SUPER)
+    for user in (
+        *("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hana", "ivan", "jude"),
+        SUPER,
+    )
 }
 # Kafka's AclOperation codes: the bits of the *_authorized_operations fields.
 _OP_BITS = {"READ": 3, "WRITE": 4, "CREATE": 5, "DELETE": 6, "ALTER": 7, "DESCRIBE": 8}
@@ -386,6 +390,53 @@ def test_a_group_member_without_read_on_the_topic(secured: SecuredBroker) -> Non
     with pytest.raises(KafkaException) as refused:
         _consume(secured.conf("erin"), "locked", "erin-other", 1)
     assert _code(refused.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_regex_subscription_gets_only_topics_its_member_may_describe(
+    secured: SecuredBroker,
+) -> None:
+    for topic in ("rx-open", "rx-secret"):
+        secured.create_topic(topic)
+        _deliver(secured.conf(SUPER), topic)
+    secured.allow("ivan", ResourceType.GROUP, "rx-group", AclOperation.READ)
+    secured.allow("ivan", ResourceType.TOPIC, "rx-open", AclOperation.READ)
+    consumer = Consumer(
+        {**secured.conf("ivan"), "group.id": "rx-group", "group.protocol": "consumer"}
+        | {"auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    consumer.subscribe(["^rx-.*"])
+    got: list[tuple[str, bytes]] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None:
+                if msg.error():
+                    raise KafkaException(msg.error())
+                got.append((msg.topic(), msg.value()))
+        # KAFKA-18813: the regex matched rx-secret too, which ivan may not DESCRIBE.
+        assert got == [("rx-open", b"rx-open-0")]
+        assert {tp.topic for tp in consumer.assignment()} == {"rx-open"}
+
+        # ConsumerGroupDescribe hides a group whose topics the caller may not DESCRIBE.
+        secured.allow("jude", ResourceType.GROUP, "rx-group", AclOperation.DESCRIBE)
+        request = group_describe.ConsumerGroupDescribeRequest(
+            group_ids=("rx-group",), include_authorized_operations=False
+        )
+        with secured.login("jude") as conn:
+            (hidden,) = conn.request(69, 0, request).groups
+        assert (hidden.error_code, hidden.error_message, hidden.members) == (
+            ErrorCode.topic_authorization_failed,
+            "The described group uses topics that the client is not authorized to describe.",
+            (),
+        )
+        with secured.login("ivan") as conn:
+            (shown,) = conn.request(69, 0, request).groups
+        assert shown.error_code == ErrorCode.none
+        (member,) = shown.members
+        assert [t.topic_name for t in member.assignment.topic_partitions] == ["rx-open"]
+    finally:
+        consumer.close()
 
 
 def _session_fetch(

@@ -24,19 +24,27 @@ from artesian.metadata.image import MetadataImage
 
 
 class ImageTopics:
-    """The group coordinator's TopicsView over the broker's metadata image."""
+    """The group coordinator's TopicsView over the broker's metadata image. With the
+    request's ``ctx``, a subscription regex sees only the topics its principal may DESCRIBE
+    (KAFKA-18813): the regex is resolved with the rights of the member whose heartbeat
+    resolves it, as Kafka's coordinator resolves it with the rights of the member that
+    triggered the refresh."""
 
-    __slots__ = ("_image",)
+    __slots__ = ("_ctx", "_image")
 
-    def __init__(self, image: MetadataImage) -> None:
+    def __init__(self, image: MetadataImage, ctx: Any = None) -> None:
         self._image = image
+        self._ctx = ctx
 
     def partition_count(self, topic: str) -> int:
         found = self._image.topics.get(topic)
         return len(found.partitions) if found is not None else 0
 
     def names(self) -> Iterable[str]:
-        return self._image.topics.keys()
+        names = self._image.topics.keys()
+        if self._ctx is None or self._ctx.broker.authorizer is None:
+            return names
+        return authorized_names(self._ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
 
     def version(self) -> int:
         return self._image.offset

@@ -10,7 +10,9 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import (
     NO_OPERATIONS,
+    AclOperation,
     ResourceType,
+    authorized_names,
     authorized_operations,
 )
 from artesian.broker.handlers._build import make, response_module
@@ -24,6 +26,8 @@ from artesian.broker.handlers._groups import (
 API_KEY = 69
 MIN_VERSION = 0
 MAX_VERSION = 1
+
+_TOPICS_DENIED = "The described group uses topics that the client is not authorized to describe."
 
 # MemberType (v1, KIP-1099): the protocol a member speaks.
 _CLASSIC_MEMBER = 0
@@ -48,6 +52,16 @@ def handle(ctx: Any, request: Any) -> Any:
             described.append(missing)
             continue
         cg = group.consumer
+        # Kafka hides a group whose assignments name a topic the caller may not DESCRIBE.
+        used = {t for m in cg.members.values() for t, _ in m.assigned}
+        used |= {t for target in cg.target.values() for t, _ in target}
+        if used - authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, used):
+            described.append(
+                described_group_error(
+                    mod, group_id, ErrorCode.topic_authorization_failed, _TOPICS_DENIED
+                )
+            )
+            continue
         members = tuple(
             make(
                 mod.Member,

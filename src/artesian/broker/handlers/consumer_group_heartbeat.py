@@ -56,7 +56,7 @@ def handle(ctx: Any, request: Any) -> Any:
             owned=owned,
             member_id_from_client=version >= 1,
         ),
-        ImageTopics(image),
+        ImageTopics(image, ctx),
     )
     return heartbeat_when_stored(
         ctx,
