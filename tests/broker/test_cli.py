@@ -127,3 +127,50 @@ def test_data_dir_of_another_node_id_refuses_to_start(tmp_path: Path) -> None:
     assert other.proc is not None and other.proc.returncode == 2
     again = BrokerProcess(tmp_path / "data").start()  # the logs are still there for node 1
     again.stop()
+
+
+def test_log_dirs_in_a_properties_file_is_the_data_directory(tmp_path: Path) -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    port = free_port()
+    log_dir = tmp_path / "kafka-logs"
+    properties = tmp_path / "server.properties"
+    properties.write_text(f"listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={log_dir}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "artesian.cli.main", "broker", "--config", str(properties)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        cwd=tmp_path,
+    )
+    try:
+        producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}"})
+        producer.produce("in-log-dirs", b"kept where log.dirs says")
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "g"})
+        consumer.assign([TopicPartition("in-log-dirs", 0, 0)])
+        message = consumer.poll(15)
+        consumer.close()
+        assert message is not None and message.value() == b"kept where log.dirs says"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    assert (log_dir / "meta.properties").is_file()
+    assert any(p.name == "in-log-dirs-0" for p in log_dir.rglob("in-log-dirs-0"))
+    assert not (tmp_path / ".artesian").exists()  # the default is not used besides
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        (["--set", "log.dirs=/tmp/a,/tmp/b"], "JBOD is not supported"),
+        (["--set", "log.dir=/tmp/elsewhere", "--data-dir", "here"], "name different directories"),
+    ],
+)
+def test_log_dirs_that_cannot_be_honoured_stop_the_start(
+    tmp_path: Path, settings: list[str], needle: str
+) -> None:
+    r = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", *settings)
+    assert r.returncode == 2
+    assert needle in r.stderr and "Traceback" not in r.stderr

@@ -64,7 +64,29 @@ def _event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _run(listen: str | None, data_dir: Path, props: list[str], config_file: Path | None) -> None:
+def _data_dir(given: Path | None, config: BrokerConfig) -> Path:
+    """--data-dir, or Kafka's log.dirs (log.dir) when a properties file sets it: the one
+    directory a broker keeps its logs and metadata in."""
+    if not (config.is_set("log.dirs") or config.is_set("log.dir")):
+        return given if given is not None else Path(".artesian")
+    dirs = config.log_dirs
+    if len(dirs) != 1:
+        raise ConfigError(
+            f"log.dirs lists {len(dirs)} directories; an Artesian broker keeps one (JBOD is "
+            "not supported): give one, on the disk or volume the broker should use"
+        )
+    configured = Path(dirs[0])
+    if given is not None and given.resolve() != configured.resolve():
+        raise ConfigError(
+            f"--data-dir {given} and log.dirs {configured} name different directories: "
+            "give one of them"
+        )
+    return configured
+
+
+def _run(
+    listen: str | None, data_dir: Path | None, props: list[str], config_file: Path | None
+) -> None:
     from artesian.broker.server import BrokerStartupError, parse_listener, run_broker
 
     try:
@@ -74,6 +96,7 @@ def _run(listen: str | None, data_dir: Path, props: list[str], config_file: Path
         raise typer.Exit(2) from e
     try:
         config = BrokerConfig.load(config_file, props)
+        directory = _data_dir(data_dir, config)
     except ConfigError as e:
         console.print(f"[red]configuration error:[/red] {e}")
         raise typer.Exit(2) from e
@@ -85,7 +108,7 @@ def _run(listen: str | None, data_dir: Path, props: list[str], config_file: Path
         raise typer.Exit(2)
     _event_loop_policy()
     try:
-        asyncio.run(run_broker(config, data_dir, host, port))
+        asyncio.run(run_broker(config, directory, host, port))
     except BrokerStartupError as e:
         console.print(f"[red]cannot start the broker:[/red] {e}")
         raise typer.Exit(2) from e
@@ -108,8 +131,12 @@ def broker(
         ),
     ] = None,
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Directory for logs and metadata.")
-    ] = Path(".artesian"),
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Directory for logs and metadata (default: log.dirs when set, else .artesian).",
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
