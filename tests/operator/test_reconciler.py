@@ -172,6 +172,7 @@ def test_a_config_change_is_an_upgrade_too() -> None:
         ({"nodes": 3}, "unknown spec fields ['nodes']"),
         ({"config": {"node.id": 4}}, "set by the operator"),
         ({"config": {"inter.broker.listener.name": "X"}}, "set by the operator"),
+        ({"config": {"log.dirs": "/data"}}, "set by the operator"),
         ({"first_port": 80}, "first_port"),
         ({"first_port": 65000}, "leaves no room for 1 brokers and their metrics"),
         ({"first_port": 64000, "client_protocol": "SSL"}, "first_port 64000 leaves no room"),

@@ -54,6 +54,8 @@ OPERATOR_PROPERTIES = (
     "listener.security.protocol.map",
     "inter.broker.listener.name",
     "security.inter.broker.protocol",
+    "log.dirs",
+    "log.dir",
 )
 CLIENT_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 INTERNAL_LISTENER = "INTERNAL"
@@ -134,8 +136,9 @@ class ClusterSpec:
         owned = sorted(k for k in config if k in OPERATOR_PROPERTIES)
         if owned:
             raise SpecError(
-                f"{owned} are set by the operator; remove them from [config] (a separate "
-                "client listener comes from client_protocol)"
+                f"{owned} are set by the operator; remove them from [config] (each "
+                "broker's directory comes from data_dir, a separate client listener from "
+                "client_protocol)"
             )
         metadata_version = raw.get("metadata_version")
         if metadata_version is not None and (
