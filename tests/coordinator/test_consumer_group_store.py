@@ -63,6 +63,12 @@ class Topics:
     def version(self) -> int:
         return 1
 
+    def viewer(self) -> str | None:
+        return None
+
+    def describable(self, names: frozenset[str]) -> frozenset[str]:
+        return names
+
 
 def _coordinator(topic: FlakyTopic) -> GroupCoordinator:
     names = {v: k for k, v in TOPIC_IDS.items()}

@@ -30,6 +30,12 @@ class Topics:
     def version(self) -> int:
         return self.partitions
 
+    def viewer(self) -> str | None:
+        return None
+
+    def describable(self, names: frozenset[str]) -> frozenset[str]:
+        return names
+
 
 def _coordinator(topic: FlakyTopic) -> GroupCoordinator:
     gc = GroupCoordinator(

@@ -400,6 +400,23 @@ def test_a_regex_subscription_gets_only_topics_its_member_may_describe(
         _deliver(secured.conf(SUPER), topic)
     secured.allow("ivan", ResourceType.GROUP, "rx-group", AclOperation.READ)
     secured.allow("ivan", ResourceType.TOPIC, "rx-open", AclOperation.READ)
+    # A super user's group resolves the same regex first, to both topics: what it saw is
+    # not what ivan's group gets.
+    wide = Consumer(
+        {**secured.conf(SUPER), "group.id": "rx-wide", "group.protocol": "consumer"}
+        | {"auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    wide.subscribe(["^rx-.*"])
+    try:
+        seen: set[str] = set()
+        deadline = time.monotonic() + 20
+        while seen != {"rx-open", "rx-secret"} and time.monotonic() < deadline:
+            msg = wide.poll(0.5)
+            if msg is not None and msg.error() is None:
+                seen.add(msg.topic())
+        assert seen == {"rx-open", "rx-secret"}
+    finally:
+        wide.close()
     consumer = Consumer(
         {**secured.conf("ivan"), "group.id": "rx-group", "group.protocol": "consumer"}
         | {"auto.offset.reset": "earliest", "enable.auto.commit": False}

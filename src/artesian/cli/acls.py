@@ -1,5 +1,5 @@
 """``artesian acls``: add, list and remove ACLs (like kafka-acls), through Kafka's own
-CreateAcls/DescribeAcls/DeleteAcls, so it works against Apache Kafka too.
+CreateAcls/DescribeAcls/DeleteAcls v3, so it works against Apache Kafka 3.3 and later too.
 
 They speak the protocol through ``wire.WireClient``: librdkafka's admin API knows neither
 the USER nor the DELEGATION_TOKEN resource (it lists them as UNKNOWN), nor the CreateTokens
@@ -237,7 +237,13 @@ def _filter(
 ) -> dict[str, Any]:
     """A DescribeAcls / DeleteAcls filter's fields."""
     kind, name = resource if resource is not None else (ResourceType.ANY, None)
-    pattern = PatternType.PREFIXED if prefixed else PatternType.LITERAL if name else PatternType.ANY
+    pattern = (
+        PatternType.PREFIXED
+        if prefixed
+        else PatternType.LITERAL
+        if name is not None
+        else PatternType.ANY
+    )
     return {
         "resource_type_filter": kind,
         "resource_name_filter": name,
@@ -332,6 +338,8 @@ def remove(
         rows = []
         for result in response.filter_results:
             _check(result.error_code, result.error_message, "removing ACLs")
+            for m in result.matching_acls:
+                _check(m.error_code, m.error_message, "removing ACLs")
             rows += [
                 _row(
                     m.resource_type,

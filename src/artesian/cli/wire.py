@@ -118,6 +118,8 @@ class WireClient:
         """A client that connects as the command's client properties say
         (security.protocol, ssl.*, sasl.*), to ``bootstrap`` or the command's own."""
         tls, sasl, tokens = security_from(opts.config())
+        if bootstrap is None:
+            opts.check_reachable()  # a malformed address or a broker that is down, at once
         return cls(bootstrap or opts.bootstrap, opts.timeout, sasl, tls, tokens)
 
     def __enter__(self) -> WireClient:

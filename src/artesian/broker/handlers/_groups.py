@@ -25,10 +25,10 @@ from artesian.metadata.image import MetadataImage
 
 class ImageTopics:
     """The group coordinator's TopicsView over the broker's metadata image. With the
-    request's ``ctx``, a subscription regex sees only the topics its principal may DESCRIBE
-    (KAFKA-18813): the regex is resolved with the rights of the member whose heartbeat
-    resolves it, as Kafka's coordinator resolves it with the rights of the member that
-    triggered the refresh."""
+    request's ``ctx`` and an authorizer, a subscription regex sees only the topics its
+    principal may DESCRIBE (KAFKA-18813): the regex is resolved with the rights of the
+    member whose request resolves it, as Kafka's coordinator resolves it with the rights of
+    the member that triggered the refresh."""
 
     __slots__ = ("_ctx", "_image")
 
@@ -41,10 +41,18 @@ class ImageTopics:
         return len(found.partitions) if found is not None else 0
 
     def names(self) -> Iterable[str]:
-        names = self._image.topics.keys()
-        if self._ctx is None or self._ctx.broker.authorizer is None:
-            return names
-        return authorized_names(self._ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+        return self._image.topics.keys()
+
+    def viewer(self) -> str | None:
+        ctx = self._ctx
+        if ctx is None or ctx.broker.authorizer is None:
+            return None
+        return f"{ctx.connection.principal}@{ctx.connection.peer_host}"
+
+    def describable(self, names: frozenset[str]) -> frozenset[str]:
+        return frozenset(
+            authorized_names(self._ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+        )
 
     def version(self) -> int:
         return self._image.offset

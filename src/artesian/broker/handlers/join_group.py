@@ -58,7 +58,7 @@ async def _join(ctx: Any, request: Any) -> Any:
             require_known_member_id=version >= 4,
             supports_skip_assignment=version >= 9,
         ),
-        ImageTopics(broker.image),
+        ImageTopics(broker.image, ctx),
     )
     if result.error == ErrorCode.none:
         # A classic member of a consumer group may have changed it: answered once stored.

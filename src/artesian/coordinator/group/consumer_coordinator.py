@@ -120,6 +120,12 @@ class TopicsView(Protocol):
     def version(self) -> int:
         """Changes whenever the topics may have (regex matches are cached against it)."""
 
+    def viewer(self) -> str | None:
+        """Whose rights limit what a regex sees (KAFKA-18813); None: nobody's, all topics."""
+
+    def describable(self, names: frozenset[str]) -> frozenset[str]:
+        """Those of ``names`` the viewer may DESCRIBE."""
+
 
 @dataclass(slots=True, frozen=True)
 class ConsumerHeartbeat:
@@ -219,7 +225,10 @@ class ConsumerGroupCoordinator:
         self.topic_name = topic_name
         # Regex -> (topics version, the topics it matches): heartbeats of a group subscribed
         # by regex would otherwise match every topic name, every time.
-        self._regex_matches: dict[tuple[str | None, str], tuple[int, frozenset[str]]] = {}
+        # Keyed by whose rights limit the matches too: one principal's view is not another's.
+        self._regex_matches: dict[
+            tuple[str | None, str, str | None], tuple[int, frozenset[str]]
+        ] = {}
 
     # --- ConsumerGroupHeartbeat -----------------------------------------------------------
 
@@ -577,9 +586,10 @@ class ConsumerGroupCoordinator:
         prefix) matches the names its members know, and only its own topics."""
         version = topics.version()
         skip = len(namespace or "")
+        viewer = topics.viewer()
 
         def resolve(pattern: str) -> frozenset[str]:
-            cached = self._regex_matches.get((namespace, pattern))
+            cached = self._regex_matches.get((namespace, pattern, viewer))
             if cached is not None and cached[0] == version:
                 return cached[1]
             try:
@@ -593,9 +603,11 @@ class ConsumerGroupCoordinator:
                 and not t.startswith("__", skip)
                 and regex.fullmatch(t[skip:])
             )
+            if viewer is not None:  # the matches only: authorizing every topic costs more
+                found = topics.describable(found)
             if len(self._regex_matches) >= 1024:
                 self._regex_matches.clear()
-            self._regex_matches[(namespace, pattern)] = (version, found)
+            self._regex_matches[(namespace, pattern, viewer)] = (version, found)
             return found
 
         return resolve

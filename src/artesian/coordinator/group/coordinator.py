@@ -130,6 +130,12 @@ class _NoTopics:
     def version(self) -> int:
         return 0
 
+    def viewer(self) -> str | None:
+        return None
+
+    def describable(self, names: frozenset[str]) -> frozenset[str]:
+        return names
+
 
 NO_TOPICS: TopicsView = _NoTopics()
 
