@@ -33,6 +33,7 @@ from artesian.broker.response import RawResponse
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
 from artesian.protocol.framing import FrameDecoder, FrameTooLarge, InvalidFrameSize
+from artesian.security.ssl_principal_mapper import NoMatchingRule
 from artesian.storage.segment import FileSlice
 from artesian.tenancy import LogicalCluster, Translation, refusal_response, refused_api
 
@@ -164,7 +165,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self.listener.tls and self.authenticator is None:
             subject = _certificate_subject(transport.get_extra_info("peercert"))
             if subject:
-                self.principal = f"User:{subject}"
+                mapper = self.broker.ssl_principal_mappers[self.listener.name]
+                try:
+                    self.principal = f"User:{mapper.name(subject)}"
+                except NoMatchingRule as e:
+                    log.warning(
+                        "closing connection from %s on listener %s: its certificate names no "
+                        "principal (%s); add a rule for it to ssl.principal.mapping.rules",
+                        self.peer,
+                        self.listener.name,
+                        e,
+                    )
+                    transport.close()
+                    return
         if sock is not None:
             for key, opt in (
                 ("socket.send.buffer.bytes", socket.SO_SNDBUF),

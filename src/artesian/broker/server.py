@@ -101,6 +101,7 @@ from artesian.replication.throttle import ReplicationThrottle, replica_listed
 from artesian.security.acl import Authorizer, acl_binding
 from artesian.security.delegation_token import TokenCredentials, TokenLogin, expired
 from artesian.security.scram import ScramCredential, ScramMechanism
+from artesian.security.ssl_principal_mapper import SslPrincipalMapper
 from artesian.share.share_coordinator import ShareCoordinator
 from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
@@ -298,6 +299,12 @@ class Broker:
                 lst.name: SaslSettings.from_config(config, lst.name)
                 for lst in self.listeners
                 if lst.sasl
+            }
+            # A TLS client's certificate names its principal on SSL listeners (not SASL_SSL).
+            self.ssl_principal_mappers = {
+                lst.name: _principal_mapper(config, lst.name)
+                for lst in self.listeners
+                if lst.tls and not lst.sasl
             }
         except (ListenerError, ValueError) as e:
             raise BrokerStartupError(str(e)) from e
@@ -1781,6 +1788,14 @@ class Broker:
         """ApiVersions v0 response with UNSUPPORTED_VERSION (35) and our ranges."""
         body = self._api_versions_fallback
         return struct.pack(">ii", len(body) + 4, correlation_id) + body
+
+
+def _principal_mapper(config: BrokerConfig, listener: str) -> SslPrincipalMapper:
+    rules = config.for_listener(listener, "ssl.principal.mapping.rules")
+    try:
+        return SslPrincipalMapper.from_rules(str(rules) if rules is not None else None)
+    except ValueError as e:
+        raise ValueError(f"listener {listener}: ssl.principal.mapping.rules: {e}") from e
 
 
 def _write_meta_properties(path: Path, props: dict[str, str]) -> None:

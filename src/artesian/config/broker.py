@@ -418,6 +418,14 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             ValidString(("none", "requested", "required")),
         ),
         _k(
+            "ssl.principal.mapping.rules",
+            _S,
+            "DEFAULT",
+            "How a client certificate's subject DN becomes the principal's name on SSL "
+            "listeners: rules like RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L tried in order, "
+            "DEFAULT keeping the DN; a client no rule applies to is disconnected.",
+        ),
+        _k(
             "ssl.enabled.protocols",
             _LS,
             ["TLSv1.2", "TLSv1.3"],
