@@ -174,3 +174,33 @@ def test_log_dirs_that_cannot_be_honoured_stop_the_start(
     r = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", *settings)
     assert r.returncode == 2
     assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_log_dirs_does_not_strand_data_kept_in_the_default(tmp_path: Path) -> None:
+    # Before log.dirs was honoured, a broker with it in its properties kept its data in
+    # ./.artesian: starting it again must not found a new cluster elsewhere.
+    (tmp_path / ".artesian").mkdir()
+    (tmp_path / ".artesian" / "meta.properties").write_text("node.id=1\n")
+    r = subprocess.run(
+        [
+            *(sys.executable, "-m", "artesian.cli.main", "broker"),
+            *("--listen", f"127.0.0.1:{free_port()}"),
+            *("--set", f"log.dirs={tmp_path / 'kafka-logs'}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2
+    assert "holds a broker's data" in r.stderr and "--data-dir .artesian" in r.stderr
+    # Nor is an Apache Kafka data directory taken over.
+    kafka = tmp_path / "kafka-data"
+    (kafka / "orders-0").mkdir(parents=True)
+    (kafka / "meta.properties").write_text("cluster.id=x\nnode.id=1\n")
+    r = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", "--set", f"log.dir={kafka}")
+    assert r.returncode == 2 and "an Apache Kafka data directory" in r.stderr
+    assert "log.dir " in r.stderr  # the key that was set
+    empty = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", "--set", "log.dirs=")
+    assert empty.returncode == 2 and "log.dirs is empty" in empty.stderr

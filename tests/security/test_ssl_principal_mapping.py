@@ -35,12 +35,26 @@ from tests.tls_certs import Certificates, make_certificates
         "DEFAULT",
         "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L, DEFAULT",
         "RULE:^CN=([^,ADEFLTU,]+)(,.*|$)/$1/",  # commas inside a pattern
-        "RULE:^CN=(.*?),OU=(.*?)$/$1@$2/U,\n  DEFAULT",  # a newline between rules
-        "",
+        "RULE:^CN=(.*?),OU=(.*?)$/$1@$2/U,\n  DEFAULT",  # a newline after the comma
     ],
 )
 def test_valid_rules(rules: str) -> None:
     SslPrincipalMapper.from_rules(rules)
+
+
+def test_rules_split_as_kafkas_do() -> None:
+    # Kafka's testRulesSplitting, by what the rules make of a DN.
+    dn = "CN=alice,O=Example"
+    for text in ("  RULE:// ,  DEFAULT  ", ",,RULE://,,,DEFAULT,,"):
+        assert SslPrincipalMapper.from_rules(text).name(dn) == dn
+    # An empty setting is no rule at all: every certificate is refused.
+    for text in ("", ",   , , ,"):
+        mapper = SslPrincipalMapper.from_rules(text)
+        with pytest.raises(NoMatchingRule):
+            mapper.name("O=nobody")
+    # Rules are separated by commas; a newline alone leaves a piece that is no rule.
+    with pytest.raises(ValueError, match="Invalid rule"):
+        SslPrincipalMapper.from_rules("RULE:^CN=(.*?),.*$/$1/\nDEFAULT")
 
 
 @pytest.mark.parametrize(
@@ -90,6 +104,15 @@ def test_escaped_slashes_commas_and_literal_dollars() -> None:
     # A reference to a group the pattern lacks stays literal, as Kafka escapes it.
     dollars = SslPrincipalMapper.from_rules("RULE:^CN=(.*?),.*$/$1-$2/")
     assert dollars.name("CN=alice,O=Example") == "alice-$2"
+    # Java's \w is ASCII; a $ naming no group is refused as Java's replaceAll refuses it.
+    ascii_only = SslPrincipalMapper.from_rules(r"RULE:^CN=(\w+)$/$1/")
+    with pytest.raises(NoMatchingRule):
+        ascii_only.name("CN=J\u00fcrgen")
+    assert ascii_only.name("CN=Jurgen") == "Jurgen"
+    for replacement in ("$x", "$", "${name}"):
+        refused = SslPrincipalMapper.from_rules(f"RULE:^CN=(.*)$/{replacement}/")
+        with pytest.raises(NoMatchingRule, match="names no group"):
+            refused.name("CN=alice")
 
 
 def test_no_matching_rule_names_the_dn_and_the_rules() -> None:

@@ -176,7 +176,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
                         self.listener.name,
                         e,
                     )
-                    transport.close()
+                    self.broker.metrics.authentications.labels(self.listener.name, "failure").inc()
+                    # Closed at once: nothing it sent behind the handshake is handled.
+                    self._closed = True
+                    assert self.transport is not None
+                    self.transport.abort()
                     return
         if sock is not None:
             for key, opt in (

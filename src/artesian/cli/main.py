@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,23 +65,53 @@ def _event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+_DEFAULT_DATA_DIR = Path(".artesian")
+_KAFKA_PARTITION_DIR = re.compile(r".+-\d+")
+
+
 def _data_dir(given: Path | None, config: BrokerConfig) -> Path:
     """--data-dir, or Kafka's log.dirs (log.dir) when a properties file sets it: the one
     directory a broker keeps its logs and metadata in."""
-    if not (config.is_set("log.dirs") or config.is_set("log.dir")):
-        return given if given is not None else Path(".artesian")
-    dirs = config.log_dirs
-    if len(dirs) != 1:
+    key = "log.dirs" if config.is_set("log.dirs") else "log.dir" if config.is_set("log.dir") else ""
+    if not key:
+        return given if given is not None else _DEFAULT_DATA_DIR
+    dirs = [d for d in config.log_dirs if d.strip()]
+    if not dirs:
+        raise ConfigError(f"{key} is empty: give the directory the broker keeps its data in")
+    if len(dirs) > 1:
         raise ConfigError(
-            f"log.dirs lists {len(dirs)} directories; an Artesian broker keeps one (JBOD is "
+            f"{key} lists {len(dirs)} directories; an Artesian broker keeps one (JBOD is "
             "not supported): give one, on the disk or volume the broker should use"
         )
-    configured = Path(dirs[0])
-    if given is not None and given.resolve() != configured.resolve():
+    configured = Path(dirs[0].strip())
+    if given is not None:
+        if given.resolve() != configured.resolve():
+            raise ConfigError(
+                f"--data-dir {given} and {key} {configured} name different directories: "
+                "give one of them"
+            )
+        return configured
+    if (
+        configured.resolve() != _DEFAULT_DATA_DIR.resolve()
+        and (_DEFAULT_DATA_DIR / "meta.properties").exists()
+    ):
+        # Before log.dirs was honoured, this file's broker kept its data in the default.
         raise ConfigError(
-            f"--data-dir {given} and log.dirs {configured} name different directories: "
-            "give one of them"
+            f"{key} is {configured}, but {_DEFAULT_DATA_DIR.resolve()} holds a broker's data "
+            f"(earlier versions of Artesian ignored {key}): move that directory to "
+            f"{configured}, or "
+            f"start with --data-dir {_DEFAULT_DATA_DIR}"
         )
+    if (configured / "meta.properties").exists() and not (configured / "logs").is_dir():
+        kafka_partitions = [
+            p for p in configured.iterdir() if p.is_dir() and _KAFKA_PARTITION_DIR.fullmatch(p.name)
+        ]
+        if kafka_partitions:
+            raise ConfigError(
+                f"{key} {configured} is an Apache Kafka data directory (it holds "
+                f"{kafka_partitions[0].name}, ...), which Artesian cannot read: give another "
+                "directory, and move topics over with a client (MirrorMaker, kcat)"
+            )
     return configured
 
 

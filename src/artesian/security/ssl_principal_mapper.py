@@ -65,7 +65,9 @@ class SslPrincipalMapper:
     def from_rules(cls, text: str | None) -> SslPrincipalMapper:
         """Parses the setting; ValueError names a rule that is not one."""
         rules = []
-        for rule in (m.group(1) for m in _SPLITTER.finditer((text or "DEFAULT").strip())):
+        # An empty setting is no rule at all, as in Kafka: every certificate is refused.
+        text = "DEFAULT" if text is None else text
+        for rule in (m.group(1) for m in _SPLITTER.finditer(text.strip())):
             match = _PARSER.match(rule)
             if match is None:
                 raise ValueError(f"Invalid rule: {rule}")
@@ -77,7 +79,8 @@ class SslPrincipalMapper:
                 rules.append(_Rule(None))
             elif match.group(2) is not None:
                 try:
-                    pattern = re.compile(match.group(2))
+                    # ASCII: Java's \w, \d, \s and (?i) are, where Python's are Unicode.
+                    pattern = re.compile(match.group(2), re.ASCII)
                 except re.error as e:
                     raise ValueError(f"Invalid rule: `{rule}`: {e}") from None
                 rules.append(_Rule(pattern, match.group(3), match.group(4)))
@@ -105,7 +108,10 @@ def _java_replacement(replacement: str, match: re.Match[str]) -> str:
                 raise NoMatchingRule(f"replacement {replacement!r} ends with a lone backslash")
             out.append(replacement[i + 1])
             i += 2
-        elif ch == "$" and i + 1 < len(replacement) and replacement[i + 1].isdigit():
+        elif ch == "$":
+            # Java refuses a $ that names no group (${name} needs Java's named groups).
+            if i + 1 == len(replacement) or not replacement[i + 1].isdigit():
+                raise NoMatchingRule(f"replacement {replacement!r} has a $ that names no group")
             first = int(replacement[i + 1])
             if first > groups:
                 if groups == 0:
