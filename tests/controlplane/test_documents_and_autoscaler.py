@@ -587,3 +587,41 @@ def test_config_must_be_known_valid_and_not_name_a_place(
             ClusterDesire.decode(raw(desire_doc(config=config)))
     else:
         assert ClusterDesire.decode(raw(desire_doc(config=config))).config == stored
+
+
+def test_a_logical_cluster_is_placed_on_the_least_loaded_shared_cluster() -> None:
+    from artesian.controlplane.control_plane import _placement
+
+    def host(cluster_id: str, brokers: int) -> ClusterDesire:
+        return ClusterDesire(id=cluster_id, name=cluster_id, brokers=brokers, shared=True)
+
+    def guests(cluster_id: str, n: int) -> list[ClusterDesire]:
+        return [
+            ClusterDesire(id=f"lkc-{cluster_id[4:]}{i}", name="g", brokers=0, host=cluster_id)
+            for i in range(n)
+        ]
+
+    busy, quiet = host("lkc-busy", 3), host("lkc-quiet", 3)
+    desires = [busy, quiet, *guests("lkc-busy", 1), *guests("lkc-quiet", 4)]
+
+    def report(cluster_id: str, bytes_in: float, cell: str = "local") -> ClusterReport:
+        return ready_report(bytes_in, bytes_in, id=cluster_id, cell=cell)
+
+    # Without reports, tenants per broker decide: busy has fewer.
+    assert _placement(desires, {}, "local") == "lkc-busy"
+    # Traffic decides first: per broker, quiet moves a fifth of what busy does.
+    reports = {"lkc-busy": report("lkc-busy", 5e6), "lkc-quiet": report("lkc-quiet", 1e6)}
+    assert _placement(desires, reports, "local") == "lkc-quiet"
+    # Within a tenth of the busiest's, tenants per broker decide again.
+    reports["lkc-quiet"] = report("lkc-quiet", 4.8e6)
+    assert _placement(desires, reports, "local") == "lkc-busy"
+    # Per broker: nine brokers moving twice as much are the less loaded.
+    wide = host("lkc-wide", 9)
+    reports["lkc-wide"] = report("lkc-wide", 9e6)
+    assert _placement([*desires, wide], reports, "local") == "lkc-wide"
+    # A report from another cell says nothing of a cluster.
+    reports = {
+        "lkc-busy": report("lkc-busy", 0, cell="elsewhere"),
+        "lkc-quiet": report("lkc-quiet", 1e6),
+    }
+    assert _placement(desires, reports, "local") == "lkc-busy"

@@ -618,8 +618,9 @@ class ControlPlane:
 def _placement(
     desires: Iterable[ClusterDesire], reports: dict[str, ClusterReport], cell: str
 ) -> str:
-    """The shared cluster of ``cell`` a new logical cluster goes to: the one carrying the
-    fewest (Kora packs tenants by load; this is its simplest form)."""
+    """The shared cluster of ``cell`` a new logical cluster goes to, by load as Kora places
+    tenants: the least traffic per broker (as its agent last reported it); among hosts
+    within a tenth of the busiest's traffic of that, the fewest tenants per broker."""
     desires = list(desires)
     hosts = [d for d in desires if d.shared and d.cell == cell and not d.deleted]
     if not hosts:
@@ -633,8 +634,16 @@ def _placement(
             f"cell {cell} takes clients on PLAINTEXT, without a login: a logical cluster's "
             "clients must log in (its data plane runs with --client-protocol SASL_SSL)"
         )
-    load = {h.id: sum(d.host == h.id and not d.deleted for d in desires) for h in hosts}
-    return min(hosts, key=lambda h: (load[h.id], h.id)).id
+    traffic = {}
+    for h in hosts:
+        report = _from_its_cell(h, reports.get(h.id))
+        moved = 0.0 if report is None else report.bytes_in_per_second + report.bytes_out_per_second
+        traffic[h.id] = moved / max(1, h.brokers)
+    # The least loaded, and those within a tenth of the busiest's traffic of it, are alike.
+    margin = min(traffic.values()) + 0.1 * max(traffic.values())
+    alike = [h for h in hosts if traffic[h.id] <= margin]
+    guests = {h.id: sum(d.host == h.id and not d.deleted for d in desires) for h in alike}
+    return min(alike, key=lambda h: (guests[h.id] / max(1, h.brokers), h.id)).id
 
 
 def _tenant_may_set(caller: Caller, config: dict[str, str]) -> None:
