@@ -204,3 +204,86 @@ def test_log_dirs_does_not_strand_data_kept_in_the_default(tmp_path: Path) -> No
     assert "log.dir " in r.stderr  # the key that was set
     empty = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", "--set", "log.dirs=")
     assert empty.returncode == 2 and "log.dirs is empty" in empty.stderr
+
+
+# Apache Kafka 4's config/server.properties (KRaft, combined roles), with this test's ports
+# and directory: it must run as it is.
+KAFKA_SERVER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,\\
+SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+log.dirs={log_dirs}
+num.partitions=1
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+"""
+
+
+def test_kafkas_own_server_properties_runs_as_it_is(tmp_path: Path) -> None:
+    import socket
+
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    port, controller = free_port(), free_port()
+    properties = tmp_path / "server.properties"
+    properties.write_text(
+        KAFKA_SERVER_PROPERTIES.format(
+            port=port, controller=controller, log_dirs=tmp_path / "kraft-combined-logs"
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "artesian.cli.main", "broker", "--config", str(properties)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        cwd=tmp_path,
+    )
+    try:
+        producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}"})
+        producer.produce("from-kafka-config", b"as Kafka's file says")
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "g"})
+        consumer.assign([TopicPartition("from-kafka-config", 0, 0)])
+        message = consumer.poll(15)
+        # The controller listener is not advertised: the cluster's only address is the
+        # PLAINTEXT one.
+        brokers = consumer.list_topics(timeout=10).brokers
+        consumer.close()
+        assert message is not None and message.value() == b"as Kafka's file says"
+        assert [(b.host, b.port) for b in brokers.values()] == [("127.0.0.1", port)]
+        # ... nor opened.
+        with pytest.raises(ConnectionRefusedError), socket.socket() as s:
+            s.connect(("127.0.0.1", controller))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    assert "listener CONTROLLER is not opened" in stderr.decode()
+    assert (tmp_path / "kraft-combined-logs" / "meta.properties").is_file()
+
+
+def test_a_controller_only_node_is_refused(tmp_path: Path) -> None:
+    r = artesian(
+        *("broker", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "d")),
+        *("--set", "process.roles=controller"),
+    )
+    assert r.returncode == 2
+    assert "process.roles=controller" in r.stderr and "broker role" in r.stderr

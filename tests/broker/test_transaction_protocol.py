@@ -321,3 +321,15 @@ def test_transaction_protocol_error_codes_and_visibility(broker_factory: Any) ->
         assert [(a.producer_id, a.first_offset) for a in p.aborted_transactions] == [(pid, 3)]
         # One past the aborted transaction's marker, nothing is listed.
         assert list(_fetch_committed(conn, 6).aborted_transactions) == []
+
+
+def test_verification_is_off_with_transaction_partition_verification_enable_false(
+    broker_factory: Any,
+) -> None:
+    broker = broker_factory({**SETTINGS, "transaction.partition.verification.enable": "false"})
+    with WireConn(broker.port) as conn:
+        create_topic(conn, "t")
+        code, pid, epoch = _init(conn, "tx")
+        assert code == NONE
+        # Not added to the transaction, and written all the same (Kafka before 3.6).
+        assert _produce(conn, "tx", "t", pid, epoch, 0) == (NONE, 0)

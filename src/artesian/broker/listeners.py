@@ -13,6 +13,7 @@ is Java's own format.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import ssl
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+log = logging.getLogger("artesian.listeners")
+
 _DEFAULT = "PLAINTEXT"  # the --listen listener's name
 _TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -99,9 +102,18 @@ def parse_listeners(config: BrokerConfig, host: str, port: int) -> list[Listener
     if not config.is_set("listeners"):
         return [Listener(_DEFAULT, "PLAINTEXT", host, port)]
     protocols = _protocol_map(config)
+    controllers = controller_listener_names(config)
     listeners: list[Listener] = []
     for uri in _items(config.get("listeners")):
         name, lhost, lport = _split_uri(uri, "listeners")
+        if name in controllers:
+            log.info(
+                "listener %s is not opened: it is a KRaft controller listener "
+                "(controller.listener.names), and Artesian keeps its metadata in its store, "
+                "not in a controller quorum",
+                name,
+            )
+            continue
         if name not in protocols:
             raise ListenerError(
                 f"listeners: no security protocol for listener {name}; name it in "
@@ -116,6 +128,10 @@ def parse_listeners(config: BrokerConfig, host: str, port: int) -> list[Listener
     if not listeners:
         raise ListenerError("listeners is set but names no listener")
     return listeners
+
+
+def controller_listener_names(config: BrokerConfig) -> frozenset[str]:
+    return frozenset(n.strip().upper() for n in _items(config.get("controller.listener.names")))
 
 
 def inter_broker_listener(config: BrokerConfig, listeners: list[Listener]) -> Listener:
@@ -205,8 +221,11 @@ def advertised_endpoints(
     """What clients of each listener are told: ``advertised.listeners`` where it names the
     listener, else the bound address (this host's name where it binds every interface)."""
     advertised: dict[str, tuple[str, int]] = {}
+    controllers = controller_listener_names(config)
     for uri in _items(config.get("advertised.listeners")):
         name, host, port = _split_uri(uri, "advertised.listeners")
+        if name in controllers:
+            continue  # not opened (see parse_listeners)
         if not config.is_set("listeners"):
             # The --listen address: its first advertised address, under any name, as before.
             advertised.setdefault(_DEFAULT, (host, port))

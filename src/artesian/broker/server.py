@@ -277,6 +277,14 @@ class Broker:
         self._servers: list[asyncio.base_events.Server] = []
         self.quota_manager = ClientQuotaManager()
         # Checked before anything is opened: a listener that cannot work stops the start.
+        roles = config.get("process.roles")
+        assert isinstance(roles, list)
+        if roles and "broker" not in roles:
+            raise BrokerStartupError(
+                f"process.roles={','.join(roles)}: an Artesian node is a broker, and keeps the "
+                "cluster's metadata in artesian.metadata.store.url rather than a KRaft "
+                "controller quorum; give it the broker role (or leave process.roles out)"
+            )
         try:
             self.listeners = parse_listeners(config, host, port)
             self.inter_broker_listener = inter_broker_listener(config, self.listeners)
@@ -585,7 +593,12 @@ class Broker:
                     min(self.config.get_int("log.flush.scheduler.interval.ms"), 1000), self._flush
                 )
             ),
-            asyncio.create_task(self._every_ms(30_000, self._checkpoint)),
+            *(
+                [asyncio.create_task(self._every_ms(checkpoint_ms, self._checkpoint))]
+                if (checkpoint_ms := self.config.get_int("log.flush.offset.checkpoint.interval.ms"))
+                > 0
+                else []
+            ),
             asyncio.create_task(
                 self._every("offsets.retention.check.interval.ms", self._expire_offsets)
             ),
@@ -920,7 +933,7 @@ class Broker:
                     listener.host or None,
                     listener.port,
                     reuse_address=True,
-                    backlog=1024,
+                    backlog=self.config.get_int("socket.listen.backlog.size"),
                     ssl=ssl_context,
                     start_serving=False,
                 )

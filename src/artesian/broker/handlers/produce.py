@@ -78,6 +78,8 @@ def _txn_error(
     free). Otherwise a hanging transaction could hold back the last stable offset forever."""
     if transactional_id is None:
         return ErrorCode.invalid_record, "transactional records need a transactional id"
+    if not broker.config.get_bool("transaction.partition.verification.enable"):
+        return None
     if not broker.transaction_coordinator.owns(transactional_id):
         # The coordinator is another broker: verifying would cost a request per batch
         # (KIP-890 part 1 sends AddPartitionsToTxn v4), not made yet; Kafka before 3.6 did
