@@ -287,3 +287,41 @@ def test_a_controller_only_node_is_refused(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "process.roles=controller" in r.stderr and "broker role" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        (
+            {
+                "listeners": "CONTROLLER://127.0.0.1:{port}",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT",
+                "controller.listener.names": "CONTROLLER",
+            },
+            "names only KRaft controller listeners",
+        ),
+        (
+            {
+                "listeners": "PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{other}",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "controller.listener.names": "CONTROLLER",
+                "inter.broker.listener.name": "CONTROLLER",
+            },
+            "inter.broker.listener.name=CONTROLLER is a KRaft controller listener",
+        ),
+        (
+            {"log.cleaner.dedupe.buffer.size": "10"},
+            "too small to fit even a single message",
+        ),
+    ],
+)
+def test_settings_that_cannot_work_stop_the_start(
+    tmp_path: Path, settings: dict[str, str], needle: str
+) -> None:
+    ports = {"port": free_port(), "other": free_port()}
+    args = [a for k, v in settings.items() for a in ("--set", f"{k}={v.format(**ports)}")]
+    if "listeners" not in settings:
+        args += ["--listen", f"127.0.0.1:{ports['port']}"]
+    r = artesian("broker", "--data-dir", str(tmp_path / "d"), *args)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr

@@ -333,3 +333,5 @@ def test_verification_is_off_with_transaction_partition_verification_enable_fals
         assert code == NONE
         # Not added to the transaction, and written all the same (Kafka before 3.6).
         assert _produce(conn, "tx", "t", pid, epoch, 0) == (NONE, 0)
+        # Offsets too: committed in the transaction without AddOffsetsToTxn.
+        assert _txn_commit(conn, "tx", pid, epoch, 2) == NONE

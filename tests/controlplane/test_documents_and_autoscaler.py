@@ -591,8 +591,9 @@ def test_config_must_be_known_valid_and_not_name_a_place(
 
 def test_a_logical_cluster_is_placed_on_the_least_loaded_shared_cluster() -> None:
     from artesian.controlplane.control_plane import _placement
+    from artesian.controlplane.documents import BrokerReport
 
-    def host(cluster_id: str, brokers: int) -> ClusterDesire:
+    def host(cluster_id: str, brokers: int = 3) -> ClusterDesire:
         return ClusterDesire(id=cluster_id, name=cluster_id, brokers=brokers, shared=True)
 
     def guests(cluster_id: str, n: int) -> list[ClusterDesire]:
@@ -601,27 +602,41 @@ def test_a_logical_cluster_is_placed_on_the_least_loaded_shared_cluster() -> Non
             for i in range(n)
         ]
 
-    busy, quiet = host("lkc-busy", 3), host("lkc-quiet", 3)
+    def report(cluster_id: str, each_way: float, **changes: Any) -> ClusterReport:
+        return ready_report(each_way, each_way, id=cluster_id, **changes)
+
+    def place(desires: list[ClusterDesire], reports: dict[str, ClusterReport]) -> str:
+        return _placement(desires, reports, "local", NOW, 30_000)
+
+    busy, quiet = host("lkc-busy"), host("lkc-quiet")
     desires = [busy, quiet, *guests("lkc-busy", 1), *guests("lkc-quiet", 4)]
-
-    def report(cluster_id: str, bytes_in: float, cell: str = "local") -> ClusterReport:
-        return ready_report(bytes_in, bytes_in, id=cluster_id, cell=cell)
-
     # Without reports, tenants per broker decide: busy has fewer.
-    assert _placement(desires, {}, "local") == "lkc-busy"
-    # Traffic decides first: per broker, quiet moves a fifth of what busy does.
-    reports = {"lkc-busy": report("lkc-busy", 5e6), "lkc-quiet": report("lkc-quiet", 1e6)}
-    assert _placement(desires, reports, "local") == "lkc-quiet"
-    # Within a tenth of the busiest's, tenants per broker decide again.
+    assert place(desires, {}) == "lkc-busy"
+    # Traffic and tenants together: quiet moves a tenth of busy's traffic (0.1 + 1.0)
+    # against busy's full traffic and a quarter of the tenants (1.0 + 0.25).
+    reports = {"lkc-busy": report("lkc-busy", 5e6), "lkc-quiet": report("lkc-quiet", 0.5e6)}
+    assert place(desires, reports) == "lkc-quiet"
     reports["lkc-quiet"] = report("lkc-quiet", 4.8e6)
-    assert _placement(desires, reports, "local") == "lkc-busy"
-    # Per broker: nine brokers moving twice as much are the less loaded.
-    wide = host("lkc-wide", 9)
-    reports["lkc-wide"] = report("lkc-wide", 9e6)
-    assert _placement([*desires, wide], reports, "local") == "lkc-wide"
-    # A report from another cell says nothing of a cluster.
+    assert place(desires, reports) == "lkc-busy"
+    # A new idle host takes newcomers, but not all of them: by its fifth tenant it has the
+    # most tenants per broker, and quiet (a tenth of the traffic) wins again.
+    reports["lkc-quiet"] = report("lkc-quiet", 0.5e6)
+    fresh = host("lkc-fresh")
+    reports["lkc-fresh"] = report("lkc-fresh", 0)
+    assert place([*desires, fresh, *guests("lkc-fresh", 4)], reports) == "lkc-fresh"
+    assert place([*desires, fresh, *guests("lkc-fresh", 5)], reports) == "lkc-quiet"
+    # Traffic is per live broker: busy's, over 10 live brokers, is then the lowest.
+    ten = tuple(BrokerReport(i, True, True) for i in range(10))
     reports = {
-        "lkc-busy": report("lkc-busy", 0, cell="elsewhere"),
-        "lkc-quiet": report("lkc-quiet", 1e6),
+        "lkc-busy": report("lkc-busy", 5e6, brokers=ten),
+        "lkc-quiet": report("lkc-quiet", 4e6),
     }
-    assert _placement(desires, reports, "local") == "lkc-busy"
+    assert place(desires, reports) == "lkc-busy"
+    # Only a Ready host's fresh report from its own cell counts; the others come after.
+    for unusable in (
+        report("lkc-busy", 0, phase="Degraded"),
+        report("lkc-busy", 0, time_ms=NOW - 60_000),
+        report("lkc-busy", 0, cell="elsewhere"),
+    ):
+        reports = {"lkc-busy": unusable, "lkc-quiet": report("lkc-quiet", 1e6)}
+        assert place(desires, reports) == "lkc-quiet"

@@ -125,6 +125,12 @@ def parse_listeners(config: BrokerConfig, host: str, port: int) -> list[Listener
         if any(lst.port == lport and lst.host == lhost for lst in listeners):
             raise ListenerError(f"listeners: two listeners bind {lhost}:{lport}")
         listeners.append(Listener(name, protocols[name], lhost, lport))
+    if not listeners and controllers:
+        raise ListenerError(
+            "listeners names only KRaft controller listeners (controller.listener.names="
+            f"{','.join(sorted(controllers))}), which Artesian does not open: add a listener "
+            "for clients and brokers, e.g. PLAINTEXT://:9092"
+        )
     if not listeners:
         raise ListenerError("listeners is set but names no listener")
     return listeners
@@ -141,6 +147,12 @@ def inter_broker_listener(config: BrokerConfig, listeners: list[Listener]) -> Li
         raise ListenerError(
             "only one of inter.broker.listener.name and security.inter.broker.protocol "
             "should be set"
+        )
+    if wanted and str(wanted).upper() in controller_listener_names(config):
+        raise ListenerError(
+            f"inter.broker.listener.name={wanted} is a KRaft controller listener "
+            "(controller.listener.names), which Artesian does not open: brokers need a "
+            "listener of their own"
         )
     if wanted:
         found = [lst for lst in listeners if lst.name == str(wanted).upper()]
@@ -224,7 +236,7 @@ def advertised_endpoints(
     controllers = controller_listener_names(config)
     for uri in _items(config.get("advertised.listeners")):
         name, host, port = _split_uri(uri, "advertised.listeners")
-        if name in controllers:
+        if name in controllers and config.is_set("listeners"):
             continue  # not opened (see parse_listeners)
         if not config.is_set("listeners"):
             # The --listen address: its first advertised address, under any name, as before.

@@ -471,9 +471,12 @@ class Broker:
         cleaner_props = {
             k: self.config.get(k) for k in CleanerConfig.BROKER_KEYS if k in self.config.definitions
         }
-        self.log_cleaner = LogCleaner(
-            self.log_manager, CleanerConfig.from_properties(cleaner_props)
-        )
+        try:
+            self.log_cleaner = LogCleaner(
+                self.log_manager, CleanerConfig.from_properties(cleaner_props)
+            )
+        except ValueError as e:
+            raise BrokerStartupError(str(e)) from e
         # Partitions whose leaders died while this broker was down get new ones first. Then,
         # as KRaft fences a restarted broker's old incarnation, leaderships this broker still
         # holds move to live in-sync followers: its log may lack what they acknowledged (a
@@ -593,10 +596,11 @@ class Broker:
                     min(self.config.get_int("log.flush.scheduler.interval.ms"), 1000), self._flush
                 )
             ),
+            # Recovery points and log start offsets are written together, as often as the
+            # shorter of their two intervals asks (0: only at a clean stop).
             *(
-                [asyncio.create_task(self._every_ms(checkpoint_ms, self._checkpoint))]
-                if (checkpoint_ms := self.config.get_int("log.flush.offset.checkpoint.interval.ms"))
-                > 0
+                [asyncio.create_task(self._every_ms(min(intervals), self._checkpoint))]
+                if (intervals := self._checkpoint_intervals())
                 else []
             ),
             asyncio.create_task(
@@ -1790,6 +1794,13 @@ class Broker:
         expired = self.transaction_coordinator.expire_transactional_ids()
         if expired:
             log.info("expired %d idle transactional id(s)", expired)
+
+    def _checkpoint_intervals(self) -> list[int]:
+        keys = (
+            "log.flush.offset.checkpoint.interval.ms",
+            "log.flush.start.offset.checkpoint.interval.ms",
+        )
+        return [ms for ms in map(self.config.get_int, keys) if ms > 0]
 
     async def _checkpoint(self) -> None:
         assert self.log_manager is not None

@@ -241,7 +241,15 @@ class ControlPlane:
                 config=dict(config or {}),
                 autoscale=autoscale,
                 tenant=owner,
-                host=_placement(taken.values(), self.observed.snapshot(), cell) if logical else "",
+                host=_placement(
+                    taken.values(),
+                    self.observed.snapshot(),
+                    cell,
+                    int(time.time() * 1000),
+                    self.policy.max_report_age_ms,
+                )
+                if logical
+                else "",
                 shared=shared,
                 quotas=dict(quotas or {}),
             ).validate()
@@ -616,11 +624,17 @@ class ControlPlane:
 
 
 def _placement(
-    desires: Iterable[ClusterDesire], reports: dict[str, ClusterReport], cell: str
+    desires: Iterable[ClusterDesire],
+    reports: dict[str, ClusterReport],
+    cell: str,
+    now_ms: int,
+    max_report_age_ms: int,
 ) -> str:
     """The shared cluster of ``cell`` a new logical cluster goes to, by load as Kora places
-    tenants: the least traffic per broker (as its agent last reported it); among hosts
-    within a tenth of the busiest's traffic of that, the fewest tenants per broker."""
+    tenants: its share of the busiest host's traffic per broker plus its share of the most
+    tenants per broker, the lowest sum winning. Traffic counts from a Ready host's fresh
+    report; a host without one comes after those with one (it may be down or just made).
+    Tenants per broker keep a new, idle host from taking every newcomer."""
     desires = list(desires)
     hosts = [d for d in desires if d.shared and d.cell == cell and not d.deleted]
     if not hosts:
@@ -634,16 +648,28 @@ def _placement(
             f"cell {cell} takes clients on PLAINTEXT, without a login: a logical cluster's "
             "clients must log in (its data plane runs with --client-protocol SASL_SSL)"
         )
-    traffic = {}
+    traffic: dict[str, float] = {}
     for h in hosts:
         report = _from_its_cell(h, reports.get(h.id))
-        moved = 0.0 if report is None else report.bytes_in_per_second + report.bytes_out_per_second
-        traffic[h.id] = moved / max(1, h.brokers)
-    # The least loaded, and those within a tenth of the busiest's traffic of it, are alike.
-    margin = min(traffic.values()) + 0.1 * max(traffic.values())
-    alike = [h for h in hosts if traffic[h.id] <= margin]
-    guests = {h.id: sum(d.host == h.id and not d.deleted for d in desires) for h in alike}
-    return min(alike, key=lambda h: (guests[h.id] / max(1, h.brokers), h.id)).id
+        if report is None or report.phase != "Ready":
+            continue
+        if abs(now_ms - report.time_ms) > max_report_age_ms:
+            continue  # its data plane may be down: not the load now
+        live = sum(b.live for b in report.brokers) or max(1, h.brokers)
+        traffic[h.id] = (report.bytes_in_per_second + report.bytes_out_per_second) / live
+    candidates = [h for h in hosts if h.id in traffic] or hosts
+    tenants = {
+        h.id: sum(d.host == h.id and not d.deleted for d in desires) / max(1, h.brokers)
+        for h in candidates
+    }
+    most_traffic = max((traffic.get(h.id, 0.0) for h in candidates), default=0.0) or 1.0
+    most_tenants = max(tenants.values()) or 1.0
+
+    def load(h: ClusterDesire) -> tuple[float, str]:
+        share = traffic.get(h.id, 0.0) / most_traffic + tenants[h.id] / most_tenants
+        return share, h.id
+
+    return min(candidates, key=load).id
 
 
 def _tenant_may_set(caller: Caller, config: dict[str, str]) -> None:

@@ -56,6 +56,7 @@ OPERATOR_PROPERTIES = (
     "security.inter.broker.protocol",
     "log.dirs",
     "log.dir",
+    "controller.listener.names",
 )
 CLIENT_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 INTERNAL_LISTENER = "INTERNAL"

@@ -523,6 +523,14 @@ class Cleaner:
         self.offset_map = OffsetMap(
             config.dedupe_buffer_size // threads, config.dedupe_buffer_load_factor
         )
+        # Kafka's own start-up check: a map that cannot hold one key never makes progress.
+        if self.offset_map.slots * config.dedupe_buffer_load_factor <= 1:
+            raise ValueError(
+                f"log.cleaner.dedupe.buffer.size={config.dedupe_buffer_size} over "
+                f"{threads} cleaner thread(s) makes an offset map too small to fit even a "
+                "single message, so log cleaning would never make progress: increase "
+                "log.cleaner.dedupe.buffer.size or decrease log.cleaner.threads"
+            )
 
     def clean(self, ltc: LogToClean, now_ms: int) -> CleanerStats:
         """Kafka's doClean: map the dirty section, then rewrite [0, end of map) group by group.

@@ -81,7 +81,9 @@ def handle(ctx: Any, request: Any) -> Any:
             code = ErrorCode.invalid_group_id
         elif not groups.owns(request.group_id):
             code = ErrorCode.not_coordinator
-        elif broker.transaction_coordinator.owns(request.transactional_id):
+        elif broker.config.get_bool(
+            "transaction.partition.verification.enable"
+        ) and broker.transaction_coordinator.owns(request.transactional_id):
             code = broker.transaction_coordinator.verify_partition(
                 request.transactional_id,
                 request.producer_id,
