@@ -17,13 +17,16 @@ from tests.broker_process import BrokerProcess, free_port
 ENV = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
 
 
-def artesian(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def artesian(
+    *args: str, timeout: float = 60.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "artesian.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=ENV,
+        cwd=cwd,
     )
 
 
@@ -129,33 +132,43 @@ def test_data_dir_of_another_node_id_refuses_to_start(tmp_path: Path) -> None:
     again.stop()
 
 
-def test_log_dirs_in_a_properties_file_is_the_data_directory(tmp_path: Path) -> None:
+def _round_trip_from_properties(properties: Path, port: int, topic: str, check: Any = None) -> str:
+    """Runs ``artesian broker --config properties`` (in its folder), writes one record to
+    ``topic`` with confluent-kafka and reads it back; ``check(consumer)`` may look further
+    while it runs. Returns the broker's stderr after a clean SIGTERM."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    port = free_port()
-    log_dir = tmp_path / "kafka-logs"
-    properties = tmp_path / "server.properties"
-    properties.write_text(f"listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={log_dir}\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "artesian.cli.main", "broker", "--config", str(properties)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=ENV,
-        cwd=tmp_path,
+        cwd=properties.parent,
     )
     try:
         producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}"})
-        producer.produce("in-log-dirs", b"kept where log.dirs says")
+        producer.produce(topic, topic.encode())
         assert producer.flush(30) == 0
         consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "g"})
-        consumer.assign([TopicPartition("in-log-dirs", 0, 0)])
+        consumer.assign([TopicPartition(topic, 0, 0)])
         message = consumer.poll(15)
+        if check is not None:
+            check(consumer)
         consumer.close()
-        assert message is not None and message.value() == b"kept where log.dirs says"
+        assert message is not None and message.value() == topic.encode()
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr.decode()
+    return stderr.decode()
+
+
+def test_log_dirs_in_a_properties_file_is_the_data_directory(tmp_path: Path) -> None:
+    port = free_port()
+    log_dir = tmp_path / "kafka-logs"
+    properties = tmp_path / "server.properties"
+    properties.write_text(f"listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={log_dir}\n")
+    _round_trip_from_properties(properties, port, "in-log-dirs")
     assert (log_dir / "meta.properties").is_file()
     assert any(p.name == "in-log-dirs-0" for p in log_dir.rglob("in-log-dirs-0"))
     assert not (tmp_path / ".artesian").exists()  # the default is not used besides
@@ -171,7 +184,7 @@ def test_log_dirs_in_a_properties_file_is_the_data_directory(tmp_path: Path) -> 
 def test_log_dirs_that_cannot_be_honoured_stop_the_start(
     tmp_path: Path, settings: list[str], needle: str
 ) -> None:
-    r = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", *settings)
+    r = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", *settings, cwd=tmp_path)
     assert r.returncode == 2
     assert needle in r.stderr and "Traceback" not in r.stderr
 
@@ -181,16 +194,9 @@ def test_log_dirs_does_not_strand_data_kept_in_the_default(tmp_path: Path) -> No
     # ./.artesian: starting it again must not found a new cluster elsewhere.
     (tmp_path / ".artesian").mkdir()
     (tmp_path / ".artesian" / "meta.properties").write_text("node.id=1\n")
-    r = subprocess.run(
-        [
-            *(sys.executable, "-m", "artesian.cli.main", "broker"),
-            *("--listen", f"127.0.0.1:{free_port()}"),
-            *("--set", f"log.dirs={tmp_path / 'kafka-logs'}"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=ENV,
+    r = artesian(
+        *("broker", "--listen", f"127.0.0.1:{free_port()}"),
+        *("--set", f"log.dirs={tmp_path / 'kafka-logs'}"),
         cwd=tmp_path,
     )
     assert r.returncode == 2
@@ -199,10 +205,17 @@ def test_log_dirs_does_not_strand_data_kept_in_the_default(tmp_path: Path) -> No
     kafka = tmp_path / "kafka-data"
     (kafka / "orders-0").mkdir(parents=True)
     (kafka / "meta.properties").write_text("cluster.id=x\nnode.id=1\n")
-    r = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", "--set", f"log.dir={kafka}")
+    (tmp_path / "elsewhere").mkdir()  # no ./.artesian there
+    r = artesian(
+        *("broker", "--listen", f"127.0.0.1:{free_port()}", "--set", f"log.dir={kafka}"),
+        cwd=tmp_path / "elsewhere",
+    )
     assert r.returncode == 2 and "an Apache Kafka data directory" in r.stderr
     assert "log.dir " in r.stderr  # the key that was set
-    empty = artesian("broker", "--listen", f"127.0.0.1:{free_port()}", "--set", "log.dirs=")
+    empty = artesian(
+        *("broker", "--listen", f"127.0.0.1:{free_port()}", "--set", "log.dirs="),
+        cwd=tmp_path / "elsewhere",
+    )
     assert empty.returncode == 2 and "log.dirs is empty" in empty.stderr
 
 
@@ -240,8 +253,6 @@ log.retention.check.interval.ms=300000
 def test_kafkas_own_server_properties_runs_as_it_is(tmp_path: Path) -> None:
     import socket
 
-    from confluent_kafka import Consumer, Producer, TopicPartition
-
     port, controller = free_port(), free_port()
     properties = tmp_path / "server.properties"
     properties.write_text(
@@ -249,34 +260,16 @@ def test_kafkas_own_server_properties_runs_as_it_is(tmp_path: Path) -> None:
             port=port, controller=controller, log_dirs=tmp_path / "kraft-combined-logs"
         )
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "artesian.cli.main", "broker", "--config", str(properties)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=ENV,
-        cwd=tmp_path,
-    )
-    try:
-        producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}"})
-        producer.produce("from-kafka-config", b"as Kafka's file says")
-        assert producer.flush(30) == 0
-        consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "g"})
-        consumer.assign([TopicPartition("from-kafka-config", 0, 0)])
-        message = consumer.poll(15)
-        # The controller listener is not advertised: the cluster's only address is the
-        # PLAINTEXT one.
+
+    def only_plaintext(consumer: Any) -> None:
+        # The controller listener is neither advertised nor opened.
         brokers = consumer.list_topics(timeout=10).brokers
-        consumer.close()
-        assert message is not None and message.value() == b"as Kafka's file says"
         assert [(b.host, b.port) for b in brokers.values()] == [("127.0.0.1", port)]
-        # ... nor opened.
         with pytest.raises(ConnectionRefusedError), socket.socket() as s:
             s.connect(("127.0.0.1", controller))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr.decode()
-    assert "listener CONTROLLER is not opened" in stderr.decode()
+
+    stderr = _round_trip_from_properties(properties, port, "from-kafka-config", only_plaintext)
+    assert "listener CONTROLLER is not opened" in stderr
     assert (tmp_path / "kraft-combined-logs" / "meta.properties").is_file()
 
 

@@ -1289,7 +1289,8 @@ class Broker:
 
     async def _expire_delegation_tokens(self) -> None:
         """The active controller removes tokens past their expiry (Kafka's controller sweeps
-        them every delegation.token.expiry.check.interval.ms the same way)."""
+        them every delegation.token.expiry.check.interval.ms the same way); every broker
+        forgets the SCRAM credentials of tokens that are gone."""
         self._token_credentials.forget_all_but(self.image.delegation_tokens)
         if self.active_controller != self.node_id or self.controller is None:
             return

@@ -26,7 +26,7 @@ from artesian.cli.common import (
     reporting,
     table,
 )
-from artesian.cli.wire import WireClient
+from artesian.cli.wire import WireClient, check_answer
 from artesian.security.acl import (
     CLUSTER_NAME,
     AclOperation,
@@ -168,12 +168,6 @@ def _show(rows: list[tuple[str, ...]], as_json: bool, empty: str) -> None:
         out.print(empty)
 
 
-def _check(code: Any, message: str | None, what: str) -> None:
-    if code != 0:
-        detail = f": {message}" if message else ""
-        raise CliError(f"{what}: {code.name.upper()}{detail}", _HINTS.get(code.name, ""))
-
-
 @acls_app.command()
 def add(
     principal: PrincipalOpt = None,
@@ -225,7 +219,7 @@ def add(
         with WireClient.for_options(opts) as client:
             response = client.request(_CREATE_ACLS, 3, creations=creations)
         for r in response.results:
-            _check(r.error_code, r.error_message, "adding ACLs")
+            check_answer(r.error_code, r.error_message, "adding ACLs", _HINTS)
     out.print(f"Added {len(creations)} ACL(s).")
 
 
@@ -280,7 +274,7 @@ def list_(
         fields = _filter(principal, AclOperation.ANY, resource, prefixed)
         with WireClient.for_options(opts) as client:
             response = client.request(_DESCRIBE_ACLS, 3, **fields)
-        _check(response.error_code, response.error_message, "listing ACLs")
+        check_answer(response.error_code, response.error_message, "listing ACLs", _HINTS)
     rows = [
         _row(
             r.resource_type,
@@ -337,9 +331,9 @@ def remove(
             response = client.request(_DELETE_ACLS, 3, filters=filters)
         rows = []
         for result in response.filter_results:
-            _check(result.error_code, result.error_message, "removing ACLs")
+            check_answer(result.error_code, result.error_message, "removing ACLs", _HINTS)
             for m in result.matching_acls:
-                _check(m.error_code, m.error_message, "removing ACLs")
+                check_answer(m.error_code, m.error_message, "removing ACLs", _HINTS)
             rows += [
                 _row(
                     m.resource_type,

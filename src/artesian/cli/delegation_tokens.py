@@ -31,7 +31,7 @@ from artesian.cli.common import (
     reporting,
     table,
 )
-from artesian.cli.wire import WireClient
+from artesian.cli.wire import WireClient, check_answer
 
 delegation_tokens_app = make_app(
     "Create, renew, expire and describe delegation tokens (like kafka-delegation-tokens.sh)."
@@ -68,13 +68,6 @@ HmacOpt = Annotated[
         "out of ps and the shell's history).",
     ),
 ]
-
-
-def _check(code: Any, what: str) -> None:
-    from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
-
-    if code != ErrorCode.none:
-        fail(f"{what} failed: {code.name.upper()}", _HINTS.get(code.name, ""))
 
 
 def _hmac(text: str) -> bytes:
@@ -152,7 +145,7 @@ def create(
                 renewers=renewers,
                 max_lifetime=datetime.timedelta(milliseconds=max_life_time_period),
             )
-        _check(resp.error_code, "creating the token")
+        check_answer(resp.error_code, None, "creating the token", _HINTS)
     token = {
         "token_id": resp.token_id,
         "hmac": base64.b64encode(resp.hmac).decode(),
@@ -237,7 +230,7 @@ def _change(
         with WireClient.for_options(opts) as client:
             resp = client.request(api_key, 2, hmac=token_hmac, **fields)
         what = "renewing the token" if api_key == _RENEW else "expiring the token"
-        _check(resp.error_code, what)
+        check_answer(resp.error_code, None, what, _HINTS)
     return _ms(resp.expiry_timestamp)
 
 
@@ -271,7 +264,7 @@ def describe(
         )
         with WireClient.for_options(opts) as client:
             resp = client.request(_DESCRIBE, 3, owners=owners)
-        _check(resp.error_code, "describing tokens")
+        check_answer(resp.error_code, None, "describing tokens", _HINTS)
     tokens = [
         {
             "token_id": t.token_id,

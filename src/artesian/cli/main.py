@@ -70,8 +70,8 @@ _KAFKA_PARTITION_DIR = re.compile(r".+-\d+")
 
 
 def _data_dir(given: Path | None, config: BrokerConfig) -> Path:
-    """--data-dir, or Kafka's log.dirs (log.dir) when a properties file sets it: the one
-    directory a broker keeps its logs and metadata in."""
+    """--data-dir, or Kafka's log.dirs (log.dir) when set (a properties file or --set): the
+    one directory a broker keeps its logs and metadata in."""
     key = "log.dirs" if config.is_set("log.dirs") else "log.dir" if config.is_set("log.dir") else ""
     if not key:
         return given if given is not None else _DEFAULT_DATA_DIR
@@ -84,15 +84,14 @@ def _data_dir(given: Path | None, config: BrokerConfig) -> Path:
             "not supported): give one, on the disk or volume the broker should use"
         )
     configured = Path(dirs[0].strip())
-    if given is not None:
-        if given.resolve() != configured.resolve():
-            raise ConfigError(
-                f"--data-dir {given} and {key} {configured} name different directories: "
-                "give one of them"
-            )
-        return configured
+    if given is not None and given.resolve() != configured.resolve():
+        raise ConfigError(
+            f"--data-dir {given} and {key} {configured} name different directories: "
+            "give one of them"
+        )
     if (
-        configured.resolve() != _DEFAULT_DATA_DIR.resolve()
+        given is None
+        and configured.resolve() != _DEFAULT_DATA_DIR.resolve()
         and (_DEFAULT_DATA_DIR / "meta.properties").exists()
     ):
         # Before log.dirs was honoured, this file's broker kept its data in the default.

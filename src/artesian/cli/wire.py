@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from artesian.cli.common import ClientOptions, CliError, fail, unreachable
 if TYPE_CHECKING:  # PyJWT and cryptography load only for a command that logs in with tokens
     from artesian.security.oauthbearer.login import TokenSource
 
-__all__ = ["WireClient", "coordinator_of"]
+__all__ = ["WireClient", "check_answer", "coordinator_of"]
 
 _I32 = struct.Struct(">i")
 _CLIENT_ID = b"artesian-cli"
@@ -306,6 +307,17 @@ def _oauthbearer_tokens(conf: dict[str, Any]) -> TokenSource:
 # broker configs alike are asked for here.
 
 _DESCRIBE_CONFIGS, _INCREMENTAL_ALTER_CONFIGS = 32, 44
+
+
+def check_answer(
+    code: Any, message: str | None, what: str, hints: Mapping[str, str] | None = None
+) -> None:
+    """A CliError for an error code in a broker's answer: ``what`` failed, with the code's
+    name, the broker's message, and the next step ``hints`` gives for that code."""
+    if code != 0:
+        detail = f": {message}" if message else ""
+        hint = (hints or {}).get(code.name, "")
+        raise CliError(f"{what}: {code.name.upper()}{detail}", hint)
 
 
 def alter_configs(

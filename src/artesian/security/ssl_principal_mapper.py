@@ -65,7 +65,8 @@ class SslPrincipalMapper:
     def from_rules(cls, text: str | None) -> SslPrincipalMapper:
         """Parses the setting; ValueError names a rule that is not one."""
         rules = []
-        # An empty setting is no rule at all, as in Kafka: every certificate is refused.
+        # None (not set) is DEFAULT; an empty setting is no rule at all, as in Kafka, so
+        # every certificate is refused.
         text = "DEFAULT" if text is None else text
         for rule in (m.group(1) for m in _SPLITTER.finditer(text.strip())):
             match = _PARSER.match(rule)

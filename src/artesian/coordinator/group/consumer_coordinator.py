@@ -583,7 +583,9 @@ class ConsumerGroupCoordinator:
     ) -> Callable[[str], frozenset[str]]:
         """The existing topics a subscription regex matches (the whole name; internal topics
         never), cached until the topics change. A logical cluster's group (``namespace``, its
-        prefix) matches the names its members know, and only its own topics."""
+        prefix) matches the names its members know, and only its own topics. With an
+        authorizer, only those the viewer (the member whose request resolves it) may
+        DESCRIBE, and cached per viewer."""
         version = topics.version()
         skip = len(namespace or "")
         viewer = topics.viewer()
