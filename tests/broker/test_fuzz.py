@@ -111,6 +111,11 @@ FUZZED_APIS = {
     90: range(0, 2),
     91: range(0, 1),
     92: range(0, 1),
+    # Delegation tokens (KIP-48): refused on PLAINTEXT after decoding, durations included.
+    38: range(1, 4),
+    39: range(1, 3),
+    40: range(1, 3),
+    41: range(1, 4),
 }
 # Keys a mutation must never turn a frame into (see above; 20 so nothing can be spliced into
 # deleting the fuzz topic).

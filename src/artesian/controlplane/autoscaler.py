@@ -31,6 +31,12 @@ class Decision:
     reason: str
 
 
+def reports_load_now(report: ClusterReport, now_ms: int, max_age_ms: int) -> bool:
+    """A Ready cluster's report recent enough to say what it carries now: an older one (its
+    data plane may be down), or one from a clock far ahead, says nothing."""
+    return report.phase == "Ready" and abs(now_ms - report.time_ms) <= max_age_ms
+
+
 def decide(
     desire: ClusterDesire,
     report: ClusterReport | None,
@@ -41,10 +47,10 @@ def decide(
     auto = desire.autoscale
     if auto is None or desire.deleted or report is None:
         return None
-    if report.observed_generation != desire.generation or report.phase != "Ready":
+    if report.observed_generation != desire.generation:
         return None
-    if abs(now_ms - report.time_ms) > policy.max_report_age_ms:
-        return None  # stale, or from a clock far ahead: either way not the load now
+    if not reports_load_now(report, now_ms, policy.max_report_age_ms):
+        return None
     if now_ms - last_change_ms < policy.cooldown_ms:
         return None
     load = report.bytes_in_per_second + report.bytes_out_per_second

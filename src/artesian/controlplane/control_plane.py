@@ -18,7 +18,7 @@ from typing import Any
 
 from artesian.config.topic import TOPIC_CONFIG_SYNONYMS
 from artesian.controlplane.api_keys import mint_api_key
-from artesian.controlplane.autoscaler import AutoscalePolicy, decide
+from artesian.controlplane.autoscaler import AutoscalePolicy, decide, reports_load_now
 from artesian.controlplane.documents import (
     DESIRED_TOPIC,
     MAX_API_KEYS,
@@ -651,10 +651,8 @@ def _placement(
     traffic: dict[str, float] = {}
     for h in hosts:
         report = _from_its_cell(h, reports.get(h.id))
-        if report is None or report.phase != "Ready":
+        if report is None or not reports_load_now(report, now_ms, max_report_age_ms):
             continue
-        if abs(now_ms - report.time_ms) > max_report_age_ms:
-            continue  # its data plane may be down: not the load now
         live = sum(b.live for b in report.brokers) or max(1, h.brokers)
         traffic[h.id] = (report.bytes_in_per_second + report.bytes_out_per_second) / live
     candidates = [h for h in hosts if h.id in traffic] or hosts

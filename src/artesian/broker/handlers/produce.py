@@ -27,6 +27,7 @@ from artesian.broker.handlers._authz import (
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._leader_hint import NOT_LEADER, current_leader, node_endpoints
 from artesian.broker.handlers._quota import throttled
+from artesian.broker.handlers._txn import verifies
 from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
@@ -78,12 +79,7 @@ def _txn_error(
     free). Otherwise a hanging transaction could hold back the last stable offset forever."""
     if transactional_id is None:
         return ErrorCode.invalid_record, "transactional records need a transactional id"
-    if not broker.config.get_bool("transaction.partition.verification.enable"):
-        return None
-    if not broker.transaction_coordinator.owns(transactional_id):
-        # The coordinator is another broker: verifying would cost a request per batch
-        # (KIP-890 part 1 sends AddPartitionsToTxn v4), not made yet; Kafka before 3.6 did
-        # not verify either.
+    if not verifies(broker, transactional_id):
         return None
     producer_id, producer_epoch = _PRODUCER.unpack_from(records, 43)
     code = broker.transaction_coordinator.verify_partition(

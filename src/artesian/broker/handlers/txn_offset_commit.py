@@ -26,7 +26,7 @@ from artesian.broker.handlers._build import (
     response_module,
     with_replication_error,
 )
-from artesian.broker.handlers._txn import for_version
+from artesian.broker.handlers._txn import for_version, verifies
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.group_metadata import OffsetAndMetadata
 
@@ -81,9 +81,7 @@ def handle(ctx: Any, request: Any) -> Any:
             code = ErrorCode.invalid_group_id
         elif not groups.owns(request.group_id):
             code = ErrorCode.not_coordinator
-        elif broker.config.get_bool(
-            "transaction.partition.verification.enable"
-        ) and broker.transaction_coordinator.owns(request.transactional_id):
+        elif verifies(broker, request.transactional_id):
             code = broker.transaction_coordinator.verify_partition(
                 request.transactional_id,
                 request.producer_id,
