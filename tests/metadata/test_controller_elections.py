@@ -90,6 +90,20 @@ def test_a_leaving_broker_hands_over_only_where_someone_in_sync_remains(tmp_path
     assert (planned[1].leader, planned[1].isr, planned[1].leader_epoch) == (2, (2,), 0)
 
 
+def test_a_leaving_broker_takes_only_itself_out_of_isrs(tmp_path: Path) -> None:
+    # Its view of the others may be a heartbeat old: broker 2 just rejoined and looks fenced
+    # to it. Dropping 2 too took a partition with min.insync.replicas=2 down to one replica
+    # in sync (CI saw an idempotent producer bump its epoch over it and duplicate a record).
+    c = _controller(
+        tmp_path,
+        _p(0, (3, 1, 2), (3, 1, 2), 3),  # led by the leaving broker
+        _p(1, (1, 2, 3), (1, 2, 3), 1),  # followed by it
+    )
+    planned = {r.partition: r for r in c.plan_elections({1, 3}, False, leaving=3)}
+    assert (planned[0].leader, planned[0].isr, planned[0].leader_epoch) == (1, (1, 2), 1)
+    assert (planned[1].leader, planned[1].isr, planned[1].leader_epoch) == (1, (1, 2), 0)
+
+
 def test_preferred_leaders_return_past_the_imbalance_threshold(tmp_path: Path) -> None:
     c = _controller(
         tmp_path,

@@ -1698,7 +1698,10 @@ class Broker:
         """Hand leaderships to live in-sync followers and leave ISRs (see plan_elections)."""
         assert self.controller is not None
         for _ in range(3):
-            records = self.controller.plan_elections(self.live_brokers, False, self.node_id)
+            # The store's view, not the last heartbeat's: a broker that just rejoined must
+            # not be taken for fenced (see Controller._elect).
+            live = self.current_live_brokers()
+            records = self.controller.plan_elections(live, False, self.node_id)
             if not records:
                 return
             try:

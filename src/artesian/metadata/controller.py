@@ -267,7 +267,11 @@ class Controller:
         if leaving is not None:
             if not live_isr or leaving not in p.isr:
                 return None  # nobody to take over, or not part of it
-            isr = live_isr
+            # Only the leaving broker leaves the ISR, as in Kafka's controlled shutdown: this
+            # broker's view of the others may be a heartbeat old (one that just rejoined
+            # looks fenced), and shrinking the ISR on it can take a partition below
+            # min.insync.replicas. Fenced brokers are the active controller's to remove.
+            isr = tuple(r for r in p.isr if r != leaving)
             if p.leader == leaving or p.leader not in live:
                 leader = next(r for r in p.replicas if r in live_isr)
                 epoch += 1
