@@ -1465,9 +1465,9 @@ class Broker:
     async def in_store_thread(self, call: Callable[[MetadataStore], T]) -> T:
         """Run a periodic store call on its own thread and connection, so a slow store never
         holds the event loop: reads and session renewals there, appends on the loop. SQLite
-        answers in microseconds (WAL readers never wait), so its calls stay on the loop."""
-        if isinstance(self.store, SqliteMetadataStore):
-            return call(self.store)
+        too: WAL readers never wait, but a session renewal is a write, and waits (up to the
+        busy timeout, 10 s) while another process of a shared file holds the write lock; one
+        frozen mid-write would otherwise stall every other broker's loop."""
         if self._background_store is None:
             self._background_store = await asyncio.get_running_loop().run_in_executor(
                 self._store_thread, self._open_metadata_store
