@@ -556,6 +556,10 @@ class Broker:
                 self.node_id,
             )
             return
+        # The store thread's own connection, opened once before anything uses it.
+        self._background_store = await asyncio.get_running_loop().run_in_executor(
+            self._store_thread, lambda: self._open_metadata_store(quiet=True)
+        )
         for server in self._servers:
             await server.start_serving()
         self._tasks = [
@@ -653,7 +657,7 @@ class Broker:
             ) from None
         self._lock_file = fd
 
-    def _open_metadata_store(self) -> MetadataStore:
+    def _open_metadata_store(self, quiet: bool = False) -> MetadataStore:
         url = self.config.get("artesian.metadata.store.url")
         if not url:
             return SqliteMetadataStore(self.data_dir / "metadata.db")
@@ -670,7 +674,8 @@ class Broker:
                 "cannot open the metadata store named by artesian.metadata.store.url "
                 f"({_without_password(str(url))}): {reason}"
             ) from None
-        log.info("metadata log in %s", _without_password(str(url)))
+        if not quiet:
+            log.info("metadata log in %s", _without_password(str(url)))
         return store
 
     def _check_store_matches_logs(self) -> None:
@@ -1690,7 +1695,7 @@ class Broker:
         """Hand this broker's leaderships to in-sync followers before stopping, so clients
         move on at once instead of after broker.session.timeout.ms (Kafka's controlled
         shutdown)."""
-        if self.controller is None or len(self.live_brokers) < 2:
+        if self.controller is None or len(self.current_live_brokers()) < 2:
             return
         self._move_off("before stopping")
 
