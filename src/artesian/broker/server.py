@@ -482,8 +482,9 @@ class Broker:
         # holds move to live in-sync followers: its log may lack what they acknowledged (a
         # restart within broker.session.timeout.ms). It catches up as a follower.
         self._elect_leaders()
-        if len(self.live_brokers) > 1:
-            self._move_off("at start-up: followers in sync take over while it catches up")
+        self._move_off(
+            "at start-up: followers in sync take over while it catches up", self.live_brokers
+        )
         assert self.controller is not None
         self.commit(self.controller.plan_restarted_leader(self.node_id))
         hosted: set[tuple[str, int]] = set()
@@ -1695,17 +1696,19 @@ class Broker:
         """Hand this broker's leaderships to in-sync followers before stopping, so clients
         move on at once instead of after broker.session.timeout.ms (Kafka's controlled
         shutdown)."""
-        if self.controller is None or len(self.current_live_brokers()) < 2:
+        if self.controller is None:
             return
-        self._move_off("before stopping")
+        # The store's view, not the last heartbeat's: a broker that just rejoined must not be
+        # taken for fenced (see Controller._elect).
+        self._move_off("before stopping", self.current_live_brokers())
 
-    def _move_off(self, why: str) -> None:
-        """Hand leaderships to live in-sync followers and leave ISRs (see plan_elections)."""
+    def _move_off(self, why: str, live: frozenset[int]) -> None:
+        """Hand leaderships to ``live`` in-sync followers and leave ISRs (see
+        plan_elections); nothing when no other broker is live."""
         assert self.controller is not None
+        if len(live) < 2:
+            return
         for _ in range(3):
-            # The store's view, not the last heartbeat's: a broker that just rejoined must
-            # not be taken for fenced (see Controller._elect).
-            live = self.current_live_brokers()
             records = self.controller.plan_elections(live, False, self.node_id)
             if not records:
                 return
