@@ -12,18 +12,21 @@ is Java's own format.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import socket
 import ssl
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from artesian.config.broker import BrokerConfig
 from artesian.security.client import ClientSecurity
 from artesian.security.jaas import parse_jaas_config
+from artesian.security.key_store import (
+    PEM,
+    KeyStoreError,
+    load_cert_chain,
+    read_key_store,
+    read_trust_store,
+)
 from artesian.security.oauthbearer.settings import listener_login
 
 __all__ = [
@@ -214,8 +217,8 @@ def _client_ssl_context(config: BrokerConfig, listener: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = bool(_text(config, listener, "ssl.endpoint.identification.algorithm"))
     _versions_and_ciphers(context, config, listener)
+    trust, inline = _trust_store(config, listener)
     try:
-        trust, inline = _trust_store(config, listener)
         if trust or inline:
             context.load_verify_locations(cafile=trust, cadata=inline)
         else:
@@ -272,7 +275,7 @@ def server_ssl_context(config: BrokerConfig, listener: str, sasl: bool = False) 
         if not trust and not inline:
             raise ListenerError(
                 f"listener {listener}: ssl.client.auth={client_auth} needs the CAs client "
-                "certificates chain to: set ssl.truststore.location (PEM)"
+                "certificates chain to: set ssl.truststore.location (PEM, PKCS12 or JKS)"
             )
         try:
             context.load_verify_locations(cafile=trust, cadata=inline)
@@ -288,12 +291,38 @@ def _text(config: BrokerConfig, listener: str, name: str) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def _declared_type(config: BrokerConfig, listener: str, name: str) -> str | None:
+    """A store's ``ssl.*.type`` when someone set it, else None: the file's own format is read
+    (so PEM files keep working under Kafka's default, JKS)."""
+    if config.is_set(name) or config.is_set(f"listener.name.{listener.lower()}.{name}"):
+        return str(config.for_listener(listener, name))
+    return None
+
+
 def _trust_store(config: BrokerConfig, listener: str) -> tuple[str | None, str | None]:
-    """(CA file, inline CA certificates) of a listener's trust store."""
-    return (
-        _text(config, listener, "ssl.truststore.location"),
-        _text(config, listener, "ssl.truststore.certificates"),
-    )
+    """(PEM CA file, inline PEM CA certificates) of a listener's trust store; a JKS or
+    PKCS12 store comes inline, read from its file."""
+    location = _text(config, listener, "ssl.truststore.location")
+    inline = _text(config, listener, "ssl.truststore.certificates")
+    declared = _declared_type(config, listener, "ssl.truststore.type")
+    if inline and declared not in (None, PEM):
+        raise ListenerError(
+            f"listener {listener}: ssl.truststore.certificates is PEM, but "
+            f"ssl.truststore.type={declared}: set it to PEM, or leave it unset"
+        )
+    if not location:
+        return None, inline
+    password = _text(config, listener, "ssl.truststore.password")
+    try:
+        with open(location, "rb") as f:
+            certificates = read_trust_store(f.read(), declared, password, path=location)
+    except OSError as e:
+        raise ListenerError(f"listener {listener}: cannot read its trust store: {e}") from e
+    except KeyStoreError as e:
+        raise ListenerError(f"listener {listener}: {e}") from e
+    if certificates is None:
+        return location, inline
+    return None, certificates.decode() + (inline or "")
 
 
 def _versions_and_ciphers(context: ssl.SSLContext, config: BrokerConfig, listener: str) -> None:
@@ -315,42 +344,46 @@ def _versions_and_ciphers(context: ssl.SSLContext, config: BrokerConfig, listene
 def _load_key_store(
     context: ssl.SSLContext, config: BrokerConfig, listener: str, *, required: bool
 ) -> None:
-    """This broker's certificate chain and key: a PEM file, or the two inline."""
+    """This broker's certificate chain and key: a key store file (JKS, PKCS12 or PEM), or
+    the two inline in PEM."""
 
     location = _text(config, listener, "ssl.keystore.location")
     chain, key = (
         _text(config, listener, "ssl.keystore.certificate.chain"),
         _text(config, listener, "ssl.keystore.key"),
     )
-    password = _text(config, listener, "ssl.key.password")
+    declared = _declared_type(config, listener, "ssl.keystore.type")
+    key_password = _text(config, listener, "ssl.key.password")
+    store_password = _text(config, listener, "ssl.keystore.password")
     if location and (chain or key):
         raise ListenerError(
             f"listener {listener}: give ssl.keystore.location or ssl.keystore.certificate.chain "
             "with ssl.keystore.key, not both"
         )
+    if (chain or key) and declared not in (None, PEM):
+        raise ListenerError(
+            f"listener {listener}: ssl.keystore.certificate.chain and ssl.keystore.key are "
+            f"PEM, but ssl.keystore.type={declared}: set it to PEM, or leave it unset"
+        )
     try:
         if location:
-            context.load_cert_chain(location, password=password)
+            with open(location, "rb") as f:
+                material = read_key_store(
+                    f.read(), declared, store_password, key_password, path=location
+                )
+            if material is None:  # PEM: ssl reads the file itself
+                context.load_cert_chain(location, password=key_password or store_password)
+            else:
+                load_cert_chain(context, material.chain_pem, material.key_pem)
         elif chain and key:
-            with _pem_file(chain + "\n" + key) as path:
-                context.load_cert_chain(path, password=password)
+            load_cert_chain(context, chain.encode(), key.encode(), key_password)
         elif required:
             raise ListenerError(
-                f"listener {listener} uses TLS: set ssl.keystore.location (a "
-                "PEM file with the certificate chain and private key) or "
+                f"listener {listener} uses TLS: set ssl.keystore.location (a JKS, PKCS12 or "
+                "PEM key store with the certificate chain and private key) or "
                 "ssl.keystore.certificate.chain with ssl.keystore.key"
             )
+    except KeyStoreError as e:
+        raise ListenerError(f"listener {listener}: {e}") from e
     except (OSError, ssl.SSLError) as e:
         raise ListenerError(f"listener {listener}: cannot load its key store: {e}") from e
-
-
-@contextlib.contextmanager
-def _pem_file(text: str) -> Iterator[str]:
-    # ssl loads certificate chains from files only; this one lives for the load alone.
-    fd, path = tempfile.mkstemp(suffix=".pem")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        yield path
-    finally:
-        os.unlink(path)

@@ -194,14 +194,6 @@ class WireClient:
         return bytes(buf)
 
 
-_PEM_OR_KEYSTORE = (
-    "ssl.ca.pem",
-    "ssl.certificate.pem",
-    "ssl.key.pem",
-    "ssl.keystore.location",
-)
-
-
 def security_from(
     conf: dict[str, Any],
 ) -> tuple[ssl.SSLContext | None, tuple[str, str, str] | None, TokenSource | None]:
@@ -209,33 +201,7 @@ def security_from(
     protocol = str(conf.get("security.protocol", "plaintext")).upper()
     if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
         fail(f"security.protocol {protocol!r} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    tls = None
-    if protocol in ("SSL", "SASL_SSL"):
-        unsupported = sorted(k for k in _PEM_OR_KEYSTORE if conf.get(k))
-        if unsupported:
-            fail(
-                f"{unsupported} are not supported by this command",
-                "Give PEM files: ssl.ca.location, ssl.certificate.location, ssl.key.location.",
-            )
-        ca = conf.get("ssl.ca.location")
-        try:
-            tls = ssl.create_default_context(
-                cafile=ca if ca and not Path(ca).is_dir() else None,
-                capath=ca if ca and Path(ca).is_dir() else None,
-            )
-            if conf.get("ssl.certificate.location"):
-                tls.load_cert_chain(
-                    conf["ssl.certificate.location"],
-                    conf.get("ssl.key.location"),
-                    conf.get("ssl.key.password"),
-                )
-        except (OSError, ssl.SSLError) as e:
-            fail(f"cannot set up TLS from the ssl.* properties: {e}")
-        if str(conf.get("ssl.endpoint.identification.algorithm", "https")).lower() == "none":
-            tls.check_hostname = False
-        if str(conf.get("enable.ssl.certificate.verification", "true")).lower() == "false":
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
+    tls = _tls_from(conf) if protocol in ("SSL", "SASL_SSL") else None
     sasl = None
     if protocol.startswith("SASL_"):
         mechanism = str(conf.get("sasl.mechanism") or conf.get("sasl.mechanisms") or "GSSAPI")
@@ -252,6 +218,60 @@ def security_from(
             str(conf.get("sasl.password", "")),
         )
     return tls, sasl, None
+
+
+def _tls_from(conf: dict[str, Any]) -> ssl.SSLContext:
+    """librdkafka's ssl.* properties: CAs from ssl.ca.location or ssl.ca.pem; this client's
+    certificate from ssl.certificate.location with ssl.key.location, the same inline
+    (ssl.certificate.pem, ssl.key.pem), or a PKCS12 ssl.keystore.location."""
+    from artesian.security.key_store import (
+        PKCS12,
+        KeyStoreError,
+        load_cert_chain,
+        read_key_store,
+    )
+
+    ca, ca_pem = conf.get("ssl.ca.location"), conf.get("ssl.ca.pem")
+    key_password = conf.get("ssl.key.password") or None
+    try:
+        tls = ssl.create_default_context(
+            cafile=ca if ca and not Path(ca).is_dir() else None,
+            capath=ca if ca and Path(ca).is_dir() else None,
+            cadata=ca_pem or None,
+        )
+        if conf.get("ssl.keystore.location"):
+            location = str(conf["ssl.keystore.location"])
+            with open(location, "rb") as f:
+                material = read_key_store(
+                    f.read(),
+                    PKCS12,
+                    conf.get("ssl.keystore.password"),
+                    key_password,
+                    path=location,
+                )
+            assert material is not None  # PKCS12 only, as in librdkafka
+            load_cert_chain(tls, material.chain_pem, material.key_pem)
+        elif conf.get("ssl.certificate.pem") or conf.get("ssl.key.pem"):
+            load_cert_chain(
+                tls,
+                str(conf.get("ssl.certificate.pem", "")).encode(),
+                str(conf.get("ssl.key.pem", "")).encode(),
+                key_password,
+            )
+        elif conf.get("ssl.certificate.location"):
+            tls.load_cert_chain(
+                conf["ssl.certificate.location"], conf.get("ssl.key.location"), key_password
+            )
+    except KeyStoreError as e:
+        fail(f"cannot set up TLS: {e}")
+    except (OSError, ssl.SSLError) as e:
+        fail(f"cannot set up TLS from the ssl.* properties: {e}")
+    if str(conf.get("ssl.endpoint.identification.algorithm", "https")).lower() == "none":
+        tls.check_hostname = False
+    if str(conf.get("enable.ssl.certificate.verification", "true")).lower() == "false":
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    return tls
 
 
 def _oauthbearer_tokens(conf: dict[str, Any]) -> TokenSource:

@@ -369,29 +369,31 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
         _k(
             "ssl.keystore.type",
             _S,
-            "PEM",
-            "Key store format: PEM only. Kafka's default, JKS, is Java-only.",
-            ValidString(("PEM",)),
+            "JKS",
+            "Key store format: JKS (a PKCS12 file is read too, as Java does), PKCS12 or PEM. "
+            "Left unset, the file is read in whichever of the three it is.",
+            ValidString(("JKS", "PKCS12", "PEM")),
         ),
         ConfigKey(
             "ssl.keystore.location",
             _S,
             None,
-            "The broker's certificate chain and private key: a PEM file holding both.",
+            "The broker's certificate chain and private key: a JKS, PKCS12 or PEM key store.",
             read_only=True,
         ),
         ConfigKey(
             "ssl.keystore.password",
             ConfigType.PASSWORD,
             None,
-            "Key store password." + _UNUSED,
+            "The password of a JKS or PKCS12 key store (and of its key, without ssl.key.password).",
             read_only=True,
         ),
         ConfigKey(
             "ssl.truststore.password",
             ConfigType.PASSWORD,
             None,
-            "Trust store password (PEM trust stores have none)." + _UNUSED,
+            "The password of a JKS or PKCS12 trust store; unset, a JKS one is read without "
+            "its integrity check, as in Java.",
             read_only=True,
         ),
         _k(
@@ -404,7 +406,8 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "ssl.key.password",
             ConfigType.PASSWORD,
             None,
-            "Password of an encrypted private key.",
+            "The password of the private key: a PEM key's, or a JKS entry's when it differs "
+            "from ssl.keystore.password.",
             read_only=True,
         ),
         ConfigKey(
@@ -424,15 +427,18 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
         _k(
             "ssl.truststore.type",
             _S,
-            "PEM",
-            "Trust store format: PEM only. Kafka's default, JKS, is Java-only.",
-            ValidString(("PEM",)),
+            "JKS",
+            "Trust store format: JKS (a PKCS12 file is read too, as Java does), PKCS12 or "
+            "PEM. Left unset, the file is read in whichever of the three it is.",
+            ValidString(("JKS", "PKCS12", "PEM")),
         ),
         _k(
             "ssl.truststore.location",
             _S,
             None,
-            "CA certificates (PEM) that client certificates must chain to (ssl.client.auth).",
+            "The certificates to trust (a JKS, PKCS12 or PEM trust store): those client "
+            "certificates must chain to (ssl.client.auth), and other brokers' for TLS between "
+            "brokers.",
         ),
         ConfigKey(
             "ssl.truststore.certificates",
