@@ -6,8 +6,8 @@ protocol by ``listener.security.protocol.map`` (PLAINTEXT, SSL, SASL_PLAINTEXT, 
 given the addresses of the listener it connected to. ``ssl.*`` and ``sasl.*`` settings may be
 set per listener as ``listener.name.<name>.<config>``.
 
-Differences from Kafka, on purpose: key and trust stores are PEM (files or inline), since JKS
-is Java's own format.
+Key and trust stores are Kafka's formats, JKS, PKCS12 and PEM (security/key_store.py), and a
+store whose type is left unset is read in whichever of them it is.
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ def _declared_type(config: BrokerConfig, listener: str, name: str) -> str | None
     """A store's ``ssl.*.type`` when someone set it, else None: the file's own format is read
     (so PEM files keep working under Kafka's default, JKS)."""
     if config.is_set(name) or config.is_set(f"listener.name.{listener.lower()}.{name}"):
-        return str(config.for_listener(listener, name))
+        return str(config.for_listener(listener, name)).upper()
     return None
 
 
@@ -374,6 +374,14 @@ def _load_key_store(
             if material is None:  # PEM: ssl reads the file itself
                 context.load_cert_chain(location, password=key_password or store_password)
             else:
+                if material.others:
+                    log.warning(
+                        "listener %s: the key store %s holds more private keys (%s) than the "
+                        "one it serves: keep one key per key store",
+                        listener,
+                        location,
+                        ", ".join(material.others),
+                    )
                 load_cert_chain(context, material.chain_pem, material.key_pem)
         elif chain and key:
             load_cert_chain(context, chain.encode(), key.encode(), key_password)

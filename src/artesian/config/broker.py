@@ -372,7 +372,7 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "JKS",
             "Key store format: JKS (a PKCS12 file is read too, as Java does), PKCS12 or PEM. "
             "Left unset, the file is read in whichever of the three it is.",
-            ValidString(("JKS", "PKCS12", "PEM")),
+            ValidString(("jks", "pkcs12", "pem"), case_insensitive=True),
         ),
         ConfigKey(
             "ssl.keystore.location",
@@ -430,7 +430,7 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "JKS",
             "Trust store format: JKS (a PKCS12 file is read too, as Java does), PKCS12 or "
             "PEM. Left unset, the file is read in whichever of the three it is.",
-            ValidString(("JKS", "PKCS12", "PEM")),
+            ValidString(("jks", "pkcs12", "pem"), case_insensitive=True),
         ),
         _k(
             "ssl.truststore.location",

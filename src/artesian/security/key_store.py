@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import ssl
 import struct
 import tempfile
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -44,22 +46,38 @@ class KeyStoreError(ValueError):
 
 @dataclass(frozen=True)
 class KeyMaterial:
-    """A certificate chain (leaf first) and its unencrypted private key, in PEM."""
+    """A certificate chain (leaf first) and its unencrypted private key, in PEM; ``others``
+    names the private key entries a JKS store holds besides the one taken."""
 
     chain_pem: bytes
     key_pem: bytes
+    others: tuple[str, ...] = ()
 
 
 def load_cert_chain(
     context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes, password: str | None = None
 ) -> None:
-    """Load a chain and key given in memory: ssl reads them from a file only, so they go
-    through one that only its owner may read (mkstemp's) and that lives for the load alone."""
+    """Load a chain and key given in memory. ssl reads them from a file only, so they go
+    through one that only its owner may read (mkstemp's) and that lives for the load alone,
+    with the key encrypted under a one-time passphrase: a crash in between leaves nothing
+    usable on disk."""
+    try:
+        key = serialization.load_pem_private_key(
+            key_pem, password.encode("utf-8", "surrogatepass") if password else None
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise KeyStoreError(f"cannot read the private key: {e}") from e
+    once = secrets.token_hex(32)
+    sealed = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(once.encode()),
+    )
     fd, path = tempfile.mkstemp(suffix=".pem")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(chain_pem.rstrip(b"\n") + b"\n" + key_pem)
-        context.load_cert_chain(path, password=password)
+            f.write(chain_pem.rstrip(b"\n") + b"\n" + sealed)
+        context.load_cert_chain(path, password=once)
     finally:
         os.unlink(path)
 
@@ -84,8 +102,10 @@ def read_key_store(
     path: str,
 ) -> KeyMaterial | None:
     """The chain and key of a JKS or PKCS12 key store, or None for a PEM one (which ssl
-    reads as it is). ``declared`` is ``ssl.keystore.type`` when set: JKS also reads PKCS12,
-    as Java's keystore.type.compat does; None reads whatever the file is."""
+    reads as it is). ``declared`` is ``ssl.keystore.type`` when set: JKS and PKCS12 read
+    each other's files, as Java's keystore.type.compat has it; None reads whatever the file
+    is. A PKCS12 store has one password, as keytool makes them: ``key_password`` is for JKS
+    entries."""
     found = _checked_format(data, declared, path)
     if found == PEM:
         return None
@@ -98,14 +118,17 @@ def read_key_store(
     key_pw = store_password if key_password is None else key_password
     if found == PKCS12:
         return _pkcs12_key(data, store_password, path)
-    entries = _read_jks(data, store_password, path)
-    for entry in entries:
-        if entry.protected_key is not None:
-            key = _jks_recover_key(entry.protected_key, key_pw, entry.alias, path)
-            return KeyMaterial(
-                b"".join(_cert_pem(c) for c in entry.chain), _pkcs8_pem(key, entry.alias, path)
-            )
-    raise KeyStoreError(f"{path} holds no private key entry (only trusted certificates)")
+    keys = [e for e in _read_jks(data, store_password, path) if e.protected_key is not None]
+    if not keys:
+        raise KeyStoreError(f"{path} holds no private key entry (only trusted certificates)")
+    entry = keys[0]
+    assert entry.protected_key is not None
+    key = _jks_recover_key(entry.protected_key, key_pw, entry.alias, path)
+    return KeyMaterial(
+        b"".join(_cert_pem(c) for c in entry.chain),
+        _pkcs8_pem(key, entry.alias, path),
+        tuple(e.alias for e in keys[1:]),
+    )
 
 
 def read_trust_store(
@@ -118,15 +141,22 @@ def read_trust_store(
         return None
     if found == PKCS12:
         try:
-            store = pkcs12.load_pkcs12(data, password.encode() if password is not None else None)
-        except ValueError as e:
+            store = pkcs12.load_pkcs12(data, _utf8(password) if password is not None else None)
+        except (ValueError, UnsupportedAlgorithm) as e:
+            if _is_der_certificate(data):
+                raise KeyStoreError(
+                    f"{path} is a certificate in DER, not a store: convert it to PEM with "
+                    f"openssl x509 -inform DER -in {path} -out ca.pem"
+                ) from e
             hint = "set ssl.truststore.password" if password is None else "check it"
             raise KeyStoreError(
                 f"cannot read the PKCS12 trust store {path}: wrong password or damaged ({hint})"
             ) from e
-        certs = [c.certificate for c in store.additional_certs]
         if store.cert is not None:
-            certs.insert(0, store.cert.certificate)
+            # A key entry lends its own certificate only, as Java's trust managers take it.
+            certs = [store.cert.certificate]
+        else:
+            certs = [c.certificate for c in store.additional_certs]
     else:
         entries = _read_jks(data, password, path)
         certs = [c for e in entries for c in (e.chain if e.protected_key is None else e.chain[:1])]
@@ -139,7 +169,8 @@ def _checked_format(data: bytes, declared: str | None, path: str) -> str:
     found = store_format(data)
     if found == "JCEKS":
         raise KeyStoreError(f"{path} is a JCEKS store, which is not read: {_convert(path)}")
-    if declared is None or declared == found or (declared == JKS and found == PKCS12):
+    declared = declared.upper() if declared is not None else None
+    if declared is None or declared == found or {declared, found} == {JKS, PKCS12}:
         return found
     raise KeyStoreError(f"{path} is not a {declared} store (it reads as {found}): set its type")
 
@@ -148,10 +179,27 @@ def _convert(path: str) -> str:
     return _CONVERT.format(path=path)
 
 
+def _utf8(password: str) -> bytes:
+    """A password as PKCS12 takes it; a surrogate pair from a properties file's ``\\u``
+    escapes becomes its character."""
+    try:
+        return password.encode("utf-16", "surrogatepass").decode("utf-16").encode()
+    except UnicodeError as e:
+        raise KeyStoreError(f"the password is not valid text: {e}") from e
+
+
+def _is_der_certificate(data: bytes) -> bool:
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        return False
+    return True
+
+
 def _pkcs12_key(data: bytes, password: str, path: str) -> KeyMaterial:
     try:
-        store = pkcs12.load_pkcs12(data, password.encode())
-    except ValueError as e:
+        store = pkcs12.load_pkcs12(data, _utf8(password))
+    except (ValueError, UnsupportedAlgorithm) as e:
         raise KeyStoreError(
             f"cannot read the PKCS12 key store {path}: wrong ssl.keystore.password, or the file "
             "is damaged"
@@ -186,7 +234,7 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 def _pkcs8_pem(der: bytes, alias: str, path: str) -> bytes:
     try:
         key = serialization.load_der_private_key(der, password=None)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise KeyStoreError(f"the key {alias!r} in {path} cannot be read: {e}") from e
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -235,8 +283,8 @@ class _Reader:
 
 
 def _jks_password(password: str) -> bytes:
-    # Java hashes a password's chars as two big-endian bytes each.
-    return password.encode("utf-16-be")
+    # Java hashes a password's chars as two big-endian bytes each (lone surrogates too).
+    return password.encode("utf-16-be", "surrogatepass")
 
 
 def _read_jks(data: bytes, password: str | None, path: str) -> list[_JksEntry]:
@@ -257,8 +305,8 @@ def _read_jks(data: bytes, password: str | None, path: str) -> list[_JksEntry]:
             entries.append(_JksEntry(alias, None, [r.cert(version)]))
         else:
             raise KeyStoreError(f"{path} has an entry of unknown kind {tag} ({alias!r})")
-    body, digest = data[: r.pos], r.take(20)
-    if password is not None:
+    if password is not None:  # as Java: without one, the digest is not even read
+        body, digest = data[: r.pos], r.take(20)
         expected = hashlib.sha1(_jks_password(password) + b"Mighty Aphrodite" + body).digest()
         if not hmac.compare_digest(expected, digest):
             raise KeyStoreError(
