@@ -44,6 +44,19 @@ class BrokerMetrics:
             ["listener"],
             registry=r,
         )
+        # Kafka's Throttler meter of the cleaner (kafka.utils:type=Throttler,name=cleaner-io),
+        # and the time its throttle held the cleaner back (ours).
+        self.cleaner_io_bytes = Counter(
+            "kafka_utils_throttler_cleaner_io_bytes",
+            "Bytes the log cleaner read and wrote (log.cleaner.io.max.bytes.per.second caps "
+            "their rate).",
+            registry=r,
+        )
+        self.cleaner_throttled_seconds = Counter(
+            "artesian_log_cleaner_throttled_seconds",
+            "Time the log cleaner slept to keep to log.cleaner.io.max.bytes.per.second.",
+            registry=r,
+        )
         # Kafka's DelayedFetchMetrics ExpiresPerSec: fetches answered because max_wait ran out.
         self.delayed_fetch_expires = Counter(
             "kafka_server_delayed_fetch_expires",

@@ -107,6 +107,7 @@ from artesian.share.share_partition_manager import SharePartitionManager
 from artesian.storage.log_cleaner import CleanerConfig, LogCleaner
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_manager import LogManager, StartupAborted, parse_partition_dir
+from artesian.storage.throttler import Throttler
 from artesian.tenancy import LogicalCluster, logical_cluster_id_of
 from artesian.tiered.quota import ByteRateQuota
 from artesian.tiered.remote_log_manager import (
@@ -473,7 +474,13 @@ class Broker:
         }
         try:
             self.log_cleaner = LogCleaner(
-                self.log_manager, CleanerConfig.from_properties(cleaner_props)
+                self.log_manager,
+                CleanerConfig.from_properties(cleaner_props),
+                throttler=Throttler(
+                    self.config.get_float("log.cleaner.io.max.bytes.per.second"),
+                    on_charged=self.metrics.cleaner_io_bytes.inc,
+                    on_throttled=self.metrics.cleaner_throttled_seconds.inc,
+                ),
             )
         except ValueError as e:
             raise BrokerStartupError(str(e)) from e
@@ -1364,6 +1371,9 @@ class Broker:
         fetchers = self.fetcher_manager
         if fetchers is not None and fetchers.throttle is not None:
             fetchers.throttle.quota.set_rate(cfg.get_int("follower.replication.throttled.rate"))
+        if self.log_cleaner is not None and self.log_cleaner.throttler is not None:
+            rate = cfg.get_float("log.cleaner.io.max.bytes.per.second")
+            self.log_cleaner.throttler.rate_per_sec = rate
         if self.log_manager is not None:
             self.log_manager.default_config = self.default_log_config()
             expiration = cfg.get_int("producer.id.expiration.ms")

@@ -822,7 +822,8 @@ BROKER_CONFIGS: Mapping[str, ConfigKey] = freeze(
             "log.cleaner.io.max.bytes.per.second",
             _D,
             1.7976931348623157e308,
-            "Cleaner I/O throttle." + _UNUSED,
+            "The cleaner's I/O throttle: bytes read and written per second, across its threads.",
+            Range.at_least(1),
             dynamic=True,
         ),
         _k(

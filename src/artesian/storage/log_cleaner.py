@@ -39,8 +39,8 @@ Cleaned groups are written as ``.cleaned`` files and swapped in by ``Log.replace
 
 Where we differ from Kafka: the offset map is a dict keyed by the key bytes (exact, where Kafka
 keys 24-byte slots by an MD5 of the key); its capacity is still Kafka's slot count for
-``log.cleaner.dedupe.buffer.size``, though Python's memory per entry is larger. There is no
-``log.cleaner.io.max.bytes.per.second`` throttle. The cleaner does not pause retention of
+``log.cleaner.dedupe.buffer.size``, though Python's memory per entry is larger. The cleaner
+does not pause retention of
 ``compact,delete`` logs: a swap whose segments changed meanwhile is abandoned and retried.
 Whether a marker's transaction still has batches is judged over the whole round (the log from
 its start), where Kafka judges it per group of segments.
@@ -91,6 +91,7 @@ from artesian.storage.segment import (
     LogSegment,
     segment_file_name,
 )
+from artesian.storage.throttler import Throttler
 from artesian.storage.transaction_index import AbortedTxn
 
 __all__ = [
@@ -513,12 +514,18 @@ class TransactionsKept:
 # -- the cleaner ----------------------------------------------------------------------------------
 
 
+_NAP_SLICE_S = 0.1
+
+
 class Cleaner:
     """Cleans one log at a time with its own offset map (one per cleaner thread)."""
 
-    def __init__(self, config: CleanerConfig, stop: threading.Event) -> None:
+    def __init__(
+        self, config: CleanerConfig, stop: threading.Event, throttler: Throttler | None = None
+    ) -> None:
         self.config = config
         self._stop = stop
+        self._throttler = throttler
         threads = max(1, config.num_threads)
         self.offset_map = OffsetMap(
             config.dedupe_buffer_size // threads, config.dedupe_buffer_load_factor
@@ -578,6 +585,24 @@ class Cleaner:
             stats.elapsed_s = time.monotonic() - started
         return stats
 
+    def _throttle(self, nbytes: int) -> None:
+        """log.cleaner.io.max.bytes.per.second: nap when ahead of it, waking for a shutdown."""
+        throttler = self._throttler
+        if throttler is None:
+            return
+        nap = throttler.charge(nbytes)
+        if nap <= 0:
+            return
+        generation, end = throttler.generation, time.monotonic() + nap
+        # In slices: a new rate (a dynamic config) ends a nap planned at the old one, and the
+        # metric shows a long nap as it goes.
+        while (left := end - time.monotonic()) > 0 and throttler.generation == generation:
+            before = time.monotonic()
+            stopped = self._stop.wait(min(left, _NAP_SLICE_S))
+            throttler.on_throttled(time.monotonic() - before)
+            if stopped:
+                raise LogCleaningAbortedError("stopped while throttled")
+
     # -- reading ------------------------------------------------------------------------------
 
     def _read_batches(
@@ -596,6 +621,7 @@ class Cleaner:
                 if pos + h.size > end:
                     return
                 buf = os.pread(seg.fd, h.size, pos)
+            self._throttle(len(buf))
             view = memoryview(buf)
             rel = 0
             while len(buf) - rel >= BATCH_HEADER_SIZE:
@@ -702,11 +728,13 @@ class Cleaner:
                     if len(pending) >= flush_at:
                         cleaned.append(last_offset, max_ts, last_offset, pending)
                         stats.bytes_written += len(pending)
+                        self._throttle(len(pending))
                         pending = bytearray()
                         max_ts = -1
             if pending:
                 cleaned.append(last_offset, max_ts, last_offset, pending)
                 stats.bytes_written += len(pending)
+                self._throttle(len(pending))
             # An aborted transaction's entry lives as long as its marker; the swap renames
             # this file too.
             cleaned.txn_index.extend(
@@ -926,14 +954,18 @@ class LogCleaner:
         log_manager: LogManager,
         config: CleanerConfig | None = None,
         clock: Callable[[], int] = _now_ms,
+        throttler: Throttler | None = None,
     ) -> None:
         self.config = config or CleanerConfig()
         self.clock = clock
         self.cleaner_manager = LogCleanerManager(log_manager)
+        # One throttle for all cleaner threads, as Kafka's; its rate may change while it runs.
+        self.throttler = throttler
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._idle = [
-            Cleaner(self.config, self._stop) for _ in range(max(1, self.config.num_threads))
+            Cleaner(self.config, self._stop, throttler)
+            for _ in range(max(1, self.config.num_threads))
         ]
 
     def clean_once(self, now_ms: int | None = None) -> CleanerStats:
