@@ -7,8 +7,10 @@ changes: the rest of the suite runs that way."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -881,6 +883,60 @@ def test_share_group_offsets_show_only_the_topics_a_user_may_describe(
             ("share-seen", 0, 0),
             ("share-hidden", -1, ErrorCode.topic_authorization_failed),
         ]
+
+
+def test_share_group_describe_hides_a_group_whose_topics_the_caller_may_not_describe(
+    secured: SecuredBroker,
+) -> None:
+    """KAFKA-18817: as ConsumerGroupDescribe, a share group whose assignment names a topic
+    the caller may not DESCRIBE is TOPIC_AUTHORIZATION_FAILED, with no members."""
+    from kio.schema.share_group_describe.v1 import request as sgd
+    from kio.schema.share_group_heartbeat.v1 import request as sgh
+
+    topics = ("sgd-open", "sgd-secret")
+    for name in topics:
+        secured.create_topic(name)
+    member_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    assigned: set[str] = set()
+    with secured.login(SUPER) as root:
+        names = {t.topic_id: t.name for t in _metadata(root, list(topics)).topics}
+        epoch, deadline = 0, time.monotonic() + 20
+        while assigned != set(topics) and time.monotonic() < deadline:
+            beat = root.request(
+                76,
+                1,
+                sgh.ShareGroupHeartbeatRequest(
+                    group_id="sgd-g",
+                    member_id=member_id,
+                    member_epoch=epoch,
+                    subscribed_topic_names=topics if epoch == 0 else None,
+                ),
+            )
+            assert beat.error_code == ErrorCode.none, beat
+            epoch = beat.member_epoch
+            if beat.assignment is not None:
+                assigned = {names[t.topic_id] for t in beat.assignment.topic_partitions}
+            time.sleep(0.1)
+    assert assigned == set(topics)
+    secured.allow("jude", ResourceType.GROUP, "sgd-g", AclOperation.DESCRIBE)
+    secured.allow("jude", ResourceType.TOPIC, "sgd-open", AclOperation.DESCRIBE)
+    request = sgd.ShareGroupDescribeRequest(
+        group_ids=("sgd-g",), include_authorized_operations=False
+    )
+    with secured.login("jude") as conn:
+        (hidden,) = conn.request(77, 1, request).groups
+    assert (hidden.error_code, hidden.error_message, hidden.members) == (
+        ErrorCode.topic_authorization_failed,
+        "The described group uses topics that the client is not authorized to describe.",
+        (),
+    )
+    secured.allow("jude", ResourceType.TOPIC, "sgd-secret", AclOperation.DESCRIBE)
+    with secured.login("jude") as conn:
+        (shown,) = conn.request(77, 1, request).groups
+    assert shown.error_code == ErrorCode.none
+    (member,) = shown.members
+    assert member.member_id == member_id
+    assert sorted(t.topic_name for t in member.assignment.topic_partitions) == list(topics)
 
 
 def test_group_apis_answer_kafkas_authorization_errors(secured: SecuredBroker) -> None:

@@ -88,6 +88,17 @@ def heartbeat_refusal(
     return None
 
 
+TOPICS_DENIED = "The described group uses topics that the client is not authorized to describe."
+
+
+def hides_topics(ctx: Any, image: Any, used: set[str]) -> bool:
+    """Whether a described group's assignments name a topic the caller may not DESCRIBE
+    (KAFKA-18813, KAFKA-18817): Kafka then describes the group as TOPIC_AUTHORIZATION_FAILED.
+    A deleted topic is nobody's to hide."""
+    used = used & image.topics.keys()
+    return bool(used - authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, used))
+
+
 def described_group_error(mod: Any, group_id: str, code: ErrorCode, message: str | None) -> Any:
     """A DescribeGroups, ConsumerGroupDescribe or ShareGroupDescribe entry for a group not
     described (Kafka's groupError): no state, no protocol, no members; each API's response

@@ -10,24 +10,22 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import (
     NO_OPERATIONS,
-    AclOperation,
     ResourceType,
-    authorized_names,
     authorized_operations,
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._groups import (
+    TOPICS_DENIED,
     assignment_entity,
     describe_refusal,
     described_group_error,
+    hides_topics,
     missing_group_error,
 )
 
 API_KEY = 69
 MIN_VERSION = 0
 MAX_VERSION = 1
-
-_TOPICS_DENIED = "The described group uses topics that the client is not authorized to describe."
 
 # MemberType (v1, KIP-1099): the protocol a member speaks.
 _CLASSIC_MEMBER = 0
@@ -52,14 +50,12 @@ def handle(ctx: Any, request: Any) -> Any:
             described.append(missing)
             continue
         cg = group.consumer
-        # Kafka hides a group whose assignments name a topic the caller may not DESCRIBE.
         used = {t for m in cg.members.values() for t, _ in m.assigned}
         used |= {t for target in cg.target.values() for t, _ in target}
-        used &= image.topics.keys()  # a deleted topic is nobody's to hide
-        if used - authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, used):
+        if hides_topics(ctx, image, used):
             described.append(
                 described_group_error(
-                    mod, group_id, ErrorCode.topic_authorization_failed, _TOPICS_DENIED
+                    mod, group_id, ErrorCode.topic_authorization_failed, TOPICS_DENIED
                 )
             )
             continue

@@ -14,9 +14,11 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._groups import (
+    TOPICS_DENIED,
     assignment_entity,
     describe_refusal,
     described_group_error,
+    hides_topics,
     missing_group_error,
 )
 
@@ -42,6 +44,13 @@ def handle(ctx: Any, request: Any) -> Any:
             described.append(missing)
             continue
         sg = group.share
+        if hides_topics(ctx, image, {t for m in sg.members.values() for t, _ in m.assigned}):
+            described.append(
+                described_group_error(
+                    mod, group_id, ErrorCode.topic_authorization_failed, TOPICS_DENIED
+                )
+            )
+            continue
         described.append(
             make(
                 mod.DescribedGroup,
