@@ -135,8 +135,8 @@ def _set_cleaner_rate(bootstrap: str, rate: str) -> int:
 
 def test_the_cleaner_keeps_to_its_io_throttle(broker_factory: Any) -> None:
     """log.cleaner.io.max.bytes.per.second holds the cleaner back (it naps, which the metrics
-    count as they go), and a dynamic change lets it go on at once: at 1000 B/s the cleaning
-    would read and write about 90 KB, a minute and a half."""
+    count as they go), and a dynamic change ends a nap at once: at 1000 B/s the cleaning
+    would read and write about 300 KB, five minutes."""
     metrics = free_port()
     broker = broker_factory(
         {
@@ -147,14 +147,17 @@ def test_the_cleaner_keeps_to_its_io_throttle(broker_factory: Any) -> None:
     )
     napped = "artesian_log_cleaner_throttled_seconds_total"
     topic = "throttled"
-    written = _write_rounds(broker.bootstrap, topic, pad=1024)
+    written = _write_rounds(broker.bootstrap, topic, pad=4096)
     expected = written[(ROUNDS - 1) * KEYS :]
     deadline = time.monotonic() + 30.0
     while scrape(metrics, napped) == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert scrape(metrics, napped) > 0
+    assert scrape(metrics, napped) > 0  # a nap of 40 s or more, counted as it goes
     # Not a positive rate: refused (Kafka takes it and its cleaner never wakes again).
     assert _set_cleaner_rate(broker.bootstrap, "0") == 40  # INVALID_CONFIG
     assert _set_cleaner_rate(broker.bootstrap, "1e12") == 0
+    at_raise = scrape(metrics, napped)
     assert _read_until(broker.bootstrap, topic, expected, 20.0) == expected
+    # The nap ended at the new rate (within the metadata poll and a slice), not 40 s later.
+    assert scrape(metrics, napped) < at_raise + 5
     assert scrape(metrics, "kafka_utils_throttler_cleaner_io_bytes_total") > 0

@@ -590,10 +590,10 @@ class Cleaner:
         throttler = self._throttler
         if throttler is None:
             return
-        nap = throttler.charge(nbytes)
+        nap, generation = throttler.charge(nbytes)
         if nap <= 0:
             return
-        generation, end = throttler.generation, time.monotonic() + nap
+        end = time.monotonic() + nap
         # In slices: a new rate (a dynamic config) ends a nap planned at the old one, and the
         # metric shows a long nap as it goes.
         while (left := end - time.monotonic()) > 0 and throttler.generation == generation:
@@ -616,12 +616,13 @@ class Cleaner:
             if self._stop.is_set() or seg.closed:
                 raise LogCleaningAbortedError(f"stopped while reading {seg}")
             buf = os.pread(seg.fd, min(chunk, end - pos), pos)
+            self._throttle(len(buf))
             h = read_batch_header(buf, 0)
             if h.size > len(buf):  # one batch larger than the buffer: read it whole
                 if pos + h.size > end:
                     return
                 buf = os.pread(seg.fd, h.size, pos)
-            self._throttle(len(buf))
+                self._throttle(len(buf))
             view = memoryview(buf)
             rel = 0
             while len(buf) - rel >= BATCH_HEADER_SIZE:

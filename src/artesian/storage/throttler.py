@@ -48,10 +48,12 @@ class Throttler:
             self._observed = 0
             self.generation += 1
 
-    def charge(self, nbytes: int) -> float:
-        """Count ``nbytes`` of work; the seconds to sleep now (0 when within the rate)."""
+    def charge(self, nbytes: int) -> tuple[float, int]:
+        """Count ``nbytes`` of work; the seconds to sleep now (0 when within the rate), and
+        the rate's generation it was planned at (a nap ends when that changes)."""
         self._on_charged(nbytes)
         with self._lock:
+            generation = self.generation
             self._observed += nbytes
             now = self._clock()
             elapsed = now - self._period_start
@@ -61,9 +63,9 @@ class Throttler:
             if self._observed <= 0 or (
                 elapsed <= self._interval_s and self._observed <= self._rate * self._interval_s
             ):
-                return 0.0
+                return 0.0, generation
             # The time the bytes of this period should have taken, less the time they did.
             nap = max(0.0, self._observed / self._rate - elapsed)
             self._period_start = now + nap
             self._observed = 0
-        return nap
+        return nap, generation
