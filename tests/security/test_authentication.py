@@ -9,8 +9,6 @@ import json
 import socket
 import ssl
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from artesian.security.plain import plain_client_token
 from artesian.security.scram import MECHANISMS, ScramClient, salted_password
 from tests.broker_process import BrokerProcess, free_port
+from tests.cli_run import artesian as _cli
 from tests.kafka_wire import (
     WireConn,
     metadata_request,
@@ -583,15 +582,6 @@ def test_listener_settings_that_cannot_work_stop_the_start(
         proc.start(timeout=20)
     assert "cannot start the broker" in str(failure.value)
     assert message in str(failure.value)
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "artesian.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_users_cli_sets_lists_and_deletes_scram_credentials(secured: SecuredBroker) -> None:

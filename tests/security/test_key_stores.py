@@ -14,7 +14,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from artesian.cli.common import CliError
 from artesian.cli.wire import security_from
 from artesian.security.key_store import KeyStoreError, read_key_store, read_trust_store
 from tests.broker_process import BrokerProcess, free_port
+from tests.cli_run import artesian as _cli
 from tests.tls_certs import Certificates, make_certificates
 
 
@@ -463,15 +463,6 @@ def test_a_client_certificate_from_another_ca_is_refused(
     stranger = make_certificates(tmp_path / "stranger")
     assert not _answers(port, stranger, stores.chain.root)
     assert broker.alive()
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "artesian.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_the_cli_logs_in_with_a_pkcs12_key_store(
