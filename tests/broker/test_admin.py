@@ -4,10 +4,11 @@ Configs, DescribeCluster, DescribeLogDirs and Metadata auto-creation."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -120,6 +121,19 @@ def test_create_invalid_topic_name(broker: Any, name: str) -> None:
     err = _error(_create(admin, NewTopic(name, 1, 1))[name])
     assert err.code() == KafkaError.TOPIC_EXCEPTION == 17
     assert name not in admin.list_topics(timeout=T).topics
+
+
+def test_names_that_collide_in_metric_names_are_refused(broker: Any) -> None:
+    """Kafka refuses a topic whose name equals an existing one's with "." and "_" swapped."""
+    admin = _admin(broker)
+    assert _create(admin, NewTopic("orders.eu", 1, 1)) == {"orders.eu": None}
+    err = _error(_create(admin, NewTopic("orders_eu", 1, 1))["orders_eu"])
+    assert (err.code(), err.str()) == (
+        KafkaError.TOPIC_EXCEPTION,
+        "Topic 'orders_eu' collides with existing topic: orders.eu",
+    )
+    assert "orders_eu" not in admin.list_topics(timeout=T).topics
+    assert _create(admin, NewTopic("orders_us", 1, 1)) == {"orders_us": None}
 
 
 @pytest.mark.parametrize(
@@ -399,6 +413,42 @@ def test_produce_auto_creates_topic(broker_factory: Any) -> None:
     assert p.flush(T) == 0
     assert delivered[0][0] is None and delivered[0][1].offset() == 0
     assert _partition_count(_admin(broker), "auto-topic") == 3
+
+
+def test_an_internal_topic_auto_created_by_metadata_gets_its_coordinators_settings(
+    broker_factory: Any,
+) -> None:
+    """A tool reading __consumer_offsets before any group exists creates it as the group
+    coordinator would (offsets.topic.num.partitions, compacted), and groups work after."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    broker = broker_factory({"offsets.topic.num.partitions": "4"})
+    admin = _admin(broker)
+    for name in ("__consumer_offsets", "__transaction_state"):
+        admin.list_topics(topic=name, timeout=T)  # Metadata with auto-creation allowed
+    assert _partition_count(admin, "__consumer_offsets") == 4
+    assert _partition_count(admin, "__transaction_state") == 50
+    for name in ("__consumer_offsets", "__transaction_state"):
+        res = ConfigResource(ResourceType.TOPIC, name)
+        configs = admin.describe_configs([res])[res].result(T)
+        assert configs["cleanup.policy"].value == "compact"
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("after-auto", b"v")
+    assert p.flush(T) == 0
+    c = Consumer(
+        {"bootstrap.servers": broker.bootstrap, "group.id": "g", "auto.offset.reset": "earliest"}
+    )
+    try:
+        c.subscribe(["after-auto"])
+        msg = None
+        deadline = time.monotonic() + T
+        while msg is None and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+        assert msg is not None and msg.error() is None and msg.value() == b"v"
+        committed = c.commit(message=msg, asynchronous=False)
+        assert committed is not None and committed[0].offset == 1
+    finally:
+        c.close()
 
 
 def test_auto_create_disabled(broker_factory: Any) -> None:

@@ -300,3 +300,15 @@ def test_alter_configs_refuses_null_values(broker_factory: Any) -> None:
             )
             (result,) = conn.request(ALTER_CONFIGS, 1, body).responses
             assert result.error_code == INVALID_REQUEST, (rtype, result)
+
+
+def test_the_command_lines_settings_describe_as_static_configs(broker_factory: Any) -> None:
+    """--listen and --data-dir stand for listeners and log.dirs, and node.id for broker.id
+    (Kafka's populateSynonyms): kafka-configs --describe --all shows what the broker uses."""
+    broker = broker_factory()
+    configs = _describe(broker, ResourceType.BROKER, "1")
+    static = ConfigSource.STATIC_BROKER_CONFIG.value
+    assert configs["listeners"] == (f"PLAINTEXT://{broker.bootstrap}", static, True)
+    assert configs["log.dirs"][:2] == (str(broker.data_dir.resolve()), static)
+    assert configs["broker.id"][:2] == ("1", static)
+    assert configs["node.id"][:2] == ("1", ConfigSource.DEFAULT_CONFIG.value)

@@ -1246,7 +1246,12 @@ def test_describe_list_delete_groups_and_offset_delete(broker_factory: Any) -> N
     from confluent_kafka import KafkaError, TopicPartition
     from kafka import KafkaAdminClient
     from kafka import TopicPartition as KTP
-    from kafka.errors import GroupIdNotFoundError, GroupSubscribedToTopicError, NoError
+    from kafka.errors import (
+        GroupIdNotFoundError,
+        GroupSubscribedToTopicError,
+        NoError,
+        UnknownTopicOrPartitionError,
+    )
 
     broker = broker_factory(FAST)
     _create_topic(broker, "t", 2)
@@ -1286,6 +1291,13 @@ def test_describe_list_delete_groups_and_offset_delete(broker_factory: Any) -> N
     try:
         res = kadmin.delete_group_offsets("adm", [KTP("t", 0), KTP("other", 0)])
         assert res == {KTP("t", 0): GroupSubscribedToTopicError, KTP("other", 0): NoError}
+        # A topic or partition the metadata does not have, as Kafka answers it.
+        res = kadmin.delete_group_offsets("adm", [KTP("t", 0), KTP("nosuch", 0), KTP("t", 9)])
+        assert res == {
+            KTP("t", 0): GroupSubscribedToTopicError,
+            KTP("nosuch", 0): UnknownTopicOrPartitionError,
+            KTP("t", 9): UnknownTopicOrPartitionError,
+        }
         with pytest.raises(GroupIdNotFoundError):
             kadmin.delete_group_offsets("ghost", [KTP("t", 0)])
         assert _committed(broker, "adm", "t", 2) == {0: 2, 1: 1}

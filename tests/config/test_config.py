@@ -466,3 +466,11 @@ def test_incremental_alter_carries_over_a_foreign_topic_override() -> None:
     assert deleted == {"retention.ms": "1000"}
     with pytest.raises(UnknownConfigError):
         apply_incremental(current, [("other.future", AlterConfigOp.SET, "1")])
+
+
+def test_a_refused_boolean_is_printed_as_kafka_prints_it() -> None:
+    from artesian.config.definitions import InvalidConfigError
+
+    assert str(InvalidConfigError("remote.storage.enable", True, "no tiered storage")) == (
+        "Invalid value true for configuration remote.storage.enable: no tiered storage"
+    )

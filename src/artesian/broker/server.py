@@ -179,6 +179,7 @@ class Broker:
         self.host = host
         self.port = port
         self.node_id = config.node_id
+        config.note_implied(_implied_settings(config, data_dir, host, port))
         self.cluster_id = ""
         self.metrics = BrokerMetrics()
         self.handlers = HANDLERS
@@ -1860,6 +1861,21 @@ def _api_versions_fallback_body(handlers: dict[int, HandlerEntry]) -> bytes:
     for key, h in sorted(public.items()):
         body += struct.pack(">hhh", key, h.min_version, h.max_version)
     return bytes(body)
+
+
+def _implied_settings(config: BrokerConfig, data_dir: Path, host: str, port: int) -> dict[str, str]:
+    """What --listen, --data-dir and node.id stand for, as DescribeConfigs should show them."""
+    implied = {}
+    if not config.is_set("listeners"):
+        shown = f"[{host}]" if ":" in host else host
+        implied["listeners"] = f"PLAINTEXT://{shown}:{port}"
+    if not config.is_set("log.dirs") and not config.is_set("log.dir"):
+        implied["log.dirs"] = str(data_dir.resolve())
+    if not config.is_set("broker.id"):
+        implied["broker.id"] = str(config.node_id)
+    elif not config.is_set("node.id"):
+        implied["node.id"] = str(config.node_id)
+    return implied
 
 
 async def run_broker(config: BrokerConfig, data_dir: Path, host: str, port: int) -> None:

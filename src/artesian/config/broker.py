@@ -1563,7 +1563,7 @@ class BrokerConfig:
     them, so every holder of this object reads the new values on its next ``get``.
     """
 
-    __slots__ = ("_definitions", "_explicit", "_state", "_values")
+    __slots__ = ("_definitions", "_explicit", "_implied", "_state", "_values")
 
     def __init__(
         self,
@@ -1580,6 +1580,7 @@ class BrokerConfig:
             explicit[name] = raw
         self._explicit: Mapping[str, str] = MappingProxyType(explicit)
         self._values: Mapping[str, ConfigValue] = MappingProxyType(values)
+        self._implied: tuple[Mapping[str, str], Mapping[str, ConfigValue]] = ({}, {})
         # (this broker's dynamic layer, the cluster default's, every layer merged): replaced
         # whole in one assignment, and read once per lookup, so a reader on another thread
         # sees the old state or the new one.
@@ -1784,6 +1785,9 @@ class BrokerConfig:
         merged = self._state[2]
         if name in merged:
             return merged[name]
+        implied = self._implied[1]
+        if name in implied:
+            return implied[name]
         return self._key(name).default
 
     def get_int(self, name: str) -> int:
@@ -1801,12 +1805,24 @@ class BrokerConfig:
         assert isinstance(v, int | float) and not isinstance(v, bool), name
         return float(v)
 
+    def note_implied(self, settings: Mapping[str, str]) -> None:
+        """Static settings given another way: --listen (listeners), --data-dir (log.dirs), and
+        node.id for broker.id (Kafka's populateSynonyms). They read and describe as static
+        settings, as Kafka's command-line overrides do, but do not count as set (is_set), so
+        the choices made from the files and --set stay as they were."""
+        raw = {k: v for k, v in settings.items() if k not in self._explicit}
+        self._implied = (
+            MappingProxyType(raw),
+            MappingProxyType({k: parse(self._key(k), v) for k, v in raw.items()}),
+        )
+
     def _layers(self) -> tuple[tuple[Mapping[str, str], ConfigSource], ...]:
         per_broker, cluster_default, _ = self._state
         return (
             (per_broker, ConfigSource.DYNAMIC_BROKER_CONFIG),
             (cluster_default, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG),
             (self._explicit, ConfigSource.STATIC_BROKER_CONFIG),
+            (self._implied[0], ConfigSource.STATIC_BROKER_CONFIG),
         )
 
     def source(self, name: str) -> ConfigSource:

@@ -91,7 +91,8 @@ class InvalidConfigError(ConfigError):
         self.name = name
         self.value = value
         self.reason = reason
-        msg = f"Invalid value {value} for configuration {name}"
+        shown = str(value).lower() if isinstance(value, bool) else value  # as Java prints it
+        msg = f"Invalid value {shown} for configuration {name}"
         super().__init__(msg if reason is None else f"{msg}: {reason}")
 
 

@@ -413,6 +413,15 @@ class Controller:
             raise ControllerError(
                 ErrorCode.topic_already_exists, f"Topic '{topic.name}' already exists."
             )
+        if "." in topic.name or "_" in topic.name:
+            # Kafka's metric names turn "." into "_": two such names would share them.
+            normal = topic.name.replace(".", "_")
+            for existing in self.image.topics:
+                if existing.replace(".", "_") == normal:
+                    raise ControllerError(
+                        ErrorCode.invalid_topic_exception,
+                        f"Topic '{topic.name}' collides with existing topic: {existing}",
+                    )
         brokers = self._live_brokers()
         if topic.assignments:
             partitions = sorted(topic.assignments)

@@ -37,7 +37,19 @@ log = logging.getLogger("artesian.admin")
 
 def auto_create_topic(broker: Any, name: str, logical_cluster: Any = None) -> ErrorCode:
     """Create ``name`` with the broker defaults; returns the error code for Metadata. A
-    logical cluster's principal creates within its partition limit (else POLICY_VIOLATION)."""
+    logical cluster's principal creates within its partition limit (else POLICY_VIOLATION).
+    An internal topic gets its coordinator's settings, as Kafka's AutoTopicCreationManager
+    gives them (a monitoring tool may ask for __consumer_offsets before any group exists)."""
+    internal = {
+        t.name: t
+        for t in (broker.offsets_topic, broker.transaction_state_topic, broker.share_state_topic)
+    }.get(name)
+    if internal is not None:
+        try:
+            internal.ensure()
+        except ControllerError as e:
+            return e.code
+        return ErrorCode.none
     topic = NewTopic(
         name,
         broker.config.get("num.partitions"),

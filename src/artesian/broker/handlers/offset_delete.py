@@ -34,18 +34,23 @@ def handle(ctx: Any, request: Any) -> Any:
     readable = authorized_names(
         ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in request.topics)
     )
-    partitions = [
-        (t.name, p.partition_index)
-        for t in request.topics
-        if t.name in readable
-        for p in t.partitions
-    ]
-    code, results = ctx.broker.group_coordinator.delete_offsets(request.group_id, partitions)
-    results = dict(results)
+    # Kafka's order: TOPIC_AUTHORIZATION_FAILED, then UNKNOWN_TOPIC_OR_PARTITION for a topic
+    # or partition the metadata does not have; the coordinator sees the rest.
+    topics = ctx.broker.image.topics
+    refused: dict[tuple[str, int], ErrorCode] = {}
+    partitions = []
     for t in request.topics:
-        if t.name not in readable:
-            for p in t.partitions:
-                results[(t.name, p.partition_index)] = ErrorCode.topic_authorization_failed
+        topic = topics.get(t.name)
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            if t.name not in readable:
+                refused[tp] = ErrorCode.topic_authorization_failed
+            elif topic is None or p.partition_index not in topic.partitions:
+                refused[tp] = ErrorCode.unknown_topic_or_partition
+            else:
+                partitions.append(tp)
+    code, results = ctx.broker.group_coordinator.delete_offsets(request.group_id, partitions)
+    results = dict(results) | refused
     return make(
         mod.OffsetDeleteResponse,
         error_code=code,
