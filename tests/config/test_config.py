@@ -474,3 +474,15 @@ def test_a_refused_boolean_is_printed_as_kafka_prints_it() -> None:
     assert str(InvalidConfigError("remote.storage.enable", True, "no tiered storage")) == (
         "Invalid value true for configuration remote.storage.enable: no tiered storage"
     )
+
+
+def test_implied_settings_read_as_static_but_do_not_count_as_set() -> None:
+    from artesian.config.broker import BrokerConfig
+    from artesian.config.definitions import ConfigSource
+
+    config = BrokerConfig({"log.dirs": "/data/kafka"})
+    config.note_implied({"listeners": "PLAINTEXT://127.0.0.1:9092", "log.dirs": "/elsewhere"})
+    assert config.get("listeners") == "PLAINTEXT://127.0.0.1:9092"
+    assert config.source("listeners") is ConfigSource.STATIC_BROKER_CONFIG
+    assert not config.is_set("listeners") and "listeners" not in config.explicit
+    assert config.get("log.dirs") == ["/data/kafka"]  # what was set is not overridden

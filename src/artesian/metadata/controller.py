@@ -24,6 +24,7 @@ from artesian.metadata.image import (
     MetadataImage,
     PartitionImage,
     TopicImage,
+    metric_name,
 )
 from artesian.metadata.records import (
     ConfigRecord,
@@ -33,6 +34,7 @@ from artesian.metadata.records import (
     TopicRecord,
 )
 from artesian.metadata.store import MetadataStore
+from artesian.tenancy import logical_cluster_id_of
 
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_NAME = 249
@@ -413,15 +415,16 @@ class Controller:
             raise ControllerError(
                 ErrorCode.topic_already_exists, f"Topic '{topic.name}' already exists."
             )
-        if "." in topic.name or "_" in topic.name:
-            # Kafka's metric names turn "." into "_": two such names would share them.
-            normal = topic.name.replace(".", "_")
-            for existing in self.image.topics:
-                if existing.replace(".", "_") == normal:
-                    raise ControllerError(
-                        ErrorCode.invalid_topic_exception,
-                        f"Topic '{topic.name}' collides with existing topic: {existing}",
-                    )
+        # Kafka's metric names turn "." into "_": two such names would share them. A logical
+        # cluster's topic is checked within its own namespace, so that no name outside it
+        # can refuse it (or be disclosed to it).
+        tenant = logical_cluster_id_of(topic.name)
+        for existing in sorted(self.image.topics_by_metric_name.get(metric_name(topic.name), ())):
+            if logical_cluster_id_of(existing) == tenant:
+                raise ControllerError(
+                    ErrorCode.invalid_topic_exception,
+                    f"Topic '{topic.name}' collides with existing topic: {existing}",
+                )
         brokers = self._live_brokers()
         if topic.assignments:
             partitions = sorted(topic.assignments)

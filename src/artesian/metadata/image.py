@@ -86,10 +86,18 @@ class BrokerImage:
         return self.endpoints.get(listener)
 
 
+def metric_name(topic: str) -> str:
+    """A topic's name as Kafka's metrics spell it ("." becomes "_")."""
+    return topic.replace(".", "_")
+
+
 @dataclass(slots=True)
 class MetadataImage:
     topics: dict[str, TopicImage] = field(default_factory=dict)
     topics_by_id: dict[uuid.UUID, TopicImage] = field(default_factory=dict)
+    topics_by_metric_name: dict[str, set[str]] = field(default_factory=dict)
+    """Topic names by their name with "." as "_" (Kafka's topicsWithCollisionChars): two
+    topics whose metric names would be the same are refused."""
     brokers: dict[int, BrokerImage] = field(default_factory=dict)
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Dynamic broker configs by resource name: a node id, or "" for the cluster default."""
@@ -155,6 +163,7 @@ class MetadataImage:
                 topic = TopicImage(name, uuid.UUID(tid))
                 self.topics[name] = topic
                 self.topics_by_id[topic.topic_id] = topic
+                self.topics_by_metric_name.setdefault(metric_name(name), set()).add(name)
             case PartitionRecord():
                 topic = self.topics_by_id[uuid.UUID(record.topic_id)]
                 topic.partitions[record.partition] = PartitionImage(
@@ -171,6 +180,11 @@ class MetadataImage:
                 removed = self.topics_by_id.pop(uuid.UUID(tid), None)
                 if removed is not None:
                     self.topics.pop(removed.name, None)
+                    key = metric_name(removed.name)
+                    same = self.topics_by_metric_name.get(key, set())
+                    same.discard(removed.name)
+                    if not same:
+                        self.topics_by_metric_name.pop(key, None)
             case ConfigRecord(resource_type=rtype, resource_name=rname, name=name, value=value):
                 target: dict[str, str] | None
                 if rtype == TOPIC_RESOURCE:
