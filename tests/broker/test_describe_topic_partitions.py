@@ -101,7 +101,14 @@ def test_topics_and_partitions_as_kafka_describes_them(broker_factory: Any) -> N
             [("c", INVALID_REQUEST, []), ("b", INVALID_REQUEST, [])],
             None,
         )
-        assert _page(_describe(conn, ["a"], limit=-1)) == ([], None)
+        assert _page(_describe(conn, ["c", "a"], cursor=("a", -1))) == (
+            [("c", INVALID_REQUEST, []), ("a", INVALID_REQUEST, [])],
+            None,
+        )
+        # A limit below one is one, as Kafka has it: a page of none would hand its own
+        # cursor back, and a client paging through would never end.
+        for limit in (0, -1):
+            assert _page(_describe(conn, ["a"], limit=limit)) == ([("a", NONE, [0])], ("a", 1))
 
 
 def test_the_broker_caps_a_page(broker_factory: Any) -> None:

@@ -1325,3 +1325,43 @@ def test_describe_list_delete_groups_and_offset_delete(broker_factory: Any) -> N
 
 if __name__ == "__main__" and sys.argv[1:2] == ["member"]:
     member_main(sys.argv[2:])
+
+
+def test_a_deleted_topics_offsets_go_with_it(broker_factory: Any) -> None:
+    """Kafka's onPartitionsDeleted: a topic created again under a deleted one's name starts
+    from auto.offset.reset, not from the old topic's committed offsets; a restart replays
+    the tombstones, and does not take the offsets of the new topic for the old one's."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    broker = broker_factory(FAST)
+    _create_topic(broker, "reborn", 2)
+    committer = Consumer(
+        {"bootstrap.servers": broker.bootstrap, "group.id": "rb", "enable.auto.commit": False}
+    )
+    committer.commit(
+        offsets=[TopicPartition("reborn", 0, 3), TopicPartition("reborn", 1, 4)],
+        asynchronous=False,
+    )
+    committer.close()
+    assert _committed(broker, "rb", "reborn", 2) == {0: 3, 1: 4}
+
+    admin = _admin(broker)  # held until the answer: a dropped client cancels its requests
+    (deleted,) = admin.delete_topics(["reborn"], request_timeout=T).values()
+    deleted.result(T)
+    assert _committed(broker, "rb", "reborn", 2) == {0: -1001, 1: -1001}
+    _create_topic(broker, "reborn", 2)
+    _produce(broker, "reborn", {0: 5})
+    c = Tracked(broker, "rb", "reborn", **{"auto.offset.reset": "earliest"})
+    try:
+        got: list[int] = []
+        deadline = time.monotonic() + T
+        while len(got) < 5 and time.monotonic() < deadline:
+            msg = c.c.poll(0.2)
+            if msg is not None and msg.error() is None:
+                got.append(msg.offset())
+        assert got == [0, 1, 2, 3, 4]  # nothing skipped by the old topic's offset 3
+        c.c.commit(offsets=[TopicPartition("reborn", 0, 5)], asynchronous=False)
+    finally:
+        c.c.close()
+    broker.restart()
+    assert _committed(broker, "rb", "reborn", 2) == {0: 5, 1: -1001}

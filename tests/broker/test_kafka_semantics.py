@@ -101,6 +101,112 @@ def test_topic_id_errors_distinguish_unknown_ids_from_unknown_partitions(
             assert int(p.error_code) == expected
 
 
+def test_offset_commit_and_fetch_v10_answer_unknown_topic_ids_under_their_ids(
+    broker: BrokerProcess,
+) -> None:
+    """v10 names topics by id only: an unknown id (the zero one too) is UNKNOWN_TOPIC_ID for
+    each of its partitions, answered under the id asked for, beside a known one."""
+    from kio.schema.offset_commit.v10 import request as oc
+    from kio.schema.offset_fetch.v10 import request as of
+
+    with WireConn(broker.port) as conn:
+        known = create_topic(conn, "by-id-offsets")
+        stranger = uuid.uuid4()
+        ids = (known, stranger, uuid.UUID(int=0))
+        committed = conn.request(
+            8,
+            10,
+            oc.OffsetCommitRequest(
+                group_id="v10-group",
+                generation_id_or_member_epoch=-1,
+                member_id="",
+                group_instance_id=None,
+                topics=tuple(
+                    oc.OffsetCommitRequestTopic(
+                        topic_id=topic_id,
+                        partitions=(
+                            oc.OffsetCommitRequestPartition(
+                                partition_index=0,
+                                committed_offset=7,
+                                committed_leader_epoch=-1,
+                                committed_metadata="m",
+                            ),
+                        ),
+                    )
+                    for topic_id in ids
+                ),
+            ),
+        )
+        assert [
+            (t.topic_id, [int(p.error_code) for p in t.partitions]) for t in committed.topics
+        ] == [
+            (known, [0]),
+            (stranger, [UNKNOWN_TOPIC_ID]),
+            (None, [UNKNOWN_TOPIC_ID]),
+        ]
+        fetched = conn.request(
+            9,
+            10,
+            of.OffsetFetchRequest(
+                groups=(
+                    of.OffsetFetchRequestGroup(
+                        group_id="v10-group",
+                        member_id=None,
+                        member_epoch=-1,
+                        topics=tuple(
+                            of.OffsetFetchRequestTopics(topic_id=topic_id, partition_indexes=(0,))
+                            for topic_id in ids
+                        ),
+                    ),
+                ),
+                require_stable=False,
+            ),
+        )
+        (group,) = fetched.groups
+        answered = {
+            t.topic_id: [(int(p.error_code), int(p.committed_offset)) for p in t.partitions]
+            for t in group.topics
+        }
+        assert answered == {
+            known: [(0, 7)],
+            stranger: [(UNKNOWN_TOPIC_ID, -1)],
+            None: [(UNKNOWN_TOPIC_ID, -1)],
+        }
+
+
+def test_leaving_or_describing_a_group_that_does_not_exist(broker: BrokerProcess) -> None:
+    """LeaveGroup v3+: the request is fine, each member is UNKNOWN_MEMBER_ID (v0-2 have only
+    the one code). DescribeGroups v6: GROUP_ID_NOT_FOUND, saying so."""
+    from kio.schema.describe_groups.v6 import request as dg
+    from kio.schema.leave_group.v1 import request as lg1
+    from kio.schema.leave_group.v5 import request as lg5
+
+    with WireConn(broker.port) as conn:
+        left = conn.request(
+            13,
+            5,
+            lg5.LeaveGroupRequest(
+                group_id="no-such-group",
+                members=(lg5.MemberIdentity(member_id="", group_instance_id="s1", reason=None),),
+            ),
+        )
+        assert int(left.error_code) == 0
+        assert [(m.group_instance_id, int(m.error_code)) for m in left.members] == [("s1", 25)]
+        old = conn.request(13, 1, lg1.LeaveGroupRequest(group_id="no-such-group", member_id="m"))
+        assert int(old.error_code) == 25
+        (described,) = conn.request(
+            15,
+            6,
+            dg.DescribeGroupsRequest(
+                groups=("no-such-group",), include_authorized_operations=False
+            ),
+        ).groups
+        assert (int(described.error_code), described.error_message) == (
+            69,
+            "Group no-such-group not found.",
+        )
+
+
 def test_fetch_max_bytes_caps_what_a_client_asks_for(
     broker_factory: Callable[..., BrokerProcess],
 ) -> None:

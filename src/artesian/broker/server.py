@@ -360,6 +360,8 @@ class Broker:
                 self.image.apply(offset, record)
         except UnknownRecordError as e:
             raise BrokerStartupError(str(e)) from e
+        # The log's history: offsets its groups hold now belong to the topics of today.
+        self.image.take_removed_topics()
         self._apply_dynamic_configs()
         self._update_authorizer()
         self._update_bindings_and_quotas()
@@ -1158,6 +1160,11 @@ class Broker:
             topic = self.image.topics.get(name)
             if topic is not None and any(k[0] == name for k in rm.partitions):
                 rm.update_config(name, self.log_config(topic))
+        removed = self.image.take_removed_topics()
+        if removed and self.group_coordinator is not None:
+            dropped = self.group_coordinator.delete_offsets_of_deleted_topics(set(removed))
+            if dropped:
+                log.info("deleted %d committed offset(s) of deleted topics %s", dropped, removed)
         self._update_balancer_gauges()
 
     def _logical_cluster_use(self) -> tuple[dict[str, int], dict[str, int]]:

@@ -38,13 +38,15 @@ def handle(ctx: Any, request: Any) -> Any:
         group = coordinator.groups.get(group_id)
         if group is None or group.consumer is not None or group.share is not None:
             # Kafka describes an unknown group, or one on the consumer protocol or a share
-            # group (ConsumerGroupDescribe and ShareGroupDescribe describe those), as Dead,
-            # with GROUP_ID_NOT_FOUND from v6.
+            # group (ConsumerGroupDescribe and ShareGroupDescribe describe those), as Dead;
+            # from v6 with GROUP_ID_NOT_FOUND and its exception's message.
             described.append(
                 make(
                     mod.DescribedGroup,
                     error_code=ErrorCode.group_id_not_found if version >= 6 else ErrorCode.none,
                     error_message=None
+                    if version < 6
+                    else f"Group {group_id} not found."
                     if group is None
                     else f"Group {group_id} is not a classic group.",
                     group_id=group_id,

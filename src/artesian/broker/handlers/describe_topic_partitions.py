@@ -43,9 +43,11 @@ def handle(ctx: Any, request: Any) -> Any:
     if every and lc is not None:
         candidates = (n for n in candidates if lc.owns(n))  # its own, and no other's
     names = sorted({n for n in candidates if n >= after})
-    if cursor is not None and not every and cursor.topic_name not in names:
-        # The cursor's topic must be one of those named: Kafka's InvalidRequestException,
-        # which its error response gives every topic.
+    if cursor is not None and (
+        (not every and cursor.topic_name not in names) or cursor.partition_index < 0
+    ):
+        # The cursor's topic must be one of those named, and its partition not negative:
+        # Kafka's InvalidRequestException, which its error response gives every topic.
         return _response(
             mod, [_topic(mod, t.name, ErrorCode.invalid_request) for t in request.topics], None
         )
@@ -59,17 +61,19 @@ def handle(ctx: Any, request: Any) -> Any:
             _topic(mod, n, ErrorCode.topic_authorization_failed) for n in names if n not in allowed
         ]
     )
-    limit = min(
-        int(request.response_partition_limit),
-        broker.config.get_int("max.request.partition.size.limit"),
+    # At least one partition, as Kafka: a page of none would hand back its own cursor.
+    limit = max(
+        min(
+            int(request.response_partition_limit),
+            broker.config.get_int("max.request.partition.size.limit"),
+        ),
+        1,
     )
     reachable = reachable_brokers(broker, ctx.connection.listener.name)
     topics: list[Any] = []
     next_cursor = None
     remaining = limit
     for name in (n for n in names if n in allowed):
-        if remaining < 0:
-            break  # a negative limit: nothing, and no cursor (Kafka's answer)
         if remaining == 0:
             # The previous topic filled the page: the next one starts at its partition 0.
             next_cursor = make(mod.Cursor, topic_name=name, partition_index=0)

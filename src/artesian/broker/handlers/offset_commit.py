@@ -44,10 +44,12 @@ def handle(ctx: Any, request: Any) -> Any:
     # each topic, else TOPIC_AUTHORIZATION_FAILED for its partitions (KafkaApis' order).
     group_allowed = authorized(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id)
     resolved = []
+    by_id = version >= 10
     for t in request.topics:
-        topic_id = getattr(t, "topic_id", None)
-        if topic_id is not None:
-            timg = image.topics_by_id.get(topic_id)
+        topic_id = t.topic_id if by_id else None
+        if by_id:
+            # A zero id is unknown too (v10 has no names to fall back on).
+            timg = image.topics_by_id.get(topic_id) if topic_id is not None else None
             name = timg.name if timg is not None else ""
         else:
             name = t.name
@@ -56,7 +58,7 @@ def handle(ctx: Any, request: Any) -> Any:
     readable = authorized_names(
         ctx, AclOperation.READ, ResourceType.TOPIC, (name for _, _, name, _ in resolved if name)
     )
-    for t, topic_id, name, timg in resolved:
+    for t, _topic_id, name, timg in resolved:
         indexes = []
         for p in t.partitions:
             tp = (name, p.partition_index)
@@ -67,12 +69,10 @@ def handle(ctx: Any, request: Any) -> Any:
             if name and name not in readable:
                 errors[tp] = ErrorCode.topic_authorization_failed
                 continue
+            if by_id and timg is None:
+                continue  # UNKNOWN_TOPIC_ID, answered per topic below
             if timg is None or p.partition_index not in timg.partitions:
-                errors[tp] = (
-                    ErrorCode.unknown_topic_id
-                    if topic_id is not None and timg is None
-                    else ErrorCode.unknown_topic_or_partition
-                )
+                errors[tp] = ErrorCode.unknown_topic_or_partition
                 continue
             offsets[tp] = OffsetAndMetadata(
                 p.committed_offset,
@@ -130,7 +130,13 @@ def _response(
                     make(
                         mod.OffsetCommitResponsePartition,
                         partition_index=i,
-                        error_code=errors.get((name, i), ErrorCode.none),
+                        error_code=errors.get(
+                            (name, i),
+                            # v10 names topics by id only: no name means an unknown id.
+                            ErrorCode.unknown_topic_id
+                            if not name and not hasattr(t, "name")
+                            else ErrorCode.none,
+                        ),
                     )
                     for i in indexes
                 ),

@@ -38,6 +38,7 @@ def _group_topics(
     # Offsets are shown for topics the principal may DESCRIBE: the others are left out of
     # an "all topics" answer, and answer TOPIC_AUTHORIZATION_FAILED when named (Kafka).
     denied: set[str] = set()
+    unknown_ids: list[Any] = []  # v10: each answered under its own id, as Kafka answers it
     if topics is None:
         found = coordinator.fetch_offsets(group_id, None)
         wanted: dict[str, list[int]] = {}
@@ -50,8 +51,11 @@ def _group_topics(
         wanted = {}
         for t in topics:
             if by_id:
-                timg = image.topics_by_id.get(t.topic_id)
-                name = timg.name if timg is not None else ""
+                timg = image.topics_by_id.get(t.topic_id) if t.topic_id is not None else None
+                if timg is None:
+                    unknown_ids.append(t)
+                    continue
+                name = timg.name
             else:
                 name = t.name
             wanted.setdefault(name, []).extend(t.partition_indexes)
@@ -61,7 +65,17 @@ def _group_topics(
         found = coordinator.fetch_offsets(
             group_id, [(n, i) for n, idx in wanted.items() if n not in denied for i in idx]
         )
-    out = []
+    out = [
+        make(
+            topic_cls,
+            name="",
+            topic_id=t.topic_id,
+            partitions=tuple(
+                _no_offset(part_cls, i, ErrorCode.unknown_topic_id) for i in t.partition_indexes
+            ),
+        )
+        for t in unknown_ids
+    ]
     for name, indexes in wanted.items():
         timg = image.topics.get(name)
         parts = []

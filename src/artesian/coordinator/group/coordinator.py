@@ -764,7 +764,8 @@ class GroupCoordinator:
             return E.not_coordinator, []
         group = self.groups.get(group_id)
         if group is None:
-            return E.unknown_member_id, [(m, i, E.unknown_member_id) for m, i in leaving]
+            # Kafka: no group, so none of them is a member; the request itself is fine.
+            return E.none, [(m, i, E.unknown_member_id) for m, i in leaving]
         if group.consumer is not None:
             return E.none, self.consumer_groups.classic_leave(group, leaving)
         results: list[tuple[str, str | None, int]] = []
@@ -1089,6 +1090,34 @@ class GroupCoordinator:
             for tp in removed:
                 group.offsets.pop(tp, None)
         return E.none, results
+
+    def delete_offsets_of_deleted_topics(self, topics: set[str]) -> int:
+        """Kafka's onPartitionsDeleted: a deleted topic's committed offsets go (tombstoned),
+        so that a topic created again under its name starts from auto.offset.reset, not from
+        offsets of the old one. Returns how many went."""
+        deleted = 0
+        for group in list(self.groups.values()):
+            due = [tp for tp in group.offsets if tp[0] in topics]
+            if not due:
+                continue
+            tombstones: list[tuple[bytes, bytes | None]] = [
+                (rec.offset_key(group.group_id, t, p), None) for t, p in due
+            ]
+            try:
+                self.topic.append(self.partition_for(group.group_id), tombstones)
+            except Exception as e:
+                log.warning(
+                    "could not delete the offsets of group %s for deleted topics %s: %s (they "
+                    "stay until the group's offsets expire or are deleted)",
+                    group.group_id,
+                    sorted({t for t, _ in due}),
+                    e,
+                )
+                continue
+            for tp in due:
+                del group.offsets[tp]
+            deleted += len(due)
+        return deleted
 
     def expire_offsets(self) -> int:
         """Drop offsets of empty groups older than offsets.retention.minutes (Kafka 2.1+)."""
