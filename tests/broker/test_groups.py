@@ -1329,9 +1329,10 @@ if __name__ == "__main__" and sys.argv[1:2] == ["member"]:
 
 def test_a_deleted_topics_offsets_go_with_it(broker_factory: Any) -> None:
     """Kafka's onPartitionsDeleted: a topic created again under a deleted one's name starts
-    from auto.offset.reset, not from the old topic's committed offsets; a restart replays
-    the tombstones, and does not take the offsets of the new topic for the old one's."""
-    from confluent_kafka import Consumer, TopicPartition
+    from auto.offset.reset, not from the old topic's committed offsets (nor from one a
+    transaction held pending); a restart replays the tombstones, and does not take the
+    offsets of the new topic for the old one's."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
 
     broker = broker_factory(FAST)
     _create_topic(broker, "reborn", 2)
@@ -1342,12 +1343,20 @@ def test_a_deleted_topics_offsets_go_with_it(broker_factory: Any) -> None:
         offsets=[TopicPartition("reborn", 0, 3), TopicPartition("reborn", 1, 4)],
         asynchronous=False,
     )
+    # And one pending in an open transaction, whose commit must not bring it back.
+    txn = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "rb-txn"})
+    txn.init_transactions(T)
+    txn.begin_transaction()
+    txn.send_offsets_to_transaction(
+        [TopicPartition("reborn", 1, 9)], committer.consumer_group_metadata(), T
+    )
     committer.close()
     assert _committed(broker, "rb", "reborn", 2) == {0: 3, 1: 4}
 
     admin = _admin(broker)  # held until the answer: a dropped client cancels its requests
     (deleted,) = admin.delete_topics(["reborn"], request_timeout=T).values()
     deleted.result(T)
+    txn.commit_transaction(T)
     assert _committed(broker, "rb", "reborn", 2) == {0: -1001, 1: -1001}
     _create_topic(broker, "reborn", 2)
     _produce(broker, "reborn", {0: 5})
@@ -1364,4 +1373,5 @@ def test_a_deleted_topics_offsets_go_with_it(broker_factory: Any) -> None:
     finally:
         c.c.close()
     broker.restart()
+    _create_topic(broker, "after-restart", 1)  # a metadata change the restarted broker acts on
     assert _committed(broker, "rb", "reborn", 2) == {0: 5, 1: -1001}

@@ -360,8 +360,9 @@ class Broker:
                 self.image.apply(offset, record)
         except UnknownRecordError as e:
             raise BrokerStartupError(str(e)) from e
-        # The log's history: offsets its groups hold now belong to the topics of today.
-        self.image.take_removed_topics()
+        # Removals from now on: the log's history is past (what its groups hold now belongs
+        # to the topics of today).
+        self.image.track_removed_topics()
         self._apply_dynamic_configs()
         self._update_authorizer()
         self._update_bindings_and_quotas()
@@ -1100,6 +1101,13 @@ class Broker:
 
     def _on_records(self, records: Iterable[MetadataRecord]) -> None:
         records = list(records)
+        # Taken first, whatever happens below: a name left for later could meanwhile name a
+        # topic created again, whose offsets are not to go.
+        removed = self.image.take_removed_topics()
+        if removed and self.group_coordinator is not None:
+            dropped = self.group_coordinator.delete_offsets_of_deleted_topics(set(removed))
+            if dropped:
+                log.info("deleted %d committed offset(s) of deleted topics %s", dropped, removed)
         mine = ("", str(self.node_id))  # the cluster default's resource, and this broker's
         broker_configs_changed = any(
             isinstance(r, ConfigRecord)
@@ -1160,11 +1168,6 @@ class Broker:
             topic = self.image.topics.get(name)
             if topic is not None and any(k[0] == name for k in rm.partitions):
                 rm.update_config(name, self.log_config(topic))
-        removed = self.image.take_removed_topics()
-        if removed and self.group_coordinator is not None:
-            dropped = self.group_coordinator.delete_offsets_of_deleted_topics(set(removed))
-            if dropped:
-                log.info("deleted %d committed offset(s) of deleted topics %s", dropped, removed)
         self._update_balancer_gauges()
 
     def _logical_cluster_use(self) -> tuple[dict[str, int], dict[str, int]]:

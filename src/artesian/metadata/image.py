@@ -95,9 +95,9 @@ def metric_name(topic: str) -> str:
 class MetadataImage:
     topics: dict[str, TopicImage] = field(default_factory=dict)
     topics_by_id: dict[uuid.UUID, TopicImage] = field(default_factory=dict)
-    removed_topics: list[str] = field(default_factory=list)
-    """Names of topics removed since the broker last took them (take_removed_topics): a
-    RemoveTopicRecord carries only the id."""
+    removed_topics: list[str] | None = None
+    """With track_removed_topics(), the names of topics removed since last taken
+    (take_removed_topics): a RemoveTopicRecord carries only the id."""
     topics_by_metric_name: dict[str, set[str]] = field(default_factory=dict)
     """Topic names by their name with "." as "_" (Kafka's topicsWithCollisionChars): two
     topics whose metric names would be the same are refused."""
@@ -159,8 +159,13 @@ class MetadataImage:
             b for b, r in self.removals.items() if r.state in ("PENDING", "IN_PROGRESS", "DRAINED")
         )
 
+    def track_removed_topics(self) -> None:
+        self.removed_topics = []
+
     def take_removed_topics(self) -> list[str]:
-        taken, self.removed_topics = self.removed_topics, []
+        taken = self.removed_topics or []
+        if self.removed_topics is not None:
+            self.removed_topics = []
         return taken
 
     def apply(self, offset: int, record: MetadataRecord) -> None:
@@ -187,7 +192,8 @@ class MetadataImage:
                 removed = self.topics_by_id.pop(uuid.UUID(tid), None)
                 if removed is not None:
                     self.topics.pop(removed.name, None)
-                    self.removed_topics.append(removed.name)
+                    if self.removed_topics is not None:
+                        self.removed_topics.append(removed.name)
                     key = metric_name(removed.name)
                     same = self.topics_by_metric_name.get(key, set())
                     same.discard(removed.name)

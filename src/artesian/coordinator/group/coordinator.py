@@ -246,7 +246,7 @@ class GroupCoordinator:
         group = self.groups.get(key.group)
         if value is None:
             if group is not None:
-                group.offsets.pop((key.topic, key.partition), None)
+                _drop_offsets(group, [(key.topic, key.partition)])
             return
         v = rec.parse_offset_value(value)
         group = self.groups.setdefault(key.group, GroupMetadata(key.group))
@@ -1087,8 +1087,7 @@ class GroupCoordinator:
             except Exception as e:  # nothing is forgotten that the log still holds
                 log.warning("could not delete offsets of group %s: %s", group_id, e)
                 return E.coordinator_not_available, {}
-            for tp in removed:
-                group.offsets.pop(tp, None)
+            _drop_offsets(group, removed)
         return E.none, results
 
     def delete_offsets_of_deleted_topics(self, topics: set[str]) -> int:
@@ -1097,12 +1096,28 @@ class GroupCoordinator:
         offsets of the old one. Returns how many went."""
         deleted = 0
         for group in list(self.groups.values()):
+            # Pending transactional offsets too, or the transaction's commit would bring them
+            # back (Kafka's removeOffsets takes both); a tombstone clears both on replay.
             due = [tp for tp in group.offsets if tp[0] in topics]
+            pending = {
+                tp for p in group.pending_txn_offsets.values() for tp in p if tp[0] in topics
+            }
+            due += sorted(pending - set(due))
             if not due:
                 continue
             tombstones: list[tuple[bytes, bytes | None]] = [
                 (rec.offset_key(group.group_id, t, p), None) for t, p in due
             ]
+            # A group left empty without offsets goes too, as Kafka's cleanup marks it Dead.
+            gone = (
+                set(group.offsets) <= set(due)
+                and group.share is None
+                and group.state is GroupState.EMPTY
+                and group.is_empty()
+                and all(set(p) <= set(due) for p in group.pending_txn_offsets.values())
+            )
+            if gone:
+                tombstones.extend(self._group_tombstones(group))
             try:
                 self.topic.append(self.partition_for(group.group_id), tombstones)
             except Exception as e:
@@ -1114,9 +1129,10 @@ class GroupCoordinator:
                     e,
                 )
                 continue
-            for tp in due:
-                del group.offsets[tp]
+            _drop_offsets(group, due)
             deleted += len(due)
+            if gone:
+                del self.groups[group.group_id]
         return deleted
 
     def expire_offsets(self) -> int:
@@ -1150,8 +1166,7 @@ class GroupCoordinator:
             except Exception as e:  # the next pass tries again; nothing forgotten meanwhile
                 log.warning("could not expire offsets of group %s: %s", group.group_id, e)
                 continue
-            for tp in due:
-                del group.offsets[tp]
+            _drop_offsets(group, due)
             expired += len(due)
             if gone:
                 del self.groups[group.group_id]
@@ -1280,3 +1295,12 @@ class GroupCoordinator:
                 join.set_result(JoinResult(code, member_id=m.member_id))
             if sync is not None and not sync.done():
                 sync.set_result((code, b""))
+
+
+def _drop_offsets(group: GroupMetadata, tps: Iterable[tuple[str, int]]) -> None:
+    """An offset tombstone's effect, live and on replay alike: the committed offset and any
+    a transaction holds pending for the partition."""
+    for tp in tps:
+        group.offsets.pop(tp, None)
+        for pending in group.pending_txn_offsets.values():
+            pending.pop(tp, None)
