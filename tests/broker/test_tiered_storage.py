@@ -70,7 +70,7 @@ def _read(
 
 def _list_offset(port: int, topic: str, timestamp: int) -> int:
     with WireConn(port) as conn:
-        resp = conn.request(2, 9, sample_request(2, 9, topic, timestamp=timestamp))
+        resp = conn.request(2, 11, sample_request(2, 11, topic, timestamp=timestamp))
     (p,) = resp.topics[0].partitions
     assert int(p.error_code) == 0, p.error_code
     return int(p.offset)
@@ -125,6 +125,8 @@ def test_records_below_the_local_log_are_read_from_tiered_storage(
     local_start = _tier(broker, "tiered", n)
     highest = _list_offset(broker.port, "tiered", -5)  # LATEST_TIERED (KIP-1005)
     assert local_start - 1 <= highest < n
+    # EARLIEST_PENDING_UPLOAD (KIP-1023): the first offset not yet copied.
+    assert _list_offset(broker.port, "tiered", -6) == highest + 1
     # The earliest offset is still 0: the log start lies in tiered storage.
     assert _list_offset(broker.port, "tiered", -2) == 0
     assert len(_remote_objects(broker, ".metadata.json", "tiered")) >= 4

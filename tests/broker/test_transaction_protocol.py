@@ -292,6 +292,26 @@ def test_transaction_protocol_error_codes_and_visibility(broker_factory: Any) ->
             ("tx", "Ongoing")
         ]
         assert tuple(listed.unknown_state_filters) == ("Bogus",)
+        # v2 (KIP-1152): a pattern matched against the whole transactional id.
+        from kio.schema.list_transactions.v2 import request as list_txns2
+
+        def listed_by(pattern: str | None) -> tuple[int, list[str]]:
+            answer = conn.request(
+                LIST,
+                2,
+                list_txns2.ListTransactionsRequest(
+                    state_filters=(),
+                    producer_id_filters=(),
+                    duration_filter=-1,
+                    transactional_id_pattern=pattern,
+                ),
+            )
+            return int(answer.error_code), [s.transactional_id for s in answer.transaction_states]
+
+        assert listed_by("t.") == (NONE, ["tx"])
+        assert listed_by("t") == (NONE, [])  # the whole id, not a part of it
+        assert listed_by(None) == listed_by("") == (NONE, ["tx"])
+        assert listed_by("(unclosed") == (128, [])  # INVALID_REGULAR_EXPRESSION
 
         # Commit: the marker lands at 2, LSO = HW = 3, the offset becomes visible.
         committed_from = int(time.time() * 1000)

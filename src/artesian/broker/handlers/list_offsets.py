@@ -1,5 +1,5 @@
-"""ListOffsets (2): earliest, latest, by timestamp, max timestamp; earliest local (-4) and
-latest tiered (-5) for tiered topics (KIP-1005). A timestamp lookup on a tiered partition asks
+"""ListOffsets (2): earliest, latest, by timestamp, max timestamp; earliest local (-4),
+latest tiered (-5, KIP-1005) and earliest pending upload (-6, KIP-1023) for tiered topics. A timestamp lookup on a tiered partition asks
 the remote segments first, as Kafka does, so the answer may need the object store."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
 LATEST_TIERED = -5
+EARLIEST_PENDING_UPLOAD = -6
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -75,6 +76,8 @@ def handle(ctx: Any, request: Any) -> Any:
                         plog.leader_epoch_cache.epoch_for_offset(highest) if highest >= 0 else -1
                     )
                     out.update(offset=highest, leader_epoch=epoch)
+                elif p.timestamp == EARLIEST_PENDING_UPLOAD:
+                    out.update(_earliest_pending_upload(plog))
                 elif (
                     p.timestamp >= 0
                     and rlm is not None
@@ -91,6 +94,23 @@ def handle(ctx: Any, request: Any) -> Any:
     if remote:
         return _with_remote_lookups(mod, answers, remote, rlm)
     return _response(mod, answers)
+
+
+def _earliest_pending_upload(plog: Any) -> dict[str, int]:
+    """The first offset not yet in the object store, as Kafka's UnifiedLog answers it: past
+    the highest copied offset (not below the log start); the log start when nothing was
+    copied and nothing left the local log; else, and for a topic that is not tiered, -1."""
+    if not plog.remote_log_enabled:
+        return {"offset": -1, "leader_epoch": -1}
+    highest = plog.highest_offset_in_remote_storage
+    if highest == -1:
+        if plog.local_log_start_offset != plog.log_start_offset:
+            return {"offset": -1, "leader_epoch": -1}  # copies this leader does not know yet
+        offset = plog.log_start_offset
+    else:
+        offset = max(highest + 1, plog.log_start_offset)
+    epoch = plog.leader_epoch_cache.epoch_for_offset(offset)
+    return {"offset": offset, "leader_epoch": epoch if epoch is not None and epoch >= 0 else -1}
 
 
 async def _with_remote_lookups(

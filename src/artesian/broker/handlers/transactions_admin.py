@@ -1,4 +1,6 @@
-"""DescribeTransactions (65) and ListTransactions (66): what ``kafka-transactions.sh`` shows."""
+"""DescribeTransactions (65) and ListTransactions (66): what ``kafka-transactions.sh`` shows.
+ListTransactions v2 (KIP-1152) filters by a transactional id pattern, in RE2's syntax (linear
+time, as every client regex here) where Kafka takes Java's, matched against the whole id."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.coordinator.transaction.transaction_metadata import TransactionState
+from artesian.regex import compile_regex
 
 DESCRIBE = 65
 LIST = 66
@@ -82,6 +85,17 @@ def list_(ctx: Any, request: Any) -> Any:
         for s in request.state_filters
         if (st := TransactionState.from_display_name(s)) is not None
     }
+    pattern = getattr(request, "transactional_id_pattern", None)
+    try:
+        matcher = compile_regex(pattern) if pattern else None
+    except Exception:
+        return make(
+            mod.ListTransactionsResponse,
+            throttle_time=datetime.timedelta(0),
+            error_code=ErrorCode.invalid_regular_expression,
+            unknown_state_filters=(),
+            transaction_states=(),
+        )
     if request.state_filters and not states:
         found = []  # only unknown states asked for: nothing matches them
     else:
@@ -103,14 +117,15 @@ def list_(ctx: Any, request: Any) -> Any:
                 transaction_state=m.state.display_name,
             )
             for m in found
-            if authorized(
+            if (matcher is None or matcher.fullmatch(m.transactional_id) is not None)
+            and authorized(
                 ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, m.transactional_id
             )
         ),
     )
 
 
-APIS = [(DESCRIBE, 0, 0, describe), (LIST, 0, 1, list_)]
+APIS = [(DESCRIBE, 0, 0, describe), (LIST, 0, 2, list_)]
 
 
 def _no_state(mod: Any, tid: str, code: ErrorCode) -> Any:
