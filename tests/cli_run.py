@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 
-def artesian(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def artesian(
+    *args: str, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "artesian.cli.main", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

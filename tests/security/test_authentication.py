@@ -607,6 +607,14 @@ def test_users_cli_sets_lists_and_deletes_scram_credentials(secured: SecuredBrok
     again = _cli("users", "delete", "hank", "-m", "SCRAM-SHA-256", *plain)
     assert again.returncode != 0
     assert "does not exist" in again.stderr
+    # A password piped in is read once; an empty user name is refused, not a traceback.
+    piped = _cli("users", "set", "iris", "-m", "SCRAM-SHA-256", *plain, stdin="iris piped\n")
+    assert piped.returncode == 0, piped.stderr
+    as_iris = _cli("users", "list", "--json", *secured.scram_x_args("iris", "iris piped"))
+    assert as_iris.returncode == 0, as_iris.stderr
+    empty = _cli("users", "set", "", "--password", "x", *plain)
+    assert empty.returncode == 2 and "the user name is empty" in empty.stderr
+    assert "Traceback" not in empty.stderr
 
 
 def test_the_commands_speaking_the_protocol_themselves_log_in_too(
@@ -827,3 +835,43 @@ def test_brokers_mid_way_through_switching_their_inter_broker_listener(tmp_path:
     finally:
         for proc in brokers:
             proc.stop()
+
+
+def test_the_cli_says_a_login_was_refused_and_takes_kafkas_jaas_config(
+    secured: SecuredBroker,
+) -> None:
+    """A refused login is reported as such (not as an unreachable broker); a Java client's
+    sasl.jaas.config works as librdkafka's sasl.username and sasl.password; the benchmark
+    takes the same settings."""
+    sasl = ["-b", secured.bootstrap("SASL_PLAINTEXT"), "-X", "security.protocol=SASL_PLAINTEXT"]
+    wrong = _cli(
+        "topic", "list", *sasl, "-X", "sasl.mechanism=SCRAM-SHA-256",
+        "-X", "sasl.username=bob", "-X", "sasl.password=wrong", "--request-timeout", "5",
+    )  # fmt: skip
+    assert wrong.returncode == 1, wrong.stderr
+    assert "refused the login" in wrong.stderr and "invalid credentials" in wrong.stderr
+    assert "is a broker running" not in wrong.stderr and "Traceback" not in wrong.stderr
+    jaas = (
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="bob" password="bob-secret";'
+    )
+    listed = _cli("topic", "list", *sasl, "-X", "sasl.mechanism=SCRAM-SHA-512", "-X", jaas)
+    assert listed.returncode == 0, listed.stderr
+    login = [*sasl, "-X", "sasl.mechanism=SCRAM-SHA-512", "-X", jaas]
+    produced = _cli(
+        "bench", "produce", "-n", "20", "-s", "10", "--topic", "bench-sasl", "--json", *login
+    )
+    assert produced.returncode == 0, produced.stderr
+    assert json.loads(produced.stdout.splitlines()[-1])["records"] == 20
+    consumed = _cli("bench", "consume", "-n", "10", "--topic", "bench-sasl", "--json", *login)
+    assert consumed.returncode == 0, consumed.stderr
+    assert json.loads(consumed.stdout.splitlines()[-1])["records"] == 10  # no more than asked
+    assert _cli("bench", "produce", "-s", "0", *login).returncode == 2
+
+
+def test_the_cli_refuses_to_delete_an_internal_topic() -> None:
+    refused = _cli("topic", "delete", "__consumer_offsets", "-b", "127.0.0.1:1")
+    assert refused.returncode == 1
+    assert "is a kafka internal topic and is not allowed to be marked for deletion" in (
+        refused.stderr
+    )

@@ -17,7 +17,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from artesian.cli.common import PropsOpt, parse_kv, reporting
+from artesian.cli.common import ENV_BOOTSTRAP, PropsOpt, from_java_jaas, parse_kv, reporting
 
 bench_app = typer.Typer(
     help="Benchmarks against any Kafka-compatible broker.",
@@ -27,10 +27,19 @@ bench_app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
-Bootstrap = Annotated[str, typer.Option("--bootstrap-server", "-b", help="HOST:PORT of a broker.")]
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap-server",
+        "-b",
+        envvar=ENV_BOOTSTRAP,
+        show_envvar=False,
+        help=f"HOST:PORT of a broker (env {ENV_BOOTSTRAP}).",
+    ),
+]
 Topic = Annotated[str, typer.Option(help="Topic to use (created if missing).")]
-Count = Annotated[int, typer.Option("--num-records", "-n", help="Records to send or read.")]
-Size = Annotated[int, typer.Option("--record-size", "-s", help="Bytes per record value.")]
+Count = Annotated[int, typer.Option("--num-records", "-n", min=1, help="Records to send or read.")]
+Size = Annotated[int, typer.Option("--record-size", "-s", min=1, help="Bytes per record value.")]
 Partitions = Annotated[int, typer.Option(help="Partitions when the topic is created.")]
 Acks = Annotated[str, typer.Option(help="acks: 0, 1 or all.")]
 Compression = Annotated[str, typer.Option(help="none, gzip, snappy, lz4 or zstd.")]
@@ -46,7 +55,9 @@ def _client(
     """A librdkafka client from the bench's defaults and -X overrides; a refused property
     ends the command with librdkafka's message, as in the other commands."""
     with reporting(str(defaults["bootstrap.servers"])):
-        return cls({**defaults, **parse_kv(props or (), "-X")})
+        conf = {**defaults, **parse_kv(props or (), "-X")}
+        from_java_jaas(conf)
+        return cls(conf)
 
 
 @dataclass(slots=True)
@@ -74,16 +85,24 @@ class Summary:
         return out
 
 
-def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
+# The -X properties an admin client takes too: how to reach and log in to the brokers.
+_CONNECTION_PREFIXES = ("security.", "sasl.", "ssl.", "socket.", "client.", "enable.ssl.")
+
+
+def _ensure_topic(bootstrap: str, topic: str, partitions: int, props: list[str] | None) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
-    except KafkaException as e:
-        if "TOPIC_ALREADY_EXISTS" not in str(e):
-            raise
+    connection = {
+        k: v for k, v in parse_kv(props or (), "-X").items() if k.startswith(_CONNECTION_PREFIXES)
+    }
+    admin = _client(AdminClient, {"bootstrap.servers": bootstrap, **connection}, None)
+    with reporting(bootstrap):  # an unreachable broker or a refusal: a message, not a trace
+        try:
+            admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+        except KafkaException as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise
 
 
 def _payloads(size: int) -> list[bytes]:
@@ -158,7 +177,7 @@ def produce(
     """Produce records as fast as allowed; report MB/s and per-record latency percentiles."""
     from confluent_kafka import Producer
 
-    _ensure_topic(bootstrap, topic, partitions)
+    _ensure_topic(bootstrap, topic, partitions, props)
     payloads = _payloads(record_size)
     defaults: dict[str, object] = {
         "bootstrap.servers": bootstrap,
@@ -261,7 +280,8 @@ def consume(
     start: float | None = None
     idle_since = time.perf_counter()
     while count < num_records:
-        msgs = consumer.consume(10_000, 0.5)
+        asked = time.perf_counter()
+        msgs = consumer.consume(min(10_000, num_records - count), 0.5)
         now = time.perf_counter()
         if not msgs:
             if now - idle_since > timeout:
@@ -269,7 +289,7 @@ def consume(
             continue
         idle_since = now
         if start is None:
-            start = now
+            start = asked  # the first fetch's time counts
         for m in msgs:
             if m.error() is None:
                 count += 1
@@ -303,7 +323,7 @@ def e2e(
     --property applies to both clients."""
     from confluent_kafka import Consumer, Producer
 
-    _ensure_topic(bootstrap, topic, 1)
+    _ensure_topic(bootstrap, topic, 1, props)
     latencies: list[float] = []
     ready = threading.Event()
     done = threading.Event()

@@ -109,11 +109,47 @@ def reporting(bootstrap: str) -> Iterator[None]:
         raise typer.Exit(ce.code) from e
     except TimeoutError as e:  # an admin future that did not resolve in time
         print_error(
-            CliError(
+            login_refused(bootstrap)
+            or CliError(
                 f"no answer from {bootstrap} in time", "Retry with a larger --request-timeout."
             )
         )
         raise typer.Exit(1) from e
+
+
+# The last login or TLS failure librdkafka reported (its error callback): a request that then
+# times out was refused, not unanswered.
+_REFUSALS: list[KafkaError] = []
+_ADMINS: list[Any] = []  # admin clients serve their error callbacks only when polled
+_REFUSAL_CODES = (
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._SSL,
+)
+
+
+def _note_refusal(err: KafkaError) -> None:
+    if err.code() in _REFUSAL_CODES:
+        _REFUSALS[:] = [err]
+
+
+def login_refused(bootstrap: str) -> CliError | None:
+    """Why the broker refused this client, if librdkafka said so."""
+    for admin in _ADMINS:
+        admin.poll(0)
+    if not _REFUSALS:
+        return None
+    err = _REFUSALS[-1]
+    if err.code() == KafkaError._SSL:
+        return CliError(
+            f"TLS with {bootstrap} failed: {err.str()}",
+            "Check ssl.ca.location (and the client certificate, when the listener asks for "
+            "one) in --command-config or -X.",
+        )
+    return CliError(
+        f"{bootstrap} refused the login: {err.str()}",
+        "Check sasl.mechanism, sasl.username and sasl.password (--command-config or -X).",
+    )
 
 
 def unreachable(bootstrap: str) -> CliError:
@@ -129,6 +165,14 @@ def from_kafka_error(e: KafkaException | KafkaError, bootstrap: str, what: str =
     if not isinstance(ke, KafkaError):
         return CliError(f"{what}{e}")
     code = ke.code()
+    refused = login_refused(bootstrap)
+    if refused is not None and code in (
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        *_REFUSAL_CODES,
+    ):
+        return refused
     if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
         return unreachable(bootstrap)
     if code == KafkaError._TIMED_OUT:
@@ -195,6 +239,8 @@ class ClientOptions:
         if self.command_config is not None:
             conf.update(read_properties(self.command_config))
         conf.update(parse_kv(self.props or [], "-X"))
+        from_java_jaas(conf)
+        conf.setdefault("error_cb", _note_refusal)
         return conf
 
     def check_reachable(self) -> None:
@@ -225,7 +271,30 @@ class ClientOptions:
         from confluent_kafka.admin import AdminClient
 
         self.check_reachable()
-        return AdminClient(self.config())
+        admin = AdminClient(self.config())
+        _ADMINS.append(admin)
+        return admin
+
+
+def from_java_jaas(conf: dict[str, Any]) -> None:
+    """A Java client's sasl.jaas.config (PLAIN or SCRAM login modules) as librdkafka's
+    sasl.username and sasl.password, so Kafka's own client.properties files work here."""
+    jaas = conf.pop("sasl.jaas.config", None)
+    if not jaas:
+        return
+    from artesian.security.jaas import parse_jaas_config
+
+    try:
+        options = parse_jaas_config(str(jaas)).options
+    except ValueError as e:
+        fail(f"sasl.jaas.config: {e}")
+    if "username" not in options or "password" not in options:
+        fail(
+            "sasl.jaas.config has no username and password",
+            "Give sasl.username and sasl.password (librdkafka's names) instead.",
+        )
+    conf.setdefault("sasl.username", options["username"])
+    conf.setdefault("sasl.password", options["password"])
 
 
 def client_options(

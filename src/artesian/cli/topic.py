@@ -39,6 +39,7 @@ from artesian.cli.common import (
 )
 from artesian.cli.reassign import reassign, reassignments
 from artesian.cli.wire import WireClient
+from artesian.metadata.image import INTERNAL_TOPICS as _INTERNAL_TOPICS
 
 topic_app = make_app("Create, list, describe, alter and delete topics.")
 
@@ -353,6 +354,15 @@ def delete(
     """Delete a topic and its data."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
+        if name in _INTERNAL_TOPICS:
+            # As kafka-topics.sh: deleting one would lose every group's offsets or every
+            # transaction's state.
+            fail(
+                f"Topic {name} is a kafka internal topic and is not allowed to be marked for "
+                "deletion.",
+                "Delete groups with `artesian groups delete`; a coordinator's topic is not a "
+                "user's to delete.",
+            )
         admin = opts.admin()
         (future,) = admin.delete_topics([name], request_timeout=opts.timeout).values()
         deleted = True

@@ -3,6 +3,7 @@ users), through Kafka's own admin API (KIP-554), so it works against Apache Kafk
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +24,7 @@ from artesian.cli.common import (
     PropsOpt,
     TimeoutOpt,
     client_options,
+    fail,
     from_kafka_error,
     make_app,
     out,
@@ -62,14 +64,12 @@ def _each(futures: dict[str, Any], opts: Any, verb: str) -> None:
 def set_(
     user: Annotated[str, typer.Argument(help="User name.")],
     password: Annotated[
-        str,
+        str | None,
         typer.Option(
-            prompt=True,
-            hide_input=True,
-            confirmation_prompt=True,
-            help="The password (asked for when not given).",
+            help="The password; asked for (twice) on a terminal when not given, else read as "
+            "one line from standard input.",
         ),
-    ],
+    ] = None,
     mechanism: MechanismOpt = "SCRAM-SHA-512",
     iterations: Annotated[int, typer.Option(help="PBKDF2 iterations, 4096 to 16384.")] = 8192,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
@@ -81,6 +81,15 @@ def set_(
     the broker never sees it."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
+        if not user:
+            fail("the user name is empty", "Example: artesian users set alice", code=2)
+        if password is None:
+            if sys.stdin.isatty():
+                password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+            else:
+                password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("the password is empty", "Give --password, or type it when asked.", code=2)
         info = ScramCredentialInfo(_mechanism(mechanism), iterations)
         admin = opts.admin()
         upsertion = UserScramCredentialUpsertion(user, info, password.encode())
