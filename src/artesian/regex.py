@@ -9,7 +9,7 @@ import functools
 
 import re2
 
-__all__ = ["compile_regex"]
+__all__ = ["compile_regex", "regex_error_reason"]
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a client's bad regex is its answer, not a broker log line
@@ -19,3 +19,9 @@ _RE2_OPTIONS.log_errors = False  # a client's bad regex is its answer, not a bro
 def compile_regex(pattern: str) -> re2._Regexp:
     """``pattern`` compiled in RE2's syntax; raises re2.error."""
     return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def regex_error_reason(e: Exception) -> str:
+    """What an re2.error says, as text (RE2 gives it as bytes)."""
+    reason = e.args[0] if e.args else e
+    return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)

@@ -94,7 +94,7 @@ def test_subscriptions_are_configs_checked_as_kafka_checks_them(broker: Any) -> 
         ("match", "client_colour=blue"): "[Error 40] InvalidConfigurationError: Illegal client "
         "matching pattern: client_colour=blue",
         ("match", "client_id=("): "[Error 40] InvalidConfigurationError: Client match pattern "
-        "`client_id=(` is not a valid regular expression",
+        "`client_id=(` is not a valid regular expression: missing ): (.",
         ("metrics", "a,a"): "[Error 40] InvalidConfigurationError: Configuration 'metrics' "
         "values must not be duplicated.",
     }

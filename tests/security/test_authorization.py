@@ -32,6 +32,7 @@ from kio.schema.consumer_group_describe.v0 import request as group_describe
 from kio.schema.errors import ErrorCode
 
 from tests.broker_process import BrokerProcess, free_port
+from tests.cli_run import artesian
 from tests.kafka_wire import WireConn, request_frame, sample_request, scram_login
 from tests.storage.batches import make_batch
 
@@ -1175,3 +1176,18 @@ def test_fetch_sessions_do_not_tell_whether_a_hidden_topic_exists(secured: Secur
             more = _session_fetch(conn, full.session_id, 1, [other])
             assert (int(more.error_code), more.session_id) == (0, full.session_id)
         assert all(sessions.values()), sessions  # a session for both, not only the real one
+
+
+def test_the_cli_reads_assigned_partitions_without_a_group_acl(secured: SecuredBroker) -> None:
+    """`artesian consume -p -o` names no group: READ on the topic is all it needs, as with
+    kafka-console-consumer's --partition and --offset."""
+    secured.create_topic("cli-assigned")
+    _deliver(secured.conf(SUPER), "cli-assigned", 2)
+    secured.allow("gina", ResourceType.TOPIC, "cli-assigned", AclOperation.READ)
+    login = [f"{k}={v}" for k, v in secured.conf("gina").items() if k != "bootstrap.servers"]
+    read = artesian(
+        "consume", "cli-assigned", "-p", "0", "-o", "0", "-n", "2", "-t", "20",
+        "-b", f"127.0.0.1:{secured.sasl_port}", *(a for kv in login for a in ("-X", kv)),
+    )  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.splitlines() == ["cli-assigned-0", "cli-assigned-1"]

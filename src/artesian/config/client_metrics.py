@@ -22,7 +22,7 @@ import re2
 
 from artesian.config.definitions import ConfigError, ConfigKey, ConfigSource, ConfigType
 from artesian.config.resolve import ConfigEntry, ConfigSynonym
-from artesian.regex import compile_regex
+from artesian.regex import compile_regex, regex_error_reason
 
 __all__ = [
     "CLIENT_METRICS_CONFIGS",
@@ -83,7 +83,8 @@ def _pattern(entry: str) -> tuple[str, re2._Regexp]:
         return key, compile_regex(regex)
     except re2.error as e:
         raise ConfigError(
-            f"Client match pattern `{entry}` is not a valid regular expression: {e}."
+            f"Client match pattern `{entry}` is not a valid regular expression: "
+            f"{regex_error_reason(e)}."
         ) from None
 
 

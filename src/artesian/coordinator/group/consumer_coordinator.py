@@ -58,7 +58,7 @@ from artesian.coordinator.group.group_metadata import (
 )
 from artesian.coordinator.group.online_migration import consumer_group_from_classic
 from artesian.coordinator.group.share_group import ShareGroup
-from artesian.regex import compile_regex
+from artesian.regex import compile_regex, regex_error_reason
 from artesian.tenancy.logical_cluster import namespace_of
 
 if TYPE_CHECKING:
@@ -372,7 +372,7 @@ class ConsumerGroupCoordinator:
                 return HeartbeatResult(
                     E.invalid_regular_expression,
                     f"SubscribedTopicRegex `{req.subscribed_topic_regex}` is not a valid "
-                    f"regular expression: {_reason(e)}.",
+                    f"regular expression: {regex_error_reason(e)}.",
                 )
         return None
 
@@ -1368,8 +1368,3 @@ def _description(m: ConsumerGroupMember) -> cgr.MemberMetadataValue:
         m.server_assignor,
         m.classic,
     )
-
-
-def _reason(e: Exception) -> str:
-    reason = e.args[0] if e.args else e
-    return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
