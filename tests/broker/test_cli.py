@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.broker_process import BrokerProcess, free_port
+from tests.cli_run import artesian as run_artesian
 
 # Wide and plain: rich must neither wrap a config name across lines nor colour it.
 ENV = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
@@ -20,14 +21,7 @@ ENV = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
 def artesian(
     *args: str, timeout: float = 60.0, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "artesian.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-        cwd=cwd,
-    )
+    return run_artesian(*args, timeout=timeout, cwd=cwd, env=ENV)
 
 
 def test_top_level_help() -> None:
