@@ -851,6 +851,17 @@ def test_the_cli_says_a_login_was_refused_and_takes_kafkas_jaas_config(
     assert wrong.returncode == 1, wrong.stderr
     assert "refused the login" in wrong.stderr and "invalid credentials" in wrong.stderr
     assert "is a broker running" not in wrong.stderr and "Traceback" not in wrong.stderr
+    for command in (["consume", "bench-sasl", "-t", "5"], ["produce", "bench-sasl"]):
+        refused = _cli(
+            *command, *sasl, "-X", "sasl.mechanism=SCRAM-SHA-256", "-X", "sasl.username=bob",
+            "-X", "sasl.password=wrong", "--request-timeout", "5", stdin="x\n",
+        )  # fmt: skip
+        assert refused.returncode == 1, refused.stderr
+        assert "refused the login" in refused.stderr, refused.stderr
+    oauth = _cli("topic", "list", *sasl, "-X", "sasl.jaas.config=org.apache.kafka.common."
+                 'security.oauthbearer.OAuthBearerLoginModule required password="hidden";')  # fmt: skip
+    assert oauth.returncode == 1 and "OAuthBearerLoginModule is not read here" in oauth.stderr
+    assert "hidden" not in oauth.stderr
     jaas = (
         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
         'username="bob" password="bob-secret";'

@@ -44,7 +44,8 @@ Partitions = Annotated[int, typer.Option(help="Partitions when the topic is crea
 Acks = Annotated[str, typer.Option(help="acks: 0, 1 or all.")]
 Compression = Annotated[str, typer.Option(help="none, gzip, snappy, lz4 or zstd.")]
 Rate = Annotated[
-    float, typer.Option("--throughput", help="Max records/s (0 = as fast as possible).")
+    float,
+    typer.Option("--throughput", min=0, help="Max records/s (0 = as fast as possible)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
@@ -86,7 +87,16 @@ class Summary:
 
 
 # The -X properties an admin client takes too: how to reach and log in to the brokers.
-_CONNECTION_PREFIXES = ("security.", "sasl.", "ssl.", "socket.", "client.", "enable.ssl.")
+_CONNECTION_PREFIXES = (
+    "security.",
+    "sasl.",
+    "ssl.",
+    "socket.",
+    "client.",
+    "enable.ssl.",
+    "enable.sasl.",
+    "broker.address.",
+)
 
 
 def _ensure_topic(bootstrap: str, topic: str, partitions: int, props: list[str] | None) -> None:
@@ -280,7 +290,6 @@ def consume(
     start: float | None = None
     idle_since = time.perf_counter()
     while count < num_records:
-        asked = time.perf_counter()
         msgs = consumer.consume(min(10_000, num_records - count), 0.5)
         now = time.perf_counter()
         if not msgs:
@@ -289,7 +298,7 @@ def consume(
             continue
         idle_since = now
         if start is None:
-            start = asked  # the first fetch's time counts
+            start = now
         for m in msgs:
             if m.error() is None:
                 count += 1
@@ -367,10 +376,10 @@ def e2e(
     progress = _Progress("e2e", num_records)
     start = time.perf_counter()
     for i in range(num_records):
-        target = start + i / throughput
-        delay = target - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+        if throughput:
+            delay = start + i / throughput - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
         producer.produce(topic, _STAMP.pack(time.time()) + padding)
         producer.poll(0)
         progress.update(len(latencies), len(latencies) * record_size)

@@ -6,6 +6,7 @@ CLI exercises the same wire paths as users' applications, and works against Apac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -120,7 +121,15 @@ def reporting(bootstrap: str) -> Iterator[None]:
 # The last login or TLS failure librdkafka reported (its error callback): a request that then
 # times out was refused, not unanswered.
 _REFUSALS: list[KafkaError] = []
-_ADMINS: list[Any] = []  # admin clients serve their error callbacks only when polled
+_CLIENTS: list[Any] = []  # librdkafka clients serve their error callbacks only when polled
+
+
+def track_client(client: Any) -> Any:
+    """Keep a client to poll for a refused login when a request fails (see login_refused)."""
+    _CLIENTS.append(client)
+    return client
+
+
 _REFUSAL_CODES = (
     KafkaError._AUTHENTICATION,
     KafkaError.SASL_AUTHENTICATION_FAILED,
@@ -135,8 +144,9 @@ def _note_refusal(err: KafkaError) -> None:
 
 def login_refused(bootstrap: str) -> CliError | None:
     """Why the broker refused this client, if librdkafka said so."""
-    for admin in _ADMINS:
-        admin.poll(0)
+    for client in _CLIENTS:
+        with contextlib.suppress(Exception):  # a consumer closed on the way out
+            client.poll(0)
     if not _REFUSALS:
         return None
     err = _REFUSALS[-1]
@@ -271,9 +281,7 @@ class ClientOptions:
         from confluent_kafka.admin import AdminClient
 
         self.check_reachable()
-        admin = AdminClient(self.config())
-        _ADMINS.append(admin)
-        return admin
+        return track_client(AdminClient(self.config()))
 
 
 def from_java_jaas(conf: dict[str, Any]) -> None:
@@ -285,9 +293,27 @@ def from_java_jaas(conf: dict[str, Any]) -> None:
     from artesian.security.jaas import parse_jaas_config
 
     try:
-        options = parse_jaas_config(str(jaas)).options
-    except ValueError as e:
-        fail(f"sasl.jaas.config: {e}")
+        parsed = parse_jaas_config(str(jaas))
+    except ValueError:
+        # Its message would quote the text, which may hold the password.
+        fail(
+            "sasl.jaas.config is not a JAAS config this command can read",
+            "Give sasl.username and sasl.password (librdkafka's names) instead.",
+        )
+    options = parsed.options
+    module = parsed.login_module.rsplit(".", 1)[-1]
+    if module not in ("PlainLoginModule", "ScramLoginModule"):
+        fail(
+            f"sasl.jaas.config: {module} is not read here",
+            "For OAUTHBEARER give librdkafka's sasl.oauthbearer.* settings; GSSAPI is not "
+            "supported.",
+        )
+    if options.get("tokenauth", "").lower() == "true":
+        fail(
+            "sasl.jaas.config: delegation token logins (tokenauth) are not supported by the "
+            "command-line client",
+            "Log in with the token owner's own credentials.",
+        )
     if "username" not in options or "password" not in options:
         fail(
             "sasl.jaas.config has no username and password",

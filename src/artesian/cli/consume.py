@@ -35,7 +35,9 @@ from artesian.cli.common import (
     err,
     fail,
     from_kafka_error,
+    parse_kv,
     reporting,
+    track_client,
 )
 
 FIELDS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
@@ -198,7 +200,7 @@ def consume(
                 "enable.partition.eof": False,
             }
         )
-        consumer = Consumer(conf)
+        consumer = track_client(Consumer(conf))
         try:
             parts = _partitions(consumer, opts, topic)
             if partition is not None and partition not in parts:
@@ -214,7 +216,9 @@ def consume(
                 consumer.assign([TopicPartition(topic, p, start) for p in chosen])
             else:
                 consumer.subscribe([topic])
-            count = _loop(consumer, formatter, max_messages, idle_timeout, own_group=group is None)
+            # The group is the CLI's own unless -X group.id named one.
+            own_group = group is None and "group.id" not in parse_kv(props or [], "-X")
+            count = _loop(consumer, formatter, max_messages, idle_timeout, own_group=own_group)
             if group is not None and count:
                 # Commit what was printed; the stored offsets follow each poll()ed message.
                 try:

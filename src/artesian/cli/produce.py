@@ -29,6 +29,7 @@ from artesian.cli.common import (
     parse_kv,
     print_json,
     reporting,
+    track_client,
 )
 
 ACKS = {"0": "0", "1": "1", "all": "all", "-1": "all"}
@@ -127,15 +128,17 @@ def produce(
         headers = [(k, v.encode()) for k, v in parse_kv(header or [], "--header").items()]
         sep = None if key_separator is None else key_separator.encode()
         opts.check_reachable()
-        producer = Producer(
-            opts.config(
-                **{
-                    "acks": ACKS[acks],
-                    "compression.type": compression,
-                    "linger.ms": 5,
-                    # A message that cannot be delivered in time is reported, not retried forever.
-                    "message.timeout.ms": int(opts.timeout * 1000),
-                }
+        producer = track_client(
+            Producer(
+                opts.config(
+                    **{
+                        "acks": ACKS[acks],
+                        "compression.type": compression,
+                        "linger.ms": 5,
+                        # A message that cannot be delivered in time is reported, not retried forever.
+                        "message.timeout.ms": int(opts.timeout * 1000),
+                    }
+                )
             )
         )
         _check_topic(producer, opts, topic, partition)

@@ -89,7 +89,7 @@ def set_(
             else:
                 password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            fail("the password is empty", "Give --password, or type it when asked.", code=2)
+            fail("the password is empty", "Give --password, or type or pipe it.", code=2)
         info = ScramCredentialInfo(_mechanism(mechanism), iterations)
         admin = opts.admin()
         upsertion = UserScramCredentialUpsertion(user, info, password.encode())
