@@ -131,6 +131,7 @@ class Stores:
     jceks: Path
     two_keys: Path  # keytool: JKS with the private keys "first" and "second"
     unicode_jks: Path  # keytool: JKS whose store password is UNICODE_PW
+    mixed_p12: Path  # keytool: PKCS12 with a key (self-signed) and the test CA as trusted
 
 
 STORE_PW, KEY_PW, TRUST_PW, P12_PW = "store-secret", "key-secret", "trust-secret", "p12-secret"
@@ -150,7 +151,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Stores:
         chain,
         *(d / n for n in ("broker.jks", "broker-jks.pem", "broker.p12", "broker-p12.pem")),
         *(d / n for n in ("chain.jks", "chain.p12", "client.p12", "trust.jks", "trust.p12")),
-        *(d / n for n in ("broker.jceks", "two-keys.jks", "unicode.jks")),
+        *(d / n for n in ("broker.jceks", "two-keys.jks", "unicode.jks", "mixed.p12")),
     )
     keytool = ["keytool", "-noprompt"]
     _run(*keytool, "-genkeypair", "-alias", "broker", "-keyalg", "EC", "-groupname", "secp256r1",
@@ -172,6 +173,10 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Stores:
              "-keystore", str(s.two_keys), "-storetype", "JKS", "-storepass", STORE_PW)  # fmt: skip
     _run(*keytool, "-genkeypair", "-alias", "u", "-keyalg", "EC", "-dname", "CN=u",
          "-keystore", str(s.unicode_jks), "-storetype", "JKS", "-storepass", UNICODE_PW)  # fmt: skip
+    _run(*keytool, "-genkeypair", "-alias", "own", "-keyalg", "EC", "-dname", "CN=own",
+         "-keystore", str(s.mixed_p12), "-storetype", "PKCS12", "-storepass", P12_PW)  # fmt: skip
+    _run(*keytool, "-importcert", "-alias", "test-ca", "-file", str(certs.ca),
+         "-keystore", str(s.mixed_p12), "-storetype", "PKCS12", "-storepass", P12_PW)  # fmt: skip
     # A key signed by int2, its chain imported as a CA's reply: keytool orders it.
     _run(*keytool, "-genkeypair", "-alias", "broker", "-keyalg", "EC", "-dname", "CN=localhost",
          "-keystore", str(s.chain_jks), "-storetype", "JKS", "-storepass", STORE_PW)  # fmt: skip
@@ -275,6 +280,14 @@ def test_keytool_and_openssl_stores_read_as_java_reads_them(stores: Stores) -> N
     assert trusted is not None and _certs(trusted) == [cert]
     trusted = read_trust_store(stores.chain_p12.read_bytes(), None, P12_PW, path="c.p12")
     assert trusted is not None and _certs(trusted) == [leaf]
+    # Beside a key, a PKCS12 store's trusted entries count (a key store used as the trust
+    # store too): keytool's, named by their alias.
+    trusted = read_trust_store(stores.mixed_p12.read_bytes(), None, P12_PW, path="m.p12")
+    assert trusted is not None
+    assert sorted(c.subject.rfc4514_string() for c in _certs(trusted)) == [
+        "CN=Artesian test CA,O=Artesian tests,C=NZ",
+        "CN=own",
+    ]
     trusted = read_trust_store(stores.chain_jks.read_bytes(), None, STORE_PW, path="c.jks")
     assert trusted is not None and set(_certs(trusted)) == {jks_leaf, root}  # root: its entry
 

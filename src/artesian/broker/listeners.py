@@ -24,6 +24,7 @@ from artesian.security.key_store import (
     PEM,
     KeyStoreError,
     load_cert_chain,
+    normal_password,
     read_key_store,
     read_trust_store,
 )
@@ -372,7 +373,10 @@ def _load_key_store(
                     f.read(), declared, store_password, key_password, path=location
                 )
             if material is None:  # PEM: ssl reads the file itself
-                context.load_cert_chain(location, password=key_password or store_password)
+                password = key_password or store_password
+                context.load_cert_chain(
+                    location, password=normal_password(password) if password else None
+                )
             else:
                 if material.others:
                     log.warning(
@@ -393,5 +397,5 @@ def _load_key_store(
             )
     except KeyStoreError as e:
         raise ListenerError(f"listener {listener}: {e}") from e
-    except (OSError, ssl.SSLError) as e:
+    except (OSError, ssl.SSLError, ValueError) as e:
         raise ListenerError(f"listener {listener}: cannot load its key store: {e}") from e

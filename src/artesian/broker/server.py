@@ -1105,7 +1105,11 @@ class Broker:
         # topic created again, whose offsets are not to go.
         removed = self.image.take_removed_topics()
         if removed and self.group_coordinator is not None:
-            dropped = self.group_coordinator.delete_offsets_of_deleted_topics(set(removed))
+            try:
+                dropped = self.group_coordinator.delete_offsets_of_deleted_topics(set(removed))
+            except Exception:  # the rest of the metadata must still be acted on
+                log.exception("could not delete the offsets of deleted topics %s", removed)
+                dropped = 0
             if dropped:
                 log.info("deleted %d committed offset(s) of deleted topics %s", dropped, removed)
         mine = ("", str(self.node_id))  # the cluster default's resource, and this broker's

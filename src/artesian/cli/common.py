@@ -99,6 +99,8 @@ def print_error(e: CliError) -> None:
 @contextmanager
 def reporting(bootstrap: str) -> Iterator[None]:
     """Turn CliError and client exceptions into a message and a non-zero exit code."""
+    _REFUSALS.clear()  # what earlier commands of this process met is not this one's
+    _CLIENTS.clear()
     try:
         yield
     except CliError as e:

@@ -35,7 +35,6 @@ from artesian.cli.common import (
     err,
     fail,
     from_kafka_error,
-    parse_kv,
     reporting,
     track_client,
 )
@@ -191,10 +190,11 @@ def consume(
             fmt, as_json, print_key, print_headers, print_offset, print_timestamp
         )
         opts.check_reachable()
+        own_group_id = f"artesian-cli-{uuid.uuid4().hex[:12]}"
         conf = opts.config(
             **{
                 # librdkafka needs a group.id even for assign(); this one never commits.
-                "group.id": group or f"artesian-cli-{uuid.uuid4().hex[:12]}",
+                "group.id": group or own_group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest" if from_beginning else "latest",
                 "enable.partition.eof": False,
@@ -216,8 +216,8 @@ def consume(
                 consumer.assign([TopicPartition(topic, p, start) for p in chosen])
             else:
                 consumer.subscribe([topic])
-            # The group is the CLI's own unless -X group.id named one.
-            own_group = group is None and "group.id" not in parse_kv(props or [], "-X")
+            # The group is the CLI's own unless -X or --command-config named one.
+            own_group = conf["group.id"] == own_group_id
             count = _loop(consumer, formatter, max_messages, idle_timeout, own_group=own_group)
             if group is not None and count:
                 # Commit what was printed; the stored offsets follow each poll()ed message.

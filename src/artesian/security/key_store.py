@@ -62,9 +62,7 @@ def load_cert_chain(
     with the key encrypted under a one-time passphrase: a crash in between leaves nothing
     usable on disk."""
     try:
-        key = serialization.load_pem_private_key(
-            key_pem, password.encode("utf-8", "surrogatepass") if password else None
-        )
+        key = serialization.load_pem_private_key(key_pem, _utf8(password) if password else None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise KeyStoreError(f"cannot read the private key: {e}") from e
     once = secrets.token_hex(32)
@@ -152,11 +150,16 @@ def read_trust_store(
             raise KeyStoreError(
                 f"cannot read the PKCS12 trust store {path}: wrong password or damaged ({hint})"
             ) from e
+        certs = [
+            c.certificate
+            for c in store.additional_certs
+            # Beside a key, trusted entries are the named ones (keytool's aliases): the
+            # unnamed rest is the key's chain, whose CAs Java does not trust.
+            if store.cert is None or c.friendly_name is not None
+        ]
         if store.cert is not None:
             # A key entry lends its own certificate only, as Java's trust managers take it.
-            certs = [store.cert.certificate]
-        else:
-            certs = [c.certificate for c in store.additional_certs]
+            certs.insert(0, store.cert.certificate)
     else:
         entries = _read_jks(data, password, path)
         certs = [c for e in entries for c in (e.chain if e.protected_key is None else e.chain[:1])]
@@ -177,6 +180,11 @@ def _checked_format(data: bytes, declared: str | None, path: str) -> str:
 
 def _convert(path: str) -> str:
     return _CONVERT.format(path=path)
+
+
+def normal_password(password: str) -> str:
+    """A password with a properties file's escaped surrogate pairs joined into characters."""
+    return _utf8(password).decode()
 
 
 def _utf8(password: str) -> bytes:

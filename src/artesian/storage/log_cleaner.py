@@ -585,8 +585,9 @@ class Cleaner:
             stats.elapsed_s = time.monotonic() - started
         return stats
 
-    def _throttle(self, nbytes: int) -> None:
-        """log.cleaner.io.max.bytes.per.second: nap when ahead of it, waking for a shutdown."""
+    def _throttle(self, nbytes: int, reading: LogSegment | None = None) -> None:
+        """log.cleaner.io.max.bytes.per.second: nap when ahead of it, waking for a shutdown.
+        A segment being read that retention closed meanwhile aborts the round."""
         throttler = self._throttler
         if throttler is None:
             return
@@ -599,9 +600,11 @@ class Cleaner:
         while (left := end - time.monotonic()) > 0 and throttler.generation == generation:
             before = time.monotonic()
             stopped = self._stop.wait(min(left, _NAP_SLICE_S))
-            throttler.on_throttled(time.monotonic() - before)
+            throttler.record_throttled(time.monotonic() - before)
             if stopped:
                 raise LogCleaningAbortedError("stopped while throttled")
+        if reading is not None and reading.closed:
+            raise LogCleaningAbortedError(f"{reading} closed while throttled")
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -616,13 +619,13 @@ class Cleaner:
             if self._stop.is_set() or seg.closed:
                 raise LogCleaningAbortedError(f"stopped while reading {seg}")
             buf = os.pread(seg.fd, min(chunk, end - pos), pos)
-            self._throttle(len(buf))
+            self._throttle(len(buf), seg)
             h = read_batch_header(buf, 0)
             if h.size > len(buf):  # one batch larger than the buffer: read it whole
                 if pos + h.size > end:
                     return
                 buf = os.pread(seg.fd, h.size, pos)
-                self._throttle(len(buf))
+                self._throttle(len(buf), seg)
             view = memoryview(buf)
             rel = 0
             while len(buf) - rel >= BATCH_HEADER_SIZE:

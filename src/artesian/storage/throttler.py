@@ -28,11 +28,15 @@ class Throttler:
         self._interval_s = check_interval_ms / 1000
         self._clock = clock
         self._on_charged = on_charged
-        self.on_throttled = on_throttled  # told the time slept, as it passes
+        self._on_throttled = on_throttled
         self._lock = threading.Lock()  # cleaner threads share one throttle, as in Kafka
         self._period_start = clock()
         self._observed = 0
         self.generation = 0  # bumped by each new rate, so a nap planned at the old one ends
+
+    def record_throttled(self, seconds: float) -> None:
+        """The caller slept this long for the throttle (the metric counts it as it goes)."""
+        self._on_throttled(seconds)
 
     @property
     def rate_per_sec(self) -> float:

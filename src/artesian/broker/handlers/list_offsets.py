@@ -1,5 +1,5 @@
-"""ListOffsets (2): earliest, latest, by timestamp, max timestamp; earliest local (-4),
-latest tiered (-5, KIP-1005) and earliest pending upload (-6, KIP-1023) for tiered topics. A timestamp lookup on a tiered partition asks
+"""ListOffsets (2): earliest, latest, by timestamp, max timestamp; for tiered topics earliest
+local (-4), latest tiered (-5, KIP-1005) and earliest pending upload (-6, KIP-1023). A timestamp lookup on a tiered partition asks
 the remote segments first, as Kafka does, so the answer may need the object store."""
 
 from __future__ import annotations
@@ -109,8 +109,7 @@ def _earliest_pending_upload(plog: Any) -> dict[str, int]:
         offset = plog.log_start_offset
     else:
         offset = max(highest + 1, plog.log_start_offset)
-    epoch = plog.leader_epoch_cache.epoch_for_offset(offset)
-    return {"offset": offset, "leader_epoch": epoch if epoch is not None and epoch >= 0 else -1}
+    return {"offset": offset, "leader_epoch": plog.leader_epoch_cache.epoch_for_offset(offset)}
 
 
 async def _with_remote_lookups(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import re2
 from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import (
@@ -88,7 +89,7 @@ def list_(ctx: Any, request: Any) -> Any:
     pattern = getattr(request, "transactional_id_pattern", None)
     try:
         matcher = compile_regex(pattern) if pattern else None
-    except Exception:
+    except re2.error:
         return make(
             mod.ListTransactionsResponse,
             throttle_time=datetime.timedelta(0),

@@ -1109,13 +1109,7 @@ class GroupCoordinator:
                 (rec.offset_key(group.group_id, t, p), None) for t, p in due
             ]
             # A group left empty without offsets goes too, as Kafka's cleanup marks it Dead.
-            gone = (
-                set(group.offsets) <= set(due)
-                and group.share is None
-                and group.state is GroupState.EMPTY
-                and group.is_empty()
-                and all(set(p) <= set(due) for p in group.pending_txn_offsets.values())
-            )
+            gone = _left_empty(group, due)
             if gone:
                 tombstones.extend(self._group_tombstones(group))
             try:
@@ -1156,7 +1150,7 @@ class GroupCoordinator:
             tombstones: list[tuple[bytes, bytes | None]] = [
                 (rec.offset_key(group.group_id, t, p), None) for t, p in due
             ]
-            gone = len(due) == len(group.offsets)
+            gone = _left_empty(group, due)
             if gone:
                 tombstones.extend(self._group_tombstones(group))
             if not tombstones:
@@ -1304,3 +1298,16 @@ def _drop_offsets(group: GroupMetadata, tps: Iterable[tuple[str, int]]) -> None:
         group.offsets.pop(tp, None)
         for pending in group.pending_txn_offsets.values():
             pending.pop(tp, None)
+
+
+def _left_empty(group: GroupMetadata, dropped: list[tuple[str, int]]) -> bool:
+    """Whether an empty group has nothing left once ``dropped`` offsets go (none pending in
+    a transaction either): Kafka's cleanup then deletes the group too."""
+    gone = set(dropped)
+    return (
+        set(group.offsets) <= gone
+        and group.share is None
+        and group.state is GroupState.EMPTY
+        and group.is_empty()
+        and all(set(p) <= gone for p in group.pending_txn_offsets.values())
+    )
