@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from tests.broker_process import free_port
+from tests.cli_run import artesian
 
 
 @pytest.fixture
@@ -27,14 +27,7 @@ def cli(
     env = {k: v for k, v in os.environ.items() if k != "ARTESIAN_BOOTSTRAP"}
     if broker is not None:
         env["ARTESIAN_BOOTSTRAP"] = broker.bootstrap
-    proc = subprocess.run(
-        [sys.executable, "-m", "artesian.cli.main", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    proc = artesian(*args, stdin=stdin, env=env, timeout=timeout)
     if check:
         assert proc.returncode == 0, f"{args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc

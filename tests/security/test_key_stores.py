@@ -8,7 +8,6 @@ import datetime
 import hashlib
 import ipaddress
 import json
-import os
 import shutil
 import socket
 import ssl
@@ -30,14 +29,8 @@ from artesian.cli.wire import security_from
 from artesian.security.key_store import KeyStoreError, read_key_store, read_trust_store
 from tests.broker_process import BrokerProcess, free_port
 from tests.cli_run import artesian as _cli
+from tests.clients.test_other_clients import require
 from tests.tls_certs import Certificates, make_certificates
-
-
-def _require(tool: str) -> None:
-    if shutil.which(tool) is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is missing: .ci/run should have installed it")
-        pytest.skip(f"{tool} is not installed")
 
 
 def _run(*args: str) -> None:
@@ -140,8 +133,8 @@ UNICODE_PW = "pässwörd-ü-日本-😀"
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Stores:
-    _require("keytool")
-    _require("openssl")
+    require(shutil.which("keytool") is not None, "keytool")
+    require(shutil.which("openssl") is not None, "openssl")
     d = tmp_path_factory.mktemp("stores")
     certs = make_certificates(d / "certs")
     chain = _make_chain(d / "chain")

@@ -24,8 +24,7 @@ from artesian.security.key_store import (
     PEM,
     KeyStoreError,
     load_cert_chain,
-    normal_password,
-    read_key_store,
+    load_key_store_file,
     read_trust_store,
 )
 from artesian.security.oauthbearer.settings import listener_login
@@ -368,25 +367,15 @@ def _load_key_store(
         )
     try:
         if location:
-            with open(location, "rb") as f:
-                material = read_key_store(
-                    f.read(), declared, store_password, key_password, path=location
+            others = load_key_store_file(context, location, declared, store_password, key_password)
+            if others:
+                log.warning(
+                    "listener %s: the key store %s holds more private keys (%s) than the "
+                    "one it serves: keep one key per key store",
+                    listener,
+                    location,
+                    ", ".join(others),
                 )
-            if material is None:  # PEM: ssl reads the file itself
-                password = key_password or store_password
-                context.load_cert_chain(
-                    location, password=normal_password(password) if password else None
-                )
-            else:
-                if material.others:
-                    log.warning(
-                        "listener %s: the key store %s holds more private keys (%s) than the "
-                        "one it serves: keep one key per key store",
-                        listener,
-                        location,
-                        ", ".join(material.others),
-                    )
-                load_cert_chain(context, material.chain_pem, material.key_pem)
         elif chain and key:
             load_cert_chain(context, chain.encode(), key.encode(), key_password)
         elif required:

@@ -228,7 +228,7 @@ def _tls_from(conf: dict[str, Any]) -> ssl.SSLContext:
         PKCS12,
         KeyStoreError,
         load_cert_chain,
-        read_key_store,
+        load_key_store_file,
     )
 
     ca, ca_pem = conf.get("ssl.ca.location"), conf.get("ssl.ca.pem")
@@ -240,17 +240,13 @@ def _tls_from(conf: dict[str, Any]) -> ssl.SSLContext:
             cadata=ca_pem or None,
         )
         if conf.get("ssl.keystore.location"):
-            location = str(conf["ssl.keystore.location"])
-            with open(location, "rb") as f:
-                material = read_key_store(
-                    f.read(),
-                    PKCS12,
-                    conf.get("ssl.keystore.password"),
-                    key_password,
-                    path=location,
-                )
-            assert material is not None  # PKCS12 only, as in librdkafka
-            load_cert_chain(tls, material.chain_pem, material.key_pem)
+            load_key_store_file(  # PKCS12 only, as in librdkafka
+                tls,
+                str(conf["ssl.keystore.location"]),
+                PKCS12,
+                conf.get("ssl.keystore.password"),
+                key_password,
+            )
         elif conf.get("ssl.certificate.pem") or conf.get("ssl.key.pem"):
             load_cert_chain(
                 tls,

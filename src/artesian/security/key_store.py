@@ -80,6 +80,25 @@ def load_cert_chain(
         os.unlink(path)
 
 
+def load_key_store_file(
+    context: ssl.SSLContext,
+    location: str,
+    declared: str | None,
+    store_password: str | None,
+    key_password: str | None,
+) -> tuple[str, ...]:
+    """Load the chain and key of the key store at ``location`` (JKS, PKCS12 or PEM, see
+    read_key_store) into ``context``; returns the private keys it holds besides that one."""
+    with open(location, "rb") as f:
+        material = read_key_store(f.read(), declared, store_password, key_password, path=location)
+    if material is None:  # PEM: ssl reads the file itself
+        password = key_password or store_password
+        context.load_cert_chain(location, password=normal_password(password) if password else None)
+        return ()
+    load_cert_chain(context, material.chain_pem, material.key_pem)
+    return material.others
+
+
 def store_format(data: bytes) -> str:
     """The format a store's bytes are in, by their first bytes."""
     if data[:4] == struct.pack(">I", _JKS_MAGIC):

@@ -70,7 +70,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 errors[tp] = ErrorCode.topic_authorization_failed
                 continue
             if by_id and timg is None:
-                continue  # UNKNOWN_TOPIC_ID, answered per topic below
+                errors[tp] = ErrorCode.unknown_topic_id  # v10 names topics by id only
+                continue
             if timg is None or p.partition_index not in timg.partitions:
                 errors[tp] = ErrorCode.unknown_topic_or_partition
                 continue
@@ -130,13 +131,7 @@ def _response(
                     make(
                         mod.OffsetCommitResponsePartition,
                         partition_index=i,
-                        error_code=errors.get(
-                            (name, i),
-                            # v10 names topics by id only: no name means an unknown id.
-                            ErrorCode.unknown_topic_id
-                            if not name and not hasattr(t, "name")
-                            else ErrorCode.none,
-                        ),
+                        error_code=errors.get((name, i), ErrorCode.none),
                     )
                     for i in indexes
                 ),
