@@ -183,6 +183,24 @@ def test_produce_then_consume_exact(broker: Any) -> None:
     assert out == "Partition:0\tOffset:3\tNO_HEADERS\tk3\tok\n"
 
 
+def test_consume_json_tells_bytes_from_text(broker: Any) -> None:
+    from confluent_kafka import Producer
+
+    cli(broker, "topic", "create", "binary", "--partitions", "1")
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    # The text "\\xff" and the byte 0xff escape alike: only the byte is base64.
+    producer.produce("binary", key=b"\\xff", value=b"\xff\x00a", headers=[("h", b"\xfe")])
+    producer.produce("binary", key="é".encode(), value=None)
+    assert producer.flush(10) == 0
+    consumed = cli(broker, "consume", "binary", "--from-beginning", "-n", "2", "--json")
+    assert [(r["key"], r["value"], r["headers"]) for r in records(consumed.stdout)] == [
+        ("\\xff", {"base64": "/wBh"}, [["h", {"base64": "/g=="}]]),
+        ("é", None, []),
+    ]
+    text = cli(broker, "consume", "binary", "--from-beginning", "-n", "1", "--print-key").stdout
+    assert text == "\\xff\t\\xff\x00a\n"
+
+
 def test_produce_from_file_to_partition(broker: Any, tmp_path: Any) -> None:
     cli(broker, "topic", "create", "files", "--partitions", "2")
     f = tmp_path / "lines.txt"
@@ -275,6 +293,33 @@ def test_reset_offsets_of_some_partitions(broker: Any) -> None:
     )
     assert "Use TOPIC or TOPIC:P,P" in fails(
         broker, "groups", "reset-offsets", "g", "-t", "spread:x", "--to-earliest"
+    )
+
+    def reset(*args: str) -> list[tuple[int, int | None, int]]:
+        got = cli_json(broker, "groups", "reset-offsets", "g", *args)["partitions"]
+        assert {r["topic"] for r in got} == {"spread"}
+        return [(r["partition"], r["current_offset"], r["new_offset"]) for r in got]
+
+    # As kafka-consumer-groups: a shift needs a committed offset to shift from.
+    err = fails(broker, "groups", "reset-offsets", "g", "-t", "spread", "--shift-by", "-1")
+    assert "cannot shift the offset of spread[1]: the group has no committed offset" in err
+    # --all-topics: the partitions with committed offsets.
+    assert reset("--all-topics", "--shift-by", "-1", "--execute") == [(0, 1, 0), (2, 3, 2)]
+    # --to-current keeps committed offsets; a partition without one goes to the log end.
+    assert reset("-t", "spread", "--to-current") == [(0, 0, 0), (1, None, 2), (2, 2, 2)]
+    # --by-duration: the first offset at or after that long ago; none (a negative duration
+    # reaches into the future) means the log end.
+    assert reset("-t", "spread:1", "--by-duration", "PT1H") == [(1, None, 0)]
+    assert reset("-t", "spread:1", "--by-duration", "-PT1H") == [(1, None, 2)]
+    assert "not an ISO 8601 duration" in fails(
+        broker, "groups", "reset-offsets", "g", "-t", "spread", "--by-duration", "1h"
+    )
+    for topics in ((), ("-t", "spread", "--all-topics")):
+        assert "give --topic (repeatable) or --all-topics" in fails(
+            broker, "groups", "reset-offsets", "g", *topics, "--to-earliest"
+        )
+    assert "group 'h' has no committed offsets to reset" in fails(
+        broker, "groups", "reset-offsets", "h", "--all-topics", "--to-earliest"
     )
 
 

@@ -284,9 +284,49 @@ def test_acls_cli_adds_lists_and_removes(acl_broker: BrokerProcess) -> None:
     wrong = _cli(acl_broker, "add", "--principal", "User:x", "--operation", "Fly", "--topic", "t")
     assert wrong.returncode == 2
     assert "unknown operation 'Fly'" in wrong.stderr
-    removed = _cli(acl_broker, "remove", "--principal", "User:cli-user", "--json")
+    # As kafka-acls: an operation the resource type does not have is refused, All is not.
+    wrong = _cli(acl_broker, "add", "--principal", "User:x", "--operation", "Write", "--group", "g")
+    assert wrong.returncode == 2
+    assert "a Group has no operation Write" in wrong.stderr
+    assert "supports All, AlterConfigs, Delete, Describe, DescribeConfigs, Read." in wrong.stderr
+    assert _cli(acl_broker, "list", "--principal", "User:x", "--json").stdout.strip() == "[]"
+
+    # remove narrows by host and by permission.
+    for host in ("10.0.0.1", "10.0.0.2"):
+        added = _cli(
+            acl_broker,
+            "add",
+            "--principal",
+            "User:cli-user",
+            "--operation",
+            "Write",
+            "--topic",
+            "cli-",
+            "--prefixed",
+            "--host",
+            host,
+        )
+        assert added.returncode == 0, added.stderr
+    removed = _cli(
+        acl_broker, "remove", "--topic", "cli-", "--prefixed", "--host", "10.0.0.1", "--json"
+    )
     assert removed.returncode == 0, removed.stderr
-    assert len(json.loads(removed.stdout)) == 3
+    assert [(r["host"], r["operation"]) for r in json.loads(removed.stdout)] == [
+        ("10.0.0.1", "Write")
+    ]
+    removed = _cli(acl_broker, "remove", "--principal", "User:cli-user", "--deny", "--json")
+    assert [(r["resource"], r["permission"]) for r in json.loads(removed.stdout)] == [
+        ("Cluster", "Deny")
+    ]
+    both = _cli(acl_broker, "remove", "--principal", "User:cli-user", "--deny", "--allow")
+    assert both.returncode == 2 and "give --allow or --deny, not both" in both.stderr
+    removed = _cli(acl_broker, "remove", "--principal", "User:cli-user", "--allow", "--json")
+    assert removed.returncode == 0, removed.stderr
+    assert sorted((r["operation"], r["host"]) for r in json.loads(removed.stdout)) == [
+        ("DescribeConfigs", "*"),
+        ("Read", "*"),
+        ("Write", "10.0.0.2"),
+    ]
     listed = _cli(acl_broker, "list", "--principal", "User:cli-user", "--json")
     assert json.loads(listed.stdout) == []
 

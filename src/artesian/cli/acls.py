@@ -45,6 +45,25 @@ _OPERATIONS: dict[str, AclOperation] = {
     if op not in (AclOperation.UNKNOWN, AclOperation.ANY)
 }
 
+_A = AclOperation
+# The operations each resource type has (kafka-acls refuses others; All always applies).
+SUPPORTED_OPERATIONS: dict[ResourceType, frozenset[AclOperation]] = {
+    ResourceType.TOPIC: frozenset(
+        {_A.READ, _A.WRITE, _A.CREATE, _A.DESCRIBE, _A.DELETE, _A.ALTER}
+        | {_A.DESCRIBE_CONFIGS, _A.ALTER_CONFIGS}
+    ),
+    ResourceType.GROUP: frozenset(
+        {_A.READ, _A.DESCRIBE, _A.DELETE, _A.DESCRIBE_CONFIGS, _A.ALTER_CONFIGS}
+    ),
+    ResourceType.CLUSTER: frozenset(
+        {_A.CREATE, _A.CLUSTER_ACTION, _A.DESCRIBE_CONFIGS, _A.ALTER_CONFIGS}
+        | {_A.IDEMPOTENT_WRITE, _A.ALTER, _A.DESCRIBE}
+    ),
+    ResourceType.TRANSACTIONAL_ID: frozenset({_A.DESCRIBE, _A.WRITE}),
+    ResourceType.DELEGATION_TOKEN: frozenset({_A.DESCRIBE}),
+    ResourceType.USER: frozenset({_A.CREATE_TOKENS, _A.DESCRIBE_TOKENS}),
+}
+
 # What to do next, by the broker's error (Kafka's codes by name).
 _HINTS = {
     "security_disabled": "Set authorizer.class.name on the brokers "
@@ -129,6 +148,19 @@ def _operations(names: list[str] | None) -> list[AclOperation]:
     return ops
 
 
+def _check_supported(kind: ResourceType, ops: list[AclOperation]) -> None:
+    supported = SUPPORTED_OPERATIONS[kind] | {AclOperation.ALL}
+    if wrong := [op for op in ops if op not in supported]:
+        raise CliError(
+            f"a {_name(ResourceType, kind)} has no operation "
+            + ", ".join(_name(AclOperation, op) for op in wrong),
+            f"A {_name(ResourceType, kind)} supports "
+            + ", ".join(sorted(_name(AclOperation, op) for op in supported))
+            + ".",
+            code=2,
+        )
+
+
 def _name(enum_type: type[Any], value: int) -> str:
     try:
         member = enum_type(value)
@@ -202,6 +234,7 @@ def add(
                 "Example: artesian acls add --principal User:alice --operation Read --topic orders",
                 code=2,
             )
+        _check_supported(resource[0], ops)
         pattern = PatternType.PREFIXED if prefixed else PatternType.LITERAL
         permission = AclPermissionType.DENY if deny else AclPermissionType.ALLOW
         creations = tuple(
@@ -228,6 +261,8 @@ def _filter(
     operation: AclOperation,
     resource: tuple[ResourceType, str] | None,
     prefixed: bool,
+    host: str | None = None,
+    permission: AclPermissionType = AclPermissionType.ANY,
 ) -> dict[str, Any]:
     """A DescribeAcls / DeleteAcls filter's fields."""
     kind, name = resource if resource is not None else (ResourceType.ANY, None)
@@ -243,9 +278,9 @@ def _filter(
         "resource_name_filter": name,
         "pattern_type_filter": pattern,
         "principal_filter": principal,
-        "host_filter": None,
+        "host_filter": host,
         "operation": operation,
-        "permission_type": AclPermissionType.ANY,
+        "permission_type": permission,
     }
 
 
@@ -302,6 +337,12 @@ def remove(
     user_principal: UserOpt = None,
     delegation_token: TokenOpt = None,
     prefixed: PrefixedOpt = False,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Only ACLs for this client address ('*' is itself a value)."),
+    ] = None,
+    allow: Annotated[bool, typer.Option("--allow", help="Only ALLOW ACLs.")] = False,
+    deny: Annotated[bool, typer.Option("--deny", help="Only DENY ACLs.")] = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
     props: PropsOpt = None,
@@ -309,7 +350,7 @@ def remove(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove the ACLs that match: a resource, a principal, operations (at least one of the
-    three)."""
+    three), narrowed by --host and --allow or --deny."""
     from kio.schema.delete_acls.v3 import request as schema  # here: slow to import
 
     opts = client_options(bootstrap, command_config, props, timeout)
@@ -323,8 +364,17 @@ def remove(
                 "To see what exists: artesian acls list",
                 code=2,
             )
+        if allow and deny:
+            raise CliError("give --allow or --deny, not both", code=2)
+        permission = (
+            AclPermissionType.ALLOW
+            if allow
+            else AclPermissionType.DENY
+            if deny
+            else AclPermissionType.ANY
+        )
         filters = tuple(
-            schema.DeleteAclsFilter(**_filter(principal, op, resource, prefixed))
+            schema.DeleteAclsFilter(**_filter(principal, op, resource, prefixed, host, permission))
             for op in _operations(operation) or [AclOperation.ANY]
         )
         with WireClient.for_options(opts) as client:

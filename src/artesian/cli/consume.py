@@ -6,10 +6,12 @@ it joins the group (subscribe) and commits its position on exit.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -52,16 +54,27 @@ def _unescape(fmt: str) -> str:
     return fmt.replace("\\\\", "\0").replace("\\t", "\t").replace("\\n", "\n").replace("\0", "\\")
 
 
-def _record(msg: Message) -> dict[str, Any]:
+def _json_bytes(b: bytes | None) -> str | dict[str, str] | None:
+    """Text as it is; other bytes as {"base64": ...}, since an escaped form could not be told
+    from text that looks the same."""
+    if b is None:
+        return None
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(b).decode("ascii")}
+
+
+def _record(msg: Message, show: Callable[[bytes | None], Any] = _text) -> dict[str, Any]:
     ts_type, ts = msg.timestamp()
     return {
         "topic": msg.topic(),
         "partition": msg.partition(),
         "offset": msg.offset(),
         "timestamp": ts if ts_type else None,
-        "key": _text(msg.key()),
-        "value": _text(msg.value()),
-        "headers": [[k, _text(v)] for k, v in (msg.headers() or [])],
+        "key": show(msg.key()),
+        "value": show(msg.value()),
+        "headers": [[k, show(v)] for k, v in (msg.headers() or [])],
     }
 
 
@@ -89,9 +102,9 @@ class _Formatter:
                 )
 
     def __call__(self, msg: Message) -> str:
-        rec = _record(msg)
         if self.as_json:
-            return json.dumps(rec)
+            return json.dumps(_record(msg, _json_bytes))
+        rec = _record(msg)
         if self.fmt is not None:
             rec["headers"] = ",".join(f"{k}={v}" for k, v in rec["headers"])
             return self.fmt.format_map({k: "" if v is None else v for k, v in rec.items()})
@@ -172,7 +185,12 @@ def consume(
     props: PropsOpt = None,
     timeout: TimeoutOpt = 15.0,
     as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per message (JSON Lines).")
+        bool,
+        typer.Option(
+            "--json",
+            help='One JSON object per message (JSON Lines); bytes that are not UTF-8 as {"base64": '
+            "...}.",
+        ),
     ] = False,
 ) -> None:
     """Print messages from a topic until --max-messages, --timeout idle seconds, or Ctrl-C."""

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -279,6 +281,13 @@ ToDatetimeOpt = Annotated[
     str | None,
     typer.Option("--to-datetime", help="First offset at or after this ISO 8601 time."),
 ]
+ByDurationOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--by-duration",
+        help="First offset at or after this long ago, an ISO 8601 duration (PT1H, P1DT12H).",
+    ),
+]
 ExecuteOpt = Annotated[
     bool, typer.Option("--execute", help="Apply the change (default: only show the plan).")
 ]
@@ -303,16 +312,43 @@ def topic_partitions_of(admin: Any, opts: ClientOptions, specs: list[str]) -> li
     return tps
 
 
+_DURATION = re.compile(
+    r"(?P<sign>[-+]?)P(?:(?P<d>[-+]?\d+)D)?"
+    r"(?:T(?:(?P<h>[-+]?\d+)H)?(?:(?P<m>[-+]?\d+)M)?(?:(?P<s>[-+]?\d+(?:[.,]\d{1,9})?)S)?)?",
+    re.IGNORECASE,
+)
+
+
+def parse_duration_ms(value: str) -> int:
+    """An ISO 8601 duration as Java's Duration.parse reads it (PnDTnHnMn.nS), in ms."""
+    m = _DURATION.fullmatch(value.strip())
+    if m is None or not any(m.group(k) for k in "dhms") or value.strip().upper().endswith("T"):
+        fail(
+            f"--by-duration {value!r}: not an ISO 8601 duration",
+            "Examples: --by-duration PT1H (an hour ago), P1DT12H, PT30M, PT0.5S.",
+            code=2,
+        )
+    seconds = (
+        int(m.group("d") or 0) * 86_400
+        + int(m.group("h") or 0) * 3_600
+        + int(m.group("m") or 0) * 60
+        + float((m.group("s") or "0").replace(",", "."))
+    )
+    return round(seconds * 1000) * (-1 if m.group("sign") == "-" else 1)
+
+
 @dataclass(frozen=True)
 class ResetTarget:
     """Where reset-offsets moves a group: exactly one of its options (kafka-consumer-groups'
-    --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by)."""
+    --to-earliest, --to-latest, --to-current, --to-offset, --to-datetime, --by-duration,
+    --shift-by)."""
 
     to_earliest: bool
     to_latest: bool
     to_offset: int | None
     to_datetime_ms: int | None
     shift_by: int | None
+    to_current: bool = False
 
     @classmethod
     def chosen(
@@ -323,13 +359,17 @@ class ResetTarget:
         to_datetime: str | None,
         shift_by: int | None = None,
         can_shift: bool = True,
+        by_duration: str | None = None,
+        to_current: bool = False,
     ) -> ResetTarget:
         options = [
             ("--to-earliest", to_earliest),
             ("--to-latest", to_latest),
+            *([("--to-current", to_current)] if can_shift else []),
             ("--to-offset N", to_offset is not None),
             *([("--shift-by N", shift_by is not None)] if can_shift else []),
             ("--to-datetime ISO", to_datetime is not None),
+            ("--by-duration ISO", by_duration is not None),
         ]
         chosen = [name.split()[0] for name, on in options if on]
         if len(chosen) != 1:
@@ -339,7 +379,9 @@ class ResetTarget:
                 code=2,
             )
         ts = None if to_datetime is None else parse_datetime(to_datetime)
-        return cls(to_earliest, to_latest, to_offset, ts, shift_by)
+        if by_duration is not None:
+            ts = int(time.time() * 1000) - parse_duration_ms(by_duration)
+        return cls(to_earliest, to_latest, to_offset, ts, shift_by, to_current)
 
     def plan(
         self,
@@ -353,6 +395,15 @@ class ResetTarget:
         latest = offsets_at(admin, opts, tps, OffsetSpec.latest())
         ts = self.to_datetime_ms
         at_time = {} if ts is None else offsets_at(admin, opts, tps, OffsetSpec.for_timestamp(ts))
+        if self.shift_by is not None and (missing := [tp for tp in tps if tp not in current]):
+            # As kafka-consumer-groups: a shift needs an offset to shift from.
+            fail(
+                "cannot shift the offset of "
+                + ", ".join(f"{t}[{p}]" for t, p in missing)
+                + ": the group has no committed offset there",
+                "Reset those partitions with --to-earliest, --to-latest or --to-offset first, "
+                "or leave them out with --topic TOPIC:P,P.",
+            )
         plan = []
         for tp in tps:
             lo, hi = earliest[tp], latest[tp]
@@ -360,10 +411,13 @@ class ResetTarget:
                 new = lo
             elif self.to_latest:
                 new = hi
+            elif self.to_current:
+                # A partition with no committed offset goes to the log end, as Kafka's does.
+                new = current.get(tp, hi)
             elif self.to_offset is not None:
                 new = self.to_offset
             elif self.shift_by is not None:
-                new = current.get(tp, lo) + self.shift_by
+                new = current[tp] + self.shift_by
             else:
                 # No message at or after the time: the log end, as Kafka does.
                 new = at_time[tp] if at_time[tp] >= 0 else hi
@@ -409,21 +463,33 @@ def show_reset_plan(
 def reset_offsets(
     group: Annotated[str, typer.Argument(help="Group id.")],
     topic: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--topic",
             "-t",
             help="Topic whose offsets to reset, or TOPIC:P,P for some partitions "
             "(as kafka-consumer-groups). Repeatable.",
         ),
-    ],
+    ] = None,
+    all_topics: Annotated[
+        bool,
+        typer.Option("--all-topics", help="Every partition the group has committed offsets for."),
+    ] = False,
     to_earliest: ToEarliestOpt = False,
     to_latest: ToLatestOpt = False,
+    to_current: Annotated[
+        bool,
+        typer.Option(
+            "--to-current",
+            help="The committed offset (clamped to the log); the log end where there is none.",
+        ),
+    ] = False,
     to_offset: ToOffsetOpt = None,
     shift_by: Annotated[
         int | None, typer.Option("--shift-by", help="Move the committed offset by N (+/-).")
     ] = None,
     to_datetime: ToDatetimeOpt = None,
+    by_duration: ByDurationOpt = None,
     execute: ExecuteOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
@@ -434,7 +500,17 @@ def reset_offsets(
     """Move a group's committed offsets. A dry run unless --execute; the group must be inactive."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        target = ResetTarget.chosen(to_earliest, to_latest, to_offset, to_datetime, shift_by)
+        if bool(topic) == all_topics:
+            fail("give --topic (repeatable) or --all-topics", code=2)
+        target = ResetTarget.chosen(
+            to_earliest,
+            to_latest,
+            to_offset,
+            to_datetime,
+            shift_by,
+            by_duration=by_duration,
+            to_current=to_current,
+        )
         admin = opts.admin()
         desc = _describe_group(admin, opts, group)
         if desc.state not in INACTIVE:
@@ -443,8 +519,14 @@ def reset_offsets(
                 "offsets can only be reset while no consumer is running",
                 "Stop the group's consumers, then run this again.",
             )
-        tps = topic_partitions_of(admin, opts, topic)
-        plan = target.plan(admin, opts, tps, _committed(admin, opts, group))
+        committed = _committed(admin, opts, group)
+        tps = sorted(committed) if all_topics else topic_partitions_of(admin, opts, topic or [])
+        if not tps:
+            fail(
+                f"group {group!r} has no committed offsets to reset",
+                "Name the partitions with --topic TOPIC or --topic TOPIC:P,P.",
+            )
+        plan = target.plan(admin, opts, tps, committed)
         if execute:
             (future,) = admin.alter_consumer_group_offsets(
                 [

@@ -26,6 +26,7 @@ from artesian.cli.common import (
     table,
 )
 from artesian.cli.groups import (
+    ByDurationOpt,
     ExecuteOpt,
     ResetTarget,
     ToDatetimeOpt,
@@ -213,6 +214,7 @@ def reset_offsets(
     to_latest: ToLatestOpt = False,
     to_offset: ToOffsetOpt = None,
     to_datetime: ToDatetimeOpt = None,
+    by_duration: ByDurationOpt = None,
     execute: ExecuteOpt = False,
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
     command_config: CommandConfigOpt = None,
@@ -229,7 +231,9 @@ def reset_offsets(
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        target = ResetTarget.chosen(to_earliest, to_latest, to_offset, to_datetime, can_shift=False)
+        target = ResetTarget.chosen(
+            to_earliest, to_latest, to_offset, to_datetime, can_shift=False, by_duration=by_duration
+        )
         coordinator = coordinator_of(opts, _GROUP_KEY, group)
         state, members = _members(opts, coordinator, group)
         if members:
