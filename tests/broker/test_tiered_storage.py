@@ -161,6 +161,27 @@ def test_tiered_records_survive_kill_9_and_the_log_continues(broker_factory: Any
     _assert_exact(_read(broker.bootstrap, "tk", n - 5, n + 10), n - 5, n + 10)
 
 
+def test_segments_rolled_before_a_kill_9_are_tiered_without_new_writes(
+    broker_factory: Any,
+) -> None:
+    """After a crash the recovery point is the last checkpoint's, below segments rolled
+    since: they are flushed at start-up and copied, not left until a roll that a quiet topic
+    may never have."""
+    held = {"remote.log.manager.copy.max.bytes.per.second": "1"}  # nothing copied before
+    broker = broker_factory({**TIERED, **held})
+    n = 3000
+    _create(broker.bootstrap, "quiet", TOPIC_CONFIG)
+    _produce(broker.bootstrap, "quiet", 0, n)
+    rolled = len(_local_segments(broker, "quiet")) - 1
+    assert rolled >= 2
+    broker.kill9()
+    del broker.settings["remote.log.manager.copy.max.bytes.per.second"]
+    broker.start()
+    _wait(lambda: len(_local_segments(broker, "quiet")) == 1, "the rolled segments to be tiered")
+    assert len(_remote_objects(broker, ".metadata.json", "quiet")) >= rolled
+    _assert_exact(_read(broker.bootstrap, "quiet", 0, n), 0, n)
+
+
 def test_a_lost_local_disk_is_restored_from_tiered_storage(broker_factory: Any) -> None:
     """A broker whose partition directory is gone lists the remote segments at start-up and
     continues the log after them: every tiered record is read back and no offset is reused."""

@@ -13,8 +13,15 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import (
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 T = 30.0  # seconds: generous, this machine is shared
 FAST = {
@@ -120,23 +127,49 @@ def test_commit_is_read_abort_is_skipped_at_exact_offsets(broker: Any) -> None:
     assert _end_offset(broker.bootstrap, "t", "read_uncommitted") == 8
 
 
+def _lookup(bootstrap: str, topic: str, spec: OffsetSpec, committed: bool) -> tuple[int, int]:
+    """ListOffsets (offset, timestamp) through the admin API, with an isolation level."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+    (f,) = admin.list_offsets(
+        {TopicPartition(topic, 0): spec}, isolation_level=level, request_timeout=T
+    ).values()
+    r = f.result(T)
+    return r.offset, r.timestamp
+
+
 def test_open_transaction_holds_back_the_last_stable_offset(broker: Any) -> None:
     _create(broker.bootstrap, "lso")
     txn = _txn_producer(broker.bootstrap, "tx-lso")
     plain = Producer({"bootstrap.servers": broker.bootstrap})
+    ts = int(time.time() * 1000) - 60_000
     txn.begin_transaction()
-    txn.produce("lso", b"x0")
+    txn.produce("lso", b"x0", timestamp=ts)
     txn.flush(T)  # offset 0, open
-    plain.produce("lso", b"y0")
+    plain.produce("lso", b"y0", timestamp=ts + 1000)
     plain.flush(T)  # offset 1, not transactional
 
     assert _end_offset(broker.bootstrap, "lso", "read_committed") == 0
     assert _end_offset(broker.bootstrap, "lso", "read_uncommitted") == 2
     assert _read(broker.bootstrap, "lso", "read_committed", 0) == []
+    # Lookups by time stop at what the isolation level may read, as Kafka's ReplicaManager:
+    # no answer (-1) past the LSO for read_committed.
+    at_ts, latest_ts = OffsetSpec.for_timestamp(ts), OffsetSpec.max_timestamp()
+    assert _lookup(broker.bootstrap, "lso", at_ts, committed=True)[0] == -1
+    assert _lookup(broker.bootstrap, "lso", latest_ts, committed=True)[0] == -1
+    assert _lookup(broker.bootstrap, "lso", at_ts, committed=False) == (0, ts)
+    assert _lookup(broker.bootstrap, "lso", latest_ts, committed=False) == (1, ts + 1000)
 
     txn.commit_transaction(T)  # COMMIT marker at 2
     assert _end_offset(broker.bootstrap, "lso", "read_committed") == 3
     assert _read(broker.bootstrap, "lso", "read_committed", 2) == [(0, b"x0"), (1, b"y0")]
+    assert _lookup(broker.bootstrap, "lso", at_ts, committed=True) == (0, ts)
+    assert _lookup(broker.bootstrap, "lso", OffsetSpec.for_timestamp(ts + 1), committed=True) == (
+        1,
+        ts + 1000,
+    )
+    # The COMMIT marker, written now, has the largest timestamp: Kafka counts control batches.
+    assert _lookup(broker.bootstrap, "lso", latest_ts, committed=True)[0] == 2
 
 
 def test_new_producer_of_the_same_id_fences_the_old_and_aborts_its_transaction(

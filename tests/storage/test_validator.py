@@ -142,6 +142,19 @@ def test_log_append_time() -> None:
     assert [b.max_timestamp for b in decoded] == [NOW, NOW]
 
 
+@pytest.mark.parametrize("target", ["gzip", "uncompressed"])
+def test_log_append_time_survives_recompression(target: str) -> None:
+    config = LogConfig(message_timestamp_type="LogAppendTime", compression_type=target)
+    codec = CompressionType.LZ4 if target == "gzip" else CompressionType.SNAPPY
+    info = validate(make_batch(n=3, timestamp=5, codec=codec), config, now=NOW)
+    assert info.recompressed
+    decoded = decode_batches(bytes(info.records))
+    assert [(b.attributes & 0x08, b.attributes & 7) for b in decoded] == [
+        (8, CompressionType.GZIP if target == "gzip" else 0)
+    ]
+    assert [r[1] for b in decoded for r in b.records] == [NOW] * 3
+
+
 def _records(n: int) -> list[Rec]:
     return [
         Rec(

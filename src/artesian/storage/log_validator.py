@@ -256,7 +256,9 @@ def _recompress(buf: memoryview, pos: int, h: BatchHeader, target: int, config: 
     out[:BATCH_HEADER_SIZE] = buf[pos : pos + BATCH_HEADER_SIZE]
     out[BATCH_HEADER_SIZE:] = new_body
     _LENGTH.pack_into(out, 8, len(out) - LOG_OVERHEAD)
-    _ATTRS.pack_into(out, 21, (h.attributes & ~ATTR_COMPRESSION_MASK) | target)
+    # The header as patched (LogAppendTime's flag), not as the producer sent it.
+    (attributes,) = _ATTRS.unpack_from(out, 21)
+    _ATTRS.pack_into(out, 21, (attributes & ~ATTR_COMPRESSION_MASK) | target)
     set_crc(out, 0, len(out))
     if len(out) > config.max_message_bytes:
         raise RecordTooLargeError(

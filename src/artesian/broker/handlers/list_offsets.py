@@ -20,8 +20,10 @@ MAX_VERSION = 11
 LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
 EARLIEST_PENDING_UPLOAD = -6
+CONSUMER_REPLICA_ID = -1
 
 
 def handle(ctx: Any, request: Any) -> Any:
@@ -30,6 +32,7 @@ def handle(ctx: Any, request: Any) -> Any:
     rlm = broker.remote_log_manager
     mod = response_module(API_KEY, ctx.header.api_version)
     read_committed = getattr(request, "isolation_level", 0) == 1
+    from_client = request.replica_id == CONSUMER_REPLICA_ID
     exempt_a_replica(ctx, request.replica_id)
     answers: list[tuple[str, list[dict[str, Any]]]] = []
     remote: list[tuple[dict[str, Any], Any, int]] = []  # (answer, partition, timestamp)
@@ -63,11 +66,17 @@ def handle(ctx: Any, request: Any) -> Any:
                 out["error_code"] = ErrorCode.kafka_storage_error  # tiered storage still listing
             else:
                 plog = partition.log
+                # The end a consumer can read to: the high watermark, or for read_committed
+                # the last stable offset (a replica or a debugging tool: the log end).
+                out["_last_fetchable"] = (
+                    plog.log_end_offset
+                    if not from_client
+                    else plog.last_stable_offset
+                    if read_committed
+                    else plog.high_watermark
+                )
                 if p.timestamp == LATEST:
-                    # The end a consumer can read to: the high watermark, or for
-                    # read_committed the last stable offset.
-                    end = plog.last_stable_offset if read_committed else plog.high_watermark
-                    out.update(offset=end, leader_epoch=partition.leader_epoch)
+                    out.update(offset=out["_last_fetchable"], leader_epoch=partition.leader_epoch)
                 elif p.timestamp == LATEST_TIERED:
                     highest = (
                         plog.highest_offset_in_remote_storage if plog.remote_log_enabled else -1
@@ -86,10 +95,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 ):
                     remote.append((out, partition, p.timestamp))
                 else:
-                    found = plog.fetch_offset_by_timestamp(p.timestamp)
-                    if found is not None:
-                        offset, ts, leader_epoch = found
-                        out.update(offset=offset, timestamp=ts, leader_epoch=leader_epoch)
+                    _found(out, plog.fetch_offset_by_timestamp(p.timestamp), p.timestamp)
             parts.append(out)
     if remote:
         return _with_remote_lookups(mod, answers, remote, rlm)
@@ -125,10 +131,20 @@ async def _with_remote_lookups(
             continue
         if found is None:
             found = plog.fetch_offset_by_timestamp(timestamp)
-        if found is not None:
-            offset, ts, leader_epoch = found
-            out.update(offset=offset, timestamp=ts, leader_epoch=leader_epoch)
+        _found(out, found, timestamp)
     return _response(mod, answers)
+
+
+def _found(out: dict[str, Any], found: tuple[int, int, int] | None, timestamp: int) -> None:
+    """A lookup's answer, unless it lies past what a consumer may read (an open transaction's
+    record for read_committed, one above the high watermark): then none, as in Kafka's
+    ReplicaManager. The earliest offsets (-2, -4) are always answers."""
+    if found is None:
+        return
+    offset, ts, leader_epoch = found
+    if timestamp not in (EARLIEST, EARLIEST_LOCAL) and offset >= out["_last_fetchable"]:
+        return
+    out.update(offset=offset, timestamp=ts, leader_epoch=leader_epoch)
 
 
 def _response(mod: Any, answers: list[tuple[str, list[dict[str, Any]]]]) -> Any:
@@ -136,7 +152,13 @@ def _response(mod: Any, answers: list[tuple[str, list[dict[str, Any]]]]) -> Any:
         make(
             mod.ListOffsetsTopicResponse,
             name=name,
-            partitions=tuple(make(mod.ListOffsetsPartitionResponse, **out) for out in parts),
+            partitions=tuple(
+                make(
+                    mod.ListOffsetsPartitionResponse,
+                    **{k: v for k, v in out.items() if k != "_last_fetchable"},
+                )
+                for out in parts
+            ),
         )
         for name, parts in answers
     )
