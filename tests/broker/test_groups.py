@@ -886,10 +886,17 @@ def test_offset_commit_generation_and_member_fencing(module_broker_factory: Any)
         assert b.leave() == NONE
         assert b.commit({1: 12}) == {UNKNOWN_MEMBER_ID}
         assert b.heartbeat() == UNKNOWN_MEMBER_ID
+        # Generation -1 (no group management) is refused while the group has members...
+        assert a.commit({0: 12}, generation=-1, member_id="") == {UNKNOWN_MEMBER_ID}
+        assert a.leave() == NONE
+        wait_for(lambda: _describe(broker, "fence").state.name == "EMPTY", what="empty group")
+        # ...and accepted once it is empty, whatever member id it names (Kafka's
+        # validateOffsetCommit returns before looking at the member).
+        assert a.commit({0: 13}, generation=-1, member_id="stale") == {NONE}
     finally:
         a.close()
         b.close()
-    assert _committed(broker, "fence", "t", 2) == {0: 10, 1: 11}
+    assert _committed(broker, "fence", "t", 2) == {0: 13, 1: 11}
 
 
 def test_static_member_rejoins_without_rebalance_and_fences_old_instance(
@@ -991,6 +998,48 @@ def test_session_expiry_rebalances_to_the_remaining_member_raw(
     finally:
         a.close()
         b.close()
+
+
+def test_a_member_gone_while_waiting_in_sync_group_expires_in_the_next_rebalance(
+    module_broker_factory: Any,
+) -> None:
+    """A follower whose connection closes while its SyncGroup waits for the leader is not
+    waiting any more once a rebalance starts: its session runs out and the rebalance ends
+    then, not after the rebalance timeout (here longer than the clients wait)."""
+    broker = module_broker_factory(FAST)
+    log_start = broker.log_mark()
+    _raw_setup(broker)
+    long = 120_000  # ms: a rebalance held for it would outlast every request below
+    a = RawMember(broker, "gone-in-sync", rebalance_ms=long)
+    b = RawMember(broker, "gone-in-sync", session_ms=1000, rebalance_ms=long)
+    c = RawMember(broker, "gone-in-sync", rebalance_ms=long)
+    try:
+        assert a.join() == NONE  # a leads from the first generation on
+        assert a.sync({a.member_id: b""})[0] == NONE
+        b.send_join()
+        assert b.recv_join() == MEMBER_ID_REQUIRED
+        b.send_join()
+        a.send_join()
+        assert (a.recv_join(), b.recv_join()) == (NONE, NONE)
+        assert a.leader == a.member_id and a.generation == b.generation
+        b.send_sync()
+        time.sleep(0.5)  # the SyncGroup reaches the coordinator and waits for the leader
+        b.close()
+        time.sleep(0.2)
+        # A new member starts a rebalance; a rejoins; b's session must run out.
+        c.send_join()
+        assert c.recv_join() == MEMBER_ID_REQUIRED
+        c.send_join()
+        a.send_join()
+        assert (c.recv_join(), a.recv_join()) == (NONE, NONE)
+        assert sorted(a.members) == sorted([a.member_id, c.member_id])
+    finally:
+        for m in (a, b, c):
+            m.close()
+    assert (
+        f"member {b.member_id} in group gone-in-sync has failed, removing it (session timeout "
+        "1000 ms expired)"
+    ) in broker.log_tail(since=log_start)
 
 
 def test_member_that_never_syncs_is_removed_after_the_rebalance_timeout(

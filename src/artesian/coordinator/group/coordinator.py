@@ -496,11 +496,15 @@ class GroupCoordinator:
 
     def _prepare_rebalance(self, group: GroupMetadata, reason: str) -> None:
         if group.state is GroupState.COMPLETING_REBALANCE:
-            # Members waiting in SyncGroup must rejoin.
+            # Members waiting in SyncGroup must rejoin, and from now on heartbeat. One whose
+            # client went away (its wait cancelled) is no longer waiting either: its session
+            # runs out, else it would hold this rebalance for the whole rebalance timeout.
             for m in group.members.values():
-                if m.awaiting_sync is not None and not m.awaiting_sync.done():
-                    m.awaiting_sync.set_result((E.rebalance_in_progress, b""))
+                if m.awaiting_sync is not None:
+                    if not m.awaiting_sync.done():
+                        m.awaiting_sync.set_result((E.rebalance_in_progress, b""))
                     m.awaiting_sync = None
+                    self._schedule_heartbeat(group, m)
         was_empty = group.state is GroupState.EMPTY
         old_state = group.state
         group.state = GroupState.PREPARING_REBALANCE
@@ -896,13 +900,10 @@ class GroupCoordinator:
                 results, accepted = self._store_offsets(group_id, offsets)
                 group.offsets.update(accepted)
                 return {**invalid, **results}
-        elif (
-            generation_id < 0
-            and not member_id
-            and group_instance_id is None
-            and group.state is GroupState.EMPTY
-        ):
-            pass  # standalone commit to a group nobody is in
+        elif generation_id < 0 and group.state is GroupState.EMPTY:
+            # A standalone commit (an admin client, a consumer without group management) to a
+            # group nobody is in: whatever member or instance id it names, as in Kafka.
+            pass
         else:
             # Member and generation first, then the state (Kafka's validateOffsetCommit): a
             # zombie with a stale generation gets ILLEGAL_GENERATION, not REBALANCE_IN_PROGRESS,
