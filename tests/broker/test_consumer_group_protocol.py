@@ -1170,3 +1170,27 @@ def test_a_group_has_its_own_session_timeout_and_heartbeat_interval(broker_facto
     assert _assert_ok(member.heartbeat()).heartbeat_interval == _ms(HEARTBEAT_MS)
     member.close()
     admin.close()
+
+
+def test_the_cli_names_a_consumer_protocol_groups_state(module_broker_factory: Any) -> None:
+    """librdkafka's admin API calls Assigning and Reconciling UNKNOWN; the CLI asks
+    ConsumerGroupDescribe instead. A long session: the members wait while the CLI runs."""
+    import json
+
+    from tests.cli_run import artesian
+
+    broker = module_broker_factory({**FAST, "group.consumer.session.timeout.ms": "60000"})
+    ids = _topic(broker, "cs-t", 2)
+    a, b = Member(broker, "cs-g", ids), Member(broker, "cs-g", ids)
+    try:
+        _assert_ok(a.join("cs-t"))
+        _assert_ok(a.ack())
+        _assert_ok(b.join("cs-t"))  # waits for a partition a holds
+        listed = artesian("groups", "list", "--json", "-b", broker.bootstrap)
+        assert {"group": "cs-g", "state": "RECONCILING"} in json.loads(listed.stdout)
+        described = artesian("groups", "describe", "cs-g", "--json", "-b", broker.bootstrap)
+        desc = json.loads(described.stdout)
+        assert (desc["state"], desc["protocol"]) == ("RECONCILING", "consumer")
+    finally:
+        a.close()
+        b.close()

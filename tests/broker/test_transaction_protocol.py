@@ -242,7 +242,9 @@ def test_transaction_protocol_error_codes_and_visibility(broker_factory: Any) ->
 
         # A transactional write to a partition not in the transaction is refused, unwritten.
         assert _produce(conn, "tx", "t", pid, epoch, 0) == (INVALID_TXN_STATE, -1)
-        assert _produce(conn, None, "t", pid, epoch, 0)[0] == 87  # INVALID_RECORD
+        # Transactional records without a transactional id: the whole request is refused,
+        # authorizer or not, as in KafkaApis (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+        assert _produce(conn, None, "t", pid, epoch, 0) == (53, -1)
         assert _add(conn, "tx", pid, epoch, ("t", 0)) == {("t", 0): NONE}
         assert _produce(conn, "tx", "t", pid, epoch, 0) == (NONE, 0)  # offsets 0, 1
         # DescribeProducers (kafka-transactions.sh find-hanging): the open transaction

@@ -41,6 +41,7 @@ from artesian.cli.common import (
     result,
     table,
 )
+from artesian.cli.wire import WireClient, coordinator_of
 
 groups_app = make_app("List, describe, reset the offsets of, and delete consumer groups.")
 
@@ -57,6 +58,25 @@ def _protocol(desc: Any) -> str | None:
     kind = getattr(desc, "type", None)
     name = getattr(kind, "name", None)
     return name.lower() if name in ("CLASSIC", "CONSUMER") else None
+
+
+def _consumer_protocol_state(opts: ClientOptions, group: str) -> str | None:
+    """librdkafka knows only the classic protocol's states and calls a KIP-848 group's
+    Assigning or Reconciling UNKNOWN; ConsumerGroupDescribe names them."""
+    from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
+
+    with WireClient.for_options(opts, coordinator_of(opts, 0, group)) as client:
+        resp = client.request(69, 0, group_ids=(group,), include_authorized_operations=False)
+    (g,) = resp.groups
+    if g.error_code != ErrorCode.none:
+        return None
+    return str(g.group_state).upper()
+
+
+def _named_state(opts: ClientOptions, group: str, state: Any) -> str:
+    if state is ConsumerGroupState.UNKNOWN:
+        return _consumer_protocol_state(opts, group) or _state(state)
+    return _state(state)
 
 
 def _no_group(group: str) -> CliError:
@@ -86,7 +106,7 @@ def list_(
         )
         for e in res.errors:
             raise from_kafka_error(e, opts.bootstrap, "listing groups: ")
-        groups = sorted((g.group_id, _state(g.state)) for g in res.valid)
+        groups = sorted((g.group_id, _named_state(opts, g.group_id, g.state)) for g in res.valid)
         if as_json:
             print_json([{"group": g, "state": s} for g, s in groups])
         elif groups:
@@ -193,7 +213,7 @@ def describe(
         ]
         d = {
             "group": group,
-            "state": _state(desc.state),
+            "state": _named_state(opts, group, desc.state),
             "protocol": _protocol(desc),
             "assignor": desc.partition_assignor or None,
             "coordinator": None if desc.coordinator is None else desc.coordinator.id,
@@ -515,7 +535,8 @@ def reset_offsets(
         desc = _describe_group(admin, opts, group)
         if desc.state not in INACTIVE:
             fail(
-                f"group {group!r} is active ({_state(desc.state)}, {len(desc.members)} members): "
+                f"group {group!r} is active ({_named_state(opts, group, desc.state)}, "
+                f"{len(desc.members)} members): "
                 "offsets can only be reset while no consumer is running",
                 "Stop the group's consumers, then run this again.",
             )

@@ -125,7 +125,7 @@ def handle(ctx: Any, request: ProduceRequestView) -> Any:
 
 def _produce(ctx: Any, request: ProduceRequestView) -> Any:
     # With an authorizer, what the principal may not do is known first (once per request).
-    refusal = _refusal(ctx, request) if ctx.broker.authorizer is not None else None
+    refusal = _refusal(ctx, request)
     if isinstance(refusal, ErrorCode):
         return _refused(ctx, request, refusal)
     if ctx.broker.store is not None and _misdirected(ctx.broker, request, refusal):
@@ -144,7 +144,7 @@ async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
         min(max(request.timeout_ms, 0) / 1000, _CATCH_UP_SECONDS), "a Produce"
     )
     # Topic ids unknown before may name topics now: authorize again.
-    refusal = _refusal(ctx, request) if ctx.broker.authorizer is not None else None
+    refusal = _refusal(ctx, request)
     if isinstance(refusal, ErrorCode):
         return _refused(ctx, request, refusal)
     result = _handle(ctx, request, refusal)
@@ -161,16 +161,22 @@ def _has_transactional_records(request: ProduceRequestView) -> bool:
     )
 
 
-def _refusal(ctx: Any, request: ProduceRequestView) -> set[str] | ErrorCode:
-    """With an authorizer: the topics the principal may not WRITE to, or
-    TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request when it carries transactional
-    records without WRITE on its transactional id (KafkaApis' order)."""
-    if _has_transactional_records(request):
+def _refusal(ctx: Any, request: ProduceRequestView) -> set[str] | ErrorCode | None:
+    """TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request when it carries
+    transactional records without a transactional id, or, with an authorizer, without WRITE
+    on it (KafkaApis' order, authorizer or not); then, with an authorizer, the topics the
+    principal may not WRITE to."""
+    authorizer = ctx.broker.authorizer
+    if (request.transactional_id is None or authorizer is not None) and (
+        _has_transactional_records(request)
+    ):
         tid = request.transactional_id
         if tid is None or not authorized(
             ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, tid
         ):
             return ErrorCode.transactional_id_authorization_failed
+    if authorizer is None:
+        return None
     image = ctx.broker.image
     names = set()
     for t in request.topics:
