@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -310,6 +311,10 @@ def _plan_topic_configs(
     """The records altering a topic's overrides, planned from the image. A ``tenant`` (a
     logical cluster's principal) changes only what the topic policy lets it, and its
     AlterConfigs, which replaces every override, keeps those the platform set."""
+    # The name before the topic, as Kafka's ControllerConfigurationValidator.
+    if not res.resource_name:
+        raise ControllerError(ErrorCode.invalid_request, "Default topic resources are not allowed.")
+    validate_topic_name(res.resource_name)
     topic = broker.image.topics.get(res.resource_name)
     if topic is None:
         raise ControllerError(
@@ -375,10 +380,20 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     broker = ctx.broker
     mod = response_module(api_key, ctx.header.api_version)
     responses = []
+    # A resource named twice is answered once and left as it is (ControllerApis).
+    counts = Counter((res.resource_type, res.resource_name) for res in request.resources)
+    answered_duplicates: set[tuple[int, str]] = set()
     for res in request.resources:
         code, message = ErrorCode.none, None
         plan: Callable[[Any, Any, bool], list[Any]]
+        key = (res.resource_type, res.resource_name)
+        if counts[key] > 1:
+            if key in answered_duplicates:
+                continue
+            answered_duplicates.add(key)
         try:
+            if counts[key] > 1:
+                raise ControllerError(ErrorCode.invalid_request, "Duplicate resource.")
             if denied := _denied(ctx, res, AclOperation.ALTER_CONFIGS):
                 raise ControllerError(*denied)
             if res.resource_type == TOPIC:

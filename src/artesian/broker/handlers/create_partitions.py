@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -31,18 +32,27 @@ def handle(ctx: Any, request: Any) -> Any:
     quota = MutationAdmission(ctx, strict=ctx.header.api_version >= 3)
     lc = ctx.logical_cluster
     validated = 0  # partitions a validate_only request's earlier topics would add
-    results = []
-    seen: set[str] = set()
+    # A topic named twice is answered once and left as it is (ControllerApis).
+    counts = Counter(t.name for t in request.topics)
+    duplicates = [name for name, n in counts.items() if n > 1]
+    results = [
+        make(
+            mod.CreatePartitionsTopicResult,
+            name=name,
+            error_code=ErrorCode.invalid_request,
+            error_message="Duplicate topic name.",
+        )
+        for name in duplicates
+    ]
     # ALTER on each topic (KafkaApis/ControllerApis: after the duplicate check).
     allowed = authorized_names(
         ctx, AclOperation.ALTER, ResourceType.TOPIC, (t.name for t in request.topics)
     )
     for t in request.topics:
+        if counts[t.name] > 1:
+            continue
         code, message = ErrorCode.none, None
         try:
-            if t.name in seen:
-                raise ControllerError(ErrorCode.invalid_request, "Duplicate topic name.")
-            seen.add(t.name)
             if t.name not in allowed:
                 raise ControllerError(ErrorCode.topic_authorization_failed, TOPIC_DENIED)
             assignments = (

@@ -34,6 +34,8 @@ MAX_VERSION = 7
 
 log = logging.getLogger("artesian.admin")
 
+CLUSTER_METADATA_TOPIC = "__cluster_metadata"
+
 
 def auto_create_topic(broker: Any, name: str, logical_cluster: Any = None) -> ErrorCode:
     """Create ``name`` with the broker defaults; returns the error code for Metadata. A
@@ -50,6 +52,10 @@ def auto_create_topic(broker: Any, name: str, logical_cluster: Any = None) -> Er
         except ControllerError as e:
             return e.code
         return ErrorCode.none
+    if name == CLUSTER_METADATA_TOPIC:
+        # Kafka's controller refuses to create it; the asker keeps hearing that it is on
+        # its way, as from Kafka's AutoTopicCreationManager.
+        return ErrorCode.leader_not_available
     topic = NewTopic(
         name,
         broker.config.get("num.partitions"),
@@ -80,19 +86,29 @@ def handle(ctx: Any, request: Any) -> Any:
     counts = collections.Counter(t.name for t in request.topics)
     # CREATE on the cluster, or on each topic; the configs a created topic answers with need
     # DESCRIBE_CONFIGS on it (else topic_config_error_code TOPIC_AUTHORIZATION_FAILED).
-    creatable = describable = set(counts)
+    # KRaft's metadata topic is no topic one may create (refused as unauthorized, as Kafka's
+    # ControllerApis does): tools tell it by its name.
+    allowed = set(counts) - {CLUSTER_METADATA_TOPIC}
+    if CLUSTER_METADATA_TOPIC in counts:
+        log.info("rejecting creation of internal topic %s", CLUSTER_METADATA_TOPIC)
+    creatable = describable = allowed
     if broker.authorizer is not None:
         if not cluster_authorized(ctx, AclOperation.CREATE):
-            creatable = authorized_names(ctx, AclOperation.CREATE, ResourceType.TOPIC, counts)
+            creatable = authorized_names(ctx, AclOperation.CREATE, ResourceType.TOPIC, allowed)
         describable = authorized_names(
-            ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, counts
+            ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, allowed
         )
     # KIP-599: v6+ refuse what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=version >= 6)
     tenant = ctx.logical_cluster is not None
     validated = 0  # partitions a validate_only request's earlier topics would create
     results = []
+    answered_duplicates: set[str] = set()
     for t in request.topics:
+        if counts[t.name] > 1:  # answered once (ControllerApis)
+            if t.name in answered_duplicates:
+                continue
+            answered_duplicates.add(t.name)
         result = dict(
             name=t.name,
             topic_id=None,

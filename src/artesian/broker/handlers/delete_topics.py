@@ -24,6 +24,8 @@ MAX_VERSION = 6
 
 log = logging.getLogger("artesian.admin")
 
+_MAPS_TO_GIVEN_ID = "The provided topic name maps to an ID that was already supplied."
+
 
 def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
@@ -51,7 +53,27 @@ def handle(ctx: Any, request: Any) -> Any:
     # KIP-599: v5+ refuse what goes over controller_mutation_rate, older ones are throttled.
     quota = MutationAdmission(ctx, strict=ctx.header.api_version >= 5)
     results = []
+
+    def answer(name: str | None, topic_id: Any, code: ErrorCode, message: str | None) -> None:
+        results.append(
+            make(
+                mod.DeletableTopicResult,
+                name=name,
+                topic_id=topic_id,
+                error_code=code,
+                error_message=message,
+            )
+        )
+
+    ambiguous = _ambiguous(image, wanted, describable, deletable)
+    for (name, topic_id), message in ambiguous.items():
+        if message == _MAPS_TO_GIVEN_ID:
+            topic_id = image.topics[name].topic_id  # told: the principal may delete it
+        if message:
+            answer(name, topic_id, ErrorCode.invalid_request, message)
     for name, topic_id in wanted:
+        if (name, topic_id) in ambiguous:
+            continue
         code, message = ErrorCode.none, None
         topic = _lookup(image, name, topic_id)
         try:
@@ -81,16 +103,50 @@ def handle(ctx: Any, request: Any) -> Any:
             log.info("deleted topic %s", topic.name if topic else name)
         except ControllerError as e:
             code, message = e.code, e.message
-        results.append(
-            make(
-                mod.DeletableTopicResult,
-                name=topic.name if topic is not None else name,
-                topic_id=topic.topic_id if topic is not None else topic_id,
-                error_code=code,
-                error_message=message,
-            )
+        answer(
+            topic.name if topic is not None else name,
+            topic.topic_id if topic is not None else topic_id,
+            code,
+            message,
         )
     return make(mod.DeleteTopicsResponse, throttle_time=quota.finish(), responses=tuple(results))
+
+
+def _ambiguous(
+    image: Any,
+    wanted: list[tuple[str | None, Any]],
+    describable: set[str] | None,
+    deletable: set[str] | None,
+) -> dict[tuple[str | None, Any], str | None]:
+    """The entries that delete nothing, as Kafka's ControllerApis refuses them, with the
+    INVALID_REQUEST message each answers (None: answered by another entry's message): a name
+    and an id together, a name or an id given twice, and a name whose topic is also given by
+    id (told only to a principal who may delete it: else the name would reveal the id)."""
+    refused: dict[tuple[str | None, Any], str | None] = {}
+    names: dict[str, int] = {}
+    ids: dict[Any, int] = {}
+    for name, topic_id in wanted:
+        if name and topic_id:
+            refused[(name, topic_id)] = "You may not specify both topic name and topic id."
+        elif name:
+            names[name] = names.get(name, 0) + 1
+        elif topic_id:
+            ids[topic_id] = ids.get(topic_id, 0) + 1
+    for name, count in names.items():
+        if count > 1:
+            refused[(name, None)] = "Duplicate topic name."
+    for topic_id, count in ids.items():
+        if count > 1:
+            refused[(None, topic_id)] = "Duplicate topic id."
+    for name, count in names.items():
+        topic = image.topics.get(name)
+        if count > 1 or topic is None or topic.topic_id not in ids:
+            continue
+        if describable is not None and name not in describable & (deletable or set()):
+            continue
+        refused[(name, None)] = _MAPS_TO_GIVEN_ID
+        refused.setdefault((None, topic.topic_id), None)
+    return refused
 
 
 def _lookup(image: Any, name: str | None, topic_id: Any) -> Any:

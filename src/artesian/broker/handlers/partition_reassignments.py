@@ -25,12 +25,30 @@ def alter(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(ALTER, ctx.header.api_version)
     if not cluster_authorized(ctx, AclOperation.ALTER):
+        # Every partition carries the error too, as Kafka's error response: Java's admin
+        # client counts them, and reports "too less results" when they are missing.
+        denied = tuple(
+            make(
+                mod.ReassignableTopicResponse,
+                name=t.name,
+                partitions=tuple(
+                    make(
+                        mod.ReassignablePartitionResponse,
+                        partition_index=p.partition_index,
+                        error_code=ErrorCode.cluster_authorization_failed,
+                        error_message=CLUSTER_DENIED,
+                    )
+                    for p in t.partitions
+                ),
+            )
+            for t in request.topics
+        )
         return make(
             mod.AlterPartitionReassignmentsResponse,
             throttle_time=datetime.timedelta(0),
             error_code=ErrorCode.cluster_authorization_failed,
             error_message=CLUSTER_DENIED,
-            responses=(),
+            responses=denied,
             allow_replication_factor_change=True,
         )
     topics = []
