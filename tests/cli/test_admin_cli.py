@@ -323,6 +323,16 @@ def test_reset_offsets_of_some_partitions(broker: Any) -> None:
     )
 
 
+def test_option_errors_raised_before_a_command_connects_are_messages() -> None:
+    for args, message in (
+        (("--replicas", "a,b"), "error: --replicas 'a,b' is not a list of broker ids"),
+        ((), "error: give either --replicas or --cancel"),
+    ):
+        proc = cli(None, "topic", "reassign", "t", "-p", "0", *args, check=False)
+        assert (proc.returncode, proc.stdout) == (2, "")
+        assert proc.stderr.startswith(message) and "Traceback" not in proc.stderr
+
+
 def test_unreachable_broker() -> None:
     port = free_port()  # nothing listens there
     for args in (("topic", "list"), ("consume", "x", "-n", "1"), ("groups", "list")):

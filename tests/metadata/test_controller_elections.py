@@ -165,3 +165,24 @@ def test_a_cancelled_reassignment_goes_back_to_the_original_replicas(tmp_path: P
     with pytest.raises(ControllerError) as e:
         c.plan_reassignment("t", 0, (1, 7))
     assert e.value.code == ErrorCode.invalid_replica_assignment
+
+
+def test_a_reassignment_that_only_drops_replicas_takes_them_out(tmp_path: Path) -> None:
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1, 2, 3), 1, epoch=2))
+    # The leader leaves: the first in-sync replica of the target takes over, in a new epoch.
+    (done,) = c.plan_reassignment("t", 0, (3, 2))
+    assert (done.replicas, done.isr, done.leader, done.leader_epoch) == ((3, 2), (2, 3), 3, 3)
+    assert (done.adding_replicas, done.removing_replicas) == ((), ())
+    # A replica that stays but is out of sync: the move waits for it.
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1, 2), 1, epoch=2))
+    (start,) = c.plan_reassignment("t", 0, (1, 3))
+    assert (start.replicas, start.adding_replicas, start.removing_replicas) == (
+        (1, 3, 2),
+        (),
+        (2,),
+    )
+    c.image.apply(10, start)
+    assert c.plan_completed_reassignments({1, 2, 3}) == []
+    c.image.apply(11, c._changed(uuid.UUID(TID), c.image.topics["t"].partitions[0], isr=(1, 2, 3)))
+    (done,) = c.plan_completed_reassignments({1, 2, 3})
+    assert (done.replicas, done.isr, done.leader) == ((1, 3), (1, 3), 1)

@@ -170,6 +170,10 @@ def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(
     (state,) = cluster.partitions("strict").values()
     assert cluster.produce(state.leader, "strict", 0, [b"ok"]) == (NONE, 0)
     follower = next(r for r in state.replicas if r != state.leader)
+    # A topic whose one replica is on the broker about to die: it goes offline.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic("solo", 1, replica_assignment=[[follower]])])["solo"].result(15)
+    cluster.wait_for(lambda: bool(cluster.partitions("solo", state.leader)), what="solo known")
     cluster.brokers[follower].kill9()
     cluster.wait_for(
         lambda: follower not in cluster.partitions("strict", state.leader)[0].isr,
@@ -183,7 +187,15 @@ def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(
     live = sorted(set(cluster.brokers) - {follower})
     assert [b["id"] for b in described["brokers"]] == live  # the fenced one is left out
     assert described["controller"] == live[0]
-    assert "strict-0" in described["under_replicated"] and described["offline"] == []
+    assert "strict-0" in described["under_replicated"] and described["offline"] == ["solo-0"]
+    # Described all the same, as kafka-topics shows "Leader: none": offsets unknown.
+    (solo,) = cli_json(cluster.brokers[state.leader], "topic", "describe", "solo")["partitions"]
+    assert (solo["leader"], solo["replicas"], solo["earliest"], solo["latest"]) == (
+        None,
+        [follower],
+        None,
+        None,
+    )
     assert cluster.metric(state.leader, "kafka_server_replica_manager_leader_count") >= 1
     # acks=1 does not need the ISR.
     assert cluster.produce(state.leader, "strict", 0, [b"one"], acks=1) == (NONE, 1)

@@ -77,6 +77,13 @@ def test_a_partition_moves_to_other_brokers_with_every_record(cluster: Cluster) 
         lambda: not (cluster.brokers[1].data_dir / "logs" / f"{admin_topic}-0").exists(),
         what="the old replica deleted",
     )
+    # A move that only drops a replica (a smaller replication factor) takes it out at once.
+    leaving = state.leader
+    assert _reassign(cluster, admin_topic, 0, [5 - leaving]) == NONE
+    cluster.wait_for(lambda: cluster.partitions(admin_topic)[0].replicas == (5 - leaving,))
+    assert cluster.partitions(admin_topic)[0].leader == 5 - leaving
+    assert not _ongoing(cluster, admin_topic)
+    assert read_range(cluster.bootstrap, admin_topic, 0, 3000) == list(enumerate(values))
 
 
 def test_a_move_that_cannot_finish_is_listed_and_can_be_cancelled(cluster: Cluster) -> None:

@@ -16,6 +16,7 @@ from artesian.cli.acls import acls_app
 from artesian.cli.bench import bench_app
 from artesian.cli.client_metrics import client_metrics_app
 from artesian.cli.cluster import cluster_app
+from artesian.cli.common import CliError, print_error
 from artesian.cli.consume import consume
 from artesian.cli.controlplane import (
     api_keys_app,
@@ -282,5 +283,15 @@ app.add_typer(clusters_app, name="clusters")
 app.add_typer(api_keys_app, name="api-keys")
 
 
+def main() -> None:
+    """The `artesian` command. A CliError a command raises before its own reporting (a bad
+    option value) is still a message and an exit code, never a traceback."""
+    try:
+        app()
+    except CliError as e:
+        print_error(e)
+        raise SystemExit(e.code) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

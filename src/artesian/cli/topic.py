@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Annotated, Any
 
 import typer
@@ -34,7 +35,6 @@ from artesian.cli.common import (
     parse_kv,
     print_json,
     reporting,
-    result,
     table,
 )
 from artesian.cli.reassign import reassign, reassignments
@@ -156,33 +156,48 @@ EARLIEST_LOCAL, LATEST_TIERED = -4, -5
 
 
 def _list_offsets(
-    opts: ClientOptions, name: str, tps: list[TopicPartition], timestamp: int
-) -> dict[int, int]:
+    opts: ClientOptions, name: str, leaders: dict[int, str], timestamp: int
+) -> dict[int, int | None]:
+    """ListOffsets of a kind librdkafka has no spec for, asked of each partition's leader:
+    offset per partition, None where the leader did not answer or answered an error."""
+    from kio.schema.errors import ErrorCode
     from kio.schema.list_offsets.v9.request import ListOffsetsPartition, ListOffsetsTopic
     from kio.schema.types import TopicName
     from kio.static.primitive import i32, i64
 
-    with WireClient.for_options(opts) as client:
-        resp = client.request(
-            2,
-            9,
-            replica_id=-1,
-            isolation_level=0,
-            topics=(
-                ListOffsetsTopic(
-                    name=TopicName(name),
-                    partitions=tuple(
-                        ListOffsetsPartition(
-                            partition_index=i32(tp.partition),
-                            current_leader_epoch=i32(-1),
-                            timestamp=i64(timestamp),
-                        )
-                        for tp in tps
+    by_leader: dict[str, list[int]] = {}
+    for partition, leader in leaders.items():
+        by_leader.setdefault(leader, []).append(partition)
+    found: dict[int, int | None] = dict.fromkeys(leaders)
+    for leader, partitions in by_leader.items():
+        try:
+            with WireClient.for_options(opts, leader) as client:
+                resp = client.request(
+                    2,
+                    9,
+                    replica_id=-1,
+                    isolation_level=0,
+                    topics=(
+                        ListOffsetsTopic(
+                            name=TopicName(name),
+                            partitions=tuple(
+                                ListOffsetsPartition(
+                                    partition_index=i32(p),
+                                    current_leader_epoch=i32(-1),
+                                    timestamp=i64(timestamp),
+                                )
+                                for p in partitions
+                            ),
+                        ),
                     ),
-                ),
-            ),
-        )
-    return {int(p.partition_index): int(p.offset) for t in resp.topics for p in t.partitions}
+                )
+        except CliError:
+            continue  # a leader not fenced yet, gone: its partitions are shown as unknown
+        for t in resp.topics:
+            for p in t.partitions:
+                if p.error_code == ErrorCode.none:
+                    found[int(p.partition_index)] = int(p.offset)
+    return found
 
 
 def _describe(opts: ClientOptions, name: str) -> dict[str, Any]:
@@ -191,38 +206,56 @@ def _describe(opts: ClientOptions, name: str) -> dict[str, Any]:
         TopicCollection([name]), request_timeout=opts.timeout
     ).values()
     desc = _wait(future, name, opts)
-    tps = [TopicPartition(name, p.id) for p in desc.partitions]
-    earliest = admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps})
-    latest = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps})
+    # Offsets only where there is a leader to ask: a partition offline (or whose leader
+    # does not answer) is described all the same, with unknown offsets, as kafka-topics
+    # shows "Leader: none".
+    leaders = {
+        p.id: f"{p.leader.host}:{p.leader.port}" for p in desc.partitions if p.leader is not None
+    }
+    tps = [TopicPartition(name, p) for p in leaders]
+    earliest = (
+        admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps}, request_timeout=opts.timeout)
+        if tps
+        else {}
+    )
+    latest = (
+        admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, request_timeout=opts.timeout)
+        if tps
+        else {}
+    )
     (cfg_future,) = admin.describe_configs(
         [ConfigResource(ResourceType.TOPIC, name)], request_timeout=opts.timeout
     ).values()
     configs = _wait(cfg_future, name, opts)
 
-    def offset(futures: dict[TopicPartition, Any], tp: TopicPartition) -> int:
-        return int(
-            result(futures[tp], opts.timeout, opts.bootstrap, f"{name}[{tp.partition}]: ").offset
-        )
+    def offset(futures: dict[TopicPartition, Any], partition: int) -> int | None:
+        future = futures.get(TopicPartition(name, partition))
+        if future is None:
+            return None
+        try:
+            return int(future.result(opts.timeout).offset)
+        except (KafkaException, concurrent.futures.TimeoutError):
+            return None
 
     partitions = []
-    for p, tp in zip(desc.partitions, tps, strict=True):
+    for p in desc.partitions:
         partitions.append(
             {
                 "partition": p.id,
                 "leader": None if p.leader is None else p.leader.id,
                 "replicas": [r.id for r in p.replicas],
                 "isr": [r.id for r in p.isr],
-                "earliest": offset(earliest, tp),
-                "latest": offset(latest, tp),
+                "earliest": offset(earliest, p.id),
+                "latest": offset(latest, p.id),
             }
         )
     tiered = configs.get("remote.storage.enable")
     if tiered is not None and str(tiered.value).lower() == "true":
-        local_start = _list_offsets(opts, name, tps, EARLIEST_LOCAL)
-        tiered_to = _list_offsets(opts, name, tps, LATEST_TIERED)
+        local_start = _list_offsets(opts, name, leaders, EARLIEST_LOCAL)
+        tiered_to = _list_offsets(opts, name, leaders, LATEST_TIERED)
         for p in partitions:
-            p["local_start"] = local_start[p["partition"]]
-            p["tiered_to"] = tiered_to[p["partition"]]
+            p["local_start"] = local_start.get(p["partition"])
+            p["tiered_to"] = tiered_to.get(p["partition"])
     overrides = {
         k: {"value": c.value, "source": ConfigSource(c.source).name}
         for k, c in sorted(configs.items())
@@ -254,16 +287,22 @@ def describe(
             return
         out.print(f"[bold]{name}[/bold]  partitions: {len(d['partitions'])}")
         tiered = any("local_start" in p for p in d["partitions"])
+
+        def shown(value: int | None) -> int | str:
+            return "-" if value is None else value
+
         rows = [
             (
                 p["partition"],
-                p["leader"],
+                "none" if p["leader"] is None else p["leader"],
                 ",".join(map(str, p["replicas"])),
                 ",".join(map(str, p["isr"])),
-                p["earliest"],
-                *((p["local_start"], p["tiered_to"]) if tiered else ()),
-                p["latest"],
-                p["latest"] - p["earliest"],
+                shown(p["earliest"]),
+                *((shown(p["local_start"]), shown(p["tiered_to"])) if tiered else ()),
+                shown(p["latest"]),
+                "-"
+                if p["latest"] is None or p["earliest"] is None
+                else p["latest"] - p["earliest"],
             )
             for p in d["partitions"]
         ]

@@ -361,8 +361,9 @@ class Controller:
         adding = tuple(r for r in target if r not in original)
         removing = tuple(r for r in original if r not in target)
         replicas = target + removing
-        if not adding:
-            return [self._finish(topic.topic_id, p, target, replicas)]
+        if not adding and all(r in p.isr for r in target):
+            # Only leaving (or reordered) replicas, the rest in sync: done at once, as Kafka.
+            return [self._finish(topic.topic_id, p, target, target)]
         return [
             self._changed(
                 topic.topic_id,
@@ -380,10 +381,15 @@ class Controller:
         records: list[MetadataRecord] = []
         for topic in self.image.topics.values():
             for p in topic.partitions.values():
-                if p.adding_replicas and all(r in p.isr for r in p.adding_replicas):
-                    target = p.target_replicas
-                    if any(r in p.isr and r in live for r in target):
-                        records.append(self._finish(topic.topic_id, p, target, target))
+                if not (p.adding_replicas or p.removing_replicas):
+                    continue
+                target = p.target_replicas
+                # Joining replicas in sync; a move that only drops replicas waits for the
+                # ones that stay to be in sync.
+                if all(r in p.isr for r in (p.adding_replicas or target)) and any(
+                    r in p.isr and r in live for r in target
+                ):
+                    records.append(self._finish(topic.topic_id, p, target, target))
         return records
 
     def _finish(
