@@ -112,3 +112,34 @@ def test_a_stopped_broker_without_replicas_is_unregistered(tmp_path: Path) -> No
         c.wait_for(lambda: registered().get(3) is False, what="3 registered again")
     finally:
         c.stop()
+
+
+def test_a_stalled_store_fences_nobody(tmp_path: Path) -> None:
+    """While the store's write lock is held (a stuck writer, a database restart) no session
+    can be renewed; when it is released, every broker's looks lapsed until each renews it.
+    The first to renew must not take the others for fenced (KRaft's controller gives each
+    broker a full session after taking over)."""
+    import sqlite3
+    import time
+
+    from tests.replication.cluster import Cluster
+    from tests.replication.test_cluster import _create
+
+    cluster = Cluster(tmp_path, 3).start()
+    try:
+        _create(cluster, "steady", 3, 3)
+        before = cluster.partitions("steady")
+        marks = {n: b.log_mark() for n, b in cluster.brokers.items()}
+        holder = sqlite3.connect(tmp_path / "metadata.db", timeout=10, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the write lock: no session renews
+        time.sleep(3 * int(FAST["broker.session.timeout.ms"]) / 1000)
+        holder.execute("ROLLBACK")
+        holder.close()
+        time.sleep(2 * int(FAST["broker.session.timeout.ms"]) / 1000)  # each renews
+        assert all(cluster.live_brokers(n) == {1, 2, 3} for n in cluster.brokers)
+        assert cluster.partitions("steady") == before  # no leader or ISR changed
+        logs = "".join(b.log_tail(200, since=marks[n]) for n, b in cluster.brokers.items())
+        assert "fenced:" not in logs
+        assert "the metadata store answers again after a stall" in logs
+    finally:
+        cluster.stop()

@@ -243,6 +243,11 @@ class Broker:
         self.directory_id = ""
         self._lock_file: int | None = None
         self._store_unreadable = False
+        # After the store stalled (a held lock, a restart), every broker's session looks
+        # lapsed until each renews it: until then (monotonic seconds) no broker is taken for
+        # fenced, as KRaft's controller gives each broker a full session after taking over.
+        self._fencing_grace_until = 0.0
+        self._heartbeat_failed = False
         # The periodic store calls' own connection and thread (see in_store_thread).
         self._background_store: MetadataStore | None = None
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="metadata-store")
@@ -1479,6 +1484,8 @@ class Broker:
         assert self.store is not None
         if live is None:
             live = frozenset(self.store.live_brokers() | {self.node_id})
+        if time.monotonic() < self._fencing_grace_until:
+            live |= self.live_brokers  # joins count, lapses wait (see _fencing_grace_until)
         if live != self.live_brokers:
             if self.live_brokers:
                 gone = sorted(self.live_brokers - live)
@@ -1509,18 +1516,32 @@ class Broker:
         )
 
     async def _heartbeat(self) -> None:
+        started = time.monotonic()
         try:
             live = await self.in_store_thread(self._renew_session)
         except DuplicateNodeId as e:
             log.error("%s; this broker is not renewing its session", e)
             return
         except Exception as e:
+            self._heartbeat_failed = True
             self._store_trouble(
                 "cannot renew this broker's session in the metadata store (%s); other brokers "
                 "fence it after broker.session.timeout.ms unless the store answers",
                 e,
             )
             return
+        session_s = self.config.get_int("broker.session.timeout.ms") / 1000
+        now = time.monotonic()
+        if self._heartbeat_failed or now - started > session_s / 2:
+            # The store stalled for everyone: the others renew as soon as it answers them.
+            if now >= self._fencing_grace_until:
+                log.info(
+                    "the metadata store answers again after a stall; no broker is taken for fenced "
+                    "for broker.session.timeout.ms (%d ms), while each renews its session",
+                    session_s * 1000,
+                )
+            self._fencing_grace_until = now + session_s
+        self._heartbeat_failed = False
         self._refresh_live_brokers(live)
         self._elect_leaders()
 
