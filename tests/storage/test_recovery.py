@@ -80,14 +80,23 @@ def test_crash_recovery_keeps_every_complete_batch(
     log.close()
 
 
-def test_corruption_in_middle_segment_deletes_later_segments(tmp_path: Path) -> None:
+def test_corruption_in_middle_segment_deletes_later_segments(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     d = tmp_path / "t-0"
     written = fill(d, 10)
     mid = sorted(d.glob("*.log"))[1]
     with mid.open("r+b") as fh:  # damage the second batch of the middle segment
         fh.seek(BATCH + 70)
         fh.write(b"\xff\xff")
-    log = open_log(d, CONFIG, clean=False, recovery_point=0)
+    with caplog.at_level("WARNING", logger="artesian.storage.log"):
+        log = open_log(d, CONFIG, clean=False, recovery_point=0)
+    # Said once, with what was cut: 3 of the segment's 4 batches, and the last segment.
+    assert [r.getMessage() for r in caplog.records] == [
+        f"t-0: {3 * BATCH} bytes of torn or corrupt batches at the end of segment 12 (from "
+        "offset 15) truncated, and 1 later segment(s) deleted; a follower fetches them again from "
+        "its leader"
+    ]
     assert log.log_end_offset == 15
     assert [s.base_offset for s in log.segments] == [0, 12]
     assert all_bytes(log) == b"".join(written[:5])

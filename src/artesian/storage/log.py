@@ -30,6 +30,7 @@ deletes remote segments.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -95,6 +96,8 @@ LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL_TIMESTAMP = -4
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -244,10 +247,22 @@ class Log:
             seg.txn_index.reset()
             rebuild_txn_index.append(seg)
             log._add_segment(seg)
+            if truncated:
+                later = segments[i + 1 :] if not clean_shutdown else []
+                logger.warning(
+                    "%s-%d: %d bytes of torn or corrupt batches at the end of segment %d "
+                    "(from offset %d) truncated%s; a follower fetches them again from its leader",
+                    topic,
+                    partition,
+                    truncated,
+                    seg.base_offset,
+                    seg.next_offset,
+                    f", and {len(later)} later segment(s) deleted" if later else "",
+                )
             if truncated and not clean_shutdown:
                 # Everything after a corruption is suspect: Kafka deletes the later segments.
-                for later in segments[i + 1 :]:
-                    later.delete()
+                for later_segment in segments[i + 1 :]:
+                    later_segment.delete()
                 break
         if not log._segments:
             log._add_segment(log._new_segment(max(log_start_offset, 0), now_ms))
