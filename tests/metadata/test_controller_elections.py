@@ -186,3 +186,27 @@ def test_a_reassignment_that_only_drops_replicas_takes_them_out(tmp_path: Path) 
     c.image.apply(11, c._changed(uuid.UUID(TID), c.image.topics["t"].partitions[0], isr=(1, 2, 3)))
     (done,) = c.plan_completed_reassignments({1, 2, 3})
     assert (done.replicas, done.isr, done.leader) == ((1, 3), (1, 3), 1)
+
+
+def test_cancelling_a_move_led_by_a_joining_replica_hands_leadership_back(
+    tmp_path: Path,
+) -> None:
+    """Moving (1, 2, 3) to (4, 5, 3): 4 joins the ISR and leads once 1 dies; a cancel goes
+    back to the original replicas (in the move's order, as Kafka's revert), where 4 is no
+    replica, so the in-sync 3 takes over in a new epoch."""
+    image_records = [RegisterBrokerRecord(b, "127.0.0.1", 9090 + b) for b in (4, 5)]
+    c = _controller(tmp_path, _p(0, (1, 2, 3), (1, 2, 3), 1, epoch=2))
+    for offset, r in enumerate(image_records, start=10):
+        c.image.apply(offset, r)
+    (start,) = c.plan_reassignment("t", 0, (4, 5, 3))
+    c.image.apply(20, start)
+    p = c.image.topics["t"].partitions[0]
+    c.image.apply(21, c._changed(uuid.UUID(TID), p, isr=(3, 4), leader=4, leader_epoch=3))
+    (cancel,) = c.plan_reassignment("t", 0, None)
+    assert (cancel.replicas, cancel.isr, cancel.leader, cancel.leader_epoch) == (
+        (3, 1, 2),
+        (3,),
+        3,
+        4,
+    )
+    assert (cancel.adding_replicas, cancel.removing_replicas) == ((), ())

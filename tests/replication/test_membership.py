@@ -5,6 +5,7 @@ lives), and a broker restarted after kill -9 takes its own session back at once.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,9 +131,14 @@ def test_a_stalled_store_fences_nobody(tmp_path: Path) -> None:
         _create(cluster, "steady", 3, 3)
         before = cluster.partitions("steady")
         marks = {n: b.log_mark() for n, b in cluster.brokers.items()}
+        session_s = int(FAST["broker.session.timeout.ms"]) / 1000
         holder = sqlite3.connect(tmp_path / "metadata.db", timeout=10, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # the write lock: no session renews
-        time.sleep(3 * int(FAST["broker.session.timeout.ms"]) / 1000)
+        time.sleep(2 * session_s)
+        # Mid-stall, every session has lapsed in the store; placing replicas must not take
+        # the others for gone (reads still work: SQLite's WAL readers do not wait).
+        assert _validate_topic(cluster, replication_factor=3) == (0, None)
+        time.sleep(session_s)
         holder.execute("ROLLBACK")
         holder.close()
         time.sleep(2 * int(FAST["broker.session.timeout.ms"]) / 1000)  # each renews
@@ -143,3 +149,28 @@ def test_a_stalled_store_fences_nobody(tmp_path: Path) -> None:
         assert "the metadata store answers again after a stall" in logs
     finally:
         cluster.stop()
+
+
+def _validate_topic(cluster: Any, replication_factor: int) -> tuple[int, str | None]:
+    """A validate_only CreateTopics to the controller: placing its replicas needs the live
+    brokers."""
+    import datetime
+
+    from kio.schema.create_topics.v7 import request as ct
+
+    req = ct.CreateTopicsRequest(
+        topics=(
+            ct.CreatableTopic(
+                name="placed",
+                num_partitions=1,
+                replication_factor=replication_factor,
+                assignments=(),
+                configs=(),
+            ),
+        ),
+        timeout=datetime.timedelta(seconds=10),
+        validate_only=True,
+    )
+    with cluster.conn(1) as conn:
+        (r,) = conn.request(19, 7, req).topics
+    return int(r.error_code), r.error_message

@@ -144,7 +144,11 @@ def test_invalid_acls_are_refused_with_invalid_request(acl_broker: BrokerProcess
             (42, "The only valid name for the CLUSTER resource is kafka-cluster"),
             (42, "Pattern type must be LITERAL or PREFIXED"),
             (42, "Operation must be concrete"),
-            (42, "Could not parse principal from `alice` (no colon is present)"),
+            (
+                42,
+                "Could not parse principal from `alice` (no colon is present separating the "
+                "principal type from the principal name)",
+            ),
             (42, "Resource type must be concrete"),
         ]
         bad_filter = conn.request(

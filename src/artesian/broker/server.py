@@ -248,6 +248,7 @@ class Broker:
         # fenced, as KRaft's controller gives each broker a full session after taking over.
         self._fencing_grace_until = 0.0
         self._heartbeat_failed = False
+        self._heartbeat_since: float | None = None  # monotonic start of a renewal under way
         # The periodic store calls' own connection and thread (see in_store_thread).
         self._background_store: MetadataStore | None = None
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="metadata-store")
@@ -1484,7 +1485,7 @@ class Broker:
         assert self.store is not None
         if live is None:
             live = frozenset(self.store.live_brokers() | {self.node_id})
-        if time.monotonic() < self._fencing_grace_until:
+        if self._store_stalled() or time.monotonic() < self._fencing_grace_until:
             live |= self.live_brokers  # joins count, lapses wait (see _fencing_grace_until)
         if live != self.live_brokers:
             if self.live_brokers:
@@ -1515,10 +1516,27 @@ class Broker:
             self._store_thread, lambda: call(store)
         )
 
-    async def _heartbeat(self) -> None:
+    def _session_s(self) -> float:
+        return self.config.get_int("broker.session.timeout.ms") / 1000
+
+    def _store_stalled(self) -> bool:
+        """This broker's session renewal failed, or has waited over half a session: the
+        store is stalled, for the others too, and their lapsed sessions prove nothing."""
+        since = self._heartbeat_since
+        return self._heartbeat_failed or (
+            since is not None and time.monotonic() - since > self._session_s() / 2
+        )
+
+    def _timed_renewal(self, store: MetadataStore) -> tuple[frozenset[int], float]:
+        """A renewal and the seconds the store took for it (not its wait for the thread)."""
         started = time.monotonic()
+        live = self._renew_session(store)
+        return live, time.monotonic() - started
+
+    async def _heartbeat(self) -> None:
+        self._heartbeat_since = time.monotonic()
         try:
-            live = await self.in_store_thread(self._renew_session)
+            live, took = await self.in_store_thread(self._timed_renewal)
         except DuplicateNodeId as e:
             log.error("%s; this broker is not renewing its session", e)
             return
@@ -1530,9 +1548,11 @@ class Broker:
                 e,
             )
             return
-        session_s = self.config.get_int("broker.session.timeout.ms") / 1000
+        finally:
+            self._heartbeat_since = None
+        session_s = self._session_s()
         now = time.monotonic()
-        if self._heartbeat_failed or now - started > session_s / 2:
+        if self._heartbeat_failed or took > session_s / 2:
             # The store stalled for everyone: the others renew as soon as it answers them.
             if now >= self._fencing_grace_until:
                 log.info(

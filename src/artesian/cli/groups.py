@@ -75,7 +75,10 @@ def _consumer_protocol_state(opts: ClientOptions, group: str) -> str | None:
 
 def _named_state(opts: ClientOptions, group: str, state: Any) -> str:
     if state is ConsumerGroupState.UNKNOWN:
-        return _consumer_protocol_state(opts, group) or _state(state)
+        try:
+            return _consumer_protocol_state(opts, group) or _state(state)
+        except CliError:  # no coordinator answer: the state stays unnamed, the rest is shown
+            return _state(state)
     return _state(state)
 
 

@@ -341,6 +341,7 @@ class Controller:
                 "This server does not host this topic-partition.",
             )
         original = tuple(r for r in p.replicas if r not in p.adding_replicas)
+        cancelling = target is None
         if target is None:
             if not p.adding_replicas and not p.removing_replicas:
                 raise ControllerError(
@@ -361,15 +362,23 @@ class Controller:
         adding = tuple(r for r in target if r not in original)
         removing = tuple(r for r in original if r not in target)
         replicas = target + removing
-        if not adding and all(r in p.isr for r in target):
-            # Only leaving (or reordered) replicas, the rest in sync: done at once, as Kafka.
+        if cancelling or (not adding and all(r in p.isr for r in target)):
+            # Back to the original replicas, or only leaving (or reordered) ones with the rest
+            # in sync: done at once, as Kafka; a leader that is no replica any more hands over.
             return [self._finish(topic.topic_id, p, target, target)]
+        isr = tuple(r for r in p.isr if r in replicas)
+        leader, epoch = p.leader, p.leader_epoch
+        if leader not in replicas:  # a joining replica of the move this one replaces led
+            leader = next((r for r in replicas if r in isr), -1)
+            epoch += 1
         return [
             self._changed(
                 topic.topic_id,
                 p,
                 replicas=replicas,
-                isr=tuple(r for r in p.isr if r in replicas),
+                isr=isr,
+                leader=leader,
+                leader_epoch=epoch,
                 adding_replicas=adding,
                 removing_replicas=removing,
             )

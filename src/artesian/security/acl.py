@@ -122,7 +122,10 @@ class AclBinding:
             return "A PREFIXED pattern cannot be the wildcard"
         kind, _, name = self.principal.partition(":")
         if not kind or not name:
-            return f"Could not parse principal from `{self.principal}` (no colon is present)"
+            return (
+                f"Could not parse principal from `{self.principal}` (no colon is present "
+                "separating the principal type from the principal name)"
+            )
         if not self.host:
             return "Host must not be empty"
         return None

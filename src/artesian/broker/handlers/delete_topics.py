@@ -31,7 +31,7 @@ def handle(ctx: Any, request: Any) -> Any:
     broker = ctx.broker
     mod = response_module(API_KEY, ctx.header.api_version)
     if hasattr(request, "topics"):
-        wanted = [(t.name, t.topic_id) for t in request.topics]
+        wanted = [(t.name or None, t.topic_id) for t in request.topics]
     else:
         wanted = [(name, None) for name in request.topic_names]
     image = broker.image
@@ -65,7 +65,9 @@ def handle(ctx: Any, request: Any) -> Any:
             )
         )
 
-    ambiguous = _ambiguous(image, wanted, describable, deletable)
+    # With deletion disabled, every entry says so first (Kafka refuses the whole request).
+    enabled = broker.config.get("delete.topic.enable")
+    ambiguous = _ambiguous(image, wanted, describable, deletable) if enabled else {}
     for (name, topic_id), message in ambiguous.items():
         if message == _MAPS_TO_GIVEN_ID:
             topic_id = image.topics[name].topic_id  # told: the principal may delete it
