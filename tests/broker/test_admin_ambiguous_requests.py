@@ -39,29 +39,18 @@ def _delete(conn: WireConn, *topics: tuple[str | None, Any]) -> list[tuple[Any, 
     ]
 
 
-def _exists(conn: WireConn, name: str) -> bool:
-    return bool(
-        conn.request(
-            19,
-            7,
-            ct.CreateTopicsRequest(
-                topics=(
-                    ct.CreatableTopic(
-                        name=name,
-                        num_partitions=1,
-                        replication_factor=1,
-                        assignments=(),
-                        configs=(),
-                    ),
-                ),
-                timeout=TIMEOUT,
-                validate_only=True,
-            ),
-        )
-        .topics[0]
-        .error_code
-        == 36  # TOPIC_ALREADY_EXISTS
+def _create(name: str, validate_only: bool, times: int = 1) -> ct.CreateTopicsRequest:
+    topic = ct.CreatableTopic(
+        name=name, num_partitions=1, replication_factor=1, assignments=(), configs=()
     )
+    return ct.CreateTopicsRequest(
+        topics=(topic,) * times, timeout=TIMEOUT, validate_only=validate_only
+    )
+
+
+def _exists(conn: WireConn, name: str) -> bool:
+    (r,) = conn.request(19, 7, _create(name, validate_only=True)).topics
+    return int(r.error_code) == 36  # TOPIC_ALREADY_EXISTS
 
 
 def test_delete_topics_refuses_ambiguous_entries_and_deletes_nothing(conn: WireConn) -> None:
@@ -115,10 +104,7 @@ def test_create_partitions_and_create_topics_answer_a_duplicate_once(conn: WireC
     )
     assert int(conn.request(37, 3, check).results[0].error_code) == 37  # INVALID_PARTITIONS
 
-    topic = ct.CreatableTopic(
-        name="amb-new", num_partitions=1, replication_factor=1, assignments=(), configs=()
-    )
-    create = ct.CreateTopicsRequest(topics=(topic,) * 3, timeout=TIMEOUT, validate_only=False)
+    create = _create("amb-new", validate_only=False, times=3)
     assert [
         (r.name, int(r.error_code), r.error_message) for r in conn.request(19, 7, create).topics
     ] == [("amb-new", INVALID_REQUEST, "Duplicate topic name.")]
@@ -127,20 +113,7 @@ def test_create_partitions_and_create_topics_answer_a_duplicate_once(conn: WireC
 
 def test_kraft_metadata_topic_cannot_be_created(conn: WireConn) -> None:
     for validate_only in (True, False):
-        req = ct.CreateTopicsRequest(
-            topics=(
-                ct.CreatableTopic(
-                    name="__cluster_metadata",
-                    num_partitions=1,
-                    replication_factor=1,
-                    assignments=(),
-                    configs=(),
-                ),
-            ),
-            timeout=TIMEOUT,
-            validate_only=validate_only,
-        )
-        (r,) = conn.request(19, 7, req).topics
+        (r,) = conn.request(19, 7, _create("__cluster_metadata", validate_only)).topics
         assert (int(r.error_code), r.error_message) == (TOPIC_DENIED, "Authorization failed.")
     assert not _exists(conn, "__cluster_metadata")
 
