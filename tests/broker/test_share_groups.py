@@ -201,6 +201,22 @@ def test_released_and_rejected_records_and_the_delivery_limit(broker: Any) -> No
         c.commit_sync()
     # Released a fifth time: archived (group.share.delivery.count.limit 5).
     assert poll_all(1, 1.5) == []
+    # A run released together goes as one batch with one type: each record comes back.
+    _produce(broker, "rr-t", ["e", "f", "g"], 1)
+    run = poll_all(3)
+    assert [(m.value(), m.offset(), m.delivery_count()) for m in run] == [
+        (b"e", 4, 1),
+        (b"f", 5, 1),
+        (b"g", 6, 1),
+    ]
+    for m in run:
+        c.acknowledge(m, AcknowledgeType.RELEASE)
+    c.commit_sync()
+    assert [(m.value(), m.delivery_count()) for m in poll_all(3)] == [
+        (b"e", 2),
+        (b"f", 2),
+        (b"g", 2),
+    ]
     c.close()
 
 

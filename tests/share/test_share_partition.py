@@ -88,6 +88,35 @@ def test_acknowledging_what_is_not_yours_changes_nothing() -> None:
     _consistent(sp)
 
 
+def test_one_type_for_a_whole_batch_releases_every_record() -> None:
+    """A consumer releasing a run of records sends one batch with one type (the Java client
+    does, and librdkafka): each record is released on its own, the delivery limit deciding."""
+    sp = SharePartition(0, delivery_limit=2)
+    sp.acquire_new("m", [(0, 4)], 10, LATER)
+    assert sp.acknowledge("m", [AckBatch(0, 4, (RELEASE,))]) == (NONE, None)
+    assert [sp.records[o].state for o in range(5)] == [RecordState.AVAILABLE] * 5
+    _consistent(sp)
+    assert sp.acquire_available("n", 10, LATER) == [AcquiredRange(0, 4, 2)]
+    assert sp.acknowledge("n", [AckBatch(0, 4, (RELEASE,))]) == (NONE, None)
+    assert (sp.start_offset, sp.records) == (5, {})  # the second delivery was the last
+    _consistent(sp)
+
+
+def test_an_offset_acknowledged_twice_in_one_request_refuses_it() -> None:
+    """Kafka changes each batch's records as it goes: a second batch over the same offset
+    finds it acknowledged already, and the whole request is undone."""
+    sp = SharePartition(0)
+    sp.acquire_new("m", [(0, 5)], 10, LATER)
+    before = sp.state_batches()
+    code, message = sp.acknowledge("m", [AckBatch(0, 3, (ACCEPT,)), AckBatch(3, 5, (REJECT,))])
+    assert (code, message) == (
+        INVALID_RECORD_STATE,
+        "The record at offset 3 is not acquired by this member.",
+    )
+    assert sp.state_batches() == before
+    _consistent(sp)
+
+
 def test_the_delivery_limit_archives_and_a_release_by_a_leaving_member_is_not_counted() -> None:
     sp = SharePartition(0, delivery_limit=3)
     sp.acquire_new("m", [(0, 1)], 10, LATER)

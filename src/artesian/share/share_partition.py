@@ -204,6 +204,8 @@ class SharePartition:
         """Apply a member's acknowledgements, all or none: (error code, message). Offsets
         below the SPSO are already done and skipped."""
         changes: list[tuple[InFlightRecord, RecordState]] = []
+        touched: set[int] = set()  # an offset acknowledged twice in one request: the second
+        # finds it no longer acquired, as Kafka's in-place transitions would
         for b in batches:
             if b.last_offset >= self.next_offset:
                 return (
@@ -213,15 +215,22 @@ class SharePartition:
                 )
             # Offsets below the SPSO are done already (bounded: a range from far below it
             # must not cost a loop over every offset).
-            one = _ACK_STATE[b.types[0]] if len(b.types) == 1 else None
+            # One type for the whole batch, or one per offset (Kafka's two forms).
+            single = b.types[0] if len(b.types) == 1 else None
             for offset in range(max(b.first_offset, self.start_offset), b.last_offset + 1):
                 r = self.records[offset]
-                if r.state is not RecordState.ACQUIRED or r.member_id != member_id:
+                if (
+                    r.state is not RecordState.ACQUIRED
+                    or r.member_id != member_id
+                    or offset in touched
+                ):
                     return (
                         ErrorCode.invalid_record_state,
                         f"The record at offset {offset} is not acquired by this member.",
                     )
-                state = one if one is not None else _ACK_STATE[b.types[offset - b.first_offset]]
+                touched.add(offset)
+                kind = single if single is not None else b.types[offset - b.first_offset]
+                state = _ACK_STATE[kind]  # RELEASE: per record (the delivery limit decides)
                 changes.append((r, state if state is not None else self._released_state(r)))
         for r, state in changes:
             r.state, r.member_id = state, None
