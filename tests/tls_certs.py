@@ -1,5 +1,6 @@
 """A throwaway certificate authority for TLS tests: a CA, a server certificate for
-127.0.0.1/localhost and a client certificate, as PEM files."""
+127.0.0.1/localhost, a client certificate, and one whose subject is empty (its holder named
+in a URI SAN, as a SPIFFE X.509-SVID), as PEM files."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class Certificates:
     server: Path  # server certificate chain and key, in one PEM file
     client_cert: Path
     client_key: Path
+    nameless_cert: Path  # empty subject, a spiffe:// URI SAN
+    nameless_key: Path
 
 
 def _name(cn: str) -> x509.Name:
@@ -59,7 +62,7 @@ def make_certificates(directory: Path) -> Certificates:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn))
+            .subject_name(_name(cn) if cn else x509.Name([]))
             .issuer_name(ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -73,20 +76,28 @@ def make_certificates(directory: Path) -> Certificates:
                 ),
                 critical=False,
             )
+        elif not cn:  # RFC 5280: with an empty subject the SAN is critical
+            uri = x509.UniformResourceIdentifier("spiffe://artesian.test/reporting")
+            builder = builder.add_extension(x509.SubjectAlternativeName([uri]), critical=True)
         return builder.sign(ca_key, hashes.SHA256()), key
 
     directory.mkdir(parents=True, exist_ok=True)
     server_cert, server_key = issue("localhost", server=True)
     client_cert, client_key = issue("alice", server=False)
+    nameless_cert, nameless_key = issue("", server=False)
     pem = serialization.Encoding.PEM
     paths = Certificates(
         directory / "ca.pem",
         directory / "server.pem",
         directory / "client.pem",
         directory / "client.key",
+        directory / "nameless.pem",
+        directory / "nameless.key",
     )
     paths.ca.write_bytes(ca.public_bytes(pem))
     paths.server.write_bytes(server_cert.public_bytes(pem) + _key_pem(server_key))
     paths.client_cert.write_bytes(client_cert.public_bytes(pem))
     paths.client_key.write_bytes(_key_pem(client_key))
+    paths.nameless_cert.write_bytes(nameless_cert.public_bytes(pem))
+    paths.nameless_key.write_bytes(_key_pem(nameless_key))
     return paths

@@ -139,7 +139,18 @@ def test_certificate_principals_cannot_be_spoofed() -> None:
     assert _certificate_subject(fake) == "CN=alice\\,O\\=Example\\,C\\=US"
     multi = {"subject": ((("commonName", "bob"), ("userId", "42")),)}
     assert _certificate_subject(multi) == "CN=bob+UID=42"
-    assert _certificate_subject(None) == ""
+    # As Java's X500Principal: '#' and every leading or trailing space escaped, NUL as \00.
+    for cn, written in (
+        ("team#1", "CN=team\\#1"),
+        ("  two  ", "CN=\\ \\ two\\ \\ "),
+        (" ,a, ", "CN=\\ \\,a\\,\\ "),
+        ("nul\0", "CN=nul\\00"),
+    ):
+        assert _certificate_subject({"subject": ((("commonName", cn),),)}) == written, cn
+    # A certificate naming nobody is "" (Kafka's principal "User:"); none at all is None
+    # (ANONYMOUS).
+    assert _certificate_subject({"subject": ()}) == ""
+    assert _certificate_subject(None) is None
 
 
 def test_records_with_fields_from_a_later_version_still_decode() -> None:

@@ -227,6 +227,22 @@ def test_a_certificate_no_rule_applies_to_is_disconnected(broker: MappingBroker)
     assert _delivered(broker.client("MAPPED"), "mapped-topic") is None
 
 
+def test_a_certificate_with_an_empty_subject_is_not_anonymous(broker: MappingBroker) -> None:
+    """Kafka maps the empty DN like any other (DEFAULT: "User:"); ANONYMOUS is only for a
+    client with no certificate. Here ANONYMOUS is a super user: a nameless certificate from
+    the trusted CA must not be one."""
+    _allow_write(broker, "User:ALICE", "nameless-topic")
+    nameless = {
+        **broker.client("RAW"),
+        "ssl.certificate.location": str(broker.certs.nameless_cert),
+        "ssl.key.location": str(broker.certs.nameless_key),
+    }
+    refused = _delivered(nameless, "nameless-topic")
+    assert refused is not None and "TOPIC_AUTHORIZATION_FAILED" in str(refused)
+    _allow_write(broker, "User:", "nameless-topic")  # the principal Kafka gives it
+    assert _delivered(nameless, "nameless-topic") is None
+
+
 def test_invalid_rules_stop_the_start(tmp_path: Path) -> None:
     certs = make_certificates(tmp_path / "certs")
     plain, port = free_port(), free_port()

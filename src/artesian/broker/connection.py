@@ -164,7 +164,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._sock_fd = sock.fileno() if sock is not None and not self.listener.tls else -1
         if self.listener.tls and self.authenticator is None:
             subject = _certificate_subject(transport.get_extra_info("peercert"))
-            if subject:
+            if subject is not None:  # a certificate, even one naming nobody (Kafka: "User:")
                 mapper = self.broker.ssl_principal_mappers[self.listener.name]
                 try:
                     self.principal = f"User:{mapper.name(subject)}"
@@ -860,14 +860,16 @@ def _oversized_token(size: int, auth: SaslAuthenticator) -> str:
     return f"a frame of {size} bytes, larger than sasl.server.max.receive.size={limit}"
 
 
-def _certificate_subject(cert: Any) -> str:
+def _certificate_subject(cert: Any) -> str | None:
     """A client certificate's subject as Kafka's SSL principal writes it: RFC 2253, the
-    most specific name first (``CN=alice,O=Example,C=US``)."""
-    if not cert or "subject" not in cert:
-        return ""
+    most specific name first (``CN=alice,O=Example,C=US``); "" for an empty subject (a
+    SPIFFE certificate names its holder in a SAN), None without a certificate (ANONYMOUS,
+    as Kafka's only for a peer that presented none)."""
+    if not cert:
+        return None
     rdns = [
         "+".join(f"{_DN_NAMES.get(name, name)}={_escape_dn_value(value)}" for name, value in rdn)
-        for rdn in cert["subject"]
+        for rdn in cert.get("subject", ())
     ]
     return ",".join(reversed(rdns))
 
@@ -887,10 +889,14 @@ def _kafka_host(address: str) -> str:
 
 
 def _escape_dn_value(value: str) -> str:
-    """RFC 4514: a value can never pass for another attribute or name part."""
-    escaped = "".join("\\" + c if c in ',+"\\<>;=' else c for c in value)
-    if escaped.startswith(("#", " ")):
-        escaped = "\\" + escaped
-    if escaped.endswith(" ") and not escaped.endswith("\\ "):
-        escaped = escaped[:-1] + "\\ "
-    return escaped
+    """As Java's X500Principal writes a value (RFC 2253, AVA.toRFC2253String), so that
+    principals, ACLs and mapping rules written for Kafka match: ,=+<>#;"\\ escaped
+    wherever they stand, NUL as \\00, every leading and trailing space (or CR) escaped. A
+    value can never pass for another attribute or name part."""
+    escaped = ["\\00" if c == "\0" else "\\" + c if c in _DN_SPECIALS else c for c in value]
+    lead = next((i for i, c in enumerate(escaped) if c not in (" ", "\r")), len(escaped))
+    trail = next((i for i in range(len(escaped) - 1, -1, -1) if escaped[i] not in (" ", "\r")), -1)
+    return "".join("\\" + c if i < lead or i > trail else c for i, c in enumerate(escaped))
+
+
+_DN_SPECIALS = frozenset(',=+<>#;"\\')

@@ -120,8 +120,7 @@ class AclBinding:
             return f"The only valid name for the CLUSTER resource is {CLUSTER_NAME}"
         if self.pattern_type is PatternType.PREFIXED and self.resource_name == WILDCARD:
             return "A PREFIXED pattern cannot be the wildcard"
-        kind, _, name = self.principal.partition(":")
-        if not kind or not name:
+        if ":" not in self.principal:  # Kafka's only check ("User:" names an empty DN)
             return (
                 f"Could not parse principal from `{self.principal}` (no colon is present "
                 "separating the principal type from the principal name)"
