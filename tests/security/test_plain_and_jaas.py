@@ -59,14 +59,14 @@ def test_plain_client_token_authenticates() -> None:
             "Authentication failed: Client requested an authorization id that is different from"
             " username",
         ),
-        (b"", "Invalid SASL/PLAIN response: expected 3 NUL-separated fields, got 1"),
+        (b"", "Invalid SASL/PLAIN response: expected 3 tokens, got 1"),
         (
             b"alice\x00alice-secret",
-            "Invalid SASL/PLAIN response: expected 3 NUL-separated fields, got 2",
+            "Invalid SASL/PLAIN response: expected 3 tokens, got 2",
         ),
         (
             b"\x00\x00alice\x00alice-secret",
-            "Invalid SASL/PLAIN response: expected 3 NUL-separated fields, got 4",
+            "Invalid SASL/PLAIN response: expected 3 tokens, got 4",
         ),
         (b"\x00\x00alice-secret", "Authentication failed: username not specified"),
         (b"\x00alice\x00", "Authentication failed: password not specified"),

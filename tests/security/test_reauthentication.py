@@ -288,6 +288,24 @@ def test_a_deleted_scram_user_fails_reauthentication() -> None:
     )
 
 
+def test_a_malformed_scram_message_is_answered_as_invalid_credentials() -> None:
+    """Kafka tells a SCRAM client only that its credentials failed, never why (a reason may
+    hint whether the user exists); the reason stays with the broker, as the cause."""
+    auth = _authenticator(users={"bob": "bob-pw"})
+    assert auth.handshake("SCRAM-SHA-256", 1).name == "none"
+    client = ScramClient(MECHANISMS["SCRAM-SHA-256"], "bob", "bob-pw")
+    first = auth.authenticate(client.first_message(), 0)
+    final = client.final_message(first).replace(b"r=", b"r=x", 1)  # another nonce
+    with pytest.raises(AuthenticationFailed) as failed:
+        auth.authenticate(final, 0)
+    assert str(failed.value) == (
+        "Authentication failed during authentication due to invalid credentials with SASL "
+        "mechanism SCRAM-SHA-256"
+    )
+    assert "nonce does not match" in str(failed.value.__cause__)
+    assert auth.state is SaslState.FAILED
+
+
 def test_without_a_lifetime_there_is_no_session_and_no_reauthentication() -> None:
     auth = _authenticator(reauth_ms=0)
     _plain_login(auth, "a", now_ns=0)

@@ -229,7 +229,12 @@ class SaslAuthenticator:
             if self._kept is None:
                 raise
             raise e.during_reauthentication() from e
-        except AuthenticationFailed:
+        except AuthenticationFailed as e:
+            if isinstance(self._server, ScramServer):
+                # Kafka tells a SCRAM client only that its credentials failed: why (a
+                # malformed message, a wrong nonce) may hint whether the user exists. The
+                # broker's log keeps the reason (the cause).
+                raise InvalidCredentials(self._server.mechanism, self._kept is not None) from e
             raise
         except Exception as e:  # a mechanism's bug must fail the login, never pass it
             log.exception("SASL %s exchange failed unexpectedly", self.mechanism)

@@ -664,6 +664,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         ``connection.failed.authentication.delay.ms`` (Kafka's brake on password guessing).
         The failing request's answer, sent next, closes; an UnansweredFailure closes now."""
         self._close_after_send = True
+        said = str(failure)
+        cause = failure.__cause__
+        if isinstance(cause, AuthenticationFailed) and str(cause) != said:  # not told the client
+            said = f"{failure} ({cause})"
         metrics = self.broker.metrics
         if self.authenticator is not None and self.authenticator.logins > 0:
             metrics.reauthentications.labels(self.listener.name, "failure").inc()
@@ -673,7 +677,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 self.peer,
                 self.principal,
                 self.listener.name,
-                failure,
+                said,
             )
         else:
             metrics.authentications.labels(self.listener.name, "failure").inc()
@@ -681,7 +685,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 "authentication failed for %s on listener %s: %s",
                 self.peer,
                 self.listener.name,
-                failure,
+                said,
             )
         if isinstance(failure, UnansweredFailure):
             self._close_soon()

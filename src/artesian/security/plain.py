@@ -68,7 +68,7 @@ def _authenticate(token: bytes, users: Mapping[str, str]) -> str:
     parts = text.split("\0")
     if len(parts) != 3:
         raise AuthenticationFailed(
-            f"Invalid SASL/PLAIN response: expected 3 NUL-separated fields, got {len(parts)}"
+            f"Invalid SASL/PLAIN response: expected 3 tokens, got {len(parts)}"
         )
     authzid, username, password = parts
     if not username:

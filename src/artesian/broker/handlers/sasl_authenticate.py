@@ -40,7 +40,8 @@ def handle(ctx: Any, request: Any) -> Any:
 
     if auth is None or auth.complete:
         return answer(
-            ErrorCode.illegal_sasl_state, "SaslAuthenticate is only valid while authenticating"
+            ErrorCode.illegal_sasl_state,
+            "SaslAuthenticate request received after successful authentication",  # KafkaApis
         )
     try:
         token = auth.authenticate(bytes(request.auth_bytes), time.monotonic_ns())
