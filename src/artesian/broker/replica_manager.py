@@ -192,8 +192,7 @@ class ReplicaManager:
             # After a crash the recovery point stays where it was, below segments rolled
             # before it: flush them now rather than at the next roll, which a quiet topic may
             # never have (tiered storage copies only flushed segments).
-            if _loop_running():  # not in a unit test without one
-                self._maybe_flush_rolled(p)
+            self._maybe_flush_rolled(p)
         else:
             p.leader_epoch, p.replicas, p.isr = leader_epoch, replicas, isr
         return p
@@ -523,11 +522,3 @@ class ReplicaManager:
 
         fut.add_done_callback(done)
         return fut
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True

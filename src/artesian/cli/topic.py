@@ -213,16 +213,15 @@ def _describe(opts: ClientOptions, name: str) -> dict[str, Any]:
         p.id: f"{p.leader.host}:{p.leader.port}" for p in desc.partitions if p.leader is not None
     }
     tps = [TopicPartition(name, p) for p in leaders]
-    earliest = (
-        admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps}, request_timeout=opts.timeout)
-        if tps
-        else {}
-    )
-    latest = (
-        admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, request_timeout=opts.timeout)
-        if tps
-        else {}
-    )
+
+    def offsets(spec: OffsetSpec) -> dict[TopicPartition, Any]:
+        return (
+            admin.list_offsets({tp: spec for tp in tps}, request_timeout=opts.timeout)
+            if tps
+            else {}
+        )
+
+    earliest, latest = offsets(OffsetSpec.earliest()), offsets(OffsetSpec.latest())
     (cfg_future,) = admin.describe_configs(
         [ConfigResource(ResourceType.TOPIC, name)], request_timeout=opts.timeout
     ).values()

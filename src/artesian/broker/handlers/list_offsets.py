@@ -35,7 +35,8 @@ def handle(ctx: Any, request: Any) -> Any:
     from_client = request.replica_id == CONSUMER_REPLICA_ID
     exempt_a_replica(ctx, request.replica_id)
     answers: list[tuple[str, list[dict[str, Any]]]] = []
-    remote: list[tuple[dict[str, Any], Any, int]] = []  # (answer, partition, timestamp)
+    # (answer, partition, timestamp, last fetchable offset)
+    remote: list[tuple[dict[str, Any], Any, int, int]] = []
     # DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED for its partitions.
     names = {t.name for t in request.topics}
     allowed = authorized_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
@@ -68,7 +69,7 @@ def handle(ctx: Any, request: Any) -> Any:
                 plog = partition.log
                 # The end a consumer can read to: the high watermark, or for read_committed
                 # the last stable offset (a replica or a debugging tool: the log end).
-                out["_last_fetchable"] = (
+                last_fetchable = (
                     plog.log_end_offset
                     if not from_client
                     else plog.last_stable_offset
@@ -76,7 +77,7 @@ def handle(ctx: Any, request: Any) -> Any:
                     else plog.high_watermark
                 )
                 if p.timestamp == LATEST:
-                    out.update(offset=out["_last_fetchable"], leader_epoch=partition.leader_epoch)
+                    out.update(offset=last_fetchable, leader_epoch=partition.leader_epoch)
                 elif p.timestamp == LATEST_TIERED:
                     highest = (
                         plog.highest_offset_in_remote_storage if plog.remote_log_enabled else -1
@@ -93,9 +94,10 @@ def handle(ctx: Any, request: Any) -> Any:
                     and plog.remote_log_enabled
                     and plog.log_start_offset < plog.local_log_start_offset
                 ):
-                    remote.append((out, partition, p.timestamp))
+                    remote.append((out, partition, p.timestamp, last_fetchable))
                 else:
-                    _found(out, plog.fetch_offset_by_timestamp(p.timestamp), p.timestamp)
+                    found = plog.fetch_offset_by_timestamp(p.timestamp)
+                    _found(out, found, p.timestamp, last_fetchable)
             parts.append(out)
     if remote:
         return _with_remote_lookups(mod, answers, remote, rlm)
@@ -121,7 +123,7 @@ def _earliest_pending_upload(plog: Any) -> dict[str, int]:
 async def _with_remote_lookups(
     mod: Any, answers: list[tuple[str, list[dict[str, Any]]]], remote: list[Any], rlm: Any
 ) -> Any:
-    for out, partition, timestamp in remote:
+    for out, partition, timestamp, last_fetchable in remote:
         plog = partition.log
         st = rlm.state_for(partition.topic, partition.index, partition.topic_id, plog)
         try:
@@ -131,18 +133,20 @@ async def _with_remote_lookups(
             continue
         if found is None:
             found = plog.fetch_offset_by_timestamp(timestamp)
-        _found(out, found, timestamp)
+        _found(out, found, timestamp, last_fetchable)
     return _response(mod, answers)
 
 
-def _found(out: dict[str, Any], found: tuple[int, int, int] | None, timestamp: int) -> None:
+def _found(
+    out: dict[str, Any], found: tuple[int, int, int] | None, timestamp: int, last_fetchable: int
+) -> None:
     """A lookup's answer, unless it lies past what a consumer may read (an open transaction's
     record for read_committed, one above the high watermark): then none, as in Kafka's
     ReplicaManager. The earliest offsets (-2, -4) are always answers."""
     if found is None:
         return
     offset, ts, leader_epoch = found
-    if timestamp not in (EARLIEST, EARLIEST_LOCAL) and offset >= out["_last_fetchable"]:
+    if timestamp not in (EARLIEST, EARLIEST_LOCAL) and offset >= last_fetchable:
         return
     out.update(offset=offset, timestamp=ts, leader_epoch=leader_epoch)
 
@@ -152,13 +156,7 @@ def _response(mod: Any, answers: list[tuple[str, list[dict[str, Any]]]]) -> Any:
         make(
             mod.ListOffsetsTopicResponse,
             name=name,
-            partitions=tuple(
-                make(
-                    mod.ListOffsetsPartitionResponse,
-                    **{k: v for k, v in out.items() if k != "_last_fetchable"},
-                )
-                for out in parts
-            ),
+            partitions=tuple(make(mod.ListOffsetsPartitionResponse, **out) for out in parts),
         )
         for name, parts in answers
     )

@@ -22,67 +22,19 @@ LIST = 46
 
 
 def alter(ctx: Any, request: Any) -> Any:
-    broker = ctx.broker
     mod = response_module(ALTER, ctx.header.api_version)
-    if not cluster_authorized(ctx, AclOperation.ALTER):
-        # Every partition carries the error too, as Kafka's error response: Java's admin
-        # client counts them, and reports "too less results" when they are missing.
-        denied = tuple(
-            make(
-                mod.ReassignableTopicResponse,
-                name=t.name,
-                partitions=tuple(
-                    make(
-                        mod.ReassignablePartitionResponse,
-                        partition_index=p.partition_index,
-                        error_code=ErrorCode.cluster_authorization_failed,
-                        error_message=CLUSTER_DENIED,
-                    )
-                    for p in t.partitions
-                ),
-            )
-            for t in request.topics
-        )
-        return make(
-            mod.AlterPartitionReassignmentsResponse,
-            throttle_time=datetime.timedelta(0),
-            error_code=ErrorCode.cluster_authorization_failed,
-            error_message=CLUSTER_DENIED,
-            responses=denied,
-            allow_replication_factor_change=True,
-        )
+    # Refused, every partition carries the error too, as Kafka's error response: Java's admin
+    # client counts them, and reports "too less results" when they are missing.
+    denied = not cluster_authorized(ctx, AclOperation.ALTER)
     topics = []
     for t in request.topics:
         parts = []
         for p in t.partitions:
-            code, message = ErrorCode.none, None
-            target = None if p.replicas is None else tuple(int(r) for r in p.replicas)
-            timg = broker.image.topics.get(t.name)
-            current = timg.partitions.get(p.partition_index) if timg is not None else None
-            if (
-                not getattr(request, "allow_replication_factor_change", True)
-                and target is not None
-                and current is not None
-                and len(target) != len(current.target_replicas)
-            ):
-                parts.append(
-                    make(
-                        mod.ReassignablePartitionResponse,
-                        partition_index=p.partition_index,
-                        error_code=ErrorCode.invalid_replication_factor,
-                        error_message="The replication factor would change, which the "
-                        "request does not allow.",
-                    )
-                )
-                continue
-            try:
-                broker.plan_and_commit(
-                    lambda t=t, p=p, target=target: broker.controller.plan_reassignment(
-                        t.name, p.partition_index, target
-                    )
-                )
-            except ControllerError as e:
-                code, message = e.code, e.message
+            code, message = (
+                (ErrorCode.cluster_authorization_failed, CLUSTER_DENIED)
+                if denied
+                else _move(ctx.broker, request, t.name, p)
+            )
             parts.append(
                 make(
                     mod.ReassignablePartitionResponse,
@@ -95,11 +47,35 @@ def alter(ctx: Any, request: Any) -> Any:
     return make(
         mod.AlterPartitionReassignmentsResponse,
         throttle_time=datetime.timedelta(0),
-        error_code=ErrorCode.none,
-        error_message=None,
+        error_code=ErrorCode.cluster_authorization_failed if denied else ErrorCode.none,
+        error_message=CLUSTER_DENIED if denied else None,
         responses=tuple(topics),
         allow_replication_factor_change=True,
     )
+
+
+def _move(broker: Any, request: Any, topic: str, p: Any) -> tuple[ErrorCode, str | None]:
+    """Start (or cancel) one partition's move: its error code and message."""
+    target = None if p.replicas is None else tuple(int(r) for r in p.replicas)
+    timg = broker.image.topics.get(topic)
+    current = timg.partitions.get(p.partition_index) if timg is not None else None
+    if (
+        not getattr(request, "allow_replication_factor_change", True)
+        and target is not None
+        and current is not None
+        and len(target) != len(current.target_replicas)
+    ):
+        return (
+            ErrorCode.invalid_replication_factor,
+            "The replication factor would change, which the request does not allow.",
+        )
+    try:
+        broker.plan_and_commit(
+            lambda: broker.controller.plan_reassignment(topic, p.partition_index, target)
+        )
+    except ControllerError as e:
+        return e.code, e.message
+    return ErrorCode.none, None
 
 
 def list_(ctx: Any, request: Any) -> Any:

@@ -1106,15 +1106,8 @@ class GroupCoordinator:
             due += sorted(pending - set(due))
             if not due:
                 continue
-            tombstones: list[tuple[bytes, bytes | None]] = [
-                (rec.offset_key(group.group_id, t, p), None) for t, p in due
-            ]
-            # A group left empty without offsets goes too, as Kafka's cleanup marks it Dead.
-            gone = _left_empty(group, due)
-            if gone:
-                tombstones.extend(self._group_tombstones(group))
             try:
-                self.topic.append(self.partition_for(group.group_id), tombstones)
+                self._tombstone_offsets(group, due)
             except Exception as e:
                 log.warning(
                     "could not delete the offsets of group %s for deleted topics %s: %s (they "
@@ -1124,11 +1117,25 @@ class GroupCoordinator:
                     e,
                 )
                 continue
-            _drop_offsets(group, due)
             deleted += len(due)
-            if gone:
-                del self.groups[group.group_id]
         return deleted
+
+    def _tombstone_offsets(self, group: GroupMetadata, due: list[tuple[str, int]]) -> None:
+        """Write tombstones for ``due``, and for the group when that leaves it empty (Kafka's
+        cleanup marks it Dead), then forget them. A failed write raises and changes
+        nothing."""
+        tombstones: list[tuple[bytes, bytes | None]] = [
+            (rec.offset_key(group.group_id, t, p), None) for t, p in due
+        ]
+        gone = _left_empty(group, due)
+        if gone:
+            tombstones.extend(self._group_tombstones(group))
+        if not tombstones:
+            return
+        self.topic.append(self.partition_for(group.group_id), tombstones)
+        _drop_offsets(group, due)
+        if gone:
+            del self.groups[group.group_id]
 
     def expire_offsets(self) -> int:
         """Drop offsets of empty groups older than offsets.retention.minutes (Kafka 2.1+)."""
@@ -1148,23 +1155,12 @@ class GroupCoordinator:
                     expiring = since + self.config.offsets_retention_ms <= now
                 if expiring:
                     due.append(tp)
-            tombstones: list[tuple[bytes, bytes | None]] = [
-                (rec.offset_key(group.group_id, t, p), None) for t, p in due
-            ]
-            gone = _left_empty(group, due)
-            if gone:
-                tombstones.extend(self._group_tombstones(group))
-            if not tombstones:
-                continue
             try:
-                self.topic.append(self.partition_for(group.group_id), tombstones)
+                self._tombstone_offsets(group, due)
             except Exception as e:  # the next pass tries again; nothing forgotten meanwhile
                 log.warning("could not expire offsets of group %s: %s", group.group_id, e)
                 continue
-            _drop_offsets(group, due)
             expired += len(due)
-            if gone:
-                del self.groups[group.group_id]
         return expired
 
     # --- admin ----------------------------------------------------------------------------
