@@ -477,3 +477,17 @@ def test_transactions_span_partitions_led_by_other_brokers(cluster: Cluster) -> 
             cluster.wait_for(lambda tp=tp, c=c: c.get_watermark_offsets(tp, timeout=10) == (0, 13))
         finally:
             c.close()
+    # `artesian transactions list` asks every broker: each lists only what it coordinates.
+    from kio.schema.find_coordinator.v4 import request as fc
+
+    tids = ["spread", *(f"spread-{n}" for n in range(12))]
+    for tid in tids[1:]:
+        Producer(
+            {"bootstrap.servers": cluster.bootstrap, "transactional.id": tid}
+        ).init_transactions(30)
+    with cluster.conn(1) as conn:
+        r = conn.request(10, 4, fc.FindCoordinatorRequest(key_type=1, coordinator_keys=tuple(tids)))
+    coordinators = {c.key: c.node_id for c in r.coordinators}
+    assert len(set(coordinators.values())) > 1
+    listed = cli_json(cluster.brokers[1], "transactions", "list")
+    assert {t["transactional_id"]: t["coordinator"] for t in listed} == coordinators
