@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from artesian.protocol.compression import compress
 from tests.broker_process import BrokerProcess
 from tests.kafka_wire import (
     Closed,
@@ -25,7 +26,14 @@ from tests.kafka_wire import (
     sample_request,
     tagged_fields,
 )
-from tests.storage.batches import decode_batches, make_batch
+from tests.storage.batches import (
+    Rec,
+    batch_of,
+    decode_batches,
+    encode_record,
+    make_batch,
+    zstd_zeros,
+)
 
 MAX_REQUEST = 1 << 20
 BROKER_MAX_MESSAGE = 4000
@@ -592,3 +600,121 @@ def test_a_pipeline_of_large_produces_past_the_byte_pause_is_all_answered(
     sender.join(30)
     assert not sender.is_alive()
     assert high_watermark(conn, topic) == 40
+
+
+# --- records the broker must not take --------------------------------------------------------
+
+ZSTD_ZEROS_1GIB = zstd_zeros(1 << 30)
+GOOD_RECORD = encode_record(0, 0, Rec(b"k", b"value", 1_700_000_000_000))
+INVALID_TIMESTAMP, UNSUPPORTED_COMPRESSION_TYPE = 32, 76
+
+
+def _with(batch: bytearray, offset: int, fmt: str, value: int) -> bytes:
+    struct.pack_into(fmt, batch, offset, value)
+    return bytes(batch)
+
+
+# (records, Produce version, error code, part of the message), as Kafka answers each.
+REFUSED: dict[str, tuple[Callable[[], bytes], int, int, str]] = {
+    "garbage records, good CRC": (
+        lambda: bytes(batch_of(b"\xff" * 100, 1)),
+        9,
+        INVALID_RECORD,
+        "varint is too long",
+    ),
+    "a record and zeros claiming 5": (
+        lambda: bytes(batch_of(GOOD_RECORD + bytes(40), 5)),
+        9,
+        INVALID_RECORD,
+        "length 0",
+    ),
+    "gzip of garbage": (
+        lambda: bytes(batch_of(compress(1, b"\xff" * 100), 1, codec=1)),
+        9,
+        INVALID_RECORD,
+        "varint is too long",
+    ),
+    "1 GiB zstd bomb claiming 2^31-1": (
+        lambda: bytes(batch_of(ZSTD_ZEROS_1GIB, 2**31 - 1, codec=4)),
+        9,
+        INVALID_RECORD,
+        "decompresses to more than",
+    ),
+    "codec 7": (lambda: bytes(batch_of(GOOD_RECORD, 1, codec=7)), 9, INVALID_RECORD, "codec 7"),
+    "baseOffset 5": (
+        lambda: bytes(make_batch(n=2, base_offset=5)),
+        9,
+        INVALID_RECORD,
+        "should be 0",
+    ),
+    "LogAppendTime from the producer": (
+        lambda: bytes(make_batch(n=2, attributes=0x08)),
+        9,
+        INVALID_TIMESTAMP,
+        "Producer should not set timestamp type to LogAppendTime",
+    ),
+    "zstd before Produce v7": (
+        lambda: bytes(make_batch(n=2, codec=4)),
+        5,
+        UNSUPPORTED_COMPRESSION_TYPE,
+        "not allowed to use ZStandard",
+    ),
+    "magic 1": (lambda: _with(make_batch(n=2), 16, ">b", 1), 9, INVALID_RECORD, "magic version 2"),
+    "a batch cut short": (
+        lambda: bytes(make_batch(n=3))[:-5],
+        9,
+        INVALID_RECORD,
+        "at least one record batch",
+    ),
+    "negative batch length": (
+        lambda: _with(make_batch(n=2), 8, ">i", -1),
+        9,
+        CORRUPT_MESSAGE,
+        "Record size -1",
+    ),
+    "junk after the batch that reads as a size": (
+        lambda: bytes(make_batch(n=2)) + bytes(12),
+        9,
+        CORRUPT_MESSAGE,
+        "Record size 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+@pytest.mark.parametrize("case", REFUSED)
+def test_records_kafka_refuses_are_refused_and_nothing_is_appended(
+    mbroker: BrokerProcess, conn: WireConn, case: str, compacted: bool
+) -> None:
+    """Each malformed or forbidden batch gets Kafka's error code, nothing reaches the log,
+    and the partition takes the next good batch at offset 0. A compacted topic, which reads
+    every key, refuses them the same way."""
+    records, version, code, message = REFUSED[case]
+    configs = {"max.message.bytes": "1000000"}
+    if compacted:
+        configs["cleanup.policy"] = "compact"
+    topic, topic_id = new_topic(conn, configs)
+    p = produce(conn, topic, records(), version=version, topic_id=topic_id)
+    assert (int(p.error_code), p.base_offset) == (code, -1)
+    if version >= 8:  # error messages came with v8
+        assert message in (p.error_message or "")
+    assert high_watermark(conn, topic) == 0
+    good = make_batch(n=2)
+    p = produce(conn, topic, bytes(good), topic_id=topic_id)
+    assert (int(p.error_code), p.base_offset) == (NONE, 0)
+    assert [r[3] for b in decode_batches(fetch_raw(conn, topic, 0)) for r in b.records] == [
+        b"v0........",
+        b"v1........",
+    ]
+
+
+def test_a_partial_batch_after_the_batch_is_dropped(conn: WireConn) -> None:
+    """Bytes after the one batch that do not make another are trimmed, as Kafka's log does."""
+    topic, topic_id = new_topic(conn)
+    good = make_batch(n=3)
+    p = produce(conn, topic, bytes(good) + b"\x00" * 10, topic_id=topic_id)
+    assert (int(p.error_code), p.base_offset) == (NONE, 0)
+    assert high_watermark(conn, topic) == 3
+    stored = fetch_raw(conn, topic, 0)
+    assert len(stored) == len(good)
+    assert stored[61:] == bytes(good[61:])

@@ -107,6 +107,50 @@ def make_batch(
     return out
 
 
+def batch_of(
+    raw: bytes,
+    count: int,
+    *,
+    codec: int = 0,
+    attributes: int = 0,
+    base_offset: int = 0,
+    timestamp: int = 1_700_000_000_000,
+) -> bytearray:
+    """A batch around ``raw`` record bytes, claiming ``count`` records, with a good CRC:
+    what a broken or hostile client may send. ``raw`` is taken as already compressed."""
+    out = bytearray(
+        _HEADER.pack(
+            base_offset,
+            61 - 12 + len(raw),
+            -1,
+            2,
+            0,
+            attributes | codec,
+            count - 1,
+            timestamp,
+            timestamp,
+            -1,
+            -1,
+            -1,
+            count,
+        )
+    )
+    out += raw
+    struct.pack_into(">I", out, 17, crc32c(bytes(out[21:])))
+    return out
+
+
+def zstd_zeros(n: int) -> bytes:
+    """A zstd frame of ``n`` zero bytes (a multiple of 128 KiB) in RLE blocks: 4 bytes each."""
+    block = 128 * 1024
+    blocks = n // block
+    out = bytearray(b"\x28\xb5\x2f\xfd\x00\x38")  # magic; no content size; 128 KiB window
+    for i in range(blocks):
+        last = 1 if i == blocks - 1 else 0
+        out += (last | 1 << 1 | block << 3).to_bytes(3, "little") + b"\x00"  # RLE of 0x00
+    return bytes(out)
+
+
 @dataclass(frozen=True)
 class DecodedBatch:
     base_offset: int

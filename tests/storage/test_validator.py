@@ -23,7 +23,15 @@ from artesian.storage.errors import (
 from artesian.storage.leader_epoch import LeaderEpochFileCache
 from artesian.storage.log_config import LogConfig
 from artesian.storage.log_validator import validate_and_assign_offsets
-from tests.storage.batches import Rec, decode_batches, make_batch
+from tests.storage.batches import (
+    Rec,
+    batch_of,
+    decode_batches,
+    encode_record,
+    make_batch,
+    zigzag_varint,
+    zstd_zeros,
+)
 
 NOW = 1_700_000_000_000
 CODECS = range(5)
@@ -269,7 +277,7 @@ def test_batch_claiming_more_records_than_it_holds_is_rejected(codec: int) -> No
     struct.pack_into(">i", buf, 23, claimed - 1)  # lastOffsetDelta
     struct.pack_into(">i", buf, 57, claimed)  # recordsCount
     set_crc(buf, 0, len(buf))
-    with pytest.raises(InvalidRecordError, match="claims"):
+    with pytest.raises(InvalidRecordError, match="Found invalid record structure"):
         validate(buf)
 
 
@@ -278,3 +286,107 @@ def test_honest_counts_pass_the_record_count_check(codec: int) -> None:
     buf = make_batch(n=500, codec=codec, value_size=1)
     info = validate(buf)
     assert (info.first_offset, info.last_offset) == (100, 599)
+
+
+def _record(body: bytes) -> bytes:
+    """A record of ``body`` (everything after its length), length-prefixed."""
+    return zigzag_varint(len(body)) + body
+
+
+GOOD = encode_record(0, 0, Rec(b"k", b"value", NOW))
+# Malformed record areas, each with the count it claims and what Kafka's reader says.
+MALFORMED = {
+    "zero bytes": (bytes(40), 5, "invalid record length 0"),
+    "0xff bytes": (b"\xff" * 100, 1, "varint is too long"),
+    "a record then zeros": (GOOD + bytes(40), 5, "invalid record length 0"),
+    "fewer records than claimed": (GOOD, 2, "Found invalid record structure"),
+    "more records than claimed": (GOOD * 2, 1, "records still remaining"),
+    "a record cut short": (GOOD[:-1], 1, "Found invalid record structure"),
+    "fields short of the length": (
+        _record(b"\x00\x00\x00\x02k\x02v\x00" + b"xyz"),
+        1,
+        "expected to read 11 bytes in record payload, but instead read 8",
+    ),
+    "key past the record": (
+        _record(b"\x00\x00\x00\x0ak\x02v\x00") + GOOD,
+        2,
+        "expected to read 8 bytes in record payload, but instead read 11",
+    ),
+    "key length -2": (_record(b"\x00\x00\x00\x03\x02v\x00"), 1, "invalid key length -2"),
+    "value length -3": (_record(b"\x00\x00\x00\x01\x05\x00"), 1, "invalid value length -3"),
+    "header count -2": (_record(b"\x00\x00\x00\x01\x01\x03"), 1, "number of record headers -2"),
+    "null header key": (
+        _record(b"\x00\x00\x00\x01\x01\x02\x01\x01"),
+        1,
+        "Invalid negative header key size -1",
+    ),
+    "header value length -2": (
+        _record(b"\x00\x00\x00\x01\x01\x02\x02h\x03"),
+        1,
+        "invalid header value length -2",
+    ),
+}
+
+
+@pytest.mark.parametrize("codec", [0, CompressionType.GZIP, CompressionType.ZSTD])
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_records_are_refused(case: str, codec: int) -> None:
+    """Every record is read before the batch is taken, as Kafka's LogValidator does: a batch
+    whose CRC is right but whose records are not would move the log end by a made-up count
+    and leave consumers a batch they cannot read."""
+    raw, count, message = MALFORMED[case]
+    buf = batch_of(compress(codec, raw) if codec else raw, count, codec=codec)
+    with pytest.raises(InvalidRecordError, match=message):
+        validate(buf)
+
+
+_ANY_RECORDS = st.lists(
+    st.builds(
+        Rec,
+        key=st.none() | st.binary(max_size=200),
+        value=st.none() | st.binary(max_size=400),
+        timestamp=st.integers(NOW - 10**9, NOW + 10**6),
+        headers=st.lists(
+            st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=200)), max_size=3
+        ).map(tuple),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(_ANY_RECORDS, st.sampled_from([0, CompressionType.LZ4]))
+@settings(max_examples=60, deadline=None)
+def test_well_formed_records_pass_and_a_cut_never_does(records: list[Rec], codec: int) -> None:
+    """Any records a client can write pass the walk, keys, headers, nulls and multi-byte
+    varints included; the same bytes one short, or one over, never do."""
+    info = validate(make_batch(records, codec=codec))
+    assert (info.first_offset, info.last_offset) == (100, 100 + len(records) - 1)
+    base = records[0].timestamp
+    raw = b"".join(encode_record(i, r.timestamp - base, r) for i, r in enumerate(records))
+    for wrong in (raw[:-1], raw + b"\x00"):
+        with pytest.raises(InvalidRecordError):
+            validate(
+                batch_of(compress(codec, wrong) if codec else wrong, len(records), codec=codec)
+            )
+
+
+def test_a_decompression_bomb_is_refused_at_the_bound() -> None:
+    """8 KiB of zstd that would be 1 GiB of zeros: refused once the output passes the bound,
+    never held whole."""
+    buf = batch_of(zstd_zeros(1 << 30), 2**31 - 1, codec=CompressionType.ZSTD)
+    assert len(buf) < 40_000
+    with pytest.raises(InvalidRecordError, match="decompresses to more than 268435456 bytes"):
+        validate(buf)
+
+
+def test_producers_may_not_set_offsets_or_log_append_time() -> None:
+    """A client's batch starts at offset 0 and says CreateTime (Kafka's UnifiedLog and
+    LogValidator); a coordinator's own writes are not held to it."""
+    with pytest.raises(InvalidRecordError, match="baseOffset of the record batch should be 0"):
+        validate(make_batch(n=2, base_offset=5))
+    with pytest.raises(InvalidTimestampError, match="should not set timestamp type to LogAppend"):
+        validate(make_batch(n=2, attributes=0x08))
+    for codec in (5, 6, 7):
+        with pytest.raises(InvalidRecordError, match=f"unsupported compression codec {codec}"):
+            validate(batch_of(GOOD, 1, codec=codec))

@@ -1,8 +1,8 @@
 """Batch compression codecs (gzip, snappy, lz4, zstd) through cramjam.
 
-Only the parts of the broker that must look inside a batch use this (recompression when a topic's
-``compression.type`` differs from the producer's codec, compaction, tools); the produce and fetch
-hot paths never decompress.
+The broker decompresses a batch to check its records on produce (as Kafka does), to recompress
+it when a topic's ``compression.type`` differs from the producer's codec, and to compact; fetch
+never decompresses.
 
 Wire formats, as Kafka's clients write and read them:
 

@@ -1,13 +1,18 @@
 """Validate a produce request's records and assign offsets (Kafka's LogValidator).
 
-The normal path (``compression.type=producer``) never decodes records: per batch it parses the
-61-byte header, checks the CRC, sizes, offset-count sanity and timestamps, then patches
-``baseOffset`` and ``partitionLeaderEpoch`` in place (neither is CRC-covered).
+Per batch: the 61-byte header (CRC, sizes, offset-count sanity, timestamps), then every record's
+structure, as Kafka reads each record before it appends: lengths that add up, exactly as many
+records as the header claims, nothing left over (``_walk_records``). A batch that passes is
+given its offsets in place (``baseOffset`` and ``partitionLeaderEpoch`` are not CRC-covered);
+nothing is copied or re-encoded unless the topic's ``compression.type`` asks for another codec.
+The walk is what stops a hostile batch from burning offsets (a count of 2^31 over a few bytes)
+or leaving records in the log that every consumer chokes on; compressed batches are
+decompressed for it, to at most DEFAULT_MAX_DECOMPRESSED_SIZE.
 
 Where we differ from Kafka: timestamps are checked at batch granularity (base and max timestamp,
-which bound every record's timestamp for a well-formed batch), and compressed batches are not
-decompressed to check each record. ``offset_of_max_timestamp`` is the last offset of the batch
-holding the largest max timestamp (Kafka's "shallow" offset of max timestamp).
+which bound every record's timestamp for a well-formed batch). ``offset_of_max_timestamp`` is
+the last offset of the batch holding the largest max timestamp (Kafka's "shallow" offset of max
+timestamp).
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from artesian.protocol.compression import (
     DEFAULT_MAX_DECOMPRESSED_SIZE,
     CompressionError,
     DecompressedSizeExceeded,
+    UnsupportedCodec,
     compress,
     decompress,
 )
-from artesian.protocol.record_codec import read_varint
 from artesian.protocol.records import (
     ATTR_COMPRESSION_MASK,
     ATTR_TIMESTAMP_TYPE,
@@ -100,8 +105,7 @@ def validate_and_assign_offsets(
     rebuilt: list[bytes | memoryview] | None = None
     while pos < end:
         h = _check_batch(buf, pos, end, config, now_ms, log_append, from_client)
-        if config.compact_enabled:
-            _check_keys(buf, pos, h)  # only compacted topics pay for decoding records
+        raw = _check_records(buf, pos, h, config.compact_enabled)
         size = h.size
         patch_batch(buf, pos, offset, leader_epoch)
         if log_append:
@@ -118,7 +122,7 @@ def validate_and_assign_offsets(
         if target is not None and h.compression != target:
             if rebuilt is None:
                 rebuilt = [buf[:pos]]
-            rebuilt.append(_recompress(buf, pos, h, target, config))
+            rebuilt.append(_recompress(buf, pos, h, raw, target, config))
         elif rebuilt is not None:
             rebuilt.append(buf[pos : pos + size])
         records_count += h.records_count
@@ -176,7 +180,15 @@ def _check_batch(
         raise InvalidRecordError(
             f"invalid sequence number {h.base_sequence} in batch with producer id {h.producer_id}"
         )
-    _check_record_count(buf, pos, h)
+    if from_client and h.base_offset != 0:
+        raise InvalidRecordError(
+            f"The baseOffset of the record batch should be 0, but it is {h.base_offset}"
+        )
+    if from_client and h.is_log_append_time:
+        raise InvalidTimestampError(
+            "Invalid timestamp type in the batch. Producer should not set timestamp type to "
+            "LogAppendTime."
+        )
     if not log_append:
         for ts in (h.base_timestamp, h.max_timestamp):
             if ts == NO_TIMESTAMP:
@@ -194,61 +206,140 @@ def _check_batch(
     return h
 
 
-# The smallest record: length, attributes, timestamp delta, offset delta, key length, value
-# length and header count, one byte each.
-MIN_RECORD_SIZE = 7
+# A record's body at its smallest: attributes, timestamp delta, offset delta, key length,
+# value length and header count, one byte each.
+MIN_RECORD_BODY = 6
+# zigzag-decoded one-byte varints: most lengths and deltas fit in one byte.
+_ZIGZAG = tuple((b >> 1) ^ -(b & 1) for b in range(0x80))
 
 
-def _check_record_count(buf: memoryview, pos: int, h: BatchHeader) -> None:
-    """A batch may not claim more records than its bytes can hold: the count decides how far
-    the log end offset moves, so a lie would burn offsets (Kafka reads the records to check).
-    Uncompressed: O(1). Compressed: the records are decompressed (in C), never parsed."""
+def _check_records(buf: memoryview, pos: int, h: BatchHeader, keys_required: bool) -> bytes | None:
+    """Walk every record of the batch at ``pos``; a compressed batch's records are
+    decompressed for it, and returned for reuse."""
     payload = buf[pos + BATCH_HEADER_SIZE : pos + h.size]
-    available = len(payload)
-    if h.compression and h.records_count * MIN_RECORD_SIZE > available:
-        limit = h.records_count * MIN_RECORD_SIZE
+    raw = None
+    if h.compression:
         try:
-            available = len(decompress(h.compression, payload, limit))
-        except DecompressedSizeExceeded:
-            return  # at least `limit` bytes of records: the count is plausible
+            raw = decompress(h.compression, payload, DEFAULT_MAX_DECOMPRESSED_SIZE)
+        except UnsupportedCodec as e:
+            raise InvalidRecordError(f"batch at byte {pos}: {e}") from None
+        except DecompressedSizeExceeded as e:
+            raise InvalidRecordError(f"batch at byte {pos}: {e}") from None
         except CompressionError as e:
             raise CorruptRecordError(f"batch at byte {pos}: {e}") from None
-    if h.records_count * MIN_RECORD_SIZE > available:
-        raise InvalidRecordError(
-            f"batch at byte {pos} claims {h.records_count} records in {available} bytes"
-        )
-
-
-def _check_keys(buf: memoryview, pos: int, h: BatchHeader) -> None:
-    """Kafka refuses records without a key on compacted topics: compaction could not keep them."""
-    body = buf[pos + BATCH_HEADER_SIZE : pos + h.size]
     try:
-        data = (
-            decompress(h.compression, body, DEFAULT_MAX_DECOMPRESSED_SIZE)
-            if h.compression
-            else body
-        )
-        rec = 0
-        for _ in range(h.records_count):
-            length, rec = read_varint(data, rec)
-            end = rec + length
-            _, p = read_varint(data, rec + 1)  # timestamp delta, after the attributes byte
-            _, p = read_varint(data, p)  # offset delta
-            key_length, _ = read_varint(data, p)
-            if key_length < 0:
+        _walk_records(payload if raw is None else raw, h.records_count, keys_required)
+    except InvalidRecordError as e:
+        raise InvalidRecordError(f"batch at byte {pos}: {e}") from None
+    return raw
+
+
+def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """A zigzag varint (or varlong) at ``pos``: (value, position after it)."""
+    z = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        z |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (z >> 1) ^ -(z & 1), pos
+        shift += 7
+        if shift > 63:
+            raise InvalidRecordError("varint is too long")
+
+
+def _walk_records(
+    data: bytes | memoryview, count: int, keys_required: bool, zigzag: tuple[int, ...] = _ZIGZAG
+) -> None:
+    """Check that ``data`` holds exactly ``count`` well-formed records, as Kafka's
+    DefaultRecord.readFrom reads them: each one's fields fill its length exactly, lengths are
+    -1 (null) or more, header keys are not null, and no byte is left over. On the produce
+    hot path: one-byte varints are read inline, the deltas skipped undecoded."""
+    pos = 0
+    end = len(data)
+    try:
+        for _ in range(count):
+            b = data[pos]
+            if b < 0x80:
+                length = zigzag[b]
+                pos += 1
+            else:
+                length, pos = _varint(data, pos)
+            record_end = pos + length
+            if length < MIN_RECORD_BODY:
+                raise InvalidRecordError(f"invalid record length {length}")
+            if record_end > end:
+                raise IndexError  # the record runs past the batch
+            pos += 1  # attributes
+            while data[pos] >= 0x80:  # timestamp delta
+                pos += 1
+            pos += 1
+            while data[pos] >= 0x80:  # offset delta
+                pos += 1
+            pos += 1
+            b = data[pos]
+            if b < 0x80:
+                key = zigzag[b]
+                pos += 1
+            else:
+                key, pos = _varint(data, pos)
+            if key > 0:
+                pos += key
+            elif key < 0 and (key < -1 or keys_required):
                 raise InvalidRecordError(
-                    f"Compacted topic cannot accept message without key in batch at byte {pos}"
+                    "Compacted topic cannot accept message without key"
+                    if key == -1
+                    else f"invalid key length {key}"
                 )
-            rec = end
-    except (InvalidBatch, CompressionError) as e:
-        raise CorruptRecordError(f"batch at byte {pos}: {e}") from None
+            b = data[pos]
+            if b < 0x80:
+                value = zigzag[b]
+                pos += 1
+            else:
+                value, pos = _varint(data, pos)
+            if value > 0:
+                pos += value
+            elif value < -1:
+                raise InvalidRecordError(f"invalid value length {value}")
+            if data[pos]:
+                headers, pos = _varint(data, pos)
+                if headers < 0:
+                    raise InvalidRecordError(f"Found invalid number of record headers {headers}")
+                for _ in range(headers):
+                    key, pos = _varint(data, pos)
+                    if key < 0:
+                        raise InvalidRecordError(f"Invalid negative header key size {key}")
+                    value, pos = _varint(data, pos + key)
+                    if value > 0:
+                        pos += value
+                    elif value < -1:
+                        raise InvalidRecordError(f"invalid header value length {value}")
+            else:
+                pos += 1
+            if pos != record_end:
+                raise InvalidRecordError(
+                    f"Invalid record size: expected to read {length} bytes in record payload, "
+                    f"but instead read {pos - record_end + length}"
+                )
+    except IndexError:
+        raise InvalidRecordError("Found invalid record structure") from None
+    if pos != end:
+        raise InvalidRecordError("Incorrect declared batch size, records still remaining in file")
 
 
-def _recompress(buf: memoryview, pos: int, h: BatchHeader, target: int, config: LogConfig) -> bytes:
-    """Rebuild one batch with its records part in the ``target`` codec."""
-    body = buf[pos + BATCH_HEADER_SIZE : pos + h.size]
+def _recompress(
+    buf: memoryview,
+    pos: int,
+    h: BatchHeader,
+    raw: bytes | None,
+    target: int,
+    config: LogConfig,
+) -> bytes:
+    """Rebuild one batch with its records part in the ``target`` codec; ``raw``: its records
+    decompressed, None when they are not compressed."""
+    if raw is None:
+        raw = bytes(buf[pos + BATCH_HEADER_SIZE : pos + h.size])
     try:
-        raw = decompress(h.compression, body, DEFAULT_MAX_DECOMPRESSED_SIZE)
         new_body = compress(target, raw, config.compression_level(target))
     except CompressionError as e:
         raise CorruptRecordError(f"batch at byte {pos}: {e}") from None

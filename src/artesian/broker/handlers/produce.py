@@ -1,8 +1,9 @@
 """Produce (0): the append hot path.
 
 The request is decoded by hand into memoryviews over the received frame; each partition's
-batches are validated from their headers (CRC32C included), given offsets in place and written
-to the log. Records are never decoded. acks=0 gets no response; with one replica, acks=-1 is
+one batch is checked as Kafka's ProduceRequest does (``_single_batch``), then validated by the
+log (header, CRC32C and every record's structure), given offsets in place and written. Records
+are walked, never copied or re-encoded. acks=0 gets no response; with one replica, acks=-1 is
 satisfied as soon as the leader has appended.
 """
 
@@ -32,7 +33,12 @@ from artesian.metadata.image import INTERNAL_TOPICS
 from artesian.protocol import api
 from artesian.protocol.codec import DecodeError
 from artesian.protocol.produce import ProduceRequestView, decode_produce_request
-from artesian.protocol.records import ATTR_TRANSACTIONAL, BATCH_HEADER_SIZE, LOG_OVERHEAD
+from artesian.protocol.records import (
+    ATTR_COMPRESSION_MASK,
+    ATTR_TRANSACTIONAL,
+    BATCH_HEADER_SIZE,
+    LOG_OVERHEAD,
+)
 
 API_KEY = 0
 # librdkafka expects Produce advertised from v0 (KAFKA-18659); v0-2 carry the old message
@@ -58,17 +64,79 @@ def decode(header: api.RequestHeader, frame: memoryview) -> ProduceRequestView:
     )
 
 
-def _one_batch_error(records: memoryview, version: int) -> str | None:
-    """Produce v3+ carries exactly one batch per partition (Kafka's ProduceRequest rule)."""
-    if len(records) < LOG_OVERHEAD:
-        return f"Produce requests with version {version} must have at least one record batch"
-    size = _BATCH_LENGTH.unpack_from(records, 8)[0] + LOG_OVERHEAD
-    if size < len(records):
-        return (
-            f"Produce requests with version {version} are only allowed to contain exactly one "
-            "record batch per partition"
+# Kafka's smallest record of any format (message format v0), below which a size is corrupt.
+_RECORD_OVERHEAD_V0 = 14
+_MAGIC_END = 17  # bytes up to and including a batch's magic
+_ZSTD = 4
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _next_batch_size(records: memoryview, pos: int) -> int | None:
+    """The size of the batch at ``pos``, None if it is cut short: Kafka's batch iterator
+    (ByteBufferLogInputStream), which stops quietly at a partial batch and refuses sizes and
+    magics no format has."""
+    remaining = len(records) - pos
+    if remaining < LOG_OVERHEAD:
+        return None
+    size = _BATCH_LENGTH.unpack_from(records, pos + 8)[0]
+    if size < _RECORD_OVERHEAD_V0:
+        raise _Corrupt(
+            f"Record size {size} is less than the minimum record overhead ({_RECORD_OVERHEAD_V0})"
         )
-    return None  # a short batch is the validator's CORRUPT_MESSAGE
+    if remaining < _MAGIC_END:
+        return None
+    magic = records[pos + 16]
+    if magic > 2:  # a signed byte: 0x80 and up are negative, as bad
+        raise _Corrupt(f"Invalid magic found in record: {magic if magic < 0x80 else magic - 256}")
+    size += LOG_OVERHEAD
+    return size if remaining >= size else None
+
+
+def _single_batch(records: memoryview, version: int) -> tuple[int, ErrorCode, str | None]:
+    """Kafka's ProduceRequest.validateRecords: v3+ carries exactly one v2 batch per
+    partition, and zstd from v7. Returns the batch's size, or an error; bytes after the
+    batch that do not make a whole one are dropped, as Kafka's log trims them."""
+    try:
+        size = _next_batch_size(records, 0)
+        if size is None:
+            return (
+                0,
+                ErrorCode.invalid_record,
+                (f"Produce requests with version {version} must have at least one record batch"),
+            )
+        if records[16] != 2:
+            return (
+                0,
+                ErrorCode.invalid_record,
+                (
+                    f"Produce requests with version {version} are only allowed to contain record "
+                    "batches with magic version 2"
+                ),
+            )
+        if version < 7 and records[_ATTRIBUTES_LOW] & ATTR_COMPRESSION_MASK == _ZSTD:
+            return (
+                0,
+                ErrorCode.unsupported_compression_type,
+                (
+                    f"Produce requests with version {version} are not allowed to use ZStandard "
+                    "compression"
+                ),
+            )
+        if _next_batch_size(records, size) is not None:
+            return (
+                0,
+                ErrorCode.invalid_record,
+                (
+                    f"Produce requests with version {version} are only allowed to contain exactly "
+                    "one record batch per partition"
+                ),
+            )
+    except _Corrupt as e:
+        return 0, ErrorCode.corrupt_message, str(e)
+    return size, ErrorCode.none, None
 
 
 def _txn_error(
@@ -249,9 +317,8 @@ def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> A
             elif p.records is None:
                 code = ErrorCode.invalid_record
                 message = "Produce request carries null records"
-            elif (batch_error := _one_batch_error(p.records, version)) is not None:
-                code = ErrorCode.invalid_record
-                message = batch_error
+            elif (batch := _single_batch(p.records, version))[1] != ErrorCode.none:
+                _, code, message = batch
             elif (
                 len(p.records) >= BATCH_HEADER_SIZE
                 and p.records[_ATTRIBUTES_LOW] & ATTR_TRANSACTIONAL
@@ -260,8 +327,9 @@ def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> A
             ):
                 code, message = txn_error
             else:
+                records = p.records if batch[0] == len(p.records) else p.records[: batch[0]]
                 try:
-                    info = partition.log.append_as_leader(p.records, partition.leader_epoch, now)
+                    info = partition.log.append_as_leader(records, partition.leader_epoch, now)
                 except Exception as e:  # storage errors carry their Kafka error code
                     error_code = getattr(e, "error_code", None)
                     if error_code is None:
@@ -276,7 +344,7 @@ def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> A
                     log_start = partition.log.log_start_offset
                     if not info.duplicate:  # a retried idempotent batch: NONE, original offsets
                         flush = rm.appended(
-                            partition, len(p.records), info.last_offset - info.first_offset + 1
+                            partition, len(records), info.last_offset - info.first_offset + 1
                         )
                         if flush is not None:
                             flushes.append(flush)
