@@ -30,6 +30,7 @@ RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 DELETE_DIR_SUFFIX = "-delete"
+MAX_DIR_NAME = 255  # bytes in a file name, on every file system Kafka runs on
 
 TopicPartition = tuple[str, int]
 
@@ -194,7 +195,10 @@ class LogManager:
             log = self._logs.pop((topic, partition), None)
         if log is None:
             return False
-        target = self.data_dir / f"{topic}-{partition}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
+        # The topic part is cut to keep the name within 255 bytes, as Kafka's LocalLog does:
+        # a 249-character topic would not fit whole.
+        suffix = f"-{partition}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
+        target = self.data_dir / f"{topic[: MAX_DIR_NAME - len(suffix)]}{suffix}"
         os.replace(log.dir, target)
         fsync_dir(self.data_dir)
         log.dir = target
