@@ -784,6 +784,75 @@ def test_error_messages_name_the_tenants_names(shared: SharedBroker) -> None:
     error = _refusal(admin.create_topics([NewTopic("twice", 1, 1)]))
     assert error.code() == KafkaError.TOPIC_ALREADY_EXISTS
     assert "lkc-a" not in error.str() and "'twice'" in error.str(), error.str()
+    # A tenant's own name that holds its prefix keeps it: only the prefix added comes off.
+    _create(alice, "lkc-a_twice")
+    error = _refusal(admin.create_topics([NewTopic("lkc-a_twice", 1, 1)]))
+    assert "'lkc-a_twice'" in error.str(), error.str()
+
+
+def test_a_tenants_topic_names_follow_kafkas_rules(shared: SharedBroker) -> None:
+    """Judged by the name the tenant gave: "." and ".." are not names, the internal topics'
+    names are the shared cluster's, and the prefix counts against 249 characters."""
+    admin = AdminClient(shared.conf("alice"))
+    room = 249 - len("lkc-a_")
+    refused = {
+        ".": KafkaError.TOPIC_EXCEPTION,
+        "..": KafkaError.TOPIC_EXCEPTION,
+        "__consumer_offsets": KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        "__transaction_state": KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        "x" * (room + 1): KafkaError.TOPIC_EXCEPTION,
+    }
+    for name, code in refused.items():
+        for validate_only in (True, False):
+            error = _refusal(
+                admin.create_topics([NewTopic(name, 1, 1)], validate_only=validate_only)
+            )
+            assert error.code() == code, (name, error)
+    assert (
+        "maximum of 243 characters"
+        in _refusal(admin.create_topics([NewTopic("x" * (room + 1), 1, 1)])).str()
+    )
+    assert not {f"lkc-a_{name}" for name in refused} & shared.physical_topics()
+    _create(shared.conf("alice"), "y" * room)  # the longest a tenant may have
+    # Auto-creation by Metadata refuses the same names.
+    consumer = Consumer(
+        {**shared.conf("alice"), "group.id": "names", "allow.auto.create.topics": True}
+    )
+    try:
+        md = consumer.list_topics("..", timeout=10)
+        assert md.topics[".."].error.code() == KafkaError.TOPIC_EXCEPTION
+    finally:
+        consumer.close()
+    assert "lkc-a_.." not in shared.physical_topics()
+
+
+def test_list_transactions_patterns_match_the_tenants_ids(shared: SharedBroker) -> None:
+    """ListTransactions v2's pattern (KIP-1152) matches the transactional ids a tenant
+    knows, not the shared cluster's names for them."""
+    from kio.schema.list_transactions.v2 import request as list_txns
+
+    _create(shared.conf("bob"), "patterned")
+    p = Producer({**shared.conf("bob"), "transactional.id": "pat-1"})
+    p.init_transactions(15)
+    with shared.login("bob") as conn:
+
+        def listed(pattern: str) -> list[str]:
+            answer = conn.request(
+                66,
+                2,
+                list_txns.ListTransactionsRequest(
+                    state_filters=(),
+                    producer_id_filters=(),
+                    duration_filter=-1,
+                    transactional_id_pattern=pattern,
+                ),
+            )
+            assert int(answer.error_code) == 0
+            return sorted(s.transactional_id for s in answer.transaction_states)
+
+        assert listed("pat-.*") == ["pat-1"]
+        assert listed("pat-1") == ["pat-1"]
+        assert listed("lkc-b_.*") == []
 
 
 def test_a_logical_cluster_has_a_partition_limit(shared: SharedBroker) -> None:

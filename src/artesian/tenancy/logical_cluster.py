@@ -421,7 +421,8 @@ class Translation:
         it failed on by its physical name."""
         prefix = self.cluster.prefix
         if isinstance(message, str) and prefix in message:
-            return message.replace(prefix, "")
+            # Only where a name starts: a tenant's own name may hold its prefix further in.
+            return re.sub(rf"(?<![A-Za-z0-9._-]){re.escape(prefix)}", "", message)
         return message
 
     def _logical_name(self, name: str) -> str:

@@ -16,7 +16,11 @@ from artesian.broker.handlers._authz import (
 )
 from artesian.broker.handlers._build import make, response_module
 from artesian.broker.handlers._quota import MutationAdmission, throttling_quota_exceeded
-from artesian.broker.handlers._tenancy import check_partition_limit
+from artesian.broker.handlers._tenancy import (
+    CLUSTER_METADATA_TOPIC,
+    check_partition_limit,
+    check_tenant_topic_name,
+)
 from artesian.config.definitions import InvalidConfigError, UnknownConfigError
 from artesian.config.resolve import describe_topic_configs, validate_topic_overrides
 from artesian.metadata.controller import ControllerError, NewTopic
@@ -33,8 +37,6 @@ MIN_VERSION = 2
 MAX_VERSION = 7
 
 log = logging.getLogger("artesian.admin")
-
-CLUSTER_METADATA_TOPIC = "__cluster_metadata"
 
 
 def auto_create_topic(broker: Any, name: str, logical_cluster: Any = None) -> ErrorCode:
@@ -56,6 +58,11 @@ def auto_create_topic(broker: Any, name: str, logical_cluster: Any = None) -> Er
         # Kafka's controller refuses to create it; the asker keeps hearing that it is on
         # its way, as from Kafka's AutoTopicCreationManager.
         return ErrorCode.leader_not_available
+    if logical_cluster is not None:
+        try:
+            check_tenant_topic_name(logical_cluster, name)
+        except ControllerError as e:
+            return e.code
     topic = NewTopic(
         name,
         broker.config.get("num.partitions"),
@@ -124,6 +131,8 @@ def handle(ctx: Any, request: Any) -> Any:
                 raise ControllerError(ErrorCode.invalid_request, "Duplicate topic name.")
             if t.name not in creatable:
                 raise ControllerError(ErrorCode.topic_authorization_failed, "Authorization failed.")
+            if tenant:
+                check_tenant_topic_name(ctx.logical_cluster, t.name)
             configs = {c.name: c.value for c in t.configs}
             try:
                 overrides = validate_topic_overrides(configs, ctx.broker.config)

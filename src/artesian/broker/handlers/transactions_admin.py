@@ -118,7 +118,7 @@ def list_(ctx: Any, request: Any) -> Any:
                 transaction_state=m.state.display_name,
             )
             for m in found
-            if (matcher is None or matcher.fullmatch(m.transactional_id) is not None)
+            if (matcher is None or matcher.fullmatch(_as_named(ctx, m.transactional_id)))
             and authorized(
                 ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, m.transactional_id
             )
@@ -142,3 +142,12 @@ def _no_state(mod: Any, tid: str, code: ErrorCode) -> Any:
         producer_epoch=-1,
         topics=(),
     )
+
+
+def _as_named(ctx: Any, transactional_id: str) -> str:
+    """A transactional id as the asker names it: a logical cluster's without its prefix, so
+    that ListTransactions' pattern (KIP-1152) matches the ids its tenant knows."""
+    lc = ctx.logical_cluster
+    if lc is None:
+        return transactional_id
+    return lc.logical(transactional_id) or ""
