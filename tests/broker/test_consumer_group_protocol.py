@@ -234,6 +234,7 @@ def test_revoke_then_assign_with_exact_epochs(broker: Any) -> None:
     assert (r.member_epoch, b.assigned) == (2, set())
     d = _describe(broker, "ra-g")
     assert (d.group_state, d.group_epoch, d.assignment_epoch) == ("Reconciling", 2, 2)
+    assert {m.client_host for m in d.members} == {"/127.0.0.1"}
 
     # a must give up two first: its epoch stays 1 until it confirms.
     r = _assert_ok(a.heartbeat())

@@ -1320,6 +1320,7 @@ def test_describe_list_delete_groups_and_offset_delete(broker_factory: Any) -> N
     assert desc.partition_assignor == "range"
     (m,) = desc.members
     assert m.client_id == "adm-client"
+    assert m.host == "/127.0.0.1"  # Java's InetAddress.toString(), as Kafka's coordinator
     assert sorted(tp.partition for tp in m.assignment.topic_partitions) == [0, 1]
     ghost = futures["ghost"]
     if ghost.exception(T) is None:

@@ -5,6 +5,7 @@ them (by topic id, and name where the version has it, partitions sorted)."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,6 +22,19 @@ from artesian.broker.handlers._authz import (
 from artesian.broker.handlers._build import make, reply_when_replicated
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.metadata.image import MetadataImage
+
+
+def client_host(ctx: Any) -> str:
+    """A member's address as Kafka's coordinator records it, Java's InetAddress.toString():
+    "/127.0.0.1", an IPv6 one written out ("/0:0:0:0:0:0:0:1"). Tools show it as is."""
+    host: str = ctx.connection.peer.rsplit(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        host = ":".join(f"{int(group, 16):x}" for group in address.exploded.split(":"))
+    return "/" + host
 
 
 class ImageTopics:

@@ -11,6 +11,7 @@ from typing import Any
 from artesian.broker.handlers._build import millis, response_module
 from artesian.broker.handlers._groups import (
     ImageTopics,
+    client_host,
     heartbeat_refusal,
     heartbeat_response,
     heartbeat_when_stored,
@@ -46,7 +47,7 @@ def handle(ctx: Any, request: Any) -> Any:
             member_id=request.member_id,
             member_epoch=request.member_epoch,
             client_id=ctx.client_id or "",
-            client_host=ctx.connection.peer.rsplit(":", 1)[0],
+            client_host=client_host(ctx),
             instance_id=request.instance_id,
             rack_id=request.rack_id,
             rebalance_timeout_ms=millis(request.rebalance_timeout),

@@ -9,7 +9,7 @@ from kio.schema.errors import ErrorCode
 
 from artesian.broker.handlers._authz import AclOperation, ResourceType, authorized
 from artesian.broker.handlers._build import make, millis, response_module
-from artesian.broker.handlers._groups import ImageTopics
+from artesian.broker.handlers._groups import ImageTopics, client_host
 from artesian.broker.internal_topic import OFFSETS_TOPIC
 from artesian.coordinator.group.coordinator import JoinRequest
 from artesian.coordinator.group.group_metadata import JoinResult
@@ -50,7 +50,7 @@ async def _join(ctx: Any, request: Any) -> Any:
             request.member_id,
             getattr(request, "group_instance_id", None),
             ctx.client_id or "",
-            ctx.connection.peer.rsplit(":", 1)[0],
+            client_host(ctx),
             session_ms,
             millis(rebalance) if rebalance is not None else session_ms,
             request.protocol_type,

@@ -7,6 +7,7 @@ from typing import Any
 from artesian.broker.handlers._build import response_module
 from artesian.broker.handlers._groups import (
     ImageTopics,
+    client_host,
     heartbeat_refusal,
     heartbeat_response,
     heartbeat_when_stored,
@@ -35,7 +36,7 @@ def handle(ctx: Any, request: Any) -> Any:
             member_id=request.member_id,
             member_epoch=request.member_epoch,
             client_id=ctx.client_id or "",
-            client_host=ctx.connection.peer.rsplit(":", 1)[0],
+            client_host=client_host(ctx),
             rack_id=request.rack_id,
             subscribed_topic_names=tuple(names) if names is not None else None,
         ),
