@@ -312,3 +312,130 @@ def test_the_command_lines_settings_describe_as_static_configs(broker_factory: A
     assert configs["log.dirs"][:2] == (str(broker.data_dir.resolve()), static)
     assert configs["broker.id"][:2] == ("1", static)
     assert configs["node.id"][:2] == ("1", ConfigSource.DEFAULT_CONFIG.value)
+
+
+# --- BROKER_LOGGER (KIP-412): kafka-configs --entity-type broker-loggers ----------------------
+
+BROKER_LOGGER = 8
+APPEND = 2
+DYN_LOGGER = 6  # DYNAMIC_BROKER_LOGGER_CONFIG
+
+
+def _loggers(conn: WireConn, name: str, keys: tuple[str, ...] | None = None) -> Any:
+    from kio.schema.describe_configs.v4 import request as dc
+
+    body = dc.DescribeConfigsRequest(
+        resources=(
+            dc.DescribeConfigsResource(
+                resource_type=i8(BROKER_LOGGER), resource_name=name, configuration_keys=keys
+            ),
+        ),
+        include_synonyms=True,
+        include_documentation=False,
+    )
+    (result,) = conn.request(DESCRIBE_CONFIGS, 4, body).results
+    return result
+
+
+def _set_levels(
+    conn: WireConn, name: str, *ops: tuple[str, str | None, int], validate_only: bool = False
+) -> tuple[int, str | None]:
+    from kio.schema.incremental_alter_configs.v1 import request as iac
+
+    body = iac.IncrementalAlterConfigsRequest(
+        resources=(
+            iac.AlterConfigsResource(
+                resource_type=i8(BROKER_LOGGER),
+                resource_name=name,
+                configs=tuple(
+                    iac.AlterableConfig(name=k, config_operation=i8(op), value=v)
+                    for k, v, op in ops
+                ),
+            ),
+        ),
+        validate_only=validate_only,
+    )
+    (result,) = conn.request(INCREMENTAL_ALTER_CONFIGS, 1, body).responses
+    return int(result.error_code), result.error_message
+
+
+def test_log_levels_are_read_and_changed_live(broker: Any) -> None:
+    """DescribeConfigs lists every logger with its level as log4j names it; a level SET
+    takes effect at once (the admin logger set to WARN drops the "created topic" line) and a
+    DELETE hands the logger back to its parent. Kafka's refusals change nothing."""
+    with WireConn(broker.port) as conn:
+        described = _loggers(conn, "1")
+        assert int(described.error_code) == 0
+        levels = {c.name: c.value for c in described.configs}
+        assert levels["root"] == "INFO" and levels["artesian.admin"] == "INFO"
+        assert {
+            (int(c.config_source), c.read_only, tuple(c.synonyms)) for c in described.configs
+        } == {(DYN_LOGGER, False, ())}
+        # Refused, each with Kafka's code; a bad entry keeps the good one from applying.
+        refusals = [
+            (
+                ("artesian.admin", "WARN", 0),
+                ("nope", "DEBUG", 0),
+                INVALID_CONFIG,
+                "Logger nope does not exist!",
+            ),
+            (("artesian.admin", "VERBOSE", 0), None, INVALID_CONFIG, "not a supported log level"),
+            (("root", None, 1), None, INVALID_REQUEST, "root logger is not allowed"),
+            (
+                ("artesian.admin", "WARN", APPEND),
+                None,
+                INVALID_REQUEST,
+                "APPEND operation is not allowed",
+            ),
+        ]
+        for first, second, code, message in refusals:
+            ops = (first,) if second is None else (first, second)
+            got, text = _set_levels(conn, "1", *ops)
+            assert (got, message in (text or "")) == (code, True), (ops, got, text)
+        for name, message in (("7", "expected 1 but received 7"), ("", "must not be empty")):
+            assert _set_levels(conn, name, ("artesian.admin", "WARN", 0))[0] == INVALID_REQUEST
+            refused = _loggers(conn, name)
+            assert (int(refused.error_code), message in refused.error_message) == (
+                INVALID_REQUEST,
+                True,
+            )
+        assert _set_levels(conn, "1", ("artesian.admin", "WARN", 0), validate_only=True) == (
+            0,
+            None,
+        )
+        assert {c.name: c.value for c in _loggers(conn, "1", ("artesian.admin",)).configs} == {
+            "artesian.admin": "INFO"
+        }
+
+        assert _set_levels(conn, "1", ("artesian.admin", "WARN", 0)) == (0, None)
+        assert {
+            c.name: c.value for c in _loggers(conn, "1", ("artesian.admin", "root")).configs
+        } == {
+            "artesian.admin": "WARN",
+            "root": "INFO",
+        }
+        mark = broker.log_mark()
+        _create(broker, "quiet")
+        assert "created topic quiet" not in broker.log_tail(200, since=mark)
+        assert _set_levels(conn, "1", ("artesian.admin", None, 1)) == (0, None)
+        assert {c.name: c.value for c in _loggers(conn, "1", ("artesian.admin",)).configs} == {
+            "artesian.admin": "INFO"
+        }
+        _create(broker, "heard")
+        assert "created topic heard" in broker.log_tail(200, since=mark)
+    # AlterConfigs (the legacy API) has no BROKER_LOGGER, as in Kafka.
+    from kio.schema.alter_configs.v2 import request as ac
+
+    body = ac.AlterConfigsRequest(
+        resources=(
+            ac.AlterConfigsResource(
+                resource_type=i8(BROKER_LOGGER),
+                resource_name="1",
+                configs=(ac.AlterableConfig(name="root", value="DEBUG"),),
+            ),
+        ),
+        validate_only=False,
+    )
+    with WireConn(broker.port) as conn:
+        (result,) = conn.request(ALTER_CONFIGS, 2, body).responses
+    assert int(result.error_code) == INVALID_REQUEST

@@ -384,3 +384,18 @@ def test_cluster_config_sets_shows_and_deletes_dynamic_broker_configs(broker_fac
     assert "INVALID_REQUEST" in err and "Cannot update these configs dynamically" in err
     assert "there is no live broker 9" in fails(broker, "cluster", "config", "--broker", "9")
     assert "Add --broker ID" in fails(broker, "cluster", "config", "--all")
+
+
+def test_cluster_log_levels_shows_sets_and_resets(broker: Any) -> None:
+    """kafka-configs --entity-type broker-loggers, as a command: levels change live."""
+    shown = cli_json(broker, "cluster", "log-levels", "--broker", "1", "--prefix", "artesian.admin")
+    assert shown == {"broker": 1, "loggers": {"artesian.admin": "INFO"}}
+    changed = cli_json(
+        broker, "cluster", "log-levels", "--broker", "1", "--set", "artesian.admin=debug"
+    )
+    assert (changed["loggers"]["artesian.admin"], changed["loggers"]["root"]) == ("DEBUG", "INFO")
+    reset = cli_json(broker, "cluster", "log-levels", "--broker", "1", "--reset", "artesian.admin")
+    assert reset["loggers"]["artesian.admin"] == "INFO"
+    err = fails(broker, "cluster", "log-levels", "--broker", "1", "--set", "nope=DEBUG")
+    assert "INVALID_CONFIG: Logger nope does not exist!" in err
+    assert "there is no live broker 9" in fails(broker, "cluster", "log-levels", "--broker", "9")

@@ -201,17 +201,8 @@ def config(
         if all_ and broker is None:
             raise CliError("--all lists one broker's configs", "Add --broker ID.", code=2)
         changes = parse_kv(set_ or [], "--set")
-        address = opts.bootstrap
-        if broker is not None:
-            # A broker's own resource is served by that broker, as Kafka's clients send it.
-            md = opts.admin().list_topics(timeout=opts.timeout)
-            b = md.brokers.get(broker)
-            if b is None:
-                raise CliError(
-                    f"there is no live broker {broker}",
-                    "See the brokers with `artesian cluster describe`.",
-                )
-            address = f"{b.host}:{b.port}"
+        # A broker's own resource is served by that broker, as Kafka's clients send it.
+        address = opts.bootstrap if broker is None else _address_of(opts, broker)
         name = "" if broker is None else str(broker)
         what = "the cluster default" if broker is None else f"broker {broker}"
         with WireClient.for_options(opts, address) as client:
@@ -238,6 +229,71 @@ def config(
             return
         rows = [(e["name"], e["value"], e["source"]) for e in entries]
         out.print(table(f"Configs of {what}", ["NAME", "VALUE", "SOURCE"], rows))
+
+
+def _address_of(opts: Any, broker: int) -> str:
+    """host:port of a live broker."""
+    b = opts.admin().list_topics(timeout=opts.timeout).brokers.get(broker)
+    if b is None:
+        raise CliError(
+            f"there is no live broker {broker}",
+            "See the brokers with `artesian cluster describe`.",
+        )
+    return f"{b.host}:{b.port}"
+
+
+@cluster_app.command("log-levels")
+def log_levels(
+    broker: Annotated[int, typer.Option("--broker", help="The broker whose loggers these are.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="logger=LEVEL (TRACE, DEBUG, INFO, WARN, ERROR or FATAL). Repeatable.",
+        ),
+    ] = None,
+    reset: Annotated[
+        list[str] | None,
+        typer.Option("--reset", help="A logger to hand back to its parent's level. Repeatable."),
+    ] = None,
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Only loggers whose names start with this.")
+    ] = "",
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    command_config: CommandConfigOpt = None,
+    props: PropsOpt = None,
+    timeout: TimeoutOpt = 15.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change one broker's log levels, live (like kafka-configs --entity-type
+    broker-loggers). Changes last until the broker restarts.
+    Example: artesian cluster log-levels --broker 1 --set artesian.replication=DEBUG"""
+    from artesian.cli.wire import WireClient, alter_configs, describe_configs
+
+    opts = client_options(bootstrap, command_config, props, timeout)
+    with reporting(opts.bootstrap):
+        changes = parse_kv(set_ or [], "--set")
+        with WireClient.for_options(opts, _address_of(opts, broker)) as client:
+            if changes or reset:
+                alter_configs(
+                    client,
+                    _BROKER_LOGGER,
+                    str(broker),
+                    {k: v.upper() for k, v in changes.items()},
+                    reset or [],
+                    "See the loggers with `artesian cluster log-levels --broker ID`.",
+                )
+                if not as_json:
+                    out.print(f"Changed the log levels of broker {broker}.")
+            entries = describe_configs(client, _BROKER_LOGGER, str(broker))
+        levels = {e["name"]: e["value"] for e in entries if e["name"].startswith(prefix)}
+        if as_json:
+            print_json({"broker": broker, "loggers": levels})
+        else:
+            out.print(table(f"Loggers of broker {broker}", ["LOGGER", "LEVEL"], levels.items()))
+
+
+_BROKER_LOGGER = 8  # the config resource type (KIP-412)
 
 
 # Draining brokers goes through the self-balancer, whose commands live in their own module.

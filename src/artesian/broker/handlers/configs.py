@@ -20,6 +20,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from artesian.broker import broker_loggers
 from artesian.broker.handlers._authz import (
     CLUSTER_DENIED,
     GROUP_DENIED,
@@ -38,6 +39,7 @@ from artesian.config.client_metrics import (
 )
 from artesian.config.definitions import (
     ConfigError,
+    ConfigSource,
     DynamicConfigError,
     InvalidConfigError,
     UnknownConfigError,
@@ -46,6 +48,7 @@ from artesian.config.definitions import (
 )
 from artesian.config.group import GROUP_CONFIGS, describe_group_configs, validate_group_configs
 from artesian.config.resolve import (
+    ConfigEntry,
     apply_incremental,
     describe_broker_configs,
     describe_topic_configs,
@@ -150,6 +153,24 @@ def describe(ctx: Any, request: Any) -> Any:
                 entries = describe_client_metrics(
                     broker.image.client_metrics.get(res.resource_name, {}), names, include_synonyms
                 )
+        elif res.resource_type == BROKER_LOGGER:
+            try:
+                _check_logger_resource(broker, res.resource_name)
+            except ControllerError as e:
+                code, message = e.code, e.message
+            else:
+                entries = [
+                    ConfigEntry(
+                        name,
+                        level,
+                        read_only=False,
+                        is_default=False,
+                        source=ConfigSource.DYNAMIC_BROKER_LOGGER_CONFIG,
+                        is_sensitive=False,
+                    )
+                    for name, level in broker_loggers.loggers().items()
+                    if names is None or name in names
+                ]
         elif res.resource_type == GROUP:
             if not res.resource_name:
                 code, message = ErrorCode.invalid_request, "Group name must not be empty"
@@ -207,6 +228,42 @@ def _check_broker_resource(broker: Any, name: str) -> None:
             ErrorCode.invalid_request,
             f"Unexpected broker id, expected {broker.node_id} or empty string, but received {name}",
         )
+
+
+def _check_logger_resource(broker: Any, name: str) -> None:
+    """A BROKER_LOGGER resource is this node's id (Kafka's ConfigHelper)."""
+    if not name:
+        raise ControllerError(ErrorCode.invalid_request, "Broker id must not be empty")
+    if name != str(broker.node_id):
+        raise ControllerError(
+            ErrorCode.invalid_request,
+            f"Unexpected broker id, expected {broker.node_id} but received {name}",
+        )
+
+
+def _alter_loggers(broker: Any, res: Any, validate_only: bool) -> None:
+    """IncrementalAlterConfigs of this broker's loggers: SET a level, DELETE one (the logger
+    inherits again), all checked before any applies, as Kafka's ConfigAdminManager."""
+    _check_logger_resource(broker, res.resource_name)
+    changes = []
+    for c in res.configs:
+        if c.config_operation not in (0, _DELETE):
+            operation = "APPEND" if c.config_operation == 2 else "SUBTRACT"
+            raise ControllerError(
+                ErrorCode.invalid_request,
+                f"{operation} operation is not allowed for the BROKER_LOGGER resource",
+            )
+        level = None if c.config_operation == _DELETE else c.value
+        try:
+            broker_loggers.check(c.name, level)
+        except broker_loggers.LoggerLevelError as e:
+            code = ErrorCode.invalid_config if e.invalid_config else ErrorCode.invalid_request
+            raise ControllerError(code, str(e)) from e
+        changes.append((c.name, level))
+    if not validate_only:
+        for name, level in changes:
+            broker_loggers.set_level(name, level)
+        log.info("set log levels: %s", dict(changes))
 
 
 def _wanted(
@@ -385,7 +442,6 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
     answered_duplicates: set[tuple[int, str]] = set()
     for res in request.resources:
         code, message = ErrorCode.none, None
-        plan: Callable[[Any, Any, bool], list[Any]]
         key = (res.resource_type, res.resource_name)
         if counts[key] > 1:
             if key in answered_duplicates:
@@ -396,31 +452,19 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
                 raise ControllerError(ErrorCode.invalid_request, "Duplicate resource.")
             if denied := _denied(ctx, res, AclOperation.ALTER_CONFIGS):
                 raise ControllerError(*denied)
-            if res.resource_type == TOPIC:
-                tenant = ctx.logical_cluster is not None
-                plan = functools.partial(_plan_topic_configs, tenant=tenant)
-                what = f"topic {res.resource_name}"
-            elif res.resource_type == BROKER:
-                plan = _plan_broker_configs
-                what = f"broker {res.resource_name}" if res.resource_name else "cluster default"
-            elif res.resource_type == GROUP:
-                plan, what = _plan_group_configs, f"group {res.resource_name}"
-            elif res.resource_type == CLIENT_METRICS:
-                plan = _plan_client_metrics
-                what = f"client metrics subscription {res.resource_name}"
+            if res.resource_type == BROKER_LOGGER and incremental:
+                _alter_loggers(broker, res, request.validate_only)  # nothing to commit
             else:
-                raise ControllerError(
-                    ErrorCode.invalid_request, f"Unsupported resource type {res.resource_type}"
-                )
-            if request.validate_only:
-                plan(broker, res, incremental)
-            else:
-                records = broker.plan_and_commit(
-                    lambda res=res, plan=plan: plan(broker, res, incremental)
-                )
-                if records:
-                    changes = {r.name: r.value for r in records}
-                    log.info("altered the configs of %s: %s", what, changes)
+                plan, what = _planner(ctx, res)
+                if request.validate_only:
+                    plan(broker, res, incremental)
+                else:
+                    records = broker.plan_and_commit(
+                        lambda res=res, plan=plan: plan(broker, res, incremental)
+                    )
+                    if records:
+                        changes = {r.name: r.value for r in records}
+                        log.info("altered the configs of %s: %s", what, changes)
         except ControllerError as e:
             code, message = e.code, e.message
         responses.append(
@@ -436,6 +480,23 @@ def _alter(ctx: Any, request: Any, api_key: int, incremental: bool) -> Any:
         mod.__dict__[_response_name(api_key)],
         throttle_time=datetime.timedelta(0),
         responses=tuple(responses),
+    )
+
+
+def _planner(ctx: Any, res: Any) -> tuple[Callable[[Any, Any, bool], list[Any]], str]:
+    """The function that plans a resource's config records, and what to call it in logs."""
+    name = res.resource_name
+    if res.resource_type == TOPIC:
+        tenant = ctx.logical_cluster is not None
+        return functools.partial(_plan_topic_configs, tenant=tenant), f"topic {name}"
+    if res.resource_type == BROKER:
+        return _plan_broker_configs, f"broker {name}" if name else "cluster default"
+    if res.resource_type == GROUP:
+        return _plan_group_configs, f"group {name}"
+    if res.resource_type == CLIENT_METRICS:
+        return _plan_client_metrics, f"client metrics subscription {name}"
+    raise ControllerError(
+        ErrorCode.invalid_request, f"Unsupported resource type {res.resource_type}"
     )
 
 
