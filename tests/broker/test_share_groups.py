@@ -665,3 +665,54 @@ def test_a_share_group_and_its_members_outlive_a_kill_9(broker_factory: Any) -> 
     broker.restart()
     assert _list_share_groups(broker) == {}
     assert int(_describe(broker, "pg-g").error_code) == GROUP_ID_NOT_FOUND
+
+
+def test_an_acknowledgement_that_cannot_be_stored_is_undone(broker_factory: Any) -> None:
+    """An ACCEPT whose state the share coordinator cannot store (its topic below
+    min.insync.replicas) is answered with the error, and the records are the member's again,
+    as Kafka rolls them back: the member may acknowledge them once the store works, and the
+    start offset moves only then."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    broker = broker_factory({**SHARE, "share.coordinator.state.topic.num.partitions": "1"})
+    topic_id = _topic(broker, "pf-t", 1)
+    _set_group_configs(broker, "pf-g", {"share.auto.offset.reset": "earliest"})
+    _produce(broker, "pf-t", ["a", "b", "c", "d"], 1)
+    m = _Member(broker, "pf-g")
+    assert int(m.heartbeat(("pf-t",)).error_code) == NONE
+    assert _acquired(_partition(m.fetch(topic_id))) == [(0, 3, 1)]
+    r = m.fetch(topic_id, acks=((0, 0, (ACCEPT,)),), wait_ms=0)
+    assert int(_partition(r).acknowledge_error_code) == NONE
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def state_topic_min_isr(value: str | None) -> None:
+        op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
+        entry = ConfigEntry("min.insync.replicas", value, incremental_operation=op)
+        resource = ConfigResource("topic", "__share_group_state", incremental_configs=[entry])
+        for f in admin.incremental_alter_configs([resource]).values():
+            assert f.result(T) is None
+
+    state_topic_min_isr("2")
+    r = m.fetch(topic_id, acks=((1, 1, (ACCEPT,)),), wait_ms=0)
+    assert int(_partition(r).acknowledge_error_code) != NONE
+    state_topic_min_isr(None)
+    # b is still m's, not done: released with the rest, it goes to the next member.
+    r = m.acknowledge(topic_id, ((1, 3, (RELEASE,)),), m.session_epoch)
+    assert int(_partition(r).error_code) == NONE
+    other = _Member(broker, "pf-g")
+    assert int(other.heartbeat(("pf-t",)).error_code) == NONE
+    got: list[tuple[int, int, int]] = []
+    deadline = time.monotonic() + T
+    while not got and time.monotonic() < deadline:  # once the group gives it the partition
+        other.heartbeat()
+        got = _acquired(_partition(other.fetch(topic_id, wait_ms=200)))
+    assert got == [(1, 3, 2)]
+    r = other.fetch(topic_id, acks=((1, 3, (ACCEPT,)),), wait_ms=0)
+    assert int(_partition(r).acknowledge_error_code) == NONE
+    other.conn.close()
+    from tests.broker.test_share_group_offsets import _describe as describe_offsets
+    from tests.broker.test_share_group_offsets import _offsets
+
+    assert _offsets(describe_offsets(broker, "pf-g", None)) == {("pf-t", 0): (4, 0, NONE)}
+    m.conn.close()

@@ -183,3 +183,35 @@ def test_acknowledgement_batches_are_checked_as_kafka_checks_them() -> None:
     assert check((0, 3, (ACCEPT, ACCEPT))) is not None
     assert check((0, 0, (4,))) is not None
     assert check((0, 5, (ACCEPT,)), (2, 6, (ACCEPT,))) is not None
+
+
+def test_an_acknowledgement_holds_its_records_until_stored_and_can_be_undone() -> None:
+    """While an acknowledgement's state is being stored its records are neither handed out
+    nor passed by the SPSO; what is stored is the SPSO and states as they will be. Undone
+    (the store failed), the records are the member's again; completed, they are done."""
+    sp = SharePartition(0)
+    sp.acquire_new("m", [(0, 3)], 10, LATER)
+    code, _, pending = sp.prepare_acknowledge("m", [AckBatch(0, 1, (ACCEPT, RELEASE))])
+    assert code == NONE and pending is not None
+    assert sp.acquire_available("n", 10, LATER) == []  # 1's release is not stored yet
+    assert sp.start_offset == 0
+    assert sp.stored_start_offset(pending) == 1
+    assert sp.state_batches(pending) == [StateBatch(1, 3, RecordState.AVAILABLE, 1)]
+    # Another writer stores the records as they were.
+    assert sp.stored_start_offset() == 0
+    assert sp.state_batches() == [StateBatch(0, 3, RecordState.AVAILABLE, 1)]
+    # A second acknowledgement of them meanwhile is refused: they are in transition.
+    assert sp.acknowledge("m", [AckBatch(0, 0, (ACCEPT,))])[0] == INVALID_RECORD_STATE
+
+    sp.complete(pending, stored=False)
+    assert (sp.start_offset, sp.records[0].state, sp.records[0].member_id) == (
+        0,
+        RecordState.ACQUIRED,
+        "m",
+    )
+    code, _, pending = sp.prepare_acknowledge("m", [AckBatch(0, 1, (ACCEPT, RELEASE))])
+    assert pending is not None
+    sp.complete(pending, stored=True)
+    assert sp.start_offset == 1
+    assert sp.acquire_available("n", 10, LATER) == [AcquiredRange(1, 1, 2)]
+    _consistent(sp)

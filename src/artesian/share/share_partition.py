@@ -45,13 +45,24 @@ _ACK_STATE: dict[int, RecordState | None] = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class InFlightRecord:
     state: RecordState
     delivery_count: int
     member_id: str | None = None
     deadline: float = 0.0
     """When its acquisition lock expires (loop time)."""
+    pending: tuple[RecordState, str | None, float] | None = None
+    """While an acknowledgement's state is being stored: what it was before (state, member,
+    deadline), to go back to if the store fails. Such a record is neither handed out nor
+    passed by the SPSO."""
+
+
+@dataclass(slots=True, frozen=True)
+class PendingAcknowledgement:
+    """An acknowledgement applied but not yet stored (``SharePartition.complete`` ends it)."""
+
+    records: tuple[InFlightRecord, ...]
 
 
 @dataclass(slots=True, frozen=True)
@@ -118,7 +129,8 @@ class SharePartition:
         if not self.available:
             return None
         for offset in range(self.start_offset, self.next_offset):
-            if self.records[offset].state is RecordState.AVAILABLE:
+            r = self.records[offset]
+            if r.state is RecordState.AVAILABLE and r.pending is None:
                 return offset
         return None
 
@@ -131,7 +143,7 @@ class SharePartition:
         end = self.next_offset if up_to is None else min(self.next_offset, up_to + 1)
         for offset in range(self.start_offset, end):
             r = self.records[offset]
-            if r.state is RecordState.AVAILABLE:
+            if r.state is RecordState.AVAILABLE and r.pending is None:
                 r.state, r.member_id, r.deadline = RecordState.ACQUIRED, member_id, deadline
                 self.available -= 1
                 r.delivery_count += 1
@@ -201,7 +213,17 @@ class SharePartition:
     # --- acknowledging, releasing, expiring --------------------------------------------------
 
     def acknowledge(self, member_id: str, batches: Sequence[AckBatch]) -> tuple[int, str | None]:
-        """Apply a member's acknowledgements, all or none: (error code, message). Offsets
+        """Apply a member's acknowledgements, all or none, at once: (error code, message)."""
+        code, message, pending = self.prepare_acknowledge(member_id, batches)
+        if pending is not None:
+            self.complete(pending, stored=True)
+        return code, message
+
+    def prepare_acknowledge(
+        self, member_id: str, batches: Sequence[AckBatch]
+    ) -> tuple[int, str | None, PendingAcknowledgement | None]:
+        """Apply a member's acknowledgements, all or none, until their state is stored, as
+        Kafka's SharePartition does: (error code, message, what ``complete`` ends). Offsets
         below the SPSO are already done and skipped."""
         changes: list[tuple[InFlightRecord, RecordState]] = []
         touched: set[int] = set()  # an offset acknowledged twice in one request: the second
@@ -212,6 +234,7 @@ class SharePartition:
                     ErrorCode.invalid_request,
                     f"Offset {b.last_offset} is past the acquired records "
                     f"(next {self.next_offset}).",
+                    None,
                 )
             # Offsets below the SPSO are done already (bounded: a range from far below it
             # must not cost a loop over every offset).
@@ -227,16 +250,31 @@ class SharePartition:
                     return (
                         ErrorCode.invalid_record_state,
                         f"The record at offset {offset} is not acquired by this member.",
+                        None,
                     )
                 touched.add(offset)
                 kind = single if single is not None else b.types[offset - b.first_offset]
                 state = _ACK_STATE[kind]  # RELEASE: per record (the delivery limit decides)
                 changes.append((r, state if state is not None else self._released_state(r)))
         for r, state in changes:
+            r.pending = (r.state, r.member_id, r.deadline)
             r.state, r.member_id = state, None
-            self.available += state is RecordState.AVAILABLE
-        self._advance()
-        return ErrorCode.none, None
+        return ErrorCode.none, None, PendingAcknowledgement(tuple(r for r, _ in changes))
+
+    def complete(self, pending: PendingAcknowledgement, stored: bool) -> None:
+        """An acknowledgement's state was stored: released records may be handed out and the
+        SPSO moves; or it was not: its records are the member's again, as if it never came
+        (Kafka rolls them back), their locks running as before."""
+        for r in pending.records:
+            if r.pending is None:
+                continue  # dropped meanwhile with the log's start
+            if stored:
+                self.available += r.state is RecordState.AVAILABLE
+            else:
+                r.state, r.member_id, r.deadline = r.pending
+            r.pending = None
+        if stored:
+            self._advance()
 
     def release_member(self, member_id: str) -> bool:
         """A member's session ended: what it still holds is available again, not counted as
@@ -275,14 +313,16 @@ class SharePartition:
         if log_start_offset >= self.next_offset:
             # Everything in flight is gone with the log's start: start over there (without
             # a record per skipped offset: the jump may be millions).
+            for r in self.records.values():
+                r.pending = None
             self.records.clear()
             self.start_offset = self.next_offset = log_start_offset
             self.available = 0
             return True
         for offset in range(self.start_offset, log_start_offset):
             r = self.records[offset]
-            self.available -= r.state is RecordState.AVAILABLE
-            r.state = RecordState.ARCHIVED
+            self.available -= r.state is RecordState.AVAILABLE and r.pending is None
+            r.state, r.pending = RecordState.ARCHIVED, None
         self._advance()
         return True
 
@@ -295,30 +335,51 @@ class SharePartition:
         """Move the SPSO past the done records at the front."""
         while self.start_offset < self.next_offset:
             r = self.records.get(self.start_offset)
-            if r is not None and r.state not in _DONE:
+            if r is not None and (r.state not in _DONE or r.pending is not None):
                 return
             self.records.pop(self.start_offset, None)
             self.start_offset += 1
 
     # --- persistence ---------------------------------------------------------------------
 
-    def state_batches(self) -> list[StateBatch]:
-        """The in-flight records as runs of (state, delivery count), acquired ones as
-        available."""
+    def stored_start_offset(self, pending: PendingAcknowledgement | None = None) -> int:
+        """The SPSO to store: past ``pending``'s records too where they are at its front, as
+        they will be once stored (Kafka writes the start offset with the update)."""
+        states = self._stored_states(pending)
+        return states[0][0] if states else self.next_offset
+
+    def state_batches(self, pending: PendingAcknowledgement | None = None) -> list[StateBatch]:
+        """The in-flight records to store, from ``stored_start_offset``, as runs of (state,
+        delivery count), acquired ones as available. Acknowledgements not yet stored count as
+        they were, but ``pending``'s."""
         out: list[StateBatch] = []
-        for offset in range(self.start_offset, self.next_offset):
-            r = self.records[offset]
-            state = RecordState.AVAILABLE if r.state is RecordState.ACQUIRED else r.state
+        for offset, state, count in self._stored_states(pending):
             last = out[-1] if out else None
             if (
                 last is not None
                 and last.last_offset == offset - 1
-                and (last.state, last.delivery_count) == (state, r.delivery_count)
+                and (last.state, last.delivery_count) == (state, count)
             ):
-                out[-1] = StateBatch(last.first_offset, offset, state, r.delivery_count)
+                out[-1] = StateBatch(last.first_offset, offset, state, count)
             else:
-                out.append(StateBatch(offset, offset, state, r.delivery_count))
+                out.append(StateBatch(offset, offset, state, count))
         return out
+
+    def _stored_states(
+        self, pending: PendingAcknowledgement | None
+    ) -> list[tuple[int, RecordState, int]]:
+        own = {id(r) for r in pending.records} if pending is not None else set()
+        states: list[tuple[int, RecordState, int]] = []
+        for offset in range(self.start_offset, self.next_offset):
+            r = self.records[offset]
+            state = r.state
+            if r.pending is not None and id(r) not in own:
+                state = r.pending[0]
+            if state is RecordState.ACQUIRED:
+                state = RecordState.AVAILABLE
+            if states or state not in _DONE:  # done ones at the front: passed by the SPSO
+                states.append((offset, state, r.delivery_count))
+        return states
 
 
 def validate_ack_batches(batches: Sequence[AckBatch], max_type: int = 3) -> str | None:

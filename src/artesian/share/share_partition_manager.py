@@ -35,6 +35,7 @@ from artesian.share.records import ShareState, ShareStateKey
 from artesian.share.share_partition import (
     AckBatch,
     AcquiredRange,
+    PendingAcknowledgement,
     SharePartition,
     validate_ack_batches,
 )
@@ -173,8 +174,11 @@ class SharePartitionManager:
                 return max(min(found[0], p.high_watermark), p.log.local_log_start_offset)
         return p.high_watermark
 
-    async def _persist(self, entry: ShareEntry) -> None:
-        """Store the partition's state (raises PersisterError). Refused when the share
+    async def _persist(
+        self, entry: ShareEntry, pending: PendingAcknowledgement | None = None
+    ) -> None:
+        """Store the partition's state, with ``pending``'s acknowledgements and no other's
+        not yet stored (raises PersisterError). Refused when the share
         coordinator holds newer state than the entry was loaded from (an admin altered or
         deleted it, or a newer leader read it): the entry is dropped, and the next fetch
         loads what is stored."""
@@ -184,8 +188,8 @@ class SharePartitionManager:
                 state = ShareState(
                     entry.state_epoch,
                     entry.leader_epoch,
-                    sp.start_offset,
-                    tuple(sp.state_batches()),
+                    sp.stored_start_offset(pending),
+                    tuple(sp.state_batches(pending)),
                 )
                 try:
                     await self.persister.write(entry.key, state)
@@ -307,17 +311,21 @@ class SharePartitionManager:
         invalid = validate_ack_batches(batches)
         if invalid is not None:
             return ErrorCode.invalid_request, invalid
-        code, message = entry.partition.acknowledge(member_id, batches)
-        if code != ErrorCode.none:
+        code, message, pending = entry.partition.prepare_acknowledge(member_id, batches)
+        if pending is None:
             return code, message
-        self._wake(entry)
+        # Answered only once stored; if it cannot be, the records go back to the member, so
+        # that what the member is told and what a new leader loads agree (Kafka's rollback).
         try:
-            await self._persist(entry)
+            await self._persist(entry, pending)
         except PersisterError as e:
-            return e.code, str(e)
+            code, message = e.code, str(e)
         except Exception as e:  # a connection to the share coordinator failed
-            return ErrorCode.coordinator_not_available, str(e)
-        return ErrorCode.none, None
+            code, message = ErrorCode.coordinator_not_available, str(e)
+        entry.partition.complete(pending, stored=code == ErrorCode.none)
+        if code == ErrorCode.none:
+            self._wake(entry)
+        return code, message
 
     def existing(
         self, group_id: str, topic: str, index: int, topic_id: uuid.UUID
