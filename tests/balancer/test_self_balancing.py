@@ -271,3 +271,63 @@ def test_requests_wait_for_the_controller_and_can_be_canceled(tmp_path: Path) ->
         assert cli_json(c.brokers[2], "rebalance", "start")["task"] == task
     finally:
         c.stop()
+
+
+def test_a_rebalance_under_load_moves_each_partition_once(cluster: Cluster) -> None:
+    """Producers keep writing while a requested rebalance evens out a skewed topic: its load
+    samples change as replicas arrive, yet no partition is moved twice (each move copies its
+    log), and every acknowledged record is read back at its offset."""
+    import re
+    import threading
+    import time
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    skewed = [[1, 2] for _ in range(11)] + [[3, 1]]
+    admin.create_topics([NewTopic("busy", 12, replica_assignment=skewed)])["busy"].result(15)
+    cluster.wait_for(lambda: len(cluster.partitions("busy")) == 12)
+    acked: dict[int, list[tuple[int, bytes]]] = {i: [] for i in range(12)}
+    stop = threading.Event()
+
+    def produce() -> None:
+        p = Producer(
+            {"bootstrap.servers": cluster.bootstrap, "enable.idempotence": True, "linger.ms": 5}
+        )
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is None:
+                acked[msg.partition()].append((msg.offset(), msg.value()))
+
+        n = 0
+        while not stop.is_set():
+            for i in range(12):
+                p.produce("busy", f"{i}-{n}".encode() * 40, partition=i, on_delivery=delivered)
+            n += 1
+            p.poll(0)
+            time.sleep(0.01)
+        assert p.flush(30) == 0
+
+    writer = threading.Thread(target=produce)
+    writer.start()
+    try:
+        time.sleep(2)  # load samples with rates in them
+        marks = {n: b.log_mark() for n, b in cluster.brokers.items()}
+        task = cli_json(cluster.brokers[2], "rebalance", "start", "--wait")
+        assert task["state"] == "COMPLETED"
+    finally:
+        stop.set()
+        writer.join()
+    moves = sum(
+        int(n)
+        for node, b in cluster.brokers.items()
+        for n in re.findall(
+            r"self-balancer: moving (\d+) partition", b.log_tail(100_000, marks[node])
+        )
+    )
+    replicas, _ = _counts(cluster, ["busy"])
+    assert _within(replicas, [1, 2, 3], 0.25), replicas
+    assert 0 < moves <= 12, moves
+    for i, sent in acked.items():
+        assert sent and read_range(cluster.bootstrap, "busy", 0, len(sent), partition=i) == sent

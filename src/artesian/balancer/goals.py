@@ -213,6 +213,8 @@ class BalancingState:
         p = self.model.partitions[action.key]
         if not p.movable or action.source == action.destination:
             return False
+        if p.pinned and goal is not None and not action.leadership:
+            return False  # balance never moves a pinned partition's replicas
         if action.leadership:
             if (
                 p.replicas[0] != action.source
@@ -250,6 +252,8 @@ class BalancingState:
         p, q = parts[out], parts[back]
         if (
             not (p.movable and q.movable)
+            or p.pinned
+            or q.pinned
             or source not in p.replicas
             or destination in p.replicas
             or destination not in q.replicas
@@ -753,6 +757,8 @@ class DistributionGoal(Goal):
     ) -> float:
         """The load ``p`` would shift as a ``kind`` candidate on ``b``; 0 if it is none."""
         if not p.movable or b not in p.replicas:
+            return 0.0
+        if p.pinned and not kind.endswith("leadership"):
             return 0.0
         leads = p.replicas[0] == b
         if kind == "shed-leadership":

@@ -130,11 +130,15 @@ def build_model(
     live: Set[int],
     samples: Mapping[int, BrokerSample],
     excluded: Set[int],
+    pinned: Set[tuple[str, int]] = frozenset(),
 ) -> ClusterModel:
     """The cluster as the optimizer sees it: each partition as it will be once moves in flight
-    end (those are not movable), its current leader first, its size and rates from the
-    leader's sample (or any replica's, while the leader has not reported), and the consumer
-    bytes each follower serves from its own sample."""
+    end (those are not movable), its current leader first, its size and consumer rate from
+    the leader's sample (or any replica's, while the leader has not reported), its produce
+    rate the highest any replica reports (followers count what they copy, and a replica new
+    to a broker reports nothing for its first interval: a partition that just moved must not
+    look weightless), and the consumer bytes each follower serves from its own sample.
+    ``pinned`` partitions keep their replicas for balance's sake."""
     brokers: dict[int, BrokerState] = {}
     for node, b in image.brokers.items():
         s = samples.get(node)
@@ -177,10 +181,11 @@ def build_model(
                 p.partition,
                 replicas,
                 size_bytes=float(size),
-                bytes_in_rate=leader_sample.bytes_in_rate if leader_sample else 0.0,
+                bytes_in_rate=max((s.bytes_in_rate for s in reported), default=0.0),
                 bytes_out_rate=leader_sample.bytes_out_rate if leader_sample else 0.0,
                 follower_bytes_out=follower_out,
                 movable=not p.adding_replicas and not p.removing_replicas,
+                pinned=key in pinned,
                 in_sync={r for r in p.isr if r in live and r in replicas},
             )
     model.recompute()

@@ -33,6 +33,9 @@ class PartitionLoad:
     (an estimate: moved to another rack, those consumers would read elsewhere in theirs)."""
     movable: bool = True
     """False while a reassignment of it is in flight: the optimizer leaves it alone."""
+    pinned: bool = False
+    """Its replicas stay where they are for balance's sake (this rebalance moved it already,
+    or a user placed it): only a hard goal, or its leadership, may move it."""
     in_sync: set[int] = field(default_factory=set)
     """Replicas that may take leadership now (in the ISR, on a live broker)."""
 

@@ -101,6 +101,12 @@ class SelfBalancer:
         self.last_round: RoundReport | None = None
         self._dead_since: dict[int, int] = {}
         self._settled: tuple[tuple[int, Set[int], Set[int]], int] | None = None
+        # While a rebalance or a drain runs: partitions it moved, or whose placement changed
+        # otherwise (a user's reassignment or cancel), are not moved again for balance. A
+        # partition moved twice costs two copies of its log, and one the optimizer moved
+        # back and forth as its load samples caught up costs many.
+        self._pinned: set[tuple[str, int]] = set()
+        self._placements: dict[tuple[str, int], tuple[int, ...]] = {}
 
     # --- the round --------------------------------------------------------------------
 
@@ -125,9 +131,13 @@ class SelfBalancer:
         raw: dict[int, str] = await h.in_store_thread(lambda store: store.broker_loads())
         if h.image.offset != fingerprint[0]:
             return  # the image moved on while the store answered: plan next round
-        model = build_model(image, live, parse_samples(raw), excluded)
         task = image.balancer_task
         in_progress = task is not None and task.state == "IN_PROGRESS"
+        draining = bool(excluded & set(image.brokers)) or any(
+            r.state == "IN_PROGRESS" for r in image.removals.values()
+        )
+        self._pin_moved(image, active=in_progress or draining)
+        model = build_model(image, live, parse_samples(raw), excluded, self._pinned)
         # Brokers to empty still hold replicas, or a removal waits to be reported drained.
         draining = any(model.load(b).replicas for b in excluded) or any(
             r.state == "IN_PROGRESS" for r in image.removals.values()
@@ -188,6 +198,8 @@ class SelfBalancer:
                 records += h.controller.plan_reassignment(topic, partition, target)
             except ControllerError as e:
                 log.warning("self-balancer: cannot move %s-%d: %s", topic, partition, e.message)
+            else:
+                self._pinned.add((topic, partition))
         for topic, partition, order in plan.leader_transfers:
             records += h.controller.plan_leader_transfer(topic, partition, order, live)
         self._report(
@@ -207,6 +219,24 @@ class SelfBalancer:
             return  # the moves started earlier finish first
         self._close(image, result)
         self._settled = (_fingerprint(image, live, self.excluded(image, live, now)), now)
+
+    def _pin_moved(self, image: MetadataImage, active: bool) -> None:
+        """Pin, while the balancer is at work, each partition whose placement changed since
+        the last round; forget the pins once it is idle."""
+        placements = {
+            (t.name, p.partition): tuple(p.target_replicas)
+            for t in image.topics.values()
+            for p in t.partitions.values()
+        }
+        if not active:
+            self._pinned.clear()
+        else:
+            self._pinned |= {
+                key
+                for key, replicas in placements.items()
+                if key in self._placements and self._placements[key] != replicas
+            }
+        self._placements = placements
 
     def _close(self, image: MetadataImage, result: OptimizerResult) -> None:
         """Nothing left to start and nothing in flight: report the outcome."""
