@@ -8,6 +8,7 @@ import math
 import struct
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -202,3 +203,42 @@ def test_any_bytes_decode_or_raise_decode_error(data: bytes) -> None:
             decode()
         except DecodeError:
             pass
+
+
+def test_placements_that_change_while_the_balancer_works_are_pinned() -> None:
+    """A partition whose replicas change between rounds of a rebalance (the balancer's own
+    move, or a user's reassignment or cancel) is pinned until the balancer is idle again."""
+    from types import SimpleNamespace
+
+    from artesian.balancer.self_balancer import SelfBalancer
+
+    def image(placements: dict[int, list[int]]) -> Any:
+        parts = {
+            i: SimpleNamespace(partition=i, target_replicas=replicas)
+            for i, replicas in placements.items()
+        }
+        return SimpleNamespace(topics={"t": SimpleNamespace(name="t", partitions=parts)})
+
+    balancer = SelfBalancer(SimpleNamespace())
+    balancer._pin_moved(image({0: [1, 2], 1: [1, 2]}), active=True)
+    assert balancer._pinned == set()
+    balancer._pin_moved(image({0: [2, 3], 1: [1, 2]}), active=True)  # a user moved t-0
+    assert balancer._pinned == {("t", 0)}
+    balancer._pin_moved(image({0: [1, 2], 1: [1, 2]}), active=True)  # ...and cancelled
+    assert balancer._pinned == {("t", 0)}
+    balancer._pin_moved(image({0: [1, 2], 1: [1, 2]}), active=False)
+    assert balancer._pinned == set()
+
+
+def test_a_partition_whose_leader_just_moved_keeps_its_produce_rate() -> None:
+    """The new leader's first sample has no rates yet; the follower that copies the same
+    bytes does: the model takes the highest produce rate any replica reports."""
+    image = _image(_p(0, (3, 2), leader=3))
+    samples = {
+        3: BrokerSample(3, 0, 1e9, UNLIMITED, UNLIMITED, {("t", 0): PartitionSample(800, 0, 0)}),
+        2: BrokerSample(2, 0, 1e9, UNLIMITED, UNLIMITED, {("t", 0): PartitionSample(800, 70, 0)}),
+    }
+    p = build_model(image, {2, 3}, samples, excluded=frozenset(), pinned={("t", 0)}).partitions[
+        ("t", 0)
+    ]
+    assert (p.bytes_in_rate, p.bytes_out_rate, p.pinned) == (70, 0, True)

@@ -553,3 +553,34 @@ def test_larger_cluster_ends_balanced_with_each_goal_respected() -> None:
         len({after.brokers[b].rack for b in p.replicas}) for p in after.partitions.values()
     )
     assert racks == Counter({3: 300})
+
+
+def test_pinned_partitions_keep_their_replicas_for_balance_only() -> None:
+    """A pinned partition (moved already in this rebalance, or placed by a user) keeps its
+    replicas whatever the soft goals want; its leadership may move, and a hard goal (here,
+    emptying an excluded broker) still moves its replicas."""
+    model = _model(4, _even(3, 12, 2))  # broker 3 is new and empty
+    for p in model.partitions.values():
+        p.pinned = True
+    result, after = _run(model)
+    assert _counts(after) == {0: 8, 1: 8, 2: 8, 3: 0}  # no replica moved for balance
+    assert all(sorted(p.new_replicas) == sorted(p.old_replicas) for p in result.proposals)
+    assert "ReplicaDistribution" in result.violated_after
+
+    pinned_off = _model(4, _even(3, 12, 2))
+    for p in pinned_off.partitions.values():
+        p.pinned = p.partition % 2 == 0  # half of them free
+    _, spread = _run(pinned_off)
+    moved = {
+        key
+        for key, p in spread.partitions.items()
+        if set(p.replicas) != set(pinned_off.partitions[key].replicas)
+    }
+    assert moved and all(key[1] % 2 == 1 for key in moved)
+
+    brokers = [BrokerState(b) for b in range(3)] + [BrokerState(3, excluded=True)]
+    leaving = _model(brokers, _even(4, 8, 2))
+    for p in leaving.partitions.values():
+        p.pinned = True
+    result, after = _run(leaving)
+    assert after.load(3).replicas == 0 and result.unfixable == {}
