@@ -253,34 +253,42 @@ def _walk_records(
 ) -> None:
     """Check that ``data`` holds exactly ``count`` well-formed records, as Kafka's
     DefaultRecord.readFrom reads them: each one's fields fill its length exactly, lengths are
-    -1 (null) or more, header keys are not null, and no byte is left over. On the produce
-    hot path: one-byte varints are read inline, the deltas skipped undecoded."""
+    -1 (null) or more, header keys are not null, and no byte is left over.
+
+    The produce hot path, a few hundred nanoseconds a record: one- and two-byte varints (the
+    lengths of records and values up to 8 KiB) are read inline, the deltas skipped undecoded,
+    and a read past the end is the IndexError that says the structure is short."""
     pos = 0
-    end = len(data)
     try:
         for _ in range(count):
             b = data[pos]
             if b < 0x80:
                 length = zigzag[b]
                 pos += 1
+            elif data[pos + 1] < 0x80:
+                z = (b & 0x7F) | (data[pos + 1] << 7)
+                length = (z >> 1) ^ -(z & 1)
+                pos += 2
             else:
                 length, pos = _varint(data, pos)
-            record_end = pos + length
             if length < MIN_RECORD_BODY:
                 raise InvalidRecordError(f"invalid record length {length}")
-            if record_end > end:
-                raise IndexError  # the record runs past the batch
+            record_end = pos + length
             pos += 1  # attributes
-            while data[pos] >= 0x80:  # timestamp delta
+            while data[pos] > 0x7F:  # timestamp delta
                 pos += 1
             pos += 1
-            while data[pos] >= 0x80:  # offset delta
+            while data[pos] > 0x7F:  # offset delta
                 pos += 1
             pos += 1
             b = data[pos]
             if b < 0x80:
                 key = zigzag[b]
                 pos += 1
+            elif data[pos + 1] < 0x80:
+                z = (b & 0x7F) | (data[pos + 1] << 7)
+                key = (z >> 1) ^ -(z & 1)
+                pos += 2
             else:
                 key, pos = _varint(data, pos)
             if key > 0:
@@ -295,6 +303,10 @@ def _walk_records(
             if b < 0x80:
                 value = zigzag[b]
                 pos += 1
+            elif data[pos + 1] < 0x80:
+                z = (b & 0x7F) | (data[pos + 1] << 7)
+                value = (z >> 1) ^ -(z & 1)
+                pos += 2
             else:
                 value, pos = _varint(data, pos)
             if value > 0:
@@ -317,13 +329,15 @@ def _walk_records(
             else:
                 pos += 1
             if pos != record_end:
+                if pos > len(data):
+                    raise IndexError
                 raise InvalidRecordError(
                     f"Invalid record size: expected to read {length} bytes in record payload, "
                     f"but instead read {pos - record_end + length}"
                 )
     except IndexError:
         raise InvalidRecordError("Found invalid record structure") from None
-    if pos != end:
+    if pos != len(data):
         raise InvalidRecordError("Incorrect declared batch size, records still remaining in file")
 
 
