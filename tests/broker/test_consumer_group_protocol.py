@@ -1195,3 +1195,19 @@ def test_the_cli_names_a_consumer_protocol_groups_state(module_broker_factory: A
     finally:
         a.close()
         b.close()
+
+
+def test_client_hosts_are_written_as_java_writes_addresses() -> None:
+    """InetAddress.toString() as Kafka's coordinator records it: a slash, IPv6 written out
+    with its zone, IPv4-mapped IPv6 as the IPv4 address."""
+    from types import SimpleNamespace
+
+    from artesian.broker.handlers._groups import client_host
+
+    def host(peer: str) -> str:
+        return client_host(SimpleNamespace(connection=SimpleNamespace(peer=peer)))
+
+    assert host("127.0.0.1:50000") == "/127.0.0.1"
+    assert host("::1:50000") == "/0:0:0:0:0:0:0:1"
+    assert host("fe80::1%eth0:50000") == "/fe80:0:0:0:0:0:0:1%eth0"
+    assert host("::ffff:10.0.0.7:50000") == "/10.0.0.7"

@@ -381,6 +381,8 @@ def test_log_levels_are_read_and_changed_live(broker: Any) -> None:
             ),
             (("artesian.admin", "VERBOSE", 0), None, INVALID_CONFIG, "not a supported log level"),
             (("root", None, 1), None, INVALID_REQUEST, "root logger is not allowed"),
+            (("nope", None, 1), None, INVALID_CONFIG, "Logger nope does not exist!"),
+            (("artesian.admin", None, 0), None, INVALID_CONFIG, "to None as it is not a"),
             (
                 ("artesian.admin", "WARN", APPEND),
                 None,

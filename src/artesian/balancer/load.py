@@ -135,9 +135,9 @@ def build_model(
     """The cluster as the optimizer sees it: each partition as it will be once moves in flight
     end (those are not movable), its current leader first, its size and consumer rate from
     the leader's sample (or any replica's, while the leader has not reported), its produce
-    rate the highest any replica reports (followers count what they copy, and a replica new
-    to a broker reports nothing for its first interval: a partition that just moved must not
-    look weightless), and the consumer bytes each follower serves from its own sample.
+    rate the highest any in-sync replica reports (followers count what they copy, and a
+    replica new to a broker reports nothing for its first interval: a partition that just
+    moved must not look weightless), and the consumer bytes each follower serves from its own sample.
     ``pinned`` partitions keep their replicas for balance's sake."""
     brokers: dict[int, BrokerState] = {}
     for node, b in image.brokers.items():
@@ -164,6 +164,12 @@ def build_model(
                 for r in p.replicas
                 if r in samples and key in samples[r].partitions
             ]
+            # In-sync replicas only: one catching up counts its copying as bytes in.
+            caught_up = [
+                samples[r].partitions[key]
+                for r in p.isr
+                if r in samples and key in samples[r].partitions
+            ]
             leader_sample = samples[p.leader].partitions.get(key) if p.leader in samples else None
             size = max((s.size_bytes for s in reported), default=0)
             if leader_sample is not None:
@@ -181,7 +187,7 @@ def build_model(
                 p.partition,
                 replicas,
                 size_bytes=float(size),
-                bytes_in_rate=max((s.bytes_in_rate for s in reported), default=0.0),
+                bytes_in_rate=max((s.bytes_in_rate for s in caught_up), default=0.0),
                 bytes_out_rate=leader_sample.bytes_out_rate if leader_sample else 0.0,
                 follower_bytes_out=follower_out,
                 movable=not p.adding_replicas and not p.removing_replicas,

@@ -133,15 +133,12 @@ class SelfBalancer:
             return  # the image moved on while the store answered: plan next round
         task = image.balancer_task
         in_progress = task is not None and task.state == "IN_PROGRESS"
-        draining = bool(excluded & set(image.brokers)) or any(
+        # Brokers to empty still hold replicas, or a removal waits to be reported drained.
+        draining = any(image.replicas_on(b) for b in excluded) or any(
             r.state == "IN_PROGRESS" for r in image.removals.values()
         )
         self._pin_moved(image, active=in_progress or draining)
         model = build_model(image, live, parse_samples(raw), excluded, self._pinned)
-        # Brokers to empty still hold replicas, or a removal waits to be reported drained.
-        draining = any(model.load(b).replicas for b in excluded) or any(
-            r.state == "IN_PROGRESS" for r in image.removals.values()
-        )
         cfg = goal_config(h.config)
         trigger = None
         if not (in_progress or draining):

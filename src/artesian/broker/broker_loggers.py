@@ -60,17 +60,18 @@ def _exists(name: str) -> bool:
     )
 
 
-def check(name: str, level: str | None) -> None:
-    """Raise LoggerLevelError for a change Kafka's ConfigAdminManager refuses: ``level``
-    None removes the logger's own level (it inherits its parent's)."""
-    if level is None:
+def check(name: str, level: str | None, reset: bool = False) -> None:
+    """Raise LoggerLevelError for a change Kafka's ConfigAdminManager refuses: a SET of
+    ``level``, or with ``reset`` a DELETE of the logger's own level (it inherits its
+    parent's)."""
+    if not _exists(name):
+        raise LoggerLevelError(f"Logger {name} does not exist!", True)
+    if reset:
         if name == ROOT_LOGGER:
             raise LoggerLevelError(
                 f"Removing the log level of the {ROOT_LOGGER} logger is not allowed", False
             )
         return
-    if not _exists(name):
-        raise LoggerLevelError(f"Logger {name} does not exist!", True)
     if level not in VALID_LEVELS:
         raise LoggerLevelError(
             f"Cannot set the log level of {name} to {level} as it is not a supported log "

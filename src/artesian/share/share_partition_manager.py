@@ -316,14 +316,19 @@ class SharePartitionManager:
             return code, message
         # Answered only once stored; if it cannot be, the records go back to the member, so
         # that what the member is told and what a new leader loads agree (Kafka's rollback).
+        # A request cancelled meanwhile (its connection closed) rolls back too: the records
+        # may then come again, but are never lost.
+        stored = False
         try:
             await self._persist(entry, pending)
+            stored = True
         except PersisterError as e:
             code, message = e.code, str(e)
         except Exception as e:  # a connection to the share coordinator failed
             code, message = ErrorCode.coordinator_not_available, str(e)
-        entry.partition.complete(pending, stored=code == ErrorCode.none)
-        if code == ErrorCode.none:
+        finally:
+            entry.partition.complete(pending, stored=stored)
+        if stored:
             self._wake(entry)
         return code, message
 

@@ -28,13 +28,16 @@ def client_host(ctx: Any) -> str:
     """A member's address as Kafka's coordinator records it, Java's InetAddress.toString():
     "/127.0.0.1", an IPv6 one written out ("/0:0:0:0:0:0:0:1"). Tools show it as is."""
     host: str = ctx.connection.peer.rsplit(":", 1)[0]
+    name, _, scope = host.partition("%")  # a link-local address's zone: Java writes it too
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(name)
     except ValueError:
         return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"/{address.ipv4_mapped}"  # Java's InetAddress reads these as IPv4
     if address.version == 6:
-        host = ":".join(f"{int(group, 16):x}" for group in address.exploded.split(":"))
-    return "/" + host
+        name = ":".join(f"{int(group, 16):x}" for group in address.exploded.split(":"))
+    return "/" + name + (f"%{scope}" if scope else "")
 
 
 class ImageTopics:

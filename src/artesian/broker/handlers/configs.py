@@ -253,9 +253,10 @@ def _alter_loggers(broker: Any, res: Any, validate_only: bool) -> None:
                 ErrorCode.invalid_request,
                 f"{operation} operation is not allowed for the BROKER_LOGGER resource",
             )
-        level = None if c.config_operation == _DELETE else c.value
+        reset = c.config_operation == _DELETE
+        level = None if reset else c.value
         try:
-            broker_loggers.check(c.name, level)
+            broker_loggers.check(c.name, level, reset)
         except broker_loggers.LoggerLevelError as e:
             code = ErrorCode.invalid_config if e.invalid_config else ErrorCode.invalid_request
             raise ControllerError(code, str(e)) from e
