@@ -718,3 +718,29 @@ def test_a_partial_batch_after_the_batch_is_dropped(conn: WireConn) -> None:
     stored = fetch_raw(conn, topic, 0)
     assert len(stored) == len(good)
     assert stored[61:] == bytes(good[61:])
+
+
+def test_a_compressed_batch_of_millions_of_records_does_not_hold_up_other_clients(
+    mbroker: BrokerProcess, conn: WireConn
+) -> None:
+    """A 30 KB zstd batch holding 4,000,000 tiny records takes the broker seconds to read;
+    it reads them off its event loop, so another client's Metadata is answered meanwhile,
+    before the batch's own answer (which takes the records: they are well-formed)."""
+    import select
+
+    topic, topic_id = new_topic(conn, {"max.message.bytes": "1000000"})
+    record = b"\x0c\x00\x00\x00\x01\x01\x00"  # 6 bytes of body: no key, no value
+    count = 4_000_000
+    batch = bytes(batch_of(compress(4, record * count), count, codec=4))
+    assert len(batch) < 100_000
+    conn.send(produce_frame(conn.next_corr(), topic, batch, topic_id=topic_id))
+    time.sleep(0.2)  # the batch reached the broker
+    with WireConn(mbroker.port) as other:
+        answer = other.request(METADATA, 12, sample_request(METADATA, 12, topic))
+        assert answer.topics[0].name == topic
+        waiting, _, _ = select.select([conn.sock], [], [], 0)
+        assert not waiting, "the batch was answered before another client's Metadata"
+    _, resp = parse_response(PRODUCE, 9, conn.recv_frame(timeout=120))
+    (p,) = resp.responses[0].partition_responses
+    assert (int(p.error_code), p.base_offset) == (NONE, 0)
+    assert high_watermark(conn, topic) == count

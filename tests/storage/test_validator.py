@@ -320,6 +320,21 @@ MALFORMED = {
         1,
         "Invalid negative header key size -1",
     ),
+    "a timestamp delta of 11 bytes": (
+        _record(b"\x00" + b"\x80" * 10 + b"\x00\x00\x01\x01\x00"),
+        1,
+        "varlong is too long",
+    ),
+    "an offset delta of 6 bytes": (
+        _record(b"\x00\x00" + b"\x80" * 5 + b"\x00\x01\x01\x00"),
+        1,
+        "varint is too long",
+    ),
+    "a key length of 6 bytes": (
+        _record(b"\x00\x00\x00" + b"\x81" * 5 + b"\x00\x01\x00"),
+        1,
+        "varint is too long",
+    ),
     "header value length -2": (
         _record(b"\x00\x00\x00\x01\x01\x02\x02h\x03"),
         1,

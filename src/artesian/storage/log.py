@@ -438,8 +438,10 @@ class Log:
         leader_epoch: int,
         now_ms: int,
         from_coordinator: bool = False,
+        checked: bytes | None = None,
     ) -> LogAppendInfo:
         """Validate, assign offsets from the LEO and append. Raises StorageError subclasses.
+        ``checked``: see ``validate_and_assign_offsets``.
 
         A retried idempotent batch (a duplicate of one of its producer's last five) is not
         appended: the answer carries the original offsets and ``duplicate=True``.
@@ -453,6 +455,7 @@ class Log:
                 config=self.config,
                 now_ms=now_ms,
                 from_client=not from_coordinator,
+                checked=checked,
             )
             if info.size > self.config.segment_bytes:
                 raise RecordBatchTooLargeError(

@@ -48,7 +48,7 @@ from artesian.storage.errors import (
 )
 from artesian.storage.log_config import LogConfig
 
-__all__ = ["LogAppendInfo", "validate_and_assign_offsets"]
+__all__ = ["LogAppendInfo", "check_compressed_batch", "validate_and_assign_offsets"]
 
 _ATTRS = struct.Struct(">h")
 _MAX_TS = struct.Struct(">q")
@@ -85,10 +85,13 @@ def validate_and_assign_offsets(
     config: LogConfig,
     now_ms: int,
     from_client: bool = True,
+    checked: bytes | None = None,
 ) -> LogAppendInfo:
     """Validate whole v2 batches in ``records`` (mutated in place) and give them offsets
     starting at ``base_offset``. Raises a StorageError subclass naming the Kafka error.
-    ``from_client`` is False for a coordinator's own writes, which carry no sequence."""
+    ``from_client`` is False for a coordinator's own writes, which carry no sequence.
+    ``checked``: the records of ``records``' one compressed batch, decompressed and walked
+    already (``check_compressed_batch``, off the event loop)."""
     buf = memoryview(records).cast("B")
     end = len(buf)
     if end == 0:
@@ -105,7 +108,10 @@ def validate_and_assign_offsets(
     rebuilt: list[bytes | memoryview] | None = None
     while pos < end:
         h = _check_batch(buf, pos, end, config, now_ms, log_append, from_client)
-        raw = _check_records(buf, pos, h, config.compact_enabled)
+        if checked is not None and pos == 0 and h.compression:
+            raw: bytes | None = checked
+        else:
+            raw = _check_records(buf, pos, h, config.compact_enabled)
         size = h.size
         patch_batch(buf, pos, offset, leader_epoch)
         if log_append:
@@ -206,6 +212,21 @@ def _check_batch(
     return h
 
 
+def check_compressed_batch(records: memoryview, keys_required: bool) -> bytes | None:
+    """Decompress and walk the records of a compressed batch before its append, for a
+    caller that runs this off the event loop: a hostile batch of a few kilobytes may hold
+    hundreds of megabytes of tiny records. Returns its records for
+    ``validate_and_assign_offsets(checked=...)``, None when the batch is not one to check
+    here (uncompressed, or a header the append refuses anyway); raises a StorageError."""
+    try:
+        h = read_batch_header(records, 0)
+    except InvalidBatch:
+        return None
+    if not h.compression or h.size != len(records) or not batch_crc_ok(records, 0, h):
+        return None
+    return _check_records(memoryview(records).cast("B"), 0, h, keys_required)
+
+
 # A record's body at its smallest: attributes, timestamp delta, offset delta, key length,
 # value length and header count, one byte each.
 MIN_RECORD_BODY = 6
@@ -235,7 +256,8 @@ def _check_records(buf: memoryview, pos: int, h: BatchHeader, keys_required: boo
 
 
 def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """A zigzag varint (or varlong) at ``pos``: (value, position after it)."""
+    """A zigzag varint at ``pos``: (value, position after it). Five bytes at most, as
+    Kafka's ByteUtils.readVarint reads them."""
     z = shift = 0
     while True:
         b = data[pos]
@@ -244,7 +266,7 @@ def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
         if b < 0x80:
             return (z >> 1) ^ -(z & 1), pos
         shift += 7
-        if shift > 63:
+        if shift > 28:
             raise InvalidRecordError("varint is too long")
 
 
@@ -275,11 +297,19 @@ def _walk_records(
                 raise InvalidRecordError(f"invalid record length {length}")
             record_end = pos + length
             pos += 1  # attributes
-            while data[pos] > 0x7F:  # timestamp delta
-                pos += 1
+            if data[pos] > 0x7F:  # a timestamp delta of more than a byte: 10 at most
+                start = pos
+                while data[pos] > 0x7F:
+                    pos += 1
+                if pos - start > 9:
+                    raise InvalidRecordError("varlong is too long")
             pos += 1
-            while data[pos] > 0x7F:  # offset delta
-                pos += 1
+            if data[pos] > 0x7F:  # an offset delta of more than a byte: 5 at most
+                start = pos
+                while data[pos] > 0x7F:
+                    pos += 1
+                if pos - start > 4:
+                    raise InvalidRecordError("varint is too long")
             pos += 1
             b = data[pos]
             if b < 0x80:

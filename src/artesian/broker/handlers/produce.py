@@ -39,6 +39,8 @@ from artesian.protocol.records import (
     BATCH_HEADER_SIZE,
     LOG_OVERHEAD,
 )
+from artesian.storage.errors import StorageError
+from artesian.storage.log_validator import check_compressed_batch
 
 API_KEY = 0
 # librdkafka expects Produce advertised from v0 (KAFKA-18659); v0-2 carry the old message
@@ -203,7 +205,57 @@ def _produce(ctx: Any, request: ProduceRequestView) -> Any:
         # in flight would land as a new producer's first, at any sequence (KIP-360), and
         # librdkafka then counts this one's records as delivered. So catch up first.
         return _after_catch_up(ctx, request)
+    if _compressed_batches(ctx, request):
+        return _after_checking(ctx, request, refusal)
     return _handle(ctx, request, refusal)
+
+
+def _compressed_batches(ctx: Any, request: ProduceRequestView) -> list[tuple[int, Any, bool]]:
+    """The compressed batches this broker would append: (partition entry's id, its batch,
+    whether its topic needs keys)."""
+    rm = ctx.broker.replica_manager
+    image = ctx.broker.image
+    found = []
+    for t in request.topics:
+        for p in t.partitions:
+            records = p.records
+            if records is None or len(records) < BATCH_HEADER_SIZE:
+                continue
+            if not records[_ATTRIBUTES_LOW] & ATTR_COMPRESSION_MASK:
+                continue
+            name = t.name
+            if t.topic_id is not None:
+                topic = image.topics_by_id.get(t.topic_id)
+                name = topic.name if topic is not None else ""
+            partition = rm.partitions.get((name, p.index))
+            size = _single_batch(records, ctx.header.api_version)[0]
+            if partition is not None and size:
+                found.append((id(p), records[:size], partition.log.config.compact_enabled))
+    return found
+
+
+async def _after_checking(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> Any:
+    """Compressed batches are decompressed and their records walked on a worker thread, as
+    Kafka's request handlers do it off its network threads: a few kilobytes may hold
+    hundreds of megabytes of records, and every other client waits while the event loop
+    walks them (the walk holds the GIL only between its switches)."""
+    batches = _compressed_batches(ctx, request)  # again: this coroutine starts later
+    checked = await asyncio.to_thread(_check_batches, batches)
+    result = _handle(ctx, request, denied, checked)
+    return await result if asyncio.iscoroutine(result) else result
+
+
+def _check_batches(batches: list[tuple[int, Any, bool]]) -> dict[int, bytes | Exception]:
+    checked: dict[int, bytes | Exception] = {}
+    for key, records, keys_required in batches:
+        try:
+            raw = check_compressed_batch(records, keys_required)
+        except StorageError as e:
+            checked[key] = e
+        else:
+            if raw is not None:
+                checked[key] = raw
+    return checked
 
 
 async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
@@ -215,6 +267,8 @@ async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
     refusal = _refusal(ctx, request)
     if isinstance(refusal, ErrorCode):
         return _refused(ctx, request, refusal)
+    if _compressed_batches(ctx, request):
+        return await _after_checking(ctx, request, refusal)
     result = _handle(ctx, request, refusal)
     return await result if asyncio.iscoroutine(result) else result
 
@@ -265,8 +319,14 @@ def _refused(ctx: Any, request: ProduceRequestView, code: ErrorCode) -> Any:
     return _response(ctx, failed)
 
 
-def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> Any:
-    """``denied``: with an authorizer, the topics the principal may not write to."""
+def _handle(
+    ctx: Any,
+    request: ProduceRequestView,
+    denied: set[str] | None,
+    checked: dict[int, bytes | Exception] | None = None,
+) -> Any:
+    """``denied``: with an authorizer, the topics the principal may not write to;
+    ``checked``: compressed batches' records checked off the loop, by partition entry."""
     broker = ctx.broker
     version = ctx.header.api_version
     acks = request.acks
@@ -329,7 +389,12 @@ def _handle(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> A
             else:
                 records = p.records if batch[0] == len(p.records) else p.records[: batch[0]]
                 try:
-                    info = partition.log.append_as_leader(records, partition.leader_epoch, now)
+                    raw = checked.get(id(p)) if checked else None
+                    if isinstance(raw, Exception):
+                        raise raw
+                    info = partition.log.append_as_leader(
+                        records, partition.leader_epoch, now, checked=raw
+                    )
                 except Exception as e:  # storage errors carry their Kafka error code
                     error_code = getattr(e, "error_code", None)
                     if error_code is None:
