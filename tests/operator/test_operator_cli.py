@@ -119,10 +119,14 @@ def test_up_with_brokers_runs_a_cluster_until_ctrl_c(tmp_path: Path) -> None:
 
 def test_a_spec_with_a_mistake_is_refused_with_its_reason(tmp_path: Path) -> None:
     spec = tmp_path / "cluster.toml"
-    spec.write_text('brokers = 2\n[config]\n"node.id" = 3\n')
+    spec.write_text('brokers = 2\ndata_dir = "d"\n[config]\n"node.id" = 3\n')
     message = fails(None, "operator", "run", str(spec), "--once")
     assert "['node.id'] are set by the operator; remove them from [config]" in message
-    spec.write_text("brokers = 2\n")
+    # An empty or half-written file is no cluster of defaults.
+    for text, missing in (("", "brokers or data_dir"), ("brokers = 2\n", "data_dir")):
+        spec.write_text(text)
+        assert f"has no {missing}" in fails(None, "operator", "run", str(spec), "--once")
+    spec.write_text('brokers = 2\ndata_dir = "d"\n')
     assert "no operator status" in fails(None, "operator", "status", str(spec))
 
 
@@ -155,3 +159,26 @@ def test_operator_run_once_starts_the_brokers_and_status_reports_them(tmp_path: 
         for broker in _broker_pids(tmp_path / "d"):
             if _alive(broker):
                 os.kill(broker.pid, signal.SIGTERM)
+
+
+def test_a_second_operator_on_the_same_cluster_is_refused(tmp_path: Path) -> None:
+    """Two operators would both restart a broker during a roll: the second is refused."""
+    spec = tmp_path / "cluster.toml"
+    spec.write_text(f'brokers = 1\nfirst_port = {_free_block(1)}\ndata_dir = "d"\n')
+    first = subprocess.Popen(
+        [sys.executable, "-m", "artesian.cli.main", "operator", "run", str(spec), "--stop-on-exit"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lock = tmp_path / "d" / ".operator.lock"
+    try:
+        deadline = time.monotonic() + 30
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert time.monotonic() < deadline, "the first operator did not start"
+            time.sleep(0.1)
+        message = fails(None, "operator", "run", str(spec), "--once")
+        assert f"another operator (pid {first.pid}) already runs the cluster in" in message
+    finally:
+        first.send_signal(signal.SIGINT)
+        output = first.communicate(timeout=60)[0].decode()
+    assert "stopped broker 1" in output, output

@@ -218,7 +218,7 @@ def test_a_client_listener_gives_each_broker_an_internal_and_a_client_listener(
 
     f = tmp_path / "cluster.toml"
     f.write_text(
-        'brokers = 2\nfirst_port = 19091\nclient_protocol = "SASL_SSL"\n'
+        'brokers = 2\nfirst_port = 19091\ndata_dir = "cluster-data"\nclient_protocol = "SASL_SSL"\n'
         '[client_config]\n"sasl.enabled.mechanisms" = ["SCRAM-SHA-512"]\n'
     )
     spec = ClusterSpec.load(f)
@@ -359,3 +359,34 @@ class _NoRuntime:
 
     def last_exit(self, node: int) -> str | None:
         return None
+
+
+def test_the_operator_takes_a_changed_spec_once_it_reads_the_same_twice(tmp_path: Path) -> None:
+    """An editor's save caught halfway must not drive the cluster: a new spec is taken when
+    two passes in a row read it, and a spec that does not read leaves the last good one."""
+    from artesian.operator.operator import Operator
+
+    specs: list[ClusterSpec | SpecError] = [ClusterSpec(brokers=2, data_dir=tmp_path, first_port=1)]
+
+    def load() -> ClusterSpec:
+        current = specs[-1]
+        if isinstance(current, SpecError):
+            raise current
+        return current
+
+    op = Operator(load, runtime_for=lambda s: _NoRuntime())
+
+    def reconciled() -> ClusterSpec:
+        op.spec = op._read_spec()  # as reconcile_once takes it
+        return op.spec
+
+    first = op.spec
+    three = ClusterSpec(brokers=3, data_dir=tmp_path, first_port=1)
+    specs.append(ClusterSpec(brokers=1, data_dir=tmp_path, first_port=1))  # half-saved
+    assert reconciled() is first
+    specs.append(three)
+    assert reconciled() is first  # read once: not yet
+    assert reconciled() == three
+    specs.append(SpecError("cannot read the cluster spec: bad"))
+    assert reconciled() == three  # the last good one
+    assert reconciled() == three

@@ -73,9 +73,14 @@ def run(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     from artesian.operator.operator import Operator
+    from artesian.operator.spec import ClusterSpec
 
-    _checked(spec)
-    operator = Operator(lambda: _load(spec), crash_backoff=(crash_backoff, crash_backoff_max))
+    declared = _checked(spec)
+    _hold_lock(declared)
+    # While it runs, a spec that does not read is logged and the last good one kept.
+    operator = Operator(
+        lambda: ClusterSpec.load(spec), crash_backoff=(crash_backoff, crash_backoff_max)
+    )
     if once:
         plan = operator.reconcile_once()
         out.print(
@@ -91,6 +96,33 @@ def run(
     except KeyboardInterrupt:
         if stop_on_exit:
             operator.stop_all()
+
+
+def _hold_lock(spec: ClusterSpec) -> None:
+    """One operator per cluster: two would restart the same broker at once during a roll.
+    The lock is the data directory's ``.operator.lock``, held for the process's life."""
+    import fcntl
+    import os
+
+    spec.data_dir.mkdir(parents=True, exist_ok=True)
+    path = spec.data_dir / ".operator.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = path.read_text().strip() or "?"
+        os.close(fd)
+        with reporting(""):
+            fail(
+                f"another operator (pid {holder}) already runs the cluster in {spec.data_dir}",
+                "Stop it first, or look at it with `artesian operator status`.",
+            )
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _LOCKS.append(fd)  # open until the process ends
+
+
+_LOCKS: list[int] = []
 
 
 @operator_app.command()

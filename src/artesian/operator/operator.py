@@ -8,6 +8,7 @@ appended to ``operator-events.jsonl``, as Kubernetes events are.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from artesian.cli.wire import WireClient, api_versions, update_features
 from artesian.metadata.features import METADATA_VERSION
 from artesian.operator.reconciler import Action, Observation, Plan, reconcile
 from artesian.operator.runtime import LocalProcessRuntime, Runtime
-from artesian.operator.spec import INTERNAL_USER, ClusterSpec
+from artesian.operator.spec import INTERNAL_USER, ClusterSpec, SpecError
 from artesian.protocol.balancer_admin import (
     ALTER_BALANCER_KEY,
     DESCRIBE_BALANCER_KEY,
@@ -91,11 +92,13 @@ class Operator:
         # node -> (when its removal was last seen to fail anew, None while a retry runs;
         # times asked again since)
         self._removal_failed: dict[int, tuple[float | None, int]] = {}
+        self._new_spec: ClusterSpec | None = None  # read once, applied when read again
+        self._spec_error: str | None = None
 
     # --- one pass ------------------------------------------------------------------------
 
     def reconcile_once(self) -> Plan:
-        spec = self.load_spec()
+        spec = self._read_spec()
         if spec != self.spec:
             self.spec = spec
             if isinstance(self.runtime, LocalProcessRuntime):
@@ -113,6 +116,26 @@ class Operator:
         self.last_plan = plan
         self._write_status(seen, plan)
         return plan
+
+    def _read_spec(self) -> ClusterSpec:
+        """The spec to reconcile with: a changed one once it reads the same on two passes in
+        a row (an editor's save is not caught halfway), and the last good one while the file
+        does not read (a mistake is logged once, and fixed in the file)."""
+        try:
+            spec = self.load_spec()
+        except SpecError as e:
+            if str(e) != self._spec_error:
+                self._spec_error = str(e)
+                log.error("%s; keeping the spec read before until it is fixed", e)
+            return self.spec
+        if self._spec_error is not None:
+            log.info("the cluster spec reads again")
+            self._spec_error = None
+        if spec == self.spec or spec == self._new_spec:
+            self._new_spec = None
+            return spec
+        self._new_spec = spec  # taken on the next pass if it still reads the same
+        return self.spec
 
     def run(
         self, interval: float = 1.0, until_ready: bool = False, timeout: float | None = None
@@ -246,7 +269,7 @@ class Operator:
         try:
             with urllib.request.urlopen(url, timeout=self.request_timeout) as r:
                 text = r.read().decode()
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
             return None
         for line in text.splitlines():
             if line.startswith(URP_METRIC + " "):

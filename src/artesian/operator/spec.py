@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,10 @@ class SpecError(ValueError):
     pass
 
 
+# A DNS name, an IPv4 address or a bracketless IPv6 one: what URLs and listeners take.
+_HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}")
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterSpec:
     brokers: int
@@ -91,6 +96,11 @@ class ClusterSpec:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SpecError(f"cannot read the cluster spec {path}: {e}") from e
+        # Required in a file: an empty or half-written one must not read as a cluster of
+        # defaults (a new cluster in ./cluster-data, or one broker where there were three).
+        missing = [name for name in ("brokers", "data_dir") if name not in raw]
+        if missing:
+            raise SpecError(f"the cluster spec {path} has no {' or '.join(missing)}")
         return cls.from_dict(raw, base=path.parent)
 
     @classmethod
@@ -151,11 +161,14 @@ class ClusterSpec:
         racks = raw.get("racks", [])
         if not isinstance(racks, list) or not all(isinstance(r, str) and r for r in racks):
             raise SpecError("racks must be a list of rack names")
+        host = raw.get("host", "127.0.0.1")
+        if not isinstance(host, str) or not _HOST.fullmatch(host):
+            raise SpecError(f"host must be a host name or an IP address, not {host!r}")
         data_dir = Path(str(raw.get("data_dir", "cluster-data")))
         return cls(
             brokers=brokers,
             data_dir=data_dir if data_dir.is_absolute() else (base / data_dir).resolve(),
-            host=str(raw.get("host", "127.0.0.1")),
+            host=host,
             first_port=first_port,
             version=str(raw.get("version", "1")),
             racks=tuple(racks),
