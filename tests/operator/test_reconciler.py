@@ -374,7 +374,7 @@ def test_the_operator_takes_a_changed_spec_once_it_reads_the_same_twice(tmp_path
             raise current
         return current
 
-    op = Operator(load, runtime_for=lambda s: _NoRuntime())
+    op = Operator(load, runtime_for=lambda s: _NoRuntime(), settle=True)
 
     def reconciled() -> ClusterSpec:
         op.spec = op._read_spec()  # as reconcile_once takes it

@@ -79,7 +79,9 @@ def run(
     _hold_lock(declared)
     # While it runs, a spec that does not read is logged and the last good one kept.
     operator = Operator(
-        lambda: ClusterSpec.load(spec), crash_backoff=(crash_backoff, crash_backoff_max)
+        lambda: ClusterSpec.load(spec),
+        crash_backoff=(crash_backoff, crash_backoff_max),
+        settle=True,
     )
     if once:
         plan = operator.reconcile_once()

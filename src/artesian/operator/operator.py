@@ -69,11 +69,13 @@ class Operator:
         crash_backoff: tuple[float, float] = (10.0, 300.0),
         crash_reset_after: float = 600.0,
         removal_retry_after: float = 60.0,
+        settle: bool = False,
     ) -> None:
         """``crash_backoff``: the first and the longest wait before restarting a broker that
         keeps crashing; ``crash_reset_after``: seconds of running that clear its record;
         ``removal_retry_after``: seconds before asking again to drain a broker whose removal
-        failed, doubling with each failure up to 16 times that."""
+        failed, doubling with each failure up to 16 times that; ``settle``: take a changed
+        spec only once two passes read it alike (a file a person edits)."""
         self.load_spec = load_spec
         self.spec = load_spec()
         self.runtime_for = runtime_for
@@ -92,6 +94,7 @@ class Operator:
         # node -> (when its removal was last seen to fail anew, None while a retry runs;
         # times asked again since)
         self._removal_failed: dict[int, tuple[float | None, int]] = {}
+        self.settle = settle
         self._new_spec: ClusterSpec | None = None  # read once, applied when read again
         self._spec_error: str | None = None
 
@@ -118,9 +121,9 @@ class Operator:
         return plan
 
     def _read_spec(self) -> ClusterSpec:
-        """The spec to reconcile with: a changed one once it reads the same on two passes in
-        a row (an editor's save is not caught halfway), and the last good one while the file
-        does not read (a mistake is logged once, and fixed in the file)."""
+        """The spec to reconcile with: the last good one while the spec does not read (a
+        mistake is logged once, and fixed in the file); with ``settle``, a changed one once
+        it reads the same on two passes in a row (an editor's save is not caught halfway)."""
         try:
             spec = self.load_spec()
         except SpecError as e:
@@ -131,7 +134,7 @@ class Operator:
         if self._spec_error is not None:
             log.info("the cluster spec reads again")
             self._spec_error = None
-        if spec == self.spec or spec == self._new_spec:
+        if not self.settle or spec == self.spec or spec == self._new_spec:
             self._new_spec = None
             return spec
         self._new_spec = spec  # taken on the next pass if it still reads the same
