@@ -469,6 +469,24 @@ def test_scale_in_steps_one_broker_even_when_far_below() -> None:
     assert "2%" in decision.reason
 
 
+def test_scale_in_stops_at_the_largest_replication_factor() -> None:
+    """Topics with 3 replicas need 3 brokers: draining a fourth of 4 is fine, a third of 3
+    would fail and leave the cluster Degraded."""
+    low = {"bytes_in": 50, "bytes_out": 50}
+    assert decide(auto_desire(4), ready_report(**low, replication_factor=3), NOW, LAST_CHANGE) == (
+        Decision(brokers=3, reason="load 100 B/s is 2% of 4 broker(s)' capacity")
+    )
+    assert (
+        decide(auto_desire(3), ready_report(**low, replication_factor=3), NOW, LAST_CHANGE) is None
+    )
+    # The report carries it, and one from an older agent (no field) reads as unknown (0).
+    report = ready_report(**low, replication_factor=3)
+    assert ClusterReport.decode(report.encode()).replication_factor == 3
+    old = json.loads(report.encode())
+    del old["replication_factor"]
+    assert ClusterReport.decode(json.dumps(old).encode()).replication_factor == 0
+
+
 def test_load_within_band_leaves_cluster() -> None:
     assert decide(auto_desire(2), ready_report(500, 400), NOW, LAST_CHANGE) is None
 

@@ -144,6 +144,9 @@ def test_the_operator_scales_out_rolls_and_scales_in_without_losing_a_record(
                     break
                 assert time.monotonic() < deadline, f"broker {node} does not know ops"
                 time.sleep(0.1)
+        # The status says how few brokers the topics need (what bounds the autoscaler).
+        op.reconcile_once()
+        assert _status(op.spec)["replication_factor"] == 3
         written: dict[int, list[bytes]] = {i: [] for i in range(6)}
         errors: list[KafkaError] = []
         stop = threading.Event()

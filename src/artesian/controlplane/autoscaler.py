@@ -4,7 +4,9 @@ count it should have next, or None to leave it.
 Load is produce plus consume bytes per second against what ``autoscale.broker_bytes_per_second``
 says one broker carries. Above ``scale_out_above`` of capacity it grows at once to the size that
 puts utilisation at the middle of the band; below ``scale_in_below`` it shrinks one broker at a
-time, since each removal drains a broker first. It only decides on a report of the desire's own
+time, since each removal drains a broker first, and never below the largest replication factor
+among the cluster's topics (a drain that leaves too few brokers for a partition's replicas
+fails, and the cluster would sit Degraded). It only decides on a report of the desire's own
 generation in phase Ready (never mid-change), and not within ``cooldown_ms`` of its last change.
 """
 
@@ -64,7 +66,11 @@ def decide(
             wanted,
             f"load {load:.0f} B/s is {utilisation:.0%} of {desire.brokers} broker(s)' capacity",
         )
-    if utilisation < policy.scale_in_below and wanted < desire.brokers:
+    if (
+        utilisation < policy.scale_in_below
+        and wanted < desire.brokers
+        and desire.brokers - 1 >= report.replication_factor
+    ):
         return Decision(
             desire.brokers - 1,
             f"load {load:.0f} B/s is {utilisation:.0%} of {desire.brokers} broker(s)' capacity",

@@ -437,6 +437,7 @@ class DataPlaneAgent:
             bytes_out_per_second=bytes_out,
             message=f"waiting for {waiting_for}" if waiting_for else note,
             client_protocol=self.client_protocol,
+            replication_factor=status.get("replication_factor") or 0,
         )
 
     def _reconcile_logical(self, desire: ClusterDesire, host: ClusterDesire | None) -> None:

@@ -477,6 +477,9 @@ class ClusterReport:
     # How the cell takes clients: PLAINTEXT (no login, no API keys) or SASL_*; "" from an
     # agent older than the field.
     client_protocol: str = ""
+    # The largest replication factor among its topics: fewer brokers cannot hold them (0:
+    # unknown, from an agent older than the field).
+    replication_factor: int = 0
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -509,6 +512,9 @@ class ClusterReport:
             message=_str(doc, "message"),
             time_ms=_int(doc, "time_ms"),
             client_protocol=_str(doc, "client_protocol"),
+            replication_factor=_int(doc, "replication_factor")
+            if "replication_factor" in doc
+            else 0,
         )
 
     def as_json(self) -> dict[str, Any]:

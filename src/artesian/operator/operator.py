@@ -238,7 +238,7 @@ class Operator:
                 md = client.request(
                     METADATA_KEY,
                     12,
-                    topics=(),
+                    topics=None,  # all: the largest replication factor bounds scaling in
                     allow_auto_topic_creation=False,
                     include_topic_authorized_operations=False,
                 )
@@ -257,6 +257,9 @@ class Operator:
             if f.name == METADATA_VERSION:
                 seen.metadata_version = int(f.max_version_level)
         seen.controller = int(md.controller_id)
+        seen.replication_factor = max(
+            (len(p.replica_nodes) for t in md.topics for p in t.partitions), default=0
+        )
         for b in md.brokers:
             seen.broker(int(b.node_id)).live = True
         if code == 0:
@@ -350,6 +353,7 @@ class Operator:
             "version": spec.version,
             "controller": seen.controller,
             "metadata_version": seen.metadata_version,
+            "replication_factor": seen.replication_factor,
             "brokers": [
                 {
                     "id": b.node_id,

@@ -71,6 +71,8 @@ class Observation:
     """The cluster's finalized artesian.metadata.version (ApiVersions); None if unread."""
     metadata_version_supported: int | None = None
     """The newest level the answering broker supports; None if unread."""
+    replication_factor: int = 0
+    """The largest replication factor among the cluster's topics; 0 if unread."""
 
     def broker(self, node: int) -> BrokerObservation:
         return self.brokers.setdefault(node, BrokerObservation(node))
