@@ -127,6 +127,11 @@ def test_the_api_refuses_bad_requests_with_the_reason(platform: Platform) -> Non
     assert r.status_code == 422 and "num.partitions" in r.json()["detail"]
     r = api.post("/v1/clusters", json={"name": "../etc"})
     assert r.status_code == 422 and "name" in r.json()["detail"]
+    # Clusters that could never run, or read as something else, are refused.
+    for key in ("process.roles", "controller.quorum.voters"):
+        r = api.post("/v1/clusters", json={"name": "a", "config": {key: "controller"}})
+        assert r.status_code == 422 and "set by the data plane" in r.json()["detail"], key
+    assert api.post("/v1/clusters", json={"name": "a", "brokers": True}).status_code == 422
     r = api.post(
         "/v1/clusters",
         json={
@@ -141,6 +146,9 @@ def test_the_api_refuses_bad_requests_with_the_reason(platform: Platform) -> Non
     assert r.status_code == 409 and "exists" in r.json()["detail"]
     assert api.get("/v1/clusters/lkc-nosuch").status_code == 404
     assert api.patch("/v1/clusters/lkc-nosuch", json={"brokers": 2}).status_code == 404
+    made = api.get("/v1/clusters").json()["clusters"][0]["id"]
+    for version in ("", "v" * 1_500_000):  # no version; one the state topic cannot carry
+        assert api.patch(f"/v1/clusters/{made}", json={"version": version}).status_code == 422
     assert api.delete("/v1/clusters/lkc-nosuch").status_code == 404
     # Nothing but the one good request reached the desired state.
     assert [c["spec"]["name"] for c in api.get("/v1/clusters").json()["clusters"]] == ["a"]

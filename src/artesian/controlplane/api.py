@@ -55,6 +55,7 @@ from artesian.controlplane.control_plane import (
 from artesian.controlplane.documents import (
     MAX_BROKERS,
     MAX_TOKEN_DAYS,
+    MAX_VERSION_LENGTH,
     Autoscale,
     DocumentError,
 )
@@ -80,9 +81,9 @@ CONSOLE_HEADERS = {
 
 class AutoscaleBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_brokers: int = Field(ge=1, le=MAX_BROKERS)
-    max_brokers: int = Field(ge=1, le=MAX_BROKERS)
-    broker_bytes_per_second: int = Field(ge=1)
+    min_brokers: int = Field(ge=1, le=MAX_BROKERS, strict=True)
+    max_brokers: int = Field(ge=1, le=MAX_BROKERS, strict=True)
+    broker_bytes_per_second: int = Field(ge=1, strict=True)
 
     def document(self) -> Autoscale:
         return Autoscale(self.min_brokers, self.max_brokers, self.broker_bytes_per_second)
@@ -91,7 +92,7 @@ class AutoscaleBody(BaseModel):
 class CreateCluster(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    brokers: int | None = Field(default=None, ge=1, le=MAX_BROKERS)  # 1 unless logical
+    brokers: int | None = Field(default=None, ge=1, le=MAX_BROKERS, strict=True)  # 1 unless logical
     cell: str = "local"
     config: dict[str, str] = Field(default_factory=dict)
     autoscale: AutoscaleBody | None = None
@@ -104,8 +105,8 @@ class CreateCluster(BaseModel):
 
 class UpdateCluster(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    brokers: int | None = Field(default=None, ge=1, le=MAX_BROKERS)
-    version: str | None = None
+    brokers: int | None = Field(default=None, ge=1, le=MAX_BROKERS, strict=True)
+    version: str | None = Field(default=None, min_length=1, max_length=MAX_VERSION_LENGTH)
     config: dict[str, str] | None = None
     autoscale: AutoscaleBody | None = None
     quotas: dict[str, float] | None = None  # the admin's: a logical cluster's, {} for none

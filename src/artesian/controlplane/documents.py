@@ -77,7 +77,12 @@ RESERVED_CONFIG = (
     "authorizer.class.name",
     "super.users",
     "allow.everyone.if.no.acl.found",
+    # A data plane's brokers are brokers; Artesian has no KRaft controllers to point at.
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
 )
+MAX_VERSION_LENGTH = 64
 _PLACE = re.compile(r"dir|url|file|path|listener|socket|host|^sasl\.|^ssl\.|principal")
 PHASES = ("Reconciling", "Ready", "Degraded", "Deleted", "Failed")
 
@@ -259,6 +264,8 @@ class ClusterDesire:
             self._validate_logical()
         elif not 1 <= self.brokers <= MAX_BROKERS:
             raise DocumentError(f"brokers must be 1 to {MAX_BROKERS}, not {self.brokers}")
+        if not 1 <= len(self.version) <= MAX_VERSION_LENGTH or not self.version.isprintable():
+            raise DocumentError(f"version must be 1 to {MAX_VERSION_LENGTH} printable characters")
         _check_broker_config(self.config)
         if self.autoscale is not None:
             self.autoscale.validate()

@@ -115,7 +115,7 @@ def reconcile(spec: ClusterSpec, seen: Observation) -> Plan:
                 plan.actions.append(Action("start", node, f"crashed ({b.last_exit})"))
             else:
                 plan.actions.append(Action("start", node, "declared but not running"))
-        if b.removal in (*DRAINING, "DRAINED"):
+        if b.removal in (*DRAINING, "DRAINED", "FAILED"):
             plan.actions.append(Action("cancel_removal", node, "declared again"))
 
     extra = sorted((n for n, b in seen.brokers.items() if n > spec.brokers), reverse=True)
