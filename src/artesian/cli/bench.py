@@ -24,7 +24,7 @@ bench_app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True, soft_wrap=True)
+console = Console(stderr=True, soft_wrap=True, emoji=False)
 T = TypeVar("T")
 
 Bootstrap = Annotated[

@@ -81,8 +81,8 @@ def make_app(help_text: str) -> typer.Typer:
 
 
 # Tables and JSON go to stdout; messages, progress and errors to stderr so pipes stay clean.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:

@@ -66,7 +66,7 @@ def run(
     status says how it ended. Brokers keep running when the operator stops, unless
     --stop-on-exit.
 
-    SPEC fields: brokers, host, first_port, data_dir, version, racks, and a [config] table of
+    SPEC fields: brokers, host, first_port, data_dir, version, racks, and a \\[config] table of
     broker properties."""
     if not logging.getLogger().handlers:
         logging.basicConfig(
