@@ -399,3 +399,10 @@ def test_cluster_log_levels_shows_sets_and_resets(broker: Any) -> None:
     err = fails(broker, "cluster", "log-levels", "--broker", "1", "--set", "nope=DEBUG")
     assert "INVALID_CONFIG: Logger nope does not exist!" in err
     assert "there is no live broker 9" in fails(broker, "cluster", "log-levels", "--broker", "9")
+
+
+def test_messages_print_what_the_user_typed() -> None:
+    """Rich's emoji codes stay text: ":x:" in an argument is not turned into a cross."""
+    assert "--autoscale '1:x:3' is not" in fails(
+        None, "clusters", "create", "x", "--autoscale", "1:x:3"
+    )
