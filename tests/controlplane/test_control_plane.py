@@ -341,6 +341,10 @@ def test_the_clusters_command_drives_the_api(platform: Platform) -> None:
     assert json.loads(off.stdout)["spec"]["generation"] == 3
     described = json.loads(_cli(platform, "describe", cluster_id, "--json").stdout)
     assert (described["spec"]["brokers"], described["spec"]["generation"]) == (3, 3)
+    # As text: the row, then the spec's version and config, and how old the report is.
+    text = _cli(platform, "describe", cluster_id).stdout
+    assert "version 1" in text and "config num.partitions=3" in text
+    assert "reported " in text or "no report yet: is a data plane running for cell local?" in text
 
     nothing = _cli(platform, "update", cluster_id)
     assert nothing.returncode == 1 and "nothing to change" in nothing.stderr

@@ -182,3 +182,32 @@ def test_a_second_operator_on_the_same_cluster_is_refused(tmp_path: Path) -> Non
         first.send_signal(signal.SIGINT)
         output = first.communicate(timeout=60)[0].decode()
     assert "stopped broker 1" in output, output
+
+
+def test_status_says_when_its_report_is_old(tmp_path: Path) -> None:
+    """The operator writes its status every pass: one a minute old means it stopped."""
+    spec = tmp_path / "cluster.toml"
+    spec.write_text('brokers = 1\ndata_dir = "d"\n')
+    doc = {
+        "phase": "Ready",
+        "waiting_for": None,
+        "brokers": [
+            {
+                "id": 1,
+                "running": True,
+                "live": True,
+                "up_to_date": True,
+                "under_replicated_partitions": 0,
+                "removal": None,
+            }
+        ],
+        "rebalance": {"state": "IDLE", "task": None, "moves_in_flight": 0},
+        "time_ms": int(time.time() * 1000) - 60_000,
+    }
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "operator-status.json").write_text(json.dumps(doc))
+    shown = cli(None, "operator", "status", str(spec)).stdout
+    assert "phase Ready" in shown and "s old: is the operator running?" in shown
+    doc["time_ms"] = int(time.time() * 1000)
+    (tmp_path / "d" / "operator-status.json").write_text(json.dumps(doc))
+    assert "s old" not in cli(None, "operator", "status", str(spec)).stdout

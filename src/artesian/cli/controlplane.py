@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -386,13 +387,50 @@ def _row(c: dict[str, Any]) -> tuple[Any, ...]:
         if spec.get("shared")
         else spec["brokers"],
         f"{status.get('phase', '-')} (gen {status.get('observed_generation', '-')}/"
-        f"{spec['generation']})",
+        f"{spec['generation']}){_staleness(status)}",
         live,
         status.get("bootstrap") or "-",
     )
 
 
 _COLUMNS = ["ID", "TENANT", "NAME", "CELL", "BROKERS", "PHASE", "LIVE", "BOOTSTRAP"]
+# A report older than this may no longer say how the cluster is: its data plane's agent
+# reports every pass (the autoscaler ignores reports as old, AutoscalePolicy).
+STALE_REPORT_MS = 30_000
+
+
+def _staleness(status: dict[str, Any]) -> str:
+    """ ", report 49 s old" for a report too old to go by; "" otherwise."""
+    if not status.get("time_ms"):
+        return ""
+    age = int(time.time() * 1000) - int(status["time_ms"])
+    return f", report {age // 1000} s old" if age > STALE_REPORT_MS else ""
+
+
+def _described(doc: dict[str, Any]) -> Any:
+    """A cluster's row, then its spec's other fields and its report's message and age."""
+    from rich.console import Group
+    from rich.text import Text
+
+    spec, status = doc["spec"], doc["status"] or {}
+    lines = [f"version {spec.get('version', '-')}"]
+    if spec.get("config"):
+        lines.append("config " + ", ".join(f"{k}={v}" for k, v in sorted(spec["config"].items())))
+    auto = spec.get("autoscale")
+    if auto:
+        lines.append(
+            f"autoscale {auto['min_brokers']}..{auto['max_brokers']} brokers, "
+            f"{auto['broker_bytes_per_second']} B/s each"
+        )
+    if status.get("message"):
+        lines.append(f"message: {status['message']}")
+    if status.get("time_ms"):
+        age = (int(time.time() * 1000) - int(status["time_ms"])) // 1000
+        note = " (its data plane may be down)" if age * 1000 > STALE_REPORT_MS else ""
+        lines.append(f"reported {age} s ago{note}")
+    elif not status:
+        lines.append(f"no report yet: is a data plane running for cell {spec['cell']}?")
+    return Group(table(None, _COLUMNS, [_row(doc)]), *(Text(line) for line in lines))
 
 
 @clusters_app.command("list")
@@ -426,7 +464,7 @@ def describe_cluster(
         "GET",
         f"/v1/clusters/{cluster}",
         as_json=as_json,
-        text=lambda doc: table(None, _COLUMNS, [_row(doc)]),
+        text=_described,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -148,6 +149,12 @@ def status(spec: SpecArg, as_json: JsonOpt = False) -> None:
         f"phase [bold]{doc['phase']}[/bold]"
         + (f", waiting for {doc['waiting_for']}" if doc["waiting_for"] else "")
     )
+    age = (int(time.time() * 1000) - int(doc.get("time_ms", 0))) // 1000
+    if age > 10:  # the operator writes it every pass, each second by default
+        out.print(
+            f"[yellow]this report is {age} s old: is the operator running?[/yellow] "
+            f"(`artesian operator run {spec}`)"
+        )
     out.print(
         table(
             None,

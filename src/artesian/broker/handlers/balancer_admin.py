@@ -79,8 +79,7 @@ def _plan(broker: Any, command: dict[str, Any]) -> tuple[list[MetadataRecord], d
             b
             for b in ids
             # A FAILED one too: its record would say so for good, the broker declared again.
-            if b not in image.removals
-            or image.removals[b].state not in (*ACTIVE_REMOVAL, "FAILED")
+            if b not in image.removals or image.removals[b].state not in (*ACTIVE_REMOVAL, "FAILED")
         ]
         if idle:
             raise ControllerError(
