@@ -405,3 +405,26 @@ def test_producers_may_not_set_offsets_or_log_append_time() -> None:
     for codec in (5, 6, 7):
         with pytest.raises(InvalidRecordError, match=f"unsupported compression codec {codec}"):
             validate(batch_of(GOOD, 1, codec=codec))
+
+
+def test_decompression_takes_the_size_a_frame_states_and_survives_a_wrong_one() -> None:
+    """gzip's trailer and a zstd frame's content size size the output at once; a stated size
+    that is wrong (two gzip members, the trailer naming the last) costs a pass, not the
+    answer, and never lifts the bound."""
+    import cramjam
+
+    from artesian.protocol.compression import _size_hint
+
+    data = bytes(range(256)) * 4000
+    gz, zs = compress(CompressionType.GZIP, data), compress(CompressionType.ZSTD, data)
+    assert _size_hint(CompressionType.GZIP, gz) == len(data)
+    assert _size_hint(CompressionType.ZSTD, zs) == len(data)
+    streamed = cramjam.zstd.Compressor()
+    streamed.compress(data)
+    no_size = bytes(streamed.finish())  # a streamed frame may not state its size
+    assert decompress(CompressionType.ZSTD, no_size) == data
+    two_members = gz + compress(CompressionType.GZIP, b"tail")
+    assert _size_hint(CompressionType.GZIP, two_members) == 4
+    assert decompress(CompressionType.GZIP, two_members) == data + b"tail"
+    with pytest.raises(DecompressedSizeExceeded):
+        decompress(CompressionType.ZSTD, zs, max_output_size=len(data) - 1)

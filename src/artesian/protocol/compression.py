@@ -122,7 +122,11 @@ def _bounded(fn: object, codec: int, data: Buf, limit: int) -> bytes:
     that fills up proves the output is too big without ever holding more than that.
     """
     assert callable(fn)
-    size = min(limit + 1, max(4 * len(data), 64 * 1024))
+    hint = _size_hint(codec, data)
+    if hint is not None and hint <= limit:
+        size = hint + 1  # one pass when the frame tells the truth (room to see the end)
+    else:
+        size = min(limit + 1, max(4 * len(data), 64 * 1024))
     while True:
         out = bytearray(size)
         try:
@@ -141,6 +145,33 @@ def _bounded(fn: object, codec: int, data: Buf, limit: int) -> bytes:
             size = min(limit + 1, size * 4)
             continue
         return bytes(memoryview(out)[:n])
+
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _size_hint(codec: int, data: Buf) -> int | None:
+    """The decompressed size the data says it has, if it says: gzip's trailer (the last
+    member's size, modulo 2^32), a zstd frame's content size. Only a first guess: a wrong
+    one costs another pass, never a wrong answer."""
+    view = memoryview(data).cast("B")
+    if codec == CompressionType.GZIP and len(view) >= 18:
+        return int(_U32.unpack_from(view, len(view) - 4)[0])
+    if codec == CompressionType.ZSTD and len(view) >= 6 and view[:4] == _ZSTD_MAGIC:
+        descriptor = view[4]
+        fcs_flag, single_segment, dict_flag = descriptor >> 6, (descriptor >> 5) & 1, descriptor & 3
+        if fcs_flag == 0 and not single_segment:
+            return None  # no content size in the header
+        pos = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
+        width = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+        if len(view) < pos + width:
+            return None
+        raw = bytes(view[pos : pos + width]) + bytes(8 - width)
+        size = int(_U64.unpack(raw)[0])
+        return size + 256 if width == 2 else size
+    return None
 
 
 def _xerial_compress(data: Buf) -> bytes:
