@@ -428,3 +428,8 @@ def test_decompression_takes_the_size_a_frame_states_and_survives_a_wrong_one() 
     assert decompress(CompressionType.GZIP, two_members) == data + b"tail"
     with pytest.raises(DecompressedSizeExceeded):
         decompress(CompressionType.ZSTD, zs, max_output_size=len(data) - 1)
+    # A forged trailer (200 MiB stated for 4 bytes) is corrupt gzip, found as such.
+    tiny = compress(CompressionType.GZIP, b"tiny")
+    forged = tiny[:-4] + (200 << 20).to_bytes(4, "little")
+    with pytest.raises(DecompressionError):
+        decompress(CompressionType.GZIP, forged)

@@ -123,7 +123,9 @@ def _bounded(fn: object, codec: int, data: Buf, limit: int) -> bytes:
     """
     assert callable(fn)
     hint = _size_hint(codec, data)
-    if hint is not None and hint <= limit:
+    # A stated size is taken only as large as data could plausibly expand (deflate's ratio
+    # tops out near 1032:1): a forged one must not make a tiny batch cost megabytes.
+    if hint is not None and hint <= min(limit, _MAX_RATIO * len(data) + 64 * 1024):
         size = hint + 1  # one pass when the frame tells the truth (room to see the end)
     else:
         size = min(limit + 1, max(4 * len(data), 64 * 1024))
@@ -147,6 +149,7 @@ def _bounded(fn: object, codec: int, data: Buf, limit: int) -> bytes:
         return bytes(memoryview(out)[:n])
 
 
+_MAX_RATIO = 1032
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
