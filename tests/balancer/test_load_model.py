@@ -242,3 +242,30 @@ def test_a_partition_whose_leader_just_moved_keeps_its_produce_rate() -> None:
         ("t", 0)
     ]
     assert (p.bytes_in_rate, p.bytes_out_rate, p.pinned) == (70, 0, True)
+
+
+def test_a_rebalance_that_ends_uneven_says_why() -> None:
+    """COMPLETED with goals still off (no move within the hard limits evens them) carries
+    a reason naming them, not None."""
+    from types import SimpleNamespace
+
+    from artesian.balancer.optimizer import OptimizerResult
+    from artesian.balancer.self_balancer import SelfBalancer
+    from artesian.metadata.records import BalancerTaskRecord
+
+    committed: list[Any] = []
+    balancer = SelfBalancer(SimpleNamespace(commit=committed.extend))
+    image = SimpleNamespace(
+        removals={}, balancer_task=BalancerTaskRecord("t1", "REQUESTED", "IN_PROGRESS")
+    )
+    balancer._close(
+        image, OptimizerResult([], ["DiskUsageDistribution"], ["DiskUsageDistribution"], {})
+    )  # type: ignore[arg-type]
+    (task,) = committed
+    assert (task.state, task.reason) == (
+        "COMPLETED",
+        "balanced as far as the hard goals allow; still off: DiskUsageDistribution",
+    )
+    committed.clear()
+    balancer._close(image, OptimizerResult([], [], [], {}))  # type: ignore[arg-type]
+    assert (committed[0].state, committed[0].reason) == ("COMPLETED", None)

@@ -254,6 +254,13 @@ class SelfBalancer:
         task = image.balancer_task
         if task is not None and task.state == "IN_PROGRESS":
             state = "FAILED" if result.unfixable else "COMPLETED"
+            if state == "COMPLETED" and result.violated_after:
+                # Done, yet uneven: no move within the hard limits (capacity, racks, the
+                # in-sync replicas leadership may go to) evens these out. Say so.
+                reason = (
+                    "balanced as far as the hard goals allow; still off: "
+                    + ", ".join(result.violated_after)
+                )
             log.info("self-balancer: rebalance %s %s", task.task_id, state.lower())
             records.append(replace(task, state=state, reason=reason))
         if records:
