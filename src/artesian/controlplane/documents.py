@@ -82,6 +82,8 @@ RESERVED_CONFIG = (
     "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
 )
+# What the API takes as a version (checked there: stored desires from before are read as
+# they are).
 MAX_VERSION_LENGTH = 64
 _PLACE = re.compile(r"dir|url|file|path|listener|socket|host|^sasl\.|^ssl\.|principal")
 PHASES = ("Reconciling", "Ready", "Degraded", "Deleted", "Failed")
@@ -264,8 +266,6 @@ class ClusterDesire:
             self._validate_logical()
         elif not 1 <= self.brokers <= MAX_BROKERS:
             raise DocumentError(f"brokers must be 1 to {MAX_BROKERS}, not {self.brokers}")
-        if not 1 <= len(self.version) <= MAX_VERSION_LENGTH or not self.version.isprintable():
-            raise DocumentError(f"version must be 1 to {MAX_VERSION_LENGTH} printable characters")
         _check_broker_config(self.config)
         if self.autoscale is not None:
             self.autoscale.validate()
