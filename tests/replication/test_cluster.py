@@ -188,6 +188,19 @@ def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(
     assert [b["id"] for b in described["brokers"]] == live  # the fenced one is left out
     assert described["controller"] == live[0]
     assert "strict-0" in described["under_replicated"] and described["offline"] == ["solo-0"]
+    # Kafka's alerting gauges: the refused write, the ISR below min, and on the active
+    # controller (only) the offline partition and the fenced broker.
+    assert (
+        cluster.metric(state.leader, "kafka_server_replica_manager_under_min_isr_partition_count")
+        >= 1
+    )
+    failed = "kafka_server_broker_topic_failed_produce_requests_total"
+    assert cluster.metric(state.leader, failed, topic="strict") == 1
+    controller = "kafka_controller_kafka_controller_"
+    assert [cluster.metric(b, controller + "active_controller_count") for b in live] == [1, 0]
+    assert cluster.metric(live[0], controller + "offline_partitions_count") == 1
+    assert cluster.metric(live[0], controller + "fenced_broker_count") == 1
+    assert cluster.metric(live[0], controller + "active_broker_count") == 2
     # Described all the same, as kafka-topics shows "Leader: none": offsets unknown.
     (solo,) = cli_json(cluster.brokers[state.leader], "topic", "describe", "solo")["partitions"]
     assert (solo["leader"], solo["replicas"], solo["earliest"], solo["latest"]) == (

@@ -257,9 +257,8 @@ class SelfBalancer:
             if state == "COMPLETED" and result.violated_after:
                 # Done, yet uneven: no move within the hard limits (capacity, racks, the
                 # in-sync replicas leadership may go to) evens these out. Say so.
-                reason = (
-                    "balanced as far as the hard goals allow; still off: "
-                    + ", ".join(result.violated_after)
+                reason = "balanced as far as the hard goals allow; still off: " + ", ".join(
+                    result.violated_after
                 )
             log.info("self-balancer: rebalance %s %s", task.task_id, state.lower())
             records.append(replace(task, state=state, reason=reason))

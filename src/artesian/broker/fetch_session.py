@@ -107,7 +107,8 @@ class FetchSessionCache:
 
     @property
     def cached_partitions(self) -> int:
-        return sum(len(s.partitions) for s in self.sessions.values())
+        # list(): a scrape counts on another thread while sessions come and go.
+        return sum(len(s.partitions) for s in list(self.sessions.values()))
 
     def new_context(
         self,

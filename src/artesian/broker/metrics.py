@@ -167,6 +167,55 @@ class BrokerMetrics:
             "Partitions led by this broker.",
             registry=r,
         )
+        self.under_min_isr = Gauge(
+            "kafka_server_replica_manager_under_min_isr_partition_count",
+            "Partitions led here whose ISR is below min.insync.replicas (acks=all fails).",
+            registry=r,
+        )
+        self.at_min_isr = Gauge(
+            "kafka_server_replica_manager_at_min_isr_partition_count",
+            "Partitions led here whose ISR is exactly min.insync.replicas.",
+            registry=r,
+        )
+        # Kafka's kafka.controller:type=KafkaController gauges: on the active controller
+        # the cluster's figures, 0 on the others (so a sum over brokers reads right).
+        self.active_controller = Gauge(
+            "kafka_controller_kafka_controller_active_controller_count",
+            "1 on the active controller, 0 on the other brokers.",
+            registry=r,
+        )
+        self.offline_partitions = Gauge(
+            "kafka_controller_kafka_controller_offline_partitions_count",
+            "Partitions without a live leader (on the active controller).",
+            registry=r,
+        )
+        self.global_partitions = Gauge(
+            "kafka_controller_kafka_controller_global_partition_count",
+            "Partitions in the cluster (on the active controller).",
+            registry=r,
+        )
+        self.global_topics = Gauge(
+            "kafka_controller_kafka_controller_global_topic_count",
+            "Topics in the cluster (on the active controller).",
+            registry=r,
+        )
+        self.fenced_brokers = Gauge(
+            "kafka_controller_kafka_controller_fenced_broker_count",
+            "Registered brokers without a live session (on the active controller).",
+            registry=r,
+        )
+        self.active_brokers = Gauge(
+            "kafka_controller_kafka_controller_active_broker_count",
+            "Registered brokers with a live session (on the active controller).",
+            registry=r,
+        )
+        self.failed_produce_requests = Counter(
+            "kafka_server_broker_topic_failed_produce_requests",
+            "Produce requests' partitions answered with an error, by topic (Kafka's "
+            "FailedProduceRequestsPerSec).",
+            ["topic"],
+            registry=r,
+        )
         # Storage as usage metering counts it: each partition once, by its leader, remote
         # segments included (Kafka has only per-partition Size and RemoteLogSizeBytes); and
         # each logical cluster's part of it. The broker gives the sizes at start.

@@ -152,6 +152,18 @@ class ReplicaManager:
         metrics.leader_count.set_function(
             lambda: sum(1 for p in list(self.partitions.values()) if p.is_leader)
         )
+        metrics.under_min_isr.set_function(
+            lambda: sum(
+                1 for p in list(self.partitions.values()) if p.is_leader and p.under_min_isr
+            )
+        )
+        metrics.at_min_isr.set_function(
+            lambda: sum(
+                1
+                for p in list(self.partitions.values())
+                if p.is_leader and len(p.isr) == p.log.config.min_insync_replicas
+            )
+        )
 
     def get(self, topic: str, partition: int) -> Partition | None:
         """The hosted replica, led here or followed."""

@@ -126,6 +126,18 @@ UNCLEAN = "unclean.leader.election.enable"
 T = TypeVar("T")
 
 
+def _scraped(count: Callable[[], int]) -> int:
+    """A gauge counted on prometheus-client's thread over state the event loop changes: a
+    dict resized mid-count raises, and one failing gauge would fail the whole scrape (HTTP
+    500, every series gone). Counted again, then given up as 0."""
+    for _ in range(3):
+        try:
+            return count()
+        except RuntimeError:
+            continue
+    return 0
+
+
 class BrokerStartupError(Exception):
     """The broker cannot start as configured; the message says what to change."""
 
@@ -280,6 +292,7 @@ class Broker:
         self.metrics.fetch_session_partitions.set_function(
             lambda: self.fetch_sessions.cached_partitions
         )
+        self._controller_gauges()
         self.load_sampler = LoadSampler()
         self.self_balancer = SelfBalancer(self)
         self._servers: list[asyncio.base_events.Server] = []
@@ -786,16 +799,52 @@ class Broker:
             offset_metadata_max_bytes=cfg.get_int("offset.metadata.max.bytes"),
         )
 
+    def _controller_gauges(self) -> None:
+        """Kafka's KafkaController gauges, from the image on the active controller."""
+
+        def on_controller(count: Callable[[], int]) -> Callable[[], int]:
+            return lambda: _scraped(count) if self.active_controller == self.node_id else 0
+
+        def offline() -> int:
+            live = self.live_brokers
+            return sum(
+                1
+                for t in list(self.image.topics.values())
+                for p in list(t.partitions.values())
+                if p.leader < 0 or p.leader not in live
+            )
+
+        m = self.metrics
+        m.active_controller.set_function(on_controller(lambda: 1))
+        m.offline_partitions.set_function(on_controller(offline))
+        m.global_partitions.set_function(
+            on_controller(lambda: sum(len(t.partitions) for t in list(self.image.topics.values())))
+        )
+        m.global_topics.set_function(on_controller(lambda: len(self.image.topics)))
+        m.fenced_brokers.set_function(
+            on_controller(lambda: len(set(self.image.brokers) - self.live_brokers))
+        )
+        m.active_brokers.set_function(
+            on_controller(lambda: len(set(self.image.brokers) & self.live_brokers))
+        )
+
     def _count_groups(self, coordinator: GroupCoordinator) -> None:
-        """The group-coordinator gauges, counted when scraped."""
+        """The group-coordinator gauges, counted when scraped (on prometheus-client's
+        thread, while the event loop changes the groups: see _scraped)."""
         groups = coordinator.groups
 
         def of_protocol(protocol: str) -> Callable[[], int]:
-            return lambda: sum(1 for g in groups.values() if g.group_type == protocol)
+            return lambda: _scraped(
+                lambda: sum(1 for g in list(groups.values()) if g.group_type == protocol)
+            )
 
         def in_state(state: str) -> Callable[[], int]:
-            return lambda: sum(
-                1 for g in groups.values() if g.consumer is not None and g.consumer.state() == state
+            return lambda: _scraped(
+                lambda: sum(
+                    1
+                    for g in list(groups.values())
+                    if g.consumer is not None and g.consumer.state() == state
+                )
             )
 
         for protocol in ("classic", "consumer"):

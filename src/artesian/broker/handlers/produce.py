@@ -53,6 +53,18 @@ _BATCH_LENGTH = struct.Struct(">i")
 _PRODUCER = struct.Struct(">qh")  # producerId, producerEpoch at offset 43 of a batch
 _ATTRIBUTES_LOW = 22  # low byte of the batch's attributes (int16 at offset 21)
 _CATCH_UP_SECONDS = 5.0
+# Append errors Kafka's ReplicaManager leaves out of FailedProduceRequestsPerSec: the
+# partition's state or the batch's size, not a failed record.
+_NOT_COUNTED_AS_FAILED = frozenset(
+    {
+        ErrorCode.unknown_topic_or_partition,
+        ErrorCode.not_leader_or_follower,
+        ErrorCode.message_too_large,
+        ErrorCode.record_list_too_large,
+        ErrorCode.corrupt_message,
+        ErrorCode.kafka_storage_error,
+    }
+)
 
 
 def decode(header: api.RequestHeader, frame: memoryview) -> ProduceRequestView:
@@ -374,6 +386,7 @@ def _handle(
                     f"satisfy the min.isr requirement of "
                     f"{partition.log.config.min_insync_replicas} for partition {name}-{p.index}"
                 )
+                broker.metrics.failed_produce_requests.labels(name).inc()
             elif p.records is None:
                 code = ErrorCode.invalid_record
                 message = "Produce request carries null records"
@@ -403,6 +416,8 @@ def _handle(
                     else:
                         code = ErrorCode(error_code)
                     message = str(e) or None
+                    if code not in _NOT_COUNTED_AS_FAILED:
+                        broker.metrics.failed_produce_requests.labels(name).inc()
                 else:
                     base_offset = info.first_offset
                     append_time = info.log_append_time
