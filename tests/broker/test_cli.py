@@ -93,6 +93,41 @@ def test_broker_port_in_use(broker: Any, tmp_path: Path) -> None:
     assert "cannot start the broker" in r.stderr
     assert "Traceback" not in r.stderr
     assert broker.alive()
+    # A metrics port in use is named as a suspect too, not only the listener.
+    import socket
+
+    from tests.broker_process import free_port
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", free_port()))
+        held.listen()
+        metrics = held.getsockname()[1]
+        r = artesian(
+            "broker",
+            *("--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "m")),
+            *("--set", f"artesian.metrics.port={metrics}"),
+        )
+    assert r.returncode == 1 and f"metrics port {metrics}" in r.stderr, r.stderr
+    # Another OSError says what failed, with its file, not "another broker".
+    (tmp_path / "a-file").write_text("")
+    r = artesian(
+        "broker", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "a-file")
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "another broker" not in r.stderr
+
+
+def test_urls_in_logs_lose_their_secrets_and_nothing_else() -> None:
+    from artesian.broker.server import _without_password
+
+    assert (
+        _without_password(
+            "postgresql://art:UserPW@127.0.0.1:5432/db?sslpassword=KeyPhrase&password=QueryPW&sslmode=require"
+        )
+        == "postgresql://art:***@127.0.0.1:5432/db?sslpassword=***&password=***&sslmode=require"
+    )
+    for url in ("sqlite:////tmp/d/metadata.db", "sqlite:///rel/m.db", "postgresql://h/db"):
+        assert _without_password(url) == url
 
 
 def test_sigterm_exits_zero(broker: Any) -> None:

@@ -10,6 +10,7 @@ import fcntl
 import functools
 import logging
 import os
+import re
 import signal
 import struct
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from kio.schema.errors import ErrorCode
 from prometheus_client import start_http_server
@@ -163,18 +164,20 @@ def _read_failure_format(error: Exception) -> str:
     return "cannot read the metadata store (%s); retrying"
 
 
+_SECRET_PARAMETER = re.compile(r"((?:^|&)[^=&]*(?:pass|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
+
+
 def _without_password(url: str) -> str:
-    """For logs: the URL with any password (user info or ``password=`` parameter) masked."""
+    """For logs: the URL with its secrets masked (a user-info password, and any parameter
+    named for one: password, sslpassword, ...), and otherwise as it was written."""
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = "&".join(
-        "password=***" if q.split("=", 1)[0] == "password" else q
-        for q in parts.query.split("&")
-        if q
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    masked = url
+    if parts.password:
+        masked = masked.replace(f":{parts.password}@", ":***@", 1)
+    if parts.query:
+        query = _SECRET_PARAMETER.sub(lambda m: m.group(1) + "***", parts.query)
+        masked = masked.replace(parts.query, query, 1)
+    return masked
 
 
 def parse_listener(listen: str) -> tuple[str, int]:

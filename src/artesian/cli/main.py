@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import sys
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from artesian.cli.acls import acls_app
 from artesian.cli.bench import bench_app
@@ -144,11 +146,21 @@ def _run(
         console.print(f"[red]cannot start the broker:[/red] {e}")
         raise typer.Exit(2) from e
     except OSError as e:
-        console.print(
-            f"[red]cannot start the broker on {listen or config.get('listeners')}:[/red] "
-            f"{e.strerror or e}. "
-            "Is another broker using that port? Choose another with --listen."
-        )
+        what = e.strerror or str(e)
+        if e.filename:
+            what += f": {e.filename}"
+        if e.errno == errno.EADDRINUSE:
+            metrics = config.get("artesian.metrics.port")
+            ports = f"{listen or config.get('listeners')}" + (
+                f" or metrics port {metrics}" if metrics else ""
+            )
+            console.print(
+                f"[red]cannot start the broker: {escape(what)}[/red] ({escape(ports)}). Is "
+                "another broker using one of them? Choose others with --listen or "
+                "--set artesian.metrics.port=PORT."
+            )
+        else:
+            console.print(f"[red]cannot start the broker:[/red] {escape(what)}")
         raise typer.Exit(1) from e
 
 
