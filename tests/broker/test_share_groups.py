@@ -716,3 +716,44 @@ def test_an_acknowledgement_that_cannot_be_stored_is_undone(broker_factory: Any)
 
     assert _offsets(describe_offsets(broker, "pf-g", None)) == {("pf-t", 0): (4, 0, NONE)}
     m.conn.close()
+
+
+def test_locks_given_back_by_a_failed_acknowledgement_still_expire(broker_factory: Any) -> None:
+    """Every record the member held was in an acknowledgement that could not be stored, so
+    no lock was left to time the expiry by; given back, the locks run again and expire."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    broker = broker_factory({**SHARE, "share.coordinator.state.topic.num.partitions": "1"})
+    topic_id = _topic(broker, "px-t", 1)
+    _set_group_configs(
+        broker,
+        "px-g",
+        {"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": "1000"},
+    )
+    _produce(broker, "px-t", ["a", "b"], 1)
+    m = _Member(broker, "px-g")
+    assert int(m.heartbeat(("px-t",)).error_code) == NONE
+    assert _acquired(_partition(m.fetch(topic_id))) == [(0, 1, 1)]
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def state_topic_min_isr(value: str | None) -> None:
+        op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
+        entry = ConfigEntry("min.insync.replicas", value, incremental_operation=op)
+        resource = ConfigResource("topic", "__share_group_state", incremental_configs=[entry])
+        for f in admin.incremental_alter_configs([resource]).values():
+            assert f.result(T) is None
+
+    state_topic_min_isr("2")
+    r = m.acknowledge(topic_id, ((0, 1, (ACCEPT,)),), m.session_epoch)
+    assert int(_partition(r).error_code) != NONE
+    state_topic_min_isr(None)
+    other = _Member(broker, "px-g")
+    assert int(other.heartbeat(("px-t",)).error_code) == NONE
+    got: list[tuple[int, int, int]] = []
+    deadline = time.monotonic() + T
+    while not got and time.monotonic() < deadline:
+        other.heartbeat()
+        got = _acquired(_partition(other.fetch(topic_id, wait_ms=200)))
+    assert got == [(0, 1, 2)]  # m's lock expired: delivered a second time
+    m.conn.close()
+    other.conn.close()

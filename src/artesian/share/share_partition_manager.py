@@ -328,6 +328,9 @@ class SharePartitionManager:
             code, message = ErrorCode.coordinator_not_available, str(e)
         finally:
             entry.partition.complete(pending, stored=stored)
+            deadline = None if stored else entry.partition.next_deadline()
+            if deadline is not None:
+                self._watch_locks(deadline)  # the locks it gave back run again
         if stored:
             self._wake(entry)
         return code, message
