@@ -406,3 +406,44 @@ def test_messages_print_what_the_user_typed() -> None:
     assert "--autoscale '1:x:3' is not" in fails(
         None, "clusters", "create", "x", "--autoscale", "1:x:3"
     )
+
+
+def test_sigterm_stops_a_group_consumer_as_ctrl_c_does(broker_factory: Any) -> None:
+    """kill (SIGTERM) ends `consume --group` as Ctrl-C does: what it printed is committed
+    and it leaves the group, rather than dying with its partitions held."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    broker = broker_factory({"group.initial.rebalance.delay.ms": "0"})
+    cli(broker, "topic", "create", "termed", "--partitions", "1")
+    cli(broker, "produce", "termed", stdin="a\nb\nc\n")
+    env = {**os.environ, "ARTESIAN_BOOTSTRAP": broker.bootstrap}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "artesian.cli.main",
+            *("consume", "termed", "--group", "g-term"),
+            "--from-beginning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(3)]
+    assert [line.strip() for line in lines] == ["a", "b", "c"]
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert "Traceback" not in stderr
+    deadline = time.monotonic() + 15
+    while True:
+        desc = cli_json(broker, "groups", "describe", "g-term")
+        if not desc["members"]:
+            break
+        assert time.monotonic() < deadline, desc  # it left, not timed out
+        time.sleep(0.2)
+    assert [p["committed_offset"] for p in desc["partitions"]] == [3]

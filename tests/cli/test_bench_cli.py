@@ -107,3 +107,40 @@ def test_bench_produce_in_transactions(broker: Any) -> None:
     # A read_committed consumer (librdkafka's default) reads all of them.
     consumed = bench(broker, "consume", "--topic", "txn-bench", "-n", "3000")
     assert consumed["records"] == 3000
+
+
+def test_ctrl_c_ends_a_bench_with_its_summary(broker: Any) -> None:
+    """Ctrl-C mid-run stops sending, waits for what is in flight and reports it: no
+    traceback (raised inside librdkafka's callbacks, it was a SystemError)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "artesian.cli.main",
+            "bench",
+            "produce",
+            "-b",
+            broker.bootstrap,
+            "-n",
+            "100000000",
+            "-s",
+            "100",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr and "interrupted after" in stderr, stderr
+    summary = json.loads(stdout)
+    assert 0 < summary["records"] < 100_000_000

@@ -222,7 +222,11 @@ def produce(
         return on_delivery
 
     start = time.perf_counter()
+    stop = _stop_flag()  # Ctrl-C ends the run with what was sent, and its summary
     for i in range(num_records):
+        if stop.is_set():
+            console.print(f"interrupted after {i} records; finishing those in flight")
+            break
         if throughput and i / max(time.perf_counter() - start, 1e-9) > throughput:
             time.sleep(1 / throughput)
         sent = time.perf_counter()
@@ -256,6 +260,23 @@ def produce(
     _report("produce", summary, as_json)
     if errors:
         raise typer.Exit(1)
+
+
+def _stop_flag() -> threading.Event:
+    """Set by Ctrl-C or SIGTERM, instead of KeyboardInterrupt: raised inside librdkafka's
+    delivery callbacks, the interrupt surfaced as a SystemError traceback."""
+    import signal
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop at once
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
 
 
 @bench_app.command("consume")

@@ -97,6 +97,22 @@ def print_error(e: CliError) -> None:
 
 
 @contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (kill, docker stop, systemd) ends the block as Ctrl-C does: a consumer commits
+    and leaves its group, a cluster's brokers are stopped, rather than the process dying."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def reporting(bootstrap: str) -> Iterator[None]:
     """Turn CliError and client exceptions into a message and a non-zero exit code."""
     _REFUSALS.clear()  # what earlier commands of this process met is not this one's

@@ -38,6 +38,7 @@ from artesian.cli.common import (
     fail,
     from_kafka_error,
     reporting,
+    sigterm_as_ctrl_c,
     track_client,
 )
 
@@ -236,7 +237,8 @@ def consume(
                 consumer.subscribe([topic])
             # The group is the CLI's own unless -X or --command-config named one.
             own_group = conf["group.id"] == own_group_id
-            count = _loop(consumer, formatter, max_messages, idle_timeout, own_group=own_group)
+            with sigterm_as_ctrl_c():
+                count = _loop(consumer, formatter, max_messages, idle_timeout, own_group=own_group)
             if group is not None and count:
                 # Commit what was printed; the stored offsets follow each poll()ed message.
                 try:

@@ -18,7 +18,7 @@ from artesian.cli.acls import acls_app
 from artesian.cli.bench import bench_app
 from artesian.cli.client_metrics import client_metrics_app
 from artesian.cli.cluster import cluster_app
-from artesian.cli.common import CliError, print_error
+from artesian.cli.common import CliError, print_error, sigterm_as_ctrl_c
 from artesian.cli.consume import consume
 from artesian.cli.controlplane import (
     api_keys_app,
@@ -264,7 +264,8 @@ def _up_cluster(data_dir: Path, port: int, brokers: int) -> None:
         "Stop with Ctrl-C."
     )
     try:
-        operator.run()
+        with sigterm_as_ctrl_c():
+            operator.run()
     except KeyboardInterrupt:
         console.print("stopping the brokers...")
         operator.stop_all()

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from artesian.cli.common import JsonOpt, fail, make_app, out, print_json, reporting, table
+from artesian.cli.common import (
+    JsonOpt,
+    fail,
+    make_app,
+    out,
+    print_json,
+    reporting,
+    sigterm_as_ctrl_c,
+    table,
+)
 
 if TYPE_CHECKING:
     from artesian.operator.spec import ClusterSpec
@@ -95,7 +104,8 @@ def run(
         f"Operating the cluster in {spec} (bootstrap {operator.spec.client_bootstrap()}). Stop with Ctrl-C."
     )
     try:
-        operator.run(interval)
+        with sigterm_as_ctrl_c():
+            operator.run(interval)
     except KeyboardInterrupt:
         if stop_on_exit:
             operator.stop_all()

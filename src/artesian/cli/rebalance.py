@@ -19,6 +19,7 @@ from artesian.cli.common import (
     PropsOpt,
     TimeoutOpt,
     client_options,
+    err,
     make_app,
     out,
     print_json,
@@ -184,7 +185,9 @@ def remove_broker(
             removals = _watch_removals(client, set(broker_ids), as_json)
         else:
             removals = [r for r in _status(client)["removals"] if r["broker"] in broker_ids]
-    failed = any(r["state"] == "FAILED" for r in removals)
+    # Only DRAINED (or COMPLETE) means the brokers may be stopped: a FAILED removal, or one
+    # CANCELED meanwhile (an operator declaring the broker cancels it), left replicas there.
+    failed = wait and any(r["state"] not in ("DRAINED", "COMPLETE") for r in removals)
     if as_json:
         print_json(removals)
         if failed:
@@ -196,6 +199,11 @@ def remove_broker(
     if not wait:
         out.print("`artesian rebalance status` follows the removal; stop each broker once DRAINED.")
     elif failed:
+        if any(r["state"] == "CANCELED" for r in removals):
+            err.print(
+                "The removal was cancelled and the brokers still hold replicas: do not stop "
+                "them. A broker an operator runs is removed by lowering `brokers` in its spec."
+            )
         raise typer.Exit(1)
     else:
         out.print("Drained: stop these brokers now; the cluster then unregisters them.")
