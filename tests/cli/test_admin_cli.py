@@ -396,6 +396,14 @@ def test_cluster_log_levels_shows_sets_and_resets(broker: Any) -> None:
     assert (changed["loggers"]["artesian.admin"], changed["loggers"]["root"]) == ("DEBUG", "INFO")
     reset = cli_json(broker, "cluster", "log-levels", "--broker", "1", "--reset", "artesian.admin")
     assert reset["loggers"]["artesian.admin"] == "INFO"
+    # The README's example, and a parent: its children without a level of their own follow.
+    fetcher = cli_json(
+        broker, "cluster", "log-levels", "--broker", "1", "--set", "artesian.replica_fetcher=DEBUG"
+    )
+    assert fetcher["loggers"]["artesian.replica_fetcher"] == "DEBUG"
+    parent = cli_json(broker, "cluster", "log-levels", "--broker", "1", "--set", "artesian=WARN")
+    assert parent["loggers"]["artesian.admin"] == "WARN"
+    assert parent["loggers"]["artesian.replica_fetcher"] == "DEBUG"
     err = fails(broker, "cluster", "log-levels", "--broker", "1", "--set", "nope=DEBUG")
     assert "INVALID_CONFIG: Logger nope does not exist!" in err
     assert "there is no live broker 9" in fails(broker, "cluster", "log-levels", "--broker", "9")

@@ -90,3 +90,15 @@ def test_share_group_offsets_from_the_command_line(broker: Any) -> None:
     assert "share group 'cli-g' does not exist" in fails(
         broker, "share-groups", "describe", "cli-g"
     )
+
+
+def test_share_group_commands_say_when_share_groups_are_off(broker_factory: Any) -> None:
+    """A broker without group.share.enable closes a connection that sends their APIs; the
+    commands say so instead of calling the broker unreachable."""
+    broker = broker_factory({"group.share.enable": "false"})
+    for args in (
+        ("describe", "workers"),
+        ("reset-offsets", "workers", "--topic", "t", "--to-earliest"),
+    ):
+        message = fails(broker, "share-groups", *args)
+        assert "share groups are off on" in message and "group.share.enable=true" in message

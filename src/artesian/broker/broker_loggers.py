@@ -55,9 +55,9 @@ def loggers() -> dict[str, str]:
 
 
 def _exists(name: str) -> bool:
-    return name == ROOT_LOGGER or isinstance(
-        logging.Logger.manager.loggerDict.get(name), logging.Logger
-    )
+    """A logger, or the parent of some (``artesian`` for ``artesian.produce``): setting a
+    parent's level sets its children's that have none of their own."""
+    return name == ROOT_LOGGER or name in logging.Logger.manager.loggerDict
 
 
 def check(name: str, level: str | None, reset: bool = False) -> None:

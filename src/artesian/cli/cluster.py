@@ -267,7 +267,8 @@ def log_levels(
 ) -> None:
     """Show or change one broker's log levels, live (like kafka-configs --entity-type
     broker-loggers). Changes last until the broker restarts.
-    Example: artesian cluster log-levels --broker 1 --set artesian.replication=DEBUG"""
+    Example: artesian cluster log-levels --broker 1 --set artesian=DEBUG (every Artesian
+    logger), or --set artesian.replica_fetcher=DEBUG"""
     from artesian.cli.wire import WireClient, alter_configs, describe_configs
 
     opts = client_options(bootstrap, command_config, props, timeout)

@@ -60,6 +60,22 @@ def _error(code: Any, message: str | None, what: str) -> None:
     fail(f"{what}: {message or code.name}", hints.get(code, ""))
 
 
+def _share_coordinator(opts: ClientOptions, group: str) -> str:
+    """The group's coordinator, once the broker says it has share groups: without
+    group.share.enable the broker closes a connection that sends their APIs, which read as
+    an unreachable broker."""
+    from artesian.cli.wire import api_versions
+
+    with WireClient.for_options(opts) as client:
+        keys = {int(k.api_key) for k in api_versions(client, "artesian-cli").api_keys}
+    if _SHARE_GROUP_DESCRIBE not in keys:
+        fail(
+            f"share groups are off on {opts.bootstrap}",
+            "Start the brokers with --set group.share.enable=true.",
+        )
+    return coordinator_of(opts, _GROUP_KEY, group)
+
+
 @share_groups_app.command("list")
 def list_(
     bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
@@ -146,7 +162,7 @@ def describe(
     from there on not yet acknowledged (those in flight too)."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        coordinator = coordinator_of(opts, _GROUP_KEY, group)
+        coordinator = _share_coordinator(opts, group)
         state, members = _members(opts, coordinator, group)
         offsets = _offsets(opts, coordinator, group)
         if state == "Dead" and not offsets:
@@ -234,7 +250,7 @@ def reset_offsets(
         target = ResetTarget.chosen(
             to_earliest, to_latest, to_offset, to_datetime, can_shift=False, by_duration=by_duration
         )
-        coordinator = coordinator_of(opts, _GROUP_KEY, group)
+        coordinator = _share_coordinator(opts, group)
         state, members = _members(opts, coordinator, group)
         if members:
             fail(
@@ -297,7 +313,7 @@ def delete_offsets(
 
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        coordinator = coordinator_of(opts, _GROUP_KEY, group)
+        coordinator = _share_coordinator(opts, group)
         with WireClient.for_options(opts, coordinator) as client:
             resp = client.request(
                 _DELETE_OFFSETS,
