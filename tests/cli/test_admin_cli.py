@@ -455,3 +455,13 @@ def test_sigterm_stops_a_group_consumer_as_ctrl_c_does(broker_factory: Any) -> N
         assert time.monotonic() < deadline, desc  # it left, not timed out
         time.sleep(0.2)
     assert [p["committed_offset"] for p in desc["partitions"]] == [3]
+
+
+def test_piped_tables_keep_their_values_whole(broker: Any) -> None:
+    """Piped into grep, a table was laid out for 80 columns and its values cut to '…'."""
+    shown = cli(broker, "cluster", "config", "--broker", "1", "--all").stdout
+    assert "…" not in shown
+    line = next(
+        x for x in shown.splitlines() if x.split()[:1] == ["log.cleaner.delete.retention.ms"]
+    )
+    assert "86400000" in line and "DEFAULT_CONFIG" in line

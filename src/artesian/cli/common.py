@@ -81,8 +81,18 @@ def make_app(help_text: str) -> typer.Typer:
 
 
 # Tables and JSON go to stdout; messages, progress and errors to stderr so pipes stay clean.
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+# Piped (grep, a file), tables are as wide as their values, as Kafka's tools print them:
+# Rich would lay them out for 80 columns and cut values to "…".
+out = Console(
+    highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 1000
+)
+err = Console(
+    stderr=True,
+    highlight=False,
+    soft_wrap=True,
+    emoji=False,
+    width=None if sys.stderr.isatty() else 1000,
+)
 
 
 def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
@@ -370,7 +380,7 @@ def table(title: str | None, columns: list[str], rows: Iterable[Iterable[Any]]) 
             widest = max((len(r[0]) for r in cells if r), default=0)
             t.add_column(c, no_wrap=True, min_width=max(widest, len(c)))
         else:
-            t.add_column(c)
+            t.add_column(c, overflow="fold")  # a narrow terminal wraps values, never cuts them
     for r in cells:
         t.add_row(*(Text(c) for c in r))  # names and descriptions are text, never markup
     return t
