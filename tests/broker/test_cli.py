@@ -347,3 +347,11 @@ def test_settings_that_cannot_work_stop_the_start(
     r = artesian("broker", "--data-dir", str(tmp_path / "d"), *args)
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    for flag in ("--version", "-V"):
+        r = artesian(flag)
+        assert (r.returncode, r.stdout.strip()) == (0, f"artesian {version('artesian')}")

@@ -206,9 +206,13 @@ def test_kill9_after_flush_then_restart_twice(broker: Any) -> None:
     acked = produce(broker, "twice", items, **{"compression.type": "zstd"})
     assert len(acked) == 600
     broker.kill9()
+    mark = broker.log_mark()
     broker.start()
+    assert "no clean shutdown file was found" in broker.log_tail(200, since=mark)
     assert broker.stop() == 0
+    mark = broker.log_mark()
     broker.start()
+    assert "no clean shutdown file" not in broker.log_tail(200, since=mark)  # a clean start
     got = consume_all(broker, "twice", 3, 600)
     for p in range(3):
         assert got[p] == [(i, k, v) for i, (_, k, v) in enumerate(x for x in items if x[0] == p)]

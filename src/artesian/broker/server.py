@@ -480,9 +480,14 @@ class Broker:
             self.log_manager = None  # nothing written: no flush, checkpoint or clean marker
             return
         log.info(
-            "loaded %d log(s) in %.0f ms",
+            "loaded %d log(s) in %.0f ms%s",
             len(self.log_manager.all_logs()),
             (time.monotonic() - began) * 1000,
+            # Kafka's LogManager says which start this was; recovery read every log's tail.
+            ", recovering each from its last checkpoint: no clean shutdown file was found "
+            "(the broker was killed or crashed)"
+            if self.log_manager.recovered and self.log_manager.all_logs()
+            else "",
         )
         self.replica_manager = ReplicaManager(self.log_manager, self.metrics, self.node_id)
         self.replica_manager.live_changed(self.live_brokers)

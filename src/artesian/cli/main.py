@@ -47,6 +47,42 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"artesian {version('artesian')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print Artesian's version and exit.",
+            callback=_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Artesian: a Kafka-compatible event streaming platform."""
+
+
+def _python() -> str:
+    """The interpreter Artesian runs in, which has confluent-kafka: "python" may be another
+    one, or none."""
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
 # soft_wrap: messages stay on one line in logs and pipes, where they get grepped.
 console = Console(stderr=True, soft_wrap=True, emoji=False)
 
@@ -221,7 +257,7 @@ def up(
     bootstrap = f"127.0.0.1:{port}"
     console.print(f"[bold green]Artesian[/bold green] bootstrap server: [bold]{bootstrap}[/bold]")
     console.print(
-        'Try it:  python -c "from confluent_kafka import Producer; '
+        f'Try it:  {_python()} -c "from confluent_kafka import Producer; '
         f"p = Producer({{'bootstrap.servers': '{bootstrap}'}}); "
         "p.produce('hello', b'world'); p.flush()\"",
         soft_wrap=True,  # one line, so it can be copied as it is

@@ -91,6 +91,7 @@ class LogManager:
         self.default_config = default_config
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self._logs: dict[TopicPartition, Log] = {}
+        self.recovered = False  # the last startup found no clean shutdown file
         self._topic_configs: dict[str, LogConfig] = {}
         self._lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
@@ -110,6 +111,7 @@ class LogManager:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
+        self.recovered = not clean
         recovery_points = read_offset_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
         start_offsets = read_offset_checkpoint(self.data_dir / LOG_START_OFFSET_CHECKPOINT)
         entries = sorted((e for e in os.scandir(self.data_dir) if e.is_dir()), key=lambda e: e.name)
