@@ -1188,10 +1188,10 @@ def test_the_cli_names_a_consumer_protocol_groups_state(module_broker_factory: A
         _assert_ok(a.ack())
         _assert_ok(b.join("cs-t"))  # waits for a partition a holds
         listed = artesian("groups", "list", "--json", "-b", broker.bootstrap)
-        assert {"group": "cs-g", "state": "RECONCILING"} in json.loads(listed.stdout)
+        assert {"group": "cs-g", "state": "Reconciling"} in json.loads(listed.stdout)
         described = artesian("groups", "describe", "cs-g", "--json", "-b", broker.bootstrap)
         desc = json.loads(described.stdout)
-        assert (desc["state"], desc["protocol"]) == ("RECONCILING", "consumer")
+        assert (desc["state"], desc["protocol"]) == ("Reconciling", "consumer")
     finally:
         a.close()
         b.close()

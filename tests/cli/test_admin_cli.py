@@ -225,9 +225,9 @@ def test_group_consume_describe_reset_delete(broker_factory: Any) -> None:
     )
     assert [r["value"] for r in records(consumed.stdout)] == ["a", "b", "c"]
 
-    assert cli_json(broker, "groups", "list") == [{"group": "workers", "state": "EMPTY"}]
+    assert cli_json(broker, "groups", "list") == [{"group": "workers", "state": "Empty"}]
     desc = cli_json(broker, "groups", "describe", "workers")
-    assert desc["state"] == "EMPTY"
+    assert desc["state"] == "Empty"
     assert desc["members"] == []
     assert desc["partitions"] == [
         {

@@ -49,8 +49,21 @@ groups_app = make_app("List, describe, reset the offsets of, and delete consumer
 INACTIVE = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD)
 
 
+# Kafka's names (GroupState), as kafka-consumer-groups prints them: librdkafka's enum
+# spells them its own way (PREPARING_REBALANCING, EMPTY).
+_KAFKA_STATE = {
+    "UNKNOWN": "Unknown",
+    "PREPARING_REBALANCING": "PreparingRebalance",
+    "COMPLETING_REBALANCING": "CompletingRebalance",
+    "STABLE": "Stable",
+    "DEAD": "Dead",
+    "EMPTY": "Empty",
+}
+
+
 def _state(state: Any) -> str:
-    return state.name if isinstance(state, ConsumerGroupState) else str(state)
+    name = state.name if isinstance(state, ConsumerGroupState) else str(state)
+    return _KAFKA_STATE.get(name, name)
 
 
 def _protocol(desc: Any) -> str | None:
@@ -70,7 +83,7 @@ def _consumer_protocol_state(opts: ClientOptions, group: str) -> str | None:
     (g,) = resp.groups
     if g.error_code != ErrorCode.none:
         return None
-    return str(g.group_state).upper()
+    return str(g.group_state)  # Kafka's own: Assigning, Reconciling, ...
 
 
 def _named_state(opts: ClientOptions, group: str, state: Any) -> str:
