@@ -113,3 +113,41 @@ def test_a_store_of_another_cluster_refuses_to_start(
         b.start()
     assert f"the metadata store belongs to cluster {cluster_of(a)}" in str(e.value)
     assert cluster_of(b) in str(e.value)
+
+
+def test_a_store_that_refuses_writes_fails_each_request_entity(
+    broker_factory: Any, postgres_database: str
+) -> None:
+    """A store that refuses writes (read-only, privileges revoked) fails CreateTopics and
+    IncrementalAlterConfigs topic by topic, resource by resource, with the reason: their
+    answers named none of them, and admin clients waited out their timeouts."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    broker = broker_factory({"artesian.metadata.store.url": postgres_database})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in admin.create_topics([NewTopic("before", 1, 1)]).values():
+        f.result(T)
+    deny = (
+        "CREATE FUNCTION deny_writes() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'the store is read-only'; END $$; "
+        "CREATE TRIGGER deny BEFORE INSERT ON artesian_metadata_log "
+        "FOR EACH STATEMENT EXECUTE FUNCTION deny_writes()"
+    )
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(deny)
+    try:
+        (f,) = admin.create_topics([NewTopic("refused", 1, 1)], request_timeout=T).values()
+        error = f.exception(T)
+        assert isinstance(error, KafkaException), error
+        assert error.args[0].code() == KafkaError.REQUEST_TIMED_OUT
+        assert "the metadata store refused the write" in error.args[0].str()
+        entry = ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource("topic", "before", incremental_configs=[entry])
+        (f,) = admin.incremental_alter_configs([resource], request_timeout=T).values()
+        assert f.exception(T).args[0].code() == KafkaError.REQUEST_TIMED_OUT
+    finally:
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER deny ON artesian_metadata_log")
+    for f in admin.create_topics([NewTopic("after", 1, 1)]).values():
+        assert f.result(T) is None

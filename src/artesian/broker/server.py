@@ -1097,11 +1097,16 @@ class Broker:
         except StaleMetadataError:
             self._catch_up_with_store()
             raise ControllerError(ErrorCode.not_controller, _PLANNED_ON_STALE_METADATA) from None
-        except Exception:
+        except Exception as e:
             # The append may have landed even so (a connection lost at COMMIT): catch up with
-            # the store, so the image never drifts from it, and let the request fail.
+            # the store, so the image never drifts from it, and let the request fail, each of
+            # its topics or resources with the error (as a KRaft controller that cannot
+            # commit times requests out), not with an answer that names none of them.
             self._catch_up_with_store()
-            raise
+            self._store_trouble("the metadata store refused a write (%s)", e)
+            raise ControllerError(
+                ErrorCode.request_timed_out, f"the metadata store refused the write: {e}"
+            ) from e
         first = last - len(records) + 1
         for i, record in enumerate(records):
             self.image.apply(first + i, record)

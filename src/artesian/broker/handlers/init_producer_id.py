@@ -32,6 +32,7 @@ from artesian.broker.handlers._authz import (
 from artesian.broker.handlers._build import make, reply_when_replicated, response_module
 from artesian.broker.handlers._txn import for_version
 from artesian.broker.internal_topic import TRANSACTION_STATE_TOPIC
+from artesian.metadata.controller import ControllerError
 
 API_KEY = 22
 MIN_VERSION = 0
@@ -113,6 +114,9 @@ def _init(broker: Any, request: Any) -> tuple[int, int, int]:
             return ErrorCode.coordinator_not_available, *failed
     try:
         return ErrorCode.none, broker.producer_id_manager.generate(), 0
+    except ControllerError as e:  # the store refused: said once by the broker's store log
+        log.debug("could not claim a producer id block: %s", e.message)
+        return ErrorCode.coordinator_not_available, *failed
     except Exception:
         log.exception("could not claim a producer id block")
         return ErrorCode.unknown_server_error, *failed
