@@ -405,3 +405,34 @@ def test_an_unusable_object_store_url_stops_the_broker(broker_factory: Any, tmp_
         broker_factory({**TIERED, "rsm.config.store.url": not_a_dir.as_uri() + "/sub"})
     assert "exited with 2" in str(e.value)
     assert "cannot use the object store named by rsm.config.store.url" in str(e.value)
+
+
+def test_an_active_segment_past_retention_is_rolled_tiered_and_deleted(
+    module_broker_factory: Any,
+) -> None:
+    """A quiet tiered topic whose records are all past retention: its active segment is
+    rolled so it is copied and deleted (Kafka's KAFKA-15047), rather than kept and served
+    until segment.ms (7 days) rolls it. Local retention moves it to the remote tier; whole-log
+    retention deletes it there too."""
+    broker = module_broker_factory(TIERED)
+    configs = {
+        "quiet-local": {
+            "remote.storage.enable": "true",
+            "local.retention.ms": "1000",
+            "retention.ms": "-1",
+        },
+        "quiet-total": {"remote.storage.enable": "true", "retention.ms": "86400000"},
+    }
+    for topic, config in configs.items():
+        _create(broker.bootstrap, topic, config)
+        p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+        for i in range(200):  # written in 2023: far past both retentions
+            p.produce(topic, _value(i), timestamp=BASE_TS + i)
+        assert p.flush(T) == 0
+    # Local retention: the records leave the local log for the remote tier, still readable.
+    _wait(lambda: _list_offset(broker.port, "quiet-local", -4) == 200, "the local log emptied")
+    assert _list_offset(broker.port, "quiet-local", -5) == 199  # tiered up to the last
+    assert _list_offset(broker.port, "quiet-local", -2) == 0
+    _assert_exact(_read(broker.bootstrap, "quiet-local", 0, 200), 0, 200)
+    # Whole-log retention: gone from both tiers.
+    _wait(lambda: _list_offset(broker.port, "quiet-total", -2) == 200, "the records deleted")

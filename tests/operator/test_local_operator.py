@@ -239,8 +239,8 @@ def test_a_broker_that_keeps_crashing_backs_off_and_says_why(spec_file: _SpecFil
         status = _status(op.spec)
         (b,) = status["brokers"]
         assert b["running"] is False and b["crashes"] >= 3
-        assert b["last_exit"].startswith("exit code 1: cannot start the broker on 127.0.0.1:")
-        assert "address already in use" in b["last_exit"]
+        assert b["last_exit"].startswith("exit code 1: cannot start the broker: ")
+        assert "address already in use" in b["last_exit"].lower()
         assert status["waiting_for"].startswith("broker 1 to be started again in ")
         crashes = [e for e in _events(op.spec) if e["action"] == "crashed"]
         starts = [e for e in _events(op.spec) if e["action"] == "start"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,10 +186,17 @@ class Cluster:
         return int(p.error_code), int(p.base_offset)
 
     def metric(self, node: int, name: str, **labels: str) -> float:
-        """A sample's value from the broker's Prometheus endpoint (0 when absent)."""
-        from tests.metrics import scrape
+        """A sample's value from the broker's Prometheus endpoint (0 when absent): ``name``
+        with ``labels``, or a sample named as the exposition writes it (``name{a="b"}``)."""
+        if labels:
+            from tests.metrics import scrape
 
-        return scrape(self.metrics_ports[node], name, **labels)
+            return scrape(self.metrics_ports[node], name, **labels)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[node]}/metrics") as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+        return 0.0
 
     def log_bytes(self, node: int, topic: str, partition: int) -> bytes:
         """The partition's segment files on ``node``, concatenated in offset order."""

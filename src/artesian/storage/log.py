@@ -876,10 +876,16 @@ class Log:
         tiered = self.config.remote_storage_enable and not self.config.remote_log_copy_disable
         for i, seg in enumerate(self._segments):
             upper = self._bases[i + 1] if i + 1 < len(self._bases) else self._log_end_offset
-            last_and_empty = i + 1 == len(self._segments) and seg.size == 0
-            if self._high_watermark < upper or last_and_empty:
+            active = i + 1 == len(self._segments)
+            if self._high_watermark < upper or (active and seg.size == 0):
                 break
             if tiered and upper - 1 > self.highest_offset_in_remote_storage:
+                if active and predicate(seg):
+                    # The active segment breaches retention: roll it, so it is copied and
+                    # then deleted, rather than kept (and read) until segment.ms rolls it on
+                    # a quiet topic (Kafka's KAFKA-15047). Flushed, as copies wait for it.
+                    self._roll(now_ms)
+                    self.flush(self._log_end_offset, now_ms)
                 break  # not in remote storage yet: keep it
             if not predicate(seg):
                 break
