@@ -672,8 +672,6 @@ def test_an_acknowledgement_that_cannot_be_stored_is_undone(broker_factory: Any)
     min.insync.replicas) is answered with the error, and the records are the member's again,
     as Kafka rolls them back: the member may acknowledge them once the store works, and the
     start offset moves only then."""
-    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-
     broker = broker_factory({**SHARE, "share.coordinator.state.topic.num.partitions": "1"})
     topic_id = _topic(broker, "pf-t", 1)
     _set_group_configs(broker, "pf-g", {"share.auto.offset.reset": "earliest"})
@@ -684,19 +682,10 @@ def test_an_acknowledgement_that_cannot_be_stored_is_undone(broker_factory: Any)
     r = m.fetch(topic_id, acks=((0, 0, (ACCEPT,)),), wait_ms=0)
     assert int(_partition(r).acknowledge_error_code) == NONE
 
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-
-    def state_topic_min_isr(value: str | None) -> None:
-        op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
-        entry = ConfigEntry("min.insync.replicas", value, incremental_operation=op)
-        resource = ConfigResource("topic", "__share_group_state", incremental_configs=[entry])
-        for f in admin.incremental_alter_configs([resource]).values():
-            assert f.result(T) is None
-
-    state_topic_min_isr("2")
+    _state_topic_min_isr(broker, "2")
     r = m.fetch(topic_id, acks=((1, 1, (ACCEPT,)),), wait_ms=0)
     assert int(_partition(r).acknowledge_error_code) != NONE
-    state_topic_min_isr(None)
+    _state_topic_min_isr(broker, None)
     # b is still m's, not done: released with the rest, it goes to the next member.
     r = m.acknowledge(topic_id, ((1, 3, (RELEASE,)),), m.session_epoch)
     assert int(_partition(r).error_code) == NONE
@@ -721,8 +710,6 @@ def test_an_acknowledgement_that_cannot_be_stored_is_undone(broker_factory: Any)
 def test_locks_given_back_by_a_failed_acknowledgement_still_expire(broker_factory: Any) -> None:
     """Every record the member held was in an acknowledgement that could not be stored, so
     no lock was left to time the expiry by; given back, the locks run again and expire."""
-    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-
     broker = broker_factory({**SHARE, "share.coordinator.state.topic.num.partitions": "1"})
     topic_id = _topic(broker, "px-t", 1)
     _set_group_configs(
@@ -734,19 +721,11 @@ def test_locks_given_back_by_a_failed_acknowledgement_still_expire(broker_factor
     m = _Member(broker, "px-g")
     assert int(m.heartbeat(("px-t",)).error_code) == NONE
     assert _acquired(_partition(m.fetch(topic_id))) == [(0, 1, 1)]
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
 
-    def state_topic_min_isr(value: str | None) -> None:
-        op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
-        entry = ConfigEntry("min.insync.replicas", value, incremental_operation=op)
-        resource = ConfigResource("topic", "__share_group_state", incremental_configs=[entry])
-        for f in admin.incremental_alter_configs([resource]).values():
-            assert f.result(T) is None
-
-    state_topic_min_isr("2")
+    _state_topic_min_isr(broker, "2")
     r = m.acknowledge(topic_id, ((0, 1, (ACCEPT,)),), m.session_epoch)
     assert int(_partition(r).error_code) != NONE
-    state_topic_min_isr(None)
+    _state_topic_min_isr(broker, None)
     other = _Member(broker, "px-g")
     assert int(other.heartbeat(("px-t",)).error_code) == NONE
     got: list[tuple[int, int, int]] = []
@@ -757,3 +736,16 @@ def test_locks_given_back_by_a_failed_acknowledgement_still_expire(broker_factor
     assert got == [(0, 1, 2)]  # m's lock expired: delivered a second time
     m.conn.close()
     other.conn.close()
+
+
+def _state_topic_min_isr(broker: Any, value: str | None) -> None:
+    """Set (or with None reset) __share_group_state's min.insync.replicas: at 2 on one
+    broker, the share coordinator cannot store a state."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    op = AlterConfigOpType.SET if value else AlterConfigOpType.DELETE
+    entry = ConfigEntry("min.insync.replicas", value, incremental_operation=op)
+    resource = ConfigResource("topic", "__share_group_state", incremental_configs=[entry])
+    for f in admin.incremental_alter_configs([resource]).values():
+        assert f.result(T) is None
