@@ -8,6 +8,7 @@ import base64
 import contextlib
 import fcntl
 import functools
+import gc
 import logging
 import os
 import re
@@ -674,6 +675,12 @@ class Broker:
                 )
             ),
         ]
+        # What start-up made (the protocol's schema classes, the image, the loaded logs)
+        # lives as long as the broker: out of the collector's sight, a full collection no
+        # longer walks it. It took ~40 ms, and held every request that long (a 1000 msg/s
+        # workload's p99 went from 1 to 20 ms when one fell in the window).
+        gc.collect()
+        gc.freeze()
         log.info(
             "broker %d listening on %s (cluster %s, %d partitions, data in %s)",
             self.node_id,
