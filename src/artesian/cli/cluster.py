@@ -233,13 +233,15 @@ def config(
 
 def _address_of(opts: Any, broker: int) -> str:
     """host:port of a live broker."""
-    b = opts.admin().list_topics(timeout=opts.timeout).brokers.get(broker)
-    if b is None:
+    from artesian.cli.wire import broker_addresses
+
+    address = broker_addresses(opts).get(broker)
+    if address is None:
         raise CliError(
             f"there is no live broker {broker}",
             "See the brokers with `artesian cluster describe`.",
         )
-    return f"{b.host}:{b.port}"
+    return address
 
 
 @cluster_app.command("log-levels")

@@ -399,12 +399,17 @@ _COLUMNS = ["ID", "TENANT", "NAME", "CELL", "BROKERS", "PHASE", "LIVE", "BOOTSTR
 STALE_REPORT_MS = 30_000
 
 
-def _staleness(status: dict[str, Any]) -> str:
-    """ ", report 49 s old" for a report too old to go by; "" otherwise."""
+def _report_age_ms(status: dict[str, Any]) -> int | None:
+    """How old a cluster's report is; None without one."""
     if not status.get("time_ms"):
-        return ""
-    age = int(time.time() * 1000) - int(status["time_ms"])
-    return f", report {age // 1000} s old" if age > STALE_REPORT_MS else ""
+        return None
+    return int(time.time() * 1000) - int(status["time_ms"])
+
+
+def _staleness(status: dict[str, Any]) -> str:
+    """The PHASE column's ", report 49 s old" for a report too old to go by, else ""."""
+    age = _report_age_ms(status)
+    return f", report {age // 1000} s old" if age is not None and age > STALE_REPORT_MS else ""
 
 
 def _described(doc: dict[str, Any]) -> Any:
@@ -424,10 +429,10 @@ def _described(doc: dict[str, Any]) -> Any:
         )
     if status.get("message"):
         lines.append(f"message: {status['message']}")
-    if status.get("time_ms"):
-        age = (int(time.time() * 1000) - int(status["time_ms"])) // 1000
-        note = " (its data plane may be down)" if age * 1000 > STALE_REPORT_MS else ""
-        lines.append(f"reported {age} s ago{note}")
+    age = _report_age_ms(status)
+    if age is not None:
+        note = " (its data plane may be down)" if age > STALE_REPORT_MS else ""
+        lines.append(f"reported {age // 1000} s ago{note}")
     elif not status:
         lines.append(f"no report yet: is a data plane running for cell {spec['cell']}?")
     return Group(table(None, _COLUMNS, [_row(doc)]), *(Text(line) for line in lines))

@@ -36,7 +36,7 @@ from artesian.cli.groups import (
     show_reset_plan,
     topic_partitions_of,
 )
-from artesian.cli.wire import WireClient, coordinator_of
+from artesian.cli.wire import WireClient, broker_addresses, coordinator_of
 
 share_groups_app = make_app(
     "List and describe share groups, and reset or delete their offsets (like kafka-share-groups)."
@@ -87,12 +87,11 @@ def list_(
     """Share groups and their states, from every broker (each lists those it coordinates)."""
     opts = client_options(bootstrap, command_config, props, timeout)
     with reporting(opts.bootstrap):
-        brokers = opts.admin().list_topics(timeout=opts.timeout).brokers.values()
         rows = []
-        for b in brokers:
-            with WireClient.for_options(opts, f"{b.host}:{b.port}") as client:
+        for broker, address in broker_addresses(opts).items():
+            with WireClient.for_options(opts, address) as client:
                 resp = client.request(_LIST_GROUPS, 5, states_filter=(), types_filter=("share",))
-            _error(resp.error_code, None, f"ListGroups at broker {b.id}")
+            _error(resp.error_code, None, f"ListGroups at broker {broker}")
             rows += [(g.group_id, g.group_state) for g in resp.groups]
         rows.sort()
         if as_json:

@@ -33,7 +33,7 @@ from artesian.cli.common import (
     reporting,
     table,
 )
-from artesian.cli.wire import WireClient, coordinator_of
+from artesian.cli.wire import WireClient, broker_addresses, coordinator_of
 
 transactions_app = make_app(
     "List and describe transactions, and find and abort hanging ones (like kafka-transactions.sh)."
@@ -109,7 +109,7 @@ def _list_transactions(
     from kio.schema.errors import ErrorCode  # here: the schemas are slow to import
 
     found = []
-    for broker, address in sorted(_placement(opts, None)[0].items()):
+    for broker, address in sorted(broker_addresses(opts).items()):  # no partitions needed
         with WireClient.for_options(opts, address) as client:
             resp = client.request(
                 _LIST_TRANSACTIONS,
@@ -274,7 +274,7 @@ def _placement(
         if topic is None or name == topic
         for p in t.partitions.values()
     }
-    return {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}, placed
+    return broker_addresses(opts, md), placed
 
 
 def _replica_address(opts: ClientOptions, topic: str, partition: int, broker_id: int | None) -> str:

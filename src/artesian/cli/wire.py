@@ -24,7 +24,7 @@ from artesian.cli.common import ClientOptions, CliError, fail, unreachable
 if TYPE_CHECKING:  # PyJWT and cryptography load only for a command that logs in with tokens
     from artesian.security.oauthbearer.login import TokenSource
 
-__all__ = ["WireClient", "check_answer", "coordinator_of"]
+__all__ = ["WireClient", "broker_addresses", "check_answer", "coordinator_of"]
 
 _I32 = struct.Struct(">i")
 _CLIENT_ID = b"artesian-cli"
@@ -405,6 +405,12 @@ def describe_configs(client: WireClient, resource_type: int, name: str) -> list[
         }
         for c in sorted(result.configs, key=lambda c: c.name)
     ]
+
+
+def broker_addresses(opts: ClientOptions, metadata: Any = None) -> dict[int, str]:
+    """host:port of each live broker, by id, from ``metadata`` (librdkafka's) or asked."""
+    md = metadata or opts.admin().list_topics(timeout=opts.timeout)
+    return {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
 
 
 def coordinator_of(opts: ClientOptions, key_type: int, key: str) -> str:

@@ -217,8 +217,8 @@ def _produce(ctx: Any, request: ProduceRequestView) -> Any:
         # in flight would land as a new producer's first, at any sequence (KIP-360), and
         # librdkafka then counts this one's records as delivered. So catch up first.
         return _after_catch_up(ctx, request)
-    if _compressed_batches(ctx, request):
-        return _after_checking(ctx, request, refusal)
+    if batches := _compressed_batches(ctx, request):
+        return _after_checking(ctx, request, refusal, batches)
     return _handle(ctx, request, refusal)
 
 
@@ -246,12 +246,16 @@ def _compressed_batches(ctx: Any, request: ProduceRequestView) -> list[tuple[int
     return found
 
 
-async def _after_checking(ctx: Any, request: ProduceRequestView, denied: set[str] | None) -> Any:
+async def _after_checking(
+    ctx: Any,
+    request: ProduceRequestView,
+    denied: set[str] | None,
+    batches: list[tuple[int, Any, bool]],
+) -> Any:
     """Compressed batches are decompressed and their records walked on a worker thread, as
     Kafka's request handlers do it off its network threads: a few kilobytes may hold
     hundreds of megabytes of records, and every other client waits while the event loop
     walks them (the walk holds the GIL only between its switches)."""
-    batches = _compressed_batches(ctx, request)  # again: this coroutine starts later
     checked = await asyncio.to_thread(_check_batches, batches)
     result = _handle(ctx, request, denied, checked)
     return await result if asyncio.iscoroutine(result) else result
@@ -279,8 +283,8 @@ async def _after_catch_up(ctx: Any, request: ProduceRequestView) -> Any:
     refusal = _refusal(ctx, request)
     if isinstance(refusal, ErrorCode):
         return _refused(ctx, request, refusal)
-    if _compressed_batches(ctx, request):
-        return await _after_checking(ctx, request, refusal)
+    if batches := _compressed_batches(ctx, request):
+        return await _after_checking(ctx, request, refusal, batches)
     result = _handle(ctx, request, refusal)
     return await result if asyncio.iscoroutine(result) else result
 
